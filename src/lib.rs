@@ -1,0 +1,26 @@
+//! teardown: one host's TCP connection table through connection teardown,
+//! at the scale of millions of connections.
+//!
+//! The engine ([`Host`]) is sans-IO: the RFC 9293 close state machine with
+//! Linux's timer rules over a sharded hashbrown table ([`table`]) with compact
+//! TIME-WAIT entries ([`timewait`]) and a hierarchical timer wheel ([`wheel`]).
+//! Drivers pass time and segments in and take segments and events out.
+
+pub mod alloc;
+pub mod config;
+mod conn;
+pub mod host;
+pub mod segment;
+pub mod state;
+pub mod table;
+pub mod time;
+mod timewait;
+pub mod tuple;
+pub mod wheel;
+
+pub use config::{Config, Profile, TwOverflow};
+pub use host::{CloseReason, Error, Event, Host, Role, Stats};
+pub use segment::{Flags, Segment};
+pub use state::State;
+pub use time::Time;
+pub use tuple::{shard_of, Tuple};

@@ -1,0 +1,232 @@
+//! Host configuration: the timer and limit values a TCP stack's close path uses.
+//!
+//! Profiles are data, not code paths: `linux`, `rfc9293` and `freebsd` differ only in
+//! the numbers below, and every number can be overridden by the driver.
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+/// What happens when a connection would enter TIME-WAIT but the table already
+/// holds `max_tw_buckets` of them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TwOverflow {
+    /// Linux (`tcp_time_wait`): skip TIME-WAIT, go straight to CLOSED, count
+    /// `TCPTimeWaitOverflow`. No RST is sent.
+    Skip,
+    /// FreeBSD: evict the oldest TIME-WAIT entry to make room.
+    EvictOldest,
+}
+
+/// The named profiles.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Profile {
+    Linux,
+    Rfc9293,
+    FreeBsd,
+}
+
+impl FromStr for Profile {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Profile, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "linux" => Ok(Profile::Linux),
+            "rfc9293" | "rfc" => Ok(Profile::Rfc9293),
+            "freebsd" | "bsd" => Ok(Profile::FreeBsd),
+            _ => Err(format!(
+                "unknown profile '{s}' (expected linux, rfc9293 or freebsd)"
+            )),
+        }
+    }
+}
+
+impl fmt::Display for Profile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Profile::Linux => "linux",
+            Profile::Rfc9293 => "rfc9293",
+            Profile::FreeBsd => "freebsd",
+        })
+    }
+}
+
+/// Every tunable the engine reads. Build one with [`Config::profile`] and override fields.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Config {
+    pub profile: Profile,
+    /// How long TIME-WAIT lasts: 2*MSL in the RFC, a fixed 60 s on Linux (TCP_TIMEWAIT_LEN).
+    pub time_wait: Duration,
+    /// Lifetime of an orphaned FIN-WAIT-2 (`tcp_fin_timeout`); at least 3.5 RTO is used.
+    pub fin_timeout: Duration,
+    /// RTO before any RTT sample (TCP_TIMEOUT_INIT).
+    pub rto_initial: Duration,
+    /// Floor of the RTO and of its variance term (TCP_RTO_MIN).
+    pub rto_min: Duration,
+    /// Ceiling of the backed-off RTO (TCP_RTO_MAX).
+    pub rto_max: Duration,
+    /// Retransmissions of an orphan's FIN before giving up (`tcp_orphan_retries`, 0 means 8).
+    pub orphan_retries: u8,
+    /// SYN retransmissions (`tcp_syn_retries`).
+    pub syn_retries: u8,
+    /// SYN-ACK retransmissions (`tcp_synack_retries`).
+    pub synack_retries: u8,
+    /// Data retransmissions on a connection the application still holds (`tcp_retries2`).
+    pub retries2: u8,
+    /// Most TIME-WAIT entries held at once (`tcp_max_tw_buckets`).
+    pub max_tw_buckets: usize,
+    pub tw_overflow: TwOverflow,
+    /// Most connections of any state (a memory bound; new SYNs past it are dropped).
+    pub max_connections: usize,
+    /// `tcp_rfc1337`: when true an RST no longer kills a TIME-WAIT entry.
+    pub rfc1337: bool,
+    /// One out-of-window ACK or challenge ACK per entry per this interval (`tcp_invalid_ratelimit`).
+    pub invalid_ratelimit: Duration,
+    /// Host-wide challenge ACKs per second (`tcp_challenge_ack_limit`); `u32::MAX` = off (Linux >= 6.0).
+    pub challenge_ack_limit: u32,
+    /// Host-wide RSTs per second sent for segments that match no connection; `u32::MAX` = off.
+    pub rst_limit: u32,
+    /// The receive window advertised and used for acceptability tests.
+    pub rcv_wnd: u16,
+    /// Key of the table hash and of the ISN generator (RFC 6528); the driver draws it.
+    pub secret: u64,
+    /// Emit [`crate::Event::StateChanged`] for every transition (tests, scripts, traces).
+    pub trace_states: bool,
+}
+
+impl Config {
+    pub fn profile(profile: Profile) -> Config {
+        let linux = Config {
+            profile,
+            time_wait: Duration::from_secs(60),
+            fin_timeout: Duration::from_secs(60),
+            rto_initial: Duration::from_secs(1),
+            rto_min: Duration::from_millis(200),
+            rto_max: Duration::from_secs(120),
+            orphan_retries: 8,
+            syn_retries: 6,
+            synack_retries: 5,
+            retries2: 15,
+            max_tw_buckets: 131_072,
+            tw_overflow: TwOverflow::Skip,
+            max_connections: usize::MAX,
+            rfc1337: false,
+            invalid_ratelimit: Duration::from_millis(500),
+            challenge_ack_limit: u32::MAX,
+            rst_limit: u32::MAX,
+            rcv_wnd: 65_535,
+            secret: 0x7465_6172_646f_776e,
+            trace_states: false,
+        };
+        match profile {
+            Profile::Linux => linux,
+            // RFC 9293: MSL is 2 minutes, so TIME-WAIT is 4. The RFC sets no FIN-WAIT-2
+            // timer; the user timeout of RFC 9293 §3.8.3 (5 minutes) bounds it here.
+            Profile::Rfc9293 => Config {
+                time_wait: Duration::from_secs(240),
+                fin_timeout: Duration::from_secs(300),
+                max_tw_buckets: usize::MAX,
+                rfc1337: true,
+                ..linux
+            },
+            // FreeBSD: MSL 30 s (TIME-WAIT 60 s), tcp_finwait2_timeout 60 s, RTO min
+            // 30 ms, TIME-WAIT RSTs ignored, the oldest TIME-WAIT evicted on overflow.
+            Profile::FreeBsd => Config {
+                rto_min: Duration::from_millis(30),
+                rto_max: Duration::from_secs(64),
+                orphan_retries: 12,
+                rfc1337: true,
+                tw_overflow: TwOverflow::EvictOldest,
+                ..linux
+            },
+        }
+    }
+
+    /// A clear message for values that would make the engine meaningless.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.rto_min.is_zero() {
+            return Err("rto-min must be above zero".into());
+        }
+        if self.rto_min > self.rto_max {
+            return Err("rto-min must not exceed rto-max".into());
+        }
+        if self.rto_initial < self.rto_min || self.rto_initial > self.rto_max {
+            return Err("rto-initial must lie between rto-min and rto-max".into());
+        }
+        if self.rto_max > Duration::from_secs(3600) {
+            return Err("rto-max above one hour is not supported".into());
+        }
+        if self.time_wait > Duration::from_secs(86_400) || self.fin_timeout > Duration::from_secs(86_400) {
+            return Err("time-wait and fin-timeout must be at most one day".into());
+        }
+        if self.rcv_wnd == 0 {
+            return Err("the receive window must be above zero".into());
+        }
+        Ok(())
+    }
+
+    /// Orphan retries as Linux reads them: 0 stands for 8 (`tcp_orphan_retries()`).
+    pub fn orphan_retry_limit(&self) -> u8 {
+        if self.orphan_retries == 0 {
+            8
+        } else {
+            self.orphan_retries
+        }
+    }
+
+    /// How long `boundary` retransmissions take from a first RTO of `rto_base`,
+    /// each doubling up to `rto_max`: Linux's `tcp_model_timeout()`, which decides
+    /// when an orphan's retries are exhausted (102.2 s for 8 from 200 ms).
+    pub fn model_timeout(&self, boundary: u8, rto_base: Duration) -> Duration {
+        let base = rto_base.as_micros() as u64;
+        let max = self.rto_max.as_micros() as u64;
+        let thresh = (max / base.max(1)).max(1).ilog2();
+        let boundary = boundary as u32;
+        let us = if boundary <= thresh {
+            ((2u64 << boundary) - 1) * base
+        } else {
+            ((2u64 << thresh) - 1) * base + (boundary - thresh) as u64 * max
+        };
+        Duration::from_micros(us)
+    }
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config::profile(Profile::Linux)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn linux_orphan_give_up_is_102_2_seconds() {
+        let c = Config::default();
+        assert_eq!(
+            c.model_timeout(c.orphan_retry_limit(), c.rto_min),
+            Duration::from_millis(102_200)
+        );
+        // tcp_retries2 = 15 passes the linear threshold (9): 102.2 s + 6 * 120 s.
+        assert_eq!(c.model_timeout(15, c.rto_min), Duration::from_millis(822_200));
+    }
+
+    #[test]
+    fn profiles_differ_only_in_numbers() {
+        let r = Config::profile(Profile::Rfc9293);
+        assert_eq!(r.time_wait, Duration::from_secs(240));
+        assert_eq!(Config::profile(Profile::FreeBsd).time_wait, Duration::from_secs(60));
+        assert!("solaris".parse::<Profile>().is_err());
+        assert_eq!("FreeBSD".parse::<Profile>(), Ok(Profile::FreeBsd));
+    }
+
+    #[test]
+    fn validate_rejects_nonsense() {
+        let c = Config {
+            rto_min: Duration::from_secs(5),
+            ..Config::default()
+        };
+        assert!(c.validate().is_err());
+        assert!(Config::default().validate().is_ok());
+    }
+}

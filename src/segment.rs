@@ -1,0 +1,190 @@
+//! TCP segments as the engine exchanges them: headers only, payload as a length.
+
+use std::fmt;
+use std::net::{Ipv4Addr, SocketAddrV4};
+
+use crate::tuple::Tuple;
+
+/// TCP control bits (RFC 9293 §3.1), in their header bit positions.
+#[derive(Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct Flags(pub u8);
+
+impl Flags {
+    pub const FIN: Flags = Flags(0x01);
+    pub const SYN: Flags = Flags(0x02);
+    pub const RST: Flags = Flags(0x04);
+    pub const PSH: Flags = Flags(0x08);
+    pub const ACK: Flags = Flags(0x10);
+    pub const NONE: Flags = Flags(0);
+
+    pub const fn contains(self, other: Flags) -> bool {
+        self.0 & other.0 == other.0
+    }
+
+    pub const fn fin(self) -> bool {
+        self.0 & 0x01 != 0
+    }
+    pub const fn syn(self) -> bool {
+        self.0 & 0x02 != 0
+    }
+    pub const fn rst(self) -> bool {
+        self.0 & 0x04 != 0
+    }
+    pub const fn ack(self) -> bool {
+        self.0 & 0x10 != 0
+    }
+}
+
+impl std::ops::BitOr for Flags {
+    type Output = Flags;
+    fn bitor(self, rhs: Flags) -> Flags {
+        Flags(self.0 | rhs.0)
+    }
+}
+
+impl fmt::Debug for Flags {
+    /// packetdrill's notation: `S`, `.`, `F.`, `R.`, `P.`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (flag, c) in [
+            (Flags::SYN, 'S'),
+            (Flags::FIN, 'F'),
+            (Flags::RST, 'R'),
+            (Flags::PSH, 'P'),
+            (Flags::ACK, '.'),
+        ] {
+            if self.contains(flag) {
+                write!(f, "{c}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// One segment. `len` counts payload bytes only; SYN and FIN add to the sequence
+/// space through [`Segment::seq_len`].
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Segment {
+    pub src_ip: u32,
+    pub dst_ip: u32,
+    pub src_port: u16,
+    pub dst_port: u16,
+    pub seq: u32,
+    pub ack: u32,
+    pub len: u32,
+    pub wnd: u16,
+    pub flags: Flags,
+}
+
+impl Segment {
+    /// A segment sent on `tuple` (seen from the sender: local = source).
+    pub fn new(tuple: &Tuple, flags: Flags, seq: u32, ack: u32, len: u32, wnd: u16) -> Segment {
+        Segment {
+            src_ip: tuple.local_ip,
+            dst_ip: tuple.remote_ip,
+            src_port: tuple.local_port,
+            dst_port: tuple.remote_port,
+            seq,
+            ack,
+            len,
+            wnd,
+            flags,
+        }
+    }
+
+    /// The 4-tuple as the receiver sees it (local = destination).
+    pub fn receiver_tuple(&self) -> Tuple {
+        Tuple {
+            local_ip: self.dst_ip,
+            remote_ip: self.src_ip,
+            local_port: self.dst_port,
+            remote_port: self.src_port,
+        }
+    }
+
+    /// The 4-tuple as the sender sees it.
+    pub fn sender_tuple(&self) -> Tuple {
+        Tuple {
+            local_ip: self.src_ip,
+            remote_ip: self.dst_ip,
+            local_port: self.src_port,
+            remote_port: self.dst_port,
+        }
+    }
+
+    /// SEG.LEN of RFC 9293: payload plus one for SYN and one for FIN.
+    pub fn seq_len(&self) -> u32 {
+        self.len + self.flags.syn() as u32 + self.flags.fin() as u32
+    }
+
+    pub fn src(&self) -> SocketAddrV4 {
+        SocketAddrV4::new(Ipv4Addr::from(self.src_ip), self.src_port)
+    }
+
+    pub fn dst(&self) -> SocketAddrV4 {
+        SocketAddrV4::new(Ipv4Addr::from(self.dst_ip), self.dst_port)
+    }
+}
+
+impl fmt::Debug for Segment {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} > {} {:?} seq {}",
+            self.src(),
+            self.dst(),
+            self.flags,
+            self.seq
+        )?;
+        if self.flags.ack() {
+            write!(f, " ack {}", self.ack)?;
+        }
+        write!(f, " win {} len {}", self.wnd, self.len)
+    }
+}
+
+/// Sequence-space comparisons modulo 2^32 (RFC 9293 §3.4).
+pub mod seq {
+    /// `a < b` in sequence space.
+    #[inline]
+    pub fn lt(a: u32, b: u32) -> bool {
+        (a.wrapping_sub(b) as i32) < 0
+    }
+    /// `a <= b` in sequence space.
+    #[inline]
+    pub fn le(a: u32, b: u32) -> bool {
+        (a.wrapping_sub(b) as i32) <= 0
+    }
+    /// `a > b` in sequence space.
+    #[inline]
+    pub fn gt(a: u32, b: u32) -> bool {
+        lt(b, a)
+    }
+    /// `lo <= x < lo + len`.
+    #[inline]
+    pub fn in_window(x: u32, lo: u32, len: u32) -> bool {
+        x.wrapping_sub(lo) < len
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sequence_comparisons_wrap() {
+        assert!(seq::lt(u32::MAX, 0));
+        assert!(seq::gt(1, u32::MAX));
+        assert!(seq::le(5, 5));
+        assert!(seq::in_window(2, u32::MAX - 1, 10));
+        assert!(!seq::in_window(8, u32::MAX - 1, 10));
+    }
+
+    #[test]
+    fn seq_len_counts_syn_and_fin() {
+        let t = Tuple::new([10, 0, 0, 1], 80, [10, 0, 0, 2], 40000);
+        let s = Segment::new(&t, Flags::SYN | Flags::FIN, 0, 0, 3, 0);
+        assert_eq!(s.seq_len(), 5);
+        assert_eq!(format!("{:?}", s.flags), "SF");
+        assert_eq!(s.receiver_tuple().local_port, 40000);
+    }
+}

@@ -1,0 +1,343 @@
+//! One shard's connection table: a hashbrown `HashTable` of 4-byte references.
+//!
+//! The hash table holds only a `u32` per connection: either an index into a
+//! chunked slab of full [`Conn`]s, or (top bit set) a position in the
+//! [`TwRing`] of compact TIME-WAIT entries. The tuple is read through the
+//! reference, so a TIME-WAIT entry costs its 32-byte record plus 5 bytes of
+//! bucket (4 + 1 control byte) over the table's load factor. Shards are chosen
+//! by [`crate::tuple::shard_of`]; each shard is owned by one thread.
+
+use hashbrown::HashTable;
+
+use crate::conn::Conn;
+use crate::timewait::{TwEntry, TwRing, POS_MASK};
+use crate::tuple::Tuple;
+
+const TW_BIT: u32 = 1 << 31;
+const CHUNK_BITS: u32 = 12;
+const CHUNK: usize = 1 << CHUNK_BITS;
+
+/// What a table lookup found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Found {
+    /// A full connection, by slab index.
+    Conn(u32),
+    /// A TIME-WAIT entry, by ring position.
+    TimeWait(u64),
+}
+
+/// Full connections in fixed-size chunks: no doubling slack, stable indices.
+#[derive(Default)]
+struct Slab {
+    chunks: Vec<Vec<Conn>>,
+    free: Vec<u32>,
+    len: usize,
+}
+
+impl Slab {
+    fn insert(&mut self, conn: Conn) -> u32 {
+        self.len += 1;
+        if let Some(i) = self.free.pop() {
+            *self.get_mut(i) = conn;
+            return i;
+        }
+        if self.chunks.last().is_none_or(|c| c.len() == CHUNK) {
+            self.chunks.push(Vec::with_capacity(CHUNK));
+        }
+        let n = self.chunks.len() - 1;
+        let chunk = &mut self.chunks[n];
+        chunk.push(conn);
+        ((n << CHUNK_BITS) | (chunk.len() - 1)) as u32
+    }
+
+    #[inline]
+    fn get(&self, i: u32) -> &Conn {
+        &self.chunks[(i >> CHUNK_BITS) as usize][i as usize & (CHUNK - 1)]
+    }
+
+    #[inline]
+    fn get_mut(&mut self, i: u32) -> &mut Conn {
+        &mut self.chunks[(i >> CHUNK_BITS) as usize][i as usize & (CHUNK - 1)]
+    }
+
+    fn remove(&mut self, i: u32) -> Conn {
+        self.len -= 1;
+        self.free.push(i);
+        *self.get(i)
+    }
+
+    fn heap_bytes(&self) -> usize {
+        self.chunks.iter().map(|c| c.capacity()).sum::<usize>() * std::mem::size_of::<Conn>()
+            + self.chunks.capacity() * std::mem::size_of::<Vec<Conn>>()
+            + self.free.capacity() * 4
+    }
+}
+
+/// One shard of the connection table.
+pub struct Table {
+    map: HashTable<u32>,
+    conns: Slab,
+    tw: TwRing,
+    tw_len: usize,
+    key: u64,
+}
+
+impl Table {
+    /// An empty table whose hash is keyed by `key` (from the driver's secret).
+    pub fn new(key: u64) -> Table {
+        Table {
+            map: HashTable::new(),
+            conns: Slab::default(),
+            tw: TwRing::default(),
+            tw_len: 0,
+            key,
+        }
+    }
+
+    /// Entries of any state.
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    /// TIME-WAIT entries.
+    pub fn time_wait_len(&self) -> usize {
+        self.tw_len
+    }
+
+    /// Heap bytes this table owns, from its allocations' capacities. The counting
+    /// allocator ([`crate::alloc`]) checks this figure in the tests.
+    pub fn heap_bytes(&self) -> usize {
+        self.map.allocation_size() + self.conns.heap_bytes() + self.tw.heap_bytes()
+    }
+
+    #[inline]
+    fn tuple_of<'a>(conns: &'a Slab, tw: &'a TwRing, r: u32) -> &'a Tuple {
+        if r & TW_BIT != 0 {
+            &tw.at(tw.resolve(r & !TW_BIT)).tuple
+        } else {
+            &conns.get(r).tuple
+        }
+    }
+
+    #[inline]
+    fn tw_ref(pos: u64) -> u32 {
+        TW_BIT | (pos & POS_MASK) as u32
+    }
+
+    /// Looks `tuple` up.
+    #[inline]
+    pub(crate) fn find(&self, tuple: &Tuple) -> Option<Found> {
+        let (conns, tw) = (&self.conns, &self.tw);
+        self.map
+            .find(tuple.hash(self.key), |&r| Self::tuple_of(conns, tw, r) == tuple)
+            .map(|&r| {
+                if r & TW_BIT != 0 {
+                    Found::TimeWait(tw.resolve(r & !TW_BIT))
+                } else {
+                    Found::Conn(r)
+                }
+            })
+    }
+
+    /// Adds a connection whose tuple is not in the table yet.
+    pub(crate) fn insert_conn(&mut self, conn: Conn) -> u32 {
+        let hash = conn.tuple.hash(self.key);
+        let idx = self.conns.insert(conn);
+        let (conns, tw, key) = (&self.conns, &self.tw, self.key);
+        self.map.insert_unique(hash, idx, |&r| {
+            Self::tuple_of(conns, tw, r).hash(key)
+        });
+        idx
+    }
+
+    #[inline]
+    pub(crate) fn conn(&self, idx: u32) -> &Conn {
+        self.conns.get(idx)
+    }
+
+    #[inline]
+    pub(crate) fn conn_mut(&mut self, idx: u32) -> &mut Conn {
+        self.conns.get_mut(idx)
+    }
+
+    /// Removes a full connection (it reached CLOSED).
+    pub(crate) fn remove_conn(&mut self, idx: u32) -> Conn {
+        let hash = self.conns.get(idx).tuple.hash(self.key);
+        if let Ok(e) = self.map.find_entry(hash, |&r| r == idx) {
+            e.remove();
+        }
+        self.conns.remove(idx)
+    }
+
+    /// Replaces full connection `idx` by a compact TIME-WAIT entry; returns its position.
+    pub(crate) fn conn_to_time_wait(&mut self, idx: u32, e: TwEntry) -> u64 {
+        let hash = e.tuple.hash(self.key);
+        let pos = self.tw.push(e);
+        if let Some(r) = self.map.find_mut(hash, |&r| r == idx) {
+            *r = Self::tw_ref(pos);
+        }
+        self.conns.remove(idx);
+        self.tw_len += 1;
+        pos
+    }
+
+    #[inline]
+    pub(crate) fn time_wait(&self, pos: u64) -> &TwEntry {
+        self.tw.at(pos)
+    }
+
+    #[inline]
+    pub(crate) fn time_wait_mut(&mut self, pos: u64) -> &mut TwEntry {
+        self.tw.at_mut(pos)
+    }
+
+    /// Moves TIME-WAIT entry `pos` to the tail with a new expiry (its timer restarted).
+    /// The old slot goes stale. Returns the new position.
+    pub(crate) fn restart_time_wait(&mut self, pos: u64, expires_ms: u32) -> u64 {
+        let mut e = *self.tw.at(pos);
+        e.expires_ms = expires_ms;
+        let hash = e.tuple.hash(self.key);
+        let old = Self::tw_ref(pos);
+        let new_pos = self.tw.push(e);
+        if let Some(r) = self.map.find_mut(hash, |&r| r == old) {
+            *r = Self::tw_ref(new_pos);
+        }
+        new_pos
+    }
+
+    /// Removes TIME-WAIT entry `pos` before its expiry (RST, reuse by a new SYN).
+    pub(crate) fn remove_time_wait(&mut self, pos: u64) -> TwEntry {
+        let e = *self.tw.at(pos);
+        let old = Self::tw_ref(pos);
+        if let Ok(entry) = self.map.find_entry(e.tuple.hash(self.key), |&r| r == old) {
+            entry.remove();
+            self.tw_len -= 1;
+        }
+        e
+    }
+
+    /// The oldest live TIME-WAIT entry, skipping (and dropping) stale ring slots.
+    pub(crate) fn oldest_time_wait(&mut self) -> Option<(u64, TwEntry)> {
+        while let Some((pos, e)) = self.tw.front() {
+            let r = Self::tw_ref(pos);
+            if self
+                .map
+                .find(e.tuple.hash(self.key), |&x| x == r)
+                .is_some()
+            {
+                return Some((pos, *e));
+            }
+            self.tw.pop_front();
+        }
+        None
+    }
+
+    /// The oldest ring slot, possibly stale: its expiry is a lower bound on the
+    /// earliest live expiry, since slots are appended in expiry order.
+    pub(crate) fn time_wait_front(&self) -> Option<&TwEntry> {
+        self.tw.front().map(|(_, e)| e)
+    }
+
+    /// Removes the oldest TIME-WAIT entry if it expired at `now_ms`.
+    pub(crate) fn pop_expired_time_wait(&mut self, now_ms: u32) -> Option<TwEntry> {
+        let (pos, e) = self.oldest_time_wait()?;
+        if (now_ms.wrapping_sub(e.expires_ms) as i32) < 0 {
+            return None;
+        }
+        self.remove_time_wait(pos);
+        self.tw.pop_front();
+        Some(e)
+    }
+
+    /// Iterates over all full connections.
+    #[cfg(test)]
+    pub(crate) fn conn_indices(&self) -> impl Iterator<Item = u32> + '_ {
+        self.map.iter().copied().filter(|r| r & TW_BIT == 0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::state::State;
+
+    fn tuple(port: u16) -> Tuple {
+        Tuple::new([10, 0, 0, 1], 80, [10, 0, 0, 2], port)
+    }
+
+    fn conn(port: u16) -> Conn {
+        Conn::new(tuple(port), State::Established, port as u32, &Config::default())
+    }
+
+    fn tw(port: u16, expires_ms: u32) -> TwEntry {
+        TwEntry {
+            tuple: tuple(port),
+            expires_ms,
+            ..TwEntry::default()
+        }
+    }
+
+    #[test]
+    fn insert_find_remove() {
+        let mut t = Table::new(9);
+        let idx: Vec<u32> = (0..10_000).map(|p| t.insert_conn(conn(p))).collect();
+        assert_eq!(t.len(), 10_000);
+        for p in (0..10_000).step_by(7) {
+            assert_eq!(t.find(&tuple(p)), Some(Found::Conn(idx[p as usize])));
+        }
+        assert_eq!(t.find(&tuple(20_000)), None);
+        let c = t.remove_conn(idx[5]);
+        assert_eq!(c.tuple, tuple(5));
+        assert_eq!(t.find(&tuple(5)), None);
+        // The freed slot is reused.
+        assert_eq!(t.insert_conn(conn(5)), idx[5]);
+    }
+
+    #[test]
+    fn time_wait_lifecycle_and_stale_slots() {
+        let mut t = Table::new(1);
+        let a = t.insert_conn(conn(1));
+        let b = t.insert_conn(conn(2));
+        let pa = t.conn_to_time_wait(a, tw(1, 100));
+        let pb = t.conn_to_time_wait(b, tw(2, 200));
+        assert_eq!(t.find(&tuple(1)), Some(Found::TimeWait(pa)));
+        assert_eq!(t.time_wait_len(), 2);
+        // Restarting 1 moves it behind 2.
+        let pa2 = t.restart_time_wait(pa, 300);
+        assert_eq!(t.find(&tuple(1)), Some(Found::TimeWait(pa2)));
+        assert_eq!(t.pop_expired_time_wait(150), None);
+        assert_eq!(t.pop_expired_time_wait(250).map(|e| e.tuple), Some(tuple(2)));
+        assert_eq!(t.pop_expired_time_wait(299), None);
+        assert_eq!(t.pop_expired_time_wait(300).map(|e| e.tuple), Some(tuple(1)));
+        assert!(t.is_empty());
+        assert_eq!(t.time_wait_len(), 0);
+        let _ = pb;
+    }
+
+    #[test]
+    fn survives_growth_with_mixed_references() {
+        let mut t = Table::new(3);
+        for p in 0..50_000u16 {
+            let i = t.insert_conn(conn(p));
+            if p % 2 == 0 {
+                t.conn_to_time_wait(i, tw(p, 10));
+            }
+        }
+        for p in 0..50_000u16 {
+            let f = t.find(&tuple(p)).expect("present");
+            assert_eq!(matches!(f, Found::TimeWait(_)), p % 2 == 0);
+        }
+        let mut n = 0;
+        while t.pop_expired_time_wait(10).is_some() {
+            n += 1;
+        }
+        assert_eq!(n, 25_000);
+        assert_eq!(t.len(), 25_000);
+        assert_eq!(t.conn_indices().count(), 25_000);
+    }
+}

@@ -1,0 +1,82 @@
+//! Time as the engine sees it: a value the driver passes in.
+//!
+//! The engine never reads a clock (sans-IO). A [`Time`] is microseconds since an
+//! epoch the driver picks; the simulator uses a virtual clock, the service a real one.
+
+use std::fmt;
+use std::ops::{Add, Sub};
+use std::time::Duration;
+
+/// A point in time, in microseconds since the driver's epoch.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Time(u64);
+
+impl Time {
+    pub const ZERO: Time = Time(0);
+
+    pub const fn from_micros(us: u64) -> Time {
+        Time(us)
+    }
+
+    pub const fn from_millis(ms: u64) -> Time {
+        Time(ms * 1000)
+    }
+
+    pub const fn as_micros(self) -> u64 {
+        self.0
+    }
+
+    /// Whole milliseconds, rounded down: the engine's timer tick.
+    pub const fn as_millis(self) -> u64 {
+        self.0 / 1000
+    }
+
+    /// Milliseconds rounded up, so that a deadline converted to ticks never fires early.
+    pub const fn ceil_millis(self) -> u64 {
+        self.0.div_ceil(1000)
+    }
+
+    /// The low 32 bits of the millisecond clock, used for compact per-entry stamps.
+    /// They wrap after 49.7 days; stamps are only ever compared by difference.
+    pub const fn stamp_ms(self) -> u32 {
+        self.as_millis() as u32
+    }
+
+    pub fn saturating_sub(self, rhs: Time) -> Duration {
+        Duration::from_micros(self.0.saturating_sub(rhs.0))
+    }
+}
+
+impl Add<Duration> for Time {
+    type Output = Time;
+    fn add(self, d: Duration) -> Time {
+        Time(self.0.saturating_add(d.as_micros().min(u64::MAX as u128) as u64))
+    }
+}
+
+impl Sub for Time {
+    type Output = Duration;
+    fn sub(self, rhs: Time) -> Duration {
+        self.saturating_sub(rhs)
+    }
+}
+
+impl fmt::Display for Time {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{:06}", self.0 / 1_000_000, self.0 % 1_000_000)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ceil_never_rounds_a_deadline_down() {
+        assert_eq!(Time::from_micros(1_000).ceil_millis(), 1);
+        assert_eq!(Time::from_micros(1_001).ceil_millis(), 2);
+        assert_eq!(Time::from_micros(1_999).as_millis(), 1);
+        assert_eq!(Time::ZERO + Duration::from_millis(5), Time::from_millis(5));
+        assert_eq!(Time::from_millis(3) - Time::from_millis(5), Duration::ZERO);
+    }
+}

@@ -1,0 +1,894 @@
+//! The seed cases of teardown-cases.md and the engine's rules, as packet traces:
+//! two engines joined by a hand-operated link; each test delivers, drops and
+//! delays segments and asserts the exact replies (flags, seq, ack), the states
+//! passed through and when.
+
+use std::time::Duration;
+
+use teardown::{CloseReason, Config, Event, Flags, Host, Role, Segment, State, Time, Tuple};
+
+const ONE_WAY: Duration = Duration::from_millis(50);
+
+/// A client and a server, one connection between them, and a clock.
+struct Net {
+    now: Time,
+    c: Host,
+    s: Host,
+    /// The connection as the client names it.
+    ct: Tuple,
+    /// ... and as the server names it.
+    st: Tuple,
+}
+
+fn cfg() -> Config {
+    Config {
+        trace_states: true,
+        ..Config::default()
+    }
+}
+
+impl Net {
+    fn with(ccfg: Config, scfg: Config) -> Net {
+        let ct = Tuple::new([10, 0, 0, 2], 40_000, [10, 0, 0, 1], 80);
+        let mut net = Net {
+            now: Time::from_millis(1_000),
+            c: Host::new(ccfg),
+            s: Host::new(scfg),
+            ct,
+            st: ct.reversed(),
+        };
+        net.s.listen(80);
+        net
+    }
+
+    /// Both ends ESTABLISHED after a handshake over a 100 ms RTT (so RTO = 300 ms).
+    fn established(ccfg: Config, scfg: Config) -> Net {
+        let mut net = Net::with(ccfg, scfg);
+        net.c.connect(net.now, net.ct).unwrap();
+        let syn = net.one_c();
+        net.hop();
+        net.s.handle(net.now, &syn);
+        let synack = net.one_s();
+        net.hop();
+        net.c.handle(net.now, &synack);
+        let ack = net.one_c();
+        net.hop();
+        net.s.handle(net.now, &ack);
+        assert_eq!(net.c.state(&net.ct), State::Established);
+        assert_eq!(net.s.state(&net.st), State::Established);
+        assert_eq!(net.s.rto(&net.st), Some(Duration::from_millis(300)));
+        assert_eq!(net.c.rto(&net.ct), Some(Duration::from_millis(300)));
+        net.c.events().for_each(drop);
+        net.s.events().for_each(drop);
+        net
+    }
+
+    fn default() -> Net {
+        Net::established(cfg(), cfg())
+    }
+
+    fn hop(&mut self) {
+        self.advance(ONE_WAY);
+    }
+
+    /// Moves to the next timer deadline of either host if it is not after `end`,
+    /// and fires it. False when there is none.
+    fn step(&mut self, end: Time) -> bool {
+        let next = [self.c.poll_timeout(), self.s.poll_timeout()]
+            .into_iter()
+            .flatten()
+            .min();
+        match next {
+            Some(t) if t <= end && t > self.now => {
+                self.now = t;
+                self.c.handle_timeout(t);
+                self.s.handle_timeout(t);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Moves the clock forward by `d`, firing both hosts' timers on the way at
+    /// their deadlines, as a driver does.
+    fn advance(&mut self, d: Duration) {
+        let end = self.now + d;
+        while self.step(end) {}
+        self.now = end;
+        self.c.handle_timeout(end);
+        self.s.handle_timeout(end);
+    }
+
+    /// Steps timer by timer until one of the hosts has something to send, or
+    /// `limit` has passed; returns when.
+    fn until_transmit(&mut self, limit: Duration) -> Time {
+        let end = self.now + limit;
+        while self.c.pending_transmits().is_empty()
+            && self.s.pending_transmits().is_empty()
+            && self.step(end)
+        {}
+        self.now
+    }
+
+    fn out_c(&mut self) -> Vec<Segment> {
+        self.c.transmits().collect()
+    }
+    fn out_s(&mut self) -> Vec<Segment> {
+        self.s.transmits().collect()
+    }
+    fn one_c(&mut self) -> Segment {
+        let v = self.out_c();
+        assert_eq!(v.len(), 1, "client sent {v:?}");
+        v[0]
+    }
+    fn one_s(&mut self) -> Segment {
+        let v = self.out_s();
+        assert_eq!(v.len(), 1, "server sent {v:?}");
+        v[0]
+    }
+    fn seq_c(&self) -> (u32, u32) {
+        self.c.sequence(&self.ct).unwrap()
+    }
+    fn seq_s(&self) -> (u32, u32) {
+        self.s.sequence(&self.st).unwrap()
+    }
+}
+
+/// Asserts a segment's flags (packetdrill notation), seq and ack.
+#[track_caller]
+fn check(seg: &Segment, flags: &str, seq: u32, ack: u32) {
+    assert_eq!(format!("{:?}", seg.flags), flags, "flags of {seg:?}");
+    assert_eq!(seg.seq, seq, "seq of {seg:?}");
+    if seg.flags.ack() {
+        assert_eq!(seg.ack, ack, "ack of {seg:?}");
+    }
+}
+
+fn transitions(h: &mut Host) -> Vec<(State, State)> {
+    h.events()
+        .filter_map(|e| match e {
+            Event::StateChanged { from, to, .. } => Some((from, to)),
+            _ => None,
+        })
+        .collect()
+}
+
+fn closed(h: &mut Host) -> Vec<(State, CloseReason, Role)> {
+    h.events()
+        .filter_map(|e| match e {
+            Event::Closed { from, reason, role, .. } => Some((from, reason, role)),
+            _ => None,
+        })
+        .collect()
+}
+
+use State::*;
+
+#[test]
+fn normal_close_server_first() {
+    let mut n = Net::default();
+    let (s_snd, s_rcv) = n.seq_s();
+    let t0 = n.now;
+    // 1. The active closer (server) sends FIN and enters FIN-WAIT-1.
+    n.s.close(n.now, n.st).unwrap();
+    let fin = n.one_s();
+    check(&fin, "F.", s_snd, s_rcv);
+    assert_eq!(n.s.state(&n.st), FinWait1);
+    n.hop();
+    // 2. The passive closer ACKs and enters CLOSE-WAIT; the application is told.
+    n.c.handle(n.now, &fin);
+    let ack = n.one_c();
+    check(&ack, ".", s_rcv, s_snd + 1);
+    assert_eq!(n.c.state(&n.ct), CloseWait);
+    assert!(n.c.events().any(|e| matches!(e, Event::PeerClosed { .. })));
+    n.hop();
+    // 3. FIN-WAIT-2.
+    n.s.handle(n.now, &ack);
+    assert!(n.out_s().is_empty());
+    assert_eq!(n.s.state(&n.st), FinWait2);
+    // 4. The passive closer's application closes: FIN, LAST-ACK.
+    n.c.close(n.now, n.ct).unwrap();
+    let fin2 = n.one_c();
+    check(&fin2, "F.", s_rcv, s_snd + 1);
+    assert_eq!(n.c.state(&n.ct), LastAck);
+    n.hop();
+    // 5. ACK, TIME-WAIT.
+    n.s.handle(n.now, &fin2);
+    let last = n.one_s();
+    check(&last, ".", s_snd + 1, s_rcv + 1);
+    assert_eq!(n.s.state(&n.st), TimeWait);
+    let tw_at = n.now;
+    n.hop();
+    // 6. LAST-ACK straight to CLOSED.
+    n.c.handle(n.now, &last);
+    assert_eq!(n.c.state(&n.ct), Closed);
+    assert_eq!(
+        closed(&mut n.c),
+        vec![(LastAck, CloseReason::LastAckAcked, Role::Passive)]
+    );
+    // TIME-WAIT lasts 60 s, not a tick less, at most one tick more.
+    n.advance(tw_at + Duration::from_secs(60) - n.now - Duration::from_micros(1));
+    assert_eq!(n.s.state(&n.st), TimeWait);
+    n.advance(Duration::from_millis(1));
+    assert_eq!(n.s.state(&n.st), Closed);
+    assert_eq!(
+        transitions(&mut n.s),
+        vec![
+            (Established, FinWait1),
+            (FinWait1, FinWait2),
+            (FinWait2, TimeWait),
+            (TimeWait, Closed)
+        ]
+    );
+    assert!(n.out_s().is_empty(), "TIME-WAIT expiry is silent");
+    assert_eq!(n.s.stats().timeouts_time_wait, 1);
+    assert!(n.s.is_empty() && n.c.is_empty());
+    let _ = t0;
+}
+
+#[test]
+fn normal_close_client_first() {
+    let mut n = Net::default();
+    let (c_snd, c_rcv) = n.seq_c();
+    n.c.close(n.now, n.ct).unwrap();
+    let fin = n.one_c();
+    check(&fin, "F.", c_snd, c_rcv);
+    n.hop();
+    n.s.handle(n.now, &fin);
+    let ack = n.one_s();
+    n.hop();
+    n.c.handle(n.now, &ack);
+    assert_eq!(n.c.state(&n.ct), FinWait2);
+    n.s.close(n.now, n.st).unwrap();
+    let fin2 = n.one_s();
+    n.hop();
+    n.c.handle(n.now, &fin2);
+    let last = n.one_c();
+    check(&last, ".", c_snd + 1, c_rcv + 1);
+    n.hop();
+    n.s.handle(n.now, &last);
+    assert_eq!(n.s.state(&n.st), Closed);
+    assert_eq!(n.c.state(&n.ct), TimeWait);
+    assert_eq!(n.c.population(TimeWait), 1);
+    assert_eq!(n.s.population(LastAck), 0);
+}
+
+/// Seed case 1: the first FIN is lost. It is retransmitted with exponential
+/// backoff from the 300 ms RTO; an orphan gives up when the time 8 doublings from
+/// 200 ms would take (102.2 s) has passed at a timer expiry, silently. The peer
+/// never hears anything.
+#[test]
+fn case1_first_fin_lost() {
+    let mut n = Net::default();
+    let (s_snd, s_rcv) = n.seq_s();
+    let t0 = n.now;
+    n.s.close(n.now, n.st).unwrap();
+    check(&n.one_s(), "F.", s_snd, s_rcv); // lost
+    let mut times = Vec::new();
+    while n.s.state(&n.st) == FinWait1 {
+        n.until_transmit(Duration::from_secs(400));
+        let out = n.out_s();
+        if out.is_empty() {
+            break;
+        }
+        check(&out[0], "F.", s_snd, s_rcv); // lost again
+        times.push((n.now - t0).as_millis());
+    }
+    // 0.3 s RTO doubling: the k-th retransmission at 0.3 * (2^k - 1) s.
+    assert_eq!(
+        times,
+        vec![300, 900, 2_100, 4_500, 9_300, 18_900, 38_100, 76_500]
+    );
+    // The next expiry, at 153.3 s, finds 102.2 s exceeded: CLOSED, no RST.
+    assert_eq!(n.s.state(&n.st), Closed);
+    assert_eq!(
+        closed(&mut n.s),
+        vec![(FinWait1, CloseReason::RetriesExhausted, Role::Active)]
+    );
+    assert_eq!(n.s.stats().rst_sent, 0);
+    assert_eq!(n.s.stats().timeouts_retries, 1);
+    assert_eq!(n.c.state(&n.ct), Established);
+}
+
+/// Seed case 2: the ACK of the first FIN is lost. The FIN is retransmitted and
+/// re-ACKed; the passive closer's FIN then acknowledges the first FIN too, and
+/// FIN-WAIT-1 goes straight to TIME-WAIT.
+#[test]
+fn case2_ack_of_fin_lost_goes_straight_to_time_wait() {
+    let mut n = Net::default();
+    let (s_snd, s_rcv) = n.seq_s();
+    n.s.close(n.now, n.st).unwrap();
+    let fin = n.one_s();
+    n.hop();
+    n.c.handle(n.now, &fin);
+    check(&n.one_c(), ".", s_rcv, s_snd + 1); // lost
+    assert_eq!(n.c.state(&n.ct), CloseWait);
+    // The retransmitted FIN 300 ms after the first one.
+    n.until_transmit(Duration::from_secs(1));
+    let refin = n.one_s();
+    check(&refin, "F.", s_snd, s_rcv);
+    n.hop();
+    n.c.handle(n.now, &refin);
+    check(&n.one_c(), ".", s_rcv, s_snd + 1); // the duplicate is ACKed again; lost too
+    // The passive closer closes: its FIN acknowledges the first FIN.
+    n.c.close(n.now, n.ct).unwrap();
+    let fin2 = n.one_c();
+    check(&fin2, "F.", s_rcv, s_snd + 1);
+    n.hop();
+    n.s.handle(n.now, &fin2);
+    check(&n.one_s(), ".", s_snd + 1, s_rcv + 1);
+    assert_eq!(n.s.state(&n.st), TimeWait);
+    assert_eq!(
+        transitions(&mut n.s),
+        vec![(Established, FinWait1), (FinWait1, TimeWait)]
+    );
+}
+
+/// Seed case 3: the passive closer's FIN is lost. LAST-ACK retransmits it on its
+/// RTO; FIN-WAIT-2 ACKs it. If the active closer is already in TIME-WAIT, the
+/// re-ACK goes out and the 2*MSL timer restarts.
+#[test]
+fn case3_passive_fin_lost() {
+    let mut n = Net::default();
+    let (s_snd, s_rcv) = n.seq_s();
+    n.s.close(n.now, n.st).unwrap();
+    let fin = n.one_s();
+    n.hop();
+    n.c.handle(n.now, &fin);
+    let ack = n.one_c();
+    n.hop();
+    n.s.handle(n.now, &ack);
+    n.c.close(n.now, n.ct).unwrap();
+    let fin2 = n.one_c(); // lost
+    let sent = n.now;
+    let at = n.until_transmit(Duration::from_secs(1));
+    assert_eq!(at - sent, Duration::from_millis(300));
+    let refin = n.one_c();
+    check(&refin, "F.", fin2.seq, fin2.ack);
+    assert_eq!(n.s.state(&n.st), FinWait2);
+    n.hop();
+    n.s.handle(n.now, &refin);
+    let last = n.one_s();
+    check(&last, ".", s_snd + 1, s_rcv + 1); // lost
+    assert_eq!(n.s.state(&n.st), TimeWait);
+    let tw_at = n.now;
+    // LAST-ACK retransmits again after the doubled RTO (600 ms); TIME-WAIT re-ACKs
+    // and restarts its timer.
+    n.until_transmit(Duration::from_secs(2));
+    let refin2 = n.one_c();
+    check(&refin2, "F.", fin2.seq, fin2.ack);
+    n.hop();
+    n.s.handle(n.now, &refin2);
+    check(&n.one_s(), ".", s_snd + 1, s_rcv + 1);
+    let restarted = n.now;
+    assert!(restarted > tw_at);
+    assert_eq!(n.s.stats().time_wait_restarts, 1);
+    // Deliver that ACK: LAST-ACK closes.
+    n.hop();
+    let ack2 = Segment::new(&n.st, Flags::ACK, s_snd + 1, s_rcv + 1, 0, 65_535);
+    n.c.handle(n.now, &ack2);
+    assert_eq!(n.c.state(&n.ct), Closed);
+    // TIME-WAIT now ends 60 s after the restart, not after its start.
+    n.advance(tw_at + Duration::from_secs(60) - n.now);
+    assert_eq!(n.s.state(&n.st), TimeWait);
+    n.advance(restarted + Duration::from_secs(60) - n.now);
+    assert_eq!(n.s.state(&n.st), Closed);
+}
+
+/// Seed case 4: the active closer's final ACK is lost. LAST-ACK retransmits; once
+/// TIME-WAIT is over (here made 1 s long) the retransmitted FIN meets no
+/// connection and draws an RST, which resets LAST-ACK.
+#[test]
+fn case4_final_ack_lost_rst_after_time_wait() {
+    let short_tw = Config {
+        time_wait: Duration::from_secs(1),
+        ..cfg()
+    };
+    let mut n = Net::established(short_tw, cfg());
+    let (c_snd, c_rcv) = n.seq_c();
+    // The client is the active closer here.
+    n.c.close(n.now, n.ct).unwrap();
+    let fin = n.one_c();
+    n.hop();
+    n.s.handle(n.now, &fin);
+    let ack = n.one_s();
+    n.hop();
+    n.c.handle(n.now, &ack);
+    n.s.close(n.now, n.st).unwrap();
+    let fin2 = n.one_s();
+    n.hop();
+    n.c.handle(n.now, &fin2);
+    check(&n.one_c(), ".", c_snd + 1, c_rcv + 1); // the final ACK: lost
+    assert_eq!(n.c.state(&n.ct), TimeWait);
+    // Retransmissions at +300 ms and +900 ms reach TIME-WAIT and are re-ACKed (lost).
+    for _ in 0..2 {
+        n.until_transmit(Duration::from_secs(5));
+        let refin = n.one_s();
+        check(&refin, "F.", fin2.seq, fin2.ack);
+        n.hop();
+        n.c.handle(n.now, &refin);
+        check(&n.one_c(), ".", c_snd + 1, c_rcv + 1);
+    }
+    // Let TIME-WAIT (restarted by the last FIN) run out, then the next retransmission.
+    n.advance(Duration::from_millis(1_100));
+    assert_eq!(n.c.state(&n.ct), Closed);
+    n.until_transmit(Duration::from_secs(5));
+    let refin = n.one_s();
+    n.hop();
+    n.c.handle(n.now, &refin);
+    // No connection: RST <SEQ=SEG.ACK>.
+    let rst = n.one_c();
+    check(&rst, "R", refin.ack, 0);
+    n.hop();
+    n.s.handle(n.now, &rst);
+    assert_eq!(n.s.state(&n.st), Closed);
+    assert_eq!(
+        closed(&mut n.s),
+        vec![(LastAck, CloseReason::Reset, Role::Passive)]
+    );
+}
+
+/// Seed case 4, other ending: LAST-ACK gives up after its retries, silently.
+#[test]
+fn case4_last_ack_gives_up() {
+    let mut n = Net::default();
+    n.c.close(n.now, n.ct).unwrap();
+    let fin = n.one_c();
+    n.hop();
+    n.s.handle(n.now, &fin);
+    let ack = n.one_s();
+    n.hop();
+    n.c.handle(n.now, &ack);
+    n.s.close(n.now, n.st).unwrap();
+    let _lost = n.one_s();
+    let t0 = n.now;
+    let mut sent = 0;
+    while n.s.state(&n.st) == LastAck && n.step(t0 + Duration::from_secs(400)) {
+        sent += n.out_s().len();
+    }
+    assert_eq!(sent, 8);
+    assert_eq!(n.now - t0, Duration::from_millis(153_300));
+    assert_eq!(
+        closed(&mut n.s),
+        vec![(LastAck, CloseReason::RetriesExhausted, Role::Passive)]
+    );
+}
+
+/// Seed case 5: the passive closer runs away after ACKing the FIN. The orphaned
+/// FIN-WAIT-2 times out after tcp_fin_timeout (60 s) straight to CLOSED, not
+/// TIME-WAIT, sending nothing.
+#[test]
+fn case5_fin_wait_2_timeout() {
+    let mut n = Net::default();
+    n.s.close(n.now, n.st).unwrap();
+    let fin = n.one_s();
+    n.hop();
+    n.c.handle(n.now, &fin);
+    let ack = n.one_c();
+    n.hop();
+    n.s.handle(n.now, &ack);
+    assert_eq!(n.s.state(&n.st), FinWait2);
+    assert!(n.c.forget(&n.ct)); // the client vanishes
+    let t = n.now;
+    n.advance(Duration::from_secs(60) - Duration::from_micros(1));
+    assert_eq!(n.s.state(&n.st), FinWait2);
+    n.advance(Duration::from_millis(1));
+    assert_eq!(n.s.state(&n.st), Closed);
+    assert!(n.now - t <= Duration::from_secs(60) + Duration::from_millis(1));
+    assert!(n.out_s().is_empty());
+    assert_eq!(
+        closed(&mut n.s),
+        vec![(FinWait2, CloseReason::FinWait2Timeout, Role::Active)]
+    );
+    assert!(!transitions(&mut n.s).contains(&(FinWait2, TimeWait)));
+}
+
+/// A FIN-WAIT-2 whose application still holds the socket (shutdown) never times out.
+#[test]
+fn fin_wait_2_after_shutdown_waits_forever() {
+    let mut n = Net::default();
+    n.s.shutdown(n.now, n.st).unwrap();
+    let fin = n.one_s();
+    n.c.handle(n.now, &fin);
+    let ack = n.one_c();
+    n.s.handle(n.now, &ack);
+    n.advance(Duration::from_secs(600));
+    assert_eq!(n.s.state(&n.st), FinWait2);
+    // close() now starts the timeout.
+    n.s.close(n.now, n.st).unwrap();
+    n.advance(Duration::from_secs(60));
+    assert_eq!(n.s.state(&n.st), Closed);
+}
+
+/// Seed case 6: the active closer runs away after receiving the ACK. LAST-ACK
+/// retransmits; a new client reusing the 4-tuple sends SYN; LAST-ACK answers with
+/// a challenge ACK (Linux; the article says FIN/ACK); the new client, in SYN-SENT,
+/// answers RST at that ACK number, which is exactly rcv_nxt: LAST-ACK is reset, and
+/// the new client's retransmitted SYN opens the connection.
+#[test]
+fn case6_new_client_resets_last_ack() {
+    let mut n = Net::default();
+    n.c.close(n.now, n.ct).unwrap();
+    let fin = n.one_c();
+    n.hop();
+    n.s.handle(n.now, &fin);
+    let ack = n.one_s();
+    n.hop();
+    n.c.handle(n.now, &ack);
+    assert!(n.c.forget(&n.ct)); // runs away in FIN-WAIT-2
+    n.s.close(n.now, n.st).unwrap();
+    let (s_snd, s_rcv) = n.seq_s();
+    let _lost = n.one_s();
+    n.until_transmit(Duration::from_secs(1));
+    let _lost_again = n.one_s();
+    assert_eq!(n.s.state(&n.st), LastAck);
+    // A new incarnation: a fresh client host, same 4-tuple.
+    n.c = Host::new(cfg());
+    n.c.connect(n.now, n.ct).unwrap();
+    let syn = n.one_c();
+    check(&syn, "S", syn.seq, 0);
+    n.hop();
+    n.s.handle(n.now, &syn);
+    let chal = n.one_s();
+    check(&chal, ".", s_snd, s_rcv);
+    assert_eq!(n.s.stats().challenge_acks, 1);
+    assert_eq!(n.s.state(&n.st), LastAck);
+    n.hop();
+    n.c.handle(n.now, &chal);
+    let rst = n.one_c();
+    check(&rst, "R", s_rcv, 0);
+    assert_eq!(n.c.state(&n.ct), SynSent);
+    n.hop();
+    n.s.handle(n.now, &rst);
+    assert_eq!(n.s.state(&n.st), Closed);
+    assert_eq!(
+        closed(&mut n.s),
+        vec![(LastAck, CloseReason::Reset, Role::Passive)]
+    );
+    // The client's SYN comes again after its 1 s initial RTO and succeeds.
+    n.until_transmit(Duration::from_secs(2));
+    let syn2 = n.one_c();
+    check(&syn2, "S", syn.seq, 0);
+    n.hop();
+    n.s.handle(n.now, &syn2);
+    let synack = n.one_s();
+    check(&synack, "S.", synack.seq, syn.seq + 1);
+    n.hop();
+    n.c.handle(n.now, &synack);
+    let ack = n.one_c();
+    n.hop();
+    n.s.handle(n.now, &ack);
+    assert_eq!(n.s.state(&n.st), Established);
+    assert_eq!(n.c.state(&n.ct), Established);
+}
+
+#[test]
+fn simultaneous_close_goes_through_closing() {
+    let mut n = Net::default();
+    let (c_snd, c_rcv) = n.seq_c();
+    n.c.close(n.now, n.ct).unwrap();
+    n.s.close(n.now, n.st).unwrap();
+    let cfin = n.one_c();
+    let sfin = n.one_s();
+    n.hop();
+    n.c.handle(n.now, &sfin);
+    n.s.handle(n.now, &cfin);
+    assert_eq!(n.c.state(&n.ct), Closing);
+    assert_eq!(n.s.state(&n.st), Closing);
+    let cack = n.one_c();
+    let sack = n.one_s();
+    check(&cack, ".", c_snd + 1, c_rcv + 1);
+    n.hop();
+    n.c.handle(n.now, &sack);
+    n.s.handle(n.now, &cack);
+    assert_eq!(n.c.state(&n.ct), TimeWait);
+    assert_eq!(n.s.state(&n.st), TimeWait);
+    assert_eq!(
+        transitions(&mut n.c),
+        vec![(Established, FinWait1), (FinWait1, Closing), (Closing, TimeWait)]
+    );
+}
+
+/// Builds a server-side connection in `state` and returns the net.
+fn in_state(state: State) -> Net {
+    let mut n = Net::default();
+    match state {
+        Established => {}
+        FinWait1 => {
+            n.s.close(n.now, n.st).unwrap();
+            n.out_s();
+        }
+        FinWait2 | TimeWait => {
+            n.s.close(n.now, n.st).unwrap();
+            let fin = n.one_s();
+            n.c.handle(n.now, &fin);
+            let ack = n.one_c();
+            n.s.handle(n.now, &ack);
+            if state == TimeWait {
+                n.c.close(n.now, n.ct).unwrap();
+                let fin2 = n.one_c();
+                n.s.handle(n.now, &fin2);
+                n.out_s();
+            }
+        }
+        Closing => {
+            n.s.close(n.now, n.st).unwrap();
+            n.out_s();
+            n.c.close(n.now, n.ct).unwrap();
+            let cfin = n.one_c();
+            n.s.handle(n.now, &cfin);
+            n.out_s();
+        }
+        CloseWait | LastAck => {
+            n.c.close(n.now, n.ct).unwrap();
+            let fin = n.one_c();
+            n.s.handle(n.now, &fin);
+            n.out_s();
+            if state == LastAck {
+                n.s.close(n.now, n.st).unwrap();
+                n.out_s();
+            }
+        }
+        s => panic!("not built here: {s}"),
+    }
+    assert_eq!(n.s.state(&n.st), state);
+    n.s.events().for_each(drop);
+    n
+}
+
+/// RST in every state: exactly at rcv_nxt resets; elsewhere in the window draws a
+/// challenge ACK (RFC 5961 §3.2); outside the window it is dropped. TIME-WAIT
+/// ignores an inexact RST without any reply.
+#[test]
+fn rst_in_every_state() {
+    for state in [Established, FinWait1, FinWait2, Closing, TimeWait, CloseWait, LastAck] {
+        let n0 = in_state(state);
+        let (snd, rcv) = n0.seq_s();
+        // In window, not exact.
+        let mut n = in_state(state);
+        let rst = Segment::new(&n.ct, Flags::RST, rcv.wrapping_add(100), 0, 0, 0);
+        n.s.handle(n.now, &rst);
+        assert_eq!(n.s.state(&n.st), state, "{state}: inexact RST");
+        let out = n.out_s();
+        if state == TimeWait {
+            assert!(out.is_empty(), "{state}: {out:?}");
+        } else {
+            assert_eq!(out.len(), 1, "{state}: challenge ACK expected");
+            check(&out[0], ".", snd, rcv);
+        }
+        // Out of window.
+        let far = Segment::new(&n.ct, Flags::RST, rcv.wrapping_add(1 << 30), 0, 0, 0);
+        n.s.handle(n.now, &far);
+        assert_eq!(n.s.state(&n.st), state, "{state}: far RST");
+        assert!(n.out_s().is_empty());
+        // Exact.
+        let exact = Segment::new(&n.ct, Flags::RST, rcv, 0, 0, 0);
+        n.s.handle(n.now, &exact);
+        assert_eq!(n.s.state(&n.st), Closed, "{state}: exact RST");
+        assert!(n.out_s().is_empty(), "never an RST for an RST");
+        assert_eq!(closed(&mut n.s)[0].1, CloseReason::Reset);
+        assert!(n.s.is_empty());
+    }
+}
+
+#[test]
+fn rst_at_fin_sequence_resets_after_peer_fin() {
+    for state in [CloseWait, LastAck, Closing] {
+        let mut n = in_state(state);
+        let (_, rcv) = n.seq_s();
+        let rst = Segment::new(&n.ct, Flags::RST, rcv - 1, 0, 0, 0);
+        n.s.handle(n.now, &rst);
+        assert_eq!(n.s.state(&n.st), Closed, "{state}");
+    }
+    // Not in ESTABLISHED, where rcv_nxt - 1 is simply out of window.
+    let mut n = in_state(Established);
+    let (_, rcv) = n.seq_s();
+    n.s.handle(n.now, &Segment::new(&n.ct, Flags::RST, rcv - 1, 0, 0, 0));
+    assert_eq!(n.s.state(&n.st), Established);
+}
+
+#[test]
+fn rst_with_rfc1337_spares_time_wait() {
+    let mut n = Net::established(cfg(), Config { rfc1337: true, ..cfg() });
+    n.s.close(n.now, n.st).unwrap();
+    let fin = n.one_s();
+    n.c.handle(n.now, &fin);
+    let ack = n.one_c();
+    n.s.handle(n.now, &ack);
+    n.c.close(n.now, n.ct).unwrap();
+    let fin2 = n.one_c();
+    n.s.handle(n.now, &fin2);
+    n.out_s();
+    let (_, rcv) = n.seq_s();
+    n.s.handle(n.now, &Segment::new(&n.ct, Flags::RST, rcv, 0, 0, 0));
+    assert_eq!(n.s.state(&n.st), TimeWait);
+}
+
+#[test]
+fn rst_in_syn_states() {
+    // SYN-RECEIVED: an exact RST removes the embryonic connection.
+    let mut n = Net::with(cfg(), cfg());
+    n.c.connect(n.now, n.ct).unwrap();
+    let syn = n.one_c();
+    n.s.handle(n.now, &syn);
+    let synack = n.one_s();
+    assert_eq!(n.s.state(&n.st), SynReceived);
+    n.s.handle(n.now, &Segment::new(&n.ct, Flags::RST, syn.seq + 1, 0, 0, 0));
+    assert_eq!(n.s.state(&n.st), Closed);
+    // SYN-SENT: an RST is acceptable only with an acceptable ACK.
+    n.c.handle(n.now, &Segment::new(&n.st, Flags::RST, 0, syn.seq + 1, 0, 0));
+    assert_eq!(n.c.state(&n.ct), SynSent);
+    n.c.handle(n.now, &Segment::new(&n.st, Flags::RST | Flags::ACK, 0, syn.seq + 1, 0, 0));
+    assert_eq!(n.c.state(&n.ct), Closed);
+    let _ = synack;
+}
+
+/// A SYN on a TIME-WAIT 4-tuple beyond the old rcv_nxt opens a new incarnation
+/// (ISN = old snd_nxt + 65535 + 2); at or below it, the old connection re-ACKs.
+#[test]
+fn syn_into_time_wait() {
+    let mut n = in_state(TimeWait);
+    let (snd, rcv) = n.seq_s();
+    let old = Segment::new(&n.ct, Flags::SYN, rcv.wrapping_sub(10), 0, 0, 65_535);
+    n.s.handle(n.now, &old);
+    check(&n.one_s(), ".", snd, rcv);
+    assert_eq!(n.s.state(&n.st), TimeWait);
+    // A second ACK for an old SYN within 500 ms is rate-limited.
+    n.s.handle(n.now, &old);
+    assert!(n.out_s().is_empty());
+    let new = Segment::new(&n.ct, Flags::SYN, rcv.wrapping_add(1_000_000), 0, 0, 65_535);
+    n.s.handle(n.now, &new);
+    let synack = n.one_s();
+    check(&synack, "S.", snd.wrapping_add(65_537), new.seq + 1);
+    assert_eq!(n.s.state(&n.st), SynReceived);
+    assert_eq!(n.s.stats().time_wait_reused, 1);
+    assert_eq!(n.s.population(TimeWait), 0);
+    assert_eq!(n.s.population(SynReceived), 1);
+}
+
+#[test]
+fn syn_into_last_ack_draws_challenge_ack() {
+    let mut n = in_state(LastAck);
+    let (snd, rcv) = n.seq_s();
+    for seq in [rcv.wrapping_add(5), rcv.wrapping_sub(5_000_000)] {
+        let syn = Segment::new(&n.ct, Flags::SYN, seq, 0, 0, 65_535);
+        n.now = n.now + Duration::from_secs(1);
+        n.s.handle(n.now, &syn);
+        check(&n.one_s(), ".", snd, rcv);
+        assert_eq!(n.s.state(&n.st), LastAck);
+    }
+    assert_eq!(n.s.stats().challenge_acks, 2);
+}
+
+/// A retransmitted FIN in TIME-WAIT is re-ACKed every time (never rate-limited)
+/// and restarts the full timer.
+#[test]
+fn duplicate_fin_in_time_wait() {
+    let mut n = in_state(TimeWait);
+    let (snd, rcv) = n.seq_s();
+    let dup = Segment::new(&n.ct, Flags::FIN | Flags::ACK, rcv - 1, snd, 0, 65_535);
+    let t1 = n.now + Duration::from_secs(30);
+    n.advance(t1 - n.now);
+    for _ in 0..3 {
+        n.s.handle(n.now, &dup);
+        check(&n.one_s(), ".", snd, rcv);
+    }
+    assert_eq!(n.s.stats().time_wait_restarts, 3);
+    n.advance(Duration::from_secs(60) - Duration::from_millis(1));
+    assert_eq!(n.s.state(&n.st), TimeWait);
+    n.advance(Duration::from_millis(1));
+    assert_eq!(n.s.state(&n.st), Closed);
+}
+
+/// No matching connection: RST <SEQ=SEG.ACK> for a segment with ACK, else
+/// RST|ACK <SEQ=0><ACK=SEG.SEQ+SEG.LEN>; nothing for an RST.
+#[test]
+fn unknown_tuple_gets_rst() {
+    let mut h = Host::new(cfg());
+    let t = Tuple::new([10, 0, 0, 9], 999, [10, 0, 0, 1], 80);
+    let now = Time::ZERO;
+    h.handle(now, &Segment::new(&t, Flags::FIN | Flags::ACK, 100, 7_777, 0, 0));
+    check(&h.transmits().next().unwrap(), "R", 7_777, 0);
+    h.handle(now, &Segment::new(&t, Flags::FIN, 100, 0, 10, 0));
+    check(&h.transmits().next().unwrap(), "R.", 0, 111);
+    h.handle(now, &Segment::new(&t, Flags::RST, 100, 0, 0, 0));
+    assert_eq!(h.transmits().count(), 0);
+    // A SYN to a port nobody listens on is refused.
+    h.handle(now, &Segment::new(&t, Flags::SYN, 5, 0, 0, 0));
+    check(&h.transmits().next().unwrap(), "R.", 0, 6);
+}
+
+#[test]
+fn time_wait_overflow_skips_time_wait() {
+    let mut n = Net::established(cfg(), Config { max_tw_buckets: 0, ..cfg() });
+    n.s.close(n.now, n.st).unwrap();
+    let fin = n.one_s();
+    n.c.handle(n.now, &fin);
+    let ack = n.one_c();
+    n.s.handle(n.now, &ack);
+    n.c.close(n.now, n.ct).unwrap();
+    let fin2 = n.one_c();
+    n.s.handle(n.now, &fin2);
+    check(&n.one_s(), ".", fin.seq + 1, fin2.seq + 1); // still ACKs the FIN
+    assert_eq!(n.s.state(&n.st), Closed);
+    assert_eq!(n.s.stats().time_wait_overflow, 1);
+    assert_eq!(
+        closed(&mut n.s),
+        vec![(FinWait2, CloseReason::TimeWaitOverflow, Role::Active)]
+    );
+}
+
+/// Data after close() is answered with RST and the connection destroyed (Linux).
+#[test]
+fn data_after_close_resets() {
+    let mut n = in_state(FinWait2);
+    let (snd, rcv) = n.seq_s();
+    n.s.handle(n.now, &Segment::new(&n.ct, Flags::ACK | Flags::PSH, rcv, snd, 10, 65_535));
+    check(&n.one_s(), "R", snd, 0);
+    assert_eq!(n.s.state(&n.st), Closed);
+    assert_eq!(n.s.stats().abort_on_data, 1);
+}
+
+/// Data is acknowledged and lost data is retransmitted before the FIN completes.
+#[test]
+fn lost_data_is_retransmitted_with_the_fin() {
+    let mut n = Net::default();
+    let (s_snd, s_rcv) = n.seq_s();
+    n.s.send(n.now, n.st, 1_000).unwrap();
+    let data = n.one_s(); // lost
+    check(&data, "P.", s_snd, s_rcv);
+    n.s.close(n.now, n.st).unwrap();
+    let fin = n.one_s(); // arrives, but beyond a gap
+    check(&fin, "F.", s_snd + 1_000, s_rcv);
+    n.c.handle(n.now, &fin);
+    check(&n.one_c(), ".", s_rcv, s_snd); // duplicate ACK: the gap
+    assert_eq!(n.c.state(&n.ct), Established);
+    n.until_transmit(Duration::from_secs(1));
+    let re = n.one_s();
+    assert_eq!((re.seq, re.len, format!("{:?}", re.flags)), (s_snd, 1_000, "FP.".into()));
+    n.c.handle(n.now, &re);
+    check(&n.one_c(), ".", s_rcv, s_snd + 1_001);
+    assert_eq!(n.c.state(&n.ct), CloseWait);
+}
+
+#[test]
+fn abort_sends_rst() {
+    let mut n = Net::default();
+    let (snd, rcv) = n.seq_s();
+    n.s.abort(n.now, n.st).unwrap();
+    let rst = n.one_s();
+    check(&rst, "R.", snd, rcv);
+    n.c.handle(n.now, &rst);
+    assert_eq!(n.c.state(&n.ct), Closed);
+    assert!(n.s.close(n.now, n.st).is_err());
+}
+
+#[test]
+fn latency_is_measured_from_close() {
+    let mut n = Net::default();
+    n.c.close(n.now, n.ct).unwrap();
+    let fin = n.one_c();
+    n.hop();
+    n.s.handle(n.now, &fin);
+    let ack = n.one_s();
+    n.hop();
+    n.c.handle(n.now, &ack);
+    n.s.close(n.now, n.st).unwrap();
+    let fin2 = n.one_s();
+    n.hop();
+    n.c.handle(n.now, &fin2);
+    let last = n.one_c();
+    n.hop();
+    n.s.handle(n.now, &last);
+    let passive = n.s.events().find_map(|e| match e {
+        Event::Closed { since_close, role: Role::Passive, .. } => since_close,
+        _ => None,
+    });
+    assert_eq!(passive, Some(Duration::from_millis(100)));
+    n.advance(Duration::from_secs(61));
+    let active = n.c.events().find_map(|e| match e {
+        Event::Closed { since_close, role: Role::Active, .. } => since_close,
+        _ => None,
+    });
+    assert_eq!(active, Some(Duration::from_millis(60_150)));
+}
