@@ -7,9 +7,12 @@
 //! Drivers pass time and segments in and take segments and events out.
 
 pub mod alloc;
+pub mod cli;
 pub mod config;
 mod conn;
 pub mod host;
+pub mod link;
+pub mod sim;
 pub mod segment;
 pub mod state;
 pub mod table;

@@ -1,0 +1,207 @@
+//! What the wire does to segments: loss (Bernoulli or Gilbert-Elliott bursts, per
+//! direction and per segment kind) and one-way delay with jitter.
+//!
+//! Drivers own the random source and pass it in; the same seed gives the same
+//! drops. Reordering follows from jitter: each segment draws its own delay.
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use rand::Rng;
+
+use crate::segment::Segment;
+
+/// Which segments the loss applies to (`--loss-only`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LossOnly {
+    /// Every segment.
+    Any,
+    /// Segments carrying FIN.
+    Fin,
+    /// Pure ACKs (no SYN, FIN, RST or payload).
+    Ack,
+}
+
+impl LossOnly {
+    pub fn applies(self, seg: &Segment) -> bool {
+        match self {
+            LossOnly::Any => true,
+            LossOnly::Fin => seg.flags.fin(),
+            LossOnly::Ack => {
+                seg.flags.ack() && !seg.flags.syn() && !seg.flags.fin() && !seg.flags.rst() && seg.len == 0
+            }
+        }
+    }
+}
+
+impl FromStr for LossOnly {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "any" => Ok(LossOnly::Any),
+            "fin" => Ok(LossOnly::Fin),
+            "ack" => Ok(LossOnly::Ack),
+            _ => Err(format!("unknown segment kind '{s}' (expected fin, ack or any)")),
+        }
+    }
+}
+
+impl fmt::Display for LossOnly {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            LossOnly::Any => "any",
+            LossOnly::Fin => "fin",
+            LossOnly::Ack => "ack",
+        })
+    }
+}
+
+/// The shape of the loss process.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum LossModel {
+    /// Each segment lost independently with probability `p`.
+    Bernoulli,
+    /// Gilbert-Elliott: a two-state Markov chain, every segment lost in the bad
+    /// state and none in the good one, tuned so the long-run loss is `p` and bad
+    /// runs last `burst` segments on average.
+    Burst { burst: f64 },
+}
+
+/// A loss process for one direction of one link.
+#[derive(Clone, Debug)]
+pub struct Loss {
+    p: f64,
+    model: LossModel,
+    only: LossOnly,
+    /// Gilbert-Elliott transition probabilities good->bad and bad->good.
+    p_gb: f64,
+    p_bg: f64,
+    bad: bool,
+}
+
+impl Loss {
+    /// `p` in [0, 1); `burst` >= 1 for the burst model.
+    pub fn new(p: f64, model: LossModel, only: LossOnly) -> Result<Loss, String> {
+        if !(0.0..1.0).contains(&p) {
+            return Err(format!("loss must be in [0, 1), got {p}"));
+        }
+        let (p_gb, p_bg) = match model {
+            LossModel::Bernoulli => (0.0, 1.0),
+            LossModel::Burst { burst } => {
+                if !(burst >= 1.0 && burst.is_finite()) {
+                    return Err(format!("mean burst length must be >= 1, got {burst}"));
+                }
+                let p_bg = 1.0 / burst;
+                // Stationary share of the bad state: p_gb / (p_gb + p_bg) = p.
+                (p * p_bg / (1.0 - p), p_bg)
+            }
+        };
+        Ok(Loss { p, model, only, p_gb, p_bg, bad: false })
+    }
+
+    pub fn none() -> Loss {
+        Loss::new(0.0, LossModel::Bernoulli, LossOnly::Any).expect("zero loss is valid")
+    }
+
+    pub fn rate(&self) -> f64 {
+        self.p
+    }
+
+    /// Whether `seg` is lost. Draws from `rng` only when the segment is of the kind
+    /// the loss applies to and the rate is above zero, so a lossless run consumes
+    /// no randomness.
+    #[inline]
+    pub fn drops<R: Rng + ?Sized>(&mut self, rng: &mut R, seg: &Segment) -> bool {
+        if self.p == 0.0 || !self.only.applies(seg) {
+            return false;
+        }
+        match self.model {
+            LossModel::Bernoulli => rng.gen::<f64>() < self.p,
+            LossModel::Burst { .. } => {
+                let flip = if self.bad { self.p_bg } else { self.p_gb };
+                if rng.gen::<f64>() < flip {
+                    self.bad = !self.bad;
+                }
+                self.bad
+            }
+        }
+    }
+}
+
+/// One-way delay with uniform jitter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Delay {
+    pub base: Duration,
+    pub jitter: Duration,
+}
+
+impl Delay {
+    #[inline]
+    pub fn sample<R: Rng + ?Sized>(&self, rng: &mut R) -> Duration {
+        if self.jitter.is_zero() {
+            return self.base;
+        }
+        let j = rng.gen_range(0..=self.jitter.as_micros() as u64);
+        self.base + Duration::from_micros(j)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::segment::Flags;
+    use crate::tuple::Tuple;
+    use rand::SeedableRng;
+    use rand_chacha::ChaCha8Rng;
+
+    fn seg(flags: Flags) -> Segment {
+        Segment::new(&Tuple::default(), flags, 0, 0, 0, 0)
+    }
+
+    #[test]
+    fn bernoulli_rate() {
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        let mut l = Loss::new(0.1, LossModel::Bernoulli, LossOnly::Any).unwrap();
+        let n = 200_000;
+        let lost = (0..n).filter(|_| l.drops(&mut rng, &seg(Flags::ACK))).count();
+        let rate = lost as f64 / n as f64;
+        assert!((0.095..0.105).contains(&rate), "{rate}");
+    }
+
+    #[test]
+    fn burst_rate_and_run_length() {
+        let mut rng = ChaCha8Rng::seed_from_u64(2);
+        let mut l = Loss::new(0.05, LossModel::Burst { burst: 4.0 }, LossOnly::Any).unwrap();
+        let n = 400_000;
+        let (mut lost, mut runs, mut prev) = (0, 0, false);
+        for _ in 0..n {
+            let d = l.drops(&mut rng, &seg(Flags::ACK));
+            lost += d as usize;
+            runs += (d && !prev) as usize;
+            prev = d;
+        }
+        let rate = lost as f64 / n as f64;
+        let mean_run = lost as f64 / runs as f64;
+        assert!((0.045..0.055).contains(&rate), "{rate}");
+        assert!((3.6..4.4).contains(&mean_run), "{mean_run}");
+    }
+
+    #[test]
+    fn only_filters_kinds() {
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        let mut l = Loss::new(0.99, LossModel::Bernoulli, LossOnly::Fin).unwrap();
+        assert!((0..100).all(|_| !l.drops(&mut rng, &seg(Flags::ACK))));
+        assert!((0..100).filter(|_| l.drops(&mut rng, &seg(Flags::FIN | Flags::ACK))).count() > 90);
+        let a = Loss::new(0.5, LossModel::Bernoulli, LossOnly::Ack).unwrap();
+        assert!(!a.only.applies(&seg(Flags::FIN | Flags::ACK)));
+        assert!(a.only.applies(&seg(Flags::ACK)));
+    }
+
+    #[test]
+    fn rejects_bad_parameters() {
+        assert!(Loss::new(1.0, LossModel::Bernoulli, LossOnly::Any).is_err());
+        assert!(Loss::new(-0.1, LossModel::Bernoulli, LossOnly::Any).is_err());
+        assert!(Loss::new(0.1, LossModel::Burst { burst: 0.5 }, LossOnly::Any).is_err());
+    }
+}
