@@ -6,14 +6,19 @@
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
-use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{AtomicIsize, AtomicUsize, Ordering::Relaxed};
 
 static LIVE: AtomicUsize = AtomicUsize::new(0);
 static PEAK: AtomicUsize = AtomicUsize::new(0);
 
+/// Number of accounting scopes; scope 0 means "not in a scope".
+pub const SCOPES: usize = 512;
+static SCOPE_NET: [AtomicIsize; SCOPES] = [const { AtomicIsize::new(0) }; SCOPES];
+
 thread_local! {
     // No destructor and const-initialised, so it is safe to touch from the allocator.
     static THREAD_NET: Cell<isize> = const { Cell::new(0) };
+    static SCOPE: Cell<u16> = const { Cell::new(0) };
 }
 
 /// The counting allocator.
@@ -22,12 +27,21 @@ pub struct Counting;
 fn grew(n: usize) {
     let live = LIVE.fetch_add(n, Relaxed) + n;
     PEAK.fetch_max(live, Relaxed);
-    let _ = THREAD_NET.try_with(|c| c.set(c.get() + n as isize));
+    account(n as isize);
 }
 
 fn shrank(n: usize) {
     LIVE.fetch_sub(n, Relaxed);
-    let _ = THREAD_NET.try_with(|c| c.set(c.get() - n as isize));
+    account(-(n as isize));
+}
+
+fn account(n: isize) {
+    let _ = THREAD_NET.try_with(|c| c.set(c.get() + n));
+    if let Ok(scope) = SCOPE.try_with(|s| s.get()) {
+        if scope != 0 {
+            SCOPE_NET[scope as usize].fetch_add(n, Relaxed);
+        }
+    }
 }
 
 // SAFETY: every method forwards to `System` with the caller's layout unchanged and
@@ -86,6 +100,20 @@ pub fn reset_peak() {
 /// Bytes allocated minus bytes freed by the calling thread.
 pub fn thread_net_bytes() -> isize {
     THREAD_NET.with(|c| c.get())
+}
+
+/// Charges this thread's allocations and frees to `scope` (1..SCOPES) until the
+/// next call; 0 stops charging. A driver wraps each call into one engine in that
+/// engine's scope, so the engine's heap is measured exactly, apart from the
+/// driver's own queues. Returns the previous scope.
+pub fn enter_scope(scope: u16) -> u16 {
+    debug_assert!((scope as usize) < SCOPES);
+    SCOPE.with(|s| s.replace(scope))
+}
+
+/// Net heap bytes charged to `scope`.
+pub fn scope_bytes(scope: u16) -> isize {
+    SCOPE_NET[scope as usize].load(Relaxed)
 }
 
 /// Whether the counting allocator is the global allocator of this process.

@@ -59,6 +59,8 @@ pub enum Role {
 pub enum Event {
     /// The handshake completed (either side).
     Established { tuple: Tuple },
+    /// In-order data arrived (rcv_nxt moved by `len`): the application read it.
+    Received { tuple: Tuple, len: u32 },
     /// The peer's FIN arrived: the connection is in CLOSE-WAIT and the application
     /// should close it.
     PeerClosed { tuple: Tuple },
@@ -809,7 +811,9 @@ impl Host {
                 }
                 State::Established | State::FinWait1 | State::FinWait2 => {
                     if seq::le(seg.seq, c.rcv_nxt) && seq::gt(end, c.rcv_nxt) {
+                        let len = end.wrapping_sub(c.rcv_nxt);
                         c.rcv_nxt = end;
+                        self.events.push(Event::Received { tuple: c.tuple, len });
                     }
                     // No delayed ACK and no out-of-order queue: every data segment is
                     // acknowledged at once, duplicates and gaps with a duplicate ACK.

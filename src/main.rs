@@ -11,10 +11,18 @@ use teardown::cli::Usage;
 static ALLOC: teardown::alloc::Counting = teardown::alloc::Counting;
 
 #[derive(Parser)]
-#[command(name = "teardown", version, about = "Models one host's TCP connection table through teardown, at the scale of millions of connections.")]
+#[command(
+    name = "teardown",
+    version,
+    about = "Models one host's TCP connection table through teardown, at the scale of millions of connections.",
+    long_about = "Models one host's TCP connection table through teardown, at the scale of millions of connections.\n\nWith no subcommand, runs the simulator: `teardown --loss 0.05` is `teardown sim --loss 0.05`.",
+    args_conflicts_with_subcommands = true
+)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
+    #[command(flatten)]
+    sim: teardown::sim::SimArgs,
 }
 
 #[derive(Subcommand)]
@@ -27,7 +35,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let command = cli
         .command
-        .unwrap_or_else(|| Command::Sim(Box::default()));
+        .unwrap_or_else(|| Command::Sim(Box::new(cli.sim)));
     let result = match command {
         Command::Sim(args) => teardown::sim::main(*args),
     };

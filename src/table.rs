@@ -14,7 +14,7 @@ use crate::timewait::{TwEntry, TwRing, POS_MASK};
 use crate::tuple::Tuple;
 
 const TW_BIT: u32 = 1 << 31;
-const CHUNK_BITS: u32 = 12;
+const CHUNK_BITS: u32 = 9;
 const CHUNK: usize = 1 << CHUNK_BITS;
 
 /// What a table lookup found.

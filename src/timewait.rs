@@ -29,7 +29,7 @@ pub(crate) struct TwEntry {
     pub last_oow_ms: u32,
 }
 
-const CHUNK_BITS: u32 = 12;
+const CHUNK_BITS: u32 = 9;
 const CHUNK: usize = 1 << CHUNK_BITS;
 
 /// Positions are absolute and never reused; the table stores them modulo 2^31.

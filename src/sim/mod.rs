@@ -1,11 +1,469 @@
-//! The deterministic simulator (work in progress on the engine branch).
+//! `teardown sim`: a deterministic discrete-event simulator on a virtual clock.
+//!
+//! A server host and its clients (two engines per shard) run a connection
+//! workload through open, request/response, close and teardown over a simulated
+//! link with loss, delay and jitter. The work is split into a fixed number of
+//! virtual shards (`--shards`), each an independent simulation with its own seed
+//! stream and its own client addresses; threads take shards from a crossbeam
+//! queue and results are merged by shard index. So for a given seed and flags the
+//! report is the same whatever `--threads` is, except the wall-clock fields.
 
+mod report;
+mod shard;
+
+use std::io::IsTerminal;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::{Args, ValueEnum};
+
+use crate::cli::{ensure, parse_duration, parse_fraction, parse_probability, Usage};
+use crate::config::{Config, Profile};
+use crate::link::{Delay, Loss, LossModel, LossOnly};
+
+pub use report::SimReport;
+pub use shard::{Cases, Sample, ShardResult};
+
+/// Who sends the first FIN.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum CloseMode {
+    Server,
+    Client,
+    /// Both at once: the FINs cross (simultaneous close, CLOSING on both ends).
+    Both,
+    /// The server first with probability F, else the client.
+    Mixed(f64),
+}
+
+impl std::str::FromStr for CloseMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "server" => Ok(CloseMode::Server),
+            "client" => Ok(CloseMode::Client),
+            "both" => Ok(CloseMode::Both),
+            _ => match s.strip_prefix("mixed:") {
+                Some(f) => Ok(CloseMode::Mixed(parse_fraction(f)?)),
+                None => Err(format!(
+                    "unknown close mode '{s}' (expected server, client, both or mixed:F)"
+                )),
+            },
+        }
+    }
+}
+
+impl std::fmt::Display for CloseMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CloseMode::Server => f.write_str("server"),
+            CloseMode::Client => f.write_str("client"),
+            CloseMode::Both => f.write_str("both"),
+            CloseMode::Mixed(x) => write!(f, "mixed:{x}"),
+        }
+    }
+}
+
+/// When a runaway end vanishes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum RunawayAt {
+    /// Right after its FIN was ACKed (active closer), or after it ACKed the peer's
+    /// FIN (passive closer).
+    FinAcked,
+    /// Right after it sent its FIN.
+    FinSent,
+    /// Either of the two, with equal odds.
+    Any,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Workload {
+    /// Open, request, response, close, teardown, repeat.
+    Standard,
+    /// N connections established, then all closed by the server at once with no
+    /// loss; the run ends when the last TIME-WAIT entry expires.
+    TwFill,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LossKind {
+    Bernoulli,
+    /// Gilbert-Elliott bursts (`--burst-len`).
+    Burst,
+}
 
 /// `teardown sim` flags.
-#[derive(clap::Args, Debug, Default)]
-pub struct SimArgs {}
+#[derive(Args, Debug, Clone)]
+pub struct SimArgs {
+    /// Connection lifecycles to run.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub connections: u64,
+    /// Most connections live at once (client side, from connect to CLOSED).
+    #[arg(long, default_value_t = 10_000)]
+    pub concurrency: u64,
+    /// Opens per simulated second (instead of opening as soon as a slot frees).
+    #[arg(long)]
+    pub rate: Option<f64>,
+    /// Stop at this simulated time even if connections are still open (they count as leaked).
+    #[arg(long, value_parser = parse_duration)]
+    pub duration: Option<Duration>,
+    /// Who sends the first FIN: server, client, both (simultaneous) or mixed:F (server with probability F).
+    #[arg(long, default_value = "server")]
+    pub close: CloseMode,
+    /// Workload shape.
+    #[arg(long, value_enum, default_value_t = Workload::Standard)]
+    pub workload: Workload,
+    /// Bytes the client sends after the handshake (0: the first closer closes at once).
+    #[arg(long, default_value_t = 100)]
+    pub request_bytes: u32,
+    /// Bytes the server answers with before it closes.
+    #[arg(long, default_value_t = 1000)]
+    pub response_bytes: u32,
+    /// Segment loss probability, both directions.
+    #[arg(long, default_value = "0.01", value_parser = parse_probability)]
+    pub loss: f64,
+    /// Loss model.
+    #[arg(long, value_enum, default_value_t = LossKind::Bernoulli)]
+    pub loss_model: LossKind,
+    /// Mean burst length in segments (with --loss-model burst).
+    #[arg(long, default_value_t = 4.0)]
+    pub burst_len: f64,
+    /// Loss on segments towards the server (overrides --loss for that direction).
+    #[arg(long, value_parser = parse_probability)]
+    pub loss_to_server: Option<f64>,
+    /// Loss on segments towards the clients (overrides --loss for that direction).
+    #[arg(long, value_parser = parse_probability)]
+    pub loss_to_client: Option<f64>,
+    /// Which segments the loss applies to: fin, ack (pure ACKs) or any.
+    #[arg(long, default_value = "any")]
+    pub loss_only: LossOnly,
+    /// One-way link delay.
+    #[arg(long, default_value = "5ms", value_parser = parse_duration)]
+    pub delay: Duration,
+    /// Extra uniform delay in [0, jitter] per segment (reorders segments).
+    #[arg(long, default_value = "0ms", value_parser = parse_duration)]
+    pub jitter: Duration,
+    /// Fraction of connections whose client vanishes during teardown.
+    #[arg(long, default_value = "0", value_parser = parse_fraction)]
+    pub runaway_client: f64,
+    /// Fraction of connections whose server end vanishes during teardown.
+    #[arg(long, default_value = "0", value_parser = parse_fraction)]
+    pub runaway_server: f64,
+    /// When a runaway end vanishes.
+    #[arg(long, value_enum, default_value_t = RunawayAt::FinAcked)]
+    pub runaway_at: RunawayAt,
+    /// Client addresses; each has the ephemeral port range, so 4-tuples are reused
+    /// while old incarnations may still sit in TIME-WAIT or LAST-ACK (default: enough
+    /// for twice the concurrency, at least 16).
+    #[arg(long)]
+    pub client_ips: Option<u32>,
+    /// Ephemeral port range of each client address (ip_local_port_range).
+    #[arg(long, default_value = "32768-60999")]
+    pub port_range: String,
+    /// Host profile: linux, rfc9293 or freebsd.
+    #[arg(long, default_value = "linux")]
+    pub profile: Profile,
+    /// MSL: TIME-WAIT lasts 2*MSL.
+    #[arg(long, value_parser = parse_duration)]
+    pub msl: Option<Duration>,
+    /// TIME-WAIT duration (overrides the profile and --msl).
+    #[arg(long, value_parser = parse_duration)]
+    pub time_wait: Option<Duration>,
+    /// Orphaned FIN-WAIT-2 lifetime (tcp_fin_timeout).
+    #[arg(long, value_parser = parse_duration)]
+    pub fin_timeout: Option<Duration>,
+    #[arg(long, value_parser = parse_duration)]
+    pub rto_initial: Option<Duration>,
+    #[arg(long, value_parser = parse_duration)]
+    pub rto_min: Option<Duration>,
+    #[arg(long, value_parser = parse_duration)]
+    pub rto_max: Option<Duration>,
+    /// tcp_orphan_retries (0 means 8).
+    #[arg(long)]
+    pub orphan_retries: Option<u8>,
+    /// tcp_max_tw_buckets (tw-fill raises the default to --connections).
+    #[arg(long)]
+    pub max_tw_buckets: Option<usize>,
+    /// tcp_rfc1337: RSTs do not kill TIME-WAIT.
+    #[arg(long)]
+    pub rfc1337: Option<bool>,
+    /// Worker threads (default: all cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Virtual shards (independent simulations); fixed so that results do not depend on --threads.
+    #[arg(long, default_value_t = 64)]
+    pub shards: u32,
+    /// Random seed.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Simulated time between population samples.
+    #[arg(long, default_value = "100ms", value_parser = parse_duration)]
+    pub sample_interval: Duration,
+    /// Write the JSON report here (- for stdout).
+    #[arg(long)]
+    pub json: Option<String>,
+    /// Write plots (PNG and SVG) into this directory.
+    #[arg(long)]
+    pub plot: Option<std::path::PathBuf>,
+    /// No human report on stdout.
+    #[arg(long)]
+    pub quiet: bool,
+}
 
-pub fn main(_args: SimArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("the simulator is being written")
+impl Default for SimArgs {
+    fn default() -> SimArgs {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Wrap {
+            #[command(flatten)]
+            args: SimArgs,
+        }
+        Wrap::parse_from(["sim"]).args
+    }
+}
+
+/// Validated simulation parameters.
+#[derive(Clone, Debug)]
+pub struct SimConfig {
+    pub connections: u64,
+    pub concurrency_per_shard: u64,
+    pub concurrency: u64,
+    pub rate: Option<f64>,
+    pub duration: Option<Duration>,
+    pub close: CloseMode,
+    pub workload: Workload,
+    pub request_bytes: u32,
+    pub response_bytes: u32,
+    pub loss_to_server: Loss,
+    pub loss_to_client: Loss,
+    pub delay: Delay,
+    pub jitter: Duration,
+    pub runaway_client: f64,
+    pub runaway_server: f64,
+    pub runaway_at: RunawayAt,
+    pub port_range: (u16, u16),
+    pub client_ips: u32,
+    pub slots_per_shard: u32,
+    pub host: Config,
+    pub threads: usize,
+    pub shards: u32,
+    pub seed: u64,
+    pub sample_interval: Duration,
+}
+
+impl SimConfig {
+    pub fn from_args(a: &SimArgs) -> Result<SimConfig, Usage> {
+        ensure(a.connections > 0, || "--connections must be at least 1".into())?;
+        ensure(a.concurrency > 0, || "--concurrency must be at least 1".into())?;
+        ensure((1..=255).contains(&a.shards), || "--shards must be between 1 and 255".into())?;
+        if let Some(r) = a.rate {
+            ensure(r.is_finite() && r > 0.0, || format!("--rate must be above zero, got {r}"))?;
+        }
+        ensure(!a.sample_interval.is_zero(), || "--sample-interval must be above zero".into())?;
+        ensure(a.sample_interval >= Duration::from_millis(1), || {
+            "--sample-interval must be at least 1ms".into()
+        })?;
+        ensure(a.delay <= Duration::from_secs(60) && a.jitter <= Duration::from_secs(60), || {
+            "--delay and --jitter must be at most 60s".into()
+        })?;
+        ensure(a.runaway_client + a.runaway_server <= 1.0, || {
+            "--runaway-client plus --runaway-server must be at most 1".into()
+        })?;
+        let threads = a
+            .threads
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+        ensure((1..=1024).contains(&threads), || "--threads must be between 1 and 1024".into())?;
+        let port_range = parse_port_range(&a.port_range).map_err(Usage)?;
+        let ports = (port_range.1 - port_range.0) as u64 + 1;
+
+        let tw_fill = a.workload == Workload::TwFill;
+        let concurrency = if tw_fill { a.connections } else { a.concurrency.min(a.connections) };
+        let needed_ips = (concurrency * 2).div_ceil(ports).max(16);
+        let client_ips = a.client_ips.map_or(needed_ips, |n| n as u64);
+        ensure(client_ips >= 1, || "--client-ips must be at least 1".into())?;
+        let shards = a.shards as u64;
+        let slots_total = client_ips * ports;
+        let slots_per_shard = slots_total.div_ceil(shards);
+        ensure(slots_per_shard / ports < 65_536 && slots_per_shard <= u32::MAX as u64, || {
+            "too many client addresses for one shard; raise --shards".into()
+        })?;
+        let concurrency_per_shard = concurrency.div_ceil(shards);
+        ensure(slots_per_shard >= concurrency_per_shard, || {
+            format!(
+                "{client_ips} client address(es) x {ports} ports cannot hold {concurrency} live connections; raise --client-ips"
+            )
+        })?;
+
+        let mut host = Config::profile(a.profile);
+        if let Some(msl) = a.msl {
+            host.time_wait = msl * 2;
+        }
+        if let Some(v) = a.time_wait {
+            host.time_wait = v;
+        }
+        if let Some(v) = a.fin_timeout {
+            host.fin_timeout = v;
+        }
+        if let Some(v) = a.rto_initial {
+            host.rto_initial = v;
+        }
+        if let Some(v) = a.rto_min {
+            host.rto_min = v;
+        }
+        if let Some(v) = a.rto_max {
+            host.rto_max = v;
+        }
+        if let Some(v) = a.orphan_retries {
+            host.orphan_retries = v;
+        }
+        if let Some(v) = a.rfc1337 {
+            host.rfc1337 = v;
+        }
+        host.max_tw_buckets = match (a.max_tw_buckets, tw_fill) {
+            (Some(v), _) => v,
+            // Like raising net.ipv4.tcp_max_tw_buckets for the experiment; per shard.
+            (None, true) => usize::MAX,
+            (None, false) => host.max_tw_buckets,
+        };
+        // The limit is the host's; each shard holds its share of it.
+        if host.max_tw_buckets != usize::MAX {
+            host.max_tw_buckets = host.max_tw_buckets.div_ceil(a.shards as usize);
+        }
+        host.validate().map_err(Usage)?;
+
+        let model = match a.loss_model {
+            LossKind::Bernoulli => LossModel::Bernoulli,
+            LossKind::Burst => LossModel::Burst { burst: a.burst_len },
+        };
+        let (ls, lc) = if tw_fill {
+            (0.0, 0.0)
+        } else {
+            (a.loss_to_server.unwrap_or(a.loss), a.loss_to_client.unwrap_or(a.loss))
+        };
+        let loss_to_server = Loss::new(ls, model, a.loss_only).map_err(Usage)?;
+        let loss_to_client = Loss::new(lc, model, a.loss_only).map_err(Usage)?;
+        let (request_bytes, response_bytes) = if tw_fill || a.close == CloseMode::Both {
+            (0, 0)
+        } else {
+            (a.request_bytes, a.response_bytes)
+        };
+        Ok(SimConfig {
+            connections: a.connections,
+            concurrency_per_shard,
+            concurrency,
+            rate: if tw_fill { None } else { a.rate },
+            duration: a.duration,
+            close: a.close,
+            workload: a.workload,
+            request_bytes,
+            response_bytes,
+            loss_to_server,
+            loss_to_client,
+            delay: Delay { base: a.delay, jitter: a.jitter },
+            jitter: a.jitter,
+            runaway_client: a.runaway_client,
+            runaway_server: a.runaway_server,
+            runaway_at: a.runaway_at,
+            port_range,
+            client_ips: client_ips as u32,
+            slots_per_shard: slots_per_shard as u32,
+            host,
+            threads,
+            shards: a.shards,
+            seed: a.seed,
+            sample_interval: a.sample_interval,
+        })
+    }
+}
+
+fn parse_port_range(s: &str) -> Result<(u16, u16), String> {
+    let (lo, hi) = s
+        .split_once('-')
+        .ok_or_else(|| format!("--port-range '{s}' must look like 32768-60999"))?;
+    let lo: u16 = lo.trim().parse().map_err(|_| format!("bad port '{lo}' in --port-range"))?;
+    let hi: u16 = hi.trim().parse().map_err(|_| format!("bad port '{hi}' in --port-range"))?;
+    if lo == 0 || lo > hi {
+        return Err(format!("--port-range '{s}' must be LO-HI with 0 < LO <= HI"));
+    }
+    Ok((lo, hi))
+}
+
+/// Runs the simulation; `progress` (if any) is told how many connections are done.
+pub fn run(cfg: &SimConfig, show_progress: bool) -> SimReport {
+    let done = AtomicU64::new(0);
+    let start = Instant::now();
+    let mut results: Vec<Option<ShardResult>> = (0..cfg.shards).map(|_| None).collect();
+    std::thread::scope(|scope| {
+        let (work_tx, work_rx) = crossbeam::channel::unbounded::<u32>();
+        let (res_tx, res_rx) = crossbeam::channel::unbounded::<(u32, ShardResult)>();
+        for k in 0..cfg.shards {
+            // Largest shards first is unknowable; plain order keeps runs repeatable.
+            let _ = work_tx.send(k);
+        }
+        drop(work_tx);
+        for _ in 0..cfg.threads.min(cfg.shards as usize) {
+            let (rx, tx, done) = (work_rx.clone(), res_tx.clone(), &done);
+            scope.spawn(move || {
+                while let Ok(k) = rx.recv() {
+                    let r = shard::Shard::new(cfg, k, done).run();
+                    if tx.send((k, r)).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+        drop(res_tx);
+        let bar = show_progress.then(|| progress_bar(cfg.connections));
+        loop {
+            match res_rx.recv_timeout(Duration::from_millis(100)) {
+                Ok((k, r)) => results[k as usize] = Some(r),
+                Err(crossbeam::channel::RecvTimeoutError::Timeout) => {}
+                Err(crossbeam::channel::RecvTimeoutError::Disconnected) => break,
+            }
+            if let Some(bar) = &bar {
+                bar.set_position(done.load(Ordering::Relaxed));
+            }
+        }
+        if let Some(bar) = bar {
+            bar.finish_and_clear();
+        }
+    });
+    let wall = start.elapsed();
+    let results: Vec<ShardResult> = results.into_iter().flatten().collect();
+    SimReport::merge(cfg, &results, wall)
+}
+
+fn progress_bar(total: u64) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(total);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{spinner} {elapsed_precise} [{bar:40}] {human_pos}/{human_len} connections ({per_sec}) eta {eta}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+        .progress_chars("=> "),
+    );
+    bar
+}
+
+/// `teardown sim`.
+pub fn main(args: SimArgs) -> anyhow::Result<ExitCode> {
+    let cfg = SimConfig::from_args(&args)?;
+    let show_progress = std::io::stderr().is_terminal() && !args.quiet;
+    let report = run(&cfg, show_progress);
+    if !args.quiet && args.json.as_deref() != Some("-") {
+        print!("{}", report.human());
+    }
+    if let Some(path) = &args.json {
+        let text = serde_json::to_string_pretty(&report)? + "\n";
+        if path == "-" {
+            print!("{text}");
+        } else {
+            std::fs::write(path, text).with_context(|| format!("writing {path}"))?;
+        }
+    }
+    if let Some(dir) = &args.plot {
+        report::plot(&report, dir).with_context(|| format!("writing plots to {}", dir.display()))?;
+    }
+    Ok(if report.leaked == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }

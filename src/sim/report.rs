@@ -1,0 +1,439 @@
+//! The simulator's report: shard results merged, as JSON and as text.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
+use serde::Serialize;
+
+use crate::state::State;
+use crate::Stats;
+
+use super::shard::{Cases, Sample, ShardResult};
+use super::{SimConfig, Workload};
+
+/// States reported in `peak.*`.
+const PEAK_STATES: [State; 9] = [
+    State::SynSent,
+    State::SynReceived,
+    State::Established,
+    State::FinWait1,
+    State::FinWait2,
+    State::Closing,
+    State::TimeWait,
+    State::CloseWait,
+    State::LastAck,
+];
+
+#[derive(Serialize, Debug, Clone, Default)]
+pub struct Percentiles {
+    pub count: u64,
+    pub p50: f64,
+    pub p99: f64,
+    pub p999: f64,
+    pub max: f64,
+}
+
+impl Percentiles {
+    fn of(h: &Histogram<u64>) -> Percentiles {
+        let ms = |us: u64| us as f64 / 1000.0;
+        if h.is_empty() {
+            return Percentiles::default();
+        }
+        Percentiles {
+            count: h.len(),
+            p50: ms(h.value_at_quantile(0.50)),
+            p99: ms(h.value_at_quantile(0.99)),
+            p999: ms(h.value_at_quantile(0.999)),
+            max: ms(h.max()),
+        }
+    }
+}
+
+#[derive(Serialize, Debug, Clone, Default)]
+pub struct Latency {
+    pub active_close: Percentiles,
+    pub passive_close: Percentiles,
+}
+
+#[derive(Serialize, Debug, Clone, Default)]
+pub struct Memory {
+    /// Engine heap bytes (table, TIME-WAIT ring, wheel; counted by the allocator)
+    /// over all entries, at the sample where TIME-WAIT's share of the entries peaked.
+    pub bytes_per_time_wait: f64,
+    /// Share of the entries in TIME-WAIT at that sample.
+    pub time_wait_share: f64,
+    /// Entries at that sample.
+    pub time_wait_entries: u64,
+    /// The same for ESTABLISHED.
+    pub bytes_per_established: f64,
+    pub established_share: f64,
+    pub established_entries: u64,
+    /// Which host the figures are for: `server`, or `clients` when TIME-WAIT lands there.
+    pub side: &'static str,
+    /// Highest sum of both hosts' engine heap over the samples (deterministic).
+    pub peak_engine_bytes: i64,
+    /// Highest process heap seen by the counting allocator (varies with threads).
+    pub peak_heap_bytes: u64,
+}
+
+#[derive(Serialize, Debug, Clone, Default)]
+pub struct Segments {
+    pub sent: u64,
+    pub dropped: u64,
+    pub retransmitted: u64,
+    pub rst: u64,
+    /// Lost because they were addressed to an end that had vanished.
+    pub blackholed: u64,
+    pub challenge_acks: u64,
+}
+
+#[derive(Serialize, Debug, Clone, Default)]
+pub struct Timeouts {
+    pub fin_wait_2: u64,
+    pub retries_exhausted: u64,
+    pub time_wait: u64,
+}
+
+#[derive(Serialize, Debug, Clone, Default)]
+pub struct CaseCounts {
+    pub case1_first_fin_lost: u64,
+    pub case2_ack_of_fin_lost: u64,
+    pub case3_passive_fin_lost: u64,
+    pub case4_final_ack_lost: u64,
+    pub case5_fin_wait_2_timeout: u64,
+    pub case6_last_ack_reset: u64,
+    pub last_ack_gave_up: u64,
+    pub syn_into_time_wait: u64,
+    pub time_wait_assassinated: u64,
+    pub vanished_ends: u64,
+}
+
+/// A point of the population time series (server and clients).
+#[derive(Debug, Clone)]
+pub struct Point {
+    pub t: f64,
+    pub server: [u64; State::COUNT],
+    pub client: [u64; State::COUNT],
+}
+
+#[derive(Serialize, Debug, Clone)]
+pub struct SimReport {
+    pub version: u32,
+    pub seed: u64,
+    pub threads: usize,
+    pub shards: u32,
+    pub profile: String,
+    pub workload: String,
+    pub close: String,
+    pub loss_to_server: f64,
+    pub loss_to_client: f64,
+    pub concurrency: u64,
+    pub connections: u64,
+    pub completed: u64,
+    pub leaked: u64,
+    pub wall_seconds: f64,
+    pub sim_seconds: f64,
+    pub teardowns_per_sec: f64,
+    /// Peak population per state on the server host (sampled).
+    pub peak: BTreeMap<&'static str, u64>,
+    /// The same over all clients.
+    pub peak_clients: BTreeMap<&'static str, u64>,
+    pub memory: Memory,
+    pub segments: Segments,
+    pub timeouts: Timeouts,
+    pub time_wait_overflow: u64,
+    pub latency_ms: Latency,
+    pub cases: CaseCounts,
+    pub closed_by: BTreeMap<String, u64>,
+    #[serde(skip)]
+    pub series: Vec<Point>,
+    #[serde(skip)]
+    pub active_hist: Option<Histogram<u64>>,
+    #[serde(skip)]
+    pub passive_hist: Option<Histogram<u64>>,
+}
+
+fn add_stats(a: &mut Stats, b: &Stats) {
+    a.segments_received += b.segments_received;
+    a.segments_sent += b.segments_sent;
+    a.retransmits += b.retransmits;
+    a.rst_sent += b.rst_sent;
+    a.rst_received += b.rst_received;
+    a.challenge_acks += b.challenge_acks;
+    a.timeouts_fin_wait_2 += b.timeouts_fin_wait_2;
+    a.timeouts_retries += b.timeouts_retries;
+    a.timeouts_time_wait += b.timeouts_time_wait;
+    a.time_wait_overflow += b.time_wait_overflow;
+    a.time_wait_reused += b.time_wait_reused;
+    a.time_wait_assassinated += b.time_wait_assassinated;
+}
+
+impl SimReport {
+    pub fn merge(cfg: &SimConfig, shards: &[ShardResult], wall: Duration) -> SimReport {
+        let mut stats = Stats::default();
+        let mut cases = Cases::default();
+        let mut active = Histogram::<u64>::new(3).expect("valid precision");
+        let mut passive = Histogram::<u64>::new(3).expect("valid precision");
+        let mut reasons: BTreeMap<String, u64> = BTreeMap::new();
+        let (mut opened, mut leaked, mut sent, mut dropped, mut blackholed) = (0, 0, 0, 0, 0);
+        let mut end = 0f64;
+        let n = shards.iter().map(|s| s.samples.len()).max().unwrap_or(0);
+        let mut sum = vec![Sample::default(); n];
+        for s in shards {
+            add_stats(&mut stats, &s.server);
+            add_stats(&mut stats, &s.client);
+            cases.add(&s.cases);
+            // Histograms are auto-resizing: adding cannot fail on range.
+            let _ = active.add(&s.active);
+            let _ = passive.add(&s.passive);
+            for (r, c) in &s.reasons {
+                *reasons.entry(format!("{r:?}")).or_default() += c;
+            }
+            opened += s.opened;
+            leaked += s.leaked;
+            sent += s.sent;
+            dropped += s.dropped;
+            blackholed += s.blackholed;
+            end = end.max(s.end.as_micros() as f64 / 1e6);
+            // A shard that ended early holds its last sample for the rest.
+            for (i, acc) in sum.iter_mut().enumerate() {
+                let Some(x) = s.samples.get(i).or(s.samples.last()) else {
+                    continue;
+                };
+                for st in 0..State::COUNT {
+                    acc.server[st] += x.server[st];
+                    acc.client[st] += x.client[st];
+                }
+                acc.server_entries += x.server_entries;
+                acc.client_entries += x.client_entries;
+                acc.server_bytes += x.server_bytes;
+                acc.client_bytes += x.client_bytes;
+            }
+        }
+        let peak_of = |f: &dyn Fn(&Sample) -> u32| sum.iter().map(|x| f(x) as u64).max().unwrap_or(0);
+        let peak: BTreeMap<_, _> = PEAK_STATES
+            .iter()
+            .map(|st| (st.key(), peak_of(&|x| x.server[*st as usize])))
+            .collect();
+        let peak_clients: BTreeMap<_, _> = PEAK_STATES
+            .iter()
+            .map(|st| (st.key(), peak_of(&|x| x.client[*st as usize])))
+            .collect();
+        let client_side = peak_clients["time_wait"] > peak["time_wait"];
+        let memory = memory(&sum, client_side);
+        let wall_seconds = wall.as_secs_f64();
+        let completed = opened - leaked;
+        let interval = cfg.sample_interval.as_secs_f64();
+        let series = sum
+            .iter()
+            .enumerate()
+            .map(|(i, x)| Point {
+                t: i as f64 * interval,
+                server: x.server.map(|v| v as u64),
+                client: x.client.map(|v| v as u64),
+            })
+            .collect();
+        SimReport {
+            version: 1,
+            seed: cfg.seed,
+            threads: cfg.threads,
+            shards: cfg.shards,
+            profile: cfg.host.profile.to_string(),
+            workload: match cfg.workload {
+                Workload::Standard => "standard".into(),
+                Workload::TwFill => "tw-fill".into(),
+            },
+            close: cfg.close.to_string(),
+            loss_to_server: cfg.loss_to_server.rate(),
+            loss_to_client: cfg.loss_to_client.rate(),
+            concurrency: cfg.concurrency,
+            connections: opened,
+            completed,
+            leaked,
+            wall_seconds,
+            sim_seconds: end,
+            teardowns_per_sec: if wall_seconds > 0.0 { completed as f64 / wall_seconds } else { 0.0 },
+            peak,
+            peak_clients,
+            memory: Memory {
+                peak_heap_bytes: crate::alloc::peak_bytes() as u64,
+                ..memory
+            },
+            segments: Segments {
+                sent,
+                dropped,
+                retransmitted: stats.retransmits,
+                rst: stats.rst_sent,
+                blackholed,
+                challenge_acks: stats.challenge_acks,
+            },
+            timeouts: Timeouts {
+                fin_wait_2: stats.timeouts_fin_wait_2,
+                retries_exhausted: stats.timeouts_retries,
+                time_wait: stats.timeouts_time_wait,
+            },
+            time_wait_overflow: stats.time_wait_overflow,
+            latency_ms: Latency {
+                active_close: Percentiles::of(&active),
+                passive_close: Percentiles::of(&passive),
+            },
+            cases: CaseCounts {
+                case1_first_fin_lost: cases.first_fin_lost,
+                case2_ack_of_fin_lost: cases.ack_of_fin_lost,
+                case3_passive_fin_lost: cases.passive_fin_lost,
+                case4_final_ack_lost: cases.final_ack_lost,
+                case5_fin_wait_2_timeout: stats.timeouts_fin_wait_2,
+                case6_last_ack_reset: cases.last_ack_reset,
+                last_ack_gave_up: cases.last_ack_gave_up,
+                syn_into_time_wait: stats.time_wait_reused,
+                time_wait_assassinated: stats.time_wait_assassinated,
+                vanished_ends: cases.vanished,
+            },
+            closed_by: reasons,
+            series,
+            active_hist: Some(active),
+            passive_hist: Some(passive),
+        }
+    }
+
+    /// The report for people.
+    pub fn human(&self) -> String {
+        let mut o = String::new();
+        let w = &mut o;
+        let _ = writeln!(
+            w,
+            "teardown sim: {} connections, {} concurrent, close={}, loss {:.2}%/{:.2}% (to server/to clients), profile {}, seed {}, {} thread(s)",
+            self.connections,
+            self.concurrency,
+            self.close,
+            self.loss_to_server * 100.0,
+            self.loss_to_client * 100.0,
+            self.profile,
+            self.seed,
+            self.threads
+        );
+        let _ = writeln!(
+            w,
+            "  completed {} / leaked {}   simulated {:.1} s in {:.2} s wall   {:.0} teardowns/s",
+            self.completed, self.leaked, self.sim_seconds, self.wall_seconds, self.teardowns_per_sec
+        );
+        let _ = writeln!(w, "\npeak population (server host | all clients)");
+        for st in PEAK_STATES {
+            let _ = writeln!(
+                w,
+                "  {:<13} {:>12} | {:>12}",
+                st.to_string(),
+                self.peak[st.key()],
+                self.peak_clients[st.key()]
+            );
+        }
+        let m = &self.memory;
+        let _ = writeln!(w, "\nmemory ({} engine heap, counted by the allocator)", m.side);
+        let _ = writeln!(
+            w,
+            "  per TIME-WAIT entry  {:>7.1} B  (all-in, at {} entries, {:.0}% in TIME-WAIT; Linux: 256 B tw_sock_TCP)",
+            m.bytes_per_time_wait,
+            m.time_wait_entries,
+            m.time_wait_share * 100.0
+        );
+        let _ = writeln!(
+            w,
+            "  per ESTABLISHED      {:>7.1} B  (all-in, at {} entries, {:.0}% established; Linux: 2,368 B TCP socket)",
+            m.bytes_per_established,
+            m.established_entries,
+            m.established_share * 100.0
+        );
+        let _ = writeln!(
+            w,
+            "  peak engine heap {:.1} MiB, process heap {:.1} MiB",
+            m.peak_engine_bytes as f64 / 1048576.0,
+            m.peak_heap_bytes as f64 / 1048576.0
+        );
+        let s = &self.segments;
+        let _ = writeln!(
+            w,
+            "\nsegments: {} sent, {} dropped, {} retransmitted, {} RST, {} challenge ACKs, {} to vanished ends",
+            s.sent, s.dropped, s.retransmitted, s.rst, s.challenge_acks, s.blackholed
+        );
+        let t = &self.timeouts;
+        let _ = writeln!(
+            w,
+            "timeouts: {} FIN-WAIT-2, {} retries exhausted, {} TIME-WAIT expired; {} TIME-WAIT overflows (tcp_max_tw_buckets)",
+            t.fin_wait_2, t.retries_exhausted, t.time_wait, self.time_wait_overflow
+        );
+        let _ = writeln!(w, "\nteardown latency, close() to CLOSED (ms)       p50       p99     p99.9       max");
+        for (name, p) in [("active closer", &self.latency_ms.active_close), ("passive closer", &self.latency_ms.passive_close)] {
+            let _ = writeln!(
+                w,
+                "  {:<15} ({:>9} conns)       {:>9.1} {:>9.1} {:>9.1} {:>9.1}",
+                name, p.count, p.p50, p.p99, p.p999, p.max
+            );
+        }
+        let c = &self.cases;
+        let _ = writeln!(w, "\nseed cases exercised (teardown-cases.md)");
+        let _ = writeln!(w, "  1 first FIN lost            {:>10}", c.case1_first_fin_lost);
+        let _ = writeln!(w, "  2 ACK of FIN lost           {:>10}", c.case2_ack_of_fin_lost);
+        let _ = writeln!(w, "  3 passive FIN lost          {:>10}", c.case3_passive_fin_lost);
+        let _ = writeln!(w, "  4 final ACK lost            {:>10}", c.case4_final_ack_lost);
+        let _ = writeln!(w, "  5 FIN-WAIT-2 timeouts       {:>10}", c.case5_fin_wait_2_timeout);
+        let _ = writeln!(w, "  6 LAST-ACK reset by RST     {:>10}  (gave up: {})", c.case6_last_ack_reset, c.last_ack_gave_up);
+        let _ = writeln!(w, "  SYN into TIME-WAIT (reuse)  {:>10}", c.syn_into_time_wait);
+        let _ = writeln!(w, "  TIME-WAIT killed by RST     {:>10}", c.time_wait_assassinated);
+        let _ = writeln!(w, "  runaway ends vanished       {:>10}", c.vanished_ends);
+        o
+    }
+}
+
+/// Memory per entry from the merged samples: at the sample where the state's
+/// share of one host's entries is highest, that host's measured engine bytes over
+/// its entries.
+fn memory(sum: &[Sample], client_side: bool) -> Memory {
+    fn side(x: &Sample, client_side: bool) -> (&[u32; State::COUNT], u32, i64) {
+        if client_side {
+            (&x.client, x.client_entries, x.client_bytes)
+        } else {
+            (&x.server, x.server_entries, x.server_bytes)
+        }
+    }
+    let at = |st: State| -> (f64, f64, u64) {
+        let mut best: Option<(f64, u64, i64)> = None;
+        for x in sum {
+            let (pop, entries, bytes) = side(x, client_side);
+            if entries == 0 || pop[st as usize] == 0 {
+                continue;
+            }
+            let share = pop[st as usize] as f64 / entries as f64;
+            let better = match best {
+                None => true,
+                Some((s, e, _)) => share > s + 1e-9 || ((share - s).abs() <= 1e-9 && entries as u64 > e),
+            };
+            if better {
+                best = Some((share, entries as u64, bytes));
+            }
+        }
+        match best {
+            Some((share, entries, bytes)) => (bytes as f64 / entries as f64, share, entries),
+            None => (0.0, 0.0, 0),
+        }
+    };
+    let (tw_b, tw_s, tw_n) = at(State::TimeWait);
+    let (es_b, es_s, es_n) = at(State::Established);
+    Memory {
+        bytes_per_time_wait: tw_b,
+        time_wait_share: tw_s,
+        time_wait_entries: tw_n,
+        bytes_per_established: es_b,
+        established_share: es_s,
+        established_entries: es_n,
+        side: if client_side { "clients" } else { "server" },
+        peak_engine_bytes: sum.iter().map(|x| x.server_bytes + x.client_bytes).max().unwrap_or(0),
+        peak_heap_bytes: 0,
+    }
+}
+
+/// `--plot DIR`.
+pub fn plot(_report: &SimReport, _dir: &std::path::Path) -> anyhow::Result<()> {
+    anyhow::bail!("plots are being written")
+}

@@ -1,0 +1,736 @@
+//! One virtual shard of the simulation: a server host, a client host, the two
+//! directions of the link between them, and the workload that drives both.
+//!
+//! A shard is a discrete-event simulation on its own virtual clock. Its next event
+//! is the earliest of: a segment arriving in either direction, either host's next
+//! timer, or the next scheduled open. Ties go in that fixed order, so a shard's run
+//! depends only on its seed. Shards share nothing and may run on any thread.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use crate::alloc;
+use crate::host::{CloseReason, Event, Host, Role};
+use crate::link::Loss;
+use crate::segment::Segment;
+use crate::state::State;
+use crate::time::Time;
+use crate::tuple::Tuple;
+use crate::Stats;
+
+use super::{CloseMode, RunawayAt, SimConfig, Workload};
+
+/// The simulated server's address (all shards: one host).
+pub const SERVER_IP: u32 = u32::from_be_bytes([10, 255, 0, 1]);
+pub const SERVER_PORT: u16 = 80;
+
+/// Per-slot workload flags.
+mod slot {
+    pub const CLOSER_SERVER: u8 = 0x01;
+    pub const CLOSER_CLIENT: u8 = 0x02;
+    pub const RUNAWAY_CLIENT: u8 = 0x04;
+    pub const RUNAWAY_SERVER: u8 = 0x08;
+    /// The client end vanished: segments to it are lost until the slot is reused.
+    pub const CLIENT_GONE: u8 = 0x10;
+    pub const SERVER_GONE: u8 = 0x20;
+    /// The runaway end vanishes at fin-sent rather than fin-acked.
+    pub const AT_FIN_SENT: u8 = 0x40;
+}
+
+/// One population sample of both hosts and their measured heap.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Sample {
+    pub server: [u32; State::COUNT],
+    pub client: [u32; State::COUNT],
+    pub server_entries: u32,
+    pub client_entries: u32,
+    pub server_bytes: i64,
+    pub client_bytes: i64,
+}
+
+/// Seed-case counters (teardown-cases.md), seen from the link and the hosts.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Cases {
+    /// 1: the active closer's FIN lost.
+    pub first_fin_lost: u64,
+    /// 2: the passive closer's ACK of that FIN lost.
+    pub ack_of_fin_lost: u64,
+    /// 3: the passive closer's FIN lost.
+    pub passive_fin_lost: u64,
+    /// 4: the active closer's final ACK lost.
+    pub final_ack_lost: u64,
+    /// 4 and 6: LAST-ACK ended by an RST.
+    pub last_ack_reset: u64,
+    /// 4 and 6: LAST-ACK gave up retransmitting.
+    pub last_ack_gave_up: u64,
+    /// Runaway ends that vanished.
+    pub vanished: u64,
+}
+
+impl Cases {
+    pub fn add(&mut self, o: &Cases) {
+        self.first_fin_lost += o.first_fin_lost;
+        self.ack_of_fin_lost += o.ack_of_fin_lost;
+        self.passive_fin_lost += o.passive_fin_lost;
+        self.final_ack_lost += o.final_ack_lost;
+        self.last_ack_reset += o.last_ack_reset;
+        self.last_ack_gave_up += o.last_ack_gave_up;
+        self.vanished += o.vanished;
+    }
+}
+
+/// What a shard hands back.
+pub struct ShardResult {
+    pub opened: u64,
+    pub leaked: u64,
+    pub samples: Vec<Sample>,
+    pub end: Time,
+    pub server: Stats,
+    pub client: Stats,
+    pub sent: u64,
+    pub dropped: u64,
+    pub blackholed: u64,
+    pub cases: Cases,
+    pub reasons: Vec<(CloseReason, u64)>,
+    /// Close-to-CLOSED latency in µs, by role.
+    pub active: Histogram<u64>,
+    pub passive: Histogram<u64>,
+}
+
+/// A segment in flight, ordered by arrival time and then by send order.
+struct InFlight {
+    at: Time,
+    order: u64,
+    seg: Segment,
+}
+
+impl PartialEq for InFlight {
+    fn eq(&self, o: &Self) -> bool {
+        (self.at, self.order) == (o.at, o.order)
+    }
+}
+impl Eq for InFlight {}
+impl PartialOrd for InFlight {
+    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl Ord for InFlight {
+    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
+        (self.at, self.order).cmp(&(o.at, o.order))
+    }
+}
+
+/// One direction of the link: a FIFO when every segment has the same delay, a
+/// heap when jitter can reorder them.
+enum Queue {
+    Fifo(VecDeque<(Time, Segment)>),
+    Heap(BinaryHeap<Reverse<InFlight>>, u64),
+}
+
+impl Queue {
+    fn new(jitter: bool) -> Queue {
+        if jitter {
+            Queue::Heap(BinaryHeap::new(), 0)
+        } else {
+            Queue::Fifo(VecDeque::new())
+        }
+    }
+
+    #[inline]
+    fn push(&mut self, at: Time, seg: Segment) {
+        match self {
+            Queue::Fifo(q) => q.push_back((at, seg)),
+            Queue::Heap(h, order) => {
+                *order += 1;
+                h.push(Reverse(InFlight { at, order: *order, seg }));
+            }
+        }
+    }
+
+    #[inline]
+    fn next_time(&self) -> Option<Time> {
+        match self {
+            Queue::Fifo(q) => q.front().map(|x| x.0),
+            Queue::Heap(h, _) => h.peek().map(|x| x.0.at),
+        }
+    }
+
+    #[inline]
+    fn pop(&mut self) -> Option<Segment> {
+        match self {
+            Queue::Fifo(q) => q.pop_front().map(|x| x.1),
+            Queue::Heap(h, _) => h.pop().map(|x| x.0.seg),
+        }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Side {
+    Server,
+    Client,
+}
+
+pub struct Shard<'a> {
+    cfg: &'a SimConfig,
+    index: u32,
+    rng: ChaCha8Rng,
+    now: Time,
+    server: Host,
+    client: Host,
+    server_scope: u16,
+    client_scope: u16,
+    to_server: Queue,
+    to_client: Queue,
+    loss_to_server: Loss,
+    loss_to_client: Loss,
+    slots: Vec<u8>,
+    free: VecDeque<u32>,
+    events: Vec<Event>,
+    out: Vec<Segment>,
+    to_open: u64,
+    opened: u64,
+    live: u64,
+    next_open: Option<Time>,
+    close_all_at: Option<Time>,
+    progress: &'a AtomicU64,
+    unreported: u64,
+    res: ShardResult,
+    reasons: [u64; 9],
+}
+
+fn reason_index(r: CloseReason) -> usize {
+    match r {
+        CloseReason::TimeWaitExpired => 0,
+        CloseReason::LastAckAcked => 1,
+        CloseReason::FinWait2Timeout => 2,
+        CloseReason::RetriesExhausted => 3,
+        CloseReason::Reset => 4,
+        CloseReason::Aborted => 5,
+        CloseReason::TimeWaitOverflow => 6,
+        CloseReason::TimeWaitEvicted => 7,
+        CloseReason::Reused => 8,
+    }
+}
+
+const REASONS: [CloseReason; 9] = [
+    CloseReason::TimeWaitExpired,
+    CloseReason::LastAckAcked,
+    CloseReason::FinWait2Timeout,
+    CloseReason::RetriesExhausted,
+    CloseReason::Reset,
+    CloseReason::Aborted,
+    CloseReason::TimeWaitOverflow,
+    CloseReason::TimeWaitEvicted,
+    CloseReason::Reused,
+];
+
+impl<'a> Shard<'a> {
+    pub fn new(cfg: &'a SimConfig, index: u32, progress: &'a AtomicU64) -> Shard<'a> {
+        let shards = cfg.shards as u64;
+        let share = |total: u64| total / shards + ((index as u64) < total % shards) as u64;
+        let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
+        rng.set_stream(index as u64 + 1);
+        let secret = rng.gen::<u64>();
+        let mut server_cfg = cfg.host.clone();
+        server_cfg.secret = secret;
+        let mut client_cfg = cfg.host.clone();
+        client_cfg.secret = secret.rotate_left(17) ^ 0x5555;
+        let server_scope = 1 + 2 * index as u16;
+        let client_scope = server_scope + 1;
+        let prev = alloc::enter_scope(server_scope);
+        let mut server = Host::new(server_cfg);
+        server.listen(SERVER_PORT);
+        alloc::enter_scope(client_scope);
+        let client = Host::new(client_cfg);
+        alloc::enter_scope(prev);
+        let slots = cfg.slots_per_shard;
+        let to_open = share(cfg.connections);
+        let rate = cfg.rate.map(|r| r / shards as f64);
+        Shard {
+            cfg,
+            index,
+            rng,
+            now: Time::ZERO,
+            server,
+            client,
+            server_scope,
+            client_scope,
+            to_server: Queue::new(!cfg.jitter.is_zero()),
+            to_client: Queue::new(!cfg.jitter.is_zero()),
+            loss_to_server: cfg.loss_to_server.clone(),
+            loss_to_client: cfg.loss_to_client.clone(),
+            slots: vec![0; slots as usize],
+            free: (0..slots).collect(),
+            events: Vec::new(),
+            out: Vec::new(),
+            to_open,
+            opened: 0,
+            live: 0,
+            next_open: rate.map(|_| Time::ZERO),
+            close_all_at: None,
+            progress,
+            unreported: 0,
+            res: ShardResult {
+                opened: 0,
+                leaked: 0,
+                samples: Vec::new(),
+                end: Time::ZERO,
+                server: Stats::default(),
+                client: Stats::default(),
+                sent: 0,
+                dropped: 0,
+                blackholed: 0,
+                cases: Cases::default(),
+                reasons: Vec::new(),
+                active: Histogram::new(3).expect("3 significant figures is valid"),
+                passive: Histogram::new(3).expect("3 significant figures is valid"),
+            },
+            reasons: [0; 9],
+        }
+    }
+
+    /// The client's view of slot `s`'s 4-tuple.
+    fn tuple(&self, s: u32) -> Tuple {
+        let range = self.cfg.port_range.1 - self.cfg.port_range.0 + 1;
+        Tuple {
+            local_ip: (10 << 24) | (self.index << 16) | (s / range as u32),
+            remote_ip: SERVER_IP,
+            local_port: self.cfg.port_range.0 + (s % range as u32) as u16,
+            remote_port: SERVER_PORT,
+        }
+    }
+
+    /// The slot of a tuple seen from the client (local = client).
+    #[inline]
+    fn slot_of(&self, client_view: &Tuple) -> usize {
+        let range = (self.cfg.port_range.1 - self.cfg.port_range.0) as usize + 1;
+        (client_view.local_ip & 0xffff) as usize * range
+            + (client_view.local_port - self.cfg.port_range.0) as usize
+    }
+
+    pub fn run(mut self) -> ShardResult {
+        let interval = self.cfg.sample_interval;
+        let mut next_sample = Time::ZERO;
+        let cap = self.cfg.duration.map(|d| Time::ZERO + d);
+        self.open_more();
+        loop {
+            let ts = self.to_server.next_time();
+            let tc = self.to_client.next_time();
+            let hs = self.server.poll_timeout();
+            let hc = self.client.poll_timeout();
+            let to = self.next_open.or(self.close_all_at);
+            let Some(t) = [ts, tc, hs, hc, to].into_iter().flatten().min() else {
+                break;
+            };
+            if cap.is_some_and(|c| t > c) {
+                break;
+            }
+            while next_sample <= t {
+                self.sample();
+                next_sample = next_sample + interval;
+            }
+            self.now = self.now.max(t);
+            if ts == Some(t) {
+                if let Some(seg) = self.to_server.pop() {
+                    self.deliver(Side::Server, seg);
+                }
+            } else if tc == Some(t) {
+                if let Some(seg) = self.to_client.pop() {
+                    self.deliver(Side::Client, seg);
+                }
+            } else if hs == Some(t) {
+                self.with(Side::Server, |h, now| h.handle_timeout(now));
+                self.after(Side::Server);
+            } else if hc == Some(t) {
+                self.with(Side::Client, |h, now| h.handle_timeout(now));
+                self.after(Side::Client);
+            } else if self.next_open == Some(t) {
+                self.next_open = None;
+                self.open_more();
+            } else {
+                self.close_all_at = None;
+                self.close_all();
+            }
+        }
+        self.sample();
+        self.finish()
+    }
+
+    /// Runs `f` on one host with allocations charged to that host's scope.
+    #[inline]
+    fn with<R>(&mut self, side: Side, f: impl FnOnce(&mut Host, Time) -> R) -> R {
+        let (host, scope) = match side {
+            Side::Server => (&mut self.server, self.server_scope),
+            Side::Client => (&mut self.client, self.client_scope),
+        };
+        let prev = alloc::enter_scope(scope);
+        let r = f(host, self.now);
+        alloc::enter_scope(prev);
+        r
+    }
+
+    fn deliver(&mut self, to: Side, seg: Segment) {
+        let slot = match to {
+            Side::Server => self.slot_of(&seg.sender_tuple()),
+            Side::Client => self.slot_of(&seg.receiver_tuple()),
+        };
+        let flags = self.slots[slot];
+        let gone = match to {
+            Side::Server => slot::SERVER_GONE,
+            Side::Client => slot::CLIENT_GONE,
+        };
+        if flags & gone != 0 {
+            self.res.blackholed += 1;
+            return;
+        }
+        self.with(to, |h, now| h.handle(now, &seg));
+        self.after(to);
+        // A runaway active closer vanishes once its FIN is acknowledged.
+        let runaway = match to {
+            Side::Server => slot::RUNAWAY_SERVER,
+            Side::Client => slot::RUNAWAY_CLIENT,
+        };
+        if flags & runaway != 0 && flags & slot::AT_FIN_SENT == 0 {
+            let tuple = seg.receiver_tuple();
+            let state = match to {
+                Side::Server => self.server.state(&tuple),
+                Side::Client => self.client.state(&tuple),
+            };
+            if state == State::FinWait2 {
+                self.vanish(to, tuple, slot);
+            }
+        }
+    }
+
+    /// Handles a host's events, then puts what it sent on the link.
+    fn after(&mut self, side: Side) {
+        let mut events = std::mem::take(&mut self.events);
+        match side {
+            Side::Server => events.extend(self.server.events()),
+            Side::Client => events.extend(self.client.events()),
+        }
+        for ev in events.drain(..) {
+            self.on_event(side, ev);
+        }
+        self.events = events;
+        self.transmit(side);
+    }
+
+    fn transmit(&mut self, from: Side) {
+        let delay = self.cfg.delay;
+        let now = self.now;
+        let mut out = std::mem::take(&mut self.out);
+        match from {
+            Side::Server => out.extend(self.server.transmits()),
+            Side::Client => out.extend(self.client.transmits()),
+        }
+        for seg in out.drain(..) {
+            self.res.sent += 1;
+            let lost = match from {
+                Side::Server => self.loss_to_client.drops(&mut self.rng, &seg),
+                Side::Client => self.loss_to_server.drops(&mut self.rng, &seg),
+            };
+            if lost {
+                self.res.dropped += 1;
+                self.classify_drop(from, &seg);
+                continue;
+            }
+            let at = now + delay.sample(&mut self.rng);
+            match from {
+                Side::Server => self.to_client.push(at, seg),
+                Side::Client => self.to_server.push(at, seg),
+            }
+        }
+        self.out = out;
+    }
+
+    /// Which seed case a lost segment belongs to, from the sender's state.
+    fn classify_drop(&mut self, from: Side, seg: &Segment) {
+        let tuple = seg.sender_tuple();
+        let state = match from {
+            Side::Server => self.server.state(&tuple),
+            Side::Client => self.client.state(&tuple),
+        };
+        let pure_ack = seg.flags.ack() && seg.seq_len() == 0 && !seg.flags.rst();
+        let c = &mut self.res.cases;
+        match state {
+            State::FinWait1 | State::Closing if seg.flags.fin() => c.first_fin_lost += 1,
+            State::LastAck if seg.flags.fin() => c.passive_fin_lost += 1,
+            State::CloseWait | State::LastAck if pure_ack => c.ack_of_fin_lost += 1,
+            State::TimeWait if pure_ack => c.final_ack_lost += 1,
+            _ => {}
+        }
+    }
+
+    fn on_event(&mut self, side: Side, ev: Event) {
+        match ev {
+            Event::Established { tuple } => {
+                // HTTP/1.0 style: the client sends its request; the server answers
+                // (and, as the first closer, closes) when the request arrives. With
+                // no request, the first closer closes at once.
+                let flags = self.slots[self.slot_for(side, &tuple)];
+                if self.cfg.request_bytes > 0 {
+                    if side == Side::Client {
+                        let n = self.cfg.request_bytes;
+                        self.with(side, |h, now| h.send(now, tuple, n)).ok();
+                    }
+                } else if self.closes_first(side, flags) {
+                    if side == Side::Server && self.cfg.response_bytes > 0 {
+                        let n = self.cfg.response_bytes;
+                        self.with(side, |h, now| h.send(now, tuple, n)).ok();
+                    }
+                    self.app_close(side, tuple, flags);
+                }
+            }
+            Event::Received { tuple, .. } => {
+                let flags = self.slots[self.slot_for(side, &tuple)];
+                if side == Side::Server {
+                    if self.cfg.response_bytes > 0 {
+                        let n = self.cfg.response_bytes;
+                        self.with(side, |h, now| h.send(now, tuple, n)).ok();
+                    }
+                    if flags & slot::CLOSER_SERVER != 0 {
+                        self.app_close(side, tuple, flags);
+                    }
+                } else if flags & slot::CLOSER_CLIENT != 0 && flags & slot::CLOSER_SERVER == 0 {
+                    self.app_close(side, tuple, flags);
+                }
+            }
+            Event::PeerClosed { tuple } => {
+                // The passive closer's application closes at once, unless its end
+                // runs away right after ACKing the FIN.
+                let slot = self.slot_for(side, &tuple);
+                let flags = self.slots[slot];
+                let runaway = match side {
+                    Side::Server => slot::RUNAWAY_SERVER,
+                    Side::Client => slot::RUNAWAY_CLIENT,
+                };
+                if flags & runaway != 0 && flags & slot::AT_FIN_SENT == 0 {
+                    self.vanish(side, tuple, slot);
+                } else {
+                    self.app_close(side, tuple, flags);
+                }
+            }
+            Event::Closed { tuple, from, reason, role, since_close } => {
+                self.reasons[reason_index(reason)] += 1;
+                if from == State::LastAck {
+                    match reason {
+                        CloseReason::Reset => self.res.cases.last_ack_reset += 1,
+                        CloseReason::RetriesExhausted => self.res.cases.last_ack_gave_up += 1,
+                        _ => {}
+                    }
+                }
+                if let Some(d) = since_close {
+                    let us = d.as_micros() as u64;
+                    let h = match role {
+                        Role::Passive => &mut self.res.passive,
+                        _ => &mut self.res.active,
+                    };
+                    // Auto-resizing histogram: record() grows it; it cannot fail on range.
+                    let _ = h.record(us);
+                }
+                if side == Side::Client {
+                    let slot = self.slot_of(&tuple);
+                    self.release(slot as u32);
+                }
+            }
+            Event::StateChanged { .. } => {}
+        }
+    }
+
+    fn slot_for(&self, side: Side, tuple: &Tuple) -> usize {
+        match side {
+            Side::Server => self.slot_of(&tuple.reversed()),
+            Side::Client => self.slot_of(tuple),
+        }
+    }
+
+    fn closes_first(&self, side: Side, flags: u8) -> bool {
+        match side {
+            Side::Server => flags & slot::CLOSER_SERVER != 0,
+            Side::Client => flags & slot::CLOSER_CLIENT != 0,
+        }
+    }
+
+    fn app_close(&mut self, side: Side, tuple: Tuple, flags: u8) {
+        if self.with(side, |h, now| h.close(now, tuple)).is_err() {
+            return;
+        }
+        let runaway = match side {
+            Side::Server => slot::RUNAWAY_SERVER,
+            Side::Client => slot::RUNAWAY_CLIENT,
+        };
+        if flags & runaway != 0 && flags & slot::AT_FIN_SENT != 0 {
+            // Let the FIN go out, then vanish.
+            self.transmit(side);
+            let slot = self.slot_for(side, &tuple);
+            self.vanish(side, tuple, slot);
+        }
+    }
+
+    /// The end on `side` of this connection vanishes: it forgets the connection and
+    /// its host answers nothing more on the 4-tuple (seed cases 5 and 6). What it
+    /// queued before vanishing still goes out.
+    fn vanish(&mut self, side: Side, tuple: Tuple, slot: usize) {
+        self.transmit(side);
+        self.res.cases.vanished += 1;
+        match side {
+            Side::Server => {
+                self.with(side, |h, _| h.forget(&tuple));
+                self.slots[slot] |= slot::SERVER_GONE;
+            }
+            Side::Client => {
+                self.with(side, |h, _| h.forget(&tuple));
+                self.slots[slot] |= slot::CLIENT_GONE;
+                self.release(slot as u32);
+            }
+        }
+    }
+
+    /// The client end is done with slot `s`: its port is free again.
+    fn release(&mut self, s: u32) {
+        self.live -= 1;
+        self.free.push_back(s);
+        self.unreported += 1;
+        if self.unreported == 1024 {
+            self.progress.fetch_add(self.unreported, Ordering::Relaxed);
+            self.unreported = 0;
+        }
+        self.open_more();
+    }
+
+    /// Opens connections while the workload allows.
+    fn open_more(&mut self) {
+        loop {
+            if self.opened == self.to_open || self.live >= self.cfg.concurrency_per_shard {
+                return;
+            }
+            if let Some(rate) = self.cfg.rate {
+                let per_shard = rate / self.cfg.shards as f64;
+                let due = Time::ZERO + Duration::from_secs_f64(self.opened as f64 / per_shard);
+                if due > self.now {
+                    self.next_open = Some(due);
+                    return;
+                }
+            }
+            let Some(s) = self.free.pop_front() else {
+                return;
+            };
+            self.open(s);
+        }
+    }
+
+    fn open(&mut self, s: u32) {
+        let mut flags = match self.cfg.close {
+            CloseMode::Server => slot::CLOSER_SERVER,
+            CloseMode::Client => slot::CLOSER_CLIENT,
+            CloseMode::Both => slot::CLOSER_SERVER | slot::CLOSER_CLIENT,
+            CloseMode::Mixed(f) => {
+                if self.rng.gen::<f64>() < f {
+                    slot::CLOSER_SERVER
+                } else {
+                    slot::CLOSER_CLIENT
+                }
+            }
+        };
+        if self.cfg.workload == Workload::TwFill {
+            // Nobody closes on establishment; close_all() closes every server end.
+            flags = 0;
+        }
+        if self.cfg.runaway_client > 0.0 && self.rng.gen::<f64>() < self.cfg.runaway_client {
+            flags |= slot::RUNAWAY_CLIENT;
+        }
+        if self.cfg.runaway_server > 0.0 && self.rng.gen::<f64>() < self.cfg.runaway_server {
+            flags |= slot::RUNAWAY_SERVER;
+        }
+        if flags & (slot::RUNAWAY_CLIENT | slot::RUNAWAY_SERVER) != 0 {
+            let at_fin_sent = match self.cfg.runaway_at {
+                RunawayAt::FinAcked => false,
+                RunawayAt::FinSent => true,
+                RunawayAt::Any => self.rng.gen::<bool>(),
+            };
+            if at_fin_sent {
+                flags |= slot::AT_FIN_SENT;
+            }
+        }
+        self.slots[s as usize] = flags;
+        let tuple = self.tuple(s);
+        if self.with(Side::Client, |h, now| h.connect(now, tuple)).is_err() {
+            // The client still holds the tuple (cannot happen for a free slot).
+            self.free.push_back(s);
+            return;
+        }
+        self.opened += 1;
+        self.live += 1;
+        self.transmit(Side::Client);
+        if self.cfg.workload == Workload::TwFill && self.opened == self.to_open {
+            // All opened: close them all once every handshake has surely finished.
+            self.close_all_at = Some(self.now + self.cfg.delay.base * 4 + Duration::from_millis(500));
+        }
+    }
+
+    /// `--workload tw-fill`: the server closes every connection at once.
+    fn close_all(&mut self) {
+        for s in 0..self.slots.len() as u32 {
+            let tuple = self.tuple(s).reversed();
+            if self.server.state(&tuple) == State::Established {
+                self.slots[s as usize] |= slot::CLOSER_SERVER;
+                self.with(Side::Server, |h, now| h.close(now, tuple)).ok();
+            }
+        }
+        self.transmit(Side::Server);
+    }
+
+    fn sample(&mut self) {
+        let mut s = Sample {
+            server_entries: self.server.len() as u32,
+            client_entries: self.client.len() as u32,
+            server_bytes: alloc::scope_bytes(self.server_scope) as i64,
+            client_bytes: alloc::scope_bytes(self.client_scope) as i64,
+            ..Sample::default()
+        };
+        for st in State::ALL {
+            s.server[st as usize] = self.server.population(st) as u32;
+            s.client[st as usize] = self.client.population(st) as u32;
+        }
+        self.res.samples.push(s);
+    }
+
+    fn finish(mut self) -> ShardResult {
+        self.progress.fetch_add(self.unreported, Ordering::Relaxed);
+        // Connections not CLOSED on both ends: count each slot whose 4-tuple either
+        // host still holds.
+        if !(self.server.is_empty() && self.client.is_empty()) {
+            for s in 0..self.slots.len() as u32 {
+                let t = self.tuple(s);
+                if self.client.state(&t) != State::Closed || self.server.state(&t.reversed()) != State::Closed {
+                    self.res.leaked += 1;
+                }
+            }
+        }
+        self.res.opened = self.opened;
+        self.res.end = self.now;
+        self.res.server = *self.server.stats();
+        self.res.client = *self.client.stats();
+        self.res.reasons = REASONS
+            .iter()
+            .zip(self.reasons)
+            .map(|(r, n)| (*r, n))
+            .collect();
+        // Drop the hosts inside their scopes so the counters return to zero.
+        let (server, client) = (self.server, self.client);
+        let prev = alloc::enter_scope(self.server_scope);
+        drop(server);
+        alloc::enter_scope(self.client_scope);
+        drop(client);
+        alloc::enter_scope(prev);
+        self.res
+    }
+}
