@@ -155,7 +155,9 @@ impl Config {
         if self.rto_max > Duration::from_secs(3600) {
             return Err("rto-max above one hour is not supported".into());
         }
-        if self.time_wait > Duration::from_secs(86_400) || self.fin_timeout > Duration::from_secs(86_400) {
+        if self.time_wait > Duration::from_secs(86_400)
+            || self.fin_timeout > Duration::from_secs(86_400)
+        {
             return Err("time-wait and fin-timeout must be at most one day".into());
         }
         if self.rcv_wnd == 0 {
@@ -190,6 +192,25 @@ impl Config {
     }
 }
 
+impl Config {
+    /// The longest an orphan may take from close() to CLOSED under any loss below
+    /// 100 %: its FIN retransmissions give up after the modelled timeout, checked at
+    /// the next expiry (at most one RTO, capped at rto_max, later); FIN-WAIT-2 lasts
+    /// at most max(fin_timeout, 3.5 RTO); TIME-WAIT lasts time_wait after the last
+    /// retransmitted FIN of the peer, whose own retransmissions obey the same give-up
+    /// rule.
+    pub fn close_bound(&self) -> Duration {
+        let give_up = self.model_timeout(self.orphan_retry_limit(), self.rto_min) + self.rto_max;
+        give_up * 2 + self.fin_timeout.max(self.rto_max * 7 / 2) + self.time_wait
+    }
+
+    /// The longest an active open may take to succeed or give up (SYN retries).
+    pub fn open_bound(&self) -> Duration {
+        self.model_timeout(self.syn_retries.max(self.synack_retries), self.rto_initial)
+            + self.rto_max
+    }
+}
+
 impl Default for Config {
     fn default() -> Config {
         Config::profile(Profile::Linux)
@@ -207,15 +228,22 @@ mod tests {
             c.model_timeout(c.orphan_retry_limit(), c.rto_min),
             Duration::from_millis(102_200)
         );
-        // tcp_retries2 = 15 passes the linear threshold (9): 102.2 s + 6 * 120 s.
-        assert_eq!(c.model_timeout(15, c.rto_min), Duration::from_millis(822_200));
+        // tcp_retries2 = 15 passes the linear threshold (ilog2(120 s / 200 ms) = 9):
+        // 1023 * 0.2 s + 6 * 120 s = 924.6 s, the figure ip-sysctl.rst gives.
+        assert_eq!(
+            c.model_timeout(15, c.rto_min),
+            Duration::from_millis(924_600)
+        );
     }
 
     #[test]
     fn profiles_differ_only_in_numbers() {
         let r = Config::profile(Profile::Rfc9293);
         assert_eq!(r.time_wait, Duration::from_secs(240));
-        assert_eq!(Config::profile(Profile::FreeBsd).time_wait, Duration::from_secs(60));
+        assert_eq!(
+            Config::profile(Profile::FreeBsd).time_wait,
+            Duration::from_secs(60)
+        );
         assert!("solaris".parse::<Profile>().is_err());
         assert_eq!("FreeBSD".parse::<Profile>(), Ok(Profile::FreeBsd));
     }

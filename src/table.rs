@@ -1,7 +1,7 @@
 //! One shard's connection table: a hashbrown `HashTable` of 4-byte references.
 //!
 //! The hash table holds only a `u32` per connection: either an index into a
-//! chunked slab of full [`Conn`]s, or (top bit set) a position in the
+//! chunked [`Slab`] of full [`Conn`]s, or (top bit set) a position in the
 //! [`TwRing`] of compact TIME-WAIT entries. The tuple is read through the
 //! reference, so a TIME-WAIT entry costs its 32-byte record plus 5 bytes of
 //! bucket (4 + 1 control byte) over the table's load factor. Shards are chosen
@@ -10,12 +10,11 @@
 use hashbrown::HashTable;
 
 use crate::conn::Conn;
+use crate::slab::Slab;
 use crate::timewait::{TwEntry, TwRing, POS_MASK};
 use crate::tuple::Tuple;
 
 const TW_BIT: u32 = 1 << 31;
-const CHUNK_BITS: u32 = 9;
-const CHUNK: usize = 1 << CHUNK_BITS;
 
 /// What a table lookup found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -26,57 +25,10 @@ pub(crate) enum Found {
     TimeWait(u64),
 }
 
-/// Full connections in fixed-size chunks: no doubling slack, stable indices.
-#[derive(Default)]
-struct Slab {
-    chunks: Vec<Vec<Conn>>,
-    free: Vec<u32>,
-    len: usize,
-}
-
-impl Slab {
-    fn insert(&mut self, conn: Conn) -> u32 {
-        self.len += 1;
-        if let Some(i) = self.free.pop() {
-            *self.get_mut(i) = conn;
-            return i;
-        }
-        if self.chunks.last().is_none_or(|c| c.len() == CHUNK) {
-            self.chunks.push(Vec::with_capacity(CHUNK));
-        }
-        let n = self.chunks.len() - 1;
-        let chunk = &mut self.chunks[n];
-        chunk.push(conn);
-        ((n << CHUNK_BITS) | (chunk.len() - 1)) as u32
-    }
-
-    #[inline]
-    fn get(&self, i: u32) -> &Conn {
-        &self.chunks[(i >> CHUNK_BITS) as usize][i as usize & (CHUNK - 1)]
-    }
-
-    #[inline]
-    fn get_mut(&mut self, i: u32) -> &mut Conn {
-        &mut self.chunks[(i >> CHUNK_BITS) as usize][i as usize & (CHUNK - 1)]
-    }
-
-    fn remove(&mut self, i: u32) -> Conn {
-        self.len -= 1;
-        self.free.push(i);
-        *self.get(i)
-    }
-
-    fn heap_bytes(&self) -> usize {
-        self.chunks.iter().map(|c| c.capacity()).sum::<usize>() * std::mem::size_of::<Conn>()
-            + self.chunks.capacity() * std::mem::size_of::<Vec<Conn>>()
-            + self.free.capacity() * 4
-    }
-}
-
 /// One shard of the connection table.
 pub struct Table {
     map: HashTable<u32>,
-    conns: Slab,
+    conns: Slab<Conn>,
     tw: TwRing,
     tw_len: usize,
     key: u64,
@@ -115,7 +67,7 @@ impl Table {
     }
 
     #[inline]
-    fn tuple_of<'a>(conns: &'a Slab, tw: &'a TwRing, r: u32) -> &'a Tuple {
+    fn tuple_of<'a>(conns: &'a Slab<Conn>, tw: &'a TwRing, r: u32) -> &'a Tuple {
         if r & TW_BIT != 0 {
             &tw.at(tw.resolve(r & !TW_BIT)).tuple
         } else {
@@ -133,7 +85,9 @@ impl Table {
     pub(crate) fn find(&self, tuple: &Tuple) -> Option<Found> {
         let (conns, tw) = (&self.conns, &self.tw);
         self.map
-            .find(tuple.hash(self.key), |&r| Self::tuple_of(conns, tw, r) == tuple)
+            .find(tuple.hash(self.key), |&r| {
+                Self::tuple_of(conns, tw, r) == tuple
+            })
             .map(|&r| {
                 if r & TW_BIT != 0 {
                     Found::TimeWait(tw.resolve(r & !TW_BIT))
@@ -148,9 +102,8 @@ impl Table {
         let hash = conn.tuple.hash(self.key);
         let idx = self.conns.insert(conn);
         let (conns, tw, key) = (&self.conns, &self.tw, self.key);
-        self.map.insert_unique(hash, idx, |&r| {
-            Self::tuple_of(conns, tw, r).hash(key)
-        });
+        self.map
+            .insert_unique(hash, idx, |&r| Self::tuple_of(conns, tw, r).hash(key));
         idx
     }
 
@@ -224,11 +177,7 @@ impl Table {
     pub(crate) fn oldest_time_wait(&mut self) -> Option<(u64, TwEntry)> {
         while let Some((pos, e)) = self.tw.front() {
             let r = Self::tw_ref(pos);
-            if self
-                .map
-                .find(e.tuple.hash(self.key), |&x| x == r)
-                .is_some()
-            {
+            if self.map.find(e.tuple.hash(self.key), |&x| x == r).is_some() {
                 return Some((pos, *e));
             }
             self.tw.pop_front();
@@ -271,7 +220,12 @@ mod tests {
     }
 
     fn conn(port: u16) -> Conn {
-        Conn::new(tuple(port), State::Established, port as u32, &Config::default())
+        Conn::new(
+            tuple(port),
+            State::Established,
+            port as u32,
+            &Config::default(),
+        )
     }
 
     fn tw(port: u16, expires_ms: u32) -> TwEntry {
@@ -311,9 +265,15 @@ mod tests {
         let pa2 = t.restart_time_wait(pa, 300);
         assert_eq!(t.find(&tuple(1)), Some(Found::TimeWait(pa2)));
         assert_eq!(t.pop_expired_time_wait(150), None);
-        assert_eq!(t.pop_expired_time_wait(250).map(|e| e.tuple), Some(tuple(2)));
+        assert_eq!(
+            t.pop_expired_time_wait(250).map(|e| e.tuple),
+            Some(tuple(2))
+        );
         assert_eq!(t.pop_expired_time_wait(299), None);
-        assert_eq!(t.pop_expired_time_wait(300).map(|e| e.tuple), Some(tuple(1)));
+        assert_eq!(
+            t.pop_expired_time_wait(300).map(|e| e.tuple),
+            Some(tuple(1))
+        );
         assert!(t.is_empty());
         assert_eq!(t.time_wait_len(), 0);
         let _ = pb;

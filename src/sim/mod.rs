@@ -254,40 +254,58 @@ pub struct SimConfig {
 
 impl SimConfig {
     pub fn from_args(a: &SimArgs) -> Result<SimConfig, Usage> {
-        ensure(a.connections > 0, || "--connections must be at least 1".into())?;
-        ensure(a.concurrency > 0, || "--concurrency must be at least 1".into())?;
-        ensure((1..=255).contains(&a.shards), || "--shards must be between 1 and 255".into())?;
+        ensure(a.connections > 0, || {
+            "--connections must be at least 1".into()
+        })?;
+        ensure(a.concurrency > 0, || {
+            "--concurrency must be at least 1".into()
+        })?;
+        ensure((1..=255).contains(&a.shards), || {
+            "--shards must be between 1 and 255".into()
+        })?;
         if let Some(r) = a.rate {
-            ensure(r.is_finite() && r > 0.0, || format!("--rate must be above zero, got {r}"))?;
+            ensure(r.is_finite() && r > 0.0, || {
+                format!("--rate must be above zero, got {r}")
+            })?;
         }
-        ensure(!a.sample_interval.is_zero(), || "--sample-interval must be above zero".into())?;
+        ensure(!a.sample_interval.is_zero(), || {
+            "--sample-interval must be above zero".into()
+        })?;
         ensure(a.sample_interval >= Duration::from_millis(1), || {
             "--sample-interval must be at least 1ms".into()
         })?;
-        ensure(a.delay <= Duration::from_secs(60) && a.jitter <= Duration::from_secs(60), || {
-            "--delay and --jitter must be at most 60s".into()
-        })?;
+        ensure(
+            a.delay <= Duration::from_secs(60) && a.jitter <= Duration::from_secs(60),
+            || "--delay and --jitter must be at most 60s".into(),
+        )?;
         ensure(a.runaway_client + a.runaway_server <= 1.0, || {
             "--runaway-client plus --runaway-server must be at most 1".into()
         })?;
         let threads = a
             .threads
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-        ensure((1..=1024).contains(&threads), || "--threads must be between 1 and 1024".into())?;
+        ensure((1..=1024).contains(&threads), || {
+            "--threads must be between 1 and 1024".into()
+        })?;
         let port_range = parse_port_range(&a.port_range).map_err(Usage)?;
         let ports = (port_range.1 - port_range.0) as u64 + 1;
 
         let tw_fill = a.workload == Workload::TwFill;
-        let concurrency = if tw_fill { a.connections } else { a.concurrency.min(a.connections) };
+        let concurrency = if tw_fill {
+            a.connections
+        } else {
+            a.concurrency.min(a.connections)
+        };
         let needed_ips = (concurrency * 2).div_ceil(ports).max(16);
         let client_ips = a.client_ips.map_or(needed_ips, |n| n as u64);
         ensure(client_ips >= 1, || "--client-ips must be at least 1".into())?;
         let shards = a.shards as u64;
         let slots_total = client_ips * ports;
         let slots_per_shard = slots_total.div_ceil(shards);
-        ensure(slots_per_shard / ports < 65_536 && slots_per_shard <= u32::MAX as u64, || {
-            "too many client addresses for one shard; raise --shards".into()
-        })?;
+        ensure(
+            slots_per_shard / ports < 65_536 && slots_per_shard <= u32::MAX as u64,
+            || "too many client addresses for one shard; raise --shards".into(),
+        )?;
         let concurrency_per_shard = concurrency.div_ceil(shards);
         ensure(slots_per_shard >= concurrency_per_shard, || {
             format!(
@@ -339,7 +357,10 @@ impl SimConfig {
         let (ls, lc) = if tw_fill {
             (0.0, 0.0)
         } else {
-            (a.loss_to_server.unwrap_or(a.loss), a.loss_to_client.unwrap_or(a.loss))
+            (
+                a.loss_to_server.unwrap_or(a.loss),
+                a.loss_to_client.unwrap_or(a.loss),
+            )
         };
         let loss_to_server = Loss::new(ls, model, a.loss_only).map_err(Usage)?;
         let loss_to_client = Loss::new(lc, model, a.loss_only).map_err(Usage)?;
@@ -360,7 +381,10 @@ impl SimConfig {
             response_bytes,
             loss_to_server,
             loss_to_client,
-            delay: Delay { base: a.delay, jitter: a.jitter },
+            delay: Delay {
+                base: a.delay,
+                jitter: a.jitter,
+            },
             jitter: a.jitter,
             runaway_client: a.runaway_client,
             runaway_server: a.runaway_server,
@@ -381,10 +405,18 @@ fn parse_port_range(s: &str) -> Result<(u16, u16), String> {
     let (lo, hi) = s
         .split_once('-')
         .ok_or_else(|| format!("--port-range '{s}' must look like 32768-60999"))?;
-    let lo: u16 = lo.trim().parse().map_err(|_| format!("bad port '{lo}' in --port-range"))?;
-    let hi: u16 = hi.trim().parse().map_err(|_| format!("bad port '{hi}' in --port-range"))?;
+    let lo: u16 = lo
+        .trim()
+        .parse()
+        .map_err(|_| format!("bad port '{lo}' in --port-range"))?;
+    let hi: u16 = hi
+        .trim()
+        .parse()
+        .map_err(|_| format!("bad port '{hi}' in --port-range"))?;
     if lo == 0 || lo > hi {
-        return Err(format!("--port-range '{s}' must be LO-HI with 0 < LO <= HI"));
+        return Err(format!(
+            "--port-range '{s}' must be LO-HI with 0 < LO <= HI"
+        ));
     }
     Ok((lo, hi))
 }
@@ -463,7 +495,12 @@ pub fn main(args: SimArgs) -> anyhow::Result<ExitCode> {
         }
     }
     if let Some(dir) = &args.plot {
-        report::plot(&report, dir).with_context(|| format!("writing plots to {}", dir.display()))?;
+        report::plot(&report, dir)
+            .with_context(|| format!("writing plots to {}", dir.display()))?;
     }
-    Ok(if report.leaked == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if report.leaked == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }

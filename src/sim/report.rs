@@ -212,7 +212,8 @@ impl SimReport {
                 acc.client_bytes += x.client_bytes;
             }
         }
-        let peak_of = |f: &dyn Fn(&Sample) -> u32| sum.iter().map(|x| f(x) as u64).max().unwrap_or(0);
+        let peak_of =
+            |f: &dyn Fn(&Sample) -> u32| sum.iter().map(|x| f(x) as u64).max().unwrap_or(0);
         let peak: BTreeMap<_, _> = PEAK_STATES
             .iter()
             .map(|st| (st.key(), peak_of(&|x| x.server[*st as usize])))
@@ -254,7 +255,11 @@ impl SimReport {
             leaked,
             wall_seconds,
             sim_seconds: end,
-            teardowns_per_sec: if wall_seconds > 0.0 { completed as f64 / wall_seconds } else { 0.0 },
+            teardowns_per_sec: if wall_seconds > 0.0 {
+                completed as f64 / wall_seconds
+            } else {
+                0.0
+            },
             peak,
             peak_clients,
             memory: Memory {
@@ -314,7 +319,8 @@ impl SimReport {
             self.seed,
             self.threads
         );
-        let _ = writeln!(
+        let _ =
+            writeln!(
             w,
             "  completed {} / leaked {}   simulated {:.1} s in {:.2} s wall   {:.0} teardowns/s",
             self.completed, self.leaked, self.sim_seconds, self.wall_seconds, self.teardowns_per_sec
@@ -330,7 +336,11 @@ impl SimReport {
             );
         }
         let m = &self.memory;
-        let _ = writeln!(w, "\nmemory ({} engine heap, counted by the allocator)", m.side);
+        let _ = writeln!(
+            w,
+            "\nmemory ({} engine heap, counted by the allocator)",
+            m.side
+        );
         let _ = writeln!(
             w,
             "  per TIME-WAIT entry  {:>7.1} B  (all-in, at {} entries, {:.0}% in TIME-WAIT; Linux: 256 B tw_sock_TCP)",
@@ -363,8 +373,14 @@ impl SimReport {
             "timeouts: {} FIN-WAIT-2, {} retries exhausted, {} TIME-WAIT expired; {} TIME-WAIT overflows (tcp_max_tw_buckets)",
             t.fin_wait_2, t.retries_exhausted, t.time_wait, self.time_wait_overflow
         );
-        let _ = writeln!(w, "\nteardown latency, close() to CLOSED (ms)       p50       p99     p99.9       max");
-        for (name, p) in [("active closer", &self.latency_ms.active_close), ("passive closer", &self.latency_ms.passive_close)] {
+        let _ = writeln!(
+            w,
+            "\nteardown latency, close() to CLOSED (ms)       p50       p99     p99.9       max"
+        );
+        for (name, p) in [
+            ("active closer", &self.latency_ms.active_close),
+            ("passive closer", &self.latency_ms.passive_close),
+        ] {
             let _ = writeln!(
                 w,
                 "  {:<15} ({:>9} conns)       {:>9.1} {:>9.1} {:>9.1} {:>9.1}",
@@ -373,14 +389,46 @@ impl SimReport {
         }
         let c = &self.cases;
         let _ = writeln!(w, "\nseed cases exercised (teardown-cases.md)");
-        let _ = writeln!(w, "  1 first FIN lost            {:>10}", c.case1_first_fin_lost);
-        let _ = writeln!(w, "  2 ACK of FIN lost           {:>10}", c.case2_ack_of_fin_lost);
-        let _ = writeln!(w, "  3 passive FIN lost          {:>10}", c.case3_passive_fin_lost);
-        let _ = writeln!(w, "  4 final ACK lost            {:>10}", c.case4_final_ack_lost);
-        let _ = writeln!(w, "  5 FIN-WAIT-2 timeouts       {:>10}", c.case5_fin_wait_2_timeout);
-        let _ = writeln!(w, "  6 LAST-ACK reset by RST     {:>10}  (gave up: {})", c.case6_last_ack_reset, c.last_ack_gave_up);
-        let _ = writeln!(w, "  SYN into TIME-WAIT (reuse)  {:>10}", c.syn_into_time_wait);
-        let _ = writeln!(w, "  TIME-WAIT killed by RST     {:>10}", c.time_wait_assassinated);
+        let _ = writeln!(
+            w,
+            "  1 first FIN lost            {:>10}",
+            c.case1_first_fin_lost
+        );
+        let _ = writeln!(
+            w,
+            "  2 ACK of FIN lost           {:>10}",
+            c.case2_ack_of_fin_lost
+        );
+        let _ = writeln!(
+            w,
+            "  3 passive FIN lost          {:>10}",
+            c.case3_passive_fin_lost
+        );
+        let _ = writeln!(
+            w,
+            "  4 final ACK lost            {:>10}",
+            c.case4_final_ack_lost
+        );
+        let _ = writeln!(
+            w,
+            "  5 FIN-WAIT-2 timeouts       {:>10}",
+            c.case5_fin_wait_2_timeout
+        );
+        let _ = writeln!(
+            w,
+            "  6 LAST-ACK reset by RST     {:>10}  (gave up: {})",
+            c.case6_last_ack_reset, c.last_ack_gave_up
+        );
+        let _ = writeln!(
+            w,
+            "  SYN into TIME-WAIT (reuse)  {:>10}",
+            c.syn_into_time_wait
+        );
+        let _ = writeln!(
+            w,
+            "  TIME-WAIT killed by RST     {:>10}",
+            c.time_wait_assassinated
+        );
         let _ = writeln!(w, "  runaway ends vanished       {:>10}", c.vanished_ends);
         o
     }
@@ -407,7 +455,9 @@ fn memory(sum: &[Sample], client_side: bool) -> Memory {
             let share = pop[st as usize] as f64 / entries as f64;
             let better = match best {
                 None => true,
-                Some((s, e, _)) => share > s + 1e-9 || ((share - s).abs() <= 1e-9 && entries as u64 > e),
+                Some((s, e, _)) => {
+                    share > s + 1e-9 || ((share - s).abs() <= 1e-9 && entries as u64 > e)
+                }
             };
             if better {
                 best = Some((share, entries as u64, bytes));
@@ -428,7 +478,11 @@ fn memory(sum: &[Sample], client_side: bool) -> Memory {
         established_share: es_s,
         established_entries: es_n,
         side: if client_side { "clients" } else { "server" },
-        peak_engine_bytes: sum.iter().map(|x| x.server_bytes + x.client_bytes).max().unwrap_or(0),
+        peak_engine_bytes: sum
+            .iter()
+            .map(|x| x.server_bytes + x.client_bytes)
+            .max()
+            .unwrap_or(0),
         peak_heap_bytes: 0,
     }
 }

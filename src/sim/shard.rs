@@ -149,7 +149,11 @@ impl Queue {
             Queue::Fifo(q) => q.push_back((at, seg)),
             Queue::Heap(h, order) => {
                 *order += 1;
-                h.push(Reverse(InFlight { at, order: *order, seg }));
+                h.push(Reverse(InFlight {
+                    at,
+                    order: *order,
+                    seg,
+                }));
             }
         }
     }
@@ -518,7 +522,13 @@ impl<'a> Shard<'a> {
                     self.app_close(side, tuple, flags);
                 }
             }
-            Event::Closed { tuple, from, reason, role, since_close } => {
+            Event::Closed {
+                tuple,
+                from,
+                reason,
+                role,
+                since_close,
+            } => {
                 self.reasons[reason_index(reason)] += 1;
                 if from == State::LastAck {
                     match reason {
@@ -662,7 +672,10 @@ impl<'a> Shard<'a> {
         }
         self.slots[s as usize] = flags;
         let tuple = self.tuple(s);
-        if self.with(Side::Client, |h, now| h.connect(now, tuple)).is_err() {
+        if self
+            .with(Side::Client, |h, now| h.connect(now, tuple))
+            .is_err()
+        {
             // The client still holds the tuple (cannot happen for a free slot).
             self.free.push_back(s);
             return;
@@ -672,7 +685,8 @@ impl<'a> Shard<'a> {
         self.transmit(Side::Client);
         if self.cfg.workload == Workload::TwFill && self.opened == self.to_open {
             // All opened: close them all once every handshake has surely finished.
-            self.close_all_at = Some(self.now + self.cfg.delay.base * 4 + Duration::from_millis(500));
+            self.close_all_at =
+                Some(self.now + self.cfg.delay.base * 4 + Duration::from_millis(500));
         }
     }
 
@@ -710,7 +724,9 @@ impl<'a> Shard<'a> {
         if !(self.server.is_empty() && self.client.is_empty()) {
             for s in 0..self.slots.len() as u32 {
                 let t = self.tuple(s);
-                if self.client.state(&t) != State::Closed || self.server.state(&t.reversed()) != State::Closed {
+                if self.client.state(&t) != State::Closed
+                    || self.server.state(&t.reversed()) != State::Closed
+                {
                     self.res.leaked += 1;
                 }
             }
