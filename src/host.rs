@@ -110,6 +110,8 @@ pub struct Stats {
     pub syn_dropped: u64,
     /// `TCPAbortOnData`: data after close() answered with RST.
     pub abort_on_data: u64,
+    /// Pure ACKs that rode on the application's next segment instead.
+    pub acks_coalesced: u64,
     pub opened_active: u64,
     pub opened_passive: u64,
 }
@@ -524,6 +526,19 @@ impl Host {
     // ---- sending -----------------------------------------------------------
 
     fn emit(&mut self, tuple: &Tuple, flags: Flags, seq: u32, ack: u32, len: u32) {
+        // A pure ACK still queued for this connection is implied by any later
+        // segment that carries ACK: when the application answers within the same
+        // step (a response, or the passive closer's FIN), the ACK rides on it, as
+        // Linux's delayed ACK makes it do.
+        if flags.ack() && !flags.rst() {
+            if let Some(last) = self.out.last() {
+                if last.flags == Flags::ACK && last.len == 0 && last.sender_tuple() == *tuple {
+                    self.out.pop();
+                    self.stats.segments_sent -= 1;
+                    self.stats.acks_coalesced += 1;
+                }
+            }
+        }
         self.stats.segments_sent += 1;
         self.out
             .push(Segment::new(tuple, flags, seq, ack, len, self.cfg.rcv_wnd));

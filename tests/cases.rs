@@ -944,3 +944,22 @@ fn latency_is_measured_from_close() {
     });
     assert_eq!(active, Some(Duration::from_millis(60_150)));
 }
+
+/// The passive closer's application closes within the same step: its FIN carries
+/// the ACK of the peer's FIN, and the separate pure ACK is not sent.
+#[test]
+fn ack_rides_on_an_immediate_fin() {
+    let mut n = Net::default();
+    let (s_snd, s_rcv) = n.seq_s();
+    n.s.close(n.now, n.st).unwrap();
+    let fin = n.one_s();
+    n.c.handle(n.now, &fin);
+    n.c.close(n.now, n.ct).unwrap();
+    let out = n.out_c();
+    assert_eq!(out.len(), 1, "{out:?}");
+    check(&out[0], "F.", s_rcv, s_snd + 1);
+    assert_eq!(n.c.stats().acks_coalesced, 1);
+    n.s.handle(n.now, &out[0]);
+    // FIN-WAIT-1 straight to TIME-WAIT, as in seed case 2.
+    assert_eq!(n.s.state(&n.st), TimeWait);
+}
