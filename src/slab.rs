@@ -39,7 +39,6 @@ pub(crate) struct Slab<T> {
     /// Indices of freed chunks, for reuse.
     vacant: Vec<u32>,
     spare: Option<Chunk<T>>,
-    len: usize,
 }
 
 impl<T: Copy> Default for Slab<T> {
@@ -49,18 +48,12 @@ impl<T: Copy> Default for Slab<T> {
             avail: Vec::new(),
             vacant: Vec::new(),
             spare: None,
-            len: 0,
         }
     }
 }
 
 impl<T: Copy> Slab<T> {
-    pub fn len(&self) -> usize {
-        self.len
-    }
-
     pub fn insert(&mut self, v: T) -> u32 {
-        self.len += 1;
         let c = match self.avail.last() {
             Some(&c) => c,
             None => self.new_chunk(),
@@ -142,7 +135,6 @@ impl<T: Copy> Slab<T> {
 
     /// Removes item `i`; its index may be handed out again.
     pub fn remove(&mut self, i: u32) -> T {
-        self.len -= 1;
         let c = i >> CHUNK_BITS;
         let slot = (i as usize & (CHUNK - 1)) as u16;
         let chunk = self.chunks[c as usize].as_mut().expect("live slab index");
@@ -190,7 +182,6 @@ mod tests {
             assert_eq!(*s.get(*id), i as u64);
         }
         assert_eq!(s.remove(ids[7]), 7);
-        assert_eq!(s.len(), 2999);
         let again = s.insert(99);
         assert_eq!(*s.get(again), 99);
         assert_eq!(*s.get(ids[8]), 8);
@@ -205,7 +196,6 @@ mod tests {
         for id in &ids {
             s.remove(*id);
         }
-        assert_eq!(s.len(), 0);
         // At most the spare chunk and the bookkeeping vectors remain.
         assert!(s.heap_bytes() < full / 10, "{} of {full}", s.heap_bytes());
         // And the slab works again afterwards.
@@ -235,7 +225,6 @@ mod tests {
                 assert_eq!(s.remove(key), v);
             }
         }
-        assert_eq!(s.len(), model.len());
         for (id, v) in &model {
             assert_eq!(s.get(*id), v);
         }

@@ -197,7 +197,11 @@ pub struct Shard<'a> {
     slots: Vec<u8>,
     free: VecDeque<u32>,
     events: Vec<Event>,
-    out: Vec<Segment>,
+    /// Segments lost on the link in the current step, classified afterwards.
+    lost: Vec<Segment>,
+    /// Each host's `poll_timeout()`, refreshed after every call into that host.
+    server_deadline: Option<Time>,
+    client_deadline: Option<Time>,
     to_open: u64,
     opened: u64,
     live: u64,
@@ -273,7 +277,9 @@ impl<'a> Shard<'a> {
             slots: vec![0; slots as usize],
             free: (0..slots).collect(),
             events: Vec::new(),
-            out: Vec::new(),
+            lost: Vec::new(),
+            server_deadline: None,
+            client_deadline: None,
             to_open,
             opened: 0,
             live: 0,
@@ -327,8 +333,8 @@ impl<'a> Shard<'a> {
         loop {
             let ts = self.to_server.next_time();
             let tc = self.to_client.next_time();
-            let hs = self.server.poll_timeout();
-            let hc = self.client.poll_timeout();
+            let hs = self.server_deadline;
+            let hc = self.client_deadline;
             let to = self.next_open.or(self.close_all_at);
             let Some(t) = [ts, tc, hs, hc, to].into_iter().flatten().min() else {
                 break;
@@ -367,16 +373,18 @@ impl<'a> Shard<'a> {
         self.finish()
     }
 
-    /// Runs `f` on one host with allocations charged to that host's scope.
+    /// Runs `f` on one host with allocations charged to that host's scope, and
+    /// refreshes that host's next deadline.
     #[inline]
     fn with<R>(&mut self, side: Side, f: impl FnOnce(&mut Host, Time) -> R) -> R {
-        let (host, scope) = match side {
-            Side::Server => (&mut self.server, self.server_scope),
-            Side::Client => (&mut self.client, self.client_scope),
+        let (host, scope, deadline) = match side {
+            Side::Server => (&mut self.server, self.server_scope, &mut self.server_deadline),
+            Side::Client => (&mut self.client, self.client_scope, &mut self.client_deadline),
         };
         let prev = alloc::enter_scope(scope);
         let r = f(host, self.now);
         alloc::enter_scope(prev);
+        *deadline = host.poll_timeout();
         r
     }
 
@@ -427,32 +435,29 @@ impl<'a> Shard<'a> {
         self.transmit(side);
     }
 
+    /// Puts what `from` sent on the link, through its loss and delay.
     fn transmit(&mut self, from: Side) {
-        let delay = self.cfg.delay;
-        let now = self.now;
-        let mut out = std::mem::take(&mut self.out);
-        match from {
-            Side::Server => out.extend(self.server.transmits()),
-            Side::Client => out.extend(self.client.transmits()),
-        }
-        for seg in out.drain(..) {
+        let (host, queue, loss) = match from {
+            Side::Server => (&mut self.server, &mut self.to_client, &mut self.loss_to_client),
+            Side::Client => (&mut self.client, &mut self.to_server, &mut self.loss_to_server),
+        };
+        let (now, delay, rng) = (self.now, self.cfg.delay, &mut self.rng);
+        for seg in host.transmits() {
             self.res.sent += 1;
-            let lost = match from {
-                Side::Server => self.loss_to_client.drops(&mut self.rng, &seg),
-                Side::Client => self.loss_to_server.drops(&mut self.rng, &seg),
-            };
-            if lost {
+            if loss.drops(rng, &seg) {
+                self.lost.push(seg);
+            } else {
+                queue.push(now + delay.sample(rng), seg);
+            }
+        }
+        if !self.lost.is_empty() {
+            let mut lost = std::mem::take(&mut self.lost);
+            for seg in lost.drain(..) {
                 self.res.dropped += 1;
                 self.classify_drop(from, &seg);
-                continue;
             }
-            let at = now + delay.sample(&mut self.rng);
-            match from {
-                Side::Server => self.to_client.push(at, seg),
-                Side::Client => self.to_server.push(at, seg),
-            }
+            self.lost = lost;
         }
-        self.out = out;
     }
 
     /// Which seed case a lost segment belongs to, from the sender's state.
