@@ -8,6 +8,7 @@
 //! queue and results are merged by shard index. So for a given seed and flags the
 //! report is the same whatever `--threads` is, except the wall-clock fields.
 
+mod attack;
 mod report;
 mod shard;
 
@@ -23,6 +24,7 @@ use crate::cli::{ensure, parse_duration, parse_fraction, parse_probability, Usag
 use crate::config::{Config, Profile};
 use crate::link::{Delay, Loss, LossModel, LossOnly};
 
+pub use attack::{AttackCounts, AttackKind};
 pub use report::SimReport;
 pub use shard::{Cases, Sample, ShardResult};
 
@@ -188,6 +190,22 @@ pub struct SimArgs {
     /// tcp_rfc1337: RSTs do not kill TIME-WAIT.
     #[arg(long)]
     pub rfc1337: Option<bool>,
+    /// Attack traffic at the server: blind-rst, inwindow-rst, syn-timewait,
+    /// syn-lastack, fin-unknown, old-duplicate (comma-separated).
+    #[arg(long, value_enum, value_delimiter = ',')]
+    pub attack: Vec<AttackKind>,
+    /// Attack segments per simulated second (all kinds together).
+    #[arg(long, default_value_t = 10_000.0)]
+    pub attack_rate: f64,
+    /// Most connections the server holds (new SYNs past it are dropped and counted).
+    #[arg(long)]
+    pub max_connections: Option<usize>,
+    /// Challenge ACKs per second, host-wide (tcp_challenge_ack_limit; default off, as Linux >= 6.0).
+    #[arg(long)]
+    pub challenge_ack_limit: Option<u32>,
+    /// RSTs per second for segments matching no connection, host-wide (default off).
+    #[arg(long)]
+    pub rst_limit: Option<u32>,
     /// Worker threads (default: all cores).
     #[arg(long)]
     pub threads: Option<usize>,
@@ -250,6 +268,8 @@ pub struct SimConfig {
     pub shards: u32,
     pub seed: u64,
     pub sample_interval: Duration,
+    pub attacks: Vec<AttackKind>,
+    pub attack_rate: f64,
 }
 
 impl SimConfig {
@@ -348,7 +368,25 @@ impl SimConfig {
         if host.max_tw_buckets != usize::MAX {
             host.max_tw_buckets = host.max_tw_buckets.div_ceil(a.shards as usize);
         }
+        // Host-wide limits are split over the shards, which each hold one share.
+        let per_shard = |v: u64| v.div_ceil(a.shards as u64).max(1);
+        if let Some(v) = a.max_connections {
+            ensure(v > 0, || "--max-connections must be at least 1".into())?;
+            host.max_connections = per_shard(v as u64) as usize;
+        }
+        if let Some(v) = a.challenge_ack_limit {
+            host.challenge_ack_limit = per_shard(v as u64) as u32;
+        }
+        if let Some(v) = a.rst_limit {
+            host.rst_limit = per_shard(v as u64) as u32;
+        }
         host.validate().map_err(Usage)?;
+        ensure(a.attack_rate.is_finite() && a.attack_rate > 0.0, || {
+            "--attack-rate must be above zero".into()
+        })?;
+        let mut attacks = a.attack.clone();
+        attacks.sort();
+        attacks.dedup();
 
         let model = match a.loss_model {
             LossKind::Bernoulli => LossModel::Bernoulli,
@@ -397,6 +435,8 @@ impl SimConfig {
             shards: a.shards,
             seed: a.seed,
             sample_interval: a.sample_interval,
+            attacks,
+            attack_rate: a.attack_rate,
         })
     }
 }

@@ -10,6 +10,7 @@ use serde::Serialize;
 use crate::state::State;
 use crate::Stats;
 
+use super::attack::AttackCounts;
 use super::shard::{Cases, Sample, ShardResult};
 use super::{SimConfig, Workload};
 
@@ -147,6 +148,11 @@ pub struct SimReport {
     pub latency_ms: Latency,
     pub cases: CaseCounts,
     pub closed_by: BTreeMap<String, u64>,
+    /// Per attack kind (with --attack).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub attacks: BTreeMap<&'static str, AttackCounts>,
+    /// SYNs dropped because --max-connections was reached.
+    pub syn_dropped: u64,
     #[serde(skip)]
     pub series: Vec<Point>,
     #[serde(skip)]
@@ -168,6 +174,7 @@ fn add_stats(a: &mut Stats, b: &Stats) {
     a.time_wait_overflow += b.time_wait_overflow;
     a.time_wait_reused += b.time_wait_reused;
     a.time_wait_assassinated += b.time_wait_assassinated;
+    a.syn_dropped += b.syn_dropped;
 }
 
 impl SimReport {
@@ -177,6 +184,7 @@ impl SimReport {
         let mut active = Histogram::<u64>::new(3).expect("valid precision");
         let mut passive = Histogram::<u64>::new(3).expect("valid precision");
         let mut reasons: BTreeMap<String, u64> = BTreeMap::new();
+        let mut attacks: BTreeMap<&'static str, AttackCounts> = BTreeMap::new();
         let (mut opened, mut leaked, mut sent, mut dropped, mut blackholed) = (0, 0, 0, 0, 0);
         let mut end = 0f64;
         let n = shards.iter().map(|s| s.samples.len()).max().unwrap_or(0);
@@ -188,6 +196,9 @@ impl SimReport {
             // Histograms are auto-resizing: adding cannot fail on range.
             let _ = active.add(&s.active);
             let _ = passive.add(&s.passive);
+            for (k, c) in &s.attacks {
+                attacks.entry(k.key()).or_default().add(c);
+            }
             for (r, c) in &s.reasons {
                 *reasons.entry(format!("{r:?}")).or_default() += c;
             }
@@ -297,6 +308,8 @@ impl SimReport {
                 vanished_ends: cases.vanished,
             },
             closed_by: reasons,
+            attacks,
+            syn_dropped: stats.syn_dropped,
             series,
             active_hist: Some(active),
             passive_hist: Some(passive),
@@ -430,6 +443,20 @@ impl SimReport {
             c.time_wait_assassinated
         );
         let _ = writeln!(w, "  runaway ends vanished       {:>10}", c.vanished_ends);
+        if !self.attacks.is_empty() {
+            let _ = writeln!(
+                w,
+                "\nattacks            sent  on target     killed  (RFC 5961 odds)  disturbed  challenge ACKs  RSTs"
+            );
+            for (k, a) in &self.attacks {
+                let _ = writeln!(
+                    w,
+                    "  {:<13} {:>9} {:>10} {:>10}  ({:>13.3})  {:>9} {:>15} {:>5}",
+                    k, a.sent, a.on_target, a.killed, a.expected_killed, a.disturbed, a.challenge_acks, a.rst_replies
+                );
+            }
+            let _ = writeln!(w, "  SYNs dropped at --max-connections: {}", self.syn_dropped);
+        }
         o
     }
 }

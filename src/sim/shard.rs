@@ -24,6 +24,7 @@ use crate::time::Time;
 use crate::tuple::Tuple;
 use crate::Stats;
 
+use super::attack::{AttackCounts, AttackKind};
 use super::{CloseMode, RunawayAt, SimConfig, Workload};
 
 /// The simulated server's address (all shards: one host).
@@ -96,11 +97,13 @@ pub struct ShardResult {
     pub sent: u64,
     pub dropped: u64,
     pub blackholed: u64,
+    pub to_attacker: u64,
     pub cases: Cases,
     pub reasons: Vec<(CloseReason, u64)>,
     /// Close-to-CLOSED latency in µs, by role.
     pub active: Histogram<u64>,
     pub passive: Histogram<u64>,
+    pub attacks: Vec<(AttackKind, AttackCounts)>,
 }
 
 /// A segment in flight, ordered by arrival time and then by send order.
@@ -207,6 +210,8 @@ pub struct Shard<'a> {
     live: u64,
     next_open: Option<Time>,
     close_all_at: Option<Time>,
+    next_attack: Option<Time>,
+    attacks_sent: u64,
     progress: &'a AtomicU64,
     unreported: u64,
     res: ShardResult,
@@ -285,6 +290,8 @@ impl<'a> Shard<'a> {
             live: 0,
             next_open: rate.map(|_| Time::ZERO),
             close_all_at: None,
+            next_attack: (!cfg.attacks.is_empty()).then_some(Time::ZERO),
+            attacks_sent: 0,
             progress,
             unreported: 0,
             res: ShardResult {
@@ -297,10 +304,12 @@ impl<'a> Shard<'a> {
                 sent: 0,
                 dropped: 0,
                 blackholed: 0,
+                to_attacker: 0,
                 cases: Cases::default(),
                 reasons: Vec::new(),
                 active: Histogram::new(3).expect("3 significant figures is valid"),
                 passive: Histogram::new(3).expect("3 significant figures is valid"),
+                attacks: cfg.attacks.iter().map(|k| (*k, AttackCounts::default())).collect(),
             },
             reasons: [0; 9],
         }
@@ -317,12 +326,19 @@ impl<'a> Shard<'a> {
         }
     }
 
-    /// The slot of a tuple seen from the client (local = client).
+    /// The slot of a tuple seen from the client (local = client); None for an
+    /// address that is not one of this shard's clients (an attacker's spoofed one).
     #[inline]
-    fn slot_of(&self, client_view: &Tuple) -> usize {
-        let range = (self.cfg.port_range.1 - self.cfg.port_range.0) as usize + 1;
-        (client_view.local_ip & 0xffff) as usize * range
-            + (client_view.local_port - self.cfg.port_range.0) as usize
+    fn slot_of(&self, client_view: &Tuple) -> Option<usize> {
+        let (lo, hi) = self.cfg.port_range;
+        if client_view.local_ip >> 16 != (10 << 8) | self.index
+            || !(lo..=hi).contains(&client_view.local_port)
+        {
+            return None;
+        }
+        let range = (hi - lo) as usize + 1;
+        let slot = (client_view.local_ip & 0xffff) as usize * range + (client_view.local_port - lo) as usize;
+        (slot < self.slots.len()).then_some(slot)
     }
 
     pub fn run(mut self) -> ShardResult {
@@ -336,7 +352,8 @@ impl<'a> Shard<'a> {
             let hs = self.server_deadline;
             let hc = self.client_deadline;
             let to = self.next_open.or(self.close_all_at);
-            let Some(t) = [ts, tc, hs, hc, to].into_iter().flatten().min() else {
+            let ta = self.next_attack;
+            let Some(t) = [ts, tc, hs, hc, to, ta].into_iter().flatten().min() else {
                 break;
             };
             if cap.is_some_and(|c| t > c) {
@@ -364,6 +381,8 @@ impl<'a> Shard<'a> {
             } else if self.next_open == Some(t) {
                 self.next_open = None;
                 self.open_more();
+            } else if ta == Some(t) {
+                self.attack();
             } else {
                 self.close_all_at = None;
                 self.close_all();
@@ -392,6 +411,11 @@ impl<'a> Shard<'a> {
         let slot = match to {
             Side::Server => self.slot_of(&seg.sender_tuple()),
             Side::Client => self.slot_of(&seg.receiver_tuple()),
+        };
+        let Some(slot) = slot else {
+            // A reply to an attacker's spoofed address: it leaves the simulation.
+            self.res.to_attacker += 1;
+            return;
         };
         let flags = self.slots[slot];
         let gone = match to {
@@ -479,12 +503,20 @@ impl<'a> Shard<'a> {
     }
 
     fn on_event(&mut self, side: Side, ev: Event) {
+        let (Event::Established { tuple }
+        | Event::Received { tuple, .. }
+        | Event::PeerClosed { tuple }
+        | Event::StateChanged { tuple, .. }
+        | Event::Closed { tuple, .. }) = ev;
+        // Connections an attacker opened have no slot: nobody's application acts on
+        // them beyond closing when the peer does.
+        let slot = self.slot_for(side, &tuple);
+        let flags = slot.map_or(0, |s| self.slots[s]);
         match ev {
-            Event::Established { tuple } => {
+            Event::Established { .. } => {
                 // HTTP/1.0 style: the client sends its request; the server answers
                 // (and, as the first closer, closes) when the request arrives. With
                 // no request, the first closer closes at once.
-                let flags = self.slots[self.slot_for(side, &tuple)];
                 if self.cfg.request_bytes > 0 {
                     if side == Side::Client {
                         let n = self.cfg.request_bytes;
@@ -498,8 +530,7 @@ impl<'a> Shard<'a> {
                     self.app_close(side, tuple, flags);
                 }
             }
-            Event::Received { tuple, .. } => {
-                let flags = self.slots[self.slot_for(side, &tuple)];
+            Event::Received { .. } => {
                 if side == Side::Server {
                     if self.cfg.response_bytes > 0 {
                         let n = self.cfg.response_bytes;
@@ -512,23 +543,22 @@ impl<'a> Shard<'a> {
                     self.app_close(side, tuple, flags);
                 }
             }
-            Event::PeerClosed { tuple } => {
+            Event::PeerClosed { .. } => {
                 // The passive closer's application closes at once, unless its end
                 // runs away right after ACKing the FIN.
-                let slot = self.slot_for(side, &tuple);
-                let flags = self.slots[slot];
                 let runaway = match side {
                     Side::Server => slot::RUNAWAY_SERVER,
                     Side::Client => slot::RUNAWAY_CLIENT,
                 };
-                if flags & runaway != 0 && flags & slot::AT_FIN_SENT == 0 {
-                    self.vanish(side, tuple, slot);
-                } else {
-                    self.app_close(side, tuple, flags);
+                match slot {
+                    Some(s) if flags & runaway != 0 && flags & slot::AT_FIN_SENT == 0 => {
+                        self.vanish(side, tuple, s)
+                    }
+                    _ => self.app_close(side, tuple, flags),
                 }
             }
             Event::Closed {
-                tuple,
+                tuple: _,
                 from,
                 reason,
                 role,
@@ -551,16 +581,15 @@ impl<'a> Shard<'a> {
                     // Auto-resizing histogram: record() grows it; it cannot fail on range.
                     let _ = h.record(us);
                 }
-                if side == Side::Client {
-                    let slot = self.slot_of(&tuple);
-                    self.release(slot as u32);
+                if let (Side::Client, Some(s)) = (side, slot) {
+                    self.release(s as u32);
                 }
             }
             Event::StateChanged { .. } => {}
         }
     }
 
-    fn slot_for(&self, side: Side, tuple: &Tuple) -> usize {
+    fn slot_for(&self, side: Side, tuple: &Tuple) -> Option<usize> {
         match side {
             Side::Server => self.slot_of(&tuple.reversed()),
             Side::Client => self.slot_of(tuple),
@@ -584,9 +613,9 @@ impl<'a> Shard<'a> {
         };
         if flags & runaway != 0 && flags & slot::AT_FIN_SENT != 0 {
             // Let the FIN go out, then vanish.
-            self.transmit(side);
-            let slot = self.slot_for(side, &tuple);
-            self.vanish(side, tuple, slot);
+            if let Some(slot) = self.slot_for(side, &tuple) {
+                self.vanish(side, tuple, slot);
+            }
         }
     }
 
@@ -705,6 +734,97 @@ impl<'a> Shard<'a> {
             }
         }
         self.transmit(Side::Server);
+    }
+
+    /// Injects one attack segment at the server and books what it did. Attacks
+    /// go on while the workload runs: they stop once every connection is opened
+    /// and every client end is done.
+    fn attack(&mut self) {
+        let kinds = &self.cfg.attacks;
+        let k = (self.attacks_sent % kinds.len() as u64) as usize;
+        let kind = kinds[k];
+        self.attacks_sent += 1;
+        let per_shard = self.cfg.attack_rate / self.cfg.shards as f64;
+        let next = Time::ZERO + Duration::from_secs_f64(self.attacks_sent as f64 / per_shard);
+        self.next_attack = (self.opened < self.to_open || self.live > 0).then_some(next.max(self.now));
+
+        // Find a target: a connection in the state this attack aims at.
+        let wanted = |st: State| match kind {
+            AttackKind::BlindRst | AttackKind::InwindowRst | AttackKind::OldDuplicate => {
+                st.is_synchronized() && st != State::TimeWait
+            }
+            AttackKind::SynTimewait => st == State::TimeWait,
+            AttackKind::SynLastack => st == State::LastAck,
+            AttackKind::FinUnknown => st == State::Closed,
+        };
+        let mut target = None;
+        for _ in 0..16 {
+            let slot = self.rng.gen_range(0..self.slots.len() as u32);
+            let client = self.tuple(slot);
+            if wanted(self.server.state(&client.reversed())) {
+                target = Some(client);
+                break;
+            }
+        }
+        let on_target = target.is_some();
+        let client = match (kind, target) {
+            (_, Some(t)) => t,
+            // Unknown 4-tuples come from addresses no client uses.
+            (AttackKind::FinUnknown, None) | (_, None) => Tuple {
+                local_ip: u32::from_be_bytes([172, 16, 0, 0]) | self.rng.gen_range(0..0xffff),
+                remote_ip: SERVER_IP,
+                local_port: self.rng.gen_range(1024..65535),
+                remote_port: SERVER_PORT,
+            },
+        };
+        let server_view = client.reversed();
+        let (snd_nxt, rcv_nxt) = self.server.sequence(&server_view).unwrap_or((0, 0));
+        let wnd = self.cfg.host.rcv_wnd as u32;
+        let r: u32 = self.rng.gen();
+        use crate::segment::Flags;
+        let seg = match kind {
+            AttackKind::BlindRst => Segment::new(&client, Flags::RST, r, 0, 0, 0),
+            AttackKind::InwindowRst => {
+                Segment::new(&client, Flags::RST, rcv_nxt.wrapping_add(r % wnd), 0, 0, 0)
+            }
+            AttackKind::SynTimewait | AttackKind::SynLastack => {
+                Segment::new(&client, Flags::SYN, r, 0, 0, 65_535)
+            }
+            AttackKind::FinUnknown => Segment::new(&client, Flags::FIN | Flags::ACK, r, r.rotate_left(7), 0, 65_535),
+            AttackKind::OldDuplicate => Segment::new(
+                &client,
+                Flags::FIN | Flags::ACK,
+                rcv_nxt.wrapping_sub(1 + (r >> 12)),
+                snd_nxt.wrapping_sub(1 + (r & 0xfff)),
+                0,
+                65_535,
+            ),
+        };
+        let before = self.server.state(&server_view);
+        let stats0 = *self.server.stats();
+        self.with(Side::Server, |h, now| h.handle(now, &seg));
+        let stats1 = *self.server.stats();
+        let after = self.server.state(&server_view);
+        self.after(Side::Server);
+        let c = &mut self.res.attacks[k].1;
+        c.sent += 1;
+        c.on_target += on_target as u64;
+        let killed = on_target
+            && before != State::Closed
+            && (after == State::Closed || (before == State::TimeWait && after == State::SynReceived));
+        c.killed += killed as u64;
+        c.disturbed += (on_target && !killed && after != before) as u64;
+        c.challenge_acks += stats1.challenge_acks - stats0.challenge_acks;
+        c.rst_replies += stats1.rst_sent - stats0.rst_sent;
+        // RFC 5961: a blind RST kills only at exactly rcv_nxt (1 in 2^32); one in
+        // the window, 1 in the window size. A random SYN reopens TIME-WAIT when its
+        // sequence number is above rcv_nxt (half the space, RFC 6191).
+        c.expected_killed += match kind {
+            AttackKind::BlindRst if on_target => 1.0 / 4_294_967_296.0,
+            AttackKind::InwindowRst if on_target => 1.0 / wnd as f64,
+            AttackKind::SynTimewait if on_target => 0.5,
+            _ => 0.0,
+        };
     }
 
     fn sample(&mut self) {
