@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 
-pub use parse::{parse, ParseError, Script};
+pub use parse::{parse, Direction, ParseError, Script};
 pub use run::{run, Failure, Options, Outcome, Traced, DEFAULT_TOLERANCE_US};
 
 use crate::pcap::PcapWriter;
@@ -51,8 +51,7 @@ impl FileResult {
     }
 }
 
-/// Reads, parses and runs one script. A tolerance in the script
-/// (`--tolerance_usecs=N`) overrides the one in `opts`.
+/// Reads, parses and runs one script.
 pub fn run_file(path: &Path, opts: &Options) -> FileResult {
     let name = path.display();
     let src = match std::fs::read_to_string(path) {
@@ -73,11 +72,7 @@ pub fn run_file(path: &Path, opts: &Options) -> FileResult {
             }
         }
     };
-    let opts = Options {
-        tolerance_us: script.tolerance_usecs.unwrap_or(opts.tolerance_us),
-        ..opts.clone()
-    };
-    let outcome = run(&script, &opts);
+    let outcome = run(&script, opts);
     let error = outcome.failure.as_ref().map(|f| format!("{name}:{f}"));
     FileResult {
         outcome: Some(outcome),

@@ -117,8 +117,14 @@ impl Fd {
 type CallResult = Result<i64, &'static str>;
 
 /// Runs `script` to its end or its first failure.
+/// A tolerance written in the script (`--tolerance_usecs=N`) overrides the one
+/// in `opts`.
 pub fn run(script: &Script, opts: &Options) -> Outcome {
-    let mut r = Runner::new(opts);
+    let opts = Options {
+        tolerance_us: script.tolerance_usecs.unwrap_or(opts.tolerance_us),
+        ..opts.clone()
+    };
+    let mut r = Runner::new(&opts);
     r.notices.extend(script.notices.iter().cloned());
     let failure = r.run(&script.events).err();
     Outcome {
@@ -292,7 +298,7 @@ impl<'a> Runner<'a> {
     /// `stop_on_packet`, stops as soon as the host has sent something.
     fn advance(&mut self, until: Time, stop_on_packet: bool) {
         let mut fired = None;
-        while !(stop_on_packet && !self.queue.is_empty()) {
+        while !stop_on_packet || self.queue.is_empty() {
             match self.host.poll_timeout() {
                 Some(d) if d <= until => {
                     let d = d.max(self.now);
