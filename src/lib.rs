@@ -12,6 +12,8 @@ pub mod config;
 mod conn;
 pub mod host;
 pub mod link;
+pub mod pcap;
+pub mod script;
 pub mod segment;
 pub mod sim;
 mod slab;

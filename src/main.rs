@@ -29,6 +29,8 @@ struct Cli {
 enum Command {
     /// Run the deterministic simulator on a virtual clock (the default).
     Sim(Box<teardown::sim::SimArgs>),
+    /// Run packetdrill-syntax scripts against the engine (see docs/scripts.md).
+    Script(teardown::script::ScriptArgs),
 }
 
 fn main() -> ExitCode {
@@ -38,6 +40,7 @@ fn main() -> ExitCode {
         .unwrap_or_else(|| Command::Sim(Box::new(cli.sim)));
     let result = match command {
         Command::Sim(args) => teardown::sim::main(*args),
+        Command::Script(args) => teardown::script::main(args),
     };
     match result {
         Ok(code) => code,
