@@ -644,7 +644,8 @@ fn in_state(state: State) -> Net {
 
 /// RST in every state: exactly at rcv_nxt resets; elsewhere in the window draws a
 /// challenge ACK (RFC 5961 §3.2); outside the window it is dropped. TIME-WAIT
-/// ignores an inexact RST without any reply.
+/// ignores an inexact RST without any reply. An orphaned FIN-WAIT-2 is Linux's
+/// mini-socket: any RST in the window kills it, one outside draws an ACK.
 #[test]
 fn rst_in_every_state() {
     for state in [
@@ -658,23 +659,39 @@ fn rst_in_every_state() {
     ] {
         let n0 = in_state(state);
         let (snd, rcv) = n0.seq_s();
-        // In window, not exact.
-        let mut n = in_state(state);
-        let rst = Segment::new(&n.ct, Flags::RST, rcv.wrapping_add(100), 0, 0, 0);
-        n.s.handle(n.now, &rst);
-        assert_eq!(n.s.state(&n.st), state, "{state}: inexact RST");
-        let out = n.out_s();
-        if state == TimeWait {
-            assert!(out.is_empty(), "{state}: {out:?}");
-        } else {
-            assert_eq!(out.len(), 1, "{state}: challenge ACK expected");
-            check(&out[0], ".", snd, rcv);
-        }
         // Out of window.
+        let mut n = in_state(state);
         let far = Segment::new(&n.ct, Flags::RST, rcv.wrapping_add(1 << 30), 0, 0, 0);
         n.s.handle(n.now, &far);
         assert_eq!(n.s.state(&n.st), state, "{state}: far RST");
-        assert!(n.out_s().is_empty());
+        let out = n.out_s();
+        if state == FinWait2 {
+            assert_eq!(out.len(), 1, "{state}: an ACK for an out-of-window RST");
+            check(&out[0], ".", snd, rcv);
+        } else {
+            assert!(out.is_empty(), "{state}: {out:?}");
+        }
+        // In window, not exact.
+        let rst = Segment::new(&n.ct, Flags::RST, rcv.wrapping_add(100), 0, 0, 0);
+        n.s.handle(n.now, &rst);
+        let out = n.out_s();
+        match state {
+            FinWait2 => {
+                assert_eq!(
+                    n.s.state(&n.st),
+                    Closed,
+                    "{state}: any in-window RST kills it"
+                );
+                assert!(out.is_empty());
+                continue;
+            }
+            TimeWait => assert!(out.is_empty(), "{state}: {out:?}"),
+            _ => {
+                assert_eq!(out.len(), 1, "{state}: challenge ACK expected");
+                check(&out[0], ".", snd, rcv);
+            }
+        }
+        assert_eq!(n.s.state(&n.st), state, "{state}: inexact RST");
         // Exact.
         let exact = Segment::new(&n.ct, Flags::RST, rcv, 0, 0, 0);
         n.s.handle(n.now, &exact);
@@ -683,6 +700,35 @@ fn rst_in_every_state() {
         assert_eq!(closed(&mut n.s)[0].1, CloseReason::Reset);
         assert!(n.s.is_empty());
     }
+}
+
+/// FIN-WAIT-2 after shutdown() is still a full socket: RFC 5961 applies.
+#[test]
+fn rst_in_fin_wait_2_after_shutdown_draws_challenge_ack() {
+    let mut n = Net::default();
+    n.s.shutdown(n.now, n.st).unwrap();
+    let fin = n.one_s();
+    n.c.handle(n.now, &fin);
+    let ack = n.one_c();
+    n.s.handle(n.now, &ack);
+    assert_eq!(n.s.state(&n.st), FinWait2);
+    let (snd, rcv) = n.seq_s();
+    n.s.handle(n.now, &Segment::new(&n.ct, Flags::RST, rcv + 100, 0, 0, 0));
+    check(&n.one_s(), ".", snd, rcv);
+    assert_eq!(n.s.state(&n.st), FinWait2);
+}
+
+/// An orphaned FIN-WAIT-2 answers a SYN at or beyond rcv_nxt with RST and goes.
+#[test]
+fn syn_into_orphaned_fin_wait_2_draws_rst() {
+    let mut n = in_state(FinWait2);
+    let (_, rcv) = n.seq_s();
+    n.s.handle(
+        n.now,
+        &Segment::new(&n.ct, Flags::SYN, rcv + 5, 0, 0, 65_535),
+    );
+    check(&n.one_s(), "R.", 0, rcv + 6);
+    assert_eq!(n.s.state(&n.st), Closed);
 }
 
 #[test]

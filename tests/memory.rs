@@ -35,7 +35,10 @@ fn established(n: u32) -> Host {
         let c = t.reversed();
         h.handle(now, &Segment::new(&c, Flags::SYN, 1000, 0, 0, 65535));
         let synack = h.transmits().next().expect("SYN-ACK");
-        h.handle(now, &Segment::new(&c, Flags::ACK, 1001, synack.seq + 1, 0, 65535));
+        h.handle(
+            now,
+            &Segment::new(&c, Flags::ACK, 1001, synack.seq + 1, 0, 65535),
+        );
         h.events().for_each(drop);
     }
     alloc::enter_scope(prev);
@@ -53,7 +56,10 @@ fn to_time_wait(h: &mut Host, n: u32) {
         h.close(now, t).expect("open");
         let fin = h.transmits().next().expect("FIN");
         // The peer's FIN, acknowledging ours.
-        h.handle(now, &Segment::new(&c, Flags::FIN | Flags::ACK, 1001, fin.seq + 1, 0, 65535));
+        h.handle(
+            now,
+            &Segment::new(&c, Flags::FIN | Flags::ACK, 1001, fin.seq + 1, 0, 65535),
+        );
         h.transmits().for_each(drop);
         h.events().for_each(drop);
     }
@@ -81,8 +87,14 @@ fn per_entry_costs_within_budget_and_match_the_engine_accounting() {
     // The engine's own figure agrees with the allocator (the transmit and event
     // queues are the only heap it does not count).
     let own = h.heap_bytes() as f64;
-    assert!((own - est).abs() / est < 0.02, "engine says {own}, allocator {est}");
-    assert!(per_established <= 96.0, "{per_established:.1} B per ESTABLISHED");
+    assert!(
+        (own - est).abs() / est < 0.02,
+        "engine says {own}, allocator {est}"
+    );
+    assert!(
+        per_established <= 96.0,
+        "{per_established:.1} B per ESTABLISHED"
+    );
 
     to_time_wait(&mut h, n);
     assert_eq!(h.population(State::TimeWait), n as usize);
@@ -93,7 +105,9 @@ fn per_entry_costs_within_budget_and_match_the_engine_accounting() {
     // table bucket, and no timer per entry.
     assert!(per_tw <= 48.0, "{per_tw:.1} B per TIME-WAIT entry");
     assert!(per_tw < per_established / 1.5);
-    println!("measured at {n}: {per_established:.1} B per ESTABLISHED, {per_tw:.1} B per TIME-WAIT");
+    println!(
+        "measured at {n}: {per_established:.1} B per ESTABLISHED, {per_tw:.1} B per TIME-WAIT"
+    );
 
     // Everything expires and the entries go.
     let prev = alloc::enter_scope(SCOPE);

@@ -1,6 +1,5 @@
-//! `teardown script`: the corpus in tests/scripts must pass (except the known
-//! divergences, which must still fail), wrong scripts must fail naming the
-//! line, malformed ones must give a parse error with line and column, and the
+//! `teardown script`: the corpus in tests/scripts must pass, wrong scripts
+//! must fail naming the line, malformed ones must give a parse error with line and column, and the
 //! pcap export must decode.
 
 use std::path::{Path, PathBuf};
@@ -11,14 +10,6 @@ use teardown::script::{self, parse, run, Direction, Options};
 
 /// Scripts that encode Linux's behaviour where the engine differs. Each must
 /// fail; when one starts passing, the engine was fixed: move it out of here.
-const KNOWN_DIVERGENCES: &[&str] = &[
-    // Orphaned FIN-WAIT-2 is a TIME-WAIT mini-socket on Linux: an out-of-window
-    // RST is ACKed there; the engine drops it.
-    "diverge-fin-wait-2-orphan-rst-out-of-window.pkt",
-    // ... and any in-window RST kills it; the engine sends a challenge ACK.
-    "diverge-fin-wait-2-orphan-rst-in-window.pkt",
-];
-
 /// One script per seed case and per engine rule (docs/scripts.md).
 const REQUIRED: &[&str] = &[
     "normal-close-active.pkt",
@@ -44,6 +35,8 @@ const REQUIRED: &[&str] = &[
     "fin-retransmit-give-up.pkt",
     "data-after-close.pkt",
     "so-linger-abort.pkt",
+    "fin-wait-2-orphan-rst-out-of-window.pkt",
+    "fin-wait-2-orphan-rst-in-window.pkt",
 ];
 
 fn corpus() -> Vec<PathBuf> {
@@ -64,7 +57,7 @@ fn file_name(p: &Path) -> &str {
 #[test]
 fn every_corpus_script_passes() {
     let files = corpus();
-    for name in REQUIRED.iter().chain(KNOWN_DIVERGENCES) {
+    for name in REQUIRED {
         assert!(
             files.iter().any(|f| file_name(f) == *name),
             "tests/scripts/{name} is missing"
@@ -74,39 +67,11 @@ fn every_corpus_script_passes() {
     for f in &files {
         let name = file_name(f);
         let r = script::run_file(f, &Options::default());
-        match (KNOWN_DIVERGENCES.contains(&name), &r.error) {
-            (false, Some(e)) => failures.push(e.clone()),
-            (true, None) => failures.push(format!(
-                "{name} passes now: the engine no longer diverges; move it out of KNOWN_DIVERGENCES"
-            )),
-            _ => {}
+        if let Some(e) = &r.error {
+            failures.push(format!("{name}: {e}"));
         }
     }
     assert!(failures.is_empty(), "\n{}", failures.join("\n\n"));
-}
-
-/// The known divergences fail where Linux and the engine part ways, not earlier.
-#[test]
-fn known_divergences_fail_at_the_divergent_line() {
-    let cases = [
-        (KNOWN_DIVERGENCES[0], "> . 2:2(0) ack 1", "sent nothing"),
-        (
-            KNOWN_DIVERGENCES[1],
-            "+.1 < . 1:1(0) ack 2",
-            "unexpected outbound packet",
-        ),
-    ];
-    for (name, line_text, what) in cases {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/scripts")
-            .join(name);
-        let src = std::fs::read_to_string(&path).unwrap();
-        let lines: Vec<&str> = src.lines().collect();
-        let line = lines.iter().rposition(|l| l.contains(line_text)).unwrap() + 1;
-        let err = script::run_file(&path, &Options::default()).error.unwrap();
-        assert!(err.contains(&format!("{name}:{line}: ")), "{err}");
-        assert!(err.contains(what), "{err}");
-    }
 }
 
 const HANDSHAKE: &str = "\
@@ -360,14 +325,19 @@ fn cli_exit_codes() {
         .output()
         .unwrap();
     assert_eq!(pass.status.code(), Some(0), "{pass:?}");
+    // A script that expects a FIN where Linux (and the engine) sends an RST.
+    let dir = tempfile::tempdir().unwrap();
+    let wrong = dir.path().join("wrong-linger.pkt");
+    let src = std::fs::read_to_string(scripts.join("so-linger-abort.pkt")).unwrap();
+    std::fs::write(&wrong, src.replace("> R.", "> F.")).unwrap();
     let fail = Command::new(bin)
         .arg("script")
         .arg(scripts.join("so-linger-abort.pkt"))
-        .arg(scripts.join(KNOWN_DIVERGENCES[0]))
+        .arg(&wrong)
         .output()
         .unwrap();
     assert_eq!(fail.status.code(), Some(1), "{fail:?}");
-    assert!(String::from_utf8_lossy(&fail.stderr).contains(KNOWN_DIVERGENCES[0]));
+    assert!(String::from_utf8_lossy(&fail.stderr).contains("wrong-linger.pkt"));
     let missing = Command::new(bin)
         .args(["script", "/nonexistent.pkt"])
         .output()

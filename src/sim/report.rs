@@ -452,10 +452,21 @@ impl SimReport {
                 let _ = writeln!(
                     w,
                     "  {:<13} {:>9} {:>10} {:>10}  ({:>13.3})  {:>9} {:>15} {:>5}",
-                    k, a.sent, a.on_target, a.killed, a.expected_killed, a.disturbed, a.challenge_acks, a.rst_replies
+                    k,
+                    a.sent,
+                    a.on_target,
+                    a.killed,
+                    a.expected_killed,
+                    a.disturbed,
+                    a.challenge_acks,
+                    a.rst_replies
                 );
             }
-            let _ = writeln!(w, "  SYNs dropped at --max-connections: {}", self.syn_dropped);
+            let _ = writeln!(
+                w,
+                "  SYNs dropped at --max-connections: {}",
+                self.syn_dropped
+            );
         }
         o
     }

@@ -309,7 +309,11 @@ impl<'a> Shard<'a> {
                 reasons: Vec::new(),
                 active: Histogram::new(3).expect("3 significant figures is valid"),
                 passive: Histogram::new(3).expect("3 significant figures is valid"),
-                attacks: cfg.attacks.iter().map(|k| (*k, AttackCounts::default())).collect(),
+                attacks: cfg
+                    .attacks
+                    .iter()
+                    .map(|k| (*k, AttackCounts::default()))
+                    .collect(),
             },
             reasons: [0; 9],
         }
@@ -337,7 +341,8 @@ impl<'a> Shard<'a> {
             return None;
         }
         let range = (hi - lo) as usize + 1;
-        let slot = (client_view.local_ip & 0xffff) as usize * range + (client_view.local_port - lo) as usize;
+        let slot = (client_view.local_ip & 0xffff) as usize * range
+            + (client_view.local_port - lo) as usize;
         (slot < self.slots.len()).then_some(slot)
     }
 
@@ -397,8 +402,16 @@ impl<'a> Shard<'a> {
     #[inline]
     fn with<R>(&mut self, side: Side, f: impl FnOnce(&mut Host, Time) -> R) -> R {
         let (host, scope, deadline) = match side {
-            Side::Server => (&mut self.server, self.server_scope, &mut self.server_deadline),
-            Side::Client => (&mut self.client, self.client_scope, &mut self.client_deadline),
+            Side::Server => (
+                &mut self.server,
+                self.server_scope,
+                &mut self.server_deadline,
+            ),
+            Side::Client => (
+                &mut self.client,
+                self.client_scope,
+                &mut self.client_deadline,
+            ),
         };
         let prev = alloc::enter_scope(scope);
         let r = f(host, self.now);
@@ -462,8 +475,16 @@ impl<'a> Shard<'a> {
     /// Puts what `from` sent on the link, through its loss and delay.
     fn transmit(&mut self, from: Side) {
         let (host, queue, loss) = match from {
-            Side::Server => (&mut self.server, &mut self.to_client, &mut self.loss_to_client),
-            Side::Client => (&mut self.client, &mut self.to_server, &mut self.loss_to_server),
+            Side::Server => (
+                &mut self.server,
+                &mut self.to_client,
+                &mut self.loss_to_client,
+            ),
+            Side::Client => (
+                &mut self.client,
+                &mut self.to_server,
+                &mut self.loss_to_server,
+            ),
         };
         let (now, delay, rng) = (self.now, self.cfg.delay, &mut self.rng);
         for seg in host.transmits() {
@@ -746,7 +767,8 @@ impl<'a> Shard<'a> {
         self.attacks_sent += 1;
         let per_shard = self.cfg.attack_rate / self.cfg.shards as f64;
         let next = Time::ZERO + Duration::from_secs_f64(self.attacks_sent as f64 / per_shard);
-        self.next_attack = (self.opened < self.to_open || self.live > 0).then_some(next.max(self.now));
+        self.next_attack =
+            (self.opened < self.to_open || self.live > 0).then_some(next.max(self.now));
 
         // Find a target: a connection in the state this attack aims at.
         let wanted = |st: State| match kind {
@@ -790,7 +812,14 @@ impl<'a> Shard<'a> {
             AttackKind::SynTimewait | AttackKind::SynLastack => {
                 Segment::new(&client, Flags::SYN, r, 0, 0, 65_535)
             }
-            AttackKind::FinUnknown => Segment::new(&client, Flags::FIN | Flags::ACK, r, r.rotate_left(7), 0, 65_535),
+            AttackKind::FinUnknown => Segment::new(
+                &client,
+                Flags::FIN | Flags::ACK,
+                r,
+                r.rotate_left(7),
+                0,
+                65_535,
+            ),
             AttackKind::OldDuplicate => Segment::new(
                 &client,
                 Flags::FIN | Flags::ACK,
@@ -811,7 +840,8 @@ impl<'a> Shard<'a> {
         c.on_target += on_target as u64;
         let killed = on_target
             && before != State::Closed
-            && (after == State::Closed || (before == State::TimeWait && after == State::SynReceived));
+            && (after == State::Closed
+                || (before == State::TimeWait && after == State::SynReceived));
         c.killed += killed as u64;
         c.disturbed += (on_target && !killed && after != before) as u64;
         c.challenge_acks += stats1.challenge_acks - stats0.challenge_acks;
