@@ -224,6 +224,13 @@ pub struct SimArgs {
     /// Write plots (PNG and SVG) into this directory.
     #[arg(long)]
     pub plot: Option<std::path::PathBuf>,
+    /// Write the captured connections' segments (as the server host sees them) to
+    /// this pcap file, as real IPv4/TCP packets with simulated timestamps.
+    #[arg(long)]
+    pub pcap: Option<std::path::PathBuf>,
+    /// How many connections --pcap keeps (the first ones opened in shard 0).
+    #[arg(long, default_value_t = 100)]
+    pub pcap_sample: u64,
     /// No human report on stdout.
     #[arg(long)]
     pub quiet: bool,
@@ -270,6 +277,8 @@ pub struct SimConfig {
     pub sample_interval: Duration,
     pub attacks: Vec<AttackKind>,
     pub attack_rate: f64,
+    /// Connections captured for --pcap (0: no capture).
+    pub pcap_sample: u64,
 }
 
 impl SimConfig {
@@ -437,6 +446,7 @@ impl SimConfig {
             sample_interval: a.sample_interval,
             attacks,
             attack_rate: a.attack_rate,
+            pcap_sample: if a.pcap.is_some() { a.pcap_sample } else { 0 },
         })
     }
 }
@@ -466,6 +476,7 @@ pub fn run(cfg: &SimConfig, show_progress: bool) -> SimReport {
     let done = AtomicU64::new(0);
     let start = Instant::now();
     let mut results: Vec<Option<ShardResult>> = (0..cfg.shards).map(|_| None).collect();
+    let mut capture = Vec::new();
     std::thread::scope(|scope| {
         let (work_tx, work_rx) = crossbeam::channel::unbounded::<u32>();
         let (res_tx, res_rx) = crossbeam::channel::unbounded::<(u32, ShardResult)>();
@@ -489,7 +500,10 @@ pub fn run(cfg: &SimConfig, show_progress: bool) -> SimReport {
         let bar = show_progress.then(|| progress_bar(cfg.connections));
         loop {
             match res_rx.recv_timeout(Duration::from_millis(100)) {
-                Ok((k, r)) => results[k as usize] = Some(r),
+                Ok((k, mut r)) => {
+                    capture.append(&mut r.capture);
+                    results[k as usize] = Some(r);
+                }
                 Err(crossbeam::channel::RecvTimeoutError::Timeout) => {}
                 Err(crossbeam::channel::RecvTimeoutError::Disconnected) => break,
             }
@@ -503,7 +517,9 @@ pub fn run(cfg: &SimConfig, show_progress: bool) -> SimReport {
     });
     let wall = start.elapsed();
     let results: Vec<ShardResult> = results.into_iter().flatten().collect();
-    SimReport::merge(cfg, &results, wall)
+    let mut report = SimReport::merge(cfg, &results, wall);
+    report.capture = capture;
+    report
 }
 
 fn progress_bar(total: u64) -> indicatif::ProgressBar {
@@ -533,6 +549,14 @@ pub fn main(args: SimArgs) -> anyhow::Result<ExitCode> {
         } else {
             std::fs::write(path, text).with_context(|| format!("writing {path}"))?;
         }
+    }
+    if let Some(path) = &args.pcap {
+        let mut w = crate::pcap::PcapWriter::create(path)
+            .with_context(|| format!("creating {}", path.display()))?;
+        for (t, seg) in &report.capture {
+            w.write(*t, seg)?;
+        }
+        w.finish()?;
     }
     if let Some(dir) = &args.plot {
         report::plot(&report, dir)

@@ -155,6 +155,9 @@ pub struct SimReport {
     pub syn_dropped: u64,
     #[serde(skip)]
     pub series: Vec<Point>,
+    /// Captured segments for --pcap, in capture order.
+    #[serde(skip)]
+    pub capture: Vec<(crate::time::Time, crate::segment::Segment)>,
     #[serde(skip)]
     pub active_hist: Option<Histogram<u64>>,
     #[serde(skip)]
@@ -311,6 +314,7 @@ impl SimReport {
             attacks,
             syn_dropped: stats.syn_dropped,
             series,
+            capture: Vec::new(),
             active_hist: Some(active),
             passive_hist: Some(passive),
         }

@@ -42,6 +42,8 @@ mod slot {
     pub const SERVER_GONE: u8 = 0x20;
     /// The runaway end vanishes at fin-sent rather than fin-acked.
     pub const AT_FIN_SENT: u8 = 0x40;
+    /// This incarnation is captured by --pcap.
+    pub const CAPTURED: u8 = 0x80;
 }
 
 /// One population sample of both hosts and their measured heap.
@@ -104,6 +106,8 @@ pub struct ShardResult {
     pub active: Histogram<u64>,
     pub passive: Histogram<u64>,
     pub attacks: Vec<(AttackKind, AttackCounts)>,
+    /// Segments in and out of the server for the captured connections (--pcap).
+    pub capture: Vec<(Time, Segment)>,
 }
 
 /// A segment in flight, ordered by arrival time and then by send order.
@@ -212,6 +216,8 @@ pub struct Shard<'a> {
     close_all_at: Option<Time>,
     next_attack: Option<Time>,
     attacks_sent: u64,
+    /// Connections still to capture (--pcap-sample, shard 0 only).
+    capture_left: u64,
     progress: &'a AtomicU64,
     unreported: u64,
     res: ShardResult,
@@ -292,6 +298,7 @@ impl<'a> Shard<'a> {
             close_all_at: None,
             next_attack: (!cfg.attacks.is_empty()).then_some(Time::ZERO),
             attacks_sent: 0,
+            capture_left: if index == 0 { cfg.pcap_sample } else { 0 },
             progress,
             unreported: 0,
             res: ShardResult {
@@ -314,6 +321,7 @@ impl<'a> Shard<'a> {
                     .iter()
                     .map(|k| (*k, AttackCounts::default()))
                     .collect(),
+                capture: Vec::new(),
             },
             reasons: [0; 9],
         }
@@ -439,6 +447,9 @@ impl<'a> Shard<'a> {
             self.res.blackholed += 1;
             return;
         }
+        if to == Side::Server && flags & slot::CAPTURED != 0 {
+            self.res.capture.push((self.now, seg));
+        }
         self.with(to, |h, now| h.handle(now, &seg));
         self.after(to);
         // A runaway active closer vanishes once its FIN is acknowledged.
@@ -487,8 +498,22 @@ impl<'a> Shard<'a> {
             ),
         };
         let (now, delay, rng) = (self.now, self.cfg.delay, &mut self.rng);
+        let capturing = from == Side::Server && self.cfg.pcap_sample > 0;
         for seg in host.transmits() {
             self.res.sent += 1;
+            if capturing {
+                let (lo, hi) = self.cfg.port_range;
+                let slot = (seg.dst_ip >> 16 == (10 << 8) | self.index
+                    && (lo..=hi).contains(&seg.dst_port))
+                .then(|| {
+                    (seg.dst_ip & 0xffff) as usize * (hi - lo + 1) as usize
+                        + (seg.dst_port - lo) as usize
+                });
+                if slot.is_some_and(|s| self.slots.get(s).is_some_and(|f| f & slot::CAPTURED != 0))
+                {
+                    self.res.capture.push((now, seg));
+                }
+            }
             if loss.drops(rng, &seg) {
                 self.lost.push(seg);
             } else {
@@ -724,6 +749,10 @@ impl<'a> Shard<'a> {
             if at_fin_sent {
                 flags |= slot::AT_FIN_SENT;
             }
+        }
+        if self.capture_left > 0 {
+            self.capture_left -= 1;
+            flags |= slot::CAPTURED;
         }
         self.slots[s as usize] = flags;
         let tuple = self.tuple(s);
