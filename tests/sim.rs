@@ -1,0 +1,209 @@
+//! The simulator end to end: every connection accounted for, every seed case
+//! exercised, the same report for the same seed whatever the thread count, bad
+//! flags rejected with exit 2, and the pcap capture readable.
+
+use std::process::Command;
+
+use teardown::sim::{self, AttackKind, CloseMode, SimArgs, SimConfig, SimReport};
+
+fn args(connections: u64) -> SimArgs {
+    SimArgs {
+        connections,
+        concurrency: 2_000,
+        shards: 8,
+        quiet: true,
+        ..SimArgs::default()
+    }
+}
+
+fn run(a: &SimArgs) -> SimReport {
+    let cfg = SimConfig::from_args(a).expect("valid flags");
+    sim::run(&cfg, false)
+}
+
+#[test]
+fn lossy_run_with_runaways_exercises_every_seed_case_and_leaks_nothing() {
+    let server_first = run(&SimArgs {
+        loss: 0.05,
+        runaway_client: 0.05,
+        ..args(40_000)
+    });
+    assert_eq!(server_first.leaked, 0);
+    assert_eq!(server_first.completed, 40_000);
+    let c = &server_first.cases;
+    assert!(c.case1_first_fin_lost > 0, "{c:?}");
+    assert!(c.case2_ack_of_fin_lost > 0, "{c:?}");
+    assert!(c.case3_passive_fin_lost > 0, "{c:?}");
+    assert!(c.case4_final_ack_lost > 0, "{c:?}");
+    // Runaway passive closers leave the server in FIN-WAIT-2 (case 5).
+    assert!(c.case5_fin_wait_2_timeout > 0, "{c:?}");
+    assert!(c.vanished_ends > 0);
+    assert!(server_first.peak["time_wait"] > 0);
+    assert!(server_first.segments.retransmitted > 0);
+    // Passive close is an RTT plus retransmissions; active close includes TIME-WAIT.
+    assert!(server_first.latency_ms.active_close.p99 >= 60_000.0);
+    assert!(server_first.latency_ms.passive_close.p50 < 1_000.0);
+
+    // Runaway active closers leave the server in LAST-ACK (case 6); reused ports
+    // bring new SYNs that end it by RST.
+    let client_first = run(&SimArgs {
+        close: CloseMode::Client,
+        runaway_client: 0.3,
+        client_ips: Some(1),
+        port_range: "40000-41999".into(),
+        concurrency: 500,
+        shards: 1,
+        ..args(20_000)
+    });
+    assert_eq!(client_first.leaked, 0);
+    assert!(
+        client_first.cases.case6_last_ack_reset > 0,
+        "{:?}",
+        client_first.cases
+    );
+    assert!(client_first.peak["last_ack"] > 0);
+    assert!(client_first.peak_clients["time_wait"] > 0);
+}
+
+#[test]
+fn port_reuse_sends_syns_into_time_wait() {
+    let r = run(&SimArgs {
+        loss: 0.0,
+        client_ips: Some(1),
+        port_range: "40000-40999".into(),
+        concurrency: 200,
+        shards: 1,
+        ..args(10_000)
+    });
+    assert_eq!(r.leaked, 0);
+    assert!(r.cases.syn_into_time_wait > 0);
+}
+
+#[test]
+fn same_seed_same_report_whatever_the_threads() {
+    let a = SimArgs {
+        loss: 0.02,
+        jitter: std::time::Duration::from_millis(3),
+        runaway_client: 0.02,
+        ..args(20_000)
+    };
+    let strip = |r: SimReport| {
+        let mut v = serde_json::to_value(&r).expect("serializes");
+        for k in ["wall_seconds", "teardowns_per_sec", "threads"] {
+            v.as_object_mut().expect("object").remove(k);
+        }
+        v["memory"]
+            .as_object_mut()
+            .expect("object")
+            .remove("peak_heap_bytes");
+        v
+    };
+    let one = strip(run(&SimArgs {
+        threads: Some(1),
+        ..a.clone()
+    }));
+    let two = strip(run(&SimArgs {
+        threads: Some(2),
+        ..a.clone()
+    }));
+    let again = strip(run(&SimArgs {
+        threads: Some(2),
+        ..a.clone()
+    }));
+    assert_eq!(one, two);
+    assert_eq!(two, again);
+    let other_seed = strip(run(&SimArgs {
+        seed: 2,
+        threads: Some(2),
+        ..a
+    }));
+    assert_ne!(two, other_seed);
+}
+
+#[test]
+fn attacks_follow_rfc_5961_odds() {
+    let r = run(&SimArgs {
+        attack: vec![
+            AttackKind::BlindRst,
+            AttackKind::InwindowRst,
+            AttackKind::FinUnknown,
+        ],
+        attack_rate: 20_000.0,
+        ..args(20_000)
+    });
+    assert_eq!(r.leaked, 0);
+    let blind = &r.attacks["blind-rst"];
+    assert!(blind.sent > 0 && blind.on_target > 0);
+    // 1 in 2^32 per segment: none of these kill.
+    assert_eq!(blind.killed, 0);
+    let inwin = &r.attacks["inwindow-rst"];
+    // In the window: challenge ACKs (per-connection rate limit permitting), kills
+    // only at 1 in 65535.
+    assert!(inwin.challenge_acks > 0);
+    assert!((inwin.killed as f64) <= inwin.expected_killed * 5.0 + 3.0);
+    let unknown = &r.attacks["fin-unknown"];
+    assert_eq!(unknown.rst_replies, unknown.sent);
+}
+
+#[test]
+fn pcap_capture_decodes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("sim.pcap");
+    let out = Command::new(env!("CARGO_BIN_EXE_teardown"))
+        .args([
+            "sim",
+            "--connections",
+            "2000",
+            "--shards",
+            "2",
+            "--quiet",
+            "--pcap-sample",
+            "3",
+            "--pcap",
+        ])
+        .arg(&path)
+        .output()
+        .expect("runs");
+    assert!(out.status.success(), "{out:?}");
+    let bytes = std::fs::read(&path).expect("pcap written");
+    let mut reader = pcap_file::pcap::PcapReader::new(&bytes[..]).expect("pcap header");
+    let mut flags = Vec::new();
+    while let Some(pkt) = reader.next_packet() {
+        let pkt = pkt.expect("packet");
+        let ip = etherparse::SlicedPacket::from_ip(&pkt.data).expect("IPv4/TCP");
+        if let Some(etherparse::TransportSlice::Tcp(tcp)) = ip.transport {
+            flags.push((tcp.syn(), tcp.fin(), tcp.rst()));
+        }
+    }
+    // Three connections: each starts with a SYN and has FINs both ways.
+    assert!(flags.len() >= 3 * 7, "{} packets", flags.len());
+    assert!(flags.iter().filter(|f| f.0).count() >= 6);
+    assert!(flags.iter().filter(|f| f.1).count() >= 6);
+    assert!(flags[0].0, "the capture starts with a SYN");
+}
+
+#[test]
+fn nonsense_flags_exit_2_with_one_line() {
+    for bad in [
+        vec!["--loss", "1.5"],
+        vec!["--connections", "0"],
+        vec!["--profile", "solaris"],
+        vec!["sim", "--close", "sideways"],
+        vec!["sim", "--port-range", "6000-5000"],
+        vec!["sim", "--concurrency", "100000", "--client-ips", "1"],
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_teardown"))
+            .args(&bad)
+            .output()
+            .expect("runs");
+        assert_eq!(out.status.code(), Some(2), "{bad:?}: {out:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!err.contains("panicked"), "{err}");
+        assert!(
+            err.lines()
+                .next()
+                .is_some_and(|l| l.contains("error") || l.starts_with("teardown:")),
+            "{err}"
+        );
+    }
+}
