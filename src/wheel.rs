@@ -13,12 +13,15 @@
 //!   occupied slot is found by rotating the word so the current slot is bit
 //!   0 and taking `trailing_zeros` — a few instructions, no slot scanning.
 //! * **Intrusive lists.** Entries live in one slab (`Vec<Node<T>>` plus a
-//!   free list). Each slot is a doubly-linked list threaded through `u32`
-//!   indices, and each node records its slot, so insert and cancel are O(1)
-//!   and allocate nothing once the slab has grown.
+//!   free list). Each slot is a set of [`LANES`] doubly-linked lists
+//!   threaded through `u32` indices (a node's lane is its index modulo
+//!   `LANES`), and each node records its slot, so insert and cancel are
+//!   O(1) and allocate nothing once the slab has grown. The lanes exist
+//!   for the cascade: walking one long list is a chain of dependent cache
+//!   misses, walking several in lock step overlaps them.
 //! * **Cascade.** When time reaches a slot on level `L > 0`, the slot is
 //!   emptied and its entries are re-inserted relative to the new `elapsed`,
-//!   which moves them to lower levels (or to the due list). Level-0 slots
+//!   which moves them to lower levels (or to the due slot). Level-0 slots
 //!   hold entries of exactly one deadline and are popped directly.
 //! * **Far deadlines.** A deadline beyond the last top-level slot is parked
 //!   in that last slot; whenever the slot is cascaded the entry is placed
@@ -36,11 +39,14 @@ const SLOT_MASK: u64 = SLOTS as u64 - 1;
 const TOP_SHIFT: u32 = LEVEL_BITS * (LEVELS as u32 - 1);
 /// Ticks covered by the whole wheel.
 const SPAN: u64 = 1 << (LEVEL_BITS * LEVELS as u32);
-/// List index of entries that are already due (deadline <= `elapsed`).
+/// Pseudo-slot of entries that are already due (deadline <= `elapsed`).
 const DUE: usize = LEVELS * SLOTS;
-/// Number of lists: all slots plus the due list.
-const LISTS: usize = DUE + 1;
-/// `Node::list` of a node sitting in the free list.
+/// Lists per slot. A cascade walks them in lock step, so it has `LANES`
+/// independent cache misses in flight instead of one pointer chase.
+const LANES: usize = 16;
+/// Number of list heads: `LANES` per slot, including the due slot.
+const LISTS: usize = (DUE + 1) * LANES;
+/// `Node::slot` of a node sitting in the free list.
 const FREE: u16 = u16::MAX;
 const NIL: u32 = u32::MAX;
 
@@ -57,9 +63,10 @@ struct Node<T> {
     next: u32,
     /// Previous node in the list, `NIL` at the head.
     prev: u32,
-    /// Index of the list holding the node (slot, `DUE` or `FREE`), so that
-    /// cancel can fix up the head and the bitmap without recomputing it.
-    list: u16,
+    /// Slot holding the node (`DUE` or `FREE` included), so that cancel can
+    /// fix up the head and the bitmap without recomputing it. The lane is
+    /// the node index modulo `LANES`.
+    slot: u16,
     value: T,
 }
 
@@ -72,17 +79,18 @@ pub struct Wheel<T> {
     /// Head of the free list through `Node::next`.
     free: u32,
     len: usize,
-    /// Occupied bits for every list, 64 per word: one word per level, then
-    /// bit 0 of the last word for the due list. Sharing the layout with
-    /// `heads` keeps link/unlink branch-free.
+    /// Occupied bits for every slot, 64 per word: one word per level, then
+    /// bit 0 of the last word for the due slot, so link/unlink index it the
+    /// same way for all slots.
     occupied: [u64; LEVELS + 1],
+    /// List heads, `LANES` consecutive ones per slot.
     heads: Box<[u32; LISTS]>,
 }
 
 /// Earliest occupied slot of the first non-empty level.
 #[derive(Clone, Copy, Debug)]
 struct Expiration {
-    list: usize,
+    slot: usize,
     /// Start of the slot: exact deadline on level 0, lower bound above.
     deadline: u64,
 }
@@ -134,12 +142,12 @@ impl<T: Copy> Wheel<T> {
     /// # Panics
     /// If more than `u32::MAX - 1` timers are pending at once.
     pub fn insert(&mut self, deadline: u64, value: T) -> TimerKey {
-        let list = self.list_for(deadline);
+        let slot = self.slot_for(deadline);
         let node = Node {
             deadline,
             next: NIL,
             prev: NIL,
-            list: list as u16,
+            slot: slot as u16,
             value,
         };
         let idx = if self.free != NIL {
@@ -153,7 +161,7 @@ impl<T: Copy> Wheel<T> {
             self.nodes.push(node);
             idx as u32
         };
-        self.link(idx, list);
+        self.link(idx, slot);
         self.len += 1;
         TimerKey(idx)
     }
@@ -188,21 +196,25 @@ impl<T: Copy> Wheel<T> {
     pub fn poll(&mut self, now: u64) -> Option<(u64, T)> {
         let now = now.max(self.elapsed);
         loop {
-            let due = self.heads[DUE];
-            if due != NIL {
-                return Some(self.release(due));
+            let due = if self.occupied[LEVELS] != 0 {
+                self.first_in(DUE)
+            } else {
+                None
+            };
+            if let Some(idx) = due {
+                return Some(self.release(idx));
             }
             match self.next_expiration() {
                 Some(e) if e.deadline <= now => {
                     self.elapsed = e.deadline;
-                    if e.list < SLOTS {
+                    if e.slot < SLOTS {
                         // A level-0 slot holds one deadline: pop straight
-                        // from it instead of moving it to the due list.
-                        let idx = self.heads[e.list];
+                        // from it instead of moving it to the due slot.
+                        let idx = self.first_in(e.slot).expect("occupied slot");
                         debug_assert_eq!(self.nodes[idx as usize].deadline, e.deadline);
                         return Some(self.release(idx));
                     }
-                    self.cascade(e.list);
+                    self.cascade(e.slot);
                 }
                 _ => {
                     self.elapsed = now;
@@ -215,11 +227,21 @@ impl<T: Copy> Wheel<T> {
     fn is_live(&self, key: TimerKey) -> bool {
         self.nodes
             .get(key.0 as usize)
-            .is_some_and(|n| n.list != FREE)
+            .is_some_and(|n| n.slot != FREE)
     }
 
-    /// List for a deadline relative to the current `elapsed`.
-    fn list_for(&self, deadline: u64) -> usize {
+    /// Lanes of `slot`.
+    fn lanes(&self, slot: usize) -> &[u32; LANES] {
+        self.heads[slot * LANES..][..LANES].try_into().unwrap()
+    }
+
+    /// Any node of `slot`.
+    fn first_in(&self, slot: usize) -> Option<u32> {
+        self.lanes(slot).iter().copied().find(|&h| h != NIL)
+    }
+
+    /// Slot for a deadline relative to the current `elapsed`.
+    fn slot_for(&self, deadline: u64) -> usize {
         if deadline <= self.elapsed {
             return DUE;
         }
@@ -261,7 +283,7 @@ impl<T: Copy> Wheel<T> {
                 deadline = deadline.saturating_add(SPAN);
             }
             return Some(Expiration {
-                list: level * SLOTS + slot as usize,
+                slot: level * SLOTS + slot as usize,
                 deadline,
             });
         }
@@ -269,32 +291,47 @@ impl<T: Copy> Wheel<T> {
     }
 
     /// Empties a higher-level slot that time has reached, re-placing its
-    /// entries relative to the new `elapsed` (lower levels or the due list).
-    fn cascade(&mut self, list: usize) {
-        let mut idx = self.heads[list];
-        self.heads[list] = NIL;
-        self.occupied[list / SLOTS] &= !(1 << (list % SLOTS));
-        while idx != NIL {
-            let node = &self.nodes[idx as usize];
-            let next = node.next;
-            let target = self.list_for(node.deadline);
-            self.link(idx, target);
-            idx = next;
+    /// entries relative to the new `elapsed` (lower levels or the due slot).
+    fn cascade(&mut self, slot: usize) {
+        let mut cursors = *self.lanes(slot);
+        self.heads[slot * LANES..][..LANES].fill(NIL);
+        self.occupied[slot / SLOTS] &= !(1 << (slot % SLOTS));
+        // One node per lane per round. All loads of a round are issued
+        // before any node is re-linked, so they miss the cache in parallel.
+        let mut batch = [(NIL, 0u64); LANES];
+        loop {
+            let mut live = 0;
+            for cursor in &mut cursors {
+                if *cursor != NIL {
+                    let node = &self.nodes[*cursor as usize];
+                    batch[live] = (*cursor, node.deadline);
+                    *cursor = node.next;
+                    live += 1;
+                }
+            }
+            if live == 0 {
+                return;
+            }
+            for &(idx, deadline) in &batch[..live] {
+                let target = self.slot_for(deadline);
+                self.link(idx, target);
+            }
         }
     }
 
-    /// Pushes node `idx` onto the front of list `list`.
-    fn link(&mut self, idx: u32, list: usize) {
+    /// Pushes node `idx` onto the front of its lane in `slot`.
+    fn link(&mut self, idx: u32, slot: usize) {
+        let list = slot * LANES + idx as usize % LANES;
         let head = self.heads[list];
         let node = &mut self.nodes[idx as usize];
         node.next = head;
         node.prev = NIL;
-        node.list = list as u16;
+        node.slot = slot as u16;
         if head != NIL {
             self.nodes[head as usize].prev = idx;
         }
         self.heads[list] = idx;
-        self.occupied[list / SLOTS] |= 1 << (list % SLOTS);
+        self.occupied[slot / SLOTS] |= 1 << (slot % SLOTS);
     }
 
     /// Unlinks node `idx`, moves it to the free list and returns its timer.
@@ -303,23 +340,23 @@ impl<T: Copy> Wheel<T> {
             deadline,
             next,
             prev,
-            list,
+            slot,
             value,
         } = self.nodes[idx as usize];
-        let list = list as usize;
+        let slot = slot as usize;
         if prev != NIL {
             self.nodes[prev as usize].next = next;
         } else {
-            self.heads[list] = next;
-            if next == NIL {
-                self.occupied[list / SLOTS] &= !(1 << (list % SLOTS));
+            self.heads[slot * LANES + idx as usize % LANES] = next;
+            if next == NIL && self.first_in(slot).is_none() {
+                self.occupied[slot / SLOTS] &= !(1 << (slot % SLOTS));
             }
         }
         if next != NIL {
             self.nodes[next as usize].prev = prev;
         }
         let node = &mut self.nodes[idx as usize];
-        node.list = FREE;
+        node.slot = FREE;
         node.next = self.free;
         self.free = idx;
         self.len -= 1;
