@@ -274,8 +274,7 @@ impl<T: Copy> Wheel<T> {
             // always empty.
             let slot =
                 (current + occupied.rotate_right(current).trailing_zeros()) & SLOT_MASK as u32;
-            let level_start =
-                self.elapsed & !((SPAN >> (LEVEL_BITS * (LEVELS - 1 - level) as u32)) - 1);
+            let level_start = self.elapsed & !((1 << (shift + LEVEL_BITS)) - 1);
             let mut deadline = level_start + ((slot as u64) << shift);
             if slot < current {
                 // Wrapped: only the top level holds slots behind `elapsed`.
