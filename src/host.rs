@@ -170,6 +170,8 @@ pub struct Host {
     stats: Stats,
     challenge_budget: Budget,
     rst_budget: Budget,
+    /// The latest time any call brought: `poll_timeout` never answers earlier.
+    now: Time,
 }
 
 impl Host {
@@ -184,6 +186,7 @@ impl Host {
             stats: Stats::default(),
             challenge_budget: Budget::default(),
             rst_budget: Budget::default(),
+            now: Time::ZERO,
             cfg,
         }
     }
@@ -272,10 +275,15 @@ impl Host {
     }
 
     /// The earliest time at which [`Host::handle_timeout`] has work. Never later
-    /// than the earliest deadline; it may be earlier (a wheel slot boundary), in
-    /// which case the call does nothing but advance.
+    /// than the earliest deadline; it may be earlier (a wheel slot boundary, or
+    /// the latest time the host was given, when a timer was armed since the wheel
+    /// last advanced), in which case the call only advances the wheel and the
+    /// next answer is later.
     pub fn poll_timeout(&self) -> Option<Time> {
-        let wheel = self.wheel.next_deadline().map(|t| Time::from_millis(t));
+        let wheel = self
+            .wheel
+            .next_deadline()
+            .map(|t| Time::from_millis(t).max(self.now));
         let tw = self
             .table
             .time_wait_front()
@@ -303,6 +311,7 @@ impl Host {
 
     /// Active open: send a SYN and enter SYN-SENT.
     pub fn connect(&mut self, now: Time, tuple: Tuple) -> Result<(), Error> {
+        self.now = self.now.max(now);
         if self.table.find(&tuple).is_some() {
             return Err(Error::Exists(tuple));
         }
@@ -323,6 +332,7 @@ impl Host {
 
     /// The application sends `len` bytes (modelled by length only).
     pub fn send(&mut self, now: Time, tuple: Tuple, len: u32) -> Result<(), Error> {
+        self.now = self.now.max(now);
         let idx = self.conn_index(&tuple)?;
         let mut c = *self.table.conn(idx);
         if !matches!(c.state, State::Established | State::CloseWait) {
@@ -350,6 +360,7 @@ impl Host {
     }
 
     fn app_close(&mut self, now: Time, tuple: Tuple, orphan: bool) -> Result<(), Error> {
+        self.now = self.now.max(now);
         let idx = self.conn_index(&tuple)?;
         let mut c = *self.table.conn(idx);
         let before = c.state;
@@ -388,6 +399,7 @@ impl Host {
 
     /// Abort (SO_LINGER {1,0}): send RST and drop the connection at once.
     pub fn abort(&mut self, now: Time, tuple: Tuple) -> Result<(), Error> {
+        self.now = self.now.max(now);
         let idx = self.conn_index(&tuple)?;
         let mut c = *self.table.conn(idx);
         let before = c.state;
@@ -436,6 +448,7 @@ impl Host {
     /// Fires every timer due at `now`: retransmissions, FIN-WAIT-2 timeouts and
     /// TIME-WAIT expiries. Timers never fire before their deadline.
     pub fn handle_timeout(&mut self, now: Time) {
+        self.now = self.now.max(now);
         while let Some((_, idx)) = self.wheel.poll(now.as_millis()) {
             self.on_timer(now, idx);
         }
@@ -642,6 +655,7 @@ impl Host {
 
     /// Processes one arriving segment.
     pub fn handle(&mut self, now: Time, seg: &Segment) {
+        self.now = self.now.max(now);
         self.stats.segments_received += 1;
         let tuple = seg.receiver_tuple();
         match self.table.find(&tuple) {

@@ -359,9 +359,18 @@ impl<T: Copy> Wheel<T> {
         node.next = self.free;
         self.free = idx;
         self.len -= 1;
+        if self.len == 0 && self.nodes.capacity() > SHRINK_AT {
+            // Nothing pending, so every key is dead and the nodes can go back: a
+            // burst of timers (a million FINs at once) leaves no residue behind.
+            self.nodes = Vec::new();
+            self.free = NIL;
+        }
         (deadline, value)
     }
 }
+
+/// Node capacity above which an emptied wheel returns its node storage.
+const SHRINK_AT: usize = 4096;
 
 #[cfg(test)]
 mod tests {
@@ -435,6 +444,23 @@ mod tests {
         got.sort();
         assert_eq!(got, (0..10).collect::<Vec<_>>());
         assert_eq!(w.poll(71), Some((71, 10)));
+    }
+
+    #[test]
+    fn an_emptied_wheel_gives_its_nodes_back() {
+        let mut w = Wheel::new();
+        let keys: Vec<TimerKey> = (0..100_000u32)
+            .map(|i| w.insert(10 + i as u64, i))
+            .collect();
+        assert!(w.heap_bytes() >= 100_000 * 24);
+        for k in keys {
+            w.remove(k);
+        }
+        assert!(w.heap_bytes() < 100_000, "{}", w.heap_bytes());
+        let k = w.insert(5, 7);
+        assert_eq!(w.poll(5), Some((5, 7)));
+        assert!(w.is_empty());
+        let _ = k;
     }
 
     #[test]
