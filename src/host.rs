@@ -136,6 +136,9 @@ enum Next {
     Close(CloseReason),
 }
 
+/// Capacity the transmit and event queues keep once drained.
+const QUEUE_KEEP: usize = 4096;
+
 /// A rate limit over whole seconds, for host-wide budgets.
 #[derive(Default)]
 struct Budget {
@@ -294,6 +297,20 @@ impl Host {
         }
     }
 
+    /// Every call starts here: time only moves forward, and queues the driver has
+    /// drained give back memory a burst left them (a million FINs from one
+    /// close-all), since they belong to the engine's measured heap.
+    #[inline]
+    fn begin(&mut self, now: Time) {
+        self.now = self.now.max(now);
+        if self.out.is_empty() && self.out.capacity() > QUEUE_KEEP {
+            self.out = Vec::new();
+        }
+        if self.events.is_empty() && self.events.capacity() > QUEUE_KEEP {
+            self.events = Vec::new();
+        }
+    }
+
     /// A 32-bit millisecond stamp as an absolute millisecond count, taking the
     /// stamp to lie within 2^31 ms of the wheel's current time.
     fn widen_ms(&self, stamp: u32) -> u64 {
@@ -311,7 +328,7 @@ impl Host {
 
     /// Active open: send a SYN and enter SYN-SENT.
     pub fn connect(&mut self, now: Time, tuple: Tuple) -> Result<(), Error> {
-        self.now = self.now.max(now);
+        self.begin(now);
         if self.table.find(&tuple).is_some() {
             return Err(Error::Exists(tuple));
         }
@@ -332,7 +349,7 @@ impl Host {
 
     /// The application sends `len` bytes (modelled by length only).
     pub fn send(&mut self, now: Time, tuple: Tuple, len: u32) -> Result<(), Error> {
-        self.now = self.now.max(now);
+        self.begin(now);
         let idx = self.conn_index(&tuple)?;
         let mut c = *self.table.conn(idx);
         if !matches!(c.state, State::Established | State::CloseWait) {
@@ -360,7 +377,7 @@ impl Host {
     }
 
     fn app_close(&mut self, now: Time, tuple: Tuple, orphan: bool) -> Result<(), Error> {
-        self.now = self.now.max(now);
+        self.begin(now);
         let idx = self.conn_index(&tuple)?;
         let mut c = *self.table.conn(idx);
         let before = c.state;
@@ -399,7 +416,7 @@ impl Host {
 
     /// Abort (SO_LINGER {1,0}): send RST and drop the connection at once.
     pub fn abort(&mut self, now: Time, tuple: Tuple) -> Result<(), Error> {
-        self.now = self.now.max(now);
+        self.begin(now);
         let idx = self.conn_index(&tuple)?;
         let mut c = *self.table.conn(idx);
         let before = c.state;
@@ -448,7 +465,7 @@ impl Host {
     /// Fires every timer due at `now`: retransmissions, FIN-WAIT-2 timeouts and
     /// TIME-WAIT expiries. Timers never fire before their deadline.
     pub fn handle_timeout(&mut self, now: Time) {
-        self.now = self.now.max(now);
+        self.begin(now);
         while let Some((_, idx)) = self.wheel.poll(now.as_millis()) {
             self.on_timer(now, idx);
         }
@@ -655,7 +672,7 @@ impl Host {
 
     /// Processes one arriving segment.
     pub fn handle(&mut self, now: Time, seg: &Segment) {
-        self.now = self.now.max(now);
+        self.begin(now);
         self.stats.segments_received += 1;
         let tuple = seg.receiver_tuple();
         match self.table.find(&tuple) {
