@@ -179,8 +179,13 @@ pub struct Host {
 
 impl Host {
     pub fn new(cfg: Config) -> Host {
+        Host::with_capacity(cfg, 0)
+    }
+
+    /// A host whose table has room for `connections` entries before it grows.
+    pub fn with_capacity(cfg: Config, connections: usize) -> Host {
         Host {
-            table: Table::new(cfg.secret),
+            table: Table::with_capacity(cfg.secret, connections),
             wheel: Wheel::new(),
             listening: vec![0; 1024],
             out: Vec::new(),

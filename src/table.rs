@@ -37,8 +37,13 @@ pub struct Table {
 impl Table {
     /// An empty table whose hash is keyed by `key` (from the driver's secret).
     pub fn new(key: u64) -> Table {
+        Table::with_capacity(key, 0)
+    }
+
+    /// An empty table with buckets for `n` entries.
+    pub fn with_capacity(key: u64, n: usize) -> Table {
         Table {
-            map: HashTable::new(),
+            map: HashTable::with_capacity(n),
             conns: Slab::default(),
             tw: TwRing::default(),
             tw_len: 0,

@@ -264,10 +264,13 @@ impl<'a> Shard<'a> {
         let server_scope = 1 + 2 * index as u16;
         let client_scope = server_scope + 1;
         let prev = alloc::enter_scope(server_scope);
-        let mut server = Host::new(server_cfg);
+        // Tables sized for the shard's share of the live connections up front, so
+        // the opening burst does not rehash them step by step.
+        let live = cfg.concurrency_per_shard.min(share(cfg.connections)) as usize;
+        let mut server = Host::with_capacity(server_cfg, live);
         server.listen(SERVER_PORT);
         alloc::enter_scope(client_scope);
-        let client = Host::new(client_cfg);
+        let client = Host::with_capacity(client_cfg, live);
         alloc::enter_scope(prev);
         let slots = cfg.slots_per_shard;
         let to_open = share(cfg.connections);
@@ -359,16 +362,20 @@ impl<'a> Shard<'a> {
         let mut next_sample = Time::ZERO;
         let cap = self.cfg.duration.map(|d| Time::ZERO + d);
         self.open_more();
+        // The next event: plain microsecond counts, u64::MAX for "none".
+        let us = |t: Option<Time>| t.map_or(u64::MAX, Time::as_micros);
         loop {
-            let ts = self.to_server.next_time();
-            let tc = self.to_client.next_time();
-            let hs = self.server_deadline;
-            let hc = self.client_deadline;
-            let to = self.next_open.or(self.close_all_at);
-            let ta = self.next_attack;
-            let Some(t) = [ts, tc, hs, hc, to, ta].into_iter().flatten().min() else {
+            let ts = us(self.to_server.next_time());
+            let tc = us(self.to_client.next_time());
+            let hs = us(self.server_deadline);
+            let hc = us(self.client_deadline);
+            let to = us(self.next_open.or(self.close_all_at));
+            let ta = us(self.next_attack);
+            let next = ts.min(tc).min(hs).min(hc).min(to).min(ta);
+            if next == u64::MAX {
                 break;
-            };
+            }
+            let t = Time::from_micros(next);
             if cap.is_some_and(|c| t > c) {
                 break;
             }
@@ -377,24 +384,24 @@ impl<'a> Shard<'a> {
                 next_sample = next_sample + interval;
             }
             self.now = self.now.max(t);
-            if ts == Some(t) {
+            if ts == next {
                 if let Some(seg) = self.to_server.pop() {
                     self.deliver(Side::Server, seg);
                 }
-            } else if tc == Some(t) {
+            } else if tc == next {
                 if let Some(seg) = self.to_client.pop() {
                     self.deliver(Side::Client, seg);
                 }
-            } else if hs == Some(t) {
+            } else if hs == next {
                 self.with(Side::Server, |h, now| h.handle_timeout(now));
                 self.after(Side::Server);
-            } else if hc == Some(t) {
+            } else if hc == next {
                 self.with(Side::Client, |h, now| h.handle_timeout(now));
                 self.after(Side::Client);
             } else if self.next_open == Some(t) {
                 self.next_open = None;
                 self.open_more();
-            } else if ta == Some(t) {
+            } else if ta == next {
                 self.attack();
             } else {
                 self.close_all_at = None;
