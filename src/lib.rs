@@ -10,6 +10,7 @@ pub mod alloc;
 pub mod cli;
 pub mod config;
 mod conn;
+pub mod fuzzing;
 pub mod host;
 pub mod link;
 pub mod pcap;

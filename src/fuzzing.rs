@@ -1,0 +1,142 @@
+//! Harnesses shared by the cargo-fuzz targets (`fuzz/`) and the proptests: each
+//! takes arbitrary bytes, drives one part of teardown with them, and asserts the
+//! invariants that must hold whatever the input.
+
+use std::time::Duration;
+
+use crate::config::Config;
+use crate::host::{Event, Host};
+use crate::segment::{Flags, Segment};
+use crate::state::State;
+use crate::time::Time;
+use crate::tuple::Tuple;
+
+/// A tiny cursor over the fuzzer's bytes; reads past the end give zeros.
+struct Bytes<'a>(&'a [u8]);
+
+impl Bytes<'_> {
+    fn u8(&mut self) -> u8 {
+        match self.0.split_first() {
+            Some((b, rest)) => {
+                self.0 = rest;
+                *b
+            }
+            None => 0,
+        }
+    }
+    fn u32(&mut self) -> u32 {
+        u32::from_le_bytes([self.u8(), self.u8(), self.u8(), self.u8()])
+    }
+}
+
+/// Feeds one host arbitrary segments on a handful of 4-tuples, arbitrary
+/// application calls and arbitrary time steps. Invariants: no panic; the
+/// per-state populations always add up to the table's size; every event names
+/// one of the connections the input used; and once the application has closed every
+/// connection and the profile's bounds have passed, the table is empty.
+pub fn engine(data: &[u8]) {
+    let mut b = Bytes(data);
+    let mut h = Host::new(Config {
+        max_tw_buckets: 1 + b.u8() as usize % 4,
+        rfc1337: b.u8() & 1 == 1,
+        ..Config::default()
+    });
+    h.listen(80);
+    let tuples: Vec<Tuple> = (0..4)
+        .map(|i| Tuple::new([10, 0, 0, 1], 80, [10, 0, 0, 2], 40_000 + i))
+        .collect();
+    let mut now = Time::ZERO;
+    while !b.0.is_empty() {
+        let op = b.u8();
+        let t = tuples[(op >> 4) as usize % tuples.len()];
+        match op % 8 {
+            0..=3 => {
+                // A segment from the peer: mostly what a real peer would send next
+                // (so that connections get through the handshake and the close),
+                // with small offsets, and now and then any bits at all.
+                let (snd, rcv) = h.sequence(&t).unwrap_or((0, 1000));
+                let kind = b.u8();
+                let flags = match kind % 8 {
+                    0 => Flags::SYN,
+                    1 | 2 => Flags::ACK,
+                    3 | 4 => Flags::FIN | Flags::ACK,
+                    5 => Flags::RST,
+                    6 => Flags::ACK | Flags::PSH,
+                    _ => Flags(b.u8() & 0x1f),
+                };
+                let off = |x: u8| match x % 8 {
+                    0 => u32::MAX,
+                    1..=5 => 0,
+                    6 => 1,
+                    _ => x as u32 * 0x0101_0101,
+                };
+                let seq = rcv.wrapping_add(off(b.u8()));
+                let ack = snd.wrapping_add(off(b.u8()));
+                let len = if kind % 8 == 6 { 100 } else { 0 };
+                h.handle(
+                    now,
+                    &Segment::new(&t.reversed(), flags, seq, ack, len, 65_535),
+                );
+            }
+            4 => {
+                let _ = h.connect(now, t);
+            }
+            5 => {
+                let _ = match b.u8() % 4 {
+                    0 => h.close(now, t),
+                    1 => h.shutdown(now, t),
+                    2 => h.abort(now, t),
+                    _ => h.send(now, t, 100),
+                };
+            }
+            6 => {
+                now = now + Duration::from_millis(b.u8() as u64 * 37);
+                h.handle_timeout(now);
+            }
+            _ => {
+                now = now + Duration::from_secs(b.u8() as u64);
+                h.handle_timeout(now);
+            }
+        }
+        check(&mut h, &tuples);
+    }
+    // The application closes everything it still has; every entry must then go
+    // within the bounds the profile implies.
+    for t in &tuples {
+        let _ = h.close(now, *t);
+    }
+    let bound = h.config().open_bound() + h.config().close_bound();
+    let end = now + bound;
+    while let Some(t) = h.poll_timeout() {
+        if t > end {
+            break;
+        }
+        now = t.max(now);
+        h.handle_timeout(now);
+        h.transmits().for_each(drop);
+        check(&mut h, &tuples);
+        for t in &tuples {
+            if h.state(t) == State::Established || h.state(t) == State::CloseWait {
+                let _ = h.close(now, *t);
+            }
+        }
+    }
+    assert!(h.is_empty(), "{} entries outlive the bounds", h.len());
+}
+
+fn check(h: &mut Host, tuples: &[Tuple]) {
+    let total: usize = State::ALL.iter().map(|s| h.population(*s)).sum();
+    assert_eq!(total, h.len(), "populations do not add up to the table");
+    for e in h.events() {
+        let (Event::Established { tuple }
+        | Event::Received { tuple, .. }
+        | Event::PeerClosed { tuple }
+        | Event::StateChanged { tuple, .. }
+        | Event::Closed { tuple, .. }) = e;
+        assert!(
+            tuples.contains(&tuple),
+            "an event for a connection never opened: {tuple}"
+        );
+    }
+    h.transmits().for_each(drop);
+}
