@@ -29,6 +29,8 @@ struct Cli {
 enum Command {
     /// Run the deterministic simulator on a virtual clock (the default).
     Sim(Box<teardown::sim::SimArgs>),
+    /// Compare two sim reports or two criterion result directories; exit 1 on a regression.
+    Compare(Box<teardown::compare::CompareArgs>),
 }
 
 fn main() -> ExitCode {
@@ -38,6 +40,7 @@ fn main() -> ExitCode {
         .unwrap_or_else(|| Command::Sim(Box::new(cli.sim)));
     let result = match command {
         Command::Sim(args) => teardown::sim::main(*args),
+        Command::Compare(args) => teardown::compare::main(*args),
     };
     match result {
         Ok(code) => code,
