@@ -84,7 +84,7 @@ if [ "$sim" = 1 ]; then
     for s in "${scenarios[@]}"; do
         name=${s%%|*}
         flags=${s#*|}
-        cmd="teardown sim $flags --repeat $repeat --quiet --json $out/$name.json"
+        cmd="teardown sim${flags:+ $flags} --repeat $repeat --quiet --json $out/$name.json"
         echo "refresh: $cmd" >&2
         start=$(date +%s.%N)
         # shellcheck disable=SC2086 # flags are words on purpose
@@ -100,7 +100,7 @@ if [ "$bench" = 1 ]; then
         export TEARDOWN_BENCH_QUICK=1
         args=(-- --quick)
     fi
-    cmd="cargo bench ${args[*]}"
+    cmd="cargo bench${args[*]:+ ${args[*]}}"
     [ "$quick" = 1 ] && cmd="TEARDOWN_BENCH_QUICK=1 $cmd"
     echo "refresh: $cmd" >&2
     # Only estimates written by this run: target/criterion keeps benches that no longer exist.
