@@ -24,9 +24,6 @@ impl Bytes<'_> {
             None => 0,
         }
     }
-    fn u32(&mut self) -> u32 {
-        u32::from_le_bytes([self.u8(), self.u8(), self.u8(), self.u8()])
-    }
 }
 
 /// Feeds one host arbitrary segments on a handful of 4-tuples, arbitrary

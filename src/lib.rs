@@ -8,6 +8,7 @@
 
 pub mod alloc;
 pub mod cli;
+pub mod compare;
 pub mod config;
 mod conn;
 pub mod fuzzing;

@@ -31,6 +31,8 @@ enum Command {
     Sim(Box<teardown::sim::SimArgs>),
     /// Run packetdrill-syntax scripts against the engine (see docs/scripts.md).
     Script(teardown::script::ScriptArgs),
+    /// Compare two sim reports or two criterion result directories; exit 1 on a regression.
+    Compare(Box<teardown::compare::CompareArgs>),
 }
 
 fn main() -> ExitCode {
@@ -41,6 +43,7 @@ fn main() -> ExitCode {
     let result = match command {
         Command::Sim(args) => teardown::sim::main(*args),
         Command::Script(args) => teardown::script::main(args),
+        Command::Compare(args) => teardown::compare::main(*args),
     };
     match result {
         Ok(code) => code,

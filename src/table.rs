@@ -9,8 +9,10 @@
 
 use hashbrown::HashTable;
 
+use crate::config::Config;
 use crate::conn::Conn;
 use crate::slab::Slab;
+use crate::state::State;
 use crate::timewait::{TwEntry, TwRing, POS_MASK};
 use crate::tuple::Tuple;
 
@@ -205,6 +207,38 @@ impl Table {
         self.remove_time_wait(pos);
         self.tw.pop_front();
         Some(e)
+    }
+
+    /// For `benches/table.rs`, which sets this table beside std's `HashMap` and
+    /// `DashMap`: the engine's own insert path (a fresh [`Conn`] into the slab and
+    /// its reference into the map), without the timer and segment work of
+    /// [`crate::Host::connect`] that would swamp it.
+    #[doc(hidden)]
+    pub fn bench_insert(&mut self, tuple: Tuple, cfg: &Config) {
+        self.insert_conn(Conn::new(tuple, State::Established, 0, cfg));
+    }
+
+    /// For `benches/table.rs`: a lookup, as [`crate::Host::handle`] starts.
+    #[doc(hidden)]
+    pub fn bench_find(&self, tuple: &Tuple) -> bool {
+        self.find(tuple).is_some()
+    }
+
+    /// For `benches/table.rs`: find and remove, as [`crate::Host::forget`] does
+    /// without the timer work.
+    #[doc(hidden)]
+    pub fn bench_remove(&mut self, tuple: &Tuple) -> bool {
+        match self.find(tuple) {
+            Some(Found::Conn(idx)) => {
+                self.remove_conn(idx);
+                true
+            }
+            Some(Found::TimeWait(pos)) => {
+                self.remove_time_wait(pos);
+                true
+            }
+            None => false,
+        }
     }
 
     /// Iterates over all full connections.

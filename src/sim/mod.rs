@@ -9,6 +9,7 @@
 //! report is the same whatever `--threads` is, except the wall-clock fields.
 
 mod attack;
+mod repeat;
 mod report;
 mod shard;
 
@@ -234,6 +235,10 @@ pub struct SimArgs {
     /// No human report on stdout.
     #[arg(long)]
     pub quiet: bool,
+    /// Run the scenario K times (same seed) and report the median and spread of the
+    /// wall-clock figures; the other fields must agree across the runs.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub repeat: u32,
 }
 
 impl Default for SimArgs {
@@ -538,12 +543,15 @@ fn progress_bar(total: u64) -> indicatif::ProgressBar {
 pub fn main(args: SimArgs) -> anyhow::Result<ExitCode> {
     let cfg = SimConfig::from_args(&args)?;
     let show_progress = std::io::stderr().is_terminal() && !args.quiet;
-    let report = run(&cfg, show_progress);
+    let (report, repeat) = repeat::run_repeated(&cfg, args.repeat, show_progress)?;
     if !args.quiet && args.json.as_deref() != Some("-") {
         print!("{}", report.human());
+        if let Some(r) = &repeat {
+            print!("{}", r.human());
+        }
     }
     if let Some(path) = &args.json {
-        let text = serde_json::to_string_pretty(&report)? + "\n";
+        let text = repeat::json(&report, repeat.as_ref())? + "\n";
         if path == "-" {
             print!("{text}");
         } else {

@@ -1,0 +1,69 @@
+//! Whole teardowns through the simulator: 0 %, 1 % and 10 % loss at 10 k and
+//! 1 M concurrent connections, one thread, throughput in teardowns.
+//!
+//! One iteration is one `teardown sim` run built from [`SimArgs`] as the CLI
+//! does (default 64 virtual shards, seed 1), so its numbers line up with
+//! `teardown sim --threads 1 --json`'s `teardowns_per_sec`. At 10 k concurrent
+//! a run is 100 k connections; at 1 M concurrent it has to be 1 M connections
+//! (the whole population opened at once), a few seconds each, so those benches
+//! take criterion's minimum of 10 flat samples of one run.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use criterion::{
+    criterion_group, criterion_main, BenchmarkId, Criterion, SamplingMode, Throughput,
+};
+use teardown::sim::{run, SimArgs, SimConfig};
+
+/// As in the binary, so that the memory sampling costs what it costs there.
+#[global_allocator]
+static ALLOC: teardown::alloc::Counting = teardown::alloc::Counting;
+
+fn teardown(c: &mut Criterion) {
+    let scales: &[(u64, u64, &str)] = if common::quick() {
+        &[(1_000, 10_000, "1k"), (10_000, 10_000, "10k")]
+    } else {
+        &[(10_000, 100_000, "10k"), (1_000_000, 1_000_000, "1M")]
+    };
+    let mut g = c.benchmark_group("teardown");
+    g.sampling_mode(SamplingMode::Flat);
+    for &(concurrency, connections, label) in scales {
+        for (loss, loss_label) in [(0.0, "loss0"), (0.01, "loss1"), (0.1, "loss10")] {
+            let args = SimArgs {
+                connections,
+                concurrency,
+                loss,
+                threads: Some(1),
+                quiet: true,
+                ..SimArgs::default()
+            };
+            let cfg = SimConfig::from_args(&args).expect("valid bench scenario");
+            g.throughput(Throughput::Elements(connections));
+            g.bench_function(BenchmarkId::new(loss_label, label), |b| {
+                b.iter_custom(|iters| {
+                    let start = Instant::now();
+                    for _ in 0..iters {
+                        let r = run(&cfg, false);
+                        assert_eq!(
+                            (r.completed, r.leaked),
+                            (connections, 0),
+                            "every teardown completes"
+                        );
+                    }
+                    start.elapsed()
+                })
+            });
+        }
+    }
+    g.finish();
+}
+
+criterion_group! {
+    name = benches;
+    // Short warm-up: one run is already long; ten flat samples is criterion's minimum.
+    config = common::criterion(Duration::from_millis(500), Duration::from_secs(3), 10);
+    targets = teardown
+}
+criterion_main!(benches);
