@@ -476,9 +476,9 @@ impl SimReport {
     }
 }
 
-/// Memory per entry from the merged samples: at the sample where the state's
-/// share of one host's entries is highest, that host's measured engine bytes over
-/// its entries.
+/// Memory per entry from the merged samples: among the samples where the state
+/// holds at least half its peak population, at the one where its share of the
+/// host's entries is highest, that host's measured engine bytes over its entries.
 fn memory(sum: &[Sample], client_side: bool) -> Memory {
     fn side(x: &Sample, client_side: bool) -> (&[u32; State::COUNT], u32, i64) {
         if client_side {
@@ -488,10 +488,17 @@ fn memory(sum: &[Sample], client_side: bool) -> Memory {
         }
     }
     let at = |st: State| -> (f64, f64, u64) {
+        // Only moments when the state holds at least half its peak: a sample with
+        // three TIME-WAIT entries left in a drained table says nothing per entry.
+        let peak = sum
+            .iter()
+            .map(|x| side(x, client_side).0[st as usize])
+            .max()
+            .unwrap_or(0);
         let mut best: Option<(f64, u64, i64)> = None;
         for x in sum {
             let (pop, entries, bytes) = side(x, client_side);
-            if entries == 0 || pop[st as usize] == 0 {
+            if entries == 0 || pop[st as usize] == 0 || pop[st as usize] * 2 < peak {
                 continue;
             }
             let share = pop[st as usize] as f64 / entries as f64;
