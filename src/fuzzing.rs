@@ -137,3 +137,25 @@ fn check(h: &mut Host, tuples: &[Tuple]) {
     }
     h.transmits().for_each(drop);
 }
+
+/// Parses arbitrary text as a packetdrill script and, when it parses, runs it
+/// against the engine. Invariants: no panic; a parse error names a line and a
+/// column inside the input.
+pub fn script(data: &[u8]) {
+    let Ok(src) = std::str::from_utf8(data) else {
+        return;
+    };
+    match crate::script::parse(src) {
+        Ok(script) => {
+            let _ = crate::script::run(&script, &crate::script::Options::default());
+        }
+        Err(e) => {
+            let lines = src.lines().count().max(1);
+            assert!(
+                e.line >= 1 && e.line <= lines + 1,
+                "line {} of {lines}",
+                e.line
+            );
+        }
+    }
+}

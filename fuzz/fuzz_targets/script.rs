@@ -1,0 +1,4 @@
+//! Arbitrary text through the packetdrill-syntax parser and runner.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| teardown::fuzzing::script(data));
