@@ -112,6 +112,8 @@ pub struct Stats {
     pub abort_on_data: u64,
     /// Pure ACKs that rode on the application's next segment instead.
     pub acks_coalesced: u64,
+    /// FINs set on the application's last queued data segment.
+    pub fins_on_data: u64,
     pub opened_active: u64,
     pub opened_passive: u64,
 }
@@ -599,7 +601,24 @@ impl Host {
         }
     }
 
+    /// Sends our FIN. When the application's last data is still queued unsent,
+    /// the FIN rides on it, as Linux's `tcp_send_fin` sets FIN on the tail of the
+    /// write queue.
     fn send_fin(&mut self, now: Time, idx: u32, c: &mut Conn) {
+        if let Some(last) = self.out.last_mut() {
+            if last.len > 0
+                && last.flags.ack()
+                && !last.flags.fin()
+                && !last.flags.syn()
+                && last.seq.wrapping_add(last.len) == c.snd_nxt
+                && last.sender_tuple() == c.tuple
+            {
+                last.flags = last.flags | Flags::FIN;
+                c.snd_nxt = c.snd_nxt.wrapping_add(1);
+                self.stats.fins_on_data += 1;
+                return;
+            }
+        }
         self.send_new(now, idx, c, Flags::FIN | Flags::ACK, 0);
     }
 

@@ -1009,3 +1009,27 @@ fn ack_rides_on_an_immediate_fin() {
     // FIN-WAIT-1 straight to TIME-WAIT, as in seed case 2.
     assert_eq!(n.s.state(&n.st), TimeWait);
 }
+
+/// close() right after a write whose segment is still queued: the FIN rides on
+/// the data (Linux's tcp_send_fin), and a loss retransmits both together.
+#[test]
+fn fin_rides_on_queued_data() {
+    let mut n = Net::default();
+    let (snd, rcv) = n.seq_s();
+    n.s.send(n.now, n.st, 500).unwrap();
+    n.s.close(n.now, n.st).unwrap();
+    let out = n.out_s();
+    assert_eq!(out.len(), 1, "{out:?}");
+    check(&out[0], "FP.", snd, rcv);
+    assert_eq!(out[0].len, 500);
+    assert_eq!(n.s.sequence(&n.st), Some((snd + 501, rcv)));
+    // Lost: the retransmission carries data and FIN again, 300 ms later.
+    let t0 = n.now;
+    n.until_transmit(Duration::from_secs(1));
+    assert_eq!(n.now - t0, Duration::from_millis(300));
+    let re = n.one_s();
+    check(&re, "FP.", snd, rcv);
+    n.c.handle(n.now, &re);
+    check(&n.one_c(), ".", rcv, snd + 501);
+    assert_eq!(n.c.state(&n.ct), CloseWait);
+}

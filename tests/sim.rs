@@ -175,8 +175,9 @@ fn pcap_capture_decodes() {
             flags.push((tcp.syn(), tcp.fin(), tcp.rst()));
         }
     }
-    // Three connections: each starts with a SYN and has FINs both ways.
-    assert!(flags.len() >= 3 * 7, "{} packets", flags.len());
+    // Three connections, each at least SYN, request and FIN in; SYN-ACK,
+    // response with FIN and the final ACK out; SYNs and FINs both ways.
+    assert!(flags.len() >= 3 * 6, "{} packets", flags.len());
     assert!(flags.iter().filter(|f| f.0).count() >= 6);
     assert!(flags.iter().filter(|f| f.1).count() >= 6);
     assert!(flags[0].0, "the capture starts with a SYN");
