@@ -8,6 +8,7 @@
 //! queue and results are merged by shard index. So for a given seed and flags the
 //! report is the same whatever `--threads` is, except the wall-clock fields.
 
+pub mod plot;
 mod report;
 mod shard;
 
