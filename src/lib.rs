@@ -12,6 +12,7 @@ pub mod config;
 mod conn;
 pub mod host;
 pub mod link;
+pub mod plan;
 pub mod sim;
 pub mod segment;
 pub mod state;

@@ -29,6 +29,8 @@ struct Cli {
 enum Command {
     /// Run the deterministic simulator on a virtual clock (the default).
     Sim(Box<teardown::sim::SimArgs>),
+    /// Capacity planning: predicted populations, memory and limits for a close rate.
+    Plan(Box<teardown::plan::PlanArgs>),
 }
 
 fn main() -> ExitCode {
@@ -38,6 +40,7 @@ fn main() -> ExitCode {
         .unwrap_or_else(|| Command::Sim(Box::new(cli.sim)));
     let result = match command {
         Command::Sim(args) => teardown::sim::main(*args),
+        Command::Plan(args) => teardown::plan::main(*args),
     };
     match result {
         Ok(code) => code,
