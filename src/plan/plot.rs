@@ -173,7 +173,7 @@ where
         .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 24, y)], here.stroke_width(2)));
     chart
         .configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
+        .position(SeriesLabelPosition::LowerRight)
         .label_font(("sans-serif", 15))
         .background_style(WHITE.mix(0.9))
         .border_style(RGBColor(160, 160, 160))
