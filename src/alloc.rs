@@ -111,6 +111,25 @@ pub fn enter_scope(scope: u16) -> u16 {
     SCOPE.with(|s| s.replace(scope))
 }
 
+/// Reserves `n` consecutive scopes for one measurement (a simulation reserves
+/// two per shard), so that measurements running at the same time in one process
+/// (tests in parallel) do not charge each other's counters. Ranges are handed out
+/// round-robin over the scope space; their counters start at zero.
+pub fn reserve_scopes(n: u16) -> u16 {
+    static NEXT: std::sync::Mutex<u16> = std::sync::Mutex::new(1);
+    let n = n.clamp(1, SCOPES as u16 - 1);
+    let mut next = NEXT.lock().unwrap_or_else(|e| e.into_inner());
+    if *next as usize + n as usize > SCOPES {
+        *next = 1;
+    }
+    let base = *next;
+    *next += n;
+    for s in base..base + n {
+        SCOPE_NET[s as usize].store(0, Relaxed);
+    }
+    base
+}
+
 /// Net heap bytes charged to `scope`.
 pub fn scope_bytes(scope: u16) -> isize {
     SCOPE_NET[scope as usize].load(Relaxed)

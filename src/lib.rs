@@ -15,6 +15,7 @@ pub mod fuzzing;
 pub mod host;
 pub mod link;
 pub mod pcap;
+pub mod plan;
 pub mod script;
 pub mod segment;
 pub mod sim;

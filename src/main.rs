@@ -33,6 +33,8 @@ enum Command {
     Script(teardown::script::ScriptArgs),
     /// Compare two sim reports or two criterion result directories; exit 1 on a regression.
     Compare(Box<teardown::compare::CompareArgs>),
+    /// Capacity planning: predicted populations, memory and limits for a close rate.
+    Plan(Box<teardown::plan::PlanArgs>),
 }
 
 fn main() -> ExitCode {
@@ -44,6 +46,7 @@ fn main() -> ExitCode {
         Command::Sim(args) => teardown::sim::main(*args),
         Command::Script(args) => teardown::script::main(args),
         Command::Compare(args) => teardown::compare::main(*args),
+        Command::Plan(args) => teardown::plan::main(*args),
     };
     match result {
         Ok(code) => code,

@@ -9,6 +9,7 @@
 //! report is the same whatever `--threads` is, except the wall-clock fields.
 
 mod attack;
+pub mod plot;
 mod repeat;
 mod report;
 mod shard;
@@ -482,6 +483,7 @@ pub fn run(cfg: &SimConfig, show_progress: bool) -> SimReport {
     let start = Instant::now();
     let mut results: Vec<Option<ShardResult>> = (0..cfg.shards).map(|_| None).collect();
     let mut capture = Vec::new();
+    let scope_base = crate::alloc::reserve_scopes(2 * cfg.shards as u16);
     std::thread::scope(|scope| {
         let (work_tx, work_rx) = crossbeam::channel::unbounded::<u32>();
         let (res_tx, res_rx) = crossbeam::channel::unbounded::<(u32, ShardResult)>();
@@ -494,7 +496,7 @@ pub fn run(cfg: &SimConfig, show_progress: bool) -> SimReport {
             let (rx, tx, done) = (work_rx.clone(), res_tx.clone(), &done);
             scope.spawn(move || {
                 while let Ok(k) = rx.recv() {
-                    let r = shard::Shard::new(cfg, k, done).run();
+                    let r = shard::Shard::new(cfg, k, scope_base, done).run();
                     if tx.send((k, r)).is_err() {
                         return;
                     }

@@ -117,6 +117,10 @@ pub struct Point {
     pub t: f64,
     pub server: [u64; State::COUNT],
     pub client: [u64; State::COUNT],
+    /// Engine heap of the server host and of all clients (counting allocator scopes;
+    /// 0 when it is not installed), so steady-state memory can be averaged.
+    pub server_bytes: i64,
+    pub client_bytes: i64,
 }
 
 #[derive(Serialize, Debug, Clone)]
@@ -248,6 +252,8 @@ impl SimReport {
                 t: i as f64 * interval,
                 server: x.server.map(|v| v as u64),
                 client: x.client.map(|v| v as u64),
+                server_bytes: x.server_bytes,
+                client_bytes: x.client_bytes,
             })
             .collect();
         SimReport {
@@ -536,7 +542,7 @@ fn memory(sum: &[Sample], client_side: bool) -> Memory {
     }
 }
 
-/// `--plot DIR`.
-pub fn plot(_report: &SimReport, _dir: &std::path::Path) -> anyhow::Result<()> {
-    anyhow::bail!("plots are being written")
+/// `--plot DIR`: see [`super::plot::plot`].
+pub fn plot(report: &SimReport, dir: &std::path::Path) -> anyhow::Result<()> {
+    super::plot::plot(report, dir)
 }

@@ -251,7 +251,13 @@ const REASONS: [CloseReason; 9] = [
 ];
 
 impl<'a> Shard<'a> {
-    pub fn new(cfg: &'a SimConfig, index: u32, progress: &'a AtomicU64) -> Shard<'a> {
+    /// Shard `index` of a run whose allocator scopes start at `scope_base`.
+    pub fn new(
+        cfg: &'a SimConfig,
+        index: u32,
+        scope_base: u16,
+        progress: &'a AtomicU64,
+    ) -> Shard<'a> {
         let shards = cfg.shards as u64;
         let share = |total: u64| total / shards + ((index as u64) < total % shards) as u64;
         let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
@@ -261,7 +267,7 @@ impl<'a> Shard<'a> {
         server_cfg.secret = secret;
         let mut client_cfg = cfg.host.clone();
         client_cfg.secret = secret.rotate_left(17) ^ 0x5555;
-        let server_scope = 1 + 2 * index as u16;
+        let server_scope = scope_base + 2 * index as u16;
         let client_scope = server_scope + 1;
         let prev = alloc::enter_scope(server_scope);
         // Tables sized for the shard's share of the live connections up front, so

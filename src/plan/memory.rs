@@ -1,0 +1,278 @@
+//! What a population costs: in this engine (from its data structures) and in the
+//! Linux kernel (slab objects).
+//!
+//! Engine, per table shard with `n` entries (`src/table.rs`, `src/timewait.rs`):
+//! * the hashbrown `HashTable<u32>`: 4 bytes of reference plus 1 control byte per
+//!   bucket, plus 16 trailing control bytes; a churned table settles at the
+//!   smallest power of two of buckets with n <= 5/8 of it ([`buckets`]): 8 to 16
+//!   bytes per entry;
+//! * TIME-WAIT entries: 32-byte records in a ring of 512-entry chunks, plus one
+//!   stale slot per restart (a retransmitted FIN appends a fresh copy), the
+//!   partly consumed head chunk and one spare chunk;
+//! * full connections: 60-byte records in a slab of 512-entry chunks (never
+//!   returned) plus a 4-byte free-list slot each;
+//! * the 1024-word listening bitmap of each host.
+//!
+//! The timer wheel is not counted: `src/wheel.rs` is a stand-in until the real
+//! wheel lands, and TIME-WAIT entries need no timer (the ring is their timer).
+
+use serde::Serialize;
+
+use super::model::{Times, MODELLED};
+use crate::state::State;
+
+const TW_RECORD: f64 = 32.0;
+const CONN_RECORD: f64 = 60.0;
+const FREE_SLOT: f64 = 4.0;
+/// The wheel's fixed list heads (`size_of::<[u32; LISTS]>()` in wheel.rs) and one
+/// node per pending timer.
+const WHEEL_HEADS: f64 = 24_640.0;
+const WHEEL_NODE: f64 = 24.0;
+const CHUNK: f64 = 512.0;
+const BUCKET: f64 = 5.0;
+const GROUP_WIDTH: f64 = 16.0;
+const LISTENING: f64 = 1024.0 * 8.0;
+
+/// Buckets of a churned hashbrown table holding `n` entries. hashbrown uses at
+/// most 7/8 of its buckets, but under churn erased slots become tombstones, and
+/// once they exhaust the free slots with more than 7/16 in use it doubles instead
+/// of rehashing in place (`reserve_rehash`). Measured on a real table churned in
+/// FIFO order (the test below): it held at 60 % load and doubled at 64 %, so a
+/// steady table settles at the smallest power of two with n <= 5/8 of it.
+pub fn buckets(n: f64) -> f64 {
+    if n <= 0.0 {
+        return 0.0;
+    }
+    let mut b = 16.0f64;
+    while n > b * 5.0 / 8.0 {
+        b *= 2.0;
+    }
+    b
+}
+
+/// Table heap bytes (hash buckets, TIME-WAIT ring, connection slab) of one host
+/// whose populations are `pop`, spread evenly over `tables` table shards, with
+/// `restarts` stale ring slots per TIME-WAIT entry.
+pub fn table_bytes(pop: &Times, tables: u32, restarts: f64) -> f64 {
+    let tables = tables.max(1) as f64;
+    let tw = pop.time_wait / tables;
+    let conns = MODELLED
+        .iter()
+        .filter(|s| **s != State::TimeWait)
+        .map(|s| pop.get(*s))
+        .sum::<f64>()
+        / tables;
+    let map = match buckets(tw + conns) {
+        0.0 => 0.0,
+        b => b * BUCKET + GROUP_WIDTH,
+    };
+    let slots = tw * (1.0 + restarts);
+    let ring = if slots > 0.0 {
+        (slots / CHUNK + 2.0) * CHUNK * TW_RECORD
+    } else {
+        0.0
+    };
+    // Every entry starts as a full connection: at least one slab chunk stays
+    // (chunks go back when they empty, one is kept as a spare against churn).
+    let slab = if conns + tw > 0.0 {
+        (conns / CHUNK).ceil().max(1.0) * CHUNK * CONN_RECORD + conns * FREE_SLOT
+    } else {
+        0.0
+    };
+    tables * (map + ring + slab)
+}
+
+/// Engine heap bytes of one host: its tables (as [`table_bytes`]), plus per
+/// shard the timer wheel (fixed list heads, and a node per pending timer: every
+/// full connection in teardown has one, in a vector that doubles as it grows)
+/// and the listening bitmap.
+pub fn engine_bytes(pop: &Times, tables: u32, restarts: f64) -> f64 {
+    let shards = tables.max(1) as f64;
+    let conns = MODELLED
+        .iter()
+        .filter(|s| **s != State::TimeWait)
+        .map(|s| pop.get(*s))
+        .sum::<f64>()
+        / shards;
+    let wheel = WHEEL_HEADS + conns.max(1.0).log2().ceil().exp2() * WHEEL_NODE;
+    table_bytes(pop, tables, restarts) + shards * (wheel + LISTENING)
+}
+
+/// Linux slab object sizes, from /proc/slabinfo when it is readable.
+#[derive(Clone, Debug, Serialize)]
+pub struct Slab {
+    /// `tw_sock_TCP`: a TIME-WAIT (or orphaned FIN-WAIT-2) mini-socket.
+    pub tw_sock_bytes: f64,
+    /// `TCP`: a full socket.
+    pub tcp_sock_bytes: f64,
+    /// `request_sock_TCP`: a SYN-RECEIVED request socket.
+    pub request_sock_bytes: f64,
+    /// `slabinfo` or `defaults`.
+    pub source: String,
+}
+
+impl Slab {
+    /// The sizes measured on the reference machine (linux-measured.md).
+    pub fn defaults() -> Slab {
+        Slab {
+            tw_sock_bytes: 256.0,
+            tcp_sock_bytes: 2368.0,
+            request_sock_bytes: 320.0,
+            source: "defaults".into(),
+        }
+    }
+
+    /// Reads `objsize` of the three caches from /proc/slabinfo; any that is missing
+    /// keeps its default, and the source says so.
+    pub fn read() -> Slab {
+        match std::fs::read_to_string("/proc/slabinfo") {
+            Ok(text) => Slab::parse(&text),
+            Err(_) => Slab::defaults(),
+        }
+    }
+
+    pub fn parse(text: &str) -> Slab {
+        let mut s = Slab::defaults();
+        let mut found = 0;
+        for line in text.lines() {
+            let mut f = line.split_whitespace();
+            let (Some(name), Some(_), Some(_), Some(size)) =
+                (f.next(), f.next(), f.next(), f.next())
+            else {
+                continue;
+            };
+            let Ok(size) = size.parse::<f64>() else {
+                continue;
+            };
+            let slot = match name {
+                "tw_sock_TCP" => &mut s.tw_sock_bytes,
+                "TCP" => &mut s.tcp_sock_bytes,
+                "request_sock_TCP" => &mut s.request_sock_bytes,
+                _ => continue,
+            };
+            *slot = size;
+            found += 1;
+        }
+        s.source = match found {
+            0 => "defaults".into(),
+            3 => "/proc/slabinfo".into(),
+            _ => "/proc/slabinfo (partly; defaults for the rest)".into(),
+        };
+        s
+    }
+
+    /// Kernel bytes for one host's populations: an orphaned FIN-WAIT-2 lives in a
+    /// TIME-WAIT mini-socket (`tcp_time_wait(sk, TCP_FIN_WAIT2, tmo)`), a
+    /// SYN-RECEIVED in a request socket, every other state in a full socket.
+    pub fn bytes(&self, pop: &Times) -> f64 {
+        MODELLED
+            .iter()
+            .map(|&st| {
+                let each = match st {
+                    State::TimeWait | State::FinWait2 => self.tw_sock_bytes,
+                    State::SynReceived => self.request_sock_bytes,
+                    _ => self.tcp_sock_bytes,
+                };
+                pop.get(st) * each
+            })
+            .sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::conn::Conn;
+    use crate::table::Table;
+    use crate::timewait::TwEntry;
+    use crate::tuple::Tuple;
+    use crate::Config;
+
+    /// Churns a real table at a steady TIME-WAIT population of `rate * life` (every
+    /// tick `rate` connections open, go to TIME-WAIT for `life` ticks, expire) plus
+    /// `conns` long-lived full connections, and returns its heap once steady.
+    fn churned_table_bytes(rate: u32, life: u32, conns: u32) -> usize {
+        let cfg = Config::default();
+        let mut t = Table::new(7);
+        let mut next = 0u32;
+        let mut tuple = || {
+            next += 1;
+            Tuple {
+                local_ip: next,
+                remote_ip: 1,
+                local_port: 80,
+                remote_port: 40_000,
+            }
+        };
+        for _ in 0..conns {
+            t.insert_conn(Conn::new(tuple(), crate::State::Established, 0, &cfg));
+        }
+        for tick in 0..3 * life {
+            for _ in 0..rate {
+                let tu = tuple();
+                let idx = t.insert_conn(Conn::new(tu, crate::State::FinWait1, 0, &cfg));
+                let e = TwEntry {
+                    tuple: tu,
+                    expires_ms: tick + life,
+                    ..TwEntry::default()
+                };
+                t.conn_to_time_wait(idx, e);
+            }
+            while t.pop_expired_time_wait(tick).is_some() {}
+        }
+        assert_eq!(t.time_wait_len(), (rate * life) as usize);
+        t.heap_bytes()
+    }
+
+    /// The formula against the table's own accounting of a churned table (the
+    /// counting allocator checks that accounting), across load factors.
+    #[test]
+    fn engine_formula_matches_a_churned_table() {
+        for (rate, life, conns) in [
+            (50, 60, 0),
+            (125, 60, 0),
+            (200, 60, 300),
+            (700, 60, 2000),
+            (1000, 60, 0),
+            (1300, 60, 0),
+            (1400, 60, 0),
+            (2000, 60, 0),
+        ] {
+            let measured = churned_table_bytes(rate, life, conns) as f64;
+            let pop = Times {
+                time_wait: (rate * life) as f64,
+                established: conns as f64,
+                ..Times::default()
+            };
+            // The table alone: the host's listening bitmap is not in it.
+            let predicted = table_bytes(&pop, 1, 0.0);
+            let err = (predicted - measured) / measured;
+            assert!(
+                err.abs() < 0.10,
+                "rate {rate} conns {conns}: predicted {predicted} measured {measured} ({err:+.3})"
+            );
+        }
+    }
+
+    #[test]
+    fn churned_buckets_stay_under_five_eighths() {
+        assert_eq!(buckets(0.0), 0.0);
+        assert_eq!(buckets(7.0), 16.0);
+        assert_eq!(buckets(60_000.0), 131_072.0);
+        assert_eq!(buckets(81_920.0), 131_072.0);
+        assert_eq!(buckets(81_921.0), 262_144.0);
+    }
+
+    #[test]
+    fn slabinfo_is_parsed() {
+        let text = "slabinfo - version: 2.1\n# name <active_objs> <num_objs> <objsize> ...\n\
+                    tw_sock_TCP 32 32 256 16 1 : tunables 0 0 0 : slabdata 2 2 0\n\
+                    TCP 26 26 2432 13 8 : tunables 0 0 0 : slabdata 2 2 0\n";
+        let s = Slab::parse(text);
+        assert_eq!(s.tw_sock_bytes, 256.0);
+        assert_eq!(s.tcp_sock_bytes, 2432.0);
+        assert_eq!(s.request_sock_bytes, 320.0);
+        assert!(s.source.contains("partly"));
+        assert_eq!(Slab::parse("").source, "defaults");
+    }
+}

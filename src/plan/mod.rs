@@ -1,0 +1,782 @@
+//! `teardown plan`: capacity planning for close-heavy servers.
+//!
+//! From a close rate, an RTT and a loss rate, predicts the steady-state population
+//! of every teardown state by Little's law ([`model`]), what it costs in this
+//! engine and in the Linux kernel ([`memory`]), and which limit is hit first:
+//! `tcp_max_tw_buckets` or the ephemeral ports of a destination. `--verify` runs
+//! the simulator on the same workload and puts the two side by side.
+
+pub mod memory;
+pub mod model;
+mod plot;
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Args;
+use serde_json::{json, Map, Value};
+
+use crate::cli::{ensure, parse_duration, parse_fraction, parse_probability, Usage};
+use crate::config::{Config, Profile};
+use crate::sim::{self, CloseMode, SimArgs, SimConfig, SimReport};
+
+use memory::Slab;
+use model::{Closer, Prediction, Times, Workload, MODELLED};
+
+/// `teardown plan` flags.
+#[derive(Args, Debug, Clone)]
+pub struct PlanArgs {
+    /// Connections closed per second (in steady state also opened per second).
+    #[arg(long, allow_hyphen_values = true)]
+    pub close_rate: String,
+    /// Round-trip time between the server and its clients.
+    #[arg(long, default_value = "10ms", value_parser = parse_duration)]
+    pub rtt: Duration,
+    /// Segment loss probability, each direction (0.01 or 1%).
+    #[arg(long, default_value = "0", allow_hyphen_values = true)]
+    pub loss: String,
+    /// Fraction of passive closers that vanish right after ACKing the FIN, leaving
+    /// the active closer in FIN-WAIT-2 until tcp_fin_timeout.
+    #[arg(long, default_value = "0", allow_hyphen_values = true)]
+    pub runaway: String,
+    /// Who closes first and so holds TIME-WAIT: server or client.
+    #[arg(long, default_value = "server")]
+    pub close: String,
+    /// How long the passive closer's application takes to close after the peer's FIN (CLOSE-WAIT).
+    #[arg(long, default_value = "0s", value_parser = parse_duration)]
+    pub app_delay: Duration,
+    /// Client IP addresses connecting to the server.
+    #[arg(long, default_value_t = 1)]
+    pub clients: u32,
+    /// Server IP addresses the clients connect to.
+    #[arg(long, default_value_t = 1)]
+    pub server_ips: u32,
+    /// Server ports (listeners) the clients connect to.
+    #[arg(long, default_value_t = 1)]
+    pub server_ports: u32,
+    /// Clients' ephemeral port range (ip_local_port_range).
+    #[arg(long, default_value = "32768-60999")]
+    pub port_range: String,
+    /// tcp_tw_reuse_delay: a client's TIME-WAIT 4-tuple is reusable this long after it entered TIME-WAIT.
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    pub tw_reuse_delay: Duration,
+    /// Host profile: linux, rfc9293 or freebsd.
+    #[arg(long, default_value = "linux")]
+    pub profile: String,
+    /// TIME-WAIT duration (overrides the profile).
+    #[arg(long, value_parser = parse_duration)]
+    pub time_wait: Option<Duration>,
+    /// Orphaned FIN-WAIT-2 lifetime (tcp_fin_timeout).
+    #[arg(long, value_parser = parse_duration)]
+    pub fin_timeout: Option<Duration>,
+    /// tcp_max_tw_buckets of the server host.
+    #[arg(long)]
+    pub max_tw_buckets: Option<usize>,
+    #[arg(long, value_parser = parse_duration)]
+    pub rto_initial: Option<Duration>,
+    #[arg(long, value_parser = parse_duration)]
+    pub rto_min: Option<Duration>,
+    #[arg(long, value_parser = parse_duration)]
+    pub rto_max: Option<Duration>,
+    /// tcp_orphan_retries (0 means 8).
+    #[arg(long)]
+    pub orphan_retries: Option<u8>,
+    /// Table shards the server's entries are spread over (engine memory is per shard).
+    #[arg(long, default_value_t = 1)]
+    pub tables: u32,
+    /// Run the simulator on the same workload and compare.
+    #[arg(long)]
+    pub verify: bool,
+    /// With --verify: the simulator's virtual shards (also the engine's table shards).
+    #[arg(long, default_value_t = 8)]
+    pub shards: u32,
+    /// With --verify: worker threads (default: all cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// With --verify: random seed.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Write the JSON report here (- for stdout).
+    #[arg(long)]
+    pub json: Option<String>,
+    /// Write population-vs-close-rate plots (PNG and SVG) into this directory.
+    #[arg(long)]
+    pub plot: Option<PathBuf>,
+}
+
+/// Validated inputs.
+#[derive(Clone, Debug)]
+pub struct Plan {
+    pub workload: Workload,
+    pub clients: u32,
+    pub server_ips: u32,
+    pub server_ports: u32,
+    /// Ephemeral ports per (client IP, server IP, server port).
+    pub ports: u32,
+    pub tw_reuse_delay: Duration,
+    pub tables: u32,
+}
+
+impl Plan {
+    pub fn from_args(a: &PlanArgs) -> Result<Plan, Usage> {
+        let rate: f64 = a.close_rate.trim().parse().map_err(|_| {
+            Usage(format!(
+                "--close-rate must be a number of closes per second, got '{}'",
+                a.close_rate
+            ))
+        })?;
+        ensure(rate.is_finite() && rate > 0.0, || {
+            format!("--close-rate must be above zero, got {}", a.close_rate)
+        })?;
+        ensure(rate <= 1e9, || {
+            "--close-rate above 1e9 per second is not supported".into()
+        })?;
+        let loss = parse_probability(&a.loss).map_err(|e| Usage(format!("--loss: {e}")))?;
+        let runaway = parse_fraction(&a.runaway).map_err(|e| Usage(format!("--runaway: {e}")))?;
+        let close = match a.close.as_str() {
+            "server" => Closer::Server,
+            "client" => Closer::Client,
+            c => {
+                return Err(Usage(format!(
+                    "unknown --close '{c}' (expected server or client)"
+                )))
+            }
+        };
+        let profile: Profile = a.profile.parse().map_err(Usage)?;
+        ensure(
+            a.clients >= 1 && a.server_ips >= 1 && a.server_ports >= 1,
+            || "--clients, --server-ips and --server-ports must be at least 1".into(),
+        )?;
+        ensure(a.tables >= 1, || "--tables must be at least 1".into())?;
+        ensure(a.rtt <= Duration::from_secs(60), || {
+            "--rtt must be at most 60s".into()
+        })?;
+        ensure((1..=255).contains(&a.shards), || {
+            "--shards must be between 1 and 255".into()
+        })?;
+        let (lo, hi) = parse_port_range(&a.port_range).map_err(Usage)?;
+        let mut host = Config::profile(profile);
+        if let Some(v) = a.time_wait {
+            host.time_wait = v;
+        }
+        if let Some(v) = a.fin_timeout {
+            host.fin_timeout = v;
+        }
+        if let Some(v) = a.max_tw_buckets {
+            host.max_tw_buckets = v;
+        }
+        if let Some(v) = a.rto_initial {
+            host.rto_initial = v;
+        }
+        if let Some(v) = a.rto_min {
+            host.rto_min = v;
+        }
+        if let Some(v) = a.rto_max {
+            host.rto_max = v;
+        }
+        if let Some(v) = a.orphan_retries {
+            host.orphan_retries = v;
+        }
+        host.validate().map_err(Usage)?;
+        Ok(Plan {
+            workload: Workload {
+                rate,
+                rtt: a.rtt,
+                loss,
+                runaway,
+                close,
+                app_delay: a.app_delay,
+                host,
+            },
+            clients: a.clients,
+            server_ips: a.server_ips,
+            server_ports: a.server_ports,
+            ports: (hi - lo) as u32 + 1,
+            tw_reuse_delay: a.tw_reuse_delay,
+            tables: a.tables,
+        })
+    }
+
+    /// (client IP, server IP, server port) triples; each has its own port range.
+    pub fn destinations(&self) -> f64 {
+        self.clients as f64 * self.server_ips as f64 * self.server_ports as f64
+    }
+}
+
+fn parse_port_range(s: &str) -> Result<(u16, u16), String> {
+    let bad = || format!("--port-range '{s}' must look like 32768-60999");
+    let (lo, hi) = s.split_once('-').ok_or_else(bad)?;
+    let lo: u16 = lo.trim().parse().map_err(|_| bad())?;
+    let hi: u16 = hi.trim().parse().map_err(|_| bad())?;
+    if lo == 0 || lo > hi {
+        return Err(bad());
+    }
+    Ok((lo, hi))
+}
+
+/// The limits a workload runs into.
+#[derive(Clone, Debug)]
+pub struct Limits {
+    pub tw_buckets_overflow: bool,
+    /// Per-destination close rate.
+    pub rate_per_destination: f64,
+    /// Seconds a client holds its port: every client-side state, TIME-WAIT included
+    /// when the client closes first.
+    pub port_hold: f64,
+    pub port_hold_with_reuse: f64,
+    pub ports_per_destination_needed: f64,
+    pub ports_per_destination_needed_with_reuse: f64,
+    pub port_exhaustion: bool,
+    pub port_exhaustion_with_reuse: bool,
+    /// Highest close rate per destination before its ports run out.
+    pub max_rate_per_destination: f64,
+    pub max_rate_per_destination_with_reuse: f64,
+    /// 4-tuples per destination held in the server's TIME-WAIT (server closes):
+    /// reopening them relies on the SYN being newer (RFC 6191).
+    pub server_tw_tuples_per_destination: f64,
+}
+
+/// Everything `teardown plan` computes for one workload.
+pub struct Outcome {
+    pub prediction: Prediction,
+    pub limits: Limits,
+    pub engine_bytes: f64,
+    pub clients_engine_bytes: f64,
+    pub linux: Slab,
+    pub linux_bytes: f64,
+    pub clients_linux_bytes: f64,
+}
+
+/// Runs the model for `plan`, pricing Linux with `slab`.
+pub fn evaluate(plan: &Plan, slab: &Slab) -> Outcome {
+    let w = &plan.workload;
+    let pr = model::predict(w);
+    let per_dest = w.rate / plan.destinations();
+    let client_hold = pr.client_times.total();
+    let tw_client = pr.client_times.time_wait;
+    let reuse_tw = if w.close == Closer::Client {
+        pr.tw_share * plan.tw_reuse_delay.as_secs_f64().min(pr.tw_time)
+    } else {
+        tw_client
+    };
+    let hold_reuse = client_hold - tw_client + reuse_tw;
+    let ports = plan.ports as f64;
+    let limits = Limits {
+        tw_buckets_overflow: pr.tw_overflow_per_sec > 0.0,
+        rate_per_destination: per_dest,
+        port_hold: client_hold,
+        port_hold_with_reuse: hold_reuse,
+        ports_per_destination_needed: per_dest * client_hold,
+        ports_per_destination_needed_with_reuse: per_dest * hold_reuse,
+        port_exhaustion: per_dest * client_hold > ports,
+        port_exhaustion_with_reuse: per_dest * hold_reuse > ports,
+        max_rate_per_destination: ports / client_hold,
+        max_rate_per_destination_with_reuse: ports / hold_reuse,
+        server_tw_tuples_per_destination: if w.close == Closer::Server {
+            pr.server.time_wait / plan.destinations()
+        } else {
+            0.0
+        },
+    };
+    let engine_bytes = memory::engine_bytes(&pr.server, plan.tables, server_restarts(&pr, w.close));
+    let clients_engine_bytes =
+        memory::engine_bytes(&pr.clients, plan.tables, client_restarts(&pr, w.close));
+    Outcome {
+        linux_bytes: slab.bytes(&pr.server),
+        clients_linux_bytes: slab.bytes(&pr.clients),
+        linux: slab.clone(),
+        prediction: pr,
+        limits,
+        engine_bytes,
+        clients_engine_bytes,
+    }
+}
+
+fn server_restarts(pr: &Prediction, close: Closer) -> f64 {
+    if close == Closer::Server {
+        pr.tw_restarts
+    } else {
+        0.0
+    }
+}
+
+fn client_restarts(pr: &Prediction, close: Closer) -> f64 {
+    if close == Closer::Client {
+        pr.tw_restarts
+    } else {
+        0.0
+    }
+}
+
+/// The simulator's view of the same workload, averaged over its steady state.
+pub struct Simulated {
+    pub server: Times,
+    pub clients: Times,
+    /// Mean measured engine heap (counting allocator) of the server and the clients.
+    pub server_bytes: f64,
+    pub client_bytes: f64,
+    pub window: (f64, f64),
+    pub connections: u64,
+    pub report: SimReport,
+}
+
+/// How long to run: past the longest holding time, then two TIME-WAIT lifetimes.
+pub fn verify_window(plan: &Plan) -> (f64, f64) {
+    let w = &plan.workload;
+    let tw = w.host.time_wait.as_secs_f64();
+    let mut longest = tw;
+    if w.runaway > 0.0 {
+        longest = longest.max(w.host.fin_timeout.as_secs_f64());
+        if w.loss > 0.0 {
+            // Runaways whose ACK was lost hold FIN-WAIT-1 until the orphan gives up.
+            longest = longest.max(
+                w.host
+                    .model_timeout(w.host.orphan_retry_limit(), w.host.rto_min)
+                    .as_secs_f64(),
+            );
+        }
+    }
+    let warmup = longest + 10.0;
+    (warmup, warmup + (2.0 * tw).max(20.0))
+}
+
+/// The simulator flags for the plan's workload.
+pub fn sim_args(
+    plan: &Plan,
+    shards: u32,
+    threads: Option<usize>,
+    seed: u64,
+    pr: &Prediction,
+) -> SimArgs {
+    let w = &plan.workload;
+    let (_, end) = verify_window(plan);
+    let live = pr.client_times.total() * w.rate;
+    let h = &w.host;
+    let (runaway_client, runaway_server, close) = match w.close {
+        Closer::Server => (w.runaway, 0.0, CloseMode::Server),
+        Closer::Client => (0.0, w.runaway, CloseMode::Client),
+    };
+    SimArgs {
+        connections: (w.rate * end).ceil() as u64,
+        concurrency: (live * 2.0 + 2_000.0).ceil() as u64,
+        rate: Some(w.rate),
+        close,
+        loss: w.loss,
+        delay: w.rtt / 2,
+        runaway_client,
+        runaway_server,
+        profile: h.profile,
+        time_wait: Some(h.time_wait),
+        fin_timeout: Some(h.fin_timeout),
+        rto_initial: Some(h.rto_initial),
+        rto_min: Some(h.rto_min),
+        rto_max: Some(h.rto_max),
+        orphan_retries: Some(h.orphan_retries),
+        max_tw_buckets: Some(h.max_tw_buckets),
+        shards,
+        threads,
+        seed,
+        quiet: true,
+        ..SimArgs::default()
+    }
+}
+
+/// Runs the simulator on the plan's workload and averages its steady state.
+pub fn simulate(
+    plan: &Plan,
+    shards: u32,
+    threads: Option<usize>,
+    seed: u64,
+    pr: &Prediction,
+) -> Result<Simulated, Usage> {
+    let args = sim_args(plan, shards, threads, seed, pr);
+    let cfg = SimConfig::from_args(&args)?;
+    let report = sim::run(&cfg, false);
+    let (from, to) = verify_window(plan);
+    let pts: Vec<_> = report
+        .series
+        .iter()
+        .filter(|p| p.t >= from && p.t < to)
+        .collect();
+    let n = pts.len().max(1) as f64;
+    let mut server = Times::default();
+    let mut clients = Times::default();
+    for st in MODELLED {
+        let s: u64 = pts.iter().map(|p| p.server[st as usize]).sum();
+        let c: u64 = pts.iter().map(|p| p.client[st as usize]).sum();
+        server.set(st, s as f64 / n);
+        clients.set(st, c as f64 / n);
+    }
+    Ok(Simulated {
+        server,
+        clients,
+        server_bytes: pts.iter().map(|p| p.server_bytes as f64).sum::<f64>() / n,
+        client_bytes: pts.iter().map(|p| p.client_bytes as f64).sum::<f64>() / n,
+        window: (from, to),
+        connections: args.connections,
+        report,
+    })
+}
+
+/// Relative error of a prediction against the simulation (0.05 = 5 %); none when
+/// both are zero or the simulation saw nothing to compare with.
+pub fn rel_error(predicted: f64, simulated: f64) -> Option<f64> {
+    if simulated.abs() < 1e-9 {
+        (predicted.abs() < 1e-9).then_some(0.0)
+    } else {
+        Some((predicted - simulated) / simulated)
+    }
+}
+
+fn states_json(t: &Times) -> Map<String, Value> {
+    MODELLED
+        .iter()
+        .map(|s| (s.key().to_string(), json!(t.get(*s))))
+        .collect()
+}
+
+/// The JSON report.
+pub fn to_json(plan: &Plan, o: &Outcome, sim: Option<&Simulated>) -> Value {
+    let w = &plan.workload;
+    let pr = &o.prediction;
+    let l = &o.limits;
+    let mut predicted = states_json(&pr.server);
+    predicted.insert("memory_bytes".into(), json!(o.engine_bytes));
+    predicted.insert("clients".into(), Value::Object(states_json(&pr.clients)));
+    predicted.insert("clients_memory_bytes".into(), json!(o.clients_engine_bytes));
+    let mut out = json!({
+        "version": 1,
+        "workload": {
+            "close_rate": w.rate,
+            "rtt_ms": w.rtt.as_secs_f64() * 1e3,
+            "loss": w.loss,
+            "runaway": w.runaway,
+            "close": match w.close { Closer::Server => "server", Closer::Client => "client" },
+            "app_delay_s": w.app_delay.as_secs_f64(),
+            "profile": w.host.profile.to_string(),
+            "time_wait_s": w.host.time_wait.as_secs_f64(),
+            "fin_timeout_s": w.host.fin_timeout.as_secs_f64(),
+            "max_tw_buckets": w.host.max_tw_buckets as f64,
+            "rto_ms": pr.rto * 1e3,
+            "clients": plan.clients,
+            "server_ips": plan.server_ips,
+            "server_ports": plan.server_ports,
+            "port_range": plan.ports,
+            "tables": plan.tables,
+        },
+        "mean_seconds": { "server": states_json(&pr.server_times), "clients": states_json(&pr.client_times) },
+        "predicted": predicted,
+        "time_wait": {
+            "share_of_closes": pr.tw_share,
+            "lifetime_s": pr.tw_time,
+            "restarts_per_entry": pr.tw_restarts,
+            "uncapped": pr.tw_uncapped,
+        },
+        "linux": {
+            "memory_bytes": o.linux_bytes,
+            "clients_memory_bytes": o.clients_linux_bytes,
+            "tw_sock_bytes": o.linux.tw_sock_bytes,
+            "tcp_sock_bytes": o.linux.tcp_sock_bytes,
+            "request_sock_bytes": o.linux.request_sock_bytes,
+            "source": o.linux.source,
+        },
+        "limits": {
+            "max_tw_buckets": w.host.max_tw_buckets as f64,
+            "tw_buckets_overflow": l.tw_buckets_overflow,
+            "tw_overflow_per_sec": pr.tw_overflow_per_sec,
+            "tw_overflow_above_close_rate": pr.tw_overflow_rate,
+            "destinations": plan.destinations(),
+            "rate_per_destination": l.rate_per_destination,
+            "port_range": plan.ports,
+            "port_hold_s": l.port_hold,
+            "port_hold_with_reuse_s": l.port_hold_with_reuse,
+            "ports_per_destination_needed": l.ports_per_destination_needed,
+            "ports_per_destination_needed_with_reuse": l.ports_per_destination_needed_with_reuse,
+            "port_exhaustion": l.port_exhaustion,
+            "port_exhaustion_with_reuse": l.port_exhaustion_with_reuse,
+            "max_rate_per_destination": l.max_rate_per_destination,
+            "max_rate_per_destination_with_reuse": l.max_rate_per_destination_with_reuse,
+            "server_time_wait_tuples_per_destination": l.server_tw_tuples_per_destination,
+        },
+    });
+    if let (Some(s), Some(obj)) = (sim, out.as_object_mut()) {
+        let mut simulated = states_json(&s.server);
+        simulated.insert("memory_bytes".into(), json!(s.server_bytes));
+        simulated.insert("clients".into(), Value::Object(states_json(&s.clients)));
+        simulated.insert("clients_memory_bytes".into(), json!(s.client_bytes));
+        simulated.insert("window_s".into(), json!([s.window.0, s.window.1]));
+        simulated.insert("connections".into(), json!(s.connections));
+        let mut error: Map<String, Value> = MODELLED
+            .iter()
+            .map(|st| {
+                (
+                    st.key().to_string(),
+                    json!(rel_error(pr.server.get(*st), s.server.get(*st))),
+                )
+            })
+            .collect();
+        error.insert(
+            "memory_bytes".into(),
+            json!(rel_error(o.engine_bytes, s.server_bytes)),
+        );
+        let clients: Map<String, Value> = MODELLED
+            .iter()
+            .map(|st| {
+                (
+                    st.key().to_string(),
+                    json!(rel_error(pr.clients.get(*st), s.clients.get(*st))),
+                )
+            })
+            .collect();
+        error.insert("clients".into(), Value::Object(clients));
+        error.insert(
+            "clients_memory_bytes".into(),
+            json!(rel_error(o.clients_engine_bytes, s.client_bytes)),
+        );
+        obj.insert("simulated".into(), Value::Object(simulated));
+        obj.insert("error".into(), Value::Object(error));
+    }
+    out
+}
+
+fn count(v: f64) -> String {
+    sim::plot::thousands(v)
+}
+
+fn bytes(v: f64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut x = v;
+    let mut u = 0;
+    while x >= 1024.0 && u + 1 < UNITS.len() {
+        x /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{x:.0} B")
+    } else {
+        format!("{x:.1} {}", UNITS[u])
+    }
+}
+
+fn pct(e: Option<f64>) -> String {
+    e.map_or("-".into(), |e| format!("{:+.1}%", e * 100.0))
+}
+
+/// The report for people.
+pub fn human(plan: &Plan, o: &Outcome, sim: Option<&Simulated>) -> String {
+    let w = &plan.workload;
+    let pr = &o.prediction;
+    let l = &o.limits;
+    let mut s = String::new();
+    let o_ = &mut s;
+    let closer = match w.close {
+        Closer::Server => "server",
+        Closer::Client => "clients",
+    };
+    let _ = writeln!(
+        o_,
+        "teardown plan: {} closes/s, RTT {:.1} ms (RTO {:.0} ms), loss {:.2}%, runaway {:.1}%, {closer} close first, profile {}",
+        count(w.rate),
+        w.rtt.as_secs_f64() * 1e3,
+        pr.rto * 1e3,
+        w.loss * 100.0,
+        w.runaway * 100.0,
+        w.host.profile
+    );
+    let _ = writeln!(
+        o_,
+        "  TIME-WAIT {:.1} s (share of closes {:.2}%, {:.4} restarts each), FIN-WAIT-2 timeout {:.0} s, max_tw_buckets {}",
+        pr.tw_time,
+        pr.tw_share * 100.0,
+        pr.tw_restarts,
+        w.host.fin_timeout.as_secs_f64(),
+        count(w.host.max_tw_buckets as f64)
+    );
+    let _ = writeln!(o_, "\nsteady-state population (rate x mean time in state)");
+    match sim {
+        None => {
+            let _ = writeln!(
+                o_,
+                "  {:<13} {:>10} {:>12} | {:>10} {:>12}",
+                "state", "server", "mean time", "clients", "mean time"
+            );
+            for st in MODELLED {
+                let _ = writeln!(
+                    o_,
+                    "  {:<13} {:>10} {:>10.3} s | {:>10} {:>10.3} s",
+                    st.to_string(),
+                    count(pr.server.get(st)),
+                    pr.server_times.get(st),
+                    count(pr.clients.get(st)),
+                    pr.client_times.get(st)
+                );
+            }
+        }
+        Some(sm) => {
+            let _ = writeln!(
+                o_,
+                "  {:<13} {:>10} {:>10} {:>8} | {:>10} {:>10} {:>8}",
+                "state", "server", "simulated", "error", "clients", "simulated", "error"
+            );
+            for st in MODELLED {
+                let _ = writeln!(
+                    o_,
+                    "  {:<13} {:>10} {:>10} {:>8} | {:>10} {:>10} {:>8}",
+                    st.to_string(),
+                    count(pr.server.get(st)),
+                    count(sm.server.get(st)),
+                    pct(rel_error(pr.server.get(st), sm.server.get(st))),
+                    count(pr.clients.get(st)),
+                    count(sm.clients.get(st)),
+                    pct(rel_error(pr.clients.get(st), sm.clients.get(st)))
+                );
+            }
+        }
+    }
+    let _ = writeln!(o_, "\nmemory of those populations");
+    let _ = writeln!(
+        o_,
+        "  this engine   server {:>10}   clients {:>10}   ({} table shard(s), timer wheel included)",
+        bytes(o.engine_bytes),
+        bytes(o.clients_engine_bytes),
+        plan.tables
+    );
+    if let Some(sm) = sim {
+        let _ = writeln!(
+            o_,
+            "  simulated     server {:>10} ({})   clients {:>10} ({})   (counting allocator, includes the wheel)",
+            bytes(sm.server_bytes),
+            pct(rel_error(o.engine_bytes, sm.server_bytes)),
+            bytes(sm.client_bytes),
+            pct(rel_error(o.clients_engine_bytes, sm.client_bytes))
+        );
+    }
+    let _ = writeln!(
+        o_,
+        "  Linux kernel  server {:>10}   clients {:>10}   (tw_sock_TCP {} B, TCP {} B, request_sock_TCP {} B from {})",
+        bytes(o.linux_bytes),
+        bytes(o.clients_linux_bytes),
+        o.linux.tw_sock_bytes,
+        o.linux.tcp_sock_bytes,
+        o.linux.request_sock_bytes,
+        o.linux.source
+    );
+    let _ = writeln!(o_, "\nlimits");
+    if l.tw_buckets_overflow {
+        let _ = writeln!(
+            o_,
+            "  tcp_max_tw_buckets OVERFLOWS: TIME-WAIT capped at {} (would be {}); {}/s closes skip TIME-WAIT (above {:.1} closes/s)",
+            count(w.host.max_tw_buckets as f64),
+            count(pr.tw_uncapped),
+            count(pr.tw_overflow_per_sec),
+            pr.tw_overflow_rate
+        );
+    } else if w.close == Closer::Server {
+        let _ = writeln!(
+            o_,
+            "  tcp_max_tw_buckets ok: {} of {} (overflows above {:.1} closes/s)",
+            count(pr.server.time_wait),
+            count(w.host.max_tw_buckets as f64),
+            pr.tw_overflow_rate
+        );
+    } else {
+        let _ = writeln!(
+            o_,
+            "  tcp_max_tw_buckets: the server holds no TIME-WAIT (the clients close first)"
+        );
+    }
+    let _ = writeln!(
+        o_,
+        "  ephemeral ports: {} destination(s) ({} client IP x {} server IP x {} port), {:.2} closes/s each",
+        count(plan.destinations()),
+        plan.clients,
+        plan.server_ips,
+        plan.server_ports,
+        l.rate_per_destination
+    );
+    let verdict = |x: bool| if x { "EXHAUSTED" } else { "ok" };
+    let _ = writeln!(
+        o_,
+        "    ports needed per destination {:>10} of {} ({:.2} s held each)   {}   max {:.1} closes/s per destination",
+        count(l.ports_per_destination_needed),
+        count(plan.ports as f64),
+        l.port_hold,
+        verdict(l.port_exhaustion),
+        l.max_rate_per_destination
+    );
+    let _ = writeln!(
+        o_,
+        "    with tcp_tw_reuse            {:>10} of {} ({:.2} s held each)   {}   max {:.1} closes/s per destination",
+        count(l.ports_per_destination_needed_with_reuse),
+        count(plan.ports as f64),
+        l.port_hold_with_reuse,
+        verdict(l.port_exhaustion_with_reuse),
+        l.max_rate_per_destination_with_reuse
+    );
+    if w.close == Closer::Server {
+        let _ = writeln!(
+            o_,
+            "    (the server's TIME-WAIT holds {} 4-tuples per destination; a client reusing one is let in only if its SYN is newer, RFC 6191)",
+            count(l.server_tw_tuples_per_destination)
+        );
+    }
+    if let Some(sm) = sim {
+        let _ = writeln!(
+            o_,
+            "\nsimulated {} connections at {} opens/s; averaged over t = {:.0}..{:.0} s ({:.2} s wall)",
+            count(sm.connections as f64),
+            count(w.rate),
+            sm.window.0,
+            sm.window.1,
+            sm.report.wall_seconds
+        );
+    }
+    s
+}
+
+/// `teardown plan`.
+pub fn main(args: PlanArgs) -> anyhow::Result<ExitCode> {
+    let plan = Plan::from_args(&args)?;
+    let slab = Slab::read();
+    let outcome = evaluate(&plan, &slab);
+    let simulated = if args.verify {
+        Some(simulate(
+            &plan,
+            args.shards,
+            args.threads,
+            args.seed,
+            &outcome.prediction,
+        )?)
+    } else {
+        None
+    };
+    // With --verify the simulator's shards are the engine's table shards.
+    let (plan, outcome) = if args.verify {
+        let mut p = plan.clone();
+        p.tables = args.shards;
+        let o = evaluate(&p, &slab);
+        (p, o)
+    } else {
+        (plan, outcome)
+    };
+    if args.json.as_deref() != Some("-") {
+        print!("{}", human(&plan, &outcome, simulated.as_ref()));
+    }
+    if let Some(path) = &args.json {
+        let text =
+            serde_json::to_string_pretty(&to_json(&plan, &outcome, simulated.as_ref()))? + "\n";
+        if path == "-" {
+            print!("{text}");
+        } else {
+            std::fs::write(path, text).with_context(|| format!("writing {path}"))?;
+        }
+    }
+    if let Some(dir) = &args.plot {
+        plot::plot(&plan, &slab, dir)
+            .with_context(|| format!("writing plots to {}", dir.display()))?;
+    }
+    Ok(ExitCode::SUCCESS)
+}

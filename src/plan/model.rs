@@ -1,0 +1,408 @@
+//! The analytic model behind `teardown plan`: mean time in each state from the
+//! engine's timer rules and the retransmission schedule under loss, then
+//! populations by Little's law (population = rate x mean time in state).
+//!
+//! The workload is the simulator's standard one, so that `--verify` compares like
+//! with like: the client connects and sends a request, the server answers with one
+//! response segment, the first closer closes as soon as its part is done, and the
+//! passive closer's application closes as soon as the peer's FIN arrives (plus
+//! `app_delay`). Loss is independent per segment with probability `p` each way.
+//!
+//! Retransmission schedule (`tcp_retransmit_timer`): attempt k is sent at
+//! t_k = sum_{i<k} min(rto * 2^i, rto_max), where rto = rtt + max(2 rtt, rto_min)
+//! (`tcp_rtt_estimator` after the handshake sample). An orphan gives up at the
+//! first expiry t_k (k >= 2) with t_k >= `Config::model_timeout` (102.2 s for 8
+//! retries from 200 ms), checked only when the timer fires, as Linux does.
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::config::Config;
+use crate::state::State;
+
+/// Who sends the first FIN.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Closer {
+    Server,
+    Client,
+}
+
+/// Everything the model needs.
+#[derive(Clone, Debug)]
+pub struct Workload {
+    /// Connections closed (and, in steady state, opened) per second.
+    pub rate: f64,
+    pub rtt: Duration,
+    /// Segment loss probability, each direction.
+    pub loss: f64,
+    /// Fraction of passive closers that vanish right after ACKing the FIN (seed case 5).
+    pub runaway: f64,
+    pub close: Closer,
+    /// Time the passive closer's application takes to close after the peer's FIN.
+    pub app_delay: Duration,
+    pub host: Config,
+}
+
+/// Mean seconds a connection spends in each state, on each host.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Times {
+    pub syn_sent: f64,
+    pub syn_received: f64,
+    pub established: f64,
+    pub fin_wait_1: f64,
+    pub fin_wait_2: f64,
+    pub closing: f64,
+    pub time_wait: f64,
+    pub close_wait: f64,
+    pub last_ack: f64,
+}
+
+impl Times {
+    pub fn get(&self, st: State) -> f64 {
+        match st {
+            State::SynSent => self.syn_sent,
+            State::SynReceived => self.syn_received,
+            State::Established => self.established,
+            State::FinWait1 => self.fin_wait_1,
+            State::FinWait2 => self.fin_wait_2,
+            State::Closing => self.closing,
+            State::TimeWait => self.time_wait,
+            State::CloseWait => self.close_wait,
+            State::LastAck => self.last_ack,
+            State::Closed => 0.0,
+        }
+    }
+
+    pub fn set(&mut self, st: State, v: f64) {
+        match st {
+            State::SynSent => self.syn_sent = v,
+            State::SynReceived => self.syn_received = v,
+            State::Established => self.established = v,
+            State::FinWait1 => self.fin_wait_1 = v,
+            State::FinWait2 => self.fin_wait_2 = v,
+            State::Closing => self.closing = v,
+            State::TimeWait => self.time_wait = v,
+            State::CloseWait => self.close_wait = v,
+            State::LastAck => self.last_ack = v,
+            State::Closed => {}
+        }
+    }
+
+    /// Sum over all states: how long the host holds the 4-tuple.
+    pub fn total(&self) -> f64 {
+        MODELLED.iter().map(|s| self.get(*s)).sum()
+    }
+}
+
+/// The states the model predicts, in report order.
+pub const MODELLED: [State; 9] = [
+    State::TimeWait,
+    State::FinWait1,
+    State::FinWait2,
+    State::Closing,
+    State::CloseWait,
+    State::LastAck,
+    State::Established,
+    State::SynReceived,
+    State::SynSent,
+];
+
+/// The model's answer for one workload.
+#[derive(Clone, Debug)]
+pub struct Prediction {
+    /// Mean seconds per connection in each state (TIME-WAIT before the bucket cap).
+    pub server_times: Times,
+    pub client_times: Times,
+    /// Populations: rate x time, TIME-WAIT capped by `max_tw_buckets`.
+    pub server: Times,
+    pub clients: Times,
+    /// RTO both ends use after the handshake sample.
+    pub rto: f64,
+    /// Share of closes that reach TIME-WAIT (before the cap).
+    pub tw_share: f64,
+    /// Mean TIME-WAIT lifetime including restarts by retransmitted FINs.
+    pub tw_time: f64,
+    /// Retransmitted FINs arriving in TIME-WAIT, per TIME-WAIT entry (each leaves a
+    /// stale slot in the engine's ring).
+    pub tw_restarts: f64,
+    /// TIME-WAIT population the closer would hold without the cap.
+    pub tw_uncapped: f64,
+    /// Entries per second that skip TIME-WAIT because the cap is reached.
+    pub tw_overflow_per_sec: f64,
+    /// Close rate above which the cap is reached.
+    pub tw_overflow_rate: f64,
+}
+
+/// Send times of attempts 0..n on a doubling schedule capped at `max` per step.
+fn schedule(rto: f64, max: f64, n: usize) -> Vec<f64> {
+    let mut t = Vec::with_capacity(n);
+    let (mut at, mut step) = (0.0, rto);
+    for _ in 0..n {
+        t.push(at);
+        at += step.min(max);
+        step = (step * 2.0).min(max);
+    }
+    t
+}
+
+/// The engine's retry budget: attempts sent and the time the sender gives up
+/// (`tcp_write_timeout` checks `elapsed >= model_timeout` only at expiries k >= 2).
+fn give_up(cfg: &Config, rto: f64, limit: u8, base: Duration) -> (Vec<f64>, f64) {
+    let budget = cfg.model_timeout(limit, base).as_secs_f64();
+    let t = schedule(rto, cfg.rto_max.as_secs_f64(), 64);
+    let k = (2..t.len())
+        .find(|&k| t[k] >= budget)
+        .unwrap_or(t.len() - 1);
+    (t[..k].to_vec(), t[k])
+}
+
+/// Mean wait until the first success of independent attempts at times `t`, success
+/// k completing at t_k + `extra`, first attempt with probability `s0`, later `s`;
+/// all failing costs `fail_at`.
+fn first_success(t: &[f64], s0: f64, s: f64, extra: f64, fail_at: f64) -> f64 {
+    let (mut left, mut mean) = (1.0, 0.0);
+    for (k, &tk) in t.iter().enumerate() {
+        let p = if k == 0 { s0 } else { s };
+        mean += left * p * (tk + extra);
+        left *= 1.0 - p;
+    }
+    mean + left * fail_at
+}
+
+/// Mean time from a sender's first transmission until its segment first arrives,
+/// each copy lost with probability `p`, attempts at `t` (copies of one segment).
+fn first_arrival_delay(t: &[f64], p: f64) -> f64 {
+    first_success(t, 1.0 - p, 1.0 - p, 0.0, t.last().copied().unwrap_or(0.0))
+}
+
+/// What happens to the active closer's FIN (FIN-WAIT-1).
+#[derive(Clone)]
+struct FinWait1 {
+    mean: f64,
+    /// Probability the FIN's ACK arrived on its own (FIN-WAIT-2 is entered), rather
+    /// than with the peer's FIN (seed case 2: straight to TIME-WAIT).
+    to_fin_wait_2: f64,
+    /// Probability the closer gave up (runaway peer, every ACK lost).
+    gave_up: f64,
+}
+
+/// FIN-WAIT-1 as a two-state chain over the closer's attempts: the peer has not
+/// seen the FIN yet, or has seen it (and then answers duplicates with an ACK, unless
+/// it ran away). `data` segments precede the FIN on the first attempt and must
+/// arrive too (the server's response); retransmissions carry them with the FIN.
+fn fin_wait_1(w: &Workload, rto: f64, data: u32, runaway: bool) -> FinWait1 {
+    let p = w.loss;
+    let (t, end) = give_up(&w.host, rto, w.host.orphan_retry_limit(), w.host.rto_min);
+    let rtt = w.rtt.as_secs_f64();
+    // The peer answers the in-order FIN with its ACK and, closing at once, its FIN.
+    let fin_follows = !runaway && w.app_delay.is_zero();
+    let (mut unseen, mut seen) = (1.0, 0.0);
+    let (mut mean, mut to_fw2) = (0.0, 0.0);
+    for (k, &tk) in t.iter().enumerate() {
+        let delivered = if k == 0 {
+            (1.0 - p).powi(1 + data as i32)
+        } else {
+            1.0 - p
+        };
+        let ack = 1.0 - p;
+        // Unseen -> the peer gets it now.
+        let got = unseen * delivered;
+        let acked = got * ack;
+        let fin_only = if fin_follows {
+            got * p * (1.0 - p)
+        } else {
+            0.0
+        };
+        // Seen -> a duplicate draws one ACK, unless the peer is gone.
+        let dup = if runaway { 0.0 } else { seen * delivered * ack };
+        mean += (acked + fin_only + dup) * (tk + rtt);
+        to_fw2 += acked + dup;
+        seen = seen - dup + got - acked - fin_only;
+        unseen -= got;
+    }
+    let left = unseen + seen;
+    FinWait1 {
+        mean: mean + left * end,
+        to_fin_wait_2: to_fw2,
+        gave_up: left,
+    }
+}
+
+/// The passive closer's FIN: mean LAST-ACK time, and the TIME-WAIT it causes at
+/// the active closer: restarts (each retransmitted copy that arrives restarts the
+/// 60 s timer, seed cases 3 and 4) and the extension of the lifetime they cause.
+struct LastAck {
+    mean: f64,
+    tw_extension: f64,
+    tw_restarts: f64,
+}
+
+fn last_ack(w: &Workload, rto: f64) -> LastAck {
+    let p = w.loss;
+    let (t, end) = give_up(&w.host, rto, w.host.orphan_retry_limit(), w.host.rto_min);
+    let rtt = w.rtt.as_secs_f64();
+    let q = 1.0 - p;
+    // none: no copy arrived yet; last[l]: copies arrived, the latest at attempt l,
+    // and its ACK was lost, so the passive closer keeps retransmitting.
+    let mut none = 1.0;
+    let mut last = vec![0.0; t.len()];
+    let (mut mean, mut ext, mut restarts) = (0.0, 0.0, 0.0);
+    for j in 0..t.len() {
+        let mut arrive_lost_ack = 0.0;
+        // First arrival.
+        let a = none * q;
+        mean += a * q * (t[j] + rtt);
+        arrive_lost_ack += a * p;
+        none -= a;
+        // Later arrivals restart TIME-WAIT: the lifetime grows by t_j - t_l.
+        for l in 0..j {
+            let a = last[l] * q;
+            if a == 0.0 {
+                continue;
+            }
+            ext += a * (t[j] - t[l]);
+            restarts += a;
+            mean += a * q * (t[j] + rtt);
+            arrive_lost_ack += a * p;
+            last[l] -= a;
+        }
+        last[j] = arrive_lost_ack;
+    }
+    let left = none + last.iter().sum::<f64>();
+    LastAck {
+        mean: mean + left * end,
+        tw_extension: ext,
+        tw_restarts: restarts,
+    }
+}
+
+/// Runs the model.
+pub fn predict(w: &Workload) -> Prediction {
+    let p = w.loss;
+    let cfg = &w.host;
+    let rtt = w.rtt.as_secs_f64();
+    let rto_min = cfg.rto_min.as_secs_f64();
+    let rto_max = cfg.rto_max.as_secs_f64();
+    let rto = (rtt + (2.0 * rtt).max(rto_min)).clamp(rto_min, rto_max);
+    let rto_init = cfg.rto_initial.as_secs_f64();
+    let data_sched = schedule(rto, rto_max, 16);
+    let f = w.runaway;
+
+    // Handshake: SYN and SYN-ACK on the initial RTO (no sample yet).
+    let (syn_t, syn_end) = give_up(cfg, rto_init, cfg.syn_retries, cfg.rto_initial);
+    let round = 1.0 - (1.0 - p) * (1.0 - p);
+    let syn_sent = first_success(&syn_t, 1.0 - round, 1.0 - round, rtt, syn_end);
+    // The request is retransmitted on the client's RTO: its delay beyond one trip.
+    let req_delay = first_arrival_delay(&data_sched, p);
+    // SYN-RECEIVED: until the SYN-ACK arrives and the ACK or the request returns;
+    // if both are lost, the request's retransmission establishes.
+    let (synack_t, synack_end) = give_up(cfg, rto_init, cfg.synack_retries, cfg.rto_initial);
+    let synack = first_success(&synack_t, 1.0 - p, 1.0 - p, rtt, synack_end);
+    let both_lost_wait = data_sched.get(1).map_or(0.0, |_| {
+        first_success(&data_sched[1..], 1.0 - p, 1.0 - p, 0.0, 0.0) // from the first retransmission
+    });
+    let syn_received = synack + p * p * both_lost_wait;
+    // The server is ESTABLISHED when the ACK arrived but the request did not.
+    let est_before_request = (1.0 - p) * p * both_lost_wait;
+    // One response segment, retransmitted on the server's RTO.
+    let resp_delay = first_arrival_delay(&data_sched, p);
+
+    let mut server_times = Times {
+        syn_received,
+        ..Times::default()
+    };
+    let mut client_times = Times {
+        syn_sent,
+        ..Times::default()
+    };
+
+    let (active, passive, data_before_fin) = match w.close {
+        Closer::Server => (&mut server_times, &mut client_times, 1),
+        Closer::Client => (&mut client_times, &mut server_times, 0),
+    };
+
+    // FIN-WAIT-1 and its outcome, for peers that stay and peers that run away.
+    let stay = fin_wait_1(w, rto, data_before_fin, false);
+    let away = if f > 0.0 {
+        fin_wait_1(w, rto, data_before_fin, true)
+    } else {
+        stay.clone()
+    };
+    let fw1 = (1.0 - f) * stay.mean + f * away.mean;
+    // The active closer's FIN first reaching the peer.
+    let fin_delay = first_arrival_delay(&data_sched, p);
+    // The passive closer's FIN (when it stays): LAST-ACK and what TIME-WAIT sees.
+    let la = last_ack(w, rto);
+    let fin_wait2_timeout = cfg.fin_timeout.as_secs_f64().max(3.5 * rto);
+    // FIN-WAIT-2: a staying peer's FIN comes app_delay after its ACK, and later still
+    // if lost; a runaway's never comes (tcp_fin_timeout, seed case 5).
+    let peer_fin_wait = w.app_delay.as_secs_f64() + first_arrival_delay(&data_sched, p);
+    let fw2 =
+        (1.0 - f) * stay.to_fin_wait_2 * peer_fin_wait + f * away.to_fin_wait_2 * fin_wait2_timeout;
+    let tw_share = (1.0 - f) * (1.0 - stay.gave_up);
+    let tw_time = cfg.time_wait.as_secs_f64() + la.tw_extension;
+
+    active.fin_wait_1 = fw1;
+    active.fin_wait_2 = fw2;
+    active.time_wait = tw_share * tw_time;
+    passive.close_wait = (1.0 - f) * w.app_delay.as_secs_f64();
+    passive.last_ack = (1.0 - f) * la.mean;
+    match w.close {
+        Closer::Server => {
+            // Server: from the ACK to the request (it closes on it). Client: from the
+            // SYN-ACK until the request, the response and the FIN have crossed.
+            server_times.established = est_before_request;
+            client_times.established = rtt + req_delay + resp_delay + p * fin_delay;
+        }
+        Closer::Client => {
+            // Client: until the response arrives (it closes on it). Server: until the
+            // client's FIN arrives.
+            client_times.established = rtt + req_delay + resp_delay;
+            server_times.established = est_before_request + rtt + resp_delay + fin_delay;
+        }
+    }
+
+    // Little's law; TIME-WAIT capped by tcp_max_tw_buckets.
+    let scale = |t: &Times| {
+        let mut out = Times::default();
+        for st in MODELLED {
+            out.set(st, w.rate * t.get(st));
+        }
+        out
+    };
+    let mut server = scale(&server_times);
+    let mut clients = scale(&client_times);
+    let holder = match w.close {
+        Closer::Server => &mut server,
+        Closer::Client => &mut clients,
+    };
+    let tw_uncapped = holder.time_wait;
+    let cap = cfg.max_tw_buckets as f64;
+    // The cap is per host: it binds the server; each client host has its own.
+    let (tw_overflow_per_sec, capped) = if w.close == Closer::Server && tw_uncapped > cap {
+        // Linux skips TIME-WAIT for the excess; FreeBSD evicts the oldest. Either way
+        // the table holds `cap`, and `cap / tw_time` entries per second complete it.
+        (w.rate * tw_share - cap / tw_time, cap)
+    } else {
+        (0.0, tw_uncapped)
+    };
+    holder.time_wait = capped;
+    Prediction {
+        server_times,
+        client_times,
+        server,
+        clients,
+        rto,
+        tw_share,
+        tw_time,
+        tw_restarts: la.tw_restarts,
+        tw_uncapped,
+        tw_overflow_per_sec,
+        tw_overflow_rate: if tw_share > 0.0 {
+            cap / (tw_share * tw_time)
+        } else {
+            f64::INFINITY
+        },
+    }
+}

@@ -1,0 +1,446 @@
+//! `teardown sim --plot DIR`: the population time series and the teardown
+//! latency CDF as PNG and SVG, plus the chart style shared with `teardown plan`.
+//!
+//! Text in PNGs is drawn with the committed DejaVu Sans (ab_glyph), so a plot
+//! looks the same on a machine without system fonts; SVGs name `sans-serif` and
+//! keep their text as text.
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use anyhow::Context;
+use hdrhistogram::Histogram;
+use plotters::coord::Shift;
+use plotters::prelude::*;
+use plotters::style::FontStyle;
+
+use crate::state::State;
+
+use super::SimReport;
+
+/// Size of every chart, in pixels (SVG user units).
+pub(crate) const SIZE: (u32, u32) = (1200, 700);
+
+static FONT: &[u8] = include_bytes!("../../assets/DejaVuSans.ttf");
+
+/// Registers the committed font as `sans-serif` once per process; plotters'
+/// ab_glyph backend has no other font.
+pub(crate) fn register_font() -> anyhow::Result<()> {
+    static DONE: OnceLock<Result<(), String>> = OnceLock::new();
+    DONE.get_or_init(|| {
+        plotters::style::register_font("sans-serif", FontStyle::Normal, FONT)
+            .map_err(|_| "assets/DejaVuSans.ttf is not a usable font".to_string())
+    })
+    .clone()
+    .map_err(anyhow::Error::msg)
+}
+
+/// Tableau 10: distinct, colour-blind-friendlier than the primaries.
+pub(crate) const PALETTE: [RGBColor; 10] = [
+    RGBColor(31, 119, 180),
+    RGBColor(255, 127, 14),
+    RGBColor(44, 160, 44),
+    RGBColor(214, 39, 40),
+    RGBColor(148, 103, 189),
+    RGBColor(140, 86, 75),
+    RGBColor(227, 119, 194),
+    RGBColor(127, 127, 127),
+    RGBColor(188, 189, 34),
+    RGBColor(23, 190, 207),
+];
+
+/// One colour per state, the same in every chart so that a reader learns them once.
+pub(crate) fn state_colour(st: State) -> RGBColor {
+    match st {
+        State::TimeWait => PALETTE[0],
+        State::FinWait1 => PALETTE[1],
+        State::CloseWait => PALETTE[2],
+        State::LastAck => PALETTE[3],
+        State::Closing => PALETTE[4],
+        State::FinWait2 => PALETTE[5],
+        State::SynReceived => PALETTE[6],
+        State::Established => PALETTE[7],
+        State::SynSent => PALETTE[8],
+        State::Closed => PALETTE[9],
+    }
+}
+
+/// `12345678` as `12,345,678`, for axis labels of populations.
+pub(crate) fn thousands(v: f64) -> String {
+    if !v.is_finite() {
+        return String::new();
+    }
+    if v.abs() < 1.0 && v != 0.0 {
+        return format!("{v}");
+    }
+    let n = v.round() as i64;
+    let digits = n.unsigned_abs().to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    if n < 0 {
+        format!("-{out}")
+    } else {
+        out
+    }
+}
+
+/// A chart that can be drawn on any backend (a closure cannot be generic).
+pub(crate) trait Chart {
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> anyhow::Result<()>
+    where
+        DB::ErrorType: 'static;
+}
+
+/// Draws the same chart into `<stem>.png` and `<stem>.svg`.
+pub(crate) fn both(dir: &Path, stem: &str, chart: &impl Chart) -> anyhow::Result<Vec<PathBuf>> {
+    let png = dir.join(format!("{stem}.png"));
+    let svg = dir.join(format!("{stem}.svg"));
+    {
+        let root = BitMapBackend::new(&png, SIZE).into_drawing_area();
+        chart.draw(&root)?;
+        root.present()
+            .with_context(|| format!("writing {}", png.display()))?;
+    }
+    {
+        let root = SVGBackend::new(&svg, SIZE).into_drawing_area();
+        chart.draw(&root)?;
+        root.present()
+            .with_context(|| format!("writing {}", svg.display()))?;
+    }
+    Ok(vec![png, svg])
+}
+
+/// The workload in one line, for titles.
+fn summary(r: &SimReport) -> String {
+    let loss = if (r.loss_to_server - r.loss_to_client).abs() < 1e-12 {
+        format!("loss {}%", pct(r.loss_to_server))
+    } else {
+        format!(
+            "loss {}% to server / {}% to clients",
+            pct(r.loss_to_server),
+            pct(r.loss_to_client)
+        )
+    };
+    format!(
+        "{} connections, {loss}, close={}, profile {}, seed {}",
+        thousands(r.connections as f64),
+        r.close,
+        r.profile,
+        r.seed
+    )
+}
+
+fn pct(p: f64) -> String {
+    let s = format!("{:.2}", p * 100.0);
+    s.trim_end_matches('0').trim_end_matches('.').to_string()
+}
+
+/// States drawn for the server host, in legend order.
+const SERVER_STATES: [State; 8] = [
+    State::Established,
+    State::FinWait1,
+    State::FinWait2,
+    State::Closing,
+    State::TimeWait,
+    State::CloseWait,
+    State::LastAck,
+    State::SynReceived,
+];
+
+/// The clients also pass through SYN-SENT.
+const CLIENT_STATES: [State; 9] = [
+    State::SynSent,
+    State::Established,
+    State::FinWait1,
+    State::FinWait2,
+    State::Closing,
+    State::TimeWait,
+    State::CloseWait,
+    State::LastAck,
+    State::SynReceived,
+];
+
+/// Writes `states.{png,svg}`, `states_clients.{png,svg}` and
+/// `latency_cdf.{png,svg}` into `dir` (created if missing).
+pub fn plot(report: &SimReport, dir: &Path) -> anyhow::Result<()> {
+    register_font()?;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let sum = summary(report);
+    let server: Vec<(f64, [u64; State::COUNT])> =
+        report.series.iter().map(|p| (p.t, p.server)).collect();
+    let clients: Vec<(f64, [u64; State::COUNT])> =
+        report.series.iter().map(|p| (p.t, p.client)).collect();
+    both(
+        dir,
+        "states",
+        &States {
+            title: format!("Server host: connections by state - {sum}"),
+            series: &server,
+            states: &SERVER_STATES,
+        },
+    )?;
+    both(
+        dir,
+        "states_clients",
+        &States {
+            title: format!("All clients: connections by state - {sum}"),
+            series: &clients,
+            states: &CLIENT_STATES,
+        },
+    )?;
+    let curves = [
+        ("active closer", report.active_hist.as_ref(), PALETTE[0]),
+        ("passive closer", report.passive_hist.as_ref(), PALETTE[1]),
+    ];
+    both(
+        dir,
+        "latency_cdf",
+        &Cdf {
+            title: format!("Teardown latency, close() to CLOSED - {sum}"),
+            curves: &curves,
+        },
+    )?;
+    Ok(())
+}
+
+struct States<'a> {
+    title: String,
+    series: &'a [(f64, [u64; State::COUNT])],
+    states: &'a [State],
+}
+
+impl Chart for States<'_> {
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> anyhow::Result<()>
+    where
+        DB::ErrorType: 'static,
+    {
+        draw_states(root, &self.title, self.series, self.states)
+    }
+}
+
+type Curve<'a> = (&'a str, Option<&'a Histogram<u64>>, RGBColor);
+
+struct Cdf<'a> {
+    title: String,
+    curves: &'a [Curve<'a>],
+}
+
+impl Chart for Cdf<'_> {
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> anyhow::Result<()>
+    where
+        DB::ErrorType: 'static,
+    {
+        draw_cdf(root, &self.title, self.curves)
+    }
+}
+
+/// Runs of consecutive points whose value is above zero: a log axis cannot show
+/// zero, so a state that empties leaves a gap instead of a line down to the axis.
+fn positive_runs(points: impl Iterator<Item = (f64, f64)>) -> Vec<Vec<(f64, f64)>> {
+    let mut runs = vec![];
+    let mut cur: Vec<(f64, f64)> = vec![];
+    for (x, y) in points {
+        if y > 0.0 {
+            cur.push((x, y));
+        } else if !cur.is_empty() {
+            runs.push(std::mem::take(&mut cur));
+        }
+    }
+    if !cur.is_empty() {
+        runs.push(cur);
+    }
+    runs
+}
+
+/// Populations over simulated time on a log axis: TIME-WAIT is often thousands of
+/// times the other states, which a linear axis would flatten to zero.
+fn draw_states<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    title: &str,
+    series: &[(f64, [u64; State::COUNT])],
+    states: &[State],
+) -> anyhow::Result<()>
+where
+    DB::ErrorType: 'static,
+{
+    root.fill(&WHITE)?;
+    let t_max = series.last().map_or(1.0, |p| p.0).max(1.0);
+    let y_max = series
+        .iter()
+        .flat_map(|p| states.iter().map(move |s| p.1[*s as usize]))
+        .max()
+        .unwrap_or(0)
+        .max(10) as f64;
+    let mut chart = ChartBuilder::on(root)
+        .caption(title, ("sans-serif", 22))
+        .margin(20)
+        .x_label_area_size(55)
+        .y_label_area_size(95)
+        .build_cartesian_2d(0f64..t_max, (0.8f64..y_max * 3.0).log_scale())?;
+    chart
+        .configure_mesh()
+        .x_desc("simulated time (s)")
+        .y_desc("connections in state (log scale)")
+        .axis_desc_style(("sans-serif", 18))
+        .label_style(("sans-serif", 15))
+        .y_label_formatter(&|v| thousands(*v))
+        .x_label_formatter(&|v| format!("{v:.0}"))
+        .light_line_style(RGBColor(235, 235, 235))
+        .bold_line_style(RGBColor(210, 210, 210))
+        .draw()?;
+    let mut drawn = 0;
+    for &st in states {
+        let runs = positive_runs(series.iter().map(|p| (p.0, p.1[st as usize] as f64)));
+        if runs.is_empty() {
+            continue;
+        }
+        drawn += 1;
+        let colour = state_colour(st);
+        let peak = series.iter().map(|p| p.1[st as usize]).max().unwrap_or(0);
+        chart
+            .draw_series(
+                runs.into_iter()
+                    .map(move |r| PathElement::new(r, colour.stroke_width(2))),
+            )?
+            .label(format!("{st} (peak {})", thousands(peak as f64)))
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 24, y)], colour.stroke_width(4))
+            });
+    }
+    if drawn > 0 {
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperRight)
+            .label_font(("sans-serif", 15))
+            .background_style(WHITE.mix(0.9))
+            .border_style(RGBColor(160, 160, 160))
+            .draw()?;
+    } else {
+        root.draw(&Text::new(
+            "no connections were sampled",
+            (SIZE.0 as i32 / 2 - 120, SIZE.1 as i32 / 2),
+            ("sans-serif", 20),
+        ))?;
+    }
+    Ok(())
+}
+
+/// The empirical CDF of a histogram in ms, one point per recorded value.
+fn cdf_points(h: &Histogram<u64>) -> Vec<(f64, f64)> {
+    let n = h.len() as f64;
+    let mut acc = 0u64;
+    let mut pts = Vec::new();
+    for v in h.iter_recorded() {
+        acc += v.count_at_value();
+        let ms = h.highest_equivalent(v.value_iterated_to()) as f64 / 1000.0;
+        pts.push((ms, acc as f64 / n));
+    }
+    pts
+}
+
+/// Close-to-CLOSED latency CDFs on a log time axis: the passive closer's
+/// round trips and the active closer's 60 s of TIME-WAIT are decades apart.
+fn draw_cdf<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    title: &str,
+    curves: &[Curve<'_>],
+) -> anyhow::Result<()>
+where
+    DB::ErrorType: 'static,
+{
+    root.fill(&WHITE)?;
+    // (name, CDF points, colour, connections)
+    type Drawn<'a> = (&'a str, Vec<(f64, f64)>, RGBColor, u64);
+    let pts: Vec<Drawn> = curves
+        .iter()
+        .filter_map(|(name, h, c)| {
+            h.filter(|h| !h.is_empty())
+                .map(|h| (*name, cdf_points(h), *c, h.len()))
+        })
+        .collect();
+    let all = pts.iter().flat_map(|p| p.1.iter().map(|q| q.0));
+    let lo = all
+        .clone()
+        .filter(|x| *x > 0.0)
+        .fold(f64::INFINITY, f64::min);
+    let hi = all.fold(0f64, f64::max);
+    let (lo, hi) = if lo.is_finite() && hi > 0.0 {
+        (lo / 2.0, hi * 2.0)
+    } else {
+        (0.1, 1000.0)
+    };
+    let mut chart = ChartBuilder::on(root)
+        .caption(title, ("sans-serif", 22))
+        .margin(20)
+        .x_label_area_size(55)
+        .y_label_area_size(80)
+        .build_cartesian_2d((lo..hi).log_scale(), 0f64..1.0)?;
+    chart
+        .configure_mesh()
+        .x_desc("time from close() to CLOSED (ms, log scale)")
+        .y_desc("fraction of connections")
+        .axis_desc_style(("sans-serif", 18))
+        .label_style(("sans-serif", 15))
+        .x_label_formatter(&|v| thousands(*v))
+        .y_label_formatter(&|v| format!("{v:.1}"))
+        .light_line_style(RGBColor(235, 235, 235))
+        .bold_line_style(RGBColor(210, 210, 210))
+        .draw()?;
+    for (name, p, colour, n) in &pts {
+        let colour = *colour;
+        // A step function: the fraction jumps at each recorded value.
+        let mut steps = Vec::with_capacity(p.len() * 2 + 1);
+        let mut prev = 0.0;
+        for &(x, y) in p {
+            let x = x.max(lo);
+            steps.push((x, prev));
+            steps.push((x, y));
+            prev = y;
+        }
+        steps.push((hi, prev));
+        chart
+            .draw_series(std::iter::once(PathElement::new(
+                steps,
+                colour.stroke_width(3),
+            )))?
+            .label(format!("{name} ({} connections)", thousands(*n as f64)))
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 24, y)], colour.stroke_width(4))
+            });
+    }
+    if !pts.is_empty() {
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::MiddleMiddle)
+            .label_font(("sans-serif", 15))
+            .background_style(WHITE.mix(0.9))
+            .border_style(RGBColor(160, 160, 160))
+            .draw()?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn thousands_groups_digits() {
+        assert_eq!(thousands(0.0), "0");
+        assert_eq!(thousands(999.0), "999");
+        assert_eq!(thousands(1000.0), "1,000");
+        assert_eq!(thousands(131_072.0), "131,072");
+        assert_eq!(thousands(-1_234_567.0), "-1,234,567");
+    }
+
+    #[test]
+    fn zero_values_split_runs() {
+        let runs = positive_runs([(0.0, 1.0), (1.0, 0.0), (2.0, 3.0), (3.0, 4.0)].into_iter());
+        assert_eq!(runs, vec![vec![(0.0, 1.0)], vec![(2.0, 3.0), (3.0, 4.0)]]);
+    }
+}
