@@ -215,7 +215,7 @@ mod tests {
             x ^= x << 13;
             x ^= x >> 7;
             x ^= x << 17;
-            if x % 3 != 0 || model.is_empty() {
+            if !x.is_multiple_of(3) || model.is_empty() {
                 let id = s.insert(step);
                 assert!(model.insert(id, step).is_none(), "index handed out twice");
                 keys.push(id);

@@ -330,8 +330,8 @@ impl World {
                     self.deliver(h, seg);
                 }
             } else {
-                for h in 0..2 {
-                    if timers[h] == Some(t) {
+                for (h, due) in timers.iter().enumerate() {
+                    if *due == Some(t) {
                         self.hosts[h].handle_timeout(t);
                         self.flush(h);
                     }
