@@ -3,6 +3,8 @@
 use std::fmt;
 use std::time::Duration;
 
+use crate::config::{Config, Profile};
+
 /// A usage error: the command line asked for something meaningless. The binary
 /// prints it on one line and exits 2, as clap does for its own errors.
 #[derive(Debug)]
@@ -15,6 +17,81 @@ impl fmt::Display for Usage {
 }
 
 impl std::error::Error for Usage {}
+
+/// The host profile and the overrides of its numbers, shared by `sim` and `plan`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct ProfileArgs {
+    /// Host profile: linux, rfc9293 or freebsd.
+    #[arg(long, default_value = "linux")]
+    pub profile: Profile,
+    /// MSL: TIME-WAIT lasts 2*MSL.
+    #[arg(long, value_parser = parse_duration)]
+    pub msl: Option<Duration>,
+    /// TIME-WAIT duration (overrides the profile and --msl).
+    #[arg(long, value_parser = parse_duration)]
+    pub time_wait: Option<Duration>,
+    /// Orphaned FIN-WAIT-2 lifetime (tcp_fin_timeout).
+    #[arg(long, value_parser = parse_duration)]
+    pub fin_timeout: Option<Duration>,
+    /// RTO before the first RTT sample (TCP_TIMEOUT_INIT).
+    #[arg(long, value_parser = parse_duration)]
+    pub rto_initial: Option<Duration>,
+    /// Floor of the RTO (TCP_RTO_MIN).
+    #[arg(long, value_parser = parse_duration)]
+    pub rto_min: Option<Duration>,
+    /// Ceiling of the backed-off RTO (TCP_RTO_MAX).
+    #[arg(long, value_parser = parse_duration)]
+    pub rto_max: Option<Duration>,
+    /// tcp_orphan_retries (0 means 8).
+    #[arg(long)]
+    pub orphan_retries: Option<u8>,
+    /// tcp_max_tw_buckets of one host.
+    #[arg(long)]
+    pub max_tw_buckets: Option<usize>,
+    /// tcp_rfc1337: RSTs do not kill TIME-WAIT.
+    #[arg(long)]
+    pub rfc1337: Option<bool>,
+}
+
+impl ProfileArgs {
+    /// The profile's configuration with the overrides applied (not validated).
+    pub fn config(&self) -> Config {
+        let mut c = Config::profile(self.profile);
+        if let Some(msl) = self.msl {
+            c.time_wait = msl * 2;
+        }
+        let set = |slot: &mut Duration, v: Option<Duration>| {
+            if let Some(v) = v {
+                *slot = v;
+            }
+        };
+        set(&mut c.time_wait, self.time_wait);
+        set(&mut c.fin_timeout, self.fin_timeout);
+        set(&mut c.rto_initial, self.rto_initial);
+        set(&mut c.rto_min, self.rto_min);
+        set(&mut c.rto_max, self.rto_max);
+        c.orphan_retries = self.orphan_retries.unwrap_or(c.orphan_retries);
+        c.max_tw_buckets = self.max_tw_buckets.unwrap_or(c.max_tw_buckets);
+        c.rfc1337 = self.rfc1337.unwrap_or(c.rfc1337);
+        c
+    }
+
+    /// Overrides that reproduce `c` exactly from its profile.
+    pub fn of(c: &Config) -> ProfileArgs {
+        ProfileArgs {
+            profile: c.profile,
+            msl: None,
+            time_wait: Some(c.time_wait),
+            fin_timeout: Some(c.fin_timeout),
+            rto_initial: Some(c.rto_initial),
+            rto_min: Some(c.rto_min),
+            rto_max: Some(c.rto_max),
+            orphan_retries: Some(c.orphan_retries),
+            max_tw_buckets: Some(c.max_tw_buckets),
+            rfc1337: Some(c.rfc1337),
+        }
+    }
+}
 
 /// Returns a [`Usage`] error unless `ok`.
 pub fn ensure(ok: bool, msg: impl FnOnce() -> String) -> Result<(), Usage> {

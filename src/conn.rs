@@ -86,6 +86,14 @@ impl Conn {
         self.flags & f != 0
     }
 
+    /// Records when the application first closed (for teardown latency).
+    pub fn stamp_close(&mut self, now: crate::time::Time) {
+        if !self.has(flag::CLOSE_STAMPED) {
+            self.close_ms = now.stamp_ms();
+            self.flags |= flag::CLOSE_STAMPED;
+        }
+    }
+
     /// Feeds one RTT sample, as Linux's `tcp_rtt_estimator` and `__tcp_set_rto` do:
     /// the first sample m gives srtt = m and a variance term of max(2m, rto_min),
     /// so RTO = m + max(2m, 200 ms); later samples follow RFC 6298 smoothing

@@ -388,10 +388,7 @@ impl Host {
         let idx = self.conn_index(&tuple)?;
         let mut c = *self.table.conn(idx);
         let before = c.state;
-        if !c.has(flag::CLOSE_STAMPED) {
-            c.close_ms = now.stamp_ms();
-            c.flags |= flag::CLOSE_STAMPED;
-        }
+        c.stamp_close(now);
         if orphan {
             c.flags |= flag::ORPHAN;
         }
@@ -427,10 +424,7 @@ impl Host {
         let idx = self.conn_index(&tuple)?;
         let mut c = *self.table.conn(idx);
         let before = c.state;
-        if !c.has(flag::CLOSE_STAMPED) {
-            c.close_ms = now.stamp_ms();
-            c.flags |= flag::CLOSE_STAMPED;
-        }
+        c.stamp_close(now);
         if c.state != State::SynSent {
             self.emit(&c.tuple, Flags::RST | Flags::ACK, c.snd_nxt, c.rcv_nxt, 0);
             self.stats.rst_sent += 1;

@@ -19,8 +19,8 @@ use anyhow::Context;
 use clap::Args;
 use serde_json::{json, Map, Value};
 
+use crate::cli::ProfileArgs;
 use crate::cli::{ensure, parse_duration, parse_fraction, parse_probability, Usage};
-use crate::config::{Config, Profile};
 use crate::sim::{self, CloseMode, SimArgs, SimConfig, SimReport};
 
 use memory::Slab;
@@ -63,27 +63,8 @@ pub struct PlanArgs {
     /// tcp_tw_reuse_delay: a client's TIME-WAIT 4-tuple is reusable this long after it entered TIME-WAIT.
     #[arg(long, default_value = "1s", value_parser = parse_duration)]
     pub tw_reuse_delay: Duration,
-    /// Host profile: linux, rfc9293 or freebsd.
-    #[arg(long, default_value = "linux")]
-    pub profile: String,
-    /// TIME-WAIT duration (overrides the profile).
-    #[arg(long, value_parser = parse_duration)]
-    pub time_wait: Option<Duration>,
-    /// Orphaned FIN-WAIT-2 lifetime (tcp_fin_timeout).
-    #[arg(long, value_parser = parse_duration)]
-    pub fin_timeout: Option<Duration>,
-    /// tcp_max_tw_buckets of the server host.
-    #[arg(long)]
-    pub max_tw_buckets: Option<usize>,
-    #[arg(long, value_parser = parse_duration)]
-    pub rto_initial: Option<Duration>,
-    #[arg(long, value_parser = parse_duration)]
-    pub rto_min: Option<Duration>,
-    #[arg(long, value_parser = parse_duration)]
-    pub rto_max: Option<Duration>,
-    /// tcp_orphan_retries (0 means 8).
-    #[arg(long)]
-    pub orphan_retries: Option<u8>,
+    #[command(flatten)]
+    pub host: ProfileArgs,
     /// Table shards the server's entries are spread over (engine memory is per shard).
     #[arg(long, default_value_t = 1)]
     pub tables: u32,
@@ -145,7 +126,6 @@ impl Plan {
                 )))
             }
         };
-        let profile: Profile = a.profile.parse().map_err(Usage)?;
         ensure(
             a.clients >= 1 && a.server_ips >= 1 && a.server_ports >= 1,
             || "--clients, --server-ips and --server-ports must be at least 1".into(),
@@ -158,28 +138,7 @@ impl Plan {
             "--shards must be between 1 and 255".into()
         })?;
         let (lo, hi) = parse_port_range(&a.port_range).map_err(Usage)?;
-        let mut host = Config::profile(profile);
-        if let Some(v) = a.time_wait {
-            host.time_wait = v;
-        }
-        if let Some(v) = a.fin_timeout {
-            host.fin_timeout = v;
-        }
-        if let Some(v) = a.max_tw_buckets {
-            host.max_tw_buckets = v;
-        }
-        if let Some(v) = a.rto_initial {
-            host.rto_initial = v;
-        }
-        if let Some(v) = a.rto_min {
-            host.rto_min = v;
-        }
-        if let Some(v) = a.rto_max {
-            host.rto_max = v;
-        }
-        if let Some(v) = a.orphan_retries {
-            host.orphan_retries = v;
-        }
+        let host = a.host.config();
         host.validate().map_err(Usage)?;
         Ok(Plan {
             workload: Workload {
@@ -368,14 +327,7 @@ pub fn sim_args(
         delay: w.rtt / 2,
         runaway_client,
         runaway_server,
-        profile: h.profile,
-        time_wait: Some(h.time_wait),
-        fin_timeout: Some(h.fin_timeout),
-        rto_initial: Some(h.rto_initial),
-        rto_min: Some(h.rto_min),
-        rto_max: Some(h.rto_max),
-        orphan_retries: Some(h.orphan_retries),
-        max_tw_buckets: Some(h.max_tw_buckets),
+        host: ProfileArgs::of(h),
         shards,
         threads,
         seed,
@@ -593,7 +545,7 @@ pub fn human(plan: &Plan, o: &Outcome, sim: Option<&Simulated>) -> String {
         pr.tw_share * 100.0,
         pr.tw_restarts,
         w.host.fin_timeout.as_secs_f64(),
-        count(w.host.max_tw_buckets as f64)
+        buckets(w.host.max_tw_buckets)
     );
     let _ = writeln!(o_, "\nsteady-state population (rate x mean time in state)");
     match sim {
@@ -674,12 +626,18 @@ pub fn human(plan: &Plan, o: &Outcome, sim: Option<&Simulated>) -> String {
             count(pr.tw_overflow_per_sec),
             pr.tw_overflow_rate
         );
+    } else if w.close == Closer::Server && w.host.max_tw_buckets == usize::MAX {
+        let _ = writeln!(
+            o_,
+            "  tcp_max_tw_buckets: no limit in this profile ({} TIME-WAIT entries)",
+            count(pr.server.time_wait)
+        );
     } else if w.close == Closer::Server {
         let _ = writeln!(
             o_,
             "  tcp_max_tw_buckets ok: {} of {} (overflows above {:.1} closes/s)",
             count(pr.server.time_wait),
-            count(w.host.max_tw_buckets as f64),
+            buckets(w.host.max_tw_buckets),
             pr.tw_overflow_rate
         );
     } else {
@@ -779,4 +737,13 @@ pub fn main(args: PlanArgs) -> anyhow::Result<ExitCode> {
             .with_context(|| format!("writing plots to {}", dir.display()))?;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A `tcp_max_tw_buckets` value for people: `usize::MAX` means no limit.
+fn buckets(n: usize) -> String {
+    if n == usize::MAX {
+        "unlimited".into()
+    } else {
+        count(n as f64)
+    }
 }

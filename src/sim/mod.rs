@@ -22,8 +22,8 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use clap::{Args, ValueEnum};
 
-use crate::cli::{ensure, parse_duration, parse_fraction, parse_probability, Usage};
-use crate::config::{Config, Profile};
+use crate::cli::{ensure, parse_duration, parse_fraction, parse_probability, ProfileArgs, Usage};
+use crate::config::Config;
 use crate::link::{Delay, Loss, LossModel, LossOnly};
 
 pub use attack::{AttackCounts, AttackKind};
@@ -165,33 +165,8 @@ pub struct SimArgs {
     /// Ephemeral port range of each client address (ip_local_port_range).
     #[arg(long, default_value = "32768-60999")]
     pub port_range: String,
-    /// Host profile: linux, rfc9293 or freebsd.
-    #[arg(long, default_value = "linux")]
-    pub profile: Profile,
-    /// MSL: TIME-WAIT lasts 2*MSL.
-    #[arg(long, value_parser = parse_duration)]
-    pub msl: Option<Duration>,
-    /// TIME-WAIT duration (overrides the profile and --msl).
-    #[arg(long, value_parser = parse_duration)]
-    pub time_wait: Option<Duration>,
-    /// Orphaned FIN-WAIT-2 lifetime (tcp_fin_timeout).
-    #[arg(long, value_parser = parse_duration)]
-    pub fin_timeout: Option<Duration>,
-    #[arg(long, value_parser = parse_duration)]
-    pub rto_initial: Option<Duration>,
-    #[arg(long, value_parser = parse_duration)]
-    pub rto_min: Option<Duration>,
-    #[arg(long, value_parser = parse_duration)]
-    pub rto_max: Option<Duration>,
-    /// tcp_orphan_retries (0 means 8).
-    #[arg(long)]
-    pub orphan_retries: Option<u8>,
-    /// tcp_max_tw_buckets (tw-fill raises the default to --connections).
-    #[arg(long)]
-    pub max_tw_buckets: Option<usize>,
-    /// tcp_rfc1337: RSTs do not kill TIME-WAIT.
-    #[arg(long)]
-    pub rfc1337: Option<bool>,
+    #[command(flatten)]
+    pub host: ProfileArgs,
     /// Attack traffic at the server: blind-rst, inwindow-rst, syn-timewait,
     /// syn-lastack, fin-unknown, old-duplicate (comma-separated).
     #[arg(long, value_enum, value_delimiter = ',')]
@@ -348,32 +323,8 @@ impl SimConfig {
             )
         })?;
 
-        let mut host = Config::profile(a.profile);
-        if let Some(msl) = a.msl {
-            host.time_wait = msl * 2;
-        }
-        if let Some(v) = a.time_wait {
-            host.time_wait = v;
-        }
-        if let Some(v) = a.fin_timeout {
-            host.fin_timeout = v;
-        }
-        if let Some(v) = a.rto_initial {
-            host.rto_initial = v;
-        }
-        if let Some(v) = a.rto_min {
-            host.rto_min = v;
-        }
-        if let Some(v) = a.rto_max {
-            host.rto_max = v;
-        }
-        if let Some(v) = a.orphan_retries {
-            host.orphan_retries = v;
-        }
-        if let Some(v) = a.rfc1337 {
-            host.rfc1337 = v;
-        }
-        host.max_tw_buckets = match (a.max_tw_buckets, tw_fill) {
+        let mut host = a.host.config();
+        host.max_tw_buckets = match (a.host.max_tw_buckets, tw_fill) {
             (Some(v), _) => v,
             // Like raising net.ipv4.tcp_max_tw_buckets for the experiment; per shard.
             (None, true) => usize::MAX,
