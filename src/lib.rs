@@ -12,14 +12,16 @@ pub mod config;
 mod conn;
 pub mod host;
 pub mod link;
-pub mod sim;
 pub mod segment;
+pub mod service;
+pub mod sim;
 pub mod state;
 pub mod table;
 pub mod time;
 mod timewait;
 pub mod tuple;
 pub mod wheel;
+pub mod wire;
 
 pub use config::{Config, Profile, TwOverflow};
 pub use host::{CloseReason, Error, Event, Host, Role, Stats};
