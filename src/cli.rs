@@ -42,11 +42,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         "us" | "µs" => v / 1e6,
         "m" | "min" => v * 60.0,
         "h" => v * 3600.0,
-        u => {
-            return Err(format!(
-                "unknown unit '{u}' in '{s}' (use us, ms, s, m or h)"
-            ))
-        }
+        u => return Err(format!("unknown unit '{u}' in '{s}' (use us, ms, s, m or h)")),
     };
     if !secs.is_finite() || secs < 0.0 || secs > 1e9 {
         return Err(format!("'{s}' is out of range"));
@@ -61,25 +57,16 @@ pub fn parse_probability(s: &str) -> Result<f64, String> {
         .trim_end_matches('%')
         .parse()
         .map_err(|_| format!("'{s}' is not a number"))?;
-    let v = if s.trim().ends_with('%') {
-        v / 100.0
-    } else {
-        v
-    };
+    let v = if s.trim().ends_with('%') { v / 100.0 } else { v };
     if !(0.0..1.0).contains(&v) {
-        return Err(format!(
-            "'{s}' must be in [0, 1) (a loss of 1 would lose everything)"
-        ));
+        return Err(format!("'{s}' must be in [0, 1) (a loss of 1 would lose everything)"));
     }
     Ok(v)
 }
 
 /// Parses a fraction in [0, 1].
 pub fn parse_fraction(s: &str) -> Result<f64, String> {
-    let v: f64 = s
-        .trim()
-        .parse()
-        .map_err(|_| format!("'{s}' is not a number"))?;
+    let v: f64 = s.trim().parse().map_err(|_| format!("'{s}' is not a number"))?;
     if !(0.0..=1.0).contains(&v) {
         return Err(format!("'{s}' must be in [0, 1]"));
     }

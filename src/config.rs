@@ -155,9 +155,7 @@ impl Config {
         if self.rto_max > Duration::from_secs(3600) {
             return Err("rto-max above one hour is not supported".into());
         }
-        if self.time_wait > Duration::from_secs(86_400)
-            || self.fin_timeout > Duration::from_secs(86_400)
-        {
+        if self.time_wait > Duration::from_secs(86_400) || self.fin_timeout > Duration::from_secs(86_400) {
             return Err("time-wait and fin-timeout must be at most one day".into());
         }
         if self.rcv_wnd == 0 {
@@ -210,20 +208,14 @@ mod tests {
             Duration::from_millis(102_200)
         );
         // tcp_retries2 = 15 passes the linear threshold (9): 102.2 s + 6 * 120 s.
-        assert_eq!(
-            c.model_timeout(15, c.rto_min),
-            Duration::from_millis(822_200)
-        );
+        assert_eq!(c.model_timeout(15, c.rto_min), Duration::from_millis(822_200));
     }
 
     #[test]
     fn profiles_differ_only_in_numbers() {
         let r = Config::profile(Profile::Rfc9293);
         assert_eq!(r.time_wait, Duration::from_secs(240));
-        assert_eq!(
-            Config::profile(Profile::FreeBsd).time_wait,
-            Duration::from_secs(60)
-        );
+        assert_eq!(Config::profile(Profile::FreeBsd).time_wait, Duration::from_secs(60));
         assert!("solaris".parse::<Profile>().is_err());
         assert_eq!("FreeBSD".parse::<Profile>(), Ok(Profile::FreeBsd));
     }

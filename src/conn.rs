@@ -171,10 +171,6 @@ mod tests {
 
     #[test]
     fn conn_stays_compact() {
-        assert!(
-            std::mem::size_of::<Conn>() <= 64,
-            "{}",
-            std::mem::size_of::<Conn>()
-        );
+        assert!(std::mem::size_of::<Conn>() <= 64, "{}", std::mem::size_of::<Conn>());
     }
 }

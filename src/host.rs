@@ -63,11 +63,7 @@ pub enum Event {
     /// should close it.
     PeerClosed { tuple: Tuple },
     /// A state transition (only with `Config::trace_states`).
-    StateChanged {
-        tuple: Tuple,
-        from: State,
-        to: State,
-    },
+    StateChanged { tuple: Tuple, from: State, to: State },
     /// The connection reached CLOSED and its entry is gone.
     Closed {
         tuple: Tuple,
@@ -449,13 +445,7 @@ impl Host {
         if c.state == State::FinWait2 {
             // Seed case 5: straight to CLOSED, not TIME-WAIT (tcp_fin_timeout).
             self.stats.timeouts_fin_wait_2 += 1;
-            self.commit(
-                now,
-                idx,
-                c,
-                before,
-                Next::Close(CloseReason::FinWait2Timeout),
-            );
+            self.commit(now, idx, c, before, Next::Close(CloseReason::FinWait2Timeout));
             return;
         }
         // tcp_write_timeout: the retry limit is judged by the time the given number
@@ -470,13 +460,7 @@ impl Host {
         if c.retransmits > 0 && elapsed >= self.cfg.model_timeout(limit, base) {
             // No RST on this path (tcp_write_err -> tcp_done).
             self.stats.timeouts_retries += 1;
-            self.commit(
-                now,
-                idx,
-                c,
-                before,
-                Next::Close(CloseReason::RetriesExhausted),
-            );
+            self.commit(now, idx, c, before, Next::Close(CloseReason::RetriesExhausted));
             return;
         }
         self.retransmit(now, idx, &mut c);
@@ -562,8 +546,7 @@ impl Host {
         }
         let now_ms = now.stamp_ms().max(1);
         if *last_ms != 0
-            && (now_ms.wrapping_sub(*last_ms) as u64)
-                < self.cfg.invalid_ratelimit.as_millis() as u64
+            && (now_ms.wrapping_sub(*last_ms) as u64) < self.cfg.invalid_ratelimit.as_millis() as u64
         {
             return false;
         }
@@ -734,8 +717,7 @@ impl Host {
             if f.rst() {
                 // tcp_reset_check: in CLOSE-WAIT, LAST-ACK and CLOSING the peer's RST
                 // may carry its FIN's sequence number, rcv_nxt - 1.
-                let fin_seen =
-                    matches!(c.state, State::CloseWait | State::LastAck | State::Closing);
+                let fin_seen = matches!(c.state, State::CloseWait | State::LastAck | State::Closing);
                 if fin_seen && seg.seq == c.rcv_nxt.wrapping_sub(1) {
                     self.stats.rst_received += 1;
                     return Next::Close(CloseReason::Reset);
@@ -910,8 +892,7 @@ impl Host {
         // A SYN beyond rcv_nxt may open a new incarnation (RFC 6191), with
         // ISN = old snd_nxt + 65535 + 2, if a listener takes it.
         let tuple = e.tuple;
-        if f.syn() && !f.ack() && seq::gt(seg.seq, e.rcv_nxt) && self.is_listening(tuple.local_port)
-        {
+        if f.syn() && !f.ack() && seq::gt(seg.seq, e.rcv_nxt) && self.is_listening(tuple.local_port) {
             self.stats.time_wait_reused += 1;
             self.table.remove_time_wait(pos);
             self.closed_time_wait(now, &e, CloseReason::Reused);
@@ -994,13 +975,7 @@ impl Host {
             match self.cfg.tw_overflow {
                 TwOverflow::Skip => {
                     self.stats.time_wait_overflow += 1;
-                    self.commit(
-                        now,
-                        idx,
-                        *c,
-                        before,
-                        Next::Close(CloseReason::TimeWaitOverflow),
-                    );
+                    self.commit(now, idx, *c, before, Next::Close(CloseReason::TimeWaitOverflow));
                     return;
                 }
                 TwOverflow::EvictOldest => {

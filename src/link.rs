@@ -29,11 +29,7 @@ impl LossOnly {
             LossOnly::Any => true,
             LossOnly::Fin => seg.flags.fin(),
             LossOnly::Ack => {
-                seg.flags.ack()
-                    && !seg.flags.syn()
-                    && !seg.flags.fin()
-                    && !seg.flags.rst()
-                    && seg.len == 0
+                seg.flags.ack() && !seg.flags.syn() && !seg.flags.fin() && !seg.flags.rst() && seg.len == 0
             }
         }
     }
@@ -46,9 +42,7 @@ impl FromStr for LossOnly {
             "any" => Ok(LossOnly::Any),
             "fin" => Ok(LossOnly::Fin),
             "ack" => Ok(LossOnly::Ack),
-            _ => Err(format!(
-                "unknown segment kind '{s}' (expected fin, ack or any)"
-            )),
+            _ => Err(format!("unknown segment kind '{s}' (expected fin, ack or any)")),
         }
     }
 }
@@ -103,14 +97,7 @@ impl Loss {
                 (p * p_bg / (1.0 - p), p_bg)
             }
         };
-        Ok(Loss {
-            p,
-            model,
-            only,
-            p_gb,
-            p_bg,
-            bad: false,
-        })
+        Ok(Loss { p, model, only, p_gb, p_bg, bad: false })
     }
 
     pub fn none() -> Loss {
@@ -177,9 +164,7 @@ mod tests {
         let mut rng = ChaCha8Rng::seed_from_u64(1);
         let mut l = Loss::new(0.1, LossModel::Bernoulli, LossOnly::Any).unwrap();
         let n = 200_000;
-        let lost = (0..n)
-            .filter(|_| l.drops(&mut rng, &seg(Flags::ACK)))
-            .count();
+        let lost = (0..n).filter(|_| l.drops(&mut rng, &seg(Flags::ACK))).count();
         let rate = lost as f64 / n as f64;
         assert!((0.095..0.105).contains(&rate), "{rate}");
     }
@@ -207,12 +192,7 @@ mod tests {
         let mut rng = ChaCha8Rng::seed_from_u64(3);
         let mut l = Loss::new(0.99, LossModel::Bernoulli, LossOnly::Fin).unwrap();
         assert!((0..100).all(|_| !l.drops(&mut rng, &seg(Flags::ACK))));
-        assert!(
-            (0..100)
-                .filter(|_| l.drops(&mut rng, &seg(Flags::FIN | Flags::ACK)))
-                .count()
-                > 90
-        );
+        assert!((0..100).filter(|_| l.drops(&mut rng, &seg(Flags::FIN | Flags::ACK))).count() > 90);
         let a = Loss::new(0.5, LossModel::Bernoulli, LossOnly::Ack).unwrap();
         assert!(!a.only.applies(&seg(Flags::FIN | Flags::ACK)));
         assert!(a.only.applies(&seg(Flags::ACK)));

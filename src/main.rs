@@ -11,11 +11,7 @@ use teardown::cli::Usage;
 static ALLOC: teardown::alloc::Counting = teardown::alloc::Counting;
 
 #[derive(Parser)]
-#[command(
-    name = "teardown",
-    version,
-    about = "Models one host's TCP connection table through teardown, at the scale of millions of connections."
-)]
+#[command(name = "teardown", version, about = "Models one host's TCP connection table through teardown, at the scale of millions of connections.")]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -31,7 +27,9 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let command = cli.command.unwrap_or_else(|| Command::Sim(Box::default()));
+    let command = cli
+        .command
+        .unwrap_or_else(|| Command::Sim(Box::default()));
     let result = match command {
         Command::Sim(args) => teardown::sim::main(*args),
         Command::Serve(args) => teardown::service::main(*args),

@@ -133,9 +133,7 @@ impl Table {
     pub(crate) fn find(&self, tuple: &Tuple) -> Option<Found> {
         let (conns, tw) = (&self.conns, &self.tw);
         self.map
-            .find(tuple.hash(self.key), |&r| {
-                Self::tuple_of(conns, tw, r) == tuple
-            })
+            .find(tuple.hash(self.key), |&r| Self::tuple_of(conns, tw, r) == tuple)
             .map(|&r| {
                 if r & TW_BIT != 0 {
                     Found::TimeWait(tw.resolve(r & !TW_BIT))
@@ -150,8 +148,9 @@ impl Table {
         let hash = conn.tuple.hash(self.key);
         let idx = self.conns.insert(conn);
         let (conns, tw, key) = (&self.conns, &self.tw, self.key);
-        self.map
-            .insert_unique(hash, idx, |&r| Self::tuple_of(conns, tw, r).hash(key));
+        self.map.insert_unique(hash, idx, |&r| {
+            Self::tuple_of(conns, tw, r).hash(key)
+        });
         idx
     }
 
@@ -225,7 +224,11 @@ impl Table {
     pub(crate) fn oldest_time_wait(&mut self) -> Option<(u64, TwEntry)> {
         while let Some((pos, e)) = self.tw.front() {
             let r = Self::tw_ref(pos);
-            if self.map.find(e.tuple.hash(self.key), |&x| x == r).is_some() {
+            if self
+                .map
+                .find(e.tuple.hash(self.key), |&x| x == r)
+                .is_some()
+            {
                 return Some((pos, *e));
             }
             self.tw.pop_front();
@@ -268,12 +271,7 @@ mod tests {
     }
 
     fn conn(port: u16) -> Conn {
-        Conn::new(
-            tuple(port),
-            State::Established,
-            port as u32,
-            &Config::default(),
-        )
+        Conn::new(tuple(port), State::Established, port as u32, &Config::default())
     }
 
     fn tw(port: u16, expires_ms: u32) -> TwEntry {
@@ -313,15 +311,9 @@ mod tests {
         let pa2 = t.restart_time_wait(pa, 300);
         assert_eq!(t.find(&tuple(1)), Some(Found::TimeWait(pa2)));
         assert_eq!(t.pop_expired_time_wait(150), None);
-        assert_eq!(
-            t.pop_expired_time_wait(250).map(|e| e.tuple),
-            Some(tuple(2))
-        );
+        assert_eq!(t.pop_expired_time_wait(250).map(|e| e.tuple), Some(tuple(2)));
         assert_eq!(t.pop_expired_time_wait(299), None);
-        assert_eq!(
-            t.pop_expired_time_wait(300).map(|e| e.tuple),
-            Some(tuple(1))
-        );
+        assert_eq!(t.pop_expired_time_wait(300).map(|e| e.tuple), Some(tuple(1)));
         assert!(t.is_empty());
         assert_eq!(t.time_wait_len(), 0);
         let _ = pb;

@@ -156,9 +156,7 @@ fn transitions(h: &mut Host) -> Vec<(State, State)> {
 fn closed(h: &mut Host) -> Vec<(State, CloseReason, Role)> {
     h.events()
         .filter_map(|e| match e {
-            Event::Closed {
-                from, reason, role, ..
-            } => Some((from, reason, role)),
+            Event::Closed { from, reason, role, .. } => Some((from, reason, role)),
             _ => None,
         })
         .collect()
@@ -312,7 +310,7 @@ fn case2_ack_of_fin_lost_goes_straight_to_time_wait() {
     n.hop();
     n.c.handle(n.now, &refin);
     check(&n.one_c(), ".", s_rcv, s_snd + 1); // the duplicate is ACKed again; lost too
-                                              // The passive closer closes: its FIN acknowledges the first FIN.
+    // The passive closer closes: its FIN acknowledges the first FIN.
     n.c.close(n.now, n.ct).unwrap();
     let fin2 = n.one_c();
     check(&fin2, "F.", s_rcv, s_snd + 1);
@@ -587,11 +585,7 @@ fn simultaneous_close_goes_through_closing() {
     assert_eq!(n.s.state(&n.st), TimeWait);
     assert_eq!(
         transitions(&mut n.c),
-        vec![
-            (Established, FinWait1),
-            (FinWait1, Closing),
-            (Closing, TimeWait)
-        ]
+        vec![(Established, FinWait1), (FinWait1, Closing), (Closing, TimeWait)]
     );
 }
 
@@ -647,15 +641,7 @@ fn in_state(state: State) -> Net {
 /// ignores an inexact RST without any reply.
 #[test]
 fn rst_in_every_state() {
-    for state in [
-        Established,
-        FinWait1,
-        FinWait2,
-        Closing,
-        TimeWait,
-        CloseWait,
-        LastAck,
-    ] {
+    for state in [Established, FinWait1, FinWait2, Closing, TimeWait, CloseWait, LastAck] {
         let n0 = in_state(state);
         let (snd, rcv) = n0.seq_s();
         // In window, not exact.
@@ -703,13 +689,7 @@ fn rst_at_fin_sequence_resets_after_peer_fin() {
 
 #[test]
 fn rst_with_rfc1337_spares_time_wait() {
-    let mut n = Net::established(
-        cfg(),
-        Config {
-            rfc1337: true,
-            ..cfg()
-        },
-    );
+    let mut n = Net::established(cfg(), Config { rfc1337: true, ..cfg() });
     n.s.close(n.now, n.st).unwrap();
     let fin = n.one_s();
     n.c.handle(n.now, &fin);
@@ -733,21 +713,12 @@ fn rst_in_syn_states() {
     n.s.handle(n.now, &syn);
     let synack = n.one_s();
     assert_eq!(n.s.state(&n.st), SynReceived);
-    n.s.handle(
-        n.now,
-        &Segment::new(&n.ct, Flags::RST, syn.seq + 1, 0, 0, 0),
-    );
+    n.s.handle(n.now, &Segment::new(&n.ct, Flags::RST, syn.seq + 1, 0, 0, 0));
     assert_eq!(n.s.state(&n.st), Closed);
     // SYN-SENT: an RST is acceptable only with an acceptable ACK.
-    n.c.handle(
-        n.now,
-        &Segment::new(&n.st, Flags::RST, 0, syn.seq + 1, 0, 0),
-    );
+    n.c.handle(n.now, &Segment::new(&n.st, Flags::RST, 0, syn.seq + 1, 0, 0));
     assert_eq!(n.c.state(&n.ct), SynSent);
-    n.c.handle(
-        n.now,
-        &Segment::new(&n.st, Flags::RST | Flags::ACK, 0, syn.seq + 1, 0, 0),
-    );
+    n.c.handle(n.now, &Segment::new(&n.st, Flags::RST | Flags::ACK, 0, syn.seq + 1, 0, 0));
     assert_eq!(n.c.state(&n.ct), Closed);
     let _ = synack;
 }
@@ -816,10 +787,7 @@ fn unknown_tuple_gets_rst() {
     let mut h = Host::new(cfg());
     let t = Tuple::new([10, 0, 0, 9], 999, [10, 0, 0, 1], 80);
     let now = Time::ZERO;
-    h.handle(
-        now,
-        &Segment::new(&t, Flags::FIN | Flags::ACK, 100, 7_777, 0, 0),
-    );
+    h.handle(now, &Segment::new(&t, Flags::FIN | Flags::ACK, 100, 7_777, 0, 0));
     check(&h.transmits().next().unwrap(), "R", 7_777, 0);
     h.handle(now, &Segment::new(&t, Flags::FIN, 100, 0, 10, 0));
     check(&h.transmits().next().unwrap(), "R.", 0, 111);
@@ -832,13 +800,7 @@ fn unknown_tuple_gets_rst() {
 
 #[test]
 fn time_wait_overflow_skips_time_wait() {
-    let mut n = Net::established(
-        cfg(),
-        Config {
-            max_tw_buckets: 0,
-            ..cfg()
-        },
-    );
+    let mut n = Net::established(cfg(), Config { max_tw_buckets: 0, ..cfg() });
     n.s.close(n.now, n.st).unwrap();
     let fin = n.one_s();
     n.c.handle(n.now, &fin);
@@ -861,10 +823,7 @@ fn time_wait_overflow_skips_time_wait() {
 fn data_after_close_resets() {
     let mut n = in_state(FinWait2);
     let (snd, rcv) = n.seq_s();
-    n.s.handle(
-        n.now,
-        &Segment::new(&n.ct, Flags::ACK | Flags::PSH, rcv, snd, 10, 65_535),
-    );
+    n.s.handle(n.now, &Segment::new(&n.ct, Flags::ACK | Flags::PSH, rcv, snd, 10, 65_535));
     check(&n.one_s(), "R", snd, 0);
     assert_eq!(n.s.state(&n.st), Closed);
     assert_eq!(n.s.stats().abort_on_data, 1);
@@ -886,10 +845,7 @@ fn lost_data_is_retransmitted_with_the_fin() {
     assert_eq!(n.c.state(&n.ct), Established);
     n.until_transmit(Duration::from_secs(1));
     let re = n.one_s();
-    assert_eq!(
-        (re.seq, re.len, format!("{:?}", re.flags)),
-        (s_snd, 1_000, "FP.".into())
-    );
+    assert_eq!((re.seq, re.len, format!("{:?}", re.flags)), (s_snd, 1_000, "FP.".into()));
     n.c.handle(n.now, &re);
     check(&n.one_c(), ".", s_rcv, s_snd + 1_001);
     assert_eq!(n.c.state(&n.ct), CloseWait);
@@ -925,21 +881,13 @@ fn latency_is_measured_from_close() {
     n.hop();
     n.s.handle(n.now, &last);
     let passive = n.s.events().find_map(|e| match e {
-        Event::Closed {
-            since_close,
-            role: Role::Passive,
-            ..
-        } => since_close,
+        Event::Closed { since_close, role: Role::Passive, .. } => since_close,
         _ => None,
     });
     assert_eq!(passive, Some(Duration::from_millis(100)));
     n.advance(Duration::from_secs(61));
     let active = n.c.events().find_map(|e| match e {
-        Event::Closed {
-            since_close,
-            role: Role::Active,
-            ..
-        } => since_close,
+        Event::Closed { since_close, role: Role::Active, .. } => since_close,
         _ => None,
     });
     assert_eq!(active, Some(Duration::from_millis(60_150)));

@@ -468,8 +468,8 @@ fn model_report(
     let mut last: Option<Instant> = None;
     for o in outcomes {
         teardown::service::metrics::add_stats(&mut stats, &o.stats);
-        for r in 0..REASONS {
-            closed[r] += o.closed[r];
+        for (sum, n) in closed.iter_mut().zip(&o.closed) {
+            *sum += n;
         }
         // Same bounds on both sides; adding cannot fail.
         let _ = active.add(&o.active_us);

@@ -368,11 +368,9 @@ impl Worker {
                         tuple,
                         to: State::FinWait2,
                         ..
-                    } => {
+                    } if self.plan.close == CloseMode::Client && self.runs_away() => {
                         // Vanish right after our FIN was acknowledged.
-                        if self.plan.close == CloseMode::Client && self.runs_away() {
-                            self.vanish(now, tuple);
-                        }
+                        self.vanish(now, tuple);
                     }
                     Event::Closed {
                         tuple,

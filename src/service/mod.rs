@@ -378,8 +378,8 @@ fn final_report(finals: &[WorkerFinal], sampled: &Sampled, shared: &metrics::Sha
             // A lone worker's own peak is exact; sampled sums may miss a spike.
             peak[s] = peak[s].max(f.peak[s]);
         }
-        for r in 0..metrics::REASONS {
-            closed[r] += f.closed[r];
+        for (sum, n) in closed.iter_mut().zip(&f.closed) {
+            *sum += n;
         }
         first = match (first, f.first_rx) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -419,6 +419,10 @@ fn final_report(finals: &[WorkerFinal], sampled: &Sampled, shared: &metrics::Sha
     for (r, name) in metrics::REASON_NAMES.iter().enumerate() {
         reasons.insert((*name).into(), json!(closed[r]));
     }
+    let mut now = serde_json::Map::new();
+    for s in State::ALL.iter().skip(1) {
+        now.insert(s.key().into(), json!(population[*s as usize]));
+    }
     let io = shared.io_totals();
     json!({
         "connections": stats.opened_passive,
@@ -445,6 +449,7 @@ fn final_report(finals: &[WorkerFinal], sampled: &Sampled, shared: &metrics::Sha
         "time_wait_reused": stats.time_wait_reused,
         "closed": reasons,
         "peak": peaks,
+        "population": now,
         "memory": {
             "bytes_per_time_wait": sampled.bytes_per_entry_at_tw_peak,
             "peak_heap_bytes": crate::alloc::peak_bytes(),
