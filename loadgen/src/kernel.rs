@@ -101,8 +101,9 @@ pub fn run(args: &Args, target: SocketAddr) -> anyhow::Result<Report> {
         .unwrap_or(u64::MAX);
     let started = Instant::now();
     let mut last_sample = started;
-    let mut first_close: Option<Instant> = None;
     let mut last_close = started;
+    // When the last connection was opened, and how many had closed by then.
+    let mut last_open: Option<(Instant, u64)> = None;
     let mut buf = [0u8; 512];
     while started.elapsed() < args.timeout
         && !(opened == args.connections && free.len() == concurrency)
@@ -122,6 +123,9 @@ pub fn run(args: &Args, target: SocketAddr) -> anyhow::Result<Report> {
                         .register(&mut s, Token(slot), Interest::READABLE)?;
                     conns[slot] = Some((s, Instant::now()));
                     opened += 1;
+                    if opened == args.connections {
+                        last_open = Some((Instant::now(), closed));
+                    }
                 }
                 Err(_) => {
                     free.push(slot);
@@ -165,7 +169,6 @@ pub fn run(args: &Args, target: SocketAddr) -> anyhow::Result<Report> {
                     if ok {
                         closed += 1;
                         hist.saturating_record(((now - opened_at).as_micros() as u64).max(1));
-                        first_close.get_or_insert(now);
                         last_close = now;
                     } else {
                         errors += 1;
@@ -185,11 +188,12 @@ pub fn run(args: &Args, target: SocketAddr) -> anyhow::Result<Report> {
     peak.tw_slab_bytes = peak.tw_slab_bytes.max(end.tw_slab_bytes);
     let live = (concurrency - free.len()) as u64;
     let window = (last_close - started).as_secs_f64();
-    let rate = if window > 0.0 {
-        closed as f64 / window
-    } else {
-        0.0
+    let (load_window, closed_in_load) = match last_open {
+        Some((t, n)) => ((t - started).as_secs_f64(), n),
+        None => (window, closed),
     };
+    let per_sec = |n: u64, secs: f64| if secs > 0.0 { n as f64 / secs } else { 0.0 };
+    let rate = per_sec(closed_in_load, load_window);
     let uncapped = rate * TIME_WAIT_SECS;
     let predicted = uncapped.min(max_tw as f64);
     let json = json!({
@@ -200,7 +204,11 @@ pub fn run(args: &Args, target: SocketAddr) -> anyhow::Result<Report> {
         "connect_errors": connect_errors,
         "leaked": live,
         "teardowns_per_sec": rate,
+        "load_window_secs": load_window,
+        "completed_in_load_window": closed_in_load,
+        "overall_teardowns_per_sec": per_sec(closed, window),
         "window_secs": window,
+        "cpu_secs": teardown::service::net::cpu_secs(),
         "concurrency": concurrency,
         "latency_ms": { "cycle": latency(&hist) },
         "kernel": {

@@ -466,6 +466,8 @@ fn model_report(
     let (mut malformed, mut send_failures, mut dg_sent, mut dg_recv) = (0, 0, 0, 0);
     let mut first: Option<Instant> = None;
     let mut last: Option<Instant> = None;
+    let mut last_open: Option<Instant> = None;
+    let mut done_in_load = 0;
     for o in outcomes {
         teardown::service::metrics::add_stats(&mut stats, &o.stats);
         for (sum, n) in closed.iter_mut().zip(&o.closed) {
@@ -489,8 +491,15 @@ fn model_report(
             (a, b) => a.or(b),
         };
         last = last.max(o.last_close);
+        last_open = last_open.max(o.last_open);
+        done_in_load += o.completed_at_last_open;
     }
     let done = completed(&closed);
+    let load_window = match (first, last_open) {
+        (Some(a), Some(b)) if b > a => (b - a).as_secs_f64(),
+        _ => 0.0,
+    };
+    let per_sec = |n: u64, secs: f64| if secs > 0.0 { n as f64 / secs } else { 0.0 };
     let window = match (first, last) {
         (Some(a), Some(b)) if b > a => (b - a).as_secs_f64(),
         _ => 0.0,
@@ -517,8 +526,12 @@ fn model_report(
         "leaked_server": server_leaked,
         "server_checked": server_end.is_some(),
         "timed_out": timed_out,
-        "teardowns_per_sec": if window > 0.0 { done as f64 / window } else { 0.0 },
+        "teardowns_per_sec": per_sec(done_in_load, load_window),
+        "load_window_secs": load_window,
+        "completed_in_load_window": done_in_load,
+        "overall_teardowns_per_sec": per_sec(done, window),
         "window_secs": window,
+        "cpu_secs": teardown::service::net::cpu_secs(),
         "elapsed_secs": elapsed.as_secs_f64(),
         "peak_live": peak_live,
         "segments": {
@@ -575,7 +588,7 @@ pub fn summary(r: &Value) -> String {
         );
     }
     format!(
-        "{} connections: {} completed, {} runaway, {} leaked ({} client, {} server); {:.0} teardowns/s over {:.2} s\n\
+        "{} connections: {} completed, {} runaway, {} leaked ({} client, {} server); {:.0} teardowns/s over the {:.2} s load window ({:.0}/s until the last close)\n\
          segments sent {} dropped {} retransmitted {}; active close p50/p99 {} / {} ms, passive close p50/p99 {} / {} ms",
         g("/connections"),
         g("/completed"),
@@ -584,7 +597,8 @@ pub fn summary(r: &Value) -> String {
         g("/leaked_client"),
         g("/leaked_server"),
         g("/teardowns_per_sec").as_f64().unwrap_or(0.0),
-        g("/window_secs").as_f64().unwrap_or(0.0),
+        g("/load_window_secs").as_f64().unwrap_or(0.0),
+        g("/overall_teardowns_per_sec").as_f64().unwrap_or(0.0),
         g("/segments/sent"),
         g("/segments/dropped"),
         g("/segments/retransmitted"),

@@ -1,5 +1,6 @@
 //! `loadgen`: see the library docs and docs/service.md.
 
+use std::io::Write;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -8,7 +9,8 @@ fn main() -> ExitCode {
     let args = loadgen::Args::parse();
     match loadgen::run(&args) {
         Ok(report) => {
-            println!("{}", loadgen::summary(&report.json));
+            // A closed stdout (a pager quit early) must not turn a clean run into a panic.
+            let _ = writeln!(std::io::stdout(), "{}", loadgen::summary(&report.json));
             if report.leaked == 0 {
                 ExitCode::SUCCESS
             } else {

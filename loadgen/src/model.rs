@@ -18,7 +18,7 @@ use mio::{Events, Interest, Poll, Token};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use teardown::link::Loss;
-use teardown::service::metrics::{reason_index, REASONS};
+use teardown::service::metrics::{completed, reason_index, REASONS};
 use teardown::service::{route, Clock, CloseMode, SERVER_IP, SERVER_PORT};
 use teardown::wire::{self, Encoder};
 use teardown::{Config, Event, Host, Role, State, Time, Tuple};
@@ -84,6 +84,9 @@ pub struct Outcome {
     pub active_us: Histogram<u64>,
     pub passive_us: Histogram<u64>,
     pub first_open: Option<Instant>,
+    /// When this worker opened its last connection, and how many had completed by then.
+    pub last_open: Option<Instant>,
+    pub completed_at_last_open: u64,
     pub last_close: Option<Instant>,
     pub peak_live: usize,
 }
@@ -168,6 +171,8 @@ impl Worker {
                 active_us: hist(),
                 passive_us: hist(),
                 first_open: None,
+                last_open: None,
+                completed_at_last_open: 0,
                 last_close: None,
                 peak_live: 0,
             },
@@ -315,6 +320,10 @@ impl Worker {
             self.out.first_open.get_or_insert_with(Instant::now);
             self.out.opened += 1;
             self.live += 1;
+            if self.out.opened == self.plan.connections {
+                self.out.last_open = Some(Instant::now());
+                self.out.completed_at_last_open = completed(&self.out.closed);
+            }
         }
     }
 

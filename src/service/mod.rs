@@ -430,6 +430,7 @@ fn final_report(finals: &[WorkerFinal], sampled: &Sampled, shared: &metrics::Sha
         "leaked": leaked,
         "teardowns_per_sec": rate,
         "window_secs": window,
+        "cpu_secs": net::cpu_secs(),
         "workers": finals.len(),
         "time_scale": shared.time_scale(),
         "segments": {
