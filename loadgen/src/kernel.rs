@@ -6,7 +6,8 @@
 //! `tcp_max_tw_buckets`).
 
 use std::io::{ErrorKind, Read};
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::os::fd::{FromRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
@@ -59,6 +60,69 @@ fn sample() -> Kernel {
     }
 }
 
+fn sockaddr(a: SocketAddrV4) -> libc::sockaddr_in {
+    libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: a.port().to_be(),
+        sin_addr: libc::in_addr {
+            s_addr: u32::from(*a.ip()).to_be(),
+        },
+        sin_zero: [0; 8],
+    }
+}
+
+/// A nonblocking connect from `src` (port chosen at connect time, as the
+/// reference benchmark does with IP_BIND_ADDRESS_NO_PORT), so that many source
+/// IPs widen the 4-tuple space beyond one IP's 28,232 ephemeral ports.
+fn connect_from(src: Ipv4Addr, dst: SocketAddrV4) -> std::io::Result<TcpStream> {
+    let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+    // SAFETY: socket(2) takes plain integers.
+    let fd = unsafe {
+        libc::socket(
+            libc::AF_INET,
+            libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+            0,
+        )
+    };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: `fd` was just returned by socket(2) and nothing else owns it; the
+    // OwnedFd closes it on every early return below.
+    let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+    let one: libc::c_int = 1;
+    let local = sockaddr(SocketAddrV4::new(src, 0));
+    let remote = sockaddr(dst);
+    // SAFETY: each call gets the live socket and pointers to live, properly sized
+    // values whose lengths are passed with them. Tested in
+    // `tests::connects_from_another_loopback_address`.
+    unsafe {
+        if libc::setsockopt(
+            fd,
+            libc::IPPROTO_IP,
+            libc::IP_BIND_ADDRESS_NO_PORT,
+            (&one as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        ) != 0
+            || libc::bind(fd, (&local as *const libc::sockaddr_in).cast(), len) != 0
+        {
+            return Err(std::io::Error::last_os_error());
+        }
+        if libc::connect(fd, (&remote as *const libc::sockaddr_in).cast(), len) != 0 {
+            let e = std::io::Error::last_os_error();
+            if e.raw_os_error() != Some(libc::EINPROGRESS) {
+                return Err(e);
+            }
+        }
+    }
+    Ok(TcpStream::from_std(std::net::TcpStream::from(owned)))
+}
+
+/// The `i`-th source address: 127.1.0.1 and up.
+fn source(i: u32) -> Ipv4Addr {
+    Ipv4Addr::from(u32::from(Ipv4Addr::new(127, 1, 0, 1)) + i)
+}
+
 fn fd_limit() -> u64 {
     let mut r = libc::rlimit {
         rlim_cur: 0,
@@ -75,10 +139,14 @@ fn fd_limit() -> u64 {
 }
 
 pub fn run(args: &Args, target: SocketAddr) -> anyhow::Result<Report> {
+    let SocketAddr::V4(target) = target else {
+        anyhow::bail!("--kernel-target must be an IPv4 loopback address");
+    };
     anyhow::ensure!(
         target.ip().is_loopback(),
         "--kernel-target must be loopback"
     );
+    let sources = args.kernel_source_ips.max(1);
     let limit = fd_limit().saturating_sub(FD_HEADROOM).max(1);
     let concurrency = (args.concurrency as u64).min(limit) as usize;
     if concurrency < args.concurrency {
@@ -105,6 +173,7 @@ pub fn run(args: &Args, target: SocketAddr) -> anyhow::Result<Report> {
     // When the last connection was opened, and how many had closed by then.
     let mut last_open: Option<(Instant, u64)> = None;
     let mut buf = [0u8; 512];
+    let mut seconds = crate::PerSecond::new(started);
     while started.elapsed() < args.timeout
         && !(opened == args.connections && free.len() == concurrency)
     {
@@ -117,7 +186,7 @@ pub fn run(args: &Args, target: SocketAddr) -> anyhow::Result<Report> {
         while opened < allowed && budget > 0 {
             let Some(slot) = free.pop() else { break };
             budget -= 1;
-            match TcpStream::connect(target) {
+            match connect_from(source((opened % sources as u64) as u32), target) {
                 Ok(mut s) => {
                     poll.registry()
                         .register(&mut s, Token(slot), Interest::READABLE)?;
@@ -176,6 +245,7 @@ pub fn run(args: &Args, target: SocketAddr) -> anyhow::Result<Report> {
                 }
             }
         }
+        seconds.sample(closed, opened < args.connections);
         if last_sample.elapsed() >= Duration::from_millis(100) {
             last_sample = Instant::now();
             let k = sample();
@@ -207,9 +277,11 @@ pub fn run(args: &Args, target: SocketAddr) -> anyhow::Result<Report> {
         "load_window_secs": load_window,
         "completed_in_load_window": closed_in_load,
         "overall_teardowns_per_sec": per_sec(closed, window),
+        "per_second": seconds.summary(),
         "window_secs": window,
         "cpu_secs": teardown::service::net::cpu_secs(),
         "concurrency": concurrency,
+        "source_ips": sources,
         "latency_ms": { "cycle": latency(&hist) },
         "kernel": {
             "time_wait_before": before.tw,
@@ -233,6 +305,17 @@ pub fn run(args: &Args, target: SocketAddr) -> anyhow::Result<Report> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn connects_from_another_loopback_address() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let SocketAddr::V4(a) = l.local_addr().unwrap() else {
+            unreachable!("bound IPv4")
+        };
+        let _c = connect_from(source(3), a).unwrap();
+        let (_s, peer) = l.accept().unwrap();
+        assert_eq!(peer.ip(), std::net::IpAddr::V4(Ipv4Addr::new(127, 1, 0, 4)));
+    }
 
     #[test]
     fn fd_limit_is_read() {

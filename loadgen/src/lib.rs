@@ -129,6 +129,10 @@ pub struct Args {
     /// The kernel listener for --kernel.
     #[arg(long, default_value = "127.0.0.1:7172")]
     pub kernel_target: SocketAddr,
+    /// Source IPs of --kernel connections (127.1.0.1 and up), to widen the
+    /// 4-tuple space as the reference benchmark did.
+    #[arg(long, default_value_t = 64)]
+    pub kernel_source_ips: u32,
     /// No progress bar even on a terminal.
     #[arg(long)]
     pub quiet: bool,
@@ -349,10 +353,13 @@ fn run_model(args: &Args, spawned: Option<&spawn::Spawned>) -> anyhow::Result<Re
     let mut server_end = None;
     let mut server_checked = false;
     let mut timed_out = true;
+    let mut seconds = PerSecond::new(started);
     while started.elapsed() < args.timeout {
         std::thread::sleep(Duration::from_millis(50));
         let opened: u64 = progress.iter().map(|p| p.opened.load(Relaxed)).sum();
         let accounted: u64 = progress.iter().map(|p| p.accounted.load(Relaxed)).sum();
+        let completed: u64 = progress.iter().map(|p| p.completed.load(Relaxed)).sum();
+        seconds.sample(completed, opened < args.connections);
         peak_live = peak_live.max(opened - accounted.min(opened));
         if let Some(b) = &bar {
             b.set_position(accounted);
@@ -398,6 +405,7 @@ fn run_model(args: &Args, spawned: Option<&spawn::Spawned>) -> anyhow::Result<Re
     Ok(model_report(
         args,
         &outcomes,
+        &seconds,
         server_workers,
         threads,
         started.elapsed(),
@@ -406,6 +414,50 @@ fn run_model(args: &Args, spawned: Option<&spawn::Spawned>) -> anyhow::Result<Re
         start_metrics.as_ref(),
         server_end.as_ref().filter(|_| server_checked),
     ))
+}
+
+/// Completions in each whole real second while connections were still being
+/// opened, as the kernel reference reports min / median / max per 1 s.
+pub struct PerSecond {
+    start: Instant,
+    next: Duration,
+    last: u64,
+    rates: Vec<u64>,
+}
+
+impl PerSecond {
+    pub fn new(start: Instant) -> PerSecond {
+        PerSecond {
+            start,
+            next: Duration::from_secs(1),
+            last: 0,
+            rates: Vec::new(),
+        }
+    }
+
+    /// Records `completed` at each second boundary passed, while `loading`.
+    pub fn sample(&mut self, completed: u64, loading: bool) {
+        if self.start.elapsed() < self.next {
+            return;
+        }
+        self.next += Duration::from_secs(1);
+        if loading {
+            self.rates.push(completed - self.last.min(completed));
+        }
+        self.last = completed;
+    }
+
+    pub fn summary(&self) -> Value {
+        let mut r = self.rates.clone();
+        r.sort_unstable();
+        json!({
+            "seconds": r.len(),
+            "min": r.first(),
+            "median": r.get(r.len() / 2),
+            "max": r.last(),
+            "series": self.rates,
+        })
+    }
 }
 
 fn progress_bar(args: &Args) -> Option<ProgressBar> {
@@ -449,6 +501,7 @@ fn state_line(
 fn model_report(
     args: &Args,
     outcomes: &[model::Outcome],
+    seconds: &PerSecond,
     server_workers: usize,
     threads: usize,
     elapsed: Duration,
@@ -530,6 +583,7 @@ fn model_report(
         "load_window_secs": load_window,
         "completed_in_load_window": done_in_load,
         "overall_teardowns_per_sec": per_sec(done, window),
+        "per_second": seconds.summary(),
         "window_secs": window,
         "cpu_secs": teardown::service::net::cpu_secs(),
         "elapsed_secs": elapsed.as_secs_f64(),

@@ -61,6 +61,8 @@ pub struct Progress {
     pub opened: AtomicU64,
     /// Connections accounted for: CLOSED on the client, or vanished (runaway).
     pub accounted: AtomicU64,
+    /// Connections whose teardown completed (see `metrics::completed`).
+    pub completed: AtomicU64,
     pub population: [AtomicU64; State::COUNT],
     /// Every connection of this worker's quota is accounted for.
     pub done: AtomicBool,
@@ -207,6 +209,7 @@ impl Worker {
     fn publish(&self, p: &Progress) {
         p.opened.store(self.out.opened, Relaxed);
         p.accounted.store(self.out.accounted, Relaxed);
+        p.completed.store(completed(&self.out.closed), Relaxed);
         for s in State::ALL {
             p.population[s as usize].store(self.host.population(s) as u64, Relaxed);
         }

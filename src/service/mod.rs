@@ -40,6 +40,9 @@ pub const SERVER_PORT: u16 = 80;
 /// routing only spreads load; the tables use their own secret key.
 pub const ROUTE_KEY: u64 = 0x7464_726f_7574_6531;
 
+/// Accept backlog of `--kernel-listen` (capped by `net.core.somaxconn`, 4,096 here).
+const KERNEL_BACKLOG: i32 = 65_535;
+
 /// The worker (UDP socket, listen port + index) that owns `tuple`, named as the
 /// server sees it (local = server).
 #[inline]
@@ -239,10 +242,14 @@ impl Server {
             .with_context(|| format!("binding metrics on {}", args.metrics))?;
         let metrics_addr = metrics_listener.local_addr()?;
         let kernel_listener = match args.kernel_listen {
-            Some(a) => Some(
-                mio::net::TcpListener::bind(a)
-                    .with_context(|| format!("binding kernel listener on {a}"))?,
-            ),
+            Some(a) => {
+                let l = mio::net::TcpListener::bind(a)
+                    .with_context(|| format!("binding kernel listener on {a}"))?;
+                // As many as somaxconn allows: a full accept queue silently drops
+                // handshakes, which would measure the queue, not the teardown.
+                net::set_backlog(&l, KERNEL_BACKLOG)?;
+                Some(l)
+            }
             None => None,
         };
         let kernel = match &kernel_listener {

@@ -70,6 +70,18 @@ pub fn set_buffers(socket: &impl AsRawFd, bytes: usize) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Raises a listening socket's accept backlog (mio binds with 1,024). Calling
+/// listen(2) again on a listening socket only changes the backlog; the kernel
+/// caps it at `net.core.somaxconn`.
+pub fn set_backlog(listener: &impl AsRawFd, backlog: i32) -> std::io::Result<()> {
+    // SAFETY: listen(2) on a descriptor borrowed from a live listener; no memory
+    // is passed. Tested in `tests::backlog_can_grow`.
+    if unsafe { libc::listen(listener.as_raw_fd(), backlog) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// Writes `bytes` to `path` atomically: a temporary file in the same directory,
 /// flushed, then renamed over the target, so a reader sees the old file or the
 /// whole new one.
@@ -182,6 +194,16 @@ mod tests {
             x = std::hint::black_box(x.wrapping_add(1));
         }
         assert!(cpu_secs() > before);
+    }
+
+    #[test]
+    fn backlog_can_grow() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        set_backlog(&l, 4096).unwrap();
+        // Still a working listener.
+        let a = l.local_addr().unwrap();
+        let _c = std::net::TcpStream::connect(a).unwrap();
+        assert!(l.accept().is_ok());
     }
 
     #[test]
