@@ -263,7 +263,12 @@ pub fn run(args: &Args, target: SocketAddr) -> anyhow::Result<Report> {
         None => (window, closed),
     };
     let per_sec = |n: u64, secs: f64| if secs > 0.0 { n as f64 / secs } else { 0.0 };
-    let rate = per_sec(closed_in_load, load_window);
+    // A run that opened everything at once has no load window; use the whole run.
+    let rate = if load_window > 0.0 {
+        per_sec(closed_in_load, load_window)
+    } else {
+        per_sec(closed, window)
+    };
     let uncapped = rate * TIME_WAIT_SECS;
     let predicted = uncapped.min(max_tw as f64);
     let json = json!({

@@ -310,6 +310,27 @@ fn run_model(args: &Args, spawned: Option<&spawn::Spawned>) -> anyhow::Result<Re
             anyhow::bail!("cannot read the server's worker count from {url}; pass --server-threads")
         }
     };
+    if let Some(scale) = start_metrics
+        .as_ref()
+        .and_then(|m| m.get("teardown_time_scale"))
+    {
+        // Timers on the two sides would disagree by the ratio of the scales.
+        teardown::cli::ensure(
+            (scale - args.time_scale).abs() <= 1e-9 * scale.abs().max(1.0),
+            || {
+                format!(
+                    "--time-scale {} does not match the server's {scale}",
+                    args.time_scale
+                )
+            },
+        )?;
+    }
+    teardown::cli::ensure(target.port() as usize + server_workers <= 65_536, || {
+        format!(
+            "{server_workers} server workers do not fit above port {}",
+            target.port()
+        )
+    })?;
     let threads = args.threads();
     let clock = Clock::new(args.time_scale);
     let stop = Arc::new(AtomicBool::new(false));
@@ -579,7 +600,12 @@ fn model_report(
         "leaked_server": server_leaked,
         "server_checked": server_end.is_some(),
         "timed_out": timed_out,
-        "teardowns_per_sec": per_sec(done_in_load, load_window),
+        // A run that opened everything at once has no load window; use the whole run.
+        "teardowns_per_sec": if load_window > 0.0 {
+            per_sec(done_in_load, load_window)
+        } else {
+            per_sec(done, window)
+        },
         "load_window_secs": load_window,
         "completed_in_load_window": done_in_load,
         "overall_teardowns_per_sec": per_sec(done, window),
