@@ -18,6 +18,7 @@ pub mod pcap;
 pub mod plan;
 pub mod script;
 pub mod segment;
+pub mod service;
 pub mod sim;
 mod slab;
 pub mod state;
@@ -26,6 +27,7 @@ pub mod time;
 mod timewait;
 pub mod tuple;
 pub mod wheel;
+pub mod wire;
 
 pub use config::{Config, Profile, TwOverflow};
 pub use host::{CloseReason, Error, Event, Host, Role, Stats};

@@ -35,6 +35,8 @@ enum Command {
     Compare(Box<teardown::compare::CompareArgs>),
     /// Capacity planning: predicted populations, memory and limits for a close rate.
     Plan(Box<teardown::plan::PlanArgs>),
+    /// Serve the engine over UDP on a real clock (see docs/service.md).
+    Serve(Box<teardown::service::ServeArgs>),
 }
 
 fn main() -> ExitCode {
@@ -57,6 +59,7 @@ fn main() -> ExitCode {
         Command::Script(args) => teardown::script::main(args),
         Command::Compare(args) => teardown::compare::main(*args),
         Command::Plan(args) => teardown::plan::main(*args),
+        Command::Serve(args) => teardown::service::main(*args),
     };
     match result {
         Ok(code) => code,

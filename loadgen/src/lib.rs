@@ -1,0 +1,717 @@
+//! `loadgen`: the client side of a `teardown serve` stress run.
+//!
+//! In the default mode the clients are played by the same engine as the server,
+//! one host per worker thread, over the service's UDP wire format. `--kernel`
+//! runs the same open/close workload over real kernel TCP sockets instead.
+//!
+//! Accounting: a connection is accounted for when the client's host reports it
+//! CLOSED (any reason) or the client vanished on purpose (`--runaway-client`).
+//! The run ends when every opened connection is accounted for *and* the server's
+//! metrics show no connection outside TIME-WAIT (every server entry reached CLOSED
+//! or TIME-WAIT), or when `--timeout` passes. `leaked` is the connections never
+//! accounted for on the client plus the server's entries outside TIME-WAIT at the
+//! end.
+
+pub mod kernel;
+pub mod model;
+pub mod spawn;
+
+use std::collections::BTreeMap;
+use std::io::IsTerminal;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use hdrhistogram::Histogram;
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::{json, Map, Value};
+use teardown::cli::{parse_duration, parse_fraction, parse_probability, Usage};
+use teardown::link::{Loss, LossModel, LossOnly};
+use teardown::service::metrics::{completed, parse_text, REASONS, REASON_NAMES};
+use teardown::service::net::http_get;
+use teardown::service::{Clock, CloseMode};
+use teardown::State;
+
+/// The loss shape flag.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ModelArg {
+    Bernoulli,
+    Burst,
+}
+
+/// `loadgen` flags.
+#[derive(clap::Parser, Debug, Clone)]
+#[command(
+    name = "loadgen",
+    version,
+    about = "Stress `teardown serve` with engine-played clients, or the kernel with real sockets."
+)]
+pub struct Args {
+    /// UDP address of the server's worker 0.
+    #[arg(long, default_value = "127.0.0.1:7171")]
+    pub target: SocketAddr,
+    /// The server's metrics endpoint (read for its worker count and final counters).
+    #[arg(long, default_value = "http://127.0.0.1:9171/metrics")]
+    pub metrics_url: String,
+    /// Server worker count (default: read from the metrics).
+    #[arg(long)]
+    pub server_threads: Option<usize>,
+    /// Connections to open in all.
+    #[arg(long, default_value_t = 100_000)]
+    pub connections: u64,
+    /// Opens per real second; 0 opens as fast as `--concurrency` allows.
+    #[arg(long, default_value_t = 0.0)]
+    pub rate: f64,
+    /// Most connections live on the client side at once.
+    #[arg(long, default_value_t = 10_000)]
+    pub concurrency: usize,
+    /// Which side closes first (must match the server's `--close`).
+    #[arg(long, value_enum, default_value_t = CloseMode::Server)]
+    pub close: CloseMode,
+    /// With `--close client`: engine time between ESTABLISHED and close().
+    #[arg(long, value_parser = parse_duration, default_value = "0s")]
+    pub hold: Duration,
+    /// Loss each way, applied by the client to what it sends and receives.
+    #[arg(long, value_parser = parse_probability, default_value = "0")]
+    pub loss: f64,
+    /// Loss of segments toward the server (overrides --loss).
+    #[arg(long, value_parser = parse_probability)]
+    pub loss_to_server: Option<f64>,
+    /// Loss of segments toward the client (overrides --loss).
+    #[arg(long, value_parser = parse_probability)]
+    pub loss_to_client: Option<f64>,
+    #[arg(long, value_enum, default_value_t = ModelArg::Bernoulli)]
+    pub loss_model: ModelArg,
+    /// Mean burst length of `--loss-model burst`, in segments.
+    #[arg(long, default_value_t = 4.0)]
+    pub burst_len: f64,
+    /// Which segments the loss applies to: fin, ack or any.
+    #[arg(long, default_value_t = LossOnly::Any)]
+    pub loss_only: LossOnly,
+    /// Fraction of connections whose client vanishes (Host::forget) after
+    /// ACKing the server's FIN (--close server) or once its FIN is ACKed (--close client).
+    #[arg(long, value_parser = parse_fraction, default_value = "0")]
+    pub runaway_client: f64,
+    /// Give up waiting after this much real time.
+    #[arg(long, value_parser = parse_duration, default_value = "120s")]
+    pub timeout: Duration,
+    /// Engine time = real time / F; must match the server's.
+    #[arg(long, default_value_t = 1.0)]
+    pub time_scale: f64,
+    /// Client worker threads (default: all cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Simulated client IPs per worker (10.128.0.0 and up).
+    #[arg(long, default_value_t = 64)]
+    pub client_ips: u32,
+    /// Ephemeral port range of the simulated clients, LO-HI; tuples are reused
+    /// once it is spent.
+    #[arg(long, default_value = "32768-60999", value_parser = parse_ports)]
+    pub ports: (u16, u16),
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Write the report here as JSON.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Start `teardown serve` on free loopback ports, stop it with SIGTERM at the
+    /// end and include its final report.
+    #[arg(long)]
+    pub spawn_server: bool,
+    /// The `teardown` binary for --spawn-server (default: next to this one).
+    #[arg(long)]
+    pub server_bin: Option<PathBuf>,
+    /// Run the workload over real kernel TCP sockets against `teardown serve --kernel-listen`.
+    #[arg(long)]
+    pub kernel: bool,
+    /// The kernel listener for --kernel.
+    #[arg(long, default_value = "127.0.0.1:7172")]
+    pub kernel_target: SocketAddr,
+    /// Source IPs of --kernel connections (127.1.0.1 and up), to widen the
+    /// 4-tuple space as the reference benchmark did.
+    #[arg(long, default_value_t = 64)]
+    pub kernel_source_ips: u32,
+    /// No progress bar even on a terminal.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+fn parse_ports(s: &str) -> Result<(u16, u16), String> {
+    let (a, b) = s
+        .split_once('-')
+        .ok_or_else(|| format!("'{s}' is not a range LO-HI"))?;
+    let lo: u16 = a.trim().parse().map_err(|_| format!("bad port '{a}'"))?;
+    let hi: u16 = b.trim().parse().map_err(|_| format!("bad port '{b}'"))?;
+    if lo == 0 || lo > hi {
+        return Err(format!("'{s}' must be 1 <= LO <= HI"));
+    }
+    Ok((lo, hi))
+}
+
+/// The outcome: the JSON report and whether anything leaked.
+pub struct Report {
+    pub json: Value,
+    pub leaked: u64,
+}
+
+impl Args {
+    fn validate(&self) -> Result<(), Usage> {
+        teardown::cli::ensure(
+            self.time_scale.is_finite() && self.time_scale > 0.0 && self.time_scale <= 1000.0,
+            || "--time-scale must be in (0, 1000]".into(),
+        )?;
+        teardown::cli::ensure(self.concurrency > 0, || {
+            "--concurrency must be above 0".into()
+        })?;
+        teardown::cli::ensure(self.rate >= 0.0 && self.rate.is_finite(), || {
+            "--rate must be >= 0".into()
+        })?;
+        teardown::cli::ensure(self.threads != Some(0), || {
+            "--threads must be at least 1".into()
+        })?;
+        teardown::cli::ensure(self.client_ips > 0 && self.client_ips <= 1 << 16, || {
+            "--client-ips must be in 1..=65536".into()
+        })?;
+        teardown::cli::ensure(self.target.ip().is_loopback() || self.spawn_server, || {
+            format!(
+                "--target {} is not loopback; loadgen only runs on loopback",
+                self.target
+            )
+        })?;
+        Ok(())
+    }
+
+    fn loss(&self, p: Option<f64>) -> Result<Loss, Usage> {
+        let model = match self.loss_model {
+            ModelArg::Bernoulli => LossModel::Bernoulli,
+            ModelArg::Burst => LossModel::Burst {
+                burst: self.burst_len,
+            },
+        };
+        Loss::new(p.unwrap_or(self.loss), model, self.loss_only).map_err(Usage)
+    }
+
+    fn threads(&self) -> usize {
+        self.threads.unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+        })
+    }
+}
+
+/// Runs the whole stress test.
+pub fn run(args: &Args) -> anyhow::Result<Report> {
+    args.validate()?;
+    let spawned = if args.spawn_server {
+        Some(spawn::Spawned::start(args)?)
+    } else {
+        None
+    };
+    let result = if args.kernel {
+        let target = spawned
+            .as_ref()
+            .and_then(|s| s.kernel)
+            .unwrap_or(args.kernel_target);
+        kernel::run(args, target)
+    } else {
+        run_model(args, spawned.as_ref())
+    };
+    let mut report = result?;
+    if let Some(s) = spawned {
+        let server = s.stop()?;
+        report.json["server_report"] = server;
+    }
+    if let Some(path) = &args.json {
+        teardown::service::net::write_atomically(path, &serde_json::to_vec_pretty(&report.json)?)?;
+    }
+    Ok(report)
+}
+
+fn metrics_url(args: &Args, spawned: Option<&spawn::Spawned>) -> String {
+    match spawned {
+        Some(s) => s.metrics_url.clone(),
+        None => args.metrics_url.clone(),
+    }
+}
+
+/// Fetches and parses the server's metrics.
+fn scrape(url: &str) -> anyhow::Result<BTreeMap<String, f64>> {
+    Ok(parse_text(&http_get(url, Duration::from_secs(2))?)
+        .into_iter()
+        .collect())
+}
+
+/// Server entries outside CLOSED and TIME-WAIT.
+fn server_unsettled(m: &BTreeMap<String, f64>) -> u64 {
+    State::ALL
+        .iter()
+        .filter(|s| !matches!(s, State::Closed | State::TimeWait))
+        .map(|s| {
+            m.get(&format!("teardown_connections{{state=\"{}\"}}", s.key()))
+                .copied()
+                .unwrap_or(0.0) as u64
+        })
+        .sum()
+}
+
+/// The server's figures over the run: counters as deltas from the start, gauges as read
+/// at the end. `teardown_closed_total{reason="reset"}` becomes `closed.reset`.
+fn server_section(start: &BTreeMap<String, f64>, end: &BTreeMap<String, f64>) -> Value {
+    let mut out = Map::new();
+    for (k, v) in end {
+        let name = k.strip_prefix("teardown_").unwrap_or(k);
+        let (base, label) = match name.split_once('{') {
+            Some((b, l)) => (b, l.split('"').nth(1)),
+            None => (name, None),
+        };
+        let counter = base.ends_with("_total");
+        let base = base.strip_suffix("_total").unwrap_or(base);
+        let key = match label {
+            Some(l) => format!("{base}.{l}"),
+            None => base.to_string(),
+        };
+        let value = if counter {
+            v - start.get(k).copied().unwrap_or(0.0)
+        } else {
+            *v
+        };
+        out.insert(key, json!(value));
+    }
+    Value::Object(out)
+}
+
+fn latency(h: &Histogram<u64>) -> Value {
+    let ms = |us: u64| us as f64 / 1000.0;
+    json!({
+        "count": h.len(),
+        "p50": ms(h.value_at_quantile(0.5)),
+        "p99": ms(h.value_at_quantile(0.99)),
+        "p999": ms(h.value_at_quantile(0.999)),
+        "max": ms(h.max()),
+    })
+}
+
+fn run_model(args: &Args, spawned: Option<&spawn::Spawned>) -> anyhow::Result<Report> {
+    let url = metrics_url(args, spawned);
+    let target = spawned.map(|s| s.udp).unwrap_or(args.target);
+    let start_metrics = scrape(&url).ok();
+    let server_workers = match (args.server_threads, spawned, &start_metrics) {
+        (Some(n), _, _) => n,
+        (None, Some(s), _) => s.workers,
+        (None, None, Some(m)) => m
+            .get("teardown_workers")
+            .map(|v| *v as usize)
+            .filter(|n| *n > 0)
+            .context("the metrics carry no teardown_workers")?,
+        (None, None, None) => {
+            anyhow::bail!("cannot read the server's worker count from {url}; pass --server-threads")
+        }
+    };
+    if let Some(scale) = start_metrics
+        .as_ref()
+        .and_then(|m| m.get("teardown_time_scale"))
+    {
+        // Timers on the two sides would disagree by the ratio of the scales.
+        teardown::cli::ensure(
+            (scale - args.time_scale).abs() <= 1e-9 * scale.abs().max(1.0),
+            || {
+                format!(
+                    "--time-scale {} does not match the server's {scale}",
+                    args.time_scale
+                )
+            },
+        )?;
+    }
+    teardown::cli::ensure(target.port() as usize + server_workers <= 65_536, || {
+        format!(
+            "{server_workers} server workers do not fit above port {}",
+            target.port()
+        )
+    })?;
+    let threads = args.threads();
+    let clock = Clock::new(args.time_scale);
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut progress = Vec::new();
+    let mut handles = Vec::new();
+    let share = |total: u64, i: usize| {
+        total / threads as u64 + ((i as u64) < total % threads as u64) as u64
+    };
+    for i in 0..threads {
+        let plan = model::Plan {
+            index: i,
+            server: target,
+            server_workers,
+            connections: share(args.connections, i),
+            concurrency: (share(args.concurrency as u64, i) as usize).max(1),
+            rate: args.rate / threads as f64,
+            close: args.close,
+            hold: args.hold,
+            loss_to_server: args.loss(args.loss_to_server)?,
+            loss_to_client: args.loss(args.loss_to_client)?,
+            runaway: args.runaway_client,
+            ips: args.client_ips,
+            ports: args.ports,
+            seed: args.seed.wrapping_mul(0x9e37_79b9_7f4a_7c15),
+            clock,
+        };
+        let worker = model::Worker::new(plan)?;
+        let p = Arc::new(model::Progress::default());
+        progress.push(Arc::clone(&p));
+        let stop = Arc::clone(&stop);
+        handles.push(
+            std::thread::Builder::new()
+                .name(format!("loadgen-{i}"))
+                .spawn(move || worker.run(&p, &stop))?,
+        );
+    }
+
+    let started = Instant::now();
+    let bar = progress_bar(args);
+    let mut peak_live = 0u64;
+    let mut server_end = None;
+    let mut server_checked = false;
+    let mut timed_out = true;
+    let mut seconds = PerSecond::new(started);
+    while started.elapsed() < args.timeout {
+        std::thread::sleep(Duration::from_millis(50));
+        let opened: u64 = progress.iter().map(|p| p.opened.load(Relaxed)).sum();
+        let accounted: u64 = progress.iter().map(|p| p.accounted.load(Relaxed)).sum();
+        let completed: u64 = progress.iter().map(|p| p.completed.load(Relaxed)).sum();
+        seconds.sample(completed, opened < args.connections);
+        peak_live = peak_live.max(opened - accounted.min(opened));
+        if let Some(b) = &bar {
+            b.set_position(accounted);
+            b.set_message(state_line(&progress, opened, accounted, started));
+        }
+        if progress.iter().all(|p| p.done.load(Relaxed)) {
+            // The clients are done; the server must agree before the run ends. The
+            // client workers keep running meanwhile, to answer its retransmissions.
+            match scrape(&url) {
+                Ok(m) => {
+                    server_checked = true;
+                    let settled = server_unsettled(&m) == 0;
+                    server_end = Some(m);
+                    if settled {
+                        timed_out = false;
+                        break;
+                    }
+                }
+                Err(_) => {
+                    timed_out = false;
+                    break;
+                }
+            }
+        }
+    }
+    stop.store(true, Relaxed);
+    let mut outcomes = Vec::new();
+    for h in handles {
+        outcomes.push(
+            h.join()
+                .map_err(|_| anyhow::anyhow!("a loadgen worker panicked"))??,
+        );
+    }
+    if let Some(b) = &bar {
+        b.finish_and_clear();
+    }
+    if server_end.is_none() || timed_out {
+        if let Ok(m) = scrape(&url) {
+            server_checked = true;
+            server_end = Some(m);
+        }
+    }
+    Ok(model_report(
+        args,
+        &outcomes,
+        &seconds,
+        server_workers,
+        threads,
+        started.elapsed(),
+        timed_out,
+        peak_live,
+        start_metrics.as_ref(),
+        server_end.as_ref().filter(|_| server_checked),
+    ))
+}
+
+/// Completions in each whole real second while connections were still being
+/// opened, as the kernel reference reports min / median / max per 1 s.
+pub struct PerSecond {
+    start: Instant,
+    next: Duration,
+    last: u64,
+    rates: Vec<u64>,
+}
+
+impl PerSecond {
+    pub fn new(start: Instant) -> PerSecond {
+        PerSecond {
+            start,
+            next: Duration::from_secs(1),
+            last: 0,
+            rates: Vec::new(),
+        }
+    }
+
+    /// Records `completed` at each second boundary passed, while `loading`.
+    pub fn sample(&mut self, completed: u64, loading: bool) {
+        if self.start.elapsed() < self.next {
+            return;
+        }
+        self.next += Duration::from_secs(1);
+        if loading {
+            self.rates.push(completed - self.last.min(completed));
+        }
+        self.last = completed;
+    }
+
+    pub fn summary(&self) -> Value {
+        let mut r = self.rates.clone();
+        r.sort_unstable();
+        json!({
+            "seconds": r.len(),
+            "min": r.first(),
+            "median": r.get(r.len() / 2),
+            "max": r.last(),
+            "series": self.rates,
+        })
+    }
+}
+
+fn progress_bar(args: &Args) -> Option<ProgressBar> {
+    if args.quiet || !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let b = ProgressBar::new(args.connections);
+    let style = ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} {msg}")
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> ");
+    b.set_style(style);
+    Some(b)
+}
+
+fn state_line(
+    progress: &[Arc<model::Progress>],
+    opened: u64,
+    accounted: u64,
+    started: Instant,
+) -> String {
+    let pop = |s: State| -> u64 {
+        progress
+            .iter()
+            .map(|p| p.population[s as usize].load(Relaxed))
+            .sum()
+    };
+    let rate = accounted as f64 / started.elapsed().as_secs_f64().max(1e-3);
+    format!(
+        "{rate:.0}/s open {opened} | SYN-SENT {} EST {} FW1 {} FW2 {} CW {} LA {} TW {}",
+        pop(State::SynSent),
+        pop(State::Established),
+        pop(State::FinWait1),
+        pop(State::FinWait2),
+        pop(State::CloseWait),
+        pop(State::LastAck),
+        pop(State::TimeWait),
+    )
+}
+
+#[allow(clippy::too_many_arguments)]
+fn model_report(
+    args: &Args,
+    outcomes: &[model::Outcome],
+    seconds: &PerSecond,
+    server_workers: usize,
+    threads: usize,
+    elapsed: Duration,
+    timed_out: bool,
+    peak_live: u64,
+    server_start: Option<&BTreeMap<String, f64>>,
+    server_end: Option<&BTreeMap<String, f64>>,
+) -> Report {
+    let mut stats = teardown::Stats::default();
+    let mut closed = [0u64; REASONS];
+    let mut active = Histogram::<u64>::new(3).expect("static sigfig");
+    let mut passive = Histogram::<u64>::new(3).expect("static sigfig");
+    let (mut opened, mut accounted, mut runaway) = (0, 0, 0);
+    let (mut to_server, mut to_client, mut to_vanished) = (0, 0, 0);
+    let (mut malformed, mut send_failures, mut dg_sent, mut dg_recv) = (0, 0, 0, 0);
+    let mut first: Option<Instant> = None;
+    let mut last: Option<Instant> = None;
+    let mut last_open: Option<Instant> = None;
+    let mut done_in_load = 0;
+    for o in outcomes {
+        teardown::service::metrics::add_stats(&mut stats, &o.stats);
+        for (sum, n) in closed.iter_mut().zip(&o.closed) {
+            *sum += n;
+        }
+        // Same bounds on both sides; adding cannot fail.
+        let _ = active.add(&o.active_us);
+        let _ = passive.add(&o.passive_us);
+        opened += o.opened;
+        accounted += o.accounted;
+        runaway += o.runaway;
+        to_server += o.dropped_to_server;
+        to_client += o.dropped_to_client;
+        to_vanished += o.to_vanished;
+        malformed += o.malformed;
+        send_failures += o.send_failures;
+        dg_sent += o.datagrams_sent;
+        dg_recv += o.datagrams_received;
+        first = match (first, o.first_open) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        last = last.max(o.last_close);
+        last_open = last_open.max(o.last_open);
+        done_in_load += o.completed_at_last_open;
+    }
+    let done = completed(&closed);
+    let load_window = match (first, last_open) {
+        (Some(a), Some(b)) if b > a => (b - a).as_secs_f64(),
+        _ => 0.0,
+    };
+    let per_sec = |n: u64, secs: f64| if secs > 0.0 { n as f64 / secs } else { 0.0 };
+    let window = match (first, last) {
+        (Some(a), Some(b)) if b > a => (b - a).as_secs_f64(),
+        _ => 0.0,
+    };
+    let client_leaked = opened - accounted.min(opened);
+    let server_leaked = server_end.map(server_unsettled).unwrap_or(0);
+    let leaked = client_leaked + server_leaked;
+    let mut reasons = Map::new();
+    for (i, name) in REASON_NAMES.iter().enumerate() {
+        reasons.insert((*name).into(), json!(closed[i]));
+    }
+    let empty = BTreeMap::new();
+    let server = server_end
+        .map(|end| server_section(server_start.unwrap_or(&empty), end))
+        .unwrap_or(Value::Null);
+    let json = json!({
+        "mode": "model",
+        "connections": opened,
+        "completed": done,
+        "accounted": accounted,
+        "runaway": runaway,
+        "leaked": leaked,
+        "leaked_client": client_leaked,
+        "leaked_server": server_leaked,
+        "server_checked": server_end.is_some(),
+        "timed_out": timed_out,
+        // A run that opened everything at once has no load window; use the whole run.
+        "teardowns_per_sec": if load_window > 0.0 {
+            per_sec(done_in_load, load_window)
+        } else {
+            per_sec(done, window)
+        },
+        "load_window_secs": load_window,
+        "completed_in_load_window": done_in_load,
+        "overall_teardowns_per_sec": per_sec(done, window),
+        "per_second": seconds.summary(),
+        "window_secs": window,
+        "cpu_secs": teardown::service::net::cpu_secs(),
+        "elapsed_secs": elapsed.as_secs_f64(),
+        "peak_live": peak_live,
+        "segments": {
+            "sent": stats.segments_sent,
+            "received": stats.segments_received,
+            "dropped": to_server + to_client,
+            "dropped_to_server": to_server,
+            "dropped_to_client": to_client,
+            "to_vanished": to_vanished,
+            "send_failures": send_failures,
+            "retransmitted": stats.retransmits,
+            "rst": stats.rst_sent,
+        },
+        "datagrams": { "sent": dg_sent, "received": dg_recv, "malformed": malformed },
+        "timeouts": {
+            "fin_wait_2": stats.timeouts_fin_wait_2,
+            "retries_exhausted": stats.timeouts_retries,
+            "time_wait": stats.timeouts_time_wait,
+        },
+        "time_wait_overflow": stats.time_wait_overflow,
+        "closed": reasons,
+        "latency_ms": { "active_close": latency(&active), "passive_close": latency(&passive) },
+        "config": {
+            "time_scale": args.time_scale,
+            "close": format!("{:?}", args.close).to_lowercase(),
+            "loss_to_server": args.loss_to_server.unwrap_or(args.loss),
+            "loss_to_client": args.loss_to_client.unwrap_or(args.loss),
+            "loss_model": format!("{:?}", args.loss_model).to_lowercase(),
+            "loss_only": args.loss_only.to_string(),
+            "runaway_client": args.runaway_client,
+            "rate": args.rate,
+            "concurrency": args.concurrency,
+            "threads": threads,
+            "server_workers": server_workers,
+        },
+        "server": server,
+    });
+    Report { json, leaked }
+}
+
+/// A one-screen summary of a report.
+pub fn summary(r: &Value) -> String {
+    let g = |p: &str| r.pointer(p).cloned().unwrap_or(Value::Null);
+    if g("/mode") == json!("kernel") {
+        return format!(
+            "kernel: {} connections, {} closed, {:.0} closes/s; TIME-WAIT peak {} (model predicts {} at this rate), tw_sock_TCP peak {} B (model {} B)",
+            g("/connections"),
+            g("/completed"),
+            g("/teardowns_per_sec").as_f64().unwrap_or(0.0),
+            g("/kernel/time_wait_peak"),
+            g("/model/time_wait"),
+            g("/kernel/tw_slab_bytes_peak"),
+            g("/model/time_wait_bytes"),
+        );
+    }
+    format!(
+        "{} connections: {} completed, {} runaway, {} leaked ({} client, {} server); {:.0} teardowns/s over the {:.2} s load window ({:.0}/s until the last close)\n\
+         segments sent {} dropped {} retransmitted {}; active close p50/p99 {} / {} ms, passive close p50/p99 {} / {} ms",
+        g("/connections"),
+        g("/completed"),
+        g("/runaway"),
+        g("/leaked"),
+        g("/leaked_client"),
+        g("/leaked_server"),
+        g("/teardowns_per_sec").as_f64().unwrap_or(0.0),
+        g("/load_window_secs").as_f64().unwrap_or(0.0),
+        g("/overall_teardowns_per_sec").as_f64().unwrap_or(0.0),
+        g("/segments/sent"),
+        g("/segments/dropped"),
+        g("/segments/retransmitted"),
+        g("/latency_ms/active_close/p50"),
+        g("/latency_ms/active_close/p99"),
+        g("/latency_ms/passive_close/p50"),
+        g("/latency_ms/passive_close/p99"),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ports_parse() {
+        assert_eq!(parse_ports("1000-2000"), Ok((1000, 2000)));
+        assert!(parse_ports("2000-1000").is_err());
+        assert!(parse_ports("x").is_err());
+    }
+
+    #[test]
+    fn server_section_takes_deltas_of_counters() {
+        let start: BTreeMap<_, _> =
+            [("teardown_closed_total{reason=\"reset\"}".to_string(), 2.0)].into();
+        let end: BTreeMap<_, _> = [
+            ("teardown_closed_total{reason=\"reset\"}".to_string(), 5.0),
+            ("teardown_connections{state=\"time_wait\"}".to_string(), 7.0),
+        ]
+        .into();
+        let v = server_section(&start, &end);
+        assert_eq!(v["closed.reset"], json!(3.0));
+        assert_eq!(v["connections.time_wait"], json!(7.0));
+        assert_eq!(server_unsettled(&end), 0);
+    }
+}

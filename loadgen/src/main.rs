@@ -1,0 +1,30 @@
+//! `loadgen`: see the library docs and docs/service.md.
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let args = loadgen::Args::parse();
+    match loadgen::run(&args) {
+        Ok(report) => {
+            // A closed stdout (a pager quit early) must not turn a clean run into a panic.
+            let _ = writeln!(std::io::stdout(), "{}", loadgen::summary(&report.json));
+            if report.leaked == 0 {
+                ExitCode::SUCCESS
+            } else {
+                eprintln!("loadgen: {} connections leaked", report.leaked);
+                ExitCode::FAILURE
+            }
+        }
+        Err(e) => {
+            eprintln!("loadgen: {e:#}");
+            if e.downcast_ref::<teardown::cli::Usage>().is_some() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+    }
+}

@@ -1,0 +1,476 @@
+//! The clients, played by the engine: one [`Host`] per worker thread behind one
+//! UDP socket, over the lossy link of `teardown::link`.
+//!
+//! Client worker `w` owns the simulated IPs `10.128.0.0 + w * ips + k`, so the
+//! server can send every reply for an IP back to the one socket that used it.
+//! Each outgoing segment goes to the server worker [`route`] names for its
+//! 4-tuple, at the server's base port + that index.
+
+use std::collections::{HashSet, VecDeque};
+use std::io::ErrorKind;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use mio::net::UdpSocket;
+use mio::{Events, Interest, Poll, Token};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use teardown::link::Loss;
+use teardown::service::metrics::{completed, reason_index, REASONS};
+use teardown::service::{route, Clock, CloseMode, SERVER_IP, SERVER_PORT};
+use teardown::wire::{self, Encoder};
+use teardown::{Config, Event, Host, Role, State, Time, Tuple};
+
+const SOCKET: Token = Token(0);
+/// Opens per loop iteration at most, so a burst of opens cannot starve receiving.
+const OPEN_BATCH: u64 = 2048;
+/// Datagrams drained between two services of timers and output.
+const TICK_EVERY: u32 = 32;
+/// The first simulated client IP, 10.128.0.0.
+const CLIENT_NET: u32 = 0x0a80_0000;
+
+/// What one client worker needs to know.
+#[derive(Clone, Debug)]
+pub struct Plan {
+    pub index: usize,
+    pub server: SocketAddr,
+    pub server_workers: usize,
+    /// Connections this worker opens, at most `concurrency` live at once.
+    pub connections: u64,
+    pub concurrency: usize,
+    /// Opens per real second for this worker; 0 means as fast as concurrency allows.
+    pub rate: f64,
+    pub close: CloseMode,
+    /// Engine time between ESTABLISHED and close() with `--close client`.
+    pub hold: Duration,
+    pub loss_to_server: Loss,
+    pub loss_to_client: Loss,
+    pub runaway: f64,
+    pub ips: u32,
+    pub ports: (u16, u16),
+    pub seed: u64,
+    pub clock: Clock,
+}
+
+/// What one worker publishes for the main thread (absolute figures, written
+/// only by that worker).
+#[derive(Default)]
+pub struct Progress {
+    pub opened: AtomicU64,
+    /// Connections accounted for: CLOSED on the client, or vanished (runaway).
+    pub accounted: AtomicU64,
+    /// Connections whose teardown completed (see `metrics::completed`).
+    pub completed: AtomicU64,
+    pub population: [AtomicU64; State::COUNT],
+    /// Every connection of this worker's quota is accounted for.
+    pub done: AtomicBool,
+}
+
+/// What a worker reports when it stops.
+pub struct Outcome {
+    pub opened: u64,
+    pub accounted: u64,
+    pub runaway: u64,
+    pub closed: [u64; REASONS],
+    pub stats: teardown::Stats,
+    pub dropped_to_server: u64,
+    pub dropped_to_client: u64,
+    /// Segments for a vanished client, swallowed as a dead host would.
+    pub to_vanished: u64,
+    pub malformed: u64,
+    pub send_failures: u64,
+    pub datagrams_sent: u64,
+    pub datagrams_received: u64,
+    pub active_us: Histogram<u64>,
+    pub passive_us: Histogram<u64>,
+    pub first_open: Option<Instant>,
+    /// When this worker opened its last connection, and how many had completed by then.
+    pub last_open: Option<Instant>,
+    pub completed_at_last_open: u64,
+    pub last_close: Option<Instant>,
+    pub peak_live: usize,
+}
+
+pub struct Worker {
+    plan: Plan,
+    poll: Poll,
+    socket: UdpSocket,
+    host: Host,
+    rng: ChaCha8Rng,
+    /// Tuples never used yet come from a cursor over (ip, port); released ones
+    /// queue here, oldest first, so 4-tuples are reused once the range is spent.
+    next_fresh: u64,
+    released: VecDeque<Tuple>,
+    /// Runaway clients: segments to them are swallowed until their tuple is
+    /// released, once the server must have given up on it.
+    vanished: HashSet<Tuple>,
+    quarantine: VecDeque<(Time, Tuple)>,
+    quarantine_for: Duration,
+    held: VecDeque<(Time, Tuple)>,
+    live: usize,
+    encoders: Vec<Encoder>,
+    rx: Vec<u8>,
+    scratch: Vec<Event>,
+    started: Instant,
+    out: Outcome,
+}
+
+impl Worker {
+    pub fn new(plan: Plan) -> anyhow::Result<Worker> {
+        let poll = Poll::new()?;
+        let mut socket = UdpSocket::bind("127.0.0.1:0".parse()?)?;
+        teardown::service::net::set_buffers(&socket, teardown::service::net::SOCKET_BUFFER)?;
+        poll.registry()
+            .register(&mut socket, SOCKET, Interest::READABLE)?;
+        let cfg = Config {
+            // FIN-WAIT-2 is only visible as a transition; needed for runaway clients
+            // that vanish once their FIN is acknowledged.
+            trace_states: plan.close == CloseMode::Client && plan.runaway > 0.0,
+            secret: plan.seed ^ 0x636c_6965_6e74,
+            ..Config::default()
+        };
+        // A vanished client's tuple is safe to reuse once the server has dropped
+        // it: FIN-WAIT-2 timeout, or the orphan retries of its FIN, or TIME-WAIT.
+        let quarantine_for = cfg
+            .fin_timeout
+            .max(cfg.model_timeout(cfg.orphan_retry_limit(), cfg.rto_min))
+            .max(cfg.time_wait)
+            + Duration::from_secs(10);
+        let hist = || Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("static bounds");
+        Ok(Worker {
+            rng: ChaCha8Rng::seed_from_u64(plan.seed ^ plan.index as u64),
+            encoders: (0..plan.server_workers)
+                .map(|_| Encoder::default())
+                .collect(),
+            poll,
+            socket,
+            host: Host::new(cfg),
+            next_fresh: 0,
+            released: VecDeque::new(),
+            vanished: HashSet::new(),
+            quarantine: VecDeque::new(),
+            quarantine_for,
+            held: VecDeque::new(),
+            live: 0,
+            rx: vec![0; wire::MAX_DATAGRAM + 1],
+            scratch: Vec::new(),
+            started: Instant::now(),
+            out: Outcome {
+                opened: 0,
+                accounted: 0,
+                runaway: 0,
+                closed: [0; REASONS],
+                stats: teardown::Stats::default(),
+                dropped_to_server: 0,
+                dropped_to_client: 0,
+                to_vanished: 0,
+                malformed: 0,
+                send_failures: 0,
+                datagrams_sent: 0,
+                datagrams_received: 0,
+                active_us: hist(),
+                passive_us: hist(),
+                first_open: None,
+                last_open: None,
+                completed_at_last_open: 0,
+                last_close: None,
+                peak_live: 0,
+            },
+            plan,
+        })
+    }
+
+    /// Runs until `stop`; `done` is raised once every connection is accounted for.
+    pub fn run(mut self, progress: &Progress, stop: &AtomicBool) -> anyhow::Result<Outcome> {
+        let mut events = Events::with_capacity(16);
+        self.started = Instant::now();
+        loop {
+            let timeout = self.next_wakeup().min(Duration::from_millis(20));
+            match self.poll.poll(&mut events, Some(timeout)) {
+                Ok(()) => {}
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e.into()),
+            }
+            if !events.is_empty() {
+                self.drain()?;
+            }
+            self.tick();
+            self.publish(progress);
+            if stop.load(Relaxed) {
+                break;
+            }
+        }
+        self.out.stats = *self.host.stats();
+        Ok(self.out)
+    }
+
+    fn publish(&self, p: &Progress) {
+        p.opened.store(self.out.opened, Relaxed);
+        p.accounted.store(self.out.accounted, Relaxed);
+        p.completed.store(completed(&self.out.closed), Relaxed);
+        for s in State::ALL {
+            p.population[s as usize].store(self.host.population(s) as u64, Relaxed);
+        }
+        if self.out.opened == self.plan.connections && self.live == 0 {
+            p.done.store(true, Relaxed);
+        }
+    }
+
+    fn next_wakeup(&self) -> Duration {
+        let mut next = [
+            self.host.poll_timeout(),
+            self.held.front().map(|h| h.0),
+            self.quarantine.front().map(|q| q.0),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+        .map(|t| self.plan.clock.real_until(t))
+        .unwrap_or(Duration::from_secs(1));
+        if self.out.opened < self.plan.connections && self.live < self.plan.concurrency {
+            next = next.min(Duration::from_millis(1));
+        }
+        next
+    }
+
+    fn drain(&mut self) -> anyhow::Result<()> {
+        let mut since_tick = 0;
+        loop {
+            match self.socket.recv_from(&mut self.rx) {
+                Ok((n, _)) => {
+                    self.on_datagram(n);
+                    since_tick += 1;
+                    if since_tick == TICK_EVERY {
+                        since_tick = 0;
+                        self.tick();
+                    }
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(()),
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == ErrorKind::ConnectionRefused => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    fn on_datagram(&mut self, n: usize) {
+        self.out.datagrams_received += 1;
+        let now = self.plan.clock.now();
+        let Ok(records) = wire::decode(&self.rx[..n]) else {
+            self.out.malformed += 1;
+            return;
+        };
+        for seg in records {
+            if self.plan.loss_to_client.drops(&mut self.rng, &seg) {
+                self.out.dropped_to_client += 1;
+                continue;
+            }
+            if !self.vanished.is_empty() && self.vanished.contains(&seg.receiver_tuple()) {
+                self.out.to_vanished += 1;
+                continue;
+            }
+            self.host.handle(now, &seg);
+        }
+        self.app(now);
+        self.send(false);
+    }
+
+    fn tick(&mut self) {
+        let now = self.plan.clock.now();
+        self.host.handle_timeout(now);
+        while let Some(&(t, tuple)) = self.quarantine.front() {
+            if t > now {
+                break;
+            }
+            self.quarantine.pop_front();
+            self.vanished.remove(&tuple);
+            self.released.push_back(tuple);
+        }
+        while let Some(&(t, tuple)) = self.held.front() {
+            if t > now {
+                break;
+            }
+            self.held.pop_front();
+            let _ = self.host.close(now, tuple);
+        }
+        self.open(now);
+        self.app(now);
+        self.send(true);
+        self.out.peak_live = self.out.peak_live.max(self.live);
+    }
+
+    /// Opens as many connections as the rate, the concurrency and the quota allow.
+    fn open(&mut self, now: Time) {
+        let allowed = if self.plan.rate > 0.0 {
+            let due = (self.started.elapsed().as_secs_f64() * self.plan.rate) as u64 + 1;
+            due.min(self.plan.connections)
+        } else {
+            self.plan.connections
+        };
+        let mut budget = OPEN_BATCH;
+        while self.out.opened < allowed && self.live < self.plan.concurrency && budget > 0 {
+            let Some(tuple) = self.next_tuple() else {
+                return;
+            };
+            budget -= 1;
+            if self.host.connect(now, tuple).is_err() {
+                // Still in the table (cannot happen for released tuples); try later.
+                self.released.push_back(tuple);
+                return;
+            }
+            self.out.first_open.get_or_insert_with(Instant::now);
+            self.out.opened += 1;
+            self.live += 1;
+            if self.out.opened == self.plan.connections {
+                self.out.last_open = Some(Instant::now());
+                self.out.completed_at_last_open = completed(&self.out.closed);
+            }
+        }
+    }
+
+    fn next_tuple(&mut self) -> Option<Tuple> {
+        let (lo, hi) = self.plan.ports;
+        let span = (hi - lo) as u64 + 1;
+        if self.next_fresh < span * self.plan.ips as u64 {
+            let k = self.next_fresh;
+            self.next_fresh += 1;
+            // Port-major order: consecutive opens use different IPs and ports.
+            let ip = CLIENT_NET
+                + self.plan.index as u32 * self.plan.ips
+                + (k % self.plan.ips as u64) as u32;
+            let port = lo + (k / self.plan.ips as u64) as u16;
+            return Some(Tuple {
+                local_ip: ip,
+                remote_ip: u32::from_be_bytes(SERVER_IP),
+                local_port: port,
+                remote_port: SERVER_PORT,
+            });
+        }
+        self.released.pop_front()
+    }
+
+    /// The client application.
+    fn app(&mut self, now: Time) {
+        loop {
+            self.scratch.extend(self.host.events());
+            if self.scratch.is_empty() {
+                return;
+            }
+            for i in 0..self.scratch.len() {
+                let ev = self.scratch[i];
+                match ev {
+                    Event::Established { tuple } if self.plan.close == CloseMode::Client => {
+                        if self.plan.hold.is_zero() {
+                            let _ = self.host.close(now, tuple);
+                        } else {
+                            self.held.push_back((now + self.plan.hold, tuple));
+                        }
+                    }
+                    Event::PeerClosed { tuple } => {
+                        // Vanish right after ACKing the server's FIN (the ACK is queued).
+                        if self.plan.close == CloseMode::Server && self.runs_away() {
+                            self.vanish(now, tuple);
+                        } else {
+                            let _ = self.host.close(now, tuple);
+                        }
+                    }
+                    Event::StateChanged {
+                        tuple,
+                        to: State::FinWait2,
+                        ..
+                    } if self.plan.close == CloseMode::Client && self.runs_away() => {
+                        // Vanish right after our FIN was acknowledged.
+                        self.vanish(now, tuple);
+                    }
+                    Event::Closed {
+                        tuple,
+                        reason,
+                        role,
+                        since_close,
+                        ..
+                    } => {
+                        self.out.closed[reason_index(reason)] += 1;
+                        self.account();
+                        self.released.push_back(tuple);
+                        if let Some(d) = since_close {
+                            let us = (self.plan.clock.to_real(d).as_micros() as u64).max(1);
+                            match role {
+                                Role::Active => self.out.active_us.saturating_record(us),
+                                Role::Passive => self.out.passive_us.saturating_record(us),
+                                Role::None => {}
+                            }
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            self.scratch.clear();
+        }
+    }
+
+    fn runs_away(&mut self) -> bool {
+        self.plan.runaway > 0.0 && self.rng.gen::<f64>() < self.plan.runaway
+    }
+
+    fn vanish(&mut self, now: Time, tuple: Tuple) {
+        self.host.forget(&tuple);
+        self.vanished.insert(tuple);
+        self.quarantine
+            .push_back((now + self.quarantine_for, tuple));
+        self.out.runaway += 1;
+        self.account();
+    }
+
+    fn account(&mut self) {
+        self.live -= 1;
+        self.out.accounted += 1;
+        self.out.last_close = Some(Instant::now());
+    }
+
+    /// Applies the link's loss toward the server, then packs each segment for the
+    /// server worker that owns its tuple.
+    fn send(&mut self, all: bool) {
+        let n = self.plan.server_workers;
+        for seg in self.host.transmits() {
+            if self.plan.loss_to_server.drops(&mut self.rng, &seg) {
+                self.out.dropped_to_server += 1;
+                continue;
+            }
+            let w = if n == 1 {
+                0
+            } else {
+                route(&seg.receiver_tuple(), n)
+            };
+            let enc = &mut self.encoders[w];
+            enc.push(&seg);
+            if enc.is_full() {
+                send_datagram(&self.socket, self.plan.server, w, enc, &mut self.out);
+            }
+        }
+        if all {
+            for (w, enc) in self.encoders.iter_mut().enumerate() {
+                if !enc.is_empty() {
+                    send_datagram(&self.socket, self.plan.server, w, enc, &mut self.out);
+                }
+            }
+        }
+    }
+}
+
+fn send_datagram(
+    socket: &UdpSocket,
+    base: SocketAddr,
+    worker: usize,
+    enc: &mut Encoder,
+    out: &mut Outcome,
+) {
+    let mut to = base;
+    to.set_port(base.port() + worker as u16);
+    match socket.send_to(enc.datagram(), to) {
+        Ok(_) => out.datagrams_sent += 1,
+        Err(_) => out.send_failures += enc.len() as u64,
+    }
+    enc.clear();
+}

@@ -1,0 +1,157 @@
+//! Whole stress runs on loopback: the service in-process (or spawned), the
+//! clients played by loadgen, with loss and runaway clients at a high time
+//! compression; every connection must be accounted for on both sides.
+
+use clap::Parser;
+use serde_json::Value;
+use teardown::service::{CloseMode, ServeArgs, Server};
+
+fn server(close: CloseMode) -> Server {
+    let args = ServeArgs {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        metrics: "127.0.0.1:0".parse().unwrap(),
+        threads: Some(2),
+        time_scale: 0.01,
+        close,
+        ..ServeArgs::default()
+    };
+    Server::start(&args, false).unwrap()
+}
+
+fn loadgen(server: &Server, extra: &[&str]) -> loadgen::Report {
+    let target = server.udp_addr().to_string();
+    let url = format!("http://{}/metrics", server.metrics_addr());
+    let mut argv = vec![
+        "loadgen",
+        "--target",
+        &target,
+        "--metrics-url",
+        &url,
+        "--threads",
+        "2",
+        "--time-scale",
+        "0.01",
+        "--timeout",
+        "15s",
+        "--quiet",
+    ];
+    argv.extend_from_slice(extra);
+    loadgen::run(&loadgen::Args::parse_from(argv)).unwrap()
+}
+
+fn n(v: &Value, p: &str) -> u64 {
+    v.pointer(p)
+        .and_then(Value::as_f64)
+        .unwrap_or_else(|| panic!("{p} missing in {v:#}")) as u64
+}
+
+fn sum(v: &Value) -> u64 {
+    v.as_object()
+        .unwrap()
+        .values()
+        .map(|x| x.as_u64().unwrap())
+        .sum()
+}
+
+/// Both sides agree: the client accounted for every connection it opened (CLOSED
+/// for some reason, or vanished), and every connection the server accepted is
+/// CLOSED or still in TIME-WAIT.
+fn assert_accounted(client: &loadgen::Report, server: &Value, connections: u64) {
+    let c = &client.json;
+    assert_eq!(client.leaked, 0, "{c:#}");
+    assert_eq!(n(c, "/connections"), connections);
+    assert_eq!(n(c, "/accounted"), connections);
+    assert_eq!(sum(&c["closed"]) + n(c, "/runaway"), connections, "{c:#}");
+    assert!(n(c, "/segments/dropped") > 0, "loss was applied");
+    assert_eq!(n(server, "/leaked"), 0, "{server:#}");
+    let pop = &server["population"];
+    assert_eq!(sum(pop), n(server, "/population/time_wait"), "{server:#}");
+    assert_eq!(
+        sum(&server["closed"]) + sum(pop),
+        n(server, "/connections"),
+        "{server:#}"
+    );
+    // Every client SYN that got through was accepted once.
+    assert!(n(server, "/connections") <= connections, "{server:#}");
+    assert_eq!(n(server, "/datagrams/malformed"), 0);
+}
+
+#[test]
+fn close_server_with_loss_and_runaway_clients_accounts_for_everyone() {
+    let s = server(CloseMode::Server);
+    let r = loadgen(
+        &s,
+        &[
+            "--connections",
+            "4000",
+            "--concurrency",
+            "1000",
+            "--loss",
+            "0.05",
+            "--runaway-client",
+            "0.05",
+        ],
+    );
+    let report = s.stop().unwrap();
+    assert_accounted(&r, &report, 4000);
+    assert!(n(&r.json, "/runaway") > 100);
+    // A runaway client leaves the server's FIN-WAIT-2 to time out.
+    assert!(n(&report, "/timeouts/fin_wait_2") > 0, "{report:#}");
+    assert!(n(&r.json, "/latency_ms/passive_close/count") > 3000);
+}
+
+#[test]
+fn close_client_with_burst_loss_and_runaway_clients_accounts_for_everyone() {
+    let s = server(CloseMode::Client);
+    let r = loadgen(
+        &s,
+        &[
+            "--close",
+            "client",
+            "--connections",
+            "3000",
+            "--concurrency",
+            "800",
+            "--loss",
+            "0.05",
+            "--loss-model",
+            "burst",
+            "--burst-len",
+            "3",
+            "--runaway-client",
+            "0.05",
+        ],
+    );
+    let report = s.stop().unwrap();
+    assert_accounted(&r, &report, 3000);
+    assert!(n(&r.json, "/latency_ms/active_close/count") > 2000);
+}
+
+#[test]
+fn spawn_server_runs_a_whole_stress_test() {
+    let args = loadgen::Args::parse_from([
+        "loadgen",
+        "--spawn-server",
+        "--server-threads",
+        "1",
+        "--threads",
+        "1",
+        "--connections",
+        "1000",
+        "--time-scale",
+        "0.01",
+        "--loss",
+        "0.01",
+        "--timeout",
+        "15s",
+        "--quiet",
+    ]);
+    let r = loadgen::run(&args).unwrap();
+    assert_eq!(r.leaked, 0, "{:#}", r.json);
+    // The spawned server was stopped with SIGTERM and its final report read back.
+    assert_eq!(
+        n(&r.json, "/server_report/connections"),
+        n(&r.json, "/server/opened_passive")
+    );
+    assert_eq!(n(&r.json, "/server_report/leaked"), 0);
+}

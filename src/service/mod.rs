@@ -1,0 +1,530 @@
+//! `teardown serve`: the engine as a server behind real UDP sockets, on a real clock.
+//!
+//! One mio event loop per worker thread, each owning one [`Host`] shard and one UDP
+//! socket. Worker `i` listens on the listen port + `i`; a client sends every segment
+//! of a 4-tuple to the worker [`route`] names, so each tuple lives in exactly one
+//! shard and no lock is taken on the datagram path. Replies go back to the UDP
+//! address the segment's simulated destination IP was last heard from.
+//!
+//! A control thread runs a second mio loop: signals, `GET /metrics`, the optional
+//! kernel listener (`--kernel-listen`) and a 10 ms sampler of host-wide peaks. It
+//! is a separate thread so that a scrape never delays a worker's datagrams and the
+//! workers stay identical; it sleeps almost all the time.
+
+mod control;
+pub mod metrics;
+pub mod net;
+mod worker;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use serde_json::{json, Value};
+
+use crate::cli::{parse_duration, Usage};
+use crate::config::{Config, Profile};
+use crate::state::State;
+use crate::time::Time;
+use crate::tuple::{shard_of, Tuple};
+
+/// The simulated server address every client connects to: 10.0.0.1 port 80.
+pub const SERVER_IP: [u8; 4] = [10, 0, 0, 1];
+pub const SERVER_PORT: u16 = 80;
+/// The shard key clients and server agree on for [`route`]. Fixed and public: the
+/// routing only spreads load; the tables use their own secret key.
+pub const ROUTE_KEY: u64 = 0x7464_726f_7574_6531;
+
+/// Accept backlog of `--kernel-listen` (capped by `net.core.somaxconn`, 4,096 here).
+const KERNEL_BACKLOG: i32 = 65_535;
+
+/// The worker (UDP socket, listen port + index) that owns `tuple`, named as the
+/// server sees it (local = server).
+#[inline]
+pub fn route(server_tuple: &Tuple, workers: usize) -> usize {
+    shard_of(server_tuple, workers, ROUTE_KEY)
+}
+
+/// Which side closes first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Default)]
+pub enum CloseMode {
+    /// The server closes right after the handshake (a close-heavy server: TIME-WAIT
+    /// lands on the server).
+    #[default]
+    Server,
+    /// The server waits for the client's FIN, then closes.
+    Client,
+}
+
+/// `teardown serve` flags.
+#[derive(clap::Args, Debug, Clone)]
+pub struct ServeArgs {
+    /// UDP address of worker 0; worker i listens on the same IP at port + i.
+    #[arg(long, default_value = "127.0.0.1:7171")]
+    pub listen: SocketAddr,
+    /// Worker threads, each with its own socket and host shard (default: all cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Engine time = real elapsed time / F; 0.01 makes TIME-WAIT's 60 s pass in 0.6 s.
+    #[arg(long, default_value_t = 1.0)]
+    pub time_scale: f64,
+    /// Which side closes first.
+    #[arg(long, value_enum, default_value_t = CloseMode::Server)]
+    pub close: CloseMode,
+    /// With `--close server`: engine time to hold a connection before closing it.
+    #[arg(long, value_parser = parse_duration, default_value = "0s")]
+    pub hold: Duration,
+    /// HTTP address serving `GET /metrics` (Prometheus text format).
+    #[arg(long, default_value = "127.0.0.1:9171")]
+    pub metrics: SocketAddr,
+    /// Write the final report here (atomically) on SIGINT/SIGTERM.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Also accept real kernel TCP connections here and close them first.
+    #[arg(long)]
+    pub kernel_listen: Option<SocketAddr>,
+    /// Permit binding addresses other than loopback.
+    #[arg(long)]
+    pub allow_non_loopback: bool,
+    /// Timer and limit profile of the server host.
+    #[arg(long, default_value_t = Profile::Linux)]
+    pub profile: Profile,
+    /// Most TIME-WAIT entries (`tcp_max_tw_buckets`), over all workers.
+    #[arg(long)]
+    pub max_tw_buckets: Option<usize>,
+}
+
+impl Default for ServeArgs {
+    fn default() -> ServeArgs {
+        ServeArgs {
+            listen: "127.0.0.1:7171".parse().expect("literal address"),
+            threads: None,
+            time_scale: 1.0,
+            close: CloseMode::Server,
+            hold: Duration::ZERO,
+            metrics: "127.0.0.1:9171".parse().expect("literal address"),
+            json: None,
+            kernel_listen: None,
+            allow_non_loopback: false,
+            profile: Profile::Linux,
+            max_tw_buckets: None,
+        }
+    }
+}
+
+/// Real time mapped to engine time: `Time` = 1 s + real elapsed / scale. The
+/// 1 s offset keeps engine stamps away from zero, which some fields use as "unset".
+#[derive(Clone, Copy, Debug)]
+pub struct Clock {
+    start: Instant,
+    scale: f64,
+}
+
+impl Clock {
+    const EPOCH_US: u64 = 1_000_000;
+
+    pub fn new(scale: f64) -> Clock {
+        Clock {
+            start: Instant::now(),
+            scale,
+        }
+    }
+
+    pub fn scale(&self) -> f64 {
+        self.scale
+    }
+
+    #[inline]
+    pub fn now(&self) -> Time {
+        self.at(Instant::now())
+    }
+
+    #[inline]
+    pub fn at(&self, instant: Instant) -> Time {
+        let real = instant.saturating_duration_since(self.start).as_micros() as f64;
+        Time::from_micros(Self::EPOCH_US + (real / self.scale) as u64)
+    }
+
+    /// Real time until engine time `t`, zero if it has passed.
+    pub fn real_until(&self, t: Time) -> Duration {
+        let engine = t.saturating_sub(self.now());
+        engine.mul_f64(self.scale)
+    }
+
+    /// Real duration of an engine duration.
+    pub fn to_real(&self, engine: Duration) -> Duration {
+        engine.mul_f64(self.scale)
+    }
+}
+
+/// Checks the flags before anything is bound.
+pub fn validate(args: &ServeArgs) -> Result<(), Usage> {
+    let loopback = |a: &SocketAddr| a.ip().is_loopback();
+    let mut addrs = vec![args.listen, args.metrics];
+    addrs.extend(args.kernel_listen);
+    for a in &addrs {
+        crate::cli::ensure(args.allow_non_loopback || loopback(a), || {
+            format!("refusing to bind non-loopback address {a} (pass --allow-non-loopback)")
+        })?;
+    }
+    crate::cli::ensure(
+        args.time_scale.is_finite() && args.time_scale > 0.0 && args.time_scale <= 1000.0,
+        || format!("--time-scale must be in (0, 1000], got {}", args.time_scale),
+    )?;
+    crate::cli::ensure(args.threads != Some(0), || {
+        "--threads must be at least 1".into()
+    })?;
+    let threads = worker_count(args);
+    crate::cli::ensure(args.listen.port() as usize + threads <= 65_536, || {
+        format!(
+            "{threads} workers do not fit above port {}",
+            args.listen.port()
+        )
+    })?;
+    Ok(())
+}
+
+fn worker_count(args: &ServeArgs) -> usize {
+    args.threads.unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    })
+}
+
+/// The server host configuration of one shard.
+fn host_config(args: &ServeArgs, workers: usize) -> Config {
+    let mut cfg = Config::profile(args.profile);
+    if let Some(n) = args.max_tw_buckets {
+        cfg.max_tw_buckets = n;
+    }
+    // The limit is host-wide; each shard holds its share.
+    cfg.max_tw_buckets = cfg.max_tw_buckets.div_ceil(workers);
+    cfg
+}
+
+/// What a worker hands back when it stops.
+#[derive(Clone, Debug, Default)]
+struct WorkerFinal {
+    stats: crate::Stats,
+    population: [usize; State::COUNT],
+    peak: [usize; State::COUNT],
+    closed: [u64; metrics::REASONS],
+    first_rx: Option<Instant>,
+    last_rx: Option<Instant>,
+}
+
+/// A running service (the binary's, or a test's in-process one).
+pub struct Server {
+    udp: SocketAddr,
+    metrics: SocketAddr,
+    kernel: Option<SocketAddr>,
+    workers: usize,
+    stop: Arc<AtomicBool>,
+    waker: Arc<mio::Waker>,
+    control: JoinHandle<anyhow::Result<Value>>,
+}
+
+impl Server {
+    /// Binds every socket and starts the threads. With `signals` the control loop
+    /// also stops on SIGINT/SIGTERM.
+    pub fn start(args: &ServeArgs, signals: bool) -> anyhow::Result<Server> {
+        validate(args)?;
+        let workers = worker_count(args);
+        let sockets = net::bind_consecutive(args.listen, workers)?;
+        let udp = sockets[0].local_addr()?;
+        let metrics_listener = mio::net::TcpListener::bind(args.metrics)
+            .with_context(|| format!("binding metrics on {}", args.metrics))?;
+        let metrics_addr = metrics_listener.local_addr()?;
+        let kernel_listener = match args.kernel_listen {
+            Some(a) => {
+                let l = mio::net::TcpListener::bind(a)
+                    .with_context(|| format!("binding kernel listener on {a}"))?;
+                // As many as somaxconn allows: a full accept queue silently drops
+                // handshakes, which would measure the queue, not the teardown.
+                net::set_backlog(&l, KERNEL_BACKLOG)?;
+                Some(l)
+            }
+            None => None,
+        };
+        let kernel = match &kernel_listener {
+            Some(l) => Some(l.local_addr()?),
+            None => None,
+        };
+        let clock = Clock::new(args.time_scale);
+        let stop = Arc::new(AtomicBool::new(false));
+        let shared = Arc::new(metrics::Shared::new(workers, args.time_scale));
+        let mut handles = Vec::with_capacity(workers);
+        let mut wakers = Vec::with_capacity(workers);
+        for (i, socket) in sockets.into_iter().enumerate() {
+            let w = worker::Worker::new(
+                i,
+                workers,
+                socket,
+                host_config(args, workers),
+                args,
+                clock,
+                Arc::clone(&shared),
+                Arc::clone(&stop),
+            )?;
+            wakers.push(w.waker());
+            handles.push(
+                std::thread::Builder::new()
+                    .name(format!("serve-{i}"))
+                    .spawn(move || w.run())?,
+            );
+        }
+        let control = control::Control::new(
+            metrics_listener,
+            kernel_listener,
+            signals,
+            Arc::clone(&shared),
+            Arc::clone(&stop),
+            wakers,
+        )?;
+        let waker = control.waker();
+        let json = args.json.clone();
+        let control = std::thread::Builder::new()
+            .name("serve-control".into())
+            .spawn(move || {
+                let sampled = control.run()?;
+                let mut finals = Vec::with_capacity(handles.len());
+                for h in handles {
+                    let f = h
+                        .join()
+                        .map_err(|_| anyhow::anyhow!("a worker thread panicked"))??;
+                    finals.push(f);
+                }
+                let report = final_report(&finals, &sampled, &shared);
+                if let Some(path) = &json {
+                    net::write_atomically(path, &serde_json::to_vec_pretty(&report)?)?;
+                }
+                Ok(report)
+            })?;
+        Ok(Server {
+            udp,
+            metrics: metrics_addr,
+            kernel,
+            workers,
+            stop,
+            waker,
+            control,
+        })
+    }
+
+    /// UDP address of worker 0.
+    pub fn udp_addr(&self) -> SocketAddr {
+        self.udp
+    }
+
+    pub fn metrics_addr(&self) -> SocketAddr {
+        self.metrics
+    }
+
+    pub fn kernel_addr(&self) -> Option<SocketAddr> {
+        self.kernel
+    }
+
+    pub fn workers(&self) -> usize {
+        self.workers
+    }
+
+    /// Stops the threads (as SIGTERM does) and returns the final report.
+    pub fn stop(self) -> anyhow::Result<Value> {
+        self.stop.store(true, Relaxed);
+        self.waker.wake()?;
+        self.wait()
+    }
+
+    /// Waits until a signal stops the service; returns the final report.
+    pub fn wait(self) -> anyhow::Result<Value> {
+        self.control
+            .join()
+            .map_err(|_| anyhow::anyhow!("the control thread panicked"))?
+    }
+
+    /// The line the binary prints once it is serving; `loadgen --spawn-server` reads it.
+    pub fn ready_line(&self) -> String {
+        let kernel = self
+            .kernel
+            .map(|a| a.to_string())
+            .unwrap_or_else(|| "-".into());
+        format!(
+            "serving udp={} workers={} metrics={} kernel={}",
+            self.udp, self.workers, self.metrics, kernel
+        )
+    }
+}
+
+/// Host-wide peaks the control thread sampled.
+#[derive(Clone, Debug, Default)]
+struct Sampled {
+    peak: [usize; State::COUNT],
+    /// Heap bytes of the hosts per entry, at the sample with the most TIME-WAIT entries.
+    bytes_per_entry_at_tw_peak: f64,
+    kernel_accepted: u64,
+}
+
+/// The final report: the simulator's field names where the figure is the same.
+fn final_report(finals: &[WorkerFinal], sampled: &Sampled, shared: &metrics::Shared) -> Value {
+    let mut stats = crate::Stats::default();
+    let mut population = [0usize; State::COUNT];
+    let mut peak = sampled.peak;
+    let mut closed = [0u64; metrics::REASONS];
+    let mut first: Option<Instant> = None;
+    let mut last: Option<Instant> = None;
+    for f in finals {
+        metrics::add_stats(&mut stats, &f.stats);
+        for s in 0..State::COUNT {
+            population[s] += f.population[s];
+            // A lone worker's own peak is exact; sampled sums may miss a spike.
+            peak[s] = peak[s].max(f.peak[s]);
+        }
+        for (sum, n) in closed.iter_mut().zip(&f.closed) {
+            *sum += n;
+        }
+        first = match (first, f.first_rx) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        last = last.max(f.last_rx);
+    }
+    let tw = population[State::TimeWait as usize];
+    let completed = metrics::completed(&closed) + tw as u64;
+    let leaked: usize = State::ALL
+        .iter()
+        .filter(|s| !matches!(s, State::Closed | State::TimeWait))
+        .map(|s| population[*s as usize])
+        .sum();
+    let window = match (first, last) {
+        (Some(a), Some(b)) if b > a => (b - a).as_secs_f64(),
+        _ => 0.0,
+    };
+    let rate = if window > 0.0 {
+        completed as f64 / window
+    } else {
+        0.0
+    };
+    let mut peaks = serde_json::Map::new();
+    for s in [
+        State::Established,
+        State::FinWait1,
+        State::FinWait2,
+        State::Closing,
+        State::TimeWait,
+        State::CloseWait,
+        State::LastAck,
+    ] {
+        peaks.insert(s.key().into(), json!(peak[s as usize]));
+    }
+    let mut reasons = serde_json::Map::new();
+    for (r, name) in metrics::REASON_NAMES.iter().enumerate() {
+        reasons.insert((*name).into(), json!(closed[r]));
+    }
+    let mut now = serde_json::Map::new();
+    for s in State::ALL.iter().skip(1) {
+        now.insert(s.key().into(), json!(population[*s as usize]));
+    }
+    let io = shared.io_totals();
+    json!({
+        "connections": stats.opened_passive,
+        "completed": completed,
+        "leaked": leaked,
+        "teardowns_per_sec": rate,
+        "window_secs": window,
+        "cpu_secs": net::cpu_secs(),
+        "workers": finals.len(),
+        "time_scale": shared.time_scale(),
+        "segments": {
+            "sent": stats.segments_sent,
+            "received": stats.segments_received,
+            "dropped": io.segments_dropped,
+            "retransmitted": stats.retransmits,
+            "rst": stats.rst_sent,
+            "rst_received": stats.rst_received,
+        },
+        "timeouts": {
+            "fin_wait_2": stats.timeouts_fin_wait_2,
+            "retries_exhausted": stats.timeouts_retries,
+            "time_wait": stats.timeouts_time_wait,
+        },
+        "time_wait_overflow": stats.time_wait_overflow,
+        "time_wait_reused": stats.time_wait_reused,
+        "closed": reasons,
+        "peak": peaks,
+        "population": now,
+        "memory": {
+            "bytes_per_time_wait": sampled.bytes_per_entry_at_tw_peak,
+            "peak_heap_bytes": crate::alloc::peak_bytes(),
+            "live_heap_bytes": crate::alloc::live_bytes(),
+        },
+        "datagrams": {
+            "received": io.datagrams_received,
+            "malformed": io.datagrams_malformed,
+            "sent": io.datagrams_sent,
+        },
+        "kernel": { "accepted": sampled.kernel_accepted },
+    })
+}
+
+/// `teardown serve`.
+pub fn main(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let server = Server::start(&args, true)?;
+    println!("{}", server.ready_line());
+    let report = server.wait()?;
+    eprintln!("{}", serde_json::to_string_pretty(&report)?);
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clock_compresses_time() {
+        let c = Clock::new(0.01);
+        let t0 = c.now();
+        assert!(t0 >= Time::from_micros(Clock::EPOCH_US));
+        assert_eq!(
+            c.to_real(Duration::from_secs(60)),
+            Duration::from_millis(600)
+        );
+        assert!(c.real_until(t0 + Duration::from_secs(1)) <= Duration::from_millis(10));
+    }
+
+    #[test]
+    fn refuses_non_loopback() {
+        let args = ServeArgs {
+            listen: "0.0.0.0:7171".parse().unwrap(),
+            ..ServeArgs::default()
+        };
+        assert!(validate(&args).is_err());
+        let ok = ServeArgs {
+            allow_non_loopback: true,
+            ..args
+        };
+        assert!(validate(&ok).is_ok());
+        let scale = ServeArgs {
+            time_scale: 0.0,
+            ..ServeArgs::default()
+        };
+        assert!(validate(&scale).is_err());
+    }
+
+    #[test]
+    fn route_is_stable_and_spreads() {
+        let mut counts = [0; 3];
+        for p in 0..3000u16 {
+            let t = Tuple::new(SERVER_IP, SERVER_PORT, [10, 1, 0, 1], 32_768 + p);
+            let r = route(&t, 3);
+            assert_eq!(r, route(&t, 3));
+            counts[r] += 1;
+        }
+        assert!(counts.iter().all(|&c| c > 800), "{counts:?}");
+    }
+}

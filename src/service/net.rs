@@ -1,0 +1,225 @@
+//! Socket and file helpers shared by `teardown serve` and `loadgen`.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::os::fd::AsRawFd;
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+
+/// Socket buffer size asked for on every UDP socket. A burst of a few thousand
+/// segments is a few hundred kB of datagrams; the default 208 kB receive buffer
+/// holds only three full ones. The kernel caps the request at `rmem_max`/`wmem_max`.
+pub const SOCKET_BUFFER: usize = 8 << 20;
+
+/// Binds `n` nonblocking UDP sockets at consecutive ports from `first` (port 0:
+/// any free run of `n` ports), sized with [`set_buffers`].
+pub fn bind_consecutive(first: SocketAddr, n: usize) -> anyhow::Result<Vec<mio::net::UdpSocket>> {
+    let attempts = if first.port() == 0 { 32 } else { 1 };
+    let mut last_err = None;
+    for _ in 0..attempts {
+        match try_bind_run(first, n) {
+            Ok(v) => return Ok(v),
+            Err(e) => last_err = Some(e),
+        }
+    }
+    Err(last_err.unwrap_or_else(|| anyhow::anyhow!("no attempt made")))
+}
+
+fn try_bind_run(first: SocketAddr, n: usize) -> anyhow::Result<Vec<mio::net::UdpSocket>> {
+    let s0 = mio::net::UdpSocket::bind(first).with_context(|| format!("binding UDP {first}"))?;
+    let base = s0.local_addr()?;
+    let mut v = vec![s0];
+    for i in 1..n {
+        let mut a = base;
+        let port = base.port() as usize + i;
+        if port > u16::MAX as usize {
+            bail!("no room for {n} consecutive ports above {}", base.port());
+        }
+        a.set_port(port as u16);
+        v.push(mio::net::UdpSocket::bind(a).with_context(|| format!("binding UDP {a}"))?);
+    }
+    for s in &v {
+        set_buffers(s, SOCKET_BUFFER)?;
+    }
+    Ok(v)
+}
+
+/// Sets SO_RCVBUF and SO_SNDBUF (the std and mio sockets expose neither).
+pub fn set_buffers(socket: &impl AsRawFd, bytes: usize) -> std::io::Result<()> {
+    let fd = socket.as_raw_fd();
+    let v = bytes.min(i32::MAX as usize) as libc::c_int;
+    for opt in [libc::SO_RCVBUF, libc::SO_SNDBUF] {
+        // SAFETY: `fd` is an open socket borrowed from `socket` for the duration of
+        // the call; the option value points at a live c_int whose size is passed.
+        // Tested in `tests::buffers_grow`.
+        let rc = unsafe {
+            libc::setsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                opt,
+                (&v as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        if rc != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// Raises a listening socket's accept backlog (mio binds with 1,024). Calling
+/// listen(2) again on a listening socket only changes the backlog; the kernel
+/// caps it at `net.core.somaxconn`.
+pub fn set_backlog(listener: &impl AsRawFd, backlog: i32) -> std::io::Result<()> {
+    // SAFETY: listen(2) on a descriptor borrowed from a live listener; no memory
+    // is passed. Tested in `tests::backlog_can_grow`.
+    if unsafe { libc::listen(listener.as_raw_fd(), backlog) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Writes `bytes` to `path` atomically: a temporary file in the same directory,
+/// flushed, then renamed over the target, so a reader sees the old file or the
+/// whole new one.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let name = path
+        .file_name()
+        .with_context(|| format!("{} names no file", path.display()))?;
+    let tmp = dir.join(format!(
+        ".{}.tmp.{}",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
+    let mut f =
+        std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    drop(f);
+    std::fs::rename(&tmp, path).with_context(|| format!("renaming onto {}", path.display()))?;
+    Ok(())
+}
+
+/// A plain `GET` of an `http://host:port/path` URL over a std TcpStream, enough
+/// for a metrics scrape. Returns the body of a 200 response.
+pub fn http_get(url: &str, timeout: Duration) -> anyhow::Result<String> {
+    let rest = url
+        .strip_prefix("http://")
+        .with_context(|| format!("{url}: only http:// URLs are supported"))?;
+    let (host, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "/"),
+    };
+    let addr = host
+        .to_socket_addrs()
+        .with_context(|| format!("resolving {host}"))?
+        .next()
+        .with_context(|| format!("{host} resolves to nothing"))?;
+    let mut s = TcpStream::connect_timeout(&addr, timeout)
+        .with_context(|| format!("connecting to {addr}"))?;
+    s.set_read_timeout(Some(timeout))?;
+    s.set_write_timeout(Some(timeout))?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut resp = Vec::new();
+    s.read_to_end(&mut resp)?;
+    let text = String::from_utf8_lossy(&resp);
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .with_context(|| format!("{url}: malformed HTTP response"))?;
+    let status = head.lines().next().unwrap_or("");
+    if status.split_whitespace().nth(1) != Some("200") {
+        bail!("{url}: {status}");
+    }
+    Ok(body.to_string())
+}
+
+/// CPU seconds (user + system) this process has used so far.
+pub fn cpu_secs() -> f64 {
+    // SAFETY: an all-zero rusage is a valid value of this plain C struct.
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: getrusage writes one rusage into the live, properly typed `u`.
+    // Tested in `tests::cpu_time_advances`.
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) } != 0 {
+        return 0.0;
+    }
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    secs(u.ru_utime) + secs(u.ru_stime)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rcvbuf(s: &impl AsRawFd) -> libc::c_int {
+        let mut v: libc::c_int = 0;
+        let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+        // SAFETY: the fd is open for the call; `v` and `len` are live and sized.
+        let rc = unsafe {
+            libc::getsockopt(
+                s.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_RCVBUF,
+                (&mut v as *mut libc::c_int).cast(),
+                &mut len,
+            )
+        };
+        assert_eq!(rc, 0);
+        v
+    }
+
+    #[test]
+    fn buffers_grow() {
+        let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let before = rcvbuf(&s);
+        set_buffers(&s, 1 << 20).unwrap();
+        assert!(rcvbuf(&s) > before, "{before} -> {}", rcvbuf(&s));
+    }
+
+    #[test]
+    fn cpu_time_advances() {
+        let before = cpu_secs();
+        let t = std::time::Instant::now();
+        let mut x = 0u64;
+        while t.elapsed() < Duration::from_millis(30) {
+            x = std::hint::black_box(x.wrapping_add(1));
+        }
+        assert!(cpu_secs() > before);
+    }
+
+    #[test]
+    fn backlog_can_grow() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        set_backlog(&l, 4096).unwrap();
+        // Still a working listener.
+        let a = l.local_addr().unwrap();
+        let _c = std::net::TcpStream::connect(a).unwrap();
+        assert!(l.accept().is_ok());
+    }
+
+    #[test]
+    fn consecutive_ports() {
+        let v = bind_consecutive("127.0.0.1:0".parse().unwrap(), 3).unwrap();
+        let p0 = v[0].local_addr().unwrap().port();
+        assert_eq!(v[2].local_addr().unwrap().port(), p0 + 2);
+    }
+
+    #[test]
+    fn atomic_write_replaces() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("r.json");
+        write_atomically(&p, b"one").unwrap();
+        write_atomically(&p, b"two").unwrap();
+        assert_eq!(std::fs::read(&p).unwrap(), b"two");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+}

@@ -1,0 +1,355 @@
+//! One worker: a mio loop over one UDP socket and one host shard.
+//!
+//! Each iteration drains the socket until `WouldBlock`, handing every segment to
+//! the host as it is decoded, answers the application's events (close on
+//! ESTABLISHED with `--close server`, close on the peer's FIN), fires the host's
+//! timers and sends what the host emitted, packed into as few datagrams as the
+//! peers allow. Nothing is allocated per segment: the receive buffer, the event
+//! scratch vector and one encoder per peer are reused.
+
+use std::collections::hash_map::Entry;
+use std::collections::{HashMap, VecDeque};
+use std::hash::{BuildHasherDefault, Hasher};
+use std::io::ErrorKind;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mio::net::UdpSocket;
+use mio::{Events, Interest, Poll, Token, Waker};
+
+use super::metrics::{reason_index, Io, Shared, REASONS};
+use super::{route, Clock, CloseMode, ServeArgs, WorkerFinal, SERVER_PORT};
+use crate::config::Config;
+use crate::host::{Event, Host};
+use crate::state::State;
+use crate::time::Time;
+use crate::tuple::Tuple;
+use crate::wire::{self, Encoder};
+
+const SOCKET: Token = Token(0);
+const WAKER: Token = Token(1);
+/// Timers and pending output are serviced at least this often (in datagrams)
+/// while a burst is being drained, so a long burst cannot starve them.
+const TICK_EVERY: u32 = 32;
+/// Distinct UDP peers remembered; datagrams from more are still served but
+/// their simulated IPs are not learnt (replies to them are dropped and counted).
+const MAX_PEERS: usize = 1024;
+
+/// Hashes a simulated IPv4 address: one multiply, enough for a map keyed by a few
+/// thousand client addresses chosen by our own load generator.
+#[derive(Default)]
+struct IpHasher(u64);
+
+impl Hasher for IpHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0 ^ *b as u64).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    fn write_u32(&mut self, n: u32) {
+        self.0 = (n as u64 ^ self.0).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+    fn finish(&self) -> u64 {
+        self.0 ^ (self.0 >> 29)
+    }
+}
+
+/// Where replies go: simulated destination IP → the UDP peer it was last heard from.
+#[derive(Default)]
+struct Peers {
+    by_ip: HashMap<u32, u32, BuildHasherDefault<IpHasher>>,
+    out: Vec<(SocketAddr, Encoder)>,
+}
+
+impl Peers {
+    /// Index of the UDP peer `from`, added if new and there is room.
+    fn index(&mut self, from: SocketAddr) -> Option<u32> {
+        if let Some(i) = self.out.iter().position(|(a, _)| *a == from) {
+            return Some(i as u32);
+        }
+        if self.out.len() >= MAX_PEERS {
+            return None;
+        }
+        self.out.push((from, Encoder::default()));
+        Some(self.out.len() as u32 - 1)
+    }
+
+    #[inline]
+    fn learn(&mut self, ip: u32, peer: u32) {
+        match self.by_ip.entry(ip) {
+            Entry::Occupied(mut e) => {
+                if *e.get() != peer {
+                    e.insert(peer);
+                }
+            }
+            Entry::Vacant(e) => {
+                e.insert(peer);
+            }
+        }
+    }
+}
+
+pub(super) struct Worker {
+    index: usize,
+    workers: usize,
+    poll: Poll,
+    socket: UdpSocket,
+    waker: Arc<Waker>,
+    host: Host,
+    clock: Clock,
+    shared: Arc<Shared>,
+    stop: Arc<AtomicBool>,
+    close: CloseMode,
+    hold: Duration,
+    /// Connections waiting out `--hold` before the server closes them, in deadline order.
+    held: VecDeque<(Time, Tuple)>,
+    rx: Vec<u8>,
+    scratch: Vec<Event>,
+    peers: Peers,
+    closed: [u64; REASONS],
+    io: Io,
+    peak: [usize; State::COUNT],
+    first_rx: Option<Instant>,
+    last_rx: Option<Instant>,
+}
+
+impl Worker {
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn new(
+        index: usize,
+        workers: usize,
+        mut socket: UdpSocket,
+        cfg: Config,
+        args: &ServeArgs,
+        clock: Clock,
+        shared: Arc<Shared>,
+        stop: Arc<AtomicBool>,
+    ) -> anyhow::Result<Worker> {
+        let poll = Poll::new()?;
+        poll.registry()
+            .register(&mut socket, SOCKET, Interest::READABLE)?;
+        let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+        let mut host = Host::new(cfg);
+        host.listen(SERVER_PORT);
+        Ok(Worker {
+            index,
+            workers,
+            poll,
+            socket,
+            waker,
+            host,
+            clock,
+            shared,
+            stop,
+            close: args.close,
+            hold: args.hold,
+            held: VecDeque::new(),
+            // One byte more than the largest valid datagram, so that an oversized
+            // one is seen whole enough to be rejected as oversized.
+            rx: vec![0; wire::MAX_DATAGRAM + 1],
+            scratch: Vec::new(),
+            peers: Peers::default(),
+            closed: [0; REASONS],
+            io: Io::default(),
+            peak: [0; State::COUNT],
+            first_rx: None,
+            last_rx: None,
+        })
+    }
+
+    pub(super) fn waker(&self) -> Arc<Waker> {
+        Arc::clone(&self.waker)
+    }
+
+    pub(super) fn run(mut self) -> anyhow::Result<WorkerFinal> {
+        let mut events = Events::with_capacity(16);
+        loop {
+            let timeout = self.next_wakeup();
+            match self.poll.poll(&mut events, timeout) {
+                Ok(()) => {}
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e.into()),
+            }
+            let started = Instant::now();
+            let stopping = self.stop.load(Relaxed);
+            // The waker only interrupts the poll; the stop flag says why. The socket
+            // is drained whatever woke us, so a stop still serves what has arrived.
+            if !events.is_empty() {
+                self.drain()?;
+            }
+            self.tick();
+            self.io.loop_iterations += 1;
+            let busy = started.elapsed().as_micros() as u64;
+            self.io.loop_busy_us += busy;
+            self.shared
+                .publish(self.index, &self.host, &self.closed, &self.io, busy);
+            if stopping {
+                break;
+            }
+        }
+        let mut population = [0; State::COUNT];
+        for s in State::ALL {
+            population[s as usize] = self.host.population(s);
+        }
+        Ok(WorkerFinal {
+            stats: *self.host.stats(),
+            population,
+            peak: self.peak,
+            closed: self.closed,
+            first_rx: self.first_rx,
+            last_rx: self.last_rx,
+        })
+    }
+
+    /// Real time until the next host deadline or held close.
+    fn next_wakeup(&self) -> Option<Duration> {
+        let host = self.host.poll_timeout();
+        let held = self.held.front().map(|(t, _)| *t);
+        let next = match (host, held) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        next.map(|t| self.clock.real_until(t))
+    }
+
+    /// Receives until the socket would block.
+    fn drain(&mut self) -> anyhow::Result<()> {
+        let mut since_tick = 0;
+        loop {
+            match self.socket.recv_from(&mut self.rx) {
+                Ok((n, from)) => {
+                    self.on_datagram(n, from);
+                    since_tick += 1;
+                    if since_tick == TICK_EVERY {
+                        since_tick = 0;
+                        self.tick();
+                    }
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(()),
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                // An ICMP error queued on the socket by an earlier send; not ours to fix.
+                Err(e) if e.kind() == ErrorKind::ConnectionRefused => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    fn on_datagram(&mut self, n: usize, from: SocketAddr) {
+        let at = Instant::now();
+        self.io.datagrams_received += 1;
+        self.first_rx.get_or_insert(at);
+        self.last_rx = Some(at);
+        let now = self.clock.at(at);
+        let records = match wire::decode(&self.rx[..n]) {
+            Ok(r) => r,
+            Err(_) => {
+                self.io.datagrams_malformed += 1;
+                return;
+            }
+        };
+        let peer = self.peers.index(from);
+        for seg in records {
+            if route(&seg.receiver_tuple(), self.workers) != self.index {
+                // Another worker owns this tuple; taking it here would split its state.
+                self.io.segments_dropped += 1;
+                continue;
+            }
+            if let Some(p) = peer {
+                self.peers.learn(seg.src_ip, p);
+            }
+            self.host.handle(now, &seg);
+        }
+        self.app(now);
+        self.send(false);
+    }
+
+    /// Timers, held closes, the application, and every pending segment out.
+    fn tick(&mut self) {
+        let now = self.clock.now();
+        self.host.handle_timeout(now);
+        while let Some(&(t, tuple)) = self.held.front() {
+            if t > now {
+                break;
+            }
+            self.held.pop_front();
+            // It may have closed meanwhile (an RST, the peer's FIN handled below).
+            let _ = self.host.close(now, tuple);
+        }
+        self.app(now);
+        self.send(true);
+        for s in [
+            State::Established,
+            State::FinWait1,
+            State::FinWait2,
+            State::Closing,
+            State::TimeWait,
+            State::CloseWait,
+            State::LastAck,
+        ] {
+            let i = s as usize;
+            self.peak[i] = self.peak[i].max(self.host.population(s));
+        }
+    }
+
+    /// The server application: close first after the handshake (`--close
+    /// server`), close on the peer's FIN, count how connections ended.
+    fn app(&mut self, now: Time) {
+        loop {
+            self.scratch.extend(self.host.events());
+            if self.scratch.is_empty() {
+                return;
+            }
+            for i in 0..self.scratch.len() {
+                match self.scratch[i] {
+                    Event::Established { tuple } if self.close == CloseMode::Server => {
+                        if self.hold.is_zero() {
+                            let _ = self.host.close(now, tuple);
+                        } else {
+                            self.held.push_back((now + self.hold, tuple));
+                        }
+                    }
+                    Event::PeerClosed { tuple } => {
+                        let _ = self.host.close(now, tuple);
+                    }
+                    Event::Closed { reason, .. } => self.closed[reason_index(reason)] += 1,
+                    _ => {}
+                }
+            }
+            self.scratch.clear();
+        }
+    }
+
+    /// Packs pending segments into each peer's datagram; sends full datagrams, and
+    /// with `all` the partial ones too. A datagram the socket refuses is dropped
+    /// and counted: the engine's retransmissions recover, as over a lossy link.
+    fn send(&mut self, all: bool) {
+        for seg in self.host.transmits() {
+            let Some(&p) = self.peers.by_ip.get(&seg.dst_ip) else {
+                self.io.segments_dropped += 1;
+                continue;
+            };
+            let (addr, enc) = &mut self.peers.out[p as usize];
+            enc.push(&seg);
+            if enc.is_full() {
+                send_datagram(&self.socket, *addr, enc, &mut self.io);
+            }
+        }
+        if all {
+            for (addr, enc) in &mut self.peers.out {
+                if !enc.is_empty() {
+                    send_datagram(&self.socket, *addr, enc, &mut self.io);
+                }
+            }
+        }
+    }
+}
+
+fn send_datagram(socket: &UdpSocket, to: SocketAddr, enc: &mut Encoder, io: &mut Io) {
+    match socket.send_to(enc.datagram(), to) {
+        Ok(_) => io.datagrams_sent += 1,
+        Err(_) => io.segments_dropped += enc.len() as u64,
+    }
+    enc.clear();
+}

@@ -1,0 +1,341 @@
+//! The wire format of `teardown serve` and `loadgen`: segments carried in UDP
+//! datagrams, many per datagram. The byte layout is specified in `docs/wire.md`.
+//!
+//! A datagram is an 8-byte header followed by `count` fixed-size 28-byte records,
+//! every field big-endian:
+//!
+//! ```text
+//! header:  magic "TD" (2) | version (1) | reserved 0 (1) | count (2) | reserved 0 (2)
+//! record:  src_ip (4) | dst_ip (4) | src_port (2) | dst_port (2) | seq (4) | ack (4)
+//!          | len (4) | wnd (2) | flags (1) | reserved 0 (1)
+//! ```
+//!
+//! Decoding never allocates: [`decode`] validates the whole datagram first (so a
+//! malformed datagram is rejected as a unit and none of its segments reaches an
+//! engine) and then hands out an iterator that reads records straight from the
+//! receive buffer. Encoding appends records to a buffer allocated once.
+
+use crate::segment::{Flags, Segment};
+
+/// `"TD"`.
+pub const MAGIC: [u8; 2] = *b"TD";
+/// Bumped on any change of layout or meaning.
+pub const VERSION: u8 = 1;
+pub const HEADER_LEN: usize = 8;
+pub const RECORD_LEN: usize = 28;
+/// Most records in one datagram. 2048 records make a 57,352-byte datagram, which
+/// fits one UDP datagram on loopback (MTU 65,536) without IP fragmentation.
+pub const MAX_RECORDS: usize = 2048;
+/// The largest valid datagram; receive buffers should be at least one byte
+/// larger, so that an oversized datagram shows as oversized and not as truncated.
+pub const MAX_DATAGRAM: usize = HEADER_LEN + MAX_RECORDS * RECORD_LEN;
+/// TCP control bits the format carries: FIN, SYN, RST, PSH, ACK. URG and the
+/// ECN bits are not modelled, so they are reserved and must be zero.
+pub const FLAG_MASK: u8 = 0x1f;
+
+/// Why a datagram was rejected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum WireError {
+    #[error("datagram of {0} bytes is shorter than the {HEADER_LEN}-byte header")]
+    Truncated(usize),
+    #[error("bad magic {0:#06x}")]
+    BadMagic(u16),
+    #[error("unsupported version {0} (this build speaks {VERSION})")]
+    BadVersion(u8),
+    #[error("reserved header bits set")]
+    ReservedHeader,
+    #[error("datagram of {0} bytes exceeds {MAX_DATAGRAM}")]
+    Oversized(usize),
+    #[error("count {0} exceeds {MAX_RECORDS} records")]
+    TooManyRecords(usize),
+    #[error("header counts {count} records but {body} body bytes follow")]
+    CountMismatch { count: usize, body: usize },
+    #[error("record {0} has reserved bits set")]
+    ReservedRecord(usize),
+}
+
+/// Validates `buf` as one datagram and returns its records.
+pub fn decode(buf: &[u8]) -> Result<Records<'_>, WireError> {
+    if buf.len() > MAX_DATAGRAM {
+        return Err(WireError::Oversized(buf.len()));
+    }
+    if buf.len() < HEADER_LEN {
+        return Err(WireError::Truncated(buf.len()));
+    }
+    if buf[0..2] != MAGIC {
+        return Err(WireError::BadMagic(u16::from_be_bytes([buf[0], buf[1]])));
+    }
+    if buf[2] != VERSION {
+        return Err(WireError::BadVersion(buf[2]));
+    }
+    if buf[3] != 0 || buf[6] != 0 || buf[7] != 0 {
+        return Err(WireError::ReservedHeader);
+    }
+    let count = u16::from_be_bytes([buf[4], buf[5]]) as usize;
+    if count > MAX_RECORDS {
+        return Err(WireError::TooManyRecords(count));
+    }
+    let body = &buf[HEADER_LEN..];
+    if body.len() != count * RECORD_LEN {
+        return Err(WireError::CountMismatch {
+            count,
+            body: body.len(),
+        });
+    }
+    for (i, r) in body.chunks_exact(RECORD_LEN).enumerate() {
+        if r[26] & !FLAG_MASK != 0 || r[27] != 0 {
+            return Err(WireError::ReservedRecord(i));
+        }
+    }
+    Ok(Records {
+        chunks: body.chunks_exact(RECORD_LEN),
+    })
+}
+
+/// The records of a validated datagram, read in place.
+#[derive(Clone)]
+pub struct Records<'a> {
+    chunks: std::slice::ChunksExact<'a, u8>,
+}
+
+impl Iterator for Records<'_> {
+    type Item = Segment;
+
+    #[inline]
+    fn next(&mut self) -> Option<Segment> {
+        self.chunks.next().map(read_record)
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.chunks.size_hint()
+    }
+}
+
+impl ExactSizeIterator for Records<'_> {}
+
+#[inline]
+fn be32(r: &[u8], at: usize) -> u32 {
+    u32::from_be_bytes([r[at], r[at + 1], r[at + 2], r[at + 3]])
+}
+
+#[inline]
+fn be16(r: &[u8], at: usize) -> u16 {
+    u16::from_be_bytes([r[at], r[at + 1]])
+}
+
+#[inline]
+fn read_record(r: &[u8]) -> Segment {
+    Segment {
+        src_ip: be32(r, 0),
+        dst_ip: be32(r, 4),
+        src_port: be16(r, 8),
+        dst_port: be16(r, 10),
+        seq: be32(r, 12),
+        ack: be32(r, 16),
+        len: be32(r, 20),
+        wnd: be16(r, 24),
+        flags: Flags(r[26]),
+    }
+}
+
+/// Builds datagrams: push segments until [`Encoder::is_full`], send
+/// [`Encoder::datagram`], then [`Encoder::clear`]. The buffer is allocated once.
+pub struct Encoder {
+    buf: Vec<u8>,
+    limit: usize,
+}
+
+impl Default for Encoder {
+    fn default() -> Encoder {
+        Encoder::new(MAX_RECORDS)
+    }
+}
+
+impl Encoder {
+    /// An encoder whose datagrams hold at most `records` (clamped to 1..=MAX_RECORDS).
+    pub fn new(records: usize) -> Encoder {
+        let limit = records.clamp(1, MAX_RECORDS);
+        let mut buf = Vec::with_capacity(HEADER_LEN + limit * RECORD_LEN);
+        buf.extend_from_slice(&[MAGIC[0], MAGIC[1], VERSION, 0, 0, 0, 0, 0]);
+        Encoder { buf, limit }
+    }
+
+    pub fn len(&self) -> usize {
+        (self.buf.len() - HEADER_LEN) / RECORD_LEN
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.buf.len() == HEADER_LEN
+    }
+
+    pub fn is_full(&self) -> bool {
+        self.len() >= self.limit
+    }
+
+    /// Appends one record. The caller checks [`Encoder::is_full`] first; pushing
+    /// into a full encoder is a bug, caught in debug builds. Flag bits outside
+    /// [`FLAG_MASK`] are not sent.
+    #[inline]
+    pub fn push(&mut self, s: &Segment) {
+        debug_assert!(!self.is_full());
+        let mut r = [0u8; RECORD_LEN];
+        r[0..4].copy_from_slice(&s.src_ip.to_be_bytes());
+        r[4..8].copy_from_slice(&s.dst_ip.to_be_bytes());
+        r[8..10].copy_from_slice(&s.src_port.to_be_bytes());
+        r[10..12].copy_from_slice(&s.dst_port.to_be_bytes());
+        r[12..16].copy_from_slice(&s.seq.to_be_bytes());
+        r[16..20].copy_from_slice(&s.ack.to_be_bytes());
+        r[20..24].copy_from_slice(&s.len.to_be_bytes());
+        r[24..26].copy_from_slice(&s.wnd.to_be_bytes());
+        r[26] = s.flags.0 & FLAG_MASK;
+        self.buf.extend_from_slice(&r);
+    }
+
+    /// The datagram holding every record pushed since the last clear.
+    pub fn datagram(&mut self) -> &[u8] {
+        let count = self.len() as u16;
+        self.buf[4..6].copy_from_slice(&count.to_be_bytes());
+        &self.buf
+    }
+
+    pub fn clear(&mut self) {
+        self.buf.truncate(HEADER_LEN);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tuple::Tuple;
+    use proptest::prelude::*;
+
+    fn seg(i: u32) -> Segment {
+        let t = Tuple::new([10, 0, 0, 2], 40_000 + i as u16, [10, 0, 0, 1], 80);
+        Segment::new(&t, Flags::FIN | Flags::ACK, i, !i, i * 3, 65_535)
+    }
+
+    fn datagram(segs: &[Segment]) -> Vec<u8> {
+        let mut e = Encoder::default();
+        for s in segs {
+            e.push(s);
+        }
+        e.datagram().to_vec()
+    }
+
+    #[test]
+    fn layout_matches_the_spec() {
+        let d = datagram(&[seg(1)]);
+        assert_eq!(d.len(), HEADER_LEN + RECORD_LEN);
+        assert_eq!(&d[..8], &[b'T', b'D', 1, 0, 0, 1, 0, 0]);
+        assert_eq!(&d[8..12], &[10, 0, 0, 2]);
+        assert_eq!(&d[16..18], &40_001u16.to_be_bytes());
+        assert_eq!(&d[18..20], &80u16.to_be_bytes());
+        assert_eq!(d[34], 0x11);
+        assert_eq!(d[35], 0);
+    }
+
+    #[test]
+    fn roundtrip_many() {
+        let segs: Vec<_> = (0..MAX_RECORDS as u32).map(seg).collect();
+        let d = datagram(&segs);
+        assert_eq!(d.len(), MAX_DATAGRAM);
+        let back: Vec<_> = decode(&d).unwrap().collect();
+        assert_eq!(back, segs);
+        assert_eq!(decode(&datagram(&[])).unwrap().len(), 0);
+    }
+
+    #[test]
+    fn rejects_malformed() {
+        let good = datagram(&[seg(1), seg(2)]);
+        let mut d = good.clone();
+        d[0] = b'X';
+        assert!(matches!(decode(&d), Err(WireError::BadMagic(_))));
+        let mut d = good.clone();
+        d[2] = 2;
+        assert_eq!(decode(&d).err(), Some(WireError::BadVersion(2)));
+        let mut d = good.clone();
+        d[7] = 1;
+        assert_eq!(decode(&d).err(), Some(WireError::ReservedHeader));
+        assert_eq!(decode(&good[..5]).err(), Some(WireError::Truncated(5)));
+        assert_eq!(
+            decode(&good[..good.len() - 1]).err(),
+            Some(WireError::CountMismatch { count: 2, body: 55 })
+        );
+        let mut d = good.clone();
+        d[8 + RECORD_LEN + 26] |= 0x20;
+        assert_eq!(decode(&d).err(), Some(WireError::ReservedRecord(1)));
+        let mut d = good.clone();
+        d[8 + 27] = 9;
+        assert_eq!(decode(&d).err(), Some(WireError::ReservedRecord(0)));
+        let mut d = good.clone();
+        d[4..6].copy_from_slice(&(MAX_RECORDS as u16 + 1).to_be_bytes());
+        assert_eq!(
+            decode(&d).err(),
+            Some(WireError::TooManyRecords(MAX_RECORDS + 1))
+        );
+        let big = vec![0u8; MAX_DATAGRAM + 1];
+        assert_eq!(
+            decode(&big).err(),
+            Some(WireError::Oversized(MAX_DATAGRAM + 1))
+        );
+    }
+
+    #[test]
+    fn encoder_fills_and_clears() {
+        let mut e = Encoder::new(2);
+        e.push(&seg(1));
+        assert!(!e.is_full());
+        e.push(&seg(2));
+        assert!(e.is_full());
+        assert_eq!(decode(e.datagram()).unwrap().len(), 2);
+        e.clear();
+        assert!(e.is_empty());
+        assert_eq!(decode(e.datagram()).unwrap().len(), 0);
+    }
+
+    fn any_segment() -> impl Strategy<Value = Segment> {
+        (
+            any::<(u32, u32, u16, u16, u32, u32, u32, u16)>(),
+            0u8..=FLAG_MASK,
+        )
+            .prop_map(|((si, di, sp, dp, seq, ack, len, wnd), f)| Segment {
+                src_ip: si,
+                dst_ip: di,
+                src_port: sp,
+                dst_port: dp,
+                seq,
+                ack,
+                len,
+                wnd,
+                flags: Flags(f),
+            })
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..600)) {
+            if let Ok(records) = decode(&bytes) {
+                prop_assert_eq!(records.count() * RECORD_LEN + HEADER_LEN, bytes.len());
+            }
+        }
+
+        #[test]
+        fn valid_headers_with_arbitrary_bodies_never_panic(
+            count in 0u16..40,
+            body in proptest::collection::vec(any::<u8>(), 0..1200),
+        ) {
+            let mut d = vec![b'T', b'D', VERSION, 0];
+            d.extend_from_slice(&count.to_be_bytes());
+            d.extend_from_slice(&[0, 0]);
+            d.extend_from_slice(&body);
+            let _ = decode(&d).map(|r| r.count());
+        }
+
+        #[test]
+        fn encode_decode_roundtrips(segs in proptest::collection::vec(any_segment(), 0..64)) {
+            let d = datagram(&segs);
+            let back: Vec<_> = decode(&d).unwrap().collect();
+            prop_assert_eq!(back, segs);
+        }
+    }
+}

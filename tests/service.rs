@@ -1,0 +1,248 @@
+//! `teardown serve` as a process: malformed input is counted and survived, and
+//! SIGTERM writes the final report atomically and exits 0. Loopback only.
+
+use std::io::{BufRead, BufReader};
+use std::net::UdpSocket;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use teardown::service::metrics::parse_text;
+use teardown::service::net::http_get;
+use teardown::wire::{self, Encoder};
+use teardown::{Flags, Segment, Tuple};
+
+struct Serve {
+    child: Child,
+    udp: String,
+    metrics: String,
+    /// `--kernel-listen`'s bound address, `-` without it.
+    kernel: String,
+}
+
+fn serve(extra: &[&str]) -> Serve {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_teardown"))
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--metrics",
+            "127.0.0.1:0",
+            "--threads",
+            "1",
+        ])
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let field = |k: &str| {
+        line.split_whitespace()
+            .find_map(|w| w.strip_prefix(k))
+            .unwrap_or_else(|| panic!("{k} missing in {line:?}"))
+            .to_string()
+    };
+    Serve {
+        udp: field("udp="),
+        metrics: field("metrics="),
+        kernel: field("kernel="),
+        child,
+    }
+}
+
+impl Serve {
+    fn metric(&self, name: &str) -> f64 {
+        let body = http_get(
+            &format!("http://{}/metrics", self.metrics),
+            Duration::from_secs(2),
+        )
+        .unwrap();
+        parse_text(&body).get(name).copied().unwrap_or(f64::NAN)
+    }
+
+    fn sigterm(&self) {
+        // SAFETY: kill(2) on our own unreaped child; no memory is touched.
+        assert_eq!(
+            unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) },
+            0
+        );
+    }
+
+    fn wait(&mut self) -> std::process::ExitStatus {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                return s;
+            }
+            assert!(Instant::now() < deadline, "no exit within 10 s");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn client_tuple(port: u16) -> Tuple {
+    Tuple::new(
+        [10, 200, 0, 1],
+        port,
+        teardown::service::SERVER_IP,
+        teardown::service::SERVER_PORT,
+    )
+}
+
+fn syn(port: u16) -> Vec<u8> {
+    let mut e = Encoder::default();
+    e.push(&Segment::new(
+        &client_tuple(port),
+        Flags::SYN,
+        1000,
+        0,
+        0,
+        65_535,
+    ));
+    e.datagram().to_vec()
+}
+
+/// Sends a SYN and waits for the SYN-ACK.
+fn handshake_reply(sock: &UdpSocket, to: &str, port: u16) -> Segment {
+    sock.send_to(&syn(port), to).unwrap();
+    let mut buf = vec![0; wire::MAX_DATAGRAM + 1];
+    let (n, _) = sock.recv_from(&mut buf).unwrap();
+    let reply = wire::decode(&buf[..n]).unwrap().next().unwrap();
+    assert_eq!(reply.flags, Flags::SYN | Flags::ACK);
+    assert_eq!(reply.ack, 1001);
+    assert_eq!(reply.receiver_tuple(), client_tuple(port));
+    reply
+}
+
+#[test]
+fn malformed_and_oversized_datagrams_are_counted_and_survived() {
+    let s = serve(&[]);
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    handshake_reply(&sock, &s.udp, 40_000);
+
+    let good = syn(40_001);
+    let mut bad_magic = good.clone();
+    bad_magic[0] = b'X';
+    let mut bad_version = good.clone();
+    bad_version[2] = 9;
+    let mut reserved = good.clone();
+    reserved[8 + 26] |= 0x80;
+    let truncated = good[..good.len() - 3].to_vec();
+    let mut lying_count = good.clone();
+    lying_count[5] = 2;
+    let oversized = vec![0u8; wire::MAX_DATAGRAM + 100];
+    let tiny = vec![b'T'];
+    let bad = [
+        bad_magic,
+        bad_version,
+        reserved,
+        truncated,
+        lying_count,
+        oversized,
+        tiny,
+        Vec::new(),
+    ];
+    for d in &bad {
+        sock.send_to(d, &s.udp).unwrap();
+    }
+    // Still serving: a new connection completes its handshake.
+    handshake_reply(&sock, &s.udp, 40_002);
+    assert_eq!(
+        s.metric("teardown_datagrams_malformed_total"),
+        bad.len() as f64
+    );
+    assert_eq!(
+        s.metric("teardown_datagrams_received_total"),
+        bad.len() as f64 + 2.0
+    );
+    assert_eq!(
+        s.metric("teardown_connections{state=\"syn_received\"}"),
+        2.0
+    );
+    assert_eq!(s.metric("teardown_opened_passive_total"), 2.0);
+}
+
+#[test]
+fn sigterm_writes_the_final_report_atomically_and_exits_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("report.json");
+    let mut s = serve(&["--json", path.to_str().unwrap(), "--time-scale", "0.01"]);
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let synack = handshake_reply(&sock, &s.udp, 41_000);
+    // Complete the handshake: the close-heavy server answers with its FIN at once.
+    let mut e = Encoder::default();
+    let t = client_tuple(41_000);
+    e.push(&Segment::new(
+        &t,
+        Flags::ACK,
+        1001,
+        synack.seq.wrapping_add(1),
+        0,
+        65_535,
+    ));
+    sock.send_to(e.datagram(), &s.udp).unwrap();
+    let mut buf = vec![0; wire::MAX_DATAGRAM + 1];
+    let (n, _) = sock.recv_from(&mut buf).unwrap();
+    let fin = wire::decode(&buf[..n]).unwrap().next().unwrap();
+    assert!(fin.flags.fin(), "{fin:?}");
+
+    s.sigterm();
+    let status = s.wait();
+    assert!(status.success(), "{status}");
+    let report: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    assert_eq!(report["connections"], 1);
+    assert_eq!(report["datagrams"]["received"], 2);
+    assert_eq!(report["peak"]["fin_wait_1"], 1);
+    for key in [
+        "completed",
+        "leaked",
+        "teardowns_per_sec",
+        "segments",
+        "timeouts",
+        "time_wait_overflow",
+        "memory",
+    ] {
+        assert!(report.get(key).is_some(), "{key} missing: {report:#}");
+    }
+    assert!(report["memory"]["peak_heap_bytes"].as_u64().unwrap() > 0);
+    // Only the report: the temporary file was renamed, not left behind.
+    let names: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names, vec![std::ffi::OsString::from("report.json")]);
+}
+
+#[test]
+fn refuses_non_loopback_addresses() {
+    let out = Command::new(env!("CARGO_BIN_EXE_teardown"))
+        .args(["serve", "--listen", "0.0.0.0:0", "--metrics", "127.0.0.1:0"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--allow-non-loopback"));
+}
+
+#[test]
+fn kernel_listener_accepts_and_closes_first() {
+    let s = serve(&["--kernel-listen", "127.0.0.1:0"]);
+    let mut c = std::net::TcpStream::connect(&s.kernel).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut buf = [0u8; 16];
+    // The server's FIN arrives without us sending anything.
+    assert_eq!(std::io::Read::read(&mut c, &mut buf).unwrap(), 0);
+    assert_eq!(s.metric("teardown_kernel_accepted_total"), 1.0);
+}
