@@ -18,7 +18,7 @@ use rand_chacha::ChaCha8Rng;
 use crate::alloc;
 use crate::host::{CloseReason, Event, Host, Role};
 use crate::link::Loss;
-use crate::segment::Segment;
+use crate::segment::{Flags, Segment};
 use crate::state::State;
 use crate::time::Time;
 use crate::tuple::Tuple;
@@ -222,6 +222,22 @@ pub struct Shard<'a> {
     unreported: u64,
     res: ShardResult,
     reasons: [u64; 9],
+}
+
+/// The slot of a client-side tuple in shard `index`; None for an address that is
+/// not one of that shard's clients (an attacker's spoofed one).
+#[inline]
+fn slot_index(cfg: &SimConfig, index: u32, slots: usize, client_view: &Tuple) -> Option<usize> {
+    let (lo, hi) = cfg.port_range;
+    if client_view.local_ip >> 16 != (10 << 8) | index
+        || !(lo..=hi).contains(&client_view.local_port)
+    {
+        return None;
+    }
+    let range = (hi - lo) as usize + 1;
+    let slot =
+        (client_view.local_ip & 0xffff) as usize * range + (client_view.local_port - lo) as usize;
+    (slot < slots).then_some(slot)
 }
 
 fn reason_index(r: CloseReason) -> usize {
@@ -515,15 +531,13 @@ impl<'a> Shard<'a> {
         for seg in host.transmits() {
             self.res.sent += 1;
             if capturing {
-                let (lo, hi) = self.cfg.port_range;
-                let slot = (seg.dst_ip >> 16 == (10 << 8) | self.index
-                    && (lo..=hi).contains(&seg.dst_port))
-                .then(|| {
-                    (seg.dst_ip & 0xffff) as usize * (hi - lo + 1) as usize
-                        + (seg.dst_port - lo) as usize
-                });
-                if slot.is_some_and(|s| self.slots.get(s).is_some_and(|f| f & slot::CAPTURED != 0))
-                {
+                let slot = slot_index(
+                    self.cfg,
+                    self.index,
+                    self.slots.len(),
+                    &seg.receiver_tuple(),
+                );
+                if slot.is_some_and(|s| self.slots[s] & slot::CAPTURED != 0) {
                     self.res.capture.push((now, seg));
                 }
             }
@@ -831,10 +845,11 @@ impl<'a> Shard<'a> {
             }
         }
         let on_target = target.is_some();
-        let client = match (kind, target) {
-            (_, Some(t)) => t,
-            // Unknown 4-tuples come from addresses no client uses.
-            (AttackKind::FinUnknown, None) | (_, None) => Tuple {
+        let client = match target {
+            Some(t) => t,
+            // No target found (and fin-unknown's by design): a 4-tuple from an
+            // address no client uses.
+            None => Tuple {
                 local_ip: u32::from_be_bytes([172, 16, 0, 0]) | self.rng.gen_range(0..0xffff),
                 remote_ip: SERVER_IP,
                 local_port: self.rng.gen_range(1024..65535),
@@ -845,7 +860,6 @@ impl<'a> Shard<'a> {
         let (snd_nxt, rcv_nxt) = self.server.sequence(&server_view).unwrap_or((0, 0));
         let wnd = self.cfg.host.rcv_wnd as u32;
         let r: u32 = self.rng.gen();
-        use crate::segment::Flags;
         let seg = match kind {
             AttackKind::BlindRst => Segment::new(&client, Flags::RST, r, 0, 0, 0),
             AttackKind::InwindowRst => {
