@@ -139,7 +139,7 @@ enum Next {
 }
 
 /// Capacity the transmit and event queues keep once drained.
-const QUEUE_KEEP: usize = 4096;
+const QUEUE_KEEP: usize = 256;
 
 /// A rate limit over whole seconds, for host-wide budgets.
 #[derive(Default)]

@@ -370,7 +370,7 @@ impl<T: Copy> Wheel<T> {
 }
 
 /// Node capacity above which an emptied wheel returns its node storage.
-const SHRINK_AT: usize = 4096;
+const SHRINK_AT: usize = 256;
 
 #[cfg(test)]
 mod tests {
