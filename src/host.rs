@@ -475,6 +475,7 @@ impl Host {
             self.stats.timeouts_time_wait += 1;
             self.closed_time_wait(now, &e, CloseReason::TimeWaitExpired);
         }
+        self.table.compact_time_wait();
     }
 
     fn on_timer(&mut self, now: Time, idx: u32) {

@@ -33,6 +33,8 @@ pub struct Table {
     conns: Slab<Conn>,
     tw: TwRing,
     tw_len: usize,
+    /// Ring slots no longer referenced (restarted or removed entries).
+    stale: usize,
     key: u64,
 }
 
@@ -49,6 +51,7 @@ impl Table {
             conns: Slab::default(),
             tw: TwRing::default(),
             tw_len: 0,
+            stale: 0,
             key,
         }
     }
@@ -166,11 +169,19 @@ impl Table {
         if let Some(r) = self.map.find_mut(hash, |&r| r == old) {
             *r = Self::tw_ref(new_pos);
         }
+        self.stale += 1;
         new_pos
     }
 
-    /// Removes TIME-WAIT entry `pos` before its expiry (RST, reuse by a new SYN).
+    /// Removes TIME-WAIT entry `pos` before its expiry (RST, reuse by a new SYN);
+    /// its ring slot goes stale.
     pub(crate) fn remove_time_wait(&mut self, pos: u64) -> TwEntry {
+        let e = self.unlink_time_wait(pos);
+        self.stale += 1;
+        e
+    }
+
+    fn unlink_time_wait(&mut self, pos: u64) -> TwEntry {
         let e = *self.tw.at(pos);
         let old = Self::tw_ref(pos);
         if let Ok(entry) = self.map.find_entry(e.tuple.hash(self.key), |&r| r == old) {
@@ -178,6 +189,30 @@ impl Table {
             self.tw_len -= 1;
         }
         e
+    }
+
+    /// Rewrites the ring without its stale slots once they outnumber the live
+    /// ones, keeping expiry order: heavy SYN-into-TIME-WAIT reuse or restarts
+    /// otherwise leave up to one 32-byte slot per entry of the last TIME-WAIT
+    /// period. Amortised O(1) per stale slot. Ring positions change, so this runs
+    /// only between segments (from `Host::handle_timeout`).
+    pub(crate) fn compact_time_wait(&mut self) {
+        if self.stale < 1024 || self.stale < self.tw_len {
+            return;
+        }
+        // New positions continue after the old tail, so no live reference can
+        // equal another entry's new one while they are being rewritten.
+        let mut ring = TwRing::starting_at(self.tw.tail());
+        while let Some((pos, e)) = self.tw.front() {
+            let e = *e;
+            let old = Self::tw_ref(pos);
+            if let Some(r) = self.map.find_mut(e.tuple.hash(self.key), |&x| x == old) {
+                *r = Self::tw_ref(ring.push(e));
+            }
+            self.tw.pop_front();
+        }
+        self.tw = ring;
+        self.stale = 0;
     }
 
     /// The oldest live TIME-WAIT entry, skipping (and dropping) stale ring slots.
@@ -204,7 +239,7 @@ impl Table {
         if (now_ms.wrapping_sub(e.expires_ms) as i32) < 0 {
             return None;
         }
-        self.remove_time_wait(pos);
+        self.unlink_time_wait(pos);
         self.tw.pop_front();
         Some(e)
     }
@@ -316,6 +351,45 @@ mod tests {
         assert!(t.is_empty());
         assert_eq!(t.time_wait_len(), 0);
         let _ = pb;
+    }
+
+    #[test]
+    fn compaction_drops_stale_slots_and_keeps_expiry_order() {
+        let mut t = Table::new(5);
+        let n = 20_000u16;
+        let mut pos = Vec::new();
+        for p in 0..n {
+            let i = t.insert_conn(conn(p));
+            pos.push(t.conn_to_time_wait(i, tw(p, 1_000 + p as u32)));
+        }
+        // Remove every other entry and restart a quarter: lots of stale slots.
+        for p in (0..n).step_by(2) {
+            t.remove_time_wait(pos[p as usize]);
+        }
+        for p in (1..n).step_by(4) {
+            pos[p as usize] = t.restart_time_wait(pos[p as usize], 50_000 + p as u32);
+        }
+        let before = t.heap_bytes();
+        t.compact_time_wait();
+        assert!(t.heap_bytes() < before, "{} !< {before}", t.heap_bytes());
+        assert_eq!(t.time_wait_len(), n as usize / 2);
+        for p in 0..n {
+            let found = t.find(&tuple(p));
+            assert_eq!(found.is_some(), p % 2 == 1, "{p}");
+            if let Some(Found::TimeWait(q)) = found {
+                assert_eq!(t.time_wait(q).tuple, tuple(p));
+            }
+        }
+        // Expiry order survives: the unrestarted odd entries first, by deadline.
+        let mut last = 0;
+        let mut count = 0;
+        while let Some(e) = t.pop_expired_time_wait(u32::MAX / 2) {
+            assert!(e.expires_ms >= last);
+            last = e.expires_ms;
+            count += 1;
+        }
+        assert_eq!(count, n as usize / 2);
+        assert!(t.is_empty());
     }
 
     #[test]

@@ -48,6 +48,22 @@ pub(crate) struct TwRing {
 }
 
 impl TwRing {
+    /// An empty ring whose first position is `start` (positions never go back,
+    /// so a compacted ring continues where the old one ended).
+    pub fn starting_at(start: u64) -> TwRing {
+        TwRing {
+            base: start,
+            head: start,
+            tail: start,
+            ..TwRing::default()
+        }
+    }
+
+    /// One past the newest position.
+    pub fn tail(&self) -> u64 {
+        self.tail
+    }
+
     /// Appends `e`, returning its absolute position.
     pub fn push(&mut self, e: TwEntry) -> u64 {
         let off = (self.tail - self.base) as usize;

@@ -479,23 +479,32 @@ impl<'a> Shard<'a> {
         if to == Side::Server && flags & slot::CAPTURED != 0 {
             self.res.capture.push((self.now, seg));
         }
-        self.with(to, |h, now| h.handle(now, &seg));
-        self.after(to);
-        // A runaway active closer vanishes once its FIN is acknowledged.
         let runaway = match to {
             Side::Server => slot::RUNAWAY_SERVER,
             Side::Client => slot::RUNAWAY_CLIENT,
         };
-        if flags & runaway != 0 && flags & slot::AT_FIN_SENT == 0 {
-            let tuple = seg.receiver_tuple();
-            let state = match to {
-                Side::Server => self.server.state(&tuple),
-                Side::Client => self.client.state(&tuple),
-            };
-            if state == State::FinWait2 {
-                self.vanish(to, tuple, slot);
+        let watch = flags & runaway != 0 && flags & slot::AT_FIN_SENT == 0;
+        let tuple = seg.receiver_tuple();
+        let state = |s: &Self| match to {
+            Side::Server => s.server.state(&tuple),
+            Side::Client => s.client.state(&tuple),
+        };
+        let before = if watch { state(self) } else { State::Closed };
+        self.with(to, |h, now| h.handle(now, &seg));
+        // A runaway active closer vanishes on the segment that acknowledges its
+        // FIN, answering nothing (when the peer's FIN rides on that ACK, the
+        // peer is left in LAST-ACK: seed case 6).
+        if watch
+            && before == State::FinWait1
+            && matches!(state(self), State::FinWait2 | State::TimeWait)
+        {
+            match to {
+                Side::Server => self.server.transmits().for_each(drop),
+                Side::Client => self.client.transmits().for_each(drop),
             }
+            self.vanish(to, tuple, slot);
         }
+        self.after(to);
     }
 
     /// Handles a host's events, then puts what it sent on the link.
