@@ -1,7 +1,9 @@
-//! The wheel against a reference model (a BTreeMap ordered by deadline):
-//! same timers fire, none early, none late.
+//! The wheel against a reference model (a `BinaryHeap` of deadlines with lazy
+//! cancellation, the usual priority-queue timer): same timers fire, none early,
+//! none late.
 
-use std::collections::{BTreeMap, HashMap};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, HashSet};
 
 use proptest::prelude::*;
 use teardown::wheel::{TimerKey, Wheel};
@@ -47,12 +49,41 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
-/// Reference: (deadline, payload) -> key, plus payload -> (key, deadline).
+/// Reference: a min-heap of (deadline, payload) with cancelled payloads skipped
+/// when they surface, plus payload -> (key, deadline).
 #[derive(Default)]
 struct Model {
-    by_deadline: BTreeMap<(u64, u32), TimerKey>,
+    heap: BinaryHeap<Reverse<(u64, u32)>>,
+    cancelled: HashSet<u32>,
     live: Vec<u32>,
     info: HashMap<u32, (TimerKey, u64)>,
+}
+
+impl Model {
+    /// The earliest live (deadline, payload), dropping cancelled ones on top.
+    fn earliest(&mut self) -> Option<(u64, u32)> {
+        while let Some(&Reverse((d, v))) = self.heap.peek() {
+            if self.cancelled.remove(&v) {
+                self.heap.pop();
+            } else {
+                return Some((d, v));
+            }
+        }
+        None
+    }
+
+    /// Pops every live timer due at `now`.
+    fn due(&mut self, now: u64) -> Vec<(u64, u32)> {
+        let mut out = Vec::new();
+        while let Some((d, v)) = self.earliest() {
+            if d > now {
+                break;
+            }
+            self.heap.pop();
+            out.push((d, v));
+        }
+        out
+    }
 }
 
 fn check(ops: Vec<Op>, start: u64) {
@@ -70,14 +101,10 @@ fn check(ops: Vec<Op>, start: u64) {
         }
         assert_eq!(wheel.elapsed(), now);
         fired.sort_unstable();
-        let due: Vec<(u64, u32)> = model
-            .by_deadline
-            .range(..=(now, u32::MAX))
-            .map(|(&k, _)| k)
-            .collect();
+        let mut due = model.due(now);
+        due.sort_unstable();
         assert_eq!(fired, due, "fired set at {now}");
-        for (d, v) in due {
-            model.by_deadline.remove(&(d, v));
+        for (_, v) in due {
             model.info.remove(&v);
             let pos = model.live.iter().position(|&x| x == v).unwrap();
             model.live.swap_remove(pos);
@@ -96,7 +123,7 @@ fn check(ops: Vec<Op>, start: u64) {
                 next_payload += 1;
                 let key = wheel.insert(deadline, v);
                 assert_eq!(wheel.deadline(key), deadline);
-                model.by_deadline.insert((deadline, v), key);
+                model.heap.push(Reverse((deadline, v)));
                 model.info.insert(v, (key, deadline));
                 model.live.push(v);
             }
@@ -105,8 +132,8 @@ fn check(ops: Vec<Op>, start: u64) {
                     continue;
                 }
                 let v = model.live.swap_remove(i % model.live.len());
-                let (key, deadline) = model.info.remove(&v).unwrap();
-                model.by_deadline.remove(&(deadline, v));
+                let (key, _) = model.info.remove(&v).unwrap();
+                model.cancelled.insert(v);
                 assert_eq!(wheel.remove(key), v);
             }
             Op::Poll(step) => {
@@ -116,9 +143,9 @@ fn check(ops: Vec<Op>, start: u64) {
         }
         assert_eq!(wheel.len(), model.live.len());
         // next_deadline: Some iff non-empty, never later than the earliest.
-        match model.by_deadline.keys().next() {
+        match model.earliest() {
             None => assert_eq!(wheel.next_deadline(), None),
-            Some(&(d, _)) => {
+            Some((d, _)) => {
                 let nd = wheel
                     .next_deadline()
                     .expect("non-empty wheel has a deadline");
@@ -129,7 +156,7 @@ fn check(ops: Vec<Op>, start: u64) {
     }
     // Drain: driving by next_deadline fires everything, each at its deadline.
     while let Some(nd) = wheel.next_deadline() {
-        let &(earliest, _) = model.by_deadline.keys().next().unwrap();
+        let (earliest, _) = model.earliest().unwrap();
         if earliest > now.saturating_add(1 << 40) {
             break; // parked far timers: checked by cancelling below
         }
