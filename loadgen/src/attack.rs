@@ -47,8 +47,9 @@ pub struct Attacker {
     started: Instant,
     sent: u64,
     counts: Vec<AttackCounts>,
-    /// Out-of-window ACKs drawn by `old-duplicate` (RFC 9293 §3.10.7.4), which
-    /// the engine counts as `oow_acks`, not as challenge ACKs.
+    /// Out-of-window ACKs drawn by `old-duplicate` (RFC 9293 §3.10.7.4) and the
+    /// TIME-WAIT ACKs drawn by `syn-timewait` below rcv_nxt, which the engine
+    /// counts as `oow_acks`, not as challenge ACKs.
     oow_acks: Vec<u64>,
     /// Replies to made-up tuples other than RSTs (SYN-ACKs to off-target SYNs).
     other_replies: u64,
@@ -158,11 +159,13 @@ impl Attacker {
         } else if f.syn() && f.ack() {
             // The server's SYN-ACK to a client that has closed: the attack SYN
             // reopened its TIME-WAIT entry (RFC 6191).
+            // Counted once: the retransmissions of that SYN-ACK are not new kills.
             if kind == AttackKind::SynTimewait && state == State::Closed {
                 c.killed += 1;
+                self.watch.remove(&seg.receiver_tuple());
             }
         } else if f == Flags::ACK && seg.len == 0 && quiet(state) {
-            if kind == AttackKind::OldDuplicate {
+            if matches!(kind, AttackKind::OldDuplicate | AttackKind::SynTimewait) {
                 self.oow_acks[k as usize] += 1;
             } else {
                 c.challenge_acks += 1;
