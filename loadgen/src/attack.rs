@@ -128,6 +128,11 @@ impl Attacker {
         }
     }
 
+    /// A client vanished on purpose (`--runaway-client`): no CLOSED will come.
+    pub fn vanished(&mut self, t: &Tuple) {
+        self.attacked.remove(t);
+    }
+
     /// Takes a segment addressed to one of the attacker's made-up tuples (true), so
     /// it never reaches the client host.
     pub fn intercept(&mut self, seg: &Segment) -> bool {

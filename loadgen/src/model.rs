@@ -496,6 +496,9 @@ impl Worker {
 
     fn vanish(&mut self, now: Time, tuple: Tuple) {
         self.host.forget(&tuple);
+        if let Some(a) = &mut self.attacker {
+            a.vanished(&tuple);
+        }
         self.vanished.insert(tuple);
         self.quarantine
             .push_back((now + self.quarantine_for, tuple));
