@@ -159,3 +159,37 @@ pub fn script(data: &[u8]) {
         }
     }
 }
+
+/// Decodes arbitrary bytes as one datagram. Invariants: no panic; a datagram
+/// that decodes has exactly `8 + 28 × count` bytes and hands out `count` records;
+/// re-encoding those records gives back the same bytes (the format has one
+/// encoding per datagram: every reserved bit must be zero to decode); and a
+/// rejected datagram is rejected for the first failing rule of `docs/wire.md`.
+pub fn wire(data: &[u8]) {
+    use crate::wire::{decode, Encoder, WireError, HEADER_LEN, MAX_RECORDS, RECORD_LEN};
+    match decode(data) {
+        Ok(records) => {
+            let count = u16::from_be_bytes([data[4], data[5]]) as usize;
+            assert_eq!(records.len(), count);
+            assert_eq!(data.len(), HEADER_LEN + count * RECORD_LEN);
+            let mut e = Encoder::new(MAX_RECORDS);
+            for s in records {
+                assert!(!e.is_full(), "more than {MAX_RECORDS} records");
+                e.push(&s);
+            }
+            assert_eq!(e.len(), count);
+            assert_eq!(e.datagram(), data, "re-encoding changed the bytes");
+        }
+        Err(WireError::Oversized(n) | WireError::Truncated(n)) => assert_eq!(n, data.len()),
+        Err(WireError::TooManyRecords(n)) => assert!(n > MAX_RECORDS),
+        Err(WireError::CountMismatch { count, body }) => {
+            assert_eq!(body, data.len() - HEADER_LEN);
+            assert_ne!(body, count * RECORD_LEN);
+        }
+        Err(WireError::ReservedRecord(i)) => {
+            let r = &data[HEADER_LEN + i * RECORD_LEN..][..RECORD_LEN];
+            assert!(r[26] & !crate::wire::FLAG_MASK != 0 || r[27] != 0);
+        }
+        Err(WireError::BadMagic(_) | WireError::BadVersion(_) | WireError::ReservedHeader) => {}
+    }
+}

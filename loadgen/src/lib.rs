@@ -12,6 +12,7 @@
 //! accounted for on the client plus the server's entries outside TIME-WAIT at the
 //! end.
 
+pub mod attack;
 pub mod kernel;
 pub mod model;
 pub mod spawn;
@@ -33,6 +34,7 @@ use teardown::link::{Loss, LossModel, LossOnly};
 use teardown::service::metrics::{completed, parse_text, REASONS, REASON_NAMES};
 use teardown::service::net::http_get;
 use teardown::service::{Clock, CloseMode};
+use teardown::sim::AttackKind;
 use teardown::State;
 
 /// The loss shape flag.
@@ -133,6 +135,13 @@ pub struct Args {
     /// 4-tuple space as the reference benchmark did.
     #[arg(long, default_value_t = 64)]
     pub kernel_source_ips: u32,
+    /// Play an off-path attacker against the server: blind-rst, inwindow-rst,
+    /// syn-timewait, syn-lastack, fin-unknown, old-duplicate (comma-separated).
+    #[arg(long, value_enum, value_delimiter = ',')]
+    pub attack: Vec<AttackKind>,
+    /// Attack segments per real second, all kinds and workers together.
+    #[arg(long, default_value_t = 1000.0)]
+    pub attack_rate: f64,
     /// No progress bar even on a terminal.
     #[arg(long)]
     pub quiet: bool,
@@ -167,6 +176,13 @@ impl Args {
         })?;
         teardown::cli::ensure(self.rate >= 0.0 && self.rate.is_finite(), || {
             "--rate must be >= 0".into()
+        })?;
+        teardown::cli::ensure(
+            self.attack.is_empty() || (self.attack_rate.is_finite() && self.attack_rate > 0.0),
+            || "--attack-rate must be above zero".into(),
+        )?;
+        teardown::cli::ensure(self.attack.is_empty() || !self.kernel, || {
+            "--attack needs the engine's clients, not --kernel".into()
         })?;
         teardown::cli::ensure(self.threads != Some(0), || {
             "--threads must be at least 1".into()
@@ -333,6 +349,9 @@ fn run_model(args: &Args, spawned: Option<&spawn::Spawned>) -> anyhow::Result<Re
     })?;
     let threads = args.threads();
     let clock = Clock::new(args.time_scale);
+    let mut kinds = args.attack.clone();
+    kinds.sort();
+    kinds.dedup();
     let stop = Arc::new(AtomicBool::new(false));
     let mut progress = Vec::new();
     let mut handles = Vec::new();
@@ -356,6 +375,8 @@ fn run_model(args: &Args, spawned: Option<&spawn::Spawned>) -> anyhow::Result<Re
             ports: args.ports,
             seed: args.seed.wrapping_mul(0x9e37_79b9_7f4a_7c15),
             clock,
+            attacks: kinds.clone(),
+            attack_rate: args.attack_rate / threads as f64,
         };
         let worker = model::Worker::new(plan)?;
         let p = Arc::new(model::Progress::default());
@@ -585,6 +606,13 @@ fn model_report(
     for (i, name) in REASON_NAMES.iter().enumerate() {
         reasons.insert((*name).into(), json!(closed[i]));
     }
+    let attacks = if args.attack.is_empty() {
+        Value::Null
+    } else {
+        let per_worker: Vec<_> = outcomes.iter().map(|o| o.attacks.clone()).collect();
+        attack::report(&per_worker)
+    };
+    let attack_other: u64 = outcomes.iter().map(|o| o.attack_other_replies).sum();
     let empty = BTreeMap::new();
     let server = server_end
         .map(|end| server_section(server_start.unwrap_or(&empty), end))
@@ -647,6 +675,9 @@ fn model_report(
             "threads": threads,
             "server_workers": server_workers,
         },
+        "attacks": attacks,
+        "attack_other_replies": attack_other,
+        "attack_rate": args.attack_rate,
         "server": server,
     });
     Report { json, leaked }

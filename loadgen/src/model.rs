@@ -20,8 +20,11 @@ use rand_chacha::ChaCha8Rng;
 use teardown::link::Loss;
 use teardown::service::metrics::{completed, reason_index, REASONS};
 use teardown::service::{route, Clock, CloseMode, SERVER_IP, SERVER_PORT};
+use teardown::sim::{AttackCounts, AttackKind};
 use teardown::wire::{self, Encoder};
-use teardown::{Config, Event, Host, Role, State, Time, Tuple};
+use teardown::{Config, Event, Host, Role, Segment, State, Time, Tuple};
+
+use crate::attack::Attacker;
 
 const SOCKET: Token = Token(0);
 /// Opens per loop iteration at most, so a burst of opens cannot starve receiving.
@@ -52,6 +55,9 @@ pub struct Plan {
     pub ports: (u16, u16),
     pub seed: u64,
     pub clock: Clock,
+    /// Attack kinds (`--attack`), empty for none, and this worker's segments per real second.
+    pub attacks: Vec<AttackKind>,
+    pub attack_rate: f64,
 }
 
 /// What one worker publishes for the main thread (absolute figures, written
@@ -91,6 +97,10 @@ pub struct Outcome {
     pub completed_at_last_open: u64,
     pub last_close: Option<Instant>,
     pub peak_live: usize,
+    /// Per attack kind: counts, and out-of-window ACKs seen (`old-duplicate`).
+    pub attacks: Vec<(AttackKind, AttackCounts, u64)>,
+    /// Replies to the attacker's made-up tuples other than RSTs.
+    pub attack_other_replies: u64,
 }
 
 pub struct Worker {
@@ -109,6 +119,7 @@ pub struct Worker {
     quarantine: VecDeque<(Time, Tuple)>,
     quarantine_for: Duration,
     held: VecDeque<(Time, Tuple)>,
+    attacker: Option<Attacker>,
     live: usize,
     encoders: Vec<Encoder>,
     rx: Vec<u8>,
@@ -153,6 +164,15 @@ impl Worker {
             quarantine: VecDeque::new(),
             quarantine_for,
             held: VecDeque::new(),
+            attacker: (!plan.attacks.is_empty()).then(|| {
+                Attacker::new(
+                    &plan.attacks,
+                    plan.attack_rate,
+                    plan.index,
+                    plan.close,
+                    &Config::default(),
+                )
+            }),
             live: 0,
             rx: vec![0; wire::MAX_DATAGRAM + 1],
             scratch: Vec::new(),
@@ -177,6 +197,8 @@ impl Worker {
                 completed_at_last_open: 0,
                 last_close: None,
                 peak_live: 0,
+                attacks: Vec::new(),
+                attack_other_replies: 0,
             },
             plan,
         })
@@ -186,6 +208,9 @@ impl Worker {
     pub fn run(mut self, progress: &Progress, stop: &AtomicBool) -> anyhow::Result<Outcome> {
         let mut events = Events::with_capacity(16);
         self.started = Instant::now();
+        if let Some(a) = &mut self.attacker {
+            a.start();
+        }
         loop {
             let timeout = self.next_wakeup().min(Duration::from_millis(20));
             match self.poll.poll(&mut events, Some(timeout)) {
@@ -203,6 +228,10 @@ impl Worker {
             }
         }
         self.out.stats = *self.host.stats();
+        if let Some(a) = &self.attacker {
+            self.out.attacks = a.counts().collect();
+            self.out.attack_other_replies = a.other_replies();
+        }
         Ok(self.out)
     }
 
@@ -213,7 +242,7 @@ impl Worker {
         for s in State::ALL {
             p.population[s as usize].store(self.host.population(s) as u64, Relaxed);
         }
-        if self.out.opened == self.plan.connections && self.live == 0 {
+        if self.finished() {
             p.done.store(true, Relaxed);
         }
     }
@@ -223,6 +252,7 @@ impl Worker {
             self.host.poll_timeout(),
             self.held.front().map(|h| h.0),
             self.quarantine.front().map(|q| q.0),
+            self.attacker.as_ref().and_then(Attacker::next_probe),
         ]
         .into_iter()
         .flatten()
@@ -230,6 +260,9 @@ impl Worker {
         .map(|t| self.plan.clock.real_until(t))
         .unwrap_or(Duration::from_secs(1));
         if self.out.opened < self.plan.connections && self.live < self.plan.concurrency {
+            next = next.min(Duration::from_millis(1));
+        }
+        if self.attacker.is_some() && !self.finished() {
             next = next.min(Duration::from_millis(1));
         }
         next
@@ -263,6 +296,12 @@ impl Worker {
             return;
         };
         for seg in records {
+            if let Some(a) = &mut self.attacker {
+                // Replies to the attacker's made-up tuples reach the attacker only.
+                if a.intercept(&seg) {
+                    continue;
+                }
+            }
             if self.plan.loss_to_client.drops(&mut self.rng, &seg) {
                 self.out.dropped_to_client += 1;
                 continue;
@@ -270,6 +309,9 @@ impl Worker {
             if !self.vanished.is_empty() && self.vanished.contains(&seg.receiver_tuple()) {
                 self.out.to_vanished += 1;
                 continue;
+            }
+            if let Some(a) = &mut self.attacker {
+                a.observe(&seg, self.host.state(&seg.receiver_tuple()));
             }
             self.host.handle(now, &seg);
         }
@@ -296,6 +338,7 @@ impl Worker {
             let _ = self.host.close(now, tuple);
         }
         self.open(now);
+        self.attack(now);
         self.app(now);
         self.send(true);
         self.out.peak_live = self.out.peak_live.max(self.live);
@@ -323,6 +366,9 @@ impl Worker {
             self.out.first_open.get_or_insert_with(Instant::now);
             self.out.opened += 1;
             self.live += 1;
+            if let Some(a) = &mut self.attacker {
+                a.opened(tuple);
+            }
             if self.out.opened == self.plan.connections {
                 self.out.last_open = Some(Instant::now());
                 self.out.completed_at_last_open = completed(&self.out.closed);
@@ -392,6 +438,9 @@ impl Worker {
                         ..
                     } => {
                         self.out.closed[reason_index(reason)] += 1;
+                        if let Some(a) = &mut self.attacker {
+                            a.closed(now, tuple, reason);
+                        }
                         self.account();
                         self.released.push_back(tuple);
                         if let Some(d) = since_close {
@@ -410,12 +459,46 @@ impl Worker {
         }
     }
 
+    /// Sends the attack segments due, while this worker still has connections
+    /// to open or to see closed, and closes the probed connections still ESTABLISHED.
+    fn attack(&mut self, now: Time) {
+        let Some(a) = &mut self.attacker else {
+            return;
+        };
+        while let Some(t) = a.due_probe(now) {
+            if self.host.state(&t) == State::Established {
+                let _ = self.host.close(now, t);
+            }
+        }
+        if self.out.opened == self.plan.connections && self.live == 0 {
+            return;
+        }
+        let n = self.plan.server_workers;
+        let (encoders, socket, server, out) = (
+            &mut self.encoders,
+            &self.socket,
+            self.plan.server,
+            &mut self.out,
+        );
+        a.fire(now, &self.host, &mut self.rng, &mut |seg: &Segment| {
+            pack(seg, n, encoders, socket, server, out);
+        });
+    }
+
+    /// Every connection of the quota is accounted for.
+    fn finished(&self) -> bool {
+        self.out.opened == self.plan.connections && self.live == 0
+    }
+
     fn runs_away(&mut self) -> bool {
         self.plan.runaway > 0.0 && self.rng.gen::<f64>() < self.plan.runaway
     }
 
     fn vanish(&mut self, now: Time, tuple: Tuple) {
         self.host.forget(&tuple);
+        if let Some(a) = &mut self.attacker {
+            a.vanished(&tuple);
+        }
         self.vanished.insert(tuple);
         self.quarantine
             .push_back((now + self.quarantine_for, tuple));
@@ -438,16 +521,14 @@ impl Worker {
                 self.out.dropped_to_server += 1;
                 continue;
             }
-            let w = if n == 1 {
-                0
-            } else {
-                route(&seg.receiver_tuple(), n)
-            };
-            let enc = &mut self.encoders[w];
-            enc.push(&seg);
-            if enc.is_full() {
-                send_datagram(&self.socket, self.plan.server, w, enc, &mut self.out);
-            }
+            pack(
+                &seg,
+                n,
+                &mut self.encoders,
+                &self.socket,
+                self.plan.server,
+                &mut self.out,
+            );
         }
         if all {
             for (w, enc) in self.encoders.iter_mut().enumerate() {
@@ -456,6 +537,28 @@ impl Worker {
                 }
             }
         }
+    }
+}
+
+/// Packs one segment for the server worker that owns its tuple; sends the
+/// datagram once full.
+fn pack(
+    seg: &Segment,
+    workers: usize,
+    encoders: &mut [Encoder],
+    socket: &UdpSocket,
+    server: SocketAddr,
+    out: &mut Outcome,
+) {
+    let w = if workers == 1 {
+        0
+    } else {
+        route(&seg.receiver_tuple(), workers)
+    };
+    let enc = &mut encoders[w];
+    enc.push(seg);
+    if enc.is_full() {
+        send_datagram(socket, server, w, enc, out);
     }
 }
 

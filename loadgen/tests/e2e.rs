@@ -155,3 +155,61 @@ fn spawn_server_runs_a_whole_stress_test() {
     );
     assert_eq!(n(&r.json, "/server_report/leaked"), 0);
 }
+
+/// Every attack kind at a modest rate against a server that holds connections
+/// for a while (so live targets exist): the attacks are sent and answered as
+/// RFC 5961 says, and every connection is still accounted for on both sides.
+#[test]
+fn attacks_of_every_kind_are_answered_and_everyone_is_accounted_for() {
+    let s = Server::start(
+        &ServeArgs {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            metrics: "127.0.0.1:0".parse().unwrap(),
+            threads: Some(2),
+            time_scale: 0.01,
+            hold: std::time::Duration::from_secs(20),
+            ..ServeArgs::default()
+        },
+        false,
+    )
+    .unwrap();
+    let r = loadgen(
+        &s,
+        &[
+            "--connections",
+            "3000",
+            "--rate",
+            "3000",
+            "--concurrency",
+            "1500",
+            "--attack",
+            "blind-rst,inwindow-rst,syn-timewait,syn-lastack,fin-unknown,old-duplicate",
+            "--attack-rate",
+            "3000",
+        ],
+    );
+    let report = s.stop().unwrap();
+    let c = &r.json;
+    assert_eq!(r.leaked, 0, "{c:#}");
+    assert_eq!(n(c, "/accounted"), 3000, "{c:#}");
+    assert_eq!(sum(&c["closed"]), 3000, "{c:#}");
+    assert_eq!(n(&report, "/leaked"), 0, "{report:#}");
+    let a = &c["attacks"];
+    for kind in [
+        "blind-rst",
+        "inwindow-rst",
+        "syn-timewait",
+        "syn-lastack",
+        "fin-unknown",
+        "old-duplicate",
+    ] {
+        assert!(n(a, &format!("/{kind}/sent")) > 0, "{kind}: {a:#}");
+    }
+    assert_eq!(n(a, "/blind-rst/killed"), 0, "{a:#}");
+    assert!(n(a, "/blind-rst/on_target") > 0, "{a:#}");
+    assert!(n(a, "/fin-unknown/rst_replies") > 0, "{a:#}");
+    assert!(n(a, "/inwindow-rst/challenge_acks") > 0, "{a:#}");
+    assert!(n(a, "/syn-timewait/on_target") > 0, "{a:#}");
+    // The server's own count bounds what reached the clients.
+    assert!(n(c, "/server/challenge_acks") >= n(a, "/inwindow-rst/challenge_acks"));
+}

@@ -1,0 +1,416 @@
+//! The off-path attacker of `--attack`: the simulator's attack kinds
+//! (`teardown::sim::AttackKind`) played over the wire against `teardown serve`.
+//!
+//! The attacker lives in a client worker, so it knows the 4-tuples of that
+//! worker's connections (it owns them). It reads their sequence numbers only
+//! where the kind says so: `inwindow-rst` aims inside the server's window (the
+//! server's `rcv_nxt` is the client's `snd_nxt`) and `old-duplicate` replays a
+//! segment from the connection's past. Its segments go to the server worker that
+//! `route()` names, like any client segment, but bypass the client's lossy link.
+//!
+//! It cannot see the server's table, so it judges by what the clients see (see
+//! "Attacks" in docs/service.md): a target is chosen by the client's state, a
+//! connection counts as killed when the client sees it end by RST after an attack,
+//! and replies count when they reach an attacked client within [`WATCH`].
+
+use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+use serde_json::{json, Map, Value};
+use teardown::service::{CloseMode, SERVER_IP, SERVER_PORT};
+use teardown::sim::{AttackCounts, AttackKind};
+use teardown::{CloseReason, Flags, Host, Segment, State, Time, Tuple};
+
+/// Source addresses of the attacker's made-up 4-tuples: 172.16.0.0/16, one IP per
+/// (kind, client worker), so a reply names the kind that drew it and the server's
+/// reply-routing map grows by at most six entries per worker.
+const ATTACK_NET: u32 = 0xac10_0000;
+/// Most recent connections remembered as targets.
+const RING: usize = 4096;
+/// How long after an attack a reply reaching the attacked client is put down to it.
+pub const WATCH: Duration = Duration::from_secs(1);
+/// Engine time after an RST attack at which a client still in ESTABLISHED closes,
+/// so that a connection whose server side was killed (silently, as an acceptable
+/// RST ends it) draws the server's RST instead of waiting forever for a FIN.
+const PROBE: Duration = Duration::from_secs(5);
+/// Attack segments sent per call at most, so a late timer cannot make a burst.
+const BATCH: u64 = 256;
+
+/// The attacker of one client worker.
+pub struct Attacker {
+    kinds: Vec<AttackKind>,
+    /// Segments per real second, this worker's share.
+    rate: f64,
+    worker: u32,
+    started: Instant,
+    sent: u64,
+    counts: Vec<AttackCounts>,
+    /// Out-of-window ACKs drawn by `old-duplicate` (RFC 9293 §3.10.7.4) and the
+    /// TIME-WAIT ACKs drawn by `syn-timewait` below rcv_nxt, which the engine
+    /// counts as `oow_acks`, not as challenge ACKs.
+    oow_acks: Vec<u64>,
+    /// Replies to made-up tuples other than RSTs (SYN-ACKs to off-target SYNs).
+    other_replies: u64,
+    /// Recently opened client tuples, overwritten round-robin.
+    live: Vec<Tuple>,
+    live_next: usize,
+    /// Connections whose server side should be in TIME-WAIT: the client saw its
+    /// LAST-ACK acknowledged (`--close server`), until half of TIME-WAIT is over.
+    time_wait: VecDeque<(Time, Tuple)>,
+    time_wait_for: Duration,
+    /// Live connections attacked, with the last kind that hit them.
+    attacked: HashMap<Tuple, u8>,
+    watch: HashMap<Tuple, (u8, Instant)>,
+    watch_order: VecDeque<(Instant, Tuple)>,
+    probes: VecDeque<(Time, Tuple)>,
+    wnd: u32,
+    close: CloseMode,
+}
+
+impl Attacker {
+    pub fn new(
+        kinds: &[AttackKind],
+        rate: f64,
+        worker: usize,
+        close: CloseMode,
+        server: &teardown::Config,
+    ) -> Attacker {
+        Attacker {
+            kinds: kinds.to_vec(),
+            rate,
+            worker: worker as u32 & 0xff,
+            started: Instant::now(),
+            sent: 0,
+            counts: vec![AttackCounts::default(); kinds.len()],
+            oow_acks: vec![0; kinds.len()],
+            other_replies: 0,
+            live: Vec::with_capacity(RING),
+            live_next: 0,
+            time_wait: VecDeque::new(),
+            time_wait_for: server.time_wait / 2,
+            attacked: HashMap::new(),
+            watch: HashMap::new(),
+            watch_order: VecDeque::new(),
+            probes: VecDeque::new(),
+            wnd: server.rcv_wnd as u32,
+            close,
+        }
+    }
+
+    /// Starts the rate clock.
+    pub fn start(&mut self) {
+        self.started = Instant::now();
+    }
+
+    pub fn opened(&mut self, t: Tuple) {
+        if self.live.len() < RING {
+            self.live.push(t);
+        } else {
+            self.live[self.live_next] = t;
+            self.live_next = (self.live_next + 1) % RING;
+        }
+    }
+
+    /// A client connection reached CLOSED.
+    pub fn closed(&mut self, now: Time, t: Tuple, reason: CloseReason) {
+        if let Some(k) = self.attacked.remove(&t) {
+            if reason == CloseReason::Reset {
+                self.counts[k as usize].killed += 1;
+            }
+        }
+        if reason == CloseReason::LastAckAcked && self.close == CloseMode::Server {
+            if self.time_wait.len() == RING {
+                self.time_wait.pop_front();
+            }
+            self.time_wait.push_back((now + self.time_wait_for, t));
+        }
+    }
+
+    /// A client vanished on purpose (`--runaway-client`): no CLOSED will come.
+    pub fn vanished(&mut self, t: &Tuple) {
+        self.attacked.remove(t);
+    }
+
+    /// Takes a segment addressed to one of the attacker's made-up tuples (true), so
+    /// it never reaches the client host.
+    pub fn intercept(&mut self, seg: &Segment) -> bool {
+        if seg.dst_ip & 0xffff_0000 != ATTACK_NET {
+            return false;
+        }
+        let k = ((seg.dst_ip >> 8) & 0xff) as usize;
+        match self.counts.get_mut(k) {
+            Some(c) if seg.flags.rst() => c.rst_replies += 1,
+            _ => self.other_replies += 1,
+        }
+        true
+    }
+
+    /// A server segment about to reach the client host, whose state for the
+    /// tuple is `state`: a reply to an attack if the tuple is watched.
+    pub fn observe(&mut self, seg: &Segment, state: State) {
+        let Some(&(k, until)) = self.watch.get(&seg.receiver_tuple()) else {
+            return;
+        };
+        if Instant::now() > until {
+            return;
+        }
+        let kind = self.kinds[k as usize];
+        let c = &mut self.counts[k as usize];
+        let f = seg.flags;
+        if f.rst() {
+            c.rst_replies += 1;
+        } else if f.syn() && f.ack() {
+            // The server's SYN-ACK to a client that has closed: the attack SYN
+            // reopened its TIME-WAIT entry (RFC 6191).
+            // Counted once: the retransmissions of that SYN-ACK are not new kills.
+            if kind == AttackKind::SynTimewait && state == State::Closed {
+                c.killed += 1;
+                self.watch.remove(&seg.receiver_tuple());
+            }
+        } else if f == Flags::ACK && seg.len == 0 && quiet(state) {
+            if matches!(kind, AttackKind::OldDuplicate | AttackKind::SynTimewait) {
+                self.oow_acks[k as usize] += 1;
+            } else {
+                c.challenge_acks += 1;
+            }
+        }
+    }
+
+    /// Engine time of the next probe.
+    pub fn next_probe(&self) -> Option<Time> {
+        self.probes.front().map(|p| p.0)
+    }
+
+    /// Attacked connections due a probe: the caller closes those still ESTABLISHED.
+    pub fn due_probe(&mut self, now: Time) -> Option<Tuple> {
+        match self.probes.front() {
+            Some(&(t, tuple)) if t <= now => {
+                self.probes.pop_front();
+                Some(tuple)
+            }
+            _ => None,
+        }
+    }
+
+    /// Sends the attack segments due by now through `out`.
+    pub fn fire(
+        &mut self,
+        now: Time,
+        host: &Host,
+        rng: &mut ChaCha8Rng,
+        out: &mut impl FnMut(&Segment),
+    ) {
+        let wall = Instant::now();
+        while let Some(&(until, t)) = self.watch_order.front() {
+            if until > wall {
+                break;
+            }
+            self.watch_order.pop_front();
+            if self.watch.get(&t).is_some_and(|w| w.1 <= wall) {
+                self.watch.remove(&t);
+            }
+        }
+        while self.time_wait.front().is_some_and(|w| w.0 <= now) {
+            self.time_wait.pop_front();
+        }
+        let due = (self.started.elapsed().as_secs_f64() * self.rate) as u64 + 1;
+        let mut budget = BATCH;
+        while self.sent < due && budget > 0 {
+            budget -= 1;
+            let k = (self.sent % self.kinds.len() as u64) as usize;
+            self.sent += 1;
+            let seg = self.one(k, now, host, rng, wall);
+            out(&seg);
+        }
+    }
+
+    fn one(
+        &mut self,
+        k: usize,
+        now: Time,
+        host: &Host,
+        rng: &mut ChaCha8Rng,
+        wall: Instant,
+    ) -> Segment {
+        let kind = self.kinds[k];
+        let target = self.target(kind, host, rng);
+        let on_target = target.is_some();
+        let client = target.unwrap_or_else(|| Tuple {
+            local_ip: ATTACK_NET | (k as u32) << 8 | self.worker,
+            remote_ip: u32::from_be_bytes(SERVER_IP),
+            local_port: rng.gen_range(1024..65535),
+            remote_port: SERVER_PORT,
+        });
+        // The client's view: its snd_nxt is the server's rcv_nxt, and the other way round.
+        let (snd_nxt, rcv_nxt) = host.sequence(&client).unwrap_or((0, 0));
+        let r: u32 = rng.gen();
+        let seg = match kind {
+            AttackKind::BlindRst => Segment::new(&client, Flags::RST, r, 0, 0, 0),
+            AttackKind::InwindowRst => Segment::new(
+                &client,
+                Flags::RST,
+                snd_nxt.wrapping_add(r % self.wnd),
+                0,
+                0,
+                0,
+            ),
+            AttackKind::SynTimewait | AttackKind::SynLastack => {
+                Segment::new(&client, Flags::SYN, r, 0, 0, 65_535)
+            }
+            AttackKind::FinUnknown => Segment::new(
+                &client,
+                Flags::FIN | Flags::ACK,
+                r,
+                r.rotate_left(7),
+                0,
+                65_535,
+            ),
+            AttackKind::OldDuplicate => Segment::new(
+                &client,
+                Flags::FIN | Flags::ACK,
+                snd_nxt.wrapping_sub(1 + (r >> 12)),
+                rcv_nxt.wrapping_sub(1 + (r & 0xfff)),
+                0,
+                65_535,
+            ),
+        };
+        let c = &mut self.counts[k];
+        c.sent += 1;
+        c.on_target += on_target as u64;
+        // RFC 5961: a blind RST kills only at exactly rcv_nxt (1 in 2^32); one in
+        // the window, 1 in the window size. A random SYN reopens TIME-WAIT when its
+        // sequence number is above rcv_nxt (half the space, RFC 6191).
+        c.expected_killed += match kind {
+            AttackKind::BlindRst if on_target => 1.0 / 4_294_967_296.0,
+            AttackKind::InwindowRst if on_target => 1.0 / self.wnd as f64,
+            AttackKind::SynTimewait if on_target => 0.5,
+            _ => 0.0,
+        };
+        if on_target && kind != AttackKind::FinUnknown {
+            let until = wall + WATCH;
+            self.watch.insert(client, (k as u8, until));
+            self.watch_order.push_back((until, client));
+            if host.state(&client) != State::Closed {
+                self.attacked.insert(client, k as u8);
+            }
+            if matches!(kind, AttackKind::BlindRst | AttackKind::InwindowRst) {
+                self.probes.push_back((now + PROBE, client));
+            }
+        }
+        seg
+    }
+
+    /// A client tuple whose server side is, as far as the client can tell, in the
+    /// state the kind aims at; `fin-unknown` always uses a made-up tuple.
+    fn target(&self, kind: AttackKind, host: &Host, rng: &mut ChaCha8Rng) -> Option<Tuple> {
+        if kind == AttackKind::FinUnknown {
+            return None;
+        }
+        if kind == AttackKind::SynTimewait {
+            if self.time_wait.is_empty() {
+                return None;
+            }
+            let i = rng.gen_range(0..self.time_wait.len());
+            return self.time_wait.get(i).map(|w| w.1);
+        }
+        if self.live.is_empty() {
+            return None;
+        }
+        (0..16).find_map(|_| {
+            let t = self.live[rng.gen_range(0..self.live.len())];
+            let st = host.state(&t);
+            let wanted = match kind {
+                // The server has acknowledged our FIN and closed: LAST-ACK.
+                AttackKind::SynLastack => st == State::FinWait2,
+                _ => st.is_synchronized() && st != State::TimeWait,
+            };
+            wanted.then_some(t)
+        })
+    }
+
+    /// Per kind; `fin-unknown` and off-target segments are always on the made-up
+    /// tuples, whose every reply the attacker sees.
+    pub fn counts(&self) -> impl Iterator<Item = (AttackKind, AttackCounts, u64)> + '_ {
+        self.kinds
+            .iter()
+            .zip(&self.counts)
+            .zip(&self.oow_acks)
+            .map(|((k, c), o)| (*k, *c, *o))
+    }
+
+    pub fn other_replies(&self) -> u64 {
+        self.other_replies
+    }
+}
+
+/// States in which the server has nothing of the client's left to acknowledge,
+/// so a pure ACK from it answers the attack: ESTABLISHED (the handshake is done and
+/// the client sent no data), CLOSE-WAIT (the client ACKed the server's FIN),
+/// FIN-WAIT-2 (our FIN is ACKed already), TIME-WAIT, and CLOSED (a TIME-WAIT target).
+fn quiet(s: State) -> bool {
+    matches!(
+        s,
+        State::Established | State::CloseWait | State::FinWait2 | State::TimeWait | State::Closed
+    )
+}
+
+/// The `attacks` section of the report, summed over the workers, in the
+/// simulator's field names.
+pub fn report(per_worker: &[Vec<(AttackKind, AttackCounts, u64)>]) -> Value {
+    let mut sum: Vec<(AttackKind, AttackCounts, u64)> = Vec::new();
+    for w in per_worker {
+        for (k, c, o) in w {
+            match sum.iter_mut().find(|s| s.0 == *k) {
+                Some(s) => {
+                    s.1.add(c);
+                    s.2 += o;
+                }
+                None => sum.push((*k, *c, *o)),
+            }
+        }
+    }
+    let mut out = Map::new();
+    for (k, c, o) in sum {
+        out.insert(
+            k.key().into(),
+            json!({
+                "sent": c.sent,
+                "on_target": c.on_target,
+                "killed": c.killed,
+                "challenge_acks": c.challenge_acks,
+                "oow_acks": o,
+                "rst_replies": c.rst_replies,
+                "expected_killed": c.expected_killed,
+            }),
+        );
+    }
+    Value::Object(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replies_to_made_up_tuples_stay_with_the_attacker_and_name_their_kind() {
+        let kinds = [AttackKind::BlindRst, AttackKind::FinUnknown];
+        let mut a = Attacker::new(&kinds, 1.0, 3, CloseMode::Server, &Default::default());
+        let made_up = Tuple {
+            local_ip: ATTACK_NET | 1 << 8 | 3,
+            remote_ip: u32::from_be_bytes(SERVER_IP),
+            local_port: 5000,
+            remote_port: SERVER_PORT,
+        };
+        let from_server = |t: &Tuple, f| Segment::new(&t.reversed(), f, 1, 2, 0, 0);
+        assert!(a.intercept(&from_server(&made_up, Flags::RST)));
+        assert!(a.intercept(&from_server(&made_up, Flags::SYN | Flags::ACK)));
+        let client = Tuple::new([10, 128, 0, 1], 40_000, SERVER_IP, SERVER_PORT);
+        assert!(!a.intercept(&from_server(&client, Flags::RST)));
+        let r = report(&[a.counts().collect()]);
+        assert_eq!(r["fin-unknown"]["rst_replies"], 1);
+        assert_eq!(r["blind-rst"]["rst_replies"], 0);
+        assert_eq!(a.other_replies(), 1);
+    }
+}
