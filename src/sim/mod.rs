@@ -148,6 +148,11 @@ pub struct SimArgs {
     /// Extra uniform delay in [0, jitter] per segment (reorders segments).
     #[arg(long, default_value = "0ms", value_parser = parse_duration)]
     pub jitter: Duration,
+    /// Applications close a connection still ESTABLISHED this long after it
+    /// opened (an HTTP read/idle timeout): TCP has no timer for a half-open
+    /// connection whose peer gave up silently.
+    #[arg(long, default_value = "120s", value_parser = parse_duration)]
+    pub app_timeout: Duration,
     /// Fraction of connections whose client vanishes during teardown.
     #[arg(long, default_value = "0", value_parser = parse_fraction)]
     pub runaway_client: f64,
@@ -258,6 +263,7 @@ pub struct SimConfig {
     pub sample_interval: Duration,
     pub attacks: Vec<AttackKind>,
     pub attack_rate: f64,
+    pub app_timeout: Duration,
     /// Connections captured for --pcap (0: no capture).
     pub pcap_sample: u64,
 }
@@ -347,6 +353,9 @@ impl SimConfig {
             host.rst_limit = per_shard(v as u64) as u32;
         }
         host.validate().map_err(Usage)?;
+        ensure(a.app_timeout >= Duration::from_secs(1), || {
+            "--app-timeout must be at least 1s".into()
+        })?;
         ensure(a.attack_rate.is_finite() && a.attack_rate > 0.0, || {
             "--attack-rate must be above zero".into()
         })?;
@@ -403,6 +412,7 @@ impl SimConfig {
             sample_interval: a.sample_interval,
             attacks,
             attack_rate: a.attack_rate,
+            app_timeout: a.app_timeout,
             pcap_sample: if a.pcap.is_some() { a.pcap_sample } else { 0 },
         })
     }

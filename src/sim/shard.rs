@@ -214,6 +214,10 @@ pub struct Shard<'a> {
     live: u64,
     next_open: Option<Time>,
     close_all_at: Option<Time>,
+    /// When each slot's current connection was opened (ms stamp), for the
+    /// applications' idle timeout.
+    opened_ms: Vec<u32>,
+    next_sweep: Option<Time>,
     next_attack: Option<Time>,
     attacks_sent: u64,
     /// Connections still to capture (--pcap-sample, shard 0 only).
@@ -321,6 +325,8 @@ impl<'a> Shard<'a> {
             live: 0,
             next_open: rate.map(|_| Time::ZERO),
             close_all_at: None,
+            opened_ms: vec![0; slots as usize],
+            next_sweep: Some(Time::ZERO + cfg.app_timeout / 4),
             next_attack: (!cfg.attacks.is_empty()).then_some(Time::ZERO),
             attacks_sent: 0,
             capture_left: if index == 0 { cfg.pcap_sample } else { 0 },
@@ -393,7 +399,17 @@ impl<'a> Shard<'a> {
             let hc = us(self.client_deadline);
             let to = us(self.next_open.or(self.close_all_at));
             let ta = us(self.next_attack);
-            let next = ts.min(tc).min(hs).min(hc).min(to).min(ta);
+            let tw = us(self.next_sweep);
+            let others = ts.min(tc).min(hs).min(hc).min(to).min(ta);
+            if others == u64::MAX
+                && self.opened == self.to_open
+                && self.client.is_empty()
+                && self.server.is_empty()
+            {
+                // Only the idle sweep is left, with nothing to sweep: done.
+                break;
+            }
+            let next = others.min(tw);
             if next == u64::MAX {
                 break;
             }
@@ -425,6 +441,8 @@ impl<'a> Shard<'a> {
                 self.open_more();
             } else if ta == next {
                 self.attack();
+            } else if tw == next {
+                self.sweep();
             } else {
                 self.close_all_at = None;
                 self.close_all();
@@ -791,6 +809,7 @@ impl<'a> Shard<'a> {
             flags |= slot::CAPTURED;
         }
         self.slots[s as usize] = flags;
+        self.opened_ms[s as usize] = self.now.stamp_ms();
         let tuple = self.tuple(s);
         if self
             .with(Side::Client, |h, now| h.connect(now, tuple))
@@ -808,6 +827,37 @@ impl<'a> Shard<'a> {
             self.close_all_at =
                 Some(self.now + self.cfg.delay.base * 4 + Duration::from_millis(500));
         }
+    }
+
+    /// The applications' idle timeout (`--app-timeout`): a connection still
+    /// ESTABLISHED that long after it opened is closed by whichever end holds it.
+    /// TCP has no timer for an idle connection whose peer silently gave up (a
+    /// server whose response and FIN were all lost), so without this such a
+    /// half-open connection would stay forever, as it would on a real host with
+    /// an application that never times out. Runs every quarter of the timeout
+    /// while connections are live.
+    fn sweep(&mut self) {
+        let timeout = self.cfg.app_timeout.as_millis() as u32;
+        let now_ms = self.now.stamp_ms();
+        for s in 0..self.slots.len() as u32 {
+            if now_ms.wrapping_sub(self.opened_ms[s as usize]) < timeout {
+                continue;
+            }
+            let client = self.tuple(s);
+            let server = client.reversed();
+            let flags = self.slots[s as usize];
+            if self.client.state(&client) == State::Established {
+                self.app_close(Side::Client, client, flags);
+                self.transmit(Side::Client);
+            }
+            if self.server.state(&server) == State::Established {
+                self.app_close(Side::Server, server, flags);
+                self.transmit(Side::Server);
+            }
+        }
+        let busy =
+            self.opened < self.to_open || !(self.client.is_empty() && self.server.is_empty());
+        self.next_sweep = busy.then(|| self.now + self.cfg.app_timeout / 4);
     }
 
     /// `--workload tw-fill`: the server closes every connection at once.
