@@ -13,7 +13,7 @@ use crate::config::{Config, TwOverflow};
 use crate::conn::{flag, Conn};
 use crate::segment::{seq, Flags, Segment};
 use crate::state::State;
-use crate::table::{Found, Table};
+use crate::table::{Found, Removed, Table};
 use crate::time::Time;
 use crate::timewait::TwEntry;
 use crate::tuple::Tuple;
@@ -436,16 +436,13 @@ impl Host {
     /// A crashed or vanished host: drop the entry silently, sending nothing. For
     /// drivers modelling peers that run away (seed cases 5 and 6).
     pub fn forget(&mut self, tuple: &Tuple) -> bool {
-        match self.table.find(tuple) {
-            Some(Found::Conn(idx)) => {
-                let mut c = *self.table.conn(idx);
+        match self.table.remove(tuple) {
+            Some(Removed::Conn(mut c)) => {
                 self.disarm(&mut c);
-                self.table.remove_conn(idx);
                 self.population[c.state as usize] -= 1;
                 true
             }
-            Some(Found::TimeWait(pos)) => {
-                self.table.remove_time_wait(pos);
+            Some(Removed::TimeWait) => {
                 self.population[State::TimeWait as usize] -= 1;
                 true
             }

@@ -18,6 +18,13 @@ use crate::tuple::Tuple;
 
 const TW_BIT: u32 = 1 << 31;
 
+/// What [`Table::remove`] took out.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Removed {
+    Conn(Conn),
+    TimeWait,
+}
+
 /// What a table lookup found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Found {
@@ -105,6 +112,25 @@ impl Table {
                     Found::Conn(r)
                 }
             })
+    }
+
+    /// Removes `tuple`, whatever its state, in one probe.
+    pub(crate) fn remove(&mut self, tuple: &Tuple) -> Option<Removed> {
+        let (conns, tw) = (&self.conns, &self.tw);
+        let entry = self
+            .map
+            .find_entry(tuple.hash(self.key), |&r| {
+                Self::tuple_of(conns, tw, r) == tuple
+            })
+            .ok()?;
+        let (r, _) = entry.remove();
+        if r & TW_BIT != 0 {
+            self.tw_len -= 1;
+            self.stale += 1;
+            Some(Removed::TimeWait)
+        } else {
+            Some(Removed::Conn(self.conns.remove(r)))
+        }
     }
 
     /// Adds a connection whose tuple is not in the table yet.
@@ -263,17 +289,7 @@ impl Table {
     /// without the timer work.
     #[doc(hidden)]
     pub fn bench_remove(&mut self, tuple: &Tuple) -> bool {
-        match self.find(tuple) {
-            Some(Found::Conn(idx)) => {
-                self.remove_conn(idx);
-                true
-            }
-            Some(Found::TimeWait(pos)) => {
-                self.remove_time_wait(pos);
-                true
-            }
-            None => false,
-        }
+        self.remove(tuple).is_some()
     }
 
     /// Iterates over all full connections.
