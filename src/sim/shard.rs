@@ -46,6 +46,10 @@ mod slot {
     pub const CAPTURED: u8 = 0x80;
 }
 
+/// Bits of `Shard::open_ends`.
+const CLIENT_OPEN: u8 = 0x01;
+const SERVER_OPEN: u8 = 0x02;
+
 /// One population sample of both hosts and their measured heap.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Sample {
@@ -217,6 +221,9 @@ pub struct Shard<'a> {
     /// When each slot's current connection was opened (ms stamp), for the
     /// applications' idle timeout.
     opened_ms: Vec<u32>,
+    /// Which ends of each slot's connection are ESTABLISHED and not yet closed
+    /// (CLIENT_OPEN, SERVER_OPEN): the sweep looks only at those.
+    open_ends: Vec<u8>,
     next_sweep: Option<Time>,
     next_attack: Option<Time>,
     attacks_sent: u64,
@@ -326,6 +333,7 @@ impl<'a> Shard<'a> {
             next_open: rate.map(|_| Time::ZERO),
             close_all_at: None,
             opened_ms: vec![0; slots as usize],
+            open_ends: vec![0; slots as usize],
             next_sweep: Some(Time::ZERO + cfg.app_timeout / 4),
             next_attack: (!cfg.attacks.is_empty()).then_some(Time::ZERO),
             attacks_sent: 0,
@@ -612,8 +620,15 @@ impl<'a> Shard<'a> {
         // them beyond closing when the peer does.
         let slot = self.slot_for(side, &tuple);
         let flags = slot.map_or(0, |s| self.slots[s]);
+        let end = match side {
+            Side::Server => SERVER_OPEN,
+            Side::Client => CLIENT_OPEN,
+        };
         match ev {
             Event::Established { .. } => {
+                if let Some(s) = slot {
+                    self.open_ends[s] |= end;
+                }
                 // HTTP/1.0 style: the client sends its request; the server answers
                 // (and, as the first closer, closes) when the request arrives. With
                 // no request, the first closer closes at once.
@@ -665,6 +680,9 @@ impl<'a> Shard<'a> {
                 since_close,
             } => {
                 self.reasons[reason_index(reason)] += 1;
+                if let Some(s) = slot {
+                    self.open_ends[s] &= !end;
+                }
                 if from == State::LastAck {
                     match reason {
                         CloseReason::Reset => self.res.cases.last_ack_reset += 1,
@@ -725,6 +743,10 @@ impl<'a> Shard<'a> {
     fn vanish(&mut self, side: Side, tuple: Tuple, slot: usize) {
         self.transmit(side);
         self.res.cases.vanished += 1;
+        self.open_ends[slot] &= match side {
+            Side::Server => !SERVER_OPEN,
+            Side::Client => !CLIENT_OPEN,
+        };
         match side {
             Side::Server => {
                 self.with(side, |h, _| h.forget(&tuple));
@@ -839,18 +861,19 @@ impl<'a> Shard<'a> {
     fn sweep(&mut self) {
         let timeout = self.cfg.app_timeout.as_millis() as u32;
         let now_ms = self.now.stamp_ms();
-        for s in 0..self.slots.len() as u32 {
-            if now_ms.wrapping_sub(self.opened_ms[s as usize]) < timeout {
+        for s in 0..self.slots.len() {
+            let open = self.open_ends[s];
+            if open == 0 || now_ms.wrapping_sub(self.opened_ms[s]) < timeout {
                 continue;
             }
-            let client = self.tuple(s);
+            let client = self.tuple(s as u32);
             let server = client.reversed();
-            let flags = self.slots[s as usize];
-            if self.client.state(&client) == State::Established {
+            let flags = self.slots[s];
+            if open & CLIENT_OPEN != 0 && self.client.state(&client) == State::Established {
                 self.app_close(Side::Client, client, flags);
                 self.transmit(Side::Client);
             }
-            if self.server.state(&server) == State::Established {
+            if open & SERVER_OPEN != 0 && self.server.state(&server) == State::Established {
                 self.app_close(Side::Server, server, flags);
                 self.transmit(Side::Server);
             }
