@@ -43,6 +43,41 @@ pub enum CloseReason {
     Reused,
 }
 
+impl CloseReason {
+    /// Every reason, in the order of [`CloseReason::index`].
+    pub const ALL: [CloseReason; 9] = [
+        CloseReason::TimeWaitExpired,
+        CloseReason::LastAckAcked,
+        CloseReason::FinWait2Timeout,
+        CloseReason::RetriesExhausted,
+        CloseReason::Reset,
+        CloseReason::Aborted,
+        CloseReason::TimeWaitOverflow,
+        CloseReason::TimeWaitEvicted,
+        CloseReason::Reused,
+    ];
+
+    /// A dense index, for per-reason counters.
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    /// snake_case name for reports and metrics.
+    pub fn key(self) -> &'static str {
+        match self {
+            CloseReason::TimeWaitExpired => "time_wait_expired",
+            CloseReason::LastAckAcked => "last_ack_acked",
+            CloseReason::FinWait2Timeout => "fin_wait_2_timeout",
+            CloseReason::RetriesExhausted => "retries_exhausted",
+            CloseReason::Reset => "reset",
+            CloseReason::Aborted => "aborted",
+            CloseReason::TimeWaitOverflow => "time_wait_overflow",
+            CloseReason::TimeWaitEvicted => "time_wait_evicted",
+            CloseReason::Reused => "reused",
+        }
+    }
+}
+
 /// Which side of the teardown the application was on when it called close().
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Role {

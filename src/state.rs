@@ -35,6 +35,18 @@ impl State {
         State::LastAck,
     ];
 
+    /// The states a connection passes through from establishment to CLOSED, in
+    /// the order reports list them.
+    pub const TEARDOWN: [State; 7] = [
+        State::Established,
+        State::FinWait1,
+        State::FinWait2,
+        State::Closing,
+        State::TimeWait,
+        State::CloseWait,
+        State::LastAck,
+    ];
+
     /// RFC 9293: "synchronized" states, where RFC 5961's challenge ACK rules apply.
     pub fn is_synchronized(self) -> bool {
         !matches!(self, State::Closed | State::SynSent | State::SynReceived)

@@ -31,7 +31,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{json, Map, Value};
 use teardown::cli::{parse_duration, parse_fraction, parse_probability, Usage};
 use teardown::link::{Loss, LossModel, LossOnly};
-use teardown::service::metrics::{completed, parse_text, REASONS, REASON_NAMES};
+use teardown::service::metrics::{completed, parse_text, REASONS};
 use teardown::service::net::http_get;
 use teardown::service::{Clock, CloseMode};
 use teardown::sim::AttackKind;
@@ -603,7 +603,11 @@ fn model_report(
     let server_leaked = server_end.map(server_unsettled).unwrap_or(0);
     let leaked = client_leaked + server_leaked;
     let mut reasons = Map::new();
-    for (i, name) in REASON_NAMES.iter().enumerate() {
+    for (i, name) in teardown::CloseReason::ALL
+        .iter()
+        .map(|r| r.key())
+        .enumerate()
+    {
         reasons.insert((*name).into(), json!(closed[i]));
     }
     let attacks = if args.attack.is_empty() {

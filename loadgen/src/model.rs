@@ -18,7 +18,7 @@ use mio::{Events, Interest, Poll, Token};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use teardown::link::Loss;
-use teardown::service::metrics::{completed, reason_index, REASONS};
+use teardown::service::metrics::{completed, REASONS};
 use teardown::service::{route, Clock, CloseMode, SERVER_IP, SERVER_PORT};
 use teardown::sim::{AttackCounts, AttackKind};
 use teardown::wire::{self, Encoder};
@@ -437,7 +437,7 @@ impl Worker {
                         since_close,
                         ..
                     } => {
-                        self.out.closed[reason_index(reason)] += 1;
+                        self.out.closed[reason.index()] += 1;
                         if let Some(a) = &mut self.attacker {
                             a.closed(now, tuple, reason);
                         }

@@ -210,6 +210,8 @@ fn attacks_of_every_kind_are_answered_and_everyone_is_accounted_for() {
     assert!(n(a, "/fin-unknown/rst_replies") > 0, "{a:#}");
     assert!(n(a, "/inwindow-rst/challenge_acks") > 0, "{a:#}");
     assert!(n(a, "/syn-timewait/on_target") > 0, "{a:#}");
-    // The server's own count bounds what reached the clients.
-    assert!(n(c, "/server/challenge_acks") >= n(a, "/inwindow-rst/challenge_acks"));
+    // The server itself sent challenge ACKs. (Its count does not bound the
+    // clients' view: a client books any pure ACK within 1 s of an attack, and an
+    // ordinary ACK can arrive in that second too.)
+    assert!(n(c, "/server/challenge_acks") > 0, "{c:#}");
 }

@@ -63,33 +63,8 @@ stats_table! {
     opened_passive: "Passive opens (accepted connections)",
 }
 
-pub const REASONS: usize = 9;
-pub const REASON_NAMES: [&str; REASONS] = [
-    "time_wait_expired",
-    "last_ack_acked",
-    "fin_wait_2_timeout",
-    "retries_exhausted",
-    "reset",
-    "aborted",
-    "time_wait_overflow",
-    "time_wait_evicted",
-    "reused",
-];
-
-pub fn reason_index(r: CloseReason) -> usize {
-    match r {
-        CloseReason::TimeWaitExpired => 0,
-        CloseReason::LastAckAcked => 1,
-        CloseReason::FinWait2Timeout => 2,
-        CloseReason::RetriesExhausted => 3,
-        CloseReason::Reset => 4,
-        CloseReason::Aborted => 5,
-        CloseReason::TimeWaitOverflow => 6,
-        CloseReason::TimeWaitEvicted => 7,
-        CloseReason::Reused => 8,
-    }
-}
-
+/// Close reasons counted per connection end.
+pub const REASONS: usize = CloseReason::ALL.len();
 /// Connections whose teardown exchange finished, among those that reached CLOSED:
 /// the passive closer's LAST-ACK was acknowledged, or the active closer left
 /// TIME-WAIT (expired, evicted, reused) or skipped it at overflow. Entries still in
@@ -254,7 +229,7 @@ impl Shared {
         }
         r.register("connections", "Connections per state, all workers", states);
         let closed = Family::<Vec<(String, String)>, Counter>::default();
-        for (i, name) in REASON_NAMES.iter().enumerate() {
+        for (i, name) in CloseReason::ALL.iter().map(|r| r.key()).enumerate() {
             closed
                 .get_or_create(&vec![("reason".into(), (*name).into())])
                 .inc_by(t.closed[i]);

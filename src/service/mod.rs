@@ -411,19 +411,11 @@ fn final_report(finals: &[WorkerFinal], sampled: &Sampled, shared: &metrics::Sha
         0.0
     };
     let mut peaks = serde_json::Map::new();
-    for s in [
-        State::Established,
-        State::FinWait1,
-        State::FinWait2,
-        State::Closing,
-        State::TimeWait,
-        State::CloseWait,
-        State::LastAck,
-    ] {
+    for s in State::TEARDOWN {
         peaks.insert(s.key().into(), json!(peak[s as usize]));
     }
     let mut reasons = serde_json::Map::new();
-    for (r, name) in metrics::REASON_NAMES.iter().enumerate() {
+    for (r, name) in crate::CloseReason::ALL.iter().map(|c| c.key()).enumerate() {
         reasons.insert((*name).into(), json!(closed[r]));
     }
     let mut now = serde_json::Map::new();

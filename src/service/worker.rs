@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use mio::net::UdpSocket;
 use mio::{Events, Interest, Poll, Token, Waker};
 
-use super::metrics::{reason_index, Io, Shared, REASONS};
+use super::metrics::{Io, Shared, REASONS};
 use super::{route, Clock, CloseMode, ServeArgs, WorkerFinal, SERVER_PORT};
 use crate::config::Config;
 use crate::host::{Event, Host};
@@ -279,15 +279,7 @@ impl Worker {
         }
         self.app(now);
         self.send(true);
-        for s in [
-            State::Established,
-            State::FinWait1,
-            State::FinWait2,
-            State::Closing,
-            State::TimeWait,
-            State::CloseWait,
-            State::LastAck,
-        ] {
+        for s in State::TEARDOWN {
             let i = s as usize;
             self.peak[i] = self.peak[i].max(self.host.population(s));
         }
@@ -313,7 +305,7 @@ impl Worker {
                     Event::PeerClosed { tuple } => {
                         let _ = self.host.close(now, tuple);
                     }
-                    Event::Closed { reason, .. } => self.closed[reason_index(reason)] += 1,
+                    Event::Closed { reason, .. } => self.closed[reason.index()] += 1,
                     _ => {}
                 }
             }

@@ -251,32 +251,6 @@ fn slot_index(cfg: &SimConfig, index: u32, slots: usize, client_view: &Tuple) ->
     (slot < slots).then_some(slot)
 }
 
-fn reason_index(r: CloseReason) -> usize {
-    match r {
-        CloseReason::TimeWaitExpired => 0,
-        CloseReason::LastAckAcked => 1,
-        CloseReason::FinWait2Timeout => 2,
-        CloseReason::RetriesExhausted => 3,
-        CloseReason::Reset => 4,
-        CloseReason::Aborted => 5,
-        CloseReason::TimeWaitOverflow => 6,
-        CloseReason::TimeWaitEvicted => 7,
-        CloseReason::Reused => 8,
-    }
-}
-
-const REASONS: [CloseReason; 9] = [
-    CloseReason::TimeWaitExpired,
-    CloseReason::LastAckAcked,
-    CloseReason::FinWait2Timeout,
-    CloseReason::RetriesExhausted,
-    CloseReason::Reset,
-    CloseReason::Aborted,
-    CloseReason::TimeWaitOverflow,
-    CloseReason::TimeWaitEvicted,
-    CloseReason::Reused,
-];
-
 impl<'a> Shard<'a> {
     /// Shard `index` of a run whose allocator scopes start at `scope_base`.
     pub fn new(
@@ -679,7 +653,7 @@ impl<'a> Shard<'a> {
                 role,
                 since_close,
             } => {
-                self.reasons[reason_index(reason)] += 1;
+                self.reasons[reason.index()] += 1;
                 if let Some(s) = slot {
                     self.open_ends[s] &= !end;
                 }
@@ -1028,7 +1002,7 @@ impl<'a> Shard<'a> {
         self.res.end = self.now;
         self.res.server = *self.server.stats();
         self.res.client = *self.client.stats();
-        self.res.reasons = REASONS
+        self.res.reasons = CloseReason::ALL
             .iter()
             .zip(self.reasons)
             .map(|(r, n)| (*r, n))
