@@ -224,7 +224,7 @@ impl Host {
         Host {
             table: Table::with_capacity(cfg.secret, connections),
             wheel: Wheel::new(),
-            listening: vec![0; 1024],
+            listening: Vec::new(),
             out: Vec::new(),
             events: Vec::new(),
             population: [0; State::COUNT],
@@ -264,13 +264,19 @@ impl Host {
         self.table.heap_bytes() + self.wheel.heap_bytes() + self.listening.capacity() * 8
     }
 
-    /// Accept SYNs to `port` (a listening socket).
+    /// Accept SYNs to `port` (a listening socket). The port bitmap (8 KiB) is
+    /// allocated by the first call, so a host that only connects never pays it.
     pub fn listen(&mut self, port: u16) {
+        if self.listening.is_empty() {
+            self.listening = vec![0; 1024];
+        }
         self.listening[port as usize / 64] |= 1 << (port % 64);
     }
 
     fn is_listening(&self, port: u16) -> bool {
-        self.listening[port as usize / 64] & (1 << (port % 64)) != 0
+        self.listening
+            .get(port as usize / 64)
+            .is_some_and(|w| w & (1 << (port % 64)) != 0)
     }
 
     /// The state of `tuple`; CLOSED when there is no entry.
