@@ -20,6 +20,9 @@ pub(crate) mod flag {
     pub const ACTIVE_OPEN: u8 = 0x08;
     /// close() was called in CLOSE-WAIT: this end is the passive closer.
     pub const PASSIVE_CLOSE: u8 = 0x10;
+    /// Counted in `Host::fw2_orphans`: an orphaned FIN-WAIT-2, which Linux keeps
+    /// as a TIME-WAIT mini-socket counted against `tcp_max_tw_buckets`.
+    pub const FW2_COUNTED: u8 = 0x20;
 }
 
 /// A full connection. 60 bytes; kept in a chunked slab, named by a `u32` index.

@@ -212,6 +212,9 @@ pub struct Host {
     rst_budget: Budget,
     /// The latest time any call brought: `poll_timeout` never answers earlier.
     now: Time,
+    /// Orphaned FIN-WAIT-2 connections: Linux's TIME-WAIT mini-sockets in
+    /// substate FIN_WAIT2, which count against `tcp_max_tw_buckets`.
+    fw2_orphans: usize,
 }
 
 impl Host {
@@ -232,6 +235,7 @@ impl Host {
             challenge_budget: Budget::default(),
             rst_budget: Budget::default(),
             now: Time::ZERO,
+            fw2_orphans: 0,
             cfg,
         }
     }
@@ -447,10 +451,16 @@ impl Host {
                 Next::Keep
             }
             State::FinWait2 if orphan && c.timer.is_none() => {
-                // shutdown() then close(): the FIN-WAIT-2 timeout starts now.
-                let tmo = c.fin_wait2_timeout(&self.cfg);
-                self.arm(now, idx, &mut c, tmo);
-                Next::Keep
+                // shutdown() then close(): tcp_close makes the FIN_WAIT2 mini-socket
+                // now, subject to tcp_max_tw_buckets, and its timeout starts.
+                if self.tw_buckets_full() {
+                    self.stats.time_wait_overflow += 1;
+                    Next::Close(CloseReason::TimeWaitOverflow)
+                } else {
+                    let tmo = c.fin_wait2_timeout(&self.cfg);
+                    self.arm(now, idx, &mut c, tmo);
+                    Next::Keep
+                }
             }
             _ if orphan => Next::Keep,
             s => return Err(Error::InvalidState(tuple, s)),
@@ -481,6 +491,9 @@ impl Host {
             Some(Removed::Conn(mut c)) => {
                 self.disarm(&mut c);
                 self.population[c.state as usize] -= 1;
+                if c.has(flag::FW2_COUNTED) {
+                    self.fw2_orphans -= 1;
+                }
                 true
             }
             Some(Removed::TimeWait) => {
@@ -910,6 +923,13 @@ impl Host {
             State::FinWait1 if all_acked => {
                 c.state = State::FinWait2;
                 if c.has(flag::ORPHAN) {
+                    // tcp_rcv_state_process: an orphan becomes a FIN_WAIT2 mini-socket
+                    // (tcp_time_wait), unless the peer's FIN rides on this segment;
+                    // past tcp_max_tw_buckets that fails and the socket is done.
+                    if !f.fin() && self.tw_buckets_full() {
+                        self.stats.time_wait_overflow += 1;
+                        return Next::Close(CloseReason::TimeWaitOverflow);
+                    }
                     let tmo = c.fin_wait2_timeout(&self.cfg);
                     self.arm(now, idx, c, tmo);
                 }
@@ -1108,8 +1128,25 @@ impl Host {
 
     // ---- bookkeeping -------------------------------------------------------
 
+    /// Whether another TIME-WAIT mini-socket (a TIME-WAIT entry or an orphaned
+    /// FIN-WAIT-2) would pass `tcp_max_tw_buckets` (`inet_twsk_alloc` refusing).
+    fn tw_buckets_full(&self) -> bool {
+        self.table.time_wait_len() + self.fw2_orphans >= self.cfg.max_tw_buckets
+    }
+
     /// Applies a processing decision to entry `idx`, whose working copy is `c`.
     fn commit(&mut self, now: Time, idx: u32, mut c: Conn, before: State, next: Next) {
+        let orphan_fw2 =
+            matches!(next, Next::Keep) && c.state == State::FinWait2 && c.has(flag::ORPHAN);
+        if orphan_fw2 != c.has(flag::FW2_COUNTED) {
+            if orphan_fw2 {
+                self.fw2_orphans += 1;
+                c.flags |= flag::FW2_COUNTED;
+            } else {
+                self.fw2_orphans -= 1;
+                c.flags &= !flag::FW2_COUNTED;
+            }
+        }
         match next {
             Next::Keep => {
                 if c.state != before {
@@ -1150,7 +1187,7 @@ impl Host {
     /// Enters TIME-WAIT: the full entry becomes a compact one, unless the
     /// `max_tw_buckets` limit says otherwise.
     fn enter_time_wait(&mut self, now: Time, idx: u32, c: &Conn, before: State) {
-        if self.table.time_wait_len() >= self.cfg.max_tw_buckets {
+        if self.tw_buckets_full() {
             match self.cfg.tw_overflow {
                 TwOverflow::Skip => {
                     self.stats.time_wait_overflow += 1;

@@ -876,6 +876,10 @@ fn unknown_tuple_gets_rst() {
     check(&h.transmits().next().unwrap(), "R.", 0, 6);
 }
 
+/// Past tcp_max_tw_buckets a connection skips TIME-WAIT: here the peer's FIN
+/// acknowledges ours (seed case 2's path), so no FIN-WAIT-2 mini-socket is made
+/// and FIN-WAIT-1 goes straight to TIME-WAIT, which overflows to CLOSED. The FIN
+/// is still acknowledged.
 #[test]
 fn time_wait_overflow_skips_time_wait() {
     let mut n = Net::established(
@@ -888,17 +892,15 @@ fn time_wait_overflow_skips_time_wait() {
     n.s.close(n.now, n.st).unwrap();
     let fin = n.one_s();
     n.c.handle(n.now, &fin);
-    let ack = n.one_c();
-    n.s.handle(n.now, &ack);
     n.c.close(n.now, n.ct).unwrap();
-    let fin2 = n.one_c();
+    let fin2 = n.one_c(); // carries the ACK of the server's FIN
     n.s.handle(n.now, &fin2);
-    check(&n.one_s(), ".", fin.seq + 1, fin2.seq + 1); // still ACKs the FIN
+    check(&n.one_s(), ".", fin.seq + 1, fin2.seq + 1);
     assert_eq!(n.s.state(&n.st), Closed);
     assert_eq!(n.s.stats().time_wait_overflow, 1);
     assert_eq!(
         closed(&mut n.s),
-        vec![(FinWait2, CloseReason::TimeWaitOverflow, Role::Active)]
+        vec![(FinWait1, CloseReason::TimeWaitOverflow, Role::Active)]
     );
 }
 
@@ -1032,4 +1034,94 @@ fn fin_rides_on_queued_data() {
     n.c.handle(n.now, &re);
     check(&n.one_c(), ".", rcv, snd + 501);
     assert_eq!(n.c.state(&n.ct), CloseWait);
+}
+
+/// Orphaned FIN-WAIT-2 entries are TIME-WAIT mini-sockets on Linux and count
+/// against tcp_max_tw_buckets: past the limit, an orphan whose FIN is ACKed goes
+/// straight to CLOSED (overflow), and a connection entering TIME-WAIT also finds
+/// the buckets taken by FIN-WAIT-2 orphans.
+#[test]
+fn fin_wait_2_orphans_count_against_tw_buckets() {
+    let mut s = Host::new(Config {
+        max_tw_buckets: 2,
+        ..cfg()
+    });
+    s.listen(80);
+    let now = Time::from_millis(1);
+    let tuple = |i: u16| Tuple::new([10, 0, 0, 1], 80, [10, 0, 0, 2], 40_000 + i);
+    // Three established connections, each closed by the server; the peer ACKs
+    // the FIN (no FIN of its own yet).
+    let mut fins = Vec::new();
+    for i in 0..3 {
+        let c = tuple(i).reversed();
+        s.handle(now, &Segment::new(&c, Flags::SYN, 1000, 0, 0, 65_535));
+        let synack = s.transmits().next().unwrap();
+        s.handle(
+            now,
+            &Segment::new(&c, Flags::ACK, 1001, synack.seq + 1, 0, 65_535),
+        );
+        s.close(now, tuple(i)).unwrap();
+        fins.push(s.transmits().next().unwrap());
+    }
+    for (i, fin) in fins.iter().enumerate() {
+        let c = tuple(i as u16).reversed();
+        s.handle(
+            now,
+            &Segment::new(&c, Flags::ACK, 1001, fin.seq + 1, 0, 65_535),
+        );
+    }
+    // Two fit as FIN-WAIT-2 mini-sockets; the third overflows to CLOSED.
+    assert_eq!(s.state(&tuple(0)), FinWait2);
+    assert_eq!(s.state(&tuple(1)), FinWait2);
+    assert_eq!(s.state(&tuple(2)), Closed);
+    assert_eq!(s.stats().time_wait_overflow, 1);
+    // The first one's FIN arrives: it moves from FIN-WAIT-2 to TIME-WAIT and keeps
+    // its bucket (one FIN-WAIT-2 + one TIME-WAIT = the limit).
+    let c0 = tuple(0).reversed();
+    s.handle(
+        now,
+        &Segment::new(
+            &c0,
+            Flags::FIN | Flags::ACK,
+            1001,
+            fins[0].seq + 1,
+            0,
+            65_535,
+        ),
+    );
+    assert_eq!(s.state(&tuple(0)), TimeWait);
+    s.transmits().for_each(drop);
+    // 61 s on, the second one's FIN-WAIT-2 has timed out and the first one's
+    // TIME-WAIT has expired: both buckets are free.
+    s.handle_timeout(now + Duration::from_secs(61));
+    assert_eq!(s.state(&tuple(1)), Closed);
+    assert_eq!(s.state(&tuple(0)), Closed);
+    assert_eq!(
+        closed(&mut s).into_iter().map(|c| c.1).collect::<Vec<_>>(),
+        vec![
+            CloseReason::TimeWaitOverflow,
+            CloseReason::FinWait2Timeout,
+            CloseReason::TimeWaitExpired
+        ]
+    );
+    // A new orphan fits again.
+    s.transmits().for_each(drop);
+    let c3 = tuple(3).reversed();
+    s.handle(
+        now + Duration::from_secs(61),
+        &Segment::new(&c3, Flags::SYN, 1000, 0, 0, 65_535),
+    );
+    let synack = s.transmits().next().unwrap();
+    let t = now + Duration::from_secs(61);
+    s.handle(
+        t,
+        &Segment::new(&c3, Flags::ACK, 1001, synack.seq + 1, 0, 65_535),
+    );
+    s.close(t, tuple(3)).unwrap();
+    let fin = s.transmits().next().unwrap();
+    s.handle(
+        t,
+        &Segment::new(&c3, Flags::ACK, 1001, fin.seq + 1, 0, 65_535),
+    );
+    assert_eq!(s.state(&tuple(3)), FinWait2);
 }
