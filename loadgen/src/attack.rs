@@ -246,48 +246,13 @@ impl Attacker {
         // The client's view: its snd_nxt is the server's rcv_nxt, and the other way round.
         let (snd_nxt, rcv_nxt) = host.sequence(&client).unwrap_or((0, 0));
         let r: u32 = rng.gen();
-        let seg = match kind {
-            AttackKind::BlindRst => Segment::new(&client, Flags::RST, r, 0, 0, 0),
-            AttackKind::InwindowRst => Segment::new(
-                &client,
-                Flags::RST,
-                snd_nxt.wrapping_add(r % self.wnd),
-                0,
-                0,
-                0,
-            ),
-            AttackKind::SynTimewait | AttackKind::SynLastack => {
-                Segment::new(&client, Flags::SYN, r, 0, 0, 65_535)
-            }
-            AttackKind::FinUnknown => Segment::new(
-                &client,
-                Flags::FIN | Flags::ACK,
-                r,
-                r.rotate_left(7),
-                0,
-                65_535,
-            ),
-            AttackKind::OldDuplicate => Segment::new(
-                &client,
-                Flags::FIN | Flags::ACK,
-                snd_nxt.wrapping_sub(1 + (r >> 12)),
-                rcv_nxt.wrapping_sub(1 + (r & 0xfff)),
-                0,
-                65_535,
-            ),
-        };
+        let seg = kind.segment(&client, rcv_nxt, snd_nxt, self.wnd, r);
         let c = &mut self.counts[k];
         c.sent += 1;
         c.on_target += on_target as u64;
-        // RFC 5961: a blind RST kills only at exactly rcv_nxt (1 in 2^32); one in
-        // the window, 1 in the window size. A random SYN reopens TIME-WAIT when its
-        // sequence number is above rcv_nxt (half the space, RFC 6191).
-        c.expected_killed += match kind {
-            AttackKind::BlindRst if on_target => 1.0 / 4_294_967_296.0,
-            AttackKind::InwindowRst if on_target => 1.0 / self.wnd as f64,
-            AttackKind::SynTimewait if on_target => 0.5,
-            _ => 0.0,
-        };
+        if on_target {
+            c.expected_killed += kind.kill_odds(self.wnd);
+        }
         if on_target && kind != AttackKind::FinUnknown {
             let until = wall + WATCH;
             self.watch.insert(client, (k as u8, until));

@@ -6,6 +6,9 @@
 use clap::ValueEnum;
 use serde::Serialize;
 
+use crate::segment::{Flags, Segment};
+use crate::tuple::Tuple;
+
 /// What the attacker sends.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, ValueEnum)]
 pub enum AttackKind {
@@ -32,6 +35,58 @@ impl AttackKind {
             AttackKind::SynLastack => "syn-lastack",
             AttackKind::FinUnknown => "fin-unknown",
             AttackKind::OldDuplicate => "old-duplicate",
+        }
+    }
+
+    /// The segment this attack sends on `client` (the 4-tuple as the legitimate
+    /// client names it), given the server's view of that connection (its
+    /// `snd_nxt` and `rcv_nxt`, zero when it has none), its receive window and a
+    /// random word. Only `inwindow-rst` and `old-duplicate` use the sequence
+    /// numbers: the first is an attacker who guessed the window, the second a
+    /// stale segment of an earlier incarnation.
+    pub fn segment(self, client: &Tuple, snd_nxt: u32, rcv_nxt: u32, wnd: u32, r: u32) -> Segment {
+        match self {
+            AttackKind::BlindRst => Segment::new(client, Flags::RST, r, 0, 0, 0),
+            AttackKind::InwindowRst => Segment::new(
+                client,
+                Flags::RST,
+                rcv_nxt.wrapping_add(r % wnd.max(1)),
+                0,
+                0,
+                0,
+            ),
+            AttackKind::SynTimewait | AttackKind::SynLastack => {
+                Segment::new(client, Flags::SYN, r, 0, 0, 65_535)
+            }
+            AttackKind::FinUnknown => Segment::new(
+                client,
+                Flags::FIN | Flags::ACK,
+                r,
+                r.rotate_left(7),
+                0,
+                65_535,
+            ),
+            AttackKind::OldDuplicate => Segment::new(
+                client,
+                Flags::FIN | Flags::ACK,
+                rcv_nxt.wrapping_sub(1 + (r >> 12)),
+                snd_nxt.wrapping_sub(1 + (r & 0xfff)),
+                0,
+                65_535,
+            ),
+        }
+    }
+
+    /// The odds that one segment that found its target kills it: RFC 5961 lets a
+    /// blind RST kill only at exactly rcv_nxt (1 in 2^32) and one in the window 1
+    /// in the window size; a random SYN reopens TIME-WAIT when its sequence
+    /// number is above rcv_nxt (half the space, RFC 6191).
+    pub fn kill_odds(self, wnd: u32) -> f64 {
+        match self {
+            AttackKind::BlindRst => 1.0 / 4_294_967_296.0,
+            AttackKind::InwindowRst => 1.0 / wnd.max(1) as f64,
+            AttackKind::SynTimewait => 0.5,
+            _ => 0.0,
         }
     }
 }

@@ -18,7 +18,7 @@ use rand_chacha::ChaCha8Rng;
 use crate::alloc;
 use crate::host::{CloseReason, Event, Host, Role};
 use crate::link::Loss;
-use crate::segment::{Flags, Segment};
+use crate::segment::Segment;
 use crate::state::State;
 use crate::time::Time;
 use crate::tuple::Tuple;
@@ -916,31 +916,7 @@ impl<'a> Shard<'a> {
         let (snd_nxt, rcv_nxt) = self.server.sequence(&server_view).unwrap_or((0, 0));
         let wnd = self.cfg.host.rcv_wnd as u32;
         let r: u32 = self.rng.gen();
-        let seg = match kind {
-            AttackKind::BlindRst => Segment::new(&client, Flags::RST, r, 0, 0, 0),
-            AttackKind::InwindowRst => {
-                Segment::new(&client, Flags::RST, rcv_nxt.wrapping_add(r % wnd), 0, 0, 0)
-            }
-            AttackKind::SynTimewait | AttackKind::SynLastack => {
-                Segment::new(&client, Flags::SYN, r, 0, 0, 65_535)
-            }
-            AttackKind::FinUnknown => Segment::new(
-                &client,
-                Flags::FIN | Flags::ACK,
-                r,
-                r.rotate_left(7),
-                0,
-                65_535,
-            ),
-            AttackKind::OldDuplicate => Segment::new(
-                &client,
-                Flags::FIN | Flags::ACK,
-                rcv_nxt.wrapping_sub(1 + (r >> 12)),
-                snd_nxt.wrapping_sub(1 + (r & 0xfff)),
-                0,
-                65_535,
-            ),
-        };
+        let seg = kind.segment(&client, snd_nxt, rcv_nxt, wnd, r);
         let before = self.server.state(&server_view);
         let stats0 = *self.server.stats();
         self.with(Side::Server, |h, now| h.handle(now, &seg));
@@ -958,15 +934,9 @@ impl<'a> Shard<'a> {
         c.disturbed += (on_target && !killed && after != before) as u64;
         c.challenge_acks += stats1.challenge_acks - stats0.challenge_acks;
         c.rst_replies += stats1.rst_sent - stats0.rst_sent;
-        // RFC 5961: a blind RST kills only at exactly rcv_nxt (1 in 2^32); one in
-        // the window, 1 in the window size. A random SYN reopens TIME-WAIT when its
-        // sequence number is above rcv_nxt (half the space, RFC 6191).
-        c.expected_killed += match kind {
-            AttackKind::BlindRst if on_target => 1.0 / 4_294_967_296.0,
-            AttackKind::InwindowRst if on_target => 1.0 / wnd as f64,
-            AttackKind::SynTimewait if on_target => 0.5,
-            _ => 0.0,
-        };
+        if on_target {
+            c.expected_killed += kind.kill_odds(wnd);
+        }
     }
 
     fn sample(&mut self) {
