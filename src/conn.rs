@@ -16,8 +16,6 @@ pub(crate) mod flag {
     pub const TIMING: u8 = 0x02;
     /// `close_ms` holds when the application closed (for teardown latency).
     pub const CLOSE_STAMPED: u8 = 0x04;
-    /// We opened the connection (connect), so we are the client.
-    pub const ACTIVE_OPEN: u8 = 0x08;
     /// close() was called in CLOSE-WAIT: this end is the passive closer.
     pub const PASSIVE_CLOSE: u8 = 0x10;
     /// Counted in `Host::fw2_orphans`: an orphaned FIN-WAIT-2, which Linux keeps

@@ -388,8 +388,7 @@ impl Host {
             return Err(Error::TableFull(self.table.len()));
         }
         let iss = self.isn(now, &tuple);
-        let mut c = Conn::new(tuple, State::SynSent, iss, &self.cfg);
-        c.flags |= flag::ACTIVE_OPEN;
+        let c = Conn::new(tuple, State::SynSent, iss, &self.cfg);
         let idx = self.table.insert_conn(c);
         let mut c = *self.table.conn(idx);
         self.send_new(now, idx, &mut c, Flags::SYN, 0);

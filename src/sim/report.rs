@@ -14,18 +14,10 @@ use super::attack::AttackCounts;
 use super::shard::{Cases, Sample, ShardResult};
 use super::{SimConfig, Workload};
 
-/// States reported in `peak.*`.
-const PEAK_STATES: [State; 9] = [
-    State::SynSent,
-    State::SynReceived,
-    State::Established,
-    State::FinWait1,
-    State::FinWait2,
-    State::Closing,
-    State::TimeWait,
-    State::CloseWait,
-    State::LastAck,
-];
+/// States reported in `peak.*`: every state but CLOSED.
+fn peak_states() -> &'static [State] {
+    &State::ALL[1..]
+}
 
 #[derive(Serialize, Debug, Clone, Default)]
 pub struct Percentiles {
@@ -224,19 +216,17 @@ impl SimReport {
                     acc.server[st] += x.server[st];
                     acc.client[st] += x.client[st];
                 }
-                acc.server_entries += x.server_entries;
-                acc.client_entries += x.client_entries;
                 acc.server_bytes += x.server_bytes;
                 acc.client_bytes += x.client_bytes;
             }
         }
         let peak_of =
             |f: &dyn Fn(&Sample) -> u32| sum.iter().map(|x| f(x) as u64).max().unwrap_or(0);
-        let peak: BTreeMap<_, _> = PEAK_STATES
+        let peak: BTreeMap<_, _> = peak_states()
             .iter()
             .map(|st| (st.key(), peak_of(&|x| x.server[*st as usize])))
             .collect();
-        let peak_clients: BTreeMap<_, _> = PEAK_STATES
+        let peak_clients: BTreeMap<_, _> = peak_states()
             .iter()
             .map(|st| (st.key(), peak_of(&|x| x.client[*st as usize])))
             .collect();
@@ -349,7 +339,7 @@ impl SimReport {
             self.completed, self.leaked, self.sim_seconds, self.wall_seconds, self.teardowns_per_sec
         );
         let _ = writeln!(w, "\npeak population (server host | all clients)");
-        for st in PEAK_STATES {
+        for &st in peak_states() {
             let _ = writeln!(
                 w,
                 "  {:<13} {:>12} | {:>12}",
@@ -504,9 +494,9 @@ impl SimReport {
 fn memory(sum: &[Sample], client_side: bool) -> Memory {
     fn side(x: &Sample, client_side: bool) -> (&[u32; State::COUNT], u32, i64) {
         if client_side {
-            (&x.client, x.client_entries, x.client_bytes)
+            (&x.client, x.client.iter().sum(), x.client_bytes)
         } else {
-            (&x.server, x.server_entries, x.server_bytes)
+            (&x.server, x.server.iter().sum(), x.server_bytes)
         }
     }
     let at = |st: State| -> (f64, f64, u64) {

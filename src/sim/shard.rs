@@ -55,8 +55,6 @@ const SERVER_OPEN: u8 = 0x02;
 pub struct Sample {
     pub server: [u32; State::COUNT],
     pub client: [u32; State::COUNT],
-    pub server_entries: u32,
-    pub client_entries: u32,
     pub server_bytes: i64,
     pub client_bytes: i64,
 }
@@ -941,8 +939,6 @@ impl<'a> Shard<'a> {
 
     fn sample(&mut self) {
         let mut s = Sample {
-            server_entries: self.server.len() as u32,
-            client_entries: self.client.len() as u32,
             server_bytes: alloc::scope_bytes(self.server_scope) as i64,
             client_bytes: alloc::scope_bytes(self.client_scope) as i64,
             ..Sample::default()
