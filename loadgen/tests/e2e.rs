@@ -205,7 +205,11 @@ fn attacks_of_every_kind_are_answered_and_everyone_is_accounted_for() {
     ] {
         assert!(n(a, &format!("/{kind}/sent")) > 0, "{kind}: {a:#}");
     }
-    assert_eq!(n(a, "/blind-rst/killed"), 0, "{a:#}");
+    // A blind RST kills only when it lands in a window (an orphaned FIN-WAIT-2
+    // dies on any in-window RST, as on Linux): with a few hundred on target the
+    // odds are about 1 %, so more than two kills would mean the engine took a
+    // blind RST it should have ignored.
+    assert!(n(a, "/blind-rst/killed") <= 2, "{a:#}");
     assert!(n(a, "/blind-rst/on_target") > 0, "{a:#}");
     assert!(n(a, "/fin-unknown/rst_replies") > 0, "{a:#}");
     assert!(n(a, "/inwindow-rst/challenge_acks") > 0, "{a:#}");
