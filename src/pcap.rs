@@ -13,7 +13,7 @@ use std::io::{self, BufWriter, Write};
 use std::path::Path;
 use std::time::Duration;
 
-use etherparse::PacketBuilder;
+use etherparse::{PacketBuilder, TcpOptionElement};
 use pcap_file::pcap::{PcapHeader, PcapPacket};
 use pcap_file::{DataLink, TsResolution};
 
@@ -92,6 +92,15 @@ impl<W: Write> PcapWriter<W> {
 /// Encodes `seg` as an IPv4 packet (header, TCP header, zero payload) into `buf`,
 /// replacing its contents. Checksums are computed by etherparse.
 pub fn encode(seg: &Segment, buf: &mut Vec<u8>) -> io::Result<()> {
+    encode_with_options(seg, &[], buf)
+}
+
+/// [`encode`], with TCP options (a SYN's MSS, for a real kernel to read).
+pub fn encode_with_options(
+    seg: &Segment,
+    options: &[TcpOptionElement],
+    buf: &mut Vec<u8>,
+) -> io::Result<()> {
     if seg.len > MAX_PAYLOAD {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
@@ -119,6 +128,11 @@ pub fn encode(seg: &Segment, buf: &mut Vec<u8>) -> io::Result<()> {
     }
     if f.ack() {
         tcp = tcp.ack(seg.ack);
+    }
+    if !options.is_empty() {
+        tcp = tcp
+            .options(options)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
     }
     const ZEROS: [u8; 1460] = [0; 1460];
     let len = seg.len as usize;

@@ -13,7 +13,12 @@ pub struct Tuple {
 }
 
 impl Tuple {
-    pub fn new(local_ip: [u8; 4], local_port: u16, remote_ip: [u8; 4], remote_port: u16) -> Tuple {
+    pub const fn new(
+        local_ip: [u8; 4],
+        local_port: u16,
+        remote_ip: [u8; 4],
+        remote_port: u16,
+    ) -> Tuple {
         Tuple {
             local_ip: u32::from_be_bytes(local_ip),
             remote_ip: u32::from_be_bytes(remote_ip),

@@ -1,10 +1,14 @@
-//! `teardown script`: packetdrill-syntax scripts run against the engine.
+//! `teardown script`: packetdrill-syntax scripts run against the engine, or
+//! with `--kernel` against the running Linux kernel.
 //!
-//! A script plays the remote peer and the local application; the engine plays
-//! the local kernel. The subset of packetdrill's language, the addresses, the
-//! sequence-number mapping and the known differences from Linux are described
-//! in `docs/scripts.md`.
+//! A script plays the remote peer and the local application; the engine (or
+//! the kernel) plays the local host. The subset of packetdrill's language, the
+//! addresses, the sequence-number mapping and the known differences from Linux
+//! are described in `docs/scripts.md`.
 
+pub mod engine;
+#[cfg(target_os = "linux")]
+pub mod kernel;
 pub mod parse;
 pub mod run;
 
@@ -16,7 +20,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 
 pub use parse::{parse, Direction, ParseError, Script};
-pub use run::{run, Failure, Options, Outcome, Traced, DEFAULT_TOLERANCE_US};
+pub use run::{run, run_on, Failure, Options, Outcome, Stack, Traced, DEFAULT_TOLERANCE_US};
 
 use crate::pcap::PcapWriter;
 
@@ -35,6 +39,23 @@ pub struct ScriptArgs {
     /// Print each segment and system call as it happens.
     #[arg(long, short)]
     pub verbose: bool,
+    /// Run against the running Linux kernel instead of the engine, as
+    /// packetdrill does: each script in a network namespace of its own, its
+    /// peer behind a tun device, in real time. Needs root (CAP_NET_ADMIN).
+    #[arg(long)]
+    pub kernel: bool,
+    /// With --kernel, how many scripts run at once (each in its own
+    /// namespace; they mostly sleep). Default: all of them.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub jobs: Option<u64>,
+}
+
+/// What the scripts run against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Engine,
+    /// The running Linux kernel, through a tun device (see [`kernel`]).
+    Kernel,
 }
 
 /// The result of one script file.
@@ -51,8 +72,14 @@ impl FileResult {
     }
 }
 
-/// Reads, parses and runs one script.
+/// Reads, parses and runs one script against the engine.
 pub fn run_file(path: &Path, opts: &Options) -> FileResult {
+    run_file_on(path, opts, Backend::Engine)
+}
+
+/// Reads, parses and runs one script against `backend`. For the kernel, on a
+/// thread of its own, in a network namespace of its own.
+pub fn run_file_on(path: &Path, opts: &Options, backend: Backend) -> FileResult {
     let name = path.display();
     let src = match std::fs::read_to_string(path) {
         Ok(s) => s,
@@ -72,12 +99,40 @@ pub fn run_file(path: &Path, opts: &Options) -> FileResult {
             }
         }
     };
-    let outcome = run(&script, opts);
+    let outcome = match backend {
+        Backend::Engine => run(&script, opts),
+        Backend::Kernel => match run_kernel(&script, opts) {
+            Ok(o) => o,
+            Err(e) => {
+                return FileResult {
+                    outcome: None,
+                    error: Some(format!("{name}: cannot run against the kernel: {e}")),
+                }
+            }
+        },
+    };
     let error = outcome.failure.as_ref().map(|f| format!("{name}:{f}"));
     FileResult {
         outcome: Some(outcome),
         error,
     }
+}
+
+#[cfg(target_os = "linux")]
+fn run_kernel(script: &Script, opts: &Options) -> Result<Outcome, String> {
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let mut stack = kernel::KernelStack::new().map_err(|e| e.to_string())?;
+            Ok(run_on(&mut stack, script, opts))
+        })
+        .join()
+        .unwrap_or_else(|_| Err("the script's thread panicked".into()))
+    })
+}
+
+#[cfg(not(target_os = "linux"))]
+fn run_kernel(_: &Script, _: &Options) -> Result<Outcome, String> {
+    Err("--kernel needs Linux".into())
 }
 
 /// Writes the traces of several runs into one pcap, each run starting one
@@ -106,13 +161,50 @@ pub fn main(args: ScriptArgs) -> anyhow::Result<ExitCode> {
         tolerance_us: args.tolerance_usecs,
         verbose: args.verbose,
     };
+    let backend = if args.kernel {
+        #[cfg(target_os = "linux")]
+        kernel::available().map_err(|e| anyhow::anyhow!("--kernel: {e}"))?;
+        Backend::Kernel
+    } else {
+        Backend::Engine
+    };
+    // Kernel scripts run in real time, so they run side by side, each in its
+    // own namespace; results are printed in the order given.
+    let jobs = match (backend, args.jobs) {
+        (Backend::Engine, _) => 1,
+        // Verbose output is one script's story at a time.
+        (Backend::Kernel, _) if args.verbose => 1,
+        (Backend::Kernel, None) => args.files.len().max(1),
+        (Backend::Kernel, Some(j)) => j as usize,
+    };
     let mut failed = 0;
     let mut results = Vec::new();
-    for path in &args.files {
-        if args.verbose {
-            println!("== {}", path.display());
-        }
-        let r = run_file(path, &opts);
+    for chunk in args.files.chunks(jobs) {
+        let done: Vec<FileResult> = std::thread::scope(|s| {
+            let handles: Vec<_> = chunk
+                .iter()
+                .map(|path| {
+                    s.spawn(|| {
+                        if args.verbose {
+                            println!("== {}", path.display());
+                        }
+                        run_file_on(path, &opts, backend)
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join().unwrap_or_else(|_| FileResult {
+                        outcome: None,
+                        error: Some("the script's thread panicked".into()),
+                    })
+                })
+                .collect()
+        });
+        results.extend(done);
+    }
+    for (path, r) in args.files.iter().zip(&results) {
         if let Some(o) = &r.outcome {
             for n in &o.notices {
                 eprintln!("{}: notice: {n}", path.display());
@@ -126,7 +218,6 @@ pub fn main(args: ScriptArgs) -> anyhow::Result<ExitCode> {
                 eprintln!("{e}");
             }
         }
-        results.push(r);
     }
     if let Some(pcap) = &args.pcap {
         let n = write_pcap(pcap, results.iter().filter_map(|r| r.outcome.as_ref()))

@@ -1,23 +1,24 @@
-//! Runs a parsed script against one [`Host`] playing the local host, the way
+//! Runs a parsed script against a [`Stack`] playing the local host, the way
 //! packetdrill runs one against a kernel: inbound packets are injected at their
 //! times, system calls are made at theirs, and each outbound packet must match
-//! the next one the host sends, within the timing tolerance.
+//! the next one the stack sends, within the timing tolerance.
 //!
-//! The clock is virtual: the runner jumps from event to event and fires the
-//! host's timers at their deadlines on the way, so a 60 s TIME-WAIT takes no
-//! wall time.
+//! What a script means (its clock, its sequence-number mapping, what counts as
+//! a match) lives here, once; the stacks only move time, carry packets and make
+//! system calls. The engine's stack runs on a virtual clock, so a 60 s
+//! TIME-WAIT takes no wall time; the kernel's runs in real time.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::fmt;
 use std::time::Duration;
 
-use super::parse::{Call, Direction, Event, EventKind, Expr, PacketSpec, Script, Syscall, When};
-use crate::host::{Event as HostEvent, Host};
+use super::engine::EngineStack;
+use super::parse::{
+    Call, Direction, Event, EventKind, Expr, PacketSpec, Script, Syscall, TcpOptions, When,
+};
 use crate::segment::{Flags, Segment};
-use crate::state::State;
 use crate::time::Time;
 use crate::tuple::Tuple;
-use crate::Config;
 
 /// The local host, as in packetdrill's defaults (`--local_ip`).
 pub const LOCAL_IP: [u8; 4] = [192, 168, 0, 1];
@@ -33,12 +34,9 @@ pub const EPHEMERAL_PORT: u16 = 40_000;
 /// packetdrill's default timing tolerance (`--tolerance_usecs`).
 pub const DEFAULT_TOLERANCE_US: u64 = 4_000;
 
-/// Linux's MSS when the peer's SYN carries no MSS option (RFC 9293 §3.7.1).
-const DEFAULT_MSS: u32 = 536;
-
-/// How far past an outbound packet's window the runner looks for a late
-/// packet, so that the error can say when it did come.
-const LATE_SEARCH: Duration = Duration::from_secs(3_600);
+/// The connection of a script that listens, and of one that connects.
+pub const PASSIVE: Tuple = Tuple::new(LOCAL_IP, SCRIPT_PORT, REMOTE_IP, EPHEMERAL_PORT);
+pub const ACTIVE: Tuple = Tuple::new(LOCAL_IP, EPHEMERAL_PORT, REMOTE_IP, SCRIPT_PORT);
 
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -87,59 +85,71 @@ pub struct Outcome {
     pub end: Time,
 }
 
-/// A file descriptor of the script.
-#[derive(Debug, Clone, Copy)]
-enum Fd {
-    /// From socket(), not yet listening or connected.
-    Socket {
-        linger_abort: bool,
-    },
-    Listener {
-        linger_abort: bool,
-    },
-    Conn {
-        tuple: Tuple,
-        linger_abort: bool,
-    },
-}
-
-impl Fd {
-    fn linger_abort(&mut self) -> &mut bool {
-        match self {
-            Fd::Socket { linger_abort }
-            | Fd::Listener { linger_abort }
-            | Fd::Conn { linger_abort, .. } => linger_abort,
-        }
-    }
-}
-
 /// A system call's result: a value, or -1 with an errno name.
-type CallResult = Result<i64, &'static str>;
+pub type CallResult = Result<i64, String>;
 
-/// Runs `script` to its end or its first failure.
+/// What a script runs against: the engine on a virtual clock
+/// ([`EngineStack`]), or on Linux the kernel itself through a tun device
+/// (`super::kernel::KernelStack`). A stack plays the local host; the runner
+/// plays the remote peer and keeps the script's meaning.
+pub trait Stack {
+    /// Time since the script started.
+    fn now(&self) -> Time;
+    /// Lets time pass until `until`, appending what the stack sends meanwhile,
+    /// with the time it was sent, to `sent`. With `stop_on_packet`, returns as
+    /// soon as it has sent something.
+    fn advance(&mut self, until: Time, stop_on_packet: bool, sent: &mut Vec<(Time, Segment)>);
+    /// Delivers one inbound segment, now.
+    fn inject(&mut self, seg: &Segment, options: &TcpOptions) -> Result<(), String>;
+    /// Makes a system call, now. `Err` is a failure of the script (a call the
+    /// stack cannot make as written), not an error result of the call.
+    fn call(&mut self, line: usize, c: &Syscall) -> Result<CallResult, Failure>;
+    /// How long past an outbound packet's window to wait for it, so that the
+    /// error can say when it did come.
+    fn late_search(&self) -> Duration;
+    /// Notices gathered since the last call (what the stack does not model).
+    fn take_notices(&mut self) -> Vec<String>;
+}
+
+/// Runs `script` against the engine, to its end or its first failure.
 /// A tolerance written in the script (`--tolerance_usecs=N`) overrides the one
 /// in `opts`.
 pub fn run(script: &Script, opts: &Options) -> Outcome {
+    run_on(&mut EngineStack::new(), script, opts)
+}
+
+/// Runs `script` against `stack`.
+pub fn run_on<S: Stack>(stack: &mut S, script: &Script, opts: &Options) -> Outcome {
     let opts = Options {
         tolerance_us: script.tolerance_usecs.unwrap_or(opts.tolerance_us),
         ..opts.clone()
     };
-    let mut r = Runner::new(&opts);
-    r.notices.extend(script.notices.iter().cloned());
+    let mut r = Runner {
+        opts: &opts,
+        stack,
+        queue: VecDeque::new(),
+        trace: Vec::new(),
+        notices: script.notices.clone(),
+        tuple: PASSIVE,
+        local_isn: None,
+        remote_isn: None,
+        last_absolute: 0,
+    };
     let failure = r.run(&script.events).err();
+    let mut notices = r.notices;
+    notices.extend(r.stack.take_notices());
     Outcome {
         failure,
         trace: r.trace,
-        notices: r.notices,
-        end: r.now,
+        notices,
+        end: r.stack.now(),
     }
 }
 
-struct Runner<'a> {
+struct Runner<'a, S: Stack> {
     opts: &'a Options,
-    host: Host,
-    now: Time,
-    /// Segments the host sent that no `>` line has matched yet.
+    stack: &'a mut S,
+    /// Segments the stack sent that no `>` line has matched yet.
     queue: VecDeque<(Time, Segment)>,
     trace: Vec<Traced>,
     notices: Vec<String>,
@@ -149,39 +159,13 @@ struct Runner<'a> {
     local_isn: Option<(u32, u32)>,
     /// The remote ISN: the sequence number of the first inbound SYN.
     remote_isn: Option<u32>,
-    fds: BTreeMap<i64, Fd>,
-    /// Passive connections through the handshake, not yet accepted.
-    accept_queue: VecDeque<Tuple>,
-    listener_linger_abort: bool,
-    peer_mss: u32,
-    /// In-order payload bytes received, and read by the application.
-    bytes_in: u64,
-    bytes_read: u64,
     /// The last absolute time written in the script, to catch time going backwards.
     last_absolute: u64,
 }
 
-impl<'a> Runner<'a> {
-    fn new(opts: &'a Options) -> Runner<'a> {
-        let cfg = Config::default();
-        Runner {
-            opts,
-            host: Host::new(cfg),
-            now: Time::ZERO,
-            queue: VecDeque::new(),
-            trace: Vec::new(),
-            notices: Vec::new(),
-            tuple: Tuple::new(LOCAL_IP, SCRIPT_PORT, REMOTE_IP, EPHEMERAL_PORT),
-            local_isn: None,
-            remote_isn: None,
-            fds: BTreeMap::new(),
-            accept_queue: VecDeque::new(),
-            listener_linger_abort: false,
-            peer_mss: DEFAULT_MSS,
-            bytes_in: 0,
-            bytes_read: 0,
-            last_absolute: 0,
-        }
+impl<S: Stack> Runner<'_, S> {
+    fn now(&self) -> Time {
+        self.stack.now()
     }
 
     fn tolerance(&self) -> Duration {
@@ -205,16 +189,20 @@ impl<'a> Runner<'a> {
             match &ev.kind {
                 EventKind::Packet(p) if p.dir == Direction::Outbound => self.outbound(ev, p)?,
                 EventKind::Packet(p) => {
-                    let t = self.arrive_at(ev)?;
-                    self.inbound(t, p);
+                    self.arrive_at(ev)?;
+                    self.inbound(ev.line, p)?;
                 }
                 EventKind::Syscall(c) => {
-                    let t = self.arrive_at(ev)?;
-                    self.syscall(t, ev.line, c)?;
+                    self.arrive_at(ev)?;
+                    self.syscall(ev.line, c)?;
                 }
                 EventKind::Ignored => {}
             }
         }
+        // Whatever the stack has sent by now (a real kernel answers a
+        // segment within microseconds of its injection).
+        let now = self.now();
+        self.advance(now, false);
         match (self.queue.front(), events.last()) {
             (Some(&(t, seg)), Some(last)) => Err(fail(
                 last.line,
@@ -237,7 +225,7 @@ impl<'a> Runner<'a> {
                 end,
             } => {
                 let base = if relative {
-                    self.now.as_micros()
+                    self.now().as_micros()
                 } else {
                     if start < self.last_absolute {
                         return Err(fail(
@@ -258,27 +246,29 @@ impl<'a> Runner<'a> {
         }
     }
 
-    /// Brings the clock to an inbound packet's or a system call's time, firing
-    /// timers on the way; the host must send nothing the script did not expect.
-    fn arrive_at(&mut self, ev: &Event) -> Result<Time, Failure> {
+    /// Brings the clock to an inbound packet's or a system call's time; the
+    /// stack must send nothing the script did not expect meanwhile.
+    fn arrive_at(&mut self, ev: &Event) -> Result<(), Failure> {
         let window = self.window(ev)?;
-        let t = window.map_or(self.now, |(lo, _)| lo.max(self.now));
+        let now = self.now();
+        let t = window.map_or(now, |(lo, _)| lo.max(now));
         self.unexpected(ev.line)?;
         self.advance(t, true);
         self.unexpected(ev.line)?;
         if let Some((_, hi)) = window {
-            if self.now > hi + self.tolerance() {
+            let now = self.now();
+            if now > hi + self.tolerance() {
                 return Err(fail(
                     ev.line,
                     format!(
                         "timing error: expected event at {} sec but it could only run at {} sec",
                         secs(hi),
-                        secs(self.now)
+                        secs(now)
                     ),
                 ));
             }
         }
-        Ok(self.now)
+        Ok(())
     }
 
     fn unexpected(&self, line: usize) -> Result<(), Failure> {
@@ -294,79 +284,26 @@ impl<'a> Runner<'a> {
         }
     }
 
-    /// Moves the clock to `until`, firing each timer at its deadline. With
-    /// `stop_on_packet`, stops as soon as the host has sent something.
+    /// Lets the stack run to `until`, queueing and tracing what it sends.
     fn advance(&mut self, until: Time, stop_on_packet: bool) {
-        let mut fired = None;
-        while !stop_on_packet || self.queue.is_empty() {
-            match self.host.poll_timeout() {
-                Some(d) if d <= until => {
-                    let d = d.max(self.now);
-                    if fired == Some(d) {
-                        break; // nothing more due at this instant
-                    }
-                    self.now = d;
-                    self.host.handle_timeout(d);
-                    fired = Some(d);
-                    self.collect();
-                }
-                _ => break,
-            }
-        }
-        if stop_on_packet && !self.queue.is_empty() {
-            return;
-        }
-        self.now = self.now.max(until);
-        self.host.handle_timeout(self.now);
-        self.collect();
-    }
-
-    /// Takes what the host sent and told since the last call.
-    fn collect(&mut self) {
-        let now = self.now;
-        let sent: Vec<Segment> = self.host.transmits().collect();
-        for seg in sent {
+        let mut sent = Vec::new();
+        self.stack.advance(until, stop_on_packet, &mut sent);
+        for (t, seg) in sent {
             self.trace.push(Traced {
-                t: now,
+                t,
                 dir: Direction::Outbound,
                 seg,
             });
-            self.queue.push_back((now, seg));
+            self.queue.push_back((t, seg));
         }
-        let events: Vec<HostEvent> = self.host.events().collect();
-        for e in events {
-            match e {
-                HostEvent::Established { tuple } if !self.is_connected(&tuple) => {
-                    self.accept_queue.push_back(tuple);
-                }
-                HostEvent::Closed { tuple, .. } => self.accept_queue.retain(|t| *t != tuple),
-                _ => {}
-            }
-        }
-    }
-
-    fn is_connected(&self, tuple: &Tuple) -> bool {
-        self.fds
-            .values()
-            .any(|fd| matches!(fd, Fd::Conn { tuple: t, .. } if t == tuple))
     }
 
     // ---- packets -------------------------------------------------------------
 
-    fn inbound(&mut self, t: Time, p: &PacketSpec) {
+    fn inbound(&mut self, line: usize, p: &PacketSpec) -> Result<(), Failure> {
         let syn = p.flags.syn();
         if syn {
             self.remote_isn.get_or_insert(p.seq);
-            if let Some(mss) = p.options.mss {
-                self.peer_mss = mss as u32;
-            }
-            if p.options.sack_ok || p.options.timestamps {
-                self.notices.push(
-                    "the inbound SYN offers SACK or timestamps: Linux would use them (tail loss \
-                     probes, PAWS); the engine models neither"
-                        .into(),
-                );
-            }
         }
         let seq = if syn {
             p.seq
@@ -378,60 +315,58 @@ impl<'a> Runner<'a> {
             Some((live, _)) => a.wrapping_add(live),
             None => a,
         });
+        let t = self.tuple;
         let seg = Segment {
-            src_ip: self.tuple.remote_ip,
-            dst_ip: self.tuple.local_ip,
-            src_port: self.tuple.remote_port,
-            dst_port: self.tuple.local_port,
+            src_ip: t.remote_ip,
+            dst_ip: t.local_ip,
+            src_port: t.remote_port,
+            dst_port: t.local_port,
             seq,
             ack,
             len: p.len,
             wnd: p.win.unwrap_or(0),
             flags: p.flags,
         };
+        let now = self.now();
         if self.opts.verbose {
-            println!("{}", self.dump(t, Direction::Inbound, &seg));
+            println!("{}", self.dump(now, Direction::Inbound, &seg));
         }
         self.trace.push(Traced {
-            t,
+            t: now,
             dir: Direction::Inbound,
             seg,
         });
-        let before = self.host.sequence(&self.tuple).map(|s| s.1);
-        self.host.handle(t, &seg);
-        let after = self.host.sequence(&self.tuple).map(|s| s.1);
-        if let (Some(b), Some(a)) = (before, after) {
-            // Payload taken in order (rcv_nxt also counts a FIN).
-            let advanced = a.wrapping_sub(b);
-            let fin = seg.flags.fin() && advanced == seg.len + 1;
-            self.bytes_in += (advanced - fin as u32).min(seg.len) as u64;
-        }
-        self.collect();
+        self.stack
+            .inject(&seg, &p.options)
+            .map_err(|e| fail(line, format!("error injecting packet: {e}")))?;
+        self.advance(now, false);
+        Ok(())
     }
 
     fn outbound(&mut self, ev: &Event, p: &PacketSpec) -> Result<(), Failure> {
         let window = self.window(ev)?;
         let tol = self.tolerance();
+        let late = self.stack.late_search();
         if self.queue.is_empty() {
-            let until = window.map_or(self.now + LATE_SEARCH, |(_, hi)| hi + tol);
+            let until = window.map_or(self.now() + late, |(_, hi)| hi + tol);
             self.advance(until, true);
         }
         if self.queue.is_empty() {
             // Look further, to say when the packet did come, if ever.
-            let until = self.now + LATE_SEARCH;
+            let until = self.now() + late;
             self.advance(until, true);
         }
         let Some((te, seg)) = self.queue.pop_front() else {
-            let why = format!("looked {} s past the expected time", LATE_SEARCH.as_secs());
             return Err(fail(
                 ev.line,
                 format!(
                     "error handling packet: expected outbound packet {} but the host sent \
-                     nothing ({why})\nscript packet: {}",
+                     nothing (looked {} s past the expected time)\nscript packet: {}",
                     window.map_or("at any time".to_string(), |(lo, _)| format!(
                         "at {} sec",
                         secs(lo)
                     )),
+                    late.as_secs_f64(),
                     spec_string(p)
                 ),
             ));
@@ -556,21 +491,31 @@ impl<'a> Runner<'a> {
 
     // ---- system calls --------------------------------------------------------
 
-    fn syscall(&mut self, t: Time, line: usize, c: &Syscall) -> Result<(), Failure> {
-        let got = self.call(t, line, c)?;
-        self.collect();
+    fn syscall(&mut self, line: usize, c: &Syscall) -> Result<(), Failure> {
+        if c.call == Call::Connect {
+            self.tuple = ACTIVE;
+        }
+        let now = self.now();
+        let got = self.stack.call(line, c)?;
+        self.advance(self.now(), false);
         if self.opts.verbose {
-            let ret = match got {
+            let ret = match &got {
                 Ok(v) => v.to_string(),
                 Err(e) => format!("-1 {e}"),
             };
             let args: Vec<String> = c.args.iter().map(|a| a.to_string()).collect();
-            println!("{:>10}   {}({}) = {ret}", secs(t), c.name, args.join(", "));
+            println!(
+                "{:>10}   {}({}) = {ret}",
+                secs(now),
+                c.name,
+                args.join(", ")
+            );
         }
-        let ok = match got {
-            Ok(v) => c.ret == v,
-            // Errors are matched loosely: -1 with any errno name.
-            Err(_) => c.ret == -1,
+        // As packetdrill: the value must match, and so must the errno when
+        // the script names one.
+        let ok = match &got {
+            Ok(v) => c.ret == *v,
+            Err(e) => c.ret == -1 && c.errno.as_ref().is_none_or(|want| want == e),
         };
         if ok {
             return Ok(());
@@ -591,220 +536,55 @@ impl<'a> Runner<'a> {
             ),
         ))
     }
+}
 
-    fn call(&mut self, t: Time, line: usize, c: &Syscall) -> Result<CallResult, Failure> {
-        let fd_arg = |i: usize| match c.args.get(i) {
-            Some(Expr::Int(v)) => Ok(*v),
-            _ => Err(fail(
-                line,
-                format!("{}(): argument {} must be a number", c.name, i + 1),
-            )),
-        };
-        Ok(match c.call {
-            Call::Socket => {
-                let fd = self.free_fd();
-                self.fds.insert(
-                    fd,
-                    Fd::Socket {
-                        linger_abort: false,
-                    },
-                );
-                Ok(fd)
-            }
-            Call::Bind | Call::Fcntl => {
-                self.fd(line, fd_arg(0)?)?;
-                if c.call == Call::Fcntl {
-                    // fcntl's result is the script's own business (F_GETFL flags).
-                    return Ok(if c.ret >= 0 { Ok(c.ret) } else { Err("EINVAL") });
-                }
-                Ok(0)
-            }
-            Call::Listen => {
-                let fd = fd_arg(0)?;
-                let linger_abort = *self.fd(line, fd)?.linger_abort();
-                self.host.listen(SCRIPT_PORT);
-                self.listener_linger_abort = linger_abort;
-                self.fds.insert(fd, Fd::Listener { linger_abort });
-                Ok(0)
-            }
-            Call::Accept => {
-                let fd = fd_arg(0)?;
-                if !matches!(self.fd(line, fd)?, Fd::Listener { .. }) {
-                    return Ok(Err("EINVAL"));
-                }
-                match self.accept_queue.pop_front() {
-                    Some(tuple) => {
-                        let new = self.free_fd();
-                        let linger_abort = self.listener_linger_abort;
-                        self.fds.insert(
-                            new,
-                            Fd::Conn {
-                                tuple,
-                                linger_abort,
-                            },
-                        );
-                        Ok(new)
-                    }
-                    None if c.ret < 0 => Err("EAGAIN"),
-                    None => {
-                        return Err(fail(
-                            line,
-                            "accept() would block: no connection has completed the handshake \
-                             (blocking calls are not modelled)",
-                        ))
-                    }
-                }
-            }
-            Call::Connect => {
-                let fd = fd_arg(0)?;
-                let linger_abort = *self.fd(line, fd)?.linger_abort();
-                self.tuple = Tuple::new(LOCAL_IP, EPHEMERAL_PORT, REMOTE_IP, SCRIPT_PORT);
-                let tuple = self.tuple;
-                match self.host.connect(t, tuple) {
-                    Ok(()) => {
-                        self.fds.insert(
-                            fd,
-                            Fd::Conn {
-                                tuple,
-                                linger_abort,
-                            },
-                        );
-                        // A non-blocking connect() returns EINPROGRESS; a blocking
-                        // one would return 0 once established.
-                        if c.ret < 0 {
-                            Err("EINPROGRESS")
-                        } else {
-                            Ok(0)
-                        }
-                    }
-                    Err(_) => Err("EISCONN"),
-                }
-            }
-            Call::Close => {
-                let fd = fd_arg(0)?;
-                match self.fd(line, fd)? {
-                    Fd::Conn {
-                        tuple,
-                        linger_abort,
-                    } => {
-                        let (tuple, abort) = (*tuple, *linger_abort);
-                        // close() succeeds whatever state the connection is in,
-                        // even when it is already gone (reset).
-                        let _ = if abort {
-                            self.host.abort(t, tuple)
-                        } else {
-                            self.host.close(t, tuple)
-                        };
-                        self.bytes_read = self.bytes_in;
-                    }
-                    Fd::Listener { .. } => self.notices.push(format!(
-                        "line {line}: close() of a listening socket: the engine keeps listening"
-                    )),
-                    Fd::Socket { .. } => {}
-                }
-                self.fds.remove(&fd);
-                Ok(0)
-            }
-            Call::Shutdown => {
-                let fd = fd_arg(0)?;
-                let how = match c.args.get(1) {
-                    Some(Expr::Name(n)) => n.as_str(),
-                    Some(Expr::Int(0)) => "SHUT_RD",
-                    Some(Expr::Int(1)) => "SHUT_WR",
-                    Some(Expr::Int(2)) => "SHUT_RDWR",
-                    _ => {
-                        return Err(fail(
-                            line,
-                            "shutdown(): expected SHUT_RD, SHUT_WR or SHUT_RDWR",
-                        ))
-                    }
-                };
-                let Fd::Conn { tuple, .. } = *self.fd(line, fd)? else {
-                    return Ok(Err("ENOTCONN"));
-                };
-                match how {
-                    "SHUT_RD" => Ok(0),
-                    "SHUT_WR" | "SHUT_RDWR" => match self.host.shutdown(t, tuple) {
-                        Ok(()) => Ok(0),
-                        Err(_) => Err("ENOTCONN"),
-                    },
-                    other => return Err(fail(line, format!("shutdown(): unknown mode {other}"))),
-                }
-            }
-            Call::Setsockopt => {
-                let fd = fd_arg(0)?;
-                let slot = self.fd(line, fd)?;
-                if matches!(c.args.get(2), Some(Expr::Name(n)) if n == "SO_LINGER") {
-                    let (onoff, linger) = linger_fields(c.args.get(3))
-                        .ok_or_else(|| fail(line, "SO_LINGER needs {onoff=N, linger=N}"))?;
-                    if onoff != 0 && linger != 0 {
-                        return Err(fail(
-                            line,
-                            "SO_LINGER with a non-zero linger time is not modelled (close() would block)",
-                        ));
-                    }
-                    *slot.linger_abort() = onoff != 0;
-                    if let Fd::Listener { .. } = slot {
-                        self.listener_linger_abort = onoff != 0;
-                    }
-                }
-                Ok(0)
-            }
-            Call::Write => {
-                let fd = fd_arg(0)?;
-                let len = fd_arg(2)?;
-                let Fd::Conn { tuple, .. } = *self.fd(line, fd)? else {
-                    return Ok(Err("ENOTCONN"));
-                };
-                let len = u32::try_from(len).map_err(|_| fail(line, "write(): bad length"))?;
-                if len > self.peer_mss {
-                    return Err(fail(
-                        line,
-                        format!(
-                            "write() of {len} bytes exceeds the peer's MSS ({}): Linux would send \
-                             several segments, the engine sends one; keep writes within the MSS",
-                            self.peer_mss
-                        ),
-                    ));
-                }
-                match self.host.send(t, tuple, len) {
-                    Ok(()) => Ok(len as i64),
-                    Err(_) => Err("EPIPE"),
-                }
-            }
-            Call::Read => {
-                let fd = fd_arg(0)?;
-                let len = fd_arg(2)?.max(0) as u64;
-                let Fd::Conn { tuple, .. } = *self.fd(line, fd)? else {
-                    return Ok(Err("ENOTCONN"));
-                };
-                let available = self.bytes_in - self.bytes_read;
-                let state = self.host.state(&tuple);
-                if available > 0 {
-                    let n = available.min(len);
-                    self.bytes_read += n;
-                    Ok(n as i64)
-                } else if state.fin_received() {
-                    Ok(0)
-                } else if state == State::Closed {
-                    Err("ECONNRESET")
-                } else {
-                    Err("EAGAIN")
-                }
-            }
-        })
+/// The `i`th argument of a call, as a number (a file descriptor, a length).
+pub fn int_arg(line: usize, c: &Syscall, i: usize) -> Result<i64, Failure> {
+    match c.args.get(i) {
+        Some(Expr::Int(v)) => Ok(*v),
+        _ => Err(fail(
+            line,
+            format!("{}(): argument {} must be a number", c.name, i + 1),
+        )),
     }
+}
 
-    fn fd(&mut self, line: usize, fd: i64) -> Result<&mut Fd, Failure> {
-        self.fds
-            .get_mut(&fd)
-            .ok_or_else(|| fail(line, format!("fd {fd} is not open in this script")))
+/// shutdown()'s second argument, as its name.
+pub fn shutdown_how(line: usize, c: &Syscall) -> Result<&str, Failure> {
+    match c.args.get(1) {
+        Some(Expr::Name(n)) if ["SHUT_RD", "SHUT_WR", "SHUT_RDWR"].contains(&n.as_str()) => {
+            Ok(n.as_str())
+        }
+        Some(Expr::Int(0)) => Ok("SHUT_RD"),
+        Some(Expr::Int(1)) => Ok("SHUT_WR"),
+        Some(Expr::Int(2)) => Ok("SHUT_RDWR"),
+        _ => Err(fail(
+            line,
+            "shutdown(): expected SHUT_RD, SHUT_WR or SHUT_RDWR",
+        )),
     }
+}
 
-    /// The lowest free descriptor from 3, as a kernel hands them out.
-    fn free_fd(&self) -> i64 {
-        (3..).find(|fd| !self.fds.contains_key(fd)).unwrap_or(3)
+/// setsockopt(SO_LINGER)'s argument as `abort on close`, refusing what
+/// neither stack runs as written: a non-zero linger time makes close() block.
+pub fn linger_abort(line: usize, c: &Syscall) -> Result<Option<bool>, Failure> {
+    if !matches!(c.args.get(2), Some(Expr::Name(n)) if n == "SO_LINGER") {
+        return Ok(None);
     }
+    let (onoff, linger) = linger_fields(c.args.get(3))
+        .ok_or_else(|| fail(line, "SO_LINGER needs {onoff=N, linger=N}"))?;
+    if onoff != 0 && linger != 0 {
+        return Err(fail(
+            line,
+            "SO_LINGER with a non-zero linger time is not modelled (close() would block)",
+        ));
+    }
+    Ok(Some(onoff != 0))
+}
+
+/// The lowest free descriptor from 3, as a kernel hands them out.
+pub fn lowest_free_fd(is_open: impl Fn(i64) -> bool) -> i64 {
+    (3..).find(|fd| !is_open(*fd)).unwrap_or(3)
 }
 
 /// `{onoff=1, linger=0}` (or `l_onoff`, `l_linger`).
@@ -821,7 +601,7 @@ fn linger_fields(e: Option<&Expr>) -> Option<(i64, i64)> {
     Some((get(["onoff", "l_onoff"])?, get(["linger", "l_linger"])?))
 }
 
-fn fail(line: usize, msg: impl Into<String>) -> Failure {
+pub fn fail(line: usize, msg: impl Into<String>) -> Failure {
     Failure {
         line,
         msg: msg.into(),

@@ -1,0 +1,374 @@
+//! The engine as the stack under test: one [`Host`] on a virtual clock. The
+//! clock jumps from event to event and fires the host's timers at their
+//! deadlines on the way, so a 60 s TIME-WAIT takes no wall time.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::time::Duration;
+
+use super::parse::{Call, Syscall, TcpOptions};
+use super::run::{
+    fail, int_arg, linger_abort, lowest_free_fd, shutdown_how, CallResult, Failure, Stack, ACTIVE,
+    SCRIPT_PORT,
+};
+use crate::host::{Event as HostEvent, Host};
+use crate::segment::Segment;
+use crate::state::State;
+use crate::time::Time;
+use crate::tuple::Tuple;
+use crate::Config;
+
+/// Linux's MSS when the peer's SYN carries no MSS option (RFC 9293 §3.7.1).
+const DEFAULT_MSS: u32 = 536;
+
+/// How far past an outbound packet's window the runner looks: the clock is
+/// virtual, so an hour costs nothing and finds any timer the engine has.
+const LATE_SEARCH: Duration = Duration::from_secs(3_600);
+
+/// A file descriptor of the script.
+#[derive(Debug, Clone, Copy)]
+enum Fd {
+    /// From socket(), not yet listening or connected.
+    Socket {
+        linger_abort: bool,
+    },
+    Listener {
+        linger_abort: bool,
+    },
+    Conn {
+        tuple: Tuple,
+        linger_abort: bool,
+    },
+}
+
+impl Fd {
+    fn linger_abort(&mut self) -> &mut bool {
+        match self {
+            Fd::Socket { linger_abort }
+            | Fd::Listener { linger_abort }
+            | Fd::Conn { linger_abort, .. } => linger_abort,
+        }
+    }
+}
+
+pub struct EngineStack {
+    host: Host,
+    now: Time,
+    fds: BTreeMap<i64, Fd>,
+    /// Passive connections through the handshake, not yet accepted.
+    accept_queue: VecDeque<Tuple>,
+    listener_linger_abort: bool,
+    peer_mss: u32,
+    /// In-order payload bytes received, and read by the application.
+    bytes_in: u64,
+    bytes_read: u64,
+    notices: Vec<String>,
+}
+
+impl Default for EngineStack {
+    fn default() -> Self {
+        EngineStack::new()
+    }
+}
+
+impl EngineStack {
+    /// A host with the Linux profile, listening on nothing yet.
+    pub fn new() -> EngineStack {
+        EngineStack {
+            host: Host::new(Config::default()),
+            now: Time::ZERO,
+            fds: BTreeMap::new(),
+            accept_queue: VecDeque::new(),
+            listener_linger_abort: false,
+            peer_mss: DEFAULT_MSS,
+            bytes_in: 0,
+            bytes_read: 0,
+            notices: Vec::new(),
+        }
+    }
+
+    /// Takes what the host sent and told since the last call.
+    fn collect(&mut self, sent: &mut Vec<(Time, Segment)>) {
+        let now = self.now;
+        sent.extend(self.host.transmits().map(|seg| (now, seg)));
+        let events: Vec<HostEvent> = self.host.events().collect();
+        for e in events {
+            match e {
+                HostEvent::Established { tuple } if !self.is_connected(&tuple) => {
+                    self.accept_queue.push_back(tuple);
+                }
+                HostEvent::Closed { tuple, .. } => self.accept_queue.retain(|t| *t != tuple),
+                _ => {}
+            }
+        }
+    }
+
+    fn is_connected(&self, tuple: &Tuple) -> bool {
+        self.fds
+            .values()
+            .any(|fd| matches!(fd, Fd::Conn { tuple: t, .. } if t == tuple))
+    }
+
+    fn fd(&mut self, line: usize, fd: i64) -> Result<&mut Fd, Failure> {
+        self.fds
+            .get_mut(&fd)
+            .ok_or_else(|| fail(line, format!("fd {fd} is not open in this script")))
+    }
+
+    fn free_fd(&self) -> i64 {
+        lowest_free_fd(|fd| self.fds.contains_key(&fd))
+    }
+}
+
+impl Stack for EngineStack {
+    fn now(&self) -> Time {
+        self.now
+    }
+
+    fn advance(&mut self, until: Time, stop_on_packet: bool, sent: &mut Vec<(Time, Segment)>) {
+        let mut fired = None;
+        while !stop_on_packet || sent.is_empty() {
+            match self.host.poll_timeout() {
+                Some(d) if d <= until => {
+                    let d = d.max(self.now);
+                    if fired == Some(d) {
+                        break; // nothing more due at this instant
+                    }
+                    self.now = d;
+                    self.host.handle_timeout(d);
+                    fired = Some(d);
+                    self.collect(sent);
+                }
+                _ => break,
+            }
+        }
+        if stop_on_packet && !sent.is_empty() {
+            return;
+        }
+        self.now = self.now.max(until);
+        self.host.handle_timeout(self.now);
+        self.collect(sent);
+    }
+
+    fn inject(&mut self, seg: &Segment, options: &TcpOptions) -> Result<(), String> {
+        if seg.flags.syn() {
+            if let Some(mss) = options.mss {
+                self.peer_mss = mss as u32;
+            }
+            if options.sack_ok || options.timestamps {
+                self.notices.push(
+                    "the inbound SYN offers SACK or timestamps: Linux would use them (tail loss \
+                     probes, PAWS); the engine models neither"
+                        .into(),
+                );
+            }
+        }
+        let tuple = seg.receiver_tuple();
+        let before = self.host.sequence(&tuple).map(|s| s.1);
+        self.host.handle(self.now, seg);
+        let after = self.host.sequence(&tuple).map(|s| s.1);
+        if let (Some(b), Some(a)) = (before, after) {
+            // Payload taken in order (rcv_nxt also counts a FIN).
+            let advanced = a.wrapping_sub(b);
+            let fin = seg.flags.fin() && advanced == seg.len + 1;
+            self.bytes_in += (advanced - fin as u32).min(seg.len) as u64;
+        }
+        Ok(())
+    }
+
+    fn late_search(&self) -> Duration {
+        LATE_SEARCH
+    }
+
+    fn take_notices(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.notices)
+    }
+
+    fn call(&mut self, line: usize, c: &Syscall) -> Result<CallResult, Failure> {
+        let t = self.now;
+        Ok(match c.call {
+            Call::Socket => {
+                let fd = self.free_fd();
+                self.fds.insert(
+                    fd,
+                    Fd::Socket {
+                        linger_abort: false,
+                    },
+                );
+                Ok(fd)
+            }
+            Call::Bind => {
+                self.fd(line, int_arg(line, c, 0)?)?;
+                Ok(0)
+            }
+            Call::Fcntl => {
+                self.fd(line, int_arg(line, c, 0)?)?;
+                // Every descriptor is non-blocking already; fcntl's result is
+                // the script's own business (F_GETFL flags).
+                if c.ret >= 0 {
+                    Ok(c.ret)
+                } else {
+                    Err("EINVAL".into())
+                }
+            }
+            Call::Listen => {
+                let fd = int_arg(line, c, 0)?;
+                let linger_abort = *self.fd(line, fd)?.linger_abort();
+                self.host.listen(SCRIPT_PORT);
+                self.listener_linger_abort = linger_abort;
+                self.fds.insert(fd, Fd::Listener { linger_abort });
+                Ok(0)
+            }
+            Call::Accept => {
+                let fd = int_arg(line, c, 0)?;
+                if !matches!(self.fd(line, fd)?, Fd::Listener { .. }) {
+                    return Ok(Err("EINVAL".into()));
+                }
+                match self.accept_queue.pop_front() {
+                    Some(tuple) => {
+                        let new = self.free_fd();
+                        let linger_abort = self.listener_linger_abort;
+                        self.fds.insert(
+                            new,
+                            Fd::Conn {
+                                tuple,
+                                linger_abort,
+                            },
+                        );
+                        Ok(new)
+                    }
+                    None if c.ret < 0 => Err("EAGAIN".into()),
+                    None => return Err(would_block(line, "accept")),
+                }
+            }
+            Call::Connect => {
+                let fd = int_arg(line, c, 0)?;
+                let linger_abort = *self.fd(line, fd)?.linger_abort();
+                match self.host.connect(t, ACTIVE) {
+                    Ok(()) => {
+                        self.fds.insert(
+                            fd,
+                            Fd::Conn {
+                                tuple: ACTIVE,
+                                linger_abort,
+                            },
+                        );
+                        // A non-blocking connect() returns EINPROGRESS; a blocking
+                        // one would return 0 once established.
+                        if c.ret < 0 {
+                            Err("EINPROGRESS".into())
+                        } else {
+                            Ok(0)
+                        }
+                    }
+                    Err(_) => Err("EISCONN".into()),
+                }
+            }
+            Call::Close => {
+                let fd = int_arg(line, c, 0)?;
+                match self.fd(line, fd)? {
+                    Fd::Conn {
+                        tuple,
+                        linger_abort,
+                    } => {
+                        let (tuple, abort) = (*tuple, *linger_abort);
+                        // close() succeeds whatever state the connection is in,
+                        // even when it is already gone (reset).
+                        let _ = if abort {
+                            self.host.abort(t, tuple)
+                        } else {
+                            self.host.close(t, tuple)
+                        };
+                        self.bytes_read = self.bytes_in;
+                    }
+                    Fd::Listener { .. } => self.notices.push(format!(
+                        "line {line}: close() of a listening socket: the engine keeps listening"
+                    )),
+                    Fd::Socket { .. } => {}
+                }
+                self.fds.remove(&fd);
+                Ok(0)
+            }
+            Call::Shutdown => {
+                let fd = int_arg(line, c, 0)?;
+                let how = shutdown_how(line, c)?;
+                let Fd::Conn { tuple, .. } = *self.fd(line, fd)? else {
+                    return Ok(Err("ENOTCONN".into()));
+                };
+                if how == "SHUT_RD" {
+                    Ok(0)
+                } else {
+                    match self.host.shutdown(t, tuple) {
+                        Ok(()) => Ok(0),
+                        Err(_) => Err("ENOTCONN".into()),
+                    }
+                }
+            }
+            Call::Setsockopt => {
+                let fd = int_arg(line, c, 0)?;
+                let abort = linger_abort(line, c)?;
+                let slot = self.fd(line, fd)?;
+                if let Some(abort) = abort {
+                    *slot.linger_abort() = abort;
+                    if let Fd::Listener { .. } = slot {
+                        self.listener_linger_abort = abort;
+                    }
+                }
+                Ok(0)
+            }
+            Call::Write => {
+                let fd = int_arg(line, c, 0)?;
+                let len = int_arg(line, c, 2)?;
+                let Fd::Conn { tuple, .. } = *self.fd(line, fd)? else {
+                    return Ok(Err("ENOTCONN".into()));
+                };
+                let len = u32::try_from(len).map_err(|_| fail(line, "write(): bad length"))?;
+                if len > self.peer_mss {
+                    return Err(fail(
+                        line,
+                        format!(
+                            "write() of {len} bytes exceeds the peer's MSS ({}): Linux would send \
+                             several segments, the engine sends one; keep writes within the MSS",
+                            self.peer_mss
+                        ),
+                    ));
+                }
+                match self.host.send(t, tuple, len) {
+                    Ok(()) => Ok(len as i64),
+                    Err(_) => Err("EPIPE".into()),
+                }
+            }
+            Call::Read => {
+                let fd = int_arg(line, c, 0)?;
+                let len = int_arg(line, c, 2)?.max(0) as u64;
+                let Fd::Conn { tuple, .. } = *self.fd(line, fd)? else {
+                    return Ok(Err("ENOTCONN".into()));
+                };
+                let available = self.bytes_in - self.bytes_read;
+                let state = self.host.state(&tuple);
+                if available > 0 {
+                    let n = available.min(len);
+                    self.bytes_read += n;
+                    Ok(n as i64)
+                } else if state.fin_received() {
+                    Ok(0)
+                } else if state == State::Closed {
+                    Err("ECONNRESET".into())
+                } else {
+                    Err("EAGAIN".into())
+                }
+            }
+        })
+    }
+}
+
+/// A blocking call that would wait: neither stack runs one (packetdrill runs
+/// them on a thread of their own).
+pub fn would_block(line: usize, name: &str) -> Failure {
+    fail(
+        line,
+        format!(
+            "{name}() would block: no connection has completed the handshake \
+             (blocking calls are not modelled)"
+        ),
+    )
+}

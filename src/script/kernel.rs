@@ -1,0 +1,490 @@
+//! The running Linux kernel as the stack under test, by packetdrill's own
+//! method: the script's peer lives behind a tun device, inbound lines are
+//! written to it as IPv4 packets, outbound lines are read from it, and the
+//! system calls are real ones on real sockets.
+//!
+//! Each script gets a network namespace of its own (`unshare(CLONE_NEWNET)` on
+//! a thread made for it), so it sees the kernel's default sysctls whatever the
+//! host is tuned to, and scripts can run side by side without sharing ports or
+//! TIME-WAIT entries. The namespace, its sockets and its TIME-WAIT entries go
+//! when the thread's last descriptor closes.
+//!
+//! Time is real: a script that waits out a 60 s FIN-WAIT-2 takes 60 s. Needs
+//! CAP_NET_ADMIN (root in the sandbox) and `/dev/net/tun`; [`available`] says
+//! why not when they are missing.
+
+use std::collections::BTreeMap;
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read as _, Write as _};
+use std::net::SocketAddrV4;
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::fs::OpenOptionsExt;
+use std::time::{Duration, Instant};
+
+use etherparse::{NetSlice, SlicedPacket, TcpOptionElement, TransportSlice};
+use nix::errno::Errno;
+use nix::poll::{ppoll, PollFd, PollFlags};
+use nix::sched::{unshare, CloneFlags};
+use nix::sys::socket::{
+    self, accept4, bind, connect, listen, recv, send, setsockopt, sockopt, AddressFamily, Backlog,
+    MsgFlags, Shutdown, SockFlag, SockProtocol, SockType, SockaddrIn,
+};
+use nix::sys::time::TimeSpec;
+
+use super::engine::would_block;
+use super::parse::{Call, Expr, Syscall, TcpOptions};
+use super::run::{
+    fail, int_arg, linger_abort, lowest_free_fd, shutdown_how, CallResult, Failure, Stack,
+    EPHEMERAL_PORT, LOCAL_IP, REMOTE_IP, SCRIPT_PORT,
+};
+use crate::segment::{Flags, Segment};
+use crate::time::Time;
+
+/// The tun device's name inside each script's namespace.
+const TUN_NAME: &str = "tun0";
+
+/// How long past an outbound packet's window the runner waits for it in real
+/// time: long enough to report a late packet, short enough for a test suite.
+const LATE_SEARCH: Duration = Duration::from_secs(2);
+
+/// The longest single poll() while waiting; see [`KernelStack::advance`].
+const MAX_SLEEP: Duration = Duration::from_millis(50);
+
+/// Whether this process can run scripts against the kernel: moves a
+/// throwaway thread into a new network namespace and opens a tun device there.
+pub fn available() -> Result<(), String> {
+    std::thread::spawn(|| KernelStack::new().map(drop).map_err(|e| e.to_string()))
+        .join()
+        .unwrap_or_else(|_| Err("the probe thread panicked".into()))
+}
+
+pub struct KernelStack {
+    tun: File,
+    start: Instant,
+    /// Script descriptor numbers (3, 4, ...) to the real sockets.
+    fds: BTreeMap<i64, OwnedFd>,
+    buf: Vec<u8>,
+    notices: Vec<String>,
+}
+
+impl KernelStack {
+    /// Moves the calling thread into a network namespace of its own and
+    /// brings up a tun device there, 192.168.0.1 point-to-point to 192.0.2.1.
+    /// Call it on a thread made for the script: the thread never comes back
+    /// to the host's namespace.
+    pub fn new() -> io::Result<KernelStack> {
+        unshare(CloneFlags::CLONE_NEWNET)
+            .map_err(|e| io::Error::other(format!("unshare(CLONE_NEWNET): {e}")))?;
+        let tun = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+            .open("/dev/net/tun")
+            .map_err(|e| io::Error::new(e.kind(), format!("/dev/net/tun: {e}")))?;
+        let mut ifr = ifreq(TUN_NAME);
+        ifr.ifr_ifru.ifru_flags = (libc::IFF_TUN | libc::IFF_NO_PI) as libc::c_short;
+        // SAFETY: TUNSETIFF reads and writes one `ifreq`; `ifr` is a valid,
+        // initialised ifreq that lives across the call.
+        if unsafe { libc::ioctl(tun.as_raw_fd(), libc::TUNSETIFF, &mut ifr) } < 0 {
+            let e = io::Error::last_os_error();
+            return Err(io::Error::new(e.kind(), format!("TUNSETIFF: {e}")));
+        }
+        configure_interface()?;
+        Ok(KernelStack {
+            tun,
+            start: Instant::now(),
+            fds: BTreeMap::new(),
+            buf: vec![0; 65_536],
+            notices: Vec::new(),
+        })
+    }
+
+    /// Reads every packet waiting on the tun device; keeps the TCP segments
+    /// the local host sent to the script's peer.
+    fn drain(&mut self, sent: &mut Vec<(Time, Segment)>) {
+        loop {
+            let n = match self.tun.read(&mut self.buf) {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => return, // WouldBlock: nothing more
+            };
+            if let Some(seg) = parse_outbound(&self.buf[..n]) {
+                sent.push((self.now(), seg));
+            }
+        }
+    }
+
+    fn sock(&self, line: usize, fd: i64) -> Result<&OwnedFd, Failure> {
+        self.fds
+            .get(&fd)
+            .ok_or_else(|| fail(line, format!("fd {fd} is not open in this script")))
+    }
+
+    fn raw(&self, line: usize, fd: i64) -> Result<RawFd, Failure> {
+        self.sock(line, fd).map(|s| s.as_raw_fd())
+    }
+}
+
+/// Binds to the script's local address: the script's `bind(3, ..., ...)`
+/// names none, so the runner binds at listen() (the script's port) or
+/// connect() (the ephemeral one), and the 4-tuples are the engine's.
+fn bind_to(fd: RawFd, port: u16) -> nix::Result<()> {
+    bind(
+        fd,
+        &SockaddrIn::from(SocketAddrV4::new(LOCAL_IP.into(), port)),
+    )
+}
+
+impl Stack for KernelStack {
+    fn now(&self) -> Time {
+        Time::from_micros(self.start.elapsed().as_micros() as u64)
+    }
+
+    fn advance(&mut self, until: Time, stop_on_packet: bool, sent: &mut Vec<(Time, Segment)>) {
+        loop {
+            self.drain(sent);
+            if stop_on_packet && !sent.is_empty() {
+                return;
+            }
+            let now = self.now();
+            if now >= until {
+                return;
+            }
+            // poll()'s timer slack is 0.1 % of its timeout (59 ms on a 59 s
+            // wait, select_estimate_accuracy()): short slices keep it in
+            // microseconds.
+            let wait = TimeSpec::from_duration((until - now).min(MAX_SLEEP));
+            let mut fds = [PollFd::new(self.tun.as_fd(), PollFlags::POLLIN)];
+            // EINTR and timeouts both come back round the loop.
+            let _ = ppoll(&mut fds, Some(wait), None);
+        }
+    }
+
+    fn inject(&mut self, seg: &Segment, options: &TcpOptions) -> Result<(), String> {
+        if options.timestamps {
+            return Err(
+                "the kernel stack cannot inject the timestamp option: the script \
+                        parser does not keep TS val and ecr"
+                    .into(),
+            );
+        }
+        let mut opts = Vec::new();
+        if let Some(mss) = options.mss {
+            opts.push(TcpOptionElement::MaximumSegmentSize(mss));
+        }
+        if options.sack_ok {
+            opts.push(TcpOptionElement::SelectiveAcknowledgementPermitted);
+        }
+        if let Some(ws) = options.wscale {
+            opts.push(TcpOptionElement::Noop);
+            opts.push(TcpOptionElement::WindowScale(ws));
+        }
+        let mut pkt = Vec::new();
+        crate::pcap::encode_with_options(seg, &opts, &mut pkt).map_err(|e| e.to_string())?;
+        self.tun
+            .write_all(&pkt)
+            .map_err(|e| format!("write to {TUN_NAME}: {e}"))
+    }
+
+    fn late_search(&self) -> Duration {
+        LATE_SEARCH
+    }
+
+    fn take_notices(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.notices)
+    }
+
+    fn call(&mut self, line: usize, c: &Syscall) -> Result<CallResult, Failure> {
+        let errno = |e: Errno| -> CallResult { Err(format!("{e:?}")) };
+        Ok(match c.call {
+            Call::Socket => {
+                let fd = socket::socket(
+                    AddressFamily::Inet,
+                    SockType::Stream,
+                    SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
+                    SockProtocol::Tcp,
+                )
+                .map_err(|e| fail(line, format!("socket(): {e}")))?;
+                let n = lowest_free_fd(|n| self.fds.contains_key(&n));
+                self.fds.insert(n, fd);
+                Ok(n)
+            }
+            Call::Bind => {
+                // Deferred to listen() or connect(): see bind_to().
+                self.sock(line, int_arg(line, c, 0)?)?;
+                Ok(0)
+            }
+            Call::Fcntl => {
+                self.sock(line, int_arg(line, c, 0)?)?;
+                // Every socket is non-blocking already (see engine.rs).
+                if c.ret >= 0 {
+                    Ok(c.ret)
+                } else {
+                    Err("EINVAL".into())
+                }
+            }
+            Call::Listen => {
+                let fd = self.sock(line, int_arg(line, c, 0)?)?;
+                let backlog = Backlog::new(int_arg(line, c, 1)? as i32)
+                    .map_err(|e| fail(line, format!("listen(): backlog: {e}")))?;
+                match bind_to(fd.as_raw_fd(), SCRIPT_PORT).and_then(|()| listen(fd, backlog)) {
+                    Ok(()) => Ok(0),
+                    Err(e) => errno(e),
+                }
+            }
+            Call::Accept => {
+                let fd = self.raw(line, int_arg(line, c, 0)?)?;
+                match accept4(fd, SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC) {
+                    Ok(raw) => {
+                        // SAFETY: accept4 just returned `raw`, a new descriptor
+                        // that nothing else owns.
+                        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+                        let n = lowest_free_fd(|n| self.fds.contains_key(&n));
+                        self.fds.insert(n, fd);
+                        Ok(n)
+                    }
+                    Err(Errno::EAGAIN) if c.ret >= 0 => return Err(would_block(line, "accept")),
+                    Err(e) => errno(e),
+                }
+            }
+            Call::Connect => {
+                let fd = self.raw(line, int_arg(line, c, 0)?)?;
+                let remote = SockaddrIn::from(SocketAddrV4::new(REMOTE_IP.into(), SCRIPT_PORT));
+                match bind_to(fd, EPHEMERAL_PORT).and_then(|()| connect(fd, &remote)) {
+                    Ok(()) => Ok(0),
+                    // As on the engine: a blocking connect() would return 0 once
+                    // established; the script goes on meanwhile.
+                    Err(Errno::EINPROGRESS) if c.ret >= 0 => Ok(0),
+                    Err(e) => errno(e),
+                }
+            }
+            Call::Close => {
+                let n = int_arg(line, c, 0)?;
+                self.sock(line, n)?;
+                // Dropping the OwnedFd is the close(); Linux's close() of a
+                // socket does not fail.
+                self.fds.remove(&n);
+                Ok(0)
+            }
+            Call::Shutdown => {
+                let fd = self.raw(line, int_arg(line, c, 0)?)?;
+                let how = match shutdown_how(line, c)? {
+                    "SHUT_RD" => Shutdown::Read,
+                    "SHUT_WR" => Shutdown::Write,
+                    _ => Shutdown::Both,
+                };
+                match socket::shutdown(fd, how) {
+                    Ok(()) => Ok(0),
+                    Err(e) => errno(e),
+                }
+            }
+            Call::Setsockopt => {
+                let n = int_arg(line, c, 0)?;
+                self.sock(line, n)?;
+                let (fds, notices) = (&self.fds, &mut self.notices);
+                let Some(fd) = fds.get(&n) else {
+                    return Ok(Err("EBADF".into()));
+                };
+                let r = match (linger_abort(line, c)?, c.args.get(2)) {
+                    (Some(abort), _) => setsockopt(
+                        fd,
+                        sockopt::Linger,
+                        &libc::linger {
+                            l_onoff: abort as i32,
+                            l_linger: 0,
+                        },
+                    ),
+                    (None, Some(Expr::Name(o))) if o == "SO_REUSEADDR" => {
+                        setsockopt(fd, sockopt::ReuseAddr, &flag_arg(c))
+                    }
+                    (None, Some(Expr::Name(o))) if o == "TCP_NODELAY" => {
+                        setsockopt(fd, sockopt::TcpNoDelay, &flag_arg(c))
+                    }
+                    (None, o) => {
+                        notices.push(format!(
+                            "line {line}: setsockopt({}) is not applied to the kernel's socket",
+                            o.map_or("?".into(), |o| o.to_string())
+                        ));
+                        Ok(())
+                    }
+                };
+                match r {
+                    Ok(()) => Ok(0),
+                    Err(e) => errno(e),
+                }
+            }
+            Call::Write => {
+                let fd = self.raw(line, int_arg(line, c, 0)?)?;
+                let len = usize::try_from(int_arg(line, c, 2)?)
+                    .map_err(|_| fail(line, "write(): bad length"))?;
+                match send(fd, &vec![0; len], MsgFlags::MSG_NOSIGNAL) {
+                    Ok(n) => Ok(n as i64),
+                    Err(e) => errno(e),
+                }
+            }
+            Call::Read => {
+                let fd = self.raw(line, int_arg(line, c, 0)?)?;
+                let len = int_arg(line, c, 2)?.max(0) as usize;
+                match recv(fd, &mut vec![0; len], MsgFlags::MSG_DONTWAIT) {
+                    Ok(n) => Ok(n as i64),
+                    Err(e) => errno(e),
+                }
+            }
+        })
+    }
+}
+
+/// `[1]` or `1` as an on/off flag (SO_REUSEADDR, TCP_NODELAY).
+fn flag_arg(c: &Syscall) -> bool {
+    match c.args.get(3) {
+        Some(Expr::List(v)) => !matches!(v.first(), Some(Expr::Int(0))),
+        Some(Expr::Int(v)) => *v != 0,
+        _ => true,
+    }
+}
+
+/// A TCP segment from 192.168.0.1 to the script's peer, or None for anything
+/// else the namespace sends (IPv6 router solicitations, say).
+fn parse_outbound(pkt: &[u8]) -> Option<Segment> {
+    let sliced = SlicedPacket::from_ip(pkt).ok()?;
+    let (Some(NetSlice::Ipv4(ip)), Some(TransportSlice::Tcp(tcp))) = (sliced.net, sliced.transport)
+    else {
+        return None;
+    };
+    let h = ip.header();
+    if h.source() != LOCAL_IP || h.destination() != REMOTE_IP {
+        return None;
+    }
+    let mut flags = Flags::NONE;
+    for (set, f) in [
+        (tcp.fin(), Flags::FIN),
+        (tcp.syn(), Flags::SYN),
+        (tcp.rst(), Flags::RST),
+        (tcp.psh(), Flags::PSH),
+        (tcp.ack(), Flags::ACK),
+    ] {
+        if set {
+            flags = flags | f;
+        }
+    }
+    Some(Segment {
+        src_ip: u32::from_be_bytes(LOCAL_IP),
+        dst_ip: u32::from_be_bytes(REMOTE_IP),
+        src_port: tcp.source_port(),
+        dst_port: tcp.destination_port(),
+        seq: tcp.sequence_number(),
+        ack: tcp.acknowledgment_number(),
+        len: tcp.payload().len() as u32,
+        wnd: tcp.window_size(),
+        flags,
+    })
+}
+
+/// An `ifreq` naming `name`, everything else zero.
+fn ifreq(name: &str) -> libc::ifreq {
+    // SAFETY: ifreq is plain old data (a name array and a union of integers
+    // and sockaddrs), for which all-zero bytes are a valid value.
+    let mut ifr: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (dst, src) in ifr.ifr_name.iter_mut().zip(name.bytes()) {
+        *dst = src as libc::c_char;
+    }
+    ifr
+}
+
+fn sockaddr(ip: [u8; 4]) -> libc::sockaddr {
+    let sin = libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: 0,
+        sin_addr: libc::in_addr {
+            s_addr: u32::from_ne_bytes(ip),
+        },
+        sin_zero: [0; 8],
+    };
+    // SAFETY: sockaddr_in and sockaddr are both 16 bytes, and sockaddr_in is
+    // how an AF_INET address is written into an ifreq's sockaddr.
+    unsafe { std::mem::transmute::<libc::sockaddr_in, libc::sockaddr>(sin) }
+}
+
+/// 192.168.0.1 point-to-point to 192.0.2.1 on the tun device, and up: the
+/// kernel adds the host route to the peer itself.
+fn configure_interface() -> io::Result<()> {
+    let ctl = socket::socket(
+        AddressFamily::Inet,
+        SockType::Datagram,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .map_err(io::Error::from)?;
+    let set = |req: libc::c_ulong, what: &str, fill: &dyn Fn(&mut libc::ifreq)| {
+        let mut ifr = ifreq(TUN_NAME);
+        fill(&mut ifr);
+        // SAFETY: the SIOCSIF* requests read one `ifreq`; `ifr` is a valid,
+        // initialised ifreq that lives across the call.
+        if unsafe { libc::ioctl(ctl.as_raw_fd(), req as _, &mut ifr) } < 0 {
+            let e = io::Error::last_os_error();
+            return Err(io::Error::new(
+                e.kind(),
+                format!("{what} on {TUN_NAME}: {e}"),
+            ));
+        }
+        Ok(())
+    };
+    set(libc::SIOCSIFADDR, "SIOCSIFADDR", &|r| {
+        r.ifr_ifru.ifru_addr = sockaddr(LOCAL_IP)
+    })?;
+    set(libc::SIOCSIFDSTADDR, "SIOCSIFDSTADDR", &|r| {
+        r.ifr_ifru.ifru_dstaddr = sockaddr(REMOTE_IP)
+    })?;
+    set(libc::SIOCSIFFLAGS, "SIOCSIFFLAGS", &|r| {
+        r.ifr_ifru.ifru_flags = (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short
+    })?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ifreq_holds_the_name_and_the_address() {
+        let mut r = ifreq(TUN_NAME);
+        assert_eq!(
+            r.ifr_name[..4],
+            [b't', b'u', b'n', b'0'].map(|b| b as libc::c_char)
+        );
+        assert_eq!(r.ifr_name[4], 0);
+        r.ifr_ifru.ifru_addr = sockaddr([192, 0, 2, 1]);
+        // SAFETY: the union's sockaddr member was the one just written.
+        let sa = unsafe { r.ifr_ifru.ifru_addr };
+        assert_eq!(sa.sa_family, libc::AF_INET as libc::sa_family_t);
+        // sin_port (2 bytes) then the address in network order.
+        let addr: Vec<u8> = sa.sa_data[2..6].iter().map(|&b| b as u8).collect();
+        assert_eq!(addr, [192, 0, 2, 1]);
+    }
+
+    #[test]
+    fn only_tcp_from_the_local_host_to_the_peer_is_kept() {
+        let seg = Segment {
+            src_ip: u32::from_be_bytes(LOCAL_IP),
+            dst_ip: u32::from_be_bytes(REMOTE_IP),
+            src_port: SCRIPT_PORT,
+            dst_port: EPHEMERAL_PORT,
+            seq: 7,
+            ack: 9,
+            len: 3,
+            wnd: 1000,
+            flags: Flags::FIN | Flags::ACK | Flags::PSH,
+        };
+        let mut pkt = Vec::new();
+        crate::pcap::encode_with_options(&seg, &[], &mut pkt).unwrap();
+        assert_eq!(parse_outbound(&pkt), Some(seg));
+        let back = Segment {
+            src_ip: seg.dst_ip,
+            dst_ip: seg.src_ip,
+            ..seg
+        };
+        crate::pcap::encode_with_options(&back, &[], &mut pkt).unwrap();
+        assert_eq!(parse_outbound(&pkt), None);
+        assert_eq!(parse_outbound(&[0x60, 0, 0, 0]), None);
+    }
+}
