@@ -199,10 +199,11 @@ impl<S: Stack> Runner<'_, S> {
                 EventKind::Ignored => {}
             }
         }
-        // Whatever the stack has sent by now (a real kernel answers a
-        // segment within microseconds of its injection).
-        let now = self.now();
-        self.advance(now, false);
+        // What the stack sends within the tolerance of the last line is
+        // still the last line's doing (a real kernel answers within
+        // microseconds, but not within none).
+        let end = self.now() + self.tolerance();
+        self.advance(end, true);
         match (self.queue.front(), events.last()) {
             (Some(&(t, seg)), Some(last)) => Err(fail(
                 last.line,

@@ -1,0 +1,141 @@
+#![cfg(target_os = "linux")]
+//! The script corpus held against the running Linux kernel
+//! (`teardown script --kernel`): every script in tests/scripts passes on Linux
+//! as it does on the engine, and every script in tests/scripts/wrong fails on
+//! both, at the line and for the reason its first line states.
+//!
+//! The kernel side needs root (CAP_NET_ADMIN) and /dev/net/tun, which this
+//! sandbox and its CI have; without them the test fails, saying why, unless
+//! TEARDOWN_KERNEL_TESTS=skip. Scripts run in real time, side by side, each in
+//! its own network namespace: the longest (fin-retransmit-give-up) takes 3 min.
+
+use std::path::{Path, PathBuf};
+
+use teardown::script::{self, kernel, Backend, FileResult, Options};
+
+fn pkt_files(dir: &str) -> Vec<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(dir);
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|e| e.expect("dir entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "pkt"))
+        .collect();
+    files.sort();
+    files
+}
+
+/// Whether to run the kernel side: yes when it is available; a skip only
+/// when asked for.
+fn kernel_available() -> bool {
+    match kernel::available() {
+        Ok(()) => true,
+        Err(e) if std::env::var("TEARDOWN_KERNEL_TESTS").as_deref() == Ok("skip") => {
+            eprintln!("kernel side skipped (TEARDOWN_KERNEL_TESTS=skip): {e}");
+            false
+        }
+        Err(e) => panic!(
+            "cannot run scripts against the kernel: {e}. Run as root with /dev/net/tun, \
+             or set TEARDOWN_KERNEL_TESTS=skip"
+        ),
+    }
+}
+
+/// Runs every file on `backend`, all at once (they mostly sleep).
+fn run_all(files: &[PathBuf], backend: Backend) -> Vec<FileResult> {
+    let opts = Options::default();
+    std::thread::scope(|s| {
+        let handles: Vec<_> = files
+            .iter()
+            .map(|f| s.spawn(|| script::run_file_on(f, &opts, backend)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("script thread"))
+            .collect()
+    })
+}
+
+#[test]
+fn every_corpus_script_passes_on_linux() {
+    if !kernel_available() {
+        return;
+    }
+    let files = pkt_files("tests/scripts");
+    assert!(files.len() >= 25, "corpus shrank: {} scripts", files.len());
+    let failures: Vec<String> = run_all(&files, Backend::Kernel)
+        .into_iter()
+        .filter_map(|r| r.error)
+        .collect();
+    assert!(
+        failures.is_empty(),
+        "{} of {} scripts fail on Linux:\n{}",
+        failures.len(),
+        files.len(),
+        failures.join("\n")
+    );
+}
+
+/// `// expect-fail: LINE: TEXT` from a wrong script's first line.
+fn expectation(path: &Path) -> (usize, String) {
+    let src = std::fs::read_to_string(path).expect("read script");
+    let rest = src
+        .lines()
+        .next()
+        .and_then(|l| l.strip_prefix("// expect-fail: "))
+        .unwrap_or_else(|| panic!("{}: no expect-fail line", path.display()));
+    let (line, text) = rest.split_once(": ").expect("LINE: TEXT");
+    (line.parse().expect("line number"), text.to_string())
+}
+
+#[test]
+fn wrong_scripts_fail_alike_on_the_engine_and_on_linux() {
+    let files = pkt_files("tests/scripts/wrong");
+    assert!(files.len() >= 7, "{} wrong scripts", files.len());
+    let mut stacks = vec![("engine", Backend::Engine)];
+    if kernel_available() {
+        stacks.push(("linux", Backend::Kernel));
+    }
+    for (stack, backend) in stacks {
+        for (path, r) in files.iter().zip(run_all(&files, backend)) {
+            let (line, text) = expectation(path);
+            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            let err = r
+                .error
+                .unwrap_or_else(|| panic!("{name} passes on the {stack}; it must fail"));
+            assert!(
+                err.contains(&format!("{name}:{line}: ")) && err.contains(&text),
+                "{name} on the {stack}: expected a failure at line {line} with {text:?}, got:\n{err}"
+            );
+        }
+    }
+}
+
+#[test]
+fn without_privileges_kernel_mode_says_why() {
+    // As root, setpriv (util-linux) drops to nobody with no capabilities;
+    // as anyone else, the binary is unprivileged already.
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/scripts/so-linger-abort.pkt");
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let root = unsafe { libc::geteuid() } == 0;
+    let mut cmd = if root {
+        let mut c = std::process::Command::new("setpriv");
+        c.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .args(["--inh-caps=-all", "--bounding-set=-all"])
+            .arg(env!("CARGO_BIN_EXE_teardown"));
+        c
+    } else {
+        std::process::Command::new(env!("CARGO_BIN_EXE_teardown"))
+    };
+    let out = cmd
+        .args(["script", "--kernel"])
+        .arg(&script)
+        .output()
+        .expect("setpriv (util-linux) runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("--kernel: unshare(CLONE_NEWNET): EPERM"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
