@@ -163,9 +163,32 @@ pub fn parse_fraction(s: &str) -> Result<f64, String> {
     Ok(v)
 }
 
+/// Parses a percentage in [0, 100] (`12.5`, or `12.5%`).
+pub fn parse_percent(s: &str) -> Result<f64, String> {
+    let v: f64 = s
+        .trim()
+        .trim_end_matches('%')
+        .parse()
+        .map_err(|_| format!("'{s}' is not a number"))?;
+    if !(0.0..=100.0).contains(&v) {
+        return Err(format!("'{s}' must be a percentage in [0, 100]"));
+    }
+    Ok(v)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn percentages() {
+        assert_eq!(parse_percent("12.5"), Ok(12.5));
+        assert_eq!(parse_percent("0%"), Ok(0.0));
+        assert!(parse_percent("101").is_err());
+        assert!(parse_percent("-1").is_err());
+        assert!(parse_percent("NaN").is_err());
+        assert!(parse_percent("x").is_err());
+    }
 
     #[test]
     fn durations() {

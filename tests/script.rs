@@ -146,6 +146,27 @@ fn wrong_timing_fails_with_a_timing_error() {
 }
 
 #[test]
+fn the_relative_tolerance_is_packetdrills() {
+    // The retransmission comes 300 ms after the FIN. Expected 330 ms after:
+    // 12.5 % of 330 ms is 41 ms, so it passes by default, as under packetdrill.
+    let body = "+0 close(4) = 0\n+0 > F. 1:1(0) ack 1\n+.33 > F. 1:1(0) ack 1\n";
+    run_str(body).unwrap();
+    // Without the relative tolerance only the fixed 4 ms applies.
+    let err = run_str(&format!("--tolerance_percent=0\n{body}")).unwrap_err();
+    assert!(
+        err.contains(
+            "expected outbound packet at 0.430000 sec but happened at 0.400000 sec; \
+             tolerance 0.004000 sec"
+        ),
+        "{err}"
+    );
+    // 12.5 % of 200 ms is 25 ms: 100 ms early still fails, naming the tolerance used.
+    let err =
+        run_str("+0 close(4) = 0\n+0 > F. 1:1(0) ack 1\n+.2 > F. 1:1(0) ack 1\n").unwrap_err();
+    assert!(err.contains("tolerance 0.025000 sec"), "{err}");
+}
+
+#[test]
 fn unexpected_and_missing_packets_fail() {
     // close() sends a FIN the script does not expect before its next inbound packet.
     let err = run_str("+0 close(4) = 0\n+.1 < . 1:1(0) ack 2 win 65535\n").unwrap_err();

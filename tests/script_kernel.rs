@@ -68,9 +68,12 @@ fn every_corpus_script_passes_on_linux() {
         .collect();
     assert!(
         failures.is_empty(),
-        "{} of {} scripts fail on Linux:\n{}",
+        "{} of {} scripts fail on Linux {}:\n{}",
         failures.len(),
         files.len(),
+        std::fs::read_to_string("/proc/sys/kernel/osrelease")
+            .unwrap_or_default()
+            .trim(),
         failures.join("\n")
     );
 }

@@ -13,12 +13,14 @@
 //! CAP_NET_ADMIN (root in the sandbox) and `/dev/net/tun`; [`available`] says
 //! why not when they are missing.
 
+use std::cell::OnceCell;
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read as _, Write as _};
 use std::net::SocketAddrV4;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::OpenOptionsExt;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use etherparse::{NetSlice, SlicedPacket, TcpOptionElement, TransportSlice};
@@ -60,7 +62,9 @@ pub fn available() -> Result<(), String> {
 
 pub struct KernelStack {
     tun: File,
-    start: Instant,
+    /// Time zero: when the script's first event asks the time, as
+    /// packetdrill's `live_start_time_usecs`, not when the namespace was made.
+    start: OnceCell<Instant>,
     /// Script descriptor numbers (3, 4, ...) to the real sockets.
     fds: BTreeMap<i64, OwnedFd>,
     buf: Vec<u8>,
@@ -73,6 +77,11 @@ impl KernelStack {
     /// Call it on a thread made for the script: the thread never comes back
     /// to the host's namespace.
     pub fn new() -> io::Result<KernelStack> {
+        // One namespace set up at a time: dozens at once on two cores starve
+        // the scripts already running (a poisoned lock only means another
+        // setup failed).
+        static SETUP: Mutex<()> = Mutex::new(());
+        let _one_at_a_time = SETUP.lock().unwrap_or_else(|e| e.into_inner());
         unshare(CloneFlags::CLONE_NEWNET)
             .map_err(|e| io::Error::other(format!("unshare(CLONE_NEWNET): {e}")))?;
         let tun = OpenOptions::new()
@@ -92,7 +101,7 @@ impl KernelStack {
         configure_interface()?;
         Ok(KernelStack {
             tun,
-            start: Instant::now(),
+            start: OnceCell::new(),
             fds: BTreeMap::new(),
             buf: vec![0; 65_536],
             notices: Vec::new(),
@@ -106,7 +115,11 @@ impl KernelStack {
             let n = match self.tun.read(&mut self.buf) {
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(_) => return, // WouldBlock: nothing more
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) => {
+                    self.notices.push(format!("reading {TUN_NAME}: {e}"));
+                    return;
+                }
             };
             if let Some(seg) = parse_outbound(&self.buf[..n]) {
                 sent.push((self.now(), seg));
@@ -137,7 +150,7 @@ fn bind_to(fd: RawFd, port: u16) -> nix::Result<()> {
 
 impl Stack for KernelStack {
     fn now(&self) -> Time {
-        Time::from_micros(self.start.elapsed().as_micros() as u64)
+        Time::from_micros(self.start.get_or_init(Instant::now).elapsed().as_micros() as u64)
     }
 
     fn advance(&mut self, until: Time, stop_on_packet: bool, sent: &mut Vec<(Time, Segment)>) {

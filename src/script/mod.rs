@@ -20,7 +20,10 @@ use std::time::Duration;
 use anyhow::Context as _;
 
 pub use parse::{parse, Direction, ParseError, Script};
-pub use run::{run, run_on, Failure, Options, Outcome, Stack, Traced, DEFAULT_TOLERANCE_US};
+pub use run::{
+    run, run_on, Failure, Options, Outcome, Stack, Traced, DEFAULT_TOLERANCE_PERCENT,
+    DEFAULT_TOLERANCE_US,
+};
 
 use crate::pcap::PcapWriter;
 
@@ -33,6 +36,11 @@ pub struct ScriptArgs {
     /// Timing tolerance for outbound packets, in microseconds (packetdrill's default).
     #[arg(long = "tolerance-usecs", default_value_t = DEFAULT_TOLERANCE_US)]
     pub tolerance_usecs: u64,
+    /// Relative timing tolerance: this share of the time since the previous
+    /// event, when larger than --tolerance-usecs (packetdrill's default).
+    #[arg(long = "tolerance-percent", default_value_t = DEFAULT_TOLERANCE_PERCENT,
+          value_parser = crate::cli::parse_percent)]
+    pub tolerance_percent: f64,
     /// Write every segment in and out to this pcap file (scripts one after another).
     #[arg(long)]
     pub pcap: Option<PathBuf>,
@@ -159,6 +167,7 @@ pub fn write_pcap<'a>(
 pub fn main(args: ScriptArgs) -> anyhow::Result<ExitCode> {
     let opts = Options {
         tolerance_us: args.tolerance_usecs,
+        tolerance_percent: args.tolerance_percent,
         verbose: args.verbose,
     };
     let backend = if args.kernel {

@@ -28,6 +28,8 @@ pub struct Script {
     pub events: Vec<Event>,
     /// `--tolerance_usecs=N` given in the script itself.
     pub tolerance_usecs: Option<u64>,
+    /// `--tolerance_percent=P` given in the script itself.
+    pub tolerance_percent: Option<f64>,
     /// Things parsed and ignored (options, shell commands, code blocks), for stderr.
     pub notices: Vec<String>,
 }
@@ -593,6 +595,13 @@ impl<'a> Parser<'a> {
                 Some(self.uint("a tolerance in microseconds", u32::MAX as u64)?);
             return self.end();
         }
+        if name == "tolerance_percent" {
+            self.expect_punct('=', "after the option name")?;
+            // A decimal with up to six places, read as seconds are.
+            let millionths = self.seconds()?;
+            script.tolerance_percent = Some(millionths as f64 / 1e6);
+            return self.end();
+        }
         script
             .notices
             .push(format!("line {line}: option --{name} ignored"));
@@ -1008,6 +1017,8 @@ mod tests {
         .unwrap();
         assert_eq!(s.events.len(), 4);
         assert_eq!(s.tolerance_usecs, Some(10_000));
+        let pct = parse("--tolerance_percent=2.5\n0 close(3) = 0\n").unwrap();
+        assert_eq!(pct.tolerance_percent, Some(2.5));
         assert_eq!(s.notices.len(), 2);
         let EventKind::Syscall(c) = &s.events[1].kind else {
             panic!()

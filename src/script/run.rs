@@ -33,6 +33,10 @@ pub const EPHEMERAL_PORT: u16 = 40_000;
 
 /// packetdrill's default timing tolerance (`--tolerance_usecs`).
 pub const DEFAULT_TOLERANCE_US: u64 = 4_000;
+/// packetdrill's default relative tolerance (`--tolerance_percent`): a share
+/// of the time since the previous event, for Linux's timer wheel, which fires
+/// up to 12.5 % late. The larger of the two applies.
+pub const DEFAULT_TOLERANCE_PERCENT: f64 = 12.5;
 
 /// The connection of a script that listens, and of one that connects.
 pub const PASSIVE: Tuple = Tuple::new(LOCAL_IP, SCRIPT_PORT, REMOTE_IP, EPHEMERAL_PORT);
@@ -41,6 +45,7 @@ pub const ACTIVE: Tuple = Tuple::new(LOCAL_IP, EPHEMERAL_PORT, REMOTE_IP, SCRIPT
 #[derive(Debug, Clone)]
 pub struct Options {
     pub tolerance_us: u64,
+    pub tolerance_percent: f64,
     /// Print every segment and system call, in script notation, on stdout.
     pub verbose: bool,
 }
@@ -49,6 +54,7 @@ impl Default for Options {
     fn default() -> Options {
         Options {
             tolerance_us: DEFAULT_TOLERANCE_US,
+            tolerance_percent: DEFAULT_TOLERANCE_PERCENT,
             verbose: false,
         }
     }
@@ -112,8 +118,8 @@ pub trait Stack {
 }
 
 /// Runs `script` against the engine, to its end or its first failure.
-/// A tolerance written in the script (`--tolerance_usecs=N`) overrides the one
-/// in `opts`.
+/// Tolerances written in the script (`--tolerance_usecs=N`,
+/// `--tolerance_percent=P`) override those in `opts`.
 pub fn run(script: &Script, opts: &Options) -> Outcome {
     run_on(&mut EngineStack::new(), script, opts)
 }
@@ -122,6 +128,7 @@ pub fn run(script: &Script, opts: &Options) -> Outcome {
 pub fn run_on<S: Stack>(stack: &mut S, script: &Script, opts: &Options) -> Outcome {
     let opts = Options {
         tolerance_us: script.tolerance_usecs.unwrap_or(opts.tolerance_us),
+        tolerance_percent: script.tolerance_percent.unwrap_or(opts.tolerance_percent),
         ..opts.clone()
     };
     let mut r = Runner {
@@ -134,6 +141,7 @@ pub fn run_on<S: Stack>(stack: &mut S, script: &Script, opts: &Options) -> Outco
         local_isn: None,
         remote_isn: None,
         last_absolute: 0,
+        last_event: None,
     };
     let failure = r.run(&script.events).err();
     let mut notices = r.notices;
@@ -161,6 +169,11 @@ struct Runner<'a, S: Stack> {
     remote_isn: Option<u32>,
     /// The last absolute time written in the script, to catch time going backwards.
     last_absolute: u64,
+    /// When the previous event was due, and whether it was an inbound packet:
+    /// the base of the relative tolerance, and of a relative inbound packet
+    /// that follows another (packetdrill anchors those to the script's time,
+    /// so that injection overheads do not add up).
+    last_event: Option<(Time, bool)>,
 }
 
 impl<S: Stack> Runner<'_, S> {
@@ -168,8 +181,23 @@ impl<S: Stack> Runner<'_, S> {
         self.stack.now()
     }
 
-    fn tolerance(&self) -> Duration {
-        Duration::from_micros(self.opts.tolerance_us)
+    /// packetdrill's `verify_time`: the larger of the fixed tolerance and
+    /// the relative one, a share of the time since the previous event was due.
+    fn tolerance(&self, due: Time) -> Duration {
+        let fixed = Duration::from_micros(self.opts.tolerance_us);
+        let Some((last, _)) = self.last_event else {
+            return fixed;
+        };
+        let delta = due.saturating_sub(last).as_micros() as f64;
+        let relative = (delta * self.opts.tolerance_percent / 100.0) as u64;
+        fixed.max(Duration::from_micros(relative))
+    }
+
+    /// Notes when `ev` was due, for the events after it.
+    fn done(&mut self, ev: &Event, window: Option<(Time, Time)>) {
+        let inbound = matches!(&ev.kind, EventKind::Packet(p) if p.dir == Direction::Inbound);
+        let due = window.map_or(self.now(), |(lo, _)| lo);
+        self.last_event = Some((due, inbound));
     }
 
     fn run(&mut self, events: &[Event]) -> Result<(), Failure> {
@@ -186,23 +214,26 @@ impl<S: Stack> Runner<'_, S> {
             }
         }
         for ev in events {
-            match &ev.kind {
+            let window = match &ev.kind {
                 EventKind::Packet(p) if p.dir == Direction::Outbound => self.outbound(ev, p)?,
                 EventKind::Packet(p) => {
-                    self.arrive_at(ev)?;
+                    let window = self.arrive_at(ev)?;
                     self.inbound(ev.line, p)?;
+                    window
                 }
                 EventKind::Syscall(c) => {
-                    self.arrive_at(ev)?;
+                    let window = self.arrive_at(ev)?;
                     self.syscall(ev.line, c)?;
+                    window
                 }
-                EventKind::Ignored => {}
-            }
+                EventKind::Ignored => continue,
+            };
+            self.done(ev, window);
         }
         // What the stack sends within the tolerance of the last line is
         // still the last line's doing (a real kernel answers within
         // microseconds, but not within none).
-        let end = self.now() + self.tolerance();
+        let end = self.now() + Duration::from_micros(self.opts.tolerance_us);
         self.advance(end, true);
         match (self.queue.front(), events.last()) {
             (Some(&(t, seg)), Some(last)) => Err(fail(
@@ -225,8 +256,13 @@ impl<S: Stack> Runner<'_, S> {
                 start,
                 end,
             } => {
+                let inbound =
+                    matches!(&ev.kind, EventKind::Packet(p) if p.dir == Direction::Inbound);
                 let base = if relative {
-                    self.now().as_micros()
+                    match self.last_event {
+                        Some((due, true)) if inbound => due.as_micros(),
+                        _ => self.now().as_micros(),
+                    }
                 } else {
                     if start < self.last_absolute {
                         return Err(fail(
@@ -249,16 +285,16 @@ impl<S: Stack> Runner<'_, S> {
 
     /// Brings the clock to an inbound packet's or a system call's time; the
     /// stack must send nothing the script did not expect meanwhile.
-    fn arrive_at(&mut self, ev: &Event) -> Result<(), Failure> {
+    fn arrive_at(&mut self, ev: &Event) -> Result<Option<(Time, Time)>, Failure> {
         let window = self.window(ev)?;
         let now = self.now();
         let t = window.map_or(now, |(lo, _)| lo.max(now));
         self.unexpected(ev.line)?;
         self.advance(t, true);
         self.unexpected(ev.line)?;
-        if let Some((_, hi)) = window {
+        if let Some((lo, hi)) = window {
             let now = self.now();
-            if now > hi + self.tolerance() {
+            if now > hi + self.tolerance(lo) {
                 return Err(fail(
                     ev.line,
                     format!(
@@ -269,7 +305,7 @@ impl<S: Stack> Runner<'_, S> {
                 ));
             }
         }
-        Ok(())
+        Ok(window)
     }
 
     fn unexpected(&self, line: usize) -> Result<(), Failure> {
@@ -344,9 +380,9 @@ impl<S: Stack> Runner<'_, S> {
         Ok(())
     }
 
-    fn outbound(&mut self, ev: &Event, p: &PacketSpec) -> Result<(), Failure> {
+    fn outbound(&mut self, ev: &Event, p: &PacketSpec) -> Result<Option<(Time, Time)>, Failure> {
         let window = self.window(ev)?;
-        let tol = self.tolerance();
+        let tol = window.map_or(Duration::ZERO, |(lo, _)| self.tolerance(lo));
         let late = self.stack.late_search();
         if self.queue.is_empty() {
             let until = window.map_or(self.now() + late, |(_, hi)| hi + tol);
@@ -432,12 +468,12 @@ impl<S: Stack> Runner<'_, S> {
                         "timing error: expected outbound packet {expected} but happened at {} sec; \
                          tolerance {} sec",
                         secs(te),
-                        secs(Time::from_micros(self.opts.tolerance_us))
+                        secs(Time::ZERO + tol)
                     )),
                 ));
             }
         }
-        Ok(())
+        Ok(window)
     }
 
     /// Live to script sequence space: packetdrill's mapping (SYNs absolute,
