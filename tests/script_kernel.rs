@@ -93,7 +93,7 @@ fn expectation(path: &Path) -> (usize, String) {
 #[test]
 fn wrong_scripts_fail_alike_on_the_engine_and_on_linux() {
     let files = pkt_files("tests/scripts/wrong");
-    assert!(files.len() >= 7, "{} wrong scripts", files.len());
+    assert!(files.len() >= 9, "{} wrong scripts", files.len());
     let mut stacks = vec![("engine", Backend::Engine)];
     if kernel_available() {
         stacks.push(("linux", Backend::Kernel));
