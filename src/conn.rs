@@ -16,6 +16,10 @@ pub(crate) mod flag {
     pub const TIMING: u8 = 0x02;
     /// `close_ms` holds when the application closed (for teardown latency).
     pub const CLOSE_STAMPED: u8 = 0x04;
+    /// Our FIN has gone out in one segment with data (riding on it, or
+    /// collapsed with it on retransmission): Linux's FIN skb then carries PSH,
+    /// and keeps it when the data is acknowledged and the FIN resent alone.
+    pub const FIN_WITH_DATA: u8 = 0x08;
     /// close() was called in CLOSE-WAIT: this end is the passive closer.
     pub const PASSIVE_CLOSE: u8 = 0x10;
     /// Counted in `Host::fw2_orphans`: an orphaned FIN-WAIT-2, which Linux keeps
@@ -128,10 +132,11 @@ impl Conn {
     }
 
     /// `tcp_fin_time()`: the orphaned FIN-WAIT-2 lifetime, `tcp_fin_timeout` but at
-    /// least 3.5 RTO.
+    /// least 3.5 RTO. Linux's `icsk_rto` is the backed-off RTO: it stays backed
+    /// off until a valid RTT sample, so a FIN that was retransmitted and then
+    /// ACKed can stretch FIN-WAIT-2 beyond 60 s.
     pub fn fin_wait2_timeout(&self, cfg: &Config) -> Duration {
-        let rto = Duration::from_micros(self.rto_us as u64);
-        cfg.fin_timeout.max(rto * 7 / 2)
+        cfg.fin_timeout.max(self.backed_off_rto(cfg) * 7 / 2)
     }
 }
 

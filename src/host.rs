@@ -577,7 +577,14 @@ impl Host {
             State::SynReceived => (Flags::SYN | Flags::ACK, 0),
             s if s.fin_sent() => {
                 let len = outstanding.saturating_sub(1);
-                let psh = if len > 0 { Flags::PSH } else { Flags::NONE };
+                if len > 0 {
+                    c.flags |= flag::FIN_WITH_DATA;
+                }
+                let psh = if c.has(flag::FIN_WITH_DATA) {
+                    Flags::PSH
+                } else {
+                    Flags::NONE
+                };
                 (Flags::FIN | Flags::ACK | psh, len)
             }
             _ => (Flags::ACK | Flags::PSH, outstanding),
@@ -659,6 +666,7 @@ impl Host {
                 && last.sender_tuple() == c.tuple
             {
                 last.flags = last.flags | Flags::FIN;
+                c.flags |= flag::FIN_WITH_DATA;
                 c.snd_nxt = c.snd_nxt.wrapping_add(1);
                 self.stats.fins_on_data += 1;
                 return;
@@ -1045,17 +1053,20 @@ impl Host {
         Next::TimeWait
     }
 
-    /// New data acknowledged: sample the RTT (Karn), clear the backoff, re-arm or
-    /// stop the retransmission timer.
+    /// New data acknowledged: sample the RTT (Karn), re-arm or stop the
+    /// retransmission timer. The backoff is cleared only with a valid RTT
+    /// sample (Linux `tcp_ack_update_rtt`: "RFC6298: only reset backoff on
+    /// valid RTT measurement"): an ACK of retransmitted data keeps the
+    /// backed-off RTO.
     fn on_new_ack(&mut self, now: Time, idx: u32, c: &mut Conn, ack: u32) {
         if c.has(flag::TIMING) {
             let m = (now.as_micros() as u32).wrapping_sub(c.rtt_ts_us);
             c.rtt_sample(m, &self.cfg);
             c.flags &= !flag::TIMING;
+            c.backoff = 0;
         }
         c.snd_una = ack;
         c.retransmits = 0;
-        c.backoff = 0;
         if c.snd_una == c.snd_nxt {
             self.disarm(c);
         } else {

@@ -10,6 +10,7 @@ pub mod engine;
 #[cfg(target_os = "linux")]
 pub mod kernel;
 pub mod parse;
+pub mod record;
 pub mod run;
 
 use std::io::Write as _;
@@ -52,6 +53,12 @@ pub struct ScriptArgs {
     /// peer behind a tun device, in real time. Needs root (CAP_NET_ADMIN).
     #[arg(long)]
     pub kernel: bool,
+    /// Record instead of check: run the one script's inbound packets and
+    /// system calls on the engine, and write to this file the script of what
+    /// the engine did (its packets as `>` lines, its call results), ready for
+    /// `--kernel`.
+    #[arg(long, value_name = "OUT", conflicts_with_all = ["kernel", "pcap"])]
+    pub record: Option<PathBuf>,
     /// With --kernel, how many scripts run at once (each in its own
     /// namespace; they mostly sleep). Default: all of them.
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
@@ -143,6 +150,41 @@ fn run_kernel(_: &Script, _: &Options) -> Result<Outcome, String> {
     Err("--kernel needs Linux".into())
 }
 
+/// `--record OUT IN`: exit 0 when the recording was written, 1 when the
+/// script could not be read, parsed or run.
+fn record_file(files: &[PathBuf], out: &Path, opts: &Options) -> anyhow::Result<ExitCode> {
+    let [path] = files else {
+        return Err(
+            crate::cli::Usage(format!("--record takes one script, not {}", files.len())).into(),
+        );
+    };
+    let name = path.display();
+    let src = std::fs::read_to_string(path).with_context(|| format!("reading {name}"))?;
+    let script = match parse(&src) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("{name}:{e}");
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    let (text, outcome) = record::record_script(&src, &script, opts);
+    if let Some(f) = &outcome.failure {
+        eprintln!("{name}:{f}");
+        return Ok(ExitCode::FAILURE);
+    }
+    std::fs::write(out, text).with_context(|| format!("writing {}", out.display()))?;
+    let sent = outcome
+        .trace
+        .iter()
+        .filter(|t| t.dir == Direction::Outbound)
+        .count();
+    println!(
+        "recorded {sent} outbound packets of {name} to {}",
+        out.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
 /// Writes the traces of several runs into one pcap, each run starting one
 /// second after the previous one ended.
 pub fn write_pcap<'a>(
@@ -170,6 +212,9 @@ pub fn main(args: ScriptArgs) -> anyhow::Result<ExitCode> {
         tolerance_percent: args.tolerance_percent,
         verbose: args.verbose,
     };
+    if let Some(out) = &args.record {
+        return record_file(&args.files, out, &opts);
+    }
     let backend = if args.kernel {
         #[cfg(target_os = "linux")]
         kernel::available().map_err(|e| anyhow::anyhow!("--kernel: {e}"))?;

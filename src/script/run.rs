@@ -124,8 +124,42 @@ pub fn run(script: &Script, opts: &Options) -> Outcome {
     run_on(&mut EngineStack::new(), script, opts)
 }
 
+/// What happened in a recorded run, in the order it happened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Recorded {
+    /// `events[index]` of the script (an inbound packet or a system call) ran
+    /// at `t`; a system call returned `result` (`0`, `-1 ECONNRESET`).
+    Event {
+        index: usize,
+        t: Time,
+        result: Option<String>,
+    },
+    /// The stack sent this, shown in script notation (`F. 1:1(0) ack 1`).
+    Sent { t: Time, seg: Segment, text: String },
+}
+
+/// Runs `script`'s inbound packets and system calls against the engine and
+/// records what it sends, in place of the script's own `>` lines (which are
+/// skipped): the raw material of a script that says what the engine does
+/// ([`super::record`]).
+pub fn record(script: &Script, opts: &Options) -> (Outcome, Vec<Recorded>) {
+    let mut stack = EngineStack::new();
+    let mut log = Vec::new();
+    let outcome = drive(&mut stack, script, opts, Some(&mut log));
+    (outcome, log)
+}
+
 /// Runs `script` against `stack`.
 pub fn run_on<S: Stack>(stack: &mut S, script: &Script, opts: &Options) -> Outcome {
+    drive(stack, script, opts, None)
+}
+
+fn drive<S: Stack>(
+    stack: &mut S,
+    script: &Script,
+    opts: &Options,
+    record: Option<&mut Vec<Recorded>>,
+) -> Outcome {
     let opts = Options {
         tolerance_us: script.tolerance_usecs.unwrap_or(opts.tolerance_us),
         tolerance_percent: script.tolerance_percent.unwrap_or(opts.tolerance_percent),
@@ -142,6 +176,7 @@ pub fn run_on<S: Stack>(stack: &mut S, script: &Script, opts: &Options) -> Outco
         remote_isn: None,
         last_absolute: 0,
         last_event: None,
+        record,
     };
     let failure = r.run(&script.events).err();
     let mut notices = r.notices;
@@ -174,6 +209,8 @@ struct Runner<'a, S: Stack> {
     /// that follows another (packetdrill anchors those to the script's time,
     /// so that injection overheads do not add up).
     last_event: Option<(Time, bool)>,
+    /// In a recording, what happened; unexpected packets are then no error.
+    record: Option<&'a mut Vec<Recorded>>,
 }
 
 impl<S: Stack> Runner<'_, S> {
@@ -213,16 +250,23 @@ impl<S: Stack> Runner<'_, S> {
                 return Err(fail(first.line, "first event should be at time 0"));
             }
         }
-        for ev in events {
+        for (index, ev) in events.iter().enumerate() {
             let window = match &ev.kind {
-                EventKind::Packet(p) if p.dir == Direction::Outbound => self.outbound(ev, p)?,
+                EventKind::Packet(p) if p.dir == Direction::Outbound => {
+                    if self.record.is_some() {
+                        continue; // the recording writes its own
+                    }
+                    self.outbound(ev, p)?
+                }
                 EventKind::Packet(p) => {
                     let window = self.arrive_at(ev)?;
+                    self.log_event(index);
                     self.inbound(ev.line, p)?;
                     window
                 }
                 EventKind::Syscall(c) => {
                     let window = self.arrive_at(ev)?;
+                    self.log_event(index);
                     self.syscall(ev.line, c)?;
                     window
                 }
@@ -235,6 +279,9 @@ impl<S: Stack> Runner<'_, S> {
         // microseconds, but not within none).
         let end = self.now() + Duration::from_micros(self.opts.tolerance_us);
         self.advance(end, true);
+        if self.record.is_some() {
+            return Ok(());
+        }
         match (self.queue.front(), events.last()) {
             (Some(&(t, seg)), Some(last)) => Err(fail(
                 last.line,
@@ -308,7 +355,21 @@ impl<S: Stack> Runner<'_, S> {
         Ok(window)
     }
 
+    fn log_event(&mut self, index: usize) {
+        let t = self.now();
+        if let Some(log) = self.record.as_deref_mut() {
+            log.push(Recorded::Event {
+                index,
+                t,
+                result: None,
+            });
+        }
+    }
+
     fn unexpected(&self, line: usize) -> Result<(), Failure> {
+        if self.record.is_some() {
+            return Ok(());
+        }
         match self.queue.front() {
             Some(&(t, seg)) => Err(fail(
                 line,
@@ -331,7 +392,17 @@ impl<S: Stack> Runner<'_, S> {
                 dir: Direction::Outbound,
                 seg,
             });
-            self.queue.push_back((t, seg));
+            if self.record.is_some() {
+                if seg.flags.syn() && self.local_isn.is_none() {
+                    self.local_isn = Some((seg.seq, 0));
+                }
+                let text = self.packet_text(&seg);
+                if let Some(log) = self.record.as_deref_mut() {
+                    log.push(Recorded::Sent { t, seg, text });
+                }
+            } else {
+                self.queue.push_back((t, seg));
+            }
         }
     }
 
@@ -513,17 +584,18 @@ impl<S: Stack> Runner<'_, S> {
             }
         };
         let arrow = if dir == Direction::Inbound { '<' } else { '>' };
-        let mut s = format!(
-            "{:>10} {arrow} {:?} {seq}:{}({})",
+        format!(
+            "{:>10} {arrow} {} win {}",
             secs(t),
-            seg.flags,
-            seq.wrapping_add(seg.len),
-            seg.len
-        );
-        if seg.flags.ack() {
-            s += &format!(" ack {ack}");
-        }
-        s + &format!(" win {}", seg.wnd)
+            notation(seg, seq, ack),
+            seg.wnd
+        )
+    }
+
+    /// An outbound segment in script notation, without time or window.
+    fn packet_text(&self, seg: &Segment) -> String {
+        let (seq, ack) = self.outbound_to_script(seg);
+        notation(seg, seq, ack)
     }
 
     // ---- system calls --------------------------------------------------------
@@ -547,6 +619,15 @@ impl<S: Stack> Runner<'_, S> {
                 c.name,
                 args.join(", ")
             );
+        }
+        if let Some(Some(Recorded::Event { result, .. })) =
+            self.record.as_deref_mut().map(|log| log.last_mut())
+        {
+            *result = Some(match &got {
+                Ok(v) => v.to_string(),
+                Err(e) => format!("-1 {e}"),
+            });
+            return Ok(());
         }
         // As packetdrill: the value must match, and so must the errno when
         // the script names one.
@@ -647,6 +728,20 @@ pub fn fail(line: usize, msg: impl Into<String>) -> Failure {
 
 fn secs(t: Time) -> String {
     t.to_string()
+}
+
+/// `F. 1:1(0) ack 1`: flags, sequence range, and the ACK when it has one.
+fn notation(seg: &Segment, seq: u32, ack: u32) -> String {
+    let mut s = format!(
+        "{:?} {seq}:{}({})",
+        seg.flags,
+        seq.wrapping_add(seg.len),
+        seg.len
+    );
+    if seg.flags.ack() {
+        s += &format!(" ack {ack}");
+    }
+    s
 }
 
 /// A script packet in packetdrill's notation.
