@@ -60,21 +60,19 @@ trait Store {
 
 struct Engine {
     table: Table,
-    cfg: Config,
 }
 
 impl Store for Engine {
     const NAME: &'static str = "teardown";
     fn build(n: u64) -> Self {
-        let cfg = Config::default();
-        let mut table = Table::new(cfg.secret);
+        let mut table = Table::new(Config::default().secret);
         for i in 0..n {
-            table.bench_insert(tuple(i), &cfg);
+            table.bench_insert(tuple(i));
         }
-        Engine { table, cfg }
+        Engine { table }
     }
     fn insert(&mut self, t: Tuple) {
-        self.table.bench_insert(t, &self.cfg);
+        self.table.bench_insert(t);
     }
     fn hit(&self, t: &Tuple) -> bool {
         self.table.bench_find(t)

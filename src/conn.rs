@@ -25,6 +25,10 @@ pub(crate) mod flag {
     /// Counted in `Host::fw2_orphans`: an orphaned FIN-WAIT-2, which Linux keeps
     /// as a TIME-WAIT mini-socket counted against `tcp_max_tw_buckets`.
     pub const FW2_COUNTED: u8 = 0x20;
+    /// Our FIN waits behind a retransmission (see [`super::Conn::held`]): the
+    /// state has moved on (FIN-WAIT-1, LAST-ACK) but the FIN is not in
+    /// snd_nxt yet.
+    pub const FIN_HELD: u8 = 0x40;
 }
 
 /// A full connection. 60 bytes; kept in a chunked slab, named by a `u32` index.
@@ -42,12 +46,16 @@ pub(crate) struct Conn {
     pub rcv_nxt: u32,
     /// Smoothed RTT, 0 before the first sample.
     pub srtt_us: u32,
-    /// Linux's `mdev`: the K*RTTVAR term (4 * RTTVAR) of RFC 6298.
+    /// Linux's `mdev_us`: the K*RTTVAR term (4 * RTTVAR) of RFC 6298.
     pub mdev_us: u32,
-    /// RTO before backoff.
-    pub rto_us: u32,
-    /// When the timed segment was sent.
-    pub rtt_ts_us: u32,
+    /// Linux's `rttvar_us`: the variance term of the RTO, at least rto_min,
+    /// which follows mdev up at once and down by a quarter of the gap per RTT.
+    pub rttvar_us: u32,
+    /// While `flag::TIMING`: when the timed segment was sent. Otherwise the
+    /// bytes held back behind a retransmission ([`Conn::held`]): bytes are
+    /// held only in recovery, where a retransmission has already stopped the
+    /// timing (Karn), so the two never live together and share four bytes.
+    timing_or_held: u32,
     /// When the oldest unacknowledged segment was first sent (Linux `retrans_stamp`).
     pub retrans_stamp_ms: u32,
     /// When the application called close().
@@ -65,7 +73,7 @@ pub(crate) struct Conn {
 }
 
 impl Conn {
-    pub fn new(tuple: Tuple, state: State, iss: u32, cfg: &Config) -> Conn {
+    pub fn new(tuple: Tuple, state: State, iss: u32) -> Conn {
         Conn {
             tuple,
             snd_una: iss,
@@ -73,8 +81,8 @@ impl Conn {
             rcv_nxt: 0,
             srtt_us: 0,
             mdev_us: 0,
-            rto_us: cfg.rto_initial.as_micros() as u32,
-            rtt_ts_us: 0,
+            rttvar_us: 0,
+            timing_or_held: 0,
             retrans_stamp_ms: 0,
             close_ms: 0,
             last_oow_ms: 0,
@@ -91,6 +99,68 @@ impl Conn {
         self.flags & f != 0
     }
 
+    /// Starts timing a segment sent `now_us` (Karn: never a retransmitted one).
+    #[inline]
+    pub fn start_timing(&mut self, now_us: u32) {
+        debug_assert_eq!(self.held(), 0);
+        self.timing_or_held = now_us;
+        self.flags |= flag::TIMING;
+    }
+
+    /// The RTT sample of the timed segment, acknowledged at `now_us`; stops timing.
+    #[inline]
+    pub fn take_timing(&mut self, now_us: u32) -> Option<u32> {
+        if !self.has(flag::TIMING) {
+            return None;
+        }
+        self.flags &= !flag::TIMING;
+        Some(now_us.wrapping_sub(std::mem::take(&mut self.timing_or_held)))
+    }
+
+    /// Bytes the application wrote that wait behind a retransmission: after an
+    /// RTO Linux's congestion window is one segment, so new data (and the FIN)
+    /// go out only once the retransmitted segment is acknowledged.
+    #[inline]
+    pub fn held(&self) -> u32 {
+        if self.has(flag::TIMING) {
+            0
+        } else {
+            self.timing_or_held
+        }
+    }
+
+    /// Holds `len` more bytes back (only in recovery, when nothing is timed).
+    #[inline]
+    pub fn hold(&mut self, len: u32) {
+        if self.take_timing(0).is_some() {
+            debug_assert!(false, "bytes held while a segment is timed");
+        }
+        self.timing_or_held = self.timing_or_held.saturating_add(len);
+    }
+
+    /// Takes the held bytes, to send them.
+    #[inline]
+    pub fn take_held(&mut self) -> u32 {
+        if self.has(flag::TIMING) {
+            0
+        } else {
+            std::mem::take(&mut self.timing_or_held)
+        }
+    }
+
+    /// A retransmitted segment is unacknowledged: Linux is in loss recovery
+    /// with a congestion window of one, and sends no new sequence space.
+    #[inline]
+    pub fn in_recovery(&self) -> bool {
+        self.retransmits > 0 && self.snd_una != self.snd_nxt
+    }
+
+    /// Our FIN is in the sequence space (sent, perhaps lost), not held back.
+    #[inline]
+    pub fn fin_out(&self) -> bool {
+        self.state.fin_sent() && !self.has(flag::FIN_HELD)
+    }
+
     /// Records when the application first closed (for teardown latency).
     pub fn stamp_close(&mut self, now: crate::time::Time) {
         if !self.has(flag::CLOSE_STAMPED) {
@@ -104,27 +174,57 @@ impl Conn {
     /// so RTO = m + max(2m, 200 ms); later samples follow RFC 6298 smoothing
     /// (gains 1/8 and 1/4) with the same floor on the variance term.
     pub fn rtt_sample(&mut self, m_us: u32, cfg: &Config) {
-        let m = m_us.max(1);
+        let m = m_us.max(1) as i64;
+        let rto_min = cfg.rto_min.as_micros() as i64;
         if self.srtt_us == 0 {
-            self.srtt_us = m;
-            self.mdev_us = m.saturating_mul(2);
-        } else {
-            let err = m as i64 - self.srtt_us as i64;
-            self.srtt_us = (self.srtt_us as i64 + err / 8).max(1) as u32;
-            let mdev = self.mdev_us as i64;
-            self.mdev_us = (mdev - mdev / 4 + err.abs()) as u32;
+            // "no previous measure": rto = 3 * rtt, at least rto_min above it.
+            self.srtt_us = m as u32;
+            self.mdev_us = (2 * m) as u32;
+            self.rttvar_us = (2 * m).max(rto_min) as u32;
+            return;
         }
-        let var = self.mdev_us.max(cfg.rto_min.as_micros() as u32);
-        self.rto_us = self
-            .srtt_us
-            .saturating_add(var)
-            .min(cfg.rto_max.as_micros() as u32);
+        let srtt = self.srtt_us as i64;
+        let mdev = self.mdev_us as i64;
+        let err = m - srtt;
+        self.srtt_us = (srtt + err / 8).max(1) as u32;
+        // mdev = 3/4 mdev + 1/4 |err|, with Linux's finer gain (a further 1/8)
+        // when the RTT falls: "like Eifel it also prevents growth of rto".
+        let step = if err < 0 {
+            let d = -err - mdev / 4;
+            if d > 0 {
+                d >> 3
+            } else {
+                d
+            }
+        } else {
+            err - mdev / 4
+        };
+        self.mdev_us = (mdev + step).max(0) as u32;
+        // Once per RTT (each engine sample is from a later flight): rttvar
+        // rises to max(mdev, rto_min) at once, falls by a quarter of the gap.
+        let mdev_max = (self.mdev_us as i64).max(rto_min);
+        let rttvar = self.rttvar_us as i64;
+        self.rttvar_us = if mdev_max > rttvar {
+            mdev_max
+        } else {
+            rttvar - (rttvar - mdev_max) / 4
+        } as u32;
+    }
+
+    /// The RTO before backoff (`__tcp_set_rto`: srtt + rttvar), or the initial
+    /// RTO before any sample; at most rto_max.
+    pub fn rto(&self, cfg: &Config) -> Duration {
+        if self.srtt_us == 0 {
+            return cfg.rto_initial.min(cfg.rto_max);
+        }
+        let rto = self.srtt_us as u64 + self.rttvar_us as u64;
+        Duration::from_micros(rto).min(cfg.rto_max)
     }
 
     /// The RTO after backoff, capped at rto_max (`inet_csk_rto_backoff`).
     pub fn backed_off_rto(&self, cfg: &Config) -> Duration {
         let max = cfg.rto_max.as_micros() as u64;
-        let rto = (self.rto_us as u64)
+        let rto = (self.rto(cfg).as_micros() as u64)
             .checked_shl(self.backoff as u32)
             .unwrap_or(max)
             .min(max);
@@ -147,11 +247,11 @@ mod tests {
     #[test]
     fn first_sample_gives_m_plus_max_2m_200ms() {
         let cfg = Config::default();
-        let mut c = Conn::new(Tuple::default(), State::SynSent, 0, &cfg);
+        let mut c = Conn::new(Tuple::default(), State::SynSent, 0);
         assert_eq!(c.backed_off_rto(&cfg), Duration::from_secs(1));
         c.rtt_sample(100_000, &cfg);
         assert_eq!(c.backed_off_rto(&cfg), Duration::from_millis(300));
-        let mut d = Conn::new(Tuple::default(), State::SynSent, 0, &cfg);
+        let mut d = Conn::new(Tuple::default(), State::SynSent, 0);
         d.rtt_sample(20_000, &cfg);
         assert_eq!(d.backed_off_rto(&cfg), Duration::from_millis(220));
     }
@@ -159,7 +259,7 @@ mod tests {
     #[test]
     fn later_samples_smooth_and_backoff_caps() {
         let cfg = Config::default();
-        let mut c = Conn::new(Tuple::default(), State::Established, 0, &cfg);
+        let mut c = Conn::new(Tuple::default(), State::Established, 0);
         c.rtt_sample(100_000, &cfg);
         c.rtt_sample(100_000, &cfg);
         // srtt stays 100 ms; mdev decays from 200 ms to 150 ms, under the 200 ms floor.
@@ -173,14 +273,50 @@ mod tests {
     }
 
     #[test]
+    fn a_falling_rtt_moves_the_rto_as_linux_does() {
+        // Hand-run of tcp_rtt_estimator: 100 ms, then a 50 us sample.
+        let cfg = Config::default();
+        let mut c = Conn::new(Tuple::default(), State::Established, 0);
+        c.rtt_sample(100_000, &cfg);
+        c.rtt_sample(50, &cfg);
+        // srtt 100000 + (50 - 100000) / 8; mdev 200000 + ((99950 - 50000) >> 3);
+        // rttvar follows mdev up.
+        assert_eq!(c.srtt_us, 87_507);
+        assert_eq!(c.mdev_us, 206_243);
+        assert_eq!(c.rttvar_us, 206_243);
+        assert_eq!(c.rto(&cfg), Duration::from_micros(293_750));
+        // Steady 100 ms samples bring mdev down and rttvar back to the floor
+        // by a quarter of the gap each time.
+        c.rtt_sample(100_000, &cfg);
+        // mdev falls to 167176, under the floor: rttvar moves a quarter of the
+        // way down to rto_min.
+        assert_eq!(c.rttvar_us, 206_243 - (206_243 - 200_000) / 4);
+    }
+
+    #[test]
     fn fin_wait2_lasts_at_least_three_and_a_half_rto() {
         let cfg = Config {
             fin_timeout: Duration::from_secs(1),
             ..Config::default()
         };
-        let mut c = Conn::new(Tuple::default(), State::FinWait2, 0, &cfg);
-        c.rto_us = 400_000;
-        assert_eq!(c.fin_wait2_timeout(&cfg), Duration::from_millis(1_400));
+        let mut c = Conn::new(Tuple::default(), State::FinWait2, 0);
+        c.rtt_sample(100_000, &cfg);
+        c.backoff = 2; // 300 ms backed off twice
+        assert_eq!(c.fin_wait2_timeout(&cfg), Duration::from_millis(4_200));
+    }
+
+    #[test]
+    fn timing_and_held_bytes_share_a_field_without_meeting() {
+        let mut c = Conn::new(Tuple::default(), State::Established, 0);
+        c.start_timing(1_000);
+        assert_eq!(c.held(), 0);
+        assert_eq!(c.take_timing(41_000), Some(40_000));
+        assert_eq!(c.take_timing(50_000), None);
+        c.hold(100);
+        c.hold(100);
+        assert_eq!(c.held(), 200);
+        assert_eq!(c.take_held(), 200);
+        assert_eq!(c.held(), 0);
     }
 
     #[test]

@@ -388,7 +388,7 @@ impl Host {
             return Err(Error::TableFull(self.table.len()));
         }
         let iss = self.isn(now, &tuple);
-        let c = Conn::new(tuple, State::SynSent, iss, &self.cfg);
+        let c = Conn::new(tuple, State::SynSent, iss);
         let idx = self.table.insert_conn(c);
         let mut c = *self.table.conn(idx);
         self.send_new(now, idx, &mut c, Flags::SYN, 0);
@@ -407,7 +407,11 @@ impl Host {
             return Err(Error::InvalidState(tuple, c.state));
         }
         if len > 0 {
-            self.send_new(now, idx, &mut c, Flags::ACK | Flags::PSH, len);
+            if c.in_recovery() || c.held() > 0 {
+                c.hold(len);
+            } else {
+                self.send_new(now, idx, &mut c, Flags::ACK | Flags::PSH, len);
+            }
         }
         *self.table.conn_mut(idx) = c;
         Ok(())
@@ -458,6 +462,7 @@ impl Host {
                 } else {
                     let tmo = c.fin_wait2_timeout(&self.cfg);
                     self.arm(now, idx, &mut c, tmo);
+                    c.last_oow_ms = 0; // a new mini-socket, as above
                     Next::Keep
                 }
             }
@@ -475,7 +480,16 @@ impl Host {
         let mut c = *self.table.conn(idx);
         let before = c.state;
         c.stamp_close(now);
-        if c.state != State::SynSent {
+        // tcp_disconnect: RST where tcp_need_reset() (ESTABLISHED, CLOSE-WAIT,
+        // FIN-WAIT-1/2, SYN-RECEIVED), and in CLOSING or LAST-ACK only while
+        // something is unsent; otherwise the socket goes silently.
+        let unsent = c.held() > 0 || c.has(flag::FIN_HELD);
+        let reset = match c.state {
+            State::SynSent => false,
+            State::Closing | State::LastAck => unsent,
+            _ => true,
+        };
+        if reset {
             self.emit(&c.tuple, Flags::RST | Flags::ACK, c.snd_nxt, c.rcv_nxt, 0);
             self.stats.rst_sent += 1;
         }
@@ -575,7 +589,7 @@ impl Host {
         let (flags, len) = match c.state {
             State::SynSent => (Flags::SYN, 0),
             State::SynReceived => (Flags::SYN | Flags::ACK, 0),
-            s if s.fin_sent() => {
+            _ if c.fin_out() => {
                 let len = outstanding.saturating_sub(1);
                 if len > 0 {
                     c.flags |= flag::FIN_WITH_DATA;
@@ -594,7 +608,7 @@ impl Host {
         self.stats.retransmits += 1;
         c.retransmits = c.retransmits.saturating_add(1);
         c.backoff = c.backoff.saturating_add(1).min(30);
-        c.flags &= !flag::TIMING; // Karn: no RTT sample from a retransmission.
+        c.take_timing(0); // Karn: no RTT sample from a retransmission.
         let rto = c.backed_off_rto(&self.cfg);
         self.arm(now, idx, c, rto);
     }
@@ -645,9 +659,8 @@ impl Host {
             .snd_nxt
             .wrapping_add(len + flags.syn() as u32 + flags.fin() as u32);
         if idle {
-            c.rtt_ts_us = now.as_micros() as u32;
+            c.start_timing(now.as_micros() as u32);
             c.retrans_stamp_ms = now.stamp_ms();
-            c.flags |= flag::TIMING;
             let rto = c.backed_off_rto(&self.cfg);
             self.arm(now, idx, c, rto);
         }
@@ -657,6 +670,10 @@ impl Host {
     /// the FIN rides on it, as Linux's `tcp_send_fin` sets FIN on the tail of the
     /// write queue.
     fn send_fin(&mut self, now: Time, idx: u32, c: &mut Conn) {
+        if c.in_recovery() || c.held() > 0 {
+            c.flags |= flag::FIN_HELD;
+            return;
+        }
         if let Some(last) = self.out.last_mut() {
             if last.len > 0
                 && last.flags.ack()
@@ -785,7 +802,7 @@ impl Host {
             self.stats.syn_dropped += 1;
             return;
         }
-        let mut c = Conn::new(tuple, State::SynReceived, iss, &self.cfg);
+        let mut c = Conn::new(tuple, State::SynReceived, iss);
         c.rcv_nxt = seg.seq.wrapping_add(1);
         let idx = self.table.insert_conn(c);
         self.send_new(now, idx, &mut c, Flags::SYN | Flags::ACK, 0);
@@ -916,8 +933,10 @@ impl Host {
             self.events.push(Event::Established { tuple: c.tuple });
         }
         if seq::gt(seg.ack, c.snd_nxt) {
-            // It acknowledges something not yet sent: ACK and drop.
-            self.dup_ack(now, c, seg);
+            // It acknowledges something not yet sent: ACK and drop (RFC 5961
+            // §5.2). Linux answers with a challenge ACK, rate-limited per entry
+            // even when the segment carries a FIN or data.
+            self.challenge_ack(now, c);
             return Next::Keep;
         }
         if seq::lt(c.snd_una, seg.ack) {
@@ -939,6 +958,9 @@ impl Host {
                     }
                     let tmo = c.fin_wait2_timeout(&self.cfg);
                     self.arm(now, idx, c, tmo);
+                    // The mini-socket is new: its out-of-window ACK rate limit
+                    // starts afresh (tw_last_oow_ack_time = 0).
+                    c.last_oow_ms = 0;
                 }
             }
             // "If the ACK acknowledges our FIN, then enter the TIME-WAIT state."
@@ -1059,14 +1081,22 @@ impl Host {
     /// valid RTT measurement"): an ACK of retransmitted data keeps the
     /// backed-off RTO.
     fn on_new_ack(&mut self, now: Time, idx: u32, c: &mut Conn, ack: u32) {
-        if c.has(flag::TIMING) {
-            let m = (now.as_micros() as u32).wrapping_sub(c.rtt_ts_us);
+        if let Some(m) = c.take_timing(now.as_micros() as u32) {
             c.rtt_sample(m, &self.cfg);
-            c.flags &= !flag::TIMING;
             c.backoff = 0;
         }
         c.snd_una = ack;
         c.retransmits = 0;
+        // Out of recovery: what waited behind the retransmission goes now,
+        // the FIN riding on the data.
+        if c.held() > 0 {
+            let len = c.take_held();
+            self.send_new(now, idx, c, Flags::ACK | Flags::PSH, len);
+        }
+        if c.has(flag::FIN_HELD) {
+            c.flags &= !flag::FIN_HELD;
+            self.send_fin(now, idx, c);
+        }
         if c.snd_una == c.snd_nxt {
             self.disarm(c);
         } else {

@@ -9,7 +9,6 @@
 
 use hashbrown::HashTable;
 
-use crate::config::Config;
 use crate::conn::Conn;
 use crate::slab::Slab;
 use crate::state::State;
@@ -275,8 +274,8 @@ impl Table {
     /// its reference into the map), without the timer and segment work of
     /// [`crate::Host::connect`] that would swamp it.
     #[doc(hidden)]
-    pub fn bench_insert(&mut self, tuple: Tuple, cfg: &Config) {
-        self.insert_conn(Conn::new(tuple, State::Established, 0, cfg));
+    pub fn bench_insert(&mut self, tuple: Tuple) {
+        self.insert_conn(Conn::new(tuple, State::Established, 0));
     }
 
     /// For `benches/table.rs`: a lookup, as [`crate::Host::handle`] starts.
@@ -302,7 +301,6 @@ impl Table {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Config;
     use crate::state::State;
 
     fn tuple(port: u16) -> Tuple {
@@ -310,12 +308,7 @@ mod tests {
     }
 
     fn conn(port: u16) -> Conn {
-        Conn::new(
-            tuple(port),
-            State::Established,
-            port as u32,
-            &Config::default(),
-        )
+        Conn::new(tuple(port), State::Established, port as u32)
     }
 
     fn tw(port: u16, expires_ms: u32) -> TwEntry {

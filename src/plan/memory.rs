@@ -186,13 +186,11 @@ mod tests {
     use crate::table::Table;
     use crate::timewait::TwEntry;
     use crate::tuple::Tuple;
-    use crate::Config;
 
     /// Churns a real table at a steady TIME-WAIT population of `rate * life` (every
     /// tick `rate` connections open, go to TIME-WAIT for `life` ticks, expire) plus
     /// `conns` long-lived full connections, and returns its heap once steady.
     fn churned_table_bytes(rate: u32, life: u32, conns: u32) -> usize {
-        let cfg = Config::default();
         let mut t = Table::new(7);
         let mut next = 0u32;
         let mut tuple = || {
@@ -205,12 +203,12 @@ mod tests {
             }
         };
         for _ in 0..conns {
-            t.insert_conn(Conn::new(tuple(), crate::State::Established, 0, &cfg));
+            t.insert_conn(Conn::new(tuple(), crate::State::Established, 0));
         }
         for tick in 0..3 * life {
             for _ in 0..rate {
                 let tu = tuple();
-                let idx = t.insert_conn(Conn::new(tu, crate::State::FinWait1, 0, &cfg));
+                let idx = t.insert_conn(Conn::new(tu, crate::State::FinWait1, 0));
                 let e = TwEntry {
                     tuple: tu,
                     expires_ms: tick + life,

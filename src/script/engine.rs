@@ -10,7 +10,7 @@ use super::run::{
     fail, int_arg, linger_abort, lowest_free_fd, shutdown_how, CallResult, Failure, Stack, ACTIVE,
     SCRIPT_PORT,
 };
-use crate::host::{Event as HostEvent, Host};
+use crate::host::{CloseReason, Event as HostEvent, Host};
 use crate::segment::Segment;
 use crate::state::State;
 use crate::time::Time;
@@ -61,6 +61,14 @@ pub struct EngineStack {
     /// In-order payload bytes received, and read by the application.
     bytes_in: u64,
     bytes_read: u64,
+    /// The peer's FIN was taken in order (Linux `SOCK_DONE`): reads return 0
+    /// from then on, even after a reset.
+    eof: bool,
+    /// When the last timer fired that sent something, and its interval.
+    fired: Option<(Time, Duration)>,
+    /// The error a reset left for the next read or write (Linux `sk_err`:
+    /// ECONNRESET, or EPIPE when the reset came in CLOSE-WAIT), reported once.
+    sk_err: Option<&'static str>,
     notices: Vec<String>,
 }
 
@@ -82,6 +90,9 @@ impl EngineStack {
             peer_mss: DEFAULT_MSS,
             bytes_in: 0,
             bytes_read: 0,
+            eof: false,
+            fired: None,
+            sk_err: None,
             notices: Vec::new(),
         }
     }
@@ -96,9 +107,28 @@ impl EngineStack {
                 HostEvent::Established { tuple } if !self.is_connected(&tuple) => {
                     self.accept_queue.push_back(tuple);
                 }
-                HostEvent::Closed { tuple, .. } => self.accept_queue.retain(|t| *t != tuple),
+                HostEvent::Closed { tuple, reason, .. } => {
+                    self.accept_queue.retain(|t| *t != tuple);
+                    if reason == CloseReason::Reset && self.is_connected(&tuple) {
+                        self.sk_err = Some(if self.eof { "EPIPE" } else { "ECONNRESET" });
+                    }
+                }
                 _ => {}
             }
+        }
+    }
+
+    /// Notes the interval of the retransmission timer that just sent `new`:
+    /// half the RTO it left behind, which it doubled (all of it at rto_max).
+    fn note_timer(&mut self, new: &[(Time, Segment)]) {
+        let Some((t, seg)) = new.last() else { return };
+        if let Some(rto) = self.host.rto(&seg.sender_tuple()) {
+            let interval = if rto >= Config::default().rto_max {
+                rto
+            } else {
+                rto / 2
+            };
+            self.fired = Some((*t, interval));
         }
     }
 
@@ -136,7 +166,9 @@ impl Stack for EngineStack {
                     self.now = d;
                     self.host.handle_timeout(d);
                     fired = Some(d);
+                    let before = sent.len();
                     self.collect(sent);
+                    self.note_timer(&sent[before..]);
                 }
                 _ => break,
             }
@@ -145,8 +177,17 @@ impl Stack for EngineStack {
             return;
         }
         self.now = self.now.max(until);
+        let due = self.host.poll_timeout().is_some_and(|d| d <= self.now);
         self.host.handle_timeout(self.now);
+        let before = sent.len();
         self.collect(sent);
+        if due {
+            self.note_timer(&sent[before..]);
+        }
+    }
+
+    fn fired_timer(&self, t: Time) -> Option<Duration> {
+        self.fired.filter(|(at, _)| *at == t).map(|(_, i)| i)
     }
 
     fn inject(&mut self, seg: &Segment, options: &TcpOptions) -> Result<(), String> {
@@ -171,6 +212,7 @@ impl Stack for EngineStack {
             let advanced = a.wrapping_sub(b);
             let fin = seg.flags.fin() && advanced == seg.len + 1;
             self.bytes_in += (advanced - fin as u32).min(seg.len) as u64;
+            self.eof |= fin;
         }
         Ok(())
     }
@@ -334,7 +376,8 @@ impl Stack for EngineStack {
                 }
                 match self.host.send(t, tuple, len) {
                     Ok(()) => Ok(len as i64),
-                    Err(_) => Err("EPIPE".into()),
+                    // tcp_sendmsg: a pending error first, then EPIPE.
+                    Err(_) => Err(self.sk_err.take().unwrap_or("EPIPE").into()),
                 }
             }
             Call::Read => {
@@ -343,16 +386,19 @@ impl Stack for EngineStack {
                 let Fd::Conn { tuple, .. } = *self.fd(line, fd)? else {
                     return Ok(Err("ENOTCONN".into()));
                 };
+                // tcp_recvmsg's order: data, end of stream (SOCK_DONE), a
+                // pending error, a socket shut down by the reset, or wait.
                 let available = self.bytes_in - self.bytes_read;
-                let state = self.host.state(&tuple);
                 if available > 0 {
                     let n = available.min(len);
                     self.bytes_read += n;
                     Ok(n as i64)
-                } else if state.fin_received() {
+                } else if self.eof {
                     Ok(0)
-                } else if state == State::Closed {
-                    Err("ECONNRESET".into())
+                } else if let Some(e) = self.sk_err.take() {
+                    Err(e.into())
+                } else if self.host.state(&tuple) == State::Closed {
+                    Ok(0)
                 } else {
                     Err("EAGAIN".into())
                 }

@@ -42,9 +42,6 @@ pub fn record_script(src: &str, script: &Script, opts: &Options) -> (String, Out
     let mut prev = Time::ZERO;
     let mut first = true;
     let mut after_fin = false;
-    // When the engine last sent sequence space (SYN, data, FIN): the latest a
-    // retransmission timer can have been armed.
-    let mut last_new = Time::ZERO;
     for entry in &log {
         let t = match entry {
             Recorded::Event { t, .. } | Recorded::Sent { t, .. } => *t,
@@ -71,21 +68,20 @@ pub fn record_script(src: &str, script: &Script, opts: &Options) -> (String, Out
                     EventKind::Packet(p) if p.dir == Direction::Inbound && p.flags.fin());
                 let _ = writeln!(out, "{when:<10} {text}");
             }
-            Recorded::Sent { seg, text, .. } => {
+            Recorded::Sent {
+                seg, text, timer, ..
+            } => {
                 let pure_ack = seg.flags == Flags::ACK && seg.len == 0;
                 let when = if pure_ack && after_fin && delta.is_zero() {
                     DELAYABLE_ACK.to_string()
                 } else if !delta.is_zero() {
                     // Sent on a timer, not in answer to the line before: a
-                    // range for Linux's timer slack over the whole interval.
-                    let hi = delta + linux_timer_slack(t.saturating_sub(last_new));
+                    // range for Linux's timer slack over the timer's interval.
+                    let hi = delta + linux_timer_slack(timer.unwrap_or(delta));
                     format!("+{}~+{}", Time::ZERO + delta, Time::ZERO + hi)
                 } else {
                     when
                 };
-                if seg.flags.syn() || seg.flags.fin() || seg.len > 0 {
-                    last_new = t;
-                }
                 let opts = if seg.flags.syn() { " <...>" } else { "" };
                 let _ = writeln!(out, "{when:<10} > {text}{opts}");
                 after_fin = false;

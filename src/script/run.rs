@@ -115,6 +115,11 @@ pub trait Stack {
     fn late_search(&self) -> Duration;
     /// Notices gathered since the last call (what the stack does not model).
     fn take_notices(&mut self) -> Vec<String>;
+    /// The interval of the timer that fired at `t` and sent what was sent
+    /// then, when the stack knows it (the engine does, the kernel does not say).
+    fn fired_timer(&self, _t: Time) -> Option<Duration> {
+        None
+    }
 }
 
 /// Runs `script` against the engine, to its end or its first failure.
@@ -134,8 +139,14 @@ pub enum Recorded {
         t: Time,
         result: Option<String>,
     },
-    /// The stack sent this, shown in script notation (`F. 1:1(0) ack 1`).
-    Sent { t: Time, seg: Segment, text: String },
+    /// The stack sent this, shown in script notation (`F. 1:1(0) ack 1`); a
+    /// timer of this interval sent it, when one did.
+    Sent {
+        t: Time,
+        seg: Segment,
+        text: String,
+        timer: Option<Duration>,
+    },
 }
 
 /// Runs `script`'s inbound packets and system calls against the engine and
@@ -397,8 +408,14 @@ impl<S: Stack> Runner<'_, S> {
                     self.local_isn = Some((seg.seq, 0));
                 }
                 let text = self.packet_text(&seg);
+                let timer = self.stack.fired_timer(t);
                 if let Some(log) = self.record.as_deref_mut() {
-                    log.push(Recorded::Sent { t, seg, text });
+                    log.push(Recorded::Sent {
+                        t,
+                        seg,
+                        text,
+                        timer,
+                    });
                 }
             } else {
                 self.queue.push_back((t, seg));

@@ -1,0 +1,185 @@
+#![cfg(target_os = "linux")]
+//! Differential testing against Linux: seeded random teardown scenarios
+//! (application calls and peer segments after a handshake), recorded on the
+//! engine with `teardown script --record`'s machinery, then replayed on the
+//! running kernel with `--kernel`. A replay that fails is a divergence between
+//! the engine and Linux; the recorded script is left in the test's temporary
+//! directory, ready for `teardown script --kernel -v`.
+//!
+//! Needs what tests/script_kernel.rs needs (root, /dev/net/tun), and skips
+//! the kernel side the same way (TEARDOWN_KERNEL_TESTS=skip).
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use teardown::script::{self, kernel, parse, record::record_script, Backend, Options};
+
+/// Scenarios per run (`TEARDOWN_DIFF_SCENARIOS` to change); each takes a few
+/// seconds of real time on the kernel, and they run side by side, this many at
+/// a time.
+const SCENARIOS: u64 = 300;
+const AT_ONCE: usize = 100;
+
+fn scenarios() -> u64 {
+    std::env::var("TEARDOWN_DIFF_SCENARIOS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(SCENARIOS)
+}
+
+const PROLOGUE: &str = "\
+0   socket(..., SOCK_STREAM, IPPROTO_TCP) = 3
++0  setsockopt(3, SOL_SOCKET, SO_REUSEADDR, [1], 4) = 0
++0  bind(3, ..., ...) = 0
++0  listen(3, 1) = 0
++0  < S 0:0(0) win 65535 <mss 1460>
++.1 < . 1:1(0) ack 1 win 65535
++0  accept(3, ..., ...) = 4
++0  setsockopt(4, IPPROTO_TCP, TCP_NODELAY, [1], 4) = 0
+";
+
+/// One scenario: after a passive open (with TCP_NODELAY: the engine has no
+/// Nagle), a few application calls and peer segments in random order with
+/// random gaps. Sequence and ACK numbers are
+/// drawn around what the connection has done, so most segments are plausible
+/// and some are not (old, in-window, out of window, beyond snd_nxt).
+fn scenario(seed: u64) -> String {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut s = String::from(PROLOGUE);
+    let (mut written, mut fin_out, mut closed, mut peer_fin) = (0u32, false, false, false);
+    for _ in 0..rng.gen_range(3..=7) {
+        let gap = [0.0, 0.0, 0.05, 0.2, 0.5, 1.0][rng.gen_range(0..6)];
+        let when = format!("+{gap}");
+        let peer_seq = 1 + peer_fin as u32;
+        // What the peer may acknowledge: nothing new, the data, the FIN, or
+        // more than was ever sent.
+        let acks = [1, 1 + written, 1 + written + fin_out as u32, 1001 + written];
+        let ack = acks[rng.gen_range(0..acks.len())];
+        match rng.gen_range(0..9) {
+            0 if !closed && !fin_out && written < 200 => {
+                written += 100;
+                let _ = writeln!(s, "{when} write(4, ..., 100) = 100");
+            }
+            1 if !closed => {
+                if rng.gen_bool(0.15) {
+                    let _ = writeln!(
+                        s,
+                        "{when} setsockopt(4, SOL_SOCKET, SO_LINGER, {{onoff=1, linger=0}}, 8) = 0"
+                    );
+                }
+                let _ = writeln!(s, "+0 close(4) = 0");
+                (closed, fin_out) = (true, true);
+            }
+            2 if !closed && !fin_out => {
+                let _ = writeln!(s, "{when} shutdown(4, SHUT_WR) = 0");
+                fin_out = true;
+            }
+            3 if !closed => {
+                let _ = writeln!(s, "{when} read(4, ..., 1000) = 0");
+            }
+            4 | 5 => {
+                let _ = writeln!(s, "{when} < . {peer_seq}:{peer_seq}(0) ack {ack} win 65535");
+            }
+            6 => {
+                // The peer's FIN, or a retransmission of it.
+                let _ = writeln!(s, "{when} < F. 1:1(0) ack {ack} win 65535");
+                peer_fin = true;
+            }
+            7 => {
+                let seq = [peer_seq, peer_seq - 1, peer_seq + 100, 100_000][rng.gen_range(0..4)];
+                let _ = writeln!(s, "{when} < R {seq}:{seq}(0) win 0");
+            }
+            _ => {
+                let seq = [peer_seq, 100_000][rng.gen_range(0..2)];
+                let _ = writeln!(s, "{when} < . {seq}:{seq}(0) ack {ack} win 65535");
+            }
+        }
+    }
+    s
+}
+
+/// The recorded script of `seed`, or None when the scenario is not one the
+/// runner takes (a call on a socket the script no longer has, say).
+fn recorded(seed: u64) -> Option<String> {
+    let src = scenario(seed);
+    let script = parse(&src).unwrap_or_else(|e| panic!("seed {seed}: {e}\n{src}"));
+    let (text, outcome) = record_script(&src, &script, &Options::default());
+    outcome.failure.is_none().then_some(text)
+}
+
+fn kernel_available() -> bool {
+    match kernel::available() {
+        Ok(()) => true,
+        Err(e) if std::env::var("TEARDOWN_KERNEL_TESTS").as_deref() == Ok("skip") => {
+            eprintln!("kernel side skipped (TEARDOWN_KERNEL_TESTS=skip): {e}");
+            false
+        }
+        Err(e) => panic!(
+            "cannot run scripts against the kernel: {e}. Run as root with /dev/net/tun, \
+             or set TEARDOWN_KERNEL_TESTS=skip"
+        ),
+    }
+}
+
+#[test]
+fn recordings_replay_on_the_engine_itself() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut replayed = 0;
+    let n = scenarios();
+    for seed in 0..n {
+        let Some(text) = recorded(seed) else { continue };
+        let path = dir.path().join(format!("seed-{seed}.pkt"));
+        std::fs::write(&path, &text).unwrap();
+        let r = script::run_file(&path, &Options::default());
+        assert!(r.passed(), "seed {seed}: {:?}\n{text}", r.error);
+        replayed += 1;
+    }
+    assert!(
+        replayed >= n * 9 / 10,
+        "only {replayed} of {n} scenarios ran"
+    );
+}
+
+#[test]
+fn the_engine_and_linux_agree_on_random_teardowns() {
+    if !kernel_available() {
+        return;
+    }
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("script_diff");
+    std::fs::create_dir_all(&dir).unwrap();
+    let files: Vec<(u64, PathBuf)> = (0..scenarios())
+        .filter_map(|seed| {
+            let text = recorded(seed)?;
+            let path = dir.join(format!("seed-{seed}.pkt"));
+            std::fs::write(&path, text).unwrap();
+            Some((seed, path))
+        })
+        .collect();
+    let opts = Options::default();
+    let mut failures = Vec::new();
+    for chunk in files.chunks(AT_ONCE) {
+        std::thread::scope(|s| {
+            let handles: Vec<_> = chunk
+                .iter()
+                .map(|(seed, path)| {
+                    let opts = &opts;
+                    s.spawn(move || (*seed, script::run_file_on(path, opts, Backend::Kernel)))
+                })
+                .collect();
+            for h in handles {
+                let (seed, r) = h.join().expect("scenario thread");
+                failures.extend(r.error.map(|e| format!("seed {seed}: {e}")));
+            }
+        });
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} recorded scenarios fail on Linux (scripts in {}):\n{}",
+        failures.len(),
+        files.len(),
+        dir.display(),
+        failures.join("\n")
+    );
+}
