@@ -31,7 +31,7 @@ pub(crate) mod flag {
     pub const FIN_HELD: u8 = 0x40;
 }
 
-/// A full connection. 60 bytes; kept in a chunked slab, named by a `u32` index.
+/// A full connection. 64 bytes, one cache line; kept in a chunked slab, named by a `u32` index.
 ///
 /// Timestamps are 32-bit and only compared by difference: milliseconds for the
 /// long ones (49 days of range), microseconds for the RTT (71 minutes).

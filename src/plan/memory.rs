@@ -9,8 +9,8 @@
 //! * TIME-WAIT entries: 32-byte records in a ring of 512-entry chunks, plus one
 //!   stale slot per restart (a retransmitted FIN appends a fresh copy), the
 //!   partly consumed head chunk and one spare chunk;
-//! * full connections: 60-byte records in a slab of 512-entry chunks (never
-//!   returned) plus a 4-byte free-list slot each;
+//! * full connections: 64-byte records in a slab of 512-entry chunks (never
+//!   returned) plus a 2-byte free-list slot each;
 //! * the 1024-word listening bitmap of each host.
 //!
 //! The timer wheel is not counted: `src/wheel.rs` is a stand-in until the real
@@ -22,8 +22,9 @@ use super::model::{Times, MODELLED};
 use crate::state::State;
 
 const TW_RECORD: f64 = 32.0;
-const CONN_RECORD: f64 = 60.0;
-const FREE_SLOT: f64 = 4.0;
+const CONN_RECORD: f64 = std::mem::size_of::<crate::conn::Conn>() as f64;
+/// A slab chunk's free list holds `u16` slot numbers.
+const FREE_SLOT: f64 = std::mem::size_of::<u16>() as f64;
 /// The wheel's fixed list heads (`size_of::<[u32; LISTS]>()` in wheel.rs) and one
 /// node per pending timer.
 const WHEEL_HEADS: f64 = 24_640.0;
