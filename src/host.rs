@@ -205,6 +205,9 @@ pub struct Host {
     wheel: Wheel<u32>,
     listening: Vec<u64>,
     out: Vec<Segment>,
+    /// `out[..sent_acks]` may not be coalesced into a later segment: ACKs
+    /// Linux sends on the spot (`tcp_send_ack`), not merely schedules.
+    sent_acks: usize,
     events: Vec<Event>,
     population: [usize; State::COUNT],
     stats: Stats,
@@ -229,6 +232,7 @@ impl Host {
             wheel: Wheel::new(),
             listening: Vec::new(),
             out: Vec::new(),
+            sent_acks: 0,
             events: Vec::new(),
             population: [0; State::COUNT],
             stats: Stats::default(),
@@ -316,6 +320,7 @@ impl Host {
 
     /// Segments to send, oldest first.
     pub fn transmits(&mut self) -> std::vec::Drain<'_, Segment> {
+        self.sent_acks = 0;
         self.out.drain(..)
     }
 
@@ -633,7 +638,7 @@ impl Host {
         // segment that carries ACK: when the application answers within the same
         // step (a response, or the passive closer's FIN), the ACK rides on it, as
         // Linux's delayed ACK makes it do.
-        if flags.ack() && !flags.rst() {
+        if flags.ack() && !flags.rst() && self.out.len() > self.sent_acks {
             if let Some(last) = self.out.last() {
                 if last.flags == Flags::ACK && last.len == 0 && last.sender_tuple() == *tuple {
                     self.out.pop();
@@ -942,7 +947,8 @@ impl Host {
         if seq::lt(c.snd_una, seg.ack) {
             self.on_new_ack(now, idx, c, seg.ack);
         }
-        let all_acked = c.snd_una == c.snd_nxt;
+        // A held FIN is not sent, so not acknowledged either.
+        let all_acked = c.snd_una == c.snd_nxt && !c.has(flag::FIN_HELD);
         match c.state {
             // "In addition to the processing for the ESTABLISHED state, if the FIN
             // segment is now acknowledged, then enter FIN-WAIT-2."
@@ -1004,6 +1010,7 @@ impl Host {
 
         // Eighth, the FIN bit.
         let mut next = Next::Keep;
+        let mut ack_on_the_spot = false;
         if f.fin() {
             let fin_seq = seg.seq.wrapping_add(seg.len);
             if fin_seq == c.rcv_nxt && !c.state.fin_received() {
@@ -1014,7 +1021,11 @@ impl Host {
                         self.events.push(Event::PeerClosed { tuple: c.tuple });
                     }
                     // Our FIN is not acknowledged yet: simultaneous close.
-                    State::FinWait1 => c.state = State::Closing,
+                    // Linux ACKs on the spot here (tcp_fin: tcp_send_ack).
+                    State::FinWait1 => {
+                        c.state = State::Closing;
+                        ack_on_the_spot = true;
+                    }
                     // Seed case 2: when the peer's FIN also acknowledged ours, FIN-WAIT-1
                     // moved to FIN-WAIT-2 above and goes on to TIME-WAIT here, within
                     // this one segment.
@@ -1027,8 +1038,31 @@ impl Host {
         }
         if ack_now {
             self.send_ack(c);
+            if ack_on_the_spot {
+                self.sent_acks = self.out.len();
+            }
+        }
+        if matches!(next, Next::Keep) {
+            self.release_held(now, idx, c);
         }
         next
+    }
+
+    /// Out of recovery, what waited behind the retransmission goes, the FIN
+    /// riding on the data: after the segment's own processing, as Linux's
+    /// `tcp_data_snd_check` at the end of `tcp_rcv_state_process`.
+    fn release_held(&mut self, now: Time, idx: u32, c: &mut Conn) {
+        if c.in_recovery() {
+            return;
+        }
+        let len = c.take_held();
+        if len > 0 {
+            self.send_new(now, idx, c, Flags::ACK | Flags::PSH, len);
+        }
+        if c.has(flag::FIN_HELD) {
+            c.flags &= !flag::FIN_HELD;
+            self.send_fin(now, idx, c);
+        }
     }
 
     /// An orphaned FIN-WAIT-2. Once close() was called and the FIN acknowledged,
@@ -1087,16 +1121,6 @@ impl Host {
         }
         c.snd_una = ack;
         c.retransmits = 0;
-        // Out of recovery: what waited behind the retransmission goes now,
-        // the FIN riding on the data.
-        if c.held() > 0 {
-            let len = c.take_held();
-            self.send_new(now, idx, c, Flags::ACK | Flags::PSH, len);
-        }
-        if c.has(flag::FIN_HELD) {
-            c.flags &= !flag::FIN_HELD;
-            self.send_fin(now, idx, c);
-        }
         if c.snd_una == c.snd_nxt {
             self.disarm(c);
         } else {
@@ -1255,7 +1279,14 @@ impl Host {
             rcv_nxt: c.rcv_nxt,
             expires_ms: (now + self.cfg.time_wait).ceil_millis() as u32,
             close_ms: c.close_ms,
-            last_oow_ms: 0,
+            // An orphan's FIN-WAIT-2 mini-socket turns into TIME-WAIT in place
+            // and keeps its out-of-window rate limit; a full socket's
+            // tcp_time_wait() makes a new mini-socket with none.
+            last_oow_ms: if before == State::FinWait2 && c.has(flag::ORPHAN) {
+                c.last_oow_ms
+            } else {
+                0
+            },
         };
         self.table.conn_to_time_wait(idx, e);
         self.enter(c.tuple, before, State::TimeWait);
