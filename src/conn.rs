@@ -211,20 +211,23 @@ impl Conn {
         } as u32;
     }
 
-    /// The RTO before backoff (`__tcp_set_rto`: srtt + rttvar), or the initial
-    /// RTO before any sample; at most rto_max.
-    pub fn rto(&self, cfg: &Config) -> Duration {
+    /// The RTO before backoff in microseconds, uncapped (`__tcp_set_rto`:
+    /// srtt + rttvar), or the initial RTO before any sample. Integer work: it
+    /// runs on every arm of the retransmission timer.
+    #[inline]
+    fn rto_us(&self, cfg: &Config) -> u64 {
         if self.srtt_us == 0 {
-            return cfg.rto_initial.min(cfg.rto_max);
+            cfg.rto_initial.as_micros() as u64
+        } else {
+            self.srtt_us as u64 + self.rttvar_us as u64
         }
-        let rto = self.srtt_us as u64 + self.rttvar_us as u64;
-        Duration::from_micros(rto).min(cfg.rto_max)
     }
 
     /// The RTO after backoff, capped at rto_max (`inet_csk_rto_backoff`).
     pub fn backed_off_rto(&self, cfg: &Config) -> Duration {
         let max = cfg.rto_max.as_micros() as u64;
-        let rto = (self.rto(cfg).as_micros() as u64)
+        let rto = self
+            .rto_us(cfg)
             .checked_shl(self.backoff as u32)
             .unwrap_or(max)
             .min(max);
@@ -284,7 +287,7 @@ mod tests {
         assert_eq!(c.srtt_us, 87_507);
         assert_eq!(c.mdev_us, 206_243);
         assert_eq!(c.rttvar_us, 206_243);
-        assert_eq!(c.rto(&cfg), Duration::from_micros(293_750));
+        assert_eq!(c.backed_off_rto(&cfg), Duration::from_micros(293_750));
         // Steady 100 ms samples bring mdev down and rttvar back to the floor
         // by a quarter of the gap each time.
         c.rtt_sample(100_000, &cfg);
