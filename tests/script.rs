@@ -37,6 +37,14 @@ const REQUIRED: &[&str] = &[
     "so-linger-abort.pkt",
     "fin-wait-2-orphan-rst-out-of-window.pkt",
     "fin-wait-2-orphan-rst-in-window.pkt",
+    "time-wait-ack-restarts-timer.pkt",
+    "time-wait-oow-ack-rate-limit.pkt",
+    "fin-retransmit-after-partial-ack.pkt",
+    "challenge-ack-beyond-snd-nxt.pkt",
+    "abort-in-last-ack.pkt",
+    "fin-held-behind-retransmission.pkt",
+    "read-after-fin-and-reset.pkt",
+    "rto-after-falling-rtt.pkt",
 ];
 
 fn corpus() -> Vec<PathBuf> {

@@ -61,7 +61,7 @@ fn every_corpus_script_passes_on_linux() {
         return;
     }
     let files = pkt_files("tests/scripts");
-    assert!(files.len() >= 25, "corpus shrank: {} scripts", files.len());
+    assert!(files.len() >= 33, "corpus shrank: {} scripts", files.len());
     let failures: Vec<String> = run_all(&files, Backend::Kernel)
         .into_iter()
         .filter_map(|r| r.error)
