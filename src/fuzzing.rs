@@ -139,15 +139,28 @@ fn check(h: &mut Host, tuples: &[Tuple]) {
 }
 
 /// Parses arbitrary text as a packetdrill script and, when it parses, runs it
-/// against the engine. Invariants: no panic; a parse error names a line and a
-/// column inside the input.
+/// against the engine and records it. Invariants: no panic; a parse error
+/// names a line and a column inside the input; a script the engine can record
+/// gives a recording that parses and passes on the engine itself.
 pub fn script(data: &[u8]) {
     let Ok(src) = std::str::from_utf8(data) else {
         return;
     };
     match crate::script::parse(src) {
         Ok(script) => {
-            let _ = crate::script::run(&script, &crate::script::Options::default());
+            let opts = crate::script::Options::default();
+            let _ = crate::script::run(&script, &opts);
+            let (text, outcome) = crate::script::record::record_script(&script, &opts);
+            if outcome.failure.is_none() {
+                let replay = crate::script::parse(&text)
+                    .unwrap_or_else(|e| panic!("the recording does not parse: {e}\n{text}"));
+                let again = crate::script::run(&replay, &opts);
+                assert!(
+                    again.failure.is_none(),
+                    "the recording fails on the engine: {:?}\n{text}",
+                    again.failure
+                );
+            }
         }
         Err(e) => {
             let lines = src.lines().count().max(1);

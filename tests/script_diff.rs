@@ -105,7 +105,7 @@ fn scenario(seed: u64) -> String {
 fn recorded(seed: u64) -> Option<String> {
     let src = scenario(seed);
     let script = parse(&src).unwrap_or_else(|e| panic!("seed {seed}: {e}\n{src}"));
-    let (text, outcome) = record_script(&src, &script, &Options::default());
+    let (text, outcome) = record_script(&script, &Options::default());
     outcome.failure.is_none().then_some(text)
 }
 

@@ -167,7 +167,7 @@ fn record_file(files: &[PathBuf], out: &Path, opts: &Options) -> anyhow::Result<
             return Ok(ExitCode::FAILURE);
         }
     };
-    let (text, outcome) = record::record_script(&src, &script, opts);
+    let (text, outcome) = record::record_script(&script, opts);
     if let Some(f) = &outcome.failure {
         eprintln!("{name}:{f}");
         return Ok(ExitCode::FAILURE);

@@ -9,7 +9,7 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use super::parse::{Direction, EventKind, Script};
-use super::run::{record, Options, Outcome, Recorded};
+use super::run::{call_line, packet_line, record, Options, Outcome, Recorded};
 use crate::segment::Flags;
 use crate::time::Time;
 
@@ -25,19 +25,21 @@ fn linux_timer_slack(interval: Duration) -> Duration {
     interval / 8 + interval / 64 + Duration::from_millis(4)
 }
 
-/// The recorded script for `script` (parsed from `src`), and the run. Time
+/// The recorded script for `script`, and the run. Time
 /// columns are rewritten relative to the line before, so that on a slower
 /// stack each line waits for the one before it, as in a hand-written script.
-pub fn record_script(src: &str, script: &Script, opts: &Options) -> (String, Outcome) {
+pub fn record_script(script: &Script, opts: &Options) -> (String, Outcome) {
     let (outcome, log) = record(script, opts);
-    let lines: Vec<&str> = src.lines().collect();
     let mut out = String::from(
         "// Recorded by `teardown script --record`: the engine's packets as `>` lines\n\
          // and its system call results, for `teardown script --kernel`.\n",
     );
-    for l in lines.iter().filter(|l| l.trim_start().starts_with("--")) {
-        out += l;
-        out.push('\n');
+    // The options the runner honours, as parsed (others were ignored).
+    if let Some(us) = script.tolerance_usecs {
+        let _ = writeln!(out, "--tolerance_usecs={us}");
+    }
+    if let Some(pct) = script.tolerance_percent {
+        let _ = writeln!(out, "--tolerance_percent={pct}");
     }
     let mut prev = Time::ZERO;
     let mut first = true;
@@ -59,10 +61,13 @@ pub fn record_script(src: &str, script: &Script, opts: &Options) -> (String, Out
         match entry {
             Recorded::Event { index, result, .. } => {
                 let ev = &script.events[*index];
-                let text = lines.get(ev.line - 1).map_or("", |l| strip_time(l));
-                let text = match result {
-                    Some(r) => with_result(text, r),
-                    None => text.to_string(),
+                // Rebuilt from the parsed event, not copied from the source:
+                // the source's spacing and its expected results are not ours.
+                let text = match (&ev.kind, result) {
+                    (EventKind::Packet(p), _) => packet_line(p),
+                    (EventKind::Syscall(c), Some(r)) => call_line(c, r),
+                    (EventKind::Syscall(c), None) => call_line(c, &c.ret.to_string()),
+                    (EventKind::Ignored, _) => continue,
                 };
                 after_fin = matches!(&ev.kind,
                     EventKind::Packet(p) if p.dir == Direction::Inbound && p.flags.fin());
@@ -91,43 +96,30 @@ pub fn record_script(src: &str, script: &Script, opts: &Options) -> (String, Out
     (out, outcome)
 }
 
-/// A script line without its time column.
-fn strip_time(line: &str) -> &str {
-    let line = line.trim_start();
-    line.split_once(char::is_whitespace)
-        .map_or(line, |(_, rest)| rest.trim_start())
-}
-
-/// A system call line with its `= ...` replaced by `= result`.
-fn with_result(call: &str, result: &str) -> String {
-    // The call's own closing parenthesis comes before the last top-level '='.
-    let body = call.rfind(") =").map_or(call, |i| &call[..=i]);
-    format!("{body} = {result}")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::script::parse;
 
     #[test]
-    fn lines_lose_their_time_and_calls_take_their_result() {
-        assert_eq!(strip_time("+.1~+.2  close(4) = 0"), "close(4) = 0");
-        assert_eq!(
-            strip_time("0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3"),
-            "socket(..., SOCK_STREAM, IPPROTO_TCP) = 3"
+    fn lines_are_rebuilt_from_the_parse_not_the_source() {
+        // No space after the time, and spacing of its own: the recording
+        // writes the event as the parser read it.
+        let src = "0socket(..., SOCK_STREAM, IPPROTO_TCP)=3\n+0 bind(3,...,...)=0\n\
+                   +0 listen(3, 1)=0\n+0<S 0:0(0) win 65535 <mss 1460,sackOK,nop,wscale 7>\n";
+        let script = parse(src).unwrap();
+        let (text, outcome) = record_script(&script, &Options::default());
+        assert!(outcome.failure.is_none(), "{:?}", outcome.failure);
+        assert!(
+            text.contains("0          socket(..., SOCK_STREAM, IPPROTO_TCP) = 3\n"),
+            "{text}"
         );
-        assert_eq!(
-            with_result("read(4, ..., 10) = 10", "-1 ECONNRESET"),
-            "read(4, ..., 10) = -1 ECONNRESET"
+        assert!(text.contains("bind(3, ..., ...) = 0\n"), "{text}");
+        assert!(
+            text.contains("< S 0:0(0) win 65535 <mss 1460,sackOK,nop,wscale 7>\n"),
+            "{text}"
         );
-        assert_eq!(
-            with_result(
-                "setsockopt(4, SOL_SOCKET, SO_LINGER, {onoff=1, linger=0}, 8) = 0",
-                "0"
-            ),
-            "setsockopt(4, SOL_SOCKET, SO_LINGER, {onoff=1, linger=0}, 8) = 0"
-        );
+        parse(&text).unwrap();
     }
 
     #[test]
@@ -139,7 +131,7 @@ mod tests {
                    +0 shutdown(4, SHUT_WR) = 0\n+.5 < F. 1:1(0) ack 2 win 65535\n\
                    +0 read(4, ..., 10) = 99\n";
         let script = parse(src).unwrap();
-        let (text, outcome) = record_script(src, &script, &Options::default());
+        let (text, outcome) = record_script(&script, &Options::default());
         assert!(outcome.failure.is_none(), "{:?}", outcome.failure);
         // The SYN-ACK, the FIN and its first retransmission after 300 ms, the
         // ACK of the peer's FIN; the read's real result (end of stream).

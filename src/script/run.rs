@@ -761,6 +761,40 @@ fn notation(seg: &Segment, seq: u32, ack: u32) -> String {
     s
 }
 
+/// A script packet line without its time, options included, as a recording
+/// writes it: `< S 0:0(0) win 65535 <mss 1460,sackOK,nop,wscale 7>`. The
+/// parser keeps no timestamp values, so a TS option is written `TS val 0 ecr 0`.
+pub fn packet_line(p: &PacketSpec) -> String {
+    let o = &p.options;
+    let mut opts = Vec::new();
+    if let Some(m) = o.mss {
+        opts.push(format!("mss {m}"));
+    }
+    if o.sack_ok {
+        opts.push("sackOK".to_string());
+    }
+    if o.timestamps {
+        opts.push("TS val 0 ecr 0".to_string());
+    }
+    if let Some(w) = o.wscale {
+        opts.push(format!("nop,wscale {w}"));
+    }
+    let mut s = spec_string(p);
+    if o.unchecked {
+        s += " <...>";
+    } else if !opts.is_empty() {
+        s += &format!(" <{}>", opts.join(","));
+    }
+    s
+}
+
+/// A system call line without its time, with `result` as its value:
+/// `close(4) = 0`, `read(4, ..., 1000) = -1 ECONNRESET`.
+pub fn call_line(c: &Syscall, result: &str) -> String {
+    let args: Vec<String> = c.args.iter().map(|a| a.to_string()).collect();
+    format!("{}({}) = {result}", c.name, args.join(", "))
+}
+
 /// A script packet in packetdrill's notation.
 fn spec_string(p: &PacketSpec) -> String {
     let mut s = format!(
