@@ -141,11 +141,9 @@ impl Conn {
     /// Takes the held bytes, to send them.
     #[inline]
     pub fn take_held(&mut self) -> u32 {
-        if self.has(flag::TIMING) {
-            0
-        } else {
-            std::mem::take(&mut self.timing_or_held)
-        }
+        let n = self.held();
+        self.timing_or_held -= n;
+        n
     }
 
     /// A retransmitted segment is unacknowledged: Linux is in loss recovery
@@ -153,6 +151,19 @@ impl Conn {
     #[inline]
     pub fn in_recovery(&self) -> bool {
         self.retransmits > 0 && self.snd_una != self.snd_nxt
+    }
+
+    /// New sequence space (data, our FIN) must wait now: in recovery, or
+    /// behind what already waits.
+    #[inline]
+    pub fn must_hold(&self) -> bool {
+        self.in_recovery() || self.held() > 0
+    }
+
+    /// Data or our FIN is held back, not yet in snd_nxt.
+    #[inline]
+    pub fn holds_back(&self) -> bool {
+        self.held() > 0 || self.has(flag::FIN_HELD)
     }
 
     /// Our FIN is in the sequence space (sent, perhaps lost), not held back.
@@ -171,8 +182,9 @@ impl Conn {
 
     /// Feeds one RTT sample, as Linux's `tcp_rtt_estimator` and `__tcp_set_rto` do:
     /// the first sample m gives srtt = m and a variance term of max(2m, rto_min),
-    /// so RTO = m + max(2m, 200 ms); later samples follow RFC 6298 smoothing
-    /// (gains 1/8 and 1/4) with the same floor on the variance term.
+    /// so RTO = m + max(2m, 200 ms); later samples smooth srtt by 1/8 and mdev
+    /// by 1/4 (1/32 when the RTT falls), and rttvar follows max(mdev, rto_min)
+    /// up at once and down by a quarter of the gap.
     pub fn rtt_sample(&mut self, m_us: u32, cfg: &Config) {
         let m = m_us.max(1) as i64;
         let rto_min = cfg.rto_min.as_micros() as i64;

@@ -412,7 +412,7 @@ impl Host {
             return Err(Error::InvalidState(tuple, c.state));
         }
         if len > 0 {
-            if c.in_recovery() || c.held() > 0 {
+            if c.must_hold() {
                 c.hold(len);
             } else {
                 self.send_new(now, idx, &mut c, Flags::ACK | Flags::PSH, len);
@@ -465,9 +465,7 @@ impl Host {
                     self.stats.time_wait_overflow += 1;
                     Next::Close(CloseReason::TimeWaitOverflow)
                 } else {
-                    let tmo = c.fin_wait2_timeout(&self.cfg);
-                    self.arm(now, idx, &mut c, tmo);
-                    c.last_oow_ms = 0; // a new mini-socket, as above
+                    self.become_fin_wait_2_mini_socket(now, idx, &mut c);
                     Next::Keep
                 }
             }
@@ -488,10 +486,9 @@ impl Host {
         // tcp_disconnect: RST where tcp_need_reset() (ESTABLISHED, CLOSE-WAIT,
         // FIN-WAIT-1/2, SYN-RECEIVED), and in CLOSING or LAST-ACK only while
         // something is unsent; otherwise the socket goes silently.
-        let unsent = c.held() > 0 || c.has(flag::FIN_HELD);
         let reset = match c.state {
             State::SynSent => false,
-            State::Closing | State::LastAck => unsent,
+            State::Closing | State::LastAck => c.holds_back(),
             _ => true,
         };
         if reset {
@@ -675,7 +672,7 @@ impl Host {
     /// the FIN rides on it, as Linux's `tcp_send_fin` sets FIN on the tail of the
     /// write queue.
     fn send_fin(&mut self, now: Time, idx: u32, c: &mut Conn) {
-        if c.in_recovery() || c.held() > 0 {
+        if c.must_hold() {
             c.flags |= flag::FIN_HELD;
             return;
         }
@@ -962,11 +959,7 @@ impl Host {
                         self.stats.time_wait_overflow += 1;
                         return Next::Close(CloseReason::TimeWaitOverflow);
                     }
-                    let tmo = c.fin_wait2_timeout(&self.cfg);
-                    self.arm(now, idx, c, tmo);
-                    // The mini-socket is new: its out-of-window ACK rate limit
-                    // starts afresh (tw_last_oow_ack_time = 0).
-                    c.last_oow_ms = 0;
+                    self.become_fin_wait_2_mini_socket(now, idx, c);
                 }
             }
             // "If the ACK acknowledges our FIN, then enter the TIME-WAIT state."
@@ -1048,11 +1041,20 @@ impl Host {
         next
     }
 
+    /// An orphan whose FIN is acknowledged becomes Linux's FIN_WAIT2 mini-socket
+    /// (`tcp_time_wait(sk, TCP_FIN_WAIT2, tmo)`): it lives `tcp_fin_time()`, and
+    /// its out-of-window ACK rate limit starts afresh (tw_last_oow_ack_time = 0).
+    fn become_fin_wait_2_mini_socket(&mut self, now: Time, idx: u32, c: &mut Conn) {
+        let tmo = c.fin_wait2_timeout(&self.cfg);
+        self.arm(now, idx, c, tmo);
+        c.last_oow_ms = 0;
+    }
+
     /// Out of recovery, what waited behind the retransmission goes, the FIN
     /// riding on the data: after the segment's own processing, as Linux's
     /// `tcp_data_snd_check` at the end of `tcp_rcv_state_process`.
     fn release_held(&mut self, now: Time, idx: u32, c: &mut Conn) {
-        if c.in_recovery() {
+        if !c.holds_back() || c.in_recovery() {
             return;
         }
         let len = c.take_held();

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use super::parse::{Call, Syscall, TcpOptions};
 use super::run::{
-    fail, int_arg, linger_abort, lowest_free_fd, shutdown_how, CallResult, Failure, Stack, ACTIVE,
-    SCRIPT_PORT,
+    fail, fcntl_result, int_arg, linger_abort, lowest_free_fd, shutdown_how, CallResult, Failure,
+    Stack, ACTIVE, SCRIPT_PORT,
 };
 use crate::host::{CloseReason, Event as HostEvent, Host};
 use crate::segment::Segment;
@@ -123,7 +123,7 @@ impl EngineStack {
     fn note_timer(&mut self, new: &[(Time, Segment)]) {
         let Some((t, seg)) = new.last() else { return };
         if let Some(rto) = self.host.rto(&seg.sender_tuple()) {
-            let interval = if rto >= Config::default().rto_max {
+            let interval = if rto >= self.host.config().rto_max {
                 rto
             } else {
                 rto / 2
@@ -244,13 +244,7 @@ impl Stack for EngineStack {
             }
             Call::Fcntl => {
                 self.fd(line, int_arg(line, c, 0)?)?;
-                // Every descriptor is non-blocking already; fcntl's result is
-                // the script's own business (F_GETFL flags).
-                if c.ret >= 0 {
-                    Ok(c.ret)
-                } else {
-                    Err("EINVAL".into())
-                }
+                fcntl_result(c)
             }
             Call::Listen => {
                 let fd = int_arg(line, c, 0)?;

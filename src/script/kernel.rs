@@ -36,8 +36,8 @@ use nix::sys::time::TimeSpec;
 use super::engine::would_block;
 use super::parse::{Call, Expr, Syscall, TcpOptions};
 use super::run::{
-    fail, int_arg, linger_abort, lowest_free_fd, shutdown_how, CallResult, Failure, Stack,
-    EPHEMERAL_PORT, LOCAL_IP, REMOTE_IP, SCRIPT_PORT,
+    fail, fcntl_result, int_arg, linger_abort, lowest_free_fd, shutdown_how, CallResult, Failure,
+    Stack, EPHEMERAL_PORT, LOCAL_IP, REMOTE_IP, SCRIPT_PORT,
 };
 use crate::segment::{Flags, Segment};
 use crate::time::Time;
@@ -229,12 +229,7 @@ impl Stack for KernelStack {
             }
             Call::Fcntl => {
                 self.sock(line, int_arg(line, c, 0)?)?;
-                // Every socket is non-blocking already (see engine.rs).
-                if c.ret >= 0 {
-                    Ok(c.ret)
-                } else {
-                    Err("EINVAL".into())
-                }
+                fcntl_result(c)
             }
             Call::Listen => {
                 let fd = self.sock(line, int_arg(line, c, 0)?)?;

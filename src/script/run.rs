@@ -717,6 +717,17 @@ pub fn linger_abort(line: usize, c: &Syscall) -> Result<Option<bool>, Failure> {
     Ok(Some(onoff != 0))
 }
 
+/// fcntl()'s result. Both stacks keep every descriptor non-blocking already,
+/// so the call changes nothing and its value is the script's own business
+/// (F_GETFL flags).
+pub fn fcntl_result(c: &Syscall) -> CallResult {
+    if c.ret >= 0 {
+        Ok(c.ret)
+    } else {
+        Err("EINVAL".into())
+    }
+}
+
 /// The lowest free descriptor from 3, as a kernel hands them out.
 pub fn lowest_free_fd(is_open: impl Fn(i64) -> bool) -> i64 {
     (3..).find(|fd| !is_open(*fd)).unwrap_or(3)
