@@ -2,6 +2,8 @@
 //! must fail naming the line, malformed ones must give a parse error with line and column, and the
 //! pcap export must decode.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -48,14 +50,7 @@ const REQUIRED: &[&str] = &[
 ];
 
 fn corpus() -> Vec<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/scripts");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .expect("tests/scripts")
-        .map(|e| e.expect("dir entry").path())
-        .filter(|p| p.extension().is_some_and(|e| e == "pkt"))
-        .collect();
-    files.sort();
-    files
+    common::pkt_files("tests/scripts")
 }
 
 fn file_name(p: &Path) -> &str {

@@ -14,7 +14,10 @@ use std::path::PathBuf;
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use teardown::script::{self, kernel, parse, record::record_script, Backend, Options};
+mod common;
+
+use common::kernel_available;
+use teardown::script::{self, parse, record::record_script, Backend, Options};
 
 /// Scenarios per run (`TEARDOWN_DIFF_SCENARIOS` to change); each takes a few
 /// seconds of real time on the kernel, and they run side by side, this many at
@@ -109,20 +112,6 @@ fn recorded(seed: u64) -> Option<String> {
     outcome.failure.is_none().then_some(text)
 }
 
-fn kernel_available() -> bool {
-    match kernel::available() {
-        Ok(()) => true,
-        Err(e) if std::env::var("TEARDOWN_KERNEL_TESTS").as_deref() == Ok("skip") => {
-            eprintln!("kernel side skipped (TEARDOWN_KERNEL_TESTS=skip): {e}");
-            false
-        }
-        Err(e) => panic!(
-            "cannot run scripts against the kernel: {e}. Run as root with /dev/net/tun, \
-             or set TEARDOWN_KERNEL_TESTS=skip"
-        ),
-    }
-}
-
 #[test]
 fn recordings_replay_on_the_engine_itself() {
     let dir = tempfile::tempdir().unwrap();
@@ -149,31 +138,20 @@ fn the_engine_and_linux_agree_on_random_teardowns() {
     }
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("script_diff");
     std::fs::create_dir_all(&dir).unwrap();
-    let files: Vec<(u64, PathBuf)> = (0..scenarios())
+    let (seeds, files): (Vec<u64>, Vec<PathBuf>) = (0..scenarios())
         .filter_map(|seed| {
             let text = recorded(seed)?;
             let path = dir.join(format!("seed-{seed}.pkt"));
             std::fs::write(&path, text).unwrap();
             Some((seed, path))
         })
+        .unzip();
+    let results = script::run_files(&files, &Options::default(), Backend::Kernel, AT_ONCE);
+    let failures: Vec<String> = seeds
+        .iter()
+        .zip(results)
+        .filter_map(|(seed, r)| r.error.map(|e| format!("seed {seed}: {e}")))
         .collect();
-    let opts = Options::default();
-    let mut failures = Vec::new();
-    for chunk in files.chunks(AT_ONCE) {
-        std::thread::scope(|s| {
-            let handles: Vec<_> = chunk
-                .iter()
-                .map(|(seed, path)| {
-                    let opts = &opts;
-                    s.spawn(move || (*seed, script::run_file_on(path, opts, Backend::Kernel)))
-                })
-                .collect();
-            for h in handles {
-                let (seed, r) = h.join().expect("scenario thread");
-                failures.extend(r.error.map(|e| format!("seed {seed}: {e}")));
-            }
-        });
-    }
     assert!(
         failures.is_empty(),
         "{} of {} recorded scenarios fail on Linux (scripts in {}):\n{}",

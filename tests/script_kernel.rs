@@ -9,51 +9,12 @@
 //! TEARDOWN_KERNEL_TESTS=skip. Scripts run in real time, side by side, each in
 //! its own network namespace: the longest (fin-retransmit-give-up) takes 3 min.
 
-use std::path::{Path, PathBuf};
+mod common;
 
-use teardown::script::{self, kernel, Backend, FileResult, Options};
+use std::path::Path;
 
-fn pkt_files(dir: &str) -> Vec<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(dir);
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .map(|e| e.expect("dir entry").path())
-        .filter(|p| p.extension().is_some_and(|e| e == "pkt"))
-        .collect();
-    files.sort();
-    files
-}
-
-/// Whether to run the kernel side: yes when it is available; a skip only
-/// when asked for.
-fn kernel_available() -> bool {
-    match kernel::available() {
-        Ok(()) => true,
-        Err(e) if std::env::var("TEARDOWN_KERNEL_TESTS").as_deref() == Ok("skip") => {
-            eprintln!("kernel side skipped (TEARDOWN_KERNEL_TESTS=skip): {e}");
-            false
-        }
-        Err(e) => panic!(
-            "cannot run scripts against the kernel: {e}. Run as root with /dev/net/tun, \
-             or set TEARDOWN_KERNEL_TESTS=skip"
-        ),
-    }
-}
-
-/// Runs every file on `backend`, all at once (they mostly sleep).
-fn run_all(files: &[PathBuf], backend: Backend) -> Vec<FileResult> {
-    let opts = Options::default();
-    std::thread::scope(|s| {
-        let handles: Vec<_> = files
-            .iter()
-            .map(|f| s.spawn(|| script::run_file_on(f, &opts, backend)))
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().expect("script thread"))
-            .collect()
-    })
-}
+use common::{kernel_available, pkt_files};
+use teardown::script::{self, Backend, Options};
 
 #[test]
 fn every_corpus_script_passes_on_linux() {
@@ -62,10 +23,11 @@ fn every_corpus_script_passes_on_linux() {
     }
     let files = pkt_files("tests/scripts");
     assert!(files.len() >= 33, "corpus shrank: {} scripts", files.len());
-    let failures: Vec<String> = run_all(&files, Backend::Kernel)
-        .into_iter()
-        .filter_map(|r| r.error)
-        .collect();
+    let failures: Vec<String> =
+        script::run_files(&files, &Options::default(), Backend::Kernel, files.len())
+            .into_iter()
+            .filter_map(|r| r.error)
+            .collect();
     assert!(
         failures.is_empty(),
         "{} of {} scripts fail on Linux {}:\n{}",
@@ -99,7 +61,8 @@ fn wrong_scripts_fail_alike_on_the_engine_and_on_linux() {
         stacks.push(("linux", Backend::Kernel));
     }
     for (stack, backend) in stacks {
-        for (path, r) in files.iter().zip(run_all(&files, backend)) {
+        let results = script::run_files(&files, &Options::default(), backend, files.len());
+        for (path, r) in files.iter().zip(results) {
             let (line, text) = expectation(path);
             let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
             let err = r

@@ -96,6 +96,9 @@ pub fn run_file(path: &Path, opts: &Options) -> FileResult {
 /// thread of its own, in a network namespace of its own.
 pub fn run_file_on(path: &Path, opts: &Options, backend: Backend) -> FileResult {
     let name = path.display();
+    if opts.verbose {
+        println!("== {name}");
+    }
     let src = match std::fs::read_to_string(path) {
         Ok(s) => s,
         Err(e) => {
@@ -131,6 +134,33 @@ pub fn run_file_on(path: &Path, opts: &Options, backend: Backend) -> FileResult 
         outcome: Some(outcome),
         error,
     }
+}
+
+/// Runs `files` on `backend`, `at_once` of them side by side (each on a
+/// thread of its own; kernel scripts mostly sleep), and gives their results
+/// in the order given.
+pub fn run_files(
+    files: &[PathBuf],
+    opts: &Options,
+    backend: Backend,
+    at_once: usize,
+) -> Vec<FileResult> {
+    let mut results = Vec::with_capacity(files.len());
+    for chunk in files.chunks(at_once.max(1)) {
+        std::thread::scope(|s| {
+            let handles: Vec<_> = chunk
+                .iter()
+                .map(|path| s.spawn(move || run_file_on(path, opts, backend)))
+                .collect();
+            results.extend(handles.into_iter().map(|h| {
+                h.join().unwrap_or_else(|_| FileResult {
+                    outcome: None,
+                    error: Some("the script's thread panicked".into()),
+                })
+            }));
+        });
+    }
+    results
 }
 
 #[cfg(target_os = "linux")]
@@ -223,7 +253,7 @@ pub fn main(args: ScriptArgs) -> anyhow::Result<ExitCode> {
         Backend::Engine
     };
     // Kernel scripts run in real time, so they run side by side, each in its
-    // own namespace; results are printed in the order given.
+    // own namespace.
     let jobs = match (backend, args.jobs) {
         (Backend::Engine, _) => 1,
         // Verbose output is one script's story at a time.
@@ -232,32 +262,7 @@ pub fn main(args: ScriptArgs) -> anyhow::Result<ExitCode> {
         (Backend::Kernel, Some(j)) => j as usize,
     };
     let mut failed = 0;
-    let mut results = Vec::new();
-    for chunk in args.files.chunks(jobs) {
-        let done: Vec<FileResult> = std::thread::scope(|s| {
-            let handles: Vec<_> = chunk
-                .iter()
-                .map(|path| {
-                    s.spawn(|| {
-                        if args.verbose {
-                            println!("== {}", path.display());
-                        }
-                        run_file_on(path, &opts, backend)
-                    })
-                })
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| {
-                    h.join().unwrap_or_else(|_| FileResult {
-                        outcome: None,
-                        error: Some("the script's thread panicked".into()),
-                    })
-                })
-                .collect()
-        });
-        results.extend(done);
-    }
+    let results = run_files(&args.files, &opts, backend, jobs);
     for (path, r) in args.files.iter().zip(&results) {
         if let Some(o) = &r.outcome {
             for n in &o.notices {

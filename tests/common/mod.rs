@@ -1,0 +1,34 @@
+//! Helpers the script tests share.
+#![allow(dead_code)] // each test crate uses its own subset
+
+use std::path::{Path, PathBuf};
+
+/// The `.pkt` files of a folder of the repository, sorted.
+pub fn pkt_files(dir: &str) -> Vec<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(dir);
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|e| e.expect("dir entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "pkt"))
+        .collect();
+    files.sort();
+    files
+}
+
+/// Whether to run a test's kernel side: yes when the kernel backend is
+/// available; a skip only when asked for (TEARDOWN_KERNEL_TESTS=skip), so
+/// that a machine without root or /dev/net/tun fails saying why.
+#[cfg(target_os = "linux")]
+pub fn kernel_available() -> bool {
+    match teardown::script::kernel::available() {
+        Ok(()) => true,
+        Err(e) if std::env::var("TEARDOWN_KERNEL_TESTS").as_deref() == Ok("skip") => {
+            eprintln!("kernel side skipped (TEARDOWN_KERNEL_TESTS=skip): {e}");
+            false
+        }
+        Err(e) => panic!(
+            "cannot run scripts against the kernel: {e}. Run as root with /dev/net/tun, \
+             or set TEARDOWN_KERNEL_TESTS=skip"
+        ),
+    }
+}
