@@ -31,7 +31,8 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use criterion::{
-    criterion_group, criterion_main, BenchmarkId, Criterion, SamplingMode, Throughput,
+    criterion_group, criterion_main, measurement::WallTime, BenchmarkGroup, BenchmarkId, Criterion,
+    SamplingMode, Throughput,
 };
 use futures::{FutureExt, StreamExt};
 use rand::seq::SliceRandom;
@@ -183,13 +184,19 @@ fn custom(iters: u64, mut f: impl FnMut() -> Duration) -> Duration {
     (0..iters).map(|_| f()).sum()
 }
 
-fn schedule_expire(c: &mut Criterion) {
-    let rt = paused_runtime();
-    let mut g = c.benchmark_group("schedule_expire");
+/// A group of whole-run timings: few, flat samples of a second or two each.
+fn group<'a>(c: &'a mut Criterion, name: &str) -> BenchmarkGroup<'a, WallTime> {
+    let mut g = c.benchmark_group(name);
     g.sample_size(10)
         .sampling_mode(SamplingMode::Flat)
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(2));
+    g
+}
+
+fn schedule_expire(c: &mut Criterion) {
+    let rt = paused_runtime();
+    let mut g = group(c, "schedule_expire");
     for n in SIZES {
         let inp = input(n);
         g.throughput(Throughput::Elements(n as u64));
@@ -208,11 +215,7 @@ fn schedule_expire(c: &mut Criterion) {
 
 fn schedule_cancel(c: &mut Criterion) {
     let rt = paused_runtime();
-    let mut g = c.benchmark_group("schedule_cancel");
-    g.sample_size(10)
-        .sampling_mode(SamplingMode::Flat)
-        .warm_up_time(Duration::from_millis(500))
-        .measurement_time(Duration::from_secs(2));
+    let mut g = group(c, "schedule_cancel");
     for n in SIZES {
         let inp = input(n);
         g.throughput(Throughput::Elements(n as u64));

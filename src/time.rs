@@ -70,9 +70,29 @@ impl fmt::Display for Time {
     }
 }
 
+/// Takes the front of a queue kept in time order, if it is due by `now`:
+/// `while let Some(x) = pop_due(&mut q, now) { ... }` drains what is due.
+pub fn pop_due<T>(q: &mut std::collections::VecDeque<(Time, T)>, now: Time) -> Option<T> {
+    match q.front() {
+        Some((t, _)) if *t <= now => q.pop_front().map(|(_, x)| x),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pop_due_takes_only_what_is_due() {
+        let mut q: std::collections::VecDeque<(Time, u8)> =
+            [(Time::from_millis(1), 1), (Time::from_millis(2), 2)].into();
+        assert_eq!(pop_due(&mut q, Time::ZERO), None);
+        assert_eq!(pop_due(&mut q, Time::from_millis(1)), Some(1));
+        assert_eq!(pop_due(&mut q, Time::from_millis(1)), None);
+        assert_eq!(pop_due(&mut q, Time::from_millis(5)), Some(2));
+        assert_eq!(pop_due(&mut q, Time::from_millis(5)), None);
+    }
 
     #[test]
     fn ceil_never_rounds_a_deadline_down() {

@@ -21,6 +21,7 @@ use teardown::link::Loss;
 use teardown::service::metrics::{completed, REASONS};
 use teardown::service::{route, Clock, CloseMode, SERVER_IP, SERVER_PORT};
 use teardown::sim::{AttackCounts, AttackKind};
+use teardown::time::pop_due;
 use teardown::wire::{self, Encoder};
 use teardown::{Config, Event, Host, Role, Segment, State, Time, Tuple};
 
@@ -322,19 +323,11 @@ impl Worker {
     fn tick(&mut self) {
         let now = self.plan.clock.now();
         self.host.handle_timeout(now);
-        while let Some(&(t, tuple)) = self.quarantine.front() {
-            if t > now {
-                break;
-            }
-            self.quarantine.pop_front();
+        while let Some(tuple) = pop_due(&mut self.quarantine, now) {
             self.vanished.remove(&tuple);
             self.released.push_back(tuple);
         }
-        while let Some(&(t, tuple)) = self.held.front() {
-            if t > now {
-                break;
-            }
-            self.held.pop_front();
+        while let Some(tuple) = pop_due(&mut self.held, now) {
             let _ = self.host.close(now, tuple);
         }
         self.open(now);

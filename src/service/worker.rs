@@ -24,7 +24,7 @@ use super::{route, Clock, CloseMode, ServeArgs, WorkerFinal, SERVER_PORT};
 use crate::config::Config;
 use crate::host::{Event, Host};
 use crate::state::State;
-use crate::time::Time;
+use crate::time::{pop_due, Time};
 use crate::tuple::Tuple;
 use crate::wire::{self, Encoder};
 
@@ -269,11 +269,7 @@ impl Worker {
     fn tick(&mut self) {
         let now = self.clock.now();
         self.host.handle_timeout(now);
-        while let Some(&(t, tuple)) = self.held.front() {
-            if t > now {
-                break;
-            }
-            self.held.pop_front();
+        while let Some(tuple) = pop_due(&mut self.held, now) {
             // It may have closed meanwhile (an RST, the peer's FIN handled below).
             let _ = self.host.close(now, tuple);
         }

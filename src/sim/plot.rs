@@ -140,30 +140,26 @@ fn pct(p: f64) -> String {
     s.trim_end_matches('0').trim_end_matches('.').to_string()
 }
 
-/// States drawn for the server host, in legend order.
-const SERVER_STATES: [State; 8] = [
-    State::Established,
-    State::FinWait1,
-    State::FinWait2,
-    State::Closing,
-    State::TimeWait,
-    State::CloseWait,
-    State::LastAck,
-    State::SynReceived,
-];
+/// `first`, then [`State::TEARDOWN`], then SYN-RECEIVED: a legend, in order.
+const fn legend<const N: usize>(first: &[State]) -> [State; N] {
+    let mut out = [State::SynReceived; N];
+    let mut i = 0;
+    while i < first.len() {
+        out[i] = first[i];
+        i += 1;
+    }
+    let mut j = 0;
+    while j < State::TEARDOWN.len() {
+        out[i + j] = State::TEARDOWN[j];
+        j += 1;
+    }
+    out
+}
 
+/// States drawn for the server host, in legend order.
+const SERVER_STATES: [State; 8] = legend(&[]);
 /// The clients also pass through SYN-SENT.
-const CLIENT_STATES: [State; 9] = [
-    State::SynSent,
-    State::Established,
-    State::FinWait1,
-    State::FinWait2,
-    State::Closing,
-    State::TimeWait,
-    State::CloseWait,
-    State::LastAck,
-    State::SynReceived,
-];
+const CLIENT_STATES: [State; 9] = legend(&[State::SynSent]);
 
 /// Writes `states.{png,svg}`, `states_clients.{png,svg}` and
 /// `latency_cdf.{png,svg}` into `dir` (created if missing).
@@ -428,6 +424,25 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn legends_are_the_teardown_states_framed() {
+        use State::*;
+        let teardown = [
+            Established,
+            FinWait1,
+            FinWait2,
+            Closing,
+            TimeWait,
+            CloseWait,
+            LastAck,
+        ];
+        assert_eq!(SERVER_STATES[..7], teardown);
+        assert_eq!(SERVER_STATES[7], SynReceived);
+        assert_eq!(CLIENT_STATES[0], SynSent);
+        assert_eq!(CLIENT_STATES[1..8], teardown);
+        assert_eq!(CLIENT_STATES[8], SynReceived);
+    }
 
     #[test]
     fn thousands_groups_digits() {
