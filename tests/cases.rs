@@ -126,6 +126,14 @@ impl Net {
         assert_eq!(v.len(), 1, "server sent {v:?}");
         v[0]
     }
+    /// The server's one segment (its FIN) to the client, and the client's one
+    /// answer (its ACK) back.
+    fn server_fin_acked(&mut self) {
+        let fin = self.one_s();
+        self.c.handle(self.now, &fin);
+        let ack = self.one_c();
+        self.s.handle(self.now, &ack);
+    }
     fn seq_c(&self) -> (u32, u32) {
         self.c.sequence(&self.ct).unwrap()
     }
@@ -490,10 +498,7 @@ fn case5_fin_wait_2_timeout() {
 fn fin_wait_2_after_shutdown_waits_forever() {
     let mut n = Net::default();
     n.s.shutdown(n.now, n.st).unwrap();
-    let fin = n.one_s();
-    n.c.handle(n.now, &fin);
-    let ack = n.one_c();
-    n.s.handle(n.now, &ack);
+    n.server_fin_acked();
     n.advance(Duration::from_secs(600));
     assert_eq!(n.s.state(&n.st), FinWait2);
     // close() now starts the timeout.
@@ -707,10 +712,7 @@ fn rst_in_every_state() {
 fn rst_in_fin_wait_2_after_shutdown_draws_challenge_ack() {
     let mut n = Net::default();
     n.s.shutdown(n.now, n.st).unwrap();
-    let fin = n.one_s();
-    n.c.handle(n.now, &fin);
-    let ack = n.one_c();
-    n.s.handle(n.now, &ack);
+    n.server_fin_acked();
     assert_eq!(n.s.state(&n.st), FinWait2);
     let (snd, rcv) = n.seq_s();
     n.s.handle(n.now, &Segment::new(&n.ct, Flags::RST, rcv + 100, 0, 0, 0));
@@ -757,10 +759,7 @@ fn rst_with_rfc1337_spares_time_wait() {
         },
     );
     n.s.close(n.now, n.st).unwrap();
-    let fin = n.one_s();
-    n.c.handle(n.now, &fin);
-    let ack = n.one_c();
-    n.s.handle(n.now, &ack);
+    n.server_fin_acked();
     n.c.close(n.now, n.ct).unwrap();
     let fin2 = n.one_c();
     n.s.handle(n.now, &fin2);
