@@ -55,13 +55,31 @@ fn serve(extra: &[&str]) -> Serve {
 }
 
 impl Serve {
-    fn metric(&self, name: &str) -> f64 {
-        let body = http_get(
-            &format!("http://{}/metrics", self.metrics),
-            Duration::from_secs(2),
-        )
-        .unwrap();
-        parse_text(&body).get(name).copied().unwrap_or(f64::NAN)
+    /// Waits until every named figure has its value. A worker publishes at the
+    /// end of each loop iteration, after the replies it sent, so a scrape that
+    /// follows a reply may still be one iteration behind.
+    fn wait_metrics(&self, want: &[(&str, f64)]) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let body = http_get(
+                &format!("http://{}/metrics", self.metrics),
+                Duration::from_secs(2),
+            )
+            .unwrap();
+            let all = parse_text(&body);
+            let seen: Vec<f64> = want
+                .iter()
+                .map(|(name, _)| all.get(*name).copied().unwrap_or(f64::NAN))
+                .collect();
+            if want.iter().zip(&seen).all(|((_, w), s)| w == s) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "metrics after 5 s: want {want:?}, saw {seen:?}"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 
     fn sigterm(&self) {
@@ -159,19 +177,12 @@ fn malformed_and_oversized_datagrams_are_counted_and_survived() {
     }
     // Still serving: a new connection completes its handshake.
     handshake_reply(&sock, &s.udp, 40_002);
-    assert_eq!(
-        s.metric("teardown_datagrams_malformed_total"),
-        bad.len() as f64
-    );
-    assert_eq!(
-        s.metric("teardown_datagrams_received_total"),
-        bad.len() as f64 + 2.0
-    );
-    assert_eq!(
-        s.metric("teardown_connections{state=\"syn_received\"}"),
-        2.0
-    );
-    assert_eq!(s.metric("teardown_opened_passive_total"), 2.0);
+    s.wait_metrics(&[
+        ("teardown_datagrams_malformed_total", bad.len() as f64),
+        ("teardown_datagrams_received_total", bad.len() as f64 + 2.0),
+        ("teardown_connections{state=\"syn_received\"}", 2.0),
+        ("teardown_opened_passive_total", 2.0),
+    ]);
 }
 
 #[test]
@@ -244,5 +255,5 @@ fn kernel_listener_accepts_and_closes_first() {
     let mut buf = [0u8; 16];
     // The server's FIN arrives without us sending anything.
     assert_eq!(std::io::Read::read(&mut c, &mut buf).unwrap(), 0);
-    assert_eq!(s.metric("teardown_kernel_accepted_total"), 1.0);
+    s.wait_metrics(&[("teardown_kernel_accepted_total", 1.0)]);
 }
