@@ -370,3 +370,78 @@ fn cli_exit_codes() {
     let usage = Command::new(bin).arg("script").output().unwrap();
     assert_eq!(usage.status.code(), Some(2), "{usage:?}");
 }
+
+/// The engine, waking `lag` after every time the runner asks for: a runner
+/// on a machine too busy to keep the script's schedule.
+struct Lagging {
+    inner: script::engine::EngineStack,
+    lag: std::time::Duration,
+}
+
+impl script::Stack for Lagging {
+    fn now(&self) -> teardown::time::Time {
+        self.inner.now()
+    }
+    fn advance(
+        &mut self,
+        until: teardown::time::Time,
+        stop_on_packet: bool,
+        sent: &mut Vec<(teardown::time::Time, teardown::Segment)>,
+    ) {
+        self.inner.advance(until + self.lag, stop_on_packet, sent)
+    }
+    fn inject(
+        &mut self,
+        seg: &teardown::Segment,
+        o: &script::parse::TcpOptions,
+    ) -> Result<(), String> {
+        self.inner.inject(seg, o)
+    }
+    fn call(
+        &mut self,
+        line: usize,
+        c: &script::parse::Syscall,
+    ) -> Result<script::run::CallResult, script::Failure> {
+        self.inner.call(line, c)
+    }
+    fn late_search(&self) -> std::time::Duration {
+        self.inner.late_search()
+    }
+    fn take_notices(&mut self) -> Vec<String> {
+        self.inner.take_notices()
+    }
+}
+
+#[test]
+fn a_late_runner_is_told_apart_from_a_late_stack() {
+    let src = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/scripts/normal-close-passive.pkt"),
+    )
+    .unwrap();
+    let s = parse(&src).unwrap();
+    // 3 ms behind is within the 4 ms tolerance; 10 ms is not.
+    for (lag_ms, late) in [(3, false), (10, true)] {
+        let mut stack = Lagging {
+            inner: script::engine::EngineStack::new(),
+            lag: std::time::Duration::from_millis(lag_ms),
+        };
+        let o = script::run_on(&mut stack, &s, &Options::default());
+        match (&o.failure, late) {
+            (None, false) => {}
+            (Some(f), true) => {
+                assert!(f.runner_late, "{f}");
+                assert!(f.msg.contains("could only run at"), "{f}");
+            }
+            (f, _) => panic!("{lag_ms} ms behind: {f:?}"),
+        }
+    }
+    // A stack that answers wrongly is the stack's fault, not the runner's.
+    let wrong = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/scripts/wrong/fin-retransmit-early.pkt"),
+    )
+    .unwrap();
+    let f = run(&parse(&wrong).unwrap(), &Options::default())
+        .failure
+        .unwrap();
+    assert!(!f.runner_late, "{f}");
+}

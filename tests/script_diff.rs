@@ -16,7 +16,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 mod common;
 
-use common::kernel_available;
+use common::{kernel_available, print_retries};
 use teardown::script::{self, parse, record::record_script, Backend, Options};
 
 /// Scenarios per run (`TEARDOWN_DIFF_SCENARIOS` to change); each takes a few
@@ -147,6 +147,7 @@ fn the_engine_and_linux_agree_on_random_teardowns() {
         })
         .unzip();
     let results = script::run_files(&files, &Options::default(), Backend::Kernel, AT_ONCE);
+    print_retries(&files, &results);
     let failures: Vec<String> = seeds
         .iter()
         .zip(results)

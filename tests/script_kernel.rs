@@ -13,7 +13,7 @@ mod common;
 
 use std::path::Path;
 
-use common::{kernel_available, pkt_files};
+use common::{kernel_available, pkt_files, print_retries};
 use teardown::script::{self, Backend, Options};
 
 #[test]
@@ -23,11 +23,9 @@ fn every_corpus_script_passes_on_linux() {
     }
     let files = pkt_files("tests/scripts");
     assert!(files.len() >= 33, "corpus shrank: {} scripts", files.len());
-    let failures: Vec<String> =
-        script::run_files(&files, &Options::default(), Backend::Kernel, files.len())
-            .into_iter()
-            .filter_map(|r| r.error)
-            .collect();
+    let results = script::run_files(&files, &Options::default(), Backend::Kernel, files.len());
+    print_retries(&files, &results);
+    let failures: Vec<String> = results.into_iter().filter_map(|r| r.error).collect();
     assert!(
         failures.is_empty(),
         "{} of {} scripts fail on Linux {}:\n{}",
@@ -74,6 +72,37 @@ fn wrong_scripts_fail_alike_on_the_engine_and_on_linux() {
             );
         }
     }
+}
+
+/// A script the runner cannot keep to (no tolerance at all: any wake-up
+/// latency is too late) fails as the runner's fault, and runs a second time
+/// on its own.
+#[test]
+fn a_runner_that_falls_behind_runs_the_script_again_alone() {
+    if !kernel_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("no-tolerance.pkt");
+    std::fs::write(
+        &path,
+        "--tolerance_usecs=0\n--tolerance_percent=0\n\
+         0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3\n\
+         +.01 close(3) = 0\n",
+    )
+    .unwrap();
+    let files = [path];
+    let results = script::run_files(&files, &Options::default(), Backend::Kernel, 1);
+    let notices = &results[0].outcome.as_ref().expect("it ran").notices;
+    assert!(
+        notices.iter().any(|n| n.starts_with(script::RETRIED)
+            && n.contains("timing error: expected event at")
+            && n.contains("could only run at")),
+        "{notices:?}"
+    );
+    // Engine time never falls behind: no second run there.
+    let engine = script::run_files(&files, &Options::default(), Backend::Engine, 1);
+    assert!(engine[0].passed(), "{:?}", engine[0].error);
 }
 
 #[test]

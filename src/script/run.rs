@@ -73,6 +73,10 @@ pub struct Traced {
 pub struct Failure {
     pub line: usize,
     pub msg: String,
+    /// The runner itself could not run an inbound packet or a system call in
+    /// time ("could only run at"): a fault of the machine running the script
+    /// in real time, which says nothing about the stack.
+    pub runner_late: bool,
 }
 
 impl fmt::Display for Failure {
@@ -353,14 +357,17 @@ impl<S: Stack> Runner<'_, S> {
         if let Some((lo, hi)) = window {
             let now = self.now();
             if now > hi + self.tolerance(lo) {
-                return Err(fail(
-                    ev.line,
-                    format!(
-                        "timing error: expected event at {} sec but it could only run at {} sec",
-                        secs(hi),
-                        secs(now)
-                    ),
-                ));
+                return Err(Failure {
+                    runner_late: true,
+                    ..fail(
+                        ev.line,
+                        format!(
+                            "timing error: expected event at {} sec but it could only run at {} sec",
+                            secs(hi),
+                            secs(now)
+                        ),
+                    )
+                });
             }
         }
         Ok(window)
@@ -751,6 +758,7 @@ pub fn fail(line: usize, msg: impl Into<String>) -> Failure {
     Failure {
         line,
         msg: msg.into(),
+        runner_late: false,
     }
 }
 

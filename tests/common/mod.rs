@@ -32,3 +32,14 @@ pub fn kernel_available() -> bool {
         ),
     }
 }
+
+/// Prints which scripts had to run a second time because the runner fell
+/// behind (see `script::run_files`), so that a loaded machine shows.
+pub fn print_retries(files: &[PathBuf], results: &[teardown::script::FileResult]) {
+    for (path, r) in files.iter().zip(results) {
+        let notices = r.outcome.iter().flat_map(|o| &o.notices);
+        for n in notices.filter(|n| n.starts_with(teardown::script::RETRIED)) {
+            eprintln!("{}: {n}", path.display());
+        }
+    }
+}
