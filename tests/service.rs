@@ -131,15 +131,31 @@ fn syn(port: u16) -> Vec<u8> {
     e.datagram().to_vec()
 }
 
+/// The next segment the server sends to `port` for which `wanted` holds.
+/// Others are skipped: at a compressed time scale a slow test sees the
+/// server's retransmissions (a SYN-ACK again after 10 ms real at 0.01), and
+/// an earlier connection's may still arrive.
+fn next_reply(sock: &UdpSocket, port: u16, wanted: impl Fn(&Segment) -> bool) -> Segment {
+    let mut buf = vec![0; wire::MAX_DATAGRAM + 1];
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        assert!(Instant::now() < deadline, "no reply to port {port} in 5 s");
+        let (n, _) = sock.recv_from(&mut buf).unwrap();
+        let found = wire::decode(&buf[..n])
+            .unwrap()
+            .find(|seg| seg.receiver_tuple() == client_tuple(port) && wanted(seg));
+        if let Some(seg) = found {
+            return seg;
+        }
+    }
+}
+
 /// Sends a SYN and waits for the SYN-ACK.
 fn handshake_reply(sock: &UdpSocket, to: &str, port: u16) -> Segment {
     sock.send_to(&syn(port), to).unwrap();
-    let mut buf = vec![0; wire::MAX_DATAGRAM + 1];
-    let (n, _) = sock.recv_from(&mut buf).unwrap();
-    let reply = wire::decode(&buf[..n]).unwrap().next().unwrap();
+    let reply = next_reply(sock, port, |seg| seg.flags.syn());
     assert_eq!(reply.flags, Flags::SYN | Flags::ACK);
     assert_eq!(reply.ack, 1001);
-    assert_eq!(reply.receiver_tuple(), client_tuple(port));
     reply
 }
 
@@ -205,9 +221,8 @@ fn sigterm_writes_the_final_report_atomically_and_exits_zero() {
         65_535,
     ));
     sock.send_to(e.datagram(), &s.udp).unwrap();
-    let mut buf = vec![0; wire::MAX_DATAGRAM + 1];
-    let (n, _) = sock.recv_from(&mut buf).unwrap();
-    let fin = wire::decode(&buf[..n]).unwrap().next().unwrap();
+    // The first segment after the retransmitted SYN-ACKs, if any, is the FIN.
+    let fin = next_reply(&sock, 41_000, |seg| !seg.flags.syn());
     assert!(fin.flags.fin(), "{fin:?}");
 
     s.sigterm();
