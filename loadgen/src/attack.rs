@@ -215,7 +215,7 @@ impl Attacker {
         while self.time_wait.front().is_some_and(|w| w.0 <= now) {
             self.time_wait.pop_front();
         }
-        let due = (self.started.elapsed().as_secs_f64() * self.rate) as u64 + 1;
+        let due = crate::due_at_rate(self.started, self.rate);
         let mut budget = BATCH;
         while self.sent < due && budget > 0 {
             budget -= 1;

@@ -178,7 +178,7 @@ pub fn run(args: &Args, target: SocketAddr) -> anyhow::Result<Report> {
         && !(opened == args.connections && free.len() == concurrency)
     {
         let allowed = if args.rate > 0.0 {
-            ((started.elapsed().as_secs_f64() * args.rate) as u64 + 1).min(args.connections)
+            crate::due_at_rate(started, args.rate).min(args.connections)
         } else {
             args.connections
         };

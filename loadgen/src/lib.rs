@@ -167,10 +167,7 @@ pub struct Report {
 
 impl Args {
     fn validate(&self) -> Result<(), Usage> {
-        teardown::cli::ensure(
-            self.time_scale.is_finite() && self.time_scale > 0.0 && self.time_scale <= 1000.0,
-            || "--time-scale must be in (0, 1000]".into(),
-        )?;
+        teardown::service::check_time_scale(self.time_scale)?;
         teardown::cli::ensure(self.concurrency > 0, || {
             "--concurrency must be above 0".into()
         })?;
@@ -219,6 +216,13 @@ impl Args {
 }
 
 /// Runs the whole stress test.
+/// How many a schedule at `rate` per second has due once `since` has passed,
+/// counting the one due at once. The float-to-int cast saturates, and so does
+/// the sum: any rate, however absurd, means "as fast as possible".
+fn due_at_rate(since: Instant, rate: f64) -> u64 {
+    ((since.elapsed().as_secs_f64() * rate) as u64).saturating_add(1)
+}
+
 pub fn run(args: &Args) -> anyhow::Result<Report> {
     args.validate()?;
     let spawned = if args.spawn_server {

@@ -340,7 +340,7 @@ impl Worker {
     /// Opens as many connections as the rate, the concurrency and the quota allow.
     fn open(&mut self, now: Time) {
         let allowed = if self.plan.rate > 0.0 {
-            let due = (self.started.elapsed().as_secs_f64() * self.plan.rate) as u64 + 1;
+            let due = crate::due_at_rate(self.started, self.plan.rate);
             due.min(self.plan.connections)
         } else {
             self.plan.connections
