@@ -102,6 +102,11 @@ pub fn ensure(ok: bool, msg: impl FnOnce() -> String) -> Result<(), Usage> {
     }
 }
 
+/// The longest duration any flag takes, and the longest simulated time a run
+/// may span: 1e9 s, 31 years. Engine times stay far from `u64` microseconds'
+/// end (584,000 years), where saturating arithmetic would pile events up.
+pub const MAX_SPAN_SECS: f64 = 1e9;
+
 /// Parses durations such as `60s`, `200ms`, `1.5s`, `2m`, `500us` (a bare number
 /// is seconds), for clap's `value_parser`.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -125,7 +130,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
             ))
         }
     };
-    if !secs.is_finite() || !(0.0..=1e9).contains(&secs) {
+    if !secs.is_finite() || !(0.0..=MAX_SPAN_SECS).contains(&secs) {
         return Err(format!("'{s}' is out of range"));
     }
     Ok(Duration::from_secs_f64(secs))

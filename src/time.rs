@@ -22,6 +22,12 @@ impl Time {
         Time(ms * 1000)
     }
 
+    /// Seconds since the epoch, to the microsecond; saturates (a schedule at
+    /// an absurdly low rate is due at the end of time, not a panic).
+    pub fn from_secs_f64(secs: f64) -> Time {
+        Duration::try_from_secs_f64(secs).map_or(Time(u64::MAX), |d| Time::ZERO + d)
+    }
+
     pub const fn as_micros(self) -> u64 {
         self.0
     }

@@ -12,6 +12,7 @@ mod attack;
 pub mod plot;
 mod repeat;
 mod report;
+mod series;
 mod shard;
 
 use std::io::IsTerminal;
@@ -22,7 +23,9 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use clap::{Args, ValueEnum};
 
-use crate::cli::{ensure, parse_duration, parse_fraction, parse_probability, ProfileArgs, Usage};
+use crate::cli::{
+    ensure, parse_duration, parse_fraction, parse_probability, ProfileArgs, Usage, MAX_SPAN_SECS,
+};
 use crate::config::Config;
 use crate::link::{Delay, Loss, LossModel, LossOnly};
 
@@ -283,6 +286,14 @@ impl SimConfig {
             ensure(r.is_finite() && r > 0.0, || {
                 format!("--rate must be above zero, got {r}")
             })?;
+            let span = a.connections as f64 / r;
+            ensure(span <= MAX_SPAN_SECS, || {
+                format!(
+                    "--rate {r} opens {} connections over {span:.3e} s of simulated time; \
+                     a run spans at most {MAX_SPAN_SECS:.0e} s (31 years)",
+                    a.connections
+                )
+            })?;
         }
         ensure(!a.sample_interval.is_zero(), || {
             "--sample-interval must be above zero".into()
@@ -358,6 +369,14 @@ impl SimConfig {
         })?;
         ensure(a.attack_rate.is_finite() && a.attack_rate > 0.0, || {
             "--attack-rate must be above zero".into()
+        })?;
+        ensure(a.shards as f64 / a.attack_rate <= MAX_SPAN_SECS, || {
+            format!(
+                "--attack-rate {} leaves {:.3e} s of simulated time between a shard's \
+                 attacks; a run spans at most {MAX_SPAN_SECS:.0e} s (31 years)",
+                a.attack_rate,
+                a.shards as f64 / a.attack_rate
+            )
         })?;
         let mut attacks = a.attack.clone();
         attacks.sort();

@@ -11,6 +11,7 @@ use crate::state::State;
 use crate::Stats;
 
 use super::attack::AttackCounts;
+use super::series;
 use super::shard::{Cases, Sample, ShardResult};
 use super::{SimConfig, Workload};
 
@@ -186,8 +187,6 @@ impl SimReport {
         let mut attacks: BTreeMap<&'static str, AttackCounts> = BTreeMap::new();
         let (mut opened, mut leaked, mut sent, mut dropped, mut blackholed) = (0, 0, 0, 0, 0);
         let mut end = 0f64;
-        let n = shards.iter().map(|s| s.samples.len()).max().unwrap_or(0);
-        let mut sum = vec![Sample::default(); n];
         for s in shards {
             add_stats(&mut stats, &s.server);
             add_stats(&mut stats, &s.client);
@@ -207,19 +206,8 @@ impl SimReport {
             dropped += s.dropped;
             blackholed += s.blackholed;
             end = end.max(s.end.as_micros() as f64 / 1e6);
-            // A shard that ended early holds its last sample for the rest.
-            for (i, acc) in sum.iter_mut().enumerate() {
-                let Some(x) = s.samples.get(i).or(s.samples.last()) else {
-                    continue;
-                };
-                for st in 0..State::COUNT {
-                    acc.server[st] += x.server[st];
-                    acc.client[st] += x.client[st];
-                }
-                acc.server_bytes += x.server_bytes;
-                acc.client_bytes += x.client_bytes;
-            }
         }
+        let (interval, sum) = series::merge(shards.iter().map(|s| &s.series));
         let peak_of =
             |f: &dyn Fn(&Sample) -> u32| sum.iter().map(|x| f(x) as u64).max().unwrap_or(0);
         let peak: BTreeMap<_, _> = peak_states()
@@ -234,7 +222,7 @@ impl SimReport {
         let memory = memory(&sum, client_side);
         let wall_seconds = wall.as_secs_f64();
         let completed = opened - leaked;
-        let interval = cfg.sample_interval.as_secs_f64();
+        let interval = interval.as_secs_f64();
         let series = sum
             .iter()
             .enumerate()

@@ -25,6 +25,7 @@ use crate::tuple::Tuple;
 use crate::Stats;
 
 use super::attack::{AttackCounts, AttackKind};
+use super::series::Series;
 use super::{CloseMode, RunawayAt, SimConfig, Workload};
 
 /// The simulated server's address (all shards: one host).
@@ -94,7 +95,7 @@ impl Cases {
 pub struct ShardResult {
     pub opened: u64,
     pub leaked: u64,
-    pub samples: Vec<Sample>,
+    pub series: Series,
     pub end: Time,
     pub server: Stats,
     pub client: Stats,
@@ -307,7 +308,9 @@ impl<'a> Shard<'a> {
             opened_ms: vec![0; slots as usize],
             open_ends: vec![0; slots as usize],
             next_sweep: Some(Time::ZERO + cfg.app_timeout / 4),
-            next_attack: (!cfg.attacks.is_empty()).then_some(Time::ZERO),
+            // Event 0 of this shard's turn in the attack schedule (nth_at_rate).
+            next_attack: (!cfg.attacks.is_empty())
+                .then(|| Time::from_secs_f64(index as f64 / cfg.attack_rate)),
             attacks_sent: 0,
             capture_left: if index == 0 { cfg.pcap_sample } else { 0 },
             progress,
@@ -315,7 +318,7 @@ impl<'a> Shard<'a> {
             res: ShardResult {
                 opened: 0,
                 leaked: 0,
-                samples: Vec::new(),
+                series: Series::new(cfg.sample_interval),
                 end: Time::ZERO,
                 server: Stats::default(),
                 client: Stats::default(),
@@ -366,8 +369,6 @@ impl<'a> Shard<'a> {
     }
 
     pub fn run(mut self) -> ShardResult {
-        let interval = self.cfg.sample_interval;
-        let mut next_sample = Time::ZERO;
         let cap = self.cfg.duration.map(|d| Time::ZERO + d);
         self.open_more();
         // The next event: plain microsecond counts, u64::MAX for "none".
@@ -397,9 +398,9 @@ impl<'a> Shard<'a> {
             if cap.is_some_and(|c| t > c) {
                 break;
             }
-            while next_sample <= t {
-                self.sample();
-                next_sample = next_sample + interval;
+            if self.res.series.due_by(t) {
+                let s = self.sample();
+                self.res.series.fill_to(t, s);
             }
             self.now = self.now.max(t);
             if ts == next {
@@ -428,7 +429,8 @@ impl<'a> Shard<'a> {
                 self.close_all();
             }
         }
-        self.sample();
+        let s = self.sample();
+        self.res.series.push(s);
         self.finish()
     }
 
@@ -751,8 +753,7 @@ impl<'a> Shard<'a> {
                 return;
             }
             if let Some(rate) = self.cfg.rate {
-                let per_shard = rate / self.cfg.shards as f64;
-                let due = Time::ZERO + Duration::from_secs_f64(self.opened as f64 / per_shard);
+                let due = self.nth_at_rate(self.opened, rate);
                 if due > self.now {
                     self.next_open = Some(due);
                     return;
@@ -763,6 +764,15 @@ impl<'a> Shard<'a> {
             };
             self.open(s);
         }
+    }
+
+    /// When this shard's `n`-th event of a schedule at `rate` per second
+    /// (host-wide) is due. The shards take turns, event `n * shards + index`
+    /// of the whole schedule falling to this one, so the host sees one even
+    /// schedule and not every shard's first event at once.
+    fn nth_at_rate(&self, n: u64, rate: f64) -> Time {
+        let global = n as f64 * self.cfg.shards as f64 + self.index as f64;
+        Time::from_secs_f64(global / rate)
     }
 
     fn open(&mut self, s: u32) {
@@ -815,6 +825,8 @@ impl<'a> Shard<'a> {
         }
         self.opened += 1;
         self.live += 1;
+        self.next_sweep
+            .get_or_insert(self.now + self.cfg.app_timeout / 4);
         self.transmit(Side::Client);
         if self.cfg.workload == Workload::TwFill && self.opened == self.to_open {
             // All opened: close them all once every handshake has surely finished.
@@ -850,8 +862,10 @@ impl<'a> Shard<'a> {
                 self.transmit(Side::Server);
             }
         }
-        let busy =
-            self.opened < self.to_open || !(self.client.is_empty() && self.server.is_empty());
+        // Every open end has an entry in its host. With none, nothing is
+        // swept until open() arms the sweep again: a low --rate leaves long idle
+        // stretches that need no visits.
+        let busy = !(self.client.is_empty() && self.server.is_empty());
         self.next_sweep = busy.then(|| self.now + self.cfg.app_timeout / 4);
     }
 
@@ -875,8 +889,7 @@ impl<'a> Shard<'a> {
         let k = (self.attacks_sent % kinds.len() as u64) as usize;
         let kind = kinds[k];
         self.attacks_sent += 1;
-        let per_shard = self.cfg.attack_rate / self.cfg.shards as f64;
-        let next = Time::ZERO + Duration::from_secs_f64(self.attacks_sent as f64 / per_shard);
+        let next = self.nth_at_rate(self.attacks_sent, self.cfg.attack_rate);
         self.next_attack =
             (self.opened < self.to_open || self.live > 0).then_some(next.max(self.now));
 
@@ -937,7 +950,7 @@ impl<'a> Shard<'a> {
         }
     }
 
-    fn sample(&mut self) {
+    fn sample(&self) -> Sample {
         let mut s = Sample {
             server_bytes: alloc::scope_bytes(self.server_scope) as i64,
             client_bytes: alloc::scope_bytes(self.client_scope) as i64,
@@ -947,7 +960,7 @@ impl<'a> Shard<'a> {
             s.server[st as usize] = self.server.population(st) as u32;
             s.client[st as usize] = self.client.population(st) as u32;
         }
-        self.res.samples.push(s);
+        s
     }
 
     fn finish(mut self) -> ShardResult {

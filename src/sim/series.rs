@@ -1,0 +1,157 @@
+//! A shard's population samples over simulated time, in bounded memory.
+//!
+//! Samples are taken every `interval` of simulated time. A long run (a day
+//! at a low close rate, or a year) would otherwise cost a sample per 100 ms
+//! per shard: gigabytes. Past [`MAX_SAMPLES`], every other sample goes and
+//! the interval doubles, so a shard never holds more than that, and the
+//! kept samples stay on a grid `k * interval` that merging can align.
+
+use std::time::Duration;
+
+use super::shard::Sample;
+use crate::time::Time;
+
+/// Samples a shard keeps at most (about 400 KiB of them).
+pub const MAX_SAMPLES: usize = 4096;
+
+#[derive(Debug)]
+pub struct Series {
+    /// Simulated time between kept samples: the configured interval times a
+    /// power of two.
+    pub interval: Duration,
+    pub samples: Vec<Sample>,
+}
+
+impl Series {
+    pub fn new(interval: Duration) -> Series {
+        Series {
+            interval,
+            samples: Vec::new(),
+        }
+    }
+
+    /// When the next sample is due; `None` past the end of time.
+    fn next_due(&self) -> Option<Time> {
+        let us = u64::try_from(self.interval.as_micros()).ok()?;
+        us.checked_mul(self.samples.len() as u64)
+            .map(Time::from_micros)
+    }
+
+    /// Whether a sample is due at or before `t`.
+    pub fn due_by(&self, t: Time) -> bool {
+        self.next_due().is_some_and(|due| due <= t)
+    }
+
+    /// Records `s` for every sample due up to `t`: the populations do not
+    /// change between the simulator's events, so one reading serves them all.
+    pub fn fill_to(&mut self, t: Time, s: Sample) {
+        while self.due_by(t) {
+            self.push(s);
+        }
+    }
+
+    /// Adds a sample (the last one of a run whenever it ends).
+    pub fn push(&mut self, s: Sample) {
+        if self.samples.len() == MAX_SAMPLES {
+            let mut i = 0;
+            self.samples.retain(|_| {
+                i += 1;
+                i % 2 == 1
+            });
+            self.interval *= 2;
+        }
+        self.samples.push(s);
+    }
+}
+
+/// The shards' series summed on the coarsest grid among them. A shard that
+/// ended early holds its last sample for the rest. Returns that grid's
+/// interval and the sums.
+pub fn merge<'a>(series: impl IntoIterator<Item = &'a Series> + Clone) -> (Duration, Vec<Sample>) {
+    let interval = series
+        .clone()
+        .into_iter()
+        .map(|s| s.interval)
+        .max()
+        .unwrap_or(Duration::ZERO);
+    let step = |s: &Series| {
+        // Intervals are the same base times powers of two.
+        (interval.as_micros() / s.interval.as_micros().max(1)).max(1) as usize
+    };
+    let n = series
+        .clone()
+        .into_iter()
+        .map(|s| s.samples.len().div_ceil(step(s)))
+        .max()
+        .unwrap_or(0);
+    let mut sum = vec![Sample::default(); n];
+    for s in series {
+        let step = step(s);
+        for (i, acc) in sum.iter_mut().enumerate() {
+            let Some(x) = s.samples.get(i * step).or(s.samples.last()) else {
+                continue;
+            };
+            for st in 0..x.server.len() {
+                acc.server[st] += x.server[st];
+                acc.client[st] += x.client[st];
+            }
+            acc.server_bytes += x.server_bytes;
+            acc.client_bytes += x.client_bytes;
+        }
+    }
+    (interval, sum)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(v: u32) -> Sample {
+        let mut s = Sample::default();
+        s.server[0] = v;
+        s
+    }
+
+    #[test]
+    fn past_the_cap_every_other_sample_goes_and_the_interval_doubles() {
+        let mut s = Series::new(Duration::from_millis(100));
+        // Sample k holds k: the one taken at k * 100 ms.
+        for k in 0..MAX_SAMPLES as u32 + 1 {
+            assert!(s.due_by(Time::from_millis(100 * k as u64)));
+            s.push(sample(k));
+        }
+        assert_eq!(s.interval, Duration::from_millis(200));
+        assert_eq!(s.samples.len(), MAX_SAMPLES / 2 + 1);
+        // Still on the grid: kept sample i is the one taken at i * 200 ms.
+        for (i, x) in s.samples.iter().enumerate() {
+            assert_eq!(x.server[0], 2 * i as u32);
+        }
+        assert!(!s.due_by(Time::from_millis(200 * (MAX_SAMPLES as u64 / 2 + 1) - 1)));
+        assert!(s.due_by(Time::from_millis(200 * (MAX_SAMPLES as u64 / 2 + 1))));
+    }
+
+    #[test]
+    fn filling_to_the_end_of_time_stays_bounded_and_ends() {
+        let mut s = Series::new(Duration::from_millis(100));
+        s.fill_to(Time::from_micros(u64::MAX), sample(7));
+        assert!(s.samples.len() <= MAX_SAMPLES);
+        assert!(!s.due_by(Time::from_micros(u64::MAX)));
+    }
+
+    #[test]
+    fn merging_aligns_shards_on_the_coarsest_grid() {
+        // Shard a: every 100 ms, 0..8; shard b: every 200 ms, 10 per sample, ended early.
+        let mut a = Series::new(Duration::from_millis(100));
+        for k in 0..8 {
+            a.push(sample(k));
+        }
+        let mut b = Series::new(Duration::from_millis(200));
+        b.push(sample(10));
+        b.push(sample(20));
+        let (interval, sum) = merge([&a, &b]);
+        assert_eq!(interval, Duration::from_millis(200));
+        // a at 0, 200, 400, 600 ms is 0, 2, 4, 6; b holds its last after it ends.
+        let got: Vec<u32> = sum.iter().map(|x| x.server[0]).collect();
+        assert_eq!(got, [10, 22, 24, 26]);
+    }
+}
