@@ -71,7 +71,10 @@ pub(crate) fn thousands(v: f64) -> String {
         return String::new();
     }
     if v.abs() < 1.0 && v != 0.0 {
-        return format!("{v}");
+        // Two significant digits, trailing zeros dropped: 0.056, 0.5, 0.001.
+        let decimals = (1 - v.abs().log10().floor() as i32).max(1) as usize;
+        let s = format!("{v:.decimals$}");
+        return s.trim_end_matches('0').trim_end_matches('.').to_string();
     }
     let n = v.round() as i64;
     let digits = n.unsigned_abs().to_string();
@@ -451,6 +454,11 @@ mod tests {
         assert_eq!(thousands(1000.0), "1,000");
         assert_eq!(thousands(131_072.0), "131,072");
         assert_eq!(thousands(-1_234_567.0), "-1,234,567");
+        assert_eq!(thousands(0.055_833_333_333_333_33), "0.056");
+        assert_eq!(thousands(0.5), "0.5");
+        assert_eq!(thousands(0.25), "0.25");
+        assert_eq!(thousands(0.001), "0.001");
+        assert_eq!(thousands(-0.183_333), "-0.18");
     }
 
     #[test]
