@@ -445,3 +445,17 @@ fn a_late_runner_is_told_apart_from_a_late_stack() {
         .unwrap();
     assert!(!f.runner_late, "{f}");
 }
+
+#[test]
+fn a_script_running_past_the_end_of_time_fails_cleanly() {
+    let mut src = String::from("0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3\n");
+    // 2^53 usec is the longest time a line may give; 2,100 of them pass 2^64.
+    for _ in 0..2_100 {
+        src.push_str("+9000000000 setsockopt(3, SOL_SOCKET, SO_REUSEADDR, [1], 4) = 0\n");
+    }
+    let f = run(&parse(&src).unwrap(), &Options::default())
+        .failure
+        .expect("it cannot pass");
+    assert!(f.msg.contains("time overflows"), "{f}");
+    assert!(f.line > 2_000, "{f}");
+}

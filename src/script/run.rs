@@ -338,9 +338,12 @@ impl<S: Stack> Runner<'_, S> {
                     self.last_absolute = start;
                     0
                 };
-                let lo = Time::from_micros(base + start);
-                let hi = Time::from_micros(base + end.unwrap_or(start));
-                Ok(Some((lo, hi)))
+                let at = |t: u64| {
+                    base.checked_add(t).map(Time::from_micros).ok_or_else(|| {
+                        fail(ev.line, "time overflows: the script runs past 2^64 usec")
+                    })
+                };
+                Ok(Some((at(start)?, at(end.unwrap_or(start))?)))
             }
         }
     }
