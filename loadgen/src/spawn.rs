@@ -4,6 +4,7 @@ use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
@@ -51,10 +52,12 @@ impl Spawned {
     /// and waits for its ready line.
     pub fn start(args: &Args) -> anyhow::Result<Spawned> {
         let bin = server_bin(args)?;
+        // Unique among live processes (the pid) and within this one (the count).
+        static SPAWNED: AtomicU64 = AtomicU64::new(0);
         let tag = format!(
             "loadgen-{}-{}",
             std::process::id(),
-            Instant::now().elapsed().as_nanos()
+            SPAWNED.fetch_add(1, Relaxed)
         );
         let json = std::env::temp_dir().join(format!("{tag}-server.json"));
         let log = std::env::temp_dir().join(format!("{tag}-server.log"));

@@ -127,11 +127,36 @@ fn close_client_with_burst_loss_and_runaway_clients_accounts_for_everyone() {
     assert!(n(&r.json, "/latency_ms/active_close/count") > 2000);
 }
 
+/// The `teardown` binary, built if need be: `cargo test -p loadgen` on its
+/// own does not build it (a no-op under `cargo test --workspace`), and an old
+/// one left beside this test would not be the code under test.
+fn teardown_bin() -> String {
+    let out = std::process::Command::new(env!("CARGO"))
+        .args(["build", "--quiet", "--message-format=json"])
+        .args(["-p", "teardown", "--bin", "teardown"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("run cargo");
+    assert!(
+        out.status.success(),
+        "cargo build: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find_map(|v| v["executable"].as_str().map(str::to_string))
+        .expect("cargo names the teardown executable")
+}
+
 #[test]
 fn spawn_server_runs_a_whole_stress_test() {
+    let bin = teardown_bin();
     let args = loadgen::Args::parse_from([
         "loadgen",
         "--spawn-server",
+        "--server-bin",
+        &bin,
         "--server-threads",
         "1",
         "--threads",
