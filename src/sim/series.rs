@@ -20,6 +20,9 @@ pub struct Series {
     /// power of two.
     pub interval: Duration,
     pub samples: Vec<Sample>,
+    /// When the next sample is due (`None` past the end of time): checked on
+    /// every simulator event, so kept, not computed.
+    next: Option<Time>,
 }
 
 impl Series {
@@ -27,19 +30,14 @@ impl Series {
         Series {
             interval,
             samples: Vec::new(),
+            next: Some(Time::ZERO),
         }
     }
 
-    /// When the next sample is due; `None` past the end of time.
-    fn next_due(&self) -> Option<Time> {
-        let us = u64::try_from(self.interval.as_micros()).ok()?;
-        us.checked_mul(self.samples.len() as u64)
-            .map(Time::from_micros)
-    }
-
     /// Whether a sample is due at or before `t`.
+    #[inline]
     pub fn due_by(&self, t: Time) -> bool {
-        self.next_due().is_some_and(|due| due <= t)
+        self.next.is_some_and(|due| due <= t)
     }
 
     /// Records `s` for every sample due up to `t`: the populations do not
@@ -61,6 +59,11 @@ impl Series {
             self.interval *= 2;
         }
         self.samples.push(s);
+        // Sample k is due at k * interval.
+        self.next = u64::try_from(self.interval.as_micros())
+            .ok()
+            .and_then(|us| us.checked_mul(self.samples.len() as u64))
+            .map(Time::from_micros);
     }
 }
 
