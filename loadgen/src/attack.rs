@@ -60,7 +60,8 @@ pub struct Attacker {
     /// LAST-ACK acknowledged (`--close server`), until half of TIME-WAIT is over.
     time_wait: VecDeque<(Time, Tuple)>,
     time_wait_for: Duration,
-    /// Live connections attacked, with the last kind that hit them.
+    /// Live connections attacked, with every kind that hit them (bit k for
+    /// `kinds[k]`).
     attacked: HashMap<Tuple, u8>,
     watch: HashMap<Tuple, (u8, Instant)>,
     watch_order: VecDeque<(Instant, Tuple)>,
@@ -77,6 +78,7 @@ impl Attacker {
         close: CloseMode,
         server: &teardown::Config,
     ) -> Attacker {
+        debug_assert!(kinds.len() <= 8, "`attacked` keeps the kinds in a u8 mask");
         Attacker {
             kinds: kinds.to_vec(),
             rate,
@@ -115,9 +117,10 @@ impl Attacker {
 
     /// A client connection reached CLOSED.
     pub fn closed(&mut self, now: Time, t: Tuple, reason: CloseReason) {
-        if let Some(k) = self.attacked.remove(&t) {
+        if let Some(hit) = self.attacked.remove(&t) {
             if reason == CloseReason::Reset {
-                self.counts[k as usize].killed += 1;
+                let k = self.likeliest_killer(hit);
+                self.counts[k].killed += 1;
             }
         }
         if reason == CloseReason::LastAckAcked && self.close == CloseMode::Server {
@@ -126,6 +129,20 @@ impl Attacker {
             }
             self.time_wait.push_back((now + self.time_wait_for, t));
         }
+    }
+
+    /// Of the kinds in `hit` (a mask over `kinds`), the one whose segments
+    /// kill most often: a tuple an in-window RST has killed may draw a blind
+    /// RST before the client sees the end, and that kill is not the blind one's.
+    fn likeliest_killer(&self, hit: u8) -> usize {
+        (0..self.kinds.len())
+            .filter(|k| hit & 1 << k != 0)
+            .rev()
+            .max_by(|&a, &b| {
+                let odds = |k: usize| self.kinds[k].kill_odds(self.wnd);
+                odds(a).total_cmp(&odds(b))
+            })
+            .unwrap_or(0)
     }
 
     /// A client vanished on purpose (`--runaway-client`): no CLOSED will come.
@@ -258,7 +275,7 @@ impl Attacker {
             self.watch.insert(client, (k as u8, until));
             self.watch_order.push_back((until, client));
             if host.state(&client) != State::Closed {
-                self.attacked.insert(client, k as u8);
+                *self.attacked.entry(client).or_default() |= 1 << k;
             }
             if matches!(kind, AttackKind::BlindRst | AttackKind::InwindowRst) {
                 self.probes.push_back((now + PROBE, client));
@@ -377,5 +394,28 @@ mod tests {
         assert_eq!(r["fin-unknown"]["rst_replies"], 1);
         assert_eq!(r["blind-rst"]["rst_replies"], 0);
         assert_eq!(a.other_replies(), 1);
+    }
+
+    #[test]
+    fn a_kill_after_several_kinds_goes_to_the_likeliest_killer() {
+        let kinds = [
+            AttackKind::BlindRst,
+            AttackKind::InwindowRst,
+            AttackKind::SynLastack,
+        ];
+        let mut a = Attacker::new(&kinds, 1.0, 0, CloseMode::Server, &Default::default());
+        let t = |port| Tuple::new([10, 128, 0, 1], port, SERVER_IP, SERVER_PORT);
+        // In-window RST first, blind RST last: the in-window one killed.
+        a.attacked.insert(t(1), 0b011);
+        a.attacked.insert(t(2), 0b001);
+        a.attacked.insert(t(3), 0b101);
+        for port in 1..=3 {
+            a.closed(Time::ZERO, t(port), CloseReason::Reset);
+        }
+        let r = report(&[a.counts().collect()]);
+        assert_eq!(r["inwindow-rst"]["killed"], 1);
+        assert_eq!(r["blind-rst"]["killed"], 2);
+        assert_eq!(r["syn-lastack"]["killed"], 0);
+        assert!(a.attacked.is_empty());
     }
 }
