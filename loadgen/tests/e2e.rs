@@ -19,6 +19,11 @@ fn server(close: CloseMode) -> Server {
 }
 
 fn loadgen(server: &Server, extra: &[&str]) -> loadgen::Report {
+    loadgen_at(server, "0.01", extra)
+}
+
+/// loadgen at time scale `scale`, which must be the server's.
+fn loadgen_at(server: &Server, scale: &str, extra: &[&str]) -> loadgen::Report {
     let target = server.udp_addr().to_string();
     let url = format!("http://{}/metrics", server.metrics_addr());
     let mut argv = vec![
@@ -30,7 +35,7 @@ fn loadgen(server: &Server, extra: &[&str]) -> loadgen::Report {
         "--threads",
         "2",
         "--time-scale",
-        "0.01",
+        scale,
         "--timeout",
         "15s",
         "--quiet",
@@ -184,22 +189,30 @@ fn spawn_server_runs_a_whole_stress_test() {
 /// Every attack kind at a modest rate against a server that holds connections
 /// for a while (so live targets exist): the attacks are sent and answered as
 /// RFC 5961 says, and every connection is still accounted for on both sides.
+///
+/// At 20x compression, not 100x: a client counts an attacked connection that
+/// ends by RST as killed, whatever ended it, and at 100x a 100 ms stall of a
+/// loaded machine is 10 s of engine time. Under 2 busy loops, 2 of 17 runs at
+/// 100x booked 3 and 5 blind-RST kills against 1.3e-7 expected; at 20x, 10 of
+/// 10 passed.
 #[test]
 fn attacks_of_every_kind_are_answered_and_everyone_is_accounted_for() {
+    const SCALE: f64 = 0.05;
     let s = Server::start(
         &ServeArgs {
             listen: "127.0.0.1:0".parse().unwrap(),
             metrics: "127.0.0.1:0".parse().unwrap(),
             threads: Some(2),
-            time_scale: 0.01,
+            time_scale: SCALE,
             hold: std::time::Duration::from_secs(20),
             ..ServeArgs::default()
         },
         false,
     )
     .unwrap();
-    let r = loadgen(
+    let r = loadgen_at(
         &s,
+        &SCALE.to_string(),
         &[
             "--connections",
             "3000",
