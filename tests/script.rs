@@ -10,9 +10,9 @@ use std::process::Command;
 use etherparse::{SlicedPacket, TransportSlice};
 use teardown::script::{self, parse, run, Direction, Options};
 
-/// Scripts that encode Linux's behaviour where the engine differs. Each must
-/// fail; when one starts passing, the engine was fixed: move it out of here.
-/// One script per seed case and per engine rule (docs/scripts.md).
+/// Scripts the corpus must hold, one per seed case and per engine rule
+/// (docs/scripts.md); like every corpus script they must pass on the engine,
+/// and tests/script_kernel.rs runs them on Linux too.
 const REQUIRED: &[&str] = &[
     "normal-close-active.pkt",
     "normal-close-passive.pkt",
