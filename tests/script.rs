@@ -459,3 +459,28 @@ fn a_script_running_past_the_end_of_time_fails_cleanly() {
     assert!(f.msg.contains("time overflows"), "{f}");
     assert!(f.line > 2_000, "{f}");
 }
+
+/// A line whose time an earlier line already took the clock past (here, a
+/// retransmission waited for with `*`) fails as the script's doing, not as a
+/// runner that fell behind: the kernel backend would run it again for nothing.
+#[test]
+fn a_line_already_passed_is_not_the_runner_being_late() {
+    let src = "\
+0   socket(..., SOCK_STREAM, IPPROTO_TCP) = 3
++0  fcntl(3, F_SETFL, O_RDWR|O_NONBLOCK) = 0
++0  connect(3, ..., ...) = -1 EINPROGRESS (Operation now in progress)
++0  > S 0:0(0) <...>
++.1 < S. 0:0(0) ack 1 win 65535 <mss 1460>
++0  > . 1:1(0) ack 1
++0  close(3) = 0
++0  > F. 1:1(0) ack 1
+*   > F. 1:1(0) ack 1
+0.15 < . 1:1(0) ack 2 win 65535
+";
+    let f = run(&parse(src).unwrap(), &Options::default())
+        .failure
+        .expect("0.15 s has passed when the retransmission comes");
+    assert_eq!(f.line, 10, "{f}");
+    assert!(f.msg.contains("could only run at"), "{f}");
+    assert!(!f.runner_late, "{f}");
+}

@@ -352,16 +352,20 @@ impl<S: Stack> Runner<'_, S> {
     /// stack must send nothing the script did not expect meanwhile.
     fn arrive_at(&mut self, ev: &Event) -> Result<Option<(Time, Time)>, Failure> {
         let window = self.window(ev)?;
-        let now = self.now();
-        let t = window.map_or(now, |(lo, _)| lo.max(now));
+        let before = self.now();
+        let t = window.map_or(before, |(lo, _)| lo.max(before));
         self.unexpected(ev.line)?;
         self.advance(t, true);
         self.unexpected(ev.line)?;
         if let Some((lo, hi)) = window {
             let now = self.now();
-            if now > hi + self.tolerance(lo) {
+            let limit = hi + self.tolerance(lo);
+            if now > limit {
                 return Err(Failure {
-                    runner_late: true,
+                    // Only if the time was still to come: an earlier line (a
+                    // packet waited for) that already took the clock past it
+                    // is the script's or the stack's doing.
+                    runner_late: before <= limit,
                     ..fail(
                         ev.line,
                         format!(
