@@ -140,7 +140,9 @@ fn next_reply(sock: &UdpSocket, port: u16, wanted: impl Fn(&Segment) -> bool) ->
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         assert!(Instant::now() < deadline, "no reply to port {port} in 5 s");
-        let (n, _) = sock.recv_from(&mut buf).unwrap();
+        let (n, _) = sock
+            .recv_from(&mut buf)
+            .unwrap_or_else(|e| panic!("no reply to port {port}: {e}"));
         let found = wire::decode(&buf[..n])
             .unwrap()
             .find(|seg| seg.receiver_tuple() == client_tuple(port) && wanted(seg));

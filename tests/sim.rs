@@ -196,6 +196,8 @@ fn nonsense_flags_exit_2_with_one_line() {
         vec!["sim", "--connections", "1000", "--rate", "1e-20"],
         vec!["sim", "--attack", "syn-timewait", "--attack-rate", "1e-20"],
         vec!["serve", "--time-scale", "1e-18"],
+        // The sweep's 32-bit millisecond stamps would wrap.
+        vec!["sim", "--app-timeout", "1000h"],
     ] {
         let out = Command::new(env!("CARGO_BIN_EXE_teardown"))
             .args(&bad)
@@ -269,6 +271,10 @@ fn a_year_at_a_low_rate_runs_in_bounded_memory() {
     assert!(r.series.len() <= 4097, "{} samples", r.series.len());
     let step = r.series[1].t - r.series[0].t;
     assert!(step >= r.sim_seconds / 4097.0, "{step}");
+    // The report says which interval its peaks come from: 100 ms doubled.
+    assert_eq!(r.sample_interval_s, step);
+    let doublings = (r.sample_interval_s / 0.1).log2();
+    assert!((doublings - doublings.round()).abs() < 1e-9, "{doublings}");
 }
 
 /// A host-wide --rate is one even schedule: with 8 shards at one open per

@@ -215,7 +215,6 @@ impl Args {
     }
 }
 
-/// Runs the whole stress test.
 /// How many a schedule at `rate` per second has due once `since` has passed,
 /// counting the one due at once. The float-to-int cast saturates, and so does
 /// the sum: any rate, however absurd, means "as fast as possible".
@@ -223,6 +222,7 @@ fn due_at_rate(since: Instant, rate: f64) -> u64 {
     ((since.elapsed().as_secs_f64() * rate) as u64).saturating_add(1)
 }
 
+/// Runs the whole stress test.
 pub fn run(args: &Args) -> anyhow::Result<Report> {
     args.validate()?;
     let spawned = if args.spawn_server {

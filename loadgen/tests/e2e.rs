@@ -139,6 +139,8 @@ fn teardown_bin() -> String {
     let out = std::process::Command::new(env!("CARGO"))
         .args(["build", "--quiet", "--message-format=json"])
         .args(["-p", "teardown", "--bin", "teardown"])
+        // The profile this test was built with, as far as it can tell.
+        .args((!cfg!(debug_assertions)).then_some("--release"))
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .output()
         .expect("run cargo");

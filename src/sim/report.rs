@@ -134,6 +134,10 @@ pub struct SimReport {
     pub wall_seconds: f64,
     pub sim_seconds: f64,
     pub teardowns_per_sec: f64,
+    /// Simulated time between the population samples that peaks and memory
+    /// are read from: `--sample-interval`, doubled as often as a shard needed
+    /// to keep at most 4096 samples.
+    pub sample_interval_s: f64,
     /// Peak population per state on the server host (sampled).
     pub peak: BTreeMap<&'static str, u64>,
     /// The same over all clients.
@@ -253,6 +257,7 @@ impl SimReport {
             leaked,
             wall_seconds,
             sim_seconds: end,
+            sample_interval_s: interval,
             teardowns_per_sec: if wall_seconds > 0.0 {
                 completed as f64 / wall_seconds
             } else {
@@ -326,7 +331,11 @@ impl SimReport {
             "  completed {} / leaked {}   simulated {:.1} s in {:.2} s wall   {:.0} teardowns/s",
             self.completed, self.leaked, self.sim_seconds, self.wall_seconds, self.teardowns_per_sec
         );
-        let _ = writeln!(w, "\npeak population (server host | all clients)");
+        let _ = writeln!(
+            w,
+            "\npeak population (server host | all clients), sampled every {} s",
+            sample_secs(self.sample_interval_s)
+        );
         for &st in peak_states() {
             let _ = writeln!(
                 w,
@@ -539,4 +548,10 @@ fn memory(sum: &[Sample], client_side: bool) -> Memory {
 /// `--plot DIR`: see [`super::plot::plot`].
 pub fn plot(report: &SimReport, dir: &std::path::Path) -> anyhow::Result<()> {
     super::plot::plot(report, dir)
+}
+
+/// A sample interval for people: 0.1, 0.8, 419430.4.
+fn sample_secs(s: f64) -> String {
+    let t = format!("{s:.3}");
+    t.trim_end_matches('0').trim_end_matches('.').to_string()
 }
