@@ -99,16 +99,12 @@ impl KernelStack {
             return Err(io::Error::new(e.kind(), format!("TUNSETIFF: {e}")));
         }
         configure_interface()?;
-        let notices = realtime_priority()
-            .err()
-            .map(|e| {
-                format!(
-                    "the runner keeps normal priority ({e}); under load its events may \
-                     run late"
-                )
-            })
-            .into_iter()
-            .collect();
+        let notices = match realtime_priority() {
+            Ok(()) => Vec::new(),
+            Err(e) => vec![format!(
+                "the runner keeps normal priority ({e}); under load its events may run late"
+            )],
+        };
         Ok(KernelStack {
             tun,
             start: OnceCell::new(),

@@ -86,6 +86,14 @@ impl FileResult {
         self.error.is_none()
     }
 
+    /// A script that did not run: it could not be read, parsed or started.
+    fn failed(error: String) -> FileResult {
+        FileResult {
+            outcome: None,
+            error: Some(error),
+        }
+    }
+
     /// The failure, when it was the runner falling behind in real time.
     fn runner_late(&self) -> Option<&Failure> {
         self.outcome
@@ -100,6 +108,14 @@ pub fn run_file(path: &Path, opts: &Options) -> FileResult {
     run_file_on(path, opts, Backend::Engine)
 }
 
+/// Reads and parses one script; the error names the file (and the line and
+/// column of a parse error).
+fn load(path: &Path) -> Result<Script, String> {
+    let name = path.display();
+    let src = std::fs::read_to_string(path).map_err(|e| format!("{name}: cannot read: {e}"))?;
+    parse(&src).map_err(|e| format!("{name}:{e}"))
+}
+
 /// Reads, parses and runs one script against `backend`. For the kernel, on a
 /// thread of its own, in a network namespace of its own.
 pub fn run_file_on(path: &Path, opts: &Options, backend: Backend) -> FileResult {
@@ -107,33 +123,16 @@ pub fn run_file_on(path: &Path, opts: &Options, backend: Backend) -> FileResult 
     if opts.verbose {
         println!("== {name}");
     }
-    let src = match std::fs::read_to_string(path) {
+    let script = match load(path) {
         Ok(s) => s,
-        Err(e) => {
-            return FileResult {
-                outcome: None,
-                error: Some(format!("{name}: cannot read: {e}")),
-            }
-        }
-    };
-    let script = match parse(&src) {
-        Ok(s) => s,
-        Err(e) => {
-            return FileResult {
-                outcome: None,
-                error: Some(format!("{name}:{e}")),
-            }
-        }
+        Err(e) => return FileResult::failed(e),
     };
     let outcome = match backend {
         Backend::Engine => run(&script, opts),
         Backend::Kernel => match run_kernel(&script, opts) {
             Ok(o) => o,
             Err(e) => {
-                return FileResult {
-                    outcome: None,
-                    error: Some(format!("{name}: cannot run against the kernel: {e}")),
-                }
+                return FileResult::failed(format!("{name}: cannot run against the kernel: {e}"))
             }
         },
     };
@@ -168,10 +167,8 @@ pub fn run_files(
                 .map(|path| s.spawn(move || run_file_on(path, opts, backend)))
                 .collect();
             results.extend(handles.into_iter().map(|h| {
-                h.join().unwrap_or_else(|_| FileResult {
-                    outcome: None,
-                    error: Some("the script's thread panicked".into()),
-                })
+                h.join()
+                    .unwrap_or_else(|_| FileResult::failed("the script's thread panicked".into()))
             }));
         });
     }
@@ -217,11 +214,10 @@ fn record_file(files: &[PathBuf], out: &Path, opts: &Options) -> anyhow::Result<
         );
     };
     let name = path.display();
-    let src = std::fs::read_to_string(path).with_context(|| format!("reading {name}"))?;
-    let script = match parse(&src) {
+    let script = match load(path) {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("{name}:{e}");
+            eprintln!("{e}");
             return Ok(ExitCode::FAILURE);
         }
     };

@@ -247,9 +247,8 @@ impl<S: Stack> Runner<'_, S> {
 
     /// Notes when `ev` was due, for the events after it.
     fn done(&mut self, ev: &Event, window: Option<(Time, Time)>) {
-        let inbound = matches!(&ev.kind, EventKind::Packet(p) if p.dir == Direction::Inbound);
         let due = window.map_or(self.now(), |(lo, _)| lo);
-        self.last_event = Some((due, inbound));
+        self.last_event = Some((due, is_inbound(ev)));
     }
 
     fn run(&mut self, events: &[Event]) -> Result<(), Failure> {
@@ -318,11 +317,9 @@ impl<S: Stack> Runner<'_, S> {
                 start,
                 end,
             } => {
-                let inbound =
-                    matches!(&ev.kind, EventKind::Packet(p) if p.dir == Direction::Inbound);
                 let base = if relative {
                     match self.last_event {
-                        Some((due, true)) if inbound => due.as_micros(),
+                        Some((due, true)) if is_inbound(ev) => due.as_micros(),
                         _ => self.now().as_micros(),
                     }
                 } else {
@@ -729,6 +726,10 @@ pub fn linger_abort(line: usize, c: &Syscall) -> Result<Option<bool>, Failure> {
         ));
     }
     Ok(Some(onoff != 0))
+}
+
+fn is_inbound(ev: &Event) -> bool {
+    matches!(&ev.kind, EventKind::Packet(p) if p.dir == Direction::Inbound)
 }
 
 /// fcntl()'s result. Both stacks keep every descriptor non-blocking already,
