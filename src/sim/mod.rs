@@ -375,12 +375,12 @@ impl SimConfig {
         ensure(a.attack_rate.is_finite() && a.attack_rate > 0.0, || {
             "--attack-rate must be above zero".into()
         })?;
-        ensure(a.shards as f64 / a.attack_rate <= MAX_SPAN_SECS, || {
+        let gap = a.shards as f64 / a.attack_rate;
+        ensure(gap <= MAX_SPAN_SECS, || {
             format!(
-                "--attack-rate {} leaves {:.3e} s of simulated time between a shard's \
+                "--attack-rate {} leaves {gap:.3e} s of simulated time between a shard's \
                  attacks; a run spans at most {MAX_SPAN_SECS:.0e} s (31 years)",
-                a.attack_rate,
-                a.shards as f64 / a.attack_rate
+                a.attack_rate
             )
         })?;
         let mut attacks = a.attack.clone();

@@ -211,7 +211,8 @@ impl SimReport {
             blackholed += s.blackholed;
             end = end.max(s.end.as_micros() as f64 / 1e6);
         }
-        let (interval, sum) = series::merge(shards.iter().map(|s| &s.series));
+        let per_shard: Vec<&series::Series> = shards.iter().map(|s| &s.series).collect();
+        let (interval, sum) = series::merge(&per_shard);
         let peak_of =
             |f: &dyn Fn(&Sample) -> u32| sum.iter().map(|x| f(x) as u64).max().unwrap_or(0);
         let peak: BTreeMap<_, _> = peak_states()

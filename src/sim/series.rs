@@ -70,10 +70,9 @@ impl Series {
 /// The shards' series summed on the coarsest grid among them. A shard that
 /// ended early holds its last sample for the rest. Returns that grid's
 /// interval and the sums.
-pub fn merge<'a>(series: impl IntoIterator<Item = &'a Series> + Clone) -> (Duration, Vec<Sample>) {
+pub fn merge(series: &[&Series]) -> (Duration, Vec<Sample>) {
     let interval = series
-        .clone()
-        .into_iter()
+        .iter()
         .map(|s| s.interval)
         .max()
         .unwrap_or(Duration::ZERO);
@@ -82,8 +81,7 @@ pub fn merge<'a>(series: impl IntoIterator<Item = &'a Series> + Clone) -> (Durat
         (interval.as_micros() / s.interval.as_micros().max(1)).max(1) as usize
     };
     let n = series
-        .clone()
-        .into_iter()
+        .iter()
         .map(|s| s.samples.len().div_ceil(step(s)))
         .max()
         .unwrap_or(0);
@@ -151,7 +149,7 @@ mod tests {
         let mut b = Series::new(Duration::from_millis(200));
         b.push(sample(10));
         b.push(sample(20));
-        let (interval, sum) = merge([&a, &b]);
+        let (interval, sum) = merge(&[&a, &b]);
         assert_eq!(interval, Duration::from_millis(200));
         // a at 0, 200, 400, 600 ms is 0, 2, 4, 6; b holds its last after it ends.
         let got: Vec<u32> = sum.iter().map(|x| x.server[0]).collect();

@@ -234,6 +234,14 @@ pub struct Shard<'a> {
     reasons: [u64; 9],
 }
 
+/// When shard `index`'s `n`-th event of a schedule at `rate` per second
+/// (host-wide) is due. The shards take turns, event `n * shards + index` of
+/// the whole schedule falling to this one, so the host sees one even schedule
+/// and not every shard's first event at once.
+fn nth_at_rate(n: u64, rate: f64, shards: u32, index: u32) -> Time {
+    Time::from_secs_f64((n as f64 * shards as f64 + index as f64) / rate)
+}
+
 /// The slot of a client-side tuple in shard `index`; None for an address that is
 /// not one of that shard's clients (an attacker's spoofed one).
 #[inline]
@@ -310,7 +318,7 @@ impl<'a> Shard<'a> {
             next_sweep: Some(Time::ZERO + cfg.app_timeout / 4),
             // Event 0 of this shard's turn in the attack schedule (nth_at_rate).
             next_attack: (!cfg.attacks.is_empty())
-                .then(|| Time::from_secs_f64(index as f64 / cfg.attack_rate)),
+                .then(|| nth_at_rate(0, cfg.attack_rate, cfg.shards, index)),
             attacks_sent: 0,
             capture_left: if index == 0 { cfg.pcap_sample } else { 0 },
             progress,
@@ -753,7 +761,7 @@ impl<'a> Shard<'a> {
                 return;
             }
             if let Some(rate) = self.cfg.rate {
-                let due = self.nth_at_rate(self.opened, rate);
+                let due = nth_at_rate(self.opened, rate, self.cfg.shards, self.index);
                 if due > self.now {
                     self.next_open = Some(due);
                     return;
@@ -764,15 +772,6 @@ impl<'a> Shard<'a> {
             };
             self.open(s);
         }
-    }
-
-    /// When this shard's `n`-th event of a schedule at `rate` per second
-    /// (host-wide) is due. The shards take turns, event `n * shards + index`
-    /// of the whole schedule falling to this one, so the host sees one even
-    /// schedule and not every shard's first event at once.
-    fn nth_at_rate(&self, n: u64, rate: f64) -> Time {
-        let global = n as f64 * self.cfg.shards as f64 + self.index as f64;
-        Time::from_secs_f64(global / rate)
     }
 
     fn open(&mut self, s: u32) {
@@ -889,7 +888,12 @@ impl<'a> Shard<'a> {
         let k = (self.attacks_sent % kinds.len() as u64) as usize;
         let kind = kinds[k];
         self.attacks_sent += 1;
-        let next = self.nth_at_rate(self.attacks_sent, self.cfg.attack_rate);
+        let next = nth_at_rate(
+            self.attacks_sent,
+            self.cfg.attack_rate,
+            self.cfg.shards,
+            self.index,
+        );
         self.next_attack =
             (self.opened < self.to_open || self.live > 0).then_some(next.max(self.now));
 
