@@ -653,15 +653,7 @@ fn in_state(state: State) -> Net {
 /// mini-socket: any RST in the window kills it, one outside draws an ACK.
 #[test]
 fn rst_in_every_state() {
-    for state in [
-        Established,
-        FinWait1,
-        FinWait2,
-        Closing,
-        TimeWait,
-        CloseWait,
-        LastAck,
-    ] {
+    for state in State::TEARDOWN {
         let n0 = in_state(state);
         let (snd, rcv) = n0.seq_s();
         // Out of window.
