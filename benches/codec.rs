@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use teardown::wire::{decode, Encoder};
-use teardown::{Flags, Segment, Tuple};
+use teardown_engine::{Flags, Segment, Tuple};
 
 const SIZES: [usize; 3] = [1, 16, 2048];
 

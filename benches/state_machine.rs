@@ -22,7 +22,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use teardown::{Config, Flags, Host, Segment, State, Time, Tuple};
+use teardown_engine::{Config, Flags, Host, Segment, State, Time, Tuple};
 
 const ONE_WAY: Duration = Duration::from_millis(5);
 const PORTS: u32 = 28_232;

@@ -20,8 +20,8 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use dashmap::DashMap;
-use teardown::table::Table;
-use teardown::{Config, Tuple};
+use teardown_engine::table::Table;
+use teardown_engine::{Config, Tuple};
 
 type Value = [u8; 52];
 

@@ -38,7 +38,7 @@ use futures::{FutureExt, StreamExt};
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use teardown::wheel::Wheel;
+use teardown_engine::wheel::Wheel;
 use tokio_util::time::DelayQueue;
 
 const SPREAD: u64 = 60_000;

@@ -3,7 +3,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use crate::config::{Config, Profile};
+use teardown_engine::config::{Config, Profile};
 
 /// A usage error: the command line asked for something meaningless. The binary
 /// prints it on one line and exits 2, as clap does for its own errors.

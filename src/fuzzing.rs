@@ -4,12 +4,12 @@
 
 use std::time::Duration;
 
-use crate::config::Config;
-use crate::host::{Event, Host};
-use crate::segment::{Flags, Segment};
-use crate::state::State;
-use crate::time::Time;
-use crate::tuple::Tuple;
+use teardown_engine::config::Config;
+use teardown_engine::host::{Event, Host};
+use teardown_engine::segment::{Flags, Segment};
+use teardown_engine::state::State;
+use teardown_engine::time::Time;
+use teardown_engine::tuple::Tuple;
 
 /// A tiny cursor over the fuzzer's bytes; reads past the end give zeros.
 struct Bytes<'a>(&'a [u8]);

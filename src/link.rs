@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use rand::Rng;
 
-use crate::segment::Segment;
+use teardown_engine::segment::Segment;
 
 /// Which segments the loss applies to (`--loss-only`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -163,10 +163,10 @@ impl Delay {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::segment::Flags;
-    use crate::tuple::Tuple;
     use rand::SeedableRng;
     use rand_chacha::ChaCha8Rng;
+    use teardown_engine::segment::Flags;
+    use teardown_engine::tuple::Tuple;
 
     fn seg(flags: Flags) -> Segment {
         Segment::new(&Tuple::default(), flags, 0, 0, 0, 0)

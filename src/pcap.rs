@@ -17,8 +17,8 @@ use etherparse::{PacketBuilder, TcpOptionElement};
 use pcap_file::pcap::{PcapHeader, PcapPacket};
 use pcap_file::{DataLink, TsResolution};
 
-use crate::segment::Segment;
-use crate::time::Time;
+use teardown_engine::segment::Segment;
+use teardown_engine::time::Time;
 
 /// IPv4 time to live written in every packet (Linux's default `ip_default_ttl`).
 const TTL: u8 = 64;
@@ -123,7 +123,7 @@ pub fn encode_with_options(
     if f.rst() {
         tcp = tcp.rst();
     }
-    if f.contains(crate::segment::Flags::PSH) {
+    if f.contains(teardown_engine::segment::Flags::PSH) {
         tcp = tcp.psh();
     }
     if f.ack() {
@@ -155,8 +155,8 @@ fn pcap_error(e: pcap_file::PcapError) -> io::Error {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::segment::Flags;
-    use crate::tuple::Tuple;
+    use teardown_engine::segment::Flags;
+    use teardown_engine::tuple::Tuple;
 
     #[test]
     fn encodes_headers_and_payload_length() {

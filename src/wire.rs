@@ -15,7 +15,7 @@
 //! engine) and then hands out an iterator that reads records straight from the
 //! receive buffer. Encoding appends records to a buffer allocated once.
 
-use crate::segment::{Flags, Segment};
+use teardown_engine::segment::{Flags, Segment};
 
 /// `"TD"`.
 pub const MAGIC: [u8; 2] = *b"TD";
@@ -206,8 +206,8 @@ impl Encoder {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tuple::Tuple;
     use proptest::prelude::*;
+    use teardown_engine::tuple::Tuple;
 
     fn seg(i: u32) -> Segment {
         let t = Tuple::new([10, 0, 0, 2], 40_000 + i as u16, [10, 0, 0, 1], 80);

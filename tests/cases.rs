@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use teardown::{CloseReason, Config, Event, Flags, Host, Role, Segment, State, Time, Tuple};
+use teardown_engine::{CloseReason, Config, Event, Flags, Host, Role, Segment, State, Time, Tuple};
 
 const ONE_WAY: Duration = Duration::from_millis(50);
 

@@ -11,7 +11,7 @@ use proptest::prelude::*;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use teardown::{CloseReason, Config, Event, Host, Profile, Segment, State, Time, Tuple};
+use teardown_engine::{CloseReason, Config, Event, Host, Profile, Segment, State, Time, Tuple};
 
 const TICK: Duration = Duration::from_millis(1);
 

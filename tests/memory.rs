@@ -4,7 +4,7 @@
 //! (`Host::heap_bytes`) agrees with the allocator.
 
 use teardown::alloc::{self, Counting};
-use teardown::{Config, Event, Flags, Host, Segment, State, Time, Tuple};
+use teardown_engine::{Config, Event, Flags, Host, Segment, State, Time, Tuple};
 
 #[global_allocator]
 static ALLOC: Counting = Counting;

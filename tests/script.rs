@@ -379,20 +379,20 @@ struct Lagging {
 }
 
 impl script::Stack for Lagging {
-    fn now(&self) -> teardown::time::Time {
+    fn now(&self) -> teardown_engine::time::Time {
         self.inner.now()
     }
     fn advance(
         &mut self,
-        until: teardown::time::Time,
+        until: teardown_engine::time::Time,
         stop_on_packet: bool,
-        sent: &mut Vec<(teardown::time::Time, teardown::Segment)>,
+        sent: &mut Vec<(teardown_engine::time::Time, teardown_engine::Segment)>,
     ) {
         self.inner.advance(until + self.lag, stop_on_packet, sent)
     }
     fn inject(
         &mut self,
-        seg: &teardown::Segment,
+        seg: &teardown_engine::Segment,
         o: &script::parse::TcpOptions,
     ) -> Result<(), String> {
         self.inner.inject(seg, o)

@@ -10,7 +10,7 @@ use serde_json::Value;
 use teardown::service::metrics::parse_text;
 use teardown::service::net::http_get;
 use teardown::wire::{self, Encoder};
-use teardown::{Flags, Segment, Tuple};
+use teardown_engine::{Flags, Segment, Tuple};
 
 struct Serve {
     child: Child,

@@ -6,7 +6,7 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet};
 
 use proptest::prelude::*;
-use teardown::wheel::{TimerKey, Wheel};
+use teardown_engine::wheel::{TimerKey, Wheel};
 
 #[derive(Clone, Debug)]
 enum Op {

@@ -3,7 +3,7 @@
 
 use teardown::alloc::{thread_net_bytes, Counting};
 use teardown::wire::{decode, Encoder, MAX_RECORDS};
-use teardown::{Flags, Segment, Tuple};
+use teardown_engine::{Flags, Segment, Tuple};
 
 #[global_allocator]
 static ALLOC: Counting = Counting;

@@ -21,7 +21,7 @@ use rand_chacha::ChaCha8Rng;
 use serde_json::{json, Map, Value};
 use teardown::service::{CloseMode, SERVER_IP, SERVER_PORT};
 use teardown::sim::{AttackCounts, AttackKind};
-use teardown::{CloseReason, Flags, Host, Segment, State, Time, Tuple};
+use teardown_engine::{CloseReason, Flags, Host, Segment, State, Time, Tuple};
 
 /// Source addresses of the attacker's made-up 4-tuples: 172.16.0.0/16, one IP per
 /// (kind, client worker), so a reply names the kind that drew it and the server's
@@ -76,7 +76,7 @@ impl Attacker {
         rate: f64,
         worker: usize,
         close: CloseMode,
-        server: &teardown::Config,
+        server: &teardown_engine::Config,
     ) -> Attacker {
         debug_assert!(kinds.len() <= 8, "`attacked` keeps the kinds in a u8 mask");
         Attacker {

@@ -35,7 +35,7 @@ use teardown::service::metrics::{completed, parse_text, REASONS};
 use teardown::service::net::http_get;
 use teardown::service::{Clock, CloseMode};
 use teardown::sim::AttackKind;
-use teardown::State;
+use teardown_engine::State;
 
 /// The loss shape flag.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -556,7 +556,7 @@ fn model_report(
     server_start: Option<&BTreeMap<String, f64>>,
     server_end: Option<&BTreeMap<String, f64>>,
 ) -> Report {
-    let mut stats = teardown::Stats::default();
+    let mut stats = teardown_engine::Stats::default();
     let mut closed = [0u64; REASONS];
     let mut active = Histogram::<u64>::new(3).expect("static sigfig");
     let mut passive = Histogram::<u64>::new(3).expect("static sigfig");
@@ -607,7 +607,7 @@ fn model_report(
     let server_leaked = server_end.map(server_unsettled).unwrap_or(0);
     let leaked = client_leaked + server_leaked;
     let mut reasons = Map::new();
-    for (i, name) in teardown::CloseReason::ALL
+    for (i, name) in teardown_engine::CloseReason::ALL
         .iter()
         .map(|r| r.key())
         .enumerate()

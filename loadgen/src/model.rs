@@ -21,9 +21,9 @@ use teardown::link::Loss;
 use teardown::service::metrics::{completed, REASONS};
 use teardown::service::{route, Clock, CloseMode, SERVER_IP, SERVER_PORT};
 use teardown::sim::{AttackCounts, AttackKind};
-use teardown::time::pop_due;
 use teardown::wire::{self, Encoder};
-use teardown::{Config, Event, Host, Role, Segment, State, Time, Tuple};
+use teardown_engine::time::pop_due;
+use teardown_engine::{Config, Event, Host, Role, Segment, State, Time, Tuple};
 
 use crate::attack::Attacker;
 
@@ -81,7 +81,7 @@ pub struct Outcome {
     pub accounted: u64,
     pub runaway: u64,
     pub closed: [u64; REASONS],
-    pub stats: teardown::Stats,
+    pub stats: teardown_engine::Stats,
     pub dropped_to_server: u64,
     pub dropped_to_client: u64,
     /// Segments for a vanished client, swallowed as a dead host would.
@@ -183,7 +183,7 @@ impl Worker {
                 accounted: 0,
                 runaway: 0,
                 closed: [0; REASONS],
-                stats: teardown::Stats::default(),
+                stats: teardown_engine::Stats::default(),
                 dropped_to_server: 0,
                 dropped_to_client: 0,
                 to_vanished: 0,

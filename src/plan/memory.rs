@@ -19,10 +19,10 @@
 use serde::Serialize;
 
 use super::model::{Times, MODELLED};
-use crate::state::State;
+use teardown_engine::state::State;
 
-const TW_RECORD: f64 = 32.0;
-const CONN_RECORD: f64 = std::mem::size_of::<crate::conn::Conn>() as f64;
+const TW_RECORD: f64 = teardown_engine::table::TIME_WAIT_BYTES as f64;
+const CONN_RECORD: f64 = teardown_engine::table::CONN_BYTES as f64;
 /// A slab chunk's free list holds `u16` slot numbers.
 const FREE_SLOT: f64 = std::mem::size_of::<u16>() as f64;
 /// The wheel's fixed list heads (`size_of::<[u32; LISTS]>()` in wheel.rs) and one
@@ -183,10 +183,8 @@ impl Slab {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::conn::Conn;
-    use crate::table::Table;
-    use crate::timewait::TwEntry;
-    use crate::tuple::Tuple;
+    use teardown_engine::table::Table;
+    use teardown_engine::tuple::Tuple;
 
     /// Churns a real table at a steady TIME-WAIT population of `rate * life` (every
     /// tick `rate` connections open, go to TIME-WAIT for `life` ticks, expire) plus
@@ -204,20 +202,13 @@ mod tests {
             }
         };
         for _ in 0..conns {
-            t.insert_conn(Conn::new(tuple(), crate::State::Established, 0));
+            t.bench_insert(tuple());
         }
         for tick in 0..3 * life {
             for _ in 0..rate {
-                let tu = tuple();
-                let idx = t.insert_conn(Conn::new(tu, crate::State::FinWait1, 0));
-                let e = TwEntry {
-                    tuple: tu,
-                    expires_ms: tick + life,
-                    ..TwEntry::default()
-                };
-                t.conn_to_time_wait(idx, e);
+                t.bench_time_wait(tuple(), tick + life);
             }
-            while t.pop_expired_time_wait(tick).is_some() {}
+            t.bench_expire(tick);
         }
         assert_eq!(t.time_wait_len(), (rate * life) as usize);
         t.heap_bytes()

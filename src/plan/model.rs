@@ -18,8 +18,8 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::config::Config;
-use crate::state::State;
+use teardown_engine::config::Config;
+use teardown_engine::state::State;
 
 /// Who sends the first FIN.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -8,7 +8,7 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 
 use crate::sim::plot::{both, register_font, state_colour, thousands, Chart, PALETTE};
-use crate::state::State;
+use teardown_engine::state::State;
 
 use super::memory::Slab;
 use super::model::Closer;

@@ -10,12 +10,12 @@ use super::run::{
     fail, fcntl_result, int_arg, linger_abort, lowest_free_fd, shutdown_how, CallResult, Failure,
     Stack, ACTIVE, SCRIPT_PORT,
 };
-use crate::host::{CloseReason, Event as HostEvent, Host};
-use crate::segment::Segment;
-use crate::state::State;
-use crate::time::Time;
-use crate::tuple::Tuple;
-use crate::Config;
+use teardown_engine::host::{CloseReason, Event as HostEvent, Host};
+use teardown_engine::segment::Segment;
+use teardown_engine::state::State;
+use teardown_engine::time::Time;
+use teardown_engine::tuple::Tuple;
+use teardown_engine::Config;
 
 /// Linux's MSS when the peer's SYN carries no MSS option (RFC 9293 §3.7.1).
 const DEFAULT_MSS: u32 = 536;

@@ -39,8 +39,8 @@ use super::run::{
     fail, fcntl_result, int_arg, linger_abort, lowest_free_fd, shutdown_how, CallResult, Failure,
     Stack, EPHEMERAL_PORT, LOCAL_IP, REMOTE_IP, SCRIPT_PORT,
 };
-use crate::segment::{Flags, Segment};
-use crate::time::Time;
+use teardown_engine::segment::{Flags, Segment};
+use teardown_engine::time::Time;
 
 /// The tun device's name inside each script's namespace.
 const TUN_NAME: &str = "tun0";

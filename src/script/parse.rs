@@ -4,7 +4,7 @@
 
 use std::fmt;
 
-use crate::segment::Flags;
+use teardown_engine::segment::Flags;
 
 /// A syntax error, at a 1-based line and column.
 #[derive(Debug, Clone, PartialEq, Eq)]

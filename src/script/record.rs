@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use super::parse::{Direction, EventKind, Script};
 use super::run::{call_line, packet_line, record, Options, Outcome, Recorded};
-use crate::segment::Flags;
-use crate::time::Time;
+use teardown_engine::segment::Flags;
+use teardown_engine::time::Time;
 
 /// Linux may delay the ACK of a FIN by its delayed-ACK timeout, which starts
 /// at 40 ms (`TCP_DELACK_MIN`) and may grow to 200 ms (`TCP_DELACK_MAX`);

@@ -16,9 +16,9 @@ use super::engine::EngineStack;
 use super::parse::{
     Call, Direction, Event, EventKind, Expr, PacketSpec, Script, Syscall, TcpOptions, When,
 };
-use crate::segment::{Flags, Segment};
-use crate::time::Time;
-use crate::tuple::Tuple;
+use teardown_engine::segment::{Flags, Segment};
+use teardown_engine::time::Time;
+use teardown_engine::tuple::Tuple;
 
 /// The local host, as in packetdrill's defaults (`--local_ip`).
 pub const LOCAL_IP: [u8; 4] = [192, 168, 0, 1];

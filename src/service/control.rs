@@ -13,7 +13,7 @@ use signal_hook_mio::v1_0::Signals;
 
 use super::metrics::Shared;
 use super::Sampled;
-use crate::state::State;
+use teardown_engine::state::State;
 
 const METRICS: Token = Token(0);
 const KERNEL: Token = Token(1);

@@ -13,8 +13,8 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
-use crate::host::{CloseReason, Host, Stats};
-use crate::state::State;
+use teardown_engine::host::{CloseReason, Host, Stats};
+use teardown_engine::state::State;
 
 macro_rules! stats_table {
     ($($field:ident: $help:literal,)*) => {
@@ -363,7 +363,7 @@ pub fn parse_text(text: &str) -> HashMap<String, f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::Config;
+    use teardown_engine::Config;
 
     #[test]
     fn encodes_and_parses_back() {

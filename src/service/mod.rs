@@ -28,10 +28,10 @@ use anyhow::Context;
 use serde_json::{json, Value};
 
 use crate::cli::{parse_duration, Usage};
-use crate::config::{Config, Profile};
-use crate::state::State;
-use crate::time::Time;
-use crate::tuple::{shard_of, Tuple};
+use teardown_engine::config::{Config, Profile};
+use teardown_engine::state::State;
+use teardown_engine::time::Time;
+use teardown_engine::tuple::{shard_of, Tuple};
 
 /// The simulated server address every client connects to: 10.0.0.1 port 80.
 pub const SERVER_IP: [u8; 4] = [10, 0, 0, 1];
@@ -218,7 +218,7 @@ fn host_config(args: &ServeArgs, workers: usize) -> Config {
 /// What a worker hands back when it stops.
 #[derive(Clone, Debug, Default)]
 struct WorkerFinal {
-    stats: crate::Stats,
+    stats: teardown_engine::Stats,
     population: [usize; State::COUNT],
     peak: [usize; State::COUNT],
     closed: [u64; metrics::REASONS],
@@ -379,7 +379,7 @@ struct Sampled {
 
 /// The final report: the simulator's field names where the figure is the same.
 fn final_report(finals: &[WorkerFinal], sampled: &Sampled, shared: &metrics::Shared) -> Value {
-    let mut stats = crate::Stats::default();
+    let mut stats = teardown_engine::Stats::default();
     let mut population = [0usize; State::COUNT];
     let mut peak = sampled.peak;
     let mut closed = [0u64; metrics::REASONS];
@@ -422,7 +422,11 @@ fn final_report(finals: &[WorkerFinal], sampled: &Sampled, shared: &metrics::Sha
         peaks.insert(s.key().into(), json!(peak[s as usize]));
     }
     let mut reasons = serde_json::Map::new();
-    for (r, name) in crate::CloseReason::ALL.iter().map(|c| c.key()).enumerate() {
+    for (r, name) in teardown_engine::CloseReason::ALL
+        .iter()
+        .map(|c| c.key())
+        .enumerate()
+    {
         reasons.insert((*name).into(), json!(closed[r]));
     }
     let mut now = serde_json::Map::new();

@@ -21,12 +21,12 @@ use mio::{Events, Interest, Poll, Token, Waker};
 
 use super::metrics::{Io, Shared, REASONS};
 use super::{route, Clock, CloseMode, ServeArgs, WorkerFinal, SERVER_PORT};
-use crate::config::Config;
-use crate::host::{Event, Host};
-use crate::state::State;
-use crate::time::{pop_due, Time};
-use crate::tuple::Tuple;
 use crate::wire::{self, Encoder};
+use teardown_engine::config::Config;
+use teardown_engine::host::{Event, Host};
+use teardown_engine::state::State;
+use teardown_engine::time::{pop_due, Time};
+use teardown_engine::tuple::Tuple;
 
 const SOCKET: Token = Token(0);
 const WAKER: Token = Token(1);

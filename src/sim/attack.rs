@@ -6,8 +6,8 @@
 use clap::ValueEnum;
 use serde::Serialize;
 
-use crate::segment::{Flags, Segment};
-use crate::tuple::Tuple;
+use teardown_engine::segment::{Flags, Segment};
+use teardown_engine::tuple::Tuple;
 
 /// What the attacker sends.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, ValueEnum)]

@@ -26,8 +26,8 @@ use clap::{Args, ValueEnum};
 use crate::cli::{
     ensure, parse_duration, parse_fraction, parse_probability, ProfileArgs, Usage, MAX_SPAN_SECS,
 };
-use crate::config::Config;
 use crate::link::{Delay, Loss, LossModel, LossOnly};
+use teardown_engine::config::Config;
 
 pub use attack::{AttackCounts, AttackKind};
 pub use report::SimReport;

@@ -14,7 +14,7 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::FontStyle;
 
-use crate::state::State;
+use teardown_engine::state::State;
 
 use super::SimReport;
 

@@ -7,8 +7,8 @@ use std::time::Duration;
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
-use crate::state::State;
-use crate::Stats;
+use teardown_engine::state::State;
+use teardown_engine::Stats;
 
 use super::attack::AttackCounts;
 use super::series;
@@ -158,7 +158,10 @@ pub struct SimReport {
     pub series: Vec<Point>,
     /// Captured segments for --pcap, in capture order.
     #[serde(skip)]
-    pub capture: Vec<(crate::time::Time, crate::segment::Segment)>,
+    pub capture: Vec<(
+        teardown_engine::time::Time,
+        teardown_engine::segment::Segment,
+    )>,
     #[serde(skip)]
     pub active_hist: Option<Histogram<u64>>,
     #[serde(skip)]

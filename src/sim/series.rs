@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 use super::shard::Sample;
-use crate::time::Time;
+use teardown_engine::time::Time;
 
 /// Samples a shard keeps at most (about 400 KiB of them).
 pub const MAX_SAMPLES: usize = 4096;

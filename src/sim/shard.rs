@@ -16,13 +16,13 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::alloc;
-use crate::host::{CloseReason, Event, Host, Role};
 use crate::link::Loss;
-use crate::segment::Segment;
-use crate::state::State;
-use crate::time::Time;
-use crate::tuple::Tuple;
-use crate::Stats;
+use teardown_engine::host::{CloseReason, Event, Host, Role};
+use teardown_engine::segment::Segment;
+use teardown_engine::state::State;
+use teardown_engine::time::Time;
+use teardown_engine::tuple::Tuple;
+use teardown_engine::Stats;
 
 use super::attack::{AttackCounts, AttackKind};
 use super::series::Series;

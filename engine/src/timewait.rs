@@ -13,7 +13,7 @@ use std::collections::VecDeque;
 use crate::tuple::Tuple;
 
 /// What TIME-WAIT keeps of a connection: 32 bytes, against Linux's 256-byte
-/// `tw_sock_TCP` and a live [`crate::conn::Conn`]'s 60.
+/// `tw_sock_TCP` and a live [`crate::conn::Conn`]'s 64 ([`crate::table::TIME_WAIT_BYTES`]).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct TwEntry {
     pub tuple: Tuple,

@@ -17,6 +17,14 @@ use crate::tuple::Tuple;
 
 const TW_BIT: u32 = 1 << 31;
 
+/// Bytes of one full connection's record in the slab: a promise the memory
+/// plan and the README's per-entry figures rest on.
+pub const CONN_BYTES: usize = 64;
+/// Bytes of one TIME-WAIT record in the ring (Linux's `tw_sock_TCP` is 256).
+pub const TIME_WAIT_BYTES: usize = 32;
+const _: () = assert!(std::mem::size_of::<Conn>() == CONN_BYTES);
+const _: () = assert!(std::mem::size_of::<TwEntry>() == TIME_WAIT_BYTES);
+
 /// What [`Table::remove`] took out.
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum Removed {
@@ -273,20 +281,39 @@ impl Table {
     /// `DashMap`: the engine's own insert path (a fresh [`Conn`] into the slab and
     /// its reference into the map), without the timer and segment work of
     /// [`crate::Host::connect`] that would swamp it.
-    #[doc(hidden)]
+    #[cfg(feature = "bench-hooks")]
     pub fn bench_insert(&mut self, tuple: Tuple) {
         self.insert_conn(Conn::new(tuple, State::Established, 0));
     }
 
     /// For `benches/table.rs`: a lookup, as [`crate::Host::handle`] starts.
-    #[doc(hidden)]
+    #[cfg(feature = "bench-hooks")]
     pub fn bench_find(&self, tuple: &Tuple) -> bool {
         self.find(tuple).is_some()
     }
 
+    /// For the planner's memory test: a connection straight into TIME-WAIT,
+    /// expiring at `expires_ms`, as [`crate::Host`]'s close path stores it.
+    #[cfg(feature = "bench-hooks")]
+    pub fn bench_time_wait(&mut self, tuple: Tuple, expires_ms: u32) {
+        let idx = self.insert_conn(Conn::new(tuple, State::FinWait1, 0));
+        let e = TwEntry {
+            tuple,
+            expires_ms,
+            ..TwEntry::default()
+        };
+        self.conn_to_time_wait(idx, e);
+    }
+
+    /// For the planner's memory test: drops every TIME-WAIT entry expired at `now_ms`.
+    #[cfg(feature = "bench-hooks")]
+    pub fn bench_expire(&mut self, now_ms: u32) {
+        while self.pop_expired_time_wait(now_ms).is_some() {}
+    }
+
     /// For `benches/table.rs`: find and remove, as [`crate::Host::forget`] does
     /// without the timer work.
-    #[doc(hidden)]
+    #[cfg(feature = "bench-hooks")]
     pub fn bench_remove(&mut self, tuple: &Tuple) -> bool {
         self.remove(tuple).is_some()
     }
