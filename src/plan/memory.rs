@@ -1,7 +1,7 @@
 //! What a population costs: in this engine (from its data structures) and in the
 //! Linux kernel (slab objects).
 //!
-//! Engine, per table shard with `n` entries (`src/table.rs`, `src/timewait.rs`):
+//! Engine, per table shard with `n` entries (`engine/src/table.rs`, `timewait.rs`):
 //! * the hashbrown `HashTable<u32>`: 4 bytes of reference plus 1 control byte per
 //!   bucket, plus 16 trailing control bytes; a churned table settles at the
 //!   smallest power of two of buckets with n <= 5/8 of it ([`buckets`]): 8 to 16
@@ -9,12 +9,12 @@
 //! * TIME-WAIT entries: 32-byte records in a ring of 512-entry chunks, plus one
 //!   stale slot per restart (a retransmitted FIN appends a fresh copy), the
 //!   partly consumed head chunk and one spare chunk;
-//! * full connections: 64-byte records in a slab of 512-entry chunks (never
-//!   returned) plus a 2-byte free-list slot each;
-//! * the 1024-word listening bitmap of each host.
-//!
-//! The timer wheel is not counted: `src/wheel.rs` is a stand-in until the real
-//! wheel lands, and TIME-WAIT entries need no timer (the ring is their timer).
+//! * full connections: 64-byte records in a slab of 512-entry chunks (a chunk
+//!   whose last entry leaves is returned) plus a 2-byte free-list slot each;
+//! * the 1024-word listening bitmap of each host;
+//! * the timer wheel ([`engine_bytes`]): its fixed list heads and a node per
+//!   pending timer, for full connections only; TIME-WAIT entries need no timer
+//!   (the ring is their timer).
 
 use serde::Serialize;
 
