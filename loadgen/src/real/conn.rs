@@ -181,7 +181,7 @@ impl Conn {
                         if let Some(r) = &mut self.response {
                             r.eof();
                         }
-                        let whole = self.response.as_ref().map_or(true, Response::is_complete);
+                        let whole = self.response.as_ref().is_none_or(Response::is_complete);
                         if !whole && self.out.error.is_none() {
                             self.out.error = Some("truncated_response");
                         }
