@@ -6,8 +6,7 @@
 //! `tcp_max_tw_buckets`).
 
 use std::io::{ErrorKind, Read};
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
-use std::os::fd::{FromRawFd, OwnedFd};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
@@ -15,7 +14,11 @@ use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 use serde_json::json;
 
-use crate::{latency, Args, Report};
+use crate::{latency, sock, Args, Report};
+
+/// `teardown serve --kernel-listen`'s address when --spawn-server does not give one.
+pub const DEFAULT_TARGET: SocketAddr =
+    SocketAddr::V4(std::net::SocketAddrV4::new(Ipv4Addr::LOCALHOST, 7172));
 
 /// Descriptors kept free below the soft limit (the metrics scrape, stdio, epoll).
 const FD_HEADROOM: u64 = 1000;
@@ -60,82 +63,9 @@ fn sample() -> Kernel {
     }
 }
 
-fn sockaddr(a: SocketAddrV4) -> libc::sockaddr_in {
-    libc::sockaddr_in {
-        sin_family: libc::AF_INET as libc::sa_family_t,
-        sin_port: a.port().to_be(),
-        sin_addr: libc::in_addr {
-            s_addr: u32::from(*a.ip()).to_be(),
-        },
-        sin_zero: [0; 8],
-    }
-}
-
-/// A nonblocking connect from `src` (port chosen at connect time, as the
-/// reference benchmark does with IP_BIND_ADDRESS_NO_PORT), so that many source
-/// IPs widen the 4-tuple space beyond one IP's 28,232 ephemeral ports.
-fn connect_from(src: Ipv4Addr, dst: SocketAddrV4) -> std::io::Result<TcpStream> {
-    let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
-    // SAFETY: socket(2) takes plain integers.
-    let fd = unsafe {
-        libc::socket(
-            libc::AF_INET,
-            libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
-            0,
-        )
-    };
-    if fd < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: `fd` was just returned by socket(2) and nothing else owns it; the
-    // OwnedFd closes it on every early return below.
-    let owned = unsafe { OwnedFd::from_raw_fd(fd) };
-    let one: libc::c_int = 1;
-    let local = sockaddr(SocketAddrV4::new(src, 0));
-    let remote = sockaddr(dst);
-    // SAFETY: each call gets the live socket and pointers to live, properly sized
-    // values whose lengths are passed with them. Tested in
-    // `tests::connects_from_another_loopback_address`.
-    unsafe {
-        if libc::setsockopt(
-            fd,
-            libc::IPPROTO_IP,
-            libc::IP_BIND_ADDRESS_NO_PORT,
-            (&one as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        ) != 0
-            || libc::bind(fd, (&local as *const libc::sockaddr_in).cast(), len) != 0
-        {
-            return Err(std::io::Error::last_os_error());
-        }
-        if libc::connect(fd, (&remote as *const libc::sockaddr_in).cast(), len) != 0 {
-            let e = std::io::Error::last_os_error();
-            if e.raw_os_error() != Some(libc::EINPROGRESS) {
-                return Err(e);
-            }
-        }
-    }
-    Ok(TcpStream::from_std(std::net::TcpStream::from(owned)))
-}
-
 /// The `i`-th source address: 127.1.0.1 and up.
 fn source(i: u32) -> Ipv4Addr {
     Ipv4Addr::from(u32::from(Ipv4Addr::new(127, 1, 0, 1)) + i)
-}
-
-fn fd_limit() -> u64 {
-    let mut r = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit writes one rlimit into the live, properly typed `r`.
-    // Exercised by `tests::fd_limit_is_read`.
-    let rc = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) };
-    if rc == 0 {
-        r.rlim_cur
-    } else {
-        1024
-    }
 }
 
 pub fn run(args: &Args, target: SocketAddr) -> anyhow::Result<Report> {
@@ -147,13 +77,11 @@ pub fn run(args: &Args, target: SocketAddr) -> anyhow::Result<Report> {
         "--kernel-target must be loopback"
     );
     let sources = args.kernel_source_ips.max(1);
-    let limit = fd_limit().saturating_sub(FD_HEADROOM).max(1);
+    let fd_limit = sock::raise_nofile().or_else(|_| sock::nofile().map(|l| l.0))?;
+    let limit = fd_limit.saturating_sub(FD_HEADROOM).max(1);
     let concurrency = (args.concurrency as u64).min(limit) as usize;
     if concurrency < args.concurrency {
-        eprintln!(
-            "loadgen: --concurrency lowered to {concurrency} (descriptor limit {})",
-            fd_limit()
-        );
+        eprintln!("loadgen: --concurrency lowered to {concurrency} (descriptor limit {fd_limit})");
     }
     let mut poll = Poll::new()?;
     let mut events = Events::with_capacity(1024);
@@ -186,7 +114,7 @@ pub fn run(args: &Args, target: SocketAddr) -> anyhow::Result<Report> {
         while opened < allowed && budget > 0 {
             let Some(slot) = free.pop() else { break };
             budget -= 1;
-            match connect_from(source((opened % sources as u64) as u32), target) {
+            match sock::connect_from(Some(source((opened % sources as u64) as u32)), target) {
                 Ok(mut s) => {
                     poll.registry()
                         .register(&mut s, Token(slot), Interest::READABLE)?;
@@ -310,22 +238,6 @@ pub fn run(args: &Args, target: SocketAddr) -> anyhow::Result<Report> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn connects_from_another_loopback_address() {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let SocketAddr::V4(a) = l.local_addr().unwrap() else {
-            unreachable!("bound IPv4")
-        };
-        let _c = connect_from(source(3), a).unwrap();
-        let (_s, peer) = l.accept().unwrap();
-        assert_eq!(peer.ip(), std::net::IpAddr::V4(Ipv4Addr::new(127, 1, 0, 4)));
-    }
-
-    #[test]
-    fn fd_limit_is_read() {
-        assert!(fd_limit() > 0);
-    }
 
     #[test]
     fn proc_parsers_tolerate_this_machine() {

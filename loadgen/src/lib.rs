@@ -2,7 +2,8 @@
 //!
 //! In the default mode the clients are played by the same engine as the server,
 //! one host per worker thread, over the service's UDP wire format. `--kernel`
-//! runs the same open/close workload over real kernel TCP sockets instead.
+//! runs the same open/close workload over real kernel TCP sockets instead, and
+//! `--kernel --kernel-target ADDR` churns any listening TCP server (see [`real`]).
 //!
 //! Accounting: a connection is accounted for when the client's host reports it
 //! CLOSED (any reason) or the client vanished on purpose (`--runaway-client`).
@@ -15,11 +16,13 @@
 pub mod attack;
 pub mod kernel;
 pub mod model;
+pub mod real;
+pub mod sock;
 pub mod spawn;
 
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
@@ -28,6 +31,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressStyle};
+use real::workload::{Close, HttpVersion, Request};
 use serde_json::{json, Map, Value};
 use teardown::cli::{parse_duration, parse_fraction, parse_probability, Usage};
 use teardown::link::{Loss, LossModel, LossOnly};
@@ -70,9 +74,10 @@ pub struct Args {
     /// Most connections live on the client side at once.
     #[arg(long, default_value_t = 10_000)]
     pub concurrency: usize,
-    /// Which side closes first (must match the server's `--close`).
-    #[arg(long, value_enum, default_value_t = CloseMode::Server)]
-    pub close: CloseMode,
+    /// Which side closes first (must match the server's `--close`); with
+    /// --kernel-target also `rst` (SO_LINGER 0).
+    #[arg(long, value_enum, default_value_t = Close::Server)]
+    pub close: Close,
     /// With `--close client`: engine time between ESTABLISHED and close().
     #[arg(long, value_parser = parse_duration, default_value = "0s")]
     pub hold: Duration,
@@ -125,14 +130,36 @@ pub struct Args {
     /// The `teardown` binary for --spawn-server (default: next to this one).
     #[arg(long)]
     pub server_bin: Option<PathBuf>,
-    /// Run the workload over real kernel TCP sockets against `teardown serve --kernel-listen`.
+    /// Run the workload over real kernel TCP sockets: against `teardown serve
+    /// --kernel-listen` (127.0.0.1:7172, or the spawned server's), or against
+    /// any server with --kernel-target.
     #[arg(long)]
     pub kernel: bool,
-    /// The kernel listener for --kernel.
-    #[arg(long, default_value = "127.0.0.1:7172")]
-    pub kernel_target: SocketAddr,
-    /// Source IPs of --kernel connections (127.1.0.1 and up), to widen the
-    /// 4-tuple space as the reference benchmark did.
+    /// Drive this listening TCP server (IPv4) with the --request/--close workload.
+    #[arg(long, requires = "kernel", conflicts_with = "spawn_server")]
+    pub kernel_target: Option<SocketAddr>,
+    /// Let --kernel-target be a non-loopback address.
+    #[arg(long)]
+    pub allow_non_loopback: bool,
+    /// What each --kernel-target connection sends: none, http, or raw:BYTES
+    /// (escapes \r \n \t \0 \\ \xHH).
+    #[arg(long, default_value = "none")]
+    pub request: Request,
+    /// HTTP version of --request http: 1.1 or 1.0.
+    #[arg(long, value_enum, default_value_t = HttpVersion::V11)]
+    pub http_version: HttpVersion,
+    /// Path of --request http.
+    #[arg(long, default_value = "/")]
+    pub path: String,
+    /// With --kernel-target: open connections for this long instead of --connections.
+    #[arg(long, value_parser = parse_duration, conflicts_with = "connections")]
+    pub duration: Option<Duration>,
+    /// Source addresses of --kernel-target connections, A-B inclusive, in turn
+    /// (loopback has all of 127.0.0.0/8); ports are picked per destination.
+    #[arg(long, value_parser = real::parse_source_ips)]
+    pub source_ips: Option<(Ipv4Addr, Ipv4Addr)>,
+    /// Source IPs of --kernel connections without --kernel-target (127.1.0.1
+    /// and up), to widen the 4-tuple space as the reference benchmark did.
     #[arg(long, default_value_t = 64)]
     pub kernel_source_ips: u32,
     /// Play an off-path attacker against the server: blind-rst, inwindow-rst,
@@ -187,6 +214,7 @@ impl Args {
         teardown::cli::ensure(self.client_ips > 0 && self.client_ips <= 1 << 16, || {
             "--client-ips must be in 1..=65536".into()
         })?;
+        self.validate_kernel_target()?;
         teardown::cli::ensure(self.target.ip().is_loopback() || self.spawn_server, || {
             format!(
                 "--target {} is not loopback; loadgen only runs on loopback",
@@ -194,6 +222,48 @@ impl Args {
             )
         })?;
         Ok(())
+    }
+
+    fn validate_kernel_target(&self) -> Result<(), Usage> {
+        let Some(target) = self.kernel_target else {
+            let needs = [
+                (self.close == Close::Rst, "--close rst"),
+                (self.request != Request::None, "--request"),
+                (self.duration.is_some(), "--duration"),
+                (self.source_ips.is_some(), "--source-ips"),
+            ];
+            return match needs.iter().find(|(used, _)| *used) {
+                Some((_, flag)) => Err(Usage(format!("{flag} needs --kernel --kernel-target"))),
+                None => Ok(()),
+            };
+        };
+        let SocketAddr::V4(v4) = target else {
+            return Err(Usage(format!(
+                "--kernel-target {target}: only IPv4 targets are supported"
+            )));
+        };
+        teardown::cli::ensure(real::target_allowed(v4, self.allow_non_loopback), || {
+            format!(
+                "--kernel-target {target} is not a loopback address: refusing to send \
+                 traffic there without --allow-non-loopback"
+            )
+        })?;
+        if let Some((lo, hi)) = self.source_ips {
+            teardown::cli::ensure(
+                !v4.ip().is_loopback() || (lo.is_loopback() && hi.is_loopback()),
+                || format!("--source-ips {lo}-{hi} must be in 127.0.0.0/8 for a loopback target"),
+            )?;
+        }
+        Ok(())
+    }
+
+    /// `--close` for the engine's clients, which have no RST close.
+    fn close_mode(&self) -> Result<CloseMode, Usage> {
+        match self.close {
+            Close::Server => Ok(CloseMode::Server),
+            Close::Client => Ok(CloseMode::Client),
+            Close::Rst => Err(Usage("--close rst needs --kernel --kernel-target".into())),
+        }
     }
 
     fn loss(&self, p: Option<f64>) -> Result<Loss, Usage> {
@@ -230,11 +300,13 @@ pub fn run(args: &Args) -> anyhow::Result<Report> {
     } else {
         None
     };
-    let result = if args.kernel {
+    let result = if let Some(target) = args.kernel_target {
+        real::run(args, target)
+    } else if args.kernel {
         let target = spawned
             .as_ref()
             .and_then(|s| s.kernel)
-            .unwrap_or(args.kernel_target);
+            .unwrap_or(kernel::DEFAULT_TARGET);
         kernel::run(args, target)
     } else {
         run_model(args, spawned.as_ref())
@@ -370,7 +442,7 @@ fn run_model(args: &Args, spawned: Option<&spawn::Spawned>) -> anyhow::Result<Re
             connections: share(args.connections, i),
             concurrency: (share(args.concurrency as u64, i) as usize).max(1),
             rate: args.rate / threads as f64,
-            close: args.close,
+            close: args.close_mode()?,
             hold: args.hold,
             loss_to_server: args.loss(args.loss_to_server)?,
             loss_to_client: args.loss(args.loss_to_client)?,
@@ -694,6 +766,28 @@ fn model_report(
 /// A one-screen summary of a report.
 pub fn summary(r: &Value) -> String {
     let g = |p: &str| r.pointer(p).cloned().unwrap_or(Value::Null);
+    if g("/mode") == json!("kernel-target") {
+        return format!(
+            "{}: {} connections, {} completed ({:.0}/s), {} unfinished; closed by server FIN {}, client FIN {}, client RST {}, server RST {}; errors {}\n\
+             connect p50/p99 {} / {} ms, first byte p50/p99 {} / {} ms, close p50/p99 {} / {} ms",
+            g("/target").as_str().unwrap_or("?"),
+            g("/connections"),
+            g("/completed"),
+            g("/completed_per_sec").as_f64().unwrap_or(0.0),
+            g("/unfinished"),
+            g("/closed_by/server_fin"),
+            g("/closed_by/client_fin"),
+            g("/closed_by/client_rst"),
+            g("/closed_by/server_rst"),
+            g("/errors"),
+            g("/latency_ms/connect/p50"),
+            g("/latency_ms/connect/p99"),
+            g("/latency_ms/first_byte/p50"),
+            g("/latency_ms/first_byte/p99"),
+            g("/latency_ms/close/p50"),
+            g("/latency_ms/close/p99"),
+        );
+    }
     if g("/mode") == json!("kernel") {
         return format!(
             "kernel: {} connections, {} closed, {:.0} closes/s; TIME-WAIT peak {} (model predicts {} at this rate), tw_sock_TCP peak {} B (model {} B)",

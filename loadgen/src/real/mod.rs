@@ -1,0 +1,259 @@
+//! `--kernel --kernel-target ADDR`: churn any listening TCP server with real
+//! kernel sockets and report how each connection went and how it ended.
+//!
+//! One thread, one mio `Poll`, a slab of connection slots (token = slot). Two
+//! ways to start connections:
+//!
+//! * closed model (`--rate 0`): keep `--concurrency` connections live; a new one
+//!   starts when one ends.
+//! * open model (`--rate R`): the i-th connection is due at `start + i / R`,
+//!   whether or not earlier ones have ended. Its latencies are measured from
+//!   that intended start, so a stall (of the server, or of loadgen) counts
+//!   against every connection it delayed: the coordinated-omission correction
+//!   of wrk2. `--concurrency` still caps live sockets; a start delayed by the
+//!   cap or by loadgen falling behind is counted in `late_starts`.
+//!
+//! Connections open until `--connections` have started or `--duration` has
+//! passed; the run then waits for the live ones, up to `--timeout`.
+
+pub mod conn;
+pub mod http;
+pub mod report;
+pub mod workload;
+
+use std::io::ErrorKind;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::time::{Duration, Instant};
+
+use mio::{Events, Interest, Poll, Token};
+use serde_json::{json, Value};
+
+use crate::{sock, Args, PerSecond, Report};
+use conn::{Conn, Plan, Verdict};
+use report::Tally;
+
+/// Descriptors kept free below the soft limit (stdio, epoll, the JSON file).
+const FD_HEADROOM: u64 = 64;
+/// Most connections started between two polls.
+const OPEN_BATCH: usize = 512;
+/// A start later than this after its intended time counts as late.
+const LATE: Duration = Duration::from_millis(1);
+
+/// The source address of the `i`-th connection: `--source-ips` in turn, or
+/// none (the kernel's choice).
+fn source(range: Option<(Ipv4Addr, Ipv4Addr)>, i: u64) -> Option<Ipv4Addr> {
+    let (lo, hi) = range?;
+    let n = u64::from(u32::from(hi) - u32::from(lo)) + 1;
+    Some(Ipv4Addr::from(u32::from(lo) + (i % n) as u32))
+}
+
+/// The slots and the poll they are registered with.
+struct Slots {
+    poll: Poll,
+    conns: Vec<Option<Conn>>,
+    free: Vec<usize>,
+}
+
+impl Slots {
+    fn live(&self) -> usize {
+        self.conns.len() - self.free.len()
+    }
+
+    /// Ends the connection in `slot` and tallies it.
+    fn finish(&mut self, slot: usize, tally: &mut Tally) {
+        if let Some(mut c) = self.conns[slot].take() {
+            let _ = self.poll.registry().deregister(&mut c.stream);
+            tally.record(&c.finish());
+            self.free.push(slot);
+        }
+    }
+}
+
+pub fn run(args: &Args, target: SocketAddr) -> anyhow::Result<Report> {
+    let SocketAddr::V4(dst) = target else {
+        anyhow::bail!("--kernel-target {target}: only IPv4 targets are supported");
+    };
+    let (soft, hard) = sock::nofile()?;
+    let soft = sock::raise_nofile().unwrap_or(soft);
+    let concurrency =
+        (args.concurrency as u64).min(soft.saturating_sub(FD_HEADROOM).max(1)) as usize;
+    if concurrency < args.concurrency {
+        eprintln!("loadgen: --concurrency lowered to {concurrency} (descriptor limit {soft})");
+    }
+    let plan = Plan {
+        bytes: workload::request_bytes(
+            &args.request,
+            args.close,
+            args.http_version,
+            &dst.to_string(),
+            &args.path,
+        ),
+        request: args.request.clone(),
+        close: args.close,
+    };
+    let mut slots = Slots {
+        poll: Poll::new()?,
+        conns: (0..concurrency).map(|_| None).collect(),
+        free: (0..concurrency).rev().collect(),
+    };
+    let mut events = Events::with_capacity(1024);
+    let mut tally = Tally::default();
+    let mut buf = vec![0u8; 64 * 1024];
+    let open_model = args.rate > 0.0;
+    let started = Instant::now();
+    let stop_opening = args.duration.map(|d| started + d);
+    let mut seconds = PerSecond::new(started);
+    let (mut late_starts, mut last_end) = (0u64, started);
+    loop {
+        let now = Instant::now();
+        let intended = |i: u64| {
+            if open_model {
+                started + Duration::from_secs_f64(i as f64 / args.rate)
+            } else {
+                now
+            }
+        };
+        let opening = |i: u64| match stop_opening {
+            Some(end) => intended(i) < end,
+            None => i < args.connections,
+        };
+        // Start what is due, as far as slots allow.
+        let mut backoff = false;
+        for _ in 0..OPEN_BATCH {
+            let i = tally.connections;
+            let due = intended(i);
+            if !opening(i) || due > now {
+                break;
+            }
+            let Some(slot) = slots.free.pop() else { break };
+            tally.connections += 1;
+            late_starts += (now - due > LATE) as u64;
+            match sock::connect_from(source(args.source_ips, i), dst) {
+                Ok(mut s) => {
+                    slots.poll.registry().register(
+                        &mut s,
+                        Token(slot),
+                        Interest::READABLE | Interest::WRITABLE,
+                    )?;
+                    slots.conns[slot] = Some(Conn::new(s, due, &plan));
+                }
+                Err(e) => {
+                    // Out of ports or descriptors: let time pass before the next try.
+                    slots.free.push(slot);
+                    tally.error(sock::errno_key(&e));
+                    last_end = Instant::now();
+                    backoff = true;
+                    break;
+                }
+            }
+        }
+        let more = opening(tally.connections);
+        seconds.sample(tally.completed, more);
+        if (!more && slots.live() == 0) || started.elapsed() >= args.timeout {
+            break;
+        }
+        let next_due = intended(tally.connections);
+        let wait = if backoff {
+            Duration::from_millis(1)
+        } else if more && !slots.free.is_empty() {
+            next_due.saturating_duration_since(Instant::now())
+        } else {
+            Duration::from_millis(50)
+        };
+        match slots
+            .poll
+            .poll(&mut events, Some(wait.min(Duration::from_millis(50))))
+        {
+            Ok(()) => {}
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e.into()),
+        }
+        for ev in events.iter() {
+            let slot = ev.token().0;
+            let Some(c) = slots.conns.get_mut(slot).and_then(Option::as_mut) else {
+                continue;
+            };
+            if let Verdict::Done = c.on_event(&plan, &mut buf) {
+                slots.finish(slot, &mut tally);
+                last_end = Instant::now();
+            }
+        }
+    }
+    let elapsed = started.elapsed();
+    // Whatever is still live at the timeout is left unfinished: closed here, uncounted.
+    let unfinished = slots.live() as u64;
+    drop(slots);
+    let window = (last_end - started).as_secs_f64();
+    let mut json = tally.json()?;
+    let extra = json!({
+        "mode": "kernel-target",
+        "target": target.to_string(),
+        "unfinished": unfinished,
+        "leaked": unfinished,
+        "late_starts": late_starts,
+        "completed_per_sec": if window > 0.0 { tally.completed as f64 / window } else { 0.0 },
+        "window_secs": window,
+        "elapsed_secs": elapsed.as_secs_f64(),
+        "per_second": seconds.summary(),
+        "cpu_secs": teardown::service::net::cpu_secs(),
+        "config": {
+            "request": args.request.to_string(),
+            "close": format!("{:?}", args.close).to_lowercase(),
+            "http_version": format!("{:?}", args.http_version),
+            "path": args.path,
+            "model": if open_model { "open" } else { "closed" },
+            "rate": args.rate,
+            "concurrency": concurrency,
+            "connections": args.duration.is_none().then_some(args.connections),
+            "duration_secs": args.duration.map(|d| d.as_secs_f64()),
+            "source_ips": args.source_ips.map(|(a, b)| format!("{a}-{b}")),
+            "nofile": { "soft": soft, "hard": hard },
+        },
+    });
+    if let Value::Object(m) = extra {
+        json.extend(m);
+    }
+    Ok(Report {
+        json: Value::Object(json),
+        leaked: unfinished,
+    })
+}
+
+/// `--source-ips A-B`: an inclusive IPv4 range (one address alone is `A`).
+pub fn parse_source_ips(s: &str) -> Result<(Ipv4Addr, Ipv4Addr), String> {
+    let (a, b) = s.split_once('-').unwrap_or((s, s));
+    let ip = |t: &str| {
+        t.trim()
+            .parse::<Ipv4Addr>()
+            .map_err(|_| format!("'{t}' is not an IPv4 address"))
+    };
+    let (lo, hi) = (ip(a)?, ip(b)?);
+    if lo > hi {
+        return Err(format!("'{s}': the range must run low to high"));
+    }
+    Ok((lo, hi))
+}
+
+/// Whether a target may be driven: loopback, or explicitly allowed.
+pub fn target_allowed(target: SocketAddrV4, allow_non_loopback: bool) -> bool {
+    target.ip().is_loopback() || allow_non_loopback
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn source_ranges_parse_and_rotate() {
+        let r = parse_source_ips("127.0.0.2-127.0.0.4").unwrap();
+        let got: Vec<_> = (0..4).map(|i| source(Some(r), i).unwrap()).collect();
+        assert_eq!(got[0], Ipv4Addr::new(127, 0, 0, 2));
+        assert_eq!(got[2], Ipv4Addr::new(127, 0, 0, 4));
+        assert_eq!(got[3], got[0]);
+        let nine = Ipv4Addr::new(127, 0, 0, 9);
+        assert_eq!(parse_source_ips("127.0.0.9"), Ok((nine, nine)));
+        assert!(parse_source_ips("127.0.0.4-127.0.0.2").is_err());
+        assert!(parse_source_ips("x-y").is_err());
+        assert_eq!(source(None, 5), None);
+    }
+}

@@ -1,0 +1,337 @@
+//! `loadgen --kernel --kernel-target` against a real server: Debian's nginx on
+//! a loopback address of its own, with its own config in a temp dir. What
+//! loadgen reports is held against TIME-WAIT read independently with `ss`.
+//!
+//! Without nginx installed these tests say so and pass, unless
+//! `TEARDOWN_REQUIRE_NGINX` is set (as `.ci/run` does after installing it).
+
+use std::net::{Ipv4Addr, SocketAddrV4, TcpListener};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU8, Ordering::Relaxed};
+use std::time::Duration;
+
+use clap::Parser;
+use serde_json::Value;
+
+/// A private nginx: `daemon off`, `master_process off`, killed on drop.
+struct Nginx {
+    child: Child,
+    addr: SocketAddrV4,
+    dir: tempfile::TempDir,
+}
+
+/// A loopback address per test, so that `ss` sees only this test's sockets.
+fn next_ip() -> Ipv4Addr {
+    static NEXT: AtomicU8 = AtomicU8::new(1);
+    Ipv4Addr::new(
+        127,
+        77,
+        (std::process::id() % 250) as u8,
+        NEXT.fetch_add(1, Relaxed),
+    )
+}
+
+fn have_nginx() -> bool {
+    let found = Command::new("nginx")
+        .arg("-v")
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !found {
+        assert!(
+            std::env::var_os("TEARDOWN_REQUIRE_NGINX").is_none(),
+            "nginx is required (apt-get install nginx-light)"
+        );
+        eprintln!("nginx not installed: skipped (apt-get install nginx-light)");
+    }
+    found
+}
+
+impl Nginx {
+    /// nginx answering `GET /` with 6 bytes, and `keepalive_timeout` as given.
+    fn start(keepalive_timeout: &str) -> Nginx {
+        let dir = tempfile::tempdir().unwrap();
+        let ip = next_ip();
+        // A port free on this address; nginx binds it right after.
+        let port = TcpListener::bind((ip, 0))
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let addr = SocketAddrV4::new(ip, port);
+        let d = dir.path().display();
+        let conf = format!(
+            "daemon off;\nmaster_process off;\nworker_processes 1;\npid {d}/nginx.pid;\n\
+             error_log {d}/error.log;\nevents {{ worker_connections 4096; }}\n\
+             http {{\n access_log off;\n client_body_temp_path {d}/body;\n\
+             proxy_temp_path {d}/proxy;\n fastcgi_temp_path {d}/fastcgi;\n\
+             uwsgi_temp_path {d}/uwsgi;\n scgi_temp_path {d}/scgi;\n\
+             keepalive_timeout {keepalive_timeout};\n\
+             server {{ listen {addr}; location / {{ return 200 \"hello\\n\"; }} }}\n}}\n"
+        );
+        let conf_path = dir.path().join("nginx.conf");
+        std::fs::write(&conf_path, conf).unwrap();
+        let child = Command::new("nginx")
+            .arg("-p")
+            .arg(dir.path())
+            .arg("-c")
+            .arg(&conf_path)
+            .arg("-e")
+            .arg(dir.path().join("error.log"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut n = Nginx { child, addr, dir };
+        n.wait_listening();
+        n
+    }
+
+    /// Until `ss` lists the listener (a probe connection would leave a
+    /// TIME-WAIT of its own behind).
+    fn wait_listening(&mut self) {
+        for _ in 0..500 {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                panic!("nginx exited with {status}: {}", self.log());
+            }
+            if !sockets("listening", "src", self.addr).is_empty() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        panic!("nginx did not listen on {}: {}", self.addr, self.log());
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("error.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// TCP sockets in `state` whose local (`src`) or remote (`dst`) end is `addr`, by `ss`.
+fn sockets(state: &str, side: &str, addr: SocketAddrV4) -> Vec<String> {
+    let out = Command::new("ss")
+        .args(["-tanH", "state", state, side, &addr.to_string()])
+        .output()
+        .expect("ss (iproute2) is needed");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+fn time_wait(side: &str, addr: SocketAddrV4) -> Vec<String> {
+    sockets("time-wait", side, addr)
+}
+
+/// TIME-WAIT held by the server (local end = its address) and by the clients.
+fn time_wait_sides(addr: SocketAddrV4) -> (usize, usize) {
+    (time_wait("src", addr).len(), time_wait("dst", addr).len())
+}
+
+fn loadgen(target: SocketAddrV4, extra: &[&str]) -> Value {
+    let target = target.to_string();
+    let mut argv = vec![
+        "loadgen",
+        "--kernel",
+        "--kernel-target",
+        &target,
+        "--timeout",
+        "60s",
+        "--quiet",
+    ];
+    argv.extend_from_slice(extra);
+    let r = loadgen::run(&loadgen::Args::parse_from(argv)).unwrap();
+    assert_eq!(r.leaked, 0, "{:#}", r.json);
+    r.json
+}
+
+fn n(v: &Value, p: &str) -> u64 {
+    v.pointer(p)
+        .and_then(Value::as_u64)
+        .unwrap_or_else(|| panic!("{p} missing in {v:#}"))
+}
+
+fn no_errors(r: &Value) {
+    let errors = r["errors"].as_object().unwrap();
+    assert!(errors.values().all(|v| v == 0), "{r:#}");
+}
+
+fn sockstat() -> String {
+    std::fs::read_to_string("/proc/net/sockstat").unwrap_or_default()
+}
+
+#[test]
+fn keepalive_0_means_the_server_closes_and_keeps_time_wait() {
+    if !have_nginx() {
+        return;
+    }
+    let nginx = Nginx::start("0");
+    let r = loadgen(
+        nginx.addr,
+        &[
+            "--request",
+            "http",
+            "--concurrency",
+            "16",
+            "--connections",
+            "300",
+        ],
+    );
+    no_errors(&r);
+    assert_eq!(n(&r, "/connections"), 300, "{r:#}");
+    assert_eq!(n(&r, "/completed"), 300, "{r:#}");
+    assert_eq!(n(&r, "/closed_by/server_fin"), 300, "{r:#}");
+    assert_eq!(n(&r, "/latency_ms/first_byte/count"), 300);
+    assert_eq!(n(&r, "/latency_ms/close/count"), 300);
+    let (server, client) = time_wait_sides(nginx.addr);
+    assert_eq!(
+        (server, client),
+        (300, 0),
+        "TIME-WAIT by side; {}",
+        sockstat()
+    );
+}
+
+#[test]
+fn the_client_closing_first_keeps_time_wait_on_the_client() {
+    if !have_nginx() {
+        return;
+    }
+    let nginx = Nginx::start("60s");
+    let r = loadgen(
+        nginx.addr,
+        &[
+            "--request",
+            "http",
+            "--close",
+            "client",
+            "--source-ips",
+            "127.0.0.2-127.0.0.5",
+            "--concurrency",
+            "16",
+            "--connections",
+            "200",
+        ],
+    );
+    no_errors(&r);
+    assert_eq!(n(&r, "/completed"), 200, "{r:#}");
+    assert_eq!(n(&r, "/closed_by/client_fin"), 200, "{r:#}");
+    let client = time_wait("dst", nginx.addr);
+    assert_eq!(time_wait("src", nginx.addr).len(), 0);
+    assert_eq!(client.len(), 200, "{}", sockstat());
+    // Spread over the four source addresses.
+    for last in 2..=5 {
+        let ip = format!(" 127.0.0.{last}:");
+        assert_eq!(
+            client.iter().filter(|l| l.contains(&ip)).count(),
+            50,
+            "{ip}"
+        );
+    }
+}
+
+#[test]
+fn rst_closes_leave_no_time_wait() {
+    if !have_nginx() {
+        return;
+    }
+    let nginx = Nginx::start("60s");
+    let r = loadgen(
+        nginx.addr,
+        &[
+            "--request",
+            "http",
+            "--close",
+            "rst",
+            "--concurrency",
+            "16",
+            "--connections",
+            "200",
+        ],
+    );
+    no_errors(&r);
+    assert_eq!(n(&r, "/completed"), 200, "{r:#}");
+    assert_eq!(n(&r, "/closed_by/client_rst"), 200, "{r:#}");
+    assert_eq!(time_wait_sides(nginx.addr), (0, 0));
+}
+
+/// The open model: `--rate` with `--duration` starts exactly rate × duration
+/// connections, each on its schedule; raw bytes are a workload too.
+#[test]
+fn open_model_runs_on_schedule_with_raw_requests() {
+    if !have_nginx() {
+        return;
+    }
+    let nginx = Nginx::start("0");
+    let r = loadgen(
+        nginx.addr,
+        &[
+            "--request",
+            "raw:GET / HTTP/1.0\\r\\n\\r\\n",
+            "--rate",
+            "500",
+            "--duration",
+            "400ms",
+        ],
+    );
+    no_errors(&r);
+    assert_eq!(r["config"]["model"], "open");
+    assert_eq!(n(&r, "/connections"), 200, "{r:#}");
+    assert_eq!(n(&r, "/completed"), 200, "{r:#}");
+    assert_eq!(n(&r, "/closed_by/server_fin"), 200, "{r:#}");
+    assert_eq!(time_wait_sides(nginx.addr), (200, 0), "{}", sockstat());
+}
+
+/// Nothing listens: every connect is refused, by errno, and nothing is left.
+#[test]
+fn refused_connections_are_counted_by_errno() {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let r = loadgen(
+        SocketAddrV4::new(Ipv4Addr::LOCALHOST, port),
+        &["--concurrency", "8", "--connections", "50"],
+    );
+    assert_eq!(n(&r, "/connections"), 50);
+    assert_eq!(n(&r, "/errors/econnrefused"), 50, "{r:#}");
+    assert_eq!(n(&r, "/established"), 0);
+    assert_eq!(n(&r, "/completed"), 0);
+}
+
+/// A non-loopback target is refused before any socket exists (nothing is sent
+/// to 10.0.0.1), with a usage error that names the flag to pass.
+#[test]
+fn non_loopback_targets_need_an_explicit_flag() {
+    let out = Command::new(env!("CARGO_BIN_EXE_loadgen"))
+        .args([
+            "--kernel",
+            "--kernel-target",
+            "10.0.0.1:80",
+            "--connections",
+            "1",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--allow-non-loopback"), "{stderr}");
+    let args = loadgen::Args::parse_from(["loadgen", "--kernel", "--kernel-target", "10.0.0.1:80"]);
+    let e = loadgen::run(&args).err().expect("refused");
+    assert!(e.to_string().contains("not a loopback address"), "{e}");
+}
