@@ -11,7 +11,6 @@ use hashbrown::HashTable;
 
 use crate::conn::Conn;
 use crate::slab::Slab;
-use crate::state::State;
 use crate::timewait::{TwEntry, TwRing, POS_MASK};
 use crate::tuple::Tuple;
 
