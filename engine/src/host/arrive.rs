@@ -4,7 +4,8 @@
 
 use super::{CloseReason, Event, Host, Next};
 use crate::conn::{flag, Conn};
-use crate::segment::{seq, Flags, Segment};
+use crate::segment::{Flags, Segment};
+use crate::seq::Seq;
 use crate::state::State;
 use crate::table::Found;
 use crate::time::Time;
@@ -44,13 +45,13 @@ impl Host {
         }
     }
 
-    pub(super) fn accept_syn(&mut self, now: Time, tuple: Tuple, seg: &Segment, iss: u32) {
+    pub(super) fn accept_syn(&mut self, now: Time, tuple: Tuple, seg: &Segment, iss: Seq) {
         if self.table.len() >= self.cfg.max_connections {
             self.stats.syn_dropped += 1;
             return;
         }
         let mut c = Conn::new(tuple, State::SynReceived, iss);
-        c.rcv_nxt = seg.seq.wrapping_add(1);
+        c.rcv_nxt = seg.seq_num() + 1;
         let idx = self.table.insert_conn(c);
         self.send_new(now, idx, &mut c, Flags::SYN | Flags::ACK, 0);
         *self.table.conn_mut(idx) = c;
@@ -64,9 +65,9 @@ impl Host {
         // "If SEG.ACK =< ISS or SEG.ACK > SND.NXT, send a reset (unless the RST bit
         // is set) <SEQ=SEG.ACK><CTL=RST>". This is how a new client answers the
         // challenge ACK of an old LAST-ACK incarnation (seed case 6).
-        if f.ack() && (seq::le(seg.ack, c.snd_una) || seq::gt(seg.ack, c.snd_nxt)) {
+        if f.ack() && (seg.ack_num() <= c.snd_una || c.snd_nxt < seg.ack_num()) {
             if !f.rst() {
-                self.emit(&c.tuple, Flags::RST, seg.ack, 0, 0);
+                self.emit(&c.tuple, Flags::RST, seg.ack_num(), Seq(0), 0);
                 self.stats.rst_sent += 1;
             }
             return Next::Keep;
@@ -81,9 +82,9 @@ impl Host {
         if !f.syn() {
             return Next::Keep;
         }
-        c.rcv_nxt = seg.seq.wrapping_add(1);
+        c.rcv_nxt = seg.seq_num() + 1;
         if f.ack() {
-            self.on_new_ack(now, idx, c, seg.ack);
+            self.on_new_ack(now, idx, c, seg.ack_num());
             c.state = State::Established;
             self.send_ack(c);
             self.events.push(Event::Established { tuple: c.tuple });
@@ -99,9 +100,7 @@ impl Host {
     /// beyond the window. (RFC 9293 §3.10.7.4's four cases reject a segment that ends
     /// exactly at rcv_nxt; Linux accepts it and acknowledges it as a duplicate.)
     fn acceptable(&self, c: &Conn, seg: &Segment) -> bool {
-        let end = seg.seq.wrapping_add(seg.seq_len());
-        !seq::lt(end, c.rcv_nxt)
-            && !seq::gt(seg.seq, c.rcv_nxt.wrapping_add(self.cfg.rcv_wnd as u32))
+        seg.seq_end() >= c.rcv_nxt && c.rcv_nxt + self.cfg.rcv_wnd as u32 >= seg.seq_num()
     }
 
     /// Every synchronized state and SYN-RECEIVED (RFC 9293 §3.10.7.4, with
@@ -114,7 +113,7 @@ impl Host {
             && f.syn()
             && !f.ack()
             && !f.rst()
-            && seg.seq == c.rcv_nxt.wrapping_sub(1)
+            && seg.seq_num() == c.rcv_nxt - 1
         {
             self.emit(&c.tuple, Flags::SYN | Flags::ACK, c.snd_una, c.rcv_nxt, 0);
             return Next::Keep;
@@ -131,7 +130,7 @@ impl Host {
                 // may carry its FIN's sequence number, rcv_nxt - 1.
                 let fin_seen =
                     matches!(c.state, State::CloseWait | State::LastAck | State::Closing);
-                if fin_seen && seg.seq == c.rcv_nxt.wrapping_sub(1) {
+                if fin_seen && seg.seq_num() == c.rcv_nxt - 1 {
                     self.stats.rst_received += 1;
                     return Next::Close(CloseReason::Reset);
                 }
@@ -148,7 +147,7 @@ impl Host {
         // Second, the RST bit (RFC 5961 §3.2): exactly rcv_nxt resets, anything
         // else in the window draws a challenge ACK.
         if f.rst() {
-            if seg.seq == c.rcv_nxt {
+            if seg.seq_num() == c.rcv_nxt {
                 self.stats.rst_received += 1;
                 return Next::Close(CloseReason::Reset);
             }
@@ -170,24 +169,24 @@ impl Host {
             return Next::Keep;
         }
         if c.state == State::SynReceived {
-            if !(seq::lt(c.snd_una, seg.ack) && seq::le(seg.ack, c.snd_nxt)) {
+            if !(c.snd_una < seg.ack_num() && seg.ack_num() <= c.snd_nxt) {
                 // <SEQ=SEG.ACK><CTL=RST>
-                self.emit(&c.tuple, Flags::RST, seg.ack, 0, 0);
+                self.emit(&c.tuple, Flags::RST, seg.ack_num(), Seq(0), 0);
                 self.stats.rst_sent += 1;
                 return Next::Keep;
             }
             c.state = State::Established;
             self.events.push(Event::Established { tuple: c.tuple });
         }
-        if seq::gt(seg.ack, c.snd_nxt) {
+        if c.snd_nxt < seg.ack_num() {
             // It acknowledges something not yet sent: ACK and drop (RFC 5961
             // §5.2). Linux answers with a challenge ACK, rate-limited per entry
             // even when the segment carries a FIN or data.
             self.challenge_ack(now, c);
             return Next::Keep;
         }
-        if seq::lt(c.snd_una, seg.ack) {
-            self.on_new_ack(now, idx, c, seg.ack);
+        if c.snd_una < seg.ack_num() {
+            self.on_new_ack(now, idx, c, seg.ack_num());
         }
         // A held FIN is not sent, so not acknowledged either.
         let all_acked = c.snd_una == c.snd_nxt && !c.has(flag::FIN_HELD);
@@ -218,20 +217,18 @@ impl Host {
         // Seventh, the segment text.
         let mut ack_now = false;
         if seg.len > 0 {
-            let end = seg.seq.wrapping_add(seg.len);
+            let end = seg.seq_num() + seg.len;
             match c.state {
-                State::FinWait1 | State::FinWait2
-                    if c.has(flag::ORPHAN) && seq::gt(end, c.rcv_nxt) =>
-                {
+                State::FinWait1 | State::FinWait2 if c.has(flag::ORPHAN) && c.rcv_nxt < end => {
                     // Data after close(): Linux resets (TCPAbortOnData), RST <SEQ=SEG.ACK>.
-                    self.emit(&c.tuple, Flags::RST, seg.ack, 0, 0);
+                    self.emit(&c.tuple, Flags::RST, seg.ack_num(), Seq(0), 0);
                     self.stats.rst_sent += 1;
                     self.stats.abort_on_data += 1;
                     return Next::Close(CloseReason::Aborted);
                 }
                 State::Established | State::FinWait1 | State::FinWait2 => {
-                    if seq::le(seg.seq, c.rcv_nxt) && seq::gt(end, c.rcv_nxt) {
-                        let len = end.wrapping_sub(c.rcv_nxt);
+                    if seg.seq_num() <= c.rcv_nxt && c.rcv_nxt < end {
+                        let len = end - c.rcv_nxt;
                         c.rcv_nxt = end;
                         self.events.push(Event::Received {
                             tuple: c.tuple,
@@ -250,9 +247,9 @@ impl Host {
         let mut next = Next::Keep;
         let mut ack_on_the_spot = false;
         if f.fin() {
-            let fin_seq = seg.seq.wrapping_add(seg.len);
+            let fin_seq = seg.seq_num() + seg.len;
             if fin_seq == c.rcv_nxt && !c.state.fin_received() {
-                c.rcv_nxt = c.rcv_nxt.wrapping_add(1);
+                c.rcv_nxt += 1;
                 match c.state {
                     State::Established => {
                         c.state = State::CloseWait;
@@ -291,7 +288,7 @@ impl Host {
     /// sample (Linux `tcp_ack_update_rtt`: "RFC6298: only reset backoff on
     /// valid RTT measurement"): an ACK of retransmitted data keeps the
     /// backed-off RTO.
-    fn on_new_ack(&mut self, now: Time, idx: u32, c: &mut Conn, ack: u32) {
+    fn on_new_ack(&mut self, now: Time, idx: u32, c: &mut Conn, ack: Seq) {
         if let Some(m) = c.take_timing(now.as_micros() as u32) {
             c.rtt_sample(m, &self.cfg);
             c.backoff = 0;

@@ -33,16 +33,21 @@ use std::time::Duration;
 use crate::config::Config;
 use crate::conn::{flag, Conn};
 use crate::segment::Segment;
+use crate::seq::Seq;
 use crate::state::State;
 use crate::table::{Found, Table};
 use crate::time::Time;
 use crate::tuple::Tuple;
 use crate::wheel::Wheel;
 
-/// What segment processing decided for the entry.
+/// What segment processing (or an application call, or a timer) decided for a
+/// full entry; [`Host::commit`] acts on it.
 enum Next {
+    /// The entry stays (in whatever state the handler moved it to).
     Keep,
+    /// Enter TIME-WAIT (`tcp_time_wait`).
     TimeWait,
+    /// CLOSED: the entry goes.
     Close(CloseReason),
 }
 
@@ -174,11 +179,11 @@ impl Host {
         match self.table.find(tuple)? {
             Found::Conn(i) => {
                 let c = self.table.conn(i);
-                Some((c.snd_nxt, c.rcv_nxt))
+                Some((c.snd_nxt.into(), c.rcv_nxt.into()))
             }
             Found::TimeWait(p) => {
                 let e = self.table.time_wait(p);
-                Some((e.snd_nxt, e.rcv_nxt))
+                Some((e.snd_nxt.into(), e.rcv_nxt.into()))
             }
         }
     }
@@ -250,8 +255,8 @@ impl Host {
     }
 
     /// RFC 6528 initial sequence number: a 4 µs clock plus a keyed hash of the tuple.
-    fn isn(&self, now: Time, tuple: &Tuple) -> u32 {
-        ((now.as_micros() / 4) as u32).wrapping_add(tuple.hash(!self.cfg.secret) as u32)
+    fn isn(&self, now: Time, tuple: &Tuple) -> Seq {
+        Seq((now.as_micros() / 4) as u32) + tuple.hash(!self.cfg.secret) as u32
     }
 
     /// Applies a processing decision to entry `idx`, whose working copy is `c`.

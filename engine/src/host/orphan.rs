@@ -4,7 +4,7 @@
 
 use super::{CloseReason, Host, Next};
 use crate::conn::Conn;
-use crate::segment::{seq, Segment};
+use crate::segment::Segment;
 use crate::time::Time;
 
 impl Host {
@@ -25,12 +25,11 @@ impl Host {
     /// rate-limited ACK. (A FIN-WAIT-2 after shutdown() stays a full socket.)
     pub(super) fn on_orphan_fin_wait_2(&mut self, now: Time, c: &mut Conn, seg: &Segment) -> Next {
         let f = seg.flags;
-        let end = seg.seq.wrapping_add(seg.seq_len());
-        let right = c.rcv_nxt.wrapping_add(self.cfg.rcv_wnd as u32);
+        let (seq, end) = (seg.seq_num(), seg.seq_end());
+        let right = c.rcv_nxt + self.cfg.rcv_wnd as u32;
         // tcp_in_window(seq, end_seq, rcv_nxt, rcv_nxt + rcv_wnd)
-        let in_window = seg.seq == c.rcv_nxt
-            || (seq::gt(end, c.rcv_nxt) && seq::lt(seg.seq, right))
-            || (seg.seq == right && seg.seq == end);
+        let in_window =
+            seq == c.rcv_nxt || (c.rcv_nxt < end && seq < right) || (seq == right && seq == end);
         if !in_window {
             self.dup_ack(now, c, seg);
             return Next::Keep;
@@ -39,16 +38,16 @@ impl Host {
             self.stats.rst_received += 1;
             return Next::Close(CloseReason::Reset);
         }
-        if f.syn() && !seq::lt(seg.seq, c.rcv_nxt) {
+        if f.syn() && seq >= c.rcv_nxt {
             self.reset_for(now, seg);
             return Next::Close(CloseReason::Aborted);
         }
         // A duplicate or pure ACK, or no ACK at all: dropped silently.
-        if !f.ack() || !seq::gt(end, c.rcv_nxt) || seg.seq_len() == 0 {
+        if !f.ack() || c.rcv_nxt >= end || seg.seq_len() == 0 {
             return Next::Keep;
         }
         // New data after the half-duplex close, or a FIN not exactly at rcv_nxt.
-        if !f.fin() || end != c.rcv_nxt.wrapping_add(1) {
+        if !f.fin() || end != c.rcv_nxt + 1 {
             if seg.len > 0 {
                 self.stats.abort_on_data += 1;
             }

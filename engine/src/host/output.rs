@@ -5,11 +5,12 @@
 use super::Host;
 use crate::conn::{flag, Conn};
 use crate::segment::{Flags, Segment};
+use crate::seq::Seq;
 use crate::time::Time;
 use crate::tuple::Tuple;
 
 impl Host {
-    pub(super) fn emit(&mut self, tuple: &Tuple, flags: Flags, seq: u32, ack: u32, len: u32) {
+    pub(super) fn emit(&mut self, tuple: &Tuple, flags: Flags, seq: Seq, ack: Seq, len: u32) {
         // A pure ACK still queued for this connection is implied by any later
         // segment that carries ACK: when the application answers within the same
         // step (a response, or the passive closer's FIN), the ACK rides on it, as
@@ -27,18 +28,16 @@ impl Host {
         // Linux's RSTs advertise no window (tcp_v4_send_reset).
         let wnd = if flags.rst() { 0 } else { self.cfg.rcv_wnd };
         self.out
-            .push(Segment::new(tuple, flags, seq, ack, len, wnd));
+            .push(Segment::new(tuple, flags, seq.0, ack.0, len, wnd));
     }
 
     /// Sends new sequence space (SYN, data or FIN) and keeps the retransmission
     /// timer running for the oldest outstanding byte.
     pub(super) fn send_new(&mut self, now: Time, idx: u32, c: &mut Conn, flags: Flags, len: u32) {
-        let ack = if flags.ack() { c.rcv_nxt } else { 0 };
+        let ack = if flags.ack() { c.rcv_nxt } else { Seq(0) };
         self.emit(&c.tuple, flags, c.snd_nxt, ack, len);
         let idle = c.snd_una == c.snd_nxt;
-        c.snd_nxt = c
-            .snd_nxt
-            .wrapping_add(len + flags.syn() as u32 + flags.fin() as u32);
+        c.snd_nxt += len + flags.syn() as u32 + flags.fin() as u32;
         if idle {
             c.start_timing(now.as_micros() as u32);
             c.retrans_stamp_ms = now.stamp_ms();
@@ -60,12 +59,12 @@ impl Host {
                 && last.flags.ack()
                 && !last.flags.fin()
                 && !last.flags.syn()
-                && last.seq.wrapping_add(last.len) == c.snd_nxt
+                && last.seq_num() + last.len == c.snd_nxt
                 && last.sender_tuple() == c.tuple
             {
                 last.flags = last.flags | Flags::FIN;
                 c.flags |= flag::FIN_WITH_DATA;
-                c.snd_nxt = c.snd_nxt.wrapping_add(1);
+                c.snd_nxt += 1;
                 self.stats.fins_on_data += 1;
                 return;
             }
@@ -135,10 +134,9 @@ impl Host {
         }
         let t = seg.receiver_tuple();
         if seg.flags.ack() {
-            self.emit(&t, Flags::RST, seg.ack, 0, 0);
+            self.emit(&t, Flags::RST, seg.ack_num(), Seq(0), 0);
         } else {
-            let ack = seg.seq.wrapping_add(seg.seq_len());
-            self.emit(&t, Flags::RST | Flags::ACK, 0, ack, 0);
+            self.emit(&t, Flags::RST | Flags::ACK, Seq(0), seg.seq_end(), 0);
         }
         self.stats.rst_sent += 1;
     }

@@ -7,7 +7,8 @@ use std::time::Duration;
 use super::{CloseReason, Event, Host, Next, Role};
 use crate::config::TwOverflow;
 use crate::conn::{flag, Conn};
-use crate::segment::{seq, Flags, Segment};
+use crate::segment::{Flags, Segment};
+use crate::seq::Seq;
 use crate::state::State;
 use crate::time::Time;
 use crate::timewait::TwEntry;
@@ -20,7 +21,7 @@ impl Host {
         if f.rst() {
             // An RST exactly at rcv_nxt kills the entry unless RFC 1337 protection
             // is on; any other RST is ignored.
-            if seg.seq == e.rcv_nxt && !self.cfg.rfc1337 {
+            if seg.seq_num() == e.rcv_nxt && !self.cfg.rfc1337 {
                 self.stats.rst_received += 1;
                 self.stats.time_wait_assassinated += 1;
                 self.table.remove_time_wait(pos);
@@ -30,20 +31,19 @@ impl Host {
         }
         // An in-window segment at rcv_nxt that occupies no sequence space restarts
         // the timer, with no reply.
-        if seg.seq == e.rcv_nxt && seg.seq_len() == 0 {
+        if seg.seq_num() == e.rcv_nxt && seg.seq_len() == 0 {
             self.restart_time_wait(now, pos);
             return;
         }
         // A SYN beyond rcv_nxt may open a new incarnation (RFC 6191), with
         // ISN = old snd_nxt + 65535 + 2, if a listener takes it.
         let tuple = e.tuple;
-        if f.syn() && !f.ack() && seq::gt(seg.seq, e.rcv_nxt) && self.is_listening(tuple.local_port)
-        {
+        if f.syn() && !f.ack() && e.rcv_nxt < seg.seq_num() && self.is_listening(tuple.local_port) {
             self.stats.time_wait_reused += 1;
             self.table.remove_time_wait(pos);
             self.closed_time_wait(now, &e, CloseReason::Reused);
-            let iss = match e.snd_nxt.wrapping_add(65_537) {
-                0 => 1,
+            let iss = match e.snd_nxt + 65_537 {
+                Seq(0) => Seq(1),
                 n => n,
             };
             self.accept_syn(now, tuple, seg, iss);

@@ -7,6 +7,7 @@ use std::time::Duration;
 use super::{CloseReason, Host, Next};
 use crate::conn::{flag, Conn};
 use crate::segment::Flags;
+use crate::seq::Seq;
 use crate::state::State;
 use crate::time::Time;
 
@@ -69,7 +70,7 @@ impl Host {
 
     /// Resends everything from snd_una, doubles the RTO (tcp_retransmit_timer).
     fn retransmit(&mut self, now: Time, idx: u32, c: &mut Conn) {
-        let outstanding = c.snd_nxt.wrapping_sub(c.snd_una);
+        let outstanding = c.snd_nxt - c.snd_una;
         let (flags, len) = match c.state {
             State::SynSent => (Flags::SYN, 0),
             State::SynReceived => (Flags::SYN | Flags::ACK, 0),
@@ -87,7 +88,7 @@ impl Host {
             }
             _ => (Flags::ACK | Flags::PSH, outstanding),
         };
-        let ack = if flags.ack() { c.rcv_nxt } else { 0 };
+        let ack = if flags.ack() { c.rcv_nxt } else { Seq(0) };
         self.emit(&c.tuple, flags, c.snd_una, ack, len);
         self.stats.retransmits += 1;
         c.retransmits = c.retransmits.saturating_add(1);
