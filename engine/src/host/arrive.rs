@@ -28,7 +28,11 @@ impl Host {
                 };
                 self.commit(now, idx, c, before, next);
             }
-            Some(Found::TimeWait(pos)) => self.on_time_wait(now, pos, seg),
+            Some(Found::TimeWait(pos)) => {
+                let e = *self.table.time_wait(pos);
+                let verdict = self.on_time_wait(now, pos, &e, seg);
+                self.act_on_time_wait(now, pos, &e, seg, verdict);
+            }
             None => self.on_closed(now, tuple, seg),
         }
     }

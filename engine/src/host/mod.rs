@@ -51,6 +51,23 @@ enum Next {
     Close(CloseReason),
 }
 
+/// What a segment on a TIME-WAIT entry calls for: Linux's `enum tcp_tw_status`,
+/// which `tcp_timewait_state_process` returns and `tcp_v4_rcv` acts on
+/// ([`Host::act_on_time_wait`] here).
+enum TwVerdict {
+    /// `TCP_TW_SUCCESS`: nothing to send (the timer may have been restarted).
+    Success,
+    /// `TCP_TW_ACK`: re-ACK <SEQ=snd_nxt><ACK=rcv_nxt>; the out-of-window rate
+    /// limit has already let it through.
+    Ack,
+    /// An RST at rcv_nxt kills the entry (Linux deschedules it inside
+    /// `tcp_timewait_state_process` and returns `TCP_TW_SUCCESS`).
+    Assassinated,
+    /// `TCP_TW_SYN`: a listener takes the SYN as a new incarnation (RFC 6191)
+    /// whose ISS is this.
+    Syn(Seq),
+}
+
 /// Capacity the transmit and event queues keep once drained.
 const QUEUE_KEEP: usize = 256;
 

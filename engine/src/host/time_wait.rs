@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use super::{CloseReason, Event, Host, Next, Role};
+use super::{CloseReason, Event, Host, Next, Role, TwVerdict};
 use crate::config::TwOverflow;
 use crate::conn::{flag, Conn};
 use crate::segment::{Flags, Segment};
@@ -14,9 +14,17 @@ use crate::time::Time;
 use crate::timewait::TwEntry;
 
 impl Host {
-    /// TIME-WAIT (Linux `tcp_timewait_state_process`, substate TIME_WAIT).
-    pub(super) fn on_time_wait(&mut self, now: Time, pos: u64, seg: &Segment) {
-        let e = *self.table.time_wait(pos);
+    /// TIME-WAIT (Linux `tcp_timewait_state_process`, substate TIME_WAIT): the
+    /// verdict on `seg` for entry `e` at `pos`. As in Linux, the entry's own
+    /// bookkeeping (timer restart, out-of-window rate limit) happens here;
+    /// [`Host::act_on_time_wait`] sends and removes.
+    pub(super) fn on_time_wait(
+        &mut self,
+        now: Time,
+        pos: u64,
+        e: &TwEntry,
+        seg: &Segment,
+    ) -> TwVerdict {
         let f = seg.flags;
         if f.rst() {
             // An RST exactly at rcv_nxt kills the entry unless RFC 1337 protection
@@ -24,34 +32,31 @@ impl Host {
             if seg.seq_num() == e.rcv_nxt && !self.cfg.rfc1337 {
                 self.stats.rst_received += 1;
                 self.stats.time_wait_assassinated += 1;
-                self.table.remove_time_wait(pos);
-                self.closed_time_wait(now, &e, CloseReason::Reset);
+                return TwVerdict::Assassinated;
             }
-            return;
+            return TwVerdict::Success;
         }
         // An in-window segment at rcv_nxt that occupies no sequence space restarts
         // the timer, with no reply.
         if seg.seq_num() == e.rcv_nxt && seg.seq_len() == 0 {
             self.restart_time_wait(now, pos);
-            return;
+            return TwVerdict::Success;
         }
         // A SYN beyond rcv_nxt may open a new incarnation (RFC 6191), with
         // ISN = old snd_nxt + 65535 + 2, if a listener takes it.
-        let tuple = e.tuple;
-        if f.syn() && !f.ack() && e.rcv_nxt < seg.seq_num() && self.is_listening(tuple.local_port) {
+        if f.syn() && !f.ack() && e.rcv_nxt < seg.seq_num() && self.is_listening(e.tuple.local_port)
+        {
             self.stats.time_wait_reused += 1;
-            self.table.remove_time_wait(pos);
-            self.closed_time_wait(now, &e, CloseReason::Reused);
             let iss = match e.snd_nxt + 65_537 {
                 Seq(0) => Seq(1),
                 n => n,
             };
-            self.accept_syn(now, tuple, seg, iss);
-            return;
+            return TwVerdict::Syn(iss);
         }
         // Anything else (a retransmitted FIN, an old SYN, data): restart the timer
         // if it carried ACK, and re-ACK, rate-limited unless it occupies sequence
-        // space without SYN. A retransmitted FIN is therefore always re-ACKed.
+        // space without SYN (`tcp_timewait_check_oow_rate_limit`). A retransmitted
+        // FIN is therefore always re-ACKed.
         let pos = if f.ack() {
             self.restart_time_wait(now, pos)
         } else {
@@ -61,9 +66,38 @@ impl Host {
         if self.oow_allowed(seg, &mut last, now) {
             self.table.time_wait_mut(pos).last_oow_ms = last;
             self.stats.oow_acks += 1;
-            self.emit(&tuple, Flags::ACK, e.snd_nxt, e.rcv_nxt, 0);
+            TwVerdict::Ack
         } else {
             self.stats.oow_acks_suppressed += 1;
+            TwVerdict::Success
+        }
+    }
+
+    /// Acts on [`Host::on_time_wait`]'s verdict for entry `e`, still at `pos`
+    /// unless the verdict restarted it (as `tcp_v4_rcv` acts on
+    /// `tcp_timewait_state_process`'s).
+    pub(super) fn act_on_time_wait(
+        &mut self,
+        now: Time,
+        pos: u64,
+        e: &TwEntry,
+        seg: &Segment,
+        verdict: TwVerdict,
+    ) {
+        match verdict {
+            TwVerdict::Success => {}
+            // tcp_v4_timewait_ack
+            TwVerdict::Ack => self.emit(&e.tuple, Flags::ACK, e.snd_nxt, e.rcv_nxt, 0),
+            TwVerdict::Assassinated => {
+                self.table.remove_time_wait(pos);
+                self.closed_time_wait(now, e, CloseReason::Reset);
+            }
+            // inet_twsk_deschedule_put, then the listener processes the SYN.
+            TwVerdict::Syn(iss) => {
+                self.table.remove_time_wait(pos);
+                self.closed_time_wait(now, e, CloseReason::Reused);
+                self.accept_syn(now, e.tuple, seg, iss);
+            }
         }
     }
 
