@@ -148,11 +148,6 @@ mod tests {
     }
 
     #[test]
-    fn entry_is_32_bytes() {
-        assert_eq!(std::mem::size_of::<TwEntry>(), 32);
-    }
-
-    #[test]
     fn fifo_across_chunks_and_recycles() {
         let mut r = TwRing::default();
         let n = CHUNK as u32 * 3 + 17;

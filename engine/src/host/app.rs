@@ -12,7 +12,7 @@ use crate::tuple::Tuple;
 impl Host {
     /// Active open: send a SYN and enter SYN-SENT.
     pub fn connect(&mut self, now: Time, tuple: Tuple) -> Result<(), Error> {
-        self.begin(now);
+        let now = self.begin(now);
         if self.table.find(&tuple).is_some() {
             return Err(Error::Exists(tuple));
         }
@@ -32,7 +32,7 @@ impl Host {
 
     /// The application sends `len` bytes (modelled by length only).
     pub fn send(&mut self, now: Time, tuple: Tuple, len: u32) -> Result<(), Error> {
-        self.begin(now);
+        let now = self.begin(now);
         let idx = self.conn_index(&tuple)?;
         let mut c = *self.table.conn(idx);
         if !matches!(c.state, State::Established | State::CloseWait) {
@@ -64,7 +64,7 @@ impl Host {
     }
 
     fn app_close(&mut self, now: Time, tuple: Tuple, orphan: bool) -> Result<(), Error> {
-        self.begin(now);
+        let now = self.begin(now);
         let idx = self.conn_index(&tuple)?;
         let mut c = *self.table.conn(idx);
         let before = c.state;
@@ -105,7 +105,7 @@ impl Host {
 
     /// Abort (SO_LINGER {1,0}): send RST and drop the connection at once.
     pub fn abort(&mut self, now: Time, tuple: Tuple) -> Result<(), Error> {
-        self.begin(now);
+        let now = self.begin(now);
         let idx = self.conn_index(&tuple)?;
         let mut c = *self.table.conn(idx);
         let before = c.state;

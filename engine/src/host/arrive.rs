@@ -14,7 +14,7 @@ use crate::tuple::Tuple;
 impl Host {
     /// Processes one arriving segment.
     pub fn handle(&mut self, now: Time, seg: &Segment) {
-        self.begin(now);
+        let now = self.begin(now);
         self.stats.segments_received += 1;
         let tuple = seg.receiver_tuple();
         match self.table.find(&tuple) {

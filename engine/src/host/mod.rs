@@ -93,7 +93,38 @@ impl Budget {
     }
 }
 
-/// One host (one shard of it): the engine.
+/// One host (or one shard of it): the engine.
+///
+/// # Calling contract
+///
+/// `Host` is sans-IO, like quinn-proto's `Connection`: it never acts on its
+/// own. The driver
+///
+/// 1. sets it up: [`Host::listen`] on each port that accepts SYNs;
+/// 2. feeds it, each call with the current time `now`: arriving segments
+///    ([`Host::handle`]), the application's calls ([`Host::connect`],
+///    [`Host::send`], [`Host::close`], [`Host::shutdown`], [`Host::abort`]),
+///    and [`Host::handle_timeout`] once the time [`Host::poll_timeout`] gave
+///    has come (earlier or extra calls are harmless: no timer fires before its
+///    deadline);
+/// 3. after each call drains [`Host::transmits`] (segments for the wire,
+///    oldest first) and [`Host::events`] (what the application learns), and
+///    asks [`Host::poll_timeout`] again, since any call may arm a timer.
+///
+/// Undrained queues grow without bound, and a queued segment is not final: a
+/// later call may fold a queued pure ACK into the connection's next segment
+/// that carries the same ACK, or set FIN on its queued last data segment (as
+/// Linux's delayed ACK and `tcp_send_fin` do). Drain after every call to see
+/// segments as they would have left at that time. Drained queues that a burst
+/// grew past 256 entries give their memory back at the next call.
+///
+/// # Time
+///
+/// `now` is the driver's clock, a [`Time`] from an origin of its choosing. It
+/// must not go backwards. If a call brings a `now` earlier than one the host has
+/// already seen, the host neither panics nor rewinds: the call works at the
+/// latest time seen (its timer deadlines, timestamps and RTT samples are taken
+/// then). [`Host::forget`] and the accessors take no time.
 pub struct Host {
     cfg: Config,
     table: Table,
@@ -139,30 +170,36 @@ impl Host {
         }
     }
 
+    #[must_use]
     pub fn config(&self) -> &Config {
         &self.cfg
     }
 
+    #[must_use]
     pub fn stats(&self) -> &Stats {
         &self.stats
     }
 
     /// Connections in `state` now.
+    #[must_use]
     pub fn population(&self, state: State) -> usize {
         self.population[state as usize]
     }
 
     /// Connections of every state.
+    #[must_use]
     pub fn len(&self) -> usize {
         self.table.len()
     }
 
+    #[must_use]
     pub fn is_empty(&self) -> bool {
         self.table.is_empty()
     }
 
     /// Heap bytes of the table and the timers (capacity-based; the counting
     /// allocator checks it in the tests).
+    #[must_use]
     pub fn heap_bytes(&self) -> usize {
         self.table.heap_bytes() + self.wheel.heap_bytes() + self.listening.capacity() * 8
     }
@@ -183,6 +220,7 @@ impl Host {
     }
 
     /// The state of `tuple`; CLOSED when there is no entry.
+    #[must_use]
     pub fn state(&self, tuple: &Tuple) -> State {
         match self.table.find(tuple) {
             Some(Found::Conn(i)) => self.table.conn(i).state,
@@ -191,7 +229,9 @@ impl Host {
         }
     }
 
-    /// (snd_nxt, rcv_nxt) of `tuple`, for tests and scripts.
+    /// (snd_nxt, rcv_nxt) of `tuple` as wire numbers, for tests, scripts and
+    /// the drivers' attack models.
+    #[must_use]
     pub fn sequence(&self, tuple: &Tuple) -> Option<(u32, u32)> {
         match self.table.find(tuple)? {
             Found::Conn(i) => {
@@ -206,6 +246,7 @@ impl Host {
     }
 
     /// The current RTO of `tuple` after backoff.
+    #[must_use]
     pub fn rto(&self, tuple: &Tuple) -> Option<Duration> {
         match self.table.find(tuple)? {
             Found::Conn(i) => Some(self.table.conn(i).backed_off_rto(&self.cfg)),
@@ -214,17 +255,20 @@ impl Host {
     }
 
     /// Segments to send, oldest first.
+    #[must_use]
     pub fn transmits(&mut self) -> std::vec::Drain<'_, Segment> {
         self.sent_acks = 0;
         self.out.drain(..)
     }
 
     /// Pending segments, without draining them.
+    #[must_use]
     pub fn pending_transmits(&self) -> &[Segment] {
         &self.out
     }
 
     /// Events, oldest first.
+    #[must_use]
     pub fn events(&mut self) -> std::vec::Drain<'_, Event> {
         self.events.drain(..)
     }
@@ -234,6 +278,7 @@ impl Host {
     /// the latest time the host was given, when a timer was armed since the wheel
     /// last advanced), in which case the call only advances the wheel and the
     /// next answer is later.
+    #[must_use]
     pub fn poll_timeout(&self) -> Option<Time> {
         let wheel = self
             .wheel
@@ -249,11 +294,14 @@ impl Host {
         }
     }
 
-    /// Every call starts here: time only moves forward, and queues the driver has
+    /// Every call starts here and works at the time this returns: the latest
+    /// `now` any call brought, so that a clock that steps back arms, stamps and
+    /// fires nothing in the past (see "Time" on [`Host`]). Queues the driver has
     /// drained give back memory a burst left them (a million FINs from one
     /// close-all), since they belong to the engine's measured heap.
     #[inline]
-    fn begin(&mut self, now: Time) {
+    #[must_use]
+    fn begin(&mut self, now: Time) -> Time {
         self.now = self.now.max(now);
         if self.out.is_empty() && self.out.capacity() > QUEUE_KEEP {
             self.out = Vec::new();
@@ -261,6 +309,7 @@ impl Host {
         if self.events.is_empty() && self.events.capacity() > QUEUE_KEEP {
             self.events = Vec::new();
         }
+        self.now
     }
 
     /// A 32-bit millisecond stamp as an absolute millisecond count, taking the

@@ -15,7 +15,7 @@ impl Host {
     /// Fires every timer due at `now`: retransmissions, FIN-WAIT-2 timeouts and
     /// TIME-WAIT expiries. Timers never fire before their deadline.
     pub fn handle_timeout(&mut self, now: Time) {
-        self.begin(now);
+        let now = self.begin(now);
         while let Some((_, idx)) = self.wheel.poll(now.as_millis()) {
             self.on_timer(now, idx);
         }
