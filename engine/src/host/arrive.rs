@@ -49,6 +49,8 @@ impl Host {
         }
     }
 
+    /// LISTEN takes a SYN (RFC 9293 §3.10.7.2): SYN-RECEIVED with ISS `iss`, and
+    /// our SYN-ACK; dropped silently when the table is full.
     pub(super) fn accept_syn(&mut self, now: Time, tuple: Tuple, seg: &Segment, iss: Seq) {
         if self.table.len() >= self.cfg.max_connections {
             self.stats.syn_dropped += 1;
