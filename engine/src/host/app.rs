@@ -1,0 +1,156 @@
+//! The application's side: `connect`, `send`, `close`, `shutdown`, `abort`, and
+//! `forget` for a host that vanishes (RFC 9293 §3.10.1-§3.10.5).
+
+use super::{CloseReason, Error, Host, Next};
+use crate::conn::{flag, Conn};
+use crate::segment::Flags;
+use crate::state::State;
+use crate::table::{Found, Removed};
+use crate::time::Time;
+use crate::tuple::Tuple;
+
+impl Host {
+    /// Active open: send a SYN and enter SYN-SENT.
+    pub fn connect(&mut self, now: Time, tuple: Tuple) -> Result<(), Error> {
+        let now = self.begin(now);
+        if self.table.find(&tuple).is_some() {
+            return Err(Error::Exists(tuple));
+        }
+        if self.table.len() >= self.cfg.max_connections {
+            return Err(Error::TableFull(self.table.len()));
+        }
+        let iss = self.isn(now, &tuple);
+        let c = Conn::new(tuple, State::SynSent, iss);
+        let idx = self.table.insert_conn(c);
+        let mut c = *self.table.conn(idx);
+        self.send_new(now, idx, &mut c, Flags::SYN, 0);
+        *self.table.conn_mut(idx) = c;
+        self.stats.opened_active += 1;
+        self.enter(tuple, State::Closed, State::SynSent);
+        Ok(())
+    }
+
+    /// The application sends `len` bytes (modelled by length only).
+    pub fn send(&mut self, now: Time, tuple: Tuple, len: u32) -> Result<(), Error> {
+        let now = self.begin(now);
+        let idx = self.conn_index(&tuple)?;
+        let mut c = *self.table.conn(idx);
+        if !matches!(c.state, State::Established | State::CloseWait) {
+            return Err(Error::InvalidState(tuple, c.state));
+        }
+        if len > 0 {
+            if c.must_hold() {
+                c.hold(len);
+            } else {
+                self.send_new(now, idx, &mut c, Flags::ACK | Flags::PSH, len);
+            }
+        }
+        *self.table.conn_mut(idx) = c;
+        Ok(())
+    }
+
+    /// `close()`: the application is done with the socket (it becomes an orphan).
+    /// RFC 9293 §3.10.4: in ESTABLISHED or SYN-RECEIVED send FIN and enter
+    /// FIN-WAIT-1; in CLOSE-WAIT send FIN and enter LAST-ACK; in SYN-SENT delete
+    /// the TCB.
+    pub fn close(&mut self, now: Time, tuple: Tuple) -> Result<(), Error> {
+        self.app_close(now, tuple, true)
+    }
+
+    /// `shutdown(SHUT_WR)`: send FIN but keep the socket (not an orphan, so no
+    /// FIN-WAIT-2 timeout applies).
+    pub fn shutdown(&mut self, now: Time, tuple: Tuple) -> Result<(), Error> {
+        self.app_close(now, tuple, false)
+    }
+
+    fn app_close(&mut self, now: Time, tuple: Tuple, orphan: bool) -> Result<(), Error> {
+        let now = self.begin(now);
+        let idx = self.conn_index(&tuple)?;
+        let mut c = *self.table.conn(idx);
+        let before = c.state;
+        c.stamp_close(now);
+        if orphan {
+            c.flags |= flag::ORPHAN;
+        }
+        let next = match c.state {
+            State::SynSent => Next::Close(CloseReason::Aborted),
+            State::SynReceived | State::Established => {
+                self.send_fin(now, idx, &mut c);
+                c.state = State::FinWait1;
+                Next::Keep
+            }
+            State::CloseWait => {
+                c.flags |= flag::PASSIVE_CLOSE;
+                self.send_fin(now, idx, &mut c);
+                c.state = State::LastAck;
+                Next::Keep
+            }
+            State::FinWait2 if orphan && c.timer.is_none() => {
+                // shutdown() then close(): tcp_close makes the FIN_WAIT2 mini-socket
+                // now, subject to tcp_max_tw_buckets, and its timeout starts.
+                if self.tw_buckets_full() {
+                    self.stats.time_wait_overflow += 1;
+                    Next::Close(CloseReason::TimeWaitOverflow)
+                } else {
+                    self.become_fin_wait_2_mini_socket(now, idx, &mut c);
+                    Next::Keep
+                }
+            }
+            _ if orphan => Next::Keep,
+            s => return Err(Error::InvalidState(tuple, s)),
+        };
+        self.commit(now, idx, c, before, next);
+        Ok(())
+    }
+
+    /// Abort (SO_LINGER {1,0}): send RST and drop the connection at once.
+    pub fn abort(&mut self, now: Time, tuple: Tuple) -> Result<(), Error> {
+        let now = self.begin(now);
+        let idx = self.conn_index(&tuple)?;
+        let mut c = *self.table.conn(idx);
+        let before = c.state;
+        c.stamp_close(now);
+        // tcp_disconnect: RST where tcp_need_reset() (ESTABLISHED, CLOSE-WAIT,
+        // FIN-WAIT-1/2, SYN-RECEIVED), and in CLOSING or LAST-ACK only while
+        // something is unsent; otherwise the socket goes silently.
+        let reset = match c.state {
+            State::SynSent => false,
+            State::Closing | State::LastAck => c.holds_back(),
+            _ => true,
+        };
+        if reset {
+            self.emit(&c.tuple, Flags::RST | Flags::ACK, c.snd_nxt, c.rcv_nxt, 0);
+            self.stats.rst_sent += 1;
+        }
+        self.commit(now, idx, c, before, Next::Close(CloseReason::Aborted));
+        Ok(())
+    }
+
+    /// A crashed or vanished host: drop the entry silently, sending nothing. For
+    /// drivers modelling peers that run away (seed cases 5 and 6).
+    pub fn forget(&mut self, tuple: &Tuple) -> bool {
+        match self.table.remove(tuple) {
+            Some(Removed::Conn(mut c)) => {
+                self.disarm(&mut c);
+                self.population[c.state as usize] -= 1;
+                if c.has(flag::FW2_COUNTED) {
+                    self.fw2_orphans -= 1;
+                }
+                true
+            }
+            Some(Removed::TimeWait) => {
+                self.population[State::TimeWait as usize] -= 1;
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn conn_index(&self, tuple: &Tuple) -> Result<u32, Error> {
+        match self.table.find(tuple) {
+            Some(Found::Conn(i)) => Ok(i),
+            Some(Found::TimeWait(_)) => Err(Error::InvalidState(*tuple, State::TimeWait)),
+            None => Err(Error::NotFound(*tuple)),
+        }
+    }
+}

@@ -1,0 +1,329 @@
+//! SEGMENT ARRIVES (RFC 9293 §3.10.7): a segment routed by the state of its
+//! entry: CLOSED (no entry), LISTEN, SYN-SENT, and every other state in
+//! RFC 9293 §3.10.7.4's order of checks.
+
+use super::{CloseReason, Event, Host, Next};
+use crate::conn::{flag, Conn};
+use crate::segment::{Flags, Segment};
+use crate::seq::Seq;
+use crate::state::State;
+use crate::table::Found;
+use crate::time::Time;
+use crate::tuple::Tuple;
+
+impl Host {
+    /// Processes one arriving segment.
+    pub fn handle(&mut self, now: Time, seg: &Segment) {
+        let now = self.begin(now);
+        self.stats.segments_received += 1;
+        let tuple = seg.receiver_tuple();
+        match self.table.find(&tuple) {
+            Some(Found::Conn(idx)) => {
+                let mut c = *self.table.conn(idx);
+                let before = c.state;
+                let next = if c.state == State::SynSent {
+                    self.on_syn_sent(now, idx, &mut c, seg)
+                } else {
+                    self.on_segment(now, idx, &mut c, seg)
+                };
+                self.commit(now, idx, c, before, next);
+            }
+            Some(Found::TimeWait(pos)) => {
+                let e = *self.table.time_wait(pos);
+                let verdict = self.on_time_wait(now, pos, &e, seg);
+                self.act_on_time_wait(now, pos, &e, seg, verdict);
+            }
+            None => self.on_closed(now, tuple, seg),
+        }
+    }
+
+    /// CLOSED (no entry): a SYN to a listening port opens a connection
+    /// (RFC 9293 §3.10.7.2); anything else draws a reset.
+    fn on_closed(&mut self, now: Time, tuple: Tuple, seg: &Segment) {
+        let f = seg.flags;
+        if f.syn() && !f.ack() && !f.rst() && !f.fin() && self.is_listening(tuple.local_port) {
+            let iss = self.isn(now, &tuple);
+            self.accept_syn(now, tuple, seg, iss);
+        } else {
+            self.reset_for(now, seg);
+        }
+    }
+
+    /// LISTEN takes a SYN (RFC 9293 §3.10.7.2): SYN-RECEIVED with ISS `iss`, and
+    /// our SYN-ACK; dropped silently when the table is full.
+    pub(super) fn accept_syn(&mut self, now: Time, tuple: Tuple, seg: &Segment, iss: Seq) {
+        if self.table.len() >= self.cfg.max_connections {
+            self.stats.syn_dropped += 1;
+            return;
+        }
+        let mut c = Conn::new(tuple, State::SynReceived, iss);
+        c.rcv_nxt = seg.seq_num() + 1;
+        let idx = self.table.insert_conn(c);
+        self.send_new(now, idx, &mut c, Flags::SYN | Flags::ACK, 0);
+        *self.table.conn_mut(idx) = c;
+        self.stats.opened_passive += 1;
+        self.enter(tuple, State::Closed, State::SynReceived);
+    }
+
+    /// SYN-SENT (RFC 9293 §3.10.7.3).
+    fn on_syn_sent(&mut self, now: Time, idx: u32, c: &mut Conn, seg: &Segment) -> Next {
+        let f = seg.flags;
+        // "If SEG.ACK =< ISS or SEG.ACK > SND.NXT, send a reset (unless the RST bit
+        // is set) <SEQ=SEG.ACK><CTL=RST>". This is how a new client answers the
+        // challenge ACK of an old LAST-ACK incarnation (seed case 6).
+        if f.ack() && (seg.ack_num() <= c.snd_una || c.snd_nxt < seg.ack_num()) {
+            if !f.rst() {
+                self.emit(&c.tuple, Flags::RST, seg.ack_num(), Seq(0), 0);
+                self.stats.rst_sent += 1;
+            }
+            return Next::Keep;
+        }
+        if f.rst() {
+            if f.ack() {
+                self.stats.rst_received += 1;
+                return Next::Close(CloseReason::Reset);
+            }
+            return Next::Keep;
+        }
+        if !f.syn() {
+            return Next::Keep;
+        }
+        c.rcv_nxt = seg.seq_num() + 1;
+        if f.ack() {
+            self.on_new_ack(now, idx, c, seg.ack_num());
+            c.state = State::Established;
+            self.send_ack(c);
+            self.events.push(Event::Established { tuple: c.tuple });
+        } else {
+            // Simultaneous open: SYN-RECEIVED, resend our SYN with an ACK.
+            c.state = State::SynReceived;
+            self.emit(&c.tuple, Flags::SYN | Flags::ACK, c.snd_una, c.rcv_nxt, 0);
+        }
+        Next::Keep
+    }
+
+    /// Linux's `tcp_sequence`: acceptable unless it ends before rcv_nxt or starts
+    /// beyond the window. (RFC 9293 §3.10.7.4's four cases reject a segment that ends
+    /// exactly at rcv_nxt; Linux accepts it and acknowledges it as a duplicate.)
+    fn acceptable(&self, c: &Conn, seg: &Segment) -> bool {
+        seg.seq_end() >= c.rcv_nxt && c.rcv_nxt + self.cfg.rcv_wnd as u32 >= seg.seq_num()
+    }
+
+    /// Every synchronized state and SYN-RECEIVED (RFC 9293 §3.10.7.4, with
+    /// RFC 5961 and Linux's `tcp_validate_incoming` / `tcp_rcv_state_process`).
+    fn on_segment(&mut self, now: Time, idx: u32, c: &mut Conn, seg: &Segment) -> Next {
+        let f = seg.flags;
+
+        // SYN-RECEIVED seeing the SYN again: our SYN-ACK was lost (tcp_check_req).
+        if c.state == State::SynReceived
+            && f.syn()
+            && !f.ack()
+            && !f.rst()
+            && seg.seq_num() == c.rcv_nxt - 1
+        {
+            self.emit(&c.tuple, Flags::SYN | Flags::ACK, c.snd_una, c.rcv_nxt, 0);
+            return Next::Keep;
+        }
+
+        if c.state == State::FinWait2 && c.has(flag::ORPHAN) {
+            return self.on_orphan_fin_wait_2(now, c, seg);
+        }
+
+        // First, check the sequence number.
+        if !self.acceptable(c, seg) {
+            if f.rst() {
+                // tcp_reset_check: in CLOSE-WAIT, LAST-ACK and CLOSING the peer's RST
+                // may carry its FIN's sequence number, rcv_nxt - 1.
+                let fin_seen =
+                    matches!(c.state, State::CloseWait | State::LastAck | State::Closing);
+                if fin_seen && seg.seq_num() == c.rcv_nxt - 1 {
+                    self.stats.rst_received += 1;
+                    return Next::Close(CloseReason::Reset);
+                }
+                return Next::Keep;
+            }
+            if f.syn() && c.state.is_synchronized() {
+                self.challenge_ack(now, c);
+            } else {
+                self.dup_ack(now, c, seg);
+            }
+            return Next::Keep;
+        }
+
+        // Second, the RST bit (RFC 5961 §3.2): exactly rcv_nxt resets, anything
+        // else in the window draws a challenge ACK.
+        if f.rst() {
+            if seg.seq_num() == c.rcv_nxt {
+                self.stats.rst_received += 1;
+                return Next::Close(CloseReason::Reset);
+            }
+            self.challenge_ack(now, c);
+            return Next::Keep;
+        }
+
+        // Fourth, the SYN bit (RFC 5961 §4): a SYN in a synchronized state, whatever
+        // its sequence number, gets a challenge ACK and the connection stays. A new
+        // client reusing the 4-tuple answers that ACK with the RST that ends us
+        // (seed case 6).
+        if f.syn() {
+            self.challenge_ack(now, c);
+            return Next::Keep;
+        }
+
+        // Fifth, the ACK field.
+        if !f.ack() {
+            return Next::Keep;
+        }
+        if c.state == State::SynReceived {
+            if !(c.snd_una < seg.ack_num() && seg.ack_num() <= c.snd_nxt) {
+                // <SEQ=SEG.ACK><CTL=RST>
+                self.emit(&c.tuple, Flags::RST, seg.ack_num(), Seq(0), 0);
+                self.stats.rst_sent += 1;
+                return Next::Keep;
+            }
+            c.state = State::Established;
+            self.events.push(Event::Established { tuple: c.tuple });
+        }
+        if c.snd_nxt < seg.ack_num() {
+            // It acknowledges something not yet sent: ACK and drop (RFC 5961
+            // §5.2). Linux answers with a challenge ACK, rate-limited per entry
+            // even when the segment carries a FIN or data.
+            self.challenge_ack(now, c);
+            return Next::Keep;
+        }
+        if c.snd_una < seg.ack_num() {
+            self.on_new_ack(now, idx, c, seg.ack_num());
+        }
+        // A held FIN is not sent, so not acknowledged either.
+        let all_acked = c.snd_una == c.snd_nxt && !c.has(flag::FIN_HELD);
+        match c.state {
+            // "In addition to the processing for the ESTABLISHED state, if the FIN
+            // segment is now acknowledged, then enter FIN-WAIT-2."
+            State::FinWait1 if all_acked => {
+                c.state = State::FinWait2;
+                if c.has(flag::ORPHAN) {
+                    // tcp_rcv_state_process: an orphan becomes a FIN_WAIT2 mini-socket
+                    // (tcp_time_wait), unless the peer's FIN rides on this segment;
+                    // past tcp_max_tw_buckets that fails and the socket is done.
+                    if !f.fin() && self.tw_buckets_full() {
+                        self.stats.time_wait_overflow += 1;
+                        return Next::Close(CloseReason::TimeWaitOverflow);
+                    }
+                    self.become_fin_wait_2_mini_socket(now, idx, c);
+                }
+            }
+            // "If the ACK acknowledges our FIN, then enter the TIME-WAIT state."
+            State::Closing if all_acked => return Next::TimeWait,
+            // "The only thing that can arrive in this state is an acknowledgment of
+            // our FIN. If our FIN is now acknowledged, delete the TCB."
+            State::LastAck if all_acked => return Next::Close(CloseReason::LastAckAcked),
+            _ => {}
+        }
+
+        // Seventh, the segment text.
+        let mut ack_now = false;
+        if seg.len > 0 {
+            let end = seg.seq_num() + seg.len;
+            match c.state {
+                State::FinWait1 | State::FinWait2 if c.has(flag::ORPHAN) && c.rcv_nxt < end => {
+                    // Data after close(): Linux resets (TCPAbortOnData), RST <SEQ=SEG.ACK>.
+                    self.emit(&c.tuple, Flags::RST, seg.ack_num(), Seq(0), 0);
+                    self.stats.rst_sent += 1;
+                    self.stats.abort_on_data += 1;
+                    return Next::Close(CloseReason::Aborted);
+                }
+                State::Established | State::FinWait1 | State::FinWait2 => {
+                    if seg.seq_num() <= c.rcv_nxt && c.rcv_nxt < end {
+                        let len = end - c.rcv_nxt;
+                        c.rcv_nxt = end;
+                        self.events.push(Event::Received {
+                            tuple: c.tuple,
+                            len,
+                        });
+                    }
+                    // No delayed ACK and no out-of-order queue: every data segment is
+                    // acknowledged at once, duplicates and gaps with a duplicate ACK.
+                    ack_now = true;
+                }
+                _ => ack_now = true,
+            }
+        }
+
+        // Eighth, the FIN bit.
+        let mut next = Next::Keep;
+        let mut ack_on_the_spot = false;
+        if f.fin() {
+            let fin_seq = seg.seq_num() + seg.len;
+            if fin_seq == c.rcv_nxt && !c.state.fin_received() {
+                c.rcv_nxt += 1;
+                match c.state {
+                    State::Established => {
+                        c.state = State::CloseWait;
+                        self.events.push(Event::PeerClosed { tuple: c.tuple });
+                    }
+                    // Our FIN is not acknowledged yet: simultaneous close.
+                    // Linux ACKs on the spot here (tcp_fin: tcp_send_ack).
+                    State::FinWait1 => {
+                        c.state = State::Closing;
+                        ack_on_the_spot = true;
+                    }
+                    // Seed case 2: when the peer's FIN also acknowledged ours, FIN-WAIT-1
+                    // moved to FIN-WAIT-2 above and goes on to TIME-WAIT here, within
+                    // this one segment.
+                    State::FinWait2 => next = Next::TimeWait,
+                    _ => {}
+                }
+            }
+            // In order, a duplicate or beyond a gap: acknowledge at once.
+            ack_now = true;
+        }
+        if ack_now {
+            self.send_ack(c);
+            if ack_on_the_spot {
+                self.sent_acks = self.out.len();
+            }
+        }
+        if matches!(next, Next::Keep) {
+            self.release_held(now, idx, c);
+        }
+        next
+    }
+
+    /// New data acknowledged: sample the RTT (Karn), re-arm or stop the
+    /// retransmission timer. The backoff is cleared only with a valid RTT
+    /// sample (Linux `tcp_ack_update_rtt`: "RFC6298: only reset backoff on
+    /// valid RTT measurement"): an ACK of retransmitted data keeps the
+    /// backed-off RTO.
+    fn on_new_ack(&mut self, now: Time, idx: u32, c: &mut Conn, ack: Seq) {
+        if let Some(m) = c.take_timing(now.as_micros() as u32) {
+            c.rtt_sample(m, &self.cfg);
+            c.backoff = 0;
+        }
+        c.snd_una = ack;
+        c.retransmits = 0;
+        if c.snd_una == c.snd_nxt {
+            self.disarm(c);
+        } else {
+            c.retrans_stamp_ms = now.stamp_ms();
+            let rto = c.backed_off_rto(&self.cfg);
+            self.arm(now, idx, c, rto);
+        }
+    }
+
+    /// Out of recovery, what waited behind the retransmission goes, the FIN
+    /// riding on the data: after the segment's own processing, as Linux's
+    /// `tcp_data_snd_check` at the end of `tcp_rcv_state_process`.
+    fn release_held(&mut self, now: Time, idx: u32, c: &mut Conn) {
+        if !c.holds_back() || c.in_recovery() {
+            return;
+        }
+        let len = c.take_held();
+        if len > 0 {
+            self.send_new(now, idx, c, Flags::ACK | Flags::PSH, len);
+        }
+        if c.has(flag::FIN_HELD) {
+            c.flags &= !flag::FIN_HELD;
+            self.send_fin(now, idx, c);
+        }
+    }
+}

@@ -1,0 +1,154 @@
+//! What a [`Host`](super::Host) reports: events, close reasons, counters and
+//! the application calls' errors.
+
+use std::time::Duration;
+
+use crate::state::State;
+use crate::tuple::Tuple;
+
+/// Why a connection reached CLOSED.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum CloseReason {
+    /// TIME-WAIT ran its full course.
+    TimeWaitExpired,
+    /// LAST-ACK received the ACK of its FIN (passive close done).
+    LastAckAcked,
+    /// An orphaned FIN-WAIT-2 timed out (`tcp_fin_timeout`; seed case 5).
+    FinWait2Timeout,
+    /// Retransmissions ran out (`tcp_orphan_retries`, `tcp_syn_retries`, ...), silently.
+    RetriesExhausted,
+    /// An acceptable RST arrived.
+    Reset,
+    /// The application aborted (SO_LINGER {1,0}), closed before the handshake
+    /// completed, or data arrived after close() (Linux answers RST).
+    Aborted,
+    /// TIME-WAIT was skipped because `max_tw_buckets` was reached.
+    TimeWaitOverflow,
+    /// A TIME-WAIT entry was evicted to make room (FreeBSD policy).
+    TimeWaitEvicted,
+    /// A new SYN reopened the 4-tuple from TIME-WAIT (RFC 6191).
+    Reused,
+}
+
+impl CloseReason {
+    /// Every reason, in the order of [`CloseReason::index`].
+    pub const ALL: [CloseReason; 9] = [
+        CloseReason::TimeWaitExpired,
+        CloseReason::LastAckAcked,
+        CloseReason::FinWait2Timeout,
+        CloseReason::RetriesExhausted,
+        CloseReason::Reset,
+        CloseReason::Aborted,
+        CloseReason::TimeWaitOverflow,
+        CloseReason::TimeWaitEvicted,
+        CloseReason::Reused,
+    ];
+
+    /// A dense index, for per-reason counters.
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    /// snake_case name for reports and metrics.
+    pub fn key(self) -> &'static str {
+        match self {
+            CloseReason::TimeWaitExpired => "time_wait_expired",
+            CloseReason::LastAckAcked => "last_ack_acked",
+            CloseReason::FinWait2Timeout => "fin_wait_2_timeout",
+            CloseReason::RetriesExhausted => "retries_exhausted",
+            CloseReason::Reset => "reset",
+            CloseReason::Aborted => "aborted",
+            CloseReason::TimeWaitOverflow => "time_wait_overflow",
+            CloseReason::TimeWaitEvicted => "time_wait_evicted",
+            CloseReason::Reused => "reused",
+        }
+    }
+}
+
+/// Which side of the teardown the application was on when it called close().
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Role {
+    /// Sent the first FIN.
+    Active,
+    /// Closed after the peer's FIN (from CLOSE-WAIT).
+    Passive,
+    /// Never called close().
+    None,
+}
+
+/// What the engine tells its driver.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// The handshake completed (either side).
+    Established { tuple: Tuple },
+    /// In-order data arrived (rcv_nxt moved by `len`): the application read it.
+    Received { tuple: Tuple, len: u32 },
+    /// The peer's FIN arrived: the connection is in CLOSE-WAIT and the application
+    /// should close it.
+    PeerClosed { tuple: Tuple },
+    /// A state transition (only with `Config::trace_states`).
+    StateChanged {
+        tuple: Tuple,
+        from: State,
+        to: State,
+    },
+    /// The connection reached CLOSED and its entry is gone.
+    Closed {
+        tuple: Tuple,
+        from: State,
+        reason: CloseReason,
+        role: Role,
+        /// Time from the application's close() to CLOSED.
+        since_close: Option<Duration>,
+    },
+}
+
+/// Counters, named after Linux's MIB where one exists.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    pub segments_received: u64,
+    pub segments_sent: u64,
+    pub retransmits: u64,
+    pub rst_sent: u64,
+    pub rst_received: u64,
+    pub challenge_acks: u64,
+    pub challenge_acks_suppressed: u64,
+    pub oow_acks: u64,
+    pub oow_acks_suppressed: u64,
+    pub rst_suppressed: u64,
+    pub timeouts_fin_wait_2: u64,
+    pub timeouts_retries: u64,
+    pub timeouts_time_wait: u64,
+    /// `TCPTimeWaitOverflow`.
+    pub time_wait_overflow: u64,
+    pub time_wait_evicted: u64,
+    /// TIME-WAIT entries reopened by a new SYN (`TWRecycled`).
+    pub time_wait_reused: u64,
+    /// Retransmitted FINs (or other segments) that restarted a TIME-WAIT timer.
+    pub time_wait_restarts: u64,
+    /// TIME-WAIT entries killed by an RST (assassination).
+    pub time_wait_assassinated: u64,
+    /// SYNs dropped because `max_connections` was reached.
+    pub syn_dropped: u64,
+    /// `TCPAbortOnData`: data after close() answered with RST.
+    pub abort_on_data: u64,
+    /// Pure ACKs that rode on the application's next segment instead.
+    pub acks_coalesced: u64,
+    /// FINs set on the application's last queued data segment.
+    pub fins_on_data: u64,
+    pub opened_active: u64,
+    pub opened_passive: u64,
+}
+
+/// Errors of the application-side calls.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Error {
+    #[error("no connection {0}")]
+    NotFound(Tuple),
+    #[error("connection {0} already exists")]
+    Exists(Tuple),
+    #[error("connection {0} is in {1}, where this call is not allowed")]
+    InvalidState(Tuple, State),
+    #[error("connection table full ({0} entries)")]
+    TableFull(usize),
+}

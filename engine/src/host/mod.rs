@@ -1,0 +1,391 @@
+//! The teardown engine: one host's connections, their timers and the RFC 9293
+//! state machine, with Linux's rules where the RFC leaves room.
+//!
+//! Sans-IO, shaped like quinn-proto's `Endpoint`: the driver passes segments in
+//! with [`Host::handle`], fires timers with [`Host::handle_timeout`] at
+//! [`Host::poll_timeout`], calls the application's side ([`Host::connect`],
+//! [`Host::close`], ...), and drains [`Host::transmits`] and [`Host::events`].
+//! The engine never reads a clock, a socket or a random source.
+//!
+//! The files, by concern:
+//! - `mod.rs`: the [`Host`] type, its calling contract, accessors, and
+//!   `commit`, which applies a handler's verdict to the table;
+//! - `events.rs`: what the host reports ([`Event`], [`CloseReason`], [`Stats`], [`Error`]);
+//! - `app.rs`: the application's calls (connect, send, close, shutdown, abort);
+//! - `arrive.rs`: SEGMENT ARRIVES, by state (RFC 9293 §3.10.7);
+//! - `orphan.rs`: the orphaned FIN-WAIT-2 mini-socket (`tcp_timewait_state_process`);
+//! - `time_wait.rs`: TIME-WAIT's segments, entry and exit;
+//! - `timers.rs`: retransmission, FIN-WAIT-2 and TIME-WAIT timeouts;
+//! - `output.rs`: everything the host sends.
+
+mod app;
+mod arrive;
+mod events;
+mod orphan;
+mod output;
+mod time_wait;
+mod timers;
+
+pub use events::{CloseReason, Error, Event, Role, Stats};
+
+use std::time::Duration;
+
+use crate::config::Config;
+use crate::conn::{flag, Conn};
+use crate::segment::Segment;
+use crate::seq::Seq;
+use crate::state::State;
+use crate::table::{Found, Table};
+use crate::time::Time;
+use crate::tuple::Tuple;
+use crate::wheel::Wheel;
+
+/// What segment processing (or an application call, or a timer) decided for a
+/// full entry; [`Host::commit`] acts on it.
+enum Next {
+    /// The entry stays (in whatever state the handler moved it to).
+    Keep,
+    /// Enter TIME-WAIT (`tcp_time_wait`).
+    TimeWait,
+    /// CLOSED: the entry goes.
+    Close(CloseReason),
+}
+
+/// What a segment on a TIME-WAIT entry calls for: Linux's `enum tcp_tw_status`,
+/// which `tcp_timewait_state_process` returns and `tcp_v4_rcv` acts on
+/// ([`Host::act_on_time_wait`] here).
+enum TwVerdict {
+    /// `TCP_TW_SUCCESS`: nothing to send (the timer may have been restarted).
+    Success,
+    /// `TCP_TW_ACK`: re-ACK <SEQ=snd_nxt><ACK=rcv_nxt>; the out-of-window rate
+    /// limit has already let it through.
+    Ack,
+    /// An RST at rcv_nxt kills the entry (Linux deschedules it inside
+    /// `tcp_timewait_state_process` and returns `TCP_TW_SUCCESS`).
+    Assassinated,
+    /// `TCP_TW_SYN`: a listener takes the SYN as a new incarnation (RFC 6191)
+    /// whose ISS is this.
+    Syn(Seq),
+}
+
+/// Capacity the transmit and event queues keep once drained.
+const QUEUE_KEEP: usize = 256;
+
+/// A rate limit over whole seconds, for host-wide budgets.
+#[derive(Default)]
+struct Budget {
+    second: u64,
+    used: u32,
+}
+
+impl Budget {
+    fn take(&mut self, now: Time, limit: u32) -> bool {
+        if limit == u32::MAX {
+            return true;
+        }
+        let s = now.as_micros() / 1_000_000;
+        if s != self.second {
+            self.second = s;
+            self.used = 0;
+        }
+        self.used += 1;
+        self.used <= limit
+    }
+}
+
+/// One host (or one shard of it): the engine.
+///
+/// # Calling contract
+///
+/// `Host` is sans-IO, like quinn-proto's `Connection`: it never acts on its
+/// own. The driver
+///
+/// 1. sets it up: [`Host::listen`] on each port that accepts SYNs;
+/// 2. feeds it, each call with the current time `now`: arriving segments
+///    ([`Host::handle`]), the application's calls ([`Host::connect`],
+///    [`Host::send`], [`Host::close`], [`Host::shutdown`], [`Host::abort`]),
+///    and [`Host::handle_timeout`] once the time [`Host::poll_timeout`] gave
+///    has come (earlier or extra calls are harmless: no timer fires before its
+///    deadline);
+/// 3. after each call drains [`Host::transmits`] (segments for the wire,
+///    oldest first) and [`Host::events`] (what the application learns), and
+///    asks [`Host::poll_timeout`] again, since any call may arm a timer.
+///
+/// Undrained queues grow without bound, and a queued segment is not final: a
+/// later call may fold a queued pure ACK into the connection's next segment
+/// that carries the same ACK, or set FIN on its queued last data segment (as
+/// Linux's delayed ACK and `tcp_send_fin` do). Drain after every call to see
+/// segments as they would have left at that time. Drained queues that a burst
+/// grew past 256 entries give their memory back at the next call.
+///
+/// # Time
+///
+/// `now` is the driver's clock, a [`Time`] from an origin of its choosing. It
+/// must not go backwards. If a call brings a `now` earlier than one the host has
+/// already seen, the host neither panics nor rewinds: the call works at the
+/// latest time seen (its timer deadlines, timestamps and RTT samples are taken
+/// then). [`Host::forget`] and the accessors take no time.
+pub struct Host {
+    cfg: Config,
+    table: Table,
+    wheel: Wheel<u32>,
+    listening: Vec<u64>,
+    out: Vec<Segment>,
+    /// `out[..sent_acks]` may not be coalesced into a later segment: ACKs
+    /// Linux sends on the spot (`tcp_send_ack`), not merely schedules.
+    sent_acks: usize,
+    events: Vec<Event>,
+    population: [usize; State::COUNT],
+    stats: Stats,
+    challenge_budget: Budget,
+    rst_budget: Budget,
+    /// The latest time any call brought: `poll_timeout` never answers earlier.
+    now: Time,
+    /// Orphaned FIN-WAIT-2 connections: Linux's TIME-WAIT mini-sockets in
+    /// substate FIN_WAIT2, which count against `tcp_max_tw_buckets`.
+    fw2_orphans: usize,
+}
+
+impl Host {
+    pub fn new(cfg: Config) -> Host {
+        Host::with_capacity(cfg, 0)
+    }
+
+    /// A host whose table has room for `connections` entries before it grows.
+    pub fn with_capacity(cfg: Config, connections: usize) -> Host {
+        Host {
+            table: Table::with_capacity(cfg.secret, connections),
+            wheel: Wheel::new(),
+            listening: Vec::new(),
+            out: Vec::new(),
+            sent_acks: 0,
+            events: Vec::new(),
+            population: [0; State::COUNT],
+            stats: Stats::default(),
+            challenge_budget: Budget::default(),
+            rst_budget: Budget::default(),
+            now: Time::ZERO,
+            fw2_orphans: 0,
+            cfg,
+        }
+    }
+
+    #[must_use]
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    #[must_use]
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    /// Connections in `state` now.
+    #[must_use]
+    pub fn population(&self, state: State) -> usize {
+        self.population[state as usize]
+    }
+
+    /// Connections of every state.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.table.len()
+    }
+
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.table.is_empty()
+    }
+
+    /// Heap bytes of the table and the timers (capacity-based; the counting
+    /// allocator checks it in the tests).
+    #[must_use]
+    pub fn heap_bytes(&self) -> usize {
+        self.table.heap_bytes() + self.wheel.heap_bytes() + self.listening.capacity() * 8
+    }
+
+    /// Accept SYNs to `port` (a listening socket). The port bitmap (8 KiB) is
+    /// allocated by the first call, so a host that only connects never pays it.
+    pub fn listen(&mut self, port: u16) {
+        if self.listening.is_empty() {
+            self.listening = vec![0; 1024];
+        }
+        self.listening[port as usize / 64] |= 1 << (port % 64);
+    }
+
+    fn is_listening(&self, port: u16) -> bool {
+        self.listening
+            .get(port as usize / 64)
+            .is_some_and(|w| w & (1 << (port % 64)) != 0)
+    }
+
+    /// The state of `tuple`; CLOSED when there is no entry.
+    #[must_use]
+    pub fn state(&self, tuple: &Tuple) -> State {
+        match self.table.find(tuple) {
+            Some(Found::Conn(i)) => self.table.conn(i).state,
+            Some(Found::TimeWait(_)) => State::TimeWait,
+            None => State::Closed,
+        }
+    }
+
+    /// (snd_nxt, rcv_nxt) of `tuple` as wire numbers, for tests, scripts and
+    /// the drivers' attack models.
+    #[must_use]
+    pub fn sequence(&self, tuple: &Tuple) -> Option<(u32, u32)> {
+        match self.table.find(tuple)? {
+            Found::Conn(i) => {
+                let c = self.table.conn(i);
+                Some((c.snd_nxt.into(), c.rcv_nxt.into()))
+            }
+            Found::TimeWait(p) => {
+                let e = self.table.time_wait(p);
+                Some((e.snd_nxt.into(), e.rcv_nxt.into()))
+            }
+        }
+    }
+
+    /// The current RTO of `tuple` after backoff.
+    #[must_use]
+    pub fn rto(&self, tuple: &Tuple) -> Option<Duration> {
+        match self.table.find(tuple)? {
+            Found::Conn(i) => Some(self.table.conn(i).backed_off_rto(&self.cfg)),
+            Found::TimeWait(_) => None,
+        }
+    }
+
+    /// Segments to send, oldest first.
+    #[must_use]
+    pub fn transmits(&mut self) -> std::vec::Drain<'_, Segment> {
+        self.sent_acks = 0;
+        self.out.drain(..)
+    }
+
+    /// Pending segments, without draining them.
+    #[must_use]
+    pub fn pending_transmits(&self) -> &[Segment] {
+        &self.out
+    }
+
+    /// Events, oldest first.
+    #[must_use]
+    pub fn events(&mut self) -> std::vec::Drain<'_, Event> {
+        self.events.drain(..)
+    }
+
+    /// The earliest time at which [`Host::handle_timeout`] has work. Never later
+    /// than the earliest deadline; it may be earlier (a wheel slot boundary, or
+    /// the latest time the host was given, when a timer was armed since the wheel
+    /// last advanced), in which case the call only advances the wheel and the
+    /// next answer is later.
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Time> {
+        let wheel = self
+            .wheel
+            .next_deadline()
+            .map(|t| Time::from_millis(t).max(self.now));
+        let tw = self
+            .table
+            .time_wait_front()
+            .map(|e| Time::from_millis(self.widen_ms(e.expires_ms)));
+        match (wheel, tw) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Every call starts here and works at the time this returns: the latest
+    /// `now` any call brought, so that a clock that steps back arms, stamps and
+    /// fires nothing in the past (see "Time" on [`Host`]). Queues the driver has
+    /// drained give back memory a burst left them (a million FINs from one
+    /// close-all), since they belong to the engine's measured heap.
+    #[inline]
+    #[must_use]
+    fn begin(&mut self, now: Time) -> Time {
+        self.now = self.now.max(now);
+        if self.out.is_empty() && self.out.capacity() > QUEUE_KEEP {
+            self.out = Vec::new();
+        }
+        if self.events.is_empty() && self.events.capacity() > QUEUE_KEEP {
+            self.events = Vec::new();
+        }
+        self.now
+    }
+
+    /// A 32-bit millisecond stamp as an absolute millisecond count, taking the
+    /// stamp to lie within 2^31 ms of the wheel's current time.
+    fn widen_ms(&self, stamp: u32) -> u64 {
+        let now = self.wheel.elapsed();
+        let delta = stamp.wrapping_sub(now as u32) as i32 as i64;
+        (now as i64 + delta).max(0) as u64
+    }
+
+    /// RFC 6528 initial sequence number: a 4 µs clock plus a keyed hash of the tuple.
+    fn isn(&self, now: Time, tuple: &Tuple) -> Seq {
+        Seq((now.as_micros() / 4) as u32) + tuple.hash(!self.cfg.secret) as u32
+    }
+
+    /// Applies a processing decision to entry `idx`, whose working copy is `c`.
+    fn commit(&mut self, now: Time, idx: u32, mut c: Conn, before: State, next: Next) {
+        let orphan_fw2 =
+            matches!(next, Next::Keep) && c.state == State::FinWait2 && c.has(flag::ORPHAN);
+        if orphan_fw2 != c.has(flag::FW2_COUNTED) {
+            if orphan_fw2 {
+                self.fw2_orphans += 1;
+                c.flags |= flag::FW2_COUNTED;
+            } else {
+                self.fw2_orphans -= 1;
+                c.flags &= !flag::FW2_COUNTED;
+            }
+        }
+        match next {
+            Next::Keep => {
+                if c.state != before {
+                    self.enter(c.tuple, before, c.state);
+                }
+                *self.table.conn_mut(idx) = c;
+            }
+            Next::TimeWait => {
+                self.disarm(&mut c);
+                self.enter_time_wait(now, idx, &c, before);
+            }
+            Next::Close(reason) => {
+                self.disarm(&mut c);
+                self.table.remove_conn(idx);
+                self.population[before as usize] -= 1;
+                self.trace(c.tuple, before, State::Closed);
+                let role = if !c.has(flag::CLOSE_STAMPED) {
+                    Role::None
+                } else if c.has(flag::PASSIVE_CLOSE) {
+                    Role::Passive
+                } else {
+                    Role::Active
+                };
+                let since_close = c
+                    .has(flag::CLOSE_STAMPED)
+                    .then(|| Duration::from_millis(now.stamp_ms().wrapping_sub(c.close_ms) as u64));
+                self.events.push(Event::Closed {
+                    tuple: c.tuple,
+                    from: before,
+                    reason,
+                    role,
+                    since_close,
+                });
+            }
+        }
+    }
+
+    fn enter(&mut self, tuple: Tuple, from: State, to: State) {
+        if from != State::Closed {
+            self.population[from as usize] -= 1;
+        }
+        self.population[to as usize] += 1;
+        self.trace(tuple, from, to);
+    }
+
+    fn trace(&mut self, tuple: Tuple, from: State, to: State) {
+        if self.cfg.trace_states {
+            self.events.push(Event::StateChanged { tuple, from, to });
+        }
+    }
+}

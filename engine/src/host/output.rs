@@ -1,0 +1,143 @@
+//! What the host sends: new sequence space, our FIN, ACKs (duplicate,
+//! out-of-window and RFC 5961 challenge ACKs, rate-limited as Linux's
+//! `tcp_oow_rate_limited`), and resets for segments that match nothing.
+
+use super::Host;
+use crate::conn::{flag, Conn};
+use crate::segment::{Flags, Segment};
+use crate::seq::Seq;
+use crate::time::Time;
+use crate::tuple::Tuple;
+
+impl Host {
+    pub(super) fn emit(&mut self, tuple: &Tuple, flags: Flags, seq: Seq, ack: Seq, len: u32) {
+        // A pure ACK still queued for this connection is implied by any later
+        // segment that carries ACK: when the application answers within the same
+        // step (a response, or the passive closer's FIN), the ACK rides on it, as
+        // Linux's delayed ACK makes it do.
+        if flags.ack() && !flags.rst() && self.out.len() > self.sent_acks {
+            if let Some(last) = self.out.last() {
+                if last.flags == Flags::ACK && last.len == 0 && last.sender_tuple() == *tuple {
+                    self.out.pop();
+                    self.stats.segments_sent -= 1;
+                    self.stats.acks_coalesced += 1;
+                }
+            }
+        }
+        self.stats.segments_sent += 1;
+        // Linux's RSTs advertise no window (tcp_v4_send_reset).
+        let wnd = if flags.rst() { 0 } else { self.cfg.rcv_wnd };
+        self.out
+            .push(Segment::new(tuple, flags, seq.0, ack.0, len, wnd));
+    }
+
+    /// Sends new sequence space (SYN, data or FIN) and keeps the retransmission
+    /// timer running for the oldest outstanding byte.
+    pub(super) fn send_new(&mut self, now: Time, idx: u32, c: &mut Conn, flags: Flags, len: u32) {
+        let ack = if flags.ack() { c.rcv_nxt } else { Seq(0) };
+        self.emit(&c.tuple, flags, c.snd_nxt, ack, len);
+        let idle = c.snd_una == c.snd_nxt;
+        c.snd_nxt += len + flags.syn() as u32 + flags.fin() as u32;
+        if idle {
+            c.start_timing(now.as_micros() as u32);
+            c.retrans_stamp_ms = now.stamp_ms();
+            let rto = c.backed_off_rto(&self.cfg);
+            self.arm(now, idx, c, rto);
+        }
+    }
+
+    /// Sends our FIN. When the application's last data is still queued unsent,
+    /// the FIN rides on it, as Linux's `tcp_send_fin` sets FIN on the tail of the
+    /// write queue.
+    pub(super) fn send_fin(&mut self, now: Time, idx: u32, c: &mut Conn) {
+        if c.must_hold() {
+            c.flags |= flag::FIN_HELD;
+            return;
+        }
+        if let Some(last) = self.out.last_mut() {
+            if last.len > 0
+                && last.flags.ack()
+                && !last.flags.fin()
+                && !last.flags.syn()
+                && last.seq_num() + last.len == c.snd_nxt
+                && last.sender_tuple() == c.tuple
+            {
+                last.flags = last.flags | Flags::FIN;
+                c.flags |= flag::FIN_WITH_DATA;
+                c.snd_nxt += 1;
+                self.stats.fins_on_data += 1;
+                return;
+            }
+        }
+        self.send_new(now, idx, c, Flags::FIN | Flags::ACK, 0);
+    }
+
+    pub(super) fn send_ack(&mut self, c: &Conn) {
+        self.emit(&c.tuple, Flags::ACK, c.snd_nxt, c.rcv_nxt, 0);
+    }
+
+    /// `tcp_oow_rate_limited`: one ACK per entry per `invalid_ratelimit` for
+    /// segments that occupy no sequence space (or carry SYN); segments with data
+    /// or FIN are always answered, since they cannot be part of an ACK loop.
+    pub(super) fn oow_allowed(&self, seg: &Segment, last_ms: &mut u32, now: Time) -> bool {
+        if seg.seq_len() > 0 && !seg.flags.syn() {
+            return true;
+        }
+        let now_ms = now.stamp_ms().max(1);
+        if *last_ms != 0
+            && (now_ms.wrapping_sub(*last_ms) as u64)
+                < self.cfg.invalid_ratelimit.as_millis() as u64
+        {
+            return false;
+        }
+        *last_ms = now_ms;
+        true
+    }
+
+    pub(super) fn dup_ack(&mut self, now: Time, c: &mut Conn, seg: &Segment) {
+        let mut last = c.last_oow_ms;
+        if self.oow_allowed(seg, &mut last, now) {
+            c.last_oow_ms = last;
+            self.stats.oow_acks += 1;
+            self.send_ack(c);
+        } else {
+            self.stats.oow_acks_suppressed += 1;
+        }
+    }
+
+    /// RFC 5961 challenge ACK, rate-limited per entry and host-wide.
+    pub(super) fn challenge_ack(&mut self, now: Time, c: &mut Conn) {
+        let probe = Segment::new(&c.tuple, Flags::ACK, 0, 0, 0, 0);
+        let mut last = c.last_oow_ms;
+        if self.oow_allowed(&probe, &mut last, now)
+            && self
+                .challenge_budget
+                .take(now, self.cfg.challenge_ack_limit)
+        {
+            c.last_oow_ms = last;
+            self.stats.challenge_acks += 1;
+            self.send_ack(c);
+        } else {
+            self.stats.challenge_acks_suppressed += 1;
+        }
+    }
+
+    /// RFC 9293 §3.10.7.1 / Linux `tcp_v4_send_reset`: the reply to a segment that
+    /// matches no connection. Never an RST in reply to an RST.
+    pub(super) fn reset_for(&mut self, now: Time, seg: &Segment) {
+        if seg.flags.rst() {
+            return;
+        }
+        if !self.rst_budget.take(now, self.cfg.rst_limit) {
+            self.stats.rst_suppressed += 1;
+            return;
+        }
+        let t = seg.receiver_tuple();
+        if seg.flags.ack() {
+            self.emit(&t, Flags::RST, seg.ack_num(), Seq(0), 0);
+        } else {
+            self.emit(&t, Flags::RST | Flags::ACK, Seq(0), seg.seq_end(), 0);
+        }
+        self.stats.rst_sent += 1;
+    }
+}

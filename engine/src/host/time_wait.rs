@@ -1,0 +1,174 @@
+//! TIME-WAIT: segments on a compact entry (Linux `tcp_timewait_state_process`),
+//! entering it (`tcp_time_wait`, bounded by `tcp_max_tw_buckets`), restarting
+//! and leaving it.
+
+use std::time::Duration;
+
+use super::{CloseReason, Event, Host, Next, Role, TwVerdict};
+use crate::config::TwOverflow;
+use crate::conn::{flag, Conn};
+use crate::segment::{Flags, Segment};
+use crate::seq::Seq;
+use crate::state::State;
+use crate::time::Time;
+use crate::timewait::TwEntry;
+
+impl Host {
+    /// TIME-WAIT (Linux `tcp_timewait_state_process`, substate TIME_WAIT): the
+    /// verdict on `seg` for entry `e` at `pos`. As in Linux, the entry's own
+    /// bookkeeping (timer restart, out-of-window rate limit) happens here;
+    /// [`Host::act_on_time_wait`] sends and removes.
+    pub(super) fn on_time_wait(
+        &mut self,
+        now: Time,
+        pos: u64,
+        e: &TwEntry,
+        seg: &Segment,
+    ) -> TwVerdict {
+        let f = seg.flags;
+        if f.rst() {
+            // An RST exactly at rcv_nxt kills the entry unless RFC 1337 protection
+            // is on; any other RST is ignored.
+            if seg.seq_num() == e.rcv_nxt && !self.cfg.rfc1337 {
+                self.stats.rst_received += 1;
+                self.stats.time_wait_assassinated += 1;
+                return TwVerdict::Assassinated;
+            }
+            return TwVerdict::Success;
+        }
+        // An in-window segment at rcv_nxt that occupies no sequence space restarts
+        // the timer, with no reply.
+        if seg.seq_num() == e.rcv_nxt && seg.seq_len() == 0 {
+            self.restart_time_wait(now, pos);
+            return TwVerdict::Success;
+        }
+        // A SYN beyond rcv_nxt may open a new incarnation (RFC 6191), with
+        // ISN = old snd_nxt + 65535 + 2, if a listener takes it.
+        if f.syn() && !f.ack() && e.rcv_nxt < seg.seq_num() && self.is_listening(e.tuple.local_port)
+        {
+            self.stats.time_wait_reused += 1;
+            let iss = match e.snd_nxt + 65_537 {
+                Seq(0) => Seq(1),
+                n => n,
+            };
+            return TwVerdict::Syn(iss);
+        }
+        // Anything else (a retransmitted FIN, an old SYN, data): restart the timer
+        // if it carried ACK, and re-ACK, rate-limited unless it occupies sequence
+        // space without SYN (`tcp_timewait_check_oow_rate_limit`). A retransmitted
+        // FIN is therefore always re-ACKed.
+        let pos = if f.ack() {
+            self.restart_time_wait(now, pos)
+        } else {
+            pos
+        };
+        let mut last = e.last_oow_ms;
+        if self.oow_allowed(seg, &mut last, now) {
+            self.table.time_wait_mut(pos).last_oow_ms = last;
+            self.stats.oow_acks += 1;
+            TwVerdict::Ack
+        } else {
+            self.stats.oow_acks_suppressed += 1;
+            TwVerdict::Success
+        }
+    }
+
+    /// Acts on [`Host::on_time_wait`]'s verdict for entry `e`, still at `pos`
+    /// unless the verdict restarted it (as `tcp_v4_rcv` acts on
+    /// `tcp_timewait_state_process`'s).
+    pub(super) fn act_on_time_wait(
+        &mut self,
+        now: Time,
+        pos: u64,
+        e: &TwEntry,
+        seg: &Segment,
+        verdict: TwVerdict,
+    ) {
+        match verdict {
+            TwVerdict::Success => {}
+            // tcp_v4_timewait_ack
+            TwVerdict::Ack => self.emit(&e.tuple, Flags::ACK, e.snd_nxt, e.rcv_nxt, 0),
+            TwVerdict::Assassinated => {
+                self.table.remove_time_wait(pos);
+                self.closed_time_wait(now, e, CloseReason::Reset);
+            }
+            // inet_twsk_deschedule_put, then the listener processes the SYN.
+            TwVerdict::Syn(iss) => {
+                self.table.remove_time_wait(pos);
+                self.closed_time_wait(now, e, CloseReason::Reused);
+                self.accept_syn(now, e.tuple, seg, iss);
+            }
+        }
+    }
+
+    fn restart_time_wait(&mut self, now: Time, pos: u64) -> u64 {
+        self.stats.time_wait_restarts += 1;
+        let expires = (now + self.cfg.time_wait).ceil_millis() as u32;
+        self.table.restart_time_wait(pos, expires)
+    }
+
+    /// Whether another TIME-WAIT mini-socket (a TIME-WAIT entry or an orphaned
+    /// FIN-WAIT-2) would pass `tcp_max_tw_buckets` (`inet_twsk_alloc` refusing).
+    pub(super) fn tw_buckets_full(&self) -> bool {
+        self.table.time_wait_len() + self.fw2_orphans >= self.cfg.max_tw_buckets
+    }
+
+    /// Enters TIME-WAIT: the full entry becomes a compact one, unless the
+    /// `max_tw_buckets` limit says otherwise.
+    pub(super) fn enter_time_wait(&mut self, now: Time, idx: u32, c: &Conn, before: State) {
+        if self.tw_buckets_full() {
+            match self.cfg.tw_overflow {
+                TwOverflow::Skip => {
+                    self.stats.time_wait_overflow += 1;
+                    self.commit(
+                        now,
+                        idx,
+                        *c,
+                        before,
+                        Next::Close(CloseReason::TimeWaitOverflow),
+                    );
+                    return;
+                }
+                TwOverflow::EvictOldest => {
+                    if let Some((pos, old)) = self.table.oldest_time_wait() {
+                        self.stats.time_wait_evicted += 1;
+                        self.table.remove_time_wait(pos);
+                        self.closed_time_wait(now, &old, CloseReason::TimeWaitEvicted);
+                    }
+                }
+            }
+        }
+        let e = TwEntry {
+            tuple: c.tuple,
+            snd_nxt: c.snd_nxt,
+            rcv_nxt: c.rcv_nxt,
+            expires_ms: (now + self.cfg.time_wait).ceil_millis() as u32,
+            close_ms: c.close_ms,
+            // An orphan's FIN-WAIT-2 mini-socket turns into TIME-WAIT in place
+            // and keeps its out-of-window rate limit; a full socket's
+            // tcp_time_wait() makes a new mini-socket with none.
+            last_oow_ms: if before == State::FinWait2 && c.has(flag::ORPHAN) {
+                c.last_oow_ms
+            } else {
+                0
+            },
+        };
+        self.table.conn_to_time_wait(idx, e);
+        self.enter(c.tuple, before, State::TimeWait);
+    }
+
+    /// Accounts for a TIME-WAIT entry that has already left the table.
+    pub(super) fn closed_time_wait(&mut self, now: Time, e: &TwEntry, reason: CloseReason) {
+        self.population[State::TimeWait as usize] -= 1;
+        self.trace(e.tuple, State::TimeWait, State::Closed);
+        self.events.push(Event::Closed {
+            tuple: e.tuple,
+            from: State::TimeWait,
+            reason,
+            role: Role::Active,
+            since_close: Some(Duration::from_millis(
+                now.stamp_ms().wrapping_sub(e.close_ms) as u64,
+            )),
+        });
+    }
+}

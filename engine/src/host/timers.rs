@@ -1,0 +1,113 @@
+//! Timers: retransmission (`tcp_retransmit_timer`, `tcp_write_timeout`), the
+//! orphaned FIN-WAIT-2 timeout (`tcp_fin_timeout`) and TIME-WAIT expiry, and
+//! arming them on the wheel.
+
+use std::time::Duration;
+
+use super::{CloseReason, Host, Next};
+use crate::conn::{flag, Conn};
+use crate::segment::Flags;
+use crate::seq::Seq;
+use crate::state::State;
+use crate::time::Time;
+
+impl Host {
+    /// Fires every timer due at `now`: retransmissions, FIN-WAIT-2 timeouts and
+    /// TIME-WAIT expiries. Timers never fire before their deadline.
+    pub fn handle_timeout(&mut self, now: Time) {
+        let now = self.begin(now);
+        while let Some((_, idx)) = self.wheel.poll(now.as_millis()) {
+            self.on_timer(now, idx);
+        }
+        let now_ms = now.stamp_ms();
+        while let Some(e) = self.table.pop_expired_time_wait(now_ms) {
+            self.stats.timeouts_time_wait += 1;
+            self.closed_time_wait(now, &e, CloseReason::TimeWaitExpired);
+        }
+        self.table.compact_time_wait();
+    }
+
+    fn on_timer(&mut self, now: Time, idx: u32) {
+        let mut c = *self.table.conn(idx);
+        c.timer = None;
+        let before = c.state;
+        if c.state == State::FinWait2 {
+            // Seed case 5: straight to CLOSED, not TIME-WAIT (tcp_fin_timeout).
+            self.stats.timeouts_fin_wait_2 += 1;
+            self.commit(
+                now,
+                idx,
+                c,
+                before,
+                Next::Close(CloseReason::FinWait2Timeout),
+            );
+            return;
+        }
+        // tcp_write_timeout: the retry limit is judged by the time the given number
+        // of doublings would take (tcp_model_timeout), from the first transmission.
+        let (limit, base) = match c.state {
+            State::SynSent => (self.cfg.syn_retries, self.cfg.rto_initial),
+            State::SynReceived => (self.cfg.synack_retries, self.cfg.rto_initial),
+            _ if c.has(flag::ORPHAN) => (self.cfg.orphan_retry_limit(), self.cfg.rto_min),
+            _ => (self.cfg.retries2, self.cfg.rto_min),
+        };
+        let elapsed = Duration::from_millis(now.stamp_ms().wrapping_sub(c.retrans_stamp_ms) as u64);
+        if c.retransmits > 0 && elapsed >= self.cfg.model_timeout(limit, base) {
+            // No RST on this path (tcp_write_err -> tcp_done).
+            self.stats.timeouts_retries += 1;
+            self.commit(
+                now,
+                idx,
+                c,
+                before,
+                Next::Close(CloseReason::RetriesExhausted),
+            );
+            return;
+        }
+        self.retransmit(now, idx, &mut c);
+        *self.table.conn_mut(idx) = c;
+    }
+
+    /// Resends everything from snd_una, doubles the RTO (tcp_retransmit_timer).
+    fn retransmit(&mut self, now: Time, idx: u32, c: &mut Conn) {
+        let outstanding = c.snd_nxt - c.snd_una;
+        let (flags, len) = match c.state {
+            State::SynSent => (Flags::SYN, 0),
+            State::SynReceived => (Flags::SYN | Flags::ACK, 0),
+            _ if c.fin_out() => {
+                let len = outstanding.saturating_sub(1);
+                if len > 0 {
+                    c.flags |= flag::FIN_WITH_DATA;
+                }
+                let psh = if c.has(flag::FIN_WITH_DATA) {
+                    Flags::PSH
+                } else {
+                    Flags::NONE
+                };
+                (Flags::FIN | Flags::ACK | psh, len)
+            }
+            _ => (Flags::ACK | Flags::PSH, outstanding),
+        };
+        let ack = if flags.ack() { c.rcv_nxt } else { Seq(0) };
+        self.emit(&c.tuple, flags, c.snd_una, ack, len);
+        self.stats.retransmits += 1;
+        c.retransmits = c.retransmits.saturating_add(1);
+        c.backoff = c.backoff.saturating_add(1).min(30);
+        c.take_timing(0); // Karn: no RTT sample from a retransmission.
+        let rto = c.backed_off_rto(&self.cfg);
+        self.arm(now, idx, c, rto);
+    }
+
+    pub(super) fn arm(&mut self, now: Time, idx: u32, c: &mut Conn, after: Duration) {
+        if let Some(k) = c.timer.take() {
+            self.wheel.remove(k);
+        }
+        c.timer = Some(self.wheel.insert((now + after).ceil_millis(), idx));
+    }
+
+    pub(super) fn disarm(&mut self, c: &mut Conn) {
+        if let Some(k) = c.timer.take() {
+            self.wheel.remove(k);
+        }
+    }
+}
