@@ -18,19 +18,24 @@ impl Flags {
     pub const ACK: Flags = Flags(0x10);
     pub const NONE: Flags = Flags(0);
 
+    #[inline]
     pub const fn contains(self, other: Flags) -> bool {
         self.0 & other.0 == other.0
     }
 
+    #[inline]
     pub const fn fin(self) -> bool {
         self.0 & 0x01 != 0
     }
+    #[inline]
     pub const fn syn(self) -> bool {
         self.0 & 0x02 != 0
     }
+    #[inline]
     pub const fn rst(self) -> bool {
         self.0 & 0x04 != 0
     }
+    #[inline]
     pub const fn ack(self) -> bool {
         self.0 & 0x10 != 0
     }
@@ -38,6 +43,7 @@ impl Flags {
 
 impl std::ops::BitOr for Flags {
     type Output = Flags;
+    #[inline]
     fn bitor(self, rhs: Flags) -> Flags {
         Flags(self.0 | rhs.0)
     }
@@ -93,6 +99,7 @@ impl Segment {
     }
 
     /// The 4-tuple as the receiver sees it (local = destination).
+    #[inline]
     pub fn receiver_tuple(&self) -> Tuple {
         Tuple {
             local_ip: self.dst_ip,
@@ -103,6 +110,7 @@ impl Segment {
     }
 
     /// The 4-tuple as the sender sees it.
+    #[inline]
     pub fn sender_tuple(&self) -> Tuple {
         Tuple {
             local_ip: self.src_ip,
@@ -113,6 +121,7 @@ impl Segment {
     }
 
     /// SEG.LEN of RFC 9293: payload plus one for SYN and one for FIN.
+    #[inline]
     pub fn seq_len(&self) -> u32 {
         self.len + self.flags.syn() as u32 + self.flags.fin() as u32
     }

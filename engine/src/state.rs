@@ -48,11 +48,13 @@ impl State {
     ];
 
     /// RFC 9293: "synchronized" states, where RFC 5961's challenge ACK rules apply.
+    #[inline]
     pub fn is_synchronized(self) -> bool {
         !matches!(self, State::Closed | State::SynSent | State::SynReceived)
     }
 
     /// States in which our FIN has been sent.
+    #[inline]
     pub fn fin_sent(self) -> bool {
         matches!(
             self,
@@ -61,6 +63,7 @@ impl State {
     }
 
     /// States in which the peer's FIN has been received.
+    #[inline]
     pub fn fin_received(self) -> bool {
         matches!(
             self,

@@ -14,40 +14,48 @@ pub struct Time(u64);
 impl Time {
     pub const ZERO: Time = Time(0);
 
+    #[inline]
     pub const fn from_micros(us: u64) -> Time {
         Time(us)
     }
 
+    #[inline]
     pub const fn from_millis(ms: u64) -> Time {
         Time(ms * 1000)
     }
 
     /// Seconds since the epoch, to the microsecond; saturates (a schedule at
     /// an absurdly low rate is due at the end of time, not a panic).
+    #[inline]
     pub fn from_secs_f64(secs: f64) -> Time {
         Duration::try_from_secs_f64(secs).map_or(Time(u64::MAX), |d| Time::ZERO + d)
     }
 
+    #[inline]
     pub const fn as_micros(self) -> u64 {
         self.0
     }
 
     /// Whole milliseconds, rounded down: the engine's timer tick.
+    #[inline]
     pub const fn as_millis(self) -> u64 {
         self.0 / 1000
     }
 
     /// Milliseconds rounded up, so that a deadline converted to ticks never fires early.
+    #[inline]
     pub const fn ceil_millis(self) -> u64 {
         self.0.div_ceil(1000)
     }
 
     /// The low 32 bits of the millisecond clock, used for compact per-entry stamps.
     /// They wrap after 49.7 days; stamps are only ever compared by difference.
+    #[inline]
     pub const fn stamp_ms(self) -> u32 {
         self.as_millis() as u32
     }
 
+    #[inline]
     pub fn saturating_sub(self, rhs: Time) -> Duration {
         Duration::from_micros(self.0.saturating_sub(rhs.0))
     }
@@ -55,6 +63,7 @@ impl Time {
 
 impl Add<Duration> for Time {
     type Output = Time;
+    #[inline]
     fn add(self, d: Duration) -> Time {
         Time(
             self.0
@@ -65,6 +74,7 @@ impl Add<Duration> for Time {
 
 impl Sub for Time {
     type Output = Duration;
+    #[inline]
     fn sub(self, rhs: Time) -> Duration {
         self.saturating_sub(rhs)
     }

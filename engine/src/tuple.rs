@@ -37,6 +37,7 @@ impl Tuple {
     }
 
     /// The same connection seen from the other end.
+    #[inline]
     pub fn reversed(&self) -> Tuple {
         Tuple {
             local_ip: self.remote_ip,

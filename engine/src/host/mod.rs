@@ -171,28 +171,33 @@ impl Host {
     }
 
     #[must_use]
+    #[inline]
     pub fn config(&self) -> &Config {
         &self.cfg
     }
 
     #[must_use]
+    #[inline]
     pub fn stats(&self) -> &Stats {
         &self.stats
     }
 
     /// Connections in `state` now.
     #[must_use]
+    #[inline]
     pub fn population(&self, state: State) -> usize {
         self.population[state as usize]
     }
 
     /// Connections of every state.
     #[must_use]
+    #[inline]
     pub fn len(&self) -> usize {
         self.table.len()
     }
 
     #[must_use]
+    #[inline]
     pub fn is_empty(&self) -> bool {
         self.table.is_empty()
     }
@@ -256,6 +261,7 @@ impl Host {
 
     /// Segments to send, oldest first.
     #[must_use]
+    #[inline]
     pub fn transmits(&mut self) -> std::vec::Drain<'_, Segment> {
         self.sent_acks = 0;
         self.out.drain(..)
@@ -263,12 +269,14 @@ impl Host {
 
     /// Pending segments, without draining them.
     #[must_use]
+    #[inline]
     pub fn pending_transmits(&self) -> &[Segment] {
         &self.out
     }
 
     /// Events, oldest first.
     #[must_use]
+    #[inline]
     pub fn events(&mut self) -> std::vec::Drain<'_, Event> {
         self.events.drain(..)
     }
