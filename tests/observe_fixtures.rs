@@ -107,6 +107,15 @@ fn the_host_recording_is_self_consistent() {
 }
 
 #[test]
+fn the_json_reads_back_as_the_report() {
+    let (_, r) = report("ports-exhausted");
+    let json = serde_json::to_string(&r).unwrap();
+    let back: Report = serde_json::from_str(&json).unwrap();
+    assert_eq!(serde_json::to_string(&back).unwrap(), json);
+    assert_eq!(back.destinations, r.destinations);
+}
+
+#[test]
 fn damaged_recordings_are_errors_not_panics() {
     let rec = Recording::load(&dir("ports-exhausted")).unwrap();
     for cut in [1, 17, rec.now.diag.len() / 2, rec.now.diag.len() - 3] {

@@ -4,7 +4,7 @@
 //! Each line is `PROTO: key value key value ...`. Scope differs by field: `TCP
 //! inuse` and `tw` are per network namespace (`tw` is the namespace's
 //! `tcp_death_row.tw_refcount - 1`, the number `tcp_max_tw_buckets` caps), while
-//! `orphan` and `mem` (pages) are the whole host's.
+//! `orphan`, `alloc` and `mem` (pages) are the whole host's.
 
 use std::collections::BTreeMap;
 use std::path::Path;

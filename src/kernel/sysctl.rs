@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::Error;
 
@@ -13,7 +13,7 @@ use super::Error;
 pub const DIR: &str = "/proc/sys/net/ipv4";
 
 /// The sysctls the model uses, under their own names.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Sysctls {
     /// Cap on TIME-WAIT plus orphaned FIN-WAIT-2 mini-sockets; past it a close
     /// skips TIME-WAIT and counts `TCPTimeWaitOverflow` (`tcp_time_wait`).
@@ -33,8 +33,8 @@ pub struct Sysctls {
 }
 
 /// `ip_local_port_range`: `low high`, inclusive.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(into = "[u16; 2]")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(into = "[u16; 2]", try_from = "[u16; 2]")]
 pub struct PortRange {
     pub low: u16,
     pub high: u16,
@@ -43,6 +43,17 @@ pub struct PortRange {
 impl From<PortRange> for [u16; 2] {
     fn from(r: PortRange) -> [u16; 2] {
         [r.low, r.high]
+    }
+}
+
+impl TryFrom<[u16; 2]> for PortRange {
+    type Error = String;
+
+    fn try_from([low, high]: [u16; 2]) -> Result<PortRange, String> {
+        if low > high {
+            return Err(format!("ip_local_port_range: low {low} above high {high}"));
+        }
+        Ok(PortRange { low, high })
     }
 }
 
@@ -141,6 +152,11 @@ mod tests {
         assert_eq!((r.low, r.high, r.size()), (32768, 60999, 28_232));
         assert!(r.contains(32768) && r.contains(60999) && !r.contains(61000));
         assert_eq!(serde_json::to_string(&r).unwrap(), "[32768,60999]");
+        assert_eq!(
+            serde_json::from_str::<PortRange>("[32768,60999]").unwrap(),
+            r
+        );
+        assert!(serde_json::from_str::<PortRange>("[9,8]").is_err());
         for bad in ["", "1", "1 2 3", "9 8", "1 70000", "a b"] {
             assert!(port_range(bad).is_err(), "{bad}");
         }

@@ -56,7 +56,7 @@ impl Recording {
         let proc_net = Path::new(PROC_NET);
         let before = RawCounters::read(proc_net)?;
         let start = Instant::now();
-        progress("first sample taken");
+        progress(&format!("first sample taken; the second in {interval:?}"));
         std::thread::sleep(interval);
         progress("taking the second sample");
         let after = RawCounters::read(proc_net)?;

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::{IpAddr, SocketAddr};
 
 use hdrhistogram::Histogram;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use teardown_engine::state::State;
 
 use super::recording::Recording;
@@ -33,7 +33,7 @@ const COUNTERS: [(&str, &str); 8] = [
     ("Tcp", "OutSegs"),
 ];
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Report {
     pub version: u32,
     /// The network namespace observed; `None` for the caller's own.
@@ -44,7 +44,7 @@ pub struct Report {
     /// Growth of each counter over the interval, as `Group.Name`.
     pub counters: BTreeMap<String, u64>,
     /// Sockets per state now, every state present (0 when none).
-    pub states: BTreeMap<&'static str, u64>,
+    pub states: BTreeMap<String, u64>,
     pub time_wait: TimeWait,
     /// Client-side sockets by destination, most TIME-WAIT first.
     pub destinations: Vec<Destination>,
@@ -54,7 +54,7 @@ pub struct Report {
     pub sysctl: Sysctls,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Rates {
     pub closes_per_sec: f64,
     pub tw_overflow_per_sec: f64,
@@ -66,7 +66,7 @@ pub struct Rates {
     pub retrans_ratio: Option<f64>,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TimeWait {
     pub total: u64,
     /// Local port is a listener's port: this host closed first as the server.
@@ -75,7 +75,7 @@ pub struct TimeWait {
     pub client: u64,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Destination {
     /// Remote `ip:port`.
     pub destination: String,
@@ -91,7 +91,7 @@ pub struct Destination {
     pub used: f64,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Rtt {
     /// ESTABLISHED sockets with a `tcpi_rtt`.
     pub samples: u64,
@@ -99,22 +99,22 @@ pub struct Rtt {
     pub p99_us: Option<u64>,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Memory {
     /// The TCP slab caches (whole host); `None` when /proc/slabinfo is not readable.
-    pub slab: Option<BTreeMap<&'static str, SlabCache>>,
+    pub slab: Option<BTreeMap<String, SlabCache>>,
     /// `TCP mem` of sockstat in bytes: buffer memory, whole host.
     pub tcp_mem_bytes: Option<u64>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SlabCache {
     pub active_objs: u64,
     pub objsize: u64,
     pub bytes: u64,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SockstatTcp {
     pub inuse: Option<u64>,
     pub orphan: Option<u64>,
@@ -197,7 +197,7 @@ impl Report {
                         .filter_map(|name| {
                             let c = s.get(name)?;
                             Some((
-                                *name,
+                                name.to_string(),
                                 SlabCache {
                                     active_objs: c.active_objs,
                                     objsize: c.objsize,
@@ -224,7 +224,7 @@ impl Report {
 
 /// What the socket dump says.
 pub struct Populations {
-    pub states: BTreeMap<&'static str, u64>,
+    pub states: BTreeMap<String, u64>,
     pub time_wait: TimeWait,
     pub destinations: Vec<Destination>,
     pub rtt: Rtt,
@@ -234,10 +234,11 @@ impl Populations {
     /// Counts the dump. A socket is server side when its local port is a
     /// listener's (any address): the side that accepted it.
     pub fn of(sockets: &[DiagSocket], range: PortRange) -> Populations {
-        let mut states: BTreeMap<&'static str, u64> = State::ALL
+        let mut states: BTreeMap<String, u64> = State::ALL
             .iter()
-            .map(|s| (s.key(), 0))
-            .chain([(TcpState::Listen.key(), 0)])
+            .map(|s| TcpState::Conn(*s))
+            .chain([TcpState::Listen])
+            .map(|s| (s.key().to_string(), 0))
             .collect();
         let listening: BTreeSet<u16> = sockets
             .iter()
@@ -255,7 +256,7 @@ impl Populations {
         let mut rtt = Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3)
             .expect("constant bounds are valid");
         for s in sockets {
-            *states.entry(s.state.key()).or_default() += 1;
+            *states.entry(s.state.key().to_string()).or_default() += 1;
             if s.state == TcpState::Listen {
                 continue;
             }
