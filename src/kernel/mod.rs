@@ -28,9 +28,11 @@ pub const PROC_NET: &str = "/proc/thread-self/net";
 /// A failure to read or parse one of the kernel's files.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("{}: {source}", path.display())]
+    /// The path; the I/O error is its source (anyhow's `{:#}` prints both).
+    #[error("{}", path.display())]
     Io {
         path: PathBuf,
+        #[source]
         source: std::io::Error,
     },
     #[error("{what}: {msg}")]
