@@ -13,7 +13,10 @@ pub mod cli;
 pub mod compare;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
+pub mod kernel;
 pub mod link;
+#[cfg(target_os = "linux")]
+pub mod observe;
 pub mod pcap;
 pub mod plan;
 pub mod script;

@@ -37,6 +37,8 @@ enum Command {
     Plan(Box<teardown::plan::PlanArgs>),
     /// Serve the engine over UDP on a real clock (see docs/service.md).
     Serve(Box<teardown::service::ServeArgs>),
+    /// Read this host's (or a network namespace's) TCP counters, sockets and sysctls (see docs/observe.md).
+    Observe(Box<teardown::observe::ObserveArgs>),
 }
 
 fn main() -> ExitCode {
@@ -60,6 +62,7 @@ fn main() -> ExitCode {
         Command::Compare(args) => teardown::compare::main(*args),
         Command::Plan(args) => teardown::plan::main(*args),
         Command::Serve(args) => teardown::service::main(*args),
+        Command::Observe(args) => teardown::observe::main(*args),
     };
     match result {
         Ok(code) => code,

@@ -19,6 +19,7 @@
 use serde::Serialize;
 
 use super::model::{Times, MODELLED};
+use crate::kernel::slabinfo::{self, Slabinfo};
 use teardown_engine::state::State;
 
 const TW_RECORD: f64 = teardown_engine::table::TIME_WAIT_BYTES as f64;
@@ -126,32 +127,33 @@ impl Slab {
     /// Reads `objsize` of the three caches from /proc/slabinfo; any that is missing
     /// keeps its default, and the source says so.
     pub fn read() -> Slab {
-        match std::fs::read_to_string("/proc/slabinfo") {
-            Ok(text) => Slab::parse(&text),
+        match Slabinfo::read(std::path::Path::new(slabinfo::PATH)) {
+            Ok(info) => Slab::from_slabinfo(&info),
             Err(_) => Slab::defaults(),
         }
     }
 
+    /// Parses slabinfo text; unreadable text gives the defaults.
     pub fn parse(text: &str) -> Slab {
+        Slabinfo::parse(text)
+            .map(|info| Slab::from_slabinfo(&info))
+            .unwrap_or_else(|_| Slab::defaults())
+    }
+
+    /// The three caches' object sizes from a parsed slabinfo.
+    pub fn from_slabinfo(info: &Slabinfo) -> Slab {
         let mut s = Slab::defaults();
         let mut found = 0;
-        for line in text.lines() {
-            let mut f = line.split_whitespace();
-            let (Some(name), Some(_), Some(_), Some(size)) =
-                (f.next(), f.next(), f.next(), f.next())
-            else {
-                continue;
-            };
-            let Ok(size) = size.parse::<f64>() else {
+        for name in slabinfo::TCP_CACHES {
+            let Some(cache) = info.get(name) else {
                 continue;
             };
             let slot = match name {
                 "tw_sock_TCP" => &mut s.tw_sock_bytes,
                 "TCP" => &mut s.tcp_sock_bytes,
-                "request_sock_TCP" => &mut s.request_sock_bytes,
-                _ => continue,
+                _ => &mut s.request_sock_bytes,
             };
-            *slot = size;
+            *slot = cache.objsize as f64;
             found += 1;
         }
         s.source = match found {

@@ -1,0 +1,136 @@
+//! `observe` on recorded readings (tests/fixtures/observe/, made on this
+//! machine by `cargo test --test observe -- --ignored record_fixtures`):
+//! a host as it was, a namespace in TIME-WAIT overflow and one whose client
+//! side ran out of ports.
+#![cfg(target_os = "linux")]
+
+use std::path::{Path, PathBuf};
+
+use teardown::kernel::{diag, netstat::Counters, slabinfo::Slabinfo};
+use teardown::observe::recording::Recording;
+use teardown::observe::report::Report;
+use teardown::observe::text;
+use teardown::plan::memory::Slab;
+
+fn dir(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/observe")
+        .join(name)
+}
+
+fn report(name: &str) -> (Recording, Report) {
+    let rec = Recording::load(&dir(name)).unwrap();
+    let r = Report::new(&rec, None).unwrap();
+    (rec, r)
+}
+
+#[test]
+fn overflow_counts_the_closes_that_skipped_time_wait() {
+    let (_, r) = report("overflow");
+    // 40 server-side closes in the interval against a cap of 16.
+    assert_eq!(r.sysctl.tcp_max_tw_buckets, 16);
+    assert_eq!(r.counters["TcpExt.TW"], 16);
+    assert_eq!(r.counters["TcpExt.TCPTimeWaitOverflow"], 24);
+    let secs = r.interval_secs;
+    assert!((r.rates.closes_per_sec * secs - 40.0).abs() < 1e-6);
+    assert!((r.rates.tw_overflow_per_sec * secs - 24.0).abs() < 1e-6);
+    assert!((r.rates.passive_opens_per_sec * secs - 40.0).abs() < 1e-6);
+    assert_eq!((r.time_wait.server, r.time_wait.client), (16, 0));
+    assert_eq!(r.sockstat.tw, Some(16));
+    let w = text::warnings(&r);
+    assert!(
+        w.iter()
+            .any(|w| w.contains("tcp_max_tw_buckets (16) is full")),
+        "{w:?}"
+    );
+}
+
+#[test]
+fn port_exhaustion_shows_per_destination() {
+    let (rec, r) = report("ports-exhausted");
+    // 64 ephemeral ports, tcp_tw_reuse 0, client-side closes until connect() failed.
+    assert_eq!(r.sysctl.ip_local_port_range.size(), 64);
+    assert_eq!(r.sysctl.tcp_tw_reuse, 0);
+    assert_eq!((r.time_wait.server, r.time_wait.client), (0, 64));
+    assert_eq!(r.destinations.len(), 1);
+    let d = &r.destinations[0];
+    assert_eq!(d.destination, "127.0.0.1:8080");
+    assert_eq!(
+        (d.time_wait, d.sockets, d.ports_in_use, d.port_range),
+        (64, 64, 64, 64)
+    );
+    assert_eq!(d.used, 1.0);
+    assert!(text::warnings(&r)
+        .iter()
+        .any(|w| w.contains("no port is left")));
+    // Every port of the range is held once, in TIME-WAIT.
+    let mut ports: Vec<u16> = diag::parse(&rec.now.diag)
+        .unwrap()
+        .iter()
+        .filter(|s| s.local.port() != 8080)
+        .map(|s| s.local.port())
+        .collect();
+    ports.sort_unstable();
+    assert_eq!(ports, (40000..=40063).collect::<Vec<_>>());
+}
+
+#[test]
+fn the_host_recording_is_self_consistent() {
+    let (rec, r) = report("host");
+    let sockets = diag::parse(&rec.now.diag).unwrap();
+    assert!(!sockets.is_empty());
+    assert_eq!(r.states.values().sum::<u64>(), sockets.len() as u64);
+    assert_eq!(r.time_wait.total, r.states["time_wait"]);
+    assert_eq!(r.time_wait.total, r.time_wait.server + r.time_wait.client);
+    assert_eq!(
+        r.destinations.iter().map(|d| d.time_wait).sum::<u64>(),
+        r.time_wait.client
+    );
+    let file = std::fs::read_to_string(dir("host/sysctl/tcp_max_tw_buckets")).unwrap();
+    assert_eq!(r.sysctl.tcp_max_tw_buckets.to_string(), file.trim());
+    // The counters' own values, not only their growth.
+    let after = Counters::parse("netstat", &rec.after.netstat).unwrap();
+    assert!(after.get("TcpExt", "TW").is_some());
+    // The plan's slab sizes come from the same parser.
+    let text = rec.now.slabinfo.as_deref().expect("recorded as root");
+    let info = Slabinfo::parse(text).unwrap();
+    let slab = r.memory.slab.as_ref().unwrap();
+    assert_eq!(
+        slab["tw_sock_TCP"].objsize,
+        info.get("tw_sock_TCP").unwrap().objsize
+    );
+    assert_eq!(
+        Slab::parse(text).tw_sock_bytes,
+        slab["tw_sock_TCP"].objsize as f64
+    );
+    assert_eq!(Slab::parse(text).source, "/proc/slabinfo");
+}
+
+#[test]
+fn the_json_reads_back_as_the_report() {
+    let (_, r) = report("ports-exhausted");
+    let json = serde_json::to_string(&r).unwrap();
+    let back: Report = serde_json::from_str(&json).unwrap();
+    assert_eq!(serde_json::to_string(&back).unwrap(), json);
+    assert_eq!(back.destinations, r.destinations);
+}
+
+#[test]
+fn damaged_recordings_are_errors_not_panics() {
+    let rec = Recording::load(&dir("ports-exhausted")).unwrap();
+    for cut in [1, 17, rec.now.diag.len() / 2, rec.now.diag.len() - 3] {
+        let mut bad = rec.clone();
+        bad.now.diag.truncate(cut);
+        assert!(Report::new(&bad, None).is_err(), "diag cut at {cut}");
+    }
+    let mut bad = rec.clone();
+    bad.after.netstat = bad.after.netstat.replacen("TcpExt: 0", "TcpExt: x", 1);
+    let e = Report::new(&bad, None).unwrap_err().to_string();
+    assert!(e.contains("netstat"), "{e}");
+    let mut bad = rec;
+    bad.now
+        .sysctl
+        .insert("ip_local_port_range".into(), "40063 40000".into());
+    assert!(Report::new(&bad, None).is_err());
+    assert!(Recording::load(&dir("no-such-recording")).is_err());
+}
