@@ -5,7 +5,9 @@
 
 use std::time::Duration;
 
-use teardown_engine::{CloseReason, Config, Event, Flags, Host, Role, Segment, State, Time, Tuple};
+use teardown_engine::{
+    Advance, CloseReason, Config, Event, Flags, Host, Role, Segment, State, Time, Tuple,
+};
 
 const ONE_WAY: Duration = Duration::from_millis(50);
 
@@ -71,42 +73,23 @@ impl Net {
         self.advance(ONE_WAY);
     }
 
-    /// Moves to the next timer deadline of either host if it is not after `end`,
-    /// and fires it. False when there is none.
-    fn step(&mut self, end: Time) -> bool {
-        let next = [self.c.poll_timeout(), self.s.poll_timeout()]
-            .into_iter()
-            .flatten()
-            .min();
-        match next {
-            Some(t) if t <= end && t > self.now => {
-                self.now = t;
-                self.c.handle_timeout(t);
-                self.s.handle_timeout(t);
-                true
-            }
-            _ => false,
-        }
-    }
-
     /// Moves the clock forward by `d`, firing both hosts' timers on the way at
     /// their deadlines, as a driver does.
     fn advance(&mut self, d: Duration) {
         let end = self.now + d;
-        while self.step(end) {}
-        self.now = end;
-        self.c.handle_timeout(end);
-        self.s.handle_timeout(end);
+        self.now = Advance::new(self.now, end).finish(&mut [&mut self.c, &mut self.s]);
     }
 
-    /// Steps timer by timer until one of the hosts has something to send, or
+    /// Fires timer after timer until one of the hosts has something to send, or
     /// `limit` has passed; returns when.
     fn until_transmit(&mut self, limit: Duration) -> Time {
-        let end = self.now + limit;
-        while self.c.pending_transmits().is_empty()
-            && self.s.pending_transmits().is_empty()
-            && self.step(end)
-        {}
+        let mut walk = Advance::new(self.now, self.now + limit);
+        while self.c.pending_transmits().is_empty() && self.s.pending_transmits().is_empty() {
+            let Some(at) = walk.fire(&mut [&mut self.c, &mut self.s]) else {
+                break;
+            };
+            self.now = at;
+        }
         self.now
     }
 
@@ -453,7 +436,12 @@ fn case4_last_ack_gives_up() {
     let _lost = n.one_s();
     let t0 = n.now;
     let mut sent = 0;
-    while n.s.state(&n.st) == LastAck && n.step(t0 + Duration::from_secs(400)) {
+    let mut walk = Advance::new(n.now, t0 + Duration::from_secs(400));
+    while n.s.state(&n.st) == LastAck {
+        let Some(at) = walk.fire(&mut [&mut n.c, &mut n.s]) else {
+            break;
+        };
+        n.now = at;
         sent += n.out_s().len();
     }
     assert_eq!(sent, 8);

@@ -22,7 +22,7 @@ use teardown_engine::segment::Segment;
 use teardown_engine::state::State;
 use teardown_engine::time::Time;
 use teardown_engine::tuple::Tuple;
-use teardown_engine::Stats;
+use teardown_engine::{Advance, Stats};
 
 use super::attack::{AttackCounts, AttackKind};
 use super::series::Series;
@@ -420,11 +420,9 @@ impl<'a> Shard<'a> {
                     self.deliver(Side::Client, seg);
                 }
             } else if hs == next {
-                self.with(Side::Server, |h, now| h.handle_timeout(now));
-                self.after(Side::Server);
+                self.fire(Side::Server);
             } else if hc == next {
-                self.with(Side::Client, |h, now| h.handle_timeout(now));
-                self.after(Side::Client);
+                self.fire(Side::Client);
             } else if self.next_open == Some(t) {
                 self.next_open = None;
                 self.open_more();
@@ -463,6 +461,13 @@ impl<'a> Shard<'a> {
         alloc::enter_scope(prev);
         *deadline = host.poll_timeout();
         r
+    }
+
+    /// A host's timers are the next event: it fires what is due now, then its
+    /// events and segments are handled before any other event of this instant.
+    fn fire(&mut self, side: Side) {
+        self.with(side, |h, now| Advance::new(now, now).finish(&mut [h]));
+        self.after(side);
     }
 
     fn deliver(&mut self, to: Side, seg: Segment) {
