@@ -6,9 +6,9 @@ use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 
 use super::parse::{Call, Syscall, TcpOptions};
-use super::run::{
-    fail, fcntl_result, int_arg, linger_abort, lowest_free_fd, shutdown_how, CallResult, Failure,
-    Stack, ACTIVE, SCRIPT_PORT,
+use super::stack::{
+    fail, fcntl_result, int_arg, linger_abort, lowest_free_fd, shutdown_how, would_block,
+    CallResult, Failure, Stack, ACTIVE, SCRIPT_PORT,
 };
 use teardown_engine::host::{CloseReason, Event as HostEvent, Host};
 use teardown_engine::segment::Segment;
@@ -391,16 +391,4 @@ impl Stack for EngineStack {
             }
         })
     }
-}
-
-/// A blocking call that would wait: neither stack runs one (packetdrill runs
-/// them on a thread of their own).
-pub fn would_block(line: usize, name: &str) -> Failure {
-    fail(
-        line,
-        format!(
-            "{name}() would block: no connection has completed the handshake \
-             (blocking calls are not modelled)"
-        ),
-    )
 }

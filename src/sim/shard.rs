@@ -25,7 +25,7 @@ use teardown_engine::tuple::Tuple;
 use teardown_engine::{Advance, Stats};
 
 use super::attack::{AttackCounts, AttackKind};
-use super::series::Series;
+use super::series::{Sample, Series};
 use super::{CloseMode, RunawayAt, SimConfig, Workload};
 
 /// The simulated server's address (all shards: one host).
@@ -50,15 +50,6 @@ mod slot {
 /// Bits of `Shard::open_ends`.
 const CLIENT_OPEN: u8 = 0x01;
 const SERVER_OPEN: u8 = 0x02;
-
-/// One population sample of both hosts and their measured heap.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct Sample {
-    pub server: [u32; State::COUNT],
-    pub client: [u32; State::COUNT],
-    pub server_bytes: i64,
-    pub client_bytes: i64,
-}
 
 /// Seed-case counters (teardown-cases.md), seen from the link and the hosts.
 #[derive(Clone, Copy, Debug, Default)]
