@@ -9,7 +9,30 @@ use teardown_engine::{
     Advance, CloseReason, Config, Event, Flags, Host, Role, Segment, State, Time, Tuple,
 };
 
+mod common;
+use common::sent_on;
+
 const ONE_WAY: Duration = Duration::from_millis(50);
+
+/// The test connection as the client names it, and as the server does.
+const CLIENT: Tuple = Tuple::new([10, 0, 0, 2], 40_000, [10, 0, 0, 1], 80);
+const SERVER: Tuple = Tuple::new([10, 0, 0, 1], 80, [10, 0, 0, 2], 40_000);
+
+/// What the client sends the server and the server the client, before a test
+/// says what differs (smoltcp's SEND_TEMPL / RECV_TEMPL).
+const FROM_CLIENT: Segment = sent_on(CLIENT);
+const FROM_SERVER: Segment = sent_on(SERVER);
+/// An RST as a stack sends one: window 0.
+const RST_FROM_CLIENT: Segment = Segment {
+    flags: Flags::RST,
+    wnd: 0,
+    ..FROM_CLIENT
+};
+const RST_FROM_SERVER: Segment = Segment {
+    flags: Flags::RST,
+    wnd: 0,
+    ..FROM_SERVER
+};
 
 /// A client and a server, one connection between them, and a clock.
 struct Net {
@@ -31,13 +54,12 @@ fn cfg() -> Config {
 
 impl Net {
     fn with(ccfg: Config, scfg: Config) -> Net {
-        let ct = Tuple::new([10, 0, 0, 2], 40_000, [10, 0, 0, 1], 80);
         let mut net = Net {
             now: Time::from_millis(1_000),
             c: Host::new(ccfg),
             s: Host::new(scfg),
-            ct,
-            st: ct.reversed(),
+            ct: CLIENT,
+            st: SERVER,
         };
         net.s.listen(80);
         net
@@ -358,7 +380,12 @@ fn case3_passive_fin_lost() {
     assert_eq!(n.s.stats().time_wait_restarts, 1);
     // Deliver that ACK: LAST-ACK closes.
     n.hop();
-    let ack2 = Segment::new(&n.st, Flags::ACK, s_snd + 1, s_rcv + 1, 0, 65_535);
+    let ack2 = Segment {
+        flags: Flags::ACK,
+        seq: s_snd + 1,
+        ack: s_rcv + 1,
+        ..FROM_SERVER
+    };
     n.c.handle(n.now, &ack2);
     assert_eq!(n.c.state(&n.ct), Closed);
     // TIME-WAIT now ends 60 s after the restart, not after its start.
@@ -646,7 +673,10 @@ fn rst_in_every_state() {
         let (snd, rcv) = n0.seq_s();
         // Out of window.
         let mut n = in_state(state);
-        let far = Segment::new(&n.ct, Flags::RST, rcv.wrapping_add(1 << 30), 0, 0, 0);
+        let far = Segment {
+            seq: rcv.wrapping_add(1 << 30),
+            ..RST_FROM_CLIENT
+        };
         n.s.handle(n.now, &far);
         assert_eq!(n.s.state(&n.st), state, "{state}: far RST");
         let out = n.out_s();
@@ -657,7 +687,10 @@ fn rst_in_every_state() {
             assert!(out.is_empty(), "{state}: {out:?}");
         }
         // In window, not exact.
-        let rst = Segment::new(&n.ct, Flags::RST, rcv.wrapping_add(100), 0, 0, 0);
+        let rst = Segment {
+            seq: rcv.wrapping_add(100),
+            ..RST_FROM_CLIENT
+        };
         n.s.handle(n.now, &rst);
         let out = n.out_s();
         match state {
@@ -678,7 +711,10 @@ fn rst_in_every_state() {
         }
         assert_eq!(n.s.state(&n.st), state, "{state}: inexact RST");
         // Exact.
-        let exact = Segment::new(&n.ct, Flags::RST, rcv, 0, 0, 0);
+        let exact = Segment {
+            seq: rcv,
+            ..RST_FROM_CLIENT
+        };
         n.s.handle(n.now, &exact);
         assert_eq!(n.s.state(&n.st), Closed, "{state}: exact RST");
         assert!(n.out_s().is_empty(), "never an RST for an RST");
@@ -695,7 +731,13 @@ fn rst_in_fin_wait_2_after_shutdown_draws_challenge_ack() {
     n.server_fin_acked();
     assert_eq!(n.s.state(&n.st), FinWait2);
     let (snd, rcv) = n.seq_s();
-    n.s.handle(n.now, &Segment::new(&n.ct, Flags::RST, rcv + 100, 0, 0, 0));
+    n.s.handle(
+        n.now,
+        &Segment {
+            seq: rcv + 100,
+            ..RST_FROM_CLIENT
+        },
+    );
     check(&n.one_s(), ".", snd, rcv);
     assert_eq!(n.s.state(&n.st), FinWait2);
 }
@@ -707,7 +749,11 @@ fn syn_into_orphaned_fin_wait_2_draws_rst() {
     let (_, rcv) = n.seq_s();
     n.s.handle(
         n.now,
-        &Segment::new(&n.ct, Flags::SYN, rcv + 5, 0, 0, 65_535),
+        &Segment {
+            flags: Flags::SYN,
+            seq: rcv + 5,
+            ..FROM_CLIENT
+        },
     );
     check(&n.one_s(), "R.", 0, rcv + 6);
     assert_eq!(n.s.state(&n.st), Closed);
@@ -718,14 +764,23 @@ fn rst_at_fin_sequence_resets_after_peer_fin() {
     for state in [CloseWait, LastAck, Closing] {
         let mut n = in_state(state);
         let (_, rcv) = n.seq_s();
-        let rst = Segment::new(&n.ct, Flags::RST, rcv - 1, 0, 0, 0);
+        let rst = Segment {
+            seq: rcv - 1,
+            ..RST_FROM_CLIENT
+        };
         n.s.handle(n.now, &rst);
         assert_eq!(n.s.state(&n.st), Closed, "{state}");
     }
     // Not in ESTABLISHED, where rcv_nxt - 1 is simply out of window.
     let mut n = in_state(Established);
     let (_, rcv) = n.seq_s();
-    n.s.handle(n.now, &Segment::new(&n.ct, Flags::RST, rcv - 1, 0, 0, 0));
+    n.s.handle(
+        n.now,
+        &Segment {
+            seq: rcv - 1,
+            ..RST_FROM_CLIENT
+        },
+    );
     assert_eq!(n.s.state(&n.st), Established);
 }
 
@@ -745,7 +800,13 @@ fn rst_with_rfc1337_spares_time_wait() {
     n.s.handle(n.now, &fin2);
     n.out_s();
     let (_, rcv) = n.seq_s();
-    n.s.handle(n.now, &Segment::new(&n.ct, Flags::RST, rcv, 0, 0, 0));
+    n.s.handle(
+        n.now,
+        &Segment {
+            seq: rcv,
+            ..RST_FROM_CLIENT
+        },
+    );
     assert_eq!(n.s.state(&n.st), TimeWait);
 }
 
@@ -760,18 +821,28 @@ fn rst_in_syn_states() {
     assert_eq!(n.s.state(&n.st), SynReceived);
     n.s.handle(
         n.now,
-        &Segment::new(&n.ct, Flags::RST, syn.seq + 1, 0, 0, 0),
+        &Segment {
+            seq: syn.seq + 1,
+            ..RST_FROM_CLIENT
+        },
     );
     assert_eq!(n.s.state(&n.st), Closed);
     // SYN-SENT: an RST is acceptable only with an acceptable ACK.
     n.c.handle(
         n.now,
-        &Segment::new(&n.st, Flags::RST, 0, syn.seq + 1, 0, 0),
+        &Segment {
+            ack: syn.seq + 1,
+            ..RST_FROM_SERVER
+        },
     );
     assert_eq!(n.c.state(&n.ct), SynSent);
     n.c.handle(
         n.now,
-        &Segment::new(&n.st, Flags::RST | Flags::ACK, 0, syn.seq + 1, 0, 0),
+        &Segment {
+            flags: Flags::RST | Flags::ACK,
+            ack: syn.seq + 1,
+            ..RST_FROM_SERVER
+        },
     );
     assert_eq!(n.c.state(&n.ct), Closed);
     let _ = synack;
@@ -783,14 +854,22 @@ fn rst_in_syn_states() {
 fn syn_into_time_wait() {
     let mut n = in_state(TimeWait);
     let (snd, rcv) = n.seq_s();
-    let old = Segment::new(&n.ct, Flags::SYN, rcv.wrapping_sub(10), 0, 0, 65_535);
+    let old = Segment {
+        flags: Flags::SYN,
+        seq: rcv.wrapping_sub(10),
+        ..FROM_CLIENT
+    };
     n.s.handle(n.now, &old);
     check(&n.one_s(), ".", snd, rcv);
     assert_eq!(n.s.state(&n.st), TimeWait);
     // A second ACK for an old SYN within 500 ms is rate-limited.
     n.s.handle(n.now, &old);
     assert!(n.out_s().is_empty());
-    let new = Segment::new(&n.ct, Flags::SYN, rcv.wrapping_add(1_000_000), 0, 0, 65_535);
+    let new = Segment {
+        flags: Flags::SYN,
+        seq: rcv.wrapping_add(1_000_000),
+        ..FROM_CLIENT
+    };
     n.s.handle(n.now, &new);
     let synack = n.one_s();
     check(&synack, "S.", snd.wrapping_add(65_537), new.seq + 1);
@@ -805,7 +884,11 @@ fn syn_into_last_ack_draws_challenge_ack() {
     let mut n = in_state(LastAck);
     let (snd, rcv) = n.seq_s();
     for seq in [rcv.wrapping_add(5), rcv.wrapping_sub(5_000_000)] {
-        let syn = Segment::new(&n.ct, Flags::SYN, seq, 0, 0, 65_535);
+        let syn = Segment {
+            flags: Flags::SYN,
+            seq,
+            ..FROM_CLIENT
+        };
         n.now = n.now + Duration::from_secs(1);
         n.s.handle(n.now, &syn);
         check(&n.one_s(), ".", snd, rcv);
@@ -820,7 +903,12 @@ fn syn_into_last_ack_draws_challenge_ack() {
 fn duplicate_fin_in_time_wait() {
     let mut n = in_state(TimeWait);
     let (snd, rcv) = n.seq_s();
-    let dup = Segment::new(&n.ct, Flags::FIN | Flags::ACK, rcv - 1, snd, 0, 65_535);
+    let dup = Segment {
+        flags: Flags::FIN | Flags::ACK,
+        seq: rcv - 1,
+        ack: snd,
+        ..FROM_CLIENT
+    };
     let t1 = n.now + Duration::from_secs(30);
     n.advance(t1 - n.now);
     for _ in 0..3 {
@@ -841,17 +929,48 @@ fn unknown_tuple_gets_rst() {
     let mut h = Host::new(cfg());
     let t = Tuple::new([10, 0, 0, 9], 999, [10, 0, 0, 1], 80);
     let now = Time::ZERO;
+    let from_t = Segment {
+        wnd: 0,
+        ..sent_on(t)
+    };
     h.handle(
         now,
-        &Segment::new(&t, Flags::FIN | Flags::ACK, 100, 7_777, 0, 0),
+        &Segment {
+            flags: Flags::FIN | Flags::ACK,
+            seq: 100,
+            ack: 7_777,
+            ..from_t
+        },
     );
     check(&h.transmits().next().unwrap(), "R", 7_777, 0);
-    h.handle(now, &Segment::new(&t, Flags::FIN, 100, 0, 10, 0));
+    h.handle(
+        now,
+        &Segment {
+            flags: Flags::FIN,
+            seq: 100,
+            len: 10,
+            ..from_t
+        },
+    );
     check(&h.transmits().next().unwrap(), "R.", 0, 111);
-    h.handle(now, &Segment::new(&t, Flags::RST, 100, 0, 0, 0));
+    h.handle(
+        now,
+        &Segment {
+            flags: Flags::RST,
+            seq: 100,
+            ..from_t
+        },
+    );
     assert_eq!(h.transmits().count(), 0);
     // A SYN to a port nobody listens on is refused.
-    h.handle(now, &Segment::new(&t, Flags::SYN, 5, 0, 0, 0));
+    h.handle(
+        now,
+        &Segment {
+            flags: Flags::SYN,
+            seq: 5,
+            ..from_t
+        },
+    );
     check(&h.transmits().next().unwrap(), "R.", 0, 6);
 }
 
@@ -890,7 +1009,13 @@ fn data_after_close_resets() {
     let (snd, rcv) = n.seq_s();
     n.s.handle(
         n.now,
-        &Segment::new(&n.ct, Flags::ACK | Flags::PSH, rcv, snd, 10, 65_535),
+        &Segment {
+            flags: Flags::ACK | Flags::PSH,
+            seq: rcv,
+            ack: snd,
+            len: 10,
+            ..FROM_CLIENT
+        },
     );
     check(&n.one_s(), "R", snd, 0);
     assert_eq!(n.s.state(&n.st), Closed);
@@ -1033,11 +1158,23 @@ fn fin_wait_2_orphans_count_against_tw_buckets() {
     let mut fins = Vec::new();
     for i in 0..3 {
         let c = tuple(i).reversed();
-        s.handle(now, &Segment::new(&c, Flags::SYN, 1000, 0, 0, 65_535));
+        s.handle(
+            now,
+            &Segment {
+                flags: Flags::SYN,
+                seq: 1000,
+                ..sent_on(c)
+            },
+        );
         let synack = s.transmits().next().unwrap();
         s.handle(
             now,
-            &Segment::new(&c, Flags::ACK, 1001, synack.seq + 1, 0, 65_535),
+            &Segment {
+                flags: Flags::ACK,
+                seq: 1001,
+                ack: synack.seq + 1,
+                ..sent_on(c)
+            },
         );
         s.close(now, tuple(i)).unwrap();
         fins.push(s.transmits().next().unwrap());
@@ -1046,7 +1183,12 @@ fn fin_wait_2_orphans_count_against_tw_buckets() {
         let c = tuple(i as u16).reversed();
         s.handle(
             now,
-            &Segment::new(&c, Flags::ACK, 1001, fin.seq + 1, 0, 65_535),
+            &Segment {
+                flags: Flags::ACK,
+                seq: 1001,
+                ack: fin.seq + 1,
+                ..sent_on(c)
+            },
         );
     }
     // Two fit as FIN-WAIT-2 mini-sockets; the third overflows to CLOSED.
@@ -1059,14 +1201,12 @@ fn fin_wait_2_orphans_count_against_tw_buckets() {
     let c0 = tuple(0).reversed();
     s.handle(
         now,
-        &Segment::new(
-            &c0,
-            Flags::FIN | Flags::ACK,
-            1001,
-            fins[0].seq + 1,
-            0,
-            65_535,
-        ),
+        &Segment {
+            flags: Flags::FIN | Flags::ACK,
+            seq: 1001,
+            ack: fins[0].seq + 1,
+            ..sent_on(c0)
+        },
     );
     assert_eq!(s.state(&tuple(0)), TimeWait);
     s.transmits().for_each(drop);
@@ -1088,19 +1228,33 @@ fn fin_wait_2_orphans_count_against_tw_buckets() {
     let c3 = tuple(3).reversed();
     s.handle(
         now + Duration::from_secs(61),
-        &Segment::new(&c3, Flags::SYN, 1000, 0, 0, 65_535),
+        &Segment {
+            flags: Flags::SYN,
+            seq: 1000,
+            ..sent_on(c3)
+        },
     );
     let synack = s.transmits().next().unwrap();
     let t = now + Duration::from_secs(61);
     s.handle(
         t,
-        &Segment::new(&c3, Flags::ACK, 1001, synack.seq + 1, 0, 65_535),
+        &Segment {
+            flags: Flags::ACK,
+            seq: 1001,
+            ack: synack.seq + 1,
+            ..sent_on(c3)
+        },
     );
     s.close(t, tuple(3)).unwrap();
     let fin = s.transmits().next().unwrap();
     s.handle(
         t,
-        &Segment::new(&c3, Flags::ACK, 1001, fin.seq + 1, 0, 65_535),
+        &Segment {
+            flags: Flags::ACK,
+            seq: 1001,
+            ack: fin.seq + 1,
+            ..sent_on(c3)
+        },
     );
     assert_eq!(s.state(&tuple(3)), FinWait2);
 }
