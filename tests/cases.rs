@@ -23,16 +23,28 @@ const SERVER: Tuple = Tuple::new([10, 0, 0, 1], 80, [10, 0, 0, 2], 40_000);
 const FROM_CLIENT: Segment = sent_on(CLIENT);
 const FROM_SERVER: Segment = sent_on(SERVER);
 /// An RST as a stack sends one: window 0.
-const RST_FROM_CLIENT: Segment = Segment {
-    flags: Flags::RST,
-    wnd: 0,
-    ..FROM_CLIENT
-};
 const RST_FROM_SERVER: Segment = Segment {
     flags: Flags::RST,
     wnd: 0,
     ..FROM_SERVER
 };
+
+/// The client's RST at `seq`, and its SYN: what the RST and SYN tests vary.
+fn client_rst(seq: u32) -> Segment {
+    Segment {
+        flags: Flags::RST,
+        seq,
+        wnd: 0,
+        ..FROM_CLIENT
+    }
+}
+fn client_syn(seq: u32) -> Segment {
+    Segment {
+        flags: Flags::SYN,
+        seq,
+        ..FROM_CLIENT
+    }
+}
 
 /// A client and a server, one connection between them, and a clock.
 struct Net {
@@ -102,17 +114,25 @@ impl Net {
         self.now = Advance::new(self.now, end).finish(&mut [&mut self.c, &mut self.s]);
     }
 
-    /// Fires timer after timer until one of the hosts has something to send, or
-    /// `limit` has passed; returns when.
-    fn until_transmit(&mut self, limit: Duration) -> Time {
+    /// Fires timer after timer, both hosts' in one time order, for at most
+    /// `limit`, while `go` holds before each instant; returns when it stopped.
+    fn walk_while(&mut self, limit: Duration, mut go: impl FnMut(&mut Net) -> bool) -> Time {
         let mut walk = Advance::new(self.now, self.now + limit);
-        while self.c.pending_transmits().is_empty() && self.s.pending_transmits().is_empty() {
+        while go(self) {
             let Some(at) = walk.fire(&mut [&mut self.c, &mut self.s]) else {
                 break;
             };
             self.now = at;
         }
         self.now
+    }
+
+    /// Steps timer by timer until one of the hosts has something to send, or
+    /// `limit` has passed; returns when.
+    fn until_transmit(&mut self, limit: Duration) -> Time {
+        self.walk_while(limit, |n| {
+            n.c.pending_transmits().is_empty() && n.s.pending_transmits().is_empty()
+        })
     }
 
     fn out_c(&mut self) -> Vec<Segment> {
@@ -463,14 +483,10 @@ fn case4_last_ack_gives_up() {
     let _lost = n.one_s();
     let t0 = n.now;
     let mut sent = 0;
-    let mut walk = Advance::new(n.now, t0 + Duration::from_secs(400));
-    while n.s.state(&n.st) == LastAck {
-        let Some(at) = walk.fire(&mut [&mut n.c, &mut n.s]) else {
-            break;
-        };
-        n.now = at;
-        sent += n.out_s().len();
-    }
+    n.walk_while(Duration::from_secs(400), |n| {
+        sent += n.out_s().len(); // what the last instant sent
+        n.s.state(&n.st) == LastAck
+    });
     assert_eq!(sent, 8);
     assert_eq!(n.now - t0, Duration::from_millis(153_300));
     assert_eq!(
@@ -673,10 +689,7 @@ fn rst_in_every_state() {
         let (snd, rcv) = n0.seq_s();
         // Out of window.
         let mut n = in_state(state);
-        let far = Segment {
-            seq: rcv.wrapping_add(1 << 30),
-            ..RST_FROM_CLIENT
-        };
+        let far = client_rst(rcv.wrapping_add(1 << 30));
         n.s.handle(n.now, &far);
         assert_eq!(n.s.state(&n.st), state, "{state}: far RST");
         let out = n.out_s();
@@ -687,10 +700,7 @@ fn rst_in_every_state() {
             assert!(out.is_empty(), "{state}: {out:?}");
         }
         // In window, not exact.
-        let rst = Segment {
-            seq: rcv.wrapping_add(100),
-            ..RST_FROM_CLIENT
-        };
+        let rst = client_rst(rcv.wrapping_add(100));
         n.s.handle(n.now, &rst);
         let out = n.out_s();
         match state {
@@ -711,10 +721,7 @@ fn rst_in_every_state() {
         }
         assert_eq!(n.s.state(&n.st), state, "{state}: inexact RST");
         // Exact.
-        let exact = Segment {
-            seq: rcv,
-            ..RST_FROM_CLIENT
-        };
+        let exact = client_rst(rcv);
         n.s.handle(n.now, &exact);
         assert_eq!(n.s.state(&n.st), Closed, "{state}: exact RST");
         assert!(n.out_s().is_empty(), "never an RST for an RST");
@@ -731,13 +738,7 @@ fn rst_in_fin_wait_2_after_shutdown_draws_challenge_ack() {
     n.server_fin_acked();
     assert_eq!(n.s.state(&n.st), FinWait2);
     let (snd, rcv) = n.seq_s();
-    n.s.handle(
-        n.now,
-        &Segment {
-            seq: rcv + 100,
-            ..RST_FROM_CLIENT
-        },
-    );
+    n.s.handle(n.now, &client_rst(rcv + 100));
     check(&n.one_s(), ".", snd, rcv);
     assert_eq!(n.s.state(&n.st), FinWait2);
 }
@@ -747,14 +748,7 @@ fn rst_in_fin_wait_2_after_shutdown_draws_challenge_ack() {
 fn syn_into_orphaned_fin_wait_2_draws_rst() {
     let mut n = in_state(FinWait2);
     let (_, rcv) = n.seq_s();
-    n.s.handle(
-        n.now,
-        &Segment {
-            flags: Flags::SYN,
-            seq: rcv + 5,
-            ..FROM_CLIENT
-        },
-    );
+    n.s.handle(n.now, &client_syn(rcv + 5));
     check(&n.one_s(), "R.", 0, rcv + 6);
     assert_eq!(n.s.state(&n.st), Closed);
 }
@@ -764,23 +758,14 @@ fn rst_at_fin_sequence_resets_after_peer_fin() {
     for state in [CloseWait, LastAck, Closing] {
         let mut n = in_state(state);
         let (_, rcv) = n.seq_s();
-        let rst = Segment {
-            seq: rcv - 1,
-            ..RST_FROM_CLIENT
-        };
+        let rst = client_rst(rcv - 1);
         n.s.handle(n.now, &rst);
         assert_eq!(n.s.state(&n.st), Closed, "{state}");
     }
     // Not in ESTABLISHED, where rcv_nxt - 1 is simply out of window.
     let mut n = in_state(Established);
     let (_, rcv) = n.seq_s();
-    n.s.handle(
-        n.now,
-        &Segment {
-            seq: rcv - 1,
-            ..RST_FROM_CLIENT
-        },
-    );
+    n.s.handle(n.now, &client_rst(rcv - 1));
     assert_eq!(n.s.state(&n.st), Established);
 }
 
@@ -800,13 +785,7 @@ fn rst_with_rfc1337_spares_time_wait() {
     n.s.handle(n.now, &fin2);
     n.out_s();
     let (_, rcv) = n.seq_s();
-    n.s.handle(
-        n.now,
-        &Segment {
-            seq: rcv,
-            ..RST_FROM_CLIENT
-        },
-    );
+    n.s.handle(n.now, &client_rst(rcv));
     assert_eq!(n.s.state(&n.st), TimeWait);
 }
 
@@ -819,13 +798,7 @@ fn rst_in_syn_states() {
     n.s.handle(n.now, &syn);
     let synack = n.one_s();
     assert_eq!(n.s.state(&n.st), SynReceived);
-    n.s.handle(
-        n.now,
-        &Segment {
-            seq: syn.seq + 1,
-            ..RST_FROM_CLIENT
-        },
-    );
+    n.s.handle(n.now, &client_rst(syn.seq + 1));
     assert_eq!(n.s.state(&n.st), Closed);
     // SYN-SENT: an RST is acceptable only with an acceptable ACK.
     n.c.handle(
@@ -854,22 +827,14 @@ fn rst_in_syn_states() {
 fn syn_into_time_wait() {
     let mut n = in_state(TimeWait);
     let (snd, rcv) = n.seq_s();
-    let old = Segment {
-        flags: Flags::SYN,
-        seq: rcv.wrapping_sub(10),
-        ..FROM_CLIENT
-    };
+    let old = client_syn(rcv.wrapping_sub(10));
     n.s.handle(n.now, &old);
     check(&n.one_s(), ".", snd, rcv);
     assert_eq!(n.s.state(&n.st), TimeWait);
     // A second ACK for an old SYN within 500 ms is rate-limited.
     n.s.handle(n.now, &old);
     assert!(n.out_s().is_empty());
-    let new = Segment {
-        flags: Flags::SYN,
-        seq: rcv.wrapping_add(1_000_000),
-        ..FROM_CLIENT
-    };
+    let new = client_syn(rcv.wrapping_add(1_000_000));
     n.s.handle(n.now, &new);
     let synack = n.one_s();
     check(&synack, "S.", snd.wrapping_add(65_537), new.seq + 1);
@@ -884,11 +849,7 @@ fn syn_into_last_ack_draws_challenge_ack() {
     let mut n = in_state(LastAck);
     let (snd, rcv) = n.seq_s();
     for seq in [rcv.wrapping_add(5), rcv.wrapping_sub(5_000_000)] {
-        let syn = Segment {
-            flags: Flags::SYN,
-            seq,
-            ..FROM_CLIENT
-        };
+        let syn = client_syn(seq);
         n.now = n.now + Duration::from_secs(1);
         n.s.handle(n.now, &syn);
         check(&n.one_s(), ".", snd, rcv);
