@@ -10,7 +10,7 @@ use teardown_engine::{
 };
 
 mod common;
-use common::sent_on;
+use common::{open_from, sent_on};
 
 const ONE_WAY: Duration = Duration::from_millis(50);
 
@@ -1117,40 +1117,18 @@ fn fin_wait_2_orphans_count_against_tw_buckets() {
     // Three established connections, each closed by the server; the peer ACKs
     // the FIN (no FIN of its own yet).
     let mut fins = Vec::new();
+    let mut peers = Vec::new();
     for i in 0..3 {
-        let c = tuple(i).reversed();
-        s.handle(
-            now,
-            &Segment {
-                flags: Flags::SYN,
-                seq: 1000,
-                ..sent_on(c)
-            },
-        );
-        let synack = s.transmits().next().unwrap();
-        s.handle(
-            now,
-            &Segment {
-                flags: Flags::ACK,
-                seq: 1001,
-                ack: synack.seq + 1,
-                ..sent_on(c)
-            },
-        );
+        peers.push(open_from(&mut s, now, tuple(i).reversed()));
         s.close(now, tuple(i)).unwrap();
         fins.push(s.transmits().next().unwrap());
     }
-    for (i, fin) in fins.iter().enumerate() {
-        let c = tuple(i as u16).reversed();
-        s.handle(
-            now,
-            &Segment {
-                flags: Flags::ACK,
-                seq: 1001,
-                ack: fin.seq + 1,
-                ..sent_on(c)
-            },
-        );
+    for (peer, fin) in peers.iter().zip(&fins) {
+        let ack = Segment {
+            ack: fin.seq + 1,
+            ..*peer
+        };
+        s.handle(now, &ack);
     }
     // Two fit as FIN-WAIT-2 mini-sockets; the third overflows to CLOSED.
     assert_eq!(s.state(&tuple(0)), FinWait2);
@@ -1159,16 +1137,12 @@ fn fin_wait_2_orphans_count_against_tw_buckets() {
     assert_eq!(s.stats().time_wait_overflow, 1);
     // The first one's FIN arrives: it moves from FIN-WAIT-2 to TIME-WAIT and keeps
     // its bucket (one FIN-WAIT-2 + one TIME-WAIT = the limit).
-    let c0 = tuple(0).reversed();
-    s.handle(
-        now,
-        &Segment {
-            flags: Flags::FIN | Flags::ACK,
-            seq: 1001,
-            ack: fins[0].seq + 1,
-            ..sent_on(c0)
-        },
-    );
+    let fin = Segment {
+        flags: Flags::FIN | Flags::ACK,
+        ack: fins[0].seq + 1,
+        ..peers[0]
+    };
+    s.handle(now, &fin);
     assert_eq!(s.state(&tuple(0)), TimeWait);
     s.transmits().for_each(drop);
     // 61 s on, the second one's FIN-WAIT-2 has timed out and the first one's
@@ -1186,36 +1160,14 @@ fn fin_wait_2_orphans_count_against_tw_buckets() {
     );
     // A new orphan fits again.
     s.transmits().for_each(drop);
-    let c3 = tuple(3).reversed();
-    s.handle(
-        now + Duration::from_secs(61),
-        &Segment {
-            flags: Flags::SYN,
-            seq: 1000,
-            ..sent_on(c3)
-        },
-    );
-    let synack = s.transmits().next().unwrap();
     let t = now + Duration::from_secs(61);
-    s.handle(
-        t,
-        &Segment {
-            flags: Flags::ACK,
-            seq: 1001,
-            ack: synack.seq + 1,
-            ..sent_on(c3)
-        },
-    );
+    let peer = open_from(&mut s, t, tuple(3).reversed());
     s.close(t, tuple(3)).unwrap();
     let fin = s.transmits().next().unwrap();
-    s.handle(
-        t,
-        &Segment {
-            flags: Flags::ACK,
-            seq: 1001,
-            ack: fin.seq + 1,
-            ..sent_on(c3)
-        },
-    );
+    let ack = Segment {
+        ack: fin.seq + 1,
+        ..peer
+    };
+    s.handle(t, &ack);
     assert_eq!(s.state(&tuple(3)), FinWait2);
 }

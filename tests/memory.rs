@@ -33,26 +33,7 @@ fn established(n: u32) -> Host {
     h.listen(80);
     let now = Time::from_millis(1);
     for i in 0..n {
-        let t = tuple(i);
-        let c = t.reversed();
-        h.handle(
-            now,
-            &Segment {
-                flags: Flags::SYN,
-                seq: 1000,
-                ..common::sent_on(c)
-            },
-        );
-        let synack = h.transmits().next().expect("SYN-ACK");
-        h.handle(
-            now,
-            &Segment {
-                flags: Flags::ACK,
-                seq: 1001,
-                ack: synack.seq + 1,
-                ..common::sent_on(c)
-            },
-        );
+        common::open_from(&mut h, now, tuple(i).reversed());
         h.events().for_each(drop);
     }
     alloc::enter_scope(prev);
