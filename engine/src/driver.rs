@@ -48,6 +48,10 @@ use crate::time::Time;
 ///
 /// Hosts driven together (two ends of a link) share one walk so that their
 /// timers fire in one time order. Give every call the same hosts.
+///
+/// A walk with `until == now` fires at most once: whatever is due, at `now`.
+/// That is one step of an event loop that interleaves other sources (the
+/// simulator's link, a property test's wire) and a real-time driver's tick.
 #[derive(Debug, Clone, Copy)]
 #[must_use = "an Advance fires nothing until `fire` or `finish` is called"]
 pub struct Advance {
