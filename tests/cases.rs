@@ -5,9 +5,46 @@
 
 use std::time::Duration;
 
-use teardown_engine::{CloseReason, Config, Event, Flags, Host, Role, Segment, State, Time, Tuple};
+use teardown_engine::{
+    Advance, CloseReason, Config, Event, Flags, Host, Role, Segment, State, Time, Tuple,
+};
+
+mod common;
+use common::{open_from, sent_on};
 
 const ONE_WAY: Duration = Duration::from_millis(50);
+
+/// The test connection as the client names it, and as the server does.
+const CLIENT: Tuple = Tuple::new([10, 0, 0, 2], 40_000, [10, 0, 0, 1], 80);
+const SERVER: Tuple = Tuple::new([10, 0, 0, 1], 80, [10, 0, 0, 2], 40_000);
+
+/// What the client sends the server and the server the client, before a test
+/// says what differs (smoltcp's SEND_TEMPL / RECV_TEMPL).
+const FROM_CLIENT: Segment = sent_on(CLIENT);
+const FROM_SERVER: Segment = sent_on(SERVER);
+/// An RST as a stack sends one: window 0.
+const RST_FROM_SERVER: Segment = Segment {
+    flags: Flags::RST,
+    wnd: 0,
+    ..FROM_SERVER
+};
+
+/// The client's RST at `seq`, and its SYN: what the RST and SYN tests vary.
+fn client_rst(seq: u32) -> Segment {
+    Segment {
+        flags: Flags::RST,
+        seq,
+        wnd: 0,
+        ..FROM_CLIENT
+    }
+}
+fn client_syn(seq: u32) -> Segment {
+    Segment {
+        flags: Flags::SYN,
+        seq,
+        ..FROM_CLIENT
+    }
+}
 
 /// A client and a server, one connection between them, and a clock.
 struct Net {
@@ -29,13 +66,12 @@ fn cfg() -> Config {
 
 impl Net {
     fn with(ccfg: Config, scfg: Config) -> Net {
-        let ct = Tuple::new([10, 0, 0, 2], 40_000, [10, 0, 0, 1], 80);
         let mut net = Net {
             now: Time::from_millis(1_000),
             c: Host::new(ccfg),
             s: Host::new(scfg),
-            ct,
-            st: ct.reversed(),
+            ct: CLIENT,
+            st: SERVER,
         };
         net.s.listen(80);
         net
@@ -71,43 +107,32 @@ impl Net {
         self.advance(ONE_WAY);
     }
 
-    /// Moves to the next timer deadline of either host if it is not after `end`,
-    /// and fires it. False when there is none.
-    fn step(&mut self, end: Time) -> bool {
-        let next = [self.c.poll_timeout(), self.s.poll_timeout()]
-            .into_iter()
-            .flatten()
-            .min();
-        match next {
-            Some(t) if t <= end && t > self.now => {
-                self.now = t;
-                self.c.handle_timeout(t);
-                self.s.handle_timeout(t);
-                true
-            }
-            _ => false,
-        }
-    }
-
     /// Moves the clock forward by `d`, firing both hosts' timers on the way at
     /// their deadlines, as a driver does.
     fn advance(&mut self, d: Duration) {
         let end = self.now + d;
-        while self.step(end) {}
-        self.now = end;
-        self.c.handle_timeout(end);
-        self.s.handle_timeout(end);
+        self.now = Advance::new(self.now, end).finish(&mut [&mut self.c, &mut self.s]);
+    }
+
+    /// Fires timer after timer, both hosts' in one time order, for at most
+    /// `limit`, while `go` holds before each instant; returns when it stopped.
+    fn walk_while(&mut self, limit: Duration, mut go: impl FnMut(&mut Net) -> bool) -> Time {
+        let mut walk = Advance::new(self.now, self.now + limit);
+        while go(self) {
+            let Some(at) = walk.fire(&mut [&mut self.c, &mut self.s]) else {
+                break;
+            };
+            self.now = at;
+        }
+        self.now
     }
 
     /// Steps timer by timer until one of the hosts has something to send, or
     /// `limit` has passed; returns when.
     fn until_transmit(&mut self, limit: Duration) -> Time {
-        let end = self.now + limit;
-        while self.c.pending_transmits().is_empty()
-            && self.s.pending_transmits().is_empty()
-            && self.step(end)
-        {}
-        self.now
+        self.walk_while(limit, |n| {
+            n.c.pending_transmits().is_empty() && n.s.pending_transmits().is_empty()
+        })
     }
 
     fn out_c(&mut self) -> Vec<Segment> {
@@ -375,7 +400,12 @@ fn case3_passive_fin_lost() {
     assert_eq!(n.s.stats().time_wait_restarts, 1);
     // Deliver that ACK: LAST-ACK closes.
     n.hop();
-    let ack2 = Segment::new(&n.st, Flags::ACK, s_snd + 1, s_rcv + 1, 0, 65_535);
+    let ack2 = Segment {
+        flags: Flags::ACK,
+        seq: s_snd + 1,
+        ack: s_rcv + 1,
+        ..FROM_SERVER
+    };
     n.c.handle(n.now, &ack2);
     assert_eq!(n.c.state(&n.ct), Closed);
     // TIME-WAIT now ends 60 s after the restart, not after its start.
@@ -453,9 +483,10 @@ fn case4_last_ack_gives_up() {
     let _lost = n.one_s();
     let t0 = n.now;
     let mut sent = 0;
-    while n.s.state(&n.st) == LastAck && n.step(t0 + Duration::from_secs(400)) {
-        sent += n.out_s().len();
-    }
+    n.walk_while(Duration::from_secs(400), |n| {
+        sent += n.out_s().len(); // what the last instant sent
+        n.s.state(&n.st) == LastAck
+    });
     assert_eq!(sent, 8);
     assert_eq!(n.now - t0, Duration::from_millis(153_300));
     assert_eq!(
@@ -658,7 +689,7 @@ fn rst_in_every_state() {
         let (snd, rcv) = n0.seq_s();
         // Out of window.
         let mut n = in_state(state);
-        let far = Segment::new(&n.ct, Flags::RST, rcv.wrapping_add(1 << 30), 0, 0, 0);
+        let far = client_rst(rcv.wrapping_add(1 << 30));
         n.s.handle(n.now, &far);
         assert_eq!(n.s.state(&n.st), state, "{state}: far RST");
         let out = n.out_s();
@@ -669,7 +700,7 @@ fn rst_in_every_state() {
             assert!(out.is_empty(), "{state}: {out:?}");
         }
         // In window, not exact.
-        let rst = Segment::new(&n.ct, Flags::RST, rcv.wrapping_add(100), 0, 0, 0);
+        let rst = client_rst(rcv.wrapping_add(100));
         n.s.handle(n.now, &rst);
         let out = n.out_s();
         match state {
@@ -690,7 +721,7 @@ fn rst_in_every_state() {
         }
         assert_eq!(n.s.state(&n.st), state, "{state}: inexact RST");
         // Exact.
-        let exact = Segment::new(&n.ct, Flags::RST, rcv, 0, 0, 0);
+        let exact = client_rst(rcv);
         n.s.handle(n.now, &exact);
         assert_eq!(n.s.state(&n.st), Closed, "{state}: exact RST");
         assert!(n.out_s().is_empty(), "never an RST for an RST");
@@ -707,7 +738,7 @@ fn rst_in_fin_wait_2_after_shutdown_draws_challenge_ack() {
     n.server_fin_acked();
     assert_eq!(n.s.state(&n.st), FinWait2);
     let (snd, rcv) = n.seq_s();
-    n.s.handle(n.now, &Segment::new(&n.ct, Flags::RST, rcv + 100, 0, 0, 0));
+    n.s.handle(n.now, &client_rst(rcv + 100));
     check(&n.one_s(), ".", snd, rcv);
     assert_eq!(n.s.state(&n.st), FinWait2);
 }
@@ -717,10 +748,7 @@ fn rst_in_fin_wait_2_after_shutdown_draws_challenge_ack() {
 fn syn_into_orphaned_fin_wait_2_draws_rst() {
     let mut n = in_state(FinWait2);
     let (_, rcv) = n.seq_s();
-    n.s.handle(
-        n.now,
-        &Segment::new(&n.ct, Flags::SYN, rcv + 5, 0, 0, 65_535),
-    );
+    n.s.handle(n.now, &client_syn(rcv + 5));
     check(&n.one_s(), "R.", 0, rcv + 6);
     assert_eq!(n.s.state(&n.st), Closed);
 }
@@ -730,14 +758,14 @@ fn rst_at_fin_sequence_resets_after_peer_fin() {
     for state in [CloseWait, LastAck, Closing] {
         let mut n = in_state(state);
         let (_, rcv) = n.seq_s();
-        let rst = Segment::new(&n.ct, Flags::RST, rcv - 1, 0, 0, 0);
+        let rst = client_rst(rcv - 1);
         n.s.handle(n.now, &rst);
         assert_eq!(n.s.state(&n.st), Closed, "{state}");
     }
     // Not in ESTABLISHED, where rcv_nxt - 1 is simply out of window.
     let mut n = in_state(Established);
     let (_, rcv) = n.seq_s();
-    n.s.handle(n.now, &Segment::new(&n.ct, Flags::RST, rcv - 1, 0, 0, 0));
+    n.s.handle(n.now, &client_rst(rcv - 1));
     assert_eq!(n.s.state(&n.st), Established);
 }
 
@@ -757,7 +785,7 @@ fn rst_with_rfc1337_spares_time_wait() {
     n.s.handle(n.now, &fin2);
     n.out_s();
     let (_, rcv) = n.seq_s();
-    n.s.handle(n.now, &Segment::new(&n.ct, Flags::RST, rcv, 0, 0, 0));
+    n.s.handle(n.now, &client_rst(rcv));
     assert_eq!(n.s.state(&n.st), TimeWait);
 }
 
@@ -770,20 +798,24 @@ fn rst_in_syn_states() {
     n.s.handle(n.now, &syn);
     let synack = n.one_s();
     assert_eq!(n.s.state(&n.st), SynReceived);
-    n.s.handle(
-        n.now,
-        &Segment::new(&n.ct, Flags::RST, syn.seq + 1, 0, 0, 0),
-    );
+    n.s.handle(n.now, &client_rst(syn.seq + 1));
     assert_eq!(n.s.state(&n.st), Closed);
     // SYN-SENT: an RST is acceptable only with an acceptable ACK.
     n.c.handle(
         n.now,
-        &Segment::new(&n.st, Flags::RST, 0, syn.seq + 1, 0, 0),
+        &Segment {
+            ack: syn.seq + 1,
+            ..RST_FROM_SERVER
+        },
     );
     assert_eq!(n.c.state(&n.ct), SynSent);
     n.c.handle(
         n.now,
-        &Segment::new(&n.st, Flags::RST | Flags::ACK, 0, syn.seq + 1, 0, 0),
+        &Segment {
+            flags: Flags::RST | Flags::ACK,
+            ack: syn.seq + 1,
+            ..RST_FROM_SERVER
+        },
     );
     assert_eq!(n.c.state(&n.ct), Closed);
     let _ = synack;
@@ -795,14 +827,14 @@ fn rst_in_syn_states() {
 fn syn_into_time_wait() {
     let mut n = in_state(TimeWait);
     let (snd, rcv) = n.seq_s();
-    let old = Segment::new(&n.ct, Flags::SYN, rcv.wrapping_sub(10), 0, 0, 65_535);
+    let old = client_syn(rcv.wrapping_sub(10));
     n.s.handle(n.now, &old);
     check(&n.one_s(), ".", snd, rcv);
     assert_eq!(n.s.state(&n.st), TimeWait);
     // A second ACK for an old SYN within 500 ms is rate-limited.
     n.s.handle(n.now, &old);
     assert!(n.out_s().is_empty());
-    let new = Segment::new(&n.ct, Flags::SYN, rcv.wrapping_add(1_000_000), 0, 0, 65_535);
+    let new = client_syn(rcv.wrapping_add(1_000_000));
     n.s.handle(n.now, &new);
     let synack = n.one_s();
     check(&synack, "S.", snd.wrapping_add(65_537), new.seq + 1);
@@ -817,7 +849,7 @@ fn syn_into_last_ack_draws_challenge_ack() {
     let mut n = in_state(LastAck);
     let (snd, rcv) = n.seq_s();
     for seq in [rcv.wrapping_add(5), rcv.wrapping_sub(5_000_000)] {
-        let syn = Segment::new(&n.ct, Flags::SYN, seq, 0, 0, 65_535);
+        let syn = client_syn(seq);
         n.now = n.now + Duration::from_secs(1);
         n.s.handle(n.now, &syn);
         check(&n.one_s(), ".", snd, rcv);
@@ -832,7 +864,12 @@ fn syn_into_last_ack_draws_challenge_ack() {
 fn duplicate_fin_in_time_wait() {
     let mut n = in_state(TimeWait);
     let (snd, rcv) = n.seq_s();
-    let dup = Segment::new(&n.ct, Flags::FIN | Flags::ACK, rcv - 1, snd, 0, 65_535);
+    let dup = Segment {
+        flags: Flags::FIN | Flags::ACK,
+        seq: rcv - 1,
+        ack: snd,
+        ..FROM_CLIENT
+    };
     let t1 = n.now + Duration::from_secs(30);
     n.advance(t1 - n.now);
     for _ in 0..3 {
@@ -853,17 +890,48 @@ fn unknown_tuple_gets_rst() {
     let mut h = Host::new(cfg());
     let t = Tuple::new([10, 0, 0, 9], 999, [10, 0, 0, 1], 80);
     let now = Time::ZERO;
+    let from_t = Segment {
+        wnd: 0,
+        ..sent_on(t)
+    };
     h.handle(
         now,
-        &Segment::new(&t, Flags::FIN | Flags::ACK, 100, 7_777, 0, 0),
+        &Segment {
+            flags: Flags::FIN | Flags::ACK,
+            seq: 100,
+            ack: 7_777,
+            ..from_t
+        },
     );
     check(&h.transmits().next().unwrap(), "R", 7_777, 0);
-    h.handle(now, &Segment::new(&t, Flags::FIN, 100, 0, 10, 0));
+    h.handle(
+        now,
+        &Segment {
+            flags: Flags::FIN,
+            seq: 100,
+            len: 10,
+            ..from_t
+        },
+    );
     check(&h.transmits().next().unwrap(), "R.", 0, 111);
-    h.handle(now, &Segment::new(&t, Flags::RST, 100, 0, 0, 0));
+    h.handle(
+        now,
+        &Segment {
+            flags: Flags::RST,
+            seq: 100,
+            ..from_t
+        },
+    );
     assert_eq!(h.transmits().count(), 0);
     // A SYN to a port nobody listens on is refused.
-    h.handle(now, &Segment::new(&t, Flags::SYN, 5, 0, 0, 0));
+    h.handle(
+        now,
+        &Segment {
+            flags: Flags::SYN,
+            seq: 5,
+            ..from_t
+        },
+    );
     check(&h.transmits().next().unwrap(), "R.", 0, 6);
 }
 
@@ -902,7 +970,13 @@ fn data_after_close_resets() {
     let (snd, rcv) = n.seq_s();
     n.s.handle(
         n.now,
-        &Segment::new(&n.ct, Flags::ACK | Flags::PSH, rcv, snd, 10, 65_535),
+        &Segment {
+            flags: Flags::ACK | Flags::PSH,
+            seq: rcv,
+            ack: snd,
+            len: 10,
+            ..FROM_CLIENT
+        },
     );
     check(&n.one_s(), "R", snd, 0);
     assert_eq!(n.s.state(&n.st), Closed);
@@ -1043,23 +1117,18 @@ fn fin_wait_2_orphans_count_against_tw_buckets() {
     // Three established connections, each closed by the server; the peer ACKs
     // the FIN (no FIN of its own yet).
     let mut fins = Vec::new();
+    let mut peers = Vec::new();
     for i in 0..3 {
-        let c = tuple(i).reversed();
-        s.handle(now, &Segment::new(&c, Flags::SYN, 1000, 0, 0, 65_535));
-        let synack = s.transmits().next().unwrap();
-        s.handle(
-            now,
-            &Segment::new(&c, Flags::ACK, 1001, synack.seq + 1, 0, 65_535),
-        );
+        peers.push(open_from(&mut s, now, tuple(i).reversed()));
         s.close(now, tuple(i)).unwrap();
         fins.push(s.transmits().next().unwrap());
     }
-    for (i, fin) in fins.iter().enumerate() {
-        let c = tuple(i as u16).reversed();
-        s.handle(
-            now,
-            &Segment::new(&c, Flags::ACK, 1001, fin.seq + 1, 0, 65_535),
-        );
+    for (peer, fin) in peers.iter().zip(&fins) {
+        let ack = Segment {
+            ack: fin.seq + 1,
+            ..*peer
+        };
+        s.handle(now, &ack);
     }
     // Two fit as FIN-WAIT-2 mini-sockets; the third overflows to CLOSED.
     assert_eq!(s.state(&tuple(0)), FinWait2);
@@ -1068,18 +1137,12 @@ fn fin_wait_2_orphans_count_against_tw_buckets() {
     assert_eq!(s.stats().time_wait_overflow, 1);
     // The first one's FIN arrives: it moves from FIN-WAIT-2 to TIME-WAIT and keeps
     // its bucket (one FIN-WAIT-2 + one TIME-WAIT = the limit).
-    let c0 = tuple(0).reversed();
-    s.handle(
-        now,
-        &Segment::new(
-            &c0,
-            Flags::FIN | Flags::ACK,
-            1001,
-            fins[0].seq + 1,
-            0,
-            65_535,
-        ),
-    );
+    let fin = Segment {
+        flags: Flags::FIN | Flags::ACK,
+        ack: fins[0].seq + 1,
+        ..peers[0]
+    };
+    s.handle(now, &fin);
     assert_eq!(s.state(&tuple(0)), TimeWait);
     s.transmits().for_each(drop);
     // 61 s on, the second one's FIN-WAIT-2 has timed out and the first one's
@@ -1097,22 +1160,14 @@ fn fin_wait_2_orphans_count_against_tw_buckets() {
     );
     // A new orphan fits again.
     s.transmits().for_each(drop);
-    let c3 = tuple(3).reversed();
-    s.handle(
-        now + Duration::from_secs(61),
-        &Segment::new(&c3, Flags::SYN, 1000, 0, 0, 65_535),
-    );
-    let synack = s.transmits().next().unwrap();
     let t = now + Duration::from_secs(61);
-    s.handle(
-        t,
-        &Segment::new(&c3, Flags::ACK, 1001, synack.seq + 1, 0, 65_535),
-    );
+    let peer = open_from(&mut s, t, tuple(3).reversed());
     s.close(t, tuple(3)).unwrap();
     let fin = s.transmits().next().unwrap();
-    s.handle(
-        t,
-        &Segment::new(&c3, Flags::ACK, 1001, fin.seq + 1, 0, 65_535),
-    );
+    let ack = Segment {
+        ack: fin.seq + 1,
+        ..peer
+    };
+    s.handle(t, &ack);
     assert_eq!(s.state(&tuple(3)), FinWait2);
 }

@@ -11,7 +11,9 @@ use proptest::prelude::*;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use teardown_engine::{CloseReason, Config, Event, Host, Profile, Segment, State, Time, Tuple};
+use teardown_engine::{
+    Advance, CloseReason, Config, Event, Host, Profile, Segment, State, Time, Tuple,
+};
 
 const TICK: Duration = Duration::from_millis(1);
 
@@ -330,9 +332,10 @@ impl World {
                     self.deliver(h, seg);
                 }
             } else {
-                for (h, due) in timers.iter().enumerate() {
-                    if *due == Some(t) {
-                        self.hosts[h].handle_timeout(t);
+                // A host's timers are next: each host with work fires now and is
+                // flushed before the other fires.
+                for h in 0..self.hosts.len() {
+                    if Advance::new(t, t).fire(&mut [&mut self.hosts[h]]).is_some() {
                         self.flush(h);
                     }
                 }

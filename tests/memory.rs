@@ -6,6 +6,8 @@
 use teardown::alloc::{self, Counting};
 use teardown_engine::{Config, Event, Flags, Host, Segment, State, Time, Tuple};
 
+mod common;
+
 #[global_allocator]
 static ALLOC: Counting = Counting;
 
@@ -31,14 +33,7 @@ fn established(n: u32) -> Host {
     h.listen(80);
     let now = Time::from_millis(1);
     for i in 0..n {
-        let t = tuple(i);
-        let c = t.reversed();
-        h.handle(now, &Segment::new(&c, Flags::SYN, 1000, 0, 0, 65535));
-        let synack = h.transmits().next().expect("SYN-ACK");
-        h.handle(
-            now,
-            &Segment::new(&c, Flags::ACK, 1001, synack.seq + 1, 0, 65535),
-        );
+        common::open_from(&mut h, now, tuple(i).reversed());
         h.events().for_each(drop);
     }
     alloc::enter_scope(prev);
@@ -58,7 +53,12 @@ fn to_time_wait(h: &mut Host, n: u32) {
         // The peer's FIN, acknowledging ours.
         h.handle(
             now,
-            &Segment::new(&c, Flags::FIN | Flags::ACK, 1001, fin.seq + 1, 0, 65535),
+            &Segment {
+                flags: Flags::FIN | Flags::ACK,
+                seq: 1001,
+                ack: fin.seq + 1,
+                ..common::sent_on(c)
+            },
         );
         h.transmits().for_each(drop);
         h.events().for_each(drop);

@@ -401,7 +401,7 @@ impl script::Stack for Lagging {
         &mut self,
         line: usize,
         c: &script::parse::Syscall,
-    ) -> Result<script::run::CallResult, script::Failure> {
+    ) -> Result<script::CallResult, script::Failure> {
         self.inner.call(line, c)
     }
     fn late_search(&self) -> std::time::Duration {

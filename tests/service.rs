@@ -12,6 +12,8 @@ use teardown::service::net::http_get;
 use teardown::wire::{self, Encoder};
 use teardown_engine::{Flags, Segment, Tuple};
 
+mod common;
+
 struct Serve {
     child: Child,
     udp: String,
@@ -120,14 +122,11 @@ fn client_tuple(port: u16) -> Tuple {
 
 fn syn(port: u16) -> Vec<u8> {
     let mut e = Encoder::default();
-    e.push(&Segment::new(
-        &client_tuple(port),
-        Flags::SYN,
-        1000,
-        0,
-        0,
-        65_535,
-    ));
+    e.push(&Segment {
+        flags: Flags::SYN,
+        seq: 1000,
+        ..common::sent_on(client_tuple(port))
+    });
     e.datagram().to_vec()
 }
 
@@ -214,14 +213,12 @@ fn sigterm_writes_the_final_report_atomically_and_exits_zero() {
     // Complete the handshake: the close-heavy server answers with its FIN at once.
     let mut e = Encoder::default();
     let t = client_tuple(41_000);
-    e.push(&Segment::new(
-        &t,
-        Flags::ACK,
-        1001,
-        synack.seq.wrapping_add(1),
-        0,
-        65_535,
-    ));
+    e.push(&Segment {
+        flags: Flags::ACK,
+        seq: 1001,
+        ack: synack.seq.wrapping_add(1),
+        ..common::sent_on(t)
+    });
     sock.send_to(e.datagram(), &s.udp).unwrap();
     // The first segment after the retransmitted SYN-ACKs, if any, is the FIN.
     let fin = next_reply(&sock, 41_000, |seg| !seg.flags.syn());

@@ -5,6 +5,8 @@ use teardown::alloc::{thread_net_bytes, Counting};
 use teardown::wire::{decode, Encoder, MAX_RECORDS};
 use teardown_engine::{Flags, Segment, Tuple};
 
+mod common;
+
 #[global_allocator]
 static ALLOC: Counting = Counting;
 
@@ -13,7 +15,12 @@ fn encoding_and_decoding_full_datagrams_allocates_nothing() {
     assert!(teardown::alloc::installed());
     let mut enc = Encoder::default();
     let t = Tuple::new([10, 128, 0, 1], 40_000, [10, 0, 0, 1], 80);
-    let seg = Segment::new(&t, Flags::FIN | Flags::ACK, 7, 9, 0, 65_535);
+    let seg = Segment {
+        flags: Flags::FIN | Flags::ACK,
+        seq: 7,
+        ack: 9,
+        ..common::sent_on(t)
+    };
     let mut checksum = 0u64;
     let before = thread_net_bytes();
     for round in 0..10u32 {

@@ -10,6 +10,7 @@
 
 pub mod config;
 mod conn;
+pub mod driver;
 pub mod host;
 pub mod segment;
 pub mod seq;
@@ -22,6 +23,7 @@ pub mod tuple;
 pub mod wheel;
 
 pub use config::{Config, Profile, TwOverflow};
+pub use driver::Advance;
 pub use host::{CloseReason, Error, Event, Host, Role, Stats};
 pub use segment::{Flags, Segment};
 pub use seq::Seq;

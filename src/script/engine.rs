@@ -6,16 +6,16 @@ use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 
 use super::parse::{Call, Syscall, TcpOptions};
-use super::run::{
-    fail, fcntl_result, int_arg, linger_abort, lowest_free_fd, shutdown_how, CallResult, Failure,
-    Stack, ACTIVE, SCRIPT_PORT,
+use super::stack::{
+    fail, fcntl_result, int_arg, linger_abort, lowest_free_fd, shutdown_how, would_block,
+    CallResult, Failure, Stack, ACTIVE, SCRIPT_PORT,
 };
 use teardown_engine::host::{CloseReason, Event as HostEvent, Host};
 use teardown_engine::segment::Segment;
 use teardown_engine::state::State;
 use teardown_engine::time::Time;
 use teardown_engine::tuple::Tuple;
-use teardown_engine::Config;
+use teardown_engine::{Advance, Config};
 
 /// Linux's MSS when the peer's SYN carries no MSS option (RFC 9293 §3.7.1).
 const DEFAULT_MSS: u32 = 536;
@@ -155,30 +155,22 @@ impl Stack for EngineStack {
     }
 
     fn advance(&mut self, until: Time, stop_on_packet: bool, sent: &mut Vec<(Time, Segment)>) {
-        let mut fired = None;
+        let mut walk = Advance::new(self.now, until);
         while !stop_on_packet || sent.is_empty() {
-            match self.host.poll_timeout() {
-                Some(d) if d <= until => {
-                    let d = d.max(self.now);
-                    if fired == Some(d) {
-                        break; // nothing more due at this instant
-                    }
-                    self.now = d;
-                    self.host.handle_timeout(d);
-                    fired = Some(d);
-                    let before = sent.len();
-                    self.collect(sent);
-                    self.note_timer(&sent[before..]);
-                }
-                _ => break,
-            }
+            let Some(at) = walk.fire(&mut [&mut self.host]) else {
+                break;
+            };
+            self.now = at;
+            let before = sent.len();
+            self.collect(sent);
+            self.note_timer(&sent[before..]);
         }
         if stop_on_packet && !sent.is_empty() {
             return;
         }
         self.now = self.now.max(until);
         let due = self.host.poll_timeout().is_some_and(|d| d <= self.now);
-        self.host.handle_timeout(self.now);
+        walk.finish(&mut [&mut self.host]);
         let before = sent.len();
         self.collect(sent);
         if due {
@@ -399,16 +391,4 @@ impl Stack for EngineStack {
             }
         })
     }
-}
-
-/// A blocking call that would wait: neither stack runs one (packetdrill runs
-/// them on a thread of their own).
-pub fn would_block(line: usize, name: &str) -> Failure {
-    fail(
-        line,
-        format!(
-            "{name}() would block: no connection has completed the handshake \
-             (blocking calls are not modelled)"
-        ),
-    )
 }

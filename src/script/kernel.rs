@@ -33,11 +33,10 @@ use nix::sys::socket::{
 };
 use nix::sys::time::TimeSpec;
 
-use super::engine::would_block;
 use super::parse::{Call, Expr, Syscall, TcpOptions};
-use super::run::{
-    fail, fcntl_result, int_arg, linger_abort, lowest_free_fd, shutdown_how, CallResult, Failure,
-    Stack, EPHEMERAL_PORT, LOCAL_IP, REMOTE_IP, SCRIPT_PORT,
+use super::stack::{
+    fail, fcntl_result, int_arg, linger_abort, lowest_free_fd, shutdown_how, would_block,
+    CallResult, Failure, Stack, EPHEMERAL_PORT, LOCAL_IP, REMOTE_IP, SCRIPT_PORT,
 };
 use teardown_engine::segment::{Flags, Segment};
 use teardown_engine::time::Time;

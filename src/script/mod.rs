@@ -12,6 +12,7 @@ pub mod kernel;
 pub mod parse;
 pub mod record;
 pub mod run;
+pub mod stack;
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -22,9 +23,9 @@ use anyhow::Context as _;
 
 pub use parse::{parse, Direction, ParseError, Script};
 pub use run::{
-    run, run_on, Failure, Options, Outcome, Stack, Traced, DEFAULT_TOLERANCE_PERCENT,
-    DEFAULT_TOLERANCE_US,
+    run, run_on, Options, Outcome, Traced, DEFAULT_TOLERANCE_PERCENT, DEFAULT_TOLERANCE_US,
 };
+pub use stack::{CallResult, Failure, Stack};
 
 use crate::pcap::PcapWriter;
 

@@ -27,6 +27,7 @@ use teardown_engine::host::{Event, Host};
 use teardown_engine::state::State;
 use teardown_engine::time::{pop_due, Time};
 use teardown_engine::tuple::Tuple;
+use teardown_engine::Advance;
 
 const SOCKET: Token = Token(0);
 const WAKER: Token = Token(1);
@@ -268,7 +269,8 @@ impl Worker {
     /// Timers, held closes, the application, and every pending segment out.
     fn tick(&mut self) {
         let now = self.clock.now();
-        self.host.handle_timeout(now);
+        // A real clock: whatever fell due since the last tick fires now, late.
+        Advance::new(now, now).finish(&mut [&mut self.host]);
         while let Some(tuple) = pop_due(&mut self.held, now) {
             // It may have closed meanwhile (an RST, the peer's FIN handled below).
             let _ = self.host.close(now, tuple);

@@ -31,7 +31,8 @@ use teardown_engine::config::Config;
 
 pub use attack::{AttackCounts, AttackKind};
 pub use report::SimReport;
-pub use shard::{Cases, Sample, ShardResult};
+pub use series::Sample;
+pub use shard::{Cases, ShardResult};
 
 /// Who sends the first FIN.
 #[derive(Clone, Copy, Debug, PartialEq)]

@@ -11,8 +11,8 @@ use teardown_engine::state::State;
 use teardown_engine::Stats;
 
 use super::attack::AttackCounts;
-use super::series;
-use super::shard::{Cases, Sample, ShardResult};
+use super::series::{self, Sample};
+use super::shard::{Cases, ShardResult};
 use super::{SimConfig, Workload};
 
 /// States reported in `peak.*`: every state but CLOSED.

@@ -8,8 +8,17 @@
 
 use std::time::Duration;
 
-use super::shard::Sample;
+use teardown_engine::state::State;
 use teardown_engine::time::Time;
+
+/// One population sample of both hosts and their measured heap.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Sample {
+    pub server: [u32; State::COUNT],
+    pub client: [u32; State::COUNT],
+    pub server_bytes: i64,
+    pub client_bytes: i64,
+}
 
 /// Samples a shard keeps at most (about 400 KiB of them).
 pub const MAX_SAMPLES: usize = 4096;

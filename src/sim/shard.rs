@@ -22,10 +22,10 @@ use teardown_engine::segment::Segment;
 use teardown_engine::state::State;
 use teardown_engine::time::Time;
 use teardown_engine::tuple::Tuple;
-use teardown_engine::Stats;
+use teardown_engine::{Advance, Stats};
 
 use super::attack::{AttackCounts, AttackKind};
-use super::series::Series;
+use super::series::{Sample, Series};
 use super::{CloseMode, RunawayAt, SimConfig, Workload};
 
 /// The simulated server's address (all shards: one host).
@@ -50,15 +50,6 @@ mod slot {
 /// Bits of `Shard::open_ends`.
 const CLIENT_OPEN: u8 = 0x01;
 const SERVER_OPEN: u8 = 0x02;
-
-/// One population sample of both hosts and their measured heap.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct Sample {
-    pub server: [u32; State::COUNT],
-    pub client: [u32; State::COUNT],
-    pub server_bytes: i64,
-    pub client_bytes: i64,
-}
 
 /// Seed-case counters (teardown-cases.md), seen from the link and the hosts.
 #[derive(Clone, Copy, Debug, Default)]
@@ -420,11 +411,9 @@ impl<'a> Shard<'a> {
                     self.deliver(Side::Client, seg);
                 }
             } else if hs == next {
-                self.with(Side::Server, |h, now| h.handle_timeout(now));
-                self.after(Side::Server);
+                self.fire(Side::Server);
             } else if hc == next {
-                self.with(Side::Client, |h, now| h.handle_timeout(now));
-                self.after(Side::Client);
+                self.fire(Side::Client);
             } else if self.next_open == Some(t) {
                 self.next_open = None;
                 self.open_more();
@@ -463,6 +452,13 @@ impl<'a> Shard<'a> {
         alloc::enter_scope(prev);
         *deadline = host.poll_timeout();
         r
+    }
+
+    /// A host's timers are the next event: it fires what is due now, then its
+    /// events and segments are handled before any other event of this instant.
+    fn fire(&mut self, side: Side) {
+        self.with(side, |h, now| Advance::new(now, now).finish(&mut [h]));
+        self.after(side);
     }
 
     fn deliver(&mut self, to: Side, seg: Segment) {

@@ -1,7 +1,48 @@
-//! Helpers the script tests share.
+//! Helpers the integration tests share.
 #![allow(dead_code)] // each test crate uses its own subset
 
 use std::path::{Path, PathBuf};
+
+use teardown_engine::{Flags, Host, Segment, Time, Tuple};
+
+/// The template of a segment sent on `t` (sender's view): no flags, seq and ack
+/// 0, no payload, a full window. A test writes only what differs, by struct
+/// update, as smoltcp's tests build theirs from `SEND_TEMPL` / `RECV_TEMPL`:
+/// `Segment { flags: Flags::SYN, seq: 1000, ..sent_on(c) }`.
+pub const fn sent_on(t: Tuple) -> Segment {
+    Segment {
+        src_ip: t.local_ip,
+        dst_ip: t.remote_ip,
+        src_port: t.local_port,
+        dst_port: t.remote_port,
+        seq: 0,
+        ack: 0,
+        len: 0,
+        wnd: 65_535,
+        flags: Flags::NONE,
+    }
+}
+
+/// The peer at `c` (its own view) opens a connection to listening `host`, its
+/// handshake fed by hand from ISN 1000. Returns the peer's template for what
+/// it sends next: an ACK at seq 1001 acknowledging the SYN-ACK.
+pub fn open_from(host: &mut Host, now: Time, c: Tuple) -> Segment {
+    let syn = Segment {
+        flags: Flags::SYN,
+        seq: 1000,
+        ..sent_on(c)
+    };
+    host.handle(now, &syn);
+    let synack = host.transmits().next().expect("SYN-ACK");
+    let ack = Segment {
+        flags: Flags::ACK,
+        seq: 1001,
+        ack: synack.seq + 1,
+        ..syn
+    };
+    host.handle(now, &ack);
+    ack
+}
 
 /// The `.pkt` files of a folder of the repository, sorted.
 pub fn pkt_files(dir: &str) -> Vec<PathBuf> {
