@@ -89,7 +89,7 @@ fn same_seed_same_report_whatever_the_threads() {
     };
     let strip = |r: SimReport| {
         let mut v = serde_json::to_value(&r).expect("serializes");
-        for k in ["wall_seconds", "teardowns_per_sec", "threads"] {
+        for k in ["wall_seconds", "teardowns_per_sec", "threads", "resident"] {
             v.as_object_mut().expect("object").remove(k);
         }
         v["memory"]
@@ -118,6 +118,45 @@ fn same_seed_same_report_whatever_the_threads() {
         ..a
     }));
     assert_ne!(two, other_seed);
+}
+
+/// All shards live at once (the default) or one at a time: the same simulation,
+/// but in the first the tables really hold the whole population together.
+#[test]
+fn resident_and_one_shard_at_a_time_simulate_the_same_and_differ_in_working_set() {
+    let a = SimArgs {
+        loss: 0.02,
+        threads: Some(1),
+        ..args(20_000)
+    };
+    let resident = run(&a);
+    let sequential = run(&SimArgs {
+        sequential_shards: true,
+        ..a
+    });
+    assert_eq!(resident.resident.mode, "all-shards");
+    assert_eq!(sequential.resident.mode, "one-shard-per-thread");
+    let simulated = |r: &SimReport| {
+        let mut v = serde_json::to_value(r).expect("serializes");
+        for k in ["wall_seconds", "teardowns_per_sec", "resident"] {
+            v.as_object_mut().expect("object").remove(k);
+        }
+        v["memory"]
+            .as_object_mut()
+            .expect("object")
+            .remove("peak_heap_bytes");
+        v
+    };
+    assert_eq!(simulated(&resident), simulated(&sequential));
+    // Every connection's TIME-WAIT outlives the run's opening minute, so at the
+    // end all 20,000 are held together when the 8 shards are live at once.
+    let held = resident.resident.peak_entries;
+    assert!(held >= resident.peak["time_wait"], "{held}");
+    assert!(resident.peak["time_wait"] >= 19_000, "{:?}", resident.peak);
+    // One shard at a time, the thread never holds more than one shard's share.
+    let one = sequential.resident.peak_entries;
+    assert!(one * 4 < held, "one shard {one}, all shards {held}");
+    assert!(one * 8 >= resident.peak["time_wait"], "{one}");
 }
 
 #[test]

@@ -4,14 +4,17 @@
 //! workload through open, request/response, close and teardown over a simulated
 //! link with loss, delay and jitter. The work is split into a fixed number of
 //! virtual shards (`--shards`), each an independent simulation with its own seed
-//! stream and its own client addresses; threads take shards from a crossbeam
-//! queue and results are merged by shard index. So for a given seed and flags the
-//! report is the same whatever `--threads` is, except the wall-clock fields.
+//! stream and its own client addresses; results are merged by shard index. So
+//! for a given seed and flags the report is the same whatever `--threads` is,
+//! except the wall-clock and working-set fields. By default each thread holds
+//! all its shards at once and advances them together ([`resident`]);
+//! `--sequential-shards` runs them one after another from a crossbeam queue.
 
 mod attack;
 pub mod plot;
 mod repeat;
 mod report;
+mod resident;
 mod series;
 mod shard;
 
@@ -198,6 +201,13 @@ pub struct SimArgs {
     /// Virtual shards (independent simulations); fixed so that results do not depend on --threads.
     #[arg(long, default_value_t = 64)]
     pub shards: u32,
+    /// Run each thread's shards one after another, each to its end, instead of
+    /// all at once: only one shard per thread is then in memory. Populations,
+    /// latencies and every other simulated figure are the same; throughput and
+    /// memory are those of a table --shards times smaller. For runs whose
+    /// population does not fit in memory at once, not for throughput figures.
+    #[arg(long)]
+    pub sequential_shards: bool,
     /// Random seed.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
@@ -271,6 +281,8 @@ pub struct SimConfig {
     pub app_timeout: Duration,
     /// Connections captured for --pcap (0: no capture).
     pub pcap_sample: u64,
+    /// All of a thread's shards live at once (the default), or one at a time.
+    pub resident: bool,
 }
 
 impl SimConfig {
@@ -439,6 +451,7 @@ impl SimConfig {
             attack_rate: a.attack_rate,
             app_timeout: a.app_timeout,
             pcap_sample: if a.pcap.is_some() { a.pcap_sample } else { 0 },
+            resident: !a.sequential_shards,
         })
     }
 }
@@ -470,6 +483,8 @@ pub fn run(cfg: &SimConfig, show_progress: bool) -> SimReport {
     let mut results: Vec<Option<ShardResult>> = (0..cfg.shards).map(|_| None).collect();
     let mut capture = Vec::new();
     let scope_base = crate::alloc::reserve_scopes(2 * cfg.shards as u16);
+    let threads = cfg.threads.min(cfg.shards as usize);
+    let mut peak_entries = 0;
     std::thread::scope(|scope| {
         let (work_tx, work_rx) = crossbeam::channel::unbounded::<u32>();
         let (res_tx, res_rx) = crossbeam::channel::unbounded::<(u32, ShardResult)>();
@@ -478,17 +493,21 @@ pub fn run(cfg: &SimConfig, show_progress: bool) -> SimReport {
             let _ = work_tx.send(k);
         }
         drop(work_tx);
-        for _ in 0..cfg.threads.min(cfg.shards as usize) {
-            let (rx, tx, done) = (work_rx.clone(), res_tx.clone(), &done);
-            scope.spawn(move || {
-                while let Ok(k) = rx.recv() {
-                    let r = shard::Shard::new(cfg, k, scope_base, done).run();
-                    if tx.send((k, r)).is_err() {
-                        return;
+        let workers: Vec<_> = (0..threads)
+            .map(|i| {
+                let (rx, tx, done) = (work_rx.clone(), res_tx.clone(), &done);
+                scope.spawn(move || {
+                    if cfg.resident {
+                        // Every shard k with k % threads == i, all live at once.
+                        let mine = (i as u32..cfg.shards).step_by(threads);
+                        let shards = mine.map(|k| shard::Shard::new(cfg, k, scope_base, done));
+                        resident::run(shards.collect(), &tx)
+                    } else {
+                        one_at_a_time(cfg, scope_base, done, &rx, &tx)
                     }
-                }
-            });
-        }
+                })
+            })
+            .collect();
         drop(res_tx);
         let bar = show_progress.then(|| progress_bar(cfg.connections));
         loop {
@@ -507,12 +526,36 @@ pub fn run(cfg: &SimConfig, show_progress: bool) -> SimReport {
         if let Some(bar) = bar {
             bar.finish_and_clear();
         }
+        for w in workers {
+            peak_entries += w.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
+        }
     });
     let wall = start.elapsed();
     let results: Vec<ShardResult> = results.into_iter().flatten().collect();
     let mut report = SimReport::merge(cfg, &results, wall);
+    report.resident.peak_entries = peak_entries;
     report.capture = capture;
     report
+}
+
+/// One thread's shards taken from the queue and run to their end one after
+/// another; returns the most entries the thread held at once (one shard's peak).
+fn one_at_a_time(
+    cfg: &SimConfig,
+    scope_base: u16,
+    done: &AtomicU64,
+    work: &crossbeam::channel::Receiver<u32>,
+    results: &crossbeam::channel::Sender<(u32, ShardResult)>,
+) -> u64 {
+    let mut peak = 0;
+    while let Ok(k) = work.recv() {
+        let r = shard::Shard::new(cfg, k, scope_base, done).run();
+        peak = peak.max(r.peak_entries);
+        if results.send((k, r)).is_err() {
+            break;
+        }
+    }
+    peak
 }
 
 fn progress_bar(total: u64) -> indicatif::ProgressBar {

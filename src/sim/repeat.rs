@@ -90,8 +90,8 @@ pub fn json(report: &SimReport, repeat: Option<&Repeat>) -> serde_json::Result<S
 /// Fields that depend on the machine, not the seed: left out of the determinism check.
 const WALL_CLOCK: [&str; 2] = ["/wall_seconds", "/teardowns_per_sec"];
 
-/// The report with the wall-clock fields (and the process heap peak, which depends
-/// on thread timing) taken out.
+/// The report with the wall-clock fields (and the process heap and resident
+/// peaks, which depend on thread timing) taken out.
 fn deterministic(r: &SimReport) -> serde_json::Result<Value> {
     let mut v = serde_json::to_value(r)?;
     for p in WALL_CLOCK {
@@ -99,8 +99,14 @@ fn deterministic(r: &SimReport) -> serde_json::Result<Value> {
             *x = Value::Null;
         }
     }
-    if let Some(x) = v.pointer_mut("/memory/peak_heap_bytes") {
-        *x = Value::Null;
+    for p in [
+        "/memory/peak_heap_bytes",
+        "/resident/peak_heap_bytes",
+        "/resident/peak_entries",
+    ] {
+        if let Some(x) = v.pointer_mut(p) {
+            *x = Value::Null;
+        }
     }
     Ok(v)
 }

@@ -72,6 +72,22 @@ pub struct Memory {
     pub peak_heap_bytes: u64,
 }
 
+/// The working set: what the engine's tables held in memory at once, so that a
+/// throughput figure says what size of table it was measured on.
+#[derive(Serialize, Debug, Clone, Default)]
+pub struct Resident {
+    /// `all-shards` (each thread's shards live together, the default) or
+    /// `one-shard-per-thread` (`--sequential-shards`).
+    pub mode: &'static str,
+    /// Most table entries (connections and TIME-WAIT, server and clients) held
+    /// at once: each thread's exact peak, summed over the threads. Varies with
+    /// `--threads` (and, one shard at a time, with which shards a thread took).
+    pub peak_entries: u64,
+    /// Highest process heap seen by the counting allocator (as
+    /// `memory.peak_heap_bytes`).
+    pub peak_heap_bytes: u64,
+}
+
 #[derive(Serialize, Debug, Clone, Default)]
 pub struct Segments {
     pub sent: u64,
@@ -134,6 +150,7 @@ pub struct SimReport {
     pub wall_seconds: f64,
     pub sim_seconds: f64,
     pub teardowns_per_sec: f64,
+    pub resident: Resident,
     /// Simulated time between the population samples that peaks and memory
     /// are read from: `--sample-interval`, doubled as often as a shard needed
     /// to keep at most 4096 samples.
@@ -267,6 +284,16 @@ impl SimReport {
             } else {
                 0.0
             },
+            resident: Resident {
+                mode: if cfg.resident {
+                    "all-shards"
+                } else {
+                    "one-shard-per-thread"
+                },
+                // The driver knows its threads' peaks; see `sim::run`.
+                peak_entries: 0,
+                peak_heap_bytes: crate::alloc::peak_bytes() as u64,
+            },
             peak,
             peak_clients,
             memory: Memory {
@@ -334,6 +361,17 @@ impl SimReport {
             w,
             "  completed {} / leaked {}   simulated {:.1} s in {:.2} s wall   {:.0} teardowns/s",
             self.completed, self.leaked, self.sim_seconds, self.wall_seconds, self.teardowns_per_sec
+        );
+        let r = &self.resident;
+        let _ = writeln!(
+            w,
+            "  resident: {} entries at peak ({}), process heap {:.1} MiB",
+            r.peak_entries,
+            match r.mode {
+                "all-shards" => "all shards live at once",
+                _ => "one shard per thread at a time: the table is --shards times smaller",
+            },
+            r.peak_heap_bytes as f64 / 1048576.0
         );
         let _ = writeln!(
             w,

@@ -102,6 +102,26 @@ pub struct ShardResult {
     pub attacks: Vec<(AttackKind, AttackCounts)>,
     /// Segments in and out of the server for the captured connections (--pcap).
     pub capture: Vec<(Time, Segment)>,
+    /// Most entries the shard's two tables held at once.
+    pub peak_entries: u64,
+}
+
+/// A shard's next event, as [`Shard::next_event`] names it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Due {
+    /// A segment arrives at the server, or at a client.
+    ToServer,
+    ToClient,
+    /// A host's timers are due.
+    ServerTimers,
+    ClientTimers,
+    /// The open schedule (`--rate`) opens more connections.
+    Open,
+    Attack,
+    /// The applications' idle sweep.
+    Sweep,
+    /// `--duration` is over: every application closes.
+    CloseAll,
 }
 
 /// A segment in flight, ordered by arrival time and then by send order.
@@ -223,6 +243,8 @@ pub struct Shard<'a> {
     unreported: u64,
     res: ShardResult,
     reasons: [u64; 9],
+    /// Entries at the last [`Shard::note_entries`].
+    entries_then: u64,
 }
 
 /// When shard `index`'s `n`-th event of a schedule at `rate` per second
@@ -335,7 +357,9 @@ impl<'a> Shard<'a> {
                     .map(|k| (*k, AttackCounts::default()))
                     .collect(),
                 capture: Vec::new(),
+                peak_entries: 0,
             },
+            entries_then: 0,
             reasons: [0; 9],
         }
     }
@@ -367,65 +391,126 @@ impl<'a> Shard<'a> {
         (slot < self.slots.len()).then_some(slot)
     }
 
+    /// Runs the shard to its end, alone.
     pub fn run(mut self) -> ShardResult {
-        let cap = self.cfg.duration.map(|d| Time::ZERO + d);
+        self.start();
+        while let Some((t, due)) = self.next_event() {
+            self.step(t, due);
+        }
+        self.end()
+    }
+
+    /// Opens the first connections (those due at time zero).
+    pub fn start(&mut self) {
         self.open_more();
-        // The next event: plain microsecond counts, u64::MAX for "none".
+        self.note_entries();
+    }
+
+    /// When the shard's next event is due and what it is; None once the shard
+    /// has finished (or reached `--duration`). Ties go to the link, then the
+    /// hosts' timers, then the applications.
+    pub fn next_event(&self) -> Option<(Time, Due)> {
+        // Plain microsecond counts, u64::MAX for "none".
         let us = |t: Option<Time>| t.map_or(u64::MAX, Time::as_micros);
-        loop {
-            let ts = us(self.to_server.next_time());
-            let tc = us(self.to_client.next_time());
-            let hs = us(self.server_deadline);
-            let hc = us(self.client_deadline);
-            let to = us(self.next_open.or(self.close_all_at));
-            let ta = us(self.next_attack);
-            let tw = us(self.next_sweep);
-            let others = ts.min(tc).min(hs).min(hc).min(to).min(ta);
-            if others == u64::MAX
-                && self.opened == self.to_open
-                && self.client.is_empty()
-                && self.server.is_empty()
-            {
-                // Only the idle sweep is left, with nothing to sweep: done.
-                break;
-            }
-            let next = others.min(tw);
-            if next == u64::MAX {
-                break;
-            }
-            let t = Time::from_micros(next);
-            if cap.is_some_and(|c| t > c) {
-                break;
-            }
-            if self.res.series.due_by(t) {
-                let s = self.sample();
-                self.res.series.fill_to(t, s);
-            }
-            self.now = self.now.max(t);
-            if ts == next {
+        let ts = us(self.to_server.next_time());
+        let tc = us(self.to_client.next_time());
+        let hs = us(self.server_deadline);
+        let hc = us(self.client_deadline);
+        let to = us(self.next_open.or(self.close_all_at));
+        let ta = us(self.next_attack);
+        let tw = us(self.next_sweep);
+        let others = ts.min(tc).min(hs).min(hc).min(to).min(ta);
+        if others == u64::MAX
+            && self.opened == self.to_open
+            && self.client.is_empty()
+            && self.server.is_empty()
+        {
+            // Only the idle sweep is left, with nothing to sweep: done.
+            return None;
+        }
+        let next = others.min(tw);
+        if next == u64::MAX {
+            return None;
+        }
+        let t = Time::from_micros(next);
+        if self.cfg.duration.is_some_and(|d| t > Time::ZERO + d) {
+            return None;
+        }
+        let due = if ts == next {
+            Due::ToServer
+        } else if tc == next {
+            Due::ToClient
+        } else if hs == next {
+            Due::ServerTimers
+        } else if hc == next {
+            Due::ClientTimers
+        } else if self.next_open == Some(t) {
+            Due::Open
+        } else if ta == next {
+            Due::Attack
+        } else if tw == next {
+            Due::Sweep
+        } else {
+            Due::CloseAll
+        };
+        Some((t, due))
+    }
+
+    /// Handles the event [`Shard::next_event`] returned; returns how many
+    /// entries the shard's two tables gained (or lost) in it.
+    pub fn step(&mut self, t: Time, due: Due) -> i64 {
+        if self.res.series.due_by(t) {
+            let s = self.sample();
+            self.res.series.fill_to(t, s);
+        }
+        self.now = self.now.max(t);
+        match due {
+            Due::ToServer => {
                 if let Some(seg) = self.to_server.pop() {
                     self.deliver(Side::Server, seg);
                 }
-            } else if tc == next {
+            }
+            Due::ToClient => {
                 if let Some(seg) = self.to_client.pop() {
                     self.deliver(Side::Client, seg);
                 }
-            } else if hs == next {
-                self.fire(Side::Server);
-            } else if hc == next {
-                self.fire(Side::Client);
-            } else if self.next_open == Some(t) {
+            }
+            Due::ServerTimers => self.fire(Side::Server),
+            Due::ClientTimers => self.fire(Side::Client),
+            Due::Open => {
                 self.next_open = None;
                 self.open_more();
-            } else if ta == next {
-                self.attack();
-            } else if tw == next {
-                self.sweep();
-            } else {
+            }
+            Due::Attack => self.attack(),
+            Due::Sweep => self.sweep(),
+            Due::CloseAll => {
                 self.close_all_at = None;
                 self.close_all();
             }
         }
+        self.note_entries()
+    }
+
+    pub fn index(&self) -> u32 {
+        self.index
+    }
+
+    /// Entries in both hosts' tables now (connections and TIME-WAIT).
+    pub fn entries(&self) -> u64 {
+        (self.server.len() + self.client.len()) as u64
+    }
+
+    /// Updates the shard's peak of entries; returns the change since last time.
+    fn note_entries(&mut self) -> i64 {
+        let now = self.entries();
+        let delta = now as i64 - self.entries_then as i64;
+        self.entries_then = now;
+        self.res.peak_entries = self.res.peak_entries.max(now);
+        delta
+    }
+
+    /// The last sample, and the shard's result.
+    pub fn end(mut self) -> ShardResult {
         let s = self.sample();
         self.res.series.push(s);
         self.finish()
