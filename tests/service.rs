@@ -243,6 +243,10 @@ fn sigterm_writes_the_final_report_atomically_and_exits_zero() {
         assert!(report.get(key).is_some(), "{key} missing: {report:#}");
     }
     assert!(report["memory"]["peak_heap_bytes"].as_u64().unwrap() > 0);
+    // The one connection was in the worker's table (FIN-WAIT-1) at a tick.
+    assert_eq!(report["resident"]["peak_entries"], 1, "{report:#}");
+    let summary = report["summary"].as_str().unwrap();
+    assert!(summary.contains("with 1 entries resident at peak"), "{summary}");
     // Only the report: the temporary file was renamed, not left behind.
     let names: Vec<_> = std::fs::read_dir(dir.path())
         .unwrap()

@@ -16,6 +16,7 @@ pub mod metrics;
 pub mod net;
 mod worker;
 
+use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -221,6 +222,7 @@ struct WorkerFinal {
     stats: teardown_engine::Stats,
     population: [usize; State::COUNT],
     peak: [usize; State::COUNT],
+    peak_entries: usize,
     closed: [u64; metrics::REASONS],
     first_rx: Option<Instant>,
     last_rx: Option<Instant>,
@@ -434,7 +436,14 @@ fn final_report(finals: &[WorkerFinal], sampled: &Sampled, shared: &metrics::Sha
         now.insert(s.key().into(), json!(population[*s as usize]));
     }
     let io = shared.io_totals();
+    let peak_entries: usize = finals.iter().map(|f| f.peak_entries).sum();
+    let summary = summary_line(completed, rate, peak_entries, &closed, tw as u64);
     json!({
+        "summary": summary,
+        "resident": {
+            "peak_entries": peak_entries,
+            "peak_heap_bytes": crate::alloc::peak_bytes(),
+        },
         "connections": stats.opened_passive,
         "completed": completed,
         "leaked": leaked,
@@ -475,11 +484,50 @@ fn final_report(finals: &[WorkerFinal], sampled: &Sampled, shared: &metrics::Sha
     })
 }
 
+/// The report's first line for people: the rate, the working set it was
+/// reached with, and how the connections ended, leading with what went wrong
+/// when RSTs or skipped TIME-WAIT are more than a trace (an orphaned FIN-WAIT-2
+/// that cannot become a mini-socket past `tcp_max_tw_buckets` is dropped, and
+/// the peer's FIN then draws an RST: a run can look fast and be mostly resets).
+fn summary_line(
+    completed: u64,
+    rate: f64,
+    peak_entries: usize,
+    closed: &[u64; metrics::REASONS],
+    in_time_wait: u64,
+) -> String {
+    use teardown_engine::CloseReason as R;
+    let ended = closed.iter().sum::<u64>() + in_time_wait;
+    let reset = closed[R::Reset.index()] + closed[R::Aborted.index()];
+    let skipped = closed[R::TimeWaitOverflow.index()];
+    let pct = |n: u64| 100.0 * n as f64 / ended.max(1) as f64;
+    let mut line = format!(
+        "{completed} teardowns at {rate:.0}/s with {peak_entries} entries resident at peak; \
+         {:.1} % ended by RST, {:.1} % skipped TIME-WAIT",
+        pct(reset),
+        pct(skipped)
+    );
+    if pct(reset) >= 1.0 || pct(skipped) >= 1.0 {
+        let why = if skipped > 0 {
+            " (tcp_max_tw_buckets reached: see --max-tw-buckets)"
+        } else {
+            ""
+        };
+        line = format!("WARNING: not an orderly teardown{why}: {line}");
+    }
+    line
+}
+
 /// `teardown serve`.
 pub fn main(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let server = Server::start(&args, true)?;
     println!("{}", server.ready_line());
     let report = server.wait()?;
+    if let Some(line) = report["summary"].as_str() {
+        // Whoever started us may have stopped reading stdout after the ready
+        // line; the summary is also in the JSON report, so a closed pipe is fine.
+        let _ = writeln!(std::io::stdout(), "{line}");
+    }
     eprintln!("{}", serde_json::to_string_pretty(&report)?);
     Ok(ExitCode::SUCCESS)
 }
@@ -487,6 +535,39 @@ pub fn main(args: ServeArgs) -> anyhow::Result<ExitCode> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_summary_leads_with_resets_and_skipped_time_wait() {
+        use teardown_engine::CloseReason as R;
+        let mut closed = [0u64; metrics::REASONS];
+        closed[R::LastAckAcked.index()] = 990;
+        closed[R::Reset.index()] = 10;
+        let orderly = summary_line(1000, 5e5, 2000, &closed, 0);
+        assert!(
+            orderly.starts_with("WARNING: not an orderly teardown: "),
+            "{orderly}"
+        );
+        assert!(orderly.contains("1.0 % ended by RST"), "{orderly}");
+        closed[R::Reset.index()] = 0;
+        let clean = summary_line(1000, 5e5, 2000, &closed, 1000);
+        assert!(
+            clean.starts_with("1000 teardowns at 500000/s with 2000 entries"),
+            "{clean}"
+        );
+        assert!(
+            clean.contains("0.0 % ended by RST, 0.0 % skipped TIME-WAIT"),
+            "{clean}"
+        );
+        closed[R::TimeWaitOverflow.index()] = 860;
+        closed[R::Reset.index()] = 860;
+        let overflow = summary_line(1000, 5e5, 2000, &closed, 0);
+        assert!(
+            overflow.contains("tcp_max_tw_buckets reached"),
+            "{overflow}"
+        );
+        // 860 of 990 + 860 + 860 endings.
+        assert!(overflow.contains("31.7 % ended by RST"), "{overflow}");
+    }
 
     #[test]
     fn clock_compresses_time() {

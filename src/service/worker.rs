@@ -112,6 +112,8 @@ pub(super) struct Worker {
     closed: [u64; REASONS],
     io: Io,
     peak: [usize; State::COUNT],
+    /// Most entries (connections and TIME-WAIT) the worker's table held at a tick.
+    peak_entries: usize,
     first_rx: Option<Instant>,
     last_rx: Option<Instant>,
 }
@@ -155,6 +157,7 @@ impl Worker {
             closed: [0; REASONS],
             io: Io::default(),
             peak: [0; State::COUNT],
+            peak_entries: 0,
             first_rx: None,
             last_rx: None,
         })
@@ -198,6 +201,7 @@ impl Worker {
             stats: *self.host.stats(),
             population,
             peak: self.peak,
+            peak_entries: self.peak_entries,
             closed: self.closed,
             first_rx: self.first_rx,
             last_rx: self.last_rx,
@@ -281,6 +285,7 @@ impl Worker {
             let i = s as usize;
             self.peak[i] = self.peak[i].max(self.host.population(s));
         }
+        self.peak_entries = self.peak_entries.max(self.host.len());
     }
 
     /// The server application: close first after the handshake (`--close
