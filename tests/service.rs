@@ -246,7 +246,10 @@ fn sigterm_writes_the_final_report_atomically_and_exits_zero() {
     // The one connection was in the worker's table (FIN-WAIT-1) at a tick.
     assert_eq!(report["resident"]["peak_entries"], 1, "{report:#}");
     let summary = report["summary"].as_str().unwrap();
-    assert!(summary.contains("with 1 entries resident at peak"), "{summary}");
+    assert!(
+        summary.contains("with 1 entries resident at peak"),
+        "{summary}"
+    );
     // Only the report: the temporary file was renamed, not left behind.
     let names: Vec<_> = std::fs::read_dir(dir.path())
         .unwrap()

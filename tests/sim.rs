@@ -159,6 +159,50 @@ fn resident_and_one_shard_at_a_time_simulate_the_same_and_differ_in_working_set(
     assert!(one * 8 >= resident.peak["time_wait"], "{one}");
 }
 
+/// `--sweep`: one point per size and mode, placed at the entries really held.
+#[test]
+fn sweep_reports_throughput_against_the_entries_held() {
+    let out = Command::new(env!("CARGO_BIN_EXE_teardown"))
+        .args(["sim", "--sweep", "1000,8000", "--connections", "8000"])
+        .args(["--shards", "4", "--threads", "1", "--json", "-"])
+        .output()
+        .expect("runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let points: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let points = points.as_array().expect("an array");
+    let key = |p: &serde_json::Value| {
+        (
+            p["concurrency"].as_u64().unwrap(),
+            p["mode"].as_str().unwrap().to_string(),
+        )
+    };
+    let keys: Vec<_> = points.iter().map(key).collect();
+    assert_eq!(
+        keys,
+        [
+            (1000, "all-shards".to_string()),
+            (1000, "one-shard-per-thread".to_string()),
+            (8000, "all-shards".to_string()),
+            (8000, "one-shard-per-thread".to_string()),
+        ]
+    );
+    let held = |i: usize| points[i]["peak_entries"].as_u64().unwrap();
+    for p in points {
+        assert_eq!(p["leaked"], 0);
+        assert_eq!(p["connections"], 8000);
+        assert!(p["teardowns_per_sec"].as_f64().unwrap() > 0.0);
+    }
+    // The 8,000 connections' TIME-WAIT outlives the run: all held at once,
+    // in four shard-sized pieces one at a time.
+    assert!(held(2) >= 8000, "{}", held(2));
+    assert!(held(3) * 3 < held(2), "{} vs {}", held(3), held(2));
+    assert!(held(0) <= held(2));
+}
+
 #[test]
 fn attacks_follow_rfc_5961_odds() {
     let r = run(&SimArgs {

@@ -17,6 +17,7 @@ mod report;
 mod resident;
 mod series;
 mod shard;
+mod sweep;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -208,6 +209,11 @@ pub struct SimArgs {
     /// population does not fit in memory at once, not for throughput figures.
     #[arg(long)]
     pub sequential_shards: bool,
+    /// Run once per size (comma-separated --concurrency values, e.g.
+    /// 10000,100000,1000000,10000000), all shards resident and then one shard at
+    /// a time, and report teardowns/s against the entries held (--plot draws it).
+    #[arg(long, value_parser = sweep::parse_sizes)]
+    pub sweep: Option<sweep::Sizes>,
     /// Random seed.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
@@ -572,6 +578,9 @@ fn progress_bar(total: u64) -> indicatif::ProgressBar {
 
 /// `teardown sim`.
 pub fn main(args: SimArgs) -> anyhow::Result<ExitCode> {
+    if let Some(sizes) = &args.sweep {
+        return sweep_main(&args, &sizes.0);
+    }
     let cfg = SimConfig::from_args(&args)?;
     let show_progress = std::io::stderr().is_terminal() && !args.quiet;
     let (report, repeat) = repeat::run_repeated(&cfg, args.repeat, show_progress)?;
@@ -602,6 +611,39 @@ pub fn main(args: SimArgs) -> anyhow::Result<ExitCode> {
             .with_context(|| format!("writing plots to {}", dir.display()))?;
     }
     Ok(if report.leaked == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// `teardown sim --sweep SIZES`.
+fn sweep_main(args: &SimArgs, sizes: &[u64]) -> anyhow::Result<ExitCode> {
+    let points = sweep::sweep(args, sizes)?;
+    if !args.quiet && args.json.as_deref() != Some("-") {
+        print!("{}", sweep::human(&points));
+    }
+    if let Some(path) = &args.json {
+        let text = serde_json::to_string_pretty(&points)? + "\n";
+        if path == "-" {
+            print!("{text}");
+        } else {
+            std::fs::write(path, text).with_context(|| format!("writing {path}"))?;
+        }
+    }
+    if let Some(dir) = &args.plot {
+        let threads = SimConfig::from_args(args)?.threads;
+        let title = format!(
+            "teardowns/s as the table grows ({} loss, {} thread{}, {} shards)",
+            args.loss,
+            threads,
+            if threads == 1 { "" } else { "s" },
+            args.shards
+        );
+        sweep::plot(&points, &title, dir)
+            .with_context(|| format!("writing plots to {}", dir.display()))?;
+    }
+    Ok(if points.iter().all(|p| p.leaked == 0) {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
