@@ -1,6 +1,7 @@
-//! The connection table at 1 M and 10 M entries: insert, lookup (hit) and
-//! remove, the engine's shard table beside std's `HashMap` and `DashMap`, one
-//! criterion group per operation so the three sit side by side.
+//! The connection table as it grows, 10 k to 10 M entries: insert, lookup (hit)
+//! and remove, the engine's shard table beside std's `HashMap` and `DashMap`,
+//! one criterion group per operation so the three sit side by side at each
+//! size (the table-only peer of `teardown sim --sweep`).
 //!
 //! Each structure is built once per size and then serves all three operations;
 //! insert and remove are measured in chunks whose effect is undone outside the
@@ -25,7 +26,8 @@ use teardown_engine::{Config, Tuple};
 
 type Value = [u8; 52];
 
-/// Operations per timed chunk: small against the table, so the size barely moves.
+/// Operations per timed chunk at most; never more than 1/16 of the table, so
+/// the size barely moves.
 const CHUNK: u64 = 10_000;
 /// Lookup and removal probes, drawn once per size.
 const PROBES: u64 = 1 << 20;
@@ -114,17 +116,18 @@ impl Store for DashMap<Tuple, Value> {
     }
 }
 
-/// Runs `timed` over `iters` operations in chunks of at most [`CHUNK`] (first
+/// Runs `timed` over `iters` operations in chunks of at most `chunk` (first
 /// operation, count), calling `undo` with each chunk outside the clock.
 fn chunked<S>(
     s: &mut S,
     iters: u64,
+    chunk: u64,
     timed: impl Fn(&mut S, u64, u64),
     undo: impl Fn(&mut S, u64, u64),
 ) -> Duration {
     let (mut spent, mut done) = (Duration::ZERO, 0);
     while done < iters {
-        let n = (iters - done).min(CHUNK);
+        let n = (iters - done).min(chunk);
         let start = Instant::now();
         timed(s, done, n);
         spent += start.elapsed();
@@ -139,6 +142,7 @@ fn bench_store<S: Store>(c: &mut Criterion, n: u64, label: &str) {
     let probe = probes(n);
     let at = |k: u64| &probe[(k % probe.len() as u64) as usize];
     let id = BenchmarkId::new(S::NAME, label);
+    let chunk = (n / 16).clamp(1, CHUNK);
 
     let mut g = c.benchmark_group("table_insert");
     g.throughput(Throughput::Elements(1));
@@ -148,6 +152,7 @@ fn bench_store<S: Store>(c: &mut Criterion, n: u64, label: &str) {
             chunked(
                 &mut s,
                 iters,
+                chunk,
                 |s, _, m| (0..m).for_each(|k| s.insert(tuple(n + k))),
                 |s, _, m| (0..m).for_each(|k| assert!(s.remove(&tuple(n + k)))),
             )
@@ -176,6 +181,7 @@ fn bench_store<S: Store>(c: &mut Criterion, n: u64, label: &str) {
             chunked(
                 &mut s,
                 iters,
+                chunk,
                 |s, from, m| (from..from + m).for_each(|k| assert!(s.remove(at(base + k)))),
                 |s, from, m| (from..from + m).for_each(|k| s.insert(*at(base + k))),
             )
@@ -188,7 +194,12 @@ fn table(c: &mut Criterion) {
     let sizes: &[(u64, &str)] = if common::quick() {
         &[(10_000, "10k"), (100_000, "100k")]
     } else {
-        &[(1_000_000, "1M"), (10_000_000, "10M")]
+        &[
+            (10_000, "10k"),
+            (100_000, "100k"),
+            (1_000_000, "1M"),
+            (10_000_000, "10M"),
+        ]
     };
     for &(n, label) in sizes {
         bench_store::<Engine>(c, n, label);
