@@ -76,6 +76,42 @@ fn counting_allocator_is_installed_and_counts() {
     assert_eq!(alloc::thread_net_bytes(), before);
 }
 
+/// Large blocks (a big table's buckets, the wheel's nodes) are advised for
+/// transparent huge pages: the kernel marks the mapping `hg` in its VmFlags.
+#[cfg(target_os = "linux")]
+#[test]
+fn large_blocks_are_advised_for_huge_pages_and_small_ones_are_not() {
+    let flags_at = |addr: usize| -> String {
+        let smaps = std::fs::read_to_string("/proc/self/smaps").expect("readable");
+        let mut inside = false;
+        for line in smaps.lines() {
+            if let Some((range, _)) = line.split_once(' ') {
+                if let Some((lo, hi)) = range.split_once('-') {
+                    if let (Ok(lo), Ok(hi)) =
+                        (usize::from_str_radix(lo, 16), usize::from_str_radix(hi, 16))
+                    {
+                        inside = (lo..hi).contains(&addr);
+                        continue;
+                    }
+                }
+            }
+            if inside {
+                if let Some(flags) = line.strip_prefix("VmFlags:") {
+                    return flags.to_string();
+                }
+            }
+        }
+        panic!("no mapping holds {addr:#x}");
+    };
+    let big = vec![1u8; 8 << 20];
+    // A 2 MiB-aligned address inside the block, which the advice covers.
+    let inner = (big.as_ptr() as usize).next_multiple_of(2 << 20);
+    assert!(flags_at(inner).split_whitespace().any(|f| f == "hg"));
+    let small = vec![1u8; 64 << 10];
+    let at = small.as_ptr() as usize;
+    assert!(!flags_at(at).split_whitespace().any(|f| f == "hg"));
+}
+
 #[test]
 fn per_entry_costs_within_budget_and_match_the_engine_accounting() {
     let n = 300_000;
