@@ -181,6 +181,23 @@ pub fn parse_percent(s: &str) -> Result<f64, String> {
     Ok(v)
 }
 
+/// Writes a report as pretty JSON (and a newline) to `path`, or to stdout for `-`,
+/// as every command's `--json` does.
+pub fn write_json(path: &str, value: &impl serde::Serialize) -> anyhow::Result<()> {
+    write_text(path, &(serde_json::to_string_pretty(value)? + "\n"))
+}
+
+/// Writes `text` to `path`, or to stdout for `-`.
+pub fn write_text(path: &str, text: &str) -> anyhow::Result<()> {
+    use anyhow::Context;
+    if path == "-" {
+        print!("{text}");
+        Ok(())
+    } else {
+        std::fs::write(path, text).with_context(|| format!("writing {path}"))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

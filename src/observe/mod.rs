@@ -10,7 +10,6 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::Context;
 
 use crate::cli::parse_duration;
 use crate::kernel::netns;
@@ -59,12 +58,7 @@ pub fn main(args: ObserveArgs) -> anyhow::Result<ExitCode> {
         print!("{}", text::render(&report));
     }
     if let Some(path) = &args.json {
-        let json = serde_json::to_string_pretty(&report)? + "\n";
-        if path == "-" {
-            print!("{json}");
-        } else {
-            std::fs::write(path, json).with_context(|| format!("writing {path}"))?;
-        }
+        crate::cli::write_json(path, &report)?;
     }
     Ok(ExitCode::SUCCESS)
 }

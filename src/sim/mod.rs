@@ -591,12 +591,7 @@ pub fn main(args: SimArgs) -> anyhow::Result<ExitCode> {
         }
     }
     if let Some(path) = &args.json {
-        let text = repeat::json(&report, repeat.as_ref())? + "\n";
-        if path == "-" {
-            print!("{text}");
-        } else {
-            std::fs::write(path, text).with_context(|| format!("writing {path}"))?;
-        }
+        crate::cli::write_text(path, &(repeat::json(&report, repeat.as_ref())? + "\n"))?;
     }
     if let Some(path) = &args.pcap {
         let mut w = crate::pcap::PcapWriter::create(path)
@@ -624,12 +619,7 @@ fn sweep_main(args: &SimArgs, sizes: &[u64]) -> anyhow::Result<ExitCode> {
         print!("{}", sweep::human(&points));
     }
     if let Some(path) = &args.json {
-        let text = serde_json::to_string_pretty(&points)? + "\n";
-        if path == "-" {
-            print!("{text}");
-        } else {
-            std::fs::write(path, text).with_context(|| format!("writing {path}"))?;
-        }
+        crate::cli::write_json(path, &points)?;
     }
     if let Some(dir) = &args.plot {
         let threads = SimConfig::from_args(args)?.threads;
