@@ -10,7 +10,6 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-
 use crate::cli::parse_duration;
 use crate::kernel::netns;
 use recording::Recording;

@@ -624,8 +624,8 @@ fn sweep_main(args: &SimArgs, sizes: &[u64]) -> anyhow::Result<ExitCode> {
     if let Some(dir) = &args.plot {
         let threads = SimConfig::from_args(args)?.threads;
         let title = format!(
-            "teardowns/s as the table grows ({} loss, {} thread{}, {} shards)",
-            args.loss,
+            "teardowns/s as the table grows (loss {}%, {} thread{}, {} shards)",
+            (args.loss * 100_000.0).round() / 1000.0,
             threads,
             if threads == 1 { "" } else { "s" },
             args.shards

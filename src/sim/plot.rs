@@ -10,6 +10,8 @@ use std::sync::OnceLock;
 
 use anyhow::Context;
 use hdrhistogram::Histogram;
+use plotters::chart::{MeshStyle, SeriesLabelStyle};
+use plotters::coord::ranged1d::ValueFormatter;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::FontStyle;
@@ -90,6 +92,34 @@ pub(crate) fn thousands(v: f64) -> String {
     } else {
         out
     }
+}
+
+/// The house style of a chart's grid and axis text; each chart adds its own
+/// axis descriptions and label formats.
+pub(crate) fn house_mesh<'m, 'a, 'b, X, Y, XT, YT, DB>(
+    mesh: &'m mut MeshStyle<'a, 'b, X, Y, DB>,
+) -> &'m mut MeshStyle<'a, 'b, X, Y, DB>
+where
+    X: Ranged<ValueType = XT> + ValueFormatter<XT>,
+    Y: Ranged<ValueType = YT> + ValueFormatter<YT>,
+    DB: DrawingBackend,
+{
+    mesh.axis_desc_style(("sans-serif", 18))
+        .label_style(("sans-serif", 15))
+        .light_line_style(RGBColor(235, 235, 235))
+        .bold_line_style(RGBColor(210, 210, 210))
+}
+
+/// The house style of a chart's legend, at `position`.
+pub(crate) fn house_legend<'m, 'a, 'b, DB: DrawingBackend + 'a, CT: CoordTranslate>(
+    legend: &'m mut SeriesLabelStyle<'a, 'b, DB, CT>,
+    position: SeriesLabelPosition,
+) -> &'m mut SeriesLabelStyle<'a, 'b, DB, CT> {
+    legend
+        .position(position)
+        .label_font(("sans-serif", 15))
+        .background_style(WHITE.mix(0.9))
+        .border_style(RGBColor(160, 160, 160))
 }
 
 /// A chart that can be drawn on any backend (a closure cannot be generic).
@@ -281,16 +311,11 @@ where
         .x_label_area_size(55)
         .y_label_area_size(95)
         .build_cartesian_2d(0f64..t_max, (0.8f64..y_max * 3.0).log_scale())?;
-    chart
-        .configure_mesh()
+    house_mesh(&mut chart.configure_mesh())
         .x_desc("simulated time (s)")
         .y_desc("connections in state (log scale)")
-        .axis_desc_style(("sans-serif", 18))
-        .label_style(("sans-serif", 15))
         .y_label_formatter(&|v| thousands(*v))
         .x_label_formatter(&|v| format!("{v:.0}"))
-        .light_line_style(RGBColor(235, 235, 235))
-        .bold_line_style(RGBColor(210, 210, 210))
         .draw()?;
     let mut drawn = 0;
     for &st in states {
@@ -312,13 +337,11 @@ where
             });
     }
     if drawn > 0 {
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
-            .label_font(("sans-serif", 15))
-            .background_style(WHITE.mix(0.9))
-            .border_style(RGBColor(160, 160, 160))
-            .draw()?;
+        house_legend(
+            &mut chart.configure_series_labels(),
+            SeriesLabelPosition::UpperRight,
+        )
+        .draw()?;
     } else {
         root.draw(&Text::new(
             "no connections were sampled",
@@ -379,16 +402,11 @@ where
         .x_label_area_size(55)
         .y_label_area_size(80)
         .build_cartesian_2d((lo..hi).log_scale(), 0f64..1.0)?;
-    chart
-        .configure_mesh()
+    house_mesh(&mut chart.configure_mesh())
         .x_desc("time from close() to CLOSED (ms, log scale)")
         .y_desc("fraction of connections")
-        .axis_desc_style(("sans-serif", 18))
-        .label_style(("sans-serif", 15))
         .x_label_formatter(&|v| thousands(*v))
         .y_label_formatter(&|v| format!("{v:.1}"))
-        .light_line_style(RGBColor(235, 235, 235))
-        .bold_line_style(RGBColor(210, 210, 210))
         .draw()?;
     for (name, p, colour, n) in &pts {
         let colour = *colour;
@@ -413,13 +431,11 @@ where
             });
     }
     if !pts.is_empty() {
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::MiddleMiddle)
-            .label_font(("sans-serif", 15))
-            .background_style(WHITE.mix(0.9))
-            .border_style(RGBColor(160, 160, 160))
-            .draw()?;
+        house_legend(
+            &mut chart.configure_series_labels(),
+            SeriesLabelPosition::MiddleMiddle,
+        )
+        .draw()?;
     }
     Ok(())
 }

@@ -14,7 +14,7 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 use serde::Serialize;
 
-use super::plot::{both, register_font, thousands, Chart, PALETTE};
+use super::plot::{both, house_legend, house_mesh, register_font, thousands, Chart, PALETTE};
 use super::{run, SimArgs, SimConfig};
 
 /// One run of the sweep.
@@ -133,16 +133,11 @@ impl Chart for Sweep<'_> {
             .x_label_area_size(55)
             .y_label_area_size(100)
             .build_cartesian_2d((lo..hi).log_scale(), 0f64..top)?;
-        chart
-            .configure_mesh()
+        house_mesh(&mut chart.configure_mesh())
             .x_desc("entries resident in the engine's tables (log scale)")
             .y_desc("teardowns per second")
-            .axis_desc_style(("sans-serif", 18))
-            .label_style(("sans-serif", 15))
             .x_label_formatter(&|v| thousands(*v))
             .y_label_formatter(&|v| thousands(*v))
-            .light_line_style(RGBColor(235, 235, 235))
-            .bold_line_style(RGBColor(210, 210, 210))
             .draw()?;
         let curves = [
             ("all shards resident", "all-shards", PALETTE[0]),
@@ -167,13 +162,11 @@ impl Chart for Sweep<'_> {
                 });
             chart.draw_series(pts.into_iter().map(|p| Circle::new(p, 5, colour.filled())))?;
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
-            .label_font(("sans-serif", 15))
-            .background_style(WHITE.mix(0.9))
-            .border_style(RGBColor(200, 200, 200))
-            .draw()?;
+        house_legend(
+            &mut chart.configure_series_labels(),
+            SeriesLabelPosition::UpperRight,
+        )
+        .draw()?;
         Ok(())
     }
 }
