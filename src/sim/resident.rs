@@ -11,7 +11,7 @@
 //! wall clock and the memory figures.
 
 use std::cmp::Reverse;
-use std::collections::BinaryHeap;
+use std::collections::binary_heap::{BinaryHeap, PeekMut};
 
 use super::shard::{Shard, ShardResult};
 use crossbeam::channel::Sender;
@@ -32,15 +32,22 @@ pub fn run(shards: Vec<Shard<'_>>, results: &Sender<(u32, ShardResult)>) -> u64 
         }
     }
     let mut peak = entries;
-    while let Some(Reverse((t, i, due))) = next.pop() {
+    // The earliest shard's entry is replaced in place (one sift, which stops
+    // at once while that shard stays the earliest), not popped and pushed.
+    while let Some(mut top) = next.peek_mut() {
+        let Reverse((t, i, due)) = *top;
         let Some(s) = live[i].as_mut() else {
+            PeekMut::pop(top);
             continue;
         };
         entries = entries.saturating_add_signed(s.step(t, due));
         peak = peak.max(entries);
         match s.next_event() {
-            Some((t, due)) => next.push(Reverse((t, i, due))),
-            None => entries -= finish(&mut live[i], results),
+            Some((t, due)) => *top = Reverse((t, i, due)),
+            None => {
+                PeekMut::pop(top);
+                entries -= finish(&mut live[i], results);
+            }
         }
     }
     peak
