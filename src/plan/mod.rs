@@ -6,6 +6,9 @@
 //! `tcp_max_tw_buckets` or the ephemeral ports of a destination. `--verify` runs
 //! the simulator on the same workload and puts the two side by side.
 
+pub mod bounds;
+pub mod from;
+pub mod from_report;
 pub mod memory;
 pub mod model;
 mod plot;
@@ -30,8 +33,14 @@ use model::{Closer, Prediction, Times, Workload, MODELLED};
 #[derive(Args, Debug, Clone)]
 pub struct PlanArgs {
     /// Connections closed per second (in steady state also opened per second).
-    #[arg(long, allow_hyphen_values = true)]
-    pub close_rate: String,
+    #[arg(long, allow_hyphen_values = true, required_unless_present = "from")]
+    pub close_rate: Option<String>,
+    /// Calibrate from `teardown observe --json` output instead (docs/plan-from.md).
+    #[arg(long, value_name = "OBSERVE.json", conflicts_with_all = ["close_rate", "verify", "plot"])]
+    pub from: Option<PathBuf>,
+    /// With --from: the multiple of today's close rate to price memory at.
+    #[arg(long, default_value_t = 1.0, requires = "from")]
+    pub growth: f64,
     /// Round-trip time between the server and its clients.
     #[arg(long, default_value = "10ms", value_parser = parse_duration)]
     pub rtt: Duration,
@@ -103,14 +112,14 @@ pub struct Plan {
 
 impl Plan {
     pub fn from_args(a: &PlanArgs) -> Result<Plan, Usage> {
-        let rate: f64 = a.close_rate.trim().parse().map_err(|_| {
+        let given = a.close_rate.as_deref().unwrap_or_default();
+        let rate: f64 = given.trim().parse().map_err(|_| {
             Usage(format!(
-                "--close-rate must be a number of closes per second, got '{}'",
-                a.close_rate
+                "--close-rate must be a number of closes per second, got '{given}'"
             ))
         })?;
         ensure(rate.is_finite() && rate > 0.0, || {
-            format!("--close-rate must be above zero, got {}", a.close_rate)
+            format!("--close-rate must be above zero, got {given}")
         })?;
         ensure(rate <= 1e9, || {
             "--close-rate above 1e9 per second is not supported".into()
@@ -697,6 +706,9 @@ pub fn human(plan: &Plan, o: &Outcome, sim: Option<&Simulated>) -> String {
 
 /// `teardown plan`.
 pub fn main(args: PlanArgs) -> anyhow::Result<ExitCode> {
+    if let Some(path) = &args.from {
+        return main_from(&args, path);
+    }
     let plan = Plan::from_args(&args)?;
     let slab = Slab::read();
     let outcome = evaluate(&plan, &slab);
@@ -720,23 +732,49 @@ pub fn main(args: PlanArgs) -> anyhow::Result<ExitCode> {
     } else {
         (plan, outcome)
     };
-    if args.json.as_deref() != Some("-") {
-        print!("{}", human(&plan, &outcome, simulated.as_ref()));
+    write_out(
+        args.json.as_deref(),
+        &human(&plan, &outcome, simulated.as_ref()),
+        &to_json(&plan, &outcome, simulated.as_ref()),
+    )?;
+    if let Some(dir) = &args.plot {
+        plot::plot(&plan, &slab, dir)
+            .with_context(|| format!("writing plots to {}", dir.display()))?;
     }
-    if let Some(path) = &args.json {
-        let text =
-            serde_json::to_string_pretty(&to_json(&plan, &outcome, simulated.as_ref()))? + "\n";
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `teardown plan --from`.
+fn main_from(args: &PlanArgs, path: &std::path::Path) -> anyhow::Result<ExitCode> {
+    ensure(args.growth.is_finite() && args.growth > 0.0, || {
+        format!("--growth must be above zero, got {}", args.growth)
+    })?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let (human, json) = from_report::run(&text, args.rtt, args.growth).with_context(|| {
+        format!(
+            "{} is not a `teardown observe --json` report",
+            path.display()
+        )
+    })?;
+    write_out(args.json.as_deref(), &human, &json)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Prints the text report unless JSON goes to stdout, and writes the JSON.
+fn write_out(json_to: Option<&str>, human: &str, json: &Value) -> anyhow::Result<()> {
+    if json_to != Some("-") {
+        print!("{human}");
+    }
+    if let Some(path) = json_to {
+        let text = serde_json::to_string_pretty(json)? + "\n";
         if path == "-" {
             print!("{text}");
         } else {
             std::fs::write(path, text).with_context(|| format!("writing {path}"))?;
         }
     }
-    if let Some(dir) = &args.plot {
-        plot::plot(&plan, &slab, dir)
-            .with_context(|| format!("writing plots to {}", dir.display()))?;
-    }
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }
 
 /// A `tcp_max_tw_buckets` value for people: `usize::MAX` means no limit.
