@@ -442,3 +442,52 @@ fn plan_from_cli_reports_headroom_worst_first() {
         );
     }
 }
+
+/// Issue 14: 1,500 server closes/s from one client address to one port, range
+/// 28,232. Linux's TIME-WAIT is bounded by the 14,116 even-port 4-tuples, not
+/// 1,500 x 60 = 90,000; with the cap at 4,096 the skipped share is
+/// 1 - 4,096/14,116 = 71.0 %, not (R - cap/60)/R = 95.4 %.
+#[test]
+fn one_client_address_bounds_the_server_time_wait_by_its_tuples() {
+    let o = evaluate(
+        &plan(&["--close-rate", "1500", "--close", "server"]),
+        &Slab::defaults(),
+    );
+    assert_eq!(o.buckets.time_wait_by_rate, 90_000.0);
+    assert_eq!(o.buckets.binds, Bound::Tuples);
+    assert_eq!(o.buckets.population, 14_116.0);
+    let o = evaluate(
+        &plan(&["--close-rate", "1500", "--max-tw-buckets", "4096"]),
+        &Slab::defaults(),
+    );
+    assert_eq!(o.buckets.binds, Bound::Buckets);
+    assert!(close(
+        o.buckets.skipped_fraction,
+        1.0 - 4096.0 / 14_116.0,
+        1e-9
+    ));
+    let old = o.prediction.tw_overflow_per_sec / 1500.0;
+    assert!(close(old, (1500.0 - 4096.0 / 60.0) / 1500.0, 1e-9), "{old}");
+    // Runaway clients leave orphaned FIN-WAIT-2 on the server: in the buckets.
+    let o = evaluate(
+        &plan(&[
+            "--close-rate",
+            "1500",
+            "--clients",
+            "100",
+            "--runaway",
+            "0.1",
+        ]),
+        &Slab::defaults(),
+    );
+    assert!(close(
+        o.buckets.orphan_fin_wait_2,
+        1500.0 * 0.1 * 60.0,
+        0.01
+    ));
+    assert!(close(
+        o.buckets.demand,
+        o.buckets.time_wait + o.buckets.orphan_fin_wait_2,
+        1e-12
+    ));
+}

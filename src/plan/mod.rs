@@ -210,6 +210,10 @@ pub struct Limits {
 /// Everything `teardown plan` computes for one workload.
 pub struct Outcome {
     pub prediction: Prediction,
+    /// The server's `tcp_max_tw_buckets` under Linux's bounds (the engine does not
+    /// model port choice yet): TIME-WAIT bounded by its clients' usable 4-tuples,
+    /// orphaned FIN-WAIT-2 in the buckets.
+    pub buckets: bounds::Buckets,
     pub limits: Limits,
     pub engine_bytes: f64,
     pub clients_engine_bytes: f64,
@@ -249,6 +253,7 @@ pub fn evaluate(plan: &Plan, slab: &Slab) -> Outcome {
             0.0
         },
     };
+    let buckets = server_buckets(plan, &pr);
     let engine_bytes = memory::engine_bytes(&pr.server, plan.tables, server_restarts(&pr, w.close));
     let clients_engine_bytes =
         memory::engine_bytes(&pr.clients, plan.tables, client_restarts(&pr, w.close));
@@ -257,10 +262,33 @@ pub fn evaluate(plan: &Plan, slab: &Slab) -> Outcome {
         clients_linux_bytes: slab.bytes(&pr.clients),
         linux: slab.clone(),
         prediction: pr,
+        buckets,
         limits,
         engine_bytes,
         clients_engine_bytes,
     }
+}
+
+/// The server's buckets: when it closes first, its TIME-WAIT comes from each
+/// (client IP, server IP, port) pool's even ports (the clients' ports are free
+/// after LAST-ACK, so connect() keeps to the even half, [`bounds::even_ports`]);
+/// every FIN-WAIT-2 of the first closer is an orphan and takes a bucket too.
+fn server_buckets(plan: &Plan, pr: &Prediction) -> bounds::Buckets {
+    let w = &plan.workload;
+    let pools: Vec<bounds::Pool> = if w.close == Closer::Server {
+        vec![bounds::Pool {
+            rate: w.rate * pr.tw_share,
+            lifetime: pr.tw_time,
+            tuples: plan.destinations() * bounds::even_ports(plan.ports),
+        }]
+    } else {
+        Vec::new()
+    };
+    bounds::buckets(
+        &pools,
+        w.rate * pr.server_times.fin_wait_2,
+        w.host.max_tw_buckets as f64,
+    )
 }
 
 fn server_restarts(pr: &Prediction, close: Closer) -> f64 {
@@ -462,6 +490,7 @@ pub fn to_json(plan: &Plan, o: &Outcome, sim: Option<&Simulated>) -> Value {
             "max_rate_per_destination_with_reuse": l.max_rate_per_destination_with_reuse,
             "server_time_wait_tuples_per_destination": l.server_tw_tuples_per_destination,
         },
+        "linux_tw_buckets": serde_json::to_value(&o.buckets).unwrap_or(Value::Null),
     });
     if let (Some(s), Some(obj)) = (sim, out.as_object_mut()) {
         let mut simulated = states_json(&s.server);
@@ -684,11 +713,38 @@ pub fn human(plan: &Plan, o: &Outcome, sim: Option<&Simulated>) -> String {
         l.max_rate_per_destination_with_reuse
     );
     if w.close == Closer::Server {
+        let b = &o.buckets;
         let _ = writeln!(
             o_,
-            "    (the server's TIME-WAIT holds {} 4-tuples per destination; a client reusing one is let in only if its SYN is newer, RFC 6191)",
-            count(l.server_tw_tuples_per_destination)
+            "  Linux bounds the server's TIME-WAIT by the smallest of rate x {:.0} s ({}), the clients' usable 4-tuples ({}: {} destination(s) x {} even ports, connect() takes even ports first) and tcp_max_tw_buckets ({}, less {} orphaned FIN-WAIT-2): {}, bound by {}",
+            pr.tw_time,
+            count(b.time_wait_by_rate),
+            count(plan.destinations() * bounds::even_ports(plan.ports)),
+            count(plan.destinations()),
+            count(bounds::even_ports(plan.ports)),
+            buckets(w.host.max_tw_buckets),
+            count(b.orphan_fin_wait_2),
+            count(b.population - b.orphan_fin_wait_2.min(b.population)),
+            b.binds.describe()
         );
+        if b.binds == bounds::Bound::Tuples {
+            let _ = writeln!(
+                o_,
+                "    (a newer SYN reopens a 4-tuple still in TIME-WAIT, RFC 6191, and the old entry goes with no counter; this engine does not model port choice yet, so the table above says {})",
+                count(pr.server.time_wait)
+            );
+        }
+        if let (bounds::Bound::Buckets, Some(t)) = (b.binds, &b.transient) {
+            let _ = writeln!(
+                o_,
+                "    overflow {:.1}% of closes ({}/s: 1 - buckets / min(rate x 60 s, 4-tuples)); from empty the buckets fill in {:.1} s and {:.1}% skip until the first expiry at {:.0} s",
+                b.skipped_fraction * 100.0,
+                count(b.overflow_per_sec),
+                t.fill_s,
+                t.skipped_fraction * 100.0,
+                t.until_s
+            );
+        }
     }
     if let Some(sm) = sim {
         let _ = writeln!(
