@@ -712,6 +712,12 @@ pub fn human(plan: &Plan, o: &Outcome, sim: Option<&Simulated>) -> String {
         verdict(l.port_exhaustion_with_reuse),
         l.max_rate_per_destination_with_reuse
     );
+    if w.close == Closer::Client {
+        let _ = writeln!(
+            o_,
+            "    (tcp_tw_reuse needs tcp_timestamps at both ends, tcp_twsk_unique; the default tcp_tw_reuse=2 is loopback only; bind() before connect() without IP_BIND_ADDRESS_NO_PORT shares one range across all server IPs and ports of a client IP)"
+        );
+    }
     if w.close == Closer::Server {
         let b = &o.buckets;
         let _ = writeln!(
