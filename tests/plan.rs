@@ -491,3 +491,63 @@ fn one_client_address_bounds_the_server_time_wait_by_its_tuples() {
         1e-12
     ));
 }
+
+/// nginx's lingering close (lingering_timeout 5 s), 10 % of clients gone after
+/// ACKing the FIN: 100/s hold FIN-WAIT-2 with the descriptor for 5 s (500 full
+/// sockets, no bucket), then orphan for tcp_fin_timeout (6,000 in the buckets).
+#[test]
+fn lingering_close_holds_fin_wait_2_with_its_descriptor() {
+    let flags = [
+        "--close-rate",
+        "1000",
+        "--clients",
+        "100",
+        "--runaway",
+        "0.1",
+    ];
+    let plain = evaluate(&plan(&flags), &Slab::defaults());
+    let mut with = flags.to_vec();
+    with.extend(["--lingering-close", "5s"]);
+    let o = evaluate(&plan(&with), &Slab::defaults());
+    let p = &o.prediction;
+    assert!(
+        close(p.server.fin_wait_2, 6_500.0, 0.01),
+        "{}",
+        p.server.fin_wait_2
+    );
+    assert!(
+        close(1000.0 * p.fin_wait_2_held, 500.0, 0.01),
+        "{}",
+        p.fin_wait_2_held
+    );
+    assert!(close(o.buckets.orphan_fin_wait_2, 6_000.0, 0.01));
+    assert_eq!(plain.prediction.fin_wait_2_held, 0.0);
+    assert!(close(plain.buckets.orphan_fin_wait_2, 6_000.0, 0.01));
+    // The 500 held ones cost a full socket each instead of a mini-socket.
+    let extra = o.linux_bytes - plain.linux_bytes;
+    let want = 500.0 * 2368.0;
+    assert!(close(extra, want, 0.02), "{extra} vs {want}");
+}
+
+/// Both ends in one namespace (loopback): the clients' TIME-WAIT fills the
+/// same tcp_max_tw_buckets, bounded by the even ports of the one destination.
+#[test]
+fn a_shared_namespace_counts_the_clients_time_wait() {
+    let apart = evaluate(
+        &plan(&["--close-rate", "1500", "--close", "client"]),
+        &Slab::defaults(),
+    );
+    assert_eq!(apart.buckets.demand, 0.0);
+    let shared = evaluate(
+        &plan(&[
+            "--close-rate",
+            "1500",
+            "--close",
+            "client",
+            "--shared-netns",
+        ]),
+        &Slab::defaults(),
+    );
+    assert_eq!(shared.buckets.time_wait, 14_116.0);
+    assert_eq!(shared.buckets.binds, Bound::Tuples);
+}

@@ -92,6 +92,7 @@ impl Calibration {
             runaway: 0.0,
             close,
             app_delay: Duration::ZERO,
+            lingering: None,
             host: self.host.clone(),
         }
     }

@@ -57,6 +57,15 @@ pub struct PlanArgs {
     /// How long the passive closer's application takes to close after the peer's FIN (CLOSE-WAIT).
     #[arg(long, default_value = "0s", value_parser = parse_duration)]
     pub app_delay: Duration,
+    /// The server closes by nginx's lingering close with this `lingering_timeout`
+    /// (e.g. 5s): its FIN-WAIT-2 holds the descriptor (a full socket, no bucket)
+    /// until the client's FIN or the timeout, then orphans for tcp_fin_timeout.
+    #[arg(long, value_parser = parse_duration, conflicts_with = "verify")]
+    pub lingering_close: Option<Duration>,
+    /// Clients and server share one network namespace (loopback tests, sidecars):
+    /// tcp_max_tw_buckets is per namespace, so both ends' TIME-WAIT and orphans count.
+    #[arg(long)]
+    pub shared_netns: bool,
     /// Client IP addresses connecting to the server.
     #[arg(long, default_value_t = 1)]
     pub clients: u32,
@@ -108,6 +117,8 @@ pub struct Plan {
     pub ports: u32,
     pub tw_reuse_delay: Duration,
     pub tables: u32,
+    /// Both ends in one network namespace: one set of buckets.
+    pub shared_netns: bool,
 }
 
 impl Plan {
@@ -157,6 +168,7 @@ impl Plan {
                 runaway,
                 close,
                 app_delay: a.app_delay,
+                lingering: a.lingering_close,
                 host,
             },
             clients: a.clients,
@@ -165,6 +177,7 @@ impl Plan {
             ports: (hi - lo) as u32 + 1,
             tw_reuse_delay: a.tw_reuse_delay,
             tables: a.tables,
+            shared_netns: a.shared_netns,
         })
     }
 
@@ -258,7 +271,9 @@ pub fn evaluate(plan: &Plan, slab: &Slab) -> Outcome {
     let clients_engine_bytes =
         memory::engine_bytes(&pr.clients, plan.tables, client_restarts(&pr, w.close));
     Outcome {
-        linux_bytes: slab.bytes(&pr.server),
+        // A lingering close's FIN-WAIT-2 keeps its full socket.
+        linux_bytes: slab.bytes(&pr.server)
+            + w.rate * server_held(&pr, w.close) * (slab.tcp_sock_bytes - slab.tw_sock_bytes),
         clients_linux_bytes: slab.bytes(&pr.clients),
         linux: slab.clone(),
         prediction: pr,
@@ -275,20 +290,37 @@ pub fn evaluate(plan: &Plan, slab: &Slab) -> Outcome {
 /// every FIN-WAIT-2 of the first closer is an orphan and takes a bucket too.
 fn server_buckets(plan: &Plan, pr: &Prediction) -> bounds::Buckets {
     let w = &plan.workload;
-    let pools: Vec<bounds::Pool> = if w.close == Closer::Server {
-        vec![bounds::Pool {
-            rate: w.rate * pr.tw_share,
-            lifetime: pr.tw_time,
-            tuples: plan.destinations() * bounds::even_ports(plan.ports),
-        }]
+    let tuples = plan.destinations() * bounds::even_ports(plan.ports);
+    let pool = bounds::Pool {
+        rate: w.rate * pr.tw_share,
+        lifetime: pr.tw_time,
+        tuples,
+    };
+    // With the clients in the same namespace their side counts too (the
+    // clients' TIME-WAIT on loopback is reused from the even ports as well:
+    // tcp_tw_reuse=2 with timestamps).
+    let (server_closes, clients_here) = (w.close == Closer::Server, plan.shared_netns);
+    let pools: Vec<bounds::Pool> = if server_closes || clients_here {
+        vec![pool]
     } else {
         Vec::new()
     };
-    bounds::buckets(
-        &pools,
-        w.rate * pr.server_times.fin_wait_2,
-        w.host.max_tw_buckets as f64,
-    )
+    let mut orphans = w.rate * pr.server_times.fin_wait_2;
+    if server_closes {
+        orphans -= w.rate * pr.fin_wait_2_held;
+    }
+    if clients_here {
+        orphans += w.rate * pr.client_times.fin_wait_2;
+    }
+    bounds::buckets(&pools, orphans, w.host.max_tw_buckets as f64)
+}
+
+fn server_held(pr: &Prediction, close: Closer) -> f64 {
+    if close == Closer::Server {
+        pr.fin_wait_2_held
+    } else {
+        0.0
+    }
 }
 
 fn server_restarts(pr: &Prediction, close: Closer) -> f64 {
@@ -491,6 +523,10 @@ pub fn to_json(plan: &Plan, o: &Outcome, sim: Option<&Simulated>) -> Value {
             "server_time_wait_tuples_per_destination": l.server_tw_tuples_per_destination,
         },
         "linux_tw_buckets": serde_json::to_value(&o.buckets).unwrap_or(Value::Null),
+        "lingering_close": w.lingering.map(|l| json!({
+            "lingering_timeout_s": l.as_secs_f64(),
+            "fin_wait_2_held": w.rate * pr.fin_wait_2_held,
+        })),
     });
     if let (Some(s), Some(obj)) = (sim, out.as_object_mut()) {
         let mut simulated = states_json(&s.server);
@@ -678,7 +714,7 @@ pub fn human(plan: &Plan, o: &Outcome, sim: Option<&Simulated>) -> String {
             buckets(w.host.max_tw_buckets),
             pr.tw_overflow_rate
         );
-    } else {
+    } else if !plan.shared_netns {
         let _ = writeln!(
             o_,
             "  tcp_max_tw_buckets: the server holds no TIME-WAIT (the clients close first)"
@@ -718,11 +754,16 @@ pub fn human(plan: &Plan, o: &Outcome, sim: Option<&Simulated>) -> String {
             "    (tcp_tw_reuse needs tcp_timestamps at both ends, tcp_twsk_unique; the default tcp_tw_reuse=2 is loopback only; bind() before connect() without IP_BIND_ADDRESS_NO_PORT shares one range across all server IPs and ports of a client IP)"
         );
     }
-    if w.close == Closer::Server {
+    if w.close == Closer::Server || plan.shared_netns {
         let b = &o.buckets;
+        let whose = if plan.shared_netns {
+            "the namespace's (both ends share tcp_max_tw_buckets)"
+        } else {
+            "the server's"
+        };
         let _ = writeln!(
             o_,
-            "  Linux bounds the server's TIME-WAIT by the smallest of rate x {:.0} s ({}), the clients' usable 4-tuples ({}: {} destination(s) x {} even ports, connect() takes even ports first) and tcp_max_tw_buckets ({}, less {} orphaned FIN-WAIT-2): {}, bound by {}",
+            "  Linux bounds {whose} TIME-WAIT by the smallest of rate x {:.0} s ({}), the clients' usable 4-tuples ({}: {} destination(s) x {} even ports, connect() takes even ports first) and tcp_max_tw_buckets ({}, less {} orphaned FIN-WAIT-2): {}, bound by {}",
             pr.tw_time,
             count(b.time_wait_by_rate),
             count(plan.destinations() * bounds::even_ports(plan.ports)),
@@ -733,11 +774,21 @@ pub fn human(plan: &Plan, o: &Outcome, sim: Option<&Simulated>) -> String {
             count(b.population - b.orphan_fin_wait_2.min(b.population)),
             b.binds.describe()
         );
+        if let Some(l) = w.lingering {
+            let held = w.rate * pr.fin_wait_2_held;
+            let _ = writeln!(
+                o_,
+                "    lingering close ({:.1} s): {} FIN-WAIT-2 hold their descriptor (full sockets, no bucket, no timeout), {} are orphans in the buckets",
+                l.as_secs_f64(),
+                count(held),
+                count(b.orphan_fin_wait_2)
+            );
+        }
         if b.binds == bounds::Bound::Tuples {
             let _ = writeln!(
                 o_,
                 "    (a newer SYN reopens a 4-tuple still in TIME-WAIT, RFC 6191, and the old entry goes with no counter; this engine does not model port choice yet, so the table above says {})",
-                count(pr.server.time_wait)
+                count(o.buckets.time_wait_by_rate)
             );
         }
         if let (bounds::Bound::Buckets, Some(t)) = (b.binds, &b.transient) {

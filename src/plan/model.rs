@@ -41,6 +41,13 @@ pub struct Workload {
     pub close: Closer,
     /// Time the passive closer's application takes to close after the peer's FIN.
     pub app_delay: Duration,
+    /// The server closes by nginx's lingering close (`shutdown(SHUT_WR)`, then
+    /// reads until the client's FIN or this long without data: `lingering_timeout`,
+    /// 5 s by default). Its FIN-WAIT-2 keeps the descriptor, so it is a full
+    /// socket, never times out and takes no bucket; only when the wait ends
+    /// without a FIN does close() leave an orphaned FIN-WAIT-2 for
+    /// `tcp_fin_timeout` (linux-rules.md: only orphans time out).
+    pub lingering: Option<Duration>,
     pub host: Config,
 }
 
@@ -126,6 +133,10 @@ pub struct Prediction {
     /// Retransmitted FINs arriving in TIME-WAIT, per TIME-WAIT entry (each leaves a
     /// stale slot in the engine's ring).
     pub tw_restarts: f64,
+    /// Mean seconds per connection the active closer spends in FIN-WAIT-2 with its
+    /// descriptor still open (lingering close); the rest of its FIN-WAIT-2 is
+    /// orphaned, a mini-socket in `tcp_max_tw_buckets`.
+    pub fin_wait_2_held: f64,
     /// TIME-WAIT population the closer would hold without the cap.
     pub tw_uncapped: f64,
     /// Entries per second that skip TIME-WAIT because the cap is reached.
@@ -338,8 +349,21 @@ pub fn predict(w: &Workload) -> Prediction {
     // FIN-WAIT-2: a staying peer's FIN comes app_delay after its ACK, and later still
     // if lost; a runaway's never comes (tcp_fin_timeout, seed case 5).
     let peer_fin_wait = w.app_delay.as_secs_f64() + first_arrival_delay(&data_sched, p);
-    let fw2 =
-        (1.0 - f) * stay.to_fin_wait_2 * peer_fin_wait + f * away.to_fin_wait_2 * fin_wait2_timeout;
+    let (fw2, fin_wait_2_held) = match (w.lingering, w.close) {
+        // nginx: the descriptor is held until the client's FIN or the lingering
+        // timeout; a runaway client's connection then orphans for tcp_fin_timeout.
+        (Some(l), Closer::Server) => {
+            let l = l.as_secs_f64();
+            let held =
+                (1.0 - f) * stay.to_fin_wait_2 * peer_fin_wait.min(l) + f * away.to_fin_wait_2 * l;
+            (held + f * away.to_fin_wait_2 * fin_wait2_timeout, held)
+        }
+        _ => (
+            (1.0 - f) * stay.to_fin_wait_2 * peer_fin_wait
+                + f * away.to_fin_wait_2 * fin_wait2_timeout,
+            0.0,
+        ),
+    };
     let tw_share = (1.0 - f) * (1.0 - stay.gave_up);
     let tw_time = cfg.time_wait.as_secs_f64() + la.tw_extension;
 
@@ -397,6 +421,7 @@ pub fn predict(w: &Workload) -> Prediction {
         tw_share,
         tw_time,
         tw_restarts: la.tw_restarts,
+        fin_wait_2_held,
         tw_uncapped,
         tw_overflow_per_sec,
         tw_overflow_rate: if tw_share > 0.0 {
