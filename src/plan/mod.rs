@@ -9,6 +9,7 @@
 pub mod bounds;
 pub mod from;
 pub mod from_report;
+pub mod handshake;
 pub mod memory;
 pub mod model;
 mod plot;

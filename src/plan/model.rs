@@ -21,6 +21,12 @@ use serde::Serialize;
 use teardown_engine::config::Config;
 use teardown_engine::state::State;
 
+use super::handshake;
+
+struct LastAckSummary {
+    tw_restarts: f64,
+}
+
 /// Who sends the first FIN.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Closer {
@@ -288,67 +294,53 @@ fn last_ack(w: &Workload, rto: f64) -> LastAck {
     }
 }
 
-/// Runs the model.
-pub fn predict(w: &Workload) -> Prediction {
+/// Mean seconds in each state after the request reached the server, for one
+/// pair of RTOs: the server's (`rto_s`, its response and, when it closes first,
+/// its FIN) and the client's (`rto_c`, its FIN).
+struct Phase {
+    server: Times,
+    client: Times,
+    tw_share: f64,
+    tw_extension: f64,
+    tw_restarts: f64,
+    fin_wait_2_held: f64,
+}
+
+fn phase(w: &Workload, rto_s: f64, rto_c: f64) -> Phase {
     let p = w.loss;
     let cfg = &w.host;
     let rtt = w.rtt.as_secs_f64();
-    let rto_min = cfg.rto_min.as_secs_f64();
     let rto_max = cfg.rto_max.as_secs_f64();
-    let rto = (rtt + (2.0 * rtt).max(rto_min)).clamp(rto_min, rto_max);
-    let rto_init = cfg.rto_initial.as_secs_f64();
-    let data_sched = schedule(rto, rto_max, 16);
     let f = w.runaway;
-
-    // Handshake: SYN and SYN-ACK on the initial RTO (no sample yet).
-    let (syn_t, syn_end) = give_up(cfg, rto_init, cfg.syn_retries, cfg.rto_initial);
-    let round = 1.0 - (1.0 - p) * (1.0 - p);
-    let syn_sent = first_success(&syn_t, 1.0 - round, 1.0 - round, rtt, syn_end);
-    // The request is retransmitted on the client's RTO: its delay beyond one trip.
-    let req_delay = first_arrival_delay(&data_sched, p);
-    // SYN-RECEIVED: until the SYN-ACK arrives and the ACK or the request returns;
-    // if both are lost, the request's retransmission establishes.
-    let (synack_t, synack_end) = give_up(cfg, rto_init, cfg.synack_retries, cfg.rto_initial);
-    let synack = first_success(&synack_t, 1.0 - p, 1.0 - p, rtt, synack_end);
-    let both_lost_wait = data_sched.get(1).map_or(0.0, |_| {
-        first_success(&data_sched[1..], 1.0 - p, 1.0 - p, 0.0, 0.0) // from the first retransmission
-    });
-    let syn_received = synack + p * p * both_lost_wait;
-    // The server is ESTABLISHED when the ACK arrived but the request did not.
-    let est_before_request = (1.0 - p) * p * both_lost_wait;
+    let (rto_active, rto_passive) = match w.close {
+        Closer::Server => (rto_s, rto_c),
+        Closer::Client => (rto_c, rto_s),
+    };
+    let active_sched = schedule(rto_active, rto_max, 16);
+    let passive_sched = schedule(rto_passive, rto_max, 16);
     // One response segment, retransmitted on the server's RTO.
-    let resp_delay = first_arrival_delay(&data_sched, p);
-
-    let mut server_times = Times {
-        syn_received,
-        ..Times::default()
-    };
-    let mut client_times = Times {
-        syn_sent,
-        ..Times::default()
-    };
-
+    let resp_delay = first_arrival_delay(&schedule(rto_s, rto_max, 16), p);
+    let mut server = Times::default();
+    let mut client = Times::default();
     let (active, passive, data_before_fin) = match w.close {
-        Closer::Server => (&mut server_times, &mut client_times, 1),
-        Closer::Client => (&mut client_times, &mut server_times, 0),
+        Closer::Server => (&mut server, &mut client, 1),
+        Closer::Client => (&mut client, &mut server, 0),
     };
-
     // FIN-WAIT-1 and its outcome, for peers that stay and peers that run away.
-    let stay = fin_wait_1(w, rto, data_before_fin, false);
+    let stay = fin_wait_1(w, rto_active, data_before_fin, false);
     let away = if f > 0.0 {
-        fin_wait_1(w, rto, data_before_fin, true)
+        fin_wait_1(w, rto_active, data_before_fin, true)
     } else {
         stay.clone()
     };
-    let fw1 = (1.0 - f) * stay.mean + f * away.mean;
     // The active closer's FIN first reaching the peer.
-    let fin_delay = first_arrival_delay(&data_sched, p);
+    let fin_delay = first_arrival_delay(&active_sched, p);
     // The passive closer's FIN (when it stays): LAST-ACK and what TIME-WAIT sees.
-    let la = last_ack(w, rto);
-    let fin_wait2_timeout = cfg.fin_timeout.as_secs_f64().max(3.5 * rto);
+    let la = last_ack(w, rto_passive);
+    let fin_wait2_timeout = cfg.fin_timeout.as_secs_f64().max(3.5 * rto_active);
     // FIN-WAIT-2: a staying peer's FIN comes app_delay after its ACK, and later still
     // if lost; a runaway's never comes (tcp_fin_timeout, seed case 5).
-    let peer_fin_wait = w.app_delay.as_secs_f64() + first_arrival_delay(&data_sched, p);
+    let peer_fin_wait = w.app_delay.as_secs_f64() + first_arrival_delay(&passive_sched, p);
     let (fw2, fin_wait_2_held) = match (w.lingering, w.close) {
         // nginx: the descriptor is held until the client's FIN or the lingering
         // timeout; a runaway client's connection then orphans for tcp_fin_timeout.
@@ -365,27 +357,94 @@ pub fn predict(w: &Workload) -> Prediction {
         ),
     };
     let tw_share = (1.0 - f) * (1.0 - stay.gave_up);
-    let tw_time = cfg.time_wait.as_secs_f64() + la.tw_extension;
-
-    active.fin_wait_1 = fw1;
+    active.fin_wait_1 = (1.0 - f) * stay.mean + f * away.mean;
     active.fin_wait_2 = fw2;
-    active.time_wait = tw_share * tw_time;
     passive.close_wait = (1.0 - f) * w.app_delay.as_secs_f64();
     passive.last_ack = (1.0 - f) * la.mean;
     match w.close {
         Closer::Server => {
-            // Server: from the ACK to the request (it closes on it). Client: from the
-            // SYN-ACK until the request, the response and the FIN have crossed.
-            server_times.established = est_before_request;
-            client_times.established = rtt + req_delay + resp_delay + p * fin_delay;
+            // Client: until the response and the FIN have crossed.
+            client.established = rtt / 2.0 + resp_delay + p * fin_delay;
         }
         Closer::Client => {
-            // Client: until the response arrives (it closes on it). Server: until the
-            // client's FIN arrives.
-            client_times.established = rtt + req_delay + resp_delay;
-            server_times.established = est_before_request + rtt + resp_delay + fin_delay;
+            // Client: until the response arrives (it closes on it). Server: until
+            // the client's FIN arrives.
+            client.established = rtt / 2.0 + resp_delay;
+            server.established = rtt + resp_delay + fin_delay;
         }
     }
+    Phase {
+        server,
+        client,
+        tw_share,
+        tw_extension: la.tw_extension,
+        tw_restarts: la.tw_restarts,
+        fin_wait_2_held,
+    }
+}
+
+/// Runs the model: the handshake by enumeration ([`handshake`]), then the rest
+/// for each pair of RTOs the ends come out of it with.
+pub fn predict(w: &Workload) -> Prediction {
+    let p = w.loss;
+    let cfg = &w.host;
+    let rtt = w.rtt.as_secs_f64();
+    let rto_min = cfg.rto_min.as_secs_f64();
+    let rto_max = cfg.rto_max.as_secs_f64();
+    let rto_of = |m: f64| (m + (2.0 * m).max(rto_min)).clamp(rto_min, rto_max);
+    let rto = rto_of(rtt);
+    let ways = handshake::enumerate(cfg, p, rtt / 2.0, &rto_of);
+    // Group the ways by their RTO pair: the rest depends on nothing else.
+    let mut groups: Vec<(f64, f64, f64)> = Vec::new();
+    let mut server_times = Times::default();
+    let mut client_times = Times::default();
+    for o in &ways {
+        server_times.syn_received += o.weight * o.syn_received;
+        server_times.established += o.weight * o.server_waiting;
+        client_times.syn_sent += o.weight * o.syn_sent;
+        client_times.established += o.weight * o.client_waiting;
+        // The client's request, if sent once, is sampled when the response ACKs it.
+        let rto_c = if o.client_requests == 1 {
+            rto
+        } else {
+            o.client_rto
+        };
+        match groups
+            .iter_mut()
+            .find(|g| (g.0 - o.server_rto).abs() < 1e-6 && (g.1 - rto_c).abs() < 1e-6)
+        {
+            Some(g) => g.2 += o.weight,
+            None => groups.push((o.server_rto, rto_c, o.weight)),
+        }
+    }
+    let (mut tw_share, mut tw_ext, mut tw_restarts, mut fin_wait_2_held) = (0.0, 0.0, 0.0, 0.0);
+    for (rto_s, rto_c, weight) in groups {
+        let ph = phase(w, rto_s, rto_c);
+        for st in MODELLED {
+            server_times.set(st, server_times.get(st) + weight * ph.server.get(st));
+            client_times.set(st, client_times.get(st) + weight * ph.client.get(st));
+        }
+        tw_share += weight * ph.tw_share;
+        tw_ext += weight * ph.tw_share * ph.tw_extension;
+        tw_restarts += weight * ph.tw_share * ph.tw_restarts;
+        fin_wait_2_held += weight * ph.fin_wait_2_held;
+    }
+    let tw_time = cfg.time_wait.as_secs_f64()
+        + if tw_share > 0.0 {
+            tw_ext / tw_share
+        } else {
+            0.0
+        };
+    let tw_restarts = if tw_share > 0.0 {
+        tw_restarts / tw_share
+    } else {
+        0.0
+    };
+    match w.close {
+        Closer::Server => server_times.time_wait = tw_share * tw_time,
+        Closer::Client => client_times.time_wait = tw_share * tw_time,
+    }
+    let la = LastAckSummary { tw_restarts };
 
     // Little's law; TIME-WAIT capped by tcp_max_tw_buckets.
     let scale = |t: &Times| {
