@@ -57,6 +57,18 @@ pub struct Workload {
     pub host: Config,
 }
 
+impl Workload {
+    /// The RTO after a first RTT sample `m` (`tcp_rtt_estimator`, `__tcp_set_rto`):
+    /// m + max(2m, rto_min), within [rto_min, rto_max].
+    pub fn rto_of(&self, m: f64) -> f64 {
+        let (lo, hi) = (
+            self.host.rto_min.as_secs_f64(),
+            self.host.rto_max.as_secs_f64(),
+        );
+        (m + (2.0 * m).max(lo)).clamp(lo, hi)
+    }
+}
+
 /// Mean seconds a connection spends in each state, on each host.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct Times {
@@ -209,8 +221,35 @@ struct FinWait1 {
 /// it ran away). `data` segments precede the FIN on the first attempt and must
 /// arrive too (the server's response); retransmissions carry them with the FIN.
 fn fin_wait_1(w: &Workload, rto: f64, data: u32, runaway: bool) -> FinWait1 {
-    let p = w.loss;
     let (t, end) = give_up(&w.host, rto, w.host.orphan_retry_limit(), w.host.rto_min);
+    let whole = fin_wait_1_on(w, &t, end, data, runaway);
+    if data == 0 || t.len() < 2 {
+        return whole;
+    }
+    // The data arrived but the FIN was lost, and the ACK of the data came back:
+    // a valid RTT sample (`tcp_ack_update_rtt` clears the backoff), so the FIN is
+    // retransmitted one fresh RTO after that ACK, not on the sender's first RTO
+    // (which is seconds when its handshake had no sample). Without it the chain
+    // would go on from attempt 1 of the first schedule.
+    let p = w.loss;
+    let rtt = w.rtt.as_secs_f64();
+    let partial = (1.0 - p) * p * (1.0 - p);
+    let rto_fresh = w.rto_of(rtt);
+    let (u, u_end) = give_up(&w.host, rto_fresh, w.host.orphan_retry_limit(), w.host.rto_min);
+    let shifted: Vec<f64> = u[1..].iter().map(|x| x + rtt).collect();
+    let fresh = fin_wait_1_on(w, &shifted, u_end + rtt, 0, runaway);
+    let old = fin_wait_1_on(w, &t[1..], end, 0, runaway);
+    FinWait1 {
+        mean: whole.mean + partial * (fresh.mean - old.mean),
+        to_fin_wait_2: whole.to_fin_wait_2 + partial * (fresh.to_fin_wait_2 - old.to_fin_wait_2),
+        gave_up: whole.gave_up + partial * (fresh.gave_up - old.gave_up),
+    }
+}
+
+/// FIN-WAIT-1's chain over attempts at times `t` (giving up at `end`), the
+/// first carrying `data` segments before the FIN.
+fn fin_wait_1_on(w: &Workload, t: &[f64], end: f64, data: u32, runaway: bool) -> FinWait1 {
+    let p = w.loss;
     let rtt = w.rtt.as_secs_f64();
     // The peer answers the in-order FIN with its ACK and, closing at once, its FIN.
     let fin_follows = !runaway && w.app_delay.is_zero();
