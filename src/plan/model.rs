@@ -235,7 +235,12 @@ fn fin_wait_1(w: &Workload, rto: f64, data: u32, runaway: bool) -> FinWait1 {
     let rtt = w.rtt.as_secs_f64();
     let partial = (1.0 - p) * p * (1.0 - p);
     let rto_fresh = w.rto_of(rtt);
-    let (u, u_end) = give_up(&w.host, rto_fresh, w.host.orphan_retry_limit(), w.host.rto_min);
+    let (u, u_end) = give_up(
+        &w.host,
+        rto_fresh,
+        w.host.orphan_retry_limit(),
+        w.host.rto_min,
+    );
     let shifted: Vec<f64> = u[1..].iter().map(|x| x + rtt).collect();
     let fresh = fin_wait_1_on(w, &shifted, u_end + rtt, 0, runaway);
     let old = fin_wait_1_on(w, &t[1..], end, 0, runaway);
@@ -330,6 +335,49 @@ fn last_ack(w: &Workload, rto: f64) -> LastAck {
         mean: mean + left * end,
         tw_extension: ext,
         tw_restarts: restarts,
+    }
+}
+
+/// The engine's RTT estimator (`Conn::rtt_sample`, Linux `tcp_rtt_estimator`)
+/// in seconds.
+#[derive(Default)]
+struct Rtt {
+    srtt: f64,
+    mdev: f64,
+    rttvar: f64,
+}
+
+impl Rtt {
+    fn sample(&mut self, m: f64, rto_min: f64) {
+        if self.srtt == 0.0 {
+            self.srtt = m;
+            self.mdev = 2.0 * m;
+            self.rttvar = (2.0 * m).max(rto_min);
+            return;
+        }
+        let err = m - self.srtt;
+        self.srtt += err / 8.0;
+        let step = if err < 0.0 {
+            let d = -err - self.mdev / 4.0;
+            if d > 0.0 {
+                d / 8.0
+            } else {
+                d
+            }
+        } else {
+            err - self.mdev / 4.0
+        };
+        self.mdev = (self.mdev + step).max(0.0);
+        let top = self.mdev.max(rto_min);
+        self.rttvar = if top > self.rttvar {
+            top
+        } else {
+            self.rttvar - (self.rttvar - top) / 4.0
+        };
+    }
+
+    fn rto(&self) -> f64 {
+        self.srtt + self.rttvar
     }
 }
 
@@ -442,18 +490,41 @@ pub fn predict(w: &Workload) -> Prediction {
         server_times.established += o.weight * o.server_waiting;
         client_times.syn_sent += o.weight * o.syn_sent;
         client_times.established += o.weight * o.client_waiting;
-        // The client's request, if sent once, is sampled when the response ACKs it.
-        let rto_c = if o.client_requests == 1 {
-            rto
+        // The client's FIN goes on the RTO it has once the response arrived. A
+        // request sent once is sampled when the response ACKs it, m = rtt plus the
+        // response's own delay (copy k goes at t_k of the server's schedule); a
+        // retransmitted one gives no sample and keeps its backoff (Karn).
+        let resp = schedule(o.server_rto, rto_max, 4);
+        let copies: Vec<(f64, f64)> = if o.client_requests == 1 {
+            (0..resp.len())
+                .map(|k| {
+                    let share = if k + 1 < resp.len() {
+                        p.powi(k as i32) * (1.0 - p)
+                    } else {
+                        p.powi(k as i32)
+                    };
+                    let m = rtt + resp[k];
+                    let mut est = Rtt::default();
+                    if o.client_sample {
+                        est.sample(o.syn_sent, rto_min);
+                    }
+                    est.sample(m, rto_min);
+                    (share, est.rto().clamp(rto_min, rto_max))
+                })
+                .collect()
         } else {
-            o.client_rto
+            let backoff = f64::from(1u32 << (o.client_requests - 1).min(20));
+            vec![(1.0, (o.client_rto * backoff).min(rto_max))]
         };
-        match groups
-            .iter_mut()
-            .find(|g| (g.0 - o.server_rto).abs() < 1e-6 && (g.1 - rto_c).abs() < 1e-6)
-        {
-            Some(g) => g.2 += o.weight,
-            None => groups.push((o.server_rto, rto_c, o.weight)),
+        for (share, rto_c) in copies {
+            let weight = o.weight * share;
+            match groups
+                .iter_mut()
+                .find(|g| (g.0 - o.server_rto).abs() < 1e-6 && (g.1 - rto_c).abs() < 1e-6)
+            {
+                Some(g) => g.2 += weight,
+                None => groups.push((o.server_rto, rto_c, weight)),
+            }
         }
     }
     let (mut tw_share, mut tw_ext, mut tw_restarts, mut fin_wait_2_held) = (0.0, 0.0, 0.0, 0.0);
