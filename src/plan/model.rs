@@ -214,50 +214,36 @@ struct FinWait1 {
     to_fin_wait_2: f64,
     /// Probability the closer gave up (runaway peer, every ACK lost).
     gave_up: f64,
+    /// Mean FIN-WAIT-2 seconds per connection when the peer's ACK rides on its
+    /// FIN (it closes at once): then FIN-WAIT-2 is entered only by a duplicate's
+    /// ACK and lasts until the peer's retransmitted FIN.
+    fin_wait_2: Option<f64>,
 }
 
 /// FIN-WAIT-1 as a two-state chain over the closer's attempts: the peer has not
 /// seen the FIN yet, or has seen it (and then answers duplicates with an ACK, unless
 /// it ran away). `data` segments precede the FIN on the first attempt and must
 /// arrive too (the server's response); retransmissions carry them with the FIN.
-fn fin_wait_1(w: &Workload, rto: f64, data: u32, runaway: bool) -> FinWait1 {
+fn fin_wait_1(w: &Workload, rto: f64, data: u32, runaway: bool, peer: &[f64]) -> FinWait1 {
     let (t, end) = give_up(&w.host, rto, w.host.orphan_retry_limit(), w.host.rto_min);
-    let whole = fin_wait_1_on(w, &t, end, data, runaway);
-    if data == 0 || t.len() < 2 {
-        return whole;
-    }
-    // The data arrived but the FIN was lost, and the ACK of the data came back:
-    // a valid RTT sample (`tcp_ack_update_rtt` clears the backoff), so the FIN is
-    // retransmitted one fresh RTO after that ACK, not on the sender's first RTO
-    // (which is seconds when its handshake had no sample). Without it the chain
-    // would go on from attempt 1 of the first schedule.
-    let p = w.loss;
-    let rtt = w.rtt.as_secs_f64();
-    let partial = (1.0 - p) * p * (1.0 - p);
-    let rto_fresh = w.rto_of(rtt);
-    let (u, u_end) = give_up(
-        &w.host,
-        rto_fresh,
-        w.host.orphan_retry_limit(),
-        w.host.rto_min,
-    );
-    let shifted: Vec<f64> = u[1..].iter().map(|x| x + rtt).collect();
-    let fresh = fin_wait_1_on(w, &shifted, u_end + rtt, 0, runaway);
-    let old = fin_wait_1_on(w, &t[1..], end, 0, runaway);
-    FinWait1 {
-        mean: whole.mean + partial * (fresh.mean - old.mean),
-        to_fin_wait_2: whole.to_fin_wait_2 + partial * (fresh.to_fin_wait_2 - old.to_fin_wait_2),
-        gave_up: whole.gave_up + partial * (fresh.gave_up - old.gave_up),
-    }
+    fin_wait_1_on(w, &t, end, data, runaway, peer)
 }
 
 /// FIN-WAIT-1's chain over attempts at times `t` (giving up at `end`), the
 /// first carrying `data` segments before the FIN.
-fn fin_wait_1_on(w: &Workload, t: &[f64], end: f64, data: u32, runaway: bool) -> FinWait1 {
+fn fin_wait_1_on(
+    w: &Workload,
+    t: &[f64],
+    end: f64,
+    data: u32,
+    runaway: bool,
+    peer: &[f64],
+) -> FinWait1 {
     let p = w.loss;
     let rtt = w.rtt.as_secs_f64();
-    // The peer answers the in-order FIN with its ACK and, closing at once, its FIN.
-    let fin_follows = !runaway && w.app_delay.is_zero();
+    if !runaway && w.app_delay.is_zero() {
+        return fin_wait_1_coalesced(w, t, end, data, peer);
+    }
     let (mut unseen, mut seen) = (1.0, 0.0);
     let (mut mean, mut to_fw2) = (0.0, 0.0);
     for (k, &tk) in t.iter().enumerate() {
@@ -267,19 +253,14 @@ fn fin_wait_1_on(w: &Workload, t: &[f64], end: f64, data: u32, runaway: bool) ->
             1.0 - p
         };
         let ack = 1.0 - p;
-        // Unseen -> the peer gets it now.
+        // Unseen -> the peer gets it now and ACKs it on its own.
         let got = unseen * delivered;
         let acked = got * ack;
-        let fin_only = if fin_follows {
-            got * p * (1.0 - p)
-        } else {
-            0.0
-        };
         // Seen -> a duplicate draws one ACK, unless the peer is gone.
         let dup = if runaway { 0.0 } else { seen * delivered * ack };
-        mean += (acked + fin_only + dup) * (tk + rtt);
+        mean += (acked + dup) * (tk + rtt);
         to_fw2 += acked + dup;
-        seen = seen - dup + got - acked - fin_only;
+        seen = seen - dup + got - acked;
         unseen -= got;
     }
     let left = unseen + seen;
@@ -287,6 +268,58 @@ fn fin_wait_1_on(w: &Workload, t: &[f64], end: f64, data: u32, runaway: bool) ->
         mean: mean + left * end,
         to_fin_wait_2: to_fw2,
         gave_up: left,
+        fin_wait_2: None,
+    }
+}
+
+/// FIN-WAIT-1 when the peer's application closes at once: its ACK rides on its
+/// FIN (the engine coalesces a queued pure ACK into the next segment), so the
+/// in-order FIN is answered by one FIN+ACK, straight to TIME-WAIT. If that is
+/// lost the peer sits in LAST-ACK, retransmitting its FIN on its own RTO (`peer`
+/// offsets) and answering our duplicate FINs with a bare ACK, which puts us in
+/// FIN-WAIT-2 until its next FIN copy arrives: a race between the two timers.
+fn fin_wait_1_coalesced(w: &Workload, t: &[f64], end: f64, data: u32, peer: &[f64]) -> FinWait1 {
+    let p = w.loss;
+    let q = 1.0 - p;
+    let rtt = w.rtt.as_secs_f64();
+    let (mut unseen, mut mean, mut to_fw2, mut fw2, mut left) = (1.0, 0.0, 0.0, 0.0, 0.0);
+    for (k0, &t0) in t.iter().enumerate() {
+        let delivered = if k0 == 0 { q.powi(1 + data as i32) } else { q };
+        let got = unseen * delivered;
+        unseen -= got;
+        mean += got * q * (t0 + rtt);
+        // Its FIN+ACK was lost: the two timers race from here.
+        let mut in_fw1 = got * p;
+        let mut cohorts: Vec<(f64, f64)> = Vec::new();
+        let mut events: Vec<(f64, bool)> = t[k0 + 1..].iter().map(|&tk| (tk + rtt, true)).collect();
+        events.extend(peer.iter().skip(1).map(|&u| (t0 + rtt + u, false)));
+        events.sort_by(|a, b| a.0.total_cmp(&b.0));
+        for (at, ours) in events {
+            if ours {
+                // Our duplicate reaches the peer, its ACK comes back: FIN-WAIT-2.
+                let moved = in_fw1 * q * q;
+                in_fw1 -= moved;
+                mean += moved * at;
+                to_fw2 += moved;
+                cohorts.push((moved, at));
+            } else {
+                // The peer's FIN copy arrives: TIME-WAIT from either state.
+                mean += in_fw1 * q * at;
+                in_fw1 *= p;
+                for (mass, since) in &mut cohorts {
+                    fw2 += *mass * q * (at - *since);
+                    *mass *= p;
+                }
+            }
+        }
+        left += in_fw1;
+    }
+    left += unseen;
+    FinWait1 {
+        mean: mean + left * end,
+        to_fin_wait_2: to_fw2,
+        gave_up: left,
+        fin_wait_2: Some(fw2),
     }
 }
 
@@ -410,13 +443,15 @@ fn phase(w: &Workload, rto_s: f64, rto_c: f64) -> Phase {
     let mut server = Times::default();
     let mut client = Times::default();
     let (active, passive, data_before_fin) = match w.close {
-        Closer::Server => (&mut server, &mut client, 1),
+        // The FIN rides on the response (`send_fin` sets it on the queued data
+        // segment): one segment, lost or delivered together.
+        Closer::Server => (&mut server, &mut client, 0),
         Closer::Client => (&mut client, &mut server, 0),
     };
     // FIN-WAIT-1 and its outcome, for peers that stay and peers that run away.
-    let stay = fin_wait_1(w, rto_active, data_before_fin, false);
+    let stay = fin_wait_1(w, rto_active, data_before_fin, false, &passive_sched);
     let away = if f > 0.0 {
-        fin_wait_1(w, rto_active, data_before_fin, true)
+        fin_wait_1(w, rto_active, data_before_fin, true, &passive_sched)
     } else {
         stay.clone()
     };
@@ -428,18 +463,20 @@ fn phase(w: &Workload, rto_s: f64, rto_c: f64) -> Phase {
     // FIN-WAIT-2: a staying peer's FIN comes app_delay after its ACK, and later still
     // if lost; a runaway's never comes (tcp_fin_timeout, seed case 5).
     let peer_fin_wait = w.app_delay.as_secs_f64() + first_arrival_delay(&passive_sched, p);
+    let stay_fw2 = stay
+        .fin_wait_2
+        .unwrap_or(stay.to_fin_wait_2 * peer_fin_wait);
     let (fw2, fin_wait_2_held) = match (w.lingering, w.close) {
         // nginx: the descriptor is held until the client's FIN or the lingering
         // timeout; a runaway client's connection then orphans for tcp_fin_timeout.
         (Some(l), Closer::Server) => {
             let l = l.as_secs_f64();
             let held =
-                (1.0 - f) * stay.to_fin_wait_2 * peer_fin_wait.min(l) + f * away.to_fin_wait_2 * l;
+                (1.0 - f) * stay_fw2.min(stay.to_fin_wait_2 * l) + f * away.to_fin_wait_2 * l;
             (held + f * away.to_fin_wait_2 * fin_wait2_timeout, held)
         }
         _ => (
-            (1.0 - f) * stay.to_fin_wait_2 * peer_fin_wait
-                + f * away.to_fin_wait_2 * fin_wait2_timeout,
+            (1.0 - f) * stay_fw2 + f * away.to_fin_wait_2 * fin_wait2_timeout,
             0.0,
         ),
     };
@@ -450,8 +487,8 @@ fn phase(w: &Workload, rto_s: f64, rto_c: f64) -> Phase {
     passive.last_ack = (1.0 - f) * la.mean;
     match w.close {
         Closer::Server => {
-            // Client: until the response and the FIN have crossed.
-            client.established = rtt / 2.0 + resp_delay + p * fin_delay;
+            // Client: until the response, with the FIN on it, arrives.
+            client.established = rtt / 2.0 + resp_delay;
         }
         Closer::Client => {
             // Client: until the response arrives (it closes on it). Server: until
