@@ -34,6 +34,8 @@ pub struct Outcome {
     pub client_waiting: f64,
     /// RTO each end starts the data phase with.
     pub client_rto: f64,
+    /// The server took an RTT sample from its SYN-ACK (not retransmitted).
+    pub server_sample: bool,
     /// The client took an RTT sample from its SYN (it was not retransmitted).
     pub client_sample: bool,
     /// Copies of the request the client sent.
@@ -197,6 +199,7 @@ fn run(ctx: &mut Ctx, mut b: Branch) {
                         client_rto: b.client_rto,
                         client_requests: b.client_requests,
                         client_sample: b.client_retrans == 0,
+                        server_sample: b.server_timing,
                         server_rto,
                     });
                     return;

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use teardown_engine::config::Config;
+use teardown_engine::config::{Config, TwOverflow};
 use teardown_engine::state::State;
 
 use super::handshake;
@@ -415,8 +415,9 @@ impl Rtt {
 }
 
 /// Mean seconds in each state after the request reached the server, for one
-/// pair of RTOs: the server's (`rto_s`, its response and, when it closes first,
-/// its FIN) and the client's (`rto_c`, its FIN).
+/// set of RTOs: the server's (`rto_s`, its response and, when it closes first,
+/// its FIN), the client's (`rto_c`, its FIN) and the server's for its FIN when
+/// the client closes first (`rto_sf`).
 struct Phase {
     server: Times,
     client: Times,
@@ -426,7 +427,7 @@ struct Phase {
     fin_wait_2_held: f64,
 }
 
-fn phase(w: &Workload, rto_s: f64, rto_c: f64) -> Phase {
+fn phase(w: &Workload, rto_s: f64, rto_c: f64, rto_sf: f64) -> Phase {
     let p = w.loss;
     let cfg = &w.host;
     let rtt = w.rtt.as_secs_f64();
@@ -434,7 +435,7 @@ fn phase(w: &Workload, rto_s: f64, rto_c: f64) -> Phase {
     let f = w.runaway;
     let (rto_active, rto_passive) = match w.close {
         Closer::Server => (rto_s, rto_c),
-        Closer::Client => (rto_c, rto_s),
+        Closer::Client => (rto_c, rto_sf),
     };
     let active_sched = schedule(rto_active, rto_max, 16);
     let passive_sched = schedule(rto_passive, rto_max, 16);
@@ -519,7 +520,7 @@ pub fn predict(w: &Workload) -> Prediction {
     let rto = rto_of(rtt);
     let ways = handshake::enumerate(cfg, p, rtt / 2.0, &rto_of);
     // Group the ways by their RTO pair: the rest depends on nothing else.
-    let mut groups: Vec<(f64, f64, f64)> = Vec::new();
+    let mut groups: Vec<(f64, f64, f64, f64)> = Vec::new();
     let mut server_times = Times::default();
     let mut client_times = Times::default();
     for o in &ways {
@@ -532,41 +533,59 @@ pub fn predict(w: &Workload) -> Prediction {
         // response's own delay (copy k goes at t_k of the server's schedule); a
         // retransmitted one gives no sample and keeps its backoff (Karn).
         let resp = schedule(o.server_rto, rto_max, 4);
-        let copies: Vec<(f64, f64)> = if o.client_requests == 1 {
-            (0..resp.len())
-                .map(|k| {
-                    let share = if k + 1 < resp.len() {
-                        p.powi(k as i32) * (1.0 - p)
-                    } else {
-                        p.powi(k as i32)
-                    };
-                    let m = rtt + resp[k];
+        let share = |k: usize| {
+            if k + 1 < resp.len() {
+                p.powi(k as i32) * (1.0 - p)
+            } else {
+                p.powi(k as i32)
+            }
+        };
+        // The server's FIN when the client closes first: the client's FIN+ACK
+        // samples the response if it went once (m = rtt); a retransmitted
+        // response gives no sample and keeps the backoff.
+        let server_fin_rto = |k: usize| {
+            if k == 0 {
+                let mut est = Rtt::default();
+                if o.server_sample {
+                    est.sample(o.syn_received, rto_min);
+                }
+                est.sample(rtt, rto_min);
+                est.rto().clamp(rto_min, rto_max)
+            } else {
+                (o.server_rto * f64::from(1u32 << k.min(20))).min(rto_max)
+            }
+        };
+        let copies: Vec<(f64, f64, f64)> = (0..resp.len())
+            .map(|k| {
+                let rto_c = if o.client_requests == 1 {
                     let mut est = Rtt::default();
                     if o.client_sample {
                         est.sample(o.syn_sent, rto_min);
                     }
-                    est.sample(m, rto_min);
-                    (share, est.rto().clamp(rto_min, rto_max))
-                })
-                .collect()
-        } else {
-            let backoff = f64::from(1u32 << (o.client_requests - 1).min(20));
-            vec![(1.0, (o.client_rto * backoff).min(rto_max))]
-        };
-        for (share, rto_c) in copies {
+                    est.sample(rtt + resp[k], rto_min);
+                    est.rto().clamp(rto_min, rto_max)
+                } else {
+                    let backoff = f64::from(1u32 << (o.client_requests - 1).min(20));
+                    (o.client_rto * backoff).min(rto_max)
+                };
+                (share(k), rto_c, server_fin_rto(k))
+            })
+            .collect();
+        for (share, rto_c, rto_sf) in copies {
             let weight = o.weight * share;
+            let same = |a: f64, b: f64| (a - b).abs() < 1e-6;
             match groups
                 .iter_mut()
-                .find(|g| (g.0 - o.server_rto).abs() < 1e-6 && (g.1 - rto_c).abs() < 1e-6)
+                .find(|g| same(g.0, o.server_rto) && same(g.1, rto_c) && same(g.2, rto_sf))
             {
-                Some(g) => g.2 += weight,
-                None => groups.push((o.server_rto, rto_c, weight)),
+                Some(g) => g.3 += weight,
+                None => groups.push((o.server_rto, rto_c, rto_sf, weight)),
             }
         }
     }
     let (mut tw_share, mut tw_ext, mut tw_restarts, mut fin_wait_2_held) = (0.0, 0.0, 0.0, 0.0);
-    for (rto_s, rto_c, weight) in groups {
-        let ph = phase(w, rto_s, rto_c);
+    for (rto_s, rto_c, rto_sf, weight) in groups {
+        let ph = phase(w, rto_s, rto_c, rto_sf);
         for st in MODELLED {
             server_times.set(st, server_times.get(st) + weight * ph.server.get(st));
             client_times.set(st, client_times.get(st) + weight * ph.client.get(st));
@@ -610,10 +629,25 @@ pub fn predict(w: &Workload) -> Prediction {
     let tw_uncapped = holder.time_wait;
     let cap = cfg.max_tw_buckets as f64;
     // The cap is per host: it binds the server; each client host has its own.
-    let (tw_overflow_per_sec, capped) = if w.close == Closer::Server && tw_uncapped > cap {
-        // Linux skips TIME-WAIT for the excess; FreeBSD evicts the oldest. Either way
-        // the table holds `cap`, and `cap / tw_time` entries per second complete it.
-        (w.rate * tw_share - cap / tw_time, cap)
+    // Linux: an orphan's FIN-WAIT-2 is a mini-socket too and is refused when the
+    // buckets are full (`tcp_time_wait` -> TCPTimeWaitOverflow, the socket is
+    // done), so TIME-WAIT and orphaned FIN-WAIT-2 share the cap: each keeps
+    // cap / demand of its population (bounds::buckets). FreeBSD evicts the oldest
+    // TIME-WAIT and has no such mini-socket.
+    let orphans = if cfg.tw_overflow == TwOverflow::Skip {
+        holder.fin_wait_2 - w.rate * fin_wait_2_held
+    } else {
+        0.0
+    };
+    let demand = tw_uncapped + orphans;
+    let (tw_overflow_per_sec, capped) = if w.close == Closer::Server && demand > cap {
+        let kept = cap / demand;
+        holder.fin_wait_2 -= orphans * (1.0 - kept);
+        // The table holds its share of `cap`; the rest of the closes skip it.
+        (
+            w.rate * tw_share - tw_uncapped * kept / tw_time,
+            tw_uncapped * kept,
+        )
     } else {
         (0.0, tw_uncapped)
     };
