@@ -570,6 +570,18 @@ pub fn predict(w: &Workload) -> Prediction {
                 };
                 (share(k), rto_c, server_fin_rto(k))
             })
+            .flat_map(|(share, rto_c, rto_sf)| {
+                // The sample needs the client's FIN+ACK back before the server's
+                // timer: when it is lost the response goes again (backoff + 1).
+                let lost_fin = (w.close == Closer::Client && rto_sf < o.server_rto * 2.0)
+                    .then(|| (share * p, rto_c, (o.server_rto * 2.0).min(rto_max)));
+                let kept = if lost_fin.is_some() {
+                    share * (1.0 - p)
+                } else {
+                    share
+                };
+                std::iter::once((kept, rto_c, rto_sf)).chain(lost_fin)
+            })
             .collect();
         for (share, rto_c, rto_sf) in copies {
             let weight = o.weight * share;
