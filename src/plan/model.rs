@@ -8,11 +8,19 @@
 //! passive closer's application closes as soon as the peer's FIN arrives (plus
 //! `app_delay`). Loss is independent per segment with probability `p` each way.
 //!
+//! The engine's segments: the server's FIN rides on its response (`send_fin`
+//! sets it on the queued data segment) and the passive closer's ACK rides on its
+//! FIN (a queued pure ACK is coalesced into the next segment).
+//!
 //! Retransmission schedule (`tcp_retransmit_timer`): attempt k is sent at
-//! t_k = sum_{i<k} min(rto * 2^i, rto_max), where rto = rtt + max(2 rtt, rto_min)
-//! (`tcp_rtt_estimator` after the handshake sample). An orphan gives up at the
-//! first expiry t_k (k >= 2) with t_k >= `Config::model_timeout` (102.2 s for 8
-//! retries from 200 ms), checked only when the timer fires, as Linux does.
+//! t_k = sum_{i<k} min(rto * 2^i, rto_max). Which rto depends on the handshake
+//! ([`super::handshake`], enumerated over every loss pattern): after a first
+//! sample m, rto = m + max(2m, rto_min) (`tcp_rtt_estimator`); after k
+//! retransmitted SYNs or SYN-ACKs there is no sample (Karn) and the backoff stays,
+//! rto = 1 s x 2^k. The rest of the model runs once per set of RTOs the ends come
+//! out with, weighted. An orphan gives up at the first expiry t_k (k >= 2) with
+//! t_k >= `Config::model_timeout` (102.2 s for 8 retries from 200 ms), checked
+//! only when the timer fires, as Linux does.
 
 use std::time::Duration;
 
