@@ -73,6 +73,12 @@ pub struct TimeWait {
     pub server: u64,
     /// Any other local port: this host closed first as the client.
     pub client: u64,
+    /// Distinct (remote IP, local IP, local port) among the server-side
+    /// TIME-WAIT: each is one client address's pool of 4-tuples towards one
+    /// listener, which bounds the server's TIME-WAIT (`teardown plan --from`).
+    /// 0 in reports written before it existed.
+    #[serde(default)]
+    pub server_pools: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -222,6 +228,14 @@ impl Report {
     }
 }
 
+impl Report {
+    /// Reads back a report written by `teardown observe --json` (the input of
+    /// `teardown plan --from`).
+    pub fn from_json(text: &str) -> Result<Report, serde_json::Error> {
+        serde_json::from_str(text)
+    }
+}
+
 /// What the socket dump says.
 pub struct Populations {
     pub states: BTreeMap<String, u64>,
@@ -246,6 +260,7 @@ impl Populations {
             .map(|s| s.local.port())
             .collect();
         let mut tw = TimeWait::default();
+        let mut server_pools: BTreeSet<(IpAddr, SocketAddr)> = BTreeSet::new();
         #[derive(Default)]
         struct Dest {
             time_wait: u64,
@@ -268,6 +283,9 @@ impl Populations {
             }
             if listening.contains(&s.local.port()) {
                 tw.server += u64::from(time_wait);
+                if time_wait {
+                    server_pools.insert((s.remote.ip(), s.local));
+                }
                 continue;
             }
             tw.client += u64::from(time_wait);
@@ -282,6 +300,7 @@ impl Populations {
             }
         }
         tw.total = tw.server + tw.client;
+        tw.server_pools = server_pools.len() as u64;
         let mut destinations: Vec<Destination> = dests
             .into_iter()
             .map(|(addr, d)| {
@@ -357,7 +376,8 @@ mod tests {
             TimeWait {
                 total: 6,
                 server: 1,
-                client: 5
+                client: 5,
+                server_pools: 1,
             }
         );
         let d = &p.destinations[0];

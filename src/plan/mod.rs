@@ -6,6 +6,10 @@
 //! `tcp_max_tw_buckets` or the ephemeral ports of a destination. `--verify` runs
 //! the simulator on the same workload and puts the two side by side.
 
+pub mod bounds;
+pub mod from;
+pub mod from_report;
+pub mod handshake;
 pub mod memory;
 pub mod model;
 mod plot;
@@ -30,8 +34,14 @@ use model::{Closer, Prediction, Times, Workload, MODELLED};
 #[derive(Args, Debug, Clone)]
 pub struct PlanArgs {
     /// Connections closed per second (in steady state also opened per second).
-    #[arg(long, allow_hyphen_values = true)]
-    pub close_rate: String,
+    #[arg(long, allow_hyphen_values = true, required_unless_present = "from")]
+    pub close_rate: Option<String>,
+    /// Calibrate from `teardown observe --json` output instead (docs/plan-from.md).
+    #[arg(long, value_name = "OBSERVE.json", conflicts_with_all = ["close_rate", "verify", "plot"])]
+    pub from: Option<PathBuf>,
+    /// With --from: the multiple of today's close rate to price memory at.
+    #[arg(long, default_value_t = 1.0, requires = "from")]
+    pub growth: f64,
     /// Round-trip time between the server and its clients.
     #[arg(long, default_value = "10ms", value_parser = parse_duration)]
     pub rtt: Duration,
@@ -48,6 +58,15 @@ pub struct PlanArgs {
     /// How long the passive closer's application takes to close after the peer's FIN (CLOSE-WAIT).
     #[arg(long, default_value = "0s", value_parser = parse_duration)]
     pub app_delay: Duration,
+    /// The server closes by nginx's lingering close with this `lingering_timeout`
+    /// (e.g. 5s): its FIN-WAIT-2 holds the descriptor (a full socket, no bucket)
+    /// until the client's FIN or the timeout, then orphans for tcp_fin_timeout.
+    #[arg(long, value_parser = parse_duration, conflicts_with = "verify")]
+    pub lingering_close: Option<Duration>,
+    /// Clients and server share one network namespace (loopback tests, sidecars):
+    /// tcp_max_tw_buckets is per namespace, so both ends' TIME-WAIT and orphans count.
+    #[arg(long)]
+    pub shared_netns: bool,
     /// Client IP addresses connecting to the server.
     #[arg(long, default_value_t = 1)]
     pub clients: u32,
@@ -99,18 +118,20 @@ pub struct Plan {
     pub ports: u32,
     pub tw_reuse_delay: Duration,
     pub tables: u32,
+    /// Both ends in one network namespace: one set of buckets.
+    pub shared_netns: bool,
 }
 
 impl Plan {
     pub fn from_args(a: &PlanArgs) -> Result<Plan, Usage> {
-        let rate: f64 = a.close_rate.trim().parse().map_err(|_| {
+        let given = a.close_rate.as_deref().unwrap_or_default();
+        let rate: f64 = given.trim().parse().map_err(|_| {
             Usage(format!(
-                "--close-rate must be a number of closes per second, got '{}'",
-                a.close_rate
+                "--close-rate must be a number of closes per second, got '{given}'"
             ))
         })?;
         ensure(rate.is_finite() && rate > 0.0, || {
-            format!("--close-rate must be above zero, got {}", a.close_rate)
+            format!("--close-rate must be above zero, got {given}")
         })?;
         ensure(rate <= 1e9, || {
             "--close-rate above 1e9 per second is not supported".into()
@@ -148,6 +169,7 @@ impl Plan {
                 runaway,
                 close,
                 app_delay: a.app_delay,
+                lingering: a.lingering_close,
                 host,
             },
             clients: a.clients,
@@ -156,6 +178,7 @@ impl Plan {
             ports: (hi - lo) as u32 + 1,
             tw_reuse_delay: a.tw_reuse_delay,
             tables: a.tables,
+            shared_netns: a.shared_netns,
         })
     }
 
@@ -201,6 +224,10 @@ pub struct Limits {
 /// Everything `teardown plan` computes for one workload.
 pub struct Outcome {
     pub prediction: Prediction,
+    /// The server's `tcp_max_tw_buckets` under Linux's bounds (the engine does not
+    /// model port choice yet): TIME-WAIT bounded by its clients' usable 4-tuples,
+    /// orphaned FIN-WAIT-2 in the buckets.
+    pub buckets: bounds::Buckets,
     pub limits: Limits,
     pub engine_bytes: f64,
     pub clients_engine_bytes: f64,
@@ -240,17 +267,60 @@ pub fn evaluate(plan: &Plan, slab: &Slab) -> Outcome {
             0.0
         },
     };
+    let buckets = server_buckets(plan, &pr);
     let engine_bytes = memory::engine_bytes(&pr.server, plan.tables, server_restarts(&pr, w.close));
     let clients_engine_bytes =
         memory::engine_bytes(&pr.clients, plan.tables, client_restarts(&pr, w.close));
     Outcome {
-        linux_bytes: slab.bytes(&pr.server),
+        // A lingering close's FIN-WAIT-2 keeps its full socket.
+        linux_bytes: slab.bytes(&pr.server)
+            + w.rate * server_held(&pr, w.close) * (slab.tcp_sock_bytes - slab.tw_sock_bytes),
         clients_linux_bytes: slab.bytes(&pr.clients),
         linux: slab.clone(),
         prediction: pr,
+        buckets,
         limits,
         engine_bytes,
         clients_engine_bytes,
+    }
+}
+
+/// The server's buckets: when it closes first, its TIME-WAIT comes from each
+/// (client IP, server IP, port) pool's even ports (the clients' ports are free
+/// after LAST-ACK, so connect() keeps to the even half, [`bounds::even_ports`]);
+/// every FIN-WAIT-2 of the first closer is an orphan and takes a bucket too.
+fn server_buckets(plan: &Plan, pr: &Prediction) -> bounds::Buckets {
+    let w = &plan.workload;
+    let tuples = plan.destinations() * bounds::even_ports(plan.ports);
+    let pool = bounds::Pool {
+        rate: w.rate * pr.tw_share,
+        lifetime: pr.tw_time,
+        tuples,
+    };
+    // With the clients in the same namespace their side counts too (the
+    // clients' TIME-WAIT on loopback is reused from the even ports as well:
+    // tcp_tw_reuse=2 with timestamps).
+    let (server_closes, clients_here) = (w.close == Closer::Server, plan.shared_netns);
+    let pools: Vec<bounds::Pool> = if server_closes || clients_here {
+        vec![pool]
+    } else {
+        Vec::new()
+    };
+    let mut orphans = w.rate * pr.server_times.fin_wait_2;
+    if server_closes {
+        orphans -= w.rate * pr.fin_wait_2_held;
+    }
+    if clients_here {
+        orphans += w.rate * pr.client_times.fin_wait_2;
+    }
+    bounds::buckets(&pools, orphans, w.host.max_tw_buckets as f64)
+}
+
+fn server_held(pr: &Prediction, close: Closer) -> f64 {
+    if close == Closer::Server {
+        pr.fin_wait_2_held
+    } else {
+        0.0
     }
 }
 
@@ -453,6 +523,11 @@ pub fn to_json(plan: &Plan, o: &Outcome, sim: Option<&Simulated>) -> Value {
             "max_rate_per_destination_with_reuse": l.max_rate_per_destination_with_reuse,
             "server_time_wait_tuples_per_destination": l.server_tw_tuples_per_destination,
         },
+        "linux_tw_buckets": serde_json::to_value(&o.buckets).unwrap_or(Value::Null),
+        "lingering_close": w.lingering.map(|l| json!({
+            "lingering_timeout_s": l.as_secs_f64(),
+            "fin_wait_2_held": w.rate * pr.fin_wait_2_held,
+        })),
     });
     if let (Some(s), Some(obj)) = (sim, out.as_object_mut()) {
         let mut simulated = states_json(&s.server);
@@ -640,7 +715,7 @@ pub fn human(plan: &Plan, o: &Outcome, sim: Option<&Simulated>) -> String {
             buckets(w.host.max_tw_buckets),
             pr.tw_overflow_rate
         );
-    } else {
+    } else if !plan.shared_netns {
         let _ = writeln!(
             o_,
             "  tcp_max_tw_buckets: the server holds no TIME-WAIT (the clients close first)"
@@ -674,12 +749,60 @@ pub fn human(plan: &Plan, o: &Outcome, sim: Option<&Simulated>) -> String {
         verdict(l.port_exhaustion_with_reuse),
         l.max_rate_per_destination_with_reuse
     );
-    if w.close == Closer::Server {
+    if w.close == Closer::Client {
         let _ = writeln!(
             o_,
-            "    (the server's TIME-WAIT holds {} 4-tuples per destination; a client reusing one is let in only if its SYN is newer, RFC 6191)",
-            count(l.server_tw_tuples_per_destination)
+            "    (tcp_tw_reuse needs tcp_timestamps at both ends, tcp_twsk_unique; the default tcp_tw_reuse=2 is loopback only; bind() before connect() without IP_BIND_ADDRESS_NO_PORT shares one range across all server IPs and ports of a client IP)"
         );
+    }
+    if w.close == Closer::Server || plan.shared_netns {
+        let b = &o.buckets;
+        let whose = if plan.shared_netns {
+            "the namespace's (both ends share tcp_max_tw_buckets)"
+        } else {
+            "the server's"
+        };
+        let _ = writeln!(
+            o_,
+            "  Linux bounds {whose} TIME-WAIT by the smallest of rate x {:.0} s ({}), the clients' usable 4-tuples ({}: {} destination(s) x {} even ports, connect() takes even ports first) and tcp_max_tw_buckets ({}, less {} orphaned FIN-WAIT-2): {}, bound by {}",
+            pr.tw_time,
+            count(b.time_wait_by_rate),
+            count(plan.destinations() * bounds::even_ports(plan.ports)),
+            count(plan.destinations()),
+            count(bounds::even_ports(plan.ports)),
+            buckets(w.host.max_tw_buckets),
+            count(b.orphan_fin_wait_2),
+            count(b.population - b.orphan_fin_wait_2.min(b.population)),
+            b.binds.describe()
+        );
+        if let Some(l) = w.lingering {
+            let held = w.rate * pr.fin_wait_2_held;
+            let _ = writeln!(
+                o_,
+                "    lingering close ({:.1} s): {} FIN-WAIT-2 hold their descriptor (full sockets, no bucket, no timeout), {} are orphans in the buckets",
+                l.as_secs_f64(),
+                count(held),
+                count(b.orphan_fin_wait_2)
+            );
+        }
+        if b.binds == bounds::Bound::Tuples {
+            let _ = writeln!(
+                o_,
+                "    (a newer SYN reopens a 4-tuple still in TIME-WAIT, RFC 6191, and the old entry goes with no counter; this engine does not model port choice yet, so the table above says {})",
+                count(o.buckets.time_wait_by_rate)
+            );
+        }
+        if let (bounds::Bound::Buckets, Some(t)) = (b.binds, &b.transient) {
+            let _ = writeln!(
+                o_,
+                "    overflow {:.1}% of closes ({}/s: 1 - buckets / min(rate x 60 s, 4-tuples)); from empty the buckets fill in {:.1} s and {:.1}% skip until the first expiry at {:.0} s",
+                b.skipped_fraction * 100.0,
+                count(b.overflow_per_sec),
+                t.fill_s,
+                t.skipped_fraction * 100.0,
+                t.until_s
+            );
+        }
     }
     if let Some(sm) = sim {
         let _ = writeln!(
@@ -697,6 +820,9 @@ pub fn human(plan: &Plan, o: &Outcome, sim: Option<&Simulated>) -> String {
 
 /// `teardown plan`.
 pub fn main(args: PlanArgs) -> anyhow::Result<ExitCode> {
+    if let Some(path) = &args.from {
+        return main_from(&args, path);
+    }
     let plan = Plan::from_args(&args)?;
     let slab = Slab::read();
     let outcome = evaluate(&plan, &slab);
@@ -720,23 +846,49 @@ pub fn main(args: PlanArgs) -> anyhow::Result<ExitCode> {
     } else {
         (plan, outcome)
     };
-    if args.json.as_deref() != Some("-") {
-        print!("{}", human(&plan, &outcome, simulated.as_ref()));
+    write_out(
+        args.json.as_deref(),
+        &human(&plan, &outcome, simulated.as_ref()),
+        &to_json(&plan, &outcome, simulated.as_ref()),
+    )?;
+    if let Some(dir) = &args.plot {
+        plot::plot(&plan, &slab, dir)
+            .with_context(|| format!("writing plots to {}", dir.display()))?;
     }
-    if let Some(path) = &args.json {
-        let text =
-            serde_json::to_string_pretty(&to_json(&plan, &outcome, simulated.as_ref()))? + "\n";
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `teardown plan --from`.
+fn main_from(args: &PlanArgs, path: &std::path::Path) -> anyhow::Result<ExitCode> {
+    ensure(args.growth.is_finite() && args.growth > 0.0, || {
+        format!("--growth must be above zero, got {}", args.growth)
+    })?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let (human, json) = from_report::run(&text, args.rtt, args.growth).with_context(|| {
+        format!(
+            "{} is not a `teardown observe --json` report",
+            path.display()
+        )
+    })?;
+    write_out(args.json.as_deref(), &human, &json)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Prints the text report unless JSON goes to stdout, and writes the JSON.
+fn write_out(json_to: Option<&str>, human: &str, json: &Value) -> anyhow::Result<()> {
+    if json_to != Some("-") {
+        print!("{human}");
+    }
+    if let Some(path) = json_to {
+        let text = serde_json::to_string_pretty(json)? + "\n";
         if path == "-" {
             print!("{text}");
         } else {
             std::fs::write(path, text).with_context(|| format!("writing {path}"))?;
         }
     }
-    if let Some(dir) = &args.plot {
-        plot::plot(&plan, &slab, dir)
-            .with_context(|| format!("writing plots to {}", dir.display()))?;
-    }
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }
 
 /// A `tcp_max_tw_buckets` value for people: `usize::MAX` means no limit.

@@ -8,18 +8,32 @@
 //! passive closer's application closes as soon as the peer's FIN arrives (plus
 //! `app_delay`). Loss is independent per segment with probability `p` each way.
 //!
+//! The engine's segments: the server's FIN rides on its response (`send_fin`
+//! sets it on the queued data segment) and the passive closer's ACK rides on its
+//! FIN (a queued pure ACK is coalesced into the next segment).
+//!
 //! Retransmission schedule (`tcp_retransmit_timer`): attempt k is sent at
-//! t_k = sum_{i<k} min(rto * 2^i, rto_max), where rto = rtt + max(2 rtt, rto_min)
-//! (`tcp_rtt_estimator` after the handshake sample). An orphan gives up at the
-//! first expiry t_k (k >= 2) with t_k >= `Config::model_timeout` (102.2 s for 8
-//! retries from 200 ms), checked only when the timer fires, as Linux does.
+//! t_k = sum_{i<k} min(rto * 2^i, rto_max). Which rto depends on the handshake
+//! ([`super::handshake`], enumerated over every loss pattern): after a first
+//! sample m, rto = m + max(2m, rto_min) (`tcp_rtt_estimator`); after k
+//! retransmitted SYNs or SYN-ACKs there is no sample (Karn) and the backoff stays,
+//! rto = 1 s x 2^k. The rest of the model runs once per set of RTOs the ends come
+//! out with, weighted. An orphan gives up at the first expiry t_k (k >= 2) with
+//! t_k >= `Config::model_timeout` (102.2 s for 8 retries from 200 ms), checked
+//! only when the timer fires, as Linux does.
 
 use std::time::Duration;
 
 use serde::Serialize;
 
-use teardown_engine::config::Config;
+use teardown_engine::config::{Config, TwOverflow};
 use teardown_engine::state::State;
+
+use super::handshake;
+
+struct LastAckSummary {
+    tw_restarts: f64,
+}
 
 /// Who sends the first FIN.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -41,7 +55,26 @@ pub struct Workload {
     pub close: Closer,
     /// Time the passive closer's application takes to close after the peer's FIN.
     pub app_delay: Duration,
+    /// The server closes by nginx's lingering close (`shutdown(SHUT_WR)`, then
+    /// reads until the client's FIN or this long without data: `lingering_timeout`,
+    /// 5 s by default). Its FIN-WAIT-2 keeps the descriptor, so it is a full
+    /// socket, never times out and takes no bucket; only when the wait ends
+    /// without a FIN does close() leave an orphaned FIN-WAIT-2 for
+    /// `tcp_fin_timeout` (linux-rules.md: only orphans time out).
+    pub lingering: Option<Duration>,
     pub host: Config,
+}
+
+impl Workload {
+    /// The RTO after a first RTT sample `m` (`tcp_rtt_estimator`, `__tcp_set_rto`):
+    /// m + max(2m, rto_min), within [rto_min, rto_max].
+    pub fn rto_of(&self, m: f64) -> f64 {
+        let (lo, hi) = (
+            self.host.rto_min.as_secs_f64(),
+            self.host.rto_max.as_secs_f64(),
+        );
+        (m + (2.0 * m).max(lo)).clamp(lo, hi)
+    }
 }
 
 /// Mean seconds a connection spends in each state, on each host.
@@ -126,6 +159,10 @@ pub struct Prediction {
     /// Retransmitted FINs arriving in TIME-WAIT, per TIME-WAIT entry (each leaves a
     /// stale slot in the engine's ring).
     pub tw_restarts: f64,
+    /// Mean seconds per connection the active closer spends in FIN-WAIT-2 with its
+    /// descriptor still open (lingering close); the rest of its FIN-WAIT-2 is
+    /// orphaned, a mini-socket in `tcp_max_tw_buckets`.
+    pub fin_wait_2_held: f64,
     /// TIME-WAIT population the closer would hold without the cap.
     pub tw_uncapped: f64,
     /// Entries per second that skip TIME-WAIT because the cap is reached.
@@ -185,18 +222,36 @@ struct FinWait1 {
     to_fin_wait_2: f64,
     /// Probability the closer gave up (runaway peer, every ACK lost).
     gave_up: f64,
+    /// Mean FIN-WAIT-2 seconds per connection when the peer's ACK rides on its
+    /// FIN (it closes at once): then FIN-WAIT-2 is entered only by a duplicate's
+    /// ACK and lasts until the peer's retransmitted FIN.
+    fin_wait_2: Option<f64>,
 }
 
 /// FIN-WAIT-1 as a two-state chain over the closer's attempts: the peer has not
 /// seen the FIN yet, or has seen it (and then answers duplicates with an ACK, unless
 /// it ran away). `data` segments precede the FIN on the first attempt and must
 /// arrive too (the server's response); retransmissions carry them with the FIN.
-fn fin_wait_1(w: &Workload, rto: f64, data: u32, runaway: bool) -> FinWait1 {
-    let p = w.loss;
+fn fin_wait_1(w: &Workload, rto: f64, data: u32, runaway: bool, peer: &[f64]) -> FinWait1 {
     let (t, end) = give_up(&w.host, rto, w.host.orphan_retry_limit(), w.host.rto_min);
+    fin_wait_1_on(w, &t, end, data, runaway, peer)
+}
+
+/// FIN-WAIT-1's chain over attempts at times `t` (giving up at `end`), the
+/// first carrying `data` segments before the FIN.
+fn fin_wait_1_on(
+    w: &Workload,
+    t: &[f64],
+    end: f64,
+    data: u32,
+    runaway: bool,
+    peer: &[f64],
+) -> FinWait1 {
+    let p = w.loss;
     let rtt = w.rtt.as_secs_f64();
-    // The peer answers the in-order FIN with its ACK and, closing at once, its FIN.
-    let fin_follows = !runaway && w.app_delay.is_zero();
+    if !runaway && w.app_delay.is_zero() {
+        return fin_wait_1_coalesced(w, t, end, data, peer);
+    }
     let (mut unseen, mut seen) = (1.0, 0.0);
     let (mut mean, mut to_fw2) = (0.0, 0.0);
     for (k, &tk) in t.iter().enumerate() {
@@ -206,19 +261,14 @@ fn fin_wait_1(w: &Workload, rto: f64, data: u32, runaway: bool) -> FinWait1 {
             1.0 - p
         };
         let ack = 1.0 - p;
-        // Unseen -> the peer gets it now.
+        // Unseen -> the peer gets it now and ACKs it on its own.
         let got = unseen * delivered;
         let acked = got * ack;
-        let fin_only = if fin_follows {
-            got * p * (1.0 - p)
-        } else {
-            0.0
-        };
         // Seen -> a duplicate draws one ACK, unless the peer is gone.
         let dup = if runaway { 0.0 } else { seen * delivered * ack };
-        mean += (acked + fin_only + dup) * (tk + rtt);
+        mean += (acked + dup) * (tk + rtt);
         to_fw2 += acked + dup;
-        seen = seen - dup + got - acked - fin_only;
+        seen = seen - dup + got - acked;
         unseen -= got;
     }
     let left = unseen + seen;
@@ -226,6 +276,58 @@ fn fin_wait_1(w: &Workload, rto: f64, data: u32, runaway: bool) -> FinWait1 {
         mean: mean + left * end,
         to_fin_wait_2: to_fw2,
         gave_up: left,
+        fin_wait_2: None,
+    }
+}
+
+/// FIN-WAIT-1 when the peer's application closes at once: its ACK rides on its
+/// FIN (the engine coalesces a queued pure ACK into the next segment), so the
+/// in-order FIN is answered by one FIN+ACK, straight to TIME-WAIT. If that is
+/// lost the peer sits in LAST-ACK, retransmitting its FIN on its own RTO (`peer`
+/// offsets) and answering our duplicate FINs with a bare ACK, which puts us in
+/// FIN-WAIT-2 until its next FIN copy arrives: a race between the two timers.
+fn fin_wait_1_coalesced(w: &Workload, t: &[f64], end: f64, data: u32, peer: &[f64]) -> FinWait1 {
+    let p = w.loss;
+    let q = 1.0 - p;
+    let rtt = w.rtt.as_secs_f64();
+    let (mut unseen, mut mean, mut to_fw2, mut fw2, mut left) = (1.0, 0.0, 0.0, 0.0, 0.0);
+    for (k0, &t0) in t.iter().enumerate() {
+        let delivered = if k0 == 0 { q.powi(1 + data as i32) } else { q };
+        let got = unseen * delivered;
+        unseen -= got;
+        mean += got * q * (t0 + rtt);
+        // Its FIN+ACK was lost: the two timers race from here.
+        let mut in_fw1 = got * p;
+        let mut cohorts: Vec<(f64, f64)> = Vec::new();
+        let mut events: Vec<(f64, bool)> = t[k0 + 1..].iter().map(|&tk| (tk + rtt, true)).collect();
+        events.extend(peer.iter().skip(1).map(|&u| (t0 + rtt + u, false)));
+        events.sort_by(|a, b| a.0.total_cmp(&b.0));
+        for (at, ours) in events {
+            if ours {
+                // Our duplicate reaches the peer, its ACK comes back: FIN-WAIT-2.
+                let moved = in_fw1 * q * q;
+                in_fw1 -= moved;
+                mean += moved * at;
+                to_fw2 += moved;
+                cohorts.push((moved, at));
+            } else {
+                // The peer's FIN copy arrives: TIME-WAIT from either state.
+                mean += in_fw1 * q * at;
+                in_fw1 *= p;
+                for (mass, since) in &mut cohorts {
+                    fw2 += *mass * q * (at - *since);
+                    *mass *= p;
+                }
+            }
+        }
+        left += in_fw1;
+    }
+    left += unseen;
+    FinWait1 {
+        mean: mean + left * end,
+        to_fin_wait_2: to_fw2,
+        gave_up: left,
+        fin_wait_2: Some(fw2),
     }
 }
 
@@ -277,91 +379,258 @@ fn last_ack(w: &Workload, rto: f64) -> LastAck {
     }
 }
 
-/// Runs the model.
+/// The engine's RTT estimator (`Conn::rtt_sample`, Linux `tcp_rtt_estimator`)
+/// in seconds.
+#[derive(Default)]
+struct Rtt {
+    srtt: f64,
+    mdev: f64,
+    rttvar: f64,
+}
+
+impl Rtt {
+    fn sample(&mut self, m: f64, rto_min: f64) {
+        if self.srtt == 0.0 {
+            self.srtt = m;
+            self.mdev = 2.0 * m;
+            self.rttvar = (2.0 * m).max(rto_min);
+            return;
+        }
+        let err = m - self.srtt;
+        self.srtt += err / 8.0;
+        let step = if err < 0.0 {
+            let d = -err - self.mdev / 4.0;
+            if d > 0.0 {
+                d / 8.0
+            } else {
+                d
+            }
+        } else {
+            err - self.mdev / 4.0
+        };
+        self.mdev = (self.mdev + step).max(0.0);
+        let top = self.mdev.max(rto_min);
+        self.rttvar = if top > self.rttvar {
+            top
+        } else {
+            self.rttvar - (self.rttvar - top) / 4.0
+        };
+    }
+
+    fn rto(&self) -> f64 {
+        self.srtt + self.rttvar
+    }
+}
+
+/// Mean seconds in each state after the request reached the server, for one
+/// set of RTOs: the server's (`rto_s`, its response and, when it closes first,
+/// its FIN), the client's (`rto_c`, its FIN) and the server's for its FIN when
+/// the client closes first (`rto_sf`).
+struct Phase {
+    server: Times,
+    client: Times,
+    tw_share: f64,
+    tw_extension: f64,
+    tw_restarts: f64,
+    fin_wait_2_held: f64,
+}
+
+fn phase(w: &Workload, rto_s: f64, rto_c: f64, rto_sf: f64) -> Phase {
+    let p = w.loss;
+    let cfg = &w.host;
+    let rtt = w.rtt.as_secs_f64();
+    let rto_max = cfg.rto_max.as_secs_f64();
+    let f = w.runaway;
+    let (rto_active, rto_passive) = match w.close {
+        Closer::Server => (rto_s, rto_c),
+        Closer::Client => (rto_c, rto_sf),
+    };
+    let active_sched = schedule(rto_active, rto_max, 16);
+    let passive_sched = schedule(rto_passive, rto_max, 16);
+    // One response segment, retransmitted on the server's RTO.
+    let resp_delay = first_arrival_delay(&schedule(rto_s, rto_max, 16), p);
+    let mut server = Times::default();
+    let mut client = Times::default();
+    let (active, passive, data_before_fin) = match w.close {
+        // The FIN rides on the response (`send_fin` sets it on the queued data
+        // segment): one segment, lost or delivered together.
+        Closer::Server => (&mut server, &mut client, 0),
+        Closer::Client => (&mut client, &mut server, 0),
+    };
+    // FIN-WAIT-1 and its outcome, for peers that stay and peers that run away.
+    let stay = fin_wait_1(w, rto_active, data_before_fin, false, &passive_sched);
+    let away = if f > 0.0 {
+        fin_wait_1(w, rto_active, data_before_fin, true, &passive_sched)
+    } else {
+        stay.clone()
+    };
+    // The active closer's FIN first reaching the peer.
+    let fin_delay = first_arrival_delay(&active_sched, p);
+    // The passive closer's FIN (when it stays): LAST-ACK and what TIME-WAIT sees.
+    let la = last_ack(w, rto_passive);
+    let fin_wait2_timeout = cfg.fin_timeout.as_secs_f64().max(3.5 * rto_active);
+    // FIN-WAIT-2: a staying peer's FIN comes app_delay after its ACK, and later still
+    // if lost; a runaway's never comes (tcp_fin_timeout, seed case 5).
+    let peer_fin_wait = w.app_delay.as_secs_f64() + first_arrival_delay(&passive_sched, p);
+    let stay_fw2 = stay
+        .fin_wait_2
+        .unwrap_or(stay.to_fin_wait_2 * peer_fin_wait);
+    let (fw2, fin_wait_2_held) = match (w.lingering, w.close) {
+        // nginx: the descriptor is held until the client's FIN or the lingering
+        // timeout; a runaway client's connection then orphans for tcp_fin_timeout.
+        (Some(l), Closer::Server) => {
+            let l = l.as_secs_f64();
+            let held =
+                (1.0 - f) * stay_fw2.min(stay.to_fin_wait_2 * l) + f * away.to_fin_wait_2 * l;
+            (held + f * away.to_fin_wait_2 * fin_wait2_timeout, held)
+        }
+        _ => (
+            (1.0 - f) * stay_fw2 + f * away.to_fin_wait_2 * fin_wait2_timeout,
+            0.0,
+        ),
+    };
+    let tw_share = (1.0 - f) * (1.0 - stay.gave_up);
+    active.fin_wait_1 = (1.0 - f) * stay.mean + f * away.mean;
+    active.fin_wait_2 = fw2;
+    passive.close_wait = (1.0 - f) * w.app_delay.as_secs_f64();
+    passive.last_ack = (1.0 - f) * la.mean;
+    match w.close {
+        Closer::Server => {
+            // Client: until the response, with the FIN on it, arrives.
+            client.established = rtt / 2.0 + resp_delay;
+        }
+        Closer::Client => {
+            // Client: until the response arrives (it closes on it). Server: until
+            // the client's FIN arrives.
+            client.established = rtt / 2.0 + resp_delay;
+            server.established = rtt + resp_delay + fin_delay;
+        }
+    }
+    Phase {
+        server,
+        client,
+        tw_share,
+        tw_extension: la.tw_extension,
+        tw_restarts: la.tw_restarts,
+        fin_wait_2_held,
+    }
+}
+
+/// Runs the model: the handshake by enumeration ([`handshake`]), then the rest
+/// for each pair of RTOs the ends come out of it with.
 pub fn predict(w: &Workload) -> Prediction {
     let p = w.loss;
     let cfg = &w.host;
     let rtt = w.rtt.as_secs_f64();
     let rto_min = cfg.rto_min.as_secs_f64();
     let rto_max = cfg.rto_max.as_secs_f64();
-    let rto = (rtt + (2.0 * rtt).max(rto_min)).clamp(rto_min, rto_max);
-    let rto_init = cfg.rto_initial.as_secs_f64();
-    let data_sched = schedule(rto, rto_max, 16);
-    let f = w.runaway;
-
-    // Handshake: SYN and SYN-ACK on the initial RTO (no sample yet).
-    let (syn_t, syn_end) = give_up(cfg, rto_init, cfg.syn_retries, cfg.rto_initial);
-    let round = 1.0 - (1.0 - p) * (1.0 - p);
-    let syn_sent = first_success(&syn_t, 1.0 - round, 1.0 - round, rtt, syn_end);
-    // The request is retransmitted on the client's RTO: its delay beyond one trip.
-    let req_delay = first_arrival_delay(&data_sched, p);
-    // SYN-RECEIVED: until the SYN-ACK arrives and the ACK or the request returns;
-    // if both are lost, the request's retransmission establishes.
-    let (synack_t, synack_end) = give_up(cfg, rto_init, cfg.synack_retries, cfg.rto_initial);
-    let synack = first_success(&synack_t, 1.0 - p, 1.0 - p, rtt, synack_end);
-    let both_lost_wait = data_sched.get(1).map_or(0.0, |_| {
-        first_success(&data_sched[1..], 1.0 - p, 1.0 - p, 0.0, 0.0) // from the first retransmission
-    });
-    let syn_received = synack + p * p * both_lost_wait;
-    // The server is ESTABLISHED when the ACK arrived but the request did not.
-    let est_before_request = (1.0 - p) * p * both_lost_wait;
-    // One response segment, retransmitted on the server's RTO.
-    let resp_delay = first_arrival_delay(&data_sched, p);
-
-    let mut server_times = Times {
-        syn_received,
-        ..Times::default()
-    };
-    let mut client_times = Times {
-        syn_sent,
-        ..Times::default()
-    };
-
-    let (active, passive, data_before_fin) = match w.close {
-        Closer::Server => (&mut server_times, &mut client_times, 1),
-        Closer::Client => (&mut client_times, &mut server_times, 0),
-    };
-
-    // FIN-WAIT-1 and its outcome, for peers that stay and peers that run away.
-    let stay = fin_wait_1(w, rto, data_before_fin, false);
-    let away = if f > 0.0 {
-        fin_wait_1(w, rto, data_before_fin, true)
-    } else {
-        stay.clone()
-    };
-    let fw1 = (1.0 - f) * stay.mean + f * away.mean;
-    // The active closer's FIN first reaching the peer.
-    let fin_delay = first_arrival_delay(&data_sched, p);
-    // The passive closer's FIN (when it stays): LAST-ACK and what TIME-WAIT sees.
-    let la = last_ack(w, rto);
-    let fin_wait2_timeout = cfg.fin_timeout.as_secs_f64().max(3.5 * rto);
-    // FIN-WAIT-2: a staying peer's FIN comes app_delay after its ACK, and later still
-    // if lost; a runaway's never comes (tcp_fin_timeout, seed case 5).
-    let peer_fin_wait = w.app_delay.as_secs_f64() + first_arrival_delay(&data_sched, p);
-    let fw2 =
-        (1.0 - f) * stay.to_fin_wait_2 * peer_fin_wait + f * away.to_fin_wait_2 * fin_wait2_timeout;
-    let tw_share = (1.0 - f) * (1.0 - stay.gave_up);
-    let tw_time = cfg.time_wait.as_secs_f64() + la.tw_extension;
-
-    active.fin_wait_1 = fw1;
-    active.fin_wait_2 = fw2;
-    active.time_wait = tw_share * tw_time;
-    passive.close_wait = (1.0 - f) * w.app_delay.as_secs_f64();
-    passive.last_ack = (1.0 - f) * la.mean;
-    match w.close {
-        Closer::Server => {
-            // Server: from the ACK to the request (it closes on it). Client: from the
-            // SYN-ACK until the request, the response and the FIN have crossed.
-            server_times.established = est_before_request;
-            client_times.established = rtt + req_delay + resp_delay + p * fin_delay;
-        }
-        Closer::Client => {
-            // Client: until the response arrives (it closes on it). Server: until the
-            // client's FIN arrives.
-            client_times.established = rtt + req_delay + resp_delay;
-            server_times.established = est_before_request + rtt + resp_delay + fin_delay;
+    let rto_of = |m: f64| (m + (2.0 * m).max(rto_min)).clamp(rto_min, rto_max);
+    let rto = rto_of(rtt);
+    let ways = handshake::enumerate(cfg, p, rtt / 2.0, &rto_of);
+    // Group the ways by their RTO pair: the rest depends on nothing else.
+    let mut groups: Vec<(f64, f64, f64, f64)> = Vec::new();
+    let mut server_times = Times::default();
+    let mut client_times = Times::default();
+    for o in &ways {
+        server_times.syn_received += o.weight * o.syn_received;
+        server_times.established += o.weight * o.server_waiting;
+        client_times.syn_sent += o.weight * o.syn_sent;
+        client_times.established += o.weight * o.client_waiting;
+        // The client's FIN goes on the RTO it has once the response arrived. A
+        // request sent once is sampled when the response ACKs it, m = rtt plus the
+        // response's own delay (copy k goes at t_k of the server's schedule); a
+        // retransmitted one gives no sample and keeps its backoff (Karn).
+        let resp = schedule(o.server_rto, rto_max, 4);
+        let share = |k: usize| {
+            if k + 1 < resp.len() {
+                p.powi(k as i32) * (1.0 - p)
+            } else {
+                p.powi(k as i32)
+            }
+        };
+        // The server's FIN when the client closes first: the client's FIN+ACK
+        // samples the response if it went once (m = rtt); a retransmitted
+        // response gives no sample and keeps the backoff.
+        let server_fin_rto = |k: usize| {
+            if k == 0 {
+                let mut est = Rtt::default();
+                if o.server_sample {
+                    est.sample(o.syn_received, rto_min);
+                }
+                est.sample(rtt, rto_min);
+                est.rto().clamp(rto_min, rto_max)
+            } else {
+                (o.server_rto * f64::from(1u32 << k.min(20))).min(rto_max)
+            }
+        };
+        let copies: Vec<(f64, f64, f64)> = (0..resp.len())
+            .map(|k| {
+                let rto_c = if o.client_requests == 1 {
+                    let mut est = Rtt::default();
+                    if o.client_sample {
+                        est.sample(o.syn_sent, rto_min);
+                    }
+                    est.sample(rtt + resp[k], rto_min);
+                    est.rto().clamp(rto_min, rto_max)
+                } else {
+                    let backoff = f64::from(1u32 << (o.client_requests - 1).min(20));
+                    (o.client_rto * backoff).min(rto_max)
+                };
+                (share(k), rto_c, server_fin_rto(k))
+            })
+            .flat_map(|(share, rto_c, rto_sf)| {
+                // The sample needs the client's FIN+ACK back before the server's
+                // timer: when it is lost the response goes again (backoff + 1).
+                let lost_fin = (w.close == Closer::Client && rto_sf < o.server_rto * 2.0)
+                    .then(|| (share * p, rto_c, (o.server_rto * 2.0).min(rto_max)));
+                let kept = if lost_fin.is_some() {
+                    share * (1.0 - p)
+                } else {
+                    share
+                };
+                std::iter::once((kept, rto_c, rto_sf)).chain(lost_fin)
+            })
+            .collect();
+        for (share, rto_c, rto_sf) in copies {
+            let weight = o.weight * share;
+            let same = |a: f64, b: f64| (a - b).abs() < 1e-6;
+            match groups
+                .iter_mut()
+                .find(|g| same(g.0, o.server_rto) && same(g.1, rto_c) && same(g.2, rto_sf))
+            {
+                Some(g) => g.3 += weight,
+                None => groups.push((o.server_rto, rto_c, rto_sf, weight)),
+            }
         }
     }
+    let (mut tw_share, mut tw_ext, mut tw_restarts, mut fin_wait_2_held) = (0.0, 0.0, 0.0, 0.0);
+    for (rto_s, rto_c, rto_sf, weight) in groups {
+        let ph = phase(w, rto_s, rto_c, rto_sf);
+        for st in MODELLED {
+            server_times.set(st, server_times.get(st) + weight * ph.server.get(st));
+            client_times.set(st, client_times.get(st) + weight * ph.client.get(st));
+        }
+        tw_share += weight * ph.tw_share;
+        tw_ext += weight * ph.tw_share * ph.tw_extension;
+        tw_restarts += weight * ph.tw_share * ph.tw_restarts;
+        fin_wait_2_held += weight * ph.fin_wait_2_held;
+    }
+    let tw_time = cfg.time_wait.as_secs_f64()
+        + if tw_share > 0.0 {
+            tw_ext / tw_share
+        } else {
+            0.0
+        };
+    let tw_restarts = if tw_share > 0.0 {
+        tw_restarts / tw_share
+    } else {
+        0.0
+    };
+    match w.close {
+        Closer::Server => server_times.time_wait = tw_share * tw_time,
+        Closer::Client => client_times.time_wait = tw_share * tw_time,
+    }
+    let la = LastAckSummary { tw_restarts };
 
     // Little's law; TIME-WAIT capped by tcp_max_tw_buckets.
     let scale = |t: &Times| {
@@ -380,10 +649,25 @@ pub fn predict(w: &Workload) -> Prediction {
     let tw_uncapped = holder.time_wait;
     let cap = cfg.max_tw_buckets as f64;
     // The cap is per host: it binds the server; each client host has its own.
-    let (tw_overflow_per_sec, capped) = if w.close == Closer::Server && tw_uncapped > cap {
-        // Linux skips TIME-WAIT for the excess; FreeBSD evicts the oldest. Either way
-        // the table holds `cap`, and `cap / tw_time` entries per second complete it.
-        (w.rate * tw_share - cap / tw_time, cap)
+    // Linux: an orphan's FIN-WAIT-2 is a mini-socket too and is refused when the
+    // buckets are full (`tcp_time_wait` -> TCPTimeWaitOverflow, the socket is
+    // done), so TIME-WAIT and orphaned FIN-WAIT-2 share the cap: each keeps
+    // cap / demand of its population (bounds::buckets). FreeBSD evicts the oldest
+    // TIME-WAIT and has no such mini-socket.
+    let orphans = if cfg.tw_overflow == TwOverflow::Skip {
+        holder.fin_wait_2 - w.rate * fin_wait_2_held
+    } else {
+        0.0
+    };
+    let demand = tw_uncapped + orphans;
+    let (tw_overflow_per_sec, capped) = if w.close == Closer::Server && demand > cap {
+        let kept = cap / demand;
+        holder.fin_wait_2 -= orphans * (1.0 - kept);
+        // The table holds its share of `cap`; the rest of the closes skip it.
+        (
+            w.rate * tw_share - tw_uncapped * kept / tw_time,
+            tw_uncapped * kept,
+        )
     } else {
         (0.0, tw_uncapped)
     };
@@ -397,6 +681,7 @@ pub fn predict(w: &Workload) -> Prediction {
         tw_share,
         tw_time,
         tw_restarts: la.tw_restarts,
+        fin_wait_2_held,
         tw_uncapped,
         tw_overflow_per_sec,
         tw_overflow_rate: if tw_share > 0.0 {

@@ -1,0 +1,367 @@
+//! Linux's limits on the populations [`super::model`] predicts: the ones the
+//! published planners ("ports / 60 s") miss. Pure formulas, each checked against
+//! a hand-computed case in the tests below.
+//!
+//! * TIME-WAIT is bounded by the smallest of rate × lifetime, the usable
+//!   4-tuples and `tcp_max_tw_buckets`: a SYN on a 4-tuple still in the server's
+//!   TIME-WAIT with a newer timestamp reopens it and the old entry goes with no
+//!   counter (`tcp_timewait_state_process`, RFC 6191), so a population cannot
+//!   exceed the tuples that carry the load.
+//! * connect() (`__inet_hash_connect`) starts at an even offset and steps by 2:
+//!   the even half of `ip_local_port_range` carries the load, odd ports are
+//!   searched only once every even one is taken. Measured (linux-measured.md §2):
+//!   one client address to one port plateaued at ~14,587 TIME-WAIT of 28,232
+//!   ports, and with `tcp_tw_reuse=0` connects collapsed to ~510/s at ~16.6 k.
+//! * `tcp_max_tw_buckets` counts TIME-WAIT *and* orphaned FIN-WAIT-2
+//!   mini-sockets (`tcp_time_wait(sk, TCP_FIN_WAIT2, tmo)`, linux-rules.md), per
+//!   network namespace (`net->ipv4.tcp_death_row`): both ends count when they
+//!   share one.
+//! * `tcp_tw_reuse` lets connect() take a TIME-WAIT 4-tuple only when the entry
+//!   carries timestamps (`tcp_twsk_unique` needs `tw_ts_recent_stamp`), i.e.
+//!   `tcp_timestamps` is on at both ends; 2 (the default) is loopback only.
+
+use std::net::IpAddr;
+
+use serde::Serialize;
+
+/// Which of the three bounds sets the TIME-WAIT population.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Bound {
+    /// Close rate × lifetime (Little's law): nothing else binds.
+    Rate,
+    /// The usable 4-tuples: each reopened tuple ends its old TIME-WAIT early.
+    Tuples,
+    /// `tcp_max_tw_buckets`: the excess skips TIME-WAIT (`TCPTimeWaitOverflow`).
+    Buckets,
+}
+
+impl Bound {
+    pub fn describe(self) -> &'static str {
+        match self {
+            Bound::Rate => "close rate x 60 s",
+            Bound::Tuples => "the usable 4-tuples",
+            Bound::Buckets => "tcp_max_tw_buckets",
+        }
+    }
+}
+
+/// Ports of one pool (one client address towards one server address and port)
+/// that carry the load before connect() has to search the odd half.
+pub fn even_ports(range: u32) -> f64 {
+    (f64::from(range) / 2.0).ceil()
+}
+
+impl Transient {
+    /// Closes that skip in the first `secs` from an empty table at `rate` entries
+    /// per second (before the first expiry): all beyond the first `cap`, less
+    /// the reopened tuples.
+    pub fn skipped_in(&self, secs: f64) -> f64 {
+        let secs = secs.min(self.until_s);
+        (secs - self.fill_s).max(0.0) * self.rate * self.skipped_fraction
+    }
+}
+
+/// One pool of 4-tuples feeding TIME-WAIT: the server's side (its clients'
+/// addresses towards its listeners) or one destination of this host as a client.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct Pool {
+    /// TIME-WAIT entries per second.
+    pub rate: f64,
+    /// Seconds each lives (60 s plus restarts).
+    pub lifetime: f64,
+    /// Usable 4-tuples; infinite when nothing is known of them (`null` in JSON).
+    pub tuples: f64,
+}
+
+impl Pool {
+    /// The TIME-WAIT it holds at `growth` times its rate, before the buckets.
+    pub fn open(&self, growth: f64) -> f64 {
+        (growth * self.rate * self.lifetime).min(self.tuples)
+    }
+}
+
+/// `tcp_max_tw_buckets` of one network namespace and what fills it.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Buckets {
+    /// Sum of rate x lifetime: what the published planners predict.
+    pub time_wait_by_rate: f64,
+    /// Sum over pools of min(rate x lifetime, tuples).
+    pub time_wait: f64,
+    /// Orphaned FIN-WAIT-2 mini-sockets: they take buckets too.
+    pub orphan_fin_wait_2: f64,
+    /// `time_wait + orphan_fin_wait_2`.
+    pub demand: f64,
+    pub cap: f64,
+    /// What the namespace holds: `min(demand, cap)`.
+    pub population: f64,
+    pub binds: Bound,
+    /// Share of TIME-WAIT entries that skip it in steady state.
+    pub skipped_fraction: f64,
+    pub overflow_per_sec: f64,
+    /// Start-up from an empty table, when the buckets bind.
+    pub transient: Option<Transient>,
+}
+
+/// What the first lifetime after a step to today's rate looks like when the
+/// buckets bind: nothing expires before `until_s`, so once the table is full
+/// only reopened tuples free slots.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Transient {
+    /// TIME-WAIT entries per second.
+    pub rate: f64,
+    /// Seconds until the table is first full: `cap / rate`; over a window of
+    /// `t` seconds from empty, `rate x t - cap` closes skip.
+    pub fill_s: f64,
+    /// Share of closes that skip from then until the first expiry: `1 - cap/tuples`,
+    /// all of them when no tuple is reopened. At least the steady share.
+    pub skipped_fraction: f64,
+    /// First expiry (the lifetime): from then on the steady state.
+    pub until_s: f64,
+}
+
+/// The buckets of a namespace fed by `pools`, with `orphans` orphaned FIN-WAIT-2
+/// sharing them, under `cap` (`tcp_max_tw_buckets`).
+///
+/// Overflow: a close finds a free bucket only when an entry expired or its own
+/// tuple's old entry was just reopened. With the table full, holding `cap` of the
+/// `demand` entries it would hold, the share that gets in is `cap / demand`, so
+/// the skipped fraction is `1 - cap / demand`: `1 - cap / tuples` when the tuples
+/// bind (not the planners' `(R - cap/60) / R`, 41 % high at a 4,096 cap in
+/// issue 14), `1 - cap / (R x 60)` when they do not.
+pub fn buckets(pools: &[Pool], orphans: f64, cap: f64) -> Buckets {
+    let by_rate: f64 = pools.iter().map(|p| p.rate * p.lifetime).sum();
+    let time_wait: f64 = pools.iter().map(|p| p.open(1.0)).sum();
+    let rate: f64 = pools.iter().map(|p| p.rate).sum();
+    let tuples: f64 = pools.iter().map(|p| p.tuples).sum();
+    let cap = cap.max(0.0);
+    let demand = time_wait + orphans;
+    let binds = if demand > cap {
+        Bound::Buckets
+    } else if pools.iter().any(|p| p.tuples < p.rate * p.lifetime) {
+        Bound::Tuples
+    } else {
+        Bound::Rate
+    };
+    let skipped_fraction = if binds == Bound::Buckets {
+        1.0 - cap / demand
+    } else {
+        0.0
+    };
+    let transient = (binds == Bound::Buckets && rate > 0.0).then(|| Transient {
+        rate,
+        fill_s: cap / rate,
+        skipped_fraction: if tuples.is_finite() && tuples > 0.0 {
+            (1.0 - cap / tuples).max(skipped_fraction)
+        } else {
+            1.0
+        },
+        until_s: pools.iter().map(|p| p.lifetime).fold(0.0, f64::max),
+    });
+    Buckets {
+        time_wait_by_rate: by_rate,
+        time_wait,
+        orphan_fin_wait_2: orphans,
+        demand,
+        cap,
+        population: demand.min(cap),
+        binds,
+        skipped_fraction,
+        overflow_per_sec: rate * skipped_fraction,
+        transient,
+    }
+}
+
+/// One pool alone (one side, no orphans): the CLI plan's case.
+pub fn time_wait(rate: f64, lifetime: f64, tuples: f64, cap: f64) -> Buckets {
+    buckets(
+        &[Pool {
+            rate,
+            lifetime,
+            tuples,
+        }],
+        0.0,
+        cap,
+    )
+}
+
+/// Why `tcp_tw_reuse` does or does not shorten a client's hold on a port.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reuse {
+    Applies,
+    Off,
+    /// `tcp_tw_reuse = 2` and the destination is not loopback.
+    NotLoopback,
+    /// `tcp_twsk_unique` needs the TIME-WAIT's timestamp.
+    NoTimestamps,
+}
+
+impl Reuse {
+    pub fn describe(self) -> &'static str {
+        match self {
+            Reuse::Applies => "applies",
+            Reuse::Off => "off",
+            Reuse::NotLoopback => "2 = loopback only: not here",
+            Reuse::NoTimestamps => "needs tcp_timestamps: off",
+        }
+    }
+}
+
+/// Whether connect() may reuse this destination's TIME-WAIT 4-tuples.
+pub fn reuse(tcp_tw_reuse: u8, tcp_timestamps: u8, destination: Option<IpAddr>) -> Reuse {
+    let loopback = destination.is_some_and(|ip| ip.is_loopback());
+    match tcp_tw_reuse {
+        0 => Reuse::Off,
+        2 if !loopback => Reuse::NotLoopback,
+        _ if tcp_timestamps == 0 => Reuse::NoTimestamps,
+        _ => Reuse::Applies,
+    }
+}
+
+/// The multiple of today's rate at which `demand(g)` (non-decreasing in `g`)
+/// reaches `limit`; `None` when it never does. Bisection, to 1e-9 relative.
+pub fn headroom(limit: f64, demand: impl Fn(f64) -> f64) -> Option<f64> {
+    const HUGE: f64 = 1e12;
+    if demand(HUGE) <= limit {
+        return None;
+    }
+    if demand(0.0) >= limit {
+        return Some(0.0);
+    }
+    let (mut lo, mut hi) = (0.0, 1.0);
+    while demand(hi) < limit {
+        lo = hi;
+        hi *= 2.0;
+    }
+    while hi - lo > 1e-9 * hi {
+        let mid = 0.5 * (lo + hi);
+        if demand(mid) < limit {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    Some(hi)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn near(a: f64, b: f64) -> bool {
+        (a - b).abs() <= 1e-9 * b.abs().max(1.0)
+    }
+
+    /// Issue 14: 1,500 closes/s from one address to one port, range 28,232: the
+    /// server's TIME-WAIT is bounded by the 4-tuples (14,116), not 90,000.
+    #[test]
+    fn one_address_one_port_is_bounded_by_the_tuples() {
+        let b = time_wait(1500.0, 60.0, even_ports(28_232), 131_072.0);
+        assert_eq!(b.time_wait_by_rate, 90_000.0);
+        assert_eq!(b.population, 14_116.0);
+        assert_eq!(b.binds, Bound::Tuples);
+        assert_eq!(b.overflow_per_sec, 0.0);
+        assert!(b.transient.is_none());
+    }
+
+    /// Both ends in one namespace: the client's TIME-WAIT towards one port
+    /// (bounded by its 32 even ports) plus the server's, plus 500 orphaned
+    /// FIN-WAIT-2 against 1,000 buckets.
+    #[test]
+    fn both_ends_and_orphans_share_the_buckets() {
+        let pools = [
+            Pool {
+                rate: 10.0,
+                lifetime: 60.0,
+                tuples: 32.0,
+            },
+            Pool {
+                rate: 10.0,
+                lifetime: 60.0,
+                tuples: f64::INFINITY,
+            },
+        ];
+        let b = buckets(&pools, 500.0, 1000.0);
+        assert_eq!(b.time_wait_by_rate, 1200.0);
+        assert_eq!(b.time_wait, 632.0);
+        assert_eq!(b.demand, 1132.0);
+        assert_eq!((b.binds, b.population), (Bound::Buckets, 1000.0));
+        assert!(near(b.skipped_fraction, 1.0 - 1000.0 / 1132.0));
+        assert!(near(b.overflow_per_sec, 20.0 * (1.0 - 1000.0 / 1132.0)));
+        let b = buckets(&pools, 0.0, 1000.0);
+        assert_eq!((b.binds, b.population), (Bound::Tuples, 632.0));
+    }
+
+    /// A cap of 4,096 below 14,116 tuples: 1 - 4096/14116 = 70.98 % skip, where
+    /// the planners' (R - cap/60)/R says 95.4 % at 1,500/s.
+    #[test]
+    fn a_cap_below_the_tuples_skips_one_minus_cap_over_tuples() {
+        let b = time_wait(1500.0, 60.0, 14_116.0, 4096.0);
+        assert_eq!(b.binds, Bound::Buckets);
+        assert_eq!(b.population, 4096.0);
+        assert!(near(b.skipped_fraction, 1.0 - 4096.0 / 14_116.0));
+        assert!(near(b.overflow_per_sec, 1500.0 * (1.0 - 4096.0 / 14_116.0)));
+        let old = (1500.0 - 4096.0 / 60.0) / 1500.0;
+        assert!(old > b.skipped_fraction + 0.2);
+        let t = b.transient.unwrap();
+        assert!(near(t.fill_s, 4096.0 / 1500.0));
+        assert!(near(t.skipped_fraction, b.skipped_fraction));
+        assert_eq!(t.until_s, 60.0);
+        // A 10 s window from empty: all but the first 4,096 entries, less the
+        // reopened tuples, skip.
+        assert!(near(
+            t.skipped_in(10.0),
+            (15_000.0 - 4096.0) * (1.0 - 4096.0 / 14_116.0)
+        ));
+        assert_eq!(t.skipped_in(1.0), 0.0);
+    }
+
+    /// Without tuple reuse the classic answer: 3,000/s, cap 131,072: the excess
+    /// over 131,072 / 60 = 2,184.5/s skips; and everything skips until 60 s.
+    #[test]
+    fn many_tuples_give_the_classic_overflow() {
+        let b = time_wait(3000.0, 60.0, f64::INFINITY, 131_072.0);
+        assert_eq!(b.binds, Bound::Buckets);
+        assert!(near(b.overflow_per_sec, 3000.0 - 131_072.0 / 60.0));
+        let t = b.transient.unwrap();
+        assert_eq!(t.skipped_fraction, 1.0);
+        assert!(near(t.fill_s, 131_072.0 / 3000.0));
+        let ok = time_wait(1000.0, 60.0, f64::INFINITY, 131_072.0);
+        assert_eq!((ok.binds, ok.population), (Bound::Rate, 60_000.0));
+    }
+
+    #[test]
+    fn even_ports_are_half_the_range() {
+        assert_eq!(even_ports(28_232), 14_116.0);
+        assert_eq!(even_ports(64), 32.0);
+        assert_eq!(even_ports(1), 1.0);
+    }
+
+    #[test]
+    fn reuse_needs_timestamps_and_loopback_for_2() {
+        let lo: IpAddr = "127.0.0.1".parse().unwrap();
+        let far: IpAddr = "10.1.1.1".parse().unwrap();
+        assert_eq!(reuse(2, 1, Some(lo)), Reuse::Applies);
+        assert_eq!(reuse(2, 1, Some(far)), Reuse::NotLoopback);
+        assert_eq!(reuse(1, 1, Some(far)), Reuse::Applies);
+        assert_eq!(reuse(1, 0, Some(far)), Reuse::NoTimestamps);
+        assert_eq!(reuse(2, 0, Some(lo)), Reuse::NoTimestamps);
+        assert_eq!(reuse(0, 1, Some(lo)), Reuse::Off);
+    }
+
+    #[test]
+    fn headroom_solves_piecewise_demand() {
+        // 1,500/s × 60 s against 131,072 buckets: 1.4564 times today.
+        let h = headroom(131_072.0, |g| 1500.0 * g * 60.0).unwrap();
+        assert!((h - 131_072.0 / 90_000.0).abs() < 1e-6);
+        // Bounded by 14,116 tuples: never reaches the cap.
+        assert_eq!(
+            headroom(131_072.0, |g| (1500.0 * g * 60.0).min(14_116.0)),
+            None
+        );
+        // Already past it.
+        let h = headroom(16.0, |g| 40.0 * g * 60.0).unwrap();
+        assert!((h - 16.0 / 2400.0).abs() < 1e-9);
+    }
+}

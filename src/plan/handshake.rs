@@ -1,0 +1,290 @@
+//! The three-way handshake under loss, by enumerating every pattern of lost
+//! segments down to a probability floor (no random source): the races that a
+//! per-segment formula misses, and the RTO each end carries into the data phase.
+//!
+//! The engine's rules followed here:
+//! * SYN-RECEIVED seeing the client's retransmitted SYN re-sends its SYN-ACK at
+//!   once (`tcp_check_req`), besides its own timer: a client whose first SYN-ACK
+//!   was lost is usually answered at its first retransmission.
+//! * An established client answers a retransmitted SYN-ACK with a challenge ACK
+//!   (RFC 5961 §4, one per 500 ms), which establishes the server even when the
+//!   request was lost.
+//! * The client's ACK rides on its request (the pure ACK is coalesced).
+//! * Karn: a retransmission clears the timing, and the backoff is cleared only by
+//!   a valid sample (`tcp_ack_update_rtt`). An end that retransmitted its SYN (or
+//!   SYN-ACK) k times starts the data phase with no RTT sample and RTO
+//!   `rto_initial × 2^k`; an end with a sample m has `m + max(2m, rto_min)`.
+
+use teardown_engine::config::Config;
+
+/// Branches below this probability are dropped (the mass is renormalised).
+const FLOOR: f64 = 1e-9;
+
+/// One way of getting through the handshake.
+#[derive(Clone, Copy, Debug)]
+pub struct Outcome {
+    pub weight: f64,
+    /// Client in SYN-SENT.
+    pub syn_sent: f64,
+    /// Server in SYN-RECEIVED.
+    pub syn_received: f64,
+    /// Server ESTABLISHED before the request arrives (a challenge ACK let it in).
+    pub server_waiting: f64,
+    /// Client ESTABLISHED until its request reaches the server.
+    pub client_waiting: f64,
+    /// RTO each end starts the data phase with.
+    pub client_rto: f64,
+    /// The server took an RTT sample from its SYN-ACK (not retransmitted).
+    pub server_sample: bool,
+    /// The client took an RTT sample from its SYN (it was not retransmitted).
+    pub client_sample: bool,
+    /// Copies of the request the client sent.
+    pub client_requests: u32,
+    pub server_rto: f64,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
+enum Ev {
+    /// The server's SYN-ACK timer (retransmission `n`).
+    ServerTimer(u8),
+    /// The client's SYN timer (attempt `n`).
+    ClientSyn(u8),
+    /// The client's request retransmission `n`.
+    ClientRequest(u8),
+    ServerGetsSyn,
+    ClientGetsSynAck,
+    /// An ACK (challenge) or the request reaches the server.
+    ServerGetsAck {
+        request: bool,
+    },
+}
+
+#[derive(Clone)]
+struct Branch {
+    weight: f64,
+    events: Vec<(f64, Ev)>,
+    server_at: Option<f64>,
+    server_timing: bool,
+    server_retrans: u32,
+    server_est: Option<f64>,
+    client_est: Option<f64>,
+    client_retrans: u32,
+    client_rto: f64,
+    client_requests: u32,
+    last_challenge: Option<f64>,
+}
+
+struct Ctx<'a> {
+    cfg: &'a Config,
+    p: f64,
+    d: f64,
+    rto_of: &'a dyn Fn(f64) -> f64,
+    out: Vec<Outcome>,
+    kept: f64,
+}
+
+impl Branch {
+    fn push(&mut self, at: f64, ev: Ev) {
+        self.events.push((at, ev));
+    }
+
+    fn pop(&mut self) -> Option<(f64, Ev)> {
+        let i = (0..self.events.len()).min_by(|&a, &b| {
+            let (x, y) = (self.events[a], self.events[b]);
+            x.0.total_cmp(&y.0).then(x.1.cmp(&y.1))
+        })?;
+        Some(self.events.swap_remove(i))
+    }
+}
+
+/// Sends a segment arriving `d` later as `ev`: two branches.
+fn send(ctx: &mut Ctx, b: Branch, at: f64, ev: Ev) {
+    let mut got = b.clone();
+    got.weight *= 1.0 - ctx.p;
+    got.push(at + ctx.d, ev);
+    run(ctx, got);
+    let mut lost = b;
+    lost.weight *= ctx.p;
+    run(ctx, lost);
+}
+
+fn run(ctx: &mut Ctx, mut b: Branch) {
+    if b.weight < FLOOR {
+        return;
+    }
+    let cfg = ctx.cfg;
+    let init = cfg.rto_initial.as_secs_f64();
+    let max = cfg.rto_max.as_secs_f64();
+    while let Some((t, ev)) = b.pop() {
+        match ev {
+            Ev::ClientSyn(n) => {
+                if b.client_est.is_some() || n > cfg.syn_retries {
+                    continue;
+                }
+                if n > 0 {
+                    b.client_retrans += 1;
+                }
+                b.push(
+                    t + (init * f64::from(1u32 << n.min(20))).min(max),
+                    Ev::ClientSyn(n + 1),
+                );
+                return send(ctx, b, t, Ev::ServerGetsSyn);
+            }
+            Ev::ServerGetsSyn => match (b.server_at, b.server_est) {
+                (None, _) => {
+                    b.server_at = Some(t);
+                    b.server_timing = true;
+                    b.push(t + init, Ev::ServerTimer(1));
+                    return send(ctx, b, t, Ev::ClientGetsSynAck);
+                }
+                (Some(_), None) => return send(ctx, b, t, Ev::ClientGetsSynAck),
+                _ => {}
+            },
+            Ev::ServerTimer(n) => {
+                if b.server_est.is_some() || n > cfg.synack_retries {
+                    continue;
+                }
+                b.server_retrans += 1;
+                b.server_timing = false;
+                b.push(
+                    t + (init * f64::from(1u32 << n.min(20))).min(max),
+                    Ev::ServerTimer(n + 1),
+                );
+                return send(ctx, b, t, Ev::ClientGetsSynAck);
+            }
+            Ev::ClientGetsSynAck => {
+                if b.client_est.is_none() {
+                    b.client_est = Some(t);
+                    b.client_rto = if b.client_retrans == 0 {
+                        (ctx.rto_of)(t)
+                    } else {
+                        (init * f64::from(1u32 << b.client_retrans.min(20))).min(max)
+                    };
+                    b.push(t + b.client_rto, Ev::ClientRequest(1));
+                    b.client_requests = 1;
+                    return send(ctx, b, t, Ev::ServerGetsAck { request: true });
+                }
+                // A SYN in a synchronized state: challenge ACK, one per 500 ms.
+                if b.last_challenge.is_some_and(|l| t - l < 0.5) {
+                    continue;
+                }
+                b.last_challenge = Some(t);
+                return send(ctx, b, t, Ev::ServerGetsAck { request: false });
+            }
+            Ev::ClientRequest(n) => {
+                let rto = (b.client_rto * f64::from(1u32 << n.min(20))).min(max);
+                b.push(t + rto, Ev::ClientRequest(n + 1));
+                b.client_requests += 1;
+                return send(ctx, b, t, Ev::ServerGetsAck { request: true });
+            }
+            Ev::ServerGetsAck { request } => {
+                let Some(s0) = b.server_at else { continue };
+                if b.server_est.is_none() {
+                    b.server_est = Some(t);
+                }
+                if request {
+                    let (c, e) = (b.client_est.unwrap_or(t), b.server_est.unwrap_or(t));
+                    let server_rto = if b.server_timing {
+                        (ctx.rto_of)(e - s0)
+                    } else {
+                        (init * f64::from(1u32 << b.server_retrans.min(20))).min(max)
+                    };
+                    ctx.kept += b.weight;
+                    ctx.out.push(Outcome {
+                        weight: b.weight,
+                        syn_sent: c,
+                        syn_received: e - s0,
+                        server_waiting: t - e,
+                        client_waiting: t - c,
+                        client_rto: b.client_rto,
+                        client_requests: b.client_requests,
+                        client_sample: b.client_retrans == 0,
+                        server_sample: b.server_timing,
+                        server_rto,
+                    });
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Every way through the handshake at loss `p` each way and one-way delay `d`,
+/// weights summing to 1; `rto_of(m)` is the RTO after a first sample `m`.
+pub fn enumerate(cfg: &Config, p: f64, d: f64, rto_of: &dyn Fn(f64) -> f64) -> Vec<Outcome> {
+    let mut ctx = Ctx {
+        cfg,
+        p,
+        d,
+        rto_of,
+        out: Vec::new(),
+        kept: 0.0,
+    };
+    let b = Branch {
+        weight: 1.0,
+        events: vec![(0.0, Ev::ClientSyn(0))],
+        server_at: None,
+        server_timing: false,
+        server_retrans: 0,
+        server_est: None,
+        client_est: None,
+        client_retrans: 0,
+        client_rto: 0.0,
+        client_requests: 0,
+        last_challenge: None,
+    };
+    run(&mut ctx, b);
+    let kept = ctx.kept.max(f64::MIN_POSITIVE);
+    for o in &mut ctx.out {
+        o.weight /= kept;
+    }
+    ctx.out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rto(m: f64) -> f64 {
+        m + (2.0 * m).max(0.2)
+    }
+
+    #[test]
+    fn no_loss_is_one_round_trip() {
+        let cfg = Config::default();
+        let o = enumerate(&cfg, 0.0, 0.005, &rto);
+        assert_eq!(o.len(), 1);
+        let o = o[0];
+        assert!((o.syn_sent - 0.010).abs() < 1e-12);
+        assert!((o.syn_received - 0.010).abs() < 1e-12);
+        assert_eq!(o.server_waiting, 0.0);
+        assert!((o.client_rto - 0.21).abs() < 1e-12);
+    }
+
+    /// At 10 % loss the first attempt fails with 1 - 0.9² = 0.19, but when only the
+    /// SYN-ACK was lost the retransmitted SYN draws an immediate SYN-ACK next to
+    /// the server's own: the second round fails far less often than 0.19.
+    #[test]
+    fn the_retransmitted_syn_races_the_server_timer() {
+        let cfg = Config::default();
+        let o = enumerate(&cfg, 0.1, 0.005, &rto);
+        let w: f64 = o.iter().map(|o| o.weight).sum();
+        assert!((w - 1.0).abs() < 1e-9);
+        let late = |after: f64| -> f64 {
+            o.iter()
+                .filter(|o| o.syn_sent > after)
+                .map(|o| o.weight)
+                .sum()
+        };
+        assert!((late(0.5) - 0.19).abs() < 1e-6, "{}", late(0.5));
+        // Second round lost: SYN lost twice (0.1 x 0.19) or SYN-ACK lost then
+        // every copy lost (0.09 x (0.1 + 0.9 x 0.19... )): about 0.021, not 0.036.
+        let second = late(1.5);
+        assert!(second > 0.018 && second < 0.024, "{second}");
+        // A client that retransmitted its SYN starts with a 2 s RTO (1 s doubled).
+        assert!(o
+            .iter()
+            .filter(|o| o.syn_sent > 0.5 && o.syn_sent < 1.5)
+            .all(|o| (o.client_rto - 2.0).abs() < 1e-12));
+    }
+}
