@@ -169,6 +169,10 @@ pub struct Args {
     /// Attack segments per real second, all kinds and workers together.
     #[arg(long, default_value_t = 1000.0)]
     pub attack_rate: f64,
+    /// With --kernel-target: draw the run's rate, TIME-WAIT by side and errors
+    /// over time into DIR (PNG and SVG).
+    #[arg(long)]
+    pub plot: Option<PathBuf>,
     /// No progress bar even on a terminal.
     #[arg(long)]
     pub quiet: bool,
@@ -231,6 +235,7 @@ impl Args {
                 (self.request != Request::None, "--request"),
                 (self.duration.is_some(), "--duration"),
                 (self.source_ips.is_some(), "--source-ips"),
+                (self.plot.is_some(), "--plot"),
             ];
             return match needs.iter().find(|(used, _)| *used) {
                 Some((_, flag)) => Err(Usage(format!("{flag} needs --kernel --kernel-target"))),
@@ -769,7 +774,8 @@ pub fn summary(r: &Value) -> String {
     if g("/mode") == json!("kernel-target") {
         return format!(
             "{}: {} connections, {} completed ({:.0}/s), {} unfinished; closed by server FIN {}, client FIN {}, client RST {}, server RST {}; errors {}\n\
-             connect p50/p99 {} / {} ms, first byte p50/p99 {} / {} ms, close p50/p99 {} / {} ms",
+             connect p50/p99 {} / {} ms, first byte p50/p99 {} / {} ms, close p50/p99 {} / {} ms\n\
+             TIME-WAIT peak: server side {}, client side {}, other {}; kernel: TW +{}, RetransSegs +{}, tw_sock_TCP peak {} B",
             g("/target").as_str().unwrap_or("?"),
             g("/connections"),
             g("/completed"),
@@ -786,6 +792,12 @@ pub fn summary(r: &Value) -> String {
             g("/latency_ms/first_byte/p99"),
             g("/latency_ms/close/p50"),
             g("/latency_ms/close/p99"),
+            g("/time_wait/server_peak"),
+            g("/time_wait/client_peak"),
+            g("/time_wait/other_peak"),
+            g("/kernel/netstat/TW"),
+            g("/kernel/snmp/RetransSegs"),
+            g("/kernel/tw_slab_bytes_peak"),
         );
     }
     if g("/mode") == json!("kernel") {

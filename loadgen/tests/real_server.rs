@@ -204,6 +204,30 @@ fn keepalive_0_means_the_server_closes_and_keeps_time_wait() {
         "TIME-WAIT by side; {}",
         sockstat()
     );
+    // loadgen's own reading of the sides (sock_diag, last sample after the
+    // last close) is what ss sees, and the kernel counted every one of them.
+    assert_eq!(n(&r, "/time_wait/server_peak"), 300, "{:#}", r["time_wait"]);
+    assert_eq!(n(&r, "/time_wait/client_peak"), 0, "{:#}", r["time_wait"]);
+    // Host-wide counters: other tests' sockets may add to them, never take away.
+    assert!(n(&r, "/kernel/netstat/TW") >= 300, "{:#}", r["kernel"]);
+    assert!(
+        n(&r, "/kernel/snmp/ActiveOpens") >= 300,
+        "{:#}",
+        r["kernel"]
+    );
+    assert!(
+        n(&r, "/kernel/snmp/PassiveOpens") >= 300,
+        "{:#}",
+        r["kernel"]
+    );
+    assert!(
+        n(&r, "/kernel/sockstat/tw_peak") >= 300,
+        "{:#}",
+        r["kernel"]
+    );
+    let series = r["series"].as_array().unwrap();
+    let completed: u64 = series.iter().map(|p| n(p, "/completed")).sum();
+    assert_eq!(completed, 300, "the series adds up to the run");
 }
 
 #[test]
@@ -233,6 +257,9 @@ fn the_client_closing_first_keeps_time_wait_on_the_client() {
     let client = time_wait("dst", nginx.addr);
     assert_eq!(time_wait("src", nginx.addr).len(), 0);
     assert_eq!(client.len(), 200, "{}", sockstat());
+    assert_eq!(n(&r, "/time_wait/client_peak"), 200, "{:#}", r["time_wait"]);
+    assert_eq!(n(&r, "/time_wait/server_peak"), 0, "{:#}", r["time_wait"]);
+    assert!(n(&r, "/kernel/netstat/TW") >= 200, "{:#}", r["kernel"]);
     // Spread over the four source addresses.
     for last in 2..=5 {
         let ip = format!(" 127.0.0.{last}:");
@@ -267,6 +294,14 @@ fn rst_closes_leave_no_time_wait() {
     assert_eq!(n(&r, "/completed"), 200, "{r:#}");
     assert_eq!(n(&r, "/closed_by/client_rst"), 200, "{r:#}");
     assert_eq!(time_wait_sides(nginx.addr), (0, 0));
+    assert_eq!(n(&r, "/time_wait/server_peak"), 0);
+    assert_eq!(n(&r, "/time_wait/client_peak"), 0);
+    // close() with SO_LINGER 0 counts as TCPAbortOnData (`__tcp_close`).
+    assert!(
+        n(&r, "/kernel/netstat/TCPAbortOnData") >= 200,
+        "{:#}",
+        r["kernel"]
+    );
 }
 
 /// The open model: `--rate` with `--duration` starts exactly rate × duration
@@ -277,6 +312,7 @@ fn open_model_runs_on_schedule_with_raw_requests() {
         return;
     }
     let nginx = Nginx::start("0");
+    let plots = tempfile::tempdir().unwrap();
     let r = loadgen(
         nginx.addr,
         &[
@@ -286,8 +322,13 @@ fn open_model_runs_on_schedule_with_raw_requests() {
             "500",
             "--duration",
             "400ms",
+            "--plot",
+            plots.path().to_str().unwrap(),
         ],
     );
+    for file in ["loadgen.png", "loadgen.svg"] {
+        assert!(plots.path().join(file).is_file(), "{file}");
+    }
     no_errors(&r);
     assert_eq!(r["config"]["model"], "open");
     assert_eq!(n(&r, "/connections"), 200, "{r:#}");

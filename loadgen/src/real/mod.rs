@@ -17,12 +17,16 @@
 //! passed; the run then waits for the live ones, up to `--timeout`.
 
 pub mod conn;
+pub mod host;
 pub mod http;
+pub mod plot;
 pub mod report;
 pub mod workload;
 
 use std::io::ErrorKind;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mio::{Events, Interest, Poll, Token};
@@ -69,6 +73,13 @@ impl Slots {
     }
 }
 
+/// Tells the host sampler how far the run got.
+fn publish(p: &host::Progress, t: &Tally) {
+    p.started.store(t.connections, Relaxed);
+    p.completed.store(t.completed, Relaxed);
+    p.errors.store(t.error_total(), Relaxed);
+}
+
 pub fn run(args: &Args, target: SocketAddr) -> anyhow::Result<Report> {
     let SocketAddr::V4(dst) = target else {
         anyhow::bail!("--kernel-target {target}: only IPv4 targets are supported");
@@ -98,6 +109,8 @@ pub fn run(args: &Args, target: SocketAddr) -> anyhow::Result<Report> {
     };
     let mut events = Events::with_capacity(1024);
     let mut tally = Tally::default();
+    let progress = Arc::new(host::Progress::default());
+    let watch = host::Watch::start(target, None, progress.clone())?;
     let mut buf = vec![0u8; 64 * 1024];
     let open_model = args.rate > 0.0;
     let started = Instant::now();
@@ -149,6 +162,7 @@ pub fn run(args: &Args, target: SocketAddr) -> anyhow::Result<Report> {
         }
         let more = opening(tally.connections);
         seconds.sample(tally.completed, more);
+        publish(&progress, &tally);
         if (!more && slots.live() == 0) || started.elapsed() >= args.timeout {
             break;
         }
@@ -183,6 +197,7 @@ pub fn run(args: &Args, target: SocketAddr) -> anyhow::Result<Report> {
     // Whatever is still live at the timeout is left unfinished: closed here, uncounted.
     let unfinished = slots.live() as u64;
     drop(slots);
+    let readings = watch.stop()?;
     let window = (last_end - started).as_secs_f64();
     let mut json = tally.json()?;
     let extra = json!({
@@ -213,8 +228,15 @@ pub fn run(args: &Args, target: SocketAddr) -> anyhow::Result<Report> {
     if let Value::Object(m) = extra {
         json.extend(m);
     }
+    json.extend(readings);
+    let json = Value::Object(json);
+    if let Some(dir) = &args.plot {
+        for path in plot::draw(dir, &json)? {
+            eprintln!("loadgen: wrote {}", path.display());
+        }
+    }
     Ok(Report {
-        json: Value::Object(json),
+        json,
         leaked: unfinished,
     })
 }

@@ -79,6 +79,11 @@ impl Tally {
         record(&mut self.close, o.close);
     }
 
+    /// Errors of every kind so far.
+    pub fn error_total(&self) -> u64 {
+        self.errors.values().sum()
+    }
+
     pub fn closed_by(&self, c: ClosedBy) -> u64 {
         self.closed_by[c as usize]
     }

@@ -1,0 +1,345 @@
+//! What the host's kernel did during a `--kernel-target` run, read once a
+//! second on a thread of its own (a sock_diag dump of tens of thousands of
+//! TIME-WAIT sockets takes milliseconds the event loop should not lose):
+//! TIME-WAIT by side, the growth of the kernel's teardown counters, sockstat
+//! and the `tw_sock_TCP` slab. Everything goes through `teardown::kernel`, the
+//! readers `teardown observe` uses.
+//!
+//! TIME-WAIT by side, from the sock_diag dump of the namespace the sockets
+//! live in: a socket whose local address (ip:port) is the target's is the
+//! server's (it closed first); one whose remote address is the target's is
+//! loadgen's (the client closed first); any other TIME-WAIT in the namespace
+//! (another program's, or a proxy's connections to its upstream) is `other`.
+//! On loopback both ends are on this host and the two sides are told apart by
+//! which end is the target's address, not by which host holds them.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Map, Value};
+use teardown::kernel::netstat::Counters;
+use teardown::kernel::slabinfo::{self, Slabinfo};
+use teardown::kernel::sockstat::Sockstat;
+use teardown::kernel::state::TcpState;
+use teardown::kernel::{diag, netns, PROC_NET};
+use teardown_engine::State;
+
+/// The counters whose growth is reported, by (group, name, report section).
+pub const COUNTERS: [(&str, &str, &str); 11] = [
+    ("TcpExt", "TW", "netstat"),
+    ("TcpExt", "TWKilled", "netstat"),
+    ("TcpExt", "TWRecycled", "netstat"),
+    ("TcpExt", "TCPTimeWaitOverflow", "netstat"),
+    ("TcpExt", "TCPAbortOnData", "netstat"),
+    ("TcpExt", "TCPAbortOnClose", "netstat"),
+    ("TcpExt", "TCPAbortOnTimeout", "netstat"),
+    ("Tcp", "ActiveOpens", "snmp"),
+    ("Tcp", "PassiveOpens", "snmp"),
+    ("Tcp", "OutSegs", "snmp"),
+    ("Tcp", "RetransSegs", "snmp"),
+];
+
+/// How far the run got, published by the event loop for the sampler.
+#[derive(Debug, Default)]
+pub struct Progress {
+    pub started: AtomicU64,
+    pub completed: AtomicU64,
+    pub errors: AtomicU64,
+}
+
+/// TIME-WAIT sockets by side (see the module doc).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Sides {
+    pub server: u64,
+    pub client: u64,
+    pub other: u64,
+}
+
+impl Sides {
+    /// Counts the TIME-WAIT sockets of a dump against the target's address.
+    pub fn of(sockets: &[diag::DiagSocket], target: SocketAddr) -> Sides {
+        let mut s = Sides::default();
+        for sock in sockets
+            .iter()
+            .filter(|s| s.state == TcpState::Conn(State::TimeWait))
+        {
+            if sock.local == target {
+                s.server += 1;
+            } else if sock.remote == target {
+                s.client += 1;
+            } else {
+                s.other += 1;
+            }
+        }
+        s
+    }
+
+    fn max(self, o: Sides) -> Sides {
+        Sides {
+            server: self.server.max(o.server),
+            client: self.client.max(o.client),
+            other: self.other.max(o.other),
+        }
+    }
+}
+
+/// One reading of the namespace.
+#[derive(Clone, Debug, Default)]
+struct Reading {
+    /// The [`COUNTERS`], in order (0 where this kernel lacks one).
+    counters: [u64; COUNTERS.len()],
+    time_wait: Sides,
+    /// sockstat `TCP tw`, `orphan`, `inuse`.
+    sockstat: [u64; 3],
+    /// `tw_sock_TCP` active objects × object size; `None` when slabinfo is unreadable.
+    tw_slab_bytes: Option<u64>,
+}
+
+fn read(target: SocketAddr) -> Result<Reading, teardown::kernel::Error> {
+    let proc_net = Path::new(PROC_NET);
+    let c = Counters::read(proc_net)?;
+    let counters = COUNTERS.map(|(g, n, _)| c.get(g, n).unwrap_or(0).max(0) as u64);
+    let st = Sockstat::read(proc_net)?;
+    let sockstat = ["tw", "orphan", "inuse"].map(|k| st.get("TCP", k).unwrap_or(0));
+    let tw_slab_bytes = Slabinfo::read(Path::new(slabinfo::PATH))
+        .ok()
+        .and_then(|s| s.get("tw_sock_TCP"))
+        .map(|c| c.active_bytes());
+    Ok(Reading {
+        counters,
+        time_wait: Sides::of(&diag::dump()?, target),
+        sockstat,
+        tw_slab_bytes,
+    })
+}
+
+/// A reading with what the run had done by then.
+#[derive(Clone, Debug)]
+struct Sample {
+    secs: f64,
+    started: u64,
+    completed: u64,
+    errors: u64,
+    reading: Reading,
+}
+
+/// The sampler thread; [`Watch::stop`] takes a last reading and gives the report.
+pub struct Watch {
+    stop: mpsc::Sender<()>,
+    thread: JoinHandle<anyhow::Result<Vec<Sample>>>,
+}
+
+impl Watch {
+    /// Takes a first reading now (so that errors show before any traffic),
+    /// then one a second. `netns`: read inside that namespace instead.
+    pub fn start(
+        target: SocketAddr,
+        netns: Option<String>,
+        progress: Arc<Progress>,
+    ) -> anyhow::Result<Watch> {
+        let started = Instant::now();
+        let take = move |p: &Progress| -> anyhow::Result<Sample> {
+            let reading = netns::run_in(netns.as_deref(), || read(target))??;
+            Ok(Sample {
+                secs: started.elapsed().as_secs_f64(),
+                started: p.started.load(Relaxed),
+                completed: p.completed.load(Relaxed),
+                errors: p.errors.load(Relaxed),
+                reading,
+            })
+        };
+        let first = take(&progress)?;
+        let (stop, rx) = mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name("host-readings".into())
+            .spawn(move || {
+                let mut samples = vec![first];
+                let mut next = Duration::from_secs(1);
+                loop {
+                    let wait = next.saturating_sub(started.elapsed());
+                    let last = match rx.recv_timeout(wait) {
+                        Err(RecvTimeoutError::Timeout) => false,
+                        Ok(()) | Err(RecvTimeoutError::Disconnected) => true,
+                    };
+                    samples.push(take(&progress)?);
+                    if last {
+                        return Ok(samples);
+                    }
+                    next += Duration::from_secs(1);
+                }
+            })?;
+        Ok(Watch { stop, thread })
+    }
+
+    /// Stops the sampler after one last reading and returns the report's
+    /// `time_wait`, `kernel` and `series` sections.
+    pub fn stop(self) -> anyhow::Result<Map<String, Value>> {
+        let _ = self.stop.send(());
+        let samples = self
+            .thread
+            .join()
+            .map_err(|_| anyhow::anyhow!("the host-readings thread panicked"))??;
+        Ok(report(&samples))
+    }
+}
+
+/// The report's sections from the samples (the first is the baseline).
+fn report(samples: &[Sample]) -> Map<String, Value> {
+    let (Some(first), Some(last)) = (samples.first(), samples.last()) else {
+        return Map::new();
+    };
+    let peak = samples
+        .iter()
+        .fold(Sides::default(), |p, s| p.max(s.reading.time_wait));
+    let sockstat_peak = |i: usize| samples.iter().map(|s| s.reading.sockstat[i]).max();
+    let slab_peak = samples.iter().filter_map(|s| s.reading.tw_slab_bytes).max();
+    let deltas = |section: &str, from: &Reading, to: &Reading| -> Map<String, Value> {
+        COUNTERS
+            .iter()
+            .enumerate()
+            .filter(|(_, (_, _, s))| *s == section)
+            .map(|(i, (_, name, _))| {
+                (
+                    name.to_string(),
+                    json!(to.counters[i].saturating_sub(from.counters[i])),
+                )
+            })
+            .collect()
+    };
+    let series: Vec<Value> = samples
+        .windows(2)
+        .map(|w| {
+            let (a, b) = (&w[0], &w[1]);
+            json!({
+                "t_secs": b.secs,
+                "secs": b.secs - a.secs,
+                "started": b.started - a.started.min(b.started),
+                "completed": b.completed - a.completed.min(b.completed),
+                "errors": b.errors - a.errors.min(b.errors),
+                "time_wait": sides_json(b.reading.time_wait),
+                "sockstat": {
+                    "tw": b.reading.sockstat[0],
+                    "orphan": b.reading.sockstat[1],
+                    "inuse": b.reading.sockstat[2],
+                },
+                "tw_slab_bytes": b.reading.tw_slab_bytes,
+                "netstat": deltas("netstat", &a.reading, &b.reading),
+                "snmp": deltas("snmp", &a.reading, &b.reading),
+            })
+        })
+        .collect();
+    let mut out = Map::new();
+    out.insert(
+        "time_wait".into(),
+        json!({
+            "server_peak": peak.server,
+            "client_peak": peak.client,
+            "other_peak": peak.other,
+            "server_at_start": first.reading.time_wait.server,
+            "client_at_start": first.reading.time_wait.client,
+            "server_at_end": last.reading.time_wait.server,
+            "client_at_end": last.reading.time_wait.client,
+        }),
+    );
+    out.insert(
+        "kernel".into(),
+        json!({
+            "netstat": deltas("netstat", &first.reading, &last.reading),
+            "snmp": deltas("snmp", &first.reading, &last.reading),
+            "sockstat": {
+                "tw_peak": sockstat_peak(0),
+                "orphan_peak": sockstat_peak(1),
+                "inuse_peak": sockstat_peak(2),
+            },
+            "tw_slab_bytes_peak": slab_peak,
+            "samples": samples.len(),
+        }),
+    );
+    out.insert("series".into(), Value::Array(series));
+    out
+}
+
+fn sides_json(s: Sides) -> Value {
+    json!({ "server": s.server, "client": s.client, "other": s.other })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::{IpAddr, Ipv4Addr};
+
+    fn tw(local: &str, remote: &str) -> diag::DiagSocket {
+        diag::DiagSocket {
+            state: TcpState::Conn(State::TimeWait),
+            local: local.parse().unwrap(),
+            remote: remote.parse().unwrap(),
+            rtt_us: None,
+        }
+    }
+
+    #[test]
+    fn sides_are_told_apart_by_which_end_is_the_target() {
+        let target = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 9)), 80);
+        let mut sockets = vec![
+            tw("127.0.0.9:80", "127.0.0.1:40000"),
+            tw("127.0.0.9:80", "127.0.0.2:40001"),
+            tw("127.0.0.1:40002", "127.0.0.9:80"),
+            // Same port, another address: a proxy's upstream, not the target.
+            tw("127.0.0.1:40003", "127.0.0.8:80"),
+        ];
+        let mut established = tw("127.0.0.9:80", "127.0.0.1:40004");
+        established.state = TcpState::Conn(State::Established);
+        sockets.push(established);
+        let s = Sides::of(&sockets, target);
+        assert_eq!(
+            s,
+            Sides {
+                server: 2,
+                client: 1,
+                other: 1
+            }
+        );
+    }
+
+    fn sample(secs: f64, completed: u64, tw: u64, server: u64) -> Sample {
+        let mut reading = Reading::default();
+        reading.counters[0] = tw;
+        reading.counters[10] = 2 * tw;
+        reading.time_wait.server = server;
+        reading.sockstat = [server, 0, 1];
+        Sample {
+            secs,
+            started: completed,
+            completed,
+            errors: 0,
+            reading,
+        }
+    }
+
+    #[test]
+    fn deltas_peaks_and_series() {
+        let r = Value::Object(report(&[
+            sample(0.0, 0, 100, 5),
+            sample(1.0, 40, 140, 45),
+            sample(1.5, 50, 150, 30),
+        ]));
+        assert_eq!(r["kernel"]["netstat"]["TW"], 50);
+        assert_eq!(r["kernel"]["snmp"]["RetransSegs"], 100);
+        assert_eq!(r["kernel"]["netstat"].get("RetransSegs"), None);
+        assert_eq!(r["time_wait"]["server_peak"], 45);
+        assert_eq!(r["time_wait"]["server_at_start"], 5);
+        assert_eq!(r["kernel"]["sockstat"]["tw_peak"], 45);
+        assert_eq!(r["kernel"]["tw_slab_bytes_peak"], Value::Null);
+        let series = r["series"].as_array().unwrap();
+        assert_eq!(series.len(), 2);
+        assert_eq!(series[0]["completed"], 40);
+        assert_eq!(series[1]["completed"], 10);
+        assert_eq!(series[1]["netstat"]["TW"], 10);
+        assert_eq!(series[1]["time_wait"]["server"], 30);
+    }
+}
