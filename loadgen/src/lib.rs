@@ -173,6 +173,18 @@ pub struct Args {
     /// over time into DIR (PNG and SVG).
     #[arg(long)]
     pub plot: Option<PathBuf>,
+    /// With --kernel: run --server-cmd in a network namespace this run creates
+    /// (a veth pair with a private /30 from 10.200.0.0/16) and drive it there;
+    /// --loss P drops TCP segments each way with nftables. All torn down at exit.
+    #[arg(long, requires = "kernel", requires = "server_cmd", conflicts_with_all = ["kernel_target", "spawn_server", "source_ips"])]
+    pub netns: bool,
+    /// The --netns server, a shell command line run inside the namespace;
+    /// {ip}, {port} and {addr} become the server's address.
+    #[arg(long, requires = "netns")]
+    pub server_cmd: Option<String>,
+    /// The port --server-cmd listens on.
+    #[arg(long, default_value_t = 8080)]
+    pub netns_port: u16,
     /// No progress bar even on a terminal.
     #[arg(long)]
     pub quiet: bool,
@@ -229,6 +241,23 @@ impl Args {
     }
 
     fn validate_kernel_target(&self) -> Result<(), Usage> {
+        if self.kernel_target.is_some() || self.netns {
+            teardown::cli::ensure(
+                self.loss_to_server.is_none()
+                    && self.loss_to_client.is_none()
+                    && self.loss_model == ModelArg::Bernoulli,
+                || {
+                    "with --kernel-target or --netns, --loss is the only loss flag (each way)"
+                        .into()
+                },
+            )?;
+            teardown::cli::ensure(self.loss == 0.0 || self.netns, || {
+                "--loss on real TCP needs --netns (loss is applied inside the namespace)".into()
+            })?;
+        }
+        if self.netns {
+            return Ok(());
+        }
         let Some(target) = self.kernel_target else {
             let needs = [
                 (self.close == Close::Rst, "--close rst"),
@@ -305,8 +334,8 @@ pub fn run(args: &Args) -> anyhow::Result<Report> {
     } else {
         None
     };
-    let result = if let Some(target) = args.kernel_target {
-        real::run(args, target)
+    let result = if args.kernel_target.is_some() || args.netns {
+        real::run(args)
     } else if args.kernel {
         let target = spawned
             .as_ref()
@@ -775,7 +804,7 @@ pub fn summary(r: &Value) -> String {
         return format!(
             "{}: {} connections, {} completed ({:.0}/s), {} unfinished; closed by server FIN {}, client FIN {}, client RST {}, server RST {}; errors {}\n\
              connect p50/p99 {} / {} ms, first byte p50/p99 {} / {} ms, close p50/p99 {} / {} ms\n\
-             TIME-WAIT peak: server side {}, client side {}, other {}; kernel: TW +{}, RetransSegs +{}, tw_sock_TCP peak {} B",
+             TIME-WAIT peak: server side {}, client side {}, other {}; kernel: TW +{}, RetransSegs +{}, tw_sock_TCP peak {} B{}",
             g("/target").as_str().unwrap_or("?"),
             g("/connections"),
             g("/completed"),
@@ -798,6 +827,17 @@ pub fn summary(r: &Value) -> String {
             g("/kernel/netstat/TW"),
             g("/kernel/snmp/RetransSegs"),
             g("/kernel/tw_slab_bytes_peak"),
+            match g("/netns/name") {
+                Value::String(ns) => format!(
+                    "\nserver namespace {ns}: TW +{}, RetransSegs +{}, loss {}: dropped {} to the server, {} to the client",
+                    g("/server_netns/kernel/netstat/TW"),
+                    g("/server_netns/kernel/snmp/RetransSegs"),
+                    g("/netns/loss"),
+                    g("/netns/dropped_to_server"),
+                    g("/netns/dropped_to_client"),
+                ),
+                _ => String::new(),
+            },
         );
     }
     if g("/mode") == json!("kernel") {

@@ -11,7 +11,9 @@
 //! loadgen's (the client closed first); any other TIME-WAIT in the namespace
 //! (another program's, or a proxy's connections to its upstream) is `other`.
 //! On loopback both ends are on this host and the two sides are told apart by
-//! which end is the target's address, not by which host holds them.
+//! which end is the target's address, not by which host holds them. With
+//! `--netns` the server's side is read inside its namespace, and that
+//! namespace's counters (the server's alone) are reported as well.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -125,7 +127,23 @@ struct Sample {
     started: u64,
     completed: u64,
     errors: u64,
+    /// loadgen's own namespace.
     reading: Reading,
+    /// The server's namespace, with `--netns`.
+    server: Option<Reading>,
+}
+
+impl Sample {
+    /// TIME-WAIT by side: the server's from its namespace when it has one.
+    fn sides(&self) -> Sides {
+        match &self.server {
+            Some(r) => Sides {
+                server: r.time_wait.server,
+                ..self.reading.time_wait
+            },
+            None => self.reading.time_wait,
+        }
+    }
 }
 
 /// The sampler thread; [`Watch::stop`] takes a last reading and gives the report.
@@ -136,21 +154,26 @@ pub struct Watch {
 
 impl Watch {
     /// Takes a first reading now (so that errors show before any traffic),
-    /// then one a second. `netns`: read inside that namespace instead.
+    /// then one a second. `server_netns`: the server's namespace, read too.
     pub fn start(
         target: SocketAddr,
-        netns: Option<String>,
+        server_netns: Option<String>,
         progress: Arc<Progress>,
     ) -> anyhow::Result<Watch> {
         let started = Instant::now();
         let take = move |p: &Progress| -> anyhow::Result<Sample> {
-            let reading = netns::run_in(netns.as_deref(), || read(target))??;
+            let reading = read(target)?;
+            let server = match &server_netns {
+                Some(ns) => Some(netns::run_in(Some(ns), || read(target))??),
+                None => None,
+            };
             Ok(Sample {
                 secs: started.elapsed().as_secs_f64(),
                 started: p.started.load(Relaxed),
                 completed: p.completed.load(Relaxed),
                 errors: p.errors.load(Relaxed),
                 reading,
+                server,
             })
         };
         let first = take(&progress)?;
@@ -195,22 +218,7 @@ fn report(samples: &[Sample]) -> Map<String, Value> {
     };
     let peak = samples
         .iter()
-        .fold(Sides::default(), |p, s| p.max(s.reading.time_wait));
-    let sockstat_peak = |i: usize| samples.iter().map(|s| s.reading.sockstat[i]).max();
-    let slab_peak = samples.iter().filter_map(|s| s.reading.tw_slab_bytes).max();
-    let deltas = |section: &str, from: &Reading, to: &Reading| -> Map<String, Value> {
-        COUNTERS
-            .iter()
-            .enumerate()
-            .filter(|(_, (_, _, s))| *s == section)
-            .map(|(i, (_, name, _))| {
-                (
-                    name.to_string(),
-                    json!(to.counters[i].saturating_sub(from.counters[i])),
-                )
-            })
-            .collect()
-    };
+        .fold(Sides::default(), |p, s| p.max(s.sides()));
     let series: Vec<Value> = samples
         .windows(2)
         .map(|w| {
@@ -221,15 +229,19 @@ fn report(samples: &[Sample]) -> Map<String, Value> {
                 "started": b.started - a.started.min(b.started),
                 "completed": b.completed - a.completed.min(b.completed),
                 "errors": b.errors - a.errors.min(b.errors),
-                "time_wait": sides_json(b.reading.time_wait),
-                "sockstat": {
-                    "tw": b.reading.sockstat[0],
-                    "orphan": b.reading.sockstat[1],
-                    "inuse": b.reading.sockstat[2],
-                },
+                "time_wait": sides_json(b.sides()),
+                "sockstat": sockstat_json(&b.reading),
                 "tw_slab_bytes": b.reading.tw_slab_bytes,
                 "netstat": deltas("netstat", &a.reading, &b.reading),
                 "snmp": deltas("snmp", &a.reading, &b.reading),
+                "server_netns": match (&a.server, &b.server) {
+                    (Some(x), Some(y)) => json!({
+                        "sockstat": sockstat_json(y),
+                        "netstat": deltas("netstat", x, y),
+                        "snmp": deltas("snmp", x, y),
+                    }),
+                    _ => Value::Null,
+                },
             })
         })
         .collect();
@@ -240,28 +252,61 @@ fn report(samples: &[Sample]) -> Map<String, Value> {
             "server_peak": peak.server,
             "client_peak": peak.client,
             "other_peak": peak.other,
-            "server_at_start": first.reading.time_wait.server,
-            "client_at_start": first.reading.time_wait.client,
-            "server_at_end": last.reading.time_wait.server,
-            "client_at_end": last.reading.time_wait.client,
+            "server_at_start": first.sides().server,
+            "client_at_start": first.sides().client,
+            "server_at_end": last.sides().server,
+            "client_at_end": last.sides().client,
         }),
     );
-    out.insert(
-        "kernel".into(),
-        json!({
-            "netstat": deltas("netstat", &first.reading, &last.reading),
-            "snmp": deltas("snmp", &first.reading, &last.reading),
-            "sockstat": {
-                "tw_peak": sockstat_peak(0),
-                "orphan_peak": sockstat_peak(1),
-                "inuse_peak": sockstat_peak(2),
-            },
-            "tw_slab_bytes_peak": slab_peak,
-            "samples": samples.len(),
-        }),
-    );
+    let readings: Vec<&Reading> = samples.iter().map(|s| &s.reading).collect();
+    out.insert("kernel".into(), kernel_json(&readings));
+    let server: Option<Vec<&Reading>> = samples.iter().map(|s| s.server.as_ref()).collect();
+    if let Some(server) = server {
+        out.insert(
+            "server_netns".into(),
+            json!({ "kernel": kernel_json(&server) }),
+        );
+    }
     out.insert("series".into(), Value::Array(series));
     out
+}
+
+/// Growth of one section's [`COUNTERS`] between two readings.
+fn deltas(section: &str, from: &Reading, to: &Reading) -> Map<String, Value> {
+    COUNTERS
+        .iter()
+        .enumerate()
+        .filter(|(_, (_, _, s))| *s == section)
+        .map(|(i, (_, name, _))| {
+            (
+                name.to_string(),
+                json!(to.counters[i].saturating_sub(from.counters[i])),
+            )
+        })
+        .collect()
+}
+
+/// A namespace's `kernel` section from its readings, first to last.
+fn kernel_json(readings: &[&Reading]) -> Value {
+    let (Some(first), Some(last)) = (readings.first(), readings.last()) else {
+        return Value::Null;
+    };
+    let sockstat_peak = |i: usize| readings.iter().map(|r| r.sockstat[i]).max();
+    json!({
+        "netstat": deltas("netstat", first, last),
+        "snmp": deltas("snmp", first, last),
+        "sockstat": {
+            "tw_peak": sockstat_peak(0),
+            "orphan_peak": sockstat_peak(1),
+            "inuse_peak": sockstat_peak(2),
+        },
+        "tw_slab_bytes_peak": readings.iter().filter_map(|r| r.tw_slab_bytes).max(),
+        "samples": readings.len(),
+    })
+}
+
+fn sockstat_json(r: &Reading) -> Value {
+    json!({ "tw": r.sockstat[0], "orphan": r.sockstat[1], "inuse": r.sockstat[2] })
 }
 
 fn sides_json(s: Sides) -> Value {
@@ -318,6 +363,7 @@ mod tests {
             completed,
             errors: 0,
             reading,
+            server: None,
         }
     }
 

@@ -19,16 +19,18 @@
 pub mod conn;
 pub mod host;
 pub mod http;
+pub mod lab;
 pub mod plot;
 pub mod report;
 pub mod workload;
 
 use std::io::ErrorKind;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
-use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use anyhow::Context;
 use mio::{Events, Interest, Poll, Token};
 use serde_json::{json, Value};
 
@@ -80,7 +82,44 @@ fn publish(p: &host::Progress, t: &Tally) {
     p.errors.store(t.error_total(), Relaxed);
 }
 
-pub fn run(args: &Args, target: SocketAddr) -> anyhow::Result<Report> {
+/// Runs against `--kernel-target`, or against `--server-cmd` in a namespace of
+/// its own with `--netns` (torn down on return, also on SIGINT/SIGTERM, which
+/// end the run early with an error).
+pub fn run(args: &Args) -> anyhow::Result<Report> {
+    let Some(cmd) = args.netns.then_some(args.server_cmd.as_deref()).flatten() else {
+        let target = args
+            .kernel_target
+            .context("--kernel-target or --netns is needed")?;
+        return drive(args, target, None, &AtomicBool::new(false));
+    };
+    let interrupted = Arc::new(AtomicBool::new(false));
+    let mut handlers = Vec::new();
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        handlers.push(signal_hook::flag::register(signal, interrupted.clone())?);
+    }
+    let result = (|| {
+        let mut lab = lab::Lab::create()?;
+        lab.start_server(cmd, args.netns_port, &interrupted)?;
+        if args.loss > 0.0 {
+            lab.set_loss(args.loss)?;
+        }
+        let target = lab.target(args.netns_port);
+        let mut report = drive(args, target, Some(lab.name.clone()), &interrupted)?;
+        report.json["netns"] = lab.json(args.netns_port, cmd);
+        Ok(report)
+    })();
+    for h in handlers {
+        signal_hook::low_level::unregister(h);
+    }
+    result
+}
+
+fn drive(
+    args: &Args,
+    target: SocketAddr,
+    server_netns: Option<String>,
+    interrupted: &AtomicBool,
+) -> anyhow::Result<Report> {
     let SocketAddr::V4(dst) = target else {
         anyhow::bail!("--kernel-target {target}: only IPv4 targets are supported");
     };
@@ -110,7 +149,7 @@ pub fn run(args: &Args, target: SocketAddr) -> anyhow::Result<Report> {
     let mut events = Events::with_capacity(1024);
     let mut tally = Tally::default();
     let progress = Arc::new(host::Progress::default());
-    let watch = host::Watch::start(target, None, progress.clone())?;
+    let watch = host::Watch::start(target, server_netns, progress.clone())?;
     let mut buf = vec![0u8; 64 * 1024];
     let open_model = args.rate > 0.0;
     let started = Instant::now();
@@ -163,7 +202,10 @@ pub fn run(args: &Args, target: SocketAddr) -> anyhow::Result<Report> {
         let more = opening(tally.connections);
         seconds.sample(tally.completed, more);
         publish(&progress, &tally);
-        if (!more && slots.live() == 0) || started.elapsed() >= args.timeout {
+        if (!more && slots.live() == 0)
+            || started.elapsed() >= args.timeout
+            || interrupted.load(Relaxed)
+        {
             break;
         }
         let next_due = intended(tally.connections);
@@ -198,6 +240,12 @@ pub fn run(args: &Args, target: SocketAddr) -> anyhow::Result<Report> {
     let unfinished = slots.live() as u64;
     drop(slots);
     let readings = watch.stop()?;
+    if interrupted.load(Relaxed) {
+        anyhow::bail!(
+            "interrupted by a signal after {} connections",
+            tally.connections
+        );
+    }
     let window = (last_end - started).as_secs_f64();
     let mut json = tally.json()?;
     let extra = json!({

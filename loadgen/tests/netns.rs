@@ -1,0 +1,207 @@
+//! `loadgen --netns`: the server in a namespace the run creates, loss applied
+//! there with nftables, and everything gone afterwards: after a clean run,
+//! after a server that fails to start, and after SIGINT.
+//!
+//! Needs root, `ip` (iproute2) and `nft` (nftables). Without them these tests
+//! say so and pass, unless `TEARDOWN_REQUIRE_NETNS` is set (as `.ci/run` does).
+
+mod common;
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use serde_json::Value;
+
+fn have_tools() -> bool {
+    let ok = |cmd: &str, arg: &str| {
+        Command::new(cmd)
+            .arg(arg)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let root = unsafe { libc::geteuid() } == 0;
+    let found = root && ok("ip", "-V") && ok("nft", "--version");
+    if !found {
+        assert!(
+            std::env::var_os("TEARDOWN_REQUIRE_NETNS").is_none(),
+            "root, ip (iproute2) and nft (nftables) are required"
+        );
+        eprintln!("not root, or ip/nft missing: skipped (apt-get install iproute2 nftables)");
+    }
+    found
+}
+
+fn n(v: &Value, p: &str) -> u64 {
+    v.pointer(p)
+        .and_then(Value::as_u64)
+        .unwrap_or_else(|| panic!("{p} missing in {v:#}"))
+}
+
+fn namespaces() -> String {
+    let out = Command::new("ip").args(["netns", "list"]).output().unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Whether a namespace, the host end of its veth pair and its loss rules on
+/// the host are gone.
+fn gone(name: &str) -> bool {
+    let tables = Command::new("nft")
+        .args(["list", "tables"])
+        .output()
+        .unwrap();
+    let table = format!("loadgen_loss_{}", name.replace('-', "_"));
+    if String::from_utf8_lossy(&tables.stdout).contains(&table) {
+        return false;
+    }
+    let pid_and_n = name.trim_start_matches("loadgen-").replace('-', "v");
+    let link = Command::new("ip")
+        .args(["link", "show", &format!("lg{pid_and_n}")])
+        .stderr(Stdio::null())
+        .output()
+        .unwrap();
+    !namespaces()
+        .lines()
+        .any(|l| l.split_whitespace().next() == Some(name))
+        && !link.status.success()
+}
+
+/// Whether the run's loss table on the host is gone (or not there yet).
+fn gone_rules(name: &str) -> bool {
+    let tables = Command::new("nft").args(["list", "tables"]).output().unwrap();
+    let table = format!("loadgen_loss_{}", name.replace('-', "_"));
+    !String::from_utf8_lossy(&tables.stdout).contains(&table)
+}
+
+/// `teardown serve --kernel-listen` in the namespace: it closes each
+/// connection first, so TIME-WAIT lands there.
+fn server_cmd() -> String {
+    format!(
+        "exec {} serve --kernel-listen {{addr}} --allow-non-loopback --threads 1",
+        common::teardown_bin()
+    )
+}
+
+#[test]
+fn loss_in_a_namespace_retransmits_and_every_connection_is_accounted_for() {
+    if !have_tools() {
+        return;
+    }
+    let cmd = server_cmd();
+    let args = loadgen::Args::parse_from([
+        "loadgen",
+        "--kernel",
+        "--netns",
+        "--server-cmd",
+        &cmd,
+        "--netns-port",
+        "7172",
+        "--loss",
+        "0.01",
+        "--concurrency",
+        "16",
+        "--connections",
+        "400",
+        "--timeout",
+        "120s",
+        "--quiet",
+    ]);
+    let r = loadgen::run(&args).unwrap().json;
+    assert_eq!(n(&r, "/unfinished"), 0, "{r:#}");
+    assert_eq!(n(&r, "/connections"), 400);
+    assert_eq!(n(&r, "/completed"), 400, "{r:#}");
+    assert_eq!(n(&r, "/closed_by/server_fin"), 400, "{r:#}");
+    let ns = &r["server_netns"]["kernel"];
+    // The namespace holds the server alone: its counters are this run's.
+    assert_eq!(n(ns, "/snmp/PassiveOpens"), 400, "{ns:#}");
+    assert_eq!(n(ns, "/netstat/TW"), 400, "{ns:#}");
+    assert_eq!(n(&r, "/time_wait/server_peak"), 400, "{:#}", r["time_wait"]);
+    assert_eq!(n(&r, "/time_wait/client_peak"), 0);
+    // At 1 % each way over some 3,000 segments, drops and retransmissions happen.
+    let dropped = n(&r, "/netns/dropped_to_server") + n(&r, "/netns/dropped_to_client");
+    assert!(dropped > 0, "{:#}", r["netns"]);
+    assert!(n(ns, "/snmp/RetransSegs") > 0, "{ns:#}");
+    let name = r["netns"]["name"].as_str().unwrap();
+    assert!(gone(name), "{name} left behind: {}", namespaces());
+}
+
+#[test]
+fn a_server_that_does_not_listen_fails_the_run_and_leaves_nothing() {
+    if !have_tools() {
+        return;
+    }
+    let before = namespaces();
+    let args = loadgen::Args::parse_from([
+        "loadgen",
+        "--kernel",
+        "--netns",
+        "--server-cmd",
+        "echo not a server >&2; exit 3",
+        "--connections",
+        "1",
+    ]);
+    let e = loadgen::run(&args).err().expect("the run fails");
+    assert!(e.to_string().contains("before listening"), "{e:#}");
+    let prefix = format!("loadgen-{}-", std::process::id());
+    assert!(
+        !namespaces().lines().any(|l| l.starts_with(&prefix)),
+        "before: {before}\nafter: {}",
+        namespaces()
+    );
+}
+
+#[test]
+fn sigint_tears_the_namespace_and_the_server_down() {
+    if !have_tools() {
+        return;
+    }
+    let mut child = Command::new(env!("CARGO_BIN_EXE_loadgen"))
+        .args(["--kernel", "--netns", "--server-cmd", &server_cmd()])
+        .args(["--netns-port", "7172", "--rate", "20", "--duration", "600s"])
+        .args(["--loss", "0.01"])
+        .args(["--quiet"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let name = format!("loadgen-{}-0", child.id());
+    // Wait for the server to be in the namespace, and note its processes.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let pids = loop {
+        let out = Command::new("ip")
+            .args(["netns", "pids", &name])
+            .stderr(Stdio::null())
+            .output()
+            .unwrap();
+        let pids: Vec<String> = String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .map(str::to_string)
+            .collect();
+        // Once the loss rules are on the host too, everything is in place.
+        if !pids.is_empty() && !gone_rules(&name) {
+            break pids;
+        }
+        assert!(Instant::now() < deadline, "no server in {name}");
+        assert!(child.try_wait().unwrap().is_none(), "loadgen ended early");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    // Let connections flow for a moment, then interrupt.
+    std::thread::sleep(Duration::from_millis(500));
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(1), "an interrupted run is a failed run");
+    assert!(gone(&name), "{name} left behind: {}", namespaces());
+    for pid in pids {
+        assert!(
+            !std::path::Path::new(&format!("/proc/{pid}")).exists(),
+            "server process {pid} left running"
+        );
+    }
+}
