@@ -71,7 +71,10 @@ fn gone(name: &str) -> bool {
 
 /// Whether the run's loss table on the host is gone (or not there yet).
 fn gone_rules(name: &str) -> bool {
-    let tables = Command::new("nft").args(["list", "tables"]).output().unwrap();
+    let tables = Command::new("nft")
+        .args(["list", "tables"])
+        .output()
+        .unwrap();
     let table = format!("loadgen_loss_{}", name.replace('-', "_"));
     !String::from_utf8_lossy(&tables.stdout).contains(&table)
 }
@@ -204,4 +207,103 @@ fn sigint_tears_the_namespace_and_the_server_down() {
             "server process {pid} left running"
         );
     }
+}
+
+/// A namespace of the test's own, deleted on drop.
+struct Namespace(String);
+
+impl Namespace {
+    fn create(tag: &str) -> Namespace {
+        let name = format!("lgtest-{tag}-{}", std::process::id());
+        let ok = Command::new("ip").args(["netns", "add", &name]).status();
+        assert!(ok.unwrap().success(), "ip netns add {name}");
+        let ns = Namespace(name);
+        let up = Command::new("ip")
+            .args(["-n", &ns.0, "link", "set", "lo", "up"])
+            .status();
+        assert!(up.unwrap().success());
+        ns
+    }
+
+    /// Runs `f` on a thread inside the namespace: sockets it makes stay there.
+    fn run<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
+        teardown::kernel::netns::run_in(Some(&self.0), f).unwrap()
+    }
+}
+
+impl Drop for Namespace {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+    }
+}
+
+/// Port exhaustion on purpose: one source address, 100 ephemeral ports, no
+/// TIME-WAIT reuse, the client closing first. Each connection keeps its port
+/// in the client's TIME-WAIT for 60 s, so after 100 connections every
+/// connect() fails with EADDRNOTAVAIL: `teardown plan`'s limit, ports / hold
+/// time = 100 / 60 s per destination, far below the rate asked for. (On the
+/// host's loopback `tcp_tw_reuse` = 2 reuses those ports after 1 s.)
+#[test]
+fn one_source_address_runs_out_of_ports_without_tw_reuse() {
+    if !have_tools() {
+        return;
+    }
+    let ns = Namespace::create("ports");
+    let listener = ns.run(|| {
+        std::fs::write("/proc/sys/net/ipv4/ip_local_port_range", "40000 40099").unwrap();
+        std::fs::write("/proc/sys/net/ipv4/tcp_tw_reuse", "0").unwrap();
+        // Outside the range: a listener on one of its ports would take it from the client.
+        std::net::TcpListener::bind("127.0.0.1:8080").unwrap()
+    });
+    let target = listener.local_addr().unwrap().to_string();
+    // The server: read each connection to its end, then close (the passive close).
+    std::thread::spawn(move || {
+        for mut s in listener.incoming().map_while(Result::ok) {
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut s, &mut std::io::sink());
+            });
+        }
+    });
+    let args = loadgen::Args::parse_from([
+        "loadgen",
+        "--kernel",
+        "--kernel-target",
+        &target,
+        "--close",
+        "client",
+        "--concurrency",
+        "8",
+        "--connections",
+        "300",
+        "--timeout",
+        "60s",
+        "--quiet",
+    ]);
+    let r = ns.run(|| loadgen::run(&args)).unwrap().json;
+    assert_eq!(n(&r, "/connections"), 300);
+    assert_eq!(n(&r, "/closed_by/client_fin"), 100, "{r:#}");
+    assert_eq!(n(&r, "/errors/eaddrnotavail"), 200, "{:#}", r["errors"]);
+    assert_eq!(n(&r, "/time_wait/client_peak"), 100, "{r:#}");
+    // ss inside the namespace agrees: every port of the range is in TIME-WAIT.
+    let out = Command::new("ip")
+        .args(["netns", "exec", &ns.0, "ss", "-tanH", "state", "time-wait"])
+        .output()
+        .unwrap();
+    let ports: std::collections::BTreeSet<u16> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| {
+            l.split_whitespace()
+                .nth(2)?
+                .rsplit(':')
+                .next()?
+                .parse()
+                .ok()
+        })
+        .collect();
+    assert_eq!(
+        ports,
+        (40000..=40099).collect(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
 }
