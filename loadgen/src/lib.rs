@@ -838,7 +838,13 @@ pub fn summary(r: &Value) -> String {
                 ),
                 _ => String::new(),
             },
-        );
+        ) + &g("/notes")
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .map(|n| format!("\nnote: {n}"))
+            .collect::<String>();
     }
     if g("/mode") == json!("kernel") {
         return format!(

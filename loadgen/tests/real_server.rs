@@ -115,6 +115,82 @@ impl Drop for Nginx {
     }
 }
 
+/// haproxy in `mode tcp` on a loopback address of its own, forwarding to
+/// `upstream`; `-db` keeps it in the foreground, killed on drop.
+struct Haproxy {
+    child: Child,
+    addr: SocketAddrV4,
+    _dir: tempfile::TempDir,
+}
+
+fn have_haproxy() -> bool {
+    let found = Command::new("haproxy")
+        .arg("-v")
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !found {
+        assert!(
+            std::env::var_os("TEARDOWN_REQUIRE_HAPROXY").is_none(),
+            "haproxy is required (apt-get install haproxy)"
+        );
+        eprintln!("haproxy not installed: skipped (apt-get install haproxy)");
+    }
+    found
+}
+
+impl Haproxy {
+    fn start(upstream: SocketAddrV4) -> Haproxy {
+        let dir = tempfile::tempdir().unwrap();
+        let ip = next_ip();
+        let port = TcpListener::bind((ip, 0))
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let addr = SocketAddrV4::new(ip, port);
+        let conf = format!(
+            "global\n maxconn 4096\ndefaults\n mode tcp\n timeout connect 5s\n\
+             timeout client 30s\n timeout server 30s\n\
+             frontend f\n bind {addr}\n default_backend b\n\
+             backend b\n server s1 {upstream}\n"
+        );
+        let path = dir.path().join("haproxy.cfg");
+        std::fs::write(&path, conf).unwrap();
+        let mut child = Command::new("haproxy")
+            .arg("-db")
+            .arg("-f")
+            .arg(&path)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        for _ in 0..500 {
+            if let Some(status) = child.try_wait().unwrap() {
+                panic!("haproxy exited with {status}");
+            }
+            if !sockets("listening", "src", addr).is_empty() {
+                return Haproxy {
+                    child,
+                    addr,
+                    _dir: dir,
+                };
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let _ = child.kill();
+        panic!("haproxy did not listen on {addr}");
+    }
+}
+
+impl Drop for Haproxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// TCP sockets in `state` whose local (`src`) or remote (`dst`) end is `addr`, by `ss`.
 fn sockets(state: &str, side: &str, addr: SocketAddrV4) -> Vec<String> {
     let out = Command::new("ss")
@@ -375,4 +451,52 @@ fn non_loopback_targets_need_an_explicit_flag() {
     let args = loadgen::Args::parse_from(["loadgen", "--kernel", "--kernel-target", "10.0.0.1:80"]);
     let e = loadgen::run(&args).err().expect("refused");
     assert!(e.to_string().contains("not a loopback address"), "{e}");
+}
+
+/// haproxy in `mode tcp` in front of nginx (`keepalive_timeout 0`): nginx
+/// closes first towards the proxy and the proxy first towards loadgen, so
+/// each connection leaves two TIME-WAITs, one on each server. loadgen's side
+/// counts (by the target's address, the proxy's) see the proxy's only; the
+/// proxy-to-nginx ones are in the host's counters, and the report says so.
+#[test]
+fn a_proxys_upstream_time_wait_is_in_the_host_counters_not_the_side_counts() {
+    if !have_nginx() || !have_haproxy() {
+        return;
+    }
+    let nginx = Nginx::start("0");
+    let proxy = Haproxy::start(nginx.addr);
+    let r = loadgen(
+        proxy.addr,
+        &[
+            "--request",
+            "http",
+            "--concurrency",
+            "8",
+            "--connections",
+            "200",
+        ],
+    );
+    no_errors(&r);
+    assert_eq!(n(&r, "/completed"), 200, "{r:#}");
+    assert_eq!(n(&r, "/closed_by/server_fin"), 200, "{r:#}");
+    // ss: 200 TIME-WAIT at the proxy's frontend, 200 at nginx (towards the proxy).
+    assert_eq!(time_wait_sides(proxy.addr), (200, 0), "{}", sockstat());
+    assert_eq!(time_wait_sides(nginx.addr), (200, 0), "{}", sockstat());
+    // loadgen's sides are the proxy's alone ...
+    assert_eq!(n(&r, "/time_wait/server_peak"), 200, "{:#}", r["time_wait"]);
+    assert_eq!(n(&r, "/time_wait/client_peak"), 0);
+    // ... while the upstream's are "other", and in the kernel's TW count.
+    assert!(
+        n(&r, "/time_wait/other_peak") >= 200,
+        "{:#}",
+        r["time_wait"]
+    );
+    assert!(n(&r, "/kernel/netstat/TW") >= 400, "{:#}", r["kernel"]);
+    assert!(
+        n(&r, "/time_wait/entered_by_others") >= 200,
+        "{:#}",
+        r["time_wait"]
+    );
+    let note = r["notes"][0].as_str().unwrap_or_default();
+    assert!(note.contains("host-wide counters"), "{r:#}");
 }

@@ -309,6 +309,31 @@ fn sockstat_json(r: &Reading) -> Value {
     json!({ "tw": r.sockstat[0], "orphan": r.sockstat[1], "inuse": r.sockstat[2] })
 }
 
+/// Adds `time_wait.entered_by_others` and, when there were any, a note to
+/// the whole report: TIME-WAIT the kernel counted (`TW`, loadgen's namespace
+/// plus the server's) beyond one per connection loadgen saw closed by a FIN.
+/// Each FIN close leaves one TIME-WAIT, on one side; a proxy between loadgen
+/// and the server leaves another per upstream connection, which the side
+/// counts (by the target's address) do not see and the host's counters do.
+pub fn note_others(report: &mut Value) {
+    let get = |p: &str| report.pointer(p).and_then(Value::as_u64).unwrap_or(0);
+    let entered = get("/kernel/netstat/TW") + get("/server_netns/kernel/netstat/TW");
+    let fin_closes = get("/closed_by/server_fin") + get("/closed_by/client_fin");
+    let others = entered.saturating_sub(fin_closes);
+    let other_peak = get("/time_wait/other_peak");
+    report["time_wait"]["entered_by_others"] = json!(others);
+    if others > 0 || other_peak > 0 {
+        report["notes"] = json!([format!(
+            "{others} TIME-WAIT entries (kernel TW +{entered} against {fin_closes} FIN-closed \
+             connections of this run) and a peak of {other_peak} TIME-WAIT sockets were \
+             between other endpoints than loadgen and the target, such as a proxy and its \
+             upstream or other programs: the host-wide counters (kernel.netstat.TW, \
+             kernel.sockstat.tw_peak, tw_slab_bytes_peak) include them, \
+             time_wait.server_peak and client_peak do not"
+        )]);
+    }
+}
+
 fn sides_json(s: Sides) -> Value {
     json!({ "server": s.server, "client": s.client, "other": s.other })
 }
@@ -365,6 +390,31 @@ mod tests {
             reading,
             server: None,
         }
+    }
+
+    #[test]
+    fn time_wait_beyond_the_runs_fin_closes_is_noted() {
+        let mut r = json!({
+            "closed_by": {"server_fin": 300, "client_fin": 0},
+            "kernel": {"netstat": {"TW": 600}},
+            "time_wait": {"other_peak": 300},
+        });
+        note_others(&mut r);
+        assert_eq!(r["time_wait"]["entered_by_others"], 300);
+        let note = r["notes"][0].as_str().unwrap();
+        assert!(
+            note.starts_with("300 TIME-WAIT entries (kernel TW +600 against 300"),
+            "{note}"
+        );
+        let mut quiet = json!({
+            "closed_by": {"server_fin": 10, "client_fin": 5},
+            "kernel": {"netstat": {"TW": 15}},
+            "server_netns": {"kernel": {"netstat": {"TW": 0}}},
+            "time_wait": {"other_peak": 0},
+        });
+        note_others(&mut quiet);
+        assert_eq!(quiet["time_wait"]["entered_by_others"], 0);
+        assert_eq!(quiet.get("notes"), None);
     }
 
     #[test]

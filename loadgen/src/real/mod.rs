@@ -277,7 +277,8 @@ fn drive(
         json.extend(m);
     }
     json.extend(readings);
-    let json = Value::Object(json);
+    let mut json = Value::Object(json);
+    host::note_others(&mut json);
     if let Some(dir) = &args.plot {
         for path in plot::draw(dir, &json)? {
             eprintln!("loadgen: wrote {}", path.display());
