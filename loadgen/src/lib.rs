@@ -15,6 +15,7 @@
 
 pub mod attack;
 pub mod kernel;
+pub mod merge;
 pub mod model;
 pub mod real;
 pub mod sock;
@@ -173,6 +174,14 @@ pub struct Args {
     /// over time into DIR (PNG and SVG).
     #[arg(long)]
     pub plot: Option<PathBuf>,
+    /// Source ports of --kernel-target connections, LO-HI, bound explicitly
+    /// (SO_REUSEADDR) in turn; without it the kernel picks them.
+    #[arg(long, value_parser = parse_ports)]
+    pub source_ports: Option<(u16, u16)>,
+    /// Do the I-th of N shares (0-based) of --rate, --connections,
+    /// --source-ips and --source-ports, for fleets: see `loadgen merge`.
+    #[arg(long)]
+    pub shard: Option<real::shard::Shard>,
     /// With --kernel: run --server-cmd in a network namespace this run creates
     /// (a veth pair with a private /30 from 10.200.0.0/16) and drive it there;
     /// --loss P drops TCP segments each way with nftables. All torn down at exit.
@@ -265,6 +274,8 @@ impl Args {
                 (self.duration.is_some(), "--duration"),
                 (self.source_ips.is_some(), "--source-ips"),
                 (self.plot.is_some(), "--plot"),
+                (self.source_ports.is_some(), "--source-ports"),
+                (self.shard.is_some(), "--shard"),
             ];
             return match needs.iter().find(|(used, _)| *used) {
                 Some((_, flag)) => Err(Usage(format!("{flag} needs --kernel --kernel-target"))),

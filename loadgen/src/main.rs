@@ -6,6 +6,19 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
+    if std::env::args().nth(1).as_deref() == Some("merge") {
+        let args = loadgen::merge::MergeArgs::parse_from(std::env::args().skip(1));
+        return match loadgen::merge::main(&args) {
+            Ok(merged) => {
+                let _ = writeln!(std::io::stdout(), "{}", loadgen::summary(&merged));
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("loadgen merge: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let args = loadgen::Args::parse();
     match loadgen::run(&args) {
         Ok(report) => {

@@ -22,6 +22,7 @@ pub mod http;
 pub mod lab;
 pub mod plot;
 pub mod report;
+pub mod shard;
 pub mod workload;
 
 use std::io::ErrorKind;
@@ -45,12 +46,41 @@ const OPEN_BATCH: usize = 512;
 /// A start later than this after its intended time counts as late.
 const LATE: Duration = Duration::from_millis(1);
 
-/// The source address of the `i`-th connection: `--source-ips` in turn, or
-/// none (the kernel's choice).
-fn source(range: Option<(Ipv4Addr, Ipv4Addr)>, i: u64) -> Option<Ipv4Addr> {
-    let (lo, hi) = range?;
-    let n = u64::from(u32::from(hi) - u32::from(lo)) + 1;
-    Some(Ipv4Addr::from(u32::from(lo) + (i % n) as u32))
+/// The source of the `i`-th connection: `--source-ips` in turn (or the
+/// kernel's choice), and with `--source-ports` a port of that range, moving on
+/// to the next port once every address has had the current one.
+fn source(
+    ips: Option<(Ipv4Addr, Ipv4Addr)>,
+    ports: Option<(u16, u16)>,
+    i: u64,
+) -> (Option<Ipv4Addr>, Option<u16>) {
+    let n_ips = ips.map_or(1, |(lo, hi)| u64::from(u32::from(hi) - u32::from(lo)) + 1);
+    let ip = ips.map(|(lo, _)| Ipv4Addr::from(u32::from(lo) + (i % n_ips) as u32));
+    let port = ports.map(|(lo, hi)| {
+        let n = u64::from(hi - lo) + 1;
+        lo + ((i / n_ips) % n) as u16
+    });
+    (ip, port)
+}
+
+/// `args` with `--shard`'s share of the rate, connections and source ranges.
+fn sharded(args: &Args) -> anyhow::Result<Args> {
+    let mut a = args.clone();
+    if let Some(s) = args.shard {
+        a.rate = s.rate_of(args.rate);
+        a.connections = s.count_of(args.connections);
+        a.source_ips = args
+            .source_ips
+            .map(|r| s.ips_of(r))
+            .transpose()
+            .map_err(anyhow::Error::msg)?;
+        a.source_ports = args
+            .source_ports
+            .map(|r| s.ports_of(r))
+            .transpose()
+            .map_err(anyhow::Error::msg)?;
+    }
+    Ok(a)
 }
 
 /// The slots and the poll they are registered with.
@@ -86,6 +116,7 @@ fn publish(p: &host::Progress, t: &Tally) {
 /// its own with `--netns` (torn down on return, also on SIGINT/SIGTERM, which
 /// end the run early with an error).
 pub fn run(args: &Args) -> anyhow::Result<Report> {
+    let args = &sharded(args)?;
     let Some(cmd) = args.netns.then_some(args.server_cmd.as_deref()).flatten() else {
         let target = args
             .kernel_target
@@ -180,7 +211,8 @@ fn drive(
             let Some(slot) = slots.free.pop() else { break };
             tally.connections += 1;
             late_starts += (now - due > LATE) as u64;
-            match sock::connect_from(source(args.source_ips, i), dst) {
+            let (ip, port) = source(args.source_ips, args.source_ports, i);
+            match sock::connect_from(ip, port, dst) {
                 Ok(mut s) => {
                     slots.poll.registry().register(
                         &mut s,
@@ -270,6 +302,8 @@ fn drive(
             "connections": args.duration.is_none().then_some(args.connections),
             "duration_secs": args.duration.map(|d| d.as_secs_f64()),
             "source_ips": args.source_ips.map(|(a, b)| format!("{a}-{b}")),
+            "source_ports": args.source_ports.map(|(a, b)| format!("{a}-{b}")),
+            "shard": args.shard.map(|s| s.to_string()),
             "nofile": { "soft": soft, "hard": hard },
         },
     });
@@ -317,7 +351,9 @@ mod tests {
     #[test]
     fn source_ranges_parse_and_rotate() {
         let r = parse_source_ips("127.0.0.2-127.0.0.4").unwrap();
-        let got: Vec<_> = (0..4).map(|i| source(Some(r), i).unwrap()).collect();
+        let got: Vec<_> = (0..4)
+            .map(|i| source(Some(r), None, i).0.unwrap())
+            .collect();
         assert_eq!(got[0], Ipv4Addr::new(127, 0, 0, 2));
         assert_eq!(got[2], Ipv4Addr::new(127, 0, 0, 4));
         assert_eq!(got[3], got[0]);
@@ -325,6 +361,29 @@ mod tests {
         assert_eq!(parse_source_ips("127.0.0.9"), Ok((nine, nine)));
         assert!(parse_source_ips("127.0.0.4-127.0.0.2").is_err());
         assert!(parse_source_ips("x-y").is_err());
-        assert_eq!(source(None, 5), None);
+        assert_eq!(source(None, None, 5), (None, None));
+    }
+
+    #[test]
+    fn every_address_gets_a_port_before_the_next_port() {
+        let ips = parse_source_ips("127.0.0.2-127.0.0.3").ok();
+        let got: Vec<_> = (0..6)
+            .map(|i| {
+                let (ip, port) = source(ips, Some((5000, 5001)), i);
+                (ip.unwrap().octets()[3], port.unwrap())
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (2, 5000),
+                (3, 5000),
+                (2, 5001),
+                (3, 5001),
+                (2, 5000),
+                (3, 5000)
+            ]
+        );
+        assert_eq!(source(None, Some((7, 9)), 4), (None, Some(8)));
     }
 }
