@@ -242,7 +242,7 @@ mod tests {
         assert_eq!(m["merged"]["shards"], json!(["0/2", "1/2"]));
         assert_eq!(m["merged"]["missing_shards"], json!([]));
         // A merged report merges again.
-        let again = merge(&[m.clone()]).unwrap();
+        let again = merge(std::slice::from_ref(&m)).unwrap();
         assert_eq!(again["latency_ms"], m["latency_ms"]);
     }
 
