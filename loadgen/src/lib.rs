@@ -20,6 +20,7 @@ pub mod model;
 pub mod real;
 pub mod sock;
 pub mod spawn;
+pub mod workers;
 
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
@@ -182,6 +183,17 @@ pub struct Args {
     /// --source-ips and --source-ports, for fleets: see `loadgen merge`.
     #[arg(long)]
     pub shard: Option<real::shard::Shard>,
+    /// With --kernel-target: spread the run over this many worker processes
+    /// (each with its own descriptor table), as shards; this process reads
+    /// the host and merges their reports.
+    #[arg(long, default_value_t = 1, conflicts_with = "netns")]
+    pub workers: u32,
+    /// Run as one of --workers' processes: no host readings (the parent's).
+    #[arg(long, hide = true)]
+    pub worker: bool,
+    /// The command line, for --workers to start its processes with.
+    #[arg(skip)]
+    pub argv: Vec<std::ffi::OsString>,
     /// With --kernel: run --server-cmd in a network namespace this run creates
     /// (a veth pair with a private /30 from 10.200.0.0/16) and drive it there;
     /// --loss P drops TCP segments each way with nftables. All torn down at exit.
@@ -233,6 +245,7 @@ impl Args {
         teardown::cli::ensure(self.attack.is_empty() || !self.kernel, || {
             "--attack needs the engine's clients, not --kernel".into()
         })?;
+        teardown::cli::ensure(self.workers >= 1, || "--workers must be at least 1".into())?;
         teardown::cli::ensure(self.threads != Some(0), || {
             "--threads must be at least 1".into()
         })?;
@@ -276,6 +289,7 @@ impl Args {
                 (self.plot.is_some(), "--plot"),
                 (self.source_ports.is_some(), "--source-ports"),
                 (self.shard.is_some(), "--shard"),
+                (self.workers > 1, "--workers"),
             ];
             return match needs.iter().find(|(used, _)| *used) {
                 Some((_, flag)) => Err(Usage(format!("{flag} needs --kernel --kernel-target"))),

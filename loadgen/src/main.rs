@@ -19,7 +19,8 @@ fn main() -> ExitCode {
             }
         };
     }
-    let args = loadgen::Args::parse();
+    let mut args = loadgen::Args::parse();
+    args.argv = std::env::args_os().collect();
     match loadgen::run(&args) {
         Ok(report) => {
             // A closed stdout (a pager quit early) must not turn a clean run into a panic.

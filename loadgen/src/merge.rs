@@ -35,13 +35,14 @@ pub struct MergeArgs {
 }
 
 /// Fields summed as they are, wherever they sit.
-const SUMMED: [&str; 11] = [
+const SUMMED: [&str; 12] = [
     "connections",
     "established",
     "completed",
     "unfinished",
     "leaked",
     "late_starts",
+    "live_peak",
     "completed_per_sec",
     "cpu_secs",
     "closed_by",

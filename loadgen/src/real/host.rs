@@ -124,9 +124,10 @@ fn read(target: SocketAddr) -> Result<Reading, teardown::kernel::Error> {
 #[derive(Clone, Debug)]
 struct Sample {
     secs: f64,
-    started: u64,
-    completed: u64,
-    errors: u64,
+    /// What the run had done; `None` when the run is in other processes.
+    started: Option<u64>,
+    completed: Option<u64>,
+    errors: Option<u64>,
     /// loadgen's own namespace.
     reading: Reading,
     /// The server's namespace, with `--netns`.
@@ -155,13 +156,15 @@ pub struct Watch {
 impl Watch {
     /// Takes a first reading now (so that errors show before any traffic),
     /// then one a second. `server_netns`: the server's namespace, read too.
+    /// `progress`: the run's, when it is in this process (`--workers` runs it
+    /// in others).
     pub fn start(
         target: SocketAddr,
         server_netns: Option<String>,
-        progress: Arc<Progress>,
+        progress: Option<Arc<Progress>>,
     ) -> anyhow::Result<Watch> {
         let started = Instant::now();
-        let take = move |p: &Progress| -> anyhow::Result<Sample> {
+        let take = move |p: Option<&Progress>| -> anyhow::Result<Sample> {
             let reading = read(target)?;
             let server = match &server_netns {
                 Some(ns) => Some(netns::run_in(Some(ns), || read(target))??),
@@ -169,14 +172,14 @@ impl Watch {
             };
             Ok(Sample {
                 secs: started.elapsed().as_secs_f64(),
-                started: p.started.load(Relaxed),
-                completed: p.completed.load(Relaxed),
-                errors: p.errors.load(Relaxed),
+                started: p.map(|p| p.started.load(Relaxed)),
+                completed: p.map(|p| p.completed.load(Relaxed)),
+                errors: p.map(|p| p.errors.load(Relaxed)),
                 reading,
                 server,
             })
         };
-        let first = take(&progress)?;
+        let first = take(progress.as_deref())?;
         let (stop, rx) = mpsc::channel();
         let thread = std::thread::Builder::new()
             .name("host-readings".into())
@@ -189,7 +192,7 @@ impl Watch {
                         Err(RecvTimeoutError::Timeout) => false,
                         Ok(()) | Err(RecvTimeoutError::Disconnected) => true,
                     };
-                    samples.push(take(&progress)?);
+                    samples.push(take(progress.as_deref())?);
                     if last {
                         return Ok(samples);
                     }
@@ -226,9 +229,9 @@ fn report(samples: &[Sample]) -> Map<String, Value> {
             json!({
                 "t_secs": b.secs,
                 "secs": b.secs - a.secs,
-                "started": b.started - a.started.min(b.started),
-                "completed": b.completed - a.completed.min(b.completed),
-                "errors": b.errors - a.errors.min(b.errors),
+                "started": growth(a.started, b.started),
+                "completed": growth(a.completed, b.completed),
+                "errors": growth(a.errors, b.errors),
                 "time_wait": sides_json(b.sides()),
                 "sockstat": sockstat_json(&b.reading),
                 "tw_slab_bytes": b.reading.tw_slab_bytes,
@@ -269,6 +272,11 @@ fn report(samples: &[Sample]) -> Map<String, Value> {
     }
     out.insert("series".into(), Value::Array(series));
     out
+}
+
+/// How much a progress count grew between two samples.
+fn growth(a: Option<u64>, b: Option<u64>) -> Option<u64> {
+    Some(b? - a?.min(b?))
 }
 
 /// Growth of one section's [`COUNTERS`] between two readings.
@@ -384,9 +392,9 @@ mod tests {
         reading.sockstat = [server, 0, 1];
         Sample {
             secs,
-            started: completed,
-            completed,
-            errors: 0,
+            started: Some(completed),
+            completed: Some(completed),
+            errors: Some(0),
             reading,
             server: None,
         }

@@ -63,22 +63,30 @@ fn source(
     (ip, port)
 }
 
+/// A shard's slice of a range. The workers of one process may share a range
+/// shorter than their count (the kernel keeps their ports apart); shards given
+/// by hand may not.
+fn share<T>(slice: Result<T, String>, whole: T, worker: bool) -> anyhow::Result<T> {
+    match slice {
+        Err(_) if worker => Ok(whole),
+        r => r.map_err(anyhow::Error::msg),
+    }
+}
+
 /// `args` with `--shard`'s share of the rate, connections and source ranges.
 fn sharded(args: &Args) -> anyhow::Result<Args> {
     let mut a = args.clone();
     if let Some(s) = args.shard {
         a.rate = s.rate_of(args.rate);
         a.connections = s.count_of(args.connections);
-        a.source_ips = args
-            .source_ips
-            .map(|r| s.ips_of(r))
-            .transpose()
-            .map_err(anyhow::Error::msg)?;
-        a.source_ports = args
-            .source_ports
-            .map(|r| s.ports_of(r))
-            .transpose()
-            .map_err(anyhow::Error::msg)?;
+        a.source_ips = match args.source_ips {
+            Some(r) => Some(share(s.ips_of(r), r, args.worker)?),
+            None => None,
+        };
+        a.source_ports = match args.source_ports {
+            Some(r) => Some(share(s.ports_of(r), r, args.worker)?),
+            None => None,
+        };
     }
     Ok(a)
 }
@@ -116,6 +124,9 @@ fn publish(p: &host::Progress, t: &Tally) {
 /// its own with `--netns` (torn down on return, also on SIGINT/SIGTERM, which
 /// end the run early with an error).
 pub fn run(args: &Args) -> anyhow::Result<Report> {
+    if args.workers > 1 {
+        return crate::workers::run(args);
+    }
     let args = &sharded(args)?;
     let Some(cmd) = args.netns.then_some(args.server_cmd.as_deref()).flatten() else {
         let target = args
@@ -180,7 +191,16 @@ fn drive(
     let mut events = Events::with_capacity(1024);
     let mut tally = Tally::default();
     let progress = Arc::new(host::Progress::default());
-    let watch = host::Watch::start(target, server_netns, progress.clone())?;
+    // A worker of --workers leaves the host's readings to its parent.
+    let watch = match args.worker {
+        true => None,
+        false => Some(host::Watch::start(
+            target,
+            server_netns,
+            Some(progress.clone()),
+        )?),
+    };
+    let mut live_peak = 0;
     let mut buf = vec![0u8; 64 * 1024];
     let open_model = args.rate > 0.0;
     let started = Instant::now();
@@ -234,6 +254,7 @@ fn drive(
         let more = opening(tally.connections);
         seconds.sample(tally.completed, more);
         publish(&progress, &tally);
+        live_peak = live_peak.max(slots.live());
         if (!more && slots.live() == 0)
             || started.elapsed() >= args.timeout
             || interrupted.load(Relaxed)
@@ -271,7 +292,10 @@ fn drive(
     // Whatever is still live at the timeout is left unfinished: closed here, uncounted.
     let unfinished = slots.live() as u64;
     drop(slots);
-    let readings = watch.stop()?;
+    let readings = watch
+        .map(host::Watch::stop)
+        .transpose()?
+        .unwrap_or_default();
     if interrupted.load(Relaxed) {
         anyhow::bail!(
             "interrupted by a signal after {} connections",
@@ -284,6 +308,7 @@ fn drive(
         "mode": "kernel-target",
         "target": target.to_string(),
         "unfinished": unfinished,
+        "live_peak": live_peak,
         "leaked": unfinished,
         "late_starts": late_starts,
         "completed_per_sec": if window > 0.0 { tally.completed as f64 / window } else { 0.0 },
