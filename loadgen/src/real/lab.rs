@@ -115,25 +115,29 @@ fn taken(net: u32, prefixes: &[(u32, u32)]) -> bool {
     })
 }
 
+/// The IPv4 prefixes of `ip -o -4 addr` lines (`2: eth0 inet 192.0.2.2/24
+/// ...`) or `ip -4 route` lines (the prefix first, or after a route type such
+/// as `local` or `broadcast`; `default` is no prefix).
+fn host_prefixes(text: &str) -> Vec<(u32, u32)> {
+    text.lines()
+        .filter_map(|line| {
+            let words: Vec<&str> = line.split_whitespace().collect();
+            match words.iter().position(|w| *w == "inet") {
+                Some(i) => words.get(i + 1).and_then(|w| prefix(w)),
+                None => words.iter().take(2).find_map(|w| prefix(w)),
+            }
+        })
+        .collect()
+}
+
 /// A free /30 for this run: slots are tried from one derived from the pid and
 /// a counter, so that parallel runs and tests start apart.
 fn free_slash30() -> anyhow::Result<u32> {
     static NEXT: AtomicU32 = AtomicU32::new(0);
-    let mut prefixes = Vec::new();
-    for table in [
-        ip(&["-o", "-4", "addr", "show"])?,
-        ip(&["-4", "route", "show", "table", "all"])?,
-    ] {
-        for line in table.lines() {
-            let words: Vec<&str> = line.split_whitespace().collect();
-            // addr lines: "2: eth0 inet 192.0.2.2/24 ..."; routes start with the prefix.
-            let word = match words.iter().position(|w| *w == "inet") {
-                Some(i) => words.get(i + 1),
-                None => words.first().filter(|w| **w != "default"),
-            };
-            prefixes.extend(word.and_then(|w| prefix(w)));
-        }
-    }
+    let mut prefixes = host_prefixes(&ip(&["-o", "-4", "addr", "show"])?);
+    prefixes.extend(host_prefixes(&ip(&[
+        "-4", "route", "show", "table", "all",
+    ])?));
     let start = std::process::id().wrapping_mul(64) + NEXT.fetch_add(1, Relaxed);
     (0..POOL_SLOTS)
         .map(|i| POOL + ((start + i) % POOL_SLOTS) * 4)
@@ -376,5 +380,26 @@ mod tests {
         ];
         assert!(taken(POOL + 4, &host));
         assert!(!taken(POOL + 8, &host));
+    }
+
+    #[test]
+    fn host_prefixes_from_addr_and_route_lines() {
+        let addr = "1: lo    inet 127.0.0.1/8 scope host lo\\       valid_lft forever\n\
+                    2: eth0    inet 192.0.2.2/24 brd 192.0.2.255 scope global eth0\n";
+        assert_eq!(
+            host_prefixes(addr),
+            [
+                prefix("127.0.0.0/8").unwrap(),
+                prefix("192.0.2.0/24").unwrap()
+            ]
+        );
+        let routes = "default via 192.0.2.1 dev eth0\n\
+                      10.200.0.4/30 dev lg1v0 proto kernel scope link src 10.200.0.5\n\
+                      local 10.9.0.1 dev x table local proto kernel scope host\n\
+                      broadcast 192.0.2.255 dev eth0 table local\n";
+        let got = host_prefixes(routes);
+        assert_eq!(got.len(), 3, "{got:?}");
+        assert!(taken(POOL + 4, &got));
+        assert!(taken(0x0a09_0000, &got));
     }
 }
