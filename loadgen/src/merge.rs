@@ -126,6 +126,7 @@ pub fn merge(reports: &[Value]) -> anyhow::Result<Value> {
     out.insert("elapsed_secs".into(), json!(max("elapsed_secs")));
     let (latency, histograms) = merge_histograms(reports)?;
     out.insert("latency_ms".into(), latency);
+    out.insert("per_second".into(), per_second(reports));
     out.insert("histograms".into(), histograms);
     let targets: BTreeSet<&str> = reports
         .iter()
@@ -147,6 +148,33 @@ pub fn merge(reports: &[Value]) -> anyhow::Result<Value> {
     );
     out.insert("config".into(), first["config"].clone());
     Ok(Value::Object(out))
+}
+
+/// Completions per whole second while loading, summed second by second over
+/// reports of runs that started together (a fleet's shards, --workers).
+fn per_second(reports: &[Value]) -> Value {
+    let mut sum: Vec<u64> = Vec::new();
+    for r in reports {
+        let series = r["per_second"]["series"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        for (i, v) in series.iter().enumerate() {
+            if sum.len() <= i {
+                sum.push(0);
+            }
+            sum[i] += v.as_u64().unwrap_or(0);
+        }
+    }
+    let mut sorted = sum.clone();
+    sorted.sort_unstable();
+    json!({
+        "seconds": sum.len(),
+        "min": sorted.first(),
+        "median": sorted.get(sorted.len() / 2),
+        "max": sorted.last(),
+        "series": sum,
+    })
 }
 
 /// Adds `v` into `acc`: numbers add (integers stay integers), objects add by
@@ -245,6 +273,14 @@ mod tests {
         // A merged report merges again.
         let again = merge(std::slice::from_ref(&m)).unwrap();
         assert_eq!(again["latency_ms"], m["latency_ms"]);
+    }
+
+    #[test]
+    fn per_second_adds_by_index() {
+        let r = |s: &[u64]| json!({"per_second": {"series": s}});
+        let p = per_second(&[r(&[1, 2, 3]), r(&[10, 20])]);
+        assert_eq!(p["series"], json!([11, 22, 3]));
+        assert_eq!(p["median"], 11);
     }
 
     #[test]

@@ -110,7 +110,6 @@ pub fn run(args: &Args) -> anyhow::Result<Report> {
         merged[key.as_str()] = value;
     }
     host::note_others(&mut merged);
-    merged["per_second"] = per_second(&reports);
     merged["workers"] = json!({
         "count": k,
         "live_peaks": reports.iter().map(|r| r["live_peak"].clone()).collect::<Vec<_>>(),
@@ -136,33 +135,6 @@ pub fn run(args: &Args) -> anyhow::Result<Report> {
     Ok(Report {
         json: merged,
         leaked,
-    })
-}
-
-/// Completions per whole second, summed over the workers second by second
-/// (they start within milliseconds of each other).
-fn per_second(reports: &[Value]) -> Value {
-    let mut sum: Vec<u64> = Vec::new();
-    for r in reports {
-        let series = r["per_second"]["series"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default();
-        for (i, v) in series.iter().enumerate() {
-            if sum.len() <= i {
-                sum.push(0);
-            }
-            sum[i] += v.as_u64().unwrap_or(0);
-        }
-    }
-    let mut sorted = sum.clone();
-    sorted.sort_unstable();
-    json!({
-        "seconds": sum.len(),
-        "min": sorted.first(),
-        "median": sorted.get(sorted.len() / 2),
-        "max": sorted.last(),
-        "series": sum,
     })
 }
 
@@ -201,13 +173,5 @@ mod tests {
                 "10"
             ])
         );
-    }
-
-    #[test]
-    fn per_second_adds_by_index() {
-        let r = |s: &[u64]| json!({"per_second": {"series": s}});
-        let p = per_second(&[r(&[1, 2, 3]), r(&[10, 20])]);
-        assert_eq!(p["series"], json!([11, 22, 3]));
-        assert_eq!(p["median"], 11);
     }
 }
