@@ -121,7 +121,12 @@ fn loss_in_a_namespace_retransmits_and_every_connection_is_accounted_for() {
     // The namespace holds the server alone: its counters are this run's.
     assert_eq!(n(ns, "/snmp/PassiveOpens"), 400, "{ns:#}");
     assert_eq!(n(ns, "/netstat/TW"), 400, "{ns:#}");
-    assert_eq!(n(&r, "/time_wait/server_peak"), 400, "{:#}", r["time_wait"]);
+    // The server's TIME-WAIT, by sock_diag in the namespace, is what the
+    // namespace's sockstat counts. It can be a little under 400: a new SYN on
+    // a 4-tuple still in the server's TIME-WAIT takes it over (RFC 6191).
+    let server_tw = n(&r, "/time_wait/server_peak");
+    assert_eq!(server_tw, n(ns, "/sockstat/tw_peak"), "{r:#}");
+    assert!(server_tw > 0 && server_tw <= 400, "{r:#}");
     assert_eq!(n(&r, "/time_wait/client_peak"), 0);
     // At 1 % each way over some 3,000 segments, drops and retransmissions happen.
     let dropped = n(&r, "/netns/dropped_to_server") + n(&r, "/netns/dropped_to_client");
@@ -129,6 +134,8 @@ fn loss_in_a_namespace_retransmits_and_every_connection_is_accounted_for() {
     assert!(n(ns, "/snmp/RetransSegs") > 0, "{ns:#}");
     let name = r["netns"]["name"].as_str().unwrap();
     assert!(gone(name), "{name} left behind: {}", namespaces());
+    let log = r["netns"]["server_log"].as_str().unwrap();
+    std::fs::remove_file(log).unwrap();
 }
 
 #[test]
@@ -148,6 +155,11 @@ fn a_server_that_does_not_listen_fails_the_run_and_leaves_nothing() {
     ]);
     let e = loadgen::run(&args).err().expect("the run fails");
     assert!(e.to_string().contains("before listening"), "{e:#}");
+    // The server's output is in the error, and where its log file is.
+    let e = e.to_string();
+    assert!(e.contains("not a server"), "{e}");
+    let log = e.split("(log ").nth(1).and_then(|r| r.split(')').next());
+    std::fs::remove_file(log.expect("the log's path")).unwrap();
     let prefix = format!("loadgen-{}-", std::process::id());
     assert!(
         !namespaces().lines().any(|l| l.starts_with(&prefix)),
@@ -201,6 +213,7 @@ fn sigint_tears_the_namespace_and_the_server_down() {
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(1), "an interrupted run is a failed run");
     assert!(gone(&name), "{name} left behind: {}", namespaces());
+    let _ = std::fs::remove_file(std::env::temp_dir().join(format!("{name}.server.log")));
     for pid in pids {
         assert!(
             !std::path::Path::new(&format!("/proc/{pid}")).exists(),

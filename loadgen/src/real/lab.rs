@@ -218,7 +218,9 @@ impl Lab {
             if let Some(status) = child.try_wait()? {
                 let said = std::fs::read_to_string(&log).unwrap_or_default();
                 bail!(
-                    "--server-cmd {line:?} exited with {status} before listening on port {port}: {}",
+                    "--server-cmd {line:?} exited with {status} before listening on port {port} \
+                     (log {}): {}",
+                    log.display(),
                     said.trim()
                 );
             }
