@@ -479,24 +479,28 @@ fn a_proxys_upstream_time_wait_is_in_the_host_counters_not_the_side_counts() {
     no_errors(&r);
     assert_eq!(n(&r, "/completed"), 200, "{r:#}");
     assert_eq!(n(&r, "/closed_by/server_fin"), 200, "{r:#}");
-    // ss: 200 TIME-WAIT at the proxy's frontend, 200 at nginx (towards the proxy).
-    assert_eq!(time_wait_sides(proxy.addr), (200, 0), "{}", sockstat());
-    assert_eq!(time_wait_sides(nginx.addr), (200, 0), "{}", sockstat());
-    // loadgen's sides are the proxy's alone ...
+    // The proxy's frontend closes first and is in TIME-WAIT before loadgen's
+    // socket is gone: loadgen's sides are the proxy's alone, as ss says.
     assert_eq!(n(&r, "/time_wait/server_peak"), 200, "{:#}", r["time_wait"]);
     assert_eq!(n(&r, "/time_wait/client_peak"), 0);
-    // ... while the upstream's are "other", and in the kernel's TW count.
-    assert!(
-        n(&r, "/time_wait/other_peak") >= 200,
-        "{:#}",
-        r["time_wait"]
-    );
-    assert!(n(&r, "/kernel/netstat/TW") >= 400, "{:#}", r["kernel"]);
-    assert!(
-        n(&r, "/time_wait/entered_by_others") >= 200,
-        "{:#}",
-        r["time_wait"]
-    );
+    assert_eq!(time_wait_sides(proxy.addr), (200, 0), "{}", sockstat());
+    // The proxy closes its upstream on its own time, so the last few of
+    // nginx's TIME-WAITs may come after loadgen's last reading; the rest are
+    // in the host's TW count and among the "other" sockets, not in the sides.
+    let tw = n(&r, "/kernel/netstat/TW");
+    assert!(tw > 200, "{:#}", r["kernel"]);
+    assert!(n(&r, "/time_wait/entered_by_others") >= tw - 200);
+    assert!(n(&r, "/time_wait/other_peak") > 0, "{:#}", r["time_wait"]);
+    // And all 200 are there in the end, at nginx, towards the proxy.
+    let mut upstream = time_wait_sides(nginx.addr);
+    for _ in 0..500 {
+        if upstream.0 == 200 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+        upstream = time_wait_sides(nginx.addr);
+    }
+    assert_eq!(upstream, (200, 0), "{}", sockstat());
     let note = r["notes"][0].as_str().unwrap_or_default();
     assert!(note.contains("host-wide counters"), "{r:#}");
 }
