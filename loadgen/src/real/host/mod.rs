@@ -117,7 +117,7 @@ fn read(target: SocketAddr) -> Result<Reading, teardown::kernel::Error> {
         .map(|c| c.active_bytes());
     Ok(Reading {
         counters,
-        time_wait: Sides::of(&diag::dump()?, target),
+        time_wait: Sides::of(&diag::dump_time_wait()?, target),
         sockstat,
         tw_slab_bytes,
     })
