@@ -186,7 +186,7 @@ pub struct Args {
     /// With --kernel-target: spread the run over this many worker processes
     /// (each with its own descriptor table), as shards; this process reads
     /// the host and merges their reports.
-    #[arg(long, default_value_t = 1, conflicts_with = "netns")]
+    #[arg(long, default_value_t = 1)]
     pub workers: u32,
     /// Run as one of --workers' processes: no host readings (the parent's).
     #[arg(long, hide = true)]

@@ -6,23 +6,40 @@
 //! The workers are shards (`--shard`, composed with this process's own
 //! shard, if any), each with `--concurrency`/K; this process reads the host
 //! once a second meanwhile (the workers do not, so nothing is counted K
-//! times) and merges their reports with `loadgen merge`'s code.
+//! times) and merges their reports with `loadgen merge`'s code. With
+//! `--netns` this process makes the one namespace, server and loss rules,
+//! and the workers drive that server as their `--kernel-target`.
 
 use std::ffi::OsString;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::time::Duration;
 
 use anyhow::{bail, Context};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
 use serde_json::{json, Value};
 
 use crate::real::host;
 use crate::real::shard::Shard;
 use crate::{Args, Report};
 
-/// Flags this process sets for its workers, dropped from the command line:
-/// those that take a value, and switches.
-const OWN_FLAGS: [&str; 5] = ["--workers", "--json", "--plot", "--shard", "--concurrency"];
-const OWN_SWITCHES: [&str; 2] = ["--quiet", "--worker"];
+/// Flags this process sets for its workers or keeps to itself (the
+/// namespace), dropped from the command line: those that take a value, and
+/// switches.
+const OWN_FLAGS: [&str; 8] = [
+    "--workers",
+    "--json",
+    "--plot",
+    "--shard",
+    "--concurrency",
+    "--server-cmd",
+    "--netns-port",
+    "--loss",
+];
+const OWN_SWITCHES: [&str; 3] = ["--quiet", "--worker", "--netns"];
 
 /// The command line without [`OWN_FLAGS`] (as `--flag value` or
 /// `--flag=value`) and [`OWN_SWITCHES`].
@@ -58,17 +75,38 @@ pub fn run(args: &Args) -> anyhow::Result<Report> {
     let Some((_, rest)) = args.argv.split_first() else {
         bail!("--workers starts loadgen processes: run it from the loadgen binary");
     };
+    let mut common = strip_own_flags(rest);
+    if args.netns {
+        // One namespace for the run: the workers drive its server as a target.
+        return crate::real::with_lab(args, |lab, target, interrupted| {
+            common.extend(["--kernel-target".into(), target.to_string().into()]);
+            common.push("--allow-non-loopback".into());
+            spawn_and_merge(args, &common, target, Some(lab.name.clone()), interrupted)
+        });
+    }
     let target = args
         .kernel_target
-        .context("--workers needs --kernel-target")?;
+        .context("--workers needs --kernel-target or --netns")?;
+    spawn_and_merge(args, &common, target, None, &AtomicBool::new(false))
+}
+
+/// Runs the workers with `common` flags and their shares, reads the host (and
+/// the server's namespace) meanwhile, and merges the workers' reports. On
+/// SIGINT/SIGTERM (`interrupted`) the workers are interrupted too.
+fn spawn_and_merge(
+    args: &Args,
+    common: &[OsString],
+    target: SocketAddr,
+    server_netns: Option<String>,
+    interrupted: &AtomicBool,
+) -> anyhow::Result<Report> {
     let exe = std::env::current_exe()?;
     let scratch =
         Scratch(std::env::temp_dir().join(format!("loadgen-workers-{}", std::process::id())));
     std::fs::create_dir_all(&scratch.0)?;
     let base = args.shard.unwrap_or(Shard { index: 0, count: 1 });
     let k = args.workers;
-    let common = strip_own_flags(rest);
-    let watch = host::Watch::start(target, None, None)?;
+    let watch = host::Watch::start(target, server_netns, None)?;
     let mut children = Vec::new();
     for w in 0..k {
         let shard = Shard {
@@ -80,7 +118,7 @@ pub fn run(args: &Args) -> anyhow::Result<Report> {
             .max(1);
         let json = scratch.0.join(format!("worker-{w}.json"));
         let child = Command::new(&exe)
-            .args(&common)
+            .args(common)
             .args(["--worker", "--quiet", "--shard", &shard.to_string()])
             .args(["--concurrency", &concurrency.to_string()])
             .arg("--json")
@@ -90,6 +128,19 @@ pub fn run(args: &Args) -> anyhow::Result<Report> {
             .spawn()
             .with_context(|| format!("starting worker {w} ({})", exe.display()))?;
         children.push((child, json));
+    }
+    let mut signalled = false;
+    while children
+        .iter_mut()
+        .any(|(c, _)| matches!(c.try_wait(), Ok(None)))
+    {
+        if interrupted.load(Relaxed) && !signalled {
+            for (c, _) in &children {
+                let _ = kill(Pid::from_raw(c.id() as i32), Signal::SIGINT);
+            }
+            signalled = true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
     }
     let mut reports = Vec::new();
     let mut failed = Vec::new();
@@ -102,6 +153,9 @@ pub fn run(args: &Args) -> anyhow::Result<Report> {
         }
     }
     let readings = watch.stop()?;
+    if signalled {
+        bail!("interrupted by a signal; the workers were interrupted too");
+    }
     if !failed.is_empty() {
         bail!("workers without a report: {}", failed.join(", "));
     }

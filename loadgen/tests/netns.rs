@@ -320,3 +320,37 @@ fn one_source_address_runs_out_of_ports_without_tw_reuse() {
         String::from_utf8_lossy(&out.stdout)
     );
 }
+
+/// `--workers` with `--netns`: one namespace, server and loss for the run,
+/// driven by two worker processes; counted in the namespace and gone after.
+#[test]
+fn workers_share_one_namespace_and_its_loss() {
+    if !have_tools() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("run.json");
+    let out = Command::new(env!("CARGO_BIN_EXE_loadgen"))
+        .args(["--kernel", "--netns", "--server-cmd", &server_cmd()])
+        .args(["--netns-port", "7172", "--loss", "0.01", "--workers", "2"])
+        .args(["--concurrency", "16", "--connections", "300", "--quiet"])
+        .arg("--json")
+        .arg(&json)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(n(&r, "/workers/count"), 2);
+    assert_eq!(n(&r, "/connections"), 300);
+    assert_eq!(n(&r, "/completed"), 300, "{r:#}");
+    let ns = &r["server_netns"]["kernel"];
+    assert_eq!(n(ns, "/snmp/PassiveOpens"), 300, "{ns:#}");
+    assert_eq!(n(ns, "/netstat/TW"), 300, "{ns:#}");
+    let name = r["netns"]["name"].as_str().unwrap();
+    assert!(gone(name), "{name} left behind: {}", namespaces());
+    std::fs::remove_file(r["netns"]["server_log"].as_str().unwrap()).unwrap();
+}

@@ -128,12 +128,28 @@ pub fn run(args: &Args) -> anyhow::Result<Report> {
         return crate::workers::run(args);
     }
     let args = &sharded(args)?;
-    let Some(cmd) = args.netns.then_some(args.server_cmd.as_deref()).flatten() else {
-        let target = args
-            .kernel_target
-            .context("--kernel-target or --netns is needed")?;
-        return drive(args, target, None, &AtomicBool::new(false));
-    };
+    if args.netns {
+        return with_lab(args, |lab, target, interrupted| {
+            drive(args, target, Some(lab.name.clone()), interrupted)
+        });
+    }
+    let target = args
+        .kernel_target
+        .context("--kernel-target or --netns is needed")?;
+    drive(args, target, None, &AtomicBool::new(false))
+}
+
+/// `--netns`: creates the namespace, starts `--server-cmd` there, applies
+/// `--loss`, and runs `f` against the server with a flag that SIGINT or
+/// SIGTERM sets; the namespace goes when this returns, however it returns.
+pub fn with_lab(
+    args: &Args,
+    f: impl FnOnce(&lab::Lab, SocketAddr, &AtomicBool) -> anyhow::Result<Report>,
+) -> anyhow::Result<Report> {
+    let cmd = args
+        .server_cmd
+        .as_deref()
+        .context("--netns needs --server-cmd")?;
     let interrupted = Arc::new(AtomicBool::new(false));
     let mut handlers = Vec::new();
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
@@ -145,8 +161,7 @@ pub fn run(args: &Args) -> anyhow::Result<Report> {
         if args.loss > 0.0 {
             lab.set_loss(args.loss)?;
         }
-        let target = lab.target(args.netns_port);
-        let mut report = drive(args, target, Some(lab.name.clone()), &interrupted)?;
+        let mut report = f(&lab, lab.target(args.netns_port), &interrupted)?;
         report.json["netns"] = lab.json(args.netns_port, cmd);
         Ok(report)
     })();
