@@ -114,7 +114,7 @@ pub fn run(args: &Args, target: SocketAddr) -> anyhow::Result<Report> {
         while opened < allowed && budget > 0 {
             let Some(slot) = free.pop() else { break };
             budget -= 1;
-            match sock::connect_from(Some(source((opened % sources as u64) as u32)), target) {
+            match sock::connect_from(Some(source((opened % sources as u64) as u32)), None, target) {
                 Ok(mut s) => {
                     poll.registry()
                         .register(&mut s, Token(slot), Interest::READABLE)?;

@@ -15,10 +15,12 @@
 
 pub mod attack;
 pub mod kernel;
+pub mod merge;
 pub mod model;
 pub mod real;
 pub mod sock;
 pub mod spawn;
+pub mod workers;
 
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
@@ -169,6 +171,41 @@ pub struct Args {
     /// Attack segments per real second, all kinds and workers together.
     #[arg(long, default_value_t = 1000.0)]
     pub attack_rate: f64,
+    /// With --kernel-target: draw the run's rate, TIME-WAIT by side and errors
+    /// over time into DIR (PNG and SVG).
+    #[arg(long)]
+    pub plot: Option<PathBuf>,
+    /// Source ports of --kernel-target connections, LO-HI, bound explicitly
+    /// (SO_REUSEADDR) in turn; without it the kernel picks them.
+    #[arg(long, value_parser = parse_ports)]
+    pub source_ports: Option<(u16, u16)>,
+    /// Do the I-th of N shares (0-based) of --rate, --connections,
+    /// --source-ips and --source-ports, for fleets: see `loadgen merge`.
+    #[arg(long)]
+    pub shard: Option<real::shard::Shard>,
+    /// With --kernel-target: spread the run over this many worker processes
+    /// (each with its own descriptor table), as shards; this process reads
+    /// the host and merges their reports.
+    #[arg(long, default_value_t = 1)]
+    pub workers: u32,
+    /// Run as one of --workers' processes: no host readings (the parent's).
+    #[arg(long, hide = true)]
+    pub worker: bool,
+    /// The command line, for --workers to start its processes with.
+    #[arg(skip)]
+    pub argv: Vec<std::ffi::OsString>,
+    /// With --kernel: run --server-cmd in a network namespace this run creates
+    /// (a veth pair with a private /30 from 10.200.0.0/16) and drive it there;
+    /// --loss P drops TCP segments each way with nftables. All torn down at exit.
+    #[arg(long, requires = "kernel", requires = "server_cmd", conflicts_with_all = ["kernel_target", "spawn_server", "source_ips"])]
+    pub netns: bool,
+    /// The --netns server, a shell command line run inside the namespace;
+    /// {ip}, {port} and {addr} become the server's address.
+    #[arg(long, requires = "netns")]
+    pub server_cmd: Option<String>,
+    /// The port --server-cmd listens on.
+    #[arg(long, default_value_t = 8080)]
+    pub netns_port: u16,
     /// No progress bar even on a terminal.
     #[arg(long)]
     pub quiet: bool,
@@ -208,6 +245,7 @@ impl Args {
         teardown::cli::ensure(self.attack.is_empty() || !self.kernel, || {
             "--attack needs the engine's clients, not --kernel".into()
         })?;
+        teardown::cli::ensure(self.workers >= 1, || "--workers must be at least 1".into())?;
         teardown::cli::ensure(self.threads != Some(0), || {
             "--threads must be at least 1".into()
         })?;
@@ -225,12 +263,33 @@ impl Args {
     }
 
     fn validate_kernel_target(&self) -> Result<(), Usage> {
+        if self.kernel_target.is_some() || self.netns {
+            teardown::cli::ensure(
+                self.loss_to_server.is_none()
+                    && self.loss_to_client.is_none()
+                    && self.loss_model == ModelArg::Bernoulli,
+                || {
+                    "with --kernel-target or --netns, --loss is the only loss flag (each way)"
+                        .into()
+                },
+            )?;
+            teardown::cli::ensure(self.loss == 0.0 || self.netns, || {
+                "--loss on real TCP needs --netns (loss is applied inside the namespace)".into()
+            })?;
+        }
+        if self.netns {
+            return Ok(());
+        }
         let Some(target) = self.kernel_target else {
             let needs = [
                 (self.close == Close::Rst, "--close rst"),
                 (self.request != Request::None, "--request"),
                 (self.duration.is_some(), "--duration"),
                 (self.source_ips.is_some(), "--source-ips"),
+                (self.plot.is_some(), "--plot"),
+                (self.source_ports.is_some(), "--source-ports"),
+                (self.shard.is_some(), "--shard"),
+                (self.workers > 1, "--workers"),
             ];
             return match needs.iter().find(|(used, _)| *used) {
                 Some((_, flag)) => Err(Usage(format!("{flag} needs --kernel --kernel-target"))),
@@ -300,8 +359,8 @@ pub fn run(args: &Args) -> anyhow::Result<Report> {
     } else {
         None
     };
-    let result = if let Some(target) = args.kernel_target {
-        real::run(args, target)
+    let result = if args.kernel_target.is_some() || args.netns {
+        real::run(args)
     } else if args.kernel {
         let target = spawned
             .as_ref()
@@ -769,7 +828,8 @@ pub fn summary(r: &Value) -> String {
     if g("/mode") == json!("kernel-target") {
         return format!(
             "{}: {} connections, {} completed ({:.0}/s), {} unfinished; closed by server FIN {}, client FIN {}, client RST {}, server RST {}; errors {}\n\
-             connect p50/p99 {} / {} ms, first byte p50/p99 {} / {} ms, close p50/p99 {} / {} ms",
+             connect p50/p99 {} / {} ms, first byte p50/p99 {} / {} ms, close p50/p99 {} / {} ms\n\
+             TIME-WAIT peak: server side {}, client side {}, other {}; kernel: TW +{}, RetransSegs +{}, tw_sock_TCP peak {} B{}",
             g("/target").as_str().unwrap_or("?"),
             g("/connections"),
             g("/completed"),
@@ -786,7 +846,30 @@ pub fn summary(r: &Value) -> String {
             g("/latency_ms/first_byte/p99"),
             g("/latency_ms/close/p50"),
             g("/latency_ms/close/p99"),
-        );
+            g("/time_wait/server_peak"),
+            g("/time_wait/client_peak"),
+            g("/time_wait/other_peak"),
+            g("/kernel/netstat/TW"),
+            g("/kernel/snmp/RetransSegs"),
+            g("/kernel/tw_slab_bytes_peak"),
+            match g("/netns/name") {
+                Value::String(ns) => format!(
+                    "\nserver namespace {ns}: TW +{}, RetransSegs +{}, loss {}: dropped {} to the server, {} to the client",
+                    g("/server_netns/kernel/netstat/TW"),
+                    g("/server_netns/kernel/snmp/RetransSegs"),
+                    g("/netns/loss"),
+                    g("/netns/dropped_to_server"),
+                    g("/netns/dropped_to_client"),
+                ),
+                _ => String::new(),
+            },
+        ) + &g("/notes")
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .map(|n| format!("\nnote: {n}"))
+            .collect::<String>();
     }
     if g("/mode") == json!("kernel") {
         return format!(

@@ -6,7 +6,21 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
-    let args = loadgen::Args::parse();
+    if std::env::args().nth(1).as_deref() == Some("merge") {
+        let args = loadgen::merge::MergeArgs::parse_from(std::env::args().skip(1));
+        return match loadgen::merge::main(&args) {
+            Ok(merged) => {
+                let _ = writeln!(std::io::stdout(), "{}", loadgen::summary(&merged));
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("loadgen merge: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    let mut args = loadgen::Args::parse();
+    args.argv = std::env::args_os().collect();
     match loadgen::run(&args) {
         Ok(report) => {
             // A closed stdout (a pager quit early) must not turn a clean run into a panic.

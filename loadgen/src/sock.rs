@@ -27,12 +27,19 @@ fn check(rc: libc::c_int) -> io::Result<()> {
     }
 }
 
-/// A nonblocking connect to `dst`, from `src` when given. The source port is
-/// chosen at connect() time (`IP_BIND_ADDRESS_NO_PORT`, Linux 4.2), so one
-/// source address reuses each ephemeral port toward every distinct destination
-/// instead of reserving it at bind() (`inet_hash_connect`, not `inet_csk_get_port`).
+/// A nonblocking connect to `dst`, from `src` when given. Without `port` the
+/// source port is chosen at connect() time (`IP_BIND_ADDRESS_NO_PORT`, Linux
+/// 4.2), so one source address reuses each ephemeral port toward every distinct
+/// destination instead of reserving it at bind() (`inet_hash_connect`, not
+/// `inet_csk_get_port`). With `port` (a shard's share of the ports) that port is
+/// bound with `SO_REUSEADDR`, which lets bind() pass a port whose old connection
+/// is in TIME-WAIT; connect() still refuses a 4-tuple that is (EADDRNOTAVAIL).
 /// `EINPROGRESS` is success: the outcome arrives as a writable event.
-pub fn connect_from(src: Option<Ipv4Addr>, dst: SocketAddrV4) -> io::Result<TcpStream> {
+pub fn connect_from(
+    src: Option<Ipv4Addr>,
+    port: Option<u16>,
+    dst: SocketAddrV4,
+) -> io::Result<TcpStream> {
     let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
     // SAFETY: socket(2) takes plain integers.
     let fd = unsafe {
@@ -48,17 +55,25 @@ pub fn connect_from(src: Option<Ipv4Addr>, dst: SocketAddrV4) -> io::Result<TcpS
     // SAFETY: `fd` was just returned by socket(2) and nothing else owns it; the
     // OwnedFd closes it on every early return below.
     let owned = unsafe { OwnedFd::from_raw_fd(fd) };
-    if let Some(src) = src {
+    if src.is_some() || port.is_some() {
         let one: libc::c_int = 1;
-        let local = sockaddr(SocketAddrV4::new(src, 0));
+        let local = sockaddr(SocketAddrV4::new(
+            src.unwrap_or(Ipv4Addr::UNSPECIFIED),
+            port.unwrap_or(0),
+        ));
+        let (level, option) = match port {
+            None => (libc::IPPROTO_IP, libc::IP_BIND_ADDRESS_NO_PORT),
+            Some(_) => (libc::SOL_SOCKET, libc::SO_REUSEADDR),
+        };
         // SAFETY: the live socket, and pointers to live, properly sized values
         // whose lengths are passed with them. Tested in
-        // `tests::connects_from_another_loopback_address`.
+        // `tests::connects_from_another_loopback_address` and
+        // `tests::connects_from_a_chosen_port`.
         unsafe {
             check(libc::setsockopt(
                 fd,
-                libc::IPPROTO_IP,
-                libc::IP_BIND_ADDRESS_NO_PORT,
+                level,
+                option,
                 (&one as *const libc::c_int).cast(),
                 std::mem::size_of::<libc::c_int>() as libc::socklen_t,
             ))?;
@@ -189,18 +204,41 @@ mod tests {
     #[test]
     fn connects_from_another_loopback_address() {
         let (l, a) = listener();
-        let _c = connect_from(Some(Ipv4Addr::new(127, 1, 0, 4)), a).unwrap();
+        let _c = connect_from(Some(Ipv4Addr::new(127, 1, 0, 4)), None, a).unwrap();
         let (_s, peer) = l.accept().unwrap();
         assert_eq!(peer.ip(), IpAddr::V4(Ipv4Addr::new(127, 1, 0, 4)));
-        let _d = connect_from(None, a).unwrap();
+        let _d = connect_from(None, None, a).unwrap();
         let (_s, peer) = l.accept().unwrap();
         assert_eq!(peer.ip(), IpAddr::V4(Ipv4Addr::LOCALHOST));
     }
 
     #[test]
+    fn connects_from_a_chosen_port() {
+        let (l, a) = listener();
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let src = Ipv4Addr::new(127, 1, 0, 5);
+        let c = connect_from(Some(src), Some(port), a).unwrap();
+        let (_s, peer) = l.accept().unwrap();
+        assert_eq!(peer, SocketAddr::new(IpAddr::V4(src), port));
+        // The client closes first, so its TIME-WAIT holds the port; with
+        // SO_REUSEADDR bind() still passes, and toward another destination the
+        // 4-tuple is new.
+        drop(c);
+        drop(_s);
+        let (l2, a2) = listener();
+        let _c2 = connect_from(Some(src), Some(port), a2).unwrap();
+        let (_s2, peer) = l2.accept().unwrap();
+        assert_eq!(peer, SocketAddr::new(IpAddr::V4(src), port));
+    }
+
+    #[test]
     fn linger_zero_closes_with_a_reset() {
         let (l, a) = listener();
-        let c = connect_from(None, a).unwrap();
+        let c = connect_from(None, None, a).unwrap();
         let (mut s, _) = l.accept().unwrap();
         set_linger_zero(&c).unwrap();
         drop(c);
@@ -211,7 +249,7 @@ mod tests {
     #[test]
     fn tcp_state_reads_states() {
         let (l, a) = listener();
-        let c = connect_from(None, a).unwrap();
+        let c = connect_from(None, None, a).unwrap();
         let (s, _) = l.accept().unwrap();
         // accept() returned, so the handshake is done: TCP_ESTABLISHED is 1.
         assert_eq!(tcp_state(&c).unwrap(), 1);

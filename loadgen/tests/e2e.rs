@@ -2,6 +2,8 @@
 //! clients played by loadgen, with loss and runaway clients at a high time
 //! compression; every connection must be accounted for on both sides.
 
+mod common;
+
 use clap::Parser;
 use serde_json::Value;
 use teardown::service::{CloseMode, ServeArgs, Server};
@@ -132,33 +134,9 @@ fn close_client_with_burst_loss_and_runaway_clients_accounts_for_everyone() {
     assert!(n(&r.json, "/latency_ms/active_close/count") > 2000);
 }
 
-/// The `teardown` binary, built if need be: `cargo test -p loadgen` on its
-/// own does not build it (a no-op under `cargo test --workspace`), and an old
-/// one left beside this test would not be the code under test.
-fn teardown_bin() -> String {
-    let out = std::process::Command::new(env!("CARGO"))
-        .args(["build", "--quiet", "--message-format=json"])
-        .args(["-p", "teardown", "--bin", "teardown"])
-        // The profile this test was built with, as far as it can tell.
-        .args((!cfg!(debug_assertions)).then_some("--release"))
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .expect("run cargo");
-    assert!(
-        out.status.success(),
-        "cargo build: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .find_map(|v| v["executable"].as_str().map(str::to_string))
-        .expect("cargo names the teardown executable")
-}
-
 #[test]
 fn spawn_server_runs_a_whole_stress_test() {
-    let bin = teardown_bin();
+    let bin = common::teardown_bin();
     let args = loadgen::Args::parse_from([
         "loadgen",
         "--spawn-server",

@@ -46,8 +46,22 @@ pub fn dump() -> Result<Vec<DiagSocket>, Error> {
     parse(&dump_raw()?)
 }
 
+/// The TIME-WAIT sockets alone, without `tcp_info`: the kernel filters by
+/// state (`idiag_states`), so a host with many live connections sends only
+/// its TIME-WAIT (loadgen reads this once a second during a run).
+pub fn dump_time_wait() -> Result<Vec<DiagSocket>, Error> {
+    parse(&dump_raw_with(
+        StateFlags::TIME_WAIT,
+        ExtensionFlags::empty(),
+    )?)
+}
+
 /// The kernel's response datagrams to an IPv4 and an IPv6 dump request, concatenated.
 pub fn dump_raw() -> Result<Vec<u8>, Error> {
+    dump_raw_with(StateFlags::all(), ExtensionFlags::INFO)
+}
+
+fn dump_raw_with(states: StateFlags, extensions: ExtensionFlags) -> Result<Vec<u8>, Error> {
     let io = |what: &str, e: std::io::Error| Error::Netlink(format!("{what}: {e}"));
     let mut socket = Socket::new(NETLINK_SOCK_DIAG).map_err(|e| io("socket", e))?;
     socket.bind_auto().map_err(|e| io("bind", e))?;
@@ -66,8 +80,8 @@ pub fn dump_raw() -> Result<Vec<u8>, Error> {
             SockDiagMessage::InetRequest(InetRequest {
                 family,
                 protocol: IPPROTO_TCP,
-                extensions: ExtensionFlags::INFO,
-                states: StateFlags::all(),
+                extensions: extensions.clone(),
+                states: states.clone(),
                 socket_id: id,
             })
             .into(),
@@ -143,4 +157,39 @@ fn messages(mut bytes: &[u8]) -> Result<Vec<NetlinkMessage<SockDiagMessage>>, Er
         out.push(m);
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::{TcpListener, TcpStream};
+    use teardown_engine::state::State;
+
+    #[test]
+    fn the_time_wait_dump_has_time_wait_sockets_only() {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let c = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let (s, _) = l.accept().unwrap();
+        let client = c.local_addr().unwrap();
+        // The client closes first, then the server: the client's end waits.
+        drop(c);
+        drop(s);
+        let mut tw = Vec::new();
+        for _ in 0..500 {
+            tw = dump_time_wait().unwrap();
+            if tw.iter().any(|s| s.local == client) {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        assert!(tw.iter().any(|s| s.local == client), "{tw:?}");
+        assert!(tw
+            .iter()
+            .all(|s| s.state == TcpState::Conn(State::TimeWait)));
+        assert!(tw.iter().all(|s| s.rtt_us.is_none()));
+        // The full dump has the listener; this one does not.
+        let listener = l.local_addr().unwrap();
+        assert!(dump().unwrap().iter().any(|s| s.local == listener));
+        assert!(!tw.iter().any(|s| s.local == listener));
+    }
 }

@@ -17,14 +17,21 @@
 //! passed; the run then waits for the live ones, up to `--timeout`.
 
 pub mod conn;
+pub mod host;
 pub mod http;
+pub mod lab;
+pub mod plot;
 pub mod report;
+pub mod shard;
 pub mod workload;
 
 use std::io::ErrorKind;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use anyhow::Context;
 use mio::{Events, Interest, Poll, Token};
 use serde_json::{json, Value};
 
@@ -39,12 +46,49 @@ const OPEN_BATCH: usize = 512;
 /// A start later than this after its intended time counts as late.
 const LATE: Duration = Duration::from_millis(1);
 
-/// The source address of the `i`-th connection: `--source-ips` in turn, or
-/// none (the kernel's choice).
-fn source(range: Option<(Ipv4Addr, Ipv4Addr)>, i: u64) -> Option<Ipv4Addr> {
-    let (lo, hi) = range?;
-    let n = u64::from(u32::from(hi) - u32::from(lo)) + 1;
-    Some(Ipv4Addr::from(u32::from(lo) + (i % n) as u32))
+/// The source of the `i`-th connection: `--source-ips` in turn (or the
+/// kernel's choice), and with `--source-ports` a port of that range, moving on
+/// to the next port once every address has had the current one.
+fn source(
+    ips: Option<(Ipv4Addr, Ipv4Addr)>,
+    ports: Option<(u16, u16)>,
+    i: u64,
+) -> (Option<Ipv4Addr>, Option<u16>) {
+    let n_ips = ips.map_or(1, |(lo, hi)| u64::from(u32::from(hi) - u32::from(lo)) + 1);
+    let ip = ips.map(|(lo, _)| Ipv4Addr::from(u32::from(lo) + (i % n_ips) as u32));
+    let port = ports.map(|(lo, hi)| {
+        let n = u64::from(hi - lo) + 1;
+        lo + ((i / n_ips) % n) as u16
+    });
+    (ip, port)
+}
+
+/// A shard's slice of a range. The workers of one process may share a range
+/// shorter than their count (the kernel keeps their ports apart); shards given
+/// by hand may not.
+fn share<T>(slice: Result<T, String>, whole: T, worker: bool) -> anyhow::Result<T> {
+    match slice {
+        Err(_) if worker => Ok(whole),
+        r => r.map_err(anyhow::Error::msg),
+    }
+}
+
+/// `args` with `--shard`'s share of the rate, connections and source ranges.
+fn sharded(args: &Args) -> anyhow::Result<Args> {
+    let mut a = args.clone();
+    if let Some(s) = args.shard {
+        a.rate = s.rate_of(args.rate);
+        a.connections = s.count_of(args.connections);
+        a.source_ips = match args.source_ips {
+            Some(r) => Some(share(s.ips_of(r), r, args.worker)?),
+            None => None,
+        };
+        a.source_ports = match args.source_ports {
+            Some(r) => Some(share(s.ports_of(r), r, args.worker)?),
+            None => None,
+        };
+    }
+    Ok(a)
 }
 
 /// The slots and the poll they are registered with.
@@ -69,7 +113,70 @@ impl Slots {
     }
 }
 
-pub fn run(args: &Args, target: SocketAddr) -> anyhow::Result<Report> {
+/// Tells the host sampler how far the run got.
+fn publish(p: &host::Progress, t: &Tally) {
+    p.started.store(t.connections, Relaxed);
+    p.completed.store(t.completed, Relaxed);
+    p.errors.store(t.error_total(), Relaxed);
+}
+
+/// Runs against `--kernel-target`, or against `--server-cmd` in a namespace of
+/// its own with `--netns` (torn down on return, also on SIGINT/SIGTERM, which
+/// end the run early with an error).
+pub fn run(args: &Args) -> anyhow::Result<Report> {
+    if args.workers > 1 {
+        return crate::workers::run(args);
+    }
+    let args = &sharded(args)?;
+    if args.netns {
+        return with_lab(args, |lab, target, interrupted| {
+            drive(args, target, Some(lab.name.clone()), interrupted)
+        });
+    }
+    let target = args
+        .kernel_target
+        .context("--kernel-target or --netns is needed")?;
+    drive(args, target, None, &AtomicBool::new(false))
+}
+
+/// `--netns`: creates the namespace, starts `--server-cmd` there, applies
+/// `--loss`, and runs `f` against the server with a flag that SIGINT or
+/// SIGTERM sets; the namespace goes when this returns, however it returns.
+pub fn with_lab(
+    args: &Args,
+    f: impl FnOnce(&lab::Lab, SocketAddr, &AtomicBool) -> anyhow::Result<Report>,
+) -> anyhow::Result<Report> {
+    let cmd = args
+        .server_cmd
+        .as_deref()
+        .context("--netns needs --server-cmd")?;
+    let interrupted = Arc::new(AtomicBool::new(false));
+    let mut handlers = Vec::new();
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        handlers.push(signal_hook::flag::register(signal, interrupted.clone())?);
+    }
+    let result = (|| {
+        let mut lab = lab::Lab::create()?;
+        lab.start_server(cmd, args.netns_port, &interrupted)?;
+        if args.loss > 0.0 {
+            lab.set_loss(args.loss)?;
+        }
+        let mut report = f(&lab, lab.target(args.netns_port), &interrupted)?;
+        report.json["netns"] = lab.json(args.netns_port, cmd);
+        Ok(report)
+    })();
+    for h in handlers {
+        signal_hook::low_level::unregister(h);
+    }
+    result
+}
+
+fn drive(
+    args: &Args,
+    target: SocketAddr,
+    server_netns: Option<String>,
+    interrupted: &AtomicBool,
+) -> anyhow::Result<Report> {
     let SocketAddr::V4(dst) = target else {
         anyhow::bail!("--kernel-target {target}: only IPv4 targets are supported");
     };
@@ -98,6 +205,17 @@ pub fn run(args: &Args, target: SocketAddr) -> anyhow::Result<Report> {
     };
     let mut events = Events::with_capacity(1024);
     let mut tally = Tally::default();
+    let progress = Arc::new(host::Progress::default());
+    // A worker of --workers leaves the host's readings to its parent.
+    let watch = match args.worker {
+        true => None,
+        false => Some(host::Watch::start(
+            target,
+            server_netns,
+            Some(progress.clone()),
+        )?),
+    };
+    let mut live_peak = 0;
     let mut buf = vec![0u8; 64 * 1024];
     let open_model = args.rate > 0.0;
     let started = Instant::now();
@@ -128,7 +246,8 @@ pub fn run(args: &Args, target: SocketAddr) -> anyhow::Result<Report> {
             let Some(slot) = slots.free.pop() else { break };
             tally.connections += 1;
             late_starts += (now - due > LATE) as u64;
-            match sock::connect_from(source(args.source_ips, i), dst) {
+            let (ip, port) = source(args.source_ips, args.source_ports, i);
+            match sock::connect_from(ip, port, dst) {
                 Ok(mut s) => {
                     slots.poll.registry().register(
                         &mut s,
@@ -149,7 +268,12 @@ pub fn run(args: &Args, target: SocketAddr) -> anyhow::Result<Report> {
         }
         let more = opening(tally.connections);
         seconds.sample(tally.completed, more);
-        if (!more && slots.live() == 0) || started.elapsed() >= args.timeout {
+        publish(&progress, &tally);
+        live_peak = live_peak.max(slots.live());
+        if (!more && slots.live() == 0)
+            || started.elapsed() >= args.timeout
+            || interrupted.load(Relaxed)
+        {
             break;
         }
         let next_due = intended(tally.connections);
@@ -183,12 +307,23 @@ pub fn run(args: &Args, target: SocketAddr) -> anyhow::Result<Report> {
     // Whatever is still live at the timeout is left unfinished: closed here, uncounted.
     let unfinished = slots.live() as u64;
     drop(slots);
+    let readings = watch
+        .map(host::Watch::stop)
+        .transpose()?
+        .unwrap_or_default();
+    if interrupted.load(Relaxed) {
+        anyhow::bail!(
+            "interrupted by a signal after {} connections",
+            tally.connections
+        );
+    }
     let window = (last_end - started).as_secs_f64();
     let mut json = tally.json()?;
     let extra = json!({
         "mode": "kernel-target",
         "target": target.to_string(),
         "unfinished": unfinished,
+        "live_peak": live_peak,
         "leaked": unfinished,
         "late_starts": late_starts,
         "completed_per_sec": if window > 0.0 { tally.completed as f64 / window } else { 0.0 },
@@ -207,14 +342,24 @@ pub fn run(args: &Args, target: SocketAddr) -> anyhow::Result<Report> {
             "connections": args.duration.is_none().then_some(args.connections),
             "duration_secs": args.duration.map(|d| d.as_secs_f64()),
             "source_ips": args.source_ips.map(|(a, b)| format!("{a}-{b}")),
+            "source_ports": args.source_ports.map(|(a, b)| format!("{a}-{b}")),
+            "shard": args.shard.map(|s| s.to_string()),
             "nofile": { "soft": soft, "hard": hard },
         },
     });
     if let Value::Object(m) = extra {
         json.extend(m);
     }
+    json.extend(readings);
+    let mut json = Value::Object(json);
+    host::note_others(&mut json);
+    if let Some(dir) = &args.plot {
+        for path in plot::draw(dir, &json)? {
+            eprintln!("loadgen: wrote {}", path.display());
+        }
+    }
     Ok(Report {
-        json: Value::Object(json),
+        json,
         leaked: unfinished,
     })
 }
@@ -246,7 +391,9 @@ mod tests {
     #[test]
     fn source_ranges_parse_and_rotate() {
         let r = parse_source_ips("127.0.0.2-127.0.0.4").unwrap();
-        let got: Vec<_> = (0..4).map(|i| source(Some(r), i).unwrap()).collect();
+        let got: Vec<_> = (0..4)
+            .map(|i| source(Some(r), None, i).0.unwrap())
+            .collect();
         assert_eq!(got[0], Ipv4Addr::new(127, 0, 0, 2));
         assert_eq!(got[2], Ipv4Addr::new(127, 0, 0, 4));
         assert_eq!(got[3], got[0]);
@@ -254,6 +401,29 @@ mod tests {
         assert_eq!(parse_source_ips("127.0.0.9"), Ok((nine, nine)));
         assert!(parse_source_ips("127.0.0.4-127.0.0.2").is_err());
         assert!(parse_source_ips("x-y").is_err());
-        assert_eq!(source(None, 5), None);
+        assert_eq!(source(None, None, 5), (None, None));
+    }
+
+    #[test]
+    fn every_address_gets_a_port_before_the_next_port() {
+        let ips = parse_source_ips("127.0.0.2-127.0.0.3").ok();
+        let got: Vec<_> = (0..6)
+            .map(|i| {
+                let (ip, port) = source(ips, Some((5000, 5001)), i);
+                (ip.unwrap().octets()[3], port.unwrap())
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (2, 5000),
+                (3, 5000),
+                (2, 5001),
+                (3, 5001),
+                (2, 5000),
+                (3, 5000)
+            ]
+        );
+        assert_eq!(source(None, Some((7, 9)), 4), (None, Some(8)));
     }
 }

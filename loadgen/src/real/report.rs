@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use base64::Engine;
-use hdrhistogram::serialization::{Serializer, V2Serializer};
+use hdrhistogram::serialization::{Deserializer, Serializer, V2Serializer};
 use hdrhistogram::Histogram;
 use serde_json::{json, Map, Value};
 
@@ -79,6 +79,11 @@ impl Tally {
         record(&mut self.close, o.close);
     }
 
+    /// Errors of every kind so far.
+    pub fn error_total(&self) -> u64 {
+        self.errors.values().sum()
+    }
+
     pub fn closed_by(&self, c: ClosedBy) -> u64 {
         self.closed_by[c as usize]
     }
@@ -124,10 +129,18 @@ pub fn encode(h: &Histogram<u64>) -> anyhow::Result<String> {
     Ok(base64::engine::general_purpose::STANDARD.encode(bytes))
 }
 
+/// A histogram from [`encode`]'s text (plain or deflated V2, as
+/// hdrhistogram's deserializer takes either).
+pub fn decode(b64: &str) -> anyhow::Result<Histogram<u64>> {
+    let bytes = base64::engine::general_purpose::STANDARD.decode(b64)?;
+    Deserializer::new()
+        .deserialize(&mut bytes.as_slice())
+        .map_err(|e| anyhow::anyhow!("not a V2 histogram: {e:?}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use hdrhistogram::serialization::Deserializer;
 
     #[test]
     fn outcomes_are_tallied_and_histograms_round_trip() {

@@ -1,0 +1,407 @@
+//! `--netns`: the target runs in a network namespace this run creates and
+//! destroys, reached over a veth pair with a private /30 of its own, with
+//! `--loss P` applied there by nftables (`numgen random`; netem is not
+//! available on these kernels).
+//!
+//! Everything is done with the `ip` (iproute2) and `nft` (nftables) commands,
+//! so that what loadgen did can be repeated by hand. [`Lab`] is a guard: its
+//! `Drop` stops the server's process group and deletes the rules, the veth
+//! pair and the namespace, whether the run ended, failed, panicked or was
+//! interrupted (the driver turns SIGINT/SIGTERM into a normal return).
+
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::os::unix::process::CommandExt;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering::Relaxed};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use nix::sys::signal::{killpg, Signal};
+use nix::unistd::Pid;
+use serde_json::{json, Value};
+use teardown::kernel::state::TcpState;
+use teardown::kernel::{diag, netns};
+
+/// The /30s come from 10.200.0.0/16 (RFC 1918), one a run, skipping any that
+/// an address or route of the host already covers.
+const POOL: u32 = 0x0ac8_0000;
+const POOL_SLOTS: u32 = 1 << 14;
+/// The nftables table holding the loss rules, inside the namespace.
+const TABLE: &str = "loadgen_loss";
+/// The namespace end of the veth pair.
+const NS_IF: &str = "eth0";
+/// How long the server may take to listen.
+const LISTEN_WAIT: Duration = Duration::from_secs(15);
+/// How long the server has between SIGTERM and SIGKILL.
+const STOP_WAIT: Duration = Duration::from_secs(3);
+
+/// A namespace with a veth pair to it, a server inside, and loss rules.
+pub struct Lab {
+    pub name: String,
+    host_if: String,
+    /// The host end of the pair (loadgen's source address).
+    pub client_ip: Ipv4Addr,
+    /// The namespace end (the server's address).
+    pub server_ip: Ipv4Addr,
+    server: Option<Child>,
+    loss: Option<f64>,
+}
+
+/// Runs a command, failing with its stderr.
+fn run(cmd: &mut Command) -> anyhow::Result<String> {
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| format!("running {cmd:?}"))?;
+    if !out.status.success() {
+        bail!(
+            "{cmd:?} failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Runs an nft script, inside namespace `ns` or here.
+fn nft(ns: Option<&str>, script: &str) -> anyhow::Result<()> {
+    let mut cmd = match ns {
+        Some(ns) => {
+            let mut c = Command::new("ip");
+            c.args(["netns", "exec", ns, "nft", "-f", "-"]);
+            c
+        }
+        None => {
+            let mut c = Command::new("nft");
+            c.args(["-f", "-"]);
+            c
+        }
+    };
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("running nft (Debian package nftables)")?;
+    if let Some(mut stdin) = child.stdin.take() {
+        use std::io::Write;
+        stdin.write_all(script.as_bytes())?;
+    }
+    let out = child.wait_with_output()?;
+    if !out.status.success() {
+        bail!("nft: {}", String::from_utf8_lossy(&out.stderr).trim());
+    }
+    Ok(())
+}
+
+fn ip(args: &[&str]) -> anyhow::Result<String> {
+    run(Command::new("ip").args(args))
+}
+
+/// `a.b.c.d/len` as (network, mask); `None` for anything else (`default`, IPv6).
+fn prefix(s: &str) -> Option<(u32, u32)> {
+    let (addr, len) = s.split_once('/').unwrap_or((s, "32"));
+    let addr: Ipv4Addr = addr.parse().ok()?;
+    let len: u32 = len.parse().ok().filter(|l| *l <= 32)?;
+    let mask = if len == 0 { 0 } else { u32::MAX << (32 - len) };
+    Some((u32::from(addr) & mask, mask))
+}
+
+/// Whether the /30 at `net` overlaps any of the host's IPv4 prefixes.
+fn taken(net: u32, prefixes: &[(u32, u32)]) -> bool {
+    prefixes.iter().any(|&(p, mask)| {
+        let common = mask & 0xffff_fffc;
+        p & common == net & common
+    })
+}
+
+/// The IPv4 prefixes of `ip -o -4 addr` lines (`2: eth0 inet 192.0.2.2/24
+/// ...`) or `ip -4 route` lines (the prefix first, or after a route type such
+/// as `local` or `broadcast`; `default` is no prefix).
+fn host_prefixes(text: &str) -> Vec<(u32, u32)> {
+    text.lines()
+        .filter_map(|line| {
+            let words: Vec<&str> = line.split_whitespace().collect();
+            match words.iter().position(|w| *w == "inet") {
+                Some(i) => words.get(i + 1).and_then(|w| prefix(w)),
+                None => words.iter().take(2).find_map(|w| prefix(w)),
+            }
+        })
+        .collect()
+}
+
+/// A free /30 for this run: slots are tried from one derived from the pid and
+/// a counter, so that parallel runs and tests start apart.
+fn free_slash30() -> anyhow::Result<u32> {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let mut prefixes = host_prefixes(&ip(&["-o", "-4", "addr", "show"])?);
+    prefixes.extend(host_prefixes(&ip(&[
+        "-4", "route", "show", "table", "all",
+    ])?));
+    let start = std::process::id().wrapping_mul(64) + NEXT.fetch_add(1, Relaxed);
+    (0..POOL_SLOTS)
+        .map(|i| POOL + ((start + i) % POOL_SLOTS) * 4)
+        .find(|net| !taken(*net, &prefixes))
+        .context("no free /30 left in 10.200.0.0/16")
+}
+
+impl Lab {
+    /// Creates the namespace, the veth pair and its addresses. On any failure
+    /// the guard undoes what was done.
+    pub fn create() -> anyhow::Result<Lab> {
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, Relaxed);
+        let pid = std::process::id();
+        let net = free_slash30()?;
+        let name = format!("loadgen-{pid}-{n}");
+        ip(&["netns", "add", &name])?;
+        // From here on the guard undoes what was done.
+        let lab = Lab {
+            name,
+            // At most 15 bytes (IFNAMSIZ - 1): "lg" + pid (<= 7 digits) + "v" + n.
+            host_if: format!("lg{pid}v{}", n % 100_000),
+            client_ip: Ipv4Addr::from(net + 1),
+            server_ip: Ipv4Addr::from(net + 2),
+            server: None,
+            loss: None,
+        };
+        let (ns, host_if) = (lab.name.as_str(), lab.host_if.as_str());
+        let client = format!("{}/30", lab.client_ip);
+        let server = format!("{}/30", lab.server_ip);
+        ip(&[
+            "link", "add", host_if, "type", "veth", "peer", "name", NS_IF, "netns", ns,
+        ])?;
+        ip(&["addr", "add", &client, "dev", host_if])?;
+        ip(&["link", "set", host_if, "up"])?;
+        ip(&["-n", ns, "addr", "add", &server, "dev", NS_IF])?;
+        ip(&["-n", ns, "link", "set", NS_IF, "up"])?;
+        ip(&["-n", ns, "link", "set", "lo", "up"])?;
+        eprintln!(
+            "loadgen: namespace {ns}: {} here <-> {} there, over {host_if}",
+            lab.client_ip, lab.server_ip
+        );
+        Ok(lab)
+    }
+
+    /// The server's address for `port`.
+    pub fn target(&self, port: u16) -> SocketAddr {
+        SocketAddr::V4(SocketAddrV4::new(self.server_ip, port))
+    }
+
+    /// Starts `cmd` (a shell command line; `{ip}`, `{port}` and `{addr}` are
+    /// replaced by the server's) inside the namespace, in a process group of
+    /// its own, and waits until something listens on `port` there.
+    pub fn start_server(
+        &mut self,
+        cmd: &str,
+        port: u16,
+        interrupted: &AtomicBool,
+    ) -> anyhow::Result<()> {
+        let line = cmd
+            .replace("{addr}", &self.target(port).to_string())
+            .replace("{ip}", &self.server_ip.to_string())
+            .replace("{port}", &port.to_string());
+        let log = self.server_log();
+        let out =
+            std::fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?;
+        let child = Command::new("ip")
+            .args(["netns", "exec", &self.name, "sh", "-c", &line])
+            .stdin(Stdio::null())
+            .stdout(out.try_clone()?)
+            .stderr(out)
+            .process_group(0)
+            .spawn()
+            .with_context(|| format!("starting --server-cmd {line:?}"))?;
+        let child = self.server.insert(child);
+        let deadline = Instant::now() + LISTEN_WAIT;
+        loop {
+            if let Some(status) = child.try_wait()? {
+                let said = std::fs::read_to_string(&log).unwrap_or_default();
+                bail!(
+                    "--server-cmd {line:?} exited with {status} before listening on port {port} \
+                     (log {}): {}",
+                    log.display(),
+                    said.trim()
+                );
+            }
+            let listening = netns::run_in(Some(&self.name), diag::dump)??
+                .iter()
+                .any(|s| s.state == TcpState::Listen && s.local.port() == port);
+            if listening {
+                return Ok(());
+            }
+            if interrupted.load(Relaxed) {
+                bail!("interrupted while waiting for --server-cmd to listen");
+            }
+            if Instant::now() > deadline {
+                bail!("--server-cmd {line:?} did not listen on port {port} within {LISTEN_WAIT:?}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Where the server's stdout and stderr go (kept after the run).
+    pub fn server_log(&self) -> std::path::PathBuf {
+        std::env::temp_dir().join(format!("{}.server.log", self.name))
+    }
+
+    /// Drops each TCP segment over the pair with probability `p`, in each
+    /// direction, where it arrives: at the ingress of the namespace's end (to
+    /// the server) and of the host's end (to the client), `numgen random mod
+    /// 1000000 < p·10⁶`. The host's rule is bound to this run's veth alone.
+    ///
+    /// Not at the sender's output hook: a drop there fails the send with
+    /// EPERM, which TCP does not take as loss. A SYN-ACK retransmission that
+    /// fails makes `reqsk_timer_handler` drop the request socket, so a client
+    /// whose handshake ACK was lost stays ESTABLISHED forever (seen: 6 of 3,000
+    /// connections at 5 % loss each way).
+    pub fn set_loss(&mut self, p: f64) -> anyhow::Result<()> {
+        let below = (p * 1e6).round() as u32;
+        let table = |chain: &str, dev: &str| {
+            format!(
+                "table netdev {TABLE} {{\n\
+                 chain {chain} {{ type filter hook ingress device \"{dev}\" priority 0; policy accept;\n\
+                   meta l4proto tcp numgen random mod 1000000 < {below} counter drop\n}}\n}}\n"
+            )
+        };
+        nft(Some(&self.name), &table("to_server", NS_IF))?;
+        self.loss = Some(p);
+        nft(
+            None,
+            &table("to_client", &self.host_if).replace(TABLE, &self.host_table()),
+        )?;
+        Ok(())
+    }
+
+    /// The host's loss table: one per run, named after it.
+    fn host_table(&self) -> String {
+        format!("{TABLE}_{}", self.name.replace('-', "_"))
+    }
+
+    /// Segments the loss rules dropped so far, (to the server, to the client).
+    pub fn dropped(&self) -> anyhow::Result<(u64, u64)> {
+        let count = |ns: Option<&str>, table: &str| -> anyhow::Result<u64> {
+            let mut cmd = match ns {
+                Some(ns) => {
+                    let mut c = Command::new("ip");
+                    c.args(["netns", "exec", ns, "nft"]);
+                    c
+                }
+                None => Command::new("nft"),
+            };
+            let out = run(cmd.args(["-j", "list", "table", "netdev", table]))?;
+            let v: Value = serde_json::from_str(&out).context("nft -j output")?;
+            Ok(v["nftables"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .flat_map(|item| item["rule"]["expr"].as_array().into_iter().flatten())
+                .filter_map(|e| e["counter"]["packets"].as_u64())
+                .sum())
+        };
+        Ok((
+            count(Some(&self.name), TABLE)?,
+            count(None, &self.host_table())?,
+        ))
+    }
+
+    /// The report's `netns` section.
+    pub fn json(&self, port: u16, server_cmd: &str) -> Value {
+        let dropped = self.loss.and_then(|_| self.dropped().ok());
+        json!({
+            "name": self.name,
+            "client_ip": self.client_ip.to_string(),
+            "server": self.target(port).to_string(),
+            "server_cmd": server_cmd,
+            "server_log": self.server_log().display().to_string(),
+            "loss": self.loss.unwrap_or(0.0),
+            "dropped_to_server": dropped.map(|d| d.0),
+            "dropped_to_client": dropped.map(|d| d.1),
+        })
+    }
+
+    fn stop_server(&mut self) {
+        let Some(mut child) = self.server.take() else {
+            return;
+        };
+        // The group is the `ip netns exec` child's own (process_group(0)).
+        let group = Pid::from_raw(child.id() as i32);
+        let _ = killpg(group, Signal::SIGTERM);
+        let deadline = Instant::now() + STOP_WAIT;
+        // Until no process of the group is left (a zombie still counts, so reap).
+        while Instant::now() < deadline {
+            let _ = child.try_wait();
+            if killpg(group, None).is_err() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = killpg(group, Signal::SIGKILL);
+        let _ = child.wait();
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        self.stop_server();
+        // The rules, then the pair (deleting one end deletes both), then the
+        // namespace. Each may already be gone after a partial create.
+        if self.loss.is_some() {
+            let host = format!("delete table netdev {}\n", self.host_table());
+            if let Err(e) = nft(None, &host) {
+                eprintln!(
+                    "loadgen: removing the loss rules on {}: {e:#}",
+                    self.host_if
+                );
+            }
+            let _ = nft(Some(&self.name), &format!("delete table netdev {TABLE}\n"));
+        }
+        let _ = ip(&["link", "del", &self.host_if]);
+        if let Err(e) = ip(&["netns", "del", &self.name]) {
+            eprintln!("loadgen: removing namespace {}: {e:#}", self.name);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefixes_and_overlaps() {
+        assert_eq!(prefix("10.200.0.4/30"), Some((0x0ac8_0004, 0xffff_fffc)));
+        assert_eq!(prefix("10.0.0.0/8"), Some((0x0a00_0000, 0xff00_0000)));
+        assert_eq!(prefix("192.0.2.2"), Some((0xc000_0202, u32::MAX)));
+        assert_eq!(prefix("default"), None);
+        assert_eq!(prefix("10.0.0.0/33"), None);
+        let host = [prefix("10.0.0.0/8").unwrap()];
+        assert!(taken(POOL, &host));
+        let host = [
+            prefix("10.200.0.6/32").unwrap(),
+            prefix("192.0.2.0/24").unwrap(),
+        ];
+        assert!(taken(POOL + 4, &host));
+        assert!(!taken(POOL + 8, &host));
+    }
+
+    #[test]
+    fn host_prefixes_from_addr_and_route_lines() {
+        let addr = "1: lo    inet 127.0.0.1/8 scope host lo\\       valid_lft forever\n\
+                    2: eth0    inet 192.0.2.2/24 brd 192.0.2.255 scope global eth0\n";
+        assert_eq!(
+            host_prefixes(addr),
+            [
+                prefix("127.0.0.0/8").unwrap(),
+                prefix("192.0.2.0/24").unwrap()
+            ]
+        );
+        let routes = "default via 192.0.2.1 dev eth0\n\
+                      10.200.0.4/30 dev lg1v0 proto kernel scope link src 10.200.0.5\n\
+                      local 10.9.0.1 dev x table local proto kernel scope host\n\
+                      broadcast 192.0.2.255 dev eth0 table local\n";
+        let got = host_prefixes(routes);
+        assert_eq!(got.len(), 3, "{got:?}");
+        assert!(taken(POOL + 4, &got));
+        assert!(taken(0x0a09_0000, &got));
+    }
+}

@@ -1,0 +1,356 @@
+//! `loadgen --netns`: the server in a namespace the run creates, loss applied
+//! there with nftables, and everything gone afterwards: after a clean run,
+//! after a server that fails to start, and after SIGINT.
+//!
+//! Needs root, `ip` (iproute2) and `nft` (nftables). Without them these tests
+//! say so and pass, unless `TEARDOWN_REQUIRE_NETNS` is set (as `.ci/run` does).
+
+mod common;
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use serde_json::Value;
+
+fn have_tools() -> bool {
+    let ok = |cmd: &str, arg: &str| {
+        Command::new(cmd)
+            .arg(arg)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let root = unsafe { libc::geteuid() } == 0;
+    let found = root && ok("ip", "-V") && ok("nft", "--version");
+    if !found {
+        assert!(
+            std::env::var_os("TEARDOWN_REQUIRE_NETNS").is_none(),
+            "root, ip (iproute2) and nft (nftables) are required"
+        );
+        eprintln!("not root, or ip/nft missing: skipped (apt-get install iproute2 nftables)");
+    }
+    found
+}
+
+fn n(v: &Value, p: &str) -> u64 {
+    v.pointer(p)
+        .and_then(Value::as_u64)
+        .unwrap_or_else(|| panic!("{p} missing in {v:#}"))
+}
+
+fn namespaces() -> String {
+    let out = Command::new("ip").args(["netns", "list"]).output().unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Whether a namespace, the host end of its veth pair and its loss rules on
+/// the host are gone.
+fn gone(name: &str) -> bool {
+    let tables = Command::new("nft")
+        .args(["list", "tables"])
+        .output()
+        .unwrap();
+    let table = format!("loadgen_loss_{}", name.replace('-', "_"));
+    if String::from_utf8_lossy(&tables.stdout).contains(&table) {
+        return false;
+    }
+    let pid_and_n = name.trim_start_matches("loadgen-").replace('-', "v");
+    let link = Command::new("ip")
+        .args(["link", "show", &format!("lg{pid_and_n}")])
+        .stderr(Stdio::null())
+        .output()
+        .unwrap();
+    !namespaces()
+        .lines()
+        .any(|l| l.split_whitespace().next() == Some(name))
+        && !link.status.success()
+}
+
+/// Whether the run's loss table on the host is gone (or not there yet).
+fn gone_rules(name: &str) -> bool {
+    let tables = Command::new("nft")
+        .args(["list", "tables"])
+        .output()
+        .unwrap();
+    let table = format!("loadgen_loss_{}", name.replace('-', "_"));
+    !String::from_utf8_lossy(&tables.stdout).contains(&table)
+}
+
+/// `teardown serve --kernel-listen` in the namespace: it closes each
+/// connection first, so TIME-WAIT lands there.
+fn server_cmd() -> String {
+    format!(
+        "exec {} serve --kernel-listen {{addr}} --allow-non-loopback --threads 1",
+        common::teardown_bin()
+    )
+}
+
+#[test]
+fn loss_in_a_namespace_retransmits_and_every_connection_is_accounted_for() {
+    if !have_tools() {
+        return;
+    }
+    let cmd = server_cmd();
+    let args = loadgen::Args::parse_from([
+        "loadgen",
+        "--kernel",
+        "--netns",
+        "--server-cmd",
+        &cmd,
+        "--netns-port",
+        "7172",
+        "--loss",
+        "0.01",
+        "--concurrency",
+        "16",
+        "--connections",
+        "400",
+        "--timeout",
+        "120s",
+        "--quiet",
+    ]);
+    let r = loadgen::run(&args).unwrap().json;
+    assert_eq!(n(&r, "/unfinished"), 0, "{r:#}");
+    assert_eq!(n(&r, "/connections"), 400);
+    assert_eq!(n(&r, "/completed"), 400, "{r:#}");
+    assert_eq!(n(&r, "/closed_by/server_fin"), 400, "{r:#}");
+    let ns = &r["server_netns"]["kernel"];
+    // The namespace holds the server alone: its counters are this run's.
+    assert_eq!(n(ns, "/snmp/PassiveOpens"), 400, "{ns:#}");
+    assert_eq!(n(ns, "/netstat/TW"), 400, "{ns:#}");
+    // The server's TIME-WAIT, by sock_diag in the namespace, is what the
+    // namespace's sockstat counts. It can be a little under 400: a new SYN on
+    // a 4-tuple still in the server's TIME-WAIT takes it over (RFC 6191).
+    let server_tw = n(&r, "/time_wait/server_peak");
+    assert_eq!(server_tw, n(ns, "/sockstat/tw_peak"), "{r:#}");
+    assert!(server_tw > 0 && server_tw <= 400, "{r:#}");
+    assert_eq!(n(&r, "/time_wait/client_peak"), 0);
+    // At 1 % each way over some 3,000 segments, drops and retransmissions happen.
+    let dropped = n(&r, "/netns/dropped_to_server") + n(&r, "/netns/dropped_to_client");
+    assert!(dropped > 0, "{:#}", r["netns"]);
+    assert!(n(ns, "/snmp/RetransSegs") > 0, "{ns:#}");
+    let name = r["netns"]["name"].as_str().unwrap();
+    assert!(gone(name), "{name} left behind: {}", namespaces());
+    let log = r["netns"]["server_log"].as_str().unwrap();
+    std::fs::remove_file(log).unwrap();
+}
+
+#[test]
+fn a_server_that_does_not_listen_fails_the_run_and_leaves_nothing() {
+    if !have_tools() {
+        return;
+    }
+    let before = namespaces();
+    let args = loadgen::Args::parse_from([
+        "loadgen",
+        "--kernel",
+        "--netns",
+        "--server-cmd",
+        "echo not a server >&2; exit 3",
+        "--connections",
+        "1",
+    ]);
+    let e = loadgen::run(&args).err().expect("the run fails");
+    assert!(e.to_string().contains("before listening"), "{e:#}");
+    // The server's output is in the error, and where its log file is.
+    let e = e.to_string();
+    assert!(e.contains("not a server"), "{e}");
+    let log = e.split("(log ").nth(1).and_then(|r| r.split(')').next());
+    std::fs::remove_file(log.expect("the log's path")).unwrap();
+    let prefix = format!("loadgen-{}-", std::process::id());
+    assert!(
+        !namespaces().lines().any(|l| l.starts_with(&prefix)),
+        "before: {before}\nafter: {}",
+        namespaces()
+    );
+}
+
+#[test]
+fn sigint_tears_the_namespace_and_the_server_down() {
+    if !have_tools() {
+        return;
+    }
+    let mut child = Command::new(env!("CARGO_BIN_EXE_loadgen"))
+        .args(["--kernel", "--netns", "--server-cmd", &server_cmd()])
+        .args(["--netns-port", "7172", "--rate", "20", "--duration", "600s"])
+        .args(["--loss", "0.01"])
+        .args(["--quiet"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let name = format!("loadgen-{}-0", child.id());
+    // Wait for the server to be in the namespace, and note its processes.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let pids = loop {
+        let out = Command::new("ip")
+            .args(["netns", "pids", &name])
+            .stderr(Stdio::null())
+            .output()
+            .unwrap();
+        let pids: Vec<String> = String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .map(str::to_string)
+            .collect();
+        // Once the loss rules are on the host too, everything is in place.
+        if !pids.is_empty() && !gone_rules(&name) {
+            break pids;
+        }
+        assert!(Instant::now() < deadline, "no server in {name}");
+        assert!(child.try_wait().unwrap().is_none(), "loadgen ended early");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    // Let connections flow for a moment, then interrupt.
+    std::thread::sleep(Duration::from_millis(500));
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(1), "an interrupted run is a failed run");
+    assert!(gone(&name), "{name} left behind: {}", namespaces());
+    let _ = std::fs::remove_file(std::env::temp_dir().join(format!("{name}.server.log")));
+    for pid in pids {
+        assert!(
+            !std::path::Path::new(&format!("/proc/{pid}")).exists(),
+            "server process {pid} left running"
+        );
+    }
+}
+
+/// A namespace of the test's own, deleted on drop.
+struct Namespace(String);
+
+impl Namespace {
+    fn create(tag: &str) -> Namespace {
+        let name = format!("lgtest-{tag}-{}", std::process::id());
+        let ok = Command::new("ip").args(["netns", "add", &name]).status();
+        assert!(ok.unwrap().success(), "ip netns add {name}");
+        let ns = Namespace(name);
+        let up = Command::new("ip")
+            .args(["-n", &ns.0, "link", "set", "lo", "up"])
+            .status();
+        assert!(up.unwrap().success());
+        ns
+    }
+
+    /// Runs `f` on a thread inside the namespace: sockets it makes stay there.
+    fn run<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
+        teardown::kernel::netns::run_in(Some(&self.0), f).unwrap()
+    }
+}
+
+impl Drop for Namespace {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+    }
+}
+
+/// Port exhaustion on purpose: one source address, 100 ephemeral ports, no
+/// TIME-WAIT reuse, the client closing first. Each connection keeps its port
+/// in the client's TIME-WAIT for 60 s, so after 100 connections every
+/// connect() fails with EADDRNOTAVAIL: `teardown plan`'s limit, ports / hold
+/// time = 100 / 60 s per destination, far below the rate asked for. (On the
+/// host's loopback `tcp_tw_reuse` = 2 reuses those ports after 1 s.)
+#[test]
+fn one_source_address_runs_out_of_ports_without_tw_reuse() {
+    if !have_tools() {
+        return;
+    }
+    let ns = Namespace::create("ports");
+    let listener = ns.run(|| {
+        std::fs::write("/proc/sys/net/ipv4/ip_local_port_range", "40000 40099").unwrap();
+        std::fs::write("/proc/sys/net/ipv4/tcp_tw_reuse", "0").unwrap();
+        // Outside the range: a listener on one of its ports would take it from the client.
+        std::net::TcpListener::bind("127.0.0.1:8080").unwrap()
+    });
+    let target = listener.local_addr().unwrap().to_string();
+    // The server: read each connection to its end, then close (the passive close).
+    std::thread::spawn(move || {
+        for mut s in listener.incoming().map_while(Result::ok) {
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut s, &mut std::io::sink());
+            });
+        }
+    });
+    let args = loadgen::Args::parse_from([
+        "loadgen",
+        "--kernel",
+        "--kernel-target",
+        &target,
+        "--close",
+        "client",
+        "--concurrency",
+        "8",
+        "--connections",
+        "300",
+        "--timeout",
+        "60s",
+        "--quiet",
+    ]);
+    let r = ns.run(|| loadgen::run(&args)).unwrap().json;
+    assert_eq!(n(&r, "/connections"), 300);
+    assert_eq!(n(&r, "/closed_by/client_fin"), 100, "{r:#}");
+    assert_eq!(n(&r, "/errors/eaddrnotavail"), 200, "{:#}", r["errors"]);
+    assert_eq!(n(&r, "/time_wait/client_peak"), 100, "{r:#}");
+    // ss inside the namespace agrees: every port of the range is in TIME-WAIT.
+    let out = Command::new("ip")
+        .args(["netns", "exec", &ns.0, "ss", "-tanH", "state", "time-wait"])
+        .output()
+        .unwrap();
+    let ports: std::collections::BTreeSet<u16> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| {
+            l.split_whitespace()
+                .nth(2)?
+                .rsplit(':')
+                .next()?
+                .parse()
+                .ok()
+        })
+        .collect();
+    assert_eq!(
+        ports,
+        (40000..=40099).collect(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
+/// `--workers` with `--netns`: one namespace, server and loss for the run,
+/// driven by two worker processes; counted in the namespace and gone after.
+#[test]
+fn workers_share_one_namespace_and_its_loss() {
+    if !have_tools() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("run.json");
+    let out = Command::new(env!("CARGO_BIN_EXE_loadgen"))
+        .args(["--kernel", "--netns", "--server-cmd", &server_cmd()])
+        .args(["--netns-port", "7172", "--loss", "0.01", "--workers", "2"])
+        .args(["--concurrency", "16", "--connections", "300", "--quiet"])
+        .arg("--json")
+        .arg(&json)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(n(&r, "/workers/count"), 2);
+    assert_eq!(n(&r, "/connections"), 300);
+    assert_eq!(n(&r, "/completed"), 300, "{r:#}");
+    let ns = &r["server_netns"]["kernel"];
+    assert_eq!(n(ns, "/snmp/PassiveOpens"), 300, "{ns:#}");
+    assert_eq!(n(ns, "/netstat/TW"), 300, "{ns:#}");
+    let name = r["netns"]["name"].as_str().unwrap();
+    assert!(gone(name), "{name} left behind: {}", namespaces());
+    std::fs::remove_file(r["netns"]["server_log"].as_str().unwrap()).unwrap();
+}
