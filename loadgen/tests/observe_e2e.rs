@@ -317,5 +317,11 @@ fn past_the_cap_plan_predicts_the_overflow_rate() {
         f(obs, "/rates/tw_overflow_per_sec"),
         0.10,
     );
+    // Not the planners' figure: (R − cap/60)/R of the closes would be 491/s.
+    let naive = RATE - 512.0 / 60.0;
+    assert!(
+        f(obs, "/rates/tw_overflow_per_sec") < 0.6 * naive,
+        "{obs:#}"
+    );
     assert_eq!(r.time_wait_at_end, 512, "the cap holds");
 }
