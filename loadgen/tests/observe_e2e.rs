@@ -289,6 +289,19 @@ fn observe_sees_the_rate_and_the_side_and_plan_predicts_the_plateau() {
         f(plan, "/tw_buckets/population"),
         0.10,
     );
+    // The plan's own comparison, at the observation (ports had gone round
+    // two or three times by then).
+    let (model, observed) = (
+        f(plan, "/populations/time_wait/model"),
+        f(plan, "/populations/time_wait/observed"),
+    );
+    assert_eq!(observed, total);
+    within(
+        "TIME-WAIT at the observation vs plan",
+        observed,
+        model,
+        0.10,
+    );
     assert!(plan["headroom"]["tw_buckets"].is_null(), "never: {plan:#}");
 }
 
