@@ -30,6 +30,9 @@ pub(crate) mod flag {
     /// state has moved on (FIN-WAIT-1, LAST-ACK) but the FIN is not in
     /// snd_nxt yet.
     pub const FIN_HELD: u8 = 0x40;
+    /// Both ends offered timestamps in the handshake (RFC 7323 §3.2): every
+    /// segment carries one, and `ts_recent` holds the peer's.
+    pub const TS_OK: u8 = 0x80;
 }
 
 /// A full connection. 64 bytes, one cache line; kept in a chunked slab, named by a `u32` index.
@@ -65,6 +68,12 @@ pub(crate) struct Conn {
     pub last_oow_ms: u32,
     /// The pending timer: retransmission, or the FIN-WAIT-2 timeout.
     pub timer: Option<TimerKey>,
+    /// The peer's latest timestamp at the left edge of the window (RFC 7323
+    /// §4.3, Linux `tcp_replace_ts_recent`): what we echo, and what PAWS
+    /// compares with. Its stamp (`ts_recent_stamp`) is not kept: it only
+    /// serves PAWS's 24-day rule and the 60 s rule for RSTs, which a
+    /// connection idle that long would need (see `Host::paws_reject`).
+    pub ts_recent: u32,
     pub state: State,
     pub flags: u8,
     /// Retransmissions of the current oldest segment (`icsk_retransmits`).
@@ -88,6 +97,7 @@ impl Conn {
             close_ms: 0,
             last_oow_ms: 0,
             timer: None,
+            ts_recent: 0,
             state,
             flags: 0,
             retransmits: 0,
@@ -98,6 +108,13 @@ impl Conn {
     #[inline]
     pub fn has(&self, f: u8) -> bool {
         self.flags & f != 0
+    }
+
+    /// The TSecr our segments carry, when timestamps are in use (offered, in
+    /// SYN-SENT): the peer's `ts_recent` (RFC 7323 §4.3).
+    #[inline]
+    pub fn ts_echo(&self) -> Option<u32> {
+        self.has(flag::TS_OK).then_some(self.ts_recent)
     }
 
     /// Starts timing a segment sent `now_us` (Karn: never a retransmitted one).

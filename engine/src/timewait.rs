@@ -13,8 +13,8 @@ use std::collections::VecDeque;
 use crate::seq::Seq;
 use crate::tuple::Tuple;
 
-/// What TIME-WAIT keeps of a connection: 32 bytes, against Linux's 256-byte
-/// `tw_sock_TCP` and a live [`crate::conn::Conn`]'s 64 ([`crate::table::TIME_WAIT_BYTES`]).
+/// What TIME-WAIT knows of a connection, as the host reads and writes it. The
+/// ring stores it packed as a [`TwRecord`]; the table converts.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct TwEntry {
     pub tuple: Tuple,
@@ -28,7 +28,38 @@ pub(crate) struct TwEntry {
     pub close_ms: u32,
     /// Last rate-limited ACK (`tw_last_oow_ack_time`).
     pub last_oow_ms: u32,
+    /// `tw_ts_recent`, when the connection negotiated timestamps (RFC 7323).
+    /// Its stamp (`tw_ts_recent_stamp`) is not stored: it is taken to be when
+    /// the entry last (re)started, which is when the last timestamp was
+    /// recorded in all but Linux's out-of-window restarts.
+    pub ts_recent: Option<u32>,
 }
+
+/// A [`TwEntry`] packed into 32 bytes, against Linux's 256-byte
+/// `tw_sock_TCP` and a live [`crate::conn::Conn`]'s 64
+/// ([`crate::table::TIME_WAIT_BYTES`]). The local address is an index into
+/// the table's few local addresses (a server has a handful) and the expiry an
+/// offset from its ring chunk's first expiry, which pays for the peer's
+/// timestamp.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct TwRecord {
+    pub remote_ip: u32,
+    pub local_port: u16,
+    pub remote_port: u16,
+    /// Index of the local address (low 15 bits); the top bit says the peer's
+    /// timestamp is in `ts_recent`.
+    pub local_ip_ts: u16,
+    /// Expiry in ms after the chunk's base.
+    pub expires_off: u16,
+    pub snd_nxt: Seq,
+    pub rcv_nxt: Seq,
+    pub close_ms: u32,
+    pub last_oow_ms: u32,
+    pub ts_recent: u32,
+}
+
+/// [`TwRecord::local_ip_ts`]'s timestamp bit; local addresses are below it.
+pub(crate) const TS_BIT: u16 = 1 << 15;
 
 const CHUNK_BITS: u32 = 9;
 const CHUNK: usize = 1 << CHUNK_BITS;
@@ -38,14 +69,16 @@ pub(crate) const POS_MASK: u64 = (1 << 31) - 1;
 
 #[derive(Default)]
 pub(crate) struct TwRing {
-    chunks: VecDeque<Vec<TwEntry>>,
+    chunks: VecDeque<Vec<TwRecord>>,
+    /// Each chunk's first expiry (ms stamp), which its records' `expires_off` count from.
+    bases: VecDeque<u32>,
     /// Absolute position of `chunks[0][0]`.
     base: u64,
     /// Absolute position of the oldest slot not yet popped.
     head: u64,
     /// Absolute position one past the newest slot.
     tail: u64,
-    spare: Option<Vec<TwEntry>>,
+    spare: Option<Vec<TwRecord>>,
 }
 
 impl TwRing {
@@ -65,24 +98,44 @@ impl TwRing {
         self.tail
     }
 
-    /// Appends `e`, returning its absolute position.
-    pub fn push(&mut self, e: TwEntry) -> u64 {
-        let off = (self.tail - self.base) as usize;
+    /// Appends `rec` expiring at `expires_ms`, returning its absolute position.
+    /// Expiries come in order; one more than 65.5 s after its chunk's first
+    /// starts a new chunk, the rest of the old one filled with dead slots
+    /// (stale, like restarted ones: nothing in the table points at them).
+    pub fn push(&mut self, mut rec: TwRecord, expires_ms: u32) -> u64 {
+        let mut off = (self.tail - self.base) as usize;
+        if !off.is_multiple_of(CHUNK) {
+            let base = self.bases.back().copied().unwrap_or(expires_ms);
+            if expires_ms.wrapping_sub(base) > u16::MAX as u32 {
+                let pad = TwRecord {
+                    expires_off: u16::MAX,
+                    ..TwRecord::default()
+                };
+                if let Some(chunk) = self.chunks.back_mut() {
+                    chunk.resize(CHUNK, pad);
+                }
+                self.tail += (CHUNK - off % CHUNK) as u64;
+                off = (self.tail - self.base) as usize;
+            }
+        }
         if off == self.chunks.len() * CHUNK {
             let chunk = self
                 .spare
                 .take()
                 .unwrap_or_else(|| Vec::with_capacity(CHUNK));
             self.chunks.push_back(chunk);
+            self.bases.push_back(expires_ms);
         }
-        self.chunks[off >> CHUNK_BITS].push(e);
+        let k = off >> CHUNK_BITS;
+        rec.expires_off = expires_ms.wrapping_sub(self.bases[k]) as u16;
+        self.chunks[k].push(rec);
         let pos = self.tail;
         self.tail += 1;
         pos
     }
 
     /// The oldest slot (live or stale) and its position.
-    pub fn front(&self) -> Option<(u64, &TwEntry)> {
+    pub fn front(&self) -> Option<(u64, &TwRecord)> {
         (self.head < self.tail).then(|| (self.head, self.at(self.head)))
     }
 
@@ -95,16 +148,18 @@ impl TwRing {
             while let Some(chunk) = self.chunks.pop_front() {
                 self.recycle(chunk);
             }
+            self.bases.clear();
             self.base = self.tail;
         } else if self.head - self.base == CHUNK as u64 {
             if let Some(chunk) = self.chunks.pop_front() {
                 self.recycle(chunk);
             }
+            self.bases.pop_front();
             self.base += CHUNK as u64;
         }
     }
 
-    fn recycle(&mut self, mut chunk: Vec<TwEntry>) {
+    fn recycle(&mut self, mut chunk: Vec<TwRecord>) {
         if self.spare.is_none() {
             chunk.clear();
             self.spare = Some(chunk);
@@ -118,21 +173,30 @@ impl TwRing {
     }
 
     #[inline]
-    pub fn at(&self, pos: u64) -> &TwEntry {
+    pub fn at(&self, pos: u64) -> &TwRecord {
         let off = (pos - self.base) as usize;
         &self.chunks[off >> CHUNK_BITS][off & (CHUNK - 1)]
     }
 
     #[inline]
-    pub fn at_mut(&mut self, pos: u64) -> &mut TwEntry {
+    pub fn at_mut(&mut self, pos: u64) -> &mut TwRecord {
         let off = (pos - self.base) as usize;
         &mut self.chunks[off >> CHUNK_BITS][off & (CHUNK - 1)]
     }
 
+    /// The expiry (ms stamp) of the slot at `pos`.
+    #[inline]
+    pub fn expires_ms(&self, pos: u64) -> u32 {
+        let off = (pos - self.base) as usize;
+        let k = off >> CHUNK_BITS;
+        self.bases[k].wrapping_add(self.chunks[k][off & (CHUNK - 1)].expires_off as u32)
+    }
+
     pub fn heap_bytes(&self) -> usize {
-        let chunk = CHUNK * std::mem::size_of::<TwEntry>();
+        let chunk = CHUNK * std::mem::size_of::<TwRecord>();
         (self.chunks.len() + self.spare.is_some() as usize) * chunk
-            + self.chunks.capacity() * std::mem::size_of::<Vec<TwEntry>>()
+            + self.chunks.capacity() * std::mem::size_of::<Vec<TwRecord>>()
+            + self.bases.capacity() * 4
     }
 }
 
@@ -140,10 +204,10 @@ impl TwRing {
 mod tests {
     use super::*;
 
-    fn entry(i: u32) -> TwEntry {
-        TwEntry {
+    fn entry(i: u32) -> TwRecord {
+        TwRecord {
             snd_nxt: Seq(i),
-            ..TwEntry::default()
+            ..TwRecord::default()
         }
     }
 
@@ -152,16 +216,17 @@ mod tests {
         let mut r = TwRing::default();
         let n = CHUNK as u32 * 3 + 17;
         for i in 0..n {
-            assert_eq!(r.push(entry(i)), i as u64);
+            assert_eq!(r.push(entry(i), i), i as u64);
         }
         for i in 0..n {
             let (pos, e) = r.front().expect("entry");
             assert_eq!((pos, e.snd_nxt), (i as u64, Seq(i)));
+            assert_eq!(r.expires_ms(pos), i);
             r.pop_front();
         }
         assert!(r.front().is_none());
         // Refill after emptying: positions keep growing, storage is reused.
-        assert_eq!(r.push(entry(1)), n as u64);
+        assert_eq!(r.push(entry(1), 7), n as u64);
         assert_eq!(r.at(n as u64).snd_nxt, Seq(1));
         assert!(r.heap_bytes() <= 2 * CHUNK * 32 + 1024);
     }
@@ -170,10 +235,31 @@ mod tests {
     fn short_positions_resolve_near_head() {
         let mut r = TwRing::default();
         for i in 0..10 {
-            r.push(entry(i));
+            r.push(entry(i), 0);
         }
         r.pop_front();
         assert_eq!(r.resolve(5), 5);
         assert_eq!(r.resolve((5 & POS_MASK) as u32), 5);
+    }
+
+    #[test]
+    fn a_late_expiry_starts_a_new_chunk_after_dead_slots() {
+        let mut r = TwRing::default();
+        assert_eq!(r.push(entry(1), 1_000), 0);
+        assert_eq!(r.push(entry(2), 1_000 + 65_535), 1);
+        // 65.536 s after the chunk's base: a new chunk.
+        let p = r.push(entry(3), 1_000 + 65_536);
+        assert_eq!(p, CHUNK as u64);
+        assert_eq!(r.expires_ms(1), 1_000 + 65_535);
+        assert_eq!(r.expires_ms(p), 1_000 + 65_536);
+        assert_eq!(r.at(p).snd_nxt, Seq(3));
+        // The dead slots between are popped like stale ones.
+        for _ in 0..CHUNK {
+            r.pop_front();
+        }
+        assert_eq!(
+            r.front().map(|(pos, e)| (pos, e.snd_nxt)),
+            Some((p, Seq(3)))
+        );
     }
 }

@@ -16,7 +16,7 @@ use super::engine::EngineStack;
 use super::parse::{
     Call, Direction, Event, EventKind, Expr, PacketSpec, Script, Syscall, TcpOptions, When,
 };
-use teardown_engine::segment::{Flags, Segment};
+use teardown_engine::segment::{Flags, Segment, Ts};
 use teardown_engine::time::Time;
 use teardown_engine::tuple::Tuple;
 
@@ -189,6 +189,8 @@ fn drive<S: Stack>(
         tuple: PASSIVE,
         local_isn: None,
         remote_isn: None,
+        ts_offset: None,
+        ts_tick_usecs: script.ts_tick_usecs,
         last_absolute: 0,
         last_event: None,
         record,
@@ -217,6 +219,11 @@ struct Runner<'a, S: Stack> {
     local_isn: Option<(u32, u32)>,
     /// The remote ISN: the sequence number of the first inbound SYN.
     remote_isn: Option<u32>,
+    /// Live minus script TSval of the local host, from its first segment
+    /// with timestamps (packetdrill's mapping): inbound TSecrs are shifted by it.
+    ts_offset: Option<u32>,
+    /// `--tcp_ts_tick_usecs`: outbound TSvals are checked when given.
+    ts_tick_usecs: Option<u64>,
     /// The last absolute time written in the script, to catch time going backwards.
     last_absolute: u64,
     /// When the previous event was due, and whether it was an inbound packet:
@@ -462,6 +469,11 @@ impl<S: Stack> Runner<'_, S> {
             len: p.len,
             wnd: p.win.unwrap_or(0),
             flags: p.flags,
+            // TSval is the script's peer clock, as written; TSecr echoes ours.
+            ts: p.options.ts.map(|ts| Ts {
+                val: ts.val,
+                ecr: ts.ecr.wrapping_add(self.ts_offset.unwrap_or(0)),
+            }),
         };
         let now = self.now();
         if self.opts.verbose {
@@ -536,6 +548,7 @@ impl<S: Stack> Runner<'_, S> {
             .into_iter()
             .chain(p.win.map(|w| ("tcp_window", w as u32, seg.wnd as u32)))
             .find(|(_, want, got)| want != got);
+        let ts_mismatch = self.check_ts(p, &seg, tol);
         let detail = |msg: String| {
             format!(
                 "error handling packet: {msg}\nscript packet: {:>10} {}\nactual packet: {}",
@@ -544,6 +557,9 @@ impl<S: Stack> Runner<'_, S> {
                 self.dump(te, Direction::Outbound, &seg)
             )
         };
+        if let Some(msg) = ts_mismatch {
+            return Err(fail(ev.line, detail(msg)));
+        }
         if let Some((name, want, got)) = mismatch {
             return Err(fail(
                 ev.line,
@@ -573,6 +589,54 @@ impl<S: Stack> Runner<'_, S> {
             }
         }
         Ok(window)
+    }
+
+    /// The timestamps option of an outbound segment against the script's
+    /// (unless it wrote `<...>`): present on both or neither; TSecr equal
+    /// (packetdrill does not check it); TSval, mapped to script time by the
+    /// first one seen, within the timing tolerance when
+    /// `--tcp_ts_tick_usecs` is given (packetdrill's rule).
+    fn check_ts(&mut self, p: &PacketSpec, seg: &Segment, tol: Duration) -> Option<String> {
+        if p.options.unchecked {
+            if let (Some(live), Some(script), None) = (seg.ts, p.options.ts, self.ts_offset) {
+                self.ts_offset = Some(live.val.wrapping_sub(script.val));
+            }
+            return None;
+        }
+        let (live, script) = match (seg.ts, p.options.ts) {
+            (None, None) => return None,
+            (Some(live), Some(script)) => (live, script),
+            (live, script) => {
+                return Some(format!(
+                    "live packet TCP timestamps option: expected: {} vs actual: {}",
+                    if script.is_some() {
+                        "present"
+                    } else {
+                        "absent"
+                    },
+                    if live.is_some() { "present" } else { "absent" },
+                ))
+            }
+        };
+        let offset = *self
+            .ts_offset
+            .get_or_insert(live.val.wrapping_sub(script.val));
+        // Inbound TSvals go in as written, so the echo of one is unmapped.
+        if live.ecr != script.ecr {
+            return Some(format!(
+                "live packet field tcp_ts_ecr: expected: {} vs actual: {}",
+                script.ecr, live.ecr
+            ));
+        }
+        let mapped = live.val.wrapping_sub(offset);
+        let off_by = (mapped.wrapping_sub(script.val) as i32).unsigned_abs() as u64;
+        match self.ts_tick_usecs {
+            Some(tick) if off_by * tick > tol.as_micros() as u64 => Some(format!(
+                "bad outbound TCP timestamp value: expected: {} vs actual: {mapped}",
+                script.val
+            )),
+            _ => None,
+        }
     }
 
     /// Live to script sequence space: packetdrill's mapping (SYNs absolute,
@@ -789,8 +853,7 @@ fn notation(seg: &Segment, seq: u32, ack: u32) -> String {
 }
 
 /// A script packet line without its time, options included, as a recording
-/// writes it: `< S 0:0(0) win 65535 <mss 1460,sackOK,nop,wscale 7>`. The
-/// parser keeps no timestamp values, so a TS option is written `TS val 0 ecr 0`.
+/// writes it: `< S 0:0(0) win 65535 <mss 1460,sackOK,nop,nop,TS val 1 ecr 0,nop,wscale 7>`.
 pub fn packet_line(p: &PacketSpec) -> String {
     let o = &p.options;
     let mut opts = Vec::new();
@@ -800,8 +863,8 @@ pub fn packet_line(p: &PacketSpec) -> String {
     if o.sack_ok {
         opts.push("sackOK".to_string());
     }
-    if o.timestamps {
-        opts.push("TS val 0 ecr 0".to_string());
+    if let Some(ts) = o.ts {
+        opts.push(format!("nop,nop,TS val {} ecr {}", ts.val, ts.ecr));
     }
     if let Some(w) = o.wscale {
         opts.push(format!("nop,wscale {w}"));

@@ -29,7 +29,7 @@ impl Host {
                 self.commit(now, idx, c, before, next);
             }
             Some(Found::TimeWait(pos)) => {
-                let e = *self.table.time_wait(pos);
+                let e = self.table.time_wait(pos);
                 let verdict = self.on_time_wait(now, pos, &e, seg);
                 self.act_on_time_wait(now, pos, &e, seg, verdict);
             }
@@ -58,6 +58,12 @@ impl Host {
         }
         let mut c = Conn::new(tuple, State::SynReceived, iss);
         c.rcv_nxt = seg.seq_num() + 1;
+        // RFC 7323 §3.2: timestamps when both offer them; the SYN's TSval is
+        // the first ts_recent (`tcp_openreq_init`).
+        if let (true, Some(ts)) = (self.cfg.timestamps, seg.ts) {
+            c.flags |= flag::TS_OK;
+            c.ts_recent = ts.val;
+        }
         let idx = self.table.insert_conn(c);
         self.send_new(now, idx, &mut c, Flags::SYN | Flags::ACK, 0);
         *self.table.conn_mut(idx) = c;
@@ -73,7 +79,7 @@ impl Host {
         // challenge ACK of an old LAST-ACK incarnation (seed case 6).
         if f.ack() && (seg.ack_num() <= c.snd_una || c.snd_nxt < seg.ack_num()) {
             if !f.rst() {
-                self.emit(&c.tuple, Flags::RST, seg.ack_num(), Seq(0), 0);
+                self.emit(&c.tuple, Flags::RST, seg.ack_num(), Seq(0), 0, None);
                 self.stats.rst_sent += 1;
             }
             return Next::Keep;
@@ -89,6 +95,11 @@ impl Host {
             return Next::Keep;
         }
         c.rcv_nxt = seg.seq_num() + 1;
+        // Our SYN offered timestamps: kept if the answer has them too.
+        match seg.ts {
+            Some(ts) if c.has(flag::TS_OK) => c.ts_recent = ts.val,
+            _ => c.flags &= !flag::TS_OK,
+        }
         if f.ack() {
             self.on_new_ack(now, idx, c, seg.ack_num());
             c.state = State::Established;
@@ -97,7 +108,15 @@ impl Host {
         } else {
             // Simultaneous open: SYN-RECEIVED, resend our SYN with an ACK.
             c.state = State::SynReceived;
-            self.emit(&c.tuple, Flags::SYN | Flags::ACK, c.snd_una, c.rcv_nxt, 0);
+            let ecr = c.ts_echo();
+            self.emit(
+                &c.tuple,
+                Flags::SYN | Flags::ACK,
+                c.snd_una,
+                c.rcv_nxt,
+                0,
+                ecr,
+            );
         }
         Next::Keep
     }
@@ -121,12 +140,33 @@ impl Host {
             && !f.rst()
             && seg.seq_num() == c.rcv_nxt - 1
         {
-            self.emit(&c.tuple, Flags::SYN | Flags::ACK, c.snd_una, c.rcv_nxt, 0);
+            let ecr = c.ts_echo();
+            self.emit(
+                &c.tuple,
+                Flags::SYN | Flags::ACK,
+                c.snd_una,
+                c.rcv_nxt,
+                0,
+                ecr,
+            );
             return Next::Keep;
         }
 
         if c.state == State::FinWait2 && c.has(flag::ORPHAN) {
             return self.on_orphan_fin_wait_2(now, c, seg);
+        }
+
+        // RFC 7323 §5.3 R1 (`tcp_validate_incoming` checks it first): an old
+        // duplicate by its timestamp is dropped with a rate-limited ACK; a
+        // SYN gets the challenge ACK; an RST goes on to the usual checks.
+        if !f.rst() && self.paws_discard(c, seg) {
+            self.stats.paws_rejected += 1;
+            if f.syn() && c.state.is_synchronized() {
+                self.challenge_ack(now, c);
+            } else {
+                self.dup_ack(now, c, seg);
+            }
+            return Next::Keep;
         }
 
         // First, check the sequence number.
@@ -177,7 +217,7 @@ impl Host {
         if c.state == State::SynReceived {
             if !(c.snd_una < seg.ack_num() && seg.ack_num() <= c.snd_nxt) {
                 // <SEQ=SEG.ACK><CTL=RST>
-                self.emit(&c.tuple, Flags::RST, seg.ack_num(), Seq(0), 0);
+                self.emit(&c.tuple, Flags::RST, seg.ack_num(), Seq(0), 0, None);
                 self.stats.rst_sent += 1;
                 return Next::Keep;
             }
@@ -190,6 +230,11 @@ impl Host {
             // even when the segment carries a FIN or data.
             self.challenge_ack(now, c);
             return Next::Keep;
+        }
+        if c.snd_una <= seg.ack_num() {
+            // tcp_ack: an acceptable ACK records the segment's timestamp.
+            let rcv_wup = c.rcv_nxt;
+            Self::replace_ts_recent(c, seg, rcv_wup);
         }
         if c.snd_una < seg.ack_num() {
             self.on_new_ack(now, idx, c, seg.ack_num());
@@ -227,7 +272,7 @@ impl Host {
             match c.state {
                 State::FinWait1 | State::FinWait2 if c.has(flag::ORPHAN) && c.rcv_nxt < end => {
                     // Data after close(): Linux resets (TCPAbortOnData), RST <SEQ=SEG.ACK>.
-                    self.emit(&c.tuple, Flags::RST, seg.ack_num(), Seq(0), 0);
+                    self.emit(&c.tuple, Flags::RST, seg.ack_num(), Seq(0), 0, None);
                     self.stats.rst_sent += 1;
                     self.stats.abort_on_data += 1;
                     return Next::Close(CloseReason::Aborted);

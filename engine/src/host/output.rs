@@ -4,13 +4,23 @@
 
 use super::Host;
 use crate::conn::{flag, Conn};
-use crate::segment::{Flags, Segment};
+use crate::segment::{Flags, Segment, Ts};
 use crate::seq::Seq;
 use crate::time::Time;
 use crate::tuple::Tuple;
 
 impl Host {
-    pub(super) fn emit(&mut self, tuple: &Tuple, flags: Flags, seq: Seq, ack: Seq, len: u32) {
+    /// Queues a segment; `ecr` makes it carry the timestamps option
+    /// (RFC 7323 §3) with our clock and that echo.
+    pub(super) fn emit(
+        &mut self,
+        tuple: &Tuple,
+        flags: Flags,
+        seq: Seq,
+        ack: Seq,
+        len: u32,
+        ecr: Option<u32>,
+    ) {
         // A pure ACK still queued for this connection is implied by any later
         // segment that carries ACK: when the application answers within the same
         // step (a response, or the passive closer's FIN), the ACK rides on it, as
@@ -27,15 +37,19 @@ impl Host {
         self.stats.segments_sent += 1;
         // Linux's RSTs advertise no window (tcp_v4_send_reset).
         let wnd = if flags.rst() { 0 } else { self.cfg.rcv_wnd };
-        self.out
-            .push(Segment::new(tuple, flags, seq.0, ack.0, len, wnd));
+        let mut seg = Segment::new(tuple, flags, seq.0, ack.0, len, wnd);
+        seg.ts = ecr.map(|ecr| Ts {
+            val: self.ts_val(tuple),
+            ecr,
+        });
+        self.out.push(seg);
     }
 
     /// Sends new sequence space (SYN, data or FIN) and keeps the retransmission
     /// timer running for the oldest outstanding byte.
     pub(super) fn send_new(&mut self, now: Time, idx: u32, c: &mut Conn, flags: Flags, len: u32) {
         let ack = if flags.ack() { c.rcv_nxt } else { Seq(0) };
-        self.emit(&c.tuple, flags, c.snd_nxt, ack, len);
+        self.emit(&c.tuple, flags, c.snd_nxt, ack, len, c.ts_echo());
         let idle = c.snd_una == c.snd_nxt;
         c.snd_nxt += len + flags.syn() as u32 + flags.fin() as u32;
         if idle {
@@ -73,7 +87,7 @@ impl Host {
     }
 
     pub(super) fn send_ack(&mut self, c: &Conn) {
-        self.emit(&c.tuple, Flags::ACK, c.snd_nxt, c.rcv_nxt, 0);
+        self.emit(&c.tuple, Flags::ACK, c.snd_nxt, c.rcv_nxt, 0, c.ts_echo());
     }
 
     /// `tcp_oow_rate_limited`: one ACK per entry per `invalid_ratelimit` for
@@ -123,7 +137,8 @@ impl Host {
     }
 
     /// RFC 9293 §3.10.7.1 / Linux `tcp_v4_send_reset`: the reply to a segment that
-    /// matches no connection. Never an RST in reply to an RST.
+    /// matches no connection. Never an RST in reply to an RST, and without
+    /// timestamps (`tcp_v4_send_reset` has no socket to take them from).
     pub(super) fn reset_for(&mut self, now: Time, seg: &Segment) {
         if seg.flags.rst() {
             return;
@@ -134,9 +149,9 @@ impl Host {
         }
         let t = seg.receiver_tuple();
         if seg.flags.ack() {
-            self.emit(&t, Flags::RST, seg.ack_num(), Seq(0), 0);
+            self.emit(&t, Flags::RST, seg.ack_num(), Seq(0), 0, None);
         } else {
-            self.emit(&t, Flags::RST | Flags::ACK, Seq(0), seg.seq_end(), 0);
+            self.emit(&t, Flags::RST | Flags::ACK, Seq(0), seg.seq_end(), 0, None);
         }
         self.stats.rst_sent += 1;
     }

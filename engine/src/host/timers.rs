@@ -89,7 +89,7 @@ impl Host {
             _ => (Flags::ACK | Flags::PSH, outstanding),
         };
         let ack = if flags.ack() { c.rcv_nxt } else { Seq(0) };
-        self.emit(&c.tuple, flags, c.snd_una, ack, len);
+        self.emit(&c.tuple, flags, c.snd_una, ack, len, c.ts_echo());
         self.stats.retransmits += 1;
         c.retransmits = c.retransmits.saturating_add(1);
         c.backoff = c.backoff.saturating_add(1).min(30);
