@@ -63,6 +63,10 @@ pub(crate) const TS_BIT: u16 = 1 << 15;
 
 const CHUNK_BITS: u32 = 9;
 const CHUNK: usize = 1 << CHUNK_BITS;
+/// Records per expiry base: a run of `SPAN` slots shares one, so an expiry
+/// too late for its run's base wastes at most the rest of the run.
+const SPAN_BITS: u32 = 6;
+const SPAN: usize = 1 << SPAN_BITS;
 
 /// Positions are absolute and never reused; the table stores them modulo 2^31.
 pub(crate) const POS_MASK: u64 = (1 << 31) - 1;
@@ -70,7 +74,8 @@ pub(crate) const POS_MASK: u64 = (1 << 31) - 1;
 #[derive(Default)]
 pub(crate) struct TwRing {
     chunks: VecDeque<Vec<TwRecord>>,
-    /// Each chunk's first expiry (ms stamp), which its records' `expires_off` count from.
+    /// The first expiry (ms stamp) of each run of `SPAN` slots from `base`,
+    /// which its records' `expires_off` count from.
     bases: VecDeque<u32>,
     /// Absolute position of `chunks[0][0]`.
     base: u64,
@@ -99,23 +104,24 @@ impl TwRing {
     }
 
     /// Appends `rec` expiring at `expires_ms`, returning its absolute position.
-    /// Expiries come in order; one more than 65.5 s after its chunk's first
-    /// starts a new chunk, the rest of the old one filled with dead slots
+    /// Expiries come in order; one more than 65.5 s after its run's first
+    /// starts a new run, the rest of the old one filled with dead slots
     /// (stale, like restarted ones: nothing in the table points at them).
     pub fn push(&mut self, mut rec: TwRecord, expires_ms: u32) -> u64 {
         let mut off = (self.tail - self.base) as usize;
-        if !off.is_multiple_of(CHUNK) {
+        if !off.is_multiple_of(SPAN) {
             let base = self.bases.back().copied().unwrap_or(expires_ms);
             if expires_ms.wrapping_sub(base) > u16::MAX as u32 {
                 let pad = TwRecord {
                     expires_off: u16::MAX,
                     ..TwRecord::default()
                 };
+                let end = (off | (SPAN - 1)) + 1;
                 if let Some(chunk) = self.chunks.back_mut() {
-                    chunk.resize(CHUNK, pad);
+                    chunk.resize(end - (off & !(CHUNK - 1)), pad);
                 }
-                self.tail += (CHUNK - off % CHUNK) as u64;
-                off = (self.tail - self.base) as usize;
+                self.tail += (end - off) as u64;
+                off = end;
             }
         }
         if off == self.chunks.len() * CHUNK {
@@ -124,11 +130,12 @@ impl TwRing {
                 .take()
                 .unwrap_or_else(|| Vec::with_capacity(CHUNK));
             self.chunks.push_back(chunk);
+        }
+        if off.is_multiple_of(SPAN) {
             self.bases.push_back(expires_ms);
         }
-        let k = off >> CHUNK_BITS;
-        rec.expires_off = expires_ms.wrapping_sub(self.bases[k]) as u16;
-        self.chunks[k].push(rec);
+        rec.expires_off = expires_ms.wrapping_sub(self.bases[off >> SPAN_BITS]) as u16;
+        self.chunks[off >> CHUNK_BITS].push(rec);
         let pos = self.tail;
         self.tail += 1;
         pos
@@ -154,7 +161,7 @@ impl TwRing {
             if let Some(chunk) = self.chunks.pop_front() {
                 self.recycle(chunk);
             }
-            self.bases.pop_front();
+            self.bases.drain(..CHUNK / SPAN);
             self.base += CHUNK as u64;
         }
     }
@@ -188,8 +195,8 @@ impl TwRing {
     #[inline]
     pub fn expires_ms(&self, pos: u64) -> u32 {
         let off = (pos - self.base) as usize;
-        let k = off >> CHUNK_BITS;
-        self.bases[k].wrapping_add(self.chunks[k][off & (CHUNK - 1)].expires_off as u32)
+        let rec = &self.chunks[off >> CHUNK_BITS][off & (CHUNK - 1)];
+        self.bases[off >> SPAN_BITS].wrapping_add(rec.expires_off as u32)
     }
 
     pub fn heap_bytes(&self) -> usize {
@@ -243,23 +250,37 @@ mod tests {
     }
 
     #[test]
-    fn a_late_expiry_starts_a_new_chunk_after_dead_slots() {
+    fn a_late_expiry_starts_a_new_run_after_dead_slots() {
         let mut r = TwRing::default();
         assert_eq!(r.push(entry(1), 1_000), 0);
         assert_eq!(r.push(entry(2), 1_000 + 65_535), 1);
-        // 65.536 s after the chunk's base: a new chunk.
+        // 65.536 s after the run's base: a new run.
         let p = r.push(entry(3), 1_000 + 65_536);
-        assert_eq!(p, CHUNK as u64);
+        assert_eq!(p, SPAN as u64);
         assert_eq!(r.expires_ms(1), 1_000 + 65_535);
         assert_eq!(r.expires_ms(p), 1_000 + 65_536);
         assert_eq!(r.at(p).snd_nxt, Seq(3));
         // The dead slots between are popped like stale ones.
-        for _ in 0..CHUNK {
+        for _ in 0..SPAN {
             r.pop_front();
         }
         assert_eq!(
             r.front().map(|(pos, e)| (pos, e.snd_nxt)),
             Some((p, Seq(3)))
         );
+        // Across chunks, 1.5 s apart (a run spans 96 s, so dead slots end
+        // many runs), positions and expiries hold.
+        for i in 0..3 * CHUNK as u32 {
+            let q = r.push(entry(i), 1_000 + 65_536 + i * 1_500);
+            assert_eq!(r.expires_ms(q), 1_000 + 65_536 + i * 1_500);
+            assert_eq!(r.at(q).snd_nxt, Seq(i));
+        }
+        while let Some((q, e)) = r.front() {
+            let (exp, e) = (r.expires_ms(q), *e);
+            if e.snd_nxt.0 > 3 {
+                assert_eq!(exp, 1_000 + 65_536 + e.snd_nxt.0 * 1_500);
+            }
+            r.pop_front();
+        }
     }
 }

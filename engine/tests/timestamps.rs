@@ -242,3 +242,45 @@ fn time_wait_keeps_ts_recent_and_drops_old_duplicates() {
         .send(from_peer(40_000, Flags::RST, seq, 0, Some((1_500, 0))));
     assert_eq!(p.host.state(&server_tuple(40_000)), State::Closed);
 }
+
+/// The host closes on `port` after a handshake with (or without) timestamps,
+/// its FIN is retransmitted once, and the peer ACKs the retransmission 50 ms
+/// later echoing it: the RTO after that ACK.
+fn rto_after_acked_retransmission(ts: bool) -> (std::time::Duration, std::time::Duration) {
+    let mut p = Peer::new(Config::default());
+    p.open(40_000, PEER_ISS, ts.then_some((1_000, 0)));
+    let t = server_tuple(40_000);
+    p.host.close(p.now, t).expect("close");
+    let fin = p.host.transmits().next().expect("FIN");
+    let before = p.host.rto(&t).expect("rto");
+    // poll_timeout may answer early (a wheel slot boundary): poll until it fires.
+    let (deadline, again) = loop {
+        let deadline = p.host.poll_timeout().expect("retransmission timer");
+        p.host.handle_timeout(deadline);
+        let again: Vec<Segment> = p.host.transmits().collect();
+        if !again.is_empty() {
+            break (deadline, again);
+        }
+    };
+    assert_eq!(again.len(), 1);
+    assert_eq!(p.host.rto(&t), Some(before * 2));
+    let echo = again[0].ts.map(|t| (1_001, t.val));
+    let ms = deadline.as_millis() + 50;
+    p.at(ms)
+        .send(from_peer(40_000, Flags::ACK, fin.ack, fin.seq + 1, echo));
+    assert_eq!(p.host.state(&t), State::FinWait2);
+    (before, p.host.rto(&t).expect("rto"))
+}
+
+#[test]
+fn an_ack_of_a_retransmission_samples_the_rtt_by_its_echo() {
+    // Karn: without timestamps the ACK of a retransmission gives no sample,
+    // and the RTO stays backed off.
+    let (before, after) = rto_after_acked_retransmission(false);
+    assert_eq!(after, before * 2);
+    // With them the echo times it (tcp_rtt_tsopt_us): a 50 ms sample, and
+    // the backoff cleared.
+    let (before, after) = rto_after_acked_retransmission(true);
+    assert!(after < before * 2, "{after:?} after {before:?}");
+    assert!(after > before, "a 50 ms sample raises the RTO: {after:?}");
+}

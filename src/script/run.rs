@@ -548,7 +548,8 @@ impl<S: Stack> Runner<'_, S> {
             .into_iter()
             .chain(p.win.map(|w| ("tcp_window", w as u32, seg.wnd as u32)))
             .find(|(_, want, got)| want != got);
-        let ts_mismatch = self.check_ts(p, &seg, tol);
+        let width = window.map_or(Duration::ZERO, |(lo, hi)| hi - lo);
+        let ts_mismatch = self.check_ts(p, &seg, tol, width);
         let detail = |msg: String| {
             format!(
                 "error handling packet: {msg}\nscript packet: {:>10} {}\nactual packet: {}",
@@ -557,9 +558,6 @@ impl<S: Stack> Runner<'_, S> {
                 self.dump(te, Direction::Outbound, &seg)
             )
         };
-        if let Some(msg) = ts_mismatch {
-            return Err(fail(ev.line, detail(msg)));
-        }
         if let Some((name, want, got)) = mismatch {
             return Err(fail(
                 ev.line,
@@ -567,6 +565,9 @@ impl<S: Stack> Runner<'_, S> {
                     "live packet field {name}: expected: {want} vs actual: {got}"
                 )),
             ));
+        }
+        if let Some(msg) = ts_mismatch {
+            return Err(fail(ev.line, detail(msg)));
         }
         if let Some((lo, hi)) = window {
             let early = te + tol < lo;
@@ -595,8 +596,15 @@ impl<S: Stack> Runner<'_, S> {
     /// (unless it wrote `<...>`): present on both or neither; TSecr equal
     /// (packetdrill does not check it); TSval, mapped to script time by the
     /// first one seen, within the timing tolerance when
-    /// `--tcp_ts_tick_usecs` is given (packetdrill's rule).
-    fn check_ts(&mut self, p: &PacketSpec, seg: &Segment, tol: Duration) -> Option<String> {
+    /// `--tcp_ts_tick_usecs` is given (packetdrill's rule; here a line with a
+    /// time range `lo~hi` also takes the TSval of any time in it, `width`).
+    fn check_ts(
+        &mut self,
+        p: &PacketSpec,
+        seg: &Segment,
+        tol: Duration,
+        width: Duration,
+    ) -> Option<String> {
         if p.options.unchecked {
             if let (Some(live), Some(script), None) = (seg.ts, p.options.ts, self.ts_offset) {
                 self.ts_offset = Some(live.val.wrapping_sub(script.val));
@@ -629,12 +637,17 @@ impl<S: Stack> Runner<'_, S> {
             ));
         }
         let mapped = live.val.wrapping_sub(offset);
-        let off_by = (mapped.wrapping_sub(script.val) as i32).unsigned_abs() as u64;
+        let ahead = mapped.wrapping_sub(script.val) as i32 as i64;
         match self.ts_tick_usecs {
-            Some(tick) if off_by * tick > tol.as_micros() as u64 => Some(format!(
-                "bad outbound TCP timestamp value: expected: {} vs actual: {mapped}",
-                script.val
-            )),
+            Some(tick)
+                if ahead * (tick as i64) < -(tol.as_micros() as i64)
+                    || ahead * (tick as i64) > (tol + width).as_micros() as i64 =>
+            {
+                Some(format!(
+                    "bad outbound TCP timestamp value: expected: {} vs actual: {mapped}",
+                    script.val
+                ))
+            }
             _ => None,
         }
     }

@@ -101,7 +101,7 @@ impl Host {
             _ => c.flags &= !flag::TS_OK,
         }
         if f.ack() {
-            self.on_new_ack(now, idx, c, seg.ack_num());
+            self.on_new_ack(now, idx, c, seg);
             c.state = State::Established;
             self.send_ack(c);
             self.events.push(Event::Established { tuple: c.tuple });
@@ -237,7 +237,7 @@ impl Host {
             Self::replace_ts_recent(c, seg, rcv_wup);
         }
         if c.snd_una < seg.ack_num() {
-            self.on_new_ack(now, idx, c, seg.ack_num());
+            self.on_new_ack(now, idx, c, seg);
         }
         // A held FIN is not sent, so not acknowledged either.
         let all_acked = c.snd_una == c.snd_nxt && !c.has(flag::FIN_HELD);
@@ -334,13 +334,19 @@ impl Host {
         next
     }
 
-    /// New data acknowledged: sample the RTT (Karn), re-arm or stop the
-    /// retransmission timer. The backoff is cleared only with a valid RTT
-    /// sample (Linux `tcp_ack_update_rtt`: "RFC6298: only reset backoff on
-    /// valid RTT measurement"): an ACK of retransmitted data keeps the
-    /// backed-off RTO.
-    fn on_new_ack(&mut self, now: Time, idx: u32, c: &mut Conn, ack: Seq) {
-        if let Some(m) = c.take_timing(now.as_micros() as u32) {
+    /// New data acknowledged by `seg`: sample the RTT, re-arm or stop the
+    /// retransmission timer. The sample is the timed segment's (Karn: never a
+    /// retransmitted one) or, failing that, the TSecr's (`tcp_rtt_tsopt_us`,
+    /// RFC 7323 §4: an echo names the transmission it answers). The backoff is
+    /// cleared only with a valid RTT sample (Linux `tcp_ack_update_rtt`:
+    /// "RFC6298: only reset backoff on valid RTT measurement"): without
+    /// timestamps an ACK of retransmitted data keeps the backed-off RTO.
+    fn on_new_ack(&mut self, now: Time, idx: u32, c: &mut Conn, seg: &Segment) {
+        let ack = seg.ack_num();
+        let sample = c
+            .take_timing(now.as_micros() as u32)
+            .or_else(|| self.ts_rtt_us(c, seg));
+        if let Some(m) = sample {
             c.rtt_sample(m, &self.cfg);
             c.backoff = 0;
         }

@@ -99,6 +99,15 @@ impl Host {
         !(seg.flags.rst() && self.now.stamp_ms().wrapping_sub(stamp_ms) >= PAWS_MSL_MS)
     }
 
+    /// `tcp_rtt_tsopt_us`: the RTT from an ACK's TSecr, in microseconds at
+    /// the clock's millisecond grain (1 µs for an echo of this millisecond).
+    pub(super) fn ts_rtt_us(&self, c: &Conn, seg: &Segment) -> Option<u32> {
+        let ecr = seg.ts.filter(|ts| ts.ecr != 0 && c.has(flag::TS_OK))?.ecr;
+        let ms = self.ts_val(&c.tuple).wrapping_sub(ecr);
+        // An echo from the future, or one older than 24 days, is no sample.
+        (ms < i32::MAX as u32 / 1000).then(|| (ms * 1000).max(1))
+    }
+
     /// RFC 6191: a SYN whose TSval is newer than TIME-WAIT's ts_recent is a
     /// new incarnation whatever its sequence number.
     pub(super) fn ts_newer(ts_recent: Option<u32>, seg: &Segment) -> bool {
