@@ -64,26 +64,42 @@ pub(crate) const TS_BIT: u16 = 1 << 15;
 const CHUNK_BITS: u32 = 9;
 const CHUNK: usize = 1 << CHUNK_BITS;
 /// Records per expiry base: a run of `SPAN` slots shares one, so an expiry
-/// too late for its run's base wastes at most the rest of the run.
-const SPAN_BITS: u32 = 6;
+/// too late for its run's base wastes at most the rest of the run (4 KiB).
+const SPAN_BITS: u32 = 7;
 const SPAN: usize = 1 << SPAN_BITS;
 
 /// Positions are absolute and never reused; the table stores them modulo 2^31.
 pub(crate) const POS_MASK: u64 = (1 << 31) - 1;
 
+/// 512 records and the expiry bases of their runs, in one allocation: the
+/// ring's per-record overhead (a `VecDeque` slot of 8 bytes and 16 bytes of
+/// bases per chunk) stays under a tenth of a byte.
+struct Chunk {
+    recs: [TwRecord; CHUNK],
+    /// The first expiry (ms stamp) of each run, which its records'
+    /// `expires_off` count from.
+    bases: [u32; CHUNK / SPAN],
+}
+
+impl Chunk {
+    fn boxed() -> Box<Chunk> {
+        Box::new(Chunk {
+            recs: [TwRecord::default(); CHUNK],
+            bases: [0; CHUNK / SPAN],
+        })
+    }
+}
+
 #[derive(Default)]
 pub(crate) struct TwRing {
-    chunks: VecDeque<Vec<TwRecord>>,
-    /// The first expiry (ms stamp) of each run of `SPAN` slots from `base`,
-    /// which its records' `expires_off` count from.
-    bases: VecDeque<u32>,
-    /// Absolute position of `chunks[0][0]`.
+    chunks: VecDeque<Box<Chunk>>,
+    /// Absolute position of `chunks[0].recs[0]`.
     base: u64,
     /// Absolute position of the oldest slot not yet popped.
     head: u64,
     /// Absolute position one past the newest slot.
     tail: u64,
-    spare: Option<Vec<TwRecord>>,
+    spare: Option<Box<Chunk>>,
 }
 
 impl TwRing {
@@ -110,35 +126,41 @@ impl TwRing {
     pub fn push(&mut self, mut rec: TwRecord, expires_ms: u32) -> u64 {
         let mut off = (self.tail - self.base) as usize;
         if !off.is_multiple_of(SPAN) {
-            let base = self.bases.back().copied().unwrap_or(expires_ms);
-            if expires_ms.wrapping_sub(base) > u16::MAX as u32 {
+            let (chunk, run) = self.locate_mut(off);
+            if expires_ms.wrapping_sub(chunk.bases[run]) > u16::MAX as u32 {
+                // Dead slots expire no later than anything after them.
                 let pad = TwRecord {
                     expires_off: u16::MAX,
                     ..TwRecord::default()
                 };
                 let end = (off | (SPAN - 1)) + 1;
-                if let Some(chunk) = self.chunks.back_mut() {
-                    chunk.resize(end - (off & !(CHUNK - 1)), pad);
+                for i in off..end {
+                    chunk.recs[i & (CHUNK - 1)] = pad;
                 }
                 self.tail += (end - off) as u64;
                 off = end;
             }
         }
         if off == self.chunks.len() * CHUNK {
-            let chunk = self
-                .spare
-                .take()
-                .unwrap_or_else(|| Vec::with_capacity(CHUNK));
+            let chunk = self.spare.take().unwrap_or_else(Chunk::boxed);
             self.chunks.push_back(chunk);
         }
+        let (chunk, run) = self.locate_mut(off);
         if off.is_multiple_of(SPAN) {
-            self.bases.push_back(expires_ms);
+            chunk.bases[run] = expires_ms;
         }
-        rec.expires_off = expires_ms.wrapping_sub(self.bases[off >> SPAN_BITS]) as u16;
-        self.chunks[off >> CHUNK_BITS].push(rec);
+        rec.expires_off = expires_ms.wrapping_sub(chunk.bases[run]) as u16;
+        chunk.recs[off & (CHUNK - 1)] = rec;
         let pos = self.tail;
         self.tail += 1;
         pos
+    }
+
+    /// The chunk holding offset `off` from `base`, and the run within it.
+    #[inline]
+    fn locate_mut(&mut self, off: usize) -> (&mut Chunk, usize) {
+        let run = (off & (CHUNK - 1)) >> SPAN_BITS;
+        (&mut self.chunks[off >> CHUNK_BITS], run)
     }
 
     /// The oldest slot (live or stale) and its position.
@@ -155,20 +177,17 @@ impl TwRing {
             while let Some(chunk) = self.chunks.pop_front() {
                 self.recycle(chunk);
             }
-            self.bases.clear();
             self.base = self.tail;
         } else if self.head - self.base == CHUNK as u64 {
             if let Some(chunk) = self.chunks.pop_front() {
                 self.recycle(chunk);
             }
-            self.bases.drain(..CHUNK / SPAN);
             self.base += CHUNK as u64;
         }
     }
 
-    fn recycle(&mut self, mut chunk: Vec<TwRecord>) {
+    fn recycle(&mut self, chunk: Box<Chunk>) {
         if self.spare.is_none() {
-            chunk.clear();
             self.spare = Some(chunk);
         }
     }
@@ -182,28 +201,27 @@ impl TwRing {
     #[inline]
     pub fn at(&self, pos: u64) -> &TwRecord {
         let off = (pos - self.base) as usize;
-        &self.chunks[off >> CHUNK_BITS][off & (CHUNK - 1)]
+        &self.chunks[off >> CHUNK_BITS].recs[off & (CHUNK - 1)]
     }
 
     #[inline]
     pub fn at_mut(&mut self, pos: u64) -> &mut TwRecord {
         let off = (pos - self.base) as usize;
-        &mut self.chunks[off >> CHUNK_BITS][off & (CHUNK - 1)]
+        &mut self.chunks[off >> CHUNK_BITS].recs[off & (CHUNK - 1)]
     }
 
     /// The expiry (ms stamp) of the slot at `pos`.
     #[inline]
     pub fn expires_ms(&self, pos: u64) -> u32 {
         let off = (pos - self.base) as usize;
-        let rec = &self.chunks[off >> CHUNK_BITS][off & (CHUNK - 1)];
-        self.bases[off >> SPAN_BITS].wrapping_add(rec.expires_off as u32)
+        let chunk = &self.chunks[off >> CHUNK_BITS];
+        let base = chunk.bases[(off & (CHUNK - 1)) >> SPAN_BITS];
+        base.wrapping_add(chunk.recs[off & (CHUNK - 1)].expires_off as u32)
     }
 
     pub fn heap_bytes(&self) -> usize {
-        let chunk = CHUNK * std::mem::size_of::<TwRecord>();
-        (self.chunks.len() + self.spare.is_some() as usize) * chunk
-            + self.chunks.capacity() * std::mem::size_of::<Vec<TwRecord>>()
-            + self.bases.capacity() * 4
+        (self.chunks.len() + self.spare.is_some() as usize) * std::mem::size_of::<Chunk>()
+            + self.chunks.capacity() * std::mem::size_of::<Box<Chunk>>()
     }
 }
 
@@ -235,7 +253,7 @@ mod tests {
         // Refill after emptying: positions keep growing, storage is reused.
         assert_eq!(r.push(entry(1), 7), n as u64);
         assert_eq!(r.at(n as u64).snd_nxt, Seq(1));
-        assert!(r.heap_bytes() <= 2 * CHUNK * 32 + 1024);
+        assert!(r.heap_bytes() <= 2 * std::mem::size_of::<Chunk>() + 1024);
     }
 
     #[test]
