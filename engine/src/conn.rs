@@ -78,9 +78,15 @@ pub(crate) struct Conn {
     pub flags: u8,
     /// Retransmissions of the current oldest segment (`icsk_retransmits`).
     pub retransmits: u8,
-    /// RTO doublings (`icsk_backoff`).
-    pub backoff: u8,
+    /// RTO doublings (`icsk_backoff`, at most 30: low six bits) and
+    /// [`WL1_AT_RCV_NXT`] (the top bit).
+    backoff_wl1: u8,
 }
+
+/// In [`Conn::backoff_wl1`]: the last segment that updated the send window
+/// (Linux's `snd_wl1`) started at rcv_nxt, so a duplicate pure ACK there
+/// cannot update it again, which `tcp_disordered_ack` asks.
+const WL1_AT_RCV_NXT: u8 = 0x80;
 
 impl Conn {
     pub fn new(tuple: Tuple, state: State, iss: Seq) -> Conn {
@@ -101,7 +107,7 @@ impl Conn {
             state,
             flags: 0,
             retransmits: 0,
-            backoff: 0,
+            backoff_wl1: 0,
         }
     }
 
@@ -115,6 +121,30 @@ impl Conn {
     #[inline]
     pub fn ts_echo(&self) -> Option<u32> {
         self.has(flag::TS_OK).then_some(self.ts_recent)
+    }
+
+    /// RTO doublings (`icsk_backoff`).
+    #[inline]
+    pub fn backoff(&self) -> u8 {
+        self.backoff_wl1 & !WL1_AT_RCV_NXT
+    }
+
+    #[inline]
+    pub fn set_backoff(&mut self, backoff: u8) {
+        debug_assert!(backoff < WL1_AT_RCV_NXT);
+        self.backoff_wl1 = (self.backoff_wl1 & WL1_AT_RCV_NXT) | backoff.min(!WL1_AT_RCV_NXT);
+    }
+
+    /// Whether `snd_wl1` is rcv_nxt (see [`WL1_AT_RCV_NXT`]).
+    #[inline]
+    pub fn wl1_at_rcv_nxt(&self) -> bool {
+        self.backoff_wl1 & WL1_AT_RCV_NXT != 0
+    }
+
+    #[inline]
+    pub fn set_wl1_at_rcv_nxt(&mut self, at: bool) {
+        self.backoff_wl1 =
+            (self.backoff_wl1 & !WL1_AT_RCV_NXT) | if at { WL1_AT_RCV_NXT } else { 0 };
     }
 
     /// Starts timing a segment sent `now_us` (Karn: never a retransmitted one).
@@ -258,7 +288,7 @@ impl Conn {
         let max = cfg.rto_max.as_micros() as u64;
         let rto = self
             .rto_us(cfg)
-            .checked_shl(self.backoff as u32)
+            .checked_shl(self.backoff() as u32)
             .unwrap_or(max)
             .min(max);
         Duration::from_micros(rto)
@@ -299,9 +329,9 @@ mod tests {
         assert_eq!(c.srtt_us, 100_000);
         assert_eq!(c.mdev_us, 150_000);
         assert_eq!(c.backed_off_rto(&cfg), Duration::from_millis(300));
-        c.backoff = 3;
+        c.set_backoff(3);
         assert_eq!(c.backed_off_rto(&cfg), Duration::from_millis(2_400));
-        c.backoff = 40;
+        c.set_backoff(40);
         assert_eq!(c.backed_off_rto(&cfg), Duration::from_secs(120));
     }
 
@@ -334,7 +364,7 @@ mod tests {
         };
         let mut c = Conn::new(Tuple::default(), State::FinWait2, Seq(0));
         c.rtt_sample(100_000, &cfg);
-        c.backoff = 2; // 300 ms backed off twice
+        c.set_backoff(2); // 300 ms backed off twice
         assert_eq!(c.fin_wait2_timeout(&cfg), Duration::from_millis(4_200));
     }
 

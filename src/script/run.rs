@@ -137,11 +137,13 @@ pub fn run(script: &Script, opts: &Options) -> Outcome {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Recorded {
     /// `events[index]` of the script (an inbound packet or a system call) ran
-    /// at `t`; a system call returned `result` (`0`, `-1 ECONNRESET`).
+    /// at `t`; a system call returned `result` (`0`, `-1 ECONNRESET`); an
+    /// inbound packet carried timestamps `ts` (its TSecr the recording's own).
     Event {
         index: usize,
         t: Time,
         result: Option<String>,
+        ts: Option<Ts>,
     },
     /// The stack sent this, shown in script notation (`F. 1:1(0) ack 1`); a
     /// timer of this interval sent it, when one did.
@@ -191,6 +193,8 @@ fn drive<S: Stack>(
         remote_isn: None,
         ts_offset: None,
         ts_tick_usecs: script.ts_tick_usecs,
+        last_ts_sent: None,
+        ts_slack: Duration::ZERO,
         last_absolute: 0,
         last_event: None,
         record,
@@ -219,11 +223,16 @@ struct Runner<'a, S: Stack> {
     local_isn: Option<(u32, u32)>,
     /// The remote ISN: the sequence number of the first inbound SYN.
     remote_isn: Option<u32>,
-    /// Live minus script TSval of the local host, from its first segment
-    /// with timestamps (packetdrill's mapping): inbound TSecrs are shifted by it.
+    /// Live minus script TSval of the local host, from its latest checked
+    /// segment with timestamps: inbound TSecrs are shifted by it.
     ts_offset: Option<u32>,
     /// `--tcp_ts_tick_usecs`: outbound TSvals are checked when given.
     ts_tick_usecs: Option<u64>,
+    /// The local host's latest TSval: what a peer echoes. A recording puts
+    /// it in every inbound TSecr but a SYN's, since a scenario cannot know it.
+    last_ts_sent: Option<u32>,
+    /// How late the events since the last checked TSval ran (see `check_ts`).
+    ts_slack: Duration,
     /// The last absolute time written in the script, to catch time going backwards.
     last_absolute: u64,
     /// When the previous event was due, and whether it was an inbound packet:
@@ -283,12 +292,14 @@ impl<S: Stack> Runner<'_, S> {
                     let window = self.arrive_at(ev)?;
                     self.log_event(index);
                     self.inbound(ev.line, p)?;
+                    self.note_lateness(window);
                     window
                 }
                 EventKind::Syscall(c) => {
                     let window = self.arrive_at(ev)?;
                     self.log_event(index);
                     self.syscall(ev.line, c)?;
+                    self.note_lateness(window);
                     window
                 }
                 EventKind::Ignored => continue,
@@ -384,6 +395,14 @@ impl<S: Stack> Runner<'_, S> {
         Ok(window)
     }
 
+    /// How late an event was done after its window opened: the local host's
+    /// next TSvals may be that much later than the script's.
+    fn note_lateness(&mut self, window: Option<(Time, Time)>) {
+        if let Some((lo, _)) = window {
+            self.ts_slack += self.now().saturating_sub(lo);
+        }
+    }
+
     fn log_event(&mut self, index: usize) {
         let t = self.now();
         if let Some(log) = self.record.as_deref_mut() {
@@ -391,6 +410,7 @@ impl<S: Stack> Runner<'_, S> {
                 index,
                 t,
                 result: None,
+                ts: None,
             });
         }
     }
@@ -416,6 +436,9 @@ impl<S: Stack> Runner<'_, S> {
         let mut sent = Vec::new();
         self.stack.advance(until, stop_on_packet, &mut sent);
         for (t, seg) in sent {
+            if let Some(ts) = seg.ts {
+                self.last_ts_sent = Some(ts.val);
+            }
             self.trace.push(Traced {
                 t,
                 dir: Direction::Outbound,
@@ -472,9 +495,17 @@ impl<S: Stack> Runner<'_, S> {
             // TSval is the script's peer clock, as written; TSecr echoes ours.
             ts: p.options.ts.map(|ts| Ts {
                 val: ts.val,
-                ecr: ts.ecr.wrapping_add(self.ts_offset.unwrap_or(0)),
+                ecr: match self.last_ts_sent {
+                    Some(latest) if self.record.is_some() && !syn => latest,
+                    _ => ts.ecr.wrapping_add(self.ts_offset.unwrap_or(0)),
+                },
             }),
         };
+        if let Some(Some(Recorded::Event { ts, .. })) =
+            self.record.as_deref_mut().map(|log| log.last_mut())
+        {
+            *ts = seg.ts;
+        }
         let now = self.now();
         if self.opts.verbose {
             println!("{}", self.dump(now, Direction::Inbound, &seg));
@@ -595,9 +626,10 @@ impl<S: Stack> Runner<'_, S> {
     /// The timestamps option of an outbound segment against the script's
     /// (unless it wrote `<...>`): present on both or neither; TSecr equal
     /// (packetdrill does not check it); TSval, mapped to script time by the
-    /// first one seen, within the timing tolerance when
-    /// `--tcp_ts_tick_usecs` is given (packetdrill's rule; here a line with a
-    /// time range `lo~hi` also takes the TSval of any time in it, `width`).
+    /// previous one, within the timing tolerance when `--tcp_ts_tick_usecs`
+    /// is given (packetdrill's rule, but packetdrill maps by the first one
+    /// only; here a line with a time range `lo~hi` also takes the TSval of any
+    /// time in it, `width`).
     fn check_ts(
         &mut self,
         p: &PacketSpec,
@@ -638,10 +670,16 @@ impl<S: Stack> Runner<'_, S> {
         }
         let mapped = live.val.wrapping_sub(offset);
         let ahead = mapped.wrapping_sub(script.val) as i32 as i64;
+        // The next lines are timed from when this one happened, and so are
+        // their TSvals: re-anchor (packetdrill keeps the first offset, so
+        // that lateness within tolerances adds up). Events that ran late
+        // since then (an injection on a busy machine) make TSvals late too.
+        self.ts_offset = Some(live.val.wrapping_sub(script.val));
+        let late = std::mem::take(&mut self.ts_slack);
         match self.ts_tick_usecs {
             Some(tick)
                 if ahead * (tick as i64) < -(tol.as_micros() as i64)
-                    || ahead * (tick as i64) > (tol + width).as_micros() as i64 =>
+                    || ahead * (tick as i64) > (tol + width + late).as_micros() as i64 =>
             {
                 Some(format!(
                     "bad outbound TCP timestamp value: expected: {} vs actual: {mapped}",

@@ -231,10 +231,31 @@ impl Host {
             self.challenge_ack(now, c);
             return Next::Keep;
         }
-        if c.snd_una <= seg.ack_num() {
-            // tcp_ack: an acceptable ACK records the segment's timestamp.
-            let rcv_wup = c.rcv_nxt;
+        // An acceptable ACK records the segment's timestamp (`tcp_ack`); so
+        // does an old one that takes `tcp_rcv_established`'s fast path
+        // (ESTABLISHED, a plain ACK at rcv_nxt), which records it first. An
+        // acceptable ACK may also update the send window
+        // (`tcp_may_update_window`: it acknowledges new data or starts after
+        // snd_wl1; windows are not modelled), which moves snd_wl1 to its seq.
+        let rcv_wup = c.rcv_nxt;
+        let fast_path = c.state == State::Established
+            && Flags(f.0 & !Flags::PSH.0) == Flags::ACK
+            && seg.seq_num() == rcv_wup;
+        if c.snd_una <= seg.ack_num() || fast_path {
             Self::replace_ts_recent(c, seg, rcv_wup);
+        }
+        if c.snd_una <= seg.ack_num() {
+            let after_wl1 = if c.wl1_at_rcv_nxt() {
+                rcv_wup < seg.seq_num()
+            } else {
+                rcv_wup <= seg.seq_num()
+            };
+            let starts_here = seg.seq_num() == rcv_wup && seg.seq_len() == 0;
+            if c.snd_una < seg.ack_num() || after_wl1 {
+                c.set_wl1_at_rcv_nxt(starts_here);
+            } else if seg.seq_len() > 0 {
+                c.set_wl1_at_rcv_nxt(false);
+            }
         }
         if c.snd_una < seg.ack_num() {
             self.on_new_ack(now, idx, c, seg);
@@ -343,12 +364,18 @@ impl Host {
     /// timestamps an ACK of retransmitted data keeps the backed-off RTO.
     fn on_new_ack(&mut self, now: Time, idx: u32, c: &mut Conn, seg: &Segment) {
         let ack = seg.ack_num();
-        let sample = c
-            .take_timing(now.as_micros() as u32)
-            .or_else(|| self.ts_rtt_us(c, seg));
+        // Linux samples per skb it frees: an ACK that covers a FIN's data
+        // but not the FIN frees nothing, so its echo times nothing.
+        let fin_skb_partly_acked =
+            c.has(flag::FIN_WITH_DATA) && !c.has(flag::FIN_HELD) && ack + 1 == c.snd_nxt;
+        let sample = c.take_timing(now.as_micros() as u32).or_else(|| {
+            (!fin_skb_partly_acked)
+                .then(|| self.ts_rtt_us(c, seg))
+                .flatten()
+        });
         if let Some(m) = sample {
             c.rtt_sample(m, &self.cfg);
-            c.backoff = 0;
+            c.set_backoff(0);
         }
         c.snd_una = ack;
         c.retransmits = 0;

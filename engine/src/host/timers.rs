@@ -92,7 +92,7 @@ impl Host {
         self.emit(&c.tuple, flags, c.snd_una, ack, len, c.ts_echo());
         self.stats.retransmits += 1;
         c.retransmits = c.retransmits.saturating_add(1);
-        c.backoff = c.backoff.saturating_add(1).min(30);
+        c.set_backoff(c.backoff().saturating_add(1).min(30));
         c.take_timing(0); // Karn: no RTT sample from a retransmission.
         let rto = c.backed_off_rto(&self.cfg);
         self.arm(now, idx, c, rto);

@@ -48,7 +48,8 @@ impl Host {
 
     /// `tcp_paws_discard` for a full connection (RFC 7323 §5.3 R1): an old
     /// duplicate is dropped, unless it is `tcp_disordered_ack`, a duplicate
-    /// pure ACK at rcv_nxt whose TSval lags by less than the RTO (reordered
+    /// pure ACK at rcv_nxt that cannot update the window (snd_wl1 is
+    /// rcv_nxt already) whose TSval lags by less than the RTO (reordered
     /// ACKs, not old ones). RSTs are not checked here: `tcp_validate_incoming`
     /// accepts an RST that fails PAWS.
     pub(super) fn paws_discard(&self, c: &Conn, seg: &Segment) -> bool {
@@ -59,6 +60,7 @@ impl Host {
             && seg.seq_len() == 0
             && seg.seq_num() == c.rcv_nxt
             && seg.ack_num() == c.snd_una
+            && c.wl1_at_rcv_nxt()
             && seg.ts.is_some_and(|ts| {
                 let rto_ms = c.backed_off_rto(&self.cfg).as_millis() as u32;
                 c.ts_recent.wrapping_sub(ts.val) <= rto_ms
