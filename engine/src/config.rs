@@ -89,6 +89,10 @@ pub struct Config {
     pub rcv_wnd: u16,
     /// Offer and use the timestamps option (RFC 7323; Linux `tcp_timestamps`, 1 by default).
     pub timestamps: bool,
+    /// Delay the ACK of a FIN that moves ESTABLISHED to CLOSE-WAIT, as Linux
+    /// does (`tcp_fin` enters pingpong mode; `tcp_send_delayed_ack`); off, it
+    /// goes at once (riding only on a segment sent within the same call).
+    pub delayed_ack: bool,
     /// Key of the table hash, of the ISN generator (RFC 6528) and of the
     /// timestamp offsets; the driver draws it.
     pub secret: u64,
@@ -118,6 +122,7 @@ impl Config {
             rst_limit: u32::MAX,
             rcv_wnd: 65_535,
             timestamps: true,
+            delayed_ack: true,
             secret: 0x7465_6172_646f_776e,
             trace_states: false,
         };

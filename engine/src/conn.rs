@@ -78,15 +78,24 @@ pub(crate) struct Conn {
     pub flags: u8,
     /// Retransmissions of the current oldest segment (`icsk_retransmits`).
     pub retransmits: u8,
-    /// RTO doublings (`icsk_backoff`, at most 30: low six bits) and
-    /// [`WL1_AT_RCV_NXT`] (the top bit).
-    backoff_wl1: u8,
+    /// RTO doublings (`icsk_backoff`, at most 30: the low five bits) and the
+    /// [`bits`] above them.
+    backoff_bits: u8,
 }
 
-/// In [`Conn::backoff_wl1`]: the last segment that updated the send window
-/// (Linux's `snd_wl1`) started at rcv_nxt, so a duplicate pure ACK there
-/// cannot update it again, which `tcp_disordered_ack` asks.
-const WL1_AT_RCV_NXT: u8 = 0x80;
+/// Flags kept above the backoff in [`Conn::backoff_bits`] ([`Conn::bit`]).
+pub(crate) mod bits {
+    /// The last segment that updated the send window (Linux's `snd_wl1`)
+    /// started at rcv_nxt, so a duplicate pure ACK there cannot update it
+    /// again, which `tcp_disordered_ack` asks.
+    pub const WL1_AT_RCV_NXT: u8 = 0x80;
+    /// Data has arrived: Linux's delayed-ACK timeout (`icsk_ack.ato`) is set,
+    /// at least `TCP_ATO_MIN`; before any it is 0 (the next tick).
+    pub const DATA_RECEIVED: u8 = 0x40;
+    /// A delayed ACK is scheduled (`ICSK_ACK_TIMER`): `timer` is its timer.
+    pub const DELACK: u8 = 0x20;
+    pub(super) const BACKOFF: u8 = 0x1f;
+}
 
 impl Conn {
     pub fn new(tuple: Tuple, state: State, iss: Seq) -> Conn {
@@ -107,7 +116,7 @@ impl Conn {
             state,
             flags: 0,
             retransmits: 0,
-            backoff_wl1: 0,
+            backoff_bits: 0,
         }
     }
 
@@ -126,25 +135,25 @@ impl Conn {
     /// RTO doublings (`icsk_backoff`).
     #[inline]
     pub fn backoff(&self) -> u8 {
-        self.backoff_wl1 & !WL1_AT_RCV_NXT
+        self.backoff_bits & bits::BACKOFF
     }
 
     #[inline]
     pub fn set_backoff(&mut self, backoff: u8) {
-        debug_assert!(backoff < WL1_AT_RCV_NXT);
-        self.backoff_wl1 = (self.backoff_wl1 & WL1_AT_RCV_NXT) | backoff.min(!WL1_AT_RCV_NXT);
+        debug_assert!(backoff <= bits::BACKOFF);
+        self.backoff_bits = (self.backoff_bits & !bits::BACKOFF) | backoff.min(bits::BACKOFF);
     }
 
-    /// Whether `snd_wl1` is rcv_nxt (see [`WL1_AT_RCV_NXT`]).
+    /// Whether flag `bit` (one of [`bits`]) is set.
     #[inline]
-    pub fn wl1_at_rcv_nxt(&self) -> bool {
-        self.backoff_wl1 & WL1_AT_RCV_NXT != 0
+    pub fn bit(&self, bit: u8) -> bool {
+        self.backoff_bits & bit != 0
     }
 
     #[inline]
-    pub fn set_wl1_at_rcv_nxt(&mut self, at: bool) {
-        self.backoff_wl1 =
-            (self.backoff_wl1 & !WL1_AT_RCV_NXT) | if at { WL1_AT_RCV_NXT } else { 0 };
+    pub fn set_bit(&mut self, bit: u8, on: bool) {
+        debug_assert_eq!(bit & bits::BACKOFF, 0);
+        self.backoff_bits = (self.backoff_bits & !bit) | if on { bit } else { 0 };
     }
 
     /// Starts timing a segment sent `now_us` (Karn: never a retransmitted one).
@@ -331,7 +340,7 @@ mod tests {
         assert_eq!(c.backed_off_rto(&cfg), Duration::from_millis(300));
         c.set_backoff(3);
         assert_eq!(c.backed_off_rto(&cfg), Duration::from_millis(2_400));
-        c.set_backoff(40);
+        c.set_backoff(30);
         assert_eq!(c.backed_off_rto(&cfg), Duration::from_secs(120));
     }
 

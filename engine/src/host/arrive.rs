@@ -3,7 +3,7 @@
 //! RFC 9293 §3.10.7.4's order of checks.
 
 use super::{CloseReason, Event, Host, Next};
-use crate::conn::{flag, Conn};
+use crate::conn::{bits, flag, Conn};
 use crate::segment::{Flags, Segment};
 use crate::seq::Seq;
 use crate::state::State;
@@ -237,7 +237,13 @@ impl Host {
         // acceptable ACK may also update the send window
         // (`tcp_may_update_window`: it acknowledges new data or starts after
         // snd_wl1; windows are not modelled), which moves snd_wl1 to its seq.
-        let rcv_wup = c.rcv_nxt;
+        // rcv_wup: what our last ACK acknowledged. The engine acknowledges as
+        // it goes, except the peer's FIN while its ACK is delayed.
+        let rcv_wup = if c.bit(bits::DELACK) {
+            c.rcv_nxt - 1
+        } else {
+            c.rcv_nxt
+        };
         let fast_path = c.state == State::Established
             && Flags(f.0 & !Flags::PSH.0) == Flags::ACK
             && seg.seq_num() == rcv_wup;
@@ -245,16 +251,16 @@ impl Host {
             Self::replace_ts_recent(c, seg, rcv_wup);
         }
         if c.snd_una <= seg.ack_num() {
-            let after_wl1 = if c.wl1_at_rcv_nxt() {
+            let after_wl1 = if c.bit(bits::WL1_AT_RCV_NXT) {
                 rcv_wup < seg.seq_num()
             } else {
                 rcv_wup <= seg.seq_num()
             };
             let starts_here = seg.seq_num() == rcv_wup && seg.seq_len() == 0;
             if c.snd_una < seg.ack_num() || after_wl1 {
-                c.set_wl1_at_rcv_nxt(starts_here);
+                c.set_bit(bits::WL1_AT_RCV_NXT, starts_here);
             } else if seg.seq_len() > 0 {
-                c.set_wl1_at_rcv_nxt(false);
+                c.set_bit(bits::WL1_AT_RCV_NXT, false);
             }
         }
         if c.snd_una < seg.ack_num() {
@@ -302,6 +308,7 @@ impl Host {
                     if seg.seq_num() <= c.rcv_nxt && c.rcv_nxt < end {
                         let len = end - c.rcv_nxt;
                         c.rcv_nxt = end;
+                        c.set_bit(bits::DATA_RECEIVED, true);
                         self.events.push(Event::Received {
                             tuple: c.tuple,
                             len,
@@ -318,14 +325,19 @@ impl Host {
         // Eighth, the FIN bit.
         let mut next = Next::Keep;
         let mut ack_on_the_spot = false;
+        let mut delay_ack = false;
         if f.fin() {
             let fin_seq = seg.seq_num() + seg.len;
             if fin_seq == c.rcv_nxt && !c.state.fin_received() {
                 c.rcv_nxt += 1;
                 match c.state {
+                    // tcp_fin: CLOSE-WAIT enters pingpong mode, so the ACK
+                    // is delayed (and rides on our FIN if the application
+                    // closes in time).
                     State::Established => {
                         c.state = State::CloseWait;
                         self.events.push(Event::PeerClosed { tuple: c.tuple });
+                        delay_ack = true;
                     }
                     // Our FIN is not acknowledged yet: simultaneous close.
                     // Linux ACKs on the spot here (tcp_fin: tcp_send_ack).
@@ -343,11 +355,17 @@ impl Host {
             // In order, a duplicate or beyond a gap: acknowledge at once.
             ack_now = true;
         }
-        if ack_now {
+        if delay_ack {
+            self.send_delayed_ack(now, idx, c);
+        } else if ack_now {
             self.send_ack(c);
             if ack_on_the_spot {
                 self.sent_acks = self.out.len();
             }
+        } else if self.delayed_ack_due_soon(now, c) {
+            // tcp_ack_snd_check -> tcp_send_delayed_ack: "If delack timer is
+            // about to expire, send ACK now."
+            self.send_ack(c);
         }
         if matches!(next, Next::Keep) {
             self.release_held(now, idx, c);

@@ -8,7 +8,7 @@
 //! lets TIME-WAIT take it (RFC 6191, [`Host::ts_newer`]).
 
 use super::Host;
-use crate::conn::{flag, Conn};
+use crate::conn::{bits, flag, Conn};
 use crate::segment::Segment;
 use crate::seq::Seq;
 use crate::tuple::Tuple;
@@ -60,7 +60,7 @@ impl Host {
             && seg.seq_len() == 0
             && seg.seq_num() == c.rcv_nxt
             && seg.ack_num() == c.snd_una
-            && c.wl1_at_rcv_nxt()
+            && c.bit(bits::WL1_AT_RCV_NXT)
             && seg.ts.is_some_and(|ts| {
                 let rto_ms = c.backed_off_rto(&self.cfg).as_millis() as u32;
                 c.ts_recent.wrapping_sub(ts.val) <= rto_ms
