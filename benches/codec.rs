@@ -1,5 +1,5 @@
 //! The wire codec (`teardown::wire`): encode and decode whole datagrams of 1, 16
-//! and 2,048 (the most, 57,352 bytes) records, throughput in segments.
+//! and 1,800 (the most, 64,808 bytes) records, throughput in segments.
 //!
 //! * `encode`: clear a reused [`Encoder`], push every segment, take the datagram.
 //! * `decode`: validate the datagram and read every record into a `Segment`,

@@ -51,6 +51,24 @@ pub struct ProfileArgs {
     /// tcp_rfc1337: RSTs do not kill TIME-WAIT.
     #[arg(long)]
     pub rfc1337: Option<bool>,
+    /// tcp_timestamps (RFC 7323): on (the linux and freebsd profiles) or off.
+    #[arg(long, value_parser = parse_on_off)]
+    pub timestamps: Option<bool>,
+    /// Linux's delayed ACK of a peer's FIN (on in scripts). Off by default
+    /// here: the simulator's runaway passive closer vanishes in the instant
+    /// the FIN arrives, which with the ACK delayed would leave the server in
+    /// FIN-WAIT-1 instead of FIN-WAIT-2 (seed case 5).
+    #[arg(long, value_parser = parse_on_off)]
+    pub delayed_ack: Option<bool>,
+}
+
+/// `on` or `off` (also `true`/`false`, `1`/`0`).
+fn parse_on_off(s: &str) -> Result<bool, String> {
+    match s.to_ascii_lowercase().as_str() {
+        "on" | "true" | "1" => Ok(true),
+        "off" | "false" | "0" => Ok(false),
+        _ => Err(format!("expected on or off, not '{s}'")),
+    }
 }
 
 impl ProfileArgs {
@@ -73,6 +91,8 @@ impl ProfileArgs {
         c.orphan_retries = self.orphan_retries.unwrap_or(c.orphan_retries);
         c.max_tw_buckets = self.max_tw_buckets.unwrap_or(c.max_tw_buckets);
         c.rfc1337 = self.rfc1337.unwrap_or(c.rfc1337);
+        c.timestamps = self.timestamps.unwrap_or(c.timestamps);
+        c.delayed_ack = self.delayed_ack.unwrap_or(false);
         c
     }
 
@@ -89,6 +109,8 @@ impl ProfileArgs {
             orphan_retries: Some(c.orphan_retries),
             max_tw_buckets: Some(c.max_tw_buckets),
             rfc1337: Some(c.rfc1337),
+            timestamps: Some(c.timestamps),
+            delayed_ack: Some(c.delayed_ack),
         }
     }
 }

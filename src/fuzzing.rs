@@ -174,7 +174,7 @@ pub fn script(data: &[u8]) {
 }
 
 /// Decodes arbitrary bytes as one datagram. Invariants: no panic; a datagram
-/// that decodes has exactly `8 + 28 × count` bytes and hands out `count` records;
+/// that decodes has exactly `8 + 36 × count` bytes and hands out `count` records;
 /// re-encoding those records gives back the same bytes (the format has one
 /// encoding per datagram: every reserved bit must be zero to decode); and a
 /// rejected datagram is rejected for the first failing rule of `docs/wire.md`.
@@ -201,7 +201,12 @@ pub fn wire(data: &[u8]) {
         }
         Err(WireError::ReservedRecord(i)) => {
             let r = &data[HEADER_LEN + i * RECORD_LEN..][..RECORD_LEN];
-            assert!(r[26] & !crate::wire::FLAG_MASK != 0 || r[27] != 0);
+            let ts = crate::wire::OPT_TS;
+            assert!(
+                r[26] & !crate::wire::FLAG_MASK != 0
+                    || r[27] & !ts != 0
+                    || (r[27] & ts == 0 && r[28..36] != [0; 8])
+            );
         }
         Err(WireError::BadMagic(_) | WireError::BadVersion(_) | WireError::ReservedHeader) => {}
     }

@@ -1,8 +1,9 @@
 //! pcap export: the engine's segments as real IPv4/TCP packets that Wireshark,
 //! tshark and tcpdump read.
 //!
-//! Each [`Segment`] becomes an IPv4 header and a 20-byte TCP header (no options:
-//! the engine has none) with correct checksums, followed by `len` zero bytes of
+//! Each [`Segment`] becomes an IPv4 header and a TCP header (20 bytes, plus
+//! `nop,nop,TS val X ecr Y` when the segment carries timestamps) with correct
+//! checksums, followed by `len` zero bytes of
 //! payload so that lengths, sequence arithmetic and checksums are what a capture
 //! of the modelled exchange would show. The link type is `LINKTYPE_RAW` (101):
 //! packets start at the IP header. Timestamps are the driver's simulated
@@ -95,7 +96,8 @@ pub fn encode(seg: &Segment, buf: &mut Vec<u8>) -> io::Result<()> {
     encode_with_options(seg, &[], buf)
 }
 
-/// [`encode`], with TCP options (a SYN's MSS, for a real kernel to read).
+/// [`encode`], with TCP options (a SYN's MSS, for a real kernel to read). The
+/// segment's timestamps are added as `nop,nop,TS` unless `options` has them.
 pub fn encode_with_options(
     seg: &Segment,
     options: &[TcpOptionElement],
@@ -129,6 +131,28 @@ pub fn encode_with_options(
     if f.ack() {
         tcp = tcp.ack(seg.ack);
     }
+    let has_ts = options
+        .iter()
+        .any(|o| matches!(o, TcpOptionElement::Timestamp(..)));
+    let ts_only;
+    let with_ts;
+    let options = match seg.ts {
+        Some(ts) if !has_ts => {
+            let ts = [
+                TcpOptionElement::Noop,
+                TcpOptionElement::Noop,
+                TcpOptionElement::Timestamp(ts.val, ts.ecr),
+            ];
+            if options.is_empty() {
+                ts_only = ts;
+                &ts_only[..]
+            } else {
+                with_ts = [options, &ts[..]].concat();
+                &with_ts[..]
+            }
+        }
+        _ => options,
+    };
     if !options.is_empty() {
         tcp = tcp
             .options(options)
@@ -179,5 +203,28 @@ mod tests {
             ..seg
         };
         assert!(encode(&big, &mut buf).is_err());
+    }
+
+    #[test]
+    fn timestamps_become_a_real_option() {
+        let t = Tuple::new([192, 168, 0, 1], 8080, [192, 0, 2, 1], 40_000);
+        let mut seg = Segment::new(&t, Flags::ACK, 7, 9, 0, 1000);
+        seg.ts = Some(teardown_engine::segment::Ts { val: 5, ecr: 6 });
+        let mut buf = Vec::new();
+        encode(&seg, &mut buf).unwrap();
+        assert_eq!(buf.len(), 20 + 32);
+        let p = etherparse::SlicedPacket::from_ip(&buf).unwrap();
+        let Some(etherparse::TransportSlice::Tcp(tcp)) = p.transport else {
+            panic!("not TCP");
+        };
+        let opts: Vec<_> = tcp.options_iterator().map(|o| o.unwrap()).collect();
+        assert_eq!(
+            opts,
+            [
+                TcpOptionElement::Noop,
+                TcpOptionElement::Noop,
+                TcpOptionElement::Timestamp(5, 6)
+            ]
+        );
     }
 }

@@ -1,13 +1,13 @@
 //! The wire format of `teardown serve` and `loadgen`: segments carried in UDP
 //! datagrams, many per datagram. The byte layout is specified in `docs/wire.md`.
 //!
-//! A datagram is an 8-byte header followed by `count` fixed-size 28-byte records,
+//! A datagram is an 8-byte header followed by `count` fixed-size 36-byte records,
 //! every field big-endian:
 //!
 //! ```text
 //! header:  magic "TD" (2) | version (1) | reserved 0 (1) | count (2) | reserved 0 (2)
 //! record:  src_ip (4) | dst_ip (4) | src_port (2) | dst_port (2) | seq (4) | ack (4)
-//!          | len (4) | wnd (2) | flags (1) | reserved 0 (1)
+//!          | len (4) | wnd (2) | flags (1) | options (1) | ts_val (4) | ts_ecr (4)
 //! ```
 //!
 //! Decoding never allocates: [`decode`] validates the whole datagram first (so a
@@ -15,23 +15,26 @@
 //! engine) and then hands out an iterator that reads records straight from the
 //! receive buffer. Encoding appends records to a buffer allocated once.
 
-use teardown_engine::segment::{Flags, Segment};
+use teardown_engine::segment::{Flags, Segment, Ts};
 
 /// `"TD"`.
 pub const MAGIC: [u8; 2] = *b"TD";
 /// Bumped on any change of layout or meaning.
-pub const VERSION: u8 = 1;
+pub const VERSION: u8 = 2;
 pub const HEADER_LEN: usize = 8;
-pub const RECORD_LEN: usize = 28;
-/// Most records in one datagram. 2048 records make a 57,352-byte datagram, which
-/// fits one UDP datagram on loopback (MTU 65,536) without IP fragmentation.
-pub const MAX_RECORDS: usize = 2048;
+pub const RECORD_LEN: usize = 36;
+/// Most records in one datagram. 1,800 records make a 64,808-byte datagram,
+/// which fits one UDP datagram on loopback (MTU 65,536) without IP fragmentation.
+pub const MAX_RECORDS: usize = 1800;
 /// The largest valid datagram; receive buffers should be at least one byte
 /// larger, so that an oversized datagram shows as oversized and not as truncated.
 pub const MAX_DATAGRAM: usize = HEADER_LEN + MAX_RECORDS * RECORD_LEN;
 /// TCP control bits the format carries: FIN, SYN, RST, PSH, ACK. URG and the
 /// ECN bits are not modelled, so they are reserved and must be zero.
 pub const FLAG_MASK: u8 = 0x1f;
+/// Record byte 27: the segment carries the timestamps option (RFC 7323), in
+/// bytes 28-35; without it those bytes are zero. Other bits are reserved.
+pub const OPT_TS: u8 = 0x01;
 
 /// Why a datagram was rejected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -83,7 +86,8 @@ pub fn decode(buf: &[u8]) -> Result<Records<'_>, WireError> {
         });
     }
     for (i, r) in body.chunks_exact(RECORD_LEN).enumerate() {
-        if r[26] & !FLAG_MASK != 0 || r[27] != 0 {
+        let no_ts_but_values = r[27] & OPT_TS == 0 && r[28..36] != [0; 8];
+        if r[26] & !FLAG_MASK != 0 || r[27] & !OPT_TS != 0 || no_ts_but_values {
             return Err(WireError::ReservedRecord(i));
         }
     }
@@ -135,6 +139,10 @@ fn read_record(r: &[u8]) -> Segment {
         len: be32(r, 20),
         wnd: be16(r, 24),
         flags: Flags(r[26]),
+        ts: (r[27] & OPT_TS != 0).then(|| Ts {
+            val: be32(r, 28),
+            ecr: be32(r, 32),
+        }),
     }
 }
 
@@ -188,6 +196,11 @@ impl Encoder {
         r[20..24].copy_from_slice(&s.len.to_be_bytes());
         r[24..26].copy_from_slice(&s.wnd.to_be_bytes());
         r[26] = s.flags.0 & FLAG_MASK;
+        if let Some(ts) = s.ts {
+            r[27] = OPT_TS;
+            r[28..32].copy_from_slice(&ts.val.to_be_bytes());
+            r[32..36].copy_from_slice(&ts.ecr.to_be_bytes());
+        }
         self.buf.extend_from_slice(&r);
     }
 
@@ -226,12 +239,19 @@ mod tests {
     fn layout_matches_the_spec() {
         let d = datagram(&[seg(1)]);
         assert_eq!(d.len(), HEADER_LEN + RECORD_LEN);
-        assert_eq!(&d[..8], &[b'T', b'D', 1, 0, 0, 1, 0, 0]);
+        assert_eq!(&d[..8], &[b'T', b'D', 2, 0, 0, 1, 0, 0]);
         assert_eq!(&d[8..12], &[10, 0, 0, 2]);
         assert_eq!(&d[16..18], &40_001u16.to_be_bytes());
         assert_eq!(&d[18..20], &80u16.to_be_bytes());
         assert_eq!(d[34], 0x11);
         assert_eq!(d[35], 0);
+        assert_eq!(&d[36..44], &[0; 8]);
+        let mut s = seg(1);
+        s.ts = Some(Ts { val: 7, ecr: 9 });
+        let d = datagram(&[s]);
+        assert_eq!(d[35], OPT_TS);
+        assert_eq!(&d[36..44], &[0, 0, 0, 7, 0, 0, 0, 9]);
+        assert_eq!(decode(&d).unwrap().next(), Some(s));
     }
 
     #[test]
@@ -251,21 +271,25 @@ mod tests {
         d[0] = b'X';
         assert!(matches!(decode(&d), Err(WireError::BadMagic(_))));
         let mut d = good.clone();
-        d[2] = 2;
-        assert_eq!(decode(&d).err(), Some(WireError::BadVersion(2)));
+        d[2] = 1;
+        assert_eq!(decode(&d).err(), Some(WireError::BadVersion(1)));
         let mut d = good.clone();
         d[7] = 1;
         assert_eq!(decode(&d).err(), Some(WireError::ReservedHeader));
         assert_eq!(decode(&good[..5]).err(), Some(WireError::Truncated(5)));
         assert_eq!(
             decode(&good[..good.len() - 1]).err(),
-            Some(WireError::CountMismatch { count: 2, body: 55 })
+            Some(WireError::CountMismatch { count: 2, body: 71 })
         );
         let mut d = good.clone();
         d[8 + RECORD_LEN + 26] |= 0x20;
         assert_eq!(decode(&d).err(), Some(WireError::ReservedRecord(1)));
         let mut d = good.clone();
-        d[8 + 27] = 9;
+        d[8 + 27] = 2;
+        assert_eq!(decode(&d).err(), Some(WireError::ReservedRecord(0)));
+        // Timestamp bytes without the timestamp bit.
+        let mut d = good.clone();
+        d[8 + 30] = 1;
         assert_eq!(decode(&d).err(), Some(WireError::ReservedRecord(0)));
         let mut d = good.clone();
         d[4..6].copy_from_slice(&(MAX_RECORDS as u16 + 1).to_be_bytes());
@@ -297,8 +321,9 @@ mod tests {
         (
             any::<(u32, u32, u16, u16, u32, u32, u32, u16)>(),
             0u8..=FLAG_MASK,
+            any::<Option<(u32, u32)>>(),
         )
-            .prop_map(|((si, di, sp, dp, seq, ack, len, wnd), f)| Segment {
+            .prop_map(|((si, di, sp, dp, seq, ack, len, wnd), f, ts)| Segment {
                 src_ip: si,
                 dst_ip: di,
                 src_port: sp,
@@ -308,6 +333,7 @@ mod tests {
                 len,
                 wnd,
                 flags: Flags(f),
+                ts: ts.map(|(val, ecr)| Ts { val, ecr }),
             })
     }
 

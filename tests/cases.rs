@@ -57,9 +57,12 @@ struct Net {
     st: Tuple,
 }
 
+/// These cases time every segment by hand: the peer's FIN is ACKed at once
+/// (the delayed ACK has its own tests, engine/tests/delayed_ack.rs).
 fn cfg() -> Config {
     Config {
         trace_states: true,
+        delayed_ack: false,
         ..Config::default()
     }
 }

@@ -87,7 +87,14 @@ pub struct Config {
     pub rst_limit: u32,
     /// The receive window advertised and used for acceptability tests.
     pub rcv_wnd: u16,
-    /// Key of the table hash and of the ISN generator (RFC 6528); the driver draws it.
+    /// Offer and use the timestamps option (RFC 7323; Linux `tcp_timestamps`, 1 by default).
+    pub timestamps: bool,
+    /// Delay the ACK of a FIN that moves ESTABLISHED to CLOSE-WAIT, as Linux
+    /// does (`tcp_fin` enters pingpong mode; `tcp_send_delayed_ack`); off, it
+    /// goes at once (riding only on a segment sent within the same call).
+    pub delayed_ack: bool,
+    /// Key of the table hash, of the ISN generator (RFC 6528) and of the
+    /// timestamp offsets; the driver draws it.
     pub secret: u64,
     /// Emit [`crate::Event::StateChanged`] for every transition (tests, scripts, traces).
     pub trace_states: bool,
@@ -114,6 +121,8 @@ impl Config {
             challenge_ack_limit: u32::MAX,
             rst_limit: u32::MAX,
             rcv_wnd: 65_535,
+            timestamps: true,
+            delayed_ack: true,
             secret: 0x7465_6172_646f_776e,
             trace_states: false,
         };
@@ -126,6 +135,7 @@ impl Config {
                 fin_timeout: Duration::from_secs(300),
                 max_tw_buckets: usize::MAX,
                 rfc1337: true,
+                timestamps: false,
                 ..linux
             },
             // FreeBSD: MSL 30 s (TIME-WAIT 60 s), tcp_finwait2_timeout 60 s, RTO min

@@ -30,6 +30,9 @@ pub(crate) mod flag {
     /// state has moved on (FIN-WAIT-1, LAST-ACK) but the FIN is not in
     /// snd_nxt yet.
     pub const FIN_HELD: u8 = 0x40;
+    /// Both ends offered timestamps in the handshake (RFC 7323 §3.2): every
+    /// segment carries one, and `ts_recent` holds the peer's.
+    pub const TS_OK: u8 = 0x80;
 }
 
 /// A full connection. 64 bytes, one cache line; kept in a chunked slab, named by a `u32` index.
@@ -65,12 +68,33 @@ pub(crate) struct Conn {
     pub last_oow_ms: u32,
     /// The pending timer: retransmission, or the FIN-WAIT-2 timeout.
     pub timer: Option<TimerKey>,
+    /// The peer's latest timestamp at the left edge of the window (RFC 7323
+    /// §4.3, Linux `tcp_replace_ts_recent`): what we echo, and what PAWS
+    /// compares with. Its stamp (`ts_recent_stamp`) is not kept: it only
+    /// serves PAWS's 24-day rule and the 60 s rule for RSTs, which a
+    /// connection idle that long would need (see `Host::paws_reject`).
+    pub ts_recent: u32,
     pub state: State,
     pub flags: u8,
     /// Retransmissions of the current oldest segment (`icsk_retransmits`).
     pub retransmits: u8,
-    /// RTO doublings (`icsk_backoff`).
-    pub backoff: u8,
+    /// RTO doublings (`icsk_backoff`, at most 30: the low five bits) and the
+    /// [`bits`] above them.
+    backoff_bits: u8,
+}
+
+/// Flags kept above the backoff in [`Conn::backoff_bits`] ([`Conn::bit`]).
+pub(crate) mod bits {
+    /// The last segment that updated the send window (Linux's `snd_wl1`)
+    /// started at rcv_nxt, so a duplicate pure ACK there cannot update it
+    /// again, which `tcp_disordered_ack` asks.
+    pub const WL1_AT_RCV_NXT: u8 = 0x80;
+    /// Data has arrived: Linux's delayed-ACK timeout (`icsk_ack.ato`) is set,
+    /// at least `TCP_ATO_MIN`; before any it is 0 (the next tick).
+    pub const DATA_RECEIVED: u8 = 0x40;
+    /// A delayed ACK is scheduled (`ICSK_ACK_TIMER`): `timer` is its timer.
+    pub const DELACK: u8 = 0x20;
+    pub(super) const BACKOFF: u8 = 0x1f;
 }
 
 impl Conn {
@@ -88,16 +112,48 @@ impl Conn {
             close_ms: 0,
             last_oow_ms: 0,
             timer: None,
+            ts_recent: 0,
             state,
             flags: 0,
             retransmits: 0,
-            backoff: 0,
+            backoff_bits: 0,
         }
     }
 
     #[inline]
     pub fn has(&self, f: u8) -> bool {
         self.flags & f != 0
+    }
+
+    /// The TSecr our segments carry, when timestamps are in use (offered, in
+    /// SYN-SENT): the peer's `ts_recent` (RFC 7323 §4.3).
+    #[inline]
+    pub fn ts_echo(&self) -> Option<u32> {
+        self.has(flag::TS_OK).then_some(self.ts_recent)
+    }
+
+    /// RTO doublings (`icsk_backoff`).
+    #[inline]
+    pub fn backoff(&self) -> u8 {
+        self.backoff_bits & bits::BACKOFF
+    }
+
+    #[inline]
+    pub fn set_backoff(&mut self, backoff: u8) {
+        debug_assert!(backoff <= bits::BACKOFF);
+        self.backoff_bits = (self.backoff_bits & !bits::BACKOFF) | backoff.min(bits::BACKOFF);
+    }
+
+    /// Whether flag `bit` (one of [`bits`]) is set.
+    #[inline]
+    pub fn bit(&self, bit: u8) -> bool {
+        self.backoff_bits & bit != 0
+    }
+
+    #[inline]
+    pub fn set_bit(&mut self, bit: u8, on: bool) {
+        debug_assert_eq!(bit & bits::BACKOFF, 0);
+        self.backoff_bits = (self.backoff_bits & !bit) | if on { bit } else { 0 };
     }
 
     /// Starts timing a segment sent `now_us` (Karn: never a retransmitted one).
@@ -241,7 +297,7 @@ impl Conn {
         let max = cfg.rto_max.as_micros() as u64;
         let rto = self
             .rto_us(cfg)
-            .checked_shl(self.backoff as u32)
+            .checked_shl(self.backoff() as u32)
             .unwrap_or(max)
             .min(max);
         Duration::from_micros(rto)
@@ -282,9 +338,9 @@ mod tests {
         assert_eq!(c.srtt_us, 100_000);
         assert_eq!(c.mdev_us, 150_000);
         assert_eq!(c.backed_off_rto(&cfg), Duration::from_millis(300));
-        c.backoff = 3;
+        c.set_backoff(3);
         assert_eq!(c.backed_off_rto(&cfg), Duration::from_millis(2_400));
-        c.backoff = 40;
+        c.set_backoff(30);
         assert_eq!(c.backed_off_rto(&cfg), Duration::from_secs(120));
     }
 
@@ -317,7 +373,7 @@ mod tests {
         };
         let mut c = Conn::new(Tuple::default(), State::FinWait2, Seq(0));
         c.rtt_sample(100_000, &cfg);
-        c.backoff = 2; // 300 ms backed off twice
+        c.set_backoff(2); // 300 ms backed off twice
         assert_eq!(c.fin_wait2_timeout(&cfg), Duration::from_millis(4_200));
     }
 

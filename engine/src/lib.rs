@@ -25,7 +25,7 @@ pub mod wheel;
 pub use config::{Config, Profile, TwOverflow};
 pub use driver::Advance;
 pub use host::{CloseReason, Error, Event, Host, Role, Stats};
-pub use segment::{Flags, Segment};
+pub use segment::{Flags, Segment, Ts};
 pub use seq::Seq;
 pub use state::State;
 pub use time::Time;

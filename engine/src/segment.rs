@@ -67,6 +67,14 @@ impl fmt::Debug for Flags {
     }
 }
 
+/// The timestamps option (RFC 7323 §3): TSval, the sender's clock, and TSecr,
+/// the latest TSval it took from the peer.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Ts {
+    pub val: u32,
+    pub ecr: u32,
+}
+
 /// One segment. `len` counts payload bytes only; SYN and FIN add to the sequence
 /// space through [`Segment::seq_len`].
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
@@ -80,6 +88,8 @@ pub struct Segment {
     pub len: u32,
     pub wnd: u16,
     pub flags: Flags,
+    /// The timestamps option, when the segment carries one.
+    pub ts: Option<Ts>,
 }
 
 impl Segment {
@@ -95,6 +105,7 @@ impl Segment {
             len,
             wnd,
             flags,
+            ts: None,
         }
     }
 
@@ -166,7 +177,11 @@ impl fmt::Debug for Segment {
         if self.flags.ack() {
             write!(f, " ack {}", self.ack)?;
         }
-        write!(f, " win {} len {}", self.wnd, self.len)
+        write!(f, " win {} len {}", self.wnd, self.len)?;
+        if let Some(ts) = self.ts {
+            write!(f, " <TS val {} ecr {}>", ts.val, ts.ecr)?;
+        }
+        Ok(())
     }
 }
 

@@ -11,7 +11,7 @@ use hashbrown::HashTable;
 
 use crate::conn::Conn;
 use crate::slab::Slab;
-use crate::timewait::{TwEntry, TwRing, POS_MASK};
+use crate::timewait::{TwEntry, TwRecord, TwRing, POS_MASK, TS_BIT};
 use crate::tuple::Tuple;
 #[cfg(feature = "bench-hooks")]
 use crate::{seq::Seq, state::State};
@@ -24,7 +24,7 @@ pub const CONN_BYTES: usize = 64;
 /// Bytes of one TIME-WAIT record in the ring (Linux's `tw_sock_TCP` is 256).
 pub const TIME_WAIT_BYTES: usize = 32;
 const _: () = assert!(std::mem::size_of::<Conn>() == CONN_BYTES);
-const _: () = assert!(std::mem::size_of::<TwEntry>() == TIME_WAIT_BYTES);
+const _: () = assert!(std::mem::size_of::<TwRecord>() == TIME_WAIT_BYTES);
 
 /// What [`Table::remove`] took out.
 #[derive(Clone, Copy, Debug)]
@@ -51,7 +51,14 @@ pub struct Table {
     /// Ring slots no longer referenced (restarted or removed entries).
     stale: usize,
     key: u64,
+    /// The local addresses TIME-WAIT records name by index (a server has a
+    /// handful; [`TwRecord`] keeps 15 bits for the index).
+    locals: Vec<u32>,
+    local_index: HashTable<u16>,
 }
+
+/// Most local addresses one table's TIME-WAIT records can name.
+const MAX_LOCALS: usize = TS_BIT as usize;
 
 impl Table {
     /// An empty table whose hash is keyed by `key` (from the driver's secret).
@@ -68,6 +75,8 @@ impl Table {
             tw_len: 0,
             stale: 0,
             key,
+            locals: Vec::new(),
+            local_index: HashTable::new(),
         }
     }
 
@@ -88,15 +97,83 @@ impl Table {
     /// Heap bytes this table owns, from its allocations' capacities. The counting
     /// allocator ([`crate::alloc`]) checks this figure in the tests.
     pub fn heap_bytes(&self) -> usize {
-        self.map.allocation_size() + self.conns.heap_bytes() + self.tw.heap_bytes()
+        self.map.allocation_size()
+            + self.conns.heap_bytes()
+            + self.tw.heap_bytes()
+            + self.locals.capacity() * 4
+            + self.local_index.allocation_size()
     }
 
     #[inline]
-    fn tuple_of<'a>(conns: &'a Slab<Conn>, tw: &'a TwRing, r: u32) -> &'a Tuple {
+    fn tuple_of(conns: &Slab<Conn>, tw: &TwRing, locals: &[u32], r: u32) -> Tuple {
         if r & TW_BIT != 0 {
-            &tw.at(tw.resolve(r & !TW_BIT)).tuple
+            Self::record_tuple(locals, tw.at(tw.resolve(r & !TW_BIT)))
         } else {
-            &conns.get(r).tuple
+            conns.get(r).tuple
+        }
+    }
+
+    #[inline]
+    fn record_tuple(locals: &[u32], rec: &TwRecord) -> Tuple {
+        Tuple {
+            local_ip: locals
+                .get((rec.local_ip_ts & !TS_BIT) as usize)
+                .copied()
+                .unwrap_or(0),
+            remote_ip: rec.remote_ip,
+            local_port: rec.local_port,
+            remote_port: rec.remote_port,
+        }
+    }
+
+    /// The index of local address `ip`, added if new; `None` once
+    /// [`MAX_LOCALS`] are taken.
+    fn local_index(&mut self, ip: u32) -> Option<u16> {
+        let hash = |ip: u32| (ip as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        let locals = &self.locals;
+        if let Some(&i) = self
+            .local_index
+            .find(hash(ip), |&i| locals[i as usize] == ip)
+        {
+            return Some(i);
+        }
+        if self.locals.len() >= MAX_LOCALS {
+            return None;
+        }
+        let i = self.locals.len() as u16;
+        self.locals.push(ip);
+        let locals = &self.locals;
+        self.local_index
+            .insert_unique(hash(ip), i, |&j| hash(locals[j as usize]));
+        Some(i)
+    }
+
+    fn pack(&mut self, e: &TwEntry) -> Option<TwRecord> {
+        let local = self.local_index(e.tuple.local_ip)?;
+        Some(TwRecord {
+            remote_ip: e.tuple.remote_ip,
+            local_port: e.tuple.local_port,
+            remote_port: e.tuple.remote_port,
+            local_ip_ts: local | if e.ts_recent.is_some() { TS_BIT } else { 0 },
+            expires_off: 0,
+            snd_nxt: e.snd_nxt,
+            rcv_nxt: e.rcv_nxt,
+            close_ms: e.close_ms,
+            last_oow_ms: e.last_oow_ms,
+            ts_recent: e.ts_recent.unwrap_or(0),
+        })
+    }
+
+    fn unpack(&self, pos: u64) -> TwEntry {
+        let rec = self.tw.at(pos);
+        TwEntry {
+            tuple: Self::record_tuple(&self.locals, rec),
+            snd_nxt: rec.snd_nxt,
+            rcv_nxt: rec.rcv_nxt,
+            expires_ms: self.tw.expires_ms(pos),
+            close_ms: rec.close_ms,
+            last_oow_ms: rec.last_oow_ms,
+            ts_recent: (rec.local_ip_ts & TS_BIT != 0).then_some(rec.ts_recent),
         }
     }
 
@@ -108,10 +185,10 @@ impl Table {
     /// Looks `tuple` up.
     #[inline]
     pub(crate) fn find(&self, tuple: &Tuple) -> Option<Found> {
-        let (conns, tw) = (&self.conns, &self.tw);
+        let (conns, tw, locals) = (&self.conns, &self.tw, &self.locals);
         self.map
             .find(tuple.hash(self.key), |&r| {
-                Self::tuple_of(conns, tw, r) == tuple
+                Self::tuple_of(conns, tw, locals, r) == *tuple
             })
             .map(|&r| {
                 if r & TW_BIT != 0 {
@@ -124,11 +201,11 @@ impl Table {
 
     /// Removes `tuple`, whatever its state, in one probe.
     pub(crate) fn remove(&mut self, tuple: &Tuple) -> Option<Removed> {
-        let (conns, tw) = (&self.conns, &self.tw);
+        let (conns, tw, locals) = (&self.conns, &self.tw, &self.locals);
         let entry = self
             .map
             .find_entry(tuple.hash(self.key), |&r| {
-                Self::tuple_of(conns, tw, r) == tuple
+                Self::tuple_of(conns, tw, locals, r) == *tuple
             })
             .ok()?;
         let (r, _) = entry.remove();
@@ -145,9 +222,10 @@ impl Table {
     pub(crate) fn insert_conn(&mut self, conn: Conn) -> u32 {
         let hash = conn.tuple.hash(self.key);
         let idx = self.conns.insert(conn);
-        let (conns, tw, key) = (&self.conns, &self.tw, self.key);
-        self.map
-            .insert_unique(hash, idx, |&r| Self::tuple_of(conns, tw, r).hash(key));
+        let (conns, tw, locals, key) = (&self.conns, &self.tw, &self.locals, self.key);
+        self.map.insert_unique(hash, idx, |&r| {
+            Self::tuple_of(conns, tw, locals, r).hash(key)
+        });
         idx
     }
 
@@ -170,36 +248,47 @@ impl Table {
         self.conns.remove(idx)
     }
 
-    /// Replaces full connection `idx` by a compact TIME-WAIT entry; returns its position.
-    pub(crate) fn conn_to_time_wait(&mut self, idx: u32, e: TwEntry) -> u64 {
+    /// Replaces full connection `idx` by a compact TIME-WAIT entry; returns
+    /// its position, or `None` (and the connection stays) when the table
+    /// cannot name one more local address.
+    pub(crate) fn conn_to_time_wait(&mut self, idx: u32, e: TwEntry) -> Option<u64> {
+        let rec = self.pack(&e)?;
         let hash = e.tuple.hash(self.key);
-        let pos = self.tw.push(e);
+        let pos = self.tw.push(rec, e.expires_ms);
         if let Some(r) = self.map.find_mut(hash, |&r| r == idx) {
             *r = Self::tw_ref(pos);
         }
         self.conns.remove(idx);
         self.tw_len += 1;
-        pos
+        Some(pos)
     }
 
     #[inline]
-    pub(crate) fn time_wait(&self, pos: u64) -> &TwEntry {
-        self.tw.at(pos)
+    pub(crate) fn time_wait(&self, pos: u64) -> TwEntry {
+        self.unpack(pos)
     }
 
+    /// Records an out-of-window ACK sent by entry `pos`.
     #[inline]
-    pub(crate) fn time_wait_mut(&mut self, pos: u64) -> &mut TwEntry {
-        self.tw.at_mut(pos)
+    pub(crate) fn set_time_wait_oow(&mut self, pos: u64, last_oow_ms: u32) {
+        self.tw.at_mut(pos).last_oow_ms = last_oow_ms;
+    }
+
+    /// Records the peer's timestamp on entry `pos` (which negotiated them).
+    #[inline]
+    pub(crate) fn set_time_wait_ts(&mut self, pos: u64, ts_recent: u32) {
+        let rec = self.tw.at_mut(pos);
+        rec.local_ip_ts |= TS_BIT;
+        rec.ts_recent = ts_recent;
     }
 
     /// Moves TIME-WAIT entry `pos` to the tail with a new expiry (its timer restarted).
     /// The old slot goes stale. Returns the new position.
     pub(crate) fn restart_time_wait(&mut self, pos: u64, expires_ms: u32) -> u64 {
-        let mut e = *self.tw.at(pos);
-        e.expires_ms = expires_ms;
-        let hash = e.tuple.hash(self.key);
+        let rec = *self.tw.at(pos);
+        let hash = Self::record_tuple(&self.locals, &rec).hash(self.key);
         let old = Self::tw_ref(pos);
-        let new_pos = self.tw.push(e);
+        let new_pos = self.tw.push(rec, expires_ms);
         if let Some(r) = self.map.find_mut(hash, |&r| r == old) {
             *r = Self::tw_ref(new_pos);
         }
@@ -216,7 +305,7 @@ impl Table {
     }
 
     fn unlink_time_wait(&mut self, pos: u64) -> TwEntry {
-        let e = *self.tw.at(pos);
+        let e = self.unpack(pos);
         let old = Self::tw_ref(pos);
         if let Ok(entry) = self.map.find_entry(e.tuple.hash(self.key), |&r| r == old) {
             entry.remove();
@@ -237,11 +326,12 @@ impl Table {
         // New positions continue after the old tail, so no live reference can
         // equal another entry's new one while they are being rewritten.
         let mut ring = TwRing::starting_at(self.tw.tail());
-        while let Some((pos, e)) = self.tw.front() {
-            let e = *e;
+        while let Some((pos, rec)) = self.tw.front() {
+            let rec = *rec;
             let old = Self::tw_ref(pos);
-            if let Some(r) = self.map.find_mut(e.tuple.hash(self.key), |&x| x == old) {
-                *r = Self::tw_ref(ring.push(e));
+            let hash = Self::record_tuple(&self.locals, &rec).hash(self.key);
+            if let Some(r) = self.map.find_mut(hash, |&x| x == old) {
+                *r = Self::tw_ref(ring.push(rec, self.tw.expires_ms(pos)));
             }
             self.tw.pop_front();
         }
@@ -251,20 +341,21 @@ impl Table {
 
     /// The oldest live TIME-WAIT entry, skipping (and dropping) stale ring slots.
     pub(crate) fn oldest_time_wait(&mut self) -> Option<(u64, TwEntry)> {
-        while let Some((pos, e)) = self.tw.front() {
+        while let Some((pos, rec)) = self.tw.front() {
             let r = Self::tw_ref(pos);
-            if self.map.find(e.tuple.hash(self.key), |&x| x == r).is_some() {
-                return Some((pos, *e));
+            let hash = Self::record_tuple(&self.locals, rec).hash(self.key);
+            if self.map.find(hash, |&x| x == r).is_some() {
+                return Some((pos, self.unpack(pos)));
             }
             self.tw.pop_front();
         }
         None
     }
 
-    /// The oldest ring slot, possibly stale: its expiry is a lower bound on the
-    /// earliest live expiry, since slots are appended in expiry order.
-    pub(crate) fn time_wait_front(&self) -> Option<&TwEntry> {
-        self.tw.front().map(|(_, e)| e)
+    /// The expiry of the oldest ring slot, possibly stale: a lower bound on
+    /// the earliest live expiry, since slots are appended in expiry order.
+    pub(crate) fn time_wait_front_expiry(&self) -> Option<u32> {
+        self.tw.front().map(|(pos, _)| self.tw.expires_ms(pos))
     }
 
     /// Removes the oldest TIME-WAIT entry if it expired at `now_ms`.
@@ -303,7 +394,7 @@ impl Table {
             expires_ms,
             ..TwEntry::default()
         };
-        self.conn_to_time_wait(idx, e);
+        let _ = self.conn_to_time_wait(idx, e);
     }
 
     /// For the planner's memory test: drops every TIME-WAIT entry expired at `now_ms`.
@@ -372,8 +463,8 @@ mod tests {
         let mut t = Table::new(1);
         let a = t.insert_conn(conn(1));
         let b = t.insert_conn(conn(2));
-        let pa = t.conn_to_time_wait(a, tw(1, 100));
-        let pb = t.conn_to_time_wait(b, tw(2, 200));
+        let pa = t.conn_to_time_wait(a, tw(1, 100)).expect("room");
+        let pb = t.conn_to_time_wait(b, tw(2, 200)).expect("room");
         assert_eq!(t.find(&tuple(1)), Some(Found::TimeWait(pa)));
         assert_eq!(t.time_wait_len(), 2);
         // Restarting 1 moves it behind 2.
@@ -401,7 +492,10 @@ mod tests {
         let mut pos = Vec::new();
         for p in 0..n {
             let i = t.insert_conn(conn(p));
-            pos.push(t.conn_to_time_wait(i, tw(p, 1_000 + p as u32)));
+            pos.push(
+                t.conn_to_time_wait(i, tw(p, 1_000 + p as u32))
+                    .expect("room"),
+            );
         }
         // Remove every other entry and restart a quarter: lots of stale slots.
         for p in (0..n).step_by(2) {
@@ -439,7 +533,7 @@ mod tests {
         for p in 0..50_000u16 {
             let i = t.insert_conn(conn(p));
             if p % 2 == 0 {
-                t.conn_to_time_wait(i, tw(p, 10));
+                t.conn_to_time_wait(i, tw(p, 10)).expect("room");
             }
         }
         for p in 0..50_000u16 {

@@ -13,8 +13,8 @@ use std::collections::VecDeque;
 use crate::seq::Seq;
 use crate::tuple::Tuple;
 
-/// What TIME-WAIT keeps of a connection: 32 bytes, against Linux's 256-byte
-/// `tw_sock_TCP` and a live [`crate::conn::Conn`]'s 64 ([`crate::table::TIME_WAIT_BYTES`]).
+/// What TIME-WAIT knows of a connection, as the host reads and writes it. The
+/// ring stores it packed as a [`TwRecord`]; the table converts.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct TwEntry {
     pub tuple: Tuple,
@@ -28,24 +28,78 @@ pub(crate) struct TwEntry {
     pub close_ms: u32,
     /// Last rate-limited ACK (`tw_last_oow_ack_time`).
     pub last_oow_ms: u32,
+    /// `tw_ts_recent`, when the connection negotiated timestamps (RFC 7323).
+    /// Its stamp (`tw_ts_recent_stamp`) is not stored: it is taken to be when
+    /// the entry last (re)started, which is when the last timestamp was
+    /// recorded in all but Linux's out-of-window restarts.
+    pub ts_recent: Option<u32>,
 }
+
+/// A [`TwEntry`] packed into 32 bytes, against Linux's 256-byte
+/// `tw_sock_TCP` and a live [`crate::conn::Conn`]'s 64
+/// ([`crate::table::TIME_WAIT_BYTES`]). The local address is an index into
+/// the table's few local addresses (a server has a handful) and the expiry an
+/// offset from its ring chunk's first expiry, which pays for the peer's
+/// timestamp.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct TwRecord {
+    pub remote_ip: u32,
+    pub local_port: u16,
+    pub remote_port: u16,
+    /// Index of the local address (low 15 bits); the top bit says the peer's
+    /// timestamp is in `ts_recent`.
+    pub local_ip_ts: u16,
+    /// Expiry in ms after the chunk's base.
+    pub expires_off: u16,
+    pub snd_nxt: Seq,
+    pub rcv_nxt: Seq,
+    pub close_ms: u32,
+    pub last_oow_ms: u32,
+    pub ts_recent: u32,
+}
+
+/// [`TwRecord::local_ip_ts`]'s timestamp bit; local addresses are below it.
+pub(crate) const TS_BIT: u16 = 1 << 15;
 
 const CHUNK_BITS: u32 = 9;
 const CHUNK: usize = 1 << CHUNK_BITS;
+/// Records per expiry base: a run of `SPAN` slots shares one, so an expiry
+/// too late for its run's base wastes at most the rest of the run (4 KiB).
+const SPAN_BITS: u32 = 7;
+const SPAN: usize = 1 << SPAN_BITS;
 
 /// Positions are absolute and never reused; the table stores them modulo 2^31.
 pub(crate) const POS_MASK: u64 = (1 << 31) - 1;
 
+/// 512 records and the expiry bases of their runs, in one allocation: the
+/// ring's per-record overhead (a `VecDeque` slot of 8 bytes and 16 bytes of
+/// bases per chunk) stays under a tenth of a byte.
+struct Chunk {
+    recs: [TwRecord; CHUNK],
+    /// The first expiry (ms stamp) of each run, which its records'
+    /// `expires_off` count from.
+    bases: [u32; CHUNK / SPAN],
+}
+
+impl Chunk {
+    fn boxed() -> Box<Chunk> {
+        Box::new(Chunk {
+            recs: [TwRecord::default(); CHUNK],
+            bases: [0; CHUNK / SPAN],
+        })
+    }
+}
+
 #[derive(Default)]
 pub(crate) struct TwRing {
-    chunks: VecDeque<Vec<TwEntry>>,
-    /// Absolute position of `chunks[0][0]`.
+    chunks: VecDeque<Box<Chunk>>,
+    /// Absolute position of `chunks[0].recs[0]`.
     base: u64,
     /// Absolute position of the oldest slot not yet popped.
     head: u64,
     /// Absolute position one past the newest slot.
     tail: u64,
-    spare: Option<Vec<TwEntry>>,
+    spare: Option<Box<Chunk>>,
 }
 
 impl TwRing {
@@ -65,24 +119,52 @@ impl TwRing {
         self.tail
     }
 
-    /// Appends `e`, returning its absolute position.
-    pub fn push(&mut self, e: TwEntry) -> u64 {
-        let off = (self.tail - self.base) as usize;
+    /// Appends `rec` expiring at `expires_ms`, returning its absolute position.
+    /// Expiries come in order; one more than 65.5 s after its run's first
+    /// starts a new run, the rest of the old one filled with dead slots
+    /// (stale, like restarted ones: nothing in the table points at them).
+    pub fn push(&mut self, mut rec: TwRecord, expires_ms: u32) -> u64 {
+        let mut off = (self.tail - self.base) as usize;
+        if !off.is_multiple_of(SPAN) {
+            let (chunk, run) = self.locate_mut(off);
+            if expires_ms.wrapping_sub(chunk.bases[run]) > u16::MAX as u32 {
+                // Dead slots expire no later than anything after them.
+                let pad = TwRecord {
+                    expires_off: u16::MAX,
+                    ..TwRecord::default()
+                };
+                let end = (off | (SPAN - 1)) + 1;
+                for i in off..end {
+                    chunk.recs[i & (CHUNK - 1)] = pad;
+                }
+                self.tail += (end - off) as u64;
+                off = end;
+            }
+        }
         if off == self.chunks.len() * CHUNK {
-            let chunk = self
-                .spare
-                .take()
-                .unwrap_or_else(|| Vec::with_capacity(CHUNK));
+            let chunk = self.spare.take().unwrap_or_else(Chunk::boxed);
             self.chunks.push_back(chunk);
         }
-        self.chunks[off >> CHUNK_BITS].push(e);
+        let (chunk, run) = self.locate_mut(off);
+        if off.is_multiple_of(SPAN) {
+            chunk.bases[run] = expires_ms;
+        }
+        rec.expires_off = expires_ms.wrapping_sub(chunk.bases[run]) as u16;
+        chunk.recs[off & (CHUNK - 1)] = rec;
         let pos = self.tail;
         self.tail += 1;
         pos
     }
 
+    /// The chunk holding offset `off` from `base`, and the run within it.
+    #[inline]
+    fn locate_mut(&mut self, off: usize) -> (&mut Chunk, usize) {
+        let run = (off & (CHUNK - 1)) >> SPAN_BITS;
+        (&mut self.chunks[off >> CHUNK_BITS], run)
+    }
+
     /// The oldest slot (live or stale) and its position.
-    pub fn front(&self) -> Option<(u64, &TwEntry)> {
+    pub fn front(&self) -> Option<(u64, &TwRecord)> {
         (self.head < self.tail).then(|| (self.head, self.at(self.head)))
     }
 
@@ -104,9 +186,8 @@ impl TwRing {
         }
     }
 
-    fn recycle(&mut self, mut chunk: Vec<TwEntry>) {
+    fn recycle(&mut self, chunk: Box<Chunk>) {
         if self.spare.is_none() {
-            chunk.clear();
             self.spare = Some(chunk);
         }
     }
@@ -118,21 +199,29 @@ impl TwRing {
     }
 
     #[inline]
-    pub fn at(&self, pos: u64) -> &TwEntry {
+    pub fn at(&self, pos: u64) -> &TwRecord {
         let off = (pos - self.base) as usize;
-        &self.chunks[off >> CHUNK_BITS][off & (CHUNK - 1)]
+        &self.chunks[off >> CHUNK_BITS].recs[off & (CHUNK - 1)]
     }
 
     #[inline]
-    pub fn at_mut(&mut self, pos: u64) -> &mut TwEntry {
+    pub fn at_mut(&mut self, pos: u64) -> &mut TwRecord {
         let off = (pos - self.base) as usize;
-        &mut self.chunks[off >> CHUNK_BITS][off & (CHUNK - 1)]
+        &mut self.chunks[off >> CHUNK_BITS].recs[off & (CHUNK - 1)]
+    }
+
+    /// The expiry (ms stamp) of the slot at `pos`.
+    #[inline]
+    pub fn expires_ms(&self, pos: u64) -> u32 {
+        let off = (pos - self.base) as usize;
+        let chunk = &self.chunks[off >> CHUNK_BITS];
+        let base = chunk.bases[(off & (CHUNK - 1)) >> SPAN_BITS];
+        base.wrapping_add(chunk.recs[off & (CHUNK - 1)].expires_off as u32)
     }
 
     pub fn heap_bytes(&self) -> usize {
-        let chunk = CHUNK * std::mem::size_of::<TwEntry>();
-        (self.chunks.len() + self.spare.is_some() as usize) * chunk
-            + self.chunks.capacity() * std::mem::size_of::<Vec<TwEntry>>()
+        (self.chunks.len() + self.spare.is_some() as usize) * std::mem::size_of::<Chunk>()
+            + self.chunks.capacity() * std::mem::size_of::<Box<Chunk>>()
     }
 }
 
@@ -140,10 +229,10 @@ impl TwRing {
 mod tests {
     use super::*;
 
-    fn entry(i: u32) -> TwEntry {
-        TwEntry {
+    fn entry(i: u32) -> TwRecord {
+        TwRecord {
             snd_nxt: Seq(i),
-            ..TwEntry::default()
+            ..TwRecord::default()
         }
     }
 
@@ -152,28 +241,64 @@ mod tests {
         let mut r = TwRing::default();
         let n = CHUNK as u32 * 3 + 17;
         for i in 0..n {
-            assert_eq!(r.push(entry(i)), i as u64);
+            assert_eq!(r.push(entry(i), i), i as u64);
         }
         for i in 0..n {
             let (pos, e) = r.front().expect("entry");
             assert_eq!((pos, e.snd_nxt), (i as u64, Seq(i)));
+            assert_eq!(r.expires_ms(pos), i);
             r.pop_front();
         }
         assert!(r.front().is_none());
         // Refill after emptying: positions keep growing, storage is reused.
-        assert_eq!(r.push(entry(1)), n as u64);
+        assert_eq!(r.push(entry(1), 7), n as u64);
         assert_eq!(r.at(n as u64).snd_nxt, Seq(1));
-        assert!(r.heap_bytes() <= 2 * CHUNK * 32 + 1024);
+        assert!(r.heap_bytes() <= 2 * std::mem::size_of::<Chunk>() + 1024);
     }
 
     #[test]
     fn short_positions_resolve_near_head() {
         let mut r = TwRing::default();
         for i in 0..10 {
-            r.push(entry(i));
+            r.push(entry(i), 0);
         }
         r.pop_front();
         assert_eq!(r.resolve(5), 5);
         assert_eq!(r.resolve((5 & POS_MASK) as u32), 5);
+    }
+
+    #[test]
+    fn a_late_expiry_starts_a_new_run_after_dead_slots() {
+        let mut r = TwRing::default();
+        assert_eq!(r.push(entry(1), 1_000), 0);
+        assert_eq!(r.push(entry(2), 1_000 + 65_535), 1);
+        // 65.536 s after the run's base: a new run.
+        let p = r.push(entry(3), 1_000 + 65_536);
+        assert_eq!(p, SPAN as u64);
+        assert_eq!(r.expires_ms(1), 1_000 + 65_535);
+        assert_eq!(r.expires_ms(p), 1_000 + 65_536);
+        assert_eq!(r.at(p).snd_nxt, Seq(3));
+        // The dead slots between are popped like stale ones.
+        for _ in 0..SPAN {
+            r.pop_front();
+        }
+        assert_eq!(
+            r.front().map(|(pos, e)| (pos, e.snd_nxt)),
+            Some((p, Seq(3)))
+        );
+        // Across chunks, 1.5 s apart (a run spans 96 s, so dead slots end
+        // many runs), positions and expiries hold.
+        for i in 0..3 * CHUNK as u32 {
+            let q = r.push(entry(i), 1_000 + 65_536 + i * 1_500);
+            assert_eq!(r.expires_ms(q), 1_000 + 65_536 + i * 1_500);
+            assert_eq!(r.at(q).snd_nxt, Seq(i));
+        }
+        while let Some((q, e)) = r.front() {
+            let (exp, e) = (r.expires_ms(q), *e);
+            if e.snd_nxt.0 > 3 {
+                assert_eq!(exp, 1_000 + 65_536 + e.snd_nxt.0 * 1_500);
+            }
+            r.pop_front();
+        }
     }
 }

@@ -52,8 +52,23 @@ const NIL: u32 = u32::MAX;
 
 /// Handle returned by [`Wheel::insert`]; invalid once the timer fired or was
 /// removed (the slab index may then be reused by another timer).
+///
+/// The slab index plus one, non-zero so that `Option<TimerKey>` takes four
+/// bytes: that is where a connection keeps its peer's timestamp.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct TimerKey(u32);
+pub struct TimerKey(std::num::NonZeroU32);
+
+impl TimerKey {
+    #[inline]
+    fn new(idx: u32) -> TimerKey {
+        TimerKey(std::num::NonZeroU32::MIN.saturating_add(idx))
+    }
+
+    #[inline]
+    fn idx(self) -> u32 {
+        self.0.get() - 1
+    }
+}
 
 /// One slab entry; 24 bytes for a 4-byte payload.
 #[derive(Clone, Copy, Debug)]
@@ -163,19 +178,19 @@ impl<T: Copy> Wheel<T> {
         };
         self.link(idx, slot);
         self.len += 1;
-        TimerKey(idx)
+        TimerKey::new(idx)
     }
 
     /// Cancels a pending timer in O(1) and returns its payload.
     pub fn remove(&mut self, key: TimerKey) -> T {
         debug_assert!(self.is_live(key), "remove of a dead TimerKey");
-        self.release(key.0).1
+        self.release(key.idx()).1
     }
 
     /// Deadline the live timer `key` was inserted with.
     pub fn deadline(&self, key: TimerKey) -> u64 {
         debug_assert!(self.is_live(key), "deadline of a dead TimerKey");
-        self.nodes[key.0 as usize].deadline
+        self.nodes[key.idx() as usize].deadline
     }
 
     /// Lower bound on the earliest pending deadline, for sleeping until it.
@@ -226,7 +241,7 @@ impl<T: Copy> Wheel<T> {
 
     fn is_live(&self, key: TimerKey) -> bool {
         self.nodes
-            .get(key.0 as usize)
+            .get(key.idx() as usize)
             .is_some_and(|n| n.slot != FREE)
     }
 

@@ -141,6 +141,11 @@ impl Worker {
             // that vanish once their FIN is acknowledged.
             trace_states: plan.close == CloseMode::Client && plan.runaway > 0.0,
             secret: plan.seed ^ 0x636c_6965_6e74,
+            // A runaway client vanishes in the instant the server's FIN
+            // arrives; with Linux's delayed ACK its ACK would never leave, and
+            // the server would sit in FIN-WAIT-1, not FIN-WAIT-2 (as the
+            // simulator's --delayed-ack off).
+            delayed_ack: false,
             ..Config::default()
         };
         // A vanished client's tuple is safe to reuse once the server has dropped

@@ -196,9 +196,10 @@ mod tests {
         let mut next = 0u32;
         let mut tuple = || {
             next += 1;
+            // A server: one local address (TIME-WAIT records intern it), many peers.
             Tuple {
-                local_ip: next,
-                remote_ip: 1,
+                local_ip: 1,
+                remote_ip: next,
                 local_port: 80,
                 remote_port: 40_000,
             }

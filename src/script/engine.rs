@@ -187,10 +187,10 @@ impl Stack for EngineStack {
             if let Some(mss) = options.mss {
                 self.peer_mss = mss as u32;
             }
-            if options.sack_ok || options.timestamps {
+            if options.sack_ok {
                 self.notices.push(
-                    "the inbound SYN offers SACK or timestamps: Linux would use them (tail loss \
-                     probes, PAWS); the engine models neither"
+                    "the inbound SYN offers SACK: Linux would use it (tail loss probes); the \
+                     engine does not model it"
                         .into(),
                 );
             }

@@ -38,7 +38,7 @@ use super::stack::{
     fail, fcntl_result, int_arg, linger_abort, lowest_free_fd, shutdown_how, would_block,
     CallResult, Failure, Stack, EPHEMERAL_PORT, LOCAL_IP, REMOTE_IP, SCRIPT_PORT,
 };
-use teardown_engine::segment::{Flags, Segment};
+use teardown_engine::segment::{Flags, Segment, Ts};
 use teardown_engine::time::Time;
 
 /// The tun device's name inside each script's namespace.
@@ -206,13 +206,8 @@ impl Stack for KernelStack {
     }
 
     fn inject(&mut self, seg: &Segment, options: &TcpOptions) -> Result<(), String> {
-        if options.timestamps {
-            return Err(
-                "the kernel stack cannot inject the timestamp option: the script \
-                        parser does not keep TS val and ecr"
-                    .into(),
-            );
-        }
+        // The segment's timestamps (TSecr already mapped to the kernel's
+        // clock by the runner) go in as nop,nop,TS (pcap::encode_with_options).
         let mut opts = Vec::new();
         if let Some(mss) = options.mss {
             opts.push(TcpOptionElement::MaximumSegmentSize(mss));
@@ -407,7 +402,12 @@ fn parse_outbound(pkt: &[u8]) -> Option<Segment> {
             flags = flags | f;
         }
     }
+    let ts = tcp.options_iterator().find_map(|o| match o {
+        Ok(TcpOptionElement::Timestamp(val, ecr)) => Some(Ts { val, ecr }),
+        _ => None,
+    });
     Some(Segment {
+        ts,
         src_ip: u32::from_be_bytes(LOCAL_IP),
         dst_ip: u32::from_be_bytes(REMOTE_IP),
         src_port: tcp.source_port(),
@@ -531,6 +531,7 @@ mod tests {
             len: 3,
             wnd: 1000,
             flags: Flags::FIN | Flags::ACK | Flags::PSH,
+            ts: Some(Ts { val: 1, ecr: 2 }),
         };
         let mut pkt = Vec::new();
         crate::pcap::encode_with_options(&seg, &[], &mut pkt).unwrap();

@@ -4,7 +4,7 @@
 
 use std::fmt;
 
-use teardown_engine::segment::Flags;
+use teardown_engine::segment::{Flags, Ts};
 
 /// A syntax error, at a 1-based line and column.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,6 +30,9 @@ pub struct Script {
     pub tolerance_usecs: Option<u64>,
     /// `--tolerance_percent=P` given in the script itself.
     pub tolerance_percent: Option<f64>,
+    /// `--tcp_ts_tick_usecs=N`: microseconds per TSval tick; outbound TSvals
+    /// are checked only when it is given, as packetdrill does.
+    pub ts_tick_usecs: Option<u64>,
     /// Things parsed and ignored (options, shell commands, code blocks), for stderr.
     pub notices: Vec<String>,
 }
@@ -83,7 +86,8 @@ pub struct TcpOptions {
     pub unchecked: bool,
     pub mss: Option<u16>,
     pub sack_ok: bool,
-    pub timestamps: bool,
+    /// `TS val X ecr Y`, as written (script time: the runner maps them).
+    pub ts: Option<Ts>,
     pub wscale: Option<u8>,
 }
 
@@ -595,6 +599,12 @@ impl<'a> Parser<'a> {
                 Some(self.uint("a tolerance in microseconds", u32::MAX as u64)?);
             return self.end();
         }
+        if name == "tcp_ts_tick_usecs" {
+            self.expect_punct('=', "after the option name")?;
+            let tick = self.uint("microseconds per timestamp tick", u32::MAX as u64)?;
+            script.ts_tick_usecs = (tick > 0).then_some(tick);
+            return self.end();
+        }
         if name == "tolerance_percent" {
             self.expect_punct('=', "after the option name")?;
             // A decimal with up to six places, read as seconds are.
@@ -794,14 +804,18 @@ impl<'a> Parser<'a> {
                 "nop" | "eol" => {}
                 "wscale" => o.wscale = Some(self.uint("a window scale", 14)? as u8),
                 "TS" => {
-                    for field in ["val", "ecr"] {
+                    let mut v = [0u32; 2];
+                    for (field, v) in ["val", "ecr"].into_iter().zip(&mut v) {
                         if !self.is_ident(field) {
                             return Err(self.error(format!("expected '{field}' in the TS option")));
                         }
                         self.pos += 1;
-                        self.uint("a timestamp", u32::MAX as u64)?;
+                        *v = self.uint("a timestamp", u32::MAX as u64)? as u32;
                     }
-                    o.timestamps = true;
+                    o.ts = Some(Ts {
+                        val: v[0],
+                        ecr: v[1],
+                    });
                 }
                 "sack" => {
                     while matches!(
@@ -986,7 +1000,8 @@ mod tests {
         assert_eq!(p.flags, Flags::SYN | Flags::ACK);
         assert_eq!((p.seq, p.len, p.ack, p.win), (0, 0, Some(1), Some(65_535)));
         assert_eq!(p.options.mss, Some(1460));
-        assert!(p.options.sack_ok && p.options.timestamps);
+        assert!(p.options.sack_ok);
+        assert_eq!(p.options.ts, Some(Ts { val: 1, ecr: 0 }));
         let e = one("0.300~0.340 > F. 1:1(0) ack 1 <...>");
         assert_eq!(
             e.when,

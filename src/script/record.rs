@@ -42,6 +42,9 @@ pub fn record_script(script: &Script, opts: &Options) -> (String, Outcome) {
     if let Some(pct) = script.tolerance_percent {
         let _ = writeln!(out, "--tolerance_percent={pct}");
     }
+    if let Some(tick) = script.ts_tick_usecs {
+        let _ = writeln!(out, "--tcp_ts_tick_usecs={tick}");
+    }
     let mut prev = Time::ZERO;
     let mut first = true;
     let mut after_fin = false;
@@ -60,12 +63,19 @@ pub fn record_script(script: &Script, opts: &Options) -> (String, Outcome) {
         first = false;
         prev = t;
         match entry {
-            Recorded::Event { index, result, .. } => {
+            Recorded::Event {
+                index, result, ts, ..
+            } => {
                 let ev = &script.events[*index];
                 // Rebuilt from the parsed event, not copied from the source:
-                // the source's spacing and its expected results are not ours.
+                // the source's spacing and its expected results are not ours,
+                // nor its TSecrs (the recording echoes the engine's TSvals).
                 let text = match (&ev.kind, result) {
-                    (EventKind::Packet(p), _) => packet_line(p),
+                    (EventKind::Packet(p), _) => {
+                        let mut p = p.clone();
+                        p.options.ts = *ts;
+                        packet_line(&p)
+                    }
                     (EventKind::Syscall(c), Some(r)) => call_line(c, r),
                     (EventKind::Syscall(c), None) => call_line(c, &c.ret.to_string()),
                     (EventKind::Ignored, _) => continue,
@@ -88,7 +98,13 @@ pub fn record_script(script: &Script, opts: &Options) -> (String, Outcome) {
                 } else {
                     when
                 };
-                let opts = if seg.flags.syn() { " <...>" } else { "" };
+                let opts = match seg.ts {
+                    // The engine's TSvals as they are: the first fixes the
+                    // offset to the replaying stack's clock.
+                    Some(ts) => format!(" <nop,nop,TS val {} ecr {}>", ts.val, ts.ecr),
+                    None if seg.flags.syn() => " <...>".to_string(),
+                    None => String::new(),
+                };
                 let _ = writeln!(out, "{when:<10} > {text}{opts}");
                 after_fin = false;
             }

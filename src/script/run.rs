@@ -14,7 +14,7 @@ use std::time::Duration;
 use super::engine::EngineStack;
 use super::parse::{Call, Direction, Event, EventKind, PacketSpec, Script, Syscall, When};
 use super::stack::{fail, Failure, Stack, ACTIVE, PASSIVE};
-use teardown_engine::segment::{Flags, Segment};
+use teardown_engine::segment::{Flags, Segment, Ts};
 use teardown_engine::time::Time;
 use teardown_engine::tuple::Tuple;
 
@@ -72,11 +72,13 @@ pub fn run(script: &Script, opts: &Options) -> Outcome {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Recorded {
     /// `events[index]` of the script (an inbound packet or a system call) ran
-    /// at `t`; a system call returned `result` (`0`, `-1 ECONNRESET`).
+    /// at `t`; a system call returned `result` (`0`, `-1 ECONNRESET`); an
+    /// inbound packet carried timestamps `ts` (its TSecr the recording's own).
     Event {
         index: usize,
         t: Time,
         result: Option<String>,
+        ts: Option<Ts>,
     },
     /// The stack sent this, shown in script notation (`F. 1:1(0) ack 1`); a
     /// timer of this interval sent it, when one did.
@@ -124,6 +126,10 @@ fn drive<S: Stack>(
         tuple: PASSIVE,
         local_isn: None,
         remote_isn: None,
+        ts_offset: None,
+        ts_tick_usecs: script.ts_tick_usecs,
+        last_ts_sent: None,
+        ts_slack: Duration::ZERO,
         last_absolute: 0,
         last_event: None,
         record,
@@ -152,6 +158,16 @@ struct Runner<'a, S: Stack> {
     local_isn: Option<(u32, u32)>,
     /// The remote ISN: the sequence number of the first inbound SYN.
     remote_isn: Option<u32>,
+    /// Live minus script TSval of the local host, from its latest checked
+    /// segment with timestamps: inbound TSecrs are shifted by it.
+    ts_offset: Option<u32>,
+    /// `--tcp_ts_tick_usecs`: outbound TSvals are checked when given.
+    ts_tick_usecs: Option<u64>,
+    /// The local host's latest TSval: what a peer echoes. A recording puts
+    /// it in every inbound TSecr but a SYN's, since a scenario cannot know it.
+    last_ts_sent: Option<u32>,
+    /// How late the events since the last checked TSval ran (see `check_ts`).
+    ts_slack: Duration,
     /// The last absolute time written in the script, to catch time going backwards.
     last_absolute: u64,
     /// When the previous event was due, and whether it was an inbound packet:
@@ -211,12 +227,14 @@ impl<S: Stack> Runner<'_, S> {
                     let window = self.arrive_at(ev)?;
                     self.log_event(index);
                     self.inbound(ev.line, p)?;
+                    self.note_lateness(window);
                     window
                 }
                 EventKind::Syscall(c) => {
                     let window = self.arrive_at(ev)?;
                     self.log_event(index);
                     self.syscall(ev.line, c)?;
+                    self.note_lateness(window);
                     window
                 }
                 EventKind::Ignored => continue,
@@ -312,6 +330,14 @@ impl<S: Stack> Runner<'_, S> {
         Ok(window)
     }
 
+    /// How late an event was done after its window opened: the local host's
+    /// next TSvals may be that much later than the script's.
+    fn note_lateness(&mut self, window: Option<(Time, Time)>) {
+        if let Some((lo, _)) = window {
+            self.ts_slack += self.now().saturating_sub(lo);
+        }
+    }
+
     fn log_event(&mut self, index: usize) {
         let t = self.now();
         if let Some(log) = self.record.as_deref_mut() {
@@ -319,6 +345,7 @@ impl<S: Stack> Runner<'_, S> {
                 index,
                 t,
                 result: None,
+                ts: None,
             });
         }
     }
@@ -344,6 +371,9 @@ impl<S: Stack> Runner<'_, S> {
         let mut sent = Vec::new();
         self.stack.advance(until, stop_on_packet, &mut sent);
         for (t, seg) in sent {
+            if let Some(ts) = seg.ts {
+                self.last_ts_sent = Some(ts.val);
+            }
             self.trace.push(Traced {
                 t,
                 dir: Direction::Outbound,
@@ -397,7 +427,20 @@ impl<S: Stack> Runner<'_, S> {
             len: p.len,
             wnd: p.win.unwrap_or(0),
             flags: p.flags,
+            // TSval is the script's peer clock, as written; TSecr echoes ours.
+            ts: p.options.ts.map(|ts| Ts {
+                val: ts.val,
+                ecr: match self.last_ts_sent {
+                    Some(latest) if self.record.is_some() && !syn => latest,
+                    _ => ts.ecr.wrapping_add(self.ts_offset.unwrap_or(0)),
+                },
+            }),
         };
+        if let Some(Some(Recorded::Event { ts, .. })) =
+            self.record.as_deref_mut().map(|log| log.last_mut())
+        {
+            *ts = seg.ts;
+        }
         let now = self.now();
         if self.opts.verbose {
             println!("{}", self.dump(now, Direction::Inbound, &seg));
@@ -471,6 +514,8 @@ impl<S: Stack> Runner<'_, S> {
             .into_iter()
             .chain(p.win.map(|w| ("tcp_window", w as u32, seg.wnd as u32)))
             .find(|(_, want, got)| want != got);
+        let width = window.map_or(Duration::ZERO, |(lo, hi)| hi - lo);
+        let ts_mismatch = self.check_ts(p, &seg, tol, width);
         let detail = |msg: String| {
             format!(
                 "error handling packet: {msg}\nscript packet: {:>10} {}\nactual packet: {}",
@@ -486,6 +531,9 @@ impl<S: Stack> Runner<'_, S> {
                     "live packet field {name}: expected: {want} vs actual: {got}"
                 )),
             ));
+        }
+        if let Some(msg) = ts_mismatch {
+            return Err(fail(ev.line, detail(msg)));
         }
         if let Some((lo, hi)) = window {
             let early = te + tol < lo;
@@ -508,6 +556,73 @@ impl<S: Stack> Runner<'_, S> {
             }
         }
         Ok(window)
+    }
+
+    /// The timestamps option of an outbound segment against the script's
+    /// (unless it wrote `<...>`): present on both or neither; TSecr equal
+    /// (packetdrill does not check it); TSval, mapped to script time by the
+    /// previous one, within the timing tolerance when `--tcp_ts_tick_usecs`
+    /// is given (packetdrill's rule, but packetdrill maps by the first one
+    /// only; here a line with a time range `lo~hi` also takes the TSval of any
+    /// time in it, `width`).
+    fn check_ts(
+        &mut self,
+        p: &PacketSpec,
+        seg: &Segment,
+        tol: Duration,
+        width: Duration,
+    ) -> Option<String> {
+        if p.options.unchecked {
+            if let (Some(live), Some(script), None) = (seg.ts, p.options.ts, self.ts_offset) {
+                self.ts_offset = Some(live.val.wrapping_sub(script.val));
+            }
+            return None;
+        }
+        let (live, script) = match (seg.ts, p.options.ts) {
+            (None, None) => return None,
+            (Some(live), Some(script)) => (live, script),
+            (live, script) => {
+                return Some(format!(
+                    "live packet TCP timestamps option: expected: {} vs actual: {}",
+                    if script.is_some() {
+                        "present"
+                    } else {
+                        "absent"
+                    },
+                    if live.is_some() { "present" } else { "absent" },
+                ))
+            }
+        };
+        let offset = *self
+            .ts_offset
+            .get_or_insert(live.val.wrapping_sub(script.val));
+        // Inbound TSvals go in as written, so the echo of one is unmapped.
+        if live.ecr != script.ecr {
+            return Some(format!(
+                "live packet field tcp_ts_ecr: expected: {} vs actual: {}",
+                script.ecr, live.ecr
+            ));
+        }
+        let mapped = live.val.wrapping_sub(offset);
+        let ahead = mapped.wrapping_sub(script.val) as i32 as i64;
+        // The next lines are timed from when this one happened, and so are
+        // their TSvals: re-anchor (packetdrill keeps the first offset, so
+        // that lateness within tolerances adds up). Events that ran late
+        // since then (an injection on a busy machine) make TSvals late too.
+        self.ts_offset = Some(live.val.wrapping_sub(script.val));
+        let late = std::mem::take(&mut self.ts_slack);
+        match self.ts_tick_usecs {
+            Some(tick)
+                if ahead * (tick as i64) < -(tol.as_micros() as i64)
+                    || ahead * (tick as i64) > (tol + width + late).as_micros() as i64 =>
+            {
+                Some(format!(
+                    "bad outbound TCP timestamp value: expected: {} vs actual: {mapped}",
+                    script.val
+                ))
+            }
+            _ => None,
+        }
     }
 
     /// Live to script sequence space: packetdrill's mapping (SYNs absolute,
@@ -642,8 +757,7 @@ fn notation(seg: &Segment, seq: u32, ack: u32) -> String {
 }
 
 /// A script packet line without its time, options included, as a recording
-/// writes it: `< S 0:0(0) win 65535 <mss 1460,sackOK,nop,wscale 7>`. The
-/// parser keeps no timestamp values, so a TS option is written `TS val 0 ecr 0`.
+/// writes it: `< S 0:0(0) win 65535 <mss 1460,sackOK,nop,nop,TS val 1 ecr 0,nop,wscale 7>`.
 pub fn packet_line(p: &PacketSpec) -> String {
     let o = &p.options;
     let mut opts = Vec::new();
@@ -653,8 +767,8 @@ pub fn packet_line(p: &PacketSpec) -> String {
     if o.sack_ok {
         opts.push("sackOK".to_string());
     }
-    if o.timestamps {
-        opts.push("TS val 0 ecr 0".to_string());
+    if let Some(ts) = o.ts {
+        opts.push(format!("nop,nop,TS val {} ecr {}", ts.val, ts.ecr));
     }
     if let Some(w) = o.wscale {
         opts.push(format!("nop,wscale {w}"));

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use teardown_engine::{Flags, Host, Segment, Time, Tuple};
 
 /// The template of a segment sent on `t` (sender's view): no flags, seq and ack
-/// 0, no payload, a full window. A test writes only what differs, by struct
+/// 0, no payload, a full window, no timestamp option. A test writes only what differs, by struct
 /// update, as smoltcp's tests build theirs from `SEND_TEMPL` / `RECV_TEMPL`:
 /// `Segment { flags: Flags::SYN, seq: 1000, ..sent_on(c) }`.
 pub const fn sent_on(t: Tuple) -> Segment {
@@ -20,6 +20,7 @@ pub const fn sent_on(t: Tuple) -> Segment {
         len: 0,
         wnd: 65_535,
         flags: Flags::NONE,
+        ts: None,
     }
 }
 

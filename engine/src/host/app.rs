@@ -20,7 +20,11 @@ impl Host {
             return Err(Error::TableFull(self.table.len()));
         }
         let iss = self.isn(now, &tuple);
-        let c = Conn::new(tuple, State::SynSent, iss);
+        let mut c = Conn::new(tuple, State::SynSent, iss);
+        if self.cfg.timestamps {
+            // Offered in the SYN (TSecr 0); kept only if the SYN-ACK answers.
+            c.flags |= flag::TS_OK;
+        }
         let idx = self.table.insert_conn(c);
         let mut c = *self.table.conn(idx);
         self.send_new(now, idx, &mut c, Flags::SYN, 0);
@@ -119,7 +123,16 @@ impl Host {
             _ => true,
         };
         if reset {
-            self.emit(&c.tuple, Flags::RST | Flags::ACK, c.snd_nxt, c.rcv_nxt, 0);
+            // tcp_send_active_reset: a segment of the socket, with its timestamps.
+            let ecr = c.ts_echo();
+            self.emit(
+                &c.tuple,
+                Flags::RST | Flags::ACK,
+                c.snd_nxt,
+                c.rcv_nxt,
+                0,
+                ecr,
+            );
             self.stats.rst_sent += 1;
         }
         self.commit(now, idx, c, before, Next::Close(CloseReason::Aborted));

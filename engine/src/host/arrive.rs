@@ -3,7 +3,7 @@
 //! RFC 9293 §3.10.7.4's order of checks.
 
 use super::{CloseReason, Event, Host, Next};
-use crate::conn::{flag, Conn};
+use crate::conn::{bits, flag, Conn};
 use crate::segment::{Flags, Segment};
 use crate::seq::Seq;
 use crate::state::State;
@@ -29,7 +29,7 @@ impl Host {
                 self.commit(now, idx, c, before, next);
             }
             Some(Found::TimeWait(pos)) => {
-                let e = *self.table.time_wait(pos);
+                let e = self.table.time_wait(pos);
                 let verdict = self.on_time_wait(now, pos, &e, seg);
                 self.act_on_time_wait(now, pos, &e, seg, verdict);
             }
@@ -58,6 +58,12 @@ impl Host {
         }
         let mut c = Conn::new(tuple, State::SynReceived, iss);
         c.rcv_nxt = seg.seq_num() + 1;
+        // RFC 7323 §3.2: timestamps when both offer them; the SYN's TSval is
+        // the first ts_recent (`tcp_openreq_init`).
+        if let (true, Some(ts)) = (self.cfg.timestamps, seg.ts) {
+            c.flags |= flag::TS_OK;
+            c.ts_recent = ts.val;
+        }
         let idx = self.table.insert_conn(c);
         self.send_new(now, idx, &mut c, Flags::SYN | Flags::ACK, 0);
         *self.table.conn_mut(idx) = c;
@@ -73,7 +79,7 @@ impl Host {
         // challenge ACK of an old LAST-ACK incarnation (seed case 6).
         if f.ack() && (seg.ack_num() <= c.snd_una || c.snd_nxt < seg.ack_num()) {
             if !f.rst() {
-                self.emit(&c.tuple, Flags::RST, seg.ack_num(), Seq(0), 0);
+                self.emit(&c.tuple, Flags::RST, seg.ack_num(), Seq(0), 0, None);
                 self.stats.rst_sent += 1;
             }
             return Next::Keep;
@@ -89,15 +95,28 @@ impl Host {
             return Next::Keep;
         }
         c.rcv_nxt = seg.seq_num() + 1;
+        // Our SYN offered timestamps: kept if the answer has them too.
+        match seg.ts {
+            Some(ts) if c.has(flag::TS_OK) => c.ts_recent = ts.val,
+            _ => c.flags &= !flag::TS_OK,
+        }
         if f.ack() {
-            self.on_new_ack(now, idx, c, seg.ack_num());
+            self.on_new_ack(now, idx, c, seg);
             c.state = State::Established;
             self.send_ack(c);
             self.events.push(Event::Established { tuple: c.tuple });
         } else {
             // Simultaneous open: SYN-RECEIVED, resend our SYN with an ACK.
             c.state = State::SynReceived;
-            self.emit(&c.tuple, Flags::SYN | Flags::ACK, c.snd_una, c.rcv_nxt, 0);
+            let ecr = c.ts_echo();
+            self.emit(
+                &c.tuple,
+                Flags::SYN | Flags::ACK,
+                c.snd_una,
+                c.rcv_nxt,
+                0,
+                ecr,
+            );
         }
         Next::Keep
     }
@@ -121,12 +140,33 @@ impl Host {
             && !f.rst()
             && seg.seq_num() == c.rcv_nxt - 1
         {
-            self.emit(&c.tuple, Flags::SYN | Flags::ACK, c.snd_una, c.rcv_nxt, 0);
+            let ecr = c.ts_echo();
+            self.emit(
+                &c.tuple,
+                Flags::SYN | Flags::ACK,
+                c.snd_una,
+                c.rcv_nxt,
+                0,
+                ecr,
+            );
             return Next::Keep;
         }
 
         if c.state == State::FinWait2 && c.has(flag::ORPHAN) {
             return self.on_orphan_fin_wait_2(now, c, seg);
+        }
+
+        // RFC 7323 §5.3 R1 (`tcp_validate_incoming` checks it first): an old
+        // duplicate by its timestamp is dropped with a rate-limited ACK; a
+        // SYN gets the challenge ACK; an RST goes on to the usual checks.
+        if !f.rst() && self.paws_discard(c, seg) {
+            self.stats.paws_rejected += 1;
+            if f.syn() && c.state.is_synchronized() {
+                self.challenge_ack(now, c);
+            } else {
+                self.dup_ack(now, c, seg);
+            }
+            return Next::Keep;
         }
 
         // First, check the sequence number.
@@ -177,7 +217,7 @@ impl Host {
         if c.state == State::SynReceived {
             if !(c.snd_una < seg.ack_num() && seg.ack_num() <= c.snd_nxt) {
                 // <SEQ=SEG.ACK><CTL=RST>
-                self.emit(&c.tuple, Flags::RST, seg.ack_num(), Seq(0), 0);
+                self.emit(&c.tuple, Flags::RST, seg.ack_num(), Seq(0), 0, None);
                 self.stats.rst_sent += 1;
                 return Next::Keep;
             }
@@ -191,8 +231,40 @@ impl Host {
             self.challenge_ack(now, c);
             return Next::Keep;
         }
+        // An acceptable ACK records the segment's timestamp (`tcp_ack`); so
+        // does an old one that takes `tcp_rcv_established`'s fast path
+        // (ESTABLISHED, a plain ACK at rcv_nxt), which records it first. An
+        // acceptable ACK may also update the send window
+        // (`tcp_may_update_window`: it acknowledges new data or starts after
+        // snd_wl1; windows are not modelled), which moves snd_wl1 to its seq.
+        // rcv_wup: what our last ACK acknowledged. The engine acknowledges as
+        // it goes, except the peer's FIN while its ACK is delayed.
+        let rcv_wup = if c.bit(bits::DELACK) {
+            c.rcv_nxt - 1
+        } else {
+            c.rcv_nxt
+        };
+        let fast_path = c.state == State::Established
+            && Flags(f.0 & !Flags::PSH.0) == Flags::ACK
+            && seg.seq_num() == rcv_wup;
+        if c.snd_una <= seg.ack_num() || fast_path {
+            Self::replace_ts_recent(c, seg, rcv_wup);
+        }
+        if c.snd_una <= seg.ack_num() {
+            let after_wl1 = if c.bit(bits::WL1_AT_RCV_NXT) {
+                rcv_wup < seg.seq_num()
+            } else {
+                rcv_wup <= seg.seq_num()
+            };
+            let starts_here = seg.seq_num() == rcv_wup && seg.seq_len() == 0;
+            if c.snd_una < seg.ack_num() || after_wl1 {
+                c.set_bit(bits::WL1_AT_RCV_NXT, starts_here);
+            } else if seg.seq_len() > 0 {
+                c.set_bit(bits::WL1_AT_RCV_NXT, false);
+            }
+        }
         if c.snd_una < seg.ack_num() {
-            self.on_new_ack(now, idx, c, seg.ack_num());
+            self.on_new_ack(now, idx, c, seg);
         }
         // A held FIN is not sent, so not acknowledged either.
         let all_acked = c.snd_una == c.snd_nxt && !c.has(flag::FIN_HELD);
@@ -227,7 +299,7 @@ impl Host {
             match c.state {
                 State::FinWait1 | State::FinWait2 if c.has(flag::ORPHAN) && c.rcv_nxt < end => {
                     // Data after close(): Linux resets (TCPAbortOnData), RST <SEQ=SEG.ACK>.
-                    self.emit(&c.tuple, Flags::RST, seg.ack_num(), Seq(0), 0);
+                    self.emit(&c.tuple, Flags::RST, seg.ack_num(), Seq(0), 0, None);
                     self.stats.rst_sent += 1;
                     self.stats.abort_on_data += 1;
                     return Next::Close(CloseReason::Aborted);
@@ -236,6 +308,7 @@ impl Host {
                     if seg.seq_num() <= c.rcv_nxt && c.rcv_nxt < end {
                         let len = end - c.rcv_nxt;
                         c.rcv_nxt = end;
+                        c.set_bit(bits::DATA_RECEIVED, true);
                         self.events.push(Event::Received {
                             tuple: c.tuple,
                             len,
@@ -252,14 +325,19 @@ impl Host {
         // Eighth, the FIN bit.
         let mut next = Next::Keep;
         let mut ack_on_the_spot = false;
+        let mut delay_ack = false;
         if f.fin() {
             let fin_seq = seg.seq_num() + seg.len;
             if fin_seq == c.rcv_nxt && !c.state.fin_received() {
                 c.rcv_nxt += 1;
                 match c.state {
+                    // tcp_fin: CLOSE-WAIT enters pingpong mode, so the ACK
+                    // is delayed (and rides on our FIN if the application
+                    // closes in time).
                     State::Established => {
                         c.state = State::CloseWait;
                         self.events.push(Event::PeerClosed { tuple: c.tuple });
+                        delay_ack = true;
                     }
                     // Our FIN is not acknowledged yet: simultaneous close.
                     // Linux ACKs on the spot here (tcp_fin: tcp_send_ack).
@@ -277,11 +355,17 @@ impl Host {
             // In order, a duplicate or beyond a gap: acknowledge at once.
             ack_now = true;
         }
-        if ack_now {
+        if delay_ack {
+            self.send_delayed_ack(now, idx, c);
+        } else if ack_now {
             self.send_ack(c);
             if ack_on_the_spot {
                 self.sent_acks = self.out.len();
             }
+        } else if self.delayed_ack_due_soon(now, c) {
+            // tcp_ack_snd_check -> tcp_send_delayed_ack: "If delack timer is
+            // about to expire, send ACK now."
+            self.send_ack(c);
         }
         if matches!(next, Next::Keep) {
             self.release_held(now, idx, c);
@@ -289,15 +373,27 @@ impl Host {
         next
     }
 
-    /// New data acknowledged: sample the RTT (Karn), re-arm or stop the
-    /// retransmission timer. The backoff is cleared only with a valid RTT
-    /// sample (Linux `tcp_ack_update_rtt`: "RFC6298: only reset backoff on
-    /// valid RTT measurement"): an ACK of retransmitted data keeps the
-    /// backed-off RTO.
-    fn on_new_ack(&mut self, now: Time, idx: u32, c: &mut Conn, ack: Seq) {
-        if let Some(m) = c.take_timing(now.as_micros() as u32) {
+    /// New data acknowledged by `seg`: sample the RTT, re-arm or stop the
+    /// retransmission timer. The sample is the timed segment's (Karn: never a
+    /// retransmitted one) or, failing that, the TSecr's (`tcp_rtt_tsopt_us`,
+    /// RFC 7323 §4: an echo names the transmission it answers). The backoff is
+    /// cleared only with a valid RTT sample (Linux `tcp_ack_update_rtt`:
+    /// "RFC6298: only reset backoff on valid RTT measurement"): without
+    /// timestamps an ACK of retransmitted data keeps the backed-off RTO.
+    fn on_new_ack(&mut self, now: Time, idx: u32, c: &mut Conn, seg: &Segment) {
+        let ack = seg.ack_num();
+        // Linux samples per skb it frees: an ACK that covers a FIN's data
+        // but not the FIN frees nothing, so its echo times nothing.
+        let fin_skb_partly_acked =
+            c.has(flag::FIN_WITH_DATA) && !c.has(flag::FIN_HELD) && ack + 1 == c.snd_nxt;
+        let sample = c.take_timing(now.as_micros() as u32).or_else(|| {
+            (!fin_skb_partly_acked)
+                .then(|| self.ts_rtt_us(c, seg))
+                .flatten()
+        });
+        if let Some(m) = sample {
             c.rtt_sample(m, &self.cfg);
-            c.backoff = 0;
+            c.set_backoff(0);
         }
         c.snd_una = ack;
         c.retransmits = 0;

@@ -128,6 +128,12 @@ pub struct Stats {
     pub time_wait_restarts: u64,
     /// TIME-WAIT entries killed by an RST (assassination).
     pub time_wait_assassinated: u64,
+    /// Old duplicates dropped by PAWS (RFC 7323 §5; `PAWSEstabRejected` and
+    /// `PAWS_TW_REJECTED`).
+    pub paws_rejected: u64,
+    /// SYNs into TIME-WAIT taken because their timestamp was newer (RFC 6191),
+    /// their sequence number being at or below rcv_nxt: part of `time_wait_reused`.
+    pub time_wait_reused_by_ts: u64,
     /// SYNs dropped because `max_connections` was reached.
     pub syn_dropped: u64,
     /// `TCPAbortOnData`: data after close() answered with RST.

@@ -16,6 +16,7 @@
 //! - `orphan.rs`: the orphaned FIN-WAIT-2 mini-socket (`tcp_timewait_state_process`);
 //! - `time_wait.rs`: TIME-WAIT's segments, entry and exit;
 //! - `timers.rs`: retransmission, FIN-WAIT-2 and TIME-WAIT timeouts;
+//! - `ts.rs`: timestamps (RFC 7323): our clock, PAWS, ts_recent;
 //! - `output.rs`: everything the host sends.
 
 mod app;
@@ -25,6 +26,7 @@ mod orphan;
 mod output;
 mod time_wait;
 mod timers;
+mod ts;
 
 pub use events::{CloseReason, Error, Event, Role, Stats};
 
@@ -294,8 +296,8 @@ impl Host {
             .map(|t| Time::from_millis(t).max(self.now));
         let tw = self
             .table
-            .time_wait_front()
-            .map(|e| Time::from_millis(self.widen_ms(e.expires_ms)));
+            .time_wait_front_expiry()
+            .map(|ms| Time::from_millis(self.widen_ms(ms)));
         match (wheel, tw) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),

@@ -3,7 +3,7 @@
 //! `tcp_timewait_state_process`'s rules rather than RFC 5961's.
 
 use super::{CloseReason, Host, Next};
-use crate::conn::Conn;
+use crate::conn::{flag, Conn};
 use crate::segment::Segment;
 use crate::time::Time;
 
@@ -30,7 +30,14 @@ impl Host {
         // tcp_in_window(seq, end_seq, rcv_nxt, rcv_nxt + rcv_wnd)
         let in_window =
             seq == c.rcv_nxt || (c.rcv_nxt < end && seq < right) || (seq == right && seq == end);
-        if !in_window {
+        // tcp_paws_reject, with the entry's timestamp taken as recorded now
+        // (a Conn keeps no stamp): an RST that fails PAWS is refused.
+        let paws_reject =
+            c.has(flag::TS_OK) && self.tw_paws_reject(Some(c.ts_recent), self.now.stamp_ms(), seg);
+        if paws_reject {
+            self.stats.paws_rejected += 1;
+        }
+        if paws_reject || !in_window {
             self.dup_ack(now, c, seg);
             return Next::Keep;
         }
@@ -54,8 +61,11 @@ impl Host {
             self.reset_for(now, seg);
             return Next::Close(CloseReason::Aborted);
         }
-        // The FIN: true TIME-WAIT, and its ACK.
+        // The FIN: true TIME-WAIT, its timestamp recorded, and its ACK.
         c.rcv_nxt = end;
+        if let (true, Some(ts)) = (c.has(flag::TS_OK), seg.ts) {
+            c.ts_recent = ts.val;
+        }
         self.send_ack(c);
         Next::TimeWait
     }

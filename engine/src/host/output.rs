@@ -3,14 +3,31 @@
 //! `tcp_oow_rate_limited`), and resets for segments that match nothing.
 
 use super::Host;
-use crate::conn::{flag, Conn};
-use crate::segment::{Flags, Segment};
+use std::time::Duration;
+
+use crate::conn::{bits, flag, Conn};
+use crate::segment::{Flags, Segment, Ts};
 use crate::seq::Seq;
 use crate::time::Time;
 use crate::tuple::Tuple;
 
+/// `TCP_ATO_MIN`: the delayed-ACK timeout once data has arrived.
+const ATO_MIN: Duration = Duration::from_millis(40);
+/// A delayed ACK with `ato` 0 waits for the next timer tick.
+const NEXT_TICK: Duration = Duration::from_millis(1);
+
 impl Host {
-    pub(super) fn emit(&mut self, tuple: &Tuple, flags: Flags, seq: Seq, ack: Seq, len: u32) {
+    /// Queues a segment; `ecr` makes it carry the timestamps option
+    /// (RFC 7323 §3) with our clock and that echo.
+    pub(super) fn emit(
+        &mut self,
+        tuple: &Tuple,
+        flags: Flags,
+        seq: Seq,
+        ack: Seq,
+        len: u32,
+        ecr: Option<u32>,
+    ) {
         // A pure ACK still queued for this connection is implied by any later
         // segment that carries ACK: when the application answers within the same
         // step (a response, or the passive closer's FIN), the ACK rides on it, as
@@ -27,15 +44,22 @@ impl Host {
         self.stats.segments_sent += 1;
         // Linux's RSTs advertise no window (tcp_v4_send_reset).
         let wnd = if flags.rst() { 0 } else { self.cfg.rcv_wnd };
-        self.out
-            .push(Segment::new(tuple, flags, seq.0, ack.0, len, wnd));
+        let mut seg = Segment::new(tuple, flags, seq.0, ack.0, len, wnd);
+        seg.ts = ecr.map(|ecr| Ts {
+            val: self.ts_val(tuple),
+            ecr,
+        });
+        self.out.push(seg);
     }
 
     /// Sends new sequence space (SYN, data or FIN) and keeps the retransmission
     /// timer running for the oldest outstanding byte.
     pub(super) fn send_new(&mut self, now: Time, idx: u32, c: &mut Conn, flags: Flags, len: u32) {
         let ack = if flags.ack() { c.rcv_nxt } else { Seq(0) };
-        self.emit(&c.tuple, flags, c.snd_nxt, ack, len);
+        self.emit(&c.tuple, flags, c.snd_nxt, ack, len, c.ts_echo());
+        if flags.ack() {
+            self.ack_sent(c);
+        }
         let idle = c.snd_una == c.snd_nxt;
         c.snd_nxt += len + flags.syn() as u32 + flags.fin() as u32;
         if idle {
@@ -72,8 +96,51 @@ impl Host {
         self.send_new(now, idx, c, Flags::FIN | Flags::ACK, 0);
     }
 
-    pub(super) fn send_ack(&mut self, c: &Conn) {
-        self.emit(&c.tuple, Flags::ACK, c.snd_nxt, c.rcv_nxt, 0);
+    pub(super) fn send_ack(&mut self, c: &mut Conn) {
+        self.emit(&c.tuple, Flags::ACK, c.snd_nxt, c.rcv_nxt, 0, c.ts_echo());
+        self.ack_sent(c);
+    }
+
+    /// `tcp_send_delayed_ack`: the ACK waits for the delayed-ACK timeout,
+    /// Linux's `ato`: `TCP_ATO_MIN` (40 ms) once data has arrived, and 0
+    /// before, which fires at the next tick (Linux measured: 2.6 ms at HZ
+    /// 250; the engine's tick is 1 ms). Anything we send meanwhile carries the
+    /// ACK and cancels it. The connection has one timer: while the
+    /// retransmission timer runs, the ACK goes at once instead.
+    pub(super) fn send_delayed_ack(&mut self, now: Time, idx: u32, c: &mut Conn) {
+        if !self.cfg.delayed_ack || c.timer.is_some() {
+            self.send_ack(c);
+            return;
+        }
+        let ato = if c.bit(bits::DATA_RECEIVED) {
+            ATO_MIN
+        } else {
+            NEXT_TICK
+        };
+        self.arm(now, idx, c, ato);
+        c.set_bit(bits::DELACK, true);
+    }
+
+    /// Whether a scheduled delayed ACK is due within a quarter of its `ato`
+    /// (at once for an `ato` of 0, whose timer is due at the current tick).
+    pub(super) fn delayed_ack_due_soon(&self, now: Time, c: &Conn) -> bool {
+        let Some(key) = c.timer.filter(|_| c.bit(bits::DELACK)) else {
+            return false;
+        };
+        if !c.bit(bits::DATA_RECEIVED) {
+            return true;
+        }
+        let quarter = ATO_MIN.as_millis() as u64 / 4;
+        self.wheel.deadline(key) <= now.as_millis() + quarter
+    }
+
+    /// `tcp_event_ack_sent`: a segment carrying our ACK went out, so a
+    /// delayed ACK is no longer due.
+    pub(super) fn ack_sent(&mut self, c: &mut Conn) {
+        if c.bit(bits::DELACK) {
+            c.set_bit(bits::DELACK, false);
+            self.disarm(c);
+        }
     }
 
     /// `tcp_oow_rate_limited`: one ACK per entry per `invalid_ratelimit` for
@@ -123,7 +190,8 @@ impl Host {
     }
 
     /// RFC 9293 §3.10.7.1 / Linux `tcp_v4_send_reset`: the reply to a segment that
-    /// matches no connection. Never an RST in reply to an RST.
+    /// matches no connection. Never an RST in reply to an RST, and without
+    /// timestamps (`tcp_v4_send_reset` has no socket to take them from).
     pub(super) fn reset_for(&mut self, now: Time, seg: &Segment) {
         if seg.flags.rst() {
             return;
@@ -134,9 +202,9 @@ impl Host {
         }
         let t = seg.receiver_tuple();
         if seg.flags.ack() {
-            self.emit(&t, Flags::RST, seg.ack_num(), Seq(0), 0);
+            self.emit(&t, Flags::RST, seg.ack_num(), Seq(0), 0, None);
         } else {
-            self.emit(&t, Flags::RST | Flags::ACK, Seq(0), seg.seq_end(), 0);
+            self.emit(&t, Flags::RST | Flags::ACK, Seq(0), seg.seq_end(), 0, None);
         }
         self.stats.rst_sent += 1;
     }

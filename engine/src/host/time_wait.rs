@@ -26,45 +26,75 @@ impl Host {
         seg: &Segment,
     ) -> TwVerdict {
         let f = seg.flags;
+        // The entry's timestamp was recorded when it last (re)started, in all
+        // but Linux's out-of-window restarts (see TwEntry::ts_recent).
+        let stamp = e
+            .expires_ms
+            .wrapping_sub(self.cfg.time_wait.as_millis() as u32);
+        let paws_reject = self.tw_paws_reject(e.ts_recent, stamp, seg);
+        // The timestamp a segment at rcv_nxt records (`tw_ts_recent`).
+        let record_ts = |host: &mut Host, pos: u64| {
+            if let (Some(_), Some(ts)) = (e.ts_recent, seg.ts) {
+                host.table.set_time_wait_ts(pos, ts.val);
+            }
+        };
         if f.rst() {
-            // An RST exactly at rcv_nxt kills the entry unless RFC 1337 protection
-            // is on; any other RST is ignored.
-            if seg.seq_num() == e.rcv_nxt && !self.cfg.rfc1337 {
-                self.stats.rst_received += 1;
-                self.stats.time_wait_assassinated += 1;
-                return TwVerdict::Assassinated;
+            // An RST exactly at rcv_nxt (and not an old duplicate by its
+            // timestamp) kills the entry unless RFC 1337 protection is on; any
+            // other RST is ignored.
+            if seg.seq_num() == e.rcv_nxt && !paws_reject {
+                if !self.cfg.rfc1337 {
+                    self.stats.rst_received += 1;
+                    self.stats.time_wait_assassinated += 1;
+                    return TwVerdict::Assassinated;
+                }
+                record_ts(self, pos);
             }
             return TwVerdict::Success;
         }
         // An in-window segment at rcv_nxt that occupies no sequence space restarts
         // the timer, with no reply.
-        if seg.seq_num() == e.rcv_nxt && seg.seq_len() == 0 {
-            self.restart_time_wait(now, pos);
+        if !paws_reject && seg.seq_num() == e.rcv_nxt && seg.seq_len() == 0 {
+            let pos = self.restart_time_wait(now, pos);
+            record_ts(self, pos);
             return TwVerdict::Success;
         }
-        // A SYN beyond rcv_nxt may open a new incarnation (RFC 6191), with
-        // ISN = old snd_nxt + 65535 + 2, if a listener takes it.
-        if f.syn() && !f.ack() && e.rcv_nxt < seg.seq_num() && self.is_listening(e.tuple.local_port)
+        // A SYN beyond rcv_nxt, or with a newer timestamp, may open a new
+        // incarnation (RFC 6191), with ISN = old snd_nxt + 65535 + 2, if a
+        // listener takes it.
+        let beyond = e.rcv_nxt < seg.seq_num();
+        if f.syn()
+            && !f.ack()
+            && !paws_reject
+            && (beyond || Self::ts_newer(e.ts_recent, seg))
+            && self.is_listening(e.tuple.local_port)
         {
             self.stats.time_wait_reused += 1;
+            if !beyond {
+                self.stats.time_wait_reused_by_ts += 1;
+            }
             let iss = match e.snd_nxt + 65_537 {
                 Seq(0) => Seq(1),
                 n => n,
             };
             return TwVerdict::Syn(iss);
         }
-        // Anything else (a retransmitted FIN, an old SYN, data): restart the timer
-        // if it carried ACK, and re-ACK, rate-limited unless it occupies sequence
-        // space without SYN (`tcp_timewait_check_oow_rate_limit`). A retransmitted
+        // Anything else (a retransmitted FIN, an old SYN, data, an old
+        // duplicate by PAWS): restart the timer if it carried ACK or failed
+        // PAWS, and re-ACK, rate-limited unless it occupies sequence space
+        // without SYN (`tcp_timewait_check_oow_rate_limit`). A retransmitted
         // FIN is therefore always re-ACKed.
-        let pos = if f.ack() {
+        if paws_reject {
+            self.stats.paws_rejected += 1;
+        }
+        let pos = if f.ack() || paws_reject {
             self.restart_time_wait(now, pos)
         } else {
             pos
         };
         let mut last = e.last_oow_ms;
         if self.oow_allowed(seg, &mut last, now) {
-            self.table.time_wait_mut(pos).last_oow_ms = last;
+            self.table.set_time_wait_oow(pos, last);
             self.stats.oow_acks += 1;
             TwVerdict::Ack
         } else {
@@ -87,7 +117,10 @@ impl Host {
         match verdict {
             TwVerdict::Success => {}
             // tcp_v4_timewait_ack
-            TwVerdict::Ack => self.emit(&e.tuple, Flags::ACK, e.snd_nxt, e.rcv_nxt, 0),
+            TwVerdict::Ack => {
+                let (snd, rcv) = (e.snd_nxt, e.rcv_nxt);
+                self.emit(&e.tuple, Flags::ACK, snd, rcv, 0, e.ts_recent)
+            }
             TwVerdict::Assassinated => {
                 self.table.remove_time_wait(pos);
                 self.closed_time_wait(now, e, CloseReason::Reset);
@@ -152,8 +185,16 @@ impl Host {
             } else {
                 0
             },
+            ts_recent: c.ts_echo(),
         };
-        self.table.conn_to_time_wait(idx, e);
+        if self.table.conn_to_time_wait(idx, e).is_none() {
+            // More local addresses than a record can name: no room, as when
+            // tcp_max_tw_buckets is reached.
+            self.stats.time_wait_overflow += 1;
+            let reason = Next::Close(CloseReason::TimeWaitOverflow);
+            self.commit(now, idx, *c, before, reason);
+            return;
+        }
         self.enter(c.tuple, before, State::TimeWait);
     }
 

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use super::{CloseReason, Host, Next};
-use crate::conn::{flag, Conn};
+use crate::conn::{bits, flag, Conn};
 use crate::segment::Flags;
 use crate::seq::Seq;
 use crate::state::State;
@@ -30,6 +30,13 @@ impl Host {
     fn on_timer(&mut self, now: Time, idx: u32) {
         let mut c = *self.table.conn(idx);
         c.timer = None;
+        if c.bit(bits::DELACK) {
+            // tcp_delack_timer_handler.
+            c.set_bit(bits::DELACK, false);
+            self.send_ack(&mut c);
+            *self.table.conn_mut(idx) = c;
+            return;
+        }
         let before = c.state;
         if c.state == State::FinWait2 {
             // Seed case 5: straight to CLOSED, not TIME-WAIT (tcp_fin_timeout).
@@ -89,10 +96,13 @@ impl Host {
             _ => (Flags::ACK | Flags::PSH, outstanding),
         };
         let ack = if flags.ack() { c.rcv_nxt } else { Seq(0) };
-        self.emit(&c.tuple, flags, c.snd_una, ack, len);
+        self.emit(&c.tuple, flags, c.snd_una, ack, len, c.ts_echo());
+        if flags.ack() {
+            self.ack_sent(c);
+        }
         self.stats.retransmits += 1;
         c.retransmits = c.retransmits.saturating_add(1);
-        c.backoff = c.backoff.saturating_add(1).min(30);
+        c.set_backoff(c.backoff().saturating_add(1).min(30));
         c.take_timing(0); // Karn: no RTT sample from a retransmission.
         let rto = c.backed_off_rto(&self.cfg);
         self.arm(now, idx, c, rto);

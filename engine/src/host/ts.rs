@@ -1,0 +1,121 @@
+//! Timestamps (RFC 7323): our clock, PAWS, and which of the peer's
+//! timestamps a connection remembers.
+//!
+//! Our TSval is a millisecond clock plus an offset keyed by the address pair
+//! (Linux `secure_tcp_ts_off(saddr, daddr)` plus `tcp_clock_ms`): every
+//! connection between two addresses shares one clock, so a new incarnation's
+//! SYN carries a TSval newer than any its predecessor sent, which is what
+//! lets TIME-WAIT take it (RFC 6191, [`Host::ts_newer`]).
+
+use super::Host;
+use crate::conn::{bits, flag, Conn};
+use crate::segment::Segment;
+use crate::seq::Seq;
+use crate::tuple::Tuple;
+
+/// `TCP_PAWS_WINDOW`: a TSval one tick older than ts_recent still passes.
+const PAWS_WINDOW: i32 = 1;
+
+/// `TCP_PAWS_MSL`: an RST that fails PAWS is taken once ts_recent is this old.
+const PAWS_MSL_MS: u32 = 60_000;
+
+impl Host {
+    /// Our TSval on a segment of `tuple` now.
+    #[inline]
+    pub(super) fn ts_val(&self, tuple: &Tuple) -> u32 {
+        let pair = Tuple {
+            local_ip: tuple.local_ip,
+            remote_ip: tuple.remote_ip,
+            local_port: 0,
+            remote_port: 0,
+        };
+        let off = pair.hash(self.cfg.secret.rotate_left(17) ^ 0x7473_5f6f_6666) as u32;
+        (self.now.as_millis() as u32).wrapping_add(off)
+    }
+
+    /// Whether `seg` carries a timestamp older than `ts_recent` by more than
+    /// `window` (`tcp_paws_check` failing). A ts_recent of 0 is ignored, as
+    /// Linux does for peers that send 0 in their SYN. Linux also stops
+    /// rejecting once ts_recent is 24 days old (`TCP_PAWS_24DAYS`); the engine
+    /// keeps no stamp for that, and no modelled connection idles so long.
+    #[inline]
+    fn paws_fails(ts_recent: u32, seg: &Segment, window: i32) -> bool {
+        match seg.ts {
+            Some(ts) => ts_recent != 0 && (ts_recent.wrapping_sub(ts.val) as i32) > window,
+            None => false,
+        }
+    }
+
+    /// `tcp_paws_discard` for a full connection (RFC 7323 §5.3 R1): an old
+    /// duplicate is dropped, unless it is `tcp_disordered_ack`, a duplicate
+    /// pure ACK at rcv_nxt that cannot update the window (snd_wl1 is
+    /// rcv_nxt already) whose TSval lags by less than the RTO (reordered
+    /// ACKs, not old ones). RSTs are not checked here: `tcp_validate_incoming`
+    /// accepts an RST that fails PAWS.
+    pub(super) fn paws_discard(&self, c: &Conn, seg: &Segment) -> bool {
+        if !c.has(flag::TS_OK) || !Self::paws_fails(c.ts_recent, seg, PAWS_WINDOW) {
+            return false;
+        }
+        let disordered = seg.flags.ack()
+            && seg.seq_len() == 0
+            && seg.seq_num() == c.rcv_nxt
+            && seg.ack_num() == c.snd_una
+            && c.bit(bits::WL1_AT_RCV_NXT)
+            && seg.ts.is_some_and(|ts| {
+                let rto_ms = c.backed_off_rto(&self.cfg).as_millis() as u32;
+                c.ts_recent.wrapping_sub(ts.val) <= rto_ms
+            });
+        !disordered
+    }
+
+    /// `tcp_replace_ts_recent`: a segment that passed the checks and starts at
+    /// or before `rcv_wup` (the rcv_nxt we last acknowledged; the engine
+    /// acknowledges as it goes, so rcv_nxt before the segment) records its
+    /// TSval, unless that is older (RFC 7323 §4.3).
+    pub(super) fn replace_ts_recent(c: &mut Conn, seg: &Segment, rcv_wup: Seq) {
+        if let Some(ts) = seg.ts {
+            if c.has(flag::TS_OK)
+                && seg.seq_num() <= rcv_wup
+                && !Self::paws_fails(c.ts_recent, seg, 0)
+            {
+                c.ts_recent = ts.val;
+            }
+        }
+    }
+
+    /// `tcp_paws_reject` for a TIME-WAIT mini-socket whose `tw_ts_recent` is
+    /// `ts_recent`, last recorded at `stamp_ms`: PAWS with no window, except
+    /// that an RST is taken once ts_recent is `TCP_PAWS_MSL` old.
+    pub(super) fn tw_paws_reject(
+        &self,
+        ts_recent: Option<u32>,
+        stamp_ms: u32,
+        seg: &Segment,
+    ) -> bool {
+        let Some(recent) = ts_recent else {
+            return false;
+        };
+        if !Self::paws_fails(recent, seg, 0) {
+            return false;
+        }
+        !(seg.flags.rst() && self.now.stamp_ms().wrapping_sub(stamp_ms) >= PAWS_MSL_MS)
+    }
+
+    /// `tcp_rtt_tsopt_us`: the RTT from an ACK's TSecr, in microseconds at
+    /// the clock's millisecond grain (1 µs for an echo of this millisecond).
+    pub(super) fn ts_rtt_us(&self, c: &Conn, seg: &Segment) -> Option<u32> {
+        let ecr = seg.ts.filter(|ts| ts.ecr != 0 && c.has(flag::TS_OK))?.ecr;
+        let ms = self.ts_val(&c.tuple).wrapping_sub(ecr);
+        // An echo from the future, or one older than 24 days, is no sample.
+        (ms < i32::MAX as u32 / 1000).then(|| (ms * 1000).max(1))
+    }
+
+    /// RFC 6191: a SYN whose TSval is newer than TIME-WAIT's ts_recent is a
+    /// new incarnation whatever its sequence number.
+    pub(super) fn ts_newer(ts_recent: Option<u32>, seg: &Segment) -> bool {
+        match (ts_recent, seg.ts) {
+            (Some(recent), Some(ts)) => (recent.wrapping_sub(ts.val) as i32) < 0,
+            _ => false,
+        }
+    }
+}

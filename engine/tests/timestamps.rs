@@ -1,0 +1,286 @@
+//! Timestamps (RFC 7323) through the public API: negotiation, TSecr, PAWS,
+//! and a SYN into TIME-WAIT taken by its timestamp (RFC 6191). The host
+//! listens on 10.0.0.1:80; the test plays the peer, segment by segment.
+
+use teardown_engine::{CloseReason, Config, Event, Flags, Host, Segment, State, Time, Ts, Tuple};
+
+const PEER_ISS: u32 = 1_000;
+
+fn server_tuple(port: u16) -> Tuple {
+    Tuple::new([10, 0, 0, 1], 80, [10, 0, 0, 2], port)
+}
+
+/// A segment from the peer on `port`.
+fn from_peer(port: u16, flags: Flags, seq: u32, ack: u32, ts: Option<(u32, u32)>) -> Segment {
+    let mut s = Segment::new(&server_tuple(port).reversed(), flags, seq, ack, 0, 65_535);
+    s.ts = ts.map(|(val, ecr)| Ts { val, ecr });
+    s
+}
+
+struct Peer {
+    host: Host,
+    now: Time,
+}
+
+impl Peer {
+    fn new(cfg: Config) -> Peer {
+        let mut host = Host::new(cfg);
+        host.listen(80);
+        Peer {
+            host,
+            now: Time::ZERO,
+        }
+    }
+
+    fn at(&mut self, ms: u64) -> &mut Peer {
+        self.now = Time::from_millis(ms);
+        self
+    }
+
+    fn send(&mut self, seg: Segment) -> Vec<Segment> {
+        self.host.handle(self.now, &seg);
+        self.host.transmits().collect()
+    }
+
+    /// Handshake on `port` with TS values from the peer; returns the SYN-ACK.
+    fn open(&mut self, port: u16, seq: u32, ts: Option<(u32, u32)>) -> Segment {
+        let out = self.send(from_peer(port, Flags::SYN, seq, 0, ts));
+        let synack = out[0];
+        assert_eq!(synack.flags, Flags::SYN | Flags::ACK);
+        let ack_ts = ts.map(|(val, _)| (val + 1, synack.ts.map_or(0, |t| t.val)));
+        let ack = from_peer(port, Flags::ACK, seq + 1, synack.seq + 1, ack_ts);
+        assert!(self.send(ack).is_empty());
+        assert_eq!(self.host.state(&server_tuple(port)), State::Established);
+        synack
+    }
+
+    /// The host closes first and ends in TIME-WAIT; the peer's last TSval is `val`.
+    fn close_into_time_wait(&mut self, port: u16, val: u32) -> Segment {
+        let t = server_tuple(port);
+        self.host.close(self.now, t).expect("close");
+        let fin = self.host.transmits().next().expect("FIN");
+        assert!(fin.flags.fin());
+        let (seq, ack) = (fin.ack, fin.seq + 1);
+        let ecr = fin.ts.map(|t| t.val).unwrap_or(0);
+        self.send(from_peer(port, Flags::ACK, seq, ack, Some((val, ecr))));
+        let out = self.send(from_peer(
+            port,
+            Flags::FIN | Flags::ACK,
+            seq,
+            ack,
+            Some((val, ecr)),
+        ));
+        assert_eq!(self.host.state(&t), State::TimeWait);
+        out[0]
+    }
+}
+
+#[test]
+fn negotiated_when_both_offer_and_echoed() {
+    let mut p = Peer::new(Config::default());
+    let synack = p.open(40_000, PEER_ISS, Some((100, 0)));
+    let ts = synack.ts.expect("the SYN-ACK answers with timestamps");
+    assert_eq!(ts.ecr, 100);
+    // Data with a newer TSval: the ACK echoes it.
+    let mut data = from_peer(
+        40_000,
+        Flags::ACK | Flags::PSH,
+        PEER_ISS + 1,
+        synack.seq + 1,
+        Some((150, ts.val)),
+    );
+    data.len = 10;
+    let out = p.at(50).send(data);
+    assert_eq!(out[0].ts.map(|t| t.ecr), Some(150));
+    // Without timestamps in the SYN there are none on the connection.
+    let plain = p.open(40_001, PEER_ISS, None);
+    assert_eq!(plain.ts, None);
+    // Nor when the host has them off.
+    let mut off = Peer::new(Config {
+        timestamps: false,
+        ..Config::default()
+    });
+    assert_eq!(off.open(40_000, PEER_ISS, Some((100, 0))).ts, None);
+}
+
+#[test]
+fn tsval_is_a_millisecond_clock_per_address_pair() {
+    let mut p = Peer::new(Config::default());
+    let a = p.open(40_000, PEER_ISS, Some((1, 0))).ts.expect("ts").val;
+    let b = p.open(40_001, PEER_ISS, Some((1, 0))).ts.expect("ts").val;
+    // Same address pair, same instant: the same clock, whatever the ports.
+    assert_eq!(a, b);
+    let c = p
+        .at(250)
+        .open(40_002, PEER_ISS, Some((1, 0)))
+        .ts
+        .expect("ts")
+        .val;
+    assert_eq!(c.wrapping_sub(a), 250);
+}
+
+#[test]
+fn paws_drops_an_old_duplicate() {
+    let mut p = Peer::new(Config::default());
+    let synack = p.open(40_000, PEER_ISS, Some((1_000, 0)));
+    let ecr = synack.ts.expect("ts").val;
+    let mut old = from_peer(
+        40_000,
+        Flags::ACK | Flags::PSH,
+        PEER_ISS + 1,
+        synack.seq + 1,
+        Some((900, ecr)),
+    );
+    old.len = 10;
+    let out = p.at(10).send(old);
+    // Dropped with a duplicate ACK that does not take the data.
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].ack, PEER_ISS + 1);
+    assert_eq!(out[0].ts.map(|t| t.ecr), Some(1_001));
+    assert!(!p.host.events().any(|e| matches!(e, Event::Received { .. })));
+    assert_eq!(p.host.stats().paws_rejected, 1);
+    // The same segment with a current TSval is taken.
+    old.ts = Some(Ts { val: 1_002, ecr });
+    let out = p.at(20).send(old);
+    assert_eq!(out[0].ack, PEER_ISS + 11);
+    assert_eq!(out[0].ts.map(|t| t.ecr), Some(1_002));
+}
+
+#[test]
+fn syn_into_time_wait_with_lower_seq_is_taken_by_a_newer_timestamp() {
+    let mut p = Peer::new(Config::default());
+    p.open(40_000, PEER_ISS, Some((1_000, 0)));
+    let last_ack = p.at(100).close_into_time_wait(40_000, 1_100);
+    assert_eq!(last_ack.ts.map(|t| t.ecr), Some(1_100));
+    // A new incarnation's SYN below rcv_nxt, with a newer TSval: reopened.
+    let out = p
+        .at(1_100)
+        .send(from_peer(40_000, Flags::SYN, 10, 0, Some((2_100, 0))));
+    assert_eq!(out[0].flags, Flags::SYN | Flags::ACK);
+    assert_eq!(out[0].ts.map(|t| t.ecr), Some(2_100));
+    assert_eq!(p.host.state(&server_tuple(40_000)), State::SynReceived);
+    assert!(p.host.events().any(|e| matches!(
+        e,
+        Event::Closed {
+            reason: CloseReason::Reused,
+            ..
+        }
+    )));
+    let stats = p.host.stats();
+    assert_eq!(
+        (stats.time_wait_reused, stats.time_wait_reused_by_ts),
+        (1, 1)
+    );
+}
+
+#[test]
+fn syn_into_time_wait_with_an_older_timestamp_is_refused() {
+    let mut p = Peer::new(Config::default());
+    p.open(40_000, PEER_ISS, Some((1_000, 0)));
+    p.at(100).close_into_time_wait(40_000, 1_100);
+    // Below rcv_nxt and an older TSval: an old duplicate, answered with an ACK.
+    let out = p
+        .at(1_100)
+        .send(from_peer(40_000, Flags::SYN, 10, 0, Some((1_050, 0))));
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].flags, Flags::ACK);
+    assert_eq!(p.host.state(&server_tuple(40_000)), State::TimeWait);
+    assert_eq!(p.host.stats().paws_rejected, 1);
+    // Without timestamps, the same SYN below rcv_nxt is refused too, and one
+    // above it taken (the sequence rule alone).
+    let mut q = Peer::new(Config::default());
+    q.open(40_000, PEER_ISS, None);
+    q.host
+        .close(Time::from_millis(100), server_tuple(40_000))
+        .expect("close");
+    let fin = q.host.transmits().next().expect("FIN");
+    q.at(100).send(from_peer(
+        40_000,
+        Flags::FIN | Flags::ACK,
+        fin.ack,
+        fin.seq + 1,
+        None,
+    ));
+    q.at(1_100).send(from_peer(40_000, Flags::SYN, 10, 0, None));
+    assert_eq!(q.host.state(&server_tuple(40_000)), State::TimeWait);
+    q.send(from_peer(40_000, Flags::SYN, PEER_ISS + 5, 0, None));
+    assert_eq!(q.host.state(&server_tuple(40_000)), State::SynReceived);
+}
+
+#[test]
+fn time_wait_keeps_ts_recent_and_drops_old_duplicates() {
+    let mut p = Peer::new(Config::default());
+    p.open(40_000, PEER_ISS, Some((1_000, 0)));
+    let last = p.at(100).close_into_time_wait(40_000, 1_100);
+    let (seq, ack) = (last.ack, last.seq);
+    // An old RST at rcv_nxt fails PAWS and does not kill the entry.
+    p.at(200)
+        .send(from_peer(40_000, Flags::RST, seq, 0, Some((1_000, 0))));
+    assert_eq!(p.host.state(&server_tuple(40_000)), State::TimeWait);
+    // A retransmitted FIN echoes the TIME-WAIT's ts_recent.
+    let out = p.at(300).send(from_peer(
+        40_000,
+        Flags::FIN | Flags::ACK,
+        seq - 1,
+        ack,
+        Some((1_200, 0)),
+    ));
+    assert_eq!(out[0].ts.map(|t| t.ecr), Some(1_100));
+    // A bare ACK at rcv_nxt records its TSval, which the next ACK echoes.
+    p.at(400)
+        .send(from_peer(40_000, Flags::ACK, seq, ack, Some((1_300, 0))));
+    let out = p.at(1_500).send(from_peer(
+        40_000,
+        Flags::FIN | Flags::ACK,
+        seq - 1,
+        ack,
+        Some((1_400, 0)),
+    ));
+    assert_eq!(out[0].ts.map(|t| t.ecr), Some(1_300));
+    // A current RST kills it.
+    p.at(1_600)
+        .send(from_peer(40_000, Flags::RST, seq, 0, Some((1_500, 0))));
+    assert_eq!(p.host.state(&server_tuple(40_000)), State::Closed);
+}
+
+/// The host closes on `port` after a handshake with (or without) timestamps,
+/// its FIN is retransmitted once, and the peer ACKs the retransmission 50 ms
+/// later echoing it: the RTO after that ACK.
+fn rto_after_acked_retransmission(ts: bool) -> (std::time::Duration, std::time::Duration) {
+    let mut p = Peer::new(Config::default());
+    p.open(40_000, PEER_ISS, ts.then_some((1_000, 0)));
+    let t = server_tuple(40_000);
+    p.host.close(p.now, t).expect("close");
+    let fin = p.host.transmits().next().expect("FIN");
+    let before = p.host.rto(&t).expect("rto");
+    // poll_timeout may answer early (a wheel slot boundary): poll until it fires.
+    let (deadline, again) = loop {
+        let deadline = p.host.poll_timeout().expect("retransmission timer");
+        p.host.handle_timeout(deadline);
+        let again: Vec<Segment> = p.host.transmits().collect();
+        if !again.is_empty() {
+            break (deadline, again);
+        }
+    };
+    assert_eq!(again.len(), 1);
+    assert_eq!(p.host.rto(&t), Some(before * 2));
+    let echo = again[0].ts.map(|t| (1_001, t.val));
+    let ms = deadline.as_millis() + 50;
+    p.at(ms)
+        .send(from_peer(40_000, Flags::ACK, fin.ack, fin.seq + 1, echo));
+    assert_eq!(p.host.state(&t), State::FinWait2);
+    (before, p.host.rto(&t).expect("rto"))
+}
+
+#[test]
+fn an_ack_of_a_retransmission_samples_the_rtt_by_its_echo() {
+    // Karn: without timestamps the ACK of a retransmission gives no sample,
+    // and the RTO stays backed off.
+    let (before, after) = rto_after_acked_retransmission(false);
+    assert_eq!(after, before * 2);
+    // With them the echo times it (tcp_rtt_tsopt_us): a 50 ms sample, and
+    // the backoff cleared.
+    let (before, after) = rto_after_acked_retransmission(true);
+    assert!(after < before * 2, "{after:?} after {before:?}");
+    assert!(after > before, "a 50 ms sample raises the RTO: {after:?}");
+}
