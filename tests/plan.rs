@@ -561,6 +561,10 @@ fn a_shared_namespace_counts_the_clients_time_wait() {
 fn verify_within_five_percent_at_five_percent_loss() {
     use teardown_engine::state::State;
     for closer in ["server", "client"] {
+        // The model follows Karn's rule: a retransmitted segment gives no RTT
+        // sample. With timestamps an ACK's TSecr gives one (tcp_rtt_tsopt_us),
+        // which the model does not follow yet, so it is held to the simulator
+        // without them.
         let p = plan(&[
             "--close-rate",
             "2000",
@@ -570,6 +574,8 @@ fn verify_within_five_percent_at_five_percent_loss() {
             "0.01",
             "--close",
             closer,
+            "--timestamps",
+            "off",
         ]);
         let o = evaluate(&p, &Slab::defaults());
         let s = simulate(&p, 8, Some(2), 1, &o.prediction).expect("sim runs");
