@@ -26,8 +26,8 @@ pub(crate) const SIZE: (u32, u32) = (1200, 700);
 static FONT: &[u8] = include_bytes!("../../assets/DejaVuSans.ttf");
 
 /// Registers the committed font as `sans-serif` once per process; plotters'
-/// ab_glyph backend has no other font.
-pub(crate) fn register_font() -> anyhow::Result<()> {
+/// ab_glyph backend has no other font. Every plot of the workspace calls it.
+pub fn register_font() -> anyhow::Result<()> {
     static DONE: OnceLock<Result<(), String>> = OnceLock::new();
     DONE.get_or_init(|| {
         plotters::style::register_font("sans-serif", FontStyle::Normal, FONT)
@@ -38,7 +38,7 @@ pub(crate) fn register_font() -> anyhow::Result<()> {
 }
 
 /// Tableau 10: distinct, colour-blind-friendlier than the primaries.
-pub(crate) const PALETTE: [RGBColor; 10] = [
+pub const PALETTE: [RGBColor; 10] = [
     RGBColor(31, 119, 180),
     RGBColor(255, 127, 14),
     RGBColor(44, 160, 44),

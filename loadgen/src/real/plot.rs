@@ -8,34 +8,21 @@
 //! private to the root crate, so the few lines needed are repeated here.
 
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
 
 use anyhow::Context;
 use plotters::coord::Shift;
 use plotters::prelude::*;
-use plotters::style::FontStyle;
 use serde_json::Value;
+use teardown::sim::plot::{register_font, PALETTE};
 
 const SIZE: (u32, u32) = (1200, 1000);
 
-static FONT: &[u8] = include_bytes!("../../../assets/DejaVuSans.ttf");
-
 /// Tableau 10's first colours, as `teardown sim --plot` uses them.
-const BLUE: RGBColor = RGBColor(31, 119, 180);
-const ORANGE: RGBColor = RGBColor(255, 127, 14);
-const GREEN: RGBColor = RGBColor(44, 160, 44);
-const RED: RGBColor = RGBColor(214, 39, 40);
-const PURPLE: RGBColor = RGBColor(148, 103, 189);
-
-fn register_font() -> anyhow::Result<()> {
-    static DONE: OnceLock<Result<(), String>> = OnceLock::new();
-    DONE.get_or_init(|| {
-        plotters::style::register_font("sans-serif", FontStyle::Normal, FONT)
-            .map_err(|_| "assets/DejaVuSans.ttf is not a usable font".to_string())
-    })
-    .clone()
-    .map_err(anyhow::Error::msg)
-}
+const BLUE: RGBColor = PALETTE[0];
+const ORANGE: RGBColor = PALETTE[1];
+const GREEN: RGBColor = PALETTE[2];
+const RED: RGBColor = PALETTE[3];
+const PURPLE: RGBColor = PALETTE[4];
 
 /// One line of a panel: its label, colour, a JSON pointer into a series point,
 /// and whether the value is a count over the point's interval (drawn per second:
