@@ -108,15 +108,7 @@ impl Host {
         } else {
             // Simultaneous open: SYN-RECEIVED, resend our SYN with an ACK.
             c.state = State::SynReceived;
-            let ecr = c.ts_echo();
-            self.emit(
-                &c.tuple,
-                Flags::SYN | Flags::ACK,
-                c.snd_una,
-                c.rcv_nxt,
-                0,
-                ecr,
-            );
+            self.resend_syn_ack(c);
         }
         Next::Keep
     }
@@ -140,15 +132,7 @@ impl Host {
             && !f.rst()
             && seg.seq_num() == c.rcv_nxt - 1
         {
-            let ecr = c.ts_echo();
-            self.emit(
-                &c.tuple,
-                Flags::SYN | Flags::ACK,
-                c.snd_una,
-                c.rcv_nxt,
-                0,
-                ecr,
-            );
+            self.resend_syn_ack(c);
             return Next::Keep;
         }
 

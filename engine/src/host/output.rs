@@ -96,6 +96,20 @@ impl Host {
         self.send_new(now, idx, c, Flags::FIN | Flags::ACK, 0);
     }
 
+    /// Our SYN-ACK once more, outside the retransmission timer: a simultaneous
+    /// open's answer, or the reply to a retransmitted SYN (`tcp_check_req`).
+    pub(super) fn resend_syn_ack(&mut self, c: &Conn) {
+        let ecr = c.ts_echo();
+        self.emit(
+            &c.tuple,
+            Flags::SYN | Flags::ACK,
+            c.snd_una,
+            c.rcv_nxt,
+            0,
+            ecr,
+        );
+    }
+
     pub(super) fn send_ack(&mut self, c: &mut Conn) {
         self.emit(&c.tuple, Flags::ACK, c.snd_nxt, c.rcv_nxt, 0, c.ts_echo());
         self.ack_sent(c);
