@@ -881,12 +881,7 @@ fn write_out(json_to: Option<&str>, human: &str, json: &Value) -> anyhow::Result
         print!("{human}");
     }
     if let Some(path) = json_to {
-        let text = serde_json::to_string_pretty(json)? + "\n";
-        if path == "-" {
-            print!("{text}");
-        } else {
-            std::fs::write(path, text).with_context(|| format!("writing {path}"))?;
-        }
+        crate::cli::write_json(path, json)?;
     }
     Ok(())
 }
