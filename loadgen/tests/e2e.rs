@@ -6,6 +6,8 @@ mod common;
 
 use clap::Parser;
 use serde_json::Value;
+
+use common::n;
 use teardown::service::{CloseMode, ServeArgs, Server};
 
 fn server(close: CloseMode) -> Server {
@@ -44,12 +46,6 @@ fn loadgen_at(server: &Server, scale: &str, extra: &[&str]) -> loadgen::Report {
     ];
     argv.extend_from_slice(extra);
     loadgen::run(&loadgen::Args::parse_from(argv)).unwrap()
-}
-
-fn n(v: &Value, p: &str) -> u64 {
-    v.pointer(p)
-        .and_then(Value::as_f64)
-        .unwrap_or_else(|| panic!("{p} missing in {v:#}")) as u64
 }
 
 fn sum(v: &Value) -> u64 {

@@ -13,18 +13,12 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use serde_json::Value;
 
+use common::n;
+
 fn have_tools() -> bool {
-    let ok = |cmd: &str, arg: &str| {
-        Command::new(cmd)
-            .arg(arg)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
-    };
     // SAFETY: geteuid has no preconditions and cannot fail.
     let root = unsafe { libc::geteuid() } == 0;
-    let found = root && ok("ip", "-V") && ok("nft", "--version");
+    let found = root && common::installed("ip", "-V") && common::installed("nft", "--version");
     if !found {
         assert!(
             std::env::var_os("TEARDOWN_REQUIRE_NETNS").is_none(),
@@ -33,12 +27,6 @@ fn have_tools() -> bool {
         eprintln!("not root, or ip/nft missing: skipped (apt-get install iproute2 nftables)");
     }
     found
-}
-
-fn n(v: &Value, p: &str) -> u64 {
-    v.pointer(p)
-        .and_then(Value::as_u64)
-        .unwrap_or_else(|| panic!("{p} missing in {v:#}"))
 }
 
 fn namespaces() -> String {
@@ -345,11 +333,7 @@ fn workers_share_one_namespace_and_its_loss() {
         .arg(&json)
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::assert_ok(&out);
     let r: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     assert_eq!(n(&r, "/workers/count"), 2);
     assert_eq!(n(&r, "/connections"), 300);

@@ -32,11 +32,7 @@ const TARGET: &str = "127.0.0.1:8080";
 fn can_run() -> bool {
     // SAFETY: geteuid has no preconditions and cannot fail.
     let root = unsafe { libc::geteuid() } == 0;
-    let nginx = Command::new("nginx")
-        .arg("-v")
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
+    let nginx = common::installed("nginx", "-v");
     if root && nginx {
         return true;
     }
@@ -125,29 +121,8 @@ impl Drop for Killed {
 
 /// nginx with `keepalive_timeout 0` on [`TARGET`] inside `ns`, config in `dir`.
 fn nginx(ns: &Netns, dir: &Path) -> Killed {
-    let d = dir.display();
-    let conf = format!(
-        "daemon off;\nmaster_process off;\nworker_processes 1;\npid {d}/nginx.pid;\n\
-         error_log {d}/error.log;\nevents {{ worker_connections 4096; }}\n\
-         http {{\n access_log off;\n client_body_temp_path {d}/body;\n\
-         proxy_temp_path {d}/proxy;\n fastcgi_temp_path {d}/fastcgi;\n\
-         uwsgi_temp_path {d}/uwsgi;\n scgi_temp_path {d}/scgi;\n\
-         keepalive_timeout 0;\n\
-         server {{ listen {TARGET}; location / {{ return 200 \"hello\\n\"; }} }}\n}}\n"
-    );
-    let path = dir.join("nginx.conf");
-    std::fs::write(&path, conf).unwrap();
     let mut child = Killed(
-        ns.command("nginx")
-            .arg("-p")
-            .arg(dir)
-            .arg("-c")
-            .arg(&path)
-            .arg("-e")
-            .arg(dir.join("error.log"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
+        common::nginx(ns.command("nginx"), dir, TARGET, "0")
             .spawn()
             .unwrap(),
     );
@@ -206,11 +181,7 @@ fn run(sysctls: &[&str]) -> Run {
         .arg(&obs_json)
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::assert_ok(&out);
     assert!(lg.0.wait().unwrap().success(), "loadgen failed");
     let time_wait_at_end = ns.time_wait();
     let plan_json = dir.path().join("plan.json");
@@ -221,11 +192,7 @@ fn run(sysctls: &[&str]) -> Run {
         .arg(&plan_json)
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::assert_ok(&out);
     eprintln!("{}", String::from_utf8_lossy(&out.stdout));
     let read =
         |p: &Path| -> Value { serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap() };

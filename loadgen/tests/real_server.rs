@@ -5,6 +5,8 @@
 //! Without nginx installed these tests say so and pass, unless
 //! `TEARDOWN_REQUIRE_NGINX` is set (as `.ci/run` does after installing it).
 
+mod common;
+
 use std::net::{Ipv4Addr, SocketAddrV4, TcpListener};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU8, Ordering::Relaxed};
@@ -12,6 +14,8 @@ use std::time::Duration;
 
 use clap::Parser;
 use serde_json::Value;
+
+use common::n;
 
 /// A private nginx: `daemon off`, `master_process off`, killed on drop.
 struct Nginx {
@@ -32,11 +36,7 @@ fn next_ip() -> Ipv4Addr {
 }
 
 fn have_nginx() -> bool {
-    let found = Command::new("nginx")
-        .arg("-v")
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
+    let found = common::installed("nginx", "-v");
     if !found {
         assert!(
             std::env::var_os("TEARDOWN_REQUIRE_NGINX").is_none(),
@@ -59,30 +59,14 @@ impl Nginx {
             .unwrap()
             .port();
         let addr = SocketAddrV4::new(ip, port);
-        let d = dir.path().display();
-        let conf = format!(
-            "daemon off;\nmaster_process off;\nworker_processes 1;\npid {d}/nginx.pid;\n\
-             error_log {d}/error.log;\nevents {{ worker_connections 4096; }}\n\
-             http {{\n access_log off;\n client_body_temp_path {d}/body;\n\
-             proxy_temp_path {d}/proxy;\n fastcgi_temp_path {d}/fastcgi;\n\
-             uwsgi_temp_path {d}/uwsgi;\n scgi_temp_path {d}/scgi;\n\
-             keepalive_timeout {keepalive_timeout};\n\
-             server {{ listen {addr}; location / {{ return 200 \"hello\\n\"; }} }}\n}}\n"
-        );
-        let conf_path = dir.path().join("nginx.conf");
-        std::fs::write(&conf_path, conf).unwrap();
-        let child = Command::new("nginx")
-            .arg("-p")
-            .arg(dir.path())
-            .arg("-c")
-            .arg(&conf_path)
-            .arg("-e")
-            .arg(dir.path().join("error.log"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
+        let child = common::nginx(
+            Command::new("nginx"),
+            dir.path(),
+            &addr.to_string(),
+            keepalive_timeout,
+        )
+        .spawn()
+        .unwrap();
         let mut n = Nginx { child, addr, dir };
         n.wait_listening();
         n
@@ -124,11 +108,7 @@ struct Haproxy {
 }
 
 fn have_haproxy() -> bool {
-    let found = Command::new("haproxy")
-        .arg("-v")
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
+    let found = common::installed("haproxy", "-v");
     if !found {
         assert!(
             std::env::var_os("TEARDOWN_REQUIRE_HAPROXY").is_none(),
@@ -197,11 +177,7 @@ fn sockets(state: &str, side: &str, addr: SocketAddrV4) -> Vec<String> {
         .args(["-tanH", "state", state, side, &addr.to_string()])
         .output()
         .expect("ss (iproute2) is needed");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::assert_ok(&out);
     String::from_utf8_lossy(&out.stdout)
         .lines()
         .filter(|l| !l.trim().is_empty())
@@ -233,12 +209,6 @@ fn loadgen(target: SocketAddrV4, extra: &[&str]) -> Value {
     let r = loadgen::run(&loadgen::Args::parse_from(argv)).unwrap();
     assert_eq!(r.leaked, 0, "{:#}", r.json);
     r.json
-}
-
-fn n(v: &Value, p: &str) -> u64 {
-    v.pointer(p)
-        .and_then(Value::as_u64)
-        .unwrap_or_else(|| panic!("{p} missing in {v:#}"))
 }
 
 fn no_errors(r: &Value) {
@@ -553,11 +523,7 @@ fn shards_run_as_separate_processes_merge_into_the_whole_run() {
         .arg(&merged_path)
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::assert_ok(&out);
     let m: Value = serde_json::from_str(&std::fs::read_to_string(&merged_path).unwrap()).unwrap();
     assert_eq!(n(&m, "/connections"), 301, "{m:#}");
     assert_eq!(n(&m, "/completed"), 301);
