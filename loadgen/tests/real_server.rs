@@ -17,8 +17,9 @@ use serde_json::Value;
 
 use common::n;
 
-/// A private nginx: `daemon off`, `master_process off`, killed on drop.
-struct Nginx {
+/// A real server of this test's own (nginx or haproxy) in the foreground on a
+/// loopback address of its own, its config and logs in `dir`; killed on drop.
+struct Server {
     child: Child,
     addr: SocketAddrV4,
     dir: tempfile::TempDir,
@@ -35,100 +36,43 @@ fn next_ip() -> Ipv4Addr {
     )
 }
 
-fn have_nginx() -> bool {
-    let found = common::installed("nginx", "-v");
+/// Whether `program` is installed; when it is not, the test is skipped, unless
+/// the environment variable `require` says it must run.
+fn available(program: &str, require: &str, package: &str) -> bool {
+    let found = common::installed(program, "-v");
     if !found {
         assert!(
-            std::env::var_os("TEARDOWN_REQUIRE_NGINX").is_none(),
-            "nginx is required (apt-get install nginx-light)"
+            std::env::var_os(require).is_none(),
+            "{program} is required (apt-get install {package})"
         );
-        eprintln!("nginx not installed: skipped (apt-get install nginx-light)");
+        eprintln!("{program} not installed: skipped (apt-get install {package})");
     }
     found
 }
 
-impl Nginx {
-    /// nginx answering `GET /` with 6 bytes, and `keepalive_timeout` as given.
-    fn start(keepalive_timeout: &str) -> Nginx {
-        let dir = tempfile::tempdir().unwrap();
-        let ip = next_ip();
-        // A port free on this address; nginx binds it right after.
-        let port = TcpListener::bind((ip, 0))
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let addr = SocketAddrV4::new(ip, port);
-        let child = common::nginx(
-            Command::new("nginx"),
-            dir.path(),
-            &addr.to_string(),
-            keepalive_timeout,
-        )
-        .spawn()
-        .unwrap();
-        let mut n = Nginx { child, addr, dir };
-        n.wait_listening();
-        n
-    }
-
-    /// Until `ss` lists the listener (a probe connection would leave a
-    /// TIME-WAIT of its own behind).
-    fn wait_listening(&mut self) {
-        for _ in 0..500 {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                panic!("nginx exited with {status}: {}", self.log());
-            }
-            if !sockets("listening", "src", self.addr).is_empty() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        panic!("nginx did not listen on {}: {}", self.addr, self.log());
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("error.log")).unwrap_or_default()
-    }
-}
-
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// haproxy in `mode tcp` on a loopback address of its own, forwarding to
-/// `upstream`; `-db` keeps it in the foreground, killed on drop.
-struct Haproxy {
-    child: Child,
-    addr: SocketAddrV4,
-    _dir: tempfile::TempDir,
+fn have_nginx() -> bool {
+    available("nginx", "TEARDOWN_REQUIRE_NGINX", "nginx-light")
 }
 
 fn have_haproxy() -> bool {
-    let found = common::installed("haproxy", "-v");
-    if !found {
-        assert!(
-            std::env::var_os("TEARDOWN_REQUIRE_HAPROXY").is_none(),
-            "haproxy is required (apt-get install haproxy)"
-        );
-        eprintln!("haproxy not installed: skipped (apt-get install haproxy)");
-    }
-    found
+    available("haproxy", "TEARDOWN_REQUIRE_HAPROXY", "haproxy")
 }
 
-impl Haproxy {
-    fn start(upstream: SocketAddrV4) -> Haproxy {
-        let dir = tempfile::tempdir().unwrap();
-        let ip = next_ip();
-        let port = TcpListener::bind((ip, 0))
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let addr = SocketAddrV4::new(ip, port);
+impl Server {
+    /// nginx answering `GET /` with 6 bytes, and `keepalive_timeout` as given.
+    fn nginx(keepalive_timeout: &str) -> Server {
+        let (dir, addr) = Server::place();
+        let nginx = Command::new("nginx");
+        let child = common::nginx(nginx, dir.path(), &addr.to_string(), keepalive_timeout)
+            .spawn()
+            .unwrap();
+        Server { child, addr, dir }.listening("nginx")
+    }
+
+    /// haproxy in `mode tcp` forwarding to `upstream`; `-db` keeps it in the
+    /// foreground.
+    fn haproxy(upstream: SocketAddrV4) -> Server {
+        let (dir, addr) = Server::place();
         let conf = format!(
             "global\n maxconn 4096\ndefaults\n mode tcp\n timeout connect 5s\n\
              timeout client 30s\n timeout server 30s\n\
@@ -137,7 +81,7 @@ impl Haproxy {
         );
         let path = dir.path().join("haproxy.cfg");
         std::fs::write(&path, conf).unwrap();
-        let mut child = Command::new("haproxy")
+        let child = Command::new("haproxy")
             .arg("-db")
             .arg("-f")
             .arg(&path)
@@ -146,25 +90,42 @@ impl Haproxy {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
+        Server { child, addr, dir }.listening("haproxy")
+    }
+
+    /// A temporary directory, and a port free on a fresh loopback address (the
+    /// server binds it right after).
+    fn place() -> (tempfile::TempDir, SocketAddrV4) {
+        let ip = next_ip();
+        let port = TcpListener::bind((ip, 0))
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        (tempfile::tempdir().unwrap(), SocketAddrV4::new(ip, port))
+    }
+
+    /// Waits until `ss` lists the listener (a probe connection would leave a
+    /// TIME-WAIT of its own behind).
+    fn listening(mut self, name: &str) -> Server {
         for _ in 0..500 {
-            if let Some(status) = child.try_wait().unwrap() {
-                panic!("haproxy exited with {status}");
+            if let Some(status) = self.child.try_wait().unwrap() {
+                panic!("{name} exited with {status}: {}", self.log());
             }
-            if !sockets("listening", "src", addr).is_empty() {
-                return Haproxy {
-                    child,
-                    addr,
-                    _dir: dir,
-                };
+            if !sockets("listening", "src", self.addr).is_empty() {
+                return self;
             }
             std::thread::sleep(Duration::from_millis(10));
         }
-        let _ = child.kill();
-        panic!("haproxy did not listen on {addr}");
+        panic!("{name} did not listen on {}: {}", self.addr, self.log());
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("error.log")).unwrap_or_default()
     }
 }
 
-impl Drop for Haproxy {
+impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
@@ -225,7 +186,7 @@ fn keepalive_0_means_the_server_closes_and_keeps_time_wait() {
     if !have_nginx() {
         return;
     }
-    let nginx = Nginx::start("0");
+    let nginx = Server::nginx("0");
     let r = loadgen(
         nginx.addr,
         &[
@@ -281,7 +242,7 @@ fn the_client_closing_first_keeps_time_wait_on_the_client() {
     if !have_nginx() {
         return;
     }
-    let nginx = Nginx::start("60s");
+    let nginx = Server::nginx("60s");
     let r = loadgen(
         nginx.addr,
         &[
@@ -322,7 +283,7 @@ fn rst_closes_leave_no_time_wait() {
     if !have_nginx() {
         return;
     }
-    let nginx = Nginx::start("60s");
+    let nginx = Server::nginx("60s");
     let r = loadgen(
         nginx.addr,
         &[
@@ -357,7 +318,7 @@ fn open_model_runs_on_schedule_with_raw_requests() {
     if !have_nginx() {
         return;
     }
-    let nginx = Nginx::start("0");
+    let nginx = Server::nginx("0");
     let plots = tempfile::tempdir().unwrap();
     let r = loadgen(
         nginx.addr,
@@ -433,8 +394,8 @@ fn a_proxys_upstream_time_wait_is_in_the_host_counters_not_the_side_counts() {
     if !have_nginx() || !have_haproxy() {
         return;
     }
-    let nginx = Nginx::start("0");
-    let proxy = Haproxy::start(nginx.addr);
+    let nginx = Server::nginx("0");
+    let proxy = Server::haproxy(nginx.addr);
     let r = loadgen(
         proxy.addr,
         &[
@@ -484,7 +445,7 @@ fn shards_run_as_separate_processes_merge_into_the_whole_run() {
     if !have_nginx() {
         return;
     }
-    let nginx = Nginx::start("0");
+    let nginx = Server::nginx("0");
     let dir = tempfile::tempdir().unwrap();
     let target = nginx.addr.to_string();
     let ips = format!("{0}2-{0}7", "127.0.0.");
