@@ -214,6 +214,15 @@ pub struct SimArgs {
     /// a time, and report teardowns/s against the entries held (--plot draws it).
     #[arg(long, value_parser = sweep::parse_sizes)]
     pub sweep: Option<sweep::Sizes>,
+    /// With --sweep: a `loadgen --kernel` JSON report to place beside the
+    /// simulator's curves (the kernel's loopback figure); repeat for several.
+    #[arg(long, requires = "sweep")]
+    pub kernel_report: Vec<std::path::PathBuf>,
+    /// With --sweep: a criterion directory holding `cargo bench --bench table`
+    /// (`target/criterion`, or `results/baseline/criterion`): the table alone
+    /// beside std `HashMap` at each size, in the report and a second panel.
+    #[arg(long, requires = "sweep")]
+    pub table_bench: Option<std::path::PathBuf>,
     /// Random seed.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
@@ -614,7 +623,12 @@ pub fn main(args: SimArgs) -> anyhow::Result<ExitCode> {
 
 /// `teardown sim --sweep SIZES`.
 fn sweep_main(args: &SimArgs, sizes: &[u64]) -> anyhow::Result<ExitCode> {
-    let points = sweep::sweep(args, sizes)?;
+    let points = sweep::sweep(
+        args,
+        sizes,
+        &args.kernel_report,
+        args.table_bench.as_deref(),
+    )?;
     if !args.quiet && args.json.as_deref() != Some("-") {
         print!("{}", sweep::human(&points));
     }
@@ -633,7 +647,7 @@ fn sweep_main(args: &SimArgs, sizes: &[u64]) -> anyhow::Result<ExitCode> {
         sweep::plot(&points, &title, dir)
             .with_context(|| format!("writing plots to {}", dir.display()))?;
     }
-    Ok(if points.iter().all(|p| p.leaked == 0) {
+    Ok(if points.runs.iter().all(|p| p.leaked == 0) {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE

@@ -6,16 +6,32 @@
 //! times smaller, so the gap between the two curves is what a table of that
 //! size costs in cache misses. Each point is placed at the entries the run
 //! really held (`resident.peak_entries`), not at the size asked for.
+//!
+//! Beside them, from files: the kernel's loopback figure (`--kernel-report`)
+//! and the table alone against std `HashMap` (`--table-bench`), see [`peers`].
 
-use std::path::Path;
+mod peers;
+mod plot;
 
-use anyhow::Context;
-use plotters::coord::Shift;
-use plotters::prelude::*;
+use std::path::{Path, PathBuf};
+
 use serde::Serialize;
 
-use super::plot::{both, house_legend, house_mesh, register_font, thousands, Chart, PALETTE};
+pub use plot::plot;
+
+use super::plot::thousands;
 use super::{run, SimArgs, SimConfig};
+use peers::{KernelPoint, TablePoint};
+
+/// A sweep and its peers, as `--json` writes it.
+#[derive(Clone, Debug, Serialize)]
+pub struct Sweep {
+    pub runs: Vec<Point>,
+    /// One per `--kernel-report`.
+    pub kernel: Vec<KernelPoint>,
+    /// From `--table-bench`, empty without it.
+    pub table: Vec<TablePoint>,
+}
 
 /// One run of the sweep.
 #[derive(Clone, Debug, Serialize)]
@@ -50,8 +66,22 @@ pub fn parse_sizes(s: &str) -> Result<Sizes, String> {
         .map(Sizes)
 }
 
-/// Runs the sweep: every size, resident then one shard at a time.
-pub fn sweep(base: &SimArgs, sizes: &[u64]) -> anyhow::Result<Vec<Point>> {
+/// Reads the peers first (so a bad file fails before minutes of runs), then
+/// runs every size, resident and then one shard at a time.
+pub fn sweep(
+    base: &SimArgs,
+    sizes: &[u64],
+    kernel_reports: &[PathBuf],
+    table_bench: Option<&Path>,
+) -> anyhow::Result<Sweep> {
+    let kernel = kernel_reports
+        .iter()
+        .map(|p| peers::kernel_point(p))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let table = table_bench
+        .map(peers::table_points)
+        .transpose()?
+        .unwrap_or_default();
     let mut points = Vec::new();
     for &n in sizes {
         for sequential_shards in [false, true] {
@@ -77,16 +107,20 @@ pub fn sweep(base: &SimArgs, sizes: &[u64]) -> anyhow::Result<Vec<Point>> {
             });
         }
     }
-    Ok(points)
+    Ok(Sweep {
+        runs: points,
+        kernel,
+        table,
+    })
 }
 
 /// The sweep as a table for people.
-pub fn human(points: &[Point]) -> String {
+pub fn human(sweep: &Sweep) -> String {
     let mut out = String::from(
         "teardowns/s against the entries resident (server and client tables)\n\
          \n  concurrency  mode                   resident entries   teardowns/s   heap MiB\n",
     );
-    for p in points {
+    for p in &sweep.runs {
         out += &format!(
             "  {:>11}  {:<21}  {:>16}  {:>12}  {:>9.1}\n",
             thousands(p.concurrency as f64),
@@ -96,79 +130,35 @@ pub fn human(points: &[Point]) -> String {
             p.peak_heap_bytes as f64 / 1048576.0
         );
     }
-    out
-}
-
-/// `--plot DIR` with `--sweep`: `sweep.png` and `sweep.svg`.
-pub fn plot(points: &[Point], title: &str, dir: &Path) -> anyhow::Result<()> {
-    register_font()?;
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    both(dir, "sweep", &Sweep { points, title })?;
-    Ok(())
-}
-
-struct Sweep<'a> {
-    points: &'a [Point],
-    title: &'a str,
-}
-
-impl Chart for Sweep<'_> {
-    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> anyhow::Result<()>
-    where
-        DB::ErrorType: 'static,
-    {
-        root.fill(&WHITE)?;
-        let xs = self.points.iter().map(|p| p.peak_entries.max(1) as f64);
-        let lo = xs.clone().fold(f64::INFINITY, f64::min) / 2.0;
-        let hi = xs.fold(1.0, f64::max) * 2.0;
-        let top = self
-            .points
-            .iter()
-            .map(|p| p.teardowns_per_sec)
-            .fold(1.0, f64::max)
-            * 1.15;
-        let mut chart = ChartBuilder::on(root)
-            .caption(self.title, ("sans-serif", 22))
-            .margin(20)
-            .x_label_area_size(55)
-            .y_label_area_size(100)
-            .build_cartesian_2d((lo..hi).log_scale(), 0f64..top)?;
-        house_mesh(&mut chart.configure_mesh())
-            .x_desc("entries resident in the engine's tables (log scale)")
-            .y_desc("teardowns per second")
-            .x_label_formatter(&|v| thousands(*v))
-            .y_label_formatter(&|v| thousands(*v))
-            .draw()?;
-        let curves = [
-            ("all shards resident", "all-shards", PALETTE[0]),
-            (
-                "one shard per thread at a time",
-                "one-shard-per-thread",
-                PALETTE[1],
-            ),
-        ];
-        for (name, mode, colour) in curves {
-            let pts: Vec<(f64, f64)> = self
-                .points
-                .iter()
-                .filter(|p| p.mode == mode)
-                .map(|p| (p.peak_entries.max(1) as f64, p.teardowns_per_sec))
-                .collect();
-            chart
-                .draw_series(LineSeries::new(pts.clone(), colour.stroke_width(3)))?
-                .label(name)
-                .legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 24, y)], colour.stroke_width(4))
-                });
-            chart.draw_series(pts.into_iter().map(|p| Circle::new(p, 5, colour.filled())))?;
+    if !sweep.kernel.is_empty() {
+        out += "\nthe Linux kernel on loopback (loadgen --kernel)\n\
+                \n  live peak   kernel sockets (inuse + tw, peaks)   teardowns/s   report\n";
+        for k in &sweep.kernel {
+            out += &format!(
+                "  {:>9}  {:>35}  {:>12}   {}\n",
+                thousands(k.live_peak as f64),
+                thousands(k.peak_entries as f64),
+                thousands(k.teardowns_per_sec),
+                k.report
+            );
         }
-        house_legend(
-            &mut chart.configure_series_labels(),
-            SeriesLabelPosition::UpperRight,
-        )
-        .draw()?;
-        Ok(())
     }
+    if !sweep.table.is_empty() {
+        out += "\nthe table alone (cargo bench --bench table, medians)\n\
+                \n  store         entries   insert ns   lookup ns   remove ns   insert+lookup+remove /s\n";
+        for t in &sweep.table {
+            out += &format!(
+                "  {:<11}  {:>9}  {:>10.1}  {:>10.1}  {:>10.1}  {:>24}\n",
+                t.store,
+                thousands(t.entries as f64),
+                t.insert_ns,
+                t.lookup_ns,
+                t.remove_ns,
+                thousands(t.cycles_per_sec)
+            );
+        }
+    }
+    out
 }
 
 #[cfg(test)]
