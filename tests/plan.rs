@@ -195,6 +195,26 @@ fn teardown(args: &[&str]) -> std::process::Output {
         .expect("run teardown")
 }
 
+/// The text report gives one answer for the buckets, Linux's: with one client
+/// address the usable 4-tuples bind at 14,116, not the engine table's 60,000.
+#[test]
+fn text_report_gives_one_tw_buckets_answer() {
+    let out = teardown(&["plan", "--close-rate", "1000"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("tcp_max_tw_buckets ok: 14,116 of 131,072"),
+        "{text}"
+    );
+    assert!(!text.contains("60,000 of 131,072"), "{text}");
+    let out = teardown(&["plan", "--close-rate", "3000", "--clients", "10"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("tcp_max_tw_buckets OVERFLOWS: full at 131,072"),
+        "{text}"
+    );
+    assert!(text.contains("overflows above 2184.5 closes/s"), "{text}");
+}
+
 #[test]
 fn bad_input_is_one_line_and_exit_2() {
     for args in [
