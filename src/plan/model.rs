@@ -17,7 +17,9 @@
 //! ([`super::handshake`], enumerated over every loss pattern): after a first
 //! sample m, rto = m + max(2m, rto_min) (`tcp_rtt_estimator`); after k
 //! retransmitted SYNs or SYN-ACKs there is no sample (Karn) and the backoff stays,
-//! rto = 1 s x 2^k. The rest of the model runs once per set of RTOs the ends come
+//! rto = 1 s x 2^k, unless timestamps are on: then the answer's TSecr samples
+//! the copy the peer recorded and clears the backoff (`tcp_ack_update_rtt`,
+//! `tcp_rtt_tsopt_us`), in the handshake and for the response alike. The rest of the model runs once per set of RTOs the ends come
 //! out with, weighted. An orphan gives up at the first expiry t_k (k >= 2) with
 //! t_k >= `Config::model_timeout` (102.2 s for 8 retries from 200 ms), checked
 //! only when the timer fires, as Linux does.
@@ -539,7 +541,10 @@ pub fn predict(w: &Workload) -> Prediction {
         // The client's FIN goes on the RTO it has once the response arrived. A
         // request sent once is sampled when the response ACKs it, m = rtt plus the
         // response's own delay (copy k goes at t_k of the server's schedule); a
-        // retransmitted one gives no sample and keeps its backoff (Karn).
+        // retransmitted one gives no sample and keeps its backoff (Karn), unless
+        // timestamps time it: the response echoes the request copy that arrived,
+        // the same m (`tcp_rtt_tsopt_us`), and the backoff is cleared.
+        let ts = cfg.timestamps;
         let resp = schedule(o.server_rto, rto_max, 4);
         let share = |k: usize| {
             if k + 1 < resp.len() {
@@ -550,12 +555,13 @@ pub fn predict(w: &Workload) -> Prediction {
         };
         // The server's FIN when the client closes first: the client's FIN+ACK
         // samples the response if it went once (m = rtt); a retransmitted
-        // response gives no sample and keeps the backoff.
+        // response gives no sample and keeps the backoff, unless the FIN+ACK's
+        // TSecr (the copy that arrived) gives m = rtt.
         let server_fin_rto = |k: usize| {
-            if k == 0 {
+            if k == 0 || ts {
                 let mut est = Rtt::default();
-                if o.server_sample {
-                    est.sample(o.syn_received, rto_min);
+                if let Some(m) = o.server_m {
+                    est.sample(m, rto_min);
                 }
                 est.sample(rtt, rto_min);
                 est.rto().clamp(rto_min, rto_max)
@@ -565,10 +571,10 @@ pub fn predict(w: &Workload) -> Prediction {
         };
         let copies: Vec<(f64, f64, f64)> = (0..resp.len())
             .map(|k| {
-                let rto_c = if o.client_requests == 1 {
+                let rto_c = if o.client_requests == 1 || ts {
                     let mut est = Rtt::default();
-                    if o.client_sample {
-                        est.sample(o.syn_sent, rto_min);
+                    if let Some(m) = o.client_m {
+                        est.sample(m, rto_min);
                     }
                     est.sample(rtt + resp[k], rto_min);
                     est.rto().clamp(rto_min, rto_max)
@@ -581,7 +587,8 @@ pub fn predict(w: &Workload) -> Prediction {
             .flat_map(|(share, rto_c, rto_sf)| {
                 // The sample needs the client's FIN+ACK back before the server's
                 // timer: when it is lost the response goes again (backoff + 1).
-                let lost_fin = (w.close == Closer::Client && rto_sf < o.server_rto * 2.0)
+                // With timestamps the ACK of that copy samples it all the same.
+                let lost_fin = (w.close == Closer::Client && !ts && rto_sf < o.server_rto * 2.0)
                     .then(|| (share * p, rto_c, (o.server_rto * 2.0).min(rto_max)));
                 let kept = if lost_fin.is_some() {
                     share * (1.0 - p)
