@@ -571,12 +571,21 @@ pub fn predict(w: &Workload) -> Prediction {
         };
         let copies: Vec<(f64, f64, f64)> = (0..resp.len())
             .map(|k| {
-                let rto_c = if o.client_requests == 1 || ts {
+                // A response lost past the client's request timer (armed
+                // `client_rto` after the request) draws a retransmitted request,
+                // whose duplicate the server ACKs at once: that ACK frees the
+                // request with no sample and backoff 1 (Karn), or with
+                // timestamps samples the duplicate, m = rtt.
+                let arrives = rtt + resp[k];
+                let timer_first = o.client_requests == 1 && o.client_rto < arrives;
+                let rto_c = if timer_first && !ts {
+                    (o.client_rto * 2.0).min(rto_max)
+                } else if o.client_requests == 1 || ts {
                     let mut est = Rtt::default();
                     if let Some(m) = o.client_m {
                         est.sample(m, rto_min);
                     }
-                    est.sample(rtt + resp[k], rto_min);
+                    est.sample(if timer_first { rtt } else { arrives }, rto_min);
                     est.rto().clamp(rto_min, rto_max)
                 } else {
                     let backoff = f64::from(1u32 << (o.client_requests - 1).min(20));
