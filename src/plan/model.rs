@@ -424,6 +424,16 @@ impl Rtt {
     }
 }
 
+/// The RTO after a handshake sample `first` (if any) and a sample `m`.
+fn rto_after(first: Option<f64>, m: f64, rto_min: f64, rto_max: f64) -> f64 {
+    let mut est = Rtt::default();
+    if let Some(f) = first {
+        est.sample(f, rto_min);
+    }
+    est.sample(m, rto_min);
+    est.rto().clamp(rto_min, rto_max)
+}
+
 /// Mean seconds in each state after the request reached the server, for one
 /// set of RTOs: the server's (`rto_s`, its response and, when it closes first,
 /// its FIN), the client's (`rto_c`, its FIN) and the server's for its FIN when
@@ -591,14 +601,24 @@ pub fn predict(w: &Workload) -> Prediction {
                     let backoff = f64::from(1u32 << (o.client_requests - 1).min(20));
                     (o.client_rto * backoff).min(rto_max)
                 };
-                (share(k), rto_c, server_fin_rto(k))
+                (k, share(k), rto_c, server_fin_rto(k))
             })
-            .flat_map(|(share, rto_c, rto_sf)| {
-                // The sample needs the client's FIN+ACK back before the server's
-                // timer: when it is lost the response goes again (backoff + 1).
-                // With timestamps the ACK of that copy samples it all the same.
-                let lost_fin = (w.close == Closer::Client && !ts && rto_sf < o.server_rto * 2.0)
-                    .then(|| (share * p, rto_c, (o.server_rto * 2.0).min(rto_max)));
+            .flat_map(|(k, share, rto_c, rto_sf)| {
+                // The client's FIN+ACK samples a response sent once. When it is
+                // lost, either the server's timer fires first and the response
+                // goes again (backoff + 1, no sample; with timestamps the ACK of
+                // that copy samples rtt), or the client's FIN comes again
+                // rtt + rto_c after the response and samples that.
+                let lost_fin = (w.close == Closer::Client && k == 0).then(|| {
+                    let rto_sf = if o.server_rto >= rtt + rto_c {
+                        rto_after(o.server_m, rtt + rto_c, rto_min, rto_max)
+                    } else if ts {
+                        rto_sf
+                    } else {
+                        (o.server_rto * 2.0).min(rto_max)
+                    };
+                    (share * p, rto_c, rto_sf)
+                });
                 let kept = if lost_fin.is_some() {
                     share * (1.0 - p)
                 } else {
