@@ -587,7 +587,6 @@ fn a_shared_namespace_counts_the_clients_time_wait() {
 /// their own TIME-WAIT fills above that, which the model does not apply.
 #[test]
 fn verify_within_five_percent_with_timestamps() {
-    use teardown_engine::state::State;
     for (closer, rate) in [("server", "3000"), ("client", "2000")] {
         for loss in ["0.05", "0.1"] {
             let p = plan(&[
