@@ -706,6 +706,7 @@ pub fn human(plan: &Plan, o: &Outcome, sim: Option<&Simulated>) -> String {
     if w.close == Closer::Server || plan.shared_netns {
         // One answer, Linux's: the table's engine figure is explained below.
         let above = match o.tw_buckets_overflow_rate {
+            Some(r) if r >= 1e4 => format!("overflows above {} closes/s", count(r)),
             Some(r) => format!("overflows above {r:.1} closes/s"),
             None => "never overflows".to_string(),
         };
