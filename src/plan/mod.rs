@@ -369,12 +369,14 @@ pub fn verify_window(plan: &Plan) -> (f64, f64) {
     if w.runaway > 0.0 {
         longest = longest.max(w.host.fin_timeout.as_secs_f64());
         if w.loss > 0.0 {
-            // Runaways whose ACK was lost hold FIN-WAIT-1 until the orphan gives up.
-            longest = longest.max(
-                w.host
-                    .model_timeout(w.host.orphan_retry_limit(), w.host.rto_min)
-                    .as_secs_f64(),
-            );
+            // Runaways whose ACK was lost hold FIN-WAIT-1 until the orphan gives
+            // up: at the first expiry past the budget, up to twice it on a
+            // doubling schedule (at most one rto_max step beyond it).
+            let budget = w
+                .host
+                .model_timeout(w.host.orphan_retry_limit(), w.host.rto_min)
+                .as_secs_f64();
+            longest = longest.max(budget + budget.min(w.host.rto_max.as_secs_f64()));
         }
     }
     let warmup = longest + 10.0;
