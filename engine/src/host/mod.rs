@@ -252,6 +252,17 @@ impl Host {
         }
     }
 
+    /// Whether `tuple` holds a delayed ACK not yet sent (Linux's
+    /// `ICSK_ACK_TIMER` pending): a driver whose end vanishes after ACKing
+    /// a FIN waits for this to clear.
+    #[must_use]
+    pub fn ack_pending(&self, tuple: &Tuple) -> bool {
+        match self.table.find(tuple) {
+            Some(Found::Conn(i)) => self.table.conn(i).bit(crate::conn::bits::DELACK),
+            _ => false,
+        }
+    }
+
     /// The current RTO of `tuple` after backoff.
     #[must_use]
     pub fn rto(&self, tuple: &Tuple) -> Option<Duration> {
