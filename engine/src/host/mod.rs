@@ -24,6 +24,7 @@ mod arrive;
 mod events;
 mod orphan;
 mod output;
+mod recovery;
 mod time_wait;
 mod timers;
 mod ts;
