@@ -456,6 +456,24 @@ mod tests {
     }
 
     #[test]
+    fn recovery_fields_share_a_byte_without_meeting() {
+        let mut c = Conn::new(Tuple::default(), State::Established, Seq(0));
+        assert_eq!((c.pkts(), c.dupacks(), c.reordering()), (0, 0, 3));
+        assert!(!c.rto_fired() && !c.fast_recovery());
+        c.set_pkts(9);
+        c.set_dupacks(2);
+        c.set_reordering(1);
+        c.set_rto_fired(true);
+        assert_eq!((c.pkts(), c.dupacks(), c.reordering()), (7, 2, 1));
+        assert!(c.rto_fired());
+        c.set_reordering(5);
+        c.set_dupacks(rec::FAST);
+        c.set_rto_fired(false);
+        assert_eq!((c.pkts(), c.reordering()), (7, 3));
+        assert!(c.fast_recovery() && !c.rto_fired());
+    }
+
+    #[test]
     fn timing_and_held_bytes_share_a_field_without_meeting() {
         let mut c = Conn::new(Tuple::default(), State::Established, Seq(0));
         c.start_timing(1_000);
