@@ -178,12 +178,11 @@ impl Table {
         })
     }
 
+    #[inline]
     fn unpack(&self, pos: u64) -> TwEntry {
         let rec = self.tw.at(pos);
         let last_oow_ms = if rec.local_ip_ts & OOW_BIT != 0 {
-            self.oow
-                .find(spread(pos), |&(p, _)| p == pos)
-                .map_or(0, |&(_, ms)| ms)
+            self.oow_at(pos)
         } else {
             0
         };
@@ -198,14 +197,29 @@ impl Table {
         }
     }
 
+    /// The `last_oow_ms` kept for slot `pos`, 0 if none. Out of line: few
+    /// entries have one.
+    #[cold]
+    fn oow_at(&self, pos: u64) -> u32 {
+        self.oow
+            .find(spread(pos), |&(p, _)| p == pos)
+            .map_or(0, |&(_, ms)| ms)
+    }
+
     /// Takes the `last_oow_ms` kept for slot `pos` (0 if none) and clears
     /// the slot's flag.
+    #[inline]
     fn take_oow(&mut self, pos: u64) -> u32 {
         let rec = self.tw.at_mut(pos);
         if rec.local_ip_ts & OOW_BIT == 0 {
             return 0;
         }
         rec.local_ip_ts &= !OOW_BIT;
+        self.remove_oow(pos)
+    }
+
+    #[cold]
+    fn remove_oow(&mut self, pos: u64) -> u32 {
         match self.oow.find_entry(spread(pos), |&(p, _)| p == pos) {
             Ok(e) => e.remove().0 .1,
             Err(_) => 0,
@@ -213,10 +227,15 @@ impl Table {
     }
 
     /// Keeps `last_oow_ms` for slot `pos` (0 keeps nothing).
+    #[inline]
     fn put_oow(&mut self, pos: u64, last_oow_ms: u32) {
-        if last_oow_ms == 0 {
-            return;
+        if last_oow_ms != 0 {
+            self.insert_oow(pos, last_oow_ms);
         }
+    }
+
+    #[cold]
+    fn insert_oow(&mut self, pos: u64, last_oow_ms: u32) {
         let rec = self.tw.at_mut(pos);
         if rec.local_ip_ts & OOW_BIT != 0 {
             if let Some(e) = self.oow.find_mut(spread(pos), |&(p, _)| p == pos) {
@@ -363,7 +382,10 @@ impl Table {
 
     fn unlink_time_wait(&mut self, pos: u64) -> TwEntry {
         let e = self.unpack(pos);
-        self.take_oow(pos);
+        if e.last_oow_ms != 0 {
+            // The slot goes stale or is popped: its flag is never read again.
+            self.remove_oow(pos);
+        }
         let old = Self::tw_ref(pos);
         if let Ok(entry) = self.map.find_entry(e.tuple.hash(self.key), |&r| r == old) {
             entry.remove();
@@ -393,10 +415,7 @@ impl Table {
                 let new_pos = ring.push(rec, self.tw.expires_ms(pos));
                 *r = Self::tw_ref(new_pos);
                 if rec.local_ip_ts & OOW_BIT != 0 {
-                    let ms = self
-                        .oow
-                        .find(spread(pos), |&(p, _)| p == pos)
-                        .map_or(0, |&(_, ms)| ms);
+                    let ms = self.oow_at(pos);
                     oow.insert_unique(spread(new_pos), (new_pos, ms), |&(p, _)| spread(p));
                 }
             }
