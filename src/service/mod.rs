@@ -14,6 +14,7 @@
 mod control;
 pub mod metrics;
 pub mod net;
+pub mod procs;
 mod worker;
 
 use std::io::Write;
@@ -98,6 +99,14 @@ pub struct ServeArgs {
     /// Most TIME-WAIT entries (`tcp_max_tw_buckets`), over all workers.
     #[arg(long)]
     pub max_tw_buckets: Option<usize>,
+    /// Run this many server processes, each with its own descriptor table,
+    /// sharing the `--kernel-listen` port with SO_REUSEPORT (see [`procs`]).
+    #[arg(long, default_value_t = 1)]
+    pub processes: usize,
+    /// Run as a child of `--processes` in parent PID: SO_REUSEPORT on the
+    /// kernel listener, and a stop when the parent dies.
+    #[arg(long, hide = true)]
+    pub process_of: Option<u32>,
 }
 
 impl Default for ServeArgs {
@@ -114,6 +123,8 @@ impl Default for ServeArgs {
             allow_non_loopback: false,
             profile: Profile::Linux,
             max_tw_buckets: None,
+            processes: 1,
+            process_of: None,
         }
     }
 }
@@ -184,6 +195,13 @@ pub fn validate(args: &ServeArgs) -> Result<(), Usage> {
         })?;
     }
     check_time_scale(args.time_scale)?;
+    crate::cli::ensure(args.processes >= 1, || {
+        "--processes must be at least 1".into()
+    })?;
+    crate::cli::ensure(
+        args.processes == 1 || args.kernel_listen.is_some_and(|a| a.port() != 0),
+        || "--processes needs --kernel-listen with a port other than 0 (they share it)".into(),
+    )?;
     crate::cli::ensure(args.threads != Some(0), || {
         "--threads must be at least 1".into()
     })?;
@@ -251,6 +269,9 @@ impl Server {
             .with_context(|| format!("binding metrics on {}", args.metrics))?;
         let metrics_addr = metrics_listener.local_addr()?;
         let kernel_listener = match args.kernel_listen {
+            Some(a) if args.process_of.is_some() => Some(mio::net::TcpListener::from_std(
+                net::bind_reuseport(a, KERNEL_BACKLOG)?,
+            )),
             Some(a) => {
                 let l = mio::net::TcpListener::bind(a)
                     .with_context(|| format!("binding kernel listener on {a}"))?;
@@ -520,6 +541,12 @@ fn summary_line(
 
 /// `teardown serve`.
 pub fn main(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    if args.processes > 1 {
+        return procs::main(&args);
+    }
+    if let Some(parent) = args.process_of {
+        procs::follow_parent(parent)?;
+    }
     let server = Server::start(&args, true)?;
     println!("{}", server.ready_line());
     let report = server.wait()?;
