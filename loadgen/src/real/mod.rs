@@ -157,6 +157,9 @@ pub fn with_lab(
     }
     let result = (|| {
         let mut lab = lab::Lab::create()?;
+        if let Some(range) = args.source_ips {
+            lab.add_client_ips(range)?;
+        }
         lab.start_server(cmd, args.netns_port, &interrupted)?;
         if args.loss > 0.0 {
             lab.set_loss(args.loss)?;
