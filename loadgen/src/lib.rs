@@ -137,7 +137,8 @@ pub struct Args {
     /// any server with --kernel-target.
     #[arg(long)]
     pub kernel: bool,
-    /// Drive this listening TCP server (IPv4) with the --request/--close workload.
+    /// Drive this listening TCP server (IPv4, or IPv6 as [::1]:PORT) with the
+    /// --request/--close workload.
     #[arg(long, requires = "kernel", conflicts_with = "spawn_server")]
     pub kernel_target: Option<SocketAddr>,
     /// Let --kernel-target be a non-loopback address.
@@ -315,20 +316,22 @@ impl Args {
                 None => Ok(()),
             };
         };
-        let SocketAddr::V4(v4) = target else {
-            return Err(Usage(format!(
-                "--kernel-target {target}: only IPv4 targets are supported"
-            )));
-        };
-        teardown::cli::ensure(real::target_allowed(v4, self.allow_non_loopback), || {
-            format!(
-                "--kernel-target {target} is not a loopback address: refusing to send \
+        teardown::cli::ensure(
+            target.is_ipv4() || (self.source_ips.is_none() && self.source_ports.is_none()),
+            || format!("--kernel-target {target}: --source-ips and --source-ports are IPv4 only"),
+        )?;
+        teardown::cli::ensure(
+            real::target_allowed(target, self.allow_non_loopback),
+            || {
+                format!(
+                    "--kernel-target {target} is not a loopback address: refusing to send \
                  traffic there without --allow-non-loopback"
-            )
-        })?;
+                )
+            },
+        )?;
         if let Some((lo, hi)) = self.source_ips {
             teardown::cli::ensure(
-                !v4.ip().is_loopback() || (lo.is_loopback() && hi.is_loopback()),
+                !target.ip().is_loopback() || (lo.is_loopback() && hi.is_loopback()),
                 || format!("--source-ips {lo}-{hi} must be in 127.0.0.0/8 for a loopback target"),
             )?;
         }
