@@ -339,3 +339,59 @@ fn kernel_listener_over_processes_shares_the_port_and_sums_the_reports() {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// `--hold` keeps kernel connections open (each a descriptor): with two
+/// processes, all 200 stay ESTABLISHED on the server until the stop, which
+/// closes them; the report counts the most held at once.
+#[test]
+fn kernel_connections_are_held_for_the_hold_and_closed_at_the_stop() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("report.json");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let mut s = serve(&[
+        "--processes",
+        "2",
+        "--kernel-listen",
+        &addr,
+        "--hold",
+        "1h",
+        "--json",
+        path.to_str().unwrap(),
+    ]);
+    const N: usize = 200;
+    let clients: Vec<_> = (0..N)
+        .map(|_| std::net::TcpStream::connect(&addr).unwrap())
+        .collect();
+    // Accepted and held: the server's ends are ESTABLISHED with a descriptor.
+    let established = || {
+        teardown::kernel::diag::dump()
+            .unwrap()
+            .iter()
+            .filter(|d| {
+                d.state == TcpState::Conn(teardown_engine::state::State::Established)
+                    && d.local.port() == port
+            })
+            .count()
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while established() < N {
+        assert!(Instant::now() < deadline, "{} of {N} held", established());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    s.sigterm();
+    assert!(s.wait().success());
+    let report: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    assert_eq!(report["kernel"]["accepted"], N as u64, "{report:#}");
+    assert_eq!(report["kernel"]["held_peak"], N as u64, "{report:#}");
+    // The stop closed them: each client reads the server's FIN.
+    for mut c in clients {
+        c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut buf = [0u8; 4];
+        assert_eq!(std::io::Read::read(&mut c, &mut buf).unwrap(), 0);
+    }
+}

@@ -78,7 +78,8 @@ pub struct ServeArgs {
     /// Which side closes first.
     #[arg(long, value_enum, default_value_t = CloseMode::Server)]
     pub close: CloseMode,
-    /// With `--close server`: engine time to hold a connection before closing it.
+    /// With `--close server`: engine time to hold a connection before closing it
+    /// (`--kernel-listen` connections too, for hold × time-scale of real time).
     #[arg(long, value_parser = parse_duration, default_value = "0s")]
     pub hold: Duration,
     /// HTTP address serving `GET /metrics` (Prometheus text format).
@@ -309,9 +310,18 @@ impl Server {
                     .spawn(move || w.run())?,
             );
         }
+        let kernel_hold = match args.close {
+            CloseMode::Server => clock.to_real(args.hold),
+            CloseMode::Client => Duration::ZERO,
+        };
+        if kernel_listener.is_some() && !kernel_hold.is_zero() {
+            // Held connections keep their descriptors: as many as allowed.
+            net::raise_nofile()?;
+        }
         let control = control::Control::new(
             metrics_listener,
             kernel_listener,
+            kernel_hold,
             signals,
             Arc::clone(&shared),
             Arc::clone(&stop),
@@ -398,6 +408,8 @@ struct Sampled {
     /// Heap bytes of the hosts per entry, at the sample with the most TIME-WAIT entries.
     bytes_per_entry_at_tw_peak: f64,
     kernel_accepted: u64,
+    /// The most kernel connections held open at once (`--hold`).
+    kernel_held_peak: usize,
 }
 
 /// The final report: the simulator's field names where the figure is the same.
@@ -501,7 +513,10 @@ fn final_report(finals: &[WorkerFinal], sampled: &Sampled, shared: &metrics::Sha
             "malformed": io.datagrams_malformed,
             "sent": io.datagrams_sent,
         },
-        "kernel": { "accepted": sampled.kernel_accepted },
+        "kernel": {
+            "accepted": sampled.kernel_accepted,
+            "held_peak": sampled.kernel_held_peak,
+        },
     })
 }
 

@@ -108,6 +108,15 @@ pub fn bind_reuseport(addr: SocketAddr, backlog: i32) -> anyhow::Result<std::net
     Ok(std::net::TcpListener::from(fd))
 }
 
+/// Raises the soft `RLIMIT_NOFILE` to the hard one (20,000 here, which even
+/// root cannot raise) and returns it.
+pub fn raise_nofile() -> anyhow::Result<u64> {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let (_, hard) = getrlimit(Resource::RLIMIT_NOFILE).context("getrlimit")?;
+    setrlimit(Resource::RLIMIT_NOFILE, hard, hard).context("setrlimit")?;
+    Ok(hard)
+}
+
 /// Writes `bytes` to `path` atomically: a temporary file in the same directory,
 /// flushed, then renamed over the target, so a reader sees the old file or the
 /// whole new one.

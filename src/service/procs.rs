@@ -258,7 +258,7 @@ pub fn merge(reports: &[Value]) -> Value {
         "teardowns_per_sec": rate,
         "cpu_secs": sum(reports, "/cpu_secs"),
         "resident": { "peak_entries": n("/resident/peak_entries") },
-        "kernel": { "accepted": accepted },
+        "kernel": { "accepted": accepted, "held_peak": n("/kernel/held_peak") },
         "children": reports,
     })
 }
