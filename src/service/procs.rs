@@ -36,17 +36,14 @@ const POLL: Duration = Duration::from_millis(20);
 /// The children, stopped (SIGTERM, then SIGKILL) if this process returns early.
 struct Children(Vec<Child>);
 
-impl Children {
-    fn signal_all(&self, signal: Signal) {
-        for c in &self.0 {
-            let _ = kill(Pid::from_raw(c.id() as i32), signal);
-        }
-    }
-}
-
 impl Drop for Children {
     fn drop(&mut self) {
-        self.signal_all(Signal::SIGTERM);
+        for c in &mut self.0 {
+            // Only those not reaped yet: a reaped child's pid may be reused.
+            if matches!(c.try_wait(), Ok(None)) {
+                let _ = kill(Pid::from_raw(c.id() as i32), Signal::SIGTERM);
+            }
+        }
         let deadline = Instant::now() + KILL_WAIT;
         for c in &mut self.0 {
             while matches!(c.try_wait(), Ok(None)) && Instant::now() < deadline {
@@ -213,7 +210,12 @@ fn wait(
     let mut forwarded = false;
     while statuses.iter().any(Option::is_none) {
         if stop.load(Relaxed) && !forwarded {
-            children.signal_all(Signal::SIGTERM);
+            // Only those not reaped yet: a reaped child's pid may be reused.
+            for (c, s) in children.0.iter().zip(&statuses) {
+                if s.is_none() {
+                    let _ = kill(Pid::from_raw(c.id() as i32), Signal::SIGTERM);
+                }
+            }
             forwarded = true;
         }
         for (c, s) in children.0.iter_mut().zip(statuses.iter_mut()) {
