@@ -7,6 +7,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use teardown::kernel::state::TcpState;
 use teardown::service::metrics::parse_text;
 use teardown::service::net::http_get;
 use teardown::wire::{self, Encoder};
@@ -277,4 +278,120 @@ fn kernel_listener_accepts_and_closes_first() {
     // The server's FIN arrives without us sending anything.
     assert_eq!(std::io::Read::read(&mut c, &mut buf).unwrap(), 0);
     s.wait_metrics(&[("teardown_kernel_accepted_total", 1.0)]);
+}
+
+/// `--processes 3`: three servers on one port (SO_REUSEPORT), each closing
+/// first; the parent's report sums theirs, and a SIGKILLed parent takes its
+/// children with it.
+#[test]
+fn kernel_listener_over_processes_shares_the_port_and_sums_the_reports() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("report.json");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let mut s = serve(&[
+        "--processes",
+        "3",
+        "--kernel-listen",
+        &addr,
+        "--json",
+        path.to_str().unwrap(),
+    ]);
+    assert_eq!(s.kernel, addr);
+    const N: u64 = 300;
+    for _ in 0..N {
+        let mut c = std::net::TcpStream::connect(&addr).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut buf = [0u8; 16];
+        assert_eq!(std::io::Read::read(&mut c, &mut buf).unwrap(), 0);
+    }
+    s.sigterm();
+    assert!(s.wait().success());
+    let report: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    assert_eq!(report["processes"], 3);
+    assert_eq!(report["kernel"]["accepted"], N, "{report:#}");
+    let per_child: Vec<u64> = report["children"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["kernel"]["accepted"].as_u64().unwrap())
+        .collect();
+    // The kernel's reuseport hash spreads 300 source ports over all three.
+    assert!(per_child.iter().all(|&n| n > 0), "{per_child:?}");
+
+    let s = serve(&["--processes", "2", "--kernel-listen", &addr]);
+    let listeners = || {
+        teardown::kernel::diag::dump()
+            .unwrap()
+            .iter()
+            .filter(|d| d.state == TcpState::Listen && d.local.port() == port)
+            .count()
+    };
+    assert_eq!(listeners(), 2);
+    drop(s); // SIGKILL: the children get SIGTERM from PR_SET_PDEATHSIG.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while listeners() > 0 {
+        assert!(Instant::now() < deadline, "children outlived their parent");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// `--hold` keeps kernel connections open (each a descriptor): with two
+/// processes, all 200 stay ESTABLISHED on the server until the stop, which
+/// closes them; the report counts the most held at once.
+#[test]
+fn kernel_connections_are_held_for_the_hold_and_closed_at_the_stop() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("report.json");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let mut s = serve(&[
+        "--processes",
+        "2",
+        "--kernel-listen",
+        &addr,
+        "--hold",
+        "1h",
+        "--json",
+        path.to_str().unwrap(),
+    ]);
+    const N: usize = 200;
+    let clients: Vec<_> = (0..N)
+        .map(|_| std::net::TcpStream::connect(&addr).unwrap())
+        .collect();
+    // Accepted and held: the server's ends are ESTABLISHED with a descriptor.
+    let established = || {
+        teardown::kernel::diag::dump()
+            .unwrap()
+            .iter()
+            .filter(|d| {
+                d.state == TcpState::Conn(teardown_engine::state::State::Established)
+                    && d.local.port() == port
+            })
+            .count()
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while established() < N {
+        assert!(Instant::now() < deadline, "{} of {N} held", established());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    s.sigterm();
+    assert!(s.wait().success());
+    let report: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    assert_eq!(report["kernel"]["accepted"], N as u64, "{report:#}");
+    assert_eq!(report["kernel"]["held_peak"], N as u64, "{report:#}");
+    // The stop closed them: each client reads the server's FIN.
+    for mut c in clients {
+        c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut buf = [0u8; 4];
+        assert_eq!(std::io::Read::read(&mut c, &mut buf).unwrap(), 0);
+    }
 }

@@ -137,7 +137,8 @@ pub struct Args {
     /// any server with --kernel-target.
     #[arg(long)]
     pub kernel: bool,
-    /// Drive this listening TCP server (IPv4) with the --request/--close workload.
+    /// Drive this listening TCP server (IPv4, or IPv6 as [::1]:PORT) with the
+    /// --request/--close workload.
     #[arg(long, requires = "kernel", conflicts_with = "spawn_server")]
     pub kernel_target: Option<SocketAddr>,
     /// Let --kernel-target be a non-loopback address.
@@ -158,6 +159,7 @@ pub struct Args {
     pub duration: Option<Duration>,
     /// Source addresses of --kernel-target connections, A-B inclusive, in turn
     /// (loopback has all of 127.0.0.0/8); ports are picked per destination.
+    /// With --netns they are added to the host's end of the pair for the run.
     #[arg(long, value_parser = real::parse_source_ips)]
     pub source_ips: Option<(Ipv4Addr, Ipv4Addr)>,
     /// Source IPs of --kernel connections without --kernel-target (127.1.0.1
@@ -197,7 +199,7 @@ pub struct Args {
     /// With --kernel: run --server-cmd in a network namespace this run creates
     /// (a veth pair with a private /30 from 10.200.0.0/16) and drive it there;
     /// --loss P drops TCP segments each way with nftables. All torn down at exit.
-    #[arg(long, requires = "kernel", requires = "server_cmd", conflicts_with_all = ["kernel_target", "spawn_server", "source_ips"])]
+    #[arg(long, requires = "kernel", requires = "server_cmd", conflicts_with_all = ["kernel_target", "spawn_server"])]
     pub netns: bool,
     /// The --netns server, a shell command line run inside the namespace;
     /// {ip}, {port} and {addr} become the server's address.
@@ -210,6 +212,10 @@ pub struct Args {
     #[arg(long)]
     pub quiet: bool,
 }
+
+/// Most `--source-ips` a `--netns` run adds to the host (about 115 M 4-tuples
+/// to one port).
+const MAX_NETNS_SOURCE_IPS: u32 = 4096;
 
 fn parse_ports(s: &str) -> Result<(u16, u16), String> {
     let (a, b) = s
@@ -278,7 +284,21 @@ impl Args {
             })?;
         }
         if self.netns {
-            return Ok(());
+            // Added to the host's end of the pair: real, routable, and few.
+            return match self.source_ips {
+                Some((lo, hi)) => teardown::cli::ensure(
+                    !lo.is_loopback()
+                        && !hi.is_loopback()
+                        && u32::from(hi) - u32::from(lo) < MAX_NETNS_SOURCE_IPS,
+                    || {
+                        format!(
+                            "--netns --source-ips {lo}-{hi}: at most {MAX_NETNS_SOURCE_IPS} \
+                             addresses outside 127.0.0.0/8"
+                        )
+                    },
+                ),
+                None => Ok(()),
+            };
         }
         let Some(target) = self.kernel_target else {
             let needs = [
@@ -296,20 +316,22 @@ impl Args {
                 None => Ok(()),
             };
         };
-        let SocketAddr::V4(v4) = target else {
-            return Err(Usage(format!(
-                "--kernel-target {target}: only IPv4 targets are supported"
-            )));
-        };
-        teardown::cli::ensure(real::target_allowed(v4, self.allow_non_loopback), || {
-            format!(
-                "--kernel-target {target} is not a loopback address: refusing to send \
+        teardown::cli::ensure(
+            target.is_ipv4() || (self.source_ips.is_none() && self.source_ports.is_none()),
+            || format!("--kernel-target {target}: --source-ips and --source-ports are IPv4 only"),
+        )?;
+        teardown::cli::ensure(
+            real::target_allowed(target, self.allow_non_loopback),
+            || {
+                format!(
+                    "--kernel-target {target} is not a loopback address: refusing to send \
                  traffic there without --allow-non-loopback"
-            )
-        })?;
+                )
+            },
+        )?;
         if let Some((lo, hi)) = self.source_ips {
             teardown::cli::ensure(
-                !v4.ip().is_loopback() || (lo.is_loopback() && hi.is_loopback()),
+                !target.ip().is_loopback() || (lo.is_loopback() && hi.is_loopback()),
                 || format!("--source-ips {lo}-{hi} must be in 127.0.0.0/8 for a loopback target"),
             )?;
         }

@@ -3,7 +3,7 @@
 //! the kernel's TCP state (`TCP_INFO`), the descriptor limit, and errno names.
 
 use std::io;
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
 use mio::net::TcpStream;
@@ -94,6 +94,17 @@ pub fn connect_from(
         }
     }
     Ok(TcpStream::from_std(std::net::TcpStream::from(owned)))
+}
+
+/// A nonblocking connect to an IPv4 or IPv6 `dst`: [`connect_from`] for IPv4;
+/// for IPv6 the kernel picks the source (a chosen source address or port is
+/// IPv4 only, and refused with `EAFNOSUPPORT`).
+pub fn connect(src: Option<Ipv4Addr>, port: Option<u16>, dst: SocketAddr) -> io::Result<TcpStream> {
+    match dst {
+        SocketAddr::V4(d) => connect_from(src, port, d),
+        SocketAddr::V6(_) if src.is_none() && port.is_none() => TcpStream::connect(dst),
+        SocketAddr::V6(_) => Err(io::Error::from_raw_os_error(libc::EAFNOSUPPORT)),
+    }
 }
 
 /// Sets `SO_LINGER` {on, 0 s}: the next close() discards unsent data and sends

@@ -345,3 +345,52 @@ fn workers_share_one_namespace_and_its_loss() {
     assert!(gone(name), "{name} left behind: {}", namespaces());
     std::fs::remove_file(r["netns"]["server_log"].as_str().unwrap()).unwrap();
 }
+
+/// `--source-ips` with `--netns`: the addresses are added to the host's end
+/// of the pair and routed in the namespace (without the route the server's
+/// SYN-ACKs would go nowhere and no connection would complete), the server
+/// is `teardown serve --processes 2` on one port, and the addresses go with
+/// the namespace.
+#[test]
+fn source_addresses_reach_a_server_of_several_processes() {
+    if !have_tools() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("run.json");
+    let server_json = dir.path().join("server.json");
+    let cmd = format!(
+        "exec {} serve --kernel-listen {{addr}} --allow-non-loopback --threads 1 --processes 2 \
+         --json {}",
+        common::teardown_bin(),
+        server_json.display()
+    );
+    let third = std::process::id() % 250;
+    let (lo, hi) = (format!("10.201.{third}.1"), format!("10.201.{third}.4"));
+    let out = Command::new(env!("CARGO_BIN_EXE_loadgen"))
+        .args(["--kernel", "--netns", "--server-cmd", &cmd])
+        .args(["--netns-port", "7172", "--workers", "2"])
+        .args(["--source-ips", &format!("{lo}-{hi}")])
+        .args(["--concurrency", "16", "--connections", "300", "--quiet"])
+        .arg("--json")
+        .arg(&json)
+        .output()
+        .unwrap();
+    common::assert_ok(&out);
+    let r: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(n(&r, "/completed"), 300, "{r:#}");
+    assert_eq!(n(&r, "/closed_by/server_fin"), 300, "{r:#}");
+    let ns = &r["server_netns"]["kernel"];
+    assert_eq!(n(ns, "/snmp/PassiveOpens"), 300, "{ns:#}");
+    // The parent's report sums its two processes' accepts.
+    let server: Value =
+        serde_json::from_str(&std::fs::read_to_string(&server_json).unwrap()).unwrap();
+    assert_eq!(n(&server, "/kernel/accepted"), 300, "{server:#}");
+    assert_eq!(n(&server, "/processes"), 2);
+    let name = r["netns"]["name"].as_str().unwrap();
+    assert!(gone(name), "{name} left behind: {}", namespaces());
+    let addrs = Command::new("ip").args(["-o", "addr"]).output().unwrap();
+    let addrs = String::from_utf8_lossy(&addrs.stdout);
+    assert!(!addrs.contains(&format!("{lo}/32")), "{addrs}");
+    std::fs::remove_file(r["netns"]["server_log"].as_str().unwrap()).unwrap();
+}

@@ -1,10 +1,11 @@
 //! The control loop: SIGINT/SIGTERM, `GET /metrics`, the kernel listener of
 //! `--kernel-listen`, and a 10 ms sampler of host-wide peak populations.
 
+use std::collections::VecDeque;
 use std::io::{ErrorKind, Read, Write};
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
@@ -38,6 +39,11 @@ pub(super) struct Control {
     poll: Poll,
     metrics: TcpListener,
     kernel: Option<TcpListener>,
+    /// Real time an accepted kernel connection is kept open before the close.
+    kernel_hold: Duration,
+    /// Held kernel connections, oldest first (one hold for all: already in
+    /// deadline order).
+    held: VecDeque<(Instant, TcpStream)>,
     signals: Option<Signals>,
     waker: Arc<Waker>,
     shared: Arc<Shared>,
@@ -52,6 +58,7 @@ impl Control {
     pub(super) fn new(
         mut metrics: TcpListener,
         mut kernel: Option<TcpListener>,
+        kernel_hold: Duration,
         signals: bool,
         shared: Arc<Shared>,
         stop: Arc<AtomicBool>,
@@ -75,6 +82,8 @@ impl Control {
             poll,
             metrics,
             kernel,
+            kernel_hold,
+            held: VecDeque::new(),
             signals,
             waker,
             shared,
@@ -115,6 +124,7 @@ impl Control {
                     Token(t) => self.serve(t - FIRST_CONN),
                 }
             }
+            self.release_held()?;
             self.sample();
             if self.stop.load(Relaxed) {
                 break;
@@ -140,8 +150,23 @@ impl Control {
         }
     }
 
-    /// A close-heavy kernel server: accept, then close at once (the FIN goes first,
-    /// so TIME-WAIT lands on this side).
+    /// Closes the held kernel connections whose hold is over; then accepts
+    /// again, since connections left queued when the descriptors ran out
+    /// (EMFILE) raise no new readiness event.
+    fn release_held(&mut self) -> anyhow::Result<()> {
+        let now = Instant::now();
+        let before = self.held.len();
+        while self.held.front().is_some_and(|(due, _)| *due <= now) {
+            self.held.pop_front();
+        }
+        if self.held.len() < before {
+            self.accept_kernel()?;
+        }
+        Ok(())
+    }
+
+    /// A close-heavy kernel server: accept, then close at once, or after
+    /// `--hold` (the FIN goes first, so TIME-WAIT lands on this side).
     fn accept_kernel(&mut self) -> anyhow::Result<()> {
         let Some(l) = self.kernel.as_ref() else {
             return Ok(());
@@ -150,7 +175,10 @@ impl Control {
         loop {
             match l.accept() {
                 Ok((stream, _)) => {
-                    drop(stream);
+                    if !self.kernel_hold.is_zero() {
+                        self.held
+                            .push_back((Instant::now() + self.kernel_hold, stream));
+                    }
                     n += 1;
                 }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => break,
@@ -160,6 +188,7 @@ impl Control {
             }
         }
         self.shared.kernel_accepted(n);
+        self.sampled.kernel_held_peak = self.sampled.kernel_held_peak.max(self.held.len());
         Ok(())
     }
 

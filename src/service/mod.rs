@@ -14,6 +14,7 @@
 mod control;
 pub mod metrics;
 pub mod net;
+pub mod procs;
 mod worker;
 
 use std::io::Write;
@@ -77,7 +78,8 @@ pub struct ServeArgs {
     /// Which side closes first.
     #[arg(long, value_enum, default_value_t = CloseMode::Server)]
     pub close: CloseMode,
-    /// With `--close server`: engine time to hold a connection before closing it.
+    /// With `--close server`: engine time to hold a connection before closing it
+    /// (`--kernel-listen` connections too, for hold × time-scale of real time).
     #[arg(long, value_parser = parse_duration, default_value = "0s")]
     pub hold: Duration,
     /// HTTP address serving `GET /metrics` (Prometheus text format).
@@ -98,6 +100,14 @@ pub struct ServeArgs {
     /// Most TIME-WAIT entries (`tcp_max_tw_buckets`), over all workers.
     #[arg(long)]
     pub max_tw_buckets: Option<usize>,
+    /// Run this many server processes, each with its own descriptor table,
+    /// sharing the `--kernel-listen` port with SO_REUSEPORT (see [`procs`]).
+    #[arg(long, default_value_t = 1)]
+    pub processes: usize,
+    /// Run as a child of `--processes` in parent PID: SO_REUSEPORT on the
+    /// kernel listener, and a stop when the parent dies.
+    #[arg(long, hide = true)]
+    pub process_of: Option<u32>,
 }
 
 impl Default for ServeArgs {
@@ -114,6 +124,8 @@ impl Default for ServeArgs {
             allow_non_loopback: false,
             profile: Profile::Linux,
             max_tw_buckets: None,
+            processes: 1,
+            process_of: None,
         }
     }
 }
@@ -184,6 +196,13 @@ pub fn validate(args: &ServeArgs) -> Result<(), Usage> {
         })?;
     }
     check_time_scale(args.time_scale)?;
+    crate::cli::ensure(args.processes >= 1, || {
+        "--processes must be at least 1".into()
+    })?;
+    crate::cli::ensure(
+        args.processes == 1 || args.kernel_listen.is_some_and(|a| a.port() != 0),
+        || "--processes needs --kernel-listen with a port other than 0 (they share it)".into(),
+    )?;
     crate::cli::ensure(args.threads != Some(0), || {
         "--threads must be at least 1".into()
     })?;
@@ -251,6 +270,9 @@ impl Server {
             .with_context(|| format!("binding metrics on {}", args.metrics))?;
         let metrics_addr = metrics_listener.local_addr()?;
         let kernel_listener = match args.kernel_listen {
+            Some(a) if args.process_of.is_some() => Some(mio::net::TcpListener::from_std(
+                net::bind_reuseport(a, KERNEL_BACKLOG)?,
+            )),
             Some(a) => {
                 let l = mio::net::TcpListener::bind(a)
                     .with_context(|| format!("binding kernel listener on {a}"))?;
@@ -288,9 +310,18 @@ impl Server {
                     .spawn(move || w.run())?,
             );
         }
+        let kernel_hold = match args.close {
+            CloseMode::Server => clock.to_real(args.hold),
+            CloseMode::Client => Duration::ZERO,
+        };
+        if kernel_listener.is_some() && !kernel_hold.is_zero() {
+            // Held connections keep their descriptors: as many as allowed.
+            net::raise_nofile()?;
+        }
         let control = control::Control::new(
             metrics_listener,
             kernel_listener,
+            kernel_hold,
             signals,
             Arc::clone(&shared),
             Arc::clone(&stop),
@@ -377,6 +408,8 @@ struct Sampled {
     /// Heap bytes of the hosts per entry, at the sample with the most TIME-WAIT entries.
     bytes_per_entry_at_tw_peak: f64,
     kernel_accepted: u64,
+    /// The most kernel connections held open at once (`--hold`).
+    kernel_held_peak: usize,
 }
 
 /// The final report: the simulator's field names where the figure is the same.
@@ -480,7 +513,10 @@ fn final_report(finals: &[WorkerFinal], sampled: &Sampled, shared: &metrics::Sha
             "malformed": io.datagrams_malformed,
             "sent": io.datagrams_sent,
         },
-        "kernel": { "accepted": sampled.kernel_accepted },
+        "kernel": {
+            "accepted": sampled.kernel_accepted,
+            "held_peak": sampled.kernel_held_peak,
+        },
     })
 }
 
@@ -520,6 +556,12 @@ fn summary_line(
 
 /// `teardown serve`.
 pub fn main(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    if args.processes > 1 {
+        return procs::main(&args);
+    }
+    if let Some(parent) = args.process_of {
+        procs::follow_parent(parent)?;
+    }
     let server = Server::start(&args, true)?;
     println!("{}", server.ready_line());
     let report = server.wait()?;

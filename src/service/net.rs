@@ -82,6 +82,41 @@ pub fn set_backlog(listener: &impl AsRawFd, backlog: i32) -> std::io::Result<()>
     Ok(())
 }
 
+/// A nonblocking TCP listener on `addr` with SO_REUSEPORT set before bind(2), so
+/// that several processes (`teardown serve --processes`) can listen on one port,
+/// each with its own accept queue and descriptor table; the kernel spreads new
+/// connections over the group by 4-tuple hash (`reuseport_select_sock`).
+pub fn bind_reuseport(addr: SocketAddr, backlog: i32) -> anyhow::Result<std::net::TcpListener> {
+    use nix::sys::socket::{self, sockopt, AddressFamily, SockFlag, SockType, SockaddrStorage};
+    let family = match addr {
+        SocketAddr::V4(_) => AddressFamily::Inet,
+        SocketAddr::V6(_) => AddressFamily::Inet6,
+    };
+    let fd = socket::socket(
+        family,
+        SockType::Stream,
+        SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .context("socket(2)")?;
+    socket::setsockopt(&fd, sockopt::ReuseAddr, &true).context("SO_REUSEADDR")?;
+    socket::setsockopt(&fd, sockopt::ReusePort, &true).context("SO_REUSEPORT")?;
+    socket::bind(fd.as_raw_fd(), &SockaddrStorage::from(addr))
+        .with_context(|| format!("binding TCP {addr} with SO_REUSEPORT"))?;
+    let backlog = socket::Backlog::new(backlog).unwrap_or(socket::Backlog::MAXCONN);
+    socket::listen(&fd, backlog).context("listen(2)")?;
+    Ok(std::net::TcpListener::from(fd))
+}
+
+/// Raises the soft `RLIMIT_NOFILE` to the hard one (20,000 here, which even
+/// root cannot raise) and returns it.
+pub fn raise_nofile() -> anyhow::Result<u64> {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let (_, hard) = getrlimit(Resource::RLIMIT_NOFILE).context("getrlimit")?;
+    setrlimit(Resource::RLIMIT_NOFILE, hard, hard).context("setrlimit")?;
+    Ok(hard)
+}
+
 /// Writes `bytes` to `path` atomically: a temporary file in the same directory,
 /// flushed, then renamed over the target, so a reader sees the old file or the
 /// whole new one.
@@ -194,6 +229,18 @@ mod tests {
             x = std::hint::black_box(x.wrapping_add(1));
         }
         assert!(cpu_secs() > before);
+    }
+
+    #[test]
+    fn reuseport_listeners_share_a_port() {
+        let a = bind_reuseport("127.0.0.1:0".parse().unwrap(), 16).unwrap();
+        let addr = a.local_addr().unwrap();
+        let b = bind_reuseport(addr, 16).unwrap();
+        assert_eq!(b.local_addr().unwrap(), addr);
+        // A listener without SO_REUSEPORT may not join the group.
+        assert!(std::net::TcpListener::bind(addr).is_err());
+        let v6 = bind_reuseport("[::1]:0".parse().unwrap(), 16).unwrap();
+        assert!(v6.local_addr().unwrap().is_ipv6());
     }
 
     #[test]

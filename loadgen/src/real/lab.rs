@@ -98,6 +98,30 @@ fn ip(args: &[&str]) -> anyhow::Result<String> {
     run(Command::new("ip").args(args))
 }
 
+/// Runs `ip [-n ns] -batch -` with `lines` on its stdin, one command a line.
+fn ip_batch(ns: Option<&str>, lines: &str) -> anyhow::Result<()> {
+    let mut cmd = Command::new("ip");
+    if let Some(ns) = ns {
+        cmd.args(["-n", ns]);
+    }
+    let mut child = cmd
+        .args(["-batch", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("running ip -batch (Debian package iproute2)")?;
+    if let Some(mut stdin) = child.stdin.take() {
+        use std::io::Write;
+        stdin.write_all(lines.as_bytes())?;
+    }
+    let out = child.wait_with_output()?;
+    if !out.status.success() {
+        bail!("ip -batch: {}", String::from_utf8_lossy(&out.stderr).trim());
+    }
+    Ok(())
+}
+
 /// `a.b.c.d/len` as (network, mask); `None` for anything else (`default`, IPv6).
 fn prefix(s: &str) -> Option<(u32, u32)> {
     let (addr, len) = s.split_once('/').unwrap_or((s, "32"));
@@ -181,6 +205,34 @@ impl Lab {
             lab.client_ip, lab.server_ip
         );
         Ok(lab)
+    }
+
+    /// Gives the client side more source addresses than the pair's one: each
+    /// of `lo..=hi` on the host's end of the pair, and a route to it in the
+    /// namespace, so that many 4-tuples reach one server port (about 28,000
+    /// ports each with the default `ip_local_port_range`). Refused where the
+    /// host already has an address or route covering one of them. They go
+    /// with the pair and the namespace.
+    pub fn add_client_ips(&mut self, (lo, hi): (Ipv4Addr, Ipv4Addr)) -> anyhow::Result<()> {
+        let mut prefixes = host_prefixes(&ip(&["-o", "-4", "addr", "show"])?);
+        prefixes.extend(host_prefixes(&ip(&[
+            "-4", "route", "show", "table", "all",
+        ])?));
+        let ips = (u32::from(lo)..=u32::from(hi)).map(Ipv4Addr::from);
+        if let Some(used) = ips
+            .clone()
+            .find(|a| prefixes.iter().any(|&(p, m)| u32::from(*a) & m == p))
+        {
+            bail!("--source-ips {lo}-{hi}: {used} is already an address or route of this host");
+        }
+        let (mut here, mut there) = (String::new(), String::new());
+        for a in ips {
+            here.push_str(&format!("addr add {a}/32 dev {}\n", self.host_if));
+            there.push_str(&format!("route add {a}/32 dev {NS_IF}\n"));
+        }
+        ip_batch(None, &here)?;
+        ip_batch(Some(&self.name), &there)?;
+        Ok(())
     }
 
     /// The server's address for `port`.

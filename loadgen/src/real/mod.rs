@@ -26,7 +26,7 @@ pub mod shard;
 pub mod workload;
 
 use std::io::ErrorKind;
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -157,6 +157,9 @@ pub fn with_lab(
     }
     let result = (|| {
         let mut lab = lab::Lab::create()?;
+        if let Some(range) = args.source_ips {
+            lab.add_client_ips(range)?;
+        }
         lab.start_server(cmd, args.netns_port, &interrupted)?;
         if args.loss > 0.0 {
             lab.set_loss(args.loss)?;
@@ -177,9 +180,7 @@ fn drive(
     server_netns: Option<String>,
     interrupted: &AtomicBool,
 ) -> anyhow::Result<Report> {
-    let SocketAddr::V4(dst) = target else {
-        anyhow::bail!("--kernel-target {target}: only IPv4 targets are supported");
-    };
+    let dst = target;
     let (soft, hard) = sock::nofile()?;
     let soft = sock::raise_nofile().unwrap_or(soft);
     let concurrency =
@@ -247,7 +248,7 @@ fn drive(
             tally.connections += 1;
             late_starts += (now - due > LATE) as u64;
             let (ip, port) = source(args.source_ips, args.source_ports, i);
-            match sock::connect_from(ip, port, dst) {
+            match sock::connect(ip, port, dst) {
                 Ok(mut s) => {
                     slots.poll.registry().register(
                         &mut s,
@@ -380,7 +381,7 @@ pub fn parse_source_ips(s: &str) -> Result<(Ipv4Addr, Ipv4Addr), String> {
 }
 
 /// Whether a target may be driven: loopback, or explicitly allowed.
-pub fn target_allowed(target: SocketAddrV4, allow_non_loopback: bool) -> bool {
+pub fn target_allowed(target: SocketAddr, allow_non_loopback: bool) -> bool {
     target.ip().is_loopback() || allow_non_loopback
 }
 
