@@ -54,10 +54,9 @@ pub struct ProfileArgs {
     /// tcp_timestamps (RFC 7323): on (the linux and freebsd profiles) or off.
     #[arg(long, value_parser = parse_on_off)]
     pub timestamps: Option<bool>,
-    /// Linux's delayed ACK of a peer's FIN (on in scripts). Off by default
-    /// here: the simulator's runaway passive closer vanishes in the instant
-    /// the FIN arrives, which with the ACK delayed would leave the server in
-    /// FIN-WAIT-1 instead of FIN-WAIT-2 (seed case 5).
+    /// Delayed ACK of a peer's FIN: on in the linux profile, as Linux's
+    /// `tcp_fin` pingpong mode; off in freebsd and rfc9293, which ACK a FIN at
+    /// once.
     #[arg(long, value_parser = parse_on_off)]
     pub delayed_ack: Option<bool>,
 }
@@ -92,7 +91,7 @@ impl ProfileArgs {
         c.max_tw_buckets = self.max_tw_buckets.unwrap_or(c.max_tw_buckets);
         c.rfc1337 = self.rfc1337.unwrap_or(c.rfc1337);
         c.timestamps = self.timestamps.unwrap_or(c.timestamps);
-        c.delayed_ack = self.delayed_ack.unwrap_or(false);
+        c.delayed_ack = self.delayed_ack.unwrap_or(c.delayed_ack);
         c
     }
 

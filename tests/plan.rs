@@ -58,11 +58,11 @@ fn thousand_server_closes_a_second_hold_sixty_thousand_time_waits() {
         "{}",
         o.linux_bytes
     );
-    // Engine: 60,000 x 32 B ring records in 512-entry chunks plus 131,072 buckets
+    // Engine: 60,000 x 28 B ring records in 512-entry chunks plus 131,072 buckets
     // of 5 B (60,000 <= 5/8 of them), one slab chunk of 64 B records with a 2 B
     // free-list slot each, the wheel's 24,640 B of list heads and 32 nodes of
     // 24 B (for the 20 full connections), and the listening bitmap.
-    let ring = (60_000.0 / 512.0 + 2.0) * 512.0 * 32.0;
+    let ring = (60_000.0 / 512.0 + 2.0) * 512.0 * 28.0;
     let map = 131_072.0 * 5.0 + 16.0;
     let slab = 512.0 * 64.0 + 20.0 * 2.0;
     let wheel = 24_640.0 + 32.0 * 24.0;
@@ -193,6 +193,26 @@ fn teardown(args: &[&str]) -> std::process::Output {
         .args(args)
         .output()
         .expect("run teardown")
+}
+
+/// The text report gives one answer for the buckets, Linux's: with one client
+/// address the usable 4-tuples bind at 14,116, not the engine table's 60,000.
+#[test]
+fn text_report_gives_one_tw_buckets_answer() {
+    let out = teardown(&["plan", "--close-rate", "1000"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("tcp_max_tw_buckets ok: 14,116 of 131,072"),
+        "{text}"
+    );
+    assert!(!text.contains("60,000 of 131,072"), "{text}");
+    let out = teardown(&["plan", "--close-rate", "3000", "--clients", "10"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("tcp_max_tw_buckets OVERFLOWS: full at 131,072"),
+        "{text}"
+    );
+    assert!(text.contains("overflows above 2184.5 closes/s"), "{text}");
 }
 
 #[test]
@@ -552,52 +572,56 @@ fn a_shared_namespace_counts_the_clients_time_wait() {
     assert_eq!(shared.buckets.binds, Bound::Tuples);
 }
 
-/// `--verify` at 5 % loss with 1 % runaway peers, 2,000 closes/s, each closer:
-/// every state the simulator holds at least 100 entries of is predicted within
-/// 5 %. Before the handshake enumeration and the RTO each end carries out of it
-/// (Karn, backoff), SYN-SENT was +12 %, client ESTABLISHED -32 %, SYN-RECEIVED
-/// -12 % and client LAST-ACK -14 % here.
+/// `--verify` with timestamps on (Linux's default) at 5 and 10 % loss with 1 %
+/// runaway peers, each closer: every state the simulator holds at least 100
+/// entries of is predicted within 5 %. With timestamps an ACK of a
+/// retransmitted segment still samples the RTT (`tcp_rtt_tsopt_us`) and clears
+/// the backoff; before the model followed that, server FIN-WAIT-1 was +12.8 %,
+/// client LAST-ACK -19.6 % and client ESTABLISHED +16.7 % at 5 % loss, and
+/// +17.5 %, -19.4 % and +28.1 % at 10 %.
+///
+/// Server closes run at 3,000/s: at 2,000/s server FIN-WAIT-1 holds ~170
+/// entries, and its simulated mean moves by +-5 % from seed to seed (runaways
+/// whose ACK was lost sit there ~100 s each). Client closes stay below
+/// 2,184/s: the simulator's clients are one host whose tcp_max_tw_buckets
+/// their own TIME-WAIT fills above that, which the model does not apply.
 #[test]
-fn verify_within_five_percent_at_five_percent_loss() {
-    use teardown_engine::state::State;
-    for closer in ["server", "client"] {
-        // The model follows Karn's rule: a retransmitted segment gives no RTT
-        // sample. With timestamps an ACK's TSecr gives one (tcp_rtt_tsopt_us),
-        // which the model does not follow yet, so it is held to the simulator
-        // without them.
-        let p = plan(&[
-            "--close-rate",
-            "2000",
-            "--loss",
-            "0.05",
-            "--runaway",
-            "0.01",
-            "--close",
-            closer,
-            "--timestamps",
-            "off",
-        ]);
-        let o = evaluate(&p, &Slab::defaults());
-        let s = simulate(&p, 8, Some(2), 1, &o.prediction).expect("sim runs");
-        let pr = &o.prediction;
-        let mut checked = 0;
-        for st in teardown::plan::model::MODELLED {
-            if st == State::TimeWait {
-                continue;
-            }
-            for (side, model, sim) in [
-                ("server", pr.server.get(st), s.server.get(st)),
-                ("clients", pr.clients.get(st), s.clients.get(st)),
-            ] {
-                if sim >= 100.0 {
-                    checked += 1;
-                    assert!(
-                        close(model, sim, 0.05),
-                        "{closer} closes: {side} {st}: model {model:.1} simulated {sim:.1}"
-                    );
+fn verify_within_five_percent_with_timestamps() {
+    for (closer, rate) in [("server", "3000"), ("client", "2000")] {
+        for loss in ["0.05", "0.1"] {
+            let p = plan(&[
+                "--close-rate",
+                rate,
+                "--loss",
+                loss,
+                "--runaway",
+                "0.01",
+                "--close",
+                closer,
+            ]);
+            assert!(p.workload.host.timestamps, "the default");
+            let o = evaluate(&p, &Slab::defaults());
+            let s = simulate(&p, 8, Some(2), 1, &o.prediction).expect("sim runs");
+            let pr = &o.prediction;
+            let mut checked = 0;
+            for st in teardown::plan::model::MODELLED {
+                for (side, model, sim) in [
+                    ("server", pr.server.get(st), s.server.get(st)),
+                    ("clients", pr.clients.get(st), s.clients.get(st)),
+                ] {
+                    if sim >= 100.0 {
+                        checked += 1;
+                        assert!(
+                            close(model, sim, 0.05),
+                            "{closer} closes, loss {loss}: {side} {st}: model {model:.1} simulated {sim:.1}"
+                        );
+                    }
                 }
             }
+            assert!(
+                checked >= 5,
+                "{closer} {loss}: only {checked} states of 100+"
+            );
         }
-        assert!(checked >= 4, "{closer}: only {checked} states of 100+");
     }
 }

@@ -136,11 +136,15 @@ impl Config {
                 max_tw_buckets: usize::MAX,
                 rfc1337: true,
                 timestamps: false,
+                // §3.10.7.4, eighth: "send an acknowledgment for the FIN".
+                delayed_ack: false,
                 ..linux
             },
             // FreeBSD: MSL 30 s (TIME-WAIT 60 s), tcp_finwait2_timeout 60 s, RTO min
-            // 30 ms, TIME-WAIT RSTs ignored, the oldest TIME-WAIT evicted on overflow.
+            // 30 ms, TIME-WAIT RSTs ignored, the oldest TIME-WAIT evicted on
+            // overflow, and a FIN ACKed at once (tcp_do_segment sets TF_ACKNOW).
             Profile::FreeBsd => Config {
+                delayed_ack: false,
                 rto_min: Duration::from_millis(30),
                 rto_max: Duration::from_secs(64),
                 orphan_retries: 12,

@@ -3,16 +3,17 @@
 //! The index holds only a `u32` per connection: either an index into a
 //! chunked [`Slab`] of full [`Conn`]s, or (top bit set) a position in the
 //! [`TwRing`] of compact TIME-WAIT entries. The tuple is read through the
-//! reference, so a TIME-WAIT entry costs its record plus 5⅓ bytes of bucket
-//! (a 64-byte bucket holds 12) over the index's load factor. Shards are chosen
-//! by [`crate::tuple::shard_of`]; each shard is owned by one thread.
+//! reference, so a TIME-WAIT entry costs its 28-byte record plus 5⅓ bytes
+//! of bucket (a 64-byte bucket holds 12) over the index's load factor.
+//! Shards are chosen by [`crate::tuple::shard_of`]; each shard is owned by
+//! one thread.
 
 use hashbrown::HashTable;
 
 use crate::conn::Conn;
 use crate::index::{prefetch_line, Index};
 use crate::slab::Slab;
-use crate::timewait::{TwEntry, TwRecord, TwRing, POS_MASK, TS_BIT};
+use crate::timewait::{TwEntry, TwRecord, TwRing, OOW_BIT, POS_MASK, TS_BIT};
 use crate::tuple::Tuple;
 #[cfg(feature = "bench-hooks")]
 use crate::{seq::Seq, state::State};
@@ -23,7 +24,7 @@ const TW_BIT: u32 = 1 << 31;
 /// plan and the README's per-entry figures rest on.
 pub const CONN_BYTES: usize = 64;
 /// Bytes of one TIME-WAIT record in the ring (Linux's `tw_sock_TCP` is 256).
-pub const TIME_WAIT_BYTES: usize = 32;
+pub const TIME_WAIT_BYTES: usize = 28;
 const _: () = assert!(std::mem::size_of::<Conn>() == CONN_BYTES);
 const _: () = assert!(std::mem::size_of::<TwRecord>() == TIME_WAIT_BYTES);
 
@@ -53,13 +54,26 @@ pub struct Table {
     stale: usize,
     key: u64,
     /// The local addresses TIME-WAIT records name by index (a server has a
-    /// handful; [`TwRecord`] keeps 15 bits for the index).
+    /// handful; [`TwRecord`] keeps 14 bits for the index).
     locals: Vec<u32>,
     local_index: HashTable<u16>,
+    /// `last_oow_ms` of the TIME-WAIT entries that have one, by ring
+    /// position: only entries that rate-limited an out-of-window ACK (or an
+    /// orphan's FIN-WAIT-2 that did), so a few bytes here spare four in
+    /// every record. A record with [`OOW_BIT`] has an entry here.
+    oow: HashTable<(u64, u32)>,
 }
 
 /// Most local addresses one table's TIME-WAIT records can name.
-const MAX_LOCALS: usize = TS_BIT as usize;
+const MAX_LOCALS: usize = OOW_BIT as usize;
+
+/// Local-address bits of [`TwRecord::local_ip_ts`].
+const LOCAL_MASK: u16 = !(TS_BIT | OOW_BIT);
+
+#[inline]
+fn spread(x: u64) -> u64 {
+    x.wrapping_mul(0x9e37_79b9_7f4a_7c15)
+}
 
 impl Table {
     /// An empty table whose hash is keyed by `key` (from the driver's secret).
@@ -78,6 +92,7 @@ impl Table {
             key,
             locals: Vec::new(),
             local_index: HashTable::new(),
+            oow: HashTable::new(),
         }
     }
 
@@ -103,6 +118,7 @@ impl Table {
             + self.tw.heap_bytes()
             + self.locals.capacity() * 4
             + self.local_index.allocation_size()
+            + self.oow.allocation_size()
     }
 
     #[inline]
@@ -118,7 +134,7 @@ impl Table {
     fn record_tuple(locals: &[u32], rec: &TwRecord) -> Tuple {
         Tuple {
             local_ip: locals
-                .get((rec.local_ip_ts & !TS_BIT) as usize)
+                .get((rec.local_ip_ts & LOCAL_MASK) as usize)
                 .copied()
                 .unwrap_or(0),
             remote_ip: rec.remote_ip,
@@ -130,7 +146,7 @@ impl Table {
     /// The index of local address `ip`, added if new; `None` once
     /// [`MAX_LOCALS`] are taken.
     fn local_index(&mut self, ip: u32) -> Option<u16> {
-        let hash = |ip: u32| (ip as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        let hash = |ip: u32| spread(ip as u64);
         let locals = &self.locals;
         if let Some(&i) = self
             .local_index
@@ -160,22 +176,78 @@ impl Table {
             snd_nxt: e.snd_nxt,
             rcv_nxt: e.rcv_nxt,
             close_ms: e.close_ms,
-            last_oow_ms: e.last_oow_ms,
             ts_recent: e.ts_recent.unwrap_or(0),
         })
     }
 
+    #[inline]
     fn unpack(&self, pos: u64) -> TwEntry {
         let rec = self.tw.at(pos);
+        let last_oow_ms = if rec.local_ip_ts & OOW_BIT != 0 {
+            self.oow_at(pos)
+        } else {
+            0
+        };
         TwEntry {
             tuple: Self::record_tuple(&self.locals, rec),
             snd_nxt: rec.snd_nxt,
             rcv_nxt: rec.rcv_nxt,
             expires_ms: self.tw.expires_ms(pos),
             close_ms: rec.close_ms,
-            last_oow_ms: rec.last_oow_ms,
+            last_oow_ms,
             ts_recent: (rec.local_ip_ts & TS_BIT != 0).then_some(rec.ts_recent),
         }
+    }
+
+    /// The `last_oow_ms` kept for slot `pos`, 0 if none. Out of line: few
+    /// entries have one.
+    #[cold]
+    fn oow_at(&self, pos: u64) -> u32 {
+        self.oow
+            .find(spread(pos), |&(p, _)| p == pos)
+            .map_or(0, |&(_, ms)| ms)
+    }
+
+    /// Takes the `last_oow_ms` kept for slot `pos` (0 if none) and clears
+    /// the slot's flag.
+    #[inline]
+    fn take_oow(&mut self, pos: u64) -> u32 {
+        let rec = self.tw.at_mut(pos);
+        if rec.local_ip_ts & OOW_BIT == 0 {
+            return 0;
+        }
+        rec.local_ip_ts &= !OOW_BIT;
+        self.remove_oow(pos)
+    }
+
+    #[cold]
+    fn remove_oow(&mut self, pos: u64) -> u32 {
+        match self.oow.find_entry(spread(pos), |&(p, _)| p == pos) {
+            Ok(e) => e.remove().0 .1,
+            Err(_) => 0,
+        }
+    }
+
+    /// Keeps `last_oow_ms` for slot `pos` (0 keeps nothing).
+    #[inline]
+    fn put_oow(&mut self, pos: u64, last_oow_ms: u32) {
+        if last_oow_ms != 0 {
+            self.insert_oow(pos, last_oow_ms);
+        }
+    }
+
+    #[cold]
+    fn insert_oow(&mut self, pos: u64, last_oow_ms: u32) {
+        let rec = self.tw.at_mut(pos);
+        if rec.local_ip_ts & OOW_BIT != 0 {
+            if let Some(e) = self.oow.find_mut(spread(pos), |&(p, _)| p == pos) {
+                e.1 = last_oow_ms;
+                return;
+            }
+        }
+        rec.local_ip_ts |= OOW_BIT;
+        self.oow
+            .insert_unique(spread(pos), (pos, last_oow_ms), |&(p, _)| spread(p));
     }
 
     #[inline]
@@ -227,6 +299,7 @@ impl Table {
             Self::tuple_of(conns, tw, locals, r) == *tuple
         })?;
         if r & TW_BIT != 0 {
+            self.take_oow(self.tw.resolve(r & !TW_BIT));
             self.tw_len -= 1;
             self.stale += 1;
             Some(Removed::TimeWait)
@@ -270,6 +343,7 @@ impl Table {
         let rec = self.pack(&e)?;
         let hash = e.tuple.hash(self.key);
         let pos = self.tw.push(rec, e.expires_ms);
+        self.put_oow(pos, e.last_oow_ms);
         if let Some(r) = self.map.find_mut(hash, |r| r == idx) {
             *r = Self::tw_ref(pos);
         }
@@ -286,7 +360,7 @@ impl Table {
     /// Records an out-of-window ACK sent by entry `pos`.
     #[inline]
     pub(crate) fn set_time_wait_oow(&mut self, pos: u64, last_oow_ms: u32) {
-        self.tw.at_mut(pos).last_oow_ms = last_oow_ms;
+        self.put_oow(pos, last_oow_ms);
     }
 
     /// Records the peer's timestamp on entry `pos` (which negotiated them).
@@ -304,6 +378,9 @@ impl Table {
         let hash = Self::record_tuple(&self.locals, &rec).hash(self.key);
         let old = Self::tw_ref(pos);
         let new_pos = self.tw.push(rec, expires_ms);
+        self.tw.at_mut(new_pos).local_ip_ts &= !OOW_BIT;
+        let last_oow_ms = self.take_oow(pos);
+        self.put_oow(new_pos, last_oow_ms);
         if let Some(r) = self.map.find_mut(hash, |r| r == old) {
             *r = Self::tw_ref(new_pos);
         }
@@ -321,6 +398,10 @@ impl Table {
 
     fn unlink_time_wait(&mut self, pos: u64) -> TwEntry {
         let e = self.unpack(pos);
+        if e.last_oow_ms != 0 {
+            // The slot goes stale or is popped: its flag is never read again.
+            self.remove_oow(pos);
+        }
         let old = Self::tw_ref(pos);
         if self
             .map
@@ -334,7 +415,7 @@ impl Table {
 
     /// Rewrites the ring without its stale slots once they outnumber the live
     /// ones, keeping expiry order: heavy SYN-into-TIME-WAIT reuse or restarts
-    /// otherwise leave up to one 32-byte slot per entry of the last TIME-WAIT
+    /// otherwise leave up to one 28-byte slot per entry of the last TIME-WAIT
     /// period. Amortised O(1) per stale slot. Ring positions change, so this runs
     /// only between segments (from `Host::handle_timeout`).
     pub(crate) fn compact_time_wait(&mut self) {
@@ -344,16 +425,23 @@ impl Table {
         // New positions continue after the old tail, so no live reference can
         // equal another entry's new one while they are being rewritten.
         let mut ring = TwRing::starting_at(self.tw.tail());
+        let mut oow = HashTable::with_capacity(self.oow.len());
         while let Some((pos, rec)) = self.tw.front() {
             let rec = *rec;
             let old = Self::tw_ref(pos);
             let hash = Self::record_tuple(&self.locals, &rec).hash(self.key);
             if let Some(r) = self.map.find_mut(hash, |x| x == old) {
-                *r = Self::tw_ref(ring.push(rec, self.tw.expires_ms(pos)));
+                let new_pos = ring.push(rec, self.tw.expires_ms(pos));
+                *r = Self::tw_ref(new_pos);
+                if rec.local_ip_ts & OOW_BIT != 0 {
+                    let ms = self.oow_at(pos);
+                    oow.insert_unique(spread(new_pos), (new_pos, ms), |&(p, _)| spread(p));
+                }
             }
             self.tw.pop_front();
         }
         self.tw = ring;
+        self.oow = oow;
         self.stale = 0;
     }
 
@@ -543,6 +631,49 @@ mod tests {
         }
         assert_eq!(count, n as usize / 2);
         assert!(t.is_empty());
+    }
+
+    #[test]
+    fn last_oow_follows_its_entry_and_leaves_with_it() {
+        let mut t = Table::new(7);
+        let mut pos = Vec::new();
+        for p in 0..4_000u16 {
+            let i = t.insert_conn(conn(p));
+            let mut e = tw(p, 1_000 + p as u32);
+            // Every third enters TIME-WAIT with one (an orphan's FIN-WAIT-2).
+            e.last_oow_ms = if p % 3 == 0 { 10 + p as u32 } else { 0 };
+            pos.push(t.conn_to_time_wait(i, e).expect("room"));
+        }
+        // Every fifth rate-limits an ACK now; every seventh restarts; every
+        // second goes.
+        for p in (0..4_000u16).step_by(5) {
+            t.set_time_wait_oow(pos[p as usize], 50_000 + p as u32);
+        }
+        for p in (0..4_000u16).step_by(7) {
+            pos[p as usize] = t.restart_time_wait(pos[p as usize], 90_000 + p as u32);
+        }
+        for p in (0..4_000u16).step_by(2) {
+            t.remove_time_wait(pos[p as usize]);
+        }
+        t.compact_time_wait();
+        let want = |p: u16| match (p % 5, p % 3) {
+            (0, _) => 50_000 + p as u32,
+            (_, 0) => 10 + p as u32,
+            _ => 0,
+        };
+        for p in (1..4_000u16).step_by(2) {
+            let Some(Found::TimeWait(q)) = t.find(&tuple(p)) else {
+                panic!("{p} not in TIME-WAIT");
+            };
+            let e = t.time_wait(q);
+            assert_eq!((e.tuple, e.last_oow_ms), (tuple(p), want(p)), "{p}");
+        }
+        assert_eq!(
+            t.oow.len(),
+            (1..4_000u16).step_by(2).filter(|&p| want(p) != 0).count()
+        );
+        while t.pop_expired_time_wait(u32::MAX / 2).is_some() {}
+        assert_eq!(t.oow.len(), 0);
     }
 
     #[test]

@@ -35,36 +35,41 @@ pub(crate) struct TwEntry {
     pub ts_recent: Option<u32>,
 }
 
-/// A [`TwEntry`] packed into 32 bytes, against Linux's 256-byte
+/// A [`TwEntry`] packed into 28 bytes, against Linux's 256-byte
 /// `tw_sock_TCP` and a live [`crate::conn::Conn`]'s 64
 /// ([`crate::table::TIME_WAIT_BYTES`]). The local address is an index into
 /// the table's few local addresses (a server has a handful) and the expiry an
 /// offset from its ring chunk's first expiry, which pays for the peer's
-/// timestamp.
+/// timestamp. `last_oow_ms` is not here: only an entry that has rate-limited
+/// an out-of-window ACK has one, which is rare, so the table keeps those
+/// beside the ring and the record only flags them ([`OOW_BIT`]).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct TwRecord {
     pub remote_ip: u32,
     pub local_port: u16,
     pub remote_port: u16,
-    /// Index of the local address (low 15 bits); the top bit says the peer's
-    /// timestamp is in `ts_recent`.
+    /// Index of the local address (low 14 bits); [`TS_BIT`] says the peer's
+    /// timestamp is in `ts_recent`, [`OOW_BIT`] that the table holds a
+    /// `last_oow_ms` for this slot.
     pub local_ip_ts: u16,
     /// Expiry in ms after the chunk's base.
     pub expires_off: u16,
     pub snd_nxt: Seq,
     pub rcv_nxt: Seq,
     pub close_ms: u32,
-    pub last_oow_ms: u32,
     pub ts_recent: u32,
 }
 
-/// [`TwRecord::local_ip_ts`]'s timestamp bit; local addresses are below it.
+/// [`TwRecord::local_ip_ts`]'s timestamp bit.
 pub(crate) const TS_BIT: u16 = 1 << 15;
+/// [`TwRecord::local_ip_ts`]'s bit for a `last_oow_ms` kept by the table;
+/// local addresses are below it.
+pub(crate) const OOW_BIT: u16 = 1 << 14;
 
 const CHUNK_BITS: u32 = 9;
 const CHUNK: usize = 1 << CHUNK_BITS;
 /// Records per expiry base: a run of `SPAN` slots shares one, so an expiry
-/// too late for its run's base wastes at most the rest of the run (4 KiB).
+/// too late for its run's base wastes at most the rest of the run (3.5 KiB).
 const SPAN_BITS: u32 = 7;
 const SPAN: usize = 1 << SPAN_BITS;
 

@@ -120,6 +120,9 @@ pub struct Worker {
     quarantine: VecDeque<(Time, Tuple)>,
     quarantine_for: Duration,
     held: VecDeque<(Time, Tuple)>,
+    /// Runaway clients whose delayed ACK of the server's FIN has yet to leave:
+    /// they vanish once it has.
+    vanish_after_ack: Vec<Tuple>,
     attacker: Option<Attacker>,
     live: usize,
     encoders: Vec<Encoder>,
@@ -141,11 +144,6 @@ impl Worker {
             // that vanish once their FIN is acknowledged.
             trace_states: plan.close == CloseMode::Client && plan.runaway > 0.0,
             secret: plan.seed ^ 0x636c_6965_6e74,
-            // A runaway client vanishes in the instant the server's FIN
-            // arrives; with Linux's delayed ACK its ACK would never leave, and
-            // the server would sit in FIN-WAIT-1, not FIN-WAIT-2 (as the
-            // simulator's --delayed-ack off).
-            delayed_ack: false,
             ..Config::default()
         };
         // A vanished client's tuple is safe to reuse once the server has dropped
@@ -170,6 +168,7 @@ impl Worker {
             quarantine: VecDeque::new(),
             quarantine_for,
             held: VecDeque::new(),
+            vanish_after_ack: Vec::new(),
             attacker: (!plan.attacks.is_empty()).then(|| {
                 Attacker::new(
                     &plan.attacks,
@@ -321,6 +320,7 @@ impl Worker {
             }
             self.host.handle(now, &seg);
         }
+        self.vanish_acked(now);
         self.app(now);
         self.send(false);
     }
@@ -328,6 +328,7 @@ impl Worker {
     fn tick(&mut self) {
         let now = self.plan.clock.now();
         self.host.handle_timeout(now);
+        self.vanish_acked(now);
         while let Some(tuple) = pop_due(&mut self.quarantine, now) {
             self.vanished.remove(&tuple);
             self.released.push_back(tuple);
@@ -413,9 +414,14 @@ impl Worker {
                         }
                     }
                     Event::PeerClosed { tuple } => {
-                        // Vanish right after ACKing the server's FIN (the ACK is queued).
+                        // Vanish right after ACKing the server's FIN: at once if
+                        // the ACK is queued, else once the delayed ACK leaves.
                         if self.plan.close == CloseMode::Server && self.runs_away() {
-                            self.vanish(now, tuple);
+                            if self.host.ack_pending(&tuple) {
+                                self.vanish_after_ack.push(tuple);
+                            } else {
+                                self.vanish(now, tuple);
+                            }
                         } else {
                             let _ = self.host.close(now, tuple);
                         }
@@ -490,6 +496,23 @@ impl Worker {
 
     fn runs_away(&mut self) -> bool {
         self.plan.runaway > 0.0 && self.rng.gen::<f64>() < self.plan.runaway
+    }
+
+    /// The runaways whose delayed ACK has gone out (queued) vanish now; one
+    /// closed meanwhile was accounted for by its Closed event.
+    fn vanish_acked(&mut self, now: Time) {
+        let mut i = 0;
+        while i < self.vanish_after_ack.len() {
+            let tuple = self.vanish_after_ack[i];
+            if self.host.ack_pending(&tuple) {
+                i += 1;
+                continue;
+            }
+            self.vanish_after_ack.swap_remove(i);
+            if self.host.state(&tuple) != State::Closed {
+                self.vanish(now, tuple);
+            }
+        }
     }
 
     fn vanish(&mut self, now: Time, tuple: Tuple) {

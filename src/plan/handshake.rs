@@ -11,9 +11,17 @@
 //!   request was lost.
 //! * The client's ACK rides on its request (the pure ACK is coalesced).
 //! * Karn: a retransmission clears the timing, and the backoff is cleared only by
-//!   a valid sample (`tcp_ack_update_rtt`). An end that retransmitted its SYN (or
-//!   SYN-ACK) k times starts the data phase with no RTT sample and RTO
-//!   `rto_initial × 2^k`; an end with a sample m has `m + max(2m, rto_min)`.
+//!   a valid sample (`tcp_ack_update_rtt`). Without timestamps an end that
+//!   retransmitted its SYN (or SYN-ACK) k times starts the data phase with no RTT
+//!   sample and RTO `rto_initial × 2^k`; an end with a sample m has
+//!   `m + max(2m, rto_min)`.
+//! * With timestamps the answer's TSecr gives the sample anyway
+//!   (`tcp_rtt_tsopt_us`) and clears the backoff. It times the copy the peer
+//!   recorded, not the one that drew the answer: SYN-RECEIVED keeps the TSval of
+//!   the SYN that opened it (a retransmitted SYN only draws a SYN-ACK,
+//!   `tcp_check_req`), and an established client keeps the first SYN-ACK's (a
+//!   later copy draws a challenge ACK before `tcp_replace_ts_recent`). A SYN-ACK
+//!   lost once thus gives the client m = 1 s + RTT, an RTO near 3 s.
 
 use teardown_engine::config::Config;
 
@@ -34,10 +42,11 @@ pub struct Outcome {
     pub client_waiting: f64,
     /// RTO each end starts the data phase with.
     pub client_rto: f64,
-    /// The server took an RTT sample from its SYN-ACK (not retransmitted).
-    pub server_sample: bool,
-    /// The client took an RTT sample from its SYN (it was not retransmitted).
-    pub client_sample: bool,
+    /// The server's RTT sample from the handshake, if it took one: its SYN-ACK
+    /// timed (not retransmitted) or, with timestamps, the ACK's TSecr.
+    pub server_m: Option<f64>,
+    /// The client's, from its SYN timed or the SYN-ACK's TSecr.
+    pub client_m: Option<f64>,
     /// Copies of the request the client sent.
     pub client_requests: u32,
     pub server_rto: f64,
@@ -68,6 +77,11 @@ struct Branch {
     server_retrans: u32,
     server_est: Option<f64>,
     client_est: Option<f64>,
+    /// Send time of the SYN copy that opened the server (its ts_recent).
+    syn_sent_at: f64,
+    /// Send time of the SYN-ACK copy the client took (its ts_recent).
+    synack_sent_at: f64,
+    client_m: Option<f64>,
     client_retrans: u32,
     client_rto: f64,
     client_requests: u32,
@@ -78,6 +92,8 @@ struct Ctx<'a> {
     cfg: &'a Config,
     p: f64,
     d: f64,
+    /// RFC 7323 timestamps on both ends.
+    ts: bool,
     rto_of: &'a dyn Fn(f64) -> f64,
     out: Vec<Outcome>,
     kept: f64,
@@ -133,6 +149,7 @@ fn run(ctx: &mut Ctx, mut b: Branch) {
             Ev::ServerGetsSyn => match (b.server_at, b.server_est) {
                 (None, _) => {
                     b.server_at = Some(t);
+                    b.syn_sent_at = t - ctx.d;
                     b.server_timing = true;
                     b.push(t + init, Ev::ServerTimer(1));
                     return send(ctx, b, t, Ev::ClientGetsSynAck);
@@ -155,10 +172,17 @@ fn run(ctx: &mut Ctx, mut b: Branch) {
             Ev::ClientGetsSynAck => {
                 if b.client_est.is_none() {
                     b.client_est = Some(t);
-                    b.client_rto = if b.client_retrans == 0 {
-                        (ctx.rto_of)(t)
+                    b.synack_sent_at = t - ctx.d;
+                    b.client_m = if b.client_retrans == 0 {
+                        Some(t)
+                    } else if ctx.ts {
+                        Some(t - b.syn_sent_at)
                     } else {
-                        (init * f64::from(1u32 << b.client_retrans.min(20))).min(max)
+                        None
+                    };
+                    b.client_rto = match b.client_m {
+                        Some(m) => (ctx.rto_of)(m),
+                        None => (init * f64::from(1u32 << b.client_retrans.min(20))).min(max),
                     };
                     b.push(t + b.client_rto, Ev::ClientRequest(1));
                     b.client_requests = 1;
@@ -184,10 +208,16 @@ fn run(ctx: &mut Ctx, mut b: Branch) {
                 }
                 if request {
                     let (c, e) = (b.client_est.unwrap_or(t), b.server_est.unwrap_or(t));
-                    let server_rto = if b.server_timing {
-                        (ctx.rto_of)(e - s0)
+                    let server_m = if b.server_timing {
+                        Some(e - s0)
+                    } else if ctx.ts {
+                        Some(e - b.synack_sent_at)
                     } else {
-                        (init * f64::from(1u32 << b.server_retrans.min(20))).min(max)
+                        None
+                    };
+                    let server_rto = match server_m {
+                        Some(m) => (ctx.rto_of)(m),
+                        None => (init * f64::from(1u32 << b.server_retrans.min(20))).min(max),
                     };
                     ctx.kept += b.weight;
                     ctx.out.push(Outcome {
@@ -198,8 +228,8 @@ fn run(ctx: &mut Ctx, mut b: Branch) {
                         client_waiting: t - c,
                         client_rto: b.client_rto,
                         client_requests: b.client_requests,
-                        client_sample: b.client_retrans == 0,
-                        server_sample: b.server_timing,
+                        client_m: b.client_m,
+                        server_m,
                         server_rto,
                     });
                     return;
@@ -210,12 +240,14 @@ fn run(ctx: &mut Ctx, mut b: Branch) {
 }
 
 /// Every way through the handshake at loss `p` each way and one-way delay `d`,
-/// weights summing to 1; `rto_of(m)` is the RTO after a first sample `m`.
+/// weights summing to 1; `rto_of(m)` is the RTO after a first sample `m`;
+/// timestamps as `cfg.timestamps`.
 pub fn enumerate(cfg: &Config, p: f64, d: f64, rto_of: &dyn Fn(f64) -> f64) -> Vec<Outcome> {
     let mut ctx = Ctx {
         cfg,
         p,
         d,
+        ts: cfg.timestamps,
         rto_of,
         out: Vec::new(),
         kept: 0.0,
@@ -228,6 +260,9 @@ pub fn enumerate(cfg: &Config, p: f64, d: f64, rto_of: &dyn Fn(f64) -> f64) -> V
         server_retrans: 0,
         server_est: None,
         client_est: None,
+        syn_sent_at: 0.0,
+        synack_sent_at: 0.0,
+        client_m: None,
         client_retrans: 0,
         client_rto: 0.0,
         client_requests: 0,
@@ -266,7 +301,10 @@ mod tests {
     /// the server's own: the second round fails far less often than 0.19.
     #[test]
     fn the_retransmitted_syn_races_the_server_timer() {
-        let cfg = Config::default();
+        let cfg = Config {
+            timestamps: false,
+            ..Config::default()
+        };
         let o = enumerate(&cfg, 0.1, 0.005, &rto);
         let w: f64 = o.iter().map(|o| o.weight).sum();
         assert!((w - 1.0).abs() < 1e-9);
@@ -286,5 +324,31 @@ mod tests {
             .iter()
             .filter(|o| o.syn_sent > 0.5 && o.syn_sent < 1.5)
             .all(|o| (o.client_rto - 2.0).abs() < 1e-12));
+    }
+
+    /// With timestamps the SYN-ACK's TSecr samples the client after a
+    /// retransmitted SYN: m = 10 ms when the first SYN was lost (its second copy
+    /// opened the server), 1.01 s when only the SYN-ACK was (the server echoes
+    /// the first SYN's TSval).
+    #[test]
+    fn timestamps_sample_the_copy_the_server_recorded() {
+        let o = enumerate(&Config::default(), 0.1, 0.005, &rto);
+        let second: Vec<_> = o
+            .iter()
+            .filter(|o| o.syn_sent > 0.5 && o.syn_sent < 1.5)
+            .collect();
+        assert!(!second.is_empty());
+        for o in &second {
+            let m = o.client_m.expect("a TSecr sample");
+            let near = |x: f64| (m - x).abs() < 1e-9;
+            assert!(near(0.01) || near(1.01), "{m}");
+            assert!((o.client_rto - rto(m)).abs() < 1e-12);
+        }
+        assert!(second
+            .iter()
+            .any(|o| (o.client_rto - rto(1.01)).abs() < 1e-9));
+        assert!(second
+            .iter()
+            .any(|o| (o.client_rto - rto(0.01)).abs() < 1e-9));
     }
 }

@@ -228,6 +228,9 @@ pub struct Outcome {
     /// model port choice yet): TIME-WAIT bounded by its clients' usable 4-tuples,
     /// orphaned FIN-WAIT-2 in the buckets.
     pub buckets: bounds::Buckets,
+    /// Close rate at which Linux's buckets fill (TIME-WAIT within its 4-tuples
+    /// plus orphaned FIN-WAIT-2); `None` without a limit.
+    pub tw_buckets_overflow_rate: Option<f64>,
     pub limits: Limits,
     pub engine_bytes: f64,
     pub clients_engine_bytes: f64,
@@ -267,7 +270,10 @@ pub fn evaluate(plan: &Plan, slab: &Slab) -> Outcome {
             0.0
         },
     };
-    let buckets = server_buckets(plan, &pr);
+    let buckets = server_buckets(plan, &pr, 1.0);
+    let cap = w.host.max_tw_buckets as f64;
+    let tw_buckets_overflow_rate =
+        bounds::headroom(cap, |g| server_buckets(plan, &pr, g).demand).map(|g| g * w.rate);
     let engine_bytes = memory::engine_bytes(&pr.server, plan.tables, server_restarts(&pr, w.close));
     let clients_engine_bytes =
         memory::engine_bytes(&pr.clients, plan.tables, client_restarts(&pr, w.close));
@@ -279,6 +285,7 @@ pub fn evaluate(plan: &Plan, slab: &Slab) -> Outcome {
         linux: slab.clone(),
         prediction: pr,
         buckets,
+        tw_buckets_overflow_rate,
         limits,
         engine_bytes,
         clients_engine_bytes,
@@ -289,11 +296,13 @@ pub fn evaluate(plan: &Plan, slab: &Slab) -> Outcome {
 /// (client IP, server IP, port) pool's even ports (the clients' ports are free
 /// after LAST-ACK, so connect() keeps to the even half, [`bounds::even_ports`]);
 /// every FIN-WAIT-2 of the first closer is an orphan and takes a bucket too.
-fn server_buckets(plan: &Plan, pr: &Prediction) -> bounds::Buckets {
+/// `growth` scales the close rate (the 4-tuples stay).
+fn server_buckets(plan: &Plan, pr: &Prediction, growth: f64) -> bounds::Buckets {
     let w = &plan.workload;
+    let rate = w.rate * growth;
     let tuples = plan.destinations() * bounds::even_ports(plan.ports);
     let pool = bounds::Pool {
-        rate: w.rate * pr.tw_share,
+        rate: rate * pr.tw_share,
         lifetime: pr.tw_time,
         tuples,
     };
@@ -306,12 +315,12 @@ fn server_buckets(plan: &Plan, pr: &Prediction) -> bounds::Buckets {
     } else {
         Vec::new()
     };
-    let mut orphans = w.rate * pr.server_times.fin_wait_2;
+    let mut orphans = rate * pr.server_times.fin_wait_2;
     if server_closes {
-        orphans -= w.rate * pr.fin_wait_2_held;
+        orphans -= rate * pr.fin_wait_2_held;
     }
     if clients_here {
-        orphans += w.rate * pr.client_times.fin_wait_2;
+        orphans += rate * pr.client_times.fin_wait_2;
     }
     bounds::buckets(&pools, orphans, w.host.max_tw_buckets as f64)
 }
@@ -360,12 +369,14 @@ pub fn verify_window(plan: &Plan) -> (f64, f64) {
     if w.runaway > 0.0 {
         longest = longest.max(w.host.fin_timeout.as_secs_f64());
         if w.loss > 0.0 {
-            // Runaways whose ACK was lost hold FIN-WAIT-1 until the orphan gives up.
-            longest = longest.max(
-                w.host
-                    .model_timeout(w.host.orphan_retry_limit(), w.host.rto_min)
-                    .as_secs_f64(),
-            );
+            // Runaways whose ACK was lost hold FIN-WAIT-1 until the orphan gives
+            // up: at the first expiry past the budget, up to twice it on a
+            // doubling schedule (at most one rto_max step beyond it).
+            let budget = w
+                .host
+                .model_timeout(w.host.orphan_retry_limit(), w.host.rto_min)
+                .as_secs_f64();
+            longest = longest.max(budget + budget.min(w.host.rto_max.as_secs_f64()));
         }
     }
     let warmup = longest + 10.0;
@@ -510,6 +521,7 @@ pub fn to_json(plan: &Plan, o: &Outcome, sim: Option<&Simulated>) -> Value {
             "tw_buckets_overflow": l.tw_buckets_overflow,
             "tw_overflow_per_sec": pr.tw_overflow_per_sec,
             "tw_overflow_above_close_rate": pr.tw_overflow_rate,
+            "linux_tw_overflow_above_close_rate": o.tw_buckets_overflow_rate,
             "destinations": plan.destinations(),
             "rate_per_destination": l.rate_per_destination,
             "port_range": plan.ports,
@@ -692,30 +704,41 @@ pub fn human(plan: &Plan, o: &Outcome, sim: Option<&Simulated>) -> String {
         o.linux.source
     );
     let _ = writeln!(o_, "\nlimits");
-    if l.tw_buckets_overflow {
-        let _ = writeln!(
-            o_,
-            "  tcp_max_tw_buckets OVERFLOWS: TIME-WAIT capped at {} (would be {}); {}/s closes skip TIME-WAIT (above {:.1} closes/s)",
-            count(w.host.max_tw_buckets as f64),
-            count(pr.tw_uncapped),
-            count(pr.tw_overflow_per_sec),
-            pr.tw_overflow_rate
-        );
-    } else if w.close == Closer::Server && w.host.max_tw_buckets == usize::MAX {
-        let _ = writeln!(
-            o_,
-            "  tcp_max_tw_buckets: no limit in this profile ({} TIME-WAIT entries)",
-            count(pr.server.time_wait)
-        );
-    } else if w.close == Closer::Server {
-        let _ = writeln!(
-            o_,
-            "  tcp_max_tw_buckets ok: {} of {} (overflows above {:.1} closes/s)",
-            count(pr.server.time_wait),
-            buckets(w.host.max_tw_buckets),
-            pr.tw_overflow_rate
-        );
-    } else if !plan.shared_netns {
+    let b = &o.buckets;
+    if w.close == Closer::Server || plan.shared_netns {
+        // One answer, Linux's: the table's engine figure is explained below.
+        let above = match o.tw_buckets_overflow_rate {
+            Some(r) if r >= 1e4 => format!("overflows above {} closes/s", count(r)),
+            Some(r) => format!("overflows above {r:.1} closes/s"),
+            None => "never overflows".to_string(),
+        };
+        if w.host.max_tw_buckets == usize::MAX {
+            let _ = writeln!(
+                o_,
+                "  tcp_max_tw_buckets: no limit in this profile ({} TIME-WAIT entries)",
+                count(b.time_wait)
+            );
+        } else if b.binds == bounds::Bound::Buckets {
+            let _ = writeln!(
+                o_,
+                "  tcp_max_tw_buckets OVERFLOWS: full at {} (would hold {} TIME-WAIT + {} orphaned FIN-WAIT-2); {}/s closes skip TIME-WAIT ({above})",
+                buckets(w.host.max_tw_buckets),
+                count(b.time_wait),
+                count(b.orphan_fin_wait_2),
+                count(b.overflow_per_sec),
+            );
+        } else {
+            let _ = writeln!(
+                o_,
+                "  tcp_max_tw_buckets ok: {} of {} ({} TIME-WAIT, bound by {}, + {} orphaned FIN-WAIT-2; {above})",
+                count(b.population),
+                buckets(w.host.max_tw_buckets),
+                count(b.time_wait),
+                b.binds.describe(),
+                count(b.orphan_fin_wait_2),
+            );
+        }
+    } else {
         let _ = writeln!(
             o_,
             "  tcp_max_tw_buckets: the server holds no TIME-WAIT (the clients close first)"
@@ -756,7 +779,6 @@ pub fn human(plan: &Plan, o: &Outcome, sim: Option<&Simulated>) -> String {
         );
     }
     if w.close == Closer::Server || plan.shared_netns {
-        let b = &o.buckets;
         let whose = if plan.shared_netns {
             "the namespace's (both ends share tcp_max_tw_buckets)"
         } else {

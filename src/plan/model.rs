@@ -17,7 +17,9 @@
 //! ([`super::handshake`], enumerated over every loss pattern): after a first
 //! sample m, rto = m + max(2m, rto_min) (`tcp_rtt_estimator`); after k
 //! retransmitted SYNs or SYN-ACKs there is no sample (Karn) and the backoff stays,
-//! rto = 1 s x 2^k. The rest of the model runs once per set of RTOs the ends come
+//! rto = 1 s x 2^k, unless timestamps are on: then the answer's TSecr samples
+//! the copy the peer recorded and clears the backoff (`tcp_ack_update_rtt`,
+//! `tcp_rtt_tsopt_us`), in the handshake and for the response alike. The rest of the model runs once per set of RTOs the ends come
 //! out with, weighted. An orphan gives up at the first expiry t_k (k >= 2) with
 //! t_k >= `Config::model_timeout` (102.2 s for 8 retries from 200 ms), checked
 //! only when the timer fires, as Linux does.
@@ -422,6 +424,16 @@ impl Rtt {
     }
 }
 
+/// The RTO after a handshake sample `first` (if any) and a sample `m`.
+fn rto_after(first: Option<f64>, m: f64, rto_min: f64, rto_max: f64) -> f64 {
+    let mut est = Rtt::default();
+    if let Some(f) = first {
+        est.sample(f, rto_min);
+    }
+    est.sample(m, rto_min);
+    est.rto().clamp(rto_min, rto_max)
+}
+
 /// Mean seconds in each state after the request reached the server, for one
 /// set of RTOs: the server's (`rto_s`, its response and, when it closes first,
 /// its FIN), the client's (`rto_c`, its FIN) and the server's for its FIN when
@@ -539,7 +551,10 @@ pub fn predict(w: &Workload) -> Prediction {
         // The client's FIN goes on the RTO it has once the response arrived. A
         // request sent once is sampled when the response ACKs it, m = rtt plus the
         // response's own delay (copy k goes at t_k of the server's schedule); a
-        // retransmitted one gives no sample and keeps its backoff (Karn).
+        // retransmitted one gives no sample and keeps its backoff (Karn), unless
+        // timestamps time it: the response echoes the request copy that arrived,
+        // the same m (`tcp_rtt_tsopt_us`), and the backoff is cleared.
+        let ts = cfg.timestamps;
         let resp = schedule(o.server_rto, rto_max, 4);
         let share = |k: usize| {
             if k + 1 < resp.len() {
@@ -550,12 +565,13 @@ pub fn predict(w: &Workload) -> Prediction {
         };
         // The server's FIN when the client closes first: the client's FIN+ACK
         // samples the response if it went once (m = rtt); a retransmitted
-        // response gives no sample and keeps the backoff.
+        // response gives no sample and keeps the backoff, unless the FIN+ACK's
+        // TSecr (the copy that arrived) gives m = rtt.
         let server_fin_rto = |k: usize| {
-            if k == 0 {
+            if k == 0 || ts {
                 let mut est = Rtt::default();
-                if o.server_sample {
-                    est.sample(o.syn_received, rto_min);
+                if let Some(m) = o.server_m {
+                    est.sample(m, rto_min);
                 }
                 est.sample(rtt, rto_min);
                 est.rto().clamp(rto_min, rto_max)
@@ -565,24 +581,44 @@ pub fn predict(w: &Workload) -> Prediction {
         };
         let copies: Vec<(f64, f64, f64)> = (0..resp.len())
             .map(|k| {
-                let rto_c = if o.client_requests == 1 {
+                // A response lost past the client's request timer (armed
+                // `client_rto` after the request) draws a retransmitted request,
+                // whose duplicate the server ACKs at once: that ACK frees the
+                // request with no sample and backoff 1 (Karn), or with
+                // timestamps samples the duplicate, m = rtt.
+                let arrives = rtt + resp[k];
+                let timer_first = o.client_requests == 1 && o.client_rto < arrives;
+                let rto_c = if timer_first && !ts {
+                    (o.client_rto * 2.0).min(rto_max)
+                } else if o.client_requests == 1 || ts {
                     let mut est = Rtt::default();
-                    if o.client_sample {
-                        est.sample(o.syn_sent, rto_min);
+                    if let Some(m) = o.client_m {
+                        est.sample(m, rto_min);
                     }
-                    est.sample(rtt + resp[k], rto_min);
+                    est.sample(if timer_first { rtt } else { arrives }, rto_min);
                     est.rto().clamp(rto_min, rto_max)
                 } else {
                     let backoff = f64::from(1u32 << (o.client_requests - 1).min(20));
                     (o.client_rto * backoff).min(rto_max)
                 };
-                (share(k), rto_c, server_fin_rto(k))
+                (k, share(k), rto_c, server_fin_rto(k))
             })
-            .flat_map(|(share, rto_c, rto_sf)| {
-                // The sample needs the client's FIN+ACK back before the server's
-                // timer: when it is lost the response goes again (backoff + 1).
-                let lost_fin = (w.close == Closer::Client && rto_sf < o.server_rto * 2.0)
-                    .then(|| (share * p, rto_c, (o.server_rto * 2.0).min(rto_max)));
+            .flat_map(|(k, share, rto_c, rto_sf)| {
+                // The client's FIN+ACK samples a response sent once. When it is
+                // lost, either the server's timer fires first and the response
+                // goes again (backoff + 1, no sample; with timestamps the ACK of
+                // that copy samples rtt), or the client's FIN comes again
+                // rtt + rto_c after the response and samples that.
+                let lost_fin = (w.close == Closer::Client && k == 0).then(|| {
+                    let rto_sf = if o.server_rto >= rtt + rto_c {
+                        rto_after(o.server_m, rtt + rto_c, rto_min, rto_max)
+                    } else if ts {
+                        rto_sf
+                    } else {
+                        (o.server_rto * 2.0).min(rto_max)
+                    };
+                    (share * p, rto_c, rto_sf)
+                });
                 let kept = if lost_fin.is_some() {
                     share * (1.0 - p)
                 } else {

@@ -253,6 +253,9 @@ pub struct Shard<'a> {
     /// Which ends of each slot's connection are ESTABLISHED and not yet closed
     /// (CLIENT_OPEN, SERVER_OPEN): the sweep looks only at those.
     open_ends: Vec<u8>,
+    /// Runaway passive closers waiting for their delayed ACK of the peer's
+    /// FIN to leave before they vanish.
+    vanish_after_ack: Vec<(Side, Tuple, usize)>,
     next_sweep: Option<Time>,
     next_attack: Option<Time>,
     attacks_sent: u64,
@@ -347,6 +350,7 @@ impl<'a> Shard<'a> {
             close_all_at: None,
             opened_ms: vec![0; slots as usize],
             open_ends: vec![0; slots as usize],
+            vanish_after_ack: Vec::new(),
             next_sweep: Some(Time::ZERO + cfg.app_timeout / 4),
             // Event 0 of this shard's turn in the attack schedule (nth_at_rate).
             next_attack: (!cfg.attacks.is_empty())
@@ -629,6 +633,30 @@ impl<'a> Shard<'a> {
         }
         self.events = events;
         self.transmit(side);
+        if !self.vanish_after_ack.is_empty() {
+            self.vanish_acked(side);
+        }
+    }
+
+    /// The runaways on `side` whose delayed ACK has gone out vanish now.
+    fn vanish_acked(&mut self, side: Side) {
+        let mut i = 0;
+        while i < self.vanish_after_ack.len() {
+            let (s, tuple, slot) = self.vanish_after_ack[i];
+            let host = match s {
+                Side::Server => &self.server,
+                Side::Client => &self.client,
+            };
+            if s != side || host.ack_pending(&tuple) {
+                i += 1;
+            } else if host.state(&tuple) == State::Closed {
+                // Closed meanwhile (a reset): its Closed event did the accounting.
+                self.vanish_after_ack.swap_remove(i);
+            } else {
+                self.vanish_after_ack.swap_remove(i);
+                self.vanish(side, tuple, slot);
+            }
+        }
     }
 
     /// Puts what `from` sent on the link, through its loss and delay.
@@ -744,14 +772,23 @@ impl<'a> Shard<'a> {
             }
             Event::PeerClosed { .. } => {
                 // The passive closer's application closes at once, unless its end
-                // runs away right after ACKing the FIN.
+                // runs away right after ACKing the FIN: once that ACK, delayed
+                // as Linux delays it, has gone out.
                 let runaway = match side {
                     Side::Server => slot::RUNAWAY_SERVER,
                     Side::Client => slot::RUNAWAY_CLIENT,
                 };
                 match slot {
                     Some(s) if flags & runaway != 0 && flags & slot::AT_FIN_SENT == 0 => {
-                        self.vanish(side, tuple, s)
+                        let pending = match side {
+                            Side::Server => self.server.ack_pending(&tuple),
+                            Side::Client => self.client.ack_pending(&tuple),
+                        };
+                        if pending {
+                            self.vanish_after_ack.push((side, tuple, s));
+                        } else {
+                            self.vanish(side, tuple, s);
+                        }
                     }
                     _ => self.app_close(side, tuple, flags),
                 }

@@ -273,6 +273,12 @@ impl Host {
         }
         if c.snd_una < seg.ack_num() {
             self.on_new_ack(now, idx, c, seg);
+        } else if c.snd_una == seg.ack_num()
+            && c.snd_una != c.snd_nxt
+            && seg.seq_len() == 0
+            && c.state != State::SynReceived
+        {
+            self.on_dup_ack(now, idx, c);
         }
         // A held FIN is not sent, so not acknowledged either.
         let all_acked = c.snd_una == c.snd_nxt && !c.has(flag::FIN_HELD);
@@ -403,8 +409,9 @@ impl Host {
             c.rtt_sample(m, &self.cfg);
             c.set_backoff(0);
         }
+        self.on_snd_una_advanced(c, ack);
         c.snd_una = ack;
-        c.retransmits = 0;
+        c.set_rto_fired(false);
         if c.snd_una == c.snd_nxt {
             self.disarm(c);
         } else {

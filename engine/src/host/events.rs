@@ -109,6 +109,8 @@ pub struct Stats {
     pub segments_received: u64,
     pub segments_sent: u64,
     pub retransmits: u64,
+    /// Of those, fast retransmissions on duplicate ACKs (`TCPRenoRecovery`).
+    pub fast_retransmits: u64,
     pub rst_sent: u64,
     pub rst_received: u64,
     pub challenge_acks: u64,

@@ -24,6 +24,7 @@ mod arrive;
 mod events;
 mod orphan;
 mod output;
+mod recovery;
 mod time_wait;
 mod timers;
 mod ts;
@@ -250,6 +251,17 @@ impl Host {
                 let e = self.table.time_wait(p);
                 Some((e.snd_nxt.into(), e.rcv_nxt.into()))
             }
+        }
+    }
+
+    /// Whether `tuple` holds a delayed ACK not yet sent (Linux's
+    /// `ICSK_ACK_TIMER` pending): a driver whose end vanishes after ACKing
+    /// a FIN waits for this to clear.
+    #[must_use]
+    pub fn ack_pending(&self, tuple: &Tuple) -> bool {
+        match self.table.find(tuple) {
+            Some(Found::Conn(i)) => self.table.conn(i).bit(crate::conn::bits::DELACK),
+            _ => false,
         }
     }
 

@@ -62,6 +62,7 @@ impl Host {
         }
         let idle = c.snd_una == c.snd_nxt;
         c.snd_nxt += len + flags.syn() as u32 + flags.fin() as u32;
+        c.set_pkts(c.pkts().saturating_add(1));
         if idle {
             c.start_timing(now.as_micros() as u32);
             c.retrans_stamp_ms = now.stamp_ms();

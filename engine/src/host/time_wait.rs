@@ -61,14 +61,16 @@ impl Host {
         }
         // A SYN beyond rcv_nxt, or with a newer timestamp, may open a new
         // incarnation (RFC 6191), with ISN = old snd_nxt + 65535 + 2, if a
-        // listener takes it.
+        // listener takes it. With none, `tcp_v4_rcv` falls from TCP_TW_SYN
+        // through to `tcp_v4_timewait_ack`: an ACK every time, with neither
+        // the out-of-window rate limit nor a timer restart
+        // (syn-time-wait-no-listener.pkt).
         let beyond = e.rcv_nxt < seg.seq_num();
-        if f.syn()
-            && !f.ack()
-            && !paws_reject
-            && (beyond || Self::ts_newer(e.ts_recent, seg))
-            && self.is_listening(e.tuple.local_port)
-        {
+        if f.syn() && !f.ack() && !paws_reject && (beyond || Self::ts_newer(e.ts_recent, seg)) {
+            if !self.is_listening(e.tuple.local_port) {
+                self.stats.oow_acks += 1;
+                return TwVerdict::Ack;
+            }
             self.stats.time_wait_reused += 1;
             if !beyond {
                 self.stats.time_wait_reused_by_ts += 1;

@@ -59,7 +59,7 @@ impl Host {
             _ => (self.cfg.retries2, self.cfg.rto_min),
         };
         let elapsed = Duration::from_millis(now.stamp_ms().wrapping_sub(c.retrans_stamp_ms) as u64);
-        if c.retransmits > 0 && elapsed >= self.cfg.model_timeout(limit, base) {
+        if c.rto_fired() && elapsed >= self.cfg.model_timeout(limit, base) {
             // No RST on this path (tcp_write_err -> tcp_done).
             self.stats.timeouts_retries += 1;
             self.commit(
@@ -77,6 +77,20 @@ impl Host {
 
     /// Resends everything from snd_una, doubles the RTO (tcp_retransmit_timer).
     fn retransmit(&mut self, now: Time, idx: u32, c: &mut Conn) {
+        self.resend(c);
+        // tcp_enter_loss: Reno's duplicates are forgotten.
+        c.set_dupacks(0);
+        c.set_rto_fired(true);
+        c.set_backoff(c.backoff().saturating_add(1).min(30));
+        let rto = c.backed_off_rto(&self.cfg);
+        self.arm(now, idx, c, rto);
+    }
+
+    /// Resends everything from snd_una in one segment, as Linux collapses
+    /// small segments into the retransmitted head (`tcp_retrans_try_collapse`),
+    /// which leaves one segment in flight (`tcp_adjust_pcount`, with Reno's
+    /// duplicates shrinking alike).
+    pub(super) fn resend(&mut self, c: &mut Conn) {
         let outstanding = c.snd_nxt - c.snd_una;
         let (flags, len) = match c.state {
             State::SynSent => (Flags::SYN, 0),
@@ -101,11 +115,12 @@ impl Host {
             self.ack_sent(c);
         }
         self.stats.retransmits += 1;
-        c.retransmits = c.retransmits.saturating_add(1);
-        c.set_backoff(c.backoff().saturating_add(1).min(30));
         c.take_timing(0); // Karn: no RTT sample from a retransmission.
-        let rto = c.backed_off_rto(&self.cfg);
-        self.arm(now, idx, c, rto);
+        if !c.fast_recovery() {
+            let merged = c.pkts().saturating_sub(1);
+            c.set_dupacks(c.dupacks().saturating_sub(merged));
+        }
+        c.set_pkts(1);
     }
 
     pub(super) fn arm(&mut self, now: Time, idx: u32, c: &mut Conn, after: Duration) {
