@@ -39,8 +39,29 @@ impl Bucket {
         refs: [0; SLOTS],
     };
 
-    /// Slots whose tag is `tag`, as a bitmask (LLVM turns this into one SIMD
-    /// compare).
+    /// Slots whose tag is `tag`, as a bitmask: one SSE2 compare of the 16
+    /// bytes that hold the tags (the count's four bytes masked off).
+    #[cfg(target_arch = "x86_64")]
+    #[inline]
+    fn matching(&self, tag: u8) -> u16 {
+        use std::arch::x86_64::{_mm_cmpeq_epi8, _mm_movemask_epi8, _mm_set1_epi8, _mm_set_epi64x};
+        let mut lo = [0u8; 8];
+        lo.copy_from_slice(&self.tags[..8]);
+        let mut hi = [0u8; 4];
+        hi.copy_from_slice(&self.tags[8..]);
+        let lo = i64::from_le_bytes(lo);
+        let hi = i64::from(u32::from_le_bytes(hi));
+        // SAFETY: SSE2 is part of the x86_64 baseline, so the intrinsics are
+        // always there; they read no memory (tested by `tag_matching_is_exact`).
+        let m = unsafe {
+            let eq = _mm_cmpeq_epi8(_mm_set_epi64x(hi, lo), _mm_set1_epi8(tag as i8));
+            _mm_movemask_epi8(eq)
+        };
+        m as u16 & ((1 << SLOTS) - 1)
+    }
+
+    /// Slots whose tag is `tag`, as a bitmask.
+    #[cfg(not(target_arch = "x86_64"))]
     #[inline]
     fn matching(&self, tag: u8) -> u16 {
         let mut m = 0u16;
@@ -127,20 +148,20 @@ impl Index {
     #[inline]
     fn locate(&self, hash: u64, mut eq: impl FnMut(u32) -> bool) -> Option<(usize, usize)> {
         let (t, mask) = (tag(hash), self.mask());
-        let mut b = self.home(hash);
-        for _ in 0..=self.max_probe {
+        let (mut b, mut left) = (self.home(hash), self.max_probe);
+        loop {
             let bucket = &self.buckets[b];
             for i in BitIter(bucket.matching(t)) {
                 if eq(bucket.refs[i]) {
                     return Some((b, i));
                 }
             }
-            if bucket.overflow == 0 {
+            if bucket.overflow == 0 || left == 0 {
                 return None;
             }
+            left -= 1;
             b = (b + 1) & mask;
         }
-        None
     }
 
     #[inline]
@@ -185,7 +206,9 @@ impl Index {
         let mut b = self.home(hash);
         for probe in 0.. {
             let bucket = &mut self.buckets[b];
-            if let Some(i) = bucket.tags.iter().position(|&t| t == EMPTY) {
+            let free = bucket.matching(EMPTY);
+            if free != 0 {
+                let i = free.trailing_zeros() as usize;
                 bucket.tags[i] = tag(hash);
                 bucket.refs[i] = r;
                 self.max_probe = self.max_probe.max(probe);
@@ -255,6 +278,23 @@ mod tests {
     /// long overflow chains common.
     fn h(r: u32) -> u64 {
         (r as u64 % 7).wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ (r as u64 >> 3)
+    }
+
+    #[test]
+    fn tag_matching_is_exact() {
+        let mut b = Bucket::EMPTY;
+        b.tags = [7, 0, 7, 0x87, 6, 8, 7, 0xff, 0, 1, 7, 0x80];
+        assert_eq!(b.matching(7), 0b0100_0100_0101);
+        assert_eq!(b.matching(EMPTY), 0b0001_0000_0010);
+        assert_eq!(b.matching(0x80), 0b1000_0000_0000);
+        assert_eq!(b.matching(0xff), 0b0000_1000_0000);
+        assert_eq!(b.matching(2), 0);
+        for t in 0..=255u8 {
+            let want = (0..SLOTS)
+                .filter(|&i| b.tags[i] == t)
+                .fold(0u16, |m, i| m | 1 << i);
+            assert_eq!(b.matching(t), want, "{t}");
+        }
     }
 
     #[test]

@@ -26,9 +26,15 @@ impl Host {
     /// ([`Prefetch::Bucket`] first, [`Prefetch::Entry`] later): a driver
     /// that sees its queue ahead overlaps the cache misses of the lookups to
     /// come with the work of this one, as DPDK's bulk lookup and VPP's vectors
-    /// do. It changes nothing but the cache.
+    /// do. It changes nothing but the cache, and does nothing for a table
+    /// small enough to stay in cache, where it would only cost the hashing.
     #[inline]
     pub fn prefetch(&self, seg: &Segment, step: Prefetch) {
+        /// Entries from which a table's slab (64 B each) outgrows a 2 MiB L2.
+        const FROM: usize = 1 << 15;
+        if self.table.len() < FROM {
+            return;
+        }
         let tuple = seg.receiver_tuple();
         match step {
             Prefetch::Bucket => self.table.prefetch_bucket(&tuple),
