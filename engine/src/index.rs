@@ -347,7 +347,7 @@ mod tests {
         // only the probe bound ends a miss.
         let mut ix = Index::with_buckets(2);
         let home = |r: u32| if r < 100 { 0 } else { 1u64 << 63 };
-        let mut add = |ix: &mut Index, r: u32| {
+        let add = |ix: &mut Index, r: u32| {
             ix.place(home(r), r);
             ix.len += 1;
         };
