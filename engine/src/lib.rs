@@ -12,6 +12,7 @@ pub mod config;
 mod conn;
 pub mod driver;
 pub mod host;
+mod index;
 pub mod segment;
 pub mod seq;
 mod slab;

@@ -1,15 +1,17 @@
-//! One shard's connection table: a hashbrown `HashTable` of 4-byte references.
+//! One shard's connection table: an [`Index`] of 4-byte references.
 //!
-//! The hash table holds only a `u32` per connection: either an index into a
+//! The index holds only a `u32` per connection: either an index into a
 //! chunked [`Slab`] of full [`Conn`]s, or (top bit set) a position in the
 //! [`TwRing`] of compact TIME-WAIT entries. The tuple is read through the
-//! reference, so a TIME-WAIT entry costs its 28-byte record plus 5 bytes of
-//! bucket (4 + 1 control byte) over the table's load factor. Shards are chosen
-//! by [`crate::tuple::shard_of`]; each shard is owned by one thread.
+//! reference, so a TIME-WAIT entry costs its 28-byte record plus 5⅓ bytes
+//! of bucket (a 64-byte bucket holds 12) over the index's load factor.
+//! Shards are chosen by [`crate::tuple::shard_of`]; each shard is owned by
+//! one thread.
 
 use hashbrown::HashTable;
 
 use crate::conn::Conn;
+use crate::index::{prefetch_line, Index};
 use crate::slab::Slab;
 use crate::timewait::{TwEntry, TwRecord, TwRing, OOW_BIT, POS_MASK, TS_BIT};
 use crate::tuple::Tuple;
@@ -44,7 +46,7 @@ pub(crate) enum Found {
 
 /// One shard of the connection table.
 pub struct Table {
-    map: HashTable<u32>,
+    map: Index,
     conns: Slab<Conn>,
     tw: TwRing,
     tw_len: usize,
@@ -82,7 +84,7 @@ impl Table {
     /// An empty table with buckets for `n` entries.
     pub fn with_capacity(key: u64, n: usize) -> Table {
         Table {
-            map: HashTable::with_capacity(n),
+            map: Index::with_capacity(n),
             conns: Slab::default(),
             tw: TwRing::default(),
             tw_len: 0,
@@ -100,7 +102,7 @@ impl Table {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.map.is_empty()
+        self.map.len() == 0
     }
 
     /// TIME-WAIT entries.
@@ -253,15 +255,35 @@ impl Table {
         TW_BIT | (pos & POS_MASK) as u32
     }
 
+    /// First half of a lookup ahead of time: brings `tuple`'s index bucket
+    /// into cache. Issue it a few segments before [`Table::prefetch_entry`].
+    #[inline]
+    pub(crate) fn prefetch_bucket(&self, tuple: &Tuple) {
+        self.map.prefetch(tuple.hash(self.key));
+    }
+
+    /// Second half: reads the bucket (in cache by now) and brings in the
+    /// slab line or TIME-WAIT record its matching tags point to.
+    #[inline]
+    pub(crate) fn prefetch_entry(&self, tuple: &Tuple) {
+        for r in self.map.home_candidates(tuple.hash(self.key)) {
+            if r & TW_BIT != 0 {
+                prefetch_line(self.tw.at(self.tw.resolve(r & !TW_BIT)));
+            } else {
+                prefetch_line(self.conns.get(r));
+            }
+        }
+    }
+
     /// Looks `tuple` up.
     #[inline]
     pub(crate) fn find(&self, tuple: &Tuple) -> Option<Found> {
         let (conns, tw, locals) = (&self.conns, &self.tw, &self.locals);
         self.map
-            .find(tuple.hash(self.key), |&r| {
+            .find(tuple.hash(self.key), |r| {
                 Self::tuple_of(conns, tw, locals, r) == *tuple
             })
-            .map(|&r| {
+            .map(|r| {
                 if r & TW_BIT != 0 {
                     Found::TimeWait(tw.resolve(r & !TW_BIT))
                 } else {
@@ -273,13 +295,9 @@ impl Table {
     /// Removes `tuple`, whatever its state, in one probe.
     pub(crate) fn remove(&mut self, tuple: &Tuple) -> Option<Removed> {
         let (conns, tw, locals) = (&self.conns, &self.tw, &self.locals);
-        let entry = self
-            .map
-            .find_entry(tuple.hash(self.key), |&r| {
-                Self::tuple_of(conns, tw, locals, r) == *tuple
-            })
-            .ok()?;
-        let (r, _) = entry.remove();
+        let r = self.map.remove(tuple.hash(self.key), |r| {
+            Self::tuple_of(conns, tw, locals, r) == *tuple
+        })?;
         if r & TW_BIT != 0 {
             self.take_oow(self.tw.resolve(r & !TW_BIT));
             self.tw_len -= 1;
@@ -295,7 +313,7 @@ impl Table {
         let hash = conn.tuple.hash(self.key);
         let idx = self.conns.insert(conn);
         let (conns, tw, locals, key) = (&self.conns, &self.tw, &self.locals, self.key);
-        self.map.insert_unique(hash, idx, |&r| {
+        self.map.insert_unique(hash, idx, |r| {
             Self::tuple_of(conns, tw, locals, r).hash(key)
         });
         idx
@@ -314,9 +332,7 @@ impl Table {
     /// Removes a full connection (it reached CLOSED).
     pub(crate) fn remove_conn(&mut self, idx: u32) -> Conn {
         let hash = self.conns.get(idx).tuple.hash(self.key);
-        if let Ok(e) = self.map.find_entry(hash, |&r| r == idx) {
-            e.remove();
-        }
+        self.map.remove(hash, |r| r == idx);
         self.conns.remove(idx)
     }
 
@@ -328,7 +344,7 @@ impl Table {
         let hash = e.tuple.hash(self.key);
         let pos = self.tw.push(rec, e.expires_ms);
         self.put_oow(pos, e.last_oow_ms);
-        if let Some(r) = self.map.find_mut(hash, |&r| r == idx) {
+        if let Some(r) = self.map.find_mut(hash, |r| r == idx) {
             *r = Self::tw_ref(pos);
         }
         self.conns.remove(idx);
@@ -365,7 +381,7 @@ impl Table {
         self.tw.at_mut(new_pos).local_ip_ts &= !OOW_BIT;
         let last_oow_ms = self.take_oow(pos);
         self.put_oow(new_pos, last_oow_ms);
-        if let Some(r) = self.map.find_mut(hash, |&r| r == old) {
+        if let Some(r) = self.map.find_mut(hash, |r| r == old) {
             *r = Self::tw_ref(new_pos);
         }
         self.stale += 1;
@@ -387,8 +403,11 @@ impl Table {
             self.remove_oow(pos);
         }
         let old = Self::tw_ref(pos);
-        if let Ok(entry) = self.map.find_entry(e.tuple.hash(self.key), |&r| r == old) {
-            entry.remove();
+        if self
+            .map
+            .remove(e.tuple.hash(self.key), |r| r == old)
+            .is_some()
+        {
             self.tw_len -= 1;
         }
         e
@@ -411,7 +430,7 @@ impl Table {
             let rec = *rec;
             let old = Self::tw_ref(pos);
             let hash = Self::record_tuple(&self.locals, &rec).hash(self.key);
-            if let Some(r) = self.map.find_mut(hash, |&x| x == old) {
+            if let Some(r) = self.map.find_mut(hash, |x| x == old) {
                 let new_pos = ring.push(rec, self.tw.expires_ms(pos));
                 *r = Self::tw_ref(new_pos);
                 if rec.local_ip_ts & OOW_BIT != 0 {
@@ -431,7 +450,7 @@ impl Table {
         while let Some((pos, rec)) = self.tw.front() {
             let r = Self::tw_ref(pos);
             let hash = Self::record_tuple(&self.locals, rec).hash(self.key);
-            if self.map.find(hash, |&x| x == r).is_some() {
+            if self.map.find(hash, |x| x == r).is_some() {
                 return Some((pos, self.unpack(pos)));
             }
             self.tw.pop_front();
@@ -500,7 +519,7 @@ impl Table {
     /// Iterates over all full connections.
     #[cfg(test)]
     pub(crate) fn conn_indices(&self) -> impl Iterator<Item = u32> + '_ {
-        self.map.iter().copied().filter(|r| r & TW_BIT == 0)
+        self.map.iter().filter(|r| r & TW_BIT == 0)
     }
 }
 

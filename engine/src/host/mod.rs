@@ -29,6 +29,7 @@ mod time_wait;
 mod timers;
 mod ts;
 
+pub use arrive::Prefetch;
 pub use events::{CloseReason, Error, Event, Role, Stats};
 
 use std::time::Duration;

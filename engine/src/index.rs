@@ -1,0 +1,434 @@
+//! The table's index: 4-byte references in cache-line buckets, so a lookup
+//! touches one line of index and a prefetch can name it before the lookup.
+//!
+//! hashbrown keeps its control bytes and its slots apart (two lines per probe)
+//! and gives no bucket address to prefetch. This is Folly's F14 layout cut to
+//! 64 bytes: 12 one-byte tags, an overflow count and 12 references per bucket.
+//! An entry lives in its home bucket (the hash's top bits) or, when that is
+//! full, in the next bucket with room, and every bucket it passed counts it in
+//! `overflow`. A lookup stops at the first bucket whose count is zero, so no
+//! tombstones are needed and removals leave probes exactly as short as they
+//! were before the entry came (F14's "outbound overflow count").
+//!
+//! The references are opaque here: the caller's `eq` and `hasher` closures
+//! read the key through them (the table's slab and TIME-WAIT ring).
+
+/// Tag of an empty slot; a present entry's tag is never 0.
+const EMPTY: u8 = 0;
+/// Slots per bucket: 12 tags + a 4-byte count + 12 references = 64 bytes.
+const SLOTS: usize = 12;
+/// Most entries per bucket on average before the index doubles (7/8 of 12).
+const MAX_LOAD_NUM: usize = 21;
+const MAX_LOAD_DEN: usize = 2;
+
+#[derive(Clone, Copy)]
+#[repr(C, align(64))]
+struct Bucket {
+    tags: [u8; SLOTS],
+    /// Entries homed at or before this bucket that live after it.
+    overflow: u32,
+    refs: [u32; SLOTS],
+}
+
+const _: () = assert!(std::mem::size_of::<Bucket>() == 64);
+
+impl Bucket {
+    const EMPTY: Bucket = Bucket {
+        tags: [EMPTY; SLOTS],
+        overflow: 0,
+        refs: [0; SLOTS],
+    };
+
+    /// Slots whose tag is `tag`, as a bitmask: one SSE2 compare of the 16
+    /// bytes that hold the tags (the count's four bytes masked off).
+    #[cfg(target_arch = "x86_64")]
+    #[inline]
+    fn matching(&self, tag: u8) -> u16 {
+        use std::arch::x86_64::{_mm_cmpeq_epi8, _mm_movemask_epi8, _mm_set1_epi8, _mm_set_epi64x};
+        let mut lo = [0u8; 8];
+        lo.copy_from_slice(&self.tags[..8]);
+        let mut hi = [0u8; 4];
+        hi.copy_from_slice(&self.tags[8..]);
+        let lo = i64::from_le_bytes(lo);
+        let hi = i64::from(u32::from_le_bytes(hi));
+        // SAFETY: SSE2 is part of the x86_64 baseline, so the intrinsics are
+        // always there; they read no memory (tested by `tag_matching_is_exact`).
+        let m = unsafe {
+            let eq = _mm_cmpeq_epi8(_mm_set_epi64x(hi, lo), _mm_set1_epi8(tag as i8));
+            _mm_movemask_epi8(eq)
+        };
+        m as u16 & ((1 << SLOTS) - 1)
+    }
+
+    /// Slots whose tag is `tag`, as a bitmask.
+    #[cfg(not(target_arch = "x86_64"))]
+    #[inline]
+    fn matching(&self, tag: u8) -> u16 {
+        let mut m = 0u16;
+        for (i, &t) in self.tags.iter().enumerate() {
+            m |= ((t == tag) as u16) << i;
+        }
+        m
+    }
+}
+
+/// A set of `u32` references found by hash, with the key held elsewhere.
+pub(crate) struct Index {
+    buckets: Vec<Bucket>,
+    /// `64 - log2(buckets.len())`: the hash's top bits pick the home bucket.
+    shift: u32,
+    len: usize,
+    /// The farthest any entry was placed from its home since the last growth.
+    /// Overflow counts alone do not bound a lookup: once every bucket has
+    /// sent one entry on (each still present), no count is zero, and a miss
+    /// would circle forever (F14 bounds its probes the same way).
+    max_probe: usize,
+}
+
+/// The one-byte tag of `hash` (from its low bits; the home uses the top ones).
+#[inline]
+fn tag(hash: u64) -> u8 {
+    (hash as u8).max(1)
+}
+
+impl Index {
+    /// An empty index with room for `n` entries before it grows.
+    pub fn with_capacity(n: usize) -> Index {
+        let want = (n * MAX_LOAD_DEN).div_ceil(MAX_LOAD_NUM).max(1);
+        Index::with_buckets(want.next_power_of_two())
+    }
+
+    fn with_buckets(buckets: usize) -> Index {
+        debug_assert!(buckets.is_power_of_two());
+        Index {
+            buckets: vec![Bucket::EMPTY; buckets],
+            shift: 64 - buckets.trailing_zeros(),
+            len: 0,
+            max_probe: 0,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Bytes of the bucket array.
+    pub fn allocation_size(&self) -> usize {
+        self.buckets.capacity() * std::mem::size_of::<Bucket>()
+    }
+
+    #[inline]
+    fn home(&self, hash: u64) -> usize {
+        // A shift by 64 (one bucket) is not defined on u64.
+        hash.checked_shr(self.shift).unwrap_or(0) as usize
+    }
+
+    #[inline]
+    fn mask(&self) -> usize {
+        self.buckets.len() - 1
+    }
+
+    /// Asks the CPU to bring `hash`'s home bucket into cache: what a lookup
+    /// of that hash will touch first, named before it is needed so that a
+    /// batch of lookups overlaps its misses (DPDK's `rte_hash_lookup_bulk`).
+    #[inline]
+    pub fn prefetch(&self, hash: u64) {
+        prefetch_line(&self.buckets[self.home(hash)]);
+    }
+
+    /// The references in `hash`'s home bucket whose tag matches: the likely
+    /// entries, for prefetching what they point to once the bucket is in cache.
+    #[inline]
+    pub fn home_candidates(&self, hash: u64) -> impl Iterator<Item = u32> + '_ {
+        let b = &self.buckets[self.home(hash)];
+        BitIter(b.matching(tag(hash))).map(move |i| b.refs[i])
+    }
+
+    /// The slot holding the entry of `hash` that `eq` accepts.
+    #[inline]
+    fn locate(&self, hash: u64, mut eq: impl FnMut(u32) -> bool) -> Option<(usize, usize)> {
+        let (t, mask) = (tag(hash), self.mask());
+        let (mut b, mut left) = (self.home(hash), self.max_probe);
+        loop {
+            let bucket = &self.buckets[b];
+            for i in BitIter(bucket.matching(t)) {
+                if eq(bucket.refs[i]) {
+                    return Some((b, i));
+                }
+            }
+            if bucket.overflow == 0 || left == 0 {
+                return None;
+            }
+            left -= 1;
+            b = (b + 1) & mask;
+        }
+    }
+
+    #[inline]
+    pub fn find(&self, hash: u64, eq: impl FnMut(u32) -> bool) -> Option<u32> {
+        self.locate(hash, eq).map(|(b, i)| self.buckets[b].refs[i])
+    }
+
+    #[inline]
+    pub fn find_mut(&mut self, hash: u64, eq: impl FnMut(u32) -> bool) -> Option<&mut u32> {
+        let (b, i) = self.locate(hash, eq)?;
+        Some(&mut self.buckets[b].refs[i])
+    }
+
+    /// Removes and returns the entry of `hash` that `eq` accepts, and takes it
+    /// off the overflow counts of the buckets between its home and its slot.
+    pub fn remove(&mut self, hash: u64, eq: impl FnMut(u32) -> bool) -> Option<u32> {
+        let (b, i) = self.locate(hash, eq)?;
+        let mask = self.mask();
+        let mut h = self.home(hash);
+        while h != b {
+            debug_assert!(self.buckets[h].overflow > 0);
+            self.buckets[h].overflow -= 1;
+            h = (h + 1) & mask;
+        }
+        self.buckets[b].tags[i] = EMPTY;
+        self.len -= 1;
+        Some(self.buckets[b].refs[i])
+    }
+
+    /// Adds `r`, whose key is not in the index; `hasher` gives the hash of
+    /// any reference already in it, for growing.
+    pub fn insert_unique(&mut self, hash: u64, r: u32, hasher: impl Fn(u32) -> u64) {
+        if (self.len + 1) * MAX_LOAD_DEN > self.buckets.len() * MAX_LOAD_NUM {
+            self.grow(&hasher);
+        }
+        self.place(hash, r);
+        self.len += 1;
+    }
+
+    fn place(&mut self, hash: u64, r: u32) {
+        let mask = self.mask();
+        let mut b = self.home(hash);
+        for probe in 0.. {
+            let bucket = &mut self.buckets[b];
+            let free = bucket.matching(EMPTY);
+            if free != 0 {
+                let i = free.trailing_zeros() as usize;
+                bucket.tags[i] = tag(hash);
+                bucket.refs[i] = r;
+                self.max_probe = self.max_probe.max(probe);
+                return;
+            }
+            bucket.overflow += 1;
+            b = (b + 1) & mask;
+        }
+    }
+
+    /// Doubles the buckets and places every entry again.
+    fn grow(&mut self, hasher: &impl Fn(u32) -> u64) {
+        let old = std::mem::replace(self, Index::with_buckets(self.buckets.len() * 2));
+        for r in old.iter() {
+            self.place(hasher(r), r);
+        }
+        self.len = old.len;
+    }
+
+    /// Every reference, in bucket order.
+    pub fn iter(&self) -> impl Iterator<Item = u32> + '_ {
+        self.buckets.iter().flat_map(|b| {
+            b.tags
+                .iter()
+                .zip(b.refs)
+                .filter(|(&t, _)| t != EMPTY)
+                .map(|(_, r)| r)
+        })
+    }
+}
+
+/// The set bits of a mask, lowest first.
+struct BitIter(u16);
+
+impl Iterator for BitIter {
+    type Item = usize;
+    #[inline]
+    fn next(&mut self) -> Option<usize> {
+        if self.0 == 0 {
+            return None;
+        }
+        let i = self.0.trailing_zeros() as usize;
+        self.0 &= self.0 - 1;
+        Some(i)
+    }
+}
+
+/// A hint to load `p`'s cache line; never faults and changes nothing visible.
+#[inline]
+pub(crate) fn prefetch_line<T>(p: &T) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch reads nothing architecturally and cannot fault; `p`
+    // is a valid reference anyway (tested by `prefetch_changes_nothing`).
+    unsafe {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        _mm_prefetch::<_MM_HINT_T0>((p as *const T).cast());
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Keys are their own references here; a weak hash makes collisions and
+    /// long overflow chains common.
+    fn h(r: u32) -> u64 {
+        (r as u64 % 7).wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ (r as u64 >> 3)
+    }
+
+    #[test]
+    fn tag_matching_is_exact() {
+        let mut b = Bucket::EMPTY;
+        b.tags = [7, 0, 7, 0x87, 6, 8, 7, 0xff, 0, 1, 7, 0x80];
+        assert_eq!(b.matching(7), 0b0100_0100_0101);
+        assert_eq!(b.matching(EMPTY), 0b0001_0000_0010);
+        assert_eq!(b.matching(0x80), 0b1000_0000_0000);
+        assert_eq!(b.matching(0xff), 0b0000_1000_0000);
+        assert_eq!(b.matching(2), 0);
+        for t in 0..=255u8 {
+            let want = (0..SLOTS)
+                .filter(|&i| b.tags[i] == t)
+                .fold(0u16, |m, i| m | 1 << i);
+            assert_eq!(b.matching(t), want, "{t}");
+        }
+    }
+
+    #[test]
+    fn insert_find_remove_like_a_set() {
+        let mut ix = Index::with_capacity(0);
+        for r in 0..5_000 {
+            ix.insert_unique(h(r), r, h);
+        }
+        assert_eq!(ix.len(), 5_000);
+        for r in 0..5_000 {
+            assert_eq!(ix.find(h(r), |x| x == r), Some(r), "{r}");
+        }
+        assert_eq!(ix.find(h(9_999), |x| x == 9_999), None);
+        for r in (0..5_000).step_by(2) {
+            assert_eq!(ix.remove(h(r), |x| x == r), Some(r));
+        }
+        assert_eq!(ix.remove(h(0), |x| x == 0), None);
+        for r in 0..5_000 {
+            let want = (r % 2 == 1).then_some(r);
+            assert_eq!(ix.find(h(r), |x| x == r), want, "{r}");
+        }
+        let mut all: Vec<u32> = ix.iter().collect();
+        all.sort_unstable();
+        assert_eq!(all, (1..5_000).step_by(2).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn removals_give_back_the_overflow_counts() {
+        // One home bucket for everything: a chain across many buckets.
+        let mut ix = Index::with_capacity(1 << 10);
+        let same = |_: u32| 0u64;
+        for r in 0..100 {
+            ix.insert_unique(0, r, same);
+        }
+        assert!(ix.buckets[0].overflow > 0);
+        for r in 0..100 {
+            assert_eq!(ix.remove(0, |x| x == r), Some(r));
+        }
+        assert!(ix
+            .buckets
+            .iter()
+            .all(|b| b.overflow == 0 && b.tags == [EMPTY; SLOTS]));
+    }
+
+    #[test]
+    fn a_miss_ends_when_every_bucket_has_sent_an_entry_on() {
+        // Two buckets of 12. Bucket 0 fills and sends 12 on to bucket 1,
+        // which fills; 0 gives a slot back and takes 111 sent on from 1;
+        // then 1 gives a slot back. Both counts stay 1 with room in both:
+        // only the probe bound ends a miss.
+        let mut ix = Index::with_buckets(2);
+        let home = |r: u32| if r < 100 { 0 } else { 1u64 << 63 };
+        let add = |ix: &mut Index, r: u32| {
+            ix.place(home(r), r);
+            ix.len += 1;
+        };
+        (0..13).for_each(|r| add(&mut ix, r));
+        (100..111).for_each(|r| add(&mut ix, r));
+        assert_eq!(ix.remove(home(0), |x| x == 0), Some(0));
+        add(&mut ix, 111);
+        assert_eq!(ix.remove(home(100), |x| x == 100), Some(100));
+        assert!(ix.buckets.iter().all(|b| b.overflow == 1));
+        assert_eq!(ix.find(home(50), |x| x == 50), None);
+        assert_eq!(ix.find(home(150), |x| x == 150), None);
+        assert_eq!(ix.find(home(12), |x| x == 12), Some(12));
+        assert_eq!(ix.find(home(111), |x| x == 111), Some(111));
+    }
+
+    #[test]
+    fn growth_keeps_every_entry_and_the_load_bound() {
+        let mut ix = Index::with_capacity(10);
+        let before = ix.buckets.len();
+        for r in 0..100_000 {
+            ix.insert_unique(h(r), r, h);
+        }
+        assert!(ix.buckets.len() > before);
+        assert!(ix.len() * MAX_LOAD_DEN <= ix.buckets.len() * MAX_LOAD_NUM);
+        assert!((0..100_000).all(|r| ix.find(h(r), |x| x == r) == Some(r)));
+        assert_eq!(ix.allocation_size(), ix.buckets.len() * 64);
+    }
+
+    #[test]
+    fn prefetch_changes_nothing() {
+        let mut ix = Index::with_capacity(100);
+        for r in 0..50 {
+            ix.insert_unique(h(r), r, h);
+        }
+        for r in 0..200 {
+            ix.prefetch(h(r));
+        }
+        assert!((0..50).all(|r| ix.find(h(r), |x| x == r) == Some(r)));
+        // The home bucket's candidates include the entry when it lives there.
+        let homed = (0..50)
+            .filter(|&r| ix.home_candidates(h(r)).any(|x| x == r))
+            .count();
+        assert!(homed > 0);
+    }
+
+    proptest::proptest! {
+        /// Any interleaving of inserts and removals, over a hash with many
+        /// collisions, answers like a set.
+        #[test]
+        fn behaves_like_a_set(ops in proptest::collection::vec((0u32..600, proptest::bool::ANY), 1..3000)) {
+            let weak = |r: u32| (r as u64 % 13) << 60 | (r as u64 % 5);
+            let mut ix = Index::with_capacity(0);
+            let mut model = std::collections::BTreeSet::new();
+            for (r, add) in ops {
+                if add && !model.contains(&r) {
+                    ix.insert_unique(weak(r), r, weak);
+                    model.insert(r);
+                } else if !add {
+                    proptest::prop_assert_eq!(ix.remove(weak(r), |x| x == r).is_some(), model.remove(&r));
+                }
+                proptest::prop_assert_eq!(ix.find(weak(r), |x| x == r).is_some(), model.contains(&r));
+            }
+            proptest::prop_assert_eq!(ix.len(), model.len());
+            let mut all: Vec<u32> = ix.iter().collect();
+            all.sort_unstable();
+            proptest::prop_assert_eq!(all, model.into_iter().collect::<Vec<_>>());
+            // Every overflow count is what the entries' positions imply.
+            let mut expect = vec![0u32; ix.buckets.len()];
+            for (b, bucket) in ix.buckets.iter().enumerate() {
+                for (i, &t) in bucket.tags.iter().enumerate() {
+                    if t != EMPTY {
+                        let mut h = ix.home(weak(bucket.refs[i]));
+                        while h != b {
+                            expect[h] += 1;
+                            h = (h + 1) & ix.mask();
+                        }
+                    }
+                }
+            }
+            let got: Vec<u32> = ix.buckets.iter().map(|b| b.overflow).collect();
+            proptest::prop_assert_eq!(got, expect);
+        }
+    }
+}
