@@ -161,6 +161,9 @@ pub struct Point {
     /// 0 when it is not installed), so steady-state memory can be averaged.
     pub server_bytes: i64,
     pub client_bytes: i64,
+    /// Cumulative client connect() calls and EADDRNOTAVAIL failures.
+    pub connects: u64,
+    pub connects_failed: u64,
 }
 
 #[derive(Serialize, Debug, Clone)]
@@ -293,6 +296,8 @@ impl SimReport {
                 client: x.client.map(|v| v as u64),
                 server_bytes: x.server_bytes,
                 client_bytes: x.client_bytes,
+                connects: x.connects,
+                connects_failed: x.connects_failed,
             })
             .collect();
         SimReport {

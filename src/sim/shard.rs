@@ -299,6 +299,19 @@ impl<'a> Shard<'a> {
         server_cfg.secret = secret;
         let mut client_cfg = cfg.host.clone();
         client_cfg.secret = secret.rotate_left(17) ^ 0x5555;
+        // The shard's client holds its share of the client addresses' ports:
+        // whole addresses, or the first `slots_per_shard` ports of one (the
+        // 4-tuple space the slots gave before Linux's port choice).
+        let (lo, hi) = cfg.port_range;
+        let range = u32::from(hi - lo) + 1;
+        let (client_ips, slots) = if cfg.slots_per_shard < range {
+            let last = lo + (cfg.slots_per_shard.max(1) - 1) as u16;
+            client_cfg.ip_local_port_range = (lo, last);
+            (1, cfg.slots_per_shard.max(1))
+        } else {
+            let ips = cfg.slots_per_shard.div_ceil(range);
+            (ips, ips * range)
+        };
         let server_scope = scope_base + 2 * index as u16;
         let client_scope = server_scope + 1;
         let prev = alloc::enter_scope(server_scope);
@@ -310,10 +323,6 @@ impl<'a> Shard<'a> {
         alloc::enter_scope(client_scope);
         let client = Host::with_capacity(client_cfg, live);
         alloc::enter_scope(prev);
-        // Whole addresses: the engine may pick any port of the range.
-        let range = u32::from(cfg.port_range.1 - cfg.port_range.0) + 1;
-        let client_ips = cfg.slots_per_shard.div_ceil(range).max(1);
-        let slots = client_ips * range;
         let to_open = share(cfg.connections);
         let rate = cfg.rate.map(|r| r / shards as f64);
         Shard {
@@ -1072,6 +1081,8 @@ impl<'a> Shard<'a> {
         let mut s = Sample {
             server_bytes: alloc::scope_bytes(self.server_scope) as i64,
             client_bytes: alloc::scope_bytes(self.client_scope) as i64,
+            connects: self.client.stats().opened_active + self.client.stats().connect_eaddrnotavail,
+            connects_failed: self.client.stats().connect_eaddrnotavail,
             ..Sample::default()
         };
         for st in State::ALL {
