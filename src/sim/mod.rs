@@ -367,8 +367,18 @@ impl SimConfig {
             || "too many client addresses for one shard; raise --shards".into(),
         )?;
         let concurrency_per_shard = concurrency.div_ceil(shards);
-        // Fewer ports than live connections is allowed: connect() then fails
-        // with EADDRNOTAVAIL (counted in the report's `connect`).
+        // A closed model (no --rate) keeps `concurrency` connections open, so
+        // it needs that many ports. With --rate fewer ports than live
+        // connections is a workload: connect() fails with EADDRNOTAVAIL
+        // (counted in the report's `connect`).
+        ensure(
+            a.rate.is_some() || slots_per_shard >= concurrency_per_shard,
+            || {
+                format!(
+                "{client_ips} client address(es) x {ports} ports cannot hold {concurrency} live connections; raise --client-ips"
+            )
+            },
+        )?;
 
         let mut host = a.host.config();
         host.max_tw_buckets = match (a.host.max_tw_buckets, tw_fill) {

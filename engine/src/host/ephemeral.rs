@@ -121,7 +121,6 @@ impl Host {
 
     /// One port of `hash_connect`: None when it cannot carry `tuple`, else
     /// the TIME-WAIT entry to take over if any.
-    #[allow(clippy::option_option)]
     fn port_usable(&self, now: Time, tuple: &Tuple) -> Option<Option<(u64, TwEntry)>> {
         // A listener's bucket has fastreuse >= 0: skipped like a bound port.
         if self.is_listening(tuple.local_port) {
