@@ -420,11 +420,10 @@ pub fn sim_args(
         runaway_client,
         runaway_server,
         host: ProfileArgs::of(h),
-        client_ips: Some(if w.close == Closer::Client {
-            plan.clients
-        } else {
-            walk_clear_ips(plan)
-        }),
+        // The clients' ports bound the run only when they close first (their
+        // TIME-WAIT holds them). When the server closes, the simulator keeps
+        // its default of many client addresses.
+        client_ips: (w.close == Closer::Client).then_some(plan.clients),
         port_range: format!("{}-{}", plan.port_range.0, plan.port_range.1),
         tw_reuse_delay: plan.tw_reuse_delay,
         shards,
@@ -433,21 +432,6 @@ pub fn sim_args(
         quiet: true,
         ..SimArgs::default()
     }
-}
-
-/// Client addresses for a `--verify` run where the server closes first. The
-/// model's server populations assume no client reopens a 4-tuple the server
-/// still holds, but Linux's connect() walks the even ports with a random
-/// stride of 2-16 (`table_perturb`), taking each free port it lands on, so a
-/// port comes round again after about `even ports / 4.5` connects. Enough
-/// addresses that no port comes round twice within the server's longest hold
-/// (TIME-WAIT plus 10 s), with a margin of 2.
-fn walk_clear_ips(plan: &Plan) -> u32 {
-    let w = &plan.workload;
-    let even = bounds::even_ports(plan.ports);
-    let hold = w.host.time_wait.as_secs_f64() + 10.0;
-    let ips = (w.rate * hold * 4.5 * 2.0 / even).ceil();
-    ips.clamp(16.0, 65_535.0) as u32
 }
 
 /// Runs the simulator on the plan's workload and averages its steady state.
