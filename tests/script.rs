@@ -407,6 +407,13 @@ impl script::Stack for Lagging {
     fn late_search(&self) -> std::time::Duration {
         self.inner.late_search()
     }
+    fn sysctl(
+        &mut self,
+        line: usize,
+        s: &script::sysctl::Sysctl,
+    ) -> Result<(), script::Failure> {
+        self.inner.sysctl(line, s)
+    }
     fn take_notices(&mut self) -> Vec<String> {
         self.inner.take_notices()
     }

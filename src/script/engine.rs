@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 
 use super::parse::{Call, Syscall, TcpOptions};
+use super::sysctl::Sysctl;
 use super::stack::{
     fail, fcntl_result, int_arg, linger_abort, lowest_free_fd, shutdown_how, would_block,
     CallResult, Failure, Stack, ACTIVE, SCRIPT_PORT,
@@ -211,6 +212,15 @@ impl Stack for EngineStack {
 
     fn late_search(&self) -> Duration {
         LATE_SEARCH
+    }
+
+    fn sysctl(&mut self, line: usize, s: &Sysctl) -> Result<(), Failure> {
+        let mut cfg = self.host.config().clone();
+        s.apply(&mut cfg).map_err(|e| fail(line, e))?;
+        // The runner applies sysctls before anything happens, so the host
+        // has nothing to lose yet.
+        self.host = Host::new(cfg);
+        Ok(())
     }
 
     fn take_notices(&mut self) -> Vec<String> {

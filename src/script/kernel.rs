@@ -34,6 +34,7 @@ use nix::sys::socket::{
 use nix::sys::time::TimeSpec;
 
 use super::parse::{Call, Expr, Syscall, TcpOptions};
+use super::sysctl::Sysctl;
 use super::stack::{
     fail, fcntl_result, int_arg, linger_abort, lowest_free_fd, shutdown_how, would_block,
     CallResult, Failure, Stack, EPHEMERAL_PORT, LOCAL_IP, REMOTE_IP, SCRIPT_PORT,
@@ -228,6 +229,23 @@ impl Stack for KernelStack {
 
     fn late_search(&self) -> Duration {
         LATE_SEARCH
+    }
+
+    /// Writes the sysctl under `/proc/sys/net/ipv4`, which a thread sees for
+    /// its own network namespace (`net_ctl_header_lookup` looks at
+    /// `current`): this thread's, made in [`KernelStack::new`] and gone with
+    /// the script, so nothing needs restoring. Every [`Sysctl`] is per
+    /// namespace; the check below makes sure the host's are never touched.
+    fn sysctl(&mut self, line: usize, s: &Sysctl) -> Result<(), Failure> {
+        let ns = |p: &str| std::fs::read_link(p).map_err(|e| fail(line, format!("{p}: {e}")));
+        if ns("/proc/thread-self/ns/net")? == ns("/proc/self/ns/net")? {
+            return Err(fail(
+                line,
+                "the runner's thread is in the process's network namespace: sysctl not set",
+            ));
+        }
+        let path = format!("/proc/sys/net/ipv4/{}", s.name());
+        std::fs::write(&path, s.value()).map_err(|e| fail(line, format!("writing {path}: {e}")))
     }
 
     fn take_notices(&mut self) -> Vec<String> {

@@ -45,6 +45,13 @@ pub fn record_script(script: &Script, opts: &Options) -> (String, Outcome) {
     if let Some(tick) = script.ts_tick_usecs {
         let _ = writeln!(out, "--tcp_ts_tick_usecs={tick}");
     }
+    // The sysctls, which come first (the runner's rule).
+    for ev in &script.events {
+        if let EventKind::Sysctl(settings) = &ev.kind {
+            let cmds: Vec<String> = settings.iter().map(|s| format!("sysctl -q {s}")).collect();
+            let _ = writeln!(out, "0          `{}`", cmds.join("; "));
+        }
+    }
     let mut prev = Time::ZERO;
     let mut first = true;
     let mut after_fin = false;
@@ -78,7 +85,7 @@ pub fn record_script(script: &Script, opts: &Options) -> (String, Outcome) {
                     }
                     (EventKind::Syscall(c), Some(r)) => call_line(c, r),
                     (EventKind::Syscall(c), None) => call_line(c, &c.ret.to_string()),
-                    (EventKind::Ignored, _) => continue,
+                    (EventKind::Sysctl(_), _) => continue,
                 };
                 after_fin = matches!(&ev.kind,
                     EventKind::Packet(p) if p.dir == Direction::Inbound && p.flags.fin());

@@ -237,7 +237,22 @@ impl<S: Stack> Runner<'_, S> {
                     self.note_lateness(window);
                     window
                 }
-                EventKind::Ignored => continue,
+                EventKind::Sysctl(settings) => {
+                    if events[..index]
+                        .iter()
+                        .any(|e| !matches!(e.kind, EventKind::Sysctl(_)))
+                    {
+                        return Err(fail(
+                            ev.line,
+                            "a sysctl line must come before the script's first packet or \
+                             system call: both stacks apply sysctls before the script starts",
+                        ));
+                    }
+                    for s in settings {
+                        self.stack.sysctl(ev.line, s)?;
+                    }
+                    continue;
+                }
             };
             self.done(ev, window);
         }
