@@ -93,6 +93,16 @@ pub struct Config {
     /// does (`tcp_fin` enters pingpong mode; `tcp_send_delayed_ack`); off, it
     /// goes at once (riding only on a segment sent within the same call).
     pub delayed_ack: bool,
+    /// `ip_local_port_range`: the ports connect() and bind(0) choose from
+    /// (inclusive; Linux's default 32768-60999).
+    pub ip_local_port_range: (u16, u16),
+    /// `tcp_tw_reuse`: may connect() take over its own TIME-WAIT 4-tuple
+    /// (`tcp_twsk_unique`)? 0 never, 1 always, 2 (Linux's default) only with
+    /// a loopback address at either end. Timestamps are needed in every case.
+    pub tw_reuse: u8,
+    /// `tcp_tw_reuse_delay`: how long after entering TIME-WAIT a 4-tuple may
+    /// be taken over (Linux's default 1000 ms).
+    pub tw_reuse_delay: Duration,
     /// Key of the table hash, of the ISN generator (RFC 6528) and of the
     /// timestamp offsets; the driver draws it.
     pub secret: u64,
@@ -123,6 +133,9 @@ impl Config {
             rcv_wnd: 65_535,
             timestamps: true,
             delayed_ack: true,
+            ip_local_port_range: (32_768, 60_999),
+            tw_reuse: 2,
+            tw_reuse_delay: Duration::from_secs(1),
             secret: 0x7465_6172_646f_776e,
             trace_states: false,
         };
@@ -169,6 +182,16 @@ impl Config {
             || self.fin_timeout > Duration::from_secs(86_400)
         {
             return Err("time-wait and fin-timeout must be at most one day".into());
+        }
+        let (low, high) = self.ip_local_port_range;
+        if low == 0 || low > high {
+            return Err("ip_local_port_range must be LOW-HIGH with 1 <= LOW <= HIGH".into());
+        }
+        if self.tw_reuse > 2 {
+            return Err("tcp_tw_reuse must be 0, 1 or 2".into());
+        }
+        if self.tw_reuse_delay.is_zero() || self.tw_reuse_delay > Duration::from_secs(60) {
+            return Err("tcp_tw_reuse_delay must lie between 1 ms and 60 s".into());
         }
         if self.rcv_wnd == 0 {
             return Err("the receive window must be above zero".into());

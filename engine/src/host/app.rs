@@ -4,26 +4,64 @@
 use super::{CloseReason, Error, Host, Next};
 use crate::conn::{flag, Conn};
 use crate::segment::Flags;
+use crate::seq::Seq;
 use crate::state::State;
 use crate::table::{Found, Removed};
 use crate::time::Time;
 use crate::tuple::Tuple;
 
 impl Host {
-    /// Active open: send a SYN and enter SYN-SENT.
+    /// Active open on a port the caller chose (bind(port) with SO_REUSEADDR,
+    /// then connect()): send a SYN and enter SYN-SENT. A TIME-WAIT entry on
+    /// the 4-tuple is taken over when `tcp_twsk_unique` allows it; for a bound
+    /// port `__inet_hash_connect` passes no `twp`, so only the peer's
+    /// timestamps are needed, not `tcp_tw_reuse`.
     pub fn connect(&mut self, now: Time, tuple: Tuple) -> Result<(), Error> {
         let now = self.begin(now);
-        if self.table.find(&tuple).is_some() {
-            return Err(Error::Exists(tuple));
+        let mut reused = None;
+        match self.table.find(&tuple) {
+            None => {}
+            Some(Found::TimeWait(pos)) => {
+                let e = self.table.time_wait(pos);
+                if !self.twsk_unique(now, &e, false) {
+                    return Err(Error::Exists(tuple));
+                }
+                reused = Some((pos, e));
+            }
+            Some(Found::Conn(_)) => return Err(Error::Exists(tuple)),
         }
-        if self.table.len() >= self.cfg.max_connections {
+        if reused.is_none() && self.table.len() >= self.cfg.max_connections {
             return Err(Error::TableFull(self.table.len()));
         }
-        let iss = self.isn(now, &tuple);
+        let iss = match reused {
+            Some((pos, e)) => self.take_over_time_wait(now, pos, &e),
+            None => self.isn(now, &tuple),
+        };
+        let ts_recent = reused.and_then(|(_, e)| e.ts_recent);
+        self.open_active(now, tuple, iss, ts_recent, true);
+        Ok(())
+    }
+
+    /// Inserts the SYN-SENT entry and sends its SYN (`tcp_connect`). `bound`:
+    /// the port was taken by bind(), so connect() must not share it.
+    pub(super) fn open_active(
+        &mut self,
+        now: Time,
+        tuple: Tuple,
+        iss: Seq,
+        ts_recent: Option<u32>,
+        bound: bool,
+    ) {
         let mut c = Conn::new(tuple, State::SynSent, iss);
         if self.cfg.timestamps {
-            // Offered in the SYN (TSecr 0); kept only if the SYN-ACK answers.
+            // Offered in the SYN; kept only if the SYN-ACK answers. The TSecr
+            // is 0, or the ts_recent a reused TIME-WAIT passed on
+            // (tcp_twsk_unique, tcp_syn_options).
             c.flags |= flag::TS_OK;
+            c.ts_recent = ts_recent.unwrap_or(0);
+        }
+        if !self.is_listening(tuple.local_port) {
+            self.ports.acquire(&tuple, bound);
         }
         let idx = self.table.insert_conn(c);
         let mut c = *self.table.conn(idx);
@@ -31,7 +69,6 @@ impl Host {
         *self.table.conn_mut(idx) = c;
         self.stats.opened_active += 1;
         self.enter(tuple, State::Closed, State::SynSent);
-        Ok(())
     }
 
     /// The application sends `len` bytes (modelled by length only).
@@ -144,6 +181,7 @@ impl Host {
     pub fn forget(&mut self, tuple: &Tuple) -> bool {
         match self.table.remove(tuple) {
             Some(Removed::Conn(mut c)) => {
+                self.port_released(tuple);
                 self.disarm(&mut c);
                 self.population[c.state as usize] -= 1;
                 if c.has(flag::FW2_COUNTED) {
@@ -152,6 +190,7 @@ impl Host {
                 true
             }
             Some(Removed::TimeWait) => {
+                self.port_released(tuple);
                 self.population[State::TimeWait as usize] -= 1;
                 true
             }

@@ -143,6 +143,11 @@ pub struct Stats {
     /// FINs set on the application's last queued data segment.
     pub fins_on_data: u64,
     pub opened_active: u64,
+    /// TIME-WAIT 4-tuples a connect() took over (`tcp_twsk_unique`; Linux
+    /// counts them in `TWRecycled` too).
+    pub tw_reused: u64,
+    /// connect() calls that found no port (EADDRNOTAVAIL).
+    pub connect_eaddrnotavail: u64,
     pub opened_passive: u64,
 }
 
@@ -157,4 +162,7 @@ pub enum Error {
     InvalidState(Tuple, State),
     #[error("connection table full ({0} entries)")]
     TableFull(usize),
+    /// EADDRNOTAVAIL: no local port can carry the connection.
+    #[error("no free local port (EADDRNOTAVAIL) after probing {probed} ports")]
+    AddrNotAvail { probed: u32 },
 }

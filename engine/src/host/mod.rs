@@ -12,6 +12,7 @@
 //!   `commit`, which applies a handler's verdict to the table;
 //! - `events.rs`: what the host reports ([`Event`], [`CloseReason`], [`Stats`], [`Error`]);
 //! - `app.rs`: the application's calls (connect, send, close, shutdown, abort);
+//! - `ephemeral.rs`: connect() without a port: Linux's port search and `tcp_twsk_unique`;
 //! - `arrive.rs`: SEGMENT ARRIVES, by state (RFC 9293 §3.10.7);
 //! - `orphan.rs`: the orphaned FIN-WAIT-2 mini-socket (`tcp_timewait_state_process`);
 //! - `time_wait.rs`: TIME-WAIT's segments, entry and exit;
@@ -21,6 +22,7 @@
 
 mod app;
 mod arrive;
+mod ephemeral;
 mod events;
 mod orphan;
 mod output;
@@ -34,6 +36,7 @@ use std::time::Duration;
 
 use crate::config::Config;
 use crate::conn::{flag, Conn};
+use crate::ports::Ports;
 use crate::segment::Segment;
 use crate::seq::Seq;
 use crate::state::State;
@@ -146,6 +149,9 @@ pub struct Host {
     /// Orphaned FIN-WAIT-2 connections: Linux's TIME-WAIT mini-sockets in
     /// substate FIN_WAIT2, which count against `tcp_max_tw_buckets`.
     fw2_orphans: usize,
+    /// Local ports held by active opens (Linux's bind buckets) and the
+    /// ephemeral search's perturbation table.
+    ports: Ports,
 }
 
 impl Host {
@@ -168,6 +174,7 @@ impl Host {
             rst_budget: Budget::default(),
             now: Time::ZERO,
             fw2_orphans: 0,
+            ports: Ports::new(cfg.ip_local_port_range, cfg.secret),
             cfg,
         }
     }
@@ -208,7 +215,10 @@ impl Host {
     /// allocator checks it in the tests).
     #[must_use]
     pub fn heap_bytes(&self) -> usize {
-        self.table.heap_bytes() + self.wheel.heap_bytes() + self.listening.capacity() * 8
+        self.table.heap_bytes()
+            + self.wheel.heap_bytes()
+            + self.listening.capacity() * 8
+            + self.ports.heap_bytes()
     }
 
     /// Accept SYNs to `port` (a listening socket). The port bitmap (8 KiB) is
@@ -362,6 +372,7 @@ impl Host {
             Next::Close(reason) => {
                 self.disarm(&mut c);
                 self.table.remove_conn(idx);
+                self.port_released(&c.tuple);
                 self.population[before as usize] -= 1;
                 self.trace(c.tuple, before, State::Closed);
                 let role = if !c.has(flag::CLOSE_STAMPED) {

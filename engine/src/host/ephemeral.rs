@@ -1,0 +1,245 @@
+//! connect() without a port: Linux's ephemeral port search
+//! (`__inet_hash_connect`, `inet_csk_find_open_port`) and its test of a
+//! 4-tuple held by TIME-WAIT (`__inet_check_established`, `tcp_twsk_unique`).
+
+use super::{CloseReason, Error, Host};
+use crate::ports::{BindMode, Connected, Ports};
+use crate::seq::Seq;
+use crate::table::Found;
+use crate::time::Time;
+use crate::timewait::TwEntry;
+use crate::tuple::Tuple;
+
+/// What a port search found.
+struct Pick {
+    tuple: Tuple,
+    probed: u32,
+    /// The TIME-WAIT entry to take over, with its ring position.
+    tw: Option<(u64, TwEntry)>,
+}
+
+/// `ipv4_is_loopback`: 127.0.0.0/8.
+fn is_loopback(ip: u32) -> bool {
+    ip >> 24 == 127
+}
+
+impl Host {
+    /// Active open from `local_ip` to `remote_ip:remote_port` on a port Linux
+    /// would choose. `NoPort` searches as `__inet_hash_connect` does (even
+    /// ports first from a keyed per-destination offset, a port shared with
+    /// other destinations, a TIME-WAIT 4-tuple taken under `tcp_tw_reuse`);
+    /// `BeforeConnect` as bind(0) does (`inet_csk_find_open_port`: odd ports
+    /// first, only a port nobody holds). With no port left the call fails with
+    /// [`Error::AddrNotAvail`] (EADDRNOTAVAIL), counted in
+    /// `Stats::connect_eaddrnotavail`.
+    pub fn connect_ephemeral(
+        &mut self,
+        now: Time,
+        local_ip: u32,
+        remote_ip: u32,
+        remote_port: u16,
+        mode: BindMode,
+    ) -> Result<Connected, Error> {
+        let now = self.begin(now);
+        let full = self.table.len() >= self.cfg.max_connections;
+        let pick = match mode {
+            BindMode::NoPort => self.hash_connect(now, local_ip, remote_ip, remote_port),
+            BindMode::BeforeConnect => self.find_open_port(local_ip, remote_ip, remote_port),
+        };
+        let pick = match pick {
+            Ok(p) => p,
+            Err(probed) => {
+                self.stats.connect_eaddrnotavail += 1;
+                return Err(Error::AddrNotAvail { probed });
+            }
+        };
+        if full && pick.tw.is_none() {
+            return Err(Error::TableFull(self.table.len()));
+        }
+        let iss = match pick.tw {
+            Some((pos, e)) => self.take_over_time_wait(now, pos, &e),
+            None => self.isn(now, &pick.tuple),
+        };
+        let ts_recent = pick.tw.and_then(|(_, e)| e.ts_recent);
+        let bound = mode == BindMode::BeforeConnect;
+        self.open_active(now, pick.tuple, iss, ts_recent, bound);
+        Ok(Connected {
+            tuple: pick.tuple,
+            probed: pick.probed,
+            tw_reused: pick.tw.is_some(),
+        })
+    }
+
+    /// `__inet_hash_connect` for an unbound socket: scan the even offsets
+    /// from the keyed start, then the odd ones, step 2. A port nobody holds is
+    /// taken at once; a port bind() holds (or a listener) is skipped; a port
+    /// only connect() holds is taken when our 4-tuple is unique on it
+    /// (`__inet_check_established`). Err carries the ports probed.
+    fn hash_connect(
+        &mut self,
+        now: Time,
+        local_ip: u32,
+        remote_ip: u32,
+        remote_port: u16,
+    ) -> Result<Pick, u32> {
+        let port_offset = self.ports.port_offset(local_ip, remote_ip, remote_port);
+        let remaining = self.ports.even_remaining();
+        let low = u32::from(self.ports.low());
+        let high = low + self.ports.range_len(); // exclusive: [32768, 61000[
+        let mut offset = self.ports.start(port_offset);
+        let mut probed = 0;
+        loop {
+            let mut port = low + offset;
+            let mut i = 0;
+            while i < remaining {
+                if port >= high {
+                    port -= remaining;
+                }
+                probed += 1;
+                let tuple = Tuple {
+                    local_ip,
+                    remote_ip,
+                    local_port: port as u16,
+                    remote_port,
+                };
+                if let Some(tw) = self.port_usable(now, &tuple) {
+                    // A little randomness in the next start
+                    // (`max(i, get_random_u32_below(8) * step)`).
+                    let noise = self.ports.draw();
+                    self.ports.advance(port_offset, i, noise);
+                    return Ok(Pick { tuple, probed, tw });
+                }
+                i += 2;
+                port += 2;
+            }
+            offset += 1;
+            if offset & 1 == 0 || remaining <= 1 {
+                return Err(probed);
+            }
+        }
+    }
+
+    /// One port of `hash_connect`: None when it cannot carry `tuple`, else
+    /// the TIME-WAIT entry to take over if any.
+    #[allow(clippy::option_option)]
+    fn port_usable(&self, now: Time, tuple: &Tuple) -> Option<Option<(u64, TwEntry)>> {
+        // A listener's bucket has fastreuse >= 0: skipped like a bound port.
+        if self.is_listening(tuple.local_port) {
+            return None;
+        }
+        let bucket = self.ports.bucket(tuple.local_ip, tuple.local_port);
+        if bucket == 0 {
+            return Some(None); // inet_bind_bucket_create: a fresh bucket
+        }
+        if Ports::is_bound(bucket) {
+            return None; // tb->fastreuse >= 0
+        }
+        match self.table.find(tuple) {
+            None => Some(None),
+            Some(Found::Conn(_)) => None,
+            Some(Found::TimeWait(pos)) => {
+                let e = self.table.time_wait(pos);
+                self.twsk_unique(now, &e, true).then_some(Some((pos, e)))
+            }
+        }
+    }
+
+    /// bind(addr, 0) (`inet_csk_find_open_port`, no SO_REUSEADDR): a random
+    /// odd offset, the odd ports first (the opposite parity of connect's, "to
+    /// not pollute connect() users"), then the even ones; only a port with no
+    /// bucket on this address will do. connect() then finds the 4-tuple unique.
+    fn find_open_port(
+        &mut self,
+        local_ip: u32,
+        remote_ip: u32,
+        remote_port: u16,
+    ) -> Result<Pick, u32> {
+        let remaining = self.ports.even_remaining();
+        let low = u32::from(self.ports.low());
+        let high = low + self.ports.range_len();
+        let mut offset = ((self.ports.draw() % u64::from(remaining)) as u32) | 1;
+        let mut probed = 0;
+        loop {
+            let mut port = low + offset;
+            let mut i = 0;
+            while i < remaining {
+                if port >= high {
+                    port -= remaining;
+                }
+                probed += 1;
+                let p = port as u16;
+                if !self.is_listening(p) && self.ports.bucket(local_ip, p) == 0 {
+                    let tuple = Tuple {
+                        local_ip,
+                        remote_ip,
+                        local_port: p,
+                        remote_port,
+                    };
+                    return Ok(Pick {
+                        tuple,
+                        probed,
+                        tw: None,
+                    });
+                }
+                i += 2;
+                port += 2;
+            }
+            // offset--; if (!(offset & 1)) goto other_parity_scan
+            offset = offset.wrapping_sub(1);
+            if offset & 1 != 0 || remaining <= 1 {
+                return Err(probed);
+            }
+        }
+    }
+
+    /// `tcp_twsk_unique`: may a new connection take over TIME-WAIT entry `e`?
+    /// It needs the peer's timestamps on the old connection
+    /// (`tw_ts_recent_stamp`). From the ephemeral search (`twp` set) it also
+    /// needs `tcp_tw_reuse` (2: only with a loopback address at either end)
+    /// and `tcp_tw_reuse_delay` since the entry began (`tw_entry_stamp`, here
+    /// its expiry less the TIME-WAIT length). For a port bound beforehand
+    /// (`twp` NULL) the timestamps alone suffice. An orphaned FIN-WAIT-2
+    /// (`TCP_FIN_WAIT2` substate, never reused) is a full entry here, so it
+    /// never reaches this test.
+    pub(super) fn twsk_unique(&self, now: Time, e: &TwEntry, twp: bool) -> bool {
+        if e.ts_recent.is_none() {
+            return false;
+        }
+        if !twp {
+            return true;
+        }
+        let reuse = match self.cfg.tw_reuse {
+            2 => is_loopback(e.tuple.local_ip) || is_loopback(e.tuple.remote_ip),
+            r => r != 0,
+        };
+        let time_wait_ms = self.cfg.time_wait.as_millis() as u32;
+        let entry_ms = e.expires_ms.wrapping_sub(time_wait_ms);
+        let thresh = entry_ms.wrapping_add(self.cfg.tw_reuse_delay.as_millis() as u32);
+        // time_after32(tcp_clock_ms(), reuse_thresh)
+        reuse && (thresh.wrapping_sub(now.stamp_ms()) as i32) < 0
+    }
+
+    /// Removes TIME-WAIT entry `e` at `pos` for a new connection on its
+    /// 4-tuple (`inet_twsk_deschedule_put`; `TWRecycled`) and returns the new
+    /// ISS: `tw_snd_nxt + 65535 + 2`, 0 made 1 (`tcp_twsk_unique`).
+    pub(super) fn take_over_time_wait(&mut self, now: Time, pos: u64, e: &TwEntry) -> Seq {
+        self.table.remove_time_wait(pos);
+        self.port_released(&e.tuple);
+        self.stats.tw_reused += 1;
+        self.closed_time_wait(now, e, CloseReason::Reused);
+        let iss = e.snd_nxt + 65_537u32;
+        if u32::from(iss) == 0 {
+            Seq(1)
+        } else {
+            iss
+        }
+    }
+
+    /// An entry left the table: its port's bucket loses a user. Passive
+    /// entries (on a listening port) were never counted.
+    pub(super) fn port_released(&mut self, tuple: &Tuple) {
+        if !self.is_listening(tuple.local_port) {
+            self.ports.release(tuple);
+        }
+    }
+}

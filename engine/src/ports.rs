@@ -1,0 +1,315 @@
+//! Which local ports an active-opening host holds, and where Linux's connect()
+//! starts looking for a free one.
+//!
+//! Linux keeps one bind bucket per local port (`inet_bind_bucket`); TIME-WAIT
+//! mini-sockets keep theirs (`tw_tb`), so a port stays taken until its last
+//! TIME-WAIT goes. Here a port's bucket is one `u32` per port of
+//! `ip_local_port_range` per local address, made at the first use of that
+//! address (28,232 ports: 110 KiB per address): the count of entries (full
+//! connections and TIME-WAIT) on it, and a bit for a port taken by `bind()`,
+//! which connect() never shares (`tb->fastreuse >= 0` in
+//! `__inet_hash_connect`). Only ports the host opened actively are counted;
+//! passive entries sit on a listening port, which connect() skips anyway.
+//!
+//! The search order is `__inet_hash_connect`'s (net/ipv4/inet_hashtables.c):
+//! a keyed offset per (saddr, daddr, dport) (`secure_ipv4_port_ephemeral`,
+//! net/core/secure_seq.c) plus a per-destination perturbation
+//! (`table_perturb`, RFC 6056 algorithm 4) that grows by the ports probed
+//! after every success.
+
+use hashbrown::HashTable;
+
+use crate::tuple::Tuple;
+
+/// How the application obtains its local port.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BindMode {
+    /// connect() on an unbound socket, or after bind(addr, 0) with
+    /// `IP_BIND_ADDRESS_NO_PORT`: the port is chosen at connect time and may be
+    /// shared by connections to other destinations (`__inet_hash_connect`).
+    NoPort,
+    /// bind(addr, 0) before connect(): the port is chosen by
+    /// `inet_csk_get_port` / `inet_csk_find_open_port` without knowing the
+    /// destination, so it must be free of every other user.
+    BeforeConnect,
+}
+
+/// What [`crate::Host::connect_ephemeral`] opened.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Connected {
+    pub tuple: Tuple,
+    /// Ports looked at before one was taken (1 when the first was free).
+    pub probed: u32,
+    /// The 4-tuple was taken over from a TIME-WAIT entry (`tcp_twsk_unique`;
+    /// Linux's `TWRecycled`).
+    pub tw_reused: bool,
+}
+
+/// The port bucket's bind() bit; the low bits count entries.
+const BOUND: u32 = 1 << 31;
+
+/// `INET_TABLE_PERTURB_SIZE` with the default `CONFIG_INET_TABLE_PERTURB_ORDER` 16.
+const PERTURB_MASK: u64 = (1 << 16) - 1;
+
+/// Ports in use per local address, and the perturbation table.
+pub(crate) struct Ports {
+    low: u16,
+    high: u16,
+    secret: u64,
+    /// (local address, one bucket per port of the range).
+    locals: Vec<(u32, Box<[u32]>)>,
+    by_ip: HashTable<u32>,
+    /// `table_perturb`, only the slots in use: (index, value).
+    perturb: Vec<(u16, u32)>,
+    perturb_at: HashTable<u32>,
+    /// Draws taken from [`Ports::draw`].
+    draws: u64,
+}
+
+impl Ports {
+    pub(crate) fn new(range: (u16, u16), secret: u64) -> Ports {
+        Ports {
+            low: range.0,
+            high: range.1,
+            secret,
+            locals: Vec::new(),
+            by_ip: HashTable::new(),
+            perturb: Vec::new(),
+            perturb_at: HashTable::new(),
+            draws: 0,
+        }
+    }
+
+    /// Ports in the range (`high + 1 - low`).
+    #[inline]
+    pub(crate) fn range_len(&self) -> u32 {
+        u32::from(self.high) + 1 - u32::from(self.low)
+    }
+
+    #[inline]
+    pub(crate) fn low(&self) -> u16 {
+        self.low
+    }
+
+    #[inline]
+    fn in_range(&self, port: u16) -> bool {
+        (self.low..=self.high).contains(&port)
+    }
+
+    fn local(&self, ip: u32) -> Option<usize> {
+        let locals = &self.locals;
+        self.by_ip
+            .find(mix(ip as u64), |&i| locals[i as usize].0 == ip)
+            .map(|&i| i as usize)
+    }
+
+    fn local_or_insert(&mut self, ip: u32) -> usize {
+        if let Some(i) = self.local(ip) {
+            return i;
+        }
+        let i = self.locals.len();
+        let len = self.range_len() as usize;
+        self.locals.push((ip, vec![0; len].into_boxed_slice()));
+        let locals = &self.locals;
+        self.by_ip.insert_unique(mix(ip as u64), i as u32, |&j| {
+            mix(locals[j as usize].0 as u64)
+        });
+        i
+    }
+
+    /// The bucket of `port` on `ip`: 0 when nobody holds it.
+    #[inline]
+    pub(crate) fn bucket(&self, ip: u32, port: u16) -> u32 {
+        match self.local(ip) {
+            Some(i) if self.in_range(port) => self.locals[i].1[(port - self.low) as usize],
+            _ => 0,
+        }
+    }
+
+    /// One more entry on `tuple`'s local port; `bound` marks the port taken by
+    /// bind() (`inet_csk_get_port` made the bucket).
+    pub(crate) fn acquire(&mut self, tuple: &Tuple, bound: bool) {
+        if !self.in_range(tuple.local_port) {
+            return;
+        }
+        let i = self.local_or_insert(tuple.local_ip);
+        let b = &mut self.locals[i].1[(tuple.local_port - self.low) as usize];
+        *b = (*b + 1) | if bound { BOUND } else { 0 };
+    }
+
+    /// An entry on `tuple`'s local port left the table: the bucket goes with
+    /// its last user (`inet_bind_bucket_destroy`).
+    pub(crate) fn release(&mut self, tuple: &Tuple) {
+        if !self.in_range(tuple.local_port) {
+            return;
+        }
+        let Some(i) = self.local(tuple.local_ip) else {
+            return;
+        };
+        let b = &mut self.locals[i].1[(tuple.local_port - self.low) as usize];
+        if *b & !BOUND <= 1 {
+            *b = 0;
+        } else {
+            *b -= 1;
+        }
+    }
+
+    /// Whether bind() took `port` on `ip`: connect() skips it.
+    #[inline]
+    pub(crate) fn is_bound(bucket: u32) -> bool {
+        bucket & BOUND != 0
+    }
+
+    /// `secure_ipv4_port_ephemeral(saddr, daddr, dport)`: a keyed 64-bit hash
+    /// of the destination and our address (siphash with `net_secret` in Linux).
+    pub(crate) fn port_offset(&self, saddr: u32, daddr: u32, dport: u16) -> u64 {
+        let t = Tuple {
+            local_ip: saddr,
+            remote_ip: daddr,
+            local_port: 0,
+            remote_port: dport,
+        };
+        t.hash(self.secret ^ 0x706f_7274_5f6f_6666)
+    }
+
+    fn perturb_slot(&mut self, port_offset: u64) -> usize {
+        let index = (port_offset & PERTURB_MASK) as u16;
+        let perturb = &self.perturb;
+        if let Some(&i) = self
+            .perturb_at
+            .find(mix(index as u64), |&i| perturb[i as usize].0 == index)
+        {
+            return i as usize;
+        }
+        // get_random_sleepable_once(): the table starts random; here keyed.
+        let start = mix(index as u64 ^ self.secret) as u32;
+        let i = self.perturb.len();
+        self.perturb.push((index, start));
+        let perturb = &self.perturb;
+        self.perturb_at
+            .insert_unique(mix(index as u64), i as u32, |&j| {
+                mix(perturb[j as usize].0 as u64)
+            });
+        i
+    }
+
+    /// Where the even-port scan of `__inet_hash_connect` starts, as an offset
+    /// into the range: `(table_perturb[index] + (port_offset >> 32)) %
+    /// remaining`, made even (`remaining` is the range rounded down to even).
+    pub(crate) fn start(&mut self, port_offset: u64) -> u32 {
+        let remaining = self.even_remaining();
+        let slot = self.perturb_slot(port_offset);
+        let offset = self.perturb[slot]
+            .1
+            .wrapping_add((port_offset >> 32) as u32)
+            % remaining;
+        offset & !1
+    }
+
+    /// `remaining` of `__inet_hash_connect`: the range, rounded down to even
+    /// when above one port.
+    #[inline]
+    pub(crate) fn even_remaining(&self) -> u32 {
+        let r = self.range_len();
+        if r > 1 {
+            r & !1
+        } else {
+            r
+        }
+    }
+
+    /// After a success at loop index `i` (`i += step` per port probed):
+    /// `table_perturb[index] += max(i, random_below(8) * step) + step`, so
+    /// that the next search for this destination starts past this port. The
+    /// random draw is `noise` (a keyed hash from the caller; the engine has no
+    /// random source).
+    pub(crate) fn advance(&mut self, port_offset: u64, i: u32, noise: u64) {
+        const STEP: u32 = 2;
+        let slot = self.perturb_slot(port_offset);
+        let i = i.max((noise % 8) as u32 * STEP);
+        let p = &mut self.perturb[slot].1;
+        *p = p.wrapping_add(i + STEP);
+    }
+
+    /// The next keyed pseudo-random draw, where Linux calls
+    /// `get_random_u32_below` (the engine has no random source).
+    pub(crate) fn draw(&mut self) -> u64 {
+        self.draws += 1;
+        mix(self.draws ^ self.secret.rotate_left(29))
+    }
+
+    /// Heap bytes (for [`crate::Host::heap_bytes`]).
+    pub(crate) fn heap_bytes(&self) -> usize {
+        self.locals.capacity() * std::mem::size_of::<(u32, Box<[u32]>)>()
+            + self.locals.iter().map(|l| l.1.len() * 4).sum::<usize>()
+            + self.by_ip.capacity() * 5
+            + self.perturb.capacity() * 8
+            + self.perturb_at.capacity() * 5
+    }
+}
+
+/// A cheap 64-bit mix for the small lookup tables here (splitmix64's finaliser).
+#[inline]
+pub(crate) fn mix(mut x: u64) -> u64 {
+    x ^= x >> 30;
+    x = x.wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x ^= x >> 27;
+    x = x.wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(port: u16) -> Tuple {
+        Tuple::new([10, 0, 0, 1], port, [10, 0, 0, 2], 80)
+    }
+
+    #[test]
+    fn a_bucket_lives_while_any_entry_holds_the_port() {
+        let mut p = Ports::new((40_000, 40_009), 1);
+        let ip = t(0).local_ip;
+        p.acquire(&t(40_002), false);
+        p.acquire(&Tuple::new([10, 0, 0, 1], 40_002, [10, 0, 0, 3], 80), false);
+        assert_eq!(p.bucket(ip, 40_002), 2);
+        p.release(&t(40_002));
+        assert_eq!(p.bucket(ip, 40_002), 1);
+        p.release(&t(40_002));
+        assert_eq!(p.bucket(ip, 40_002), 0);
+        // Outside the range: not tracked.
+        p.acquire(&t(80), false);
+        assert_eq!(p.bucket(ip, 80), 0);
+    }
+
+    #[test]
+    fn a_bound_port_stays_bound_until_its_last_entry_goes() {
+        let mut p = Ports::new((40_000, 40_009), 1);
+        let ip = t(0).local_ip;
+        p.acquire(&t(40_003), true);
+        assert!(Ports::is_bound(p.bucket(ip, 40_003)));
+        p.release(&t(40_003));
+        assert!(!Ports::is_bound(p.bucket(ip, 40_003)));
+    }
+
+    #[test]
+    fn the_start_is_even_and_moves_on_after_a_success() {
+        let mut p = Ports::new((40_000, 40_999), 7);
+        let off = p.port_offset(1, 2, 80);
+        let a = p.start(off);
+        assert_eq!(a % 2, 0);
+        assert!(a < 1000);
+        // A first-try success moves the start by at least one step (2 ports).
+        p.advance(off, 0, 0);
+        assert_eq!(p.start(off), (a + 2) % 1000);
+        // Another destination has its own offset.
+        assert_ne!(off, p.port_offset(1, 3, 80));
+    }
+
+    #[test]
+    fn an_odd_range_scans_an_even_count() {
+        let p = Ports::new((40_000, 40_010), 1);
+        assert_eq!(p.range_len(), 11);
+        assert_eq!(p.even_remaining(), 10);
+    }
+}
