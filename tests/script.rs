@@ -407,6 +407,9 @@ impl script::Stack for Lagging {
     fn late_search(&self) -> std::time::Duration {
         self.inner.late_search()
     }
+    fn local_port(&self, fd: i64) -> Option<u16> {
+        self.inner.local_port(fd)
+    }
     fn sysctl(
         &mut self,
         line: usize,

@@ -12,7 +12,7 @@ use std::collections::VecDeque;
 use std::time::Duration;
 
 use super::engine::EngineStack;
-use super::parse::{Call, Direction, Event, EventKind, PacketSpec, Script, Syscall, When};
+use super::parse::{Call, Direction, Event, EventKind, Expr, PacketSpec, Script, Syscall, When};
 use super::stack::{fail, Failure, Stack, ACTIVE, PASSIVE};
 use teardown_engine::segment::{Flags, Segment, Ts};
 use teardown_engine::time::Time;
@@ -694,11 +694,20 @@ impl<S: Stack> Runner<'_, S> {
     // ---- system calls --------------------------------------------------------
 
     fn syscall(&mut self, line: usize, c: &Syscall) -> Result<(), Failure> {
-        if c.call == Call::Connect {
-            self.tuple = ACTIVE;
-        }
         let now = self.now();
         let got = self.stack.call(line, c)?;
+        if c.call == Call::Connect {
+            // The connection's port: the script's when it bound, else the
+            // one the stack chose (packetdrill reads it the same way).
+            let port = match c.args.first() {
+                Some(Expr::Int(fd)) => self.stack.local_port(*fd),
+                _ => None,
+            };
+            self.tuple = Tuple {
+                local_port: port.unwrap_or(ACTIVE.local_port),
+                ..ACTIVE
+            };
+        }
         self.advance(self.now(), false);
         if self.opts.verbose {
             let ret = match &got {

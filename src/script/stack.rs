@@ -66,6 +66,9 @@ pub trait Stack {
     /// How long past an outbound packet's window to wait for it, so that the
     /// error can say when it did come.
     fn late_search(&self) -> Duration;
+    /// The local port of a connected descriptor (chosen by connect() when
+    /// the script did not bind()).
+    fn local_port(&self, fd: i64) -> Option<u16>;
     /// Sets a sysctl, before the script's first packet or system call.
     fn sysctl(&mut self, line: usize, s: &Sysctl) -> Result<(), Failure>;
     /// Notices gathered since the last call (what the stack does not model).

@@ -155,14 +155,13 @@ impl Sysctl {
             Sysctl::ChallengeAckLimit(n) => {
                 cfg.challenge_ack_limit = if n >= i32::MAX as u32 { u32::MAX } else { n }
             }
-            Sysctl::TwReuse(_) | Sysctl::TwReuseDelay(_) | Sysctl::LocalPortRange(..) => {
-                return Err(format!(
-                    "sysctl {}: the engine has no connect() port selection yet",
-                    self.name()
-                ))
-            }
+            Sysctl::TwReuse(v) => cfg.tw_reuse = v,
+            Sysctl::TwReuseDelay(ms) => cfg.tw_reuse_delay = Duration::from_millis(ms.into()),
+            Sysctl::LocalPortRange(lo, hi) => cfg.ip_local_port_range = (lo, hi),
         }
-        Ok(())
+        // Values Linux takes but the engine bounds (a day of FIN-WAIT-2).
+        cfg.validate()
+            .map_err(|e| format!("sysctl {}: the engine refuses it: {e}", self))
     }
 }
 
@@ -302,6 +301,9 @@ mod tests {
             Sysctl::Rfc1337(true),
             Sysctl::OrphanRetries(2),
             Sysctl::ChallengeAckLimit(i32::MAX as u32),
+            Sysctl::TwReuse(1),
+            Sysctl::TwReuseDelay(500),
+            Sysctl::LocalPortRange(40_000, 40_001),
         ] {
             s.apply(&mut cfg).unwrap();
         }
@@ -309,5 +311,10 @@ mod tests {
         assert_eq!(cfg.fin_timeout, Duration::from_secs(7));
         assert_eq!((cfg.max_tw_buckets, cfg.orphan_retries), (3, 2));
         assert_eq!(cfg.challenge_ack_limit, u32::MAX);
+        assert_eq!(cfg.tw_reuse, 1);
+        assert_eq!(cfg.tw_reuse_delay, Duration::from_millis(500));
+        assert_eq!(cfg.ip_local_port_range, (40_000, 40_001));
+        let e = Sysctl::FinTimeout(100_000).apply(&mut cfg).unwrap_err();
+        assert!(e.contains("the engine refuses it"), "{e}");
     }
 }
