@@ -139,6 +139,34 @@ fn a_runner_that_falls_behind_runs_the_script_again_alone() {
     assert!(engine[0].passed(), "{:?}", engine[0].error);
 }
 
+/// A script's sysctl lines change its own namespace only: the host's
+/// values are the same before and after.
+#[test]
+fn sysctls_stay_in_the_scripts_namespace() {
+    if !kernel_available() {
+        return;
+    }
+    let read = || {
+        ["tcp_tw_reuse", "ip_local_port_range", "tcp_timestamps"]
+            .map(|n| std::fs::read_to_string(format!("/proc/sys/net/ipv4/{n}")).unwrap())
+    };
+    let before = read();
+    let files = [
+        "tw-reuse-needs-timestamps.pkt",
+        "tw-reuse-after-the-delay.pkt",
+    ]
+    .map(|f| {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/scripts")
+            .join(f)
+    });
+    let results = script::run_files(&files, &Options::default(), Backend::Kernel, 2);
+    for r in &results {
+        assert!(r.passed(), "{:?}", r.error);
+    }
+    assert_eq!(read(), before);
+}
+
 #[test]
 fn without_privileges_kernel_mode_says_why() {
     // As root, setpriv (util-linux) drops to nobody with no capabilities;

@@ -6,11 +6,11 @@ use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 
 use super::parse::{Call, Syscall, TcpOptions};
-use super::sysctl::Sysctl;
 use super::stack::{
     fail, fcntl_result, int_arg, linger_abort, lowest_free_fd, shutdown_how, would_block,
     CallResult, Failure, Stack, ACTIVE, LOCAL_IP, REMOTE_IP, SCRIPT_PORT,
 };
+use super::sysctl::Sysctl;
 use teardown_engine::host::{CloseReason, Event as HostEvent, Host};
 use teardown_engine::segment::Segment;
 use teardown_engine::state::State;

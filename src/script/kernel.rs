@@ -34,11 +34,11 @@ use nix::sys::socket::{
 use nix::sys::time::TimeSpec;
 
 use super::parse::{Call, Expr, Syscall, TcpOptions};
-use super::sysctl::Sysctl;
 use super::stack::{
     fail, fcntl_result, int_arg, linger_abort, lowest_free_fd, shutdown_how, would_block,
     CallResult, Failure, Stack, EPHEMERAL_PORT, LOCAL_IP, REMOTE_IP, SCRIPT_PORT,
 };
+use super::sysctl::Sysctl;
 use teardown_engine::segment::{Flags, Segment, Ts};
 use teardown_engine::time::Time;
 

@@ -129,7 +129,8 @@ mod tests {
     fn lines_are_rebuilt_from_the_parse_not_the_source() {
         // No space after the time, and spacing of its own: the recording
         // writes the event as the parser read it.
-        let src = "0socket(..., SOCK_STREAM, IPPROTO_TCP)=3\n+0 bind(3,...,...)=0\n\
+        let src = "0 `echo 5 > /proc/sys/net/ipv4/tcp_fin_timeout`\n\
+                   0socket(..., SOCK_STREAM, IPPROTO_TCP)=3\n+0 bind(3,...,...)=0\n\
                    +0 listen(3, 1)=0\n+0<S 0:0(0) win 65535 <mss 1460,sackOK,nop,wscale 7>\n";
         let script = parse(src).unwrap();
         let (text, outcome) = record_script(&script, &Options::default());
@@ -139,6 +140,10 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("bind(3, ..., ...) = 0\n"), "{text}");
+        assert!(
+            text.contains("0          `sysctl -q net.ipv4.tcp_fin_timeout=5`\n"),
+            "{text}"
+        );
         assert!(
             text.contains("< S 0:0(0) win 65535 <mss 1460,sackOK,nop,wscale 7>\n"),
             "{text}"

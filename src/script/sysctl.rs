@@ -179,7 +179,8 @@ impl fmt::Display for Sysctl {
 
 /// `low high`: both in 1..=65535, low not above high (`ipv4_local_port_range`).
 fn port_range(value: &str) -> Result<Sysctl, String> {
-    let bad = || format!("sysctl ip_local_port_range: '{value}' is not 'low high' within 1..=65535");
+    let bad =
+        || format!("sysctl ip_local_port_range: '{value}' is not 'low high' within 1..=65535");
     let mut it = value.split_whitespace().map(|p| p.parse::<u16>().ok());
     match (it.next(), it.next(), it.next()) {
         (Some(Some(lo)), Some(Some(hi)), None) if lo >= 1 && lo <= hi => {
@@ -269,7 +270,10 @@ mod tests {
             Ok(vec![Sysctl::LocalPortRange(40_000, 40_001)])
         );
         let s = Sysctl::LocalPortRange(40_000, 40_001);
-        assert_eq!(s.to_string(), "net.ipv4.ip_local_port_range=\"40000 40001\"");
+        assert_eq!(
+            s.to_string(),
+            "net.ipv4.ip_local_port_range=\"40000 40001\""
+        );
         assert_eq!(from_shell(&format!("sysctl -q {s}")), Ok(vec![s]));
     }
 
@@ -278,11 +282,20 @@ mod tests {
         for (cmd, says) in [
             ("../common/defaults.sh", "is not run"),
             ("tc qdisc add dev tun0 root netem loss 1%", "is not run"),
-            ("sysctl -q net.core.somaxconn=10", "not one the engine models"),
+            (
+                "sysctl -q net.core.somaxconn=10",
+                "not one the engine models",
+            ),
             ("sysctl -q net.ipv4.tcp_sack=0", "not one the engine models"),
             ("sysctl -q net.ipv4.tcp_tw_reuse=3", "not a number in 0..=2"),
-            ("sysctl -q net.ipv4.tcp_syn_retries=0", "not a number in 1..=127"),
-            ("sysctl -q net.ipv4.ip_local_port_range=\"5 4\"", "not 'low high'"),
+            (
+                "sysctl -q net.ipv4.tcp_syn_retries=0",
+                "not a number in 1..=127",
+            ),
+            (
+                "sysctl -q net.ipv4.ip_local_port_range=\"5 4\"",
+                "not 'low high'",
+            ),
             ("sysctl -a", "is not run"),
             ("", "sets no sysctl"),
         ] {
