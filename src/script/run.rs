@@ -696,11 +696,14 @@ impl<S: Stack> Runner<'_, S> {
     fn syscall(&mut self, line: usize, c: &Syscall) -> Result<(), Failure> {
         let now = self.now();
         let got = self.stack.call(line, c)?;
-        if c.call == Call::Connect {
+        let opened = matches!(&got, Ok(_)) || matches!(&got, Err(e) if e == "EINPROGRESS");
+        if c.call == Call::Connect && opened {
             // The connection's port: the script's when it bound, else the
-            // one the stack chose (packetdrill reads it the same way).
+            // one the stack chose (packetdrill reads it the same way). A
+            // connect() that failed (EADDRNOTAVAIL) leaves the connection
+            // under test as it was.
             let port = match c.args.first() {
-                Some(Expr::Int(fd)) => self.stack.local_port(*fd),
+                Some(Expr::Int(fd)) => self.stack.local_port(*fd).filter(|p| *p != 0),
                 _ => None,
             };
             self.tuple = Tuple {
