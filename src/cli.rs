@@ -60,6 +60,9 @@ pub struct ProfileArgs {
     /// FIN-WAIT-1 instead of FIN-WAIT-2 (seed case 5).
     #[arg(long, value_parser = parse_on_off)]
     pub delayed_ack: Option<bool>,
+    /// tcp_tw_reuse of the clients: 0, 1, or 2 (loopback only, Linux's default).
+    #[arg(long, value_parser = clap::value_parser!(u8).range(0..=2))]
+    pub tw_reuse: Option<u8>,
 }
 
 /// `on` or `off` (also `true`/`false`, `1`/`0`).
@@ -93,6 +96,7 @@ impl ProfileArgs {
         c.rfc1337 = self.rfc1337.unwrap_or(c.rfc1337);
         c.timestamps = self.timestamps.unwrap_or(c.timestamps);
         c.delayed_ack = self.delayed_ack.unwrap_or(false);
+        c.tw_reuse = self.tw_reuse.unwrap_or(c.tw_reuse);
         c
     }
 
@@ -111,6 +115,7 @@ impl ProfileArgs {
             rfc1337: Some(c.rfc1337),
             timestamps: Some(c.timestamps),
             delayed_ack: Some(c.delayed_ack),
+            tw_reuse: Some(c.tw_reuse),
         }
     }
 }

@@ -601,3 +601,60 @@ fn verify_within_five_percent_at_five_percent_loss() {
         assert!(checked >= 4, "{closer}: only {checked} states of 100+");
     }
 }
+
+/// `bounds::connects` by hand: 100 connects/s to one destination over 1,000
+/// ports, each held 60 s (TIME-WAIT) or, under tcp_tw_reuse, 1 s.
+#[test]
+fn connect_limits_by_hand() {
+    use teardown::plan::bounds::connects;
+    // No reuse: 1,000 ports / 60 s = 16.7/s succeed, the rest fail.
+    let c = connects(100.0, 1_000, 60.0, None);
+    assert_eq!(c.in_use, 1_000.0);
+    assert!(close(c.eaddrnotavail_per_sec, 100.0 - 1_000.0 / 60.0, 1e-9));
+    // Reuse: the walk cycles all 500 even ports, none fail.
+    let c = connects(100.0, 1_000, 60.0, Some(1.0));
+    assert_eq!((c.in_use, c.eaddrnotavail_per_sec), (500.0, 0.0));
+    // Too few connects to need every even port: rate x hold.
+    let c = connects(5.0, 1_000, 60.0, Some(1.0));
+    assert_eq!((c.in_use, c.eaddrnotavail_per_sec), (300.0, 0.0));
+    // Reuse outgrown: the odd ports too, and 1,000 / 1 s succeed.
+    let c = connects(1_500.0, 1_000, 60.0, Some(1.0));
+    assert_eq!((c.in_use, c.eaddrnotavail_per_sec), (1_000.0, 500.0));
+    // An odd range: the search scans it rounded down to even.
+    assert_eq!(connects(100.0, 1_001, 60.0, None).in_use, 1_000.0);
+}
+
+/// `--verify --close client --clients 1 --port-range 40000-40999`: the
+/// simulator's clients (Linux's port choice in the engine) and the plan agree
+/// on EADDRNOTAVAIL and ports in use within 5 %, at tcp_tw_reuse 0 and 1.
+#[test]
+fn verify_agrees_on_eaddrnotavail_and_ports_in_use() {
+    for (rate, reuse) in [("100", "0"), ("100", "1"), ("1500", "1")] {
+        let p = plan(&[
+            "--close-rate",
+            rate,
+            "--close",
+            "client",
+            "--clients",
+            "1",
+            "--port-range",
+            "40000-40999",
+            "--tw-reuse",
+            reuse,
+        ]);
+        let o = evaluate(&p, &Slab::defaults());
+        let s = simulate(&p, 8, Some(2), 1, &o.prediction).expect("sim runs");
+        let c = &o.limits.connects;
+        let failed = c.eaddrnotavail_per_sec / o.limits.rate_per_destination;
+        let what = format!(
+            "{rate}/s, tw_reuse {reuse}: ports {} vs simulated {}, EADDRNOTAVAIL {failed} vs {}",
+            c.in_use, s.ports_in_use, s.eaddrnotavail_share
+        );
+        assert!(close(c.in_use, s.ports_in_use, 0.05), "{what}");
+        if failed == 0.0 {
+            assert_eq!(s.eaddrnotavail_share, 0.0, "{what}");
+        } else {
+            assert!(close(failed, s.eaddrnotavail_share, 0.05), "{what}");
+        }
+    }
+}

@@ -52,6 +52,43 @@ pub fn even_ports(range: u32) -> f64 {
     (f64::from(range) / 2.0).ceil()
 }
 
+/// One destination's connect() calls against its ports, as the engine's
+/// `Host::connect_ephemeral` (Linux's `__inet_hash_connect`) makes them.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Connects {
+    /// Ports held at once (every client state, TIME-WAIT included).
+    pub in_use: f64,
+    /// connect() calls per second that find no port (EADDRNOTAVAIL).
+    pub eaddrnotavail_per_sec: f64,
+}
+
+/// `rate` connects per second to one destination whose connections hold their
+/// port `hold` seconds, over `ports` ports, and with `tcp_tw_reuse` in force
+/// `reuse_hold`: how long a port is held before a connect() may take it over.
+///
+/// Without reuse a port is free only when its holder leaves: at most
+/// `ports / hold` connects a second succeed, the rest fail. With reuse the
+/// search walks the even ports from a start that moves past each port it takes
+/// (`table_perturb`), so once `rate * hold` outgrows them every even port is
+/// held (in TIME-WAIT until the walk comes back to it); the odd half is
+/// needed only when `rate * reuse_hold` outgrows the even ports. The search
+/// scans the range rounded down to even (`remaining &= ~1`).
+pub fn connects(rate: f64, ports: u32, hold: f64, reuse_hold: Option<f64>) -> Connects {
+    let scanned = if ports > 1 { ports & !1 } else { ports };
+    let (scanned, even) = (f64::from(scanned), f64::from(scanned.div_ceil(2)));
+    let needed = rate * hold;
+    let (in_use, served) = match reuse_hold {
+        None => (needed.min(scanned), rate.min(scanned / hold)),
+        Some(h) if needed <= even => (needed, rate.min(scanned / h)),
+        Some(h) if rate * h <= even => (even, rate),
+        Some(h) => (needed.min(scanned), rate.min(scanned / h)),
+    };
+    Connects {
+        in_use,
+        eaddrnotavail_per_sec: rate - served,
+    }
+}
+
 impl Transient {
     /// Closes that skip in the first `secs` from an empty table at `rate` entries
     /// per second (before the first expiry): all beyond the first `cap`, less

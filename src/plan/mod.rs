@@ -116,6 +116,8 @@ pub struct Plan {
     pub server_ports: u32,
     /// Ephemeral ports per (client IP, server IP, server port).
     pub ports: u32,
+    /// The clients' `ip_local_port_range` (for `--verify`).
+    pub port_range: (u16, u16),
     pub tw_reuse_delay: Duration,
     pub tables: u32,
     /// Both ends in one network namespace: one set of buckets.
@@ -176,6 +178,7 @@ impl Plan {
             server_ips: a.server_ips,
             server_ports: a.server_ports,
             ports: (hi - lo) as u32 + 1,
+            port_range: (lo, hi),
             tw_reuse_delay: a.tw_reuse_delay,
             tables: a.tables,
             shared_netns: a.shared_netns,
@@ -219,6 +222,11 @@ pub struct Limits {
     /// 4-tuples per destination held in the server's TIME-WAIT (server closes):
     /// reopening them relies on the SYN being newer (RFC 6191).
     pub server_tw_tuples_per_destination: f64,
+    /// `tcp_tw_reuse` takes effect: 1, or 2 on loopback (--shared-netns),
+    /// with timestamps (`tcp_twsk_unique`).
+    pub tw_reuse: bool,
+    /// connect() per destination under the host's `tcp_tw_reuse`.
+    pub connects: bounds::Connects,
 }
 
 /// Everything `teardown plan` computes for one workload.
@@ -250,6 +258,8 @@ pub fn evaluate(plan: &Plan, slab: &Slab) -> Outcome {
     };
     let hold_reuse = client_hold - tw_client + reuse_tw;
     let ports = plan.ports as f64;
+    let tw_reuse =
+        w.host.timestamps && (w.host.tw_reuse == 1 || (w.host.tw_reuse == 2 && plan.shared_netns));
     let limits = Limits {
         tw_buckets_overflow: pr.tw_overflow_per_sec > 0.0,
         rate_per_destination: per_dest,
@@ -266,6 +276,13 @@ pub fn evaluate(plan: &Plan, slab: &Slab) -> Outcome {
         } else {
             0.0
         },
+        tw_reuse,
+        connects: bounds::connects(
+            per_dest,
+            plan.ports,
+            client_hold,
+            tw_reuse.then_some(hold_reuse),
+        ),
     };
     let buckets = server_buckets(plan, &pr);
     let engine_bytes = memory::engine_bytes(&pr.server, plan.tables, server_restarts(&pr, w.close));
@@ -350,6 +367,11 @@ pub struct Simulated {
     pub window: (f64, f64),
     pub connections: u64,
     pub report: SimReport,
+    /// Share of the clients' connect() calls in the window that failed (EADDRNOTAVAIL).
+    pub eaddrnotavail_share: f64,
+    /// Ports the clients held per destination (every client entry holds one),
+    /// averaged over the window.
+    pub ports_in_use: f64,
 }
 
 /// How long to run: past the longest holding time, then two TIME-WAIT lifetimes.
@@ -398,6 +420,9 @@ pub fn sim_args(
         runaway_client,
         runaway_server,
         host: ProfileArgs::of(h),
+        port_range: format!("{}-{}", plan.port_range.0, plan.port_range.1),
+        client_ips: Some(plan.clients),
+        tw_reuse_delay: plan.tw_reuse_delay,
         shards,
         threads,
         seed,
@@ -432,6 +457,13 @@ pub fn simulate(
         server.set(st, s as f64 / n);
         clients.set(st, c as f64 / n);
     }
+    let (first, last) = (pts.first(), pts.last());
+    let calls =
+        |f: fn(&crate::sim::Point) -> u64| last.map_or(0, |p| f(p)) - first.map_or(0, |p| f(p));
+    let eaddrnotavail_share =
+        calls(|p| p.connects_failed) as f64 / calls(|p| p.connects).max(1) as f64;
+    // The simulator's clients each connect to its one server address and port.
+    let ports_in_use = clients.total() / f64::from(plan.clients.max(1));
     Ok(Simulated {
         server,
         clients,
@@ -439,6 +471,8 @@ pub fn simulate(
         client_bytes: pts.iter().map(|p| p.client_bytes as f64).sum::<f64>() / n,
         window: (from, to),
         connections: args.connections,
+        eaddrnotavail_share,
+        ports_in_use,
         report,
     })
 }
@@ -522,6 +556,9 @@ pub fn to_json(plan: &Plan, o: &Outcome, sim: Option<&Simulated>) -> Value {
             "max_rate_per_destination": l.max_rate_per_destination,
             "max_rate_per_destination_with_reuse": l.max_rate_per_destination_with_reuse,
             "server_time_wait_tuples_per_destination": l.server_tw_tuples_per_destination,
+            "tw_reuse": l.tw_reuse,
+            "ports_in_use_per_destination": l.connects.in_use,
+            "eaddrnotavail_per_sec_per_destination": l.connects.eaddrnotavail_per_sec,
         },
         "linux_tw_buckets": serde_json::to_value(&o.buckets).unwrap_or(Value::Null),
         "lingering_close": w.lingering.map(|l| json!({
@@ -536,6 +573,13 @@ pub fn to_json(plan: &Plan, o: &Outcome, sim: Option<&Simulated>) -> Value {
         simulated.insert("clients_memory_bytes".into(), json!(s.client_bytes));
         simulated.insert("window_s".into(), json!([s.window.0, s.window.1]));
         simulated.insert("connections".into(), json!(s.connections));
+        simulated.insert(
+            "connect".into(),
+            json!({
+                "eaddrnotavail_share": s.eaddrnotavail_share,
+                "ports_in_use_per_destination": s.ports_in_use,
+            }),
+        );
         let mut error: Map<String, Value> = MODELLED
             .iter()
             .map(|st| {
@@ -749,6 +793,31 @@ pub fn human(plan: &Plan, o: &Outcome, sim: Option<&Simulated>) -> String {
         verdict(l.port_exhaustion_with_reuse),
         l.max_rate_per_destination_with_reuse
     );
+    let c = &l.connects;
+    let failed = if l.rate_per_destination > 0.0 {
+        c.eaddrnotavail_per_sec / l.rate_per_destination
+    } else {
+        0.0
+    };
+    let _ = writeln!(
+        o_,
+        "    connect() at tcp_tw_reuse={} ({}): {} ports in use per destination, {:.1} EADDRNOTAVAIL/s ({:.1}% of connects)",
+        w.host.tw_reuse,
+        if l.tw_reuse { "in force" } else { "not in force" },
+        count(c.in_use),
+        c.eaddrnotavail_per_sec,
+        failed * 100.0
+    );
+    if let Some(sm) = sim {
+        let _ = writeln!(
+            o_,
+            "      simulated                  {} ports in use ({}), {:.1}% EADDRNOTAVAIL ({})",
+            count(sm.ports_in_use),
+            pct(rel_error(c.in_use, sm.ports_in_use)),
+            sm.eaddrnotavail_share * 100.0,
+            pct(rel_error(failed, sm.eaddrnotavail_share))
+        );
+    }
     if w.close == Closer::Client {
         let _ = writeln!(
             o_,

@@ -32,9 +32,10 @@ use crate::cli::{
 };
 use crate::link::{Delay, Loss, LossModel, LossOnly};
 use teardown_engine::config::Config;
+use teardown_engine::BindMode;
 
 pub use attack::{AttackCounts, AttackKind};
-pub use report::SimReport;
+pub use report::{Point, SimReport};
 pub use series::Sample;
 pub use shard::{Cases, ShardResult};
 
@@ -178,6 +179,15 @@ pub struct SimArgs {
     /// Ephemeral port range of each client address (ip_local_port_range).
     #[arg(long, default_value = "32768-60999")]
     pub port_range: String,
+    /// tcp_tw_reuse_delay of the clients: how long after entering TIME-WAIT
+    /// connect() may take a 4-tuple over (with --tw-reuse and timestamps).
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    pub tw_reuse_delay: Duration,
+    /// Clients bind(addr, 0) before connect(): a port is not shared across
+    /// destinations and never taken from TIME-WAIT (default: connect() picks
+    /// the port, as with IP_BIND_ADDRESS_NO_PORT).
+    #[arg(long)]
+    pub bind_before_connect: bool,
     #[command(flatten)]
     pub host: ProfileArgs,
     /// Attack traffic at the server: blind-rst, inwindow-rst, syn-timewait,
@@ -275,6 +285,8 @@ pub struct SimConfig {
     pub runaway_server: f64,
     pub runaway_at: RunawayAt,
     pub port_range: (u16, u16),
+    /// How the clients get their ports.
+    pub bind: BindMode,
     pub client_ips: u32,
     pub slots_per_shard: u32,
     pub host: Config,
@@ -355,11 +367,8 @@ impl SimConfig {
             || "too many client addresses for one shard; raise --shards".into(),
         )?;
         let concurrency_per_shard = concurrency.div_ceil(shards);
-        ensure(slots_per_shard >= concurrency_per_shard, || {
-            format!(
-                "{client_ips} client address(es) x {ports} ports cannot hold {concurrency} live connections; raise --client-ips"
-            )
-        })?;
+        // Fewer ports than live connections is allowed: connect() then fails
+        // with EADDRNOTAVAIL (counted in the report's `connect`).
 
         let mut host = a.host.config();
         host.max_tw_buckets = match (a.host.max_tw_buckets, tw_fill) {
@@ -384,6 +393,8 @@ impl SimConfig {
         if let Some(v) = a.rst_limit {
             host.rst_limit = per_shard(v as u64) as u32;
         }
+        host.ip_local_port_range = port_range;
+        host.tw_reuse_delay = a.tw_reuse_delay;
         host.validate().map_err(Usage)?;
         // The sweep compares 32-bit millisecond stamps.
         ensure(
@@ -446,6 +457,11 @@ impl SimConfig {
             runaway_server: a.runaway_server,
             runaway_at: a.runaway_at,
             port_range,
+            bind: if a.bind_before_connect {
+                BindMode::BeforeConnect
+            } else {
+                BindMode::NoPort
+            },
             client_ips: client_ips as u32,
             slots_per_shard: slots_per_shard as u32,
             host,

@@ -45,6 +45,37 @@ impl Percentiles {
     }
 }
 
+/// Ports one connect() looked at before it found one (counts, not times).
+#[derive(Serialize, Debug, Clone, Default)]
+pub struct Probed {
+    pub p50: u64,
+    pub p99: u64,
+    pub max: u64,
+}
+
+/// The clients' connect() calls: Linux's port choice (`__inet_hash_connect`).
+#[derive(Serialize, Debug, Clone, Default)]
+pub struct Connect {
+    /// connect() calls that found no port (EADDRNOTAVAIL).
+    pub eaddrnotavail: u64,
+    /// TIME-WAIT 4-tuples a connect() took over (tcp_tw_reuse).
+    pub tw_reused: u64,
+    pub ports_probed: Probed,
+}
+
+impl Probed {
+    fn of(h: &Histogram<u64>) -> Probed {
+        if h.is_empty() {
+            return Probed::default();
+        }
+        Probed {
+            p50: h.value_at_quantile(0.50),
+            p99: h.value_at_quantile(0.99),
+            max: h.max(),
+        }
+    }
+}
+
 #[derive(Serialize, Debug, Clone, Default)]
 pub struct Latency {
     pub active_close: Percentiles,
@@ -130,6 +161,9 @@ pub struct Point {
     /// 0 when it is not installed), so steady-state memory can be averaged.
     pub server_bytes: i64,
     pub client_bytes: i64,
+    /// Cumulative client connect() calls and EADDRNOTAVAIL failures.
+    pub connects: u64,
+    pub connects_failed: u64,
 }
 
 #[derive(Serialize, Debug, Clone)]
@@ -171,6 +205,7 @@ pub struct SimReport {
     pub attacks: BTreeMap<&'static str, AttackCounts>,
     /// SYNs dropped because --max-connections was reached.
     pub syn_dropped: u64,
+    pub connect: Connect,
     #[serde(skip)]
     pub series: Vec<Point>,
     /// Captured segments for --pcap, in capture order.
@@ -199,6 +234,8 @@ fn add_stats(a: &mut Stats, b: &Stats) {
     a.time_wait_reused += b.time_wait_reused;
     a.time_wait_assassinated += b.time_wait_assassinated;
     a.syn_dropped += b.syn_dropped;
+    a.tw_reused += b.tw_reused;
+    a.connect_eaddrnotavail += b.connect_eaddrnotavail;
 }
 
 impl SimReport {
@@ -207,6 +244,7 @@ impl SimReport {
         let mut cases = Cases::default();
         let mut active = Histogram::<u64>::new(3).expect("valid precision");
         let mut passive = Histogram::<u64>::new(3).expect("valid precision");
+        let mut probed = Histogram::<u64>::new(3).expect("valid precision");
         let mut reasons: BTreeMap<String, u64> = BTreeMap::new();
         let mut attacks: BTreeMap<&'static str, AttackCounts> = BTreeMap::new();
         let (mut opened, mut leaked, mut sent, mut dropped, mut blackholed) = (0, 0, 0, 0, 0);
@@ -218,6 +256,7 @@ impl SimReport {
             // Histograms are auto-resizing: adding cannot fail on range.
             let _ = active.add(&s.active);
             let _ = passive.add(&s.passive);
+            let _ = probed.add(&s.probed);
             for (k, c) in &s.attacks {
                 attacks.entry(k.key()).or_default().add(c);
             }
@@ -257,6 +296,8 @@ impl SimReport {
                 client: x.client.map(|v| v as u64),
                 server_bytes: x.server_bytes,
                 client_bytes: x.client_bytes,
+                connects: x.connects,
+                connects_failed: x.connects_failed,
             })
             .collect();
         SimReport {
@@ -333,6 +374,11 @@ impl SimReport {
             closed_by: reasons,
             attacks,
             syn_dropped: stats.syn_dropped,
+            connect: Connect {
+                eaddrnotavail: stats.connect_eaddrnotavail,
+                tw_reused: stats.tw_reused,
+                ports_probed: Probed::of(&probed),
+            },
             series,
             capture: Vec::new(),
             active_hist: Some(active),
@@ -523,6 +569,12 @@ impl SimReport {
                 self.syn_dropped
             );
         }
+        let c = &self.connect;
+        let _ = writeln!(
+            w,
+            "\nconnect(): {} EADDRNOTAVAIL, {} TIME-WAIT 4-tuples reused, ports probed p50 {} p99 {} max {}",
+            c.eaddrnotavail, c.tw_reused, c.ports_probed.p50, c.ports_probed.p99, c.ports_probed.max
+        );
         o
     }
 }

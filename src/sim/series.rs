@@ -18,6 +18,10 @@ pub struct Sample {
     pub client: [u32; State::COUNT],
     pub server_bytes: i64,
     pub client_bytes: i64,
+    /// The clients' connect() calls so far, and those that failed
+    /// (EADDRNOTAVAIL): cumulative, so a window's share is a difference.
+    pub connects: u64,
+    pub connects_failed: u64,
 }
 
 /// Samples a shard keeps at most (about 400 KiB of them).
@@ -107,6 +111,8 @@ pub fn merge(series: &[&Series]) -> (Duration, Vec<Sample>) {
             }
             acc.server_bytes += x.server_bytes;
             acc.client_bytes += x.client_bytes;
+            acc.connects += x.connects;
+            acc.connects_failed += x.connects_failed;
         }
     }
     (interval, sum)

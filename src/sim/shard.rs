@@ -47,6 +47,10 @@ mod slot {
     pub const CAPTURED: u8 = 0x80;
 }
 
+/// How long a closed-model client waits to retry a connect() that found no
+/// port (EADDRNOTAVAIL), unless a port frees up first.
+const CONNECT_RETRY: Duration = Duration::from_millis(10);
+
 /// Bits of `Shard::open_ends`.
 const CLIENT_OPEN: u8 = 0x01;
 const SERVER_OPEN: u8 = 0x02;
@@ -104,6 +108,8 @@ pub struct ShardResult {
     pub capture: Vec<(Time, Segment)>,
     /// Most entries the shard's two tables held at once.
     pub peak_entries: u64,
+    /// Ports the client's connect() probed, per successful connect.
+    pub probed: Histogram<u64>,
 }
 
 /// A shard's next event, as [`Shard::next_event`] names it.
@@ -216,7 +222,10 @@ pub struct Shard<'a> {
     loss_to_server: Loss,
     loss_to_client: Loss,
     slots: Vec<u8>,
-    free: VecDeque<u32>,
+    /// Client addresses of this shard (10.<shard>.0.0 upwards), each with the
+    /// whole port range, and the next one to connect from.
+    client_ips: u32,
+    next_ip: u32,
     events: Vec<Event>,
     /// Segments lost on the link in the current step, classified afterwards.
     lost: Vec<Segment>,
@@ -224,6 +233,8 @@ pub struct Shard<'a> {
     server_deadline: Option<Time>,
     client_deadline: Option<Time>,
     to_open: u64,
+    /// Opens tried: the index into the `--rate` schedule.
+    attempts: u64,
     opened: u64,
     live: u64,
     next_open: Option<Time>,
@@ -288,6 +299,19 @@ impl<'a> Shard<'a> {
         server_cfg.secret = secret;
         let mut client_cfg = cfg.host.clone();
         client_cfg.secret = secret.rotate_left(17) ^ 0x5555;
+        // The shard's client holds its share of the client addresses' ports:
+        // whole addresses, or the first `slots_per_shard` ports of one (the
+        // 4-tuple space the slots gave before Linux's port choice).
+        let (lo, hi) = cfg.port_range;
+        let range = u32::from(hi - lo) + 1;
+        let (client_ips, slots) = if cfg.slots_per_shard < range {
+            let last = lo + (cfg.slots_per_shard.max(1) - 1) as u16;
+            client_cfg.ip_local_port_range = (lo, last);
+            (1, cfg.slots_per_shard.max(1))
+        } else {
+            let ips = cfg.slots_per_shard.div_ceil(range);
+            (ips, ips * range)
+        };
         let server_scope = scope_base + 2 * index as u16;
         let client_scope = server_scope + 1;
         let prev = alloc::enter_scope(server_scope);
@@ -299,7 +323,6 @@ impl<'a> Shard<'a> {
         alloc::enter_scope(client_scope);
         let client = Host::with_capacity(client_cfg, live);
         alloc::enter_scope(prev);
-        let slots = cfg.slots_per_shard;
         let to_open = share(cfg.connections);
         let rate = cfg.rate.map(|r| r / shards as f64);
         Shard {
@@ -316,12 +339,14 @@ impl<'a> Shard<'a> {
             loss_to_server: cfg.loss_to_server.clone(),
             loss_to_client: cfg.loss_to_client.clone(),
             slots: vec![0; slots as usize],
-            free: (0..slots).collect(),
+            client_ips,
+            next_ip: 0,
             events: Vec::new(),
             lost: Vec::new(),
             server_deadline: None,
             client_deadline: None,
             to_open,
+            attempts: 0,
             opened: 0,
             live: 0,
             next_open: rate.map(|_| Time::ZERO),
@@ -358,6 +383,7 @@ impl<'a> Shard<'a> {
                     .collect(),
                 capture: Vec::new(),
                 peak_entries: 0,
+                probed: Histogram::new(3).expect("3 significant figures is valid"),
             },
             entries_then: 0,
             reasons: [0; 9],
@@ -421,7 +447,7 @@ impl<'a> Shard<'a> {
         let tw = us(self.next_sweep);
         let others = ts.min(tc).min(hs).min(hc).min(to).min(ta);
         if others == u64::MAX
-            && self.opened == self.to_open
+            && self.attempts == self.to_open
             && self.client.is_empty()
             && self.server.is_empty()
         {
@@ -762,8 +788,8 @@ impl<'a> Shard<'a> {
                     // Auto-resizing histogram: record() grows it; it cannot fail on range.
                     let _ = h.record(us);
                 }
-                if let (Side::Client, Some(s)) = (side, slot) {
-                    self.release(s as u32);
+                if let (Side::Client, Some(_)) = (side, slot) {
+                    self.release();
                 }
             }
             Event::StateChanged { .. } => {}
@@ -818,15 +844,14 @@ impl<'a> Shard<'a> {
             Side::Client => {
                 self.with(side, |h, _| h.forget(&tuple));
                 self.slots[slot] |= slot::CLIENT_GONE;
-                self.release(slot as u32);
+                self.release();
             }
         }
     }
 
-    /// The client end is done with slot `s`: its port is free again.
-    fn release(&mut self, s: u32) {
+    /// The client end of a connection is gone (the engine frees its port).
+    fn release(&mut self) {
         self.live -= 1;
-        self.free.push_back(s);
         self.unreported += 1;
         if self.unreported == 1024 {
             self.progress.fetch_add(self.unreported, Ordering::Relaxed);
@@ -835,27 +860,33 @@ impl<'a> Shard<'a> {
         self.open_more();
     }
 
-    /// Opens connections while the workload allows.
+    /// Opens connections while the workload allows. A connect() that finds
+    /// no port (EADDRNOTAVAIL) is counted; with `--rate` (an open model) that
+    /// attempt is lost and the schedule goes on; without (a closed model, a
+    /// client that must open its next connection) it is retried after
+    /// [`CONNECT_RETRY`], or sooner when a port frees up, never in a busy loop.
     fn open_more(&mut self) {
         loop {
-            if self.opened == self.to_open || self.live >= self.cfg.concurrency_per_shard {
+            if self.attempts == self.to_open || self.live >= self.cfg.concurrency_per_shard {
                 return;
             }
             if let Some(rate) = self.cfg.rate {
-                let due = nth_at_rate(self.opened, rate, self.cfg.shards, self.index);
+                let due = nth_at_rate(self.attempts, rate, self.cfg.shards, self.index);
                 if due > self.now {
                     self.next_open = Some(due);
                     return;
                 }
             }
-            let Some(s) = self.free.pop_front() else {
+            if !self.open() && self.cfg.rate.is_none() {
+                self.next_open = Some(self.now + CONNECT_RETRY);
                 return;
-            };
-            self.open(s);
+            }
         }
     }
 
-    fn open(&mut self, s: u32) {
+    /// One connect() from the shard's next client address (round robin);
+    /// false when it found no port.
+    fn open(&mut self) -> bool {
         let mut flags = match self.cfg.close {
             CloseMode::Server => slot::CLOSER_SERVER,
             CloseMode::Client => slot::CLOSER_CLIENT,
@@ -892,17 +923,27 @@ impl<'a> Shard<'a> {
             self.capture_left -= 1;
             flags |= slot::CAPTURED;
         }
-        self.slots[s as usize] = flags;
-        self.opened_ms[s as usize] = self.now.stamp_ms();
-        let tuple = self.tuple(s);
-        if self
-            .with(Side::Client, |h, now| h.connect(now, tuple))
-            .is_err()
-        {
-            // The client still holds the tuple (cannot happen for a free slot).
-            self.free.push_back(s);
-            return;
-        }
+        let ip = self.next_ip;
+        self.next_ip = (ip + 1) % self.client_ips;
+        let local_ip = (10 << 24) | (self.index << 16) | ip;
+        let mode = self.cfg.bind;
+        let r = self.with(Side::Client, |h, now| {
+            h.connect_ephemeral(now, local_ip, SERVER_IP, SERVER_PORT, mode)
+        });
+        let slot = r.as_ref().ok().and_then(|c| self.slot_of(&c.tuple));
+        let (Ok(c), Some(s)) = (r, slot) else {
+            // EADDRNOTAVAIL (counted by the client host), or the table is full.
+            if self.cfg.rate.is_some() {
+                self.attempts += 1;
+            }
+            self.transmit(Side::Client);
+            return false;
+        };
+        // Auto-resizing histogram: record() cannot fail on range.
+        let _ = self.res.probed.record(u64::from(c.probed));
+        self.slots[s] = flags;
+        self.opened_ms[s] = self.now.stamp_ms();
+        self.attempts += 1;
         self.opened += 1;
         self.live += 1;
         self.next_sweep
@@ -913,6 +954,7 @@ impl<'a> Shard<'a> {
             self.close_all_at =
                 Some(self.now + self.cfg.delay.base * 4 + Duration::from_millis(500));
         }
+        true
     }
 
     /// The applications' idle timeout (`--app-timeout`): a connection still
@@ -976,7 +1018,7 @@ impl<'a> Shard<'a> {
             self.index,
         );
         self.next_attack =
-            (self.opened < self.to_open || self.live > 0).then_some(next.max(self.now));
+            (self.attempts < self.to_open || self.live > 0).then_some(next.max(self.now));
 
         // Find a target: a connection in the state this attack aims at.
         let wanted = |st: State| match kind {
@@ -1039,6 +1081,8 @@ impl<'a> Shard<'a> {
         let mut s = Sample {
             server_bytes: alloc::scope_bytes(self.server_scope) as i64,
             client_bytes: alloc::scope_bytes(self.client_scope) as i64,
+            connects: self.client.stats().opened_active + self.client.stats().connect_eaddrnotavail,
+            connects_failed: self.client.stats().connect_eaddrnotavail,
             ..Sample::default()
         };
         for st in State::ALL {
