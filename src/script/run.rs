@@ -696,7 +696,7 @@ impl<S: Stack> Runner<'_, S> {
     fn syscall(&mut self, line: usize, c: &Syscall) -> Result<(), Failure> {
         let now = self.now();
         let got = self.stack.call(line, c)?;
-        let opened = matches!(&got, Ok(_)) || matches!(&got, Err(e) if e == "EINPROGRESS");
+        let opened = got.is_ok() || matches!(&got, Err(e) if e == "EINPROGRESS");
         if c.call == Call::Connect && opened {
             // The connection's port: the script's when it bound, else the
             // one the stack chose (packetdrill reads it the same way). A
