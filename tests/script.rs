@@ -47,6 +47,11 @@ const REQUIRED: &[&str] = &[
     "fin-held-behind-retransmission.pkt",
     "read-after-fin-and-reset.pkt",
     "rto-after-falling-rtt.pkt",
+    "fin-wait-2-timeout-sysctl.pkt",
+    "tw-reuse-after-the-delay.pkt",
+    "tw-reuse-needs-timestamps.pkt",
+    "bind-takes-time-wait-at-once.pkt",
+    "eaddrnotavail-range-spent.pkt",
 ];
 
 fn corpus() -> Vec<PathBuf> {
@@ -95,6 +100,26 @@ fn run_str(body: &str) -> Result<(), String> {
         Some(f) => Err(format!("t.pkt:{f}")),
         None => Ok(()),
     }
+}
+
+#[test]
+fn a_sysctl_line_comes_before_the_script_starts() {
+    let e = run_str("+0 `sysctl -q net.ipv4.tcp_fin_timeout=5`\n").unwrap_err();
+    assert!(
+        e.contains("must come before the script's first packet"),
+        "{e}"
+    );
+    // The same line first configures the engine: a 5 s orphaned FIN-WAIT-2.
+    let src = "0 `sysctl -q net.ipv4.tcp_fin_timeout=5`\n".to_string()
+        + &std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/scripts/fin-wait-2-timeout.pkt"),
+        )
+        .unwrap();
+    let out = run(&parse(&src).unwrap(), &Options::default());
+    let f = out.failure.expect("the orphan is gone after 5 s, not 60");
+    // At 59 s the 60 s script expects an ACK; the orphan is gone: RST.
+    assert_eq!(f.line, 21, "{f}");
+    assert!(f.msg.contains("tcp_rst: expected: 0 vs actual: 1"), "{f}");
 }
 
 #[test]
@@ -406,6 +431,12 @@ impl script::Stack for Lagging {
     }
     fn late_search(&self) -> std::time::Duration {
         self.inner.late_search()
+    }
+    fn local_port(&self, fd: i64) -> Option<u16> {
+        self.inner.local_port(fd)
+    }
+    fn sysctl(&mut self, line: usize, s: &script::sysctl::Sysctl) -> Result<(), script::Failure> {
+        self.inner.sysctl(line, s)
     }
     fn take_notices(&mut self) -> Vec<String> {
         self.inner.take_notices()

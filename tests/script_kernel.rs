@@ -22,7 +22,7 @@ fn every_corpus_script_passes_on_linux() {
         return;
     }
     let files = pkt_files("tests/scripts");
-    assert!(files.len() >= 33, "corpus shrank: {} scripts", files.len());
+    assert!(files.len() >= 44, "corpus shrank: {} scripts", files.len());
     let results = script::run_files(&files, &Options::default(), Backend::Kernel, files.len());
     print_retries(&files, &results);
     let failures: Vec<String> = results.into_iter().filter_map(|r| r.error).collect();
@@ -137,6 +137,34 @@ fn a_runner_that_falls_behind_runs_the_script_again_alone() {
     // Engine time never falls behind: no second run there.
     let engine = script::run_files(&files, &Options::default(), Backend::Engine, 1);
     assert!(engine[0].passed(), "{:?}", engine[0].error);
+}
+
+/// A script's sysctl lines change its own namespace only: the host's
+/// values are the same before and after.
+#[test]
+fn sysctls_stay_in_the_scripts_namespace() {
+    if !kernel_available() {
+        return;
+    }
+    let read = || {
+        ["tcp_tw_reuse", "ip_local_port_range", "tcp_timestamps"]
+            .map(|n| std::fs::read_to_string(format!("/proc/sys/net/ipv4/{n}")).unwrap())
+    };
+    let before = read();
+    let files = [
+        "tw-reuse-needs-timestamps.pkt",
+        "tw-reuse-after-the-delay.pkt",
+    ]
+    .map(|f| {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/scripts")
+            .join(f)
+    });
+    let results = script::run_files(&files, &Options::default(), Backend::Kernel, 2);
+    for r in &results {
+        assert!(r.passed(), "{:?}", r.error);
+    }
+    assert_eq!(read(), before);
 }
 
 #[test]

@@ -8,14 +8,15 @@ use std::time::Duration;
 use super::parse::{Call, Syscall, TcpOptions};
 use super::stack::{
     fail, fcntl_result, int_arg, linger_abort, lowest_free_fd, shutdown_how, would_block,
-    CallResult, Failure, Stack, ACTIVE, SCRIPT_PORT,
+    CallResult, Failure, Stack, ACTIVE, LOCAL_IP, REMOTE_IP, SCRIPT_PORT,
 };
+use super::sysctl::Sysctl;
 use teardown_engine::host::{CloseReason, Event as HostEvent, Host};
 use teardown_engine::segment::Segment;
 use teardown_engine::state::State;
 use teardown_engine::time::Time;
 use teardown_engine::tuple::Tuple;
-use teardown_engine::{Advance, Config};
+use teardown_engine::{Advance, BindMode, Config};
 
 /// Linux's MSS when the peer's SYN carries no MSS option (RFC 9293 §3.7.1).
 const DEFAULT_MSS: u32 = 536;
@@ -27,9 +28,11 @@ const LATE_SEARCH: Duration = Duration::from_secs(3_600);
 /// A file descriptor of the script.
 #[derive(Debug, Clone, Copy)]
 enum Fd {
-    /// From socket(), not yet listening or connected.
+    /// From socket(), not yet listening or connected; `bound` by bind(),
+    /// which takes the script's port, or else connect() picks one.
     Socket {
         linger_abort: bool,
+        bound: bool,
     },
     Listener {
         linger_abort: bool,
@@ -43,7 +46,7 @@ enum Fd {
 impl Fd {
     fn linger_abort(&mut self) -> &mut bool {
         match self {
-            Fd::Socket { linger_abort }
+            Fd::Socket { linger_abort, .. }
             | Fd::Listener { linger_abort }
             | Fd::Conn { linger_abort, .. } => linger_abort,
         }
@@ -213,6 +216,22 @@ impl Stack for EngineStack {
         LATE_SEARCH
     }
 
+    fn local_port(&self, fd: i64) -> Option<u16> {
+        match self.fds.get(&fd)? {
+            Fd::Conn { tuple, .. } => Some(tuple.local_port),
+            _ => None,
+        }
+    }
+
+    fn sysctl(&mut self, line: usize, s: &Sysctl) -> Result<(), Failure> {
+        let mut cfg = self.host.config().clone();
+        s.apply(&mut cfg).map_err(|e| fail(line, e))?;
+        // The runner applies sysctls before anything happens, so the host
+        // has nothing to lose yet.
+        self.host = Host::new(cfg);
+        Ok(())
+    }
+
     fn take_notices(&mut self) -> Vec<String> {
         std::mem::take(&mut self.notices)
     }
@@ -226,12 +245,15 @@ impl Stack for EngineStack {
                     fd,
                     Fd::Socket {
                         linger_abort: false,
+                        bound: false,
                     },
                 );
                 Ok(fd)
             }
             Call::Bind => {
-                self.fd(line, int_arg(line, c, 0)?)?;
+                if let Fd::Socket { bound, .. } = self.fd(line, int_arg(line, c, 0)?)? {
+                    *bound = true;
+                }
                 Ok(0)
             }
             Call::Fcntl => {
@@ -270,13 +292,35 @@ impl Stack for EngineStack {
             }
             Call::Connect => {
                 let fd = int_arg(line, c, 0)?;
-                let linger_abort = *self.fd(line, fd)?.linger_abort();
-                match self.host.connect(t, ACTIVE) {
-                    Ok(()) => {
+                let (linger_abort, bound) = match *self.fd(line, fd)? {
+                    Fd::Socket {
+                        linger_abort,
+                        bound,
+                    } => (linger_abort, bound),
+                    _ => return Ok(Err("EISCONN".into())),
+                };
+                // A bound socket connects from the script's port; an unbound
+                // one lets the host choose, as Linux's connect() does.
+                let opened = if bound {
+                    self.host.connect(t, ACTIVE).map(|()| ACTIVE)
+                } else {
+                    let ip = |a: [u8; 4]| u32::from_be_bytes(a);
+                    self.host
+                        .connect_ephemeral(
+                            t,
+                            ip(LOCAL_IP),
+                            ip(REMOTE_IP),
+                            SCRIPT_PORT,
+                            BindMode::NoPort,
+                        )
+                        .map(|c| c.tuple)
+                };
+                match opened {
+                    Ok(tuple) => {
                         self.fds.insert(
                             fd,
                             Fd::Conn {
-                                tuple: ACTIVE,
+                                tuple,
                                 linger_abort,
                             },
                         );
@@ -288,7 +332,10 @@ impl Stack for EngineStack {
                             Ok(0)
                         }
                     }
-                    Err(_) => Err("EISCONN".into()),
+                    // No port left, or the 4-tuple is taken (a TIME-WAIT
+                    // entry tcp_twsk_unique will not give up):
+                    // __inet_hash_connect's EADDRNOTAVAIL.
+                    Err(_) => Err("EADDRNOTAVAIL".into()),
                 }
             }
             Call::Close => {

@@ -14,7 +14,7 @@
 //! why not when they are missing.
 
 use std::cell::OnceCell;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read as _, Write as _};
 use std::net::SocketAddrV4;
@@ -38,6 +38,7 @@ use super::stack::{
     fail, fcntl_result, int_arg, linger_abort, lowest_free_fd, shutdown_how, would_block,
     CallResult, Failure, Stack, EPHEMERAL_PORT, LOCAL_IP, REMOTE_IP, SCRIPT_PORT,
 };
+use super::sysctl::Sysctl;
 use teardown_engine::segment::{Flags, Segment, Ts};
 use teardown_engine::time::Time;
 
@@ -66,6 +67,8 @@ pub struct KernelStack {
     start: OnceCell<Instant>,
     /// Script descriptor numbers (3, 4, ...) to the real sockets.
     fds: BTreeMap<i64, OwnedFd>,
+    /// Descriptors the script bound: see [`bind_to`].
+    bound: BTreeSet<i64>,
     buf: Vec<u8>,
     notices: Vec<String>,
 }
@@ -108,6 +111,7 @@ impl KernelStack {
             tun,
             start: OnceCell::new(),
             fds: BTreeMap::new(),
+            bound: BTreeSet::new(),
             buf: vec![0; 65_536],
             notices,
         })
@@ -172,7 +176,8 @@ fn realtime_priority() -> Result<(), String> {
 
 /// Binds to the script's local address: the script's `bind(3, ..., ...)`
 /// names none, so the runner binds at listen() (the script's port) or
-/// connect() (the ephemeral one), and the 4-tuples are the engine's.
+/// connect() (the ephemeral one: a script that does not bind lets the
+/// kernel choose), and the 4-tuples are the engine's.
 fn bind_to(fd: RawFd, port: u16) -> nix::Result<()> {
     bind(
         fd,
@@ -230,6 +235,29 @@ impl Stack for KernelStack {
         LATE_SEARCH
     }
 
+    fn local_port(&self, fd: i64) -> Option<u16> {
+        let sock = self.fds.get(&fd)?;
+        let addr: SockaddrIn = socket::getsockname(sock.as_raw_fd()).ok()?;
+        Some(addr.port())
+    }
+
+    /// Writes the sysctl under `/proc/sys/net/ipv4`, which a thread sees for
+    /// its own network namespace (`net_ctl_header_lookup` looks at
+    /// `current`): this thread's, made in [`KernelStack::new`] and gone with
+    /// the script, so nothing needs restoring. Every [`Sysctl`] is per
+    /// namespace; the check below makes sure the host's are never touched.
+    fn sysctl(&mut self, line: usize, s: &Sysctl) -> Result<(), Failure> {
+        let ns = |p: &str| std::fs::read_link(p).map_err(|e| fail(line, format!("{p}: {e}")));
+        if ns("/proc/thread-self/ns/net")? == ns("/proc/self/ns/net")? {
+            return Err(fail(
+                line,
+                "the runner's thread is in the process's network namespace: sysctl not set",
+            ));
+        }
+        let path = format!("/proc/sys/net/ipv4/{}", s.name());
+        std::fs::write(&path, s.value()).map_err(|e| fail(line, format!("writing {path}: {e}")))
+    }
+
     fn take_notices(&mut self) -> Vec<String> {
         std::mem::take(&mut self.notices)
     }
@@ -251,7 +279,9 @@ impl Stack for KernelStack {
             }
             Call::Bind => {
                 // Deferred to listen() or connect(): see bind_to().
-                self.sock(line, int_arg(line, c, 0)?)?;
+                let fd = int_arg(line, c, 0)?;
+                self.sock(line, fd)?;
+                self.bound.insert(fd);
                 Ok(0)
             }
             Call::Fcntl => {
@@ -283,9 +313,16 @@ impl Stack for KernelStack {
                 }
             }
             Call::Connect => {
-                let fd = self.raw(line, int_arg(line, c, 0)?)?;
+                let n = int_arg(line, c, 0)?;
+                let fd = self.raw(line, n)?;
                 let remote = SockaddrIn::from(SocketAddrV4::new(REMOTE_IP.into(), SCRIPT_PORT));
-                match bind_to(fd, EPHEMERAL_PORT).and_then(|()| connect(fd, &remote)) {
+                // Unbound, the kernel picks the port (__inet_hash_connect).
+                let bound = if self.bound.contains(&n) {
+                    bind_to(fd, EPHEMERAL_PORT)
+                } else {
+                    Ok(())
+                };
+                match bound.and_then(|()| connect(fd, &remote)) {
                     Ok(()) => Ok(0),
                     // As on the engine: a blocking connect() would return 0 once
                     // established; the script goes on meanwhile.
@@ -299,6 +336,7 @@ impl Stack for KernelStack {
                 // Dropping the OwnedFd is the close(); Linux's close() of a
                 // socket does not fail.
                 self.fds.remove(&n);
+                self.bound.remove(&n);
                 Ok(0)
             }
             Call::Shutdown => {

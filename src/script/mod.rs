@@ -13,6 +13,7 @@ pub mod parse;
 pub mod record;
 pub mod run;
 pub mod stack;
+pub mod sysctl;
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};

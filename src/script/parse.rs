@@ -4,6 +4,7 @@
 
 use std::fmt;
 
+use super::sysctl::{self, Sysctl};
 use teardown_engine::segment::{Flags, Ts};
 
 /// A syntax error, at a 1-based line and column.
@@ -21,6 +22,11 @@ impl fmt::Display for ParseError {
 }
 
 impl std::error::Error for ParseError {}
+
+/// The one `--tcp_ts_tick_usecs` both stacks run: Linux's TSval is
+/// `tcp_clock_ms` (without a route's `tcp_usec_ts` feature), the engine's a
+/// millisecond clock.
+pub const TS_TICK_USECS: u64 = 1000;
 
 /// A parsed script.
 #[derive(Debug, Clone, Default)]
@@ -191,8 +197,8 @@ pub struct Syscall {
 pub enum EventKind {
     Packet(PacketSpec),
     Syscall(Syscall),
-    /// A shell command or a code block: parsed, not run.
-    Ignored,
+    /// A shell line setting sysctls, applied before the script starts.
+    Sysctl(Vec<Sysctl>),
 }
 
 // ---- lexer ------------------------------------------------------------------
@@ -204,8 +210,8 @@ enum Tok {
     Str(String),
     Punct(char),
     Ellipsis,
-    /// `` `command` ``
-    Shell,
+    /// `` `command` ``, its text.
+    Shell(String),
     /// `%{ code }%`
     Code,
     Newline,
@@ -285,7 +291,7 @@ fn lex(src: &str) -> Result<Vec<Token>, ParseError> {
             }
             '`' | '%' => {
                 let (close, tok): (&[char], Tok) = if c == '`' {
-                    (&['`'], Tok::Shell)
+                    (&['`'], Tok::Shell(String::new()))
                 } else if at(1) == Some('{') {
                     (&['}', '%'], Tok::Code)
                 } else {
@@ -297,6 +303,7 @@ fn lex(src: &str) -> Result<Vec<Token>, ParseError> {
                 };
                 i += if c == '`' { 1 } else { 2 };
                 col += if c == '`' { 1 } else { 2 };
+                let body = i;
                 loop {
                     if i >= chars.len() {
                         return Err(err(
@@ -318,6 +325,10 @@ fn lex(src: &str) -> Result<Vec<Token>, ParseError> {
                     }
                     i += 1;
                 }
+                let tok = match tok {
+                    Tok::Shell(_) => Tok::Shell(chars[body..i - 1].iter().collect()),
+                    t => t,
+                };
                 // The lines a block spans count as the one line it starts on.
                 push(&mut out, tok, col);
             }
@@ -412,22 +423,46 @@ pub fn parse(src: &str) -> Result<Script, ParseError> {
             continue;
         }
         let lineno = line[0].line;
-        // A shell command or code block may stand alone or follow a time.
-        if let Some(t) = line
-            .iter()
-            .find(|t| matches!(t.tok, Tok::Shell | Tok::Code))
-        {
-            let what = if t.tok == Tok::Shell {
-                "shell command"
-            } else {
-                "code block"
-            };
+        // A code block checks the socket's state afterwards in Python:
+        // skipped, with a notice.
+        if line.iter().any(|t| t.tok == Tok::Code) {
             script.notices.push(format!(
-                "line {lineno}: {what} ignored (the runner has no shell or Python)"
+                "line {lineno}: code block ignored (the runner has no Python)"
             ));
             continue;
         }
-        let when = p.when()?;
+        // A shell command may stand alone or follow a time; it may only set
+        // the sysctls both stacks apply (see `sysctl`).
+        let when = if matches!(p.peek().map(|t| &t.tok), Some(Tok::Shell(_))) {
+            When::At {
+                relative: true,
+                start: 0,
+                end: None,
+            }
+        } else {
+            p.when()?
+        };
+        if let Some(Token {
+            tok: Tok::Shell(cmd),
+            line,
+            col,
+            ..
+        }) = p.peek()
+        {
+            let settings = sysctl::from_shell(cmd).map_err(|msg| ParseError {
+                line: *line,
+                col: *col,
+                msg,
+            })?;
+            p.pos += 1;
+            p.end()?;
+            script.events.push(Event {
+                line: lineno,
+                when,
+                kind: EventKind::Sysctl(settings),
+            });
+            continue;
+        }
         let kind = p.event()?;
         p.end()?;
         script.events.push(Event {
@@ -496,7 +531,7 @@ impl<'a> Parser<'a> {
             Some(Tok::Str(s)) => format!("\"{s}\""),
             Some(Tok::Punct(c)) => format!("'{c}'"),
             Some(Tok::Ellipsis) => "'...'".into(),
-            Some(Tok::Shell) => "a shell command".into(),
+            Some(Tok::Shell(_)) => "a shell command".into(),
             Some(Tok::Code) => "a code block".into(),
         }
     }
@@ -602,6 +637,19 @@ impl<'a> Parser<'a> {
         if name == "tcp_ts_tick_usecs" {
             self.expect_punct('=', "after the option name")?;
             let tick = self.uint("microseconds per timestamp tick", u32::MAX as u64)?;
+            // packetdrill reads the script's TSvals in the stack's own ticks
+            // and uses N only to turn ticks into time: any other N would
+            // misjudge every TSval.
+            if tick != 0 && tick != TS_TICK_USECS {
+                return Err(ParseError {
+                    line,
+                    col: 1,
+                    msg: format!(
+                        "--tcp_ts_tick_usecs={tick}: both stacks' TSvals tick every \
+                         {TS_TICK_USECS} us (Linux tcp_clock_ms, the engine's millisecond clock)"
+                    ),
+                });
+            }
             script.ts_tick_usecs = (tick > 0).then_some(tick);
             return self.end();
         }
@@ -1030,11 +1078,19 @@ mod tests {
              +0 %{ assert tcpi_rto == 300000 }%\n--tolerance_usecs=10000\n",
         )
         .unwrap();
-        assert_eq!(s.events.len(), 4);
+        assert_eq!(s.events.len(), 5);
         assert_eq!(s.tolerance_usecs, Some(10_000));
         let pct = parse("--tolerance_percent=2.5\n0 close(3) = 0\n").unwrap();
         assert_eq!(pct.tolerance_percent, Some(2.5));
-        assert_eq!(s.notices.len(), 2);
+        assert_eq!(s.notices.len(), 1);
+        assert_eq!(
+            s.events[4].kind,
+            EventKind::Sysctl(vec![Sysctl::Rfc1337(false)])
+        );
+        let e = parse("0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3\n+0 `../common/defaults.sh`\n")
+            .unwrap_err();
+        assert_eq!((e.line, e.col), (2, 4));
+        assert!(e.msg.contains("`../common/defaults.sh` is not run"), "{e}");
         let EventKind::Syscall(c) = &s.events[1].kind else {
             panic!()
         };
@@ -1068,6 +1124,8 @@ mod tests {
         assert_eq!((e.line, e.col), (1, 4));
         let e = parse("+0 > S 0:0(0) <md5 x>\n").unwrap_err();
         assert!(e.msg.contains("md5"), "{e}");
+        let e = parse("--tcp_ts_tick_usecs=4000\n0 close(3) = 0\n").unwrap_err();
+        assert!(e.msg.contains("every 1000 us"), "{e}");
         let e = parse("0...0.1 accept(3, ..., ...) = 4\n").unwrap_err();
         assert!(e.msg.contains("blocking"), "{e}");
         assert!(parse("0 close(3) = 0 $").is_err());

@@ -45,6 +45,13 @@ pub fn record_script(script: &Script, opts: &Options) -> (String, Outcome) {
     if let Some(tick) = script.ts_tick_usecs {
         let _ = writeln!(out, "--tcp_ts_tick_usecs={tick}");
     }
+    // The sysctls, which come first (the runner's rule).
+    for ev in &script.events {
+        if let EventKind::Sysctl(settings) = &ev.kind {
+            let cmds: Vec<String> = settings.iter().map(|s| format!("sysctl -q {s}")).collect();
+            let _ = writeln!(out, "0          `{}`", cmds.join("; "));
+        }
+    }
     let mut prev = Time::ZERO;
     let mut first = true;
     let mut after_fin = false;
@@ -78,7 +85,7 @@ pub fn record_script(script: &Script, opts: &Options) -> (String, Outcome) {
                     }
                     (EventKind::Syscall(c), Some(r)) => call_line(c, r),
                     (EventKind::Syscall(c), None) => call_line(c, &c.ret.to_string()),
-                    (EventKind::Ignored, _) => continue,
+                    (EventKind::Sysctl(_), _) => continue,
                 };
                 after_fin = matches!(&ev.kind,
                     EventKind::Packet(p) if p.dir == Direction::Inbound && p.flags.fin());
@@ -122,7 +129,8 @@ mod tests {
     fn lines_are_rebuilt_from_the_parse_not_the_source() {
         // No space after the time, and spacing of its own: the recording
         // writes the event as the parser read it.
-        let src = "0socket(..., SOCK_STREAM, IPPROTO_TCP)=3\n+0 bind(3,...,...)=0\n\
+        let src = "0 `echo 5 > /proc/sys/net/ipv4/tcp_fin_timeout`\n\
+                   0socket(..., SOCK_STREAM, IPPROTO_TCP)=3\n+0 bind(3,...,...)=0\n\
                    +0 listen(3, 1)=0\n+0<S 0:0(0) win 65535 <mss 1460,sackOK,nop,wscale 7>\n";
         let script = parse(src).unwrap();
         let (text, outcome) = record_script(&script, &Options::default());
@@ -132,6 +140,10 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("bind(3, ..., ...) = 0\n"), "{text}");
+        assert!(
+            text.contains("0          `sysctl -q net.ipv4.tcp_fin_timeout=5`\n"),
+            "{text}"
+        );
         assert!(
             text.contains("< S 0:0(0) win 65535 <mss 1460,sackOK,nop,wscale 7>\n"),
             "{text}"

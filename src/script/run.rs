@@ -12,7 +12,7 @@ use std::collections::VecDeque;
 use std::time::Duration;
 
 use super::engine::EngineStack;
-use super::parse::{Call, Direction, Event, EventKind, PacketSpec, Script, Syscall, When};
+use super::parse::{Call, Direction, Event, EventKind, Expr, PacketSpec, Script, Syscall, When};
 use super::stack::{fail, Failure, Stack, ACTIVE, PASSIVE};
 use teardown_engine::segment::{Flags, Segment, Ts};
 use teardown_engine::time::Time;
@@ -237,7 +237,22 @@ impl<S: Stack> Runner<'_, S> {
                     self.note_lateness(window);
                     window
                 }
-                EventKind::Ignored => continue,
+                EventKind::Sysctl(settings) => {
+                    if events[..index]
+                        .iter()
+                        .any(|e| !matches!(e.kind, EventKind::Sysctl(_)))
+                    {
+                        return Err(fail(
+                            ev.line,
+                            "a sysctl line must come before the script's first packet or \
+                             system call: both stacks apply sysctls before the script starts",
+                        ));
+                    }
+                    for s in settings {
+                        self.stack.sysctl(ev.line, s)?;
+                    }
+                    continue;
+                }
             };
             self.done(ev, window);
         }
@@ -679,11 +694,23 @@ impl<S: Stack> Runner<'_, S> {
     // ---- system calls --------------------------------------------------------
 
     fn syscall(&mut self, line: usize, c: &Syscall) -> Result<(), Failure> {
-        if c.call == Call::Connect {
-            self.tuple = ACTIVE;
-        }
         let now = self.now();
         let got = self.stack.call(line, c)?;
+        let opened = got.is_ok() || matches!(&got, Err(e) if e == "EINPROGRESS");
+        if c.call == Call::Connect && opened {
+            // The connection's port: the script's when it bound, else the
+            // one the stack chose (packetdrill reads it the same way). A
+            // connect() that failed (EADDRNOTAVAIL) leaves the connection
+            // under test as it was.
+            let port = match c.args.first() {
+                Some(Expr::Int(fd)) => self.stack.local_port(*fd).filter(|p| *p != 0),
+                _ => None,
+            };
+            self.tuple = Tuple {
+                local_port: port.unwrap_or(ACTIVE.local_port),
+                ..ACTIVE
+            };
+        }
         self.advance(self.now(), false);
         if self.opts.verbose {
             let ret = match &got {

@@ -7,6 +7,7 @@ use std::fmt;
 use std::time::Duration;
 
 use super::parse::{Expr, Syscall, TcpOptions};
+use super::sysctl::Sysctl;
 use teardown_engine::segment::Segment;
 use teardown_engine::time::Time;
 use teardown_engine::tuple::Tuple;
@@ -65,6 +66,11 @@ pub trait Stack {
     /// How long past an outbound packet's window to wait for it, so that the
     /// error can say when it did come.
     fn late_search(&self) -> Duration;
+    /// The local port of a connected descriptor (chosen by connect() when
+    /// the script did not bind()).
+    fn local_port(&self, fd: i64) -> Option<u16>;
+    /// Sets a sysctl, before the script's first packet or system call.
+    fn sysctl(&mut self, line: usize, s: &Sysctl) -> Result<(), Failure>;
     /// Notices gathered since the last call (what the stack does not model).
     fn take_notices(&mut self) -> Vec<String>;
     /// The interval of the timer that fired at `t` and sent what was sent
