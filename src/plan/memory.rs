@@ -2,11 +2,10 @@
 //! Linux kernel (slab objects).
 //!
 //! Engine, per table shard with `n` entries (`engine/src/table.rs`, `timewait.rs`):
-//! * the hashbrown `HashTable<u32>`: 4 bytes of reference plus 1 control byte per
-//!   bucket, plus 16 trailing control bytes; a churned table settles at the
-//!   smallest power of two of buckets with n <= 5/8 of it ([`buckets`]): 8 to 16
-//!   bytes per entry;
-//! * TIME-WAIT entries: 32-byte records in a ring of 512-entry chunks, plus one
+//! * the index (`engine/src/index.rs`): 64-byte buckets of 12 references, a
+//!   power of two of them with at most 10.5 entries each ([`buckets`]); it
+//!   has no tombstones, so churn does not grow it: 6.1 to 12.2 bytes per entry;
+//! * TIME-WAIT entries: 28-byte records in a ring of 512-entry chunks, plus one
 //!   stale slot per restart (a retransmitted FIN appends a fresh copy), the
 //!   partly consumed head chunk and one spare chunk;
 //! * full connections: 64-byte records in a slab of 512-entry chunks (a chunk
@@ -31,22 +30,20 @@ const FREE_SLOT: f64 = std::mem::size_of::<u16>() as f64;
 const WHEEL_HEADS: f64 = 24_640.0;
 const WHEEL_NODE: f64 = 24.0;
 const CHUNK: f64 = 512.0;
-const BUCKET: f64 = 5.0;
-const GROUP_WIDTH: f64 = 16.0;
+/// One index bucket: 12 tags, an overflow count and 12 references.
+const BUCKET: f64 = 64.0;
 const LISTENING: f64 = 1024.0 * 8.0;
 
-/// Buckets of a churned hashbrown table holding `n` entries. hashbrown uses at
-/// most 7/8 of its buckets, but under churn erased slots become tombstones, and
-/// once they exhaust the free slots with more than 7/16 in use it doubles instead
-/// of rehashing in place (`reserve_rehash`). Measured on a real table churned in
-/// FIFO order (the test below): it held at 60 % load and doubled at 64 %, so a
-/// steady table settles at the smallest power of two with n <= 5/8 of it.
+/// Index buckets of a table holding `n` entries: the index doubles when an
+/// insert would take it past 21/2 entries per bucket (`Index::insert_unique`),
+/// and removals free slots outright, so a churned table stays at the smallest
+/// power of two with n <= 10.5 per bucket.
 pub fn buckets(n: f64) -> f64 {
     if n <= 0.0 {
         return 0.0;
     }
-    let mut b = 16.0f64;
-    while n > b * 5.0 / 8.0 {
+    let mut b = 1.0f64;
+    while n > b * 10.5 {
         b *= 2.0;
     }
     b
@@ -66,7 +63,7 @@ pub fn table_bytes(pop: &Times, tables: u32, restarts: f64) -> f64 {
         / tables;
     let map = match buckets(tw + conns) {
         0.0 => 0.0,
-        b => b * BUCKET + GROUP_WIDTH,
+        b => b * BUCKET,
     };
     let slots = tw * (1.0 + restarts);
     let ring = if slots > 0.0 {
@@ -248,12 +245,13 @@ mod tests {
     }
 
     #[test]
-    fn churned_buckets_stay_under_five_eighths() {
+    fn buckets_hold_ten_and_a_half_entries_each() {
         assert_eq!(buckets(0.0), 0.0);
-        assert_eq!(buckets(7.0), 16.0);
-        assert_eq!(buckets(60_000.0), 131_072.0);
-        assert_eq!(buckets(81_920.0), 131_072.0);
-        assert_eq!(buckets(81_921.0), 262_144.0);
+        assert_eq!(buckets(7.0), 1.0);
+        assert_eq!(buckets(11.0), 2.0);
+        assert_eq!(buckets(60_000.0), 8_192.0);
+        assert_eq!(buckets(86_016.0), 8_192.0);
+        assert_eq!(buckets(86_017.0), 16_384.0);
     }
 
     #[test]
