@@ -206,6 +206,11 @@ fn text_report_gives_one_tw_buckets_answer() {
         "{text}"
     );
     assert!(!text.contains("60,000 of 131,072"), "{text}");
+    // The table's 60,000 is rate x 60 s: it assumes no 4-tuple comes back.
+    assert!(
+        text.contains("the table above assumes no 4-tuple comes back while its entry lasts, so it says 60,000"),
+        "{text}"
+    );
     let out = teardown(&["plan", "--close-rate", "3000", "--clients", "10"]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
