@@ -383,11 +383,11 @@ pub struct Simulated {
     pub ports_in_use: f64,
 }
 
-/// How long to run: past the longest holding time, then two TIME-WAIT lifetimes.
-pub fn verify_window(plan: &Plan) -> (f64, f64) {
+/// The longest any entry holds a 4-tuple: TIME-WAIT, a runaway's FIN-WAIT-2
+/// (`tcp_fin_timeout`) or, under loss, its FIN-WAIT-1 until the orphan gives up.
+fn longest_hold(plan: &Plan) -> f64 {
     let w = &plan.workload;
-    let tw = w.host.time_wait.as_secs_f64();
-    let mut longest = tw;
+    let mut longest = w.host.time_wait.as_secs_f64();
     if w.runaway > 0.0 {
         longest = longest.max(w.host.fin_timeout.as_secs_f64());
         if w.loss > 0.0 {
@@ -401,7 +401,13 @@ pub fn verify_window(plan: &Plan) -> (f64, f64) {
             longest = longest.max(budget + budget.min(w.host.rto_max.as_secs_f64()));
         }
     }
-    let warmup = longest + 10.0;
+    longest
+}
+
+/// How long to run: past the longest holding time, then two TIME-WAIT lifetimes.
+pub fn verify_window(plan: &Plan) -> (f64, f64) {
+    let tw = plan.workload.host.time_wait.as_secs_f64();
+    let warmup = longest_hold(plan) + 10.0;
     (warmup, warmup + (2.0 * tw).max(20.0))
 }
 
@@ -431,10 +437,13 @@ pub fn sim_args(
         runaway_client,
         runaway_server,
         host: ProfileArgs::of(h),
-        // The clients' ports bound the run only when they close first (their
-        // TIME-WAIT holds them). When the server closes, the simulator keeps
-        // its default of many client addresses.
-        client_ips: (w.close == Closer::Client).then_some(plan.clients),
+        // When the clients close first their TIME-WAIT holds their ports: the
+        // plan's addresses, so EADDRNOTAVAIL is Linux's. When the server closes,
+        // enough addresses that no 4-tuple comes back while the server holds it.
+        client_ips: Some(match w.close {
+            Closer::Client => plan.clients,
+            Closer::Server => walk_clear_ips(plan),
+        }),
         port_range: format!("{}-{}", plan.port_range.0, plan.port_range.1),
         tw_reuse_delay: plan.tw_reuse_delay,
         shards,
@@ -443,6 +452,23 @@ pub fn sim_args(
         quiet: true,
         ..SimArgs::default()
     }
+}
+
+/// Client addresses for a `--verify` run where the server closes first. The
+/// model's server populations assume no client reopens a 4-tuple the server
+/// still holds (the 4-tuple bound is reported apart, [`bounds::time_wait`]). But
+/// Linux's connect() starts each search a random 2-16 ports (`table_perturb`,
+/// mean 9: 4.5 even ports) past the last, so its start passes a given even port
+/// once every `even ports / 4.5` connects to that destination and takes it with
+/// probability 2/9; a new SYN on a 4-tuple in the server's FIN-WAIT-1 or
+/// FIN-WAIT-2 draws a challenge ACK, the client answers RST and the entry dies
+/// early (at 3,000/s over 16 addresses a runaway's FIN-WAIT-1 averaged 194
+/// entries instead of 267). Enough addresses that one pass takes longer than
+/// the server's longest hold, with a margin of 1.25.
+fn walk_clear_ips(plan: &Plan) -> u32 {
+    let even = bounds::even_ports(plan.ports);
+    let ips = (plan.workload.rate * longest_hold(plan) * 4.5 * 1.25 / even).ceil();
+    ips.clamp(16.0, 65_535.0) as u32
 }
 
 /// Runs the simulator on the plan's workload and averages its steady state.
@@ -880,10 +906,21 @@ pub fn human(plan: &Plan, o: &Outcome, sim: Option<&Simulated>) -> String {
             );
         }
         if b.binds == bounds::Bound::Tuples {
+            let table = match w.close {
+                Closer::Server => pr.server.time_wait,
+                Closer::Client => pr.clients.time_wait,
+            };
             let _ = writeln!(
                 o_,
-                "    (a newer SYN reopens a 4-tuple still in TIME-WAIT, RFC 6191, and the old entry goes with no counter; this engine does not model port choice yet, so the table above says {})",
-                count(o.buckets.time_wait_by_rate)
+                "    (a newer SYN reopens a 4-tuple still in TIME-WAIT, RFC 6191, and the old entry goes with no counter; the table above assumes no 4-tuple comes back while its entry lasts, so it says {})",
+                count(table)
+            );
+        }
+        if w.close == Closer::Server && sim.is_some() {
+            let _ = writeln!(
+                o_,
+                "    (the simulated clients choose ports as Linux's connect() does; --verify gives them {} addresses, enough that none comes back to a 4-tuple the server still holds, as the table assumes)",
+                count(f64::from(walk_clear_ips(plan)))
             );
         }
         if let (bounds::Bound::Buckets, Some(t)) = (b.binds, &b.transient) {
