@@ -276,7 +276,7 @@ impl Table {
     }
 
     /// Looks `tuple` up.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn find(&self, tuple: &Tuple) -> Option<Found> {
         let (conns, tw, locals) = (&self.conns, &self.tw, &self.locals);
         self.map
