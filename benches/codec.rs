@@ -16,7 +16,7 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Through
 use teardown::wire::{decode, Encoder};
 use teardown_engine::{Flags, Segment, Tuple};
 
-const SIZES: [usize; 3] = [1, 16, 2048];
+const SIZES: [usize; 3] = [1, 16, teardown::wire::MAX_RECORDS];
 
 fn segments(n: usize) -> Vec<Segment> {
     (0..n as u32)
