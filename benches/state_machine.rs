@@ -120,9 +120,12 @@ fn state_machine(c: &mut Criterion) {
     let ct: Vec<Tuple> = (0..n).map(client_tuple).collect();
     let st: Vec<Tuple> = ct.iter().map(Tuple::reversed).collect();
     let mut now = Time::from_millis(1_000);
-    // Every connection must reach TIME-WAIT, not overflow past tcp_max_tw_buckets.
+    // Every connection must reach TIME-WAIT, not overflow past tcp_max_tw_buckets;
+    // the stages hand each host's output over at once, so the ACK of a FIN must
+    // leave at once too (a delayed one would keep the server in FIN-WAIT-1).
     let cfg = Config {
         max_tw_buckets: usize::MAX,
+        delayed_ack: false,
         ..Config::default()
     };
     let mut cl = Host::new(cfg.clone());
