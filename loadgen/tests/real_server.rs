@@ -655,7 +655,19 @@ fn ipv6_targets_are_driven_and_their_time_wait_found_by_side() {
     no_errors(&r);
     assert_eq!(n(&r, "/completed"), 300, "{r:#}");
     assert_eq!(n(&r, "/closed_by/server_fin"), 300, "{r:#}");
-    assert_eq!(n(&r, "/time_wait/server_peak"), 300, "{:#}", r["time_wait"]);
+    // Linux's connect() can walk back onto a 4-tuple still in the server's
+    // TIME-WAIT (one client address, one port): the newer SYN reopens it
+    // (RFC 6191) and the old entry goes with no counter, so a few of the 300
+    // may be missing (292 in one CI run). What loadgen reports must be what
+    // `ss` sees.
+    let server = n(&r, "/time_wait/server_at_end");
+    assert!((270..=300).contains(&server), "{:#}", r["time_wait"]);
+    assert_eq!(
+        n(&r, "/time_wait/server_peak"),
+        server,
+        "{:#}",
+        r["time_wait"]
+    );
     assert_eq!(n(&r, "/time_wait/client_peak"), 0, "{:#}", r["time_wait"]);
     let ss = |side: &str| {
         let out = Command::new("ss")
@@ -663,9 +675,9 @@ fn ipv6_targets_are_driven_and_their_time_wait_found_by_side() {
             .output()
             .expect("ss (iproute2) is needed");
         common::assert_ok(&out);
-        String::from_utf8_lossy(&out.stdout).lines().count()
+        String::from_utf8_lossy(&out.stdout).lines().count() as u64
     };
-    assert_eq!((ss("src"), ss("dst")), (300, 0));
+    assert_eq!((ss("src"), ss("dst")), (server, 0));
     // --source-ips is IPv4 only: a clear usage error, not a failed run.
     let out = Command::new(env!("CARGO_BIN_EXE_loadgen"))
         .args(["--kernel", "--kernel-target", &target])
