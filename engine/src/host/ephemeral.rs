@@ -83,40 +83,23 @@ impl Host {
         remote_port: u16,
     ) -> Result<Pick, u32> {
         let port_offset = self.ports.port_offset(local_ip, remote_ip, remote_port);
-        let remaining = self.ports.even_remaining();
-        let low = u32::from(self.ports.low());
-        let high = low + self.ports.range_len(); // exclusive: [32768, 61000[
-        let mut offset = self.ports.start(port_offset);
-        let mut probed = 0;
-        loop {
-            let mut port = low + offset;
-            let mut i = 0;
-            while i < remaining {
-                if port >= high {
-                    port -= remaining;
-                }
-                probed += 1;
-                let tuple = Tuple {
-                    local_ip,
-                    remote_ip,
-                    local_port: port as u16,
-                    remote_port,
-                };
-                if let Some(tw) = self.port_usable(now, &tuple) {
-                    // A little randomness in the next start
-                    // (`max(i, get_random_u32_below(8) * step)`).
-                    let noise = self.ports.draw();
-                    self.ports.advance(port_offset, i, noise);
-                    return Ok(Pick { tuple, probed, tw });
-                }
-                i += 2;
-                port += 2;
-            }
-            offset += 1;
-            if offset & 1 == 0 || remaining <= 1 {
-                return Err(probed);
-            }
-        }
+        let offset = self.ports.start(port_offset);
+        // offset++; if (offset & 1) goto other_parity_scan
+        let other = Some(offset + 1).filter(|o| o & 1 == 1);
+        let ((tuple, tw), i, probed) = self.walk_ports(offset, other, |h, port| {
+            let tuple = Tuple {
+                local_ip,
+                remote_ip,
+                local_port: port,
+                remote_port,
+            };
+            h.port_usable(now, &tuple).map(|tw| (tuple, tw))
+        })?;
+        // A little randomness in the next start
+        // (`max(i, get_random_u32_below(8) * step)`).
+        let noise = self.ports.draw();
+        self.ports.advance(port_offset, i, noise);
+        Ok(Pick { tuple, probed, tw })
     }
 
     /// One port of `hash_connect`: None when it cannot carry `tuple`, else
@@ -154,41 +137,55 @@ impl Host {
         remote_port: u16,
     ) -> Result<Pick, u32> {
         let remaining = self.ports.even_remaining();
+        let offset = ((self.ports.draw() % u64::from(remaining)) as u32) | 1;
+        // offset--; if (!(offset & 1)) goto other_parity_scan
+        let other = Some(offset.wrapping_sub(1)).filter(|o| o & 1 == 0);
+        let (port, _, probed) = self.walk_ports(offset, other, |h, port| {
+            (!h.is_listening(port) && h.ports.bucket(local_ip, port) == 0).then_some(port)
+        })?;
+        let tuple = Tuple {
+            local_ip,
+            remote_ip,
+            local_port: port,
+            remote_port,
+        };
+        Ok(Pick {
+            tuple,
+            probed,
+            tw: None,
+        })
+    }
+
+    /// The walk both searches share: the port at `low + offset` and every
+    /// second one after it (wrapping within the even-sized range), then, when
+    /// `other` is given and the range has more than one port, the same from
+    /// that offset (the other parity). `try_port` says what a port gives, or
+    /// None to go on. Ok carries it, the port's index within its pass (the
+    /// `i` of `__inet_hash_connect`) and the ports probed; Err the ports probed.
+    fn walk_ports<T>(
+        &self,
+        offset: u32,
+        other: Option<u32>,
+        mut try_port: impl FnMut(&Self, u16) -> Option<T>,
+    ) -> Result<(T, u32, u32), u32> {
+        let remaining = self.ports.even_remaining();
         let low = u32::from(self.ports.low());
-        let high = low + self.ports.range_len();
-        let mut offset = ((self.ports.draw() % u64::from(remaining)) as u32) | 1;
+        let high = low + self.ports.range_len(); // exclusive: [32768, 61000[
         let mut probed = 0;
-        loop {
+        for offset in std::iter::once(offset).chain(other.filter(|_| remaining > 1)) {
             let mut port = low + offset;
-            let mut i = 0;
-            while i < remaining {
+            for i in (0..remaining).step_by(2) {
                 if port >= high {
                     port -= remaining;
                 }
                 probed += 1;
-                let p = port as u16;
-                if !self.is_listening(p) && self.ports.bucket(local_ip, p) == 0 {
-                    let tuple = Tuple {
-                        local_ip,
-                        remote_ip,
-                        local_port: p,
-                        remote_port,
-                    };
-                    return Ok(Pick {
-                        tuple,
-                        probed,
-                        tw: None,
-                    });
+                if let Some(found) = try_port(self, port as u16) {
+                    return Ok((found, i, probed));
                 }
-                i += 2;
                 port += 2;
             }
-            // offset--; if (!(offset & 1)) goto other_parity_scan
-            offset = offset.wrapping_sub(1);
-            if offset & 1 != 0 || remaining <= 1 {
-                return Err(probed);
-            }
         }
+        Err(probed)
     }
 
     /// `tcp_twsk_unique`: may a new connection take over TIME-WAIT entry `e`?
