@@ -269,14 +269,29 @@ fn refuses_non_loopback_addresses() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("--allow-non-loopback"));
 }
 
+/// A loopback port free now (its listener is dropped), and its address.
+fn free_loopback_port() -> (u16, String) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    (port, format!("127.0.0.1:{port}"))
+}
+
+/// Connects to the kernel listener at `addr` and waits for its FIN, which
+/// arrives without us sending anything.
+fn expect_server_fin(addr: &str) {
+    let mut c = std::net::TcpStream::connect(addr).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut buf = [0u8; 16];
+    assert_eq!(std::io::Read::read(&mut c, &mut buf).unwrap(), 0);
+}
+
 #[test]
 fn kernel_listener_accepts_and_closes_first() {
     let s = serve(&["--kernel-listen", "127.0.0.1:0"]);
-    let mut c = std::net::TcpStream::connect(&s.kernel).unwrap();
-    c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    let mut buf = [0u8; 16];
-    // The server's FIN arrives without us sending anything.
-    assert_eq!(std::io::Read::read(&mut c, &mut buf).unwrap(), 0);
+    expect_server_fin(&s.kernel);
     s.wait_metrics(&[("teardown_kernel_accepted_total", 1.0)]);
 }
 
@@ -287,12 +302,7 @@ fn kernel_listener_accepts_and_closes_first() {
 fn kernel_listener_over_processes_shares_the_port_and_sums_the_reports() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("report.json");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let addr = format!("127.0.0.1:{port}");
+    let (port, addr) = free_loopback_port();
     let mut s = serve(&[
         "--processes",
         "3",
@@ -304,10 +314,7 @@ fn kernel_listener_over_processes_shares_the_port_and_sums_the_reports() {
     assert_eq!(s.kernel, addr);
     const N: u64 = 300;
     for _ in 0..N {
-        let mut c = std::net::TcpStream::connect(&addr).unwrap();
-        c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-        let mut buf = [0u8; 16];
-        assert_eq!(std::io::Read::read(&mut c, &mut buf).unwrap(), 0);
+        expect_server_fin(&addr);
     }
     s.sigterm();
     assert!(s.wait().success());
@@ -347,12 +354,7 @@ fn kernel_listener_over_processes_shares_the_port_and_sums_the_reports() {
 fn kernel_connections_are_held_for_the_hold_and_closed_at_the_stop() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("report.json");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let addr = format!("127.0.0.1:{port}");
+    let (port, addr) = free_loopback_port();
     let mut s = serve(&[
         "--processes",
         "2",
