@@ -77,21 +77,7 @@ fn nft(ns: Option<&str>, script: &str) -> anyhow::Result<()> {
             c
         }
     };
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .context("running nft (Debian package nftables)")?;
-    if let Some(mut stdin) = child.stdin.take() {
-        use std::io::Write;
-        stdin.write_all(script.as_bytes())?;
-    }
-    let out = child.wait_with_output()?;
-    if !out.status.success() {
-        bail!("nft: {}", String::from_utf8_lossy(&out.stderr).trim());
-    }
-    Ok(())
+    fed(&mut cmd, script, "nft", "nft (Debian package nftables)")
 }
 
 fn ip(args: &[&str]) -> anyhow::Result<String> {
@@ -104,20 +90,31 @@ fn ip_batch(ns: Option<&str>, lines: &str) -> anyhow::Result<()> {
     if let Some(ns) = ns {
         cmd.args(["-n", ns]);
     }
+    cmd.args(["-batch", "-"]);
+    fed(
+        &mut cmd,
+        lines,
+        "ip -batch",
+        "ip -batch (Debian package iproute2)",
+    )
+}
+
+/// Runs `cmd` with `input` on its stdin; a failure quotes its stderr under
+/// `name`, and one that cannot start says which package gives `program`.
+fn fed(cmd: &mut Command, input: &str, name: &str, program: &str) -> anyhow::Result<()> {
     let mut child = cmd
-        .args(["-batch", "-"])
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
-        .context("running ip -batch (Debian package iproute2)")?;
+        .with_context(|| format!("running {program}"))?;
     if let Some(mut stdin) = child.stdin.take() {
         use std::io::Write;
-        stdin.write_all(lines.as_bytes())?;
+        stdin.write_all(input.as_bytes())?;
     }
     let out = child.wait_with_output()?;
     if !out.status.success() {
-        bail!("ip -batch: {}", String::from_utf8_lossy(&out.stderr).trim());
+        bail!("{name}: {}", String::from_utf8_lossy(&out.stderr).trim());
     }
     Ok(())
 }
