@@ -205,15 +205,23 @@ fn keepalive_0_means_the_server_closes_and_keeps_time_wait() {
     assert_eq!(n(&r, "/latency_ms/first_byte/count"), 300);
     assert_eq!(n(&r, "/latency_ms/close/count"), 300);
     let (server, client) = time_wait_sides(nginx.addr);
-    assert_eq!(
-        (server, client),
-        (300, 0),
-        "TIME-WAIT by side; {}",
+    // Linux's connect() can walk back onto a 4-tuple still in the server's
+    // TIME-WAIT (one client address): the newer SYN reopens it (RFC 6191) and
+    // the new connection's TIME-WAIT takes the old one's place, so a few of
+    // the 300 may be one entry (as the IPv6 test below saw).
+    assert!(
+        (270..=300).contains(&server) && client == 0,
+        "TIME-WAIT by side: {server} server, {client} client; {}",
         sockstat()
     );
     // loadgen's own reading of the sides (sock_diag, last sample after the
-    // last close) is what ss sees, and the kernel counted every one of them.
-    assert_eq!(n(&r, "/time_wait/server_peak"), 300, "{:#}", r["time_wait"]);
+    // last close) is what ss sees.
+    assert_eq!(
+        n(&r, "/time_wait/server_peak"),
+        server as u64,
+        "{:#}",
+        r["time_wait"]
+    );
     assert_eq!(n(&r, "/time_wait/client_peak"), 0, "{:#}", r["time_wait"]);
     // Host-wide counters: other tests' sockets may add to them, never take away.
     assert!(n(&r, "/kernel/netstat/TW") >= 300, "{:#}", r["kernel"]);
