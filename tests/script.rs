@@ -435,6 +435,9 @@ impl script::Stack for Lagging {
     fn local_port(&self, fd: i64) -> Option<u16> {
         self.inner.local_port(fd)
     }
+    fn setup(&mut self, s: &script::stack::Setup) -> Result<(), String> {
+        self.inner.setup(s)
+    }
     fn sysctl(&mut self, line: usize, s: &script::sysctl::Sysctl) -> Result<(), script::Failure> {
         self.inner.sysctl(line, s)
     }
