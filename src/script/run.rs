@@ -712,9 +712,11 @@ impl<S: Stack> Runner<'_, S> {
     /// port is the script's when it bound to it, else the one the stack
     /// chose (packetdrill reads it the same way). A connect() that failed
     /// (EADDRNOTAVAIL) leaves the connection under test as it was. Another
-    /// 4-tuple is another connection, whose first SYN fixes its ISNs afresh
-    /// (packetdrill maps each socket's sequence numbers by themselves); the
-    /// same 4-tuple again (a TIME-WAIT taken over) keeps them.
+    /// 4-tuple is another connection, whose first SYN fixes its ISNs and
+    /// its TSval offset afresh (packetdrill maps each socket by itself; Linux
+    /// 6.18 keys the TS offset by the 4-tuple, not by the address pair as
+    /// the engine does); the same 4-tuple again (a TIME-WAIT taken over)
+    /// keeps them.
     fn follow(&mut self, fd: i64) {
         let port = self.stack.local_port(fd).filter(|p| *p != 0);
         let tuple = Tuple {
@@ -724,6 +726,7 @@ impl<S: Stack> Runner<'_, S> {
         if tuple != self.tuple {
             self.local_isn = None;
             self.remote_isn = None;
+            self.ts_offset = None;
         }
         self.tuple = tuple;
     }
