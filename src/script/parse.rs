@@ -1142,6 +1142,30 @@ mod tests {
     }
 
     #[test]
+    fn bind_port_zero_and_a_sockaddr() {
+        let s = parse(
+            "--bind_port=0\n--tcp_ts_tick_usecs=1\n0 getsockname(3, {sa_family=AF_INET, \
+             sin_port=htons(40001), sin_addr=inet_addr(\"192.168.0.1\")}, [16]) = 0\n",
+        )
+        .unwrap();
+        assert!(s.bind_port_zero);
+        assert_eq!((s.ts_tick_usecs, s.setup_line), (Some(1), 2));
+        let EventKind::Syscall(c) = &s.events[0].kind else {
+            panic!()
+        };
+        assert_eq!(c.call, Call::Getsockname);
+        assert_eq!(
+            super::super::stack::sockaddr_in(c.args.get(1)),
+            Some(([192, 168, 0, 1], 40_001))
+        );
+        // Printed back as written, for recordings.
+        assert_eq!(
+            c.args[1].to_string(),
+            "{sa_family=AF_INET, sin_port=htons(40001), sin_addr=inet_addr(\"192.168.0.1\")}"
+        );
+    }
+
+    #[test]
     fn errors_name_line_and_column() {
         let e = parse("0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3\n+0 < S 0:0(0)\n").unwrap_err();
         assert_eq!(
