@@ -594,6 +594,12 @@ fn bind_port_zero_and_getsockname() {
         "{head}+0 bind(3, ..., ...) = 0\n+0 bind(3, ..., ...) = -1 EINVAL (Invalid argument)\n"
     ))
     .unwrap();
+    // With IP_BIND_ADDRESS_NO_PORT the socket has no port yet: bind() again.
+    run_src(&format!(
+        "{head}+0 setsockopt(3, SOL_IP, IP_BIND_ADDRESS_NO_PORT, [1], 4) = 0\n\
+         +0 bind(3, ..., ...) = 0\n+0 bind(3, ..., ...) = 0\n"
+    ))
+    .unwrap();
     // Two sockets bound to port 0 and not yet connected hold both ports.
     run_src(&format!(
         "{head}+0 bind(3, ..., ...) = 0\n+0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 4\n\

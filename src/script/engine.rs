@@ -314,7 +314,9 @@ impl Stack for EngineStack {
                 let Fd::Socket { bound, no_port, .. } = self.fd(line, fd)? else {
                     return Ok(Err("EINVAL".into()));
                 };
-                if bound.is_some() {
+                // inet_bind: EINVAL once the socket has a port (a bind() with
+                // IP_BIND_ADDRESS_NO_PORT gave it none yet).
+                if bound.is_some_and(|b| b != Bound::PortZero { no_port: true }) {
                     return Ok(Err("EINVAL".into()));
                 }
                 if !port_zero {

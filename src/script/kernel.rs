@@ -324,9 +324,14 @@ impl Stack for KernelStack {
                 }
             }
             Call::Bind => {
-                // Deferred to listen() or connect(): see bind_to().
+                // Deferred to listen() or connect(): see bind_to(). A socket
+                // bound already (or given a port by listen() or connect())
+                // cannot be bound again: inet_bind's EINVAL.
                 let fd = int_arg(line, c, 0)?;
                 self.sock(line, fd)?;
+                if self.bound.contains(&fd) || self.local_port(fd).is_some_and(|p| p != 0) {
+                    return Ok(Err("EINVAL".into()));
+                }
                 self.bound.insert(fd);
                 Ok(0)
             }
