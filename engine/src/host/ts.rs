@@ -31,7 +31,11 @@ impl Host {
         };
         let off = pair.hash(self.cfg.secret.rotate_left(17) ^ 0x7473_5f6f_6666) as u32;
         // tcp_time_stamp_ts: tcp_clock_ms, or tcp_clock_us with tcp_usec_ts.
-        let ticks = self.now.as_micros() / u64::from(self.cfg.ts_tick_us);
+        let ticks = match self.cfg.ts_tick_us {
+            // The default, on every segment: a division by a constant.
+            1000 => self.now.as_millis(),
+            tick => self.now.as_micros() / u64::from(tick),
+        };
         (ticks as u32).wrapping_add(off)
     }
 
