@@ -167,6 +167,38 @@ fn sysctls_stay_in_the_scripts_namespace() {
     assert_eq!(read(), before);
 }
 
+/// Linux's TSval ticks in milliseconds, or in microseconds on a route with
+/// tcp_usec_ts: a script at any other tick fails on its option line, saying
+/// so, where the engine runs it.
+#[test]
+fn the_kernel_runs_a_ts_tick_of_1000_or_1_only() {
+    if !kernel_available() {
+        return;
+    }
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    let usec = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/scripts/ts-usec-tick.pkt"),
+    )
+    .unwrap();
+    let path = dir.join("ts-tick-10.pkt");
+    std::fs::write(
+        &path,
+        usec.replace("--tcp_ts_tick_usecs=1\n", "--tcp_ts_tick_usecs=10\n"),
+    )
+    .unwrap();
+    let line = 1 + usec
+        .lines()
+        .position(|l| l.starts_with("--tcp_ts_tick_usecs"))
+        .unwrap();
+    let r = script::run_file_on(&path, &Options::default(), Backend::Kernel);
+    let err = r.error.expect("tick 10 fails on the kernel");
+    assert!(
+        err.contains(&format!("ts-tick-10.pkt:{line}: --tcp_ts_tick_usecs=10"))
+            && err.contains("no other tick runs on the kernel"),
+        "{err}"
+    );
+}
+
 #[test]
 fn without_privileges_kernel_mode_says_why() {
     // As root, setpriv (util-linux) drops to nobody with no capabilities;

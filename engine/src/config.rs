@@ -89,6 +89,11 @@ pub struct Config {
     pub rcv_wnd: u16,
     /// Offer and use the timestamps option (RFC 7323; Linux `tcp_timestamps`, 1 by default).
     pub timestamps: bool,
+    /// Microseconds per tick of our TSval clock: 1000 is Linux's
+    /// `tcp_clock_ms`, 1 its `tcp_clock_us` on a route with the `tcp_usec_ts`
+    /// feature (Linux >= 6.7; `tcp_time_stamp_ts`). Only TSval and the RTT
+    /// taken from an echo of it use it.
+    pub ts_tick_us: u32,
     /// Delay the ACK of a FIN that moves ESTABLISHED to CLOSE-WAIT, as Linux
     /// does (`tcp_fin` enters pingpong mode; `tcp_send_delayed_ack`); off, it
     /// goes at once (riding only on a segment sent within the same call).
@@ -132,6 +137,7 @@ impl Config {
             rst_limit: u32::MAX,
             rcv_wnd: 65_535,
             timestamps: true,
+            ts_tick_us: 1000,
             delayed_ack: true,
             ip_local_port_range: (32_768, 60_999),
             tw_reuse: 2,
@@ -190,6 +196,9 @@ impl Config {
         let (low, high) = self.ip_local_port_range;
         if low == 0 || low > high {
             return Err("ip_local_port_range must be LOW-HIGH with 1 <= LOW <= HIGH".into());
+        }
+        if self.ts_tick_us == 0 || self.ts_tick_us > 1_000_000 {
+            return Err("the timestamp tick must lie between 1 us and 1 s".into());
         }
         if self.tw_reuse > 2 {
             return Err("tcp_tw_reuse must be 0, 1 or 2".into());

@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use super::parse::{Call, Syscall, TcpOptions};
 use super::stack::{
-    fail, fcntl_result, int_arg, linger_abort, lowest_free_fd, shutdown_how, would_block,
-    CallResult, Failure, Stack, ACTIVE, LOCAL_IP, REMOTE_IP, SCRIPT_PORT,
+    bind_address_no_port, fail, fcntl_result, int_arg, linger_abort, listen_port_zero,
+    lowest_free_fd, runner_only, shutdown_how, would_block, Bound, CallResult, Failure, Setup,
+    Stack, ACTIVE, LOCAL_IP, REMOTE_IP, SCRIPT_PORT,
 };
 use super::sysctl::Sysctl;
 use teardown_engine::host::{CloseReason, Event as HostEvent, Host};
@@ -29,10 +30,12 @@ const LATE_SEARCH: Duration = Duration::from_secs(3_600);
 #[derive(Debug, Clone, Copy)]
 enum Fd {
     /// From socket(), not yet listening or connected; `bound` by bind(),
-    /// which takes the script's port, or else connect() picks one.
+    /// else connect() picks the port. `no_port`: IP_BIND_ADDRESS_NO_PORT is
+    /// set, for a bind() to come.
     Socket {
         linger_abort: bool,
-        bound: bool,
+        bound: Option<Bound>,
+        no_port: bool,
     },
     Listener {
         linger_abort: bool,
@@ -57,6 +60,11 @@ pub struct EngineStack {
     host: Host,
     now: Time,
     fds: BTreeMap<i64, Fd>,
+    /// `--bind_port=0`: bind() binds port 0.
+    bind_port_zero: bool,
+    /// listen() was called: the host listens on the script's port from then
+    /// on (close() of the listener does not stop it).
+    listening: bool,
     /// Passive connections through the handshake, not yet accepted.
     accept_queue: VecDeque<Tuple>,
     listener_linger_abort: bool,
@@ -88,6 +96,8 @@ impl EngineStack {
             host: Host::new(Config::default()),
             now: Time::ZERO,
             fds: BTreeMap::new(),
+            bind_port_zero: false,
+            listening: false,
             accept_queue: VecDeque::new(),
             listener_linger_abort: false,
             peer_mss: DEFAULT_MSS,
@@ -149,6 +159,39 @@ impl EngineStack {
 
     fn free_fd(&self) -> i64 {
         lowest_free_fd(|fd| self.fds.contains_key(&fd))
+    }
+
+    /// Whether bind(0) would find a port now (`inet_csk_find_open_port`: a
+    /// port of `ip_local_port_range` that no socket holds). The engine takes
+    /// the port at connect(), so the sockets bound to port 0 and not yet
+    /// connected hold one each here. The script's peer is its only remote
+    /// end, so every active entry on a port is that port's 4-tuple to it.
+    fn bind_zero_finds_port(&self) -> bool {
+        let (low, high) = self.host.config().ip_local_port_range;
+        let waiting = self
+            .fds
+            .values()
+            .filter(|fd| {
+                matches!(
+                    fd,
+                    Fd::Socket {
+                        bound: Some(Bound::PortZero { no_port: false }),
+                        ..
+                    }
+                )
+            })
+            .count();
+        let free = (low..=high)
+            .filter(|&port| !(self.listening && port == SCRIPT_PORT))
+            .filter(|&port| {
+                let tuple = Tuple {
+                    local_port: port,
+                    ..ACTIVE
+                };
+                self.host.state(&tuple) == State::Closed
+            })
+            .count();
+        free > waiting
     }
 }
 
@@ -223,6 +266,17 @@ impl Stack for EngineStack {
         }
     }
 
+    fn setup(&mut self, s: &Setup) -> Result<(), String> {
+        let mut cfg = self.host.config().clone();
+        if let Some(tick) = s.ts_tick_usecs {
+            cfg.ts_tick_us = u32::try_from(tick).map_err(|_| "timestamp tick too large")?;
+            cfg.validate()?;
+        }
+        self.host = Host::new(cfg);
+        self.bind_port_zero = s.bind_port_zero;
+        Ok(())
+    }
+
     fn sysctl(&mut self, line: usize, s: &Sysctl) -> Result<(), Failure> {
         let mut cfg = self.host.config().clone();
         s.apply(&mut cfg).map_err(|e| fail(line, e))?;
@@ -245,14 +299,32 @@ impl Stack for EngineStack {
                     fd,
                     Fd::Socket {
                         linger_abort: false,
-                        bound: false,
+                        bound: None,
+                        no_port: false,
                     },
                 );
                 Ok(fd)
             }
             Call::Bind => {
-                if let Fd::Socket { bound, .. } = self.fd(line, int_arg(line, c, 0)?)? {
-                    *bound = true;
+                let fd = int_arg(line, c, 0)?;
+                let port_zero = self.bind_port_zero;
+                // bind(0) without IP_BIND_ADDRESS_NO_PORT takes its port now
+                // (inet_csk_get_port), and with none free fails: EADDRINUSE.
+                let finds_port = !port_zero || self.bind_zero_finds_port();
+                let Fd::Socket { bound, no_port, .. } = self.fd(line, fd)? else {
+                    return Ok(Err("EINVAL".into()));
+                };
+                // inet_bind: EINVAL once the socket has a port (a bind() with
+                // IP_BIND_ADDRESS_NO_PORT gave it none yet).
+                if bound.is_some_and(|b| b != Bound::PortZero { no_port: true }) {
+                    return Ok(Err("EINVAL".into()));
+                }
+                if !port_zero {
+                    *bound = Some(Bound::ScriptPort);
+                } else if *no_port || finds_port {
+                    *bound = Some(Bound::PortZero { no_port: *no_port });
+                } else {
+                    return Ok(Err("EADDRINUSE".into()));
                 }
                 Ok(0)
             }
@@ -260,10 +332,20 @@ impl Stack for EngineStack {
                 self.fd(line, int_arg(line, c, 0)?)?;
                 fcntl_result(c)
             }
+            Call::Getsockname => return Err(runner_only(line, c)),
             Call::Listen => {
                 let fd = int_arg(line, c, 0)?;
-                let linger_abort = *self.fd(line, fd)?.linger_abort();
+                let slot = self.fd(line, fd)?;
+                if let Fd::Socket {
+                    bound: Some(Bound::PortZero { .. }),
+                    ..
+                } = slot
+                {
+                    return Err(listen_port_zero(line));
+                }
+                let linger_abort = *slot.linger_abort();
                 self.host.listen(SCRIPT_PORT);
+                self.listening = true;
                 self.listener_linger_abort = linger_abort;
                 self.fds.insert(fd, Fd::Listener { linger_abort });
                 Ok(0)
@@ -296,24 +378,26 @@ impl Stack for EngineStack {
                     Fd::Socket {
                         linger_abort,
                         bound,
+                        ..
                     } => (linger_abort, bound),
                     _ => return Ok(Err("EISCONN".into())),
                 };
-                // A bound socket connects from the script's port; an unbound
-                // one lets the host choose, as Linux's connect() does.
-                let opened = if bound {
-                    self.host.connect(t, ACTIVE).map(|()| ACTIVE)
-                } else {
-                    let ip = |a: [u8; 4]| u32::from_be_bytes(a);
-                    self.host
-                        .connect_ephemeral(
-                            t,
-                            ip(LOCAL_IP),
-                            ip(REMOTE_IP),
-                            SCRIPT_PORT,
-                            BindMode::NoPort,
-                        )
-                        .map(|c| c.tuple)
+                // A socket bound to the script's port connects from it; an
+                // unbound one (or one bound to port 0 with
+                // IP_BIND_ADDRESS_NO_PORT) lets the host choose as Linux's
+                // connect() does, and one bound to port 0 as bind() does.
+                let mode = match bound {
+                    Some(Bound::ScriptPort) => None,
+                    None | Some(Bound::PortZero { no_port: true }) => Some(BindMode::NoPort),
+                    Some(Bound::PortZero { no_port: false }) => Some(BindMode::BeforeConnect),
+                };
+                let ip = |a: [u8; 4]| u32::from_be_bytes(a);
+                let opened = match mode {
+                    None => self.host.connect(t, ACTIVE).map(|()| ACTIVE),
+                    Some(mode) => self
+                        .host
+                        .connect_ephemeral(t, ip(LOCAL_IP), ip(REMOTE_IP), SCRIPT_PORT, mode)
+                        .map(|c| c.tuple),
                 };
                 match opened {
                     Ok(tuple) => {
@@ -382,6 +466,10 @@ impl Stack for EngineStack {
                 let fd = int_arg(line, c, 0)?;
                 let abort = linger_abort(line, c)?;
                 let slot = self.fd(line, fd)?;
+                if let (Some(v), Fd::Socket { no_port, .. }) = (bind_address_no_port(c), &mut *slot)
+                {
+                    *no_port = v;
+                }
                 if let Some(abort) = abort {
                     *slot.linger_abort() = abort;
                     if let Fd::Listener { .. } = slot {

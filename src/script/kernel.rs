@@ -34,9 +34,11 @@ use nix::sys::socket::{
 use nix::sys::time::TimeSpec;
 
 use super::parse::{Call, Expr, Syscall, TcpOptions};
+use super::route;
 use super::stack::{
-    fail, fcntl_result, int_arg, linger_abort, lowest_free_fd, shutdown_how, would_block,
-    CallResult, Failure, Stack, EPHEMERAL_PORT, LOCAL_IP, REMOTE_IP, SCRIPT_PORT,
+    bind_address_no_port, fail, fcntl_result, flag_arg, int_arg, linger_abort, listen_port_zero,
+    lowest_free_fd, runner_only, shutdown_how, would_block, CallResult, Failure, Setup, Stack,
+    EPHEMERAL_PORT, LOCAL_IP, REMOTE_IP, SCRIPT_PORT,
 };
 use super::sysctl::Sysctl;
 use teardown_engine::segment::{Flags, Segment, Ts};
@@ -67,8 +69,12 @@ pub struct KernelStack {
     start: OnceCell<Instant>,
     /// Script descriptor numbers (3, 4, ...) to the real sockets.
     fds: BTreeMap<i64, OwnedFd>,
-    /// Descriptors the script bound: see [`bind_to`].
+    /// Descriptors the script bound to its port: see [`bind_to`].
     bound: BTreeSet<i64>,
+    /// `--bind_port=0`: bind() is a real bind to port 0, made at once.
+    bind_port_zero: bool,
+    /// Descriptors bound to port 0.
+    bound_zero: BTreeSet<i64>,
     buf: Vec<u8>,
     notices: Vec<String>,
 }
@@ -112,6 +118,8 @@ impl KernelStack {
             start: OnceCell::new(),
             fds: BTreeMap::new(),
             bound: BTreeSet::new(),
+            bind_port_zero: false,
+            bound_zero: BTreeSet::new(),
             buf: vec![0; 65_536],
             notices,
         })
@@ -241,6 +249,31 @@ impl Stack for KernelStack {
         Some(addr.port())
     }
 
+    /// A tick of 1 µs sets the `tcp_usec_ts` feature on the route to the
+    /// peer ([`route`]); Linux's TSval has no other tick than that and
+    /// `tcp_clock_ms`.
+    fn setup(&mut self, s: &Setup) -> Result<(), String> {
+        self.bind_port_zero = s.bind_port_zero;
+        match s.ts_tick_usecs {
+            None | Some(1000) => Ok(()),
+            Some(1) => {
+                let oif = nix::net::if_::if_nametoindex(TUN_NAME)
+                    .map_err(|e| format!("if_nametoindex({TUN_NAME}): {e}"))?;
+                route::set_usec_ts(REMOTE_IP, oif, LOCAL_IP).map_err(|e| {
+                    format!(
+                        "--tcp_ts_tick_usecs=1: setting the route feature tcp_usec_ts \
+                         (Linux >= 6.7): {e}"
+                    )
+                })
+            }
+            Some(tick) => Err(format!(
+                "--tcp_ts_tick_usecs={tick}: Linux's TSval ticks every 1000 us (tcp_clock_ms) \
+                 or, on a route with the tcp_usec_ts feature, every 1 us; no other tick runs \
+                 on the kernel"
+            )),
+        }
+    }
+
     /// Writes the sysctl under `/proc/sys/net/ipv4`, which a thread sees for
     /// its own network namespace (`net_ctl_header_lookup` looks at
     /// `current`): this thread's, made in [`KernelStack::new`] and gone with
@@ -277,19 +310,42 @@ impl Stack for KernelStack {
                 self.fds.insert(n, fd);
                 Ok(n)
             }
+            Call::Bind if self.bind_port_zero => {
+                // A real bind to port 0: the kernel chooses now
+                // (inet_csk_get_port), or at connect() after
+                // IP_BIND_ADDRESS_NO_PORT.
+                let fd = int_arg(line, c, 0)?;
+                match bind_to(self.raw(line, fd)?, 0) {
+                    Ok(()) => {
+                        self.bound_zero.insert(fd);
+                        Ok(0)
+                    }
+                    Err(e) => errno(e),
+                }
+            }
             Call::Bind => {
-                // Deferred to listen() or connect(): see bind_to().
+                // Deferred to listen() or connect(): see bind_to(). A socket
+                // bound already (or given a port by listen() or connect())
+                // cannot be bound again: inet_bind's EINVAL.
                 let fd = int_arg(line, c, 0)?;
                 self.sock(line, fd)?;
+                if self.bound.contains(&fd) || self.local_port(fd).is_some_and(|p| p != 0) {
+                    return Ok(Err("EINVAL".into()));
+                }
                 self.bound.insert(fd);
                 Ok(0)
             }
+            Call::Getsockname => return Err(runner_only(line, c)),
             Call::Fcntl => {
                 self.sock(line, int_arg(line, c, 0)?)?;
                 fcntl_result(c)
             }
             Call::Listen => {
-                let fd = self.sock(line, int_arg(line, c, 0)?)?;
+                let n = int_arg(line, c, 0)?;
+                if self.bound_zero.contains(&n) {
+                    return Err(listen_port_zero(line));
+                }
+                let fd = self.sock(line, n)?;
                 let backlog = Backlog::new(int_arg(line, c, 1)? as i32)
                     .map_err(|e| fail(line, format!("listen(): backlog: {e}")))?;
                 match bind_to(fd.as_raw_fd(), SCRIPT_PORT).and_then(|()| listen(fd, backlog)) {
@@ -337,6 +393,7 @@ impl Stack for KernelStack {
                 // socket does not fail.
                 self.fds.remove(&n);
                 self.bound.remove(&n);
+                self.bound_zero.remove(&n);
                 Ok(0)
             }
             Call::Shutdown => {
@@ -373,6 +430,9 @@ impl Stack for KernelStack {
                     (None, Some(Expr::Name(o))) if o == "TCP_NODELAY" => {
                         setsockopt(fd, sockopt::TcpNoDelay, &flag_arg(c))
                     }
+                    (None, _) if bind_address_no_port(c).is_some() => {
+                        setsockopt(fd, sockopt::IpBindAddressNoPort, &flag_arg(c))
+                    }
                     (None, o) => {
                         notices.push(format!(
                             "line {line}: setsockopt({}) is not applied to the kernel's socket",
@@ -404,15 +464,6 @@ impl Stack for KernelStack {
                 }
             }
         })
-    }
-}
-
-/// `[1]` or `1` as an on/off flag (SO_REUSEADDR, TCP_NODELAY).
-fn flag_arg(c: &Syscall) -> bool {
-    match c.args.get(3) {
-        Some(Expr::List(v)) => !matches!(v.first(), Some(Expr::Int(0))),
-        Some(Expr::Int(v)) => *v != 0,
-        _ => true,
     }
 }
 

@@ -11,6 +11,8 @@ pub mod engine;
 pub mod kernel;
 pub mod parse;
 pub mod record;
+#[cfg(target_os = "linux")]
+mod route;
 pub mod run;
 pub mod stack;
 pub mod sysctl;

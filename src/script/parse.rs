@@ -23,10 +23,8 @@ impl fmt::Display for ParseError {
 
 impl std::error::Error for ParseError {}
 
-/// The one `--tcp_ts_tick_usecs` both stacks run: Linux's TSval is
-/// `tcp_clock_ms` (without a route's `tcp_usec_ts` feature), the engine's a
-/// millisecond clock.
-pub const TS_TICK_USECS: u64 = 1000;
+/// packetdrill's bound on `--tcp_ts_tick_usecs` (config.c).
+const MAX_TS_TICK_USECS: u64 = 1_000_000;
 
 /// A parsed script.
 #[derive(Debug, Clone, Default)]
@@ -36,9 +34,17 @@ pub struct Script {
     pub tolerance_usecs: Option<u64>,
     /// `--tolerance_percent=P` given in the script itself.
     pub tolerance_percent: Option<f64>,
-    /// `--tcp_ts_tick_usecs=N`: microseconds per TSval tick; outbound TSvals
-    /// are checked only when it is given, as packetdrill does.
+    /// `--tcp_ts_tick_usecs=N`: microseconds per TSval tick; the local
+    /// host's clock runs at it and outbound TSvals are checked only when it
+    /// is given, as packetdrill does.
     pub ts_tick_usecs: Option<u64>,
+    /// `--bind_port=0` (packetdrill's option): `bind()` binds port 0, so the
+    /// stack chooses the port at bind() (`inet_csk_find_open_port`), or at
+    /// connect() after `IP_BIND_ADDRESS_NO_PORT`.
+    pub bind_port_zero: bool,
+    /// The line of the last of those two options, where a stack that cannot
+    /// run them fails.
+    pub setup_line: usize,
     /// Things parsed and ignored (options, shell commands, code blocks), for stderr.
     pub notices: Vec<String>,
 }
@@ -108,6 +114,8 @@ pub enum Call {
     Close,
     Shutdown,
     Setsockopt,
+    /// Not in packetdrill: checks the port a stack chose (see docs/scripts.md).
+    Getsockname,
     Fcntl,
     Write,
     Read,
@@ -124,6 +132,7 @@ impl Call {
             "close" => Call::Close,
             "shutdown" => Call::Shutdown,
             "setsockopt" => Call::Setsockopt,
+            "getsockname" => Call::Getsockname,
             "fcntl" => Call::Fcntl,
             "write" | "send" => Call::Write,
             "read" | "recv" => Call::Read,
@@ -146,6 +155,8 @@ pub enum Expr {
     List(Vec<Expr>),
     /// `{onoff=1, linger=0}`
     Struct(Vec<(String, Expr)>),
+    /// `htons(8080)`, `inet_addr("192.168.0.1")`: packetdrill's sockaddr fields.
+    Call(String, Vec<Expr>),
 }
 
 impl fmt::Display for Expr {
@@ -169,6 +180,11 @@ impl fmt::Display for Expr {
                 f.write_str("[")?;
                 list(f, items, ", ")?;
                 f.write_str("]")
+            }
+            Expr::Call(name, args) => {
+                write!(f, "{name}(")?;
+                list(f, args, ", ")?;
+                f.write_str(")")
             }
             Expr::Struct(fields) => {
                 f.write_str("{")?;
@@ -636,21 +652,26 @@ impl<'a> Parser<'a> {
         }
         if name == "tcp_ts_tick_usecs" {
             self.expect_punct('=', "after the option name")?;
-            let tick = self.uint("microseconds per timestamp tick", u32::MAX as u64)?;
-            // packetdrill reads the script's TSvals in the stack's own ticks
-            // and uses N only to turn ticks into time: any other N would
-            // misjudge every TSval.
-            if tick != 0 && tick != TS_TICK_USECS {
+            // Which ticks a stack runs is the stack's to say (the kernel's
+            // are 1000 and 1).
+            let tick = self.uint("microseconds per timestamp tick", MAX_TS_TICK_USECS)?;
+            script.ts_tick_usecs = (tick > 0).then_some(tick);
+            script.setup_line = line;
+            return self.end();
+        }
+        if name == "bind_port" {
+            self.expect_punct('=', "after the option name")?;
+            if self.uint("a port", u16::MAX as u64)? != 0 {
                 return Err(ParseError {
                     line,
                     col: 1,
-                    msg: format!(
-                        "--tcp_ts_tick_usecs={tick}: both stacks' TSvals tick every \
-                         {TS_TICK_USECS} us (Linux tcp_clock_ms, the engine's millisecond clock)"
-                    ),
+                    msg: "--bind_port: only 0 is supported (the stack chooses the port); the \
+                          script's ports are fixed (docs/scripts.md)"
+                        .into(),
                 });
             }
-            script.ts_tick_usecs = (tick > 0).then_some(tick);
+            script.bind_port_zero = true;
+            script.setup_line = line;
             return self.end();
         }
         if name == "tolerance_percent" {
@@ -897,7 +918,7 @@ impl<'a> Parser<'a> {
             self.pos = at;
             return Err(self.error(format!(
                 "system call '{name}' is not supported (socket, bind, listen, accept, connect, \
-                 close, shutdown, setsockopt, fcntl, write, read)"
+                 close, shutdown, setsockopt, getsockname, fcntl, write, read)"
             )));
         };
         self.expect_punct('(', "after the system call name")?;
@@ -966,6 +987,17 @@ impl<'a> Parser<'a> {
             Tok::Punct('-') => {
                 self.pos += 1;
                 Ok(Expr::Int(-(self.uint("a number", i64::MAX as u64)? as i64)))
+            }
+            Tok::Ident(s) if self.peek_at(1).is_some_and(|t| t.tok == Tok::Punct('(')) => {
+                self.pos += 2;
+                let mut args = Vec::new();
+                while !self.eat_punct(')') {
+                    if !args.is_empty() {
+                        self.expect_punct(',', "between arguments")?;
+                    }
+                    args.push(self.expr()?);
+                }
+                Ok(Expr::Call(s.clone(), args))
             }
             Tok::Ident(s) => {
                 self.pos += 1;
@@ -1110,6 +1142,30 @@ mod tests {
     }
 
     #[test]
+    fn bind_port_zero_and_a_sockaddr() {
+        let s = parse(
+            "--bind_port=0\n--tcp_ts_tick_usecs=1\n0 getsockname(3, {sa_family=AF_INET, \
+             sin_port=htons(40001), sin_addr=inet_addr(\"192.168.0.1\")}, [16]) = 0\n",
+        )
+        .unwrap();
+        assert!(s.bind_port_zero);
+        assert_eq!((s.ts_tick_usecs, s.setup_line), (Some(1), 2));
+        let EventKind::Syscall(c) = &s.events[0].kind else {
+            panic!()
+        };
+        assert_eq!(c.call, Call::Getsockname);
+        assert_eq!(
+            super::super::stack::sockaddr_in(c.args.get(1)),
+            Some(([192, 168, 0, 1], 40_001))
+        );
+        // Printed back as written, for recordings.
+        assert_eq!(
+            c.args[1].to_string(),
+            "{sa_family=AF_INET, sin_port=htons(40001), sin_addr=inet_addr(\"192.168.0.1\")}"
+        );
+    }
+
+    #[test]
     fn errors_name_line_and_column() {
         let e = parse("0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3\n+0 < S 0:0(0)\n").unwrap_err();
         assert_eq!(
@@ -1124,8 +1180,10 @@ mod tests {
         assert_eq!((e.line, e.col), (1, 4));
         let e = parse("+0 > S 0:0(0) <md5 x>\n").unwrap_err();
         assert!(e.msg.contains("md5"), "{e}");
-        let e = parse("--tcp_ts_tick_usecs=4000\n0 close(3) = 0\n").unwrap_err();
-        assert!(e.msg.contains("every 1000 us"), "{e}");
+        let e = parse("--tcp_ts_tick_usecs=1000001\n0 close(3) = 0\n").unwrap_err();
+        assert!(e.msg.contains("out of range"), "{e}");
+        let e = parse("--bind_port=8080\n0 close(3) = 0\n").unwrap_err();
+        assert!(e.msg.contains("only 0"), "{e}");
         let e = parse("0...0.1 accept(3, ..., ...) = 4\n").unwrap_err();
         assert!(e.msg.contains("blocking"), "{e}");
         assert!(parse("0 close(3) = 0 $").is_err());

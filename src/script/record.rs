@@ -42,6 +42,9 @@ pub fn record_script(script: &Script, opts: &Options) -> (String, Outcome) {
     if let Some(pct) = script.tolerance_percent {
         let _ = writeln!(out, "--tolerance_percent={pct}");
     }
+    if script.bind_port_zero {
+        let _ = writeln!(out, "--bind_port=0");
+    }
     if let Some(tick) = script.ts_tick_usecs {
         let _ = writeln!(out, "--tcp_ts_tick_usecs={tick}");
     }

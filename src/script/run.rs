@@ -8,12 +8,14 @@
 //! system calls. The engine's stack runs on a virtual clock, so a 60 s
 //! TIME-WAIT takes no wall time; the kernel's runs in real time.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeSet, VecDeque};
 use std::time::Duration;
 
 use super::engine::EngineStack;
 use super::parse::{Call, Direction, Event, EventKind, Expr, PacketSpec, Script, Syscall, When};
-use super::stack::{fail, Failure, Stack, ACTIVE, PASSIVE};
+use super::stack::{
+    fail, int_arg, sockaddr_in, CallResult, Failure, Setup, Stack, ACTIVE, LOCAL_IP, PASSIVE,
+};
 use teardown_engine::segment::{Flags, Segment, Ts};
 use teardown_engine::time::Time;
 use teardown_engine::tuple::Tuple;
@@ -124,6 +126,7 @@ fn drive<S: Stack>(
         trace: Vec::new(),
         notices: script.notices.clone(),
         tuple: PASSIVE,
+        connected: BTreeSet::new(),
         local_isn: None,
         remote_isn: None,
         ts_offset: None,
@@ -134,7 +137,16 @@ fn drive<S: Stack>(
         last_event: None,
         record,
     };
-    let failure = r.run(&script.events).err();
+    let setup = Setup {
+        ts_tick_usecs: script.ts_tick_usecs,
+        bind_port_zero: script.bind_port_zero,
+    };
+    let failure = r
+        .stack
+        .setup(&setup)
+        .map_err(|e| fail(script.setup_line, e))
+        .and_then(|()| r.run(&script.events))
+        .err();
     let mut notices = r.notices;
     notices.extend(r.stack.take_notices());
     Outcome {
@@ -152,8 +164,11 @@ struct Runner<'a, S: Stack> {
     queue: VecDeque<(Time, Segment)>,
     trace: Vec<Traced>,
     notices: Vec<String>,
-    /// The connection under test (one per script, as in packetdrill).
+    /// The connection under test: the latest one connect() opened, or the
+    /// passive one.
     tuple: Tuple,
+    /// Descriptors that connect() or accept() gave a connection.
+    connected: BTreeSet<i64>,
     /// Live and script ISN of the local host, from its first SYN.
     local_isn: Option<(u32, u32)>,
     /// The remote ISN: the sequence number of the first inbound SYN.
@@ -693,23 +708,94 @@ impl<S: Stack> Runner<'_, S> {
 
     // ---- system calls --------------------------------------------------------
 
+    /// After connect() on `fd`: its connection is the one under test. The
+    /// port is the script's when it bound to it, else the one the stack
+    /// chose (packetdrill reads it the same way). A connect() that failed
+    /// (EADDRNOTAVAIL) leaves the connection under test as it was. Another
+    /// 4-tuple is another connection, whose first SYN fixes its ISNs and
+    /// its TSval offset afresh (packetdrill maps each socket by itself; Linux
+    /// 6.18 keys the TS offset by the 4-tuple, not by the address pair as
+    /// the engine does); the same 4-tuple again (a TIME-WAIT taken over)
+    /// keeps them.
+    fn follow(&mut self, fd: i64) {
+        let port = self.stack.local_port(fd).filter(|p| *p != 0);
+        let tuple = Tuple {
+            local_port: port.unwrap_or(ACTIVE.local_port),
+            ..ACTIVE
+        };
+        if tuple != self.tuple {
+            self.local_isn = None;
+            self.remote_isn = None;
+            self.ts_offset = None;
+        }
+        self.tuple = tuple;
+    }
+
+    /// getsockname() on a connected descriptor, not in packetdrill: the
+    /// address must be the script's `{sa_family=AF_INET,
+    /// sin_port=htons(P), sin_addr=inet_addr("A")}`, so that a script can
+    /// say which port bind(0) or connect() chose.
+    fn getsockname(&mut self, line: usize, c: &Syscall) -> Result<CallResult, Failure> {
+        let fd = int_arg(line, c, 0)?;
+        let want = sockaddr_in(c.args.get(1)).ok_or_else(|| {
+            fail(
+                line,
+                "getsockname(): expected {sa_family=AF_INET, sin_port=htons(P), \
+                 sin_addr=inet_addr(\"A\")}",
+            )
+        })?;
+        let port = self
+            .stack
+            .local_port(fd)
+            .filter(|_| self.connected.contains(&fd))
+            .ok_or_else(|| {
+                fail(
+                    line,
+                    format!(
+                        "getsockname({fd}): supported after connect() or accept() on it only \
+                         (the engine takes a bound port at connect())"
+                    ),
+                )
+            })?;
+        let got = (LOCAL_IP, port);
+        if got != want {
+            let show =
+                |(ip, port): ([u8; 4], u16)| format!("{}:{port}", std::net::Ipv4Addr::from(ip));
+            return Err(fail(
+                line,
+                format!(
+                    "getsockname({fd}): the local address is {}, but the script expected {}",
+                    show(got),
+                    show(want)
+                ),
+            ));
+        }
+        Ok(Ok(0))
+    }
+
     fn syscall(&mut self, line: usize, c: &Syscall) -> Result<(), Failure> {
         let now = self.now();
-        let got = self.stack.call(line, c)?;
+        let got = match c.call {
+            Call::Getsockname => self.getsockname(line, c)?,
+            _ => self.stack.call(line, c)?,
+        };
         let opened = got.is_ok() || matches!(&got, Err(e) if e == "EINPROGRESS");
-        if c.call == Call::Connect && opened {
-            // The connection's port: the script's when it bound, else the
-            // one the stack chose (packetdrill reads it the same way). A
-            // connect() that failed (EADDRNOTAVAIL) leaves the connection
-            // under test as it was.
-            let port = match c.args.first() {
-                Some(Expr::Int(fd)) => self.stack.local_port(*fd).filter(|p| *p != 0),
-                _ => None,
-            };
-            self.tuple = Tuple {
-                local_port: port.unwrap_or(ACTIVE.local_port),
-                ..ACTIVE
-            };
+        let fd = match c.args.first() {
+            Some(Expr::Int(fd)) => Some(*fd),
+            _ => None,
+        };
+        match (c.call, fd, &got) {
+            (Call::Connect, Some(fd), _) if opened => {
+                self.connected.insert(fd);
+                self.follow(fd);
+            }
+            (Call::Accept, _, Ok(new)) => {
+                self.connected.insert(*new);
+            }
+            (Call::Close, Some(fd), _) => {
+                self.connected.remove(&fd);
+            }
+            _ => {}
         }
         self.advance(self.now(), false);
         if self.opts.verbose {

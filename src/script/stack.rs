@@ -27,6 +27,45 @@ pub const EPHEMERAL_PORT: u16 = 40_000;
 pub const PASSIVE: Tuple = Tuple::new(LOCAL_IP, SCRIPT_PORT, REMOTE_IP, EPHEMERAL_PORT);
 pub const ACTIVE: Tuple = Tuple::new(LOCAL_IP, EPHEMERAL_PORT, REMOTE_IP, SCRIPT_PORT);
 
+/// What a script asks of the stack before its first line.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Setup {
+    /// `--tcp_ts_tick_usecs`: the tick of the local host's TSval clock (None:
+    /// the stack's own, Linux's millisecond).
+    pub ts_tick_usecs: Option<u64>,
+    /// `--bind_port=0`: `bind()` binds port 0.
+    pub bind_port_zero: bool,
+}
+
+/// How a script's `bind()` takes its port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bound {
+    /// The script's port, [`EPHEMERAL_PORT`] (packetdrill's `--bind_port`).
+    ScriptPort,
+    /// Port 0: the stack chooses at bind() (`inet_csk_find_open_port`, odd
+    /// ports first, a port nobody holds), or at connect() like an unbound
+    /// socket when `IP_BIND_ADDRESS_NO_PORT` was set (`__inet_hash_connect`).
+    PortZero { no_port: bool },
+}
+
+/// A call the runner answers itself (getsockname(), from
+/// [`Stack::local_port`]): a stack never gets it.
+pub fn runner_only(line: usize, c: &Syscall) -> Failure {
+    fail(line, format!("{}() is answered by the runner", c.name))
+}
+
+/// listen() on a socket bound to port 0 would listen where the script's
+/// peer does not send.
+pub fn listen_port_zero(line: usize) -> Failure {
+    fail(
+        line,
+        format!(
+            "listen() on a socket bound to port 0 (--bind_port=0): the script's peer \
+             sends to port {SCRIPT_PORT}"
+        ),
+    )
+}
+
 /// Why a script failed: the line and a packetdrill-style message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Failure {
@@ -69,6 +108,9 @@ pub trait Stack {
     /// The local port of a connected descriptor (chosen by connect() when
     /// the script did not bind()).
     fn local_port(&self, fd: i64) -> Option<u16>;
+    /// Applies the script's options, before anything else; Err says why
+    /// this stack cannot run them.
+    fn setup(&mut self, s: &Setup) -> Result<(), String>;
     /// Sets a sysctl, before the script's first packet or system call.
     fn sysctl(&mut self, line: usize, s: &Sysctl) -> Result<(), Failure>;
     /// Notices gathered since the last call (what the stack does not model).
@@ -122,6 +164,54 @@ pub fn linger_abort(line: usize, c: &Syscall) -> Result<Option<bool>, Failure> {
         ));
     }
     Ok(Some(onoff != 0))
+}
+
+/// `[1]` or `1` as an on/off flag (SO_REUSEADDR, TCP_NODELAY,
+/// IP_BIND_ADDRESS_NO_PORT).
+pub fn flag_arg(c: &Syscall) -> bool {
+    match c.args.get(3) {
+        Some(Expr::List(v)) => !matches!(v.first(), Some(Expr::Int(0))),
+        Some(Expr::Int(v)) => *v != 0,
+        _ => true,
+    }
+}
+
+/// setsockopt(fd, SOL_IP, IP_BIND_ADDRESS_NO_PORT, [v], 4) as `v != 0`;
+/// packetdrill has no name for it, so 24 (its value on Linux) also does.
+pub fn bind_address_no_port(c: &Syscall) -> Option<bool> {
+    let is = |i: usize, names: &[&str], value: i64| match c.args.get(i) {
+        Some(Expr::Name(n)) => names.contains(&n.as_str()),
+        Some(Expr::Int(v)) => *v == value,
+        _ => false,
+    };
+    let yes = is(1, &["SOL_IP", "IPPROTO_IP"], 0) && is(2, &["IP_BIND_ADDRESS_NO_PORT"], 24);
+    yes.then(|| flag_arg(c))
+}
+
+/// packetdrill's `{sa_family=AF_INET, sin_port=htons(P), sin_addr=inet_addr("A")}`.
+pub fn sockaddr_in(e: Option<&Expr>) -> Option<([u8; 4], u16)> {
+    let Some(Expr::Struct(fields)) = e else {
+        return None;
+    };
+    let field = |name: &str| fields.iter().find(|(n, _)| n == name).map(|(_, v)| v);
+    if !matches!(field("sa_family"), Some(Expr::Name(f)) if f == "AF_INET") {
+        return None;
+    }
+    let port = match field("sin_port")? {
+        Expr::Call(f, args) if f == "htons" => match args.as_slice() {
+            [Expr::Int(p)] => u16::try_from(*p).ok()?,
+            _ => return None,
+        },
+        _ => return None,
+    };
+    let ip = match field("sin_addr")? {
+        Expr::Call(f, args) if f == "inet_addr" => match args.as_slice() {
+            [Expr::Str(a)] => a.parse::<std::net::Ipv4Addr>().ok()?.octets(),
+            _ => return None,
+        },
+        _ => return None,
+    };
+    Some((ip, port))
 }
 
 /// fcntl()'s result. Both stacks keep every descriptor non-blocking already,

@@ -30,7 +30,13 @@ impl Host {
             remote_port: 0,
         };
         let off = pair.hash(self.cfg.secret.rotate_left(17) ^ 0x7473_5f6f_6666) as u32;
-        (self.now.as_millis() as u32).wrapping_add(off)
+        // tcp_time_stamp_ts: tcp_clock_ms, or tcp_clock_us with tcp_usec_ts.
+        let ticks = match self.cfg.ts_tick_us {
+            // The default, on every segment: a division by a constant.
+            1000 => self.now.as_millis(),
+            tick => self.now.as_micros() / u64::from(tick),
+        };
+        (ticks as u32).wrapping_add(off)
     }
 
     /// Whether `seg` carries a timestamp older than `ts_recent` by more than
@@ -102,12 +108,13 @@ impl Host {
     }
 
     /// `tcp_rtt_tsopt_us`: the RTT from an ACK's TSecr, in microseconds at
-    /// the clock's millisecond grain (1 µs for an echo of this millisecond).
+    /// the clock's grain (1 µs for an echo of this tick).
     pub(super) fn ts_rtt_us(&self, c: &Conn, seg: &Segment) -> Option<u32> {
         let ecr = seg.ts.filter(|ts| ts.ecr != 0 && c.has(flag::TS_OK))?.ecr;
-        let ms = self.ts_val(&c.tuple).wrapping_sub(ecr);
+        let ticks = self.ts_val(&c.tuple).wrapping_sub(ecr);
+        let tick = self.cfg.ts_tick_us;
         // An echo from the future, or one older than 24 days, is no sample.
-        (ms < i32::MAX as u32 / 1000).then(|| (ms * 1000).max(1))
+        (ticks < i32::MAX as u32 / tick).then(|| (ticks * tick).max(1))
     }
 
     /// RFC 6191: a SYN whose TSval is newer than TIME-WAIT's ts_recent is a
