@@ -104,15 +104,19 @@ fn negotiated_when_both_offer_and_echoed() {
 }
 
 #[test]
-fn tsval_is_a_millisecond_clock_per_address_pair() {
+fn tsval_is_a_millisecond_clock_per_four_tuple() {
     let mut p = Peer::new(Config::default());
     let a = p.open(40_000, PEER_ISS, Some((1, 0))).ts.expect("ts").val;
     let b = p.open(40_001, PEER_ISS, Some((1, 0))).ts.expect("ts").val;
-    // Same address pair, same instant: the same clock, whatever the ports.
-    assert_eq!(a, b);
-    let c = p
+    // Same address pair, same instant, another port: another offset, as
+    // Linux 6.18 keys it by the 4-tuple.
+    assert_ne!(a, b);
+    // The same 4-tuple later, as a new incarnation would be: the same
+    // offset, the clock 250 ms on.
+    let mut q = Peer::new(Config::default());
+    let c = q
         .at(250)
-        .open(40_002, PEER_ISS, Some((1, 0)))
+        .open(40_000, PEER_ISS, Some((1, 0)))
         .ts
         .expect("ts")
         .val;

@@ -714,9 +714,8 @@ impl<S: Stack> Runner<'_, S> {
     /// (EADDRNOTAVAIL) leaves the connection under test as it was. Another
     /// 4-tuple is another connection, whose first SYN fixes its ISNs and
     /// its TSval offset afresh (packetdrill maps each socket by itself; Linux
-    /// 6.18 keys the TS offset by the 4-tuple, not by the address pair as
-    /// the engine does); the same 4-tuple again (a TIME-WAIT taken over)
-    /// keeps them.
+    /// 6.18 and the engine key the TS offset by the 4-tuple); the same
+    /// 4-tuple again (a TIME-WAIT taken over) keeps them.
     fn follow(&mut self, fd: i64) {
         let port = self.stack.local_port(fd).filter(|p| *p != 0);
         let tuple = Tuple {

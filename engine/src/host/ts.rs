@@ -1,11 +1,13 @@
 //! Timestamps (RFC 7323): our clock, PAWS, and which of the peer's
 //! timestamps a connection remembers.
 //!
-//! Our TSval is a millisecond clock plus an offset keyed by the address pair
-//! (Linux `secure_tcp_ts_off(saddr, daddr)` plus `tcp_clock_ms`): every
-//! connection between two addresses shares one clock, so a new incarnation's
-//! SYN carries a TSval newer than any its predecessor sent, which is what
-//! lets TIME-WAIT take it (RFC 6191, [`Host::ts_newer`]).
+//! Our TSval is a millisecond clock plus an offset keyed by the 4-tuple
+//! (`tcp_clock_ms` plus the offset Linux 6.18 derives with the ISN from the
+//! 4-tuple in net/core/secure_seq.c; kernels from 4.13 keyed it by the address
+//! pair alone, and two ports to one peer now show TSvals billions apart). A
+//! new incarnation of a 4-tuple has its predecessor's offset, so its SYN
+//! carries a TSval newer than any its predecessor sent, which is what lets
+//! TIME-WAIT take it (RFC 6191, [`Host::ts_newer`]).
 
 use super::Host;
 use crate::conn::{bits, flag, Conn};
@@ -23,13 +25,7 @@ impl Host {
     /// Our TSval on a segment of `tuple` now.
     #[inline]
     pub(super) fn ts_val(&self, tuple: &Tuple) -> u32 {
-        let pair = Tuple {
-            local_ip: tuple.local_ip,
-            remote_ip: tuple.remote_ip,
-            local_port: 0,
-            remote_port: 0,
-        };
-        let off = pair.hash(self.cfg.secret.rotate_left(17) ^ 0x7473_5f6f_6666) as u32;
+        let off = tuple.hash(self.cfg.secret.rotate_left(17) ^ 0x7473_5f6f_6666) as u32;
         // tcp_time_stamp_ts: tcp_clock_ms, or tcp_clock_us with tcp_usec_ts.
         let ticks = match self.cfg.ts_tick_us {
             // The default, on every segment: a division by a constant.
