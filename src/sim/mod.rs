@@ -12,6 +12,7 @@
 
 mod attack;
 pub mod plot;
+mod queue;
 mod repeat;
 mod report;
 mod resident;
