@@ -16,7 +16,7 @@ use teardown_engine::time::Time;
 /// Capacity (segments) above which an emptied queue returns its buffer; below
 /// it the buffer is kept, so that a queue that empties between two segments
 /// of a steady workload does not reallocate each time.
-const SHRINK_AT: usize = 1 << 14;
+const SHRINK_AT: usize = 1 << 10;
 
 /// A segment in flight, ordered by arrival time and then by send order.
 pub(super) struct InFlight {

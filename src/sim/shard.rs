@@ -836,6 +836,11 @@ impl<'a> Shard<'a> {
             if self.attempts == self.to_open || self.live >= self.cfg.concurrency_per_shard {
                 return;
             }
+            let from = Time::ZERO + self.cfg.stagger * self.index;
+            if self.now < from {
+                self.next_open = Some(from);
+                return;
+            }
             if let Some(rate) = self.cfg.rate {
                 let due = nth_at_rate(self.attempts, rate, self.cfg.shards, self.index);
                 if due > self.now {
@@ -916,9 +921,11 @@ impl<'a> Shard<'a> {
             .get_or_insert(self.now + self.cfg.app_timeout / 4);
         self.transmit(Side::Client);
         if self.cfg.workload == Workload::TwFill && self.opened == self.to_open {
-            // All opened: close them all once every handshake has surely finished.
+            // All opened: close them all once every shard's handshakes have
+            // surely finished, one shard after another (`SimConfig::stagger`).
+            let all_open = self.cfg.stagger * self.cfg.shards;
             self.close_all_at =
-                Some(self.now + self.cfg.delay.base * 4 + Duration::from_millis(500));
+                Some(self.now + all_open + self.cfg.delay.base * 4 + Duration::from_millis(500));
         }
         true
     }
