@@ -95,8 +95,10 @@ pub enum RunawayAt {
 pub enum Workload {
     /// Open, request, response, close, teardown, repeat.
     Standard,
-    /// N connections established, then all closed by the server at once with no
-    /// loss; the run ends when the last TIME-WAIT entry expires.
+    /// N connections established, then all closed by the server with no loss,
+    /// shard after shard (four one-way delays apart, so all N are ESTABLISHED
+    /// together, then all N in TIME-WAIT); the run ends when the last
+    /// TIME-WAIT entry expires.
     TwFill,
 }
 

@@ -971,9 +971,12 @@ impl<'a> Shard<'a> {
             if self.server.state(&tuple) == State::Established {
                 self.slots[s as usize] |= slot::CLOSER_SERVER;
                 self.with(Side::Server, |h, now| h.close(now, tuple)).ok();
+                // Each FIN onto the link at once: left in the host's output
+                // buffer, a shard's FINs would all be held twice, and the
+                // buffer would keep that size for the rest of the run.
+                self.transmit(Side::Server);
             }
         }
-        self.transmit(Side::Server);
     }
 
     /// Injects one attack segment at the server and books what it did. Attacks
