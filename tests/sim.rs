@@ -4,7 +4,7 @@
 
 use std::process::Command;
 
-use teardown::sim::{self, AttackKind, CloseMode, SimArgs, SimConfig, SimReport};
+use teardown::sim::{self, AttackKind, CloseMode, SimArgs, SimConfig, SimReport, Workload};
 
 fn args(connections: u64) -> SimArgs {
     SimArgs {
@@ -157,6 +157,34 @@ fn resident_and_one_shard_at_a_time_simulate_the_same_and_differ_in_working_set(
     let one = sequential.resident.peak_entries;
     assert!(one * 4 < held, "one shard {one}, all shards {held}");
     assert!(one * 8 >= resident.peak["time_wait"], "{one}");
+}
+
+/// tw-fill holds every connection at once, ESTABLISHED at one moment and in
+/// TIME-WAIT at another, while its shards take turns on the link: the clients
+/// never have more than one shard's handshakes under way, where opening all N
+/// at once would put N SYNs, and their timers, in flight together.
+#[test]
+fn tw_fill_holds_every_entry_at_once_with_one_shard_on_the_link_at_a_time() {
+    let n = 8_000;
+    let r = run(&SimArgs {
+        workload: Workload::TwFill,
+        ..args(n)
+    });
+    assert_eq!((r.completed, r.leaked), (n, 0));
+    assert_eq!(r.peak["established"], n, "{:?}", r.peak);
+    assert_eq!(r.peak["time_wait"], n, "{:?}", r.peak);
+    assert_eq!(r.memory.established_share, 1.0);
+    assert_eq!(r.memory.time_wait_share, 1.0);
+    let one_shard = n / 8;
+    assert!(
+        r.peak_clients["syn_sent"] <= one_shard,
+        "{:?}",
+        r.peak_clients
+    );
+    assert!(r.peak["fin_wait_1"] <= one_shard, "{:?}", r.peak);
+    // Each connection still sees one TIME-WAIT and one round trip of close.
+    assert!(r.latency_ms.active_close.p50 >= 60_000.0);
+    assert!(r.latency_ms.passive_close.max <= 10.0 + 1.0);
 }
 
 /// `--sweep`: one point per size and mode, placed at the entries really held,

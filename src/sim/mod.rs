@@ -12,6 +12,7 @@
 
 mod attack;
 pub mod plot;
+mod queue;
 mod repeat;
 mod report;
 mod resident;
@@ -94,8 +95,10 @@ pub enum RunawayAt {
 pub enum Workload {
     /// Open, request, response, close, teardown, repeat.
     Standard,
-    /// N connections established, then all closed by the server at once with no
-    /// loss; the run ends when the last TIME-WAIT entry expires.
+    /// N connections established, then all closed by the server with no loss,
+    /// shard after shard (four one-way delays apart, so all N are ESTABLISHED
+    /// together, then all N in TIME-WAIT); the run ends when the last
+    /// TIME-WAIT entry expires.
     TwFill,
 }
 
@@ -310,6 +313,11 @@ pub struct SimConfig {
     pub pcap_sample: u64,
     /// All of a thread's shards live at once (the default), or one at a time.
     pub resident: bool,
+    /// tw-fill: shard k opens its connections at k × stagger and closes them
+    /// at k × stagger after every shard has opened, so that one shard's burst
+    /// is on the link at a time, not all N segments and timers at once; zero
+    /// for the standard workload.
+    pub stagger: Duration,
 }
 
 impl SimConfig {
@@ -455,6 +463,11 @@ impl SimConfig {
         } else {
             (a.request_bytes, a.response_bytes)
         };
+        let stagger = if tw_fill {
+            tw_fill_stagger(a.delay + a.jitter, host.time_wait, a.shards)
+        } else {
+            Duration::ZERO
+        };
         Ok(SimConfig {
             connections: a.connections,
             concurrency_per_shard,
@@ -493,8 +506,17 @@ impl SimConfig {
             app_timeout: a.app_timeout,
             pcap_sample: if a.pcap.is_some() { a.pcap_sample } else { 0 },
             resident: !a.sequential_shards,
+            stagger,
         })
     }
+}
+
+/// How far apart tw-fill's shards open, and close: four one-way delays, room
+/// for a shard's handshakes (three delays) to finish before the next shard's
+/// begin. Capped so that the spread of the closes (shards × stagger) stays
+/// under a quarter of TIME-WAIT: every server entry is in TIME-WAIT at once.
+fn tw_fill_stagger(one_way: Duration, time_wait: Duration, shards: u32) -> Duration {
+    (one_way * 4).min(time_wait / (4 * shards))
 }
 
 fn parse_port_range(s: &str) -> Result<(u16, u16), String> {

@@ -6,8 +6,6 @@
 //! timer, or the next scheduled open. Ties go in that fixed order, so a shard's run
 //! depends only on its seed. Shards share nothing and may run on any thread.
 
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -17,7 +15,7 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::alloc;
 use crate::link::Loss;
-use teardown_engine::host::{CloseReason, Event, Host, Prefetch, Role};
+use teardown_engine::host::{CloseReason, Event, Host, Role};
 use teardown_engine::segment::Segment;
 use teardown_engine::state::State;
 use teardown_engine::time::Time;
@@ -25,6 +23,7 @@ use teardown_engine::tuple::Tuple;
 use teardown_engine::{Advance, Stats};
 
 use super::attack::{AttackCounts, AttackKind};
+use super::queue::Queue;
 use super::series::{Sample, Series};
 use super::{CloseMode, RunawayAt, SimConfig, Workload};
 
@@ -128,97 +127,6 @@ pub enum Due {
     Sweep,
     /// `--duration` is over: every application closes.
     CloseAll,
-}
-
-/// A segment in flight, ordered by arrival time and then by send order.
-struct InFlight {
-    at: Time,
-    order: u64,
-    seg: Segment,
-}
-
-impl PartialEq for InFlight {
-    fn eq(&self, o: &Self) -> bool {
-        (self.at, self.order) == (o.at, o.order)
-    }
-}
-impl Eq for InFlight {}
-impl PartialOrd for InFlight {
-    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(o))
-    }
-}
-impl Ord for InFlight {
-    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
-        (self.at, self.order).cmp(&(o.at, o.order))
-    }
-}
-
-/// One direction of the link: a FIFO when every segment has the same delay, a
-/// heap when jitter can reorder them.
-enum Queue {
-    Fifo(VecDeque<(Time, Segment)>),
-    Heap(BinaryHeap<Reverse<InFlight>>, u64),
-}
-
-impl Queue {
-    fn new(jitter: bool) -> Queue {
-        if jitter {
-            Queue::Heap(BinaryHeap::new(), 0)
-        } else {
-            Queue::Fifo(VecDeque::new())
-        }
-    }
-
-    #[inline]
-    fn push(&mut self, at: Time, seg: Segment) {
-        match self {
-            Queue::Fifo(q) => q.push_back((at, seg)),
-            Queue::Heap(h, order) => {
-                *order += 1;
-                h.push(Reverse(InFlight {
-                    at,
-                    order: *order,
-                    seg,
-                }));
-            }
-        }
-    }
-
-    #[inline]
-    fn next_time(&self) -> Option<Time> {
-        match self {
-            Queue::Fifo(q) => q.front().map(|x| x.0),
-            Queue::Heap(h, _) => h.peek().map(|x| x.0.at),
-        }
-    }
-
-    #[inline]
-    fn pop(&mut self) -> Option<Segment> {
-        match self {
-            Queue::Fifo(q) => q.pop_front().map(|x| x.1),
-            Queue::Heap(h, _) => h.pop().map(|x| x.0.seg),
-        }
-    }
-
-    /// Tells `to` what the FIFO will deliver next (a heap does not know
-    /// cheaply): the index bucket of the segment `BUCKET_AHEAD` places back,
-    /// the entry of the one `ENTRY_AHEAD` back, whose bucket was asked for
-    /// earlier. Once the tables outgrow the cache, these misses are most of a
-    /// segment's cost; asked for early, they overlap this segment's work.
-    #[inline]
-    fn prefetch_ahead(&self, to: &Host) {
-        const BUCKET_AHEAD: usize = 4;
-        const ENTRY_AHEAD: usize = 2;
-        if let Queue::Fifo(q) = self {
-            if let Some((_, seg)) = q.get(BUCKET_AHEAD) {
-                to.prefetch(seg, Prefetch::Bucket);
-            }
-            if let Some((_, seg)) = q.get(ENTRY_AHEAD) {
-                to.prefetch(seg, Prefetch::Entry);
-            }
-        }
-    }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -928,6 +836,11 @@ impl<'a> Shard<'a> {
             if self.attempts == self.to_open || self.live >= self.cfg.concurrency_per_shard {
                 return;
             }
+            let from = Time::ZERO + self.cfg.stagger * self.index;
+            if self.now < from {
+                self.next_open = Some(from);
+                return;
+            }
             if let Some(rate) = self.cfg.rate {
                 let due = nth_at_rate(self.attempts, rate, self.cfg.shards, self.index);
                 if due > self.now {
@@ -1008,9 +921,11 @@ impl<'a> Shard<'a> {
             .get_or_insert(self.now + self.cfg.app_timeout / 4);
         self.transmit(Side::Client);
         if self.cfg.workload == Workload::TwFill && self.opened == self.to_open {
-            // All opened: close them all once every handshake has surely finished.
+            // All opened: close them all once every shard's handshakes have
+            // surely finished, one shard after another (`SimConfig::stagger`).
+            let all_open = self.cfg.stagger * self.cfg.shards;
             self.close_all_at =
-                Some(self.now + self.cfg.delay.base * 4 + Duration::from_millis(500));
+                Some(self.now + all_open + self.cfg.delay.base * 4 + Duration::from_millis(500));
         }
         true
     }
@@ -1056,9 +971,12 @@ impl<'a> Shard<'a> {
             if self.server.state(&tuple) == State::Established {
                 self.slots[s as usize] |= slot::CLOSER_SERVER;
                 self.with(Side::Server, |h, now| h.close(now, tuple)).ok();
+                // Each FIN onto the link at once: left in the host's output
+                // buffer, a shard's FINs would all be held twice, and the
+                // buffer would keep that size for the rest of the run.
+                self.transmit(Side::Server);
             }
         }
-        self.transmit(Side::Server);
     }
 
     /// Injects one attack segment at the server and books what it did. Attacks

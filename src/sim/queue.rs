@@ -1,0 +1,179 @@
+//! One direction of a shard's link: the segments in flight, in arrival order.
+//!
+//! A burst (a million SYNs, or FINs, sent in one instant) fills a queue to
+//! the burst's size. The queue gives that memory back once it drains: an
+//! emptied queue left at its high-water mark would hold a second copy of the
+//! burst's worth of memory per direction per shard for the rest of the run,
+//! which is most of the simulator's own heap at 100 M connections.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, VecDeque};
+
+use teardown_engine::host::{Host, Prefetch};
+use teardown_engine::segment::Segment;
+use teardown_engine::time::Time;
+
+/// Capacity (segments) above which an emptied queue returns its buffer; below
+/// it the buffer is kept, so that a queue that empties between two segments
+/// of a steady workload does not reallocate each time.
+const SHRINK_AT: usize = 1 << 10;
+
+/// A segment in flight, ordered by arrival time and then by send order.
+pub(super) struct InFlight {
+    at: Time,
+    order: u64,
+    seg: Segment,
+}
+
+impl PartialEq for InFlight {
+    fn eq(&self, o: &Self) -> bool {
+        (self.at, self.order) == (o.at, o.order)
+    }
+}
+impl Eq for InFlight {}
+impl PartialOrd for InFlight {
+    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl Ord for InFlight {
+    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
+        (self.at, self.order).cmp(&(o.at, o.order))
+    }
+}
+
+/// One direction of the link: a FIFO when every segment has the same delay, a
+/// heap when jitter can reorder them.
+pub(super) enum Queue {
+    Fifo(VecDeque<(Time, Segment)>),
+    Heap(BinaryHeap<Reverse<InFlight>>, u64),
+}
+
+impl Queue {
+    pub(super) fn new(jitter: bool) -> Queue {
+        if jitter {
+            Queue::Heap(BinaryHeap::new(), 0)
+        } else {
+            Queue::Fifo(VecDeque::new())
+        }
+    }
+
+    #[inline]
+    pub(super) fn push(&mut self, at: Time, seg: Segment) {
+        match self {
+            Queue::Fifo(q) => q.push_back((at, seg)),
+            Queue::Heap(h, order) => {
+                *order += 1;
+                h.push(Reverse(InFlight {
+                    at,
+                    order: *order,
+                    seg,
+                }));
+            }
+        }
+    }
+
+    #[inline]
+    pub(super) fn next_time(&self) -> Option<Time> {
+        match self {
+            Queue::Fifo(q) => q.front().map(|x| x.0),
+            Queue::Heap(h, _) => h.peek().map(|x| x.0.at),
+        }
+    }
+
+    #[inline]
+    pub(super) fn pop(&mut self) -> Option<Segment> {
+        match self {
+            Queue::Fifo(q) => {
+                let seg = q.pop_front().map(|x| x.1);
+                if q.is_empty() && q.capacity() > SHRINK_AT {
+                    *q = VecDeque::new();
+                }
+                seg
+            }
+            Queue::Heap(h, _) => {
+                let seg = h.pop().map(|x| x.0.seg);
+                if h.is_empty() && h.capacity() > SHRINK_AT {
+                    *h = BinaryHeap::new();
+                }
+                seg
+            }
+        }
+    }
+
+    /// Tells `to` what the FIFO will deliver next (a heap does not know
+    /// cheaply): the index bucket of the segment `BUCKET_AHEAD` places back,
+    /// the entry of the one `ENTRY_AHEAD` back, whose bucket was asked for
+    /// earlier. Once the tables outgrow the cache, these misses are most of a
+    /// segment's cost; asked for early, they overlap this segment's work.
+    #[inline]
+    pub(super) fn prefetch_ahead(&self, to: &Host) {
+        const BUCKET_AHEAD: usize = 4;
+        const ENTRY_AHEAD: usize = 2;
+        if let Queue::Fifo(q) = self {
+            if let Some((_, seg)) = q.get(BUCKET_AHEAD) {
+                to.prefetch(seg, Prefetch::Bucket);
+            }
+            if let Some((_, seg)) = q.get(ENTRY_AHEAD) {
+                to.prefetch(seg, Prefetch::Entry);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use teardown_engine::segment::Flags;
+    use teardown_engine::tuple::Tuple;
+
+    fn seg(n: u32) -> Segment {
+        let t = Tuple::new([10, 0, 0, 1], 40000, [10, 0, 0, 2], 80);
+        Segment::new(&t, Flags::ACK, n, 0, 0, 1000)
+    }
+
+    fn capacity(q: &Queue) -> usize {
+        match q {
+            Queue::Fifo(q) => q.capacity(),
+            Queue::Heap(h, _) => h.capacity(),
+        }
+    }
+
+    /// A burst drains in arrival order (ties in send order) and leaves no
+    /// buffer behind, in both kinds of queue.
+    #[test]
+    fn a_drained_burst_returns_its_buffer() {
+        for jitter in [false, true] {
+            let mut q = Queue::new(jitter);
+            let n = SHRINK_AT as u32 * 2;
+            for i in 0..n {
+                // With jitter, every other segment arrives a microsecond early.
+                let at = Time::from_micros(10 - (jitter && i % 2 == 1) as u64);
+                q.push(at, seg(i));
+            }
+            assert!(capacity(&q) >= n as usize);
+            let got: Vec<u32> = std::iter::from_fn(|| q.pop()).map(|s| s.seq).collect();
+            let want: Vec<u32> = if jitter {
+                (0..n)
+                    .filter(|i| i % 2 == 1)
+                    .chain((0..n).step_by(2))
+                    .collect()
+            } else {
+                (0..n).collect()
+            };
+            assert_eq!(got, want, "jitter {jitter}");
+            assert_eq!(capacity(&q), 0, "jitter {jitter}");
+        }
+    }
+
+    /// A small queue keeps its buffer when it empties (no churn in a steady run).
+    #[test]
+    fn a_small_queue_keeps_its_buffer() {
+        let mut q = Queue::new(false);
+        for i in 0..100 {
+            q.push(Time::from_micros(5), seg(i));
+        }
+        while q.pop().is_some() {}
+        assert!(capacity(&q) >= 100);
+    }
+}
