@@ -82,6 +82,12 @@ pub struct ServeArgs {
     /// (`--kernel-listen` connections too, for hold × time-scale of real time).
     #[arg(long, value_parser = parse_duration, default_value = "0s")]
     pub hold: Duration,
+    /// With `--close server`: keep up to N connections ESTABLISHED (over all
+    /// workers); each one established past N closes the oldest, as a server
+    /// out of connection slots closes its oldest idle ones (nginx's
+    /// `ngx_drain_connections`). `POST /release` closes the rest.
+    #[arg(long)]
+    pub keep: Option<usize>,
     /// HTTP address serving `GET /metrics` (Prometheus text format).
     #[arg(long, default_value = "127.0.0.1:9171")]
     pub metrics: SocketAddr,
@@ -118,6 +124,7 @@ impl Default for ServeArgs {
             time_scale: 1.0,
             close: CloseMode::Server,
             hold: Duration::ZERO,
+            keep: None,
             metrics: "127.0.0.1:9171".parse().expect("literal address"),
             json: None,
             kernel_listen: None,
@@ -206,6 +213,10 @@ pub fn validate(args: &ServeArgs) -> Result<(), Usage> {
     crate::cli::ensure(args.threads != Some(0), || {
         "--threads must be at least 1".into()
     })?;
+    crate::cli::ensure(
+        args.keep.is_none() || args.close == CloseMode::Server,
+        || "--keep needs --close server (the server closes what it keeps)".into(),
+    )?;
     let threads = worker_count(args);
     crate::cli::ensure(args.listen.port() as usize + threads <= 65_536, || {
         format!(
