@@ -1029,6 +1029,74 @@ mod tests {
     }
 
     #[test]
+    fn a_spawned_server_shares_the_cores_and_keeps_the_concurrency_live() {
+        use clap::Parser;
+        let args = |extra: &[&str]| {
+            let mut v = vec!["loadgen", "--concurrency", "1000"];
+            v.extend_from_slice(extra);
+            Args::parse_from(v)
+        };
+        let spawned = args(&["--spawn-server"]);
+        let (server, clients) = (spawned.server_threads().unwrap(), spawned.threads());
+        assert!(server >= 1 && clients >= 1);
+        assert_eq!(server + clients, cores().max(2));
+        // Fewer kept than may be open: a new handshake always has room.
+        assert_eq!(spawned.server_keep(), Some(900));
+        assert_eq!(
+            args(&["--spawn-server", "--server-keep", "0"]).server_keep(),
+            Some(0)
+        );
+        let client_closes = args(&["--spawn-server", "--close", "client"]);
+        assert_eq!(client_closes.server_keep(), None);
+        // Without a spawned server nothing is shared or kept.
+        let external = args(&[]);
+        assert_eq!(external.server_threads(), None);
+        assert_eq!(external.threads(), cores());
+        assert_eq!(external.server_keep(), None);
+        assert!(args(&["--server-keep", "5"]).validate().is_err());
+        let one = Args::parse_from(["loadgen", "--spawn-server", "--concurrency", "1"]);
+        assert_eq!(one.server_keep(), Some(0));
+    }
+
+    #[test]
+    fn release_is_beside_the_metrics() {
+        assert_eq!(
+            release_url("http://127.0.0.1:9171/metrics").as_deref(),
+            Some("http://127.0.0.1:9171/release")
+        );
+        assert_eq!(release_url("https://x/metrics"), None);
+    }
+
+    #[test]
+    fn the_summary_leads_with_live_resets_and_overflow() {
+        let mut r = json!({
+            "connections": 1000, "teardowns_per_sec": 5e5, "load_window_secs": 2.0,
+            "overall_teardowns_per_sec": 4e5, "peak_live": 900,
+            "closed": {"reset": 5, "aborted": 0},
+            "server": {"time_wait_overflow": 0.0},
+            "server_report": {"resident": {"peak_entries": 950}},
+        });
+        let clean = summary(&r);
+        assert!(
+            clean.starts_with("500000 teardowns/s over the 2.00 s load window, first to last open (400000/s until the last close), with 900 connections live at peak on the clients and 950 entries resident on the server; 0.5 % ended by RST, 0.0 % skipped TIME-WAIT"),
+            "{clean}"
+        );
+        r["closed"]["reset"] = json!(20);
+        r["server"]["time_wait_overflow"] = json!(860.0);
+        let bad = summary(&r);
+        assert!(
+            bad.starts_with("WARNING: not an orderly teardown: "),
+            "{bad}"
+        );
+        assert!(
+            bad.contains(
+                "2.0 % ended by RST, 86.0 % skipped TIME-WAIT on the server (860 overflows"
+            ),
+            "{bad}"
+        );
+    }
+
+    #[test]
     fn server_section_takes_deltas_of_counters() {
         let start: BTreeMap<_, _> =
             [("teardown_closed_total{reason=\"reset\"}".to_string(), 2.0)].into();
