@@ -808,6 +808,18 @@ fn model_report(
         done_in_load += o.completed_at_last_open;
     }
     let done = completed(&closed);
+    // Each worker from the moment its share of --concurrency was first all open
+    // to its last open; the workers ran side by side, so their rates add up.
+    let at_concurrency = outcomes
+        .iter()
+        .map(|o| match (o.full_at, o.last_open) {
+            (Some(a), Some(b)) if b > a => Some(
+                o.completed_at_last_open.saturating_sub(o.completed_at_full) as f64
+                    / (b - a).as_secs_f64(),
+            ),
+            _ => None,
+        })
+        .sum::<Option<f64>>();
     let load_window = match (first, last_open) {
         (Some(a), Some(b)) if b > a => (b - a).as_secs_f64(),
         _ => 0.0,
@@ -857,6 +869,7 @@ fn model_report(
             per_sec(done, window)
         },
         "load_window_secs": load_window,
+        "teardowns_per_sec_at_concurrency": at_concurrency,
         "completed_in_load_window": done_in_load,
         "overall_teardowns_per_sec": per_sec(done, window),
         "per_second": seconds.summary(),
@@ -985,12 +998,19 @@ fn model_summary(r: &Value) -> String {
     } else {
         ""
     };
+    let at_concurrency = match r.pointer("/teardowns_per_sec_at_concurrency") {
+        Some(Value::Number(n)) => format!(
+            ", {:.0}/s once --concurrency were open",
+            n.as_f64().unwrap_or(0.0)
+        ),
+        _ => String::new(),
+    };
     let resident = match r.pointer("/server_report/resident/peak_entries") {
         Some(n) => format!(" and {n} entries resident on the server"),
         None => String::new(),
     };
     format!(
-        "{warning}{:.0} teardowns/s over the {:.2} s load window, first to last open ({:.0}/s until the last close), \
+        "{warning}{:.0} teardowns/s over the {:.2} s load window, first to last open ({:.0}/s until the last close{at_concurrency}), \
          with {} connections live at peak on the clients{resident}; {:.1} % ended by RST, \
          {:.1} % skipped TIME-WAIT on the server ({overflow} overflows: tcp_max_tw_buckets)\n\
          {} connections: {} completed, {} runaway, {} leaked ({} client, {} server); \
@@ -1080,6 +1100,13 @@ mod tests {
         assert!(
             clean.starts_with("500000 teardowns/s over the 2.00 s load window, first to last open (400000/s until the last close), with 900 connections live at peak on the clients and 950 entries resident on the server; 0.5 % ended by RST, 0.0 % skipped TIME-WAIT"),
             "{clean}"
+        );
+        r["teardowns_per_sec_at_concurrency"] = json!(6e5);
+        assert!(
+            summary(&r)
+                .contains("(400000/s until the last close, 600000/s once --concurrency were open)"),
+            "{}",
+            summary(&r)
         );
         r["closed"]["reset"] = json!(20);
         r["server"]["time_wait_overflow"] = json!(860.0);

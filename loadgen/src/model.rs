@@ -96,6 +96,11 @@ pub struct Outcome {
     /// When this worker opened its last connection, and how many had completed by then.
     pub last_open: Option<Instant>,
     pub completed_at_last_open: u64,
+    /// When this worker first had its whole `concurrency` open, and how many
+    /// had completed by then: the rate between that and the last open is the
+    /// rate at that many live, without the ramp up to it.
+    pub full_at: Option<Instant>,
+    pub completed_at_full: u64,
     pub last_close: Option<Instant>,
     pub peak_live: usize,
     /// Per attack kind: counts, and out-of-window ACKs seen (`old-duplicate`).
@@ -200,6 +205,8 @@ impl Worker {
                 first_open: None,
                 last_open: None,
                 completed_at_last_open: 0,
+                full_at: None,
+                completed_at_full: 0,
                 last_close: None,
                 peak_live: 0,
                 attacks: Vec::new(),
@@ -365,6 +372,10 @@ impl Worker {
             self.out.first_open.get_or_insert_with(Instant::now);
             self.out.opened += 1;
             self.live += 1;
+            if self.live == self.plan.concurrency && self.out.full_at.is_none() {
+                self.out.full_at = Some(Instant::now());
+                self.out.completed_at_full = completed(&self.out.closed);
+            }
             if let Some(a) = &mut self.attacker {
                 a.opened(tuple);
             }

@@ -200,6 +200,10 @@ fn spawn_server_keeps_the_concurrency_live() {
     // The kept ones were pushed out by newer ones, not only at the release.
     assert!(n(j, "/completed_in_load_window") > 1000, "{j:#}");
     assert!(
+        j["teardowns_per_sec_at_concurrency"].as_f64().unwrap() > 0.0,
+        "{j:#}"
+    );
+    assert!(
         loadgen::summary(j).contains(" connections live at peak on the clients and "),
         "{}",
         loadgen::summary(j)
