@@ -78,7 +78,7 @@ impl Spawned {
         if let Some(n) = args.server_threads() {
             cmd.arg("--threads").arg(n.to_string());
         }
-        if let Some(n) = args.server_keep().filter(|_| !args.kernel) {
+        if let Some(n) = args.server_keep() {
             cmd.arg("--keep").arg(n.to_string());
         }
         if args.kernel {

@@ -291,9 +291,10 @@ impl Worker {
             // once would send a burst of FINs that overflows the sockets and
             // comes back as spurious retransmissions.
             self.keep = None;
-            self.hold = match self.hold.is_zero() {
-                true => self.kept_for,
-                false => self.hold.min(self.kept_for),
+            self.hold = if self.hold.is_zero() {
+                self.kept_for
+            } else {
+                self.hold.min(self.kept_for)
             };
         }
         while self.next_held_close().is_some_and(|t| t <= now) {
