@@ -38,7 +38,7 @@ use serde_json::{json, Map, Value};
 use teardown::cli::{parse_duration, parse_fraction, parse_probability, Usage};
 use teardown::link::{Loss, LossModel, LossOnly};
 use teardown::service::metrics::{completed, parse_text, REASONS};
-use teardown::service::net::http_get;
+use teardown::service::net::{http_get, http_post};
 use teardown::service::{Clock, CloseMode};
 use teardown::sim::AttackKind;
 use teardown_engine::State;
@@ -64,9 +64,16 @@ pub struct Args {
     /// The server's metrics endpoint (read for its worker count and final counters).
     #[arg(long, default_value = "http://127.0.0.1:9171/metrics")]
     pub metrics_url: String,
-    /// Server worker count (default: read from the metrics).
+    /// Server worker count (default: read from the metrics; with
+    /// --spawn-server, half the cores, the clients taking the rest).
     #[arg(long)]
     pub server_threads: Option<usize>,
+    /// With --spawn-server and --close server: the spawned server's `--keep`,
+    /// the connections it keeps ESTABLISHED, closing the oldest past that
+    /// (default: --concurrency less a tenth, so that --concurrency are live
+    /// and the handshakes and teardowns in flight still have room; 0: close at once).
+    #[arg(long)]
+    pub server_keep: Option<usize>,
     /// Connections to open in all.
     #[arg(long, default_value_t = 100_000)]
     pub connections: u64,
@@ -110,7 +117,8 @@ pub struct Args {
     /// Engine time = real time / F; must match the server's.
     #[arg(long, default_value_t = 1.0)]
     pub time_scale: f64,
-    /// Client worker threads (default: all cores).
+    /// Client worker threads (default: all cores; with --spawn-server, those
+    /// the server's workers leave).
     #[arg(long)]
     pub threads: Option<usize>,
     /// Simulated client IPs per worker (10.128.0.0 and up).
@@ -255,6 +263,10 @@ impl Args {
         teardown::cli::ensure(self.threads != Some(0), || {
             "--threads must be at least 1".into()
         })?;
+        teardown::cli::ensure(
+            self.server_keep.is_none() || (self.shares_cores() && self.close == Close::Server),
+            || "--server-keep needs --spawn-server and --close server".into(),
+        )?;
         teardown::cli::ensure(self.client_ips > 0 && self.client_ips <= 1 << 16, || {
             "--client-ips must be in 1..=65536".into()
         })?;
@@ -357,13 +369,46 @@ impl Args {
         Loss::new(p.unwrap_or(self.loss), model, self.loss_only).map_err(Usage)
     }
 
+    /// A spawned server and the engine's clients share this machine's cores.
+    fn shares_cores(&self) -> bool {
+        self.spawn_server && !self.kernel
+    }
+
+    /// The spawned server's workers: half the cores (at least one), so that
+    /// the two processes do not each run a thread per core and preempt each
+    /// other; `--server-threads` when given.
+    pub fn server_threads(&self) -> Option<usize> {
+        self.server_threads
+            .or_else(|| self.shares_cores().then(|| (cores() / 2).max(1)))
+    }
+
+    /// Client workers: `--threads`, or the cores a spawned server leaves (at
+    /// least one), or all of them.
     fn threads(&self) -> usize {
-        self.threads.unwrap_or_else(|| {
-            std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(1)
+        match (self.threads, self.server_threads()) {
+            (Some(n), _) => n,
+            (None, Some(server)) if self.shares_cores() => cores().saturating_sub(server).max(1),
+            (None, _) => cores(),
+        }
+    }
+
+    /// The spawned server's `--keep`. Without it a connection lives a round
+    /// trip or two (plus any retransmission), so the clients cannot open fast
+    /// enough to have `--concurrency` live at once (Little's law). The server
+    /// keeps fewer than the clients may have open, so that a new handshake
+    /// always has room and pushes the oldest kept connection into its teardown.
+    pub fn server_keep(&self) -> Option<usize> {
+        self.server_keep.or_else(|| {
+            (self.shares_cores() && self.close == Close::Server)
+                .then(|| self.concurrency - (self.concurrency / 10).max(1))
         })
     }
+}
+
+fn cores() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
 }
 
 /// How many a schedule at `rate` per second has due once `since` has passed,
@@ -415,6 +460,13 @@ fn scrape(url: &str) -> anyhow::Result<BTreeMap<String, f64>> {
     Ok(parse_text(&http_get(url, Duration::from_secs(2))?)
         .into_iter()
         .collect())
+}
+
+/// The server's `POST /release` beside its `/metrics`: it ends `--keep`.
+fn release_url(metrics_url: &str) -> Option<String> {
+    let rest = metrics_url.strip_prefix("http://")?;
+    let host = rest.split('/').next()?;
+    Some(format!("http://{host}/release"))
 }
 
 /// Server entries outside CLOSED and TIME-WAIT.
@@ -552,6 +604,7 @@ fn run_model(args: &Args, spawned: Option<&spawn::Spawned>) -> anyhow::Result<Re
     let mut server_end = None;
     let mut server_checked = false;
     let mut timed_out = true;
+    let mut released = false;
     let mut seconds = PerSecond::new(started);
     while started.elapsed() < args.timeout {
         std::thread::sleep(Duration::from_millis(50));
@@ -560,6 +613,14 @@ fn run_model(args: &Args, spawned: Option<&spawn::Spawned>) -> anyhow::Result<Re
         let completed: u64 = progress.iter().map(|p| p.completed.load(Relaxed)).sum();
         seconds.sample(completed, opened < args.connections);
         peak_live = peak_live.max(opened - accounted.min(opened));
+        if opened >= args.connections && !released {
+            // Nothing newer will push what the server keeps into its teardown.
+            // A server without `--keep` (or an older one) has nothing to release.
+            released = true;
+            if let Some(u) = release_url(&url) {
+                let _ = http_post(&u, Duration::from_secs(2));
+            }
+        }
         if let Some(b) = &bar {
             b.set_position(accounted);
             b.set_message(state_line(&progress, opened, accounted, started));
@@ -747,6 +808,18 @@ fn model_report(
         done_in_load += o.completed_at_last_open;
     }
     let done = completed(&closed);
+    // Each worker from the moment its share of --concurrency was first all open
+    // to its last open; the workers ran side by side, so their rates add up.
+    let at_concurrency = outcomes
+        .iter()
+        .map(|o| match (o.full_at, o.last_open) {
+            (Some(a), Some(b)) if b > a => Some(
+                o.completed_at_last_open.saturating_sub(o.completed_at_full) as f64
+                    / (b - a).as_secs_f64(),
+            ),
+            _ => None,
+        })
+        .sum::<Option<f64>>();
     let load_window = match (first, last_open) {
         (Some(a), Some(b)) if b > a => (b - a).as_secs_f64(),
         _ => 0.0,
@@ -796,6 +869,7 @@ fn model_report(
             per_sec(done, window)
         },
         "load_window_secs": load_window,
+        "teardowns_per_sec_at_concurrency": at_concurrency,
         "completed_in_load_window": done_in_load,
         "overall_teardowns_per_sec": per_sec(done, window),
         "per_second": seconds.summary(),
@@ -905,18 +979,54 @@ pub fn summary(r: &Value) -> String {
             g("/model/time_wait_bytes"),
         );
     }
+    model_summary(r)
+}
+
+/// The engine run's summary: the rate and which window it is over, how many
+/// connections were live for it, and how they ended, leading with a warning
+/// when RSTs or skipped TIME-WAIT are more than a trace (a run can look fast
+/// and be mostly resets, see `teardown serve`'s summary).
+fn model_summary(r: &Value) -> String {
+    let g = |p: &str| r.pointer(p).cloned().unwrap_or(Value::Null);
+    let f = |p: &str| r.pointer(p).and_then(Value::as_f64).unwrap_or(0.0);
+    let connections = f("/connections").max(1.0);
+    let rst = f("/closed/reset") + f("/closed/aborted");
+    let overflow = f("/server/time_wait_overflow");
+    let pct = |n: f64| 100.0 * n / connections;
+    let warning = if pct(rst) >= 1.0 || pct(overflow) >= 1.0 {
+        "WARNING: not an orderly teardown: "
+    } else {
+        ""
+    };
+    let at_concurrency = match r.pointer("/teardowns_per_sec_at_concurrency") {
+        Some(Value::Number(n)) => format!(
+            ", {:.0}/s once --concurrency were open",
+            n.as_f64().unwrap_or(0.0)
+        ),
+        _ => String::new(),
+    };
+    let resident = match r.pointer("/server_report/resident/peak_entries") {
+        Some(n) => format!(" and {n} entries resident on the server"),
+        None => String::new(),
+    };
     format!(
-        "{} connections: {} completed, {} runaway, {} leaked ({} client, {} server); {:.0} teardowns/s over the {:.2} s load window ({:.0}/s until the last close)\n\
+        "{warning}{:.0} teardowns/s over the {:.2} s load window, first to last open ({:.0}/s until the last close{at_concurrency}), \
+         with {} connections live at peak on the clients{resident}; {:.1} % ended by RST, \
+         {:.1} % skipped TIME-WAIT on the server ({overflow} overflows: tcp_max_tw_buckets)\n\
+         {} connections: {} completed, {} runaway, {} leaked ({} client, {} server); \
          segments sent {} dropped {} retransmitted {}; active close p50/p99 {} / {} ms, passive close p50/p99 {} / {} ms",
+        f("/teardowns_per_sec"),
+        f("/load_window_secs"),
+        f("/overall_teardowns_per_sec"),
+        g("/peak_live"),
+        pct(rst),
+        pct(overflow),
         g("/connections"),
         g("/completed"),
         g("/runaway"),
         g("/leaked"),
         g("/leaked_client"),
         g("/leaked_server"),
-        g("/teardowns_per_sec").as_f64().unwrap_or(0.0),
-        g("/load_window_secs").as_f64().unwrap_or(0.0),
-        g("/overall_teardowns_per_sec").as_f64().unwrap_or(0.0),
         g("/segments/sent"),
         g("/segments/dropped"),
         g("/segments/retransmitted"),
@@ -936,6 +1046,81 @@ mod tests {
         assert_eq!(parse_ports("1000-2000"), Ok((1000, 2000)));
         assert!(parse_ports("2000-1000").is_err());
         assert!(parse_ports("x").is_err());
+    }
+
+    #[test]
+    fn a_spawned_server_shares_the_cores_and_keeps_the_concurrency_live() {
+        use clap::Parser;
+        let args = |extra: &[&str]| {
+            let mut v = vec!["loadgen", "--concurrency", "1000"];
+            v.extend_from_slice(extra);
+            Args::parse_from(v)
+        };
+        let spawned = args(&["--spawn-server"]);
+        let (server, clients) = (spawned.server_threads().unwrap(), spawned.threads());
+        assert!(server >= 1 && clients >= 1);
+        assert_eq!(server + clients, cores().max(2));
+        // Fewer kept than may be open: a new handshake always has room.
+        assert_eq!(spawned.server_keep(), Some(900));
+        assert_eq!(
+            args(&["--spawn-server", "--server-keep", "0"]).server_keep(),
+            Some(0)
+        );
+        let client_closes = args(&["--spawn-server", "--close", "client"]);
+        assert_eq!(client_closes.server_keep(), None);
+        // Without a spawned server nothing is shared or kept.
+        let external = args(&[]);
+        assert_eq!(external.server_threads(), None);
+        assert_eq!(external.threads(), cores());
+        assert_eq!(external.server_keep(), None);
+        assert!(args(&["--server-keep", "5"]).validate().is_err());
+        let one = Args::parse_from(["loadgen", "--spawn-server", "--concurrency", "1"]);
+        assert_eq!(one.server_keep(), Some(0));
+    }
+
+    #[test]
+    fn release_is_beside_the_metrics() {
+        assert_eq!(
+            release_url("http://127.0.0.1:9171/metrics").as_deref(),
+            Some("http://127.0.0.1:9171/release")
+        );
+        assert_eq!(release_url("https://x/metrics"), None);
+    }
+
+    #[test]
+    fn the_summary_leads_with_live_resets_and_overflow() {
+        let mut r = json!({
+            "connections": 1000, "teardowns_per_sec": 5e5, "load_window_secs": 2.0,
+            "overall_teardowns_per_sec": 4e5, "peak_live": 900,
+            "closed": {"reset": 5, "aborted": 0},
+            "server": {"time_wait_overflow": 0.0},
+            "server_report": {"resident": {"peak_entries": 950}},
+        });
+        let clean = summary(&r);
+        assert!(
+            clean.starts_with("500000 teardowns/s over the 2.00 s load window, first to last open (400000/s until the last close), with 900 connections live at peak on the clients and 950 entries resident on the server; 0.5 % ended by RST, 0.0 % skipped TIME-WAIT"),
+            "{clean}"
+        );
+        r["teardowns_per_sec_at_concurrency"] = json!(6e5);
+        assert!(
+            summary(&r)
+                .contains("(400000/s until the last close, 600000/s once --concurrency were open)"),
+            "{}",
+            summary(&r)
+        );
+        r["closed"]["reset"] = json!(20);
+        r["server"]["time_wait_overflow"] = json!(860.0);
+        let bad = summary(&r);
+        assert!(
+            bad.starts_with("WARNING: not an orderly teardown: "),
+            "{bad}"
+        );
+        assert!(
+            bad.contains(
+                "2.0 % ended by RST, 86.0 % skipped TIME-WAIT on the server (860 overflows"
+            ),
+            "{bad}"
+        );
     }
 
     #[test]

@@ -28,7 +28,8 @@ use teardown_engine::{Config, Event, Host, Role, Segment, State, Time, Tuple};
 use crate::attack::Attacker;
 
 const SOCKET: Token = Token(0);
-/// Opens per loop iteration at most, so a burst of opens cannot starve receiving.
+/// New opens per loop iteration at most, beyond refilling the slots freed since
+/// the last, so that a burst of opens cannot starve receiving.
 const OPEN_BATCH: u64 = 2048;
 /// Datagrams drained between two services of timers and output.
 const TICK_EVERY: u32 = 32;
@@ -96,6 +97,11 @@ pub struct Outcome {
     /// When this worker opened its last connection, and how many had completed by then.
     pub last_open: Option<Instant>,
     pub completed_at_last_open: u64,
+    /// When this worker first had its whole `concurrency` open, and how many
+    /// had completed by then: the rate between that and the last open is the
+    /// rate at that many live, without the ramp up to it.
+    pub full_at: Option<Instant>,
+    pub completed_at_full: u64,
     pub last_close: Option<Instant>,
     pub peak_live: usize,
     /// Per attack kind: counts, and out-of-window ACKs seen (`old-duplicate`).
@@ -125,6 +131,11 @@ pub struct Worker {
     vanish_after_ack: Vec<Tuple>,
     attacker: Option<Attacker>,
     live: usize,
+    /// Connections accounted for since the last `open`: their slots are
+    /// refilled whatever `OPEN_BATCH` says, or a tick that drained 32 datagrams
+    /// of closes could free more slots than it refills, and fewer than
+    /// `concurrency` would stay live.
+    freed: u64,
     encoders: Vec<Encoder>,
     rx: Vec<u8>,
     scratch: Vec<Event>,
@@ -179,6 +190,7 @@ impl Worker {
                 )
             }),
             live: 0,
+            freed: 0,
             rx: vec![0; wire::MAX_DATAGRAM + 1],
             scratch: Vec::new(),
             started: Instant::now(),
@@ -200,6 +212,8 @@ impl Worker {
                 first_open: None,
                 last_open: None,
                 completed_at_last_open: 0,
+                full_at: None,
+                completed_at_full: 0,
                 last_close: None,
                 peak_live: 0,
                 attacks: Vec::new(),
@@ -224,7 +238,7 @@ impl Worker {
                 Err(e) => return Err(e.into()),
             }
             if !events.is_empty() {
-                self.drain()?;
+                self.drain(progress)?;
             }
             self.tick();
             self.publish(progress);
@@ -273,7 +287,9 @@ impl Worker {
         next
     }
 
-    fn drain(&mut self) -> anyhow::Result<()> {
+    /// Receives until the socket would block, which under a steady load may be
+    /// long: timers, opens and the progress are serviced on the way.
+    fn drain(&mut self, progress: &Progress) -> anyhow::Result<()> {
         let mut since_tick = 0;
         loop {
             match self.socket.recv_from(&mut self.rx) {
@@ -283,6 +299,7 @@ impl Worker {
                     if since_tick == TICK_EVERY {
                         since_tick = 0;
                         self.tick();
+                        self.publish(progress);
                     }
                 }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(()),
@@ -351,7 +368,7 @@ impl Worker {
         } else {
             self.plan.connections
         };
-        let mut budget = OPEN_BATCH;
+        let mut budget = OPEN_BATCH + std::mem::take(&mut self.freed);
         while self.out.opened < allowed && self.live < self.plan.concurrency && budget > 0 {
             let Some(tuple) = self.next_tuple() else {
                 return;
@@ -365,6 +382,10 @@ impl Worker {
             self.out.first_open.get_or_insert_with(Instant::now);
             self.out.opened += 1;
             self.live += 1;
+            if self.live == self.plan.concurrency && self.out.full_at.is_none() {
+                self.out.full_at = Some(Instant::now());
+                self.out.completed_at_full = completed(&self.out.closed);
+            }
             if let Some(a) = &mut self.attacker {
                 a.opened(tuple);
             }
@@ -529,6 +550,7 @@ impl Worker {
 
     fn account(&mut self) {
         self.live -= 1;
+        self.freed += 1;
         self.out.accounted += 1;
         self.out.last_close = Some(Instant::now());
     }

@@ -75,8 +75,11 @@ impl Spawned {
         .arg(format!("{:?}", args.close).to_lowercase())
         .arg("--json")
         .arg(&json);
-        if let Some(n) = args.server_threads {
+        if let Some(n) = args.server_threads() {
             cmd.arg("--threads").arg(n.to_string());
+        }
+        if let Some(n) = args.server_keep() {
+            cmd.arg("--keep").arg(n.to_string());
         }
         if args.kernel {
             cmd.args(["--kernel-listen", "127.0.0.1:0"]);

@@ -162,6 +162,54 @@ fn spawn_server_runs_a_whole_stress_test() {
     assert_eq!(n(&r.json, "/server_report/leaked"), 0);
 }
 
+/// `--spawn-server`'s default `--keep`: the server keeps 900 of the 1,000
+/// connections the clients may have open, each new handshake pushing the oldest
+/// into its teardown, so about 1,000 are live all run long (without it a
+/// connection lives a round trip and few are); the release at the last open
+/// lets the kept ones go, and everyone is accounted for.
+#[test]
+fn spawn_server_keeps_the_concurrency_live() {
+    let bin = common::teardown_bin();
+    let args = loadgen::Args::parse_from([
+        "loadgen",
+        "--spawn-server",
+        "--server-bin",
+        &bin,
+        "--server-threads",
+        "1",
+        "--connections",
+        "3000",
+        "--concurrency",
+        "1000",
+        "--time-scale",
+        "0.01",
+        "--loss",
+        "0.01",
+        "--timeout",
+        "15s",
+        "--quiet",
+    ]);
+    let r = loadgen::run(&args).unwrap();
+    let j = &r.json;
+    assert_eq!(r.leaked, 0, "{j:#}");
+    assert!(!j["timed_out"].as_bool().unwrap(), "{j:#}");
+    // One server worker: its own exact peak.
+    assert_eq!(n(j, "/server_report/peak/established"), 900, "{j:#}");
+    assert!(n(j, "/peak_live") >= 900, "{j:#}");
+    assert!(n(j, "/server_report/resident/peak_entries") >= 900, "{j:#}");
+    // The kept ones were pushed out by newer ones, not only at the release.
+    assert!(n(j, "/completed_in_load_window") > 1000, "{j:#}");
+    assert!(
+        j["teardowns_per_sec_at_concurrency"].as_f64().unwrap() > 0.0,
+        "{j:#}"
+    );
+    assert!(
+        loadgen::summary(j).contains(" connections live at peak on the clients and "),
+        "{}",
+        loadgen::summary(j)
+    );
+}
+
 /// Every attack kind at a modest rate against a server that holds connections
 /// for a while (so live targets exist): the attacks are sent and answered as
 /// RFC 5961 says, and every connection is still accounted for on both sides.

@@ -1,5 +1,6 @@
-//! The control loop: SIGINT/SIGTERM, `GET /metrics`, the kernel listener of
-//! `--kernel-listen`, and a 10 ms sampler of host-wide peak populations.
+//! The control loop: SIGINT/SIGTERM, `GET /metrics`, `POST /release` (ends
+//! `--keep`), the kernel listener of `--kernel-listen`, and a 10 ms sampler of
+//! host-wide peak populations.
 
 use std::collections::VecDeque;
 use std::io::{ErrorKind, Read, Write};
@@ -224,7 +225,7 @@ impl Control {
         let Some(Some(c)) = self.conns.get_mut(slot) else {
             return;
         };
-        let mut close = c.response.is_empty() && read_request(c, &self.shared);
+        let mut close = c.response.is_empty() && read_request(c, &self.shared, &self.workers);
         close = close || (!c.response.is_empty() && write_response(c));
         if close {
             let _ = self.poll.registry().deregister(&mut c.stream);
@@ -248,7 +249,7 @@ fn is_transient_accept(e: &std::io::Error) -> bool {
 
 /// Reads until WouldBlock and, once the request is complete, prepares the
 /// response. True when the connection should simply be closed.
-fn read_request(c: &mut Http, shared: &Shared) -> bool {
+fn read_request(c: &mut Http, shared: &Shared, workers: &[Arc<Waker>]) -> bool {
     let mut buf = [0u8; 2048];
     loop {
         match c.stream.read(&mut buf) {
@@ -273,6 +274,16 @@ fn read_request(c: &mut Http, shared: &Shared) -> bool {
             let path = path.split('?').next().unwrap_or("");
             match (req.method, path) {
                 (Some("GET"), "/metrics") => response("200 OK", &shared.encode()),
+                (Some("POST"), "/release") => {
+                    if shared.release() {
+                        // A worker asleep until its next timer acts now; one
+                        // that cannot be woken sees the flag at that timer.
+                        for w in workers {
+                            let _ = w.wake();
+                        }
+                    }
+                    response("200 OK", "released\n")
+                }
                 (Some("GET"), _) => response("404 Not Found", "try /metrics\n"),
                 _ => response("405 Method Not Allowed", ""),
             }

@@ -4,7 +4,7 @@
 //! prometheus-client.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 
 use crossbeam::utils::CachePadded;
 use prometheus_client::encoding::text::encode;
@@ -107,6 +107,8 @@ pub struct Shared {
     workers: Vec<CachePadded<Cells>>,
     time_scale: f64,
     kernel_accepted: AtomicU64,
+    /// `POST /release`: the workers close what `--keep` holds and keep no more.
+    released: AtomicBool,
 }
 
 /// A host-wide sum of the published figures.
@@ -127,7 +129,17 @@ impl Shared {
                 .collect(),
             time_scale,
             kernel_accepted: AtomicU64::new(0),
+            released: AtomicBool::new(false),
         }
+    }
+
+    /// Ends `--keep`; true the first time (the caller then wakes the workers).
+    pub fn release(&self) -> bool {
+        !self.released.swap(true, Relaxed)
+    }
+
+    pub fn released(&self) -> bool {
+        self.released.load(Relaxed)
     }
 
     pub fn time_scale(&self) -> f64 {

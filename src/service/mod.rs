@@ -82,6 +82,12 @@ pub struct ServeArgs {
     /// (`--kernel-listen` connections too, for hold × time-scale of real time).
     #[arg(long, value_parser = parse_duration, default_value = "0s")]
     pub hold: Duration,
+    /// With `--close server`: keep up to N connections ESTABLISHED (over all
+    /// workers); each one established past N closes the oldest, as a server
+    /// out of connection slots closes its oldest idle ones (nginx's
+    /// `ngx_drain_connections`). `POST /release` closes the rest.
+    #[arg(long)]
+    pub keep: Option<usize>,
     /// HTTP address serving `GET /metrics` (Prometheus text format).
     #[arg(long, default_value = "127.0.0.1:9171")]
     pub metrics: SocketAddr,
@@ -118,6 +124,7 @@ impl Default for ServeArgs {
             time_scale: 1.0,
             close: CloseMode::Server,
             hold: Duration::ZERO,
+            keep: None,
             metrics: "127.0.0.1:9171".parse().expect("literal address"),
             json: None,
             kernel_listen: None,
@@ -206,6 +213,10 @@ pub fn validate(args: &ServeArgs) -> Result<(), Usage> {
     crate::cli::ensure(args.threads != Some(0), || {
         "--threads must be at least 1".into()
     })?;
+    crate::cli::ensure(
+        args.keep.is_none() || args.close == CloseMode::Server,
+        || "--keep needs --close server (the server closes what it keeps)".into(),
+    )?;
     let threads = worker_count(args);
     crate::cli::ensure(args.listen.port() as usize + threads <= 65_536, || {
         format!(
@@ -470,7 +481,14 @@ fn final_report(finals: &[WorkerFinal], sampled: &Sampled, shared: &metrics::Sha
     }
     let io = shared.io_totals();
     let peak_entries: usize = finals.iter().map(|f| f.peak_entries).sum();
-    let summary = summary_line(completed, rate, peak_entries, &closed, tw as u64);
+    let summary = summary_line(
+        completed,
+        rate,
+        peak_entries,
+        &closed,
+        tw as u64,
+        stats.rst_sent,
+    );
     json!({
         "summary": summary,
         "resident": {
@@ -525,12 +543,15 @@ fn final_report(finals: &[WorkerFinal], sampled: &Sampled, shared: &metrics::Sha
 /// when RSTs or skipped TIME-WAIT are more than a trace (an orphaned FIN-WAIT-2
 /// that cannot become a mini-socket past `tcp_max_tw_buckets` is dropped, and
 /// the peer's FIN then draws an RST: a run can look fast and be mostly resets).
+/// Those RSTs end the peers' connections, not ours, so the RSTs sent are
+/// counted beside the share of our connections that ended by one.
 fn summary_line(
     completed: u64,
     rate: f64,
     peak_entries: usize,
     closed: &[u64; metrics::REASONS],
     in_time_wait: u64,
+    rst_sent: u64,
 ) -> String {
     use teardown_engine::CloseReason as R;
     let ended = closed.iter().sum::<u64>() + in_time_wait;
@@ -539,11 +560,12 @@ fn summary_line(
     let pct = |n: u64| 100.0 * n as f64 / ended.max(1) as f64;
     let mut line = format!(
         "{completed} teardowns at {rate:.0}/s with {peak_entries} entries resident at peak; \
-         {:.1} % ended by RST, {:.1} % skipped TIME-WAIT",
+         {:.1} % ended by RST, {:.1} % skipped TIME-WAIT, RSTs sent for {:.1} %",
         pct(reset),
-        pct(skipped)
+        pct(skipped),
+        pct(rst_sent),
     );
-    if pct(reset) >= 1.0 || pct(skipped) >= 1.0 {
+    if pct(reset) >= 1.0 || pct(skipped) >= 1.0 || pct(rst_sent) >= 1.0 {
         let why = if skipped > 0 {
             " (tcp_max_tw_buckets reached: see --max-tw-buckets)"
         } else {
@@ -584,25 +606,32 @@ mod tests {
         let mut closed = [0u64; metrics::REASONS];
         closed[R::LastAckAcked.index()] = 990;
         closed[R::Reset.index()] = 10;
-        let orderly = summary_line(1000, 5e5, 2000, &closed, 0);
+        let orderly = summary_line(1000, 5e5, 2000, &closed, 0, 0);
         assert!(
             orderly.starts_with("WARNING: not an orderly teardown: "),
             "{orderly}"
         );
         assert!(orderly.contains("1.0 % ended by RST"), "{orderly}");
         closed[R::Reset.index()] = 0;
-        let clean = summary_line(1000, 5e5, 2000, &closed, 1000);
+        let clean = summary_line(1000, 5e5, 2000, &closed, 1000, 0);
         assert!(
             clean.starts_with("1000 teardowns at 500000/s with 2000 entries"),
             "{clean}"
         );
         assert!(
-            clean.contains("0.0 % ended by RST, 0.0 % skipped TIME-WAIT"),
+            clean.contains("0.0 % ended by RST, 0.0 % skipped TIME-WAIT, RSTs sent for 0.0 %"),
             "{clean}"
+        );
+        // The peers' connections ended by our RSTs (30 of 1990 endings): a warning too.
+        let peers_reset = summary_line(1000, 5e5, 2000, &closed, 1000, 30);
+        assert!(
+            peers_reset.starts_with("WARNING: not an orderly teardown: ")
+                && peers_reset.contains("RSTs sent for 1.5 %"),
+            "{peers_reset}"
         );
         closed[R::TimeWaitOverflow.index()] = 860;
         closed[R::Reset.index()] = 860;
-        let overflow = summary_line(1000, 5e5, 2000, &closed, 0);
+        let overflow = summary_line(1000, 5e5, 2000, &closed, 0, 0);
         assert!(
             overflow.contains("tcp_max_tw_buckets reached"),
             "{overflow}"
@@ -640,6 +669,12 @@ mod tests {
             ..ServeArgs::default()
         };
         assert!(validate(&scale).is_err());
+        let keep_but_client_closes = ServeArgs {
+            keep: Some(10),
+            close: CloseMode::Client,
+            ..ServeArgs::default()
+        };
+        assert!(validate(&keep_but_client_closes).is_err());
     }
 
     #[test]

@@ -145,6 +145,15 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
 /// A plain `GET` of an `http://host:port/path` URL over a std TcpStream, enough
 /// for a metrics scrape. Returns the body of a 200 response.
 pub fn http_get(url: &str, timeout: Duration) -> anyhow::Result<String> {
+    http_request("GET", url, timeout)
+}
+
+/// A `POST` with an empty body, for the control endpoints (`/release`).
+pub fn http_post(url: &str, timeout: Duration) -> anyhow::Result<String> {
+    http_request("POST", url, timeout)
+}
+
+fn http_request(method: &str, url: &str, timeout: Duration) -> anyhow::Result<String> {
     let rest = url
         .strip_prefix("http://")
         .with_context(|| format!("{url}: only http:// URLs are supported"))?;
@@ -161,9 +170,14 @@ pub fn http_get(url: &str, timeout: Duration) -> anyhow::Result<String> {
         .with_context(|| format!("connecting to {addr}"))?;
     s.set_read_timeout(Some(timeout))?;
     s.set_write_timeout(Some(timeout))?;
+    let length = if method == "GET" {
+        ""
+    } else {
+        "Content-Length: 0\r\n"
+    };
     write!(
         s,
-        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\n{length}Connection: close\r\n\r\n"
     )?;
     let mut resp = Vec::new();
     s.read_to_end(&mut resp)?;

@@ -100,6 +100,10 @@ pub fn child_args(args: &ServeArgs, i: usize, json: &Path) -> Vec<String> {
     if let Some(n) = args.threads {
         v.extend(["--threads".into(), n.to_string()]);
     }
+    if let Some(n) = args.keep {
+        // Model clients talk to child 0 alone; the others hold nothing.
+        v.extend(["--keep".into(), n.to_string()]);
+    }
     if let Some(n) = args.max_tw_buckets {
         v.extend([
             "--max-tw-buckets".into(),

@@ -2,7 +2,8 @@
 //!
 //! Each iteration drains the socket until `WouldBlock`, handing every segment to
 //! the host as it is decoded, answers the application's events (close on
-//! ESTABLISHED with `--close server`, close on the peer's FIN), fires the host's
+//! ESTABLISHED with `--close server`, after `--hold` or once `--keep` newer
+//! ones are held; close on the peer's FIN), fires the host's
 //! timers and sends what the host emitted, packed into as few datagrams as the
 //! peers allow. Nothing is allocated per segment: the receive buffer, the event
 //! scratch vector and one encoder per peer are reused.
@@ -25,7 +26,7 @@ use crate::wire::{self, Encoder};
 use teardown_engine::config::Config;
 use teardown_engine::host::{Event, Host};
 use teardown_engine::state::State;
-use teardown_engine::time::{pop_due, Time};
+use teardown_engine::time::Time;
 use teardown_engine::tuple::Tuple;
 use teardown_engine::Advance;
 
@@ -104,7 +105,12 @@ pub(super) struct Worker {
     stop: Arc<AtomicBool>,
     close: CloseMode,
     hold: Duration,
-    /// Connections waiting out `--hold` before the server closes them, in deadline order.
+    /// This worker's share of `--keep`, until `POST /release`.
+    keep: Option<usize>,
+    /// How long the last connection `--keep` pushed out had been held.
+    kept_for: Duration,
+    /// Connections waiting out `--hold` or `--keep` before the server closes
+    /// them, by the time they were established, oldest first.
     held: VecDeque<(Time, Tuple)>,
     rx: Vec<u8>,
     scratch: Vec<Event>,
@@ -148,6 +154,10 @@ impl Worker {
             stop,
             close: args.close,
             hold: args.hold,
+            // Rounded down: the workers together keep fewer than the clients
+            // may have open, so some worker always has one to close.
+            keep: args.keep.map(|n| n / workers),
+            kept_for: Duration::ZERO,
             held: VecDeque::new(),
             // One byte more than the largest valid datagram, so that an oversized
             // one is seen whole enough to be rejected as oversized.
@@ -211,7 +221,7 @@ impl Worker {
     /// Real time until the next host deadline or held close.
     fn next_wakeup(&self) -> Option<Duration> {
         let host = self.host.poll_timeout();
-        let held = self.held.front().map(|(t, _)| *t);
+        let held = self.next_held_close();
         let next = match (host, held) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -275,9 +285,23 @@ impl Worker {
         let now = self.clock.now();
         // A real clock: whatever fell due since the last tick fires now, late.
         Advance::new(now, now).finish(&mut [&mut self.host]);
-        while let Some(tuple) = pop_due(&mut self.held, now) {
-            // It may have closed meanwhile (an RST, the peer's FIN handled below).
-            let _ = self.host.close(now, tuple);
+        if self.keep.is_some() && self.shared.released() {
+            // What is still kept is held as long as the last one pushed out
+            // was, so it closes at the pace it was opened: closing it all at
+            // once would send a burst of FINs that overflows the sockets and
+            // comes back as spurious retransmissions.
+            self.keep = None;
+            self.hold = if self.hold.is_zero() {
+                self.kept_for
+            } else {
+                self.hold.min(self.kept_for)
+            };
+        }
+        while self.next_held_close().is_some_and(|t| t <= now) {
+            if let Some((_, tuple)) = self.held.pop_front() {
+                // It may have closed meanwhile (an RST, the peer's FIN handled below).
+                let _ = self.host.close(now, tuple);
+            }
         }
         self.app(now);
         self.send(true);
@@ -299,11 +323,7 @@ impl Worker {
             for i in 0..self.scratch.len() {
                 match self.scratch[i] {
                     Event::Established { tuple } if self.close == CloseMode::Server => {
-                        if self.hold.is_zero() {
-                            let _ = self.host.close(now, tuple);
-                        } else {
-                            self.held.push_back((now + self.hold, tuple));
-                        }
+                        self.hold_or_close(now, tuple)
                     }
                     Event::PeerClosed { tuple } => {
                         let _ = self.host.close(now, tuple);
@@ -313,6 +333,31 @@ impl Worker {
                 }
             }
             self.scratch.clear();
+        }
+    }
+
+    /// When the oldest held connection is due to close: `--hold` after it was
+    /// established; never while `--keep` alone holds it.
+    fn next_held_close(&self) -> Option<Time> {
+        let (since, _) = self.held.front()?;
+        (self.keep.is_none() || !self.hold.is_zero()).then(|| *since + self.hold)
+    }
+
+    /// `--close server`: closes at once, or holds for `--hold`, or keeps it
+    /// and closes the oldest held one past `--keep`.
+    fn hold_or_close(&mut self, now: Time, tuple: Tuple) {
+        if self.hold.is_zero() && self.keep.is_none() {
+            let _ = self.host.close(now, tuple);
+            return;
+        }
+        self.held.push_back((now, tuple));
+        let keep = self.keep.unwrap_or(usize::MAX);
+        while self.held.len() > keep {
+            if let Some((since, oldest)) = self.held.pop_front() {
+                self.kept_for = now.saturating_sub(since);
+                // It may have closed meanwhile (an RST).
+                let _ = self.host.close(now, oldest);
+            }
         }
     }
 
