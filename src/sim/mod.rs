@@ -18,6 +18,7 @@ mod resident;
 mod series;
 mod shard;
 mod sweep;
+mod tally;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;

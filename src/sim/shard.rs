@@ -11,7 +11,6 @@ use std::collections::{BinaryHeap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use hdrhistogram::Histogram;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -26,6 +25,7 @@ use teardown_engine::{Advance, Stats};
 
 use super::attack::{AttackCounts, AttackKind};
 use super::series::{Sample, Series};
+use super::tally::Tally;
 use super::{CloseMode, RunawayAt, SimConfig, Workload};
 
 /// The simulated server's address (all shards: one host).
@@ -101,15 +101,15 @@ pub struct ShardResult {
     pub cases: Cases,
     pub reasons: Vec<(CloseReason, u64)>,
     /// Close-to-CLOSED latency in µs, by role.
-    pub active: Histogram<u64>,
-    pub passive: Histogram<u64>,
+    pub active: Tally,
+    pub passive: Tally,
     pub attacks: Vec<(AttackKind, AttackCounts)>,
     /// Segments in and out of the server for the captured connections (--pcap).
     pub capture: Vec<(Time, Segment)>,
     /// Most entries the shard's two tables held at once.
     pub peak_entries: u64,
     /// Ports the client's connect() probed, per successful connect.
-    pub probed: Histogram<u64>,
+    pub probed: Tally,
 }
 
 /// A shard's next event, as [`Shard::next_event`] names it.
@@ -397,8 +397,8 @@ impl<'a> Shard<'a> {
                 to_attacker: 0,
                 cases: Cases::default(),
                 reasons: Vec::new(),
-                active: Histogram::new(3).expect("3 significant figures is valid"),
-                passive: Histogram::new(3).expect("3 significant figures is valid"),
+                active: Tally::default(),
+                passive: Tally::default(),
                 attacks: cfg
                     .attacks
                     .iter()
@@ -406,7 +406,7 @@ impl<'a> Shard<'a> {
                     .collect(),
                 capture: Vec::new(),
                 peak_entries: 0,
-                probed: Histogram::new(3).expect("3 significant figures is valid"),
+                probed: Tally::default(),
             },
             entries_then: 0,
             reasons: [0; 9],
@@ -843,8 +843,7 @@ impl<'a> Shard<'a> {
                         Role::Passive => &mut self.res.passive,
                         _ => &mut self.res.active,
                     };
-                    // Auto-resizing histogram: record() grows it; it cannot fail on range.
-                    let _ = h.record(us);
+                    h.record(us);
                 }
                 if let (Side::Client, Some(_)) = (side, slot) {
                     self.release();
@@ -997,8 +996,7 @@ impl<'a> Shard<'a> {
             self.transmit(Side::Client);
             return false;
         };
-        // Auto-resizing histogram: record() cannot fail on range.
-        let _ = self.res.probed.record(u64::from(c.probed));
+        self.res.probed.record(u64::from(c.probed));
         self.slots[s] = flags;
         self.opened_ms[s] = self.now.stamp_ms();
         self.attempts += 1;
