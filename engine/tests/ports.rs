@@ -145,6 +145,28 @@ fn a_connect_port_is_shared_across_destinations_a_bound_one_is_not() {
     assert_eq!(d.port(CLIENT + 1, SERVER, BindMode::BeforeConnect), 40_001);
 }
 
+#[test]
+fn a_port_shared_with_another_destination_is_ours_again_once_our_entry_goes() {
+    let other = SERVER + 1;
+    let mut c = Client::new(cfg((40_000, 40_001), 0));
+    let first = c.connect(CLIENT, SERVER, BindMode::NoPort).expect("a port");
+    c.host.transmits().for_each(drop);
+    assert_eq!(first.tuple.local_port, 40_000);
+    assert_eq!(c.port(CLIENT, other, BindMode::NoPort), 40_000);
+    assert_eq!(c.port(CLIENT, SERVER, BindMode::NoPort), 40_001);
+    // Our entry on 40,000 goes; the other destination's stays there, and
+    // the 4-tuple to us is free again (__inet_check_established finds none).
+    c.host
+        .abort(c.now, first.tuple)
+        .expect("an open connection");
+    c.host.transmits().for_each(drop);
+    assert_eq!(c.port(CLIENT, SERVER, BindMode::NoPort), 40_000);
+    assert!(matches!(
+        c.connect(CLIENT, SERVER, BindMode::NoPort),
+        Err(Error::AddrNotAvail { probed: 2 })
+    ));
+}
+
 /// One port, one connection closed into TIME-WAIT at t = 0, then a connect()
 /// at `ms`: what happens.
 fn reconnect_after_time_wait(
