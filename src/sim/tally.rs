@@ -48,8 +48,9 @@ impl Tally {
             // Both auto-resizing: adding cannot fail on range.
             let _ = into.add(h);
         }
-        for &v in &self.raw {
-            let _ = into.record(v);
+        // Runs of one value (ports probed is mostly 1) in one call.
+        for run in self.raw.chunk_by(|a, b| a == b) {
+            let _ = into.record_n(run[0], run.len() as u64);
         }
     }
 }
