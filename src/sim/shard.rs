@@ -1023,11 +1023,18 @@ impl<'a> Shard<'a> {
     fn sweep(&mut self) {
         let timeout = self.cfg.app_timeout.as_millis() as u32;
         let now_ms = self.now.stamp_ms();
-        for s in 0..self.slots.len() {
+        let due = |open: u8, opened: u32| open != 0 && now_ms.wrapping_sub(opened) >= timeout;
+        let mut from = 0;
+        // The next due slot from `from` on, read afresh after each close
+        // (which may open new connections in other slots).
+        while let Some(k) = self.open_ends[from..]
+            .iter()
+            .zip(&self.opened_ms[from..])
+            .position(|(&open, &opened)| due(open, opened))
+        {
+            let s = from + k;
+            from = s + 1;
             let open = self.open_ends[s];
-            if open == 0 || now_ms.wrapping_sub(self.opened_ms[s]) < timeout {
-                continue;
-            }
             let client = self.tuple(s as u32);
             let server = client.reversed();
             let flags = self.slots[s];
