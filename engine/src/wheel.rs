@@ -44,6 +44,7 @@ const DUE: usize = LEVELS * SLOTS;
 /// Lists per slot. A cascade walks them in lock step, so it has `LANES`
 /// independent cache misses in flight instead of one pointer chase.
 const LANES: usize = 16;
+const _: () = assert!(LANES <= u16::BITS as usize, "a lane per bit of lanes_used");
 /// Number of list heads: `LANES` per slot, including the due slot.
 const LISTS: usize = (DUE + 1) * LANES;
 /// `Node::slot` of a node sitting in the free list.
@@ -100,6 +101,9 @@ pub struct Wheel<T> {
     occupied: [u64; LEVELS + 1],
     /// List heads, `LANES` consecutive ones per slot.
     heads: Box<[u32; LISTS]>,
+    /// Per slot, a bit for each lane whose list is not empty: which lane to
+    /// pop, and whether the slot empties, without scanning its `LANES` heads.
+    lanes_used: [u16; DUE + 1],
 }
 
 /// Earliest occupied slot of the first non-empty level.
@@ -130,6 +134,7 @@ impl<T: Copy> Wheel<T> {
             len: 0,
             occupied: [0; LEVELS + 1],
             heads: Box::new([NIL; LISTS]),
+            lanes_used: [0; DUE + 1],
         }
     }
 
@@ -250,9 +255,10 @@ impl<T: Copy> Wheel<T> {
         self.heads[slot * LANES..][..LANES].try_into().unwrap()
     }
 
-    /// Any node of `slot`.
+    /// Any node of `slot`: the head of its first non-empty lane.
     fn first_in(&self, slot: usize) -> Option<u32> {
-        self.lanes(slot).iter().copied().find(|&h| h != NIL)
+        let used = self.lanes_used[slot];
+        (used != 0).then(|| self.heads[slot * LANES + used.trailing_zeros() as usize])
     }
 
     /// Slot for a deadline relative to the current `elapsed`.
@@ -309,6 +315,7 @@ impl<T: Copy> Wheel<T> {
     fn cascade(&mut self, slot: usize) {
         let mut cursors = *self.lanes(slot);
         self.heads[slot * LANES..][..LANES].fill(NIL);
+        self.lanes_used[slot] = 0;
         self.occupied[slot / SLOTS] &= !(1 << (slot % SLOTS));
         // One node per lane per round. All loads of a round are issued
         // before any node is re-linked, so they miss the cache in parallel.
@@ -345,6 +352,7 @@ impl<T: Copy> Wheel<T> {
             self.nodes[head as usize].prev = idx;
         }
         self.heads[list] = idx;
+        self.lanes_used[slot] |= 1 << (idx as usize % LANES);
         self.occupied[slot / SLOTS] |= 1 << (slot % SLOTS);
     }
 
@@ -362,8 +370,11 @@ impl<T: Copy> Wheel<T> {
             self.nodes[prev as usize].next = next;
         } else {
             self.heads[slot * LANES + idx as usize % LANES] = next;
-            if next == NIL && self.first_in(slot).is_none() {
-                self.occupied[slot / SLOTS] &= !(1 << (slot % SLOTS));
+            if next == NIL {
+                self.lanes_used[slot] &= !(1 << (idx as usize % LANES));
+                if self.lanes_used[slot] == 0 {
+                    self.occupied[slot / SLOTS] &= !(1 << (slot % SLOTS));
+                }
             }
         }
         if next != NIL {
