@@ -54,7 +54,7 @@ struct Samples {
 impl Samples {
     #[inline]
     fn push(&mut self, s: Sample) {
-        if self.len % CHUNK == 0 {
+        if self.len.is_multiple_of(CHUNK) {
             self.chunks.push(Vec::with_capacity(CHUNK));
         }
         if let Some(c) = self.chunks.last_mut() {
