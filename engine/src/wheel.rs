@@ -99,7 +99,11 @@ pub struct Wheel<T> {
     /// bit 0 of the last word for the due slot, so link/unlink index it the
     /// same way for all slots.
     occupied: [u64; LEVELS + 1],
-    /// List heads, `LANES` consecutive ones per slot.
+    /// List heads, `LANES` consecutive ones per slot, each stored inverted
+    /// (`!head`) so that an empty list is 0: the array comes zeroed from the
+    /// allocator (calloc) instead of being filled with `NIL`, 24 KiB per
+    /// wheel and two wheels per simulated shard. Read and written through
+    /// [`Wheel::head`] and [`Wheel::set_head`].
     heads: Box<[u32; LISTS]>,
     /// Per slot, a bit for each lane whose list is not empty: which lane to
     /// pop, and whether the slot empties, without scanning its `LANES` heads.
@@ -133,7 +137,10 @@ impl<T: Copy> Wheel<T> {
             free: NIL,
             len: 0,
             occupied: [0; LEVELS + 1],
-            heads: Box::new([NIL; LISTS]),
+            heads: vec![!NIL; LISTS]
+                .into_boxed_slice()
+                .try_into()
+                .expect("LISTS heads"),
             lanes_used: [0; DUE + 1],
         }
     }
@@ -250,15 +257,21 @@ impl<T: Copy> Wheel<T> {
             .is_some_and(|n| n.slot != FREE)
     }
 
-    /// Lanes of `slot`.
-    fn lanes(&self, slot: usize) -> &[u32; LANES] {
-        self.heads[slot * LANES..][..LANES].try_into().unwrap()
+    /// Head of list `list` (`NIL` when empty).
+    #[inline]
+    fn head(&self, list: usize) -> u32 {
+        !self.heads[list]
+    }
+
+    #[inline]
+    fn set_head(&mut self, list: usize, idx: u32) {
+        self.heads[list] = !idx;
     }
 
     /// Any node of `slot`: the head of its first non-empty lane.
     fn first_in(&self, slot: usize) -> Option<u32> {
         let used = self.lanes_used[slot];
-        (used != 0).then(|| self.heads[slot * LANES + used.trailing_zeros() as usize])
+        (used != 0).then(|| self.head(slot * LANES + used.trailing_zeros() as usize))
     }
 
     /// Slot for a deadline relative to the current `elapsed`.
@@ -313,8 +326,8 @@ impl<T: Copy> Wheel<T> {
     /// Empties a higher-level slot that time has reached, re-placing its
     /// entries relative to the new `elapsed` (lower levels or the due slot).
     fn cascade(&mut self, slot: usize) {
-        let mut cursors = *self.lanes(slot);
-        self.heads[slot * LANES..][..LANES].fill(NIL);
+        let mut cursors: [u32; LANES] = std::array::from_fn(|lane| self.head(slot * LANES + lane));
+        self.heads[slot * LANES..][..LANES].fill(!NIL);
         self.lanes_used[slot] = 0;
         self.occupied[slot / SLOTS] &= !(1 << (slot % SLOTS));
         // One node per lane per round. All loads of a round are issued
@@ -343,7 +356,7 @@ impl<T: Copy> Wheel<T> {
     /// Pushes node `idx` onto the front of its lane in `slot`.
     fn link(&mut self, idx: u32, slot: usize) {
         let list = slot * LANES + idx as usize % LANES;
-        let head = self.heads[list];
+        let head = self.head(list);
         let node = &mut self.nodes[idx as usize];
         node.next = head;
         node.prev = NIL;
@@ -351,7 +364,7 @@ impl<T: Copy> Wheel<T> {
         if head != NIL {
             self.nodes[head as usize].prev = idx;
         }
-        self.heads[list] = idx;
+        self.set_head(list, idx);
         self.lanes_used[slot] |= 1 << (idx as usize % LANES);
         self.occupied[slot / SLOTS] |= 1 << (slot % SLOTS);
     }
@@ -369,7 +382,7 @@ impl<T: Copy> Wheel<T> {
         if prev != NIL {
             self.nodes[prev as usize].next = next;
         } else {
-            self.heads[slot * LANES + idx as usize % LANES] = next;
+            self.set_head(slot * LANES + idx as usize % LANES, next);
             if next == NIL {
                 self.lanes_used[slot] &= !(1 << (idx as usize % LANES));
                 if self.lanes_used[slot] == 0 {
