@@ -199,6 +199,32 @@ fn tw_reuse_1_takes_over_time_wait_after_the_delay_with_a_new_iss_and_ts_recent(
 }
 
 #[test]
+fn a_time_wait_taken_over_on_a_shared_port_leaves_the_port_counted() {
+    let other = SERVER + 1;
+    let mut c = Client::new(cfg((40_000, 40_000), 1));
+    let first = c.connect(CLIENT, SERVER, BindMode::NoPort).expect("first");
+    c.establish(&first, true);
+    c.close_into_time_wait(&first.tuple, true);
+    // Another destination shares the one port.
+    let second = c.connect(CLIENT, other, BindMode::NoPort).expect("shared");
+    c.host.transmits().for_each(drop);
+    // tcp_tw_reuse hands the TIME-WAIT 4-tuple to a new connection to us.
+    let again = c.at(1_001).connect(CLIENT, SERVER, BindMode::NoPort);
+    assert!(again.expect("reused").tw_reused);
+    c.host.transmits().for_each(drop);
+    // The other destination's connection goes; ours still holds the port,
+    // so a second connection to us finds no port, not a duplicate 4-tuple.
+    c.host
+        .abort(c.now, second.tuple)
+        .expect("an open connection");
+    c.host.transmits().for_each(drop);
+    assert_eq!(
+        c.connect(CLIENT, SERVER, BindMode::NoPort),
+        Err(Error::AddrNotAvail { probed: 1 })
+    );
+}
+
+#[test]
 fn tw_reuse_waits_for_the_delay() {
     let (again, syn, _) = reconnect_after_time_wait(1, CLIENT, SERVER, true, 1_000);
     assert_eq!(again, Err(Error::AddrNotAvail { probed: 1 }));

@@ -248,8 +248,9 @@ impl Host {
     /// ISS: `tw_snd_nxt + 65535 + 2`, 0 made 1 (`tcp_twsk_unique`).
     pub(super) fn take_over_time_wait(&mut self, now: Time, pos: u64, e: &TwEntry) -> Seq {
         self.table.remove_time_wait(pos);
-        self.port_released(&e.tuple);
         self.stats.tw_reused += 1;
+        // Releases the port once (closed_time_wait does it): releasing it
+        // here too took a second user off a port another destination shares.
         self.closed_time_wait(now, e, CloseReason::Reused);
         let iss = e.snd_nxt + 65_537u32;
         if u32::from(iss) == 0 {
