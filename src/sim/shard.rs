@@ -649,15 +649,18 @@ impl<'a> Shard<'a> {
 
     /// Handles a host's events, then puts what it sent on the link.
     fn after(&mut self, side: Side) {
-        let mut events = std::mem::take(&mut self.events);
-        match side {
-            Side::Server => events.extend(self.server.events()),
-            Side::Client => events.extend(self.client.events()),
+        let host = match side {
+            Side::Server => &mut self.server,
+            Side::Client => &mut self.client,
+        };
+        if host.has_events() {
+            let mut events = std::mem::take(&mut self.events);
+            events.extend(host.events());
+            for ev in events.drain(..) {
+                self.on_event(side, ev);
+            }
+            self.events = events;
         }
-        for ev in events.drain(..) {
-            self.on_event(side, ev);
-        }
-        self.events = events;
         self.transmit(side);
         if !self.vanish_after_ack.is_empty() {
             self.vanish_acked(side);

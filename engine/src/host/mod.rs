@@ -306,6 +306,14 @@ impl Host {
         self.events.drain(..)
     }
 
+    /// Whether any event waits to be drained: a driver that moves events
+    /// into its own queue skips that work when there is none.
+    #[must_use]
+    #[inline]
+    pub fn has_events(&self) -> bool {
+        !self.events.is_empty()
+    }
+
     /// The earliest time at which [`Host::handle_timeout`] has work. Never later
     /// than the earliest deadline; it may be earlier (a wheel slot boundary, or
     /// the latest time the host was given, when a timer was armed since the wheel
