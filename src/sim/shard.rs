@@ -690,6 +690,13 @@ impl<'a> Shard<'a> {
 
     /// Puts what `from` sent on the link, through its loss and delay.
     fn transmit(&mut self, from: Side) {
+        let idle = match from {
+            Side::Server => self.server.pending_transmits().is_empty(),
+            Side::Client => self.client.pending_transmits().is_empty(),
+        };
+        if idle {
+            return;
+        }
         let (host, queue, loss) = match from {
             Side::Server => (
                 &mut self.server,
