@@ -344,10 +344,11 @@ impl Host {
     #[must_use]
     fn begin(&mut self, now: Time) -> Time {
         self.now = self.now.max(now);
-        if self.out.is_empty() && self.out.capacity() > QUEUE_KEEP {
+        // Capacity first: it is seldom above QUEUE_KEEP, so one test per queue.
+        if self.out.capacity() > QUEUE_KEEP && self.out.is_empty() {
             self.out = Vec::new();
         }
-        if self.events.is_empty() && self.events.capacity() > QUEUE_KEEP {
+        if self.events.capacity() > QUEUE_KEEP && self.events.is_empty() {
             self.events = Vec::new();
         }
         self.now
