@@ -16,6 +16,8 @@ use hdrhistogram::Histogram;
 
 /// Values kept raw before a shard builds its own histogram (32 KiB of them).
 const RAW_MAX: usize = 4096;
+/// Room for values made at a tally's first value (2 KiB).
+const RAW_FIRST: usize = 256;
 
 /// One shard's values for one histogram.
 #[derive(Debug, Default)]
@@ -30,6 +32,11 @@ impl Tally {
             // Auto-resizing: record() grows it; it cannot fail on range.
             let _ = h.record(v);
             return;
+        }
+        if self.raw.capacity() == 0 {
+            // One allocation for a small shard's values, not eight doublings
+            // that realloc copies (all shards' lists grow at once).
+            self.raw.reserve_exact(RAW_FIRST);
         }
         self.raw.push(v);
         if self.raw.len() == RAW_MAX {
