@@ -21,6 +21,8 @@
 //! (`table_perturb`, RFC 6056 algorithm 4) that grows by the ports probed
 //! after every success.
 
+use std::cell::Cell;
+
 use hashbrown::HashTable;
 
 use crate::tuple::Tuple;
@@ -73,6 +75,9 @@ pub(crate) struct Ports {
     /// (local address, one bucket per port of the range).
     locals: Vec<(u32, Box<[u32]>)>,
     by_ip: HashTable<u32>,
+    /// The index into `locals` last found (`u32::MAX`: none): one connect()
+    /// looks its address up for the search and again for the new entry.
+    last_local: Cell<u32>,
     /// `table_perturb`, only the slots in use: (index, value).
     perturb: Vec<(u16, u32)>,
     perturb_at: HashTable<u32>,
@@ -91,6 +96,7 @@ impl Ports {
             secret,
             locals: Vec::new(),
             by_ip: HashTable::new(),
+            last_local: Cell::new(u32::MAX),
             perturb: Vec::new(),
             perturb_at: HashTable::new(),
             draws: 0,
@@ -115,10 +121,16 @@ impl Ports {
     }
 
     fn local(&self, ip: u32) -> Option<usize> {
+        let last = self.last_local.get() as usize;
+        if self.locals.get(last).is_some_and(|l| l.0 == ip) {
+            return Some(last);
+        }
         let locals = &self.locals;
-        self.by_ip
-            .find(mix(ip as u64), |&i| locals[i as usize].0 == ip)
-            .map(|&i| i as usize)
+        let i = *self
+            .by_ip
+            .find(mix(ip as u64), |&i| locals[i as usize].0 == ip)?;
+        self.last_local.set(i);
+        Some(i as usize)
     }
 
     fn local_or_insert(&mut self, ip: u32) -> usize {
