@@ -170,7 +170,7 @@ impl Queue {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     fn push(&mut self, at: Time, seg: Segment) {
         match self {
             Queue::Fifo(q) => q.push_back((at, seg)),
@@ -185,7 +185,7 @@ impl Queue {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     fn next_time(&self) -> Option<Time> {
         match self {
             Queue::Fifo(q) => q.front().map(|x| x.0),
@@ -193,7 +193,7 @@ impl Queue {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     fn pop(&mut self) -> Option<Segment> {
         match self {
             Queue::Fifo(q) => q.pop_front().map(|x| x.1),
