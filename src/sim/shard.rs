@@ -248,9 +248,13 @@ pub struct Shard<'a> {
     events: Vec<Event>,
     /// Segments lost on the link in the current step, classified afterwards.
     lost: Vec<Segment>,
-    /// Each host's `poll_timeout()`, refreshed after every call into that host.
+    /// Each host's `poll_timeout()`, refreshed at the end of every step (and
+    /// of `start`) in which the shard called into that host: only
+    /// `next_event` reads them, and a step calls a host several times.
     server_deadline: Option<Time>,
     client_deadline: Option<Time>,
+    /// Which hosts were called since their deadline was last refreshed.
+    stale: [bool; 2],
     to_open: u64,
     /// Opens tried: the index into the `--rate` schedule.
     attempts: u64,
@@ -367,6 +371,7 @@ impl<'a> Shard<'a> {
             lost: Vec::new(),
             server_deadline: None,
             client_deadline: None,
+            stale: [false; 2],
             to_open,
             attempts: 0,
             opened: 0,
@@ -452,6 +457,7 @@ impl<'a> Shard<'a> {
     /// Opens the first connections (those due at time zero).
     pub fn start(&mut self) {
         self.open_more();
+        self.refresh_deadlines();
         self.note_entries();
     }
 
@@ -539,6 +545,7 @@ impl<'a> Shard<'a> {
                 self.close_all();
             }
         }
+        self.refresh_deadlines();
         self.note_entries()
     }
 
@@ -567,27 +574,29 @@ impl<'a> Shard<'a> {
         self.finish()
     }
 
-    /// Runs `f` on one host with allocations charged to that host's scope, and
-    /// refreshes that host's next deadline.
+    /// Runs `f` on one host with allocations charged to that host's scope;
+    /// that host's deadline is refreshed at the end of the step.
     #[inline]
     fn with<R>(&mut self, side: Side, f: impl FnOnce(&mut Host, Time) -> R) -> R {
-        let (host, scope, deadline) = match side {
-            Side::Server => (
-                &mut self.server,
-                self.server_scope,
-                &mut self.server_deadline,
-            ),
-            Side::Client => (
-                &mut self.client,
-                self.client_scope,
-                &mut self.client_deadline,
-            ),
+        let (host, scope) = match side {
+            Side::Server => (&mut self.server, self.server_scope),
+            Side::Client => (&mut self.client, self.client_scope),
         };
         let prev = alloc::enter_scope(scope);
         let r = f(host, self.now);
         alloc::enter_scope(prev);
-        *deadline = host.poll_timeout();
+        self.stale[side as usize] = true;
         r
+    }
+
+    /// Asks each host called since the last refresh for its next deadline.
+    fn refresh_deadlines(&mut self) {
+        if std::mem::take(&mut self.stale[Side::Server as usize]) {
+            self.server_deadline = self.server.poll_timeout();
+        }
+        if std::mem::take(&mut self.stale[Side::Client as usize]) {
+            self.client_deadline = self.client.poll_timeout();
+        }
     }
 
     /// A host's timers are the next event: it fires what is due now, then its
