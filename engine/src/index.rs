@@ -144,8 +144,10 @@ impl Index {
         BitIter(b.matching(tag(hash))).map(move |i| b.refs[i])
     }
 
-    /// The slot holding the entry of `hash` that `eq` accepts.
-    #[inline]
+    /// The slot holding the entry of `hash` that `eq` accepts. Always
+    /// inlined, as [`Index::find`] is: a call saved and restored most
+    /// registers around a probe of one bucket (a sixth of a lookup's cost).
+    #[inline(always)]
     fn locate(&self, hash: u64, mut eq: impl FnMut(u32) -> bool) -> Option<(usize, usize)> {
         let (t, mask) = (tag(hash), self.mask());
         let (mut b, mut left) = (self.home(hash), self.max_probe);
@@ -164,7 +166,7 @@ impl Index {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     pub fn find(&self, hash: u64, eq: impl FnMut(u32) -> bool) -> Option<u32> {
         self.locate(hash, eq).map(|(b, i)| self.buckets[b].refs[i])
     }

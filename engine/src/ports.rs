@@ -10,12 +10,18 @@
 //! which connect() never shares (`tb->fastreuse >= 0` in
 //! `__inet_hash_connect`). Only ports the host opened actively are counted;
 //! passive entries sit on a listening port, which connect() skips anyway.
+//! A second bit says that one of the port's entries goes to the host's first
+//! destination (a client host has one or a few): the search for that
+//! destination then knows its 4-tuple is taken without the table lookup
+//! (`__inet_check_established`) it would otherwise make for every port in use.
 //!
 //! The search order is `__inet_hash_connect`'s (net/ipv4/inet_hashtables.c):
 //! a keyed offset per (saddr, daddr, dport) (`secure_ipv4_port_ephemeral`,
 //! net/core/secure_seq.c) plus a per-destination perturbation
 //! (`table_perturb`, RFC 6056 algorithm 4) that grows by the ports probed
 //! after every success.
+
+use std::cell::Cell;
 
 use hashbrown::HashTable;
 
@@ -47,9 +53,19 @@ pub struct Connected {
 
 /// The port bucket's bind() bit; the low bits count entries.
 const BOUND: u32 = 1 << 31;
+/// The port bucket's bit for an entry to [`Ports::first_dest`]: a 4-tuple
+/// is unique, so at most one entry on a port sets it.
+const TO_FIRST: u32 = 1 << 30;
+/// The port bucket's count of entries.
+const USERS: u32 = TO_FIRST - 1;
 
 /// `INET_TABLE_PERTURB_SIZE` with the default `CONFIG_INET_TABLE_PERTURB_ORDER` 16.
 const PERTURB_MASK: u64 = (1 << 16) - 1;
+
+/// A destination's `table_perturb` slot, from [`Ports::start`]: slots are
+/// only added, so it stays valid for the [`Ports::advance`] after the search.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct PerturbSlot(usize);
 
 /// Ports in use per local address, and the perturbation table.
 pub(crate) struct Ports {
@@ -59,11 +75,17 @@ pub(crate) struct Ports {
     /// (local address, one bucket per port of the range).
     locals: Vec<(u32, Box<[u32]>)>,
     by_ip: HashTable<u32>,
+    /// The index into `locals` last found (`u32::MAX`: none): one connect()
+    /// looks its address up for the search and again for the new entry.
+    last_local: Cell<u32>,
     /// `table_perturb`, only the slots in use: (index, value).
     perturb: Vec<(u16, u32)>,
     perturb_at: HashTable<u32>,
     /// Draws taken from [`Ports::draw`].
     draws: u64,
+    /// The (address, port) of the first active open's peer: buckets mark
+    /// their entry to it with [`TO_FIRST`].
+    first_dest: Option<(u32, u16)>,
 }
 
 impl Ports {
@@ -74,9 +96,11 @@ impl Ports {
             secret,
             locals: Vec::new(),
             by_ip: HashTable::new(),
+            last_local: Cell::new(u32::MAX),
             perturb: Vec::new(),
             perturb_at: HashTable::new(),
             draws: 0,
+            first_dest: None,
         }
     }
 
@@ -97,10 +121,16 @@ impl Ports {
     }
 
     fn local(&self, ip: u32) -> Option<usize> {
+        let last = self.last_local.get() as usize;
+        if self.locals.get(last).is_some_and(|l| l.0 == ip) {
+            return Some(last);
+        }
         let locals = &self.locals;
-        self.by_ip
-            .find(mix(ip as u64), |&i| locals[i as usize].0 == ip)
-            .map(|&i| i as usize)
+        let i = *self
+            .by_ip
+            .find(mix(ip as u64), |&i| locals[i as usize].0 == ip)?;
+        self.last_local.set(i);
+        Some(i as usize)
     }
 
     fn local_or_insert(&mut self, ip: u32) -> usize {
@@ -117,13 +147,12 @@ impl Ports {
         i
     }
 
-    /// The bucket of `port` on `ip`: 0 when nobody holds it.
+    /// The buckets of local address `ip`, one per port of the range from
+    /// [`Ports::low`] (0 when nobody holds the port); None when no entry
+    /// ever used the address. Looked up once per port search.
     #[inline]
-    pub(crate) fn bucket(&self, ip: u32, port: u16) -> u32 {
-        match self.local(ip) {
-            Some(i) if self.in_range(port) => self.locals[i].1[(port - self.low) as usize],
-            _ => 0,
-        }
+    pub(crate) fn buckets(&self, ip: u32) -> Option<&[u32]> {
+        self.local(ip).map(|i| &self.locals[i].1[..])
     }
 
     /// One more entry on `tuple`'s local port; `bound` marks the port taken by
@@ -132,9 +161,11 @@ impl Ports {
         if !self.in_range(tuple.local_port) {
             return;
         }
+        let dest = (tuple.remote_ip, tuple.remote_port);
+        let to_first = *self.first_dest.get_or_insert(dest) == dest;
         let i = self.local_or_insert(tuple.local_ip);
         let b = &mut self.locals[i].1[(tuple.local_port - self.low) as usize];
-        *b = (*b + 1) | if bound { BOUND } else { 0 };
+        *b = (*b + 1) | if bound { BOUND } else { 0 } | if to_first { TO_FIRST } else { 0 };
     }
 
     /// An entry on `tuple`'s local port left the table: the bucket goes with
@@ -146,18 +177,36 @@ impl Ports {
         let Some(i) = self.local(tuple.local_ip) else {
             return;
         };
+        let to_first = self.first_dest == Some((tuple.remote_ip, tuple.remote_port));
         let b = &mut self.locals[i].1[(tuple.local_port - self.low) as usize];
-        if *b & !BOUND <= 1 {
+        if *b & USERS <= 1 {
             *b = 0;
         } else {
             *b -= 1;
+            if to_first {
+                *b &= !TO_FIRST;
+            }
         }
     }
 
-    /// Whether bind() took `port` on `ip`: connect() skips it.
+    /// Whether bind() took the port of `bucket`: connect() skips it.
     #[inline]
     pub(crate) fn is_bound(bucket: u32) -> bool {
         bucket & BOUND != 0
+    }
+
+    /// Whether `(ip, port)` is the first destination, whose entries the
+    /// buckets mark.
+    #[inline]
+    pub(crate) fn is_first_dest(&self, ip: u32, port: u16) -> bool {
+        self.first_dest == Some((ip, port))
+    }
+
+    /// Whether the port of `bucket` holds an entry to the first destination:
+    /// the 4-tuple from this port to it is in the table.
+    #[inline]
+    pub(crate) fn holds_first_dest(bucket: u32) -> bool {
+        bucket & TO_FIRST != 0
     }
 
     /// `secure_ipv4_port_ephemeral(saddr, daddr, dport)`: a keyed 64-bit hash
@@ -195,15 +244,16 @@ impl Ports {
 
     /// Where the even-port scan of `__inet_hash_connect` starts, as an offset
     /// into the range: `(table_perturb[index] + (port_offset >> 32)) %
-    /// remaining`, made even (`remaining` is the range rounded down to even).
-    pub(crate) fn start(&mut self, port_offset: u64) -> u32 {
+    /// remaining`, made even (`remaining` is the range rounded down to even);
+    /// with the `table_perturb` slot for [`Ports::advance`].
+    pub(crate) fn start(&mut self, port_offset: u64) -> (PerturbSlot, u32) {
         let remaining = self.even_remaining();
         let slot = self.perturb_slot(port_offset);
         let offset = self.perturb[slot]
             .1
             .wrapping_add((port_offset >> 32) as u32)
             % remaining;
-        offset & !1
+        (PerturbSlot(slot), offset & !1)
     }
 
     /// `remaining` of `__inet_hash_connect`: the range, rounded down to even
@@ -223,11 +273,10 @@ impl Ports {
     /// that the next search for this destination starts past this port. The
     /// random draw is `noise` (a keyed hash from the caller; the engine has no
     /// random source).
-    pub(crate) fn advance(&mut self, port_offset: u64, i: u32, noise: u64) {
+    pub(crate) fn advance(&mut self, slot: PerturbSlot, i: u32, noise: u64) {
         const STEP: u32 = 2;
-        let slot = self.perturb_slot(port_offset);
         let i = i.max((noise % 8) as u32 * STEP);
-        let p = &mut self.perturb[slot].1;
+        let p = &mut self.perturb[slot.0].1;
         *p = p.wrapping_add(i + STEP);
     }
 
@@ -262,6 +311,14 @@ pub(crate) fn mix(mut x: u64) -> u64 {
 mod tests {
     use super::*;
 
+    impl Ports {
+        fn bucket(&self, ip: u32, port: u16) -> u32 {
+            self.buckets(ip)
+                .filter(|_| self.in_range(port))
+                .map_or(0, |b| b[(port - self.low) as usize])
+        }
+    }
+
     fn t(port: u16) -> Tuple {
         Tuple::new([10, 0, 0, 1], port, [10, 0, 0, 2], 80)
     }
@@ -270,11 +327,12 @@ mod tests {
     fn a_bucket_lives_while_any_entry_holds_the_port() {
         let mut p = Ports::new((40_000, 40_009), 1);
         let ip = t(0).local_ip;
+        let other = Tuple::new([10, 0, 0, 1], 40_002, [10, 0, 0, 3], 80);
         p.acquire(&t(40_002), false);
-        p.acquire(&Tuple::new([10, 0, 0, 1], 40_002, [10, 0, 0, 3], 80), false);
-        assert_eq!(p.bucket(ip, 40_002), 2);
-        p.release(&t(40_002));
-        assert_eq!(p.bucket(ip, 40_002), 1);
+        p.acquire(&other, false);
+        assert_eq!(p.bucket(ip, 40_002) & USERS, 2);
+        p.release(&other);
+        assert_eq!(p.bucket(ip, 40_002) & USERS, 1);
         p.release(&t(40_002));
         assert_eq!(p.bucket(ip, 40_002), 0);
         // Outside the range: not tracked.
@@ -293,15 +351,37 @@ mod tests {
     }
 
     #[test]
+    fn a_bucket_marks_its_entry_to_the_first_destination_while_it_is_there() {
+        let mut p = Ports::new((40_000, 40_009), 1);
+        let ip = t(0).local_ip;
+        let other = Tuple::new([10, 0, 0, 1], 40_004, [10, 0, 0, 3], 80);
+        // The first active open names the first destination.
+        p.acquire(&t(40_002), false);
+        assert!(p.is_first_dest(t(0).remote_ip, 80));
+        assert!(!p.is_first_dest(other.remote_ip, 80));
+        assert!(Ports::holds_first_dest(p.bucket(ip, 40_002)));
+        // Another destination on a port does not mark it; the first one
+        // joining it does, and leaving unmarks it while the other stays.
+        p.acquire(&other, false);
+        assert!(!Ports::holds_first_dest(p.bucket(ip, 40_004)));
+        p.acquire(&t(40_004), false);
+        assert!(Ports::holds_first_dest(p.bucket(ip, 40_004)));
+        p.release(&t(40_004));
+        assert_eq!(p.bucket(ip, 40_004), 1);
+        p.release(&t(40_002));
+        assert_eq!(p.bucket(ip, 40_002), 0);
+    }
+
+    #[test]
     fn the_start_is_even_and_moves_on_after_a_success() {
         let mut p = Ports::new((40_000, 40_999), 7);
         let off = p.port_offset(1, 2, 80);
-        let a = p.start(off);
+        let (slot, a) = p.start(off);
         assert_eq!(a % 2, 0);
         assert!(a < 1000);
         // A first-try success moves the start by at least one step (2 ports).
-        p.advance(off, 0, 0);
-        assert_eq!(p.start(off), (a + 2) % 1000);
+        p.advance(slot, 0, 0);
+        assert_eq!(p.start(off).1, (a + 2) % 1000);
         // Another destination has its own offset.
         assert_ne!(off, p.port_offset(1, 3, 80));
     }

@@ -44,6 +44,7 @@ const DUE: usize = LEVELS * SLOTS;
 /// Lists per slot. A cascade walks them in lock step, so it has `LANES`
 /// independent cache misses in flight instead of one pointer chase.
 const LANES: usize = 16;
+const _: () = assert!(LANES <= u16::BITS as usize, "a lane per bit of lanes_used");
 /// Number of list heads: `LANES` per slot, including the due slot.
 const LISTS: usize = (DUE + 1) * LANES;
 /// `Node::slot` of a node sitting in the free list.
@@ -98,8 +99,15 @@ pub struct Wheel<T> {
     /// bit 0 of the last word for the due slot, so link/unlink index it the
     /// same way for all slots.
     occupied: [u64; LEVELS + 1],
-    /// List heads, `LANES` consecutive ones per slot.
+    /// List heads, `LANES` consecutive ones per slot, each stored inverted
+    /// (`!head`) so that an empty list is 0: the array comes zeroed from the
+    /// allocator (calloc) instead of being filled with `NIL`, 24 KiB per
+    /// wheel and two wheels per simulated shard. Read and written through
+    /// [`Wheel::head`] and [`Wheel::set_head`].
     heads: Box<[u32; LISTS]>,
+    /// Per slot, a bit for each lane whose list is not empty: which lane to
+    /// pop, and whether the slot empties, without scanning its `LANES` heads.
+    lanes_used: [u16; DUE + 1],
 }
 
 /// Earliest occupied slot of the first non-empty level.
@@ -129,7 +137,11 @@ impl<T: Copy> Wheel<T> {
             free: NIL,
             len: 0,
             occupied: [0; LEVELS + 1],
-            heads: Box::new([NIL; LISTS]),
+            heads: vec![!NIL; LISTS]
+                .into_boxed_slice()
+                .try_into()
+                .expect("LISTS heads"),
+            lanes_used: [0; DUE + 1],
         }
     }
 
@@ -245,14 +257,21 @@ impl<T: Copy> Wheel<T> {
             .is_some_and(|n| n.slot != FREE)
     }
 
-    /// Lanes of `slot`.
-    fn lanes(&self, slot: usize) -> &[u32; LANES] {
-        self.heads[slot * LANES..][..LANES].try_into().unwrap()
+    /// Head of list `list` (`NIL` when empty).
+    #[inline]
+    fn head(&self, list: usize) -> u32 {
+        !self.heads[list]
     }
 
-    /// Any node of `slot`.
+    #[inline]
+    fn set_head(&mut self, list: usize, idx: u32) {
+        self.heads[list] = !idx;
+    }
+
+    /// Any node of `slot`: the head of its first non-empty lane.
     fn first_in(&self, slot: usize) -> Option<u32> {
-        self.lanes(slot).iter().copied().find(|&h| h != NIL)
+        let used = self.lanes_used[slot];
+        (used != 0).then(|| self.head(slot * LANES + used.trailing_zeros() as usize))
     }
 
     /// Slot for a deadline relative to the current `elapsed`.
@@ -307,8 +326,9 @@ impl<T: Copy> Wheel<T> {
     /// Empties a higher-level slot that time has reached, re-placing its
     /// entries relative to the new `elapsed` (lower levels or the due slot).
     fn cascade(&mut self, slot: usize) {
-        let mut cursors = *self.lanes(slot);
-        self.heads[slot * LANES..][..LANES].fill(NIL);
+        let mut cursors: [u32; LANES] = std::array::from_fn(|lane| self.head(slot * LANES + lane));
+        self.heads[slot * LANES..][..LANES].fill(!NIL);
+        self.lanes_used[slot] = 0;
         self.occupied[slot / SLOTS] &= !(1 << (slot % SLOTS));
         // One node per lane per round. All loads of a round are issued
         // before any node is re-linked, so they miss the cache in parallel.
@@ -336,7 +356,7 @@ impl<T: Copy> Wheel<T> {
     /// Pushes node `idx` onto the front of its lane in `slot`.
     fn link(&mut self, idx: u32, slot: usize) {
         let list = slot * LANES + idx as usize % LANES;
-        let head = self.heads[list];
+        let head = self.head(list);
         let node = &mut self.nodes[idx as usize];
         node.next = head;
         node.prev = NIL;
@@ -344,7 +364,8 @@ impl<T: Copy> Wheel<T> {
         if head != NIL {
             self.nodes[head as usize].prev = idx;
         }
-        self.heads[list] = idx;
+        self.set_head(list, idx);
+        self.lanes_used[slot] |= 1 << (idx as usize % LANES);
         self.occupied[slot / SLOTS] |= 1 << (slot % SLOTS);
     }
 
@@ -361,9 +382,12 @@ impl<T: Copy> Wheel<T> {
         if prev != NIL {
             self.nodes[prev as usize].next = next;
         } else {
-            self.heads[slot * LANES + idx as usize % LANES] = next;
-            if next == NIL && self.first_in(slot).is_none() {
-                self.occupied[slot / SLOTS] &= !(1 << (slot % SLOTS));
+            self.set_head(slot * LANES + idx as usize % LANES, next);
+            if next == NIL {
+                self.lanes_used[slot] &= !(1 << (idx as usize % LANES));
+                if self.lanes_used[slot] == 0 {
+                    self.occupied[slot / SLOTS] &= !(1 << (slot % SLOTS));
+                }
             }
         }
         if next != NIL {

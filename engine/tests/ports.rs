@@ -145,6 +145,28 @@ fn a_connect_port_is_shared_across_destinations_a_bound_one_is_not() {
     assert_eq!(d.port(CLIENT + 1, SERVER, BindMode::BeforeConnect), 40_001);
 }
 
+#[test]
+fn a_port_shared_with_another_destination_is_ours_again_once_our_entry_goes() {
+    let other = SERVER + 1;
+    let mut c = Client::new(cfg((40_000, 40_001), 0));
+    let first = c.connect(CLIENT, SERVER, BindMode::NoPort).expect("a port");
+    c.host.transmits().for_each(drop);
+    assert_eq!(first.tuple.local_port, 40_000);
+    assert_eq!(c.port(CLIENT, other, BindMode::NoPort), 40_000);
+    assert_eq!(c.port(CLIENT, SERVER, BindMode::NoPort), 40_001);
+    // Our entry on 40,000 goes; the other destination's stays there, and
+    // the 4-tuple to us is free again (__inet_check_established finds none).
+    c.host
+        .abort(c.now, first.tuple)
+        .expect("an open connection");
+    c.host.transmits().for_each(drop);
+    assert_eq!(c.port(CLIENT, SERVER, BindMode::NoPort), 40_000);
+    assert!(matches!(
+        c.connect(CLIENT, SERVER, BindMode::NoPort),
+        Err(Error::AddrNotAvail { probed: 2 })
+    ));
+}
+
 /// One port, one connection closed into TIME-WAIT at t = 0, then a connect()
 /// at `ms`: what happens.
 fn reconnect_after_time_wait(
@@ -174,6 +196,32 @@ fn tw_reuse_1_takes_over_time_wait_after_the_delay_with_a_new_iss_and_ts_recent(
     // write_seq = tw_snd_nxt + 65535 + 2; TSecr carries the inherited ts_recent.
     assert_eq!(syn.seq, snd_nxt.wrapping_add(65_537));
     assert_eq!(syn.ts.map(|t| t.ecr), Some(SERVER_TS));
+}
+
+#[test]
+fn a_time_wait_taken_over_on_a_shared_port_leaves_the_port_counted() {
+    let other = SERVER + 1;
+    let mut c = Client::new(cfg((40_000, 40_000), 1));
+    let first = c.connect(CLIENT, SERVER, BindMode::NoPort).expect("first");
+    c.establish(&first, true);
+    c.close_into_time_wait(&first.tuple, true);
+    // Another destination shares the one port.
+    let second = c.connect(CLIENT, other, BindMode::NoPort).expect("shared");
+    c.host.transmits().for_each(drop);
+    // tcp_tw_reuse hands the TIME-WAIT 4-tuple to a new connection to us.
+    let again = c.at(1_001).connect(CLIENT, SERVER, BindMode::NoPort);
+    assert!(again.expect("reused").tw_reused);
+    c.host.transmits().for_each(drop);
+    // The other destination's connection goes; ours still holds the port,
+    // so a second connection to us finds no port, not a duplicate 4-tuple.
+    c.host
+        .abort(c.now, second.tuple)
+        .expect("an open connection");
+    c.host.transmits().for_each(drop);
+    assert_eq!(
+        c.connect(CLIENT, SERVER, BindMode::NoPort),
+        Err(Error::AddrNotAvail { probed: 1 })
+    );
 }
 
 #[test]

@@ -19,6 +19,7 @@ mod resident;
 mod series;
 mod shard;
 mod sweep;
+mod tally;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;

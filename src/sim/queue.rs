@@ -58,7 +58,7 @@ impl Queue {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     pub(super) fn push(&mut self, at: Time, seg: Segment) {
         match self {
             Queue::Fifo(q) => q.push_back((at, seg)),
@@ -73,7 +73,7 @@ impl Queue {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     pub(super) fn next_time(&self) -> Option<Time> {
         match self {
             Queue::Fifo(q) => q.front().map(|x| x.0),
@@ -81,7 +81,7 @@ impl Queue {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     pub(super) fn pop(&mut self) -> Option<Segment> {
         match self {
             Queue::Fifo(q) => {

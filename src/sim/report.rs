@@ -13,6 +13,7 @@ use teardown_engine::Stats;
 use super::attack::AttackCounts;
 use super::series::{self, Sample};
 use super::shard::{Cases, ShardResult};
+use super::tally::new_histogram;
 use super::{SimConfig, Workload};
 
 /// States reported in `peak.*`: every state but CLOSED.
@@ -242,9 +243,9 @@ impl SimReport {
     pub fn merge(cfg: &SimConfig, shards: &[ShardResult], wall: Duration) -> SimReport {
         let mut stats = Stats::default();
         let mut cases = Cases::default();
-        let mut active = Histogram::<u64>::new(3).expect("valid precision");
-        let mut passive = Histogram::<u64>::new(3).expect("valid precision");
-        let mut probed = Histogram::<u64>::new(3).expect("valid precision");
+        let mut active = new_histogram();
+        let mut passive = new_histogram();
+        let mut probed = new_histogram();
         let mut reasons: BTreeMap<String, u64> = BTreeMap::new();
         let mut attacks: BTreeMap<&'static str, AttackCounts> = BTreeMap::new();
         let (mut opened, mut leaked, mut sent, mut dropped, mut blackholed) = (0, 0, 0, 0, 0);
@@ -253,10 +254,9 @@ impl SimReport {
             add_stats(&mut stats, &s.server);
             add_stats(&mut stats, &s.client);
             cases.add(&s.cases);
-            // Histograms are auto-resizing: adding cannot fail on range.
-            let _ = active.add(&s.active);
-            let _ = passive.add(&s.passive);
-            let _ = probed.add(&s.probed);
+            s.active.add_to(&mut active);
+            s.passive.add_to(&mut passive);
+            s.probed.add_to(&mut probed);
             for (k, c) in &s.attacks {
                 attacks.entry(k.key()).or_default().add(c);
             }

@@ -9,7 +9,6 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use hdrhistogram::Histogram;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -25,6 +24,7 @@ use teardown_engine::{Advance, Stats};
 use super::attack::{AttackCounts, AttackKind};
 use super::queue::Queue;
 use super::series::{Sample, Series};
+use super::tally::Tally;
 use super::{CloseMode, RunawayAt, SimConfig, Workload};
 
 /// The simulated server's address (all shards: one host).
@@ -100,15 +100,15 @@ pub struct ShardResult {
     pub cases: Cases,
     pub reasons: Vec<(CloseReason, u64)>,
     /// Close-to-CLOSED latency in µs, by role.
-    pub active: Histogram<u64>,
-    pub passive: Histogram<u64>,
+    pub active: Tally,
+    pub passive: Tally,
     pub attacks: Vec<(AttackKind, AttackCounts)>,
     /// Segments in and out of the server for the captured connections (--pcap).
     pub capture: Vec<(Time, Segment)>,
     /// Most entries the shard's two tables held at once.
     pub peak_entries: u64,
     /// Ports the client's connect() probed, per successful connect.
-    pub probed: Histogram<u64>,
+    pub probed: Tally,
 }
 
 /// A shard's next event, as [`Shard::next_event`] names it.
@@ -156,9 +156,13 @@ pub struct Shard<'a> {
     events: Vec<Event>,
     /// Segments lost on the link in the current step, classified afterwards.
     lost: Vec<Segment>,
-    /// Each host's `poll_timeout()`, refreshed after every call into that host.
+    /// Each host's `poll_timeout()`, refreshed at the end of every step (and
+    /// of `start`) in which the shard called into that host: only
+    /// `next_event` reads them, and a step calls a host several times.
     server_deadline: Option<Time>,
     client_deadline: Option<Time>,
+    /// Which hosts were called since their deadline was last refreshed.
+    stale: [bool; 2],
     to_open: u64,
     /// Opens tried: the index into the `--rate` schedule.
     attempts: u64,
@@ -275,6 +279,7 @@ impl<'a> Shard<'a> {
             lost: Vec::new(),
             server_deadline: None,
             client_deadline: None,
+            stale: [false; 2],
             to_open,
             attempts: 0,
             opened: 0,
@@ -305,8 +310,8 @@ impl<'a> Shard<'a> {
                 to_attacker: 0,
                 cases: Cases::default(),
                 reasons: Vec::new(),
-                active: Histogram::new(3).expect("3 significant figures is valid"),
-                passive: Histogram::new(3).expect("3 significant figures is valid"),
+                active: Tally::default(),
+                passive: Tally::default(),
                 attacks: cfg
                     .attacks
                     .iter()
@@ -314,7 +319,7 @@ impl<'a> Shard<'a> {
                     .collect(),
                 capture: Vec::new(),
                 peak_entries: 0,
-                probed: Histogram::new(3).expect("3 significant figures is valid"),
+                probed: Tally::default(),
             },
             entries_then: 0,
             reasons: [0; 9],
@@ -360,6 +365,7 @@ impl<'a> Shard<'a> {
     /// Opens the first connections (those due at time zero).
     pub fn start(&mut self) {
         self.open_more();
+        self.refresh_deadlines();
         self.note_entries();
     }
 
@@ -447,6 +453,7 @@ impl<'a> Shard<'a> {
                 self.close_all();
             }
         }
+        self.refresh_deadlines();
         self.note_entries()
     }
 
@@ -475,27 +482,29 @@ impl<'a> Shard<'a> {
         self.finish()
     }
 
-    /// Runs `f` on one host with allocations charged to that host's scope, and
-    /// refreshes that host's next deadline.
+    /// Runs `f` on one host with allocations charged to that host's scope;
+    /// that host's deadline is refreshed at the end of the step.
     #[inline]
     fn with<R>(&mut self, side: Side, f: impl FnOnce(&mut Host, Time) -> R) -> R {
-        let (host, scope, deadline) = match side {
-            Side::Server => (
-                &mut self.server,
-                self.server_scope,
-                &mut self.server_deadline,
-            ),
-            Side::Client => (
-                &mut self.client,
-                self.client_scope,
-                &mut self.client_deadline,
-            ),
+        let (host, scope) = match side {
+            Side::Server => (&mut self.server, self.server_scope),
+            Side::Client => (&mut self.client, self.client_scope),
         };
         let prev = alloc::enter_scope(scope);
         let r = f(host, self.now);
         alloc::enter_scope(prev);
-        *deadline = host.poll_timeout();
+        self.stale[side as usize] = true;
         r
+    }
+
+    /// Asks each host called since the last refresh for its next deadline.
+    fn refresh_deadlines(&mut self) {
+        if std::mem::take(&mut self.stale[Side::Server as usize]) {
+            self.server_deadline = self.server.poll_timeout();
+        }
+        if std::mem::take(&mut self.stale[Side::Client as usize]) {
+            self.client_deadline = self.client.poll_timeout();
+        }
     }
 
     /// A host's timers are the next event: it fires what is due now, then its
@@ -557,15 +566,18 @@ impl<'a> Shard<'a> {
 
     /// Handles a host's events, then puts what it sent on the link.
     fn after(&mut self, side: Side) {
-        let mut events = std::mem::take(&mut self.events);
-        match side {
-            Side::Server => events.extend(self.server.events()),
-            Side::Client => events.extend(self.client.events()),
+        let host = match side {
+            Side::Server => &mut self.server,
+            Side::Client => &mut self.client,
+        };
+        if host.has_events() {
+            let mut events = std::mem::take(&mut self.events);
+            events.extend(host.events());
+            for ev in events.drain(..) {
+                self.on_event(side, ev);
+            }
+            self.events = events;
         }
-        for ev in events.drain(..) {
-            self.on_event(side, ev);
-        }
-        self.events = events;
         self.transmit(side);
         if !self.vanish_after_ack.is_empty() {
             self.vanish_acked(side);
@@ -595,6 +607,13 @@ impl<'a> Shard<'a> {
 
     /// Puts what `from` sent on the link, through its loss and delay.
     fn transmit(&mut self, from: Side) {
+        let idle = match from {
+            Side::Server => self.server.pending_transmits().is_empty(),
+            Side::Client => self.client.pending_transmits().is_empty(),
+        };
+        if idle {
+            return;
+        }
         let (host, queue, loss) = match from {
             Side::Server => (
                 &mut self.server,
@@ -751,8 +770,7 @@ impl<'a> Shard<'a> {
                         Role::Passive => &mut self.res.passive,
                         _ => &mut self.res.active,
                     };
-                    // Auto-resizing histogram: record() grows it; it cannot fail on range.
-                    let _ = h.record(us);
+                    h.record(us);
                 }
                 if let (Side::Client, Some(_)) = (side, slot) {
                     self.release();
@@ -910,8 +928,7 @@ impl<'a> Shard<'a> {
             self.transmit(Side::Client);
             return false;
         };
-        // Auto-resizing histogram: record() cannot fail on range.
-        let _ = self.res.probed.record(u64::from(c.probed));
+        self.res.probed.record(u64::from(c.probed));
         self.slots[s] = flags;
         self.opened_ms[s] = self.now.stamp_ms();
         self.attempts += 1;
@@ -940,11 +957,18 @@ impl<'a> Shard<'a> {
     fn sweep(&mut self) {
         let timeout = self.cfg.app_timeout.as_millis() as u32;
         let now_ms = self.now.stamp_ms();
-        for s in 0..self.slots.len() {
+        let due = |open: u8, opened: u32| open != 0 && now_ms.wrapping_sub(opened) >= timeout;
+        let mut from = 0;
+        // The next due slot from `from` on, read afresh after each close
+        // (which may open new connections in other slots).
+        while let Some(k) = self.open_ends[from..]
+            .iter()
+            .zip(&self.opened_ms[from..])
+            .position(|(&open, &opened)| due(open, opened))
+        {
+            let s = from + k;
+            from = s + 1;
             let open = self.open_ends[s];
-            if open == 0 || now_ms.wrapping_sub(self.opened_ms[s]) < timeout {
-                continue;
-            }
             let client = self.tuple(s as u32);
             let server = client.reversed();
             let flags = self.slots[s];

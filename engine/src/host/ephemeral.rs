@@ -83,38 +83,57 @@ impl Host {
         remote_port: u16,
     ) -> Result<Pick, u32> {
         let port_offset = self.ports.port_offset(local_ip, remote_ip, remote_port);
-        let offset = self.ports.start(port_offset);
+        let (slot, offset) = self.ports.start(port_offset);
         // offset++; if (offset & 1) goto other_parity_scan
         let other = Some(offset + 1).filter(|o| o & 1 == 1);
+        // With no tcp_tw_reuse for these addresses, a port whose bucket
+        // marks an entry to this destination fails `__inet_check_established`
+        // whether that entry is a connection or TIME-WAIT: skipped unlooked.
+        let known_taken = self.ports.is_first_dest(remote_ip, remote_port)
+            && !self.tw_reuse_allowed(local_ip, remote_ip);
+        let buckets = self.ports.buckets(local_ip);
+        let low = self.ports.low();
         let ((tuple, tw), i, probed) = self.walk_ports(offset, other, |h, port| {
+            let bucket = buckets.map_or(0, |b| b[usize::from(port - low)]);
             let tuple = Tuple {
                 local_ip,
                 remote_ip,
                 local_port: port,
                 remote_port,
             };
-            h.port_usable(now, &tuple).map(|tw| (tuple, tw))
+            h.port_usable(now, &tuple, bucket, known_taken)
+                .map(|tw| (tuple, tw))
         })?;
         // A little randomness in the next start
         // (`max(i, get_random_u32_below(8) * step)`).
         let noise = self.ports.draw();
-        self.ports.advance(port_offset, i, noise);
+        self.ports.advance(slot, i, noise);
         Ok(Pick { tuple, probed, tw })
     }
 
-    /// One port of `hash_connect`: None when it cannot carry `tuple`, else
-    /// the TIME-WAIT entry to take over if any.
-    fn port_usable(&self, now: Time, tuple: &Tuple) -> Option<Option<(u64, TwEntry)>> {
+    /// One port of `hash_connect`, whose bucket is `bucket`: None when it
+    /// cannot carry `tuple`, else the TIME-WAIT entry to take over if any.
+    /// `known_taken`: a bucket that holds an entry to this destination is
+    /// refused without the lookup.
+    fn port_usable(
+        &self,
+        now: Time,
+        tuple: &Tuple,
+        bucket: u32,
+        known_taken: bool,
+    ) -> Option<Option<(u64, TwEntry)>> {
         // A listener's bucket has fastreuse >= 0: skipped like a bound port.
         if self.is_listening(tuple.local_port) {
             return None;
         }
-        let bucket = self.ports.bucket(tuple.local_ip, tuple.local_port);
         if bucket == 0 {
             return Some(None); // inet_bind_bucket_create: a fresh bucket
         }
         if Ports::is_bound(bucket) {
             return None; // tb->fastreuse >= 0
+        }
+        if known_taken && Ports::holds_first_dest(bucket) {
+            return None;
         }
         match self.table.find(tuple) {
             None => Some(None),
@@ -140,8 +159,11 @@ impl Host {
         let offset = ((self.ports.draw() % u64::from(remaining)) as u32) | 1;
         // offset--; if (!(offset & 1)) goto other_parity_scan
         let other = Some(offset.wrapping_sub(1)).filter(|o| o & 1 == 0);
+        let buckets = self.ports.buckets(local_ip);
+        let low = self.ports.low();
         let (port, _, probed) = self.walk_ports(offset, other, |h, port| {
-            (!h.is_listening(port) && h.ports.bucket(local_ip, port) == 0).then_some(port)
+            let free = buckets.is_none_or(|b| b[usize::from(port - low)] == 0);
+            (free && !h.is_listening(port)).then_some(port)
         })?;
         let tuple = Tuple {
             local_ip,
@@ -204,10 +226,7 @@ impl Host {
         if !twp {
             return true;
         }
-        let reuse = match self.cfg.tw_reuse {
-            2 => is_loopback(e.tuple.local_ip) || is_loopback(e.tuple.remote_ip),
-            r => r != 0,
-        };
+        let reuse = self.tw_reuse_allowed(e.tuple.local_ip, e.tuple.remote_ip);
         let time_wait_ms = self.cfg.time_wait.as_millis() as u32;
         let entry_ms = e.expires_ms.wrapping_sub(time_wait_ms);
         let thresh = entry_ms.wrapping_add(self.cfg.tw_reuse_delay.as_millis() as u32);
@@ -215,13 +234,23 @@ impl Host {
         reuse && (thresh.wrapping_sub(now.stamp_ms()) as i32) < 0
     }
 
+    /// Whether `tcp_tw_reuse` lets connect() take over a TIME-WAIT between
+    /// these addresses (2: only with a loopback address at either end).
+    fn tw_reuse_allowed(&self, local_ip: u32, remote_ip: u32) -> bool {
+        match self.cfg.tw_reuse {
+            2 => is_loopback(local_ip) || is_loopback(remote_ip),
+            r => r != 0,
+        }
+    }
+
     /// Removes TIME-WAIT entry `e` at `pos` for a new connection on its
     /// 4-tuple (`inet_twsk_deschedule_put`; `TWRecycled`) and returns the new
     /// ISS: `tw_snd_nxt + 65535 + 2`, 0 made 1 (`tcp_twsk_unique`).
     pub(super) fn take_over_time_wait(&mut self, now: Time, pos: u64, e: &TwEntry) -> Seq {
         self.table.remove_time_wait(pos);
-        self.port_released(&e.tuple);
         self.stats.tw_reused += 1;
+        // Releases the port once (closed_time_wait does it): releasing it
+        // here too took a second user off a port another destination shares.
         self.closed_time_wait(now, e, CloseReason::Reused);
         let iss = e.snd_nxt + 65_537u32;
         if u32::from(iss) == 0 {

@@ -306,6 +306,14 @@ impl Host {
         self.events.drain(..)
     }
 
+    /// Whether any event waits to be drained: a driver that moves events
+    /// into its own queue skips that work when there is none.
+    #[must_use]
+    #[inline]
+    pub fn has_events(&self) -> bool {
+        !self.events.is_empty()
+    }
+
     /// The earliest time at which [`Host::handle_timeout`] has work. Never later
     /// than the earliest deadline; it may be earlier (a wheel slot boundary, or
     /// the latest time the host was given, when a timer was armed since the wheel
@@ -336,10 +344,11 @@ impl Host {
     #[must_use]
     fn begin(&mut self, now: Time) -> Time {
         self.now = self.now.max(now);
-        if self.out.is_empty() && self.out.capacity() > QUEUE_KEEP {
+        // Capacity first: it is seldom above QUEUE_KEEP, so one test per queue.
+        if self.out.capacity() > QUEUE_KEEP && self.out.is_empty() {
             self.out = Vec::new();
         }
-        if self.events.is_empty() && self.events.capacity() > QUEUE_KEEP {
+        if self.events.capacity() > QUEUE_KEEP && self.events.is_empty() {
             self.events = Vec::new();
         }
         self.now
