@@ -8,6 +8,7 @@
 mod common;
 
 use std::process::{Command, Stdio};
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
@@ -15,7 +16,11 @@ use serde_json::Value;
 
 use common::n;
 
-fn have_tools() -> bool {
+/// One test at a time, when the tools are there: every run of this process
+/// names its namespaces `loadgen-PID-N`, so one test's check that none is
+/// left would see another's live namespace.
+fn tools() -> Option<MutexGuard<'static, ()>> {
+    static SERIAL: Mutex<()> = Mutex::new(());
     // SAFETY: geteuid has no preconditions and cannot fail.
     let root = unsafe { libc::geteuid() } == 0;
     let found = root && common::installed("ip", "-V") && common::installed("nft", "--version");
@@ -25,8 +30,11 @@ fn have_tools() -> bool {
             "root, ip (iproute2) and nft (nftables) are required"
         );
         eprintln!("not root, or ip/nft missing: skipped (apt-get install iproute2 nftables)");
+        return None;
     }
-    found
+    // A test that failed holding the lock leaves it poisoned; the others
+    // still run.
+    Some(SERIAL.lock().unwrap_or_else(|e| e.into_inner()))
 }
 
 fn namespaces() -> String {
@@ -78,9 +86,9 @@ fn server_cmd() -> String {
 
 #[test]
 fn loss_in_a_namespace_retransmits_and_every_connection_is_accounted_for() {
-    if !have_tools() {
+    let Some(_serial) = tools() else {
         return;
-    }
+    };
     let cmd = server_cmd();
     let args = loadgen::Args::parse_from([
         "loadgen",
@@ -128,9 +136,9 @@ fn loss_in_a_namespace_retransmits_and_every_connection_is_accounted_for() {
 
 #[test]
 fn a_server_that_does_not_listen_fails_the_run_and_leaves_nothing() {
-    if !have_tools() {
+    let Some(_serial) = tools() else {
         return;
-    }
+    };
     let before = namespaces();
     let args = loadgen::Args::parse_from([
         "loadgen",
@@ -158,9 +166,9 @@ fn a_server_that_does_not_listen_fails_the_run_and_leaves_nothing() {
 
 #[test]
 fn sigint_tears_the_namespace_and_the_server_down() {
-    if !have_tools() {
+    let Some(_serial) = tools() else {
         return;
-    }
+    };
     let mut child = Command::new(env!("CARGO_BIN_EXE_loadgen"))
         .args(["--kernel", "--netns", "--server-cmd", &server_cmd()])
         .args(["--netns-port", "7172", "--rate", "20", "--duration", "600s"])
@@ -246,9 +254,9 @@ impl Drop for Namespace {
 /// host's loopback `tcp_tw_reuse` = 2 reuses those ports after 1 s.)
 #[test]
 fn one_source_address_runs_out_of_ports_without_tw_reuse() {
-    if !have_tools() {
+    let Some(_serial) = tools() else {
         return;
-    }
+    };
     let ns = Namespace::create("ports");
     let listener = ns.run(|| {
         std::fs::write("/proc/sys/net/ipv4/ip_local_port_range", "40000 40099").unwrap();
@@ -320,9 +328,9 @@ fn one_source_address_runs_out_of_ports_without_tw_reuse() {
 /// driven by two worker processes; counted in the namespace and gone after.
 #[test]
 fn workers_share_one_namespace_and_its_loss() {
-    if !have_tools() {
+    let Some(_serial) = tools() else {
         return;
-    }
+    };
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("run.json");
     let out = Command::new(env!("CARGO_BIN_EXE_loadgen"))
@@ -353,9 +361,9 @@ fn workers_share_one_namespace_and_its_loss() {
 /// the namespace.
 #[test]
 fn source_addresses_reach_a_server_of_several_processes() {
-    if !have_tools() {
+    let Some(_serial) = tools() else {
         return;
-    }
+    };
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("run.json");
     let server_json = dir.path().join("server.json");
