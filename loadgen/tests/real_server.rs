@@ -349,7 +349,13 @@ fn open_model_runs_on_schedule_with_raw_requests() {
     assert_eq!(n(&r, "/connections"), 200, "{r:#}");
     assert_eq!(n(&r, "/completed"), 200, "{r:#}");
     assert_eq!(n(&r, "/closed_by/server_fin"), 200, "{r:#}");
-    assert_eq!(time_wait_sides(nginx.addr), (200, 0), "{}", sockstat());
+    // A few may be one entry: see keepalive_0_means_the_server_closes_and_keeps_time_wait.
+    let (server, client) = time_wait_sides(nginx.addr);
+    assert!(
+        (180..=200).contains(&server) && client == 0,
+        "TIME-WAIT by side: {server} server, {client} client; {}",
+        sockstat()
+    );
 }
 
 /// Nothing listens: every connect is refused, by errno, and nothing is left.
@@ -419,10 +425,17 @@ fn a_proxys_upstream_time_wait_is_in_the_host_counters_not_the_side_counts() {
     assert_eq!(n(&r, "/completed"), 200, "{r:#}");
     assert_eq!(n(&r, "/closed_by/server_fin"), 200, "{r:#}");
     // The proxy's frontend closes first and is in TIME-WAIT before loadgen's
-    // socket is gone: loadgen's sides are the proxy's alone, as ss says.
-    assert_eq!(n(&r, "/time_wait/server_peak"), 200, "{:#}", r["time_wait"]);
+    // socket is gone: loadgen's sides are the proxy's alone, as ss says (a
+    // few of the 200 may be one entry, as in the nginx tests above).
+    let front = n(&r, "/time_wait/server_peak");
+    assert!((180..=200).contains(&front), "{:#}", r["time_wait"]);
     assert_eq!(n(&r, "/time_wait/client_peak"), 0);
-    assert_eq!(time_wait_sides(proxy.addr), (200, 0), "{}", sockstat());
+    assert_eq!(
+        time_wait_sides(proxy.addr),
+        (front as usize, 0),
+        "{}",
+        sockstat()
+    );
     // The proxy closes its upstream on its own time, so the last few of
     // nginx's TIME-WAITs may come after loadgen's last reading; the rest are
     // in the host's TW count and among the "other" sockets, not in the sides.
@@ -430,7 +443,8 @@ fn a_proxys_upstream_time_wait_is_in_the_host_counters_not_the_side_counts() {
     assert!(tw > 200, "{:#}", r["kernel"]);
     assert!(n(&r, "/time_wait/entered_by_others") >= tw - 200);
     assert!(n(&r, "/time_wait/other_peak") > 0, "{:#}", r["time_wait"]);
-    // And all 200 are there in the end, at nginx, towards the proxy.
+    // And all 200 (or all but the few reopened) are there in the end, at
+    // nginx, towards the proxy.
     let mut upstream = time_wait_sides(nginx.addr);
     for _ in 0..500 {
         if upstream.0 == 200 {
@@ -439,7 +453,11 @@ fn a_proxys_upstream_time_wait_is_in_the_host_counters_not_the_side_counts() {
         std::thread::sleep(Duration::from_millis(20));
         upstream = time_wait_sides(nginx.addr);
     }
-    assert_eq!(upstream, (200, 0), "{}", sockstat());
+    assert!(
+        (180..=200).contains(&upstream.0) && upstream.1 == 0,
+        "{upstream:?}; {}",
+        sockstat()
+    );
     let note = r["notes"][0].as_str().unwrap_or_default();
     assert!(note.contains("host-wide counters"), "{r:#}");
 }
