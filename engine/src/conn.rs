@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use crate::config::Config;
+use crate::endpoint::Packed;
 use crate::seq::Seq;
 use crate::state::State;
 use crate::tuple::Tuple;
@@ -35,7 +36,8 @@ pub(crate) mod flag {
     pub const TS_OK: u8 = 0x80;
 }
 
-/// A full connection. 64 bytes, one cache line; kept in a chunked slab, named by a `u32` index.
+/// A full connection, as the host works on it. The table keeps it as a
+/// [`ConnRecord`] and hands out copies.
 ///
 /// Timestamps are 32-bit and only compared by difference: milliseconds for the
 /// long ones (49 days of range), microseconds for the RTT (71 minutes).
@@ -64,7 +66,8 @@ pub(crate) struct Conn {
     pub retrans_stamp_ms: u32,
     /// When the application called close().
     pub close_ms: u32,
-    /// Last out-of-window or challenge ACK (per-entry `tcp_invalid_ratelimit`).
+    /// Last out-of-window or challenge ACK (per-entry `tcp_invalid_ratelimit`),
+    /// 0 if none: most connections never send one.
     pub last_oow_ms: u32,
     /// The pending timer: retransmission, or the FIN-WAIT-2 timeout.
     pub timer: Option<TimerKey>,
@@ -80,6 +83,31 @@ pub(crate) struct Conn {
     rec: u8,
     /// RTO doublings (`icsk_backoff`, at most 30: the low five bits) and the
     /// [`bits`] above them.
+    backoff_bits: u8,
+}
+
+/// A [`Conn`] as the table's slab keeps it: 56 bytes. The tuple's fixed end
+/// is interned ([`crate::endpoint`]) and `last_oow_ms` is kept beside the slab
+/// for the few entries that have one ([`crate::rare`]), which spares 8 bytes
+/// in every entry (Linux's `tcp_sock` is over 2 KiB). The other fields are
+/// [`Conn`]'s.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ConnRecord {
+    pub name: Packed,
+    snd_una: Seq,
+    snd_nxt: Seq,
+    rcv_nxt: Seq,
+    srtt_us: u32,
+    mdev_us: u32,
+    rttvar_us: u32,
+    timing_or_held: u32,
+    retrans_stamp_ms: u32,
+    close_ms: u32,
+    timer: Option<TimerKey>,
+    ts_recent: u32,
+    state: State,
+    flags: u8,
+    rec: u8,
     backoff_bits: u8,
 }
 
@@ -141,6 +169,49 @@ impl Conn {
             flags: 0,
             rec: rec::REORDERING_DEFAULT << rec::REORD_SHIFT,
             backoff_bits: 0,
+        }
+    }
+
+    /// The record the slab keeps, under `name` (this tuple, packed): every
+    /// field but the tuple and `last_oow_ms`, which the table keeps elsewhere.
+    #[inline]
+    pub fn record(&self, name: Packed) -> ConnRecord {
+        let Conn {
+            tuple: _,
+            snd_una,
+            snd_nxt,
+            rcv_nxt,
+            srtt_us,
+            mdev_us,
+            rttvar_us,
+            timing_or_held,
+            retrans_stamp_ms,
+            close_ms,
+            last_oow_ms: _,
+            timer,
+            ts_recent,
+            state,
+            flags,
+            rec,
+            backoff_bits,
+        } = *self;
+        ConnRecord {
+            name,
+            snd_una,
+            snd_nxt,
+            rcv_nxt,
+            srtt_us,
+            mdev_us,
+            rttvar_us,
+            timing_or_held,
+            retrans_stamp_ms,
+            close_ms,
+            timer,
+            ts_recent,
+            state,
+            flags,
+            rec,
+            backoff_bits,
         }
     }
 
@@ -387,6 +458,39 @@ impl Conn {
     /// ACKed can stretch FIN-WAIT-2 beyond 60 s.
     pub fn fin_wait2_timeout(&self, cfg: &Config) -> Duration {
         cfg.fin_timeout.max(self.backed_off_rto(cfg) * 7 / 2)
+    }
+}
+
+impl ConnRecord {
+    /// The connection again, given its tuple and the `last_oow_ms` kept
+    /// elsewhere.
+    #[inline]
+    pub fn conn(&self, tuple: Tuple, last_oow_ms: u32) -> Conn {
+        Conn {
+            tuple,
+            snd_una: self.snd_una,
+            snd_nxt: self.snd_nxt,
+            rcv_nxt: self.rcv_nxt,
+            srtt_us: self.srtt_us,
+            mdev_us: self.mdev_us,
+            rttvar_us: self.rttvar_us,
+            timing_or_held: self.timing_or_held,
+            retrans_stamp_ms: self.retrans_stamp_ms,
+            close_ms: self.close_ms,
+            last_oow_ms,
+            timer: self.timer,
+            ts_recent: self.ts_recent,
+            state: self.state,
+            flags: self.flags,
+            rec: self.rec,
+            backoff_bits: self.backoff_bits,
+        }
+    }
+
+    /// Takes the working copy `c` back (its tuple does not change).
+    #[inline]
+    pub fn update(&mut self, c: &Conn) {
+        *self = c.record(self.name);
     }
 }
 

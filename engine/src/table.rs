@@ -1,32 +1,131 @@
 //! One shard's connection table: an [`Index`] of 4-byte references.
 //!
 //! The index holds only a `u32` per connection: either an index into a
-//! chunked [`Slab`] of full [`Conn`]s, or (top bit set) a position in the
-//! [`TwRing`] of compact TIME-WAIT entries. The tuple is read through the
-//! reference, so a TIME-WAIT entry costs its 28-byte record plus 5⅓ bytes
-//! of bucket (a 64-byte bucket holds 12) over the index's load factor.
-//! Shards are chosen by [`crate::tuple::shard_of`]; each shard is owned by
-//! one thread.
+//! chunked [`Slab`] of [`ConnRecord`]s, or (top bit set) a position in the
+//! [`TwRing`] of compact TIME-WAIT records. The tuple is read through the
+//! reference, its fixed end from the table's [`Endpoints`], so a TIME-WAIT
+//! entry costs its 24-byte record plus 5⅓ bytes of bucket (a 64-byte bucket
+//! holds 12) over the index's load factor. Shards are chosen by
+//! [`crate::tuple::shard_of`]; each shard is owned by one thread.
 
-use hashbrown::HashTable;
+use std::time::Duration;
 
-use crate::conn::Conn;
+use crate::conn::{Conn, ConnRecord};
+use crate::endpoint::{Endpoints, Packed, Side, INDEX_MASK};
 use crate::index::{prefetch_line, Index};
-use crate::slab::Slab;
-use crate::timewait::{TwEntry, TwRecord, TwRing, OOW_BIT, POS_MASK, TS_BIT};
-use crate::tuple::Tuple;
+use crate::rare::{Rare, RARE_BIT};
 #[cfg(feature = "bench-hooks")]
-use crate::{seq::Seq, state::State};
+use crate::seq::Seq;
+use crate::slab::Slab;
+use crate::state::State;
+use crate::timewait::{TwEntry, TwRecord, TwRing, FAR, POS_MASK, TS_BIT};
+use crate::tuple::Tuple;
 
 const TW_BIT: u32 = 1 << 31;
 
 /// Bytes of one full connection's record in the slab: a promise the memory
 /// plan and the README's per-entry figures rest on.
-pub const CONN_BYTES: usize = 64;
+pub const CONN_BYTES: usize = 56;
 /// Bytes of one TIME-WAIT record in the ring (Linux's `tw_sock_TCP` is 256).
-pub const TIME_WAIT_BYTES: usize = 28;
-const _: () = assert!(std::mem::size_of::<Conn>() == CONN_BYTES);
+pub const TIME_WAIT_BYTES: usize = 24;
+const _: () = assert!(std::mem::size_of::<ConnRecord>() == CONN_BYTES);
 const _: () = assert!(std::mem::size_of::<TwRecord>() == TIME_WAIT_BYTES);
+
+/// The TIME-WAIT length a table assumes until told (Linux's `TCP_TIMEWAIT_LEN`).
+const TIME_WAIT_MS: u32 = 60_000;
+
+/// A full connection's rare fields ([`crate::rare`]).
+#[derive(Clone, Copy, Debug, Default)]
+struct ConnRare {
+    last_oow_ms: u32,
+    /// The tuple, when its endpoint could not be interned ([`Packed::spilled`]).
+    tuple: Tuple,
+}
+
+/// A TIME-WAIT entry's rare fields.
+#[derive(Clone, Copy, Debug, Default)]
+struct TwRare {
+    last_oow_ms: u32,
+    /// The close() stamp, when [`TwRecord::close_off`] is [`FAR`].
+    close_ms: u32,
+}
+
+/// What the index's references point into.
+#[derive(Default)]
+struct Entries {
+    conns: Slab<ConnRecord>,
+    conn_rare: Rare<ConnRare>,
+    tw: TwRing,
+    tw_rare: Rare<TwRare>,
+    eps: Endpoints,
+}
+
+impl Entries {
+    /// The tuple of the entry `r` names.
+    #[inline]
+    fn tuple_of(&self, r: u32) -> Tuple {
+        if r & TW_BIT != 0 {
+            self.tw_tuple(self.tw.at(self.tw.resolve(r & !TW_BIT)))
+        } else {
+            self.conn_tuple(r, self.conns.get(r))
+        }
+    }
+
+    #[inline]
+    fn conn_tuple(&self, idx: u32, rec: &ConnRecord) -> Tuple {
+        match self.eps.tuple(&rec.name) {
+            Some(t) => t,
+            None => self.conn_rare(idx, rec).tuple,
+        }
+    }
+
+    /// A TIME-WAIT record's tuple. Records are never spilled (a spilled
+    /// connection does not enter TIME-WAIT); the ring's dead padding slots,
+    /// which nothing references, read as the default tuple.
+    #[inline]
+    fn tw_tuple(&self, rec: &TwRecord) -> Tuple {
+        self.eps.tuple(&rec.name).unwrap_or_default()
+    }
+
+    #[inline]
+    fn conn_rare(&self, idx: u32, rec: &ConnRecord) -> ConnRare {
+        if rec.name.ep & RARE_BIT == 0 {
+            return ConnRare::default();
+        }
+        self.conn_rare.get(idx as u64).unwrap_or_default()
+    }
+
+    #[inline]
+    fn tw_rare(&self, pos: u64) -> TwRare {
+        if self.tw.at(pos).name.ep & RARE_BIT == 0 {
+            return TwRare::default();
+        }
+        self.tw_rare.get(pos).unwrap_or_default()
+    }
+
+    /// Takes slot `pos`'s rare fields out, clearing its flag.
+    #[inline]
+    fn take_tw_rare(&mut self, pos: u64) -> TwRare {
+        let rec = self.tw.at_mut(pos);
+        if rec.name.ep & RARE_BIT == 0 {
+            return TwRare::default();
+        }
+        rec.name.ep &= !RARE_BIT;
+        self.tw_rare.take(pos).unwrap_or_default()
+    }
+
+    /// Removes full connection `idx` from the slab and its rare fields.
+    fn remove_conn(&mut self, idx: u32) -> Conn {
+        let rec = self.conns.remove(idx);
+        let rare = if rec.name.ep & RARE_BIT != 0 {
+            self.conn_rare.take(idx as u64).unwrap_or_default()
+        } else {
+            ConnRare::default()
+        };
+        let tuple = self.eps.tuple(&rec.name).unwrap_or(rare.tuple);
+        rec.conn(tuple, rare.last_oow_ms)
+    }
+}
 
 /// What [`Table::remove`] took out.
 #[derive(Clone, Copy, Debug)]
@@ -47,32 +146,14 @@ pub(crate) enum Found {
 /// One shard of the connection table.
 pub struct Table {
     map: Index,
-    conns: Slab<Conn>,
-    tw: TwRing,
+    e: Entries,
     tw_len: usize,
     /// Ring slots no longer referenced (restarted or removed entries).
     stale: usize,
     key: u64,
-    /// The local addresses TIME-WAIT records name by index (a server has a
-    /// handful; [`TwRecord`] keeps 14 bits for the index).
-    locals: Vec<u32>,
-    local_index: HashTable<u16>,
-    /// `last_oow_ms` of the TIME-WAIT entries that have one, by ring
-    /// position: only entries that rate-limited an out-of-window ACK (or an
-    /// orphan's FIN-WAIT-2 that did), so a few bytes here spare four in
-    /// every record. A record with [`OOW_BIT`] has an entry here.
-    oow: HashTable<(u64, u32)>,
-}
-
-/// Most local addresses one table's TIME-WAIT records can name.
-const MAX_LOCALS: usize = OOW_BIT as usize;
-
-/// Local-address bits of [`TwRecord::local_ip_ts`].
-const LOCAL_MASK: u16 = !(TS_BIT | OOW_BIT);
-
-#[inline]
-fn spread(x: u64) -> u64 {
-    x.wrapping_mul(0x9e37_79b9_7f4a_7c15)
+    /// How long TIME-WAIT lasts, so that a record's close() offset can count
+    /// back from its (re)start, which is its expiry less this.
+    time_wait_ms: u32,
 }
 
 impl Table {
@@ -85,15 +166,21 @@ impl Table {
     pub fn with_capacity(key: u64, n: usize) -> Table {
         Table {
             map: Index::with_capacity(n),
-            conns: Slab::default(),
-            tw: TwRing::default(),
+            e: Entries::default(),
             tw_len: 0,
             stale: 0,
             key,
-            locals: Vec::new(),
-            local_index: HashTable::new(),
-            oow: HashTable::new(),
+            time_wait_ms: TIME_WAIT_MS,
         }
+    }
+
+    /// The table of a host whose TIME-WAIT lasts `time_wait` (60 s unless
+    /// told): TIME-WAIT records keep close() as an offset before their start,
+    /// which this places. Any length is correct; the right one keeps the
+    /// offsets small enough to stay in the record.
+    pub fn with_time_wait(mut self, time_wait: Duration) -> Table {
+        self.time_wait_ms = u32::try_from(time_wait.as_millis()).unwrap_or(u32::MAX);
+        self
     }
 
     /// Entries of any state.
@@ -114,140 +201,11 @@ impl Table {
     /// allocator ([`crate::alloc`]) checks this figure in the tests.
     pub fn heap_bytes(&self) -> usize {
         self.map.allocation_size()
-            + self.conns.heap_bytes()
-            + self.tw.heap_bytes()
-            + self.locals.capacity() * 4
-            + self.local_index.allocation_size()
-            + self.oow.allocation_size()
-    }
-
-    #[inline]
-    fn tuple_of(conns: &Slab<Conn>, tw: &TwRing, locals: &[u32], r: u32) -> Tuple {
-        if r & TW_BIT != 0 {
-            Self::record_tuple(locals, tw.at(tw.resolve(r & !TW_BIT)))
-        } else {
-            conns.get(r).tuple
-        }
-    }
-
-    #[inline]
-    fn record_tuple(locals: &[u32], rec: &TwRecord) -> Tuple {
-        Tuple {
-            local_ip: locals
-                .get((rec.local_ip_ts & LOCAL_MASK) as usize)
-                .copied()
-                .unwrap_or(0),
-            remote_ip: rec.remote_ip,
-            local_port: rec.local_port,
-            remote_port: rec.remote_port,
-        }
-    }
-
-    /// The index of local address `ip`, added if new; `None` once
-    /// [`MAX_LOCALS`] are taken.
-    fn local_index(&mut self, ip: u32) -> Option<u16> {
-        let hash = |ip: u32| spread(ip as u64);
-        let locals = &self.locals;
-        if let Some(&i) = self
-            .local_index
-            .find(hash(ip), |&i| locals[i as usize] == ip)
-        {
-            return Some(i);
-        }
-        if self.locals.len() >= MAX_LOCALS {
-            return None;
-        }
-        let i = self.locals.len() as u16;
-        self.locals.push(ip);
-        let locals = &self.locals;
-        self.local_index
-            .insert_unique(hash(ip), i, |&j| hash(locals[j as usize]));
-        Some(i)
-    }
-
-    fn pack(&mut self, e: &TwEntry) -> Option<TwRecord> {
-        let local = self.local_index(e.tuple.local_ip)?;
-        Some(TwRecord {
-            remote_ip: e.tuple.remote_ip,
-            local_port: e.tuple.local_port,
-            remote_port: e.tuple.remote_port,
-            local_ip_ts: local | if e.ts_recent.is_some() { TS_BIT } else { 0 },
-            expires_off: 0,
-            snd_nxt: e.snd_nxt,
-            rcv_nxt: e.rcv_nxt,
-            close_ms: e.close_ms,
-            ts_recent: e.ts_recent.unwrap_or(0),
-        })
-    }
-
-    #[inline]
-    fn unpack(&self, pos: u64) -> TwEntry {
-        let rec = self.tw.at(pos);
-        let last_oow_ms = if rec.local_ip_ts & OOW_BIT != 0 {
-            self.oow_at(pos)
-        } else {
-            0
-        };
-        TwEntry {
-            tuple: Self::record_tuple(&self.locals, rec),
-            snd_nxt: rec.snd_nxt,
-            rcv_nxt: rec.rcv_nxt,
-            expires_ms: self.tw.expires_ms(pos),
-            close_ms: rec.close_ms,
-            last_oow_ms,
-            ts_recent: (rec.local_ip_ts & TS_BIT != 0).then_some(rec.ts_recent),
-        }
-    }
-
-    /// The `last_oow_ms` kept for slot `pos`, 0 if none. Out of line: few
-    /// entries have one.
-    #[cold]
-    fn oow_at(&self, pos: u64) -> u32 {
-        self.oow
-            .find(spread(pos), |&(p, _)| p == pos)
-            .map_or(0, |&(_, ms)| ms)
-    }
-
-    /// Takes the `last_oow_ms` kept for slot `pos` (0 if none) and clears
-    /// the slot's flag.
-    #[inline]
-    fn take_oow(&mut self, pos: u64) -> u32 {
-        let rec = self.tw.at_mut(pos);
-        if rec.local_ip_ts & OOW_BIT == 0 {
-            return 0;
-        }
-        rec.local_ip_ts &= !OOW_BIT;
-        self.remove_oow(pos)
-    }
-
-    #[cold]
-    fn remove_oow(&mut self, pos: u64) -> u32 {
-        match self.oow.find_entry(spread(pos), |&(p, _)| p == pos) {
-            Ok(e) => e.remove().0 .1,
-            Err(_) => 0,
-        }
-    }
-
-    /// Keeps `last_oow_ms` for slot `pos` (0 keeps nothing).
-    #[inline]
-    fn put_oow(&mut self, pos: u64, last_oow_ms: u32) {
-        if last_oow_ms != 0 {
-            self.insert_oow(pos, last_oow_ms);
-        }
-    }
-
-    #[cold]
-    fn insert_oow(&mut self, pos: u64, last_oow_ms: u32) {
-        let rec = self.tw.at_mut(pos);
-        if rec.local_ip_ts & OOW_BIT != 0 {
-            if let Some(e) = self.oow.find_mut(spread(pos), |&(p, _)| p == pos) {
-                e.1 = last_oow_ms;
-                return;
-            }
-        }
-        rec.local_ip_ts |= OOW_BIT;
-        self.oow
-            .insert_unique(spread(pos), (pos, last_oow_ms), |&(p, _)| spread(p));
+            + self.e.conns.heap_bytes()
+            + self.e.conn_rare.heap_bytes()
+            + self.e.tw.heap_bytes()
+            + self.e.tw_rare.heap_bytes()
+            + self.e.eps.heap_bytes()
     }
 
     #[inline]
@@ -268,9 +226,9 @@ impl Table {
     pub(crate) fn prefetch_entry(&self, tuple: &Tuple) {
         for r in self.map.home_candidates(tuple.hash(self.key)) {
             if r & TW_BIT != 0 {
-                prefetch_line(self.tw.at(self.tw.resolve(r & !TW_BIT)));
+                prefetch_line(self.e.tw.at(self.e.tw.resolve(r & !TW_BIT)));
             } else {
-                prefetch_line(self.conns.get(r));
+                prefetch_line(self.e.conns.get(r));
             }
         }
     }
@@ -278,14 +236,12 @@ impl Table {
     /// Looks `tuple` up.
     #[inline(always)]
     pub(crate) fn find(&self, tuple: &Tuple) -> Option<Found> {
-        let (conns, tw, locals) = (&self.conns, &self.tw, &self.locals);
+        let e = &self.e;
         self.map
-            .find(tuple.hash(self.key), |r| {
-                Self::tuple_of(conns, tw, locals, r) == *tuple
-            })
+            .find(tuple.hash(self.key), |r| e.tuple_of(r) == *tuple)
             .map(|r| {
                 if r & TW_BIT != 0 {
-                    Found::TimeWait(tw.resolve(r & !TW_BIT))
+                    Found::TimeWait(e.tw.resolve(r & !TW_BIT))
                 } else {
                     Found::Conn(r)
                 }
@@ -294,94 +250,201 @@ impl Table {
 
     /// Removes `tuple`, whatever its state, in one probe.
     pub(crate) fn remove(&mut self, tuple: &Tuple) -> Option<Removed> {
-        let (conns, tw, locals) = (&self.conns, &self.tw, &self.locals);
-        let r = self.map.remove(tuple.hash(self.key), |r| {
-            Self::tuple_of(conns, tw, locals, r) == *tuple
-        })?;
+        let e = &self.e;
+        let r = self
+            .map
+            .remove(tuple.hash(self.key), |r| e.tuple_of(r) == *tuple)?;
         if r & TW_BIT != 0 {
-            self.take_oow(self.tw.resolve(r & !TW_BIT));
+            let pos = self.e.tw.resolve(r & !TW_BIT);
+            self.e.take_tw_rare(pos);
             self.tw_len -= 1;
             self.stale += 1;
             Some(Removed::TimeWait)
         } else {
-            Some(Removed::Conn(self.conns.remove(r)))
+            Some(Removed::Conn(self.e.remove_conn(r)))
         }
     }
 
-    /// Adds a connection whose tuple is not in the table yet.
+    /// Adds a connection whose tuple is not in the table yet. Its fixed end
+    /// is the remote port if we connected (SYN-SENT), else the local one.
     pub(crate) fn insert_conn(&mut self, conn: Conn) -> u32 {
+        let side = match conn.state {
+            State::SynSent => Side::Client,
+            _ => Side::Server,
+        };
+        let name = self.e.eps.pack(&conn.tuple, side);
         let hash = conn.tuple.hash(self.key);
-        let idx = self.conns.insert(conn);
-        let (conns, tw, locals, key) = (&self.conns, &self.tw, &self.locals, self.key);
-        self.map.insert_unique(hash, idx, |r| {
-            Self::tuple_of(conns, tw, locals, r).hash(key)
-        });
+        let idx = self.e.conns.insert(conn.record(name));
+        if name.spilled() || conn.last_oow_ms != 0 {
+            self.put_conn_rare(idx, conn.last_oow_ms, conn.tuple);
+        }
+        let (e, key) = (&self.e, self.key);
+        self.map
+            .insert_unique(hash, idx, |r| e.tuple_of(r).hash(key));
         idx
     }
 
+    /// A copy of full connection `idx`, to work on and [`Table::set_conn`] back.
     #[inline]
-    pub(crate) fn conn(&self, idx: u32) -> &Conn {
-        self.conns.get(idx)
+    pub(crate) fn conn(&self, idx: u32) -> Conn {
+        let rec = self.e.conns.get(idx);
+        match self.e.eps.tuple(&rec.name) {
+            Some(tuple) if rec.name.ep & RARE_BIT == 0 => rec.conn(tuple, 0),
+            _ => {
+                let rare = self.e.conn_rare(idx, rec);
+                rec.conn(self.e.conn_tuple(idx, rec), rare.last_oow_ms)
+            }
+        }
     }
 
+    /// Stores the working copy `c` of full connection `idx` (its tuple
+    /// unchanged).
     #[inline]
-    pub(crate) fn conn_mut(&mut self, idx: u32) -> &mut Conn {
-        self.conns.get_mut(idx)
+    pub(crate) fn set_conn(&mut self, idx: u32, c: Conn) {
+        let rec = self.e.conns.get_mut(idx);
+        rec.update(&c);
+        if rec.name.ep & RARE_BIT != 0 || c.last_oow_ms != 0 {
+            self.update_conn_oow(idx, c.last_oow_ms);
+        }
+        debug_assert_eq!(self.conn(idx).tuple, c.tuple);
+    }
+
+    #[cold]
+    fn update_conn_oow(&mut self, idx: u32, last_oow_ms: u32) {
+        let rare = self.e.conn_rare(idx, self.e.conns.get(idx));
+        if rare.last_oow_ms != last_oow_ms {
+            self.put_conn_rare(idx, last_oow_ms, rare.tuple);
+        }
+    }
+
+    /// Keeps connection `idx`'s rare fields, or drops them once they hold
+    /// nothing.
+    #[cold]
+    fn put_conn_rare(&mut self, idx: u32, last_oow_ms: u32, tuple: Tuple) {
+        let rec = self.e.conns.get_mut(idx);
+        if last_oow_ms == 0 && !rec.name.spilled() {
+            rec.name.ep &= !RARE_BIT;
+            self.e.conn_rare.take(idx as u64);
+        } else {
+            rec.name.ep |= RARE_BIT;
+            let rare = ConnRare { last_oow_ms, tuple };
+            self.e.conn_rare.put(idx as u64, rare);
+        }
     }
 
     /// Removes a full connection (it reached CLOSED).
     pub(crate) fn remove_conn(&mut self, idx: u32) -> Conn {
-        let hash = self.conns.get(idx).tuple.hash(self.key);
-        self.map.remove(hash, |r| r == idx);
-        self.conns.remove(idx)
+        let c = self.e.remove_conn(idx);
+        self.map.remove(c.tuple.hash(self.key), |r| r == idx);
+        c
     }
 
     /// Replaces full connection `idx` by a compact TIME-WAIT entry; returns
-    /// its position, or `None` (and the connection stays) when the table
-    /// cannot name one more local address.
+    /// its position, or `None` (and the connection stays) when its endpoint
+    /// could not be interned: no room, as when `tcp_max_tw_buckets` is reached.
     pub(crate) fn conn_to_time_wait(&mut self, idx: u32, e: TwEntry) -> Option<u64> {
-        let rec = self.pack(&e)?;
+        let name = self.e.conns.get(idx).name;
+        if name.spilled() {
+            return None;
+        }
+        let pos = self.push_time_wait(name, &e);
         let hash = e.tuple.hash(self.key);
-        let pos = self.tw.push(rec, e.expires_ms);
-        self.put_oow(pos, e.last_oow_ms);
         if let Some(r) = self.map.find_mut(hash, |r| r == idx) {
             *r = Self::tw_ref(pos);
         }
-        self.conns.remove(idx);
+        self.e.remove_conn(idx);
         self.tw_len += 1;
         Some(pos)
     }
 
-    #[inline]
-    pub(crate) fn time_wait(&self, pos: u64) -> TwEntry {
-        self.unpack(pos)
+    /// Appends `e` to the ring under `name` (its tuple, packed), with its rare
+    /// fields beside it if it has any.
+    fn push_time_wait(&mut self, name: Packed, e: &TwEntry) -> u64 {
+        let start = e.expires_ms.wrapping_sub(self.time_wait_ms);
+        let back = start.wrapping_sub(e.close_ms);
+        let close_off = u16::try_from(back).map_or(FAR, |b| b.min(FAR));
+        let ts = if e.ts_recent.is_some() { TS_BIT } else { 0 };
+        let far = close_off == FAR;
+        let rec = TwRecord {
+            name: Packed {
+                ep: name.ep & INDEX_MASK
+                    | ts
+                    | if far || e.last_oow_ms != 0 {
+                        RARE_BIT
+                    } else {
+                        0
+                    },
+                ..name
+            },
+            expires_off: 0,
+            close_off,
+            snd_nxt: e.snd_nxt,
+            rcv_nxt: e.rcv_nxt,
+            ts_recent: e.ts_recent.unwrap_or(0),
+        };
+        let pos = self.e.tw.push(rec, e.expires_ms);
+        if rec.name.ep & RARE_BIT != 0 {
+            let rare = TwRare {
+                last_oow_ms: e.last_oow_ms,
+                close_ms: e.close_ms,
+            };
+            self.e.tw_rare.put(pos, rare);
+        }
+        pos
     }
 
-    /// Records an out-of-window ACK sent by entry `pos`.
+    /// TIME-WAIT entry `pos`, unpacked.
     #[inline]
+    pub(crate) fn time_wait(&self, pos: u64) -> TwEntry {
+        let rec = self.e.tw.at(pos);
+        let expires_ms = self.e.tw.expires_ms(pos);
+        let rare = self.e.tw_rare(pos);
+        let close_ms = if rec.close_off == FAR {
+            rare.close_ms
+        } else {
+            let start = expires_ms.wrapping_sub(self.time_wait_ms);
+            start.wrapping_sub(rec.close_off as u32)
+        };
+        TwEntry {
+            tuple: self.e.tw_tuple(rec),
+            snd_nxt: rec.snd_nxt,
+            rcv_nxt: rec.rcv_nxt,
+            expires_ms,
+            close_ms,
+            last_oow_ms: rare.last_oow_ms,
+            ts_recent: (rec.name.ep & TS_BIT != 0).then_some(rec.ts_recent),
+        }
+    }
+
+    /// Records an out-of-window ACK sent by entry `pos` (0 records nothing).
     pub(crate) fn set_time_wait_oow(&mut self, pos: u64, last_oow_ms: u32) {
-        self.put_oow(pos, last_oow_ms);
+        if last_oow_ms == 0 {
+            return;
+        }
+        let mut rare = self.e.tw_rare(pos);
+        rare.last_oow_ms = last_oow_ms;
+        self.e.tw.at_mut(pos).name.ep |= RARE_BIT;
+        self.e.tw_rare.put(pos, rare);
     }
 
     /// Records the peer's timestamp on entry `pos` (which negotiated them).
     #[inline]
     pub(crate) fn set_time_wait_ts(&mut self, pos: u64, ts_recent: u32) {
-        let rec = self.tw.at_mut(pos);
-        rec.local_ip_ts |= TS_BIT;
+        let rec = self.e.tw.at_mut(pos);
+        rec.name.ep |= TS_BIT;
         rec.ts_recent = ts_recent;
     }
 
     /// Moves TIME-WAIT entry `pos` to the tail with a new expiry (its timer restarted).
     /// The old slot goes stale. Returns the new position.
     pub(crate) fn restart_time_wait(&mut self, pos: u64, expires_ms: u32) -> u64 {
-        let rec = *self.tw.at(pos);
-        let hash = Self::record_tuple(&self.locals, &rec).hash(self.key);
+        let mut e = self.time_wait(pos);
+        let name = self.e.tw.at(pos).name;
+        self.e.take_tw_rare(pos);
+        e.expires_ms = expires_ms;
+        let new_pos = self.push_time_wait(name, &e);
         let old = Self::tw_ref(pos);
-        let new_pos = self.tw.push(rec, expires_ms);
-        self.tw.at_mut(new_pos).local_ip_ts &= !OOW_BIT;
-        let last_oow_ms = self.take_oow(pos);
-        self.put_oow(new_pos, last_oow_ms);
-        if let Some(r) = self.map.find_mut(hash, |r| r == old) {
+        if let Some(r) = self.map.find_mut(e.tuple.hash(self.key), |r| r == old) {
             *r = Self::tw_ref(new_pos);
         }
         self.stale += 1;
@@ -397,11 +460,9 @@ impl Table {
     }
 
     fn unlink_time_wait(&mut self, pos: u64) -> TwEntry {
-        let e = self.unpack(pos);
-        if e.last_oow_ms != 0 {
-            // The slot goes stale or is popped: its flag is never read again.
-            self.remove_oow(pos);
-        }
+        let e = self.time_wait(pos);
+        // The slot goes stale or is popped: its flag is never read again.
+        self.e.take_tw_rare(pos);
         let old = Self::tw_ref(pos);
         if self
             .map
@@ -415,7 +476,7 @@ impl Table {
 
     /// Rewrites the ring without its stale slots once they outnumber the live
     /// ones, keeping expiry order: heavy SYN-into-TIME-WAIT reuse or restarts
-    /// otherwise leave up to one 28-byte slot per entry of the last TIME-WAIT
+    /// otherwise leave up to one 24-byte slot per entry of the last TIME-WAIT
     /// period. Amortised O(1) per stale slot. Ring positions change, so this runs
     /// only between segments (from `Host::handle_timeout`).
     pub(crate) fn compact_time_wait(&mut self) {
@@ -423,37 +484,38 @@ impl Table {
             return;
         }
         // New positions continue after the old tail, so no live reference can
-        // equal another entry's new one while they are being rewritten.
-        let mut ring = TwRing::starting_at(self.tw.tail());
-        let mut oow = HashTable::with_capacity(self.oow.len());
-        while let Some((pos, rec)) = self.tw.front() {
+        // equal another entry's new one while they are being rewritten. A
+        // record moves whole: its close() offset counts from its expiry,
+        // which does not change.
+        let mut ring = TwRing::starting_at(self.e.tw.tail());
+        let mut rare = Rare::with_capacity(self.e.tw_rare.len());
+        while let Some((pos, rec)) = self.e.tw.front() {
             let rec = *rec;
             let old = Self::tw_ref(pos);
-            let hash = Self::record_tuple(&self.locals, &rec).hash(self.key);
+            let hash = self.e.tw_tuple(&rec).hash(self.key);
             if let Some(r) = self.map.find_mut(hash, |x| x == old) {
-                let new_pos = ring.push(rec, self.tw.expires_ms(pos));
+                let new_pos = ring.push(rec, self.e.tw.expires_ms(pos));
                 *r = Self::tw_ref(new_pos);
-                if rec.local_ip_ts & OOW_BIT != 0 {
-                    let ms = self.oow_at(pos);
-                    oow.insert_unique(spread(new_pos), (new_pos, ms), |&(p, _)| spread(p));
+                if rec.name.ep & RARE_BIT != 0 {
+                    rare.put(new_pos, self.e.tw_rare(pos));
                 }
             }
-            self.tw.pop_front();
+            self.e.tw.pop_front();
         }
-        self.tw = ring;
-        self.oow = oow;
+        self.e.tw = ring;
+        self.e.tw_rare = rare;
         self.stale = 0;
     }
 
     /// The oldest live TIME-WAIT entry, skipping (and dropping) stale ring slots.
     pub(crate) fn oldest_time_wait(&mut self) -> Option<(u64, TwEntry)> {
-        while let Some((pos, rec)) = self.tw.front() {
+        while let Some((pos, rec)) = self.e.tw.front() {
             let r = Self::tw_ref(pos);
-            let hash = Self::record_tuple(&self.locals, rec).hash(self.key);
+            let hash = self.e.tw_tuple(rec).hash(self.key);
             if self.map.find(hash, |x| x == r).is_some() {
-                return Some((pos, self.unpack(pos)));
+                return Some((pos, self.time_wait(pos)));
             }
-            self.tw.pop_front();
+            self.e.tw.pop_front();
         }
         None
     }
@@ -461,7 +523,7 @@ impl Table {
     /// The expiry of the oldest ring slot, possibly stale: a lower bound on
     /// the earliest live expiry, since slots are appended in expiry order.
     pub(crate) fn time_wait_front_expiry(&self) -> Option<u32> {
-        self.tw.front().map(|(pos, _)| self.tw.expires_ms(pos))
+        self.e.tw.front().map(|(pos, _)| self.e.tw.expires_ms(pos))
     }
 
     /// Removes the oldest TIME-WAIT entry if it expired at `now_ms`.
@@ -471,7 +533,7 @@ impl Table {
             return None;
         }
         self.unlink_time_wait(pos);
-        self.tw.pop_front();
+        self.e.tw.pop_front();
         Some(e)
     }
 
@@ -491,13 +553,15 @@ impl Table {
     }
 
     /// For the planner's memory test: a connection straight into TIME-WAIT,
-    /// expiring at `expires_ms`, as [`crate::Host`]'s close path stores it.
+    /// expiring at `expires_ms`, as [`crate::Host`]'s close path stores it
+    /// (closed as it entered).
     #[cfg(feature = "bench-hooks")]
     pub fn bench_time_wait(&mut self, tuple: Tuple, expires_ms: u32) {
         let idx = self.insert_conn(Conn::new(tuple, State::FinWait1, Seq(0)));
         let e = TwEntry {
             tuple,
             expires_ms,
+            close_ms: expires_ms.wrapping_sub(self.time_wait_ms),
             ..TwEntry::default()
         };
         let _ = self.conn_to_time_wait(idx, e);
@@ -526,7 +590,6 @@ impl Table {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::state::State;
 
     fn tuple(port: u16) -> Tuple {
         Tuple::new([10, 0, 0, 1], 80, [10, 0, 0, 2], port)
@@ -540,10 +603,12 @@ mod tests {
         )
     }
 
+    /// An entry whose application closed as it entered TIME-WAIT.
     fn tw(port: u16, expires_ms: u32) -> TwEntry {
         TwEntry {
             tuple: tuple(port),
             expires_ms,
+            close_ms: expires_ms.wrapping_sub(TIME_WAIT_MS),
             ..TwEntry::default()
         }
     }
@@ -650,7 +715,7 @@ mod tests {
             t.set_time_wait_oow(pos[p as usize], 50_000 + p as u32);
         }
         for p in (0..4_000u16).step_by(7) {
-            pos[p as usize] = t.restart_time_wait(pos[p as usize], 90_000 + p as u32);
+            pos[p as usize] = t.restart_time_wait(pos[p as usize], 60_000 + p as u32);
         }
         for p in (0..4_000u16).step_by(2) {
             t.remove_time_wait(pos[p as usize]);
@@ -669,11 +734,132 @@ mod tests {
             assert_eq!((e.tuple, e.last_oow_ms), (tuple(p), want(p)), "{p}");
         }
         assert_eq!(
-            t.oow.len(),
+            t.e.tw_rare.len(),
             (1..4_000u16).step_by(2).filter(|&p| want(p) != 0).count()
         );
         while t.pop_expired_time_wait(u32::MAX / 2).is_some() {}
-        assert_eq!(t.oow.len(), 0);
+        assert_eq!(t.e.tw_rare.len(), 0);
+    }
+
+    #[test]
+    fn close_stamps_come_back_exactly_near_or_far() {
+        // TIME-WAIT lasts 1 s here: offsets count back from expiry - 1 s.
+        let mut t = Table::new(11).with_time_wait(Duration::from_secs(1));
+        let mut pos = Vec::new();
+        // close() from 0 ms to 1000 s before the entry started, and one
+        // "after" it (a stamp from another clock: still exact).
+        let backs = [0u32, 1, 65_534, 65_535, 65_536, 1_000_000, u32::MAX];
+        for (p, &back) in backs.iter().enumerate() {
+            let i = t.insert_conn(conn(p as u16));
+            let mut e = tw(p as u16, 5_000_000);
+            e.close_ms = (5_000_000 - 1_000u32).wrapping_sub(back);
+            pos.push(t.conn_to_time_wait(i, e).expect("room"));
+            assert_eq!(t.time_wait(pos[p]).close_ms, e.close_ms, "{back}");
+        }
+        // Only the far ones keep their stamp beside the ring.
+        assert_eq!(t.e.tw_rare.len(), 4);
+        // A restart 60 s later moves the start: near ones may go far (and
+        // the stamp from after the start comes near), and every stamp
+        // survives the move and a compaction.
+        for (p, &back) in backs.iter().enumerate() {
+            pos[p] = t.restart_time_wait(pos[p], 5_060_000);
+            let want = (5_000_000 - 1_000u32).wrapping_sub(back);
+            assert_eq!(t.time_wait(pos[p]).close_ms, want, "{back}");
+        }
+        assert_eq!(t.e.tw_rare.len(), 4);
+        t.stale = 1 << 20;
+        t.compact_time_wait();
+        for (p, &back) in backs.iter().enumerate() {
+            let Some(Found::TimeWait(q)) = t.find(&tuple(p as u16)) else {
+                panic!("{p} not in TIME-WAIT");
+            };
+            let want = (5_000_000 - 1_000u32).wrapping_sub(back);
+            assert_eq!(t.time_wait(q).close_ms, want);
+        }
+        assert_eq!(t.e.tw_rare.len(), 4);
+    }
+
+    #[test]
+    fn connections_keep_last_oow_beside_the_slab() {
+        let mut t = Table::new(13);
+        let idx: Vec<u32> = (0..100).map(|p| t.insert_conn(conn(p))).collect();
+        for (p, &i) in idx.iter().enumerate() {
+            let mut c = t.conn(i);
+            c.last_oow_ms = if p % 10 == 0 { 1_000 + p as u32 } else { 0 };
+            c.snd_nxt = crate::seq::Seq(7);
+            t.set_conn(i, c);
+        }
+        assert_eq!(t.e.conn_rare.len(), 10);
+        for (p, &i) in idx.iter().enumerate() {
+            let c = t.conn(i);
+            let want = if p % 10 == 0 { 1_000 + p as u32 } else { 0 };
+            assert_eq!(
+                (c.tuple, c.snd_nxt, c.last_oow_ms),
+                (tuple(p as u16), crate::seq::Seq(7), want)
+            );
+        }
+        // Cleared, it leaves the side table; removed, it goes with its entry.
+        let mut c = t.conn(idx[0]);
+        c.last_oow_ms = 0;
+        t.set_conn(idx[0], c);
+        assert_eq!(t.e.conn_rare.len(), 9);
+        assert_eq!(t.remove_conn(idx[10]).last_oow_ms, 1_010);
+        match t.remove(&tuple(20)) {
+            Some(Removed::Conn(c)) => assert_eq!(c.last_oow_ms, 1_020),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(t.e.conn_rare.len(), 7);
+        // A slot reused by a new connection starts with none.
+        let j = t.insert_conn(conn(500));
+        assert_eq!(t.conn(j).last_oow_ms, 0);
+    }
+
+    #[test]
+    fn a_connection_past_the_endpoint_limit_is_spilled_and_kept_out_of_time_wait() {
+        let mut t = Table::new(17);
+        // One endpoint per local address: fill the table's 16,383.
+        let on = |ip: u32, port: u16| Tuple {
+            local_ip: ip,
+            remote_ip: 0x0a09_0002,
+            local_port: 80,
+            remote_port: port,
+        };
+        for ip in 0..crate::endpoint::MAX as u32 {
+            t.insert_conn(Conn::new(on(ip, 1), State::Established, crate::seq::Seq(0)));
+        }
+        let rare_before = t.e.conn_rare.len();
+        // A new endpoint: spilled, yet found, read, written and removed as any.
+        let spilled = on(1 << 30, 2);
+        let i = t.insert_conn(Conn::new(spilled, State::Established, crate::seq::Seq(0)));
+        assert_eq!(t.e.conn_rare.len(), rare_before + 1);
+        assert_eq!(t.find(&spilled), Some(Found::Conn(i)));
+        let mut c = t.conn(i);
+        assert_eq!(c.tuple, spilled);
+        c.last_oow_ms = 5;
+        t.set_conn(i, c);
+        c.last_oow_ms = 0;
+        t.set_conn(i, c);
+        assert_eq!(t.conn(i).tuple, spilled);
+        // TIME-WAIT cannot name it: the host's overflow path takes it.
+        let mut e = tw(0, 1_000);
+        e.tuple = spilled;
+        assert_eq!(t.conn_to_time_wait(i, e), None);
+        assert_eq!(t.find(&spilled), Some(Found::Conn(i)));
+        // A known endpoint with a new peer still packs.
+        let known = on(7, 3);
+        let k = t.insert_conn(Conn::new(known, State::Established, crate::seq::Seq(0)));
+        assert!(t
+            .conn_to_time_wait(
+                k,
+                TwEntry {
+                    tuple: known,
+                    ..tw(0, 1_000)
+                }
+            )
+            .is_some());
+        assert_eq!(t.remove_conn(i).tuple, spilled);
+        assert_eq!(t.find(&spilled), None);
+        assert_eq!(t.e.conn_rare.len(), rare_before);
     }
 
     #[test]

@@ -28,13 +28,13 @@ impl Host {
     }
 
     fn on_timer(&mut self, now: Time, idx: u32) {
-        let mut c = *self.table.conn(idx);
+        let mut c = self.table.conn(idx);
         c.timer = None;
         if c.bit(bits::DELACK) {
             // tcp_delack_timer_handler.
             c.set_bit(bits::DELACK, false);
             self.send_ack(&mut c);
-            *self.table.conn_mut(idx) = c;
+            self.table.set_conn(idx, c);
             return;
         }
         let before = c.state;
@@ -72,7 +72,7 @@ impl Host {
             return;
         }
         self.retransmit(now, idx, &mut c);
-        *self.table.conn_mut(idx) = c;
+        self.table.set_conn(idx, c);
     }
 
     /// Resends everything from snd_una, doubles the RTO (tcp_retransmit_timer).
