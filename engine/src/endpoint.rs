@@ -64,6 +64,8 @@ struct Endpoint {
 pub(crate) struct Endpoints {
     list: Vec<Endpoint>,
     index: HashTable<u16>,
+    /// The endpoint packed last: a server's connections all share one.
+    last: u16,
 }
 
 #[inline]
@@ -75,6 +77,7 @@ fn hash(local_ip: u32, port: u16, side: Side) -> u64 {
 impl Endpoints {
     /// `tuple` packed with its fixed end on `side` interned (added if new), or
     /// marked [`SPILLED`] once [`MAX`] endpoints are taken.
+    #[inline]
     pub fn pack(&mut self, tuple: &Tuple, side: Side) -> Packed {
         let (port, other) = match side {
             Side::Server => (tuple.local_port, tuple.remote_port),
@@ -87,7 +90,19 @@ impl Endpoints {
         }
     }
 
+    #[inline]
     fn intern(&mut self, local_ip: u32, port: u16, side: Side) -> Option<u16> {
+        match self.list.get(self.last as usize) {
+            Some(e) if (e.local_ip, e.port, e.side) == (local_ip, port, side) => Some(self.last),
+            _ => {
+                let i = self.find_or_add(local_ip, port, side)?;
+                self.last = i;
+                Some(i)
+            }
+        }
+    }
+
+    fn find_or_add(&mut self, local_ip: u32, port: u16, side: Side) -> Option<u16> {
         let list = &self.list;
         let same = |&i: &u16| {
             let e = list[i as usize];

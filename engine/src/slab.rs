@@ -10,17 +10,26 @@ const CHUNK_BITS: u32 = 9;
 const CHUNK: usize = 1 << CHUNK_BITS;
 
 struct Chunk<T> {
-    items: Vec<T>,
+    /// Allocated whole when the chunk is made, so a slot is found by masking
+    /// its index, with no length to check.
+    items: Box<[T; CHUNK]>,
+    /// Slots below this have been handed out at least once.
+    used: u16,
     free: Vec<u16>,
     live: u16,
     /// Position in `Slab::avail`, when the chunk has room.
     avail_pos: Option<u32>,
 }
 
-impl<T> Chunk<T> {
-    fn new() -> Chunk<T> {
+impl<T: Copy> Chunk<T> {
+    /// A chunk whose slots all hold `fill` until handed out.
+    fn new(fill: T) -> Chunk<T> {
+        // Filled in place: `Box::new([fill; CHUNK])` would build it on the
+        // stack and copy it over.
+        let items = vec![fill; CHUNK].into_boxed_slice().try_into();
         Chunk {
-            items: Vec::with_capacity(CHUNK),
+            items: items.unwrap_or_else(|_| unreachable!("a vector of CHUNK items")),
+            used: 0,
             free: Vec::new(),
             live: 0,
             avail_pos: None,
@@ -53,24 +62,23 @@ impl<T: Copy> Default for Slab<T> {
 }
 
 impl<T: Copy> Slab<T> {
+    #[inline]
     pub fn insert(&mut self, v: T) -> u32 {
         let c = match self.avail.last() {
             Some(&c) => c,
-            None => self.new_chunk(),
+            None => self.new_chunk(v),
         };
         let chunk = self.chunks[c as usize]
             .as_mut()
             .expect("chunks in `avail` are allocated");
         let slot = match chunk.free.pop() {
-            Some(s) => {
-                chunk.items[s as usize] = v;
-                s as usize
-            }
+            Some(s) => s as usize,
             None => {
-                chunk.items.push(v);
-                chunk.items.len() - 1
+                chunk.used += 1;
+                chunk.used as usize - 1
             }
         };
+        chunk.items[slot] = v;
         chunk.live += 1;
         if !chunk.has_room() {
             self.leave_avail(c);
@@ -78,8 +86,12 @@ impl<T: Copy> Slab<T> {
         (c << CHUNK_BITS) | slot as u32
     }
 
-    fn new_chunk(&mut self) -> u32 {
-        let chunk = self.spare.take().unwrap_or_else(Chunk::new);
+    /// Out of line: once per `CHUNK` inserts, and it keeps `insert` small
+    /// enough to inline.
+    #[cold]
+    #[inline(never)]
+    fn new_chunk(&mut self, fill: T) -> u32 {
+        let chunk = self.spare.take().unwrap_or_else(|| Chunk::new(fill));
         let c = match self.vacant.pop() {
             Some(c) => {
                 self.chunks[c as usize] = Some(chunk);
@@ -144,7 +156,7 @@ impl<T: Copy> Slab<T> {
             self.leave_avail(c);
             if let Some(mut chunk) = self.chunks[c as usize].take() {
                 if self.spare.is_none() {
-                    chunk.items.clear();
+                    chunk.used = 0;
                     chunk.free.clear();
                     self.spare = Some(chunk);
                 }
@@ -161,8 +173,7 @@ impl<T: Copy> Slab<T> {
 
     /// Heap bytes owned, from capacities.
     pub fn heap_bytes(&self) -> usize {
-        let chunk =
-            |c: &Chunk<T>| c.items.capacity() * std::mem::size_of::<T>() + c.free.capacity() * 2;
+        let chunk = |c: &Chunk<T>| std::mem::size_of::<[T; CHUNK]>() + c.free.capacity() * 2;
         self.chunks.iter().flatten().map(chunk).sum::<usize>()
             + self.spare.as_ref().map_or(0, chunk)
             + self.chunks.capacity() * std::mem::size_of::<Option<Chunk<T>>>()

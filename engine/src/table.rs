@@ -61,6 +61,22 @@ struct Entries {
 }
 
 impl Entries {
+    /// Whether entry `r` is `t`'s: the peer's address first, from the record
+    /// already in hand, then the interned end.
+    #[inline]
+    fn is(&self, r: u32, t: &Tuple) -> bool {
+        let name = if r & TW_BIT != 0 {
+            self.tw.at(self.tw.resolve(r & !TW_BIT)).name
+        } else {
+            self.conns.get(r).name
+        };
+        name.remote_ip == t.remote_ip
+            && match self.eps.tuple(&name) {
+                Some(u) => u == *t,
+                None => self.tuple_of(r) == *t,
+            }
+    }
+
     /// The tuple of the entry `r` names.
     #[inline]
     fn tuple_of(&self, r: u32) -> Tuple {
@@ -75,8 +91,13 @@ impl Entries {
     fn conn_tuple(&self, idx: u32, rec: &ConnRecord) -> Tuple {
         match self.eps.tuple(&rec.name) {
             Some(t) => t,
-            None => self.conn_rare(idx, rec).tuple,
+            None => self.spilled_tuple(idx),
         }
+    }
+
+    #[cold]
+    fn spilled_tuple(&self, idx: u32) -> Tuple {
+        self.conn_rare.get(idx as u64).unwrap_or_default().tuple
     }
 
     /// A TIME-WAIT record's tuple. Records are never spilled (a spilled
@@ -238,7 +259,7 @@ impl Table {
     pub(crate) fn find(&self, tuple: &Tuple) -> Option<Found> {
         let e = &self.e;
         self.map
-            .find(tuple.hash(self.key), |r| e.tuple_of(r) == *tuple)
+            .find(tuple.hash(self.key), |r| e.is(r, tuple))
             .map(|r| {
                 if r & TW_BIT != 0 {
                     Found::TimeWait(e.tw.resolve(r & !TW_BIT))
@@ -251,9 +272,7 @@ impl Table {
     /// Removes `tuple`, whatever its state, in one probe.
     pub(crate) fn remove(&mut self, tuple: &Tuple) -> Option<Removed> {
         let e = &self.e;
-        let r = self
-            .map
-            .remove(tuple.hash(self.key), |r| e.tuple_of(r) == *tuple)?;
+        let r = self.map.remove(tuple.hash(self.key), |r| e.is(r, tuple))?;
         if r & TW_BIT != 0 {
             let pos = self.e.tw.resolve(r & !TW_BIT);
             self.e.take_tw_rare(pos);
@@ -288,13 +307,21 @@ impl Table {
     #[inline]
     pub(crate) fn conn(&self, idx: u32) -> Conn {
         let rec = self.e.conns.get(idx);
-        match self.e.eps.tuple(&rec.name) {
-            Some(tuple) if rec.name.ep & RARE_BIT == 0 => rec.conn(tuple, 0),
-            _ => {
-                let rare = self.e.conn_rare(idx, rec);
-                rec.conn(self.e.conn_tuple(idx, rec), rare.last_oow_ms)
+        if rec.name.ep & RARE_BIT == 0 {
+            if let Some(tuple) = self.e.eps.tuple(&rec.name) {
+                return rec.conn(tuple, 0);
             }
         }
+        self.rare_conn(idx)
+    }
+
+    /// [`Table::conn`] for a connection with rare fields.
+    #[cold]
+    #[inline(never)]
+    fn rare_conn(&self, idx: u32) -> Conn {
+        let rec = self.e.conns.get(idx);
+        let rare = self.e.conn_rare(idx, rec);
+        rec.conn(self.e.conn_tuple(idx, rec), rare.last_oow_ms)
     }
 
     /// Stores the working copy `c` of full connection `idx` (its tuple

@@ -81,7 +81,8 @@ impl Host {
         // tcp_enter_loss: Reno's duplicates are forgotten.
         c.set_dupacks(0);
         c.set_rto_fired(true);
-        c.set_backoff(c.backoff().saturating_add(1).min(30));
+        let backoff = c.backoff().saturating_add(1).min(30);
+        c.set_backoff(backoff);
         let rto = c.backed_off_rto(&self.cfg);
         self.arm(now, idx, c, rto);
     }
@@ -118,7 +119,8 @@ impl Host {
         c.take_timing(0); // Karn: no RTT sample from a retransmission.
         if !c.fast_recovery() {
             let merged = c.pkts().saturating_sub(1);
-            c.set_dupacks(c.dupacks().saturating_sub(merged));
+            let dupacks = c.dupacks().saturating_sub(merged);
+            c.set_dupacks(dupacks);
         }
         c.set_pkts(1);
     }
