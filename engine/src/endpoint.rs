@@ -58,14 +58,19 @@ struct Endpoint {
     side: Side,
 }
 
+/// Slots of [`Endpoints::recent`].
+const RECENT_BITS: u32 = 5;
+
 /// One table's interned endpoints. Entries are never dropped: they are few,
 /// and an index stays valid for as long as any record holds it.
 #[derive(Default)]
 pub(crate) struct Endpoints {
     list: Vec<Endpoint>,
     index: HashTable<u16>,
-    /// The endpoint packed last: a server's connections all share one.
-    last: u16,
+    /// The index last packed in each slot (by the top bits of the hash): a
+    /// host's connections name a handful of endpoints, so most packs end
+    /// here instead of in `index`.
+    recent: [u16; 1 << RECENT_BITS],
 }
 
 #[inline]
@@ -92,23 +97,26 @@ impl Endpoints {
 
     #[inline]
     fn intern(&mut self, local_ip: u32, port: u16, side: Side) -> Option<u16> {
-        match self.list.get(self.last as usize) {
-            Some(e) if (e.local_ip, e.port, e.side) == (local_ip, port, side) => Some(self.last),
+        let h = hash(local_ip, port, side);
+        let slot = (h >> (64 - RECENT_BITS)) as usize;
+        let i = self.recent[slot];
+        match self.list.get(i as usize) {
+            Some(e) if (e.local_ip, e.port, e.side) == (local_ip, port, side) => Some(i),
             _ => {
-                let i = self.find_or_add(local_ip, port, side)?;
-                self.last = i;
+                let i = self.find_or_add(h, local_ip, port, side)?;
+                self.recent[slot] = i;
                 Some(i)
             }
         }
     }
 
-    fn find_or_add(&mut self, local_ip: u32, port: u16, side: Side) -> Option<u16> {
+    fn find_or_add(&mut self, h: u64, local_ip: u32, port: u16, side: Side) -> Option<u16> {
         let list = &self.list;
         let same = |&i: &u16| {
             let e = list[i as usize];
             (e.local_ip, e.port, e.side) == (local_ip, port, side)
         };
-        if let Some(&i) = self.index.find(hash(local_ip, port, side), same) {
+        if let Some(&i) = self.index.find(h, same) {
             return Some(i);
         }
         if self.list.len() >= MAX {
@@ -121,11 +129,10 @@ impl Endpoints {
             side,
         });
         let list = &self.list;
-        self.index
-            .insert_unique(hash(local_ip, port, side), i, |&j| {
-                let e = list[j as usize];
-                hash(e.local_ip, e.port, e.side)
-            });
+        self.index.insert_unique(h, i, |&j| {
+            let e = list[j as usize];
+            hash(e.local_ip, e.port, e.side)
+        });
         Some(i)
     }
 

@@ -116,9 +116,10 @@ impl Entries {
         self.conn_rare.get(idx as u64).unwrap_or_default()
     }
 
+    /// The rare fields of `rec`, at ring position `pos`.
     #[inline]
-    fn tw_rare(&self, pos: u64) -> TwRare {
-        if self.tw.at(pos).name.ep & RARE_BIT == 0 {
+    fn tw_rare(&self, pos: u64, rec: &TwRecord) -> TwRare {
+        if rec.name.ep & RARE_BIT == 0 {
             return TwRare::default();
         }
         self.tw_rare.get(pos).unwrap_or_default()
@@ -242,14 +243,15 @@ impl Table {
     }
 
     /// Second half: reads the bucket (in cache by now) and brings in the
-    /// slab line or TIME-WAIT record its matching tags point to.
+    /// connection record (its one or two slab lines) or TIME-WAIT record its
+    /// matching tags point to.
     #[inline]
     pub(crate) fn prefetch_entry(&self, tuple: &Tuple) {
         for r in self.map.home_candidates(tuple.hash(self.key)) {
             if r & TW_BIT != 0 {
                 prefetch_line(self.e.tw.at(self.e.tw.resolve(r & !TW_BIT)));
             } else {
-                prefetch_line(self.e.conns.get(r));
+                self.e.conns.prefetch(r);
             }
         }
     }
@@ -304,7 +306,8 @@ impl Table {
     }
 
     /// A copy of full connection `idx`, to work on and [`Table::set_conn`] back.
-    #[inline]
+    /// Always inlined: out of line, the call costs as much as the copy.
+    #[inline(always)]
     pub(crate) fn conn(&self, idx: u32) -> Conn {
         let rec = self.e.conns.get(idx);
         if rec.name.ep & RARE_BIT == 0 {
@@ -423,9 +426,8 @@ impl Table {
     /// TIME-WAIT entry `pos`, unpacked.
     #[inline]
     pub(crate) fn time_wait(&self, pos: u64) -> TwEntry {
-        let rec = self.e.tw.at(pos);
-        let expires_ms = self.e.tw.expires_ms(pos);
-        let rare = self.e.tw_rare(pos);
+        let (rec, expires_ms) = self.e.tw.get(pos);
+        let rare = self.e.tw_rare(pos, rec);
         let close_ms = if rec.close_off == FAR {
             rare.close_ms
         } else {
@@ -448,7 +450,7 @@ impl Table {
         if last_oow_ms == 0 {
             return;
         }
-        let mut rare = self.e.tw_rare(pos);
+        let mut rare = self.e.tw_rare(pos, self.e.tw.at(pos));
         rare.last_oow_ms = last_oow_ms;
         self.e.tw.at_mut(pos).name.ep |= RARE_BIT;
         self.e.tw_rare.put(pos, rare);
@@ -488,7 +490,13 @@ impl Table {
 
     fn unlink_time_wait(&mut self, pos: u64) -> TwEntry {
         let e = self.time_wait(pos);
-        // The slot goes stale or is popped: its flag is never read again.
+        self.unlink(pos, &e);
+        e
+    }
+
+    /// Takes entry `e`, at `pos`, out of the index and its rare fields out
+    /// of the side table; the slot goes stale or is popped.
+    fn unlink(&mut self, pos: u64, e: &TwEntry) {
         self.e.take_tw_rare(pos);
         let old = Self::tw_ref(pos);
         if self
@@ -498,7 +506,6 @@ impl Table {
         {
             self.tw_len -= 1;
         }
-        e
     }
 
     /// Rewrites the ring without its stale slots once they outnumber the live
@@ -524,7 +531,7 @@ impl Table {
                 let new_pos = ring.push(rec, self.e.tw.expires_ms(pos));
                 *r = Self::tw_ref(new_pos);
                 if rec.name.ep & RARE_BIT != 0 {
-                    rare.put(new_pos, self.e.tw_rare(pos));
+                    rare.put(new_pos, self.e.tw_rare(pos, &rec));
                 }
             }
             self.e.tw.pop_front();
@@ -559,7 +566,7 @@ impl Table {
         if (now_ms.wrapping_sub(e.expires_ms) as i32) < 0 {
             return None;
         }
-        self.unlink_time_wait(pos);
+        self.unlink(pos, &e);
         self.e.tw.pop_front();
         Some(e)
     }

@@ -216,10 +216,17 @@ impl TwRing {
     /// The expiry (ms stamp) of the slot at `pos`.
     #[inline]
     pub fn expires_ms(&self, pos: u64) -> u32 {
+        self.get(pos).1
+    }
+
+    /// The slot at `pos` and its expiry (ms stamp), in one lookup.
+    #[inline]
+    pub fn get(&self, pos: u64) -> (&TwRecord, u32) {
         let off = (pos - self.base) as usize;
         let chunk = &self.chunks[off >> CHUNK_BITS];
         let base = chunk.bases[(off & (CHUNK - 1)) >> SPAN_BITS];
-        base.wrapping_add(chunk.recs[off & (CHUNK - 1)].expires_off as u32)
+        let rec = &chunk.recs[off & (CHUNK - 1)];
+        (rec, base.wrapping_add(rec.expires_off as u32))
     }
 
     pub fn heap_bytes(&self) -> usize {
