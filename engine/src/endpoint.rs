@@ -10,12 +10,11 @@
 //! A table that has interned [`MAX`] endpoints hands out no more: its caller
 //! keeps such an entry's tuple elsewhere ([`SPILLED`]).
 
-use hashbrown::HashTable;
-
 use crate::tuple::Tuple;
 
 /// Which of a connection's ports is the fixed one.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
 pub(crate) enum Side {
     /// We accepted: the local port is the listener's.
     Server,
@@ -51,32 +50,29 @@ impl Packed {
     }
 }
 
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Endpoint {
     local_ip: u32,
     port: u16,
     side: Side,
 }
 
-/// Slots of [`Endpoints::recent`].
-const RECENT_BITS: u32 = 5;
+impl Endpoint {
+    #[inline]
+    fn hash(&self) -> usize {
+        let x = (self.local_ip as u64) << 17 | (self.port as u64) << 1 | (self.side as u64);
+        (x.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 32) as usize
+    }
+}
 
-/// One table's interned endpoints. Entries are never dropped: they are few,
-/// and an index stays valid for as long as any record holds it.
+/// One table's interned endpoints. They are few and never dropped (an index
+/// stays valid for as long as any record holds it), so a linear probe over a
+/// table at most half full finds one in a probe or two, with no tombstones.
 #[derive(Default)]
 pub(crate) struct Endpoints {
     list: Vec<Endpoint>,
-    index: HashTable<u16>,
-    /// The index last packed in each slot (by the top bits of the hash): a
-    /// host's connections name a handful of endpoints, so most packs end
-    /// here instead of in `index`.
-    recent: [u16; 1 << RECENT_BITS],
-}
-
-#[inline]
-fn hash(local_ip: u32, port: u16, side: Side) -> u64 {
-    let x = (local_ip as u64) << 17 | (port as u64) << 1 | (side == Side::Client) as u64;
-    x.wrapping_mul(0x9e37_79b9_7f4a_7c15)
+    /// 1 + an index into `list`, or 0 for none; a power of two long.
+    slots: Vec<u16>,
 }
 
 impl Endpoints {
@@ -88,52 +84,55 @@ impl Endpoints {
             Side::Server => (tuple.local_port, tuple.remote_port),
             Side::Client => (tuple.remote_port, tuple.local_port),
         };
+        let key = Endpoint {
+            local_ip: tuple.local_ip,
+            port,
+            side,
+        };
         Packed {
             remote_ip: tuple.remote_ip,
             port: other,
-            ep: self.intern(tuple.local_ip, port, side).unwrap_or(SPILLED),
+            ep: self.intern(key).unwrap_or(SPILLED),
         }
     }
 
     #[inline]
-    fn intern(&mut self, local_ip: u32, port: u16, side: Side) -> Option<u16> {
-        let h = hash(local_ip, port, side);
-        let slot = (h >> (64 - RECENT_BITS)) as usize;
-        let i = self.recent[slot];
-        match self.list.get(i as usize) {
-            Some(e) if (e.local_ip, e.port, e.side) == (local_ip, port, side) => Some(i),
-            _ => {
-                let i = self.find_or_add(h, local_ip, port, side)?;
-                self.recent[slot] = i;
-                Some(i)
+    fn intern(&mut self, key: Endpoint) -> Option<u16> {
+        let mask = self.slots.len().wrapping_sub(1);
+        let mut at = key.hash() & mask;
+        while let Some(&s) = self.slots.get(at) {
+            match s.checked_sub(1) {
+                None => break,
+                Some(i) if self.list[i as usize] == key => return Some(i),
+                Some(_) => at = (at + 1) & mask,
             }
         }
+        self.add(key)
     }
 
-    fn find_or_add(&mut self, h: u64, local_ip: u32, port: u16, side: Side) -> Option<u16> {
-        let list = &self.list;
-        let same = |&i: &u16| {
-            let e = list[i as usize];
-            (e.local_ip, e.port, e.side) == (local_ip, port, side)
-        };
-        if let Some(&i) = self.index.find(h, same) {
-            return Some(i);
-        }
+    #[cold]
+    fn add(&mut self, key: Endpoint) -> Option<u16> {
         if self.list.len() >= MAX {
             return None;
         }
-        let i = self.list.len() as u16;
-        self.list.push(Endpoint {
-            local_ip,
-            port,
-            side,
-        });
-        let list = &self.list;
-        self.index.insert_unique(h, i, |&j| {
-            let e = list[j as usize];
-            hash(e.local_ip, e.port, e.side)
-        });
-        Some(i)
+        self.list.push(key);
+        if self.list.len() * 2 > self.slots.len() {
+            self.slots = vec![0; (self.slots.len() * 2).max(8)];
+            (0..self.list.len()).for_each(|i| self.place(i));
+        } else {
+            self.place(self.list.len() - 1);
+        }
+        Some(self.list.len() as u16 - 1)
+    }
+
+    /// Puts `list[i]` in the first free slot from its hash's.
+    fn place(&mut self, i: usize) {
+        let mask = self.slots.len() - 1;
+        let mut at = self.list[i].hash() & mask;
+        while self.slots[at] != 0 {
+            at = (at + 1) & mask;
+        }
+        self.slots[at] = i as u16 + 1;
     }
 
     /// The whole tuple of `p`, or `None` if it was spilled.
@@ -153,7 +152,7 @@ impl Endpoints {
     }
 
     pub fn heap_bytes(&self) -> usize {
-        self.list.capacity() * std::mem::size_of::<Endpoint>() + self.index.allocation_size()
+        self.list.capacity() * std::mem::size_of::<Endpoint>() + self.slots.capacity() * 2
     }
 }
 

@@ -318,6 +318,18 @@ impl Table {
         self.rare_conn(idx)
     }
 
+    /// [`Table::conn`] for a caller that found `idx` by `tuple`: the tuple
+    /// is not unpacked again.
+    #[inline(always)]
+    pub(crate) fn conn_named(&self, idx: u32, tuple: Tuple) -> Conn {
+        let rec = self.e.conns.get(idx);
+        debug_assert_eq!(self.e.conn_tuple(idx, rec), tuple);
+        if rec.name.ep & RARE_BIT == 0 {
+            return rec.conn(tuple, 0);
+        }
+        self.rare_conn(idx)
+    }
+
     /// [`Table::conn`] for a connection with rare fields.
     #[cold]
     #[inline(never)]
@@ -392,7 +404,8 @@ impl Table {
     fn push_time_wait(&mut self, name: Packed, e: &TwEntry) -> u64 {
         let start = e.expires_ms.wrapping_sub(self.time_wait_ms);
         let back = start.wrapping_sub(e.close_ms);
-        let close_off = u16::try_from(back).map_or(FAR, |b| b.min(FAR));
+        // A `back` of exactly FAR is far too: the value is the escape.
+        let close_off = u16::try_from(back).unwrap_or(FAR);
         let ts = if e.ts_recent.is_some() { TS_BIT } else { 0 };
         let far = close_off == FAR;
         let rec = TwRecord {

@@ -49,7 +49,7 @@ impl Host {
         let tuple = seg.receiver_tuple();
         match self.table.find(&tuple) {
             Some(Found::Conn(idx)) => {
-                let mut c = self.table.conn(idx);
+                let mut c = self.table.conn_named(idx, tuple);
                 let before = c.state;
                 let next = if c.state == State::SynSent {
                     self.on_syn_sent(now, idx, &mut c, seg)
