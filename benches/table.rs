@@ -11,7 +11,7 @@
 //!
 //! The peers store a 44-byte value beside the 12-byte tuple: a 56-byte entry,
 //! the size of the engine's connection record (`CONN_BYTES`, asserted in
-//! `table.rs`). They use their default hasher (SipHash); the engine uses its
+//! `engine/src/table/`). They use their default hasher (SipHash); the engine uses its
 //! keyed folded multiply.
 
 mod common;

@@ -1,7 +1,7 @@
 //! What a population costs: in this engine (from its data structures) and in the
 //! Linux kernel (slab objects).
 //!
-//! Engine, per table shard with `n` entries (`engine/src/table.rs`, `timewait.rs`):
+//! Engine, per table shard with `n` entries (`engine/src/table/`, `timewait.rs`, `endpoint.rs`):
 //! * the index (`engine/src/index.rs`): 64-byte buckets of 12 references, a
 //!   power of two of them with at most 10.5 entries each ([`buckets`]); it
 //!   has no tombstones, so churn does not grow it: 6.1 to 12.2 bytes per entry;
