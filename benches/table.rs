@@ -9,9 +9,10 @@
 //! keys in a scattered order: keys are inserted in order, and walking them in
 //! order would let the engine's slab (filled in insertion order) hit the cache.
 //!
-//! The peers store a 52-byte value beside the 12-byte tuple: a 64-byte entry,
-//! the size bound of the engine's `Conn` (asserted in `conn.rs`). They use
-//! their default hasher (SipHash); the engine uses its keyed folded multiply.
+//! The peers store a 44-byte value beside the 12-byte tuple: a 56-byte entry,
+//! the size of the engine's connection record (`CONN_BYTES`, asserted in
+//! `engine/src/table/`). They use their default hasher (SipHash); the engine uses its
+//! keyed folded multiply.
 
 mod common;
 
@@ -24,7 +25,7 @@ use dashmap::DashMap;
 use teardown_engine::table::Table;
 use teardown_engine::{Config, Tuple};
 
-type Value = [u8; 52];
+type Value = [u8; 44];
 
 /// Operations per timed chunk at most; never more than 1/16 of the table, so
 /// the size barely moves.
@@ -87,10 +88,10 @@ impl Store for Engine {
 impl Store for HashMap<Tuple, Value> {
     const NAME: &'static str = "std_hashmap";
     fn build(n: u64) -> Self {
-        (0..n).map(|i| (tuple(i), [0; 52])).collect()
+        (0..n).map(|i| (tuple(i), [0; 44])).collect()
     }
     fn insert(&mut self, t: Tuple) {
-        HashMap::insert(self, t, [0; 52]);
+        HashMap::insert(self, t, [0; 44]);
     }
     fn hit(&self, t: &Tuple) -> bool {
         self.contains_key(t)
@@ -103,10 +104,10 @@ impl Store for HashMap<Tuple, Value> {
 impl Store for DashMap<Tuple, Value> {
     const NAME: &'static str = "dashmap";
     fn build(n: u64) -> Self {
-        (0..n).map(|i| (tuple(i), [0; 52])).collect()
+        (0..n).map(|i| (tuple(i), [0; 44])).collect()
     }
     fn insert(&mut self, t: Tuple) {
-        DashMap::insert(self, t, [0; 52]);
+        DashMap::insert(self, t, [0; 44]);
     }
     fn hit(&self, t: &Tuple) -> bool {
         self.contains_key(t)

@@ -1,14 +1,16 @@
 //! A live connection's entry (every state but TIME-WAIT), and its RTO arithmetic.
 
+use std::ops::{Deref, DerefMut};
 use std::time::Duration;
 
 use crate::config::Config;
+use crate::endpoint::Packed;
 use crate::seq::Seq;
 use crate::state::State;
 use crate::tuple::Tuple;
 use crate::wheel::TimerKey;
 
-/// Flag bits in [`Conn::flags`].
+/// Flag bits in [`Tcb::flags`].
 pub(crate) mod flag {
     /// The application closed the socket (`close()`): Linux calls it an orphan.
     /// Orphans give up by `tcp_orphan_retries` and time out in FIN-WAIT-2.
@@ -26,7 +28,7 @@ pub(crate) mod flag {
     /// Counted in `Host::fw2_orphans`: an orphaned FIN-WAIT-2, which Linux keeps
     /// as a TIME-WAIT mini-socket counted against `tcp_max_tw_buckets`.
     pub const FW2_COUNTED: u8 = 0x20;
-    /// Our FIN waits behind a retransmission (see [`super::Conn::held`]): the
+    /// Our FIN waits behind a retransmission (see [`super::Tcb::held`]): the
     /// state has moved on (FIN-WAIT-1, LAST-ACK) but the FIN is not in
     /// snd_nxt yet.
     pub const FIN_HELD: u8 = 0x40;
@@ -35,13 +37,51 @@ pub(crate) mod flag {
     pub const TS_OK: u8 = 0x80;
 }
 
-/// A full connection. 64 bytes, one cache line; kept in a chunked slab, named by a `u32` index.
+/// A full connection as the host works on it: its name, the rare
+/// `last_oow_ms`, and its [`Tcb`], which it derefs to. The table keeps it
+/// smaller ([`ConnRecord`]) and hands out copies.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Conn {
+    pub tuple: Tuple,
+    /// Last out-of-window or challenge ACK (per-entry `tcp_invalid_ratelimit`),
+    /// 0 if none: most connections never send one.
+    pub last_oow_ms: u32,
+    tcb: Tcb,
+}
+
+impl Deref for Conn {
+    type Target = Tcb;
+    #[inline]
+    fn deref(&self) -> &Tcb {
+        &self.tcb
+    }
+}
+
+impl DerefMut for Conn {
+    #[inline]
+    fn deref_mut(&mut self) -> &mut Tcb {
+        &mut self.tcb
+    }
+}
+
+/// A [`Conn`] as the table's slab keeps it: 56 bytes. The tuple's fixed end
+/// is interned ([`crate::endpoint`]) and `last_oow_ms` is kept beside the slab
+/// for the few entries that have one ([`crate::rare`]), which spares 8 bytes
+/// in every entry (Linux's `tcp_sock` is over 2 KiB). The [`Tcb`] is copied
+/// whole between the two.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ConnRecord {
+    pub name: Packed,
+    tcb: Tcb,
+}
+
+/// RFC 9293's transmission control block less the connection's name: what
+/// segments, timers and the application's calls read and write. 48 bytes.
 ///
 /// Timestamps are 32-bit and only compared by difference: milliseconds for the
 /// long ones (49 days of range), microseconds for the RTT (71 minutes).
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct Conn {
-    pub tuple: Tuple,
+pub(crate) struct Tcb {
     /// Oldest unacknowledged sequence number.
     pub snd_una: Seq,
     /// Next sequence number to send.
@@ -56,7 +96,7 @@ pub(crate) struct Conn {
     /// which follows mdev up at once and down by a quarter of the gap per RTT.
     pub rttvar_us: u32,
     /// While `flag::TIMING`: when the timed segment was sent. Otherwise the
-    /// bytes held back behind a retransmission ([`Conn::held`]): bytes are
+    /// bytes held back behind a retransmission ([`Tcb::held`]): bytes are
     /// held only in recovery, where a retransmission has already stopped the
     /// timing (Karn), so the two never live together and share four bytes.
     timing_or_held: u32,
@@ -64,8 +104,6 @@ pub(crate) struct Conn {
     pub retrans_stamp_ms: u32,
     /// When the application called close().
     pub close_ms: u32,
-    /// Last out-of-window or challenge ACK (per-entry `tcp_invalid_ratelimit`).
-    pub last_oow_ms: u32,
     /// The pending timer: retransmission, or the FIN-WAIT-2 timeout.
     pub timer: Option<TimerKey>,
     /// The peer's latest timestamp at the left edge of the window (RFC 7323
@@ -83,7 +121,7 @@ pub(crate) struct Conn {
     backoff_bits: u8,
 }
 
-/// Flags kept above the backoff in [`Conn::backoff_bits`] ([`Conn::bit`]).
+/// Flags kept above the backoff in [`Tcb::backoff_bits`] ([`Tcb::bit`]).
 pub(crate) mod bits {
     /// The last segment that updated the send window (Linux's `snd_wl1`)
     /// started at rcv_nxt, so a duplicate pure ACK there cannot update it
@@ -97,7 +135,7 @@ pub(crate) mod bits {
     pub(super) const BACKOFF: u8 = 0x1f;
 }
 
-/// Loss recovery state in [`Conn::rec`], for a peer without SACK (the engine
+/// Loss recovery state in [`Tcb::rec`], for a peer without SACK (the engine
 /// offers none), as Linux's NewReno path keeps it: `tcp_add_reno_sack`,
 /// `tcp_limit_reno_sacked`, `tcp_check_reno_reordering`, `tcp_newreno_mark_lost`.
 pub(crate) mod rec {
@@ -125,6 +163,45 @@ impl Conn {
     pub fn new(tuple: Tuple, state: State, iss: Seq) -> Conn {
         Conn {
             tuple,
+            last_oow_ms: 0,
+            tcb: Tcb::new(state, iss),
+        }
+    }
+
+    /// The record the slab keeps, under `name` (this tuple, packed).
+    #[inline]
+    pub fn record(&self, name: Packed) -> ConnRecord {
+        ConnRecord {
+            name,
+            tcb: self.tcb,
+        }
+    }
+}
+
+impl ConnRecord {
+    /// The connection again, given its tuple and the `last_oow_ms` kept
+    /// elsewhere.
+    #[inline]
+    pub fn conn(&self, tuple: Tuple, last_oow_ms: u32) -> Conn {
+        Conn {
+            tuple,
+            last_oow_ms,
+            tcb: self.tcb,
+        }
+    }
+
+    /// Takes the working copy `c` back (its tuple does not change).
+    #[inline]
+    pub fn update(&mut self, c: &Conn) {
+        self.tcb = c.tcb;
+    }
+}
+
+const _: () = assert!(std::mem::size_of::<Tcb>() == 48);
+
+impl Tcb {
+    fn new(state: State, iss: Seq) -> Tcb {
+        Tcb {
             snd_una: iss,
             snd_nxt: iss,
             rcv_nxt: Seq(0),
@@ -134,7 +211,6 @@ impl Conn {
             timing_or_held: 0,
             retrans_stamp_ms: 0,
             close_ms: 0,
-            last_oow_ms: 0,
             timer: None,
             ts_recent: 0,
             state,

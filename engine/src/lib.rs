@@ -11,9 +11,11 @@
 pub mod config;
 mod conn;
 pub mod driver;
+mod endpoint;
 pub mod host;
 mod index;
 mod ports;
+mod rare;
 pub mod segment;
 pub mod seq;
 mod slab;

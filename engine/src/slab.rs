@@ -18,6 +18,8 @@ struct Chunk<T> {
 }
 
 impl<T> Chunk<T> {
+    /// Room for the whole chunk up front, filled as items come: writing it
+    /// all at once would cost a pass over its memory.
     fn new() -> Chunk<T> {
         Chunk {
             items: Vec::with_capacity(CHUNK),
@@ -53,6 +55,7 @@ impl<T: Copy> Default for Slab<T> {
 }
 
 impl<T: Copy> Slab<T> {
+    #[inline]
     pub fn insert(&mut self, v: T) -> u32 {
         let c = match self.avail.last() {
             Some(&c) => c,
@@ -78,6 +81,10 @@ impl<T: Copy> Slab<T> {
         (c << CHUNK_BITS) | slot as u32
     }
 
+    /// Out of line: once per `CHUNK` inserts, and it keeps `insert` small
+    /// enough to inline.
+    #[cold]
+    #[inline(never)]
     fn new_chunk(&mut self) -> u32 {
         let chunk = self.spare.take().unwrap_or_else(Chunk::new);
         let c = match self.vacant.pop() {
@@ -133,6 +140,15 @@ impl<T: Copy> Slab<T> {
         &mut chunk.items[i as usize & (CHUNK - 1)]
     }
 
+    /// Brings item `i` into cache ahead of its use: both of its lines when it
+    /// straddles two, as a 56-byte record does in 6 of every 8 slots.
+    #[inline]
+    pub fn prefetch(&self, i: u32) {
+        let first = std::ptr::from_ref(self.get(i)).cast::<u8>();
+        prefetch(first);
+        prefetch(first.wrapping_add(std::mem::size_of::<T>() - 1));
+    }
+
     /// Removes item `i`; its index may be handed out again.
     pub fn remove(&mut self, i: u32) -> T {
         let c = i >> CHUNK_BITS;
@@ -170,6 +186,21 @@ impl<T: Copy> Slab<T> {
     }
 }
 
+/// A hint to bring the line holding `p` into cache.
+#[inline]
+fn prefetch(p: *const u8) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch reads nothing architecturally and cannot fault, and
+    // `p` points into an item of the slab anyway (tested by
+    // `prefetch_changes_nothing`).
+    unsafe {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        _mm_prefetch::<_MM_HINT_T0>(p.cast());
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -202,6 +233,18 @@ mod tests {
         let a = s.insert(5);
         let b = s.insert(6);
         assert_eq!((*s.get(a), *s.get(b)), (5, 6));
+    }
+
+    #[test]
+    fn prefetch_changes_nothing() {
+        let mut s = Slab::default();
+        let ids: Vec<u32> = (0..1_000u64).map(|i| s.insert([i; 7])).collect();
+        for id in &ids {
+            s.prefetch(*id);
+        }
+        for (i, id) in ids.iter().enumerate() {
+            assert_eq!(*s.get(*id), [i as u64; 7]);
+        }
     }
 
     #[test]

@@ -10,6 +10,7 @@
 
 use std::collections::VecDeque;
 
+use crate::endpoint::Packed;
 use crate::seq::Seq;
 use crate::tuple::Tuple;
 
@@ -35,41 +36,38 @@ pub(crate) struct TwEntry {
     pub ts_recent: Option<u32>,
 }
 
-/// A [`TwEntry`] packed into 28 bytes, against Linux's 256-byte
-/// `tw_sock_TCP` and a live [`crate::conn::Conn`]'s 64
-/// ([`crate::table::TIME_WAIT_BYTES`]). The local address is an index into
-/// the table's few local addresses (a server has a handful) and the expiry an
-/// offset from its ring chunk's first expiry, which pays for the peer's
-/// timestamp. `last_oow_ms` is not here: only an entry that has rate-limited
-/// an out-of-window ACK has one, which is rare, so the table keeps those
-/// beside the ring and the record only flags them ([`OOW_BIT`]).
+/// A [`TwEntry`] packed into 24 bytes, against Linux's 256-byte
+/// `tw_sock_TCP` and a live connection's 56 ([`crate::table::TIME_WAIT_BYTES`]).
+/// The tuple's fixed end is interned ([`crate::endpoint`]), the expiry is an
+/// offset from its run's first expiry, and close() an offset before the
+/// entry's (re)start. Rare values live beside the ring ([`crate::rare`]) and
+/// the record only flags them ([`crate::rare::RARE_BIT`]): `last_oow_ms`, which only an
+/// entry that has rate-limited an out-of-window ACK has, and a close() more
+/// than 65.5 s before the (re)start ([`FAR`]).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct TwRecord {
-    pub remote_ip: u32,
-    pub local_port: u16,
-    pub remote_port: u16,
-    /// Index of the local address (low 14 bits); [`TS_BIT`] says the peer's
-    /// timestamp is in `ts_recent`, [`OOW_BIT`] that the table holds a
-    /// `last_oow_ms` for this slot.
-    pub local_ip_ts: u16,
-    /// Expiry in ms after the chunk's base.
+    /// The tuple; [`TS_BIT`] and [`crate::rare::RARE_BIT`] are the top bits
+    /// of its `ep`.
+    pub name: Packed,
+    /// Expiry in ms after the run's base.
     pub expires_off: u16,
+    /// close() this many ms before the entry's (re)start: its expiry less the
+    /// table's TIME-WAIT length. [`FAR`] if that does not fit.
+    pub close_off: u16,
     pub snd_nxt: Seq,
     pub rcv_nxt: Seq,
-    pub close_ms: u32,
     pub ts_recent: u32,
 }
 
-/// [`TwRecord::local_ip_ts`]'s timestamp bit.
+/// [`Packed::ep`]'s bit saying the peer's timestamp is in `ts_recent`.
 pub(crate) const TS_BIT: u16 = 1 << 15;
-/// [`TwRecord::local_ip_ts`]'s bit for a `last_oow_ms` kept by the table;
-/// local addresses are below it.
-pub(crate) const OOW_BIT: u16 = 1 << 14;
+/// [`TwRecord::close_off`] when the table keeps the close() stamp.
+pub(crate) const FAR: u16 = u16::MAX;
 
 const CHUNK_BITS: u32 = 9;
 const CHUNK: usize = 1 << CHUNK_BITS;
 /// Records per expiry base: a run of `SPAN` slots shares one, so an expiry
-/// too late for its run's base wastes at most the rest of the run (3.5 KiB).
+/// too late for its run's base wastes at most the rest of the run (3 KiB).
 const SPAN_BITS: u32 = 7;
 const SPAN: usize = 1 << SPAN_BITS;
 
@@ -218,10 +216,17 @@ impl TwRing {
     /// The expiry (ms stamp) of the slot at `pos`.
     #[inline]
     pub fn expires_ms(&self, pos: u64) -> u32 {
+        self.get(pos).1
+    }
+
+    /// The slot at `pos` and its expiry (ms stamp), in one lookup.
+    #[inline]
+    pub fn get(&self, pos: u64) -> (&TwRecord, u32) {
         let off = (pos - self.base) as usize;
         let chunk = &self.chunks[off >> CHUNK_BITS];
         let base = chunk.bases[(off & (CHUNK - 1)) >> SPAN_BITS];
-        base.wrapping_add(chunk.recs[off & (CHUNK - 1)].expires_off as u32)
+        let rec = &chunk.recs[off & (CHUNK - 1)];
+        (rec, base.wrapping_add(rec.expires_off as u32))
     }
 
     pub fn heap_bytes(&self) -> usize {

@@ -1,14 +1,14 @@
 //! What a population costs: in this engine (from its data structures) and in the
 //! Linux kernel (slab objects).
 //!
-//! Engine, per table shard with `n` entries (`engine/src/table.rs`, `timewait.rs`):
+//! Engine, per table shard with `n` entries (`engine/src/table/`, `timewait.rs`, `endpoint.rs`):
 //! * the index (`engine/src/index.rs`): 64-byte buckets of 12 references, a
 //!   power of two of them with at most 10.5 entries each ([`buckets`]); it
 //!   has no tombstones, so churn does not grow it: 6.1 to 12.2 bytes per entry;
-//! * TIME-WAIT entries: 28-byte records in a ring of 512-entry chunks, plus one
+//! * TIME-WAIT entries: 24-byte records in a ring of 512-entry chunks, plus one
 //!   stale slot per restart (a retransmitted FIN appends a fresh copy), the
 //!   partly consumed head chunk and one spare chunk;
-//! * full connections: 64-byte records in a slab of 512-entry chunks (a chunk
+//! * full connections: 56-byte records in a slab of 512-entry chunks (a chunk
 //!   whose last entry leaves is returned) plus a 2-byte free-list slot each;
 //! * the 1024-word listening bitmap of each host;
 //! * the timer wheel ([`engine_bytes`]): its fixed list heads and a node per

@@ -64,9 +64,9 @@ impl Host {
             self.ports.acquire(&tuple, bound);
         }
         let idx = self.table.insert_conn(c);
-        let mut c = *self.table.conn(idx);
+        let mut c = self.table.conn_named(idx, tuple);
         self.send_new(now, idx, &mut c, Flags::SYN, 0);
-        *self.table.conn_mut(idx) = c;
+        self.table.set_conn(idx, c);
         self.stats.opened_active += 1;
         self.enter(tuple, State::Closed, State::SynSent);
     }
@@ -75,7 +75,7 @@ impl Host {
     pub fn send(&mut self, now: Time, tuple: Tuple, len: u32) -> Result<(), Error> {
         let now = self.begin(now);
         let idx = self.conn_index(&tuple)?;
-        let mut c = *self.table.conn(idx);
+        let mut c = self.table.conn_named(idx, tuple);
         if !matches!(c.state, State::Established | State::CloseWait) {
             return Err(Error::InvalidState(tuple, c.state));
         }
@@ -86,7 +86,7 @@ impl Host {
                 self.send_new(now, idx, &mut c, Flags::ACK | Flags::PSH, len);
             }
         }
-        *self.table.conn_mut(idx) = c;
+        self.table.set_conn(idx, c);
         Ok(())
     }
 
@@ -107,7 +107,7 @@ impl Host {
     fn app_close(&mut self, now: Time, tuple: Tuple, orphan: bool) -> Result<(), Error> {
         let now = self.begin(now);
         let idx = self.conn_index(&tuple)?;
-        let mut c = *self.table.conn(idx);
+        let mut c = self.table.conn_named(idx, tuple);
         let before = c.state;
         c.stamp_close(now);
         if orphan {
@@ -148,7 +148,7 @@ impl Host {
     pub fn abort(&mut self, now: Time, tuple: Tuple) -> Result<(), Error> {
         let now = self.begin(now);
         let idx = self.conn_index(&tuple)?;
-        let mut c = *self.table.conn(idx);
+        let mut c = self.table.conn_named(idx, tuple);
         let before = c.state;
         c.stamp_close(now);
         // tcp_disconnect: RST where tcp_need_reset() (ESTABLISHED, CLOSE-WAIT,

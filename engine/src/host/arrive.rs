@@ -49,7 +49,7 @@ impl Host {
         let tuple = seg.receiver_tuple();
         match self.table.find(&tuple) {
             Some(Found::Conn(idx)) => {
-                let mut c = *self.table.conn(idx);
+                let mut c = self.table.conn_named(idx, tuple);
                 let before = c.state;
                 let next = if c.state == State::SynSent {
                     self.on_syn_sent(now, idx, &mut c, seg)
@@ -96,7 +96,7 @@ impl Host {
         }
         let idx = self.table.insert_conn(c);
         self.send_new(now, idx, &mut c, Flags::SYN | Flags::ACK, 0);
-        *self.table.conn_mut(idx) = c;
+        self.table.set_conn(idx, c);
         self.stats.opened_passive += 1;
         self.enter(tuple, State::Closed, State::SynReceived);
     }

@@ -164,7 +164,7 @@ impl Host {
     /// A host whose table has room for `connections` entries before it grows.
     pub fn with_capacity(cfg: Config, connections: usize) -> Host {
         Host {
-            table: Table::with_capacity(cfg.secret, connections),
+            table: Table::with_capacity(cfg.secret, connections).with_time_wait(cfg.time_wait),
             wheel: Wheel::new(),
             listening: Vec::new(),
             out: Vec::new(),
@@ -385,7 +385,7 @@ impl Host {
                 if c.state != before {
                     self.enter(c.tuple, before, c.state);
                 }
-                *self.table.conn_mut(idx) = c;
+                self.table.set_conn(idx, c);
             }
             Next::TimeWait => {
                 self.disarm(&mut c);

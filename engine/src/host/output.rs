@@ -62,7 +62,8 @@ impl Host {
         }
         let idle = c.snd_una == c.snd_nxt;
         c.snd_nxt += len + flags.syn() as u32 + flags.fin() as u32;
-        c.set_pkts(c.pkts().saturating_add(1));
+        let pkts = c.pkts().saturating_add(1);
+        c.set_pkts(pkts);
         if idle {
             c.start_timing(now.as_micros() as u32);
             c.retrans_stamp_ms = now.stamp_ms();

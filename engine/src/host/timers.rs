@@ -28,13 +28,13 @@ impl Host {
     }
 
     fn on_timer(&mut self, now: Time, idx: u32) {
-        let mut c = *self.table.conn(idx);
+        let mut c = self.table.conn(idx);
         c.timer = None;
         if c.bit(bits::DELACK) {
             // tcp_delack_timer_handler.
             c.set_bit(bits::DELACK, false);
             self.send_ack(&mut c);
-            *self.table.conn_mut(idx) = c;
+            self.table.set_conn(idx, c);
             return;
         }
         let before = c.state;
@@ -72,7 +72,7 @@ impl Host {
             return;
         }
         self.retransmit(now, idx, &mut c);
-        *self.table.conn_mut(idx) = c;
+        self.table.set_conn(idx, c);
     }
 
     /// Resends everything from snd_una, doubles the RTO (tcp_retransmit_timer).
@@ -81,7 +81,8 @@ impl Host {
         // tcp_enter_loss: Reno's duplicates are forgotten.
         c.set_dupacks(0);
         c.set_rto_fired(true);
-        c.set_backoff(c.backoff().saturating_add(1).min(30));
+        let backoff = c.backoff().saturating_add(1).min(30);
+        c.set_backoff(backoff);
         let rto = c.backed_off_rto(&self.cfg);
         self.arm(now, idx, c, rto);
     }
@@ -118,7 +119,8 @@ impl Host {
         c.take_timing(0); // Karn: no RTT sample from a retransmission.
         if !c.fast_recovery() {
             let merged = c.pkts().saturating_sub(1);
-            c.set_dupacks(c.dupacks().saturating_sub(merged));
+            let dupacks = c.dupacks().saturating_sub(merged);
+            c.set_dupacks(dupacks);
         }
         c.set_pkts(1);
     }

@@ -1,0 +1,584 @@
+//! One shard's connection table: an [`Index`] of 4-byte references.
+//!
+//! The index holds only a `u32` per connection: either an index into a
+//! chunked [`Slab`] of [`ConnRecord`]s, or (top bit set) a position in the
+//! [`TwRing`] of compact TIME-WAIT records. The tuple is read through the
+//! reference, its fixed end from the table's [`Endpoints`], so a TIME-WAIT
+//! entry costs its 24-byte record plus 5⅓ bytes of bucket (a 64-byte bucket
+//! holds 12) over the index's load factor. Shards are chosen by
+//! [`crate::tuple::shard_of`]; each shard is owned by one thread.
+
+use std::time::Duration;
+
+use crate::conn::{Conn, ConnRecord};
+use crate::endpoint::{Endpoints, Side};
+use crate::index::{prefetch_line, Index};
+use crate::rare::{Rare, RARE_BIT};
+#[cfg(feature = "bench-hooks")]
+use crate::seq::Seq;
+use crate::slab::Slab;
+use crate::state::State;
+#[cfg(any(test, feature = "bench-hooks"))]
+use crate::timewait::TwEntry;
+use crate::timewait::{TwRecord, TwRing, POS_MASK};
+use crate::tuple::Tuple;
+
+mod time_wait;
+
+const TW_BIT: u32 = 1 << 31;
+
+/// Bytes of one full connection's record in the slab: a promise the memory
+/// plan and the README's per-entry figures rest on.
+pub const CONN_BYTES: usize = 56;
+/// Bytes of one TIME-WAIT record in the ring (Linux's `tw_sock_TCP` is 256).
+pub const TIME_WAIT_BYTES: usize = 24;
+const _: () = assert!(std::mem::size_of::<ConnRecord>() == CONN_BYTES);
+const _: () = assert!(std::mem::size_of::<TwRecord>() == TIME_WAIT_BYTES);
+
+/// The TIME-WAIT length a table assumes until told (Linux's `TCP_TIMEWAIT_LEN`).
+const TIME_WAIT_MS: u32 = 60_000;
+
+/// A full connection's rare fields ([`crate::rare`]).
+#[derive(Clone, Copy, Debug, Default)]
+struct ConnRare {
+    last_oow_ms: u32,
+    /// The tuple, when its endpoint could not be interned ([`crate::endpoint::Packed::spilled`]).
+    tuple: Tuple,
+}
+
+/// A TIME-WAIT entry's rare fields.
+#[derive(Clone, Copy, Debug, Default)]
+struct TwRare {
+    last_oow_ms: u32,
+    /// The close() stamp, when [`TwRecord::close_off`] is [`crate::timewait::FAR`].
+    close_ms: u32,
+}
+
+/// What the index's references point into.
+#[derive(Default)]
+struct Entries {
+    conns: Slab<ConnRecord>,
+    conn_rare: Rare<ConnRare>,
+    tw: TwRing,
+    tw_rare: Rare<TwRare>,
+    eps: Endpoints,
+}
+
+impl Entries {
+    /// Whether entry `r` is `t`'s: the peer's address first, from the record
+    /// already in hand, then the interned end.
+    #[inline]
+    fn is(&self, r: u32, t: &Tuple) -> bool {
+        let name = if r & TW_BIT != 0 {
+            self.tw.at(self.tw.resolve(r & !TW_BIT)).name
+        } else {
+            self.conns.get(r).name
+        };
+        name.remote_ip == t.remote_ip
+            && match self.eps.tuple(&name) {
+                Some(u) => u == *t,
+                None => self.tuple_of(r) == *t,
+            }
+    }
+
+    /// The tuple of the entry `r` names.
+    #[inline]
+    fn tuple_of(&self, r: u32) -> Tuple {
+        if r & TW_BIT != 0 {
+            self.tw_tuple(self.tw.at(self.tw.resolve(r & !TW_BIT)))
+        } else {
+            self.conn_tuple(r, self.conns.get(r))
+        }
+    }
+
+    #[inline]
+    fn conn_tuple(&self, idx: u32, rec: &ConnRecord) -> Tuple {
+        match self.eps.tuple(&rec.name) {
+            Some(t) => t,
+            None => self.spilled_tuple(idx),
+        }
+    }
+
+    #[cold]
+    fn spilled_tuple(&self, idx: u32) -> Tuple {
+        self.conn_rare.get(idx as u64).unwrap_or_default().tuple
+    }
+
+    /// A TIME-WAIT record's tuple. Records are never spilled (a spilled
+    /// connection does not enter TIME-WAIT); the ring's dead padding slots,
+    /// which nothing references, read as the default tuple.
+    #[inline]
+    fn tw_tuple(&self, rec: &TwRecord) -> Tuple {
+        self.eps.tuple(&rec.name).unwrap_or_default()
+    }
+
+    #[inline]
+    fn conn_rare(&self, idx: u32, rec: &ConnRecord) -> ConnRare {
+        if rec.name.ep & RARE_BIT == 0 {
+            return ConnRare::default();
+        }
+        self.conn_rare.get(idx as u64).unwrap_or_default()
+    }
+
+    /// The rare fields of `rec`, at ring position `pos`.
+    #[inline]
+    fn tw_rare(&self, pos: u64, rec: &TwRecord) -> TwRare {
+        if rec.name.ep & RARE_BIT == 0 {
+            return TwRare::default();
+        }
+        self.tw_rare.get(pos).unwrap_or_default()
+    }
+
+    /// Takes slot `pos`'s rare fields out, clearing its flag.
+    #[inline]
+    fn take_tw_rare(&mut self, pos: u64) -> TwRare {
+        let rec = self.tw.at_mut(pos);
+        if rec.name.ep & RARE_BIT == 0 {
+            return TwRare::default();
+        }
+        rec.name.ep &= !RARE_BIT;
+        self.tw_rare.take(pos).unwrap_or_default()
+    }
+
+    /// Removes full connection `idx` from the slab and its rare fields.
+    fn remove_conn(&mut self, idx: u32) -> Conn {
+        let rec = self.conns.remove(idx);
+        let rare = if rec.name.ep & RARE_BIT != 0 {
+            self.conn_rare.take(idx as u64).unwrap_or_default()
+        } else {
+            ConnRare::default()
+        };
+        let tuple = self.eps.tuple(&rec.name).unwrap_or(rare.tuple);
+        rec.conn(tuple, rare.last_oow_ms)
+    }
+}
+
+/// What [`Table::remove`] took out.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Removed {
+    Conn(Conn),
+    TimeWait,
+}
+
+/// What a table lookup found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Found {
+    /// A full connection, by slab index.
+    Conn(u32),
+    /// A TIME-WAIT entry, by ring position.
+    TimeWait(u64),
+}
+
+/// One shard of the connection table.
+pub struct Table {
+    map: Index,
+    e: Entries,
+    tw_len: usize,
+    /// Ring slots no longer referenced (restarted or removed entries).
+    stale: usize,
+    key: u64,
+    /// How long TIME-WAIT lasts, so that a record's close() offset can count
+    /// back from its (re)start, which is its expiry less this.
+    time_wait_ms: u32,
+}
+
+impl Table {
+    /// An empty table whose hash is keyed by `key` (from the driver's secret).
+    pub fn new(key: u64) -> Table {
+        Table::with_capacity(key, 0)
+    }
+
+    /// An empty table with buckets for `n` entries.
+    pub fn with_capacity(key: u64, n: usize) -> Table {
+        Table {
+            map: Index::with_capacity(n),
+            e: Entries::default(),
+            tw_len: 0,
+            stale: 0,
+            key,
+            time_wait_ms: TIME_WAIT_MS,
+        }
+    }
+
+    /// The table of a host whose TIME-WAIT lasts `time_wait` (60 s unless
+    /// told): TIME-WAIT records keep close() as an offset before their start,
+    /// which this places. Any length is correct; the right one keeps the
+    /// offsets small enough to stay in the record.
+    pub fn with_time_wait(mut self, time_wait: Duration) -> Table {
+        self.time_wait_ms = u32::try_from(time_wait.as_millis()).unwrap_or(u32::MAX);
+        self
+    }
+
+    /// Entries of any state.
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.map.len() == 0
+    }
+
+    /// TIME-WAIT entries.
+    pub fn time_wait_len(&self) -> usize {
+        self.tw_len
+    }
+
+    /// Heap bytes this table owns, from its allocations' capacities. The counting
+    /// allocator ([`crate::alloc`]) checks this figure in the tests.
+    pub fn heap_bytes(&self) -> usize {
+        self.map.allocation_size()
+            + self.e.conns.heap_bytes()
+            + self.e.conn_rare.heap_bytes()
+            + self.e.tw.heap_bytes()
+            + self.e.tw_rare.heap_bytes()
+            + self.e.eps.heap_bytes()
+    }
+
+    #[inline]
+    fn tw_ref(pos: u64) -> u32 {
+        TW_BIT | (pos & POS_MASK) as u32
+    }
+
+    /// First half of a lookup ahead of time: brings `tuple`'s index bucket
+    /// into cache. Issue it a few segments before [`Table::prefetch_entry`].
+    #[inline]
+    pub(crate) fn prefetch_bucket(&self, tuple: &Tuple) {
+        self.map.prefetch(tuple.hash(self.key));
+    }
+
+    /// Second half: reads the bucket (in cache by now) and brings in the
+    /// connection record (its one or two slab lines) or TIME-WAIT record its
+    /// matching tags point to.
+    #[inline]
+    pub(crate) fn prefetch_entry(&self, tuple: &Tuple) {
+        for r in self.map.home_candidates(tuple.hash(self.key)) {
+            if r & TW_BIT != 0 {
+                prefetch_line(self.e.tw.at(self.e.tw.resolve(r & !TW_BIT)));
+            } else {
+                self.e.conns.prefetch(r);
+            }
+        }
+    }
+
+    /// Looks `tuple` up.
+    #[inline(always)]
+    pub(crate) fn find(&self, tuple: &Tuple) -> Option<Found> {
+        let e = &self.e;
+        self.map
+            .find(tuple.hash(self.key), |r| e.is(r, tuple))
+            .map(|r| {
+                if r & TW_BIT != 0 {
+                    Found::TimeWait(e.tw.resolve(r & !TW_BIT))
+                } else {
+                    Found::Conn(r)
+                }
+            })
+    }
+
+    /// Removes `tuple`, whatever its state, in one probe.
+    pub(crate) fn remove(&mut self, tuple: &Tuple) -> Option<Removed> {
+        let e = &self.e;
+        let r = self.map.remove(tuple.hash(self.key), |r| e.is(r, tuple))?;
+        if r & TW_BIT != 0 {
+            let pos = self.e.tw.resolve(r & !TW_BIT);
+            self.e.take_tw_rare(pos);
+            self.tw_len -= 1;
+            self.stale += 1;
+            Some(Removed::TimeWait)
+        } else {
+            Some(Removed::Conn(self.e.remove_conn(r)))
+        }
+    }
+
+    /// Adds a connection whose tuple is not in the table yet. Its fixed end
+    /// is the remote port if we connected (SYN-SENT), else the local one.
+    pub(crate) fn insert_conn(&mut self, conn: Conn) -> u32 {
+        let side = match conn.state {
+            State::SynSent => Side::Client,
+            _ => Side::Server,
+        };
+        let name = self.e.eps.pack(&conn.tuple, side);
+        let hash = conn.tuple.hash(self.key);
+        let idx = self.e.conns.insert(conn.record(name));
+        if name.spilled() || conn.last_oow_ms != 0 {
+            self.put_conn_rare(idx, conn.last_oow_ms, conn.tuple);
+        }
+        let (e, key) = (&self.e, self.key);
+        self.map
+            .insert_unique(hash, idx, |r| e.tuple_of(r).hash(key));
+        idx
+    }
+
+    /// A copy of full connection `idx`, to work on and [`Table::set_conn`] back.
+    /// Always inlined: out of line, the call costs as much as the copy.
+    #[inline(always)]
+    pub(crate) fn conn(&self, idx: u32) -> Conn {
+        let rec = self.e.conns.get(idx);
+        if rec.name.ep & RARE_BIT == 0 {
+            if let Some(tuple) = self.e.eps.tuple(&rec.name) {
+                return rec.conn(tuple, 0);
+            }
+        }
+        self.rare_conn(idx)
+    }
+
+    /// [`Table::conn`] for a caller that found `idx` by `tuple`: the tuple
+    /// is not unpacked again.
+    #[inline(always)]
+    pub(crate) fn conn_named(&self, idx: u32, tuple: Tuple) -> Conn {
+        let rec = self.e.conns.get(idx);
+        debug_assert_eq!(self.e.conn_tuple(idx, rec), tuple);
+        if rec.name.ep & RARE_BIT == 0 {
+            return rec.conn(tuple, 0);
+        }
+        self.rare_conn(idx)
+    }
+
+    /// [`Table::conn`] for a connection with rare fields.
+    #[cold]
+    #[inline(never)]
+    fn rare_conn(&self, idx: u32) -> Conn {
+        let rec = self.e.conns.get(idx);
+        let rare = self.e.conn_rare(idx, rec);
+        rec.conn(self.e.conn_tuple(idx, rec), rare.last_oow_ms)
+    }
+
+    /// Stores the working copy `c` of full connection `idx` (its tuple
+    /// unchanged).
+    #[inline]
+    pub(crate) fn set_conn(&mut self, idx: u32, c: Conn) {
+        let rec = self.e.conns.get_mut(idx);
+        rec.update(&c);
+        if rec.name.ep & RARE_BIT != 0 || c.last_oow_ms != 0 {
+            self.update_conn_oow(idx, c.last_oow_ms);
+        }
+        debug_assert_eq!(self.conn(idx).tuple, c.tuple);
+    }
+
+    #[cold]
+    fn update_conn_oow(&mut self, idx: u32, last_oow_ms: u32) {
+        let rare = self.e.conn_rare(idx, self.e.conns.get(idx));
+        if rare.last_oow_ms != last_oow_ms {
+            self.put_conn_rare(idx, last_oow_ms, rare.tuple);
+        }
+    }
+
+    /// Keeps connection `idx`'s rare fields, or drops them once they hold
+    /// nothing.
+    #[cold]
+    fn put_conn_rare(&mut self, idx: u32, last_oow_ms: u32, tuple: Tuple) {
+        let rec = self.e.conns.get_mut(idx);
+        if last_oow_ms == 0 && !rec.name.spilled() {
+            rec.name.ep &= !RARE_BIT;
+            self.e.conn_rare.take(idx as u64);
+        } else {
+            rec.name.ep |= RARE_BIT;
+            let rare = ConnRare { last_oow_ms, tuple };
+            self.e.conn_rare.put(idx as u64, rare);
+        }
+    }
+
+    /// Removes a full connection (it reached CLOSED).
+    pub(crate) fn remove_conn(&mut self, idx: u32) -> Conn {
+        let c = self.e.remove_conn(idx);
+        self.map.remove(c.tuple.hash(self.key), |r| r == idx);
+        c
+    }
+
+    /// For `benches/table.rs`, which sets this table beside std's `HashMap` and
+    /// `DashMap`: the engine's own insert path (a fresh [`Conn`] into the slab and
+    /// its reference into the map), without the timer and segment work of
+    /// [`crate::Host::connect`] that would swamp it.
+    #[cfg(feature = "bench-hooks")]
+    pub fn bench_insert(&mut self, tuple: Tuple) {
+        self.insert_conn(Conn::new(tuple, State::Established, Seq(0)));
+    }
+
+    /// For `benches/table.rs`: a lookup, as [`crate::Host::handle`] starts.
+    #[cfg(feature = "bench-hooks")]
+    pub fn bench_find(&self, tuple: &Tuple) -> bool {
+        self.find(tuple).is_some()
+    }
+
+    /// For the planner's memory test: a connection straight into TIME-WAIT,
+    /// expiring at `expires_ms`, as [`crate::Host`]'s close path stores it
+    /// (closed as it entered).
+    #[cfg(feature = "bench-hooks")]
+    pub fn bench_time_wait(&mut self, tuple: Tuple, expires_ms: u32) {
+        let idx = self.insert_conn(Conn::new(tuple, State::FinWait1, Seq(0)));
+        let e = TwEntry {
+            tuple,
+            expires_ms,
+            close_ms: expires_ms.wrapping_sub(self.time_wait_ms),
+            ..TwEntry::default()
+        };
+        let _ = self.conn_to_time_wait(idx, e);
+    }
+
+    /// For the planner's memory test: drops every TIME-WAIT entry expired at `now_ms`.
+    #[cfg(feature = "bench-hooks")]
+    pub fn bench_expire(&mut self, now_ms: u32) {
+        while self.pop_expired_time_wait(now_ms).is_some() {}
+    }
+
+    /// For `benches/table.rs`: find and remove, as [`crate::Host::forget`] does
+    /// without the timer work.
+    #[cfg(feature = "bench-hooks")]
+    pub fn bench_remove(&mut self, tuple: &Tuple) -> bool {
+        self.remove(tuple).is_some()
+    }
+
+    /// Iterates over all full connections.
+    #[cfg(test)]
+    pub(crate) fn conn_indices(&self) -> impl Iterator<Item = u32> + '_ {
+        self.map.iter().filter(|r| r & TW_BIT == 0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(super) fn tuple(port: u16) -> Tuple {
+        Tuple::new([10, 0, 0, 1], 80, [10, 0, 0, 2], port)
+    }
+
+    pub(super) fn conn(port: u16) -> Conn {
+        Conn::new(
+            tuple(port),
+            State::Established,
+            crate::seq::Seq(port as u32),
+        )
+    }
+
+    /// An entry whose application closed as it entered TIME-WAIT.
+    pub(super) fn tw(port: u16, expires_ms: u32) -> TwEntry {
+        TwEntry {
+            tuple: tuple(port),
+            expires_ms,
+            close_ms: expires_ms.wrapping_sub(TIME_WAIT_MS),
+            ..TwEntry::default()
+        }
+    }
+
+    #[test]
+    fn insert_find_remove() {
+        let mut t = Table::new(9);
+        let idx: Vec<u32> = (0..10_000).map(|p| t.insert_conn(conn(p))).collect();
+        assert_eq!(t.len(), 10_000);
+        for p in (0..10_000).step_by(7) {
+            assert_eq!(t.find(&tuple(p)), Some(Found::Conn(idx[p as usize])));
+        }
+        assert_eq!(t.find(&tuple(20_000)), None);
+        let c = t.remove_conn(idx[5]);
+        assert_eq!(c.tuple, tuple(5));
+        assert_eq!(t.find(&tuple(5)), None);
+        // The freed slot is reused.
+        assert_eq!(t.insert_conn(conn(5)), idx[5]);
+    }
+
+    #[test]
+    fn connections_keep_last_oow_beside_the_slab() {
+        let mut t = Table::new(13);
+        let idx: Vec<u32> = (0..100).map(|p| t.insert_conn(conn(p))).collect();
+        for (p, &i) in idx.iter().enumerate() {
+            let mut c = t.conn(i);
+            c.last_oow_ms = if p % 10 == 0 { 1_000 + p as u32 } else { 0 };
+            c.snd_nxt = crate::seq::Seq(7);
+            t.set_conn(i, c);
+        }
+        assert_eq!(t.e.conn_rare.len(), 10);
+        for (p, &i) in idx.iter().enumerate() {
+            let c = t.conn(i);
+            let want = if p % 10 == 0 { 1_000 + p as u32 } else { 0 };
+            assert_eq!(
+                (c.tuple, c.snd_nxt, c.last_oow_ms),
+                (tuple(p as u16), crate::seq::Seq(7), want)
+            );
+        }
+        // Cleared, it leaves the side table; removed, it goes with its entry.
+        let mut c = t.conn(idx[0]);
+        c.last_oow_ms = 0;
+        t.set_conn(idx[0], c);
+        assert_eq!(t.e.conn_rare.len(), 9);
+        assert_eq!(t.remove_conn(idx[10]).last_oow_ms, 1_010);
+        match t.remove(&tuple(20)) {
+            Some(Removed::Conn(c)) => assert_eq!(c.last_oow_ms, 1_020),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(t.e.conn_rare.len(), 7);
+        // A slot reused by a new connection starts with none.
+        let j = t.insert_conn(conn(500));
+        assert_eq!(t.conn(j).last_oow_ms, 0);
+    }
+
+    #[test]
+    fn a_connection_past_the_endpoint_limit_is_spilled_and_kept_out_of_time_wait() {
+        let mut t = Table::new(17);
+        // One endpoint per local address: fill the table's 16,383.
+        let on = |ip: u32, port: u16| Tuple {
+            local_ip: ip,
+            remote_ip: 0x0a09_0002,
+            local_port: 80,
+            remote_port: port,
+        };
+        for ip in 0..crate::endpoint::MAX as u32 {
+            t.insert_conn(Conn::new(on(ip, 1), State::Established, crate::seq::Seq(0)));
+        }
+        let rare_before = t.e.conn_rare.len();
+        // A new endpoint: spilled, yet found, read, written and removed as any.
+        let spilled = on(1 << 30, 2);
+        let i = t.insert_conn(Conn::new(spilled, State::Established, crate::seq::Seq(0)));
+        assert_eq!(t.e.conn_rare.len(), rare_before + 1);
+        assert_eq!(t.find(&spilled), Some(Found::Conn(i)));
+        let mut c = t.conn(i);
+        assert_eq!(c.tuple, spilled);
+        c.last_oow_ms = 5;
+        t.set_conn(i, c);
+        c.last_oow_ms = 0;
+        t.set_conn(i, c);
+        assert_eq!(t.conn(i).tuple, spilled);
+        // TIME-WAIT cannot name it: the host's overflow path takes it.
+        let mut e = tw(0, 1_000);
+        e.tuple = spilled;
+        assert_eq!(t.conn_to_time_wait(i, e), None);
+        assert_eq!(t.find(&spilled), Some(Found::Conn(i)));
+        // A known endpoint with a new peer still packs.
+        let known = on(7, 3);
+        let k = t.insert_conn(Conn::new(known, State::Established, crate::seq::Seq(0)));
+        assert!(t
+            .conn_to_time_wait(
+                k,
+                TwEntry {
+                    tuple: known,
+                    ..tw(0, 1_000)
+                }
+            )
+            .is_some());
+        assert_eq!(t.remove_conn(i).tuple, spilled);
+        assert_eq!(t.find(&spilled), None);
+        assert_eq!(t.e.conn_rare.len(), rare_before);
+    }
+
+    #[test]
+    fn survives_growth_with_mixed_references() {
+        let mut t = Table::new(3);
+        for p in 0..50_000u16 {
+            let i = t.insert_conn(conn(p));
+            if p % 2 == 0 {
+                t.conn_to_time_wait(i, tw(p, 10)).expect("room");
+            }
+        }
+        for p in 0..50_000u16 {
+            let f = t.find(&tuple(p)).expect("present");
+            assert_eq!(matches!(f, Found::TimeWait(_)), p % 2 == 0);
+        }
+        let mut n = 0;
+        while t.pop_expired_time_wait(10).is_some() {
+            n += 1;
+        }
+        assert_eq!(n, 25_000);
+        assert_eq!(t.len(), 25_000);
+        assert_eq!(t.conn_indices().count(), 25_000);
+    }
+}

@@ -1,0 +1,371 @@
+//! The table's TIME-WAIT half: a full connection becomes a compact record in
+//! the ring ([`crate::timewait`]), which segments read and restart, and
+//! which leaves by expiry, RST or reuse.
+
+use super::{Table, TwRare};
+use crate::endpoint::{Packed, INDEX_MASK};
+use crate::rare::{Rare, RARE_BIT};
+use crate::timewait::{TwEntry, TwRecord, TwRing, FAR, TS_BIT};
+
+impl Table {
+    /// Replaces full connection `idx` by a compact TIME-WAIT entry; returns
+    /// its position, or `None` (and the connection stays) when its endpoint
+    /// could not be interned: no room, as when `tcp_max_tw_buckets` is reached.
+    pub(crate) fn conn_to_time_wait(&mut self, idx: u32, e: TwEntry) -> Option<u64> {
+        let name = self.e.conns.get(idx).name;
+        if name.spilled() {
+            return None;
+        }
+        let pos = self.push_time_wait(name, &e);
+        let hash = e.tuple.hash(self.key);
+        if let Some(r) = self.map.find_mut(hash, |r| r == idx) {
+            *r = Self::tw_ref(pos);
+        }
+        self.e.remove_conn(idx);
+        self.tw_len += 1;
+        Some(pos)
+    }
+
+    /// Appends `e` to the ring under `name` (its tuple, packed), with its rare
+    /// fields beside it if it has any.
+    fn push_time_wait(&mut self, name: Packed, e: &TwEntry) -> u64 {
+        let start = e.expires_ms.wrapping_sub(self.time_wait_ms);
+        let back = start.wrapping_sub(e.close_ms);
+        // A `back` of exactly FAR is far too: the value is the escape.
+        let close_off = u16::try_from(back).unwrap_or(FAR);
+        let ts = if e.ts_recent.is_some() { TS_BIT } else { 0 };
+        let far = close_off == FAR;
+        let rec = TwRecord {
+            name: Packed {
+                ep: name.ep & INDEX_MASK
+                    | ts
+                    | if far || e.last_oow_ms != 0 {
+                        RARE_BIT
+                    } else {
+                        0
+                    },
+                ..name
+            },
+            expires_off: 0,
+            close_off,
+            snd_nxt: e.snd_nxt,
+            rcv_nxt: e.rcv_nxt,
+            ts_recent: e.ts_recent.unwrap_or(0),
+        };
+        let pos = self.e.tw.push(rec, e.expires_ms);
+        if rec.name.ep & RARE_BIT != 0 {
+            let rare = TwRare {
+                last_oow_ms: e.last_oow_ms,
+                close_ms: e.close_ms,
+            };
+            self.e.tw_rare.put(pos, rare);
+        }
+        pos
+    }
+
+    /// TIME-WAIT entry `pos`, unpacked.
+    #[inline]
+    pub(crate) fn time_wait(&self, pos: u64) -> TwEntry {
+        let (rec, expires_ms) = self.e.tw.get(pos);
+        let rare = self.e.tw_rare(pos, rec);
+        let close_ms = if rec.close_off == FAR {
+            rare.close_ms
+        } else {
+            let start = expires_ms.wrapping_sub(self.time_wait_ms);
+            start.wrapping_sub(rec.close_off as u32)
+        };
+        TwEntry {
+            tuple: self.e.tw_tuple(rec),
+            snd_nxt: rec.snd_nxt,
+            rcv_nxt: rec.rcv_nxt,
+            expires_ms,
+            close_ms,
+            last_oow_ms: rare.last_oow_ms,
+            ts_recent: (rec.name.ep & TS_BIT != 0).then_some(rec.ts_recent),
+        }
+    }
+
+    /// Records an out-of-window ACK sent by entry `pos` (0 records nothing).
+    pub(crate) fn set_time_wait_oow(&mut self, pos: u64, last_oow_ms: u32) {
+        if last_oow_ms == 0 {
+            return;
+        }
+        let mut rare = self.e.tw_rare(pos, self.e.tw.at(pos));
+        rare.last_oow_ms = last_oow_ms;
+        self.e.tw.at_mut(pos).name.ep |= RARE_BIT;
+        self.e.tw_rare.put(pos, rare);
+    }
+
+    /// Records the peer's timestamp on entry `pos` (which negotiated them).
+    #[inline]
+    pub(crate) fn set_time_wait_ts(&mut self, pos: u64, ts_recent: u32) {
+        let rec = self.e.tw.at_mut(pos);
+        rec.name.ep |= TS_BIT;
+        rec.ts_recent = ts_recent;
+    }
+
+    /// Moves TIME-WAIT entry `pos` to the tail with a new expiry (its timer restarted).
+    /// The old slot goes stale. Returns the new position.
+    pub(crate) fn restart_time_wait(&mut self, pos: u64, expires_ms: u32) -> u64 {
+        let mut e = self.time_wait(pos);
+        let name = self.e.tw.at(pos).name;
+        self.e.take_tw_rare(pos);
+        e.expires_ms = expires_ms;
+        let new_pos = self.push_time_wait(name, &e);
+        let old = Self::tw_ref(pos);
+        if let Some(r) = self.map.find_mut(e.tuple.hash(self.key), |r| r == old) {
+            *r = Self::tw_ref(new_pos);
+        }
+        self.stale += 1;
+        new_pos
+    }
+
+    /// Removes TIME-WAIT entry `pos` before its expiry (RST, reuse by a new SYN);
+    /// its ring slot goes stale.
+    pub(crate) fn remove_time_wait(&mut self, pos: u64) -> TwEntry {
+        let e = self.unlink_time_wait(pos);
+        self.stale += 1;
+        e
+    }
+
+    fn unlink_time_wait(&mut self, pos: u64) -> TwEntry {
+        let e = self.time_wait(pos);
+        self.unlink(pos, &e);
+        e
+    }
+
+    /// Takes entry `e`, at `pos`, out of the index and its rare fields out
+    /// of the side table; the slot goes stale or is popped.
+    fn unlink(&mut self, pos: u64, e: &TwEntry) {
+        self.e.take_tw_rare(pos);
+        let old = Self::tw_ref(pos);
+        if self
+            .map
+            .remove(e.tuple.hash(self.key), |r| r == old)
+            .is_some()
+        {
+            self.tw_len -= 1;
+        }
+    }
+
+    /// Rewrites the ring without its stale slots once they outnumber the live
+    /// ones, keeping expiry order: heavy SYN-into-TIME-WAIT reuse or restarts
+    /// otherwise leave up to one 24-byte slot per entry of the last TIME-WAIT
+    /// period. Amortised O(1) per stale slot. Ring positions change, so this runs
+    /// only between segments (from `Host::handle_timeout`).
+    pub(crate) fn compact_time_wait(&mut self) {
+        if self.stale < 1024 || self.stale < self.tw_len {
+            return;
+        }
+        // New positions continue after the old tail, so no live reference can
+        // equal another entry's new one while they are being rewritten. A
+        // record moves whole: its close() offset counts from its expiry,
+        // which does not change.
+        let mut ring = TwRing::starting_at(self.e.tw.tail());
+        let mut rare = Rare::with_capacity(self.e.tw_rare.len());
+        while let Some((pos, rec)) = self.e.tw.front() {
+            let rec = *rec;
+            let old = Self::tw_ref(pos);
+            let hash = self.e.tw_tuple(&rec).hash(self.key);
+            if let Some(r) = self.map.find_mut(hash, |x| x == old) {
+                let new_pos = ring.push(rec, self.e.tw.expires_ms(pos));
+                *r = Self::tw_ref(new_pos);
+                if rec.name.ep & RARE_BIT != 0 {
+                    rare.put(new_pos, self.e.tw_rare(pos, &rec));
+                }
+            }
+            self.e.tw.pop_front();
+        }
+        self.e.tw = ring;
+        self.e.tw_rare = rare;
+        self.stale = 0;
+    }
+
+    /// The oldest live TIME-WAIT entry, skipping (and dropping) stale ring slots.
+    pub(crate) fn oldest_time_wait(&mut self) -> Option<(u64, TwEntry)> {
+        while let Some((pos, rec)) = self.e.tw.front() {
+            let r = Self::tw_ref(pos);
+            let hash = self.e.tw_tuple(rec).hash(self.key);
+            if self.map.find(hash, |x| x == r).is_some() {
+                return Some((pos, self.time_wait(pos)));
+            }
+            self.e.tw.pop_front();
+        }
+        None
+    }
+
+    /// The expiry of the oldest ring slot, possibly stale: a lower bound on
+    /// the earliest live expiry, since slots are appended in expiry order.
+    pub(crate) fn time_wait_front_expiry(&self) -> Option<u32> {
+        self.e.tw.front().map(|(pos, _)| self.e.tw.expires_ms(pos))
+    }
+
+    /// Removes the oldest TIME-WAIT entry if it expired at `now_ms`.
+    pub(crate) fn pop_expired_time_wait(&mut self, now_ms: u32) -> Option<TwEntry> {
+        let (pos, e) = self.oldest_time_wait()?;
+        if (now_ms.wrapping_sub(e.expires_ms) as i32) < 0 {
+            return None;
+        }
+        self.unlink(pos, &e);
+        self.e.tw.pop_front();
+        Some(e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::{conn, tuple, tw};
+    use super::super::Found;
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn time_wait_lifecycle_and_stale_slots() {
+        let mut t = Table::new(1);
+        let a = t.insert_conn(conn(1));
+        let b = t.insert_conn(conn(2));
+        let pa = t.conn_to_time_wait(a, tw(1, 100)).expect("room");
+        let pb = t.conn_to_time_wait(b, tw(2, 200)).expect("room");
+        assert_eq!(t.find(&tuple(1)), Some(Found::TimeWait(pa)));
+        assert_eq!(t.time_wait_len(), 2);
+        // Restarting 1 moves it behind 2.
+        let pa2 = t.restart_time_wait(pa, 300);
+        assert_eq!(t.find(&tuple(1)), Some(Found::TimeWait(pa2)));
+        assert_eq!(t.pop_expired_time_wait(150), None);
+        assert_eq!(
+            t.pop_expired_time_wait(250).map(|e| e.tuple),
+            Some(tuple(2))
+        );
+        assert_eq!(t.pop_expired_time_wait(299), None);
+        assert_eq!(
+            t.pop_expired_time_wait(300).map(|e| e.tuple),
+            Some(tuple(1))
+        );
+        assert!(t.is_empty());
+        assert_eq!(t.time_wait_len(), 0);
+        let _ = pb;
+    }
+
+    #[test]
+    fn compaction_drops_stale_slots_and_keeps_expiry_order() {
+        let mut t = Table::new(5);
+        let n = 20_000u16;
+        let mut pos = Vec::new();
+        for p in 0..n {
+            let i = t.insert_conn(conn(p));
+            pos.push(
+                t.conn_to_time_wait(i, tw(p, 1_000 + p as u32))
+                    .expect("room"),
+            );
+        }
+        // Remove every other entry and restart a quarter: lots of stale slots.
+        for p in (0..n).step_by(2) {
+            t.remove_time_wait(pos[p as usize]);
+        }
+        for p in (1..n).step_by(4) {
+            pos[p as usize] = t.restart_time_wait(pos[p as usize], 50_000 + p as u32);
+        }
+        let before = t.heap_bytes();
+        t.compact_time_wait();
+        assert!(t.heap_bytes() < before, "{} !< {before}", t.heap_bytes());
+        assert_eq!(t.time_wait_len(), n as usize / 2);
+        for p in 0..n {
+            let found = t.find(&tuple(p));
+            assert_eq!(found.is_some(), p % 2 == 1, "{p}");
+            if let Some(Found::TimeWait(q)) = found {
+                assert_eq!(t.time_wait(q).tuple, tuple(p));
+            }
+        }
+        // Expiry order survives: the unrestarted odd entries first, by deadline.
+        let mut last = 0;
+        let mut count = 0;
+        while let Some(e) = t.pop_expired_time_wait(u32::MAX / 2) {
+            assert!(e.expires_ms >= last);
+            last = e.expires_ms;
+            count += 1;
+        }
+        assert_eq!(count, n as usize / 2);
+        assert!(t.is_empty());
+    }
+
+    #[test]
+    fn last_oow_follows_its_entry_and_leaves_with_it() {
+        let mut t = Table::new(7);
+        let mut pos = Vec::new();
+        for p in 0..4_000u16 {
+            let i = t.insert_conn(conn(p));
+            let mut e = tw(p, 1_000 + p as u32);
+            // Every third enters TIME-WAIT with one (an orphan's FIN-WAIT-2).
+            e.last_oow_ms = if p % 3 == 0 { 10 + p as u32 } else { 0 };
+            pos.push(t.conn_to_time_wait(i, e).expect("room"));
+        }
+        // Every fifth rate-limits an ACK now; every seventh restarts; every
+        // second goes.
+        for p in (0..4_000u16).step_by(5) {
+            t.set_time_wait_oow(pos[p as usize], 50_000 + p as u32);
+        }
+        for p in (0..4_000u16).step_by(7) {
+            pos[p as usize] = t.restart_time_wait(pos[p as usize], 60_000 + p as u32);
+        }
+        for p in (0..4_000u16).step_by(2) {
+            t.remove_time_wait(pos[p as usize]);
+        }
+        t.compact_time_wait();
+        let want = |p: u16| match (p % 5, p % 3) {
+            (0, _) => 50_000 + p as u32,
+            (_, 0) => 10 + p as u32,
+            _ => 0,
+        };
+        for p in (1..4_000u16).step_by(2) {
+            let Some(Found::TimeWait(q)) = t.find(&tuple(p)) else {
+                panic!("{p} not in TIME-WAIT");
+            };
+            let e = t.time_wait(q);
+            assert_eq!((e.tuple, e.last_oow_ms), (tuple(p), want(p)), "{p}");
+        }
+        assert_eq!(
+            t.e.tw_rare.len(),
+            (1..4_000u16).step_by(2).filter(|&p| want(p) != 0).count()
+        );
+        while t.pop_expired_time_wait(u32::MAX / 2).is_some() {}
+        assert_eq!(t.e.tw_rare.len(), 0);
+    }
+
+    #[test]
+    fn close_stamps_come_back_exactly_near_or_far() {
+        // TIME-WAIT lasts 1 s here: offsets count back from expiry - 1 s.
+        let mut t = Table::new(11).with_time_wait(Duration::from_secs(1));
+        let mut pos = Vec::new();
+        // close() from 0 ms to 1000 s before the entry started, and one
+        // "after" it (a stamp from another clock: still exact).
+        let backs = [0u32, 1, 65_534, 65_535, 65_536, 1_000_000, u32::MAX];
+        for (p, &back) in backs.iter().enumerate() {
+            let i = t.insert_conn(conn(p as u16));
+            let mut e = tw(p as u16, 5_000_000);
+            e.close_ms = (5_000_000 - 1_000u32).wrapping_sub(back);
+            pos.push(t.conn_to_time_wait(i, e).expect("room"));
+            assert_eq!(t.time_wait(pos[p]).close_ms, e.close_ms, "{back}");
+        }
+        // Only the far ones keep their stamp beside the ring.
+        assert_eq!(t.e.tw_rare.len(), 4);
+        // A restart 60 s later moves the start: near ones may go far (and
+        // the stamp from after the start comes near), and every stamp
+        // survives the move and a compaction.
+        for (p, &back) in backs.iter().enumerate() {
+            pos[p] = t.restart_time_wait(pos[p], 5_060_000);
+            let want = (5_000_000 - 1_000u32).wrapping_sub(back);
+            assert_eq!(t.time_wait(pos[p]).close_ms, want, "{back}");
+        }
+        assert_eq!(t.e.tw_rare.len(), 4);
+        t.stale = 1 << 20;
+        t.compact_time_wait();
+        for (p, &back) in backs.iter().enumerate() {
+            let Some(Found::TimeWait(q)) = t.find(&tuple(p as u16)) else {
+                panic!("{p} not in TIME-WAIT");
+            };
+            let want = (5_000_000 - 1_000u32).wrapping_sub(back);
+            assert_eq!(t.time_wait(q).close_ms, want);
+        }
+        assert_eq!(t.e.tw_rare.len(), 4);
+    }
+}
