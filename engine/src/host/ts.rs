@@ -25,7 +25,16 @@ impl Host {
     /// Our TSval on a segment of `tuple` now.
     #[inline]
     pub(super) fn ts_val(&self, tuple: &Tuple) -> u32 {
-        let off = tuple.hash(self.cfg.secret.rotate_left(17) ^ 0x7473_5f6f_6666) as u32;
+        // The offset only has to look random per 4-tuple to whoever lacks
+        // the key, so one keyed folded multiply does (the table's hash
+        // takes two, for bucket spread).
+        let key = self.cfg.secret.rotate_left(17) ^ 0x7473_5f6f_6666;
+        let addrs = (u64::from(tuple.local_ip) << 32 | u64::from(tuple.remote_ip)) ^ key;
+        let ports = (u64::from(tuple.local_port) << 16 | u64::from(tuple.remote_port))
+            ^ key.rotate_left(32)
+            ^ 0x9e37_79b9_7f4a_7c15;
+        let full = u128::from(addrs) * u128::from(ports);
+        let off = (full as u64 ^ (full >> 64) as u64) as u32;
         // tcp_time_stamp_ts: tcp_clock_ms, or tcp_clock_us with tcp_usec_ts.
         let ticks = match self.cfg.ts_tick_us {
             // The default, on every segment: a division by a constant.

@@ -67,7 +67,9 @@ struct Entries {
 impl Entries {
     /// Whether entry `r` is `t`'s: the peer's address first, from the record
     /// already in hand, then the interned end.
-    #[inline]
+    /// Always inlined into the probe: as a call it saved and restored
+    /// registers around a two-field compare.
+    #[inline(always)]
     fn is(&self, r: u32, t: &Tuple) -> bool {
         let name = if r & TW_BIT != 0 {
             self.tw.at(self.tw.resolve(r & !TW_BIT)).name
@@ -77,8 +79,15 @@ impl Entries {
         name.remote_ip == t.remote_ip
             && match self.eps.tuple(&name) {
                 Some(u) => u == *t,
-                None => self.tuple_of(r) == *t,
+                None => self.is_spilled(r, t),
             }
+    }
+
+    /// [`Entries::is`] for the rare entry whose tuple is kept aside.
+    #[cold]
+    #[inline(never)]
+    fn is_spilled(&self, r: u32, t: &Tuple) -> bool {
+        self.tuple_of(r) == *t
     }
 
     /// The tuple of the entry `r` names.
