@@ -572,7 +572,7 @@ impl<'a> Shard<'a> {
         };
         if host.has_events() {
             let mut events = std::mem::take(&mut self.events);
-            events.extend(host.events());
+            host.swap_events(&mut events);
             for ev in events.drain(..) {
                 self.on_event(side, ev);
             }

@@ -306,6 +306,16 @@ impl Host {
         self.events.drain(..)
     }
 
+    /// Takes the pending events, oldest first, by swapping the host's queue
+    /// with `buf` (cleared first): a driver that handles events after it has
+    /// let go of the host gets them without a copy, and the two buffers keep
+    /// their capacity between calls.
+    #[inline]
+    pub fn swap_events(&mut self, buf: &mut Vec<Event>) {
+        buf.clear();
+        std::mem::swap(&mut self.events, buf);
+    }
+
     /// Whether any event waits to be drained: a driver that moves events
     /// into its own queue skips that work when there is none.
     #[must_use]
