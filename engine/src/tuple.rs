@@ -67,8 +67,10 @@ impl Tuple {
     }
 }
 
+/// A 128-bit product folded to 64 bits: the mixing step of [`Tuple::hash`]
+/// (and, keyed, of the TSval offset).
 #[inline]
-fn fold_mul(a: u64, b: u64) -> u64 {
+pub(crate) fn fold_mul(a: u64, b: u64) -> u64 {
     let full = (a as u128) * (b as u128);
     (full as u64) ^ ((full >> 64) as u64)
 }

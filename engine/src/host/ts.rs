@@ -13,7 +13,7 @@ use super::Host;
 use crate::conn::{bits, flag, Conn};
 use crate::segment::Segment;
 use crate::seq::Seq;
-use crate::tuple::Tuple;
+use crate::tuple::{fold_mul, Tuple};
 
 /// `TCP_PAWS_WINDOW`: a TSval one tick older than ts_recent still passes.
 const PAWS_WINDOW: i32 = 1;
@@ -33,8 +33,7 @@ impl Host {
         let ports = (u64::from(tuple.local_port) << 16 | u64::from(tuple.remote_port))
             ^ key.rotate_left(32)
             ^ 0x9e37_79b9_7f4a_7c15;
-        let full = u128::from(addrs) * u128::from(ports);
-        let off = (full as u64 ^ (full >> 64) as u64) as u32;
+        let off = fold_mul(addrs, ports) as u32;
         // tcp_time_stamp_ts: tcp_clock_ms, or tcp_clock_us with tcp_usec_ts.
         let ticks = match self.cfg.ts_tick_us {
             // The default, on every segment: a division by a constant.
