@@ -10,6 +10,7 @@
 //! A table that has interned [`MAX`] endpoints hands out no more: its caller
 //! keeps such an entry's tuple elsewhere ([`SPILLED`]).
 
+use crate::rare::RARE_BIT;
 use crate::tuple::Tuple;
 
 /// Which of a connection's ports is the fixed one.
@@ -43,6 +44,22 @@ pub(crate) struct Packed {
 }
 
 impl Packed {
+    /// Whether the table keeps rare fields for the record this names
+    /// ([`RARE_BIT`]).
+    #[inline]
+    pub fn has_rare(&self) -> bool {
+        self.ep & RARE_BIT != 0
+    }
+
+    #[inline]
+    pub fn set_rare(&mut self, on: bool) {
+        if on {
+            self.ep |= RARE_BIT;
+        } else {
+            self.ep &= !RARE_BIT;
+        }
+    }
+
     /// Whether the tuple is kept outside the record (see [`SPILLED`]).
     #[inline]
     pub fn spilled(&self) -> bool {

@@ -13,7 +13,7 @@ use std::time::Duration;
 use crate::conn::{Conn, ConnRecord};
 use crate::endpoint::{Endpoints, Side};
 use crate::index::{prefetch_line, Index};
-use crate::rare::{Rare, RARE_BIT};
+use crate::rare::Rare;
 #[cfg(feature = "bench-hooks")]
 use crate::seq::Seq;
 use crate::slab::Slab;
@@ -123,7 +123,7 @@ impl Entries {
 
     #[inline]
     fn conn_rare(&self, idx: u32, rec: &ConnRecord) -> ConnRare {
-        if rec.name.ep & RARE_BIT == 0 {
+        if !rec.name.has_rare() {
             return ConnRare::default();
         }
         self.conn_rare.get(idx as u64).unwrap_or_default()
@@ -132,7 +132,7 @@ impl Entries {
     /// The rare fields of `rec`, at ring position `pos`.
     #[inline]
     fn tw_rare(&self, pos: u64, rec: &TwRecord) -> TwRare {
-        if rec.name.ep & RARE_BIT == 0 {
+        if !rec.name.has_rare() {
             return TwRare::default();
         }
         self.tw_rare.get(pos).unwrap_or_default()
@@ -142,17 +142,17 @@ impl Entries {
     #[inline]
     fn take_tw_rare(&mut self, pos: u64) -> TwRare {
         let rec = self.tw.at_mut(pos);
-        if rec.name.ep & RARE_BIT == 0 {
+        if !rec.name.has_rare() {
             return TwRare::default();
         }
-        rec.name.ep &= !RARE_BIT;
+        rec.name.set_rare(false);
         self.tw_rare.take(pos).unwrap_or_default()
     }
 
     /// Removes full connection `idx` from the slab and its rare fields.
     fn remove_conn(&mut self, idx: u32) -> Conn {
         let rec = self.conns.remove(idx);
-        let rare = if rec.name.ep & RARE_BIT != 0 {
+        let rare = if rec.name.has_rare() {
             self.conn_rare.take(idx as u64).unwrap_or_default()
         } else {
             ConnRare::default()
@@ -323,7 +323,7 @@ impl Table {
     #[inline(always)]
     pub(crate) fn conn(&self, idx: u32) -> Conn {
         let rec = self.e.conns.get(idx);
-        if rec.name.ep & RARE_BIT == 0 {
+        if !rec.name.has_rare() {
             if let Some(tuple) = self.e.eps.tuple(&rec.name) {
                 return rec.conn(tuple, 0);
             }
@@ -337,7 +337,7 @@ impl Table {
     pub(crate) fn conn_named(&self, idx: u32, tuple: Tuple) -> Conn {
         let rec = self.e.conns.get(idx);
         debug_assert_eq!(self.e.conn_tuple(idx, rec), tuple);
-        if rec.name.ep & RARE_BIT == 0 {
+        if !rec.name.has_rare() {
             return rec.conn(tuple, 0);
         }
         self.rare_conn(idx)
@@ -358,7 +358,7 @@ impl Table {
     pub(crate) fn set_conn(&mut self, idx: u32, c: Conn) {
         let rec = self.e.conns.get_mut(idx);
         rec.update(&c);
-        if rec.name.ep & RARE_BIT != 0 || c.last_oow_ms != 0 {
+        if rec.name.has_rare() || c.last_oow_ms != 0 {
             self.update_conn_oow(idx, c.last_oow_ms);
         }
         debug_assert_eq!(self.conn(idx).tuple, c.tuple);
@@ -378,10 +378,10 @@ impl Table {
     fn put_conn_rare(&mut self, idx: u32, last_oow_ms: u32, tuple: Tuple) {
         let rec = self.e.conns.get_mut(idx);
         if last_oow_ms == 0 && !rec.name.spilled() {
-            rec.name.ep &= !RARE_BIT;
+            rec.name.set_rare(false);
             self.e.conn_rare.take(idx as u64);
         } else {
-            rec.name.ep |= RARE_BIT;
+            rec.name.set_rare(true);
             let rare = ConnRare { last_oow_ms, tuple };
             self.e.conn_rare.put(idx as u64, rare);
         }

@@ -4,7 +4,7 @@
 
 use super::{Table, TwRare};
 use crate::endpoint::{Packed, INDEX_MASK};
-use crate::rare::{Rare, RARE_BIT};
+use crate::rare::Rare;
 use crate::timewait::{TwEntry, TwRecord, TwRing, FAR, TS_BIT};
 
 impl Table {
@@ -35,17 +35,13 @@ impl Table {
         let close_off = u16::try_from(back).unwrap_or(FAR);
         let ts = if e.ts_recent.is_some() { TS_BIT } else { 0 };
         let far = close_off == FAR;
+        let mut name = Packed {
+            ep: name.ep & INDEX_MASK | ts,
+            ..name
+        };
+        name.set_rare(far || e.last_oow_ms != 0);
         let rec = TwRecord {
-            name: Packed {
-                ep: name.ep & INDEX_MASK
-                    | ts
-                    | if far || e.last_oow_ms != 0 {
-                        RARE_BIT
-                    } else {
-                        0
-                    },
-                ..name
-            },
+            name,
             expires_off: 0,
             close_off,
             snd_nxt: e.snd_nxt,
@@ -53,7 +49,7 @@ impl Table {
             ts_recent: e.ts_recent.unwrap_or(0),
         };
         let pos = self.e.tw.push(rec, e.expires_ms);
-        if rec.name.ep & RARE_BIT != 0 {
+        if rec.name.has_rare() {
             let rare = TwRare {
                 last_oow_ms: e.last_oow_ms,
                 close_ms: e.close_ms,
@@ -92,7 +88,7 @@ impl Table {
         }
         let mut rare = self.e.tw_rare(pos, self.e.tw.at(pos));
         rare.last_oow_ms = last_oow_ms;
-        self.e.tw.at_mut(pos).name.ep |= RARE_BIT;
+        self.e.tw.at_mut(pos).name.set_rare(true);
         self.e.tw_rare.put(pos, rare);
     }
 
@@ -170,7 +166,7 @@ impl Table {
             if let Some(r) = self.map.find_mut(hash, |x| x == old) {
                 let new_pos = ring.push(rec, self.e.tw.expires_ms(pos));
                 *r = Self::tw_ref(new_pos);
-                if rec.name.ep & RARE_BIT != 0 {
+                if rec.name.has_rare() {
                     rare.put(new_pos, self.e.tw_rare(pos, &rec));
                 }
             }
