@@ -162,12 +162,10 @@ impl EngineStack {
     }
 
     /// Whether bind(0) would find a port now (`inet_csk_find_open_port`: a
-    /// port of `ip_local_port_range` that no socket holds). The engine takes
-    /// the port at connect(), so the sockets bound to port 0 and not yet
-    /// connected hold one each here. The script's peer is its only remote
-    /// end, so every active entry on a port is that port's 4-tuple to it.
+    /// port of `ip_local_port_range` that no socket holds, [`Host::open_ports`]).
+    /// The engine takes the port at connect(), so the sockets bound to port 0
+    /// and not yet connected hold one each here.
     fn bind_zero_finds_port(&self) -> bool {
-        let (low, high) = self.host.config().ip_local_port_range;
         let waiting = self
             .fds
             .values()
@@ -181,17 +179,7 @@ impl EngineStack {
                 )
             })
             .count();
-        let free = (low..=high)
-            .filter(|&port| !(self.listening && port == SCRIPT_PORT))
-            .filter(|&port| {
-                let tuple = Tuple {
-                    local_port: port,
-                    ..ACTIVE
-                };
-                self.host.state(&tuple) == State::Closed
-            })
-            .count();
-        free > waiting
+        self.host.open_ports(ACTIVE.local_ip) as usize > waiting
     }
 }
 

@@ -160,10 +160,8 @@ impl Host {
         // offset--; if (!(offset & 1)) goto other_parity_scan
         let other = Some(offset.wrapping_sub(1)).filter(|o| o & 1 == 0);
         let buckets = self.ports.buckets(local_ip);
-        let low = self.ports.low();
         let (port, _, probed) = self.walk_ports(offset, other, |h, port| {
-            let free = buckets.is_none_or(|b| b[usize::from(port - low)] == 0);
-            (free && !h.is_listening(port)).then_some(port)
+            h.port_open(buckets, port).then_some(port)
         })?;
         let tuple = Tuple {
             local_ip,
@@ -176,6 +174,25 @@ impl Host {
             probed,
             tw: None,
         })
+    }
+
+    /// Ports bind(addr, 0) could take on `local_ip` now: those
+    /// `find_open_port` walks (the even-sized head of
+    /// `ip_local_port_range`) that no socket holds.
+    pub fn open_ports(&self, local_ip: u32) -> u32 {
+        let buckets = self.ports.buckets(local_ip);
+        let low = self.ports.low();
+        (0..self.ports.even_remaining())
+            .filter(|&i| self.port_open(buckets, low + i as u16))
+            .count() as u32
+    }
+
+    /// Whether bind(0) may take `port`, whose address has `buckets`: no
+    /// bucket for it, and no listener on it.
+    #[inline]
+    fn port_open(&self, buckets: Option<&[u32]>, port: u16) -> bool {
+        let free = buckets.is_none_or(|b| b[usize::from(port - self.ports.low())] == 0);
+        free && !self.is_listening(port)
     }
 
     /// The walk both searches share: the port at `low + offset` and every
