@@ -86,14 +86,14 @@ impl Queue {
         match self {
             Queue::Fifo(q) => {
                 let seg = q.pop_front().map(|x| x.1);
-                if q.is_empty() && q.capacity() > SHRINK_AT {
+                if q.capacity() > SHRINK_AT && q.is_empty() {
                     *q = VecDeque::new();
                 }
                 seg
             }
             Queue::Heap(h, _) => {
                 let seg = h.pop().map(|x| x.0.seg);
-                if h.is_empty() && h.capacity() > SHRINK_AT {
+                if h.capacity() > SHRINK_AT && h.is_empty() {
                     *h = BinaryHeap::new();
                 }
                 seg

@@ -607,13 +607,6 @@ impl<'a> Shard<'a> {
 
     /// Puts what `from` sent on the link, through its loss and delay.
     fn transmit(&mut self, from: Side) {
-        let idle = match from {
-            Side::Server => self.server.pending_transmits().is_empty(),
-            Side::Client => self.client.pending_transmits().is_empty(),
-        };
-        if idle {
-            return;
-        }
         let (host, queue, loss) = match from {
             Side::Server => (
                 &mut self.server,
@@ -626,6 +619,11 @@ impl<'a> Shard<'a> {
                 &mut self.loss_to_server,
             ),
         };
+        // Nothing queued: its drain would only reset the ACKs-sent count,
+        // which is 0 then.
+        if host.pending_transmits().is_empty() {
+            return;
+        }
         let (now, delay, rng) = (self.now, self.cfg.delay, &mut self.rng);
         let capturing = from == Side::Server && self.cfg.pcap_sample > 0;
         for seg in host.transmits() {
