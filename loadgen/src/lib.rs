@@ -263,10 +263,9 @@ impl Args {
         teardown::cli::ensure(self.threads != Some(0), || {
             "--threads must be at least 1".into()
         })?;
-        teardown::cli::ensure(
-            self.server_keep.is_none() || (self.shares_cores() && self.close == Close::Server),
-            || "--server-keep needs --spawn-server and --close server".into(),
-        )?;
+        teardown::cli::ensure(self.server_keep.is_none() || self.server_keeps(), || {
+            "--server-keep needs --spawn-server and --close server".into()
+        })?;
         teardown::cli::ensure(self.client_ips > 0 && self.client_ips <= 1 << 16, || {
             "--client-ips must be in 1..=65536".into()
         })?;
@@ -374,6 +373,11 @@ impl Args {
         self.spawn_server && !self.kernel
     }
 
+    /// Whether the spawned server can keep connections: it closes first.
+    fn server_keeps(&self) -> bool {
+        self.shares_cores() && self.close == Close::Server
+    }
+
     /// The spawned server's workers: half the cores (at least one), so that
     /// the two processes do not each run a thread per core and preempt each
     /// other; `--server-threads` when given.
@@ -399,7 +403,7 @@ impl Args {
     /// always has room and pushes the oldest kept connection into its teardown.
     pub fn server_keep(&self) -> Option<usize> {
         self.server_keep.or_else(|| {
-            (self.shares_cores() && self.close == Close::Server)
+            self.server_keeps()
                 .then(|| self.concurrency - (self.concurrency / 10).max(1))
         })
     }
@@ -993,10 +997,10 @@ fn model_summary(r: &Value) -> String {
     let rst = f("/closed/reset") + f("/closed/aborted");
     let overflow = f("/server/time_wait_overflow");
     let pct = |n: f64| 100.0 * n / connections;
-    let warning = if pct(rst) >= 1.0 || pct(overflow) >= 1.0 {
-        "WARNING: not an orderly teardown: "
+    let warning = if teardown::service::not_orderly(&[pct(rst), pct(overflow)]) {
+        format!("{}: ", teardown::service::NOT_ORDERLY)
     } else {
-        ""
+        String::new()
     };
     let at_concurrency = match r.pointer("/teardowns_per_sec_at_concurrency") {
         Some(Value::Number(n)) => format!(

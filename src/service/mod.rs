@@ -538,6 +538,15 @@ fn final_report(finals: &[WorkerFinal], sampled: &Sampled, shared: &metrics::Sha
     })
 }
 
+/// How a summary line starts when a run is not an orderly teardown.
+pub const NOT_ORDERLY: &str = "WARNING: not an orderly teardown";
+
+/// Whether any of these shares of a run's connections (percent: ended by
+/// RST, skipped TIME-WAIT, ...) is more than a trace.
+pub fn not_orderly(percents: &[f64]) -> bool {
+    percents.iter().any(|p| *p >= 1.0)
+}
+
 /// The report's first line for people: the rate, the working set it was
 /// reached with, and how the connections ended, leading with what went wrong
 /// when RSTs or skipped TIME-WAIT are more than a trace (an orphaned FIN-WAIT-2
@@ -565,13 +574,13 @@ fn summary_line(
         pct(skipped),
         pct(rst_sent),
     );
-    if pct(reset) >= 1.0 || pct(skipped) >= 1.0 || pct(rst_sent) >= 1.0 {
+    if not_orderly(&[pct(reset), pct(skipped), pct(rst_sent)]) {
         let why = if skipped > 0 {
             " (tcp_max_tw_buckets reached: see --max-tw-buckets)"
         } else {
             ""
         };
-        line = format!("WARNING: not an orderly teardown{why}: {line}");
+        line = format!("{NOT_ORDERLY}{why}: {line}");
     }
     line
 }

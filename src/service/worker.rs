@@ -351,8 +351,8 @@ impl Worker {
             return;
         }
         self.held.push_back((now, tuple));
-        let keep = self.keep.unwrap_or(usize::MAX);
-        while self.held.len() > keep {
+        // One in, so at most one out.
+        if self.held.len() > self.keep.unwrap_or(usize::MAX) {
             if let Some((since, oldest)) = self.held.pop_front() {
                 self.kept_for = now.saturating_sub(since);
                 // It may have closed meanwhile (an RST).
