@@ -28,8 +28,8 @@ use teardown_engine::{Config, Event, Host, Role, Segment, State, Time, Tuple};
 use crate::attack::Attacker;
 
 const SOCKET: Token = Token(0);
-/// New opens per loop iteration at most, beyond refilling the free slots once
-/// `--concurrency` were open, so that a burst of opens cannot starve receiving.
+/// New opens per loop iteration at most, beyond refilling the slots freed since
+/// the last, so that a burst of opens cannot starve receiving.
 const OPEN_BATCH: u64 = 2048;
 /// Datagrams drained between two services of timers and output.
 const TICK_EVERY: u32 = 32;
@@ -131,6 +131,11 @@ pub struct Worker {
     vanish_after_ack: Vec<Tuple>,
     attacker: Option<Attacker>,
     live: usize,
+    /// Connections accounted for since the last `open`: their slots are
+    /// refilled whatever `OPEN_BATCH` says, or a tick that drained 32 datagrams
+    /// of closes could free more slots than it refills, and fewer than
+    /// `concurrency` would stay live.
+    freed: u64,
     encoders: Vec<Encoder>,
     rx: Vec<u8>,
     scratch: Vec<Event>,
@@ -185,6 +190,7 @@ impl Worker {
                 )
             }),
             live: 0,
+            freed: 0,
             rx: vec![0; wire::MAX_DATAGRAM + 1],
             scratch: Vec::new(),
             started: Instant::now(),
@@ -362,15 +368,7 @@ impl Worker {
         } else {
             self.plan.connections
         };
-        // Once `concurrency` were open, every free slot is refilled whatever
-        // `OPEN_BATCH` says, or a tick that drained 32 datagrams of closes
-        // could free more slots than it refills, and fewer than
-        // `concurrency` would stay live.
-        let refill = match self.out.full_at {
-            Some(_) => self.plan.concurrency.saturating_sub(self.live) as u64,
-            None => 0,
-        };
-        let mut budget = OPEN_BATCH + refill;
+        let mut budget = OPEN_BATCH + std::mem::take(&mut self.freed);
         while self.out.opened < allowed && self.live < self.plan.concurrency && budget > 0 {
             let Some(tuple) = self.next_tuple() else {
                 return;
@@ -552,6 +550,7 @@ impl Worker {
 
     fn account(&mut self) {
         self.live -= 1;
+        self.freed += 1;
         self.out.accounted += 1;
         self.out.last_close = Some(Instant::now());
     }
