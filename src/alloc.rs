@@ -65,7 +65,11 @@ fn advise_huge(p: *mut u8, size: usize) {
         // their contents or whether they are mapped; on the parts of the
         // region that are not mapped it fails with ENOMEM and does nothing.
         unsafe {
-            libc::madvise((r * REGION) as *mut libc::c_void, REGION, libc::MADV_HUGEPAGE);
+            libc::madvise(
+                (r * REGION) as *mut libc::c_void,
+                REGION,
+                libc::MADV_HUGEPAGE,
+            );
         }
     }
 }

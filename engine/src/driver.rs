@@ -41,8 +41,36 @@
 //! assert_eq!(fired, [(Time::from_millis(1_000), 1), (Time::from_millis(3_000), 1)]);
 //! ```
 
-use crate::host::Host;
+use crate::host::{Host, Prefetch};
+use crate::segment::Segment;
 use crate::time::Time;
+
+/// How far ahead of the segment being handled its successors' index buckets
+/// and then their entries are asked for: far enough that a miss (~100 ns)
+/// overlaps a segment's work, near enough that the lines are still in L1.
+const BUCKET_AHEAD: usize = 4;
+const ENTRY_AHEAD: usize = 2;
+
+/// Handles `segs`, which all arrived at `now` (one datagram's records), in
+/// order, as DPDK's `rte_hash_lookup_bulk` and VPP's vectors do: while one
+/// segment is processed, the index bucket of the one [`BUCKET_AHEAD`] places
+/// on and the entry of the one [`ENTRY_AHEAD`] on are already on their way.
+/// With a million entries resident those two misses are most of a segment's
+/// cost. The result is exactly that of `handle` on each in turn.
+pub fn handle_burst(host: &mut Host, now: Time, segs: &[Segment]) {
+    for seg in segs.iter().take(BUCKET_AHEAD) {
+        host.prefetch(seg, Prefetch::Bucket);
+    }
+    for (i, seg) in segs.iter().enumerate() {
+        if let Some(ahead) = segs.get(i + BUCKET_AHEAD) {
+            host.prefetch(ahead, Prefetch::Bucket);
+        }
+        if let Some(ahead) = segs.get(i + ENTRY_AHEAD) {
+            host.prefetch(ahead, Prefetch::Entry);
+        }
+        host.handle(now, seg);
+    }
+}
 
 /// A walk of one or more hosts' timers from `now` to `until`.
 ///
@@ -150,6 +178,41 @@ mod tests {
             }
         }
         seen
+    }
+
+    /// A burst is handled as its segments one by one: every one, in order
+    /// (the second SYN-ACK of a pair finds the state the first left).
+    #[test]
+    fn a_burst_is_its_segments_in_order() {
+        let (mut one, mut burst) = (Host::new(Config::default()), Host::new(Config::default()));
+        let mut segs = Vec::new();
+        for port in 40_000..40_100 {
+            connecting(&mut one, port, Time::ZERO);
+            connecting(&mut burst, port, Time::ZERO);
+            // The server's SYN-ACK acknowledges the SYN (snd_nxt = ISS + 1).
+            let (snd_nxt, _) = one.sequence(&tuple(port)).unwrap();
+            let t = tuple(port).reversed();
+            segs.push(Segment::new(
+                &t,
+                Flags::SYN | Flags::ACK,
+                7,
+                snd_nxt,
+                0,
+                1000,
+            ));
+            // Every third one comes twice: the copy meets ESTABLISHED.
+            if port % 3 == 0 {
+                segs.push(*segs.last().unwrap());
+            }
+        }
+        for seg in &segs {
+            one.handle(ms(5), seg);
+        }
+        handle_burst(&mut burst, ms(5), &segs);
+        let sent = |h: &mut Host| h.transmits().collect::<Vec<_>>();
+        assert_eq!(sent(&mut one), sent(&mut burst));
+        assert_eq!(one.population(State::Established), 100);
+        assert_eq!(burst.population(State::Established), 100);
     }
 
     #[test]

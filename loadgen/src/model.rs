@@ -22,6 +22,7 @@ use teardown::service::metrics::{completed, REASONS};
 use teardown::service::{route, Clock, CloseMode, SERVER_IP, SERVER_PORT};
 use teardown::sim::{AttackCounts, AttackKind};
 use teardown::wire::{self, Encoder};
+use teardown_engine::driver::handle_burst;
 use teardown_engine::time::pop_due;
 use teardown_engine::{Config, Event, Host, Role, Segment, State, Time, Tuple};
 
@@ -139,6 +140,8 @@ pub struct Worker {
     encoders: Vec<Encoder>,
     rx: Vec<u8>,
     scratch: Vec<Event>,
+    /// The segments of one datagram that reach the host, handled as a burst.
+    burst: Vec<Segment>,
     started: Instant,
     out: Outcome,
 }
@@ -193,6 +196,7 @@ impl Worker {
             freed: 0,
             rx: vec![0; wire::MAX_DATAGRAM + 1],
             scratch: Vec::new(),
+            burst: Vec::with_capacity(wire::MAX_RECORDS),
             started: Instant::now(),
             out: Outcome {
                 opened: 0,
@@ -333,10 +337,15 @@ impl Worker {
                 continue;
             }
             if let Some(a) = &mut self.attacker {
+                // The attacker sees the state each segment meets.
                 a.observe(&seg, self.host.state(&seg.receiver_tuple()));
+                self.host.handle(now, &seg);
+            } else {
+                self.burst.push(seg);
             }
-            self.host.handle(now, &seg);
         }
+        handle_burst(&mut self.host, now, &self.burst);
+        self.burst.clear();
         self.vanish_acked(now);
         self.app(now);
         self.send(false);

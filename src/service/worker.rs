@@ -24,7 +24,9 @@ use super::metrics::{Io, Shared, REASONS};
 use super::{route, Clock, CloseMode, ServeArgs, WorkerFinal, SERVER_PORT};
 use crate::wire::{self, Encoder};
 use teardown_engine::config::Config;
+use teardown_engine::driver::handle_burst;
 use teardown_engine::host::{Event, Host};
+use teardown_engine::segment::Segment;
 use teardown_engine::state::State;
 use teardown_engine::time::Time;
 use teardown_engine::tuple::Tuple;
@@ -114,6 +116,8 @@ pub(super) struct Worker {
     held: VecDeque<(Time, Tuple)>,
     rx: Vec<u8>,
     scratch: Vec<Event>,
+    /// This worker's segments of one datagram, handled as a burst.
+    burst: Vec<Segment>,
     peers: Peers,
     closed: [u64; REASONS],
     io: Io,
@@ -163,6 +167,7 @@ impl Worker {
             // one is seen whole enough to be rejected as oversized.
             rx: vec![0; wire::MAX_DATAGRAM + 1],
             scratch: Vec::new(),
+            burst: Vec::with_capacity(wire::MAX_RECORDS),
             peers: Peers::default(),
             closed: [0; REASONS],
             io: Io::default(),
@@ -274,8 +279,10 @@ impl Worker {
             if let Some(p) = peer {
                 self.peers.learn(seg.src_ip, p);
             }
-            self.host.handle(now, &seg);
+            self.burst.push(seg);
         }
+        handle_burst(&mut self.host, now, &self.burst);
+        self.burst.clear();
         self.app(now);
         self.send(false);
     }
