@@ -27,50 +27,84 @@ thread_local! {
 /// The counting allocator.
 pub struct Counting;
 
-/// The span advised at once: malloc reserves each thread's heap as one
-/// 64 MiB-aligned region (glibc's `HEAP_MAX_SIZE`) and faults it in as the
-/// heap grows, so advice given when the first block lands there reaches the
-/// rest before it is touched. A huge page can only back a 2 MiB granule none
-/// of whose pages has been faulted yet.
+/// A transparent huge page: a 2 MiB-aligned granule, backed by one page
+/// only if the whole granule lies in one advised mapping when it is first
+/// touched.
+const HUGE: usize = 2 << 20;
+
+/// The span advised at once for small blocks: malloc reserves each thread's
+/// heap as one 64 MiB-aligned region (glibc's `HEAP_MAX_SIZE`).
 const REGION: usize = 64 << 20;
 
 /// Regions already advised, one bit each over the 47-bit user address space.
 #[cfg(target_os = "linux")]
 static ADVISED: [AtomicU64; 1 << 15] = [const { AtomicU64::new(0) }; 1 << 15];
 
-/// Asks for transparent huge pages (`madvise(MADV_HUGEPAGE)`) over every
-/// region a block of a page or more lands in, once per region. A table of
+/// Whether malloc has been told to map its heaps whole ([`heaps_whole`]).
+#[cfg(target_os = "linux")]
+static TOLD: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Makes malloc map each new thread heap whole at once (`M_TOP_PAD` of a
+/// whole region) instead of growing it a few pages at a time: a granule the
+/// heap's mapping only partly covers when it is first touched stays on 4 KiB
+/// pages for good. Setting it also fixes malloc's mmap threshold at 128 KiB.
+#[cfg(target_os = "linux")]
+fn heaps_whole() {
+    if !TOLD.load(Relaxed) && !TOLD.swap(true, Relaxed) {
+        // SAFETY: mallopt only sets a malloc parameter; called outside any
+        // malloc call, from the first allocation on.
+        unsafe {
+            libc::mallopt(libc::M_TOP_PAD, REGION as libc::c_int);
+        }
+    }
+}
+
+/// Asks for transparent huge pages (`madvise(MADV_HUGEPAGE)`): a table of
 /// millions of entries is probed at random, and on 4 KiB pages nearly every
-/// probe also misses the TLB. The small blocks matter as much as the large:
-/// a table's slab chunks (28 KiB) and TIME-WAIT chunks (12 KiB) live in
-/// malloc's heaps. Linux backs advised memory with 2 MiB pages only when
+/// probe also misses the TLB. Linux backs memory with 2 MiB pages only where
 /// asked (`transparent_hugepage` is `madvise` by default); a refusal only
 /// costs TLB misses.
+/// - A block of 2 MiB or more (an index, the wheel's nodes, a link queue) is
+///   a mapping of its own: its aligned part is advised each time it is made
+///   or moved.
+/// - A smaller block of a page or more (the slab's 28 KiB chunks, the
+///   TIME-WAIT ring's 12 KiB ones) lives in one of malloc's heaps: the whole
+///   region it lands in is advised, once.
 #[cfg(target_os = "linux")]
 fn advise_huge(p: *mut u8, size: usize) {
+    if size >= HUGE {
+        let start = (p as usize).next_multiple_of(HUGE);
+        let end = (p as usize + size) & !(HUGE - 1);
+        if end > start {
+            // SAFETY: [start, end) lies inside the block the system allocator
+            // just returned to us; MADV_HUGEPAGE changes only how its pages
+            // are backed, never their contents or whether they are mapped.
+            unsafe {
+                libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_HUGEPAGE);
+            }
+        }
+        return;
+    }
     if size < 4096 {
         return;
     }
-    let first = p as usize / REGION;
-    let last = (p as usize + size - 1) / REGION;
-    for r in first..=last {
-        let Some(word) = ADVISED.get(r / 64) else {
-            return;
-        };
-        let bit = 1u64 << (r % 64);
-        if word.load(Relaxed) & bit != 0 || word.fetch_or(bit, Relaxed) & bit != 0 {
-            continue;
-        }
-        // SAFETY: MADV_HUGEPAGE changes only how pages are backed, never
-        // their contents or whether they are mapped; on the parts of the
-        // region that are not mapped it fails with ENOMEM and does nothing.
-        unsafe {
-            libc::madvise(
-                (r * REGION) as *mut libc::c_void,
-                REGION,
-                libc::MADV_HUGEPAGE,
-            );
-        }
+    let r = p as usize / REGION;
+    let Some(word) = ADVISED.get(r / 64) else {
+        return;
+    };
+    let bit = 1u64 << (r % 64);
+    if word.load(Relaxed) & bit != 0 || word.fetch_or(bit, Relaxed) & bit != 0 {
+        return;
+    }
+    // SAFETY: MADV_HUGEPAGE changes only how pages are backed, never their
+    // contents or whether they are mapped; on the parts of the region that
+    // are not mapped it fails with ENOMEM and does nothing.
+    unsafe {
+        libc::madvise(
+            (r * REGION) as *mut libc::c_void,
+            REGION,
+            libc::MADV_HUGEPAGE,
+        );
     }
 }
 
@@ -103,6 +137,8 @@ fn account(n: isize) {
 // unwinds. Tested in `tests/memory.rs`.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        #[cfg(target_os = "linux")]
+        heaps_whole();
         // SAFETY: same contract as ours.
         let p = unsafe { System.alloc(layout) };
         if !p.is_null() {
@@ -113,6 +149,8 @@ unsafe impl GlobalAlloc for Counting {
     }
 
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        #[cfg(target_os = "linux")]
+        heaps_whole();
         // SAFETY: same contract as ours.
         let p = unsafe { System.alloc_zeroed(layout) };
         if !p.is_null() {
