@@ -85,6 +85,22 @@ pub(crate) struct Index {
     max_probe: usize,
 }
 
+/// What a lookup looks for: whether reference `r` names it. A trait rather
+/// than a closure so that the table's compare, which reads the key through
+/// the reference, can be marked always-inline: a closure cannot be, and
+/// inlined into a large caller (`Host::handle`) LLVM left it a call that
+/// saved and restored registers around every slot it probed.
+pub(crate) trait Probe {
+    fn is(&mut self, r: u32) -> bool;
+}
+
+impl<F: FnMut(u32) -> bool> Probe for F {
+    #[inline(always)]
+    fn is(&mut self, r: u32) -> bool {
+        self(r)
+    }
+}
+
 /// The one-byte tag of `hash` (from its low bits; the home uses the top ones).
 #[inline]
 fn tag(hash: u64) -> u8 {
@@ -148,13 +164,13 @@ impl Index {
     /// inlined, as [`Index::find`] is: a call saved and restored most
     /// registers around a probe of one bucket (a sixth of a lookup's cost).
     #[inline(always)]
-    fn locate(&self, hash: u64, mut eq: impl FnMut(u32) -> bool) -> Option<(usize, usize)> {
+    fn locate(&self, hash: u64, mut eq: impl Probe) -> Option<(usize, usize)> {
         let (t, mask) = (tag(hash), self.mask());
         let (mut b, mut left) = (self.home(hash), self.max_probe);
         loop {
             let bucket = &self.buckets[b];
             for i in BitIter(bucket.matching(t)) {
-                if eq(bucket.refs[i]) {
+                if eq.is(bucket.refs[i]) {
                     return Some((b, i));
                 }
             }
@@ -167,19 +183,19 @@ impl Index {
     }
 
     #[inline(always)]
-    pub fn find(&self, hash: u64, eq: impl FnMut(u32) -> bool) -> Option<u32> {
+    pub fn find(&self, hash: u64, eq: impl Probe) -> Option<u32> {
         self.locate(hash, eq).map(|(b, i)| self.buckets[b].refs[i])
     }
 
     #[inline]
-    pub fn find_mut(&mut self, hash: u64, eq: impl FnMut(u32) -> bool) -> Option<&mut u32> {
+    pub fn find_mut(&mut self, hash: u64, eq: impl Probe) -> Option<&mut u32> {
         let (b, i) = self.locate(hash, eq)?;
         Some(&mut self.buckets[b].refs[i])
     }
 
     /// Removes and returns the entry of `hash` that `eq` accepts, and takes it
     /// off the overflow counts of the buckets between its home and its slot.
-    pub fn remove(&mut self, hash: u64, eq: impl FnMut(u32) -> bool) -> Option<u32> {
+    pub fn remove(&mut self, hash: u64, eq: impl Probe) -> Option<u32> {
         let (b, i) = self.locate(hash, eq)?;
         let mask = self.mask();
         let mut h = self.home(hash);

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use crate::conn::{Conn, ConnRecord};
 use crate::endpoint::{Endpoints, Side};
-use crate::index::{prefetch_line, Index};
+use crate::index::{prefetch_line, Index, Probe};
 use crate::rare::Rare;
 #[cfg(feature = "bench-hooks")]
 use crate::seq::Seq;
@@ -54,6 +54,19 @@ struct TwRare {
     close_ms: u32,
 }
 
+/// The index probe that looks for tuple `t`'s entry ([`Entries::is`]).
+struct Named<'a> {
+    e: &'a Entries,
+    t: &'a Tuple,
+}
+
+impl Probe for Named<'_> {
+    #[inline(always)]
+    fn is(&mut self, r: u32) -> bool {
+        self.e.is(r, self.t)
+    }
+}
+
 /// What the index's references point into.
 #[derive(Default)]
 struct Entries {
@@ -81,6 +94,12 @@ impl Entries {
                 Some(u) => u == *t,
                 None => self.is_spilled(r, t),
             }
+    }
+
+    /// A probe for `t`'s entry, for the index's lookups.
+    #[inline(always)]
+    fn named<'a>(&'a self, t: &'a Tuple) -> Named<'a> {
+        Named { e: self, t }
     }
 
     /// [`Entries::is`] for the rare entry whose tuple is kept aside.
@@ -274,7 +293,7 @@ impl Table {
     pub(crate) fn find(&self, tuple: &Tuple) -> Option<Found> {
         let e = &self.e;
         self.map
-            .find(tuple.hash(self.key), |r| e.is(r, tuple))
+            .find(tuple.hash(self.key), e.named(tuple))
             .map(|r| {
                 if r & TW_BIT != 0 {
                     Found::TimeWait(e.tw.resolve(r & !TW_BIT))
@@ -287,7 +306,7 @@ impl Table {
     /// Removes `tuple`, whatever its state, in one probe.
     pub(crate) fn remove(&mut self, tuple: &Tuple) -> Option<Removed> {
         let e = &self.e;
-        let r = self.map.remove(tuple.hash(self.key), |r| e.is(r, tuple))?;
+        let r = self.map.remove(tuple.hash(self.key), e.named(tuple))?;
         if r & TW_BIT != 0 {
             let pos = self.e.tw.resolve(r & !TW_BIT);
             self.e.take_tw_rare(pos);
