@@ -378,9 +378,29 @@ impl Host {
     }
 
     /// Applies a processing decision to entry `idx`, whose working copy is `c`.
+    /// Inlined: most segments keep their entry, which costs a write-back and
+    /// at most a population move, while a call (with the 48-byte copy going
+    /// in) cost as much again. Leaving the table is out of line.
+    #[inline(always)]
     fn commit(&mut self, now: Time, idx: u32, mut c: Conn, before: State, next: Next) {
-        let orphan_fw2 =
-            matches!(next, Next::Keep) && c.state == State::FinWait2 && c.has(flag::ORPHAN);
+        match next {
+            Next::Keep => {
+                let orphan_fw2 = c.state == State::FinWait2 && c.has(flag::ORPHAN);
+                self.count_fw2_orphan(&mut c, orphan_fw2);
+                if c.state != before {
+                    self.enter(c.tuple, before, c.state);
+                }
+                self.table.set_conn(idx, c);
+            }
+            Next::TimeWait => self.commit_time_wait(now, idx, c, before),
+            Next::Close(reason) => self.commit_close(now, idx, c, before, reason),
+        }
+    }
+
+    /// Keeps `fw2_orphans` (the orphaned FIN-WAIT-2 connections, which count
+    /// against `tcp_max_tw_buckets`) in step with `c` being one or not.
+    #[inline(always)]
+    fn count_fw2_orphan(&mut self, c: &mut Conn, orphan_fw2: bool) {
         if orphan_fw2 != c.has(flag::FW2_COUNTED) {
             if orphan_fw2 {
                 self.fw2_orphans += 1;
@@ -390,42 +410,49 @@ impl Host {
                 c.flags &= !flag::FW2_COUNTED;
             }
         }
-        match next {
-            Next::Keep => {
-                if c.state != before {
-                    self.enter(c.tuple, before, c.state);
-                }
-                self.table.set_conn(idx, c);
-            }
-            Next::TimeWait => {
-                self.disarm(&mut c);
-                self.enter_time_wait(now, idx, &c, before);
-            }
-            Next::Close(reason) => {
-                self.disarm(&mut c);
-                self.table.remove_conn(idx);
-                self.port_released(&c.tuple);
-                self.population[before as usize] -= 1;
-                self.trace(c.tuple, before, State::Closed);
-                let role = if !c.has(flag::CLOSE_STAMPED) {
-                    Role::None
-                } else if c.has(flag::PASSIVE_CLOSE) {
-                    Role::Passive
-                } else {
-                    Role::Active
-                };
-                let since_close = c
-                    .has(flag::CLOSE_STAMPED)
-                    .then(|| Duration::from_millis(now.stamp_ms().wrapping_sub(c.close_ms) as u64));
-                self.events.push(Event::Closed {
-                    tuple: c.tuple,
-                    from: before,
-                    reason,
-                    role,
-                    since_close,
-                });
-            }
-        }
+    }
+
+    /// [`Host::commit`] for an entry that enters TIME-WAIT (`tcp_time_wait`).
+    #[inline(never)]
+    fn commit_time_wait(&mut self, now: Time, idx: u32, mut c: Conn, before: State) {
+        self.count_fw2_orphan(&mut c, false);
+        self.disarm(&mut c);
+        self.enter_time_wait(now, idx, &c, before);
+    }
+
+    /// [`Host::commit`] for an entry that reaches CLOSED.
+    #[inline(never)]
+    fn commit_close(
+        &mut self,
+        now: Time,
+        idx: u32,
+        mut c: Conn,
+        before: State,
+        reason: CloseReason,
+    ) {
+        self.count_fw2_orphan(&mut c, false);
+        self.disarm(&mut c);
+        self.table.remove_conn(idx);
+        self.port_released(&c.tuple);
+        self.population[before as usize] -= 1;
+        self.trace(c.tuple, before, State::Closed);
+        let role = if !c.has(flag::CLOSE_STAMPED) {
+            Role::None
+        } else if c.has(flag::PASSIVE_CLOSE) {
+            Role::Passive
+        } else {
+            Role::Active
+        };
+        let since_close = c
+            .has(flag::CLOSE_STAMPED)
+            .then(|| Duration::from_millis(now.stamp_ms().wrapping_sub(c.close_ms) as u64));
+        self.events.push(Event::Closed {
+            tuple: c.tuple,
+            from: before,
+            reason,
+            role,
+            since_close,
+        });
     }
 
     fn enter(&mut self, tuple: Tuple, from: State, to: State) {
