@@ -13,8 +13,9 @@
 use std::cmp::Reverse;
 use std::collections::binary_heap::{BinaryHeap, PeekMut};
 
-use super::shard::{Shard, ShardResult};
+use super::shard::{Due, Shard, ShardResult};
 use crossbeam::channel::Sender;
+use teardown_engine::time::Time;
 
 /// Runs `shards` together to their ends, sending each result as its shard
 /// finishes; returns the most entries the shards' tables held at once.
@@ -32,17 +33,30 @@ pub fn run(shards: Vec<Shard<'_>>, results: &Sender<(u32, ShardResult)>) -> u64 
         }
     }
     let mut peak = entries;
-    // The earliest shard's entry is replaced in place (one sift, which stops
-    // at once while that shard stays the earliest), not popped and pushed.
-    while let Some(mut top) = next.peek_mut() {
-        let Reverse((t, i, due)) = *top;
+    // The earliest shard steps on, without the heap, while its next event
+    // still comes before every other shard's (a burst of events at one
+    // instant is one shard's run); then its entry is replaced in place (one
+    // sift), not popped and pushed.
+    loop {
+        let rival = runner_up(&next);
+        let Some(mut top) = next.peek_mut() else {
+            break;
+        };
+        let Reverse((mut t, i, mut due)) = *top;
         let Some(s) = live[i].as_mut() else {
             PeekMut::pop(top);
             continue;
         };
-        entries = entries.saturating_add_signed(s.step(t, due));
-        peak = peak.max(entries);
-        match s.next_event() {
+        let ahead = loop {
+            entries = entries.saturating_add_signed(s.step(t, due));
+            peak = peak.max(entries);
+            match s.next_event() {
+                // Shard indices differ, so (time, index) decides the order.
+                Some(n) if rival.is_none_or(|(rt, ri)| (n.0, i) < (rt, ri)) => (t, due) = n,
+                other => break other,
+            }
+        };
+        match ahead {
             Some((t, due)) => *top = Reverse((t, i, due)),
             None => {
                 PeekMut::pop(top);
@@ -51,6 +65,14 @@ pub fn run(shards: Vec<Shard<'_>>, results: &Sender<(u32, ShardResult)>) -> u64 
         }
     }
     peak
+}
+
+/// The (time, shard) of the heap's second-earliest entry: one of the top's
+/// two children.
+fn runner_up(heap: &BinaryHeap<Reverse<(Time, usize, Due)>>) -> Option<(Time, usize)> {
+    let kids = heap.as_slice().get(1..).unwrap_or_default();
+    // Reversed entries: the greatest is the earliest.
+    kids.iter().take(2).max().map(|Reverse((t, i, _))| (*t, *i))
 }
 
 /// Ends the shard in `slot`, sends its result, and returns the entries it held.
