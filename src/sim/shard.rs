@@ -621,13 +621,17 @@ impl<'a> Shard<'a> {
         };
         // Nothing queued: its drain would only reset the ACKs-sent count,
         // which is 0 then.
-        if host.pending_transmits().is_empty() {
+        let out = host.pending_transmits();
+        if out.is_empty() {
             return;
         }
         let (now, delay, rng) = (self.now, self.cfg.delay, &mut self.rng);
+        // Without jitter every segment of the step arrives at once: one sum.
+        let fixed = delay.jitter.is_zero().then(|| now + delay.base);
         let capturing = from == Side::Server && self.cfg.pcap_sample > 0;
-        for seg in host.transmits() {
-            self.res.sent += 1;
+        self.res.sent += out.len() as u64;
+        // Read in place and cleared after (`transmits`), not moved out one by one.
+        for &seg in out {
             if capturing {
                 let slot = slot_index(
                     self.cfg,
@@ -642,9 +646,11 @@ impl<'a> Shard<'a> {
             if loss.drops(rng, &seg) {
                 self.lost.push(seg);
             } else {
-                queue.push(now + delay.sample(rng), seg);
+                let at = fixed.unwrap_or_else(|| now + delay.sample(rng));
+                queue.push(at, seg);
             }
         }
+        drop(host.transmits());
         if !self.lost.is_empty() {
             let mut lost = std::mem::take(&mut self.lost);
             for seg in lost.drain(..) {
