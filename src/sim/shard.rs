@@ -169,6 +169,8 @@ pub struct Shard<'a> {
     opened: u64,
     live: u64,
     next_open: Option<Time>,
+    /// When this shard's first open is due (`SimConfig::stagger`).
+    opens_from: Time,
     close_all_at: Option<Time>,
     /// When each slot's current connection was opened (ms stamp), for the
     /// applications' idle timeout.
@@ -285,6 +287,7 @@ impl<'a> Shard<'a> {
             opened: 0,
             live: 0,
             next_open: rate.map(|_| Time::ZERO),
+            opens_from: Time::ZERO + cfg.stagger * index,
             close_all_at: None,
             opened_ms: vec![0; slots as usize],
             open_ends: vec![0; slots as usize],
@@ -858,9 +861,8 @@ impl<'a> Shard<'a> {
             if self.attempts == self.to_open || self.live >= self.cfg.concurrency_per_shard {
                 return;
             }
-            let from = Time::ZERO + self.cfg.stagger * self.index;
-            if self.now < from {
-                self.next_open = Some(from);
+            if self.now < self.opens_from {
+                self.next_open = Some(self.opens_from);
                 return;
             }
             if let Some(rate) = self.cfg.rate {
@@ -938,8 +940,9 @@ impl<'a> Shard<'a> {
         self.attempts += 1;
         self.opened += 1;
         self.live += 1;
+        let now = self.now;
         self.next_sweep
-            .get_or_insert(self.now + self.cfg.app_timeout / 4);
+            .get_or_insert_with(|| now + self.cfg.app_timeout / 4);
         self.transmit(Side::Client);
         if self.cfg.workload == Workload::TwFill && self.opened == self.to_open {
             // All opened: close them all once every shard's handshakes have
