@@ -154,8 +154,8 @@ pub struct Shard<'a> {
     client_ips: u32,
     next_ip: u32,
     events: Vec<Event>,
-    /// Segments lost on the link in the current step, classified afterwards.
-    lost: Vec<Segment>,
+    /// The one-way delay in µs, as `Time + Duration` adds it.
+    delay_us: u64,
     /// Each host's `poll_timeout()`, refreshed at the end of every step (and
     /// of `start`) in which the shard called into that host: only
     /// `next_event` reads them, and a step calls a host several times.
@@ -218,6 +218,20 @@ fn slot_index(cfg: &SimConfig, index: u32, slots: usize, client_view: &Tuple) ->
     (slot < slots).then_some(slot)
 }
 
+/// Counts a segment lost on the link under its seed case, from its
+/// sender's state.
+fn classify_drop(c: &mut Cases, sender: &Host, seg: &Segment) {
+    let state = sender.state(&seg.sender_tuple());
+    let pure_ack = seg.flags.ack() && seg.seq_len() == 0 && !seg.flags.rst();
+    match state {
+        State::FinWait1 | State::Closing if seg.flags.fin() => c.first_fin_lost += 1,
+        State::LastAck if seg.flags.fin() => c.passive_fin_lost += 1,
+        State::CloseWait | State::LastAck if pure_ack => c.ack_of_fin_lost += 1,
+        State::TimeWait if pure_ack => c.final_ack_lost += 1,
+        _ => {}
+    }
+}
+
 impl<'a> Shard<'a> {
     /// Shard `index` of a run whose allocator scopes start at `scope_base`.
     pub fn new(
@@ -278,7 +292,7 @@ impl<'a> Shard<'a> {
             client_ips,
             next_ip: 0,
             events: Vec::new(),
-            lost: Vec::new(),
+            delay_us: cfg.delay.base.as_micros().min(u64::MAX as u128) as u64,
             server_deadline: None,
             client_deadline: None,
             stale: [false; 2],
@@ -611,16 +625,8 @@ impl<'a> Shard<'a> {
     /// Puts what `from` sent on the link, through its loss and delay.
     fn transmit(&mut self, from: Side) {
         let (host, queue, loss) = match from {
-            Side::Server => (
-                &mut self.server,
-                &mut self.to_client,
-                &mut self.loss_to_client,
-            ),
-            Side::Client => (
-                &mut self.client,
-                &mut self.to_server,
-                &mut self.loss_to_server,
-            ),
+            Side::Server => (&self.server, &mut self.to_client, &mut self.loss_to_client),
+            Side::Client => (&self.client, &mut self.to_server, &mut self.loss_to_server),
         };
         // Nothing queued: its drain would only reset the ACKs-sent count,
         // which is 0 then.
@@ -629,12 +635,15 @@ impl<'a> Shard<'a> {
             return;
         }
         let (now, delay, rng) = (self.now, self.cfg.delay, &mut self.rng);
-        // Without jitter every segment of the step arrives at once: one sum.
-        let fixed = delay.jitter.is_zero().then(|| now + delay.base);
+        // Without jitter every segment of the step arrives at once: one sum
+        // (`Time + Duration`, on the delay's micros worked out in `new`).
+        let fixed = Time::from_micros(now.as_micros().saturating_add(self.delay_us));
+        let jitter = !delay.jitter.is_zero();
         let capturing = from == Side::Server && self.cfg.pcap_sample > 0;
         self.res.sent += out.len() as u64;
-        // Read in place and cleared after (`transmits`), not moved out one by one.
-        for &seg in out {
+        // Read in place and cleared after (`transmits`), not moved out one by
+        // one; a lost one is classified at once, from its sender's state.
+        for seg in out {
             if capturing {
                 let slot = slot_index(
                     self.cfg,
@@ -643,42 +652,24 @@ impl<'a> Shard<'a> {
                     &seg.receiver_tuple(),
                 );
                 if slot.is_some_and(|s| self.slots[s] & slot::CAPTURED != 0) {
-                    self.res.capture.push((now, seg));
+                    self.res.capture.push((now, *seg));
                 }
             }
-            if loss.drops(rng, &seg) {
-                self.lost.push(seg);
-            } else {
-                let at = fixed.unwrap_or_else(|| now + delay.sample(rng));
-                queue.push(at, seg);
-            }
-        }
-        drop(host.transmits());
-        if !self.lost.is_empty() {
-            let mut lost = std::mem::take(&mut self.lost);
-            for seg in lost.drain(..) {
+            if loss.drops(rng, seg) {
                 self.res.dropped += 1;
-                self.classify_drop(from, &seg);
+                classify_drop(&mut self.res.cases, host, seg);
+            } else {
+                let at = if jitter {
+                    now + delay.sample(rng)
+                } else {
+                    fixed
+                };
+                queue.push(at, *seg);
             }
-            self.lost = lost;
         }
-    }
-
-    /// Which seed case a lost segment belongs to, from the sender's state.
-    fn classify_drop(&mut self, from: Side, seg: &Segment) {
-        let tuple = seg.sender_tuple();
-        let state = match from {
-            Side::Server => self.server.state(&tuple),
-            Side::Client => self.client.state(&tuple),
-        };
-        let pure_ack = seg.flags.ack() && seg.seq_len() == 0 && !seg.flags.rst();
-        let c = &mut self.res.cases;
-        match state {
-            State::FinWait1 | State::Closing if seg.flags.fin() => c.first_fin_lost += 1,
-            State::LastAck if seg.flags.fin() => c.passive_fin_lost += 1,
-            State::CloseWait | State::LastAck if pure_ack => c.ack_of_fin_lost += 1,
-            State::TimeWait if pure_ack => c.final_ack_lost += 1,
-            _ => {}
+        match from {
+            Side::Server => drop(self.server.transmits()),
+            Side::Client => drop(self.client.transmits()),
         }
     }
 
