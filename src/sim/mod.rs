@@ -10,6 +10,7 @@
 //! all its shards at once and advances them together ([`resident`]);
 //! `--sequential-shards` runs them one after another from a crossbeam queue.
 
+mod app_timers;
 mod attack;
 pub mod plot;
 mod queue;

@@ -21,6 +21,7 @@ use teardown_engine::time::Time;
 use teardown_engine::tuple::Tuple;
 use teardown_engine::{Advance, Stats};
 
+use super::app_timers::AppTimers;
 use super::attack::{AttackCounts, AttackKind};
 use super::queue::Queue;
 use super::series::{Sample, Series};
@@ -159,8 +160,9 @@ pub struct Shard<'a> {
     /// Each host's `poll_timeout()`, refreshed at the end of every step (and
     /// of `start`) in which the shard called into that host: only
     /// `next_event` reads them, and a step calls a host several times.
-    server_deadline: Option<Time>,
-    client_deadline: Option<Time>,
+    /// In µs, `u64::MAX` for none.
+    server_deadline: u64,
+    client_deadline: u64,
     /// Which hosts were called since their deadline was last refreshed.
     stale: [bool; 2],
     to_open: u64,
@@ -168,10 +170,10 @@ pub struct Shard<'a> {
     attempts: u64,
     opened: u64,
     live: u64,
-    next_open: Option<Time>,
+    /// The next open, tw-fill's close-all, the next attack and the sweep.
+    apps: AppTimers,
     /// When this shard's first open is due (`SimConfig::stagger`).
     opens_from: Time,
-    close_all_at: Option<Time>,
     /// When each slot's current connection was opened (ms stamp), for the
     /// applications' idle timeout.
     opened_ms: Vec<u32>,
@@ -181,8 +183,6 @@ pub struct Shard<'a> {
     /// Runaway passive closers waiting for their delayed ACK of the peer's
     /// FIN to leave before they vanish.
     vanish_after_ack: Vec<(Side, Tuple, usize)>,
-    next_sweep: Option<Time>,
-    next_attack: Option<Time>,
     attacks_sent: u64,
     /// Connections still to capture (--pcap-sample, shard 0 only).
     capture_left: u64,
@@ -293,23 +293,24 @@ impl<'a> Shard<'a> {
             next_ip: 0,
             events: Vec::new(),
             delay_us: cfg.delay.base.as_micros().min(u64::MAX as u128) as u64,
-            server_deadline: None,
-            client_deadline: None,
+            server_deadline: u64::MAX,
+            client_deadline: u64::MAX,
             stale: [false; 2],
             to_open,
             attempts: 0,
             opened: 0,
             live: 0,
-            next_open: rate.map(|_| Time::ZERO),
+            apps: AppTimers::new(
+                rate.map(|_| Time::ZERO),
+                // Event 0 of this shard's turn in the attack schedule (nth_at_rate).
+                (!cfg.attacks.is_empty())
+                    .then(|| nth_at_rate(0, cfg.attack_rate, cfg.shards, index)),
+                Some(Time::ZERO + cfg.app_timeout / 4),
+            ),
             opens_from: Time::ZERO + cfg.stagger * index,
-            close_all_at: None,
             opened_ms: vec![0; slots as usize],
             open_ends: vec![0; slots as usize],
             vanish_after_ack: Vec::new(),
-            next_sweep: Some(Time::ZERO + cfg.app_timeout / 4),
-            // Event 0 of this shard's turn in the attack schedule (nth_at_rate).
-            next_attack: (!cfg.attacks.is_empty())
-                .then(|| nth_at_rate(0, cfg.attack_rate, cfg.shards, index)),
             attacks_sent: 0,
             capture_left: if index == 0 { cfg.pcap_sample } else { 0 },
             progress,
@@ -394,12 +395,9 @@ impl<'a> Shard<'a> {
         let us = |t: Option<Time>| t.map_or(u64::MAX, Time::as_micros);
         let ts = us(self.to_server.next_time());
         let tc = us(self.to_client.next_time());
-        let hs = us(self.server_deadline);
-        let hc = us(self.client_deadline);
-        let to = us(self.next_open.or(self.close_all_at));
-        let ta = us(self.next_attack);
-        let tw = us(self.next_sweep);
-        let others = ts.min(tc).min(hs).min(hc).min(to).min(ta);
+        let (hs, hc) = (self.server_deadline, self.client_deadline);
+        let tw = self.apps.sweep_us();
+        let others = ts.min(tc).min(hs).min(hc).min(self.apps.work_us());
         if others == u64::MAX
             && self.attempts == self.to_open
             && self.client.is_empty()
@@ -424,9 +422,9 @@ impl<'a> Shard<'a> {
             Due::ServerTimers
         } else if hc == next {
             Due::ClientTimers
-        } else if self.next_open == Some(t) {
+        } else if self.apps.open() == Some(t) {
             Due::Open
-        } else if ta == next {
+        } else if us(self.apps.attack()) == next {
             Due::Attack
         } else if tw == next {
             Due::Sweep
@@ -460,13 +458,13 @@ impl<'a> Shard<'a> {
             Due::ServerTimers => self.fire(Side::Server),
             Due::ClientTimers => self.fire(Side::Client),
             Due::Open => {
-                self.next_open = None;
+                self.apps.set_open(None);
                 self.open_more();
             }
             Due::Attack => self.attack(),
             Due::Sweep => self.sweep(),
             Due::CloseAll => {
-                self.close_all_at = None;
+                self.apps.set_close_all(None);
                 self.close_all();
             }
         }
@@ -517,10 +515,10 @@ impl<'a> Shard<'a> {
     /// Asks each host called since the last refresh for its next deadline.
     fn refresh_deadlines(&mut self) {
         if std::mem::take(&mut self.stale[Side::Server as usize]) {
-            self.server_deadline = self.server.poll_timeout();
+            self.server_deadline = self.server.poll_timeout().map_or(u64::MAX, Time::as_micros);
         }
         if std::mem::take(&mut self.stale[Side::Client as usize]) {
-            self.client_deadline = self.client.poll_timeout();
+            self.client_deadline = self.client.poll_timeout().map_or(u64::MAX, Time::as_micros);
         }
     }
 
@@ -853,18 +851,18 @@ impl<'a> Shard<'a> {
                 return;
             }
             if self.now < self.opens_from {
-                self.next_open = Some(self.opens_from);
+                self.apps.set_open(Some(self.opens_from));
                 return;
             }
             if let Some(rate) = self.cfg.rate {
                 let due = nth_at_rate(self.attempts, rate, self.cfg.shards, self.index);
                 if due > self.now {
-                    self.next_open = Some(due);
+                    self.apps.set_open(Some(due));
                     return;
                 }
             }
             if !self.open() && self.cfg.rate.is_none() {
-                self.next_open = Some(self.now + CONNECT_RETRY);
+                self.apps.set_open(Some(self.now + CONNECT_RETRY));
                 return;
             }
         }
@@ -931,16 +929,16 @@ impl<'a> Shard<'a> {
         self.attempts += 1;
         self.opened += 1;
         self.live += 1;
-        let now = self.now;
-        self.next_sweep
-            .get_or_insert_with(|| now + self.cfg.app_timeout / 4);
+        let (now, quarter) = (self.now, self.cfg.app_timeout / 4);
+        self.apps.arm_sweep(|| now + quarter);
         self.transmit(Side::Client);
         if self.cfg.workload == Workload::TwFill && self.opened == self.to_open {
             // All opened: close them all once every shard's handshakes have
             // surely finished, one shard after another (`SimConfig::stagger`).
             let all_open = self.cfg.stagger * self.cfg.shards;
-            self.close_all_at =
-                Some(self.now + all_open + self.cfg.delay.base * 4 + Duration::from_millis(500));
+            self.apps.set_close_all(Some(
+                self.now + all_open + self.cfg.delay.base * 4 + Duration::from_millis(500),
+            ));
         }
         true
     }
@@ -983,7 +981,8 @@ impl<'a> Shard<'a> {
         // swept until open() arms the sweep again: a low --rate leaves long idle
         // stretches that need no visits.
         let busy = !(self.client.is_empty() && self.server.is_empty());
-        self.next_sweep = busy.then(|| self.now + self.cfg.app_timeout / 4);
+        self.apps
+            .set_sweep(busy.then(|| self.now + self.cfg.app_timeout / 4));
     }
 
     /// `--workload tw-fill`: the server closes every connection at once.
@@ -1015,8 +1014,9 @@ impl<'a> Shard<'a> {
             self.cfg.shards,
             self.index,
         );
-        self.next_attack =
-            (self.attempts < self.to_open || self.live > 0).then_some(next.max(self.now));
+        self.apps.set_attack(
+            (self.attempts < self.to_open || self.live > 0).then_some(next.max(self.now)),
+        );
 
         // Find a target: a connection in the state this attack aims at.
         let wanted = |st: State| match kind {
