@@ -154,6 +154,7 @@ pub struct Shard<'a> {
     /// whole port range, and the next one to connect from.
     client_ips: u32,
     next_ip: u32,
+    /// The last events taken from a host (`after`), swapped for its queue.
     events: Vec<Event>,
     /// The one-way delay in µs, as `Time + Duration` adds it.
     delay_us: u64,
@@ -586,12 +587,13 @@ impl<'a> Shard<'a> {
             Side::Client => &mut self.client,
         };
         if host.has_events() {
-            let mut events = std::mem::take(&mut self.events);
-            host.swap_events(&mut events);
-            for ev in events.drain(..) {
+            // Read where they lie (no handler takes events from a host), and
+            // left there until the next swap clears them.
+            host.swap_events(&mut self.events);
+            for i in 0..self.events.len() {
+                let ev = self.events[i];
                 self.on_event(side, ev);
             }
-            self.events = events;
         }
         self.transmit(side);
         if !self.vanish_after_ack.is_empty() {
