@@ -43,56 +43,77 @@ impl Ord for InFlight {
 }
 
 /// One direction of the link: a FIFO when every segment has the same delay, a
-/// heap when jitter can reorder them.
-pub(super) enum Queue {
+/// heap when jitter can reorder them. The next arrival is kept as plain
+/// micros beside them: the shard asks for it after every event, and more
+/// often than segments come and go.
+pub(super) struct Queue {
+    /// The earliest arrival in µs, `u64::MAX` when empty.
+    next_us: u64,
+    kind: Kind,
+}
+
+enum Kind {
     Fifo(VecDeque<(Time, Segment)>),
     Heap(BinaryHeap<Reverse<InFlight>>, u64),
 }
 
 impl Queue {
     pub(super) fn new(jitter: bool) -> Queue {
-        if jitter {
-            Queue::Heap(BinaryHeap::new(), 0)
+        let kind = if jitter {
+            Kind::Heap(BinaryHeap::new(), 0)
         } else {
-            Queue::Fifo(VecDeque::new())
+            Kind::Fifo(VecDeque::new())
+        };
+        Queue {
+            next_us: u64::MAX,
+            kind,
         }
     }
 
     #[inline(always)]
     pub(super) fn push(&mut self, at: Time, seg: Segment) {
-        match self {
-            Queue::Fifo(q) => q.push_back((at, seg)),
-            Queue::Heap(h, order) => {
+        // A FIFO's segments all have one delay, so a later push never
+        // arrives first; in a heap it may.
+        match &mut self.kind {
+            Kind::Fifo(q) => {
+                if q.is_empty() {
+                    self.next_us = at.as_micros();
+                }
+                q.push_back((at, seg));
+            }
+            Kind::Heap(h, order) => {
                 *order += 1;
                 h.push(Reverse(InFlight {
                     at,
                     order: *order,
                     seg,
                 }));
+                self.next_us = self.next_us.min(at.as_micros());
             }
         }
     }
 
+    /// When the next segment arrives, in µs; `u64::MAX` when none is in flight.
     #[inline(always)]
-    pub(super) fn next_time(&self) -> Option<Time> {
-        match self {
-            Queue::Fifo(q) => q.front().map(|x| x.0),
-            Queue::Heap(h, _) => h.peek().map(|x| x.0.at),
-        }
+    pub(super) fn next_us(&self) -> u64 {
+        self.next_us
     }
 
     #[inline(always)]
     pub(super) fn pop(&mut self) -> Option<Segment> {
-        match self {
-            Queue::Fifo(q) => {
+        let us = |t: Option<Time>| t.map_or(u64::MAX, Time::as_micros);
+        match &mut self.kind {
+            Kind::Fifo(q) => {
                 let seg = q.pop_front().map(|x| x.1);
+                self.next_us = us(q.front().map(|x| x.0));
                 if q.capacity() > SHRINK_AT && q.is_empty() {
                     *q = VecDeque::new();
                 }
                 seg
             }
-            Queue::Heap(h, _) => {
+            Kind::Heap(h, _) => {
                 let seg = h.pop().map(|x| x.0.seg);
+                self.next_us = us(h.peek().map(|x| x.0.at));
                 if h.capacity() > SHRINK_AT && h.is_empty() {
                     *h = BinaryHeap::new();
                 }
@@ -110,7 +131,7 @@ impl Queue {
     pub(super) fn prefetch_ahead(&self, to: &Host) {
         const BUCKET_AHEAD: usize = 4;
         const ENTRY_AHEAD: usize = 2;
-        if let Queue::Fifo(q) = self {
+        if let Kind::Fifo(q) = &self.kind {
             if let Some((_, seg)) = q.get(BUCKET_AHEAD) {
                 to.prefetch(seg, Prefetch::Bucket);
             }
@@ -133,9 +154,9 @@ mod tests {
     }
 
     fn capacity(q: &Queue) -> usize {
-        match q {
-            Queue::Fifo(q) => q.capacity(),
-            Queue::Heap(h, _) => h.capacity(),
+        match &q.kind {
+            Kind::Fifo(q) => q.capacity(),
+            Kind::Heap(h, _) => h.capacity(),
         }
     }
 
@@ -163,6 +184,33 @@ mod tests {
             };
             assert_eq!(got, want, "jitter {jitter}");
             assert_eq!(capacity(&q), 0, "jitter {jitter}");
+        }
+    }
+
+    /// The kept next arrival is the one `pop` then returns, through pushes
+    /// that arrive before the earliest (jitter) and pops down to empty.
+    #[test]
+    fn next_us_is_the_next_arrival() {
+        for jitter in [false, true] {
+            let mut q = Queue::new(jitter);
+            assert_eq!(q.next_us(), u64::MAX);
+            let ats: &[u64] = if jitter {
+                &[30, 10, 20, 5]
+            } else {
+                &[5, 5, 7, 9]
+            };
+            for (i, &at) in ats.iter().enumerate() {
+                q.push(Time::from_micros(at), seg(at as u32));
+                assert_eq!(q.next_us(), *ats[..=i].iter().min().unwrap_or(&0));
+            }
+            let mut sorted = ats.to_vec();
+            sorted.sort();
+            for &at in &sorted {
+                assert_eq!(q.next_us(), at, "jitter {jitter}");
+                assert_eq!(q.pop().map(|s| u64::from(s.seq)), Some(at));
+            }
+            assert_eq!(q.next_us(), u64::MAX);
+            assert!(q.pop().is_none());
         }
     }
 

@@ -394,8 +394,8 @@ impl<'a> Shard<'a> {
     pub fn next_event(&self) -> Option<(Time, Due)> {
         // Plain microsecond counts, u64::MAX for "none".
         let us = |t: Option<Time>| t.map_or(u64::MAX, Time::as_micros);
-        let ts = us(self.to_server.next_time());
-        let tc = us(self.to_client.next_time());
+        let ts = self.to_server.next_us();
+        let tc = self.to_client.next_us();
         let (hs, hc) = (self.server_deadline, self.client_deadline);
         let tw = self.apps.sweep_us();
         let others = ts.min(tc).min(hs).min(hc).min(self.apps.work_us());
