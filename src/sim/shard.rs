@@ -13,7 +13,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::alloc;
-use crate::link::Loss;
+use crate::link::{Delay, Loss};
 use teardown_engine::host::{CloseReason, Event, Host, Role};
 use teardown_engine::segment::Segment;
 use teardown_engine::state::State;
@@ -158,6 +158,9 @@ pub struct Shard<'a> {
     events: Vec<Event>,
     /// The one-way delay in µs, as `Time + Duration` adds it.
     delay_us: u64,
+    /// `--jitter` is set, and `--pcap-sample`: both read for every transmit.
+    jitter: bool,
+    capturing: bool,
     /// Each host's `poll_timeout()`, refreshed at the end of every step (and
     /// of `start`) in which the shard called into that host: only
     /// `next_event` reads them, and a step calls a host several times.
@@ -217,6 +220,14 @@ fn slot_index(cfg: &SimConfig, index: u32, slots: usize, client_view: &Tuple) ->
     let slot =
         (client_view.local_ip & 0xffff) as usize * range + (client_view.local_port - lo) as usize;
     (slot < slots).then_some(slot)
+}
+
+/// A segment's arrival time with `--jitter`. Kept out of line: inlined,
+/// the compiler sets up the jitter's random range on every transmit, also
+/// in runs without jitter.
+#[inline(never)]
+fn jittered(now: Time, delay: &Delay, rng: &mut ChaCha8Rng) -> Time {
+    now + delay.sample(rng)
 }
 
 /// Counts a segment lost on the link under its seed case, from its
@@ -294,6 +305,8 @@ impl<'a> Shard<'a> {
             next_ip: 0,
             events: Vec::new(),
             delay_us: cfg.delay.base.as_micros().min(u64::MAX as u128) as u64,
+            jitter: !cfg.delay.jitter.is_zero(),
+            capturing: cfg.pcap_sample > 0,
             server_deadline: u64::MAX,
             client_deadline: u64::MAX,
             stale: [false; 2],
@@ -634,12 +647,12 @@ impl<'a> Shard<'a> {
         if out.is_empty() {
             return;
         }
-        let (now, delay, rng) = (self.now, self.cfg.delay, &mut self.rng);
+        let (now, rng) = (self.now, &mut self.rng);
         // Without jitter every segment of the step arrives at once: one sum
         // (`Time + Duration`, on the delay's micros worked out in `new`).
         let fixed = Time::from_micros(now.as_micros().saturating_add(self.delay_us));
-        let jitter = !delay.jitter.is_zero();
-        let capturing = from == Side::Server && self.cfg.pcap_sample > 0;
+        let jitter = self.jitter;
+        let capturing = from == Side::Server && self.capturing;
         self.res.sent += out.len() as u64;
         // Read in place and cleared after (`transmits`), not moved out one by
         // one; a lost one is classified at once, from its sender's state.
@@ -660,7 +673,7 @@ impl<'a> Shard<'a> {
                 classify_drop(&mut self.res.cases, host, seg);
             } else {
                 let at = if jitter {
-                    now + delay.sample(rng)
+                    jittered(now, &self.cfg.delay, rng)
                 } else {
                     fixed
                 };
