@@ -150,6 +150,7 @@ pub struct Shard<'a> {
     loss_to_server: Loss,
     loss_to_client: Loss,
     slots: Vec<u8>,
+    slot_map: SlotMap,
     /// Client addresses of this shard (10.<shard>.0.0 upwards), each with the
     /// whole port range, and the next one to connect from.
     client_ips: u32,
@@ -206,20 +207,33 @@ fn nth_at_rate(n: u64, rate: f64, shards: u32, index: u32) -> Time {
     Time::from_secs_f64((n as f64 * shards as f64 + index as f64) / rate)
 }
 
-/// The slot of a client-side tuple in shard `index`; None for an address that is
-/// not one of that shard's clients (an attacker's spoofed one).
-#[inline]
-fn slot_index(cfg: &SimConfig, index: u32, slots: usize, client_view: &Tuple) -> Option<usize> {
-    let (lo, hi) = cfg.port_range;
-    if client_view.local_ip >> 16 != (10 << 8) | index
-        || !(lo..=hi).contains(&client_view.local_port)
-    {
-        return None;
+/// Where a client-side 4-tuple's slot lies, worked out once in
+/// [`Shard::new`]: the lookup runs for every segment delivered and every
+/// host event, and read from the config it reloaded the port range and
+/// recomputed the shard's address prefix each time.
+#[derive(Clone, Copy)]
+struct SlotMap {
+    /// The shard's client addresses' upper half, 10.<shard>.
+    net: u32,
+    port_lo: u16,
+    /// hi - lo: a port is in the range when `port - lo` (wrapping) is at most this.
+    port_span: u16,
+    slots: usize,
+}
+
+impl SlotMap {
+    /// The slot of a tuple seen from the client (local = client); None for an
+    /// address that is not one of this shard's clients (an attacker's spoofed one).
+    #[inline(always)]
+    fn get(&self, client_view: &Tuple) -> Option<usize> {
+        let port = client_view.local_port.wrapping_sub(self.port_lo);
+        if client_view.local_ip >> 16 != self.net || port > self.port_span {
+            return None;
+        }
+        let slot = (client_view.local_ip & 0xffff) as usize * (self.port_span as usize + 1)
+            + port as usize;
+        (slot < self.slots).then_some(slot)
     }
-    let range = (hi - lo) as usize + 1;
-    let slot =
-        (client_view.local_ip & 0xffff) as usize * range + (client_view.local_port - lo) as usize;
-    (slot < slots).then_some(slot)
 }
 
 /// A segment's arrival time with `--jitter`. Kept out of line: inlined,
@@ -301,6 +315,12 @@ impl<'a> Shard<'a> {
             loss_to_server: cfg.loss_to_server.clone(),
             loss_to_client: cfg.loss_to_client.clone(),
             slots: vec![0; slots as usize],
+            slot_map: SlotMap {
+                net: (10 << 8) | index,
+                port_lo: lo,
+                port_span: hi - lo,
+                slots: slots as usize,
+            },
             client_ips,
             next_ip: 0,
             events: Vec::new(),
@@ -369,20 +389,10 @@ impl<'a> Shard<'a> {
         }
     }
 
-    /// The slot of a tuple seen from the client (local = client); None for an
-    /// address that is not one of this shard's clients (an attacker's spoofed one).
+    /// The slot of a tuple seen from the client (local = client).
     #[inline]
     fn slot_of(&self, client_view: &Tuple) -> Option<usize> {
-        let (lo, hi) = self.cfg.port_range;
-        if client_view.local_ip >> 16 != (10 << 8) | self.index
-            || !(lo..=hi).contains(&client_view.local_port)
-        {
-            return None;
-        }
-        let range = (hi - lo) as usize + 1;
-        let slot = (client_view.local_ip & 0xffff) as usize * range
-            + (client_view.local_port - lo) as usize;
-        (slot < self.slots.len()).then_some(slot)
+        self.slot_map.get(client_view)
     }
 
     /// Runs the shard to its end, alone.
@@ -658,12 +668,7 @@ impl<'a> Shard<'a> {
         // one; a lost one is classified at once, from its sender's state.
         for seg in out {
             if capturing {
-                let slot = slot_index(
-                    self.cfg,
-                    self.index,
-                    self.slots.len(),
-                    &seg.receiver_tuple(),
-                );
+                let slot = self.slot_map.get(&seg.receiver_tuple());
                 if slot.is_some_and(|s| self.slots[s] & slot::CAPTURED != 0) {
                     self.res.capture.push((now, *seg));
                 }
@@ -1136,5 +1141,42 @@ impl<'a> Shard<'a> {
         drop(client);
         alloc::enter_scope(prev);
         self.res
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every slot's tuple maps back to that slot; addresses and ports
+    /// outside the shard's (another shard, below or above the port range,
+    /// past the last slot) map to none.
+    #[test]
+    fn slot_map_inverts_the_slot_tuples() {
+        let (lo, hi) = (1000u16, 1009u16);
+        let map = SlotMap {
+            net: (10 << 8) | 3,
+            port_lo: lo,
+            port_span: hi - lo,
+            slots: 25,
+        };
+        let tuple = |ip: u32, port: u16| Tuple {
+            local_ip: (10 << 24) | ip,
+            remote_ip: SERVER_IP,
+            local_port: port,
+            remote_port: SERVER_PORT,
+        };
+        for s in 0..25u32 {
+            let t = tuple((3 << 16) | (s / 10), lo + (s % 10) as u16);
+            assert_eq!(map.get(&t), Some(s as usize));
+        }
+        assert_eq!(
+            map.get(&tuple((3 << 16) | 2, lo + 5)),
+            None,
+            "past the last slot"
+        );
+        assert_eq!(map.get(&tuple(3 << 16, lo - 1)), None);
+        assert_eq!(map.get(&tuple(3 << 16, hi + 1)), None);
+        assert_eq!(map.get(&tuple(4 << 16, lo)), None, "another shard");
     }
 }
