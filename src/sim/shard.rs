@@ -603,7 +603,9 @@ impl<'a> Shard<'a> {
         self.after(to);
     }
 
-    /// Handles a host's events, then puts what it sent on the link.
+    /// Handles a host's events, then puts what it sent on the link. Inlined:
+    /// a call of its own saved and restored six registers per segment.
+    #[inline(always)]
     fn after(&mut self, side: Side) {
         let host = match side {
             Side::Server => &mut self.server,
