@@ -27,7 +27,22 @@ pub struct Tally {
 }
 
 impl Tally {
+    /// Records `v`. The common case, a list with room that stays below
+    /// [`RAW_MAX`], is inlined into the caller (a shard records twice per
+    /// connection); the first value, the move to a histogram and recording
+    /// into one are out of line.
+    #[inline]
     pub fn record(&mut self, v: u64) {
+        let n = self.raw.len();
+        if n < self.raw.capacity() && n + 1 < RAW_MAX {
+            self.raw.push(v);
+        } else {
+            self.record_slow(v);
+        }
+    }
+
+    #[inline(never)]
+    fn record_slow(&mut self, v: u64) {
         if let Some(h) = &mut self.hist {
             // Auto-resizing: record() grows it; it cannot fail on range.
             let _ = h.record(v);
