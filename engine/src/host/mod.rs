@@ -46,6 +46,7 @@ use crate::table::{Found, Table};
 use crate::time::Time;
 use crate::tuple::Tuple;
 use crate::wheel::Wheel;
+use ts::TsKey;
 
 /// What segment processing (or an application call, or a timer) decided for a
 /// full entry; [`Host::commit`] acts on it.
@@ -154,6 +155,8 @@ pub struct Host {
     /// Local ports held by active opens (Linux's bind buckets) and the
     /// ephemeral search's perturbation table.
     ports: Ports,
+    /// The TSval offset's key, from `cfg.secret`.
+    ts_key: TsKey,
 }
 
 impl Host {
@@ -177,6 +180,7 @@ impl Host {
             now: Time::ZERO,
             fw2_orphans: 0,
             ports: Ports::new(cfg.ip_local_port_range, cfg.secret),
+            ts_key: TsKey::new(cfg.secret),
             cfg,
         }
     }

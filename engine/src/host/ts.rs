@@ -21,26 +21,49 @@ const PAWS_WINDOW: i32 = 1;
 /// `TCP_PAWS_MSL`: an RST that fails PAWS is taken once ts_recent is this old.
 const PAWS_MSL_MS: u32 = 60_000;
 
+/// The key of the TSval offset, worked out once per host from the
+/// configured secret: the offset is taken on every segment sent (and every
+/// RTT sample), and deriving the key there cost a third of it.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct TsKey {
+    /// Mixed with the address pair.
+    addrs: u64,
+    /// Mixed with the port pair.
+    ports: u64,
+}
+
+impl TsKey {
+    pub(super) fn new(secret: u64) -> TsKey {
+        // The offset only has to look random per 4-tuple to whoever lacks
+        // the key, so one keyed folded multiply does (the table's hash
+        // takes two, for bucket spread).
+        let key = secret.rotate_left(17) ^ 0x7473_5f6f_6666;
+        TsKey {
+            addrs: key,
+            ports: key.rotate_left(32) ^ 0x9e37_79b9_7f4a_7c15,
+        }
+    }
+
+    /// The offset `tuple`'s TSvals carry over our clock.
+    #[inline]
+    fn offset(&self, tuple: &Tuple) -> u32 {
+        let addrs = (u64::from(tuple.local_ip) << 32 | u64::from(tuple.remote_ip)) ^ self.addrs;
+        let ports = (u64::from(tuple.local_port) << 16 | u64::from(tuple.remote_port)) ^ self.ports;
+        fold_mul(addrs, ports) as u32
+    }
+}
+
 impl Host {
     /// Our TSval on a segment of `tuple` now.
     #[inline]
     pub(super) fn ts_val(&self, tuple: &Tuple) -> u32 {
-        // The offset only has to look random per 4-tuple to whoever lacks
-        // the key, so one keyed folded multiply does (the table's hash
-        // takes two, for bucket spread).
-        let key = self.cfg.secret.rotate_left(17) ^ 0x7473_5f6f_6666;
-        let addrs = (u64::from(tuple.local_ip) << 32 | u64::from(tuple.remote_ip)) ^ key;
-        let ports = (u64::from(tuple.local_port) << 16 | u64::from(tuple.remote_port))
-            ^ key.rotate_left(32)
-            ^ 0x9e37_79b9_7f4a_7c15;
-        let off = fold_mul(addrs, ports) as u32;
         // tcp_time_stamp_ts: tcp_clock_ms, or tcp_clock_us with tcp_usec_ts.
         let ticks = match self.cfg.ts_tick_us {
             // The default, on every segment: a division by a constant.
             1000 => self.now.as_millis(),
             tick => self.now.as_micros() / u64::from(tick),
         };
-        (ticks as u32).wrapping_add(off)
+        (ticks as u32).wrapping_add(self.ts_key.offset(tuple))
     }
 
     /// Whether `seg` carries a timestamp older than `ts_recent` by more than
