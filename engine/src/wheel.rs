@@ -183,10 +183,7 @@ impl<T: Copy> Wheel<T> {
             self.nodes[idx as usize] = node;
             idx
         } else {
-            let idx = self.nodes.len();
-            assert!(idx < NIL as usize, "timer wheel slab full");
-            self.nodes.push(node);
-            idx as u32
+            self.push_node(node)
         };
         self.link(idx, slot);
         self.len += 1;
@@ -398,13 +395,34 @@ impl<T: Copy> Wheel<T> {
         node.next = self.free;
         self.free = idx;
         self.len -= 1;
-        if self.len == 0 && self.nodes.capacity() > SHRINK_AT {
-            // Nothing pending, so every key is dead and the nodes can go back: a
-            // burst of timers (a million FINs at once) leaves no residue behind.
+        if self.len == 0 {
+            self.shrink();
+        }
+        (deadline, value)
+    }
+
+    /// A new node at the end of the slab, for [`Wheel::insert`] when the
+    /// free list is empty. Out of line, as the growth it may call is: in
+    /// line it made every insert save and restore registers.
+    #[cold]
+    #[inline(never)]
+    fn push_node(&mut self, node: Node<T>) -> u32 {
+        let idx = self.nodes.len();
+        assert!(idx < NIL as usize, "timer wheel slab full");
+        self.nodes.push(node);
+        idx as u32
+    }
+
+    /// Nothing pending, so every key is dead and the nodes can go back: a
+    /// burst of timers (a million FINs at once) leaves no residue behind.
+    /// Out of line for the same reason as [`Wheel::push_node`].
+    #[cold]
+    #[inline(never)]
+    fn shrink(&mut self) {
+        if self.nodes.capacity() > SHRINK_AT {
             self.nodes = Vec::new();
             self.free = NIL;
         }
-        (deadline, value)
     }
 }
 
