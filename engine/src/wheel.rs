@@ -196,6 +196,30 @@ impl<T: Copy> Wheel<T> {
         self.release(key.idx()).1
     }
 
+    /// Moves the live timer `key` to `deadline` with `value`: what
+    /// [`Wheel::remove`] then [`Wheel::insert`] do, and the key they would
+    /// give (the free list hands the freed node straight back), without the
+    /// trip through the free list. A retransmission timer is re-armed on
+    /// most segments sent.
+    #[inline(never)]
+    pub fn reset(&mut self, key: TimerKey, deadline: u64, value: T) -> TimerKey {
+        debug_assert!(self.is_live(key), "reset of a dead TimerKey");
+        if self.len == 1 {
+            // The last timer out empties the wheel, which may give back its
+            // nodes (and so change the key): the same as remove and insert.
+            self.remove(key);
+            return self.insert(deadline, value);
+        }
+        let idx = key.idx();
+        self.unlink(idx);
+        let slot = self.slot_for(deadline);
+        let node = &mut self.nodes[idx as usize];
+        node.deadline = deadline;
+        node.value = value;
+        self.link(idx, slot);
+        key
+    }
+
     /// Deadline the live timer `key` was inserted with.
     pub fn deadline(&self, key: TimerKey) -> u64 {
         debug_assert!(self.is_live(key), "deadline of a dead TimerKey");
@@ -351,6 +375,7 @@ impl<T: Copy> Wheel<T> {
     }
 
     /// Pushes node `idx` onto the front of its lane in `slot`.
+    #[inline(always)]
     fn link(&mut self, idx: u32, slot: usize) {
         let list = slot * LANES + idx as usize % LANES;
         let head = self.head(list);
@@ -366,14 +391,12 @@ impl<T: Copy> Wheel<T> {
         self.occupied[slot / SLOTS] |= 1 << (slot % SLOTS);
     }
 
-    /// Unlinks node `idx`, moves it to the free list and returns its timer.
-    fn release(&mut self, idx: u32) -> (u64, T) {
+    /// Takes node `idx` off its list, clearing its lane's and slot's bits
+    /// when it was the last there.
+    #[inline(always)]
+    fn unlink(&mut self, idx: u32) {
         let Node {
-            deadline,
-            next,
-            prev,
-            slot,
-            value,
+            next, prev, slot, ..
         } = self.nodes[idx as usize];
         let slot = slot as usize;
         if prev != NIL {
@@ -390,6 +413,15 @@ impl<T: Copy> Wheel<T> {
         if next != NIL {
             self.nodes[next as usize].prev = prev;
         }
+    }
+
+    /// Unlinks node `idx`, moves it to the free list and returns its timer.
+    #[inline(never)]
+    fn release(&mut self, idx: u32) -> (u64, T) {
+        let Node {
+            deadline, value, ..
+        } = self.nodes[idx as usize];
+        self.unlink(idx);
         let node = &mut self.nodes[idx as usize];
         node.slot = FREE;
         node.next = self.free;
@@ -548,6 +580,48 @@ mod tests {
         }
         assert_eq!(w.heap_bytes(), bytes);
         assert_eq!(w.len(), 4);
+    }
+
+    #[test]
+    fn reset_is_remove_then_insert() {
+        // Twin wheels: one moves timers with reset, the other with remove
+        // and insert. Keys, firing order and emptying must agree, across
+        // levels, into the past, and for the sole timer of a large wheel.
+        let (mut a, mut b) = (Wheel::new(), Wheel::new());
+        let mut keys: Vec<_> = (0..600u32)
+            .map(|i| {
+                let d = 5 + u64::from(i) * 37 % 5000;
+                (a.insert(d, i), b.insert(d, i))
+            })
+            .collect();
+        let mut moved = 0u64;
+        for (round, (ka, kb)) in keys.iter_mut().enumerate().step_by(3) {
+            let d = [2, 700, 90_000, 7][round % 4] + moved % 11;
+            moved += 1;
+            let v = 1000 + round as u32;
+            let before = *ka;
+            *ka = a.reset(*ka, d, v);
+            b.remove(*kb);
+            *kb = b.insert(d, v);
+            assert_eq!(*ka, before);
+            assert_eq!(*ka, *kb);
+            assert_eq!(a.deadline(*ka), d);
+        }
+        assert_eq!(drive(&mut a, 3000), drive(&mut b, 3000));
+        let live: Vec<_> = keys.iter().filter(|(k, _)| a.is_live(*k)).collect();
+        for &&(ka, kb) in &live[1..] {
+            assert_eq!(a.remove(ka), b.remove(kb));
+        }
+        let (ka, kb) = *live[0];
+        assert_eq!(a.len(), 1);
+        let (ka, kb) = (a.reset(ka, 4000, 9), {
+            b.remove(kb);
+            b.insert(4000, 9)
+        });
+        assert_eq!(ka, kb);
+        assert_eq!(a.heap_bytes(), b.heap_bytes());
+        assert_eq!(drive(&mut a, 200_000), drive(&mut b, 200_000));
+        assert!(a.is_empty() && b.is_empty());
     }
 
     #[test]

@@ -126,10 +126,11 @@ impl Host {
     }
 
     pub(super) fn arm(&mut self, now: Time, idx: u32, c: &mut Conn, after: Duration) {
-        if let Some(k) = c.timer.take() {
-            self.wheel.remove(k);
-        }
-        c.timer = Some(self.wheel.insert((now + after).ceil_millis(), idx));
+        let deadline = (now + after).ceil_millis();
+        c.timer = Some(match c.timer {
+            Some(k) => self.wheel.reset(k, deadline, idx),
+            None => self.wheel.insert(deadline, idx),
+        });
     }
 
     pub(super) fn disarm(&mut self, c: &mut Conn) {
