@@ -199,7 +199,7 @@ impl Host {
     }
 
     fn conn_index(&self, tuple: &Tuple) -> Result<u32, Error> {
-        match self.table.find(tuple) {
+        match self.table.find_conn(tuple) {
             Some(Found::Conn(i)) => Ok(i),
             Some(Found::TimeWait(_)) => Err(Error::InvalidState(*tuple, State::TimeWait)),
             None => Err(Error::NotFound(*tuple)),

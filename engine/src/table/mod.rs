@@ -23,7 +23,10 @@ use crate::timewait::TwEntry;
 use crate::timewait::{TwRecord, TwRing, POS_MASK};
 use crate::tuple::Tuple;
 
+mod recent;
 mod time_wait;
+
+use recent::Recent;
 
 const TW_BIT: u32 = 1 << 31;
 
@@ -75,6 +78,8 @@ struct Entries {
     tw: TwRing,
     tw_rare: Rare<TwRare>,
     eps: Endpoints,
+    /// The connections last stored or inserted, for [`Table::find_conn`].
+    recent: Recent,
 }
 
 impl Entries {
@@ -177,6 +182,7 @@ impl Entries {
             ConnRare::default()
         };
         let tuple = self.eps.tuple(&rec.name).unwrap_or(rare.tuple);
+        self.recent.forget(&tuple, idx);
         rec.conn(tuple, rare.last_oow_ms)
     }
 }
@@ -303,6 +309,19 @@ impl Table {
             })
     }
 
+    /// [`Table::find`] for an application's call on a full connection:
+    /// one the host touched last is found without hashing ([`Recent`]).
+    #[inline(always)]
+    pub(crate) fn find_conn(&self, tuple: &Tuple) -> Option<Found> {
+        match self.e.recent.get(tuple) {
+            Some(idx) => {
+                debug_assert_eq!(self.find(tuple), Some(Found::Conn(idx)));
+                Some(Found::Conn(idx))
+            }
+            None => self.find(tuple),
+        }
+    }
+
     /// Removes `tuple`, whatever its state, in one probe.
     pub(crate) fn remove(&mut self, tuple: &Tuple) -> Option<Removed> {
         let e = &self.e;
@@ -328,6 +347,7 @@ impl Table {
         let name = self.e.eps.pack(&conn.tuple, side);
         let hash = conn.tuple.hash(self.key);
         let idx = self.e.conns.insert(conn.record(name));
+        self.e.recent.put(&conn.tuple, idx);
         if name.spilled() || conn.last_oow_ms != 0 {
             self.put_conn_rare(idx, conn.last_oow_ms, conn.tuple);
         }
@@ -377,6 +397,7 @@ impl Table {
     pub(crate) fn set_conn(&mut self, idx: u32, c: Conn) {
         let rec = self.e.conns.get_mut(idx);
         rec.update(&c);
+        self.e.recent.put(&c.tuple, idx);
         if rec.name.has_rare() || c.last_oow_ms != 0 {
             self.update_conn_oow(idx, c.last_oow_ms);
         }
