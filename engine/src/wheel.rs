@@ -594,10 +594,8 @@ mod tests {
                 (a.insert(d, i), b.insert(d, i))
             })
             .collect();
-        let mut moved = 0u64;
-        for (round, (ka, kb)) in keys.iter_mut().enumerate().step_by(3) {
-            let d = [2, 700, 90_000, 7][round % 4] + moved % 11;
-            moved += 1;
+        for (moved, (round, (ka, kb))) in keys.iter_mut().enumerate().step_by(3).enumerate() {
+            let d = [2, 700, 90_000, 7][round % 4] + moved as u64 % 11;
             let v = 1000 + round as u32;
             let before = *ka;
             *ka = a.reset(*ka, d, v);
