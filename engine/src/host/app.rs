@@ -63,8 +63,8 @@ impl Host {
         if !self.is_listening(tuple.local_port) {
             self.ports.acquire(&tuple, bound);
         }
+        // The working copy is `c` as inserted, as in `accept_syn`.
         let idx = self.table.insert_conn(c);
-        let mut c = self.table.conn_named(idx, tuple);
         self.send_new(now, idx, &mut c, Flags::SYN, 0);
         self.table.set_conn(idx, c);
         self.stats.opened_active += 1;
