@@ -47,7 +47,8 @@ impl Host {
         let now = self.begin(now);
         self.stats.segments_received += 1;
         let tuple = seg.receiver_tuple();
-        match self.table.find(&tuple) {
+        let hash = self.table.hash(&tuple);
+        match self.table.find_hashed(&tuple, hash) {
             Some(Found::Conn(idx)) => {
                 let mut c = self.table.conn_named(idx, tuple);
                 let before = c.state;
@@ -63,25 +64,34 @@ impl Host {
                 let verdict = self.on_time_wait(now, pos, &e, seg);
                 self.act_on_time_wait(now, pos, &e, seg, verdict);
             }
-            None => self.on_closed(now, tuple, seg),
+            None => self.on_closed(now, tuple, hash, seg),
         }
     }
 
     /// CLOSED (no entry): a SYN to a listening port opens a connection
-    /// (RFC 9293 §3.10.7.2); anything else draws a reset.
-    fn on_closed(&mut self, now: Time, tuple: Tuple, seg: &Segment) {
+    /// (RFC 9293 §3.10.7.2); anything else draws a reset. `hash`: the
+    /// tuple's, from the lookup that found nothing.
+    fn on_closed(&mut self, now: Time, tuple: Tuple, hash: u64, seg: &Segment) {
         let f = seg.flags;
         if f.syn() && !f.ack() && !f.rst() && !f.fin() && self.is_listening(tuple.local_port) {
             let iss = self.isn(now, &tuple);
-            self.accept_syn(now, tuple, seg, iss);
+            self.accept_syn(now, tuple, hash, seg, iss);
         } else {
             self.reset_for(now, seg);
         }
     }
 
     /// LISTEN takes a SYN (RFC 9293 §3.10.7.2): SYN-RECEIVED with ISS `iss`, and
-    /// our SYN-ACK; dropped silently when the table is full.
-    pub(super) fn accept_syn(&mut self, now: Time, tuple: Tuple, seg: &Segment, iss: Seq) {
+    /// our SYN-ACK; dropped silently when the table is full. `hash`: the
+    /// tuple's [`crate::table::Table::hash`].
+    pub(super) fn accept_syn(
+        &mut self,
+        now: Time,
+        tuple: Tuple,
+        hash: u64,
+        seg: &Segment,
+        iss: Seq,
+    ) {
         if self.table.len() >= self.cfg.max_connections {
             self.stats.syn_dropped += 1;
             return;
@@ -94,7 +104,7 @@ impl Host {
             c.flags |= flag::TS_OK;
             c.ts_recent = ts.val;
         }
-        let idx = self.table.insert_conn(c);
+        let idx = self.table.insert_conn_hashed(c, hash);
         self.send_new(now, idx, &mut c, Flags::SYN | Flags::ACK, 0);
         self.table.set_conn(idx, c);
         self.stats.opened_passive += 1;

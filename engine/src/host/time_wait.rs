@@ -131,7 +131,8 @@ impl Host {
             TwVerdict::Syn(iss) => {
                 self.table.remove_time_wait(pos);
                 self.closed_time_wait(now, e, CloseReason::Reused);
-                self.accept_syn(now, e.tuple, seg, iss);
+                let hash = self.table.hash(&e.tuple);
+                self.accept_syn(now, e.tuple, hash, seg, iss);
             }
         }
     }

@@ -297,16 +297,27 @@ impl Table {
     /// Looks `tuple` up.
     #[inline(always)]
     pub(crate) fn find(&self, tuple: &Tuple) -> Option<Found> {
+        self.find_hashed(tuple, self.hash(tuple))
+    }
+
+    /// `tuple`'s keyed hash, for a lookup that may be followed by an insert
+    /// ([`Table::find_hashed`], [`Table::insert_conn_hashed`]).
+    #[inline(always)]
+    pub(crate) fn hash(&self, tuple: &Tuple) -> u64 {
+        tuple.hash(self.key)
+    }
+
+    /// [`Table::find`] given `tuple`'s [`Table::hash`].
+    #[inline(always)]
+    pub(crate) fn find_hashed(&self, tuple: &Tuple, hash: u64) -> Option<Found> {
         let e = &self.e;
-        self.map
-            .find(tuple.hash(self.key), e.named(tuple))
-            .map(|r| {
-                if r & TW_BIT != 0 {
-                    Found::TimeWait(e.tw.resolve(r & !TW_BIT))
-                } else {
-                    Found::Conn(r)
-                }
-            })
+        self.map.find(hash, e.named(tuple)).map(|r| {
+            if r & TW_BIT != 0 {
+                Found::TimeWait(e.tw.resolve(r & !TW_BIT))
+            } else {
+                Found::Conn(r)
+            }
+        })
     }
 
     /// [`Table::find`] for an application's call on a full connection:
@@ -340,12 +351,18 @@ impl Table {
     /// Adds a connection whose tuple is not in the table yet. Its fixed end
     /// is the remote port if we connected (SYN-SENT), else the local one.
     pub(crate) fn insert_conn(&mut self, conn: Conn) -> u32 {
+        self.insert_conn_hashed(conn, self.hash(&conn.tuple))
+    }
+
+    /// [`Table::insert_conn`] given the tuple's [`Table::hash`]: a SYN that
+    /// found no entry is inserted without hashing its tuple again.
+    pub(crate) fn insert_conn_hashed(&mut self, conn: Conn, hash: u64) -> u32 {
+        debug_assert_eq!(hash, self.hash(&conn.tuple));
         let side = match conn.state {
             State::SynSent => Side::Client,
             _ => Side::Server,
         };
         let name = self.e.eps.pack(&conn.tuple, side);
-        let hash = conn.tuple.hash(self.key);
         let idx = self.e.conns.insert(conn.record(name));
         self.e.recent.put(&conn.tuple, idx);
         if name.spilled() || conn.last_oow_ms != 0 {
