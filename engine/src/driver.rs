@@ -45,11 +45,14 @@ use crate::host::{Host, Prefetch};
 use crate::segment::Segment;
 use crate::time::Time;
 
-/// How far ahead of the segment being handled its successors' index buckets
-/// and then their entries are asked for: far enough that a miss (~100 ns)
-/// overlaps a segment's work, near enough that the lines are still in L1.
-const BUCKET_AHEAD: usize = 4;
-const ENTRY_AHEAD: usize = 2;
+/// How far ahead of the segment being handled a driver that sees its queue
+/// asks for the index bucket ([`Prefetch::Bucket`]) and then the entry
+/// ([`Prefetch::Entry`]) of a segment to come: far enough that a miss
+/// (~100 ns) overlaps a segment's work, near enough that the lines are still
+/// in L1 when it is handled.
+pub const BUCKET_AHEAD: usize = 4;
+/// See [`BUCKET_AHEAD`].
+pub const ENTRY_AHEAD: usize = 2;
 
 /// Handles `segs`, which all arrived at `now` (one datagram's records), in
 /// order, as DPDK's `rte_hash_lookup_bulk` and VPP's vectors do: while one

@@ -9,6 +9,7 @@
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
 
+use teardown_engine::driver::{BUCKET_AHEAD, ENTRY_AHEAD};
 use teardown_engine::host::{Host, Prefetch};
 use teardown_engine::segment::Segment;
 use teardown_engine::time::Time;
@@ -129,8 +130,6 @@ impl Queue {
     /// segment's cost; asked for early, they overlap this segment's work.
     #[inline]
     pub(super) fn prefetch_ahead(&self, to: &Host) {
-        const BUCKET_AHEAD: usize = 4;
-        const ENTRY_AHEAD: usize = 2;
         if let Kind::Fifo(q) = &self.kind {
             if let Some((_, seg)) = q.get(BUCKET_AHEAD) {
                 to.prefetch(seg, Prefetch::Bucket);
