@@ -333,6 +333,10 @@ impl<S: Stack> Runner<'_, S> {
     fn arrive_at(&mut self, ev: &Event) -> Result<Option<(Time, Time)>, Failure> {
         let window = self.window(ev)?;
         let before = self.now();
+        // Injecting an inbound packet is the runner's own work: time it took
+        // (the runner's thread descheduled mid-write) is the runner falling
+        // behind, even when it shows only at the next line.
+        let after_inbound = matches!(self.last_event, Some((_, true)));
         let t = window.map_or(before, |(lo, _)| lo.max(before));
         self.unexpected(ev.line)?;
         self.advance(t, true);
@@ -342,10 +346,12 @@ impl<S: Stack> Runner<'_, S> {
             let limit = hi + self.tolerance(lo);
             if now > limit {
                 return Err(Failure {
-                    // Only if the time was still to come: an earlier line (a
-                    // packet waited for) that already took the clock past it
-                    // is the script's or the stack's doing.
-                    runner_late: before <= limit,
+                    // Only if the time was still to come, or the runner took
+                    // it past while injecting the line before: an earlier
+                    // line that waited (for a packet, or a blocking call)
+                    // and took the clock past it is the script's or the
+                    // stack's doing.
+                    runner_late: before <= limit || after_inbound,
                     ..fail(
                         ev.line,
                         format!(
