@@ -8,11 +8,7 @@
 
 use teardown_engine::time::Time;
 
-/// µs of a timer, `u64::MAX` for none.
-#[inline]
-fn us(t: Option<Time>) -> u64 {
-    t.map_or(u64::MAX, Time::as_micros)
-}
+use super::micros_or_never as us;
 
 #[derive(Debug)]
 pub(super) struct AppTimers {

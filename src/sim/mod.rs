@@ -35,7 +35,15 @@ use crate::cli::{
 };
 use crate::link::{Delay, Loss, LossModel, LossOnly};
 use teardown_engine::config::Config;
+use teardown_engine::time::Time;
 use teardown_engine::BindMode;
+
+/// µs of a time, `u64::MAX` for none: the shards' event loop compares plain
+/// numbers, asked after every event.
+#[inline]
+fn micros_or_never(t: Option<Time>) -> u64 {
+    t.map_or(u64::MAX, Time::as_micros)
+}
 
 pub use attack::{AttackCounts, AttackKind};
 pub use report::{Point, SimReport};

@@ -14,6 +14,8 @@ use teardown_engine::host::{Host, Prefetch};
 use teardown_engine::segment::Segment;
 use teardown_engine::time::Time;
 
+use super::micros_or_never as us;
+
 /// Capacity (segments) above which an emptied queue returns its buffer; below
 /// it the buffer is kept, so that a queue that empties between two segments
 /// of a steady workload does not reallocate each time.
@@ -102,7 +104,6 @@ impl Queue {
 
     #[inline(always)]
     pub(super) fn pop(&mut self) -> Option<Segment> {
-        let us = |t: Option<Time>| t.map_or(u64::MAX, Time::as_micros);
         match &mut self.kind {
             Kind::Fifo(q) => {
                 let seg = q.pop_front().map(|x| x.1);

@@ -26,7 +26,7 @@ use super::attack::{AttackCounts, AttackKind};
 use super::queue::Queue;
 use super::series::{Sample, Series};
 use super::tally::Tally;
-use super::{CloseMode, RunawayAt, SimConfig, Workload};
+use super::{micros_or_never, CloseMode, RunawayAt, SimConfig, Workload};
 
 /// The simulated server's address (all shards: one host).
 pub const SERVER_IP: u32 = u32::from_be_bytes([10, 255, 0, 1]);
@@ -415,8 +415,6 @@ impl<'a> Shard<'a> {
     /// has finished (or reached `--duration`). Ties go to the link, then the
     /// hosts' timers, then the applications.
     pub fn next_event(&self) -> Option<(Time, Due)> {
-        // Plain microsecond counts, u64::MAX for "none".
-        let us = |t: Option<Time>| t.map_or(u64::MAX, Time::as_micros);
         let ts = self.to_server.next_us();
         let tc = self.to_client.next_us();
         let (hs, hc) = (self.server_deadline, self.client_deadline);
@@ -448,7 +446,7 @@ impl<'a> Shard<'a> {
             Due::ClientTimers
         } else if self.apps.open() == Some(t) {
             Due::Open
-        } else if us(self.apps.attack()) == next {
+        } else if micros_or_never(self.apps.attack()) == next {
             Due::Attack
         } else if tw == next {
             Due::Sweep
@@ -539,10 +537,10 @@ impl<'a> Shard<'a> {
     /// Asks each host called since the last refresh for its next deadline.
     fn refresh_deadlines(&mut self) {
         if std::mem::take(&mut self.stale[Side::Server as usize]) {
-            self.server_deadline = self.server.poll_timeout().map_or(u64::MAX, Time::as_micros);
+            self.server_deadline = micros_or_never(self.server.poll_timeout());
         }
         if std::mem::take(&mut self.stale[Side::Client as usize]) {
-            self.client_deadline = self.client.poll_timeout().map_or(u64::MAX, Time::as_micros);
+            self.client_deadline = micros_or_never(self.client.poll_timeout());
         }
     }
 
