@@ -48,6 +48,29 @@ fn loadgen_at(server: &Server, scale: &str, extra: &[&str]) -> loadgen::Report {
     loadgen::run(&loadgen::Args::parse_from(argv)).unwrap()
 }
 
+/// loadgen with `--spawn-server` (one server worker, 1 % loss, time scale
+/// 0.01) and `extra`.
+fn spawned(extra: &[&str]) -> loadgen::Report {
+    let bin = common::teardown_bin();
+    let mut argv = vec![
+        "loadgen",
+        "--spawn-server",
+        "--server-bin",
+        &bin,
+        "--server-threads",
+        "1",
+        "--time-scale",
+        "0.01",
+        "--loss",
+        "0.01",
+        "--timeout",
+        "15s",
+        "--quiet",
+    ];
+    argv.extend_from_slice(extra);
+    loadgen::run(&loadgen::Args::parse_from(argv)).unwrap()
+}
+
 fn sum(v: &Value) -> u64 {
     v.as_object()
         .unwrap()
@@ -132,27 +155,7 @@ fn close_client_with_burst_loss_and_runaway_clients_accounts_for_everyone() {
 
 #[test]
 fn spawn_server_runs_a_whole_stress_test() {
-    let bin = common::teardown_bin();
-    let args = loadgen::Args::parse_from([
-        "loadgen",
-        "--spawn-server",
-        "--server-bin",
-        &bin,
-        "--server-threads",
-        "1",
-        "--threads",
-        "1",
-        "--connections",
-        "1000",
-        "--time-scale",
-        "0.01",
-        "--loss",
-        "0.01",
-        "--timeout",
-        "15s",
-        "--quiet",
-    ]);
-    let r = loadgen::run(&args).unwrap();
+    let r = spawned(&["--threads", "1", "--connections", "1000"]);
     assert_eq!(r.leaked, 0, "{:#}", r.json);
     // The spawned server was stopped with SIGTERM and its final report read back.
     assert_eq!(
@@ -169,27 +172,7 @@ fn spawn_server_runs_a_whole_stress_test() {
 /// lets the kept ones go, and everyone is accounted for.
 #[test]
 fn spawn_server_keeps_the_concurrency_live() {
-    let bin = common::teardown_bin();
-    let args = loadgen::Args::parse_from([
-        "loadgen",
-        "--spawn-server",
-        "--server-bin",
-        &bin,
-        "--server-threads",
-        "1",
-        "--connections",
-        "3000",
-        "--concurrency",
-        "1000",
-        "--time-scale",
-        "0.01",
-        "--loss",
-        "0.01",
-        "--timeout",
-        "15s",
-        "--quiet",
-    ]);
-    let r = loadgen::run(&args).unwrap();
+    let r = spawned(&["--connections", "3000", "--concurrency", "1000"]);
     let j = &r.json;
     assert_eq!(r.leaked, 0, "{j:#}");
     assert!(!j["timed_out"].as_bool().unwrap(), "{j:#}");
