@@ -22,9 +22,10 @@ use teardown::service::metrics::{completed, REASONS};
 use teardown::service::{route, Clock, CloseMode, SERVER_IP, SERVER_PORT};
 use teardown::sim::{AttackCounts, AttackKind};
 use teardown::wire::{self, Encoder};
-use teardown_engine::driver::handle_burst;
+use teardown_engine::driver::{handle_burst, BUCKET_AHEAD};
+use teardown_engine::host::Prefetch;
 use teardown_engine::time::pop_due;
-use teardown_engine::{Config, Event, Host, Role, Segment, State, Time, Tuple};
+use teardown_engine::{Config, Event, Flags, Host, Role, Segment, State, Time, Tuple};
 
 use crate::attack::Attacker;
 
@@ -121,6 +122,10 @@ pub struct Worker {
     /// queue here, oldest first, so 4-tuples are reused once the range is spent.
     next_fresh: u64,
     released: VecDeque<Tuple>,
+    /// The next tuples to open, taken from the two sources above in their
+    /// order [`BUCKET_AHEAD`] opens early, so that the index bucket each
+    /// connect looks up is already on its way (see [`Worker::take_tuple`]).
+    upcoming: VecDeque<Tuple>,
     /// Runaway clients: segments to them are swallowed until their tuple is
     /// released, once the server must have given up on it.
     vanished: HashSet<Tuple>,
@@ -178,6 +183,7 @@ impl Worker {
             host: Host::new(cfg),
             next_fresh: 0,
             released: VecDeque::new(),
+            upcoming: VecDeque::with_capacity(BUCKET_AHEAD + 1),
             vanished: HashSet::new(),
             quarantine: VecDeque::new(),
             quarantine_for,
@@ -379,7 +385,7 @@ impl Worker {
         };
         let mut budget = OPEN_BATCH + std::mem::take(&mut self.freed);
         while self.out.opened < allowed && self.live < self.plan.concurrency && budget > 0 {
-            let Some(tuple) = self.next_tuple() else {
+            let Some(tuple) = self.take_tuple() else {
                 return;
             };
             budget -= 1;
@@ -403,6 +409,25 @@ impl Worker {
                 self.out.completed_at_last_open = completed(&self.out.closed);
             }
         }
+    }
+
+    /// The next tuple to open. With a million connections resident the
+    /// connect's lookup of a tuple not in the table misses the cache on its
+    /// index bucket, and that miss was most of the connect; the tuples are
+    /// known in advance, so each one's bucket is asked for a few opens before
+    /// its connect, as `handle_burst` does for arriving segments. The order
+    /// of the tuples is unchanged.
+    fn take_tuple(&mut self) -> Option<Tuple> {
+        while self.upcoming.len() <= BUCKET_AHEAD {
+            let Some(tuple) = self.next_tuple() else {
+                break;
+            };
+            // A segment from the server names the tuple as the table keys it.
+            let from_server = Segment::new(&tuple.reversed(), Flags::SYN, 0, 0, 0, 0);
+            self.host.prefetch(&from_server, Prefetch::Bucket);
+            self.upcoming.push_back(tuple);
+        }
+        self.upcoming.pop_front()
     }
 
     fn next_tuple(&mut self) -> Option<Tuple> {
