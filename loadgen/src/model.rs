@@ -148,6 +148,10 @@ pub struct Worker {
     /// The segments of one datagram that reach the host, handled as a burst.
     burst: Vec<Segment>,
     started: Instant,
+    /// The real time of the datagram or tick being handled: a connection
+    /// accounted for is stamped with it rather than read the clock again,
+    /// once per connection.
+    at: Instant,
     out: Outcome,
 }
 
@@ -204,6 +208,7 @@ impl Worker {
             scratch: Vec::new(),
             burst: Vec::with_capacity(wire::MAX_RECORDS),
             started: Instant::now(),
+            at: Instant::now(),
             out: Outcome {
                 opened: 0,
                 accounted: 0,
@@ -322,7 +327,8 @@ impl Worker {
 
     fn on_datagram(&mut self, n: usize) {
         self.out.datagrams_received += 1;
-        let now = self.plan.clock.now();
+        self.at = Instant::now();
+        let now = self.plan.clock.at(self.at);
         let Ok(records) = wire::decode(&self.rx[..n]) else {
             self.out.malformed += 1;
             return;
@@ -358,7 +364,8 @@ impl Worker {
     }
 
     fn tick(&mut self) {
-        let now = self.plan.clock.now();
+        self.at = Instant::now();
+        let now = self.plan.clock.at(self.at);
         self.host.handle_timeout(now);
         self.vanish_acked(now);
         while let Some(tuple) = pop_due(&mut self.quarantine, now) {
@@ -586,7 +593,7 @@ impl Worker {
         self.live -= 1;
         self.freed += 1;
         self.out.accounted += 1;
-        self.out.last_close = Some(Instant::now());
+        self.out.last_close = Some(self.at);
     }
 
     /// Applies the link's loss toward the server, then packs each segment for the
