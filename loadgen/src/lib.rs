@@ -20,6 +20,7 @@ pub mod model;
 pub mod real;
 pub mod sock;
 pub mod spawn;
+pub mod tail;
 pub mod workers;
 
 use std::collections::BTreeMap;
@@ -610,6 +611,7 @@ fn run_model(args: &Args, spawned: Option<&spawn::Spawned>) -> anyhow::Result<Re
     let mut timed_out = true;
     let mut released = false;
     let mut seconds = PerSecond::new(started);
+    let mut tail = tail::Tail::new(args.connections);
     while started.elapsed() < args.timeout {
         std::thread::sleep(Duration::from_millis(50));
         let opened: u64 = progress.iter().map(|p| p.opened.load(Relaxed)).sum();
@@ -617,6 +619,13 @@ fn run_model(args: &Args, spawned: Option<&spawn::Spawned>) -> anyhow::Result<Re
         let completed: u64 = progress.iter().map(|p| p.completed.load(Relaxed)).sum();
         seconds.sample(completed, opened < args.connections);
         peak_live = peak_live.max(opened - accounted.min(opened));
+        let population = |s: State| -> u64 {
+            progress
+                .iter()
+                .map(|p| p.population[s as usize].load(Relaxed))
+                .sum()
+        };
+        tail.sample(opened, accounted, population, || scrape(&url).ok());
         if opened >= args.connections && !released {
             // Nothing newer will push what the server keeps into its teardown.
             // A server without `--keep` (or an older one) has nothing to release.
@@ -649,6 +658,7 @@ fn run_model(args: &Args, spawned: Option<&spawn::Spawned>) -> anyhow::Result<Re
             }
         }
     }
+    let ended = Instant::now();
     stop.store(true, Relaxed);
     let mut outcomes = Vec::new();
     for h in handles {
@@ -666,7 +676,7 @@ fn run_model(args: &Args, spawned: Option<&spawn::Spawned>) -> anyhow::Result<Re
             server_end = Some(m);
         }
     }
-    Ok(model_report(
+    let mut report = model_report(
         args,
         &outcomes,
         &seconds,
@@ -677,7 +687,9 @@ fn run_model(args: &Args, spawned: Option<&spawn::Spawned>) -> anyhow::Result<Re
         peak_live,
         start_metrics.as_ref(),
         server_end.as_ref().filter(|_| server_checked),
-    ))
+    );
+    report.json["tail"] = tail.report(ended);
+    Ok(report)
 }
 
 /// Completions in each whole real second while connections were still being
@@ -1013,7 +1025,7 @@ fn model_summary(r: &Value) -> String {
         Some(n) => format!(" and {n} entries resident on the server"),
         None => String::new(),
     };
-    format!(
+    let line = format!(
         "{warning}{:.0} teardowns/s over the {:.2} s load window, first to last open ({:.0}/s until the last close{at_concurrency}), \
          with {} connections live at peak on the clients{resident}; {:.1} % ended by RST, \
          {:.1} % skipped TIME-WAIT on the server ({overflow} overflows: tcp_max_tw_buckets)\n\
@@ -1038,7 +1050,11 @@ fn model_summary(r: &Value) -> String {
         g("/latency_ms/active_close/p99"),
         g("/latency_ms/passive_close/p50"),
         g("/latency_ms/passive_close/p99"),
-    )
+    );
+    match r.get("tail").and_then(tail::summary) {
+        Some(t) => format!("{line}\n{t}"),
+        None => line,
+    }
 }
 
 #[cfg(test)]
