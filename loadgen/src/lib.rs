@@ -619,13 +619,7 @@ fn run_model(args: &Args, spawned: Option<&spawn::Spawned>) -> anyhow::Result<Re
         let completed: u64 = progress.iter().map(|p| p.completed.load(Relaxed)).sum();
         seconds.sample(completed, opened < args.connections);
         peak_live = peak_live.max(opened - accounted.min(opened));
-        let population = |s: State| -> u64 {
-            progress
-                .iter()
-                .map(|p| p.population[s as usize].load(Relaxed))
-                .sum()
-        };
-        tail.sample(opened, accounted, population, || scrape(&url).ok());
+        sample_tail(&mut tail, &progress, opened, accounted, &url);
         if opened >= args.connections && !released {
             // Nothing newer will push what the server keeps into its teardown.
             // A server without `--keep` (or an older one) has nothing to release.
@@ -658,6 +652,10 @@ fn run_model(args: &Args, spawned: Option<&spawn::Spawned>) -> anyhow::Result<Re
             }
         }
     }
+    // The loop may have read the counts just before the clients were done.
+    let opened: u64 = progress.iter().map(|p| p.opened.load(Relaxed)).sum();
+    let accounted: u64 = progress.iter().map(|p| p.accounted.load(Relaxed)).sum();
+    sample_tail(&mut tail, &progress, opened, accounted, &url);
     let ended = Instant::now();
     stop.store(true, Relaxed);
     let mut outcomes = Vec::new();
@@ -690,6 +688,23 @@ fn run_model(args: &Args, spawned: Option<&spawn::Spawned>) -> anyhow::Result<Re
     );
     report.json["tail"] = tail.report(ended);
     Ok(report)
+}
+
+/// One sample of the clients (and, at a mark, the server) for the report's tail.
+fn sample_tail(
+    tail: &mut tail::Tail,
+    progress: &[Arc<model::Progress>],
+    opened: u64,
+    accounted: u64,
+    url: &str,
+) {
+    let population = |s: State| -> u64 {
+        progress
+            .iter()
+            .map(|p| p.population[s as usize].load(Relaxed))
+            .sum()
+    };
+    tail.sample(opened, accounted, population, || scrape(url).ok());
 }
 
 /// Completions in each whole real second while connections were still being

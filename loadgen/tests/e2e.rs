@@ -191,6 +191,24 @@ fn spawn_server_keeps_the_concurrency_live() {
         "{}",
         loadgen::summary(j)
     );
+    // The tail ends with none left on the clients, and the run no sooner.
+    let last = j["tail"]["marks"]
+        .as_array()
+        .and_then(|m| m.last())
+        .unwrap();
+    assert_eq!(last["share"], 0.0, "{j:#}");
+    assert_eq!(last["left"], 0, "{j:#}");
+    assert_eq!(last["clients"], serde_json::json!({}), "{j:#}");
+    let end = j["tail"]["secs_after_last_open"].as_f64().unwrap();
+    assert!(
+        end >= last["secs_after_last_open"].as_f64().unwrap(),
+        "{j:#}"
+    );
+    assert!(
+        loadgen::summary(j).contains("none left at "),
+        "{}",
+        loadgen::summary(j)
+    );
 }
 
 /// Every attack kind at a modest rate against a server that holds connections
