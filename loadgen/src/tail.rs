@@ -7,8 +7,8 @@
 //! last handful of connections can end ten seconds after the last open,
 //! while the load took two. The report says so rather than leave the
 //! whole-run figure unexplained: after the last open, when the connections
-//! still unaccounted first fell to 1 %, 0.1 % and 0.01 % of the run, and to
-//! none, and the states the stragglers were then in on both sides (SYN-SENT:
+//! still unaccounted first fell to 1 %, 0.1 %, 0.01 % and 0.001 % of the
+//! run, and to none, and the states the stragglers were then in on both sides (SYN-SENT:
 //! a SYN being retried; SYN-RECEIVED on the server: a SYN-ACK; FIN-WAIT-1,
 //! CLOSING, LAST-ACK: a FIN).
 
@@ -18,8 +18,9 @@ use std::time::Instant;
 use serde_json::{json, Map, Value};
 use teardown_engine::State;
 
-/// The marks, as shares of the run's connections still unaccounted.
-const SHARES: [f64; 4] = [0.01, 0.001, 0.0001, 0.0];
+/// The marks, as shares of the run's connections still unaccounted (the
+/// fourth is the last 20 of two million).
+const SHARES: [f64; 5] = [0.01, 0.001, 0.0001, 0.00001, 0.0];
 
 /// One mark reached: how long after the last open, and who was left.
 struct Mark {
@@ -215,18 +216,21 @@ mod tests {
         sample(&mut t, 1_000_000, 999_500, 40);
         sample(&mut t, 1_000_000, 999_600, 30);
         sample(&mut t, 1_000_000, 999_950, 20);
+        sample(&mut t, 1_000_000, 999_995, 5);
         sample(&mut t, 1_000_000, 1_000_000, 0);
         let shares: Vec<f64> = t.marks.iter().map(|m| m.share).collect();
-        assert_eq!(shares, [0.001, 0.0001, 0.0]);
+        assert_eq!(shares, [0.001, 0.0001, 0.00001, 0.0]);
         assert_eq!(t.marks[0].left, 500);
         assert_eq!(t.marks[1].clients.get("syn_sent"), Some(&20));
-        assert!(t.marks[2].clients.is_empty());
+        assert_eq!(t.marks[2].left, 5);
+        assert!(t.marks[3].clients.is_empty());
         let r = t.report(Instant::now());
         assert_eq!(r["marks"][1]["server"]["fin_wait_1"], json!(3));
         let line = summary(&r).unwrap();
         assert!(
             line.starts_with("tail after the last open: 0.1 % left at ")
                 && line.contains("0.01 % left at ")
+                && line.contains("0.001 % left at ")
                 && line.contains("none left at ")
                 && line.contains("(then in clients: none; server: fin_wait_1 3)"),
             "{line}"
@@ -235,7 +239,7 @@ mod tests {
 
     #[test]
     fn a_small_run_does_not_repeat_a_count() {
-        // 0.01 % of 1,000 is no connection, as "none" is: one mark.
+        // 0.01 % and 0.001 % of 1,000 are no connection, as "none" is: one mark.
         let mut t = Tail::new(1_000);
         sample(&mut t, 1_000, 1_000, 0);
         let shares: Vec<f64> = t.marks.iter().map(|m| m.share).collect();
