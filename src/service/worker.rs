@@ -107,6 +107,9 @@ pub(super) struct Worker {
     stop: Arc<AtomicBool>,
     close: CloseMode,
     hold: Duration,
+    /// `--hold` as given: after `POST /release`, [`Worker::hold`] paces what
+    /// is still kept, and this is what a connection established later gets.
+    hold_flag: Duration,
     /// This worker's share of `--keep`, until `POST /release`.
     keep: Option<usize>,
     /// How long the last connection `--keep` pushed out had been held.
@@ -158,6 +161,7 @@ impl Worker {
             stop,
             close: args.close,
             hold: args.hold,
+            hold_flag: args.hold,
             // Rounded down: the workers together keep fewer than the clients
             // may have open, so some worker always has one to close.
             keep: args.keep.map(|n| n / workers),
@@ -352,9 +356,12 @@ impl Worker {
     }
 
     /// `--close server`: closes at once, or holds for `--hold`, or keeps it
-    /// and closes the oldest held one past `--keep`.
+    /// and closes the oldest held one past `--keep`. After the release, one
+    /// established late (its handshake retransmitted) is no part of the
+    /// backlog being paced out, and without `--hold` closes at once: held
+    /// for the pace, it only lengthened the run's tail.
     fn hold_or_close(&mut self, now: Time, tuple: Tuple) {
-        if self.hold.is_zero() && self.keep.is_none() {
+        if self.hold_flag.is_zero() && self.keep.is_none() {
             let _ = self.host.close(now, tuple);
             return;
         }
@@ -419,4 +426,67 @@ fn send_datagram(socket: &UdpSocket, to: SocketAddr, enc: &mut Encoder, io: &mut
         Err(_) => io.segments_dropped += enc.len() as u64,
     }
     enc.clear();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::service::SERVER_IP;
+
+    fn worker(keep: usize) -> Worker {
+        let args = ServeArgs {
+            keep: Some(keep),
+            ..ServeArgs::default()
+        };
+        let socket = UdpSocket::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let shared = Arc::new(Shared::new(1, 1.0));
+        let stop = Arc::new(AtomicBool::new(false));
+        Worker::new(
+            0,
+            1,
+            socket,
+            Config::default(),
+            &args,
+            Clock::new(1.0),
+            shared,
+            stop,
+        )
+        .unwrap()
+    }
+
+    /// A handshake from client port `port` at `now`, then the application's
+    /// answer to it; returns the server's tuple.
+    fn establish(w: &mut Worker, now: Time, port: u16) -> Tuple {
+        let client = Tuple::new([10, 128, 0, 1], port, SERVER_IP, SERVER_PORT);
+        w.host
+            .handle(now, &Segment::new(&client, Flags::SYN, 1000, 0, 0, 65_535));
+        let syn_ack = w.host.transmits().next_back().expect("a SYN-ACK");
+        let ack = Segment::new(&client, Flags::ACK, 1001, syn_ack.seq + 1, 0, 65_535);
+        w.host.handle(now, &ack);
+        w.app(now);
+        w.host.transmits().for_each(drop);
+        client.reversed()
+    }
+
+    #[test]
+    fn after_the_release_what_was_kept_is_paced_and_a_late_one_closes_at_once() {
+        let mut w = worker(1);
+        let t0 = w.clock.now();
+        let first = establish(&mut w, t0, 40_000);
+        assert_eq!(w.host.state(&first), State::Established);
+        // Past --keep 1: the new one pushes the oldest out.
+        let second = establish(&mut w, t0 + Duration::from_secs(5), 40_001);
+        assert_eq!(w.host.state(&first), State::FinWait1);
+        assert_eq!(w.host.state(&second), State::Established);
+        assert!(w.shared.release());
+        w.tick();
+        // Still kept: it closes 5 s after it was established, as the first did.
+        assert_eq!(w.host.state(&second), State::Established);
+        assert_eq!(w.next_held_close(), Some(t0 + Duration::from_secs(10)));
+        // Established after the release (a handshake retried): no backlog to
+        // pace, so it closes at once.
+        let late = establish(&mut w, t0 + Duration::from_secs(6), 40_002);
+        assert_eq!(w.host.state(&late), State::FinWait1);
+        assert_eq!(w.held.len(), 1);
+    }
 }
