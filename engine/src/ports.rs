@@ -81,6 +81,10 @@ pub(crate) struct Ports {
     /// `table_perturb`, only the slots in use: (index, value).
     perturb: Vec<(u16, u32)>,
     perturb_at: HashTable<u32>,
+    /// The slot of `perturb` last found (`usize::MAX`: none): a client
+    /// connects to one destination or a few, so the next search most often
+    /// wants the same slot, and finds it without hashing.
+    last_perturb: usize,
     /// Draws taken from [`Ports::draw`].
     draws: u64,
     /// The (address, port) of the first active open's peer: buckets mark
@@ -99,6 +103,7 @@ impl Ports {
             last_local: Cell::new(u32::MAX),
             perturb: Vec::new(),
             perturb_at: HashTable::new(),
+            last_perturb: usize::MAX,
             draws: 0,
             first_dest: None,
         }
@@ -223,17 +228,26 @@ impl Ports {
 
     fn perturb_slot(&mut self, port_offset: u64) -> usize {
         let index = (port_offset & PERTURB_MASK) as u16;
+        if self
+            .perturb
+            .get(self.last_perturb)
+            .is_some_and(|p| p.0 == index)
+        {
+            return self.last_perturb;
+        }
         let perturb = &self.perturb;
         if let Some(&i) = self
             .perturb_at
             .find(mix(index as u64), |&i| perturb[i as usize].0 == index)
         {
+            self.last_perturb = i as usize;
             return i as usize;
         }
         // get_random_sleepable_once(): the table starts random; here keyed.
         let start = mix(index as u64 ^ self.secret) as u32;
         let i = self.perturb.len();
         self.perturb.push((index, start));
+        self.last_perturb = i;
         let perturb = &self.perturb;
         self.perturb_at
             .insert_unique(mix(index as u64), i as u32, |&j| {
@@ -384,6 +398,23 @@ mod tests {
         assert_eq!(p.start(off).1, (a + 2) % 1000);
         // Another destination has its own offset.
         assert_ne!(off, p.port_offset(1, 3, 80));
+    }
+
+    #[test]
+    fn each_destination_keeps_its_own_start_when_searches_alternate() {
+        let mut p = Ports::new((40_000, 40_999), 7);
+        let (a, b) = (p.port_offset(1, 2, 80), p.port_offset(1, 3, 80));
+        assert_ne!(a & PERTURB_MASK, b & PERTURB_MASK);
+        let (slot_a, start_a) = p.start(a);
+        p.advance(slot_a, 0, 0);
+        let (slot_b, start_b) = p.start(b);
+        assert_ne!(slot_a.0, slot_b.0);
+        p.advance(slot_b, 4, 0);
+        // Back to the first: its slot, moved once; then the second's, moved once.
+        let (again_a, moved_a) = p.start(a);
+        assert_eq!((again_a.0, moved_a), (slot_a.0, (start_a + 2) % 1000));
+        let (again_b, moved_b) = p.start(b);
+        assert_eq!((again_b.0, moved_b), (slot_b.0, (start_b + 6) % 1000));
     }
 
     #[test]
