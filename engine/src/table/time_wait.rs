@@ -196,15 +196,30 @@ impl Table {
         self.e.tw.front().map(|(pos, _)| self.e.tw.expires_ms(pos))
     }
 
-    /// Removes the oldest TIME-WAIT entry if it expired at `now_ms`.
+    /// Removes the oldest TIME-WAIT entry if it expired at `now_ms`, dropping
+    /// the stale ring slots before it. One probe per slot: an expired entry
+    /// leaves the index by the probe that tells it is live (a stale slot's
+    /// probe finds nothing to remove), where a lookup and then a removal took
+    /// two probes and two hashes.
     pub(crate) fn pop_expired_time_wait(&mut self, now_ms: u32) -> Option<TwEntry> {
-        let (pos, e) = self.oldest_time_wait()?;
-        if (now_ms.wrapping_sub(e.expires_ms) as i32) < 0 {
-            return None;
+        while let Some((pos, rec)) = self.e.tw.front() {
+            let r = Self::tw_ref(pos);
+            let hash = self.e.tw_tuple(rec).hash(self.key);
+            let expired = (now_ms.wrapping_sub(self.e.tw.expires_ms(pos)) as i32) >= 0;
+            if !expired {
+                if self.map.find(hash, |x| x == r).is_some() {
+                    return None;
+                }
+            } else if self.map.remove(hash, |x| x == r).is_some() {
+                let e = self.time_wait(pos);
+                self.e.take_tw_rare(pos);
+                self.tw_len -= 1;
+                self.e.tw.pop_front();
+                return Some(e);
+            }
+            self.e.tw.pop_front();
         }
-        self.unlink(pos, &e);
-        self.e.tw.pop_front();
-        Some(e)
+        None
     }
 }
 
