@@ -160,18 +160,20 @@ impl Index {
         BitIter(b.matching(tag(hash))).map(move |i| b.refs[i])
     }
 
-    /// The slot holding the entry of `hash` that `eq` accepts. Always
-    /// inlined, as [`Index::find`] is: a call saved and restored most
-    /// registers around a probe of one bucket (a sixth of a lookup's cost).
+    /// The slot holding the entry of `hash` that `eq` accepts, and its
+    /// reference. Always inlined, as [`Index::find`] is: a call saved and
+    /// restored most registers around a probe of one bucket (a sixth of a
+    /// lookup's cost).
     #[inline(always)]
-    fn locate(&self, hash: u64, mut eq: impl Probe) -> Option<(usize, usize)> {
+    fn locate(&self, hash: u64, mut eq: impl Probe) -> Option<(usize, usize, u32)> {
         let (t, mask) = (tag(hash), self.mask());
         let (mut b, mut left) = (self.home(hash), self.max_probe);
         loop {
             let bucket = &self.buckets[b];
             for i in BitIter(bucket.matching(t)) {
-                if eq.is(bucket.refs[i]) {
-                    return Some((b, i));
+                let r = bucket.refs[i];
+                if eq.is(r) {
+                    return Some((b, i, r));
                 }
             }
             if bucket.overflow == 0 || left == 0 {
@@ -184,19 +186,19 @@ impl Index {
 
     #[inline(always)]
     pub fn find(&self, hash: u64, eq: impl Probe) -> Option<u32> {
-        self.locate(hash, eq).map(|(b, i)| self.buckets[b].refs[i])
+        self.locate(hash, eq).map(|(_, _, r)| r)
     }
 
     #[inline]
     pub fn find_mut(&mut self, hash: u64, eq: impl Probe) -> Option<&mut u32> {
-        let (b, i) = self.locate(hash, eq)?;
+        let (b, i, _) = self.locate(hash, eq)?;
         Some(&mut self.buckets[b].refs[i])
     }
 
     /// Removes and returns the entry of `hash` that `eq` accepts, and takes it
     /// off the overflow counts of the buckets between its home and its slot.
     pub fn remove(&mut self, hash: u64, eq: impl Probe) -> Option<u32> {
-        let (b, i) = self.locate(hash, eq)?;
+        let (b, i, r) = self.locate(hash, eq)?;
         let mask = self.mask();
         let mut h = self.home(hash);
         while h != b {
@@ -206,7 +208,7 @@ impl Index {
         }
         self.buckets[b].tags[i] = EMPTY;
         self.len -= 1;
-        Some(self.buckets[b].refs[i])
+        Some(r)
     }
 
     /// Adds `r`, whose key is not in the index; `hasher` gives the hash of
