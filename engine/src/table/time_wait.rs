@@ -63,6 +63,12 @@ impl Table {
     #[inline]
     pub(crate) fn time_wait(&self, pos: u64) -> TwEntry {
         let (rec, expires_ms) = self.e.tw.get(pos);
+        self.unpack_time_wait(pos, rec, expires_ms)
+    }
+
+    /// [`Table::time_wait`] given the slot's record and expiry.
+    #[inline]
+    fn unpack_time_wait(&self, pos: u64, rec: &TwRecord, expires_ms: u32) -> TwEntry {
         let rare = self.e.tw_rare(pos, rec);
         let close_ms = if rec.close_off == FAR {
             rare.close_ms
@@ -202,20 +208,23 @@ impl Table {
     /// probe finds nothing to remove), where a lookup and then a removal took
     /// two probes and two hashes.
     pub(crate) fn pop_expired_time_wait(&mut self, now_ms: u32) -> Option<TwEntry> {
-        while let Some((pos, rec)) = self.e.tw.front() {
+        while let Some((pos, _)) = self.e.tw.front() {
             let r = Self::tw_ref(pos);
+            let (rec, expires_ms) = self.e.tw.get(pos);
             let hash = self.e.tw_tuple(rec).hash(self.key);
-            let expired = (now_ms.wrapping_sub(self.e.tw.expires_ms(pos)) as i32) >= 0;
-            if !expired {
+            if (now_ms.wrapping_sub(expires_ms) as i32) < 0 {
                 if self.map.find(hash, |x| x == r).is_some() {
                     return None;
                 }
-            } else if self.map.remove(hash, |x| x == r).is_some() {
-                let e = self.time_wait(pos);
-                self.e.take_tw_rare(pos);
-                self.tw_len -= 1;
-                self.e.tw.pop_front();
-                return Some(e);
+            } else {
+                // Unpacked from the record in hand (a stale slot's goes unused).
+                let e = self.unpack_time_wait(pos, rec, expires_ms);
+                if self.map.remove(hash, |x| x == r).is_some() {
+                    self.e.take_tw_rare(pos);
+                    self.tw_len -= 1;
+                    self.e.tw.pop_front();
+                    return Some(e);
+                }
             }
             self.e.tw.pop_front();
         }
