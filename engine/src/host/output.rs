@@ -57,10 +57,18 @@ impl Host {
     pub(super) fn send_new(&mut self, now: Time, idx: u32, c: &mut Conn, flags: Flags, len: u32) {
         let ack = if flags.ack() { c.rcv_nxt } else { Seq(0) };
         self.emit(&c.tuple, flags, c.snd_nxt, ack, len, c.ts_echo());
-        if flags.ack() {
-            self.ack_sent(c);
-        }
         let idle = c.snd_una == c.snd_nxt;
+        if flags.ack() {
+            if idle && c.bit(bits::DELACK) {
+                // The delayed ACK rides on this segment (`tcp_event_ack_sent`)
+                // and its timer is re-armed below as the retransmission
+                // timer: one move on the wheel, to the key and place that
+                // cancelling it and arming anew would give (`Wheel::reset`).
+                c.set_bit(bits::DELACK, false);
+            } else {
+                self.ack_sent(c);
+            }
+        }
         c.snd_nxt += len + flags.syn() as u32 + flags.fin() as u32;
         let pkts = c.pkts().saturating_add(1);
         c.set_pkts(pkts);
