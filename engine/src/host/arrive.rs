@@ -429,7 +429,16 @@ impl Host {
         c.snd_una = ack;
         c.set_rto_fired(false);
         if c.snd_una == c.snd_nxt {
-            self.disarm(c);
+            // An orphan's FIN acknowledged: `on_segment` makes it the
+            // FIN-WAIT-2 mini-socket before it returns, whose timeout takes
+            // this timer over (`Wheel::reset`: the key and place a cancel
+            // here and an insert there would give), or, past
+            // tcp_max_tw_buckets, closes it, which cancels it.
+            let fin_wait_2_next =
+                c.state == State::FinWait1 && c.has(flag::ORPHAN) && !c.has(flag::FIN_HELD);
+            if !fin_wait_2_next {
+                self.disarm(c);
+            }
         } else {
             c.retrans_stamp_ms = now.stamp_ms();
             let rto = c.backed_off_rto(&self.cfg);
