@@ -90,6 +90,10 @@ pub(crate) struct Endpoints {
     list: Vec<Endpoint>,
     /// 1 + an index into `list`, or 0 for none; a power of two long.
     slots: Vec<u16>,
+    /// 1 + the index last interned, or 0: a host's entries mostly share one
+    /// endpoint (its listener, or the one service it connects to), which
+    /// this finds without hashing.
+    last: u16,
 }
 
 impl Endpoints {
@@ -115,16 +119,22 @@ impl Endpoints {
 
     #[inline]
     fn intern(&mut self, key: Endpoint) -> Option<u16> {
-        let mask = self.slots.len().wrapping_sub(1);
-        let mut at = key.hash() & mask;
-        while let Some(&s) = self.slots.get(at) {
-            match s.checked_sub(1) {
-                None => break,
-                Some(i) if self.list[i as usize] == key => return Some(i),
-                Some(_) => at = (at + 1) & mask,
+        if let Some(i) = self.last.checked_sub(1) {
+            if self.list[i as usize] == key {
+                return Some(i);
             }
         }
-        self.add(key)
+        let mask = self.slots.len().wrapping_sub(1);
+        let mut at = key.hash() & mask;
+        let i = loop {
+            match self.slots.get(at).and_then(|s| s.checked_sub(1)) {
+                None => break self.add(key)?,
+                Some(i) if self.list[i as usize] == key => break i,
+                Some(_) => at = (at + 1) & mask,
+            }
+        };
+        self.last = i + 1;
+        Some(i)
     }
 
     #[cold]
@@ -215,6 +225,10 @@ mod tests {
         }
         let known = Tuple::new([10, 0, 0, 5], 80, [10, 9, 0, 7], 9);
         assert!(!eps.pack(&known, Side::Server).spilled());
+        // Known again after others: found by its hash, not as the last one.
+        let first = Tuple::new([10, 0, 0, 0], 80, [10, 9, 0, 7], 9);
+        let p = eps.pack(&first, Side::Server);
+        assert_eq!((p.ep, eps.tuple(&p)), (0, Some(first)));
         let new = Tuple::new([11, 0, 0, 1], 80, [10, 9, 0, 2], 1);
         let p = eps.pack(&new, Side::Server);
         assert!(p.spilled());
