@@ -125,11 +125,21 @@ impl Ports {
         (self.low..=self.high).contains(&port)
     }
 
+    /// The index of local address `ip` in `locals`. Inlined for the
+    /// address found last, which is most often the one asked for; the
+    /// search for another is out of line.
+    #[inline]
     fn local(&self, ip: u32) -> Option<usize> {
         let last = self.last_local.get() as usize;
         if self.locals.get(last).is_some_and(|l| l.0 == ip) {
             return Some(last);
         }
+        self.find_local(ip)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn find_local(&self, ip: u32) -> Option<usize> {
         let locals = &self.locals;
         let i = *self
             .by_ip
