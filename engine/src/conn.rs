@@ -448,21 +448,28 @@ impl Tcb {
 
     /// The RTO after backoff, capped at rto_max (`inet_csk_rto_backoff`).
     pub fn backed_off_rto(&self, cfg: &Config) -> Duration {
+        Duration::from_micros(self.backed_off_rto_us(cfg))
+    }
+
+    /// [`Conn::backed_off_rto`] in microseconds.
+    #[inline]
+    fn backed_off_rto_us(&self, cfg: &Config) -> u64 {
         let max = cfg.rto_max.as_micros() as u64;
-        let rto = self
-            .rto_us(cfg)
+        self.rto_us(cfg)
             .checked_shl(self.backoff() as u32)
             .unwrap_or(max)
-            .min(max);
-        Duration::from_micros(rto)
+            .min(max)
     }
 
     /// `tcp_fin_time()`: the orphaned FIN-WAIT-2 lifetime, `tcp_fin_timeout` but at
     /// least 3.5 RTO. Linux's `icsk_rto` is the backed-off RTO: it stays backed
     /// off until a valid RTT sample, so a FIN that was retransmitted and then
-    /// ACKed can stretch FIN-WAIT-2 beyond 60 s.
-    pub fn fin_wait2_timeout(&self, cfg: &Config) -> Duration {
-        cfg.fin_timeout.max(self.backed_off_rto(cfg) * 7 / 2)
+    /// ACKed can stretch FIN-WAIT-2 beyond 60 s. In microseconds, rounded
+    /// down as arming the timer rounds a `Duration`: `Duration` arithmetic
+    /// (times 7, halved, compared) cost more than the rest of arming it.
+    pub fn fin_wait2_timeout_us(&self, cfg: &Config) -> u64 {
+        let fin_timeout = u64::try_from(cfg.fin_timeout.as_micros()).unwrap_or(u64::MAX);
+        fin_timeout.max(self.backed_off_rto_us(cfg).saturating_mul(7) / 2)
     }
 }
 
@@ -528,7 +535,16 @@ mod tests {
         let mut c = Conn::new(Tuple::default(), State::FinWait2, Seq(0));
         c.rtt_sample(100_000, &cfg);
         c.set_backoff(2); // 300 ms backed off twice
-        assert_eq!(c.fin_wait2_timeout(&cfg), Duration::from_millis(4_200));
+        assert_eq!(c.fin_wait2_timeout_us(&cfg), 4_200_000);
+        // An odd RTO (300,003 µs): 3.5 of it rounds down to the microsecond,
+        // as `Duration` arithmetic and then arming the timer round it.
+        let mut d = Conn::new(Tuple::default(), State::FinWait2, Seq(0));
+        d.rtt_sample(100_001, &cfg);
+        let rto = d.backed_off_rto(&cfg);
+        assert_eq!(rto.as_micros(), 300_003);
+        let want = std::cmp::max(cfg.fin_timeout, rto * 7 / 2);
+        assert_eq!(d.fin_wait2_timeout_us(&cfg), 1_050_010);
+        assert_eq!(u128::from(d.fin_wait2_timeout_us(&cfg)), want.as_micros());
     }
 
     #[test]

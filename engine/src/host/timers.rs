@@ -126,7 +126,14 @@ impl Host {
     }
 
     pub(super) fn arm(&mut self, now: Time, idx: u32, c: &mut Conn, after: Duration) {
-        let deadline = (now + after).ceil_millis();
+        let after_us = u64::try_from(after.as_micros()).unwrap_or(u64::MAX);
+        self.arm_us(now, idx, c, after_us);
+    }
+
+    /// [`Host::arm`] `after_us` microseconds from `now`.
+    #[inline]
+    pub(super) fn arm_us(&mut self, now: Time, idx: u32, c: &mut Conn, after_us: u64) {
+        let deadline = Time::from_micros(now.as_micros().saturating_add(after_us)).ceil_millis();
         c.timer = Some(match c.timer {
             Some(k) => self.wheel.reset(k, deadline, idx),
             None => self.wheel.insert(deadline, idx),
