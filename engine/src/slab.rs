@@ -150,6 +150,7 @@ impl<T: Copy> Slab<T> {
     }
 
     /// Removes item `i`; its index may be handed out again.
+    #[inline]
     pub fn remove(&mut self, i: u32) -> T {
         let c = i >> CHUNK_BITS;
         let slot = (i as usize & (CHUNK - 1)) as u16;
