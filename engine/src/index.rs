@@ -197,6 +197,7 @@ impl Index {
 
     /// Removes and returns the entry of `hash` that `eq` accepts, and takes it
     /// off the overflow counts of the buckets between its home and its slot.
+    #[inline]
     pub fn remove(&mut self, hash: u64, eq: impl Probe) -> Option<u32> {
         let (b, i, r) = self.locate(hash, eq)?;
         let mask = self.mask();
