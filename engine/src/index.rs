@@ -249,14 +249,12 @@ impl Index {
         self.len = old.len;
     }
 
-    /// Every reference, in bucket order.
+    /// Every reference, in bucket order: a bucket's occupied slots from one
+    /// tag compare (growth visits every entry), lowest slot first.
     pub fn iter(&self) -> impl Iterator<Item = u32> + '_ {
         self.buckets.iter().flat_map(|b| {
-            b.tags
-                .iter()
-                .zip(b.refs)
-                .filter(|(&t, _)| t != EMPTY)
-                .map(|(_, r)| r)
+            let full = !b.matching(EMPTY) & ((1 << SLOTS) - 1);
+            BitIter(full).map(move |i| b.refs[i])
         })
     }
 }
