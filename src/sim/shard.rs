@@ -736,7 +736,7 @@ impl<'a> Shard<'a> {
                         let n = self.cfg.response_bytes;
                         self.with(side, |h, now| h.send(now, tuple, n)).ok();
                     }
-                    self.app_close(side, tuple, flags);
+                    self.app_close(side, tuple, flags, slot);
                 }
             }
             Event::Received { .. } => {
@@ -746,10 +746,10 @@ impl<'a> Shard<'a> {
                         self.with(side, |h, now| h.send(now, tuple, n)).ok();
                     }
                     if flags & slot::CLOSER_SERVER != 0 {
-                        self.app_close(side, tuple, flags);
+                        self.app_close(side, tuple, flags, slot);
                     }
                 } else if flags & slot::CLOSER_CLIENT != 0 && flags & slot::CLOSER_SERVER == 0 {
-                    self.app_close(side, tuple, flags);
+                    self.app_close(side, tuple, flags, slot);
                 }
             }
             Event::PeerClosed { .. } => {
@@ -772,7 +772,7 @@ impl<'a> Shard<'a> {
                             self.vanish(side, tuple, s);
                         }
                     }
-                    _ => self.app_close(side, tuple, flags),
+                    _ => self.app_close(side, tuple, flags, slot),
                 }
             }
             Event::Closed {
@@ -823,19 +823,28 @@ impl<'a> Shard<'a> {
         }
     }
 
-    fn app_close(&mut self, side: Side, tuple: Tuple, flags: u8) {
+    /// The application on `side` closes the connection in `slot` (None: one
+    /// an attacker opened).
+    fn app_close(&mut self, side: Side, tuple: Tuple, flags: u8, slot: Option<usize>) {
         if self.with(side, |h, now| h.close(now, tuple)).is_err() {
             return;
         }
+        let Some(slot) = slot else {
+            return;
+        };
+        // Closed, so never ESTABLISHED again: nothing for the sweep, which
+        // visited every server end through its TIME-WAIT until Closed.
+        self.open_ends[slot] &= match side {
+            Side::Server => !SERVER_OPEN,
+            Side::Client => !CLIENT_OPEN,
+        };
         let runaway = match side {
             Side::Server => slot::RUNAWAY_SERVER,
             Side::Client => slot::RUNAWAY_CLIENT,
         };
         if flags & runaway != 0 && flags & slot::AT_FIN_SENT != 0 {
             // Let the FIN go out, then vanish.
-            if let Some(slot) = self.slot_for(side, &tuple) {
-                self.vanish(side, tuple, slot);
-            }
+            self.vanish(side, tuple, slot);
         }
     }
 
@@ -999,11 +1008,11 @@ impl<'a> Shard<'a> {
             let server = client.reversed();
             let flags = self.slots[s];
             if open & CLIENT_OPEN != 0 && self.client.state(&client) == State::Established {
-                self.app_close(Side::Client, client, flags);
+                self.app_close(Side::Client, client, flags, Some(s));
                 self.transmit(Side::Client);
             }
             if open & SERVER_OPEN != 0 && self.server.state(&server) == State::Established {
-                self.app_close(Side::Server, server, flags);
+                self.app_close(Side::Server, server, flags, Some(s));
                 self.transmit(Side::Server);
             }
         }
