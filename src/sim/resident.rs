@@ -51,8 +51,9 @@ pub fn run(shards: Vec<Shard<'_>>, results: &Sender<(u32, ShardResult)>) -> u64 
             // `entries` is the sum of the shards' counts, each step adding
             // its shard's change: never below zero, so a plain add (the
             // saturating one cost ten instructions an event).
-            entries = entries.wrapping_add_signed(s.step(t, due));
-            peak = peak.max(entries);
+            let change = s.step(t, due);
+            peak = peak.max(entries.wrapping_add_signed(change.high));
+            entries = entries.wrapping_add_signed(change.net);
             match s.next_event() {
                 // Shard indices differ, so (time, index) decides the order.
                 Some(n) if rival.is_none_or(|(rt, ri)| (n.0, i) < (rt, ri)) => (t, due) = n,

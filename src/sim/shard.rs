@@ -112,6 +112,15 @@ pub struct ShardResult {
     pub probed: Tally,
 }
 
+/// What a step did to the shard's two tables: the change in entries, and the
+/// highest that change stood at within the step (after one of its segments),
+/// at least zero: the entries before the step are already in the peak.
+#[derive(Clone, Copy, Debug)]
+pub struct Change {
+    pub net: i64,
+    pub high: i64,
+}
+
 /// A shard's next event, as [`Shard::next_event`] names it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Due {
@@ -469,27 +478,18 @@ impl<'a> Shard<'a> {
         Some((t, due))
     }
 
-    /// Handles the event [`Shard::next_event`] returned; returns how many
-    /// entries the shard's two tables gained (or lost) in it.
-    pub fn step(&mut self, t: Time, due: Due) -> i64 {
+    /// Handles the event [`Shard::next_event`] returned, and with a segment
+    /// every later one its queue delivers at the same instant; returns what
+    /// that did to the shard's entries.
+    pub fn step(&mut self, t: Time, due: Due) -> Change {
         if self.res.series.due_by(t) {
             let s = self.sample();
             self.res.series.fill_to(t, s);
         }
         self.now = self.now.max(t);
         match due {
-            Due::ToServer => {
-                if let Some(seg) = self.to_server.pop() {
-                    self.to_server.prefetch_ahead(&self.server);
-                    self.deliver(Side::Server, seg);
-                }
-            }
-            Due::ToClient => {
-                if let Some(seg) = self.to_client.pop() {
-                    self.to_client.prefetch_ahead(&self.client);
-                    self.deliver(Side::Client, seg);
-                }
-            }
+            Due::ToServer => return self.deliver_all(Side::Server),
+            Due::ToClient => return self.deliver_all(Side::Client),
             Due::ServerTimers => self.fire(Side::Server),
             Due::ClientTimers => self.fire(Side::Client),
             Due::Open => {
@@ -504,7 +504,53 @@ impl<'a> Shard<'a> {
             }
         }
         self.refresh_deadlines();
-        self.note_entries()
+        let net = self.note_entries();
+        Change {
+            net,
+            high: net.max(0),
+        }
+    }
+
+    /// Delivers the segments arriving at `to` now, one after another, as
+    /// long as each would be [`Shard::next_event`]'s next: a burst of an
+    /// instant is one step, not one round of the event loop per segment.
+    /// Nothing a delivery sets off comes earlier than now (its host's timers
+    /// are not due before now, its replies and the opens it makes arrive
+    /// after the link's delay), and the link wins ties, the server's
+    /// direction first: so the next event is the same queue's next segment
+    /// while that arrives now, unless a client's delivery put a segment
+    /// towards the server at this instant (a zero delay).
+    fn deliver_all(&mut self, to: Side) -> Change {
+        let now = self.now.as_micros();
+        let mut change = Change { net: 0, high: 0 };
+        loop {
+            let queue = match to {
+                Side::Server => &mut self.to_server,
+                Side::Client => &mut self.to_client,
+            };
+            let Some(seg) = queue.pop() else {
+                break;
+            };
+            match to {
+                Side::Server => self.to_server.prefetch_ahead(&self.server),
+                Side::Client => self.to_client.prefetch_ahead(&self.client),
+            }
+            self.deliver(to, &seg);
+            // The host-wide peak is taken after every segment, as when each
+            // was a step of its own.
+            change.net += self.note_entries();
+            change.high = change.high.max(change.net);
+            let next = match to {
+                Side::Server => self.to_server.next_us(),
+                Side::Client if self.to_server.next_us() == now => break,
+                Side::Client => self.to_client.next_us(),
+            };
+            if next != now {
+                break;
+            }
+        }
+        self.refresh_deadlines();
+        change
     }
 
     pub fn index(&self) -> u32 {
@@ -564,7 +610,7 @@ impl<'a> Shard<'a> {
         self.after(side);
     }
 
-    fn deliver(&mut self, to: Side, seg: Segment) {
+    fn deliver(&mut self, to: Side, seg: &Segment) {
         let slot = match to {
             Side::Server => self.slot_of(&seg.sender_tuple()),
             Side::Client => self.slot_of(&seg.receiver_tuple()),
@@ -584,7 +630,7 @@ impl<'a> Shard<'a> {
             return;
         }
         if to == Side::Server && flags & slot::CAPTURED != 0 {
-            self.res.capture.push((self.now, seg));
+            self.res.capture.push((self.now, *seg));
         }
         let runaway = match to {
             Side::Server => slot::RUNAWAY_SERVER,
@@ -597,7 +643,7 @@ impl<'a> Shard<'a> {
             Side::Client => s.client.state(&tuple),
         };
         let before = if watch { state(self) } else { State::Closed };
-        self.with(to, |h, now| h.handle(now, &seg));
+        self.with(to, |h, now| h.handle(now, seg));
         // A runaway active closer vanishes on the segment that acknowledges its
         // FIN, answering nothing (when the peer's FIN rides on that ACK, the
         // peer is left in LAST-ACK: seed case 6).
