@@ -151,22 +151,33 @@ pub fn merge(series: &[&Series]) -> (Duration, Vec<Sample>) {
         .unwrap_or(0);
     let mut sum = vec![Sample::default(); n];
     for s in series {
-        let step = step(s);
-        for (i, acc) in sum.iter_mut().enumerate() {
-            let Some(x) = s.get(i * step).or(s.last()) else {
-                continue;
-            };
-            for st in 0..x.server.len() {
-                acc.server[st] += x.server[st];
-                acc.client[st] += x.client[st];
-            }
-            acc.server_bytes += x.server_bytes;
-            acc.client_bytes += x.client_bytes;
-            acc.connects += x.connects;
-            acc.connects_failed += x.connects_failed;
+        let Some(last) = s.last() else {
+            continue;
+        };
+        // Sample i of the grid is the shard's sample i * step, read in
+        // order (not looked up by index), then its last one.
+        let mut xs = s.samples.iter().step_by(step(s));
+        for acc in &mut sum {
+            acc.add(xs.next().unwrap_or(last));
         }
     }
     (interval, sum)
+}
+
+impl Sample {
+    /// Adds `x` field by field (the populations a lane at a time).
+    fn add(&mut self, x: &Sample) {
+        for (a, b) in self.server.iter_mut().zip(&x.server) {
+            *a += b;
+        }
+        for (a, b) in self.client.iter_mut().zip(&x.client) {
+            *a += b;
+        }
+        self.server_bytes += x.server_bytes;
+        self.client_bytes += x.client_bytes;
+        self.connects += x.connects;
+        self.connects_failed += x.connects_failed;
+    }
 }
 
 #[cfg(test)]
