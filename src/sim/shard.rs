@@ -222,25 +222,39 @@ fn nth_at_rate(n: u64, rate: f64, shards: u32, index: u32) -> Time {
 /// recomputed the shard's address prefix each time.
 #[derive(Clone, Copy)]
 struct SlotMap {
-    /// The shard's client addresses' upper half, 10.<shard>.
-    net: u32,
+    /// The shard's first client address, 10.<shard>.0.0.
+    base: u32,
     port_lo: u16,
     /// hi - lo: a port is in the range when `port - lo` (wrapping) is at most this.
     port_span: u16,
+    /// Slots per client address (its ports).
+    stride: usize,
     slots: usize,
 }
 
 impl SlotMap {
+    /// Shard `index`'s `slots` slots over the ports `lo..=hi` of each address.
+    fn new(index: u32, (lo, hi): (u16, u16), slots: usize) -> SlotMap {
+        SlotMap {
+            base: ((10 << 8) | index) << 16,
+            port_lo: lo,
+            port_span: hi - lo,
+            stride: usize::from(hi - lo) + 1,
+            slots,
+        }
+    }
+
     /// The slot of a tuple seen from the client (local = client); None for an
     /// address that is not one of this shard's clients (an attacker's spoofed one).
+    /// Both ranges are tested as one unsigned difference each.
     #[inline(always)]
     fn get(&self, client_view: &Tuple) -> Option<usize> {
+        let ip = client_view.local_ip.wrapping_sub(self.base);
         let port = client_view.local_port.wrapping_sub(self.port_lo);
-        if client_view.local_ip >> 16 != self.net || port > self.port_span {
+        if ip > 0xffff || port > self.port_span {
             return None;
         }
-        let slot = (client_view.local_ip & 0xffff) as usize * (self.port_span as usize + 1)
-            + port as usize;
+        let slot = ip as usize * self.stride + port as usize;
         (slot < self.slots).then_some(slot)
     }
 }
@@ -337,12 +351,7 @@ impl<'a> Shard<'a> {
             loss_to_server: cfg.loss_to_server.clone(),
             loss_to_client: cfg.loss_to_client.clone(),
             slots: vec![0; slots as usize],
-            slot_map: SlotMap {
-                net: (10 << 8) | index,
-                port_lo: lo,
-                port_span: hi - lo,
-                slots: slots as usize,
-            },
+            slot_map: SlotMap::new(index, (lo, hi), slots as usize),
             client_ips,
             next_ip: 0,
             events: Vec::new(),
@@ -1242,12 +1251,7 @@ mod tests {
     #[test]
     fn slot_map_inverts_the_slot_tuples() {
         let (lo, hi) = (1000u16, 1009u16);
-        let map = SlotMap {
-            net: (10 << 8) | 3,
-            port_lo: lo,
-            port_span: hi - lo,
-            slots: 25,
-        };
+        let map = SlotMap::new(3, (lo, hi), 25);
         let tuple = |ip: u32, port: u16| Tuple {
             local_ip: (10 << 24) | ip,
             remote_ip: SERVER_IP,
