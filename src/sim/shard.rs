@@ -767,21 +767,15 @@ impl<'a> Shard<'a> {
     /// each cost some 20 instructions (146 a teardown).
     #[inline(always)]
     fn on_event(&mut self, side: Side, ev: Event) {
-        let (Event::Established { tuple }
-        | Event::Received { tuple, .. }
-        | Event::PeerClosed { tuple }
-        | Event::StateChanged { tuple, .. }
-        | Event::Closed { tuple, .. }) = ev;
-        // Connections an attacker opened have no slot: nobody's application acts on
-        // them beyond closing when the peer does.
-        let slot = self.slot_for(side, &tuple);
-        let flags = slot.map_or(0, |s| self.slots[s]);
         let end = match side {
             Side::Server => SERVER_OPEN,
             Side::Client => CLIENT_OPEN,
         };
+        // Each arm looks its connection's slot up itself: the tuple lies at
+        // a place of its own in each kind of event.
         match ev {
-            Event::Established { .. } => {
+            Event::Established { tuple } => {
+                let (slot, flags) = self.slot_flags(side, &tuple);
                 if let Some(s) = slot {
                     self.open_ends[s] |= end;
                 }
@@ -801,7 +795,8 @@ impl<'a> Shard<'a> {
                     self.app_close(side, tuple, flags, slot);
                 }
             }
-            Event::Received { .. } => {
+            Event::Received { tuple, .. } => {
+                let (slot, flags) = self.slot_flags(side, &tuple);
                 if side == Side::Server {
                     if self.cfg.response_bytes > 0 {
                         let n = self.cfg.response_bytes;
@@ -814,7 +809,8 @@ impl<'a> Shard<'a> {
                     self.app_close(side, tuple, flags, slot);
                 }
             }
-            Event::PeerClosed { .. } => {
+            Event::PeerClosed { tuple } => {
+                let (slot, flags) = self.slot_flags(side, &tuple);
                 // The passive closer's application closes at once, unless its end
                 // runs away right after ACKing the FIN: once that ACK, delayed
                 // as Linux delays it, has gone out.
@@ -838,12 +834,13 @@ impl<'a> Shard<'a> {
                 }
             }
             Event::Closed {
-                tuple: _,
+                tuple,
                 from,
                 reason,
                 role,
                 since_close,
             } => {
+                let slot = self.slot_for(side, &tuple);
                 self.reasons[reason.index()] += 1;
                 if let Some(s) = slot {
                     self.open_ends[s] &= !end;
@@ -869,6 +866,15 @@ impl<'a> Shard<'a> {
             }
             Event::StateChanged { .. } => {}
         }
+    }
+
+    /// The slot of a connection (in `side`'s view) and its flags. Connections
+    /// an attacker opened have no slot, and no flags: nobody's application
+    /// acts on them beyond closing when the peer does.
+    #[inline(always)]
+    fn slot_flags(&self, side: Side, tuple: &Tuple) -> (Option<usize>, u8) {
+        let slot = self.slot_for(side, tuple);
+        (slot, slot.map_or(0, |s| self.slots[s]))
     }
 
     fn slot_for(&self, side: Side, tuple: &Tuple) -> Option<usize> {
