@@ -619,6 +619,9 @@ impl<'a> Shard<'a> {
         self.after(side);
     }
 
+    /// Inlined into its one caller, `deliver_all`'s loop (it was, by the
+    /// compiler's choice; pinned, the loop also takes in `Loss::drops`).
+    #[inline(always)]
     fn deliver(&mut self, to: Side, seg: &Segment) {
         let slot = match to {
             Side::Server => self.slot_of(&seg.sender_tuple()),
