@@ -531,7 +531,10 @@ impl<'a> Shard<'a> {
     /// towards the server at this instant (a zero delay).
     fn deliver_all(&mut self, to: Side) -> Change {
         let now = self.now.as_micros();
-        let mut change = Change { net: 0, high: 0 };
+        // The host-wide peak is taken after every segment, as when each was
+        // a step of its own: the most entries seen, and the change at the end.
+        let before = self.entries_then;
+        let mut high = before;
         loop {
             let queue = match to {
                 Side::Server => &mut self.to_server,
@@ -545,10 +548,7 @@ impl<'a> Shard<'a> {
                 Side::Client => self.to_client.prefetch_ahead(&self.client),
             }
             self.deliver(to, &seg);
-            // The host-wide peak is taken after every segment, as when each
-            // was a step of its own.
-            change.net += self.note_entries();
-            change.high = change.high.max(change.net);
+            high = high.max(self.entries());
             let next = match to {
                 Side::Server => self.to_server.next_us(),
                 Side::Client if self.to_server.next_us() == now => break,
@@ -559,7 +559,11 @@ impl<'a> Shard<'a> {
             }
         }
         self.refresh_deadlines();
-        change
+        self.res.peak_entries = self.res.peak_entries.max(high);
+        Change {
+            net: self.note_entries(),
+            high: (high - before) as i64,
+        }
     }
 
     pub fn index(&self) -> u32 {
