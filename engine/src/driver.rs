@@ -54,6 +54,15 @@ pub const BUCKET_AHEAD: usize = 4;
 /// See [`BUCKET_AHEAD`].
 pub const ENTRY_AHEAD: usize = 2;
 
+/// Asks for the cache line of `p`, the driver's own state for a segment or
+/// call to come (a flags byte, a counter), when it prefetches the host's with
+/// [`Host::prefetch`]: with a million connections such per-connection arrays
+/// outgrow the cache as the table does. Changes nothing but the cache.
+#[inline]
+pub fn prefetch<T>(p: &T) {
+    crate::index::prefetch_line(p);
+}
+
 /// Handles `segs`, which all arrived at `now` (one datagram's records), in
 /// order, as DPDK's `rte_hash_lookup_bulk` and VPP's vectors do: while one
 /// segment is processed, the index bucket of the one [`BUCKET_AHEAD`] places

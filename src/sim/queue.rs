@@ -129,11 +129,14 @@ impl Queue {
     /// the entry of the one `ENTRY_AHEAD` back, whose bucket was asked for
     /// earlier. Once the tables outgrow the cache, these misses are most of a
     /// segment's cost; asked for early, they overlap this segment's work.
+    /// `mine` is given the segment `BUCKET_AHEAD` back too, for the shard to
+    /// prefetch its own per-connection state, which it reads on delivery.
     #[inline]
-    pub(super) fn prefetch_ahead(&self, to: &Host) {
+    pub(super) fn prefetch_ahead(&self, to: &Host, mine: impl FnOnce(&Segment)) {
         if let Kind::Fifo(q) = &self.kind {
             if let Some((_, seg)) = q.get(BUCKET_AHEAD) {
                 to.prefetch(seg, Prefetch::Bucket);
+                mine(seg);
             }
             if let Some((_, seg)) = q.get(ENTRY_AHEAD) {
                 to.prefetch(seg, Prefetch::Entry);
@@ -212,6 +215,36 @@ mod tests {
             assert_eq!(q.next_us(), u64::MAX);
             assert!(q.pop().is_none());
         }
+    }
+
+    /// The shard is shown the segment `BUCKET_AHEAD` back in a FIFO (the
+    /// one whose bucket the host is asked for), none when the FIFO is that
+    /// short, and none from a heap, whose order is not known cheaply.
+    #[test]
+    fn prefetch_ahead_shows_the_shard_the_segment_bucket_ahead_back() {
+        let host = Host::new(teardown_engine::Config::default());
+        for jitter in [false, true] {
+            let mut q = Queue::new(jitter);
+            for i in 0..10 {
+                q.push(Time::from_micros(5), seg(i));
+            }
+            q.pop();
+            let mut seen = Vec::new();
+            q.prefetch_ahead(&host, |s| seen.push(s.seq));
+            let want = if jitter {
+                vec![]
+            } else {
+                vec![1 + BUCKET_AHEAD as u32]
+            };
+            assert_eq!(seen, want, "jitter {jitter}");
+        }
+        let mut q = Queue::new(false);
+        for i in 0..BUCKET_AHEAD as u32 {
+            q.push(Time::from_micros(5), seg(i));
+        }
+        let mut seen = Vec::new();
+        q.prefetch_ahead(&host, |s| seen.push(s.seq));
+        assert_eq!(seen, Vec::<u32>::new());
     }
 
     /// A small queue keeps its buffer when it empties (no churn in a steady run).

@@ -14,6 +14,7 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::alloc;
 use crate::link::{Delay, Loss};
+use teardown_engine::driver::prefetch;
 use teardown_engine::host::{CloseReason, Event, Host, Role};
 use teardown_engine::segment::Segment;
 use teardown_engine::state::State;
@@ -426,6 +427,21 @@ impl<'a> Shard<'a> {
         self.slot_map.get(client_view)
     }
 
+    /// Asks for the slot's flags and open ends, which `deliver` and
+    /// `on_event` read, while its segment is still a few back in the queue:
+    /// with a million slots these are cold lines, as the host's entries are.
+    #[inline]
+    fn prefetch_slot(&self, client_view: &Tuple) {
+        // Below this the arrays stay in cache; asking would only cost.
+        if self.slots.len() < 1 << 15 {
+            return;
+        }
+        if let Some(s) = self.slot_of(client_view) {
+            prefetch(&self.slots[s]);
+            prefetch(&self.open_ends[s]);
+        }
+    }
+
     /// Runs the shard to its end, alone.
     pub fn run(mut self) -> ShardResult {
         self.start();
@@ -544,8 +560,14 @@ impl<'a> Shard<'a> {
                 break;
             };
             match to {
-                Side::Server => self.to_server.prefetch_ahead(&self.server),
-                Side::Client => self.to_client.prefetch_ahead(&self.client),
+                Side::Server => {
+                    let slot = |s: &Segment| self.prefetch_slot(&s.sender_tuple());
+                    self.to_server.prefetch_ahead(&self.server, slot);
+                }
+                Side::Client => {
+                    let slot = |s: &Segment| self.prefetch_slot(&s.receiver_tuple());
+                    self.to_client.prefetch_ahead(&self.client, slot);
+                }
             }
             self.deliver(to, &seg);
             high = high.max(self.entries());
