@@ -280,6 +280,23 @@ impl Ports {
         (PerturbSlot(slot), offset & !1)
     }
 
+    /// The port the next even-port scan for this destination tries first
+    /// ([`Ports::start`] without making its `table_perturb` slot): None
+    /// before the first search made it. For a prefetch, which may be wrong.
+    pub(crate) fn first_port(&self, saddr: u32, daddr: u32, dport: u16) -> Option<u16> {
+        let port_offset = self.port_offset(saddr, daddr, dport);
+        let index = (port_offset & PERTURB_MASK) as u16;
+        let perturb = &self.perturb;
+        let i = *self
+            .perturb_at
+            .find(mix(index as u64), |&i| perturb[i as usize].0 == index)?;
+        let offset = perturb[i as usize]
+            .1
+            .wrapping_add((port_offset >> 32) as u32)
+            % self.even_remaining();
+        Some(self.low + (offset & !1) as u16)
+    }
+
     /// `remaining` of `__inet_hash_connect`: the range, rounded down to even
     /// when above one port.
     #[inline]

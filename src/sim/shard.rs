@@ -1054,6 +1054,12 @@ impl<'a> Shard<'a> {
         let r = self.with(Side::Client, |h, now| {
             h.connect_ephemeral(now, local_ip, SERVER_IP, SERVER_PORT, mode)
         });
+        // The cold lines of the connect after next (the next one's were
+        // asked for by the last connect), while this one's SYN and the
+        // teardowns before them go on.
+        let after_next = (self.next_ip + 1) % self.client_ips;
+        let after_next = (10 << 24) | (self.index << 16) | after_next;
+        (self.client).prefetch_connect(after_next, SERVER_IP, SERVER_PORT, mode);
         let slot = r.as_ref().ok().and_then(|c| self.slot_of(&c.tuple));
         let (Ok(c), Some(s)) = (r, slot) else {
             // EADDRNOTAVAIL (counted by the client host), or the table is full.

@@ -32,9 +32,7 @@ impl Host {
     /// and no call.
     #[inline(always)]
     pub fn prefetch(&self, seg: &Segment, step: Prefetch) {
-        /// Entries from which a table's slab (64 B each) outgrows a 2 MiB L2.
-        const FROM: usize = 1 << 15;
-        if self.table.len() < FROM {
+        if self.table.len() < super::prefetch::FROM {
             return;
         }
         let tuple = seg.receiver_tuple();

@@ -18,7 +18,8 @@
 //! - `time_wait.rs`: TIME-WAIT's segments, entry and exit;
 //! - `timers.rs`: retransmission, FIN-WAIT-2 and TIME-WAIT timeouts;
 //! - `ts.rs`: timestamps (RFC 7323): our clock, PAWS, ts_recent;
-//! - `output.rs`: everything the host sends.
+//! - `output.rs`: everything the host sends;
+//! - `prefetch.rs`: hints for an application's calls to come.
 
 mod app;
 mod arrive;
@@ -26,6 +27,7 @@ mod ephemeral;
 mod events;
 mod orphan;
 mod output;
+mod prefetch;
 mod recovery;
 mod time_wait;
 mod timers;

@@ -1,0 +1,89 @@
+//! Hints for an application's calls to come. A driver that knows what it
+//! will ask of the host next names it early, and the lines that call would
+//! miss are on their way while the driver does other work, as
+//! [`Host::prefetch`] does for segments still in a queue.
+//!
+//! A hint changes nothing but the cache: a wrong guess costs its hashing,
+//! and a table small enough to stay in cache is not hinted at all.
+
+use super::Host;
+use crate::index::prefetch_line;
+use crate::ports::BindMode;
+use crate::tuple::Tuple;
+
+/// Entries from which a table's slab (64 B each) outgrows a 2 MiB L2: below
+/// this, hints only cost their hashing.
+pub(super) const FROM: usize = 1 << 15;
+
+impl Host {
+    /// A hint that `connect_ephemeral(_, local_ip, remote_ip, remote_port,
+    /// mode)` comes next from `local_ip`: asks for the bucket of the port its
+    /// search tries first and the index bucket its insert then writes. With
+    /// a million entries both are cold lines of each connect, which no
+    /// segment names ahead (the tuple is the port search's result). The
+    /// guess is the first port of `__inet_hash_connect`'s scan, so it is
+    /// right while ports are free and until another connect to the same
+    /// destination moves that scan on; only `BindMode::NoPort` is guessed.
+    #[inline]
+    pub fn prefetch_connect(
+        &self,
+        local_ip: u32,
+        remote_ip: u32,
+        remote_port: u16,
+        mode: BindMode,
+    ) {
+        if mode != BindMode::NoPort || self.table.len() < FROM {
+            return;
+        }
+        let Some(port) = self.ports.first_port(local_ip, remote_ip, remote_port) else {
+            return;
+        };
+        if let Some(b) = self.ports.buckets(local_ip) {
+            if let Some(bucket) = b.get(usize::from(port - self.ports.low())) {
+                prefetch_line(bucket);
+            }
+        }
+        self.table.prefetch_bucket(&Tuple {
+            local_ip,
+            remote_ip,
+            local_port: port,
+            remote_port,
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Config, Time};
+
+    const LOCAL: u32 = 0x0a00_0002;
+    const SERVER: u32 = 0x0a00_0001;
+
+    /// The guessed port is the one the next connect takes while ports are
+    /// free, per destination (none before the destination's first search),
+    /// and a hint leaves the host as it was: the same connects follow, also
+    /// once the table is large enough to be hinted.
+    #[test]
+    fn the_guess_is_the_next_connects_port_and_changes_nothing() {
+        let (mut hinted, mut plain) = (Host::new(Config::default()), Host::new(Config::default()));
+        for n in 0..FROM as u32 + 200 {
+            let (local, port) = (LOCAL + n % 3, 80 + (n % 2) as u16);
+            let guess = hinted.ports.first_port(local, SERVER, port);
+            hinted.prefetch_connect(local, SERVER, port, BindMode::NoPort);
+            let now = Time::from_millis(u64::from(n));
+            let got = hinted.connect_ephemeral(now, local, SERVER, port, BindMode::NoPort);
+            let want = plain.connect_ephemeral(now, local, SERVER, port, BindMode::NoPort);
+            let (got, want) = (got.expect("a port"), want.expect("a port"));
+            assert_eq!((got.tuple, got.probed), (want.tuple, want.probed));
+            if n < 6 {
+                assert_eq!(guess, None, "no search to this destination yet");
+            } else if n < 200 {
+                assert_eq!(guess, Some(got.tuple.local_port), "connect {n}");
+            }
+            assert_eq!(hinted.transmits().next(), plain.transmits().next());
+        }
+        assert_eq!(hinted.len(), plain.len());
+        assert!(hinted.len() > FROM);
+    }
+}
