@@ -14,7 +14,8 @@ use crate::tuple::Tuple;
 /// The two steps of [`Host::prefetch`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Prefetch {
-    /// The index bucket the lookup reads first.
+    /// The index bucket the lookup reads first, and for a segment that may
+    /// end the entry the bucket of its local port, which the end releases.
     Bucket,
     /// The entry the bucket points to (the bucket must be in cache by then
     /// or this step waits for it).
@@ -37,7 +38,15 @@ impl Host {
         }
         let tuple = seg.receiver_tuple();
         match step {
-            Prefetch::Bucket => self.table.prefetch_bucket(&tuple),
+            Prefetch::Bucket => {
+                self.table.prefetch_bucket(&tuple);
+                // Only a segment with no SYN, FIN or data (LAST-ACK's final
+                // ACK, an RST) can end an entry and release its port.
+                let f = seg.flags;
+                if !f.syn() && !f.fin() && seg.len == 0 {
+                    self.prefetch_port(&tuple);
+                }
+            }
             Prefetch::Entry => self.table.prefetch_entry(&tuple),
         }
     }
