@@ -26,7 +26,7 @@ use crate::wire::{self, Encoder};
 use teardown_engine::config::Config;
 use teardown_engine::driver::{handle_burst, BUCKET_AHEAD, ENTRY_AHEAD};
 use teardown_engine::host::{Event, Host, Prefetch};
-use teardown_engine::segment::{Flags, Segment};
+use teardown_engine::segment::Segment;
 use teardown_engine::state::State;
 use teardown_engine::time::Time;
 use teardown_engine::tuple::Tuple;
@@ -385,9 +385,7 @@ impl Worker {
     fn prefetch_held(&self) {
         let hint = |i: usize, step: Prefetch| {
             if let Some((_, tuple)) = self.held.get(i) {
-                // A segment from the peer names the tuple as the table keys it.
-                let from_peer = Segment::new(&tuple.reversed(), Flags::ACK, 0, 0, 0, 0);
-                self.host.prefetch(&from_peer, step);
+                self.host.prefetch_call(tuple, step);
             }
         };
         // The front is closed next: index k is k + 1 closes away.
@@ -432,6 +430,7 @@ fn send_datagram(socket: &UdpSocket, to: SocketAddr, enc: &mut Encoder, io: &mut
 mod tests {
     use super::*;
     use crate::service::SERVER_IP;
+    use teardown_engine::segment::Flags;
 
     fn worker(keep: usize) -> Worker {
         let args = ServeArgs {

@@ -6,7 +6,7 @@
 //! A hint changes nothing but the cache: a wrong guess costs its hashing,
 //! and a table small enough to stay in cache is not hinted at all.
 
-use super::Host;
+use super::{Host, Prefetch};
 use crate::index::prefetch_line;
 use crate::ports::BindMode;
 use crate::tuple::Tuple;
@@ -48,6 +48,21 @@ impl Host {
         self.table.prefetch_bucket(&tuple);
     }
 
+    /// A hint that an application's call on `tuple` (close, send, abort)
+    /// comes a few calls from now: the two steps [`Host::prefetch`] takes for
+    /// a segment still in a queue, for a driver that knows its calls ahead
+    /// (a server closing the oldest of the connections it keeps).
+    #[inline]
+    pub fn prefetch_call(&self, tuple: &Tuple, step: Prefetch) {
+        if self.table.len() < FROM {
+            return;
+        }
+        match step {
+            Prefetch::Bucket => self.table.prefetch_bucket(tuple),
+            Prefetch::Entry => self.table.prefetch_entry(tuple),
+        }
+    }
+
     /// The bucket of `tuple`'s local port when it is an ephemeral one: the
     /// port search reads it, and the close that ends the entry writes it
     /// (`Ports::release`), on a client with a million connections as cold
@@ -67,7 +82,6 @@ impl Host {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::host::Prefetch;
     use crate::{Config, Flags, Segment, Time};
 
     const LOCAL: u32 = 0x0a00_0002;
@@ -99,7 +113,7 @@ mod tests {
         assert_eq!(hinted.len(), plain.len());
         assert!(hinted.len() > FROM);
         // A pure ACK's hint also names its port's bucket; it too changes
-        // nothing, for a tuple held or not.
+        // nothing, for a tuple held or not, nor does a call's.
         let held = Tuple::new([10, 0, 0, 2], 40_000, [10, 0, 0, 1], 80);
         for local_port in [40_000, 33_333] {
             let t = Tuple { local_port, ..held };
@@ -107,6 +121,8 @@ mod tests {
             let before = hinted.state(&t);
             hinted.prefetch(&ack, Prefetch::Bucket);
             hinted.prefetch(&ack, Prefetch::Entry);
+            hinted.prefetch_call(&t, Prefetch::Bucket);
+            hinted.prefetch_call(&t, Prefetch::Entry);
             assert_eq!(hinted.state(&t), before);
         }
         assert_eq!(hinted.len(), plain.len());
