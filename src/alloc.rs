@@ -32,6 +32,11 @@ pub struct Counting;
 /// touched.
 const HUGE: usize = 2 << 20;
 
+/// The base page, madvise's unit. On a kernel with larger pages the advice
+/// for a big block fails (`EINVAL`), which only costs TLB misses.
+#[cfg(target_os = "linux")]
+const PAGE: usize = 4096;
+
 /// The span advised at once for small blocks: malloc reserves each thread's
 /// heap as one 64 MiB-aligned region (glibc's `HEAP_MAX_SIZE`).
 const REGION: usize = 64 << 20;
@@ -65,27 +70,33 @@ fn heaps_whole() {
 /// asked (`transparent_hugepage` is `madvise` by default); a refusal only
 /// costs TLB misses.
 /// - A block of 2 MiB or more (an index, the wheel's nodes, a link queue) is
-///   a mapping of its own: its aligned part is advised each time it is made
-///   or moved.
+///   usually a mapping of its own: its pages are advised whole, each time it
+///   is made or moved. Whole, not just its aligned granules: advising part of
+///   a mapping splits it into several VMAs, and `mremap` (glibc's `realloc`
+///   of a mapped block) refuses to move a range that spans VMAs (`EFAULT`),
+///   so malloc would fall back to malloc+copy+free, and the copy would fault
+///   the new block in on 4 KiB pages before we could advise it. glibc's own
+///   `glibc.malloc.hugetlb=1` advises the same span (`madvise_thp`).
 /// - A smaller block of a page or more (the slab's 28 KiB chunks, the
 ///   TIME-WAIT ring's 12 KiB ones) lives in one of malloc's heaps: the whole
 ///   region it lands in is advised, once.
 #[cfg(target_os = "linux")]
 fn advise_huge(p: *mut u8, size: usize) {
     if size >= HUGE {
-        let start = (p as usize).next_multiple_of(HUGE);
-        let end = (p as usize + size) & !(HUGE - 1);
-        if end > start {
-            // SAFETY: [start, end) lies inside the block the system allocator
-            // just returned to us; MADV_HUGEPAGE changes only how its pages
-            // are backed, never their contents or whether they are mapped.
-            unsafe {
-                libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_HUGEPAGE);
-            }
+        // The block's pages: from the page holding malloc's header (the
+        // mapping's first) to the page holding its last byte (the mapping's
+        // last), so never past the mapping.
+        let start = p as usize & !(PAGE - 1);
+        let end = (p as usize + size).next_multiple_of(PAGE);
+        // SAFETY: [start, end) lies inside the pages of the block the system
+        // allocator just returned to us; MADV_HUGEPAGE changes only how they
+        // are backed, never their contents or whether they are mapped.
+        unsafe {
+            libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_HUGEPAGE);
         }
         return;
     }
-    if size < 4096 {
+    if size < PAGE {
         return;
     }
     let r = p as usize / REGION;

@@ -76,42 +76,71 @@ fn counting_allocator_is_installed_and_counts() {
     assert_eq!(alloc::thread_net_bytes(), before);
 }
 
+/// The mapping of this process that holds `addr`: its range and VmFlags.
+#[cfg(target_os = "linux")]
+fn mapping_at(addr: usize) -> (std::ops::Range<usize>, String) {
+    let smaps = std::fs::read_to_string("/proc/self/smaps").expect("readable");
+    let mut inside = None;
+    for line in smaps.lines() {
+        if let Some((range, _)) = line.split_once(' ') {
+            if let Some((lo, hi)) = range.split_once('-') {
+                if let (Ok(lo), Ok(hi)) =
+                    (usize::from_str_radix(lo, 16), usize::from_str_radix(hi, 16))
+                {
+                    inside = (lo..hi).contains(&addr).then_some(lo..hi);
+                    continue;
+                }
+            }
+        }
+        if let (Some(range), Some(flags)) = (&inside, line.strip_prefix("VmFlags:")) {
+            return (range.clone(), flags.to_string());
+        }
+    }
+    panic!("no mapping holds {addr:#x}");
+}
+
+#[cfg(target_os = "linux")]
+fn advised(flags: &str) -> bool {
+    flags.split_whitespace().any(|f| f == "hg")
+}
+
 /// The heap is advised for transparent huge pages where blocks land: a big
 /// table's buckets, and the small chunks of its slab, which sit in malloc's
 /// heap. The kernel marks an advised mapping `hg` in its VmFlags.
 #[cfg(target_os = "linux")]
 #[test]
 fn blocks_large_and_small_are_advised_for_huge_pages() {
-    let flags_at = |addr: usize| -> String {
-        let smaps = std::fs::read_to_string("/proc/self/smaps").expect("readable");
-        let mut inside = false;
-        for line in smaps.lines() {
-            if let Some((range, _)) = line.split_once(' ') {
-                if let Some((lo, hi)) = range.split_once('-') {
-                    if let (Ok(lo), Ok(hi)) =
-                        (usize::from_str_radix(lo, 16), usize::from_str_radix(hi, 16))
-                    {
-                        inside = (lo..hi).contains(&addr);
-                        continue;
-                    }
-                }
-            }
-            if inside {
-                if let Some(flags) = line.strip_prefix("VmFlags:") {
-                    return flags.to_string();
-                }
-            }
-        }
-        panic!("no mapping holds {addr:#x}");
-    };
     let big = vec![1u8; 8 << 20];
     // A 2 MiB-aligned address inside the block, which the advice covers.
     let inner = (big.as_ptr() as usize).next_multiple_of(2 << 20);
-    assert!(flags_at(inner).split_whitespace().any(|f| f == "hg"));
+    assert!(advised(&mapping_at(inner).1));
     // A slab chunk's size: served from malloc's heap, not mapped on its own.
     let small = vec![1u8; 28 << 10];
-    let at = small.as_ptr() as usize;
-    assert!(flags_at(at).split_whitespace().any(|f| f == "hg"));
+    assert!(advised(&mapping_at(small.as_ptr() as usize).1));
+}
+
+/// A big block is advised whole, so one mapping holds all of it: advice on
+/// only its aligned middle would split its mapping in three, and malloc could
+/// then no longer grow it with mremap (which refuses a range spanning
+/// mappings) but would copy it into fresh memory, faulted in 4 KiB pages
+/// before the advice comes. Holds across a growth too.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_big_block_is_advised_whole_and_stays_one_mapping_as_it_grows() {
+    let whole = |v: &Vec<u8>| {
+        let (lo, hi) = (v.as_ptr() as usize, v.as_ptr() as usize + v.capacity());
+        let (range, flags) = mapping_at(lo);
+        assert!(advised(&flags), "{range:x?} not advised: {flags}");
+        assert!(range.end >= hi, "{range:x?} ends inside {lo:#x}..{hi:#x}");
+    };
+    // Larger than a malloc heap (64 MiB), so mapped on its own; zeroed, so
+    // untouched (calloc knows fresh mappings are zero).
+    let mut v = vec![0u8; 80 << 20];
+    v[1] = 1;
+    whole(&v);
+    v.reserve_exact(80 << 20);
+    whole(&v);
+    assert_eq!(v[..2], [0, 1]);
 }
 
 #[test]
