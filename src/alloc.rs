@@ -32,9 +32,8 @@ pub struct Counting;
 /// touched.
 const HUGE: usize = 2 << 20;
 
-/// The base page, madvise's unit. On a kernel with larger pages the advice
-/// for a big block fails (`EINVAL`), which only costs TLB misses.
-#[cfg(target_os = "linux")]
+/// The base page: a mapped block's alignment, and the smallest block whose
+/// heap region is advised.
 const PAGE: usize = 4096;
 
 /// The span advised at once for small blocks: malloc reserves each thread's
@@ -64,39 +63,97 @@ fn heaps_whole() {
     }
 }
 
-/// Asks for transparent huge pages (`madvise(MADV_HUGEPAGE)`): a table of
-/// millions of entries is probed at random, and on 4 KiB pages nearly every
-/// probe also misses the TLB. Linux backs memory with 2 MiB pages only where
-/// asked (`transparent_hugepage` is `madvise` by default); a refusal only
-/// costs TLB misses.
-/// - A block of 2 MiB or more (an index, the wheel's nodes, a link queue) is
-///   usually a mapping of its own: its pages are advised whole, each time it
-///   is made or moved. Whole, not just its aligned granules: advising part of
-///   a mapping splits it into several VMAs, and `mremap` (glibc's `realloc`
-///   of a mapped block) refuses to move a range that spans VMAs (`EFAULT`),
-///   so malloc would fall back to malloc+copy+free, and the copy would fault
-///   the new block in on 4 KiB pages before we could advise it. glibc's own
-///   `glibc.malloc.hugetlb=1` advises the same span (`madvise_thp`).
-/// - A smaller block of a page or more (the slab's 28 KiB chunks, the
-///   TIME-WAIT ring's 12 KiB ones) lives in one of malloc's heaps: the whole
-///   region it lands in is advised, once.
+/// Whether a block is a mapping of our own ([`map`]) rather than malloc's: a
+/// block of 2 MiB or more (an index, the wheel's nodes, a link queue). Both
+/// ends of its life see the same layout, so the choice needs no record.
+fn mapped(size: usize, align: usize) -> bool {
+    cfg!(target_os = "linux") && size >= HUGE && align <= PAGE
+}
+
+/// A mapped block's length: whole granules, so that Linux places the mapping
+/// on a 2 MiB boundary (it does for anonymous mappings of whole granules) and
+/// every granule of the block can be one huge page, and so that `mremap`
+/// moves them as whole page-table entries instead of splitting them.
+fn span(size: usize) -> usize {
+    size.next_multiple_of(HUGE)
+}
+
+/// Maps a big block, advised for huge pages before anyone touches it (see
+/// [`advise_huge`]). Mapping big blocks ourselves rather than through malloc
+/// is what glibc's `glibc.malloc.hugetlb=1` does in effect, without the
+/// variable: malloc carves big blocks out of its heaps' top (64 MiB of
+/// `M_TOP_PAD`) and, when a heap is full, `realloc` copies such a block into
+/// a fresh mapping before we could advise it, faulting it in on 4 KiB pages.
+#[cfg(target_os = "linux")]
+fn map(size: usize) -> *mut u8 {
+    // SAFETY: a fresh private anonymous mapping; no existing memory changes.
+    let p = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            span(size),
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    if p == libc::MAP_FAILED {
+        return std::ptr::null_mut();
+    }
+    // SAFETY: the mapping just made; MADV_HUGEPAGE changes only how its
+    // pages are backed, never their contents or whether they are mapped.
+    unsafe {
+        libc::madvise(p, span(size), libc::MADV_HUGEPAGE);
+    }
+    p.cast()
+}
+
+/// Moves or grows a mapped block in place of copying it: `mremap` moves page
+/// table entries, and the advice moves with the mapping.
+#[cfg(target_os = "linux")]
+fn remap(p: *mut u8, size: usize, new_size: usize) -> *mut u8 {
+    // SAFETY: `p` is a mapping of `span(size)` bytes made by `map` and still
+    // owned by the caller, who gives it up here.
+    let q = unsafe { libc::mremap(p.cast(), span(size), span(new_size), libc::MREMAP_MAYMOVE) };
+    if q == libc::MAP_FAILED {
+        return std::ptr::null_mut();
+    }
+    q.cast()
+}
+
+#[cfg(target_os = "linux")]
+fn unmap(p: *mut u8, size: usize) {
+    // SAFETY: `p` is a mapping of `span(size)` bytes made by `map`, given up
+    // by its owner.
+    unsafe {
+        libc::munmap(p.cast(), span(size));
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn map(_: usize) -> *mut u8 {
+    unreachable!("big blocks are mapped only on Linux")
+}
+#[cfg(not(target_os = "linux"))]
+fn remap(_: *mut u8, _: usize, _: usize) -> *mut u8 {
+    unreachable!("big blocks are mapped only on Linux")
+}
+#[cfg(not(target_os = "linux"))]
+fn unmap(_: *mut u8, _: usize) {
+    unreachable!("big blocks are mapped only on Linux")
+}
+
+/// Asks for transparent huge pages (`madvise(MADV_HUGEPAGE)`) where a block
+/// of malloc's lands: a table of millions of entries is probed at random, and
+/// on 4 KiB pages nearly every probe also misses the TLB. Linux backs memory
+/// with 2 MiB pages only where asked (`transparent_hugepage` is `madvise` by
+/// default); a refusal only costs TLB misses. A block of a page or more (the
+/// slab's 28 KiB chunks, the TIME-WAIT ring's 12 KiB ones) lives in one of
+/// malloc's heaps: the whole region it lands in is advised, once. Blocks of
+/// 2 MiB or more are [`map`]ped by us, advised whole.
 #[cfg(target_os = "linux")]
 fn advise_huge(p: *mut u8, size: usize) {
-    if size >= HUGE {
-        // The block's pages: from the page holding malloc's header (the
-        // mapping's first) to the page holding its last byte (the mapping's
-        // last), so never past the mapping.
-        let start = p as usize & !(PAGE - 1);
-        let end = (p as usize + size).next_multiple_of(PAGE);
-        // SAFETY: [start, end) lies inside the pages of the block the system
-        // allocator just returned to us; MADV_HUGEPAGE changes only how they
-        // are backed, never their contents or whether they are mapped.
-        unsafe {
-            libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_HUGEPAGE);
-        }
-        return;
-    }
-    if size < PAGE {
+    if !(PAGE..HUGE).contains(&size) {
         return;
     }
     let r = p as usize / REGION;
@@ -142,16 +199,22 @@ fn account(n: isize) {
     }
 }
 
-// SAFETY: every method forwards to `System` with the caller's layout unchanged and
-// only adds bookkeeping on atomics and a destructor-free thread-local, and for
-// large blocks an madvise(2) inside the block, none of which allocates or
-// unwinds. Tested in `tests/memory.rs`.
+// SAFETY: a block of 2 MiB or more (`mapped`, decided by the layout, which
+// is the same at each end of the block's life) is a private anonymous mapping
+// of its own, made, moved and unmapped only here; every other block goes to
+// `System` with the caller's layout unchanged. Only bookkeeping on atomics and
+// a destructor-free thread-local is added, and madvise(2) on the heap, none
+// of which allocates or unwinds. Tested in `tests/memory.rs`.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         #[cfg(target_os = "linux")]
         heaps_whole();
-        // SAFETY: same contract as ours.
-        let p = unsafe { System.alloc(layout) };
+        let p = if mapped(layout.size(), layout.align()) {
+            map(layout.size())
+        } else {
+            // SAFETY: same contract as ours.
+            unsafe { System.alloc(layout) }
+        };
         if !p.is_null() {
             grew(layout.size());
             advise_huge(p, layout.size());
@@ -160,6 +223,11 @@ unsafe impl GlobalAlloc for Counting {
     }
 
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        if mapped(layout.size(), layout.align()) {
+            // A fresh mapping reads as zeroes.
+            // SAFETY: same contract as ours.
+            return unsafe { self.alloc(layout) };
+        }
         #[cfg(target_os = "linux")]
         heaps_whole();
         // SAFETY: same contract as ours.
@@ -172,14 +240,42 @@ unsafe impl GlobalAlloc for Counting {
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: same contract as ours.
-        unsafe { System.dealloc(ptr, layout) };
+        if mapped(layout.size(), layout.align()) {
+            unmap(ptr, layout.size());
+        } else {
+            // SAFETY: same contract as ours.
+            unsafe { System.dealloc(ptr, layout) };
+        }
         shrank(layout.size());
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        // SAFETY: same contract as ours.
-        let p = unsafe { System.realloc(ptr, layout, new_size) };
+        let align = layout.align();
+        let p = match (mapped(layout.size(), align), mapped(new_size, align)) {
+            (true, true) => remap(ptr, layout.size(), new_size),
+            (false, false) => {
+                // SAFETY: same contract as ours.
+                unsafe { System.realloc(ptr, layout, new_size) }
+            }
+            // Across the 2 MiB line the block moves between malloc and us.
+            _ => {
+                // SAFETY: `align` is a valid alignment (it is `layout`'s) and
+                // the caller guarantees `new_size` rounded to it fits isize.
+                let new = unsafe { Layout::from_size_align_unchecked(new_size, align) };
+                // SAFETY: same contract as ours; `new` is not zero-sized.
+                let q = unsafe { self.alloc(new) };
+                if !q.is_null() {
+                    // SAFETY: both blocks are live, distinct, and at least
+                    // this long; `alloc` counted the new one, and `dealloc`
+                    // uncounts the old one.
+                    unsafe {
+                        std::ptr::copy_nonoverlapping(ptr, q, layout.size().min(new_size));
+                        self.dealloc(ptr, layout);
+                    }
+                }
+                return q;
+            }
+        };
         if !p.is_null() {
             shrank(layout.size());
             grew(new_size);

@@ -119,28 +119,43 @@ fn blocks_large_and_small_are_advised_for_huge_pages() {
     assert!(advised(&mapping_at(small.as_ptr() as usize).1));
 }
 
-/// A big block is advised whole, so one mapping holds all of it: advice on
-/// only its aligned middle would split its mapping in three, and malloc could
-/// then no longer grow it with mremap (which refuses a range spanning
-/// mappings) but would copy it into fresh memory, faulted in 4 KiB pages
-/// before the advice comes. Holds across a growth too.
+/// A big block is a mapping of its own, advised whole, so that no growth
+/// copies it into memory faulted in on 4 KiB pages before the advice comes:
+/// one advised mapping starts at the block and holds all of it, before and
+/// after it grows (`mremap`).
 #[cfg(target_os = "linux")]
 #[test]
-fn a_big_block_is_advised_whole_and_stays_one_mapping_as_it_grows() {
+fn a_big_block_is_one_advised_mapping_of_its_own_as_it_grows() {
     let whole = |v: &Vec<u8>| {
         let (lo, hi) = (v.as_ptr() as usize, v.as_ptr() as usize + v.capacity());
         let (range, flags) = mapping_at(lo);
         assert!(advised(&flags), "{range:x?} not advised: {flags}");
+        assert_eq!(range.start, lo, "{lo:#x} is not a mapping of its own");
         assert!(range.end >= hi, "{range:x?} ends inside {lo:#x}..{hi:#x}");
     };
-    // Larger than a malloc heap (64 MiB), so mapped on its own; zeroed, so
-    // untouched (calloc knows fresh mappings are zero).
-    let mut v = vec![0u8; 80 << 20];
+    let mut v = vec![0u8; 12 << 20];
     v[1] = 1;
     whole(&v);
     v.reserve_exact(80 << 20);
     whole(&v);
     assert_eq!(v[..2], [0, 1]);
+}
+
+/// A block that grows past 2 MiB moves from malloc's heap to a mapping of its
+/// own, and back when it shrinks, keeping its bytes and its count.
+#[test]
+fn a_block_crossing_2_mib_keeps_its_bytes_and_its_count() {
+    let before = alloc::thread_net_bytes();
+    let mut v: Vec<u8> = (0..=255).cycle().take(1 << 20).collect();
+    v.reserve_exact(3 << 20);
+    assert_eq!(alloc::thread_net_bytes() - before, v.capacity() as isize);
+    v.extend((0..=255).cycle().take(3 << 20));
+    v.truncate(1 << 19);
+    v.shrink_to_fit();
+    assert_eq!(alloc::thread_net_bytes() - before, 1 << 19);
+    assert!(v.iter().enumerate().all(|(i, &b)| b == i as u8));
+    drop(v);
+    assert_eq!(alloc::thread_net_bytes(), before);
 }
 
 #[test]
