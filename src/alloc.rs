@@ -1,11 +1,12 @@
 //! A counting global allocator: memory figures are measured, not estimated.
 //!
 //! Binaries and tests install it with `#[global_allocator]`; it forwards to the
-//! system allocator and keeps the live and peak heap bytes of the process, plus
-//! the net bytes allocated by the current thread (what a shard's thread owns).
-//! The heap is advised for transparent huge pages, granule by granule as
-//! blocks land in it: a table of millions of entries is probed at random, and
-//! on 4 KiB pages nearly every probe also misses the TLB.
+//! system allocator (blocks of 2 MiB or more it maps itself) and keeps the live
+//! and peak heap bytes of the process, plus the net bytes allocated by the
+//! current thread (what a shard's thread owns). All of it is advised for
+//! transparent huge pages before it is first touched: a table of millions of
+//! entries is probed at random, and on 4 KiB pages nearly every probe also
+//! misses the TLB.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
