@@ -180,6 +180,11 @@ impl<T: Copy> Wheel<T> {
         let idx = if self.free != NIL {
             let idx = self.free;
             self.free = self.nodes[idx as usize].next;
+            // A burst of inserts pops nodes freed long ago, one miss each in
+            // a chain: ask for the next one while this insert links.
+            if let Some(next) = self.nodes.get(self.free as usize) {
+                crate::index::prefetch_line(next);
+            }
             self.nodes[idx as usize] = node;
             idx
         } else {
