@@ -13,6 +13,7 @@ use super::Host;
 use crate::conn::{bits, flag, Conn};
 use crate::segment::Segment;
 use crate::seq::Seq;
+use crate::time::Time;
 use crate::tuple::{fold_mul, Tuple};
 
 /// `TCP_PAWS_WINDOW`: a TSval one tick older than ts_recent still passes.
@@ -53,17 +54,21 @@ impl TsKey {
     }
 }
 
+/// `tcp_time_stamp_ts` at `now`: tcp_clock_ms, or tcp_clock_us with
+/// tcp_usec_ts, as ticks of `tick_us` (taken once per advance of the clock).
+pub(super) fn clock(tick_us: u32, now: Time) -> u32 {
+    let ticks = match tick_us {
+        1000 => now.as_millis(),
+        tick => now.as_micros() / u64::from(tick),
+    };
+    ticks as u32
+}
+
 impl Host {
     /// Our TSval on a segment of `tuple` now.
     #[inline]
     pub(super) fn ts_val(&self, tuple: &Tuple) -> u32 {
-        // tcp_time_stamp_ts: tcp_clock_ms, or tcp_clock_us with tcp_usec_ts.
-        let ticks = match self.cfg.ts_tick_us {
-            // The default, on every segment: a division by a constant.
-            1000 => self.now.as_millis(),
-            tick => self.now.as_micros() / u64::from(tick),
-        };
-        (ticks as u32).wrapping_add(self.ts_key.offset(tuple))
+        self.ts_clock.wrapping_add(self.ts_key.offset(tuple))
     }
 
     /// Whether `seg` carries a timestamp older than `ts_recent` by more than
