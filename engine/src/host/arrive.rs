@@ -66,7 +66,7 @@ impl Host {
                 } else {
                     self.on_segment(now, idx, &mut c, seg)
                 };
-                self.commit(now, idx, c, before, next);
+                self.commit_hashed(now, idx, c, before, next, Some(hash));
             }
             Some(Found::TimeWait(pos)) => {
                 let e = self.table.time_wait(pos);

@@ -396,7 +396,22 @@ impl Host {
     /// at most a population move, while a call (with the 48-byte copy going
     /// in) cost as much again. Leaving the table is out of line.
     #[inline(always)]
-    fn commit(&mut self, now: Time, idx: u32, mut c: Conn, before: State, next: Next) {
+    fn commit(&mut self, now: Time, idx: u32, c: Conn, before: State, next: Next) {
+        self.commit_hashed(now, idx, c, before, next, None);
+    }
+
+    /// [`Host::commit`] with the table hash of `c`'s tuple if the caller has
+    /// it (`handle`'s lookup): leaving the index then takes no second hash.
+    #[inline(always)]
+    fn commit_hashed(
+        &mut self,
+        now: Time,
+        idx: u32,
+        mut c: Conn,
+        before: State,
+        next: Next,
+        hash: Option<u64>,
+    ) {
         match next {
             Next::Keep => {
                 let orphan_fw2 = c.state == State::FinWait2 && c.has(flag::ORPHAN);
@@ -406,8 +421,8 @@ impl Host {
                 }
                 self.table.set_conn(idx, c);
             }
-            Next::TimeWait => self.commit_time_wait(now, idx, c, before),
-            Next::Close(reason) => self.commit_close(now, idx, c, before, reason),
+            Next::TimeWait => self.commit_time_wait(now, idx, c, before, hash),
+            Next::Close(reason) => self.commit_close(now, idx, c, before, reason, hash),
         }
     }
 
@@ -428,10 +443,18 @@ impl Host {
 
     /// [`Host::commit`] for an entry that enters TIME-WAIT (`tcp_time_wait`).
     #[inline(never)]
-    fn commit_time_wait(&mut self, now: Time, idx: u32, mut c: Conn, before: State) {
+    fn commit_time_wait(
+        &mut self,
+        now: Time,
+        idx: u32,
+        mut c: Conn,
+        before: State,
+        hash: Option<u64>,
+    ) {
         self.count_fw2_orphan(&mut c, false);
         self.disarm(&mut c);
-        self.enter_time_wait(now, idx, &c, before);
+        let hash = hash.unwrap_or_else(|| self.table.hash(&c.tuple));
+        self.enter_time_wait(now, idx, &c, before, hash);
     }
 
     /// [`Host::commit`] for an entry that reaches CLOSED.
@@ -443,10 +466,12 @@ impl Host {
         mut c: Conn,
         before: State,
         reason: CloseReason,
+        hash: Option<u64>,
     ) {
         self.count_fw2_orphan(&mut c, false);
         self.disarm(&mut c);
-        self.table.remove_conn(idx);
+        let hash = hash.unwrap_or_else(|| self.table.hash(&c.tuple));
+        self.table.remove_conn_hashed(idx, hash);
         self.port_released(&c.tuple);
         self.population[before as usize] -= 1;
         self.trace(c.tuple, before, State::Closed);

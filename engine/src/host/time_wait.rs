@@ -151,17 +151,25 @@ impl Host {
 
     /// Enters TIME-WAIT: the full entry becomes a compact one, unless the
     /// `max_tw_buckets` limit says otherwise.
-    pub(super) fn enter_time_wait(&mut self, now: Time, idx: u32, c: &Conn, before: State) {
+    pub(super) fn enter_time_wait(
+        &mut self,
+        now: Time,
+        idx: u32,
+        c: &Conn,
+        before: State,
+        hash: u64,
+    ) {
         if self.tw_buckets_full() {
             match self.cfg.tw_overflow {
                 TwOverflow::Skip => {
                     self.stats.time_wait_overflow += 1;
-                    self.commit(
+                    self.commit_hashed(
                         now,
                         idx,
                         *c,
                         before,
                         Next::Close(CloseReason::TimeWaitOverflow),
+                        Some(hash),
                     );
                     return;
                 }
@@ -190,12 +198,12 @@ impl Host {
             },
             ts_recent: c.ts_echo(),
         };
-        if self.table.conn_to_time_wait(idx, e).is_none() {
+        if self.table.conn_to_time_wait_hashed(idx, e, hash).is_none() {
             // More local addresses than a record can name: no room, as when
             // tcp_max_tw_buckets is reached.
             self.stats.time_wait_overflow += 1;
             let reason = Next::Close(CloseReason::TimeWaitOverflow);
-            self.commit(now, idx, *c, before, reason);
+            self.commit_hashed(now, idx, *c, before, reason, Some(hash));
             return;
         }
         self.enter(c.tuple, before, State::TimeWait);

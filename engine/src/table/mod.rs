@@ -445,9 +445,18 @@ impl Table {
     }
 
     /// Removes a full connection (it reached CLOSED).
+    #[cfg(test)]
     pub(crate) fn remove_conn(&mut self, idx: u32) -> Conn {
+        let hash = self.hash(&self.conn(idx).tuple);
+        self.remove_conn_hashed(idx, hash)
+    }
+
+    /// Removes full connection `idx` (it reached CLOSED) given the hash of
+    /// its tuple, which the caller's lookup took.
+    pub(crate) fn remove_conn_hashed(&mut self, idx: u32, hash: u64) -> Conn {
         let c = self.e.remove_conn(idx);
-        self.map.remove(c.tuple.hash(self.key), |r| r == idx);
+        debug_assert_eq!(hash, self.hash(&c.tuple));
+        self.map.remove(hash, |r| r == idx);
         c
     }
 

@@ -11,13 +11,25 @@ impl Table {
     /// Replaces full connection `idx` by a compact TIME-WAIT entry; returns
     /// its position, or `None` (and the connection stays) when its endpoint
     /// could not be interned: no room, as when `tcp_max_tw_buckets` is reached.
+    #[cfg(any(test, feature = "bench-hooks"))]
     pub(crate) fn conn_to_time_wait(&mut self, idx: u32, e: TwEntry) -> Option<u64> {
+        let hash = e.tuple.hash(self.key);
+        self.conn_to_time_wait_hashed(idx, e, hash)
+    }
+
+    /// [`Table::conn_to_time_wait`] given the hash of `e.tuple`.
+    pub(crate) fn conn_to_time_wait_hashed(
+        &mut self,
+        idx: u32,
+        e: TwEntry,
+        hash: u64,
+    ) -> Option<u64> {
+        debug_assert_eq!(hash, e.tuple.hash(self.key));
         let name = self.e.conns.get(idx).name;
         if name.spilled() {
             return None;
         }
         let pos = self.push_time_wait(name, &e);
-        let hash = e.tuple.hash(self.key);
         if let Some(r) = self.map.find_mut(hash, |r| r == idx) {
             *r = Self::tw_ref(pos);
         }
