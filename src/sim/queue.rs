@@ -1,10 +1,12 @@
 //! One direction of a shard's link: the segments in flight, in arrival order.
 //!
 //! A burst (a million SYNs, or FINs, sent in one instant) fills a queue to
-//! the burst's size. The queue gives that memory back once it drains: an
-//! emptied queue left at its high-water mark would hold a second copy of the
-//! burst's worth of memory per direction per shard for the rest of the run,
-//! which is most of the simulator's own heap at 100 M connections.
+//! the burst's size. A shard's bursts are bounded by its live connections,
+//! and they come again and again (every wave of opens, FINs, ACKs): the
+//! queue keeps a buffer that size once drained, so the next burst does not
+//! regrow it by doubling and copy it each time. A bigger buffer (a retransmit
+//! storm, an attack) is given back once it drains: left at its high-water
+//! mark it would hold a second copy of that burst for the rest of the run.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
@@ -16,9 +18,8 @@ use teardown_engine::time::Time;
 
 use super::micros_or_never as us;
 
-/// Capacity (segments) above which an emptied queue returns its buffer; below
-/// it the buffer is kept, so that a queue that empties between two segments
-/// of a steady workload does not reallocate each time.
+/// Capacity (segments) an emptied queue always keeps, so that a queue that
+/// empties between two segments of a steady workload does not reallocate.
 const SHRINK_AT: usize = 1 << 10;
 
 /// A segment in flight, ordered by arrival time and then by send order.
@@ -52,6 +53,8 @@ impl Ord for InFlight {
 pub(super) struct Queue {
     /// The earliest arrival in µs, `u64::MAX` when empty.
     next_us: u64,
+    /// Capacity above which an emptied queue returns its buffer.
+    keep: usize,
     kind: Kind,
 }
 
@@ -61,7 +64,10 @@ enum Kind {
 }
 
 impl Queue {
-    pub(super) fn new(jitter: bool) -> Queue {
+    /// `live`: the most connections the shard holds open at once, which
+    /// bounds a burst of one segment per connection; the buffer it grows to
+    /// by doubling (under twice that) is kept between bursts.
+    pub(super) fn new(jitter: bool, live: usize) -> Queue {
         let kind = if jitter {
             Kind::Heap(BinaryHeap::new(), 0)
         } else {
@@ -69,6 +75,7 @@ impl Queue {
         };
         Queue {
             next_us: u64::MAX,
+            keep: live.saturating_mul(2).max(SHRINK_AT),
             kind,
         }
     }
@@ -108,7 +115,7 @@ impl Queue {
             Kind::Fifo(q) => {
                 let seg = q.pop_front().map(|x| x.1);
                 self.next_us = us(q.front().map(|x| x.0));
-                if q.capacity() > SHRINK_AT && q.is_empty() {
+                if q.capacity() > self.keep && q.is_empty() {
                     *q = VecDeque::new();
                 }
                 seg
@@ -116,7 +123,7 @@ impl Queue {
             Kind::Heap(h, _) => {
                 let seg = h.pop().map(|x| x.0.seg);
                 self.next_us = us(h.peek().map(|x| x.0.at));
-                if h.capacity() > SHRINK_AT && h.is_empty() {
+                if h.capacity() > self.keep && h.is_empty() {
                     *h = BinaryHeap::new();
                 }
                 seg
@@ -163,12 +170,13 @@ mod tests {
         }
     }
 
-    /// A burst drains in arrival order (ties in send order) and leaves no
-    /// buffer behind, in both kinds of queue.
+    /// A burst bigger than the shard's connections allow drains in arrival
+    /// order (ties in send order) and leaves no buffer behind, in both kinds
+    /// of queue.
     #[test]
     fn a_drained_burst_returns_its_buffer() {
         for jitter in [false, true] {
-            let mut q = Queue::new(jitter);
+            let mut q = Queue::new(jitter, 0);
             let n = SHRINK_AT as u32 * 2;
             for i in 0..n {
                 // With jitter, every other segment arrives a microsecond early.
@@ -195,7 +203,7 @@ mod tests {
     #[test]
     fn next_us_is_the_next_arrival() {
         for jitter in [false, true] {
-            let mut q = Queue::new(jitter);
+            let mut q = Queue::new(jitter, 0);
             assert_eq!(q.next_us(), u64::MAX);
             let ats: &[u64] = if jitter {
                 &[30, 10, 20, 5]
@@ -224,7 +232,7 @@ mod tests {
     fn prefetch_ahead_shows_the_shard_the_segment_bucket_ahead_back() {
         let host = Host::new(teardown_engine::Config::default());
         for jitter in [false, true] {
-            let mut q = Queue::new(jitter);
+            let mut q = Queue::new(jitter, 0);
             for i in 0..10 {
                 q.push(Time::from_micros(5), seg(i));
             }
@@ -238,7 +246,7 @@ mod tests {
             };
             assert_eq!(seen, want, "jitter {jitter}");
         }
-        let mut q = Queue::new(false);
+        let mut q = Queue::new(false, 0);
         for i in 0..BUCKET_AHEAD as u32 {
             q.push(Time::from_micros(5), seg(i));
         }
@@ -250,11 +258,33 @@ mod tests {
     /// A small queue keeps its buffer when it empties (no churn in a steady run).
     #[test]
     fn a_small_queue_keeps_its_buffer() {
-        let mut q = Queue::new(false);
+        let mut q = Queue::new(false, 0);
         for i in 0..100 {
             q.push(Time::from_micros(5), seg(i));
         }
         while q.pop().is_some() {}
         assert!(capacity(&q) >= 100);
+    }
+
+    /// A burst of one segment per live connection leaves its buffer behind
+    /// (the next burst does not regrow it), in both kinds of queue; twice as
+    /// many live connections' worth does not.
+    #[test]
+    fn a_burst_the_shard_can_make_keeps_its_buffer() {
+        let live = SHRINK_AT * 4;
+        for jitter in [false, true] {
+            let mut q = Queue::new(jitter, live);
+            for i in 0..live as u32 {
+                q.push(Time::from_micros(5), seg(i));
+            }
+            let grown = capacity(&q);
+            while q.pop().is_some() {}
+            assert_eq!(capacity(&q), grown, "jitter {jitter}");
+            for i in 0..live as u32 * 4 {
+                q.push(Time::from_micros(6), seg(i));
+            }
+            while q.pop().is_some() {}
+            assert_eq!(capacity(&q), 0, "jitter {jitter}");
+        }
     }
 }
