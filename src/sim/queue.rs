@@ -103,6 +103,23 @@ impl Queue {
         }
     }
 
+    /// From now on the queue gives back a buffer above [`SHRINK_AT`] once
+    /// it drains, as one kept for bursts of the shard's size no longer
+    /// pays for itself.
+    pub(super) fn release(&mut self) {
+        self.keep = SHRINK_AT;
+        self.shrink_if_drained();
+    }
+
+    #[inline(always)]
+    fn shrink_if_drained(&mut self) {
+        match &mut self.kind {
+            Kind::Fifo(q) if q.capacity() > self.keep && q.is_empty() => *q = VecDeque::new(),
+            Kind::Heap(h, _) if h.capacity() > self.keep && h.is_empty() => *h = BinaryHeap::new(),
+            _ => {}
+        }
+    }
+
     /// When the next segment arrives, in µs; `u64::MAX` when none is in flight.
     #[inline(always)]
     pub(super) fn next_us(&self) -> u64 {
@@ -115,16 +132,16 @@ impl Queue {
             Kind::Fifo(q) => {
                 let seg = q.pop_front().map(|x| x.1);
                 self.next_us = us(q.front().map(|x| x.0));
-                if q.capacity() > self.keep && q.is_empty() {
-                    *q = VecDeque::new();
+                if q.is_empty() {
+                    self.shrink_if_drained();
                 }
                 seg
             }
             Kind::Heap(h, _) => {
                 let seg = h.pop().map(|x| x.0.seg);
                 self.next_us = us(h.peek().map(|x| x.0.at));
-                if h.capacity() > self.keep && h.is_empty() {
-                    *h = BinaryHeap::new();
+                if h.is_empty() {
+                    self.shrink_if_drained();
                 }
                 seg
             }
@@ -285,6 +302,27 @@ mod tests {
             }
             while q.pop().is_some() {}
             assert_eq!(capacity(&q), 0, "jitter {jitter}");
+        }
+    }
+
+    /// Once released (the shard's last connect), a kept buffer is given
+    /// back: at once when drained, else when it drains.
+    #[test]
+    fn a_released_queue_gives_its_buffer_back() {
+        let live = SHRINK_AT * 4;
+        for pending in [0, 1] {
+            let mut q = Queue::new(false, live);
+            for i in 0..live as u32 {
+                q.push(Time::from_micros(5), seg(i));
+            }
+            while q.pop().is_some() {}
+            for i in 0..pending {
+                q.push(Time::from_micros(6), seg(i));
+            }
+            q.release();
+            assert_eq!(capacity(&q) > 0, pending > 0, "pending {pending}");
+            while q.pop().is_some() {}
+            assert_eq!(capacity(&q), 0, "pending {pending}");
         }
     }
 }

@@ -980,6 +980,18 @@ impl<'a> Shard<'a> {
         self.open_more();
     }
 
+    /// Counts a connect attempt. After the last one only the closes of the
+    /// last wave are left: the queues need not keep their buffers for
+    /// further bursts, and give them back as they drain, before the run's
+    /// TIME-WAIT entries pile up to the peak heap.
+    fn attempted(&mut self) {
+        self.attempts += 1;
+        if self.attempts == self.to_open {
+            self.to_server.release();
+            self.to_client.release();
+        }
+    }
+
     /// Opens connections while the workload allows. A connect() that finds
     /// no port (EADDRNOTAVAIL) is counted; with `--rate` (an open model) that
     /// attempt is lost and the schedule goes on; without (a closed model, a
@@ -1064,7 +1076,7 @@ impl<'a> Shard<'a> {
         let (Ok(c), Some(s)) = (r, slot) else {
             // EADDRNOTAVAIL (counted by the client host), or the table is full.
             if self.cfg.rate.is_some() {
-                self.attempts += 1;
+                self.attempted();
             }
             self.transmit(Side::Client);
             return false;
@@ -1072,7 +1084,7 @@ impl<'a> Shard<'a> {
         self.res.probed.record(u64::from(c.probed));
         self.slots[s] = flags;
         self.opened_ms[s] = self.now.stamp_ms();
-        self.attempts += 1;
+        self.attempted();
         self.opened += 1;
         self.live += 1;
         let (now, quarter) = (self.now, self.cfg.app_timeout / 4);
