@@ -123,8 +123,10 @@ impl Loss {
 
     /// Whether `seg` is lost. Draws from `rng` only when the segment is of the kind
     /// the loss applies to and the rate is above zero, so a lossless run consumes
-    /// no randomness.
-    #[inline]
+    /// no randomness. Pinned inline: called once per segment in the
+    /// simulator's transmit loop, where whether the compiler inlined it
+    /// flipped with code layout (~200 instructions a teardown as a call).
+    #[inline(always)]
     pub fn drops<R: Rng + ?Sized>(&mut self, rng: &mut R, seg: &Segment) -> bool {
         if self.p == 0.0 || !self.only.applies(seg) {
             return false;
