@@ -245,13 +245,9 @@ impl Ports {
         {
             return self.last_perturb;
         }
-        let perturb = &self.perturb;
-        if let Some(&i) = self
-            .perturb_at
-            .find(mix(index as u64), |&i| perturb[i as usize].0 == index)
-        {
-            self.last_perturb = i as usize;
-            return i as usize;
+        if let Some(i) = self.find_perturb(index) {
+            self.last_perturb = i;
+            return i;
         }
         // get_random_sleepable_once(): the table starts random; here keyed.
         let start = mix(index as u64 ^ self.secret) as u32;
@@ -266,18 +262,31 @@ impl Ports {
         i
     }
 
+    /// The `table_perturb` slot made for `index`, if a search made it.
+    fn find_perturb(&self, index: u16) -> Option<usize> {
+        let perturb = &self.perturb;
+        self.perturb_at
+            .find(mix(index as u64), |&i| perturb[i as usize].0 == index)
+            .map(|&i| i as usize)
+    }
+
+    /// The scan's first offset into the range from `slot`'s perturbation:
+    /// `(table_perturb[index] + (port_offset >> 32)) % remaining`, made even.
+    fn scan_offset(&self, slot: usize, port_offset: u64) -> u32 {
+        let offset = self.perturb[slot]
+            .1
+            .wrapping_add((port_offset >> 32) as u32)
+            % self.even_remaining();
+        offset & !1
+    }
+
     /// Where the even-port scan of `__inet_hash_connect` starts, as an offset
     /// into the range: `(table_perturb[index] + (port_offset >> 32)) %
     /// remaining`, made even (`remaining` is the range rounded down to even);
     /// with the `table_perturb` slot for [`Ports::advance`].
     pub(crate) fn start(&mut self, port_offset: u64) -> (PerturbSlot, u32) {
-        let remaining = self.even_remaining();
         let slot = self.perturb_slot(port_offset);
-        let offset = self.perturb[slot]
-            .1
-            .wrapping_add((port_offset >> 32) as u32)
-            % remaining;
-        (PerturbSlot(slot), offset & !1)
+        (PerturbSlot(slot), self.scan_offset(slot, port_offset))
     }
 
     /// The port the next even-port scan for this destination tries first
@@ -285,16 +294,8 @@ impl Ports {
     /// before the first search made it. For a prefetch, which may be wrong.
     pub(crate) fn first_port(&self, saddr: u32, daddr: u32, dport: u16) -> Option<u16> {
         let port_offset = self.port_offset(saddr, daddr, dport);
-        let index = (port_offset & PERTURB_MASK) as u16;
-        let perturb = &self.perturb;
-        let i = *self
-            .perturb_at
-            .find(mix(index as u64), |&i| perturb[i as usize].0 == index)?;
-        let offset = perturb[i as usize]
-            .1
-            .wrapping_add((port_offset >> 32) as u32)
-            % self.even_remaining();
-        Some(self.low + (offset & !1) as u16)
+        let slot = self.find_perturb((port_offset & PERTURB_MASK) as u16)?;
+        Some(self.low + self.scan_offset(slot, port_offset) as u16)
     }
 
     /// `remaining` of `__inet_hash_connect`: the range, rounded down to even
