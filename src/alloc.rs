@@ -72,9 +72,14 @@ fn mapped(size: usize, align: usize) -> bool {
 }
 
 /// A mapped block's length: whole granules, so that Linux places the mapping
-/// on a 2 MiB boundary (it does for anonymous mappings of whole granules) and
-/// every granule of the block can be one huge page, and so that `mremap`
-/// moves them as whole page-table entries instead of splitting them.
+/// on a 2 MiB boundary (since 6.7 it does for anonymous mappings of whole
+/// granules; an older kernel, or an `mremap` that moves the block, may not,
+/// and then its first and last granules stay on 4 KiB pages) and every
+/// granule of the block can be one huge page, and so that `mremap` moves them
+/// as whole page-table entries instead of splitting them. The price: touching
+/// a block's last, partly used granule can fault in all 2 MiB of it, so the
+/// process's RSS may exceed the live bytes counted here by up to 2 MiB per
+/// big block.
 fn span(size: usize) -> usize {
     size.next_multiple_of(HUGE)
 }
