@@ -56,6 +56,19 @@ const CONNECT_RETRY: Duration = Duration::from_millis(10);
 const CLIENT_OPEN: u8 = 0x01;
 const SERVER_OPEN: u8 = 0x02;
 
+/// The `open_ends` bit of `side`'s end.
+fn open_bit(side: Side) -> u8 {
+    match side {
+        Side::Server => SERVER_OPEN,
+        Side::Client => CLIENT_OPEN,
+    }
+}
+
+/// Slots from which the per-slot arrays (a byte each) outgrow a 32 KiB L1d
+/// and `Shard::prefetch_slot` asks for their lines: below it, asking would
+/// only cost.
+const PREFETCH_SLOTS_FROM: usize = 1 << 15;
+
 /// Seed-case counters (teardown-cases.md), seen from the link and the hosts.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Cases {
@@ -432,8 +445,7 @@ impl<'a> Shard<'a> {
     /// with a million slots these are cold lines, as the host's entries are.
     #[inline]
     fn prefetch_slot(&self, client_view: &Tuple) {
-        // Below this the arrays stay in cache; asking would only cost.
-        if self.slots.len() < 1 << 15 {
+        if self.slots.len() < PREFETCH_SLOTS_FROM {
             return;
         }
         if let Some(s) = self.slot_of(client_view) {
@@ -796,10 +808,7 @@ impl<'a> Shard<'a> {
     /// each cost some 20 instructions (146 a teardown).
     #[inline(always)]
     fn on_event(&mut self, side: Side, ev: Event) {
-        let end = match side {
-            Side::Server => SERVER_OPEN,
-            Side::Client => CLIENT_OPEN,
-        };
+        let end = open_bit(side);
         // Each arm looks its connection's slot up itself: the tuple lies at
         // a place of its own in each kind of event.
         match ev {
@@ -932,10 +941,7 @@ impl<'a> Shard<'a> {
         };
         // Closed, so never ESTABLISHED again: nothing for the sweep, which
         // visited every server end through its TIME-WAIT until Closed.
-        self.open_ends[slot] &= match side {
-            Side::Server => !SERVER_OPEN,
-            Side::Client => !CLIENT_OPEN,
-        };
+        self.open_ends[slot] &= !open_bit(side);
         let runaway = match side {
             Side::Server => slot::RUNAWAY_SERVER,
             Side::Client => slot::RUNAWAY_CLIENT,
@@ -952,10 +958,7 @@ impl<'a> Shard<'a> {
     fn vanish(&mut self, side: Side, tuple: Tuple, slot: usize) {
         self.transmit(side);
         self.res.cases.vanished += 1;
-        self.open_ends[slot] &= match side {
-            Side::Server => !SERVER_OPEN,
-            Side::Client => !CLIENT_OPEN,
-        };
+        self.open_ends[slot] &= !open_bit(side);
         match side {
             Side::Server => {
                 self.with(side, |h, _| h.forget(&tuple));
