@@ -107,8 +107,10 @@ pub(super) struct Worker {
     stop: Arc<AtomicBool>,
     close: CloseMode,
     hold: Duration,
-    /// `--hold` as given: after `POST /release`, [`Worker::hold`] paces what
-    /// is still kept, and this is what a connection established later gets.
+    /// `--hold` as given: after `POST /release` [`Worker::hold`] becomes the
+    /// pace of what is still kept, and this says whether a connection
+    /// established later is held at all (in line with the rest, so for at
+    /// most `--hold`) or closed at once.
     hold_flag: Duration,
     /// This worker's share of `--keep`, until `POST /release`.
     keep: Option<usize>,
