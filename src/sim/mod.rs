@@ -19,6 +19,7 @@ mod report;
 mod resident;
 mod series;
 mod shard;
+mod slots;
 mod sweep;
 mod tally;
 

@@ -26,6 +26,9 @@ use super::app_timers::AppTimers;
 use super::attack::{AttackCounts, AttackKind};
 use super::queue::Queue;
 use super::series::{Sample, Series};
+use super::slots::{
+    next_open, open_bit, slot, SlotMap, CLIENT_OPEN, PREFETCH_SLOTS_FROM, SERVER_OPEN,
+};
 use super::tally::Tally;
 use super::{micros_or_never, CloseMode, RunawayAt, SimConfig, Workload};
 
@@ -33,41 +36,9 @@ use super::{micros_or_never, CloseMode, RunawayAt, SimConfig, Workload};
 pub const SERVER_IP: u32 = u32::from_be_bytes([10, 255, 0, 1]);
 pub const SERVER_PORT: u16 = 80;
 
-/// Per-slot workload flags.
-mod slot {
-    pub const CLOSER_SERVER: u8 = 0x01;
-    pub const CLOSER_CLIENT: u8 = 0x02;
-    pub const RUNAWAY_CLIENT: u8 = 0x04;
-    pub const RUNAWAY_SERVER: u8 = 0x08;
-    /// The client end vanished: segments to it are lost until the slot is reused.
-    pub const CLIENT_GONE: u8 = 0x10;
-    pub const SERVER_GONE: u8 = 0x20;
-    /// The runaway end vanishes at fin-sent rather than fin-acked.
-    pub const AT_FIN_SENT: u8 = 0x40;
-    /// This incarnation is captured by --pcap.
-    pub const CAPTURED: u8 = 0x80;
-}
-
 /// How long a closed-model client waits to retry a connect() that found no
 /// port (EADDRNOTAVAIL), unless a port frees up first.
 const CONNECT_RETRY: Duration = Duration::from_millis(10);
-
-/// Bits of `Shard::open_ends`.
-const CLIENT_OPEN: u8 = 0x01;
-const SERVER_OPEN: u8 = 0x02;
-
-/// The `open_ends` bit of `side`'s end.
-fn open_bit(side: Side) -> u8 {
-    match side {
-        Side::Server => SERVER_OPEN,
-        Side::Client => CLIENT_OPEN,
-    }
-}
-
-/// Slots from which the per-slot arrays (a byte each) outgrow a 32 KiB L1d
-/// and `Shard::prefetch_slot` asks for their lines: below it, asking would
-/// only cost.
-const PREFETCH_SLOTS_FROM: usize = 1 << 15;
 
 /// Seed-case counters (teardown-cases.md), seen from the link and the hosts.
 #[derive(Clone, Copy, Debug, Default)]
@@ -154,7 +125,7 @@ pub enum Due {
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Side {
+pub(super) enum Side {
     Server,
     Client,
 }
@@ -228,62 +199,6 @@ pub struct Shard<'a> {
 /// and not every shard's first event at once.
 fn nth_at_rate(n: u64, rate: f64, shards: u32, index: u32) -> Time {
     Time::from_secs_f64((n as f64 * shards as f64 + index as f64) / rate)
-}
-
-/// Where a client-side 4-tuple's slot lies, worked out once in
-/// [`Shard::new`]: the lookup runs for every segment delivered and every
-/// host event, and read from the config it reloaded the port range and
-/// recomputed the shard's address prefix each time.
-#[derive(Clone, Copy)]
-struct SlotMap {
-    /// The shard's first client address, 10.<shard>.0.0.
-    base: u32,
-    port_lo: u16,
-    /// hi - lo: a port is in the range when `port - lo` (wrapping) is at most this.
-    port_span: u16,
-    /// Slots per client address (its ports).
-    stride: usize,
-    slots: usize,
-}
-
-impl SlotMap {
-    /// Shard `index`'s `slots` slots over the ports `lo..=hi` of each address.
-    fn new(index: u32, (lo, hi): (u16, u16), slots: usize) -> SlotMap {
-        SlotMap {
-            base: ((10 << 8) | index) << 16,
-            port_lo: lo,
-            port_span: hi - lo,
-            stride: usize::from(hi - lo) + 1,
-            slots,
-        }
-    }
-
-    /// The slot of a tuple seen from the client (local = client); None for an
-    /// address that is not one of this shard's clients (an attacker's spoofed one).
-    /// Both ranges are tested as one unsigned difference each.
-    #[inline(always)]
-    fn get(&self, client_view: &Tuple) -> Option<usize> {
-        let ip = client_view.local_ip.wrapping_sub(self.base);
-        let port = client_view.local_port.wrapping_sub(self.port_lo);
-        if ip > 0xffff || port > self.port_span {
-            return None;
-        }
-        let slot = ip as usize * self.stride + port as usize;
-        (slot < self.slots).then_some(slot)
-    }
-}
-
-/// The first slot at or after `from` with an open end (a nonzero byte of
-/// `open_ends`). The sweep visits every slot of the shard, and most are
-/// empty: so they are tested eight at a time.
-fn next_open(open_ends: &[u8], from: usize) -> Option<usize> {
-    let rest = open_ends.get(from..)?;
-    let (words, tail) = rest.as_chunks::<8>();
-    let k = match words.iter().position(|w| u64::from_ne_bytes(*w) != 0) {
-        Some(w) => w * 8 + words[w].iter().position(|&b| b != 0)?,
-        None => words.len() * 8 + tail.iter().position(|&b| b != 0)?,
-    };
-    Some(from + k)
 }
 
 /// A segment's arrival time with `--jitter`. Kept out of line: inlined,
@@ -1279,52 +1194,5 @@ impl<'a> Shard<'a> {
         drop(client);
         alloc::enter_scope(prev);
         self.res
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// The word-wise scan finds what a byte-wise one finds: every nonzero
-    /// byte from every start, in a word, across words and in the tail.
-    #[test]
-    fn next_open_is_the_first_nonzero_byte_from_there() {
-        let mut open = vec![0u8; 29];
-        for (i, b) in [(3, 1), (8, 2), (9, 3), (23, 1), (27, 2)] {
-            open[i] = b;
-        }
-        for from in 0..=open.len() + 1 {
-            let want = (from..open.len()).find(|&i| open[i] != 0);
-            assert_eq!(next_open(&open, from), want, "from {from}");
-        }
-        assert_eq!(next_open(&[0; 16], 0), None);
-    }
-
-    /// Every slot's tuple maps back to that slot; addresses and ports
-    /// outside the shard's (another shard, below or above the port range,
-    /// past the last slot) map to none.
-    #[test]
-    fn slot_map_inverts_the_slot_tuples() {
-        let (lo, hi) = (1000u16, 1009u16);
-        let map = SlotMap::new(3, (lo, hi), 25);
-        let tuple = |ip: u32, port: u16| Tuple {
-            local_ip: (10 << 24) | ip,
-            remote_ip: SERVER_IP,
-            local_port: port,
-            remote_port: SERVER_PORT,
-        };
-        for s in 0..25u32 {
-            let t = tuple((3 << 16) | (s / 10), lo + (s % 10) as u16);
-            assert_eq!(map.get(&t), Some(s as usize));
-        }
-        assert_eq!(
-            map.get(&tuple((3 << 16) | 2, lo + 5)),
-            None,
-            "past the last slot"
-        );
-        assert_eq!(map.get(&tuple(3 << 16, lo - 1)), None);
-        assert_eq!(map.get(&tuple(3 << 16, hi + 1)), None);
-        assert_eq!(map.get(&tuple(4 << 16, lo)), None, "another shard");
     }
 }
