@@ -228,15 +228,13 @@ impl Table {
                 if self.map.find(hash, |x| x == r).is_some() {
                     return None;
                 }
-            } else {
-                // Unpacked from the record in hand (a stale slot's goes unused).
+            } else if self.map.remove(hash, |x| x == r).is_some() {
+                // Live: unpacked from the record in hand (a stale slot is not).
                 let e = self.unpack_time_wait(pos, rec, expires_ms);
-                if self.map.remove(hash, |x| x == r).is_some() {
-                    self.e.take_tw_rare(pos);
-                    self.tw_len -= 1;
-                    self.e.tw.pop_front();
-                    return Some(e);
-                }
+                self.e.take_tw_rare(pos);
+                self.tw_len -= 1;
+                self.e.tw.pop_front();
+                return Some(e);
             }
             self.e.tw.pop_front();
         }
