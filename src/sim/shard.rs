@@ -340,13 +340,7 @@ impl<'a> Shard<'a> {
 
     /// The client's view of slot `s`'s 4-tuple.
     fn tuple(&self, s: u32) -> Tuple {
-        let range = self.cfg.port_range.1 - self.cfg.port_range.0 + 1;
-        Tuple {
-            local_ip: (10 << 24) | (self.index << 16) | (s / range as u32),
-            remote_ip: SERVER_IP,
-            local_port: self.cfg.port_range.0 + (s % range as u32) as u16,
-            remote_port: SERVER_PORT,
-        }
+        self.slot_map.tuple(s as usize)
     }
 
     /// The slot of a tuple seen from the client (local = client).
@@ -979,7 +973,7 @@ impl<'a> Shard<'a> {
         }
         let ip = self.next_ip;
         self.next_ip = (ip + 1) % self.client_ips;
-        let local_ip = (10 << 24) | (self.index << 16) | ip;
+        let local_ip = self.slot_map.client_ip(ip);
         let mode = self.cfg.bind;
         let r = self.with(Side::Client, |h, now| {
             h.connect_ephemeral(now, local_ip, SERVER_IP, SERVER_PORT, mode)
@@ -987,8 +981,9 @@ impl<'a> Shard<'a> {
         // The cold lines of the connect after next (the next one's were
         // asked for by the last connect), while this one's SYN and the
         // teardowns before them go on.
-        let after_next = (self.next_ip + 1) % self.client_ips;
-        let after_next = (10 << 24) | (self.index << 16) | after_next;
+        let after_next = self
+            .slot_map
+            .client_ip((self.next_ip + 1) % self.client_ips);
         (self.client).prefetch_connect(after_next, SERVER_IP, SERVER_PORT, mode);
         let slot = r.as_ref().ok().and_then(|c| self.slot_of(&c.tuple));
         let (Ok(c), Some(s)) = (r, slot) else {

@@ -4,7 +4,7 @@
 
 use teardown_engine::tuple::Tuple;
 
-use super::shard::Side;
+use super::shard::{Side, SERVER_IP, SERVER_PORT};
 
 /// Per-slot workload flags.
 pub(super) mod slot {
@@ -66,6 +66,22 @@ impl SlotMap {
         }
     }
 
+    /// The shard's `n`-th client address, 10.<shard>.<n>.
+    #[inline]
+    pub(super) fn client_ip(&self, n: u32) -> u32 {
+        self.base | n
+    }
+
+    /// The client's view of slot `s`'s 4-tuple: the inverse of [`SlotMap::get`].
+    pub(super) fn tuple(&self, s: usize) -> Tuple {
+        Tuple {
+            local_ip: self.client_ip((s / self.stride) as u32),
+            remote_ip: SERVER_IP,
+            local_port: self.port_lo + (s % self.stride) as u16,
+            remote_port: SERVER_PORT,
+        }
+    }
+
     /// The slot of a tuple seen from the client (local = client); None for an
     /// address that is not one of this shard's clients (an attacker's spoofed one).
     /// Both ranges are tested as one unsigned difference each.
@@ -97,7 +113,6 @@ pub(super) fn next_open(open_ends: &[u8], from: usize) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sim::shard::{SERVER_IP, SERVER_PORT};
 
     /// The word-wise scan finds what a byte-wise one finds: every nonzero
     /// byte from every start, in a word, across words and in the tail.
@@ -114,7 +129,8 @@ mod tests {
         assert_eq!(next_open(&[0; 16], 0), None);
     }
 
-    /// Every slot's tuple maps back to that slot; addresses and ports
+    /// Every slot's tuple maps back to that slot (and is the one `tuple`
+    /// makes); addresses and ports
     /// outside the shard's (another shard, below or above the port range,
     /// past the last slot) map to none.
     #[test]
@@ -130,6 +146,7 @@ mod tests {
         for s in 0..25u32 {
             let t = tuple((3 << 16) | (s / 10), lo + (s % 10) as u16);
             assert_eq!(map.get(&t), Some(s as usize));
+            assert_eq!(map.tuple(s as usize), t);
         }
         assert_eq!(
             map.get(&tuple((3 << 16) | 2, lo + 5)),
