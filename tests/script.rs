@@ -518,20 +518,14 @@ fn a_script_running_past_the_end_of_time_fails_cleanly() {
 /// seed 51): that is still the runner falling behind, run again on Linux.
 #[test]
 fn time_lost_injecting_is_the_runner_being_late() {
-    let src = "\
-0   socket(..., SOCK_STREAM, IPPROTO_TCP) = 3
-+0  setsockopt(3, SOL_SOCKET, SO_REUSEADDR, [1], 4) = 0
-+0  bind(3, ..., ...) = 0
-+0  listen(3, 1) = 0
-+0  < S 0:0(0) win 65535 <mss 1460>
-+0  > S. 0:0(0) ack 1 <...>
-+.1 < . 1:1(0) ack 1 win 65535
-+0  accept(3, ..., ...) = 4
+    let src = format!(
+        "{HANDSHAKE}\
 +1  < . 1:1(0) ack 1 win 65535
 +0  < . 1:1(0) ack 1 win 65535
 +.5 read(4, ..., 1000) = -1 EAGAIN
-";
-    let s = parse(src).unwrap();
+"
+    );
+    let s = parse(&src).unwrap();
     for (lag_ms, late) in [(0, false), (10, true)] {
         let mut stack = Lagging::new(0, lag_ms);
         let o = script::run_on(&mut stack, &s, &Options::default());
