@@ -431,7 +431,7 @@ impl Host {
                 .flatten()
         });
         if let Some(m) = sample {
-            c.rtt_sample(m, &self.cfg);
+            c.rtt_sample(m, &self.timeouts);
             c.set_backoff(0);
         }
         self.on_snd_una_advanced(c, ack);
@@ -450,8 +450,8 @@ impl Host {
             }
         } else {
             c.retrans_stamp_ms = now.stamp_ms();
-            let rto = c.backed_off_rto(&self.cfg);
-            self.arm(now, idx, c, rto);
+            let rto_us = c.backed_off_rto_us(&self.timeouts);
+            self.arm_us(now, idx, c, rto_us);
         }
     }
 

@@ -39,7 +39,7 @@ pub use events::{CloseReason, Error, Event, Role, Stats};
 use std::time::Duration;
 
 use crate::config::Config;
-use crate::conn::{flag, Conn};
+use crate::conn::{flag, Conn, TimeoutsUs};
 use crate::ports::Ports;
 use crate::segment::Segment;
 use crate::seq::Seq;
@@ -137,6 +137,9 @@ impl Budget {
 /// then). [`Host::forget`] and the accessors take no time.
 pub struct Host {
     cfg: Config,
+    /// `cfg`'s timeouts in microseconds, for the retransmission timer's
+    /// arithmetic (`cfg` does not change after construction).
+    timeouts: TimeoutsUs,
     table: Table,
     wheel: Wheel<u32>,
     listening: Vec<u64>,
@@ -188,6 +191,7 @@ impl Host {
             ports: Ports::new(cfg.ip_local_port_range, cfg.secret),
             ts_key: TsKey::new(cfg.secret),
             ts_clock: 0,
+            timeouts: TimeoutsUs::new(&cfg),
             cfg,
         }
     }
@@ -290,7 +294,7 @@ impl Host {
     #[must_use]
     pub fn rto(&self, tuple: &Tuple) -> Option<Duration> {
         match self.table.find(tuple)? {
-            Found::Conn(i) => Some(self.table.conn(i).backed_off_rto(&self.cfg)),
+            Found::Conn(i) => Some(self.table.conn(i).backed_off_rto(&self.timeouts)),
             Found::TimeWait(_) => None,
         }
     }

@@ -75,8 +75,8 @@ impl Host {
         if idle {
             c.start_timing(now.as_micros() as u32);
             c.retrans_stamp_ms = now.stamp_ms();
-            let rto = c.backed_off_rto(&self.cfg);
-            self.arm(now, idx, c, rto);
+            let rto_us = c.backed_off_rto_us(&self.timeouts);
+            self.arm_us(now, idx, c, rto_us);
         }
     }
 

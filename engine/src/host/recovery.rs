@@ -58,8 +58,8 @@ impl Host {
         c.set_dupacks(rec::FAST);
         self.stats.fast_retransmits += 1;
         self.resend(c);
-        let rto = c.backed_off_rto(&self.cfg);
-        self.arm(now, idx, c, rto);
+        let rto_us = c.backed_off_rto_us(&self.timeouts);
+        self.arm_us(now, idx, c, rto_us);
     }
 
     /// snd_una moves to `ack`: the segments it frees leave the flight, Reno's

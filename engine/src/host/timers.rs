@@ -83,8 +83,8 @@ impl Host {
         c.set_rto_fired(true);
         let backoff = c.backoff().saturating_add(1).min(30);
         c.set_backoff(backoff);
-        let rto = c.backed_off_rto(&self.cfg);
-        self.arm(now, idx, c, rto);
+        let rto_us = c.backed_off_rto_us(&self.timeouts);
+        self.arm_us(now, idx, c, rto_us);
     }
 
     /// Resends everything from snd_una in one segment, as Linux collapses

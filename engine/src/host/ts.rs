@@ -100,7 +100,7 @@ impl Host {
             && seg.ack_num() == c.snd_una
             && c.bit(bits::WL1_AT_RCV_NXT)
             && seg.ts.is_some_and(|ts| {
-                let rto_ms = c.backed_off_rto(&self.cfg).as_millis() as u32;
+                let rto_ms = (c.backed_off_rto_us(&self.timeouts) / 1000) as u32;
                 c.ts_recent.wrapping_sub(ts.val) <= rto_ms
             });
         !disordered
