@@ -475,7 +475,7 @@ impl Host {
         self.count_fw2_orphan(&mut c, false);
         self.disarm(&mut c);
         let hash = hash.unwrap_or_else(|| self.table.hash(&c.tuple));
-        self.table.remove_conn_hashed(idx, hash);
+        self.table.remove_conn_hashed(idx, &c.tuple, hash);
         self.port_released(&c.tuple);
         self.population[before as usize] -= 1;
         self.trace(c.tuple, before, State::Closed);

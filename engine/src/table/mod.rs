@@ -185,6 +185,19 @@ impl Entries {
         self.recent.forget(&tuple, idx);
         rec.conn(tuple, rare.last_oow_ms)
     }
+
+    /// [`Entries::remove_conn`] for a caller that holds the connection's
+    /// `tuple` and wants nothing back: the tuple is not unpacked again, nor
+    /// the record copied out.
+    #[inline]
+    fn drop_conn(&mut self, idx: u32, tuple: &Tuple) {
+        debug_assert_eq!(self.conn_tuple(idx, self.conns.get(idx)), *tuple);
+        let rec = self.conns.remove(idx);
+        if rec.name.has_rare() {
+            self.conn_rare.take(idx as u64);
+        }
+        self.recent.forget(tuple, idx);
+    }
 }
 
 /// What [`Table::remove`] took out.
@@ -447,17 +460,17 @@ impl Table {
     /// Removes a full connection (it reached CLOSED).
     #[cfg(test)]
     pub(crate) fn remove_conn(&mut self, idx: u32) -> Conn {
-        let hash = self.hash(&self.conn(idx).tuple);
-        self.remove_conn_hashed(idx, hash)
+        let c = self.conn(idx);
+        self.remove_conn_hashed(idx, &c.tuple, self.hash(&c.tuple));
+        c
     }
 
-    /// Removes full connection `idx` (it reached CLOSED) given the hash of
-    /// its tuple, which the caller's lookup took.
-    pub(crate) fn remove_conn_hashed(&mut self, idx: u32, hash: u64) -> Conn {
-        let c = self.e.remove_conn(idx);
-        debug_assert_eq!(hash, self.hash(&c.tuple));
+    /// Removes full connection `idx` (it reached CLOSED) given its tuple and
+    /// the tuple's hash, which the caller's lookup took.
+    pub(crate) fn remove_conn_hashed(&mut self, idx: u32, tuple: &Tuple, hash: u64) {
+        debug_assert_eq!(hash, self.hash(tuple));
+        self.e.drop_conn(idx, tuple);
         self.map.remove(hash, |r| r == idx);
-        c
     }
 
     /// For `benches/table.rs`, which sets this table beside std's `HashMap` and

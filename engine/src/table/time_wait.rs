@@ -33,7 +33,7 @@ impl Table {
         if let Some(r) = self.map.find_mut(hash, |r| r == idx) {
             *r = Self::tw_ref(pos);
         }
-        self.e.remove_conn(idx);
+        self.e.drop_conn(idx, &e.tuple);
         self.tw_len += 1;
         Some(pos)
     }
