@@ -66,7 +66,7 @@ impl Host {
         // The working copy is `c` as inserted, as in `accept_syn`.
         let idx = self.table.insert_conn(c);
         self.send_new(now, idx, &mut c, Flags::SYN, 0);
-        self.table.set_conn(idx, c);
+        self.table.set_new_conn(idx, &c);
         self.stats.opened_active += 1;
         self.enter(tuple, State::Closed, State::SynSent);
     }

@@ -115,7 +115,7 @@ impl Host {
         }
         let idx = self.table.insert_conn_hashed(c, hash);
         self.send_new(now, idx, &mut c, Flags::SYN | Flags::ACK, 0);
-        self.table.set_conn(idx, c);
+        self.table.set_new_conn(idx, &c);
         self.stats.opened_passive += 1;
         self.enter(tuple, State::Closed, State::SynReceived);
     }
