@@ -161,15 +161,7 @@ impl Host {
         };
         if reset {
             // tcp_send_active_reset: a segment of the socket, with its timestamps.
-            let ecr = c.ts_echo();
-            self.emit(
-                &c.tuple,
-                Flags::RST | Flags::ACK,
-                c.snd_nxt,
-                c.rcv_nxt,
-                0,
-                ecr,
-            );
+            self.emit_on(&c, Flags::RST | Flags::ACK, c.snd_nxt, c.rcv_nxt, 0);
             self.stats.rst_sent += 1;
         }
         self.commit(now, idx, c, before, Next::Close(CloseReason::Aborted));

@@ -19,7 +19,30 @@ const NEXT_TICK: Duration = Duration::from_millis(1);
 impl Host {
     /// Queues a segment; `ecr` makes it carry the timestamps option
     /// (RFC 7323 §3) with our clock and that echo.
+    #[inline(never)]
     pub(super) fn emit(
+        &mut self,
+        tuple: &Tuple,
+        flags: Flags,
+        seq: Seq,
+        ack: Seq,
+        len: u32,
+        ecr: Option<u32>,
+    ) {
+        self.push_segment(tuple, flags, seq, ack, len, ecr);
+    }
+
+    /// [`Host::emit`] on connection `c`: its tuple, with its timestamps if
+    /// they were negotiated. Taking `c` whole, the call passes everything in
+    /// registers (the tuple and echo as arguments put two on the stack).
+    #[inline(never)]
+    pub(super) fn emit_on(&mut self, c: &Conn, flags: Flags, seq: Seq, ack: Seq, len: u32) {
+        self.push_segment(&c.tuple, flags, seq, ack, len, c.ts_echo());
+    }
+
+    /// The body of [`Host::emit`] and [`Host::emit_on`].
+    #[inline(always)]
+    fn push_segment(
         &mut self,
         tuple: &Tuple,
         flags: Flags,
@@ -56,7 +79,7 @@ impl Host {
     /// timer running for the oldest outstanding byte.
     pub(super) fn send_new(&mut self, now: Time, idx: u32, c: &mut Conn, flags: Flags, len: u32) {
         let ack = if flags.ack() { c.rcv_nxt } else { Seq(0) };
-        self.emit(&c.tuple, flags, c.snd_nxt, ack, len, c.ts_echo());
+        self.emit_on(c, flags, c.snd_nxt, ack, len);
         let idle = c.snd_una == c.snd_nxt;
         if flags.ack() {
             if idle && c.bit(bits::DELACK) {
@@ -109,19 +132,11 @@ impl Host {
     /// Our SYN-ACK once more, outside the retransmission timer: a simultaneous
     /// open's answer, or the reply to a retransmitted SYN (`tcp_check_req`).
     pub(super) fn resend_syn_ack(&mut self, c: &Conn) {
-        let ecr = c.ts_echo();
-        self.emit(
-            &c.tuple,
-            Flags::SYN | Flags::ACK,
-            c.snd_una,
-            c.rcv_nxt,
-            0,
-            ecr,
-        );
+        self.emit_on(c, Flags::SYN | Flags::ACK, c.snd_una, c.rcv_nxt, 0);
     }
 
     pub(super) fn send_ack(&mut self, c: &mut Conn) {
-        self.emit(&c.tuple, Flags::ACK, c.snd_nxt, c.rcv_nxt, 0, c.ts_echo());
+        self.emit_on(c, Flags::ACK, c.snd_nxt, c.rcv_nxt, 0);
         self.ack_sent(c);
     }
 

@@ -111,7 +111,7 @@ impl Host {
             _ => (Flags::ACK | Flags::PSH, outstanding),
         };
         let ack = if flags.ack() { c.rcv_nxt } else { Seq(0) };
-        self.emit(&c.tuple, flags, c.snd_una, ack, len, c.ts_echo());
+        self.emit_on(c, flags, c.snd_una, ack, len);
         if flags.ack() {
             self.ack_sent(c);
         }
