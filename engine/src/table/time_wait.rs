@@ -6,6 +6,7 @@ use super::{Table, TwRare};
 use crate::endpoint::{Packed, INDEX_MASK};
 use crate::rare::Rare;
 use crate::timewait::{TwEntry, TwRecord, TwRing, FAR, TS_BIT};
+use crate::tuple::Tuple;
 
 impl Table {
     /// Replaces full connection `idx` by a compact TIME-WAIT entry; returns
@@ -75,12 +76,14 @@ impl Table {
     #[inline]
     pub(crate) fn time_wait(&self, pos: u64) -> TwEntry {
         let (rec, expires_ms) = self.e.tw.get(pos);
-        self.unpack_time_wait(pos, rec, expires_ms)
+        self.unpack_time_wait(pos, rec, expires_ms, self.e.tw_tuple(rec))
     }
 
-    /// [`Table::time_wait`] given the slot's record and expiry.
+    /// [`Table::time_wait`] given the slot's record, expiry and tuple (the
+    /// caller that hashed the tuple has it unpacked already).
     #[inline]
-    fn unpack_time_wait(&self, pos: u64, rec: &TwRecord, expires_ms: u32) -> TwEntry {
+    fn unpack_time_wait(&self, pos: u64, rec: &TwRecord, expires_ms: u32, tuple: Tuple) -> TwEntry {
+        debug_assert_eq!(tuple, self.e.tw_tuple(rec));
         let rare = self.e.tw_rare(pos, rec);
         let close_ms = if rec.close_off == FAR {
             rare.close_ms
@@ -89,7 +92,7 @@ impl Table {
             start.wrapping_sub(rec.close_off as u32)
         };
         TwEntry {
-            tuple: self.e.tw_tuple(rec),
+            tuple,
             snd_nxt: rec.snd_nxt,
             rcv_nxt: rec.rcv_nxt,
             expires_ms,
@@ -223,14 +226,15 @@ impl Table {
         while let Some((pos, _)) = self.e.tw.front() {
             let r = Self::tw_ref(pos);
             let (rec, expires_ms) = self.e.tw.get(pos);
-            let hash = self.e.tw_tuple(rec).hash(self.key);
+            let tuple = self.e.tw_tuple(rec);
+            let hash = tuple.hash(self.key);
             if (now_ms.wrapping_sub(expires_ms) as i32) < 0 {
                 if self.map.find(hash, |x| x == r).is_some() {
                     return None;
                 }
             } else if self.map.remove(hash, |x| x == r).is_some() {
                 // Live: unpacked from the record in hand (a stale slot is not).
-                let e = self.unpack_time_wait(pos, rec, expires_ms);
+                let e = self.unpack_time_wait(pos, rec, expires_ms, tuple);
                 self.e.take_tw_rare(pos);
                 self.tw_len -= 1;
                 self.e.tw.pop_front();
