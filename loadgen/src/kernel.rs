@@ -14,7 +14,8 @@ use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 use serde_json::json;
 
-use crate::{latency, sock, Args, Report};
+use crate::report::latency;
+use crate::{sock, Args, Report};
 
 /// `teardown serve --kernel-listen`'s address when --spawn-server does not give one.
 pub const DEFAULT_TARGET: SocketAddr =

@@ -223,7 +223,7 @@ fn merge_histograms(reports: &[Value]) -> anyhow::Result<(Value, Value)> {
             }
         }
         if let Some(h) = sum {
-            latency.insert(name.clone(), crate::latency(&h));
+            latency.insert(name.clone(), crate::report::latency(&h));
             encoded.insert(name, json!(encode(&h)?));
         }
     }

@@ -103,7 +103,7 @@ impl Tally {
         let mut latency = Map::new();
         let mut encoded = Map::new();
         for (name, h) in hists {
-            latency.insert(name.into(), crate::latency(h));
+            latency.insert(name.into(), crate::report::latency(h));
             encoded.insert(name.into(), json!(encode(h)?));
         }
         encoded.insert("unit".into(), json!("us"));

@@ -1,0 +1,169 @@
+//! The one-screen summary `loadgen` prints for each kind of report.
+
+use serde_json::{json, Value};
+
+use crate::tail;
+
+/// A one-screen summary of a report.
+pub fn summary(r: &Value) -> String {
+    let g = |p: &str| r.pointer(p).cloned().unwrap_or(Value::Null);
+    if g("/mode") == json!("kernel-target") {
+        return format!(
+            "{}: {} connections, {} completed ({:.0}/s), {} unfinished; closed by server FIN {}, client FIN {}, client RST {}, server RST {}; errors {}\n\
+             connect p50/p99 {} / {} ms, first byte p50/p99 {} / {} ms, close p50/p99 {} / {} ms\n\
+             TIME-WAIT peak: server side {}, client side {}, other {}; kernel: TW +{}, RetransSegs +{}, tw_sock_TCP peak {} B{}",
+            g("/target").as_str().unwrap_or("?"),
+            g("/connections"),
+            g("/completed"),
+            g("/completed_per_sec").as_f64().unwrap_or(0.0),
+            g("/unfinished"),
+            g("/closed_by/server_fin"),
+            g("/closed_by/client_fin"),
+            g("/closed_by/client_rst"),
+            g("/closed_by/server_rst"),
+            g("/errors"),
+            g("/latency_ms/connect/p50"),
+            g("/latency_ms/connect/p99"),
+            g("/latency_ms/first_byte/p50"),
+            g("/latency_ms/first_byte/p99"),
+            g("/latency_ms/close/p50"),
+            g("/latency_ms/close/p99"),
+            g("/time_wait/server_peak"),
+            g("/time_wait/client_peak"),
+            g("/time_wait/other_peak"),
+            g("/kernel/netstat/TW"),
+            g("/kernel/snmp/RetransSegs"),
+            g("/kernel/tw_slab_bytes_peak"),
+            match g("/netns/name") {
+                Value::String(ns) => format!(
+                    "\nserver namespace {ns}: TW +{}, RetransSegs +{}, loss {}: dropped {} to the server, {} to the client",
+                    g("/server_netns/kernel/netstat/TW"),
+                    g("/server_netns/kernel/snmp/RetransSegs"),
+                    g("/netns/loss"),
+                    g("/netns/dropped_to_server"),
+                    g("/netns/dropped_to_client"),
+                ),
+                _ => String::new(),
+            },
+        ) + &g("/notes")
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .map(|n| format!("\nnote: {n}"))
+            .collect::<String>();
+    }
+    if g("/mode") == json!("kernel") {
+        return format!(
+            "kernel: {} connections, {} closed, {:.0} closes/s; TIME-WAIT peak {} (model predicts {} at this rate), tw_sock_TCP peak {} B (model {} B)",
+            g("/connections"),
+            g("/completed"),
+            g("/teardowns_per_sec").as_f64().unwrap_or(0.0),
+            g("/kernel/time_wait_peak"),
+            g("/model/time_wait"),
+            g("/kernel/tw_slab_bytes_peak"),
+            g("/model/time_wait_bytes"),
+        );
+    }
+    model_summary(r)
+}
+
+/// The engine run's summary: the rate and which window it is over, how many
+/// connections were live for it, and how they ended, leading with a warning
+/// when RSTs or skipped TIME-WAIT are more than a trace (a run can look fast
+/// and be mostly resets, see `teardown serve`'s summary).
+fn model_summary(r: &Value) -> String {
+    let g = |p: &str| r.pointer(p).cloned().unwrap_or(Value::Null);
+    let f = |p: &str| r.pointer(p).and_then(Value::as_f64).unwrap_or(0.0);
+    let connections = f("/connections").max(1.0);
+    let rst = f("/closed/reset") + f("/closed/aborted");
+    let overflow = f("/server/time_wait_overflow");
+    let pct = |n: f64| 100.0 * n / connections;
+    let warning = if teardown::service::not_orderly(&[pct(rst), pct(overflow)]) {
+        format!("{}: ", teardown::service::NOT_ORDERLY)
+    } else {
+        String::new()
+    };
+    let at_concurrency = match r.pointer("/teardowns_per_sec_at_concurrency") {
+        Some(Value::Number(n)) => format!(
+            ", {:.0}/s once --concurrency were open",
+            n.as_f64().unwrap_or(0.0)
+        ),
+        _ => String::new(),
+    };
+    let resident = match r.pointer("/server_report/resident/peak_entries") {
+        Some(n) => format!(" and {n} entries resident on the server"),
+        None => String::new(),
+    };
+    let line = format!(
+        "{warning}{:.0} teardowns/s over the {:.2} s load window, first to last open ({:.0}/s until the last close{at_concurrency}), \
+         with {} connections live at peak on the clients{resident}; {:.1} % ended by RST, \
+         {:.1} % skipped TIME-WAIT on the server ({overflow} overflows: tcp_max_tw_buckets)\n\
+         {} connections: {} completed, {} runaway, {} leaked ({} client, {} server); \
+         segments sent {} dropped {} retransmitted {}; active close p50/p99 {} / {} ms, passive close p50/p99 {} / {} ms",
+        f("/teardowns_per_sec"),
+        f("/load_window_secs"),
+        f("/overall_teardowns_per_sec"),
+        g("/peak_live"),
+        pct(rst),
+        pct(overflow),
+        g("/connections"),
+        g("/completed"),
+        g("/runaway"),
+        g("/leaked"),
+        g("/leaked_client"),
+        g("/leaked_server"),
+        g("/segments/sent"),
+        g("/segments/dropped"),
+        g("/segments/retransmitted"),
+        g("/latency_ms/active_close/p50"),
+        g("/latency_ms/active_close/p99"),
+        g("/latency_ms/passive_close/p50"),
+        g("/latency_ms/passive_close/p99"),
+    );
+    match r.get("tail").and_then(tail::summary) {
+        Some(t) => format!("{line}\n{t}"),
+        None => line,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_summary_leads_with_live_resets_and_overflow() {
+        let mut r = json!({
+            "connections": 1000, "teardowns_per_sec": 5e5, "load_window_secs": 2.0,
+            "overall_teardowns_per_sec": 4e5, "peak_live": 900,
+            "closed": {"reset": 5, "aborted": 0},
+            "server": {"time_wait_overflow": 0.0},
+            "server_report": {"resident": {"peak_entries": 950}},
+        });
+        let clean = summary(&r);
+        assert!(
+            clean.starts_with("500000 teardowns/s over the 2.00 s load window, first to last open (400000/s until the last close), with 900 connections live at peak on the clients and 950 entries resident on the server; 0.5 % ended by RST, 0.0 % skipped TIME-WAIT"),
+            "{clean}"
+        );
+        r["teardowns_per_sec_at_concurrency"] = json!(6e5);
+        assert!(
+            summary(&r)
+                .contains("(400000/s until the last close, 600000/s once --concurrency were open)"),
+            "{}",
+            summary(&r)
+        );
+        r["closed"]["reset"] = json!(20);
+        r["server"]["time_wait_overflow"] = json!(860.0);
+        let bad = summary(&r);
+        assert!(
+            bad.starts_with("WARNING: not an orderly teardown: "),
+            "{bad}"
+        );
+        assert!(
+            bad.contains(
+                "2.0 % ended by RST, 86.0 % skipped TIME-WAIT on the server (860 overflows"
+            ),
+            "{bad}"
+        );
+    }
+}
