@@ -214,6 +214,9 @@ pub fn run(args: &Args, target: SocketAddr) -> anyhow::Result<Report> {
         "per_second": seconds.summary(),
         "window_secs": window,
         "cpu_secs": teardown::service::net::cpu_secs(),
+        // loadgen's own heap; null when its allocator is not the counting one
+        // (the library run from a test).
+        "peak_heap_bytes": teardown::alloc::installed().then(teardown::alloc::peak_bytes),
         "concurrency": concurrency,
         "source_ips": sources,
         "latency_ms": { "cycle": latency(&hist) },

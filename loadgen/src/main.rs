@@ -5,6 +5,12 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+/// The crate's counting allocator, as `teardown` installs it: the report's
+/// `peak_heap_bytes` is measured, and the clients' big tables (2 MiB and up)
+/// are mapped on huge pages like the server's.
+#[global_allocator]
+static ALLOC: teardown::alloc::Counting = teardown::alloc::Counting;
+
 fn main() -> ExitCode {
     if std::env::args().nth(1).as_deref() == Some("merge") {
         let args = loadgen::merge::MergeArgs::parse_from(std::env::args().skip(1));

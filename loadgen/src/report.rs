@@ -190,6 +190,9 @@ pub(crate) fn model_report(
         "per_second": seconds.summary(),
         "window_secs": window,
         "cpu_secs": teardown::service::net::cpu_secs(),
+        // loadgen's own heap; null when its allocator is not the counting one
+        // (the library run from a test).
+        "peak_heap_bytes": teardown::alloc::installed().then(teardown::alloc::peak_bytes),
         "elapsed_secs": elapsed.as_secs_f64(),
         "peak_live": peak_live,
         "segments": {

@@ -282,3 +282,46 @@ fn attacks_of_every_kind_are_answered_and_everyone_is_accounted_for() {
     // ordinary ACK can arrive in that second too.)
     assert!(n(c, "/server/challenge_acks") > 0, "{c:#}");
 }
+
+/// The binary installs the counting allocator, so its report carries its own
+/// peak heap; the library run from a test (no such allocator) says null rather
+/// than a made-up zero.
+#[test]
+fn the_binary_reports_its_own_peak_heap() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("r.json");
+    let bin = common::teardown_bin();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_loadgen"))
+        .args([
+            "--spawn-server",
+            "--server-bin",
+            &bin,
+            "--server-threads",
+            "1",
+        ])
+        .args([
+            "--threads",
+            "1",
+            "--connections",
+            "2000",
+            "--concurrency",
+            "1000",
+        ])
+        .args([
+            "--time-scale",
+            "0.01",
+            "--timeout",
+            "15s",
+            "--quiet",
+            "--json",
+        ])
+        .arg(&json)
+        .output()
+        .unwrap();
+    common::assert_ok(&out);
+    let r: Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let peak = n(&r, "/peak_heap_bytes");
+    assert!(peak > 0, "{r:#}");
+    let lib = spawned(&["--threads", "1", "--connections", "100"]);
+    assert!(lib.json["peak_heap_bytes"].is_null(), "{:#}", lib.json);
+}
