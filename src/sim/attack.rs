@@ -4,10 +4,15 @@
 //! the legitimate clients over the link, as they would on a real network.
 
 use clap::ValueEnum;
+use rand::Rng;
 use serde::Serialize;
 
 use teardown_engine::segment::{Flags, Segment};
+use teardown_engine::state::State;
 use teardown_engine::tuple::Tuple;
+
+use super::app::nth_at_rate;
+use super::shard::{Shard, Side, SERVER_IP, SERVER_PORT};
 
 /// What the attacker sends.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, ValueEnum)]
@@ -118,5 +123,82 @@ impl AttackCounts {
         self.challenge_acks += o.challenge_acks;
         self.rst_replies += o.rst_replies;
         self.expected_killed += o.expected_killed;
+    }
+}
+
+impl Shard<'_> {
+    /// Injects one attack segment at the server and books what it did. Attacks
+    /// go on while the workload runs: they stop once every connection is opened
+    /// and every client end is done.
+    pub(super) fn attack(&mut self) {
+        let kinds = &self.cfg.attacks;
+        let k = (self.attacks_sent % kinds.len() as u64) as usize;
+        let kind = kinds[k];
+        self.attacks_sent += 1;
+        let next = nth_at_rate(
+            self.attacks_sent,
+            self.cfg.attack_rate,
+            self.cfg.shards,
+            self.index,
+        );
+        self.apps.set_attack(
+            (self.attempts < self.to_open || self.live > 0).then_some(next.max(self.now)),
+        );
+
+        // Find a target: a connection in the state this attack aims at.
+        let wanted = |st: State| match kind {
+            AttackKind::BlindRst | AttackKind::InwindowRst | AttackKind::OldDuplicate => {
+                st.is_synchronized() && st != State::TimeWait
+            }
+            AttackKind::SynTimewait => st == State::TimeWait,
+            AttackKind::SynLastack => st == State::LastAck,
+            AttackKind::FinUnknown => st == State::Closed,
+        };
+        let mut target = None;
+        for _ in 0..16 {
+            let slot = self.rng.gen_range(0..self.slots.len() as u32);
+            let client = self.tuple(slot);
+            if wanted(self.server.state(&client.reversed())) {
+                target = Some(client);
+                break;
+            }
+        }
+        let on_target = target.is_some();
+        let client = match target {
+            Some(t) => t,
+            // No target found (and fin-unknown's by design): a 4-tuple from an
+            // address no client uses.
+            None => Tuple {
+                local_ip: u32::from_be_bytes([172, 16, 0, 0]) | self.rng.gen_range(0..0xffff),
+                remote_ip: SERVER_IP,
+                local_port: self.rng.gen_range(1024..65535),
+                remote_port: SERVER_PORT,
+            },
+        };
+        let server_view = client.reversed();
+        let (snd_nxt, rcv_nxt) = self.server.sequence(&server_view).unwrap_or((0, 0));
+        let wnd = self.cfg.host.rcv_wnd as u32;
+        let r: u32 = self.rng.gen();
+        let seg = kind.segment(&client, snd_nxt, rcv_nxt, wnd, r);
+        let before = self.server.state(&server_view);
+        let stats0 = *self.server.stats();
+        self.with(Side::Server, |h, now| h.handle(now, &seg));
+        let stats1 = *self.server.stats();
+        let after = self.server.state(&server_view);
+        self.after(Side::Server);
+        let c = &mut self.res.attacks[k].1;
+        c.sent += 1;
+        c.on_target += on_target as u64;
+        let killed = on_target
+            && before != State::Closed
+            && (after == State::Closed
+                || (before == State::TimeWait && after == State::SynReceived));
+        c.killed += killed as u64;
+        c.disturbed += (on_target && !killed && after != before) as u64;
+        c.challenge_acks += stats1.challenge_acks - stats0.challenge_acks;
+        c.rst_replies += stats1.rst_sent - stats0.rst_sent;
+        if on_target {
+            c.expected_killed += kind.kill_odds(wnd);
+        }
     }
 }

@@ -10,13 +10,16 @@
 //! all its shards at once and advances them together ([`resident`]);
 //! `--sequential-shards` runs them one after another from a crossbeam queue.
 
+mod app;
 mod app_timers;
 mod attack;
+mod deliver;
 pub mod plot;
 mod queue;
 mod repeat;
 mod report;
 mod resident;
+mod result;
 mod series;
 mod shard;
 mod slots;
@@ -48,8 +51,8 @@ fn micros_or_never(t: Option<Time>) -> u64 {
 
 pub use attack::{AttackCounts, AttackKind};
 pub use report::{Point, SimReport};
+pub use result::{Cases, ShardResult};
 pub use series::Sample;
-pub use shard::{Cases, ShardResult};
 
 /// Who sends the first FIN.
 #[derive(Clone, Copy, Debug, PartialEq)]

@@ -11,8 +11,8 @@ use teardown_engine::state::State;
 use teardown_engine::Stats;
 
 use super::attack::AttackCounts;
+use super::result::{Cases, ShardResult};
 use super::series::{self, Sample};
-use super::shard::{Cases, ShardResult};
 use super::tally::new_histogram;
 use super::{SimConfig, Workload};
 

@@ -13,7 +13,8 @@
 use std::cmp::Reverse;
 use std::collections::binary_heap::{BinaryHeap, PeekMut};
 
-use super::shard::{Due, Shard, ShardResult};
+use super::result::ShardResult;
+use super::shard::{Due, Shard};
 use crossbeam::channel::Sender;
 use teardown_engine::time::Time;
 

@@ -1,0 +1,233 @@
+//! A shard's link: what a host sends goes onto the other direction's queue
+//! through loss and delay (`transmit`), and what a queue delivers now goes
+//! into its host, whose events and replies are handled at once (`deliver_all`).
+
+use rand_chacha::ChaCha8Rng;
+
+use crate::link::Delay;
+use teardown_engine::driver::prefetch;
+use teardown_engine::host::Host;
+use teardown_engine::segment::Segment;
+use teardown_engine::state::State;
+use teardown_engine::time::Time;
+use teardown_engine::tuple::Tuple;
+
+use super::result::Cases;
+use super::shard::{Change, Shard, Side};
+use super::slots::{slot, PREFETCH_SLOTS_FROM};
+
+/// A segment's arrival time with `--jitter`. Kept out of line: inlined,
+/// the compiler sets up the jitter's random range on every transmit, also
+/// in runs without jitter.
+#[inline(never)]
+fn jittered(now: Time, delay: &Delay, rng: &mut ChaCha8Rng) -> Time {
+    now + delay.sample(rng)
+}
+
+/// Counts a segment lost on the link under its seed case, from its
+/// sender's state.
+fn classify_drop(c: &mut Cases, sender: &Host, seg: &Segment) {
+    let state = sender.state(&seg.sender_tuple());
+    let pure_ack = seg.flags.ack() && seg.seq_len() == 0 && !seg.flags.rst();
+    match state {
+        State::FinWait1 | State::Closing if seg.flags.fin() => c.first_fin_lost += 1,
+        State::LastAck if seg.flags.fin() => c.passive_fin_lost += 1,
+        State::CloseWait | State::LastAck if pure_ack => c.ack_of_fin_lost += 1,
+        State::TimeWait if pure_ack => c.final_ack_lost += 1,
+        _ => {}
+    }
+}
+
+impl Shard<'_> {
+    /// Asks for the slot's flags and open ends, which `deliver` and
+    /// `on_event` read, while its segment is still a few back in the queue:
+    /// with a million slots these are cold lines, as the host's entries are.
+    #[inline]
+    pub(super) fn prefetch_slot(&self, client_view: &Tuple) {
+        if self.slots.len() < PREFETCH_SLOTS_FROM {
+            return;
+        }
+        if let Some(s) = self.slot_of(client_view) {
+            prefetch(&self.slots[s]);
+            prefetch(&self.open_ends[s]);
+        }
+    }
+
+    /// Delivers the segments arriving at `to` now, one after another, as
+    /// long as each would be [`Shard::next_event`]'s next: a burst of an
+    /// instant is one step, not one round of the event loop per segment.
+    /// Nothing a delivery sets off comes earlier than now (its host's timers
+    /// are not due before now, its replies and the opens it makes arrive
+    /// after the link's delay), and the link wins ties, the server's
+    /// direction first: so the next event is the same queue's next segment
+    /// while that arrives now, unless a client's delivery put a segment
+    /// towards the server at this instant (a zero delay).
+    pub(super) fn deliver_all(&mut self, to: Side) -> Change {
+        let now = self.now.as_micros();
+        // The host-wide peak is taken after every segment, as when each was
+        // a step of its own: the most entries seen, and the change at the end.
+        let before = self.entries_then;
+        let mut high = before;
+        loop {
+            let queue = match to {
+                Side::Server => &mut self.to_server,
+                Side::Client => &mut self.to_client,
+            };
+            let Some(seg) = queue.pop() else {
+                break;
+            };
+            match to {
+                Side::Server => {
+                    let slot = |s: &Segment| self.prefetch_slot(&s.sender_tuple());
+                    self.to_server.prefetch_ahead(&self.server, slot);
+                }
+                Side::Client => {
+                    let slot = |s: &Segment| self.prefetch_slot(&s.receiver_tuple());
+                    self.to_client.prefetch_ahead(&self.client, slot);
+                }
+            }
+            self.deliver(to, &seg);
+            high = high.max(self.entries());
+            let next = match to {
+                Side::Server => self.to_server.next_us(),
+                Side::Client if self.to_server.next_us() == now => break,
+                Side::Client => self.to_client.next_us(),
+            };
+            if next != now {
+                break;
+            }
+        }
+        self.refresh_deadlines();
+        self.res.peak_entries = self.res.peak_entries.max(high);
+        Change {
+            net: self.note_entries(),
+            high: (high - before) as i64,
+        }
+    }
+
+    /// Inlined into its one caller, `deliver_all`'s loop (it was, by the
+    /// compiler's choice; pinned, the loop also takes in `Loss::drops`).
+    #[inline(always)]
+    pub(super) fn deliver(&mut self, to: Side, seg: &Segment) {
+        let slot = match to {
+            Side::Server => self.slot_of(&seg.sender_tuple()),
+            Side::Client => self.slot_of(&seg.receiver_tuple()),
+        };
+        let Some(slot) = slot else {
+            // A reply to an attacker's spoofed address: it leaves the simulation.
+            self.res.to_attacker += 1;
+            return;
+        };
+        let flags = self.slots[slot];
+        let gone = match to {
+            Side::Server => slot::SERVER_GONE,
+            Side::Client => slot::CLIENT_GONE,
+        };
+        if flags & gone != 0 {
+            self.res.blackholed += 1;
+            return;
+        }
+        if to == Side::Server && flags & slot::CAPTURED != 0 {
+            self.res.capture.push((self.now, *seg));
+        }
+        let runaway = match to {
+            Side::Server => slot::RUNAWAY_SERVER,
+            Side::Client => slot::RUNAWAY_CLIENT,
+        };
+        let watch = flags & runaway != 0 && flags & slot::AT_FIN_SENT == 0;
+        let tuple = seg.receiver_tuple();
+        let state = |s: &Self| match to {
+            Side::Server => s.server.state(&tuple),
+            Side::Client => s.client.state(&tuple),
+        };
+        let before = if watch { state(self) } else { State::Closed };
+        self.with(to, |h, now| h.handle(now, seg));
+        // A runaway active closer vanishes on the segment that acknowledges its
+        // FIN, answering nothing (when the peer's FIN rides on that ACK, the
+        // peer is left in LAST-ACK: seed case 6).
+        if watch
+            && before == State::FinWait1
+            && matches!(state(self), State::FinWait2 | State::TimeWait)
+        {
+            match to {
+                Side::Server => self.server.transmits().for_each(drop),
+                Side::Client => self.client.transmits().for_each(drop),
+            }
+            self.vanish(to, tuple, slot);
+        }
+        self.after(to);
+    }
+
+    /// Handles a host's events, then puts what it sent on the link. Inlined:
+    /// a call of its own saved and restored six registers per segment.
+    #[inline(always)]
+    pub(super) fn after(&mut self, side: Side) {
+        let host = match side {
+            Side::Server => &mut self.server,
+            Side::Client => &mut self.client,
+        };
+        if host.has_events() {
+            // Read where they lie (no handler takes events from a host), and
+            // left there until the next swap clears them.
+            host.swap_events(&mut self.events);
+            for i in 0..self.events.len() {
+                let ev = self.events[i];
+                self.on_event(side, ev);
+            }
+        }
+        self.transmit(side);
+        if !self.vanish_after_ack.is_empty() {
+            self.vanish_acked(side);
+        }
+    }
+
+    /// Puts what `from` sent on the link, through its loss and delay.
+    /// Inlined: it runs after every host call, mostly for one segment, and
+    /// as a call of its own it cost some 15 % more (110 instructions a
+    /// teardown).
+    #[inline(always)]
+    pub(super) fn transmit(&mut self, from: Side) {
+        let (host, queue, loss) = match from {
+            Side::Server => (&self.server, &mut self.to_client, &mut self.loss_to_client),
+            Side::Client => (&self.client, &mut self.to_server, &mut self.loss_to_server),
+        };
+        // Nothing queued: its drain would only reset the ACKs-sent count,
+        // which is 0 then.
+        let out = host.pending_transmits();
+        if out.is_empty() {
+            return;
+        }
+        let (now, rng) = (self.now, &mut self.rng);
+        // Without jitter every segment of the step arrives at once: one sum
+        // (`Time + Duration`, on the delay's micros worked out in `new`).
+        let fixed = Time::from_micros(now.as_micros().saturating_add(self.delay_us));
+        let jitter = self.jitter;
+        let capturing = from == Side::Server && self.capturing;
+        self.res.sent += out.len() as u64;
+        // Read in place and cleared after (`transmits`), not moved out one by
+        // one; a lost one is classified at once, from its sender's state.
+        for seg in out {
+            if capturing {
+                let slot = self.slot_map.get(&seg.receiver_tuple());
+                if slot.is_some_and(|s| self.slots[s] & slot::CAPTURED != 0) {
+                    self.res.capture.push((now, *seg));
+                }
+            }
+            if loss.drops(rng, seg) {
+                self.res.dropped += 1;
+                classify_drop(&mut self.res.cases, host, seg);
+            } else {
+                let at = if jitter {
+                    jittered(now, &self.cfg.delay, rng)
+                } else {
+                    fixed
+                };
+                queue.push(at, *seg);
+            }
+        }
+        match from {
+            Side::Server => drop(self.server.transmits()),
+            Side::Client => drop(self.client.transmits()),
+        }
+    }
+}
