@@ -62,6 +62,11 @@ impl Shard<'_> {
     /// direction first: so the next event is the same queue's next segment
     /// while that arrives now, unless a client's delivery put a segment
     /// towards the server at this instant (a zero delay).
+    ///
+    /// Inlined into `step`'s two calls, each with its side a constant: the
+    /// handlers inlined below (`deliver`, `after`, `on_event`, `transmit`)
+    /// then lose their many `match side`s.
+    #[inline(always)]
     pub(super) fn deliver_all(&mut self, to: Side) -> Change {
         let now = self.now.as_micros();
         // The host-wide peak is taken after every segment, as when each was
