@@ -80,10 +80,32 @@ pub struct Loss {
     p: f64,
     model: LossModel,
     only: LossOnly,
-    /// Gilbert-Elliott transition probabilities good->bad and bad->good.
-    p_gb: f64,
-    p_bg: f64,
+    /// `p` as a [`Chance`] (Bernoulli); the Gilbert-Elliott transition
+    /// probabilities good->bad and bad->good.
+    lose: Chance,
+    p_gb: Chance,
+    p_bg: Chance,
     bad: bool,
+}
+
+/// A probability `p` in [0, 1] as the draw that comes out below it:
+/// `rng.gen::<f64>() < p`, with the same random bits and the same answer,
+/// but compared as integers. rand's `f64` is the draw's top 53 bits `x`
+/// times 2^-53, exactly, so it is below `p` when `x < p * 2^53`, that is
+/// when `x < ceil(p * 2^53)` (both sides exact: scaling by a power of two
+/// is). Saves the int-to-float conversion on every segment's draw.
+#[derive(Clone, Copy, Debug)]
+struct Chance(u64);
+
+impl Chance {
+    fn new(p: f64) -> Chance {
+        Chance((p * (1u64 << 53) as f64).ceil() as u64)
+    }
+
+    #[inline(always)]
+    fn draw<R: Rng + ?Sized>(self, rng: &mut R) -> bool {
+        (rng.next_u64() >> 11) < self.0
+    }
 }
 
 impl Loss {
@@ -107,8 +129,9 @@ impl Loss {
             p,
             model,
             only,
-            p_gb,
-            p_bg,
+            lose: Chance::new(p),
+            p_gb: Chance::new(p_gb),
+            p_bg: Chance::new(p_bg),
             bad: false,
         })
     }
@@ -132,10 +155,10 @@ impl Loss {
             return false;
         }
         match self.model {
-            LossModel::Bernoulli => rng.gen::<f64>() < self.p,
+            LossModel::Bernoulli => self.lose.draw(rng),
             LossModel::Burst { .. } => {
                 let flip = if self.bad { self.p_bg } else { self.p_gb };
-                if rng.gen::<f64>() < flip {
+                if flip.draw(rng) {
                     self.bad = !self.bad;
                 }
                 self.bad
@@ -218,6 +241,29 @@ mod tests {
         let a = Loss::new(0.5, LossModel::Bernoulli, LossOnly::Ack).unwrap();
         assert!(!a.only.applies(&seg(Flags::FIN | Flags::ACK)));
         assert!(a.only.applies(&seg(Flags::ACK)));
+    }
+
+    /// A chance drawn is `gen::<f64>() < p` on the same stream, also at the
+    /// edges: probabilities a hair either side of a draw's own value.
+    #[test]
+    fn a_chance_is_the_float_draw() {
+        let mut ps = vec![0.0, 1e-300, 0.01, 0.1, 1.0 / 3.0, 0.5, 0.999, 1.0];
+        let mut rng = ChaCha8Rng::seed_from_u64(5);
+        for _ in 0..64 {
+            let x: f64 = rng.gen();
+            ps.extend([x, x.next_down(), x.next_up()]);
+        }
+        for p in ps {
+            let chance = Chance::new(p);
+            let (mut a, mut b) = (ChaCha8Rng::seed_from_u64(6), ChaCha8Rng::seed_from_u64(6));
+            for _ in 0..2_000 {
+                assert_eq!(chance.draw(&mut a), b.gen::<f64>() < p, "p = {p}");
+            }
+        }
+        // Both sides of one draw's own value: below it misses, above it hits.
+        let x = ChaCha8Rng::seed_from_u64(7).gen::<f64>();
+        assert!(!Chance::new(x).draw(&mut ChaCha8Rng::seed_from_u64(7)));
+        assert!(Chance::new(x.next_up()).draw(&mut ChaCha8Rng::seed_from_u64(7)));
     }
 
     #[test]
