@@ -149,7 +149,18 @@ impl Advance {
     /// the target itself, so that each one's clock reads it (unless the last
     /// instant fired was the target). Returns the target. What the hosts
     /// produced stays queued for the caller to drain.
+    ///
+    /// One host and one instant (an event loop's step: `new(now, now)`) is
+    /// one `handle_timeout(now)`, and taken as that: a due deadline fires at
+    /// `now`, and with none due the host is brought to `now`, either way one
+    /// call; the walk would first ask `poll_timeout` three times.
     pub fn finish(mut self, hosts: &mut [&mut Host]) -> Time {
+        if let ([host], None) = (&mut *hosts, self.fired) {
+            if self.now == self.until {
+                host.handle_timeout(self.until);
+                return self.until;
+            }
+        }
         while self.fire(hosts).is_some() {}
         if self.fired != Some(self.until) {
             for host in hosts.iter_mut() {
@@ -283,6 +294,34 @@ mod tests {
             ms(2_500)
         );
         assert_eq!(h.transmits().count(), 1);
+    }
+
+    /// A host stepped one instant at a time (`finish` from t to t) sends
+    /// what a walk through the same instants with `fire` sends, at the same
+    /// instants: due deadlines fire once, and instants with none send nothing.
+    #[test]
+    fn one_instant_steps_are_the_walk() {
+        let (mut stepped, mut walked) =
+            (Host::new(Config::default()), Host::new(Config::default()));
+        connecting(&mut stepped, 40_000, Time::ZERO);
+        connecting(&mut walked, 40_000, Time::ZERO);
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        let mut prev = Time::ZERO;
+        for t in (1..=32).map(|n| ms(n * 250)) {
+            assert_eq!(Advance::new(t, t).finish(&mut [&mut stepped]), t);
+            a.extend(stepped.transmits().map(|s| (t, s)));
+            let mut walk = Advance::new(prev, t);
+            while let Some(at) = walk.fire(&mut [&mut walked]) {
+                b.extend(walked.transmits().map(|s| (at, s)));
+            }
+            assert_eq!(walk.finish(&mut [&mut walked]), t);
+            prev = t;
+        }
+        // The SYN again at 1 s, 3 s and 7 s (RFC 6298 backoff).
+        let at: Vec<Time> = a.iter().map(|(t, _)| *t).collect();
+        assert_eq!(at, [ms(1_000), ms(3_000), ms(7_000)]);
+        assert_eq!(a, b);
+        assert_eq!(stepped.poll_timeout(), walked.poll_timeout());
     }
 
     #[test]

@@ -20,6 +20,7 @@ use crate::link::Loss;
 use teardown_engine::host::{Event, Host};
 use teardown_engine::time::Time;
 use teardown_engine::tuple::Tuple;
+use teardown_engine::Advance;
 
 use super::app::nth_at_rate;
 use super::app_timers::AppTimers;
@@ -370,14 +371,8 @@ impl<'a> Shard<'a> {
 
     /// A host's timers are the next event: it fires what is due now, then its
     /// events and segments are handled before any other event of this instant.
-    /// One `handle_timeout(now)`: that is all an [`Advance`] from `now` to
-    /// `now` does for one host (a deadline at or before `now` fires at `now`,
-    /// and a walk that fired nothing brings the host to its target), without
-    /// the walk's three `poll_timeout`s; `refresh_deadlines` asks once after.
-    ///
-    /// [`Advance`]: teardown_engine::Advance
     pub(super) fn fire(&mut self, side: Side) {
-        self.with(side, |h, now| h.handle_timeout(now));
+        self.with(side, |h, now| Advance::new(now, now).finish(&mut [h]));
         self.after(side);
     }
 }
