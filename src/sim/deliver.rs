@@ -44,9 +44,6 @@ impl Shard<'_> {
     /// with a million slots these are cold lines, as the host's entries are.
     #[inline]
     pub(super) fn prefetch_slot(&self, client_view: &Tuple) {
-        if self.slots.len() < PREFETCH_SLOTS_FROM {
-            return;
-        }
         if let Some(s) = self.slot_of(client_view) {
             prefetch(&self.slots[s]);
             prefetch(&self.open_ends[s]);
@@ -73,6 +70,12 @@ impl Shard<'_> {
         // a step of its own: the most entries seen, and the change at the end.
         let before = self.entries_then;
         let mut high = before;
+        // Below PREFETCH_SLOTS_FROM slots the per-slot arrays stay in cache,
+        // and so does the host's table: it holds one entry per slot's
+        // 4-tuple (and an attacker's few), and the host hints nothing below
+        // 1 << 15 entries either. Such a burst skips the look-ahead, which
+        // would only find every hint declined, segment after segment.
+        let ahead = self.slots.len() >= PREFETCH_SLOTS_FROM;
         loop {
             let queue = match to {
                 Side::Server => &mut self.to_server,
@@ -82,6 +85,7 @@ impl Shard<'_> {
                 break;
             };
             match to {
+                _ if !ahead => {}
                 Side::Server => {
                     let slot = |s: &Segment| self.prefetch_slot(&s.sender_tuple());
                     self.to_server.prefetch_ahead(&self.server, slot);
