@@ -13,7 +13,7 @@ use teardown_engine::time::Time;
 use teardown_engine::tuple::Tuple;
 
 use super::shard::{Shard, Side, SERVER_IP, SERVER_PORT};
-use super::slots::{next_open, open_bit, slot, CLIENT_OPEN, SERVER_OPEN};
+use super::slots::{next_open, open_bit, slot, CLIENT_OPEN, PREFETCH_SLOTS_FROM, SERVER_OPEN};
 use super::{CloseMode, RunawayAt, Workload};
 
 /// How long a closed-model client waits to retry a connect() that found no
@@ -317,11 +317,14 @@ impl Shard<'_> {
         });
         // The cold lines of the connect after next (the next one's were
         // asked for by the last connect), while this one's SYN and the
-        // teardowns before them go on.
-        let after_next = self
-            .slot_map
-            .client_ip((self.next_ip + 1) % self.client_ips);
-        (self.client).prefetch_connect(after_next, SERVER_IP, SERVER_PORT, mode);
+        // teardowns before them go on; not in a shard whose client table
+        // (an entry per slot at most) the host would not hint for anyway.
+        if self.slots.len() >= PREFETCH_SLOTS_FROM {
+            let after_next = self
+                .slot_map
+                .client_ip((self.next_ip + 1) % self.client_ips);
+            (self.client).prefetch_connect(after_next, SERVER_IP, SERVER_PORT, mode);
+        }
         let slot = r.as_ref().ok().and_then(|c| self.slot_of(&c.tuple));
         let (Ok(c), Some(s)) = (r, slot) else {
             // EADDRNOTAVAIL (counted by the client host), or the table is full.
