@@ -128,22 +128,22 @@ impl Shard<'_> {
             return;
         };
         let flags = self.slots[slot];
-        let gone = match to {
-            Side::Server => slot::SERVER_GONE,
-            Side::Client => slot::CLIENT_GONE,
+        let (gone, captured, runaway) = match to {
+            Side::Server => (slot::SERVER_GONE, slot::CAPTURED, slot::RUNAWAY_SERVER),
+            Side::Client => (slot::CLIENT_GONE, 0, slot::RUNAWAY_CLIENT),
         };
-        if flags & gone != 0 {
-            self.res.blackholed += 1;
-            return;
+        // Most slots carry none of these marks: one test for all three.
+        let mut watch = false;
+        if flags & (gone | captured | runaway) != 0 {
+            if flags & gone != 0 {
+                self.res.blackholed += 1;
+                return;
+            }
+            if flags & captured != 0 {
+                self.res.capture.push((self.now, *seg));
+            }
+            watch = flags & runaway != 0 && flags & slot::AT_FIN_SENT == 0;
         }
-        if to == Side::Server && flags & slot::CAPTURED != 0 {
-            self.res.capture.push((self.now, *seg));
-        }
-        let runaway = match to {
-            Side::Server => slot::RUNAWAY_SERVER,
-            Side::Client => slot::RUNAWAY_CLIENT,
-        };
-        let watch = flags & runaway != 0 && flags & slot::AT_FIN_SENT == 0;
         let tuple = seg.receiver_tuple();
         let state = |s: &Self| match to {
             Side::Server => s.server.state(&tuple),
