@@ -7,6 +7,13 @@
 //! regrow it by doubling and copy it each time. A bigger buffer (a retransmit
 //! storm, an attack) is given back once it drains: left at its high-water
 //! mark it would hold a second copy of that burst for the rest of the run.
+//!
+//! A FIFO keeps its arrival times apart from its segments, one per run of
+//! segments that arrive together: a burst's segments were all sent in one
+//! instant and share one. With a million connections in flight the queue is
+//! far bigger than the cache, and every line a segment takes is written once
+//! and read once from memory; without its 8-byte time beside it a segment
+//! takes 40 bytes instead of 48.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
@@ -59,8 +66,16 @@ pub(super) struct Queue {
 }
 
 enum Kind {
-    Fifo(VecDeque<(Time, Segment)>),
+    Fifo(Fifo),
     Heap(BinaryHeap<Reverse<InFlight>>, u64),
+}
+
+/// Segments in send order, and their arrival times run-length coded: each
+/// run is a time and how many segments in a row (from the front) arrive then.
+#[derive(Default)]
+struct Fifo {
+    segs: VecDeque<Segment>,
+    runs: VecDeque<(Time, u32)>,
 }
 
 impl Queue {
@@ -71,7 +86,7 @@ impl Queue {
         let kind = if jitter {
             Kind::Heap(BinaryHeap::new(), 0)
         } else {
-            Kind::Fifo(VecDeque::new())
+            Kind::Fifo(Fifo::default())
         };
         Queue {
             next_us: u64::MAX,
@@ -86,10 +101,15 @@ impl Queue {
         // arrives first; in a heap it may.
         match &mut self.kind {
             Kind::Fifo(q) => {
-                if q.is_empty() {
-                    self.next_us = at.as_micros();
+                match q.runs.back_mut() {
+                    Some((last, n)) if *last == at && *n < u32::MAX => *n += 1,
+                    Some(_) => q.runs.push_back((at, 1)),
+                    None => {
+                        self.next_us = at.as_micros();
+                        q.runs.push_back((at, 1));
+                    }
                 }
-                q.push_back((at, seg));
+                q.segs.push_back(seg);
             }
             Kind::Heap(h, order) => {
                 *order += 1;
@@ -114,7 +134,9 @@ impl Queue {
     #[inline(always)]
     fn shrink_if_drained(&mut self) {
         match &mut self.kind {
-            Kind::Fifo(q) if q.capacity() > self.keep && q.is_empty() => *q = VecDeque::new(),
+            Kind::Fifo(q) if q.segs.capacity() > self.keep && q.segs.is_empty() => {
+                *q = Fifo::default()
+            }
             Kind::Heap(h, _) if h.capacity() > self.keep && h.is_empty() => *h = BinaryHeap::new(),
             _ => {}
         }
@@ -130,12 +152,18 @@ impl Queue {
     pub(super) fn pop(&mut self) -> Option<Segment> {
         match &mut self.kind {
             Kind::Fifo(q) => {
-                let seg = q.pop_front().map(|x| x.1);
-                self.next_us = us(q.front().map(|x| x.0));
-                if q.is_empty() {
+                let seg = q.segs.pop_front()?;
+                if let Some((_, n)) = q.runs.front_mut() {
+                    *n -= 1;
+                    if *n == 0 {
+                        q.runs.pop_front();
+                        self.next_us = us(q.runs.front().map(|x| x.0));
+                    }
+                }
+                if q.segs.is_empty() {
                     self.shrink_if_drained();
                 }
-                seg
+                Some(seg)
             }
             Kind::Heap(h, _) => {
                 let seg = h.pop().map(|x| x.0.seg);
@@ -158,11 +186,11 @@ impl Queue {
     #[inline]
     pub(super) fn prefetch_ahead(&self, to: &Host, mine: impl FnOnce(&Segment)) {
         if let Kind::Fifo(q) = &self.kind {
-            if let Some((_, seg)) = q.get(BUCKET_AHEAD) {
+            if let Some(seg) = q.segs.get(BUCKET_AHEAD) {
                 to.prefetch(seg, Prefetch::Bucket);
                 mine(seg);
             }
-            if let Some((_, seg)) = q.get(ENTRY_AHEAD) {
+            if let Some(seg) = q.segs.get(ENTRY_AHEAD) {
                 to.prefetch(seg, Prefetch::Entry);
             }
         }
@@ -182,7 +210,7 @@ mod tests {
 
     fn capacity(q: &Queue) -> usize {
         match &q.kind {
-            Kind::Fifo(q) => q.capacity(),
+            Kind::Fifo(q) => q.segs.capacity(),
             Kind::Heap(h, _) => h.capacity(),
         }
     }
@@ -270,6 +298,34 @@ mod tests {
         let mut seen = Vec::new();
         q.prefetch_ahead(&host, |s| seen.push(s.seq));
         assert_eq!(seen, Vec::<u32>::new());
+    }
+
+    /// A FIFO keeps one time per run of segments arriving together, and
+    /// pops in send order with the next arrival right through runs that
+    /// are extended after part of them was popped.
+    #[test]
+    fn a_fifo_keeps_a_time_per_run() {
+        let mut q = Queue::new(false, 0);
+        let runs = |q: &Queue| match &q.kind {
+            Kind::Fifo(f) => f.runs.iter().map(|r| (r.0.as_micros(), r.1)).collect(),
+            Kind::Heap(..) => vec![],
+        };
+        for (i, at) in [5, 5, 5, 8].into_iter().enumerate() {
+            q.push(Time::from_micros(at), seg(i as u32));
+        }
+        assert_eq!(runs(&q), [(5, 3), (8, 1)]);
+        assert_eq!((q.pop().map(|s| s.seq), q.next_us()), (Some(0), 5));
+        q.push(Time::from_micros(8), seg(4));
+        q.push(Time::from_micros(9), seg(5));
+        assert_eq!(runs(&q), [(5, 2), (8, 2), (9, 1)]);
+        let mut got = Vec::new();
+        while q.next_us() != u64::MAX {
+            let at = q.next_us();
+            got.push((q.pop().map(|s| s.seq), at));
+        }
+        let want = [(1, 5), (2, 5), (3, 8), (4, 8), (5, 9)].map(|(s, at)| (Some(s), at));
+        assert_eq!(got, want);
+        assert!(q.pop().is_none() && runs(&q).is_empty());
     }
 
     /// A small queue keeps its buffer when it empties (no churn in a steady run).
