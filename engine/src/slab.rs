@@ -5,48 +5,49 @@
 //! last item leaves is freed (one empty chunk is kept as a spare against churn).
 //! That matters when a million connections leave for TIME-WAIT at once: their
 //! full entries' memory is returned, as Linux returns full sockets to the slab.
+//!
+//! A chunk is a whole array (`Box<[T; CHUNK]>`), so an index's slot, masked to
+//! the chunk, needs no bounds check: a lookup is one bounds-checked load of the
+//! chunk pointer and one load of the item.
 
 const CHUNK_BITS: u32 = 9;
 const CHUNK: usize = 1 << CHUNK_BITS;
 
-struct Chunk<T> {
-    items: Vec<T>,
+/// A chunk's bookkeeping, beside its items so that a lookup reads only the
+/// items' pointer.
+#[derive(Default)]
+struct Meta {
     free: Vec<u16>,
+    /// Slots handed out at least once: the ones past it were never used.
+    used: u16,
     live: u16,
     /// Position in `Slab::avail`, when the chunk has room.
     avail_pos: Option<u32>,
 }
 
-impl<T> Chunk<T> {
-    /// Room for the whole chunk up front, filled as items come: writing it
-    /// all at once would cost a pass over its memory.
-    fn new() -> Chunk<T> {
-        Chunk {
-            items: Vec::with_capacity(CHUNK),
-            free: Vec::new(),
-            live: 0,
-            avail_pos: None,
-        }
-    }
-
+impl Meta {
     fn has_room(&self) -> bool {
         (self.live as usize) < CHUNK
     }
 }
 
 pub(crate) struct Slab<T> {
-    chunks: Vec<Option<Chunk<T>>>,
+    /// Each chunk's items, `None` once the chunk is freed.
+    chunks: Vec<Option<Box<[T; CHUNK]>>>,
+    /// Each chunk's bookkeeping, by the same index as `chunks`.
+    meta: Vec<Meta>,
     /// Chunks with room, in no particular order.
     avail: Vec<u32>,
     /// Indices of freed chunks, for reuse.
     vacant: Vec<u32>,
-    spare: Option<Chunk<T>>,
+    spare: Option<Box<[T; CHUNK]>>,
 }
 
 impl<T: Copy> Default for Slab<T> {
     fn default() -> Self {
         Slab {
             chunks: Vec::new(),
+            meta: Vec::new(),
             avail: Vec::new(),
             vacant: Vec::new(),
             spare: None,
@@ -59,41 +60,44 @@ impl<T: Copy> Slab<T> {
     pub fn insert(&mut self, v: T) -> u32 {
         let c = match self.avail.last() {
             Some(&c) => c,
-            None => self.new_chunk(),
+            None => self.new_chunk(v),
         };
-        let chunk = self.chunks[c as usize]
-            .as_mut()
-            .expect("chunks in `avail` are allocated");
-        let slot = match chunk.free.pop() {
-            Some(s) => {
-                chunk.items[s as usize] = v;
-                s as usize
-            }
+        let meta = &mut self.meta[c as usize];
+        let slot = match meta.free.pop() {
+            Some(s) => s,
             None => {
-                chunk.items.push(v);
-                chunk.items.len() - 1
+                meta.used += 1;
+                meta.used - 1
             }
         };
-        chunk.live += 1;
-        if !chunk.has_room() {
+        meta.live += 1;
+        let full = !meta.has_room();
+        if let Some(items) = self.chunks[c as usize].as_mut() {
+            items[slot as usize & (CHUNK - 1)] = v;
+        }
+        if full {
             self.leave_avail(c);
         }
         (c << CHUNK_BITS) | slot as u32
     }
 
     /// Out of line: once per `CHUNK` inserts, and it keeps `insert` small
-    /// enough to inline.
+    /// enough to inline. A new chunk's items start as copies of `v`, the
+    /// first to go in: a chunk is whole from the start, which is what spares
+    /// every lookup its bounds check.
     #[cold]
     #[inline(never)]
-    fn new_chunk(&mut self) -> u32 {
-        let chunk = self.spare.take().unwrap_or_else(Chunk::new);
+    fn new_chunk(&mut self, v: T) -> u32 {
+        let items = self.spare.take().unwrap_or_else(|| Box::new([v; CHUNK]));
         let c = match self.vacant.pop() {
             Some(c) => {
-                self.chunks[c as usize] = Some(chunk);
+                self.chunks[c as usize] = Some(items);
+                self.meta[c as usize] = Meta::default();
                 c
             }
             None => {
-                self.chunks.push(Some(chunk));
+                self.chunks.push(Some(items));
+                self.meta.push(Meta::default());
                 (self.chunks.len() - 1) as u32
             }
         };
@@ -102,42 +106,34 @@ impl<T: Copy> Slab<T> {
     }
 
     fn join_avail(&mut self, c: u32) {
-        let pos = self.avail.len() as u32;
-        if let Some(chunk) = self.chunks[c as usize].as_mut() {
-            chunk.avail_pos = Some(pos);
-            self.avail.push(c);
-        }
+        self.meta[c as usize].avail_pos = Some(self.avail.len() as u32);
+        self.avail.push(c);
     }
 
     fn leave_avail(&mut self, c: u32) {
-        let Some(pos) = self.chunks[c as usize]
-            .as_mut()
-            .and_then(|ch| ch.avail_pos.take())
-        else {
+        let Some(pos) = self.meta[c as usize].avail_pos.take() else {
             return;
         };
         self.avail.swap_remove(pos as usize);
         if let Some(&moved) = self.avail.get(pos as usize) {
-            if let Some(ch) = self.chunks[moved as usize].as_mut() {
-                ch.avail_pos = Some(pos);
-            }
+            self.meta[moved as usize].avail_pos = Some(pos);
         }
     }
 
     #[inline]
     pub fn get(&self, i: u32) -> &T {
-        let chunk = self.chunks[(i >> CHUNK_BITS) as usize]
+        let items = self.chunks[(i >> CHUNK_BITS) as usize]
             .as_ref()
             .expect("live slab index");
-        &chunk.items[i as usize & (CHUNK - 1)]
+        &items[i as usize & (CHUNK - 1)]
     }
 
     #[inline]
     pub fn get_mut(&mut self, i: u32) -> &mut T {
-        let chunk = self.chunks[(i >> CHUNK_BITS) as usize]
+        let items = self.chunks[(i >> CHUNK_BITS) as usize]
             .as_mut()
             .expect("live slab index");
-        &mut chunk.items[i as usize & (CHUNK - 1)]
+        &mut items[i as usize & (CHUNK - 1)]
     }
 
     /// Brings item `i` into cache ahead of its use: both of its lines when it
@@ -154,22 +150,21 @@ impl<T: Copy> Slab<T> {
     pub fn remove(&mut self, i: u32) -> T {
         let c = i >> CHUNK_BITS;
         let slot = (i as usize & (CHUNK - 1)) as u16;
-        let chunk = self.chunks[c as usize].as_mut().expect("live slab index");
-        let v = chunk.items[slot as usize];
-        chunk.live -= 1;
-        if chunk.live == 0 {
+        let v = *self.get(i);
+        let meta = &mut self.meta[c as usize];
+        meta.live -= 1;
+        if meta.live == 0 {
             self.leave_avail(c);
-            if let Some(mut chunk) = self.chunks[c as usize].take() {
+            if let Some(items) = self.chunks[c as usize].take() {
                 if self.spare.is_none() {
-                    chunk.items.clear();
-                    chunk.free.clear();
-                    self.spare = Some(chunk);
+                    self.spare = Some(items);
                 }
             }
+            self.meta[c as usize] = Meta::default();
             self.vacant.push(c);
         } else {
-            chunk.free.push(slot);
-            if chunk.avail_pos.is_none() {
+            meta.free.push(slot);
+            if meta.avail_pos.is_none() {
                 self.join_avail(c);
             }
         }
@@ -178,11 +173,16 @@ impl<T: Copy> Slab<T> {
 
     /// Heap bytes owned, from capacities.
     pub fn heap_bytes(&self) -> usize {
-        let chunk =
-            |c: &Chunk<T>| c.items.capacity() * std::mem::size_of::<T>() + c.free.capacity() * 2;
-        self.chunks.iter().flatten().map(chunk).sum::<usize>()
-            + self.spare.as_ref().map_or(0, chunk)
-            + self.chunks.capacity() * std::mem::size_of::<Option<Chunk<T>>>()
+        let items = CHUNK * std::mem::size_of::<T>();
+        let live = self.chunks.iter().flatten().count() + usize::from(self.spare.is_some());
+        live * items
+            + self
+                .meta
+                .iter()
+                .map(|m| m.free.capacity() * 2)
+                .sum::<usize>()
+            + self.chunks.capacity() * std::mem::size_of::<Option<Box<[T; CHUNK]>>>()
+            + self.meta.capacity() * std::mem::size_of::<Meta>()
             + (self.avail.capacity() + self.vacant.capacity()) * 4
     }
 }
