@@ -172,6 +172,9 @@ impl Host {
     /// Every synchronized state and SYN-RECEIVED (RFC 9293 §3.10.7.4, with
     /// RFC 5961 and Linux's `tcp_validate_incoming` / `tcp_rcv_state_process`).
     fn on_segment(&mut self, now: Time, idx: u32, c: &mut Conn, seg: &Segment) -> Next {
+        if self.predicted(c, seg) {
+            return self.on_predicted(now, idx, c, seg);
+        }
         let f = seg.flags;
 
         // SYN-RECEIVED seeing the SYN again: our SYN-ACK was lost (tcp_check_req).
@@ -254,8 +257,7 @@ impl Host {
                 self.stats.rst_sent += 1;
                 return Next::Keep;
             }
-            c.state = State::Established;
-            self.events.push(Event::Established { tuple: c.tuple });
+            self.established_by_ack(c);
         }
         if c.snd_nxt < seg.ack_num() {
             // It acknowledges something not yet sent: ACK and drop (RFC 5961
@@ -305,32 +307,24 @@ impl Host {
         {
             self.on_dup_ack(now, idx, c);
         }
-        // A held FIN is not sent, so not acknowledged either.
-        let all_acked = c.snd_una == c.snd_nxt && !c.has(flag::FIN_HELD);
-        match c.state {
-            // "In addition to the processing for the ESTABLISHED state, if the FIN
-            // segment is now acknowledged, then enter FIN-WAIT-2."
-            State::FinWait1 if all_acked => {
-                c.state = State::FinWait2;
-                if c.has(flag::ORPHAN) {
-                    // tcp_rcv_state_process: an orphan becomes a FIN_WAIT2 mini-socket
-                    // (tcp_time_wait), unless the peer's FIN rides on this segment;
-                    // past tcp_max_tw_buckets that fails and the socket is done.
-                    if !f.fin() && self.tw_buckets_full() {
-                        self.stats.time_wait_overflow += 1;
-                        return Next::Close(CloseReason::TimeWaitOverflow);
-                    }
-                    self.become_fin_wait_2_mini_socket(now, idx, c);
-                }
-            }
-            // "If the ACK acknowledges our FIN, then enter the TIME-WAIT state."
-            State::Closing if all_acked => return Next::TimeWait,
-            // "The only thing that can arrive in this state is an acknowledgment of
-            // our FIN. If our FIN is now acknowledged, delete the TCB."
-            State::LastAck if all_acked => return Next::Close(CloseReason::LastAckAcked),
-            _ => {}
+        if let Some(next) = self.on_acked(now, idx, c, f) {
+            return next;
         }
+        self.on_text_and_fin(now, idx, c, seg)
+    }
 
+    /// The rest of [`Host::on_segment`] once the ACK is taken: the segment
+    /// text, the FIN bit, our ACK and what waited to be sent (RFC 9293
+    /// §3.10.7.4, seventh and eighth). Shared with the predicted path.
+    #[inline(always)]
+    pub(super) fn on_text_and_fin(
+        &mut self,
+        now: Time,
+        idx: u32,
+        c: &mut Conn,
+        seg: &Segment,
+    ) -> Next {
+        let f = seg.flags;
         // Seventh, the segment text.
         let mut ack_now = false;
         if seg.len > 0 {
@@ -412,6 +406,47 @@ impl Host {
         next
     }
 
+    /// SYN-RECEIVED's acceptable ACK: ESTABLISHED (RFC 9293 §3.10.7.4, fifth).
+    #[inline(always)]
+    pub(super) fn established_by_ack(&mut self, c: &mut Conn) {
+        c.state = State::Established;
+        self.events.push(Event::Established { tuple: c.tuple });
+    }
+
+    /// The states an acceptable ACK moves on (RFC 9293 §3.10.7.4, fifth,
+    /// by state): our FIN acknowledged ends FIN-WAIT-1, CLOSING and
+    /// LAST-ACK. `Some` when the segment's processing stops here. Shared by
+    /// the full path and the predicted one ([`Host::on_predicted`]).
+    #[inline(always)]
+    pub(super) fn on_acked(&mut self, now: Time, idx: u32, c: &mut Conn, f: Flags) -> Option<Next> {
+        // A held FIN is not sent, so not acknowledged either.
+        let all_acked = c.snd_una == c.snd_nxt && !c.has(flag::FIN_HELD);
+        match c.state {
+            // "In addition to the processing for the ESTABLISHED state, if the FIN
+            // segment is now acknowledged, then enter FIN-WAIT-2."
+            State::FinWait1 if all_acked => {
+                c.state = State::FinWait2;
+                if c.has(flag::ORPHAN) {
+                    // tcp_rcv_state_process: an orphan becomes a FIN_WAIT2 mini-socket
+                    // (tcp_time_wait), unless the peer's FIN rides on this segment;
+                    // past tcp_max_tw_buckets that fails and the socket is done.
+                    if !f.fin() && self.tw_buckets_full() {
+                        self.stats.time_wait_overflow += 1;
+                        return Some(Next::Close(CloseReason::TimeWaitOverflow));
+                    }
+                    self.become_fin_wait_2_mini_socket(now, idx, c);
+                }
+                None
+            }
+            // "If the ACK acknowledges our FIN, then enter the TIME-WAIT state."
+            State::Closing if all_acked => Some(Next::TimeWait),
+            // "The only thing that can arrive in this state is an acknowledgment of
+            // our FIN. If our FIN is now acknowledged, delete the TCB."
+            State::LastAck if all_acked => Some(Next::Close(CloseReason::LastAckAcked)),
+            _ => None,
+        }
+    }
+
     /// New data acknowledged by `seg`: sample the RTT, re-arm or stop the
     /// retransmission timer. The sample is the timed segment's (Karn: never a
     /// retransmitted one) or, failing that, the TSecr's (`tcp_rtt_tsopt_us`,
@@ -419,7 +454,7 @@ impl Host {
     /// cleared only with a valid RTT sample (Linux `tcp_ack_update_rtt`:
     /// "RFC6298: only reset backoff on valid RTT measurement"): without
     /// timestamps an ACK of retransmitted data keeps the backed-off RTO.
-    fn on_new_ack(&mut self, now: Time, idx: u32, c: &mut Conn, seg: &Segment) {
+    pub(super) fn on_new_ack(&mut self, now: Time, idx: u32, c: &mut Conn, seg: &Segment) {
         let ack = seg.ack_num();
         // Linux samples per skb it frees: an ACK that covers a FIN's data
         // but not the FIN frees nothing, so its echo times nothing.
@@ -461,7 +496,7 @@ impl Host {
     /// Inlined: nothing is held on most segments, and the call cost more
     /// than the test.
     #[inline(always)]
-    fn release_held(&mut self, now: Time, idx: u32, c: &mut Conn) {
+    pub(super) fn release_held(&mut self, now: Time, idx: u32, c: &mut Conn) {
         if c.holds_back() && !c.in_recovery() {
             self.send_held(now, idx, c);
         }

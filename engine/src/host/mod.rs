@@ -14,6 +14,7 @@
 //! - `app.rs`: the application's calls (connect, send, close, shutdown, abort);
 //! - `ephemeral.rs`: connect() without a port: Linux's port search and `tcp_twsk_unique`;
 //! - `arrive.rs`: SEGMENT ARRIVES, by state (RFC 9293 §3.10.7);
+//! - `predict.rs`: header prediction, the expected ACK's short path;
 //! - `orphan.rs`: the orphaned FIN-WAIT-2 mini-socket (`tcp_timewait_state_process`);
 //! - `time_wait.rs`: TIME-WAIT's segments, entry and exit;
 //! - `timers.rs`: retransmission, FIN-WAIT-2 and TIME-WAIT timeouts;
@@ -27,6 +28,7 @@ mod ephemeral;
 mod events;
 mod orphan;
 mod output;
+mod predict;
 mod prefetch;
 mod recovery;
 mod time_wait;
@@ -166,6 +168,10 @@ pub struct Host {
     /// segment's TSval then costs no division by the configured tick (the
     /// compiler made even the 1000 µs default a 64-bit `div`).
     ts_clock: u32,
+    /// For the test that runs the full path where the predicted one would
+    /// go ([`Host::predicted`]).
+    #[cfg(test)]
+    unpredicted: bool,
 }
 
 impl Host {
@@ -192,6 +198,8 @@ impl Host {
             ts_key: TsKey::new(cfg.secret),
             ts_clock: 0,
             timeouts: TimeoutsUs::new(&cfg),
+            #[cfg(test)]
+            unpredicted: false,
             cfg,
         }
     }
