@@ -88,7 +88,15 @@ impl<T: Copy> Slab<T> {
     #[cold]
     #[inline(never)]
     fn new_chunk(&mut self, v: T) -> u32 {
-        let items = self.spare.take().unwrap_or_else(|| Box::new([v; CHUNK]));
+        let items = match self.spare.take() {
+            Some(items) => items,
+            // Built in place on the heap: `Box::new([v; CHUNK])` built the
+            // array on the stack and copied it over (28 k instructions).
+            None => match vec![v; CHUNK].into_boxed_slice().try_into() {
+                Ok(items) => items,
+                Err(_) => unreachable!("a vec of CHUNK items"),
+            },
+        };
         let c = match self.vacant.pop() {
             Some(c) => {
                 self.chunks[c as usize] = Some(items);
