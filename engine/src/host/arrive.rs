@@ -175,6 +175,13 @@ impl Host {
         if self.predicted(c, seg) {
             return self.on_predicted(now, idx, c, seg);
         }
+        self.on_unpredicted(now, idx, c, seg)
+    }
+
+    /// [`Host::on_segment`] for a segment header prediction does not take:
+    /// out of line, so that `handle` keeps the predicted path's registers.
+    #[inline(never)]
+    fn on_unpredicted(&mut self, now: Time, idx: u32, c: &mut Conn, seg: &Segment) -> Next {
         let f = seg.flags;
 
         // SYN-RECEIVED seeing the SYN again: our SYN-ACK was lost (tcp_check_req).
