@@ -90,11 +90,20 @@ impl Host {
     /// rcv_nxt already) whose TSval lags by less than the RTO (reordered
     /// ACKs, not old ones). RSTs are not checked here: `tcp_validate_incoming`
     /// accepts an RST that fails PAWS.
+    /// Inlined: every segment asks, and a call cost more than the test; the
+    /// rare failing one goes on to [`Host::disordered_ack`] out of line.
+    #[inline(always)]
     pub(super) fn paws_discard(&self, c: &Conn, seg: &Segment) -> bool {
-        if !c.has(flag::TS_OK) || !Self::paws_fails(c.ts_recent, seg, PAWS_WINDOW) {
-            return false;
-        }
-        let disordered = seg.flags.ack()
+        c.has(flag::TS_OK)
+            && Self::paws_fails(c.ts_recent, seg, PAWS_WINDOW)
+            && !self.disordered_ack(c, seg)
+    }
+
+    /// `tcp_disordered_ack`, for a segment that failed PAWS.
+    #[cold]
+    #[inline(never)]
+    fn disordered_ack(&self, c: &Conn, seg: &Segment) -> bool {
+        seg.flags.ack()
             && seg.seq_len() == 0
             && seg.seq_num() == c.rcv_nxt
             && seg.ack_num() == c.snd_una
@@ -102,8 +111,7 @@ impl Host {
             && seg.ts.is_some_and(|ts| {
                 let rto_ms = (c.backed_off_rto_us(&self.timeouts) / 1000) as u32;
                 c.ts_recent.wrapping_sub(ts.val) <= rto_ms
-            });
-        !disordered
+            })
     }
 
     /// `tcp_replace_ts_recent`: a segment that passed the checks and starts at
