@@ -289,13 +289,12 @@ impl Ports {
         (PerturbSlot(slot), self.scan_offset(slot, port_offset))
     }
 
-    /// The port the next even-port scan for this destination tries first
+    /// Where the next even-port scan for this destination starts
     /// ([`Ports::start`] without making its `table_perturb` slot): None
-    /// before the first search made it. For a prefetch, which may be wrong.
-    pub(crate) fn first_port(&self, saddr: u32, daddr: u32, dport: u16) -> Option<u16> {
-        let port_offset = self.port_offset(saddr, daddr, dport);
+    /// before the first search made it. For a guess ahead of the search.
+    pub(crate) fn peek_start(&self, port_offset: u64) -> Option<u32> {
         let slot = self.find_perturb((port_offset & PERTURB_MASK) as u16)?;
-        Some(self.low + self.scan_offset(slot, port_offset) as u16)
+        Some(self.scan_offset(slot, port_offset))
     }
 
     /// `remaining` of `__inet_hash_connect`: the range, rounded down to even

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use rand::Rng;
 
-use teardown_engine::host::{CloseReason, Event, Role};
+use teardown_engine::host::{CloseReason, Event, Prefetch, Role};
 use teardown_engine::state::State;
 use teardown_engine::time::Time;
 use teardown_engine::tuple::Tuple;
@@ -315,15 +315,18 @@ impl Shard<'_> {
         let r = self.with(Side::Client, |h, now| {
             h.connect_ephemeral(now, local_ip, SERVER_IP, SERVER_PORT, mode)
         });
-        // The cold lines of the connect after next (the next one's were
-        // asked for by the last connect), while this one's SYN and the
-        // teardowns before them go on; not in a shard whose client table
-        // (an entry per slot at most) the host would not hint for anyway.
+        // The cold lines of the connects to come, while this one's SYN and
+        // the teardowns before them go on: the port buckets of the third
+        // from now, then the index bucket of the one after next (its port
+        // buckets were asked for by the last connect); not in a shard whose
+        // client table (an entry per slot at most) the host would not hint
+        // for anyway.
         if self.slots.len() >= PREFETCH_SLOTS_FROM {
-            let after_next = self
-                .slot_map
-                .client_ip((self.next_ip + 1) % self.client_ips);
-            (self.client).prefetch_connect(after_next, SERVER_IP, SERVER_PORT, mode);
+            let ip = |n: u32| self.slot_map.client_ip(n % self.client_ips);
+            let (second, third) = (ip(self.next_ip + 1), ip(self.next_ip + 2));
+            let c = &self.client;
+            c.prefetch_connect(third, SERVER_IP, SERVER_PORT, mode, Prefetch::Bucket);
+            c.prefetch_connect(second, SERVER_IP, SERVER_PORT, mode, Prefetch::Entry);
         }
         let slot = r.as_ref().ok().and_then(|c| self.slot_of(&c.tuple));
         let (Ok(c), Some(s)) = (r, slot) else {

@@ -18,6 +18,12 @@ struct Pick {
     tw: Option<(u64, TwEntry)>,
 }
 
+/// The other-parity pass of `__inet_hash_connect` after an even start
+/// (`offset++; if (offset & 1) goto other_parity_scan`).
+fn other_parity(offset: u32) -> Option<u32> {
+    Some(offset + 1).filter(|o| o & 1 == 1)
+}
+
 /// `ipv4_is_loopback`: 127.0.0.0/8.
 fn is_loopback(ip: u32) -> bool {
     ip >> 24 == 127
@@ -84,31 +90,63 @@ impl Host {
     ) -> Result<Pick, u32> {
         let port_offset = self.ports.port_offset(local_ip, remote_ip, remote_port);
         let (slot, offset) = self.ports.start(port_offset);
-        // offset++; if (offset & 1) goto other_parity_scan
-        let other = Some(offset + 1).filter(|o| o & 1 == 1);
-        // With no tcp_tw_reuse for these addresses, a port whose bucket
-        // marks an entry to this destination fails `__inet_check_established`
-        // whether that entry is a connection or TIME-WAIT: skipped unlooked.
-        let known_taken = self.ports.is_first_dest(remote_ip, remote_port)
-            && !self.tw_reuse_allowed(local_ip, remote_ip);
+        let known_taken = self.known_taken(local_ip, remote_ip, remote_port);
         let buckets = self.ports.buckets(local_ip);
         let low = self.ports.low();
-        let ((tuple, tw), i, probed) = self.walk_ports(offset, other, |h, port| {
-            let bucket = buckets.map_or(0, |b| b[usize::from(port - low)]);
-            let tuple = Tuple {
-                local_ip,
-                remote_ip,
-                local_port: port,
-                remote_port,
-            };
-            h.port_usable(now, &tuple, bucket, known_taken)
-                .map(|tw| (tuple, tw))
-        })?;
+        let ((tuple, tw), i, probed) =
+            self.walk_ports(offset, other_parity(offset), |h, port| {
+                let bucket = buckets.map_or(0, |b| b[usize::from(port - low)]);
+                let tuple = Tuple {
+                    local_ip,
+                    remote_ip,
+                    local_port: port,
+                    remote_port,
+                };
+                h.port_usable(now, &tuple, bucket, known_taken)
+                    .map(|tw| (tuple, tw))
+            })?;
         // A little randomness in the next start
         // (`max(i, get_random_u32_below(8) * step)`).
         let noise = self.ports.draw();
         self.ports.advance(slot, i, noise);
         Ok(Pick { tuple, probed, tw })
+    }
+
+    /// The port `hash_connect` will take for this destination as far as the
+    /// port buckets tell: its walk, without making the destination's
+    /// `table_perturb` slot (None before its first search) and without the
+    /// table lookups (a port that would need one is the guess). Exact for
+    /// the first destination while `known_taken` holds, as on a client with
+    /// one server; for a prefetch, which may be wrong. Once most ports are
+    /// held the scan's first port is seldom the one taken (at a million
+    /// connections over 71 addresses, 24 % of the last 100 k connects).
+    pub(super) fn guess_port(
+        &self,
+        local_ip: u32,
+        remote_ip: u32,
+        remote_port: u16,
+    ) -> Option<u16> {
+        let port_offset = self.ports.port_offset(local_ip, remote_ip, remote_port);
+        let offset = self.ports.peek_start(port_offset)?;
+        let known_taken = self.known_taken(local_ip, remote_ip, remote_port);
+        let buckets = self.ports.buckets(local_ip);
+        let low = self.ports.low();
+        let found = self.walk_ports(offset, other_parity(offset), |h, port| {
+            let bucket = buckets.map_or(0, |b| b[usize::from(port - low)]);
+            let taken = h.is_listening(port)
+                || Ports::is_bound(bucket)
+                || (known_taken && Ports::holds_first_dest(bucket));
+            (!taken).then_some(port)
+        });
+        found.ok().map(|(port, _, _)| port)
+    }
+
+    /// With no tcp_tw_reuse for these addresses, a port whose bucket marks
+    /// an entry to this destination fails `__inet_check_established` whether
+    /// that entry is a connection or TIME-WAIT: skipped unlooked.
+    fn known_taken(&self, local_ip: u32, remote_ip: u32, remote_port: u16) -> bool {
+        self.ports.is_first_dest(remote_ip, remote_port)
+            && !self.tw_reuse_allowed(local_ip, remote_ip)
     }
 
     /// One port of `hash_connect`, whose bucket is `bucket`: None when it
