@@ -1,0 +1,118 @@
+//! The client application on the host's events: close on ESTABLISHED or on the
+//! server's FIN, runaway clients that vanish mid-teardown, and the accounting
+//! of each connection once CLOSED or vanished.
+
+use rand::Rng;
+use teardown::service::CloseMode;
+use teardown_engine::{Event, Role, State, Time, Tuple};
+
+use super::Worker;
+
+impl Worker {
+    /// The client application.
+    pub(super) fn app(&mut self, now: Time) {
+        loop {
+            self.scratch.extend(self.host.events());
+            if self.scratch.is_empty() {
+                return;
+            }
+            for i in 0..self.scratch.len() {
+                let ev = self.scratch[i];
+                match ev {
+                    Event::Established { tuple } if self.plan.close == CloseMode::Client => {
+                        if self.plan.hold.is_zero() {
+                            let _ = self.host.close(now, tuple);
+                        } else {
+                            self.held.push_back((now + self.plan.hold, tuple));
+                        }
+                    }
+                    Event::PeerClosed { tuple } => {
+                        // Vanish right after ACKing the server's FIN: at once if
+                        // the ACK is queued, else once the delayed ACK leaves.
+                        if self.plan.close == CloseMode::Server && self.runs_away() {
+                            if self.host.ack_pending(&tuple) {
+                                self.vanish_after_ack.push(tuple);
+                            } else {
+                                self.vanish(now, tuple);
+                            }
+                        } else {
+                            let _ = self.host.close(now, tuple);
+                        }
+                    }
+                    Event::StateChanged {
+                        tuple,
+                        to: State::FinWait2,
+                        ..
+                    } if self.plan.close == CloseMode::Client && self.runs_away() => {
+                        // Vanish right after our FIN was acknowledged.
+                        self.vanish(now, tuple);
+                    }
+                    Event::Closed {
+                        tuple,
+                        reason,
+                        role,
+                        since_close,
+                        ..
+                    } => {
+                        self.out.closed[reason.index()] += 1;
+                        if let Some(a) = &mut self.attacker {
+                            a.closed(now, tuple, reason);
+                        }
+                        self.account();
+                        self.released.push_back(tuple);
+                        if let Some(d) = since_close {
+                            let us = (self.plan.clock.to_real(d).as_micros() as u64).max(1);
+                            match role {
+                                Role::Active => self.out.active_us.saturating_record(us),
+                                Role::Passive => self.out.passive_us.saturating_record(us),
+                                Role::None => {}
+                            }
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            self.scratch.clear();
+        }
+    }
+
+    pub(super) fn runs_away(&mut self) -> bool {
+        self.plan.runaway > 0.0 && self.rng.gen::<f64>() < self.plan.runaway
+    }
+
+    /// The runaways whose delayed ACK has gone out (queued) vanish now; one
+    /// closed meanwhile was accounted for by its Closed event.
+    pub(super) fn vanish_acked(&mut self, now: Time) {
+        let mut i = 0;
+        while i < self.vanish_after_ack.len() {
+            let tuple = self.vanish_after_ack[i];
+            if self.host.ack_pending(&tuple) {
+                i += 1;
+                continue;
+            }
+            self.vanish_after_ack.swap_remove(i);
+            if self.host.state(&tuple) != State::Closed {
+                self.vanish(now, tuple);
+            }
+        }
+    }
+
+    pub(super) fn vanish(&mut self, now: Time, tuple: Tuple) {
+        self.host.forget(&tuple);
+        if let Some(a) = &mut self.attacker {
+            a.vanished(&tuple);
+        }
+        self.vanished.insert(tuple);
+        self.quarantine
+            .push_back((now + self.quarantine_for, tuple));
+        self.out.runaway += 1;
+        self.account();
+    }
+
+    pub(super) fn account(&mut self) {
+        self.live -= 1;
+        self.freed += 1;
+        self.out.accounted += 1;
+        self.out.last_close = Some(self.at);
+    }
+}

@@ -1,0 +1,322 @@
+//! The clients, played by the engine: one [`Host`] per worker thread behind one
+//! UDP socket, over the lossy link of `teardown::link`.
+//!
+//! Client worker `w` owns the simulated IPs `10.128.0.0 + w * ips + k`, so the
+//! server can send every reply for an IP back to the one socket that used it.
+//! Each outgoing segment goes to the server worker
+//! [`route`](teardown::service::route) names for its 4-tuple, at the server's
+//! base port + that index.
+//!
+//! Here the worker and its loop (receive, tick, publish); `open` opens
+//! connections, `app` plays the application on the host's events, `udp` moves
+//! datagrams, `outcome` is what the worker reports when it stops.
+
+mod app;
+mod open;
+mod outcome;
+mod udp;
+
+use std::collections::{HashSet, VecDeque};
+use std::io::ErrorKind;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::time::{Duration, Instant};
+
+use mio::net::UdpSocket;
+use mio::{Events, Interest, Poll, Token};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use teardown::link::Loss;
+use teardown::service::metrics::completed;
+use teardown::service::{Clock, CloseMode};
+use teardown::sim::AttackKind;
+use teardown::wire::{self, Encoder};
+use teardown_engine::driver::BUCKET_AHEAD;
+use teardown_engine::time::pop_due;
+use teardown_engine::{Config, Event, Host, Segment, State, Time, Tuple};
+
+use crate::attack::Attacker;
+pub use outcome::Outcome;
+
+const SOCKET: Token = Token(0);
+/// Datagrams drained between two services of timers and output.
+const TICK_EVERY: u32 = 32;
+
+/// What one client worker needs to know.
+#[derive(Clone, Debug)]
+pub struct Plan {
+    pub index: usize,
+    pub server: SocketAddr,
+    pub server_workers: usize,
+    /// Connections this worker opens, at most `concurrency` live at once.
+    pub connections: u64,
+    pub concurrency: usize,
+    /// Opens per real second for this worker; 0 means as fast as concurrency allows.
+    pub rate: f64,
+    pub close: CloseMode,
+    /// Engine time between ESTABLISHED and close() with `--close client`.
+    pub hold: Duration,
+    pub loss_to_server: Loss,
+    pub loss_to_client: Loss,
+    pub runaway: f64,
+    pub ips: u32,
+    pub ports: (u16, u16),
+    pub seed: u64,
+    pub clock: Clock,
+    /// Attack kinds (`--attack`), empty for none, and this worker's segments per real second.
+    pub attacks: Vec<AttackKind>,
+    pub attack_rate: f64,
+}
+
+/// What one worker publishes for the main thread (absolute figures, written
+/// only by that worker).
+#[derive(Default)]
+pub struct Progress {
+    pub opened: AtomicU64,
+    /// Connections accounted for: CLOSED on the client, or vanished (runaway).
+    pub accounted: AtomicU64,
+    /// Connections whose teardown completed (see `metrics::completed`).
+    pub completed: AtomicU64,
+    pub population: [AtomicU64; State::COUNT],
+    /// Every connection of this worker's quota is accounted for.
+    pub done: AtomicBool,
+}
+
+pub struct Worker {
+    plan: Plan,
+    poll: Poll,
+    socket: UdpSocket,
+    host: Host,
+    rng: ChaCha8Rng,
+    /// Tuples never used yet come from a cursor over (ip, port); released ones
+    /// queue here, oldest first, so 4-tuples are reused once the range is spent.
+    next_fresh: u64,
+    released: VecDeque<Tuple>,
+    /// The next tuples to open, taken from the two sources above in their
+    /// order [`BUCKET_AHEAD`] opens early, so that the index bucket each
+    /// connect looks up is already on its way (see [`Worker::take_tuple`]).
+    upcoming: VecDeque<Tuple>,
+    /// Runaway clients: segments to them are swallowed until their tuple is
+    /// released, once the server must have given up on it.
+    vanished: HashSet<Tuple>,
+    quarantine: VecDeque<(Time, Tuple)>,
+    quarantine_for: Duration,
+    held: VecDeque<(Time, Tuple)>,
+    /// Runaway clients whose delayed ACK of the server's FIN has yet to leave:
+    /// they vanish once it has.
+    vanish_after_ack: Vec<Tuple>,
+    attacker: Option<Attacker>,
+    live: usize,
+    /// Connections accounted for since the last `open`: their slots are
+    /// refilled whatever `OPEN_BATCH` says, or a tick that drained 32 datagrams
+    /// of closes could free more slots than it refills, and fewer than
+    /// `concurrency` would stay live.
+    freed: u64,
+    encoders: Vec<Encoder>,
+    rx: Vec<u8>,
+    scratch: Vec<Event>,
+    /// The segments of one datagram that reach the host, handled as a burst.
+    burst: Vec<Segment>,
+    started: Instant,
+    /// The real time of the datagram or tick being handled: a connection
+    /// accounted for is stamped with it rather than read the clock again,
+    /// once per connection.
+    at: Instant,
+    out: Outcome,
+}
+
+impl Worker {
+    pub fn new(plan: Plan) -> anyhow::Result<Worker> {
+        let poll = Poll::new()?;
+        let mut socket = UdpSocket::bind("127.0.0.1:0".parse()?)?;
+        teardown::service::net::set_buffers(&socket, teardown::service::net::SOCKET_BUFFER)?;
+        poll.registry()
+            .register(&mut socket, SOCKET, Interest::READABLE)?;
+        let cfg = Config {
+            // FIN-WAIT-2 is only visible as a transition; needed for runaway clients
+            // that vanish once their FIN is acknowledged.
+            trace_states: plan.close == CloseMode::Client && plan.runaway > 0.0,
+            secret: plan.seed ^ 0x636c_6965_6e74,
+            ..Config::default()
+        };
+        // A vanished client's tuple is safe to reuse once the server has dropped
+        // it: FIN-WAIT-2 timeout, or the orphan retries of its FIN, or TIME-WAIT.
+        let quarantine_for = cfg
+            .fin_timeout
+            .max(cfg.model_timeout(cfg.orphan_retry_limit(), cfg.rto_min))
+            .max(cfg.time_wait)
+            + Duration::from_secs(10);
+        Ok(Worker {
+            rng: ChaCha8Rng::seed_from_u64(plan.seed ^ plan.index as u64),
+            encoders: (0..plan.server_workers)
+                .map(|_| Encoder::default())
+                .collect(),
+            poll,
+            socket,
+            host: Host::new(cfg),
+            next_fresh: 0,
+            released: VecDeque::new(),
+            upcoming: VecDeque::with_capacity(BUCKET_AHEAD + 1),
+            vanished: HashSet::new(),
+            quarantine: VecDeque::new(),
+            quarantine_for,
+            held: VecDeque::new(),
+            vanish_after_ack: Vec::new(),
+            attacker: (!plan.attacks.is_empty()).then(|| {
+                Attacker::new(
+                    &plan.attacks,
+                    plan.attack_rate,
+                    plan.index,
+                    plan.close,
+                    &Config::default(),
+                )
+            }),
+            live: 0,
+            freed: 0,
+            rx: vec![0; wire::MAX_DATAGRAM + 1],
+            scratch: Vec::new(),
+            burst: Vec::with_capacity(wire::MAX_RECORDS),
+            started: Instant::now(),
+            at: Instant::now(),
+            out: Outcome::new(),
+            plan,
+        })
+    }
+
+    /// Runs until `stop`; `done` is raised once every connection is accounted for.
+    pub fn run(mut self, progress: &Progress, stop: &AtomicBool) -> anyhow::Result<Outcome> {
+        let mut events = Events::with_capacity(16);
+        self.started = Instant::now();
+        if let Some(a) = &mut self.attacker {
+            a.start();
+        }
+        loop {
+            let timeout = self.next_wakeup().min(Duration::from_millis(20));
+            match self.poll.poll(&mut events, Some(timeout)) {
+                Ok(()) => {}
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e.into()),
+            }
+            if !events.is_empty() {
+                self.drain(progress)?;
+            }
+            self.tick();
+            self.publish(progress);
+            if stop.load(Relaxed) {
+                break;
+            }
+        }
+        self.out.stats = *self.host.stats();
+        if let Some(a) = &self.attacker {
+            self.out.attacks = a.counts().collect();
+            self.out.attack_other_replies = a.other_replies();
+        }
+        Ok(self.out)
+    }
+
+    fn publish(&self, p: &Progress) {
+        p.opened.store(self.out.opened, Relaxed);
+        p.accounted.store(self.out.accounted, Relaxed);
+        p.completed.store(completed(&self.out.closed), Relaxed);
+        for s in State::ALL {
+            p.population[s as usize].store(self.host.population(s) as u64, Relaxed);
+        }
+        if self.finished() {
+            p.done.store(true, Relaxed);
+        }
+    }
+
+    fn next_wakeup(&self) -> Duration {
+        let mut next = [
+            self.host.poll_timeout(),
+            self.held.front().map(|h| h.0),
+            self.quarantine.front().map(|q| q.0),
+            self.attacker.as_ref().and_then(Attacker::next_probe),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+        .map(|t| self.plan.clock.real_until(t))
+        .unwrap_or(Duration::from_secs(1));
+        if self.out.opened < self.plan.connections && self.live < self.plan.concurrency {
+            next = next.min(Duration::from_millis(1));
+        }
+        if self.attacker.is_some() && !self.finished() {
+            next = next.min(Duration::from_millis(1));
+        }
+        next
+    }
+
+    /// Receives until the socket would block, which under a steady load may be
+    /// long: timers, opens and the progress are serviced on the way.
+    fn drain(&mut self, progress: &Progress) -> anyhow::Result<()> {
+        let mut since_tick = 0;
+        loop {
+            match self.socket.recv_from(&mut self.rx) {
+                Ok((n, _)) => {
+                    self.on_datagram(n);
+                    since_tick += 1;
+                    if since_tick == TICK_EVERY {
+                        since_tick = 0;
+                        self.tick();
+                        self.publish(progress);
+                    }
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(()),
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == ErrorKind::ConnectionRefused => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    fn tick(&mut self) {
+        self.at = Instant::now();
+        let now = self.plan.clock.at(self.at);
+        self.host.handle_timeout(now);
+        self.vanish_acked(now);
+        while let Some(tuple) = pop_due(&mut self.quarantine, now) {
+            self.vanished.remove(&tuple);
+            self.released.push_back(tuple);
+        }
+        while let Some(tuple) = pop_due(&mut self.held, now) {
+            let _ = self.host.close(now, tuple);
+        }
+        self.open(now);
+        self.attack(now);
+        self.app(now);
+        self.send(true);
+        self.out.peak_live = self.out.peak_live.max(self.live);
+    }
+
+    /// Sends the attack segments due, while this worker still has connections
+    /// to open or to see closed, and closes the probed connections still ESTABLISHED.
+    fn attack(&mut self, now: Time) {
+        let Some(a) = &mut self.attacker else {
+            return;
+        };
+        while let Some(t) = a.due_probe(now) {
+            if self.host.state(&t) == State::Established {
+                let _ = self.host.close(now, t);
+            }
+        }
+        if self.out.opened == self.plan.connections && self.live == 0 {
+            return;
+        }
+        let n = self.plan.server_workers;
+        let (encoders, socket, server, out) = (
+            &mut self.encoders,
+            &self.socket,
+            self.plan.server,
+            &mut self.out,
+        );
+        a.fire(now, &self.host, &mut self.rng, &mut |seg: &Segment| {
+            udp::pack(seg, n, encoders, socket, server, out);
+        });
+    }
+
+    /// Every connection of the quota is accounted for.
+    fn finished(&self) -> bool {
+        self.out.opened == self.plan.connections && self.live == 0
+    }
+}

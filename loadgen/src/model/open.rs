@@ -1,0 +1,96 @@
+//! Opening connections: as many as the rate, the concurrency and the quota
+//! allow, on tuples from a fresh (ip, port) cursor or reused once released.
+
+use std::time::Instant;
+
+use teardown::service::metrics::completed;
+use teardown::service::{SERVER_IP, SERVER_PORT};
+use teardown_engine::driver::BUCKET_AHEAD;
+use teardown_engine::host::Prefetch;
+use teardown_engine::{Flags, Segment, Time, Tuple};
+
+use super::Worker;
+
+/// New opens per loop iteration at most, beyond refilling the slots freed since
+/// the last, so that a burst of opens cannot starve receiving.
+const OPEN_BATCH: u64 = 2048;
+/// The first simulated client IP, 10.128.0.0.
+const CLIENT_NET: u32 = 0x0a80_0000;
+
+impl Worker {
+    /// Opens as many connections as the rate, the concurrency and the quota allow.
+    pub(super) fn open(&mut self, now: Time) {
+        let allowed = if self.plan.rate > 0.0 {
+            let due = crate::due_at_rate(self.started, self.plan.rate);
+            due.min(self.plan.connections)
+        } else {
+            self.plan.connections
+        };
+        let mut budget = OPEN_BATCH + std::mem::take(&mut self.freed);
+        while self.out.opened < allowed && self.live < self.plan.concurrency && budget > 0 {
+            let Some(tuple) = self.take_tuple() else {
+                return;
+            };
+            budget -= 1;
+            if self.host.connect(now, tuple).is_err() {
+                // Still in the table (cannot happen for released tuples); try later.
+                self.released.push_back(tuple);
+                return;
+            }
+            self.out.first_open.get_or_insert_with(Instant::now);
+            self.out.opened += 1;
+            self.live += 1;
+            if self.live == self.plan.concurrency && self.out.full_at.is_none() {
+                self.out.full_at = Some(Instant::now());
+                self.out.completed_at_full = completed(&self.out.closed);
+            }
+            if let Some(a) = &mut self.attacker {
+                a.opened(tuple);
+            }
+            if self.out.opened == self.plan.connections {
+                self.out.last_open = Some(Instant::now());
+                self.out.completed_at_last_open = completed(&self.out.closed);
+            }
+        }
+    }
+
+    /// The next tuple to open. With a million connections resident the
+    /// connect's lookup of a tuple not in the table misses the cache on its
+    /// index bucket, and that miss was most of the connect; the tuples are
+    /// known in advance, so each one's bucket is asked for a few opens before
+    /// its connect, as `handle_burst` does for arriving segments. The order
+    /// of the tuples is unchanged.
+    pub(super) fn take_tuple(&mut self) -> Option<Tuple> {
+        while self.upcoming.len() <= BUCKET_AHEAD {
+            let Some(tuple) = self.next_tuple() else {
+                break;
+            };
+            // A segment from the server names the tuple as the table keys it.
+            let from_server = Segment::new(&tuple.reversed(), Flags::SYN, 0, 0, 0, 0);
+            self.host.prefetch(&from_server, Prefetch::Bucket);
+            self.upcoming.push_back(tuple);
+        }
+        self.upcoming.pop_front()
+    }
+
+    pub(super) fn next_tuple(&mut self) -> Option<Tuple> {
+        let (lo, hi) = self.plan.ports;
+        let span = (hi - lo) as u64 + 1;
+        if self.next_fresh < span * self.plan.ips as u64 {
+            let k = self.next_fresh;
+            self.next_fresh += 1;
+            // Port-major order: consecutive opens use different IPs and ports.
+            let ip = CLIENT_NET
+                + self.plan.index as u32 * self.plan.ips
+                + (k % self.plan.ips as u64) as u32;
+            let port = lo + (k / self.plan.ips as u64) as u16;
+            return Some(Tuple {
+                local_ip: ip,
+                remote_ip: u32::from_be_bytes(SERVER_IP),
+                local_port: port,
+                remote_port: SERVER_PORT,
+            });
+        }
+        self.released.pop_front()
+    }
+}
