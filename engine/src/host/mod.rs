@@ -13,7 +13,10 @@
 //! - `events.rs`: what the host reports ([`Event`], [`CloseReason`], [`Stats`], [`Error`]);
 //! - `app.rs`: the application's calls (connect, send, close, shutdown, abort);
 //! - `ephemeral.rs`: connect() without a port: Linux's port search and `tcp_twsk_unique`;
-//! - `arrive.rs`: SEGMENT ARRIVES, by state (RFC 9293 §3.10.7);
+//! - `arrive.rs`: SEGMENT ARRIVES, routed by state (RFC 9293 §3.10.7): CLOSED,
+//!   LISTEN's SYN, SYN-SENT;
+//! - `synchronized.rs`: SEGMENT ARRIVES in the other states, the full path;
+//! - `ack.rs`: an acceptable ACK: RTT, retransmission timer, our FIN acked;
 //! - `predict.rs`: header prediction, the expected ACK's short path;
 //! - `orphan.rs`: the orphaned FIN-WAIT-2 mini-socket (`tcp_timewait_state_process`);
 //! - `time_wait.rs`: TIME-WAIT's segments, entry and exit;
@@ -22,6 +25,7 @@
 //! - `output.rs`: everything the host sends;
 //! - `prefetch.rs`: hints for an application's calls to come.
 
+mod ack;
 mod app;
 mod arrive;
 mod ephemeral;
@@ -31,6 +35,7 @@ mod output;
 mod predict;
 mod prefetch;
 mod recovery;
+mod synchronized;
 mod time_wait;
 mod timers;
 mod ts;

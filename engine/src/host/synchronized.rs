@@ -1,0 +1,264 @@
+//! SEGMENT ARRIVES in SYN-RECEIVED and the synchronized states (RFC 9293
+//! §3.10.7.4): the full path's checks in the RFC's order (sequence number,
+//! RST, SYN, ACK), then the segment text and the FIN bit, which the
+//! predicted path shares.
+
+use super::{CloseReason, Event, Host, Next};
+use crate::conn::{bits, flag, Conn};
+use crate::segment::{Flags, Segment};
+use crate::seq::Seq;
+use crate::state::State;
+use crate::time::Time;
+
+impl Host {
+    /// Linux's `tcp_sequence`: acceptable unless it ends before rcv_nxt or starts
+    /// beyond the window. (RFC 9293 §3.10.7.4's four cases reject a segment that ends
+    /// exactly at rcv_nxt; Linux accepts it and acknowledges it as a duplicate.)
+    fn acceptable(&self, c: &Conn, seg: &Segment) -> bool {
+        seg.seq_end() >= c.rcv_nxt && c.rcv_nxt + self.cfg.rcv_wnd as u32 >= seg.seq_num()
+    }
+
+    /// Every synchronized state and SYN-RECEIVED (RFC 9293 §3.10.7.4, with
+    /// RFC 5961 and Linux's `tcp_validate_incoming` / `tcp_rcv_state_process`).
+    pub(super) fn on_segment(&mut self, now: Time, idx: u32, c: &mut Conn, seg: &Segment) -> Next {
+        if self.predicted(c, seg) {
+            return self.on_predicted(now, idx, c, seg);
+        }
+        self.on_unpredicted(now, idx, c, seg)
+    }
+
+    /// [`Host::on_segment`] for a segment header prediction does not take:
+    /// out of line, so that `handle` keeps the predicted path's registers.
+    #[inline(never)]
+    fn on_unpredicted(&mut self, now: Time, idx: u32, c: &mut Conn, seg: &Segment) -> Next {
+        let f = seg.flags;
+
+        // SYN-RECEIVED seeing the SYN again: our SYN-ACK was lost (tcp_check_req).
+        if c.state == State::SynReceived
+            && f.syn()
+            && !f.ack()
+            && !f.rst()
+            && seg.seq_num() == c.rcv_nxt - 1
+        {
+            self.resend_syn_ack(c);
+            return Next::Keep;
+        }
+
+        if c.state == State::FinWait2 && c.has(flag::ORPHAN) {
+            return self.on_orphan_fin_wait_2(now, c, seg);
+        }
+
+        // RFC 7323 §5.3 R1 (`tcp_validate_incoming` checks it first): an old
+        // duplicate by its timestamp is dropped with a rate-limited ACK; a
+        // SYN gets the challenge ACK; an RST goes on to the usual checks.
+        if !f.rst() && self.paws_discard(c, seg) {
+            self.stats.paws_rejected += 1;
+            if f.syn() && c.state.is_synchronized() {
+                self.challenge_ack(now, c);
+            } else {
+                self.dup_ack(now, c, seg);
+            }
+            return Next::Keep;
+        }
+
+        // First, check the sequence number.
+        if !self.acceptable(c, seg) {
+            if f.rst() {
+                // tcp_reset_check: in CLOSE-WAIT, LAST-ACK and CLOSING the peer's RST
+                // may carry its FIN's sequence number, rcv_nxt - 1.
+                let fin_seen =
+                    matches!(c.state, State::CloseWait | State::LastAck | State::Closing);
+                if fin_seen && seg.seq_num() == c.rcv_nxt - 1 {
+                    self.stats.rst_received += 1;
+                    return Next::Close(CloseReason::Reset);
+                }
+                return Next::Keep;
+            }
+            if f.syn() && c.state.is_synchronized() {
+                self.challenge_ack(now, c);
+            } else {
+                self.dup_ack(now, c, seg);
+            }
+            return Next::Keep;
+        }
+
+        // Second, the RST bit (RFC 5961 §3.2): exactly rcv_nxt resets, anything
+        // else in the window draws a challenge ACK.
+        if f.rst() {
+            if seg.seq_num() == c.rcv_nxt {
+                self.stats.rst_received += 1;
+                return Next::Close(CloseReason::Reset);
+            }
+            self.challenge_ack(now, c);
+            return Next::Keep;
+        }
+
+        // Fourth, the SYN bit (RFC 5961 §4): a SYN in a synchronized state, whatever
+        // its sequence number, gets a challenge ACK and the connection stays. A new
+        // client reusing the 4-tuple answers that ACK with the RST that ends us
+        // (seed case 6).
+        if f.syn() {
+            self.challenge_ack(now, c);
+            return Next::Keep;
+        }
+
+        // Fifth, the ACK field.
+        if !f.ack() {
+            return Next::Keep;
+        }
+        if c.state == State::SynReceived {
+            if !(c.snd_una < seg.ack_num() && seg.ack_num() <= c.snd_nxt) {
+                // <SEQ=SEG.ACK><CTL=RST>
+                self.emit(&c.tuple, Flags::RST, seg.ack_num(), Seq(0), 0, None);
+                self.stats.rst_sent += 1;
+                return Next::Keep;
+            }
+            self.established_by_ack(c);
+        }
+        if c.snd_nxt < seg.ack_num() {
+            // It acknowledges something not yet sent: ACK and drop (RFC 5961
+            // §5.2). Linux answers with a challenge ACK, rate-limited per entry
+            // even when the segment carries a FIN or data.
+            self.challenge_ack(now, c);
+            return Next::Keep;
+        }
+        // An acceptable ACK records the segment's timestamp (`tcp_ack`); so
+        // does an old one that takes `tcp_rcv_established`'s fast path
+        // (ESTABLISHED, a plain ACK at rcv_nxt), which records it first. An
+        // acceptable ACK may also update the send window
+        // (`tcp_may_update_window`: it acknowledges new data or starts after
+        // snd_wl1; windows are not modelled), which moves snd_wl1 to its seq.
+        // rcv_wup: what our last ACK acknowledged. The engine acknowledges as
+        // it goes, except the peer's FIN while its ACK is delayed.
+        let rcv_wup = if c.bit(bits::DELACK) {
+            c.rcv_nxt - 1
+        } else {
+            c.rcv_nxt
+        };
+        let fast_path = c.state == State::Established
+            && Flags(f.0 & !Flags::PSH.0) == Flags::ACK
+            && seg.seq_num() == rcv_wup;
+        if c.snd_una <= seg.ack_num() || fast_path {
+            Self::replace_ts_recent(c, seg, rcv_wup);
+        }
+        if c.snd_una <= seg.ack_num() {
+            let after_wl1 = if c.bit(bits::WL1_AT_RCV_NXT) {
+                rcv_wup < seg.seq_num()
+            } else {
+                rcv_wup <= seg.seq_num()
+            };
+            let starts_here = seg.seq_num() == rcv_wup && seg.seq_len() == 0;
+            if c.snd_una < seg.ack_num() || after_wl1 {
+                c.set_bit(bits::WL1_AT_RCV_NXT, starts_here);
+            } else if seg.seq_len() > 0 {
+                c.set_bit(bits::WL1_AT_RCV_NXT, false);
+            }
+        }
+        if c.snd_una < seg.ack_num() {
+            self.on_new_ack(now, idx, c, seg);
+        } else if c.snd_una == seg.ack_num()
+            && c.snd_una != c.snd_nxt
+            && seg.seq_len() == 0
+            && c.state != State::SynReceived
+        {
+            self.on_dup_ack(now, idx, c);
+        }
+        if let Some(next) = self.on_acked(now, idx, c, f) {
+            return next;
+        }
+        self.on_text_and_fin(now, idx, c, seg)
+    }
+
+    /// The rest of [`Host::on_segment`] once the ACK is taken: the segment
+    /// text, the FIN bit, our ACK and what waited to be sent (RFC 9293
+    /// §3.10.7.4, seventh and eighth). Shared with the predicted path.
+    #[inline(always)]
+    pub(super) fn on_text_and_fin(
+        &mut self,
+        now: Time,
+        idx: u32,
+        c: &mut Conn,
+        seg: &Segment,
+    ) -> Next {
+        let f = seg.flags;
+        // Seventh, the segment text.
+        let mut ack_now = false;
+        if seg.len > 0 {
+            let end = seg.seq_num() + seg.len;
+            match c.state {
+                State::FinWait1 | State::FinWait2 if c.has(flag::ORPHAN) && c.rcv_nxt < end => {
+                    // Data after close(): Linux resets (TCPAbortOnData), RST <SEQ=SEG.ACK>.
+                    self.emit(&c.tuple, Flags::RST, seg.ack_num(), Seq(0), 0, None);
+                    self.stats.rst_sent += 1;
+                    self.stats.abort_on_data += 1;
+                    return Next::Close(CloseReason::Aborted);
+                }
+                State::Established | State::FinWait1 | State::FinWait2 => {
+                    if seg.seq_num() <= c.rcv_nxt && c.rcv_nxt < end {
+                        let len = end - c.rcv_nxt;
+                        c.rcv_nxt = end;
+                        c.set_bit(bits::DATA_RECEIVED, true);
+                        self.events.push(Event::Received {
+                            tuple: c.tuple,
+                            len,
+                        });
+                    }
+                    // No delayed ACK and no out-of-order queue: every data segment is
+                    // acknowledged at once, duplicates and gaps with a duplicate ACK.
+                    ack_now = true;
+                }
+                _ => ack_now = true,
+            }
+        }
+
+        // Eighth, the FIN bit.
+        let mut next = Next::Keep;
+        let mut ack_on_the_spot = false;
+        let mut delay_ack = false;
+        if f.fin() {
+            let fin_seq = seg.seq_num() + seg.len;
+            if fin_seq == c.rcv_nxt && !c.state.fin_received() {
+                c.rcv_nxt += 1;
+                match c.state {
+                    // tcp_fin: CLOSE-WAIT enters pingpong mode, so the ACK
+                    // is delayed (and rides on our FIN if the application
+                    // closes in time).
+                    State::Established => {
+                        c.state = State::CloseWait;
+                        self.events.push(Event::PeerClosed { tuple: c.tuple });
+                        delay_ack = true;
+                    }
+                    // Our FIN is not acknowledged yet: simultaneous close.
+                    // Linux ACKs on the spot here (tcp_fin: tcp_send_ack).
+                    State::FinWait1 => {
+                        c.state = State::Closing;
+                        ack_on_the_spot = true;
+                    }
+                    // Seed case 2: when the peer's FIN also acknowledged ours, FIN-WAIT-1
+                    // moved to FIN-WAIT-2 above and goes on to TIME-WAIT here, within
+                    // this one segment.
+                    State::FinWait2 => next = Next::TimeWait,
+                    _ => {}
+                }
+            }
+            // In order, a duplicate or beyond a gap: acknowledge at once.
+            ack_now = true;
+        }
+        if delay_ack {
+            self.send_delayed_ack(now, idx, c);
+        } else if ack_now {
+            self.send_ack(c);
+            if ack_on_the_spot {
+                self.sent_acks = self.out.len();
+            }
+        } else if self.delayed_ack_due_soon(now, c) {
+            // tcp_ack_snd_check -> tcp_send_delayed_ack: "If delack timer is
+            // about to expire, send ACK now."
+            self.send_ack(c);
+        }
+        if matches!(next, Next::Keep) {
+            self.release_held(now, idx, c);
+        }
+        next
+    }
+}
