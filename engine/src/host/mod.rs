@@ -8,8 +8,10 @@
 //! The engine never reads a clock, a socket or a random source.
 //!
 //! The files, by concern:
-//! - `mod.rs`: the [`Host`] type, its calling contract, accessors, and
-//!   `commit`, which applies a handler's verdict to the table;
+//! - `mod.rs`: the [`Host`] type, its calling contract, set-up, queues and
+//!   `poll_timeout`;
+//! - `commit.rs`: `commit`, which applies a handler's verdict to the table;
+//! - `inspect.rs`: what a driver or test may ask about one tuple;
 //! - `events.rs`: what the host reports ([`Event`], [`CloseReason`], [`Stats`], [`Error`]);
 //! - `app.rs`: the application's calls (connect, send, close, shutdown, abort);
 //! - `ephemeral.rs`: connect() without a port: Linux's port search and `tcp_twsk_unique`;
@@ -28,8 +30,10 @@
 mod ack;
 mod app;
 mod arrive;
+mod commit;
 mod ephemeral;
 mod events;
+mod inspect;
 mod orphan;
 mod output;
 mod predict;
@@ -43,30 +47,18 @@ mod ts;
 pub use arrive::Prefetch;
 pub use events::{CloseReason, Error, Event, Role, Stats};
 
-use std::time::Duration;
-
 use crate::config::Config;
-use crate::conn::{flag, Conn, TimeoutsUs};
+use crate::conn::TimeoutsUs;
 use crate::ports::Ports;
 use crate::segment::Segment;
 use crate::seq::Seq;
 use crate::state::State;
-use crate::table::{Found, Table};
+use crate::table::Table;
 use crate::time::Time;
 use crate::tuple::Tuple;
 use crate::wheel::Wheel;
+use commit::Next;
 use ts::TsKey;
-
-/// What segment processing (or an application call, or a timer) decided for a
-/// full entry; [`Host::commit`] acts on it.
-enum Next {
-    /// The entry stays (in whatever state the handler moved it to).
-    Keep,
-    /// Enter TIME-WAIT (`tcp_time_wait`).
-    TimeWait,
-    /// CLOSED: the entry goes.
-    Close(CloseReason),
-}
 
 /// What a segment on a TIME-WAIT entry calls for: Linux's `enum tcp_tw_status`,
 /// which `tcp_timewait_state_process` returns and `tcp_v4_rcv` acts on
@@ -266,52 +258,6 @@ impl Host {
             .is_some_and(|w| w & (1 << (port % 64)) != 0)
     }
 
-    /// The state of `tuple`; CLOSED when there is no entry.
-    #[must_use]
-    pub fn state(&self, tuple: &Tuple) -> State {
-        match self.table.find(tuple) {
-            Some(Found::Conn(i)) => self.table.conn(i).state,
-            Some(Found::TimeWait(_)) => State::TimeWait,
-            None => State::Closed,
-        }
-    }
-
-    /// (snd_nxt, rcv_nxt) of `tuple` as wire numbers, for tests, scripts and
-    /// the drivers' attack models.
-    #[must_use]
-    pub fn sequence(&self, tuple: &Tuple) -> Option<(u32, u32)> {
-        match self.table.find(tuple)? {
-            Found::Conn(i) => {
-                let c = self.table.conn(i);
-                Some((c.snd_nxt.into(), c.rcv_nxt.into()))
-            }
-            Found::TimeWait(p) => {
-                let e = self.table.time_wait(p);
-                Some((e.snd_nxt.into(), e.rcv_nxt.into()))
-            }
-        }
-    }
-
-    /// Whether `tuple` holds a delayed ACK not yet sent (Linux's
-    /// `ICSK_ACK_TIMER` pending): a driver whose end vanishes after ACKing
-    /// a FIN waits for this to clear.
-    #[must_use]
-    pub fn ack_pending(&self, tuple: &Tuple) -> bool {
-        match self.table.find(tuple) {
-            Some(Found::Conn(i)) => self.table.conn(i).bit(crate::conn::bits::DELACK),
-            _ => false,
-        }
-    }
-
-    /// The current RTO of `tuple` after backoff.
-    #[must_use]
-    pub fn rto(&self, tuple: &Tuple) -> Option<Duration> {
-        match self.table.find(tuple)? {
-            Found::Conn(i) => Some(self.table.conn(i).backed_off_rto(&self.timeouts)),
-            Found::TimeWait(_) => None,
-        }
-    }
-
     /// Segments to send, oldest first.
     #[must_use]
     #[inline]
@@ -406,122 +352,5 @@ impl Host {
     /// RFC 6528 initial sequence number: a 4 µs clock plus a keyed hash of the tuple.
     fn isn(&self, now: Time, tuple: &Tuple) -> Seq {
         Seq((now.as_micros() / 4) as u32) + tuple.hash(!self.cfg.secret) as u32
-    }
-
-    /// Applies a processing decision to entry `idx`, whose working copy is `c`.
-    /// Inlined: most segments keep their entry, which costs a write-back and
-    /// at most a population move, while a call (with the 48-byte copy going
-    /// in) cost as much again. Leaving the table is out of line.
-    #[inline(always)]
-    fn commit(&mut self, now: Time, idx: u32, c: Conn, before: State, next: Next) {
-        self.commit_hashed(now, idx, c, before, next, None);
-    }
-
-    /// [`Host::commit`] with the table hash of `c`'s tuple if the caller has
-    /// it (`handle`'s lookup): leaving the index then takes no second hash.
-    #[inline(always)]
-    fn commit_hashed(
-        &mut self,
-        now: Time,
-        idx: u32,
-        mut c: Conn,
-        before: State,
-        next: Next,
-        hash: Option<u64>,
-    ) {
-        match next {
-            Next::Keep => {
-                let orphan_fw2 = c.state == State::FinWait2 && c.has(flag::ORPHAN);
-                self.count_fw2_orphan(&mut c, orphan_fw2);
-                if c.state != before {
-                    self.enter(c.tuple, before, c.state);
-                }
-                self.table.set_conn(idx, c);
-            }
-            Next::TimeWait => self.commit_time_wait(now, idx, c, before, hash),
-            Next::Close(reason) => self.commit_close(now, idx, c, before, reason, hash),
-        }
-    }
-
-    /// Keeps `fw2_orphans` (the orphaned FIN-WAIT-2 connections, which count
-    /// against `tcp_max_tw_buckets`) in step with `c` being one or not.
-    #[inline(always)]
-    fn count_fw2_orphan(&mut self, c: &mut Conn, orphan_fw2: bool) {
-        if orphan_fw2 != c.has(flag::FW2_COUNTED) {
-            if orphan_fw2 {
-                self.fw2_orphans += 1;
-                c.flags |= flag::FW2_COUNTED;
-            } else {
-                self.fw2_orphans -= 1;
-                c.flags &= !flag::FW2_COUNTED;
-            }
-        }
-    }
-
-    /// [`Host::commit`] for an entry that enters TIME-WAIT (`tcp_time_wait`).
-    #[inline(never)]
-    fn commit_time_wait(
-        &mut self,
-        now: Time,
-        idx: u32,
-        mut c: Conn,
-        before: State,
-        hash: Option<u64>,
-    ) {
-        self.count_fw2_orphan(&mut c, false);
-        self.disarm(&mut c);
-        let hash = hash.unwrap_or_else(|| self.table.hash(&c.tuple));
-        self.enter_time_wait(now, idx, &c, before, hash);
-    }
-
-    /// [`Host::commit`] for an entry that reaches CLOSED.
-    #[inline(never)]
-    fn commit_close(
-        &mut self,
-        now: Time,
-        idx: u32,
-        mut c: Conn,
-        before: State,
-        reason: CloseReason,
-        hash: Option<u64>,
-    ) {
-        self.count_fw2_orphan(&mut c, false);
-        self.disarm(&mut c);
-        let hash = hash.unwrap_or_else(|| self.table.hash(&c.tuple));
-        self.table.remove_conn_hashed(idx, &c.tuple, hash);
-        self.port_released(&c.tuple);
-        self.population[before as usize] -= 1;
-        self.trace(c.tuple, before, State::Closed);
-        let role = if !c.has(flag::CLOSE_STAMPED) {
-            Role::None
-        } else if c.has(flag::PASSIVE_CLOSE) {
-            Role::Passive
-        } else {
-            Role::Active
-        };
-        let since_close = c
-            .has(flag::CLOSE_STAMPED)
-            .then(|| Duration::from_millis(now.stamp_ms().wrapping_sub(c.close_ms) as u64));
-        self.events.push(Event::Closed {
-            tuple: c.tuple,
-            from: before,
-            reason,
-            role,
-            since_close,
-        });
-    }
-
-    fn enter(&mut self, tuple: Tuple, from: State, to: State) {
-        if from != State::Closed {
-            self.population[from as usize] -= 1;
-        }
-        self.population[to as usize] += 1;
-        self.trace(tuple, from, to);
-    }
-
-    fn trace(&mut self, tuple: Tuple, from: State, to: State) {
-        if self.cfg.trace_states {
-            self.events.push(Event::StateChanged { tuple, from, to });
-        }
     }
 }

@@ -1,0 +1,142 @@
+//! Applying a handler's verdict to the table (Linux's handlers return one too:
+//! `tcp_rcv_state_process` returns "reset or drop", `tcp_timewait_state_process`
+//! a `tcp_tw_status`): keep the entry, move it to TIME-WAIT, or close it, with
+//! the population counts and the events that go with each.
+
+use std::time::Duration;
+
+use super::{CloseReason, Event, Host, Role};
+use crate::conn::{flag, Conn};
+use crate::state::State;
+use crate::time::Time;
+use crate::tuple::Tuple;
+
+/// What segment processing (or an application call, or a timer) decided for a
+/// full entry; [`Host::commit`] acts on it.
+pub(super) enum Next {
+    /// The entry stays (in whatever state the handler moved it to).
+    Keep,
+    /// Enter TIME-WAIT (`tcp_time_wait`).
+    TimeWait,
+    /// CLOSED: the entry goes.
+    Close(CloseReason),
+}
+
+impl Host {
+    /// Applies a processing decision to entry `idx`, whose working copy is `c`.
+    /// Inlined: most segments keep their entry, which costs a write-back and
+    /// at most a population move, while a call (with the 48-byte copy going
+    /// in) cost as much again. Leaving the table is out of line.
+    #[inline(always)]
+    pub(super) fn commit(&mut self, now: Time, idx: u32, c: Conn, before: State, next: Next) {
+        self.commit_hashed(now, idx, c, before, next, None);
+    }
+
+    /// [`Host::commit`] with the table hash of `c`'s tuple if the caller has
+    /// it (`handle`'s lookup): leaving the index then takes no second hash.
+    #[inline(always)]
+    pub(super) fn commit_hashed(
+        &mut self,
+        now: Time,
+        idx: u32,
+        mut c: Conn,
+        before: State,
+        next: Next,
+        hash: Option<u64>,
+    ) {
+        match next {
+            Next::Keep => {
+                let orphan_fw2 = c.state == State::FinWait2 && c.has(flag::ORPHAN);
+                self.count_fw2_orphan(&mut c, orphan_fw2);
+                if c.state != before {
+                    self.enter(c.tuple, before, c.state);
+                }
+                self.table.set_conn(idx, c);
+            }
+            Next::TimeWait => self.commit_time_wait(now, idx, c, before, hash),
+            Next::Close(reason) => self.commit_close(now, idx, c, before, reason, hash),
+        }
+    }
+
+    /// Keeps `fw2_orphans` (the orphaned FIN-WAIT-2 connections, which count
+    /// against `tcp_max_tw_buckets`) in step with `c` being one or not.
+    #[inline(always)]
+    pub(super) fn count_fw2_orphan(&mut self, c: &mut Conn, orphan_fw2: bool) {
+        if orphan_fw2 != c.has(flag::FW2_COUNTED) {
+            if orphan_fw2 {
+                self.fw2_orphans += 1;
+                c.flags |= flag::FW2_COUNTED;
+            } else {
+                self.fw2_orphans -= 1;
+                c.flags &= !flag::FW2_COUNTED;
+            }
+        }
+    }
+
+    /// [`Host::commit`] for an entry that enters TIME-WAIT (`tcp_time_wait`).
+    #[inline(never)]
+    fn commit_time_wait(
+        &mut self,
+        now: Time,
+        idx: u32,
+        mut c: Conn,
+        before: State,
+        hash: Option<u64>,
+    ) {
+        self.count_fw2_orphan(&mut c, false);
+        self.disarm(&mut c);
+        let hash = hash.unwrap_or_else(|| self.table.hash(&c.tuple));
+        self.enter_time_wait(now, idx, &c, before, hash);
+    }
+
+    /// [`Host::commit`] for an entry that reaches CLOSED.
+    #[inline(never)]
+    fn commit_close(
+        &mut self,
+        now: Time,
+        idx: u32,
+        mut c: Conn,
+        before: State,
+        reason: CloseReason,
+        hash: Option<u64>,
+    ) {
+        self.count_fw2_orphan(&mut c, false);
+        self.disarm(&mut c);
+        let hash = hash.unwrap_or_else(|| self.table.hash(&c.tuple));
+        self.table.remove_conn_hashed(idx, &c.tuple, hash);
+        self.port_released(&c.tuple);
+        self.population[before as usize] -= 1;
+        self.trace(c.tuple, before, State::Closed);
+        let role = if !c.has(flag::CLOSE_STAMPED) {
+            Role::None
+        } else if c.has(flag::PASSIVE_CLOSE) {
+            Role::Passive
+        } else {
+            Role::Active
+        };
+        let since_close = c
+            .has(flag::CLOSE_STAMPED)
+            .then(|| Duration::from_millis(now.stamp_ms().wrapping_sub(c.close_ms) as u64));
+        self.events.push(Event::Closed {
+            tuple: c.tuple,
+            from: before,
+            reason,
+            role,
+            since_close,
+        });
+    }
+
+    pub(super) fn enter(&mut self, tuple: Tuple, from: State, to: State) {
+        if from != State::Closed {
+            self.population[from as usize] -= 1;
+        }
+        self.population[to as usize] += 1;
+        self.trace(tuple, from, to);
+    }
+
+    pub(super) fn trace(&mut self, tuple: Tuple, from: State, to: State) {
+        if self.cfg.trace_states {
+            self.events.push(Event::StateChanged { tuple, from, to });
+        }
+    }
+}
