@@ -10,7 +10,7 @@
 //!   partly consumed head chunk and one spare chunk;
 //! * full connections: 56-byte records in a slab of 512-entry chunks (a chunk
 //!   whose last entry leaves is returned) plus a 2-byte free-list slot each;
-//! * the 1024-word listening bitmap of each host;
+//! * the listening bitmap of each host (32 B for port 80, `Host::listen`);
 //! * the timer wheel ([`engine_bytes`]): its fixed list heads and a node per
 //!   pending timer, for full connections only; TIME-WAIT entries need no timer
 //!   (the ring is their timer).
@@ -32,7 +32,9 @@ const WHEEL_NODE: f64 = 24.0;
 const CHUNK: f64 = 512.0;
 /// One index bucket: 12 tags, an overflow count and 12 references.
 const BUCKET: f64 = 64.0;
-const LISTENING: f64 = 1024.0 * 8.0;
+/// The listening bitmap of a host listening on port 80: `Host::listen` grows a
+/// `Vec<u64>` to the port's word, and a fresh `Vec` of 8-byte items reserves 4.
+const LISTENING: f64 = 4.0 * 8.0;
 
 /// Index buckets of a table holding `n` entries: the index doubles when an
 /// insert would take it past 21/2 entries per bucket (`Index::insert_unique`),
