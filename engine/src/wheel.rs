@@ -2,7 +2,7 @@
 //!
 //! Layout (modelled on tokio's `runtime/time/wheel`):
 //!
-//! * **Levels.** [`LEVELS`] levels of 64 slots each. A slot on level `L`
+//! * **Levels.** `LEVELS` levels of 64 slots each. A slot on level `L`
 //!   covers `64^L` ticks, so the whole wheel spans `64^6 = 2^36` ticks. A
 //!   timer lives on the lowest level whose slot distinguishes its deadline
 //!   from `elapsed`: the level is the index of the highest 6-bit digit in
@@ -13,7 +13,7 @@
 //!   occupied slot is found by rotating the word so the current slot is bit
 //!   0 and taking `trailing_zeros` — a few instructions, no slot scanning.
 //! * **Intrusive lists.** Entries live in one slab (`Vec<Node<T>>` plus a
-//!   free list). Each slot is a set of [`LANES`] doubly-linked lists
+//!   free list). Each slot is a set of `LANES` doubly-linked lists
 //!   threaded through `u32` indices (a node's lane is its index modulo
 //!   `LANES`), and each node records its slot, so insert and cancel are
 //!   O(1) and allocate nothing once the slab has grown. The lanes exist

@@ -118,6 +118,8 @@ pub struct Args {
     pub kernel: bool,
     /// Drive this listening TCP server (IPv4, or IPv6 as [::1]:PORT) with the
     /// --request/--close workload.
+    // `[::1]` is the address notation of --help, not a doc link.
+    #[allow(rustdoc::broken_intra_doc_links)]
     #[arg(long, requires = "kernel", conflicts_with = "spawn_server")]
     pub kernel_target: Option<SocketAddr>,
     /// Let --kernel-target be a non-loopback address.

@@ -4,7 +4,7 @@
 //! Each reader has a pure `parse` over the file's text (or the netlink dump's
 //! bytes) so that recorded fixtures and a live host go through the same code;
 //! the live readers take the per-namespace files from `/proc/thread-self/net`,
-//! which is the calling thread's namespace after [`netns::enter`] (plain
+//! which is the calling thread's namespace after `netns::enter` (plain
 //! `/proc/net` follows the thread-group leader's instead).
 //!
 //! Names are the kernel's: `TcpExt`/`TW`, `TCP`/`inuse`, `tw_sock_TCP`,

@@ -176,7 +176,7 @@ pub fn flag_arg(c: &Syscall) -> bool {
     }
 }
 
-/// setsockopt(fd, SOL_IP, IP_BIND_ADDRESS_NO_PORT, [v], 4) as `v != 0`;
+/// setsockopt(fd, SOL_IP, IP_BIND_ADDRESS_NO_PORT, \[v\], 4) as `v != 0`;
 /// packetdrill has no name for it, so 24 (its value on Linux) also does.
 pub fn bind_address_no_port(c: &Syscall) -> Option<bool> {
     let is = |i: usize, names: &[&str], value: i64| match c.args.get(i) {

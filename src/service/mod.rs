@@ -1,6 +1,6 @@
 //! `teardown serve`: the engine as a server behind real UDP sockets, on a real clock.
 //!
-//! One mio event loop per worker thread, each owning one [`Host`] shard and one UDP
+//! One mio event loop per worker thread, each owning one [`Host`](teardown_engine::host::Host) shard and one UDP
 //! socket. Worker `i` listens on the listen port + `i`; a client sends every segment
 //! of a 4-tuple to the worker [`route`] names, so each tuple lives in exactly one
 //! shard and no lock is taken on the datagram path. Replies go back to the UDP

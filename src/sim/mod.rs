@@ -7,7 +7,7 @@
 //! stream and its own client addresses; results are merged by shard index. So
 //! for a given seed and flags the report is the same whatever `--threads` is,
 //! except the wall-clock and working-set fields. By default each thread holds
-//! all its shards at once and advances them together ([`resident`]);
+//! all its shards at once and advances them together (`resident.rs`);
 //! `--sequential-shards` runs them one after another from a crossbeam queue.
 
 mod app;

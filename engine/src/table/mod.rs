@@ -1,9 +1,9 @@
-//! One shard's connection table: an [`Index`] of 4-byte references.
+//! One shard's connection table: an `Index` of 4-byte references.
 //!
 //! The index holds only a `u32` per connection: either an index into a
-//! chunked [`Slab`] of [`ConnRecord`]s, or (top bit set) a position in the
-//! [`TwRing`] of compact TIME-WAIT records. The tuple is read through the
-//! reference, its fixed end from the table's [`Endpoints`], so a TIME-WAIT
+//! chunked `Slab` of `ConnRecord`s, or (top bit set) a position in the
+//! `TwRing` of compact TIME-WAIT records. The tuple is read through the
+//! reference, its fixed end from the table's `Endpoints`, so a TIME-WAIT
 //! entry costs its 24-byte record plus 5⅓ bytes of bucket (a 64-byte bucket
 //! holds 12) over the index's load factor. Shards are chosen by
 //! [`crate::tuple::shard_of`]; each shard is owned by one thread.
@@ -271,7 +271,7 @@ impl Table {
     }
 
     /// Heap bytes this table owns, from its allocations' capacities. The counting
-    /// allocator ([`crate::alloc`]) checks this figure in the tests.
+    /// allocator (`teardown::alloc`) checks this figure in the tests.
     pub fn heap_bytes(&self) -> usize {
         self.map.allocation_size()
             + self.e.conns.heap_bytes()

@@ -247,7 +247,7 @@ impl Stack for KernelStack {
     }
 
     /// A tick of 1 µs sets the `tcp_usec_ts` feature on the route to the
-    /// peer ([`route`]); Linux's TSval has no other tick than that and
+    /// peer (`route`); Linux's TSval has no other tick than that and
     /// `tcp_clock_ms`.
     fn setup(&mut self, s: &Setup) -> Result<(), String> {
         self.bind_port_zero = s.bind_port_zero;
