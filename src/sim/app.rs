@@ -13,7 +13,7 @@ use teardown_engine::time::Time;
 use teardown_engine::tuple::Tuple;
 
 use super::shard::{Shard, Side, SERVER_IP, SERVER_PORT};
-use super::slots::{next_open, open_bit, slot, CLIENT_OPEN, PREFETCH_SLOTS_FROM, SERVER_OPEN};
+use super::slots::{next_open, open_bit, slot, CLIENT_OPEN, SERVER_OPEN};
 use super::{CloseMode, RunawayAt, Workload};
 
 /// How long a closed-model client waits to retry a connect() that found no
@@ -318,10 +318,9 @@ impl Shard<'_> {
         // The cold lines of the connects to come, while this one's SYN and
         // the teardowns before them go on: the port buckets of the third
         // from now, then the index bucket of the one after next (its port
-        // buckets were asked for by the last connect); not in a shard whose
-        // client table (an entry per slot at most) the host would not hint
-        // for anyway.
-        if self.slots.len() >= PREFETCH_SLOTS_FROM {
+        // buckets were asked for by the last connect); not when the thread's
+        // shards fit in cache, where the host would not take the hints.
+        if self.ahead {
             let ip = |n: u32| self.slot_map.client_ip(n % self.client_ips);
             let (second, third) = (ip(self.next_ip + 1), ip(self.next_ip + 2));
             let c = &self.client;

@@ -14,7 +14,7 @@ use teardown_engine::tuple::Tuple;
 
 use super::result::Cases;
 use super::shard::{Change, Shard, Side};
-use super::slots::{slot, PREFETCH_SLOTS_FROM};
+use super::slots::slot;
 
 /// A segment's arrival time with `--jitter`. Kept out of line: inlined,
 /// the compiler sets up the jitter's random range on every transmit, also
@@ -70,12 +70,11 @@ impl Shard<'_> {
         // a step of its own: the most entries seen, and the change at the end.
         let before = self.entries_then;
         let mut high = before;
-        // Below PREFETCH_SLOTS_FROM slots the per-slot arrays stay in cache,
-        // and so does the host's table: it holds one entry per slot's
-        // 4-tuple (and an attacker's few), and the host hints nothing below
-        // 1 << 15 entries either. Such a burst skips the look-ahead, which
-        // would only find every hint declined, segment after segment.
-        let ahead = self.slots.len() >= PREFETCH_SLOTS_FROM;
+        // When the thread's shards fit in cache (`Shard::ahead` off), so do
+        // the per-slot arrays and the hosts' tables, and the hosts decline
+        // every hint: such a burst skips the look-ahead, which would only
+        // cost, segment after segment.
+        let ahead = self.ahead;
         loop {
             let queue = match to {
                 Side::Server => &mut self.to_server,

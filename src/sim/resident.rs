@@ -15,6 +15,7 @@ use std::collections::binary_heap::{BinaryHeap, PeekMut};
 
 use super::result::ShardResult;
 use super::shard::{Due, Shard};
+use super::slots::PREFETCH_SLOTS_FROM;
 use crossbeam::channel::Sender;
 use teardown_engine::time::Time;
 
@@ -72,6 +73,18 @@ pub fn run(shards: Vec<Shard<'_>>, results: &Sender<(u32, ShardResult)>) -> u64 
     peak
 }
 
+/// Turns on every shard's prefetching when the thread's working set is all
+/// its shards' tables at once and they hold as many live connections as the
+/// one table a host hints for by itself (1 << 15), or more: together they
+/// outgrow the caches, even when each shard alone is far smaller. For
+/// `threads.rs` to call before [`run`].
+pub fn look_ahead_if_big(shards: &mut [Shard<'_>]) {
+    let held: u64 = shards.iter().map(Shard::live_cap).sum();
+    if held >= PREFETCH_SLOTS_FROM as u64 {
+        shards.iter_mut().for_each(Shard::look_ahead);
+    }
+}
+
 /// The (time, shard) of the heap's second-earliest entry: one of the top's
 /// two children.
 fn runner_up(heap: &BinaryHeap<Reverse<(Time, usize, Due)>>) -> Option<(Time, usize)> {
@@ -89,4 +102,38 @@ fn finish(slot: &mut Option<Shard<'_>>, results: &Sender<(u32, ShardResult)>) ->
     // A closed receiver means the run is being torn down: nothing to report to.
     let _ = results.send((index, s.end()));
     held
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sim::{SimArgs, SimConfig};
+    use std::sync::atomic::AtomicU64;
+
+    /// 64 shards of 313 live connections each are too small to prefetch
+    /// alone, and so are 64 of 10 k each; held on one thread, only the
+    /// second (640 k in all, not 20 k) outgrow the caches together.
+    #[test]
+    fn the_threads_shards_together_decide_the_look_ahead() {
+        for (concurrency, want) in [(20_000, false), (640_000, true)] {
+            let args = SimArgs {
+                connections: concurrency,
+                concurrency,
+                threads: Some(1),
+                ..SimArgs::default()
+            };
+            let cfg = SimConfig::from_args(&args).expect("a valid config");
+            let done = AtomicU64::new(0);
+            let base = crate::alloc::reserve_scopes(2 * cfg.shards as u16);
+            let mut shards: Vec<_> = (0..cfg.shards)
+                .map(|k| Shard::new(&cfg, k, base, &done))
+                .collect();
+            assert!(
+                shards.iter().all(|s| !s.ahead),
+                "none alone at {concurrency}"
+            );
+            look_ahead_if_big(&mut shards);
+            assert!(shards.iter().all(|s| s.ahead == want), "{concurrency}");
+        }
+    }
 }

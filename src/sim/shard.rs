@@ -26,7 +26,7 @@ use super::app::nth_at_rate;
 use super::app_timers::AppTimers;
 use super::queue::Queue;
 use super::result::ShardResult;
-use super::slots::SlotMap;
+use super::slots::{SlotMap, PREFETCH_SLOTS_FROM};
 use super::{micros_or_never, SimConfig};
 
 /// The simulated server's address (all shards: one host).
@@ -81,6 +81,10 @@ pub struct Shard<'a> {
     pub(super) loss_to_client: Loss,
     pub(super) slots: Vec<u8>,
     pub(super) slot_map: SlotMap,
+    /// Whether deliveries look ahead in the queues and connects hint the
+    /// client host: this shard's slots pass [`PREFETCH_SLOTS_FROM`], or the
+    /// thread's shards together outgrow the cache ([`Shard::look_ahead`]).
+    pub(super) ahead: bool,
     /// Client addresses of this shard (10.<shard>.0.0 upwards), each with the
     /// whole port range, and the next one to connect from.
     pub(super) client_ips: u32,
@@ -187,6 +191,7 @@ impl<'a> Shard<'a> {
             loss_to_client: cfg.loss_to_client.clone(),
             slots: vec![0; slots as usize],
             slot_map: SlotMap::new(index, (lo, hi), slots as usize),
+            ahead: slots as usize >= PREFETCH_SLOTS_FROM,
             client_ips,
             next_ip: 0,
             events: Vec::new(),
@@ -219,6 +224,22 @@ impl<'a> Shard<'a> {
             entries_then: 0,
             reasons: [0; 9],
         }
+    }
+
+    /// The most connections this shard holds live at once: its share of the
+    /// run's, within `--concurrency`.
+    pub(super) fn live_cap(&self) -> u64 {
+        self.cfg.concurrency_per_shard.min(self.to_open)
+    }
+
+    /// Prefetches from the start, whatever this shard's size: for a thread
+    /// holding shards whose live connections together pass
+    /// [`PREFETCH_SLOTS_FROM`], as 64 shards of 15.6 k do, each alone small
+    /// enough for the caches.
+    pub(super) fn look_ahead(&mut self) {
+        self.ahead = true;
+        self.server.set_prefetch(true);
+        self.client.set_prefetch(true);
     }
 
     /// The client's view of slot `s`'s 4-tuple.

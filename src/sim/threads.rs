@@ -33,7 +33,9 @@ pub fn run(cfg: &SimConfig, show_progress: bool) -> SimReport {
                         // Every shard k with k % threads == i, all live at once.
                         let mine = (i as u32..cfg.shards).step_by(threads);
                         let shards = mine.map(|k| shard::Shard::new(cfg, k, scope_base, done));
-                        resident::run(shards.collect(), &tx)
+                        let mut shards: Vec<_> = shards.collect();
+                        resident::look_ahead_if_big(&mut shards);
+                        resident::run(shards, &tx)
                     } else {
                         one_at_a_time(cfg, scope_base, done, &rx, &tx)
                     }

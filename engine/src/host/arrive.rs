@@ -34,7 +34,7 @@ impl Host {
     /// and no call.
     #[inline(always)]
     pub fn prefetch(&self, seg: &Segment, step: Prefetch) {
-        if self.table.len() < super::prefetch::FROM {
+        if !self.hinted() {
             return;
         }
         let tuple = seg.receiver_tuple();

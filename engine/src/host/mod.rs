@@ -165,6 +165,11 @@ pub struct Host {
     /// segment's TSval then costs no division by the configured tick (the
     /// compiler made even the 1000 µs default a 64-bit `div`).
     ts_clock: u32,
+    /// Table entries from which hints ([`Host::prefetch`] and the ones in
+    /// `prefetch.rs`) are taken: by default when this table alone outgrows
+    /// the cache; a driver holding many tables on one thread lowers it with
+    /// [`Host::set_prefetch`].
+    prefetch_from: usize,
     /// For the test that runs the full path where the predicted one would
     /// go ([`Host::predicted`]).
     #[cfg(test)]
@@ -194,6 +199,7 @@ impl Host {
             ports: Ports::new(cfg.ip_local_port_range, cfg.secret),
             ts_key: TsKey::new(cfg.secret),
             ts_clock: 0,
+            prefetch_from: prefetch::FROM,
             timeouts: TimeoutsUs::new(&cfg),
             #[cfg(test)]
             unpredicted: false,

@@ -4,7 +4,8 @@
 //! [`Host::prefetch`] does for segments still in a queue.
 //!
 //! A hint changes nothing but the cache: a wrong guess costs its hashing,
-//! and a table small enough to stay in cache is not hinted at all.
+//! and a table small enough to stay in cache is not hinted at all, unless
+//! the driver says its thread's working set (many such tables) is not.
 
 use super::{Host, Prefetch};
 use crate::index::prefetch_line;
@@ -16,6 +17,22 @@ use crate::tuple::Tuple;
 pub(super) const FROM: usize = 1 << 15;
 
 impl Host {
+    /// Whether hints are taken whatever this table's size (`true`), or only
+    /// from [`FROM`] entries (`false`, the default). A table is the wrong
+    /// unit when one thread holds many: the simulator's 64 shards of 31 k
+    /// connections each fit in cache alone but not together, and only the
+    /// driver knows that.
+    pub fn set_prefetch(&mut self, always: bool) {
+        self.prefetch_from = if always { 0 } else { FROM };
+    }
+
+    /// Whether this host takes hints now: its table or its driver's working
+    /// set outgrows the cache.
+    #[inline(always)]
+    pub(super) fn hinted(&self) -> bool {
+        self.table.len() >= self.prefetch_from
+    }
+
     /// A hint that `connect_ephemeral(_, local_ip, remote_ip, remote_port,
     /// mode)` comes soon from `local_ip`, in two steps a connect or so apart,
     /// as [`Host::prefetch`] takes for a segment: [`Prefetch::Bucket`] asks
@@ -37,7 +54,7 @@ impl Host {
         mode: BindMode,
         step: Prefetch,
     ) {
-        if mode != BindMode::NoPort || self.table.len() < FROM {
+        if mode != BindMode::NoPort || !self.hinted() {
             return;
         }
         match step {
@@ -72,7 +89,7 @@ impl Host {
     /// (a server closing the oldest of the connections it keeps).
     #[inline]
     pub fn prefetch_call(&self, tuple: &Tuple, step: Prefetch) {
-        if self.table.len() < FROM {
+        if !self.hinted() {
             return;
         }
         match step {
@@ -107,11 +124,13 @@ mod tests {
 
     /// The guessed port is the one the next connect to the first destination
     /// takes, also once ports are taken (none before a destination's first search),
-    /// and a hint leaves the host as it was: the same connects follow, also
-    /// once the table is large enough to be hinted.
+    /// and a hint leaves the host as it was: the same connects follow, from
+    /// the first (hints forced on) to past the size hinted by default.
     #[test]
     fn the_guess_is_the_next_connects_port_and_changes_nothing() {
         let (mut hinted, mut plain) = (Host::new(Config::default()), Host::new(Config::default()));
+        // Hinted from the first entry, as a driver with many tables asks.
+        hinted.set_prefetch(true);
         for n in 0..FROM as u32 + 200 {
             let (local, port) = (LOCAL + n % 3, 80 + (n % 2) as u16);
             let guess = hinted.guess_port(local, SERVER, port);
