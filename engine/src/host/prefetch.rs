@@ -38,7 +38,7 @@ impl Host {
     /// as [`Host::prefetch`] takes for a segment: [`Prefetch::Bucket`] asks
     /// for the line of port buckets where its search starts;
     /// [`Prefetch::Entry`] then walks those buckets to the port the search
-    /// will take ([`Host::guess_port`]) and asks for the index bucket the
+    /// will take (`Host::guess_port`) and asks for the index bucket the
     /// new entry goes in. With a million entries both are cold lines of each
     /// connect, which no segment names ahead (the tuple is the port search's
     /// result); a walk without the first step waited for its line (81 % of
