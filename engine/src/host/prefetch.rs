@@ -18,7 +18,7 @@ pub(super) const FROM: usize = 1 << 15;
 
 impl Host {
     /// Whether hints are taken whatever this table's size (`true`), or only
-    /// from [`FROM`] entries (`false`, the default). A table is the wrong
+    /// from `FROM` entries (`false`, the default). A table is the wrong
     /// unit when one thread holds many: the simulator's 64 shards of 31 k
     /// connections each fit in cache alone but not together, and only the
     /// driver knows that.
