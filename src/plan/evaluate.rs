@@ -1,0 +1,172 @@
+//! What the model's populations mean for one host: the limits it runs into
+//! (`tcp_max_tw_buckets`, the clients' ephemeral ports) and what they cost in
+//! this engine and in Linux.
+
+use super::bounds;
+use super::memory::{self, Slab};
+use super::model::{self, Closer, Prediction};
+use super::Plan;
+
+/// The limits a workload runs into.
+#[derive(Clone, Debug)]
+pub struct Limits {
+    pub tw_buckets_overflow: bool,
+    /// Per-destination close rate.
+    pub rate_per_destination: f64,
+    /// Seconds a client holds its port: every client-side state, TIME-WAIT included
+    /// when the client closes first.
+    pub port_hold: f64,
+    pub port_hold_with_reuse: f64,
+    pub ports_per_destination_needed: f64,
+    pub ports_per_destination_needed_with_reuse: f64,
+    pub port_exhaustion: bool,
+    pub port_exhaustion_with_reuse: bool,
+    /// Highest close rate per destination before its ports run out.
+    pub max_rate_per_destination: f64,
+    pub max_rate_per_destination_with_reuse: f64,
+    /// 4-tuples per destination held in the server's TIME-WAIT (server closes):
+    /// reopening them relies on the SYN being newer (RFC 6191).
+    pub server_tw_tuples_per_destination: f64,
+    /// `tcp_tw_reuse` takes effect: 1, or 2 on loopback (--shared-netns),
+    /// with timestamps (`tcp_twsk_unique`).
+    pub tw_reuse: bool,
+    /// connect() per destination under the host's `tcp_tw_reuse`.
+    pub connects: bounds::Connects,
+}
+
+/// Everything `teardown plan` computes for one workload.
+pub struct Outcome {
+    pub prediction: Prediction,
+    /// The server's `tcp_max_tw_buckets` under Linux's bounds (the engine does not
+    /// model port choice yet): TIME-WAIT bounded by its clients' usable 4-tuples,
+    /// orphaned FIN-WAIT-2 in the buckets.
+    pub buckets: bounds::Buckets,
+    /// Close rate at which Linux's buckets fill (TIME-WAIT within its 4-tuples
+    /// plus orphaned FIN-WAIT-2); `None` without a limit.
+    pub tw_buckets_overflow_rate: Option<f64>,
+    pub limits: Limits,
+    pub engine_bytes: f64,
+    pub clients_engine_bytes: f64,
+    pub linux: Slab,
+    pub linux_bytes: f64,
+    pub clients_linux_bytes: f64,
+}
+
+/// Runs the model for `plan`, pricing Linux with `slab`.
+pub fn evaluate(plan: &Plan, slab: &Slab) -> Outcome {
+    let w = &plan.workload;
+    let pr = model::predict(w);
+    let per_dest = w.rate / plan.destinations();
+    let client_hold = pr.client_times.total();
+    let tw_client = pr.client_times.time_wait;
+    let reuse_tw = if w.close == Closer::Client {
+        pr.tw_share * plan.tw_reuse_delay.as_secs_f64().min(pr.tw_time)
+    } else {
+        tw_client
+    };
+    let hold_reuse = client_hold - tw_client + reuse_tw;
+    let ports = plan.ports as f64;
+    let tw_reuse =
+        w.host.timestamps && (w.host.tw_reuse == 1 || (w.host.tw_reuse == 2 && plan.shared_netns));
+    let limits = Limits {
+        tw_buckets_overflow: pr.tw_overflow_per_sec > 0.0,
+        rate_per_destination: per_dest,
+        port_hold: client_hold,
+        port_hold_with_reuse: hold_reuse,
+        ports_per_destination_needed: per_dest * client_hold,
+        ports_per_destination_needed_with_reuse: per_dest * hold_reuse,
+        port_exhaustion: per_dest * client_hold > ports,
+        port_exhaustion_with_reuse: per_dest * hold_reuse > ports,
+        max_rate_per_destination: ports / client_hold,
+        max_rate_per_destination_with_reuse: ports / hold_reuse,
+        server_tw_tuples_per_destination: if w.close == Closer::Server {
+            pr.server.time_wait / plan.destinations()
+        } else {
+            0.0
+        },
+        tw_reuse,
+        connects: bounds::connects(
+            per_dest,
+            plan.ports,
+            client_hold,
+            tw_reuse.then_some(hold_reuse),
+        ),
+    };
+    let buckets = server_buckets(plan, &pr, 1.0);
+    let cap = w.host.max_tw_buckets as f64;
+    let tw_buckets_overflow_rate =
+        bounds::headroom(cap, |g| server_buckets(plan, &pr, g).demand).map(|g| g * w.rate);
+    let engine_bytes = memory::engine_bytes(&pr.server, plan.tables, server_restarts(&pr, w.close));
+    let clients_engine_bytes =
+        memory::engine_bytes(&pr.clients, plan.tables, client_restarts(&pr, w.close));
+    Outcome {
+        // A lingering close's FIN-WAIT-2 keeps its full socket.
+        linux_bytes: slab.bytes(&pr.server)
+            + w.rate * server_held(&pr, w.close) * (slab.tcp_sock_bytes - slab.tw_sock_bytes),
+        clients_linux_bytes: slab.bytes(&pr.clients),
+        linux: slab.clone(),
+        prediction: pr,
+        buckets,
+        tw_buckets_overflow_rate,
+        limits,
+        engine_bytes,
+        clients_engine_bytes,
+    }
+}
+
+/// The server's buckets: when it closes first, its TIME-WAIT comes from each
+/// (client IP, server IP, port) pool's even ports (the clients' ports are free
+/// after LAST-ACK, so connect() keeps to the even half, [`bounds::even_ports`]);
+/// every FIN-WAIT-2 of the first closer is an orphan and takes a bucket too.
+/// `growth` scales the close rate (the 4-tuples stay).
+fn server_buckets(plan: &Plan, pr: &Prediction, growth: f64) -> bounds::Buckets {
+    let w = &plan.workload;
+    let rate = w.rate * growth;
+    let tuples = plan.destinations() * bounds::even_ports(plan.ports);
+    let pool = bounds::Pool {
+        rate: rate * pr.tw_share,
+        lifetime: pr.tw_time,
+        tuples,
+    };
+    // With the clients in the same namespace their side counts too (the
+    // clients' TIME-WAIT on loopback is reused from the even ports as well:
+    // tcp_tw_reuse=2 with timestamps).
+    let (server_closes, clients_here) = (w.close == Closer::Server, plan.shared_netns);
+    let pools: Vec<bounds::Pool> = if server_closes || clients_here {
+        vec![pool]
+    } else {
+        Vec::new()
+    };
+    let mut orphans = rate * pr.server_times.fin_wait_2;
+    if server_closes {
+        orphans -= rate * pr.fin_wait_2_held;
+    }
+    if clients_here {
+        orphans += rate * pr.client_times.fin_wait_2;
+    }
+    bounds::buckets(&pools, orphans, w.host.max_tw_buckets as f64)
+}
+
+fn server_held(pr: &Prediction, close: Closer) -> f64 {
+    if close == Closer::Server {
+        pr.fin_wait_2_held
+    } else {
+        0.0
+    }
+}
+
+fn server_restarts(pr: &Prediction, close: Closer) -> f64 {
+    if close == Closer::Server {
+        pr.tw_restarts
+    } else {
+        0.0
+    }
+}
+
+fn client_restarts(pr: &Prediction, close: Closer) -> f64 {
+    if close == Closer::Client {
+        pr.tw_restarts
+    } else {
+        0.0
+    }
+}
