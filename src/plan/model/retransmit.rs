@@ -1,0 +1,102 @@
+//! The retransmission timer as the model sees it: the doubling schedule of
+//! attempts, the orphan's retry budget (`tcp_write_timeout`) and the RTT
+//! estimator that sets the RTO (`tcp_rtt_estimator`).
+
+use std::time::Duration;
+
+use teardown_engine::config::Config;
+
+/// Send times of attempts 0..n on a doubling schedule capped at `max` per step.
+pub(super) fn schedule(rto: f64, max: f64, n: usize) -> Vec<f64> {
+    let mut t = Vec::with_capacity(n);
+    let (mut at, mut step) = (0.0, rto);
+    for _ in 0..n {
+        t.push(at);
+        at += step.min(max);
+        step = (step * 2.0).min(max);
+    }
+    t
+}
+
+/// The engine's retry budget: attempts sent and the time the sender gives up
+/// (`tcp_write_timeout` checks `elapsed >= model_timeout` only at expiries k >= 2).
+pub(super) fn give_up(cfg: &Config, rto: f64, limit: u8, base: Duration) -> (Vec<f64>, f64) {
+    let budget = cfg.model_timeout(limit, base).as_secs_f64();
+    let t = schedule(rto, cfg.rto_max.as_secs_f64(), 64);
+    let k = (2..t.len())
+        .find(|&k| t[k] >= budget)
+        .unwrap_or(t.len() - 1);
+    (t[..k].to_vec(), t[k])
+}
+
+/// Mean wait until the first success of independent attempts at times `t`, success
+/// k completing at t_k + `extra`, first attempt with probability `s0`, later `s`;
+/// all failing costs `fail_at`.
+fn first_success(t: &[f64], s0: f64, s: f64, extra: f64, fail_at: f64) -> f64 {
+    let (mut left, mut mean) = (1.0, 0.0);
+    for (k, &tk) in t.iter().enumerate() {
+        let p = if k == 0 { s0 } else { s };
+        mean += left * p * (tk + extra);
+        left *= 1.0 - p;
+    }
+    mean + left * fail_at
+}
+
+/// Mean time from a sender's first transmission until its segment first arrives,
+/// each copy lost with probability `p`, attempts at `t` (copies of one segment).
+pub(super) fn first_arrival_delay(t: &[f64], p: f64) -> f64 {
+    first_success(t, 1.0 - p, 1.0 - p, 0.0, t.last().copied().unwrap_or(0.0))
+}
+
+/// The engine's RTT estimator (`Conn::rtt_sample`, Linux `tcp_rtt_estimator`)
+/// in seconds.
+#[derive(Default)]
+pub(super) struct Rtt {
+    srtt: f64,
+    mdev: f64,
+    rttvar: f64,
+}
+
+impl Rtt {
+    pub(super) fn sample(&mut self, m: f64, rto_min: f64) {
+        if self.srtt == 0.0 {
+            self.srtt = m;
+            self.mdev = 2.0 * m;
+            self.rttvar = (2.0 * m).max(rto_min);
+            return;
+        }
+        let err = m - self.srtt;
+        self.srtt += err / 8.0;
+        let step = if err < 0.0 {
+            let d = -err - self.mdev / 4.0;
+            if d > 0.0 {
+                d / 8.0
+            } else {
+                d
+            }
+        } else {
+            err - self.mdev / 4.0
+        };
+        self.mdev = (self.mdev + step).max(0.0);
+        let top = self.mdev.max(rto_min);
+        self.rttvar = if top > self.rttvar {
+            top
+        } else {
+            self.rttvar - (self.rttvar - top) / 4.0
+        };
+    }
+
+    pub(super) fn rto(&self) -> f64 {
+        self.srtt + self.rttvar
+    }
+}
+
+/// The RTO after a handshake sample `first` (if any) and a sample `m`.
+pub(super) fn rto_after(first: Option<f64>, m: f64, rto_min: f64, rto_max: f64) -> f64 {
+    let mut est = Rtt::default();
+    if let Some(f) = first {
+        est.sample(f, rto_min);
+    }
+    est.sample(m, rto_min);
+    est.rto().clamp(rto_min, rto_max)
+}
