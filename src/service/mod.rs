@@ -16,6 +16,7 @@ mod clock;
 mod control;
 pub mod metrics;
 pub mod net;
+mod peers;
 pub mod procs;
 mod report;
 mod worker;

@@ -8,9 +8,7 @@
 //! peers allow. Nothing is allocated per segment: the receive buffer, the event
 //! scratch vector and one encoder per peer are reused.
 
-use std::collections::hash_map::Entry;
-use std::collections::{HashMap, VecDeque};
-use std::hash::{BuildHasherDefault, Hasher};
+use std::collections::VecDeque;
 use std::io::ErrorKind;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
@@ -21,6 +19,7 @@ use mio::net::UdpSocket;
 use mio::{Events, Interest, Poll, Token, Waker};
 
 use super::metrics::{Io, Shared, REASONS};
+use super::peers::Peers;
 use super::{route, Clock, CloseMode, ServeArgs, WorkerFinal, SERVER_PORT};
 use crate::wire::{self, Encoder};
 use teardown_engine::config::Config;
@@ -37,63 +36,6 @@ const WAKER: Token = Token(1);
 /// Timers and pending output are serviced at least this often (in datagrams)
 /// while a burst is being drained, so a long burst cannot starve them.
 const TICK_EVERY: u32 = 32;
-/// Distinct UDP peers remembered; datagrams from more are still served but
-/// their simulated IPs are not learnt (replies to them are dropped and counted).
-const MAX_PEERS: usize = 1024;
-
-/// Hashes a simulated IPv4 address: one multiply, enough for a map keyed by a few
-/// thousand client addresses chosen by our own load generator.
-#[derive(Default)]
-struct IpHasher(u64);
-
-impl Hasher for IpHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 = (self.0 ^ *b as u64).wrapping_mul(0x0100_0000_01b3);
-        }
-    }
-    fn write_u32(&mut self, n: u32) {
-        self.0 = (n as u64 ^ self.0).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    }
-    fn finish(&self) -> u64 {
-        self.0 ^ (self.0 >> 29)
-    }
-}
-
-/// Where replies go: simulated destination IP → the UDP peer it was last heard from.
-#[derive(Default)]
-struct Peers {
-    by_ip: HashMap<u32, u32, BuildHasherDefault<IpHasher>>,
-    out: Vec<(SocketAddr, Encoder)>,
-}
-
-impl Peers {
-    /// Index of the UDP peer `from`, added if new and there is room.
-    fn index(&mut self, from: SocketAddr) -> Option<u32> {
-        if let Some(i) = self.out.iter().position(|(a, _)| *a == from) {
-            return Some(i as u32);
-        }
-        if self.out.len() >= MAX_PEERS {
-            return None;
-        }
-        self.out.push((from, Encoder::default()));
-        Some(self.out.len() as u32 - 1)
-    }
-
-    #[inline]
-    fn learn(&mut self, ip: u32, peer: u32) {
-        match self.by_ip.entry(ip) {
-            Entry::Occupied(mut e) => {
-                if *e.get() != peer {
-                    e.insert(peer);
-                }
-            }
-            Entry::Vacant(e) => {
-                e.insert(peer);
-            }
-        }
-    }
-}
 
 pub(super) struct Worker {
     index: usize,
