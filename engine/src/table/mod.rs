@@ -11,22 +11,22 @@
 use std::time::Duration;
 
 use crate::conn::{Conn, ConnRecord};
-use crate::endpoint::{Endpoints, Side};
-use crate::index::{prefetch_line, Index, Probe};
-use crate::rare::Rare;
+use crate::endpoint::Side;
+use crate::index::{prefetch_line, Index};
 #[cfg(feature = "bench-hooks")]
 use crate::seq::Seq;
-use crate::slab::Slab;
 use crate::state::State;
 #[cfg(any(test, feature = "bench-hooks"))]
 use crate::timewait::TwEntry;
-use crate::timewait::{TwRecord, TwRing, POS_MASK};
+use crate::timewait::{TwRecord, POS_MASK};
 use crate::tuple::Tuple;
 
+mod conn;
+mod entries;
 mod recent;
 mod time_wait;
 
-use recent::Recent;
+use entries::{ConnRare, Entries, TwRare};
 
 const TW_BIT: u32 = 1 << 31;
 
@@ -40,165 +40,6 @@ const _: () = assert!(std::mem::size_of::<TwRecord>() == TIME_WAIT_BYTES);
 
 /// The TIME-WAIT length a table assumes until told (Linux's `TCP_TIMEWAIT_LEN`).
 const TIME_WAIT_MS: u32 = 60_000;
-
-/// A full connection's rare fields ([`crate::rare`]).
-#[derive(Clone, Copy, Debug, Default)]
-struct ConnRare {
-    last_oow_ms: u32,
-    /// The tuple, when its endpoint could not be interned ([`crate::endpoint::Packed::spilled`]).
-    tuple: Tuple,
-}
-
-/// A TIME-WAIT entry's rare fields.
-#[derive(Clone, Copy, Debug, Default)]
-struct TwRare {
-    last_oow_ms: u32,
-    /// The close() stamp, when [`TwRecord::close_off`] is [`crate::timewait::FAR`].
-    close_ms: u32,
-}
-
-/// The index probe that looks for tuple `t`'s entry ([`Entries::is`]).
-struct Named<'a> {
-    e: &'a Entries,
-    t: &'a Tuple,
-}
-
-impl Probe for Named<'_> {
-    #[inline(always)]
-    fn is(&mut self, r: u32) -> bool {
-        self.e.is(r, self.t)
-    }
-}
-
-/// What the index's references point into.
-#[derive(Default)]
-struct Entries {
-    conns: Slab<ConnRecord>,
-    conn_rare: Rare<ConnRare>,
-    tw: TwRing,
-    tw_rare: Rare<TwRare>,
-    eps: Endpoints,
-    /// The connections last stored or inserted, for [`Table::find_conn`].
-    recent: Recent,
-}
-
-impl Entries {
-    /// Whether entry `r` is `t`'s: the peer's address first, from the record
-    /// already in hand, then the interned end.
-    /// Always inlined into the probe: as a call it saved and restored
-    /// registers around a two-field compare.
-    #[inline(always)]
-    fn is(&self, r: u32, t: &Tuple) -> bool {
-        let name = if r & TW_BIT != 0 {
-            self.tw.at(self.tw.resolve(r & !TW_BIT)).name
-        } else {
-            self.conns.get(r).name
-        };
-        name.remote_ip == t.remote_ip
-            && match self.eps.tuple(&name) {
-                Some(u) => u == *t,
-                None => self.is_spilled(r, t),
-            }
-    }
-
-    /// A probe for `t`'s entry, for the index's lookups.
-    #[inline(always)]
-    fn named<'a>(&'a self, t: &'a Tuple) -> Named<'a> {
-        Named { e: self, t }
-    }
-
-    /// [`Entries::is`] for the rare entry whose tuple is kept aside.
-    #[cold]
-    #[inline(never)]
-    fn is_spilled(&self, r: u32, t: &Tuple) -> bool {
-        self.tuple_of(r) == *t
-    }
-
-    /// The tuple of the entry `r` names.
-    #[inline]
-    fn tuple_of(&self, r: u32) -> Tuple {
-        if r & TW_BIT != 0 {
-            self.tw_tuple(self.tw.at(self.tw.resolve(r & !TW_BIT)))
-        } else {
-            self.conn_tuple(r, self.conns.get(r))
-        }
-    }
-
-    #[inline]
-    fn conn_tuple(&self, idx: u32, rec: &ConnRecord) -> Tuple {
-        match self.eps.tuple(&rec.name) {
-            Some(t) => t,
-            None => self.spilled_tuple(idx),
-        }
-    }
-
-    #[cold]
-    fn spilled_tuple(&self, idx: u32) -> Tuple {
-        self.conn_rare.get(idx as u64).unwrap_or_default().tuple
-    }
-
-    /// A TIME-WAIT record's tuple. Records are never spilled (a spilled
-    /// connection does not enter TIME-WAIT); the ring's dead padding slots,
-    /// which nothing references, read as the default tuple.
-    #[inline]
-    fn tw_tuple(&self, rec: &TwRecord) -> Tuple {
-        self.eps.tuple(&rec.name).unwrap_or_default()
-    }
-
-    #[inline]
-    fn conn_rare(&self, idx: u32, rec: &ConnRecord) -> ConnRare {
-        if !rec.name.has_rare() {
-            return ConnRare::default();
-        }
-        self.conn_rare.get(idx as u64).unwrap_or_default()
-    }
-
-    /// The rare fields of `rec`, at ring position `pos`.
-    #[inline]
-    fn tw_rare(&self, pos: u64, rec: &TwRecord) -> TwRare {
-        if !rec.name.has_rare() {
-            return TwRare::default();
-        }
-        self.tw_rare.get(pos).unwrap_or_default()
-    }
-
-    /// Takes slot `pos`'s rare fields out, clearing its flag.
-    #[inline]
-    fn take_tw_rare(&mut self, pos: u64) -> TwRare {
-        let rec = self.tw.at_mut(pos);
-        if !rec.name.has_rare() {
-            return TwRare::default();
-        }
-        rec.name.set_rare(false);
-        self.tw_rare.take(pos).unwrap_or_default()
-    }
-
-    /// Removes full connection `idx` from the slab and its rare fields.
-    fn remove_conn(&mut self, idx: u32) -> Conn {
-        let rec = self.conns.remove(idx);
-        let rare = if rec.name.has_rare() {
-            self.conn_rare.take(idx as u64).unwrap_or_default()
-        } else {
-            ConnRare::default()
-        };
-        let tuple = self.eps.tuple(&rec.name).unwrap_or(rare.tuple);
-        self.recent.forget(&tuple, idx);
-        rec.conn(tuple, rare.last_oow_ms)
-    }
-
-    /// [`Entries::remove_conn`] for a caller that holds the connection's
-    /// `tuple` and wants nothing back: the tuple is not unpacked again, nor
-    /// the record copied out.
-    #[inline]
-    fn drop_conn(&mut self, idx: u32, tuple: &Tuple) {
-        debug_assert_eq!(self.conn_tuple(idx, self.conns.get(idx)), *tuple);
-        let rec = self.conns.remove(idx);
-        if rec.name.has_rare() {
-            self.conn_rare.take(idx as u64);
-        }
-        self.recent.forget(tuple, idx);
-    }
-}
 
 /// What [`Table::remove`] took out.
 #[derive(Clone, Copy, Debug)]
@@ -387,106 +228,6 @@ impl Table {
         idx
     }
 
-    /// A copy of full connection `idx`, to work on and [`Table::set_conn`] back.
-    /// Always inlined: out of line, the call costs as much as the copy.
-    #[inline(always)]
-    pub(crate) fn conn(&self, idx: u32) -> Conn {
-        let rec = self.e.conns.get(idx);
-        if !rec.name.has_rare() {
-            if let Some(tuple) = self.e.eps.tuple(&rec.name) {
-                return rec.conn(tuple, 0);
-            }
-        }
-        self.rare_conn(idx)
-    }
-
-    /// [`Table::conn`] for a caller that found `idx` by `tuple`: the tuple
-    /// is not unpacked again.
-    #[inline(always)]
-    pub(crate) fn conn_named(&self, idx: u32, tuple: Tuple) -> Conn {
-        let rec = self.e.conns.get(idx);
-        debug_assert_eq!(self.e.conn_tuple(idx, rec), tuple);
-        if !rec.name.has_rare() {
-            return rec.conn(tuple, 0);
-        }
-        self.rare_conn(idx)
-    }
-
-    /// [`Table::conn`] for a connection with rare fields.
-    #[cold]
-    #[inline(never)]
-    fn rare_conn(&self, idx: u32) -> Conn {
-        let rec = self.e.conns.get(idx);
-        let rare = self.e.conn_rare(idx, rec);
-        rec.conn(self.e.conn_tuple(idx, rec), rare.last_oow_ms)
-    }
-
-    /// [`Table::set_conn`] for a connection inserted as `c` was before its
-    /// first segment went out: the insert left its recent slot and rare
-    /// fields as they stay (sending moves only the TCB), so only the
-    /// record's TCB is written.
-    #[inline]
-    pub(crate) fn set_new_conn(&mut self, idx: u32, c: &Conn) {
-        debug_assert_eq!(self.e.recent.get(&c.tuple), Some(idx));
-        debug_assert_eq!(
-            self.e.conn_rare(idx, self.e.conns.get(idx)).last_oow_ms,
-            c.last_oow_ms
-        );
-        self.e.conns.get_mut(idx).update(c);
-    }
-
-    /// Stores the working copy `c` of full connection `idx` (its tuple
-    /// unchanged).
-    #[inline]
-    pub(crate) fn set_conn(&mut self, idx: u32, c: Conn) {
-        let rec = self.e.conns.get_mut(idx);
-        rec.update(&c);
-        self.e.recent.put(&c.tuple, idx);
-        if rec.name.has_rare() || c.last_oow_ms != 0 {
-            self.update_conn_oow(idx, c.last_oow_ms);
-        }
-        debug_assert_eq!(self.conn(idx).tuple, c.tuple);
-    }
-
-    #[cold]
-    fn update_conn_oow(&mut self, idx: u32, last_oow_ms: u32) {
-        let rare = self.e.conn_rare(idx, self.e.conns.get(idx));
-        if rare.last_oow_ms != last_oow_ms {
-            self.put_conn_rare(idx, last_oow_ms, rare.tuple);
-        }
-    }
-
-    /// Keeps connection `idx`'s rare fields, or drops them once they hold
-    /// nothing.
-    #[cold]
-    fn put_conn_rare(&mut self, idx: u32, last_oow_ms: u32, tuple: Tuple) {
-        let rec = self.e.conns.get_mut(idx);
-        if last_oow_ms == 0 && !rec.name.spilled() {
-            rec.name.set_rare(false);
-            self.e.conn_rare.take(idx as u64);
-        } else {
-            rec.name.set_rare(true);
-            let rare = ConnRare { last_oow_ms, tuple };
-            self.e.conn_rare.put(idx as u64, rare);
-        }
-    }
-
-    /// Removes a full connection (it reached CLOSED).
-    #[cfg(test)]
-    pub(crate) fn remove_conn(&mut self, idx: u32) -> Conn {
-        let c = self.conn(idx);
-        self.remove_conn_hashed(idx, &c.tuple, self.hash(&c.tuple));
-        c
-    }
-
-    /// Removes full connection `idx` (it reached CLOSED) given its tuple and
-    /// the tuple's hash, which the caller's lookup took.
-    pub(crate) fn remove_conn_hashed(&mut self, idx: u32, tuple: &Tuple, hash: u64) {
-        debug_assert_eq!(hash, self.hash(tuple));
-        self.e.drop_conn(idx, tuple);
-        self.map.remove(hash, |r| r == idx);
-    }
-
     /// For `benches/table.rs`, which sets this table beside std's `HashMap` and
     /// `DashMap`: the engine's own insert path (a fresh [`Conn`] into the slab and
     /// its reference into the map), without the timer and segment work of
@@ -577,41 +318,6 @@ mod tests {
         assert_eq!(t.find(&tuple(5)), None);
         // The freed slot is reused.
         assert_eq!(t.insert_conn(conn(5)), idx[5]);
-    }
-
-    #[test]
-    fn connections_keep_last_oow_beside_the_slab() {
-        let mut t = Table::new(13);
-        let idx: Vec<u32> = (0..100).map(|p| t.insert_conn(conn(p))).collect();
-        for (p, &i) in idx.iter().enumerate() {
-            let mut c = t.conn(i);
-            c.last_oow_ms = if p % 10 == 0 { 1_000 + p as u32 } else { 0 };
-            c.snd_nxt = crate::seq::Seq(7);
-            t.set_conn(i, c);
-        }
-        assert_eq!(t.e.conn_rare.len(), 10);
-        for (p, &i) in idx.iter().enumerate() {
-            let c = t.conn(i);
-            let want = if p % 10 == 0 { 1_000 + p as u32 } else { 0 };
-            assert_eq!(
-                (c.tuple, c.snd_nxt, c.last_oow_ms),
-                (tuple(p as u16), crate::seq::Seq(7), want)
-            );
-        }
-        // Cleared, it leaves the side table; removed, it goes with its entry.
-        let mut c = t.conn(idx[0]);
-        c.last_oow_ms = 0;
-        t.set_conn(idx[0], c);
-        assert_eq!(t.e.conn_rare.len(), 9);
-        assert_eq!(t.remove_conn(idx[10]).last_oow_ms, 1_010);
-        match t.remove(&tuple(20)) {
-            Some(Removed::Conn(c)) => assert_eq!(c.last_oow_ms, 1_020),
-            other => panic!("{other:?}"),
-        }
-        assert_eq!(t.e.conn_rare.len(), 7);
-        // A slot reused by a new connection starts with none.
-        let j = t.insert_conn(conn(500));
-        assert_eq!(t.conn(j).last_oow_ms, 0);
     }
 
     #[test]

@@ -1,0 +1,150 @@
+//! The table's full-connection half: a working copy out of the slab and
+//! back, the rare fields beside it, and removal at CLOSED.
+
+use super::{ConnRare, Table};
+use crate::conn::Conn;
+use crate::tuple::Tuple;
+
+impl Table {
+    /// A copy of full connection `idx`, to work on and [`Table::set_conn`] back.
+    /// Always inlined: out of line, the call costs as much as the copy.
+    #[inline(always)]
+    pub(crate) fn conn(&self, idx: u32) -> Conn {
+        let rec = self.e.conns.get(idx);
+        if !rec.name.has_rare() {
+            if let Some(tuple) = self.e.eps.tuple(&rec.name) {
+                return rec.conn(tuple, 0);
+            }
+        }
+        self.rare_conn(idx)
+    }
+
+    /// [`Table::conn`] for a caller that found `idx` by `tuple`: the tuple
+    /// is not unpacked again.
+    #[inline(always)]
+    pub(crate) fn conn_named(&self, idx: u32, tuple: Tuple) -> Conn {
+        let rec = self.e.conns.get(idx);
+        debug_assert_eq!(self.e.conn_tuple(idx, rec), tuple);
+        if !rec.name.has_rare() {
+            return rec.conn(tuple, 0);
+        }
+        self.rare_conn(idx)
+    }
+
+    /// [`Table::conn`] for a connection with rare fields.
+    #[cold]
+    #[inline(never)]
+    fn rare_conn(&self, idx: u32) -> Conn {
+        let rec = self.e.conns.get(idx);
+        let rare = self.e.conn_rare(idx, rec);
+        rec.conn(self.e.conn_tuple(idx, rec), rare.last_oow_ms)
+    }
+
+    /// [`Table::set_conn`] for a connection inserted as `c` was before its
+    /// first segment went out: the insert left its recent slot and rare
+    /// fields as they stay (sending moves only the TCB), so only the
+    /// record's TCB is written.
+    #[inline]
+    pub(crate) fn set_new_conn(&mut self, idx: u32, c: &Conn) {
+        debug_assert_eq!(self.e.recent.get(&c.tuple), Some(idx));
+        debug_assert_eq!(
+            self.e.conn_rare(idx, self.e.conns.get(idx)).last_oow_ms,
+            c.last_oow_ms
+        );
+        self.e.conns.get_mut(idx).update(c);
+    }
+
+    /// Stores the working copy `c` of full connection `idx` (its tuple
+    /// unchanged).
+    #[inline]
+    pub(crate) fn set_conn(&mut self, idx: u32, c: Conn) {
+        let rec = self.e.conns.get_mut(idx);
+        rec.update(&c);
+        self.e.recent.put(&c.tuple, idx);
+        if rec.name.has_rare() || c.last_oow_ms != 0 {
+            self.update_conn_oow(idx, c.last_oow_ms);
+        }
+        debug_assert_eq!(self.conn(idx).tuple, c.tuple);
+    }
+
+    #[cold]
+    fn update_conn_oow(&mut self, idx: u32, last_oow_ms: u32) {
+        let rare = self.e.conn_rare(idx, self.e.conns.get(idx));
+        if rare.last_oow_ms != last_oow_ms {
+            self.put_conn_rare(idx, last_oow_ms, rare.tuple);
+        }
+    }
+
+    /// Keeps connection `idx`'s rare fields, or drops them once they hold
+    /// nothing.
+    #[cold]
+    pub(super) fn put_conn_rare(&mut self, idx: u32, last_oow_ms: u32, tuple: Tuple) {
+        let rec = self.e.conns.get_mut(idx);
+        if last_oow_ms == 0 && !rec.name.spilled() {
+            rec.name.set_rare(false);
+            self.e.conn_rare.take(idx as u64);
+        } else {
+            rec.name.set_rare(true);
+            let rare = ConnRare { last_oow_ms, tuple };
+            self.e.conn_rare.put(idx as u64, rare);
+        }
+    }
+
+    /// Removes a full connection (it reached CLOSED).
+    #[cfg(test)]
+    pub(crate) fn remove_conn(&mut self, idx: u32) -> Conn {
+        let c = self.conn(idx);
+        self.remove_conn_hashed(idx, &c.tuple, self.hash(&c.tuple));
+        c
+    }
+
+    /// Removes full connection `idx` (it reached CLOSED) given its tuple and
+    /// the tuple's hash, which the caller's lookup took.
+    pub(crate) fn remove_conn_hashed(&mut self, idx: u32, tuple: &Tuple, hash: u64) {
+        debug_assert_eq!(hash, self.hash(tuple));
+        self.e.drop_conn(idx, tuple);
+        self.map.remove(hash, |r| r == idx);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::{conn, tuple};
+    use super::super::Removed;
+    use super::*;
+
+    #[test]
+    fn connections_keep_last_oow_beside_the_slab() {
+        let mut t = Table::new(13);
+        let idx: Vec<u32> = (0..100).map(|p| t.insert_conn(conn(p))).collect();
+        for (p, &i) in idx.iter().enumerate() {
+            let mut c = t.conn(i);
+            c.last_oow_ms = if p % 10 == 0 { 1_000 + p as u32 } else { 0 };
+            c.snd_nxt = crate::seq::Seq(7);
+            t.set_conn(i, c);
+        }
+        assert_eq!(t.e.conn_rare.len(), 10);
+        for (p, &i) in idx.iter().enumerate() {
+            let c = t.conn(i);
+            let want = if p % 10 == 0 { 1_000 + p as u32 } else { 0 };
+            assert_eq!(
+                (c.tuple, c.snd_nxt, c.last_oow_ms),
+                (tuple(p as u16), crate::seq::Seq(7), want)
+            );
+        }
+        // Cleared, it leaves the side table; removed, it goes with its entry.
+        let mut c = t.conn(idx[0]);
+        c.last_oow_ms = 0;
+        t.set_conn(idx[0], c);
+        assert_eq!(t.e.conn_rare.len(), 9);
+        assert_eq!(t.remove_conn(idx[10]).last_oow_ms, 1_010);
+        match t.remove(&tuple(20)) {
+            Some(Removed::Conn(c)) => assert_eq!(c.last_oow_ms, 1_020),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(t.e.conn_rare.len(), 7);
+        // A slot reused by a new connection starts with none.
+        let j = t.insert_conn(conn(500));
+        assert_eq!(t.conn(j).last_oow_ms, 0);
+    }
+}
