@@ -1,0 +1,110 @@
+//! The intrusive lists behind the slots and the node slab they thread:
+//! heads stored inverted, link and unlink in O(1), and a freed node's
+//! return to the free list.
+
+use super::{Node, Wheel, FREE, LANES, NIL, SLOTS};
+
+impl<T: Copy> Wheel<T> {
+    /// Head of list `list` (`NIL` when empty).
+    #[inline]
+    pub(super) fn head(&self, list: usize) -> u32 {
+        !self.heads[list]
+    }
+
+    #[inline]
+    pub(super) fn set_head(&mut self, list: usize, idx: u32) {
+        self.heads[list] = !idx;
+    }
+
+    /// Any node of `slot`: the head of its first non-empty lane.
+    pub(super) fn first_in(&self, slot: usize) -> Option<u32> {
+        let used = self.lanes_used[slot];
+        (used != 0).then(|| self.head(slot * LANES + used.trailing_zeros() as usize))
+    }
+
+    /// Pushes node `idx` onto the front of its lane in `slot`.
+    #[inline(always)]
+    pub(super) fn link(&mut self, idx: u32, slot: usize) {
+        let list = slot * LANES + idx as usize % LANES;
+        let head = self.head(list);
+        let node = &mut self.nodes[idx as usize];
+        node.next = head;
+        node.prev = NIL;
+        node.slot = slot as u16;
+        if head != NIL {
+            self.nodes[head as usize].prev = idx;
+        }
+        self.set_head(list, idx);
+        self.lanes_used[slot] |= 1 << (idx as usize % LANES);
+        self.occupied[slot / SLOTS] |= 1 << (slot % SLOTS);
+    }
+
+    /// Takes node `idx` off its list, clearing its lane's and slot's bits
+    /// when it was the last there.
+    #[inline(always)]
+    pub(super) fn unlink(&mut self, idx: u32) {
+        let Node {
+            next, prev, slot, ..
+        } = self.nodes[idx as usize];
+        let slot = slot as usize;
+        if prev != NIL {
+            self.nodes[prev as usize].next = next;
+        } else {
+            self.set_head(slot * LANES + idx as usize % LANES, next);
+            if next == NIL {
+                self.lanes_used[slot] &= !(1 << (idx as usize % LANES));
+                if self.lanes_used[slot] == 0 {
+                    self.occupied[slot / SLOTS] &= !(1 << (slot % SLOTS));
+                }
+            }
+        }
+        if next != NIL {
+            self.nodes[next as usize].prev = prev;
+        }
+    }
+
+    /// Unlinks node `idx`, moves it to the free list and returns its timer.
+    #[inline(never)]
+    pub(super) fn release(&mut self, idx: u32) -> (u64, T) {
+        let Node {
+            deadline, value, ..
+        } = self.nodes[idx as usize];
+        self.unlink(idx);
+        let node = &mut self.nodes[idx as usize];
+        node.slot = FREE;
+        node.next = self.free;
+        self.free = idx;
+        self.len -= 1;
+        if self.len == 0 {
+            self.shrink();
+        }
+        (deadline, value)
+    }
+
+    /// A new node at the end of the slab, for [`Wheel::insert`] when the
+    /// free list is empty. Out of line, as the growth it may call is: in
+    /// line it made every insert save and restore registers.
+    #[cold]
+    #[inline(never)]
+    pub(super) fn push_node(&mut self, node: Node<T>) -> u32 {
+        let idx = self.nodes.len();
+        assert!(idx < NIL as usize, "timer wheel slab full");
+        self.nodes.push(node);
+        idx as u32
+    }
+
+    /// Nothing pending, so every key is dead and the nodes can go back: a
+    /// burst of timers (a million FINs at once) leaves no residue behind.
+    /// Out of line for the same reason as [`Wheel::push_node`].
+    #[cold]
+    #[inline(never)]
+    pub(super) fn shrink(&mut self) {
+        if self.nodes.capacity() > SHRINK_AT {
+            self.nodes = Vec::new();
+            self.free = NIL;
+        }
+    }
+}
+
+/// Node capacity above which an emptied wheel returns its node storage.
+const SHRINK_AT: usize = 256;
