@@ -68,7 +68,7 @@ impl Tcb {
         Duration::from_micros(self.backed_off_rto_us(t))
     }
 
-    /// [`Conn::backed_off_rto`] in microseconds.
+    /// [`Tcb::backed_off_rto`] in microseconds.
     #[inline]
     pub(crate) fn backed_off_rto_us(&self, t: &TimeoutsUs) -> u64 {
         self.rto_us(t)

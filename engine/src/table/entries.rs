@@ -49,7 +49,7 @@ pub(super) struct Entries {
     pub(super) tw: TwRing,
     pub(super) tw_rare: Rare<TwRare>,
     pub(super) eps: Endpoints,
-    /// The connections last stored or inserted, for [`Table::find_conn`].
+    /// The connections last stored or inserted, for [`super::Table::find_conn`].
     pub(super) recent: Recent,
 }
 

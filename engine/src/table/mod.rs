@@ -175,7 +175,7 @@ impl Table {
     }
 
     /// [`Table::find`] for an application's call on a full connection:
-    /// one the host touched last is found without hashing ([`Recent`]).
+    /// one the host touched last is found without hashing ([`recent::Recent`]).
     #[inline(always)]
     pub(crate) fn find_conn(&self, tuple: &Tuple) -> Option<Found> {
         match self.e.recent.get(tuple) {
