@@ -62,7 +62,7 @@ pub struct ServeArgs {
     #[arg(long)]
     pub max_tw_buckets: Option<usize>,
     /// Run this many server processes, each with its own descriptor table,
-    /// sharing the `--kernel-listen` port with SO_REUSEPORT (see [`procs`]).
+    /// sharing the `--kernel-listen` port with SO_REUSEPORT (see `service::procs`).
     #[arg(long, default_value_t = 1)]
     pub processes: usize,
     /// Run as a child of `--processes` in parent PID: SO_REUSEPORT on the
