@@ -65,10 +65,7 @@ impl Host {
         Self::replace_ts_recent(c, seg, c.rcv_nxt);
         c.set_bit(bits::WL1_AT_RCV_NXT, seg.seq_len() == 0);
         self.on_new_ack(now, idx, c, seg);
-        if let Some(next) = self.on_acked(now, idx, c, seg.flags) {
-            return next;
-        }
-        self.on_text_and_fin(now, idx, c, seg)
+        self.after_ack(now, idx, c, seg)
     }
 }
 

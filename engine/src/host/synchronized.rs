@@ -163,23 +163,24 @@ impl Host {
         {
             self.on_dup_ack(now, idx, c);
         }
-        if let Some(next) = self.on_acked(now, idx, c, f) {
+        self.after_ack(now, idx, c, seg)
+    }
+
+    /// The rest of [`Host::on_segment`] once the ACK is taken, shared with
+    /// the predicted path: the states the ACK moves on ([`Host::on_acked`]),
+    /// then the text and the FIN.
+    #[inline(always)]
+    pub(super) fn after_ack(&mut self, now: Time, idx: u32, c: &mut Conn, seg: &Segment) -> Next {
+        if let Some(next) = self.on_acked(now, idx, c, seg.flags) {
             return next;
         }
         self.on_text_and_fin(now, idx, c, seg)
     }
 
-    /// The rest of [`Host::on_segment`] once the ACK is taken: the segment
-    /// text, the FIN bit, our ACK and what waited to be sent (RFC 9293
-    /// §3.10.7.4, seventh and eighth). Shared with the predicted path.
+    /// The segment text, the FIN bit, our ACK and what waited to be sent
+    /// (RFC 9293 §3.10.7.4, seventh and eighth).
     #[inline(always)]
-    pub(super) fn on_text_and_fin(
-        &mut self,
-        now: Time,
-        idx: u32,
-        c: &mut Conn,
-        seg: &Segment,
-    ) -> Next {
+    fn on_text_and_fin(&mut self, now: Time, idx: u32, c: &mut Conn, seg: &Segment) -> Next {
         let f = seg.flags;
         // Seventh, the segment text.
         let mut ack_now = false;
