@@ -20,6 +20,12 @@ impl Host {
     /// by state): our FIN acknowledged ends FIN-WAIT-1, CLOSING and
     /// LAST-ACK. `Some` when the segment's processing stops here. Shared by
     /// the full path and the predicted one ([`Host::on_predicted`]).
+    ///
+    /// An orphan's FIN-WAIT-2 timeout is armed here only when the segment
+    /// carries no FIN: with one, it nearly always ends the entry in
+    /// TIME-WAIT a few lines later (seed case 2), which cancels the timer,
+    /// so [`Host::after_ack`] arms it only if the entry is still an orphaned
+    /// FIN-WAIT-2 after the FIN. Nothing between reads the timer.
     #[inline(always)]
     pub(super) fn on_acked(&mut self, now: Time, idx: u32, c: &mut Conn, f: Flags) -> Option<Next> {
         // A held FIN is not sent, so not acknowledged either.
@@ -37,7 +43,10 @@ impl Host {
                         self.stats.time_wait_overflow += 1;
                         return Some(Next::Close(CloseReason::TimeWaitOverflow));
                     }
-                    self.become_fin_wait_2_mini_socket(now, idx, c);
+                    c.last_oow_ms = 0;
+                    if !f.fin() {
+                        self.arm_fin_wait_2(now, idx, c);
+                    }
                 }
                 None
             }

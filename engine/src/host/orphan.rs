@@ -12,9 +12,15 @@ impl Host {
     /// (`tcp_time_wait(sk, TCP_FIN_WAIT2, tmo)`): it lives `tcp_fin_time()`, and
     /// its out-of-window ACK rate limit starts afresh (tw_last_oow_ack_time = 0).
     pub(super) fn become_fin_wait_2_mini_socket(&mut self, now: Time, idx: u32, c: &mut Conn) {
+        self.arm_fin_wait_2(now, idx, c);
+        c.last_oow_ms = 0;
+    }
+
+    /// The mini-socket's lifetime, `tcp_fin_time()` from `now`, on the
+    /// connection's one timer.
+    pub(super) fn arm_fin_wait_2(&mut self, now: Time, idx: u32, c: &mut Conn) {
         let tmo_us = c.fin_wait2_timeout_us(&self.timeouts);
         self.arm_us(now, idx, c, tmo_us);
-        c.last_oow_ms = 0;
     }
 
     /// An orphaned FIN-WAIT-2. Once close() was called and the FIN acknowledged,

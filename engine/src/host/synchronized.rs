@@ -168,13 +168,25 @@ impl Host {
 
     /// The rest of [`Host::on_segment`] once the ACK is taken, shared with
     /// the predicted path: the states the ACK moves on ([`Host::on_acked`]),
-    /// then the text and the FIN.
+    /// then the text and the FIN; and the FIN-WAIT-2 timeout `on_acked`
+    /// left to the FIN, if the entry is still an orphaned FIN-WAIT-2 after
+    /// it (the FIN was out of order): had it left, the timer would go too.
     #[inline(always)]
     pub(super) fn after_ack(&mut self, now: Time, idx: u32, c: &mut Conn, seg: &Segment) -> Next {
+        let fin_wait_1 = c.state == State::FinWait1;
         if let Some(next) = self.on_acked(now, idx, c, seg.flags) {
             return next;
         }
-        self.on_text_and_fin(now, idx, c, seg)
+        let next = self.on_text_and_fin(now, idx, c, seg);
+        if fin_wait_1
+            && seg.flags.fin()
+            && matches!(next, Next::Keep)
+            && c.state == State::FinWait2
+            && c.has(flag::ORPHAN)
+        {
+            self.arm_fin_wait_2(now, idx, c);
+        }
+        next
     }
 
     /// The segment text, the FIN bit, our ACK and what waited to be sent
