@@ -175,25 +175,27 @@ impl<T: Copy> Wheel<T> {
     /// If more than `u32::MAX - 1` timers are pending at once.
     pub fn insert(&mut self, deadline: u64, value: T) -> TimerKey {
         let slot = self.slot_for(deadline);
-        let node = Node {
-            deadline,
-            next: NIL,
-            prev: NIL,
-            slot: slot as u16,
-            value,
-        };
         let idx = if self.free != NIL {
             let idx = self.free;
-            self.free = self.nodes[idx as usize].next;
+            // Only the timer is written here: `link` writes the rest.
+            let node = &mut self.nodes[idx as usize];
+            self.free = node.next;
+            node.deadline = deadline;
+            node.value = value;
             // A burst of inserts pops nodes freed long ago, one miss each in
             // a chain: ask for the next one while this insert links.
             if let Some(next) = self.nodes.get(self.free as usize) {
                 crate::index::prefetch_line(next);
             }
-            self.nodes[idx as usize] = node;
             idx
         } else {
-            self.push_node(node)
+            self.push_node(Node {
+                deadline,
+                next: NIL,
+                prev: NIL,
+                slot: slot as u16,
+                value,
+            })
         };
         self.link(idx, slot);
         self.len += 1;
