@@ -12,7 +12,7 @@ mod recovery;
 mod rto;
 
 pub(crate) use recovery::rec;
-pub use rto::TimeoutsUs;
+pub(crate) use rto::TimeoutsUs;
 
 /// Flag bits in [`Tcb::flags`].
 pub(crate) mod flag {

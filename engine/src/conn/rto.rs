@@ -95,15 +95,15 @@ impl Tcb {
 /// `Duration`s' `as_micros()` (the RTO bounds truncated to 64 bits as
 /// before, `fin_timeout` saturated).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct TimeoutsUs {
-    pub rto_initial: u64,
-    pub rto_min: u64,
-    pub rto_max: u64,
-    pub fin_timeout: u64,
+pub(crate) struct TimeoutsUs {
+    pub(crate) rto_initial: u64,
+    pub(crate) rto_min: u64,
+    pub(crate) rto_max: u64,
+    pub(crate) fin_timeout: u64,
 }
 
 impl TimeoutsUs {
-    pub fn new(cfg: &Config) -> TimeoutsUs {
+    pub(crate) fn new(cfg: &Config) -> TimeoutsUs {
         TimeoutsUs {
             rto_initial: cfg.rto_initial.as_micros() as u64,
             rto_min: cfg.rto_min.as_micros() as u64,
