@@ -527,6 +527,39 @@ fn case5_fin_wait_2_timeout() {
     assert!(!transitions(&mut n.s).contains(&(FinWait2, TimeWait)));
 }
 
+/// The ACK of an orphan's FIN with the peer's FIN beyond a gap: FIN-WAIT-2
+/// (the FIN is not taken), and the mini-socket's timeout still runs, though
+/// the segment carried a FIN (which, in order, would have ended it in
+/// TIME-WAIT and cancelled that timeout).
+#[test]
+fn fin_wait_2_after_an_out_of_order_fin_still_times_out() {
+    let mut n = Net::default();
+    n.s.close(n.now, n.st).unwrap();
+    let fin = n.one_s();
+    n.hop();
+    n.c.handle(n.now, &fin);
+    let ack = n.one_c();
+    assert!(n.c.forget(&n.ct));
+    n.hop();
+    let gap_fin = Segment {
+        flags: Flags::ACK | Flags::FIN,
+        seq: ack.seq + 5,
+        ..ack
+    };
+    n.s.handle(n.now, &gap_fin);
+    assert_eq!(n.s.state(&n.st), FinWait2);
+    let dup = n.one_s();
+    assert_eq!((dup.flags, dup.ack), (Flags::ACK, ack.seq));
+    n.advance(Duration::from_secs(60) - Duration::from_micros(1));
+    assert_eq!(n.s.state(&n.st), FinWait2);
+    n.advance(Duration::from_millis(1));
+    assert_eq!(n.s.state(&n.st), Closed);
+    assert_eq!(
+        closed(&mut n.s),
+        vec![(FinWait2, CloseReason::FinWait2Timeout, Role::Active)]
+    );
+}
+
 /// A FIN-WAIT-2 whose application still holds the socket (shutdown) never times out.
 #[test]
 fn fin_wait_2_after_shutdown_waits_forever() {
