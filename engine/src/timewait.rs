@@ -130,32 +130,42 @@ impl TwRing {
         let mut off = (self.tail - self.base) as usize;
         if !off.is_multiple_of(SPAN) {
             let (chunk, run) = self.locate_mut(off);
-            if expires_ms.wrapping_sub(chunk.bases[run]) > u16::MAX as u32 {
-                // Dead slots expire no later than anything after them.
-                let pad = TwRecord {
-                    expires_off: u16::MAX,
-                    ..TwRecord::default()
-                };
-                let end = (off | (SPAN - 1)) + 1;
-                for i in off..end {
-                    chunk.recs[i & (CHUNK - 1)] = pad;
-                }
-                self.tail += (end - off) as u64;
-                off = end;
+            let since_base = expires_ms.wrapping_sub(chunk.bases[run]);
+            if since_base <= u16::MAX as u32 {
+                // Within the current run: most pushes, one chunk lookup.
+                rec.expires_off = since_base as u16;
+                chunk.recs[off & (CHUNK - 1)] = rec;
+                return self.advance_tail(1);
             }
+            // Dead slots expire no later than anything after them.
+            let pad = TwRecord {
+                expires_off: u16::MAX,
+                ..TwRecord::default()
+            };
+            let end = (off | (SPAN - 1)) + 1;
+            for i in off..end {
+                chunk.recs[i & (CHUNK - 1)] = pad;
+            }
+            self.advance_tail(end - off);
+            off = end;
         }
+        // The first slot of a run, and maybe of a chunk.
         if off == self.chunks.len() * CHUNK {
             let chunk = self.spare.take().unwrap_or_else(Chunk::boxed);
             self.chunks.push_back(chunk);
         }
         let (chunk, run) = self.locate_mut(off);
-        if off.is_multiple_of(SPAN) {
-            chunk.bases[run] = expires_ms;
-        }
-        rec.expires_off = expires_ms.wrapping_sub(chunk.bases[run]) as u16;
+        chunk.bases[run] = expires_ms;
+        rec.expires_off = 0;
         chunk.recs[off & (CHUNK - 1)] = rec;
+        self.advance_tail(1)
+    }
+
+    /// Moves `tail` past `n` written slots; the position of the first.
+    #[inline]
+    fn advance_tail(&mut self, n: usize) -> u64 {
         let pos = self.tail;
-        self.tail += 1;
+        self.tail += n as u64;
         pos
     }
 
