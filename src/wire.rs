@@ -13,7 +13,7 @@
 //! Decoding never allocates: [`decode`] validates the whole datagram first (so a
 //! malformed datagram is rejected as a unit and none of its segments reaches an
 //! engine) and then hands out an iterator that reads records straight from the
-//! receive buffer. Encoding appends records to a buffer allocated once.
+//! receive buffer. Encoding writes records in place into a buffer allocated once.
 
 use teardown_engine::segment::{Flags, Segment, Ts};
 
@@ -147,9 +147,16 @@ fn read_record(r: &[u8]) -> Segment {
 }
 
 /// Builds datagrams: push segments until [`Encoder::is_full`], send
-/// [`Encoder::datagram`], then [`Encoder::clear`]. The buffer is allocated once.
+/// [`Encoder::datagram`], then [`Encoder::clear`]. The buffer is allocated (and
+/// zeroed) once at its full size, and a push writes its record in place: a
+/// `Vec` append checks the capacity on every push, and with fat LTO the
+/// compiler kept each segment's fields alive across the cold grow call (loaded
+/// before the check, spilled to the stack, reloaded after it), 1.6x the time
+/// of the writes themselves.
 pub struct Encoder {
-    buf: Vec<u8>,
+    buf: Box<[u8]>,
+    /// Records pushed since the last clear.
+    len: usize,
     limit: usize,
 }
 
@@ -163,30 +170,36 @@ impl Encoder {
     /// An encoder whose datagrams hold at most `records` (clamped to 1..=MAX_RECORDS).
     pub fn new(records: usize) -> Encoder {
         let limit = records.clamp(1, MAX_RECORDS);
-        let mut buf = Vec::with_capacity(HEADER_LEN + limit * RECORD_LEN);
-        buf.extend_from_slice(&[MAGIC[0], MAGIC[1], VERSION, 0, 0, 0, 0, 0]);
-        Encoder { buf, limit }
+        let mut buf = vec![0u8; HEADER_LEN + limit * RECORD_LEN].into_boxed_slice();
+        buf[..4].copy_from_slice(&[MAGIC[0], MAGIC[1], VERSION, 0]);
+        Encoder { buf, len: 0, limit }
     }
 
     pub fn len(&self) -> usize {
-        (self.buf.len() - HEADER_LEN) / RECORD_LEN
+        self.len
     }
 
     pub fn is_empty(&self) -> bool {
-        self.buf.len() == HEADER_LEN
+        self.len == 0
     }
 
     pub fn is_full(&self) -> bool {
-        self.len() >= self.limit
+        self.len >= self.limit
     }
 
     /// Appends one record. The caller checks [`Encoder::is_full`] first; pushing
-    /// into a full encoder is a bug, caught in debug builds. Flag bits outside
-    /// [`FLAG_MASK`] are not sent.
+    /// into a full encoder is a bug and panics. Flag bits outside [`FLAG_MASK`]
+    /// are not sent.
     #[inline]
     pub fn push(&mut self, s: &Segment) {
-        debug_assert!(!self.is_full());
-        let mut r = [0u8; RECORD_LEN];
+        let at = HEADER_LEN + self.len * RECORD_LEN;
+        let r = &mut self.buf[at..at + RECORD_LEN];
+        // Every byte is written: the buffer is reused, so a record without
+        // timestamps must clear the ones of the record before it.
+        let (opt, ts) = match s.ts {
+            Some(ts) => (OPT_TS, ts),
+            None => (0, Ts { val: 0, ecr: 0 }),
+        };
         r[0..4].copy_from_slice(&s.src_ip.to_be_bytes());
         r[4..8].copy_from_slice(&s.dst_ip.to_be_bytes());
         r[8..10].copy_from_slice(&s.src_port.to_be_bytes());
@@ -196,23 +209,21 @@ impl Encoder {
         r[20..24].copy_from_slice(&s.len.to_be_bytes());
         r[24..26].copy_from_slice(&s.wnd.to_be_bytes());
         r[26] = s.flags.0 & FLAG_MASK;
-        if let Some(ts) = s.ts {
-            r[27] = OPT_TS;
-            r[28..32].copy_from_slice(&ts.val.to_be_bytes());
-            r[32..36].copy_from_slice(&ts.ecr.to_be_bytes());
-        }
-        self.buf.extend_from_slice(&r);
+        r[27] = opt;
+        r[28..32].copy_from_slice(&ts.val.to_be_bytes());
+        r[32..36].copy_from_slice(&ts.ecr.to_be_bytes());
+        self.len += 1;
     }
 
     /// The datagram holding every record pushed since the last clear.
     pub fn datagram(&mut self) -> &[u8] {
-        let count = self.len() as u16;
+        let count = self.len as u16;
         self.buf[4..6].copy_from_slice(&count.to_be_bytes());
-        &self.buf
+        &self.buf[..HEADER_LEN + self.len * RECORD_LEN]
     }
 
     pub fn clear(&mut self) {
-        self.buf.truncate(HEADER_LEN);
+        self.len = 0;
     }
 }
 
@@ -315,6 +326,27 @@ mod tests {
         e.clear();
         assert!(e.is_empty());
         assert_eq!(decode(e.datagram()).unwrap().len(), 0);
+    }
+
+    #[test]
+    fn reuse_overwrites_the_previous_records_timestamps() {
+        let mut e = Encoder::new(1);
+        let mut with_ts = seg(1);
+        with_ts.ts = Some(Ts { val: 7, ecr: 9 });
+        e.push(&with_ts);
+        e.clear();
+        e.push(&seg(2));
+        let d = e.datagram();
+        assert_eq!(&d[8 + 27..8 + 36], &[0; 9]);
+        assert_eq!(decode(d).unwrap().collect::<Vec<_>>(), [seg(2)]);
+    }
+
+    #[test]
+    #[should_panic]
+    fn pushing_into_a_full_encoder_panics() {
+        let mut e = Encoder::new(1);
+        e.push(&seg(1));
+        e.push(&seg(2));
     }
 
     fn any_segment() -> impl Strategy<Value = Segment> {
