@@ -33,6 +33,11 @@ pub struct Counting;
 /// touched.
 const HUGE: usize = 2 << 20;
 
+/// Blocks from this size on are mappings of their own: freed, they go back
+/// to the kernel, and a block mapped again in their place is faulted in
+/// (zeroed) afresh, where malloc would have reused a smaller block's memory.
+pub const MAPPED_FROM: usize = HUGE;
+
 /// The base page: a mapped block's alignment, and the smallest block whose
 /// heap region is advised.
 const PAGE: usize = 4096;

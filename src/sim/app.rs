@@ -236,8 +236,8 @@ impl Shard<'_> {
     pub(super) fn attempted(&mut self) {
         self.attempts += 1;
         if self.attempts == self.to_open {
-            self.to_server.release();
-            self.to_client.release();
+            self.to_server.release(&mut self.spare);
+            self.to_client.release(&mut self.spare);
         }
     }
 

@@ -80,7 +80,7 @@ impl Shard<'_> {
                 Side::Server => &mut self.to_server,
                 Side::Client => &mut self.to_client,
             };
-            let Some(seg) = queue.pop() else {
+            let Some(seg) = queue.pop(&mut self.spare) else {
                 break;
             };
             match to {
@@ -105,6 +105,9 @@ impl Shard<'_> {
                 break;
             }
         }
+        // With nothing in flight, no burst follows at once to take a buffer.
+        self.spare
+            .idle(self.to_server.is_empty() && self.to_client.is_empty());
         self.refresh_deadlines();
         self.res.peak_entries = self.res.peak_entries.max(high);
         Change {
@@ -230,7 +233,7 @@ impl Shard<'_> {
                 } else {
                     fixed
                 };
-                queue.push(at, *seg);
+                queue.push(at, *seg, &mut self.spare);
             }
         }
         match from {

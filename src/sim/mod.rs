@@ -25,6 +25,7 @@ mod result;
 mod series;
 mod shard;
 mod slots;
+mod spare;
 mod sweep;
 mod tally;
 mod threads;

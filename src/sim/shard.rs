@@ -27,6 +27,7 @@ use super::app_timers::AppTimers;
 use super::queue::Queue;
 use super::result::ShardResult;
 use super::slots::{SlotMap, PREFETCH_SLOTS_FROM};
+use super::spare::Spare;
 use super::{micros_or_never, SimConfig};
 
 /// The simulated server's address (all shards: one host).
@@ -77,6 +78,8 @@ pub struct Shard<'a> {
     pub(super) client_scope: u16,
     pub(super) to_server: Queue,
     pub(super) to_client: Queue,
+    /// A drained buffer either queue may take for its next burst.
+    pub(super) spare: Spare,
     pub(super) loss_to_server: Loss,
     pub(super) loss_to_client: Loss,
     pub(super) slots: Vec<u8>,
@@ -187,6 +190,7 @@ impl<'a> Shard<'a> {
             client_scope,
             to_server: Queue::new(!cfg.jitter.is_zero(), live),
             to_client: Queue::new(!cfg.jitter.is_zero(), live),
+            spare: Spare::default(),
             loss_to_server: cfg.loss_to_server.clone(),
             loss_to_client: cfg.loss_to_client.clone(),
             slots: vec![0; slots as usize],
