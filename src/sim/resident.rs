@@ -112,7 +112,8 @@ mod tests {
 
     /// 64 shards of 313 live connections each are too small to prefetch
     /// alone, and so are 64 of 10 k each; held on one thread, only the
-    /// second (640 k in all, not 20 k) outgrow the caches together.
+    /// second (640 k in all, not 20 k) outgrow the caches together: their
+    /// deliveries look ahead and both hosts of each take every hint.
     #[test]
     fn the_threads_shards_together_decide_the_look_ahead() {
         for (concurrency, want) in [(20_000, false), (640_000, true)] {
@@ -134,6 +135,11 @@ mod tests {
             );
             look_ahead_if_big(&mut shards);
             assert!(shards.iter().all(|s| s.ahead == want), "{concurrency}");
+            let hinted = |s: &Shard| [&s.server, &s.client].map(|h| h.prefetches_always());
+            assert!(
+                shards.iter().all(|s| hinted(s) == [want; 2]),
+                "hosts at {concurrency}"
+            );
         }
     }
 }

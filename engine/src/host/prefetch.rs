@@ -26,6 +26,11 @@ impl Host {
         self.prefetch_from = if always { 0 } else { FROM };
     }
 
+    /// Whether [`Host::set_prefetch`] turned hints on whatever the size.
+    pub fn prefetches_always(&self) -> bool {
+        self.prefetch_from == 0
+    }
+
     /// Whether this host takes hints now: its table or its driver's working
     /// set outgrows the cache.
     #[inline(always)]
@@ -131,6 +136,7 @@ mod tests {
         let (mut hinted, mut plain) = (Host::new(Config::default()), Host::new(Config::default()));
         // Hinted from the first entry, as a driver with many tables asks.
         hinted.set_prefetch(true);
+        assert!(hinted.prefetches_always() && !plain.prefetches_always());
         for n in 0..FROM as u32 + 200 {
             let (local, port) = (LOCAL + n % 3, 80 + (n % 2) as u16);
             let guess = hinted.guess_port(local, SERVER, port);
