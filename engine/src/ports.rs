@@ -67,6 +67,16 @@ const PERTURB_MASK: u64 = (1 << 16) - 1;
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct PerturbSlot(usize);
 
+/// A destination's port offset and `table_perturb` slot, as a connect hint
+/// looked them up ([`Ports::peek_start`]).
+#[derive(Clone, Copy)]
+struct Peeked {
+    /// (saddr, daddr, dport).
+    dest: (u32, u32, u16),
+    port_offset: u64,
+    slot: u32,
+}
+
 /// Ports in use per local address, and the perturbation table.
 pub(crate) struct Ports {
     low: u16,
@@ -85,6 +95,11 @@ pub(crate) struct Ports {
     /// connects to one destination or a few, so the next search most often
     /// wants the same slot, and finds it without hashing.
     last_perturb: usize,
+    /// The destination [`Ports::peek_start`] looked up last: a driver hints
+    /// each connect twice, a connect apart (`Host::prefetch_connect`), and
+    /// the second hint finds its hash and slot here. Slots are only added,
+    /// so one found stays valid.
+    peeked: Cell<Option<Peeked>>,
     /// Draws taken from [`Ports::draw`].
     draws: u64,
     /// The (address, port) of the first active open's peer: buckets mark
@@ -104,6 +119,7 @@ impl Ports {
             perturb: Vec::new(),
             perturb_at: HashTable::new(),
             last_perturb: usize::MAX,
+            peeked: Cell::new(None),
             draws: 0,
             first_dest: None,
         }
@@ -289,12 +305,28 @@ impl Ports {
         (PerturbSlot(slot), self.scan_offset(slot, port_offset))
     }
 
-    /// Where the next even-port scan for this destination starts
+    /// Where the next even-port scan from `saddr` to `daddr:dport` starts
     /// ([`Ports::start`] without making its `table_perturb` slot): None
-    /// before the first search made it. For a guess ahead of the search.
-    pub(crate) fn peek_start(&self, port_offset: u64) -> Option<u32> {
-        let slot = self.find_perturb((port_offset & PERTURB_MASK) as u16)?;
-        Some(self.scan_offset(slot, port_offset))
+    /// before the first search made it. For a guess ahead of the search;
+    /// the destination asked for last is looked up without hashing.
+    pub(crate) fn peek_start(&self, saddr: u32, daddr: u32, dport: u16) -> Option<u32> {
+        let dest = (saddr, daddr, dport);
+        let p = match self.peeked.get() {
+            Some(p) if p.dest == dest => p,
+            _ => {
+                let port_offset = self.port_offset(saddr, daddr, dport);
+                let slot = self.find_perturb((port_offset & PERTURB_MASK) as u16)?;
+                let p = Peeked {
+                    dest,
+                    port_offset,
+                    slot: slot as u32,
+                };
+                self.peeked.set(Some(p));
+                p
+            }
+        };
+        // The slot's value read now: a search since may have advanced it.
+        Some(self.scan_offset(p.slot as usize, p.port_offset))
     }
 
     /// `remaining` of `__inet_hash_connect`: the range, rounded down to even
@@ -442,6 +474,27 @@ mod tests {
         assert_eq!((again_a.0, moved_a), (slot_a.0, (start_a + 2) % 1000));
         let (again_b, moved_b) = p.start(b);
         assert_eq!((again_b.0, moved_b), (slot_b.0, (start_b + 6) % 1000));
+    }
+
+    /// A peek is where the destination's next search starts: none before
+    /// its first, the same when asked again (kept, not hashed), and moved
+    /// with the start by a search since, as destinations alternate.
+    #[test]
+    fn a_peek_is_the_next_start() {
+        let mut p = Ports::new((40_000, 40_999), 7);
+        let dests = [(1, 2, 80), (1, 3, 80), (4, 2, 443)];
+        for round in 0..3 {
+            for (i, &(s, d, port)) in dests.iter().enumerate() {
+                let peeked = [p.peek_start(s, d, port), p.peek_start(s, d, port)];
+                let off = p.port_offset(s, d, port);
+                let (slot, start) = p.start(off);
+                let want = (round > 0).then_some(start);
+                assert_eq!(peeked, [want; 2], "round {round}, destination {i}");
+                p.advance(slot, 2 * i as u32, 0);
+                assert_eq!(p.peek_start(s, d, port), Some(p.start(off).1));
+                assert_ne!(p.start(off).1, start);
+            }
+        }
     }
 
     #[test]

@@ -316,16 +316,18 @@ impl Shard<'_> {
             h.connect_ephemeral(now, local_ip, SERVER_IP, SERVER_PORT, mode)
         });
         // The cold lines of the connects to come, while this one's SYN and
-        // the teardowns before them go on: the port buckets of the third
-        // from now, then the index bucket of the one after next (its port
-        // buckets were asked for by the last connect); not when the thread's
-        // shards fit in cache, where the host would not take the hints.
+        // the teardowns before them go on: the index bucket of the one after
+        // next (its port buckets were asked for by the last connect), then
+        // the port buckets of the third from now; in that order, so that
+        // each destination is hashed once for its two hints (the host keeps
+        // the last one looked up). Not when the thread's shards fit in
+        // cache, where the host would not take the hints.
         if self.ahead {
             let ip = |n: u32| self.slot_map.client_ip(n % self.client_ips);
             let (second, third) = (ip(self.next_ip + 1), ip(self.next_ip + 2));
             let c = &self.client;
-            c.prefetch_connect(third, SERVER_IP, SERVER_PORT, mode, Prefetch::Bucket);
             c.prefetch_connect(second, SERVER_IP, SERVER_PORT, mode, Prefetch::Entry);
+            c.prefetch_connect(third, SERVER_IP, SERVER_PORT, mode, Prefetch::Bucket);
         }
         let slot = r.as_ref().ok().and_then(|c| self.slot_of(&c.tuple));
         let (Ok(c), Some(s)) = (r, slot) else {

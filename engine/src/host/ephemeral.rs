@@ -126,8 +126,7 @@ impl Host {
         remote_ip: u32,
         remote_port: u16,
     ) -> Option<u16> {
-        let port_offset = self.ports.port_offset(local_ip, remote_ip, remote_port);
-        let offset = self.ports.peek_start(port_offset)?;
+        let offset = self.ports.peek_start(local_ip, remote_ip, remote_port)?;
         let known_taken = self.known_taken(local_ip, remote_ip, remote_port);
         let buckets = self.ports.buckets(local_ip);
         let low = self.ports.low();

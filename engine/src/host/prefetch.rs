@@ -64,8 +64,7 @@ impl Host {
         }
         match step {
             Prefetch::Bucket => {
-                let port_offset = self.ports.port_offset(local_ip, remote_ip, remote_port);
-                if let Some(offset) = self.ports.peek_start(port_offset) {
+                if let Some(offset) = self.ports.peek_start(local_ip, remote_ip, remote_port) {
                     let local_port = self.ports.low() + offset as u16;
                     self.prefetch_port(&Tuple {
                         local_ip,
