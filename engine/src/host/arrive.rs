@@ -70,9 +70,9 @@ impl Host {
                 self.commit_hashed(now, idx, c, before, next, Some(hash));
             }
             Some(Found::TimeWait(pos)) => {
-                let e = self.table.time_wait(pos);
+                let e = self.table.time_wait_named(pos, tuple);
                 let verdict = self.on_time_wait(now, pos, &e, seg);
-                self.act_on_time_wait(now, pos, &e, seg, verdict);
+                self.act_on_time_wait(now, pos, hash, &e, seg, verdict);
             }
             None => self.on_closed(now, tuple, hash, seg),
         }

@@ -301,7 +301,7 @@ impl Host {
     /// 4-tuple (`inet_twsk_deschedule_put`; `TWRecycled`) and returns the new
     /// ISS: `tw_snd_nxt + 65535 + 2`, 0 made 1 (`tcp_twsk_unique`).
     pub(super) fn take_over_time_wait(&mut self, now: Time, pos: u64, e: &TwEntry) -> Seq {
-        self.table.remove_time_wait(pos);
+        self.table.remove_time_wait(pos, &e.tuple);
         self.stats.tw_reused += 1;
         // Releases the port once (closed_time_wait does it): releasing it
         // here too took a second user off a port another destination shares.

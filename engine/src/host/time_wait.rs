@@ -107,11 +107,12 @@ impl Host {
 
     /// Acts on [`Host::on_time_wait`]'s verdict for entry `e`, still at `pos`
     /// unless the verdict restarted it (as `tcp_v4_rcv` acts on
-    /// `tcp_timewait_state_process`'s).
+    /// `tcp_timewait_state_process`'s). `hash`: its tuple's, from the lookup.
     pub(super) fn act_on_time_wait(
         &mut self,
         now: Time,
         pos: u64,
+        hash: u64,
         e: &TwEntry,
         seg: &Segment,
         verdict: TwVerdict,
@@ -124,14 +125,13 @@ impl Host {
                 self.emit(&e.tuple, Flags::ACK, snd, rcv, 0, e.ts_recent)
             }
             TwVerdict::Assassinated => {
-                self.table.remove_time_wait(pos);
+                self.table.remove_time_wait_hashed(pos, &e.tuple, hash);
                 self.closed_time_wait(now, e, CloseReason::Reset);
             }
             // inet_twsk_deschedule_put, then the listener processes the SYN.
             TwVerdict::Syn(iss) => {
-                self.table.remove_time_wait(pos);
+                self.table.remove_time_wait_hashed(pos, &e.tuple, hash);
                 self.closed_time_wait(now, e, CloseReason::Reused);
-                let hash = self.table.hash(&e.tuple);
                 self.accept_syn(now, e.tuple, hash, seg, iss);
             }
         }
@@ -176,7 +176,7 @@ impl Host {
                 TwOverflow::EvictOldest => {
                     if let Some((pos, old)) = self.table.oldest_time_wait() {
                         self.stats.time_wait_evicted += 1;
-                        self.table.remove_time_wait(pos);
+                        self.table.remove_time_wait(pos, &old.tuple);
                         self.closed_time_wait(now, &old, CloseReason::TimeWaitEvicted);
                     }
                 }

@@ -79,6 +79,14 @@ impl Table {
         self.unpack_time_wait(pos, rec, expires_ms, self.e.tw_tuple(rec))
     }
 
+    /// [`Table::time_wait`] for a caller that found `pos` by `tuple`: the
+    /// tuple is not unpacked from its interned end again.
+    #[inline]
+    pub(crate) fn time_wait_named(&self, pos: u64, tuple: Tuple) -> TwEntry {
+        let (rec, expires_ms) = self.e.tw.get(pos);
+        self.unpack_time_wait(pos, rec, expires_ms, tuple)
+    }
+
     /// [`Table::time_wait`] given the slot's record, expiry and tuple (the
     /// caller that hashed the tuple has it unpacked already).
     #[inline]
@@ -137,32 +145,24 @@ impl Table {
         new_pos
     }
 
-    /// Removes TIME-WAIT entry `pos` before its expiry (RST, reuse by a new SYN);
-    /// its ring slot goes stale.
-    pub(crate) fn remove_time_wait(&mut self, pos: u64) -> TwEntry {
-        let e = self.unlink_time_wait(pos);
-        self.stale += 1;
-        e
+    /// Removes TIME-WAIT entry `pos`, named `tuple`, before its expiry (RST,
+    /// reuse by a new SYN, eviction); its ring slot goes stale. The caller
+    /// holds the entry unpacked, so its tuple is not read back from the ring.
+    pub(crate) fn remove_time_wait(&mut self, pos: u64, tuple: &Tuple) {
+        self.remove_time_wait_hashed(pos, tuple, tuple.hash(self.key));
     }
 
-    fn unlink_time_wait(&mut self, pos: u64) -> TwEntry {
-        let e = self.time_wait(pos);
-        self.unlink(pos, &e);
-        e
-    }
-
-    /// Takes entry `e`, at `pos`, out of the index and its rare fields out
-    /// of the side table; the slot goes stale or is popped.
-    fn unlink(&mut self, pos: u64, e: &TwEntry) {
+    /// [`Table::remove_time_wait`] given the tuple's [`Table::hash`] (the
+    /// lookup that found the entry took it).
+    pub(crate) fn remove_time_wait_hashed(&mut self, pos: u64, tuple: &Tuple, hash: u64) {
+        debug_assert_eq!(*tuple, self.e.tw_tuple(self.e.tw.at(pos)));
+        debug_assert_eq!(hash, self.hash(tuple));
         self.e.take_tw_rare(pos);
         let old = Self::tw_ref(pos);
-        if self
-            .map
-            .remove(e.tuple.hash(self.key), |r| r == old)
-            .is_some()
-        {
+        if self.map.remove(hash, |r| r == old).is_some() {
             self.tw_len -= 1;
         }
+        self.stale += 1;
     }
 
     /// Rewrites the ring without its stale slots once they outnumber the live
@@ -294,7 +294,7 @@ mod tests {
         }
         // Remove every other entry and restart a quarter: lots of stale slots.
         for p in (0..n).step_by(2) {
-            t.remove_time_wait(pos[p as usize]);
+            t.remove_time_wait(pos[p as usize], &tuple(p));
         }
         for p in (1..n).step_by(4) {
             pos[p as usize] = t.restart_time_wait(pos[p as usize], 50_000 + p as u32);
@@ -342,7 +342,7 @@ mod tests {
             pos[p as usize] = t.restart_time_wait(pos[p as usize], 60_000 + p as u32);
         }
         for p in (0..4_000u16).step_by(2) {
-            t.remove_time_wait(pos[p as usize]);
+            t.remove_time_wait(pos[p as usize], &tuple(p));
         }
         t.compact_time_wait();
         let want = |p: u16| match (p % 5, p % 3) {
