@@ -176,9 +176,14 @@ impl TwRing {
         (&mut self.chunks[off >> CHUNK_BITS], run)
     }
 
-    /// The oldest slot (live or stale) and its position.
-    pub fn front(&self) -> Option<(u64, &TwRecord)> {
-        (self.head < self.tail).then(|| (self.head, self.at(self.head)))
+    /// The oldest slot (live or stale), its position and its expiry (ms
+    /// stamp), in one lookup: expiry and compaction read both.
+    #[inline]
+    pub fn front(&self) -> Option<(u64, &TwRecord, u32)> {
+        (self.head < self.tail).then(|| {
+            let (rec, expires_ms) = self.get(self.head);
+            (self.head, rec, expires_ms)
+        })
     }
 
     /// Drops the oldest slot, recycling a chunk once all of it has been popped.
@@ -236,7 +241,7 @@ impl TwRing {
     }
 
     /// The expiry (ms stamp) of the slot at `pos`.
-    #[inline]
+    #[cfg(test)]
     pub fn expires_ms(&self, pos: u64) -> u32 {
         self.get(pos).1
     }
@@ -276,9 +281,9 @@ mod tests {
             assert_eq!(r.push(entry(i), i), i as u64);
         }
         for i in 0..n {
-            let (pos, e) = r.front().expect("entry");
+            let (pos, e, expires_ms) = r.front().expect("entry");
             assert_eq!((pos, e.snd_nxt), (i as u64, Seq(i)));
-            assert_eq!(r.expires_ms(pos), i);
+            assert_eq!((r.expires_ms(pos), expires_ms), (i, i));
             r.pop_front();
         }
         assert!(r.front().is_none());
@@ -315,7 +320,7 @@ mod tests {
             r.pop_front();
         }
         assert_eq!(
-            r.front().map(|(pos, e)| (pos, e.snd_nxt)),
+            r.front().map(|(pos, e, _)| (pos, e.snd_nxt)),
             Some((p, Seq(3)))
         );
         // Across chunks, 1.5 s apart (a run spans 96 s, so dead slots end
@@ -325,8 +330,9 @@ mod tests {
             assert_eq!(r.expires_ms(q), 1_000 + 65_536 + i * 1_500);
             assert_eq!(r.at(q).snd_nxt, Seq(i));
         }
-        while let Some((q, e)) = r.front() {
-            let (exp, e) = (r.expires_ms(q), *e);
+        while let Some((q, e, exp)) = r.front() {
+            assert_eq!(exp, r.expires_ms(q));
+            let e = *e;
             if e.snd_nxt.0 > 3 {
                 assert_eq!(exp, 1_000 + 65_536 + e.snd_nxt.0 * 1_500);
             }

@@ -76,7 +76,8 @@ impl Table {
     #[inline]
     pub(crate) fn time_wait(&self, pos: u64) -> TwEntry {
         let (rec, expires_ms) = self.e.tw.get(pos);
-        self.unpack_time_wait(pos, rec, expires_ms, self.e.tw_tuple(rec))
+        let rare = self.e.tw_rare(pos, rec);
+        self.unpack_time_wait(rec, expires_ms, self.e.tw_tuple(rec), rare)
     }
 
     /// [`Table::time_wait`] for a caller that found `pos` by `tuple`: the
@@ -84,15 +85,20 @@ impl Table {
     #[inline]
     pub(crate) fn time_wait_named(&self, pos: u64, tuple: Tuple) -> TwEntry {
         let (rec, expires_ms) = self.e.tw.get(pos);
-        self.unpack_time_wait(pos, rec, expires_ms, tuple)
+        self.unpack_time_wait(rec, expires_ms, tuple, self.e.tw_rare(pos, rec))
     }
 
-    /// [`Table::time_wait`] given the slot's record, expiry and tuple (the
-    /// caller that hashed the tuple has it unpacked already).
+    /// [`Table::time_wait`] given the slot's record, expiry, tuple and rare
+    /// fields (the caller that hashed the tuple has it unpacked already).
     #[inline]
-    fn unpack_time_wait(&self, pos: u64, rec: &TwRecord, expires_ms: u32, tuple: Tuple) -> TwEntry {
+    fn unpack_time_wait(
+        &self,
+        rec: &TwRecord,
+        expires_ms: u32,
+        tuple: Tuple,
+        rare: TwRare,
+    ) -> TwEntry {
         debug_assert_eq!(tuple, self.e.tw_tuple(rec));
-        let rare = self.e.tw_rare(pos, rec);
         let close_ms = if rec.close_off == FAR {
             rare.close_ms
         } else {
@@ -180,12 +186,12 @@ impl Table {
         // which does not change.
         let mut ring = TwRing::starting_at(self.e.tw.tail());
         let mut rare = Rare::with_capacity(self.e.tw_rare.len());
-        while let Some((pos, rec)) = self.e.tw.front() {
+        while let Some((pos, rec, expires_ms)) = self.e.tw.front() {
             let rec = *rec;
             let old = Self::tw_ref(pos);
             let hash = self.e.tw_tuple(&rec).hash(self.key);
             if let Some(r) = self.map.find_mut(hash, |x| x == old) {
-                let new_pos = ring.push(rec, self.e.tw.expires_ms(pos));
+                let new_pos = ring.push(rec, expires_ms);
                 *r = Self::tw_ref(new_pos);
                 if rec.name.has_rare() {
                     rare.put(new_pos, self.e.tw_rare(pos, &rec));
@@ -200,7 +206,7 @@ impl Table {
 
     /// The oldest live TIME-WAIT entry, skipping (and dropping) stale ring slots.
     pub(crate) fn oldest_time_wait(&mut self) -> Option<(u64, TwEntry)> {
-        while let Some((pos, rec)) = self.e.tw.front() {
+        while let Some((pos, rec, _)) = self.e.tw.front() {
             let r = Self::tw_ref(pos);
             let hash = self.e.tw_tuple(rec).hash(self.key);
             if self.map.find(hash, |x| x == r).is_some() {
@@ -214,7 +220,7 @@ impl Table {
     /// The expiry of the oldest ring slot, possibly stale: a lower bound on
     /// the earliest live expiry, since slots are appended in expiry order.
     pub(crate) fn time_wait_front_expiry(&self) -> Option<u32> {
-        self.e.tw.front().map(|(pos, _)| self.e.tw.expires_ms(pos))
+        self.e.tw.front().map(|(_, _, expires_ms)| expires_ms)
     }
 
     /// Removes the oldest TIME-WAIT entry if it expired at `now_ms`, dropping
@@ -223,9 +229,8 @@ impl Table {
     /// probe finds nothing to remove), where a lookup and then a removal took
     /// two probes and two hashes.
     pub(crate) fn pop_expired_time_wait(&mut self, now_ms: u32) -> Option<TwEntry> {
-        while let Some((pos, _)) = self.e.tw.front() {
+        while let Some((pos, rec, expires_ms)) = self.e.tw.front() {
             let r = Self::tw_ref(pos);
-            let (rec, expires_ms) = self.e.tw.get(pos);
             let tuple = self.e.tw_tuple(rec);
             let hash = tuple.hash(self.key);
             if (now_ms.wrapping_sub(expires_ms) as i32) < 0 {
@@ -233,9 +238,15 @@ impl Table {
                     return None;
                 }
             } else if self.map.remove(hash, |x| x == r).is_some() {
-                // Live: unpacked from the record in hand (a stale slot is not).
-                let e = self.unpack_time_wait(pos, rec, expires_ms, tuple);
-                self.e.take_tw_rare(pos);
+                // Live: unpacked from the record in hand (a stale slot is
+                // not), its rare fields taken out as they are read (the
+                // slot is popped, so its flag is left as it is).
+                let rare = if rec.name.has_rare() {
+                    self.e.tw_rare.take(pos).unwrap_or_default()
+                } else {
+                    TwRare::default()
+                };
+                let e = self.unpack_time_wait(rec, expires_ms, tuple, rare);
                 self.tw_len -= 1;
                 self.e.tw.pop_front();
                 return Some(e);
