@@ -86,7 +86,7 @@ impl Host {
                 self.send_new(now, idx, &mut c, Flags::ACK | Flags::PSH, len);
             }
         }
-        self.table.set_conn(idx, c);
+        self.table.set_found_conn(idx, c);
         Ok(())
     }
 
@@ -140,7 +140,7 @@ impl Host {
             _ if orphan => Next::Keep,
             s => return Err(Error::InvalidState(tuple, s)),
         };
-        self.commit(now, idx, c, before, next);
+        self.commit_found(now, idx, c, before, next);
         Ok(())
     }
 
@@ -193,7 +193,7 @@ impl Host {
     /// Always inlined: with the lookup mostly a hit in the table's recent
     /// slots, the call and its `Result` through memory cost as much again.
     #[inline(always)]
-    fn conn_index(&self, tuple: &Tuple) -> Result<u32, Error> {
+    fn conn_index(&mut self, tuple: &Tuple) -> Result<u32, Error> {
         match self.table.find_conn(tuple) {
             Some(Found::Conn(i)) => Ok(i),
             Some(Found::TimeWait(_)) => Err(Error::InvalidState(*tuple, State::TimeWait)),

@@ -58,6 +58,29 @@ impl Host {
         }
     }
 
+    /// [`Host::commit`] for an application's call on entry `idx`, found by
+    /// [`crate::table::Table::find_conn`]: an entry that stays is written
+    /// back without being put in the table's recent slots again.
+    #[inline(always)]
+    pub(super) fn commit_found(
+        &mut self,
+        now: Time,
+        idx: u32,
+        mut c: Conn,
+        before: State,
+        next: Next,
+    ) {
+        let Next::Keep = next else {
+            return self.commit_hashed(now, idx, c, before, next, None);
+        };
+        let orphan_fw2 = c.state == State::FinWait2 && c.has(flag::ORPHAN);
+        self.count_fw2_orphan(&mut c, orphan_fw2);
+        if c.state != before {
+            self.enter(c.tuple, before, c.state);
+        }
+        self.table.set_found_conn(idx, c);
+    }
+
     /// Keeps `fw2_orphans` (the orphaned FIN-WAIT-2 connections, which count
     /// against `tcp_max_tw_buckets`) in step with `c` being one or not.
     #[inline(always)]

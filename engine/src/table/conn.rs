@@ -67,6 +67,19 @@ impl Table {
         debug_assert_eq!(self.conn(idx).tuple, c.tuple);
     }
 
+    /// [`Table::set_conn`] for a connection [`Table::find_conn`] found, which
+    /// left it in its recent slot: only the record (and any rare field) is
+    /// written. Nothing between the two may insert into the table.
+    #[inline]
+    pub(crate) fn set_found_conn(&mut self, idx: u32, c: Conn) {
+        debug_assert_eq!(self.e.recent.get(&c.tuple), Some(idx));
+        let rec = self.e.conns.get_mut(idx);
+        rec.update(&c);
+        if rec.name.has_rare() || c.last_oow_ms != 0 {
+            self.update_conn_oow(idx, c.last_oow_ms);
+        }
+    }
+
     #[cold]
     fn update_conn_oow(&mut self, idx: u32, last_oow_ms: u32) {
         let rare = self.e.conn_rare(idx, self.e.conns.get(idx));
@@ -110,7 +123,7 @@ impl Table {
 #[cfg(test)]
 mod tests {
     use super::super::tests::{conn, tuple};
-    use super::super::Removed;
+    use super::super::{Found, Removed};
     use super::*;
 
     #[test]
@@ -146,5 +159,24 @@ mod tests {
         // A slot reused by a new connection starts with none.
         let j = t.insert_conn(conn(500));
         assert_eq!(t.conn(j).last_oow_ms, 0);
+    }
+
+    #[test]
+    fn find_conn_leaves_what_it_found_in_the_recent_slots() {
+        let mut t = Table::new(21);
+        let a = t.insert_conn(conn(1));
+        // Port 17 takes port 1's recent slot ((port ^ 80) % 16 is 1 for both).
+        let b = t.insert_conn(conn(17));
+        assert_eq!(t.e.recent.get(&tuple(1)), None);
+        assert_eq!(t.find_conn(&tuple(1)), Some(Found::Conn(a)));
+        assert_eq!(t.e.recent.get(&tuple(1)), Some(a));
+        // So the write-back that skips the recent slots keeps them right.
+        let mut c = t.conn(a);
+        c.snd_nxt = crate::seq::Seq(9);
+        t.set_found_conn(a, c);
+        assert_eq!(t.find_conn(&tuple(1)), Some(Found::Conn(a)));
+        assert_eq!(t.conn(a).snd_nxt, crate::seq::Seq(9));
+        assert_eq!(t.find_conn(&tuple(17)), Some(Found::Conn(b)));
+        assert_eq!(t.e.recent.get(&tuple(1)), None);
     }
 }

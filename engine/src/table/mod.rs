@@ -176,15 +176,28 @@ impl Table {
 
     /// [`Table::find`] for an application's call on a full connection:
     /// one the host touched last is found without hashing ([`recent::Recent`]).
+    /// A full connection found either way is in its recent slot after, so
+    /// the call's write-back ([`Table::set_found_conn`]) need not put it
+    /// there again.
     #[inline(always)]
-    pub(crate) fn find_conn(&self, tuple: &Tuple) -> Option<Found> {
+    pub(crate) fn find_conn(&mut self, tuple: &Tuple) -> Option<Found> {
         match self.e.recent.get(tuple) {
             Some(idx) => {
                 debug_assert_eq!(self.find(tuple), Some(Found::Conn(idx)));
                 Some(Found::Conn(idx))
             }
-            None => self.find(tuple),
+            None => self.find_conn_slow(tuple),
         }
+    }
+
+    /// [`Table::find_conn`] when the recent slots do not hold `tuple`.
+    #[inline(never)]
+    fn find_conn_slow(&mut self, tuple: &Tuple) -> Option<Found> {
+        let found = self.find(tuple);
+        if let Some(Found::Conn(idx)) = found {
+            self.e.recent.put(tuple, idx);
+        }
+        found
     }
 
     /// Removes `tuple`, whatever its state, in one probe.
