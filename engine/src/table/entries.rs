@@ -163,10 +163,10 @@ impl Entries {
     #[inline]
     pub(super) fn drop_conn(&mut self, idx: u32, tuple: &Tuple) {
         debug_assert_eq!(self.conn_tuple(idx, self.conns.get(idx)), *tuple);
-        let rec = self.conns.remove(idx);
-        if rec.name.has_rare() {
+        if self.conns.get(idx).name.has_rare() {
             self.conn_rare.take(idx as u64);
         }
+        self.conns.free(idx);
         self.recent.forget(tuple, idx);
     }
 }
