@@ -83,6 +83,9 @@ pub(crate) struct Index {
     /// sent one entry on (each still present), no count is zero, and a miss
     /// would circle forever (F14 bounds its probes the same way).
     max_probe: usize,
+    /// The most entries before an insert doubles the buckets: the load
+    /// bound worked out once per growth, not at every insert.
+    limit: usize,
 }
 
 /// What a lookup looks for: whether reference `r` names it. A trait rather
@@ -121,6 +124,8 @@ impl Index {
             shift: 64 - buckets.trailing_zeros(),
             len: 0,
             max_probe: 0,
+            // (len + 1) * DEN > buckets * NUM exactly when len >= this.
+            limit: buckets * MAX_LOAD_NUM / MAX_LOAD_DEN,
         }
     }
 
@@ -215,7 +220,7 @@ impl Index {
     /// Adds `r`, whose key is not in the index; `hasher` gives the hash of
     /// any reference already in it, for growing.
     pub fn insert_unique(&mut self, hash: u64, r: u32, hasher: impl Fn(u32) -> u64) {
-        if (self.len + 1) * MAX_LOAD_DEN > self.buckets.len() * MAX_LOAD_NUM {
+        if self.len >= self.limit {
             self.grow(&hasher);
         }
         self.place(hash, r);
@@ -393,6 +398,19 @@ mod tests {
         assert!(ix.len() * MAX_LOAD_DEN <= ix.buckets.len() * MAX_LOAD_NUM);
         assert!((0..100_000).all(|r| ix.find(h(r), |x| x == r) == Some(r)));
         assert_eq!(ix.allocation_size(), ix.buckets.len() * 64);
+    }
+
+    #[test]
+    fn grows_exactly_when_an_insert_would_pass_the_load_bound() {
+        for start in [1, 2, 4, 64] {
+            let mut ix = Index::with_buckets(start);
+            for r in 0..2_000u32 {
+                let buckets = ix.buckets.len();
+                let over = (ix.len() + 1) * MAX_LOAD_DEN > buckets * MAX_LOAD_NUM;
+                ix.insert_unique(h(r), r, h);
+                assert_eq!(ix.buckets.len() > buckets, over, "{start} {r}");
+            }
+        }
     }
 
     #[test]
