@@ -83,6 +83,25 @@ impl<T: Copy> Slab<T> {
         (c << CHUNK_BITS) | slot as u32
     }
 
+    /// The index the next [`Slab::insert`] hands out (nothing inserted or
+    /// removed in between), for a caller that must name an item before it
+    /// has it whole: it is then written once, not inserted and written again.
+    #[inline]
+    pub fn next_index(&self) -> u32 {
+        match self.avail.last() {
+            Some(&c) => {
+                let meta = &self.meta[c as usize];
+                let slot = meta.free.last().copied().unwrap_or(meta.used);
+                (c << CHUNK_BITS) | slot as u32
+            }
+            // `new_chunk`: a vacant chunk index or the next one, slot 0.
+            None => {
+                let c = self.vacant.last().copied();
+                c.unwrap_or(self.chunks.len() as u32) << CHUNK_BITS
+            }
+        }
+    }
+
     /// Out of line: once per `CHUNK` inserts, and it keeps `insert` small
     /// enough to inline. A new chunk's items start as copies of `v`, the
     /// first to go in: a chunk is whole from the start, which is what spares
@@ -288,7 +307,9 @@ mod tests {
             x ^= x >> 7;
             x ^= x << 17;
             if !x.is_multiple_of(3) || model.is_empty() {
+                let next = s.next_index();
                 let id = s.insert(step);
+                assert_eq!(id, next, "next_index names the insert's index");
                 assert!(model.insert(id, step).is_none(), "index handed out twice");
                 keys.push(id);
             } else {

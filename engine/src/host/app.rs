@@ -63,10 +63,11 @@ impl Host {
         if !self.is_listening(tuple.local_port) {
             self.ports.acquire(&tuple, bound);
         }
-        // The working copy is `c` as inserted, as in `accept_syn`.
-        let idx = self.table.insert_conn(c);
+        // Stored once, after the SYN went out, as in `accept_syn`.
+        let idx = self.table.next_conn_index();
         self.send_new(now, idx, &mut c, Flags::SYN, 0);
-        self.table.set_new_conn(idx, &c);
+        let stored = self.table.insert_conn(c);
+        debug_assert_eq!(stored, idx);
         self.stats.opened_active += 1;
         self.enter(tuple, State::Closed, State::SynSent);
     }

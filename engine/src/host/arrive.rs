@@ -114,9 +114,12 @@ impl Host {
             c.flags |= flag::TS_OK;
             c.ts_recent = ts.val;
         }
-        let idx = self.table.insert_conn_hashed(c, hash);
+        // The SYN-ACK goes out first and the connection is stored once, as
+        // it is after sending (the insert's index named in advance).
+        let idx = self.table.next_conn_index();
         self.send_new(now, idx, &mut c, Flags::SYN | Flags::ACK, 0);
-        self.table.set_new_conn(idx, &c);
+        let stored = self.table.insert_conn_hashed(c, hash);
+        debug_assert_eq!(stored, idx);
         self.stats.opened_passive += 1;
         self.enter(tuple, State::Closed, State::SynReceived);
     }

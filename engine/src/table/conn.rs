@@ -40,20 +40,6 @@ impl Table {
         rec.conn(self.e.conn_tuple(idx, rec), rare.last_oow_ms)
     }
 
-    /// [`Table::set_conn`] for a connection inserted as `c` was before its
-    /// first segment went out: the insert left its recent slot and rare
-    /// fields as they stay (sending moves only the TCB), so only the
-    /// record's TCB is written.
-    #[inline]
-    pub(crate) fn set_new_conn(&mut self, idx: u32, c: &Conn) {
-        debug_assert_eq!(self.e.recent.get(&c.tuple), Some(idx));
-        debug_assert_eq!(
-            self.e.conn_rare(idx, self.e.conns.get(idx)).last_oow_ms,
-            c.last_oow_ms
-        );
-        self.e.conns.get_mut(idx).update(c);
-    }
-
     /// Stores the working copy `c` of full connection `idx` (its tuple
     /// unchanged).
     #[inline]

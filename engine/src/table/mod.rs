@@ -221,6 +221,14 @@ impl Table {
         self.insert_conn_hashed(conn, self.hash(&conn.tuple))
     }
 
+    /// The slab index the next [`Table::insert_conn`] gives, so that a new
+    /// connection's first segment (which names it to the timers) goes out
+    /// before the connection is stored, once, as it is after sending.
+    #[inline]
+    pub(crate) fn next_conn_index(&self) -> u32 {
+        self.e.conns.next_index()
+    }
+
     /// [`Table::insert_conn`] given the tuple's [`Table::hash`]: a SYN that
     /// found no entry is inserted without hashing its tuple again.
     pub(crate) fn insert_conn_hashed(&mut self, conn: Conn, hash: u64) -> u32 {
