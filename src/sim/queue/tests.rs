@@ -1,0 +1,221 @@
+use super::*;
+use teardown_engine::segment::Flags;
+use teardown_engine::tuple::Tuple;
+
+fn seg(n: u32) -> Segment {
+    let t = Tuple::new([10, 0, 0, 1], 40000, [10, 0, 0, 2], 80);
+    Segment::new(&t, Flags::ACK, n, 0, 0, 1000)
+}
+
+fn capacity(q: &Queue) -> usize {
+    match &q.kind {
+        Kind::Fifo(q) => q.segs.capacity(),
+        Kind::Heap(h, _) => h.capacity(),
+    }
+}
+
+/// A burst bigger than the shard's connections allow drains in arrival
+/// order (ties in send order) and leaves no buffer behind, in both kinds
+/// of queue.
+#[test]
+fn a_drained_burst_returns_its_buffer() {
+    for jitter in [false, true] {
+        let mut q = Queue::new(jitter, 0);
+        let mut spare = Spare::default();
+        let n = SHRINK_AT as u32 * 2;
+        for i in 0..n {
+            // With jitter, every other segment arrives a microsecond early.
+            let at = Time::from_micros(10 - (jitter && i % 2 == 1) as u64);
+            q.push(at, seg(i), &mut spare);
+        }
+        assert!(capacity(&q) >= n as usize);
+        let got: Vec<u32> = std::iter::from_fn(|| q.pop(&mut spare))
+            .map(|s| s.seq)
+            .collect();
+        let want: Vec<u32> = if jitter {
+            (0..n)
+                .filter(|i| i % 2 == 1)
+                .chain((0..n).step_by(2))
+                .collect()
+        } else {
+            (0..n).collect()
+        };
+        assert_eq!(got, want, "jitter {jitter}");
+        assert_eq!(capacity(&q), 0, "jitter {jitter}");
+    }
+}
+
+/// The kept next arrival is the one `pop` then returns, through pushes
+/// that arrive before the earliest (jitter) and pops down to empty.
+#[test]
+fn next_us_is_the_next_arrival() {
+    for jitter in [false, true] {
+        let mut q = Queue::new(jitter, 0);
+        let mut spare = Spare::default();
+        assert_eq!(q.next_us(), u64::MAX);
+        let ats: &[u64] = if jitter {
+            &[30, 10, 20, 5]
+        } else {
+            &[5, 5, 7, 9]
+        };
+        for (i, &at) in ats.iter().enumerate() {
+            q.push(Time::from_micros(at), seg(at as u32), &mut spare);
+            assert_eq!(q.next_us(), *ats[..=i].iter().min().unwrap_or(&0));
+        }
+        let mut sorted = ats.to_vec();
+        sorted.sort();
+        for &at in &sorted {
+            assert_eq!(q.next_us(), at, "jitter {jitter}");
+            assert_eq!(q.pop(&mut spare).map(|s| u64::from(s.seq)), Some(at));
+        }
+        assert_eq!(q.next_us(), u64::MAX);
+        assert!(q.pop(&mut spare).is_none());
+    }
+}
+
+/// The shard is shown the segment `BUCKET_AHEAD` back in a FIFO (the
+/// one whose bucket the host is asked for), none when the FIFO is that
+/// short, and none from a heap, whose order is not known cheaply.
+#[test]
+fn prefetch_ahead_shows_the_shard_the_segment_bucket_ahead_back() {
+    let host = Host::new(teardown_engine::Config::default());
+    for jitter in [false, true] {
+        let mut q = Queue::new(jitter, 0);
+        let mut spare = Spare::default();
+        for i in 0..10 {
+            q.push(Time::from_micros(5), seg(i), &mut spare);
+        }
+        q.pop(&mut spare);
+        let mut seen = Vec::new();
+        q.prefetch_ahead(&host, |s| seen.push(s.seq));
+        let want = if jitter {
+            vec![]
+        } else {
+            vec![1 + BUCKET_AHEAD as u32]
+        };
+        assert_eq!(seen, want, "jitter {jitter}");
+    }
+    let mut q = Queue::new(false, 0);
+    let mut spare = Spare::default();
+    for i in 0..BUCKET_AHEAD as u32 {
+        q.push(Time::from_micros(5), seg(i), &mut spare);
+    }
+    let mut seen = Vec::new();
+    q.prefetch_ahead(&host, |s| seen.push(s.seq));
+    assert_eq!(seen, Vec::<u32>::new());
+}
+
+/// A FIFO keeps one time per run of segments arriving together, and
+/// pops in send order with the next arrival right through runs that
+/// are extended after part of them was popped.
+#[test]
+fn a_fifo_keeps_a_time_per_run() {
+    let mut q = Queue::new(false, 0);
+    let mut spare = Spare::default();
+    let runs = |q: &Queue| match &q.kind {
+        Kind::Fifo(f) => f.runs.iter().map(|r| (r.0.as_micros(), r.1)).collect(),
+        Kind::Heap(..) => vec![],
+    };
+    for (i, at) in [5, 5, 5, 8].into_iter().enumerate() {
+        q.push(Time::from_micros(at), seg(i as u32), &mut spare);
+    }
+    assert_eq!(runs(&q), [(5, 3), (8, 1)]);
+    assert_eq!(
+        (q.pop(&mut spare).map(|s| s.seq), q.next_us()),
+        (Some(0), 5)
+    );
+    q.push(Time::from_micros(8), seg(4), &mut spare);
+    q.push(Time::from_micros(9), seg(5), &mut spare);
+    assert_eq!(runs(&q), [(5, 2), (8, 2), (9, 1)]);
+    let mut got = Vec::new();
+    while q.next_us() != u64::MAX {
+        let at = q.next_us();
+        got.push((q.pop(&mut spare).map(|s| s.seq), at));
+    }
+    let want = [(1, 5), (2, 5), (3, 8), (4, 8), (5, 9)].map(|(s, at)| (Some(s), at));
+    assert_eq!(got, want);
+    assert!(q.pop(&mut spare).is_none() && runs(&q).is_empty());
+}
+
+/// A small queue keeps its buffer when it empties (no churn in a steady run).
+#[test]
+fn a_small_queue_keeps_its_buffer() {
+    let mut q = Queue::new(false, 0);
+    let mut spare = Spare::default();
+    for i in 0..100 {
+        q.push(Time::from_micros(5), seg(i), &mut spare);
+    }
+    while q.pop(&mut spare).is_some() {}
+    assert!(capacity(&q) >= 100);
+}
+
+/// A burst of one segment per live connection leaves its buffer behind
+/// (the next burst does not regrow it), in both kinds of queue; twice as
+/// many live connections' worth does not.
+#[test]
+fn a_burst_the_shard_can_make_keeps_its_buffer() {
+    let live = SHRINK_AT * 4;
+    for jitter in [false, true] {
+        let mut q = Queue::new(jitter, live);
+        let mut spare = Spare::default();
+        for i in 0..live as u32 {
+            q.push(Time::from_micros(5), seg(i), &mut spare);
+        }
+        let grown = capacity(&q);
+        while q.pop(&mut spare).is_some() {}
+        assert_eq!(capacity(&q), grown, "jitter {jitter}");
+        for i in 0..live as u32 * 4 {
+            q.push(Time::from_micros(6), seg(i), &mut spare);
+        }
+        while q.pop(&mut spare).is_some() {}
+        assert_eq!(capacity(&q), 0, "jitter {jitter}");
+    }
+}
+
+/// Once released (the shard's last connect), a kept buffer leaves the
+/// queue, at once when drained, else when it drains, for the link's
+/// spare: the next burst into either queue takes it whole (no growth),
+/// and it is freed once the link is idle.
+#[test]
+fn a_released_queue_hands_a_big_buffer_to_the_next_burst() {
+    let live = crate::alloc::MAPPED_FROM / std::mem::size_of::<Segment>() + 1;
+    let burst = |q: &mut Queue, n: usize, at: u64, spare: &mut Spare| {
+        for i in 0..n as u32 {
+            q.push(Time::from_micros(at), seg(i), spare);
+        }
+    };
+    for pending in [0, 1] {
+        let (mut q, mut other) = (Queue::new(false, live), Queue::new(false, live));
+        let mut spare = Spare::default();
+        burst(&mut q, live, 5, &mut spare);
+        while q.pop(&mut spare).is_some() {}
+        let grown = capacity(&q);
+        burst(&mut q, pending, 6, &mut spare);
+        q.release(&mut spare);
+        assert_eq!(capacity(&q) > 0, pending > 0, "pending {pending}");
+        while q.pop(&mut spare).is_some() {}
+        assert_eq!(capacity(&q), 0, "pending {pending}");
+        assert_eq!(spare.capacity(), Some(grown));
+        // The other direction's burst takes it when it outgrows its
+        // own, with what it held, and grows no further.
+        other.release(&mut spare);
+        burst(&mut other, 3, 7, &mut spare);
+        burst(&mut other, live - 3, 8, &mut spare);
+        assert_eq!(spare.capacity(), None);
+        assert_eq!(capacity(&other), grown, "pending {pending}");
+        let firsts: Vec<u32> = (0..4)
+            .filter_map(|_| other.pop(&mut spare))
+            .map(|s| s.seq)
+            .collect();
+        assert_eq!(firsts, [0, 1, 2, 0]);
+        // Drained again, it is the spare while a segment is in flight.
+        burst(&mut q, 1, 9, &mut spare);
+        while other.pop(&mut spare).is_some() {}
+        assert_eq!(spare.capacity(), Some(grown));
+        spare.idle(q.is_empty() && other.is_empty());
+        assert_eq!(spare.capacity(), Some(grown));
+        q.pop(&mut spare);
+        spare.idle(q.is_empty() && other.is_empty());
+        assert_eq!(spare.capacity(), None);
+    }
+}
