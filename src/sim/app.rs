@@ -61,7 +61,7 @@ impl Shard<'_> {
             Event::Established { tuple } => {
                 let (slot, flags) = self.slot_flags(side, &tuple);
                 if let Some(s) = slot {
-                    self.open_ends[s] |= end;
+                    self.slots[s].open |= end;
                 }
                 // HTTP/1.0 style: the client sends its request; the server answers
                 // (and, as the first closer, closes) when the request arrives. With
@@ -127,7 +127,7 @@ impl Shard<'_> {
                 let slot = self.slot_for(side, &tuple);
                 self.reasons[reason.index()] += 1;
                 if let Some(s) = slot {
-                    self.open_ends[s] &= !end;
+                    self.slots[s].open &= !end;
                 }
                 if from == State::LastAck {
                     match reason {
@@ -158,7 +158,7 @@ impl Shard<'_> {
     #[inline(always)]
     pub(super) fn slot_flags(&self, side: Side, tuple: &Tuple) -> (Option<usize>, u8) {
         let slot = self.slot_for(side, tuple);
-        (slot, slot.map_or(0, |s| self.slots[s]))
+        (slot, slot.map_or(0, |s| self.slots[s].flags))
     }
 
     pub(super) fn slot_for(&self, side: Side, tuple: &Tuple) -> Option<usize> {
@@ -187,7 +187,7 @@ impl Shard<'_> {
         };
         // Closed, so never ESTABLISHED again: nothing for the sweep, which
         // visited every server end through its TIME-WAIT until Closed.
-        self.open_ends[slot] &= !open_bit(side);
+        self.slots[slot].open &= !open_bit(side);
         let runaway = match side {
             Side::Server => slot::RUNAWAY_SERVER,
             Side::Client => slot::RUNAWAY_CLIENT,
@@ -204,15 +204,15 @@ impl Shard<'_> {
     pub(super) fn vanish(&mut self, side: Side, tuple: Tuple, slot: usize) {
         self.transmit(side);
         self.res.cases.vanished += 1;
-        self.open_ends[slot] &= !open_bit(side);
+        self.slots[slot].open &= !open_bit(side);
         match side {
             Side::Server => {
                 self.with(side, |h, _| h.forget(&tuple));
-                self.slots[slot] |= slot::SERVER_GONE;
+                self.slots[slot].flags |= slot::SERVER_GONE;
             }
             Side::Client => {
                 self.with(side, |h, _| h.forget(&tuple));
-                self.slots[slot] |= slot::CLIENT_GONE;
+                self.slots[slot].flags |= slot::CLIENT_GONE;
                 self.release();
             }
         }
@@ -339,7 +339,7 @@ impl Shard<'_> {
             return false;
         };
         self.res.probed.record(u64::from(c.probed));
-        self.slots[s] = flags;
+        self.slots[s].flags = flags;
         self.opened_ms[s] = self.now.stamp_ms();
         self.attempted();
         self.opened += 1;
@@ -371,15 +371,15 @@ impl Shard<'_> {
         let mut from = 0;
         // The next open slot from `from` on, read afresh after each close
         // (which may open new connections in other slots).
-        while let Some(s) = next_open(&self.open_ends, from) {
+        while let Some(s) = next_open(&self.slots, from) {
             from = s + 1;
             if now_ms.wrapping_sub(self.opened_ms[s]) < timeout {
                 continue;
             }
-            let open = self.open_ends[s];
+            let open = self.slots[s].open;
             let client = self.tuple(s as u32);
             let server = client.reversed();
-            let flags = self.slots[s];
+            let flags = self.slots[s].flags;
             if open & CLIENT_OPEN != 0 && self.client.state(&client) == State::Established {
                 self.app_close(Side::Client, client, flags, Some(s));
                 self.transmit(Side::Client);
@@ -402,7 +402,7 @@ impl Shard<'_> {
         for s in 0..self.slots.len() as u32 {
             let tuple = self.tuple(s).reversed();
             if self.server.state(&tuple) == State::Established {
-                self.slots[s as usize] |= slot::CLOSER_SERVER;
+                self.slots[s as usize].flags |= slot::CLOSER_SERVER;
                 self.with(Side::Server, |h, now| h.close(now, tuple)).ok();
                 // Each FIN onto the link at once: left in the host's output
                 // buffer, a shard's FINs would all be held twice, and the

@@ -39,14 +39,14 @@ fn classify_drop(c: &mut Cases, sender: &Host, seg: &Segment) {
 }
 
 impl Shard<'_> {
-    /// Asks for the slot's flags and open ends, which `deliver` and
-    /// `on_event` read, while its segment is still a few back in the queue:
-    /// with a million slots these are cold lines, as the host's entries are.
+    /// Asks for the slot (its flags and open ends, which `deliver` and
+    /// `on_event` read, one line) while its segment is still a few back in
+    /// the queue: with a million slots it is a cold line, as the host's
+    /// entries are.
     #[inline]
     pub(super) fn prefetch_slot(&self, client_view: &Tuple) {
         if let Some(s) = self.slot_of(client_view) {
             prefetch(&self.slots[s]);
-            prefetch(&self.open_ends[s]);
         }
     }
 
@@ -129,7 +129,7 @@ impl Shard<'_> {
             self.res.to_attacker += 1;
             return;
         };
-        let flags = self.slots[slot];
+        let flags = self.slots[slot].flags;
         let (gone, captured, runaway) = match to {
             Side::Server => (slot::SERVER_GONE, slot::CAPTURED, slot::RUNAWAY_SERVER),
             Side::Client => (slot::CLIENT_GONE, 0, slot::RUNAWAY_CLIENT),
@@ -220,7 +220,7 @@ impl Shard<'_> {
         for seg in out {
             if capturing {
                 let slot = self.slot_map.get(&seg.receiver_tuple());
-                if slot.is_some_and(|s| self.slots[s] & slot::CAPTURED != 0) {
+                if slot.is_some_and(|s| self.slots[s].flags & slot::CAPTURED != 0) {
                     self.res.capture.push((now, *seg));
                 }
             }

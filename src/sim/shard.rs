@@ -26,7 +26,7 @@ use super::app::nth_at_rate;
 use super::app_timers::AppTimers;
 use super::queue::Queue;
 use super::result::ShardResult;
-use super::slots::{SlotMap, PREFETCH_SLOTS_FROM};
+use super::slots::{Slot, SlotMap, PREFETCH_SLOTS_FROM};
 use super::spare::Spare;
 use super::{micros_or_never, SimConfig};
 
@@ -82,7 +82,7 @@ pub struct Shard<'a> {
     pub(super) spare: Spare,
     pub(super) loss_to_server: Loss,
     pub(super) loss_to_client: Loss,
-    pub(super) slots: Vec<u8>,
+    pub(super) slots: Vec<Slot>,
     pub(super) slot_map: SlotMap,
     /// Whether deliveries look ahead in the queues and connects hint the
     /// client host: this shard's slots pass [`PREFETCH_SLOTS_FROM`], or the
@@ -119,9 +119,6 @@ pub struct Shard<'a> {
     /// When each slot's current connection was opened (ms stamp), for the
     /// applications' idle timeout.
     pub(super) opened_ms: Vec<u32>,
-    /// Which ends of each slot's connection are ESTABLISHED and not yet closed
-    /// (CLIENT_OPEN, SERVER_OPEN): the sweep looks only at those.
-    pub(super) open_ends: Vec<u8>,
     /// Runaway passive closers waiting for their delayed ACK of the peer's
     /// FIN to leave before they vanish.
     pub(super) vanish_after_ack: Vec<(Side, Tuple, usize)>,
@@ -193,7 +190,7 @@ impl<'a> Shard<'a> {
             spare: Spare::default(),
             loss_to_server: cfg.loss_to_server.clone(),
             loss_to_client: cfg.loss_to_client.clone(),
-            slots: vec![0; slots as usize],
+            slots: vec![Slot::default(); slots as usize],
             slot_map: SlotMap::new(index, (lo, hi), slots as usize),
             ahead: slots as usize >= PREFETCH_SLOTS_FROM,
             client_ips,
@@ -218,7 +215,6 @@ impl<'a> Shard<'a> {
             ),
             opens_from: Time::ZERO + cfg.stagger * index,
             opened_ms: vec![0; slots as usize],
-            open_ends: vec![0; slots as usize],
             vanish_after_ack: Vec::new(),
             attacks_sent: 0,
             capture_left: if index == 0 { cfg.pcap_sample } else { 0 },

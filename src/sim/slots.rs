@@ -21,11 +21,25 @@ pub(super) mod slot {
     pub const CAPTURED: u8 = 0x80;
 }
 
-/// Bits of `Shard::open_ends`.
+/// A slot's two bytes, side by side: a delivered segment reads both (its
+/// flags in `deliver`, its open ends in `on_event`), and with a million slots
+/// each was a cold line of its own to ask for ahead ([`Shard::prefetch_slot`]).
+///
+/// [`Shard::prefetch_slot`]: super::shard::Shard::prefetch_slot
+#[derive(Clone, Copy, Default)]
+pub(super) struct Slot {
+    /// The workload's flags ([`slot`]).
+    pub flags: u8,
+    /// Which ends of the slot's connection are ESTABLISHED and not yet
+    /// closed ([`CLIENT_OPEN`], [`SERVER_OPEN`]): the sweep looks only at those.
+    pub open: u8,
+}
+
+/// Bits of [`Slot::open`].
 pub(super) const CLIENT_OPEN: u8 = 0x01;
 pub(super) const SERVER_OPEN: u8 = 0x02;
 
-/// The `open_ends` bit of `side`'s end.
+/// The [`Slot::open`] bit of `side`'s end.
 pub(super) fn open_bit(side: Side) -> u8 {
     match side {
         Side::Server => SERVER_OPEN,
@@ -97,15 +111,18 @@ impl SlotMap {
     }
 }
 
-/// The first slot at or after `from` with an open end (a nonzero byte of
-/// `open_ends`). The sweep visits every slot of the shard, and most are
+/// The first slot at or after `from` with an open end (a nonzero
+/// [`Slot::open`]). The sweep visits every slot of the shard, and most are
 /// empty: so they are tested eight at a time.
-pub(super) fn next_open(open_ends: &[u8], from: usize) -> Option<usize> {
-    let rest = open_ends.get(from..)?;
-    let (words, tail) = rest.as_chunks::<8>();
-    let k = match words.iter().position(|w| u64::from_ne_bytes(*w) != 0) {
-        Some(w) => w * 8 + words[w].iter().position(|&b| b != 0)?,
-        None => words.len() * 8 + tail.iter().position(|&b| b != 0)?,
+pub(super) fn next_open(slots: &[Slot], from: usize) -> Option<usize> {
+    let open = |s: &Slot| s.open != 0;
+    let rest = slots.get(from..)?;
+    let (eights, tail) = rest.as_chunks::<8>();
+    // Their `open` bytes in one word: one test for eight slots.
+    let any = |e: &[Slot; 8]| u64::from_ne_bytes(e.map(|s| s.open)) != 0;
+    let k = match eights.iter().position(any) {
+        Some(e) => e * 8 + eights[e].iter().position(open)?,
+        None => eights.len() * 8 + tail.iter().position(open)?,
     };
     Some(from + k)
 }
@@ -118,15 +135,21 @@ mod tests {
     /// byte from every start, in a word, across words and in the tail.
     #[test]
     fn next_open_is_the_first_nonzero_byte_from_there() {
-        let mut open = vec![0u8; 29];
+        let mut slots = vec![Slot::default(); 29];
         for (i, b) in [(3, 1), (8, 2), (9, 3), (23, 1), (27, 2)] {
-            open[i] = b;
+            slots[i].open = b;
         }
-        for from in 0..=open.len() + 1 {
-            let want = (from..open.len()).find(|&i| open[i] != 0);
-            assert_eq!(next_open(&open, from), want, "from {from}");
+        // Flags alone do not make a slot open.
+        slots[5].flags = 0xff;
+        for from in 0..=slots.len() + 1 {
+            let want = (from..slots.len()).find(|&i| slots[i].open != 0);
+            assert_eq!(next_open(&slots, from), want, "from {from}");
         }
-        assert_eq!(next_open(&[0; 16], 0), None);
+        let flagged = Slot {
+            flags: 0xff,
+            open: 0,
+        };
+        assert_eq!(next_open(&[flagged; 16], 0), None);
     }
 
     /// Every slot's tuple maps back to that slot (and is the one `tuple`
