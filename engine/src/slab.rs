@@ -277,8 +277,11 @@ mod tests {
         }
         // At most the spare chunk and the bookkeeping vectors remain.
         assert!(s.heap_bytes() < full / 10, "{} of {full}", s.heap_bytes());
-        // And the slab works again afterwards.
+        // And the slab works again afterwards, from a chunk taken afresh:
+        // next_index names the index the insert then gives.
+        let n = s.next_index();
         let a = s.insert(5);
+        assert_eq!(a, n);
         let b = s.insert(6);
         assert_eq!((*s.get(a), *s.get(b)), (5, 6));
     }

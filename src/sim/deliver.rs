@@ -106,6 +106,8 @@ impl Shard<'_> {
             }
         }
         // With nothing in flight, no burst follows at once to take a buffer.
+        // (A buffer handed over while both queues were empty waits for the
+        // end of the next step: bounded, one buffer.)
         self.spare
             .idle(self.to_server.is_empty() && self.to_client.is_empty());
         self.refresh_deadlines();

@@ -89,7 +89,10 @@ impl Host {
             // FIN-WAIT-2 mini-socket before it returns, whose timeout takes
             // this timer over (`Wheel::reset`: the key and place a cancel
             // here and an insert there would give), or, past
-            // tcp_max_tw_buckets, closes it, which cancels it.
+            // tcp_max_tw_buckets, closes it, which cancels it. When the
+            // segment also carries the peer's FIN, the timer stays until
+            // TIME-WAIT or the close cancels it, or `after_ack` arms the
+            // FIN-WAIT-2 timeout over it (the FIN was out of order).
             let fin_wait_2_next =
                 c.state == State::FinWait1 && c.has(flag::ORPHAN) && !c.has(flag::FIN_HELD);
             if !fin_wait_2_next {

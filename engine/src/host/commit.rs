@@ -60,7 +60,9 @@ impl Host {
 
     /// [`Host::commit`] for an application's call on entry `idx`, found by
     /// [`crate::table::Table::find_conn`]: an entry that stays is written
-    /// back without being put in the table's recent slots again.
+    /// back without being put in the table's recent slots again. Its `Keep`
+    /// arm repeats [`Host::commit_hashed`]'s on purpose: the two shared as one
+    /// function cost 0.5 % more instructions (LLVM then laid `handle` out worse).
     #[inline(always)]
     pub(super) fn commit_found(
         &mut self,

@@ -26,7 +26,8 @@ impl Host {
         self.prefetch_from = if always { 0 } else { FROM };
     }
 
-    /// Whether [`Host::set_prefetch`] turned hints on whatever the size.
+    /// Whether [`Host::set_prefetch`] turned hints on whatever the size (for
+    /// a driver's tests: the simulator's gate checks its hosts with it).
     pub fn prefetches_always(&self) -> bool {
         self.prefetch_from == 0
     }
