@@ -88,16 +88,14 @@ pub(crate) struct Ports {
     /// (local address, one bucket per port of the range).
     locals: Vec<(u32, Box<[u32]>)>,
     by_ip: HashTable<u32>,
-    /// The index into `locals` last found (`u32::MAX`: none): one connect()
-    /// looks its address up for the search and again for the new entry.
-    last_local: Cell<u32>,
     /// The index into `locals` found last for an address, one slot per
-    /// address's low bits (`u32::MAX`: none), where `last_local` is another
-    /// address: a client connects from a few dozen addresses in turn (71
-    /// for a million connections to one server), and its connect, the hints
-    /// for the connects after it and a close each ask for a different one,
-    /// which `last_local` alone missed nearly every time (then a hashed
-    /// lookup, some 50 instructions, four a connect).
+    /// address's low bits (`u32::MAX`: none). One connect() looks its
+    /// address up for the search and again for the new entry, and a client
+    /// connects from a few dozen addresses in turn (71 for a million
+    /// connections to one server): its connect, the hints for the connects
+    /// after it and a close each ask for a different one, which a single
+    /// "last found" missed nearly every time (then a hashed lookup, some 50
+    /// instructions, four a connect).
     recent_local: [Cell<u32>; RECENT_LOCALS],
     /// `table_perturb`, only the slots in use: (index, value).
     perturb: Vec<(u16, u32)>,
@@ -126,7 +124,6 @@ impl Ports {
             secret,
             locals: Vec::new(),
             by_ip: HashTable::new(),
-            last_local: Cell::new(u32::MAX),
             recent_local: [const { Cell::new(u32::MAX) }; RECENT_LOCALS],
             perturb: Vec::new(),
             perturb_at: HashTable::new(),
@@ -153,26 +150,14 @@ impl Ports {
         (self.low..=self.high).contains(&port)
     }
 
-    /// The index of local address `ip` in `locals`. Inlined for the
-    /// address found last, which is most often the one asked for; the
-    /// search for another is out of line.
+    /// The index of local address `ip` in `locals`. Inlined for an
+    /// address found recently, which is nearly always the one asked for;
+    /// the hashed search for another is out of line.
     #[inline]
     fn local(&self, ip: u32) -> Option<usize> {
-        let last = self.last_local.get() as usize;
-        if self.locals.get(last).is_some_and(|l| l.0 == ip) {
-            return Some(last);
-        }
-        self.find_local(ip)
-    }
-
-    /// Another address than the last, from `recent_local`: a small call,
-    /// as it comes four times a connect on a client of many addresses.
-    #[inline(never)]
-    fn find_local(&self, ip: u32) -> Option<usize> {
-        let i = self.recent_local[ip as usize % RECENT_LOCALS].get();
-        if self.locals.get(i as usize).is_some_and(|l| l.0 == ip) {
-            self.last_local.set(i);
-            return Some(i as usize);
+        let i = self.recent_local[ip as usize % RECENT_LOCALS].get() as usize;
+        if self.locals.get(i).is_some_and(|l| l.0 == ip) {
+            return Some(i);
         }
         self.hash_local(ip)
     }
@@ -186,7 +171,6 @@ impl Ports {
             .by_ip
             .find(mix(ip as u64), |&i| locals[i as usize].0 == ip)?;
         self.recent_local[ip as usize % RECENT_LOCALS].set(i);
-        self.last_local.set(i);
         Some(i as usize)
     }
 
