@@ -108,8 +108,8 @@ impl Shard<'_> {
         // With nothing in flight, no burst follows at once to take a buffer.
         // (A buffer handed over while both queues were empty waits for the
         // end of the next step: bounded, one buffer.)
-        self.spare
-            .idle(self.to_server.is_empty() && self.to_client.is_empty());
+        let in_flight = self.to_server.next_us().min(self.to_client.next_us());
+        self.spare.idle(in_flight == u64::MAX);
         self.refresh_deadlines();
         self.res.peak_entries = self.res.peak_entries.max(high);
         Change {

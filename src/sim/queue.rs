@@ -178,15 +178,6 @@ impl Queue {
         }
     }
 
-    /// Whether no segment is in flight.
-    #[inline]
-    pub(super) fn is_empty(&self) -> bool {
-        match &self.kind {
-            Kind::Fifo(q) => q.segs.is_empty(),
-            Kind::Heap(h, _) => h.is_empty(),
-        }
-    }
-
     /// When the next segment arrives, in µs; `u64::MAX` when none is in flight.
     #[inline(always)]
     pub(super) fn next_us(&self) -> u64 {
