@@ -67,7 +67,10 @@ impl Host {
                 } else {
                     self.on_segment(now, idx, &mut c, seg)
                 };
-                self.commit_hashed(now, idx, c, before, next, Some(hash));
+                match next {
+                    Next::Keep => self.keep(idx, &mut c, before),
+                    next => self.commit_hashed(now, idx, c, before, next, Some(hash)),
+                }
             }
             Some(Found::TimeWait(pos)) => {
                 let e = self.table.time_wait_named(pos, tuple);

@@ -45,17 +45,24 @@ impl Host {
         hash: Option<u64>,
     ) {
         match next {
-            Next::Keep => {
-                let orphan_fw2 = c.state == State::FinWait2 && c.has(flag::ORPHAN);
-                self.count_fw2_orphan(&mut c, orphan_fw2);
-                if c.state != before {
-                    self.enter(c.tuple, before, c.state);
-                }
-                self.table.set_conn(idx, c);
-            }
+            Next::Keep => self.keep(idx, &mut c, before),
             Next::TimeWait => self.commit_time_wait(now, idx, c, before, hash),
             Next::Close(reason) => self.commit_close(now, idx, c, before, reason, hash),
         }
+    }
+
+    /// The `Keep` arm of [`Host::commit_hashed`], on the working copy where
+    /// it lies: `handle` calls it so directly, since passing the copy by value
+    /// made LLVM copy its 64 bytes once more on every segment before writing
+    /// them back.
+    #[inline(always)]
+    pub(super) fn keep(&mut self, idx: u32, c: &mut Conn, before: State) {
+        let orphan_fw2 = c.state == State::FinWait2 && c.has(flag::ORPHAN);
+        self.count_fw2_orphan(c, orphan_fw2);
+        if c.state != before {
+            self.enter(c.tuple, before, c.state);
+        }
+        self.table.set_conn(idx, c);
     }
 
     /// [`Host::commit`] for an application's call on entry `idx`, found by

@@ -34,7 +34,7 @@ impl Host {
             // tcp_delack_timer_handler.
             c.set_bit(bits::DELACK, false);
             self.send_ack(&mut c);
-            self.table.set_conn(idx, c);
+            self.table.set_conn(idx, &c);
             return;
         }
         let before = c.state;
@@ -72,7 +72,7 @@ impl Host {
             return;
         }
         self.retransmit(now, idx, &mut c);
-        self.table.set_conn(idx, c);
+        self.table.set_conn(idx, &c);
     }
 
     /// Resends everything from snd_una, doubles the RTO (tcp_retransmit_timer).

@@ -43,9 +43,9 @@ impl Table {
     /// Stores the working copy `c` of full connection `idx` (its tuple
     /// unchanged).
     #[inline]
-    pub(crate) fn set_conn(&mut self, idx: u32, c: Conn) {
+    pub(crate) fn set_conn(&mut self, idx: u32, c: &Conn) {
         let rec = self.e.conns.get_mut(idx);
-        rec.update(&c);
+        rec.update(c);
         self.e.recent.put(&c.tuple, idx);
         if rec.name.has_rare() || c.last_oow_ms != 0 {
             self.update_conn_oow(idx, c.last_oow_ms);
@@ -120,7 +120,7 @@ mod tests {
             let mut c = t.conn(i);
             c.last_oow_ms = if p % 10 == 0 { 1_000 + p as u32 } else { 0 };
             c.snd_nxt = crate::seq::Seq(7);
-            t.set_conn(i, c);
+            t.set_conn(i, &c);
         }
         assert_eq!(t.e.conn_rare.len(), 10);
         for (p, &i) in idx.iter().enumerate() {
@@ -134,7 +134,7 @@ mod tests {
         // Cleared, it leaves the side table; removed, it goes with its entry.
         let mut c = t.conn(idx[0]);
         c.last_oow_ms = 0;
-        t.set_conn(idx[0], c);
+        t.set_conn(idx[0], &c);
         assert_eq!(t.e.conn_rare.len(), 9);
         assert_eq!(t.remove_conn(idx[10]).last_oow_ms, 1_010);
         match t.remove(&tuple(20)) {

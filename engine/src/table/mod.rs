@@ -363,9 +363,9 @@ mod tests {
         let mut c = t.conn(i);
         assert_eq!(c.tuple, spilled);
         c.last_oow_ms = 5;
-        t.set_conn(i, c);
+        t.set_conn(i, &c);
         c.last_oow_ms = 0;
-        t.set_conn(i, c);
+        t.set_conn(i, &c);
         assert_eq!(t.conn(i).tuple, spilled);
         // TIME-WAIT cannot name it: the host's overflow path takes it.
         let mut e = tw(0, 1_000);
