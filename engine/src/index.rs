@@ -75,7 +75,8 @@ impl Bucket {
 /// A set of `u32` references found by hash, with the key held elsewhere.
 pub(crate) struct Index {
     buckets: Vec<Bucket>,
-    /// `64 - log2(buckets.len())`: the hash's top bits pick the home bucket.
+    /// `63 - log2(buckets.len())`: the hash's top bits pick the home bucket,
+    /// shifted right by one and then by this (see [`Index::home`]).
     shift: u32,
     len: usize,
     /// The farthest any entry was placed from its home since the last growth.
@@ -121,7 +122,7 @@ impl Index {
         debug_assert!(buckets.is_power_of_two());
         Index {
             buckets: vec![Bucket::EMPTY; buckets],
-            shift: 64 - buckets.trailing_zeros(),
+            shift: 63 - buckets.trailing_zeros(),
             len: 0,
             max_probe: 0,
             // (len + 1) * DEN > buckets * NUM exactly when len >= this.
@@ -140,8 +141,10 @@ impl Index {
 
     #[inline]
     fn home(&self, hash: u64) -> usize {
-        // A shift by 64 (one bucket) is not defined on u64.
-        hash.checked_shr(self.shift).unwrap_or(0) as usize
+        // Two shifts, as the top log2(buckets) bits need a shift by 64 for
+        // one bucket, which u64 does not define: `checked_shr(..).unwrap_or(0)`
+        // cost a compare and a select besides, on every lookup.
+        ((hash >> 1) >> self.shift) as usize
     }
 
     #[inline]
@@ -318,6 +321,26 @@ mod tests {
                 .filter(|&i| b.tags[i] == t)
                 .fold(0u16, |m, i| m | 1 << i);
             assert_eq!(b.matching(t), want, "{t}");
+        }
+    }
+
+    #[test]
+    fn home_is_the_hash_top_bits_for_every_size() {
+        let hashes = [
+            0,
+            1,
+            u64::MAX,
+            1 << 63,
+            0x9e37_79b9_7f4a_7c15,
+            (1 << 63) - 1,
+        ];
+        for log2 in 0..20 {
+            let ix = Index::with_buckets(1 << log2);
+            for &h in &hashes {
+                let want = h.checked_shr(64 - log2).unwrap_or(0) as usize;
+                assert_eq!(ix.home(h), want, "{log2} {h:#x}");
+                assert!(ix.home(h) < ix.buckets.len());
+            }
         }
     }
 
