@@ -40,17 +40,20 @@ impl Bucket {
     };
 
     /// Slots whose tag is `tag`, as a bitmask: one SSE2 compare of the 16
-    /// bytes that hold the tags (the count's four bytes masked off).
+    /// bytes that hold the tags and the count, whose four bits of the result
+    /// the final mask drops (zeroing the count's bytes before the compare as
+    /// well cost an instruction a bucket).
     #[cfg(target_arch = "x86_64")]
     #[inline]
     fn matching(&self, tag: u8) -> u16 {
         use std::arch::x86_64::{_mm_cmpeq_epi8, _mm_movemask_epi8, _mm_set1_epi8, _mm_set_epi64x};
         let mut lo = [0u8; 8];
         lo.copy_from_slice(&self.tags[..8]);
-        let mut hi = [0u8; 4];
-        hi.copy_from_slice(&self.tags[8..]);
+        let mut hi = [0u8; 8];
+        hi[..4].copy_from_slice(&self.tags[8..]);
+        hi[4..].copy_from_slice(&self.overflow.to_le_bytes());
         let lo = i64::from_le_bytes(lo);
-        let hi = i64::from(u32::from_le_bytes(hi));
+        let hi = i64::from_le_bytes(hi);
         // SAFETY: SSE2 is part of the x86_64 baseline, so the intrinsics are
         // always there; they read no memory (tested by `tag_matching_is_exact`).
         let m = unsafe {
@@ -316,6 +319,13 @@ mod tests {
         assert_eq!(b.matching(0x80), 0b1000_0000_0000);
         assert_eq!(b.matching(0xff), 0b0000_1000_0000);
         assert_eq!(b.matching(2), 0);
+        // The count's bytes are never taken for tags, whatever they hold.
+        for overflow in [0, 7, 0x0707_0707, u32::MAX, 0x8000_0080] {
+            b.overflow = overflow;
+            assert_eq!(b.matching(7), 0b0100_0100_0101);
+            assert_eq!(b.matching(EMPTY), 0b0001_0000_0010);
+            assert_eq!(b.matching(0xff), 0b0000_1000_0000);
+        }
         for t in 0..=255u8 {
             let want = (0..SLOTS)
                 .filter(|&i| b.tags[i] == t)
