@@ -62,7 +62,9 @@ impl Host {
         if c.state == State::SynReceived {
             self.established_by_ack(c);
         }
-        Self::replace_ts_recent(c, seg, c.rcv_nxt);
+        // rcv_wup is rcv_nxt, which the segment starts at: named by the
+        // segment's own seq, the test `seq <= rcv_wup` folds away.
+        Self::replace_ts_recent(c, seg, seg.seq_num());
         c.set_bit(bits::WL1_AT_RCV_NXT, seg.seq_len() == 0);
         self.on_new_ack(now, idx, c, seg);
         self.after_ack(now, idx, c, seg)
