@@ -7,11 +7,31 @@ use super::{
 };
 
 impl<T: Copy> Wheel<T> {
-    /// Slot for a deadline relative to the current `elapsed`.
+    /// Slot for a deadline relative to the current `elapsed`. Nearly every
+    /// deadline agrees with `elapsed` above the top level's digit (it is
+    /// less than `2^36` ticks off and crosses no `2^36` boundary): its level
+    /// is then the highest differing digit's and nothing else is checked;
+    /// the rest go to [`Wheel::slot_far`].
+    #[inline]
     pub(super) fn slot_for(&self, deadline: u64) -> usize {
         if deadline <= self.elapsed {
             return DUE;
         }
+        let high = ((self.elapsed ^ deadline) | SLOT_MASK).ilog2();
+        if high >= TOP_SHIFT + LEVEL_BITS {
+            return self.slot_far(deadline);
+        }
+        let level = high / LEVEL_BITS;
+        let slot = (deadline >> (level * LEVEL_BITS)) & SLOT_MASK;
+        level as usize * SLOTS + slot as usize
+    }
+
+    /// [`Wheel::slot_for`] of a deadline differing from `elapsed` above the
+    /// top level's digit: parked beyond the wheel's span, or across a `2^36`
+    /// boundary but within it. In line: out of line, the call made every
+    /// insert and reset save and restore registers.
+    #[inline(always)]
+    fn slot_far(&self, deadline: u64) -> usize {
         let top_digit = self.elapsed >> TOP_SHIFT;
         // Start of the top-level slot 64 slots ahead: the first tick the
         // wheel cannot represent without wrapping onto the current slot.
@@ -20,12 +40,10 @@ impl<T: Copy> Wheel<T> {
             // Park in the last top-level slot; re-placed when cascaded.
             return (LEVELS - 1) * SLOTS + ((top_digit + SLOT_MASK) & SLOT_MASK) as usize;
         }
-        let level = ((self.elapsed ^ deadline) | SLOT_MASK).ilog2() / LEVEL_BITS;
         // Deadlines crossing a 2^36 boundary differ above the top digit but
         // still fit in the top level (in a slot behind the current one).
-        let level = level.min(LEVELS as u32 - 1);
-        let slot = (deadline >> (level * LEVEL_BITS)) & SLOT_MASK;
-        level as usize * SLOTS + slot as usize
+        let slot = (deadline >> TOP_SHIFT) & SLOT_MASK;
+        (LEVELS - 1) * SLOTS + slot as usize
     }
 
     pub(super) fn next_expiration(&self) -> Option<Expiration> {

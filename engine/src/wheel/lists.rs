@@ -22,7 +22,10 @@ impl<T: Copy> Wheel<T> {
         (used != 0).then(|| self.head(slot * LANES + used.trailing_zeros() as usize))
     }
 
-    /// Pushes node `idx` onto the front of its lane in `slot`.
+    /// Pushes node `idx` onto the front of its lane in `slot`. A neighbour
+    /// index is `NIL` or in the slab, and `NIL` never is (the slab holds
+    /// fewer nodes), so `get_mut` is the `NIL` test and the bounds check in
+    /// one; likewise in [`Wheel::unlink`].
     #[inline(always)]
     pub(super) fn link(&mut self, idx: u32, slot: usize) {
         let list = slot * LANES + idx as usize % LANES;
@@ -31,8 +34,8 @@ impl<T: Copy> Wheel<T> {
         node.next = head;
         node.prev = NIL;
         node.slot = slot as u16;
-        if head != NIL {
-            self.nodes[head as usize].prev = idx;
+        if let Some(old) = self.nodes.get_mut(head as usize) {
+            old.prev = idx;
         }
         self.set_head(list, idx);
         self.lanes_used[slot] |= 1 << (idx as usize % LANES);
@@ -47,8 +50,8 @@ impl<T: Copy> Wheel<T> {
             next, prev, slot, ..
         } = self.nodes[idx as usize];
         let slot = slot as usize;
-        if prev != NIL {
-            self.nodes[prev as usize].next = next;
+        if let Some(p) = self.nodes.get_mut(prev as usize) {
+            p.next = next;
         } else {
             self.set_head(slot * LANES + idx as usize % LANES, next);
             if next == NIL {
@@ -58,8 +61,8 @@ impl<T: Copy> Wheel<T> {
                 }
             }
         }
-        if next != NIL {
-            self.nodes[next as usize].prev = prev;
+        if let Some(n) = self.nodes.get_mut(next as usize) {
+            n.prev = prev;
         }
     }
 
@@ -81,21 +84,9 @@ impl<T: Copy> Wheel<T> {
         (deadline, value)
     }
 
-    /// A new node at the end of the slab, for [`Wheel::insert`] when the
-    /// free list is empty. Out of line, as the growth it may call is: in
-    /// line it made every insert save and restore registers.
-    #[cold]
-    #[inline(never)]
-    pub(super) fn push_node(&mut self, node: Node<T>) -> u32 {
-        let idx = self.nodes.len();
-        assert!(idx < NIL as usize, "timer wheel slab full");
-        self.nodes.push(node);
-        idx as u32
-    }
-
     /// Nothing pending, so every key is dead and the nodes can go back: a
     /// burst of timers (a million FINs at once) leaves no residue behind.
-    /// Out of line for the same reason as [`Wheel::push_node`].
+    /// Out of line for the same reason as [`Wheel::insert_new`].
     #[cold]
     #[inline(never)]
     pub(super) fn shrink(&mut self) {

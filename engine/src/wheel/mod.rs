@@ -175,28 +175,42 @@ impl<T: Copy> Wheel<T> {
     /// If more than `u32::MAX - 1` timers are pending at once.
     pub fn insert(&mut self, deadline: u64, value: T) -> TimerKey {
         let slot = self.slot_for(deadline);
-        let idx = if self.free != NIL {
-            let idx = self.free;
-            // Only the timer is written here: `link` writes the rest.
-            let node = &mut self.nodes[idx as usize];
-            self.free = node.next;
-            node.deadline = deadline;
-            node.value = value;
-            // A burst of inserts pops nodes freed long ago, one miss each in
-            // a chain: ask for the next one while this insert links.
-            if let Some(next) = self.nodes.get(self.free as usize) {
-                crate::index::prefetch_line(next);
-            }
-            idx
-        } else {
-            self.push_node(Node {
-                deadline,
-                next: NIL,
-                prev: NIL,
-                slot: slot as u16,
-                value,
-            })
-        };
+        let idx = self.free;
+        if idx == NIL {
+            return self.insert_new(deadline, value, slot);
+        }
+        // Only the timer is written here: `link` writes the rest.
+        let node = &mut self.nodes[idx as usize];
+        self.free = node.next;
+        node.deadline = deadline;
+        node.value = value;
+        // A burst of inserts pops nodes freed long ago, one miss each in
+        // a chain: ask for the next one while this insert links.
+        if let Some(next) = self.nodes.get(self.free as usize) {
+            crate::index::prefetch_line(next);
+        }
+        self.link(idx, slot);
+        self.len += 1;
+        TimerKey::new(idx)
+    }
+
+    /// [`Wheel::insert`] into a new node at the end of the slab, the free
+    /// list being empty. Out of line, as the growth it may call is: in line
+    /// it made every insert save and restore registers, and the two paths
+    /// joined made the common one check its node's index twice.
+    #[cold]
+    #[inline(never)]
+    fn insert_new(&mut self, deadline: u64, value: T, slot: usize) -> TimerKey {
+        let idx = self.nodes.len();
+        assert!(idx < NIL as usize, "timer wheel slab full");
+        self.nodes.push(Node {
+            deadline,
+            next: NIL,
+            prev: NIL,
+            slot: slot as u16,
+            value,
+        });
+        let idx = idx as u32;
         self.link(idx, slot);
         self.len += 1;
         TimerKey::new(idx)

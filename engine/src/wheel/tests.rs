@@ -230,3 +230,52 @@ fn wrap_across_top_level_boundary() {
     assert_eq!(w.poll(SPAN + 4), None);
     assert_eq!(w.poll(SPAN + 5), Some((SPAN + 5, 1)));
 }
+
+/// The placement rule written out whole, as one formula: the due slot, the
+/// park beyond the span (which never holds a deadline when the span runs
+/// past `u64::MAX`), else the highest differing digit's level, at most the
+/// top one.
+fn slot_by_rule(elapsed: u64, deadline: u64) -> usize {
+    if deadline <= elapsed {
+        return DUE;
+    }
+    let top_digit = elapsed >> TOP_SHIFT;
+    let horizon = (top_digit << TOP_SHIFT).checked_add(SPAN);
+    if horizon.is_some_and(|h| deadline >= h) {
+        return (LEVELS - 1) * SLOTS + ((top_digit + SLOT_MASK) & SLOT_MASK) as usize;
+    }
+    let level = (((elapsed ^ deadline) | SLOT_MASK).ilog2() / LEVEL_BITS).min(LEVELS as u32 - 1);
+    level as usize * SLOTS + ((deadline >> (level * LEVEL_BITS)) & SLOT_MASK) as usize
+}
+
+/// `slot_for`'s fast path (a deadline agreeing with `elapsed` above the top
+/// digit) and its far path place every deadline where the whole rule does:
+/// each level's edges, across `2^36` boundaries and near `u64::MAX`.
+#[test]
+fn slot_for_is_the_placement_rule() {
+    let mut elapseds = vec![0, 1, 63, 64, SPAN - 10, SPAN - 1, SPAN, SPAN * 7 + 12_345];
+    elapseds.extend([u64::MAX - SPAN, u64::MAX - 100, u64::MAX]);
+    // A pseudo-random spread besides the edges (splitmix64 steps).
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = || {
+        x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let z = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb)
+    };
+    elapseds.extend((0..32).map(|_| next() >> (next() % 64)));
+    let mut w: Wheel<u32> = Wheel::new();
+    for elapsed in elapseds {
+        w.elapsed = elapsed;
+        let mut offsets: Vec<u64> = (0..64).flat_map(|b| [1u64 << b, (1u64 << b) - 1]).collect();
+        offsets.extend((0..64).map(|_| next() >> (next() % 64)));
+        for off in offsets {
+            for deadline in [elapsed.saturating_add(off), elapsed.saturating_sub(off)] {
+                assert_eq!(
+                    w.slot_for(deadline),
+                    slot_by_rule(elapsed, deadline),
+                    "elapsed {elapsed}, deadline {deadline}"
+                );
+            }
+        }
+    }
+}
