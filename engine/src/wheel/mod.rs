@@ -231,10 +231,7 @@ impl<T: Copy> Wheel<T> {
     pub fn reset(&mut self, key: TimerKey, deadline: u64, value: T) -> TimerKey {
         debug_assert!(self.is_live(key), "reset of a dead TimerKey");
         if self.len == 1 {
-            // The last timer out empties the wheel, which may give back its
-            // nodes (and so change the key): the same as remove and insert.
-            self.remove(key);
-            return self.insert(deadline, value);
+            return self.reset_last(key, deadline, value);
         }
         let idx = key.idx();
         self.unlink(idx);
@@ -244,6 +241,17 @@ impl<T: Copy> Wheel<T> {
         node.value = value;
         self.link(idx, slot);
         key
+    }
+
+    /// [`Wheel::reset`] of the only timer: taken out, it empties the wheel,
+    /// which may give back its nodes (and so change the key), so it is
+    /// removed and inserted. Out of line: the calls made every reset save
+    /// and restore its arguments.
+    #[cold]
+    #[inline(never)]
+    fn reset_last(&mut self, key: TimerKey, deadline: u64, value: T) -> TimerKey {
+        self.remove(key);
+        self.insert(deadline, value)
     }
 
     /// Deadline the live timer `key` was inserted with.
