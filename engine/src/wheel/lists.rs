@@ -66,12 +66,21 @@ impl<T: Copy> Wheel<T> {
         }
     }
 
-    /// Unlinks node `idx`, moves it to the free list and returns its timer.
-    #[inline(never)]
-    pub(super) fn release(&mut self, idx: u32) -> (u64, T) {
+    /// Node `idx`'s timer, and the node unlinked and moved to the free list.
+    #[inline(always)]
+    pub(super) fn take(&mut self, idx: u32) -> (u64, T) {
         let Node {
             deadline, value, ..
         } = self.nodes[idx as usize];
+        self.release(idx);
+        (deadline, value)
+    }
+
+    /// Unlinks node `idx` and moves it to the free list. It returns nothing:
+    /// a cancel drops the timer, and holding it through the unlink made every
+    /// call save and restore two more registers.
+    #[inline(never)]
+    pub(super) fn release(&mut self, idx: u32) {
         self.unlink(idx);
         let node = &mut self.nodes[idx as usize];
         node.slot = FREE;
@@ -81,7 +90,6 @@ impl<T: Copy> Wheel<T> {
         if self.len == 0 {
             self.shrink();
         }
-        (deadline, value)
     }
 
     /// Nothing pending, so every key is dead and the nodes can go back: a

@@ -219,7 +219,7 @@ impl<T: Copy> Wheel<T> {
     /// Cancels a pending timer in O(1) and returns its payload.
     pub fn remove(&mut self, key: TimerKey) -> T {
         debug_assert!(self.is_live(key), "remove of a dead TimerKey");
-        self.release(key.idx()).1
+        self.take(key.idx()).1
     }
 
     /// Moves the live timer `key` to `deadline` with `value`: what
@@ -284,7 +284,7 @@ impl<T: Copy> Wheel<T> {
                 None
             };
             if let Some(idx) = due {
-                return Some(self.release(idx));
+                return Some(self.take(idx));
             }
             match self.next_expiration() {
                 Some(e) if e.deadline <= now => {
@@ -294,7 +294,7 @@ impl<T: Copy> Wheel<T> {
                         // from it instead of moving it to the due slot.
                         let idx = self.first_in(e.slot).expect("occupied slot");
                         debug_assert_eq!(self.nodes[idx as usize].deadline, e.deadline);
-                        return Some(self.release(idx));
+                        return Some(self.take(idx));
                     }
                     self.cascade(e.slot);
                 }
