@@ -22,6 +22,7 @@ mod repeat;
 mod report;
 mod resident;
 mod result;
+mod reuse;
 mod series;
 mod shard;
 mod slots;

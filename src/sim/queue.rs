@@ -31,10 +31,16 @@ use teardown_engine::time::Time;
 
 use super::micros_or_never as us;
 use super::spare::Spare;
+use crate::alloc::MAPPED_FROM;
 
 /// Capacity (segments) an emptied queue always keeps, so that a queue that
 /// empties between two segments of a steady workload does not reallocate.
 const SHRINK_AT: usize = 1 << 10;
+
+/// Capacity (segments) a queue that hands its buffers on ([`Queue::handed_on`])
+/// keeps, released or not: every buffer of malloc's, below the allocator's
+/// own mappings ([`MAPPED_FROM`]).
+const HANDED_ON: usize = (MAPPED_FROM - 1) / std::mem::size_of::<Segment>();
 
 /// A segment in flight, ordered by arrival time and then by send order.
 pub(super) struct InFlight {
@@ -69,6 +75,8 @@ pub(super) struct Queue {
     next_us: u64,
     /// Capacity above which an emptied queue returns its buffer.
     keep: usize,
+    /// What `keep` falls to once released: [`SHRINK_AT`], or [`HANDED_ON`].
+    floor: usize,
     /// Whether [`Queue::release`] was called: a FIFO then returns its
     /// buffer to the link's [`Spare`], not to the allocator.
     released: bool,
@@ -115,9 +123,37 @@ impl Queue {
         Queue {
             next_us: u64::MAX,
             keep: live.saturating_mul(2).max(SHRINK_AT),
+            floor: SHRINK_AT,
             released: false,
             kind,
         }
+    }
+
+    /// A queue for a shard whose thread runs its shards one after another
+    /// ([`super::reuse::Reuse`]): it starts with the buffers of `old`, the
+    /// last shard's queue, emptied, and keeps every buffer of malloc's to
+    /// the end, for the next shard. Each of a thread's 64 shards otherwise
+    /// grew its buffers afresh by doubling, at every wave once released
+    /// (1.8 % of a sequential run's instructions, in copies). A buffer the
+    /// allocator maps on its own is given back as in [`Queue::new`].
+    pub(super) fn handed_on(old: Option<Queue>, jitter: bool, live: usize) -> Queue {
+        let mut q = Queue::new(jitter, live);
+        q.floor = HANDED_ON;
+        q.keep = q.keep.max(HANDED_ON);
+        // What a shard cut short (`--duration`) left in flight goes.
+        match (old.map(|o| o.kind), &mut q.kind) {
+            (Some(Kind::Fifo(mut f)), Kind::Fifo(_)) => {
+                f.segs.clear();
+                f.runs.clear();
+                q.kind = Kind::Fifo(f);
+            }
+            (Some(Kind::Heap(mut h, _)), Kind::Heap(..)) => {
+                h.clear();
+                q.kind = Kind::Heap(h, 0);
+            }
+            _ => {}
+        }
+        q
     }
 
     /// Queues `seg` to arrive `at`. A FIFO about to grow takes the `spare`
@@ -153,11 +189,11 @@ impl Queue {
         }
     }
 
-    /// From now on the queue gives back a buffer above [`SHRINK_AT`] once
-    /// it drains, as one kept for bursts of the shard's size no longer
+    /// From now on the queue gives back a buffer above [`SHRINK_AT`] (or
+    /// [`HANDED_ON`]) once it drains, as one kept for bursts of the shard's size no longer
     /// pays for itself.
     pub(super) fn release(&mut self, spare: &mut Spare) {
-        self.keep = SHRINK_AT;
+        self.keep = self.floor;
         self.released = true;
         self.shrink_if_drained(spare);
     }
@@ -175,6 +211,15 @@ impl Queue {
             }
             Kind::Heap(h, _) if h.capacity() > self.keep && h.is_empty() => *h = BinaryHeap::new(),
             _ => {}
+        }
+    }
+
+    /// The buffer's room, in segments.
+    #[cfg(test)]
+    pub(super) fn capacity(&self) -> usize {
+        match &self.kind {
+            Kind::Fifo(q) => q.segs.capacity(),
+            Kind::Heap(h, _) => h.capacity(),
         }
     }
 

@@ -107,6 +107,7 @@ fn finish(slot: &mut Option<Shard<'_>>, results: &Sender<(u32, ShardResult)>) ->
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sim::reuse::Reuse;
     use crate::sim::{SimArgs, SimConfig};
     use std::sync::atomic::AtomicU64;
 
@@ -127,7 +128,7 @@ mod tests {
             let done = AtomicU64::new(0);
             let base = crate::alloc::reserve_scopes(2 * cfg.shards as u16);
             let mut shards: Vec<_> = (0..cfg.shards)
-                .map(|k| Shard::new(&cfg, k, base, &done))
+                .map(|k| Shard::new(&cfg, k, base, &done, Reuse::none()))
                 .collect();
             assert!(
                 shards.iter().all(|s| !s.ahead),

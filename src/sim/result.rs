@@ -11,6 +11,7 @@ use teardown_engine::time::Time;
 use teardown_engine::Stats;
 
 use super::attack::{AttackCounts, AttackKind};
+use super::reuse::Reuse;
 use super::series::{Sample, Series};
 use super::shard::Shard;
 use super::tally::Tally;
@@ -48,6 +49,7 @@ impl Cases {
 }
 
 /// What a shard hands back.
+#[derive(Debug)]
 pub struct ShardResult {
     pub opened: u64,
     pub leaked: u64,
@@ -105,7 +107,12 @@ impl ShardResult {
 
 impl Shard<'_> {
     /// The last sample, and the shard's result.
-    pub fn end(mut self) -> ShardResult {
+    pub fn end(self) -> ShardResult {
+        self.end_reusing().0
+    }
+
+    /// [`Shard::end`], and the buffers the shard hands on ([`Reuse`]).
+    pub fn end_reusing(mut self) -> (ShardResult, Reuse) {
         let s = self.sample();
         self.res.series.push(s);
         self.finish()
@@ -126,7 +133,7 @@ impl Shard<'_> {
         s
     }
 
-    pub(super) fn finish(mut self) -> ShardResult {
+    pub(super) fn finish(mut self) -> (ShardResult, Reuse) {
         self.progress.fetch_add(self.unreported, Ordering::Relaxed);
         // Connections not CLOSED on both ends: count each slot whose 4-tuple either
         // host still holds.
@@ -156,6 +163,17 @@ impl Shard<'_> {
         alloc::enter_scope(self.client_scope);
         drop(client);
         alloc::enter_scope(prev);
-        self.res
+        let reuse = if self.hands_on {
+            Reuse {
+                on: true,
+                to_server: Some(self.to_server),
+                to_client: Some(self.to_client),
+                slots: self.slots,
+                opened_ms: self.opened_ms,
+            }
+        } else {
+            Reuse::none()
+        };
+        (self.res, reuse)
     }
 }

@@ -26,6 +26,7 @@ use super::app::nth_at_rate;
 use super::app_timers::AppTimers;
 use super::queue::Queue;
 use super::result::ShardResult;
+use super::reuse::Reuse;
 use super::slots::{Slot, SlotMap, PREFETCH_SLOTS_FROM};
 use super::spare::Spare;
 use super::{micros_or_never, SimConfig};
@@ -131,15 +132,20 @@ pub struct Shard<'a> {
     pub(super) reasons: [u64; 9],
     /// Entries at the last [`Shard::note_entries`].
     pub(super) entries_then: u64,
+    /// Whether the shard's buffers go on to the next shard of its thread
+    /// ([`Reuse`]) at its end.
+    pub(super) hands_on: bool,
 }
 
 impl<'a> Shard<'a> {
-    /// Shard `index` of a run whose allocator scopes start at `scope_base`.
+    /// Shard `index` of a run whose allocator scopes start at `scope_base`,
+    /// in the buffers `reuse` holds, if any.
     pub fn new(
         cfg: &'a SimConfig,
         index: u32,
         scope_base: u16,
         progress: &'a AtomicU64,
+        mut reuse: Reuse,
     ) -> Shard<'a> {
         let shards = cfg.shards as u64;
         let share = |total: u64| total / shards + ((index as u64) < total % shards) as u64;
@@ -176,6 +182,7 @@ impl<'a> Shard<'a> {
         alloc::enter_scope(prev);
         let to_open = share(cfg.connections);
         let rate = cfg.rate.map(|r| r / shards as f64);
+        let reorders = !cfg.jitter.is_zero();
         Shard {
             cfg,
             index,
@@ -185,12 +192,12 @@ impl<'a> Shard<'a> {
             client,
             server_scope,
             client_scope,
-            to_server: Queue::new(!cfg.jitter.is_zero(), live),
-            to_client: Queue::new(!cfg.jitter.is_zero(), live),
+            to_server: reuse.queue(Side::Server, reorders, live),
+            to_client: reuse.queue(Side::Client, reorders, live),
             spare: Spare::default(),
             loss_to_server: cfg.loss_to_server.clone(),
             loss_to_client: cfg.loss_to_client.clone(),
-            slots: vec![Slot::default(); slots as usize],
+            slots: reuse.slots(slots as usize),
             slot_map: SlotMap::new(index, (lo, hi), slots as usize),
             ahead: slots as usize >= PREFETCH_SLOTS_FROM,
             client_ips,
@@ -214,7 +221,7 @@ impl<'a> Shard<'a> {
                 Some(Time::ZERO + cfg.app_timeout / 4),
             ),
             opens_from: Time::ZERO + cfg.stagger * index,
-            opened_ms: vec![0; slots as usize],
+            opened_ms: reuse.opened_ms(slots as usize),
             vanish_after_ack: Vec::new(),
             attacks_sent: 0,
             capture_left: if index == 0 { cfg.pcap_sample } else { 0 },
@@ -223,6 +230,7 @@ impl<'a> Shard<'a> {
             res: ShardResult::new(cfg),
             entries_then: 0,
             reasons: [0; 9],
+            hands_on: reuse.on,
         }
     }
 
@@ -253,13 +261,14 @@ impl<'a> Shard<'a> {
         self.slot_map.get(client_view)
     }
 
-    /// Runs the shard to its end, alone.
-    pub fn run(mut self) -> ShardResult {
+    /// Runs the shard to its end, alone; returns its result and the
+    /// buffers it hands on.
+    pub fn run(mut self) -> (ShardResult, Reuse) {
         self.start();
         while let Some((t, due)) = self.next_event() {
             self.step(t, due);
         }
-        self.end()
+        self.end_reusing()
     }
 
     /// Opens the first connections (those due at time zero).

@@ -6,6 +6,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use super::reuse::Reuse;
 use super::{resident, shard, ShardResult, SimConfig, SimReport};
 
 /// Runs the simulation; `progress` (if any) is told how many connections are done.
@@ -32,7 +33,8 @@ pub fn run(cfg: &SimConfig, show_progress: bool) -> SimReport {
                     if cfg.resident {
                         // Every shard k with k % threads == i, all live at once.
                         let mine = (i as u32..cfg.shards).step_by(threads);
-                        let shards = mine.map(|k| shard::Shard::new(cfg, k, scope_base, done));
+                        let new = |k| shard::Shard::new(cfg, k, scope_base, done, Reuse::none());
+                        let shards = mine.map(new);
                         let mut shards: Vec<_> = shards.collect();
                         resident::look_ahead_if_big(&mut shards);
                         resident::run(shards, &tx)
@@ -73,7 +75,8 @@ pub fn run(cfg: &SimConfig, show_progress: bool) -> SimReport {
 }
 
 /// One thread's shards taken from the queue and run to their end one after
-/// another; returns the most entries the thread held at once (one shard's peak).
+/// another, each in the buffers the last one handed on ([`Reuse`]); returns
+/// the most entries the thread held at once (one shard's peak).
 fn one_at_a_time(
     cfg: &SimConfig,
     scope_base: u16,
@@ -82,8 +85,10 @@ fn one_at_a_time(
     results: &crossbeam::channel::Sender<(u32, ShardResult)>,
 ) -> u64 {
     let mut peak = 0;
+    let mut reuse = Reuse::sequential();
     while let Ok(k) = work.recv() {
-        let r = shard::Shard::new(cfg, k, scope_base, done).run();
+        let r;
+        (r, reuse) = shard::Shard::new(cfg, k, scope_base, done, reuse).run();
         peak = peak.max(r.peak_entries);
         if results.send((k, r)).is_err() {
             break;

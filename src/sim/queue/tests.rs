@@ -8,10 +8,7 @@ fn seg(n: u32) -> Segment {
 }
 
 fn capacity(q: &Queue) -> usize {
-    match &q.kind {
-        Kind::Fifo(q) => q.segs.capacity(),
-        Kind::Heap(h, _) => h.capacity(),
-    }
+    q.capacity()
 }
 
 /// A burst bigger than the shard's connections allow drains in arrival
