@@ -22,7 +22,7 @@
 //! the kernel) at every burst of a million connections' wave.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, VecDeque};
+use std::collections::BinaryHeap;
 
 use teardown_engine::driver::{BUCKET_AHEAD, ENTRY_AHEAD};
 use teardown_engine::host::{Host, Prefetch};
@@ -31,6 +31,9 @@ use teardown_engine::time::Time;
 
 use super::micros_or_never as us;
 use super::spare::Spare;
+use line::Line;
+
+mod line;
 use crate::alloc::MAPPED_FROM;
 
 /// Capacity (segments) an emptied queue always keeps, so that a queue that
@@ -92,20 +95,24 @@ enum Kind {
 /// run is a time and how many segments in a row (from the front) arrive then.
 #[derive(Default)]
 struct Fifo {
-    segs: VecDeque<Segment>,
-    runs: VecDeque<(Time, u32)>,
+    segs: Line<Segment>,
+    runs: Line<(Time, u32)>,
 }
 
 impl Fifo {
-    /// Where a full buffer would grow: the segments move into the spare
-    /// when it is bigger (as many as growth would copy), and the old buffer
-    /// is freed. Out of line: once per doubling.
+    /// Where a full buffer would grow: the segments move to its front when
+    /// mostly read, else into the spare when it is bigger (as many as
+    /// growth would copy), and the old buffer is freed. Out of line: once
+    /// per doubling.
     #[cold]
     #[inline(never)]
-    fn take_spare(&mut self, spare: &mut Spare) {
+    fn make_room(&mut self, spare: &mut Spare) {
+        if self.segs.compact() {
+            return;
+        }
         if let Some(mut buf) = spare.take_bigger(self.segs.capacity()) {
-            buf.extend(self.segs.drain(..));
-            self.segs = buf;
+            buf.extend_from_slice(self.segs.as_slice());
+            self.segs = Line::from_vec(buf);
         }
     }
 }
@@ -166,16 +173,20 @@ impl Queue {
             Kind::Fifo(q) => {
                 match q.runs.back_mut() {
                     Some((last, n)) if *last == at && *n < u32::MAX => *n += 1,
-                    Some(_) => q.runs.push_back((at, 1)),
-                    None => {
-                        self.next_us = at.as_micros();
-                        q.runs.push_back((at, 1));
+                    back => {
+                        if back.is_none() {
+                            self.next_us = at.as_micros();
+                        }
+                        if q.runs.is_full() {
+                            q.runs.compact();
+                        }
+                        q.runs.push((at, 1));
                     }
                 }
-                if q.segs.len() == q.segs.capacity() {
-                    q.take_spare(spare);
+                if q.segs.is_full() {
+                    q.make_room(spare);
                 }
-                q.segs.push_back(seg);
+                q.segs.push(seg);
             }
             Kind::Heap(h, order) => {
                 *order += 1;
@@ -206,7 +217,7 @@ impl Queue {
             Kind::Fifo(q) if q.segs.capacity() > self.keep && q.segs.is_empty() => {
                 let q = std::mem::take(q);
                 if self.released {
-                    spare.give(q.segs);
+                    spare.give(q.segs.into_vec());
                 }
             }
             Kind::Heap(h, _) if h.capacity() > self.keep && h.is_empty() => *h = BinaryHeap::new(),
@@ -235,11 +246,11 @@ impl Queue {
     pub(super) fn pop(&mut self, spare: &mut Spare) -> Option<Segment> {
         match &mut self.kind {
             Kind::Fifo(q) => {
-                let seg = q.segs.pop_front()?;
+                let seg = q.segs.pop()?;
                 if let Some((_, n)) = q.runs.front_mut() {
                     *n -= 1;
                     if *n == 0 {
-                        q.runs.pop_front();
+                        q.runs.pop();
                         self.next_us = us(q.runs.front().map(|x| x.0));
                     }
                 }

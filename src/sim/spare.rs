@@ -10,8 +10,6 @@
 //! between waves (the established connections of `--workload tw-fill`)
 //! holds no buffer.
 
-use std::collections::VecDeque;
-
 use teardown_engine::segment::Segment;
 
 use crate::alloc::MAPPED_FROM;
@@ -25,13 +23,13 @@ const KEPT_UP_TO: usize = 128 << 20;
 
 /// The drained buffer both directions of a shard's link share.
 #[derive(Default)]
-pub(super) struct Spare(Option<VecDeque<Segment>>);
+pub(super) struct Spare(Option<Vec<Segment>>);
 
 impl Spare {
     /// Keeps the drained `buf` when it is a mapped one, at most
     /// [`KEPT_UP_TO`], and bigger than the one held (which is freed); else
     /// frees `buf`.
-    pub(super) fn give(&mut self, buf: VecDeque<Segment>) {
+    pub(super) fn give(&mut self, buf: Vec<Segment>) {
         debug_assert!(buf.is_empty());
         let bytes = buf.capacity() * std::mem::size_of::<Segment>();
         let kept = (MAPPED_FROM..=KEPT_UP_TO).contains(&bytes);
@@ -41,7 +39,7 @@ impl Spare {
     }
 
     /// The buffer held, when it holds more than `capacity` segments.
-    pub(super) fn take_bigger(&mut self, capacity: usize) -> Option<VecDeque<Segment>> {
+    pub(super) fn take_bigger(&mut self, capacity: usize) -> Option<Vec<Segment>> {
         self.0.take_if(|b| b.capacity() > capacity)
     }
 
@@ -55,7 +53,7 @@ impl Spare {
 
     /// The held buffer's capacity, in segments.
     pub(super) fn capacity(&self) -> Option<usize> {
-        self.0.as_ref().map(VecDeque::capacity)
+        self.0.as_ref().map(Vec::capacity)
     }
 }
 
@@ -63,8 +61,8 @@ impl Spare {
 mod tests {
     use super::*;
 
-    fn drained(segments: usize) -> VecDeque<Segment> {
-        VecDeque::with_capacity(segments)
+    fn drained(segments: usize) -> Vec<Segment> {
+        Vec::with_capacity(segments)
     }
 
     /// Only a mapped buffer is kept, the bigger of two, taken only by a

@@ -110,7 +110,12 @@ fn a_fifo_keeps_a_time_per_run() {
     let mut q = Queue::new(false, 0);
     let mut spare = Spare::default();
     let runs = |q: &Queue| match &q.kind {
-        Kind::Fifo(f) => f.runs.iter().map(|r| (r.0.as_micros(), r.1)).collect(),
+        Kind::Fifo(f) => f
+            .runs
+            .as_slice()
+            .iter()
+            .map(|r| (r.0.as_micros(), r.1))
+            .collect(),
         Kind::Heap(..) => vec![],
     };
     for (i, at) in [5, 5, 5, 8].into_iter().enumerate() {
