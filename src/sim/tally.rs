@@ -7,18 +7,18 @@
 //! about 16,000 (128 KiB, zeroed) once it holds a 60 s latency in µs, and
 //! merging adds every count of every shard's copy: in a 20,000-connection
 //! run that was a tenth of all the work. A shard with fewer than [`RAW_MAX`]
-//! values keeps them in a list instead, recorded into the merged histogram
-//! once; a busier one moves them into a histogram of its own. Either way the
-//! merged histogram counts the same multiset of values, so every quantile is
-//! the same.
+//! runs of one value keeps them in a list instead, recorded into the
+//! merged histogram once; a busier one moves them into a histogram of its
+//! own. Either way the merged histogram counts the same multiset of values,
+//! so every quantile is the same.
 
 use hdrhistogram::Histogram;
 
-/// Runs of values kept raw before a shard builds its own histogram (64 KiB
-/// of them).
-const RAW_MAX: usize = 4096;
-/// Room for runs made at a tally's first (4 KiB).
-const RAW_FIRST: usize = 256;
+/// Runs of values kept raw before a shard builds its own histogram (32 KiB
+/// of them, as many bytes as the 4,096 single values kept before runs).
+const RAW_MAX: usize = 2048;
+/// Room for runs made at a tally's first (2 KiB).
+const RAW_FIRST: usize = 128;
 
 /// One shard's values for one histogram, as runs of one value: a burst's
 /// connections close in one instant and end in one, so their latencies
