@@ -70,8 +70,14 @@ const PERTURB_MASK: u64 = (1 << 16) - 1;
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct PerturbSlot(usize);
 
-/// A destination's port offset and `table_perturb` slot, as a connect hint
-/// looked them up ([`Ports::peek_start`]).
+/// The index of a local address's buckets, as a search found it: the new
+/// entry's [`Ports::acquire_at`] writes its port's bucket without looking
+/// the address up again (locals are only added, so an index stays valid).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct LocalAt(usize);
+
+/// A destination's port offset and `table_perturb` slot, as a search
+/// ([`Ports::start`]) or a connect hint ([`Ports::peek_start`]) looked them up.
 #[derive(Clone, Copy)]
 struct Peeked {
     /// (saddr, daddr, dport).
@@ -100,10 +106,12 @@ pub(crate) struct Ports {
     /// `table_perturb`, only the slots in use: (index, value).
     perturb: Vec<(u16, u32)>,
     perturb_at: HashTable<u32>,
-    /// The slot of `perturb` last found (`usize::MAX`: none): a client
-    /// connects to one destination or a few, so the next search most often
-    /// wants the same slot, and finds it without hashing.
-    last_perturb: usize,
+    /// The destination [`Ports::start`] searched for last: a client
+    /// connects to one server, from one address per simulated shard, so the
+    /// next search is most often to it and finds its port offset (a keyed
+    /// hash) and slot here. Kept apart from `peeked`, which the hints for
+    /// the connects after this one fill.
+    searched: Option<Peeked>,
     /// The destination [`Ports::peek_start`] looked up last: a driver hints
     /// each connect twice, a connect apart (`Host::prefetch_connect`), and
     /// the second hint finds its hash and slot here. Slots are only added,
@@ -127,7 +135,7 @@ impl Ports {
             recent_local: [const { Cell::new(u32::MAX) }; RECENT_LOCALS],
             perturb: Vec::new(),
             perturb_at: HashTable::new(),
-            last_perturb: usize::MAX,
+            searched: None,
             peeked: Cell::new(None),
             draws: 0,
             first_dest: None,
@@ -190,10 +198,23 @@ impl Ports {
 
     /// The buckets of local address `ip`, one per port of the range from
     /// [`Ports::low`] (0 when nobody holds the port); None when no entry
-    /// ever used the address. Looked up once per port search.
+    /// ever used the address.
     #[inline]
     pub(crate) fn buckets(&self, ip: u32) -> Option<&[u32]> {
-        self.local(ip).map(|i| &self.locals[i].1[..])
+        self.local_at(ip).map(|at| self.buckets_at(at))
+    }
+
+    /// Where local address `ip`'s buckets are; None when no entry ever used
+    /// the address. Looked up once per port search.
+    #[inline]
+    pub(crate) fn local_at(&self, ip: u32) -> Option<LocalAt> {
+        self.local(ip).map(LocalAt)
+    }
+
+    /// The buckets at `at` ([`Ports::buckets`]).
+    #[inline]
+    pub(crate) fn buckets_at(&self, at: LocalAt) -> &[u32] {
+        &self.locals[at.0].1
     }
 
     /// One more entry on `tuple`'s local port; `bound` marks the port taken by
@@ -202,10 +223,19 @@ impl Ports {
         if !self.in_range(tuple.local_port) {
             return;
         }
+        let at = LocalAt(self.local_or_insert(tuple.local_ip));
+        self.acquire_at(at, tuple, bound);
+    }
+
+    /// [`Ports::acquire`] for a port of the range whose address's buckets a
+    /// search found at `at`.
+    #[inline]
+    pub(crate) fn acquire_at(&mut self, at: LocalAt, tuple: &Tuple, bound: bool) {
+        debug_assert!(self.in_range(tuple.local_port));
+        debug_assert_eq!(self.locals[at.0].0, tuple.local_ip);
         let dest = (tuple.remote_ip, tuple.remote_port);
         let to_first = *self.first_dest.get_or_insert(dest) == dest;
-        let i = self.local_or_insert(tuple.local_ip);
-        let b = &mut self.locals[i].1[(tuple.local_port - self.low) as usize];
+        let b = &mut self.locals[at.0].1[usize::from(tuple.local_port - self.low)];
         *b = (*b + 1) | if bound { BOUND } else { 0 } | if to_first { TO_FIRST } else { 0 };
     }
 
@@ -252,7 +282,7 @@ impl Ports {
 
     /// `secure_ipv4_port_ephemeral(saddr, daddr, dport)`: a keyed 64-bit hash
     /// of the destination and our address (siphash with `net_secret` in Linux).
-    pub(crate) fn port_offset(&self, saddr: u32, daddr: u32, dport: u16) -> u64 {
+    fn port_offset(&self, saddr: u32, daddr: u32, dport: u16) -> u64 {
         let t = Tuple {
             local_ip: saddr,
             remote_ip: daddr,
@@ -264,22 +294,13 @@ impl Ports {
 
     fn perturb_slot(&mut self, port_offset: u64) -> usize {
         let index = (port_offset & PERTURB_MASK) as u16;
-        if self
-            .perturb
-            .get(self.last_perturb)
-            .is_some_and(|p| p.0 == index)
-        {
-            return self.last_perturb;
-        }
         if let Some(i) = self.find_perturb(index) {
-            self.last_perturb = i;
             return i;
         }
         // get_random_sleepable_once(): the table starts random; here keyed.
         let start = mix(index as u64 ^ self.secret) as u32;
         let i = self.perturb.len();
         self.perturb.push((index, start));
-        self.last_perturb = i;
         let perturb = &self.perturb;
         self.perturb_at
             .insert_unique(mix(index as u64), i as u32, |&j| {
@@ -306,13 +327,30 @@ impl Ports {
         offset & !1
     }
 
-    /// Where the even-port scan of `__inet_hash_connect` starts, as an offset
-    /// into the range: `(table_perturb[index] + (port_offset >> 32)) %
-    /// remaining`, made even (`remaining` is the range rounded down to even);
-    /// with the `table_perturb` slot for [`Ports::advance`].
-    pub(crate) fn start(&mut self, port_offset: u64) -> (PerturbSlot, u32) {
-        let slot = self.perturb_slot(port_offset);
-        (PerturbSlot(slot), self.scan_offset(slot, port_offset))
+    /// Where the even-port scan of `__inet_hash_connect` from `saddr` to
+    /// `daddr:dport` starts, as an offset into the range: `(table_perturb[index]
+    /// + (port_offset >> 32)) % remaining`, made even (`remaining` is the
+    /// range rounded down to even); with the `table_perturb` slot for
+    /// [`Ports::advance`]. The destination searched for last is not hashed
+    /// again.
+    pub(crate) fn start(&mut self, saddr: u32, daddr: u32, dport: u16) -> (PerturbSlot, u32) {
+        let dest = (saddr, daddr, dport);
+        let p = match self.searched {
+            Some(p) if p.dest == dest => p,
+            _ => {
+                let port_offset = self.port_offset(saddr, daddr, dport);
+                let slot = self.perturb_slot(port_offset) as u32;
+                let p = Peeked {
+                    dest,
+                    port_offset,
+                    slot,
+                };
+                self.searched = Some(p);
+                p
+            }
+        };
+        let slot = p.slot as usize;
+        (PerturbSlot(slot), self.scan_offset(slot, p.port_offset))
     }
 
     /// Where the next even-port scan from `saddr` to `daddr:dport` starts

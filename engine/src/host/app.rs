@@ -38,19 +38,22 @@ impl Host {
             None => self.isn(now, &tuple),
         };
         let ts_recent = reused.and_then(|(_, e)| e.ts_recent);
-        self.open_active(now, tuple, iss, ts_recent, true);
+        if !self.is_listening(tuple.local_port) {
+            self.ports.acquire(&tuple, true);
+        }
+        self.open_active(now, tuple, iss, ts_recent);
         Ok(())
     }
 
-    /// Inserts the SYN-SENT entry and sends its SYN (`tcp_connect`). `bound`:
-    /// the port was taken by bind(), so connect() must not share it.
+    /// Inserts the SYN-SENT entry and sends its SYN (`tcp_connect`). The
+    /// caller has taken its port (`Ports::acquire`): a port bind() took
+    /// (`bound`) connect() must not share.
     pub(super) fn open_active(
         &mut self,
         now: Time,
         tuple: Tuple,
         iss: Seq,
         ts_recent: Option<u32>,
-        bound: bool,
     ) {
         let mut c = Conn::new(tuple, State::SynSent, iss);
         if self.cfg.timestamps {
@@ -59,9 +62,6 @@ impl Host {
             // (tcp_twsk_unique, tcp_syn_options).
             c.flags |= flag::TS_OK;
             c.ts_recent = ts_recent.unwrap_or(0);
-        }
-        if !self.is_listening(tuple.local_port) {
-            self.ports.acquire(&tuple, bound);
         }
         // Stored once, after the SYN went out, as in `accept_syn`.
         let idx = self.table.next_conn_index();

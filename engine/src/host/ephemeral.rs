@@ -3,7 +3,7 @@
 //! 4-tuple held by TIME-WAIT (`__inet_check_established`, `tcp_twsk_unique`).
 
 use super::{CloseReason, Error, Host};
-use crate::ports::{BindMode, Connected, Ports};
+use crate::ports::{BindMode, Connected, LocalAt, Ports};
 use crate::seq::Seq;
 use crate::table::Found;
 use crate::time::Time;
@@ -16,6 +16,9 @@ struct Pick {
     probed: u32,
     /// The TIME-WAIT entry to take over, with its ring position.
     tw: Option<(u64, TwEntry)>,
+    /// The local address's buckets, None before its first entry: the new
+    /// entry takes its port without looking the address up again.
+    local: Option<LocalAt>,
 }
 
 /// The other-parity pass of `__inet_hash_connect` after an even start
@@ -67,8 +70,14 @@ impl Host {
             None => self.isn(now, &pick.tuple),
         };
         let ts_recent = pick.tw.and_then(|(_, e)| e.ts_recent);
+        // Both searches skip a listener's port, so the entry counts on its
+        // bucket (`Host::port_released` takes it off).
         let bound = mode == BindMode::BeforeConnect;
-        self.open_active(now, pick.tuple, iss, ts_recent, bound);
+        match pick.local {
+            Some(at) => self.ports.acquire_at(at, &pick.tuple, bound),
+            None => self.ports.acquire(&pick.tuple, bound),
+        }
+        self.open_active(now, pick.tuple, iss, ts_recent);
         Ok(Connected {
             tuple: pick.tuple,
             probed: pick.probed,
@@ -88,10 +97,10 @@ impl Host {
         remote_ip: u32,
         remote_port: u16,
     ) -> Result<Pick, u32> {
-        let port_offset = self.ports.port_offset(local_ip, remote_ip, remote_port);
-        let (slot, offset) = self.ports.start(port_offset);
+        let (slot, offset) = self.ports.start(local_ip, remote_ip, remote_port);
         let known_taken = self.known_taken(local_ip, remote_ip, remote_port);
-        let buckets = self.ports.buckets(local_ip);
+        let local = self.ports.local_at(local_ip);
+        let buckets = local.map(|at| self.ports.buckets_at(at));
         let low = self.ports.low();
         let ((tuple, tw), i, probed) =
             self.walk_ports(offset, other_parity(offset), |h, port| {
@@ -109,7 +118,12 @@ impl Host {
         // (`max(i, get_random_u32_below(8) * step)`).
         let noise = self.ports.draw();
         self.ports.advance(slot, i, noise);
-        Ok(Pick { tuple, probed, tw })
+        Ok(Pick {
+            tuple,
+            probed,
+            tw,
+            local,
+        })
     }
 
     /// The port `hash_connect` will take for this destination as far as the
@@ -196,7 +210,8 @@ impl Host {
         let offset = ((self.ports.draw() % u64::from(remaining)) as u32) | 1;
         // offset--; if (!(offset & 1)) goto other_parity_scan
         let other = Some(offset.wrapping_sub(1)).filter(|o| o & 1 == 0);
-        let buckets = self.ports.buckets(local_ip);
+        let local = self.ports.local_at(local_ip);
+        let buckets = local.map(|at| self.ports.buckets_at(at));
         let (port, _, probed) = self.walk_ports(offset, other, |h, port| {
             h.port_open(buckets, port).then_some(port)
         })?;
@@ -210,6 +225,7 @@ impl Host {
             tuple,
             probed,
             tw: None,
+            local,
         })
     }
 

@@ -64,15 +64,14 @@ fn a_bucket_marks_its_entry_to_the_first_destination_while_it_is_there() {
 #[test]
 fn the_start_is_even_and_moves_on_after_a_success() {
     let mut p = Ports::new((40_000, 40_999), 7);
-    let off = p.port_offset(1, 2, 80);
-    let (slot, a) = p.start(off);
+    let (slot, a) = p.start(1, 2, 80);
     assert_eq!(a % 2, 0);
     assert!(a < 1000);
     // A first-try success moves the start by at least one step (2 ports).
     p.advance(slot, 0, 0);
-    assert_eq!(p.start(off).1, (a + 2) % 1000);
+    assert_eq!(p.start(1, 2, 80).1, (a + 2) % 1000);
     // Another destination has its own offset.
-    assert_ne!(off, p.port_offset(1, 3, 80));
+    assert_ne!(p.port_offset(1, 2, 80), p.port_offset(1, 3, 80));
 }
 
 #[test]
@@ -80,16 +79,62 @@ fn each_destination_keeps_its_own_start_when_searches_alternate() {
     let mut p = Ports::new((40_000, 40_999), 7);
     let (a, b) = (p.port_offset(1, 2, 80), p.port_offset(1, 3, 80));
     assert_ne!(a & PERTURB_MASK, b & PERTURB_MASK);
-    let (slot_a, start_a) = p.start(a);
+    let (slot_a, start_a) = p.start(1, 2, 80);
     p.advance(slot_a, 0, 0);
-    let (slot_b, start_b) = p.start(b);
+    let (slot_b, start_b) = p.start(1, 3, 80);
     assert_ne!(slot_a.0, slot_b.0);
     p.advance(slot_b, 4, 0);
     // Back to the first: its slot, moved once; then the second's, moved once.
-    let (again_a, moved_a) = p.start(a);
+    let (again_a, moved_a) = p.start(1, 2, 80);
     assert_eq!((again_a.0, moved_a), (slot_a.0, (start_a + 2) % 1000));
-    let (again_b, moved_b) = p.start(b);
+    let (again_b, moved_b) = p.start(1, 3, 80);
     assert_eq!((again_b.0, moved_b), (slot_b.0, (start_b + 6) % 1000));
+}
+
+/// A search to the destination searched last (its offset kept, not
+/// hashed) starts where one after a search elsewhere (hashed anew) does.
+#[test]
+fn a_repeated_destination_starts_as_a_fresh_one() {
+    let (mut kept, mut fresh) = (
+        Ports::new((40_000, 40_999), 7),
+        Ports::new((40_000, 40_999), 7),
+    );
+    for round in 0..5u32 {
+        let (slot, start) = kept.start(1, 2, 80);
+        fresh.start(1, 3, 80);
+        let (fresh_slot, fresh_start) = fresh.start(1, 2, 80);
+        assert_eq!(start, fresh_start, "round {round}");
+        kept.advance(slot, 2 * round, u64::from(round));
+        fresh.advance(fresh_slot, 2 * round, u64::from(round));
+    }
+}
+
+/// An entry taken at the buckets a search found counts as one taken by
+/// its tuple.
+#[test]
+fn acquire_at_the_found_buckets_is_acquire() {
+    let (mut at, mut plain) = (
+        Ports::new((40_000, 40_009), 1),
+        Ports::new((40_000, 40_009), 1),
+    );
+    let ip = t(0).local_ip;
+    let other = Tuple::new([10, 0, 0, 1], 40_004, [10, 0, 0, 3], 80);
+    for (tuple, bound) in [
+        (t(40_002), false),
+        (other, false),
+        (t(40_004), false),
+        (t(40_006), true),
+    ] {
+        // The first entry makes the address's buckets; later ones find them.
+        match at.local_at(ip) {
+            Some(found) => at.acquire_at(found, &tuple, bound),
+            None => at.acquire(&tuple, bound),
+        }
+        plain.acquire(&tuple, bound);
+        assert_eq!(at.buckets(ip), plain.buckets(ip));
+    }
+    assert_eq!(at.bucket(ip, 40_004), 2 | TO_FIRST);
+    assert!(Ports::is_bound(at.bucket(ip, 40_006)));
 }
 
 /// Addresses asked for in turn, more than the cache has slots and some
@@ -126,13 +171,12 @@ fn a_peek_is_the_next_start() {
     for round in 0..3 {
         for (i, &(s, d, port)) in dests.iter().enumerate() {
             let peeked = [p.peek_start(s, d, port), p.peek_start(s, d, port)];
-            let off = p.port_offset(s, d, port);
-            let (slot, start) = p.start(off);
+            let (slot, start) = p.start(s, d, port);
             let want = (round > 0).then_some(start);
             assert_eq!(peeked, [want; 2], "round {round}, destination {i}");
             p.advance(slot, 2 * i as u32, 0);
-            assert_eq!(p.peek_start(s, d, port), Some(p.start(off).1));
-            assert_ne!(p.start(off).1, start);
+            assert_eq!(p.peek_start(s, d, port), Some(p.start(s, d, port).1));
+            assert_ne!(p.start(s, d, port).1, start);
         }
     }
 }
