@@ -76,10 +76,13 @@ impl Host {
     }
 
     /// Sends new sequence space (SYN, data or FIN) and keeps the retransmission
-    /// timer running for the oldest outstanding byte.
+    /// timer running for the oldest outstanding byte. The segment is built
+    /// here, not through [`Host::emit_on`]: this function saves the registers
+    /// a segment needs already, and a call would save them again (five
+    /// segments a teardown go this way).
     pub(super) fn send_new(&mut self, now: Time, idx: u32, c: &mut Conn, flags: Flags, len: u32) {
         let ack = if flags.ack() { c.rcv_nxt } else { Seq(0) };
-        self.emit_on(c, flags, c.snd_nxt, ack, len);
+        self.push_segment(&c.tuple, flags, c.snd_nxt, ack, len, c.ts_echo());
         let idle = c.snd_una == c.snd_nxt;
         if flags.ack() {
             if idle && c.bit(bits::DELACK) {
