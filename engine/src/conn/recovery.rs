@@ -52,6 +52,16 @@ impl Tcb {
         self.rec = (self.rec & !(0x7 << rec::PKTS_SHIFT)) | n << rec::PKTS_SHIFT;
     }
 
+    /// One more segment in flight, as `tcp_event_new_data_sent` counts it:
+    /// [`Tcb::set_pkts`] of one more, as one add to the byte (every segment
+    /// sent new takes this).
+    #[inline]
+    pub fn add_pkt(&mut self) {
+        if self.pkts() < rec::PKTS_MAX {
+            self.rec += 1 << rec::PKTS_SHIFT;
+        }
+    }
+
     /// Duplicate ACKs counted (`sacked_out`), or [`rec::FAST`] in fast recovery.
     #[inline]
     pub fn dupacks(&self) -> u8 {
@@ -115,5 +125,20 @@ mod tests {
         c.set_rto_fired(false);
         assert_eq!((c.pkts(), c.reordering()), (7, 3));
         assert!(c.fast_recovery() && !c.rto_fired());
+    }
+
+    /// Adding a segment is `set_pkts` of one more, saturating, whatever
+    /// the other fields hold.
+    #[test]
+    fn add_pkt_is_set_pkts_of_one_more() {
+        for byte in 0..=u8::MAX {
+            let mut added = Conn::new(Tuple::default(), State::Established, Seq(0));
+            added.rec = byte;
+            let mut set = added;
+            added.add_pkt();
+            let more = set.pkts() + 1;
+            set.set_pkts(more);
+            assert_eq!(added.rec, set.rec, "{byte:#04x}");
+        }
     }
 }

@@ -96,8 +96,7 @@ impl Host {
             }
         }
         c.snd_nxt += len + flags.syn() as u32 + flags.fin() as u32;
-        let pkts = c.pkts().saturating_add(1);
-        c.set_pkts(pkts);
+        c.add_pkt();
         if idle {
             c.start_timing(now.as_micros() as u32);
             c.retrans_stamp_ms = now.stamp_ms();
