@@ -116,16 +116,25 @@ impl Host {
         }
         let next = match c.state {
             State::SynSent => Next::Close(CloseReason::Aborted),
-            State::SynReceived | State::Established => {
+            State::SynReceived | State::Established | State::CloseWait => {
+                let passive = c.state == State::CloseWait;
+                if passive {
+                    c.flags |= flag::PASSIVE_CLOSE;
+                }
                 self.send_fin(now, idx, &mut c);
-                c.state = State::FinWait1;
-                Next::Keep
-            }
-            State::CloseWait => {
-                c.flags |= flag::PASSIVE_CLOSE;
-                self.send_fin(now, idx, &mut c);
-                c.state = State::LastAck;
-                Next::Keep
+                c.state = if passive {
+                    State::LastAck
+                } else {
+                    State::FinWait1
+                };
+                // Neither this state nor the one before is an orphaned
+                // FIN-WAIT-2, so `commit_found`'s Keep arm comes down to the
+                // state's count and the write-back; taken here, `c` goes to
+                // the table without the copy that passing it on made.
+                debug_assert!(!c.has(flag::FW2_COUNTED));
+                self.enter(tuple, before, c.state);
+                self.table.set_found_conn(idx, c);
+                return Ok(());
             }
             State::FinWait2 if orphan && c.timer.is_none() => {
                 // shutdown() then close(): tcp_close makes the FIN_WAIT2 mini-socket
