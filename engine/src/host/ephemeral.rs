@@ -14,8 +14,10 @@ use crate::tuple::Tuple;
 struct Pick {
     tuple: Tuple,
     probed: u32,
-    /// The TIME-WAIT entry to take over, with its ring position.
-    tw: Option<(u64, TwEntry)>,
+    /// The ring position of the TIME-WAIT entry to take over, read again
+    /// there: carrying the entry out of the search cost a copy of it on
+    /// every connect, for the few that take one over.
+    tw: Option<u64>,
     /// The local address's buckets, None before its first entry: the new
     /// entry takes its port without looking the address up again.
     local: Option<LocalAt>,
@@ -65,11 +67,13 @@ impl Host {
         if full && pick.tw.is_none() {
             return Err(Error::TableFull(self.table.len()));
         }
-        let iss = match pick.tw {
-            Some((pos, e)) => self.take_over_time_wait(now, pos, &e),
-            None => self.isn(now, &pick.tuple),
+        let (iss, ts_recent) = match pick.tw {
+            Some(pos) => {
+                let e = self.table.time_wait(pos);
+                (self.take_over_time_wait(now, pos, &e), e.ts_recent)
+            }
+            None => (self.isn(now, &pick.tuple), None),
         };
-        let ts_recent = pick.tw.and_then(|(_, e)| e.ts_recent);
         // Both searches skip a listener's port, so the entry counts on its
         // bucket (`Host::port_released` takes it off).
         let bound = mode == BindMode::BeforeConnect;
@@ -163,7 +167,8 @@ impl Host {
     }
 
     /// One port of `hash_connect`, whose bucket is `bucket`: None when it
-    /// cannot carry `tuple`, else the TIME-WAIT entry to take over if any.
+    /// cannot carry `tuple`, else the ring position of the TIME-WAIT entry
+    /// to take over if any.
     /// `known_taken`: a bucket that holds an entry to this destination is
     /// refused without the lookup.
     fn port_usable(
@@ -172,7 +177,7 @@ impl Host {
         tuple: &Tuple,
         bucket: u32,
         known_taken: bool,
-    ) -> Option<Option<(u64, TwEntry)>> {
+    ) -> Option<Option<u64>> {
         // A listener's bucket has fastreuse >= 0: skipped like a bound port.
         if self.is_listening(tuple.local_port) {
             return None;
@@ -191,7 +196,7 @@ impl Host {
             Some(Found::Conn(_)) => None,
             Some(Found::TimeWait(pos)) => {
                 let e = self.table.time_wait(pos);
-                self.twsk_unique(now, &e, true).then_some(Some((pos, e)))
+                self.twsk_unique(now, &e, true).then_some(Some(pos))
             }
         }
     }
