@@ -57,7 +57,7 @@ impl Host {
         // Linux's delayed ACK makes it do.
         if flags.ack() && !flags.rst() && self.out.len() > self.sent_acks {
             if let Some(last) = self.out.last() {
-                if last.flags == Flags::ACK && last.len == 0 && last.sender_tuple() == *tuple {
+                if last.flags == Flags::ACK && last.len == 0 && last.sent_on(tuple) {
                     self.out.pop();
                     self.stats.segments_sent -= 1;
                     self.stats.acks_coalesced += 1;
@@ -119,7 +119,7 @@ impl Host {
                 && !last.flags.fin()
                 && !last.flags.syn()
                 && last.seq_num() + last.len == c.snd_nxt
-                && last.sender_tuple() == c.tuple
+                && last.sent_on(&c.tuple)
             {
                 last.flags = last.flags | Flags::FIN;
                 c.flags |= flag::FIN_WITH_DATA;
