@@ -84,7 +84,7 @@ impl Host {
             if c.must_hold() {
                 c.hold(len);
             } else {
-                self.send_new(now, idx, &mut c, Flags::ACK | Flags::PSH, len);
+                self.send_new_inline(now, idx, &mut c, Flags::ACK | Flags::PSH, len);
             }
         }
         self.table.set_found_conn(idx, c);

@@ -80,7 +80,23 @@ impl Host {
     /// here, not through [`Host::emit_on`]: this function saves the registers
     /// a segment needs already, and a call would save them again (five
     /// segments a teardown go this way).
+    #[inline(never)]
     pub(super) fn send_new(&mut self, now: Time, idx: u32, c: &mut Conn, flags: Flags, len: u32) {
+        self.send_new_inline(now, idx, c, flags, len);
+    }
+
+    /// [`Host::send_new`] in its caller: for the application's `send`, whose
+    /// connection then never leaves its registers and stack for a call (two
+    /// data segments a teardown).
+    #[inline(always)]
+    pub(super) fn send_new_inline(
+        &mut self,
+        now: Time,
+        idx: u32,
+        c: &mut Conn,
+        flags: Flags,
+        len: u32,
+    ) {
         let ack = if flags.ack() { c.rcv_nxt } else { Seq(0) };
         self.push_segment(&c.tuple, flags, c.snd_nxt, ack, len, c.ts_echo());
         let idle = c.snd_una == c.snd_nxt;
