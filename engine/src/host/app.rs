@@ -121,7 +121,7 @@ impl Host {
                 if passive {
                     c.flags |= flag::PASSIVE_CLOSE;
                 }
-                self.send_fin(now, idx, &mut c);
+                self.send_fin_inline(now, idx, &mut c);
                 c.state = if passive {
                     State::LastAck
                 } else {

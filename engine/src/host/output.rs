@@ -125,6 +125,13 @@ impl Host {
     /// the FIN rides on it, as Linux's `tcp_send_fin` sets FIN on the tail of the
     /// write queue.
     pub(super) fn send_fin(&mut self, now: Time, idx: u32, c: &mut Conn) {
+        self.send_fin_inline(now, idx, c);
+    }
+
+    /// [`Host::send_fin`] in its caller, with [`Host::send_new_inline`]: for
+    /// the application's close(), as `send_new_inline` is for its send().
+    #[inline(always)]
+    pub(super) fn send_fin_inline(&mut self, now: Time, idx: u32, c: &mut Conn) {
         if c.must_hold() {
             c.flags |= flag::FIN_HELD;
             return;
@@ -144,7 +151,7 @@ impl Host {
                 return;
             }
         }
-        self.send_new(now, idx, c, Flags::FIN | Flags::ACK, 0);
+        self.send_new_inline(now, idx, c, Flags::FIN | Flags::ACK, 0);
     }
 
     /// Our SYN-ACK once more, outside the retransmission timer: a simultaneous
