@@ -328,11 +328,11 @@ impl Ports {
     }
 
     /// Where the even-port scan of `__inet_hash_connect` from `saddr` to
-    /// `daddr:dport` starts, as an offset into the range: `(table_perturb[index]
-    /// + (port_offset >> 32)) % remaining`, made even (`remaining` is the
-    /// range rounded down to even); with the `table_perturb` slot for
-    /// [`Ports::advance`]. The destination searched for last is not hashed
-    /// again.
+    /// `daddr:dport` starts, as an offset into the range:
+    /// `(table_perturb[index] + (port_offset >> 32)) % remaining`, made even
+    /// (`remaining` is the range rounded down to even); with the
+    /// `table_perturb` slot for [`Ports::advance`]. The destination searched
+    /// for last is not hashed again.
     pub(crate) fn start(&mut self, saddr: u32, daddr: u32, dport: u16) -> (PerturbSlot, u32) {
         let dest = (saddr, daddr, dport);
         let p = match self.searched {
