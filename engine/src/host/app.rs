@@ -65,7 +65,7 @@ impl Host {
         }
         // Stored once, after the SYN went out, as in `accept_syn`.
         let idx = self.table.next_conn_index();
-        self.send_new(now, idx, &mut c, Flags::SYN, 0);
+        self.send_new_inline(now, idx, &mut c, Flags::SYN, 0);
         let stored = self.table.insert_conn(c);
         debug_assert_eq!(stored, idx);
         self.stats.opened_active += 1;

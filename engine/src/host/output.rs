@@ -85,9 +85,9 @@ impl Host {
         self.send_new_inline(now, idx, c, flags, len);
     }
 
-    /// [`Host::send_new`] in its caller: for the application's `send`, whose
-    /// connection then never leaves its registers and stack for a call (two
-    /// data segments a teardown).
+    /// [`Host::send_new`] in its caller: for the application's calls (the
+    /// SYN, data, our FIN), whose connection then never leaves their frame
+    /// for a call.
     #[inline(always)]
     pub(super) fn send_new_inline(
         &mut self,
