@@ -120,7 +120,7 @@ impl Host {
         // The SYN-ACK goes out first and the connection is stored once, as
         // it is after sending (the insert's index named in advance).
         let idx = self.table.next_conn_index();
-        self.send_new(now, idx, &mut c, Flags::SYN | Flags::ACK, 0);
+        self.send_new_inline(now, idx, &mut c, Flags::SYN | Flags::ACK, 0);
         let stored = self.table.insert_conn_hashed(c, hash);
         debug_assert_eq!(stored, idx);
         self.stats.opened_passive += 1;

@@ -86,8 +86,8 @@ impl Host {
     }
 
     /// [`Host::send_new`] in its caller: for the application's calls (the
-    /// SYN, data, our FIN), whose connection then never leaves their frame
-    /// for a call.
+    /// SYN, data, our FIN) and `accept_syn`'s SYN-ACK, whose connection then
+    /// never leaves their frame for a call.
     #[inline(always)]
     pub(super) fn send_new_inline(
         &mut self,
