@@ -177,13 +177,20 @@ impl TwRing {
     }
 
     /// The oldest slot (live or stale), its position and its expiry (ms
-    /// stamp), in one lookup: expiry and compaction read both.
+    /// stamp), in one lookup: expiry and compaction read both. The head is
+    /// always in the first chunk ([`TwRing::pop_front`] drops a chunk as the
+    /// head leaves it), so no chunk index is computed.
     #[inline]
     pub fn front(&self) -> Option<(u64, &TwRecord, u32)> {
-        (self.head < self.tail).then(|| {
-            let (rec, expires_ms) = self.get(self.head);
-            (self.head, rec, expires_ms)
-        })
+        if self.head >= self.tail {
+            return None;
+        }
+        let off = (self.head - self.base) as usize;
+        debug_assert!(off < CHUNK);
+        let chunk = self.chunks.front()?;
+        let rec = &chunk.recs[off & (CHUNK - 1)];
+        let base = chunk.bases[(off & (CHUNK - 1)) >> SPAN_BITS];
+        Some((self.head, rec, base.wrapping_add(rec.expires_off as u32)))
     }
 
     /// Drops the oldest slot, recycling a chunk once all of it has been popped.

@@ -10,6 +10,11 @@ use crate::segment::Flags;
 use crate::seq::Seq;
 use crate::state::State;
 use crate::time::Time;
+use crate::timewait::TwEntry;
+
+/// TIME-WAIT entries expired per pass of [`Host::handle_timeout`]: the
+/// table removes a batch, then the host accounts for each.
+const TW_BATCH: usize = 16;
 
 impl Host {
     /// Fires every timer due at `now`: retransmissions, FIN-WAIT-2 timeouts and
@@ -20,9 +25,16 @@ impl Host {
             self.on_timer(now, idx);
         }
         let now_ms = now.stamp_ms();
-        while let Some(e) = self.table.pop_expired_time_wait(now_ms) {
-            self.stats.timeouts_time_wait += 1;
-            self.closed_time_wait(now, &e, CloseReason::TimeWaitExpired);
+        let mut batch = [TwEntry::default(); TW_BATCH];
+        loop {
+            let n = self.table.expire_time_wait(now_ms, &mut batch);
+            self.stats.timeouts_time_wait += n as u64;
+            for e in &batch[..n] {
+                self.closed_time_wait(now, e, CloseReason::TimeWaitExpired);
+            }
+            if n < TW_BATCH {
+                break;
+            }
         }
         self.table.compact_time_wait();
     }
