@@ -43,9 +43,16 @@ impl Time {
     }
 
     /// Milliseconds rounded up, so that a deadline converted to ticks never fires early.
+    /// As `(us + 999) / 1000`: one multiply, where `div_ceil`'s test of the
+    /// remainder took another and a compare (every arm of a timer rounds);
+    /// only the last 999 µs of the range, where the sum would overflow, take
+    /// `div_ceil`.
     #[inline]
     pub const fn ceil_millis(self) -> u64 {
-        self.0.div_ceil(1000)
+        match self.0.checked_add(999) {
+            Some(us) => us / 1000,
+            None => self.0.div_ceil(1000),
+        }
     }
 
     /// The low 32 bits of the millisecond clock, used for compact per-entry stamps.
@@ -115,6 +122,15 @@ mod tests {
         assert_eq!(Time::from_micros(1_000).ceil_millis(), 1);
         assert_eq!(Time::from_micros(1_001).ceil_millis(), 2);
         assert_eq!(Time::from_micros(1_999).as_millis(), 1);
+        assert_eq!(Time::ZERO.ceil_millis(), 0);
+        // Every remainder, and the top of the range where `us + 999` overflows.
+        for us in (0..3_000).chain(u64::MAX - 3_000..=u64::MAX) {
+            assert_eq!(
+                Time::from_micros(us).ceil_millis(),
+                us.div_ceil(1000),
+                "{us}"
+            );
+        }
         assert_eq!(Time::ZERO + Duration::from_millis(5), Time::from_millis(5));
         assert_eq!(Time::from_millis(3) - Time::from_millis(5), Duration::ZERO);
     }
