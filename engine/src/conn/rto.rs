@@ -91,15 +91,17 @@ impl Tcb {
 
 /// A [`Config`]'s timeouts in microseconds, taken once per host: read as
 /// `Duration`s they cost a multiply and a divide each on every arm of the
-/// retransmission timer and every RTT sample. Same values as the
-/// `Duration`s' `as_micros()` (the RTO bounds truncated to 64 bits as
-/// before, `fin_timeout` saturated).
+/// retransmission timer, every RTT sample and every entry into TIME-WAIT.
+/// Same values as the `Duration`s' `as_micros()` (the RTO bounds truncated
+/// to 64 bits as before, `fin_timeout` and `time_wait` saturated, as
+/// `Time + Duration` saturates).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct TimeoutsUs {
     pub(crate) rto_initial: u64,
     pub(crate) rto_min: u64,
     pub(crate) rto_max: u64,
     pub(crate) fin_timeout: u64,
+    pub(crate) time_wait: u64,
 }
 
 impl TimeoutsUs {
@@ -109,6 +111,7 @@ impl TimeoutsUs {
             rto_min: cfg.rto_min.as_micros() as u64,
             rto_max: cfg.rto_max.as_micros() as u64,
             fin_timeout: u64::try_from(cfg.fin_timeout.as_micros()).unwrap_or(u64::MAX),
+            time_wait: u64::try_from(cfg.time_wait.as_micros()).unwrap_or(u64::MAX),
         }
     }
 }
@@ -120,6 +123,29 @@ mod tests {
     use crate::seq::Seq;
     use crate::state::State;
     use crate::tuple::Tuple;
+
+    #[test]
+    fn time_wait_in_micros_adds_as_the_duration_does() {
+        use crate::time::Time;
+        let lengths = [
+            Duration::ZERO,
+            Duration::from_nanos(1_999),
+            Duration::from_secs(60),
+            Duration::from_secs(u64::MAX / 1_000_000 + 1),
+            Duration::MAX,
+        ];
+        for time_wait in lengths {
+            let t = TimeoutsUs::new(&Config {
+                time_wait,
+                ..Config::default()
+            });
+            for now in [0, 1_234_567, u64::MAX - 60_000_000, u64::MAX] {
+                let now = Time::from_micros(now);
+                let sum = Time::from_micros(now.as_micros().saturating_add(t.time_wait));
+                assert_eq!(sum, now + time_wait, "{time_wait:?} after {now}");
+            }
+        }
+    }
 
     #[test]
     fn first_sample_gives_m_plus_max_2m_200ms() {

@@ -139,7 +139,7 @@ impl Host {
 
     fn restart_time_wait(&mut self, now: Time, pos: u64) -> u64 {
         self.stats.time_wait_restarts += 1;
-        let expires = (now + self.cfg.time_wait).ceil_millis() as u32;
+        let expires = Self::deadline_ms(now, self.timeouts.time_wait) as u32;
         self.table.restart_time_wait(pos, expires)
     }
 
@@ -186,7 +186,7 @@ impl Host {
             tuple: c.tuple,
             snd_nxt: c.snd_nxt,
             rcv_nxt: c.rcv_nxt,
-            expires_ms: (now + self.cfg.time_wait).ceil_millis() as u32,
+            expires_ms: Self::deadline_ms(now, self.timeouts.time_wait) as u32,
             close_ms: c.close_ms,
             // An orphan's FIN-WAIT-2 mini-socket turns into TIME-WAIT in place
             // and keeps its out-of-window rate limit; a full socket's

@@ -142,10 +142,17 @@ impl Host {
         self.arm_us(now, idx, c, after_us);
     }
 
+    /// The tick `after_us` microseconds from `now`, rounded up so that a
+    /// timer never fires early (`now + Duration`, saturated, in ticks).
+    #[inline]
+    pub(super) fn deadline_ms(now: Time, after_us: u64) -> u64 {
+        Time::from_micros(now.as_micros().saturating_add(after_us)).ceil_millis()
+    }
+
     /// [`Host::arm`] `after_us` microseconds from `now`.
     #[inline]
     pub(super) fn arm_us(&mut self, now: Time, idx: u32, c: &mut Conn, after_us: u64) {
-        let deadline = Time::from_micros(now.as_micros().saturating_add(after_us)).ceil_millis();
+        let deadline = Self::deadline_ms(now, after_us);
         c.timer = Some(match c.timer {
             Some(k) => self.wheel.reset(k, deadline, idx),
             None => self.wheel.insert(deadline, idx),
