@@ -105,6 +105,34 @@ pub(crate) struct TwRing {
     spare: Option<Box<Chunk>>,
 }
 
+/// [`TwRing::front_slots`]: `(position, record, expiry)` of each slot.
+pub(crate) struct FrontSlots<'a> {
+    chunk: &'a Chunk,
+    /// Position of the slot at `off`.
+    pos: u64,
+    off: usize,
+    /// One past the last offset in the chunk to give.
+    end: usize,
+}
+
+impl<'a> Iterator for FrontSlots<'a> {
+    type Item = (u64, &'a TwRecord, u32);
+
+    #[inline]
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.off >= self.end {
+            return None;
+        }
+        let off = self.off & (CHUNK - 1);
+        let rec = &self.chunk.recs[off];
+        let expires_ms = self.chunk.bases[off >> SPAN_BITS].wrapping_add(rec.expires_off as u32);
+        let pos = self.pos;
+        self.off += 1;
+        self.pos += 1;
+        Some((pos, rec, expires_ms))
+    }
+}
+
 impl TwRing {
     /// An empty ring whose first position is `start` (positions never go back,
     /// so a compacted ring continues where the old one ended).
@@ -177,29 +205,47 @@ impl TwRing {
     }
 
     /// The oldest slot (live or stale), its position and its expiry (ms
-    /// stamp), in one lookup: expiry and compaction read both. The head is
-    /// always in the first chunk ([`TwRing::pop_front`] drops a chunk as the
-    /// head leaves it), so no chunk index is computed.
+    /// stamp), in one lookup: compaction and eviction read both.
     #[inline]
     pub fn front(&self) -> Option<(u64, &TwRecord, u32)> {
+        self.front_slots()?.next()
+    }
+
+    /// The slots from the head to the end of its chunk or of the ring,
+    /// oldest first, as [`TwRing::front`] gives them one at a time: the
+    /// chunk found once for a run of expiries, which
+    /// [`TwRing::pop_front_n`] then drops. The head is always in the first
+    /// chunk ([`TwRing::pop_front_n`] drops a chunk as the head leaves it).
+    #[inline]
+    pub fn front_slots(&self) -> Option<FrontSlots<'_>> {
         if self.head >= self.tail {
             return None;
         }
         let off = (self.head - self.base) as usize;
         debug_assert!(off < CHUNK);
+        let end = ((self.tail - self.base) as usize).min(CHUNK);
         let chunk = self.chunks.front()?;
-        let rec = &chunk.recs[off & (CHUNK - 1)];
-        let base = chunk.bases[(off & (CHUNK - 1)) >> SPAN_BITS];
-        Some((self.head, rec, base.wrapping_add(rec.expires_off as u32)))
+        Some(FrontSlots {
+            chunk,
+            pos: self.head,
+            off,
+            end,
+        })
     }
 
     /// Drops the oldest slot, recycling a chunk once all of it has been popped.
-    /// In line: one TIME-WAIT expiry in `CHUNK` ends a chunk, and the call
-    /// and the chunk handling's registers cost more than the rest.
     #[inline]
     pub fn pop_front(&mut self) {
-        debug_assert!(self.head < self.tail);
-        self.head += 1;
+        self.pop_front_n(1);
+    }
+
+    /// Drops the `n` oldest slots, no more than [`TwRing::front_slots`]
+    /// gave. In line: one TIME-WAIT expiry in `CHUNK` ends a chunk, and the
+    /// call and the chunk handling's registers cost more than the rest.
+    #[inline]
+    pub fn pop_front_n(&mut self, n: usize) {
+        self.head += n as u64;
+        debug_assert!(self.head <= self.tail && self.head - self.base <= CHUNK as u64);
         if self.head == self.tail || self.head - self.base == CHUNK as u64 {
             self.popped_chunk_end();
         }
@@ -298,6 +344,38 @@ mod tests {
         assert_eq!(r.push(entry(1), 7), n as u64);
         assert_eq!(r.at(n as u64).snd_nxt, Seq(1));
         assert!(r.heap_bytes() <= 2 * std::mem::size_of::<Chunk>() + 1024);
+    }
+
+    #[test]
+    fn front_slots_run_to_the_chunk_end_and_pop_at_once() {
+        let mut r = TwRing::default();
+        let n = CHUNK as u32 + 100;
+        for i in 0..n {
+            r.push(entry(i), 1_000 + i);
+        }
+        r.pop_front_n(10);
+        let slots: Vec<_> = r
+            .front_slots()
+            .expect("slots")
+            .map(|(p, e, x)| (p, e.snd_nxt, x))
+            .collect();
+        // From the head to the end of the first chunk, as front() gives them.
+        assert_eq!(slots.len(), CHUNK - 10);
+        for (k, &(p, seq, x)) in slots.iter().enumerate() {
+            let i = 10 + k as u32;
+            assert_eq!((p, seq, x), (i as u64, Seq(i), 1_000 + i));
+        }
+        r.pop_front_n(slots.len());
+        // The second chunk, to the ring's tail.
+        let rest: Vec<_> = r.front_slots().expect("slots").map(|(p, _, _)| p).collect();
+        assert_eq!(rest, (CHUNK as u64..n as u64).collect::<Vec<_>>());
+        r.pop_front_n(rest.len());
+        assert!(r.front_slots().is_none() && r.front().is_none());
+        assert_eq!(r.push(entry(7), 5_000), n as u64);
+        assert_eq!(
+            r.front().map(|(p, e, x)| (p, e.snd_nxt, x)),
+            Some((n as u64, Seq(7), 5_000))
+        );
     }
 
     #[test]

@@ -235,36 +235,48 @@ impl Table {
     /// first, until it is full; returns how many. Stale ring slots among and
     /// after them are dropped up to the first live entry that has not expired,
     /// exactly as that many single pops would. A batch, so that the ring's
-    /// front and the index stay in registers from one entry to the next
-    /// (the host's accounting of each is a call). One probe per slot: an
-    /// expired entry leaves the index by the probe that tells it is live (a
-    /// stale slot's probe finds nothing to remove).
+    /// chunk and the index stay in registers from one entry to the next
+    /// (the host's accounting of each is a call), and the slots passed in a
+    /// chunk are popped at once. One probe per slot: an expired entry
+    /// leaves the index by the probe that tells it is live (a stale slot's
+    /// probe finds nothing to remove).
     pub(crate) fn expire_time_wait(&mut self, now_ms: u32, out: &mut [TwEntry]) -> usize {
         let mut n = 0;
         while n < out.len() {
-            let Some((pos, rec, expires_ms)) = self.e.tw.front() else {
+            let Some(slots) = self.e.tw.front_slots() else {
                 break;
             };
-            let r = Self::tw_ref(pos);
-            let tuple = self.e.tw_tuple(rec);
-            let hash = tuple.hash(self.key);
-            if (now_ms.wrapping_sub(expires_ms) as i32) < 0 {
-                if self.map.find(hash, |x| x == r).is_some() {
+            let (mut passed, mut live_front) = (0, false);
+            for (pos, rec, expires_ms) in slots {
+                if n == out.len() {
                     break;
                 }
-            } else if self.map.remove(hash, |x| x == r).is_some() {
-                // Live: unpacked from the record in hand (a stale slot is
-                // not), its rare fields taken out as they are read (the
-                // slot is popped, so its flag is left as it is).
-                let rare = if rec.name.has_rare() {
-                    self.e.tw_rare.take(pos).unwrap_or_default()
-                } else {
-                    TwRare::default()
-                };
-                out[n] = self.unpack_time_wait(rec, expires_ms, tuple, rare);
-                n += 1;
+                let r = Self::tw_ref(pos);
+                let tuple = self.e.tw_tuple(rec);
+                let hash = tuple.hash(self.key);
+                if (now_ms.wrapping_sub(expires_ms) as i32) < 0 {
+                    if self.map.find(hash, |x| x == r).is_some() {
+                        live_front = true;
+                        break;
+                    }
+                } else if self.map.remove(hash, |x| x == r).is_some() {
+                    // Live: unpacked from the record in hand (a stale slot
+                    // is not), its rare fields taken out as they are read
+                    // (the slot is popped, so its flag is left as it is).
+                    let rare = if rec.name.has_rare() {
+                        self.e.tw_rare.take(pos).unwrap_or_default()
+                    } else {
+                        TwRare::default()
+                    };
+                    out[n] = self.unpack_time_wait(rec, expires_ms, tuple, rare);
+                    n += 1;
+                }
+                passed += 1;
             }
-            self.e.tw.pop_front();
+            self.e.tw.pop_front_n(passed);
+            if live_front {
+                break;
+            }
         }
         self.tw_len -= n;
         n
