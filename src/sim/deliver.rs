@@ -80,9 +80,11 @@ impl Shard<'_> {
                 Side::Server => &mut self.to_server,
                 Side::Client => &mut self.to_client,
             };
-            let Some(seg) = queue.pop(&mut self.spare) else {
+            // Copied out once, then dropped from the queue.
+            let Some(&seg) = queue.front() else {
                 break;
             };
+            queue.advance(&mut self.spare);
             match to {
                 _ if !ahead => {}
                 Side::Server => {

@@ -240,34 +240,51 @@ impl Queue {
         self.next_us
     }
 
-    /// The next segment to arrive; a FIFO that drains may give its buffer
-    /// to `spare` ([`Queue::release`]).
+    /// The next segment to arrive, read where it lies: the shard copies it
+    /// out once and then [`Queue::advance`]s, where a popped `Option`
+    /// copied the 40 bytes out at each of three levels.
     #[inline(always)]
-    pub(super) fn pop(&mut self, spare: &mut Spare) -> Option<Segment> {
+    pub(super) fn front(&self) -> Option<&Segment> {
+        match &self.kind {
+            Kind::Fifo(q) => q.segs.front(),
+            Kind::Heap(h, _) => h.peek().map(|x| &x.0.seg),
+        }
+    }
+
+    /// Drops the next segment (a nonempty queue's [`Queue::front`]); a FIFO
+    /// that drains may give its buffer to `spare` ([`Queue::release`]).
+    #[inline(always)]
+    pub(super) fn advance(&mut self, spare: &mut Spare) {
         match &mut self.kind {
             Kind::Fifo(q) => {
-                let seg = q.segs.pop()?;
+                q.segs.advance();
                 if let Some((_, n)) = q.runs.front_mut() {
                     *n -= 1;
                     if *n == 0 {
-                        q.runs.pop();
+                        q.runs.advance();
                         self.next_us = us(q.runs.front().map(|x| x.0));
                     }
                 }
                 if q.segs.is_empty() {
                     self.shrink_if_drained(spare);
                 }
-                Some(seg)
             }
             Kind::Heap(h, _) => {
-                let seg = h.pop().map(|x| x.0.seg);
+                h.pop();
                 self.next_us = us(h.peek().map(|x| x.0.at));
                 if h.is_empty() {
                     self.shrink_if_drained(spare);
                 }
-                seg
             }
         }
+    }
+
+    /// The next segment to arrive, taken off the queue.
+    #[cfg(test)]
+    pub(super) fn pop(&mut self, spare: &mut Spare) -> Option<Segment> {
+        let seg = *self.front()?;
+        self.advance(spare);
+        Some(seg)
     }
 
     /// Tells `to` what the FIFO will deliver next (a heap does not know

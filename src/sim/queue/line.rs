@@ -48,13 +48,21 @@ impl<T: Copy> Line<T> {
         self.buf.push(x);
     }
 
+    /// Drops the front value (none: a no-op), read first by [`Line::front`].
     #[inline(always)]
-    pub(super) fn pop(&mut self) -> Option<T> {
-        let x = *self.buf.get(self.head)?;
-        self.head += 1;
-        if self.head == self.buf.len() {
-            self.clear();
+    pub(super) fn advance(&mut self) {
+        if self.head < self.buf.len() {
+            self.head += 1;
+            if self.head == self.buf.len() {
+                self.clear();
+            }
         }
+    }
+
+    #[cfg(test)]
+    pub(super) fn pop(&mut self) -> Option<T> {
+        let x = *self.front()?;
+        self.advance();
         Some(x)
     }
 
