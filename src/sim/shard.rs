@@ -255,10 +255,13 @@ impl<'a> Shard<'a> {
         self.slot_map.tuple(s as usize)
     }
 
-    /// The slot of a tuple seen from the client (local = client).
+    /// The slot of a tuple seen from the client (local = client). Bounded
+    /// by `slots` itself (as long as the map's count): most callers index
+    /// it next, and that index then needs no check of its own.
     #[inline]
     pub(super) fn slot_of(&self, client_view: &Tuple) -> Option<usize> {
-        self.slot_map.get(client_view)
+        let s = self.slot_map.unbounded(client_view)?;
+        (s < self.slots.len()).then_some(s)
     }
 
     /// Runs the shard to its end, alone; returns its result and the

@@ -101,13 +101,20 @@ impl SlotMap {
     /// Both ranges are tested as one unsigned difference each.
     #[inline(always)]
     pub(super) fn get(&self, client_view: &Tuple) -> Option<usize> {
+        self.unbounded(client_view).filter(|&s| s < self.slots)
+    }
+
+    /// [`SlotMap::get`] but for the test against the slot count, which the
+    /// caller makes against its per-slot array instead: the compiler then
+    /// drops the bounds check of the index into that array.
+    #[inline(always)]
+    pub(super) fn unbounded(&self, client_view: &Tuple) -> Option<usize> {
         let ip = client_view.local_ip.wrapping_sub(self.base);
         let port = client_view.local_port.wrapping_sub(self.port_lo);
         if ip > 0xffff || port > self.port_span {
             return None;
         }
-        let slot = ip as usize * self.stride + port as usize;
-        (slot < self.slots).then_some(slot)
+        Some(ip as usize * self.stride + port as usize)
     }
 }
 
