@@ -92,11 +92,12 @@ enum Kind {
 }
 
 /// Segments in send order, and their arrival times run-length coded: each
-/// run is a time and how many segments in a row (from the front) arrive then.
+/// run is a time and how many segments in a row (from the front) arrive then,
+/// counted in a `u64` (a run takes 16 bytes either way), which no run fills.
 #[derive(Default)]
 struct Fifo {
     segs: Line<Segment>,
-    runs: Line<(Time, u32)>,
+    runs: Line<(Time, u64)>,
 }
 
 impl Fifo {
@@ -172,7 +173,7 @@ impl Queue {
         match &mut self.kind {
             Kind::Fifo(q) => {
                 match q.runs.back_mut() {
-                    Some((last, n)) if *last == at && *n < u32::MAX => *n += 1,
+                    Some((last, n)) if *last == at => *n += 1,
                     back => {
                         if back.is_none() {
                             self.next_us = at.as_micros();
