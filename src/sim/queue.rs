@@ -258,7 +258,7 @@ impl Queue {
     pub(super) fn advance(&mut self, spare: &mut Spare) {
         match &mut self.kind {
             Kind::Fifo(q) => {
-                q.segs.advance();
+                let drained = q.segs.advance();
                 if let Some((_, n)) = q.runs.front_mut() {
                     *n -= 1;
                     if *n == 0 {
@@ -266,7 +266,7 @@ impl Queue {
                         self.next_us = us(q.runs.front().map(|x| x.0));
                     }
                 }
-                if q.segs.is_empty() {
+                if drained {
                     self.shrink_if_drained(spare);
                 }
             }

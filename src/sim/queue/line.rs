@@ -48,21 +48,25 @@ impl<T: Copy> Line<T> {
         self.buf.push(x);
     }
 
-    /// Drops the front value (none: a no-op), read first by [`Line::front`].
+    /// Drops the front value (none: a no-op), read first by [`Line::front`];
+    /// returns whether the line is empty now, which its owner acts on.
     #[inline(always)]
-    pub(super) fn advance(&mut self) {
+    pub(super) fn advance(&mut self) -> bool {
         if self.head < self.buf.len() {
             self.head += 1;
-            if self.head == self.buf.len() {
-                self.clear();
+            if self.head < self.buf.len() {
+                return false;
             }
+            self.clear();
         }
+        true
     }
 
     #[cfg(test)]
     pub(super) fn pop(&mut self) -> Option<T> {
         let x = *self.front()?;
-        self.advance();
+        let drained = self.advance();
+        assert_eq!(drained, self.is_empty());
         Some(x)
     }
 
