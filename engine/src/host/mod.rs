@@ -165,6 +165,10 @@ pub struct Host {
     /// segment's TSval then costs no division by the configured tick (the
     /// compiler made even the 1000 µs default a 64-bit `div`).
     ts_clock: u32,
+    /// `now`'s millisecond stamp ([`Time::stamp_ms`]), kept with `now` as
+    /// `ts_clock` is: the retransmission stamp of each segment sent from idle
+    /// reads it instead of dividing the microsecond clock again.
+    now_ms: u32,
     /// Table entries from which hints ([`Host::prefetch`] and the ones in
     /// `prefetch.rs`) are taken: by default when this table alone outgrows
     /// the cache; a driver holding many tables on one thread lowers it with
@@ -199,6 +203,7 @@ impl Host {
             ports: Ports::new(cfg.ip_local_port_range, cfg.secret),
             ts_key: TsKey::new(cfg.secret),
             ts_clock: 0,
+            now_ms: 0,
             prefetch_from: prefetch::FROM,
             timeouts: TimeoutsUs::new(&cfg),
             #[cfg(test)]
@@ -338,6 +343,7 @@ impl Host {
     fn begin(&mut self, now: Time) -> Time {
         if now > self.now {
             self.now = now;
+            self.now_ms = now.stamp_ms();
             self.ts_clock = ts::clock(self.cfg.ts_tick_us, now);
         }
         // Capacity first: it is seldom above QUEUE_KEEP, so one test per queue.

@@ -115,7 +115,9 @@ impl Host {
         c.add_pkt();
         if idle {
             c.start_timing(now.as_micros() as u32);
-            c.retrans_stamp_ms = now.stamp_ms();
+            // `now` is the time `begin` returned, whose stamp it keeps.
+            debug_assert_eq!(now, self.now);
+            c.retrans_stamp_ms = self.now_ms;
             let rto_us = c.backed_off_rto_us(&self.timeouts);
             self.arm_us(now, idx, c, rto_us);
         }
