@@ -73,20 +73,23 @@ impl Shard<'_> {
                     }
                 } else if self.closes_first(side, flags) {
                     if side == Side::Server && self.cfg.response_bytes > 0 {
-                        let n = self.cfg.response_bytes;
-                        self.with(side, |h, now| h.send(now, tuple, n)).ok();
+                        self.app_send_close(side, tuple, flags, slot, self.cfg.response_bytes);
+                    } else {
+                        self.app_close(side, tuple, flags, slot);
                     }
-                    self.app_close(side, tuple, flags, slot);
                 }
             }
             Event::Received { tuple, .. } => {
                 let (slot, flags) = self.slot_flags(side, &tuple);
                 if side == Side::Server {
-                    if self.cfg.response_bytes > 0 {
-                        let n = self.cfg.response_bytes;
-                        self.with(side, |h, now| h.send(now, tuple, n)).ok();
-                    }
-                    if flags & slot::CLOSER_SERVER != 0 {
+                    let n = self.cfg.response_bytes;
+                    if flags & slot::CLOSER_SERVER == 0 {
+                        if n > 0 {
+                            self.with(side, |h, now| h.send(now, tuple, n)).ok();
+                        }
+                    } else if n > 0 {
+                        self.app_send_close(side, tuple, flags, slot, n);
+                    } else {
                         self.app_close(side, tuple, flags, slot);
                     }
                 } else if flags & slot::CLOSER_CLIENT != 0 && flags & slot::CLOSER_SERVER == 0 {
@@ -179,9 +182,30 @@ impl Shard<'_> {
     /// an attacker opened). Inlined: twice a teardown, from the event handlers.
     #[inline(always)]
     pub(super) fn app_close(&mut self, side: Side, tuple: Tuple, flags: u8, slot: Option<usize>) {
-        if self.with(side, |h, now| h.close(now, tuple)).is_err() {
-            return;
+        if self.with(side, |h, now| h.close(now, tuple)).is_ok() {
+            self.app_closed(side, tuple, flags, slot);
         }
+    }
+
+    /// The application on `side` sends `n` bytes and closes, in one engine
+    /// call (`send_close`: send() then close()). Where the send is refused,
+    /// the connection is as it was and close() alone goes ahead, as it did
+    /// after a refused send().
+    #[inline(always)]
+    fn app_send_close(&mut self, side: Side, tuple: Tuple, flags: u8, slot: Option<usize>, n: u32) {
+        if self
+            .with(side, |h, now| h.send_close(now, tuple, n))
+            .is_ok()
+        {
+            self.app_closed(side, tuple, flags, slot);
+        } else {
+            self.app_close(side, tuple, flags, slot);
+        }
+    }
+
+    /// What the simulator notes once the application on `side` has closed.
+    #[inline(always)]
+    fn app_closed(&mut self, side: Side, tuple: Tuple, flags: u8, slot: Option<usize>) {
         let Some(slot) = slot else {
             return;
         };

@@ -80,15 +80,40 @@ impl Host {
         if !matches!(c.state, State::Established | State::CloseWait) {
             return Err(Error::InvalidState(tuple, c.state));
         }
+        self.write(now, idx, &mut c, len);
+        self.table.set_found_conn(idx, c);
+        Ok(())
+    }
+
+    /// The application's last write and its close() in one call: [`Host::send`]
+    /// of `len` bytes, then [`Host::close`], with one table find and one
+    /// write-back, as an HTTP/1.0 server answers and closes (quinn's `write`
+    /// then `finish`). The segments, events and timers are the two calls'
+    /// (our FIN rides on the data when the data goes at once). Where send()
+    /// would fail (no connection, or a state that cannot send) nothing
+    /// happens and its error comes back: the caller may still close().
+    pub fn send_close(&mut self, now: Time, tuple: Tuple, len: u32) -> Result<(), Error> {
+        let now = self.begin(now);
+        let idx = self.conn_index(&tuple)?;
+        let mut c = self.table.conn_named(idx, tuple);
+        if !matches!(c.state, State::Established | State::CloseWait) {
+            return Err(Error::InvalidState(tuple, c.state));
+        }
+        self.write(now, idx, &mut c, len);
+        self.close_found(now, idx, c, true)
+    }
+
+    /// send()'s `len` bytes on `c`, which may send: out now, or held while
+    /// `c` must hold its data back.
+    #[inline(always)]
+    fn write(&mut self, now: Time, idx: u32, c: &mut Conn, len: u32) {
         if len > 0 {
             if c.must_hold() {
                 c.hold(len);
             } else {
-                self.send_new_inline(now, idx, &mut c, Flags::ACK | Flags::PSH, len);
+                self.send_new_inline(now, idx, c, Flags::ACK | Flags::PSH, len);
             }
         }
-        self.table.set_found_conn(idx, c);
-        Ok(())
     }
 
     /// `close()`: the application is done with the socket (it becomes an orphan).
@@ -108,7 +133,15 @@ impl Host {
     fn app_close(&mut self, now: Time, tuple: Tuple, orphan: bool) -> Result<(), Error> {
         let now = self.begin(now);
         let idx = self.conn_index(&tuple)?;
-        let mut c = self.table.conn_named(idx, tuple);
+        let c = self.table.conn_named(idx, tuple);
+        self.close_found(now, idx, c, orphan)
+    }
+
+    /// close() (`orphan`) or shutdown() of `c`, copied out of the table at
+    /// `idx`, which this writes back or removes.
+    #[inline(always)]
+    fn close_found(&mut self, now: Time, idx: u32, mut c: Conn, orphan: bool) -> Result<(), Error> {
+        let tuple = c.tuple;
         let before = c.state;
         c.stamp_close(now);
         if orphan {
