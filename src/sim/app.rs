@@ -179,7 +179,8 @@ impl Shard<'_> {
     }
 
     /// The application on `side` closes the connection in `slot` (None: one
-    /// an attacker opened). Inlined: twice a teardown, from the event handlers.
+    /// an attacker opened). Inlined: from the event handlers, once a teardown
+    /// beside `app_send_close`'s once.
     #[inline(always)]
     pub(super) fn app_close(&mut self, side: Side, tuple: Tuple, flags: u8, slot: Option<usize>) {
         if self.with(side, |h, now| h.close(now, tuple)).is_ok() {
