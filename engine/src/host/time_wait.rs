@@ -210,6 +210,7 @@ impl Host {
     }
 
     /// Accounts for a TIME-WAIT entry that has already left the table.
+    #[inline]
     pub(super) fn closed_time_wait(&mut self, now: Time, e: &TwEntry, reason: CloseReason) {
         self.port_released(&e.tuple);
         self.population[State::TimeWait as usize] -= 1;
