@@ -19,7 +19,7 @@ use crate::state::State;
 #[cfg(any(test, feature = "bench-hooks"))]
 use crate::timewait::TwEntry;
 use crate::timewait::{TwRecord, POS_MASK};
-use crate::tuple::Tuple;
+use crate::tuple::{HashKey, Tuple};
 
 mod conn;
 mod entries;
@@ -64,7 +64,7 @@ pub struct Table {
     tw_len: usize,
     /// Ring slots no longer referenced (restarted or removed entries).
     stale: usize,
-    key: u64,
+    key: HashKey,
     /// How long TIME-WAIT lasts, so that a record's close() offset can count
     /// back from its (re)start, which is its expiry less this.
     time_wait_ms: u32,
@@ -83,7 +83,7 @@ impl Table {
             e: Entries::default(),
             tw_len: 0,
             stale: 0,
-            key,
+            key: HashKey::from(key),
             time_wait_ms: TIME_WAIT_MS,
         }
     }
