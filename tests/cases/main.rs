@@ -13,6 +13,7 @@ use teardown_engine::{
 mod common;
 use common::{open_from, sent_on};
 
+mod close;
 mod rst;
 mod rules;
 mod seed;
