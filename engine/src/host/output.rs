@@ -87,8 +87,9 @@ impl Host {
     /// Sends new sequence space (SYN, data or FIN) and keeps the retransmission
     /// timer running for the oldest outstanding byte. The segment is built
     /// here, not through [`Host::emit_on`]: this function saves the registers
-    /// a segment needs already, and a call would save them again (five
-    /// segments a teardown go this way).
+    /// a segment needs already, and a call would save them again. Out of
+    /// line for the data and FIN an ACK releases (`ack.rs`); the five new
+    /// segments of a clean teardown go through [`Host::send_new_inline`].
     #[inline(never)]
     pub(super) fn send_new(&mut self, now: Time, idx: u32, c: &mut Conn, flags: Flags, len: u32) {
         self.send_new_inline(now, idx, c, flags, len);

@@ -1,3 +1,4 @@
+use super::perturb::PERTURB_MASK;
 use super::*;
 
 impl Ports {
