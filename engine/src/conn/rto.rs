@@ -125,29 +125,6 @@ mod tests {
     use crate::tuple::Tuple;
 
     #[test]
-    fn time_wait_in_micros_adds_as_the_duration_does() {
-        use crate::time::Time;
-        let lengths = [
-            Duration::ZERO,
-            Duration::from_nanos(1_999),
-            Duration::from_secs(60),
-            Duration::from_secs(u64::MAX / 1_000_000 + 1),
-            Duration::MAX,
-        ];
-        for time_wait in lengths {
-            let t = TimeoutsUs::new(&Config {
-                time_wait,
-                ..Config::default()
-            });
-            for now in [0, 1_234_567, u64::MAX - 60_000_000, u64::MAX] {
-                let now = Time::from_micros(now);
-                let sum = Time::from_micros(now.as_micros().saturating_add(t.time_wait));
-                assert_eq!(sum, now + time_wait, "{time_wait:?} after {now}");
-            }
-        }
-    }
-
-    #[test]
     fn first_sample_gives_m_plus_max_2m_200ms() {
         let t = TimeoutsUs::new(&Config::default());
         let mut c = Conn::new(Tuple::default(), State::SynSent, Seq(0));

@@ -165,3 +165,38 @@ impl Host {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::conn::TimeoutsUs;
+
+    /// The TIME-WAIT deadline the engine stamps (microseconds from
+    /// `TimeoutsUs`, added saturating) is the tick of `now + time_wait`
+    /// rounded up, for lengths and clocks up to both ends of their range.
+    #[test]
+    fn deadline_ms_is_now_plus_the_duration_rounded_up() {
+        let lengths = [
+            Duration::ZERO,
+            Duration::from_nanos(1_999),
+            Duration::from_secs(60),
+            Duration::from_secs(u64::MAX / 1_000_000 + 1),
+            Duration::MAX,
+        ];
+        for time_wait in lengths {
+            let t = TimeoutsUs::new(&Config {
+                time_wait,
+                ..Config::default()
+            });
+            for now in [0, 1_234_567, u64::MAX - 60_000_000, u64::MAX] {
+                let now = Time::from_micros(now);
+                assert_eq!(
+                    Host::deadline_ms(now, t.time_wait),
+                    (now + time_wait).ceil_millis(),
+                    "{time_wait:?} after {now}"
+                );
+            }
+        }
+    }
+}
