@@ -30,9 +30,12 @@ fn time_wait_lifecycle_and_stale_slots() {
     let _ = pb;
 }
 
-/// Two tables alike: 3,000 entries, 10 per millisecond, every third
-/// removed and every seventh restarted (stale slots among live ones,
-/// expired and not).
+/// Two tables alike: 3,000 entries, 10 per millisecond (expiring 1,000 to
+/// 1,299), every third removed and every seventh still live restarted,
+/// in order after the newest (1,300 to 1,449), as the engine restarts one:
+/// its new expiry is now + TIME-WAIT, never before one already pushed
+/// ([`TwRing::push`]). Every fifth restarted one is then removed too, so
+/// stale slots lie among live ones at both ends, expired and not.
 fn tables_with_stale_slots() -> (Table, Table) {
     let fill = || {
         let mut t = Table::new(3);
@@ -45,8 +48,12 @@ fn tables_with_stale_slots() -> (Table, Table) {
         for p in (0..3_000u16).step_by(3) {
             t.remove_time_wait(pos[p as usize], &tuple(p));
         }
-        for p in (1..3_000u16).step_by(7) {
-            t.restart_time_wait(pos[p as usize], 1_200 + p as u32 / 20);
+        let restarted = (1..3_000u16).step_by(7).filter(|p| p % 3 != 0);
+        for (k, p) in restarted.enumerate() {
+            let q = t.restart_time_wait(pos[p as usize], 1_300 + p as u32 / 20);
+            if k % 5 == 0 {
+                t.remove_time_wait(q, &tuple(p));
+            }
         }
         t
     };
@@ -58,7 +65,7 @@ fn expiry_in_batches_pops_as_single_pops_do() {
     for size in [1, 2, 16, 64] {
         let (mut one, mut batched) = tables_with_stale_slots();
         let mut out = vec![TwEntry::default(); size];
-        for now_ms in [999, 1_000, 1_001, 1_150, 1_150, 1_299, 1_400] {
+        for now_ms in [999, 1_000, 1_001, 1_150, 1_150, 1_299, 1_300, 1_400, 1_449] {
             let mut want = Vec::new();
             while let Some(e) = one.pop_expired_time_wait(now_ms) {
                 want.push(e);
