@@ -1,32 +1,13 @@
-//! A shard's applications: the workload that opens connections, sends the
-//! request and response, closes (or runs away), and times out idle
-//! connections, driven by the hosts' events.
+//! A shard's applications once a connection is open: the request and
+//! response, the closes (or runaways), and the idle timeout, driven by the
+//! hosts' events. Opening connections is `open.rs`.
 
-use std::sync::atomic::Ordering;
-use std::time::Duration;
-
-use rand::Rng;
-
-use teardown_engine::host::{CloseReason, Event, Prefetch, Role};
+use teardown_engine::host::{CloseReason, Event, Role};
 use teardown_engine::state::State;
-use teardown_engine::time::Time;
 use teardown_engine::tuple::Tuple;
 
-use super::shard::{Shard, Side, SERVER_IP, SERVER_PORT};
+use super::shard::{Shard, Side};
 use super::slots::{next_open, open_bit, slot, CLIENT_OPEN, SERVER_OPEN};
-use super::{CloseMode, RunawayAt, Workload};
-
-/// How long a closed-model client waits to retry a connect() that found no
-/// port (EADDRNOTAVAIL), unless a port frees up first.
-const CONNECT_RETRY: Duration = Duration::from_millis(10);
-
-/// When shard `index`'s `n`-th event of a schedule at `rate` per second
-/// (host-wide) is due. The shards take turns, event `n * shards + index` of
-/// the whole schedule falling to this one, so the host sees one even schedule
-/// and not every shard's first event at once.
-pub(super) fn nth_at_rate(n: u64, rate: f64, shards: u32, index: u32) -> Time {
-    Time::from_secs_f64((n as f64 * shards as f64 + index as f64) / rate)
-}
 
 impl Shard<'_> {
     /// The runaways on `side` whose delayed ACK has gone out vanish now.
@@ -241,146 +222,6 @@ impl Shard<'_> {
                 self.release();
             }
         }
-    }
-
-    /// The client end of a connection is gone (the engine frees its port).
-    pub(super) fn release(&mut self) {
-        self.live -= 1;
-        self.unreported += 1;
-        if self.unreported == 1024 {
-            self.progress.fetch_add(self.unreported, Ordering::Relaxed);
-            self.unreported = 0;
-        }
-        self.open_more();
-    }
-
-    /// Counts a connect attempt. After the last one only the closes of the
-    /// last wave are left: the queues need not keep their buffers for
-    /// further bursts, and give them back as they drain, before the run's
-    /// TIME-WAIT entries pile up to the peak heap.
-    pub(super) fn attempted(&mut self) {
-        self.attempts += 1;
-        if self.attempts == self.to_open {
-            self.to_server.release(&mut self.spare);
-            self.to_client.release(&mut self.spare);
-        }
-    }
-
-    /// Opens connections while the workload allows. A connect() that finds
-    /// no port (EADDRNOTAVAIL) is counted; with `--rate` (an open model) that
-    /// attempt is lost and the schedule goes on; without (a closed model, a
-    /// client that must open its next connection) it is retried after
-    /// [`CONNECT_RETRY`], or sooner when a port frees up, never in a busy loop.
-    pub(super) fn open_more(&mut self) {
-        loop {
-            if self.attempts == self.to_open || self.live >= self.cfg.concurrency_per_shard {
-                return;
-            }
-            if self.now < self.opens_from {
-                self.apps.set_open(Some(self.opens_from));
-                return;
-            }
-            if let Some(rate) = self.cfg.rate {
-                let due = nth_at_rate(self.attempts, rate, self.cfg.shards, self.index);
-                if due > self.now {
-                    self.apps.set_open(Some(due));
-                    return;
-                }
-            }
-            if !self.open() && self.cfg.rate.is_none() {
-                self.apps.set_open(Some(self.now + CONNECT_RETRY));
-                return;
-            }
-        }
-    }
-
-    /// One connect() from the shard's next client address (round robin);
-    /// false when it found no port.
-    pub(super) fn open(&mut self) -> bool {
-        let mut flags = match self.cfg.close {
-            CloseMode::Server => slot::CLOSER_SERVER,
-            CloseMode::Client => slot::CLOSER_CLIENT,
-            CloseMode::Both => slot::CLOSER_SERVER | slot::CLOSER_CLIENT,
-            CloseMode::Mixed(f) => {
-                if self.rng.gen::<f64>() < f {
-                    slot::CLOSER_SERVER
-                } else {
-                    slot::CLOSER_CLIENT
-                }
-            }
-        };
-        if self.cfg.workload == Workload::TwFill {
-            // Nobody closes on establishment; close_all() closes every server end.
-            flags = 0;
-        }
-        if self.cfg.runaway_client > 0.0 && self.rng.gen::<f64>() < self.cfg.runaway_client {
-            flags |= slot::RUNAWAY_CLIENT;
-        }
-        if self.cfg.runaway_server > 0.0 && self.rng.gen::<f64>() < self.cfg.runaway_server {
-            flags |= slot::RUNAWAY_SERVER;
-        }
-        if flags & (slot::RUNAWAY_CLIENT | slot::RUNAWAY_SERVER) != 0 {
-            let at_fin_sent = match self.cfg.runaway_at {
-                RunawayAt::FinAcked => false,
-                RunawayAt::FinSent => true,
-                RunawayAt::Any => self.rng.gen::<bool>(),
-            };
-            if at_fin_sent {
-                flags |= slot::AT_FIN_SENT;
-            }
-        }
-        if self.capture_left > 0 {
-            self.capture_left -= 1;
-            flags |= slot::CAPTURED;
-        }
-        let ip = self.next_ip;
-        self.next_ip = (ip + 1) % self.client_ips;
-        let local_ip = self.slot_map.client_ip(ip);
-        let mode = self.cfg.bind;
-        let r = self.with(Side::Client, |h, now| {
-            h.connect_ephemeral(now, local_ip, SERVER_IP, SERVER_PORT, mode)
-        });
-        // The cold lines of the connects to come, while this one's SYN and
-        // the teardowns before them go on: the index bucket of the one after
-        // next (its port buckets were asked for by the last connect), then
-        // the port buckets of the third from now; in that order, so that
-        // each destination is hashed once for its two hints (the host keeps
-        // the last one looked up). Not when the thread's shards fit in
-        // cache, where the host would not take the hints.
-        if self.ahead {
-            let ip = |n: u32| self.slot_map.client_ip(n % self.client_ips);
-            let (second, third) = (ip(self.next_ip + 1), ip(self.next_ip + 2));
-            let c = &self.client;
-            c.prefetch_connect(second, SERVER_IP, SERVER_PORT, mode, Prefetch::Entry);
-            c.prefetch_connect(third, SERVER_IP, SERVER_PORT, mode, Prefetch::Bucket);
-        }
-        let slot = r.as_ref().ok().and_then(|c| self.slot_of(&c.tuple));
-        let (Ok(c), Some(s)) = (r, slot) else {
-            // EADDRNOTAVAIL (counted by the client host), or the table is full.
-            if self.cfg.rate.is_some() {
-                self.attempted();
-            }
-            self.transmit(Side::Client);
-            return false;
-        };
-        self.res.probed.record(u64::from(c.probed));
-        self.slots[s].flags = flags;
-        self.opened_ms[s] = self.now.stamp_ms();
-        self.attempted();
-        self.opened += 1;
-        self.live += 1;
-        let (now, quarter) = (self.now, self.cfg.app_timeout / 4);
-        self.apps.arm_sweep(|| now + quarter);
-        self.transmit(Side::Client);
-        if self.cfg.workload == Workload::TwFill && self.opened == self.to_open {
-            // All opened: close them all once every shard's handshakes have
-            // surely finished, one shard after another (`SimConfig::stagger`).
-            let all_open = self.cfg.stagger * self.cfg.shards;
-            self.apps.set_close_all(Some(
-                self.now + all_open + self.cfg.delay.base * 4 + Duration::from_millis(500),
-            ));
-        }
-        true
     }
 
     /// The applications' idle timeout (`--app-timeout`): a connection still

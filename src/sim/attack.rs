@@ -11,7 +11,7 @@ use teardown_engine::segment::{Flags, Segment};
 use teardown_engine::state::State;
 use teardown_engine::tuple::Tuple;
 
-use super::app::nth_at_rate;
+use super::open::nth_at_rate;
 use super::shard::{Shard, Side, SERVER_IP, SERVER_PORT};
 
 /// What the attacker sends.

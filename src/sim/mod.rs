@@ -16,6 +16,7 @@ mod args;
 mod attack;
 mod config;
 mod deliver;
+mod open;
 pub mod plot;
 mod queue;
 mod repeat;

@@ -22,8 +22,8 @@ use teardown_engine::time::Time;
 use teardown_engine::tuple::Tuple;
 use teardown_engine::Advance;
 
-use super::app::nth_at_rate;
 use super::app_timers::AppTimers;
+use super::open::nth_at_rate;
 use super::queue::Queue;
 use super::result::ShardResult;
 use super::reuse::Reuse;
