@@ -25,10 +25,8 @@ impl Host {
             self.on_timer(now, idx);
         }
         let now_ms = now.stamp_ms();
-        // Slots come in expiry order: with the front (live or stale) not
-        // due, nothing is, and the batch is not worth zeroing.
-        let due = |ms: u32| (now_ms.wrapping_sub(ms) as i32) >= 0;
-        if self.table.time_wait_front_expiry().is_some_and(due) {
+        // With nothing due the batch is not worth zeroing.
+        if self.table.time_wait_due(now_ms) {
             let mut batch = [TwEntry::default(); TW_BATCH];
             loop {
                 let n = self.table.expire_time_wait(now_ms, &mut batch);

@@ -223,6 +223,14 @@ impl Table {
         self.e.tw.front().map(|(_, _, expires_ms)| expires_ms)
     }
 
+    /// Whether the oldest ring slot (live or stale) is due at `now_ms`: when
+    /// it is not, no entry is, since slots are appended in expiry order.
+    #[inline]
+    pub(crate) fn time_wait_due(&self, now_ms: u32) -> bool {
+        self.time_wait_front_expiry()
+            .is_some_and(|expires_ms| expired(now_ms, expires_ms))
+    }
+
     /// Removes the oldest TIME-WAIT entry if it expired at `now_ms`, dropping
     /// the stale ring slots before it.
     #[cfg(any(test, feature = "bench-hooks"))]
@@ -254,7 +262,7 @@ impl Table {
                 let r = Self::tw_ref(pos);
                 let tuple = self.e.tw_tuple(rec);
                 let hash = tuple.hash(self.key);
-                if (now_ms.wrapping_sub(expires_ms) as i32) < 0 {
+                if !expired(now_ms, expires_ms) {
                     if self.map.find(hash, |x| x == r).is_some() {
                         live_front = true;
                         break;
@@ -281,6 +289,13 @@ impl Table {
         self.tw_len -= n;
         n
     }
+}
+
+/// Whether a 32-bit millisecond stamp `expires_ms` has come at `now_ms`
+/// (compared by difference, so across the stamp's wrap).
+#[inline(always)]
+fn expired(now_ms: u32, expires_ms: u32) -> bool {
+    (now_ms.wrapping_sub(expires_ms) as i32) >= 0
 }
 
 #[cfg(test)]
