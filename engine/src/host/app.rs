@@ -77,9 +77,7 @@ impl Host {
         let now = self.begin(now);
         let idx = self.conn_index(&tuple)?;
         let mut c = self.table.conn_named(idx, tuple);
-        if !matches!(c.state, State::Established | State::CloseWait) {
-            return Err(Error::InvalidState(tuple, c.state));
-        }
+        Self::may_send(&c)?;
         self.write(now, idx, &mut c, len);
         self.table.set_found_conn(idx, c);
         Ok(())
@@ -96,11 +94,20 @@ impl Host {
         let now = self.begin(now);
         let idx = self.conn_index(&tuple)?;
         let mut c = self.table.conn_named(idx, tuple);
-        if !matches!(c.state, State::Established | State::CloseWait) {
-            return Err(Error::InvalidState(tuple, c.state));
-        }
+        Self::may_send(&c)?;
         self.write(now, idx, &mut c, len);
         self.close_found(now, idx, c, true)
+    }
+
+    /// Only ESTABLISHED and CLOSE-WAIT take the application's data
+    /// (`tcp_sendmsg` refuses it in the other states).
+    #[inline(always)]
+    fn may_send(c: &Conn) -> Result<(), Error> {
+        if matches!(c.state, State::Established | State::CloseWait) {
+            Ok(())
+        } else {
+            Err(Error::InvalidState(c.tuple, c.state))
+        }
     }
 
     /// send()'s `len` bytes on `c`, which may send: out now, or held while
