@@ -255,12 +255,12 @@ fn slot_by_rule(elapsed: u64, deadline: u64) -> usize {
 fn slot_for_is_the_placement_rule() {
     let mut elapseds = vec![0, 1, 63, 64, SPAN - 10, SPAN - 1, SPAN, SPAN * 7 + 12_345];
     elapseds.extend([u64::MAX - SPAN, u64::MAX - 100, u64::MAX]);
-    // A pseudo-random spread besides the edges (splitmix64 steps).
-    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    // A pseudo-random spread besides the edges (the crate's splitmix64 mix
+    // of a counter).
+    let mut x = 0u64;
     let mut next = || {
-        x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let z = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb)
+        x += 1;
+        crate::ports::mix(x)
     };
     elapseds.extend((0..32).map(|_| next() >> (next() % 64)));
     let mut w: Wheel<u32> = Wheel::new();
