@@ -80,6 +80,12 @@ enum TwVerdict {
 /// Capacity the transmit and event queues keep once drained.
 const QUEUE_KEEP: usize = 256;
 
+/// Most timer-wheel nodes [`Host::with_capacity`] reserves (24 B each): the
+/// opening burst then links its timers without regrowing and copying the
+/// slab, while a host sized for millions of mostly TIME-WAIT entries (which
+/// hold no wheel node) does not reserve memory it will not use.
+const WHEEL_RESERVE: usize = 1 << 16;
+
 /// A rate limit over whole seconds, for host-wide budgets.
 #[derive(Default)]
 struct Budget {
@@ -185,11 +191,13 @@ impl Host {
         Host::with_capacity(cfg, 0)
     }
 
-    /// A host whose table has room for `connections` entries before it grows.
+    /// A host whose table has room for `connections` entries before it grows,
+    /// and its timer wheel for as many timers (a connection has at most one),
+    /// up to [`WHEEL_RESERVE`].
     pub fn with_capacity(cfg: Config, connections: usize) -> Host {
         Host {
             table: Table::with_capacity(cfg.secret, connections).with_time_wait(cfg.time_wait),
-            wheel: Wheel::new(),
+            wheel: Wheel::with_capacity(connections.min(WHEEL_RESERVE)),
             listening: Vec::new(),
             out: Vec::new(),
             sent_acks: 0,
@@ -373,6 +381,21 @@ impl Host {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A host sized for `n` connections reserves a wheel node for each, up to
+    /// `WHEEL_RESERVE`; sized for none, it reserves none.
+    #[test]
+    fn with_capacity_reserves_wheel_nodes_up_to_the_cap() {
+        for (n, reserved) in [(0, 0), (1_000, 1_000), (WHEEL_RESERVE * 2, WHEEL_RESERVE)] {
+            let h = Host::with_capacity(Config::default(), n);
+            assert_eq!(
+                h.wheel.heap_bytes(),
+                Wheel::<u32>::with_capacity(reserved).heap_bytes(),
+                "{n} connections"
+            );
+        }
+        assert!(Wheel::<u32>::with_capacity(1_000).heap_bytes() > Wheel::<u32>::new().heap_bytes());
+    }
 
     #[test]
     fn listen_grows_the_bitmap_only_to_the_port() {
