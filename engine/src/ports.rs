@@ -75,6 +75,8 @@ pub(crate) struct LocalAt(usize);
 pub(crate) struct Ports {
     low: u16,
     high: u16,
+    /// [`Ports::even_remaining`], worked out once: every search reads it.
+    remaining: u32,
     secret: u64,
     /// (local address, one bucket per port of the range).
     locals: Vec<(u32, Box<[u32]>)>,
@@ -111,9 +113,13 @@ pub(crate) struct Ports {
 
 impl Ports {
     pub(crate) fn new(range: (u16, u16), secret: u64) -> Ports {
+        let len = u32::from(range.1) + 1 - u32::from(range.0);
         Ports {
             low: range.0,
             high: range.1,
+            // `remaining` of `__inet_hash_connect`: the range, rounded down
+            // to even when above one port.
+            remaining: if len > 1 { len & !1 } else { len },
             secret,
             locals: Vec::new(),
             by_ip: HashTable::new(),

@@ -102,22 +102,30 @@ impl Host {
         remote_port: u16,
     ) -> Result<Pick, u32> {
         let (slot, offset) = self.ports.start(local_ip, remote_ip, remote_port);
-        let known_taken = self.known_taken(local_ip, remote_ip, remote_port);
         let local = self.ports.local_at(local_ip);
         let buckets = local.map(|at| self.ports.buckets_at(at));
         let low = self.ports.low();
-        let ((tuple, tw), i, probed) =
+        let bucket_of = |port: u16| buckets.map_or(0, |b| b[usize::from(port - low)]);
+        let tuple_on = |local_port| Tuple {
+            local_ip,
+            remote_ip,
+            local_port,
+            remote_port,
+        };
+        // The scan's first port, when nobody holds it (most connects: the
+        // perturbation moves each search past the port the last one took):
+        // taken at once, the walk's `i` 0, without setting the walk up.
+        let first = low + offset as u16;
+        let ((tuple, tw), i, probed) = if bucket_of(first) == 0 && !self.is_listening(first) {
+            ((tuple_on(first), None), 0, 1)
+        } else {
+            let known_taken = self.known_taken(local_ip, remote_ip, remote_port);
             self.walk_ports(offset, other_parity(offset), |h, port| {
-                let bucket = buckets.map_or(0, |b| b[usize::from(port - low)]);
-                let tuple = Tuple {
-                    local_ip,
-                    remote_ip,
-                    local_port: port,
-                    remote_port,
-                };
-                h.port_usable(now, &tuple, bucket, known_taken)
+                let tuple = tuple_on(port);
+                h.port_usable(now, &tuple, bucket_of(port), known_taken)
                     .map(|tw| (tuple, tw))
-            })?;
+            })?
+        };
         // A little randomness in the next start
         // (`max(i, get_random_u32_below(8) * step)`).
         let noise = self.ports.draw();

@@ -126,12 +126,7 @@ impl Ports {
     /// when above one port.
     #[inline]
     pub(crate) fn even_remaining(&self) -> u32 {
-        let r = self.range_len();
-        if r > 1 {
-            r & !1
-        } else {
-            r
-        }
+        self.remaining
     }
 
     /// After a success at loop index `i` (`i += step` per port probed):
