@@ -47,7 +47,9 @@ impl Host {
 
     /// Inserts the SYN-SENT entry and sends its SYN (`tcp_connect`). The
     /// caller has taken its port (`Ports::acquire`): a port bind() took
-    /// (`bound`) connect() must not share.
+    /// (`bound`) connect() must not share. Always inlined: a call of its
+    /// own saved and restored the registers its caller had just saved.
+    #[inline(always)]
     pub(super) fn open_active(
         &mut self,
         now: Time,
