@@ -59,6 +59,24 @@ impl Host {
         }
     }
 
+    /// Whether the predicted segment `seg` ([`Host::predicted`]: at
+    /// rcv_nxt, acknowledging new data) acknowledges all we sent in a state
+    /// where that ends the entry within the segment: LAST-ACK's last ACK
+    /// ("delete the TCB"), CLOSING's (TIME-WAIT), or FIN-WAIT-1's with the
+    /// peer's FIN, which FIN-WAIT-2 takes in order at once (seed case 2:
+    /// TIME-WAIT, or CLOSED past `tcp_max_tw_buckets` or on an orphan's
+    /// data). RFC 9293 §3.10.7.4, fifth and eighth. A held FIN is not
+    /// acknowledged by it, so it ends nothing.
+    #[inline(always)]
+    pub(super) fn ends_with_ack(c: &Conn, seg: &Segment) -> bool {
+        let ends = match c.state {
+            State::LastAck | State::Closing => true,
+            State::FinWait1 => seg.flags.fin(),
+            _ => false,
+        };
+        ends && seg.ack_num() == c.snd_nxt && !c.has(flag::FIN_HELD)
+    }
+
     /// New data acknowledged by `seg`: sample the RTT, re-arm or stop the
     /// retransmission timer. The sample is the timed segment's (Karn: never a
     /// retransmitted one) or, failing that, the TSecr's (`tcp_rtt_tsopt_us`,

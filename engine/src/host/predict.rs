@@ -51,6 +51,9 @@ impl Host {
     /// (`tcp_replace_ts_recent`; rcv_wup is rcv_nxt); the segment updates
     /// the window, so snd_wl1 is rcv_nxt if it occupies no sequence space;
     /// the new ACK is taken and moves the state; then the text and the FIN.
+    /// An ACK that ends the entry ([`Host::ends_with_ack`]) moves snd_una
+    /// alone: the RTT, RTO and recovery state it would update go with the
+    /// entry, and leaving the table cancels the timer.
     #[inline(always)]
     pub(super) fn on_predicted(
         &mut self,
@@ -66,7 +69,11 @@ impl Host {
         // segment's own seq, the test `seq <= rcv_wup` folds away.
         Self::replace_ts_recent(c, seg, seg.seq_num());
         c.set_bit(bits::WL1_AT_RCV_NXT, seg.seq_len() == 0);
-        self.on_new_ack(now, idx, c, seg);
+        if Self::ends_with_ack(c, seg) {
+            c.snd_una = seg.ack_num();
+        } else {
+            self.on_new_ack(now, idx, c, seg);
+        }
         self.after_ack(now, idx, c, seg)
     }
 }
@@ -285,5 +292,39 @@ mod tests {
         assert!(!run.host.predicted(&c, &ahead));
         run.host.handle(run.now, &ack);
         assert_eq!(run.host.state(&t), State::FinWait2);
+    }
+
+    /// Only an ACK of everything that ends the entry within its segment
+    /// skips the RTT and timer bookkeeping: FIN-WAIT-1's with the peer's
+    /// FIN, and LAST-ACK's.
+    #[test]
+    fn acks_that_end_the_entry_are_told_apart() {
+        let t = tuple();
+        let mut run = Run::new(false, true, true);
+        run.host.close(run.now, t).expect("close");
+        let fin = run.host.transmits().next().expect("FIN");
+        let c = run.conn().expect("conn");
+        let all = fin.seq.wrapping_add(1);
+        let fin_ack = run.segment(Flags::ACK | Flags::FIN, c.rcv_nxt.0, all, 0);
+        assert!(Host::ends_with_ack(&c, &fin_ack));
+        let ack = run.segment(Flags::ACK, c.rcv_nxt.0, all, 0);
+        assert!(!Host::ends_with_ack(&c, &ack), "FIN-WAIT-2 stays");
+        let short = run.segment(Flags::ACK | Flags::FIN, c.rcv_nxt.0, fin.seq, 0);
+        assert!(!Host::ends_with_ack(&c, &short), "our FIN not acknowledged");
+        run.host.handle(run.now, &fin_ack);
+        assert_eq!(run.host.state(&t), State::TimeWait);
+
+        let mut run = Run::new(false, true, true);
+        let c = run.conn().expect("conn");
+        let peer_fin = run.segment(Flags::ACK | Flags::FIN, c.rcv_nxt.0, c.snd_nxt.0, 0);
+        run.host.handle(run.now, &peer_fin);
+        run.host.close(run.now, t).expect("close");
+        let fin = run.host.transmits().next_back().expect("FIN");
+        let c = run.conn().expect("conn");
+        assert_eq!(c.state, State::LastAck);
+        let last = run.segment(Flags::ACK, c.rcv_nxt.0, fin.seq.wrapping_add(1), 0);
+        assert!(run.host.predicted(&c, &last) && Host::ends_with_ack(&c, &last));
+        run.host.handle(run.now, &last);
+        assert_eq!(run.host.state(&t), State::Closed);
     }
 }
