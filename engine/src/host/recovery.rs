@@ -67,6 +67,12 @@ impl Host {
     /// `reordering` again), and the count starts over (`tcp_reset_reno_sack`).
     /// Fast recovery ends once everything is acknowledged.
     pub(super) fn on_snd_una_advanced(&mut self, c: &mut Conn, ack: Seq) {
+        // Everything acknowledged with no duplicate counted (nearly every
+        // ACK of a teardown): the flight empties and nothing else moves.
+        if ack == c.snd_nxt && c.dupacks() == 0 {
+            c.set_pkts(0);
+            return;
+        }
         let p = c.pkts();
         // Segment boundaries are not kept: all acknowledged, our FIN alone
         // left (or the one segment it rides on), else at least one freed.
