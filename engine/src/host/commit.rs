@@ -46,8 +46,8 @@ impl Host {
     ) {
         match next {
             Next::Keep => self.keep(idx, &mut c, before),
-            Next::TimeWait => self.commit_time_wait(now, idx, c, before, hash),
-            Next::Close(reason) => self.commit_close(now, idx, c, before, reason, hash),
+            Next::TimeWait => self.commit_time_wait(now, idx, &mut c, before, hash),
+            Next::Close(reason) => self.commit_close(now, idx, &mut c, before, reason, hash),
         }
     }
 
@@ -106,34 +106,37 @@ impl Host {
     }
 
     /// [`Host::commit`] for an entry that enters TIME-WAIT (`tcp_time_wait`).
+    /// The working copy is passed by reference, where it lies in the
+    /// caller's frame: by value, the call copied its 64 bytes first.
     #[inline(never)]
     fn commit_time_wait(
         &mut self,
         now: Time,
         idx: u32,
-        mut c: Conn,
+        c: &mut Conn,
         before: State,
         hash: Option<u64>,
     ) {
-        self.count_fw2_orphan(&mut c, false);
-        self.disarm(&mut c);
+        self.count_fw2_orphan(c, false);
+        self.disarm(c);
         let hash = hash.unwrap_or_else(|| self.table.hash(&c.tuple));
-        self.enter_time_wait(now, idx, &c, before, hash);
+        self.enter_time_wait(now, idx, c, before, hash);
     }
 
-    /// [`Host::commit`] for an entry that reaches CLOSED.
+    /// [`Host::commit`] for an entry that reaches CLOSED (by reference, as
+    /// [`Host::commit_time_wait`]).
     #[inline(never)]
     fn commit_close(
         &mut self,
         now: Time,
         idx: u32,
-        mut c: Conn,
+        c: &mut Conn,
         before: State,
         reason: CloseReason,
         hash: Option<u64>,
     ) {
-        self.count_fw2_orphan(&mut c, false);
-        self.disarm(&mut c);
+        self.count_fw2_orphan(c, false);
+        self.disarm(c);
         let hash = hash.unwrap_or_else(|| self.table.hash(&c.tuple));
         self.table.remove_conn_hashed(idx, &c.tuple, hash);
         self.port_released(&c.tuple);
