@@ -58,11 +58,16 @@ impl Shard<'_> {
     /// after the link's delay), and the link wins ties, the server's
     /// direction first: so the next event is the same queue's next segment
     /// while that arrives now, unless a client's delivery put a segment
-    /// towards the server at this instant (a zero delay).
+    /// towards the server at this instant (a zero delay). Nor does a
+    /// delivery queue anything in its own direction: the segments that
+    /// arrive now, the queue's front run, are taken as one batch
+    /// ([`Queue::front_run`]), their run settled once at its end.
     ///
     /// Inlined into `step`'s two calls, each with its side a constant: the
     /// handlers inlined below (`deliver`, `after`, `on_event`, `transmit`)
     /// then lose their many `match side`s.
+    ///
+    /// [`Queue::front_run`]: super::queue::Queue::front_run
     #[inline(always)]
     pub(super) fn deliver_all(&mut self, to: Side) -> Change {
         let now = self.now.as_micros();
@@ -75,35 +80,47 @@ impl Shard<'_> {
         // every hint: such a burst skips the look-ahead, which would only
         // cost, segment after segment.
         let ahead = self.ahead;
-        loop {
+        'burst: loop {
+            let run = match to {
+                Side::Server => self.to_server.front_run(),
+                Side::Client => self.to_client.front_run(),
+            };
+            let mut taken = 0;
+            while taken < run {
+                let queue = match to {
+                    Side::Server => &mut self.to_server,
+                    Side::Client => &mut self.to_client,
+                };
+                // Copied out once, then dropped from the queue.
+                let Some(&seg) = queue.front() else {
+                    break;
+                };
+                queue.advance_in_run(&mut self.spare);
+                taken += 1;
+                match to {
+                    _ if !ahead => {}
+                    Side::Server => {
+                        let slot = |s: &Segment| self.prefetch_slot(&s.sender_tuple());
+                        self.to_server.prefetch_ahead(&self.server, slot);
+                    }
+                    Side::Client => {
+                        let slot = |s: &Segment| self.prefetch_slot(&s.receiver_tuple());
+                        self.to_client.prefetch_ahead(&self.client, slot);
+                    }
+                }
+                self.deliver(to, &seg);
+                high = high.max(self.entries());
+                if to == Side::Client && self.to_server.next_us() == now {
+                    self.to_client.ran(taken);
+                    break 'burst;
+                }
+            }
             let queue = match to {
                 Side::Server => &mut self.to_server,
                 Side::Client => &mut self.to_client,
             };
-            // Copied out once, then dropped from the queue.
-            let Some(&seg) = queue.front() else {
-                break;
-            };
-            queue.advance(&mut self.spare);
-            match to {
-                _ if !ahead => {}
-                Side::Server => {
-                    let slot = |s: &Segment| self.prefetch_slot(&s.sender_tuple());
-                    self.to_server.prefetch_ahead(&self.server, slot);
-                }
-                Side::Client => {
-                    let slot = |s: &Segment| self.prefetch_slot(&s.receiver_tuple());
-                    self.to_client.prefetch_ahead(&self.client, slot);
-                }
-            }
-            self.deliver(to, &seg);
-            high = high.max(self.entries());
-            let next = match to {
-                Side::Server => self.to_server.next_us(),
-                Side::Client if self.to_server.next_us() == now => break,
-                Side::Client => self.to_client.next_us(),
-            };
-            if next != now {
+            queue.ran(taken);
+            if run == 0 || queue.next_us() != now {
                 break;
             }
         }

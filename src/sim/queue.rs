@@ -241,9 +241,22 @@ impl Queue {
         self.next_us
     }
 
+    /// How many segments at the front arrive together, at [`Queue::next_us`]
+    /// (0: none): a FIFO's front run, a heap's front one (it keeps no runs).
+    /// The shard takes them ([`Queue::advance_in_run`]) and settles the
+    /// run's count once with [`Queue::ran`]: a burst pays the run's
+    /// bookkeeping and its time compare once, not once a segment.
+    #[inline(always)]
+    pub(super) fn front_run(&self) -> usize {
+        match &self.kind {
+            Kind::Fifo(q) => q.runs.front().map_or(0, |&(_, n)| n as usize),
+            Kind::Heap(h, _) => usize::from(!h.is_empty()),
+        }
+    }
+
     /// The next segment to arrive, read where it lies: the shard copies it
-    /// out once and then [`Queue::advance`]s, where a popped `Option`
-    /// copied the 40 bytes out at each of three levels.
+    /// out once and then [`Queue::advance_in_run`]s, where a popped
+    /// `Option` copied the 40 bytes out at each of three levels.
     #[inline(always)]
     pub(super) fn front(&self) -> Option<&Segment> {
         match &self.kind {
@@ -252,21 +265,15 @@ impl Queue {
         }
     }
 
-    /// Drops the next segment (a nonempty queue's [`Queue::front`]); a FIFO
-    /// that drains may give its buffer to `spare` ([`Queue::release`]).
+    /// Drops the next segment (a nonempty queue's [`Queue::front`]), one of
+    /// the front run: a FIFO's run is settled by [`Queue::ran`], a heap's at
+    /// once. A FIFO that drains may give its buffer to `spare`
+    /// ([`Queue::release`]).
     #[inline(always)]
-    pub(super) fn advance(&mut self, spare: &mut Spare) {
+    pub(super) fn advance_in_run(&mut self, spare: &mut Spare) {
         match &mut self.kind {
             Kind::Fifo(q) => {
-                let drained = q.segs.advance();
-                if let Some((_, n)) = q.runs.front_mut() {
-                    *n -= 1;
-                    if *n == 0 {
-                        q.runs.advance();
-                        self.next_us = us(q.runs.front().map(|x| x.0));
-                    }
-                }
-                if drained {
+                if q.segs.advance() {
                     self.shrink_if_drained(spare);
                 }
             }
@@ -280,11 +287,35 @@ impl Queue {
         }
     }
 
+    /// Settles the front run after `k` of its segments were taken
+    /// ([`Queue::advance_in_run`]): once all are, the next run's time is next.
+    /// A FIFO that drained meanwhile (its runs with it, when it gave its
+    /// buffer away) has nothing next.
+    #[inline(always)]
+    pub(super) fn ran(&mut self, k: usize) {
+        if let Kind::Fifo(q) = &mut self.kind {
+            match q.runs.front_mut() {
+                Some((_, n)) => {
+                    *n -= k as u64;
+                    if *n == 0 {
+                        q.runs.advance();
+                        self.next_us = us(q.runs.front().map(|x| x.0));
+                    }
+                }
+                None => self.next_us = u64::MAX,
+            }
+        }
+    }
+
     /// The next segment to arrive, taken off the queue.
     #[cfg(test)]
     pub(super) fn pop(&mut self, spare: &mut Spare) -> Option<Segment> {
+        if self.front_run() == 0 {
+            return None;
+        }
         let seg = *self.front()?;
-        self.advance(spare);
+        self.advance_in_run(spare);
+        self.ran(1);
         Some(seg)
     }
 

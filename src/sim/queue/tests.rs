@@ -221,3 +221,45 @@ fn a_released_queue_hands_a_big_buffer_to_the_next_burst() {
         assert_eq!(spare.capacity(), None);
     }
 }
+
+/// A burst's segments are taken as their run: `front_run` counts the
+/// segments that arrive together, and `ran` settles what was taken of it,
+/// part (the run goes on at the same time) or all (the next run is next),
+/// also when the FIFO drained and gave its buffer away meanwhile.
+#[test]
+fn a_run_is_taken_in_part_or_whole() {
+    let mut q = Queue::new(false, 0);
+    let mut spare = Spare::default();
+    for (i, at) in [5, 5, 5, 7, 7].into_iter().enumerate() {
+        q.push(Time::from_micros(at), seg(i as u32), &mut spare);
+    }
+    fn take(q: &mut Queue, k: usize, spare: &mut Spare) -> Vec<u32> {
+        let got = (0..k)
+            .map(|_| {
+                let s = *q.front().expect("a segment");
+                q.advance_in_run(spare);
+                s.seq
+            })
+            .collect();
+        q.ran(k);
+        got
+    }
+    assert_eq!(q.front_run(), 3);
+    assert_eq!(take(&mut q, 2, &mut spare), [0, 1]);
+    assert_eq!((q.front_run(), q.next_us()), (1, 5));
+    assert_eq!(take(&mut q, 1, &mut spare), [2]);
+    assert_eq!((q.front_run(), q.next_us()), (2, 7));
+    assert_eq!(take(&mut q, 2, &mut spare), [3, 4]);
+    assert_eq!((q.front_run(), q.next_us()), (0, u64::MAX));
+    // A released queue past its floor hands its drained buffer (runs and
+    // all) away before its run is settled.
+    let mut q = Queue::new(false, 0);
+    let n = SHRINK_AT + 1;
+    for i in 0..n {
+        q.push(Time::from_micros(9), seg(i as u32), &mut spare);
+    }
+    q.release(&mut spare);
+    assert_eq!(q.front_run(), n);
+    assert_eq!(take(&mut q, n, &mut spare).len(), n);
+    assert_eq!((capacity(&q), q.front_run(), q.next_us()), (0, 0, u64::MAX));
+}
