@@ -98,7 +98,7 @@ impl SlotMap {
 
     /// The slot of a tuple seen from the client (local = client); None for an
     /// address that is not one of this shard's clients (an attacker's spoofed one).
-    /// Both ranges are tested as one unsigned difference each.
+    /// The port range is tested as one unsigned difference, the address with the slot count.
     #[inline(always)]
     pub(super) fn get(&self, client_view: &Tuple) -> Option<usize> {
         self.unbounded(client_view).filter(|&s| s < self.slots)
@@ -106,15 +106,19 @@ impl SlotMap {
 
     /// [`SlotMap::get`] but for the test against the slot count, which the
     /// caller makes against its per-slot array instead: the compiler then
-    /// drops the bounds check of the index into that array.
+    /// drops the bounds check of the index into that array. That test also
+    /// turns away an address outside the shard's /16, whose offset from
+    /// `base` (wrapping, in 64 bits) is 2^16 or more: its index is then
+    /// at least 2^16 strides, past any shard's slots (at most 2^16 addresses'
+    /// worth). Only the port needs a test of its own.
     #[inline(always)]
     pub(super) fn unbounded(&self, client_view: &Tuple) -> Option<usize> {
-        let ip = client_view.local_ip.wrapping_sub(self.base);
+        let ip = u64::from(client_view.local_ip.wrapping_sub(self.base));
         let port = client_view.local_port.wrapping_sub(self.port_lo);
-        if ip > 0xffff || port > self.port_span {
+        if port > self.port_span {
             return None;
         }
-        Some(ip as usize * self.stride + port as usize)
+        usize::try_from(ip * self.stride as u64 + u64::from(port)).ok()
     }
 }
 
@@ -186,5 +190,9 @@ mod tests {
         assert_eq!(map.get(&tuple(3 << 16, lo - 1)), None);
         assert_eq!(map.get(&tuple(3 << 16, hi + 1)), None);
         assert_eq!(map.get(&tuple(4 << 16, lo)), None, "another shard");
+        // Offsets of a whole /16 and more, whose index passes the last slot
+        // only as a multiple of the stride; and one below the shard's base.
+        assert_eq!(map.get(&tuple(0xffff << 16, lo)), None, "the last /16");
+        assert_eq!(map.get(&tuple((3 << 16) - 1, lo)), None, "just below");
     }
 }
