@@ -230,9 +230,8 @@ impl Shard<'_> {
             return;
         }
         let (now, rng) = (self.now, &mut self.rng);
-        // Without jitter every segment of the step arrives at once: one sum
-        // (`Time + Duration`, on the delay's micros worked out in `new`).
-        let fixed = Time::from_micros(now.as_micros().saturating_add(self.delay_us));
+        // Without jitter every segment of the step arrives at once.
+        let fixed = self.arrival;
         let jitter = self.jitter;
         let capturing = from == Side::Server && self.capturing;
         self.res.sent += out.len() as u64;
@@ -254,7 +253,7 @@ impl Shard<'_> {
                 } else {
                     fixed
                 };
-                queue.push(at, *seg, &mut self.spare);
+                queue.push(at, seg, &mut self.spare);
             }
         }
         match from {

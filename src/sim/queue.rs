@@ -164,10 +164,11 @@ impl Queue {
         q
     }
 
-    /// Queues `seg` to arrive `at`. A FIFO about to grow takes the `spare`
-    /// buffer instead when it is bigger.
+    /// Queues `seg` to arrive `at`: copied once, from where the host left
+    /// it into the buffer (taken by value, it went through the stack). A
+    /// FIFO about to grow takes the `spare` buffer instead when it is bigger.
     #[inline(always)]
-    pub(super) fn push(&mut self, at: Time, seg: Segment, spare: &mut Spare) {
+    pub(super) fn push(&mut self, at: Time, seg: &Segment, spare: &mut Spare) {
         // A FIFO's segments all have one delay, so a later push never
         // arrives first; in a heap it may.
         match &mut self.kind {
@@ -187,14 +188,14 @@ impl Queue {
                 if q.segs.is_full() {
                     q.make_room(spare);
                 }
-                q.segs.push(seg);
+                q.segs.push(*seg);
             }
             Kind::Heap(h, order) => {
                 *order += 1;
                 h.push(Reverse(InFlight {
                     at,
                     order: *order,
-                    seg,
+                    seg: *seg,
                 }));
                 self.next_us = self.next_us.min(at.as_micros());
             }

@@ -97,6 +97,9 @@ pub struct Shard<'a> {
     pub(super) events: Vec<Event>,
     /// The one-way delay in µs, as `Time + Duration` adds it.
     pub(super) delay_us: u64,
+    /// When a segment sent now arrives without jitter: worked out once a
+    /// step (`Time + Duration`, on `delay_us`), not at every transmit.
+    pub(super) arrival: Time,
     /// `--jitter` is set, and `--pcap-sample`: both read for every transmit.
     pub(super) jitter: bool,
     pub(super) capturing: bool,
@@ -183,6 +186,7 @@ impl<'a> Shard<'a> {
         let to_open = share(cfg.connections);
         let rate = cfg.rate.map(|r| r / shards as f64);
         let reorders = !cfg.jitter.is_zero();
+        let delay_us = cfg.delay.base.as_micros().min(u64::MAX as u128) as u64;
         Shard {
             cfg,
             index,
@@ -203,7 +207,8 @@ impl<'a> Shard<'a> {
             client_ips,
             next_ip: 0,
             events: Vec::new(),
-            delay_us: cfg.delay.base.as_micros().min(u64::MAX as u128) as u64,
+            delay_us,
+            arrival: Time::from_micros(delay_us),
             jitter: !cfg.delay.jitter.is_zero(),
             capturing: cfg.pcap_sample > 0,
             server_deadline: u64::MAX,
@@ -335,6 +340,7 @@ impl<'a> Shard<'a> {
             self.res.series.fill_to(t, s);
         }
         self.now = self.now.max(t);
+        self.arrival = Time::from_micros(self.now.as_micros().saturating_add(self.delay_us));
         match due {
             Due::ToServer => return self.deliver_all(Side::Server),
             Due::ToClient => return self.deliver_all(Side::Client),

@@ -23,7 +23,7 @@ fn a_drained_burst_returns_its_buffer() {
         for i in 0..n {
             // With jitter, every other segment arrives a microsecond early.
             let at = Time::from_micros(10 - (jitter && i % 2 == 1) as u64);
-            q.push(at, seg(i), &mut spare);
+            q.push(at, &seg(i), &mut spare);
         }
         assert!(capacity(&q) >= n as usize);
         let got: Vec<u32> = std::iter::from_fn(|| q.pop(&mut spare))
@@ -56,7 +56,7 @@ fn next_us_is_the_next_arrival() {
             &[5, 5, 7, 9]
         };
         for (i, &at) in ats.iter().enumerate() {
-            q.push(Time::from_micros(at), seg(at as u32), &mut spare);
+            q.push(Time::from_micros(at), &seg(at as u32), &mut spare);
             assert_eq!(q.next_us(), *ats[..=i].iter().min().unwrap_or(&0));
         }
         let mut sorted = ats.to_vec();
@@ -80,7 +80,7 @@ fn prefetch_ahead_shows_the_shard_the_segment_bucket_ahead_back() {
         let mut q = Queue::new(jitter, 0);
         let mut spare = Spare::default();
         for i in 0..10 {
-            q.push(Time::from_micros(5), seg(i), &mut spare);
+            q.push(Time::from_micros(5), &seg(i), &mut spare);
         }
         q.pop(&mut spare);
         let mut seen = Vec::new();
@@ -95,7 +95,7 @@ fn prefetch_ahead_shows_the_shard_the_segment_bucket_ahead_back() {
     let mut q = Queue::new(false, 0);
     let mut spare = Spare::default();
     for i in 0..BUCKET_AHEAD as u32 {
-        q.push(Time::from_micros(5), seg(i), &mut spare);
+        q.push(Time::from_micros(5), &seg(i), &mut spare);
     }
     let mut seen = Vec::new();
     q.prefetch_ahead(&host, |s| seen.push(s.seq));
@@ -119,15 +119,15 @@ fn a_fifo_keeps_a_time_per_run() {
         Kind::Heap(..) => vec![],
     };
     for (i, at) in [5, 5, 5, 8].into_iter().enumerate() {
-        q.push(Time::from_micros(at), seg(i as u32), &mut spare);
+        q.push(Time::from_micros(at), &seg(i as u32), &mut spare);
     }
     assert_eq!(runs(&q), [(5, 3), (8, 1)]);
     assert_eq!(
         (q.pop(&mut spare).map(|s| s.seq), q.next_us()),
         (Some(0), 5)
     );
-    q.push(Time::from_micros(8), seg(4), &mut spare);
-    q.push(Time::from_micros(9), seg(5), &mut spare);
+    q.push(Time::from_micros(8), &seg(4), &mut spare);
+    q.push(Time::from_micros(9), &seg(5), &mut spare);
     assert_eq!(runs(&q), [(5, 2), (8, 2), (9, 1)]);
     let mut got = Vec::new();
     while q.next_us() != u64::MAX {
@@ -145,7 +145,7 @@ fn a_small_queue_keeps_its_buffer() {
     let mut q = Queue::new(false, 0);
     let mut spare = Spare::default();
     for i in 0..100 {
-        q.push(Time::from_micros(5), seg(i), &mut spare);
+        q.push(Time::from_micros(5), &seg(i), &mut spare);
     }
     while q.pop(&mut spare).is_some() {}
     assert!(capacity(&q) >= 100);
@@ -161,13 +161,13 @@ fn a_burst_the_shard_can_make_keeps_its_buffer() {
         let mut q = Queue::new(jitter, live);
         let mut spare = Spare::default();
         for i in 0..live as u32 {
-            q.push(Time::from_micros(5), seg(i), &mut spare);
+            q.push(Time::from_micros(5), &seg(i), &mut spare);
         }
         let grown = capacity(&q);
         while q.pop(&mut spare).is_some() {}
         assert_eq!(capacity(&q), grown, "jitter {jitter}");
         for i in 0..live as u32 * 4 {
-            q.push(Time::from_micros(6), seg(i), &mut spare);
+            q.push(Time::from_micros(6), &seg(i), &mut spare);
         }
         while q.pop(&mut spare).is_some() {}
         assert_eq!(capacity(&q), 0, "jitter {jitter}");
@@ -183,7 +183,7 @@ fn a_released_queue_hands_a_big_buffer_to_the_next_burst() {
     let live = crate::alloc::MAPPED_FROM / std::mem::size_of::<Segment>() + 1;
     let burst = |q: &mut Queue, n: usize, at: u64, spare: &mut Spare| {
         for i in 0..n as u32 {
-            q.push(Time::from_micros(at), seg(i), spare);
+            q.push(Time::from_micros(at), &seg(i), spare);
         }
     };
     for pending in [0, 1] {
@@ -231,7 +231,7 @@ fn a_run_is_taken_in_part_or_whole() {
     let mut q = Queue::new(false, 0);
     let mut spare = Spare::default();
     for (i, at) in [5, 5, 5, 7, 7].into_iter().enumerate() {
-        q.push(Time::from_micros(at), seg(i as u32), &mut spare);
+        q.push(Time::from_micros(at), &seg(i as u32), &mut spare);
     }
     fn take(q: &mut Queue, k: usize, spare: &mut Spare) -> Vec<u32> {
         let got = (0..k)
@@ -256,7 +256,7 @@ fn a_run_is_taken_in_part_or_whole() {
     let mut q = Queue::new(false, 0);
     let n = SHRINK_AT + 1;
     for i in 0..n {
-        q.push(Time::from_micros(9), seg(i as u32), &mut spare);
+        q.push(Time::from_micros(9), &seg(i as u32), &mut spare);
     }
     q.release(&mut spare);
     assert_eq!(q.front_run(), n);
