@@ -167,10 +167,11 @@ impl Shard<'_> {
             }
             watch = flags & runaway != 0 && flags & slot::AT_FIN_SENT == 0;
         }
-        let tuple = seg.receiver_tuple();
+        // The tuple is made where a runaway needs it, from the segment:
+        // made up front, it was stored for every segment.
         let state = |s: &Self| match to {
-            Side::Server => s.server.state(&tuple),
-            Side::Client => s.client.state(&tuple),
+            Side::Server => s.server.state(&seg.receiver_tuple()),
+            Side::Client => s.client.state(&seg.receiver_tuple()),
         };
         let before = if watch { state(self) } else { State::Closed };
         self.with(to, |h, now| h.handle(now, seg));
@@ -185,7 +186,7 @@ impl Shard<'_> {
                 Side::Server => self.server.transmits().for_each(drop),
                 Side::Client => self.client.transmits().for_each(drop),
             }
-            self.vanish(to, tuple, slot);
+            self.vanish(to, seg.receiver_tuple(), slot);
         }
         self.after(to);
     }
