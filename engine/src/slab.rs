@@ -57,11 +57,24 @@ impl<T: Copy> Default for Slab<T> {
 }
 
 impl<T: Copy> Slab<T> {
-    #[inline]
+    /// [`Slab::reserve`] and [`Slab::set`] in one, for the tests.
+    #[cfg(test)]
     pub fn insert(&mut self, v: T) -> u32 {
+        let i = self.reserve(|| v);
+        self.set(i, v);
+        i
+    }
+
+    /// Takes a slot and returns its index, for a caller that must name an
+    /// item before it has it whole: [`Slab::set`] then writes it, once,
+    /// instead of the insert being worked out twice (named ahead, then
+    /// made). Until then the slot holds a stale item, which the caller must
+    /// not read. `fill` gives the items of a new chunk, if one is needed.
+    #[inline]
+    pub fn reserve(&mut self, fill: impl FnOnce() -> T) -> u32 {
         let c = match self.avail.last() {
             Some(&c) => c,
-            None => self.new_chunk(v),
+            None => self.new_chunk(fill()),
         };
         let meta = &mut self.meta[c as usize];
         let slot = match meta.free.pop() {
@@ -72,41 +85,22 @@ impl<T: Copy> Slab<T> {
             }
         };
         meta.live += 1;
-        let full = !meta.has_room();
-        let items = self.chunks[c as usize].as_mut();
-        debug_assert!(items.is_some(), "a chunk with room is allocated");
-        if let Some(items) = items {
-            items[slot as usize & (CHUNK - 1)] = v;
-        }
-        if full {
+        if !meta.has_room() {
             self.leave_avail(c);
         }
         (c << CHUNK_BITS) | slot as u32
     }
 
-    /// The index the next [`Slab::insert`] hands out (nothing inserted or
-    /// removed in between), for a caller that must name an item before it
-    /// has it whole: it is then written once, not inserted and written again.
+    /// Writes item `i`, which [`Slab::reserve`] took.
     #[inline]
-    pub fn next_index(&self) -> u32 {
-        match self.avail.last() {
-            Some(&c) => {
-                let meta = &self.meta[c as usize];
-                let slot = meta.free.last().copied().unwrap_or(meta.used);
-                (c << CHUNK_BITS) | slot as u32
-            }
-            // `new_chunk`: a vacant chunk index or the next one, slot 0.
-            None => {
-                let c = self.vacant.last().copied();
-                c.unwrap_or(self.chunks.len() as u32) << CHUNK_BITS
-            }
-        }
+    pub fn set(&mut self, i: u32, v: T) {
+        *self.get_mut(i) = v;
     }
 
-    /// Out of line: once per `CHUNK` inserts, and it keeps `insert` small
-    /// enough to inline. A new chunk's items start as copies of `v`, the
-    /// first to go in: a chunk is whole from the start, which is what spares
-    /// every lookup its bounds check.
+    /// Out of line: once per `CHUNK` inserts, and it keeps `reserve` small
+    /// enough to inline. A new chunk's items start as copies of `v`: a chunk
+    /// is whole from the start, which is what spares every lookup its bounds
+    /// check.
     #[cold]
     #[inline(never)]
     fn new_chunk(&mut self, v: T) -> u32 {
@@ -310,12 +304,12 @@ mod tests {
         }
         // At most the spare chunk and the bookkeeping vectors remain.
         assert!(s.heap_bytes() < full / 10, "{} of {full}", s.heap_bytes());
-        // And the slab works again afterwards, from a chunk taken afresh:
-        // next_index names the index the insert then gives.
-        let n = s.next_index();
-        let a = s.insert(5);
-        assert_eq!(a, n);
+        // And the slab works again afterwards, from a chunk taken afresh,
+        // whose first slot may be taken ahead and written after.
+        let a = s.reserve(|| 0);
         let b = s.insert(6);
+        assert_ne!(a, b);
+        s.set(a, 5);
         assert_eq!((*s.get(a), *s.get(b)), (5, 6));
     }
 
@@ -343,9 +337,14 @@ mod tests {
             x ^= x >> 7;
             x ^= x << 17;
             if !x.is_multiple_of(3) || model.is_empty() {
-                let next = s.next_index();
-                let id = s.insert(step);
-                assert_eq!(id, next, "next_index names the insert's index");
+                // Every other one taken ahead and written after.
+                let id = if step % 2 == 0 {
+                    s.insert(step)
+                } else {
+                    let id = s.reserve(|| 0);
+                    s.set(id, step);
+                    id
+                };
                 assert!(model.insert(id, step).is_none(), "index handed out twice");
                 keys.push(id);
             } else {

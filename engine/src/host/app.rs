@@ -66,10 +66,10 @@ impl Host {
             c.ts_recent = ts_recent.unwrap_or(0);
         }
         // Stored once, after the SYN went out, as in `accept_syn`.
-        let idx = self.table.next_conn_index();
+        let idx = self.table.reserve_conn(&c);
         self.send_new_inline(now, idx, &mut c, Flags::SYN, 0);
-        let stored = self.table.insert_conn(c);
-        debug_assert_eq!(stored, idx);
+        let hash = self.table.hash(&tuple);
+        self.table.insert_reserved(idx, c, hash);
         self.stats.opened_active += 1;
         self.enter(tuple, State::Closed, State::SynSent);
     }

@@ -118,11 +118,10 @@ impl Host {
             c.ts_recent = ts.val;
         }
         // The SYN-ACK goes out first and the connection is stored once, as
-        // it is after sending (the insert's index named in advance).
-        let idx = self.table.next_conn_index();
+        // it is after sending (its slab slot taken in advance).
+        let idx = self.table.reserve_conn(&c);
         self.send_new_inline(now, idx, &mut c, Flags::SYN | Flags::ACK, 0);
-        let stored = self.table.insert_conn_hashed(c, hash);
-        debug_assert_eq!(stored, idx);
+        self.table.insert_reserved(idx, c, hash);
         self.stats.opened_passive += 1;
         self.enter(tuple, State::Closed, State::SynReceived);
     }

@@ -52,7 +52,6 @@ impl Host {
         mode: BindMode,
     ) -> Result<Connected, Error> {
         let now = self.begin(now);
-        let full = self.table.len() >= self.cfg.max_connections;
         let pick = match mode {
             BindMode::NoPort => self.hash_connect(now, local_ip, remote_ip, remote_port),
             BindMode::BeforeConnect => self.find_open_port(local_ip, remote_ip, remote_port),
@@ -64,7 +63,9 @@ impl Host {
                 return Err(Error::AddrNotAvail { probed });
             }
         };
-        if full && pick.tw.is_none() {
+        // The search leaves the table as it was: whether it is full is
+        // asked only of a search that takes no TIME-WAIT entry over.
+        if pick.tw.is_none() && self.table.len() >= self.cfg.max_connections {
             return Err(Error::TableFull(self.table.len()));
         }
         let (iss, ts_recent) = match pick.tw {

@@ -11,7 +11,7 @@
 use std::time::Duration;
 
 use crate::conn::{Conn, ConnRecord};
-use crate::endpoint::Side;
+use crate::endpoint::{Packed, Side};
 use crate::index::{prefetch_line, Index};
 #[cfg(feature = "bench-hooks")]
 use crate::seq::Seq;
@@ -155,7 +155,7 @@ impl Table {
     }
 
     /// `tuple`'s keyed hash, for a lookup that may be followed by an insert
-    /// ([`Table::find_hashed`], [`Table::insert_conn_hashed`]).
+    /// ([`Table::find_hashed`], [`Table::insert_reserved`]).
     #[inline(always)]
     pub(crate) fn hash(&self, tuple: &Tuple) -> u64 {
         tuple.hash(self.key)
@@ -217,28 +217,33 @@ impl Table {
 
     /// Adds a connection whose tuple is not in the table yet. Its fixed end
     /// is the remote port if we connected (SYN-SENT), else the local one.
+    #[cfg(any(test, feature = "bench-hooks"))]
     pub(crate) fn insert_conn(&mut self, conn: Conn) -> u32 {
-        self.insert_conn_hashed(conn, self.hash(&conn.tuple))
+        let idx = self.reserve_conn(&conn);
+        self.insert_reserved(idx, conn, self.hash(&conn.tuple));
+        idx
     }
 
-    /// The slab index the next [`Table::insert_conn`] gives, so that a new
-    /// connection's first segment (which names it to the timers) goes out
-    /// before the connection is stored, once, as it is after sending.
+    /// A slab slot for new connection `conn`, named before it is stored: its
+    /// first segment (which names it to the timers) goes out first, and
+    /// [`Table::insert_reserved`] then stores it, once, as it is after
+    /// sending. Nothing may insert into the table in between.
     #[inline]
-    pub(crate) fn next_conn_index(&self) -> u32 {
-        self.e.conns.next_index()
+    pub(crate) fn reserve_conn(&mut self, conn: &Conn) -> u32 {
+        self.e.conns.reserve(|| conn.record(Packed::default()))
     }
 
-    /// [`Table::insert_conn`] given the tuple's [`Table::hash`]: a SYN that
-    /// found no entry is inserted without hashing its tuple again.
-    pub(crate) fn insert_conn_hashed(&mut self, conn: Conn, hash: u64) -> u32 {
+    /// [`Table::insert_conn`] into the slot [`Table::reserve_conn`] took,
+    /// given the tuple's [`Table::hash`]: a SYN that found no entry is
+    /// inserted without hashing its tuple again.
+    pub(crate) fn insert_reserved(&mut self, idx: u32, conn: Conn, hash: u64) {
         debug_assert_eq!(hash, self.hash(&conn.tuple));
         let side = match conn.state {
             State::SynSent => Side::Client,
             _ => Side::Server,
         };
         let name = self.e.eps.pack(&conn.tuple, side);
-        let idx = self.e.conns.insert(conn.record(name));
+        self.e.conns.set(idx, conn.record(name));
         self.e.recent.put(&conn.tuple, idx);
         if name.spilled() || conn.last_oow_ms != 0 {
             self.put_conn_rare(idx, conn.last_oow_ms, conn.tuple);
@@ -246,7 +251,6 @@ impl Table {
         let (e, key) = (&self.e, self.key);
         self.map
             .insert_unique(hash, idx, |r| e.tuple_of(r).hash(key));
-        idx
     }
 
     /// For `benches/table.rs`, which sets this table beside std's `HashMap` and
