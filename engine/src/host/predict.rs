@@ -7,7 +7,7 @@
 //! path. The transitions are the full path's own functions; the test below
 //! runs both paths on generated segments and finds them equal.
 
-use super::{Host, Next};
+use super::{CloseReason, Host, Next};
 use crate::conn::{bits, flag, Conn};
 use crate::segment::{Flags, Segment};
 use crate::state::State;
@@ -53,7 +53,10 @@ impl Host {
     /// the new ACK is taken and moves the state; then the text and the FIN.
     /// An ACK that ends the entry ([`Host::ends_with_ack`]) moves snd_una
     /// alone: the RTT, RTO and recovery state it would update go with the
-    /// entry, and leaving the table cancels the timer.
+    /// entry, and leaving the table cancels the timer. LAST-ACK's last ACK
+    /// ("delete the TCB", [`Host::on_acked`]) updates nothing at all: no
+    /// field it would set (ts_recent, snd_wl1, snd_una) is read on the way
+    /// out, and its text and FIN are never looked at.
     #[inline(always)]
     pub(super) fn on_predicted(
         &mut self,
@@ -62,6 +65,9 @@ impl Host {
         c: &mut Conn,
         seg: &Segment,
     ) -> Next {
+        if c.state == State::LastAck && Self::ends_with_ack(c, seg) {
+            return Next::Close(CloseReason::LastAckAcked);
+        }
         if c.state == State::SynReceived {
             self.established_by_ack(c);
         }
@@ -82,6 +88,7 @@ impl Host {
 mod tests {
     use super::*;
     use crate::config::Config;
+    use crate::host::Event;
     use crate::segment::Ts;
     use crate::table::Found;
     use crate::tuple::Tuple;
@@ -296,7 +303,7 @@ mod tests {
 
     /// Only an ACK of everything that ends the entry within its segment
     /// skips the RTT and timer bookkeeping: FIN-WAIT-1's with the peer's
-    /// FIN, and LAST-ACK's.
+    /// FIN, and LAST-ACK's, which closes the entry at once.
     #[test]
     fn acks_that_end_the_entry_are_told_apart() {
         let t = tuple();
@@ -326,5 +333,17 @@ mod tests {
         assert!(run.host.predicted(&c, &last) && Host::ends_with_ack(&c, &last));
         run.host.handle(run.now, &last);
         assert_eq!(run.host.state(&t), State::Closed);
+        // on_predicted's early exit gives on_acked's verdict.
+        let closed = run.host.events().any(|e| {
+            matches!(
+                e,
+                Event::Closed {
+                    from: State::LastAck,
+                    reason: CloseReason::LastAckAcked,
+                    ..
+                }
+            )
+        });
+        assert!(closed);
     }
 }
