@@ -23,6 +23,8 @@ thread_local! {
     // No destructor and const-initialised, so it is safe to touch from the allocator.
     static THREAD_NET: Cell<isize> = const { Cell::new(0) };
     static SCOPE: Cell<u16> = const { Cell::new(0) };
+    // The scope an engine's run of calls was entered from (`enter_engine_scope`).
+    static OUTSIDE: Cell<u16> = const { Cell::new(0) };
 }
 
 /// The counting allocator.
@@ -322,6 +324,31 @@ pub fn thread_net_bytes() -> isize {
 pub fn enter_scope(scope: u16) -> u16 {
     debug_assert!((scope as usize) < SCOPES);
     SCOPE.with(|s| s.replace(scope))
+}
+
+/// Enters an engine's `scope` for a run of calls into it that the driver's
+/// own work comes between (a burst of segments, each handled and its events
+/// and replies acted on), where a scope entered and left around each call
+/// cost four thread-local accesses a call. The driver charges what it
+/// allocates or frees in that run to the scope it entered from through
+/// [`outside`], and enters the returned scope again at the run's end.
+pub fn enter_engine_scope(scope: u16) -> u16 {
+    let prev = enter_scope(scope);
+    OUTSIDE.with(|o| o.set(prev));
+    prev
+}
+
+/// Runs `f`, an allocation or free of the driver's own, charged to the scope
+/// the last [`enter_engine_scope`] was entered from: within an engine's run
+/// of calls, the driver's scope; after it, the scope the thread is in again
+/// (a thread drives its engines from one scope). Meant for cold paths (a
+/// buffer that grows or is given back): it costs three thread-local accesses.
+#[inline]
+pub fn outside<R>(f: impl FnOnce() -> R) -> R {
+    let scope = enter_scope(OUTSIDE.with(Cell::get));
+    let r = f();
+    enter_scope(scope);
+    r
 }
 
 /// Reserves `n` consecutive scopes for one measurement (a simulation reserves

@@ -220,3 +220,36 @@ impl FromSecs for Time {
         Time::from_millis(s * 1000)
     }
 }
+
+/// In an engine's scope entered for a run of calls, what the driver does
+/// through `outside` is charged to the scope the run was entered from, and
+/// everything else to the engine's; at the run's end the driver is back in
+/// its own scope.
+#[test]
+fn the_driver_allocates_outside_an_engine_scope_entered_for_a_run() {
+    let engine = alloc::reserve_scopes(2);
+    let driver = engine + 1;
+    let before = alloc::enter_scope(driver);
+    let outer = alloc::enter_engine_scope(engine);
+    assert_eq!(outer, driver);
+    let engines: Vec<u8> = Vec::with_capacity(1000);
+    let mut drivers: Vec<u8> = alloc::outside(|| Vec::with_capacity(300));
+    assert_eq!(alloc::scope_bytes(engine), 1000);
+    assert_eq!(alloc::scope_bytes(driver), 300);
+    // A driver's buffer grown or freed in the run stays the driver's.
+    alloc::outside(|| drivers.reserve(600));
+    assert_eq!(alloc::scope_bytes(engine), 1000);
+    assert_eq!(alloc::scope_bytes(driver), drivers.capacity() as isize);
+    alloc::outside(|| drop(drivers));
+    assert_eq!(alloc::scope_bytes(driver), 0);
+    drop(engines);
+    assert_eq!(alloc::scope_bytes(engine), 0);
+    alloc::enter_scope(outer);
+    let again: Vec<u8> = Vec::with_capacity(10);
+    assert_eq!(
+        (alloc::scope_bytes(engine), alloc::scope_bytes(driver)),
+        (0, 10)
+    );
+    drop(again);
+    alloc::enter_scope(before);
+}

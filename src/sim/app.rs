@@ -8,6 +8,7 @@ use teardown_engine::tuple::Tuple;
 
 use super::shard::{Shard, Side};
 use super::slots::{next_open, open_bit, slot, CLIENT_OPEN, SERVER_OPEN};
+use crate::alloc;
 
 impl Shard<'_> {
     /// The runaways on `side` whose delayed ACK has gone out vanish now.
@@ -93,7 +94,8 @@ impl Shard<'_> {
                             Side::Client => self.client.ack_pending(&tuple),
                         };
                         if pending {
-                            self.vanish_after_ack.push((side, tuple, s));
+                            let waiting = &mut self.vanish_after_ack;
+                            alloc::outside(|| waiting.push((side, tuple, s)));
                         } else {
                             self.vanish(side, tuple, s);
                         }

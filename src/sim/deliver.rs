@@ -4,6 +4,7 @@
 
 use rand_chacha::ChaCha8Rng;
 
+use crate::alloc;
 use crate::link::Delay;
 use teardown_engine::driver::prefetch;
 use teardown_engine::host::Host;
@@ -80,6 +81,16 @@ impl Shard<'_> {
         // every hint: such a burst skips the look-ahead, which would only
         // cost, segment after segment.
         let ahead = self.ahead;
+        // The host's allocator scope is entered once for the burst, not
+        // around each segment's call: what the simulator allocates or frees
+        // meanwhile (a queue's growth, a capture) it charges to its own
+        // scope ([`alloc::outside`]). The host's deadline is refreshed below.
+        let scope = match to {
+            Side::Server => self.server_scope,
+            Side::Client => self.client_scope,
+        };
+        let outer = alloc::enter_engine_scope(scope);
+        self.stale[to as usize] = true;
         'burst: loop {
             let run = match to {
                 Side::Server => self.to_server.front_run(),
@@ -124,6 +135,7 @@ impl Shard<'_> {
                 break;
             }
         }
+        alloc::enter_scope(outer);
         // With nothing in flight, no burst follows at once to take a buffer.
         // (A buffer handed over while both queues were empty waits for the
         // end of the next step: bounded, one buffer.)
@@ -163,7 +175,8 @@ impl Shard<'_> {
                 return;
             }
             if flags & captured != 0 {
-                self.res.capture.push((self.now, *seg));
+                let (capture, now) = (&mut self.res.capture, self.now);
+                alloc::outside(|| capture.push((now, *seg)));
             }
             watch = flags & runaway != 0 && flags & slot::AT_FIN_SENT == 0;
         }
@@ -174,7 +187,12 @@ impl Shard<'_> {
             Side::Client => s.client.state(&seg.receiver_tuple()),
         };
         let before = if watch { state(self) } else { State::Closed };
-        self.with(to, |h, now| h.handle(now, seg));
+        // In the host's allocator scope, entered for the burst.
+        let now = self.now;
+        match to {
+            Side::Server => self.server.handle(now, seg),
+            Side::Client => self.client.handle(now, seg),
+        }
         // A runaway active closer vanishes on the segment that acknowledges its
         // FIN, answering nothing (when the peer's FIN rides on that ACK, the
         // peer is left in LAST-ACK: seed case 6).
@@ -242,7 +260,8 @@ impl Shard<'_> {
             if capturing {
                 let slot = self.slot_map.get(&seg.receiver_tuple());
                 if slot.is_some_and(|s| self.slots[s].flags & slot::CAPTURED != 0) {
-                    self.res.capture.push((now, *seg));
+                    let capture = &mut self.res.capture;
+                    alloc::outside(|| capture.push((now, *seg)));
                 }
             }
             if loss.drops(rng, seg) {

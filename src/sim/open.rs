@@ -13,7 +13,7 @@ use teardown_engine::time::Time;
 
 use super::shard::{Shard, Side, SERVER_IP, SERVER_PORT};
 use super::slots::slot;
-use super::{CloseMode, RunawayAt, Workload};
+use super::{CloseMode, RunawayAt, SimConfig, Workload};
 
 /// How long a closed-model client waits to retry a connect() that found no
 /// port (EADDRNOTAVAIL), unless a port frees up first.
@@ -25,6 +25,23 @@ const CONNECT_RETRY: Duration = Duration::from_millis(10);
 /// and not every shard's first event at once.
 pub(super) fn nth_at_rate(n: u64, rate: f64, shards: u32, index: u32) -> Time {
     Time::from_secs_f64((n as f64 * shards as f64 + index as f64) / rate)
+}
+
+/// The marks every slot a run opens takes, when no random draw decides
+/// them (no `--close mixed`, no runaways): worked out once a shard, not at
+/// every open.
+pub(super) fn fixed_flags(cfg: &SimConfig) -> Option<u8> {
+    if cfg.runaway_client > 0.0 || cfg.runaway_server > 0.0 {
+        return None;
+    }
+    Some(match (cfg.workload, cfg.close) {
+        (_, CloseMode::Mixed(_)) => return None,
+        // Nobody closes on establishment; close_all() closes every server end.
+        (Workload::TwFill, _) => 0,
+        (_, CloseMode::Server) => slot::CLOSER_SERVER,
+        (_, CloseMode::Client) => slot::CLOSER_CLIENT,
+        (_, CloseMode::Both) => slot::CLOSER_SERVER | slot::CLOSER_CLIENT,
+    })
 }
 
 impl Shard<'_> {
@@ -84,9 +101,11 @@ impl Shard<'_> {
         }
     }
 
-    /// One connect() from the shard's next client address (round robin);
-    /// false when it found no port.
-    pub(super) fn open(&mut self) -> bool {
+    /// The marks of the next slot opened, drawn from the shard's stream
+    /// where the run's mix asks for a draw (`--close mixed`, runaways);
+    /// else they are the same every time ([`fixed_flags`]).
+    #[inline(never)]
+    fn draw_flags(&mut self) -> u8 {
         let mut flags = match self.cfg.close {
             CloseMode::Server => slot::CLOSER_SERVER,
             CloseMode::Client => slot::CLOSER_CLIENT,
@@ -119,12 +138,23 @@ impl Shard<'_> {
                 flags |= slot::AT_FIN_SENT;
             }
         }
+        flags
+    }
+
+    /// One connect() from the shard's next client address (round robin);
+    /// false when it found no port.
+    pub(super) fn open(&mut self) -> bool {
+        let mut flags = match self.fixed_flags {
+            Some(f) => f,
+            None => self.draw_flags(),
+        };
         if self.capture_left > 0 {
             self.capture_left -= 1;
             flags |= slot::CAPTURED;
         }
         let ip = self.next_ip;
-        self.next_ip = (ip + 1) % self.client_ips;
+        // Round robin without a division: `client_ips` is at least 1.
+        self.next_ip = if ip + 1 == self.client_ips { 0 } else { ip + 1 };
         let local_ip = self.slot_map.client_ip(ip);
         let mode = self.cfg.bind;
         let r = self.with(Side::Client, |h, now| {
@@ -171,5 +201,54 @@ impl Shard<'_> {
             ));
         }
         true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicU64;
+
+    use super::*;
+    use crate::sim::reuse::Reuse;
+    use crate::sim::SimArgs;
+
+    /// Where no draw decides a slot's marks, the fixed ones are those the
+    /// draw gives, and the draw takes nothing from the shard's stream;
+    /// where one does, there are none.
+    #[test]
+    fn fixed_marks_are_the_drawn_ones_where_nothing_is_drawn() {
+        let closes = [
+            CloseMode::Server,
+            CloseMode::Client,
+            CloseMode::Both,
+            CloseMode::Mixed(0.5),
+        ];
+        for workload in [Workload::Standard, Workload::TwFill] {
+            for close in closes {
+                for runaway in [0.0, 0.1] {
+                    let args = SimArgs {
+                        connections: 10,
+                        close,
+                        workload,
+                        runaway_server: runaway,
+                        ..SimArgs::default()
+                    };
+                    let cfg = SimConfig::from_args(&args).expect("a valid config");
+                    let done = AtomicU64::new(0);
+                    let base = crate::alloc::reserve_scopes(2 * cfg.shards as u16);
+                    let mut shard = Shard::new(&cfg, 0, base, &done, Reuse::none());
+                    let case = format!("{workload:?} {close:?} {runaway}");
+                    let fixed = fixed_flags(&cfg);
+                    let draws = runaway > 0.0 || matches!(close, CloseMode::Mixed(_));
+                    assert_eq!(fixed.is_none(), draws, "{case}");
+                    let next = shard.rng.clone().gen::<u64>();
+                    let drawn = shard.draw_flags();
+                    if let Some(f) = fixed {
+                        assert_eq!(f, drawn, "{case}");
+                        assert_eq!(shard.rng.gen::<u64>(), next, "{case}: no draw");
+                    }
+                }
+            }
+        }
     }
 }

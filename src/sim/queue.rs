@@ -34,7 +34,7 @@ use super::spare::Spare;
 use line::Line;
 
 mod line;
-use crate::alloc::MAPPED_FROM;
+use crate::alloc::{self, MAPPED_FROM};
 
 /// Capacity (segments) an emptied queue always keeps, so that a queue that
 /// empties between two segments of a steady workload does not reallocate.
@@ -103,17 +103,30 @@ struct Fifo {
 impl Fifo {
     /// Where a full buffer would grow: the segments move to its front when
     /// mostly read, else into the spare when it is bigger (as many as
-    /// growth would copy), and the old buffer is freed. Out of line: once
-    /// per doubling.
+    /// growth would copy), and the old buffer is freed; else it grows here.
+    /// Out of line: once per doubling. What it allocates or frees is the
+    /// simulator's ([`alloc::outside`]): a burst runs in its host's scope.
     #[cold]
     #[inline(never)]
     fn make_room(&mut self, spare: &mut Spare) {
         if self.segs.compact() {
             return;
         }
-        if let Some(mut buf) = spare.take_bigger(self.segs.capacity()) {
-            buf.extend_from_slice(self.segs.as_slice());
-            self.segs = Line::from_vec(buf);
+        alloc::outside(|| match spare.take_bigger(self.segs.capacity()) {
+            Some(mut buf) => {
+                buf.extend_from_slice(self.segs.as_slice());
+                self.segs = Line::from_vec(buf);
+            }
+            None => self.segs.grow(),
+        });
+    }
+
+    /// [`Fifo::make_room`] for the runs: moved to the front, or grown.
+    #[cold]
+    #[inline(never)]
+    fn make_room_for_run(&mut self) {
+        if !self.runs.compact() {
+            alloc::outside(|| self.runs.grow());
         }
     }
 }
@@ -180,7 +193,7 @@ impl Queue {
                             self.next_us = at.as_micros();
                         }
                         if q.runs.is_full() {
-                            q.runs.compact();
+                            q.make_room_for_run();
                         }
                         q.runs.push((at, 1));
                     }
@@ -192,6 +205,9 @@ impl Queue {
             }
             Kind::Heap(h, order) => {
                 *order += 1;
+                if h.len() == h.capacity() {
+                    alloc::outside(|| h.reserve(1));
+                }
                 h.push(Reverse(InFlight {
                     at,
                     order: *order,
@@ -212,17 +228,23 @@ impl Queue {
     }
 
     /// A drained buffer above `keep` is freed, or once released, a FIFO's
-    /// goes to `spare`.
+    /// goes to `spare` (which may free the one it held): by the simulator
+    /// ([`alloc::outside`]), in a burst that runs in its host's scope.
     #[inline(always)]
     fn shrink_if_drained(&mut self, spare: &mut Spare) {
         match &mut self.kind {
             Kind::Fifo(q) if q.segs.capacity() > self.keep && q.segs.is_empty() => {
-                let q = std::mem::take(q);
-                if self.released {
-                    spare.give(q.segs.into_vec());
-                }
+                let released = self.released;
+                alloc::outside(|| {
+                    let q = std::mem::take(q);
+                    if released {
+                        spare.give(q.segs.into_vec());
+                    }
+                });
             }
-            Kind::Heap(h, _) if h.capacity() > self.keep && h.is_empty() => *h = BinaryHeap::new(),
+            Kind::Heap(h, _) if h.capacity() > self.keep && h.is_empty() => {
+                alloc::outside(|| *h = BinaryHeap::new());
+            }
             _ => {}
         }
     }

@@ -23,7 +23,7 @@ use teardown_engine::tuple::Tuple;
 use teardown_engine::Advance;
 
 use super::app_timers::AppTimers;
-use super::open::nth_at_rate;
+use super::open::{fixed_flags, nth_at_rate};
 use super::queue::Queue;
 use super::result::ShardResult;
 use super::reuse::Reuse;
@@ -93,6 +93,9 @@ pub struct Shard<'a> {
     /// whole port range, and the next one to connect from.
     pub(super) client_ips: u32,
     pub(super) next_ip: u32,
+    /// The marks every slot opened takes, when no random draw decides them
+    /// ([`fixed_flags`]).
+    pub(super) fixed_flags: Option<u8>,
     /// The last events taken from a host (`after`), swapped for its queue.
     pub(super) events: Vec<Event>,
     /// The one-way delay in µs, as `Time + Duration` adds it.
@@ -206,6 +209,7 @@ impl<'a> Shard<'a> {
             ahead: slots as usize >= PREFETCH_SLOTS_FROM,
             client_ips,
             next_ip: 0,
+            fixed_flags: fixed_flags(cfg),
             events: Vec::new(),
             delay_us,
             arrival: Time::from_micros(delay_us),

@@ -14,6 +14,8 @@
 
 use hdrhistogram::Histogram;
 
+use crate::alloc;
+
 /// Runs of values kept raw before a shard builds its own histogram (32 KiB
 /// of them, as many bytes as the 4,096 single values kept before runs).
 const RAW_MAX: usize = 2048;
@@ -49,7 +51,9 @@ impl Tally {
         }
     }
 
-    /// Ends the run being counted (none at first), and starts `v`'s.
+    /// Ends the run being counted (none at first), and starts `v`'s. What
+    /// that allocates is the simulator's ([`alloc::outside`]): a shard
+    /// records in bursts that run in a host's allocator scope.
     #[inline(never)]
     fn record_slow(&mut self, v: u64) {
         let run = (self.last, self.repeats);
@@ -57,6 +61,10 @@ impl Tally {
         if run.1 == 0 {
             return;
         }
+        alloc::outside(|| self.add_run(run));
+    }
+
+    fn add_run(&mut self, run: (u64, u64)) {
         if let Some(h) = &mut self.hist {
             // Auto-resizing: record_n() grows it; it cannot fail on range.
             let _ = h.record_n(run.0, run.1);

@@ -91,6 +91,12 @@ impl<T: Copy> Line<T> {
         self.buf.get(self.head + i)
     }
 
+    /// Grows a full line as a push to it would (`Vec`'s amortized
+    /// doubling), so that its owner can choose whose the memory is.
+    pub(super) fn grow(&mut self) {
+        self.buf.reserve(1);
+    }
+
     pub(super) fn clear(&mut self) {
         self.buf.clear();
         self.head = 0;
