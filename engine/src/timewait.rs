@@ -9,6 +9,7 @@
 //! `VecDeque` that doubles.
 
 use std::collections::VecDeque;
+use std::mem::size_of;
 
 use crate::endpoint::Packed;
 use crate::seq::Seq;
@@ -74,35 +75,38 @@ const SPAN: usize = 1 << SPAN_BITS;
 /// Positions are absolute and never reused; the table stores them modulo 2^31.
 pub(crate) const POS_MASK: u64 = (1 << 31) - 1;
 
-/// 512 records and the expiry bases of their runs, in one allocation: the
-/// ring's per-record overhead (a `VecDeque` slot of 8 bytes and 16 bytes of
-/// bases per chunk) stays under a tenth of a byte.
+/// Up to 512 records and the expiry bases of their runs: the ring's
+/// per-record overhead (a `VecDeque` slot of 40 bytes per chunk) stays under
+/// a tenth of a byte.
 struct Chunk {
-    recs: [TwRecord; CHUNK],
+    /// The records pushed so far, in a buffer of `CHUNK` made up front and
+    /// filled by push: made as a zeroed array, every new chunk cost a
+    /// 12 KiB memset whose zeros nothing read.
+    recs: Vec<TwRecord>,
     /// The first expiry (ms stamp) of each run, which its records'
     /// `expires_off` count from.
     bases: [u32; CHUNK / SPAN],
 }
 
 impl Chunk {
-    fn boxed() -> Box<Chunk> {
-        Box::new(Chunk {
-            recs: [TwRecord::default(); CHUNK],
+    fn new() -> Chunk {
+        Chunk {
+            recs: Vec::with_capacity(CHUNK),
             bases: [0; CHUNK / SPAN],
-        })
+        }
     }
 }
 
 #[derive(Default)]
 pub(crate) struct TwRing {
-    chunks: VecDeque<Box<Chunk>>,
+    chunks: VecDeque<Chunk>,
     /// Absolute position of `chunks[0].recs[0]`.
     base: u64,
     /// Absolute position of the oldest slot not yet popped.
     head: u64,
     /// Absolute position one past the newest slot.
     tail: u64,
-    spare: Option<Box<Chunk>>,
+    spare: Option<Chunk>,
 }
 
 /// [`TwRing::front_slots`]: `(position, record, expiry)` of each slot.
@@ -162,7 +166,8 @@ impl TwRing {
             if since_base <= u16::MAX as u32 {
                 // Within the current run: most pushes, one chunk lookup.
                 rec.expires_off = since_base as u16;
-                chunk.recs[off & (CHUNK - 1)] = rec;
+                debug_assert_eq!(chunk.recs.len(), off & (CHUNK - 1));
+                chunk.recs.push(rec);
                 return self.advance_tail(1);
             }
             // Dead slots expire no later than anything after them.
@@ -171,21 +176,20 @@ impl TwRing {
                 ..TwRecord::default()
             };
             let end = (off | (SPAN - 1)) + 1;
-            for i in off..end {
-                chunk.recs[i & (CHUNK - 1)] = pad;
-            }
+            chunk.recs.resize(((end - 1) & (CHUNK - 1)) + 1, pad);
             self.advance_tail(end - off);
             off = end;
         }
         // The first slot of a run, and maybe of a chunk.
         if off == self.chunks.len() * CHUNK {
-            let chunk = self.spare.take().unwrap_or_else(Chunk::boxed);
+            let chunk = self.spare.take().unwrap_or_else(Chunk::new);
             self.chunks.push_back(chunk);
         }
         let (chunk, run) = self.locate_mut(off);
         chunk.bases[run] = expires_ms;
         rec.expires_off = 0;
-        chunk.recs[off & (CHUNK - 1)] = rec;
+        debug_assert_eq!(chunk.recs.len(), off & (CHUNK - 1));
+        chunk.recs.push(rec);
         self.advance_tail(1)
     }
 
@@ -269,8 +273,10 @@ impl TwRing {
         }
     }
 
-    fn recycle(&mut self, chunk: Box<Chunk>) {
+    /// Keeps `chunk`, emptied, for the next one pushed, if none is kept.
+    fn recycle(&mut self, mut chunk: Chunk) {
         if self.spare.is_none() {
+            chunk.recs.clear();
             self.spare = Some(chunk);
         }
     }
@@ -310,8 +316,8 @@ impl TwRing {
     }
 
     pub fn heap_bytes(&self) -> usize {
-        (self.chunks.len() + self.spare.is_some() as usize) * std::mem::size_of::<Chunk>()
-            + self.chunks.capacity() * std::mem::size_of::<Box<Chunk>>()
+        (self.chunks.len() + self.spare.is_some() as usize) * CHUNK * size_of::<TwRecord>()
+            + self.chunks.capacity() * size_of::<Chunk>()
     }
 }
 

@@ -24,7 +24,7 @@ fn fifo_across_chunks_and_recycles() {
     // Refill after emptying: positions keep growing, storage is reused.
     assert_eq!(r.push(entry(1), 7), n as u64);
     assert_eq!(r.at(n as u64).snd_nxt, Seq(1));
-    assert!(r.heap_bytes() <= 2 * std::mem::size_of::<Chunk>() + 1024);
+    assert!(r.heap_bytes() <= 2 * CHUNK * std::mem::size_of::<TwRecord>() + 1024);
 }
 
 #[test]
@@ -104,4 +104,23 @@ fn a_late_expiry_starts_a_new_run_after_dead_slots() {
         }
         r.pop_front();
     }
+}
+
+#[test]
+fn chunks_hold_only_pushed_records() {
+    let mut r = TwRing::default();
+    for i in 0..3 {
+        r.push(entry(i), 10 + i);
+    }
+    assert_eq!(r.chunks[0].recs.len(), 3);
+    // A late expiry pads its run with dead slots, then starts the next run.
+    let p = r.push(entry(9), 100_000);
+    assert_eq!((p, r.chunks[0].recs.len()), (SPAN as u64, SPAN + 1));
+    // A chunk recycled through the spare comes back empty.
+    for _ in 0..=SPAN {
+        r.pop_front();
+    }
+    assert!(r.chunks.is_empty() && r.spare.as_ref().is_some_and(|c| c.recs.is_empty()));
+    assert_eq!(r.push(entry(4), 100_001), p + 1);
+    assert_eq!((r.chunks[0].recs.len(), r.at(p + 1).snd_nxt), (1, Seq(4)));
 }
