@@ -20,10 +20,13 @@ impl Table {
     }
 
     /// [`Table::conn`] for a caller that found `idx` by `tuple`: the tuple
-    /// is not unpacked again.
+    /// is not unpacked again, nor the index checked (the table's index and
+    /// recent slots name only live slab items).
     #[inline(always)]
     pub(crate) fn conn_named(&self, idx: u32, tuple: Tuple) -> Conn {
-        let rec = self.e.conns.get(idx);
+        // SAFETY: `idx` was found in the table (the caller's promise, checked
+        // by the debug assertion below and `get_live`'s own).
+        let rec = unsafe { self.e.conns.get_live(idx) };
         debug_assert_eq!(self.e.conn_tuple(idx, rec), tuple);
         if !rec.name.has_rare() {
             return rec.conn(tuple, 0);
@@ -59,7 +62,8 @@ impl Table {
     #[inline]
     pub(crate) fn set_found_conn(&mut self, idx: u32, c: Conn) {
         debug_assert_eq!(self.e.recent.get(&c.tuple), Some(idx));
-        let rec = self.e.conns.get_mut(idx);
+        // SAFETY: the recent slots name only live slab items.
+        let rec = unsafe { self.e.conns.get_live_mut(idx) };
         rec.update(&c);
         if rec.name.has_rare() || c.last_oow_ms != 0 {
             self.update_conn_oow(idx, c.last_oow_ms);
