@@ -91,13 +91,10 @@ impl<T: Copy> Slab<T> {
         (c << CHUNK_BITS) | slot as u32
     }
 
-    /// Writes item `i`, which [`Slab::reserve`] took (so its chunk is
-    /// there: no check).
+    /// Writes item `i`, which [`Slab::reserve`] took.
     #[inline]
     pub fn set(&mut self, i: u32, v: T) {
-        // SAFETY: `reserve` handed `i` out and only `remove`/`free` take it
-        // back; checked by `is_live` in debug builds.
-        *unsafe { self.get_live_mut(i) } = v;
+        *self.get_mut(i) = v;
     }
 
     /// Out of line: once per `CHUNK` inserts, and it keeps `reserve` small
@@ -185,24 +182,6 @@ impl<T: Copy> Slab<T> {
                 .unwrap_unchecked()
         };
         &items[i as usize & (CHUNK - 1)]
-    }
-
-    /// [`Slab::get_live`] for writing.
-    ///
-    /// # Safety
-    /// `i` was returned by [`Slab::insert`] or [`Slab::reserve`] and not
-    /// removed since.
-    #[inline(always)]
-    pub unsafe fn get_live_mut(&mut self, i: u32) -> &mut T {
-        debug_assert!(self.is_live(i), "slab index {i} is not live");
-        // SAFETY: as in `get_live`.
-        let items = unsafe {
-            self.chunks
-                .get_unchecked_mut((i >> CHUNK_BITS) as usize)
-                .as_mut()
-                .unwrap_unchecked()
-        };
-        &mut items[i as usize & (CHUNK - 1)]
     }
 
     /// Whether `i` names an item: handed out and not removed since. For
@@ -379,11 +358,6 @@ mod tests {
             // SAFETY: `id` is in the model, so inserted and not removed.
             assert_eq!(unsafe { s.get_live(*id) }, v);
         }
-        for (id, v) in &model {
-            // SAFETY: as above.
-            *unsafe { s.get_live_mut(*id) } = v + 1;
-            assert_eq!(s.get(*id), &(v + 1));
-        }
     }
 
     /// The debug check behind `get_live`'s promise fires on a removed index
@@ -399,18 +373,5 @@ mod tests {
         // SAFETY: deliberately broken: `a` was removed; the debug assertion
         // panics before anything is read.
         let _ = unsafe { s.get_live(a) };
-    }
-
-    /// Likewise for `get_live_mut`.
-    #[test]
-    #[cfg(debug_assertions)]
-    #[should_panic(expected = "is not live")]
-    fn get_live_mut_refuses_a_removed_index_in_debug_builds() {
-        let mut s = Slab::default();
-        let a = s.insert(1u64);
-        let _b = s.insert(2u64);
-        s.free(a);
-        // SAFETY: deliberately broken, as above.
-        let _ = unsafe { s.get_live_mut(a) };
     }
 }

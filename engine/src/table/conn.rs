@@ -20,13 +20,10 @@ impl Table {
     }
 
     /// [`Table::conn`] for a caller that found `idx` by `tuple`: the tuple
-    /// is not unpacked again, nor the index checked (the table's index and
-    /// recent slots name only live slab items).
+    /// is not unpacked again.
     #[inline(always)]
     pub(crate) fn conn_named(&self, idx: u32, tuple: Tuple) -> Conn {
-        // SAFETY: `idx` was found in the table (the caller's promise, checked
-        // by the debug assertion below and `get_live`'s own).
-        let rec = unsafe { self.e.conns.get_live(idx) };
+        let rec = self.e.conns.get(idx);
         debug_assert_eq!(self.e.conn_tuple(idx, rec), tuple);
         if !rec.name.has_rare() {
             return rec.conn(tuple, 0);
@@ -62,8 +59,7 @@ impl Table {
     #[inline]
     pub(crate) fn set_found_conn(&mut self, idx: u32, c: Conn) {
         debug_assert_eq!(self.e.recent.get(&c.tuple), Some(idx));
-        // SAFETY: the recent slots name only live slab items.
-        let rec = unsafe { self.e.conns.get_live_mut(idx) };
+        let rec = self.e.conns.get_mut(idx);
         rec.update(&c);
         if rec.name.has_rare() || c.last_oow_ms != 0 {
             self.update_conn_oow(idx, c.last_oow_ms);
