@@ -8,8 +8,7 @@
 //!
 //! A chunk is a whole array (`Box<[T; CHUNK]>`), so an index's slot, masked to
 //! the chunk, needs no bounds check: a lookup is one bounds-checked load of the
-//! chunk pointer and one load of the item; [`Slab::get_live`], for an index
-//! the caller keeps live, skips that check too.
+//! chunk pointer and one load of the item.
 
 const CHUNK_BITS: u32 = 9;
 const CHUNK: usize = 1 << CHUNK_BITS;
@@ -160,38 +159,6 @@ impl<T: Copy> Slab<T> {
             .as_mut()
             .expect("live slab index");
         &mut items[i as usize & (CHUNK - 1)]
-    }
-
-    /// [`Slab::get`] without its checks (the chunk's bounds and whether it
-    /// is allocated), for an index the caller's own structure keeps live:
-    /// the table's index and its recent slots name only slab items, and
-    /// drop them as the items leave.
-    ///
-    /// # Safety
-    /// `i` was returned by [`Slab::insert`] and not removed since.
-    #[inline(always)]
-    pub unsafe fn get_live(&self, i: u32) -> &T {
-        debug_assert!(self.is_live(i), "slab index {i} is not live");
-        // SAFETY: a live index's chunk exists and is allocated (a chunk is
-        // freed only when its last item leaves), which is the caller's
-        // promise; checked by `is_live` in debug builds.
-        let items = unsafe {
-            self.chunks
-                .get_unchecked((i >> CHUNK_BITS) as usize)
-                .as_ref()
-                .unwrap_unchecked()
-        };
-        &items[i as usize & (CHUNK - 1)]
-    }
-
-    /// Whether `i` names an item: handed out and not removed since. For
-    /// debug assertions (it searches the chunk's free list).
-    fn is_live(&self, i: u32) -> bool {
-        let c = (i >> CHUNK_BITS) as usize;
-        let slot = (i as usize & (CHUNK - 1)) as u16;
-        self.chunks.get(c).is_some_and(Option::is_some)
-            && slot < self.meta[c].used
-            && !self.meta[c].free.contains(&slot)
     }
 
     /// Brings item `i` into cache ahead of its use: both of its lines when it
@@ -355,23 +322,6 @@ mod tests {
         }
         for (id, v) in &model {
             assert_eq!(s.get(*id), v);
-            // SAFETY: `id` is in the model, so inserted and not removed.
-            assert_eq!(unsafe { s.get_live(*id) }, v);
         }
-    }
-
-    /// The debug check behind `get_live`'s promise fires on a removed index
-    /// (in a release build the call would be undefined behaviour instead).
-    #[test]
-    #[cfg(debug_assertions)]
-    #[should_panic(expected = "is not live")]
-    fn get_live_refuses_a_removed_index_in_debug_builds() {
-        let mut s = Slab::default();
-        let a = s.insert(1u64);
-        let _b = s.insert(2u64);
-        s.free(a);
-        // SAFETY: deliberately broken: `a` was removed; the debug assertion
-        // panics before anything is read.
-        let _ = unsafe { s.get_live(a) };
     }
 }

@@ -54,8 +54,8 @@ pub(super) struct Entries {
 }
 
 impl Entries {
-    /// Whether entry `r` (a reference the index holds) is `t`'s: the peer's
-    /// address first, from the record already in hand, then the interned end.
+    /// Whether entry `r` is `t`'s: the peer's address first, from the record
+    /// already in hand, then the interned end.
     /// Always inlined into the probe: as a call it saved and restored
     /// registers around a two-field compare.
     #[inline(always)]
@@ -63,9 +63,7 @@ impl Entries {
         let name = if r & TW_BIT != 0 {
             self.tw.at(self.tw.resolve(r & !TW_BIT)).name
         } else {
-            // SAFETY: `r` comes from the index, which holds a slab index only
-            // while its item is live (`drop_conn`, `remove_conn` take both out).
-            unsafe { self.conns.get_live(r) }.name
+            self.conns.get(r).name
         };
         name.remote_ip == t.remote_ip
             && match self.eps.tuple(&name) {
@@ -87,14 +85,13 @@ impl Entries {
         self.tuple_of(r) == *t
     }
 
-    /// The tuple of the entry that `r`, a reference the index holds, names.
+    /// The tuple of the entry `r` names.
     #[inline]
     pub(super) fn tuple_of(&self, r: u32) -> Tuple {
         if r & TW_BIT != 0 {
             self.tw_tuple(self.tw.at(self.tw.resolve(r & !TW_BIT)))
         } else {
-            // SAFETY: as in `is`: `r` comes from the index.
-            self.conn_tuple(r, unsafe { self.conns.get_live(r) })
+            self.conn_tuple(r, self.conns.get(r))
         }
     }
 
