@@ -4,8 +4,10 @@
 //! the request, the response with its FIN, the closer's FIN, the last ACK. A
 //! few compares on the record recognise it, and it skips the checks of
 //! RFC 9293 §3.10.7.4 that cannot apply to it. Anything else takes the full
-//! path. The transitions are the full path's own functions; the test below
-//! runs both paths on generated segments and finds them equal.
+//! path. The transitions are the full path's own functions, but for
+//! FIN-WAIT-1's FIN+ACK (`fin_wait_1_ends`), which repeats what `on_acked` and
+//! `on_text_and_fin` do for it: a change there must be made here too. The
+//! test below runs both paths on generated segments and finds them equal.
 
 use super::{CloseReason, Host, Next};
 use crate::conn::{bits, flag, Conn};
