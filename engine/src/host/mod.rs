@@ -193,7 +193,7 @@ impl Host {
 
     /// A host whose table has room for `connections` entries before it grows,
     /// and its timer wheel for as many timers (a connection has at most one),
-    /// up to [`WHEEL_RESERVE`].
+    /// up to 65,536 timers (1.5 MiB: past that the wheel grows as it needs).
     pub fn with_capacity(cfg: Config, connections: usize) -> Host {
         Host {
             table: Table::with_capacity(cfg.secret, connections).with_time_wait(cfg.time_wait),
