@@ -31,17 +31,27 @@ pub(super) fn nth_at_rate(n: u64, rate: f64, shards: u32, index: u32) -> Time {
 /// them (no `--close mixed`, no runaways): worked out once a shard, not at
 /// every open.
 pub(super) fn fixed_flags(cfg: &SimConfig) -> Option<u8> {
-    if cfg.runaway_client > 0.0 || cfg.runaway_server > 0.0 {
-        return None;
+    let draws = matches!(cfg.close, CloseMode::Mixed(_))
+        || cfg.runaway_client > 0.0
+        || cfg.runaway_server > 0.0;
+    (!draws).then(|| closer_marks(cfg, false))
+}
+
+/// A slot's closer marks under the run's `--close`, where `mixed_server`
+/// is what the draw said for `--close mixed` (the server closes). None (0)
+/// in tw-fill: nobody closes on establishment; close_all() closes every
+/// server end.
+fn closer_marks(cfg: &SimConfig, mixed_server: bool) -> u8 {
+    if cfg.workload == Workload::TwFill {
+        return 0;
     }
-    Some(match (cfg.workload, cfg.close) {
-        (_, CloseMode::Mixed(_)) => return None,
-        // Nobody closes on establishment; close_all() closes every server end.
-        (Workload::TwFill, _) => 0,
-        (_, CloseMode::Server) => slot::CLOSER_SERVER,
-        (_, CloseMode::Client) => slot::CLOSER_CLIENT,
-        (_, CloseMode::Both) => slot::CLOSER_SERVER | slot::CLOSER_CLIENT,
-    })
+    match cfg.close {
+        CloseMode::Server => slot::CLOSER_SERVER,
+        CloseMode::Client => slot::CLOSER_CLIENT,
+        CloseMode::Both => slot::CLOSER_SERVER | slot::CLOSER_CLIENT,
+        CloseMode::Mixed(_) if mixed_server => slot::CLOSER_SERVER,
+        CloseMode::Mixed(_) => slot::CLOSER_CLIENT,
+    }
 }
 
 impl Shard<'_> {
@@ -106,22 +116,12 @@ impl Shard<'_> {
     /// else they are the same every time ([`fixed_flags`]).
     #[inline(never)]
     fn draw_flags(&mut self) -> u8 {
-        let mut flags = match self.cfg.close {
-            CloseMode::Server => slot::CLOSER_SERVER,
-            CloseMode::Client => slot::CLOSER_CLIENT,
-            CloseMode::Both => slot::CLOSER_SERVER | slot::CLOSER_CLIENT,
-            CloseMode::Mixed(f) => {
-                if self.rng.gen::<f64>() < f {
-                    slot::CLOSER_SERVER
-                } else {
-                    slot::CLOSER_CLIENT
-                }
-            }
+        // A mixed run draws whether the server closes, in tw-fill too.
+        let mixed_server = match self.cfg.close {
+            CloseMode::Mixed(f) => self.rng.gen::<f64>() < f,
+            _ => false,
         };
-        if self.cfg.workload == Workload::TwFill {
-            // Nobody closes on establishment; close_all() closes every server end.
-            flags = 0;
-        }
+        let mut flags = closer_marks(self.cfg, mixed_server);
         if self.cfg.runaway_client > 0.0 && self.rng.gen::<f64>() < self.cfg.runaway_client {
             flags |= slot::RUNAWAY_CLIENT;
         }
