@@ -117,7 +117,7 @@ impl Host {
         // perturbation moves each search past the port the last one took):
         // taken at once, the walk's `i` 0, without setting the walk up.
         let first = low + offset as u16;
-        let ((tuple, tw), i, probed) = if bucket_of(first) == 0 && !self.is_listening(first) {
+        let ((tuple, tw), i, probed) = if self.port_fresh(first, bucket_of(first)) {
             ((tuple_on(first), None), 0, 1)
         } else {
             let known_taken = self.known_taken(local_ip, remote_ip, remote_port);
@@ -175,6 +175,14 @@ impl Host {
             && !self.tw_reuse_allowed(local_ip, remote_ip)
     }
 
+    /// Whether `port`, whose bucket is `bucket`, is free for any tuple: no
+    /// bucket yet (`inet_bind_bucket_create` makes a fresh one) and no
+    /// listener on it.
+    #[inline(always)]
+    fn port_fresh(&self, port: u16, bucket: u32) -> bool {
+        bucket == 0 && !self.is_listening(port)
+    }
+
     /// One port of `hash_connect`, whose bucket is `bucket`: None when it
     /// cannot carry `tuple`, else the ring position of the TIME-WAIT entry
     /// to take over if any.
@@ -187,12 +195,12 @@ impl Host {
         bucket: u32,
         known_taken: bool,
     ) -> Option<Option<u64>> {
+        if self.port_fresh(tuple.local_port, bucket) {
+            return Some(None);
+        }
         // A listener's bucket has fastreuse >= 0: skipped like a bound port.
         if self.is_listening(tuple.local_port) {
             return None;
-        }
-        if bucket == 0 {
-            return Some(None); // inet_bind_bucket_create: a fresh bucket
         }
         if Ports::is_bound(bucket) {
             return None; // tb->fastreuse >= 0
