@@ -379,37 +379,4 @@ impl Host {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// A host sized for `n` connections reserves a wheel node for each, up to
-    /// `WHEEL_RESERVE`; sized for none, it reserves none.
-    #[test]
-    fn with_capacity_reserves_wheel_nodes_up_to_the_cap() {
-        for (n, reserved) in [(0, 0), (1_000, 1_000), (WHEEL_RESERVE * 2, WHEEL_RESERVE)] {
-            let h = Host::with_capacity(Config::default(), n);
-            assert_eq!(
-                h.wheel.heap_bytes(),
-                Wheel::<u32>::with_capacity(reserved).heap_bytes(),
-                "{n} connections"
-            );
-        }
-        assert!(Wheel::<u32>::with_capacity(1_000).heap_bytes() > Wheel::<u32>::new().heap_bytes());
-    }
-
-    #[test]
-    fn listen_grows_the_bitmap_only_to_the_port() {
-        let mut h = Host::new(Config::default());
-        let before = h.heap_bytes();
-        h.listen(80);
-        // Two words needed; Vec may round up to four, far below 8 KiB.
-        assert!(h.heap_bytes() - before <= 64, "{}", h.heap_bytes() - before);
-        assert!(h.is_listening(80));
-        assert!(!h.is_listening(81) && !h.is_listening(79));
-        assert!(!h.is_listening(65535), "beyond the bitmap: not listening");
-        h.listen(65535);
-        assert!(h.is_listening(65535) && h.is_listening(80));
-        assert!(!h.is_listening(65534) && !h.is_listening(1024));
-        assert_eq!(h.heap_bytes() - before, 8192);
-    }
-}
+mod tests;

@@ -163,6 +163,12 @@ impl<T: Copy> Wheel<T> {
         self.len == 0
     }
 
+    /// Nodes the slab holds without growing.
+    #[cfg(test)]
+    pub(crate) fn node_capacity(&self) -> usize {
+        self.nodes.capacity()
+    }
+
     /// Heap bytes owned by the wheel, counted by capacity.
     pub fn heap_bytes(&self) -> usize {
         self.nodes.capacity() * size_of::<Node<T>>() + size_of::<[u32; LISTS]>()
