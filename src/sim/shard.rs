@@ -8,11 +8,11 @@
 //!
 //! This module holds the shard and its event loop; the link's two directions
 //! are in [`super::deliver`], the applications in [`super::app`], the attacker
-//! in [`super::attack`] and what a shard hands back in [`super::result`].
+//! in [`super::attack`] and what a shard hands back in [`super::result`]; its
+//! construction is in `build.rs`.
 
 use std::sync::atomic::AtomicU64;
 
-use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::alloc;
@@ -23,13 +23,14 @@ use teardown_engine::tuple::Tuple;
 use teardown_engine::Advance;
 
 use super::app_timers::AppTimers;
-use super::open::{fixed_flags, nth_at_rate};
 use super::queue::Queue;
 use super::result::ShardResult;
 use super::reuse::Reuse;
-use super::slots::{Slot, SlotMap, PREFETCH_SLOTS_FROM};
+use super::slots::{Slot, SlotMap};
 use super::spare::Spare;
 use super::{micros_or_never, SimConfig};
+
+mod build;
 
 /// The simulated server's address (all shards: one host).
 pub const SERVER_IP: u32 = u32::from_be_bytes([10, 255, 0, 1]);
@@ -88,6 +89,8 @@ pub struct Shard<'a> {
     /// Whether deliveries look ahead in the queues and connects hint the
     /// client host: this shard's slots pass [`PREFETCH_SLOTS_FROM`], or the
     /// thread's shards together outgrow the cache ([`Shard::look_ahead`]).
+    ///
+    /// [`PREFETCH_SLOTS_FROM`]: super::slots::PREFETCH_SLOTS_FROM
     pub(super) ahead: bool,
     /// Client addresses of this shard (10.<shard>.0.0 upwards), each with the
     /// whole port range, and the next one to connect from.
@@ -144,105 +147,6 @@ pub struct Shard<'a> {
 }
 
 impl<'a> Shard<'a> {
-    /// Shard `index` of a run whose allocator scopes start at `scope_base`,
-    /// in the buffers `reuse` holds, if any.
-    pub fn new(
-        cfg: &'a SimConfig,
-        index: u32,
-        scope_base: u16,
-        progress: &'a AtomicU64,
-        mut reuse: Reuse,
-    ) -> Shard<'a> {
-        let shards = cfg.shards as u64;
-        let share = |total: u64| total / shards + ((index as u64) < total % shards) as u64;
-        let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
-        rng.set_stream(index as u64 + 1);
-        let secret = rng.gen::<u64>();
-        let mut server_cfg = cfg.host.clone();
-        server_cfg.secret = secret;
-        let mut client_cfg = cfg.host.clone();
-        client_cfg.secret = secret.rotate_left(17) ^ 0x5555;
-        // The shard's client holds its share of the client addresses' ports:
-        // whole addresses, or the first `slots_per_shard` ports of one (the
-        // 4-tuple space the slots gave before Linux's port choice).
-        let (lo, hi) = cfg.port_range;
-        let range = u32::from(hi - lo) + 1;
-        let (client_ips, slots) = if cfg.slots_per_shard < range {
-            let last = lo + (cfg.slots_per_shard.max(1) - 1) as u16;
-            client_cfg.ip_local_port_range = (lo, last);
-            (1, cfg.slots_per_shard.max(1))
-        } else {
-            let ips = cfg.slots_per_shard.div_ceil(range);
-            (ips, ips * range)
-        };
-        let server_scope = scope_base + 2 * index as u16;
-        let client_scope = server_scope + 1;
-        let prev = alloc::enter_scope(server_scope);
-        // Tables sized for the shard's share of the live connections up front, so
-        // the opening burst does not rehash them step by step.
-        let live = cfg.concurrency_per_shard.min(share(cfg.connections)) as usize;
-        let mut server = Host::with_capacity(server_cfg, live);
-        server.listen(SERVER_PORT);
-        alloc::enter_scope(client_scope);
-        let client = Host::with_capacity(client_cfg, live);
-        alloc::enter_scope(prev);
-        let to_open = share(cfg.connections);
-        let rate = cfg.rate.map(|r| r / shards as f64);
-        let reorders = !cfg.jitter.is_zero();
-        let delay_us = cfg.delay.base.as_micros().min(u64::MAX as u128) as u64;
-        Shard {
-            cfg,
-            index,
-            rng,
-            now: Time::ZERO,
-            server,
-            client,
-            server_scope,
-            client_scope,
-            to_server: reuse.queue(Side::Server, reorders, live),
-            to_client: reuse.queue(Side::Client, reorders, live),
-            spare: Spare::default(),
-            loss_to_server: cfg.loss_to_server.clone(),
-            loss_to_client: cfg.loss_to_client.clone(),
-            slots: reuse.slots(slots as usize),
-            slot_map: SlotMap::new(index, (lo, hi), slots as usize),
-            ahead: slots as usize >= PREFETCH_SLOTS_FROM,
-            client_ips,
-            next_ip: 0,
-            fixed_flags: fixed_flags(cfg),
-            events: Vec::new(),
-            delay_us,
-            arrival: Time::from_micros(delay_us),
-            jitter: !cfg.delay.jitter.is_zero(),
-            capturing: cfg.pcap_sample > 0,
-            server_deadline: u64::MAX,
-            client_deadline: u64::MAX,
-            stale: [false; 2],
-            to_open,
-            attempts: 0,
-            opened: 0,
-            live: 0,
-            apps: AppTimers::new(
-                rate.map(|_| Time::ZERO),
-                // Event 0 of this shard's turn in the attack schedule (nth_at_rate).
-                (!cfg.attacks.is_empty())
-                    .then(|| nth_at_rate(0, cfg.attack_rate, cfg.shards, index)),
-                Some(Time::ZERO + cfg.app_timeout / 4),
-            ),
-            opens_from: Time::ZERO + cfg.stagger * index,
-            opened_ms: reuse.opened_ms(slots as usize),
-            vanish_after_ack: Vec::new(),
-            attacks_sent: 0,
-            capture_left: if index == 0 { cfg.pcap_sample } else { 0 },
-            progress,
-            unreported: 0,
-            res: ShardResult::new(cfg),
-            entries_then: 0,
-            reasons: [0; 9],
-            hands_on: reuse.on,
-        }
-    }
-
     /// The most connections this shard holds live at once: its share of the
     /// run's, within `--concurrency`.
     pub(super) fn live_cap(&self) -> u64 {
@@ -253,6 +157,8 @@ impl<'a> Shard<'a> {
     /// holding shards whose live connections together pass
     /// [`PREFETCH_SLOTS_FROM`], as 64 shards of 15.6 k do, each alone small
     /// enough for the caches.
+    ///
+    /// [`PREFETCH_SLOTS_FROM`]: super::slots::PREFETCH_SLOTS_FROM
     pub(super) fn look_ahead(&mut self) {
         self.ahead = true;
         self.server.set_prefetch(true);
