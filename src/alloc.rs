@@ -23,8 +23,9 @@ thread_local! {
     // No destructor and const-initialised, so it is safe to touch from the allocator.
     static THREAD_NET: Cell<isize> = const { Cell::new(0) };
     static SCOPE: Cell<u16> = const { Cell::new(0) };
-    // The scope an engine's run of calls was entered from (`enter_engine_scope`).
-    static OUTSIDE: Cell<u16> = const { Cell::new(0) };
+    // The last engine run's scope (high half) and the scope it was entered
+    // from (low half): `enter_engine_scope`, read by `outside`.
+    static OUTSIDE: Cell<u32> = const { Cell::new(0) };
 }
 
 /// The counting allocator.
@@ -333,21 +334,28 @@ pub fn enter_scope(scope: u16) -> u16 {
 /// allocates or frees in that run to the scope it entered from through
 /// [`outside`], and enters the returned scope again at the run's end.
 pub fn enter_engine_scope(scope: u16) -> u16 {
-    let prev = enter_scope(scope);
-    OUTSIDE.with(|o| o.set(prev));
-    prev
+    let from = enter_scope(scope);
+    OUTSIDE.with(|o| o.set(u32::from(scope) << 16 | u32::from(from)));
+    from
 }
 
-/// Runs `f`, an allocation or free of the driver's own, charged to the scope
-/// the last [`enter_engine_scope`] was entered from: within an engine's run
-/// of calls, the driver's scope; after it, the scope the thread is in again
-/// (a thread drives its engines from one scope). Meant for cold paths (a
-/// buffer that grows or is given back): it costs three thread-local accesses.
+/// Runs `f`, an allocation or free of the driver's own: within an engine's
+/// run of calls ([`enter_engine_scope`]), charged to the scope the run was
+/// entered from; otherwise to the scope the thread is in. A run is known by
+/// its scope: the thread is in one while it is in the last run's engine
+/// scope, which nothing but that engine's calls enter, so the run's end
+/// needs no bookkeeping. Meant for cold paths (a buffer that grows or is
+/// given back): it costs up to four thread-local accesses.
 #[inline]
 pub fn outside<R>(f: impl FnOnce() -> R) -> R {
-    let scope = enter_scope(OUTSIDE.with(Cell::get));
+    let run = OUTSIDE.with(Cell::get);
+    let here = SCOPE.with(Cell::get);
+    if here == 0 || u32::from(here) != run >> 16 {
+        return f();
+    }
+    enter_scope(run as u16);
     let r = f();
-    enter_scope(scope);
+    enter_scope(here);
     r
 }
 

@@ -223,12 +223,13 @@ impl FromSecs for Time {
 
 /// In an engine's scope entered for a run of calls, what the driver does
 /// through `outside` is charged to the scope the run was entered from, and
-/// everything else to the engine's; at the run's end the driver is back in
-/// its own scope.
+/// everything else to the engine's; once the run ends the driver is back in
+/// its own scope, and `outside` charges the scope the thread is in, not the
+/// one the last run came from.
 #[test]
 fn the_driver_allocates_outside_an_engine_scope_entered_for_a_run() {
-    let engine = alloc::reserve_scopes(2);
-    let driver = engine + 1;
+    let engine = alloc::reserve_scopes(3);
+    let (driver, other) = (engine + 1, engine + 2);
     let before = alloc::enter_scope(driver);
     let outer = alloc::enter_engine_scope(engine);
     assert_eq!(outer, driver);
@@ -251,5 +252,13 @@ fn the_driver_allocates_outside_an_engine_scope_entered_for_a_run() {
         (0, 10)
     );
     drop(again);
+    // Between runs, `outside` is the scope the thread is in.
+    alloc::enter_scope(other);
+    let between: Vec<u8> = alloc::outside(|| Vec::with_capacity(70));
+    assert_eq!(
+        (alloc::scope_bytes(driver), alloc::scope_bytes(other)),
+        (0, 70)
+    );
+    drop(between);
     alloc::enter_scope(before);
 }
