@@ -9,6 +9,7 @@
 //! link and pcap formats the drivers speak.
 
 pub mod alloc;
+pub mod chart;
 pub mod cli;
 pub mod compare;
 #[cfg(feature = "fuzzing")]

@@ -121,7 +121,7 @@ pub fn to_json(r: &Report, p: &FromPlan, growth: f64, slab: &Slab) -> Value {
 }
 
 fn count(v: f64) -> String {
-    crate::sim::plot::thousands(v)
+    crate::chart::thousands(v)
 }
 
 fn times(h: Option<f64>) -> String {

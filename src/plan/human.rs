@@ -2,15 +2,13 @@
 
 use std::fmt::Write as _;
 
-use crate::sim;
-
 use super::bounds;
 use super::model::{Closer, MODELLED};
 use super::verify::walk_clear_ips;
 use super::{rel_error, Outcome, Plan, Simulated};
 
 fn count(v: f64) -> String {
-    sim::plot::thousands(v)
+    crate::chart::thousands(v)
 }
 
 fn bytes(v: f64) -> String {

@@ -7,7 +7,7 @@ use anyhow::Context;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
-use crate::sim::plot::{both, register_font, state_colour, thousands, Chart, PALETTE};
+use crate::chart::{both, register_font, state_colour, thousands, Chart, PALETTE};
 use teardown_engine::state::State;
 
 use super::memory::Slab;

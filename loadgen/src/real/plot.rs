@@ -13,7 +13,7 @@ use anyhow::Context;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use serde_json::Value;
-use teardown::sim::plot::{register_font, PALETTE};
+use teardown::chart::{register_font, PALETTE};
 
 const SIZE: (u32, u32) = (1200, 1000);
 

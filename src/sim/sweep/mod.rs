@@ -19,8 +19,8 @@ use serde::Serialize;
 
 pub use plot::plot;
 
-use super::plot::thousands;
 use super::{run, SimArgs, SimConfig};
+use crate::chart::thousands;
 use peers::{KernelPoint, TablePoint};
 
 /// A sweep and its peers, as `--json` writes it.

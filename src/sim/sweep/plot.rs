@@ -11,10 +11,8 @@ use anyhow::Context;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
-use super::super::plot::{
-    both, house_legend, house_mesh, register_font, thousands, Chart, PALETTE,
-};
 use super::Sweep;
+use crate::chart::{both, house_legend, house_mesh, register_font, thousands, Chart, PALETTE};
 
 /// Draws the sweep into `dir`.
 pub fn plot(sweep: &Sweep, title: &str, dir: &Path) -> anyhow::Result<()> {
