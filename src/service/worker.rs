@@ -6,7 +6,8 @@
 //! ones are held; close on the peer's FIN), fires the host's
 //! timers and sends what the host emitted, packed into as few datagrams as the
 //! peers allow. Nothing is allocated per segment: the receive buffer, the event
-//! scratch vector and one encoder per peer are reused.
+//! scratch vector and one encoder per peer are reused. The server application
+//! it answers events with is in `worker/app.rs`.
 
 use std::collections::VecDeque;
 use std::io::ErrorKind;
@@ -23,13 +24,15 @@ use super::peers::Peers;
 use super::{route, Clock, CloseMode, ServeArgs, WorkerFinal, SERVER_PORT};
 use crate::wire::{self, Encoder};
 use teardown_engine::config::Config;
-use teardown_engine::driver::{handle_burst, BUCKET_AHEAD, ENTRY_AHEAD};
-use teardown_engine::host::{Event, Host, Prefetch};
+use teardown_engine::driver::handle_burst;
+use teardown_engine::host::{Event, Host};
 use teardown_engine::segment::Segment;
 use teardown_engine::state::State;
 use teardown_engine::time::Time;
 use teardown_engine::tuple::Tuple;
 use teardown_engine::Advance;
+
+mod app;
 
 const SOCKET: Token = Token(0);
 const WAKER: Token = Token(1);
@@ -266,75 +269,6 @@ impl Worker {
             self.peak[i] = self.peak[i].max(self.host.population(s));
         }
         self.peak_entries = self.peak_entries.max(self.host.len());
-    }
-
-    /// The server application: close first after the handshake (`--close
-    /// server`), close on the peer's FIN, count how connections ended.
-    fn app(&mut self, now: Time) {
-        loop {
-            self.scratch.extend(self.host.events());
-            if self.scratch.is_empty() {
-                return;
-            }
-            for i in 0..self.scratch.len() {
-                match self.scratch[i] {
-                    Event::Established { tuple } if self.close == CloseMode::Server => {
-                        self.hold_or_close(now, tuple)
-                    }
-                    Event::PeerClosed { tuple } => {
-                        let _ = self.host.close(now, tuple);
-                    }
-                    Event::Closed { reason, .. } => self.closed[reason.index()] += 1,
-                    _ => {}
-                }
-            }
-            self.scratch.clear();
-        }
-    }
-
-    /// When the oldest held connection is due to close: `--hold` after it was
-    /// established; never while `--keep` alone holds it.
-    fn next_held_close(&self) -> Option<Time> {
-        let (since, _) = self.held.front()?;
-        (self.keep.is_none() || !self.hold.is_zero()).then(|| *since + self.hold)
-    }
-
-    /// `--close server`: closes at once, or holds for `--hold`, or keeps it
-    /// and closes the oldest held one past `--keep`. After the release, one
-    /// established late (its handshake retransmitted) is no part of the
-    /// backlog being paced out, and without `--hold` closes at once: held
-    /// for the pace, it only lengthened the run's tail.
-    fn hold_or_close(&mut self, now: Time, tuple: Tuple) {
-        if self.hold_flag.is_zero() && self.keep.is_none() {
-            let _ = self.host.close(now, tuple);
-            return;
-        }
-        self.held.push_back((now, tuple));
-        // One in, so at most one out.
-        if self.held.len() > self.keep.unwrap_or(usize::MAX) {
-            if let Some((since, oldest)) = self.held.pop_front() {
-                self.kept_for = now.saturating_sub(since);
-                self.prefetch_held();
-                // It may have closed meanwhile (an RST).
-                let _ = self.host.close(now, oldest);
-            }
-        }
-    }
-
-    /// Hints the table that the held connections next in line are about to
-    /// be closed. They were established up to a million connections ago, so
-    /// each close would otherwise wait on two cache misses (index bucket,
-    /// then entry); asked for a few closes ahead, as `handle_burst` does for
-    /// arriving segments, the misses overlap the closes before them.
-    fn prefetch_held(&self) {
-        let hint = |i: usize, step: Prefetch| {
-            if let Some((_, tuple)) = self.held.get(i) {
-                self.host.prefetch_call(tuple, step);
-            }
-        };
-        // The front is closed next: index k is k + 1 closes away.
-        hint(BUCKET_AHEAD - 1, Prefetch::Bucket);
-        hint(ENTRY_AHEAD - 1, Prefetch::Entry);
     }
 
     /// Packs pending segments into each peer's datagram; sends full datagrams, and
