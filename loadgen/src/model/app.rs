@@ -12,7 +12,8 @@ impl Worker {
     /// The client application.
     pub(super) fn app(&mut self, now: Time) {
         loop {
-            self.scratch.extend(self.host.events());
+            // Events the handlers cause come in the next round.
+            self.host.swap_events(&mut self.scratch);
             if self.scratch.is_empty() {
                 return;
             }
@@ -72,7 +73,6 @@ impl Worker {
                     _ => {}
                 }
             }
-            self.scratch.clear();
         }
     }
 

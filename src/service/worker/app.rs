@@ -16,7 +16,8 @@ impl Worker {
     /// server`), close on the peer's FIN, count how connections ended.
     pub(super) fn app(&mut self, now: Time) {
         loop {
-            self.scratch.extend(self.host.events());
+            // Events the handlers cause come in the next round.
+            self.host.swap_events(&mut self.scratch);
             if self.scratch.is_empty() {
                 return;
             }
@@ -32,7 +33,6 @@ impl Worker {
                     _ => {}
                 }
             }
-            self.scratch.clear();
         }
     }
 
