@@ -1,0 +1,177 @@
+//! The limits by hand: tcp_max_tw_buckets, the 4-tuples that bound TIME-WAIT,
+//! and the clients' ports with and without tcp_tw_reuse.
+
+use teardown::plan::bounds::Bound;
+use teardown::plan::evaluate;
+use teardown::plan::memory::Slab;
+
+use super::{close, plan};
+
+#[test]
+fn tw_buckets_overflow_above_2184_5_closes_a_second() {
+    let slab = Slab::defaults();
+    let below = evaluate(&plan(&["--close-rate", "2184"]), &slab);
+    assert!(!below.limits.tw_buckets_overflow);
+    assert!(close(
+        below.prediction.tw_overflow_rate,
+        131_072.0 / 60.0,
+        1e-12
+    ));
+    let above = evaluate(&plan(&["--close-rate", "2185"]), &slab);
+    assert!(above.limits.tw_buckets_overflow);
+    let o = evaluate(&plan(&["--close-rate", "3000"]), &slab);
+    assert_eq!(o.prediction.server.time_wait, 131_072.0);
+    assert_eq!(o.prediction.tw_uncapped, 180_000.0);
+    assert!(close(
+        o.prediction.tw_overflow_per_sec,
+        3000.0 - 131_072.0 / 60.0,
+        1e-9
+    ));
+    // rfc9293 has no cap.
+    let rfc = evaluate(
+        &plan(&["--close-rate", "3000", "--profile", "rfc9293"]),
+        &slab,
+    );
+    assert!(!rfc.limits.tw_buckets_overflow);
+    assert_eq!(rfc.prediction.server.time_wait, 3000.0 * 240.0);
+}
+
+#[test]
+fn client_closers_exhaust_ports_unless_tw_reuse() {
+    let slab = Slab::defaults();
+    let o = evaluate(&plan(&["--close-rate", "1000", "--close", "client"]), &slab);
+    let l = &o.limits;
+    assert_eq!(o.prediction.clients.time_wait, 60_000.0);
+    assert_eq!(o.prediction.server.time_wait, 0.0);
+    // One destination at 1,000/s: ports held 60 s of TIME-WAIT plus the ~30 ms the
+    // connection lives before it, against 28,232.
+    assert!(
+        close(l.ports_per_destination_needed, 60_030.0, 1e-3),
+        "{}",
+        l.ports_per_destination_needed
+    );
+    assert!(l.port_exhaustion);
+    assert!(
+        close(l.max_rate_per_destination, 28_232.0 / 60.03, 1e-3),
+        "{}",
+        l.max_rate_per_destination
+    );
+    // tcp_tw_reuse: a port is reusable 1 s after TIME-WAIT starts.
+    assert!(close(
+        l.ports_per_destination_needed_with_reuse,
+        1_030.0,
+        1e-3
+    ));
+    assert!(!l.port_exhaustion_with_reuse);
+    // 4 client IPs x 2 server ports: 125/s per destination, 7,504 ports.
+    let o = evaluate(
+        &plan(&[
+            "--close-rate",
+            "1000",
+            "--close",
+            "client",
+            "--clients",
+            "4",
+            "--server-ports",
+            "2",
+        ]),
+        &slab,
+    );
+    assert_eq!(o.limits.rate_per_destination, 125.0);
+    assert!(close(o.limits.ports_per_destination_needed, 7_503.75, 1e-3));
+    assert!(!o.limits.port_exhaustion);
+}
+
+/// Issue 14: 1,500 server closes/s from one client address to one port, range
+/// 28,232. Linux's TIME-WAIT is bounded by the 14,116 even-port 4-tuples, not
+/// 1,500 x 60 = 90,000; with the cap at 4,096 the skipped share is
+/// 1 - 4,096/14,116 = 71.0 %, not (R - cap/60)/R = 95.4 %.
+#[test]
+fn one_client_address_bounds_the_server_time_wait_by_its_tuples() {
+    let o = evaluate(
+        &plan(&["--close-rate", "1500", "--close", "server"]),
+        &Slab::defaults(),
+    );
+    assert_eq!(o.buckets.time_wait_by_rate, 90_000.0);
+    assert_eq!(o.buckets.binds, Bound::Tuples);
+    assert_eq!(o.buckets.population, 14_116.0);
+    let o = evaluate(
+        &plan(&["--close-rate", "1500", "--max-tw-buckets", "4096"]),
+        &Slab::defaults(),
+    );
+    assert_eq!(o.buckets.binds, Bound::Buckets);
+    assert!(close(
+        o.buckets.skipped_fraction,
+        1.0 - 4096.0 / 14_116.0,
+        1e-9
+    ));
+    let old = o.prediction.tw_overflow_per_sec / 1500.0;
+    assert!(close(old, (1500.0 - 4096.0 / 60.0) / 1500.0, 1e-9), "{old}");
+    // Runaway clients leave orphaned FIN-WAIT-2 on the server: in the buckets.
+    let o = evaluate(
+        &plan(&[
+            "--close-rate",
+            "1500",
+            "--clients",
+            "100",
+            "--runaway",
+            "0.1",
+        ]),
+        &Slab::defaults(),
+    );
+    assert!(close(
+        o.buckets.orphan_fin_wait_2,
+        1500.0 * 0.1 * 60.0,
+        0.01
+    ));
+    assert!(close(
+        o.buckets.demand,
+        o.buckets.time_wait + o.buckets.orphan_fin_wait_2,
+        1e-12
+    ));
+}
+
+/// Both ends in one namespace (loopback): the clients' TIME-WAIT fills the
+/// same tcp_max_tw_buckets, bounded by the even ports of the one destination.
+#[test]
+fn a_shared_namespace_counts_the_clients_time_wait() {
+    let apart = evaluate(
+        &plan(&["--close-rate", "1500", "--close", "client"]),
+        &Slab::defaults(),
+    );
+    assert_eq!(apart.buckets.demand, 0.0);
+    let shared = evaluate(
+        &plan(&[
+            "--close-rate",
+            "1500",
+            "--close",
+            "client",
+            "--shared-netns",
+        ]),
+        &Slab::defaults(),
+    );
+    assert_eq!(shared.buckets.time_wait, 14_116.0);
+    assert_eq!(shared.buckets.binds, Bound::Tuples);
+}
+
+/// `bounds::connects` by hand: 100 connects/s to one destination over 1,000
+/// ports, each held 60 s (TIME-WAIT) or, under tcp_tw_reuse, 1 s.
+#[test]
+fn connect_limits_by_hand() {
+    use teardown::plan::bounds::connects;
+    // No reuse: 1,000 ports / 60 s = 16.7/s succeed, the rest fail.
+    let c = connects(100.0, 1_000, 60.0, None);
+    assert_eq!(c.in_use, 1_000.0);
+    assert!(close(c.eaddrnotavail_per_sec, 100.0 - 1_000.0 / 60.0, 1e-9));
+    // Reuse: the walk cycles all 500 even ports, none fail.
+    let c = connects(100.0, 1_000, 60.0, Some(1.0));
+    assert_eq!((c.in_use, c.eaddrnotavail_per_sec), (500.0, 0.0));
+    // Too few connects to need every even port: rate x hold.
+    let c = connects(5.0, 1_000, 60.0, Some(1.0));
+    assert_eq!((c.in_use, c.eaddrnotavail_per_sec), (300.0, 0.0));
+    // Reuse outgrown: the odd ports too, and 1,000 / 1 s succeed.
+    let c = connects(1_500.0, 1_000, 60.0, Some(1.0));
+    assert_eq!((c.in_use, c.eaddrnotavail_per_sec), (1_000.0, 500.0));
+    // An odd range: the search scans it rounded down to even.
+    assert_eq!(connects(100.0, 1_001, 60.0, None).in_use, 1_000.0);
+}

@@ -1,0 +1,130 @@
+//! The model's populations and memory by hand: TIME-WAIT, FIN-WAIT-1/2 and
+//! LAST-ACK under loss, runaway peers and lingering close.
+
+use teardown::plan::evaluate;
+use teardown::plan::memory::Slab;
+
+use super::{close, plan};
+
+#[test]
+fn thousand_server_closes_a_second_hold_sixty_thousand_time_waits() {
+    let o = evaluate(&plan(&["--close-rate", "1000"]), &Slab::defaults());
+    let p = &o.prediction;
+    assert_eq!(p.server.time_wait, 60_000.0);
+    assert_eq!(p.clients.time_wait, 0.0);
+    // One 10 ms round trip in FIN-WAIT-1 (server) and LAST-ACK (clients).
+    assert!(
+        close(p.server.fin_wait_1, 10.0, 1e-9),
+        "{}",
+        p.server.fin_wait_1
+    );
+    assert!(
+        close(p.clients.last_ack, 10.0, 1e-9),
+        "{}",
+        p.clients.last_ack
+    );
+    assert_eq!(p.server.fin_wait_2, 0.0);
+    assert!(close(p.rto, 0.21, 1e-12), "{}", p.rto);
+    assert!(!o.limits.tw_buckets_overflow);
+    // Linux: 60,000 x 256 B of tw_sock_TCP, plus full sockets in FIN-WAIT-1 and
+    // request sockets in SYN-RECEIVED (10 each).
+    assert!(
+        close(
+            o.linux_bytes,
+            60_000.0 * 256.0 + 10.0 * 2368.0 + 10.0 * 320.0,
+            1e-9
+        ),
+        "{}",
+        o.linux_bytes
+    );
+    // Engine: 60,000 x 24 B ring records in 512-entry chunks plus 8,192 index
+    // buckets of 64 B (60,020 entries <= 10.5 per bucket), one slab chunk of 56 B records with a 2 B
+    // free-list slot each, the wheel's 24,640 B of list heads and 32 nodes of
+    // 24 B (for the 20 full connections), and the listening bitmap (port 80: 32 B).
+    let ring = (60_000.0 / 512.0 + 2.0) * 512.0 * 24.0;
+    let map = 8_192.0 * 64.0;
+    let slab = 512.0 * 56.0 + 20.0 * 2.0;
+    let wheel = 24_640.0 + 32.0 * 24.0;
+    assert!(
+        close(o.engine_bytes, ring + map + slab + wheel + 32.0, 1e-6),
+        "{}",
+        o.engine_bytes
+    );
+}
+
+#[test]
+fn runaway_peers_hold_fin_wait_2_for_fin_timeout() {
+    let o = evaluate(
+        &plan(&["--close-rate", "1000", "--runaway", "0.1"]),
+        &Slab::defaults(),
+    );
+    let p = &o.prediction;
+    // 10 % of closes wait 60 s in FIN-WAIT-2 and never reach TIME-WAIT.
+    assert!(
+        close(p.server.fin_wait_2, 6_000.0, 1e-9),
+        "{}",
+        p.server.fin_wait_2
+    );
+    assert!(
+        close(p.server.time_wait, 54_000.0, 1e-9),
+        "{}",
+        p.server.time_wait
+    );
+    assert!(close(p.clients.last_ack, 9.0, 1e-9));
+}
+
+#[test]
+fn loss_stretches_teardown_but_barely_time_wait() {
+    let o = evaluate(
+        &plan(&["--close-rate", "1000", "--loss", "0.1"]),
+        &Slab::defaults(),
+    );
+    let p = &o.prediction;
+    // A lost final ACK lets a retransmitted FIN restart TIME-WAIT: p(1-p) = 9 % of
+    // entries restart once at one RTO (210 ms), and so on.
+    assert!(p.tw_time > 60.0 && p.tw_time < 60.1, "{}", p.tw_time);
+    assert!(
+        p.tw_restarts > 0.09 && p.tw_restarts < 0.12,
+        "{}",
+        p.tw_restarts
+    );
+    assert!(p.server.fin_wait_1 > 40.0, "{}", p.server.fin_wait_1);
+    assert!(p.clients.last_ack > 40.0, "{}", p.clients.last_ack);
+}
+
+/// nginx's lingering close (lingering_timeout 5 s), 10 % of clients gone after
+/// ACKing the FIN: 100/s hold FIN-WAIT-2 with the descriptor for 5 s (500 full
+/// sockets, no bucket), then orphan for tcp_fin_timeout (6,000 in the buckets).
+#[test]
+fn lingering_close_holds_fin_wait_2_with_its_descriptor() {
+    let flags = [
+        "--close-rate",
+        "1000",
+        "--clients",
+        "100",
+        "--runaway",
+        "0.1",
+    ];
+    let plain = evaluate(&plan(&flags), &Slab::defaults());
+    let mut with = flags.to_vec();
+    with.extend(["--lingering-close", "5s"]);
+    let o = evaluate(&plan(&with), &Slab::defaults());
+    let p = &o.prediction;
+    assert!(
+        close(p.server.fin_wait_2, 6_500.0, 0.01),
+        "{}",
+        p.server.fin_wait_2
+    );
+    assert!(
+        close(1000.0 * p.fin_wait_2_held, 500.0, 0.01),
+        "{}",
+        p.fin_wait_2_held
+    );
+    assert!(close(o.buckets.orphan_fin_wait_2, 6_000.0, 0.01));
+    assert_eq!(plain.prediction.fin_wait_2_held, 0.0);
+    assert!(close(plain.buckets.orphan_fin_wait_2, 6_000.0, 0.01));
+    // The 500 held ones cost a full socket each instead of a mini-socket.
+    let extra = o.linux_bytes - plain.linux_bytes;
+    let want = 500.0 * 2368.0;
+    assert!(close(extra, want, 0.02), "{extra} vs {want}");
+}
