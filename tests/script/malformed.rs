@@ -1,0 +1,29 @@
+//! Malformed scripts give a parse error with line and column.
+
+use teardown::script::{self, parse, Options};
+
+#[test]
+fn malformed_syntax_gives_line_and_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.pkt");
+    std::fs::write(
+        &path,
+        "0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3\n+0 < S 0:0(0) win 65535 <mss 1460\n",
+    )
+    .unwrap();
+    let err = script::run_file(&path, &Options::default()).error.unwrap();
+    assert!(err.contains("bad.pkt:2:"), "{err}");
+    assert!(err.contains("parse error"), "{err}");
+    let cases = [
+        ("+0 < X 0:0(0) win 1\n", "1:6:", "not a TCP flag"),
+        ("+0 < S 0:0 win 1\n", "1:12:", "expected '('"),
+        ("+0 > S. 0:0(0) ack\n", "1:19:", "expected an ACK number"),
+        ("+0 frobnicate(3) = 0\n", "1:4:", "not supported"),
+        ("+x close(3) = 0\n", "1:2:", "expected a time"),
+        ("+0 < S 0:0(0) win 99999\n", "1:19:", "out of range"),
+    ];
+    for (src, at, what) in cases {
+        let e = parse(src).unwrap_err().to_string();
+        assert!(e.starts_with(at) && e.contains(what), "{src:?}: {e}");
+    }
+}
