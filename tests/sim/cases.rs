@@ -1,0 +1,64 @@
+//! Every seed case exercised and every connection accounted for, under loss,
+//! runaway peers and port reuse.
+
+use teardown::sim::{CloseMode, SimArgs};
+
+use super::{args, run};
+
+#[test]
+fn lossy_run_with_runaways_exercises_every_seed_case_and_leaks_nothing() {
+    let server_first = run(&SimArgs {
+        loss: 0.05,
+        runaway_client: 0.05,
+        ..args(40_000)
+    });
+    assert_eq!(server_first.leaked, 0);
+    assert_eq!(server_first.completed, 40_000);
+    let c = &server_first.cases;
+    assert!(c.case1_first_fin_lost > 0, "{c:?}");
+    assert!(c.case2_ack_of_fin_lost > 0, "{c:?}");
+    assert!(c.case3_passive_fin_lost > 0, "{c:?}");
+    assert!(c.case4_final_ack_lost > 0, "{c:?}");
+    // Runaway passive closers leave the server in FIN-WAIT-2 (case 5).
+    assert!(c.case5_fin_wait_2_timeout > 0, "{c:?}");
+    assert!(c.vanished_ends > 0);
+    assert!(server_first.peak["time_wait"] > 0);
+    assert!(server_first.segments.retransmitted > 0);
+    // Passive close is an RTT plus retransmissions; active close includes TIME-WAIT.
+    assert!(server_first.latency_ms.active_close.p99 >= 60_000.0);
+    assert!(server_first.latency_ms.passive_close.p50 < 1_000.0);
+
+    // Runaway active closers leave the server in LAST-ACK (case 6); reused ports
+    // bring new SYNs that end it by RST.
+    let client_first = run(&SimArgs {
+        close: CloseMode::Client,
+        runaway_client: 0.3,
+        client_ips: Some(1),
+        port_range: "40000-41999".into(),
+        concurrency: 500,
+        shards: 1,
+        ..args(20_000)
+    });
+    assert_eq!(client_first.leaked, 0);
+    assert!(
+        client_first.cases.case6_last_ack_reset > 0,
+        "{:?}",
+        client_first.cases
+    );
+    assert!(client_first.peak["last_ack"] > 0);
+    assert!(client_first.peak_clients["time_wait"] > 0);
+}
+
+#[test]
+fn port_reuse_sends_syns_into_time_wait() {
+    let r = run(&SimArgs {
+        loss: 0.0,
+        client_ips: Some(1),
+        port_range: "40000-40999".into(),
+        concurrency: 200,
+        shards: 1,
+        ..args(10_000)
+    });
+    assert_eq!(r.leaked, 0);
+    assert!(r.cases.syn_into_time_wait > 0);
+}

@@ -1,0 +1,107 @@
+//! `sim --sweep`: throughput against the entries held, beside the kernel's and
+//! the table bench's figures.
+
+use std::process::Command;
+
+/// `--sweep`: one point per size and mode, placed at the entries really held,
+/// with the kernel's report and the table bench's medians beside them.
+#[test]
+fn sweep_reports_throughput_against_the_entries_held() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let kernel = dir.path().join("kernel.json");
+    std::fs::write(
+        &kernel,
+        r#"{"completed_per_sec": 9000.5, "live_peak": 400,
+            "kernel": {"sockstat": {"inuse_peak": 800, "tw_peak": 9000}}}"#,
+    )
+    .expect("write");
+    let bench = dir.path().join("criterion");
+    for group in ["table_insert", "table_lookup_hit", "table_remove"] {
+        for (store, ns) in [("teardown", 20.0), ("std_hashmap", 60.0)] {
+            let d = bench.join(group).join(store).join("10k").join("new");
+            std::fs::create_dir_all(&d).expect("mkdir");
+            let est = format!(r#"{{"median": {{"point_estimate": {ns}}}}}"#);
+            std::fs::write(d.join("estimates.json"), est).expect("write");
+        }
+    }
+    let plots = dir.path().join("plots");
+    let out = Command::new(env!("CARGO_BIN_EXE_teardown"))
+        .args(["sim", "--sweep", "1000,8000", "--connections", "8000"])
+        .args(["--shards", "4", "--threads", "1", "--json", "-"])
+        .arg("--kernel-report")
+        .arg(&kernel)
+        .arg("--table-bench")
+        .arg(&bench)
+        .arg("--plot")
+        .arg(&plots)
+        .output()
+        .expect("runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let sweep: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let points = sweep["runs"].as_array().expect("an array of runs");
+    let key = |p: &serde_json::Value| {
+        (
+            p["concurrency"].as_u64().unwrap(),
+            p["mode"].as_str().unwrap().to_string(),
+        )
+    };
+    let keys: Vec<_> = points.iter().map(key).collect();
+    assert_eq!(
+        keys,
+        [
+            (1000, "all-shards".to_string()),
+            (1000, "one-shard-per-thread".to_string()),
+            (8000, "all-shards".to_string()),
+            (8000, "one-shard-per-thread".to_string()),
+        ]
+    );
+    let held = |i: usize| points[i]["peak_entries"].as_u64().unwrap();
+    for p in points {
+        assert_eq!(p["leaked"], 0);
+        assert_eq!(p["connections"], 8000);
+        assert!(p["teardowns_per_sec"].as_f64().unwrap() > 0.0);
+    }
+    // The 8,000 connections' TIME-WAIT outlives the run: all held at once,
+    // in four shard-sized pieces one at a time.
+    assert!(held(2) >= 8000, "{}", held(2));
+    assert!(held(3) * 3 < held(2), "{} vs {}", held(3), held(2));
+    assert!(held(0) <= held(2));
+    // The peers, as their files said: the kernel's sockets at its peaks, and
+    // one insert + lookup + remove per second from the bench's medians.
+    assert_eq!(sweep["kernel"][0]["peak_entries"], 9800);
+    assert_eq!(sweep["kernel"][0]["teardowns_per_sec"], 9000.5);
+    let table = sweep["table"].as_array().expect("table points");
+    let cycles = |store: &str| {
+        table.iter().find(|t| t["store"] == store).expect(store)["cycles_per_sec"]
+            .as_f64()
+            .unwrap()
+    };
+    assert!((cycles("teardown") - 1e9 / 60.0).abs() < 1e-3);
+    assert!((cycles("std_hashmap") - 1e9 / 180.0).abs() < 1e-3);
+    for f in ["sweep.png", "sweep.svg"] {
+        assert!(
+            std::fs::metadata(plots.join(f)).expect(f).len() > 1000,
+            "{f}"
+        );
+    }
+}
+
+/// A peer file that is not what it claims is refused before any run starts.
+#[test]
+fn sweep_refuses_a_report_that_is_not_the_kernels() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bogus = dir.path().join("sim.json");
+    std::fs::write(&bogus, r#"{"teardowns_per_sec": 1.0}"#).expect("write");
+    let out = Command::new(env!("CARGO_BIN_EXE_teardown"))
+        .args(["sim", "--sweep", "1000", "--kernel-report"])
+        .arg(&bogus)
+        .output()
+        .expect("runs");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("not a `loadgen --kernel` report"), "{err}");
+}
