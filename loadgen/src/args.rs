@@ -383,43 +383,4 @@ fn cores() -> usize {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ports_parse() {
-        assert_eq!(parse_ports("1000-2000"), Ok((1000, 2000)));
-        assert!(parse_ports("2000-1000").is_err());
-        assert!(parse_ports("x").is_err());
-    }
-
-    #[test]
-    fn a_spawned_server_shares_the_cores_and_keeps_the_concurrency_live() {
-        use clap::Parser;
-        let args = |extra: &[&str]| {
-            let mut v = vec!["loadgen", "--concurrency", "1000"];
-            v.extend_from_slice(extra);
-            Args::parse_from(v)
-        };
-        let spawned = args(&["--spawn-server"]);
-        let (server, clients) = (spawned.server_threads().unwrap(), spawned.threads());
-        assert!(server >= 1 && clients >= 1);
-        assert_eq!(server + clients, cores().max(2));
-        // Fewer kept than may be open: a new handshake always has room.
-        assert_eq!(spawned.server_keep(), Some(900));
-        assert_eq!(
-            args(&["--spawn-server", "--server-keep", "0"]).server_keep(),
-            Some(0)
-        );
-        let client_closes = args(&["--spawn-server", "--close", "client"]);
-        assert_eq!(client_closes.server_keep(), None);
-        // Without a spawned server nothing is shared or kept.
-        let external = args(&[]);
-        assert_eq!(external.server_threads(), None);
-        assert_eq!(external.threads(), cores());
-        assert_eq!(external.server_keep(), None);
-        assert!(args(&["--server-keep", "5"]).validate().is_err());
-        let one = Args::parse_from(["loadgen", "--spawn-server", "--concurrency", "1"]);
-        assert_eq!(one.server_keep(), Some(0));
-    }
-}
+mod tests;
