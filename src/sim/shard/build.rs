@@ -66,7 +66,7 @@ impl<'a> Shard<'a> {
         alloc::enter_scope(prev);
         let to_open = share(cfg.connections);
         let rate = cfg.rate.map(|r| r / shards as f64);
-        let reorders = !cfg.jitter.is_zero();
+        let jitter = !cfg.delay.jitter.is_zero();
         let delay_us = cfg.delay.base.as_micros().min(u64::MAX as u128) as u64;
         Shard {
             cfg,
@@ -77,8 +77,8 @@ impl<'a> Shard<'a> {
             client,
             server_scope,
             client_scope,
-            to_server: reuse.queue(Side::Server, reorders, live),
-            to_client: reuse.queue(Side::Client, reorders, live),
+            to_server: reuse.queue(Side::Server, jitter, live),
+            to_client: reuse.queue(Side::Client, jitter, live),
             spare: Spare::default(),
             loss_to_server: cfg.loss_to_server.clone(),
             loss_to_client: cfg.loss_to_client.clone(),
@@ -91,7 +91,7 @@ impl<'a> Shard<'a> {
             events: Vec::new(),
             delay_us,
             arrival: Time::from_micros(delay_us),
-            jitter: !cfg.delay.jitter.is_zero(),
+            jitter,
             capturing: cfg.pcap_sample > 0,
             server_deadline: u64::MAX,
             client_deadline: u64::MAX,
