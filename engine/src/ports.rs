@@ -22,6 +22,7 @@
 //! after every success.
 
 mod perturb;
+mod taken;
 
 use std::cell::Cell;
 
@@ -29,6 +30,7 @@ use hashbrown::HashTable;
 
 use crate::tuple::Tuple;
 use perturb::Peeked;
+pub(crate) use taken::Taken;
 
 /// How the application obtains its local port.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -62,6 +64,28 @@ const TO_FIRST: u32 = 1 << 30;
 /// The port bucket's count of entries.
 const USERS: u32 = TO_FIRST - 1;
 
+/// The bucket bits that refuse a port to connect() to the first destination
+/// without a table lookup, which [`Taken`] mirrors.
+const REFUSED: u32 = BOUND | TO_FIRST;
+
+/// A local address and its ports.
+struct Local {
+    ip: u32,
+    /// One bucket per port of the range.
+    buckets: Box<[u32]>,
+    /// The ports whose bucket has a [`REFUSED`] bit.
+    taken: Taken,
+}
+
+impl Local {
+    /// Sets port `idx`'s bucket to `b`, and its [`Taken`] bit to match.
+    #[inline]
+    fn set(&mut self, idx: usize, b: u32) {
+        self.buckets[idx] = b;
+        self.taken.set(idx, b & REFUSED != 0);
+    }
+}
+
 /// Slots of [`Ports`]' cache of local addresses found.
 const RECENT_LOCALS: usize = 64;
 
@@ -78,8 +102,8 @@ pub(crate) struct Ports {
     /// [`Ports::even_remaining`], worked out once: every search reads it.
     remaining: u32,
     secret: u64,
-    /// (local address, one bucket per port of the range).
-    locals: Vec<(u32, Box<[u32]>)>,
+    /// The local addresses used, in order of first use.
+    locals: Vec<Local>,
     by_ip: HashTable<u32>,
     /// The index into `locals` found last for an address, one slot per
     /// address's low bits (`u32::MAX`: none). One connect() looks its
@@ -155,7 +179,7 @@ impl Ports {
     #[inline]
     fn local(&self, ip: u32) -> Option<usize> {
         let i = self.recent_local[ip as usize % RECENT_LOCALS].get() as usize;
-        if self.locals.get(i).is_some_and(|l| l.0 == ip) {
+        if self.locals.get(i).is_some_and(|l| l.ip == ip) {
             return Some(i);
         }
         self.hash_local(ip)
@@ -168,7 +192,7 @@ impl Ports {
         let locals = &self.locals;
         let i = *self
             .by_ip
-            .find(mix(ip as u64), |&i| locals[i as usize].0 == ip)?;
+            .find(mix(ip as u64), |&i| locals[i as usize].ip == ip)?;
         self.recent_local[ip as usize % RECENT_LOCALS].set(i);
         Some(i as usize)
     }
@@ -178,11 +202,15 @@ impl Ports {
             return i;
         }
         let i = self.locals.len();
-        let len = self.range_len() as usize;
-        self.locals.push((ip, vec![0; len].into_boxed_slice()));
+        let len = self.range_len();
+        self.locals.push(Local {
+            ip,
+            buckets: vec![0; len as usize].into_boxed_slice(),
+            taken: Taken::new(len),
+        });
         let locals = &self.locals;
         self.by_ip.insert_unique(mix(ip as u64), i as u32, |&j| {
-            mix(locals[j as usize].0 as u64)
+            mix(locals[j as usize].ip as u64)
         });
         i
     }
@@ -205,7 +233,13 @@ impl Ports {
     /// The buckets at `at` ([`Ports::buckets`]).
     #[inline]
     pub(crate) fn buckets_at(&self, at: LocalAt) -> &[u32] {
-        &self.locals[at.0].1
+        &self.locals[at.0].buckets
+    }
+
+    /// The refused ports of the address at `at` ([`Taken`]).
+    #[inline]
+    pub(crate) fn taken_at(&self, at: LocalAt) -> &Taken {
+        &self.locals[at.0].taken
     }
 
     /// One more entry on `tuple`'s local port; `bound` marks the port taken by
@@ -223,11 +257,15 @@ impl Ports {
     #[inline]
     pub(crate) fn acquire_at(&mut self, at: LocalAt, tuple: &Tuple, bound: bool) {
         debug_assert!(self.in_range(tuple.local_port));
-        debug_assert_eq!(self.locals[at.0].0, tuple.local_ip);
+        debug_assert_eq!(self.locals[at.0].ip, tuple.local_ip);
         let dest = (tuple.remote_ip, tuple.remote_port);
         let to_first = *self.first_dest.get_or_insert(dest) == dest;
-        let b = &mut self.locals[at.0].1[usize::from(tuple.local_port - self.low)];
-        *b = (*b + 1) | if bound { BOUND } else { 0 } | if to_first { TO_FIRST } else { 0 };
+        let idx = usize::from(tuple.local_port - self.low);
+        let local = &mut self.locals[at.0];
+        let b = (local.buckets[idx] + 1)
+            | if bound { BOUND } else { 0 }
+            | if to_first { TO_FIRST } else { 0 };
+        local.set(idx, b);
     }
 
     /// An entry on `tuple`'s local port left the table: the bucket goes with
@@ -240,15 +278,17 @@ impl Ports {
             return;
         };
         let to_first = self.first_dest == Some((tuple.remote_ip, tuple.remote_port));
-        let b = &mut self.locals[i].1[(tuple.local_port - self.low) as usize];
-        if *b & USERS <= 1 {
-            *b = 0;
+        let idx = usize::from(tuple.local_port - self.low);
+        let local = &mut self.locals[i];
+        let b = local.buckets[idx];
+        let b = if b & USERS <= 1 {
+            0
+        } else if to_first {
+            (b - 1) & !TO_FIRST
         } else {
-            *b -= 1;
-            if to_first {
-                *b &= !TO_FIRST;
-            }
-        }
+            b - 1
+        };
+        local.set(idx, b);
     }
 
     /// Whether bind() took the port of `bucket`: connect() skips it.
@@ -273,8 +313,12 @@ impl Ports {
 
     /// Heap bytes (for [`crate::Host::heap_bytes`]).
     pub(crate) fn heap_bytes(&self) -> usize {
-        self.locals.capacity() * std::mem::size_of::<(u32, Box<[u32]>)>()
-            + self.locals.iter().map(|l| l.1.len() * 4).sum::<usize>()
+        self.locals.capacity() * std::mem::size_of::<Local>()
+            + self
+                .locals
+                .iter()
+                .map(|l| l.buckets.len() * 4 + l.taken.heap_bytes())
+                .sum::<usize>()
             + self.by_ip.capacity() * 5
             + self.perturb.capacity() * 8
             + self.perturb_at.capacity() * 5

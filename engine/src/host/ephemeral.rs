@@ -121,7 +121,10 @@ impl Host {
             ((tuple_on(first), None), 0, 1)
         } else {
             let known_taken = self.known_taken(local_ip, remote_ip, remote_port);
-            self.walk_ports(offset, other_parity(offset), |h, port| {
+            let skip = local
+                .filter(|_| known_taken)
+                .map(|at| self.ports.taken_at(at));
+            self.walk_ports(offset, other_parity(offset), skip, |h, port| {
                 let tuple = tuple_on(port);
                 h.port_usable(now, &tuple, bucket_of(port), known_taken)
                     .map(|tw| (tuple, tw))
@@ -155,9 +158,13 @@ impl Host {
     ) -> Option<u16> {
         let offset = self.ports.peek_start(local_ip, remote_ip, remote_port)?;
         let known_taken = self.known_taken(local_ip, remote_ip, remote_port);
-        let buckets = self.ports.buckets(local_ip);
+        let local = self.ports.local_at(local_ip);
+        let buckets = local.map(|at| self.ports.buckets_at(at));
+        let skip = local
+            .filter(|_| known_taken)
+            .map(|at| self.ports.taken_at(at));
         let low = self.ports.low();
-        let found = self.walk_ports(offset, other_parity(offset), |h, port| {
+        let found = self.walk_ports(offset, other_parity(offset), skip, |h, port| {
             let bucket = buckets.map_or(0, |b| b[usize::from(port - low)]);
             let taken = h.is_listening(port)
                 || Ports::is_bound(bucket)
@@ -234,7 +241,7 @@ impl Host {
         let other = Some(offset.wrapping_sub(1)).filter(|o| o & 1 == 0);
         let local = self.ports.local_at(local_ip);
         let buckets = local.map(|at| self.ports.buckets_at(at));
-        let (port, _, probed) = self.walk_ports(offset, other, |h, port| {
+        let (port, _, probed) = self.walk_ports(offset, other, None, |h, port| {
             h.port_open(buckets, port).then_some(port)
         })?;
         let tuple = Tuple {
@@ -268,38 +275,6 @@ impl Host {
     fn port_open(&self, buckets: Option<&[u32]>, port: u16) -> bool {
         let free = buckets.is_none_or(|b| b[usize::from(port - self.ports.low())] == 0);
         free && !self.is_listening(port)
-    }
-
-    /// The walk both searches share: the port at `low + offset` and every
-    /// second one after it (wrapping within the even-sized range), then, when
-    /// `other` is given and the range has more than one port, the same from
-    /// that offset (the other parity). `try_port` says what a port gives, or
-    /// None to go on. Ok carries it, the port's index within its pass (the
-    /// `i` of `__inet_hash_connect`) and the ports probed; Err the ports probed.
-    fn walk_ports<T>(
-        &self,
-        offset: u32,
-        other: Option<u32>,
-        mut try_port: impl FnMut(&Self, u16) -> Option<T>,
-    ) -> Result<(T, u32, u32), u32> {
-        let remaining = self.ports.even_remaining();
-        let low = u32::from(self.ports.low());
-        let high = low + self.ports.range_len(); // exclusive: [32768, 61000[
-        let mut probed = 0;
-        for offset in std::iter::once(offset).chain(other.filter(|_| remaining > 1)) {
-            let mut port = low + offset;
-            for i in (0..remaining).step_by(2) {
-                if port >= high {
-                    port -= remaining;
-                }
-                probed += 1;
-                if let Some(found) = try_port(self, port as u16) {
-                    return Ok((found, i, probed));
-                }
-                port += 2;
-            }
-        }
-        Err(probed)
     }
 
     /// `tcp_twsk_unique`: may a new connection take over TIME-WAIT entry `e`?

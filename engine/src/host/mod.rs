@@ -15,6 +15,7 @@
 //! - `events.rs`: what the host reports ([`Event`], [`CloseReason`], [`Stats`], [`Error`]);
 //! - `app.rs`: the application's calls (connect, send, close, shutdown, abort);
 //! - `ephemeral.rs`: connect() without a port: Linux's port search and `tcp_twsk_unique`;
+//! - `walk.rs`: that search's walk over the range, two ports at a time;
 //! - `arrive.rs`: SEGMENT ARRIVES, routed by state (RFC 9293 §3.10.7): CLOSED,
 //!   LISTEN's SYN, SYN-SENT;
 //! - `synchronized.rs`: SEGMENT ARRIVES in the other states, the full path;
@@ -43,6 +44,7 @@ mod synchronized;
 mod time_wait;
 mod timers;
 mod ts;
+mod walk;
 
 pub use arrive::Prefetch;
 pub use events::{CloseReason, Error, Event, Role, Stats};
