@@ -25,16 +25,19 @@ impl Host {
     ) -> Result<(T, u32, u32), u32> {
         let remaining = self.ports.even_remaining();
         let low = u32::from(self.ports.low());
-        let high = low + self.ports.range_len(); // exclusive: [32768, 61000[
-                                                 // An odd range wraps onto the next port but one (and a range of one
-                                                 // port has one pass of one): not a circle of each parity's ports,
-                                                 // so walked one by one.
+        // Exclusive: [32768, 61000[.
+        let high = low + self.ports.range_len();
+        // An odd range wraps onto the next port but one (and a range of one
+        // port has one pass of one): not a circle of each parity's ports,
+        // so walked one by one.
         let skip =
             skip.filter(|_| remaining == self.ports.range_len() && remaining.is_multiple_of(2));
         let mut probed = 0;
         for offset in std::iter::once(offset).chain(other.filter(|_| remaining > 1)) {
-            debug_assert!(offset < remaining);
             if let Some(taken) = skip {
+                // Only connect()'s walks skip; their offsets are within
+                // the range (bind(0)'s may be 1 of a one-port range).
+                debug_assert!(offset < remaining);
                 // Step k of the pass is the port at offset
                 // `(offset + 2k) % remaining`: bit `(offset / 2 + k) % npos`
                 // of the offset's parity.

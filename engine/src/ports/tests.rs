@@ -188,3 +188,37 @@ fn an_odd_range_scans_an_even_count() {
     assert_eq!(p.range_len(), 11);
     assert_eq!(p.even_remaining(), 10);
 }
+
+proptest::proptest! {
+    /// After any acquires and releases (to the first destination and to
+    /// another, bound or not, on two addresses), each port's [`Taken`] bit
+    /// says what its bucket does: bound, or holding an entry to the first
+    /// destination.
+    #[test]
+    fn the_taken_bits_follow_the_buckets(
+        ops in proptest::collection::vec((0u16..40, 0u8..2, proptest::bool::ANY, 0u8..2), 1..300),
+    ) {
+        let mut p = Ports::new((40_000, 40_039), 1);
+        let mut held: Vec<(Tuple, bool)> = Vec::new();
+        for (port, dest, bound, addr) in ops {
+            let tuple = Tuple::new([10, 0, 0, 1 + addr], 40_000 + port, [10, 0, 0, 2 + dest], 80);
+            match held.iter().position(|(t, _)| *t == tuple) {
+                Some(i) => {
+                    p.release(&held.swap_remove(i).0);
+                }
+                None => {
+                    p.acquire(&tuple, bound);
+                    held.push((tuple, bound));
+                }
+            }
+        }
+        for addr in 1..3 {
+            let ip = u32::from_be_bytes([10, 0, 0, addr]);
+            let Some(at) = p.local_at(ip) else { continue };
+            for idx in 0..40 {
+                let bucket = p.buckets_at(at)[idx];
+                proptest::prop_assert_eq!(p.taken_at(at).get(idx), bucket & REFUSED != 0, "port {}", idx);
+            }
+        }
+    }
+}
