@@ -29,9 +29,8 @@ impl Host {
         let high = low + self.ports.range_len();
         // An odd range wraps onto the next port but one (and a range of one
         // port has one pass of one): not a circle of each parity's ports,
-        // so walked one by one.
-        let skip =
-            skip.filter(|_| remaining == self.ports.range_len() && remaining.is_multiple_of(2));
+        // so walked one by one. An even range is all of `remaining`.
+        let skip = skip.filter(|_| self.ports.range_len().is_multiple_of(2));
         let mut probed = 0;
         for offset in std::iter::once(offset).chain(other.filter(|_| remaining > 1)) {
             if let Some(taken) = skip {
@@ -39,18 +38,20 @@ impl Host {
                 // the range (bind(0)'s may be 1 of a one-port range).
                 debug_assert!(offset < remaining);
                 // Step k of the pass is the port at offset
-                // `(offset + 2k) % remaining`: bit `(offset / 2 + k) % npos`
-                // of the offset's parity.
-                let (parity, npos, pos0) = ((offset & 1) as usize, remaining / 2, offset / 2);
+                // `(offset + 2k) % remaining`: position `(offset / 2 + k) %
+                // npos` of the offset's parity ([`Taken::next_clear`]).
+                let (parity, npos, pos0) = (offset & 1, remaining / 2, offset / 2);
                 let mut k = 0;
                 loop {
-                    k = taken.next_clear(parity, npos as usize, pos0 as usize, k as usize) as u32;
-                    if k == npos {
+                    k = taken.next_clear(parity as usize, npos as usize, pos0 as usize, k);
+                    // At most `npos`, a u32.
+                    let step = k as u32;
+                    if step == npos {
                         break;
                     }
-                    let pos = (pos0 + k) % npos;
-                    if let Some(found) = try_port(self, (low + 2 * pos) as u16 + parity as u16) {
-                        return Ok((found, 2 * k, probed + k + 1));
+                    let port = low + 2 * ((pos0 + step) % npos) + parity;
+                    if let Some(found) = try_port(self, port as u16) {
+                        return Ok((found, 2 * step, probed + step + 1));
                     }
                     k += 1;
                 }
