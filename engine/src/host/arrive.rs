@@ -8,7 +8,7 @@ use crate::conn::{flag, Conn};
 use crate::segment::{Flags, Segment};
 use crate::seq::Seq;
 use crate::state::State;
-use crate::table::Found;
+use crate::table::Hit;
 use crate::time::Time;
 use crate::tuple::Tuple;
 
@@ -58,21 +58,25 @@ impl Host {
         self.stats.segments_received += 1;
         let tuple = seg.receiver_tuple();
         let hash = self.table.hash(&tuple);
-        match self.table.find_hashed(&tuple, hash) {
-            Some(Found::Conn(idx)) => {
-                let mut c = self.table.conn_named(idx, tuple);
+        match self.table.find_named(&tuple, hash) {
+            Some(Hit::Conn(idx, rec)) => {
+                let mut c = self.table.conn_found(idx, rec, tuple);
                 let before = c.state;
                 let next = if c.state == State::SynSent {
                     self.on_syn_sent(now, idx, &mut c, seg)
                 } else {
                     self.on_segment(now, idx, &mut c, seg)
                 };
+                // The arms of `commit_hashed`, on the working copy where it
+                // lies: through `commit_hashed` it was copied once more.
+                let hash = Some(hash);
                 match next {
                     Next::Keep => self.keep(idx, &mut c, before),
-                    next => self.commit_hashed(now, idx, c, before, next, Some(hash)),
+                    Next::TimeWait => self.commit_time_wait(now, idx, &mut c, before, hash),
+                    Next::Close(why) => self.commit_close(now, idx, &mut c, before, why, hash),
                 }
             }
-            Some(Found::TimeWait(pos)) => {
+            Some(Hit::TimeWait(pos)) => {
                 let e = self.table.time_wait_named(pos, tuple);
                 let verdict = self.on_time_wait(now, pos, &e, seg);
                 self.act_on_time_wait(now, pos, hash, &e, seg, verdict);

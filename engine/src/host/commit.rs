@@ -33,7 +33,7 @@ impl Host {
     }
 
     /// [`Host::commit`] with the table hash of `c`'s tuple if the caller has
-    /// it (`handle`'s lookup): leaving the index then takes no second hash.
+    /// it (`enter_time_wait` has `handle`'s): leaving the index then takes no second hash.
     #[inline(always)]
     pub(super) fn commit_hashed(
         &mut self,
@@ -109,7 +109,7 @@ impl Host {
     /// The working copy is passed by reference, where it lies in the
     /// caller's frame: by value, the call copied its 64 bytes first.
     #[inline(never)]
-    fn commit_time_wait(
+    pub(super) fn commit_time_wait(
         &mut self,
         now: Time,
         idx: u32,
@@ -126,7 +126,7 @@ impl Host {
     /// [`Host::commit`] for an entry that reaches CLOSED (by reference, as
     /// [`Host::commit_time_wait`]).
     #[inline(never)]
-    fn commit_close(
+    pub(super) fn commit_close(
         &mut self,
         now: Time,
         idx: u32,

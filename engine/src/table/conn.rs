@@ -1,11 +1,49 @@
 //! The table's full-connection half: a working copy out of the slab and
 //! back, the rare fields beside it, and removal at CLOSED.
 
-use super::{ConnRare, Table};
-use crate::conn::Conn;
+use super::{ConnRare, Table, TW_BIT};
+use crate::conn::{Conn, ConnRecord};
 use crate::tuple::Tuple;
 
+/// What [`Table::find_named`] found.
+pub(crate) enum Hit<'a> {
+    /// A full connection: its slab index and record, for
+    /// [`Table::conn_found`].
+    Conn(u32, &'a ConnRecord),
+    /// A TIME-WAIT entry, by ring position.
+    TimeWait(u64),
+}
+
 impl Table {
+    /// [`Table::find_hashed`] for a segment, which then copies the
+    /// connection it finds out ([`Table::conn_found`]) from the record whose
+    /// name the lookup compared, not from the slab found a second time.
+    /// `hash`: `tuple`'s [`Table::hash`].
+    #[inline(always)]
+    pub(crate) fn find_named(&self, tuple: &Tuple, hash: u64) -> Option<Hit<'_>> {
+        debug_assert_eq!(hash, self.hash(tuple));
+        let e = &self.e;
+        let mut found = None;
+        let r = self
+            .map
+            .find(hash, |r| e.is_keeping(r, tuple, &mut found))?;
+        Some(match found {
+            Some(rec) => Hit::Conn(r, rec),
+            None => Hit::TimeWait(e.tw.resolve(r & !TW_BIT)),
+        })
+    }
+
+    /// [`Table::conn_named`] for connection `idx` whose record `rec`
+    /// [`Table::find_named`] found.
+    #[inline(always)]
+    pub(crate) fn conn_found(&self, idx: u32, rec: &ConnRecord, tuple: Tuple) -> Conn {
+        debug_assert!(std::ptr::eq(rec, self.e.conns.get(idx)));
+        if !rec.name.has_rare() {
+            return rec.conn(tuple, 0);
+        }
+        self.rare_conn(idx)
+    }
+
     /// A copy of full connection `idx`, to work on and [`Table::set_conn`] back.
     /// Always inlined: out of line, the call costs as much as the copy.
     #[inline(always)]
@@ -108,7 +146,7 @@ impl Table {
 
 #[cfg(test)]
 mod tests {
-    use super::super::tests::{conn, tuple};
+    use super::super::tests::{conn, tuple, tw};
     use super::super::{Found, Removed};
     use super::*;
 
@@ -145,6 +183,46 @@ mod tests {
         // A slot reused by a new connection starts with none.
         let j = t.insert_conn(conn(500));
         assert_eq!(t.conn(j).last_oow_ms, 0);
+    }
+
+    /// `find_named` then `conn_found` give what `find` then `conn` do: the
+    /// copy of a full connection (with its rare field), a TIME-WAIT entry's
+    /// position, or nothing.
+    #[test]
+    fn find_named_finds_what_find_does() {
+        let mut t = Table::new(5);
+        let idx: Vec<u32> = (0..2_000).map(|p| t.insert_conn(conn(p))).collect();
+        let mut c = t.conn(idx[7]);
+        c.last_oow_ms = 77;
+        t.set_conn(idx[7], &c);
+        for p in (0..2_000u16).step_by(3) {
+            t.conn_to_time_wait(idx[p as usize], tw(p, 1_000))
+                .expect("room");
+        }
+        for p in 0..2_100u16 {
+            let u = tuple(p);
+            let named = match t.find_named(&u, t.hash(&u)) {
+                Some(Hit::Conn(i, rec)) => {
+                    let c = t.conn_found(i, rec, u);
+                    Some((Found::Conn(i), Some((c.tuple, c.snd_nxt, c.last_oow_ms))))
+                }
+                Some(Hit::TimeWait(pos)) => Some((Found::TimeWait(pos), None)),
+                None => None,
+            };
+            let want = t.find(&u).map(|f| match f {
+                Found::Conn(i) => {
+                    let c = t.conn(i);
+                    (f, Some((c.tuple, c.snd_nxt, c.last_oow_ms)))
+                }
+                Found::TimeWait(_) => (f, None),
+            });
+            assert_eq!(named, want, "port {p}");
+        }
+        let c = match t.find_named(&tuple(7), t.hash(&tuple(7))) {
+            Some(Hit::Conn(i, rec)) => t.conn_found(i, rec, tuple(7)),
+            _ => panic!("port 7 is a full connection"),
+        };
+        assert_eq!(c.last_oow_ms, 77);
     }
 
     #[test]

@@ -78,6 +78,32 @@ impl Entries {
         Named { e: self, t }
     }
 
+    /// [`Entries::is`] that also leaves the record of a full connection it
+    /// accepts in `found`, so that the caller copies it from where the probe
+    /// read its name instead of finding it in the slab again.
+    #[inline(always)]
+    pub(super) fn is_keeping<'a>(
+        &'a self,
+        r: u32,
+        t: &Tuple,
+        found: &mut Option<&'a ConnRecord>,
+    ) -> bool {
+        if r & TW_BIT != 0 {
+            return self.is(r, t);
+        }
+        let rec = self.conns.get(r);
+        let name = rec.name;
+        let is = name.remote_ip == t.remote_ip
+            && match self.eps.tuple(&name) {
+                Some(u) => u == *t,
+                None => self.is_spilled(r, t),
+            };
+        if is {
+            *found = Some(rec);
+        }
+        is
+    }
+
     /// [`Entries::is`] for the rare entry whose tuple is kept aside.
     #[cold]
     #[inline(never)]

@@ -26,6 +26,7 @@ mod entries;
 mod recent;
 mod time_wait;
 
+pub(crate) use conn::Hit;
 use entries::{ConnRare, Entries, TwRare};
 
 const TW_BIT: u32 = 1 << 31;
