@@ -76,18 +76,25 @@ impl Host {
                     Next::Close(why) => self.commit_close(now, idx, &mut c, before, why, hash),
                 }
             }
-            Some(Hit::TimeWait(pos)) => {
-                let e = self.table.time_wait_named(pos, tuple);
-                let verdict = self.on_time_wait(now, pos, &e, seg);
-                self.act_on_time_wait(now, pos, hash, &e, seg, verdict);
-            }
+            Some(Hit::TimeWait(pos)) => self.on_time_wait_entry(now, pos, tuple, hash, seg),
             None => self.on_closed(now, tuple, hash, seg),
         }
+    }
+
+    /// TIME-WAIT entry `pos`, named `tuple` (`hash`: its hash), takes `seg`.
+    /// Out of line, as [`Host::on_closed`] is: the two in `handle`, which
+    /// most segments pass by, cost the simulator 0.4 % more instructions.
+    #[inline(never)]
+    fn on_time_wait_entry(&mut self, now: Time, pos: u64, tuple: Tuple, hash: u64, seg: &Segment) {
+        let e = self.table.time_wait_named(pos, tuple);
+        let verdict = self.on_time_wait(now, pos, &e, seg);
+        self.act_on_time_wait(now, pos, hash, &e, seg, verdict);
     }
 
     /// CLOSED (no entry): a SYN to a listening port opens a connection
     /// (RFC 9293 §3.10.7.2); anything else draws a reset. `hash`: the
     /// tuple's, from the lookup that found nothing.
+    #[inline(never)]
     fn on_closed(&mut self, now: Time, tuple: Tuple, hash: u64, seg: &Segment) {
         let f = seg.flags;
         if f.syn() && !f.ack() && !f.rst() && !f.fin() && self.is_listening(tuple.local_port) {
