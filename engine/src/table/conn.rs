@@ -229,7 +229,8 @@ mod tests {
     fn find_conn_leaves_what_it_found_in_the_recent_slots() {
         let mut t = Table::new(21);
         let a = t.insert_conn(conn(1));
-        // Port 17 takes port 1's recent slot ((port ^ 80) % 16 is 1 for both).
+        // Port 17 shares port 1's recent slot ((port ^ 80) % 16 is 1 for
+        // both); an insert puts neither there.
         let b = t.insert_conn(conn(17));
         assert_eq!(t.e.recent.get(&tuple(1)), None);
         assert_eq!(t.find_conn(&tuple(1)), Some(Found::Conn(a)));

@@ -236,7 +236,10 @@ impl Table {
 
     /// [`Table::insert_conn`] into the slot [`Table::reserve_conn`] took,
     /// given the tuple's [`Table::hash`]: a SYN that found no entry is
-    /// inserted without hashing its tuple again.
+    /// inserted without hashing its tuple again. The new connection is not
+    /// put in the recent slots: the application's first call on it nearly
+    /// always follows a segment of it, whose write-back ([`Table::set_conn`])
+    /// puts it there, and [`Table::find_conn`] falls back to the index.
     pub(crate) fn insert_reserved(&mut self, idx: u32, conn: Conn, hash: u64) {
         debug_assert_eq!(hash, self.hash(&conn.tuple));
         let side = match conn.state {
@@ -245,7 +248,6 @@ impl Table {
         };
         let name = self.e.eps.pack(&conn.tuple, side);
         self.e.conns.set(idx, conn.record(name));
-        self.e.recent.put(&conn.tuple, idx);
         if name.spilled() || conn.last_oow_ms != 0 {
             self.put_conn_rare(idx, conn.last_oow_ms, conn.tuple);
         }
