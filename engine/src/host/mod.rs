@@ -57,7 +57,7 @@ use crate::seq::Seq;
 use crate::state::State;
 use crate::table::Table;
 use crate::time::Time;
-use crate::tuple::Tuple;
+use crate::tuple::{HashKey, Tuple};
 use crate::wheel::Wheel;
 use commit::Next;
 use ts::TsKey;
@@ -169,6 +169,8 @@ pub struct Host {
     ports: Ports,
     /// The TSval offset's key, from `cfg.secret`.
     ts_key: TsKey,
+    /// The ISN hash's key, from `cfg.secret`, its words derived once.
+    isn_key: HashKey,
     /// Our TSval clock at `now` (`tcp_time_stamp_ts`), kept with `now`: a
     /// segment's TSval then costs no division by the configured tick (the
     /// compiler made even the 1000 µs default a 64-bit `div`).
@@ -212,6 +214,7 @@ impl Host {
             fw2_orphans: 0,
             ports: Ports::new(cfg.ip_local_port_range, cfg.secret),
             ts_key: TsKey::new(cfg.secret),
+            isn_key: HashKey::from(!cfg.secret),
             ts_clock: 0,
             now_ms: 0,
             prefetch_from: prefetch::FROM,
@@ -376,7 +379,7 @@ impl Host {
 
     /// RFC 6528 initial sequence number: a 4 µs clock plus a keyed hash of the tuple.
     fn isn(&self, now: Time, tuple: &Tuple) -> Seq {
-        Seq((now.as_micros() / 4) as u32) + tuple.hash(!self.cfg.secret) as u32
+        Seq((now.as_micros() / 4) as u32) + tuple.hash(self.isn_key) as u32
     }
 }
 

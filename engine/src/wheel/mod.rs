@@ -131,14 +131,9 @@ impl<T: Copy> Default for Wheel<T> {
 
 impl<T: Copy> Wheel<T> {
     pub fn new() -> Self {
-        Self::with_capacity(0)
-    }
-
-    /// Preallocates the slab for `n` pending timers.
-    pub fn with_capacity(n: usize) -> Self {
         Wheel {
             elapsed: 0,
-            nodes: Vec::with_capacity(n),
+            nodes: Vec::new(),
             free: NIL,
             len: 0,
             occupied: [0; LEVELS + 1],
@@ -148,6 +143,36 @@ impl<T: Copy> Wheel<T> {
                 .expect("LISTS heads"),
             lanes_used: [0; DUE + 1],
         }
+    }
+
+    /// Preallocates the slab for `n` pending timers, its nodes on the free
+    /// list in index order. Inserts pop them as `insert_new` would
+    /// have pushed them (the lowest unused index, under any node freed
+    /// since), so the keys and the firing order are the same, without the
+    /// out-of-line call and the push on each node's first use. The nodes
+    /// are written now (resident at once, as an opening burst makes them).
+    pub fn with_capacity(n: usize) -> Self
+    where
+        T: Default,
+    {
+        let n = n.min(NIL as usize - 1);
+        let mut w = Self::new();
+        let free = Node {
+            deadline: 0,
+            next: NIL,
+            prev: NIL,
+            slot: FREE,
+            value: T::default(),
+        };
+        w.nodes = vec![free; n];
+        for (i, node) in (1..).zip(&mut w.nodes) {
+            node.next = i;
+        }
+        if let Some(last) = w.nodes.last_mut() {
+            last.next = NIL;
+            w.free = 0;
+        }
+        w
     }
 
     /// The tick the wheel has processed up to.

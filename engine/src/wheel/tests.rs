@@ -118,6 +118,39 @@ fn reinsert_reuses_freed_nodes() {
 }
 
 #[test]
+fn with_capacity_gives_the_keys_of_new() {
+    // Twin wheels, one with its nodes on the free list up front: the same
+    // inserts, cancels and polls give the same keys and firing order, past
+    // the threaded nodes (300) and after the wheel empties and gives its
+    // nodes back (both hold more than `SHRINK_AT` by then).
+    let (mut a, mut b) = (Wheel::with_capacity(300), Wheel::new());
+    let mut x = 0u64;
+    let mut next = || {
+        x += 1;
+        crate::ports::mix(x)
+    };
+    for round in 0..3 {
+        let mut keys = Vec::new();
+        for i in 0..600u32 {
+            let r = next();
+            if r % 5 == 0 && !keys.is_empty() {
+                let (ka, kb) = keys.swap_remove((r / 5) as usize % keys.len());
+                assert_eq!(a.remove(ka), b.remove(kb));
+            } else {
+                let d = a.elapsed() + 1 + r % 5000;
+                let (ka, kb) = (a.insert(d, i), b.insert(d, i));
+                assert_eq!(ka, kb, "round {round}, insert {i}");
+                keys.push((ka, kb));
+            }
+        }
+        assert!(a.len() > 300, "{}", a.len());
+        let to = a.elapsed() + 10_000;
+        assert_eq!(drive(&mut a, to), drive(&mut b, to));
+        assert!(a.is_empty() && b.is_empty());
+    }
+}
+
+#[test]
 fn reset_is_remove_then_insert() {
     // Twin wheels: one moves timers with reset, the other with remove
     // and insert. Keys, firing order and emptying must agree, across
