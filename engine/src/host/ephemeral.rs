@@ -229,6 +229,8 @@ impl Host {
     /// odd offset, the odd ports first (the opposite parity of connect's, "to
     /// not pollute connect() users"), then the even ones; only a port with no
     /// bucket on this address will do. connect() then finds the 4-tuple unique.
+    /// Out of line: most connects take `hash_connect`'s path.
+    #[inline(never)]
     fn find_open_port(
         &mut self,
         local_ip: u32,
