@@ -52,10 +52,38 @@ impl Host {
         mode: BindMode,
     ) -> Result<Connected, Error> {
         let now = self.begin(now);
-        let pick = match mode {
-            BindMode::NoPort => self.hash_connect(now, local_ip, remote_ip, remote_port),
-            BindMode::BeforeConnect => self.find_open_port(local_ip, remote_ip, remote_port),
-        };
+        match mode {
+            BindMode::NoPort => {
+                let pick = self.hash_connect(now, local_ip, remote_ip, remote_port);
+                self.connect_picked(now, pick, false)
+            }
+            BindMode::BeforeConnect => self.connect_bound(now, local_ip, remote_ip, remote_port),
+        }
+    }
+
+    /// [`Host::connect_ephemeral`] after bind(0): out of line, so that
+    /// most connects' search result is not merged with this one's (a copy).
+    #[inline(never)]
+    fn connect_bound(
+        &mut self,
+        now: Time,
+        local_ip: u32,
+        remote_ip: u32,
+        remote_port: u16,
+    ) -> Result<Connected, Error> {
+        let pick = self.find_open_port(local_ip, remote_ip, remote_port);
+        self.connect_picked(now, pick, true)
+    }
+
+    /// The rest of [`Host::connect_ephemeral`] once a search picked a port
+    /// (`bound`: by bind(0)), or probed `Err` ports in vain.
+    #[inline(always)]
+    fn connect_picked(
+        &mut self,
+        now: Time,
+        pick: Result<Pick, u32>,
+        bound: bool,
+    ) -> Result<Connected, Error> {
         let pick = match pick {
             Ok(p) => p,
             Err(probed) => {
@@ -77,7 +105,6 @@ impl Host {
         };
         // Both searches skip a listener's port, so the entry counts on its
         // bucket (`Host::port_released` takes it off).
-        let bound = mode == BindMode::BeforeConnect;
         match pick.local {
             Some(at) => self.ports.acquire_at(at, &pick.tuple, bound),
             None => self.ports.acquire(&pick.tuple, bound),
@@ -229,8 +256,6 @@ impl Host {
     /// odd offset, the odd ports first (the opposite parity of connect's, "to
     /// not pollute connect() users"), then the even ones; only a port with no
     /// bucket on this address will do. connect() then finds the 4-tuple unique.
-    /// Out of line: most connects take `hash_connect`'s path.
-    #[inline(never)]
     fn find_open_port(
         &mut self,
         local_ip: u32,
@@ -320,7 +345,7 @@ impl Host {
         self.stats.tw_reused += 1;
         // Releases the port once (closed_time_wait does it): releasing it
         // here too took a second user off a port another destination shares.
-        self.closed_time_wait(now, e, CloseReason::Reused);
+        self.closed_time_wait(now, &e.tuple, e.close_ms, CloseReason::Reused);
         let iss = e.snd_nxt + 65_537u32;
         if u32::from(iss) == 0 {
             Seq(1)

@@ -12,6 +12,7 @@ use crate::seq::Seq;
 use crate::state::State;
 use crate::time::Time;
 use crate::timewait::TwEntry;
+use crate::tuple::Tuple;
 
 impl Host {
     /// TIME-WAIT (Linux `tcp_timewait_state_process`, substate TIME_WAIT): the
@@ -126,12 +127,12 @@ impl Host {
             }
             TwVerdict::Assassinated => {
                 self.table.remove_time_wait_hashed(pos, &e.tuple, hash);
-                self.closed_time_wait(now, e, CloseReason::Reset);
+                self.closed_time_wait(now, &e.tuple, e.close_ms, CloseReason::Reset);
             }
             // inet_twsk_deschedule_put, then the listener processes the SYN.
             TwVerdict::Syn(iss) => {
                 self.table.remove_time_wait_hashed(pos, &e.tuple, hash);
-                self.closed_time_wait(now, e, CloseReason::Reused);
+                self.closed_time_wait(now, &e.tuple, e.close_ms, CloseReason::Reused);
                 self.accept_syn(now, e.tuple, hash, seg, iss);
             }
         }
@@ -177,7 +178,12 @@ impl Host {
                     if let Some((pos, old)) = self.table.oldest_time_wait() {
                         self.stats.time_wait_evicted += 1;
                         self.table.remove_time_wait(pos, &old.tuple);
-                        self.closed_time_wait(now, &old, CloseReason::TimeWaitEvicted);
+                        self.closed_time_wait(
+                            now,
+                            &old.tuple,
+                            old.close_ms,
+                            CloseReason::TimeWaitEvicted,
+                        );
                     }
                 }
             }
@@ -209,19 +215,26 @@ impl Host {
         self.enter(c.tuple, before, State::TimeWait);
     }
 
-    /// Accounts for a TIME-WAIT entry that has already left the table.
+    /// Accounts for a TIME-WAIT entry (`tuple`, closed by the application at
+    /// `close_ms`) that has already left the table.
     #[inline]
-    pub(super) fn closed_time_wait(&mut self, now: Time, e: &TwEntry, reason: CloseReason) {
-        self.port_released(&e.tuple);
+    pub(super) fn closed_time_wait(
+        &mut self,
+        now: Time,
+        tuple: &Tuple,
+        close_ms: u32,
+        reason: CloseReason,
+    ) {
+        self.port_released(tuple);
         self.population[State::TimeWait as usize] -= 1;
-        self.trace(e.tuple, State::TimeWait, State::Closed);
+        self.trace(*tuple, State::TimeWait, State::Closed);
         self.events.push(Event::Closed {
-            tuple: e.tuple,
+            tuple: *tuple,
             from: State::TimeWait,
             reason,
             role: Role::Active,
             since_close: Some(Duration::from_millis(
-                now.stamp_ms().wrapping_sub(e.close_ms) as u64,
+                now.stamp_ms().wrapping_sub(close_ms) as u64
             )),
         });
     }

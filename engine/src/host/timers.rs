@@ -10,7 +10,7 @@ use crate::segment::Flags;
 use crate::seq::Seq;
 use crate::state::State;
 use crate::time::Time;
-use crate::timewait::TwEntry;
+use crate::timewait::TwExpired;
 
 /// TIME-WAIT entries expired per pass of [`Host::handle_timeout`]: the
 /// table removes a batch, then the host accounts for each.
@@ -27,12 +27,12 @@ impl Host {
         let now_ms = now.stamp_ms();
         // With nothing due the batch is not worth zeroing.
         if self.table.time_wait_due(now_ms) {
-            let mut batch = [TwEntry::default(); TW_BATCH];
+            let mut batch = [TwExpired::default(); TW_BATCH];
             loop {
                 let n = self.table.expire_time_wait(now_ms, &mut batch);
                 self.stats.timeouts_time_wait += n as u64;
                 for e in &batch[..n] {
-                    self.closed_time_wait(now, e, CloseReason::TimeWaitExpired);
+                    self.closed_time_wait(now, &e.tuple, e.close_ms, CloseReason::TimeWaitExpired);
                 }
                 if n < TW_BATCH {
                     break;

@@ -5,7 +5,7 @@
 use super::{Table, TwRare};
 use crate::endpoint::{Packed, INDEX_MASK};
 use crate::rare::Rare;
-use crate::timewait::{TwEntry, TwRecord, TwRing, FAR, TS_BIT};
+use crate::timewait::{TwEntry, TwExpired, TwRecord, TwRing, FAR, TS_BIT};
 use crate::tuple::Tuple;
 
 impl Table {
@@ -99,20 +99,26 @@ impl Table {
         rare: TwRare,
     ) -> TwEntry {
         debug_assert_eq!(tuple, self.e.tw_tuple(rec));
-        let close_ms = if rec.close_off == FAR {
-            rare.close_ms
-        } else {
-            let start = expires_ms.wrapping_sub(self.time_wait_ms);
-            start.wrapping_sub(rec.close_off as u32)
-        };
         TwEntry {
             tuple,
             snd_nxt: rec.snd_nxt,
             rcv_nxt: rec.rcv_nxt,
             expires_ms,
-            close_ms,
+            close_ms: self.close_ms(rec, expires_ms, &rare),
             last_oow_ms: rare.last_oow_ms,
             ts_recent: (rec.name.ep & TS_BIT != 0).then_some(rec.ts_recent),
+        }
+    }
+
+    /// When record `rec`, expiring at `expires_ms`, was closed: an offset
+    /// before its (re)start, or its rare field when that was too far back.
+    #[inline]
+    fn close_ms(&self, rec: &TwRecord, expires_ms: u32, rare: &TwRare) -> u32 {
+        if rec.close_off == FAR {
+            rare.close_ms
+        } else {
+            let start = expires_ms.wrapping_sub(self.time_wait_ms);
+            start.wrapping_sub(rec.close_off as u32)
         }
     }
 
@@ -234,8 +240,8 @@ impl Table {
     /// Removes the oldest TIME-WAIT entry if it expired at `now_ms`, dropping
     /// the stale ring slots before it.
     #[cfg(any(test, feature = "bench-hooks"))]
-    pub(crate) fn pop_expired_time_wait(&mut self, now_ms: u32) -> Option<TwEntry> {
-        let mut one = [TwEntry::default()];
+    pub(crate) fn pop_expired_time_wait(&mut self, now_ms: u32) -> Option<TwExpired> {
+        let mut one = [TwExpired::default()];
         (self.expire_time_wait(now_ms, &mut one) == 1).then_some(one[0])
     }
 
@@ -248,7 +254,7 @@ impl Table {
     /// chunk are popped at once. One probe per slot: an expired entry
     /// leaves the index by the probe that tells it is live (a stale slot's
     /// probe finds nothing to remove).
-    pub(crate) fn expire_time_wait(&mut self, now_ms: u32, out: &mut [TwEntry]) -> usize {
+    pub(crate) fn expire_time_wait(&mut self, now_ms: u32, out: &mut [TwExpired]) -> usize {
         let mut n = 0;
         while n < out.len() {
             let Some(slots) = self.e.tw.front_slots() else {
@@ -276,7 +282,11 @@ impl Table {
                     } else {
                         TwRare::default()
                     };
-                    out[n] = self.unpack_time_wait(rec, expires_ms, tuple, rare);
+                    out[n] = TwExpired {
+                        tuple,
+                        expires_ms,
+                        close_ms: self.close_ms(rec, expires_ms, &rare),
+                    };
                     n += 1;
                 }
                 passed += 1;
