@@ -79,21 +79,8 @@ enum TwVerdict {
     Syn(Seq),
 }
 
-/// Capacity the transmit and event queues keep once drained: a burst (a
-/// million FINs from one close-all) gives its memory back, since the queues
-/// belong to the engine's measured heap. Trimmed where the driver drains
-/// them ([`shrink_queue`]), not on every call.
+/// Capacity the transmit and event queues keep once drained.
 const QUEUE_KEEP: usize = 256;
-
-/// Trims a queue the driver is about to drain (or has just swapped out) to
-/// what it holds, and at least [`QUEUE_KEEP`]: what a burst grew is given
-/// back by the drain after it, at most one drain late. Out of line: a queue
-/// is seldom above `QUEUE_KEEP`.
-#[cold]
-#[inline(never)]
-fn shrink_queue<T>(queue: &mut Vec<T>) {
-    queue.shrink_to(queue.len().max(QUEUE_KEEP));
-}
 
 /// Most timer-wheel nodes [`Host::with_capacity`] reserves (24 B each): the
 /// opening burst then links its timers without regrowing and copying the
@@ -303,9 +290,6 @@ impl Host {
     #[inline]
     pub fn transmits(&mut self) -> std::vec::Drain<'_, Segment> {
         self.sent_acks = 0;
-        if self.out.capacity() > QUEUE_KEEP {
-            shrink_queue(&mut self.out);
-        }
         self.out.drain(..)
     }
 
@@ -320,9 +304,6 @@ impl Host {
     #[must_use]
     #[inline]
     pub fn events(&mut self) -> std::vec::Drain<'_, Event> {
-        if self.events.capacity() > QUEUE_KEEP {
-            shrink_queue(&mut self.events);
-        }
         self.events.drain(..)
     }
 
@@ -334,9 +315,6 @@ impl Host {
     pub fn swap_events(&mut self, buf: &mut Vec<Event>) {
         buf.clear();
         std::mem::swap(&mut self.events, buf);
-        if self.events.capacity() > QUEUE_KEEP {
-            shrink_queue(&mut self.events);
-        }
     }
 
     /// Whether any event waits to be drained: a driver that moves events
@@ -370,7 +348,9 @@ impl Host {
 
     /// Every call starts here and works at the time this returns: the latest
     /// `now` any call brought, so that a clock that steps back arms, stamps and
-    /// fires nothing in the past (see "Time" on [`Host`]).
+    /// fires nothing in the past (see "Time" on [`Host`]). Queues the driver has
+    /// drained give back memory a burst left them (a million FINs from one
+    /// close-all), since they belong to the engine's measured heap.
     #[inline]
     #[must_use]
     fn begin(&mut self, now: Time) -> Time {
@@ -378,6 +358,13 @@ impl Host {
             self.now = now;
             self.now_ms = now.stamp_ms();
             self.ts_clock = ts::clock(self.cfg.ts_tick_us, now);
+        }
+        // Capacity first: it is seldom above QUEUE_KEEP, so one test per queue.
+        if self.out.capacity() > QUEUE_KEEP && self.out.is_empty() {
+            self.out = Vec::new();
+        }
+        if self.events.capacity() > QUEUE_KEEP && self.events.is_empty() {
+            self.events = Vec::new();
         }
         self.now
     }
