@@ -5,7 +5,7 @@
 use super::recent::Recent;
 use super::TW_BIT;
 use crate::conn::{Conn, ConnRecord};
-use crate::endpoint::Endpoints;
+use crate::endpoint::{Endpoints, Packed};
 use crate::index::Probe;
 use crate::rare::Rare;
 use crate::slab::Slab;
@@ -65,6 +65,12 @@ impl Entries {
         } else {
             self.conns.get(r).name
         };
+        self.names(r, name, t)
+    }
+
+    /// Whether `name`, entry `r`'s, names `t`: the compare of [`Entries::is`].
+    #[inline(always)]
+    fn names(&self, r: u32, name: Packed, t: &Tuple) -> bool {
         name.remote_ip == t.remote_ip
             && match self.eps.tuple(&name) {
                 Some(u) => u == *t,
@@ -92,12 +98,7 @@ impl Entries {
             return self.is(r, t);
         }
         let rec = self.conns.get(r);
-        let name = rec.name;
-        let is = name.remote_ip == t.remote_ip
-            && match self.eps.tuple(&name) {
-                Some(u) => u == *t,
-                None => self.is_spilled(r, t),
-            };
+        let is = self.names(r, rec.name, t);
         if is {
             *found = Some(rec);
         }
