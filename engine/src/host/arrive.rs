@@ -67,14 +67,7 @@ impl Host {
                 } else {
                     self.on_segment(now, idx, &mut c, seg)
                 };
-                // The arms of `commit_hashed`, on the working copy where it
-                // lies: through `commit_hashed` it was copied once more.
-                let hash = Some(hash);
-                match next {
-                    Next::Keep => self.keep(idx, &mut c, before),
-                    Next::TimeWait => self.commit_time_wait(now, idx, &mut c, before, hash),
-                    Next::Close(why) => self.commit_close(now, idx, &mut c, before, why, hash),
-                }
+                self.commit_hashed(now, idx, &mut c, before, next, Some(hash));
             }
             Some(Hit::TimeWait(pos)) => self.on_time_wait_entry(now, pos, tuple, hash, seg),
             None => self.on_closed(now, tuple, hash, seg),

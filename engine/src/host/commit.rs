@@ -28,33 +28,32 @@ impl Host {
     /// at most a population move, while a call (with the 48-byte copy going
     /// in) cost as much again. Leaving the table is out of line.
     #[inline(always)]
-    pub(super) fn commit(&mut self, now: Time, idx: u32, c: Conn, before: State, next: Next) {
-        self.commit_hashed(now, idx, c, before, next, None);
+    pub(super) fn commit(&mut self, now: Time, idx: u32, mut c: Conn, before: State, next: Next) {
+        self.commit_hashed(now, idx, &mut c, before, next, None);
     }
 
-    /// [`Host::commit`] with the table hash of `c`'s tuple if the caller has
-    /// it (`enter_time_wait` has `handle`'s): leaving the index then takes no second hash.
+    /// [`Host::commit`] on the working copy where it lies (by value, LLVM
+    /// copied its 64 bytes once more on every segment), with the table hash
+    /// of `c`'s tuple if the caller has it (`handle`'s lookup): leaving the
+    /// index then takes no second hash.
     #[inline(always)]
     pub(super) fn commit_hashed(
         &mut self,
         now: Time,
         idx: u32,
-        mut c: Conn,
+        c: &mut Conn,
         before: State,
         next: Next,
         hash: Option<u64>,
     ) {
         match next {
-            Next::Keep => self.keep(idx, &mut c, before),
-            Next::TimeWait => self.commit_time_wait(now, idx, &mut c, before, hash),
-            Next::Close(reason) => self.commit_close(now, idx, &mut c, before, reason, hash),
+            Next::Keep => self.keep(idx, c, before),
+            Next::TimeWait => self.commit_time_wait(now, idx, c, before, hash),
+            Next::Close(reason) => self.commit_close(now, idx, c, before, reason, hash),
         }
     }
 
-    /// The `Keep` arm of [`Host::commit_hashed`], on the working copy where
-    /// it lies: `handle` calls it so directly, since passing the copy by value
-    /// made LLVM copy its 64 bytes once more on every segment before writing
-    /// them back.
+    /// The `Keep` arm of [`Host::commit_hashed`].
     #[inline(always)]
     pub(super) fn keep(&mut self, idx: u32, c: &mut Conn, before: State) {
         let orphan_fw2 = c.state == State::FinWait2 && c.has(flag::ORPHAN);
@@ -80,7 +79,7 @@ impl Host {
         next: Next,
     ) {
         let Next::Keep = next else {
-            return self.commit_hashed(now, idx, c, before, next, None);
+            return self.commit_hashed(now, idx, &mut c, before, next, None);
         };
         let orphan_fw2 = c.state == State::FinWait2 && c.has(flag::ORPHAN);
         self.count_fw2_orphan(&mut c, orphan_fw2);
@@ -109,7 +108,7 @@ impl Host {
     /// The working copy is passed by reference, where it lies in the
     /// caller's frame: by value, the call copied its 64 bytes first.
     #[inline(never)]
-    pub(super) fn commit_time_wait(
+    fn commit_time_wait(
         &mut self,
         now: Time,
         idx: u32,

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use super::{CloseReason, Event, Host, Next, Role, TwVerdict};
+use super::{CloseReason, Event, Host, Role, TwVerdict};
 use crate::config::TwOverflow;
 use crate::conn::{flag, Conn};
 use crate::segment::{Flags, Segment};
@@ -156,7 +156,7 @@ impl Host {
         &mut self,
         now: Time,
         idx: u32,
-        c: &Conn,
+        c: &mut Conn,
         before: State,
         hash: u64,
     ) {
@@ -164,14 +164,8 @@ impl Host {
             match self.cfg.tw_overflow {
                 TwOverflow::Skip => {
                     self.stats.time_wait_overflow += 1;
-                    self.commit_hashed(
-                        now,
-                        idx,
-                        *c,
-                        before,
-                        Next::Close(CloseReason::TimeWaitOverflow),
-                        Some(hash),
-                    );
+                    let reason = CloseReason::TimeWaitOverflow;
+                    self.commit_close(now, idx, c, before, reason, Some(hash));
                     return;
                 }
                 TwOverflow::EvictOldest => {
@@ -208,8 +202,8 @@ impl Host {
             // More local addresses than a record can name: no room, as when
             // tcp_max_tw_buckets is reached.
             self.stats.time_wait_overflow += 1;
-            let reason = Next::Close(CloseReason::TimeWaitOverflow);
-            self.commit_hashed(now, idx, *c, before, reason, Some(hash));
+            let reason = CloseReason::TimeWaitOverflow;
+            self.commit_close(now, idx, c, before, reason, Some(hash));
             return;
         }
         self.enter(c.tuple, before, State::TimeWait);
