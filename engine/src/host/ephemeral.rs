@@ -3,7 +3,7 @@
 //! 4-tuple held by TIME-WAIT (`__inet_check_established`, `tcp_twsk_unique`).
 
 use super::{CloseReason, Error, Host};
-use crate::ports::{BindMode, Connected, LocalAt, Ports};
+use crate::ports::{BindMode, Connected, LocalAt, Ports, Taken};
 use crate::seq::Seq;
 use crate::table::Found;
 use crate::time::Time;
@@ -148,9 +148,7 @@ impl Host {
             ((tuple_on(first), None), 0, 1)
         } else {
             let known_taken = self.known_taken(local_ip, remote_ip, remote_port);
-            let skip = local
-                .filter(|_| known_taken)
-                .map(|at| self.ports.taken_at(at));
+            let skip = self.skip(local, known_taken);
             self.walk_ports(offset, other_parity(offset), skip, |h, port| {
                 let tuple = tuple_on(port);
                 h.port_usable(now, &tuple, bucket_of(port), known_taken)
@@ -187,9 +185,7 @@ impl Host {
         let known_taken = self.known_taken(local_ip, remote_ip, remote_port);
         let local = self.ports.local_at(local_ip);
         let buckets = local.map(|at| self.ports.buckets_at(at));
-        let skip = local
-            .filter(|_| known_taken)
-            .map(|at| self.ports.taken_at(at));
+        let skip = self.skip(local, known_taken);
         let low = self.ports.low();
         let found = self.walk_ports(offset, other_parity(offset), skip, |h, port| {
             let bucket = buckets.map_or(0, |b| b[usize::from(port - low)]);
@@ -207,6 +203,14 @@ impl Host {
     fn known_taken(&self, local_ip: u32, remote_ip: u32, remote_port: u16) -> bool {
         self.ports.is_first_dest(remote_ip, remote_port)
             && !self.tw_reuse_allowed(local_ip, remote_ip)
+    }
+
+    /// The ports of address `local` a walk passes unlooked, when
+    /// `known_taken` lets it ([`Taken`]); None walks them one by one.
+    fn skip(&self, local: Option<LocalAt>, known_taken: bool) -> Option<&Taken> {
+        local
+            .filter(|_| known_taken)
+            .map(|at| self.ports.taken_at(at))
     }
 
     /// Whether `port`, whose bucket is `bucket`, is free for any tuple: no
