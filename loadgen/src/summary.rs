@@ -91,8 +91,23 @@ fn model_summary(r: &Value) -> String {
         ),
         _ => String::new(),
     };
+    let per_cpu = match r
+        .pointer("/server_report/teardowns_per_worker_cpu_sec")
+        .and_then(Value::as_f64)
+    {
+        Some(n) => format!(
+            " ({n:.0} teardowns per CPU second of its {} worker thread{})",
+            g("/server_report/workers"),
+            if g("/server_report/workers") == json!(1) {
+                ""
+            } else {
+                "s"
+            },
+        ),
+        None => String::new(),
+    };
     let resident = match r.pointer("/server_report/resident/peak_entries") {
-        Some(n) => format!(" and {n} entries resident on the server"),
+        Some(n) => format!(" and {n} entries resident on the server{per_cpu}"),
         None => String::new(),
     };
     let line = format!(
@@ -149,6 +164,21 @@ mod tests {
         assert!(
             summary(&r)
                 .contains("(400000/s until the last close, 600000/s once --concurrency were open)"),
+            "{}",
+            summary(&r)
+        );
+        r["server_report"]["teardowns_per_worker_cpu_sec"] = json!(2.5e6);
+        r["server_report"]["workers"] = json!(1);
+        assert!(
+            summary(&r).contains(
+                "and 950 entries resident on the server (2500000 teardowns per CPU second of its 1 worker thread); "
+            ),
+            "{}",
+            summary(&r)
+        );
+        r["server_report"]["workers"] = json!(2);
+        assert!(
+            summary(&r).contains("of its 2 worker threads); "),
             "{}",
             summary(&r)
         );

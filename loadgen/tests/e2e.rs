@@ -180,6 +180,23 @@ fn spawn_server_keeps_the_concurrency_live() {
     assert_eq!(n(j, "/server_report/peak/established"), 900, "{j:#}");
     assert!(n(j, "/peak_live") >= 900, "{j:#}");
     assert!(n(j, "/server_report/resident/peak_entries") >= 900, "{j:#}");
+    // The worker's own CPU time is part of the server process's, and the
+    // rate per CPU second is the completions over it.
+    let f = |p: &str| j.pointer(p).and_then(Value::as_f64).unwrap();
+    let worker_cpu = f("/server_report/workers_cpu_secs");
+    assert!(worker_cpu > 0.0, "{j:#}");
+    assert!(worker_cpu <= f("/server_report/cpu_secs"), "{j:#}");
+    let per_cpu = f("/server_report/teardowns_per_worker_cpu_sec");
+    let completed = f("/server_report/completed");
+    assert!(
+        (per_cpu * worker_cpu - completed).abs() < 1e-6 * completed,
+        "{j:#}"
+    );
+    assert!(
+        loadgen::summary(j).contains(" teardowns per CPU second of its 1 worker thread); "),
+        "{}",
+        loadgen::summary(j)
+    );
     // The kept ones were pushed out by newer ones, not only at the release.
     assert!(n(j, "/completed_in_load_window") > 1000, "{j:#}");
     assert!(

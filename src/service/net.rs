@@ -194,11 +194,22 @@ fn http_request(method: &str, url: &str, timeout: Duration) -> anyhow::Result<St
 
 /// CPU seconds (user + system) this process has used so far.
 pub fn cpu_secs() -> f64 {
+    rusage_secs(libc::RUSAGE_SELF)
+}
+
+/// CPU seconds (user + system) the calling thread has used so far: a
+/// worker's own, without the control thread's or the other workers'.
+pub fn thread_cpu_secs() -> f64 {
+    rusage_secs(libc::RUSAGE_THREAD)
+}
+
+/// `getrusage(who)`'s user + system seconds; 0 if the call fails.
+fn rusage_secs(who: libc::c_int) -> f64 {
     // SAFETY: an all-zero rusage is a valid value of this plain C struct.
     let mut u: libc::rusage = unsafe { std::mem::zeroed() };
     // SAFETY: getrusage writes one rusage into the live, properly typed `u`.
     // Tested in `tests::cpu_time_advances`.
-    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) } != 0 {
+    if unsafe { libc::getrusage(who, &mut u) } != 0 {
         return 0.0;
     }
     let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
@@ -236,13 +247,35 @@ mod tests {
 
     #[test]
     fn cpu_time_advances() {
+        let spin = || {
+            let t = std::time::Instant::now();
+            let mut x = 0u64;
+            while t.elapsed() < Duration::from_millis(30) {
+                x = std::hint::black_box(x.wrapping_add(1));
+            }
+        };
         let before = cpu_secs();
-        let t = std::time::Instant::now();
-        let mut x = 0u64;
-        while t.elapsed() < Duration::from_millis(30) {
-            x = std::hint::black_box(x.wrapping_add(1));
-        }
+        let thread_before = thread_cpu_secs();
+        spin();
         assert!(cpu_secs() > before);
+        assert!(thread_cpu_secs() > thread_before);
+        // Another thread's spin is the process's time, not this thread's.
+        let mine = thread_cpu_secs();
+        let process = cpu_secs();
+        let theirs = std::thread::spawn(move || {
+            let start = thread_cpu_secs();
+            spin();
+            thread_cpu_secs() - start
+        })
+        .join()
+        .unwrap();
+        assert!(theirs >= 0.02, "{theirs}");
+        assert!(cpu_secs() - process >= 0.02);
+        assert!(
+            thread_cpu_secs() - mine < 0.015,
+            "{}",
+            thread_cpu_secs() - mine
+        );
     }
 
     #[test]

@@ -252,6 +252,7 @@ pub fn merge(reports: &[Value]) -> Value {
     let accepted = n("/kernel/accepted");
     let completed = n("/completed");
     let rate = sum(reports, "/teardowns_per_sec");
+    let workers_cpu = sum(reports, "/workers_cpu_secs");
     json!({
         "summary": format!(
             "{} processes: {accepted} kernel connections accepted; {completed} model teardowns at {rate:.0}/s",
@@ -263,6 +264,8 @@ pub fn merge(reports: &[Value]) -> Value {
         "leaked": n("/leaked"),
         "teardowns_per_sec": rate,
         "cpu_secs": sum(reports, "/cpu_secs"),
+        "workers_cpu_secs": workers_cpu,
+        "teardowns_per_worker_cpu_sec": super::report::per_cpu_sec(completed, workers_cpu),
         "resident": { "peak_entries": n("/resident/peak_entries") },
         "kernel": { "accepted": accepted, "held_peak": n("/kernel/held_peak") },
         "children": reports,
@@ -301,12 +304,16 @@ mod tests {
 
     #[test]
     fn merge_sums_counts_and_keeps_each_report() {
-        let a = json!({"kernel": {"accepted": 3}, "completed": 10, "teardowns_per_sec": 5.0});
-        let b = json!({"kernel": {"accepted": 4}, "completed": 0, "teardowns_per_sec": 0.5});
+        let a = json!({"kernel": {"accepted": 3}, "completed": 10, "teardowns_per_sec": 5.0,
+            "workers_cpu_secs": 1.5});
+        let b = json!({"kernel": {"accepted": 4}, "completed": 0, "teardowns_per_sec": 0.5,
+            "workers_cpu_secs": 0.5});
         let m = merge(&[a, b]);
         assert_eq!(m["kernel"]["accepted"], 7);
         assert_eq!(m["completed"], 10);
         assert_eq!(m["teardowns_per_sec"], 5.5);
+        assert_eq!(m["workers_cpu_secs"], 2.0);
+        assert_eq!(m["teardowns_per_worker_cpu_sec"], 5.0);
         assert_eq!(m["children"].as_array().unwrap().len(), 2);
     }
 }

@@ -14,6 +14,8 @@ pub(super) struct WorkerFinal {
     pub(super) population: [usize; State::COUNT],
     pub(super) peak: [usize; State::COUNT],
     pub(super) peak_entries: usize,
+    /// The worker thread's own CPU seconds, its I/O's included.
+    pub(super) cpu_secs: f64,
     pub(super) closed: [u64; metrics::REASONS],
     pub(super) first_rx: Option<Instant>,
     pub(super) last_rx: Option<Instant>,
@@ -92,10 +94,13 @@ pub(super) fn final_report(
     }
     let io = shared.io_totals();
     let peak_entries: usize = finals.iter().map(|f| f.peak_entries).sum();
+    let workers_cpu: f64 = finals.iter().map(|f| f.cpu_secs).sum();
+    let per_cpu = per_cpu_sec(completed, workers_cpu);
     let summary = summary_line(
         completed,
         rate,
         peak_entries,
+        per_cpu,
         &closed,
         tw as u64,
         stats.rst_sent,
@@ -112,6 +117,8 @@ pub(super) fn final_report(
         "teardowns_per_sec": rate,
         "window_secs": window,
         "cpu_secs": net::cpu_secs(),
+        "workers_cpu_secs": workers_cpu,
+        "teardowns_per_worker_cpu_sec": per_cpu,
         "workers": finals.len(),
         "time_scale": shared.time_scale(),
         "segments": {
@@ -149,6 +156,14 @@ pub(super) fn final_report(
     })
 }
 
+/// Teardowns per CPU second of the workers: what one core with a table of
+/// the resident size does, its socket I/O included, however much of the
+/// wall clock the workers spent waiting for the clients. None before the
+/// workers used any measurable CPU.
+pub(super) fn per_cpu_sec(completed: u64, workers_cpu: f64) -> Option<f64> {
+    (workers_cpu > 0.0).then(|| completed as f64 / workers_cpu)
+}
+
 /// How a summary line starts when a run is not an orderly teardown.
 pub const NOT_ORDERLY: &str = "WARNING: not an orderly teardown";
 
@@ -169,6 +184,7 @@ fn summary_line(
     completed: u64,
     rate: f64,
     peak_entries: usize,
+    per_cpu: Option<f64>,
     closed: &[u64; metrics::REASONS],
     in_time_wait: u64,
     rst_sent: u64,
@@ -178,8 +194,11 @@ fn summary_line(
     let reset = closed[R::Reset.index()] + closed[R::Aborted.index()];
     let skipped = closed[R::TimeWaitOverflow.index()];
     let pct = |n: u64| 100.0 * n as f64 / ended.max(1) as f64;
+    let per_cpu = per_cpu.map_or(String::new(), |n| {
+        format!(", {n:.0} per CPU second of the workers")
+    });
     let mut line = format!(
-        "{completed} teardowns at {rate:.0}/s with {peak_entries} entries resident at peak; \
+        "{completed} teardowns at {rate:.0}/s with {peak_entries} entries resident at peak{per_cpu}; \
          {:.1} % ended by RST, {:.1} % skipped TIME-WAIT, RSTs sent for {:.1} %",
         pct(reset),
         pct(skipped),
@@ -206,14 +225,14 @@ mod tests {
         let mut closed = [0u64; metrics::REASONS];
         closed[R::LastAckAcked.index()] = 990;
         closed[R::Reset.index()] = 10;
-        let orderly = summary_line(1000, 5e5, 2000, &closed, 0, 0);
+        let orderly = summary_line(1000, 5e5, 2000, None, &closed, 0, 0);
         assert!(
             orderly.starts_with("WARNING: not an orderly teardown: "),
             "{orderly}"
         );
         assert!(orderly.contains("1.0 % ended by RST"), "{orderly}");
         closed[R::Reset.index()] = 0;
-        let clean = summary_line(1000, 5e5, 2000, &closed, 1000, 0);
+        let clean = summary_line(1000, 5e5, 2000, None, &closed, 1000, 0);
         assert!(
             clean.starts_with("1000 teardowns at 500000/s with 2000 entries"),
             "{clean}"
@@ -222,8 +241,17 @@ mod tests {
             clean.contains("0.0 % ended by RST, 0.0 % skipped TIME-WAIT, RSTs sent for 0.0 %"),
             "{clean}"
         );
+        // The workers' CPU time gives the rate one core reaches at this size.
+        let timed = summary_line(1000, 5e5, 2000, per_cpu_sec(1000, 0.004), &closed, 1000, 0);
+        assert!(
+            timed.starts_with(
+                "1000 teardowns at 500000/s with 2000 entries resident at peak, 250000 per CPU second of the workers; "
+            ),
+            "{timed}"
+        );
+        assert_eq!(per_cpu_sec(1000, 0.0), None);
         // The peers' connections ended by our RSTs (30 of 1990 endings): a warning too.
-        let peers_reset = summary_line(1000, 5e5, 2000, &closed, 1000, 30);
+        let peers_reset = summary_line(1000, 5e5, 2000, None, &closed, 1000, 30);
         assert!(
             peers_reset.starts_with("WARNING: not an orderly teardown: ")
                 && peers_reset.contains("RSTs sent for 1.5 %"),
@@ -231,7 +259,7 @@ mod tests {
         );
         closed[R::TimeWaitOverflow.index()] = 860;
         closed[R::Reset.index()] = 860;
-        let overflow = summary_line(1000, 5e5, 2000, &closed, 0, 0);
+        let overflow = summary_line(1000, 5e5, 2000, None, &closed, 0, 0);
         assert!(
             overflow.contains("tcp_max_tw_buckets reached"),
             "{overflow}"

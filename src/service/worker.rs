@@ -21,7 +21,7 @@ use mio::{Events, Interest, Poll, Token, Waker};
 
 use super::metrics::{Io, Shared, REASONS};
 use super::peers::Peers;
-use super::{route, Clock, CloseMode, ServeArgs, WorkerFinal, SERVER_PORT};
+use super::{net, route, Clock, CloseMode, ServeArgs, WorkerFinal, SERVER_PORT};
 use crate::wire::{self, Encoder};
 use teardown_engine::config::Config;
 use teardown_engine::driver::handle_burst;
@@ -168,6 +168,7 @@ impl Worker {
             population,
             peak: self.peak,
             peak_entries: self.peak_entries,
+            cpu_secs: net::thread_cpu_secs(),
             closed: self.closed,
             first_rx: self.first_rx,
             last_rx: self.last_rx,
