@@ -9,7 +9,11 @@
 //! take criterion's minimum of 10 flat samples of one run. All shards are
 //! resident at once (the simulator's default), so the 1 M figures are taken on
 //! tables holding about 2 M entries (both hosts); each scenario prints the
-//! entries its run held before it is measured.
+//! entries its run held before it is measured. At 1 M and 1 % loss two more
+//! layouts of the same run are measured, the other two of issue 16's
+//! targets: `1M-one-table` (`--shards 1`: one table per host holds all of
+//! its million connections) and `1M-sequential` (`--sequential-shards`: one
+//! shard at a time, about 31 k entries resident).
 
 mod common;
 
@@ -42,31 +46,55 @@ fn teardown(c: &mut Criterion) {
                 quiet: true,
                 ..SimArgs::default()
             };
-            let cfg = SimConfig::from_args(&args).expect("valid bench scenario");
-            // What the figure was measured on: every shard is resident at once.
-            let r = run(&cfg, false);
-            eprintln!(
-                "teardown/{loss_label}/{label}: {} entries resident at peak ({})",
-                r.resident.peak_entries, r.resident.mode
-            );
-            g.throughput(Throughput::Elements(connections));
-            g.bench_function(BenchmarkId::new(loss_label, label), |b| {
-                b.iter_custom(|iters| {
-                    let start = Instant::now();
-                    for _ in 0..iters {
-                        let r = run(&cfg, false);
-                        assert_eq!(
-                            (r.completed, r.leaked),
-                            (connections, 0),
-                            "every teardown completes"
-                        );
-                    }
-                    start.elapsed()
-                })
-            });
+            scenario(&mut g, &args, loss_label, label);
+            if label == "1M" && loss_label == "loss1" {
+                let one_table = SimArgs {
+                    shards: 1,
+                    ..args.clone()
+                };
+                scenario(&mut g, &one_table, loss_label, "1M-one-table");
+                let sequential = SimArgs {
+                    sequential_shards: true,
+                    ..args.clone()
+                };
+                scenario(&mut g, &sequential, loss_label, "1M-sequential");
+            }
         }
     }
     g.finish();
+}
+
+/// One `teardown sim` run of `args` as bench `loss_label/label`, after a
+/// run that prints what it held resident.
+fn scenario(
+    g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    args: &SimArgs,
+    loss_label: &str,
+    label: &str,
+) {
+    let cfg = SimConfig::from_args(args).expect("valid bench scenario");
+    let connections = args.connections;
+    // What the figure was measured on.
+    let r = run(&cfg, false);
+    eprintln!(
+        "teardown/{loss_label}/{label}: {} entries resident at peak ({})",
+        r.resident.peak_entries, r.resident.mode
+    );
+    g.throughput(Throughput::Elements(connections));
+    g.bench_function(BenchmarkId::new(loss_label, label), |b| {
+        b.iter_custom(|iters| {
+            let start = Instant::now();
+            for _ in 0..iters {
+                let r = run(&cfg, false);
+                assert_eq!(
+                    (r.completed, r.leaked),
+                    (connections, 0),
+                    "every teardown completes"
+                );
+            }
+            start.elapsed()
+        })
+    });
 }
 
 criterion_group! {
