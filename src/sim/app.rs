@@ -6,6 +6,7 @@ use teardown_engine::host::{CloseReason, Event, Role};
 use teardown_engine::state::State;
 use teardown_engine::tuple::Tuple;
 
+use super::record::Call;
 use super::shard::{Shard, Side};
 use super::slots::{next_open, open_bit, slot, CLIENT_OPEN, SERVER_OPEN};
 use crate::alloc;
@@ -67,6 +68,7 @@ impl Shard<'_> {
                     let n = self.cfg.response_bytes;
                     if flags & slot::CLOSER_SERVER == 0 {
                         if n > 0 {
+                            self.note(side, || Call::Send(tuple, n));
                             self.with(side, |h, now| h.send(now, tuple, n)).ok();
                         }
                     } else if n > 0 {
@@ -166,6 +168,7 @@ impl Shard<'_> {
     /// beside `app_send_close`'s once.
     #[inline(always)]
     pub(super) fn app_close(&mut self, side: Side, tuple: Tuple, flags: u8, slot: Option<usize>) {
+        self.note(side, || Call::Close(tuple));
         if self.with(side, |h, now| h.close(now, tuple)).is_ok() {
             self.app_closed(side, tuple, flags, slot);
         }
@@ -177,6 +180,7 @@ impl Shard<'_> {
     /// after a refused send().
     #[inline(always)]
     fn app_send_close(&mut self, side: Side, tuple: Tuple, flags: u8, slot: Option<usize>, n: u32) {
+        self.note(side, || Call::SendClose(tuple, n));
         if self
             .with(side, |h, now| h.send_close(now, tuple, n))
             .is_ok()
@@ -215,6 +219,7 @@ impl Shard<'_> {
         self.slots[slot].open &= !open_bit(side);
         match side {
             Side::Server => {
+                self.note(side, || Call::Forget(tuple));
                 self.with(side, |h, _| h.forget(&tuple));
                 self.slots[slot].flags |= slot::SERVER_GONE;
             }
@@ -271,6 +276,7 @@ impl Shard<'_> {
             let tuple = self.tuple(s).reversed();
             if self.server.state(&tuple) == State::Established {
                 self.slots[s as usize].flags |= slot::CLOSER_SERVER;
+                self.note(Side::Server, || Call::Close(tuple));
                 self.with(Side::Server, |h, now| h.close(now, tuple)).ok();
                 // Each FIN onto the link at once: left in the host's output
                 // buffer, a shard's FINs would all be held twice, and the

@@ -192,6 +192,13 @@ pub struct SimArgs {
     /// population does not fit in memory at once, not for throughput figures.
     #[arg(long)]
     pub sequential_shards: bool,
+    /// Record the server host's inputs (needs --shards 1), then replay them
+    /// into a fresh host --repeat times and report the engine alone on one
+    /// table of the run's size: one core's teardowns/s for the server side,
+    /// without the client host, link and applications the run spends most
+    /// of its time on. Each replay is checked to end as the recorded host did.
+    #[arg(long)]
+    pub replay_server: bool,
     /// Run once per size (comma-separated --concurrency values, e.g.
     /// 10000,100000,1000000,10000000), all shards resident and then one shard at
     /// a time, and report teardowns/s against the entries held (--plot draws it).

@@ -12,6 +12,7 @@ use teardown_engine::state::State;
 use teardown_engine::tuple::Tuple;
 
 use super::open::nth_at_rate;
+use super::record::Call;
 use super::shard::{Shard, Side, SERVER_IP, SERVER_PORT};
 
 /// What the attacker sends.
@@ -182,6 +183,7 @@ impl Shard<'_> {
         let seg = kind.segment(&client, snd_nxt, rcv_nxt, wnd, r);
         let before = self.server.state(&server_view);
         let stats0 = *self.server.stats();
+        self.note(Side::Server, || Call::Segment(seg));
         self.with(Side::Server, |h, now| h.handle(now, &seg));
         let stats1 = *self.server.stats();
         let after = self.server.state(&server_view);

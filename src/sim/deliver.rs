@@ -13,6 +13,7 @@ use teardown_engine::state::State;
 use teardown_engine::time::Time;
 use teardown_engine::tuple::Tuple;
 
+use super::record::{Call, DRAIN_EVENTS, DRAIN_TRANSMITS};
 use super::result::Cases;
 use super::shard::{Change, Shard, Side};
 use super::slots::slot;
@@ -189,6 +190,7 @@ impl Shard<'_> {
         let before = if watch { state(self) } else { State::Closed };
         // In the host's allocator scope, entered for the burst.
         let now = self.now;
+        self.note(to, || Call::Segment(*seg));
         match to {
             Side::Server => self.server.handle(now, seg),
             Side::Client => self.client.handle(now, seg),
@@ -204,6 +206,7 @@ impl Shard<'_> {
                 Side::Server => self.server.transmits().for_each(drop),
                 Side::Client => self.client.transmits().for_each(drop),
             }
+            self.note_drained(to, DRAIN_TRANSMITS);
             self.vanish(to, seg.receiver_tuple(), slot);
         }
         self.after(to);
@@ -221,6 +224,7 @@ impl Shard<'_> {
             // Read where they lie (no handler takes events from a host), and
             // left there until the next swap clears them.
             host.swap_events(&mut self.events);
+            self.note_drained(side, DRAIN_EVENTS);
             for i in 0..self.events.len() {
                 let ev = self.events[i];
                 self.on_event(side, ev);
@@ -280,5 +284,6 @@ impl Shard<'_> {
             Side::Server => drop(self.server.transmits()),
             Side::Client => drop(self.client.transmits()),
         }
+        self.note_drained(from, DRAIN_TRANSMITS);
     }
 }

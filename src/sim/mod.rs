@@ -19,6 +19,7 @@ mod deliver;
 mod open;
 pub mod plot;
 mod queue;
+pub mod record;
 mod repeat;
 mod report;
 mod resident;
@@ -60,6 +61,9 @@ pub fn main(args: SimArgs) -> anyhow::Result<ExitCode> {
         return sweep_main(&args, &sizes.0);
     }
     let cfg = SimConfig::from_args(&args)?;
+    if args.replay_server {
+        return replay_main(&args, &cfg);
+    }
     let show_progress = std::io::stderr().is_terminal() && !args.quiet;
     let (report, repeat) = repeat::run_repeated(&cfg, args.repeat, show_progress)?;
     if !args.quiet && args.json.as_deref() != Some("-") {
@@ -88,6 +92,60 @@ pub fn main(args: SimArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// `teardown sim --replay-server`: record, then replay `--repeat` times.
+fn replay_main(args: &SimArgs, cfg: &SimConfig) -> anyhow::Result<ExitCode> {
+    let started = std::time::Instant::now();
+    let rec = record::record_server(cfg)?;
+    let recorded_secs = started.elapsed().as_secs_f64();
+    let mut runs = Vec::new();
+    for _ in 0..args.repeat {
+        runs.push(record::replay(&rec)?);
+    }
+    let mut secs: Vec<f64> = runs.iter().map(|r| r.elapsed.as_secs_f64()).collect();
+    secs.sort_by(f64::total_cmp);
+    let median = secs[secs.len() / 2];
+    let rate = |s: f64| rec.completed as f64 / s.max(f64::MIN_POSITIVE);
+    let peak = runs.iter().map(|r| r.peak_entries).max().unwrap_or(0);
+    let segments = runs.first().map_or(0, |r| r.segments);
+    let input_bytes = rec.inputs.len() * std::mem::size_of::<record::Input>();
+    let json = serde_json::json!({
+        "replay_server": {
+            "teardowns": rec.completed,
+            "segments": segments,
+            "inputs": rec.inputs.len(),
+            "input_bytes": input_bytes,
+            "resident": { "peak_entries": peak },
+            "prefetch": rec.prefetch,
+            "runs": secs.len(),
+            "seconds": secs,
+            "median_seconds": median,
+            "teardowns_per_sec": rate(median),
+            "recorded_in_seconds": recorded_secs,
+        }
+    });
+    if !args.quiet && args.json.as_deref() != Some("-") {
+        println!(
+            "server host replayed alone: {} teardowns ({segments} segments, {} inputs, {:.0} MiB) in {median:.3} s \
+             (median of {}): {:.0} teardowns/s on one core, {peak} entries resident at peak; \
+             each replay ended with the recorded host's counters and population",
+            rec.completed,
+            rec.inputs.len(),
+            input_bytes as f64 / (1 << 20) as f64,
+            secs.len(),
+            rate(median),
+        );
+        println!(
+            "the run that recorded it (both hosts, link and applications, one core): {recorded_secs:.2} s, \
+             {:.0} teardowns/s",
+            rate(recorded_secs),
+        );
+    }
+    if let Some(path) = &args.json {
+        crate::cli::write_json(path, &json)?;
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `teardown sim --sweep SIZES`.

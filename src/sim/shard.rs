@@ -24,6 +24,7 @@ use teardown_engine::Advance;
 
 use super::app_timers::AppTimers;
 use super::queue::Queue;
+use super::record::{Call, Recorder};
 use super::result::ShardResult;
 use super::reuse::Reuse;
 use super::slots::{Slot, SlotMap};
@@ -144,6 +145,8 @@ pub struct Shard<'a> {
     /// Whether the shard's buffers go on to the next shard of its thread
     /// ([`Reuse`]) at its end.
     pub(super) hands_on: bool,
+    /// The server host's inputs, when they are recorded for a replay.
+    pub(super) record: Option<Box<Recorder>>,
 }
 
 impl<'a> Shard<'a> {
@@ -308,6 +311,22 @@ impl<'a> Shard<'a> {
         r
     }
 
+    /// Notes `call` on the server for the replay, when one is recorded.
+    #[inline(always)]
+    pub(super) fn note(&mut self, side: Side, call: impl FnOnce() -> Call) {
+        if let (Side::Server, Some(r)) = (side, &mut self.record) {
+            r.push(self.now, call());
+        }
+    }
+
+    /// Notes that the server's queues `what` were drained, when recorded.
+    #[inline(always)]
+    pub(super) fn note_drained(&mut self, side: Side, what: u8) {
+        if let (Side::Server, Some(r)) = (side, &mut self.record) {
+            r.drained(what);
+        }
+    }
+
     /// Asks each host called since the last refresh for its next deadline.
     pub(super) fn refresh_deadlines(&mut self) {
         if std::mem::take(&mut self.stale[Side::Server as usize]) {
@@ -321,6 +340,7 @@ impl<'a> Shard<'a> {
     /// A host's timers are the next event: it fires what is due now, then its
     /// events and segments are handled before any other event of this instant.
     pub(super) fn fire(&mut self, side: Side) {
+        self.note(side, || Call::Timers);
         self.with(side, |h, now| Advance::new(now, now).finish(&mut [h]));
         self.after(side);
     }

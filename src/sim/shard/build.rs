@@ -118,6 +118,7 @@ impl<'a> Shard<'a> {
             entries_then: 0,
             reasons: [0; 9],
             hands_on: reuse.on,
+            record: None,
         }
     }
 }

@@ -1,0 +1,224 @@
+//! One server host's inputs, recorded from a simulation and replayed into a
+//! fresh host: the engine alone on one table of the run's size, without the
+//! client host, the link or the applications that made the inputs.
+//!
+//! A one-table run (`--shards 1`) does both ends of every connection on one
+//! core, so its teardowns/s is not what one core does with a table of that
+//! size. The replay is: the server's segments, timer instants, application
+//! calls and drains, in the order the simulation made them, read from a
+//! buffer as a driver reads its receive ring, with the look-ahead the
+//! simulator's link gives the host (the bucket four segments ahead, the entry
+//! two). The engine is deterministic, so the replayed host ends with the
+//! recorded host's counters, which [`replay`] checks.
+
+use std::sync::atomic::AtomicU64;
+use std::time::{Duration, Instant};
+
+use anyhow::{ensure, Context};
+
+use teardown_engine::host::{Event, Host, Prefetch};
+use teardown_engine::segment::Segment;
+use teardown_engine::state::State;
+use teardown_engine::time::Time;
+use teardown_engine::tuple::Tuple;
+use teardown_engine::{Advance, Config, Stats};
+
+use super::reuse::Reuse;
+use super::shard::{Shard, SERVER_PORT};
+use super::SimConfig;
+
+/// What the simulation did to the server host.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Call {
+    Segment(Segment),
+    /// The host's timers were due (`Advance::new(now, now).finish`).
+    Timers,
+    Send(Tuple, u32),
+    SendClose(Tuple, u32),
+    Close(Tuple),
+    Forget(Tuple),
+}
+
+/// After an input, the driver drained the host's events ([`DRAIN_EVENTS`],
+/// by `swap_events`), then its transmits ([`DRAIN_TRANSMITS`]). Where the
+/// drains fall matters: a pure ACK still queued is replaced by the next
+/// segment of its connection, and the queues give their memory back only
+/// when drained.
+pub const DRAIN_EVENTS: u8 = 1;
+pub const DRAIN_TRANSMITS: u8 = 2;
+
+/// One input at its instant, and the drains that followed it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Input {
+    pub at: Time,
+    pub call: Call,
+    pub drains: u8,
+}
+
+/// A server host's configuration and everything it was given.
+#[derive(Debug)]
+pub struct Recording {
+    pub cfg: Config,
+    /// The table size the host was made for (`Host::with_capacity`).
+    pub capacity: usize,
+    /// Whether the simulation had the host prefetch (a big table).
+    pub prefetch: bool,
+    pub inputs: Vec<Input>,
+    /// The recorded host's counters and population at the end.
+    pub stats: Stats,
+    pub population: Vec<usize>,
+    /// The run's connections opened and not leaked: its teardowns.
+    pub completed: u64,
+}
+
+/// Where a recording is kept while the shard runs.
+#[derive(Debug, Default)]
+pub(super) struct Recorder {
+    pub(super) inputs: Vec<Input>,
+}
+
+impl Recorder {
+    pub(super) fn push(&mut self, at: Time, call: Call) {
+        self.inputs.push(Input {
+            at,
+            call,
+            drains: 0,
+        });
+    }
+
+    /// A drain after the last input (a drain before any input finds
+    /// nothing to drain).
+    pub(super) fn drained(&mut self, what: u8) {
+        if let Some(last) = self.inputs.last_mut() {
+            last.drains |= what;
+        }
+    }
+}
+
+/// Runs `cfg` (one shard: `--shards 1`) and records its server host.
+pub fn record_server(cfg: &SimConfig) -> anyhow::Result<Recording> {
+    ensure!(
+        cfg.shards == 1,
+        "recording the server host needs the whole run in one shard (--shards 1)"
+    );
+    let done = AtomicU64::new(0);
+    let scope_base = crate::alloc::reserve_scopes(2);
+    let mut shard = Shard::new(cfg, 0, scope_base, &done, Reuse::none());
+    shard.record = Some(Box::default());
+    let mut shards = vec![shard];
+    super::resident::look_ahead_if_big(&mut shards);
+    let mut shard = shards.pop().context("one shard")?;
+    let server_cfg = shard.server.config().clone();
+    let capacity = cfg.concurrency_per_shard.min(cfg.connections) as usize;
+    let prefetch = shard.ahead;
+    shard.start();
+    while let Some((t, due)) = shard.next_event() {
+        shard.step(t, due);
+    }
+    let recorder = shard.record.take().context("the recorder")?;
+    let stats = *shard.server.stats();
+    let population = State::ALL
+        .iter()
+        .map(|s| shard.server.population(*s))
+        .collect();
+    let (result, _) = shard.end_reusing();
+    Ok(Recording {
+        cfg: server_cfg,
+        capacity,
+        prefetch,
+        inputs: recorder.inputs,
+        stats,
+        population,
+        completed: result.opened - result.leaked,
+    })
+}
+
+/// What a replay did.
+#[derive(Debug)]
+pub struct Replayed {
+    /// The replay's own wall time: the inputs handed to the host and its
+    /// output drained, not the host's construction or drop.
+    pub elapsed: Duration,
+    /// The most entries the host held, at a drain.
+    pub peak_entries: usize,
+    pub segments: u64,
+}
+
+/// Replays `rec` into a fresh host and checks that it ends as the recorded
+/// one did.
+pub fn replay(rec: &Recording) -> anyhow::Result<Replayed> {
+    let mut host = Host::with_capacity(rec.cfg.clone(), rec.capacity);
+    host.listen(SERVER_PORT);
+    host.set_prefetch(rec.prefetch);
+    let mut events: Vec<Event> = Vec::new();
+    let mut peak_entries = 0;
+    let mut segments = 0;
+    let inputs = &rec.inputs;
+    let start = Instant::now();
+    for (i, input) in inputs.iter().enumerate() {
+        if rec.prefetch {
+            ahead(&host, inputs, i);
+        }
+        let now = input.at;
+        match &input.call {
+            Call::Segment(seg) => {
+                segments += 1;
+                host.handle(now, seg);
+            }
+            Call::Timers => drop(Advance::new(now, now).finish(&mut [&mut host])),
+            Call::Send(t, n) => drop(host.send(now, *t, *n)),
+            Call::SendClose(t, n) => drop(host.send_close(now, *t, *n)),
+            Call::Close(t) => drop(host.close(now, *t)),
+            Call::Forget(t) => drop(host.forget(t)),
+        }
+        if input.drains & DRAIN_EVENTS != 0 && host.has_events() {
+            host.swap_events(&mut events);
+        }
+        if input.drains & DRAIN_TRANSMITS != 0 {
+            drop(host.transmits());
+            peak_entries = peak_entries.max(host.len());
+        }
+    }
+    let elapsed = start.elapsed();
+    ensure!(
+        *host.stats() == rec.stats,
+        "the replayed host's counters differ from the recorded host's:\n{:?}\n{:?}",
+        host.stats(),
+        rec.stats
+    );
+    let population: Vec<usize> = State::ALL.iter().map(|s| host.population(*s)).collect();
+    ensure!(
+        population == rec.population,
+        "the replayed host's population differs: {population:?} against {:?}",
+        rec.population
+    );
+    Ok(Replayed {
+        elapsed,
+        peak_entries,
+        segments,
+    })
+}
+
+/// The link's look-ahead, over the recorded segments: the bucket of the
+/// input four places on and the entry of the one two places on, where those
+/// are segments.
+#[inline]
+fn ahead(host: &Host, inputs: &[Input], i: usize) {
+    if let Some(Input {
+        call: Call::Segment(seg),
+        ..
+    }) = inputs.get(i + 4)
+    {
+        host.prefetch(seg, Prefetch::Bucket);
+    }
+    if let Some(Input {
+        call: Call::Segment(seg),
+        ..
+    }) = inputs.get(i + 2)
+    {
+        host.prefetch(seg, Prefetch::Entry);
+    }
+}
+
+#[cfg(test)]
+mod tests;
