@@ -145,7 +145,9 @@ pub struct Replayed {
 }
 
 /// Replays `rec` into a fresh host and checks that it ends as the recorded
-/// one did.
+/// one did. Never inlined, so that a profiler can count it alone
+/// (`valgrind --tool=callgrind --toggle-collect='teardown::sim::record::replay'`).
+#[inline(never)]
 pub fn replay(rec: &Recording) -> anyhow::Result<Replayed> {
     let mut host = Host::with_capacity(rec.cfg.clone(), rec.capacity);
     host.listen(SERVER_PORT);
