@@ -13,7 +13,7 @@ use teardown_engine::state::State;
 use teardown_engine::time::Time;
 use teardown_engine::tuple::Tuple;
 
-use super::record::{Call, DRAIN_EVENTS, DRAIN_TRANSMITS};
+use super::record::{DRAIN_EVENTS, DRAIN_TRANSMITS};
 use super::result::Cases;
 use super::shard::{Change, Shard, Side};
 use super::slots::slot;
@@ -190,7 +190,6 @@ impl Shard<'_> {
         let before = if watch { state(self) } else { State::Closed };
         // In the host's allocator scope, entered for the burst.
         let now = self.now;
-        self.note(to, || Call::Segment(*seg));
         match to {
             Side::Server => self.server.handle(now, seg),
             Side::Client => self.client.handle(now, seg),

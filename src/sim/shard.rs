@@ -315,7 +315,7 @@ impl<'a> Shard<'a> {
     #[inline(always)]
     pub(super) fn note(&mut self, side: Side, call: impl FnOnce() -> Call) {
         if let (Side::Server, Some(r)) = (side, &mut self.record) {
-            r.push(self.now, call());
+            r.push(self.now, call(), self.res.capture.len());
         }
     }
 
@@ -323,7 +323,7 @@ impl<'a> Shard<'a> {
     #[inline(always)]
     pub(super) fn note_drained(&mut self, side: Side, what: u8) {
         if let (Side::Server, Some(r)) = (side, &mut self.record) {
-            r.drained(what);
+            r.drained(what, self.res.capture.len());
         }
     }
 

@@ -17,7 +17,8 @@ pub(super) mod slot {
     pub const SERVER_GONE: u8 = 0x20;
     /// The runaway end vanishes at fin-sent rather than fin-acked.
     pub const AT_FIN_SENT: u8 = 0x40;
-    /// This incarnation is captured by --pcap.
+    /// This incarnation's segments to the server are captured by --pcap, or
+    /// recorded by --replay-server (every slot then).
     pub const CAPTURED: u8 = 0x80;
 }
 

@@ -78,7 +78,13 @@ fn a_replay_that_is_not_the_hosts_input_is_caught() {
 }
 
 #[test]
-fn recording_needs_one_shard() {
+fn recording_needs_one_shard_and_no_pcap_sample() {
     let err = record_server(&config(|a| a.shards = 4)).unwrap_err();
     assert!(err.to_string().contains("--shards 1"), "{err}");
+    let err = record_server(&config(|a| {
+        a.pcap = Some("x.pcap".into());
+        a.pcap_sample = 10;
+    }))
+    .unwrap_err();
+    assert!(err.to_string().contains("--pcap-sample"), "{err}");
 }
