@@ -64,6 +64,12 @@ impl SimConfig {
         ensure((1..=255).contains(&a.shards), || {
             "--shards must be between 1 and 255".into()
         })?;
+        ensure(!a.replay_server || a.shards == 1, || {
+            "--replay-server records one server host: it needs --shards 1".into()
+        })?;
+        ensure(!a.replay_server || a.pcap.is_none(), || {
+            "--replay-server marks every connection as --pcap-sample marks its sample: not with --pcap".into()
+        })?;
         // tw-fill opens everything at once and ignores --rate.
         if let Some(r) = a.rate.filter(|_| a.workload != Workload::TwFill) {
             ensure(r.is_finite() && r > 0.0, || {

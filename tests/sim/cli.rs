@@ -17,6 +17,16 @@ fn nonsense_flags_exit_2_with_one_line() {
         vec!["serve", "--time-scale", "1e-18"],
         // The sweep's 32-bit millisecond stamps would wrap.
         vec!["sim", "--app-timeout", "1000h"],
+        // One server host is recorded: the whole run in one shard.
+        vec!["sim", "--replay-server"],
+        vec![
+            "sim",
+            "--replay-server",
+            "--shards",
+            "1",
+            "--pcap",
+            "x.pcap",
+        ],
     ] {
         let out = Command::new(env!("CARGO_BIN_EXE_teardown"))
             .args(&bad)
@@ -32,4 +42,40 @@ fn nonsense_flags_exit_2_with_one_line() {
             "{err}"
         );
     }
+}
+
+/// `--replay-server` reports the server host replayed alone, as JSON too:
+/// the run's teardowns, each replay's time, and the table it held.
+#[test]
+fn replay_server_reports_the_server_alone() {
+    let out = Command::new(env!("CARGO_BIN_EXE_teardown"))
+        .args([
+            "sim",
+            "--connections",
+            "3000",
+            "--concurrency",
+            "1000",
+            "--shards",
+            "1",
+            "--threads",
+            "1",
+            "--replay-server",
+            "--repeat",
+            "3",
+            "--json",
+            "-",
+        ])
+        .output()
+        .expect("runs");
+    assert!(out.status.success(), "{out:?}");
+    let j: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON on stdout");
+    let r = &j["replay_server"];
+    assert_eq!(r["teardowns"], 3000, "{j:#}");
+    assert_eq!(r["runs"], 3, "{j:#}");
+    assert_eq!(r["seconds"].as_array().map(Vec::len), Some(3), "{j:#}");
+    // About 1,000 live at once on the server, and 3 segments a teardown or more.
+    let resident = r["resident"]["peak_entries"].as_u64().unwrap();
+    assert!((900..=3000).contains(&resident), "{j:#}");
+    assert!(r["segments"].as_u64().unwrap() >= 9000, "{j:#}");
+    assert!(r["teardowns_per_sec"].as_f64().unwrap() > 0.0, "{j:#}");
 }
