@@ -67,6 +67,9 @@ impl SimConfig {
         ensure(!a.replay_server || a.shards == 1, || {
             "--replay-server records one server host: it needs --shards 1".into()
         })?;
+        ensure(!a.replay_server || a.sweep.is_none(), || {
+            "--replay-server records one run: not with --sweep".into()
+        })?;
         ensure(!a.replay_server || a.pcap.is_none(), || {
             "--replay-server marks every connection as --pcap-sample marks its sample: not with --pcap".into()
         })?;

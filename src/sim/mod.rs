@@ -117,7 +117,7 @@ fn replay_main(args: &SimArgs, cfg: &SimConfig) -> anyhow::Result<ExitCode> {
             "inputs": rec.inputs.len(),
             "input_bytes": input_bytes,
             "resident": { "peak_entries": peak },
-            "prefetch": rec.prefetch,
+            "look_ahead": rec.look_ahead,
             "runs": secs.len(),
             "seconds": secs,
             "median_seconds": median,

@@ -7,8 +7,8 @@
 //! size. The replay is: the server's segments, timer instants, application
 //! calls and drains, in the order the simulation made them, read from a
 //! buffer as a driver reads its receive ring, with the look-ahead the
-//! simulator's link gives the host (the bucket four segments ahead, the entry
-//! two). The engine is deterministic, so the replayed host ends with the
+//! simulator's link gives the host (the bucket of the input four on, the
+//! entry of the one two on, where those are segments). The engine is deterministic, so the replayed host ends with the
 //! recorded host's counters, which [`replay`] checks.
 
 use std::sync::atomic::AtomicU64;
@@ -61,8 +61,11 @@ pub struct Recording {
     pub cfg: Config,
     /// The table size the host was made for (`Host::with_capacity`).
     pub capacity: usize,
-    /// Whether the simulation had the host prefetch (a big table).
-    pub prefetch: bool,
+    /// Whether the simulator's link looked ahead for the host (a big
+    /// shard), and whether it had the host take hints whatever its table's
+    /// size (`Host::set_prefetch`).
+    pub look_ahead: bool,
+    pub prefetch_always: bool,
     pub inputs: Vec<Input>,
     /// The recorded host's counters and population at the end.
     pub stats: Stats,
@@ -171,7 +174,7 @@ pub fn record_server(cfg: &SimConfig) -> anyhow::Result<Recording> {
     let mut shard = shards.pop().context("one shard")?;
     let server_cfg = shard.server.config().clone();
     let capacity = cfg.concurrency_per_shard.min(cfg.connections) as usize;
-    let prefetch = shard.ahead;
+    let (look_ahead, prefetch_always) = (shard.ahead, shard.server.prefetches_always());
     shard.start();
     while let Some((t, due)) = shard.next_event() {
         shard.step(t, due);
@@ -187,7 +190,8 @@ pub fn record_server(cfg: &SimConfig) -> anyhow::Result<Recording> {
     Ok(Recording {
         cfg: server_cfg,
         capacity,
-        prefetch,
+        look_ahead,
+        prefetch_always,
         inputs,
         stats,
         population,
@@ -213,14 +217,14 @@ pub struct Replayed {
 pub fn replay(rec: &Recording) -> anyhow::Result<Replayed> {
     let mut host = Host::with_capacity(rec.cfg.clone(), rec.capacity);
     host.listen(SERVER_PORT);
-    host.set_prefetch(rec.prefetch);
+    host.set_prefetch(rec.prefetch_always);
     let mut events: Vec<Event> = Vec::new();
     let mut peak_entries = 0;
     let mut segments = 0;
     let inputs = &rec.inputs;
     let start = Instant::now();
     for (i, input) in inputs.iter().enumerate() {
-        if rec.prefetch {
+        if rec.look_ahead {
             ahead(&host, inputs, i);
         }
         let now = input.at;
