@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context};
 
+use teardown_engine::driver::{BUCKET_AHEAD, ENTRY_AHEAD};
 use teardown_engine::host::{Event, Host, Prefetch};
 use teardown_engine::segment::Segment;
 use teardown_engine::state::State;
@@ -268,21 +269,21 @@ pub fn replay(rec: &Recording) -> anyhow::Result<Replayed> {
 }
 
 /// The link's look-ahead, over the recorded segments: the bucket of the
-/// input four places on and the entry of the one two places on, where those
-/// are segments.
+/// input [`BUCKET_AHEAD`] places on and the entry of the one [`ENTRY_AHEAD`]
+/// places on, where those are segments.
 #[inline]
 fn ahead(host: &Host, inputs: &[Input], i: usize) {
     if let Some(Input {
         call: Call::Segment(seg),
         ..
-    }) = inputs.get(i + 4)
+    }) = inputs.get(i + BUCKET_AHEAD)
     {
         host.prefetch(seg, Prefetch::Bucket);
     }
     if let Some(Input {
         call: Call::Segment(seg),
         ..
-    }) = inputs.get(i + 2)
+    }) = inputs.get(i + ENTRY_AHEAD)
     {
         host.prefetch(seg, Prefetch::Entry);
     }
