@@ -103,9 +103,8 @@ fn replay_main(args: &SimArgs, cfg: &SimConfig) -> anyhow::Result<ExitCode> {
     for _ in 0..args.repeat {
         runs.push(record::replay(&rec)?);
     }
-    let mut secs: Vec<f64> = runs.iter().map(|r| r.elapsed.as_secs_f64()).collect();
-    secs.sort_by(f64::total_cmp);
-    let median = secs[secs.len() / 2];
+    let secs: Vec<f64> = runs.iter().map(|r| r.elapsed.as_secs_f64()).collect();
+    let median = repeat::Spread::of(&secs).median;
     let rate = |s: f64| rec.completed as f64 / s.max(f64::MIN_POSITIVE);
     let peak = runs.iter().map(|r| r.peak_entries).max().unwrap_or(0);
     let segments = runs.first().map_or(0, |r| r.segments);

@@ -170,16 +170,12 @@ pub fn record_server(cfg: &SimConfig) -> anyhow::Result<Recording> {
     // Every slot's segments to the server are noted where the captured
     // ones are (`Shard::deliver`).
     shard.capture_left = u64::MAX;
-    let mut shards = vec![shard];
-    super::resident::look_ahead_if_big(&mut shards);
-    let mut shard = shards.pop().context("one shard")?;
+    super::resident::look_ahead_if_big(std::slice::from_mut(&mut shard));
     let server_cfg = shard.server.config().clone();
-    let capacity = cfg.concurrency_per_shard.min(cfg.connections) as usize;
+    // The size `Shard::new` made the server's table for.
+    let capacity = shard.live_cap() as usize;
     let (look_ahead, prefetch_always) = (shard.ahead, shard.server.prefetches_always());
-    shard.start();
-    while let Some((t, due)) = shard.next_event() {
-        shard.step(t, due);
-    }
+    shard.run_events();
     let recorder = shard.record.take().context("the recorder")?;
     let inputs = recorder.inputs(&std::mem::take(&mut shard.res.capture));
     let stats = *shard.server.stats();

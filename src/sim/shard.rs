@@ -185,11 +185,17 @@ impl<'a> Shard<'a> {
     /// Runs the shard to its end, alone; returns its result and the
     /// buffers it hands on.
     pub fn run(mut self) -> (ShardResult, Reuse) {
+        self.run_events();
+        self.end_reusing()
+    }
+
+    /// Starts the shard and handles its events until it has finished, the
+    /// shard left for its owner to read before it ends.
+    pub(super) fn run_events(&mut self) {
         self.start();
         while let Some((t, due)) = self.next_event() {
             self.step(t, due);
         }
-        self.end_reusing()
     }
 
     /// Opens the first connections (those due at time zero).
