@@ -95,15 +95,11 @@ fn model_summary(r: &Value) -> String {
         .pointer("/server_report/teardowns_per_worker_cpu_sec")
         .and_then(Value::as_f64)
     {
-        Some(n) => format!(
-            " ({n:.0} teardowns per CPU second of its {} worker thread{})",
-            g("/server_report/workers"),
-            if g("/server_report/workers") == json!(1) {
-                ""
-            } else {
-                "s"
-            },
-        ),
+        Some(n) => {
+            let workers = g("/server_report/workers");
+            let plural = if workers == json!(1) { "" } else { "s" };
+            format!(" ({n:.0} teardowns per CPU second of its {workers} worker thread{plural})")
+        }
         None => String::new(),
     };
     let resident = match r.pointer("/server_report/resident/peak_entries") {
