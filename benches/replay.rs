@@ -1,6 +1,8 @@
 //! The server host alone: a one-table run's server inputs (`teardown sim
 //! --shards 1 --replay-server`), recorded once and replayed into a fresh
-//! host each iteration; throughput in the run's teardowns.
+//! host each iteration; throughput in the run's teardowns. `-sequential`:
+//! the same run in 64 shards, each shard's server host replayed in turn
+//! (`--sequential-shards --replay-server`), tables 64 times smaller.
 //!
 //! At 1 M connections, 1 M concurrent and 1 % loss the server's table holds
 //! about 990 k entries at its peak; the bench prints what its replay held.
@@ -15,7 +17,7 @@ use std::time::Duration;
 use criterion::{
     criterion_group, criterion_main, BenchmarkId, Criterion, SamplingMode, Throughput,
 };
-use teardown::sim::record::{record_server, replay};
+use teardown::sim::record::{record_servers, replay_all};
 use teardown::sim::{SimArgs, SimConfig};
 
 /// As in the binary: tables of 2 MiB and up on huge pages.
@@ -28,33 +30,44 @@ fn replay_server(c: &mut Criterion) {
     } else {
         (1_000_000, "1M")
     };
-    let args = SimArgs {
-        connections,
-        concurrency: connections,
-        loss: 0.01,
-        shards: 1,
-        threads: Some(1),
-        quiet: true,
-        ..SimArgs::default()
-    };
-    let cfg = SimConfig::from_args(&args).expect("valid bench scenario");
-    let rec = record_server(&cfg).expect("the run records");
-    let first = replay(&rec).expect("the replay ends as recorded");
-    eprintln!(
-        "replay_server/loss1/{label}: {} entries resident at peak, {} inputs",
-        first.peak_entries,
-        rec.inputs.len()
-    );
     let mut g = c.benchmark_group("replay_server");
     g.sampling_mode(SamplingMode::Flat);
-    g.throughput(Throughput::Elements(rec.completed));
-    g.bench_function(BenchmarkId::new("loss1", label), |b| {
-        b.iter_custom(|iters| {
-            (0..iters)
-                .map(|_| replay(&rec).expect("the replay ends as recorded").elapsed)
-                .sum::<Duration>()
-        })
-    });
+    // The one table of `--shards 1`, then 64 shards' tables one after
+    // another (`--sequential-shards`).
+    for (layout, shards, sequential) in [("", 1, false), ("-sequential", 64, true)] {
+        let args = SimArgs {
+            connections,
+            concurrency: connections,
+            loss: 0.01,
+            shards,
+            sequential_shards: sequential,
+            threads: Some(1),
+            quiet: true,
+            ..SimArgs::default()
+        };
+        let cfg = SimConfig::from_args(&args).expect("valid bench scenario");
+        let recs = record_servers(&cfg).expect("the run records");
+        let first = replay_all(&recs).expect("the replay ends as recorded");
+        let name = format!("{label}{layout}");
+        eprintln!(
+            "replay_server/loss1/{name}: {} entries resident at peak, {} hosts, {} inputs",
+            first.peak_entries,
+            recs.len(),
+            recs.iter().map(|r| r.inputs.len()).sum::<usize>()
+        );
+        g.throughput(Throughput::Elements(recs.iter().map(|r| r.completed).sum()));
+        g.bench_function(BenchmarkId::new("loss1", name), |b| {
+            b.iter_custom(|iters| {
+                (0..iters)
+                    .map(|_| {
+                        replay_all(&recs)
+                            .expect("the replay ends as recorded")
+                            .elapsed
+                    })
+                    .sum::<Duration>()
+            })
+        });
+    }
     g.finish();
 }
 

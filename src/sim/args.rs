@@ -197,6 +197,8 @@ pub struct SimArgs {
     /// table of the run's size: one core's teardowns/s for the server side,
     /// without the client host, link and applications the run spends most
     /// of its time on. Each replay is checked to end as the recorded host did.
+    /// With --sequential-shards, every shard's server host instead, replayed
+    /// one after another: the engine alone on tables --shards times smaller.
     #[arg(long)]
     pub replay_server: bool,
     /// Run once per size (comma-separated --concurrency values, e.g.

@@ -64,9 +64,12 @@ impl SimConfig {
         ensure((1..=255).contains(&a.shards), || {
             "--shards must be between 1 and 255".into()
         })?;
-        ensure(!a.replay_server || a.shards == 1, || {
-            "--replay-server records one server host: it needs --shards 1".into()
-        })?;
+        ensure(
+            !a.replay_server || a.shards == 1 || a.sequential_shards,
+            || {
+                "--replay-server records one server host at a time: it needs --shards 1 or --sequential-shards".into()
+            },
+        )?;
         ensure(!a.replay_server || a.sweep.is_none(), || {
             "--replay-server records one run: not with --sweep".into()
         })?;

@@ -94,29 +94,34 @@ pub fn main(args: SimArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-/// `teardown sim --replay-server`: record, then replay `--repeat` times.
+/// `teardown sim --replay-server`: record, then replay `--repeat` times
+/// (with `--sequential-shards`, every shard's server host in turn each time).
 fn replay_main(args: &SimArgs, cfg: &SimConfig) -> anyhow::Result<ExitCode> {
     let started = std::time::Instant::now();
-    let rec = record::record_server(cfg)?;
+    let recs = record::record_servers(cfg)?;
     let recorded_secs = started.elapsed().as_secs_f64();
     let mut runs = Vec::new();
     for _ in 0..args.repeat {
-        runs.push(record::replay(&rec)?);
+        runs.push(record::replay_all(&recs)?);
     }
     let secs: Vec<f64> = runs.iter().map(|r| r.elapsed.as_secs_f64()).collect();
     let median = repeat::Spread::of(&secs).median;
-    let rate = |s: f64| rec.completed as f64 / s.max(f64::MIN_POSITIVE);
+    let completed: u64 = recs.iter().map(|r| r.completed).sum();
+    let rate = |s: f64| completed as f64 / s.max(f64::MIN_POSITIVE);
     let peak = runs.iter().map(|r| r.peak_entries).max().unwrap_or(0);
     let segments = runs.first().map_or(0, |r| r.segments);
-    let input_bytes = rec.inputs.len() * std::mem::size_of::<record::Input>();
+    let inputs: usize = recs.iter().map(|r| r.inputs.len()).sum();
+    let input_bytes = inputs * std::mem::size_of::<record::Input>();
+    let look_ahead = recs.iter().any(|r| r.look_ahead);
     let json = serde_json::json!({
         "replay_server": {
-            "teardowns": rec.completed,
+            "teardowns": completed,
             "segments": segments,
-            "inputs": rec.inputs.len(),
+            "inputs": inputs,
             "input_bytes": input_bytes,
+            "hosts": recs.len(),
             "resident": { "peak_entries": peak },
-            "look_ahead": rec.look_ahead,
+            "look_ahead": look_ahead,
             "runs": secs.len(),
             "seconds": secs,
             "median_seconds": median,
@@ -125,12 +130,14 @@ fn replay_main(args: &SimArgs, cfg: &SimConfig) -> anyhow::Result<ExitCode> {
         }
     });
     if !args.quiet && args.json.as_deref() != Some("-") {
+        let hosts = match recs.len() {
+            1 => String::new(),
+            n => format!(", {n} shards' hosts one after another"),
+        };
         println!(
-            "server host replayed alone: {} teardowns ({segments} segments, {} inputs, {:.0} MiB) in {median:.3} s \
-             (median of {}): {:.0} teardowns/s on one core, {peak} entries resident at peak; \
+            "server host replayed alone: {completed} teardowns ({segments} segments, {inputs} inputs, {:.0} MiB) in {median:.3} s \
+             (median of {}): {:.0} teardowns/s on one core, {peak} entries resident at peak{hosts}; \
              each replay ended with the recorded host's counters and population",
-            rec.completed,
-            rec.inputs.len(),
             input_bytes as f64 / (1 << 20) as f64,
             secs.len(),
             rate(median),

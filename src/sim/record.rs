@@ -9,7 +9,10 @@
 //! buffer as a driver reads its receive ring, with the look-ahead the
 //! simulator's link gives the host (the bucket of the input four on, the
 //! entry of the one two on, where those are segments). The engine is deterministic, so the replayed host ends with the
-//! recorded host's counters, which [`replay`] checks.
+//! recorded host's counters, which [`replay`] checks. With
+//! `--sequential-shards` each shard's server host is recorded and they are
+//! replayed one after another ([`replay_all`]): the engine alone on a table
+//! `--shards` times smaller, beside the one-table figure.
 
 use std::sync::atomic::AtomicU64;
 use std::time::{Duration, Instant};
@@ -153,24 +156,55 @@ impl Recorder {
     }
 }
 
-/// Runs `cfg` (one shard: `--shards 1`) and records its server host.
-pub fn record_server(cfg: &SimConfig) -> anyhow::Result<Recording> {
+/// Runs `cfg` and records its server hosts, in the order the run has
+/// them: the one host of a one-table run (`--shards 1`), or each shard's
+/// with `--sequential-shards`, where every shard is a run of its own whose
+/// table holds its share of the connections.
+pub fn record_servers(cfg: &SimConfig) -> anyhow::Result<Vec<Recording>> {
     ensure!(
-        cfg.shards == 1,
-        "recording the server host needs the whole run in one shard (--shards 1)"
+        cfg.shards == 1 || !cfg.resident,
+        "recording the server hosts needs one host at a time: --shards 1 or --sequential-shards"
     );
     ensure!(
         cfg.pcap_sample == 0,
         "a recording marks every connection as --pcap-sample marks its sample: not both"
     );
     let done = AtomicU64::new(0);
-    let scope_base = crate::alloc::reserve_scopes(2);
-    let mut shard = Shard::new(cfg, 0, scope_base, &done, Reuse::none());
+    let scope_base = crate::alloc::reserve_scopes(2 * cfg.shards as u16);
+    // As `threads::one_at_a_time` runs them: each shard in the buffers the
+    // last one handed on.
+    let mut reuse = if cfg.resident {
+        Reuse::none()
+    } else {
+        Reuse::sequential()
+    };
+    let mut recs = Vec::with_capacity(cfg.shards as usize);
+    for k in 0..cfg.shards {
+        let rec;
+        (rec, reuse) = record_shard(cfg, k, scope_base, &done, reuse)?;
+        recs.push(rec);
+    }
+    Ok(recs)
+}
+
+/// Runs shard `k` of `cfg` to its end and records its server host.
+fn record_shard(
+    cfg: &SimConfig,
+    k: u32,
+    scope_base: u16,
+    done: &AtomicU64,
+    reuse: Reuse,
+) -> anyhow::Result<(Recording, Reuse)> {
+    let mut shard = Shard::new(cfg, k, scope_base, done, reuse);
     shard.record = Some(Box::default());
     // Every slot's segments to the server are noted where the captured
     // ones are (`Shard::deliver`).
     shard.capture_left = u64::MAX;
-    super::resident::look_ahead_if_big(std::slice::from_mut(&mut shard));
+    if cfg.resident {
+        // The one shard is all its thread holds; one at a time, the
+        // simulator asks no shard to look ahead.
+        super::resident::look_ahead_if_big(std::slice::from_mut(&mut shard));
+    }
     let server_cfg = shard.server.config().clone();
     // The size `Shard::new` made the server's table for.
     let capacity = shard.live_cap() as usize;
@@ -183,8 +217,8 @@ pub fn record_server(cfg: &SimConfig) -> anyhow::Result<Recording> {
         .iter()
         .map(|s| shard.server.population(*s))
         .collect();
-    let (result, _) = shard.end_reusing();
-    Ok(Recording {
+    let (result, reuse) = shard.end_reusing();
+    let rec = Recording {
         cfg: server_cfg,
         capacity,
         look_ahead,
@@ -193,7 +227,8 @@ pub fn record_server(cfg: &SimConfig) -> anyhow::Result<Recording> {
         stats,
         population,
         completed: result.opened - result.leaked,
-    })
+    };
+    Ok((rec, reuse))
 }
 
 /// What a replay did.
@@ -262,6 +297,24 @@ pub fn replay(rec: &Recording) -> anyhow::Result<Replayed> {
         peak_entries,
         segments,
     })
+}
+
+/// Replays each of `recs` in turn, each into a fresh host, as
+/// `--sequential-shards` runs its shards: their times and segments summed,
+/// the largest table any held.
+pub fn replay_all(recs: &[Recording]) -> anyhow::Result<Replayed> {
+    let mut all = Replayed {
+        elapsed: Duration::ZERO,
+        peak_entries: 0,
+        segments: 0,
+    };
+    for (k, rec) in recs.iter().enumerate() {
+        let r = replay(rec).with_context(|| format!("shard {k}"))?;
+        all.elapsed += r.elapsed;
+        all.peak_entries = all.peak_entries.max(r.peak_entries);
+        all.segments += r.segments;
+    }
+    Ok(all)
 }
 
 /// The link's look-ahead, over the recorded segments: the bucket of the

@@ -17,7 +17,7 @@ fn nonsense_flags_exit_2_with_one_line() {
         vec!["serve", "--time-scale", "1e-18"],
         // The sweep's 32-bit millisecond stamps would wrap.
         vec!["sim", "--app-timeout", "1000h"],
-        // One server host is recorded: the whole run in one shard.
+        // One server host is recorded at a time: not 64 shards held together.
         vec!["sim", "--replay-server"],
         vec![
             "sim",
@@ -78,4 +78,37 @@ fn replay_server_reports_the_server_alone() {
     assert!((900..=3000).contains(&resident), "{j:#}");
     assert!(r["segments"].as_u64().unwrap() >= 9000, "{j:#}");
     assert!(r["teardowns_per_sec"].as_f64().unwrap() > 0.0, "{j:#}");
+}
+
+/// With `--sequential-shards` every shard's server host is replayed, one
+/// after another: the run's teardowns, on tables a shard's size.
+#[test]
+fn replay_server_one_shard_at_a_time() {
+    let out = Command::new(env!("CARGO_BIN_EXE_teardown"))
+        .args([
+            "sim",
+            "--connections",
+            "3000",
+            "--concurrency",
+            "1000",
+            "--shards",
+            "4",
+            "--sequential-shards",
+            "--threads",
+            "1",
+            "--replay-server",
+            "--json",
+            "-",
+        ])
+        .output()
+        .expect("runs");
+    assert!(out.status.success(), "{out:?}");
+    let j: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON on stdout");
+    let r = &j["replay_server"];
+    assert_eq!(r["teardowns"], 3000, "{j:#}");
+    assert_eq!(r["hosts"], 4, "{j:#}");
+    // A shard's 750 connections at most, never the run's 3,000.
+    let resident = r["resident"]["peak_entries"].as_u64().unwrap();
+    assert!((250..=750).contains(&resident), "{j:#}");
+    assert!(r["segments"].as_u64().unwrap() >= 9000, "{j:#}");
 }

@@ -4,6 +4,13 @@
 use super::*;
 use crate::sim::{AttackKind, SimArgs};
 
+/// The one server host of a one-table run.
+fn record_one(cfg: &SimConfig) -> anyhow::Result<Recording> {
+    let mut recs = record_servers(cfg)?;
+    ensure!(recs.len() == 1, "{} hosts", recs.len());
+    Ok(recs.remove(0))
+}
+
 fn config(extra: impl FnOnce(&mut SimArgs)) -> SimConfig {
     let mut args = SimArgs {
         connections: 3_000,
@@ -20,7 +27,7 @@ fn config(extra: impl FnOnce(&mut SimArgs)) -> SimConfig {
 
 #[test]
 fn a_replay_ends_as_the_recorded_host_did() {
-    let rec = record_server(&config(|_| {})).unwrap();
+    let rec = record_one(&config(|_| {})).unwrap();
     assert_eq!(rec.completed, 3_000);
     // Segments, timer instants, the server's send_close, and drains.
     let segments = rec
@@ -52,7 +59,7 @@ fn runaways_and_attacks_replay_too() {
         a.runaway_server = 0.05;
         a.attack = vec![AttackKind::InwindowRst, AttackKind::SynTimewait];
     });
-    let rec = record_server(&cfg).unwrap();
+    let rec = record_one(&cfg).unwrap();
     assert!(rec.inputs.iter().any(|i| matches!(i.call, Call::Forget(_))));
     assert!(rec.stats.rst_received > 0, "{:?}", rec.stats);
     replay(&rec).unwrap();
@@ -60,14 +67,14 @@ fn runaways_and_attacks_replay_too() {
 
 #[test]
 fn a_replay_that_is_not_the_hosts_input_is_caught() {
-    let mut rec = record_server(&config(|_| {})).unwrap();
+    let mut rec = record_one(&config(|_| {})).unwrap();
     // Drains moved: a pure ACK no longer gives way to the segment after it.
     for i in &mut rec.inputs {
         i.drains = DRAIN_EVENTS | DRAIN_TRANSMITS;
     }
     let err = replay(&rec).unwrap_err().to_string();
     assert!(err.contains("counters differ"), "{err}");
-    let mut rec = record_server(&config(|_| {})).unwrap();
+    let mut rec = record_one(&config(|_| {})).unwrap();
     let at = rec
         .inputs
         .iter()
@@ -77,11 +84,46 @@ fn a_replay_that_is_not_the_hosts_input_is_caught() {
     assert!(replay(&rec).is_err());
 }
 
+/// One shard at a time: each shard's server host recorded, in shard order,
+/// each replay ending as its host did, the table a quarter of the run's.
 #[test]
-fn recording_needs_one_shard_and_no_pcap_sample() {
-    let err = record_server(&config(|a| a.shards = 4)).unwrap_err();
+fn sequential_shards_record_each_server_host() {
+    let cfg = config(|a| {
+        a.shards = 4;
+        a.sequential_shards = true;
+    });
+    let recs = record_servers(&cfg).unwrap();
+    assert_eq!(recs.len(), 4);
+    assert_eq!(recs.iter().map(|r| r.completed).sum::<u64>(), 3_000);
+    // Each shard is a run of its own, on its own seed.
+    assert_ne!(recs[0].inputs, recs[1].inputs);
+    let all = replay_all(&recs).unwrap();
+    let received: u64 = recs.iter().map(|r| r.stats.segments_received).sum();
+    assert_eq!(all.segments, received);
+    // A shard's table: its 750 connections at most (250 live at once and
+    // the server's TIME-WAITs), never the run's 3,000.
+    assert!(
+        (250..=750).contains(&all.peak_entries),
+        "{}",
+        all.peak_entries
+    );
+    let one = replay(&recs[0]).unwrap();
+    assert!(all.elapsed > one.elapsed);
+    // A shard's recording that is not its host's input is caught, by shard.
+    let mut recs = recs;
+    recs[2]
+        .inputs
+        .retain(|i| !matches!(i.call, Call::SendClose(..)));
+    let err = format!("{:#}", replay_all(&recs).unwrap_err());
+    assert!(err.starts_with("shard 2"), "{err}");
+}
+
+#[test]
+fn recording_needs_one_host_at_a_time_and_no_pcap_sample() {
+    let err = record_servers(&config(|a| a.shards = 4)).unwrap_err();
     assert!(err.to_string().contains("--shards 1"), "{err}");
-    let err = record_server(&config(|a| {
+    assert!(err.to_string().contains("--sequential-shards"), "{err}");
+    let err = record_one(&config(|a| {
         a.pcap = Some("x.pcap".into());
         a.pcap_sample = 10;
     }))
