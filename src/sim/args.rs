@@ -199,6 +199,8 @@ pub struct SimArgs {
     /// of its time on. Each replay is checked to end as the recorded host did.
     /// With --sequential-shards, every shard's server host instead, replayed
     /// one after another: the engine alone on tables --shards times smaller.
+    /// With --sweep, a third point per size: the server host of the size's
+    /// one-table run, replayed alone.
     #[arg(long)]
     pub replay_server: bool,
     /// Run once per size (comma-separated --concurrency values, e.g.

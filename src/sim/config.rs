@@ -70,9 +70,6 @@ impl SimConfig {
                 "--replay-server records one server host at a time: it needs --shards 1 or --sequential-shards".into()
             },
         )?;
-        ensure(!a.replay_server || a.sweep.is_none(), || {
-            "--replay-server records one run: not with --sweep".into()
-        })?;
         ensure(!a.replay_server || a.pcap.is_none(), || {
             "--replay-server marks every connection as --pcap-sample marks its sample: not with --pcap".into()
         })?;

@@ -156,6 +156,13 @@ fn replay_main(args: &SimArgs, cfg: &SimConfig) -> anyhow::Result<ExitCode> {
 
 /// `teardown sim --sweep SIZES`.
 fn sweep_main(args: &SimArgs, sizes: &[u64]) -> anyhow::Result<ExitCode> {
+    // Checked before the runs; --replay-server adds a point per size, each
+    // of which makes its own one-table configuration.
+    let threads = SimConfig::from_args(&SimArgs {
+        replay_server: false,
+        ..args.clone()
+    })?
+    .threads;
     let points = sweep::sweep(
         args,
         sizes,
@@ -169,7 +176,6 @@ fn sweep_main(args: &SimArgs, sizes: &[u64]) -> anyhow::Result<ExitCode> {
         crate::cli::write_json(path, &points)?;
     }
     if let Some(dir) = &args.plot {
-        let threads = SimConfig::from_args(args)?.threads;
         let title = format!(
             "teardowns/s as the table grows (loss {}%, {} thread{}, {} shards)",
             (args.loss * 100_000.0).round() / 1000.0,

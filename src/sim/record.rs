@@ -76,6 +76,8 @@ pub struct Recording {
     pub population: Vec<usize>,
     /// The run's connections opened and not leaked: its teardowns.
     pub completed: u64,
+    /// The run's connections left open at its end.
+    pub leaked: u64,
 }
 
 /// Where a recording is kept while the shard runs. The segments delivered
@@ -227,6 +229,7 @@ fn record_shard(
         stats,
         population,
         completed: result.opened - result.leaked,
+        leaked: result.leaked,
     };
     Ok((rec, reuse))
 }

@@ -7,6 +7,12 @@
 //! size costs in cache misses. Each point is placed at the entries the run
 //! really held (`resident.peak_entries`), not at the size asked for.
 //!
+//! With `--replay-server`, a third point per size: the same run in one table
+//! per host (`--shards 1`), its server host recorded and replayed alone
+//! (`super::record`), placed at the entries the server's one table held: the
+//! engine on one core as its table grows, without the client host and the
+//! simulator that the first two curves also carry.
+//!
 //! Beside them, from files: the kernel's loopback figure (`--kernel-report`)
 //! and the table alone against std `HashMap` (`--table-bench`), see [`peers`].
 
@@ -19,7 +25,7 @@ use serde::Serialize;
 
 pub use plot::plot;
 
-use super::{run, SimArgs, SimConfig};
+use super::{record, run, SimArgs, SimConfig};
 use crate::chart::thousands;
 use peers::{KernelPoint, TablePoint};
 
@@ -38,7 +44,8 @@ pub struct Sweep {
 pub struct Point {
     pub concurrency: u64,
     pub connections: u64,
-    /// `all-shards` or `one-shard-per-thread`, as `resident.mode`.
+    /// `all-shards` or `one-shard-per-thread`, as `resident.mode`, or
+    /// [`SERVER_ALONE`].
     pub mode: &'static str,
     pub peak_entries: u64,
     pub peak_heap_bytes: u64,
@@ -46,6 +53,14 @@ pub struct Point {
     pub wall_seconds: f64,
     pub leaked: u64,
 }
+
+/// The mode of a `--replay-server` point: the server host of a one-table
+/// run, replayed alone.
+pub const SERVER_ALONE: &str = "server-alone-one-table";
+
+/// Replays per `--replay-server` point, the median taken: a replay is cheap
+/// beside the run that records it.
+const REPLAYS: usize = 3;
 
 /// The sizes of a sweep, as `--sweep` takes them.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -89,6 +104,7 @@ pub fn sweep(
                 concurrency: n,
                 connections: base.connections.max(n),
                 sequential_shards,
+                replay_server: false,
                 ..base.clone()
             };
             let cfg = SimConfig::from_args(&args)?;
@@ -106,6 +122,9 @@ pub fn sweep(
                 leaked: r.leaked,
             });
         }
+        if base.replay_server {
+            points.push(server_alone(base, n)?);
+        }
     }
     Ok(Sweep {
         runs: points,
@@ -114,20 +133,63 @@ pub fn sweep(
     })
 }
 
+/// The `--replay-server` point of size `n`: a one-table run recorded, its
+/// server host replayed [`REPLAYS`] times, the median kept. The heap is the
+/// replayed host's own: what the process gained over the replay.
+fn server_alone(base: &SimArgs, n: u64) -> anyhow::Result<Point> {
+    let args = SimArgs {
+        concurrency: n,
+        connections: base.connections.max(n),
+        shards: 1,
+        sequential_shards: false,
+        replay_server: false,
+        sweep: None,
+        ..base.clone()
+    };
+    let cfg = SimConfig::from_args(&args)?;
+    let recs = record::record_servers(&cfg)?;
+    let before = crate::alloc::live_bytes();
+    crate::alloc::reset_peak();
+    let mut runs = (0..REPLAYS)
+        .map(|_| record::replay_all(&recs))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let heap = crate::alloc::peak_bytes().saturating_sub(before);
+    runs.sort_by_key(|r| r.elapsed);
+    let median = &runs[REPLAYS / 2];
+    let completed: u64 = recs.iter().map(|r| r.completed).sum();
+    let secs = median.elapsed.as_secs_f64();
+    Ok(Point {
+        concurrency: n,
+        connections: args.connections,
+        mode: SERVER_ALONE,
+        peak_entries: median.peak_entries as u64,
+        peak_heap_bytes: heap as u64,
+        teardowns_per_sec: completed as f64 / secs.max(f64::MIN_POSITIVE),
+        wall_seconds: secs,
+        leaked: recs.iter().map(|r| r.leaked).sum(),
+    })
+}
+
 /// The sweep as a table for people.
 pub fn human(sweep: &Sweep) -> String {
     let mut out = String::from(
         "teardowns/s against the entries resident (server and client tables)\n\
-         \n  concurrency  mode                   resident entries   teardowns/s   heap MiB\n",
+         \n  concurrency  mode                    resident entries   teardowns/s   heap MiB\n",
     );
     for p in &sweep.runs {
         out += &format!(
-            "  {:>11}  {:<21}  {:>16}  {:>12}  {:>9.1}\n",
+            "  {:>11}  {:<22}  {:>16}  {:>12}  {:>9.1}\n",
             thousands(p.concurrency as f64),
             p.mode,
             thousands(p.peak_entries as f64),
             thousands(p.teardowns_per_sec),
             p.peak_heap_bytes as f64 / 1048576.0
+        );
+    }
+    if sweep.runs.iter().any(|p| p.mode == SERVER_ALONE) {
+        out += &format!(
+            "  ({SERVER_ALONE}: the server host of a --shards 1 run replayed alone, median of \
+             {REPLAYS}; its entries and heap are the server's one table only)\n"
         );
     }
     if !sweep.kernel.is_empty() {

@@ -1,6 +1,7 @@
 //! `--plot DIR` with `--sweep`: `sweep.png` and `sweep.svg`.
 //!
-//! Left, whole teardowns: the simulator's two curves and the kernel's points.
+//! Left, whole teardowns: the simulator's two curves (and with
+//! `--replay-server` the server host alone), and the kernel's points.
 //! Right, when `--table-bench` gave figures: the table alone, one entry's
 //! insert + lookup + remove per second, for each store the bench measured.
 //! Both share the log-scale axis of entries held, so the steps line up.
@@ -45,10 +46,15 @@ impl Chart for Panels<'_> {
                 "one-shard-per-thread",
                 PALETTE[1],
             ),
+            (
+                "server host alone, one table (--replay-server)",
+                super::SERVER_ALONE,
+                PALETTE[6],
+            ),
         ]
         .into_iter()
         .map(|(name, mode, colour)| {
-            let pts = s
+            let pts: Vec<_> = s
                 .runs
                 .iter()
                 .filter(|p| p.mode == mode)
@@ -56,6 +62,7 @@ impl Chart for Panels<'_> {
                 .collect();
             (name.to_string(), colour, pts)
         })
+        .filter(|c| !c.2.is_empty())
         .collect();
         if !s.kernel.is_empty() {
             let pts = s
