@@ -44,71 +44,45 @@ fn nonsense_flags_exit_2_with_one_line() {
     }
 }
 
-/// `--replay-server` reports the server host replayed alone, as JSON too:
-/// the run's teardowns, each replay's time, and the table it held.
-#[test]
-fn replay_server_reports_the_server_alone() {
+/// `teardown sim --connections 3000 --concurrency 1000 --threads 1
+/// --replay-server --json -` with `extra`: its JSON report, `replay_server`.
+fn replay_server(extra: &[&str]) -> serde_json::Value {
     let out = Command::new(env!("CARGO_BIN_EXE_teardown"))
-        .args([
-            "sim",
-            "--connections",
-            "3000",
-            "--concurrency",
-            "1000",
-            "--shards",
-            "1",
-            "--threads",
-            "1",
-            "--replay-server",
-            "--repeat",
-            "3",
-            "--json",
-            "-",
-        ])
+        .args(["sim", "--connections", "3000", "--concurrency", "1000"])
+        .args(["--threads", "1", "--replay-server", "--json", "-"])
+        .args(extra)
         .output()
         .expect("runs");
     assert!(out.status.success(), "{out:?}");
     let j: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON on stdout");
-    let r = &j["replay_server"];
-    assert_eq!(r["teardowns"], 3000, "{j:#}");
-    assert_eq!(r["runs"], 3, "{j:#}");
-    assert_eq!(r["seconds"].as_array().map(Vec::len), Some(3), "{j:#}");
+    j["replay_server"].clone()
+}
+
+/// `--replay-server` reports the server host replayed alone, as JSON too:
+/// the run's teardowns, each replay's time, and the table it held.
+#[test]
+fn replay_server_reports_the_server_alone() {
+    let r = replay_server(&["--shards", "1", "--repeat", "3"]);
+    assert_eq!(r["teardowns"], 3000, "{r:#}");
+    assert_eq!(r["hosts"], 1, "{r:#}");
+    assert_eq!(r["runs"], 3, "{r:#}");
+    assert_eq!(r["seconds"].as_array().map(Vec::len), Some(3), "{r:#}");
     // About 1,000 live at once on the server, and 3 segments a teardown or more.
     let resident = r["resident"]["peak_entries"].as_u64().unwrap();
-    assert!((900..=3000).contains(&resident), "{j:#}");
-    assert!(r["segments"].as_u64().unwrap() >= 9000, "{j:#}");
-    assert!(r["teardowns_per_sec"].as_f64().unwrap() > 0.0, "{j:#}");
+    assert!((900..=3000).contains(&resident), "{r:#}");
+    assert!(r["segments"].as_u64().unwrap() >= 9000, "{r:#}");
+    assert!(r["teardowns_per_sec"].as_f64().unwrap() > 0.0, "{r:#}");
 }
 
 /// With `--sequential-shards` every shard's server host is replayed, one
 /// after another: the run's teardowns, on tables a shard's size.
 #[test]
 fn replay_server_one_shard_at_a_time() {
-    let out = Command::new(env!("CARGO_BIN_EXE_teardown"))
-        .args([
-            "sim",
-            "--connections",
-            "3000",
-            "--concurrency",
-            "1000",
-            "--shards",
-            "4",
-            "--sequential-shards",
-            "--threads",
-            "1",
-            "--replay-server",
-            "--json",
-            "-",
-        ])
-        .output()
-        .expect("runs");
-    assert!(out.status.success(), "{out:?}");
-    let j: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON on stdout");
-    let r = &j["replay_server"];
-    assert_eq!(r["teardowns"], 3000, "{j:#}");
-    assert_eq!(r["hosts"], 4, "{j:#}");
+    let r = replay_server(&["--shards", "4", "--sequential-shards"]);
+    assert_eq!(r["teardowns"], 3000, "{r:#}");
+    assert_eq!(r["hosts"], 4, "{r:#}");
     // A shard's 750 connections at most, never the run's 3,000.
     let resident = r["resident"]["peak_entries"].as_u64().unwrap();
-    assert!((250..=750).contains(&resident), "{j:#}");
-    assert!(r["segments"].as_u64().unwrap() >= 9000, "{j:#}");
+    assert!((250..=750).contains(&resident), "{r:#}");
+    assert!(r["segments"].as_u64().unwrap() >= 9000, "{r:#}");
 }
