@@ -132,6 +132,18 @@ pub(crate) struct FrontSlots<'a> {
     end: usize,
 }
 
+impl FrontSlots<'_> {
+    /// The same slots less the first `k` (all of them if fewer), without
+    /// reading those.
+    #[inline]
+    pub fn skipping(mut self, k: usize) -> Self {
+        let k = k.min(self.end.saturating_sub(self.off));
+        self.off += k;
+        self.pos += k as u64;
+        self
+    }
+}
+
 impl<'a> Iterator for FrontSlots<'a> {
     type Item = (u64, &'a TwRecord, u32);
 

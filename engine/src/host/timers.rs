@@ -27,8 +27,17 @@ impl Host {
         let now_ms = now.stamp_ms();
         // With nothing due the batch is not worth zeroing.
         if self.table.time_wait_due(now_ms) {
+            // A table larger than the cache has the buckets of each batch's
+            // removals asked for while the batch before is handled.
+            let ahead = self.hinted();
+            if ahead {
+                self.table.prefetch_expiring(now_ms, 0, TW_BATCH);
+            }
             let mut batch = [TwExpired::default(); TW_BATCH];
             loop {
+                if ahead {
+                    self.table.prefetch_expiring(now_ms, TW_BATCH, TW_BATCH);
+                }
                 let n = self.table.expire_time_wait(now_ms, &mut batch);
                 self.stats.timeouts_time_wait += n as u64;
                 for e in &batch[..n] {

@@ -245,6 +245,24 @@ impl Table {
         (self.expire_time_wait(now_ms, &mut one) == 1).then_some(one[0])
     }
 
+    /// Asks for the index buckets of the entries `skip` to `skip + n` from
+    /// the ring's front that have expired at `now_ms`, as far as the front
+    /// chunk goes: the removals [`Table::expire_time_wait`] makes next. The
+    /// ring is in expiry order and their buckets lie anywhere in the index,
+    /// so with a table larger than the cache each is a miss. Changes nothing
+    /// but the cache.
+    pub(crate) fn prefetch_expiring(&self, now_ms: u32, skip: usize, n: usize) {
+        let Some(slots) = self.e.tw.front_slots() else {
+            return;
+        };
+        for (_, rec, expires_ms) in slots.skipping(skip).take(n) {
+            if !expired(now_ms, expires_ms) {
+                break;
+            }
+            self.map.prefetch(self.e.tw_tuple(rec).hash(self.key));
+        }
+    }
+
     /// Removes the TIME-WAIT entries expired at `now_ms` into `out`, oldest
     /// first, until it is full; returns how many. Stale ring slots among and
     /// after them are dropped up to the first live entry that has not expired,

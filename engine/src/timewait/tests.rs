@@ -46,6 +46,13 @@ fn front_slots_run_to_the_chunk_end_and_pop_at_once() {
         let i = 10 + k as u32;
         assert_eq!((p, seq, x), (i as u64, Seq(i), 1_000 + i));
     }
+    // Skipping k gives the slots from the k-th on, and nothing past the chunk.
+    for k in [0, 1, 5, CHUNK - 11, CHUNK - 10, CHUNK] {
+        let front = r.front_slots().expect("slots");
+        let skipped: Vec<_> = front.skipping(k).map(|(p, _, _)| p).collect();
+        let want: Vec<_> = slots.iter().skip(k).map(|s| s.0).collect();
+        assert_eq!(skipped, want, "skipping {k}");
+    }
     r.pop_front_n(slots.len());
     // The second chunk, to the ring's tail.
     let rest: Vec<_> = r.front_slots().expect("slots").map(|(p, _, _)| p).collect();
