@@ -50,10 +50,11 @@ fn replay_server(c: &mut Criterion) {
         let first = replay_all(&recs).expect("the replay ends as recorded");
         let name = format!("{label}{layout}");
         eprintln!(
-            "replay_server/loss1/{name}: {} entries resident at peak, {} hosts, {} inputs",
+            "replay_server/loss1/{name}: {} entries resident at peak, {} inputs to {} server host{}",
             first.peak_entries,
+            recs.iter().map(|r| r.inputs.len()).sum::<usize>(),
             recs.len(),
-            recs.iter().map(|r| r.inputs.len()).sum::<usize>()
+            if recs.len() == 1 { "" } else { "s" }
         );
         g.throughput(Throughput::Elements(recs.iter().map(|r| r.completed).sum()));
         g.bench_function(BenchmarkId::new("loss1", name), |b| {
