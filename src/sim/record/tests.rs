@@ -107,8 +107,6 @@ fn sequential_shards_record_each_server_host() {
         "{}",
         all.peak_entries
     );
-    let one = replay(&recs[0]).unwrap();
-    assert!(all.elapsed > one.elapsed);
     // A shard's recording that is not its host's input is caught, by shard.
     let mut recs = recs;
     recs[2]
