@@ -44,6 +44,7 @@
 use crate::host::{Host, Prefetch};
 use crate::segment::Segment;
 use crate::time::Time;
+use crate::tuple::Tuple;
 
 /// How far ahead of the segment being handled a driver that sees its queue
 /// asks for the index bucket ([`Prefetch::Bucket`]) and then the entry
@@ -81,6 +82,23 @@ pub fn handle_burst(host: &mut Host, now: Time, segs: &[Segment]) {
             host.prefetch(ahead, Prefetch::Entry);
         }
         host.handle(now, seg);
+    }
+}
+
+/// Asks `host` ahead for what the application calls to come will touch, as
+/// [`handle_burst`] does for segments: the index bucket of the call
+/// [`BUCKET_AHEAD`] calls from now and the entry of the one [`ENTRY_AHEAD`]
+/// from now. `tuple_at(k)` names the tuple of the call `k` calls from now
+/// (1: the next), None past the calls known. For a driver that knows its
+/// calls ahead (a server closing the oldest connections it holds, or all
+/// of them in turn). Changes nothing but the cache.
+#[inline]
+pub fn prefetch_calls(host: &Host, tuple_at: impl Fn(usize) -> Option<Tuple>) {
+    if let Some(t) = tuple_at(BUCKET_AHEAD) {
+        host.prefetch_call(&t, Prefetch::Bucket);
+    }
+    if let Some(t) = tuple_at(ENTRY_AHEAD) {
+        host.prefetch_call(&t, Prefetch::Entry);
     }
 }
 

@@ -2,8 +2,8 @@
 //! response, the closes (or runaways), and the idle timeout, driven by the
 //! hosts' events. Opening connections is `open.rs`.
 
-use teardown_engine::driver::{BUCKET_AHEAD, ENTRY_AHEAD};
-use teardown_engine::host::{CloseReason, Event, Prefetch, Role};
+use teardown_engine::driver::prefetch_calls;
+use teardown_engine::host::{CloseReason, Event, Role};
 use teardown_engine::state::State;
 use teardown_engine::tuple::Tuple;
 
@@ -273,21 +273,15 @@ impl Shard<'_> {
 
     /// `--workload tw-fill`: the server closes every connection at once.
     /// The slots go in order, their entries in hash order: each close asks
-    /// for the index bucket of the slot [`BUCKET_AHEAD`] on and the entry of
-    /// the one [`ENTRY_AHEAD`] on, as the link does for its segments (a
+    /// ahead for the lines of the closes to come ([`prefetch_calls`]; a
     /// hint the host declines while its table fits in cache).
     pub(super) fn close_all(&mut self) {
         let slots = self.slots.len() as u32;
         for s in 0..slots {
-            let ahead = |k: usize| Some(s + k as u32).filter(|&a| a < slots);
-            if let Some(a) = ahead(BUCKET_AHEAD) {
-                let t = self.tuple(a).reversed();
-                self.server.prefetch_call(&t, Prefetch::Bucket);
-            }
-            if let Some(a) = ahead(ENTRY_AHEAD) {
-                let t = self.tuple(a).reversed();
-                self.server.prefetch_call(&t, Prefetch::Entry);
-            }
+            prefetch_calls(&self.server, |k| {
+                let a = s + k as u32;
+                (a < slots).then(|| self.tuple(a).reversed())
+            });
             let tuple = self.tuple(s).reversed();
             if self.server.state(&tuple) == State::Established {
                 self.slots[s as usize].flags |= slot::CLOSER_SERVER;

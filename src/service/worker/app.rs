@@ -3,8 +3,8 @@
 //! `--keep` newer connections are held; a peer's FIN is answered with a
 //! close; and every connection's end is counted by its reason.
 
-use teardown_engine::driver::{BUCKET_AHEAD, ENTRY_AHEAD};
-use teardown_engine::host::{Event, Prefetch};
+use teardown_engine::driver::prefetch_calls;
+use teardown_engine::host::Event;
 use teardown_engine::time::Time;
 use teardown_engine::tuple::Tuple;
 
@@ -71,13 +71,7 @@ impl Worker {
     /// then entry); asked for a few closes ahead, as `handle_burst` does for
     /// arriving segments, the misses overlap the closes before them.
     pub(super) fn prefetch_held(&self) {
-        let hint = |i: usize, step: Prefetch| {
-            if let Some((_, tuple)) = self.held.get(i) {
-                self.host.prefetch_call(tuple, step);
-            }
-        };
         // The front is closed next: index k is k + 1 closes away.
-        hint(BUCKET_AHEAD - 1, Prefetch::Bucket);
-        hint(ENTRY_AHEAD - 1, Prefetch::Entry);
+        prefetch_calls(&self.host, |k| self.held.get(k - 1).map(|h| h.1));
     }
 }
