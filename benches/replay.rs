@@ -56,7 +56,7 @@ fn replay_server(c: &mut Criterion) {
             recs.len(),
             if recs.len() == 1 { "" } else { "s" }
         );
-        g.throughput(Throughput::Elements(recs.iter().map(|r| r.completed).sum()));
+        g.throughput(Throughput::Elements(first.teardowns));
         g.bench_function(BenchmarkId::new("loss1", name), |b| {
             b.iter_custom(|iters| {
                 (0..iters)

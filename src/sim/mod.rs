@@ -106,10 +106,11 @@ fn replay_main(args: &SimArgs, cfg: &SimConfig) -> anyhow::Result<ExitCode> {
     }
     let secs: Vec<f64> = runs.iter().map(|r| r.elapsed.as_secs_f64()).collect();
     let median = repeat::Spread::of(&secs).median;
-    let completed: u64 = recs.iter().map(|r| r.completed).sum();
-    let rate = |s: f64| completed as f64 / s.max(f64::MIN_POSITIVE);
+    let first = runs.first();
+    let completed = first.map_or(0, |r| r.teardowns);
+    let rate = |s: f64| first.map_or(0.0, |r| r.rate(s));
     let peak = runs.iter().map(|r| r.peak_entries).max().unwrap_or(0);
-    let segments = runs.first().map_or(0, |r| r.segments);
+    let segments = first.map_or(0, |r| r.segments);
     let inputs: usize = recs.iter().map(|r| r.inputs.len()).sum();
     let input_bytes = inputs * std::mem::size_of::<record::Input>();
     let look_ahead = recs.iter().any(|r| r.look_ahead);

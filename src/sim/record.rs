@@ -243,6 +243,15 @@ pub struct Replayed {
     /// The most entries the host held, at a drain.
     pub peak_entries: usize,
     pub segments: u64,
+    /// The recorded run's teardowns ([`Recording::completed`]).
+    pub teardowns: u64,
+}
+
+impl Replayed {
+    /// Teardowns per second of `secs` (a replay's time, or a median of them).
+    pub fn rate(&self, secs: f64) -> f64 {
+        self.teardowns as f64 / secs.max(f64::MIN_POSITIVE)
+    }
 }
 
 /// Replays `rec` into a fresh host and checks that it ends as the recorded
@@ -299,23 +308,26 @@ pub fn replay(rec: &Recording) -> anyhow::Result<Replayed> {
         elapsed,
         peak_entries,
         segments,
+        teardowns: rec.completed,
     })
 }
 
 /// Replays each of `recs` in turn, each into a fresh host, as
-/// `--sequential-shards` runs its shards: their times and segments summed,
-/// the largest table any held.
+/// `--sequential-shards` runs its shards: their times, segments and
+/// teardowns summed, the largest table any held.
 pub fn replay_all(recs: &[Recording]) -> anyhow::Result<Replayed> {
     let mut all = Replayed {
         elapsed: Duration::ZERO,
         peak_entries: 0,
         segments: 0,
+        teardowns: 0,
     };
     for (k, rec) in recs.iter().enumerate() {
         let r = replay(rec).with_context(|| format!("shard {k}"))?;
         all.elapsed += r.elapsed;
         all.peak_entries = all.peak_entries.max(r.peak_entries);
         all.segments += r.segments;
+        all.teardowns += r.teardowns;
     }
     Ok(all)
 }

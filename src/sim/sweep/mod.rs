@@ -25,6 +25,7 @@ use serde::Serialize;
 
 pub use plot::plot;
 
+use super::repeat::Spread;
 use super::{record, run, SimArgs, SimConfig};
 use crate::chart::thousands;
 use peers::{KernelPoint, TablePoint};
@@ -150,22 +151,22 @@ fn server_alone(base: &SimArgs, n: u64) -> anyhow::Result<Point> {
     let recs = record::record_servers(&cfg)?;
     let before = crate::alloc::live_bytes();
     crate::alloc::reset_peak();
-    let mut runs = (0..REPLAYS)
-        .map(|_| record::replay_all(&recs))
-        .collect::<anyhow::Result<Vec<_>>>()?;
+    let first = record::replay_all(&recs)?;
+    let mut secs = vec![first.elapsed.as_secs_f64()];
+    for _ in 1..REPLAYS {
+        secs.push(record::replay_all(&recs)?.elapsed.as_secs_f64());
+    }
     let heap = crate::alloc::peak_bytes().saturating_sub(before);
-    runs.sort_by_key(|r| r.elapsed);
-    let median = &runs[REPLAYS / 2];
-    let completed: u64 = recs.iter().map(|r| r.completed).sum();
-    let secs = median.elapsed.as_secs_f64();
+    // Every replay holds the same table: only the times differ.
+    let median = Spread::of(&secs).median;
     Ok(Point {
         concurrency: n,
         connections: args.connections,
         mode: SERVER_ALONE,
-        peak_entries: median.peak_entries as u64,
+        peak_entries: first.peak_entries as u64,
         peak_heap_bytes: heap as u64,
-        teardowns_per_sec: completed as f64 / secs.max(f64::MIN_POSITIVE),
-        wall_seconds: secs,
+        teardowns_per_sec: first.rate(median),
+        wall_seconds: median,
         leaked: recs.iter().map(|r| r.leaked).sum(),
     })
 }
