@@ -75,13 +75,23 @@ pub fn handle_burst(host: &mut Host, now: Time, segs: &[Segment]) {
         host.prefetch(seg, Prefetch::Bucket);
     }
     for (i, seg) in segs.iter().enumerate() {
-        if let Some(ahead) = segs.get(i + BUCKET_AHEAD) {
-            host.prefetch(ahead, Prefetch::Bucket);
-        }
-        if let Some(ahead) = segs.get(i + ENTRY_AHEAD) {
-            host.prefetch(ahead, Prefetch::Entry);
-        }
+        prefetch_segments(host, |k| segs.get(i + k));
         host.handle(now, seg);
+    }
+}
+
+/// The look-ahead of [`handle_burst`], for a driver whose segments to come
+/// lie elsewhere (a replay's recorded inputs): the index bucket of the
+/// segment [`BUCKET_AHEAD`] on and the entry of the one [`ENTRY_AHEAD`] on,
+/// `seg_at(k)` naming the segment `k` on (None: no segment there). Changes
+/// nothing but the cache.
+#[inline(always)]
+pub fn prefetch_segments<'s>(host: &Host, seg_at: impl Fn(usize) -> Option<&'s Segment>) {
+    if let Some(seg) = seg_at(BUCKET_AHEAD) {
+        host.prefetch(seg, Prefetch::Bucket);
+    }
+    if let Some(seg) = seg_at(ENTRY_AHEAD) {
+        host.prefetch(seg, Prefetch::Entry);
     }
 }
 

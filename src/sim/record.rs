@@ -19,8 +19,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context};
 
-use teardown_engine::driver::{BUCKET_AHEAD, ENTRY_AHEAD};
-use teardown_engine::host::{Event, Host, Prefetch};
+use teardown_engine::driver::prefetch_segments;
+use teardown_engine::host::{Event, Host};
 use teardown_engine::segment::Segment;
 use teardown_engine::state::State;
 use teardown_engine::time::Time;
@@ -269,7 +269,14 @@ pub fn replay(rec: &Recording) -> anyhow::Result<Replayed> {
     let start = Instant::now();
     for (i, input) in inputs.iter().enumerate() {
         if rec.look_ahead {
-            ahead(&host, inputs, i);
+            // The link's look-ahead, over the recorded segments.
+            prefetch_segments(&host, |k| match inputs.get(i + k) {
+                Some(Input {
+                    call: Call::Segment(seg),
+                    ..
+                }) => Some(seg),
+                _ => None,
+            });
         }
         let now = input.at;
         match &input.call {
@@ -330,27 +337,6 @@ pub fn replay_all(recs: &[Recording]) -> anyhow::Result<Replayed> {
         all.teardowns += r.teardowns;
     }
     Ok(all)
-}
-
-/// The link's look-ahead, over the recorded segments: the bucket of the
-/// input [`BUCKET_AHEAD`] places on and the entry of the one [`ENTRY_AHEAD`]
-/// places on, where those are segments.
-#[inline]
-fn ahead(host: &Host, inputs: &[Input], i: usize) {
-    if let Some(Input {
-        call: Call::Segment(seg),
-        ..
-    }) = inputs.get(i + BUCKET_AHEAD)
-    {
-        host.prefetch(seg, Prefetch::Bucket);
-    }
-    if let Some(Input {
-        call: Call::Segment(seg),
-        ..
-    }) = inputs.get(i + ENTRY_AHEAD)
-    {
-        host.prefetch(seg, Prefetch::Entry);
-    }
 }
 
 #[cfg(test)]
