@@ -27,6 +27,12 @@ use teardown_engine::{Config, Tuple};
 
 type Value = [u8; 44];
 
+/// As in the binary, whose allocator advises big blocks for huge pages: on
+/// 4 KiB pages a random probe of a 10 M table also misses the TLB, which the
+/// engine never pays, and the peers are given the same pages.
+#[global_allocator]
+static ALLOC: teardown::alloc::Counting = teardown::alloc::Counting;
+
 /// Operations per timed chunk at most; never more than 1/16 of the table, so
 /// the size barely moves.
 const CHUNK: u64 = 10_000;
