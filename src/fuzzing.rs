@@ -69,7 +69,13 @@ pub fn engine(data: &[u8]) {
                 };
                 let seq = rcv.wrapping_add(off(b.u8()));
                 let ack = snd.wrapping_add(off(b.u8()));
-                let len = if kind % 8 == 6 { 100 } else { 0 };
+                // Any length with arbitrary flags: up to u32::MAX, past what a
+                // segment may model, which the engine must survive.
+                let len = match kind % 8 {
+                    6 => 100,
+                    7 => u32::from_le_bytes([b.u8(), b.u8(), b.u8(), b.u8()]),
+                    _ => 0,
+                };
                 h.handle(
                     now,
                     &Segment::new(&t.reversed(), flags, seq, ack, len, 65_535),
@@ -207,6 +213,11 @@ pub fn wire(data: &[u8]) {
                     || r[27] & !ts != 0
                     || (r[27] & ts == 0 && r[28..36] != [0; 8])
             );
+        }
+        Err(WireError::TooLong { record, len }) => {
+            let r = &data[HEADER_LEN + record * RECORD_LEN..][..RECORD_LEN];
+            assert_eq!(u32::from_be_bytes([r[20], r[21], r[22], r[23]]), len);
+            assert!(len > teardown_engine::segment::MAX_LEN);
         }
         Err(WireError::BadMagic(_) | WireError::BadVersion(_) | WireError::ReservedHeader) => {}
     }

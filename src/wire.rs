@@ -15,7 +15,7 @@
 //! engine) and then hands out an iterator that reads records straight from the
 //! receive buffer. Encoding writes records in place into a buffer allocated once.
 
-use teardown_engine::segment::{Flags, Segment, Ts};
+use teardown_engine::segment::{Flags, Segment, Ts, MAX_LEN};
 
 /// `"TD"`.
 pub const MAGIC: [u8; 2] = *b"TD";
@@ -55,6 +55,8 @@ pub enum WireError {
     CountMismatch { count: usize, body: usize },
     #[error("record {0} has reserved bits set")]
     ReservedRecord(usize),
+    #[error("record {record} has a payload of {len} bytes, above the {max} a segment may model", max = MAX_LEN)]
+    TooLong { record: usize, len: u32 },
 }
 
 /// Validates `buf` as one datagram and returns its records.
@@ -89,6 +91,10 @@ pub fn decode(buf: &[u8]) -> Result<Records<'_>, WireError> {
         let no_ts_but_values = r[27] & OPT_TS == 0 && r[28..36] != [0; 8];
         if r[26] & !FLAG_MASK != 0 || r[27] & !OPT_TS != 0 || no_ts_but_values {
             return Err(WireError::ReservedRecord(i));
+        }
+        let len = be32(r, 20);
+        if len > MAX_LEN {
+            return Err(WireError::TooLong { record: i, len });
         }
     }
     Ok(Records {
@@ -303,6 +309,18 @@ mod tests {
         let mut d = good.clone();
         d[8 + 30] = 1;
         assert_eq!(decode(&d).err(), Some(WireError::ReservedRecord(0)));
+        // A payload past what a segment may model; the longest one passes.
+        let mut d = good.clone();
+        d[8 + RECORD_LEN + 20..8 + RECORD_LEN + 24].copy_from_slice(&(MAX_LEN + 1).to_be_bytes());
+        assert_eq!(
+            decode(&d).err(),
+            Some(WireError::TooLong {
+                record: 1,
+                len: MAX_LEN + 1
+            })
+        );
+        d[8 + RECORD_LEN + 20..8 + RECORD_LEN + 24].copy_from_slice(&MAX_LEN.to_be_bytes());
+        assert_eq!(decode(&d).map(|r| r.last().map(|s| s.len)), Ok(Some(MAX_LEN)));
         let mut d = good.clone();
         d[4..6].copy_from_slice(&(MAX_RECORDS as u16 + 1).to_be_bytes());
         assert_eq!(
@@ -352,11 +370,12 @@ mod tests {
 
     fn any_segment() -> impl Strategy<Value = Segment> {
         (
-            any::<(u32, u32, u16, u16, u32, u32, u32, u16)>(),
+            any::<(u32, u32, u16, u16, u32, u32, u16)>(),
+            0..=MAX_LEN,
             0u8..=FLAG_MASK,
             any::<Option<(u32, u32)>>(),
         )
-            .prop_map(|((si, di, sp, dp, seq, ack, len, wnd), f, ts)| Segment {
+            .prop_map(|((si, di, sp, dp, seq, ack, wnd), len, f, ts)| Segment {
                 src_ip: si,
                 dst_ip: di,
                 src_port: sp,

@@ -6,6 +6,13 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use crate::seq::Seq;
 use crate::tuple::Tuple;
 
+/// The longest payload a segment may model (send() takes no more, and the
+/// drivers' decoders refuse more). Sequence numbers compare modulo 2^32
+/// (RFC 9293 §3.4), which orders two of them only within 2^31 of each other,
+/// and no window is above 2^30 (RFC 7323 §2.3): a longer "segment" is not
+/// one TCP could send. [`Segment::seq_len`] stays defined for any length.
+pub const MAX_LEN: u32 = 1 << 30;
+
 /// TCP control bits (RFC 9293 §3.1), in their header bit positions.
 #[derive(Clone, Copy, Default, PartialEq, Eq, Hash)]
 pub struct Flags(pub u8);
@@ -145,10 +152,14 @@ impl Segment {
         ips_differ | u64::from(ports_differ) == 0
     }
 
-    /// SEG.LEN of RFC 9293: payload plus one for SYN and one for FIN.
+    /// SEG.LEN of RFC 9293: payload plus one for SYN and one for FIN, in
+    /// sequence space (modulo 2^32): a `len` past [`MAX_LEN`], which only a
+    /// malformed input carries, wraps instead of overflowing.
     #[inline]
     pub fn seq_len(&self) -> u32 {
-        self.len + self.flags.syn() as u32 + self.flags.fin() as u32
+        self.len
+            .wrapping_add(self.flags.syn() as u32)
+            .wrapping_add(self.flags.fin() as u32)
     }
 
     /// SEG.SEQ as a sequence number.

@@ -9,6 +9,7 @@ use super::attack::AttackKind;
 use crate::cli::{ensure, Usage, MAX_SPAN_SECS};
 use crate::link::{Delay, Loss, LossModel};
 use teardown_engine::config::Config;
+use teardown_engine::segment::MAX_LEN;
 use teardown_engine::BindMode;
 
 /// Validated simulation parameters.
@@ -165,6 +166,15 @@ impl SimConfig {
         host.ip_local_port_range = port_range;
         host.tw_reuse_delay = a.tw_reuse_delay;
         host.validate().map_err(Usage)?;
+        // Each is sent as one segment (`send`, `send_close`).
+        for (flag, n) in [
+            ("--request-bytes", a.request_bytes),
+            ("--response-bytes", a.response_bytes),
+        ] {
+            ensure(n <= MAX_LEN, || {
+                format!("{flag} {n} is more than one segment can model ({MAX_LEN})")
+            })?;
+        }
         // The sweep compares 32-bit millisecond stamps.
         ensure(
             a.app_timeout >= Duration::from_secs(1)

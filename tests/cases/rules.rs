@@ -292,3 +292,39 @@ fn fin_wait_2_orphans_count_against_tw_buckets() {
     s.handle(t, &ack);
     assert_eq!(s.state(&tuple(3)), FinWait2);
 }
+
+/// A payload past `segment::MAX_LEN` is no TCP segment: the drivers refuse
+/// one (the wire decoder, the script parser, `sim`'s flags), and so does
+/// send(). Handed one anyway, the engine does not overflow: SEG.LEN wraps in
+/// sequence space, as sequence numbers do.
+#[test]
+fn payloads_past_what_a_segment_may_model() {
+    use teardown_engine::segment::MAX_LEN;
+    use teardown_engine::Error;
+    let mut h = Host::new(cfg());
+    let t = Tuple::new([10, 0, 0, 9], 999, [10, 0, 0, 1], 80);
+    h.handle(
+        Time::ZERO,
+        &Segment {
+            flags: Flags::FIN,
+            seq: 100,
+            len: u32::MAX,
+            wnd: 0,
+            ..sent_on(t)
+        },
+    );
+    // RST|ACK <ACK=SEG.SEQ+SEG.LEN>: 100 + (2^32 - 1) + 1, modulo 2^32.
+    check(&h.transmits().next().unwrap(), "R.", 0, 100);
+
+    let mut n = Net::established(cfg(), cfg());
+    let too_long = MAX_LEN + 1;
+    assert_eq!(n.c.send(n.now, n.ct, too_long), Err(Error::TooLong(too_long)));
+    assert_eq!(
+        n.c.send_close(n.now, n.ct, u32::MAX),
+        Err(Error::TooLong(u32::MAX))
+    );
+    assert_eq!(n.c.state(&n.ct), Established);
+    assert!(n.out_c().is_empty(), "a refused send sends nothing");
+    n.c.send(n.now, n.ct, MAX_LEN).unwrap();
+    assert_eq!(n.one_c().len, MAX_LEN);
+}

@@ -17,6 +17,9 @@ fn nonsense_flags_exit_2_with_one_line() {
         vec!["serve", "--time-scale", "1e-18"],
         // The sweep's 32-bit millisecond stamps would wrap.
         vec!["sim", "--app-timeout", "1000h"],
+        // More than one segment can model (2^30 bytes).
+        vec!["sim", "--response-bytes", "4294967295"],
+        vec!["sim", "--request-bytes", "1073741825"],
         // One server host is recorded at a time: not 64 shards held together.
         vec!["sim", "--replay-server"],
         vec![

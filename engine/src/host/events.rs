@@ -167,4 +167,7 @@ pub enum Error {
     /// EADDRNOTAVAIL: no local port can carry the connection.
     #[error("no free local port (EADDRNOTAVAIL) after probing {probed} ports")]
     AddrNotAvail { probed: u32 },
+    /// A send() longer than one modelled segment may be ([`crate::segment::MAX_LEN`]).
+    #[error("send of {0} bytes: more than one segment can model ({max})", max = crate::segment::MAX_LEN)]
+    TooLong(u32),
 }

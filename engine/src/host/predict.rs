@@ -11,13 +11,9 @@
 
 use super::{CloseReason, Host, Next};
 use crate::conn::{bits, flag, Conn};
-use crate::segment::{Flags, Segment};
+use crate::segment::{Flags, Segment, MAX_LEN};
 use crate::state::State;
 use crate::time::Time;
-
-/// Payloads the prediction takes: a longer one could wrap the full path's
-/// sequence check (its end compares before rcv_nxt).
-const MAX_LEN: u32 = 1 << 30;
 
 impl Host {
     /// Whether `seg` is the predicted segment for `c`: an ACK (with FIN, PSH
@@ -40,6 +36,7 @@ impl Host {
         const ANY: u8 = Flags::FIN.0 | Flags::PSH.0;
         seg.flags.0 & !ANY == Flags::ACK.0
             && seg.seq_num() == c.rcv_nxt
+            // A longer payload could wrap the full path's sequence check.
             && seg.len < MAX_LEN
             && c.snd_una < seg.ack_num()
             && seg.ack_num() <= c.snd_nxt

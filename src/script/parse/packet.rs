@@ -1,7 +1,7 @@
 //! A packet line's segment: flags, sequence range, ack, window and the TCP
 //! options between `<` and `>`.
 
-use teardown_engine::segment::{Flags, Ts};
+use teardown_engine::segment::{Flags, Ts, MAX_LEN};
 
 use super::lex::{Tok, Token};
 use super::{Direction, PacketSpec, ParseError, Parser, TcpOptions};
@@ -66,7 +66,7 @@ impl Parser<'_> {
         self.expect_punct(':', "in start:end(length)")?;
         let end = self.uint("an end sequence number", u32::MAX as u64)?;
         self.expect_punct('(', "in start:end(length)")?;
-        let len = self.uint("a payload length", u32::MAX as u64)?;
+        let len = self.uint("a payload length", u64::from(MAX_LEN))?;
         let len_at = self.pos - 1;
         self.expect_punct(')', "in start:end(length)")?;
         if (end as u32).wrapping_sub(start as u32) != len as u32 {
