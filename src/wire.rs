@@ -320,7 +320,10 @@ mod tests {
             })
         );
         d[8 + RECORD_LEN + 20..8 + RECORD_LEN + 24].copy_from_slice(&MAX_LEN.to_be_bytes());
-        assert_eq!(decode(&d).map(|r| r.last().map(|s| s.len)), Ok(Some(MAX_LEN)));
+        assert_eq!(
+            decode(&d).map(|r| r.last().map(|s| s.len)),
+            Ok(Some(MAX_LEN))
+        );
         let mut d = good.clone();
         d[4..6].copy_from_slice(&(MAX_RECORDS as u16 + 1).to_be_bytes());
         assert_eq!(

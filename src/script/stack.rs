@@ -123,6 +123,24 @@ pub trait Stack {
 }
 
 /// The `i`th argument of a call, as a number (a file descriptor, a length).
+/// The most bytes one write() or read() of a script names: a script plays a
+/// few segments, and the kernel's runner allocates what it names.
+pub const MAX_IO: i64 = 1 << 20;
+
+/// The length of a write() or read() (its third argument), 0 to [`MAX_IO`]
+/// bytes, for both stacks alike.
+pub fn io_len(line: usize, c: &Syscall) -> Result<usize, Failure> {
+    let n = int_arg(line, c, 2)?;
+    if (0..=MAX_IO).contains(&n) {
+        Ok(n as usize)
+    } else {
+        Err(fail(
+            line,
+            format!("{}(): length {n} is outside 0 to {MAX_IO} bytes", c.name),
+        ))
+    }
+}
+
 pub fn int_arg(line: usize, c: &Syscall, i: usize) -> Result<i64, Failure> {
     match c.args.get(i) {
         Some(Expr::Int(v)) => Ok(*v),

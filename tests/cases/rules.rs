@@ -318,7 +318,10 @@ fn payloads_past_what_a_segment_may_model() {
 
     let mut n = Net::established(cfg(), cfg());
     let too_long = MAX_LEN + 1;
-    assert_eq!(n.c.send(n.now, n.ct, too_long), Err(Error::TooLong(too_long)));
+    assert_eq!(
+        n.c.send(n.now, n.ct, too_long),
+        Err(Error::TooLong(too_long))
+    );
     assert_eq!(
         n.c.send_close(n.now, n.ct, u32::MAX),
         Err(Error::TooLong(u32::MAX))

@@ -27,3 +27,31 @@ fn malformed_syntax_gives_line_and_column() {
         assert!(e.starts_with(at) && e.contains(what), "{src:?}: {e}");
     }
 }
+
+/// Lengths no segment or system call of a script can carry are refused at
+/// their line: a payload past 2^30 bytes when parsed, a write() or read()
+/// of more than 1 MiB when run (the kernel's runner would allocate it).
+#[test]
+fn absurd_lengths_are_refused_at_their_line() {
+    let e = parse("+0 < P. 1:1073741826(1073741825) ack 1 win 1000\n")
+        .unwrap_err()
+        .to_string();
+    assert!(e.starts_with("1:") && e.contains("out of range"), "{e}");
+    let dir = tempfile::tempdir().unwrap();
+    for call in ["write", "read"] {
+        let path = dir.path().join(format!("{call}.pkt"));
+        std::fs::write(
+            &path,
+            format!(
+                "0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3\n\
+                 +0 {call}(3, ..., 9223372036854775807) = -1\n"
+            ),
+        )
+        .unwrap();
+        let err = script::run_file(&path, &Options::default()).error.unwrap();
+        assert!(
+            err.contains(&format!("{call}.pkt:2")) && err.contains("outside 0 to 1048576"),
+            "{err}"
+        );
+    }
+}

@@ -5,7 +5,7 @@
 use super::EngineStack;
 use crate::script::parse::{Call, Syscall};
 use crate::script::stack::{
-    bind_address_no_port, fail, fcntl_result, int_arg, linger_abort, listen_port_zero,
+    bind_address_no_port, fail, fcntl_result, int_arg, io_len, linger_abort, listen_port_zero,
     lowest_free_fd, runner_only, shutdown_how, would_block, Bound, CallResult, Failure, ACTIVE,
     LOCAL_IP, REMOTE_IP, SCRIPT_PORT,
 };
@@ -267,11 +267,10 @@ impl EngineStack {
             }
             Call::Write => {
                 let fd = int_arg(line, c, 0)?;
-                let len = int_arg(line, c, 2)?;
+                let len = io_len(line, c)? as u32;
                 let Fd::Conn { tuple, .. } = *self.fd(line, fd)? else {
                     return Ok(Err("ENOTCONN".into()));
                 };
-                let len = u32::try_from(len).map_err(|_| fail(line, "write(): bad length"))?;
                 if len > self.peer_mss {
                     return Err(fail(
                         line,
@@ -290,7 +289,7 @@ impl EngineStack {
             }
             Call::Read => {
                 let fd = int_arg(line, c, 0)?;
-                let len = int_arg(line, c, 2)?.max(0) as u64;
+                let len = io_len(line, c)? as u64;
                 let Fd::Conn { tuple, .. } = *self.fd(line, fd)? else {
                     return Ok(Err("ENOTCONN".into()));
                 };

@@ -13,9 +13,9 @@ use nix::sys::socket::{
 
 use crate::script::parse::{Call, Expr, Syscall};
 use crate::script::stack::{
-    bind_address_no_port, fail, fcntl_result, flag_arg, int_arg, linger_abort, listen_port_zero,
-    lowest_free_fd, runner_only, shutdown_how, would_block, CallResult, Failure, Stack,
-    EPHEMERAL_PORT, REMOTE_IP, SCRIPT_PORT,
+    bind_address_no_port, fail, fcntl_result, flag_arg, int_arg, io_len, linger_abort,
+    listen_port_zero, lowest_free_fd, runner_only, shutdown_how, would_block, CallResult, Failure,
+    Stack, EPHEMERAL_PORT, REMOTE_IP, SCRIPT_PORT,
 };
 
 use super::{bind_to, KernelStack};
@@ -175,8 +175,7 @@ impl KernelStack {
             }
             Call::Write => {
                 let fd = self.raw(line, int_arg(line, c, 0)?)?;
-                let len = usize::try_from(int_arg(line, c, 2)?)
-                    .map_err(|_| fail(line, "write(): bad length"))?;
+                let len = io_len(line, c)?;
                 match send(fd, &vec![0; len], MsgFlags::MSG_NOSIGNAL) {
                     Ok(n) => Ok(n as i64),
                     Err(e) => errno(e),
@@ -184,7 +183,7 @@ impl KernelStack {
             }
             Call::Read => {
                 let fd = self.raw(line, int_arg(line, c, 0)?)?;
-                let len = int_arg(line, c, 2)?.max(0) as usize;
+                let len = io_len(line, c)?;
                 match recv(fd, &mut vec![0; len], MsgFlags::MSG_DONTWAIT) {
                     Ok(n) => Ok(n as i64),
                     Err(e) => errno(e),
