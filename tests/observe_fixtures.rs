@@ -134,3 +134,28 @@ fn damaged_recordings_are_errors_not_panics() {
     assert!(Report::new(&bad, None).is_err());
     assert!(Recording::load(&dir("no-such-recording")).is_err());
 }
+
+/// A recording's interval is what its rates divide by: one past what a
+/// `Duration` holds, or below a microsecond, is refused when loaded (1e20
+/// panicked, 1e-12 gave infinite rates), and huge kernel counts saturate.
+#[test]
+fn absurd_intervals_and_counts_are_errors_or_saturate() {
+    let rec = Recording::load(&dir("ports-exhausted")).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    rec.save(tmp.path()).unwrap();
+    for bad in ["1e20", "1e-12", "0", "-1", "nan", "inf", "x"] {
+        std::fs::write(tmp.path().join("interval_secs"), bad).unwrap();
+        let e = Recording::load(tmp.path()).err().map(|e| e.to_string());
+        assert!(e.is_some_and(|e| e.contains("interval_secs")), "{bad}");
+    }
+    std::fs::write(tmp.path().join("interval_secs"), "0.5").unwrap();
+    assert!(Recording::load(tmp.path()).is_ok());
+    // TCP's memory in pages, more than 64 bits of bytes.
+    let mut bad = rec;
+    bad.now.sockstat = bad.now.sockstat.replacen(
+        "alloc 2 mem 189",
+        &format!("alloc 2 mem {}", u64::MAX / 2),
+        1,
+    );
+    assert!(Report::new(&bad, None).is_ok());
+}

@@ -28,9 +28,10 @@ pub struct Cache {
 }
 
 impl Cache {
-    /// Bytes held by the objects in use.
+    /// Bytes held by the objects in use (saturating: the counts may come
+    /// from a damaged recording, `observe --replay`).
     pub fn active_bytes(&self) -> u64 {
-        self.active_objs * self.objsize
+        self.active_objs.saturating_mul(self.objsize)
     }
 }
 

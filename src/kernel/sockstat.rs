@@ -65,9 +65,10 @@ impl Sockstat {
         self.protos.get(proto)?.get(key).copied()
     }
 
-    /// Bytes of TCP's memory accounting (`TCP mem` is in pages).
+    /// Bytes of TCP's memory accounting (`TCP mem` is in pages; saturating,
+    /// as the count may come from a damaged recording).
     pub fn tcp_mem_bytes(&self) -> Option<u64> {
-        Some(self.get("TCP", "mem")? * page_size())
+        Some(self.get("TCP", "mem")?.saturating_mul(page_size()))
     }
 }
 

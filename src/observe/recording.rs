@@ -119,18 +119,26 @@ impl Recording {
                 snmp: text(&format!("{sub}/snmp"))?,
             })
         };
-        let secs: f64 = text("interval_secs")?
+        // Rates divide by it: a microsecond at least (what a live sample can
+        // be apart), and a span a Duration holds.
+        let interval = text("interval_secs")?
             .trim()
             .parse()
             .ok()
-            .filter(|s: &f64| s.is_finite() && *s > 0.0)
-            .ok_or_else(|| Error::parse("interval_secs", "not a positive number of seconds"))?;
+            .and_then(|s: f64| Duration::try_from_secs_f64(s).ok())
+            .filter(|d| *d >= Duration::from_micros(1))
+            .ok_or_else(|| {
+                Error::parse(
+                    "interval_secs",
+                    "not a number of seconds from a microsecond up",
+                )
+            })?;
         let sysctl = sysctl::read_files(&dir.join("sysctl"))?;
         let diag_path = dir.join("diag.bin");
         Ok(Recording {
             before: counters("before")?,
             after: counters("after")?,
-            interval: Duration::from_secs_f64(secs),
+            interval,
             now: RawNow {
                 sockstat: text("sockstat")?,
                 sockstat6: text("sockstat6").ok(),
