@@ -181,6 +181,14 @@ fn malformed_inputs_exit_2_with_a_clear_error() {
     let array = write(d.path(), "array.json", &json!([1, 2]));
     assert_eq!(compare(&good, &array, &[]).code, 2);
 
+    // Some other JSON object: nothing to compare is not a pass.
+    let other = write(d.path(), "other.json", &json!({"name": "x"}));
+    for (old, new) in [(&good, &other), (&other, &good), (&other, &other)] {
+        let out = compare(old, new, &[]);
+        assert_eq!(out.code, 2, "{}", out.stdout);
+        assert!(out.stderr.contains("is not a sim report"), "{}", out.stderr);
+    }
+
     let out = compare(&good, &d.path().join("absent.json"), &[]);
     assert_eq!(out.code, 2);
     assert!(out.stderr.contains("cannot read"), "{}", out.stderr);
@@ -341,7 +349,8 @@ fn repeat_runs_k_times_with_identical_deterministic_fields() {
         let s = &r[key];
         let values = s["values"].as_array().expect("values");
         assert_eq!(values.len(), 3);
-        let (min, med, max) = (s["min"].as_f64(), s["median"].as_f64(), s["max"].as_f64());
+        let num = |k: &str| s[k].as_f64().unwrap_or_else(|| panic!("{k} in {s}"));
+        let (min, med, max) = (num("min"), num("median"), num("max"));
         assert!(min <= med && med <= max, "{s}");
         assert_eq!(
             thrice[key], s["median"],

@@ -16,10 +16,13 @@ pub(super) fn read_json(path: &Path) -> Result<Value, Usage> {
         .map_err(|e| Usage(format!("{} is not valid JSON: {e}", path.display())))
 }
 
-/// The tracked figures of a simulator report. Wall-clock throughput takes its
-/// noise from the `repeat` object when the report has one.
+/// The latency percentiles tracked for each side's close.
 const SIM_LATENCY: [&str; 4] = ["p50", "p99", "p999", "max"];
 
+/// The tracked figures of a simulator report. Wall-clock throughput takes its
+/// noise from the `repeat` object when the report has one. A JSON object
+/// with none of them is some other file, and an error: compared, it would
+/// pass with nothing compared.
 pub(super) fn sim_figures(path: &Path, v: &Value) -> Result<Figures, Usage> {
     if !v.is_object() {
         return Err(Usage(format!(
@@ -61,6 +64,12 @@ pub(super) fn sim_figures(path: &Path, v: &Value) -> Result<Figures, Usage> {
                 num(&format!("/latency_ms/{side}/{p}"))?.map(|value| Figure { value, noise: 0.0 });
             out.push((format!("latency_ms.{side}.{p}"), Better::Lower, f));
         }
+    }
+    if out.iter().all(|(_, _, f)| f.is_none()) {
+        return Err(Usage(format!(
+            "{} is not a sim report (none of teardowns_per_sec, memory, latency_ms)",
+            path.display()
+        )));
     }
     Ok(out)
 }
@@ -152,10 +161,12 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), Usage> {
     let entries =
         std::fs::read_dir(dir).map_err(|e| Usage(format!("cannot read {}: {e}", dir.display())))?;
     for entry in entries {
-        let path = entry
-            .map_err(|e| Usage(format!("cannot read {}: {e}", dir.display())))?
-            .path();
-        if path.is_dir() {
+        let entry = entry.map_err(|e| Usage(format!("cannot read {}: {e}", dir.display())))?;
+        let path = entry.path();
+        // The entry's own type, not its target's: a link to a directory
+        // above would walk in a loop.
+        let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
+        if is_dir {
             walk(&path, out)?;
         } else if path.file_name().is_some_and(|n| n == "estimates.json") {
             out.push(path);
