@@ -198,6 +198,7 @@ fn replay_on_linux(ts: bool) {
     let name = if ts { "script_diff_ts" } else { "script_diff" };
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(name);
     std::fs::create_dir_all(&dir).unwrap();
+    let n = seeds().count();
     let (seeds, files): (Vec<u64>, Vec<PathBuf>) = seeds()
         .filter_map(|seed| {
             let text = recorded(seed, ts)?;
@@ -206,6 +207,12 @@ fn replay_on_linux(ts: bool) {
             Some((seed, path))
         })
         .unzip();
+    // As on the engine: an empty set of scenarios would agree with anything.
+    assert!(
+        files.len() >= n * 9 / 10,
+        "only {} of {n} scenarios recorded",
+        files.len()
+    );
     let mut results = script::run_files(&files, &Options::default(), Backend::Kernel, AT_ONCE);
     print_retries(&files, &results);
     // Linux's own choices here follow real time (its delayed-ACK estimate of

@@ -107,7 +107,15 @@ fn a_segment_with_data_or_fin_is_no_duplicate() {
     assert_eq!(send_all(&mut host, ms(100), 3), 4);
     host.handle(ms(150), &from_peer(Flags::ACK, 1, iss));
     host.handle(ms(160), &from_peer(Flags::ACK, 1, iss));
-    // The peer's FIN acknowledges nothing new but is no duplicate ACK.
-    host.handle(ms(170), &from_peer(Flags::FIN | Flags::ACK, 1, iss));
+    // The peer's data acknowledges nothing new but is no duplicate ACK (a
+    // third one would retransmit)...
+    let data = Segment {
+        len: 10,
+        ..from_peer(Flags::ACK | Flags::PSH, 1, iss)
+    };
+    host.handle(ms(165), &data);
+    assert_eq!(host.stats().fast_retransmits, 0);
+    // ...nor is its FIN.
+    host.handle(ms(170), &from_peer(Flags::FIN | Flags::ACK, 11, iss));
     assert_eq!(host.stats().fast_retransmits, 0);
 }

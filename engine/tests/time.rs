@@ -18,7 +18,8 @@ fn an_earlier_now_counts_as_the_latest_seen() {
     assert_eq!(host.transmits().count(), 2);
     // Both SYNs' retransmission timers run from 10 s (RTO 1 s): neither fires
     // at 10.5 s, which a timer armed from 5 s would.
-    assert!(host.poll_timeout() <= Some(Time::from_millis(11_000)));
+    let deadline = host.poll_timeout().expect("the SYNs' timers");
+    assert!(deadline <= Time::from_millis(11_000), "{deadline:?}");
     host.handle_timeout(Time::from_millis(10_500));
     assert_eq!(host.transmits().count(), 0);
     host.handle_timeout(Time::from_millis(11_000));
