@@ -244,6 +244,9 @@ fn sigterm_writes_the_final_report_atomically_and_exits_zero() {
         assert!(report.get(key).is_some(), "{key} missing: {report:#}");
     }
     assert!(report["memory"]["peak_heap_bytes"].as_u64().unwrap() > 0);
+    // It never reached TIME-WAIT: the per-TIME-WAIT figure says it rests on none.
+    assert_eq!(report["memory"]["time_wait_entries"], 0, "{report:#}");
+    assert_eq!(report["memory"]["time_wait_share"], 0.0, "{report:#}");
     // The one connection was in the worker's table (FIN-WAIT-1) at a tick.
     assert_eq!(report["resident"]["peak_entries"], 1, "{report:#}");
     let summary = report["summary"].as_str().unwrap();

@@ -52,7 +52,6 @@ pub(super) struct Control {
     workers: Vec<Arc<Waker>>,
     conns: Vec<Option<Http>>,
     sampled: Sampled,
-    tw_at_peak: u64,
 }
 
 impl Control {
@@ -92,7 +91,6 @@ impl Control {
             workers,
             conns: (0..MAX_CONNS).map(|_| None).collect(),
             sampled: Sampled::default(),
-            tw_at_peak: 0,
         })
     }
 
@@ -145,8 +143,9 @@ impl Control {
             self.sampled.peak[i] = self.sampled.peak[i].max(t.population[i] as usize);
         }
         let tw = t.population[State::TimeWait as usize];
-        if tw > self.tw_at_peak && t.entries > 0 {
-            self.tw_at_peak = tw;
+        if tw > self.sampled.tw_at_peak && t.entries > 0 {
+            self.sampled.tw_at_peak = tw;
+            self.sampled.entries_at_tw_peak = t.entries;
             self.sampled.bytes_per_entry_at_tw_peak = t.heap_bytes as f64 / t.entries as f64;
         }
     }

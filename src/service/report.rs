@@ -25,8 +25,13 @@ pub(super) struct WorkerFinal {
 #[derive(Clone, Debug, Default)]
 pub(super) struct Sampled {
     pub(super) peak: [usize; State::COUNT],
-    /// Heap bytes of the hosts per entry, at the sample with the most TIME-WAIT entries.
+    /// Heap bytes of the hosts per entry (of any state), at the sample with
+    /// the most TIME-WAIT entries: a TIME-WAIT entry's all-in cost as far as
+    /// the entries were TIME-WAIT then, which the next two say (as the
+    /// simulator's `memory` does).
     pub(super) bytes_per_entry_at_tw_peak: f64,
+    pub(super) entries_at_tw_peak: u64,
+    pub(super) tw_at_peak: u64,
     pub(super) kernel_accepted: u64,
     /// The most kernel connections held open at once (`--hold`).
     pub(super) kernel_held_peak: usize,
@@ -141,6 +146,8 @@ pub(super) fn final_report(
         "population": now,
         "memory": {
             "bytes_per_time_wait": sampled.bytes_per_entry_at_tw_peak,
+            "time_wait_entries": sampled.tw_at_peak,
+            "time_wait_share": sampled.tw_at_peak as f64 / sampled.entries_at_tw_peak.max(1) as f64,
             "peak_heap_bytes": crate::alloc::peak_bytes(),
             "live_heap_bytes": crate::alloc::live_bytes(),
         },
