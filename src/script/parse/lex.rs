@@ -144,7 +144,9 @@ pub(super) fn lex(src: &str) -> Result<Vec<Token>, ParseError> {
                             col += 1;
                             break;
                         }
-                        Some('\\') if i + 1 < chars.len() => {
+                        // An escape, but not of the line's end: a string
+                        // stays on its line (the line count would drift).
+                        Some('\\') if i + 1 < chars.len() && chars[i + 1] != '\n' => {
                             s.push(chars[i + 1]);
                             i += 2;
                             col += 2;

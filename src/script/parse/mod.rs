@@ -47,7 +47,11 @@ pub fn parse(src: &str) -> Result<Script, ParseError> {
         if line.is_empty() {
             continue;
         }
-        let mut p = Parser { toks: line, pos: 0 };
+        let mut p = Parser {
+            toks: line,
+            pos: 0,
+            depth: 0,
+        };
         if p.is_punct('-') && p.peek_at(1).is_some_and(|t| t.tok == Tok::Punct('-')) {
             p.option(&mut script)?;
             continue;
@@ -107,6 +111,10 @@ pub fn parse(src: &str) -> Result<Script, ParseError> {
 struct Parser<'a> {
     toks: &'a [Token],
     pos: usize,
+    /// Arguments open around the one being parsed (lists, structs, calls):
+    /// bounded, so that a line of nested brackets is an error, not a stack
+    /// overflow.
+    depth: u32,
 }
 
 impl<'a> Parser<'a> {

@@ -5,6 +5,10 @@
 use super::lex::{Tok, Token};
 use super::{Call, Expr, ParseError, Parser, Syscall};
 
+/// Arguments nested in arguments: packetdrill's deepest (a struct in a list)
+/// is three.
+const MAX_DEPTH: u32 = 32;
+
 impl Parser<'_> {
     pub(super) fn syscall(&mut self) -> Result<Syscall, ParseError> {
         let at = self.pos;
@@ -57,7 +61,19 @@ impl Parser<'_> {
         })
     }
 
+    /// An argument: a value, or values joined by `|`. Nested at most
+    /// [`MAX_DEPTH`] deep.
     fn expr(&mut self) -> Result<Expr, ParseError> {
+        if self.depth == MAX_DEPTH {
+            return Err(self.error(format!("arguments nested more than {MAX_DEPTH} deep")));
+        }
+        self.depth += 1;
+        let e = self.or_expr();
+        self.depth -= 1;
+        e
+    }
+
+    fn or_expr(&mut self) -> Result<Expr, ParseError> {
         let first = self.primary()?;
         if !self.is_punct('|') {
             return Ok(first);
