@@ -12,6 +12,12 @@ use crate::wire::Encoder;
 /// their simulated IPs are not learnt (replies to them are dropped and counted).
 const MAX_PEERS: usize = 1024;
 
+/// Distinct simulated client addresses remembered, as many as `loadgen
+/// --client-ips` may name: past them a peer that sends from ever new
+/// addresses is served, and its replies dropped and counted, but it cannot
+/// grow the map without bound.
+const MAX_IPS: usize = 1 << 16;
+
 /// Hashes a simulated IPv4 address: one multiply, enough for a map keyed by a few
 /// thousand client addresses chosen by our own load generator.
 #[derive(Default)]
@@ -53,6 +59,7 @@ impl Peers {
 
     #[inline]
     pub(super) fn learn(&mut self, ip: u32, peer: u32) {
+        let len = self.by_ip.len();
         match self.by_ip.entry(ip) {
             Entry::Occupied(mut e) => {
                 if *e.get() != peer {
@@ -60,8 +67,30 @@ impl Peers {
                 }
             }
             Entry::Vacant(e) => {
-                e.insert(peer);
+                if len < MAX_IPS {
+                    e.insert(peer);
+                }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_are_learnt_up_to_the_bound_and_moved_between_peers() {
+        let mut p = Peers::default();
+        let a = p.index("127.0.0.1:5000".parse().unwrap()).unwrap();
+        let b = p.index("127.0.0.1:5001".parse().unwrap()).unwrap();
+        for ip in 0..MAX_IPS as u32 + 100 {
+            p.learn(ip, a);
+        }
+        assert_eq!(p.by_ip.len(), MAX_IPS);
+        assert_eq!(p.by_ip.get(&(MAX_IPS as u32)), None);
+        // A known address still follows the peer it was last heard from.
+        p.learn(7, b);
+        assert_eq!(p.by_ip.get(&7), Some(&b));
     }
 }
