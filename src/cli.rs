@@ -213,20 +213,37 @@ pub fn write_json(path: &str, value: &impl serde::Serialize) -> anyhow::Result<(
     write_text(path, &(serde_json::to_string_pretty(value)? + "\n"))
 }
 
-/// Writes `text` to `path`, or to stdout for `-`.
+/// Writes `text` to `path`, or to stdout for `-`. Missing directories on the
+/// way are made, as `--plot DIR` makes its own: a report is written after
+/// its run, which may have taken many minutes, and lost for want of one.
 pub fn write_text(path: &str, text: &str) -> anyhow::Result<()> {
     use anyhow::Context;
     if path == "-" {
         print!("{text}");
-        Ok(())
-    } else {
-        std::fs::write(path, text).with_context(|| format!("writing {path}"))
+        return Ok(());
     }
+    if let Some(dir) = std::path::Path::new(path).parent() {
+        if !dir.as_os_str().is_empty() {
+            std::fs::create_dir_all(dir).with_context(|| format!("making {}", dir.display()))?;
+        }
+    }
+    std::fs::write(path, text).with_context(|| format!("writing {path}"))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reports_are_written_below_directories_not_yet_made() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("results/sweep/sweep.json");
+        write_text(path.to_str().unwrap(), "{}\n").unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "{}\n");
+        // A file where a directory would go is still an error, not a panic.
+        let blocked = dir.path().join("results/sweep/sweep.json/x.json");
+        assert!(write_text(blocked.to_str().unwrap(), "{}").is_err());
+    }
 
     #[test]
     fn percentages() {
