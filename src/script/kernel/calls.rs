@@ -73,11 +73,11 @@ impl KernelStack {
                     return Err(listen_port_zero(line));
                 }
                 let fd = self.sock(line, n)?;
-                let backlog = i32::try_from(int_arg(line, c, 1)?)
-                    .map_err(|e| fail(line, format!("listen(): backlog: {e}")))
-                    .and_then(|n| {
-                        Backlog::new(n).map_err(|e| fail(line, format!("listen(): backlog: {e}")))
-                    })?;
+                let n = int_arg(line, c, 1)?;
+                let backlog = i32::try_from(n)
+                    .ok()
+                    .and_then(|b| Backlog::new(b).ok())
+                    .ok_or_else(|| fail(line, format!("listen(): backlog {n} is out of range")))?;
                 match bind_to(fd.as_raw_fd(), SCRIPT_PORT).and_then(|()| listen(fd, backlog)) {
                     Ok(()) => Ok(0),
                     Err(e) => errno(e),
