@@ -198,6 +198,38 @@ pub struct Args {
 /// to one port).
 const MAX_NETNS_SOURCE_IPS: u32 = 4096;
 
+/// The private block `ip` lies in, as its first address: RFC 1918's three,
+/// shared address space (RFC 6598) and the benchmarking range (RFC 2544).
+fn private_block(ip: Ipv4Addr) -> Option<u32> {
+    const BLOCKS: [([u8; 4], u32); 5] = [
+        ([10, 0, 0, 0], 8),
+        ([172, 16, 0, 0], 12),
+        ([192, 168, 0, 0], 16),
+        ([100, 64, 0, 0], 10),
+        ([198, 18, 0, 0], 15),
+    ];
+    let ip = u32::from(ip);
+    BLOCKS.iter().find_map(|&(net, bits)| {
+        let net = u32::from(Ipv4Addr::from(net));
+        (ip >> (32 - bits) == net >> (32 - bits)).then_some(net)
+    })
+}
+
+/// Whether an `http://HOST:PORT/...` URL names a loopback host
+/// (`localhost`, 127/8 or `[::1]`).
+fn url_is_loopback(url: &str) -> bool {
+    let rest = url.strip_prefix("http://").unwrap_or(url);
+    let authority = rest.split('/').next().unwrap_or_default();
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
+    };
+    host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 fn parse_ports(s: &str) -> Result<(u16, u16), String> {
     let (a, b) = s
         .split_once('-')
@@ -237,6 +269,15 @@ impl Args {
             "--client-ips must be in 1..=65536".into()
         })?;
         self.validate_kernel_target()?;
+        teardown::cli::ensure(
+            url_is_loopback(&self.metrics_url) || self.allow_non_loopback,
+            || {
+                format!(
+                    "--metrics-url {} is not on loopback; pass --allow-non-loopback to read it",
+                    self.metrics_url
+                )
+            },
+        )?;
         teardown::cli::ensure(self.target.ip().is_loopback() || self.spawn_server, || {
             format!(
                 "--target {} is not loopback; loadgen only runs on loopback",
@@ -262,16 +303,18 @@ impl Args {
             })?;
         }
         if self.netns {
-            // Added to the host's end of the pair: real, routable, and few.
+            // Added to the host's end of the pair for the run: few, and
+            // private, so that none stands in for a host the machine could
+            // otherwise reach.
             return match self.source_ips {
                 Some((lo, hi)) => teardown::cli::ensure(
-                    !lo.is_loopback()
-                        && !hi.is_loopback()
+                    matches!((private_block(lo), private_block(hi)), (Some(a), Some(b)) if a == b)
                         && u32::from(hi) - u32::from(lo) < MAX_NETNS_SOURCE_IPS,
                     || {
                         format!(
                             "--netns --source-ips {lo}-{hi}: at most {MAX_NETNS_SOURCE_IPS} \
-                             addresses outside 127.0.0.0/8"
+                             addresses in one private block (10/8, 172.16/12, 192.168/16, \
+                             100.64/10 or 198.18/15)"
                         )
                     },
                 ),

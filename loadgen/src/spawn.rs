@@ -12,7 +12,9 @@ use serde_json::Value;
 
 use crate::Args;
 
-/// A `teardown serve` child process.
+/// A `teardown serve` child process, killed and reaped if it is dropped still
+/// running (a run that ends early by an error or a panic), as `Child` alone
+/// is not; [`Spawned::stop`] ends it in order.
 pub struct Spawned {
     child: Child,
     pub udp: SocketAddr,
@@ -45,6 +47,15 @@ fn server_bin(args: &Args) -> anyhow::Result<PathBuf> {
         "no teardown binary next to {}; build it or pass --server-bin",
         exe.display()
     )
+}
+
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
 }
 
 impl Spawned {
@@ -84,13 +95,23 @@ impl Spawned {
         if args.kernel {
             cmd.args(["--kernel-listen", "127.0.0.1:0"]);
         }
-        let mut child = cmd
+        let child = cmd
             .stdout(Stdio::piped())
             .stderr(Stdio::from(std::fs::File::create(&log)?))
             .stdin(Stdio::null())
             .spawn()
             .with_context(|| format!("starting {}", bin.display()))?;
-        let stdout = child.stdout.take().context("no stdout pipe")?;
+        // Held from here on, so that any failure below stops it (Drop).
+        let mut s = Spawned {
+            child,
+            udp: SocketAddr::from(([127, 0, 0, 1], 0)),
+            workers: 0,
+            metrics_url: String::new(),
+            kernel: None,
+            json,
+            log,
+        };
+        let stdout = s.child.stdout.take().context("no stdout pipe")?;
         let mut line = String::new();
         BufReader::new(stdout).read_line(&mut line)?;
         let field = |k: &str| {
@@ -101,22 +122,16 @@ impl Spawned {
         let (Some(udp), Some(workers), Some(metrics)) =
             (field("udp="), field("workers="), field("metrics="))
         else {
-            let _ = child.kill();
-            let _ = child.wait();
             bail!(
                 "the server did not start (ready line {line:?}); see {}",
-                log.display()
+                s.log.display()
             );
         };
-        Ok(Spawned {
-            udp: udp.parse()?,
-            workers: workers.parse()?,
-            metrics_url: format!("http://{metrics}/metrics"),
-            kernel: field("kernel=").and_then(|k| k.parse().ok()),
-            child,
-            json,
-            log,
-        })
+        s.udp = udp.parse()?;
+        s.workers = workers.parse()?;
+        s.metrics_url = format!("http://{metrics}/metrics");
+        s.kernel = field("kernel=").and_then(|k| k.parse().ok());
+        Ok(s)
     }
 
     /// SIGTERM, wait for the exit, read the final report it wrote.

@@ -13,7 +13,7 @@
 use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::time::Duration;
 
@@ -87,7 +87,24 @@ pub fn run(args: &Args) -> anyhow::Result<Report> {
     let target = args
         .kernel_target
         .context("--workers needs --kernel-target or --netns")?;
-    spawn_and_merge(args, &common, target, None, &AtomicBool::new(false))
+    let signals = crate::real::Interrupt::on_signals()?;
+    spawn_and_merge(args, &common, target, None, &signals.flag)
+}
+
+/// The workers started so far, each with its report's path: killed and
+/// reaped if the run ends before they do (a later worker failed to start,
+/// an error, a panic), as `Child` alone is not.
+struct Workers(Vec<(Child, PathBuf)>);
+
+impl Drop for Workers {
+    fn drop(&mut self) {
+        for (c, _) in &mut self.0 {
+            if matches!(c.try_wait(), Ok(None)) {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
+    }
 }
 
 /// Runs the workers with `common` flags and their shares, reads the host (and
@@ -107,7 +124,7 @@ fn spawn_and_merge(
     let base = args.shard.unwrap_or(Shard { index: 0, count: 1 });
     let k = args.workers;
     let watch = host::Watch::start(target, server_netns, None)?;
-    let mut children = Vec::new();
+    let mut children = Workers(Vec::new());
     for w in 0..k {
         let shard = Shard {
             index: base.index * k + w,
@@ -127,15 +144,16 @@ fn spawn_and_merge(
             .stdout(Stdio::null())
             .spawn()
             .with_context(|| format!("starting worker {w} ({})", exe.display()))?;
-        children.push((child, json));
+        children.0.push((child, json));
     }
     let mut signalled = false;
     while children
+        .0
         .iter_mut()
         .any(|(c, _)| matches!(c.try_wait(), Ok(None)))
     {
         if interrupted.load(Relaxed) && !signalled {
-            for (c, _) in &children {
+            for (c, _) in &children.0 {
                 let _ = kill(Pid::from_raw(c.id() as i32), Signal::SIGINT);
             }
             signalled = true;
@@ -144,7 +162,8 @@ fn spawn_and_merge(
     }
     let mut reports = Vec::new();
     let mut failed = Vec::new();
-    for (w, (mut child, json)) in children.into_iter().enumerate() {
+    // All have exited: nothing is left for the guard to kill.
+    for (w, (mut child, json)) in std::mem::take(&mut children.0).into_iter().enumerate() {
         let status = child.wait()?;
         // A worker that leaked connections exits 1 but still wrote its report.
         match std::fs::read_to_string(&json) {

@@ -342,3 +342,28 @@ fn the_binary_reports_its_own_peak_heap() {
     let lib = spawned(&["--threads", "1", "--connections", "100"]);
     assert!(lib.json["peak_heap_bytes"].is_null(), "{:#}", lib.json);
 }
+
+/// A spawned server that the run drops without stopping it (an error or a
+/// panic on the way) goes with it: its metrics port closes. (`Child` alone
+/// is not killed when dropped; the server used to outlive a failed run.)
+#[test]
+fn a_dropped_spawned_server_is_stopped() {
+    let bin = common::teardown_bin();
+    let args = loadgen::Args::parse_from([
+        "loadgen",
+        "--spawn-server",
+        "--server-bin",
+        &bin,
+        "--server-threads",
+        "1",
+    ]);
+    let s = loadgen::spawn::Spawned::start(&args).unwrap();
+    let addr = s
+        .metrics_url
+        .trim_start_matches("http://")
+        .trim_end_matches("/metrics")
+        .to_string();
+    assert!(std::net::TcpStream::connect(&addr).is_ok(), "{addr}");
+    drop(s);
+    assert!(std::net::TcpStream::connect(&addr).is_err(), "{addr}");
+}

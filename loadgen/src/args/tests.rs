@@ -38,3 +38,41 @@ fn a_spawned_server_shares_the_cores_and_keeps_the_concurrency_live() {
     let one = Args::parse_from(["loadgen", "--spawn-server", "--concurrency", "1"]);
     assert_eq!(one.server_keep(), Some(0));
 }
+
+/// Traffic stays on loopback or in the run's own namespace: a metrics URL
+/// elsewhere needs `--allow-non-loopback`, and `--netns --source-ips` takes
+/// only private addresses, which the run adds to the host for its duration.
+#[test]
+fn metrics_and_netns_sources_stay_off_other_hosts() {
+    use clap::Parser;
+    let ok = |v: &[&str]| {
+        let mut argv = vec!["loadgen"];
+        argv.extend_from_slice(v);
+        Args::parse_from(argv).validate().is_ok()
+    };
+    assert!(ok(&[]));
+    assert!(ok(&["--metrics-url", "http://localhost:9171/metrics"]));
+    assert!(ok(&["--metrics-url", "http://[::1]:9171/metrics"]));
+    assert!(!ok(&["--metrics-url", "http://example.com:9171/metrics"]));
+    assert!(!ok(&["--metrics-url", "http://10.0.0.1:9171/metrics"]));
+    assert!(ok(&[
+        "--metrics-url",
+        "http://10.0.0.1:9171/metrics",
+        "--allow-non-loopback"
+    ]));
+    let netns = |range: &str| {
+        ok(&[
+            "--kernel",
+            "--netns",
+            "--server-cmd",
+            "nginx",
+            "--source-ips",
+            range,
+        ])
+    };
+    assert!(netns("10.201.0.1-10.201.0.32"));
+    assert!(netns("198.18.0.1-198.18.1.0"));
+    assert!(!netns("8.8.8.8-8.8.8.9"), "public");
+    assert!(!netns("10.255.255.250-11.0.0.5"), "past its block");
+    assert!(!netns("127.0.0.2-127.0.0.5"), "loopback");
+}

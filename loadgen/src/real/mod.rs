@@ -139,6 +139,32 @@ pub fn run(args: &Args) -> anyhow::Result<Report> {
     drive(args, target, None, &AtomicBool::new(false))
 }
 
+/// A flag that SIGINT or SIGTERM sets while this lives, in place of their
+/// default action (which would end the process and leave what it started).
+pub(crate) struct Interrupt {
+    pub(crate) flag: Arc<AtomicBool>,
+    ids: Vec<signal_hook::SigId>,
+}
+
+impl Interrupt {
+    pub(crate) fn on_signals() -> anyhow::Result<Interrupt> {
+        let flag = Arc::new(AtomicBool::new(false));
+        let mut ids = Vec::new();
+        for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+            ids.push(signal_hook::flag::register(signal, flag.clone())?);
+        }
+        Ok(Interrupt { flag, ids })
+    }
+}
+
+impl Drop for Interrupt {
+    fn drop(&mut self) {
+        for &id in &self.ids {
+            signal_hook::low_level::unregister(id);
+        }
+    }
+}
+
 /// `--netns`: creates the namespace, starts `--server-cmd` there, applies
 /// `--loss`, and runs `f` against the server with a flag that SIGINT or
 /// SIGTERM sets; the namespace goes when this returns, however it returns.
@@ -150,28 +176,21 @@ pub fn with_lab(
         .server_cmd
         .as_deref()
         .context("--netns needs --server-cmd")?;
-    let interrupted = Arc::new(AtomicBool::new(false));
-    let mut handlers = Vec::new();
-    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        handlers.push(signal_hook::flag::register(signal, interrupted.clone())?);
-    }
-    let result = (|| {
+    let signals = Interrupt::on_signals()?;
+    let interrupted = &signals.flag;
+    (|| {
         let mut lab = lab::Lab::create()?;
         if let Some(range) = args.source_ips {
             lab.add_client_ips(range)?;
         }
-        lab.start_server(cmd, args.netns_port, &interrupted)?;
+        lab.start_server(cmd, args.netns_port, interrupted)?;
         if args.loss > 0.0 {
             lab.set_loss(args.loss)?;
         }
-        let mut report = f(&lab, lab.target(args.netns_port), &interrupted)?;
+        let mut report = f(&lab, lab.target(args.netns_port), interrupted)?;
         report.json["netns"] = lab.json(args.netns_port, cmd);
         Ok(report)
-    })();
-    for h in handlers {
-        signal_hook::low_level::unregister(h);
-    }
-    result
+    })()
 }
 
 fn drive(
