@@ -98,12 +98,28 @@ fn a_server_that_does_not_listen_fails_the_run_and_leaves_nothing() {
     );
 }
 
+/// The loadgen under test, interrupted and reaped if an assertion fails
+/// before the test does it: SIGINT, so that it takes its namespace, its
+/// loss rules and its server down, as the test checks it does.
+struct Interrupted(std::process::Child);
+
+impl Drop for Interrupted {
+    fn drop(&mut self) {
+        if matches!(self.0.try_wait(), Ok(None)) {
+            let _ = Command::new("kill")
+                .args(["-INT", &self.0.id().to_string()])
+                .status();
+            let _ = self.0.wait();
+        }
+    }
+}
+
 #[test]
 fn sigint_tears_the_namespace_and_the_server_down() {
     let Some(_serial) = tools() else {
         return;
     };
-    let mut child = Command::new(env!("CARGO_BIN_EXE_loadgen"))
+    let child = Command::new(env!("CARGO_BIN_EXE_loadgen"))
         .args(["--kernel", "--netns", "--server-cmd", &server_cmd()])
         .args(["--netns-port", "7172", "--rate", "20", "--duration", "600s"])
         .args(["--loss", "0.01"])
@@ -112,7 +128,8 @@ fn sigint_tears_the_namespace_and_the_server_down() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let name = format!("loadgen-{}-0", child.id());
+    let mut child = Interrupted(child);
+    let name = format!("loadgen-{}-0", child.0.id());
     // Wait for the server to be in the namespace, and note its processes.
     let deadline = Instant::now() + Duration::from_secs(60);
     let pids = loop {
@@ -130,17 +147,17 @@ fn sigint_tears_the_namespace_and_the_server_down() {
             break pids;
         }
         assert!(Instant::now() < deadline, "no server in {name}");
-        assert!(child.try_wait().unwrap().is_none(), "loadgen ended early");
+        assert!(child.0.try_wait().unwrap().is_none(), "loadgen ended early");
         std::thread::sleep(Duration::from_millis(50));
     };
     // Let connections flow for a moment, then interrupt.
     std::thread::sleep(Duration::from_millis(500));
     let status = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
+        .args(["-INT", &child.0.id().to_string()])
         .status()
         .unwrap();
     assert!(status.success());
-    let status = child.wait().unwrap();
+    let status = child.0.wait().unwrap();
     assert_eq!(status.code(), Some(1), "an interrupted run is a failed run");
     assert!(gone(&name), "{name} left behind: {}", namespaces());
     let _ = std::fs::remove_file(std::env::temp_dir().join(format!("{name}.server.log")));
