@@ -127,6 +127,13 @@ pub(crate) fn run(args: &Args, spawned: Option<&spawn::Spawned>) -> anyhow::Resu
             b.set_position(accounted);
             b.set_message(state_line(&progress, opened, accounted, started));
         }
+        // A worker ends only when told to: one that ended by itself failed,
+        // and its error or panic comes with the join below, now rather than
+        // after the whole --timeout.
+        if handles.iter().any(|h| h.is_finished()) {
+            timed_out = false;
+            break;
+        }
         if progress.iter().all(|p| p.done.load(Relaxed)) {
             // The clients are done; the server must agree before the run ends. The
             // client workers keep running meanwhile, to answer its retransmissions.

@@ -114,10 +114,14 @@ impl Server {
                 Arc::clone(&stop),
             )?;
             wakers.push(w.waker());
+            let ended = StopOnExit(Arc::clone(&stop));
             handles.push(
                 std::thread::Builder::new()
                     .name(format!("serve-{i}"))
-                    .spawn(move || w.run())?,
+                    .spawn(move || {
+                        let _ended = ended;
+                        w.run()
+                    })?,
             );
         }
         let kernel_hold = match args.close {
@@ -231,9 +235,32 @@ pub fn main(args: ServeArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Held by a worker thread: however it ends, by the stop it was asked for,
+/// an error or a panic, the whole server stops, so that a dead shard is not
+/// served around (its tuples dropped unseen) until someone signals.
+struct StopOnExit(Arc<AtomicBool>);
+
+impl Drop for StopOnExit {
+    fn drop(&mut self) {
+        self.0.store(true, Relaxed);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_worker_that_panics_stops_the_server() {
+        let stop = Arc::new(AtomicBool::new(false));
+        let ended = StopOnExit(Arc::clone(&stop));
+        let worker = std::thread::spawn(move || {
+            let _ended = ended;
+            panic!("a worker's bug");
+        });
+        assert!(worker.join().is_err());
+        assert!(stop.load(Relaxed));
+    }
 
     #[test]
     fn route_is_stable_and_spreads() {
