@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use nix::sys::signal::{killpg, Signal};
+use nix::sys::signal::{kill, killpg, Signal};
 use nix::unistd::Pid;
 use serde_json::{json, Value};
 use teardown::kernel::state::TcpState;
@@ -336,11 +336,39 @@ impl Lab {
         let _ = killpg(group, Signal::SIGKILL);
         let _ = child.wait();
     }
+
+    /// The processes still in the namespace once the server's group is
+    /// gone: a `--server-cmd` that daemonized left that group (nginx's
+    /// `daemon on`), and would outlive `ip netns del`. SIGTERM, then SIGKILL
+    /// for any left after `STOP_WAIT`.
+    fn stop_stragglers(&self) {
+        let pids = || -> Vec<Pid> {
+            ip(&["netns", "pids", &self.name])
+                .unwrap_or_default()
+                .split_whitespace()
+                .filter_map(|p| p.parse().ok().map(Pid::from_raw))
+                .collect()
+        };
+        for p in pids() {
+            let _ = kill(p, Signal::SIGTERM);
+        }
+        let deadline = Instant::now() + STOP_WAIT;
+        while Instant::now() < deadline {
+            if pids().is_empty() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        for p in pids() {
+            let _ = kill(p, Signal::SIGKILL);
+        }
+    }
 }
 
 impl Drop for Lab {
     fn drop(&mut self) {
         self.stop_server();
+        self.stop_stragglers();
         // The rules, then the pair (deleting one end deletes both), then the
         // namespace. Each may already be gone after a partial create.
         if self.loss.is_some() {

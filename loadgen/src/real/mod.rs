@@ -139,8 +139,9 @@ pub fn run(args: &Args) -> anyhow::Result<Report> {
     drive(args, target, None, &AtomicBool::new(false))
 }
 
-/// A flag that SIGINT or SIGTERM sets while this lives, in place of their
-/// default action (which would end the process and leave what it started).
+/// A flag that SIGINT, SIGTERM or SIGHUP (the terminal gone) sets while
+/// this lives, in place of their default action (which would end the
+/// process and leave what it started).
 pub(crate) struct Interrupt {
     pub(crate) flag: Arc<AtomicBool>,
     ids: Vec<signal_hook::SigId>,
@@ -150,7 +151,8 @@ impl Interrupt {
     pub(crate) fn on_signals() -> anyhow::Result<Interrupt> {
         let flag = Arc::new(AtomicBool::new(false));
         let mut ids = Vec::new();
-        for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+        for signal in [SIGINT, SIGTERM, SIGHUP] {
             ids.push(signal_hook::flag::register(signal, flag.clone())?);
         }
         Ok(Interrupt { flag, ids })

@@ -325,3 +325,32 @@ fn source_addresses_reach_a_server_of_several_processes() {
     assert!(!addrs.contains(&format!("{lo}/32")), "{addrs}");
     std::fs::remove_file(r["netns"]["server_log"].as_str().unwrap()).unwrap();
 }
+
+/// A `--server-cmd` that daemonizes leaves the process group loadgen stops
+/// (nginx's `daemon on` does): the run fails, as the command exited before
+/// anything listened, and the daemon goes with the namespace instead of
+/// outliving it.
+#[test]
+fn a_daemonized_server_goes_with_the_namespace() {
+    let Some(_serial) = tools() else {
+        return;
+    };
+    // A sleep no other process runs: its length names it.
+    let secs = (6_000 + std::process::id() % 1_000).to_string();
+    let out = Command::new(env!("CARGO_BIN_EXE_loadgen"))
+        .args(["--kernel", "--netns", "--connections", "10", "--quiet"])
+        .args([
+            "--server-cmd",
+            &format!("setsid sleep {secs} </dev/null >/dev/null 2>&1 &"),
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("before listening"), "{err}");
+    let sleeping = std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| std::fs::read(e.ok()?.path().join("cmdline")).ok())
+        .any(|c| c == format!("sleep\0{secs}\0").as_bytes());
+    assert!(!sleeping, "sleep {secs} outlived its namespace");
+}
