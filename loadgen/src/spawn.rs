@@ -1,6 +1,5 @@
 //! `--spawn-server`: one command runs a whole stress test, server included.
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -112,8 +111,9 @@ impl Spawned {
             log,
         };
         let stdout = s.child.stdout.take().context("no stdout pipe")?;
-        let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line)?;
+        let line =
+            teardown::service::procs::ready_line(stdout, teardown::service::procs::READY_WAIT)
+                .with_context(|| format!("the server; see {}", s.log.display()))?;
         let field = |k: &str| {
             line.split_whitespace()
                 .find_map(|w| w.strip_prefix(k))

@@ -16,7 +16,7 @@
 use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitCode, Stdio};
+use std::process::{Child, ChildStdout, Command, ExitCode, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -127,6 +127,25 @@ pub fn follow_parent(parent: u32) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// How long a child server may take to say it is ready.
+pub const READY_WAIT: Duration = Duration::from_secs(60);
+
+/// A child's ready line, read from its stdout `out` within `within`: a child
+/// that hangs before it is ready must not hang its parent, which then stops
+/// it (its guard kills it; the reader ends with the pipe).
+pub fn ready_line(out: ChildStdout, within: Duration) -> anyhow::Result<String> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let read = BufReader::new(out).read_line(&mut line).map(|_| line);
+        let _ = tx.send(read);
+    });
+    match rx.recv_timeout(within) {
+        Ok(read) => Ok(read?),
+        Err(_) => bail!("no ready line within {within:?}"),
+    }
+}
+
 /// A ready line's `key=` field.
 fn field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
     line.split_whitespace().find_map(|w| w.strip_prefix(key))
@@ -160,8 +179,8 @@ pub fn main(args: &ServeArgs) -> anyhow::Result<ExitCode> {
             .with_context(|| format!("starting {}", exe.display()))?;
         let stdout = child.stdout.take().context("no stdout pipe")?;
         children.0.push(child);
-        let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line)?;
+        let line = ready_line(stdout, READY_WAIT)
+            .with_context(|| format!("server process {i}; see {}", log.display()))?;
         if field(&line, "kernel=").is_none() {
             let said = std::fs::read_to_string(&log).unwrap_or_default();
             bail!("server process {i} did not start: {}", said.trim());
@@ -275,6 +294,32 @@ pub fn merge(reports: &[Value]) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A child that never says it is ready does not hold its parent past the
+    /// wait; one that does is read.
+    #[test]
+    fn ready_lines_are_waited_for_within_a_bound() {
+        let spawn = |script: &str| {
+            Command::new("sh")
+                .args(["-c", script])
+                .stdout(Stdio::piped())
+                .spawn()
+                .unwrap()
+        };
+        let mut mute = spawn("sleep 30");
+        let out = mute.stdout.take().unwrap();
+        // Still running, so a plain read would still be waiting.
+        let err = ready_line(out, Duration::from_millis(200)).unwrap_err();
+        assert!(err.to_string().contains("no ready line"), "{err}");
+        assert!(mute.try_wait().unwrap().is_none());
+        mute.kill().unwrap();
+        mute.wait().unwrap();
+        let mut ready = spawn("echo serving udp=1; sleep 30");
+        let out = ready.stdout.take().unwrap();
+        assert_eq!(ready_line(out, READY_WAIT).unwrap(), "serving udp=1\n");
+        ready.kill().unwrap();
+        ready.wait().unwrap();
+    }
 
     #[test]
     fn children_get_their_own_ports_and_a_share_of_the_limit() {
