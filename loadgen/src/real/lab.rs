@@ -106,15 +106,21 @@ fn fed(cmd: &mut Command, input: &str, name: &str, program: &str) -> anyhow::Res
         .stderr(Stdio::piped())
         .spawn()
         .with_context(|| format!("running {program}"))?;
-    if let Some(mut stdin) = child.stdin.take() {
-        use std::io::Write;
-        stdin.write_all(input.as_bytes())?;
-    }
+    // A command that stops at its first error (`ip -batch`) closes its input
+    // early: its stderr says why, which a broken pipe reported first hid.
+    // The child is reaped either way.
+    let wrote = match child.stdin.take() {
+        Some(mut stdin) => {
+            use std::io::Write;
+            stdin.write_all(input.as_bytes())
+        }
+        None => Ok(()),
+    };
     let out = child.wait_with_output()?;
     if !out.status.success() {
         bail!("{name}: {}", String::from_utf8_lossy(&out.stderr).trim());
     }
-    Ok(())
+    wrote.with_context(|| format!("{name}: writing its input"))
 }
 
 impl Lab {
@@ -385,5 +391,24 @@ impl Drop for Lab {
         if let Err(e) = ip(&["netns", "del", &self.name]) {
             eprintln!("loadgen: removing namespace {}: {e:#}", self.name);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A command that fails on its first line and closes its input is
+    /// reported by what it said, not by the broken pipe of the rest.
+    #[test]
+    fn a_command_that_stops_early_says_why() {
+        let input = "x\n".repeat(1 << 20);
+        let mut cmd = Command::new("sh");
+        cmd.args(["-c", "read line; echo \"bad line: $line\" >&2; exit 1"]);
+        let err = fed(&mut cmd, &input, "sh -c", "sh").unwrap_err();
+        assert_eq!(err.to_string(), "sh -c: bad line: x");
+        let mut ok = Command::new("sh");
+        ok.args(["-c", "cat >/dev/null"]);
+        fed(&mut ok, &input, "cat", "sh").unwrap();
     }
 }
