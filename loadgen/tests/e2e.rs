@@ -367,3 +367,59 @@ fn a_dropped_spawned_server_is_stopped() {
     drop(s);
     assert!(std::net::TcpStream::connect(&addr).is_err(), "{addr}");
 }
+
+/// A spawned server whose loadgen is killed outright (SIGKILL: no chance to
+/// stop it) is sent SIGTERM by the kernel (`PR_SET_PDEATHSIG`) and exits.
+#[test]
+fn a_spawned_server_dies_with_loadgen() {
+    let bin = common::teardown_bin();
+    let mut lg = std::process::Command::new(env!("CARGO_BIN_EXE_loadgen"))
+        .args([
+            "--spawn-server",
+            "--server-bin",
+            &bin,
+            "--server-threads",
+            "1",
+        ])
+        .args(["--connections", "100000000", "--rate", "10", "--quiet"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // The server: loadgen's child, once it is there.
+    let stat = |pid: &str| std::fs::read_to_string(format!("/proc/{pid}/stat")).ok();
+    let child_of = |parent: u32| {
+        std::fs::read_dir("/proc").unwrap().find_map(|e| {
+            let pid = e.ok()?.file_name().into_string().ok()?;
+            let s = stat(&pid)?;
+            // pid (comm) state ppid ...: comm may hold spaces, so split after ')'.
+            let ppid = s.rsplit_once(')')?.1.split_whitespace().nth(1)?;
+            (ppid == parent.to_string() && s.contains("(teardown)")).then_some(pid)
+        })
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let server = loop {
+        if let Some(pid) = child_of(lg.id()) {
+            break pid;
+        }
+        assert!(std::time::Instant::now() < deadline, "no server started");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    lg.kill().unwrap();
+    lg.wait().unwrap();
+    // Gone, or a zombie waiting for whoever inherited it.
+    let dead = |pid: &str| {
+        stat(pid).is_none_or(|s| {
+            s.rsplit_once(')')
+                .is_some_and(|(_, r)| r.trim_start().starts_with('Z'))
+        })
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !dead(&server) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "server {server} outlived its loadgen"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
