@@ -1,7 +1,6 @@
 //! `--spawn-server`: one command runs a whole stress test, server included.
 
 use std::net::SocketAddr;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -95,20 +94,9 @@ impl Spawned {
         if args.kernel {
             cmd.args(["--kernel-listen", "127.0.0.1:0"]);
         }
-        // SAFETY: the closure runs in the child between fork and exec, where
-        // only async-signal-safe calls may be made: prctl(2) is one system
-        // call and reads nothing of the parent's memory. Tested by
-        // `a_spawned_server_dies_with_loadgen`.
-        unsafe {
-            cmd.pre_exec(|| {
-                // If loadgen dies without stopping the server (SIGKILL, a
-                // crash), the server is sent SIGTERM, its own orderly stop.
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) == -1 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
+        // If loadgen dies without stopping the server (SIGKILL, a crash), the
+        // server is sent SIGTERM, its own orderly stop (`procs::follow_parent`).
+        cmd.arg("--parent").arg(std::process::id().to_string());
         let child = cmd
             .stdout(Stdio::piped())
             .stderr(Stdio::from(std::fs::File::create(&log)?))

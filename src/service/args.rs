@@ -69,6 +69,10 @@ pub struct ServeArgs {
     /// kernel listener, and a stop when the parent dies.
     #[arg(long, hide = true)]
     pub process_of: Option<u32>,
+    /// Stop (as on SIGTERM) when process PID, which started this server,
+    /// dies: what `loadgen --spawn-server` passes.
+    #[arg(long, hide = true)]
+    pub parent: Option<u32>,
 }
 
 impl Default for ServeArgs {
@@ -88,6 +92,7 @@ impl Default for ServeArgs {
             max_tw_buckets: None,
             processes: 1,
             process_of: None,
+            parent: None,
         }
     }
 }

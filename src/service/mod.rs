@@ -220,7 +220,7 @@ pub fn main(args: ServeArgs) -> anyhow::Result<ExitCode> {
     if args.processes > 1 {
         return procs::main(&args);
     }
-    if let Some(parent) = args.process_of {
+    if let Some(parent) = args.process_of.or(args.parent) {
         procs::follow_parent(parent)?;
     }
     let server = Server::start(&args, true)?;

@@ -116,13 +116,14 @@ pub fn child_args(args: &ServeArgs, i: usize, json: &Path) -> Vec<String> {
     v
 }
 
-/// In a child: SIGTERM when `parent` dies (`PR_SET_PDEATHSIG`), so that no
-/// server outlives a parent that was killed; fails if it has died already.
+/// In a child (of `--processes`, or of `loadgen --spawn-server`): SIGTERM
+/// when `parent` dies (`PR_SET_PDEATHSIG`), so that no server outlives a
+/// parent that was killed; fails if it has died already.
 pub fn follow_parent(parent: u32) -> anyhow::Result<()> {
     nix::sys::prctl::set_pdeathsig(Signal::SIGTERM).context("PR_SET_PDEATHSIG")?;
     // The parent may have died before the call above took effect.
     if nix::unistd::getppid().as_raw() as u32 != parent {
-        bail!("the --processes parent {parent} is gone");
+        bail!("the parent {parent} is gone");
     }
     Ok(())
 }
