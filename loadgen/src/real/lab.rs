@@ -123,6 +123,74 @@ fn fed(cmd: &mut Command, input: &str, name: &str, program: &str) -> anyhow::Res
     wrote.with_context(|| format!("{name}: writing its input"))
 }
 
+/// Stops the processes in namespace `ns`: SIGTERM, then SIGKILL for any
+/// left after `STOP_WAIT`. Once the server's group is gone, what is left is
+/// a `--server-cmd` that daemonized and so left that group (nginx's `daemon
+/// on`), which would outlive `ip netns del`.
+fn stop_all_in(ns: &str) {
+    let pids = || -> Vec<Pid> {
+        ip(&["netns", "pids", ns])
+            .unwrap_or_default()
+            .split_whitespace()
+            .filter_map(|p| p.parse().ok().map(Pid::from_raw))
+            .collect()
+    };
+    for p in pids() {
+        let _ = kill(p, Signal::SIGTERM);
+    }
+    let deadline = Instant::now() + STOP_WAIT;
+    while Instant::now() < deadline {
+        if pids().is_empty() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    for p in pids() {
+        let _ = kill(p, Signal::SIGKILL);
+    }
+}
+
+/// What a run killed outright left behind (SIGKILL, which no guard sees):
+/// each namespace `loadgen-PID-N` whose PID no longer runs, with what still
+/// runs in it, its host table of loss rules and the host end of its pair.
+/// Another live run's are kept.
+fn clear_stale() {
+    let Ok(list) = ip(&["netns", "list"]) else {
+        return;
+    };
+    for name in list.lines().filter_map(|l| l.split_whitespace().next()) {
+        let Some((pid, n)) = name
+            .strip_prefix("loadgen-")
+            .and_then(|r| r.split_once('-'))
+        else {
+            continue;
+        };
+        let (Ok(pid), Ok(n)) = (pid.parse::<u32>(), n.parse::<u32>()) else {
+            continue;
+        };
+        if std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            continue;
+        }
+        eprintln!("loadgen: removing {name}, left by a run that was killed");
+        stop_all_in(name);
+        let _ = nft(None, &format!("delete table netdev {}\n", host_table(name)));
+        let _ = ip(&["link", "del", &host_if(pid, n)]);
+        let _ = ip(&["netns", "del", name]);
+    }
+}
+
+/// The host's table of loss rules for namespace `ns` (the namespace has its
+/// own, `TABLE`).
+fn host_table(ns: &str) -> String {
+    format!("{TABLE}_{}", ns.replace('-', "_"))
+}
+
+/// The host end of run `pid`'s `n`-th pair: at most 15 bytes (IFNAMSIZ - 1),
+/// "lg" + pid (at most 7 digits) + "v" + n.
+fn host_if(pid: u32, n: u32) -> String {
+    format!("lg{pid}v{}", n % 100_000)
+}
+
 impl Lab {
     /// Creates the namespace, the veth pair and its addresses. On any failure
     /// the guard undoes what was done.
@@ -130,14 +198,14 @@ impl Lab {
         static NEXT: AtomicU32 = AtomicU32::new(0);
         let n = NEXT.fetch_add(1, Relaxed);
         let pid = std::process::id();
+        clear_stale();
         let net = addr::free_slash30()?;
         let name = format!("loadgen-{pid}-{n}");
         ip(&["netns", "add", &name])?;
         // From here on the guard undoes what was done.
         let lab = Lab {
             name,
-            // At most 15 bytes (IFNAMSIZ - 1): "lg" + pid (<= 7 digits) + "v" + n.
-            host_if: format!("lg{pid}v{}", n % 100_000),
+            host_if: host_if(pid, n),
             client_ip: Ipv4Addr::from(net + 1),
             server_ip: Ipv4Addr::from(net + 2),
             server: None,
@@ -271,14 +339,9 @@ impl Lab {
         self.loss = Some(p);
         nft(
             None,
-            &table("to_client", &self.host_if).replace(TABLE, &self.host_table()),
+            &table("to_client", &self.host_if).replace(TABLE, &host_table(&self.name)),
         )?;
         Ok(())
-    }
-
-    /// The host's loss table: one per run, named after it.
-    fn host_table(&self) -> String {
-        format!("{TABLE}_{}", self.name.replace('-', "_"))
     }
 
     /// Segments the loss rules dropped so far, (to the server, to the client).
@@ -304,7 +367,7 @@ impl Lab {
         };
         Ok((
             count(Some(&self.name), TABLE)?,
-            count(None, &self.host_table())?,
+            count(None, &host_table(&self.name))?,
         ))
     }
 
@@ -342,43 +405,16 @@ impl Lab {
         let _ = killpg(group, Signal::SIGKILL);
         let _ = child.wait();
     }
-
-    /// The processes still in the namespace once the server's group is
-    /// gone: a `--server-cmd` that daemonized left that group (nginx's
-    /// `daemon on`), and would outlive `ip netns del`. SIGTERM, then SIGKILL
-    /// for any left after `STOP_WAIT`.
-    fn stop_stragglers(&self) {
-        let pids = || -> Vec<Pid> {
-            ip(&["netns", "pids", &self.name])
-                .unwrap_or_default()
-                .split_whitespace()
-                .filter_map(|p| p.parse().ok().map(Pid::from_raw))
-                .collect()
-        };
-        for p in pids() {
-            let _ = kill(p, Signal::SIGTERM);
-        }
-        let deadline = Instant::now() + STOP_WAIT;
-        while Instant::now() < deadline {
-            if pids().is_empty() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        for p in pids() {
-            let _ = kill(p, Signal::SIGKILL);
-        }
-    }
 }
 
 impl Drop for Lab {
     fn drop(&mut self) {
         self.stop_server();
-        self.stop_stragglers();
+        stop_all_in(&self.name);
         // The rules, then the pair (deleting one end deletes both), then the
         // namespace. Each may already be gone after a partial create.
         if self.loss.is_some() {
-            let host = format!("delete table netdev {}\n", self.host_table());
+            let host = format!("delete table netdev {}\n", host_table(&self.name));
             if let Err(e) = nft(None, &host) {
                 eprintln!(
                     "loadgen: removing the loss rules on {}: {e:#}",

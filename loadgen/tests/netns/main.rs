@@ -354,3 +354,49 @@ fn a_daemonized_server_goes_with_the_namespace() {
         .any(|c| c == format!("sleep\0{secs}\0").as_bytes());
     assert!(!sleeping, "sleep {secs} outlived its namespace");
 }
+
+/// What a run killed outright left (SIGKILL: no guard runs) is cleared by
+/// the next run: a namespace named for a pid that no longer runs, with a
+/// process still in it, goes when another run makes its own.
+#[test]
+fn the_next_run_clears_what_a_killed_run_left() {
+    let Some(_serial) = tools() else {
+        return;
+    };
+    // A pid that ran and is gone.
+    let mut ran = Command::new("true").spawn().unwrap();
+    let dead = ran.id();
+    ran.wait().unwrap();
+    let name = format!("loadgen-{dead}-0");
+    /// Removes the namespace should the test fail before the run does.
+    struct Left(String);
+    impl Drop for Left {
+        fn drop(&mut self) {
+            let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+        }
+    }
+    let _left = Left(name.clone());
+    let ip = |args: &[&str]| assert!(Command::new("ip").args(args).status().unwrap().success());
+    ip(&["netns", "add", &name]);
+    let secs = (7_000 + std::process::id() % 1_000).to_string();
+    let daemon = format!("setsid sleep {secs} </dev/null >/dev/null 2>&1 &");
+    ip(&["netns", "exec", &name, "sh", "-c", &daemon]);
+    // Another run: its server command fails at once, after its lab is made.
+    let out = Command::new(env!("CARGO_BIN_EXE_loadgen"))
+        .args(["--kernel", "--netns", "--connections", "10", "--quiet"])
+        .args(["--server-cmd", "exit 3"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains(&format!("removing {name}")), "{err}");
+    assert!(gone(&name), "{name} left: {}", namespaces());
+    let sleeping = std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| std::fs::read(e.ok()?.path().join("cmdline")).ok())
+        .any(|c| c == format!("sleep\0{secs}\0").as_bytes());
+    assert!(
+        !sleeping,
+        "sleep {secs} outlived the namespace it was left in"
+    );
+}
