@@ -48,17 +48,25 @@ fn loadgen_at(server: &Server, scale: &str, extra: &[&str]) -> loadgen::Report {
     loadgen::run(&loadgen::Args::parse_from(argv)).unwrap()
 }
 
+/// loadgen's flags for a spawned `bin` with one server worker, then `extra`.
+fn spawn_args(bin: &str, extra: &[&str]) -> loadgen::Args {
+    let mut argv = vec![
+        "loadgen",
+        "--spawn-server",
+        "--server-bin",
+        bin,
+        "--server-threads",
+        "1",
+    ];
+    argv.extend_from_slice(extra);
+    loadgen::Args::parse_from(argv)
+}
+
 /// loadgen with `--spawn-server` (one server worker, 1 % loss, time scale
 /// 0.01) and `extra`.
 fn spawned(extra: &[&str]) -> loadgen::Report {
     let bin = common::teardown_bin();
     let mut argv = vec![
-        "loadgen",
-        "--spawn-server",
-        "--server-bin",
-        &bin,
-        "--server-threads",
-        "1",
         "--time-scale",
         "0.01",
         "--loss",
@@ -68,7 +76,7 @@ fn spawned(extra: &[&str]) -> loadgen::Report {
         "--quiet",
     ];
     argv.extend_from_slice(extra);
-    loadgen::run(&loadgen::Args::parse_from(argv)).unwrap()
+    loadgen::run(&spawn_args(&bin, &argv)).unwrap()
 }
 
 fn sum(v: &Value) -> u64 {
@@ -349,15 +357,7 @@ fn the_binary_reports_its_own_peak_heap() {
 #[test]
 fn a_dropped_spawned_server_is_stopped() {
     let bin = common::teardown_bin();
-    let args = loadgen::Args::parse_from([
-        "loadgen",
-        "--spawn-server",
-        "--server-bin",
-        &bin,
-        "--server-threads",
-        "1",
-    ]);
-    let s = loadgen::spawn::Spawned::start(&args).unwrap();
+    let s = loadgen::spawn::Spawned::start(&spawn_args(&bin, &[])).unwrap();
     let addr = s
         .metrics_url
         .trim_start_matches("http://")
