@@ -62,6 +62,20 @@ fn spawn_args(bin: &str, extra: &[&str]) -> loadgen::Args {
     loadgen::Args::parse_from(argv)
 }
 
+/// The loadgen binary, to spawn `bin` with one server worker: the flags of
+/// [`spawn_args`], for a test that needs the process.
+fn spawning(bin: &str) -> std::process::Command {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_loadgen"));
+    cmd.args([
+        "--spawn-server",
+        "--server-bin",
+        bin,
+        "--server-threads",
+        "1",
+    ]);
+    cmd
+}
+
 /// loadgen with `--spawn-server` (one server worker, 1 % loss, time scale
 /// 0.01) and `extra`.
 fn spawned(extra: &[&str]) -> loadgen::Report {
@@ -316,14 +330,7 @@ fn the_binary_reports_its_own_peak_heap() {
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("r.json");
     let bin = common::teardown_bin();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_loadgen"))
-        .args([
-            "--spawn-server",
-            "--server-bin",
-            &bin,
-            "--server-threads",
-            "1",
-        ])
+    let out = spawning(&bin)
         .args([
             "--threads",
             "1",
@@ -373,14 +380,7 @@ fn a_dropped_spawned_server_is_stopped() {
 #[test]
 fn a_spawned_server_dies_with_loadgen() {
     let bin = common::teardown_bin();
-    let mut lg = std::process::Command::new(env!("CARGO_BIN_EXE_loadgen"))
-        .args([
-            "--spawn-server",
-            "--server-bin",
-            &bin,
-            "--server-threads",
-            "1",
-        ])
+    let mut lg = spawning(&bin)
         .args(["--connections", "100000000", "--rate", "10", "--quiet"])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
