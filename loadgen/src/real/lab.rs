@@ -198,6 +198,8 @@ impl Lab {
         static NEXT: AtomicU32 = AtomicU32::new(0);
         let n = NEXT.fetch_add(1, Relaxed);
         let pid = std::process::id();
+        // Until the pair's addresses are on the host.
+        let _addresses = addr::lock()?;
         clear_stale();
         let net = addr::free_slash30()?;
         let name = format!("loadgen-{pid}-{n}");
@@ -236,6 +238,8 @@ impl Lab {
     /// host already has an address or route covering one of them. They go
     /// with the pair and the namespace.
     pub fn add_client_ips(&mut self, (lo, hi): (Ipv4Addr, Ipv4Addr)) -> anyhow::Result<()> {
+        // Until they are on the host.
+        let _addresses = addr::lock()?;
         let prefixes = addr::host_prefixes_now()?;
         let ips = (u32::from(lo)..=u32::from(hi)).map(Ipv4Addr::from);
         if let Some(used) = ips

@@ -46,6 +46,24 @@ fn host_prefixes(text: &str) -> Vec<(u32, u32)> {
         .collect()
 }
 
+/// Held while a run picks addresses and adds them to the host: finding them
+/// free and `ip addr add` are two steps, and two runs starting together
+/// (their pids 256 apart, say) could both find the same ones free. A file
+/// lock, shared by every loadgen on the machine, and let go however the run
+/// ends.
+pub(super) fn lock() -> anyhow::Result<std::fs::File> {
+    let path = std::env::temp_dir().join("loadgen-netns-addresses.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(false)
+        .open(&path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    file.lock()
+        .with_context(|| format!("locking {}", path.display()))?;
+    Ok(file)
+}
+
 /// A free /30 for this run: slots are tried from one derived from the pid and
 /// a counter, so that parallel runs and tests start apart.
 pub(super) fn free_slash30() -> anyhow::Result<u32> {
@@ -70,6 +88,25 @@ pub(super) fn host_prefixes_now() -> anyhow::Result<Vec<(u32, u32)>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A second taker waits for the first to let go.
+    #[test]
+    fn the_address_lock_is_taken_one_at_a_time() {
+        use std::sync::atomic::AtomicBool;
+        use std::sync::Arc;
+        let first = lock().unwrap();
+        let released = Arc::new(AtomicBool::new(false));
+        let seen = Arc::clone(&released);
+        let second = std::thread::spawn(move || {
+            let _second = lock().unwrap();
+            seen.load(Relaxed)
+        });
+        // Time for the second to block (it cannot get the lock meanwhile).
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        released.store(true, Relaxed);
+        drop(first);
+        assert!(second.join().unwrap(), "taken while the first held it");
+    }
 
     #[test]
     fn prefixes_and_overlaps() {
