@@ -12,8 +12,7 @@
 
 use std::ffi::OsString;
 use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::time::Duration;
 
@@ -21,6 +20,8 @@ use anyhow::{bail, Context};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use serde_json::{json, Value};
+
+use teardown::service::procs::{Children, Scratch};
 
 use crate::real::host;
 use crate::real::shard::Shard;
@@ -62,15 +63,6 @@ fn strip_own_flags(argv: &[OsString]) -> Vec<OsString> {
     out
 }
 
-/// Removes the workers' reports when the run is over, however it ends.
-struct Scratch(PathBuf);
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 pub fn run(args: &Args) -> anyhow::Result<Report> {
     let Some((_, rest)) = args.argv.split_first() else {
         bail!("--workers starts loadgen processes: run it from the loadgen binary");
@@ -91,22 +83,6 @@ pub fn run(args: &Args) -> anyhow::Result<Report> {
     spawn_and_merge(args, &common, target, None, &signals.flag)
 }
 
-/// The workers started so far, each with its report's path: killed and
-/// reaped if the run ends before they do (a later worker failed to start,
-/// an error, a panic), as `Child` alone is not.
-struct Workers(Vec<(Child, PathBuf)>);
-
-impl Drop for Workers {
-    fn drop(&mut self) {
-        for (c, _) in &mut self.0 {
-            if matches!(c.try_wait(), Ok(None)) {
-                let _ = c.kill();
-                let _ = c.wait();
-            }
-        }
-    }
-}
-
 /// Runs the workers with `common` flags and their shares, reads the host (and
 /// the server's namespace) meanwhile, and merges the workers' reports. On
 /// SIGINT/SIGTERM (`interrupted`) the workers are interrupted too.
@@ -124,7 +100,8 @@ fn spawn_and_merge(
     let base = args.shard.unwrap_or(Shard { index: 0, count: 1 });
     let k = args.workers;
     let watch = host::Watch::start(target, server_netns, None)?;
-    let mut children = Workers(Vec::new());
+    let report = |w: u32| scratch.0.join(format!("worker-{w}.json"));
+    let mut children = Children(Vec::with_capacity(k as usize));
     for w in 0..k {
         let shard = Shard {
             index: base.index * k + w,
@@ -133,27 +110,26 @@ fn spawn_and_merge(
         let concurrency = Shard { index: w, count: k }
             .count_of(args.concurrency as u64)
             .max(1);
-        let json = scratch.0.join(format!("worker-{w}.json"));
         let child = Command::new(&exe)
             .args(common)
             .args(["--worker", "--quiet", "--shard", &shard.to_string()])
             .args(["--concurrency", &concurrency.to_string()])
             .arg("--json")
-            .arg(&json)
+            .arg(report(w))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .spawn()
             .with_context(|| format!("starting worker {w} ({})", exe.display()))?;
-        children.0.push((child, json));
+        children.0.push(child);
     }
     let mut signalled = false;
     while children
         .0
         .iter_mut()
-        .any(|(c, _)| matches!(c.try_wait(), Ok(None)))
+        .any(|c| matches!(c.try_wait(), Ok(None)))
     {
         if interrupted.load(Relaxed) && !signalled {
-            for (c, _) in &children.0 {
+            for c in &children.0 {
                 let _ = kill(Pid::from_raw(c.id() as i32), Signal::SIGINT);
             }
             signalled = true;
@@ -162,11 +138,10 @@ fn spawn_and_merge(
     }
     let mut reports = Vec::new();
     let mut failed = Vec::new();
-    // All have exited: nothing is left for the guard to kill.
-    for (w, (mut child, json)) in std::mem::take(&mut children.0).into_iter().enumerate() {
+    for (w, child) in (0..).zip(children.0.iter_mut()) {
         let status = child.wait()?;
         // A worker that leaked connections exits 1 but still wrote its report.
-        match std::fs::read_to_string(&json) {
+        match std::fs::read_to_string(report(w)) {
             Ok(text) => reports.push(serde_json::from_str::<Value>(&text)?),
             Err(_) => failed.push(format!("worker {w}: {status}")),
         }

@@ -33,8 +33,9 @@ use super::{net, validate, ServeArgs};
 const KILL_WAIT: Duration = Duration::from_secs(5);
 const POLL: Duration = Duration::from_millis(20);
 
-/// The children, stopped (SIGTERM, then SIGKILL) if this process returns early.
-struct Children(Vec<Child>);
+/// The children, stopped (SIGTERM, then SIGKILL) if this process returns
+/// early; `loadgen --workers` keeps its workers in one too.
+pub struct Children(pub Vec<Child>);
 
 impl Drop for Children {
     fn drop(&mut self) {
@@ -57,8 +58,9 @@ impl Drop for Children {
     }
 }
 
-/// The children's reports and logs, removed however the run ends.
-struct Scratch(PathBuf);
+/// The children's reports and logs, removed however the run ends (also
+/// `loadgen --workers`').
+pub struct Scratch(pub PathBuf);
 
 impl Drop for Scratch {
     fn drop(&mut self) {
