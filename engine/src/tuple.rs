@@ -27,6 +27,14 @@ impl Tuple {
         }
     }
 
+    /// From the socket addresses, the inverse of [`Tuple::local`] and [`Tuple::remote`]:
+    ///
+    /// ```
+    /// # use teardown_engine::Tuple;
+    /// let t = Tuple::new([10, 0, 0, 1], 80, [10, 0, 0, 2], 40_000);
+    /// assert_eq!(Tuple::from_addrs(t.local(), t.remote()), t);
+    /// assert_eq!(t.remote().to_string(), "10.0.0.2:40000");
+    /// ```
     pub fn from_addrs(local: SocketAddrV4, remote: SocketAddrV4) -> Tuple {
         Tuple {
             local_ip: u32::from(*local.ip()),

@@ -180,10 +180,6 @@ impl Server {
         self.metrics
     }
 
-    pub fn kernel_addr(&self) -> Option<SocketAddr> {
-        self.kernel
-    }
-
     pub fn workers(&self) -> usize {
         self.workers
     }
