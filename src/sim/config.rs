@@ -1,6 +1,6 @@
 //! The validated parameters of a run: [`SimConfig::from_args`] checks the
 //! flags once (a clear error for each bad one) and derives what the shards
-//! need (per-shard concurrency, slots, host limits split over the shards).
+//! need (slots, host limits split over the shards).
 
 use std::time::Duration;
 
@@ -16,7 +16,6 @@ use teardown_engine::BindMode;
 #[derive(Clone, Debug)]
 pub struct SimConfig {
     pub connections: u64,
-    pub concurrency_per_shard: u64,
     pub concurrency: u64,
     pub rate: Option<f64>,
     pub duration: Option<Duration>,
@@ -126,6 +125,14 @@ impl SimConfig {
             slots_per_shard / ports < 65_536 && slots_per_shard <= u32::MAX as u64,
             || "too many client addresses for one shard; raise --shards".into(),
         )?;
+        // Shards share the live connections as they share the connections, the
+        // first `concurrency % shards` one more: together exactly `concurrency`.
+        // A shard with connections to open must be allowed one live.
+        ensure(concurrency >= shards.min(a.connections), || {
+            format!(
+                "--concurrency {concurrency} is fewer than --shards {shards}: each shard keeps at least one connection live; lower --shards"
+            )
+        })?;
         let concurrency_per_shard = concurrency.div_ceil(shards);
         // A closed model (no --rate) keeps `concurrency` connections open, so
         // it needs that many ports. With --rate fewer ports than live
@@ -222,7 +229,6 @@ impl SimConfig {
         };
         Ok(SimConfig {
             connections: a.connections,
-            concurrency_per_shard,
             concurrency,
             rate: if tw_fill { None } else { a.rate },
             duration: a.duration,

@@ -90,7 +90,7 @@ impl Shard<'_> {
     /// [`CONNECT_RETRY`], or sooner when a port frees up, never in a busy loop.
     pub(super) fn open_more(&mut self) {
         loop {
-            if self.attempts == self.to_open || self.live >= self.cfg.concurrency_per_shard {
+            if self.attempts == self.to_open || self.live >= self.live_cap {
                 return;
             }
             if self.now < self.opens_from {

@@ -119,6 +119,9 @@ pub struct Shard<'a> {
     /// Which hosts were called since their deadline was last refreshed.
     pub(super) stale: [bool; 2],
     pub(super) to_open: u64,
+    /// Most connections live at once: this shard's share of `--concurrency`
+    /// (shared out as the connections are), within `to_open`.
+    pub(super) live_cap: u64,
     /// Opens tried: the index into the `--rate` schedule.
     pub(super) attempts: u64,
     pub(super) opened: u64,
@@ -150,10 +153,9 @@ pub struct Shard<'a> {
 }
 
 impl<'a> Shard<'a> {
-    /// The most connections this shard holds live at once: its share of the
-    /// run's, within `--concurrency`.
+    /// The most connections this shard holds live at once.
     pub(super) fn live_cap(&self) -> u64 {
-        self.cfg.concurrency_per_shard.min(self.to_open)
+        self.live_cap
     }
 
     /// Prefetches from the start, whatever this shard's size: for a thread

@@ -11,6 +11,8 @@ fn nonsense_flags_exit_2_with_one_line() {
         vec!["sim", "--close", "sideways"],
         vec!["sim", "--port-range", "6000-5000"],
         vec!["sim", "--concurrency", "100000", "--client-ips", "1"],
+        // A shard with connections to open must be allowed one live.
+        vec!["sim", "--connections", "1000", "--concurrency", "10"],
         // Schedules past the end of simulated time (they used to panic or hang).
         vec!["sim", "--connections", "1000", "--rate", "1e-20"],
         vec!["sim", "--attack", "syn-timewait", "--attack-rate", "1e-20"],

@@ -71,3 +71,20 @@ fn tw_fill_holds_every_entry_at_once_with_one_shard_on_the_link_at_a_time() {
     assert!(r.latency_ms.active_close.p50 >= 60_000.0);
     assert!(r.latency_ms.passive_close.max <= 10.0 + 1.0);
 }
+
+/// `--concurrency` is the run's, not each shard's rounded up: 65 over 64
+/// shards opens 65 at once (one shard two), where it once opened 128.
+#[test]
+fn concurrency_is_shared_out_exactly() {
+    for (concurrency, shards) in [(65, 64), (10_000, 64), (7, 3)] {
+        let r = run(&SimArgs {
+            concurrency,
+            shards,
+            loss: 0.0,
+            threads: Some(1),
+            ..args(20_000)
+        });
+        // No loss: every shard opens its share at time zero, all SYN-SENT together.
+        assert_eq!(r.peak_clients["syn_sent"], concurrency, "{concurrency}/{shards}");
+    }
+}

@@ -58,13 +58,14 @@ impl<'a> Shard<'a> {
         let prev = alloc::enter_scope(server_scope);
         // Tables sized for the shard's share of the live connections up front, so
         // the opening burst does not rehash them step by step.
-        let live = cfg.concurrency_per_shard.min(share(cfg.connections)) as usize;
+        let to_open = share(cfg.connections);
+        let live_cap = share(cfg.concurrency).min(to_open);
+        let live = live_cap as usize;
         let mut server = Host::with_capacity(server_cfg, live);
         server.listen(SERVER_PORT);
         alloc::enter_scope(client_scope);
         let client = Host::with_capacity(client_cfg, live);
         alloc::enter_scope(prev);
-        let to_open = share(cfg.connections);
         let rate = cfg.rate.map(|r| r / shards as f64);
         let jitter = !cfg.delay.jitter.is_zero();
         let delay_us = cfg.delay.base.as_micros().min(u64::MAX as u128) as u64;
@@ -97,6 +98,7 @@ impl<'a> Shard<'a> {
             client_deadline: u64::MAX,
             stale: [false; 2],
             to_open,
+            live_cap,
             attempts: 0,
             opened: 0,
             live: 0,
