@@ -39,7 +39,7 @@ pub enum Bound {
 impl Bound {
     pub fn describe(self) -> &'static str {
         match self {
-            Bound::Rate => "close rate x 60 s",
+            Bound::Rate => "close rate x lifetime",
             Bound::Tuples => "the usable 4-tuples",
             Bound::Buckets => "tcp_max_tw_buckets",
         }
@@ -50,6 +50,13 @@ impl Bound {
 /// that carry the load before connect() has to search the odd half.
 pub fn even_ports(range: u32) -> f64 {
     (f64::from(range) / 2.0).ceil()
+}
+
+/// Ports of one pool that connect() searches (`__inet_hash_connect` scans the
+/// range rounded down to even, `remaining &= ~1`): what the clients' own
+/// TIME-WAIT can hold when `tcp_tw_reuse` does not apply.
+pub fn scanned_ports(range: u32) -> f64 {
+    f64::from(if range > 1 { range & !1 } else { range })
 }
 
 /// One destination's connect() calls against its ports, as the engine's
@@ -74,8 +81,8 @@ pub struct Connects {
 /// needed only when `rate * reuse_hold` outgrows the even ports. The search
 /// scans the range rounded down to even (`remaining &= ~1`).
 pub fn connects(rate: f64, ports: u32, hold: f64, reuse_hold: Option<f64>) -> Connects {
-    let scanned = if ports > 1 { ports & !1 } else { ports };
-    let (scanned, even) = (f64::from(scanned), f64::from(scanned.div_ceil(2)));
+    let scanned = scanned_ports(ports);
+    let even = (scanned / 2.0).ceil();
     let needed = rate * hold;
     let (in_use, served) = match reuse_hold {
         None => (needed.min(scanned), rate.min(scanned / hold)),

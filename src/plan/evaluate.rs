@@ -4,12 +4,13 @@
 
 use super::bounds;
 use super::memory::{self, Slab};
-use super::model::{self, Closer, Prediction};
+use super::model::{self, Closer, Prediction, Times};
 use super::Plan;
 
 /// The limits a workload runs into.
 #[derive(Clone, Debug)]
 pub struct Limits {
+    /// Linux's buckets overflow in steady state ([`Outcome::buckets`]).
     pub tw_buckets_overflow: bool,
     /// Per-destination close rate.
     pub rate_per_destination: f64,
@@ -41,6 +42,14 @@ pub struct Outcome {
     /// model port choice yet): TIME-WAIT bounded by its clients' usable 4-tuples,
     /// orphaned FIN-WAIT-2 in the buckets.
     pub buckets: bounds::Buckets,
+    /// Ports of each (client IP, server IP, port) pool that the TIME-WAIT in
+    /// the buckets can hold ([`usable_ports`]).
+    pub usable_ports: f64,
+    /// The populations Linux holds: the table's, with TIME-WAIT within the
+    /// buckets and the 4-tuples, and the clients' within their ports. What
+    /// [`Outcome::linux_bytes`] prices.
+    pub linux_server: Times,
+    pub linux_clients: Times,
     /// Close rate at which Linux's buckets fill (TIME-WAIT within its 4-tuples
     /// plus orphaned FIN-WAIT-2); `None` without a limit.
     pub tw_buckets_overflow_rate: Option<f64>,
@@ -68,8 +77,10 @@ pub fn evaluate(plan: &Plan, slab: &Slab) -> Outcome {
     let ports = plan.ports as f64;
     let tw_reuse =
         w.host.timestamps && (w.host.tw_reuse == 1 || (w.host.tw_reuse == 2 && plan.shared_netns));
+    let usable_ports = usable_ports(plan, tw_reuse);
+    let buckets = server_buckets(plan, &pr, usable_ports, 1.0);
     let limits = Limits {
-        tw_buckets_overflow: pr.tw_overflow_per_sec > 0.0,
+        tw_buckets_overflow: buckets.overflow_per_sec > 0.0,
         rate_per_destination: per_dest,
         port_hold: client_hold,
         port_hold_with_reuse: hold_reuse,
@@ -92,18 +103,22 @@ pub fn evaluate(plan: &Plan, slab: &Slab) -> Outcome {
             tw_reuse.then_some(hold_reuse),
         ),
     };
-    let buckets = server_buckets(plan, &pr, 1.0);
     let cap = w.host.max_tw_buckets as f64;
     let tw_buckets_overflow_rate =
-        bounds::headroom(cap, |g| server_buckets(plan, &pr, g).demand).map(|g| g * w.rate);
+        bounds::headroom(cap, |g| server_buckets(plan, &pr, usable_ports, g).demand)
+            .map(|g| g * w.rate);
+    let (linux_server, linux_clients) = linux_held(plan, &pr, &limits, &buckets);
     let engine_bytes = memory::engine_bytes(&pr.server, plan.tables, server_restarts(&pr, w.close));
     let clients_engine_bytes =
         memory::engine_bytes(&pr.clients, plan.tables, client_restarts(&pr, w.close));
     Outcome {
         // A lingering close's FIN-WAIT-2 keeps its full socket.
-        linux_bytes: slab.bytes(&pr.server)
+        linux_bytes: slab.bytes(&linux_server)
             + w.rate * server_held(&pr, w.close) * (slab.tcp_sock_bytes - slab.tw_sock_bytes),
-        clients_linux_bytes: slab.bytes(&pr.clients),
+        clients_linux_bytes: slab.bytes(&linux_clients),
+        linux_server,
+        linux_clients,
+        usable_ports,
         linux: slab.clone(),
         prediction: pr,
         buckets,
@@ -114,15 +129,58 @@ pub fn evaluate(plan: &Plan, slab: &Slab) -> Outcome {
     }
 }
 
-/// The server's buckets: when it closes first, its TIME-WAIT comes from each
-/// (client IP, server IP, port) pool's even ports (the clients' ports are free
-/// after LAST-ACK, so connect() keeps to the even half, [`bounds::even_ports`]);
-/// every FIN-WAIT-2 of the first closer is an orphan and takes a bucket too.
+/// Ports of each (client IP, server IP, port) pool that TIME-WAIT can hold.
+/// When the server closes first its clients' ports are free after LAST-ACK,
+/// so connect() keeps to the even half ([`bounds::even_ports`]) and a newer SYN
+/// reopens the server's TIME-WAIT; so does `tcp_tw_reuse` the clients' own.
+/// When the clients close first without it, a port in TIME-WAIT is passed
+/// over and the search goes on through the whole range.
+fn usable_ports(plan: &Plan, tw_reuse: bool) -> f64 {
+    if plan.workload.close == Closer::Client && !tw_reuse {
+        bounds::scanned_ports(plan.ports)
+    } else {
+        bounds::even_ports(plan.ports)
+    }
+}
+
+/// The populations Linux holds of the table's: the TIME-WAIT that fits the
+/// 4-tuples and the buckets (the buckets' share of each entry kept), and no
+/// more connections than the clients' ports serve (connect() fails with
+/// EADDRNOTAVAIL past them: both ends' states scale with the connects that
+/// succeed).
+fn linux_held(plan: &Plan, pr: &Prediction, l: &Limits, b: &bounds::Buckets) -> (Times, Times) {
+    let (mut server, mut clients) = (pr.server.clone(), pr.clients.clone());
+    let needed = l.ports_per_destination_needed;
+    if needed > 0.0 && l.connects.in_use < needed {
+        let served = l.connects.in_use / needed;
+        for st in model::MODELLED {
+            server.set(st, server.get(st) * served);
+            clients.set(st, clients.get(st) * served);
+        }
+    }
+    let kept = if b.demand > 0.0 {
+        b.population / b.demand
+    } else {
+        1.0
+    };
+    match plan.workload.close {
+        Closer::Server => server.time_wait = b.time_wait * kept,
+        Closer::Client if plan.shared_netns => {
+            clients.time_wait = clients.time_wait.min(b.time_wait * kept)
+        }
+        Closer::Client => {}
+    }
+    (server, clients)
+}
+
+/// The server's buckets: the TIME-WAIT of the first closer's pools, each
+/// pool holding at most `usable_ports` 4-tuples ([`usable_ports`]); every
+/// FIN-WAIT-2 of the first closer is an orphan and takes a bucket too.
 /// `growth` scales the close rate (the 4-tuples stay).
-fn server_buckets(plan: &Plan, pr: &Prediction, growth: f64) -> bounds::Buckets {
+fn server_buckets(plan: &Plan, pr: &Prediction, usable_ports: f64, growth: f64) -> bounds::Buckets {
     let w = &plan.workload;
     let rate = w.rate * growth;
-    let tuples = plan.destinations() * bounds::even_ports(plan.ports);
+    let tuples = plan.destinations() * usable_ports;
     let pool = bounds::Pool {
         rate: rate * pr.tw_share,
         lifetime: pr.tw_time,

@@ -129,6 +129,18 @@ pub fn human(plan: &Plan, o: &Outcome, sim: Option<&Simulated>) -> String {
         o.linux.request_sock_bytes,
         o.linux.source
     );
+    let (ls, lc) = (&o.linux_server, &o.linux_clients);
+    if (ls.time_wait - pr.server.time_wait).abs() >= 0.5
+        || (lc.total() - pr.clients.total()).abs() >= 0.5
+    {
+        let _ = writeln!(
+            o_,
+            "                (of what Linux holds: server {} TIME-WAIT, clients {} TIME-WAIT and {} connections in all; limits below)",
+            count(ls.time_wait),
+            count(lc.time_wait),
+            count(lc.total())
+        );
+    }
     let _ = writeln!(o_, "\nlimits");
     let b = &o.buckets;
     if w.close == Closer::Server || plan.shared_netns {
@@ -237,12 +249,17 @@ pub fn human(plan: &Plan, o: &Outcome, sim: Option<&Simulated>) -> String {
         };
         let _ = writeln!(
             o_,
-            "  Linux bounds {whose} TIME-WAIT by the smallest of rate x {:.0} s ({}), the clients' usable 4-tuples ({}: {} destination(s) x {} even ports, connect() takes even ports first) and tcp_max_tw_buckets ({}, less {} orphaned FIN-WAIT-2): {}, bound by {}",
+            "  Linux bounds {whose} TIME-WAIT by the smallest of rate x {:.0} s ({}), the clients' usable 4-tuples ({}: {} destination(s) x {} {}) and tcp_max_tw_buckets ({}, less {} orphaned FIN-WAIT-2): {}, bound by {}",
             pr.tw_time,
             count(b.time_wait_by_rate),
-            count(plan.destinations() * bounds::even_ports(plan.ports)),
+            count(plan.destinations() * o.usable_ports),
             count(plan.destinations()),
-            count(bounds::even_ports(plan.ports)),
+            count(o.usable_ports),
+            if o.usable_ports == bounds::even_ports(plan.ports) {
+                "even ports, connect() takes even ports first"
+            } else {
+                "ports: tcp_tw_reuse does not apply, so connect() passes a port in TIME-WAIT over and searches the whole range"
+            },
             buckets(w.host.max_tw_buckets),
             count(b.orphan_fin_wait_2),
             count(b.population - b.orphan_fin_wait_2.min(b.population)),

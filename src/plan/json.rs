@@ -48,8 +48,13 @@ pub fn to_json(plan: &Plan, o: &Outcome, sim: Option<&Simulated>) -> Value {
             "lifetime_s": pr.tw_time,
             "restarts_per_entry": pr.tw_restarts,
             "uncapped": pr.tw_uncapped,
+            // The table's own overflow, as if no 4-tuple came back while its
+            // entry lasts; `limits` has Linux's.
+            "overflow_per_sec_no_reopen": pr.tw_overflow_per_sec,
         },
         "linux": {
+            "server": states_json(&o.linux_server),
+            "clients": states_json(&o.linux_clients),
             "memory_bytes": o.linux_bytes,
             "clients_memory_bytes": o.clients_linux_bytes,
             "tw_sock_bytes": o.linux.tw_sock_bytes,
@@ -60,7 +65,7 @@ pub fn to_json(plan: &Plan, o: &Outcome, sim: Option<&Simulated>) -> Value {
         "limits": {
             "max_tw_buckets": w.host.max_tw_buckets as f64,
             "tw_buckets_overflow": l.tw_buckets_overflow,
-            "tw_overflow_per_sec": pr.tw_overflow_per_sec,
+            "tw_overflow_per_sec": o.buckets.overflow_per_sec,
             "tw_overflow_above_close_rate": pr.tw_overflow_rate,
             "linux_tw_overflow_above_close_rate": o.tw_buckets_overflow_rate,
             "destinations": plan.destinations(),

@@ -55,6 +55,8 @@ fn json_and_plots() {
         "plan",
         "--close-rate",
         "5000",
+        "--clients",
+        "100",
         "--json",
         json.to_str().expect("utf-8 path"),
         "--plot",

@@ -10,16 +10,22 @@ use super::{close, plan};
 #[test]
 fn tw_buckets_overflow_above_2184_5_closes_a_second() {
     let slab = Slab::defaults();
-    let below = evaluate(&plan(&["--close-rate", "2184"]), &slab);
+    // 100 client addresses, so the 4-tuples do not bind first (below).
+    let p = |rate: &str, extra: &[&str]| {
+        let mut flags = vec!["--close-rate", rate, "--clients", "100"];
+        flags.extend_from_slice(extra);
+        plan(&flags)
+    };
+    let below = evaluate(&p("2184", &[]), &slab);
     assert!(!below.limits.tw_buckets_overflow);
     assert!(close(
         below.prediction.tw_overflow_rate,
         131_072.0 / 60.0,
         1e-12
     ));
-    let above = evaluate(&plan(&["--close-rate", "2185"]), &slab);
+    let above = evaluate(&p("2185", &[]), &slab);
     assert!(above.limits.tw_buckets_overflow);
-    let o = evaluate(&plan(&["--close-rate", "3000"]), &slab);
+    let o = evaluate(&p("3000", &[]), &slab);
     assert_eq!(o.prediction.server.time_wait, 131_072.0);
     assert_eq!(o.prediction.tw_uncapped, 180_000.0);
     assert!(close(
@@ -28,10 +34,7 @@ fn tw_buckets_overflow_above_2184_5_closes_a_second() {
         1e-9
     ));
     // rfc9293 has no cap.
-    let rfc = evaluate(
-        &plan(&["--close-rate", "3000", "--profile", "rfc9293"]),
-        &slab,
-    );
+    let rfc = evaluate(&p("3000", &["--profile", "rfc9293"]), &slab);
     assert!(!rfc.limits.tw_buckets_overflow);
     assert_eq!(rfc.prediction.server.time_wait, 3000.0 * 240.0);
 }
@@ -174,4 +177,63 @@ fn connect_limits_by_hand() {
     assert_eq!((c.in_use, c.eaddrnotavail_per_sec), (1_000.0, 500.0));
     // An odd range: the search scans it rounded down to even.
     assert_eq!(connects(100.0, 1_001, 60.0, None).in_use, 1_000.0);
+}
+
+/// Linux holds what its bounds allow, and the memory and the overflow verdict
+/// say so: one client address at 10,000 server closes a second reopens its
+/// 4-tuples, 14,116 TIME-WAIT (the simulator's plateau with `--client-ips 1`),
+/// never the buckets' 131,072 that the table (no 4-tuple back) shows.
+#[test]
+fn linux_memory_and_overflow_are_at_the_bounded_population() {
+    let o = evaluate(&plan(&["--close-rate", "10000"]), &Slab::defaults());
+    assert_eq!(o.prediction.server.time_wait, 131_072.0);
+    assert!(o.prediction.tw_overflow_per_sec > 0.0);
+    assert_eq!(o.linux_server.time_wait, 14_116.0);
+    assert!(!o.limits.tw_buckets_overflow);
+    assert_eq!(o.buckets.overflow_per_sec, 0.0);
+    // tw_sock_TCP for each, plus 100 FIN-WAIT-1 full sockets and 100 request socks.
+    let want = 14_116.0 * 256.0 + 100.0 * 2368.0 + 100.0 * 320.0;
+    assert!(close(o.linux_bytes, want, 1e-9), "{}", o.linux_bytes);
+}
+
+/// Clients that close first and run out of ports hold what their ports
+/// serve: of 2,000 connects a second to one destination, 28,232 / 60.03 s
+/// succeed, and both ends hold only those connections (the simulator: 28,215
+/// client TIME-WAIT).
+#[test]
+fn exhausted_clients_hold_what_their_ports_serve() {
+    let slab = Slab::defaults();
+    let o = evaluate(&plan(&["--close-rate", "2000", "--close", "client"]), &slab);
+    assert_eq!(o.prediction.clients.time_wait, 120_000.0);
+    assert!(o.limits.port_exhaustion);
+    let held = &o.linux_clients;
+    assert!(close(held.total(), 28_232.0, 1e-9), "{}", held.total());
+    assert!((28_000.0..28_232.0).contains(&held.time_wait), "{held:?}");
+    let served = 28_232.0 / o.limits.ports_per_destination_needed;
+    let server_last_ack = o.prediction.server.last_ack * served;
+    assert!(close(o.linux_server.last_ack, server_last_ack, 1e-9));
+}
+
+/// The clients' own TIME-WAIT in a shared namespace: with `tcp_tw_reuse` a
+/// connect() takes a TIME-WAIT 4-tuple back from the even ports, without it
+/// the search passes them and fills the whole range (the simulator: 28,232
+/// with `--tw-reuse 0`).
+#[test]
+fn without_tw_reuse_the_clients_time_wait_fills_the_whole_range() {
+    let slab = Slab::defaults();
+    let flags = [
+        "--close-rate",
+        "1000",
+        "--close",
+        "client",
+        "--shared-netns",
+    ];
+    let on = evaluate(&plan(&flags), &slab);
+    assert!(on.limits.tw_reuse);
+    assert_eq!(on.usable_ports, 14_116.0);
+    assert_eq!(on.buckets.time_wait, 14_116.0);
+    let off = evaluate(&plan(&[&flags[..], &["--tw-reuse", "0"]].concat()), &slab);
+    assert!(!off.limits.tw_reuse);
+    assert_eq!(off.usable_ports, 28_232.0);
+    assert_eq!(off.buckets.time_wait, 28_232.0);
 }

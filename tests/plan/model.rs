@@ -8,7 +8,12 @@ use super::{close, plan};
 
 #[test]
 fn thousand_server_closes_a_second_hold_sixty_thousand_time_waits() {
-    let o = evaluate(&plan(&["--close-rate", "1000"]), &Slab::defaults());
+    // 100 client addresses: 1.4 M even ports, so no 4-tuple comes back while
+    // its TIME-WAIT lasts (one address's 14,116 would bound it, as in Linux).
+    let o = evaluate(
+        &plan(&["--close-rate", "1000", "--clients", "100"]),
+        &Slab::defaults(),
+    );
     let p = &o.prediction;
     assert_eq!(p.server.time_wait, 60_000.0);
     assert_eq!(p.clients.time_wait, 0.0);
@@ -127,4 +132,44 @@ fn lingering_close_holds_fin_wait_2_with_its_descriptor() {
     let extra = o.linux_bytes - plain.linux_bytes;
     let want = 500.0 * 2368.0;
     assert!(close(extra, want, 0.02), "{extra} vs {want}");
+}
+
+/// An orphan waits for the peer's FIN only `tcp_fin_timeout`: a peer whose
+/// application takes longer finds no socket (its FIN draws an RST) and no
+/// TIME-WAIT follows. Seen on Linux 6.18 with `tcp_fin_timeout=5` and a peer
+/// closing after 6 s: the FIN-WAIT-2 gone at 5 s, one RST, no TIME-WAIT.
+#[test]
+fn a_peer_slower_than_fin_timeout_leaves_no_time_wait() {
+    let at = |delay: &str| {
+        let flags = [
+            "--close-rate",
+            "1000",
+            "--fin-timeout",
+            "5s",
+            "--clients",
+            "50",
+        ];
+        let o = evaluate(
+            &plan(&[&flags[..], &["--app-delay", delay]].concat()),
+            &Slab::defaults(),
+        );
+        o.prediction
+    };
+    let late = at("6s");
+    assert!(
+        close(late.server.fin_wait_2, 5_000.0, 1e-9),
+        "{}",
+        late.server.fin_wait_2
+    );
+    assert_eq!(late.tw_share, 0.0);
+    assert_eq!(late.server.time_wait, 0.0);
+    // In time: FIN-WAIT-2 until the peer's FIN, then TIME-WAIT for every close.
+    let early = at("3s");
+    assert!(
+        close(early.server.fin_wait_2, 3_000.0, 1e-9),
+        "{}",
+        early.server.fin_wait_2
+    );
+    assert!(close(early.tw_share, 1.0, 1e-12));
+    assert_eq!(early.server.time_wait, 60_000.0);
 }

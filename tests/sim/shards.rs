@@ -85,6 +85,9 @@ fn concurrency_is_shared_out_exactly() {
             ..args(20_000)
         });
         // No loss: every shard opens its share at time zero, all SYN-SENT together.
-        assert_eq!(r.peak_clients["syn_sent"], concurrency, "{concurrency}/{shards}");
+        assert_eq!(
+            r.peak_clients["syn_sent"], concurrency,
+            "{concurrency}/{shards}"
+        );
     }
 }

@@ -48,6 +48,26 @@ pub(super) fn first_arrival_delay(t: &[f64], p: f64) -> f64 {
     first_success(t, 1.0 - p, 1.0 - p, 0.0, t.last().copied().unwrap_or(0.0))
 }
 
+/// A segment first sent `after` seconds from now and resent at offsets `t`,
+/// each copy lost with probability `p`, awaited at most `limit` seconds: the
+/// mean wait (`min(arrival, limit)`) and the probability it arrives in time.
+/// An orphaned FIN-WAIT-2 waits so for the peer's FIN (`tcp_fin_timeout`).
+pub(super) fn arrival_within(t: &[f64], p: f64, after: f64, limit: f64) -> (f64, f64) {
+    let (mut left, mut mean, mut within) = (1.0, 0.0, 0.0);
+    for &tk in t {
+        let got = left * (1.0 - p);
+        let at = after + tk;
+        if at < limit {
+            mean += got * at;
+            within += got;
+        } else {
+            mean += got * limit;
+        }
+        left -= got;
+    }
+    (mean + left * limit, within)
+}
+
 /// The engine's RTT estimator (`Conn::rtt_sample`, Linux `tcp_rtt_estimator`)
 /// in seconds.
 #[derive(Default)]

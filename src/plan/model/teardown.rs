@@ -2,7 +2,7 @@
 //! FIN-WAIT-1 as a chain over the closer's attempts, the passive closer's
 //! LAST-ACK and the TIME-WAIT restarts it causes, then every state's mean time.
 
-use super::retransmit::{first_arrival_delay, give_up, schedule};
+use super::retransmit::{arrival_within, first_arrival_delay, give_up, schedule};
 use super::{Closer, Times, Workload};
 
 /// What happens to the active closer's FIN (FIN-WAIT-1).
@@ -219,26 +219,44 @@ pub(super) fn phase(w: &Workload, rto_s: f64, rto_c: f64, rto_sf: f64) -> Phase 
     let la = last_ack(w, rto_passive);
     let fin_wait2_timeout = cfg.fin_timeout.as_secs_f64().max(3.5 * rto_active);
     // FIN-WAIT-2: a staying peer's FIN comes app_delay after its ACK, and later still
-    // if lost; a runaway's never comes (tcp_fin_timeout, seed case 5).
-    let peer_fin_wait = w.app_delay.as_secs_f64() + first_arrival_delay(&passive_sched, p);
-    let stay_fw2 = stay
-        .fin_wait_2
-        .unwrap_or(stay.to_fin_wait_2 * peer_fin_wait);
-    let (fw2, fin_wait_2_held) = match (w.lingering, w.close) {
-        // nginx: the descriptor is held until the client's FIN or the lingering
-        // timeout; a runaway client's connection then orphans for tcp_fin_timeout.
-        (Some(l), Closer::Server) => {
-            let l = l.as_secs_f64();
-            let held =
-                (1.0 - f) * stay_fw2.min(stay.to_fin_wait_2 * l) + f * away.to_fin_wait_2 * l;
-            (held + f * away.to_fin_wait_2 * fin_wait2_timeout, held)
+    // if lost; a runaway's never comes (tcp_fin_timeout, seed case 5). An orphan
+    // waits for it at most the FIN-WAIT-2 timeout, then goes (`tcp_fin_timeout`:
+    // the peer's late FIN meets no socket and draws an RST, no TIME-WAIT).
+    let app_delay = w.app_delay.as_secs_f64();
+    let lingering = match (w.lingering, w.close) {
+        (Some(l), Closer::Server) => Some(l.as_secs_f64()),
+        _ => None,
+    };
+    // The orphan's wait ends `fin_wait2_timeout` after the descriptor goes: at
+    // once, or after the lingering close's hold.
+    let orphan_until = lingering.unwrap_or(0.0) + fin_wait2_timeout;
+    let (stay_fw2, in_time) = match stay.fin_wait_2 {
+        Some(fw2) => (fw2, 1.0),
+        None => {
+            let (wait, in_time) = arrival_within(&passive_sched, p, app_delay, orphan_until);
+            (stay.to_fin_wait_2 * wait, in_time)
         }
-        _ => (
+    };
+    let (fw2, fin_wait_2_held) = match lingering {
+        // nginx: the descriptor is held until the client's FIN or the lingering
+        // timeout; the connection then orphans for tcp_fin_timeout.
+        Some(l) => {
+            let stay_held = match stay.fin_wait_2 {
+                Some(fw2) => fw2.min(stay.to_fin_wait_2 * l),
+                None => stay.to_fin_wait_2 * arrival_within(&passive_sched, p, app_delay, l).0,
+            };
+            let held = (1.0 - f) * stay_held + f * away.to_fin_wait_2 * l;
+            (
+                (1.0 - f) * stay_fw2 + f * away.to_fin_wait_2 * (l + fin_wait2_timeout),
+                held,
+            )
+        }
+        None => (
             (1.0 - f) * stay_fw2 + f * away.to_fin_wait_2 * fin_wait2_timeout,
             0.0,
         ),
     };
-    let tw_share = (1.0 - f) * (1.0 - stay.gave_up);
+    let tw_share = (1.0 - f) * (1.0 - stay.gave_up - stay.to_fin_wait_2 * (1.0 - in_time));
     active.fin_wait_1 = (1.0 - f) * stay.mean + f * away.mean;
     active.fin_wait_2 = fw2;
     passive.close_wait = (1.0 - f) * w.app_delay.as_secs_f64();
