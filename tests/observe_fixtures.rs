@@ -104,6 +104,11 @@ fn the_host_recording_is_self_consistent() {
         slab["tw_sock_TCP"].objsize as f64
     );
     assert_eq!(Slab::parse(text).source, "/proc/slabinfo");
+    // The IPv6 sockets' caches are the host's TCP memory too.
+    for name in ["tw_sock_TCPv6", "TCPv6", "request_sock_TCPv6"] {
+        let c = info.get(name).expect("the recording has the IPv6 caches");
+        assert_eq!(slab[name].bytes, c.active_objs * c.objsize, "{name}");
+    }
 }
 
 #[test]

@@ -18,6 +18,11 @@ pub const PATH: &str = "/proc/slabinfo";
 /// mini-sockets, full sockets, and SYN-RECEIVED request sockets.
 pub const TCP_CACHES: [&str; 3] = ["tw_sock_TCP", "TCP", "request_sock_TCP"];
 
+/// The IPv6 sockets' own caches, the same three kinds. Their sockets are in
+/// sockstat's `tw` and in sock_diag's states as well, so a whole host's TCP
+/// memory is both sets.
+pub const TCP6_CACHES: [&str; 3] = ["tw_sock_TCPv6", "TCPv6", "request_sock_TCPv6"];
+
 /// One cache's row.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Cache {

@@ -12,7 +12,7 @@ use teardown_engine::state::State;
 use super::recording::Recording;
 use crate::kernel::diag::{self, DiagSocket};
 use crate::kernel::netstat::Counters;
-use crate::kernel::slabinfo::{Slabinfo, TCP_CACHES};
+use crate::kernel::slabinfo::{Slabinfo, TCP6_CACHES, TCP_CACHES};
 use crate::kernel::sockstat::Sockstat;
 use crate::kernel::state::TcpState;
 use crate::kernel::sysctl::{PortRange, Sysctls};
@@ -200,6 +200,7 @@ impl Report {
                 slab: slab.map(|s| {
                     TCP_CACHES
                         .iter()
+                        .chain(&TCP6_CACHES)
                         .filter_map(|name| {
                             let c = s.get(name)?;
                             Some((

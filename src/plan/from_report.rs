@@ -70,12 +70,13 @@ pub fn to_json(r: &Report, p: &FromPlan, growth: f64, slab: &Slab) -> Value {
     let (linux, engine) = p.memory(growth, slab);
     let (linux_today, engine_today) = p.memory(1.0, slab);
     let at = p.populations(growth);
-    let tw_sock_observed = r
-        .memory
-        .slab
-        .as_ref()
-        .and_then(|s| s.get("tw_sock_TCP"))
-        .map(|c| c.bytes);
+    // sockstat's `tw` counts IPv4 and IPv6 entries alike: so do their bytes.
+    let tw_sock_observed = r.memory.slab.as_ref().and_then(|s| {
+        let v4 = s.get("tw_sock_TCP").map(|c| c.bytes);
+        let v6 = s.get("tw_sock_TCPv6").map(|c| c.bytes);
+        v4.or(v6)
+            .map(|_| v4.unwrap_or(0).saturating_add(v6.unwrap_or(0)))
+    });
     json!({
         "version": VERSION,
         "calibration": {
