@@ -115,7 +115,13 @@ pub fn evaluate(plan: &Plan, slab: &Slab) -> Outcome {
         // A lingering close's FIN-WAIT-2 keeps its full socket.
         linux_bytes: slab.bytes(&linux_server)
             + w.rate * server_held(&pr, w.close) * (slab.tcp_sock_bytes - slab.tw_sock_bytes),
-        clients_linux_bytes: slab.bytes(&linux_clients),
+        clients_linux_bytes: slab.bytes(&linux_clients)
+            + slab.client_bind_bytes(
+                linux_clients.total(),
+                f64::from(plan.clients),
+                f64::from(plan.ports),
+                plan.shared_netns,
+            ),
         linux_server,
         linux_clients,
         usable_ports,

@@ -121,13 +121,14 @@ pub fn human(plan: &Plan, o: &Outcome, sim: Option<&Simulated>) -> String {
     }
     let _ = writeln!(
         o_,
-        "  Linux kernel  server {:>10}   clients {:>10}   (tw_sock_TCP {} B, TCP {} B, request_sock_TCP {} B from {})",
+        "  Linux kernel  server {:>10}   clients {:>10}   (tw_sock_TCP {} B, TCP {} B, request_sock_TCP {} B from {}; 2 x {} B of bind buckets a client port)",
         bytes(o.linux_bytes),
         bytes(o.clients_linux_bytes),
         o.linux.tw_sock_bytes,
         o.linux.tcp_sock_bytes,
         o.linux.request_sock_bytes,
-        o.linux.source
+        o.linux.source,
+        o.linux.bind_bucket_bytes
     );
     let (ls, lc) = (&o.linux_server, &o.linux_clients);
     if (ls.time_wait - pr.server.time_wait).abs() >= 0.5

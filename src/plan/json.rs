@@ -60,6 +60,7 @@ pub fn to_json(plan: &Plan, o: &Outcome, sim: Option<&Simulated>) -> Value {
             "tw_sock_bytes": o.linux.tw_sock_bytes,
             "tcp_sock_bytes": o.linux.tcp_sock_bytes,
             "request_sock_bytes": o.linux.request_sock_bytes,
+            "bind_bucket_bytes": o.linux.bind_bucket_bytes,
             "source": o.linux.source,
         },
         "limits": {

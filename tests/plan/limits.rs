@@ -237,3 +237,34 @@ fn without_tw_reuse_the_clients_time_wait_fills_the_whole_range() {
     assert_eq!(off.usable_ports, 28_232.0);
     assert_eq!(off.buckets.time_wait, 28_232.0);
 }
+
+/// A client's connection on a port of its own holds a `tcp_bind_bucket` and a
+/// `tcp_bind2_bucket` beside its socket, TIME-WAIT too: about 512 B a client
+/// TIME-WAIT (kernel-facts.md), where the server's shares its listener's.
+#[test]
+fn client_time_wait_holds_its_bind_buckets() {
+    let slab = Slab::defaults();
+    let o = evaluate(
+        &plan(&[
+            "--close-rate",
+            "10000",
+            "--close",
+            "client",
+            "--clients",
+            "100",
+        ]),
+        &slab,
+    );
+    let held = &o.linux_clients;
+    assert_eq!(held.time_wait, 600_000.0);
+    let want = slab.bytes(held) + held.total() * 2.0 * 128.0;
+    assert!(
+        close(o.clients_linux_bytes, want, 1e-12),
+        "{}",
+        o.clients_linux_bytes
+    );
+    assert!(o.clients_linux_bytes / held.time_wait > 510.0);
+    // In one namespace the 100 addresses share each port's tcp_bind_bucket.
+    let shared = slab.client_bind_bytes(600_000.0, 100.0, 28_232.0, true);
+    assert_eq!(shared, (28_232.0 + 600_000.0) * 128.0);
+}
