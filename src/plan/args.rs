@@ -136,8 +136,10 @@ impl Plan {
             || "--clients, --server-ips and --server-ports must be at least 1".into(),
         )?;
         ensure(a.tables >= 1, || "--tables must be at least 1".into())?;
-        ensure(a.rtt <= Duration::from_secs(60), || {
-            "--rtt must be at most 60s".into()
+        // A connection lives at least a round trip: with none, a client would
+        // hold its port no time and its ports would serve any rate.
+        ensure(!a.rtt.is_zero() && a.rtt <= Duration::from_secs(60), || {
+            "--rtt must be above 0 and at most 60s".into()
         })?;
         ensure((1..=255).contains(&a.shards), || {
             "--shards must be between 1 and 255".into()

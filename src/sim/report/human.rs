@@ -91,7 +91,7 @@ impl SimReport {
         }
         let _ = writeln!(
             w,
-            "  peak engine heap {:.1} MiB, process heap {:.1} MiB",
+            "  peak engine heap {:.1} MiB (server and clients), process heap {:.1} MiB",
             m.peak_engine_bytes as f64 / 1048576.0,
             m.peak_heap_bytes as f64 / 1048576.0
         );
