@@ -64,6 +64,12 @@ pub struct PlanArgs {
     /// tcp_tw_reuse_delay: a client's TIME-WAIT 4-tuple is reusable this long after it entered TIME-WAIT.
     #[arg(long, default_value = "1s", value_parser = parse_duration)]
     pub tw_reuse_delay: Duration,
+    /// tcp_max_orphans of the server's host: sockets closed by their
+    /// application and not yet gone (FIN-WAIT-1, CLOSING, LAST-ACK) past it
+    /// close by RST (Linux's default: half the established hash, 131,072 on
+    /// a host whose tcp_max_tw_buckets is too).
+    #[arg(long, default_value_t = 131_072)]
+    pub max_orphans: u64,
     #[command(flatten)]
     pub host: ProfileArgs,
     /// Table shards the server's entries are spread over (engine memory is per shard).
@@ -104,6 +110,8 @@ pub struct Plan {
     pub tables: u32,
     /// Both ends in one network namespace: one set of buckets.
     pub shared_netns: bool,
+    /// `tcp_max_orphans`.
+    pub max_orphans: u64,
 }
 
 impl Plan {
@@ -166,6 +174,7 @@ impl Plan {
             tw_reuse_delay: a.tw_reuse_delay,
             tables: a.tables,
             shared_netns: a.shared_netns,
+            max_orphans: a.max_orphans,
         })
     }
 

@@ -33,6 +33,11 @@ pub struct Limits {
     pub tw_reuse: bool,
     /// connect() per destination under the host's `tcp_tw_reuse`.
     pub connects: bounds::Connects,
+    /// Orphans on the server's host ([`orphans`]) against `tcp_max_orphans`.
+    pub orphans: f64,
+    pub max_orphans: f64,
+    /// Close rate at which the orphans reach `tcp_max_orphans`.
+    pub orphans_full_rate: Option<f64>,
 }
 
 /// Everything `teardown plan` computes for one workload.
@@ -102,12 +107,21 @@ pub fn evaluate(plan: &Plan, slab: &Slab) -> Outcome {
             client_hold,
             tw_reuse.then_some(hold_reuse),
         ),
+        orphans: 0.0,
+        max_orphans: 0.0,
+        orphans_full_rate: None,
     };
     let cap = w.host.max_tw_buckets as f64;
     let tw_buckets_overflow_rate =
         bounds::headroom(cap, |g| server_buckets(plan, &pr, usable_ports, g).demand)
             .map(|g| g * w.rate);
     let (linux_server, linux_clients) = linux_held(plan, &pr, &limits, &buckets);
+    let mut limits = limits;
+    limits.orphans = orphans(plan, &linux_server, &linux_clients);
+    limits.max_orphans = plan.max_orphans as f64;
+    // The orphans grow with the rate: the limit is reached at rate x max / orphans.
+    limits.orphans_full_rate =
+        (limits.orphans > 0.0).then(|| w.rate * limits.max_orphans / limits.orphans);
     let engine_bytes = memory::engine_bytes(&pr.server, plan.tables, server_restarts(&pr, w.close));
     let clients_engine_bytes =
         memory::engine_bytes(&pr.clients, plan.tables, client_restarts(&pr, w.close));
@@ -177,6 +191,17 @@ fn linux_held(plan: &Plan, pr: &Prediction, l: &Limits, b: &bounds::Buckets) -> 
         Closer::Client => {}
     }
     (server, clients)
+}
+
+/// Orphans of the server's host: connections its application closed that
+/// still hold a full socket (FIN-WAIT-1, CLOSING, LAST-ACK; an orphaned
+/// FIN-WAIT-2 is a mini-socket by then), the clients' too when they share the
+/// host. Past `tcp_max_orphans` a close() sends an RST and the connection is
+/// gone (`tcp_close` -> `tcp_check_oom`, TCPAbortOnMemory); an orphan's RTO
+/// checks the limit shifted by its backoff (`tcp_out_of_resources`).
+fn orphans(plan: &Plan, server: &Times, clients: &Times) -> f64 {
+    let of = |t: &Times| t.fin_wait_1 + t.closing + t.last_ack;
+    of(server) + if plan.shared_netns { of(clients) } else { 0.0 }
 }
 
 /// The server's buckets: the TIME-WAIT of the first closer's pools, each

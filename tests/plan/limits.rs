@@ -268,3 +268,27 @@ fn client_time_wait_holds_its_bind_buckets() {
     let shared = slab.client_bind_bytes(600_000.0, 100.0, 28_232.0, true);
     assert_eq!(shared, (28_232.0 + 600_000.0) * 128.0);
 }
+
+/// Orphans (closed by their application, a full socket still: FIN-WAIT-1,
+/// CLOSING, LAST-ACK) against `tcp_max_orphans`: at 10,000 server closes a
+/// second over 10 ms, 100 in FIN-WAIT-1; the clients' 100 LAST-ACK count
+/// only when they share the host.
+#[test]
+fn orphans_against_tcp_max_orphans() {
+    let slab = Slab::defaults();
+    let o = evaluate(&plan(&["--close-rate", "10000"]), &slab);
+    let l = &o.limits;
+    assert!(close(l.orphans, 100.0, 1e-9), "{}", l.orphans);
+    assert_eq!(l.max_orphans, 131_072.0);
+    let full = l.orphans_full_rate.expect("orphans grow with the rate");
+    assert!(close(full, 10_000.0 * 131_072.0 / 100.0, 1e-9), "{full}");
+    let shared = evaluate(&plan(&["--close-rate", "10000", "--shared-netns"]), &slab);
+    assert!(
+        close(shared.limits.orphans, 200.0, 1e-9),
+        "{}",
+        shared.limits.orphans
+    );
+    let out = super::teardown(&["plan", "--close-rate", "10000", "--max-orphans", "50"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("tcp_max_orphans FULL: 100 of 50"), "{text}");
+}
