@@ -37,8 +37,8 @@ pub struct PlanArgs {
     #[arg(long, default_value = "server")]
     pub close: String,
     /// How long the passive closer's application takes to close after the peer's FIN
-    /// (CLOSE-WAIT). The simulator closes at once, so not with --verify.
-    #[arg(long, default_value = "0s", value_parser = parse_duration, conflicts_with = "verify")]
+    /// (CLOSE-WAIT); `sim --close-delay` with --verify.
+    #[arg(long, default_value = "0s", value_parser = parse_duration)]
     pub app_delay: Duration,
     /// The server closes by nginx's lingering close with this `lingering_timeout`
     /// (e.g. 5s): its FIN-WAIT-2 holds the descriptor (a full socket, no bucket)

@@ -76,6 +76,7 @@ pub fn sim_args(
         close,
         loss: w.loss,
         delay: w.rtt / 2,
+        close_delay: w.app_delay,
         runaway_client,
         runaway_server,
         host: ProfileArgs::of(h),

@@ -103,7 +103,8 @@ impl Shard<'_> {
                             self.vanish(side, tuple, s);
                         }
                     }
-                    _ => self.app_close(side, tuple, flags, slot),
+                    _ if self.cfg.close_delay.is_zero() => self.app_close(side, tuple, flags, slot),
+                    _ => self.delay_close(side, tuple),
                 }
             }
             Event::Closed {
@@ -139,6 +140,40 @@ impl Shard<'_> {
             }
             Event::StateChanged { .. } => {}
         }
+    }
+
+    /// The application on `side` will close `tuple` after `--close-delay`.
+    fn delay_close(&mut self, side: Side, tuple: Tuple) {
+        let at = self.now + self.cfg.close_delay;
+        if self.delayed_closes.is_empty() {
+            self.apps.set_close(Some(at));
+        }
+        let closes = &mut self.delayed_closes;
+        alloc::outside(|| closes.push_back((at, side, tuple)));
+    }
+
+    /// The delayed closes now due. A connection no longer in CLOSE-WAIT
+    /// (reset, or its peer's orphan gone and answered with an RST) has
+    /// nothing left to close; its 4-tuple cannot carry a new connection
+    /// before then, as its entry held it.
+    pub(super) fn close_delayed(&mut self) {
+        while let Some(&(at, side, tuple)) = self.delayed_closes.front() {
+            if at > self.now {
+                break;
+            }
+            self.delayed_closes.pop_front();
+            let host = match side {
+                Side::Server => &self.server,
+                Side::Client => &self.client,
+            };
+            if host.state(&tuple) == State::CloseWait {
+                let (slot, flags) = self.slot_flags(side, &tuple);
+                self.app_close(side, tuple, flags, slot);
+                self.after(side);
+            }
+        }
+        let next = self.delayed_closes.front().map(|c| c.0);
+        self.apps.set_close(next);
     }
 
     /// The slot of a connection (in `side`'s view) and its flags. Connections

@@ -1,5 +1,6 @@
 //! A shard's application timers: the next scheduled open, tw-fill's
-//! close-all, the next attack segment and the idle sweep.
+//! close-all, the next delayed close, the next attack segment and the idle
+//! sweep.
 //!
 //! The shard asks for its next event after every event it handles, and these
 //! timers are part of that minimum, but they change only a few times a
@@ -14,6 +15,8 @@ use super::micros_or_never as us;
 pub(super) struct AppTimers {
     open: Option<Time>,
     close_all: Option<Time>,
+    /// The first of the passive closers' delayed closes (`--close-delay`).
+    close: Option<Time>,
     attack: Option<Time>,
     sweep: Option<Time>,
     /// µs of the open (or, with none, the close-all) and the attack, whichever
@@ -27,6 +30,7 @@ impl AppTimers {
         let mut a = AppTimers {
             open,
             close_all: None,
+            close: None,
             attack,
             sweep,
             work_us: 0,
@@ -37,11 +41,14 @@ impl AppTimers {
     }
 
     fn update(&mut self) {
-        self.work_us = us(self.open.or(self.close_all)).min(us(self.attack));
+        self.work_us = us(self.open.or(self.close_all))
+            .min(us(self.attack))
+            .min(us(self.close));
         self.sweep_us = us(self.sweep);
     }
 
-    /// µs of the earliest open, close-all or attack (`u64::MAX`: none).
+    /// µs of the earliest open, close-all, delayed close or attack
+    /// (`u64::MAX`: none).
     #[inline]
     pub(super) fn work_us(&self) -> u64 {
         self.work_us
@@ -59,6 +66,15 @@ impl AppTimers {
 
     pub(super) fn attack(&self) -> Option<Time> {
         self.attack
+    }
+
+    pub(super) fn close(&self) -> Option<Time> {
+        self.close
+    }
+
+    pub(super) fn set_close(&mut self, t: Option<Time>) {
+        self.close = t;
+        self.update();
     }
 
     pub(super) fn set_open(&mut self, t: Option<Time>) {
@@ -110,9 +126,14 @@ mod tests {
         assert_eq!(a.work_us(), 70, "an open hides the close-all");
         a.set_attack(at(60));
         assert_eq!(a.work_us(), 60);
+        a.set_close(at(55));
+        assert_eq!(a.work_us(), 55);
         a.set_open(None);
         a.set_attack(None);
         assert_eq!(a.work_us(), 50);
+        a.set_close(at(40));
+        assert_eq!(a.work_us(), 40, "a delayed close is never hidden");
+        a.set_close(None);
         a.arm_sweep(|| Time::from_micros(9));
         a.arm_sweep(|| Time::from_micros(5));
         assert_eq!(a.sweep_us(), 9, "an armed sweep stays");

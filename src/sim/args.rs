@@ -135,6 +135,10 @@ pub struct SimArgs {
     /// connection whose peer gave up silently.
     #[arg(long, default_value = "120s", value_parser = parse_duration)]
     pub app_timeout: Duration,
+    /// How long the passive closer's application takes to close after the
+    /// peer's FIN (its CLOSE-WAIT): a slow worker, a proxy draining upstream.
+    #[arg(long, default_value = "0s", value_parser = parse_duration)]
+    pub close_delay: Duration,
     /// Fraction of connections whose client vanishes during teardown.
     #[arg(long, default_value = "0", value_parser = parse_fraction)]
     pub runaway_client: f64,

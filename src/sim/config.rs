@@ -42,6 +42,8 @@ pub struct SimConfig {
     pub attacks: Vec<AttackKind>,
     pub attack_rate: f64,
     pub app_timeout: Duration,
+    /// The passive closer's application closes this long after the peer's FIN.
+    pub close_delay: Duration,
     /// Connections captured for --pcap (0: no capture).
     pub pcap_sample: u64,
     /// All of a thread's shards live at once (the default), or one at a time.
@@ -188,6 +190,9 @@ impl SimConfig {
                 && a.app_timeout.as_millis() <= u32::MAX as u128 / 2,
             || "--app-timeout must be between 1s and 24 days".into(),
         )?;
+        ensure(a.close_delay.as_secs_f64() <= MAX_SPAN_SECS, || {
+            format!("--close-delay must be at most {MAX_SPAN_SECS} s")
+        })?;
         ensure(a.attack_rate.is_finite() && a.attack_rate > 0.0, || {
             "--attack-rate must be above zero".into()
         })?;
@@ -261,6 +266,7 @@ impl SimConfig {
             attacks,
             attack_rate: a.attack_rate,
             app_timeout: a.app_timeout,
+            close_delay: a.close_delay,
             pcap_sample: if a.pcap.is_some() { a.pcap_sample } else { 0 },
             resident: !a.sequential_shards,
             stagger,

@@ -11,6 +11,7 @@
 //! in [`super::attack`] and what a shard hands back in [`super::result`]; its
 //! construction is in `build.rs`.
 
+use std::collections::VecDeque;
 use std::sync::atomic::AtomicU64;
 
 use rand_chacha::ChaCha8Rng;
@@ -62,6 +63,8 @@ pub enum Due {
     Sweep,
     /// `--duration` is over: every application closes.
     CloseAll,
+    /// Passive closers' applications close (`--close-delay`).
+    Close,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -136,6 +139,9 @@ pub struct Shard<'a> {
     /// Runaway passive closers waiting for their delayed ACK of the peer's
     /// FIN to leave before they vanish.
     pub(super) vanish_after_ack: Vec<(Side, Tuple, usize)>,
+    /// Passive closers' closes due `--close-delay` after the peer's FIN, in
+    /// time order (one delay for all).
+    pub(super) delayed_closes: VecDeque<(Time, Side, Tuple)>,
     pub(super) attacks_sent: u64,
     /// Connections still to capture (--pcap-sample, shard 0 only).
     pub(super) capture_left: u64,
@@ -242,6 +248,8 @@ impl<'a> Shard<'a> {
             Due::ClientTimers
         } else if self.apps.open() == Some(t) {
             Due::Open
+        } else if self.apps.close() == Some(t) {
+            Due::Close
         } else if micros_or_never(self.apps.attack()) == next {
             Due::Attack
         } else if tw == next {
@@ -277,6 +285,7 @@ impl<'a> Shard<'a> {
                 self.apps.set_close_all(None);
                 self.close_all();
             }
+            Due::Close => self.close_delayed(),
         }
         self.refresh_deadlines();
         let net = self.note_entries();

@@ -1,6 +1,8 @@
 //! Every seed case exercised and every connection accounted for, under loss,
 //! runaway peers and port reuse.
 
+use std::time::Duration;
+
 use teardown::sim::{CloseMode, SimArgs};
 
 use super::{args, run};
@@ -61,4 +63,36 @@ fn port_reuse_sends_syns_into_time_wait() {
     });
     assert_eq!(r.leaked, 0);
     assert!(r.cases.syn_into_time_wait > 0);
+}
+
+/// `--close-delay`: the clients' applications close 2 s after the server's
+/// FIN. The server's orphan waits for their FIN; with `tcp_fin_timeout` at
+/// 1 s it is gone first, each late FIN draws an RST and no TIME-WAIT
+/// follows, as on Linux. At 0.5 s every close reaches TIME-WAIT.
+#[test]
+fn a_slow_passive_closer_outlasts_the_orphans_fin_timeout() {
+    let at = |delay_ms: u64| {
+        let mut a = SimArgs {
+            loss: 0.0,
+            rate: Some(1000.0),
+            close_delay: Duration::from_millis(delay_ms),
+            ..args(5_000)
+        };
+        a.host.fin_timeout = Some(Duration::from_secs(1));
+        run(&a)
+    };
+    let late = at(2_000);
+    assert_eq!(late.leaked, 0);
+    assert_eq!(late.closed_by["FinWait2Timeout"], 5_000);
+    assert_eq!(late.closed_by["Reset"], 5_000);
+    assert_eq!(late.peak["time_wait"], 0);
+    // The clients hold CLOSE-WAIT for the delay: 1,000 a second for 2 s.
+    assert!(
+        (1_900..=2_000).contains(&late.peak_clients["close_wait"]),
+        "{:?}",
+        late.peak_clients
+    );
+    let early = at(500);
+    assert_eq!(early.closed_by["FinWait2Timeout"], 0);
+    assert_eq!(early.closed_by["TimeWaitExpired"], 5_000);
 }

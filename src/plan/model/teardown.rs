@@ -20,6 +20,23 @@ struct FinWait1 {
     fin_wait_2: Option<f64>,
 }
 
+/// Linux's `TCP_ATO_MIN` (the engine's `ATO_MIN`, `host/output.rs`): a peer
+/// that does not close at once ACKs our FIN after it (`tcp_fin` enters
+/// pingpong mode, `tcp_send_delayed_ack`), or with its own FIN if that is
+/// sooner; a duplicate is answered at once.
+const ATO_MIN: f64 = 0.040;
+
+/// The delay of a peer's ACK of our first FIN it receives: the delayed ACK
+/// when the profile delays it, cut short by the peer's FIN after `app_delay`
+/// (a runaway peer has none: it waits the delayed ACK out, then vanishes).
+fn fin_ack_delay(w: &Workload, runaway: bool) -> f64 {
+    match (w.host.delayed_ack, runaway) {
+        (false, _) => 0.0,
+        (true, true) => ATO_MIN,
+        (true, false) => ATO_MIN.min(w.app_delay.as_secs_f64()),
+    }
+}
+
 /// FIN-WAIT-1 as a two-state chain over the closer's attempts: the peer has not
 /// seen the FIN yet, or has seen it (and then answers duplicates with an ACK, unless
 /// it ran away). `data` segments precede the FIN on the first attempt and must
@@ -44,6 +61,7 @@ fn fin_wait_1_on(
     if !runaway && w.app_delay.is_zero() {
         return fin_wait_1_coalesced(w, t, end, data, peer);
     }
+    let delack = fin_ack_delay(w, runaway);
     let (mut unseen, mut seen) = (1.0, 0.0);
     let (mut mean, mut to_fw2) = (0.0, 0.0);
     for (k, &tk) in t.iter().enumerate() {
@@ -58,7 +76,7 @@ fn fin_wait_1_on(
         let acked = got * ack;
         // Seen -> a duplicate draws one ACK, unless the peer is gone.
         let dup = if runaway { 0.0 } else { seen * delivered * ack };
-        mean += (acked + dup) * (tk + rtt);
+        mean += acked * (tk + rtt + delack) + dup * (tk + rtt);
         to_fw2 += acked + dup;
         seen = seen - dup + got - acked;
         unseen -= got;
@@ -233,7 +251,9 @@ pub(super) fn phase(w: &Workload, rto_s: f64, rto_c: f64, rto_sf: f64) -> Phase 
     let (stay_fw2, in_time) = match stay.fin_wait_2 {
         Some(fw2) => (fw2, 1.0),
         None => {
-            let (wait, in_time) = arrival_within(&passive_sched, p, app_delay, orphan_until);
+            // FIN-WAIT-2 starts when the peer's (delayed) ACK arrives.
+            let after = app_delay - fin_ack_delay(w, false);
+            let (wait, in_time) = arrival_within(&passive_sched, p, after, orphan_until);
             (stay.to_fin_wait_2 * wait, in_time)
         }
     };
@@ -243,7 +263,10 @@ pub(super) fn phase(w: &Workload, rto_s: f64, rto_c: f64, rto_sf: f64) -> Phase 
         Some(l) => {
             let stay_held = match stay.fin_wait_2 {
                 Some(fw2) => fw2.min(stay.to_fin_wait_2 * l),
-                None => stay.to_fin_wait_2 * arrival_within(&passive_sched, p, app_delay, l).0,
+                None => {
+                    let after = app_delay - fin_ack_delay(w, false);
+                    stay.to_fin_wait_2 * arrival_within(&passive_sched, p, after, l).0
+                }
             };
             let held = (1.0 - f) * stay_held + f * away.to_fin_wait_2 * l;
             (

@@ -3,6 +3,7 @@
 //! for its share of the live connections, and the buffers an earlier shard on
 //! the thread left ([`Reuse`]).
 
+use std::collections::VecDeque;
 use std::sync::atomic::AtomicU64;
 
 use rand::{Rng, SeedableRng};
@@ -112,6 +113,7 @@ impl<'a> Shard<'a> {
             opens_from: Time::ZERO + cfg.stagger * index,
             opened_ms: reuse.opened_ms(slots as usize),
             vanish_after_ack: Vec::new(),
+            delayed_closes: VecDeque::new(),
             attacks_sent: 0,
             capture_left: if index == 0 { cfg.pcap_sample } else { 0 },
             progress,
