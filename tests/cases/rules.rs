@@ -129,6 +129,84 @@ fn lost_data_is_retransmitted_with_the_fin() {
     assert_eq!(n.c.state(&n.ct), CloseWait);
 }
 
+/// Once the peer's FIN is in (CLOSE-WAIT, CLOSING, LAST-ACK) no text can
+/// follow it: Linux ignores text or a FIN at or beyond rcv_nxt without an ACK
+/// (`tcp_rcv_state_process` step 7). What comes before step 7 still happens:
+/// a segment beyond the window draws the sequence check's duplicate ACK, the
+/// FIN again (before rcv_nxt) is a duplicate and is ACKed, and the ACK field
+/// is taken.
+#[test]
+fn text_beyond_the_peers_fin_is_ignored() {
+    for state in [CloseWait, Closing, LastAck] {
+        let mut n = in_state(state);
+        let (snd, rcv) = n.seq_s();
+        // What the server has sent and the client seen: our FIN is unacknowledged
+        // in CLOSING and LAST-ACK.
+        let una = if state == CloseWait { snd } else { snd - 1 };
+        let data = Segment {
+            flags: Flags::ACK | Flags::PSH,
+            seq: rcv,
+            ack: una,
+            len: 100,
+            ..FROM_CLIENT
+        };
+        n.s.handle(n.now, &data);
+        assert!(n.out_s().is_empty(), "{state}: text at rcv_nxt is ACKed");
+        n.s.handle(
+            n.now,
+            &Segment {
+                flags: Flags::FIN | Flags::ACK,
+                seq: rcv + 100,
+                len: 0,
+                ..data
+            },
+        );
+        assert!(n.out_s().is_empty(), "{state}: a FIN beyond it is ACKed");
+        assert_eq!(n.seq_s(), (snd, rcv), "{state}: rcv_nxt moved");
+        // The FIN again: a duplicate, ACKed at once.
+        n.s.handle(
+            n.now,
+            &Segment {
+                flags: Flags::FIN | Flags::ACK,
+                seq: rcv - 1,
+                len: 0,
+                ..data
+            },
+        );
+        check(&n.one_s(), ".", snd, rcv);
+        // Beyond the window: the sequence check ACKs it.
+        n.s.handle(
+            n.now,
+            &Segment {
+                flags: Flags::ACK,
+                seq: rcv + 500_000,
+                len: 0,
+                ..data
+            },
+        );
+        check(&n.one_s(), ".", snd, rcv);
+        assert_eq!(n.s.state(&n.st), state);
+    }
+    // Text beyond rcv_nxt that acknowledges LAST-ACK's FIN ends it, unanswered.
+    let mut n = in_state(LastAck);
+    let (snd, rcv) = n.seq_s();
+    n.s.handle(
+        n.now,
+        &Segment {
+            flags: Flags::ACK | Flags::PSH,
+            seq: rcv,
+            ack: snd,
+            len: 100,
+            ..FROM_CLIENT
+        },
+    );
+    assert!(n.out_s().is_empty());
+    assert_eq!(
+        closed(&mut n.s),
+        vec![(LastAck, CloseReason::LastAckAcked, Role::Passive)]
+    );
+}
+
 #[test]
 fn abort_sends_rst() {
     let mut n = Net::default();

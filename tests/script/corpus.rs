@@ -49,6 +49,7 @@ const REQUIRED: &[&str] = &[
     "tw-reuse-needs-timestamps.pkt",
     "bind-takes-time-wait-at-once.pkt",
     "eaddrnotavail-range-spent.pkt",
+    "close-wait-text-after-fin.pkt",
 ];
 
 fn corpus() -> Vec<PathBuf> {

@@ -220,7 +220,12 @@ impl Host {
                     // acknowledged at once, duplicates and gaps with a duplicate ACK.
                     ack_now = true;
                 }
-                _ => ack_now = true,
+                // CLOSE-WAIT, CLOSING, LAST-ACK: the peer's FIN is in, so text
+                // at or beyond rcv_nxt cannot be; `tcp_rcv_state_process`
+                // step 7 ignores it (no ACK scheduled). Text that starts
+                // before rcv_nxt goes on to `tcp_data_queue`, a duplicate,
+                // and is ACKed.
+                _ => ack_now = seg.seq_num() < c.rcv_nxt,
             }
         }
 
@@ -253,9 +258,13 @@ impl Host {
                     State::FinWait2 => next = Next::TimeWait,
                     _ => {}
                 }
+                ack_now = true;
+            } else if !c.state.fin_received() || seg.seq_num() < c.rcv_nxt {
+                // A duplicate, or beyond a gap: acknowledge at once. Once the
+                // FIN is in, a FIN at or beyond rcv_nxt is ignored with the
+                // text (step 7 above).
+                ack_now = true;
             }
-            // In order, a duplicate or beyond a gap: acknowledge at once.
-            ack_now = true;
         }
         if delay_ack {
             self.send_delayed_ack(now, idx, c);
