@@ -150,6 +150,68 @@ fn paws_drops_an_old_duplicate() {
     assert_eq!(out[0].ts.map(|t| t.ecr), Some(1_002));
 }
 
+/// A pure ACK from before rcv_nxt that fails PAWS (here the peer's ACK sent
+/// before its FIN, overtaken by it) is an old ACK: dropped without a
+/// duplicate ACK, counted `PAWSOldAck` (`tcp_disordered_ack_check`, Linux
+/// 6.14 on). It spends no out-of-window credit: a segment beyond the window
+/// right after it draws its duplicate ACK. An old pure ACK at rcv_nxt that
+/// acknowledges new data is no old ACK: rejected with a duplicate ACK.
+#[test]
+fn paws_drops_an_old_ack_without_a_reply() {
+    // The FIN's ACK at once, not delayed (engine/tests/delayed_ack.rs).
+    let mut p = Peer::new(Config {
+        delayed_ack: false,
+        ..Config::default()
+    });
+    let synack = p.open(40_000, PEER_ISS, Some((100, 0)));
+    let ecr = synack.ts.expect("ts").val;
+    let t = server_tuple(40_000);
+    let fin = from_peer(
+        40_000,
+        Flags::FIN | Flags::ACK,
+        PEER_ISS + 1,
+        synack.seq + 1,
+        Some((300, ecr)),
+    );
+    let out = p.at(100).send(fin);
+    assert_eq!(out[0].ack, PEER_ISS + 2);
+    assert_eq!(p.host.state(&t), State::CloseWait);
+    // The reordered ACK sent before the FIN: seq rcv_nxt - 1, TSval older.
+    let old = from_peer(
+        40_000,
+        Flags::ACK,
+        PEER_ISS + 1,
+        synack.seq + 1,
+        Some((250, ecr)),
+    );
+    assert!(p.at(200).send(old).is_empty());
+    let stats = *p.host.stats();
+    assert_eq!((stats.paws_old_ack, stats.paws_rejected), (1, 0));
+    let probe = from_peer(
+        40_000,
+        Flags::ACK,
+        PEER_ISS + 500_000,
+        synack.seq + 1,
+        Some((400, ecr)),
+    );
+    let out = p.send(probe);
+    assert_eq!((out.len(), out[0].ack), (1, PEER_ISS + 2));
+    // At rcv_nxt, failing PAWS, and not a duplicate ACK: PAWSEstabRejected.
+    p.host.send(p.now, t, 10).expect("send");
+    let data = p.host.transmits().next().expect("data");
+    let stale = from_peer(
+        40_000,
+        Flags::ACK,
+        PEER_ISS + 2,
+        data.seq + 10,
+        Some((200, ecr)),
+    );
+    let out = p.at(800).send(stale);
+    assert_eq!((out.len(), out[0].ack), (1, PEER_ISS + 2));
+    let stats = *p.host.stats();
+    assert_eq!((stats.paws_old_ack, stats.paws_rejected), (1, 1));
+}
+
 #[test]
 fn syn_into_time_wait_with_lower_seq_is_taken_by_a_newer_timestamp() {
     let mut p = Peer::new(Config::default());

@@ -50,6 +50,7 @@ const REQUIRED: &[&str] = &[
     "bind-takes-time-wait-at-once.pkt",
     "eaddrnotavail-range-spent.pkt",
     "close-wait-text-after-fin.pkt",
+    "ts-paws-old-ack.pkt",
 ];
 
 fn corpus() -> Vec<PathBuf> {

@@ -50,8 +50,13 @@ impl Host {
 
         // RFC 7323 §5.3 R1 (`tcp_validate_incoming` checks it first): an old
         // duplicate by its timestamp is dropped with a rate-limited ACK; a
-        // SYN gets the challenge ACK; an RST goes on to the usual checks.
+        // SYN gets the challenge ACK; an RST goes on to the usual checks; an
+        // old pure ACK is dropped silently ([`Host::old_ack`]).
         if !f.rst() && self.paws_discard(c, seg) {
+            if Self::old_ack(c, seg) {
+                self.stats.paws_old_ack += 1;
+                return Next::Keep;
+            }
             self.stats.paws_rejected += 1;
             if f.syn() && c.state.is_synchronized() {
                 self.challenge_ack(now, c);

@@ -114,6 +114,16 @@ impl Host {
             })
     }
 
+    /// `tcp_disordered_ack_check`'s `TCP_RFC7323_PAWS_ACK` (Linux >= 6.14),
+    /// for a segment that failed PAWS: a pure ACK from before rcv_nxt, which
+    /// data or a FIN overtook on the way. Such old ACKs are common, so
+    /// `tcp_validate_incoming` drops them without a duplicate ACK (which
+    /// would spend the out-of-window rate limit) and counts `PAWSOldAck`,
+    /// not `PAWSEstabRejected`.
+    pub(super) fn old_ack(c: &Conn, seg: &Segment) -> bool {
+        seg.flags.ack() && seg.seq_len() == 0 && seg.seq_num() < c.rcv_nxt
+    }
+
     /// `tcp_replace_ts_recent`: a segment that passed the checks and starts at
     /// or before `rcv_wup` (the rcv_nxt we last acknowledged; the engine
     /// acknowledges as it goes, so rcv_nxt before the segment) records its
