@@ -212,6 +212,63 @@ fn paws_drops_an_old_ack_without_a_reply() {
     assert_eq!((stats.paws_old_ack, stats.paws_rejected), (1, 1));
 }
 
+/// SYN-SENT: a SYN-ACK whose TSecr is not between our first SYN's TSval and
+/// now echoes no SYN of ours (`tcp_rcv_synsent_state_process`,
+/// `PAWSActiveRejected`): answered with RST <SEQ=SEG.ACK>, and the connection
+/// stays in SYN-SENT; such an RST|ACK is dropped. After the SYN is
+/// retransmitted, the first SYN's echo is still in range.
+#[test]
+fn syn_sent_refuses_a_syn_ack_that_echoes_no_syn_of_ours() {
+    let mut host = Host::new(Config::default());
+    let t = server_tuple(40_000).reversed();
+    host.connect(Time::from_millis(1_000), t).expect("connect");
+    let syn = host.transmits().next().expect("SYN");
+    let first = syn.ts.expect("timestamps offered").val;
+    let synack = |ecr: u32| {
+        let mut s = Segment::new(
+            &t.reversed(),
+            Flags::SYN | Flags::ACK,
+            PEER_ISS,
+            syn.seq + 1,
+            0,
+            65_535,
+        );
+        s.ts = Some(Ts { val: 5_000, ecr });
+        s
+    };
+    let now = Time::from_millis(1_100);
+    // From the future (50 s on), and from before our SYN.
+    for ecr in [first.wrapping_add(50_000), first.wrapping_sub(1)] {
+        host.handle(now, &synack(ecr));
+        let out: Vec<Segment> = host.transmits().collect();
+        assert_eq!(out.len(), 1, "ecr {ecr}: {out:?}");
+        assert_eq!((out[0].flags, out[0].seq), (Flags::RST, syn.seq + 1));
+        assert_eq!(host.state(&t), State::SynSent);
+    }
+    let rst_ack = Segment {
+        flags: Flags::RST | Flags::ACK,
+        ..synack(first.wrapping_sub(1))
+    };
+    host.handle(now, &rst_ack);
+    assert_eq!(host.transmits().count(), 0);
+    assert_eq!(host.state(&t), State::SynSent);
+    assert_eq!(host.stats().paws_active_rejected, 3);
+    // The SYN again after its 1 s RTO; the answer to the first one is taken.
+    let again = loop {
+        let deadline = host.poll_timeout().expect("SYN timer");
+        host.handle_timeout(deadline);
+        if let Some(s) = host.transmits().next() {
+            break s;
+        }
+    };
+    assert_eq!(again.ts.map(|ts| ts.val), Some(first.wrapping_add(1_000)));
+    host.handle(Time::from_millis(2_050), &synack(first));
+    let out: Vec<Segment> = host.transmits().collect();
+    assert_eq!((out.len(), out[0].flags), (1, Flags::ACK));
+    assert_eq!(host.state(&t), State::Established);
+    assert_eq!(host.stats().paws_active_rejected, 3);
+}
+
 #[test]
 fn syn_into_time_wait_with_lower_seq_is_taken_by_a_newer_timestamp() {
     let mut p = Peer::new(Config::default());

@@ -51,6 +51,7 @@ const REQUIRED: &[&str] = &[
     "eaddrnotavail-range-spent.pkt",
     "close-wait-text-after-fin.pkt",
     "ts-paws-old-ack.pkt",
+    "ts-syn-sent-echo-out-of-range.pkt",
 ];
 
 fn corpus() -> Vec<PathBuf> {

@@ -136,6 +136,9 @@ pub struct Stats {
     /// Pure ACKs from before rcv_nxt that failed PAWS, dropped without an
     /// ACK (`PAWSOldAck`, Linux >= 6.14): not in `paws_rejected`.
     pub paws_old_ack: u64,
+    /// SYN-ACKs (or other acceptable ACKs in SYN-SENT) whose TSecr echoes
+    /// no TSval of ours, answered with RST (`PAWSActiveRejected`).
+    pub paws_active_rejected: u64,
     /// SYNs into TIME-WAIT taken because their timestamp was newer (RFC 6191),
     /// their sequence number being at or below rcv_nxt: part of `time_wait_reused`.
     pub time_wait_reused_by_ts: u64,

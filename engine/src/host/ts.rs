@@ -124,6 +124,31 @@ impl Host {
         seg.flags.ack() && seg.seq_len() == 0 && seg.seq_num() < c.rcv_nxt
     }
 
+    /// `tcp_rcv_synsent_state_process`'s PAWS check of an acceptable ACK in
+    /// SYN-SENT: when our SYN offered timestamps and the answer echoes one
+    /// (TSecr, less our offset, not 0), the echo must lie between our first
+    /// SYN's TSval (`retrans_stamp`) and now, or Linux counts
+    /// `PAWSActiveRejected` and refuses the segment. The first SYN's time is
+    /// kept to the millisecond (`retrans_stamp_ms`): exact on the default
+    /// millisecond TS clock; on another the range starts up to a
+    /// millisecond and a tick early, never late.
+    pub(super) fn syn_ack_echo_rejected(&self, c: &Conn, seg: &Segment) -> bool {
+        let Some(ts) = seg.ts.filter(|_| c.has(flag::TS_OK)) else {
+            return false;
+        };
+        let ecr = ts.ecr.wrapping_sub(self.ts_key.offset(&c.tuple));
+        if ts.ecr == 0 || ecr == 0 {
+            return false;
+        }
+        let elapsed_ms = self.now_ms.wrapping_sub(c.retrans_stamp_ms);
+        let elapsed = match self.cfg.ts_tick_us {
+            1000 => elapsed_ms,
+            tick => ((u64::from(elapsed_ms) + 1) * 1000).div_ceil(u64::from(tick)) as u32,
+        };
+        // `between(ecr, first, now)`, in TS ticks of our clock.
+        ecr.wrapping_sub(self.ts_clock.wrapping_sub(elapsed)) > elapsed
+    }
+
     /// `tcp_replace_ts_recent`: a segment that passed the checks and starts at
     /// or before `rcv_wup` (the rcv_nxt we last acknowledged; the engine
     /// acknowledges as it goes, so rcv_nxt before the segment) records its
