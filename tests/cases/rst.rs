@@ -170,6 +170,61 @@ fn syn_into_time_wait() {
     assert_eq!(n.s.population(SynReceived), 1);
 }
 
+/// A reconnect that TIME-WAIT takes by its sequence number alone (no
+/// timestamps): the client uploads 1 MB, the server closes first, and the
+/// client connects again on the same 4-tuple 450 ms after its first SYN. Its
+/// ISN clock, Linux's 64 ns tick (`secure_tcp_seq`), has moved 7,031,250 on,
+/// beyond the 1,000,002 the first connection used, so the SYN is after the
+/// TIME-WAIT's rcv_nxt and opens a new incarnation at once. On RFC 793's 4 µs
+/// clock it would have moved 112,500: an old duplicate, re-ACKed, and the
+/// reconnect would wait for the client's RST and its SYN's retransmission.
+#[test]
+fn reconnect_is_beyond_the_old_rcv_nxt_by_the_isn_clock() {
+    let plain = Config {
+        timestamps: false,
+        ..cfg()
+    };
+    let mut n = Net::established(plain.clone(), plain);
+    let first_syn = Time::from_millis(1_000);
+    let (_, rcv) = n.seq_s();
+    let old_isn = rcv - 1;
+    n.c.send(n.now, n.ct, 1_000_000).unwrap();
+    let data = n.one_c();
+    n.hop();
+    n.s.handle(n.now, &data);
+    let ack = n.one_s();
+    n.hop();
+    n.c.handle(n.now, &ack);
+    n.s.close(n.now, n.st).unwrap();
+    let fin = n.one_s();
+    n.hop();
+    n.c.handle(n.now, &fin);
+    let ack = n.one_c();
+    n.hop();
+    n.s.handle(n.now, &ack);
+    n.c.close(n.now, n.ct).unwrap();
+    let fin = n.one_c();
+    n.hop();
+    n.s.handle(n.now, &fin);
+    let last = n.one_s();
+    check(&last, ".", fin.ack, old_isn + 1_000_002);
+    n.hop();
+    n.c.handle(n.now, &last);
+    assert_eq!(n.c.state(&n.ct), Closed);
+    assert_eq!(n.s.state(&n.st), TimeWait);
+    assert_eq!(n.now - first_syn, Duration::from_millis(450));
+
+    n.c.connect(n.now, n.ct).unwrap();
+    let syn = n.one_c();
+    assert_eq!(syn.seq.wrapping_sub(old_isn), 7_031_250);
+    n.hop();
+    n.s.handle(n.now, &syn);
+    // The new incarnation's ISS: the old snd_nxt + 65535 + 2.
+    check(&n.one_s(), "S.", fin.ack.wrapping_add(65_537), syn.seq + 1);
+    assert_eq!(n.s.state(&n.st), SynReceived);
+    assert_eq!(n.s.stats().time_wait_reused, 1);
+}
+
 #[test]
 fn syn_into_last_ack_draws_challenge_ack() {
     let mut n = in_state(LastAck);

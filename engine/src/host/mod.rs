@@ -377,9 +377,16 @@ impl Host {
         (now as i64 + delta).max(0) as u64
     }
 
-    /// RFC 6528 initial sequence number: a 4 µs clock plus a keyed hash of the tuple.
+    /// RFC 6528 initial sequence number, as Linux's `secure_tcp_seq`: a keyed
+    /// hash of the tuple plus a clock of 64 ns ticks (`seq_scale`:
+    /// `ktime_get_real_ns() >> 6`, 15.625 a microsecond, a wrap every 274 s),
+    /// not RFC 793's 4 µs clock. So a reconnect on the same 4-tuple starts
+    /// beyond what its predecessor sent unless that sent more than 15.6 MB a
+    /// second, and a TIME-WAIT without timestamps takes its SYN
+    /// (`tcp_timewait_state_process`).
     fn isn(&self, now: Time, tuple: &Tuple) -> Seq {
-        Seq((now.as_micros() / 4) as u32) + tuple.hash(self.isn_key) as u32
+        // µs × 1000 / 64 = µs × 125 / 8 (wrapping past 4.7 million years).
+        Seq((now.as_micros().wrapping_mul(125) >> 3) as u32) + tuple.hash(self.isn_key) as u32
     }
 }
 
