@@ -98,6 +98,7 @@ pub(crate) struct Tcb {
     pub mdev_us: u32,
     /// Linux's `rttvar_us`: the variance term of the RTO, at least rto_min,
     /// which follows mdev up at once and down by a quarter of the gap per RTT.
+    /// Before the first sample: the initial RTO.
     pub rttvar_us: u32,
     /// While `flag::TIMING`: when the timed segment was sent. Otherwise the
     /// bytes held back behind a retransmission ([`Tcb::held`]): bytes are
@@ -140,11 +141,12 @@ pub(crate) mod bits {
 }
 
 impl Conn {
-    pub fn new(tuple: Tuple, state: State, iss: Seq) -> Conn {
+    /// A connection in `state` with ISS `iss`, its RTO the initial one of `t`.
+    pub fn new(tuple: Tuple, state: State, iss: Seq, t: &TimeoutsUs) -> Conn {
         Conn {
             tuple,
             last_oow_ms: 0,
-            tcb: Tcb::new(state, iss),
+            tcb: Tcb::new(state, iss, t.rto_initial),
         }
     }
 
@@ -180,14 +182,14 @@ impl ConnRecord {
 const _: () = assert!(std::mem::size_of::<Tcb>() == 48);
 
 impl Tcb {
-    fn new(state: State, iss: Seq) -> Tcb {
+    fn new(state: State, iss: Seq, rto_initial_us: u32) -> Tcb {
         Tcb {
             snd_una: iss,
             snd_nxt: iss,
             rcv_nxt: Seq(0),
             srtt_us: 0,
             mdev_us: 0,
-            rttvar_us: 0,
+            rttvar_us: rto_initial_us,
             timing_or_held: 0,
             retrans_stamp_ms: 0,
             close_ms: 0,
@@ -317,7 +319,8 @@ mod tests {
 
     #[test]
     fn timing_and_held_bytes_share_a_field_without_meeting() {
-        let mut c = Conn::new(Tuple::default(), State::Established, Seq(0));
+        let t = TimeoutsUs::new(&crate::Config::default());
+        let mut c = Conn::new(Tuple::default(), State::Established, Seq(0), &t);
         c.start_timing(1_000);
         assert_eq!(c.held(), 0);
         assert_eq!(c.take_timing(41_000), Some(40_000));

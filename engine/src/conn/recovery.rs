@@ -104,14 +104,19 @@ impl Tcb {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::conn::Conn;
+    use crate::conn::{Conn, TimeoutsUs};
     use crate::seq::Seq;
     use crate::state::State;
     use crate::tuple::Tuple;
 
+    fn conn() -> Conn {
+        let t = TimeoutsUs::new(&crate::Config::default());
+        Conn::new(Tuple::default(), State::Established, Seq(0), &t)
+    }
+
     #[test]
     fn recovery_fields_share_a_byte_without_meeting() {
-        let mut c = Conn::new(Tuple::default(), State::Established, Seq(0));
+        let mut c = conn();
         assert_eq!((c.pkts(), c.dupacks(), c.reordering()), (0, 0, 3));
         assert!(!c.rto_fired() && !c.fast_recovery());
         c.set_pkts(9);
@@ -132,7 +137,7 @@ mod tests {
     #[test]
     fn add_pkt_is_set_pkts_of_one_more() {
         for byte in 0..=u8::MAX {
-            let mut added = Conn::new(Tuple::default(), State::Established, Seq(0));
+            let mut added = conn();
             added.rec = byte;
             let mut set = added;
             added.add_pkt();

@@ -52,15 +52,14 @@ impl Tcb {
     }
 
     /// The RTO before backoff in microseconds, uncapped (`__tcp_set_rto`:
-    /// srtt + rttvar), or the initial RTO before any sample. Integer work: it
-    /// runs on every arm of the retransmission timer.
+    /// srtt + rttvar). Before the first sample srtt is 0 and rttvar holds the
+    /// initial RTO ([`Conn::new`](super::Conn::new)), as FreeBSD's
+    /// `tcp_newtcpcb` seeds `t_rttvar` so that the formula gives
+    /// `TCPTV_RTOBASE`. Integer work, and no branch: it runs on every arm of
+    /// the retransmission timer.
     #[inline]
-    fn rto_us(&self, t: &TimeoutsUs) -> u64 {
-        if self.srtt_us == 0 {
-            t.rto_initial
-        } else {
-            self.srtt_us as u64 + self.rttvar_us as u64
-        }
+    fn rto_us(&self) -> u64 {
+        self.srtt_us as u64 + self.rttvar_us as u64
     }
 
     /// The RTO after backoff, capped at rto_max (`inet_csk_rto_backoff`).
@@ -71,7 +70,7 @@ impl Tcb {
     /// [`Tcb::backed_off_rto`] in microseconds.
     #[inline]
     pub(crate) fn backed_off_rto_us(&self, t: &TimeoutsUs) -> u64 {
-        self.rto_us(t)
+        self.rto_us()
             .checked_shl(self.backoff() as u32)
             .unwrap_or(t.rto_max)
             .min(t.rto_max)
@@ -92,12 +91,14 @@ impl Tcb {
 /// A [`Config`]'s timeouts in microseconds, taken once per host: read as
 /// `Duration`s they cost a multiply and a divide each on every arm of the
 /// retransmission timer, every RTT sample and every entry into TIME-WAIT.
-/// Same values as the `Duration`s' `as_micros()` (the RTO bounds truncated
-/// to 64 bits as before, `fin_timeout` and `time_wait` saturated, as
-/// `Time + Duration` saturates).
+/// Same values as the `Duration`s' `as_micros()` (`rto_min` and `rto_max`
+/// truncated to 64 bits as before, `rto_initial` saturated to 32,
+/// `fin_timeout` and `time_wait` saturated, as `Time + Duration` saturates).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct TimeoutsUs {
-    pub(crate) rto_initial: u64,
+    /// 32 bits, as the `rttvar_us` it seeds: `Config::validate` keeps it
+    /// within an hour (saturated past 71 minutes).
+    pub(crate) rto_initial: u32,
     pub(crate) rto_min: u64,
     pub(crate) rto_max: u64,
     pub(crate) fin_timeout: u64,
@@ -107,7 +108,7 @@ pub(crate) struct TimeoutsUs {
 impl TimeoutsUs {
     pub(crate) fn new(cfg: &Config) -> TimeoutsUs {
         TimeoutsUs {
-            rto_initial: cfg.rto_initial.as_micros() as u64,
+            rto_initial: u32::try_from(cfg.rto_initial.as_micros()).unwrap_or(u32::MAX),
             rto_min: cfg.rto_min.as_micros() as u64,
             rto_max: cfg.rto_max.as_micros() as u64,
             fin_timeout: u64::try_from(cfg.fin_timeout.as_micros()).unwrap_or(u64::MAX),
@@ -127,11 +128,11 @@ mod tests {
     #[test]
     fn first_sample_gives_m_plus_max_2m_200ms() {
         let t = TimeoutsUs::new(&Config::default());
-        let mut c = Conn::new(Tuple::default(), State::SynSent, Seq(0));
+        let mut c = Conn::new(Tuple::default(), State::SynSent, Seq(0), &t);
         assert_eq!(c.backed_off_rto(&t), Duration::from_secs(1));
         c.rtt_sample(100_000, &t);
         assert_eq!(c.backed_off_rto(&t), Duration::from_millis(300));
-        let mut d = Conn::new(Tuple::default(), State::SynSent, Seq(0));
+        let mut d = Conn::new(Tuple::default(), State::SynSent, Seq(0), &t);
         d.rtt_sample(20_000, &t);
         assert_eq!(d.backed_off_rto(&t), Duration::from_millis(220));
     }
@@ -139,7 +140,7 @@ mod tests {
     #[test]
     fn later_samples_smooth_and_backoff_caps() {
         let t = TimeoutsUs::new(&Config::default());
-        let mut c = Conn::new(Tuple::default(), State::Established, Seq(0));
+        let mut c = Conn::new(Tuple::default(), State::Established, Seq(0), &t);
         c.rtt_sample(100_000, &t);
         c.rtt_sample(100_000, &t);
         // srtt stays 100 ms; mdev decays from 200 ms to 150 ms, under the 200 ms floor.
@@ -156,7 +157,7 @@ mod tests {
     fn a_falling_rtt_moves_the_rto_as_linux_does() {
         // Hand-run of tcp_rtt_estimator: 100 ms, then a 50 us sample.
         let t = TimeoutsUs::new(&Config::default());
-        let mut c = Conn::new(Tuple::default(), State::Established, Seq(0));
+        let mut c = Conn::new(Tuple::default(), State::Established, Seq(0), &t);
         c.rtt_sample(100_000, &t);
         c.rtt_sample(50, &t);
         // srtt 100000 + (50 - 100000) / 8; mdev 200000 + ((99950 - 50000) >> 3);
@@ -180,13 +181,13 @@ mod tests {
             ..Config::default()
         };
         let t = TimeoutsUs::new(&cfg);
-        let mut c = Conn::new(Tuple::default(), State::FinWait2, Seq(0));
+        let mut c = Conn::new(Tuple::default(), State::FinWait2, Seq(0), &t);
         c.rtt_sample(100_000, &t);
         c.set_backoff(2); // 300 ms backed off twice
         assert_eq!(c.fin_wait2_timeout_us(&t), 4_200_000);
         // An odd RTO (300,003 µs): 3.5 of it rounds down to the microsecond,
         // as `Duration` arithmetic and then arming the timer round it.
-        let mut d = Conn::new(Tuple::default(), State::FinWait2, Seq(0));
+        let mut d = Conn::new(Tuple::default(), State::FinWait2, Seq(0), &t);
         d.rtt_sample(100_001, &t);
         let rto = d.backed_off_rto(&t);
         assert_eq!(rto.as_micros(), 300_003);

@@ -57,7 +57,7 @@ impl Host {
         iss: Seq,
         ts_recent: Option<u32>,
     ) {
-        let mut c = Conn::new(tuple, State::SynSent, iss);
+        let mut c = Conn::new(tuple, State::SynSent, iss, &self.timeouts);
         if self.cfg.timestamps {
             // Offered in the SYN; kept only if the SYN-ACK answers. The TSecr
             // is 0, or the ts_recent a reused TIME-WAIT passed on

@@ -113,7 +113,7 @@ impl Host {
             self.stats.syn_dropped += 1;
             return;
         }
-        let mut c = Conn::new(tuple, State::SynReceived, iss);
+        let mut c = Conn::new(tuple, State::SynReceived, iss, &self.timeouts);
         c.rcv_nxt = seg.seq_num() + 1;
         // RFC 7323 §3.2: timestamps when both offer them; the SYN's TSval is
         // the first ts_recent (`tcp_openreq_init`).

@@ -10,6 +10,8 @@
 
 use std::time::Duration;
 
+#[cfg(feature = "bench-hooks")]
+use crate::conn::TimeoutsUs;
 use crate::conn::{Conn, ConnRecord};
 use crate::endpoint::{Packed, Side};
 use crate::index::{prefetch_line, Index};
@@ -262,7 +264,19 @@ impl Table {
     /// [`crate::Host::connect`] that would swamp it.
     #[cfg(feature = "bench-hooks")]
     pub fn bench_insert(&mut self, tuple: Tuple) {
-        self.insert_conn(Conn::new(tuple, State::Established, Seq(0)));
+        self.insert_conn(Conn::new(
+            tuple,
+            State::Established,
+            Seq(0),
+            &Self::bench_timeouts(),
+        ));
+    }
+
+    /// The bench hooks' entries have the default profile's RTO (the table
+    /// reads none).
+    #[cfg(feature = "bench-hooks")]
+    fn bench_timeouts() -> TimeoutsUs {
+        TimeoutsUs::new(&crate::Config::default())
     }
 
     /// For `benches/table.rs`: a lookup, as [`crate::Host::handle`] starts.
@@ -276,7 +290,12 @@ impl Table {
     /// (closed as it entered).
     #[cfg(feature = "bench-hooks")]
     pub fn bench_time_wait(&mut self, tuple: Tuple, expires_ms: u32) {
-        let idx = self.insert_conn(Conn::new(tuple, State::FinWait1, Seq(0)));
+        let idx = self.insert_conn(Conn::new(
+            tuple,
+            State::FinWait1,
+            Seq(0),
+            &Self::bench_timeouts(),
+        ));
         let e = TwEntry {
             tuple,
             expires_ms,

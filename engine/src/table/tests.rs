@@ -4,12 +4,14 @@ pub(super) fn tuple(port: u16) -> Tuple {
     Tuple::new([10, 0, 0, 1], 80, [10, 0, 0, 2], port)
 }
 
+/// An ESTABLISHED entry on `tuple`, ISS `iss` (the table reads no RTO).
+pub(super) fn conn_on(tuple: Tuple, iss: u32) -> Conn {
+    let t = crate::conn::TimeoutsUs::new(&crate::Config::default());
+    Conn::new(tuple, State::Established, crate::seq::Seq(iss), &t)
+}
+
 pub(super) fn conn(port: u16) -> Conn {
-    Conn::new(
-        tuple(port),
-        State::Established,
-        crate::seq::Seq(port as u32),
-    )
+    conn_on(tuple(port), port as u32)
 }
 
 /// An entry whose application closed as it entered TIME-WAIT.
@@ -49,12 +51,12 @@ fn a_connection_past_the_endpoint_limit_is_spilled_and_kept_out_of_time_wait() {
         remote_port: port,
     };
     for ip in 0..crate::endpoint::MAX as u32 {
-        t.insert_conn(Conn::new(on(ip, 1), State::Established, crate::seq::Seq(0)));
+        t.insert_conn(conn_on(on(ip, 1), 0));
     }
     let rare_before = t.e.conn_rare.len();
     // A new endpoint: spilled, yet found, read, written and removed as any.
     let spilled = on(1 << 30, 2);
-    let i = t.insert_conn(Conn::new(spilled, State::Established, crate::seq::Seq(0)));
+    let i = t.insert_conn(conn_on(spilled, 0));
     assert_eq!(t.e.conn_rare.len(), rare_before + 1);
     assert_eq!(t.find(&spilled), Some(Found::Conn(i)));
     let mut c = t.conn(i);
@@ -71,7 +73,7 @@ fn a_connection_past_the_endpoint_limit_is_spilled_and_kept_out_of_time_wait() {
     assert_eq!(t.find(&spilled), Some(Found::Conn(i)));
     // A known endpoint with a new peer still packs.
     let known = on(7, 3);
-    let k = t.insert_conn(Conn::new(known, State::Established, crate::seq::Seq(0)));
+    let k = t.insert_conn(conn_on(known, 0));
     assert!(t
         .conn_to_time_wait(
             k,
