@@ -14,6 +14,7 @@ mod common;
 use common::{open_from, sent_on};
 
 mod close;
+mod handshake;
 mod rst;
 mod rules;
 mod seed;

@@ -52,6 +52,9 @@ const REQUIRED: &[&str] = &[
     "close-wait-text-after-fin.pkt",
     "ts-paws-old-ack.pkt",
     "ts-syn-sent-echo-out-of-range.pkt",
+    "rto-fallback-after-resent-syn.pkt",
+    "rto-fallback-after-resent-syn-ack.pkt",
+    "rto-fallback-after-syn-ack-resent-for-a-duplicate-syn.pkt",
 ];
 
 fn corpus() -> Vec<PathBuf> {

@@ -94,11 +94,14 @@ pub(crate) struct Tcb {
     pub rcv_nxt: Seq,
     /// Smoothed RTT, 0 before the first sample.
     pub srtt_us: u32,
-    /// Linux's `mdev_us`: the K*RTTVAR term (4 * RTTVAR) of RFC 6298.
+    /// Linux's `mdev_us`: the K*RTTVAR term (4 * RTTVAR) of RFC 6298. Until
+    /// the first sample it counts the handshake's retransmissions instead
+    /// ([`Tcb::syn_retransmits`]).
     pub mdev_us: u32,
     /// Linux's `rttvar_us`: the variance term of the RTO, at least rto_min,
     /// which follows mdev up at once and down by a quarter of the gap per RTT.
-    /// Before the first sample: the initial RTO.
+    /// Before the first sample: the RTO (the initial one, or the fallback
+    /// after a handshake that gave no sample).
     pub rttvar_us: u32,
     /// While `flag::TIMING`: when the timed segment was sent. Otherwise the
     /// bytes held back behind a retransmission ([`Tcb::held`]): bytes are

@@ -7,6 +7,10 @@ use std::time::Duration;
 use super::Tcb;
 use crate::config::Config;
 
+/// `TCP_TIMEOUT_FALLBACK`: the RTO after a handshake that gave no RTT
+/// sample (RFC 6298 §5.7; Linux `tcp_init_metrics`), in microseconds.
+pub(crate) const RTO_FALLBACK_US: u32 = 3_000_000;
+
 impl Tcb {
     /// Feeds one RTT sample, as Linux's `tcp_rtt_estimator` and `__tcp_set_rto` do:
     /// the first sample m gives srtt = m and a variance term of max(2m, rto_min),
@@ -55,11 +59,44 @@ impl Tcb {
     /// srtt + rttvar). Before the first sample srtt is 0 and rttvar holds the
     /// initial RTO ([`Conn::new`](super::Conn::new)), as FreeBSD's
     /// `tcp_newtcpcb` seeds `t_rttvar` so that the formula gives
-    /// `TCPTV_RTOBASE`. Integer work, and no branch: it runs on every arm of
-    /// the retransmission timer.
+    /// `TCPTV_RTOBASE`, or [`RTO_FALLBACK_US`] after a handshake that gave no
+    /// sample. Integer work, and no branch: it runs on every arm of the
+    /// retransmission timer.
     #[inline]
     fn rto_us(&self) -> u64 {
         self.srtt_us as u64 + self.rttvar_us as u64
+    }
+
+    /// Our SYN or SYN-ACK went again: Karn's rule leaves the handshake no
+    /// RTT sample but a timestamp echo's (a request's `num_retrans` stops
+    /// `tcp_synack_rtt_meas` alike). Without one Linux's `tcp_init_metrics`
+    /// starts the data phase on `TCP_TIMEOUT_FALLBACK`, 3 s (RFC 6298 §5.7),
+    /// not backed off: it sets `icsk_rto`, and a passive open's child socket
+    /// has no backoff. Set now rather than at the end: no timer of the
+    /// handshake reads it (they count [`Tcb::syn_retransmits`] from the
+    /// initial RTO), and a sample from the handshake's last segment, a first
+    /// sample, replaces it, where Linux skips the fallback.
+    pub fn handshake_resent(&mut self) {
+        self.take_timing(0);
+        self.rttvar_us = RTO_FALLBACK_US;
+    }
+
+    /// Timer retransmissions of our SYN or SYN-ACK so far: Linux's
+    /// `icsk_retransmits` (and `total_rto`) in SYN-SENT, a request's
+    /// `num_timeout`. They are counted in `mdev_us`, which means nothing
+    /// until the first RTT sample: [`Tcb::rto_us`] does not read it, and the
+    /// first sample sets it afresh. The handshake has no sample before its
+    /// last segment, so the count lives as long as it is needed. (The
+    /// backoff stays 0 in the handshake: none is carried past it.)
+    #[inline]
+    pub fn syn_retransmits(&self) -> u32 {
+        debug_assert_eq!(self.srtt_us, 0, "a sample in the handshake");
+        self.mdev_us
+    }
+
+    /// One more timer retransmission of our SYN or SYN-ACK.
+    pub fn count_syn_retransmit(&mut self) {
+        self.mdev_us = self.syn_retransmits().saturating_add(1);
     }
 
     /// The RTO after backoff, capped at rto_max (`inet_csk_rto_backoff`).

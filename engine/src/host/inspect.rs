@@ -47,11 +47,19 @@ impl Host {
         }
     }
 
-    /// The current RTO of `tuple` after backoff.
+    /// The current RTO of `tuple` after backoff; in SYN-SENT and
+    /// SYN-RECEIVED, the handshake's own timer.
     #[must_use]
     pub fn rto(&self, tuple: &Tuple) -> Option<Duration> {
         match self.table.find(tuple)? {
-            Found::Conn(i) => Some(self.table.conn(i).backed_off_rto(&self.timeouts)),
+            Found::Conn(i) => {
+                let c = self.table.conn(i);
+                Some(if c.state.is_synchronized() {
+                    c.backed_off_rto(&self.timeouts)
+                } else {
+                    Duration::from_micros(self.syn_rto_us(&c))
+                })
+            }
             Found::TimeWait(_) => None,
         }
     }

@@ -34,12 +34,15 @@ impl Host {
         let f = seg.flags;
 
         // SYN-RECEIVED seeing the SYN again: our SYN-ACK was lost (tcp_check_req).
+        // It goes again at once, a retransmission all the same
+        // (`inet_rtx_syn_ack` counts it in `num_retrans`).
         if c.state == State::SynReceived
             && f.syn()
             && !f.ack()
             && !f.rst()
             && seg.seq_num() == c.rcv_nxt - 1
         {
+            c.handshake_resent();
             self.resend_syn_ack(c);
             return Next::Keep;
         }

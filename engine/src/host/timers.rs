@@ -74,16 +74,7 @@ impl Host {
             );
             return;
         }
-        // tcp_write_timeout: the retry limit is judged by the time the given number
-        // of doublings would take (tcp_model_timeout), from the first transmission.
-        let (limit, base) = match c.state {
-            State::SynSent => (self.cfg.syn_retries, self.cfg.rto_initial),
-            State::SynReceived => (self.cfg.synack_retries, self.cfg.rto_initial),
-            _ if c.has(flag::ORPHAN) => (self.cfg.orphan_retry_limit(), self.cfg.rto_min),
-            _ => (self.cfg.retries2, self.cfg.rto_min),
-        };
-        let elapsed = Duration::from_millis(now.stamp_ms().wrapping_sub(c.retrans_stamp_ms) as u64);
-        if c.rto_fired() && elapsed >= self.cfg.model_timeout(limit, base) {
+        if self.retries_exhausted(now, &c) {
             // No RST on this path (tcp_write_err -> tcp_done).
             self.stats.timeouts_retries += 1;
             self.commit(
@@ -99,16 +90,53 @@ impl Host {
         self.table.set_conn(idx, &c);
     }
 
-    /// Resends everything from snd_una, doubles the RTO (tcp_retransmit_timer).
+    /// `tcp_write_timeout`: the retry limit is judged by the time the given
+    /// number of doublings would take (`tcp_model_timeout`), from the first
+    /// transmission, once the timer has fired before.
+    fn retries_exhausted(&self, now: Time, c: &Conn) -> bool {
+        let (limit, base) = match c.state {
+            State::SynSent => (self.cfg.syn_retries, self.cfg.rto_initial),
+            State::SynReceived => (self.cfg.synack_retries, self.cfg.rto_initial),
+            _ if c.has(flag::ORPHAN) => (self.cfg.orphan_retry_limit(), self.cfg.rto_min),
+            _ => (self.cfg.retries2, self.cfg.rto_min),
+        };
+        let elapsed = Duration::from_millis(now.stamp_ms().wrapping_sub(c.retrans_stamp_ms) as u64);
+        c.rto_fired() && elapsed >= self.cfg.model_timeout(limit, base)
+    }
+
+    /// Resends everything from snd_una and re-arms the timer, one RTO
+    /// doubled (`tcp_retransmit_timer`), or the handshake's timer.
     fn retransmit(&mut self, now: Time, idx: u32, c: &mut Conn) {
         self.resend(c);
         // tcp_enter_loss: Reno's duplicates are forgotten.
         c.set_dupacks(0);
         c.set_rto_fired(true);
-        let backoff = c.backoff().saturating_add(1).min(30);
-        c.set_backoff(backoff);
-        let rto_us = c.backed_off_rto_us(&self.timeouts);
+        let rto_us = if c.state.is_synchronized() {
+            let backoff = c.backoff().saturating_add(1).min(30);
+            c.set_backoff(backoff);
+            c.backed_off_rto_us(&self.timeouts)
+        } else {
+            c.count_syn_retransmit();
+            self.syn_rto_us(c)
+        };
         self.arm_us(now, idx, c, rto_us);
+    }
+
+    /// The SYN's or SYN-ACK's timer after [`Tcb::syn_retransmits`] of them:
+    /// the initial RTO doubled once for each (a request's `req->timeout <<
+    /// num_timeout`, `reqsk_timer_handler`; `icsk_rto` doubled by
+    /// `tcp_retransmit_timer`), up to rto_max. Not the RTO the connection
+    /// goes on with: that is the fallback, or a sample's
+    /// ([`Tcb::handshake_resent`]).
+    ///
+    /// [`Tcb::syn_retransmits`]: crate::conn::Tcb::syn_retransmits
+    /// [`Tcb::handshake_resent`]: crate::conn::Tcb::handshake_resent
+    pub(super) fn syn_rto_us(&self, c: &Conn) -> u64 {
+        let doublings = c.syn_retransmits().min(30);
+        u64::from(self.timeouts.rto_initial)
+            .checked_shl(doublings)
+            .unwrap_or(self.timeouts.rto_max)
+            .min(self.timeouts.rto_max)
     }
 
     /// Resends everything from snd_una in one segment, as Linux collapses
@@ -118,8 +146,14 @@ impl Host {
     pub(super) fn resend(&mut self, c: &mut Conn) {
         let outstanding = c.snd_nxt - c.snd_una;
         let (flags, len) = match c.state {
-            State::SynSent => (Flags::SYN, 0),
-            State::SynReceived => (Flags::SYN | Flags::ACK, 0),
+            State::SynSent => {
+                c.handshake_resent();
+                (Flags::SYN, 0)
+            }
+            State::SynReceived => {
+                c.handshake_resent();
+                (Flags::SYN | Flags::ACK, 0)
+            }
             _ if c.fin_out() => {
                 let len = outstanding.saturating_sub(1);
                 if len > 0 {
