@@ -7,6 +7,12 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
+/// The RTO after a handshake that gave no RTT sample: Linux's
+/// `TCP_TIMEOUT_FALLBACK`, which `tcp_init_metrics` sets when `srtt_us` is
+/// still 0 (RFC 6298 §5.7: "the RTO MUST be re-initialized to 3 seconds
+/// when data transmission begins"). Every profile follows it.
+pub const RTO_FALLBACK: Duration = Duration::from_secs(3);
+
 /// What happens when a connection would enter TIME-WAIT but the table already
 /// holds `max_tw_buckets` of them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

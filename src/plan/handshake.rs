@@ -5,16 +5,16 @@
 //! The engine's rules followed here:
 //! * SYN-RECEIVED seeing the client's retransmitted SYN re-sends its SYN-ACK at
 //!   once (`tcp_check_req`), besides its own timer: a client whose first SYN-ACK
-//!   was lost is usually answered at its first retransmission.
+//!   was lost is usually answered at its first retransmission. That copy is a
+//!   retransmission too (`inet_rtx_syn_ack`): the SYN-ACK is no longer timed.
 //! * An established client answers a retransmitted SYN-ACK with a challenge ACK
 //!   (RFC 5961 §4, one per 500 ms), which establishes the server even when the
 //!   request was lost.
 //! * The client's ACK rides on its request (the pure ACK is coalesced).
-//! * Karn: a retransmission clears the timing, and the backoff is cleared only by
-//!   a valid sample (`tcp_ack_update_rtt`). Without timestamps an end that
-//!   retransmitted its SYN (or SYN-ACK) k times starts the data phase with no RTT
-//!   sample and RTO `rto_initial × 2^k`; an end with a sample m has
-//!   `m + max(2m, rto_min)`.
+//! * Karn: a retransmission clears the timing. Without timestamps an end that
+//!   retransmitted its SYN (or SYN-ACK) starts the data phase with no RTT sample
+//!   and the 3 s RTO of `tcp_init_metrics` (RFC 6298 §5.7), whatever the
+//!   handshake's backoff; an end with a sample m has `m + max(2m, rto_min)`.
 //! * With timestamps the answer's TSecr gives the sample anyway
 //!   (`tcp_rtt_tsopt_us`) and clears the backoff. It times the copy the peer
 //!   recorded, not the one that drew the answer: SYN-RECEIVED keeps the TSval of
@@ -23,7 +23,7 @@
 //!   later copy draws a challenge ACK before `tcp_replace_ts_recent`). A SYN-ACK
 //!   lost once thus gives the client m = 1 s + RTT, an RTO near 3 s.
 
-use teardown_engine::config::Config;
+use teardown_engine::config::{Config, RTO_FALLBACK};
 
 /// Branches below this probability are dropped (the mass is renormalised).
 const FLOOR: f64 = 1e-9;
@@ -74,7 +74,6 @@ struct Branch {
     events: Vec<(f64, Ev)>,
     server_at: Option<f64>,
     server_timing: bool,
-    server_retrans: u32,
     server_est: Option<f64>,
     client_est: Option<f64>,
     /// Send time of the SYN copy that opened the server (its ts_recent).
@@ -131,6 +130,7 @@ fn run(ctx: &mut Ctx, mut b: Branch) {
     let cfg = ctx.cfg;
     let init = cfg.rto_initial.as_secs_f64();
     let max = cfg.rto_max.as_secs_f64();
+    let fallback = RTO_FALLBACK.as_secs_f64().min(max);
     while let Some((t, ev)) = b.pop() {
         match ev {
             Ev::ClientSyn(n) => {
@@ -154,14 +154,16 @@ fn run(ctx: &mut Ctx, mut b: Branch) {
                     b.push(t + init, Ev::ServerTimer(1));
                     return send(ctx, b, t, Ev::ClientGetsSynAck);
                 }
-                (Some(_), None) => return send(ctx, b, t, Ev::ClientGetsSynAck),
+                (Some(_), None) => {
+                    b.server_timing = false;
+                    return send(ctx, b, t, Ev::ClientGetsSynAck);
+                }
                 _ => {}
             },
             Ev::ServerTimer(n) => {
                 if b.server_est.is_some() || n > cfg.synack_retries {
                     continue;
                 }
-                b.server_retrans += 1;
                 b.server_timing = false;
                 b.push(
                     t + (init * f64::from(1u32 << n.min(20))).min(max),
@@ -182,7 +184,7 @@ fn run(ctx: &mut Ctx, mut b: Branch) {
                     };
                     b.client_rto = match b.client_m {
                         Some(m) => (ctx.rto_of)(m),
-                        None => (init * f64::from(1u32 << b.client_retrans.min(20))).min(max),
+                        None => fallback,
                     };
                     b.push(t + b.client_rto, Ev::ClientRequest(1));
                     b.client_requests = 1;
@@ -217,7 +219,7 @@ fn run(ctx: &mut Ctx, mut b: Branch) {
                     };
                     let server_rto = match server_m {
                         Some(m) => (ctx.rto_of)(m),
-                        None => (init * f64::from(1u32 << b.server_retrans.min(20))).min(max),
+                        None => fallback,
                     };
                     ctx.kept += b.weight;
                     ctx.out.push(Outcome {
@@ -257,7 +259,6 @@ pub fn enumerate(cfg: &Config, p: f64, d: f64, rto_of: &dyn Fn(f64) -> f64) -> V
         events: vec![(0.0, Ev::ClientSyn(0))],
         server_at: None,
         server_timing: false,
-        server_retrans: 0,
         server_est: None,
         client_est: None,
         syn_sent_at: 0.0,
@@ -319,11 +320,35 @@ mod tests {
         // every copy lost (0.09 x (0.1 + 0.9 x 0.19... )): about 0.021, not 0.036.
         let second = late(1.5);
         assert!(second > 0.018 && second < 0.024, "{second}");
-        // A client that retransmitted its SYN starts with a 2 s RTO (1 s doubled).
+        // A client that retransmitted its SYN starts with the 3 s fallback,
+        // not 1 s doubled.
         assert!(o
             .iter()
             .filter(|o| o.syn_sent > 0.5 && o.syn_sent < 1.5)
-            .all(|o| (o.client_rto - 2.0).abs() < 1e-12));
+            .all(|o| (o.client_rto - 3.0).abs() < 1e-12));
+    }
+
+    /// Without timestamps a SYN-ACK resent for the client's retransmitted SYN
+    /// is not timed either: when only the first SYN-ACK was lost and the SYN
+    /// at 1 s drew the answer, neither end has a sample, and both go on with
+    /// 3 s (`tcp_init_metrics`).
+    #[test]
+    fn a_syn_ack_resent_for_a_duplicate_syn_leaves_no_sample() {
+        let cfg = Config {
+            timestamps: false,
+            ..Config::default()
+        };
+        let o = enumerate(&cfg, 0.1, 0.005, &rto);
+        let near = |x: f64, y: f64| (x - y).abs() < 1e-9;
+        let answered: Vec<_> = o
+            .iter()
+            .filter(|o| near(o.syn_sent, 1.01) && near(o.syn_received, 1.01))
+            .collect();
+        assert!(!answered.is_empty());
+        for o in answered {
+            assert_eq!((o.server_m, o.client_m), (None, None));
+            assert_eq!((o.server_rto, o.client_rto), (3.0, 3.0));
+        }
     }
 
     /// With timestamps the SYN-ACK's TSecr samples the client after a

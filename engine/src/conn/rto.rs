@@ -5,11 +5,10 @@
 use std::time::Duration;
 
 use super::Tcb;
-use crate::config::Config;
+use crate::config::{Config, RTO_FALLBACK};
 
-/// `TCP_TIMEOUT_FALLBACK`: the RTO after a handshake that gave no RTT
-/// sample (RFC 6298 §5.7; Linux `tcp_init_metrics`), in microseconds.
-pub(crate) const RTO_FALLBACK_US: u32 = 3_000_000;
+/// [`RTO_FALLBACK`] in microseconds.
+pub(crate) const RTO_FALLBACK_US: u32 = RTO_FALLBACK.as_micros() as u32;
 
 impl Tcb {
     /// Feeds one RTT sample, as Linux's `tcp_rtt_estimator` and `__tcp_set_rto` do:
