@@ -74,6 +74,11 @@ pub struct Config {
     pub orphan_retries: u8,
     /// SYN retransmissions (`tcp_syn_retries`).
     pub syn_retries: u8,
+    /// SYN retransmissions, counted from the first, that keep the initial RTO
+    /// before doubling begins, and that come on top of `syn_retries`
+    /// (`tcp_syn_linear_timeouts`, Linux >= 6.5: `tcp_retransmit_timer`,
+    /// `tcp_write_timeout`); 0 doubles from the first, as RFC 6298 §5.5 does.
+    pub syn_linear_timeouts: u8,
     /// SYN-ACK retransmissions (`tcp_synack_retries`).
     pub synack_retries: u8,
     /// Data retransmissions on a connection the application still holds (`tcp_retries2`).
@@ -132,6 +137,7 @@ impl Config {
             rto_max: Duration::from_secs(120),
             orphan_retries: 8,
             syn_retries: 6,
+            syn_linear_timeouts: 4,
             synack_retries: 5,
             retries2: 15,
             max_tw_buckets: 131_072,
@@ -157,6 +163,8 @@ impl Config {
             // timer; the user timeout of RFC 9293 §3.8.3 (5 minutes) bounds it here.
             Profile::Rfc9293 => Config {
                 time_wait: Duration::from_secs(240),
+                // RFC 6298 §5.5: "back off the timer" at every expiry.
+                syn_linear_timeouts: 0,
                 fin_timeout: Duration::from_secs(300),
                 max_tw_buckets: usize::MAX,
                 rfc1337: true,
@@ -168,6 +176,9 @@ impl Config {
             // FreeBSD: MSL 30 s (TIME-WAIT 60 s), tcp_finwait2_timeout 60 s, RTO min
             // 30 ms, TIME-WAIT RSTs ignored, the oldest TIME-WAIT evicted on
             // overflow, and a FIN ACKed at once (tcp_do_segment sets TF_ACKNOW).
+            // Its SYNs keep Linux's linear_timeouts 4: tcp_timer_rexmt spaces
+            // them by tcp_syn_backoff (1, 1, 1, 1, 1, 2, 4, ... times the
+            // initial RTO), while the syncache's SYN-ACKs double.
             Profile::FreeBsd => Config {
                 delayed_ack: false,
                 rto_min: Duration::from_millis(30),
@@ -296,6 +307,9 @@ mod tests {
             Config::profile(Profile::FreeBsd).time_wait,
             Duration::from_secs(60)
         );
+        let linear = [Profile::Linux, Profile::Rfc9293, Profile::FreeBsd]
+            .map(|p| Config::profile(p).syn_linear_timeouts);
+        assert_eq!(linear, [4, 0, 4]);
         assert!("solaris".parse::<Profile>().is_err());
         assert_eq!("FreeBSD".parse::<Profile>(), Ok(Profile::FreeBsd));
     }

@@ -27,7 +27,7 @@
 //! let t = Tuple::new([10, 0, 0, 2], 40_000, [10, 0, 0, 1], 80);
 //! host.connect(Time::ZERO, t).unwrap();
 //! host.transmits().for_each(drop); // the SYN
-//! let mut clock = Advance::new(Time::ZERO, Time::from_millis(3_500));
+//! let mut clock = Advance::new(Time::ZERO, Time::from_millis(2_500));
 //! let mut fired = Vec::new();
 //! while let Some(at) = clock.fire(&mut [&mut host]) {
 //!     // Drain each instant's batch (empty where the wheel only advanced).
@@ -36,9 +36,10 @@
 //!         fired.push((at, sent));
 //!     }
 //! }
-//! assert_eq!(clock.finish(&mut [&mut host]), Time::from_millis(3_500));
-//! // The SYN went again after 1 s, then after 2 s more (RFC 6298 backoff).
-//! assert_eq!(fired, [(Time::from_millis(1_000), 1), (Time::from_millis(3_000), 1)]);
+//! assert_eq!(clock.finish(&mut [&mut host]), Time::from_millis(2_500));
+//! // The SYN went again after 1 s, then 1 s later (Linux's
+//! // tcp_syn_linear_timeouts: four retransmissions before the RTO doubles).
+//! assert_eq!(fired, [(Time::from_millis(1_000), 1), (Time::from_millis(2_000), 1)]);
 //! ```
 
 use crate::host::{Host, Prefetch};
@@ -308,9 +309,10 @@ mod tests {
         let mut h = Host::new(Config::default());
         connecting(&mut h, 40_000, Time::ZERO);
         // The driver looks only at 5 s: the 1 s retransmission goes then, and
-        // the backoff counts from when it left: the next goes 2 s later.
+        // the next RTO counts from when it left: the next goes 1 s later (a
+        // SYN keeps the initial RTO for tcp_syn_linear_timeouts), not at 2 s.
         assert_eq!(sends(&mut h, ms(5_000), ms(5_000)), [(ms(5_000), 1)]);
-        assert_eq!(sends(&mut h, ms(5_000), ms(8_000)), [(ms(7_000), 1)]);
+        assert_eq!(sends(&mut h, ms(5_000), ms(6_500)), [(ms(6_000), 1)]);
     }
 
     #[test]
@@ -345,9 +347,10 @@ mod tests {
             assert_eq!(walk.finish(&mut [&mut walked]), t);
             prev = t;
         }
-        // The SYN again at 1 s, 3 s and 7 s (RFC 6298 backoff).
+        // The SYN again every second four times (tcp_syn_linear_timeouts),
+        // then doubling: 1, 2, 3, 4, 5 and 7 s.
         let at: Vec<Time> = a.iter().map(|(t, _)| *t).collect();
-        assert_eq!(at, [ms(1_000), ms(3_000), ms(7_000)]);
+        assert_eq!(at, [1_000, 2_000, 3_000, 4_000, 5_000, 7_000].map(ms));
         assert_eq!(a, b);
         assert_eq!(stepped.poll_timeout(), walked.poll_timeout());
     }

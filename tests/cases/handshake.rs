@@ -68,3 +68,78 @@ fn a_timestamp_echo_times_a_resent_handshake() {
     assert_eq!(n.c.rto(&n.ct), Some(Duration::from_millis(3_300)));
     assert_eq!(n.s.rto(&n.st), Some(Duration::from_millis(300)));
 }
+
+/// The times (from the first) of a SYN's or SYN-ACK's copies into the void,
+/// and when its end gave up, silently.
+fn copies_until_given_up(n: &mut Net, client: bool) -> (Vec<u128>, u128) {
+    let t0 = n.now;
+    let mut times = Vec::new();
+    let tuple = if client { n.ct } else { n.st };
+    loop {
+        n.until_transmit(Duration::from_secs(200));
+        let out = if client { n.out_c() } else { n.out_s() };
+        let host = if client { &mut n.c } else { &mut n.s };
+        if out.is_empty() {
+            assert_eq!(host.state(&tuple), Closed);
+            let from = if client { SynSent } else { SynReceived };
+            assert_eq!(
+                closed(host),
+                vec![(from, CloseReason::RetriesExhausted, Role::None)]
+            );
+            assert_eq!(host.stats().rst_sent, 0);
+            return (times, (n.now - t0).as_millis());
+        }
+        assert!(out.iter().all(|s| s.flags.syn()), "{out:?}");
+        times.push((n.now - t0).as_millis());
+    }
+}
+
+/// SYN-SENT keeps the initial RTO for its first `tcp_syn_linear_timeouts`
+/// (4) retransmissions and doubles after, and gives up after `syn_retries` +
+/// 4: SYNs at 0, 1, 2, 3, 4, 5, 7, 11, 19, 35 and 67 s, CLOSED at 131 s
+/// (Linux >= 6.5: `tcp_retransmit_timer`, `tcp_write_timeout`).
+#[test]
+fn syn_sent_keeps_1_s_for_four_retransmissions_then_doubles() {
+    let mut n = Net::with(cfg(), cfg());
+    n.c.connect(n.now, n.ct).unwrap();
+    n.one_c(); // lost, as every copy
+    let (times, gone) = copies_until_given_up(&mut n, true);
+    assert_eq!(
+        times,
+        vec![1_000, 2_000, 3_000, 4_000, 5_000, 7_000, 11_000, 19_000, 35_000, 67_000]
+    );
+    assert_eq!(gone, 131_000);
+}
+
+/// With `syn_linear_timeouts` 0 (the rfc9293 profile, or Linux before 6.5)
+/// the SYN doubles from the first retransmission and gives up at 127 s.
+#[test]
+fn syn_sent_without_linear_timeouts_doubles_from_the_first() {
+    let plain = Config {
+        syn_linear_timeouts: 0,
+        ..cfg()
+    };
+    assert_eq!(
+        Config::profile(teardown_engine::Profile::Rfc9293).syn_linear_timeouts,
+        0
+    );
+    let mut n = Net::with(plain.clone(), plain);
+    n.c.connect(n.now, n.ct).unwrap();
+    n.one_c();
+    let (times, gone) = copies_until_given_up(&mut n, true);
+    assert_eq!(times, vec![1_000, 3_000, 7_000, 15_000, 31_000, 63_000]);
+    assert_eq!(gone, 127_000);
+}
+
+/// The SYN-ACK's timer doubles from the first, linear timeouts or not
+/// (`reqsk_timer_handler`): copies at 1, 3, 7, 15 and 31 s, gone at 63 s
+/// (`tcp_synack_retries` 5).
+#[test]
+fn syn_received_doubles_from_the_first() {
+    let mut n = Net::with(cfg(), cfg());
+    n.s.handle(n.now, &client_syn(100));
+    n.one_s(); // lost, as every copy
+    let (times, gone) = copies_until_given_up(&mut n, false);
+    assert_eq!(times, vec![1_000, 3_000, 7_000, 15_000, 31_000]);
+    assert_eq!(gone, 63_000);
+}

@@ -55,6 +55,7 @@ const REQUIRED: &[&str] = &[
     "rto-fallback-after-resent-syn.pkt",
     "rto-fallback-after-resent-syn-ack.pkt",
     "rto-fallback-after-syn-ack-resent-for-a-duplicate-syn.pkt",
+    "syn-retransmit-give-up.pkt",
 ];
 
 fn corpus() -> Vec<PathBuf> {

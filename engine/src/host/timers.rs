@@ -92,8 +92,18 @@ impl Host {
 
     /// `tcp_write_timeout`: the retry limit is judged by the time the given
     /// number of doublings would take (`tcp_model_timeout`), from the first
-    /// transmission, once the timer has fired before.
+    /// transmission, once the timer has fired before. SYN-SENT also stops
+    /// after `syn_retries` plus `syn_linear_timeouts` retransmissions, the
+    /// SYNs sent before doubling began being extra (Linux >= 6.5), whichever
+    /// comes first. With Linux's defaults both end it at 131 s: ten
+    /// retransmissions, the last at 67 s, and the 127 s of six doublings.
     fn retries_exhausted(&self, now: Time, c: &Conn) -> bool {
+        if c.state == State::SynSent
+            && c.syn_retransmits()
+                >= u32::from(self.cfg.syn_retries) + u32::from(self.cfg.syn_linear_timeouts)
+        {
+            return true;
+        }
         let (limit, base) = match c.state {
             State::SynSent => (self.cfg.syn_retries, self.cfg.rto_initial),
             State::SynReceived => (self.cfg.synack_retries, self.cfg.rto_initial),
@@ -124,15 +134,22 @@ impl Host {
 
     /// The SYN's or SYN-ACK's timer after [`Tcb::syn_retransmits`] of them:
     /// the initial RTO doubled once for each (a request's `req->timeout <<
-    /// num_timeout`, `reqsk_timer_handler`; `icsk_rto` doubled by
-    /// `tcp_retransmit_timer`), up to rto_max. Not the RTO the connection
-    /// goes on with: that is the fallback, or a sample's
-    /// ([`Tcb::handshake_resent`]).
+    /// num_timeout`, `reqsk_timer_handler`), up to rto_max; in SYN-SENT not
+    /// for the first `syn_linear_timeouts` (`tcp_retransmit_timer` backs off
+    /// only once `total_rto` exceeds them): Linux's SYNs go at 0, 1, 2, 3, 4,
+    /// 5, 7, 11, 19, 35 and 67 s. Not the RTO the connection goes on with:
+    /// that is the fallback, or a sample's ([`Tcb::handshake_resent`]).
     ///
     /// [`Tcb::syn_retransmits`]: crate::conn::Tcb::syn_retransmits
     /// [`Tcb::handshake_resent`]: crate::conn::Tcb::handshake_resent
     pub(super) fn syn_rto_us(&self, c: &Conn) -> u64 {
-        let doublings = c.syn_retransmits().min(30);
+        let n = c.syn_retransmits();
+        let doublings = if c.state == State::SynSent {
+            n.saturating_sub(u32::from(self.cfg.syn_linear_timeouts))
+        } else {
+            n
+        }
+        .min(30);
         u64::from(self.timeouts.rto_initial)
             .checked_shl(doublings)
             .unwrap_or(self.timeouts.rto_max)

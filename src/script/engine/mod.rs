@@ -104,8 +104,14 @@ impl EngineStack {
 
     /// Notes the interval of the retransmission timer that just sent `new`:
     /// half the RTO it left behind, which it doubled (all of it at rto_max).
+    /// Not for a SYN, whose timer need not have doubled
+    /// (`tcp_syn_linear_timeouts`): the gap from the SYN before it, which the
+    /// recording falls back on, is its interval.
     fn note_timer(&mut self, new: &[(Time, Segment)]) {
         let Some((t, seg)) = new.last() else { return };
+        if seg.flags.syn() && !seg.flags.ack() {
+            return;
+        }
         if let Some(rto) = self.host.rto(&seg.sender_tuple()) {
             let interval = if rto >= self.host.config().rto_max {
                 rto
