@@ -45,6 +45,11 @@ pub struct ProfileArgs {
     /// tcp_orphan_retries (0 means 8).
     #[arg(long)]
     pub orphan_retries: Option<u8>,
+    /// tcp_syn_linear_timeouts: SYN retransmissions on the initial RTO before
+    /// it doubles, on top of tcp_syn_retries (4 in linux and freebsd, 0 in
+    /// rfc9293; Linux >= 6.5).
+    #[arg(long, value_parser = clap::value_parser!(u8).range(0..=127))]
+    pub syn_linear_timeouts: Option<u8>,
     /// tcp_max_tw_buckets of one host.
     #[arg(long)]
     pub max_tw_buckets: Option<usize>,
@@ -91,6 +96,7 @@ impl ProfileArgs {
         set(&mut c.rto_min, self.rto_min);
         set(&mut c.rto_max, self.rto_max);
         c.orphan_retries = self.orphan_retries.unwrap_or(c.orphan_retries);
+        c.syn_linear_timeouts = self.syn_linear_timeouts.unwrap_or(c.syn_linear_timeouts);
         c.max_tw_buckets = self.max_tw_buckets.unwrap_or(c.max_tw_buckets);
         c.rfc1337 = self.rfc1337.unwrap_or(c.rfc1337);
         c.timestamps = self.timestamps.unwrap_or(c.timestamps);
@@ -110,6 +116,7 @@ impl ProfileArgs {
             rto_min: Some(c.rto_min),
             rto_max: Some(c.rto_max),
             orphan_retries: Some(c.orphan_retries),
+            syn_linear_timeouts: Some(c.syn_linear_timeouts),
             max_tw_buckets: Some(c.max_tw_buckets),
             rfc1337: Some(c.rfc1337),
             timestamps: Some(c.timestamps),
@@ -243,6 +250,37 @@ mod tests {
         // A file where a directory would go is still an error, not a panic.
         let blocked = dir.path().join("results/sweep/sweep.json/x.json");
         assert!(write_text(blocked.to_str().unwrap(), "{}").is_err());
+    }
+
+    /// The host flags as `sim` and `plan` take them.
+    #[derive(clap::Parser)]
+    struct Host {
+        #[command(flatten)]
+        host: ProfileArgs,
+    }
+
+    fn host(args: &[&str]) -> Result<Config, clap::Error> {
+        use clap::Parser;
+        let argv = std::iter::once("teardown").chain(args.iter().copied());
+        Host::try_parse_from(argv).map(|h| h.host.config())
+    }
+
+    #[test]
+    fn syn_linear_timeouts_from_the_profile_or_the_flag() {
+        assert_eq!(host(&[]).unwrap().syn_linear_timeouts, 4);
+        let rfc = host(&["--profile", "rfc9293"]).unwrap();
+        assert_eq!(rfc.syn_linear_timeouts, 0);
+        assert_eq!(ProfileArgs::of(&rfc).config(), rfc);
+        let off = host(&["--syn-linear-timeouts", "0"]).unwrap();
+        assert_eq!(off.syn_linear_timeouts, 0);
+        // Linux's range, MAX_TCP_SYNCNT.
+        assert_eq!(
+            host(&["--syn-linear-timeouts", "127"])
+                .unwrap()
+                .syn_linear_timeouts,
+            127
+        );
+        assert!(host(&["--syn-linear-timeouts", "128"]).is_err());
     }
 
     #[test]

@@ -30,6 +30,8 @@ pub enum Sysctl {
     Rfc1337(bool),
     OrphanRetries(u8),
     SynRetries(u8),
+    /// SYN retransmissions before the RTO doubles, on top of `SynRetries`.
+    SynLinearTimeouts(u8),
     SynackRetries(u8),
     Retries2(u8),
     /// Milliseconds between out-of-window ACKs of one connection.
@@ -38,7 +40,7 @@ pub enum Sysctl {
 }
 
 /// The names [`Sysctl::parse`] takes, under `net.ipv4`.
-pub const NAMES: [&str; 13] = [
+pub const NAMES: [&str; 14] = [
     "tcp_timestamps",
     "tcp_tw_reuse",
     "tcp_tw_reuse_delay",
@@ -48,6 +50,7 @@ pub const NAMES: [&str; 13] = [
     "tcp_rfc1337",
     "tcp_orphan_retries",
     "tcp_syn_retries",
+    "tcp_syn_linear_timeouts",
     "tcp_synack_retries",
     "tcp_retries2",
     "tcp_invalid_ratelimit",
@@ -90,6 +93,8 @@ impl Sysctl {
             "tcp_orphan_retries" => Sysctl::OrphanRetries(byte(0, 255)?),
             // MAX_TCP_SYNCNT
             "tcp_syn_retries" => Sysctl::SynRetries(byte(1, 127)?),
+            // tcp_syn_linear_timeouts_max, MAX_TCP_SYNCNT too
+            "tcp_syn_linear_timeouts" => Sysctl::SynLinearTimeouts(byte(0, 127)?),
             "tcp_synack_retries" => Sysctl::SynackRetries(byte(0, 255)?),
             "tcp_retries2" => Sysctl::Retries2(byte(0, 255)?),
             "tcp_invalid_ratelimit" => Sysctl::InvalidRatelimit(int(0)?),
@@ -109,6 +114,7 @@ impl Sysctl {
             Sysctl::Rfc1337(_) => "tcp_rfc1337",
             Sysctl::OrphanRetries(_) => "tcp_orphan_retries",
             Sysctl::SynRetries(_) => "tcp_syn_retries",
+            Sysctl::SynLinearTimeouts(_) => "tcp_syn_linear_timeouts",
             Sysctl::SynackRetries(_) => "tcp_synack_retries",
             Sysctl::Retries2(_) => "tcp_retries2",
             Sysctl::InvalidRatelimit(_) => "tcp_invalid_ratelimit",
@@ -123,6 +129,7 @@ impl Sysctl {
             | Sysctl::TwReuse(v)
             | Sysctl::OrphanRetries(v)
             | Sysctl::SynRetries(v)
+            | Sysctl::SynLinearTimeouts(v)
             | Sysctl::SynackRetries(v)
             | Sysctl::Retries2(v) => v.to_string(),
             Sysctl::TwReuseDelay(v)
@@ -146,6 +153,7 @@ impl Sysctl {
             Sysctl::Rfc1337(on) => cfg.rfc1337 = on,
             Sysctl::OrphanRetries(n) => cfg.orphan_retries = n,
             Sysctl::SynRetries(n) => cfg.syn_retries = n,
+            Sysctl::SynLinearTimeouts(n) => cfg.syn_linear_timeouts = n,
             Sysctl::SynackRetries(n) => cfg.synack_retries = n,
             Sysctl::Retries2(n) => cfg.retries2 = n,
             Sysctl::InvalidRatelimit(ms) => {
@@ -293,6 +301,10 @@ mod tests {
                 "not a number in 1..=127",
             ),
             (
+                "sysctl -q net.ipv4.tcp_syn_linear_timeouts=128",
+                "not a number in 0..=127",
+            ),
+            (
                 "sysctl -q net.ipv4.ip_local_port_range=\"5 4\"",
                 "not 'low high'",
             ),
@@ -317,9 +329,11 @@ mod tests {
             Sysctl::TwReuse(1),
             Sysctl::TwReuseDelay(500),
             Sysctl::LocalPortRange(40_000, 40_001),
+            Sysctl::SynLinearTimeouts(0),
         ] {
             s.apply(&mut cfg).unwrap();
         }
+        assert_eq!(cfg.syn_linear_timeouts, 0);
         assert!(!cfg.timestamps && cfg.rfc1337);
         assert_eq!(cfg.fin_timeout, Duration::from_secs(7));
         assert_eq!((cfg.max_tw_buckets, cfg.orphan_retries), (3, 2));

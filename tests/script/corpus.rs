@@ -56,6 +56,8 @@ const REQUIRED: &[&str] = &[
     "rto-fallback-after-resent-syn-ack.pkt",
     "rto-fallback-after-syn-ack-resent-for-a-duplicate-syn.pkt",
     "syn-retransmit-give-up.pkt",
+    "syn-retries-give-up-by-time.pkt",
+    "syn-linear-timeouts-off.pkt",
 ];
 
 fn corpus() -> Vec<PathBuf> {
