@@ -25,7 +25,7 @@
 //! only when the timer fires, as Linux does.
 
 mod predict;
-mod retransmit;
+pub(super) mod retransmit;
 mod teardown;
 
 use std::time::Duration;

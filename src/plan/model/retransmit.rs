@@ -1,6 +1,7 @@
 //! The retransmission timer as the model sees it: the doubling schedule of
-//! attempts, the orphan's retry budget (`tcp_write_timeout`) and the RTT
-//! estimator that sets the RTO (`tcp_rtt_estimator`).
+//! attempts, the SYN's (linear at first), the retry budgets
+//! (`tcp_write_timeout`) and the RTT estimator that sets the RTO
+//! (`tcp_rtt_estimator`).
 
 use std::time::Duration;
 
@@ -27,6 +28,28 @@ pub(super) fn give_up(cfg: &Config, rto: f64, limit: u8, base: Duration) -> (Vec
         .find(|&k| t[k] >= budget)
         .unwrap_or(t.len() - 1);
     (t[..k].to_vec(), t[k])
+}
+
+/// SYN-SENT's timer, in seconds, after `n` retransmissions of the SYN: the
+/// initial RTO, doubled for each retransmission past the first
+/// `syn_linear_timeouts` (`tcp_retransmit_timer`), up to rto_max.
+pub(in crate::plan) fn syn_rto(cfg: &Config, n: u32) -> f64 {
+    let doublings = n.saturating_sub(u32::from(cfg.syn_linear_timeouts)).min(30);
+    (cfg.rto_initial.as_secs_f64() * f64::from(1u32 << doublings)).min(cfg.rto_max.as_secs_f64())
+}
+
+/// Whether SYN-SENT gives up at the expiry `t` seconds after its first SYN,
+/// which would send retransmission `n` (`tcp_write_timeout`): after
+/// `syn_retries` + `syn_linear_timeouts` of them, or once the time
+/// `syn_retries` doublings from the initial RTO take has passed, at an
+/// expiry after a retransmission.
+pub(in crate::plan) fn syn_given_up(cfg: &Config, n: u32, t: f64) -> bool {
+    let sent = n.saturating_sub(1);
+    let budget = cfg
+        .model_timeout(cfg.syn_retries, cfg.rto_initial)
+        .as_secs_f64();
+    sent >= u32::from(cfg.syn_retries) + u32::from(cfg.syn_linear_timeouts)
+        || (sent > 0 && t >= budget)
 }
 
 /// Mean wait until the first success of independent attempts at times `t`, success
@@ -119,4 +142,49 @@ pub(super) fn rto_after(first: Option<f64>, m: f64, rto_min: f64, rto_max: f64) 
     }
     est.sample(m, rto_min);
     est.rto().clamp(rto_min, rto_max)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// SYN send times until SYN-SENT gives up, and when it does.
+    fn syns(cfg: &Config) -> (Vec<f64>, f64) {
+        let (mut at, mut sent) = (0.0, vec![0.0]);
+        for n in 1.. {
+            at += syn_rto(cfg, n - 1);
+            if syn_given_up(cfg, n, at) {
+                return (sent, at);
+            }
+            sent.push(at);
+        }
+        unreachable!()
+    }
+
+    /// The engine's SYN schedule (tests/cases/handshake.rs, and Linux 6.18 in
+    /// tests/scripts/syn-*.pkt).
+    #[test]
+    fn the_syn_schedule_is_the_engines() {
+        let linux = Config::default();
+        assert_eq!(
+            syns(&linux),
+            (
+                vec![0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 7.0, 11.0, 19.0, 35.0, 67.0],
+                131.0
+            )
+        );
+        let doubling = Config {
+            syn_linear_timeouts: 0,
+            ..Config::default()
+        };
+        assert_eq!(
+            syns(&doubling),
+            (vec![0.0, 1.0, 3.0, 7.0, 15.0, 31.0, 63.0], 127.0)
+        );
+        let two = Config {
+            syn_retries: 2,
+            ..Config::default()
+        };
+        assert_eq!(syns(&two), (vec![0.0, 1.0, 2.0, 3.0, 4.0, 5.0], 7.0));
+    }
 }
