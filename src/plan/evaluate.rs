@@ -33,7 +33,7 @@ pub struct Limits {
     pub tw_reuse: bool,
     /// connect() per destination under the host's `tcp_tw_reuse`.
     pub connects: bounds::Connects,
-    /// Orphans on the server's host ([`orphans`]) against `tcp_max_orphans`.
+    /// Orphans on the server's host (FIN-WAIT-1, CLOSING, LAST-ACK after close()) against `tcp_max_orphans`.
     pub orphans: f64,
     pub max_orphans: f64,
     /// Close rate at which the orphans reach `tcp_max_orphans`.
@@ -48,7 +48,8 @@ pub struct Outcome {
     /// orphaned FIN-WAIT-2 in the buckets.
     pub buckets: bounds::Buckets,
     /// Ports of each (client IP, server IP, port) pool that the TIME-WAIT in
-    /// the buckets can hold ([`usable_ports`]).
+    /// the buckets can hold: the even half, or the whole scanned range when
+    /// the clients close first without `tcp_tw_reuse`.
     pub usable_ports: f64,
     /// The populations Linux holds: the table's, with TIME-WAIT within the
     /// buckets and the 4-tuples, and the clients' within their ports. What
