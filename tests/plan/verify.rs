@@ -64,7 +64,7 @@ fn verify_agrees_on_engine_memory() {
 /// retransmitted segment still samples the RTT (`tcp_rtt_tsopt_us`) and clears
 /// the backoff; before the model followed that, server FIN-WAIT-1 was +12.8 %,
 /// client LAST-ACK -19.6 % and client ESTABLISHED +16.7 % at 5 % loss, and
-/// +17.5 %, -19.4 % and +28.1 % at 10 %.
+/// +17.5 %, -19.4 % and +28.1 % at 10 %. Each against the mean of three seeds.
 ///
 /// Server closes run at 3,000/s: at 2,000/s server FIN-WAIT-1 holds ~170
 /// entries, and its simulated mean moves by +-5 % from seed to seed (runaways
@@ -93,13 +93,24 @@ fn verify_within_five_percent_with_timestamps() {
             assert!(p.workload.host.timestamps, "the default");
             let o = evaluate(&p, &Slab::defaults());
             assert!(!o.limits.port_exhaustion, "{closer}: ports suffice");
-            let s = simulate(&p, 8, Some(2), 1, &o.prediction).expect("sim runs");
+            // The mean of three seeds: one seed's server FIN-WAIT-1 at 10 %
+            // loss moves by +-5 % with any change in what the loss draws fall
+            // on (seed 1: +5.1 %, seeds 2 and 3: -0.2 %, once SYNs went on
+            // tcp_syn_linear_timeouts).
+            let seeds = [1, 2, 3];
+            let runs: Vec<_> = seeds
+                .iter()
+                .map(|&seed| simulate(&p, 8, Some(2), seed, &o.prediction).expect("sim runs"))
+                .collect();
+            let mean = |f: &dyn Fn(&teardown::plan::Simulated) -> f64| {
+                runs.iter().map(f).sum::<f64>() / runs.len() as f64
+            };
             let pr = &o.prediction;
             let mut checked = 0;
             for st in teardown::plan::model::MODELLED {
                 for (side, model, sim) in [
-                    ("server", pr.server.get(st), s.server.get(st)),
-                    ("clients", pr.clients.get(st), s.clients.get(st)),
+                    ("server", pr.server.get(st), mean(&|s| s.server.get(st))),
+                    ("clients", pr.clients.get(st), mean(&|s| s.clients.get(st))),
                 ] {
                     if sim >= 100.0 {
                         checked += 1;
