@@ -49,7 +49,7 @@ mod walk;
 pub use arrive::Prefetch;
 pub use events::{CloseReason, Error, Event, Role, Stats};
 
-use crate::config::Config;
+use crate::config::{Config, Profile};
 use crate::conn::TimeoutsUs;
 use crate::ports::Ports;
 use crate::segment::Segment;
@@ -171,6 +171,8 @@ pub struct Host {
     ts_key: TsKey,
     /// The ISN hash's key, from `cfg.secret`, its words derived once.
     isn_key: HashKey,
+    /// The ISN clock's ticks at `µs`: `µs × mul >> shift` ([`Host::isn`]).
+    isn_clock: (u64, u32),
     /// Our TSval clock at `now` (`tcp_time_stamp_ts`), kept with `now`: a
     /// segment's TSval then costs no division by the configured tick (the
     /// compiler made even the 1000 µs default a 64-bit `div`).
@@ -215,6 +217,13 @@ impl Host {
             ports: Ports::new(cfg.ip_local_port_range, cfg.secret),
             ts_key: TsKey::new(cfg.secret),
             isn_key: HashKey::from(!cfg.secret),
+            isn_clock: match cfg.profile {
+                // RFC 9293 §3.4.1's M: a 4 µs timer (a wrap every 4.55 hours,
+                // past its 240 s TIME-WAIT).
+                Profile::Rfc9293 => (1, 2),
+                // 64 ns: µs × 1000 / 64 = µs × 125 / 8.
+                _ => (125, 3),
+            },
             ts_clock: 0,
             now_ms: 0,
             prefetch_from: prefetch::FROM,
@@ -383,10 +392,14 @@ impl Host {
     /// not RFC 793's 4 µs clock. So a reconnect on the same 4-tuple starts
     /// beyond what its predecessor sent unless that sent more than 15.6 MB a
     /// second, and a TIME-WAIT without timestamps takes its SYN
-    /// (`tcp_timewait_state_process`).
+    /// (`tcp_timewait_state_process`), within half the wrap (137 s) of the
+    /// first SYN. The rfc9293 profile, whose TIME-WAIT is 240 s, keeps the
+    /// RFC's 4 µs clock.
     fn isn(&self, now: Time, tuple: &Tuple) -> Seq {
-        // µs × 1000 / 64 = µs × 125 / 8 (wrapping past 4.7 million years).
-        Seq((now.as_micros().wrapping_mul(125) >> 3) as u32) + tuple.hash(self.isn_key) as u32
+        let (mul, shift) = self.isn_clock;
+        // The product wraps only after some 4,680 years of µs; the ISN reads
+        // bits that the wrap leaves alone.
+        Seq((now.as_micros().wrapping_mul(mul) >> shift) as u32) + tuple.hash(self.isn_key) as u32
     }
 }
 
