@@ -3,7 +3,7 @@
 //! hosts' events. Opening connections is `open.rs`.
 
 use teardown_engine::driver::prefetch_calls;
-use teardown_engine::host::{CloseReason, Event, Role};
+use teardown_engine::host::{CloseReason, Event, Host, Role};
 use teardown_engine::state::State;
 use teardown_engine::tuple::Tuple;
 
@@ -142,31 +142,42 @@ impl Shard<'_> {
         }
     }
 
-    /// The application on `side` will close `tuple` after `--close-delay`.
+    fn host(&self, side: Side) -> &Host {
+        match side {
+            Side::Server => &self.server,
+            Side::Client => &self.client,
+        }
+    }
+
+    /// The application on `side` will close `tuple` after `--close-delay`:
+    /// this incarnation of it, named by its rcv_nxt (the peer's FIN + 1,
+    /// fixed in CLOSE-WAIT).
     fn delay_close(&mut self, side: Side, tuple: Tuple) {
         let at = self.now + self.cfg.close_delay;
+        let Some((_, rcv_nxt)) = self.host(side).sequence(&tuple) else {
+            return;
+        };
         if self.delayed_closes.is_empty() {
             self.apps.set_close(Some(at));
         }
         let closes = &mut self.delayed_closes;
-        alloc::outside(|| closes.push_back((at, side, tuple)));
+        alloc::outside(|| closes.push_back((at, side, tuple, rcv_nxt)));
     }
 
     /// The delayed closes now due. A connection no longer in CLOSE-WAIT
     /// (reset, or its peer's orphan gone and answered with an RST) has
-    /// nothing left to close; its 4-tuple cannot carry a new connection
-    /// before then, as its entry held it.
+    /// nothing left to close, and a newer connection on its 4-tuple (one
+    /// that reopened it after a reset) is not the one to close.
     pub(super) fn close_delayed(&mut self) {
-        while let Some(&(at, side, tuple)) = self.delayed_closes.front() {
+        while let Some(&(at, side, tuple, rcv_nxt)) = self.delayed_closes.front() {
             if at > self.now {
                 break;
             }
             self.delayed_closes.pop_front();
-            let host = match side {
-                Side::Server => &self.server,
-                Side::Client => &self.client,
-            };
-            if host.state(&tuple) == State::CloseWait {
+            let host = self.host(side);
+            if host.state(&tuple) == State::CloseWait
+                && host.sequence(&tuple).map(|s| s.1) == Some(rcv_nxt)
+            {
                 let (slot, flags) = self.slot_flags(side, &tuple);
                 self.app_close(side, tuple, flags, slot);
                 self.after(side);

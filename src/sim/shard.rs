@@ -141,7 +141,7 @@ pub struct Shard<'a> {
     pub(super) vanish_after_ack: Vec<(Side, Tuple, usize)>,
     /// Passive closers' closes due `--close-delay` after the peer's FIN, in
     /// time order (one delay for all).
-    pub(super) delayed_closes: VecDeque<(Time, Side, Tuple)>,
+    pub(super) delayed_closes: VecDeque<(Time, Side, Tuple, u32)>,
     pub(super) attacks_sent: u64,
     /// Connections still to capture (--pcap-sample, shard 0 only).
     pub(super) capture_left: u64,

@@ -120,3 +120,28 @@ fn rfc9293_reconnects_into_its_long_time_wait() {
     assert_eq!(r.segments.rst, 0);
     assert!(r.closed_by["Reused"] > 0, "{:?}", r.closed_by);
 }
+
+/// A delayed close belongs to its incarnation: four ports, the clients close
+/// first and their orphans time out at 1 s, long before the servers' 5 s
+/// close. A reconnect resets the old CLOSE-WAIT and opens the 4-tuple anew;
+/// the old close must not shut the new connection early (it once did, and
+/// 12 clients reached TIME-WAIT, which a 5 s delay past a 1 s orphan
+/// cannot give).
+#[test]
+fn a_delayed_close_spares_a_newer_connection_on_its_tuple() {
+    let mut a = SimArgs {
+        close: CloseMode::Client,
+        close_delay: Duration::from_secs(5),
+        loss: 0.0,
+        rate: Some(0.3),
+        client_ips: Some(1),
+        port_range: "40000-40003".into(),
+        shards: 1,
+        ..args(60)
+    };
+    a.host.fin_timeout = Some(Duration::from_secs(1));
+    let r = run(&a);
+    assert_eq!(r.leaked, 0);
+    assert_eq!(r.closed_by["FinWait2Timeout"], 60, "{:?}", r.closed_by);
+    assert_eq!(r.closed_by["TimeWaitExpired"], 0, "{:?}", r.closed_by);
+}
