@@ -166,18 +166,24 @@ fn usable_ports(plan: &Plan, tw_reuse: bool) -> f64 {
 
 /// The populations Linux holds of the table's: the TIME-WAIT that fits the
 /// 4-tuples and the buckets (the buckets' share of each entry kept), and no
-/// more connections than the clients' ports serve (connect() fails with
-/// EADDRNOTAVAIL past them: both ends' states scale with the connects that
-/// succeed).
+/// more connections than the clients' ports serve: connect() fails with
+/// EADDRNOTAVAIL past them, so both ends' states scale with the connects that
+/// succeed, and the clients' TIME-WAIT holds at most the ports in use less
+/// their other states (with `tcp_tw_reuse` a connect takes an entry over).
 fn linux_held(plan: &Plan, pr: &Prediction, l: &Limits, b: &bounds::Buckets) -> (Times, Times) {
     let (mut server, mut clients) = (pr.server.clone(), pr.clients.clone());
-    let needed = l.ports_per_destination_needed;
-    if needed > 0.0 && l.connects.in_use < needed {
-        let served = l.connects.in_use / needed;
+    let rate = l.rate_per_destination;
+    if rate > 0.0 && l.connects.eaddrnotavail_per_sec > 0.0 {
+        let served = 1.0 - l.connects.eaddrnotavail_per_sec / rate;
         for st in model::MODELLED {
             server.set(st, server.get(st) * served);
             clients.set(st, clients.get(st) * served);
         }
+    }
+    if plan.workload.close == Closer::Client {
+        let others = clients.total() - clients.time_wait;
+        let ports = l.connects.in_use * plan.destinations();
+        clients.time_wait = clients.time_wait.min((ports - others).max(0.0));
     }
     let kept = if b.demand > 0.0 {
         b.population / b.demand

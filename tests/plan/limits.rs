@@ -256,7 +256,7 @@ fn client_time_wait_holds_its_bind_buckets() {
         &slab,
     );
     let held = &o.linux_clients;
-    assert_eq!(held.time_wait, 600_000.0);
+    assert!(close(held.time_wait, 600_000.0, 1e-12), "{held:?}");
     let want = slab.bytes(held) + held.total() * 2.0 * 128.0;
     assert!(
         close(o.clients_linux_bytes, want, 1e-12),
@@ -291,4 +291,29 @@ fn orphans_against_tcp_max_orphans() {
     let out = super::teardown(&["plan", "--close-rate", "10000", "--max-orphans", "50"]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("tcp_max_orphans FULL: 100 of 50"), "{text}");
+}
+
+/// With `tcp_tw_reuse` every connect succeeds: the clients' TIME-WAIT is
+/// taken over within the even ports in use, and nothing else shrinks (the
+/// server's populations and its orphans stay the table's).
+#[test]
+fn tw_reuse_keeps_every_connect_and_bounds_only_the_clients_time_wait() {
+    let o = evaluate(
+        &plan(&[
+            "--close-rate",
+            "1000",
+            "--close",
+            "client",
+            "--tw-reuse",
+            "1",
+        ]),
+        &Slab::defaults(),
+    );
+    assert_eq!(o.limits.connects.eaddrnotavail_per_sec, 0.0);
+    assert_eq!(o.limits.connects.in_use, 14_116.0);
+    assert_eq!(o.linux_server.established, o.prediction.server.established);
+    assert_eq!(o.linux_server.last_ack, o.prediction.server.last_ack);
+    let held = &o.linux_clients;
+    assert!(close(held.total(), 14_116.0, 1e-9), "{held:?}");
+    assert!(close(o.limits.orphans, o.prediction.server.last_ack, 1e-12));
 }
