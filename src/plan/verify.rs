@@ -26,10 +26,12 @@ pub struct Simulated {
 }
 
 /// The longest any entry holds a 4-tuple: TIME-WAIT, a runaway's FIN-WAIT-2
-/// (`tcp_fin_timeout`) or, under loss, its FIN-WAIT-1 until the orphan gives up.
+/// (`tcp_fin_timeout`) or, under loss, its FIN-WAIT-1 until the orphan gives
+/// up; with `--app-delay`, the passive end's CLOSE-WAIT followed by TIME-WAIT
+/// at the active end (or, if its orphan timed out first, nothing).
 fn longest_hold(plan: &Plan) -> f64 {
     let w = &plan.workload;
-    let mut longest = w.host.time_wait.as_secs_f64();
+    let mut longest = w.host.time_wait.as_secs_f64() + w.app_delay.as_secs_f64();
     if w.runaway > 0.0 {
         longest = longest.max(w.host.fin_timeout.as_secs_f64());
         if w.loss > 0.0 {
