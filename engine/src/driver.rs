@@ -347,8 +347,9 @@ mod tests {
             assert_eq!(walk.finish(&mut [&mut walked]), t);
             prev = t;
         }
-        // The SYN again every second four times (tcp_syn_linear_timeouts),
-        // then doubling: 1, 2, 3, 4, 5 and 7 s.
+        // The SYN again a second after each of the first five
+        // (tcp_syn_linear_timeouts 4: the backoff starts once four
+        // retransmissions are past), then doubling: 1, 2, 3, 4, 5 and 7 s.
         let at: Vec<Time> = a.iter().map(|(t, _)| *t).collect();
         assert_eq!(at, [1_000, 2_000, 3_000, 4_000, 5_000, 7_000].map(ms));
         assert_eq!(a, b);
