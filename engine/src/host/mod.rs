@@ -171,8 +171,9 @@ pub struct Host {
     ts_key: TsKey,
     /// The ISN hash's key, from `cfg.secret`, its words derived once.
     isn_key: HashKey,
-    /// The ISN clock's ticks at `µs`: `µs × mul >> shift` ([`Host::isn`]).
-    isn_clock: (u64, u32),
+    /// The ISN clock ticks every 4 µs (RFC 9293's M), not every 64 ns
+    /// ([`Host::isn`]).
+    isn_4us: bool,
     /// Our TSval clock at `now` (`tcp_time_stamp_ts`), kept with `now`: a
     /// segment's TSval then costs no division by the configured tick (the
     /// compiler made even the 1000 µs default a 64-bit `div`).
@@ -217,13 +218,9 @@ impl Host {
             ports: Ports::new(cfg.ip_local_port_range, cfg.secret),
             ts_key: TsKey::new(cfg.secret),
             isn_key: HashKey::from(!cfg.secret),
-            isn_clock: match cfg.profile {
-                // RFC 9293 §3.4.1's M: a 4 µs timer (a wrap every 4.55 hours,
-                // past its 240 s TIME-WAIT).
-                Profile::Rfc9293 => (1, 2),
-                // 64 ns: µs × 1000 / 64 = µs × 125 / 8.
-                _ => (125, 3),
-            },
+            // RFC 9293 §3.4.1's M: a 4 µs timer (a wrap every 4.77 hours,
+            // past its 240 s TIME-WAIT).
+            isn_4us: cfg.profile == Profile::Rfc9293,
             ts_clock: 0,
             now_ms: 0,
             prefetch_from: prefetch::FROM,
@@ -396,10 +393,15 @@ impl Host {
     /// first SYN. The rfc9293 profile, whose TIME-WAIT is 240 s, keeps the
     /// RFC's 4 µs clock.
     fn isn(&self, now: Time, tuple: &Tuple) -> Seq {
-        let (mul, shift) = self.isn_clock;
-        // The product wraps only after some 4,680 years of µs; the ISN reads
-        // bits that the wrap leaves alone.
-        Seq((now.as_micros().wrapping_mul(mul) >> shift) as u32) + tuple.hash(self.isn_key) as u32
+        let us = now.as_micros();
+        let ticks = if self.isn_4us {
+            us >> 2
+        } else {
+            // µs × 1000 / 64 = µs × 125 / 8; the product wraps only after some
+            // 4,680 years, and the ISN reads bits that the wrap leaves alone.
+            us.wrapping_mul(125) >> 3
+        };
+        Seq(ticks as u32) + tuple.hash(self.isn_key) as u32
     }
 }
 
