@@ -3,7 +3,7 @@
 //! hosts' events. Opening connections is `open.rs`.
 
 use teardown_engine::driver::prefetch_calls;
-use teardown_engine::host::{CloseReason, Event, Host, Role};
+use teardown_engine::host::{CloseReason, Event, Role};
 use teardown_engine::state::State;
 use teardown_engine::tuple::Tuple;
 
@@ -18,10 +18,7 @@ impl Shard<'_> {
         let mut i = 0;
         while i < self.vanish_after_ack.len() {
             let (s, tuple, slot) = self.vanish_after_ack[i];
-            let host = match s {
-                Side::Server => &self.server,
-                Side::Client => &self.client,
-            };
+            let host = self.host(s);
             if s != side || host.ack_pending(&tuple) {
                 i += 1;
             } else if host.state(&tuple) == State::Closed {
@@ -92,11 +89,7 @@ impl Shard<'_> {
                 };
                 match slot {
                     Some(s) if flags & runaway != 0 && flags & slot::AT_FIN_SENT == 0 => {
-                        let pending = match side {
-                            Side::Server => self.server.ack_pending(&tuple),
-                            Side::Client => self.client.ack_pending(&tuple),
-                        };
-                        if pending {
+                        if self.host(side).ack_pending(&tuple) {
                             let waiting = &mut self.vanish_after_ack;
                             alloc::outside(|| waiting.push((side, tuple, s)));
                         } else {
@@ -139,13 +132,6 @@ impl Shard<'_> {
                 }
             }
             Event::StateChanged { .. } => {}
-        }
-    }
-
-    fn host(&self, side: Side) -> &Host {
-        match side {
-            Side::Server => &self.server,
-            Side::Client => &self.client,
         }
     }
 

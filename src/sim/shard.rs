@@ -313,6 +313,15 @@ impl<'a> Shard<'a> {
         delta
     }
 
+    /// The host on `side`.
+    #[inline]
+    pub(super) fn host(&self, side: Side) -> &Host {
+        match side {
+            Side::Server => &self.server,
+            Side::Client => &self.client,
+        }
+    }
+
     /// Runs `f` on one host with allocations charged to that host's scope;
     /// that host's deadline is refreshed at the end of the step.
     #[inline]
