@@ -85,6 +85,15 @@ pub fn evaluate(plan: &Plan, slab: &Slab) -> Outcome {
         w.host.timestamps && (w.host.tw_reuse == 1 || (w.host.tw_reuse == 2 && plan.shared_netns));
     let usable_ports = usable_ports(plan, tw_reuse);
     let buckets = server_buckets(plan, &pr, usable_ports, 1.0);
+    let connects = bounds::connects(
+        per_dest,
+        plan.ports,
+        client_hold,
+        tw_reuse.then_some(hold_reuse),
+    );
+    let (linux_server, linux_clients) = linux_held(plan, &pr, per_dest, &connects, &buckets);
+    let orphans = orphans(plan, &linux_server, &linux_clients);
+    let max_orphans = plan.max_orphans as f64;
     let limits = Limits {
         tw_buckets_overflow: buckets.overflow_per_sec > 0.0,
         rate_per_destination: per_dest,
@@ -102,27 +111,16 @@ pub fn evaluate(plan: &Plan, slab: &Slab) -> Outcome {
             0.0
         },
         tw_reuse,
-        connects: bounds::connects(
-            per_dest,
-            plan.ports,
-            client_hold,
-            tw_reuse.then_some(hold_reuse),
-        ),
-        orphans: 0.0,
-        max_orphans: 0.0,
-        orphans_full_rate: None,
+        connects,
+        orphans,
+        max_orphans,
+        // The orphans grow with the rate: the limit is reached at rate x max / orphans.
+        orphans_full_rate: (orphans > 0.0).then(|| w.rate * max_orphans / orphans),
     };
     let cap = w.host.max_tw_buckets as f64;
     let tw_buckets_overflow_rate =
         bounds::headroom(cap, |g| server_buckets(plan, &pr, usable_ports, g).demand)
             .map(|g| g * w.rate);
-    let (linux_server, linux_clients) = linux_held(plan, &pr, &limits, &buckets);
-    let mut limits = limits;
-    limits.orphans = orphans(plan, &linux_server, &linux_clients);
-    limits.max_orphans = plan.max_orphans as f64;
-    // The orphans grow with the rate: the limit is reached at rate x max / orphans.
-    limits.orphans_full_rate =
-        (limits.orphans > 0.0).then(|| w.rate * limits.max_orphans / limits.orphans);
     let engine_bytes = memory::engine_bytes(&pr.server, plan.tables, server_restarts(&pr, w.close));
     let clients_engine_bytes =
         memory::engine_bytes(&pr.clients, plan.tables, client_restarts(&pr, w.close));
@@ -167,14 +165,19 @@ fn usable_ports(plan: &Plan, tw_reuse: bool) -> f64 {
 /// The populations Linux holds of the table's: the TIME-WAIT that fits the
 /// 4-tuples and the buckets (the buckets' share of each entry kept), and no
 /// more connections than the clients' ports serve: connect() fails with
-/// EADDRNOTAVAIL past them, so both ends' states scale with the connects that
-/// succeed, and the clients' TIME-WAIT holds at most the ports in use less
+/// EADDRNOTAVAIL past them, so both ends' states scale with the connects to
+/// one destination (`rate` a second) that succeed, and the clients' TIME-WAIT holds at most the ports in use less
 /// their other states (with `tcp_tw_reuse` a connect takes an entry over).
-fn linux_held(plan: &Plan, pr: &Prediction, l: &Limits, b: &bounds::Buckets) -> (Times, Times) {
+fn linux_held(
+    plan: &Plan,
+    pr: &Prediction,
+    rate: f64,
+    connects: &bounds::Connects,
+    b: &bounds::Buckets,
+) -> (Times, Times) {
     let (mut server, mut clients) = (pr.server.clone(), pr.clients.clone());
-    let rate = l.rate_per_destination;
-    if rate > 0.0 && l.connects.eaddrnotavail_per_sec > 0.0 {
-        let served = 1.0 - l.connects.eaddrnotavail_per_sec / rate;
+    if rate > 0.0 && connects.eaddrnotavail_per_sec > 0.0 {
+        let served = 1.0 - connects.eaddrnotavail_per_sec / rate;
         for st in model::MODELLED {
             server.set(st, server.get(st) * served);
             clients.set(st, clients.get(st) * served);
@@ -182,7 +185,7 @@ fn linux_held(plan: &Plan, pr: &Prediction, l: &Limits, b: &bounds::Buckets) -> 
     }
     if plan.workload.close == Closer::Client {
         let others = clients.total() - clients.time_wait;
-        let ports = l.connects.in_use * plan.destinations();
+        let ports = connects.in_use * plan.destinations();
         clients.time_wait = clients.time_wait.min((ports - others).max(0.0));
     }
     let kept = if b.demand > 0.0 {
