@@ -13,6 +13,10 @@ use std::time::Duration;
 /// when data transmission begins"). Every profile follows it.
 pub const RTO_FALLBACK: Duration = Duration::from_secs(3);
 
+/// `TCP_ATO_MIN`: the delayed-ACK timeout once data has arrived (the ACK of
+/// a FIN that moves ESTABLISHED to CLOSE-WAIT waits it when `delayed_ack`).
+pub const ATO_MIN: Duration = Duration::from_millis(40);
+
 /// What happens when a connection would enter TIME-WAIT but the table already
 /// holds `max_tw_buckets` of them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -236,6 +240,19 @@ impl Config {
         } else {
             self.orphan_retries
         }
+    }
+
+    /// Doublings of the initial RTO in SYN-SENT's timer after `retransmits`
+    /// SYNs resent: none for the first `syn_linear_timeouts`
+    /// (`tcp_retransmit_timer` backs off only once `total_rto` exceeds them).
+    pub fn syn_doublings(&self, retransmits: u32) -> u32 {
+        retransmits.saturating_sub(u32::from(self.syn_linear_timeouts))
+    }
+
+    /// SYNs SYN-SENT resends before it gives up by count (`tcp_write_timeout`:
+    /// `syn_retries`, plus `syn_linear_timeouts` since Linux 6.5).
+    pub fn syn_sent_retries(&self) -> u32 {
+        u32::from(self.syn_retries) + u32::from(self.syn_linear_timeouts)
     }
 
     /// How long `boundary` retransmissions take from a first RTO of `rto_base`,

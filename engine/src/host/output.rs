@@ -5,14 +5,13 @@
 use super::Host;
 use std::time::Duration;
 
+use crate::config::ATO_MIN;
 use crate::conn::{bits, flag, Conn};
 use crate::segment::{Flags, Segment, Ts};
 use crate::seq::Seq;
 use crate::time::Time;
 use crate::tuple::Tuple;
 
-/// `TCP_ATO_MIN`: the delayed-ACK timeout once data has arrived.
-const ATO_MIN: Duration = Duration::from_millis(40);
 /// A delayed ACK with `ato` 0 waits for the next timer tick.
 const NEXT_TICK: Duration = Duration::from_millis(1);
 

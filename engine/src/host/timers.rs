@@ -98,10 +98,7 @@ impl Host {
     /// comes first. With Linux's defaults both end it at 131 s: ten
     /// retransmissions, the last at 67 s, and the 127 s of six doublings.
     fn retries_exhausted(&self, now: Time, c: &Conn) -> bool {
-        if c.state == State::SynSent
-            && c.syn_retransmits()
-                >= u32::from(self.cfg.syn_retries) + u32::from(self.cfg.syn_linear_timeouts)
-        {
+        if c.state == State::SynSent && c.syn_retransmits() >= self.cfg.syn_sent_retries() {
             return true;
         }
         let (limit, base) = match c.state {
@@ -145,7 +142,7 @@ impl Host {
     pub(super) fn syn_rto_us(&self, c: &Conn) -> u64 {
         let n = c.syn_retransmits();
         let doublings = if c.state == State::SynSent {
-            n.saturating_sub(u32::from(self.cfg.syn_linear_timeouts))
+            self.cfg.syn_doublings(n)
         } else {
             n
         }

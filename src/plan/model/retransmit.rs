@@ -34,7 +34,7 @@ pub(super) fn give_up(cfg: &Config, rto: f64, limit: u8, base: Duration) -> (Vec
 /// initial RTO, doubled for each retransmission past the first
 /// `syn_linear_timeouts` (`tcp_retransmit_timer`), up to rto_max.
 pub(in crate::plan) fn syn_rto(cfg: &Config, n: u32) -> f64 {
-    let doublings = n.saturating_sub(u32::from(cfg.syn_linear_timeouts)).min(30);
+    let doublings = cfg.syn_doublings(n).min(30);
     (cfg.rto_initial.as_secs_f64() * f64::from(1u32 << doublings)).min(cfg.rto_max.as_secs_f64())
 }
 
@@ -48,8 +48,7 @@ pub(in crate::plan) fn syn_given_up(cfg: &Config, n: u32, t: f64) -> bool {
     let budget = cfg
         .model_timeout(cfg.syn_retries, cfg.rto_initial)
         .as_secs_f64();
-    sent >= u32::from(cfg.syn_retries) + u32::from(cfg.syn_linear_timeouts)
-        || (sent > 0 && t >= budget)
+    sent >= cfg.syn_sent_retries() || (sent > 0 && t >= budget)
 }
 
 /// Mean wait until the first success of independent attempts at times `t`, success

@@ -2,6 +2,8 @@
 //! FIN-WAIT-1 as a chain over the closer's attempts, the passive closer's
 //! LAST-ACK and the TIME-WAIT restarts it causes, then every state's mean time.
 
+use teardown_engine::config::ATO_MIN;
+
 use super::retransmit::{arrival_within, first_arrival_delay, give_up, schedule};
 use super::{Closer, Times, Workload};
 
@@ -20,20 +22,17 @@ struct FinWait1 {
     fin_wait_2: Option<f64>,
 }
 
-/// Linux's `TCP_ATO_MIN` (the engine's `ATO_MIN`, `host/output.rs`): a peer
-/// that does not close at once ACKs our FIN after it (`tcp_fin` enters
-/// pingpong mode, `tcp_send_delayed_ack`), or with its own FIN if that is
-/// sooner; a duplicate is answered at once.
-const ATO_MIN: f64 = 0.040;
-
 /// The delay of a peer's ACK of our first FIN it receives: the delayed ACK
-/// when the profile delays it, cut short by the peer's FIN after `app_delay`
-/// (a runaway peer has none: it waits the delayed ACK out, then vanishes).
+/// (`ATO_MIN`: `tcp_fin` enters pingpong mode, `tcp_send_delayed_ack`) when
+/// the profile delays it, cut short by the peer's FIN after `app_delay` (a
+/// runaway peer has none: it waits the delayed ACK out, then vanishes); a
+/// duplicate is answered at once.
 fn fin_ack_delay(w: &Workload, runaway: bool) -> f64 {
+    let ato = ATO_MIN.as_secs_f64();
     match (w.host.delayed_ack, runaway) {
         (false, _) => 0.0,
-        (true, true) => ATO_MIN,
-        (true, false) => ATO_MIN.min(w.app_delay.as_secs_f64()),
+        (true, true) => ato,
+        (true, false) => ato.min(w.app_delay.as_secs_f64()),
     }
 }
 
@@ -248,12 +247,13 @@ pub(super) fn phase(w: &Workload, rto_s: f64, rto_c: f64, rto_sf: f64) -> Phase 
     // The orphan's wait ends `fin_wait2_timeout` after the descriptor goes: at
     // once, or after the lingering close's hold.
     let orphan_until = lingering.unwrap_or(0.0) + fin_wait2_timeout;
+    // FIN-WAIT-2 starts when the peer's (delayed) ACK arrives: its FIN comes
+    // this long after.
+    let peer_fin_after = app_delay - fin_ack_delay(w, false);
     let (stay_fw2, in_time) = match stay.fin_wait_2 {
         Some(fw2) => (fw2, 1.0),
         None => {
-            // FIN-WAIT-2 starts when the peer's (delayed) ACK arrives.
-            let after = app_delay - fin_ack_delay(w, false);
-            let (wait, in_time) = arrival_within(&passive_sched, p, after, orphan_until);
+            let (wait, in_time) = arrival_within(&passive_sched, p, peer_fin_after, orphan_until);
             (stay.to_fin_wait_2 * wait, in_time)
         }
     };
@@ -263,10 +263,7 @@ pub(super) fn phase(w: &Workload, rto_s: f64, rto_c: f64, rto_sf: f64) -> Phase 
         Some(l) => {
             let stay_held = match stay.fin_wait_2 {
                 Some(fw2) => fw2.min(stay.to_fin_wait_2 * l),
-                None => {
-                    let after = app_delay - fin_ack_delay(w, false);
-                    stay.to_fin_wait_2 * arrival_within(&passive_sched, p, after, l).0
-                }
+                None => stay.to_fin_wait_2 * arrival_within(&passive_sched, p, peer_fin_after, l).0,
             };
             let held = (1.0 - f) * stay_held + f * away.to_fin_wait_2 * l;
             (
