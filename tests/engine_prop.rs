@@ -284,7 +284,11 @@ impl World {
         }
         if after == State::FinWait2 && before == State::FinWait1 {
             let rto = self.hosts[h].rto(&t).unwrap_or_default();
-            w.fw2 = Some((self.now, self.cfg.fin_timeout.max(rto * 7 / 2)));
+            // 3.5 RTO to the whole microsecond below, as the engine arms it
+            // (`fin_wait2_timeout_us`): an odd RTO gives half a microsecond more.
+            let tmo = self.cfg.fin_timeout.max(rto * 7 / 2);
+            let tmo = Duration::from_micros(tmo.as_micros() as u64);
+            w.fw2 = Some((self.now, tmo));
         }
         if after != before && after != State::FinWait1 {
             w.last_fin = None;
