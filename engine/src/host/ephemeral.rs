@@ -131,40 +131,64 @@ impl Host {
     ) -> Result<Pick, u32> {
         let (slot, offset) = self.ports.start(local_ip, remote_ip, remote_port);
         let local = self.ports.local_at(local_ip);
-        let buckets = local.map(|at| self.ports.buckets_at(at));
-        let low = self.ports.low();
-        let bucket_of = |port: u16| buckets.map_or(0, |b| b[usize::from(port - low)]);
-        let tuple_on = |local_port| Tuple {
-            local_ip,
-            remote_ip,
-            local_port,
-            remote_port,
-        };
+        let first = self.ports.low() + offset as u16;
+        let bucket = local.map_or(0, |at| self.ports.buckets_at(at)[offset as usize]);
         // The scan's first port, when nobody holds it (most connects: the
         // perturbation moves each search past the port the last one took):
         // taken at once, the walk's `i` 0, without setting the walk up.
-        let first = low + offset as u16;
-        let ((tuple, tw), i, probed) = if self.port_fresh(first, bucket_of(first)) {
-            ((tuple_on(first), None), 0, 1)
+        let (local_port, tw, i, probed) = if self.port_fresh(first, bucket) {
+            (first, None, 0, 1)
         } else {
-            let known_taken = self.known_taken(local_ip, remote_ip, remote_port);
-            let skip = self.skip(local, known_taken);
-            self.walk_ports(offset, other_parity(offset), skip, |h, port| {
-                let tuple = tuple_on(port);
-                h.port_usable(now, &tuple, bucket_of(port), known_taken)
-                    .map(|tw| (tuple, tw))
-            })?
+            self.hash_connect_walk(now, local_ip, remote_ip, remote_port, offset, local)?
         };
         // A little randomness in the next start
         // (`max(i, get_random_u32_below(8) * step)`).
         let noise = self.ports.draw();
         self.ports.advance(slot, i, noise);
         Ok(Pick {
-            tuple,
+            tuple: Tuple {
+                local_ip,
+                remote_ip,
+                local_port,
+                remote_port,
+            },
             probed,
             tw,
             local,
         })
+    }
+
+    /// [`Host::hash_connect`]'s walk past a scan's first port that someone
+    /// holds: Ok carries the port, the TIME-WAIT entry to take over if any,
+    /// the walk's `i` and the ports probed. Out of line, so that a connect
+    /// that takes the first port sets none of it up.
+    #[inline(never)]
+    fn hash_connect_walk(
+        &self,
+        now: Time,
+        local_ip: u32,
+        remote_ip: u32,
+        remote_port: u16,
+        offset: u32,
+        local: Option<LocalAt>,
+    ) -> Result<(u16, Option<u64>, u32, u32), u32> {
+        let buckets = local.map(|at| self.ports.buckets_at(at));
+        let low = self.ports.low();
+        let known_taken = self.known_taken(local_ip, remote_ip, remote_port);
+        let skip = self.skip(local, known_taken);
+        let ((port, tw), i, probed) =
+            self.walk_ports(offset, other_parity(offset), skip, |h, port| {
+                let tuple = Tuple {
+                    local_ip,
+                    remote_ip,
+                    local_port: port,
+                    remote_port,
+                };
+                let bucket = buckets.map_or(0, |b| b[usize::from(port - low)]);
+                h.port_usable(now, &tuple, bucket, known_taken)
+                    .map(|tw| (port, tw))
+            })?;
+        Ok((port, tw, i, probed))
     }
 
     /// The port `hash_connect` will take for this destination as far as the
