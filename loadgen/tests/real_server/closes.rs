@@ -135,10 +135,9 @@ fn rst_closes_leave_no_time_wait() {
     assert_eq!(time_wait_sides(nginx.addr), (0, 0));
     assert_eq!(n(&r, "/time_wait/server_peak"), 0);
     assert_eq!(n(&r, "/time_wait/client_peak"), 0);
-    // close() with SO_LINGER 0 counts as TCPAbortOnData (`__tcp_close`).
-    assert!(
-        n(&r, "/kernel/netstat/TCPAbortOnData") >= 200,
-        "{:#}",
-        r["kernel"]
-    );
+    // Each close() sent its RST from `__tcp_close`: with SO_LINGER 0 it counts
+    // TCPAbortOnData, but one that finds bytes still unread (checked first)
+    // counts TCPAbortOnClose instead. A CI run once saw 197 of the first.
+    let aborts = n(&r, "/kernel/netstat/TCPAbortOnData") + n(&r, "/kernel/netstat/TCPAbortOnClose");
+    assert!(aborts >= 200, "{:#}", r["kernel"]);
 }
