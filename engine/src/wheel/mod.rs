@@ -15,7 +15,7 @@
 //! * **Intrusive lists.** Entries live in one slab (`Vec<Node<T>>` plus a
 //!   free list). Each slot is a set of `LANES` doubly-linked lists
 //!   threaded through `u32` indices (a node's lane is its index modulo
-//!   `LANES`), and each node records its slot, so insert and cancel are
+//!   `LANES`), and each node records its list, so insert and cancel are
 //!   O(1) and allocate nothing once the slab has grown. The lanes exist
 //!   for the cascade: walking one long list is a chain of dependent cache
 //!   misses, walking several in lock step overlaps them.
@@ -52,8 +52,9 @@ const LANES: usize = 16;
 const _: () = assert!(LANES <= u16::BITS as usize, "a lane per bit of lanes_used");
 /// Number of list heads: `LANES` per slot, including the due slot.
 const LISTS: usize = (DUE + 1) * LANES;
-/// `Node::slot` of a node sitting in the free list.
+/// `Node::list` of a node sitting in the free list.
 const FREE: u16 = u16::MAX;
+const _: () = assert!(LISTS <= FREE as usize, "a list index fits Node::list");
 const NIL: u32 = u32::MAX;
 
 /// Handle returned by [`Wheel::insert`]; invalid once the timer fired or was
@@ -84,10 +85,11 @@ struct Node<T> {
     next: u32,
     /// Previous node in the list, `NIL` at the head.
     prev: u32,
-    /// Slot holding the node (`DUE` or `FREE` included), so that cancel can
-    /// fix up the head and the bitmap without recomputing it. The lane is
-    /// the node index modulo `LANES`.
-    slot: u16,
+    /// List holding the node (`slot * LANES + lane`, the due slot's
+    /// included; `FREE` on the free list), so that cancel finds its head
+    /// without recomputing it, and its slot and lane (the node index modulo
+    /// `LANES`) when it empties one.
+    list: u16,
     value: T,
 }
 
@@ -161,7 +163,7 @@ impl<T: Copy> Wheel<T> {
             deadline: 0,
             next: NIL,
             prev: NIL,
-            slot: FREE,
+            list: FREE,
             value: T::default(),
         };
         w.nodes = vec![free; n];
@@ -207,11 +209,12 @@ impl<T: Copy> Wheel<T> {
     pub fn insert(&mut self, deadline: u64, value: T) -> TimerKey {
         let slot = self.slot_for(deadline);
         let idx = self.free;
-        if idx == NIL {
+        // `NIL` is never in the slab (it holds fewer nodes), so the lookup
+        // is the test for an empty free list and the bounds check in one.
+        let Some(node) = self.nodes.get_mut(idx as usize) else {
             return self.insert_new(deadline, value, slot);
-        }
+        };
         // Only the timer is written here: `link` writes the rest.
-        let node = &mut self.nodes[idx as usize];
         self.free = node.next;
         node.deadline = deadline;
         node.value = value;
@@ -238,7 +241,7 @@ impl<T: Copy> Wheel<T> {
             deadline,
             next: NIL,
             prev: NIL,
-            slot: slot as u16,
+            list: FREE,
             value,
         });
         let idx = idx as u32;
@@ -265,11 +268,14 @@ impl<T: Copy> Wheel<T> {
             return self.reset_last(key, deadline, value);
         }
         let idx = key.idx();
-        self.unlink(idx);
         let slot = self.slot_for(deadline);
         let node = &mut self.nodes[idx as usize];
+        let Node {
+            next, prev, list, ..
+        } = *node;
         node.deadline = deadline;
         node.value = value;
+        self.unlink_from(next, prev, list);
         self.link(idx, slot);
         key
     }
@@ -340,6 +346,6 @@ impl<T: Copy> Wheel<T> {
     fn is_live(&self, key: TimerKey) -> bool {
         self.nodes
             .get(key.idx() as usize)
-            .is_some_and(|n| n.slot != FREE)
+            .is_some_and(|n| n.list != FREE)
     }
 }
