@@ -37,10 +37,13 @@ impl<T: Copy> Wheel<T> {
         node.list = list as u16;
         if let Some(old) = self.nodes.get_mut(head as usize) {
             old.prev = idx;
+        } else {
+            // Only a lane that was empty has its bit, and maybe its slot's,
+            // to set: a lane holding nodes has both set already.
+            self.lanes_used[slot] |= 1 << lane;
+            self.occupied[slot / SLOTS] |= 1 << (slot % SLOTS);
         }
         self.set_head(list, idx);
-        self.lanes_used[slot] |= 1 << lane;
-        self.occupied[slot / SLOTS] |= 1 << (slot % SLOTS);
     }
 
     /// Takes the node whose links were `next` and `prev` off `list`, clearing
