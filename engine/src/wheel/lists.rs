@@ -82,8 +82,11 @@ impl<T: Copy> Wheel<T> {
 
     /// Unlinks node `idx` and moves it to the free list. It returns nothing:
     /// a cancel drops the timer, and holding it through the unlink made every
-    /// call save and restore two more registers.
-    #[inline(never)]
+    /// call save and restore two more registers. In line: with the node
+    /// rewritten before its neighbours, it needs few enough registers that
+    /// the call cost more than its callers' spills (out of line it took
+    /// 2.5 M more instructions of 679 M in the sequential 100 k run).
+    #[inline(always)]
     pub(super) fn release(&mut self, idx: u32) {
         let node = &mut self.nodes[idx as usize];
         let Node {

@@ -268,7 +268,6 @@ impl<T: Copy> Wheel<T> {
             return self.reset_last(key, deadline, value);
         }
         let idx = key.idx();
-        let slot = self.slot_for(deadline);
         let node = &mut self.nodes[idx as usize];
         let Node {
             next, prev, list, ..
@@ -276,6 +275,9 @@ impl<T: Copy> Wheel<T> {
         node.deadline = deadline;
         node.value = value;
         self.unlink_from(next, prev, list);
+        // Placed after the unlink: computed before, the slot was held
+        // through it, and every reset saved and restored more registers.
+        let slot = self.slot_for(deadline);
         self.link(idx, slot);
         key
     }
