@@ -250,7 +250,10 @@ impl<T: Copy> Wheel<T> {
         TimerKey::new(idx)
     }
 
-    /// Cancels a pending timer in O(1) and returns its payload.
+    /// Cancels a pending timer in O(1) and returns its payload. In line, the
+    /// release with it: a cancel is one store and a few tests past the
+    /// unlink, cheaper than the call.
+    #[inline(always)]
     pub fn remove(&mut self, key: TimerKey) -> T {
         debug_assert!(self.is_live(key), "remove of a dead TimerKey");
         self.take(key.idx()).1
