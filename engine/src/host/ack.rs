@@ -84,6 +84,11 @@ impl Host {
     /// cleared only with a valid RTT sample (Linux `tcp_ack_update_rtt`:
     /// "RFC6298: only reset backoff on valid RTT measurement"): without
     /// timestamps an ACK of retransmitted data keeps the backed-off RTO.
+    /// Always inlined: in `handle` (SYN-SENT's SYN-ACK and the predicted
+    /// path, three segments of a teardown) the call's saves, restores and
+    /// arguments cost 0.3 % of the simulation's instructions. Inlined at
+    /// one of the two call sites alone, it saved less (0.2 %) or nothing.
+    #[inline(always)]
     pub(super) fn on_new_ack(&mut self, now: Time, idx: u32, c: &mut Conn, seg: &Segment) {
         let ack = seg.ack_num();
         // Linux samples per skb it frees: an ACK that covers a FIN's data
