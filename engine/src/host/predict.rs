@@ -91,9 +91,10 @@ impl Host {
     /// case 2), as [`Host::after_ack`] takes it in one go: FIN-WAIT-2
     /// (`on_acked`; the FIN spares an orphan the bucket check and the
     /// FIN-WAIT-2 timer), the FIN, which the prediction put at rcv_nxt,
-    /// then our ACK at once, and TIME-WAIT. Out of line: inlined in
-    /// `handle`, it cost more than it saved (LLVM laid `handle` out worse).
-    #[inline(never)]
+    /// then our ACK at once, and TIME-WAIT. Always inlined since `handle`
+    /// inlines `on_new_ack` (before that, inlined it cost more than it
+    /// saved: LLVM laid `handle` out worse).
+    #[inline(always)]
     fn fin_wait_1_ends(&mut self, c: &mut Conn) -> Next {
         c.state = State::FinWait2;
         if c.has(flag::ORPHAN) {
