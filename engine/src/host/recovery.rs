@@ -65,7 +65,10 @@ impl Host {
     /// snd_una moves to `ack`: the segments it frees leave the flight, Reno's
     /// duplicates with them (`tcp_remove_reno_sacks`, which may move
     /// `reordering` again), and the count starts over (`tcp_reset_reno_sack`).
-    /// Fast recovery ends once everything is acknowledged.
+    /// Fast recovery ends once everything is acknowledged. Always inlined,
+    /// for the common case alone: `on_new_ack` is inlined into `handle`,
+    /// where a call here cost 0.3 % of the simulation's instructions.
+    #[inline(always)]
     pub(super) fn on_snd_una_advanced(&mut self, c: &mut Conn, ack: Seq) {
         // Everything acknowledged with no duplicate counted (nearly every
         // ACK of a teardown): the flight empties and nothing else moves.
@@ -73,6 +76,13 @@ impl Host {
             c.set_pkts(0);
             return;
         }
+        Self::snd_una_advanced_partly(c, ack);
+    }
+
+    /// [`Host::on_snd_una_advanced`] when something stays in flight or
+    /// duplicates were counted.
+    #[inline(never)]
+    fn snd_una_advanced_partly(c: &mut Conn, ack: Seq) {
         let p = c.pkts();
         // Segment boundaries are not kept: all acknowledged, our FIN alone
         // left (or the one segment it rides on), else at least one freed.
