@@ -41,10 +41,10 @@ fn classify_drop(c: &mut Cases, sender: &Host, seg: &Segment) {
 }
 
 impl Shard<'_> {
-    /// Asks for the slot (its flags and open ends, which `deliver` and
-    /// `on_event` read, one line) while its segment is still a few back in
-    /// the queue: with a million slots it is a cold line, as the host's
-    /// entries are.
+    /// Asks for the slot (its flags and open ends, which `on_event` reads,
+    /// and `deliver` in a run with marks, one line) while its segment is
+    /// still a few back in the queue: with a million slots it is a cold
+    /// line, as the host's entries are.
     #[inline]
     pub(super) fn prefetch_slot(&self, client_view: &Tuple) {
         if let Some(s) = self.slot_of(client_view) {
@@ -154,32 +154,37 @@ impl Shard<'_> {
     /// compiler's choice; pinned, the loop also takes in `Loss::drops`).
     #[inline(always)]
     pub(super) fn deliver(&mut self, to: Side, seg: &Segment) {
-        let slot = match to {
-            Side::Server => self.slot_of(&seg.sender_tuple()),
-            Side::Client => self.slot_of(&seg.receiver_tuple()),
-        };
-        let Some(slot) = slot else {
-            // A reply to an attacker's spoofed address: it leaves the simulation.
-            self.res.to_attacker += 1;
-            return;
-        };
-        let flags = self.slots[slot].flags;
-        let (gone, captured, runaway) = match to {
-            Side::Server => (slot::SERVER_GONE, slot::CAPTURED, slot::RUNAWAY_SERVER),
-            Side::Client => (slot::CLIENT_GONE, 0, slot::RUNAWAY_CLIENT),
-        };
-        // Most slots carry none of these marks: one test for all three.
-        let mut watch = false;
-        if flags & (gone | captured | runaway) != 0 {
-            if flags & gone != 0 {
-                self.res.blackholed += 1;
+        // The slot of a runaway end to watch: it may vanish on this segment.
+        let mut watch = None;
+        if self.marks {
+            let slot = match to {
+                Side::Server => self.slot_of(&seg.sender_tuple()),
+                Side::Client => self.slot_of(&seg.receiver_tuple()),
+            };
+            let Some(slot) = slot else {
+                // A reply to an attacker's spoofed address: it leaves the simulation.
+                self.res.to_attacker += 1;
                 return;
+            };
+            let flags = self.slots[slot].flags;
+            let (gone, captured, runaway) = match to {
+                Side::Server => (slot::SERVER_GONE, slot::CAPTURED, slot::RUNAWAY_SERVER),
+                Side::Client => (slot::CLIENT_GONE, 0, slot::RUNAWAY_CLIENT),
+            };
+            // Most slots carry none of these marks: one test for all three.
+            if flags & (gone | captured | runaway) != 0 {
+                if flags & gone != 0 {
+                    self.res.blackholed += 1;
+                    return;
+                }
+                if flags & captured != 0 {
+                    let (capture, now) = (&mut self.res.capture, self.now);
+                    alloc::outside(|| capture.push((now, *seg)));
+                }
+                if flags & runaway != 0 && flags & slot::AT_FIN_SENT == 0 {
+                    watch = Some(slot);
+                }
             }
-            if flags & captured != 0 {
-                let (capture, now) = (&mut self.res.capture, self.now);
-                alloc::outside(|| capture.push((now, *seg)));
-            }
-            watch = flags & runaway != 0 && flags & slot::AT_FIN_SENT == 0;
         }
         // The tuple is made where a runaway needs it, from the segment:
         // made up front, it was stored for every segment.
@@ -187,7 +192,11 @@ impl Shard<'_> {
             Side::Server => s.server.state(&seg.receiver_tuple()),
             Side::Client => s.client.state(&seg.receiver_tuple()),
         };
-        let before = if watch { state(self) } else { State::Closed };
+        let before = if watch.is_some() {
+            state(self)
+        } else {
+            State::Closed
+        };
         // In the host's allocator scope, entered for the burst.
         let now = self.now;
         match to {
@@ -197,16 +206,16 @@ impl Shard<'_> {
         // A runaway active closer vanishes on the segment that acknowledges its
         // FIN, answering nothing (when the peer's FIN rides on that ACK, the
         // peer is left in LAST-ACK: seed case 6).
-        if watch
-            && before == State::FinWait1
-            && matches!(state(self), State::FinWait2 | State::TimeWait)
-        {
-            match to {
-                Side::Server => self.server.transmits().for_each(drop),
-                Side::Client => self.client.transmits().for_each(drop),
+        if let Some(slot) = watch {
+            if before == State::FinWait1 && matches!(state(self), State::FinWait2 | State::TimeWait)
+            {
+                match to {
+                    Side::Server => self.server.transmits().for_each(drop),
+                    Side::Client => self.client.transmits().for_each(drop),
+                }
+                self.note_drained(to, DRAIN_TRANSMITS);
+                self.vanish(to, seg.receiver_tuple(), slot);
             }
-            self.note_drained(to, DRAIN_TRANSMITS);
-            self.vanish(to, seg.receiver_tuple(), slot);
         }
         self.after(to);
     }

@@ -202,6 +202,7 @@ fn record_shard(
     // Every slot's segments to the server are noted where the captured
     // ones are (`Shard::deliver`).
     shard.capture_left = u64::MAX;
+    shard.marks = true;
     if cfg.resident {
         // The one shard is all its thread holds; one at a time, the
         // simulator asks no shard to look ahead.

@@ -90,6 +90,11 @@ pub struct Shard<'a> {
     pub(super) loss_to_client: Loss,
     pub(super) slots: Vec<Slot>,
     pub(super) slot_map: SlotMap,
+    /// Whether a delivered segment's slot may matter to its delivery: a
+    /// runaway end may vanish, a slot be captured (`--pcap-sample`, a
+    /// recording), or the server answer an attacker's spoofed address. In
+    /// other runs a delivery skips the slot's lookup.
+    pub(super) marks: bool,
     /// Whether deliveries look ahead in the queues and connects hint the
     /// client host: this shard's slots pass [`PREFETCH_SLOTS_FROM`], or the
     /// thread's shards together outgrow the cache ([`Shard::look_ahead`]).

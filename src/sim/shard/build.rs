@@ -86,6 +86,10 @@ impl<'a> Shard<'a> {
             loss_to_client: cfg.loss_to_client.clone(),
             slots: reuse.slots(slots as usize),
             slot_map: SlotMap::new(index, (lo, hi), slots as usize),
+            marks: cfg.runaway_client > 0.0
+                || cfg.runaway_server > 0.0
+                || cfg.pcap_sample > 0
+                || !cfg.attacks.is_empty(),
             ahead: slots as usize >= PREFETCH_SLOTS_FROM,
             client_ips,
             next_ip: 0,
