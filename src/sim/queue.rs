@@ -86,6 +86,10 @@ pub(super) struct Queue {
     kind: Kind,
 }
 
+/// Tagged in a byte of its own: the shard asks which kind at every
+/// segment it takes and queues, and a niche in the FIFO's buffer took a
+/// 64-bit constant and a compare to test.
+#[repr(u8)]
 enum Kind {
     Fifo(Fifo),
     Heap(BinaryHeap<Reverse<InFlight>>, u64),
