@@ -152,6 +152,11 @@ impl Shard<'_> {
             self.capture_left -= 1;
             flags |= slot::CAPTURED;
         }
+        debug_assert!(
+            self.marks
+                || flags & (slot::CAPTURED | slot::RUNAWAY_CLIENT | slot::RUNAWAY_SERVER) == 0,
+            "a marked slot in a run whose deliveries skip the slot's lookup"
+        );
         let ip = self.next_ip;
         // Round robin without a division: `client_ips` is at least 1.
         self.next_ip = if ip + 1 == self.client_ips { 0 } else { ip + 1 };

@@ -201,8 +201,7 @@ fn record_shard(
     shard.record = Some(Box::default());
     // Every slot's segments to the server are noted where the captured
     // ones are (`Shard::deliver`).
-    shard.capture_left = u64::MAX;
-    shard.marks = true;
+    shard.capture_all();
     if cfg.resident {
         // The one shard is all its thread holds; one at a time, the
         // simulator asks no shard to look ahead.

@@ -195,6 +195,13 @@ impl<'a> Shard<'a> {
         (s < self.slots.len()).then_some(s)
     }
 
+    /// Captures every slot from its open on, and so marks the run
+    /// ([`Shard::marks`]): a delivery looks its slot up to see the mark.
+    pub(super) fn capture_all(&mut self) {
+        self.capture_left = u64::MAX;
+        self.marks = true;
+    }
+
     /// Runs the shard to its end, alone; returns its result and the
     /// buffers it hands on.
     pub fn run(mut self) -> (ShardResult, Reuse) {
