@@ -307,10 +307,11 @@ impl Tcb {
         self.state.fin_sent() && !self.has(flag::FIN_HELD)
     }
 
-    /// Records when the application first closed (for teardown latency).
-    pub fn stamp_close(&mut self, now: crate::time::Time) {
+    /// Records when the application first closed (for teardown latency), at
+    /// the millisecond stamp `now_ms` (the host keeps it: no division here).
+    pub fn stamp_close(&mut self, now_ms: u32) {
         if !self.has(flag::CLOSE_STAMPED) {
-            self.close_ms = now.stamp_ms();
+            self.close_ms = now_ms;
             self.flags |= flag::CLOSE_STAMPED;
         }
     }

@@ -100,7 +100,7 @@ impl Host {
         let mut c = self.table.conn_named(idx, tuple);
         Self::may_send(&c)?;
         self.write(now, idx, &mut c, len);
-        self.close_found(now, idx, c, true)
+        self.close_found(now, idx, &mut c, true)
     }
 
     /// A write the model can carry: its bytes go out as one segment, which
@@ -164,17 +164,24 @@ impl Host {
     fn app_close(&mut self, now: Time, tuple: Tuple, orphan: bool) -> Result<(), Error> {
         let now = self.begin(now);
         let idx = self.conn_index(&tuple)?;
-        let c = self.table.conn_named(idx, tuple);
-        self.close_found(now, idx, c, orphan)
+        let mut c = self.table.conn_named(idx, tuple);
+        self.close_found(now, idx, &mut c, orphan)
     }
 
     /// close() (`orphan`) or shutdown() of `c`, copied out of the table at
-    /// `idx`, which this writes back or removes.
+    /// `idx`, which this writes back or removes. By reference: taken by
+    /// value, LLVM copied the 64 bytes once more on every call.
     #[inline(always)]
-    fn close_found(&mut self, now: Time, idx: u32, mut c: Conn, orphan: bool) -> Result<(), Error> {
+    fn close_found(
+        &mut self,
+        now: Time,
+        idx: u32,
+        c: &mut Conn,
+        orphan: bool,
+    ) -> Result<(), Error> {
         let tuple = c.tuple;
         let before = c.state;
-        c.stamp_close(now);
+        c.stamp_close(self.now_ms);
         if orphan {
             c.flags |= flag::ORPHAN;
         }
@@ -185,7 +192,7 @@ impl Host {
                 if passive {
                     c.flags |= flag::PASSIVE_CLOSE;
                 }
-                self.send_fin_inline(now, idx, &mut c);
+                self.send_fin_inline(now, idx, c);
                 c.state = if passive {
                     State::LastAck
                 } else {
@@ -197,7 +204,7 @@ impl Host {
                 // the table without the copy that passing it on made.
                 debug_assert!(!c.has(flag::FW2_COUNTED));
                 self.enter(tuple, before, c.state);
-                self.table.set_found_conn(idx, c);
+                self.table.set_found_conn(idx, *c);
                 return Ok(());
             }
             State::FinWait2 if orphan && c.timer.is_none() => {
@@ -207,14 +214,14 @@ impl Host {
                     self.stats.time_wait_overflow += 1;
                     Next::Close(CloseReason::TimeWaitOverflow)
                 } else {
-                    self.become_fin_wait_2_mini_socket(now, idx, &mut c);
+                    self.become_fin_wait_2_mini_socket(now, idx, c);
                     Next::Keep
                 }
             }
             _ if orphan => Next::Keep,
             s => return Err(Error::InvalidState(tuple, s)),
         };
-        self.commit_found(now, idx, c, before, next);
+        self.commit_found(now, idx, *c, before, next);
         Ok(())
     }
 
@@ -224,7 +231,7 @@ impl Host {
         let idx = self.conn_index(&tuple)?;
         let mut c = self.table.conn_named(idx, tuple);
         let before = c.state;
-        c.stamp_close(now);
+        c.stamp_close(self.now_ms);
         // tcp_disconnect: RST where tcp_need_reset() (ESTABLISHED, CLOSE-WAIT,
         // FIN-WAIT-1/2, SYN-RECEIVED), and in CLOSING or LAST-ACK only while
         // something is unsent; otherwise the socket goes silently.
