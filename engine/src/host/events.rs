@@ -77,7 +77,12 @@ pub enum Role {
 }
 
 /// What the engine tells its driver.
+///
+/// Tagged in a byte of its own (`repr(u8)`): left to the compiler, the tag
+/// hid in a niche of `since_close`'s nanoseconds, decoded at every dispatch.
+/// The small fields come first so that the tag packs with them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
 pub enum Event {
     /// The handshake completed (either side).
     Established { tuple: Tuple },
@@ -88,16 +93,16 @@ pub enum Event {
     PeerClosed { tuple: Tuple },
     /// A state transition (only with `Config::trace_states`).
     StateChanged {
-        tuple: Tuple,
         from: State,
         to: State,
+        tuple: Tuple,
     },
     /// The connection reached CLOSED and its entry is gone.
     Closed {
-        tuple: Tuple,
         from: State,
         reason: CloseReason,
         role: Role,
+        tuple: Tuple,
         /// Time from the application's close() to CLOSED.
         since_close: Option<Duration>,
     },
