@@ -77,12 +77,7 @@ pub enum Role {
 }
 
 /// What the engine tells its driver.
-///
-/// Tagged in a byte of its own (`repr(u8)`): left to the compiler, the tag
-/// hid in a niche of `since_close`'s nanoseconds, decoded at every dispatch.
-/// The small fields come first so that the tag packs with them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[repr(u8)]
 pub enum Event {
     /// The handshake completed (either side).
     Established { tuple: Tuple },
@@ -93,23 +88,20 @@ pub enum Event {
     PeerClosed { tuple: Tuple },
     /// A state transition (only with `Config::trace_states`).
     StateChanged {
+        tuple: Tuple,
         from: State,
         to: State,
-        tuple: Tuple,
     },
     /// The connection reached CLOSED and its entry is gone.
     Closed {
+        tuple: Tuple,
         from: State,
         reason: CloseReason,
         role: Role,
-        tuple: Tuple,
         /// Time from the application's close() to CLOSED.
         since_close: Option<Duration>,
     },
 }
-
-// Events are copied out of the host one by one: keep them to half a line.
-const _: () = assert!(std::mem::size_of::<Event>() == 32);
 
 /// Counters, named after Linux's MIB where one exists.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
