@@ -7,6 +7,7 @@ mod common;
 
 mod cli;
 mod corpus;
+mod echo;
 mod late;
 mod malformed;
 mod options;

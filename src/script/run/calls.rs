@@ -27,6 +27,7 @@ impl<S: Stack> Runner<'_, S> {
             self.local_isn = None;
             self.remote_isn = None;
             self.ts_offset = None;
+            self.ts_sent.clear();
         }
         self.tuple = tuple;
     }

@@ -140,6 +140,7 @@ fn drive<S: Stack>(
         local_isn: None,
         remote_isn: None,
         ts_offset: None,
+        ts_sent: Vec::new(),
         ts_tick_usecs: script.ts_tick_usecs,
         last_ts_sent: None,
         ts_slack: Duration::ZERO,
@@ -186,6 +187,12 @@ struct Runner<'a, S: Stack> {
     /// Live minus script TSval of the local host, from its latest checked
     /// segment with timestamps: inbound TSecrs are shifted by it.
     ts_offset: Option<u32>,
+    /// Script and live TSval of each checked outbound segment with
+    /// timestamps: an inbound TSecr that echoes one of them goes in as
+    /// exactly that live TSval, not shifted by the latest offset (which a
+    /// millisecond of jitter since moves). Linux ≥ 6.15 takes a handshake
+    /// ACK only if its TSecr lies within the SYN-ACKs' TSvals.
+    ts_sent: Vec<(u32, u32)>,
     /// `--tcp_ts_tick_usecs`: outbound TSvals are checked when given.
     ts_tick_usecs: Option<u64>,
     /// The local host's latest TSval: what a peer echoes. A recording puts

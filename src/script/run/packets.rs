@@ -43,7 +43,7 @@ impl<S: Stack> Runner<'_, S> {
                 val: ts.val,
                 ecr: match self.last_ts_sent {
                     Some(latest) if self.record.is_some() && !syn => latest,
-                    _ => ts.ecr.wrapping_add(self.ts_offset.unwrap_or(0)),
+                    _ => self.live_echo(ts.ecr),
                 },
             }),
         };
@@ -190,6 +190,7 @@ impl<S: Stack> Runner<'_, S> {
         if p.options.unchecked {
             if let (Some(live), Some(script), None) = (seg.ts, p.options.ts, self.ts_offset) {
                 self.ts_offset = Some(live.val.wrapping_sub(script.val));
+                self.ts_sent.push((script.val, live.val));
             }
             return None;
         }
@@ -225,6 +226,7 @@ impl<S: Stack> Runner<'_, S> {
         // that lateness within tolerances adds up). Events that ran late
         // since then (an injection on a busy machine) make TSvals late too.
         self.ts_offset = Some(live.val.wrapping_sub(script.val));
+        self.ts_sent.push((script.val, live.val));
         let late = std::mem::take(&mut self.ts_slack);
         match self.ts_tick_usecs {
             Some(tick)
@@ -242,6 +244,22 @@ impl<S: Stack> Runner<'_, S> {
 
     /// Live to script sequence space: packetdrill's mapping (SYNs absolute,
     /// everything else relative to the ISNs).
+    /// The live TSecr of an inbound segment whose script TSecr is `ecr`:
+    /// the live TSval of the latest outbound segment the script gave that
+    /// TSval, else `ecr` shifted by the latest offset (a value the host
+    /// never sent, as a script that tests the echo's range writes).
+    fn live_echo(&self, ecr: u32) -> u32 {
+        match self
+            .ts_sent
+            .iter()
+            .rev()
+            .find(|&&(script, _)| script == ecr)
+        {
+            Some(&(_, live)) => live,
+            None => ecr.wrapping_add(self.ts_offset.unwrap_or(0)),
+        }
+    }
+
     fn outbound_to_script(&self, seg: &Segment) -> (u32, u32) {
         let syn = seg.flags.syn();
         let seq = match self.local_isn {
