@@ -188,10 +188,7 @@ impl Shard<'_> {
         }
         // The tuple is made where a runaway needs it, from the segment:
         // made up front, it was stored for every segment.
-        let state = |s: &Self| match to {
-            Side::Server => s.server.state(&seg.receiver_tuple()),
-            Side::Client => s.client.state(&seg.receiver_tuple()),
-        };
+        let state = |s: &Self| s.host(to).state(&seg.receiver_tuple());
         let before = if watch.is_some() {
             state(self)
         } else {

@@ -2,52 +2,9 @@
 //! that TSval, however the later ones drifted from the script's.
 
 use teardown::script::{self, parse, Options};
-use teardown_engine::time::Time;
 use teardown_engine::Segment;
 
-/// The engine, with every segment it sent and every one injected into it.
-struct Seen {
-    inner: script::engine::EngineStack,
-    sent: Vec<Segment>,
-    injected: Vec<Segment>,
-}
-
-impl script::Stack for Seen {
-    fn now(&self) -> Time {
-        self.inner.now()
-    }
-    fn advance(&mut self, until: Time, stop_on_packet: bool, sent: &mut Vec<(Time, Segment)>) {
-        let from = sent.len();
-        self.inner.advance(until, stop_on_packet, sent);
-        self.sent.extend(sent[from..].iter().map(|&(_, s)| s));
-    }
-    fn inject(&mut self, seg: &Segment, o: &script::parse::TcpOptions) -> Result<(), String> {
-        self.injected.push(*seg);
-        self.inner.inject(seg, o)
-    }
-    fn call(
-        &mut self,
-        line: usize,
-        c: &script::parse::Syscall,
-    ) -> Result<script::CallResult, script::Failure> {
-        self.inner.call(line, c)
-    }
-    fn late_search(&self) -> std::time::Duration {
-        self.inner.late_search()
-    }
-    fn local_port(&self, fd: i64) -> Option<u16> {
-        self.inner.local_port(fd)
-    }
-    fn setup(&mut self, s: &script::stack::Setup) -> Result<(), String> {
-        self.inner.setup(s)
-    }
-    fn sysctl(&mut self, line: usize, s: &script::sysctl::Sysctl) -> Result<(), script::Failure> {
-        self.inner.sysctl(line, s)
-    }
-    fn take_notices(&mut self) -> Vec<String> {
-        self.inner.take_notices()
-    }
-}
+use super::probe::Probe;
 
 /// The data segment's TSval is written a tick later than the host sends
 /// it (within the tolerance), as a busy machine's millisecond clock can
@@ -69,11 +26,7 @@ fn an_echo_of_an_earlier_tsval_is_that_tsval() {
 +0  > P. 1:11(10) ack 1 <nop,nop,TS val 1101 ecr 200>
 +0  < . 1:1(0) ack 11 win 65535 <nop,nop,TS val 300 ecr 1000>
 ";
-    let mut stack = Seen {
-        inner: script::engine::EngineStack::new(),
-        sent: Vec::new(),
-        injected: Vec::new(),
-    };
+    let mut stack = Probe::new();
     let o = script::run_on(&mut stack, &parse(src).unwrap(), &Options::default());
     assert!(o.failure.is_none(), "{:?}", o.failure);
     let ts = |s: &Segment| s.ts.expect("timestamps on");

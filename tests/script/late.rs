@@ -5,79 +5,8 @@ use std::path::Path;
 
 use teardown::script::{self, parse, run, Options};
 
+use super::probe::Probe;
 use super::HANDSHAKE;
-
-/// The engine on a runner that cannot keep the script's schedule: it wakes
-/// `lag` after every time it asks for (a machine too busy), and its clock
-/// moves on by `inject_lag` while it writes a packet (a runner descheduled
-/// mid-write).
-struct Lagging {
-    inner: script::engine::EngineStack,
-    lag: std::time::Duration,
-    inject_lag: std::time::Duration,
-    /// What the engine sent during an injection's lag, for the next look.
-    held: Vec<(teardown_engine::time::Time, teardown_engine::Segment)>,
-}
-
-impl Lagging {
-    fn new(lag_ms: u64, inject_lag_ms: u64) -> Lagging {
-        Lagging {
-            inner: script::engine::EngineStack::new(),
-            lag: std::time::Duration::from_millis(lag_ms),
-            inject_lag: std::time::Duration::from_millis(inject_lag_ms),
-            held: Vec::new(),
-        }
-    }
-}
-
-impl script::Stack for Lagging {
-    fn now(&self) -> teardown_engine::time::Time {
-        self.inner.now()
-    }
-    fn advance(
-        &mut self,
-        until: teardown_engine::time::Time,
-        stop_on_packet: bool,
-        sent: &mut Vec<(teardown_engine::time::Time, teardown_engine::Segment)>,
-    ) {
-        sent.append(&mut self.held);
-        self.inner.advance(until + self.lag, stop_on_packet, sent)
-    }
-    fn inject(
-        &mut self,
-        seg: &teardown_engine::Segment,
-        o: &script::parse::TcpOptions,
-    ) -> Result<(), String> {
-        self.inner.inject(seg, o)?;
-        if !self.inject_lag.is_zero() {
-            let until = self.inner.now() + self.inject_lag;
-            self.inner.advance(until, false, &mut self.held);
-        }
-        Ok(())
-    }
-    fn call(
-        &mut self,
-        line: usize,
-        c: &script::parse::Syscall,
-    ) -> Result<script::CallResult, script::Failure> {
-        self.inner.call(line, c)
-    }
-    fn late_search(&self) -> std::time::Duration {
-        self.inner.late_search()
-    }
-    fn local_port(&self, fd: i64) -> Option<u16> {
-        self.inner.local_port(fd)
-    }
-    fn setup(&mut self, s: &script::stack::Setup) -> Result<(), String> {
-        self.inner.setup(s)
-    }
-    fn sysctl(&mut self, line: usize, s: &script::sysctl::Sysctl) -> Result<(), script::Failure> {
-        self.inner.sysctl(line, s)
-    }
-    fn take_notices(&mut self) -> Vec<String> {
-        self.inner.take_notices()
-    }
-}
 
 #[test]
 fn a_late_runner_is_told_apart_from_a_late_stack() {
@@ -88,7 +17,7 @@ fn a_late_runner_is_told_apart_from_a_late_stack() {
     let s = parse(&src).unwrap();
     // 3 ms behind is within the 4 ms tolerance; 10 ms is not.
     for (lag_ms, late) in [(3, false), (10, true)] {
-        let mut stack = Lagging::new(lag_ms, 0);
+        let mut stack = Probe::lagging(lag_ms, 0);
         let o = script::run_on(&mut stack, &s, &Options::default());
         match (&o.failure, late) {
             (None, false) => {}
@@ -124,7 +53,7 @@ fn time_lost_injecting_is_the_runner_being_late() {
     );
     let s = parse(&src).unwrap();
     for (lag_ms, late) in [(0, false), (10, true)] {
-        let mut stack = Lagging::new(0, lag_ms);
+        let mut stack = Probe::lagging(0, lag_ms);
         let o = script::run_on(&mut stack, &s, &Options::default());
         match (&o.failure, late) {
             (None, false) => {}

@@ -12,6 +12,7 @@ mod late;
 mod malformed;
 mod options;
 mod pcap;
+mod probe;
 mod timing;
 mod wrong;
 
