@@ -42,6 +42,7 @@ stats_table! {
     segments_received: "Segments processed by the server hosts",
     segments_sent: "Segments emitted by the server hosts",
     retransmits: "Retransmitted segments",
+    fast_retransmits: "Of those, fast retransmissions on duplicate ACKs (TCPRenoRecovery)",
     rst_sent: "RSTs sent",
     rst_received: "Acceptable RSTs received",
     challenge_acks: "RFC 5961 challenge ACKs sent",
@@ -57,10 +58,18 @@ stats_table! {
     time_wait_reused: "TIME-WAIT entries reopened by a new SYN (TWRecycled)",
     time_wait_restarts: "TIME-WAIT timer restarts",
     time_wait_assassinated: "TIME-WAIT entries killed by an RST",
+    paws_rejected: "Old duplicates dropped by PAWS (PAWSEstabRejected, PAWS_TW_REJECTED)",
+    paws_old_ack: "Old pure ACKs dropped silently by PAWS (PAWSOldAck)",
+    paws_active_rejected: "SYN-ACKs whose TSecr echoes no TSval of ours (PAWSActiveRejected)",
+    time_wait_reused_by_ts: "Of the TIME-WAIT reopens, those taken on a newer timestamp (RFC 6191)",
     syn_dropped: "SYNs dropped at max_connections",
     abort_on_data: "Data after close() answered with RST (TCPAbortOnData)",
+    acks_coalesced: "Pure ACKs that rode on the application's next segment",
+    fins_on_data: "FINs set on the application's last queued data segment",
     opened_active: "Active opens",
     opened_passive: "Passive opens (accepted connections)",
+    tw_reused: "TIME-WAIT 4-tuples a connect() took over (tcp_twsk_unique)",
+    connect_eaddrnotavail: "connect() calls that found no port (EADDRNOTAVAIL)",
 }
 
 /// Close reasons counted per connection end.

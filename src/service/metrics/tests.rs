@@ -43,3 +43,29 @@ fn stats_round_trip_through_the_table() {
     add_stats(&mut sum, &s);
     assert_eq!(sum.opened_passive, 18);
 }
+
+/// Every counter of the engine's `Stats` is in the table, so in `/metrics`
+/// and in the reports' sums: one left out would stay 0 through the round
+/// trip below.
+#[test]
+fn every_stats_counter_is_exported() {
+    let values: [u64; STATS] = std::array::from_fn(|i| i as u64 + 1);
+    let s = stats_from(&values);
+    let shown = format!("{s:?}");
+    assert!(
+        !shown.contains(": 0"),
+        "a Stats counter is not in the table: {shown}"
+    );
+    assert_eq!(shown.matches(": ").count(), STATS);
+    let text = {
+        let shared = Shared::new(1, 0.0);
+        let mut host = Host::new(Config::default());
+        host.listen(80);
+        shared.publish(0, &host, &[0; REASONS], &Io::default(), 0);
+        shared.encode()
+    };
+    let m = parse_text(&text);
+    for (name, _) in STAT_META {
+        assert!(m.contains_key(&format!("teardown_{name}_total")), "{name}");
+    }
+}
