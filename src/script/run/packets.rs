@@ -242,8 +242,6 @@ impl<S: Stack> Runner<'_, S> {
         }
     }
 
-    /// Live to script sequence space: packetdrill's mapping (SYNs absolute,
-    /// everything else relative to the ISNs).
     /// The live TSecr of an inbound segment whose script TSecr is `ecr`:
     /// the live TSval of the latest outbound segment the script gave that
     /// TSval, else `ecr` shifted by the latest offset (a value the host
@@ -260,6 +258,8 @@ impl<S: Stack> Runner<'_, S> {
         }
     }
 
+    /// Live to script sequence space: packetdrill's mapping (SYNs absolute,
+    /// everything else relative to the ISNs).
     fn outbound_to_script(&self, seg: &Segment) -> (u32, u32) {
         let syn = seg.flags.syn();
         let seq = match self.local_isn {
