@@ -53,6 +53,12 @@ pub struct ProfileArgs {
     /// tcp_max_tw_buckets of one host.
     #[arg(long)]
     pub max_tw_buckets: Option<usize>,
+    /// tcp_max_orphans of one host: sockets closed by their application and
+    /// not yet gone (FIN-WAIT-1, CLOSING, LAST-ACK); a close() past it sends
+    /// RST (131,072 in linux, half the established hash; none in rfc9293 and
+    /// freebsd).
+    #[arg(long)]
+    pub max_orphans: Option<usize>,
     /// tcp_rfc1337: RSTs do not kill TIME-WAIT.
     #[arg(long)]
     pub rfc1337: Option<bool>,
@@ -98,6 +104,7 @@ impl ProfileArgs {
         c.orphan_retries = self.orphan_retries.unwrap_or(c.orphan_retries);
         c.syn_linear_timeouts = self.syn_linear_timeouts.unwrap_or(c.syn_linear_timeouts);
         c.max_tw_buckets = self.max_tw_buckets.unwrap_or(c.max_tw_buckets);
+        c.max_orphans = self.max_orphans.unwrap_or(c.max_orphans);
         c.rfc1337 = self.rfc1337.unwrap_or(c.rfc1337);
         c.timestamps = self.timestamps.unwrap_or(c.timestamps);
         c.delayed_ack = self.delayed_ack.unwrap_or(c.delayed_ack);
@@ -118,6 +125,7 @@ impl ProfileArgs {
             orphan_retries: Some(c.orphan_retries),
             syn_linear_timeouts: Some(c.syn_linear_timeouts),
             max_tw_buckets: Some(c.max_tw_buckets),
+            max_orphans: Some(c.max_orphans),
             rfc1337: Some(c.rfc1337),
             timestamps: Some(c.timestamps),
             delayed_ack: Some(c.delayed_ack),

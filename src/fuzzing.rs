@@ -28,14 +28,19 @@ impl Bytes<'_> {
 
 /// Feeds one host arbitrary segments on a handful of 4-tuples, arbitrary
 /// application calls and arbitrary time steps. Invariants: no panic; the
-/// per-state populations always add up to the table's size; every event names
+/// per-state populations always add up to the table's size; the orphans are
+/// within the states that hold them; every event names
 /// one of the connections the input used; and once the application has closed every
 /// connection and the profile's bounds have passed, the table is empty.
 pub fn engine(data: &[u8]) {
     let mut b = Bytes(data);
+    let max_tw_buckets = 1 + b.u8() as usize % 4;
+    // One byte for both: bit 0 and the two above it.
+    let knobs = b.u8();
     let mut h = Host::new(Config {
-        max_tw_buckets: 1 + b.u8() as usize % 4,
-        rfc1337: b.u8() & 1 == 1,
+        max_tw_buckets,
+        rfc1337: knobs & 1 == 1,
+        max_orphans: 1 + (knobs >> 1) as usize % 4,
         ..Config::default()
     });
     h.listen(80);
@@ -130,6 +135,10 @@ pub fn engine(data: &[u8]) {
 fn check(h: &mut Host, tuples: &[Tuple]) {
     let total: usize = State::ALL.iter().map(|s| h.population(*s)).sum();
     assert_eq!(total, h.len(), "populations do not add up to the table");
+    // Orphans hold a full socket in FIN-WAIT-1, CLOSING or LAST-ACK.
+    let full = [State::FinWait1, State::Closing, State::LastAck];
+    let may_be_orphans: usize = full.iter().map(|s| h.population(*s)).sum();
+    assert!(h.orphans() <= may_be_orphans, "{} orphans", h.orphans());
     for e in h.events() {
         let (Event::Established { tuple }
         | Event::Received { tuple, .. }

@@ -90,6 +90,11 @@ pub struct Config {
     /// Most TIME-WAIT entries held at once (`tcp_max_tw_buckets`).
     pub max_tw_buckets: usize,
     pub tw_overflow: TwOverflow,
+    /// Most orphans (connections the application closed that still hold a
+    /// full socket: FIN-WAIT-1, CLOSING, LAST-ACK) before a close() resets
+    /// instead (`tcp_max_orphans`, `tcp_close` -> `tcp_check_oom`);
+    /// `usize::MAX` = no limit, as in FreeBSD and the RFC.
+    pub max_orphans: usize,
     /// Most connections of any state (a memory bound; new SYNs past it are dropped).
     pub max_connections: usize,
     /// `tcp_rfc1337`: when true an RST no longer kills a TIME-WAIT entry.
@@ -146,6 +151,8 @@ impl Config {
             retries2: 15,
             max_tw_buckets: 131_072,
             tw_overflow: TwOverflow::Skip,
+            // `tcp_init`: half the established hash, as tcp_max_tw_buckets.
+            max_orphans: 131_072,
             max_connections: usize::MAX,
             rfc1337: false,
             invalid_ratelimit: Duration::from_millis(500),
@@ -171,6 +178,7 @@ impl Config {
                 syn_linear_timeouts: 0,
                 fin_timeout: Duration::from_secs(300),
                 max_tw_buckets: usize::MAX,
+                max_orphans: usize::MAX,
                 rfc1337: true,
                 timestamps: false,
                 // §3.10.7.4, eighth: "send an acknowledgment for the FIN".
@@ -190,6 +198,8 @@ impl Config {
                 orphan_retries: 12,
                 rfc1337: true,
                 tw_overflow: TwOverflow::EvictOldest,
+                // FreeBSD has no tcp_max_orphans.
+                max_orphans: usize::MAX,
                 ..linux
             },
         }

@@ -213,6 +213,7 @@ pub(crate) fn model_report(
             "time_wait": stats.timeouts_time_wait,
         },
         "time_wait_overflow": stats.time_wait_overflow,
+        "orphan_overflow": stats.abort_on_memory,
         "closed": reasons,
         "latency_ms": { "active_close": latency(&active), "passive_close": latency(&passive) },
         "config": {

@@ -76,7 +76,7 @@ fn model_summary(r: &Value) -> String {
     let g = |p: &str| r.pointer(p).cloned().unwrap_or(Value::Null);
     let f = |p: &str| r.pointer(p).and_then(Value::as_f64).unwrap_or(0.0);
     let connections = f("/connections").max(1.0);
-    let rst = f("/closed/reset") + f("/closed/aborted");
+    let rst = f("/closed/reset") + f("/closed/aborted") + f("/closed/too_many_orphans");
     let overflow = f("/server/time_wait_overflow");
     let pct = |n: f64| 100.0 * n / connections;
     let warning = if teardown::service::not_orderly(&[pct(rst), pct(overflow)]) {

@@ -64,12 +64,6 @@ pub struct PlanArgs {
     /// tcp_tw_reuse_delay: a client's TIME-WAIT 4-tuple is reusable this long after it entered TIME-WAIT.
     #[arg(long, default_value = "1s", value_parser = parse_duration)]
     pub tw_reuse_delay: Duration,
-    /// tcp_max_orphans of the server's host: sockets closed by their
-    /// application and not yet gone (FIN-WAIT-1, CLOSING, LAST-ACK) past it
-    /// close by RST (Linux's default: half the established hash, 131,072 on
-    /// a host whose tcp_max_tw_buckets is too).
-    #[arg(long, default_value_t = 131_072)]
-    pub max_orphans: u64,
     #[command(flatten)]
     pub host: ProfileArgs,
     /// Table shards the server's entries are spread over (engine memory is per shard).
@@ -113,8 +107,9 @@ pub struct Plan {
     pub tables: u32,
     /// Both ends in one network namespace: one set of buckets.
     pub shared_netns: bool,
-    /// `tcp_max_orphans`.
-    pub max_orphans: u64,
+    /// `tcp_max_orphans` of the server's host (`--max-orphans`, or the
+    /// profile's); `None` where the profile has no such limit.
+    pub max_orphans: Option<u64>,
 }
 
 impl Plan {
@@ -185,7 +180,10 @@ impl Plan {
             tw_reuse_delay: a.tw_reuse_delay,
             tables: a.tables,
             shared_netns: a.shared_netns,
-            max_orphans: a.max_orphans,
+            max_orphans: match a.host.config().max_orphans {
+                usize::MAX => None,
+                n => Some(n as u64),
+            },
         })
     }
 

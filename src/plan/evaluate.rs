@@ -35,7 +35,8 @@ pub struct Limits {
     pub connects: bounds::Connects,
     /// Orphans on the server's host (FIN-WAIT-1, CLOSING, LAST-ACK after close()) against `tcp_max_orphans`.
     pub orphans: f64,
-    pub max_orphans: f64,
+    /// `None` where the profile has no such limit.
+    pub max_orphans: Option<f64>,
     /// Close rate at which the orphans reach `tcp_max_orphans`.
     pub orphans_full_rate: Option<f64>,
 }
@@ -93,7 +94,7 @@ pub fn evaluate(plan: &Plan, slab: &Slab) -> Outcome {
     );
     let (linux_server, linux_clients) = linux_held(plan, &pr, per_dest, &connects, &buckets);
     let orphans = orphans(plan, &linux_server, &linux_clients);
-    let max_orphans = plan.max_orphans as f64;
+    let max_orphans = plan.max_orphans.map(|n| n as f64);
     let limits = Limits {
         tw_buckets_overflow: buckets.overflow_per_sec > 0.0,
         rate_per_destination: per_dest,
@@ -115,7 +116,9 @@ pub fn evaluate(plan: &Plan, slab: &Slab) -> Outcome {
         orphans,
         max_orphans,
         // The orphans grow with the rate: the limit is reached at rate x max / orphans.
-        orphans_full_rate: (orphans > 0.0).then(|| w.rate * max_orphans / orphans),
+        orphans_full_rate: max_orphans
+            .filter(|_| orphans > 0.0)
+            .map(|max| w.rate * max / orphans),
     };
     let cap = w.host.max_tw_buckets as f64;
     let tw_buckets_overflow_rate =

@@ -183,16 +183,24 @@ pub fn human(plan: &Plan, o: &Outcome, sim: Option<&Simulated>) -> String {
             "  tcp_max_tw_buckets: the server holds no TIME-WAIT (the clients close first)"
         );
     }
-    let full = l.orphans_full_rate.map_or("never fills".to_string(), |r| {
-        format!("full above {r:.1} closes/s")
-    });
-    let _ = writeln!(
-        o_,
-        "  tcp_max_orphans {}: {} of {} (FIN-WAIT-1, CLOSING and LAST-ACK after close(); {full}, past it a close() sends RST)",
-        if l.orphans > l.max_orphans { "FULL" } else { "ok" },
-        count(l.orphans),
-        count(l.max_orphans),
-    );
+    if let Some(max) = l.max_orphans {
+        let full = l.orphans_full_rate.map_or("never fills".to_string(), |r| {
+            format!("full above {r:.1} closes/s")
+        });
+        let _ = writeln!(
+            o_,
+            "  tcp_max_orphans {}: {} of {} (FIN-WAIT-1, CLOSING and LAST-ACK after close(); {full}, past it a close() sends RST)",
+            if l.orphans > max { "FULL" } else { "ok" },
+            count(l.orphans),
+            count(max),
+        );
+    } else {
+        let _ = writeln!(
+            o_,
+            "  orphans: {} (FIN-WAIT-1, CLOSING and LAST-ACK after close(); this profile sets no limit)",
+            count(l.orphans),
+        );
+    }
     let _ = writeln!(
         o_,
         "  ephemeral ports: {} destination(s) ({} client IP x {} server IP x {} port), {:.2} closes/s each",

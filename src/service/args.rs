@@ -61,6 +61,10 @@ pub struct ServeArgs {
     /// Most TIME-WAIT entries (`tcp_max_tw_buckets`), over all workers.
     #[arg(long)]
     pub max_tw_buckets: Option<usize>,
+    /// Most orphans (`tcp_max_orphans`), over all workers: a close() past it
+    /// resets (TCPAbortOnMemory).
+    #[arg(long)]
+    pub max_orphans: Option<usize>,
     /// Run this many server processes, each with its own descriptor table,
     /// sharing the `--kernel-listen` port with SO_REUSEPORT (see `service::procs`).
     #[arg(long, default_value_t = 1)]
@@ -90,6 +94,7 @@ impl Default for ServeArgs {
             allow_non_loopback: false,
             profile: Profile::Linux,
             max_tw_buckets: None,
+            max_orphans: None,
             processes: 1,
             process_of: None,
             parent: None,
@@ -155,8 +160,12 @@ pub(super) fn host_config(args: &ServeArgs, workers: usize) -> Config {
     if let Some(n) = args.max_tw_buckets {
         cfg.max_tw_buckets = n;
     }
-    // The limit is host-wide; each shard holds its share.
+    if let Some(n) = args.max_orphans {
+        cfg.max_orphans = n;
+    }
+    // The limits are host-wide; each shard holds its share.
     cfg.max_tw_buckets = cfg.max_tw_buckets.div_ceil(workers);
+    cfg.max_orphans = cfg.max_orphans.div_ceil(workers);
     cfg
 }
 

@@ -27,6 +27,7 @@ use nix::unistd::Pid;
 use serde_json::{json, Value};
 
 use super::{net, validate, ServeArgs};
+use teardown_engine::config::Config;
 
 /// How long a child has between SIGTERM and SIGKILL when the run is torn down
 /// after a failure (an orderly stop waits for the children's reports).
@@ -69,7 +70,7 @@ impl Drop for Scratch {
 }
 
 /// Child `i`'s command line: the flags that shape the server, with its own
-/// ports, report file and share of the TIME-WAIT limit.
+/// ports, report file and share of the host-wide limits (TIME-WAIT, orphans).
 pub fn child_args(args: &ServeArgs, i: usize, json: &Path) -> Vec<String> {
     let free_port = |a: SocketAddr| SocketAddr::new(a.ip(), 0).to_string();
     let (listen, metrics) = if i == 0 {
@@ -106,12 +107,21 @@ pub fn child_args(args: &ServeArgs, i: usize, json: &Path) -> Vec<String> {
         // Model clients talk to child 0 alone; the others hold nothing.
         v.extend(["--keep".into(), n.to_string()]);
     }
-    if let Some(n) = args.max_tw_buckets {
-        v.extend([
-            "--max-tw-buckets".into(),
-            n.div_ceil(args.processes).to_string(),
-        ]);
-    }
+    // The host-wide limits, given or the profile's, shared out: each child
+    // holds its share, as each worker of one process does.
+    let host = Config::profile(args.profile);
+    let share = |n: Option<usize>, default: usize| {
+        let n = n.unwrap_or(default);
+        if n == usize::MAX {
+            n
+        } else {
+            n.div_ceil(args.processes)
+        }
+    };
+    let tw = share(args.max_tw_buckets, host.max_tw_buckets);
+    let orphans = share(args.max_orphans, host.max_orphans);
+    v.extend(["--max-tw-buckets".into(), tw.to_string()]);
+    v.extend(["--max-orphans".into(), orphans.to_string()]);
     if args.allow_non_loopback {
         v.push("--allow-non-loopback".into());
     }
@@ -343,6 +353,8 @@ mod tests {
         assert_eq!(after(&second, "--metrics"), "127.0.0.1:0");
         assert_eq!(after(&second, "--kernel-listen"), "127.0.0.1:7172");
         assert_eq!(after(&second, "--max-tw-buckets"), "334");
+        // A limit left at the profile's is shared out too: 131,072 / 3.
+        assert_eq!(after(&second, "--max-orphans"), "43691");
         assert_eq!(
             after(&second, "--process-of"),
             std::process::id().to_string()

@@ -140,6 +140,7 @@ pub(super) fn final_report(
             "time_wait": stats.timeouts_time_wait,
         },
         "time_wait_overflow": stats.time_wait_overflow,
+        "orphan_overflow": stats.abort_on_memory,
         "time_wait_reused": stats.time_wait_reused,
         "closed": reasons,
         "peak": peaks,
@@ -198,7 +199,8 @@ fn summary_line(
 ) -> String {
     use teardown_engine::CloseReason as R;
     let ended = closed.iter().sum::<u64>() + in_time_wait;
-    let reset = closed[R::Reset.index()] + closed[R::Aborted.index()];
+    let orphans_reset = closed[R::TooManyOrphans.index()];
+    let reset = closed[R::Reset.index()] + closed[R::Aborted.index()] + orphans_reset;
     let skipped = closed[R::TimeWaitOverflow.index()];
     let pct = |n: u64| 100.0 * n as f64 / ended.max(1) as f64;
     let per_cpu = per_cpu.map_or(String::new(), |n| {
@@ -212,10 +214,13 @@ fn summary_line(
         pct(rst_sent),
     );
     if not_orderly(&[pct(reset), pct(skipped), pct(rst_sent)]) {
-        let why = if skipped > 0 {
-            " (tcp_max_tw_buckets reached: see --max-tw-buckets)"
-        } else {
-            ""
+        let why = match (skipped > 0, orphans_reset > 0) {
+            (true, false) => " (tcp_max_tw_buckets reached: see --max-tw-buckets)",
+            (false, true) => " (tcp_max_orphans reached: see --max-orphans)",
+            (true, true) => {
+                " (tcp_max_tw_buckets and tcp_max_orphans reached: see --max-tw-buckets, --max-orphans)"
+            }
+            (false, false) => "",
         };
         line = format!("{NOT_ORDERLY}{why}: {line}");
     }
@@ -273,5 +278,16 @@ mod tests {
         );
         // 860 of 990 + 860 + 860 endings.
         assert!(overflow.contains("31.7 % ended by RST"), "{overflow}");
+        // Closes reset past tcp_max_orphans are ended by RST too, and named.
+        closed[R::TimeWaitOverflow.index()] = 0;
+        closed[R::Reset.index()] = 0;
+        closed[R::TooManyOrphans.index()] = 110;
+        let orphans = summary_line(1000, 5e5, 2000, None, &closed, 0, 110);
+        assert!(
+            orphans.starts_with("WARNING: not an orderly teardown (tcp_max_orphans reached: "),
+            "{orphans}"
+        );
+        // 110 of 990 + 110 endings.
+        assert!(orphans.contains("10.0 % ended by RST"), "{orphans}");
     }
 }

@@ -156,9 +156,12 @@ impl SimConfig {
             (None, true) => usize::MAX,
             (None, false) => host.max_tw_buckets,
         };
-        // The limit is the host's; each shard holds its share of it.
+        // The limits are the host's; each shard holds its share of them.
         if host.max_tw_buckets != usize::MAX {
             host.max_tw_buckets = host.max_tw_buckets.div_ceil(a.shards as usize);
+        }
+        if host.max_orphans != usize::MAX {
+            host.max_orphans = host.max_orphans.div_ceil(a.shards as usize);
         }
         // Host-wide limits are split over the shards, which each hold one share.
         let per_shard = |v: u64| v.div_ceil(a.shards as u64).max(1);

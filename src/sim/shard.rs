@@ -18,7 +18,7 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::alloc;
 use crate::link::Loss;
-use teardown_engine::host::{Event, Host};
+use teardown_engine::host::{CloseReason, Event, Host};
 use teardown_engine::time::Time;
 use teardown_engine::tuple::Tuple;
 use teardown_engine::Advance;
@@ -153,7 +153,7 @@ pub struct Shard<'a> {
     pub(super) progress: &'a AtomicU64,
     pub(super) unreported: u64,
     pub(super) res: ShardResult,
-    pub(super) reasons: [u64; 9],
+    pub(super) reasons: [u64; CloseReason::ALL.len()],
     /// Entries at the last [`Shard::note_entries`].
     pub(super) entries_then: u64,
     /// Whether the shard's buffers go on to the next shard of its thread

@@ -279,7 +279,7 @@ fn orphans_against_tcp_max_orphans() {
     let o = evaluate(&plan(&["--close-rate", "10000"]), &slab);
     let l = &o.limits;
     assert!(close(l.orphans, 100.0, 1e-9), "{}", l.orphans);
-    assert_eq!(l.max_orphans, 131_072.0);
+    assert_eq!(l.max_orphans, Some(131_072.0));
     let full = l.orphans_full_rate.expect("orphans grow with the rate");
     assert!(close(full, 10_000.0 * 131_072.0 / 100.0, 1e-9), "{full}");
     let shared = evaluate(&plan(&["--close-rate", "10000", "--shared-netns"]), &slab);
@@ -291,6 +291,16 @@ fn orphans_against_tcp_max_orphans() {
     let out = super::teardown(&["plan", "--close-rate", "10000", "--max-orphans", "50"]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("tcp_max_orphans FULL: 100 of 50"), "{text}");
+    // FreeBSD has no such limit: the orphans are shown, nothing fills.
+    let bsd = evaluate(
+        &plan(&["--close-rate", "10000", "--profile", "freebsd"]),
+        &slab,
+    );
+    assert_eq!(bsd.limits.max_orphans, None);
+    assert_eq!(bsd.limits.orphans_full_rate, None);
+    let out = super::teardown(&["plan", "--close-rate", "10000", "--profile", "freebsd"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("this profile sets no limit"), "{text}");
 }
 
 /// With `tcp_tw_reuse` every connect succeeds: the clients' TIME-WAIT is

@@ -145,3 +145,41 @@ fn a_delayed_close_spares_a_newer_connection_on_its_tuple() {
     assert_eq!(r.closed_by["FinWait2Timeout"], 60, "{:?}", r.closed_by);
     assert_eq!(r.closed_by["TimeWaitExpired"], 0, "{:?}", r.closed_by);
 }
+
+/// tcp_max_orphans: with the limit low, close()s past it reset (FIN, then
+/// RST) instead of waiting in FIN-WAIT-1 or LAST-ACK, each shard holding its
+/// share, and every connection is still accounted for. With Linux's default
+/// none reset.
+#[test]
+fn closes_past_tcp_max_orphans_reset() {
+    use teardown::cli::ProfileArgs;
+    let limit = 200usize;
+    let run_with = |max_orphans: Option<usize>| {
+        run(&SimArgs {
+            host: ProfileArgs {
+                max_orphans,
+                ..SimArgs::default().host
+            },
+            shards: 4,
+            ..args(20_000)
+        })
+    };
+    let r = run_with(Some(limit));
+    assert!(r.orphan_overflow > 0, "no close past the limit");
+    assert_eq!(r.closed_by["TooManyOrphans"], r.orphan_overflow);
+    // Each reset sent its RST.
+    assert!(r.segments.rst >= r.orphan_overflow);
+    assert_eq!(r.leaked, 0);
+    assert_eq!(r.completed, 20_000);
+
+    let default = run_with(None);
+    assert_eq!(default.orphan_overflow, 0);
+    assert_eq!(
+        default
+            .closed_by
+            .get("TooManyOrphans")
+            .copied()
+            .unwrap_or(0),
+        0
+    );
+}

@@ -182,8 +182,10 @@ impl Host {
         let tuple = c.tuple;
         let before = c.state;
         c.stamp_close(self.now_ms);
-        if orphan {
+        // tcp_close counts the orphan (tcp_orphan_count) before it looks at the state.
+        if orphan && !c.has(flag::ORPHAN) {
             c.flags |= flag::ORPHAN;
+            self.orphaned += 1;
         }
         let next = match c.state {
             State::SynSent => Next::Close(CloseReason::Aborted),
@@ -204,6 +206,10 @@ impl Host {
                 // the table without the copy that passing it on made.
                 debug_assert!(!c.has(flag::FW2_COUNTED));
                 self.enter(tuple, before, c.state);
+                if orphan && self.too_many_orphans(0) {
+                    self.abort_on_memory(now, idx, c);
+                    return Ok(());
+                }
                 self.table.set_found_conn(idx, *c);
                 return Ok(());
             }
@@ -218,11 +224,39 @@ impl Host {
                     Next::Keep
                 }
             }
+            // After shutdown(): FIN-WAIT-1, CLOSING or LAST-ACK, an orphan now.
+            _ if orphan && self.too_many_orphans(0) => {
+                self.abort_on_memory(now, idx, c);
+                return Ok(());
+            }
             _ if orphan => Next::Keep,
             s => return Err(Error::InvalidState(tuple, s)),
         };
         self.commit_found(now, idx, *c, before, next);
         Ok(())
+    }
+
+    /// Whether the orphans, counted as of the last 100 ms tick and doubled
+    /// `shift` times, pass `max_orphans` (`tcp_too_many_orphans`, from
+    /// `tcp_check_oom`): so a burst of closes within one tick may overshoot
+    /// the limit, as on Linux >= 5.16, and the orphans past it then reset at
+    /// their next retransmission timeout.
+    pub(super) fn too_many_orphans(&self, shift: u32) -> bool {
+        self.orphan_cache
+            .checked_shl(shift)
+            .is_none_or(|n| n > self.cfg.max_orphans)
+    }
+
+    /// The orphan `c` (just closed, its FIN queued) is one too many: it goes
+    /// to CLOSED with an RST after its FIN (`tcp_close`:
+    /// `tcp_send_active_reset`, TCPAbortOnMemory), no TIME-WAIT.
+    #[cold]
+    fn abort_on_memory(&mut self, now: Time, idx: u32, c: &mut Conn) {
+        self.emit_on(c, Flags::RST | Flags::ACK, c.snd_nxt, c.rcv_nxt, 0);
+        self.stats.rst_sent += 1;
+        self.stats.abort_on_memory += 1;
+        let reason = Next::Close(CloseReason::TooManyOrphans);
+        self.commit_found(now, idx, *c, c.state, reason);
     }
 
     /// Abort (SO_LINGER {1,0}): send RST and drop the connection at once.
@@ -260,6 +294,7 @@ impl Host {
                 if c.has(flag::FW2_COUNTED) {
                     self.fw2_orphans -= 1;
                 }
+                self.orphan_gone(&c);
                 true
             }
             Some(Removed::TimeWait) => {

@@ -135,6 +135,7 @@ impl Host {
         hash: Option<u64>,
     ) {
         self.count_fw2_orphan(c, false);
+        self.orphan_gone(c);
         self.disarm(c);
         let hash = hash.unwrap_or_else(|| self.table.hash(&c.tuple));
         self.table.remove_conn_hashed(idx, &c.tuple, hash);
@@ -158,6 +159,15 @@ impl Host {
             role,
             since_close,
         });
+    }
+
+    /// `c` leaves the table as a full entry (to CLOSED or TIME-WAIT): if the
+    /// application had closed it, one orphan fewer (`inet_csk_destroy_sock`).
+    #[inline(always)]
+    pub(super) fn orphan_gone(&mut self, c: &Conn) {
+        if c.has(flag::ORPHAN) {
+            self.orphaned -= 1;
+        }
     }
 
     pub(super) fn enter(&mut self, tuple: Tuple, from: State, to: State) {

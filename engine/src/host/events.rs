@@ -28,11 +28,14 @@ pub enum CloseReason {
     TimeWaitEvicted,
     /// A new SYN reopened the 4-tuple from TIME-WAIT (RFC 6191).
     Reused,
+    /// close() made one orphan more than `max_orphans`: the FIN went out and
+    /// an RST after it (`tcp_check_oom`, TCPAbortOnMemory).
+    TooManyOrphans,
 }
 
 impl CloseReason {
     /// Every reason, in the order of [`CloseReason::index`].
-    pub const ALL: [CloseReason; 9] = [
+    pub const ALL: [CloseReason; 10] = [
         CloseReason::TimeWaitExpired,
         CloseReason::LastAckAcked,
         CloseReason::FinWait2Timeout,
@@ -42,6 +45,7 @@ impl CloseReason {
         CloseReason::TimeWaitOverflow,
         CloseReason::TimeWaitEvicted,
         CloseReason::Reused,
+        CloseReason::TooManyOrphans,
     ];
 
     /// A dense index, for per-reason counters.
@@ -61,6 +65,7 @@ impl CloseReason {
             CloseReason::TimeWaitOverflow => "time_wait_overflow",
             CloseReason::TimeWaitEvicted => "time_wait_evicted",
             CloseReason::Reused => "reused",
+            CloseReason::TooManyOrphans => "too_many_orphans",
         }
     }
 }
@@ -146,6 +151,8 @@ pub struct Stats {
     pub syn_dropped: u64,
     /// `TCPAbortOnData`: data after close() answered with RST.
     pub abort_on_data: u64,
+    /// `TCPAbortOnMemory`: close()s past `max_orphans`, reset at once.
+    pub abort_on_memory: u64,
     /// Pure ACKs that rode on the application's next segment instead.
     pub acks_coalesced: u64,
     /// FINs set on the application's last queued data segment.

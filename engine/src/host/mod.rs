@@ -88,6 +88,10 @@ const QUEUE_KEEP: usize = 256;
 /// hold no wheel node) does not reserve memory it will not use.
 const WHEEL_RESERVE: usize = 1 << 16;
 
+/// How often Linux sums its orphan counts for `tcp_too_many_orphans`
+/// (`TCP_ORPHAN_TIMER_PERIOD`, 100 ms).
+const ORPHAN_TICK_US: u64 = 100_000;
+
 /// A rate limit over whole seconds, for host-wide budgets.
 #[derive(Default)]
 struct Budget {
@@ -164,6 +168,18 @@ pub struct Host {
     /// Orphaned FIN-WAIT-2 connections: Linux's TIME-WAIT mini-sockets in
     /// substate FIN_WAIT2, which count against `tcp_max_tw_buckets`.
     fw2_orphans: usize,
+    /// Connections the application closed (`flag::ORPHAN`) that are still
+    /// full entries, the FIN-WAIT-2 mini-sockets among them: Linux's orphans
+    /// (`tcp_orphan_count`, held against `max_orphans`) are these less
+    /// `fw2_orphans`, whose full socket `tcp_time_wait` destroyed.
+    orphaned: usize,
+    /// The orphans as `tcp_too_many_orphans` sees them: Linux >= 5.16 sums
+    /// its per-CPU counts every 100 ms (`tcp_orphan_update`) into
+    /// `tcp_orphan_cache`, which close() and the retransmission timer read.
+    /// Taken here when a call's time passes `orphan_tick_us`, before the
+    /// call changes anything, at each multiple of [`ORPHAN_TICK_US`].
+    orphan_cache: usize,
+    orphan_tick_us: u64,
     /// Local ports held by active opens (Linux's bind buckets) and the
     /// ephemeral search's perturbation table.
     ports: Ports,
@@ -215,6 +231,9 @@ impl Host {
             rst_budget: Budget::default(),
             now: Time::ZERO,
             fw2_orphans: 0,
+            orphaned: 0,
+            orphan_cache: 0,
+            orphan_tick_us: ORPHAN_TICK_US,
             ports: Ports::new(cfg.ip_local_port_range, cfg.secret),
             ts_key: TsKey::new(cfg.secret),
             isn_key: HashKey::from(!cfg.secret),
@@ -248,6 +267,15 @@ impl Host {
     #[inline]
     pub fn population(&self, state: State) -> usize {
         self.population[state as usize]
+    }
+
+    /// Orphans now: connections the application closed that still hold a
+    /// full socket (FIN-WAIT-1, CLOSING, LAST-ACK), as Linux counts them
+    /// against `tcp_max_orphans` (sockstat's `orphan`).
+    #[must_use]
+    #[inline]
+    pub fn orphans(&self) -> usize {
+        self.orphaned - self.fw2_orphans
     }
 
     /// Connections of every state.
@@ -364,6 +392,10 @@ impl Host {
             self.now = now;
             self.now_ms = now.stamp_ms();
             self.ts_clock = ts::clock(self.cfg.ts_tick_us, now);
+            if now.as_micros() >= self.orphan_tick_us {
+                self.orphan_cache = self.orphans();
+                self.orphan_tick_us = (now.as_micros() / ORPHAN_TICK_US + 1) * ORPHAN_TICK_US;
+            }
         }
         // Capacity first: it is seldom above QUEUE_KEEP, so one test per queue.
         if self.out.capacity() > QUEUE_KEEP && self.out.is_empty() {

@@ -206,6 +206,7 @@ impl Host {
             self.commit_close(now, idx, c, before, reason, Some(hash));
             return;
         }
+        self.orphan_gone(c);
         self.enter(c.tuple, before, State::TimeWait);
     }
 

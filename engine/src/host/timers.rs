@@ -74,6 +74,17 @@ impl Host {
             );
             return;
         }
+        if c.has(flag::ORPHAN) && c.state.is_synchronized() && self.out_of_resources(now, &c) {
+            self.stats.abort_on_memory += 1;
+            self.commit(
+                now,
+                idx,
+                c,
+                before,
+                Next::Close(CloseReason::TooManyOrphans),
+            );
+            return;
+        }
         if self.retries_exhausted(now, &c) {
             // No RST on this path (tcp_write_err -> tcp_done).
             self.stats.timeouts_retries += 1;
@@ -88,6 +99,24 @@ impl Host {
         }
         self.retransmit(now, idx, &mut c);
         self.table.set_conn(idx, &c);
+    }
+
+    /// `tcp_out_of_resources`, asked at an orphan's retransmission timeout
+    /// (`tcp_write_timeout`): with too many orphans it goes at once, with an
+    /// RST while it is alive (its RTO below rto_max) or has retries left.
+    /// One past both is judged against twice its count, and goes silently:
+    /// its last send lies an RTO of rto_max back, past `TCP_TIMEWAIT_LEN`.
+    fn out_of_resources(&mut self, now: Time, c: &Conn) -> bool {
+        let alive = c.backed_off_rto_us(&self.timeouts) < self.timeouts.rto_max;
+        let do_reset = alive || !self.retries_exhausted(now, c);
+        if !self.too_many_orphans(u32::from(!do_reset)) {
+            return false;
+        }
+        if do_reset {
+            self.emit_on(c, Flags::RST | Flags::ACK, c.snd_nxt, c.rcv_nxt, 0);
+            self.stats.rst_sent += 1;
+        }
+        true
     }
 
     /// `tcp_write_timeout`: the retry limit is judged by the time the given

@@ -104,8 +104,8 @@ impl SimReport {
         let t = &self.timeouts;
         let _ = writeln!(
             w,
-            "timeouts: {} FIN-WAIT-2, {} retries exhausted, {} TIME-WAIT expired; {} TIME-WAIT overflows (tcp_max_tw_buckets)",
-            t.fin_wait_2, t.retries_exhausted, t.time_wait, self.time_wait_overflow
+            "timeouts: {} FIN-WAIT-2, {} retries exhausted, {} TIME-WAIT expired; {} TIME-WAIT overflows (tcp_max_tw_buckets), {} closes reset (tcp_max_orphans)",
+            t.fin_wait_2, t.retries_exhausted, t.time_wait, self.time_wait_overflow, self.orphan_overflow
         );
         let _ = writeln!(
             w,

@@ -60,6 +60,9 @@ pub struct SimReport {
     pub segments: Segments,
     pub timeouts: Timeouts,
     pub time_wait_overflow: u64,
+    /// close()s reset past `tcp_max_orphans` (TCPAbortOnMemory), on the
+    /// server and the clients, as `time_wait_overflow` counts both.
+    pub orphan_overflow: u64,
     pub latency_ms: Latency,
     pub cases: CaseCounts,
     pub closed_by: BTreeMap<String, u64>,
@@ -94,6 +97,7 @@ fn add_stats(a: &mut Stats, b: &Stats) {
     a.timeouts_retries += b.timeouts_retries;
     a.timeouts_time_wait += b.timeouts_time_wait;
     a.time_wait_overflow += b.time_wait_overflow;
+    a.abort_on_memory += b.abort_on_memory;
     a.time_wait_reused += b.time_wait_reused;
     a.time_wait_assassinated += b.time_wait_assassinated;
     a.syn_dropped += b.syn_dropped;
@@ -217,6 +221,7 @@ impl SimReport {
                 time_wait: stats.timeouts_time_wait,
             },
             time_wait_overflow: stats.time_wait_overflow,
+            orphan_overflow: stats.abort_on_memory,
             latency_ms: Latency {
                 active_close: Percentiles::of(&active),
                 passive_close: Percentiles::of(&passive),

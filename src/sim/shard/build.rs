@@ -10,7 +10,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::alloc;
-use teardown_engine::host::Host;
+use teardown_engine::host::{CloseReason, Host};
 use teardown_engine::time::Time;
 
 use super::{Shard, Side, SERVER_PORT};
@@ -124,7 +124,7 @@ impl<'a> Shard<'a> {
             unreported: 0,
             res: ShardResult::new(cfg),
             entries_then: 0,
-            reasons: [0; 9],
+            reasons: [0; CloseReason::ALL.len()],
             hands_on: reuse.on,
             record: None,
         }
