@@ -164,3 +164,30 @@ fn absurd_intervals_and_counts_are_errors_or_saturate() {
     );
     assert!(Report::new(&bad, None).is_ok());
 }
+
+#[test]
+fn orphans_near_or_past_tcp_max_orphans_are_warned_of() {
+    let (_, mut r) = report("overflow");
+    // Recorded in a namespace of its own: the host-wide limit is not there.
+    assert_eq!(r.sysctl.tcp_max_orphans, None);
+    let near = |r: &Report| {
+        text::warnings(r)
+            .iter()
+            .any(|w| w.contains("orphans of tcp_max_orphans"))
+    };
+    assert!(!near(&r));
+    r.sysctl.tcp_max_orphans = Some(64);
+    r.sockstat.orphan = Some(31);
+    assert!(!near(&r));
+    // Half the limit: a warning.
+    r.sockstat.orphan = Some(32);
+    assert!(near(&r));
+    // Closes reset in the interval say so, whatever the count now.
+    r.counters.insert("TcpExt.TCPAbortOnMemory".into(), 5);
+    let w = text::warnings(&r);
+    assert!(
+        w.iter()
+            .any(|w| w.starts_with("5 close()s reset") && w.contains("tcp_max_orphans (64)")),
+        "{w:?}"
+    );
+}

@@ -30,6 +30,12 @@ pub struct Sysctls {
     pub tcp_orphan_retries: u8,
     /// 1: an RST does not end TIME-WAIT (RFC 1337).
     pub tcp_rfc1337: u8,
+    /// Cap on orphans (sockets closed by their application that still hold a
+    /// full socket); past it a close() resets (`TCPAbortOnMemory`). Host-wide,
+    /// not per namespace: only the initial namespace has the file, so `None`
+    /// read from any other.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tcp_max_orphans: Option<u64>,
 }
 
 /// `ip_local_port_range`: `low high`, inclusive.
@@ -90,6 +96,10 @@ impl Sysctls {
             tcp_timestamps: number(get("tcp_timestamps")?, "tcp_timestamps")?,
             tcp_orphan_retries: number(get("tcp_orphan_retries")?, "tcp_orphan_retries")?,
             tcp_rfc1337: number(get("tcp_rfc1337")?, "tcp_rfc1337")?,
+            tcp_max_orphans: files
+                .get("tcp_max_orphans")
+                .map(|t| number(t, "tcp_max_orphans"))
+                .transpose()?,
         })
     }
 
@@ -103,14 +113,25 @@ impl Sysctls {
         "tcp_orphan_retries",
         "tcp_rfc1337",
     ];
+
+    /// Host-wide sysctls, read where the namespace shows them.
+    pub const HOST_WIDE: [&'static str; 1] = ["tcp_max_orphans"];
 }
 
-/// The contents of [`Sysctls::NAMES`] under `dir`, by name.
+/// The contents of [`Sysctls::NAMES`] under `dir`, by name, and of those of
+/// [`Sysctls::HOST_WIDE`] that are there.
 pub fn read_files(dir: &Path) -> Result<BTreeMap<String, String>, Error> {
-    Sysctls::NAMES
+    let mut files: BTreeMap<String, String> = Sysctls::NAMES
         .iter()
         .map(|name| Ok((name.to_string(), super::read(dir.join(name))?)))
-        .collect()
+        .collect::<Result<_, Error>>()?;
+    for name in Sysctls::HOST_WIDE {
+        let path = dir.join(name);
+        if path.exists() {
+            files.insert(name.to_string(), super::read(path)?);
+        }
+    }
+    Ok(files)
 }
 
 fn number<T: std::str::FromStr>(text: &str, name: &str) -> Result<T, Error> {
@@ -173,6 +194,16 @@ mod tests {
         assert_eq!(s.tcp_max_tw_buckets, 4096);
         assert_eq!(s.tcp_tw_reuse, 2);
         assert_eq!(s.ip_local_port_range.size(), 28_232);
+        // The host-wide one is read where it is there (the initial namespace).
+        assert_eq!(s.tcp_max_orphans, None);
+        std::fs::write(dir.path().join("tcp_max_orphans"), "65536\n").unwrap();
+        assert_eq!(
+            Sysctls::read(dir.path()).unwrap().tcp_max_orphans,
+            Some(65_536)
+        );
+        std::fs::write(dir.path().join("tcp_max_orphans"), "many\n").unwrap();
+        let e = Sysctls::read(dir.path()).unwrap_err().to_string();
+        assert!(e.contains("tcp_max_orphans"), "{e}");
         std::fs::remove_file(dir.path().join("tcp_rfc1337")).unwrap();
         let e = Sysctls::read(dir.path()).unwrap_err().to_string();
         assert!(e.contains("tcp_rfc1337"), "{e}");

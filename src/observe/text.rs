@@ -171,8 +171,11 @@ pub fn render(r: &Report) -> String {
     let c = &r.sysctl;
     let _ = writeln!(
         o,
-        "\nsysctls: tcp_max_tw_buckets {} tcp_fin_timeout {} ip_local_port_range {}-{} tcp_tw_reuse {} tcp_timestamps {} tcp_orphan_retries {} tcp_rfc1337 {}",
+        "\nsysctls: tcp_max_tw_buckets {} tcp_max_orphans {} tcp_fin_timeout {} ip_local_port_range {}-{} tcp_tw_reuse {} tcp_timestamps {} tcp_orphan_retries {} tcp_rfc1337 {}",
         c.tcp_max_tw_buckets,
+        // Host-wide: only the initial namespace shows it.
+        c.tcp_max_orphans
+            .map_or("- (host-wide, not visible here)".to_string(), |n| n.to_string()),
         c.tcp_fin_timeout,
         c.ip_local_port_range.low,
         c.ip_local_port_range.high,
@@ -195,6 +198,25 @@ pub fn warnings(r: &Report) -> Vec<String> {
             "{:.1} closes/s skip TIME-WAIT: tcp_max_tw_buckets ({}) is full (TCPTimeWaitOverflow)",
             r.rates.tw_overflow_per_sec, r.sysctl.tcp_max_tw_buckets
         ));
+    }
+    let aborts = r
+        .counters
+        .get("TcpExt.TCPAbortOnMemory")
+        .copied()
+        .unwrap_or(0);
+    if aborts > 0 {
+        w.push(format!(
+            "{aborts} close()s reset in the interval: too many orphans, past tcp_max_orphans ({}), or TCP memory pressure (TCPAbortOnMemory)",
+            r.sysctl
+                .tcp_max_orphans
+                .map_or("not visible here".to_string(), |n| n.to_string())
+        ));
+    } else if let (Some(orphans), Some(max)) = (r.sockstat.orphan, r.sysctl.tcp_max_orphans) {
+        if orphans * 2 >= max {
+            w.push(format!(
+                "{orphans} orphans of tcp_max_orphans {max}: past it a close() resets (TCPAbortOnMemory)"
+            ));
+        }
     }
     for d in r.destinations.iter().filter(|d| d.used >= 0.5) {
         let what = if d.ports_in_use >= u64::from(d.port_range) {

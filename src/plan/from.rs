@@ -67,6 +67,10 @@ impl Calibration {
         host.fin_timeout = Duration::from_secs(s.tcp_fin_timeout);
         host.orphan_retries = s.tcp_orphan_retries;
         host.rfc1337 = s.tcp_rfc1337 != 0;
+        // Host-wide, seen only from the initial namespace: elsewhere Linux's default.
+        if let Some(n) = s.tcp_max_orphans {
+            host.max_orphans = usize::try_from(n).unwrap_or(usize::MAX);
+        }
         let observed = r.rtt.p50_us.map(|us| Duration::from_micros(us.max(1)));
         Calibration {
             close_rate: rates.closes_per_sec.max(0.0),
@@ -280,6 +284,18 @@ impl FromPlan {
         })
     }
 
+    /// The multiple of today's rate at which the orphans (FIN-WAIT-1, CLOSING
+    /// and LAST-ACK, each closed by its application) pass `tcp_max_orphans`,
+    /// past which a close() resets (`None`: no orphans). The limit is
+    /// host-wide: the orphans of other namespaces count against it too.
+    pub fn headroom_orphans(&self) -> Option<f64> {
+        let pop = self.raw(1.0);
+        ratio(
+            self.cal.host.max_orphans as f64,
+            pop.fin_wait_1 + pop.closing + pop.last_ack,
+        )
+    }
+
     /// With `bind(addr, 0)` before connect() and no `IP_BIND_ADDRESS_NO_PORT`, the
     /// port is chosen at bind time (`inet_csk_find_open_port`, odd half first)
     /// for all destinations together, and a TIME-WAIT keeps its bind bucket (no
@@ -296,7 +312,10 @@ impl FromPlan {
 
     /// Every limit with its headroom, worst first; unreachable ones last.
     pub fn limits(&self) -> Vec<(String, Option<f64>)> {
-        let mut all = vec![("tw_buckets".to_string(), self.headroom_tw_buckets())];
+        let mut all = vec![
+            ("tw_buckets".to_string(), self.headroom_tw_buckets()),
+            ("orphans".to_string(), self.headroom_orphans()),
+        ];
         for d in &self.destinations {
             all.push((format!("ports.{}", d.destination), d.headroom));
         }

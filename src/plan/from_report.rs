@@ -88,6 +88,12 @@ pub fn to_json(r: &Report, p: &FromPlan, growth: f64, slab: &Slab) -> Value {
             "rtt_source": if c.rtt_observed { "observed p50" } else { "--rtt (no sample)" },
             "loss": c.loss,
             "max_tw_buckets": c.host.max_tw_buckets as f64,
+            "max_orphans": c.host.max_orphans as f64,
+            "max_orphans_source": if r.sysctl.tcp_max_orphans.is_some() {
+                "sysctl"
+            } else {
+                "Linux's default (host-wide: not visible from this namespace)"
+            },
             "fin_timeout_s": c.host.fin_timeout.as_secs_f64(),
             "port_range": c.port_range,
             "tcp_tw_reuse": c.tw_reuse,
@@ -99,6 +105,7 @@ pub fn to_json(r: &Report, p: &FromPlan, growth: f64, slab: &Slab) -> Value {
         "observed_overflow_per_sec": r.rates.tw_overflow_per_sec,
         "headroom": {
             "tw_buckets": p.headroom_tw_buckets(),
+            "orphans": p.headroom_orphans(),
             "ports": ports,
             "ports_if_bind_before_connect": p.headroom_bind_before_connect(),
             "order": limits.iter().map(|(n, h)| json!({ "limit": n, "at": h })).collect::<Vec<_>>(),

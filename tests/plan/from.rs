@@ -138,3 +138,29 @@ fn plan_from_cli_reports_headroom_worst_first() {
         );
     }
 }
+
+/// `tcp_max_orphans` is host-wide, so a namespace's recording lacks it and
+/// Linux's default stands in; its headroom is the limit over the modelled
+/// orphans (FIN-WAIT-1, CLOSING, LAST-ACK), which grow with the close rate.
+#[test]
+fn orphan_headroom_is_the_limit_over_the_modelled_orphans() {
+    let mut r = observed("overflow");
+    assert_eq!(r.sysctl.tcp_max_orphans, None);
+    let rtt = std::time::Duration::from_millis(10);
+    let p = FromPlan::new(&r, rtt);
+    assert_eq!(p.cal.host.max_orphans, 131_072);
+    let pop = p.populations(1.0);
+    let orphans = pop.fin_wait_1 + pop.closing + pop.last_ack;
+    assert!(orphans > 0.0, "{pop:?}");
+    let h = p.headroom_orphans().expect("reachable");
+    assert!(close(h, 131_072.0 / orphans, 1e-9), "{h}");
+    // Read from the host, the limit is the host's.
+    r.sysctl.tcp_max_orphans = Some(64);
+    let p = FromPlan::new(&r, rtt);
+    let h = p.headroom_orphans().expect("reachable");
+    assert!(close(h, 64.0 / orphans, 1e-9), "{h}");
+    assert!(p
+        .limits()
+        .iter()
+        .any(|(n, l)| n == "orphans" && *l == Some(h)));
+}
