@@ -130,6 +130,7 @@ pub fn engine(data: &[u8]) {
         }
     }
     assert!(h.is_empty(), "{} entries outlive the bounds", h.len());
+    assert_eq!(h.orphans(), 0, "orphans counted with an empty table");
 }
 
 fn check(h: &mut Host, tuples: &[Tuple]) {

@@ -182,12 +182,12 @@ fn orphans_near_or_past_tcp_max_orphans_are_warned_of() {
     // Half the limit: a warning.
     r.sockstat.orphan = Some(32);
     assert!(near(&r));
-    // Closes reset in the interval say so, whatever the count now.
+    // Resets in the interval say so, whatever the count now.
     r.counters.insert("TcpExt.TCPAbortOnMemory".into(), 5);
     let w = text::warnings(&r);
     assert!(
         w.iter()
-            .any(|w| w.starts_with("5 close()s reset") && w.contains("tcp_max_orphans (64)")),
+            .any(|w| w.starts_with("5 connections reset") && w.contains("tcp_max_orphans (64)")),
         "{w:?}"
     );
 }

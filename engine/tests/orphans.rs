@@ -194,6 +194,91 @@ fn shutdown_makes_no_orphan_until_the_close_after_it() {
 }
 
 #[test]
+fn a_passive_close_past_the_limit_resets_from_last_ack() {
+    let mut host = server(0);
+    open(&mut host, 40_000);
+    let b = open(&mut host, 40_001);
+    host.close(at(10), server_tuple(40_000)).unwrap();
+    // The peer closes first: CLOSE-WAIT, then our close() after the tick.
+    let peer = server_tuple(40_001).reversed();
+    host.handle(
+        at(20),
+        &Segment::new(&peer, Flags::FIN | Flags::ACK, 1_001, b, 0, 65_535),
+    );
+    assert_eq!(host.state(&server_tuple(40_001)), State::CloseWait);
+    host.transmits().for_each(drop);
+    host.close(at(150), server_tuple(40_001)).unwrap();
+    assert_eq!(
+        wire(&mut host),
+        [
+            (Flags::FIN | Flags::ACK, b),
+            (Flags::RST | Flags::ACK, b + 1)
+        ]
+    );
+    assert!(closed(&mut host).contains(&(40_001, State::LastAck, CloseReason::TooManyOrphans)));
+}
+
+#[test]
+fn a_second_close_of_an_orphan_changes_nothing() {
+    let mut host = server(0);
+    let isn: Vec<u32> = (0..2).map(|i| open(&mut host, 40_000 + i)).collect();
+    host.close(at(10), server_tuple(40_000)).unwrap();
+    // The second becomes a FIN-WAIT-2 mini-socket.
+    host.close(at(10), server_tuple(40_001)).unwrap();
+    let peer = server_tuple(40_001).reversed();
+    host.handle(
+        at(20),
+        &Segment::new(&peer, Flags::ACK, 1_001, isn[1] + 1, 0, 65_535),
+    );
+    host.transmits().for_each(drop);
+    // Past the tick the count (one) passes the limit (none), but neither
+    // close() makes an orphan: both stay as they were.
+    for port in [40_000, 40_001] {
+        host.close(at(150), server_tuple(port)).unwrap();
+    }
+    assert_eq!(wire(&mut host), []);
+    assert_eq!(host.state(&server_tuple(40_000)), State::FinWait1);
+    assert_eq!(host.state(&server_tuple(40_001)), State::FinWait2);
+    assert_eq!(host.stats().abort_on_memory, 0);
+    assert_eq!(host.orphans(), 1);
+}
+
+/// An orphan whose RTO has reached rto_max and whose retries are spent is
+/// judged against twice the count, and goes without an RST; within that
+/// doubled limit it gives up as retries exhausted.
+#[test]
+fn a_spent_orphan_is_judged_against_twice_the_count_and_goes_silently() {
+    for (max_orphans, reason) in [
+        (1, CloseReason::TooManyOrphans),
+        (2, CloseReason::RetriesExhausted),
+    ] {
+        // RTOs of 200 then 400 ms (rto_max); one retry gives up at 600 ms.
+        let mut host = Host::new(Config {
+            timestamps: false,
+            max_orphans,
+            rto_max: std::time::Duration::from_millis(400),
+            orphan_retries: 1,
+            ..Config::default()
+        });
+        host.listen(80);
+        open(&mut host, 40_000);
+        host.close(at(10), server_tuple(40_000)).unwrap();
+        host.transmits().for_each(drop);
+        // At 210 ms it is alive (RTO 200 ms) and one orphan is within both
+        // limits: the FIN goes again.
+        host.handle_timeout(at(211));
+        assert_eq!(host.stats().retransmits, 1);
+        host.transmits().for_each(drop);
+        host.handle_timeout(at(611));
+        assert_eq!(wire(&mut host), [], "max_orphans {max_orphans}");
+        assert_eq!(closed(&mut host), [(40_000, State::FinWait1, reason)]);
+        let aborted = u64::from(reason == CloseReason::TooManyOrphans);
+        assert_eq!(host.stats().abort_on_memory, aborted);
+        assert_eq!(host.stats().timeouts_retries, 1 - aborted);
+    }
+}
+
+#[test]
 fn the_profiles_limits() {
     use teardown_engine::config::Profile;
     assert_eq!(Config::profile(Profile::Linux).max_orphans, 131_072);

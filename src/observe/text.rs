@@ -206,13 +206,13 @@ pub fn warnings(r: &Report) -> Vec<String> {
         .unwrap_or(0);
     if aborts > 0 {
         w.push(format!(
-            "{aborts} close()s reset in the interval: too many orphans, past tcp_max_orphans ({}), or TCP memory pressure (TCPAbortOnMemory)",
+            "{aborts} connections reset in the interval for too many orphans, past tcp_max_orphans ({}), or for TCP memory pressure (TCPAbortOnMemory)",
             r.sysctl
                 .tcp_max_orphans
                 .map_or("not visible here".to_string(), |n| n.to_string())
         ));
     } else if let (Some(orphans), Some(max)) = (r.sockstat.orphan, r.sysctl.tcp_max_orphans) {
-        if orphans * 2 >= max {
+        if orphans.saturating_mul(2) >= max {
             w.push(format!(
                 "{orphans} orphans of tcp_max_orphans {max}: past it a close() resets (TCPAbortOnMemory)"
             ));

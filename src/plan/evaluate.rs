@@ -211,7 +211,8 @@ fn linux_held(
 /// FIN-WAIT-2 is a mini-socket by then), the clients' too when they share the
 /// host. Past `tcp_max_orphans` a close() sends an RST and the connection is
 /// gone (`tcp_close` -> `tcp_check_oom`, TCPAbortOnMemory); an orphan's RTO
-/// checks the limit shifted by its backoff (`tcp_out_of_resources`).
+/// checks it too, against twice the count once the RTO has reached rto_max
+/// and the retries are spent (`tcp_out_of_resources`).
 fn orphans(plan: &Plan, server: &Times, clients: &Times) -> f64 {
     let of = |t: &Times| t.fin_wait_1 + t.closing + t.last_ack;
     of(server) + if plan.shared_netns { of(clients) } else { 0.0 }

@@ -64,7 +64,7 @@ stats_table! {
     time_wait_reused_by_ts: "Of the TIME-WAIT reopens, those taken on a newer timestamp (RFC 6191)",
     syn_dropped: "SYNs dropped at max_connections",
     abort_on_data: "Data after close() answered with RST (TCPAbortOnData)",
-    abort_on_memory: "close() calls past max_orphans, reset at once (TCPAbortOnMemory)",
+    abort_on_memory: "Connections ended for too many orphans (max_orphans), at close() or an orphan's RTO (TCPAbortOnMemory)",
     acks_coalesced: "Pure ACKs that rode on the application's next segment",
     fins_on_data: "FINs set on the application's last queued data segment",
     opened_active: "Active opens",

@@ -182,8 +182,11 @@ impl Host {
         let tuple = c.tuple;
         let before = c.state;
         c.stamp_close(self.now_ms);
-        // tcp_close counts the orphan (tcp_orphan_count) before it looks at the state.
-        if orphan && !c.has(flag::ORPHAN) {
+        // tcp_close counts the orphan (tcp_orphan_count) before it looks at
+        // the state, and checks the limit after; a second close() of an
+        // orphan (EBADF to Linux's application) does neither.
+        let newly = orphan && !c.has(flag::ORPHAN);
+        if newly {
             c.flags |= flag::ORPHAN;
             self.orphaned += 1;
         }
@@ -206,7 +209,7 @@ impl Host {
                 // the table without the copy that passing it on made.
                 debug_assert!(!c.has(flag::FW2_COUNTED));
                 self.enter(tuple, before, c.state);
-                if orphan && self.too_many_orphans(0) {
+                if newly && self.too_many_orphans(false) {
                     self.abort_on_memory(now, idx, c);
                     return Ok(());
                 }
@@ -225,7 +228,7 @@ impl Host {
                 }
             }
             // After shutdown(): FIN-WAIT-1, CLOSING or LAST-ACK, an orphan now.
-            _ if orphan && self.too_many_orphans(0) => {
+            _ if newly && self.too_many_orphans(false) => {
                 self.abort_on_memory(now, idx, c);
                 return Ok(());
             }
@@ -237,23 +240,20 @@ impl Host {
     }
 
     /// Whether the orphans, counted as of the last 100 ms tick and doubled
-    /// `shift` times, pass `max_orphans` (`tcp_too_many_orphans`, from
+    /// if `shift`, pass `max_orphans` (`tcp_too_many_orphans`, from
     /// `tcp_check_oom`): so a burst of closes within one tick may overshoot
     /// the limit, as on Linux >= 5.16, and the orphans past it then reset at
     /// their next retransmission timeout.
-    pub(super) fn too_many_orphans(&self, shift: u32) -> bool {
-        self.orphan_cache
-            .checked_shl(shift)
-            .is_none_or(|n| n > self.cfg.max_orphans)
+    pub(super) fn too_many_orphans(&self, shift: bool) -> bool {
+        self.orphan_cache.saturating_mul(1 + usize::from(shift)) > self.cfg.max_orphans
     }
 
     /// The orphan `c` (just closed, its FIN queued) is one too many: it goes
     /// to CLOSED with an RST after its FIN (`tcp_close`:
     /// `tcp_send_active_reset`, TCPAbortOnMemory), no TIME-WAIT.
     #[cold]
-    fn abort_on_memory(&mut self, now: Time, idx: u32, c: &mut Conn) {
-        self.emit_on(c, Flags::RST | Flags::ACK, c.snd_nxt, c.rcv_nxt, 0);
-        self.stats.rst_sent += 1;
+    fn abort_on_memory(&mut self, now: Time, idx: u32, c: &Conn) {
+        self.send_active_reset(c);
         self.stats.abort_on_memory += 1;
         let reason = Next::Close(CloseReason::TooManyOrphans);
         self.commit_found(now, idx, *c, c.state, reason);
@@ -275,9 +275,7 @@ impl Host {
             _ => true,
         };
         if reset {
-            // tcp_send_active_reset: a segment of the socket, with its timestamps.
-            self.emit_on(&c, Flags::RST | Flags::ACK, c.snd_nxt, c.rcv_nxt, 0);
-            self.stats.rst_sent += 1;
+            self.send_active_reset(&c);
         }
         self.commit(now, idx, c, before, Next::Close(CloseReason::Aborted));
         Ok(())

@@ -28,8 +28,10 @@ pub enum CloseReason {
     TimeWaitEvicted,
     /// A new SYN reopened the 4-tuple from TIME-WAIT (RFC 6191).
     Reused,
-    /// close() made one orphan more than `max_orphans`: the FIN went out and
-    /// an RST after it (`tcp_check_oom`, TCPAbortOnMemory).
+    /// Too many orphans, as counted at the last 100 ms tick against
+    /// `max_orphans`: at close() the FIN went out and an RST after it
+    /// (`tcp_close` -> `tcp_check_oom`), or an orphan's retransmission
+    /// timeout ended it (`tcp_out_of_resources`); TCPAbortOnMemory.
     TooManyOrphans,
 }
 
@@ -151,7 +153,9 @@ pub struct Stats {
     pub syn_dropped: u64,
     /// `TCPAbortOnData`: data after close() answered with RST.
     pub abort_on_data: u64,
-    /// `TCPAbortOnMemory`: close()s past `max_orphans`, reset at once.
+    /// `TCPAbortOnMemory`: connections ended for too many orphans, at
+    /// close() or at an orphan's retransmission timeout
+    /// ([`CloseReason::TooManyOrphans`]).
     pub abort_on_memory: u64,
     /// Pure ACKs that rode on the application's next segment instead.
     pub acks_coalesced: u64,

@@ -271,7 +271,10 @@ impl Host {
 
     /// Orphans now: connections the application closed that still hold a
     /// full socket (FIN-WAIT-1, CLOSING, LAST-ACK), as Linux counts them
-    /// against `tcp_max_orphans` (sockstat's `orphan`).
+    /// against `tcp_max_orphans` (sockstat's `orphan`). Linux also keeps an
+    /// orphaned FIN-WAIT-2 as a full socket, so an orphan, while a
+    /// `tcp_fin_timeout` above 60 s runs its first part; the engine makes
+    /// every one a mini-socket.
     #[must_use]
     #[inline]
     pub fn orphans(&self) -> usize {

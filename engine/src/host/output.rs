@@ -39,6 +39,13 @@ impl Host {
         self.push_segment::<false>(&c.tuple, flags, seq, ack, len, c.ts_echo());
     }
 
+    /// `tcp_send_active_reset`: an RST of the socket at snd_nxt
+    /// (`tcp_acceptable_seq`), acknowledging rcv_nxt, with its timestamps.
+    pub(super) fn send_active_reset(&mut self, c: &Conn) {
+        self.emit_on(c, Flags::RST | Flags::ACK, c.snd_nxt, c.rcv_nxt, 0);
+        self.stats.rst_sent += 1;
+    }
+
     /// A pure ACK on `c`, <SEQ=snd_nxt><ACK=rcv_nxt> (`tcp_send_ack`), about
     /// three a teardown: [`Host::emit_on`] with its flags, window and numbers
     /// known here, so the RST and ACK tests fold away. Always inlined: out of

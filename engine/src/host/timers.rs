@@ -74,8 +74,9 @@ impl Host {
             );
             return;
         }
-        if c.has(flag::ORPHAN) && c.state.is_synchronized() && self.out_of_resources(now, &c) {
-            self.stats.abort_on_memory += 1;
+        // An orphan is synchronized: close() ends SYN-SENT, and turns
+        // SYN-RECEIVED into FIN-WAIT-1.
+        if c.has(flag::ORPHAN) && self.out_of_resources(now, &c) {
             self.commit(
                 now,
                 idx,
@@ -102,20 +103,23 @@ impl Host {
     }
 
     /// `tcp_out_of_resources`, asked at an orphan's retransmission timeout
-    /// (`tcp_write_timeout`): with too many orphans it goes at once, with an
-    /// RST while it is alive (its RTO below rto_max) or has retries left.
-    /// One past both is judged against twice its count, and goes silently:
-    /// its last send lies an RTO of rto_max back, past `TCP_TIMEWAIT_LEN`.
+    /// (`tcp_write_timeout`): with too many orphans it goes at once
+    /// (TCPAbortOnMemory), with an RST while it is alive (its RTO below
+    /// rto_max) or has retries left. One past both is judged against twice
+    /// the count, and goes silently: its last send lies an RTO of rto_max
+    /// back, past `TCP_TIMEWAIT_LEN` with Linux's 120 s. Not modelled: the
+    /// doubling for a socket idle over 2 x `TCP_RTO_MAX` (240 s, `lsndtime`)
+    /// and the one for an ICMP soft error (`sk_err_soft`).
     fn out_of_resources(&mut self, now: Time, c: &Conn) -> bool {
         let alive = c.backed_off_rto_us(&self.timeouts) < self.timeouts.rto_max;
         let do_reset = alive || !self.retries_exhausted(now, c);
-        if !self.too_many_orphans(u32::from(!do_reset)) {
+        if !self.too_many_orphans(!do_reset) {
             return false;
         }
         if do_reset {
-            self.emit_on(c, Flags::RST | Flags::ACK, c.snd_nxt, c.rcv_nxt, 0);
-            self.stats.rst_sent += 1;
+            self.send_active_reset(c);
         }
+        self.stats.abort_on_memory += 1;
         true
     }
 

@@ -104,7 +104,7 @@ impl SimReport {
         let t = &self.timeouts;
         let _ = writeln!(
             w,
-            "timeouts: {} FIN-WAIT-2, {} retries exhausted, {} TIME-WAIT expired; {} TIME-WAIT overflows (tcp_max_tw_buckets), {} closes reset (tcp_max_orphans)",
+            "timeouts: {} FIN-WAIT-2, {} retries exhausted, {} TIME-WAIT expired; {} TIME-WAIT overflows (tcp_max_tw_buckets), {} too many orphans (tcp_max_orphans)",
             t.fin_wait_2, t.retries_exhausted, t.time_wait, self.time_wait_overflow, self.orphan_overflow
         );
         let _ = writeln!(

@@ -60,8 +60,10 @@ pub struct SimReport {
     pub segments: Segments,
     pub timeouts: Timeouts,
     pub time_wait_overflow: u64,
-    /// close()s reset past `tcp_max_orphans` (TCPAbortOnMemory), on the
-    /// server and the clients, as `time_wait_overflow` counts both.
+    /// Connections ended for too many orphans (`tcp_max_orphans`,
+    /// TCPAbortOnMemory: at close(), FIN then RST, or at an orphan's
+    /// retransmission timeout), on the server and the clients, as
+    /// `time_wait_overflow` counts both.
     pub orphan_overflow: u64,
     pub latency_ms: Latency,
     pub cases: CaseCounts,
