@@ -91,9 +91,9 @@ pub struct Config {
     pub max_tw_buckets: usize,
     pub tw_overflow: TwOverflow,
     /// Most orphans (connections the application closed that still hold a
-    /// full socket: FIN-WAIT-1, CLOSING, LAST-ACK) before a close() resets
-    /// instead (`tcp_max_orphans`, `tcp_close` -> `tcp_check_oom`);
-    /// `usize::MAX` = no limit, as in FreeBSD and the RFC.
+    /// full socket: FIN-WAIT-1, CLOSING, LAST-ACK) before a close(), or an
+    /// orphan's retransmission timeout, resets instead (`tcp_max_orphans`,
+    /// `tcp_check_oom`); `usize::MAX` = no limit, as in FreeBSD and the RFC.
     pub max_orphans: usize,
     /// Most connections of any state (a memory bound; new SYNs past it are dropped).
     pub max_connections: usize,

@@ -278,6 +278,32 @@ fn a_spent_orphan_is_judged_against_twice_the_count_and_goes_silently() {
     }
 }
 
+/// An orphan stays one through CLOSING (a simultaneous close) and stops
+/// being one in TIME-WAIT; a host forgetting an orphan forgets its count.
+#[test]
+fn orphans_end_in_time_wait_through_closing_and_when_forgotten() {
+    let mut host = server(10);
+    let isn: Vec<u32> = (0..2).map(|i| open(&mut host, 40_000 + i)).collect();
+    host.close(at(10), server_tuple(40_000)).unwrap();
+    host.close(at(10), server_tuple(40_001)).unwrap();
+    host.transmits().for_each(drop);
+    assert_eq!(host.orphans(), 2);
+
+    // The peer's FIN crosses ours: it acknowledges only the handshake.
+    let peer = server_tuple(40_000).reversed();
+    let fin = Segment::new(&peer, Flags::FIN | Flags::ACK, 1_001, isn[0], 0, 65_535);
+    host.handle(at(20), &fin);
+    assert_eq!(host.state(&server_tuple(40_000)), State::Closing);
+    assert_eq!(host.orphans(), 2);
+    let ack = Segment::new(&peer, Flags::ACK, 1_002, isn[0] + 1, 0, 65_535);
+    host.handle(at(30), &ack);
+    assert_eq!(host.state(&server_tuple(40_000)), State::TimeWait);
+    assert_eq!(host.orphans(), 1);
+
+    assert!(host.forget(&server_tuple(40_001)));
+    assert_eq!(host.orphans(), 0);
+}
+
 #[test]
 fn the_profiles_limits() {
     use teardown_engine::config::Profile;
