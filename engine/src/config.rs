@@ -135,7 +135,24 @@ pub struct Config {
     pub trace_states: bool,
 }
 
+/// One of `parts`' share of a host-wide limit, rounded up; no limit
+/// (`usize::MAX`) stays none.
+pub fn share_of(limit: usize, parts: usize) -> usize {
+    if limit == usize::MAX {
+        limit
+    } else {
+        limit.div_ceil(parts)
+    }
+}
+
 impl Config {
+    /// Splits the host-wide table limits (`max_tw_buckets`, `max_orphans`)
+    /// over `parts` tables that each hold a share of the host's connections.
+    pub fn share_host_limits(&mut self, parts: usize) {
+        self.max_tw_buckets = share_of(self.max_tw_buckets, parts);
+        self.max_orphans = share_of(self.max_orphans, parts);
+    }
+
     pub fn profile(profile: Profile) -> Config {
         let linux = Config {
             profile,

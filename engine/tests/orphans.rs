@@ -17,15 +17,20 @@ fn at(ms: u64) -> Time {
     Time::from_micros(ms * 1000)
 }
 
+/// A server host listening on port 80.
+fn listening(cfg: Config) -> Host {
+    let mut host = Host::new(cfg);
+    host.listen(80);
+    host
+}
+
 /// A server host allowing `max_orphans`, without timestamps (shorter traces).
 fn server(max_orphans: usize) -> Host {
-    let mut host = Host::new(Config {
+    listening(Config {
         timestamps: false,
         max_orphans,
         ..Config::default()
-    });
-    host.listen(80);
-    host
+    })
 }
 
 /// Opens a connection from the peer's `port` (its ISN 1000): SYN, then the
@@ -253,14 +258,13 @@ fn a_spent_orphan_is_judged_against_twice_the_count_and_goes_silently() {
         (2, CloseReason::RetriesExhausted),
     ] {
         // RTOs of 200 then 400 ms (rto_max); one retry gives up at 600 ms.
-        let mut host = Host::new(Config {
+        let mut host = listening(Config {
             timestamps: false,
             max_orphans,
             rto_max: std::time::Duration::from_millis(400),
             orphan_retries: 1,
             ..Config::default()
         });
-        host.listen(80);
         open(&mut host, 40_000);
         host.close(at(10), server_tuple(40_000)).unwrap();
         host.transmits().for_each(drop);

@@ -163,16 +163,8 @@ pub(super) fn host_config(args: &ServeArgs, workers: usize) -> Config {
     if let Some(n) = args.max_orphans {
         cfg.max_orphans = n;
     }
-    // The limits are host-wide; each shard holds its share (none stays none).
-    let share = |n: usize| {
-        if n == usize::MAX {
-            n
-        } else {
-            n.div_ceil(workers)
-        }
-    };
-    cfg.max_tw_buckets = share(cfg.max_tw_buckets);
-    cfg.max_orphans = share(cfg.max_orphans);
+    // The limits are host-wide; each shard holds its share.
+    cfg.share_host_limits(workers);
     cfg
 }
 

@@ -27,7 +27,7 @@ use nix::unistd::Pid;
 use serde_json::{json, Value};
 
 use super::{net, validate, ServeArgs};
-use teardown_engine::config::Config;
+use teardown_engine::config::{share_of, Config};
 
 /// How long a child has between SIGTERM and SIGKILL when the run is torn down
 /// after a failure (an orderly stop waits for the children's reports).
@@ -110,14 +110,7 @@ pub fn child_args(args: &ServeArgs, i: usize, json: &Path) -> Vec<String> {
     // The host-wide limits, given or the profile's, shared out: each child
     // holds its share, as each worker of one process does.
     let host = Config::profile(args.profile);
-    let share = |n: Option<usize>, default: usize| {
-        let n = n.unwrap_or(default);
-        if n == usize::MAX {
-            n
-        } else {
-            n.div_ceil(args.processes)
-        }
-    };
+    let share = |n: Option<usize>, default| share_of(n.unwrap_or(default), args.processes);
     let tw = share(args.max_tw_buckets, host.max_tw_buckets);
     let orphans = share(args.max_orphans, host.max_orphans);
     v.extend(["--max-tw-buckets".into(), tw.to_string()]);

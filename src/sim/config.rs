@@ -157,12 +157,7 @@ impl SimConfig {
             (None, false) => host.max_tw_buckets,
         };
         // The limits are the host's; each shard holds its share of them.
-        if host.max_tw_buckets != usize::MAX {
-            host.max_tw_buckets = host.max_tw_buckets.div_ceil(a.shards as usize);
-        }
-        if host.max_orphans != usize::MAX {
-            host.max_orphans = host.max_orphans.div_ceil(a.shards as usize);
-        }
+        host.share_host_limits(a.shards as usize);
         // Host-wide limits are split over the shards, which each hold one share.
         let per_shard = |v: u64| v.div_ceil(a.shards as u64).max(1);
         if let Some(v) = a.max_connections {

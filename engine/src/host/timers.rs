@@ -74,9 +74,10 @@ impl Host {
             );
             return;
         }
+        let exhausted = self.retries_exhausted(now, &c);
         // An orphan is synchronized: close() ends SYN-SENT, and turns
         // SYN-RECEIVED into FIN-WAIT-1.
-        if c.has(flag::ORPHAN) && self.out_of_resources(now, &c) {
+        if c.has(flag::ORPHAN) && self.out_of_resources(&c, exhausted) {
             self.commit(
                 now,
                 idx,
@@ -86,7 +87,7 @@ impl Host {
             );
             return;
         }
-        if self.retries_exhausted(now, &c) {
+        if exhausted {
             // No RST on this path (tcp_write_err -> tcp_done).
             self.stats.timeouts_retries += 1;
             self.commit(
@@ -105,14 +106,14 @@ impl Host {
     /// `tcp_out_of_resources`, asked at an orphan's retransmission timeout
     /// (`tcp_write_timeout`): with too many orphans it goes at once
     /// (TCPAbortOnMemory), with an RST while it is alive (its RTO below
-    /// rto_max) or has retries left. One past both is judged against twice
+    /// rto_max) or has retries left (not `exhausted`). One past both is judged against twice
     /// the count, and goes silently: its last send lies an RTO of rto_max
     /// back, past `TCP_TIMEWAIT_LEN` with Linux's 120 s. Not modelled: the
     /// doubling for a socket idle over 2 x `TCP_RTO_MAX` (240 s, `lsndtime`)
     /// and the one for an ICMP soft error (`sk_err_soft`).
-    fn out_of_resources(&mut self, now: Time, c: &Conn) -> bool {
+    fn out_of_resources(&mut self, c: &Conn, exhausted: bool) -> bool {
         let alive = c.backed_off_rto_us(&self.timeouts) < self.timeouts.rto_max;
-        let do_reset = alive || !self.retries_exhausted(now, c);
+        let do_reset = alive || !exhausted;
         if !self.too_many_orphans(!do_reset) {
             return false;
         }

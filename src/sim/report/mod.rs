@@ -15,6 +15,7 @@ use std::time::Duration;
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
+use crate::service::metrics::add_stats;
 use teardown_engine::state::State;
 use teardown_engine::Stats;
 
@@ -88,25 +89,6 @@ pub struct SimReport {
     pub passive_hist: Option<Histogram<u64>>,
 }
 
-fn add_stats(a: &mut Stats, b: &Stats) {
-    a.segments_received += b.segments_received;
-    a.segments_sent += b.segments_sent;
-    a.retransmits += b.retransmits;
-    a.rst_sent += b.rst_sent;
-    a.rst_received += b.rst_received;
-    a.challenge_acks += b.challenge_acks;
-    a.timeouts_fin_wait_2 += b.timeouts_fin_wait_2;
-    a.timeouts_retries += b.timeouts_retries;
-    a.timeouts_time_wait += b.timeouts_time_wait;
-    a.time_wait_overflow += b.time_wait_overflow;
-    a.abort_on_memory += b.abort_on_memory;
-    a.time_wait_reused += b.time_wait_reused;
-    a.time_wait_assassinated += b.time_wait_assassinated;
-    a.syn_dropped += b.syn_dropped;
-    a.tw_reused += b.tw_reused;
-    a.connect_eaddrnotavail += b.connect_eaddrnotavail;
-}
-
 impl SimReport {
     pub fn merge(cfg: &SimConfig, shards: &[ShardResult], wall: Duration) -> SimReport {
         let mut stats = Stats::default();
@@ -119,6 +101,7 @@ impl SimReport {
         let (mut opened, mut leaked, mut sent, mut dropped, mut blackholed) = (0, 0, 0, 0, 0);
         let mut end = 0f64;
         for s in shards {
+            // Every counter, as the service sums its workers'.
             add_stats(&mut stats, &s.server);
             add_stats(&mut stats, &s.client);
             cases.add(&s.cases);
