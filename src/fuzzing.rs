@@ -35,12 +35,14 @@ impl Bytes<'_> {
 pub fn engine(data: &[u8]) {
     let mut b = Bytes(data);
     let max_tw_buckets = 1 + b.u8() as usize % 4;
-    // One byte for both: bit 0 and the two above it.
+    // One byte for three: bit 0, the two above it, and bit 3 (a FIN-WAIT-2
+    // long enough to start as a full socket).
     let knobs = b.u8();
     let mut h = Host::new(Config {
         max_tw_buckets,
         rfc1337: knobs & 1 == 1,
         max_orphans: 1 + (knobs >> 1) as usize % 4,
+        fin_timeout: Duration::from_secs(if knobs & 8 == 0 { 60 } else { 90 }),
         ..Config::default()
     });
     h.listen(80);
@@ -136,8 +138,14 @@ pub fn engine(data: &[u8]) {
 fn check(h: &mut Host, tuples: &[Tuple]) {
     let total: usize = State::ALL.iter().map(|s| h.population(*s)).sum();
     assert_eq!(total, h.len(), "populations do not add up to the table");
-    // Orphans hold a full socket in FIN-WAIT-1, CLOSING or LAST-ACK.
-    let full = [State::FinWait1, State::Closing, State::LastAck];
+    // Orphans hold a full socket in FIN-WAIT-1, CLOSING or LAST-ACK, or in
+    // the first part of a long FIN-WAIT-2.
+    let full = [
+        State::FinWait1,
+        State::FinWait2,
+        State::Closing,
+        State::LastAck,
+    ];
     let may_be_orphans: usize = full.iter().map(|s| h.population(*s)).sum();
     assert!(h.orphans() <= may_be_orphans, "{} orphans", h.orphans());
     for e in h.events() {

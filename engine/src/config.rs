@@ -68,6 +68,14 @@ pub struct Config {
     pub time_wait: Duration,
     /// Lifetime of an orphaned FIN-WAIT-2 (`tcp_fin_timeout`); at least 3.5 RTO is used.
     pub fin_timeout: Duration,
+    /// Linux: while that lifetime (`tcp_fin_time()`) passes TIME-WAIT's
+    /// length (TCP_TIMEWAIT_LEN), an orphaned FIN-WAIT-2 stays a full socket,
+    /// still an orphan, for the excess (`tcp_rcv_state_process` and
+    /// `tcp_close` arm its keepalive timer), then becomes the mini-socket for
+    /// the excess again, at least 3.5 RTO (`tcp_keepalive_timer`,
+    /// `tcp_time_wait`): at a 90 s `tcp_fin_timeout`, 30 s and 30 s. Off, the
+    /// mini-socket comes at once and lasts the whole lifetime.
+    pub fin_wait2_keepalive: bool,
     /// RTO before any RTT sample (TCP_TIMEOUT_INIT).
     pub rto_initial: Duration,
     /// Floor of the RTO and of its variance term (TCP_RTO_MIN).
@@ -158,6 +166,7 @@ impl Config {
             profile,
             time_wait: Duration::from_secs(60),
             fin_timeout: Duration::from_secs(60),
+            fin_wait2_keepalive: true,
             rto_initial: Duration::from_secs(1),
             rto_min: Duration::from_millis(200),
             rto_max: Duration::from_secs(120),
@@ -194,6 +203,7 @@ impl Config {
                 // RFC 6298 §5.5: "back off the timer" at every expiry.
                 syn_linear_timeouts: 0,
                 fin_timeout: Duration::from_secs(300),
+                fin_wait2_keepalive: false,
                 max_tw_buckets: usize::MAX,
                 max_orphans: usize::MAX,
                 rfc1337: true,
@@ -210,6 +220,8 @@ impl Config {
             // initial RTO), while the syncache's SYN-ACKs double.
             Profile::FreeBsd => Config {
                 delayed_ack: false,
+                // Linux's split of a long FIN-WAIT-2 (tcp_keepalive_timer).
+                fin_wait2_keepalive: false,
                 rto_min: Duration::from_millis(30),
                 rto_max: Duration::from_secs(64),
                 orphan_retries: 12,
@@ -303,12 +315,19 @@ impl Config {
     /// The longest an orphan may take from close() to CLOSED under any loss below
     /// 100 %: its FIN retransmissions give up after the modelled timeout, checked at
     /// the next expiry (at most one RTO, capped at rto_max, later); FIN-WAIT-2 lasts
-    /// at most max(fin_timeout, 3.5 RTO); TIME-WAIT lasts time_wait after the last
-    /// retransmitted FIN of the peer, whose own retransmissions obey the same give-up
-    /// rule.
+    /// at most T = max(fin_timeout, 3.5 RTO), or with `fin_wait2_keepalive` past
+    /// time_wait its two parts, at most 2 T - time_wait; TIME-WAIT lasts time_wait
+    /// after the last retransmitted FIN of the peer, whose own retransmissions obey
+    /// the same give-up rule.
     pub fn close_bound(&self) -> Duration {
         let give_up = self.model_timeout(self.orphan_retry_limit(), self.rto_min) + self.rto_max;
-        give_up * 2 + self.fin_timeout.max(self.rto_max * 7 / 2) + self.time_wait
+        let fin_wait_2 = self.fin_timeout.max(self.rto_max * 7 / 2);
+        let fin_wait_2 = if self.fin_wait2_keepalive {
+            fin_wait_2.max((fin_wait_2 * 2).saturating_sub(self.time_wait))
+        } else {
+            fin_wait_2
+        };
+        give_up * 2 + fin_wait_2 + self.time_wait
     }
 
     /// The longest an active open may take to succeed or give up (SYN retries).

@@ -26,14 +26,17 @@ pub struct Simulated {
 }
 
 /// The longest any entry holds a 4-tuple: TIME-WAIT, a runaway's FIN-WAIT-2
-/// (`tcp_fin_timeout`) or, under loss, its FIN-WAIT-1 until the orphan gives
+/// (`tcp_fin_time()`, in two parts past 60 s on Linux) or, under loss, its FIN-WAIT-1 until the orphan gives
 /// up; with `--app-delay`, the passive end's CLOSE-WAIT followed by TIME-WAIT
 /// at the active end (or, if its orphan timed out first, nothing).
 fn longest_hold(plan: &Plan) -> f64 {
     let w = &plan.workload;
     let mut longest = w.host.time_wait.as_secs_f64() + w.app_delay.as_secs_f64();
     if w.runaway > 0.0 {
-        longest = longest.max(w.host.fin_timeout.as_secs_f64());
+        // The FIN-WAIT-2's two parts on Linux past 60 s, at the initial RTO's 3.5.
+        let fin_wait_2 =
+            super::model::fin_wait2_lifetime(&w.host, w.host.rto_initial.as_secs_f64());
+        longest = longest.max(fin_wait_2);
         if w.loss > 0.0 {
             // Runaways whose ACK was lost hold FIN-WAIT-1 until the orphan gives
             // up: at the first expiry past the budget, up to twice it on a

@@ -29,8 +29,10 @@ pub(crate) mod flag {
     pub const FIN_WITH_DATA: u8 = 0x08;
     /// close() was called in CLOSE-WAIT: this end is the passive closer.
     pub const PASSIVE_CLOSE: u8 = 0x10;
-    /// Counted in `Host::fw2_orphans`: an orphaned FIN-WAIT-2, which Linux keeps
-    /// as a TIME-WAIT mini-socket counted against `tcp_max_tw_buckets`.
+    /// Counted in `Host::fw2_orphans`: an orphaned FIN-WAIT-2 that Linux keeps
+    /// as a TIME-WAIT mini-socket, counted against `tcp_max_tw_buckets`. An
+    /// orphaned FIN-WAIT-2 without it is the full socket that a long
+    /// lifetime keeps first (`Config::fin_wait2_keepalive`).
     pub const FW2_COUNTED: u8 = 0x20;
     /// Our FIN waits behind a retransmission (see [`super::Tcb::held`]): the
     /// state has moved on (FIN-WAIT-1, LAST-ACK) but the FIN is not in

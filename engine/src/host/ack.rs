@@ -35,18 +35,10 @@ impl Host {
             // segment is now acknowledged, then enter FIN-WAIT-2."
             State::FinWait1 if all_acked => {
                 c.state = State::FinWait2;
-                if c.has(flag::ORPHAN) {
-                    // tcp_rcv_state_process: an orphan becomes a FIN_WAIT2 mini-socket
-                    // (tcp_time_wait), unless the peer's FIN rides on this segment;
-                    // past tcp_max_tw_buckets that fails and the socket is done.
-                    if !f.fin() && self.tw_buckets_full() {
-                        self.stats.time_wait_overflow += 1;
-                        return Some(Next::Close(CloseReason::TimeWaitOverflow));
-                    }
-                    c.last_oow_ms = 0;
-                    if !f.fin() {
-                        self.arm_fin_wait_2(now, idx, c);
-                    }
+                // tcp_rcv_state_process: the orphan's FIN-WAIT-2, unless the
+                // peer's FIN rides on this segment.
+                if c.has(flag::ORPHAN) && !f.fin() {
+                    return self.orphan_fin_wait_2(now, idx, c);
                 }
                 None
             }

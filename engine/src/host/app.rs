@@ -217,14 +217,16 @@ impl Host {
                 return Ok(());
             }
             State::FinWait2 if orphan && c.timer.is_none() => {
-                // shutdown() then close(): tcp_close makes the FIN_WAIT2 mini-socket
-                // now, subject to tcp_max_tw_buckets, and its timeout starts.
-                if self.tw_buckets_full() {
-                    self.stats.time_wait_overflow += 1;
-                    Next::Close(CloseReason::TimeWaitOverflow)
-                } else {
-                    self.become_fin_wait_2_mini_socket(now, idx, c);
-                    Next::Keep
+                // shutdown() then close(): tcp_close starts the orphan's
+                // FIN-WAIT-2 now; a full socket that stays is then held to
+                // the orphan limit (`tcp_check_oom`), a mini-socket is not.
+                match self.orphan_fin_wait_2(now, idx, c) {
+                    Some(next) => next,
+                    None if newly && !c.has(flag::FW2_COUNTED) && self.too_many_orphans(false) => {
+                        self.abort_on_memory(now, idx, c);
+                        return Ok(());
+                    }
+                    None => Next::Keep,
                 }
             }
             // After shutdown(): FIN-WAIT-1, CLOSING or LAST-ACK, an orphan now.

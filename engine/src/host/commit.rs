@@ -56,8 +56,7 @@ impl Host {
     /// The `Keep` arm of [`Host::commit_hashed`].
     #[inline(always)]
     pub(super) fn keep(&mut self, idx: u32, c: &mut Conn, before: State) {
-        let orphan_fw2 = c.state == State::FinWait2 && c.has(flag::ORPHAN);
-        self.count_fw2_orphan(c, orphan_fw2);
+        debug_assert!(c.state == State::FinWait2 || !c.has(flag::FW2_COUNTED));
         if c.state != before {
             self.enter(c.tuple, before, c.state);
         }
@@ -81,15 +80,14 @@ impl Host {
         let Next::Keep = next else {
             return self.commit_hashed(now, idx, &mut c, before, next, None);
         };
-        let orphan_fw2 = c.state == State::FinWait2 && c.has(flag::ORPHAN);
-        self.count_fw2_orphan(&mut c, orphan_fw2);
+        debug_assert!(c.state == State::FinWait2 || !c.has(flag::FW2_COUNTED));
         if c.state != before {
             self.enter(c.tuple, before, c.state);
         }
         self.table.set_found_conn(idx, c);
     }
 
-    /// Keeps `fw2_orphans` (the orphaned FIN-WAIT-2 connections, which count
+    /// Keeps `fw2_orphans` (the orphaned FIN-WAIT-2 mini-sockets, which count
     /// against `tcp_max_tw_buckets`) in step with `c` being one or not.
     #[inline(always)]
     pub(super) fn count_fw2_orphan(&mut self, c: &mut Conn, orphan_fw2: bool) {
@@ -116,6 +114,12 @@ impl Host {
         before: State,
         hash: Option<u64>,
     ) {
+        // An orphan's FIN-WAIT-2 mini-socket turns into TIME-WAIT in place
+        // and keeps its out-of-window rate limit; a full socket's
+        // tcp_time_wait() makes a new mini-socket with none.
+        if !c.has(flag::FW2_COUNTED) {
+            c.last_oow_ms = 0;
+        }
         self.count_fw2_orphan(c, false);
         self.disarm(c);
         let hash = hash.unwrap_or_else(|| self.table.hash(&c.tuple));

@@ -165,8 +165,9 @@ pub struct Host {
     rst_budget: Budget,
     /// The latest time any call brought: `poll_timeout` never answers earlier.
     now: Time,
-    /// Orphaned FIN-WAIT-2 connections: Linux's TIME-WAIT mini-sockets in
-    /// substate FIN_WAIT2, which count against `tcp_max_tw_buckets`.
+    /// Orphaned FIN-WAIT-2 connections as Linux's TIME-WAIT mini-sockets in
+    /// substate FIN_WAIT2 (`flag::FW2_COUNTED`), which count against
+    /// `tcp_max_tw_buckets`.
     fw2_orphans: usize,
     /// Connections the application closed (`flag::ORPHAN`) that are still
     /// full entries, the FIN-WAIT-2 mini-sockets among them: Linux's orphans
@@ -270,11 +271,9 @@ impl Host {
     }
 
     /// Orphans now: connections the application closed that still hold a
-    /// full socket (FIN-WAIT-1, CLOSING, LAST-ACK), as Linux counts them
-    /// against `tcp_max_orphans` (sockstat's `orphan`). Linux also keeps an
-    /// orphaned FIN-WAIT-2 as a full socket, so an orphan, while a
-    /// `tcp_fin_timeout` above 60 s runs its first part; the engine makes
-    /// every one a mini-socket.
+    /// full socket (FIN-WAIT-1, CLOSING, LAST-ACK, and the first part of a
+    /// FIN-WAIT-2 whose lifetime passes TIME-WAIT's), as Linux counts them
+    /// against `tcp_max_orphans` (sockstat's `orphan`).
     #[must_use]
     #[inline]
     pub fn orphans(&self) -> usize {

@@ -1,6 +1,7 @@
 //! The orphaned FIN-WAIT-2: after close() and the ACK of our FIN, Linux keeps
 //! the connection as a TIME-WAIT mini-socket in substate FIN_WAIT2, with
-//! `tcp_timewait_state_process`'s rules rather than RFC 5961's.
+//! `tcp_timewait_state_process`'s rules rather than RFC 5961's; while its
+//! lifetime passes TIME-WAIT's length, a full socket first.
 
 use super::{CloseReason, Host, Next};
 use crate::conn::{flag, Conn};
@@ -8,27 +9,82 @@ use crate::segment::Segment;
 use crate::time::Time;
 
 impl Host {
-    /// An orphan whose FIN is acknowledged becomes Linux's FIN_WAIT2 mini-socket
-    /// (`tcp_time_wait(sk, TCP_FIN_WAIT2, tmo)`): it lives `tcp_fin_time()`, and
-    /// its out-of-window ACK rate limit starts afresh (tw_last_oow_ack_time = 0).
-    pub(super) fn become_fin_wait_2_mini_socket(&mut self, now: Time, idx: u32, c: &mut Conn) {
-        self.arm_fin_wait_2(now, idx, c);
+    /// An orphan's FIN-WAIT-2 begins: its FIN acknowledged, or close() after
+    /// shutdown() (`tcp_rcv_state_process`, `tcp_close`). With
+    /// [`crate::Config::fin_wait2_keepalive`] and a lifetime (`tcp_fin_time()`)
+    /// past TIME-WAIT's, the full socket stays for the excess, an orphan
+    /// still; otherwise it becomes the mini-socket now, or past
+    /// `tcp_max_tw_buckets` the connection is done (`tcp_time_wait`).
+    pub(super) fn orphan_fin_wait_2(&mut self, now: Time, idx: u32, c: &mut Conn) -> Option<Next> {
+        let tmo_us = c.fin_wait2_timeout_us(&self.timeouts);
+        if self.keep_full_fin_wait_2(now, idx, c, tmo_us) {
+            return None;
+        }
+        if self.tw_buckets_full() {
+            self.stats.time_wait_overflow += 1;
+            return Some(Next::Close(CloseReason::TimeWaitOverflow));
+        }
+        self.become_fin_wait_2_mini_socket(now, idx, c, tmo_us);
+        None
+    }
+
+    /// The FIN-WAIT-2 of an orphan whose acknowledged FIN came with the
+    /// peer's, out of order: as [`Host::orphan_fin_wait_2`], but a mini-socket
+    /// without the bucket check (Linux keeps the full socket then, on its
+    /// keepalive timer, which the engine does not model below TIME-WAIT's length).
+    pub(super) fn orphan_fin_wait_2_after_fin(&mut self, now: Time, idx: u32, c: &mut Conn) {
+        let tmo_us = c.fin_wait2_timeout_us(&self.timeouts);
+        if !self.keep_full_fin_wait_2(now, idx, c, tmo_us) {
+            self.become_fin_wait_2_mini_socket(now, idx, c, tmo_us);
+        }
+    }
+
+    /// Whether the full socket stays for the lifetime's excess over
+    /// TIME-WAIT's (`inet_csk_reset_keepalive_timer(sk, tmo - TCP_TIMEWAIT_LEN)`);
+    /// if so, its timer is armed for it.
+    fn keep_full_fin_wait_2(&mut self, now: Time, idx: u32, c: &mut Conn, tmo_us: u64) -> bool {
+        let excess = tmo_us.saturating_sub(self.timeouts.time_wait);
+        let full = self.cfg.fin_wait2_keepalive && excess > 0;
+        if full {
+            self.arm_us(now, idx, c, excess);
+        }
+        full
+    }
+
+    /// The full orphaned FIN-WAIT-2's timer (`tcp_keepalive_timer`): the
+    /// mini-socket for the same excess again, at least 3.5 RTO
+    /// (`tcp_time_wait`), or past `tcp_max_tw_buckets` the connection is
+    /// done, silently.
+    pub(super) fn full_fin_wait_2_expired(&mut self, now: Time, idx: u32, c: &mut Conn) -> Next {
+        if self.tw_buckets_full() {
+            self.stats.time_wait_overflow += 1;
+            return Next::Close(CloseReason::TimeWaitOverflow);
+        }
+        let excess = c
+            .fin_wait2_timeout_us(&self.timeouts)
+            .saturating_sub(self.timeouts.time_wait);
+        let tmo_us = excess.max(c.backed_off_rto_us(&self.timeouts).saturating_mul(7) / 2);
+        self.become_fin_wait_2_mini_socket(now, idx, c, tmo_us);
+        Next::Keep
+    }
+
+    /// Linux's FIN_WAIT2 mini-socket (`tcp_time_wait(sk, TCP_FIN_WAIT2, tmo)`):
+    /// it lives `tmo_us`, counts against `tcp_max_tw_buckets` and no longer
+    /// as an orphan, and its out-of-window ACK rate limit starts afresh
+    /// (tw_last_oow_ack_time = 0).
+    fn become_fin_wait_2_mini_socket(&mut self, now: Time, idx: u32, c: &mut Conn, tmo_us: u64) {
+        self.count_fw2_orphan(c, true);
+        self.arm_us(now, idx, c, tmo_us);
         c.last_oow_ms = 0;
     }
 
-    /// The mini-socket's lifetime, `tcp_fin_time()` from `now`, on the
-    /// connection's one timer.
-    pub(super) fn arm_fin_wait_2(&mut self, now: Time, idx: u32, c: &mut Conn) {
-        let tmo_us = c.fin_wait2_timeout_us(&self.timeouts);
-        self.arm_us(now, idx, c, tmo_us);
-    }
-
-    /// An orphaned FIN-WAIT-2. Once close() was called and the FIN acknowledged,
-    /// Linux replaces the socket by a TIME-WAIT mini-socket in substate FIN_WAIT2
-    /// (`tcp_time_wait(sk, TCP_FIN_WAIT2, tmo)`), and segments follow
+    /// An orphaned FIN-WAIT-2 mini-socket (`flag::FW2_COUNTED`). Once close()
+    /// was called and the FIN acknowledged, Linux replaces the socket by a
+    /// TIME-WAIT mini-socket in substate FIN_WAIT2, and segments follow
     /// `tcp_timewait_state_process`, not RFC 5961: any RST in the window kills it, a
     /// SYN at or beyond rcv_nxt or new data draws an RST, out-of-window segments a
-    /// rate-limited ACK. (A FIN-WAIT-2 after shutdown() stays a full socket.)
+    /// rate-limited ACK. (A FIN-WAIT-2 after shutdown(), or in its first part
+    /// above, stays a full socket.)
     pub(super) fn on_orphan_fin_wait_2(&mut self, now: Time, c: &mut Conn, seg: &Segment) -> Next {
         let f = seg.flags;
         let (seq, end) = (seg.seq_num(), seg.seq_end());

@@ -47,7 +47,7 @@ impl Host {
             return Next::Keep;
         }
 
-        if c.state == State::FinWait2 && c.has(flag::ORPHAN) {
+        if c.state == State::FinWait2 && c.has(flag::FW2_COUNTED) {
             return self.on_orphan_fin_wait_2(now, c, seg);
         }
 
@@ -192,7 +192,7 @@ impl Host {
             && c.state == State::FinWait2
             && c.has(flag::ORPHAN)
         {
-            self.arm_fin_wait_2(now, idx, c);
+            self.orphan_fin_wait_2_after_fin(now, idx, c);
         }
         next
     }

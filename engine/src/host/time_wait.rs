@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::{CloseReason, Event, Host, Role, TwVerdict};
 use crate::config::TwOverflow;
-use crate::conn::{flag, Conn};
+use crate::conn::Conn;
 use crate::segment::{Flags, Segment};
 use crate::seq::Seq;
 use crate::state::State;
@@ -188,14 +188,8 @@ impl Host {
             rcv_nxt: c.rcv_nxt,
             expires_ms: Self::deadline_ms(now, self.timeouts.time_wait) as u32,
             close_ms: c.close_ms,
-            // An orphan's FIN-WAIT-2 mini-socket turns into TIME-WAIT in place
-            // and keeps its out-of-window rate limit; a full socket's
-            // tcp_time_wait() makes a new mini-socket with none.
-            last_oow_ms: if before == State::FinWait2 && c.has(flag::ORPHAN) {
-                c.last_oow_ms
-            } else {
-                0
-            },
+            // Zero unless a FIN-WAIT-2 mini-socket's ([`Host::commit_time_wait`]).
+            last_oow_ms: c.last_oow_ms,
             ts_recent: c.ts_echo(),
         };
         if self.table.conn_to_time_wait_hashed(idx, e, hash).is_none() {

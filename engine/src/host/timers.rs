@@ -62,6 +62,12 @@ impl Host {
             return;
         }
         let before = c.state;
+        if c.state == State::FinWait2 && c.has(flag::ORPHAN) && !c.has(flag::FW2_COUNTED) {
+            // The full socket's part of a long FIN-WAIT-2 is over.
+            let next = self.full_fin_wait_2_expired(now, idx, &mut c);
+            self.commit(now, idx, c, before, next);
+            return;
+        }
         if c.state == State::FinWait2 {
             // Seed case 5: straight to CLOSED, not TIME-WAIT (tcp_fin_timeout).
             self.stats.timeouts_fin_wait_2 += 1;

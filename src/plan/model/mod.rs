@@ -36,6 +36,7 @@ use teardown_engine::config::Config;
 use teardown_engine::state::State;
 
 pub use predict::predict;
+pub(crate) use teardown::fin_wait2_lifetime;
 
 /// Who sends the first FIN.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -2,7 +2,7 @@
 //! FIN-WAIT-1 as a chain over the closer's attempts, the passive closer's
 //! LAST-ACK and the TIME-WAIT restarts it causes, then every state's mean time.
 
-use teardown_engine::config::ATO_MIN;
+use teardown_engine::config::{Config, ATO_MIN};
 
 use super::retransmit::{arrival_within, first_arrival_delay, give_up, schedule};
 use super::{Closer, Times, Workload};
@@ -20,6 +20,21 @@ struct FinWait1 {
     /// FIN (it closes at once): then FIN-WAIT-2 is entered only by a duplicate's
     /// ACK and lasts until the peer's retransmitted FIN.
     fin_wait_2: Option<f64>,
+}
+
+/// How long an orphaned FIN-WAIT-2 waits for the peer's FIN at most:
+/// `tcp_fin_time()`, the larger of `tcp_fin_timeout` and 3.5 RTO; on Linux,
+/// past TIME-WAIT's length, the excess on the full socket and then the
+/// excess again, at least 3.5 RTO, on the mini-socket
+/// (`Config::fin_wait2_keepalive`, `tcp_keepalive_timer`).
+pub(crate) fn fin_wait2_lifetime(cfg: &Config, rto: f64) -> f64 {
+    let tmo = cfg.fin_timeout.as_secs_f64().max(3.5 * rto);
+    let excess = tmo - cfg.time_wait.as_secs_f64();
+    if cfg.fin_wait2_keepalive && excess > 0.0 {
+        excess + excess.max(3.5 * rto)
+    } else {
+        tmo
+    }
 }
 
 /// The delay of a peer's ACK of our first FIN it receives: the delayed ACK
@@ -234,7 +249,7 @@ pub(super) fn phase(w: &Workload, rto_s: f64, rto_c: f64, rto_sf: f64) -> Phase 
     let fin_delay = first_arrival_delay(&active_sched, p);
     // The passive closer's FIN (when it stays): LAST-ACK and what TIME-WAIT sees.
     let la = last_ack(w, rto_passive);
-    let fin_wait2_timeout = cfg.fin_timeout.as_secs_f64().max(3.5 * rto_active);
+    let fin_wait2_timeout = fin_wait2_lifetime(cfg, rto_active);
     // FIN-WAIT-2: a staying peer's FIN comes app_delay after its ACK, and later still
     // if lost; a runaway's never comes (tcp_fin_timeout, seed case 5). An orphan
     // waits for it at most the FIN-WAIT-2 timeout, then goes (`tcp_fin_timeout`:
