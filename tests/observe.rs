@@ -270,6 +270,28 @@ fn overflow_past_tcp_max_tw_buckets() {
     assert!((rate * secs - overflow as f64).abs() < 1e-6);
 }
 
+/// The retry sysctls are the namespace's: one tuned against SYN floods shows
+/// its own `tcp_synack_retries`, whatever the host's, and the rest as its
+/// files say (`tcp_syn_linear_timeouts` only from Linux 6.5).
+#[test]
+fn retry_sysctls_are_the_namespaces() {
+    let Some(ns) = Netns::new("syn") else { return };
+    const DIR: &str = "/proc/sys/net/ipv4";
+    let files = ns.run(|| {
+        std::fs::write(format!("{DIR}/tcp_synack_retries"), "2").unwrap();
+        ["tcp_syn_retries", "tcp_syn_linear_timeouts", "tcp_retries2"]
+            .map(|name| (name, std::fs::read_to_string(format!("{DIR}/{name}")).ok()))
+    });
+    let (r, _) = observe_while(&ns, "100ms", &[], || {});
+    assert_eq!(r["sysctl"]["tcp_synack_retries"], 2);
+    for (name, file) in files {
+        match file {
+            Some(text) => assert_eq!(r["sysctl"][name].to_string(), text.trim(), "{name}"),
+            None => assert!(r["sysctl"].get(name).is_none(), "{name}"),
+        }
+    }
+}
+
 /// Remakes the recorded fixtures under tests/fixtures/observe/ from this
 /// machine: `cargo test --test observe -- --ignored record_fixtures`.
 #[test]

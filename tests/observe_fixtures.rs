@@ -6,7 +6,7 @@
 
 use std::path::{Path, PathBuf};
 
-use teardown::kernel::{diag, netstat::Counters, slabinfo::Slabinfo};
+use teardown::kernel::{diag, netstat::Counters, slabinfo::Slabinfo, sysctl::Sysctls};
 use teardown::observe::recording::Recording;
 use teardown::observe::report::Report;
 use teardown::observe::text;
@@ -22,6 +22,33 @@ fn report(name: &str) -> (Recording, Report) {
     let rec = Recording::load(&dir(name)).unwrap();
     let r = Report::new(&rec, None).unwrap();
     (rec, r)
+}
+
+/// Recording `name` with sysctl files added (a host tuned since), saved
+/// under `to` and loaded back from there.
+fn with_sysctls(name: &str, files: &[(&str, &str)], to: &Path) -> Recording {
+    let mut rec = Recording::load(&dir(name)).unwrap();
+    for (file, text) in files {
+        rec.now.sysctl.insert(file.to_string(), format!("{text}\n"));
+    }
+    rec.save(to).unwrap();
+    Recording::load(to).unwrap()
+}
+
+/// The "sysctls:" line of the text report.
+fn sysctl_line(r: &Report) -> String {
+    let text = text::render(r);
+    let line = text.lines().find(|l| l.starts_with("sysctls:"));
+    line.expect("a sysctls line").to_string()
+}
+
+fn retries(s: &Sysctls) -> [Option<u8>; 4] {
+    [
+        s.tcp_syn_retries,
+        s.tcp_syn_linear_timeouts,
+        s.tcp_synack_retries,
+        s.tcp_retries2,
+    ]
 }
 
 #[test]
@@ -190,4 +217,64 @@ fn orphans_near_or_past_tcp_max_orphans_are_warned_of() {
             .any(|w| w.starts_with("5 connections reset") && w.contains("tcp_max_orphans (64)")),
         "{w:?}"
     );
+}
+
+/// The fixtures were recorded before the retry sysctls were read: they load
+/// without them, and neither the JSON nor the text names them.
+#[test]
+fn recordings_without_the_retry_sysctls_still_load() {
+    for name in ["host", "overflow", "ports-exhausted"] {
+        let (rec, r) = report(name);
+        for file in Sysctls::OPTIONAL {
+            assert!(!rec.now.sysctl.contains_key(file), "{name}: {file}");
+        }
+        assert_eq!(retries(&r.sysctl), [None; 4], "{name}");
+        let json = serde_json::to_value(&r).unwrap();
+        let line = sysctl_line(&r);
+        for file in Sysctls::OPTIONAL {
+            assert!(json["sysctl"].get(file).is_none(), "{name}: {file}");
+            assert!(!line.contains(file), "{line}");
+        }
+    }
+}
+
+/// A host tuned against SYN floods: the retry sysctls are read from the
+/// recording and shown in the text and the JSON; without
+/// `tcp_syn_linear_timeouts` (a kernel before 6.5) the others still are; one
+/// that is not a u8 is an error that names it.
+#[test]
+fn retry_sysctls_in_a_recording_are_reported() {
+    let tmp = tempfile::tempdir().unwrap();
+    let files = [
+        ("tcp_syn_retries", "3"),
+        ("tcp_syn_linear_timeouts", "12"),
+        ("tcp_synack_retries", "2"),
+        ("tcp_retries2", "8"),
+    ];
+    let rec = with_sysctls("overflow", &files, tmp.path());
+    let r = Report::new(&rec, None).unwrap();
+    assert_eq!(retries(&r.sysctl), [Some(3), Some(12), Some(2), Some(8)]);
+    let line = sysctl_line(&r);
+    assert!(
+        line.ends_with(
+            "tcp_syn_retries 3 tcp_syn_linear_timeouts 12 tcp_synack_retries 2 tcp_retries2 8"
+        ),
+        "{line}"
+    );
+    let json = serde_json::to_string(&r).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(v["sysctl"]["tcp_synack_retries"], 2);
+    assert_eq!(v["sysctl"]["tcp_syn_linear_timeouts"], 12);
+    assert_eq!(Report::from_json(&json).unwrap().sysctl, r.sysctl);
+
+    std::fs::remove_file(tmp.path().join("sysctl/tcp_syn_linear_timeouts")).unwrap();
+    let r = Report::new(&Recording::load(tmp.path()).unwrap(), None).unwrap();
+    assert_eq!(retries(&r.sysctl), [Some(3), None, Some(2), Some(8)]);
+    assert!(!sysctl_line(&r).contains("linear"));
+
+    std::fs::write(tmp.path().join("sysctl/tcp_synack_retries"), "two\n").unwrap();
+    let e = Report::new(&Recording::load(tmp.path()).unwrap(), None)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("tcp_synack_retries"), "{e}");
 }

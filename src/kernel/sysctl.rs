@@ -1,6 +1,7 @@
 //! The sysctls the model uses, from `/proc/sys/net/ipv4` (Documentation/
-//! networking/ip-sysctl.rst). All of them are per network namespace: opened
-//! from a thread inside one, `/proc/sys/net` shows that namespace's values.
+//! networking/ip-sysctl.rst). All but `tcp_max_orphans` are per network
+//! namespace: opened from a thread inside one, `/proc/sys/net` shows that
+//! namespace's values.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -36,6 +37,25 @@ pub struct Sysctls {
     /// read from any other.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tcp_max_orphans: Option<u64>,
+    /// SYN retransmissions of a connect() before it fails, plus
+    /// `tcp_syn_linear_timeouts` since 6.5 (`tcp_write_timeout`). `None` in
+    /// observations made before it was read, as are the three below.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tcp_syn_retries: Option<u8>,
+    /// SYN retransmissions on the initial RTO before it doubles
+    /// (`tcp_retransmit_timer`). Linux >= 6.5: `None` before, where the RTO
+    /// doubles from the first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tcp_syn_linear_timeouts: Option<u8>,
+    /// SYN-ACK retransmissions before a SYN-RECEIVED request socket is
+    /// dropped (`reqsk_timer_handler`): lowered against SYN floods.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tcp_synack_retries: Option<u8>,
+    /// How long a connection's data retransmissions go on before it is
+    /// dropped: the time this many doublings from 200 ms take
+    /// (`tcp_write_timeout`, `tcp_model_timeout`; 924.6 s at 15).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tcp_retries2: Option<u8>,
 }
 
 /// `ip_local_port_range`: `low high`, inclusive.
@@ -96,10 +116,11 @@ impl Sysctls {
             tcp_timestamps: number(get("tcp_timestamps")?, "tcp_timestamps")?,
             tcp_orphan_retries: number(get("tcp_orphan_retries")?, "tcp_orphan_retries")?,
             tcp_rfc1337: number(get("tcp_rfc1337")?, "tcp_rfc1337")?,
-            tcp_max_orphans: files
-                .get("tcp_max_orphans")
-                .map(|t| number(t, "tcp_max_orphans"))
-                .transpose()?,
+            tcp_max_orphans: optional(files, "tcp_max_orphans")?,
+            tcp_syn_retries: optional(files, "tcp_syn_retries")?,
+            tcp_syn_linear_timeouts: optional(files, "tcp_syn_linear_timeouts")?,
+            tcp_synack_retries: optional(files, "tcp_synack_retries")?,
+            tcp_retries2: optional(files, "tcp_retries2")?,
         })
     }
 
@@ -116,22 +137,40 @@ impl Sysctls {
 
     /// Host-wide sysctls, read where the namespace shows them.
     pub const HOST_WIDE: [&'static str; 1] = ["tcp_max_orphans"];
+
+    /// Per-namespace sysctls read where they are: `tcp_syn_linear_timeouts`
+    /// is missing before Linux 6.5, and recordings made before these were
+    /// read have none of them.
+    pub const OPTIONAL: [&'static str; 4] = [
+        "tcp_syn_retries",
+        "tcp_syn_linear_timeouts",
+        "tcp_synack_retries",
+        "tcp_retries2",
+    ];
 }
 
 /// The contents of [`Sysctls::NAMES`] under `dir`, by name, and of those of
-/// [`Sysctls::HOST_WIDE`] that are there.
+/// [`Sysctls::HOST_WIDE`] and [`Sysctls::OPTIONAL`] that are there.
 pub fn read_files(dir: &Path) -> Result<BTreeMap<String, String>, Error> {
     let mut files: BTreeMap<String, String> = Sysctls::NAMES
         .iter()
         .map(|name| Ok((name.to_string(), super::read(dir.join(name))?)))
         .collect::<Result<_, Error>>()?;
-    for name in Sysctls::HOST_WIDE {
+    for name in Sysctls::HOST_WIDE.iter().chain(&Sysctls::OPTIONAL) {
         let path = dir.join(name);
         if path.exists() {
             files.insert(name.to_string(), super::read(path)?);
         }
     }
     Ok(files)
+}
+
+/// `name` parsed when `files` has it.
+fn optional<T: std::str::FromStr>(
+    files: &BTreeMap<String, String>,
+    name: &str,
+) -> Result<Option<T>, Error> {
+    files.get(name).map(|t| number(t, name)).transpose()
 }
 
 fn number<T: std::str::FromStr>(text: &str, name: &str) -> Result<T, Error> {
@@ -207,5 +246,44 @@ mod tests {
         std::fs::remove_file(dir.path().join("tcp_rfc1337")).unwrap();
         let e = Sysctls::read(dir.path()).unwrap_err().to_string();
         assert!(e.contains("tcp_rfc1337"), "{e}");
+    }
+
+    /// The retry sysctls are read where they are: a recording made before
+    /// they were read has none, a kernel before 6.5 no linear timeouts.
+    #[test]
+    fn reads_the_retry_sysctls_where_present() {
+        let dir = tempfile::tempdir().unwrap();
+        let values = ["4096", "60", "32768 60999", "2", "1", "0", "0"];
+        for (name, v) in Sysctls::NAMES.iter().zip(values) {
+            std::fs::write(dir.path().join(name), format!("{v}\n")).unwrap();
+        }
+        let s = Sysctls::read(dir.path()).unwrap();
+        let retries = |s: &Sysctls| {
+            [
+                s.tcp_syn_retries,
+                s.tcp_syn_linear_timeouts,
+                s.tcp_synack_retries,
+                s.tcp_retries2,
+            ]
+        };
+        assert_eq!(retries(&s), [None; 4]);
+        let json = serde_json::to_string(&s).unwrap();
+        for name in Sysctls::OPTIONAL {
+            assert!(!json.contains(name), "{json}");
+        }
+        for (name, v) in Sysctls::OPTIONAL.iter().zip(["3", "12", "2", "8"]) {
+            std::fs::write(dir.path().join(name), format!("{v}\n")).unwrap();
+        }
+        let s = Sysctls::read(dir.path()).unwrap();
+        assert_eq!(retries(&s), [Some(3), Some(12), Some(2), Some(8)]);
+        let back: Sysctls = serde_json::from_str(&serde_json::to_string(&s).unwrap()).unwrap();
+        assert_eq!(back, s);
+        std::fs::remove_file(dir.path().join("tcp_syn_linear_timeouts")).unwrap();
+        let s = Sysctls::read(dir.path()).unwrap();
+        assert_eq!(retries(&s), [Some(3), None, Some(2), Some(8)]);
+        // Present but not a u8: an error naming the file.
+        std::fs::write(dir.path().join("tcp_synack_retries"), "256\n").unwrap();
+        let e = Sysctls::read(dir.path()).unwrap_err().to_string();
+        assert!(e.contains("tcp_synack_retries"), "{e}");
     }
 }

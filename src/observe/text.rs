@@ -169,7 +169,7 @@ pub fn render(r: &Report) -> String {
     );
 
     let c = &r.sysctl;
-    let _ = writeln!(
+    let _ = write!(
         o,
         "\nsysctls: tcp_max_tw_buckets {} tcp_max_orphans {} tcp_fin_timeout {} ip_local_port_range {}-{} tcp_tw_reuse {} tcp_timestamps {} tcp_orphan_retries {} tcp_rfc1337 {}",
         c.tcp_max_tw_buckets,
@@ -184,6 +184,18 @@ pub fn render(r: &Report) -> String {
         c.tcp_orphan_retries,
         c.tcp_rfc1337
     );
+    // Absent from older recordings, tcp_syn_linear_timeouts before Linux 6.5.
+    for (name, v) in [
+        ("tcp_syn_retries", c.tcp_syn_retries),
+        ("tcp_syn_linear_timeouts", c.tcp_syn_linear_timeouts),
+        ("tcp_synack_retries", c.tcp_synack_retries),
+        ("tcp_retries2", c.tcp_retries2),
+    ] {
+        if let Some(v) = v {
+            let _ = write!(o, " {name} {v}");
+        }
+    }
+    o.push('\n');
     for w in warnings(r) {
         let _ = writeln!(o, "warning: {w}");
     }
