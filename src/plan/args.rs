@@ -90,7 +90,7 @@ pub struct PlanArgs {
 }
 
 /// The most `tcp_syn_linear_timeouts` the handshake's enumeration takes.
-const MAX_SYN_LINEAR: u8 = 8;
+pub(super) const MAX_SYN_LINEAR: u8 = 8;
 
 /// Validated inputs.
 #[derive(Clone, Debug)]

@@ -12,7 +12,8 @@
 //!   `tcp_max_tw_buckets` (`net->ipv4.tcp_death_row` is per namespace);
 //! * RTT = p50 of `tcpi_rtt`: on a CPU-bound host the ACK delay sets FIN-WAIT-1,
 //!   not the wire (issue 14), so the observed RTT, not `--rtt`, when there is one;
-//! * loss = `rates.retrans_ratio`; the sysctls as read.
+//! * loss = `rates.retrans_ratio`; the sysctls as read, the retry sysctls
+//!   within what the planner models ([`from_retries`]).
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -21,6 +22,7 @@ use teardown_engine::config::{Config, Profile};
 use teardown_engine::state::State;
 
 use super::bounds::{self, Buckets, Pool, Reuse};
+use super::from_retries::{self, Retry};
 use super::memory::{self, Slab};
 use super::model::{self, Closer, Prediction, Times, Workload, MODELLED};
 use crate::observe::report::Report;
@@ -41,6 +43,9 @@ pub struct Calibration {
     pub rtt_observed: bool,
     pub loss: f64,
     pub host: Config,
+    /// `tcp_syn_retries`, `tcp_syn_linear_timeouts`, `tcp_synack_retries`,
+    /// `tcp_retries2` as `host` has them, and where from.
+    pub retries: [Retry; 4],
     /// Ports in `ip_local_port_range`.
     pub port_range: u32,
     pub tw_reuse: u8,
@@ -71,6 +76,12 @@ impl Calibration {
         if let Some(n) = s.tcp_max_orphans {
             host.max_orphans = usize::try_from(n).unwrap_or(usize::MAX);
         }
+        let retries = from_retries::of(s, &host);
+        let [syn, linear, synack, retries2] = retries.map(|r| r.used);
+        host.syn_retries = syn;
+        host.syn_linear_timeouts = linear;
+        host.synack_retries = synack;
+        host.retries2 = retries2;
         let observed = r.rtt.p50_us.map(|us| Duration::from_micros(us.max(1)));
         Calibration {
             close_rate: rates.closes_per_sec.max(0.0),
@@ -81,6 +92,7 @@ impl Calibration {
             rtt_observed: observed.is_some(),
             loss: rates.retrans_ratio.unwrap_or(0.0).clamp(0.0, 0.5),
             host,
+            retries,
             port_range: s.ip_local_port_range.size(),
             tw_reuse: s.tcp_tw_reuse,
             timestamps: s.tcp_timestamps,

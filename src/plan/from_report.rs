@@ -6,6 +6,7 @@ use serde_json::{json, Map, Value};
 
 use super::bounds::{Bound, Buckets};
 use super::from::{observed, slab_of, FromPlan};
+use super::from_retries::Source;
 use super::memory::Slab;
 use super::model::MODELLED;
 use super::rel_error;
@@ -77,29 +78,35 @@ pub fn to_json(r: &Report, p: &FromPlan, growth: f64, slab: &Slab) -> Value {
         v4.or(v6)
             .map(|_| v4.unwrap_or(0).saturating_add(v6.unwrap_or(0)))
     });
+    let mut calibration = json!({
+        "close_rate": c.close_rate,
+        "server_share": c.server_share,
+        "server_end_here": c.server_role,
+        "client_end_here": c.client_role,
+        "rtt_ms": c.rtt.as_secs_f64() * 1e3,
+        "rtt_source": if c.rtt_observed { "observed p50" } else { "--rtt (no sample)" },
+        "loss": c.loss,
+        "max_tw_buckets": c.host.max_tw_buckets as f64,
+        "max_orphans": c.host.max_orphans as f64,
+        "max_orphans_source": if r.sysctl.tcp_max_orphans.is_some() {
+            "sysctl"
+        } else {
+            "Linux's default (host-wide: not visible from this namespace)"
+        },
+        "fin_timeout_s": c.host.fin_timeout.as_secs_f64(),
+        "port_range": c.port_range,
+        "tcp_tw_reuse": c.tw_reuse,
+        "tcp_timestamps": c.timestamps,
+        "server_pools": c.server_pools,
+    });
+    for t in &c.retries {
+        let key = t.name.trim_start_matches("tcp_");
+        calibration[key] = json!(t.used);
+        calibration[format!("{key}_source")] = json!(t.describe());
+    }
     json!({
         "version": VERSION,
-        "calibration": {
-            "close_rate": c.close_rate,
-            "server_share": c.server_share,
-            "server_end_here": c.server_role,
-            "client_end_here": c.client_role,
-            "rtt_ms": c.rtt.as_secs_f64() * 1e3,
-            "rtt_source": if c.rtt_observed { "observed p50" } else { "--rtt (no sample)" },
-            "loss": c.loss,
-            "max_tw_buckets": c.host.max_tw_buckets as f64,
-            "max_orphans": c.host.max_orphans as f64,
-            "max_orphans_source": if r.sysctl.tcp_max_orphans.is_some() {
-                "sysctl"
-            } else {
-                "Linux's default (host-wide: not visible from this namespace)"
-            },
-            "fin_timeout_s": c.host.fin_timeout.as_secs_f64(),
-            "port_range": c.port_range,
-            "tcp_tw_reuse": c.tw_reuse,
-            "tcp_timestamps": c.timestamps,
-            "server_pools": c.server_pools,
-        },
+        "calibration": calibration,
         "populations": populations,
         "tw_buckets": buckets_json(&b),
         "observed_overflow_per_sec": r.rates.tw_overflow_per_sec,
@@ -163,6 +170,27 @@ pub fn human(r: &Report, p: &FromPlan, growth: f64, slab: &Slab) -> String {
         count(f64::from(c.port_range)),
         c.tw_reuse,
         c.timestamps
+    );
+    // An observation made before these were read lacks all four: one note.
+    let all_default = c.retries.iter().all(|t| t.source == Source::Default);
+    let retries: Vec<String> = c
+        .retries
+        .iter()
+        .map(|t| match t.source {
+            Source::Sysctl => format!("{} {}", t.name, t.used),
+            Source::Default if all_default => format!("{} {}", t.name, t.used),
+            _ => format!("{} {} ({})", t.name, t.used, t.describe()),
+        })
+        .collect();
+    let _ = writeln!(
+        o,
+        "  {}{}",
+        retries.join(", "),
+        if all_default {
+            " (Linux's defaults, not in the observation)"
+        } else {
+            ""
+        }
     );
     let today = p.populations(1.0);
     let _ = writeln!(o, "\npopulations today: model vs observed");

@@ -11,6 +11,7 @@ pub mod bounds;
 mod evaluate;
 pub mod from;
 pub mod from_report;
+pub mod from_retries;
 pub mod handshake;
 mod human;
 mod json;

@@ -1,8 +1,15 @@
 //! `plan --from`: the model calibrated on a recorded observation, its
 //! headroom worst first.
 
+use std::time::Duration;
+
+use teardown::observe::report::Report;
 use teardown::plan::bounds::{Bound, Reuse};
 use teardown::plan::from::FromPlan;
+use teardown::plan::from_report;
+use teardown::plan::from_retries::Source;
+use teardown::plan::model::MODELLED;
+use teardown_engine::config::Config;
 
 use super::{close, teardown};
 
@@ -119,10 +126,26 @@ fn plan_from_cli_reports_headroom_worst_first() {
     assert_eq!(v["tw_buckets"]["binds"], "tuples");
     assert_eq!(v["populations"]["time_wait"]["observed"], 64.0);
     assert_eq!(v["memory"]["growth"], 2.0);
+    // Recorded before the retry sysctls were read: Linux's, and said so.
+    let c = &v["calibration"];
+    assert_eq!(c["synack_retries"], Config::default().synack_retries);
+    for key in [
+        "syn_retries",
+        "syn_linear_timeouts",
+        "synack_retries",
+        "retries2",
+    ] {
+        let source = c[format!("{key}_source")].as_str().unwrap();
+        assert!(source.starts_with("Linux's default"), "{key}: {source}");
+    }
     assert!(v["memory"]["linux_bytes"].as_f64().unwrap() > 64.0 * 256.0);
     let text = teardown(&["plan", "--from", obs.to_str().unwrap()]);
     let text = String::from_utf8_lossy(&text.stdout);
     assert!(text.contains("ports.127.0.0.1:8080"), "{text}");
+    assert!(
+        text.contains("tcp_retries2 15 (Linux's defaults, not in the observation)\n"),
+        "{text}"
+    );
     // Not an observation, and a meaningless growth: one line, no panic.
     for args in [
         &["plan", "--from", fixture][..],
@@ -163,4 +186,210 @@ fn orphan_headroom_is_the_limit_over_the_modelled_orphans() {
         .limits()
         .iter()
         .any(|(n, l)| n == "orphans" && *l == Some(h)));
+}
+
+/// `observed("ports-exhausted")` with this much loss (the handshake then
+/// retransmits) and these retry sysctls: `tcp_syn_retries`,
+/// `tcp_syn_linear_timeouts`, `tcp_synack_retries`, `tcp_retries2`.
+fn tuned(loss: f64, retries: [Option<u8>; 4]) -> Report {
+    let mut r = observed("ports-exhausted");
+    r.rates.retrans_ratio = Some(loss);
+    let s = &mut r.sysctl;
+    [
+        s.tcp_syn_retries,
+        s.tcp_syn_linear_timeouts,
+        s.tcp_synack_retries,
+        s.tcp_retries2,
+    ] = retries;
+    r
+}
+
+fn host_retries(p: &FromPlan) -> [u8; 4] {
+    let h = &p.cal.host;
+    [
+        h.syn_retries,
+        h.syn_linear_timeouts,
+        h.synack_retries,
+        h.retries2,
+    ]
+}
+
+const RTT: Duration = Duration::from_millis(10);
+
+/// The fixtures predate the retry sysctls' reading: Linux's defaults, and
+/// every one says so.
+#[test]
+fn observations_without_retry_sysctls_take_linux_defaults() {
+    let (r, p) = from_plan("overflow");
+    assert_eq!(r.sysctl.tcp_synack_retries, None);
+    let linux = Config::default();
+    assert_eq!(
+        host_retries(&p),
+        [
+            linux.syn_retries,
+            linux.syn_linear_timeouts,
+            linux.synack_retries,
+            linux.retries2
+        ]
+    );
+    assert!(
+        p.cal.retries.iter().all(|t| t.source == Source::Default),
+        "{:?}",
+        p.cal.retries
+    );
+}
+
+/// A host tuned against SYN floods (`tcp_synack_retries` 2) with more linear
+/// SYNs than the planner enumerates: the sysctls reach the model, the
+/// linear timeouts clamped to 8 (modelled exactly as 8), not refused.
+#[test]
+fn retry_sysctls_calibrate_the_handshake() {
+    let p = FromPlan::new(&tuned(0.3, [Some(3), Some(12), Some(2), Some(8)]), RTT);
+    assert_eq!(host_retries(&p), [3, 8, 2, 8]);
+    let sources = p.cal.retries.map(|t| t.source);
+    assert_eq!(
+        sources,
+        [
+            Source::Sysctl,
+            Source::Clamped(12),
+            Source::Sysctl,
+            Source::Sysctl
+        ]
+    );
+    let note = p.cal.retries[1].describe();
+    assert!(note.contains("12") && note.ends_with("8 used"), "{note}");
+    let eight = FromPlan::new(&tuned(0.3, [Some(3), Some(8), Some(2), Some(8)]), RTT);
+    assert_eq!(host_retries(&eight), host_retries(&p));
+    assert_eq!(eight.cal.retries[1].source, Source::Sysctl);
+    for st in MODELLED {
+        let (a, b) = (p.populations(1.0).get(st), eight.populations(1.0).get(st));
+        assert_eq!(a, b, "{st}");
+    }
+    // The server's SYN-ACK timer stops after two retransmissions, not five:
+    // another handshake (which way it moves: docs/plan-from.md, "Limits").
+    let linux = Config::default();
+    let five = tuned(0.3, [Some(3), Some(8), Some(linux.synack_retries), Some(8)]);
+    let five = FromPlan::new(&five, RTT);
+    let syn_received = |p: &FromPlan| p.populations(1.0).syn_received;
+    assert!(
+        !close(syn_received(&five), syn_received(&eight), 0.01),
+        "{} vs {}",
+        syn_received(&five),
+        syn_received(&eight)
+    );
+}
+
+/// `tcp_syn_retries` without `tcp_syn_linear_timeouts`: a kernel before 6.5,
+/// whose SYN RTO doubles from the first retransmission. Under loss its
+/// connect()s wait longer in SYN-SENT than 6.5's four linear SYNs do.
+#[test]
+fn a_kernel_before_6_5_doubles_its_syns() {
+    let linux = Config::default();
+    let [syn, synack, retries2] = [linux.syn_retries, linux.synack_retries, linux.retries2];
+    let old = FromPlan::new(
+        &tuned(0.3, [Some(syn), None, Some(synack), Some(retries2)]),
+        RTT,
+    );
+    assert_eq!(old.cal.host.syn_linear_timeouts, 0);
+    assert_eq!(old.cal.retries[1].source, Source::BeforeLinux65);
+    let new = tuned(0.3, [Some(syn), Some(4), Some(synack), Some(retries2)]);
+    let new = FromPlan::new(&new, RTT);
+    let syn_sent = |p: &FromPlan| p.populations(1.0).syn_sent;
+    assert!(
+        syn_sent(&old) > 1.2 * syn_sent(&new),
+        "{} vs {}",
+        syn_sent(&old),
+        syn_sent(&new)
+    );
+}
+
+/// Values no Linux takes (a hand-made observation): `tcp_syn_retries` is
+/// kept to Linux's 1..=127 and the linear timeouts to 8, each said so;
+/// nothing fails or panics.
+#[test]
+fn odd_retry_values_are_clamped_not_refused() {
+    for (given, used) in [([0, 0, 0, 0], [1, 0, 0, 0]), ([255; 4], [127, 8, 255, 255])] {
+        let r = tuned(0.3, given.map(Some));
+        let p = FromPlan::new(&r, RTT);
+        assert_eq!(host_retries(&p), used, "{given:?}");
+        assert!(p.cal.host.validate().is_ok());
+        let pop = p.populations(1.0);
+        assert!(
+            MODELLED.iter().all(|&st| pop.get(st).is_finite()),
+            "{pop:?}"
+        );
+        let text = serde_json::to_string(&r).unwrap();
+        let (human, json) = from_report::run(&text, RTT, 1.0).unwrap();
+        let note = format!("sysctl {}, outside the 1..=127 plan models", given[0]);
+        assert!(human.contains(&note), "{human}");
+        assert_eq!(
+            json["calibration"]["syn_retries_source"],
+            format!("{note}: {} used", used[0])
+        );
+    }
+}
+
+/// The CLI end to end on a tuned host: a recording with the retry sysctls,
+/// observed into JSON and planned from; the text and the JSON give the
+/// values used and the clamp.
+#[test]
+fn plan_from_cli_reports_the_retry_sysctls() {
+    use teardown::observe::recording::Recording;
+    let dir = tempfile::tempdir().unwrap();
+    let fixture = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/observe/ports-exhausted"
+    );
+    let mut rec = Recording::load(std::path::Path::new(fixture)).unwrap();
+    for (name, v) in [
+        ("tcp_syn_retries", "6"),
+        ("tcp_syn_linear_timeouts", "12"),
+        ("tcp_synack_retries", "2"),
+        ("tcp_retries2", "15"),
+    ] {
+        rec.now.sysctl.insert(name.into(), format!("{v}\n"));
+    }
+    let recorded = dir.path().join("tuned");
+    rec.save(&recorded).unwrap();
+    let obs = dir.path().join("observe.json");
+    let obs = obs.to_str().unwrap();
+    let out = teardown(&[
+        "observe",
+        "--replay",
+        recorded.to_str().unwrap(),
+        "--json",
+        obs,
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(text.contains("tcp_synack_retries 2"), "{text}");
+    let out = teardown(&["plan", "--from", obs]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        text.contains(
+            "tcp_syn_retries 6, tcp_syn_linear_timeouts 8 (sysctl 12, outside the 0..=8 plan models: 8 used), tcp_synack_retries 2, tcp_retries2 15\n"
+        ),
+        "{text}"
+    );
+    let out = teardown(&["plan", "--from", obs, "--json", "-"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let c = &v["calibration"];
+    assert_eq!(
+        (&c["synack_retries"], &c["synack_retries_source"]),
+        (&2.into(), &"sysctl".into())
+    );
+    assert_eq!(c["syn_linear_timeouts"], 8);
+    assert_eq!(
+        c["syn_linear_timeouts_source"],
+        "sysctl 12, outside the 0..=8 plan models: 8 used"
+    );
 }
