@@ -143,6 +143,16 @@ pub fn ensure(ok: bool, msg: impl FnOnce() -> String) -> Result<(), Usage> {
     }
 }
 
+/// `--app-timeout` of `teardown sim` and `loadgen`: from 1 s to half the
+/// range of the 32-bit millisecond stamps their sweeps compare (24 days), so
+/// that the wrapping difference of two stamps is an age.
+pub fn check_app_timeout(d: Duration) -> Result<(), Usage> {
+    ensure(
+        d >= Duration::from_secs(1) && d.as_millis() <= u32::MAX as u128 / 2,
+        || "--app-timeout must be between 1s and 24 days".into(),
+    )
+}
+
 /// The longest duration any flag takes, and the longest simulated time a run
 /// may span: 1e9 s, 31 years. Engine times stay far from `u64` microseconds'
 /// end (584,000 years), where saturating arithmetic would pile events up.

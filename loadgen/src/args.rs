@@ -61,6 +61,14 @@ pub struct Args {
     /// With `--close client`: engine time between ESTABLISHED and close().
     #[arg(long, value_parser = parse_duration, default_value = "0s")]
     pub hold: Duration,
+    /// Engine time after which the clients' application closes a connection
+    /// still ESTABLISHED (a read timeout, as `teardown sim --app-timeout`):
+    /// TCP has no timer for a connection whose server gave up silently. Off
+    /// by default, unlike the simulator's 120s: a server's --hold or --keep
+    /// and the clients' --hold keep healthy connections ESTABLISHED longer,
+    /// by 1/F under --time-scale F.
+    #[arg(long, value_parser = parse_duration)]
+    pub app_timeout: Option<Duration>,
     /// Loss each way, applied by the client to what it sends and receives.
     #[arg(long, value_parser = parse_probability, default_value = "0")]
     pub loss: f64,
@@ -258,6 +266,12 @@ impl Args {
         teardown::cli::ensure(self.attack.is_empty() || !self.kernel, || {
             "--attack needs the engine's clients, not --kernel".into()
         })?;
+        if let Some(d) = self.app_timeout {
+            teardown::cli::check_app_timeout(d)?;
+            teardown::cli::ensure(!self.kernel, || {
+                "--app-timeout needs the engine's clients, not --kernel".into()
+            })?;
+        }
         teardown::cli::ensure(self.workers >= 1, || "--workers must be at least 1".into())?;
         teardown::cli::ensure(self.threads != Some(0), || {
             "--threads must be at least 1".into()

@@ -77,6 +77,7 @@ pub(crate) fn run(args: &Args, spawned: Option<&spawn::Spawned>) -> anyhow::Resu
             rate: args.rate / threads as f64,
             close: args.close_mode()?,
             hold: args.hold,
+            app_timeout: args.app_timeout,
             loss_to_server: args.loss(args.loss_to_server)?,
             loss_to_client: args.loss(args.loss_to_client)?,
             runaway: args.runaway_client,

@@ -89,7 +89,7 @@ pub(crate) fn model_report(
     let mut closed = [0u64; REASONS];
     let mut active = Histogram::<u64>::new(3).expect("static sigfig");
     let mut passive = Histogram::<u64>::new(3).expect("static sigfig");
-    let (mut opened, mut accounted, mut runaway) = (0, 0, 0);
+    let (mut opened, mut accounted, mut runaway, mut app_timeouts) = (0, 0, 0, 0);
     let (mut to_server, mut to_client, mut to_vanished) = (0, 0, 0);
     let (mut malformed, mut send_failures, mut dg_sent, mut dg_recv) = (0, 0, 0, 0);
     let mut first: Option<Instant> = None;
@@ -107,6 +107,7 @@ pub(crate) fn model_report(
         opened += o.opened;
         accounted += o.accounted;
         runaway += o.runaway;
+        app_timeouts += o.app_timeouts;
         to_server += o.dropped_to_server;
         to_client += o.dropped_to_client;
         to_vanished += o.to_vanished;
@@ -166,12 +167,27 @@ pub(crate) fn model_report(
     let server = server_end
         .map(|end| server_section(server_start.unwrap_or(&empty), end))
         .unwrap_or(Value::Null);
+    let config = json!({
+        "time_scale": args.time_scale,
+        "close": format!("{:?}", args.close).to_lowercase(),
+        "loss_to_server": args.loss_to_server.unwrap_or(args.loss),
+        "loss_to_client": args.loss_to_client.unwrap_or(args.loss),
+        "loss_model": format!("{:?}", args.loss_model).to_lowercase(),
+        "loss_only": args.loss_only.to_string(),
+        "runaway_client": args.runaway_client,
+        "app_timeout_secs": args.app_timeout.map(|d| d.as_secs_f64()),
+        "rate": args.rate,
+        "concurrency": args.concurrency,
+        "threads": threads,
+        "server_workers": server_workers,
+    });
     let json = json!({
         "mode": "model",
         "connections": opened,
         "completed": done,
         "accounted": accounted,
         "runaway": runaway,
+        "app_timeouts": app_timeouts,
         "leaked": leaked,
         "leaked_client": client_leaked,
         "leaked_server": server_leaked,
@@ -216,19 +232,7 @@ pub(crate) fn model_report(
         "orphan_overflow": stats.abort_on_memory,
         "closed": reasons,
         "latency_ms": { "active_close": latency(&active), "passive_close": latency(&passive) },
-        "config": {
-            "time_scale": args.time_scale,
-            "close": format!("{:?}", args.close).to_lowercase(),
-            "loss_to_server": args.loss_to_server.unwrap_or(args.loss),
-            "loss_to_client": args.loss_to_client.unwrap_or(args.loss),
-            "loss_model": format!("{:?}", args.loss_model).to_lowercase(),
-            "loss_only": args.loss_only.to_string(),
-            "runaway_client": args.runaway_client,
-            "rate": args.rate,
-            "concurrency": args.concurrency,
-            "threads": threads,
-            "server_workers": server_workers,
-        },
+        "config": config,
         "attacks": attacks,
         "attack_other_replies": attack_other,
         "attack_rate": args.attack_rate,

@@ -106,11 +106,16 @@ fn model_summary(r: &Value) -> String {
         Some(n) => format!(" and {n} entries resident on the server{per_cpu}"),
         None => String::new(),
     };
+    // Closes the application made, then counted by how the connections ended.
+    let app_timeouts = match r.pointer("/config/app_timeout_secs") {
+        Some(Value::Number(_)) => format!(", {} closed by --app-timeout", g("/app_timeouts")),
+        _ => String::new(),
+    };
     let line = format!(
         "{warning}{:.0} teardowns/s over the {:.2} s load window, first to last open ({:.0}/s until the last close{at_concurrency}), \
          with {} connections live at peak on the clients{resident}; {:.1} % ended by RST, \
          {:.1} % skipped TIME-WAIT on the server ({overflow} overflows: tcp_max_tw_buckets)\n\
-         {} connections: {} completed, {} runaway, {} leaked ({} client, {} server); \
+         {} connections: {} completed, {} runaway{app_timeouts}, {} leaked ({} client, {} server); \
          segments sent {} dropped {} retransmitted {}; active close p50/p99 {} / {} ms, passive close p50/p99 {} / {} ms",
         f("/teardowns_per_sec"),
         f("/load_window_secs"),
@@ -190,6 +195,27 @@ mod tests {
                 "2.0 % ended by RST, 86.0 % skipped TIME-WAIT on the server (860 overflows"
             ),
             "{bad}"
+        );
+    }
+
+    /// Connections the application closed at `--app-timeout` are named beside
+    /// the leaked, when the run had that timeout.
+    #[test]
+    fn the_summary_names_the_app_timeouts_closes() {
+        let mut r = json!({"connections": 20, "completed": 13, "runaway": 0, "leaked": 0});
+        assert!(
+            summary(&r).contains("20 connections: 13 completed, 0 runaway, 0 leaked"),
+            "{}",
+            summary(&r)
+        );
+        r["config"] = json!({"app_timeout_secs": 2.0});
+        r["app_timeouts"] = json!(7);
+        assert!(
+            summary(&r).contains(
+                "20 connections: 13 completed, 0 runaway, 7 closed by --app-timeout, 0 leaked"
+            ),
+            "{}",
+            summary(&r)
         );
     }
 }

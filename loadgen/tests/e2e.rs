@@ -175,6 +175,41 @@ fn close_client_with_burst_loss_and_runaway_clients_accounts_for_everyone() {
     assert!(n(&r.json, "/latency_ms/active_close/count") > 2000);
 }
 
+/// `--app-timeout` in a whole run: a server that holds its connections past
+/// the clients' timeout (300 s against 100 s of engine time, 3 s against 1 s
+/// of real time at 100x) has every one closed by the client's application,
+/// which then takes the TIME-WAIT: all completed, counted as closed by the
+/// timeout, none leaked.
+#[test]
+fn an_app_timeout_closes_the_connections_a_server_holds_longer() {
+    let s = Server::start(
+        &ServeArgs {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            metrics: "127.0.0.1:0".parse().unwrap(),
+            threads: Some(2),
+            time_scale: 0.01,
+            hold: std::time::Duration::from_secs(300),
+            ..ServeArgs::default()
+        },
+        false,
+    )
+    .unwrap();
+    let r = loadgen(&s, &["--connections", "200", "--app-timeout", "100s"]);
+    let report = s.stop().unwrap();
+    let c = &r.json;
+    assert_eq!(r.leaked, 0, "{c:#}");
+    assert_eq!(n(c, "/app_timeouts"), 200, "{c:#}");
+    assert_eq!(n(c, "/closed/time_wait_expired"), 200, "{c:#}");
+    assert_eq!(n(&report, "/leaked"), 0, "{report:#}");
+    let line = loadgen::summary(c);
+    assert!(
+        line.contains(
+            "200 connections: 200 completed, 0 runaway, 200 closed by --app-timeout, 0 leaked"
+        ),
+        "{line}"
+    );
+}
+
 #[test]
 fn spawn_server_runs_a_whole_stress_test() {
     let r = spawned(&["--threads", "1", "--connections", "1000"]);

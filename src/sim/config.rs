@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::args::{CloseMode, LossKind, RunawayAt, SimArgs, Workload};
 use super::attack::AttackKind;
-use crate::cli::{ensure, Usage, MAX_SPAN_SECS};
+use crate::cli::{check_app_timeout, ensure, Usage, MAX_SPAN_SECS};
 use crate::link::{Delay, Loss, LossModel};
 use teardown_engine::config::Config;
 use teardown_engine::segment::MAX_LEN;
@@ -182,12 +182,7 @@ impl SimConfig {
                 format!("{flag} {n} is more than one segment can model ({MAX_LEN})")
             })?;
         }
-        // The sweep compares 32-bit millisecond stamps.
-        ensure(
-            a.app_timeout >= Duration::from_secs(1)
-                && a.app_timeout.as_millis() <= u32::MAX as u128 / 2,
-            || "--app-timeout must be between 1s and 24 days".into(),
-        )?;
+        check_app_timeout(a.app_timeout)?;
         ensure(a.close_delay.as_secs_f64() <= MAX_SPAN_SECS, || {
             format!("--close-delay must be at most {MAX_SPAN_SECS} s")
         })?;

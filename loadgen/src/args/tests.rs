@@ -1,4 +1,5 @@
-//! Tests of the port-range parser and the threads and keep a spawned server is given.
+//! Tests of the port-range parser, the threads and keep a spawned server is
+//! given, and the checks on where traffic goes and on `--app-timeout`.
 
 use super::*;
 
@@ -75,4 +76,27 @@ fn metrics_and_netns_sources_stay_off_other_hosts() {
     assert!(!netns("8.8.8.8-8.8.8.9"), "public");
     assert!(!netns("10.255.255.250-11.0.0.5"), "past its block");
     assert!(!netns("127.0.0.2-127.0.0.5"), "loopback");
+}
+
+/// `--app-timeout` is off unless given, bounded as the simulator's (its
+/// sweep compares 32-bit millisecond stamps), and for the engine's clients.
+#[test]
+fn app_timeout_is_bounded_and_for_the_engines_clients() {
+    use clap::Parser;
+    let check = |v: &[&str]| {
+        let mut argv = vec!["loadgen"];
+        argv.extend_from_slice(v);
+        Args::parse_from(argv).validate().map_err(|e| e.0)
+    };
+    assert_eq!(Args::parse_from(["loadgen"]).app_timeout, None);
+    assert!(check(&["--app-timeout", "2s"]).is_ok());
+    assert!(check(&["--app-timeout", "576h"]).is_ok(), "24 days");
+    let bounds = Err("--app-timeout must be between 1s and 24 days".to_string());
+    assert_eq!(check(&["--app-timeout", "0s"]), bounds);
+    assert_eq!(check(&["--app-timeout", "999ms"]), bounds);
+    assert_eq!(check(&["--app-timeout", "600h"]), bounds);
+    assert_eq!(
+        check(&["--kernel", "--app-timeout", "2s"]),
+        Err("--app-timeout needs the engine's clients, not --kernel".to_string())
+    );
 }

@@ -56,6 +56,9 @@ impl Worker {
                         ..
                     } => {
                         self.out.closed[reason.index()] += 1;
+                        if let Some(t) = &mut self.app_timeout {
+                            t.ended(&self.plan, &tuple);
+                        }
                         if let Some(a) = &mut self.attacker {
                             a.closed(now, tuple, reason);
                         }
@@ -99,6 +102,9 @@ impl Worker {
 
     pub(super) fn vanish(&mut self, now: Time, tuple: Tuple) {
         self.host.forget(&tuple);
+        if let Some(t) = &mut self.app_timeout {
+            t.ended(&self.plan, &tuple);
+        }
         if let Some(a) = &mut self.attacker {
             a.vanished(&tuple);
         }

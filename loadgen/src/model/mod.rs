@@ -8,12 +8,14 @@
 //! base port + that index.
 //!
 //! Here the worker and its loop (receive, tick, publish); `open` opens
-//! connections, `app` plays the application on the host's events, `udp` moves
-//! datagrams, `outcome` is what the worker reports when it stops.
+//! connections, `app` plays the application on the host's events, `timeout`
+//! is its `--app-timeout`, `udp` moves datagrams, `outcome` is what the worker
+//! reports when it stops.
 
 mod app;
 mod open;
 mod outcome;
+mod timeout;
 mod udp;
 
 use std::collections::{HashSet, VecDeque};
@@ -37,6 +39,7 @@ use teardown_engine::{Config, Event, Host, Segment, State, Time, Tuple};
 
 use crate::attack::Attacker;
 pub use outcome::Outcome;
+use timeout::AppTimeout;
 
 const SOCKET: Token = Token(0);
 /// Datagrams drained between two services of timers and output.
@@ -56,6 +59,9 @@ pub struct Plan {
     pub close: CloseMode,
     /// Engine time between ESTABLISHED and close() with `--close client`.
     pub hold: Duration,
+    /// `--app-timeout`: engine time after which a connection still
+    /// ESTABLISHED is closed by the application.
+    pub app_timeout: Option<Duration>,
     pub loss_to_server: Loss,
     pub loss_to_client: Loss,
     pub runaway: f64,
@@ -105,6 +111,7 @@ pub struct Worker {
     /// Runaway clients whose delayed ACK of the server's FIN has yet to leave:
     /// they vanish once it has.
     vanish_after_ack: Vec<Tuple>,
+    app_timeout: Option<AppTimeout>,
     attacker: Option<Attacker>,
     live: usize,
     /// Connections accounted for since the last `open`: their slots are
@@ -162,6 +169,7 @@ impl Worker {
             quarantine_for,
             held: VecDeque::new(),
             vanish_after_ack: Vec::new(),
+            app_timeout: plan.app_timeout.map(AppTimeout::new),
             attacker: (!plan.attacks.is_empty()).then(|| {
                 Attacker::new(
                     &plan.attacks,
@@ -232,6 +240,7 @@ impl Worker {
             self.held.front().map(|h| h.0),
             self.quarantine.front().map(|q| q.0),
             self.attacker.as_ref().and_then(Attacker::next_probe),
+            self.app_timeout.as_ref().and_then(|t| t.next_sweep),
         ]
         .into_iter()
         .flatten()
@@ -284,6 +293,7 @@ impl Worker {
         }
         self.open(now);
         self.attack(now);
+        self.sweep(now);
         self.app(now);
         self.send(true);
         self.out.peak_live = self.out.peak_live.max(self.live);
@@ -320,3 +330,6 @@ impl Worker {
         self.out.opened == self.plan.connections && self.live == 0
     }
 }
+
+#[cfg(test)]
+mod tests;

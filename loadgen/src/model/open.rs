@@ -9,7 +9,7 @@ use teardown_engine::driver::BUCKET_AHEAD;
 use teardown_engine::host::Prefetch;
 use teardown_engine::{Flags, Segment, Time, Tuple};
 
-use super::Worker;
+use super::{Plan, Worker};
 
 /// New opens per loop iteration at most, beyond refilling the slots freed since
 /// the last, so that a burst of opens cannot starve receiving.
@@ -36,6 +36,9 @@ impl Worker {
                 // Still in the table (cannot happen for released tuples); try later.
                 self.released.push_back(tuple);
                 return;
+            }
+            if let Some(t) = &mut self.app_timeout {
+                t.opened(&self.plan, &tuple, now);
             }
             self.out.first_open.get_or_insert_with(Instant::now);
             self.out.opened += 1;
@@ -79,18 +82,33 @@ impl Worker {
         if self.next_fresh < span * self.plan.ips as u64 {
             let k = self.next_fresh;
             self.next_fresh += 1;
-            // Port-major order: consecutive opens use different IPs and ports.
-            let ip = CLIENT_NET
-                + self.plan.index as u32 * self.plan.ips
-                + (k % self.plan.ips as u64) as u32;
-            let port = lo + (k / self.plan.ips as u64) as u16;
-            return Some(Tuple {
-                local_ip: ip,
-                remote_ip: u32::from_be_bytes(SERVER_IP),
-                local_port: port,
-                remote_port: SERVER_PORT,
-            });
+            return Some(self.plan.tuple(k));
         }
         self.released.pop_front()
+    }
+}
+
+impl Plan {
+    /// The `k`-th tuple of this worker's (ip, port) range, port-major:
+    /// consecutive opens use different IPs and ports.
+    pub(super) fn tuple(&self, k: u64) -> Tuple {
+        Tuple {
+            local_ip: self.first_ip() + (k % self.ips as u64) as u32,
+            remote_ip: u32::from_be_bytes(SERVER_IP),
+            local_port: self.ports.0 + (k / self.ips as u64) as u16,
+            remote_port: SERVER_PORT,
+        }
+    }
+
+    /// The place of one of this worker's tuples in its range: the `k` that
+    /// [`Plan::tuple`] takes.
+    pub(super) fn place(&self, tuple: &Tuple) -> usize {
+        let ip = tuple.local_ip.wrapping_sub(self.first_ip()) as usize;
+        let port = tuple.local_port.wrapping_sub(self.ports.0) as usize;
+        port * self.ips as usize + ip
+    }
+
+    fn first_ip(&self) -> u32 {
+        CLIENT_NET + self.index as u32 * self.ips
     }
 }

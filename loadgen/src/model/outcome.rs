@@ -12,6 +12,8 @@ pub struct Outcome {
     pub opened: u64,
     pub accounted: u64,
     pub runaway: u64,
+    /// Connections the application closed at `--app-timeout`.
+    pub app_timeouts: u64,
     pub closed: [u64; REASONS],
     pub stats: teardown_engine::Stats,
     pub dropped_to_server: u64,
@@ -49,6 +51,7 @@ impl Outcome {
             opened: 0,
             accounted: 0,
             runaway: 0,
+            app_timeouts: 0,
             closed: [0; REASONS],
             stats: teardown_engine::Stats::default(),
             dropped_to_server: 0,

@@ -1,0 +1,180 @@
+//! The client application's `--app-timeout` on a controlled clock: the
+//! worker's host wired straight to a server host, no UDP and no real time.
+
+use std::time::Duration;
+
+use teardown::link::Loss;
+use teardown::service::metrics::completed;
+use teardown::service::{Clock, CloseMode, SERVER_PORT};
+use teardown_engine::{CloseReason, Config, Event, Host, Segment, State, Time};
+
+use super::{Plan, Worker};
+
+const TIMEOUT: Duration = Duration::from_secs(8);
+
+/// A worker of one client IP and `ports`, one connection live at a time.
+fn worker(connections: u64, ports: (u16, u16), app_timeout: Option<Duration>) -> Worker {
+    Worker::new(Plan {
+        index: 0,
+        // Never sent to: the tests move the segments themselves.
+        server: "127.0.0.1:9".parse().unwrap(),
+        server_workers: 1,
+        connections,
+        concurrency: 1,
+        rate: 0.0,
+        close: CloseMode::Server,
+        hold: Duration::ZERO,
+        app_timeout,
+        loss_to_server: Loss::none(),
+        loss_to_client: Loss::none(),
+        runaway: 0.0,
+        ips: 1,
+        ports,
+        seed: 1,
+        clock: Clock::new(1.0),
+        attacks: Vec::new(),
+        attack_rate: 0.0,
+    })
+    .unwrap()
+}
+
+/// The server's host and application: it closes on the client's FIN, and
+/// right after ESTABLISHED while `closes_first` (`teardown serve --close server`).
+struct Server {
+    host: Host,
+    closes_first: bool,
+}
+
+fn server() -> Server {
+    let mut host = Host::new(Config::default());
+    host.listen(SERVER_PORT);
+    Server {
+        host,
+        closes_first: true,
+    }
+}
+
+/// One turn at `now`: both hosts' timers, the worker's opens and sweep, then
+/// segments both ways until both are quiet, each application on its events.
+fn step(w: &mut Worker, s: &mut Server, now: Time) {
+    w.host.handle_timeout(now);
+    s.host.handle_timeout(now);
+    w.open(now);
+    w.sweep(now);
+    loop {
+        w.app(now);
+        let to_server: Vec<Segment> = w.host.transmits().collect();
+        for seg in &to_server {
+            s.host.handle(now, seg);
+        }
+        let events: Vec<Event> = s.host.events().collect();
+        for ev in events {
+            match ev {
+                Event::Established { tuple } if s.closes_first => {
+                    let _ = s.host.close(now, tuple);
+                }
+                Event::PeerClosed { tuple } => {
+                    let _ = s.host.close(now, tuple);
+                }
+                _ => {}
+            }
+        }
+        let to_client: Vec<Segment> = s.host.transmits().collect();
+        for seg in &to_client {
+            w.host.handle(now, seg);
+        }
+        if to_server.is_empty() && to_client.is_empty() {
+            return;
+        }
+    }
+}
+
+/// Steps every 100 ms from `from` for `span`; the time since `from` at which
+/// the application first closed by its timeout, if it did.
+fn run(w: &mut Worker, s: &mut Server, from: Time, span: Duration) -> Option<Duration> {
+    let mut closed = None;
+    let tick = Duration::from_millis(100);
+    for i in 1..=(span.as_millis() / tick.as_millis()) as u32 {
+        let before = w.out.app_timeouts;
+        step(w, s, from + tick * i);
+        if w.out.app_timeouts > before && closed.is_none() {
+            closed = Some(tick * i);
+        }
+    }
+    closed
+}
+
+/// A client whose server forgot the connection (an orphan reset whose FIN
+/// and RST were both lost) stays ESTABLISHED with no timer: loadgen would
+/// count it leaked at `--timeout`. With `--app-timeout` the application
+/// closes it between 1 and 1.25 timeouts after it opened, the server answers
+/// the FIN with an RST, and the connection is accounted for.
+#[test]
+fn a_half_open_client_is_closed_by_the_app_timeout_not_leaked() {
+    let t0 = Time::from_millis(1_000);
+    let half_open = |app_timeout| {
+        let (mut w, mut s) = (worker(1, (40_000, 40_000), app_timeout), server());
+        s.closes_first = false;
+        step(&mut w, &mut s, t0);
+        let tuple = w.plan.tuple(0);
+        assert_eq!(w.host.state(&tuple), State::Established);
+        assert!(s.host.forget(&tuple.reversed()));
+        let closed = run(&mut w, &mut s, t0, TIMEOUT * 3);
+        (w, closed)
+    };
+
+    let (w, closed) = half_open(None);
+    assert_eq!(closed, None);
+    assert_eq!(w.host.state(&w.plan.tuple(0)), State::Established);
+    assert_eq!((w.out.opened, w.out.accounted), (1, 0), "leaked");
+
+    let (w, closed) = half_open(Some(TIMEOUT));
+    let at = closed.expect("closed by the app timeout");
+    assert!(at >= TIMEOUT && at <= TIMEOUT + TIMEOUT / 4, "{at:?}");
+    assert_eq!(w.out.app_timeouts, 1);
+    assert_eq!(w.host.state(&w.plan.tuple(0)), State::Closed);
+    assert_eq!(w.out.closed[CloseReason::Reset.index()], 1);
+    assert_eq!((w.out.opened, w.out.accounted, w.live), (1, 1, 0));
+    let sweeps = w.app_timeout.as_ref().unwrap().next_sweep;
+    assert_eq!(sweeps, None, "no sweeps with nothing live");
+}
+
+/// A connection the server closes at once is not the timeout's business, and
+/// its tuple, reopened just before its timeout would have come, is timed
+/// from its own open. That idle connection, closed by the timeout while its
+/// server is alive, ends in an ordinary teardown: completed, not leaked.
+#[test]
+fn the_app_timeout_counts_from_each_open_and_a_live_server_completes_the_close() {
+    let t0 = Time::from_millis(1_000);
+    let (mut w, mut s) = (worker(2, (40_000, 40_000), Some(TIMEOUT)), server());
+    step(&mut w, &mut s, t0);
+    assert_eq!((w.out.accounted, w.out.app_timeouts), (1, 0));
+    assert_eq!(w.out.closed[CloseReason::LastAckAcked.index()], 1);
+
+    // The same tuple again (one port), from TIME-WAIT on the server.
+    s.closes_first = false;
+    let t1 = t0 + (TIMEOUT - Duration::from_secs(1));
+    step(&mut w, &mut s, t1);
+    assert_eq!(w.out.opened, 2);
+    assert_eq!(w.host.state(&w.plan.tuple(0)), State::Established);
+
+    let closed = run(&mut w, &mut s, t1, TIMEOUT * 2 + Duration::from_secs(70));
+    let at = closed.expect("closed by the app timeout");
+    assert!(at >= TIMEOUT && at <= TIMEOUT + TIMEOUT / 4, "{at:?}");
+    assert_eq!(w.out.app_timeouts, 1);
+    assert_eq!(w.out.closed[CloseReason::TimeWaitExpired.index()], 1);
+    assert_eq!(completed(&w.out.closed), 2);
+    assert_eq!((w.out.opened, w.out.accounted, w.live), (2, 2, 0));
+}
+
+/// The sweep finds each tuple by its place in the worker's range.
+#[test]
+fn a_tuple_and_its_place_in_the_range_correspond() {
+    let mut w = worker(1, (1_000, 1_009), None);
+    w.plan.index = 2;
+    w.plan.ips = 3;
+    for k in 0..30 {
+        assert_eq!(w.plan.place(&w.plan.tuple(k)), k as usize);
+    }
+    assert_eq!(w.plan.tuple(29).local_port, 1_009);
+}
