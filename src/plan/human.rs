@@ -3,7 +3,7 @@
 use std::fmt::Write as _;
 
 use super::bounds;
-use super::model::{Closer, MODELLED};
+use super::model::{fin_wait2_parts, Closer, MODELLED};
 use super::verify::walk_clear_ips;
 use super::{rel_error, Outcome, Plan, Simulated};
 
@@ -51,9 +51,15 @@ pub fn human(plan: &Plan, o: &Outcome, sim: Option<&Simulated>) -> String {
         w.runaway * 100.0,
         w.host.profile
     );
+    let fw2_parts = match fin_wait2_parts(&w.host, pr.rto) {
+        Some((full, mini)) => {
+            format!(" (past 60 s: {full:.0} s a full socket, then {mini:.0} s a mini-socket)")
+        }
+        None => String::new(),
+    };
     let _ = writeln!(
         o_,
-        "  TIME-WAIT {:.1} s (share of closes {:.2}%, {:.4} restarts each), FIN-WAIT-2 timeout {:.0} s, max_tw_buckets {}",
+        "  TIME-WAIT {:.1} s (share of closes {:.2}%, {:.4} restarts each), FIN-WAIT-2 timeout {:.0} s{fw2_parts}, max_tw_buckets {}",
         pr.tw_time,
         pr.tw_share * 100.0,
         pr.tw_restarts,

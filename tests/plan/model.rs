@@ -79,6 +79,63 @@ fn runaway_peers_hold_fin_wait_2_for_fin_timeout() {
 }
 
 #[test]
+fn past_sixty_seconds_a_runaways_fin_wait_2_is_held_in_two_parts() {
+    // tcp_fin_timeout 90 (Linux): 30 s a full socket, then 30 s a
+    // mini-socket, so 10 % of 1,000 closes a second hold 6,000, not 9,000.
+    let o = evaluate(
+        &plan(&[
+            "--close-rate",
+            "1000",
+            "--runaway",
+            "0.1",
+            "--fin-timeout",
+            "90s",
+        ]),
+        &Slab::defaults(),
+    );
+    let p = &o.prediction;
+    assert!(
+        close(p.server.fin_wait_2, 6_000.0, 1e-9),
+        "{}",
+        p.server.fin_wait_2
+    );
+    // At 150 s the parts are 90 s and 90 s: longer than the sysctl says.
+    let o = evaluate(
+        &plan(&[
+            "--close-rate",
+            "1000",
+            "--runaway",
+            "0.1",
+            "--fin-timeout",
+            "150s",
+        ]),
+        &Slab::defaults(),
+    );
+    assert!(
+        close(o.prediction.server.fin_wait_2, 18_000.0, 1e-9),
+        "{}",
+        o.prediction.server.fin_wait_2
+    );
+    // The RFC profile has no such split: one FIN-WAIT-2 of the timeout.
+    let o = evaluate(
+        &plan(&[
+            "--close-rate",
+            "1000",
+            "--runaway",
+            "0.1",
+            "--profile",
+            "rfc9293",
+        ]),
+        &Slab::defaults(),
+    );
+    assert!(
+        close(o.prediction.server.fin_wait_2, 30_000.0, 1e-9),
+        "{}",
+        o.prediction.server.fin_wait_2
+    );
+}
+
+#[test]
 fn loss_stretches_teardown_but_barely_time_wait() {
     let o = evaluate(
         &plan(&["--close-rate", "1000", "--loss", "0.1"]),

@@ -36,7 +36,7 @@ use teardown_engine::config::Config;
 use teardown_engine::state::State;
 
 pub use predict::predict;
-pub(crate) use teardown::fin_wait2_lifetime;
+pub(crate) use teardown::{fin_wait2_lifetime, fin_wait2_parts};
 
 /// Who sends the first FIN.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

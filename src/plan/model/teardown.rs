@@ -23,18 +23,26 @@ struct FinWait1 {
 }
 
 /// How long an orphaned FIN-WAIT-2 waits for the peer's FIN at most:
-/// `tcp_fin_time()`, the larger of `tcp_fin_timeout` and 3.5 RTO; on Linux,
-/// past TIME-WAIT's length, the excess on the full socket and then the
-/// excess again, at least 3.5 RTO, on the mini-socket
-/// (`Config::fin_wait2_keepalive`, `tcp_keepalive_timer`).
+/// `tcp_fin_time()`, the larger of `tcp_fin_timeout` and 3.5 RTO, or its
+/// [`fin_wait2_parts`] together.
 pub(crate) fn fin_wait2_lifetime(cfg: &Config, rto: f64) -> f64 {
-    let tmo = cfg.fin_timeout.as_secs_f64().max(3.5 * rto);
-    let excess = tmo - cfg.time_wait.as_secs_f64();
-    if cfg.fin_wait2_keepalive && excess > 0.0 {
-        excess + excess.max(3.5 * rto)
-    } else {
-        tmo
+    match fin_wait2_parts(cfg, rto) {
+        Some((full, mini)) => full + mini,
+        None => fin_time(cfg, rto),
     }
+}
+
+/// On Linux, past TIME-WAIT's length: the excess on the full socket, then
+/// the excess again, at least 3.5 RTO, on the mini-socket
+/// (`Config::fin_wait2_keepalive`, `tcp_keepalive_timer`); `None` otherwise.
+pub(crate) fn fin_wait2_parts(cfg: &Config, rto: f64) -> Option<(f64, f64)> {
+    let excess = fin_time(cfg, rto) - cfg.time_wait.as_secs_f64();
+    (cfg.fin_wait2_keepalive && excess > 0.0).then(|| (excess, excess.max(3.5 * rto)))
+}
+
+/// `tcp_fin_time()`: `tcp_fin_timeout`, at least 3.5 RTO.
+fn fin_time(cfg: &Config, rto: f64) -> f64 {
+    cfg.fin_timeout.as_secs_f64().max(3.5 * rto)
 }
 
 /// The delay of a peer's ACK of our first FIN it receives: the delayed ACK
