@@ -93,7 +93,7 @@ pub fn evaluate(plan: &Plan, slab: &Slab) -> Outcome {
         tw_reuse.then_some(hold_reuse),
     );
     let (linux_server, linux_clients) = linux_held(plan, &pr, per_dest, &connects, &buckets);
-    let orphans = orphans(plan, &linux_server, &linux_clients);
+    let orphans = orphans(plan, &pr, &linux_server, &linux_clients);
     let max_orphans = plan.max_orphans.map(|n| n as f64);
     let limits = Limits {
         tw_buckets_overflow: buckets.overflow_per_sec > 0.0,
@@ -128,10 +128,16 @@ pub fn evaluate(plan: &Plan, slab: &Slab) -> Outcome {
     let clients_engine_bytes =
         memory::engine_bytes(&pr.clients, plan.tables, client_restarts(&pr, w.close));
     Outcome {
-        // A lingering close's FIN-WAIT-2 keeps its full socket.
+        // A lingering close's FIN-WAIT-2 keeps its full socket, and so does
+        // the first part of one past 60 s.
         linux_bytes: slab.bytes(&linux_server)
-            + w.rate * server_held(&pr, w.close) * (slab.tcp_sock_bytes - slab.tw_sock_bytes),
+            + w.rate
+                * (server_held(&pr, w.close) + full_fin_wait_2(&pr, w.close, Closer::Server))
+                * (slab.tcp_sock_bytes - slab.tw_sock_bytes),
         clients_linux_bytes: slab.bytes(&linux_clients)
+            + w.rate
+                * full_fin_wait_2(&pr, w.close, Closer::Client)
+                * (slab.tcp_sock_bytes - slab.tw_sock_bytes)
             + slab.client_bind_bytes(
                 linux_clients.total(),
                 f64::from(plan.clients),
@@ -213,14 +219,32 @@ fn linux_held(
 /// gone (`tcp_close` -> `tcp_check_oom`, TCPAbortOnMemory); an orphan's RTO
 /// checks it too, against twice the count once the RTO has reached rto_max
 /// and the retries are spent (`tcp_out_of_resources`).
-fn orphans(plan: &Plan, server: &Times, clients: &Times) -> f64 {
-    let of = |t: &Times| t.fin_wait_1 + t.closing + t.last_ack;
-    of(server) + if plan.shared_netns { of(clients) } else { 0.0 }
+fn orphans(plan: &Plan, pr: &Prediction, server: &Times, clients: &Times) -> f64 {
+    let w = &plan.workload;
+    let of = |t: &Times, side| {
+        t.fin_wait_1 + t.closing + t.last_ack + w.rate * full_fin_wait_2(pr, w.close, side)
+    };
+    of(server, Closer::Server)
+        + if plan.shared_netns {
+            of(clients, Closer::Client)
+        } else {
+            0.0
+        }
+}
+
+/// Seconds per connection `side` holds an orphaned FIN-WAIT-2 as a full
+/// socket (the first part of one past 60 s): only the closer has it.
+fn full_fin_wait_2(pr: &Prediction, close: Closer, side: Closer) -> f64 {
+    if close == side {
+        pr.fin_wait_2_full
+    } else {
+        0.0
+    }
 }
 
 /// The server's buckets: the TIME-WAIT of the first closer's pools, each
-/// pool holding at most `usable_ports` 4-tuples ([`usable_ports`]); every
-/// FIN-WAIT-2 of the first closer is an orphan and takes a bucket too.
+/// pool holding at most `usable_ports` 4-tuples ([`usable_ports`]); the
+/// first closer's orphaned FIN-WAIT-2 mini-sockets take buckets too.
 /// `growth` scales the close rate (the 4-tuples stay).
 fn server_buckets(plan: &Plan, pr: &Prediction, usable_ports: f64, growth: f64) -> bounds::Buckets {
     let w = &plan.workload;
@@ -240,12 +264,15 @@ fn server_buckets(plan: &Plan, pr: &Prediction, usable_ports: f64, growth: f64) 
     } else {
         Vec::new()
     };
+    // Less what holds a full socket: a lingering close's descriptor, and
+    // the first part of a FIN-WAIT-2 past 60 s.
     let mut orphans = rate * pr.server_times.fin_wait_2;
     if server_closes {
-        orphans -= rate * pr.fin_wait_2_held;
+        orphans -= rate * (pr.fin_wait_2_held + pr.fin_wait_2_full);
     }
     if clients_here {
-        orphans += rate * pr.client_times.fin_wait_2;
+        orphans +=
+            rate * (pr.client_times.fin_wait_2 - full_fin_wait_2(pr, w.close, Closer::Client));
     }
     bounds::buckets(&pools, orphans, w.host.max_tw_buckets as f64)
 }

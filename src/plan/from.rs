@@ -258,9 +258,10 @@ impl FromPlan {
     }
 
     /// `tcp_max_tw_buckets` at `growth`: every FIN-WAIT-2 the model holds is an
-    /// orphan (the closer's application has closed), so a mini-socket in the buckets.
+    /// orphan (the closer's application has closed), so a mini-socket in the
+    /// buckets, but for the first part of one past 60 s ([`FromPlan::full_fin_wait_2`]).
     pub fn buckets(&self, growth: f64) -> Buckets {
-        let orphans = self.raw(growth).fin_wait_2;
+        let orphans = self.raw(growth).fin_wait_2 - self.full_fin_wait_2(growth);
         bounds::buckets(
             &self.pools(growth),
             orphans,
@@ -290,22 +291,46 @@ impl FromPlan {
             return None;
         }
         let pools = self.pools(1.0);
-        let orphans = self.raw(1.0).fin_wait_2;
+        let orphans = self.raw(1.0).fin_wait_2 - self.full_fin_wait_2(1.0);
         bounds::headroom(cap, |g| {
             pools.iter().map(|p| p.open(g)).sum::<f64>() + g * orphans
         })
     }
 
     /// The multiple of today's rate at which the orphans (FIN-WAIT-1, CLOSING
-    /// and LAST-ACK, each closed by its application) pass `tcp_max_orphans`,
-    /// past which a close() resets (`None`: no orphans). The limit is
-    /// host-wide: the orphans of other namespaces count against it too.
+    /// and LAST-ACK, each closed by its application, and the first part of a
+    /// FIN-WAIT-2 past 60 s) pass `tcp_max_orphans`, past which a close()
+    /// resets (`None`: no orphans). The limit is host-wide: the orphans of
+    /// other namespaces count against it too.
     pub fn headroom_orphans(&self) -> Option<f64> {
         let pop = self.raw(1.0);
         ratio(
             self.cal.host.max_orphans as f64,
-            pop.fin_wait_1 + pop.closing + pop.last_ack,
+            pop.fin_wait_1 + pop.closing + pop.last_ack + self.full_fin_wait_2(1.0),
         )
+    }
+
+    /// The orphaned FIN-WAIT-2 held as full sockets at `growth`: the first
+    /// part of one past 60 s, at the closer of each prediction.
+    fn full_fin_wait_2(&self, growth: f64) -> f64 {
+        let c = &self.cal;
+        [
+            (
+                &self.server_closes,
+                c.server_role,
+                c.close_rate * c.server_share,
+            ),
+            (
+                &self.client_closes,
+                c.client_role,
+                c.close_rate * (1.0 - c.server_share),
+            ),
+        ]
+        .into_iter()
+        .filter_map(|(pr, role, rate)| {
+            Some(growth * rate * pr.as_ref().filter(|_| role)?.fin_wait_2_full)
+        })
+        .sum()
     }
 
     /// With `bind(addr, 0)` before connect() and no `IP_BIND_ADDRESS_NO_PORT`, the

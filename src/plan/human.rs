@@ -189,13 +189,19 @@ pub fn human(plan: &Plan, o: &Outcome, sim: Option<&Simulated>) -> String {
             "  tcp_max_tw_buckets: the server holds no TIME-WAIT (the clients close first)"
         );
     }
+    // The first part of a FIN-WAIT-2 past 60 s is an orphan too.
+    let states = if pr.fin_wait_2_full > 0.0 {
+        "FIN-WAIT-1, CLOSING, LAST-ACK and a long FIN-WAIT-2's first part"
+    } else {
+        "FIN-WAIT-1, CLOSING and LAST-ACK"
+    };
     if let Some(max) = l.max_orphans {
         let full = l.orphans_full_rate.map_or("never fills".to_string(), |r| {
             format!("full above {r:.1} closes/s")
         });
         let _ = writeln!(
             o_,
-            "  tcp_max_orphans {}: {} of {} (FIN-WAIT-1, CLOSING and LAST-ACK after close(); {full}, past it a close() sends RST)",
+            "  tcp_max_orphans {}: {} of {} ({states} after close(); {full}, past it a close() sends RST)",
             if l.orphans > max { "FULL" } else { "ok" },
             count(l.orphans),
             count(max),
@@ -203,7 +209,7 @@ pub fn human(plan: &Plan, o: &Outcome, sim: Option<&Simulated>) -> String {
     } else {
         let _ = writeln!(
             o_,
-            "  orphans: {} (FIN-WAIT-1, CLOSING and LAST-ACK after close(); this profile sets no limit)",
+            "  orphans: {} ({states} after close(); this profile sets no limit)",
             count(l.orphans),
         );
     }

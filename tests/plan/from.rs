@@ -188,6 +188,32 @@ fn orphan_headroom_is_the_limit_over_the_modelled_orphans() {
         .any(|(n, l)| n == "orphans" && *l == Some(h)));
 }
 
+/// A host whose `tcp_fin_timeout` passes 60 s holds an orphan's FIN-WAIT-2
+/// as a full socket for the excess: those count against `tcp_max_orphans`
+/// and take no bucket, where at 60 s every one is a mini-socket.
+#[test]
+fn a_fin_timeout_past_sixty_seconds_moves_fin_wait_2_from_the_buckets_to_the_orphans() {
+    let mut r = observed("overflow");
+    r.rates.retrans_ratio = Some(0.05);
+    let rtt = std::time::Duration::from_millis(10);
+    let at_60 = FromPlan::new(&r, rtt);
+    r.sysctl.tcp_fin_timeout = 90;
+    let at_90 = FromPlan::new(&r, rtt);
+    // Under loss some FIN-WAIT-2 wait for the peer's retransmitted FIN: a
+    // few RTOs, well inside the full socket's 30 s.
+    let fw2 = at_60.buckets(1.0).orphan_fin_wait_2;
+    assert!(fw2 > 0.0, "{fw2}");
+    assert!(
+        at_90.buckets(1.0).orphan_fin_wait_2 < 0.01 * fw2,
+        "{} of {fw2}",
+        at_90.buckets(1.0).orphan_fin_wait_2
+    );
+    let pop = at_60.populations(1.0);
+    let orphans = pop.fin_wait_1 + pop.closing + pop.last_ack;
+    let h = at_90.headroom_orphans().expect("reachable");
+    assert!(close(h, 131_072.0 / (orphans + fw2), 1e-3), "{h}");
+}
+
 /// `observed("ports-exhausted")` with this much loss (the handshake then
 /// retransmits) and these retry sysctls: `tcp_syn_retries`,
 /// `tcp_syn_linear_timeouts`, `tcp_synack_retries`, `tcp_retries2`.

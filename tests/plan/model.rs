@@ -79,7 +79,7 @@ fn runaway_peers_hold_fin_wait_2_for_fin_timeout() {
 }
 
 #[test]
-fn past_sixty_seconds_a_runaways_fin_wait_2_is_held_in_two_parts() {
+fn past_sixty_seconds_a_runaways_fin_wait_2_is_a_full_socket_then_a_mini_socket() {
     // tcp_fin_timeout 90 (Linux): 30 s a full socket, then 30 s a
     // mini-socket, so 10 % of 1,000 closes a second hold 6,000, not 9,000.
     let o = evaluate(
@@ -98,6 +98,20 @@ fn past_sixty_seconds_a_runaways_fin_wait_2_is_held_in_two_parts() {
         close(p.server.fin_wait_2, 6_000.0, 1e-9),
         "{}",
         p.server.fin_wait_2
+    );
+    // The first 3,000 are full sockets, orphans in no bucket; the other
+    // 3,000 mini-sockets in the buckets.
+    assert!(
+        close(o.buckets.orphan_fin_wait_2, 3_000.0, 1e-9),
+        "{}",
+        o.buckets.orphan_fin_wait_2
+    );
+    let closing = p.server.fin_wait_1 + p.server.closing + p.server.last_ack;
+    assert!(
+        close(o.limits.orphans - closing, 3_000.0, 1e-9),
+        "{} of {}",
+        o.limits.orphans - closing,
+        o.limits.orphans
     );
     // At 150 s the parts are 90 s and 90 s: longer than the sysctl says.
     let o = evaluate(
@@ -133,6 +147,7 @@ fn past_sixty_seconds_a_runaways_fin_wait_2_is_held_in_two_parts() {
         "{}",
         o.prediction.server.fin_wait_2
     );
+    assert_eq!(o.prediction.fin_wait_2_full, 0.0);
 }
 
 #[test]

@@ -164,8 +164,13 @@ pub struct Prediction {
     pub tw_restarts: f64,
     /// Mean seconds per connection the active closer spends in FIN-WAIT-2 with its
     /// descriptor still open (lingering close); the rest of its FIN-WAIT-2 is
-    /// orphaned, a mini-socket in `tcp_max_tw_buckets`.
+    /// orphaned: a mini-socket in `tcp_max_tw_buckets`, but for `fin_wait_2_full`.
     pub fin_wait_2_held: f64,
+    /// Mean seconds per connection the active closer's orphaned FIN-WAIT-2 is
+    /// still a full socket, its first part past 60 s on Linux
+    /// (`Config::fin_wait2_keepalive`): an orphan against `tcp_max_orphans`,
+    /// in no bucket.
+    pub fin_wait_2_full: f64,
     /// TIME-WAIT population the closer would hold without the cap.
     pub tw_uncapped: f64,
     /// Entries per second that skip TIME-WAIT because the cap is reached.

@@ -123,7 +123,8 @@ pub fn predict(w: &Workload) -> Prediction {
             }
         }
     }
-    let (mut tw_share, mut tw_ext, mut tw_restarts, mut fin_wait_2_held) = (0.0, 0.0, 0.0, 0.0);
+    let (mut tw_share, mut tw_ext, mut tw_restarts) = (0.0, 0.0, 0.0);
+    let (mut fin_wait_2_held, mut fin_wait_2_full) = (0.0, 0.0);
     for (rto_s, rto_c, rto_sf, weight) in groups {
         let ph = phase(w, rto_s, rto_c, rto_sf);
         for st in MODELLED {
@@ -134,6 +135,7 @@ pub fn predict(w: &Workload) -> Prediction {
         tw_ext += weight * ph.tw_share * ph.tw_extension;
         tw_restarts += weight * ph.tw_share * ph.tw_restarts;
         fin_wait_2_held += weight * ph.fin_wait_2_held;
+        fin_wait_2_full += weight * ph.fin_wait_2_full;
     }
     let tw_time = cfg.time_wait.as_secs_f64()
         + if tw_share > 0.0 {
@@ -174,8 +176,9 @@ pub fn predict(w: &Workload) -> Prediction {
     // done), so TIME-WAIT and orphaned FIN-WAIT-2 share the cap: each keeps
     // cap / demand of its population (bounds::buckets). FreeBSD evicts the oldest
     // TIME-WAIT and has no such mini-socket.
+    // The first part of a FIN-WAIT-2 past 60 s is a full socket, in no bucket.
     let orphans = if cfg.tw_overflow == TwOverflow::Skip {
-        holder.fin_wait_2 - w.rate * fin_wait_2_held
+        holder.fin_wait_2 - w.rate * (fin_wait_2_held + fin_wait_2_full)
     } else {
         0.0
     };
@@ -202,6 +205,7 @@ pub fn predict(w: &Workload) -> Prediction {
         tw_time,
         tw_restarts: la.tw_restarts,
         fin_wait_2_held,
+        fin_wait_2_full,
         tw_uncapped,
         tw_overflow_per_sec,
         tw_overflow_rate: if tw_share > 0.0 {

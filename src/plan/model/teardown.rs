@@ -222,6 +222,7 @@ pub(super) struct Phase {
     pub(super) tw_extension: f64,
     pub(super) tw_restarts: f64,
     pub(super) fin_wait_2_held: f64,
+    pub(super) fin_wait_2_full: f64,
 }
 
 pub(super) fn phase(w: &Workload, rto_s: f64, rto_c: f64, rto_sf: f64) -> Phase {
@@ -280,15 +281,27 @@ pub(super) fn phase(w: &Workload, rto_s: f64, rto_c: f64, rto_sf: f64) -> Phase 
             (stay.to_fin_wait_2 * wait, in_time)
         }
     };
+    // A staying peer's FIN-WAIT-2 seconds within its first `t`: the mean of
+    // min(wait, t).
+    let stay_within = |t: f64| match stay.fin_wait_2 {
+        Some(fw2) => fw2.min(stay.to_fin_wait_2 * t),
+        None => stay.to_fin_wait_2 * arrival_within(&passive_sched, p, peer_fin_after, t).0,
+    };
+    // Past 60 s on Linux the orphan's first part is a full socket: an orphan
+    // against tcp_max_orphans that takes no bucket.
+    let fin_wait_2_full = match fin_wait2_parts(cfg, rto_active) {
+        Some((full, _)) => {
+            let from = lingering.unwrap_or(0.0);
+            (1.0 - f) * (stay_within(from + full) - stay_within(from))
+                + f * away.to_fin_wait_2 * full
+        }
+        None => 0.0,
+    };
     let (fw2, fin_wait_2_held) = match lingering {
         // nginx: the descriptor is held until the client's FIN or the lingering
         // timeout; the connection then orphans for tcp_fin_timeout.
         Some(l) => {
-            let stay_held = match stay.fin_wait_2 {
-                Some(fw2) => fw2.min(stay.to_fin_wait_2 * l),
-                None => stay.to_fin_wait_2 * arrival_within(&passive_sched, p, peer_fin_after, l).0,
-            };
-            let held = (1.0 - f) * stay_held + f * away.to_fin_wait_2 * l;
+            let held = (1.0 - f) * stay_within(l) + f * away.to_fin_wait_2 * l;
             (
                 (1.0 - f) * stay_fw2 + f * away.to_fin_wait_2 * (l + fin_wait2_timeout),
                 held,
@@ -323,5 +336,6 @@ pub(super) fn phase(w: &Workload, rto_s: f64, rto_c: f64, rto_sf: f64) -> Phase 
         tw_extension: la.tw_extension,
         tw_restarts: la.tw_restarts,
         fin_wait_2_held,
+        fin_wait_2_full,
     }
 }
