@@ -269,6 +269,55 @@ fn syn_sent_refuses_a_syn_ack_that_echoes_no_syn_of_ours() {
     assert_eq!(host.stats().paws_active_rejected, 3);
 }
 
+/// SYN-RECEIVED (Linux >= 6.15, `tcp_check_req`, `TSEcrRejected`): a
+/// handshake ACK whose TSecr is not between our SYN-ACK's TSval and now
+/// echoes no SYN-ACK of ours. It is answered with an ACK and dropped, an RST
+/// so is dropped silently, and the connection waits for a good ACK.
+#[test]
+fn syn_received_drops_an_ack_that_echoes_no_syn_ack_of_ours() {
+    let mut host = Host::new(Config::default());
+    host.listen(80);
+    let t = server_tuple(40_000);
+    host.handle(
+        Time::from_millis(1_000),
+        &from_peer(40_000, Flags::SYN, PEER_ISS, 0, Some((100, 0))),
+    );
+    let synack = host.transmits().next().expect("SYN-ACK");
+    let ours = synack.ts.expect("timestamps agreed").val;
+    let ack = |ecr: u32| {
+        from_peer(
+            40_000,
+            Flags::ACK,
+            PEER_ISS + 1,
+            synack.seq + 1,
+            Some((200, ecr)),
+        )
+    };
+    let now = Time::from_millis(1_100);
+    // From the future (60 s on): the ACK would be the predicted segment.
+    host.handle(now, &ack(ours.wrapping_add(60_000)));
+    let out: Vec<Segment> = host.transmits().collect();
+    assert_eq!(out.len(), 1, "{out:?}");
+    assert_eq!(
+        (out[0].flags, out[0].seq, out[0].ack),
+        (Flags::ACK, synack.seq + 1, PEER_ISS + 1)
+    );
+    assert_eq!(host.state(&t), State::SynReceived);
+    // From before our SYN-ACK, as an RST: dropped without a word.
+    let rst = Segment {
+        flags: Flags::RST,
+        ..ack(ours.wrapping_sub(1))
+    };
+    host.handle(now, &rst);
+    assert_eq!(host.transmits().count(), 0);
+    assert_eq!(host.state(&t), State::SynReceived);
+    assert_eq!(host.stats().tsecr_rejected, 2);
+    // The echo of our SYN-ACK establishes.
+    host.handle(Time::from_millis(1_200), &ack(ours));
+    assert_eq!(host.state(&t), State::Established);
+    assert_eq!(host.stats().tsecr_rejected, 2);
+}
+
 #[test]
 fn syn_into_time_wait_with_lower_seq_is_taken_by_a_newer_timestamp() {
     let mut p = Peer::new(Config::default());

@@ -61,6 +61,7 @@ stats_table! {
     paws_rejected: "Old duplicates dropped by PAWS (PAWSEstabRejected, PAWS_TW_REJECTED)",
     paws_old_ack: "Old pure ACKs dropped silently by PAWS (PAWSOldAck)",
     paws_active_rejected: "SYN-ACKs whose TSecr echoes no TSval of ours (PAWSActiveRejected)",
+    tsecr_rejected: "Handshake ACKs whose TSecr echoes no SYN-ACK of ours (TSEcrRejected)",
     time_wait_reused_by_ts: "Of the TIME-WAIT reopens, those taken on a newer timestamp (RFC 6191)",
     syn_dropped: "SYNs dropped at max_connections",
     abort_on_data: "Data after close() answered with RST (TCPAbortOnData)",
@@ -97,7 +98,7 @@ pub struct Io {
 
 #[derive(Default)]
 struct Cells {
-    stats: [AtomicU64; STATS],
+    stats: Counters<STATS>,
     population: [AtomicU64; State::COUNT],
     closed: [AtomicU64; REASONS],
     heap_bytes: AtomicU64,
@@ -110,6 +111,23 @@ struct Cells {
     loop_busy_us: AtomicU64,
     /// Longest loop iteration since the last scrape, µs (the scrape swaps it to 0).
     loop_max_us: AtomicU64,
+}
+
+/// `N` counters from zero: std derives `Default` for arrays of at most 32.
+struct Counters<const N: usize>([AtomicU64; N]);
+
+impl<const N: usize> Default for Counters<N> {
+    fn default() -> Self {
+        Counters(std::array::from_fn(|_| AtomicU64::new(0)))
+    }
+}
+
+impl<const N: usize> std::ops::Deref for Counters<N> {
+    type Target = [AtomicU64; N];
+
+    fn deref(&self) -> &[AtomicU64; N] {
+        &self.0
+    }
 }
 
 /// Everything the workers publish, one padded block each.
@@ -198,7 +216,7 @@ impl Shared {
         let mut t = Totals::default();
         let mut stats = [0u64; STATS];
         for c in &self.workers {
-            for (sum, cell) in stats.iter_mut().zip(&c.stats) {
+            for (sum, cell) in stats.iter_mut().zip(c.stats.iter()) {
                 *sum += cell.load(Relaxed);
             }
             for (sum, cell) in t.population.iter_mut().zip(&c.population) {

@@ -144,10 +144,10 @@ impl Host {
             return Next::Keep;
         }
         // An acceptable ACK whose TSecr echoes no TSval of ours
-        // ([`Host::syn_ack_echo_rejected`]): answered as a bad ACK is,
+        // ([`Host::handshake_echo_rejected`]): answered as a bad ACK is,
         // RST <SEQ=SEG.ACK> unless it is an RST, and SYN-SENT stays
         // (`tcp_rcv_synsent_state_process`'s `reset_and_undo`).
-        if f.ack() && self.syn_ack_echo_rejected(c, seg) {
+        if f.ack() && self.handshake_echo_rejected(c, seg) {
             self.stats.paws_active_rejected += 1;
             if !f.rst() {
                 self.emit(&c.tuple, Flags::RST, seg.ack_num(), Seq(0), 0, None);

@@ -146,6 +146,9 @@ pub struct Stats {
     /// SYN-ACKs (or other acceptable ACKs in SYN-SENT) whose TSecr echoes
     /// no TSval of ours, answered with RST (`PAWSActiveRejected`).
     pub paws_active_rejected: u64,
+    /// Segments in SYN-RECEIVED whose TSecr echoes no SYN-ACK of ours,
+    /// dropped with an ACK (`TSEcrRejected`, Linux >= 6.15).
+    pub tsecr_rejected: u64,
     /// SYNs into TIME-WAIT taken because their timestamp was newer (RFC 6191),
     /// their sequence number being at or below rcv_nxt: part of `time_wait_reused`.
     pub time_wait_reused_by_ts: u64,

@@ -43,6 +43,7 @@ impl Host {
             && !c.bit(bits::DELACK)
             && !(c.state == State::FinWait2 && c.has(flag::ORPHAN))
             && !self.paws_discard(c, seg)
+            && !(c.state == State::SynReceived && self.handshake_echo_rejected(c, seg))
     }
 
     /// The full path's work for a [`Host::predicted`] segment, in its order:

@@ -47,6 +47,17 @@ impl Host {
             return Next::Keep;
         }
 
+        // `tcp_check_req` (Linux >= 6.15): a segment whose TSecr echoes no
+        // SYN-ACK of ours is answered with a rate-limited ACK, unless it is
+        // an RST, and dropped; SYN-RECEIVED waits for a good one.
+        if c.state == State::SynReceived && self.handshake_echo_rejected(c, seg) {
+            self.stats.tsecr_rejected += 1;
+            if !f.rst() {
+                self.dup_ack(now, c, seg);
+            }
+            return Next::Keep;
+        }
+
         if c.state == State::FinWait2 && c.has(flag::FW2_COUNTED) {
             return self.on_orphan_fin_wait_2(now, c, seg);
         }

@@ -124,15 +124,19 @@ impl Host {
         seg.flags.ack() && seg.seq_len() == 0 && seg.seq_num() < c.rcv_nxt
     }
 
-    /// `tcp_rcv_synsent_state_process`'s PAWS check of an acceptable ACK in
-    /// SYN-SENT: when our SYN offered timestamps and the answer echoes one
-    /// (TSecr, less our offset, not 0), the echo must lie between our first
-    /// SYN's TSval (`retrans_stamp`) and now, or Linux counts
-    /// `PAWSActiveRejected` and refuses the segment. The first SYN's time is
-    /// kept to the millisecond (`retrans_stamp_ms`): exact on the default
-    /// millisecond TS clock; on another the range starts up to a
-    /// millisecond and a tick early, never late.
-    pub(super) fn syn_ack_echo_rejected(&self, c: &Conn, seg: &Segment) -> bool {
+    /// Whether a handshake segment's echo names no SYN or SYN-ACK of ours.
+    /// When timestamps were agreed and the segment echoes one (TSecr, less
+    /// our offset, not 0), the echo must lie between the TSval of our first
+    /// SYN or SYN-ACK (`retrans_stamp`) and now. SYN-SENT:
+    /// `tcp_rcv_synsent_state_process`, `PAWSActiveRejected`. SYN-RECEIVED:
+    /// `tcp_check_req` (Linux >= 6.15), `TSEcrRejected`, whose range ends at
+    /// the last SYN-ACK's TSval (`snt_tsval_last`), where the engine, which
+    /// keeps no such stamp, takes now: an echo no SYN-ACK carried yet is
+    /// still refused, if it passes now. The first send's time is kept to the
+    /// millisecond (`retrans_stamp_ms`): exact on the default millisecond TS
+    /// clock; on another the range starts up to a millisecond and a tick
+    /// early, never late.
+    pub(super) fn handshake_echo_rejected(&self, c: &Conn, seg: &Segment) -> bool {
         let Some(ts) = seg.ts.filter(|_| c.has(flag::TS_OK)) else {
             return false;
         };
