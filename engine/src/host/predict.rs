@@ -43,7 +43,6 @@ impl Host {
             && !c.bit(bits::DELACK)
             && !(c.state == State::FinWait2 && c.has(flag::ORPHAN))
             && !self.paws_discard(c, seg)
-            && !(c.state == State::SynReceived && self.handshake_echo_rejected(c, seg))
     }
 
     /// The full path's work for a [`Host::predicted`] segment, in its order:
@@ -71,6 +70,10 @@ impl Host {
             return Next::Close(CloseReason::LastAckAcked);
         }
         if c.state == State::SynReceived {
+            // The full path's first check that a predicted segment can fail.
+            if self.handshake_echo_rejected(c, seg) {
+                return self.tsecr_rejected(now, c, seg);
+            }
             self.established_by_ack(c);
         }
         // rcv_wup is rcv_nxt, which the segment starts at: named by the

@@ -47,15 +47,8 @@ impl Host {
             return Next::Keep;
         }
 
-        // `tcp_check_req` (Linux >= 6.15): a segment whose TSecr echoes no
-        // SYN-ACK of ours is answered with a rate-limited ACK, unless it is
-        // an RST, and dropped; SYN-RECEIVED waits for a good one.
         if c.state == State::SynReceived && self.handshake_echo_rejected(c, seg) {
-            self.stats.tsecr_rejected += 1;
-            if !f.rst() {
-                self.dup_ack(now, c, seg);
-            }
-            return Next::Keep;
+            return self.tsecr_rejected(now, c, seg);
         }
 
         if c.state == State::FinWait2 && c.has(flag::FW2_COUNTED) {
@@ -183,6 +176,19 @@ impl Host {
             self.on_dup_ack(now, idx, c);
         }
         self.after_ack(now, idx, c, seg)
+    }
+
+    /// `tcp_check_req` (Linux >= 6.15): in SYN-RECEIVED a segment whose
+    /// TSecr echoes no SYN-ACK of ours ([`Host::handshake_echo_rejected`]) is
+    /// answered with a rate-limited ACK, unless it is an RST, and dropped
+    /// (`TSEcrRejected`); SYN-RECEIVED waits for a good one.
+    #[cold]
+    pub(super) fn tsecr_rejected(&mut self, now: Time, c: &mut Conn, seg: &Segment) -> Next {
+        self.stats.tsecr_rejected += 1;
+        if !seg.flags.rst() {
+            self.dup_ack(now, c, seg);
+        }
+        Next::Keep
     }
 
     /// The rest of [`Host::on_segment`] once the ACK is taken, shared with
