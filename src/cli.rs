@@ -50,6 +50,10 @@ pub struct ProfileArgs {
     /// rfc9293; Linux >= 6.5).
     #[arg(long, value_parser = clap::value_parser!(u8).range(0..=127))]
     pub syn_linear_timeouts: Option<u8>,
+    /// tcp_synack_retries: SYN-ACK retransmissions before the server drops
+    /// a handshake still in SYN-RECEIVED (5 in every profile).
+    #[arg(long)]
+    pub synack_retries: Option<u8>,
     /// tcp_max_tw_buckets of one host.
     #[arg(long)]
     pub max_tw_buckets: Option<usize>,
@@ -103,6 +107,7 @@ impl ProfileArgs {
         set(&mut c.rto_max, self.rto_max);
         c.orphan_retries = self.orphan_retries.unwrap_or(c.orphan_retries);
         c.syn_linear_timeouts = self.syn_linear_timeouts.unwrap_or(c.syn_linear_timeouts);
+        c.synack_retries = self.synack_retries.unwrap_or(c.synack_retries);
         c.max_tw_buckets = self.max_tw_buckets.unwrap_or(c.max_tw_buckets);
         c.max_orphans = self.max_orphans.unwrap_or(c.max_orphans);
         c.rfc1337 = self.rfc1337.unwrap_or(c.rfc1337);
@@ -124,6 +129,7 @@ impl ProfileArgs {
             rto_max: Some(c.rto_max),
             orphan_retries: Some(c.orphan_retries),
             syn_linear_timeouts: Some(c.syn_linear_timeouts),
+            synack_retries: Some(c.synack_retries),
             max_tw_buckets: Some(c.max_tw_buckets),
             max_orphans: Some(c.max_orphans),
             rfc1337: Some(c.rfc1337),
@@ -299,6 +305,17 @@ mod tests {
             127
         );
         assert!(host(&["--syn-linear-timeouts", "128"]).is_err());
+    }
+
+    /// `--synack-retries` reaches the host and the simulator's copy of it
+    /// (`plan --verify` hands the plan's host over by `ProfileArgs::of`).
+    #[test]
+    fn synack_retries_from_the_profile_or_the_flag() {
+        assert_eq!(host(&[]).unwrap().synack_retries, 5);
+        let tuned = host(&["--synack-retries", "2"]).unwrap();
+        assert_eq!(tuned.synack_retries, 2);
+        assert_eq!(ProfileArgs::of(&tuned).config(), tuned);
+        assert!(host(&["--synack-retries", "256"]).is_err());
     }
 
     #[test]

@@ -4,7 +4,7 @@
 
 use teardown_engine::config::Config;
 
-use super::args::MAX_SYN_LINEAR;
+use super::args::{MAX_SYNACK_RETRIES, MAX_SYN_LINEAR};
 use crate::kernel::sysctl::Sysctls;
 
 /// The least and most `tcp_syn_retries` Linux accepts (`tcp_syn_retries_min`,
@@ -102,10 +102,11 @@ pub fn of(s: &Sysctls, linux: &Config) -> [Retry; 4] {
             (0, MAX_SYN_LINEAR),
             linear_absent,
         ),
+        // Each retry doubles the request's life and its interleavings (args.rs).
         Retry::of(
             "tcp_synack_retries",
             s.tcp_synack_retries,
-            (0, u8::MAX),
+            (0, MAX_SYNACK_RETRIES),
             default(linux.synack_retries),
         ),
         Retry::of(

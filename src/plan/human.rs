@@ -66,6 +66,15 @@ pub fn human(plan: &Plan, o: &Outcome, sim: Option<&Simulated>) -> String {
         w.host.fin_timeout.as_secs_f64(),
         buckets(w.host.max_tw_buckets)
     );
+    if pr.handshakes_failed >= 1e-4 {
+        let _ = writeln!(
+            o_,
+            "  failed handshakes {}/s on top ({:.2}% of connects: the server dropped its request after tcp_synack_retries {}, or the client gave up); they hold their states, never close",
+            count(w.rate * pr.handshakes_failed),
+            100.0 * pr.handshakes_failed / (1.0 + pr.handshakes_failed),
+            w.host.synack_retries
+        );
+    }
     let _ = writeln!(o_, "\nsteady-state population (rate x mean time in state)");
     match sim {
         None => {
@@ -341,7 +350,7 @@ pub fn human(plan: &Plan, o: &Outcome, sim: Option<&Simulated>) -> String {
             o_,
             "\nsimulated {} connections at {} opens/s; averaged over t = {:.0}..{:.0} s ({:.2} s wall)",
             count(sm.connections as f64),
-            count(w.rate),
+            count(sm.opens_per_sec),
             sm.window.0,
             sm.window.1,
             sm.report.wall_seconds

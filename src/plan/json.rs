@@ -42,6 +42,7 @@ pub fn to_json(plan: &Plan, o: &Outcome, sim: Option<&Simulated>) -> Value {
             "tables": plan.tables,
         },
         "mean_seconds": { "server": states_json(&pr.server_times), "clients": states_json(&pr.client_times) },
+        "handshakes_failed_per_sec": w.rate * pr.handshakes_failed,
         "predicted": predicted,
         "time_wait": {
             "share_of_closes": pr.tw_share,
@@ -101,6 +102,7 @@ pub fn to_json(plan: &Plan, o: &Outcome, sim: Option<&Simulated>) -> Value {
         simulated.insert("clients_memory_bytes".into(), json!(s.client_bytes));
         simulated.insert("window_s".into(), json!([s.window.0, s.window.1]));
         simulated.insert("connections".into(), json!(s.connections));
+        simulated.insert("opens_per_sec".into(), json!(s.opens_per_sec));
         simulated.insert(
             "connect".into(),
             json!({

@@ -17,6 +17,9 @@ pub struct Simulated {
     pub client_bytes: f64,
     pub window: (f64, f64),
     pub connections: u64,
+    /// The simulator's connects per second: the plan's closes and the
+    /// handshakes that fail on top of them.
+    pub opens_per_sec: f64,
     pub report: SimReport,
     /// Share of the clients' connect() calls in the window that failed (EADDRNOTAVAIL).
     pub eaddrnotavail_share: f64,
@@ -69,15 +72,18 @@ pub fn sim_args(
     let w = &plan.workload;
     let (_, end) = verify_window(plan);
     let live = pr.client_times.total() * w.rate;
+    // The plan's rate is of closes; the simulator's of connects, some of
+    // which fail in the handshake.
+    let opens = w.rate * (1.0 + pr.handshakes_failed);
     let h = &w.host;
     let (runaway_client, runaway_server, close) = match w.close {
         Closer::Server => (w.runaway, 0.0, CloseMode::Server),
         Closer::Client => (0.0, w.runaway, CloseMode::Client),
     };
     SimArgs {
-        connections: (w.rate * end).ceil() as u64,
+        connections: (opens * end).ceil() as u64,
         concurrency: (live * 2.0 + 2_000.0).ceil() as u64,
-        rate: Some(w.rate),
+        rate: Some(opens),
         close,
         loss: w.loss,
         delay: w.rtt / 2,
@@ -159,6 +165,7 @@ pub fn simulate(
         client_bytes: pts.iter().map(|p| p.client_bytes as f64).sum::<f64>() / n,
         window: (from, to),
         connections: args.connections,
+        opens_per_sec: args.rate.unwrap_or(plan.workload.rate),
         eaddrnotavail_share,
         ports_in_use,
         report,

@@ -39,6 +39,7 @@ fn bad_input_is_one_line_and_exit_2() {
         &["plan", "--close-rate", "100", "--runaway", "2"],
         &["plan", "--close-rate", "100", "--rtt", "0s"],
         &["plan", "--close-rate", "100", "--syn-linear-timeouts", "9"],
+        &["plan", "--close-rate", "100", "--synack-retries", "7"],
     ] {
         let out = teardown(args);
         assert_eq!(out.status.code(), Some(2), "{args:?}");

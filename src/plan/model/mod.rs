@@ -155,6 +155,11 @@ pub struct Prediction {
     pub clients: Times,
     /// RTO both ends use after the handshake sample.
     pub rto: f64,
+    /// Handshakes that fail for each connection that closes: connects on top
+    /// of the close rate, whose states count but which never close (the
+    /// server dropped its request after `tcp_synack_retries` and the
+    /// client's ACK met an RST, or the client gave up).
+    pub handshakes_failed: f64,
     /// Share of closes that reach TIME-WAIT (before the cap).
     pub tw_share: f64,
     /// Mean TIME-WAIT lifetime including restarts by retransmitted FINs.

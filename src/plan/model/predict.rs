@@ -22,12 +22,21 @@ pub fn predict(w: &Workload) -> Prediction {
     let rto_max = cfg.rto_max.as_secs_f64();
     let rto_of = |m: f64| (m + (2.0 * m).max(rto_min)).clamp(rto_min, rto_max);
     let rto = rto_of(rtt);
-    let ways = handshake::enumerate(cfg, p, rtt / 2.0, &rto_of);
+    let handshake = handshake::enumerate(cfg, p, rtt / 2.0, &rto_of);
     // Group the ways by their RTO pair: the rest depends on nothing else.
     let mut groups: Vec<(f64, f64, f64, f64)> = Vec::new();
-    let mut server_times = Times::default();
-    let mut client_times = Times::default();
-    for o in &ways {
+    // A failed handshake holds its states all the same, and goes no further.
+    let failed = handshake.failed;
+    let mut server_times = Times {
+        syn_received: failed.syn_received,
+        ..Times::default()
+    };
+    let mut client_times = Times {
+        syn_sent: failed.syn_sent,
+        established: failed.client_waiting,
+        ..Times::default()
+    };
+    for o in &handshake.completed {
         server_times.syn_received += o.weight * o.syn_received;
         server_times.established += o.weight * o.server_waiting;
         client_times.syn_sent += o.weight * o.syn_sent;
@@ -201,6 +210,7 @@ pub fn predict(w: &Workload) -> Prediction {
         server,
         clients,
         rto,
+        handshakes_failed: failed.per_completed,
         tw_share,
         tw_time,
         tw_restarts: la.tw_restarts,
