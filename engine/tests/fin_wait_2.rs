@@ -98,15 +98,21 @@ fn past_sixty_seconds_the_full_socket_comes_first_then_the_mini_socket() {
     assert_eq!(host.state(&server_tuple(40_000)), State::FinWait2);
 
     // The mini-socket lives another 30 s: gone at 60 s, not 90 s.
-    host.handle_timeout(at(20 + 59_998));
-    assert_eq!(closed(&mut host), []);
-    host.handle_timeout(at(20 + 60_002));
+    times_out_silently_after(&mut host, 60_000);
+    assert_eq!(host.stats().timeouts_fin_wait_2, 1);
+}
+
+/// The orphan of [`orphan_in_fin_wait_2`] (port 40000) is still there just
+/// before `ms` after its FIN-WAIT-2 began and has timed out, silently, just after.
+fn times_out_silently_after(host: &mut Host, ms: u64) {
+    host.handle_timeout(at(20 + ms - 2));
+    assert_eq!(closed(host), []);
+    host.handle_timeout(at(20 + ms + 2));
     assert_eq!(
-        closed(&mut host),
+        closed(host),
         [(40_000, State::FinWait2, CloseReason::FinWait2Timeout)]
     );
-    assert_eq!(wire(&mut host), []);
-    assert_eq!(host.stats().timeouts_fin_wait_2, 1);
+    assert_eq!(wire(host), []);
 }
 
 #[test]
@@ -114,13 +120,7 @@ fn at_sixty_seconds_or_less_the_mini_socket_comes_at_once() {
     let mut host = server(60, |_| {});
     orphan_in_fin_wait_2(&mut host, 40_000);
     assert_eq!(host.orphans(), 0);
-    host.handle_timeout(at(20 + 59_998));
-    assert_eq!(closed(&mut host), []);
-    host.handle_timeout(at(20 + 60_002));
-    assert_eq!(
-        closed(&mut host),
-        [(40_000, State::FinWait2, CloseReason::FinWait2Timeout)]
-    );
+    times_out_silently_after(&mut host, 60_000);
 }
 
 #[test]
@@ -128,13 +128,7 @@ fn the_rfc_profile_keeps_one_mini_socket_for_the_whole_timeout() {
     let mut host = server(90, |c| c.fin_wait2_keepalive = false);
     orphan_in_fin_wait_2(&mut host, 40_000);
     assert_eq!(host.orphans(), 0);
-    host.handle_timeout(at(20 + 89_998));
-    assert_eq!(closed(&mut host), []);
-    host.handle_timeout(at(20 + 90_002));
-    assert_eq!(
-        closed(&mut host),
-        [(40_000, State::FinWait2, CloseReason::FinWait2Timeout)]
-    );
+    times_out_silently_after(&mut host, 90_000);
 }
 
 #[test]
@@ -220,27 +214,34 @@ fn the_full_part_takes_no_bucket_and_finds_none_free_at_its_end() {
     assert_eq!(host.stats().time_wait_overflow, 1);
 }
 
-#[test]
-fn close_after_shutdown_keeps_a_full_socket_held_to_the_orphan_limit() {
-    // Two orphans in FIN-WAIT-1 at the tick, against a limit of one.
-    let mut host = server(90, |c| c.max_orphans = 1);
+/// Two orphans in FIN-WAIT-1, against a limit of one, and a third end shut
+/// down (port 40002), its FIN acknowledged at 20 ms: FIN-WAIT-2, no orphan.
+/// Returns that end's snd_nxt.
+fn two_orphans_and_a_shut_down_end(host: &mut Host) -> u32 {
     for port in [40_000, 40_001] {
-        open(&mut host, port);
+        open(host, port);
         host.close(at(10), server_tuple(port)).unwrap();
         host.transmits().for_each(drop);
     }
-    // A third end shut down, its FIN acknowledged: FIN-WAIT-2, no orphan.
-    let isn = open(&mut host, 40_002);
+    let isn = open(host, 40_002);
     host.shutdown(at(10), server_tuple(40_002)).unwrap();
     let ack = Segment::new(&peer(40_002), Flags::ACK, 1_001, isn + 1, 0, 65_535);
     host.handle(at(20), &ack);
     host.transmits().for_each(drop);
+    assert_eq!(host.state(&server_tuple(40_002)), State::FinWait2);
     assert_eq!(host.orphans(), 2);
+    isn + 1
+}
+
+#[test]
+fn close_after_shutdown_keeps_a_full_socket_held_to_the_orphan_limit() {
+    let mut host = server(90, |c| c.max_orphans = 1);
+    let snd_nxt = two_orphans_and_a_shut_down_end(&mut host);
 
     // Its close() past the tick: the full socket stays, so tcp_close's
     // tcp_check_oom resets it (TCPAbortOnMemory).
     host.close(at(150), server_tuple(40_002)).unwrap();
-    assert_eq!(wire(&mut host), [(Flags::RST | Flags::ACK, isn + 1)]);
+    assert_eq!(wire(&mut host), [(Flags::RST | Flags::ACK, snd_nxt)]);
     assert_eq!(
         closed(&mut host),
         [(40_002, State::FinWait2, CloseReason::TooManyOrphans)]
@@ -251,16 +252,7 @@ fn close_after_shutdown_keeps_a_full_socket_held_to_the_orphan_limit() {
 #[test]
 fn close_after_shutdown_at_sixty_seconds_makes_a_mini_socket_past_the_orphan_limit() {
     let mut host = server(60, |c| c.max_orphans = 1);
-    for port in [40_000, 40_001] {
-        open(&mut host, port);
-        host.close(at(10), server_tuple(port)).unwrap();
-        host.transmits().for_each(drop);
-    }
-    let isn = open(&mut host, 40_002);
-    host.shutdown(at(10), server_tuple(40_002)).unwrap();
-    let ack = Segment::new(&peer(40_002), Flags::ACK, 1_001, isn + 1, 0, 65_535);
-    host.handle(at(20), &ack);
-    host.transmits().for_each(drop);
+    two_orphans_and_a_shut_down_end(&mut host);
 
     // tcp_close makes the mini-socket and skips the orphan check.
     host.close(at(150), server_tuple(40_002)).unwrap();

@@ -259,7 +259,7 @@ impl FromPlan {
 
     /// `tcp_max_tw_buckets` at `growth`: every FIN-WAIT-2 the model holds is an
     /// orphan (the closer's application has closed), so a mini-socket in the
-    /// buckets, but for the first part of one past 60 s ([`FromPlan::full_fin_wait_2`]).
+    /// buckets, but for the first part of one past 60 s, a full socket.
     pub fn buckets(&self, growth: f64) -> Buckets {
         let orphans = self.raw(growth).fin_wait_2 - self.full_fin_wait_2(growth);
         bounds::buckets(
