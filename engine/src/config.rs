@@ -220,7 +220,7 @@ impl Config {
             // initial RTO), while the syncache's SYN-ACKs double.
             Profile::FreeBsd => Config {
                 delayed_ack: false,
-                // Linux's split of a long FIN-WAIT-2 (tcp_keepalive_timer).
+                // No Linux split of a long FIN-WAIT-2 (tcp_keepalive_timer).
                 fin_wait2_keepalive: false,
                 rto_min: Duration::from_millis(30),
                 rto_max: Duration::from_secs(64),

@@ -301,3 +301,28 @@ fn a_fin_resent_until_the_rto_backs_off_past_17_seconds_stretches_the_default() 
         [(40_000, State::FinWait2, CloseReason::FinWait2Timeout)]
     );
 }
+
+#[test]
+fn an_out_of_order_fin_on_the_ack_of_ours_resets_the_orphan() {
+    // tcp_rcv_state_process: "Receive out of order FIN after close()".
+    let mut host = server(90, |_| {});
+    let isn = open(&mut host, 40_000);
+    host.close(at(10), server_tuple(40_000)).unwrap();
+    host.transmits().for_each(drop);
+    let fin = Segment::new(
+        &peer(40_000),
+        Flags::FIN | Flags::ACK,
+        1_101,
+        isn + 1,
+        0,
+        65_535,
+    );
+    host.handle(at(20), &fin);
+    assert_eq!(wire(&mut host), [(Flags::RST, isn + 1)]);
+    assert_eq!(
+        closed(&mut host),
+        [(40_000, State::FinWait1, CloseReason::Aborted)]
+    );
+    assert_eq!(host.stats().abort_on_data, 1);
+    assert_eq!(host.orphans(), 0);
+}

@@ -5,7 +5,8 @@
 //! is gone at once (`tcp_close` -> `tcp_check_oom`, TCPAbortOnMemory); so
 //! does an orphan at its retransmission timeout (`tcp_out_of_resources`).
 //! An orphan whose FIN is acknowledged becomes a FIN-WAIT-2 mini-socket and
-//! no longer counts; a shutdown() makes no orphan until the close() after it.
+//! no longer counts (past 60 s of FIN-WAIT-2, only after its first part:
+//! `fin_wait_2.rs`); a shutdown() makes no orphan until the close() after it.
 
 use teardown_engine::{CloseReason, Config, Event, Flags, Host, Segment, State, Time, Tuple};
 

@@ -100,8 +100,9 @@ impl Host {
         c.snd_una = ack;
         c.set_rto_fired(false);
         if c.snd_una == c.snd_nxt {
-            // An orphan's FIN acknowledged: `on_segment` makes it the
-            // FIN-WAIT-2 mini-socket before it returns, whose timeout takes
+            // An orphan's FIN acknowledged: `on_segment` starts its
+            // FIN-WAIT-2 before it returns, whose timer (the mini-socket's
+            // timeout, or a long one's full-socket part) takes
             // this timer over (`Wheel::reset`: the key and place a cancel
             // here and an insert there would give), or, past
             // tcp_max_tw_buckets, closes it, which cancels it. When the

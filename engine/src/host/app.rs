@@ -222,7 +222,8 @@ impl Host {
                 // the orphan limit (`tcp_check_oom`), a mini-socket is not.
                 match self.orphan_fin_wait_2(now, idx, c) {
                     Some(next) => next,
-                    None if newly && !c.has(flag::FW2_COUNTED) && self.too_many_orphans(false) => {
+                    // `newly` holds here: an orphan's FIN-WAIT-2 has its timer.
+                    None if !c.has(flag::FW2_COUNTED) && self.too_many_orphans(false) => {
                         self.abort_on_memory(now, idx, c);
                         return Ok(());
                     }

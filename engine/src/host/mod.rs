@@ -21,7 +21,8 @@
 //! - `synchronized.rs`: SEGMENT ARRIVES in the other states, the full path;
 //! - `ack.rs`: an acceptable ACK: RTT, retransmission timer, our FIN acked;
 //! - `predict.rs`: header prediction, the expected ACK's short path;
-//! - `orphan.rs`: the orphaned FIN-WAIT-2 mini-socket (`tcp_timewait_state_process`);
+//! - `orphan.rs`: the orphaned FIN-WAIT-2: a long one's full socket, then the
+//!   mini-socket (`tcp_timewait_state_process`);
 //! - `time_wait.rs`: TIME-WAIT's segments, entry and exit;
 //! - `timers.rs`: retransmission, FIN-WAIT-2 and TIME-WAIT timeouts;
 //! - `ts.rs`: timestamps (RFC 7323): our clock, PAWS, ts_recent;

@@ -28,27 +28,23 @@ impl Host {
         None
     }
 
-    /// The FIN-WAIT-2 of an orphan whose acknowledged FIN came with the
-    /// peer's, out of order: as [`Host::orphan_fin_wait_2`], but a mini-socket
-    /// without the bucket check (Linux keeps the full socket then, on its
-    /// keepalive timer, which the engine does not model below TIME-WAIT's length).
-    pub(super) fn orphan_fin_wait_2_after_fin(&mut self, now: Time, idx: u32, c: &mut Conn) {
-        let tmo_us = c.fin_wait2_timeout_us(&self.timeouts);
-        if !self.keep_full_fin_wait_2(now, idx, c, tmo_us) {
-            self.become_fin_wait_2_mini_socket(now, idx, c, tmo_us);
-        }
-    }
-
     /// Whether the full socket stays for the lifetime's excess over
     /// TIME-WAIT's (`inet_csk_reset_keepalive_timer(sk, tmo - TCP_TIMEWAIT_LEN)`);
     /// if so, its timer is armed for it.
     fn keep_full_fin_wait_2(&mut self, now: Time, idx: u32, c: &mut Conn, tmo_us: u64) -> bool {
-        let excess = tmo_us.saturating_sub(self.timeouts.time_wait);
+        let excess = self.fin_wait_2_excess(tmo_us);
         let full = self.cfg.fin_wait2_keepalive && excess > 0;
         if full {
             self.arm_us(now, idx, c, excess);
         }
         full
+    }
+
+    /// How far a FIN-WAIT-2 lifetime passes TIME-WAIT's: Linux's fixed
+    /// TCP_TIMEWAIT_LEN, which is the profile's `time_wait` (60 s) unless
+    /// overridden, when the split follows the override.
+    fn fin_wait_2_excess(&self, tmo_us: u64) -> u64 {
+        tmo_us.saturating_sub(self.timeouts.time_wait)
     }
 
     /// The full orphaned FIN-WAIT-2's timer (`tcp_keepalive_timer`): the
@@ -60,9 +56,7 @@ impl Host {
             self.stats.time_wait_overflow += 1;
             return Next::Close(CloseReason::TimeWaitOverflow);
         }
-        let excess = c
-            .fin_wait2_timeout_us(&self.timeouts)
-            .saturating_sub(self.timeouts.time_wait);
+        let excess = self.fin_wait_2_excess(c.fin_wait2_timeout_us(&self.timeouts));
         let tmo_us = excess.max(c.backed_off_rto_us(&self.timeouts).saturating_mul(7) / 2);
         self.become_fin_wait_2_mini_socket(now, idx, c, tmo_us);
         Next::Keep

@@ -101,9 +101,6 @@ impl Host {
     #[inline(always)]
     fn fin_wait_1_ends(&mut self, c: &mut Conn) -> Next {
         c.state = State::FinWait2;
-        if c.has(flag::ORPHAN) {
-            c.last_oow_ms = 0;
-        }
         c.rcv_nxt += 1;
         self.send_ack(c);
         Next::TimeWait

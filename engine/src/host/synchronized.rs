@@ -47,10 +47,6 @@ impl Host {
             return Next::Keep;
         }
 
-        if c.state == State::SynReceived && self.handshake_echo_rejected(c, seg) {
-            return self.tsecr_rejected(now, c, seg);
-        }
-
         if c.state == State::FinWait2 && c.has(flag::FW2_COUNTED) {
             return self.on_orphan_fin_wait_2(now, c, seg);
         }
@@ -71,6 +67,15 @@ impl Host {
                 self.dup_ack(now, c, seg);
             }
             return Next::Keep;
+        }
+
+        // `tcp_check_req` refuses an echo of no SYN-ACK of ours after PAWS
+        // and after an unacceptable ACK, which the listener resets (fifth, below).
+        if c.state == State::SynReceived
+            && !(f.ack() && !(c.snd_una < seg.ack_num() && seg.ack_num() <= c.snd_nxt))
+            && self.handshake_echo_rejected(c, seg)
+        {
+            return self.tsecr_rejected(now, c, seg);
         }
 
         // First, check the sequence number.
@@ -181,7 +186,9 @@ impl Host {
     /// `tcp_check_req` (Linux >= 6.15): in SYN-RECEIVED a segment whose
     /// TSecr echoes no SYN-ACK of ours ([`Host::handshake_echo_rejected`]) is
     /// answered with a rate-limited ACK, unless it is an RST, and dropped
-    /// (`TSEcrRejected`); SYN-RECEIVED waits for a good one.
+    /// (`TSEcrRejected`); SYN-RECEIVED waits for a good one. The engine
+    /// applies it to a simultaneous open's SYN-RECEIVED too, which Linux
+    /// holds as a full socket without the check: only a forged echo differs.
     #[cold]
     pub(super) fn tsecr_rejected(&mut self, now: Time, c: &mut Conn, seg: &Segment) -> Next {
         self.stats.tsecr_rejected += 1;
@@ -193,25 +200,36 @@ impl Host {
 
     /// The rest of [`Host::on_segment`] once the ACK is taken, shared with
     /// the predicted path: the states the ACK moves on ([`Host::on_acked`]),
-    /// then the text and the FIN; and the FIN-WAIT-2 timeout `on_acked`
-    /// left to the FIN, if the entry is still an orphaned FIN-WAIT-2 after
-    /// it (the FIN was out of order): had it left, the timer would go too.
+    /// then the text and the FIN. An orphan whose FIN this acknowledges
+    /// along with a FIN of the peer's (`on_acked` left its FIN-WAIT-2 to
+    /// that FIN) is reset if the FIN is out of order: `tcp_rcv_state_process`,
+    /// "out of order FIN after close()", TCPAbortOnData; at rcv_nxt it goes
+    /// on to TIME-WAIT.
     #[inline(always)]
     pub(super) fn after_ack(&mut self, now: Time, idx: u32, c: &mut Conn, seg: &Segment) -> Next {
         let fin_wait_1 = c.state == State::FinWait1;
         if let Some(next) = self.on_acked(now, idx, c, seg.flags) {
             return next;
         }
-        let next = self.on_text_and_fin(now, idx, c, seg);
         if fin_wait_1
             && seg.flags.fin()
-            && matches!(next, Next::Keep)
             && c.state == State::FinWait2
             && c.has(flag::ORPHAN)
+            && c.rcv_nxt < seg.seq_num() + seg.len
         {
-            self.orphan_fin_wait_2_after_fin(now, idx, c);
+            return self.abort_on_data(c, seg);
         }
-        next
+        self.on_text_and_fin(now, idx, c, seg)
+    }
+
+    /// Data after close(), or an out-of-order FIN on the ACK of ours: Linux
+    /// resets (TCPAbortOnData), RST <SEQ=SEG.ACK>, and the connection is done.
+    #[cold]
+    fn abort_on_data(&mut self, c: &Conn, seg: &Segment) -> Next {
+        self.emit(&c.tuple, Flags::RST, seg.ack_num(), Seq(0), 0, None);
+        self.stats.rst_sent += 1;
+        self.stats.abort_on_data += 1;
+        Next::Close(CloseReason::Aborted)
     }
 
     /// The segment text, the FIN bit, our ACK and what waited to be sent
@@ -225,11 +243,7 @@ impl Host {
             let end = seg.seq_num() + seg.len;
             match c.state {
                 State::FinWait1 | State::FinWait2 if c.has(flag::ORPHAN) && c.rcv_nxt < end => {
-                    // Data after close(): Linux resets (TCPAbortOnData), RST <SEQ=SEG.ACK>.
-                    self.emit(&c.tuple, Flags::RST, seg.ack_num(), Seq(0), 0, None);
-                    self.stats.rst_sent += 1;
-                    self.stats.abort_on_data += 1;
-                    return Next::Close(CloseReason::Aborted);
+                    return self.abort_on_data(c, seg);
                 }
                 State::Established | State::FinWait1 | State::FinWait2 => {
                     if seg.seq_num() <= c.rcv_nxt && c.rcv_nxt < end {

@@ -1,6 +1,7 @@
 //! Timers: retransmission (`tcp_retransmit_timer`, `tcp_write_timeout`), the
-//! orphaned FIN-WAIT-2 timeout (`tcp_fin_timeout`) and TIME-WAIT expiry, and
-//! arming them on the wheel.
+//! orphaned FIN-WAIT-2 timeout (`tcp_fin_timeout`; a long one's keepalive
+//! timer first, `tcp_keepalive_timer`) and TIME-WAIT expiry, and arming them
+//! on the wheel.
 
 use std::time::Duration;
 
