@@ -213,8 +213,9 @@ fn linux_held(
 }
 
 /// Orphans of the server's host: connections its application closed that
-/// still hold a full socket (FIN-WAIT-1, CLOSING, LAST-ACK; an orphaned
-/// FIN-WAIT-2 is a mini-socket by then), the clients' too when they share the
+/// still hold a full socket (FIN-WAIT-1, CLOSING, LAST-ACK, and the first
+/// part of a FIN-WAIT-2 past 60 s; the rest of it is a mini-socket), the
+/// clients' too when they share the
 /// host. Past `tcp_max_orphans` a close() sends an RST and the connection is
 /// gone (`tcp_close` -> `tcp_check_oom`, TCPAbortOnMemory); an orphan's RTO
 /// checks it too, against twice the count once the RTO has reached rto_max

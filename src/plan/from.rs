@@ -279,7 +279,9 @@ impl FromPlan {
             1.0
         };
         pop.time_wait = b.time_wait * kept;
-        pop.fin_wait_2 *= kept;
+        // Only the mini-sockets are in the buckets.
+        let full = self.full_fin_wait_2(growth);
+        pop.fin_wait_2 = full + (pop.fin_wait_2 - full) * kept;
         pop
     }
 
@@ -312,7 +314,7 @@ impl FromPlan {
 
     /// The orphaned FIN-WAIT-2 held as full sockets at `growth`: the first
     /// part of one past 60 s, at the closer of each prediction.
-    fn full_fin_wait_2(&self, growth: f64) -> f64 {
+    pub fn full_fin_wait_2(&self, growth: f64) -> f64 {
         let c = &self.cal;
         [
             (
@@ -372,7 +374,19 @@ impl FromPlan {
             .iter()
             .filter_map(|p| p.as_ref().map(|p| p.tw_restarts))
             .fold(0.0, f64::max);
-        (slab.bytes(&pop), memory::engine_bytes(&pop, 1, restarts))
+        // The first part of a FIN-WAIT-2 past 60 s is a full socket.
+        let full = self.full_fin_wait_2(growth) * (slab.tcp_sock_bytes - slab.tw_sock_bytes);
+        (
+            slab.bytes(&pop) + full,
+            memory::engine_bytes(&pop, 1, restarts),
+        )
+    }
+
+    /// The `tw_sock_TCP` bytes of today's TIME-WAIT and FIN-WAIT-2
+    /// mini-sockets.
+    pub fn tw_sock_bytes(&self, slab: &Slab) -> f64 {
+        let pop = self.populations(1.0);
+        (pop.time_wait + pop.fin_wait_2 - self.full_fin_wait_2(1.0)) * slab.tw_sock_bytes
     }
 }
 

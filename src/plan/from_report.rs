@@ -128,7 +128,7 @@ pub fn to_json(r: &Report, p: &FromPlan, growth: f64, slab: &Slab) -> Value {
             "engine_bytes": engine,
             "today_linux_bytes": linux_today,
             "today_engine_bytes": engine_today,
-            "today_tw_sock_bytes": (today.time_wait + today.fin_wait_2) * slab.tw_sock_bytes,
+            "today_tw_sock_bytes": p.tw_sock_bytes(slab),
             "observed_tw_sock_bytes": tw_sock_observed,
             "slab_source": slab.source,
         },
