@@ -212,6 +212,18 @@ fn a_fin_timeout_past_sixty_seconds_moves_fin_wait_2_from_the_buckets_to_the_orp
     let orphans = pop.fin_wait_1 + pop.closing + pop.last_ack;
     let h = at_90.headroom_orphans().expect("reachable");
     assert!(close(h, 131_072.0 / (orphans + fw2), 1e-3), "{h}");
+    // This fixture's buckets overflow: the mini-sockets keep their share of
+    // them, the full sockets all stay, and are priced as full sockets.
+    let kept = at_60.populations(1.0).fin_wait_2 / fw2;
+    assert!(kept < 0.99, "{kept}");
+    let held = at_90.populations(1.0).fin_wait_2;
+    assert!(close(held, at_90.full_fin_wait_2(1.0), 1e-2), "{held}");
+    // Those hold no tw_sock_TCP: only TIME-WAIT does.
+    let slab = teardown::plan::memory::Slab::defaults();
+    let time_wait = at_90.populations(1.0).time_wait * slab.tw_sock_bytes;
+    assert!(close(at_90.tw_sock_bytes(&slab), time_wait, 1e-2));
+    let with_fw2 = time_wait + held * slab.tw_sock_bytes;
+    assert!(at_90.tw_sock_bytes(&slab) < with_fw2 - 0.5 * held * slab.tw_sock_bytes);
 }
 
 /// `observed("ports-exhausted")` with this much loss (the handshake then
