@@ -119,8 +119,14 @@ impl Tcb {
     /// down as arming the timer rounds a `Duration`: `Duration` arithmetic
     /// (times 7, halved, compared) cost more than the rest of arming it.
     pub fn fin_wait2_timeout_us(&self, t: &TimeoutsUs) -> u64 {
-        t.fin_timeout
-            .max(self.backed_off_rto_us(t).saturating_mul(7) / 2)
+        t.fin_timeout.max(self.three_and_a_half_rto_us(t))
+    }
+
+    /// 3.5 times the backed-off RTO, the least a FIN-WAIT-2 mini-socket
+    /// lives (`tcp_fin_time`, `tcp_time_wait`), rounded down to the µs.
+    #[inline]
+    pub fn three_and_a_half_rto_us(&self, t: &TimeoutsUs) -> u64 {
+        self.backed_off_rto_us(t).saturating_mul(7) / 2
     }
 }
 

@@ -20,12 +20,7 @@ impl Host {
         if self.keep_full_fin_wait_2(now, idx, c, tmo_us) {
             return None;
         }
-        if self.tw_buckets_full() {
-            self.stats.time_wait_overflow += 1;
-            return Some(Next::Close(CloseReason::TimeWaitOverflow));
-        }
-        self.become_fin_wait_2_mini_socket(now, idx, c, tmo_us);
-        None
+        self.become_fin_wait_2_mini_socket(now, idx, c, tmo_us)
     }
 
     /// Whether the full socket stays for the lifetime's excess over
@@ -52,24 +47,32 @@ impl Host {
     /// (`tcp_time_wait`), or past `tcp_max_tw_buckets` the connection is
     /// done, silently.
     pub(super) fn full_fin_wait_2_expired(&mut self, now: Time, idx: u32, c: &mut Conn) -> Next {
-        if self.tw_buckets_full() {
-            self.stats.time_wait_overflow += 1;
-            return Next::Close(CloseReason::TimeWaitOverflow);
-        }
         let excess = self.fin_wait_2_excess(c.fin_wait2_timeout_us(&self.timeouts));
-        let tmo_us = excess.max(c.backed_off_rto_us(&self.timeouts).saturating_mul(7) / 2);
-        self.become_fin_wait_2_mini_socket(now, idx, c, tmo_us);
-        Next::Keep
+        let tmo_us = excess.max(c.three_and_a_half_rto_us(&self.timeouts));
+        self.become_fin_wait_2_mini_socket(now, idx, c, tmo_us)
+            .unwrap_or(Next::Keep)
     }
 
     /// Linux's FIN_WAIT2 mini-socket (`tcp_time_wait(sk, TCP_FIN_WAIT2, tmo)`):
     /// it lives `tmo_us`, counts against `tcp_max_tw_buckets` and no longer
     /// as an orphan, and its out-of-window ACK rate limit starts afresh
-    /// (tw_last_oow_ack_time = 0).
-    fn become_fin_wait_2_mini_socket(&mut self, now: Time, idx: u32, c: &mut Conn, tmo_us: u64) {
+    /// (tw_last_oow_ack_time = 0). Past `tcp_max_tw_buckets` there is none:
+    /// the connection is done, silently (TCPTimeWaitOverflow).
+    fn become_fin_wait_2_mini_socket(
+        &mut self,
+        now: Time,
+        idx: u32,
+        c: &mut Conn,
+        tmo_us: u64,
+    ) -> Option<Next> {
+        if self.tw_buckets_full() {
+            self.stats.time_wait_overflow += 1;
+            return Some(Next::Close(CloseReason::TimeWaitOverflow));
+        }
         self.count_fw2_orphan(c, true);
         self.arm_us(now, idx, c, tmo_us);
         c.last_oow_ms = 0;
+        None
     }
 
     /// An orphaned FIN-WAIT-2 mini-socket (`flag::FW2_COUNTED`). Once close()

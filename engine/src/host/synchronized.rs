@@ -72,7 +72,7 @@ impl Host {
         // `tcp_check_req` refuses an echo of no SYN-ACK of ours after PAWS
         // and after an unacceptable ACK, which the listener resets (fifth, below).
         if c.state == State::SynReceived
-            && !(f.ack() && !(c.snd_una < seg.ack_num() && seg.ack_num() <= c.snd_nxt))
+            && (!f.ack() || Self::acks_syn_ack(c, seg))
             && self.handshake_echo_rejected(c, seg)
         {
             return self.tsecr_rejected(now, c, seg);
@@ -124,7 +124,7 @@ impl Host {
             return Next::Keep;
         }
         if c.state == State::SynReceived {
-            if !(c.snd_una < seg.ack_num() && seg.ack_num() <= c.snd_nxt) {
+            if !Self::acks_syn_ack(c, seg) {
                 // <SEQ=SEG.ACK><CTL=RST>
                 self.emit(&c.tuple, Flags::RST, seg.ack_num(), Seq(0), 0, None);
                 self.stats.rst_sent += 1;
@@ -181,6 +181,12 @@ impl Host {
             self.on_dup_ack(now, idx, c);
         }
         self.after_ack(now, idx, c, seg)
+    }
+
+    /// In SYN-RECEIVED, whether `seg`'s ACK is acceptable: it acknowledges
+    /// our SYN-ACK (RFC 9293 §3.10.7.4, fifth); otherwise the listener resets.
+    fn acks_syn_ack(c: &Conn, seg: &Segment) -> bool {
+        c.snd_una < seg.ack_num() && seg.ack_num() <= c.snd_nxt
     }
 
     /// `tcp_check_req` (Linux >= 6.15): in SYN-RECEIVED a segment whose
