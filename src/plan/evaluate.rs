@@ -124,19 +124,30 @@ pub fn evaluate(plan: &Plan, slab: &Slab) -> Outcome {
     let tw_buckets_overflow_rate =
         bounds::headroom(cap, |g| server_buckets(plan, &pr, usable_ports, g).demand)
             .map(|g| g * w.rate);
-    let engine_bytes = memory::engine_bytes(&pr.server, plan.tables, server_restarts(&pr, w.close));
-    let clients_engine_bytes =
-        memory::engine_bytes(&pr.clients, plan.tables, client_restarts(&pr, w.close));
+    let engine_bytes = memory::engine_bytes(
+        &pr.server,
+        plan.tables,
+        at_closer(pr.tw_restarts, w.close, Closer::Server),
+    );
+    let clients_engine_bytes = memory::engine_bytes(
+        &pr.clients,
+        plan.tables,
+        at_closer(pr.tw_restarts, w.close, Closer::Client),
+    );
     Outcome {
         // A lingering close's FIN-WAIT-2 keeps its full socket, and so does
         // the first part of one past 60 s.
         linux_bytes: slab.bytes(&linux_server)
             + w.rate
-                * (server_held(&pr, w.close) + full_fin_wait_2(&pr, w.close, Closer::Server))
+                * (at_closer(
+                    pr.fin_wait_2_held + pr.fin_wait_2_full,
+                    w.close,
+                    Closer::Server,
+                ))
                 * (slab.tcp_sock_bytes - slab.tw_sock_bytes),
         clients_linux_bytes: slab.bytes(&linux_clients)
             + w.rate
-                * full_fin_wait_2(&pr, w.close, Closer::Client)
+                * at_closer(pr.fin_wait_2_full, w.close, Closer::Client)
                 * (slab.tcp_sock_bytes - slab.tw_sock_bytes)
             + slab.client_bind_bytes(
                 linux_clients.total(),
@@ -223,7 +234,10 @@ fn linux_held(
 fn orphans(plan: &Plan, pr: &Prediction, server: &Times, clients: &Times) -> f64 {
     let w = &plan.workload;
     let of = |t: &Times, side| {
-        t.fin_wait_1 + t.closing + t.last_ack + w.rate * full_fin_wait_2(pr, w.close, side)
+        t.fin_wait_1
+            + t.closing
+            + t.last_ack
+            + w.rate * at_closer(pr.fin_wait_2_full, w.close, side)
     };
     of(server, Closer::Server)
         + if plan.shared_netns {
@@ -231,16 +245,6 @@ fn orphans(plan: &Plan, pr: &Prediction, server: &Times, clients: &Times) -> f64
         } else {
             0.0
         }
-}
-
-/// Seconds per connection `side` holds an orphaned FIN-WAIT-2 as a full
-/// socket (the first part of one past 60 s): only the closer has it.
-fn full_fin_wait_2(pr: &Prediction, close: Closer, side: Closer) -> f64 {
-    if close == side {
-        pr.fin_wait_2_full
-    } else {
-        0.0
-    }
 }
 
 /// The server's buckets: the TIME-WAIT of the first closer's pools, each
@@ -272,31 +276,16 @@ fn server_buckets(plan: &Plan, pr: &Prediction, usable_ports: f64, growth: f64) 
         orphans -= rate * (pr.fin_wait_2_held + pr.fin_wait_2_full);
     }
     if clients_here {
-        orphans +=
-            rate * (pr.client_times.fin_wait_2 - full_fin_wait_2(pr, w.close, Closer::Client));
+        orphans += rate
+            * (pr.client_times.fin_wait_2 - at_closer(pr.fin_wait_2_full, w.close, Closer::Client));
     }
     bounds::buckets(&pools, orphans, w.host.max_tw_buckets as f64)
 }
 
-fn server_held(pr: &Prediction, close: Closer) -> f64 {
-    if close == Closer::Server {
-        pr.fin_wait_2_held
-    } else {
-        0.0
-    }
-}
-
-fn server_restarts(pr: &Prediction, close: Closer) -> f64 {
-    if close == Closer::Server {
-        pr.tw_restarts
-    } else {
-        0.0
-    }
-}
-
-fn client_restarts(pr: &Prediction, close: Closer) -> f64 {
-    if close == Closer::Client {
-        pr.tw_restarts
+/// `value`, a figure of the first closer's, for `side`: none unless it closes.
+fn at_closer(value: f64, close: Closer, side: Closer) -> f64 {
+    if close == side {
+        value
     } else {
         0.0
     }
