@@ -330,9 +330,13 @@ impl Config {
         give_up * 2 + fin_wait_2 + self.time_wait
     }
 
-    /// The longest an active open may take to succeed or give up (SYN retries).
+    /// The longest an active open may take to succeed or give up: the
+    /// client's SYNs, then the request's SYN-ACKs, whose timer each
+    /// duplicate SYN restarts (`tcp_check_req`), so they may all follow the
+    /// client's last SYN.
     pub fn open_bound(&self) -> Duration {
-        self.model_timeout(self.syn_retries.max(self.synack_retries), self.rto_initial)
+        self.model_timeout(self.syn_retries, self.rto_initial)
+            + self.model_timeout(self.synack_retries, self.rto_initial)
             + self.rto_max
     }
 }

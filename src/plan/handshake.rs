@@ -23,13 +23,14 @@
 //!   no further. A client host with no connection answers a SYN-ACK with an
 //!   RST, which ends the request (`tcp_check_req`'s `embryonic_reset`).
 //! * SYN-RECEIVED seeing the client's retransmitted SYN re-sends its SYN-ACK at
-//!   once (`tcp_check_req`), besides its own timer: a client whose first SYN-ACK
-//!   was lost is usually answered at its first retransmission. That copy is a
-//!   retransmission too (`inet_rtx_syn_ack`): the SYN-ACK is no longer timed.
-//!   It counts in `num_retrans`, not in the `num_timeout` the drop counts. As
-//!   in the engine, and unlike Linux, it neither re-arms the request's timer
-//!   (`tcp_check_req`'s `mod_timer_pending`) nor waits out
-//!   `tcp_oow_rate_limited`'s 500 ms.
+//!   once (`tcp_check_req`) and restarts its own timer from then
+//!   (`mod_timer_pending` to `reqsk_timeout`): a client whose first SYN-ACK
+//!   was lost is usually answered at its first retransmission, and while its
+//!   SYNs keep coming the request's timer does not fire. A duplicate within
+//!   `tcp_invalid_ratelimit` (500 ms) of the last one answered is not
+//!   (`tcp_oow_rate_limited`). That copy is a retransmission too
+//!   (`inet_rtx_syn_ack`): the SYN-ACK is no longer timed. It counts in
+//!   `num_retrans`, not in the `num_timeout` the drop counts.
 //! * An established client answers a retransmitted SYN-ACK with a challenge ACK
 //!   (RFC 5961 §4, one per 500 ms), which establishes the server even when the
 //!   request was lost.
@@ -176,6 +177,8 @@ struct Branch {
     server_at: Option<f64>,
     /// Requests the server opened so far: the current one's number.
     server_gen: u32,
+    /// When the current request last answered a duplicate SYN.
+    server_last_dup: Option<f64>,
     /// Time in SYN-RECEIVED of the requests that ended before it.
     syn_received_before: f64,
     server_timing: bool,
@@ -282,17 +285,28 @@ impl Branch {
     /// A SYN with no request opens one (`tcp_conn_request`), whether none was
     /// ever opened or the last was dropped: a new SYN-ACK, timed, its timer
     /// and retries afresh. A duplicate draws the SYN-ACK again at once
-    /// (`tcp_check_req`), untimed; its timer goes on as it was.
+    /// (`tcp_check_req`), untimed, and the timer's next expiry comes a full
+    /// timeout from now; within `tcp_invalid_ratelimit` of the last it
+    /// answered, nothing.
     fn server_gets_syn(&mut self, ctx: &Ctx, t: f64) -> Step {
         match (self.server_at, self.server_est) {
             (None, _) => {
                 self.server_gen += 1;
                 self.server_at = Some(t);
+                self.server_last_dup = None;
                 self.syn_sent_at = t - ctx.d;
                 self.server_timing = true;
                 self.push(t + ctx.initial_rto(), Ev::ServerTimer(1));
             }
-            (Some(_), None) => self.server_timing = false,
+            (Some(_), None) => {
+                let limit = ctx.cfg.invalid_ratelimit.as_secs_f64();
+                if self.server_last_dup.is_some_and(|l| t - l < limit) {
+                    return Step::Next;
+                }
+                self.server_last_dup = Some(t);
+                self.server_timing = false;
+                self.restart_server_timer(ctx, t);
+            }
             _ => return Step::Next,
         }
         Step::Send(Ev::ClientGetsSynAck {
@@ -313,15 +327,34 @@ impl Branch {
             return Step::Next;
         }
         self.server_timing = false;
-        let rto =
-            (ctx.initial_rto() * f64::from(1u32 << n.min(20))).min(ctx.cfg.rto_max.as_secs_f64());
-        self.push(t + rto, Ev::ServerTimer(n + 1));
+        self.push(t + Self::synack_timeout(ctx, n), Ev::ServerTimer(n + 1));
         if self.client_gone.is_some() {
             return Step::RoundTrip(Ev::ServerGetsRst);
         }
         Step::Send(Ev::ClientGetsSynAck {
             gen: self.server_gen,
         })
+    }
+
+    /// The request's timeout after `expired` expiries (`reqsk_timeout`:
+    /// `req->timeout << num_timeout`, at most rto_max).
+    fn synack_timeout(ctx: &Ctx, expired: u32) -> f64 {
+        (ctx.initial_rto() * f64::from(1u32 << expired.min(20))).min(ctx.cfg.rto_max.as_secs_f64())
+    }
+
+    /// A duplicate SYN's `mod_timer_pending`: the pending expiry `n` comes
+    /// a full timeout from `t`, not doubled by it.
+    fn restart_server_timer(&mut self, ctx: &Ctx, t: f64) {
+        let pending = self
+            .events
+            .iter()
+            .position(|e| matches!(e.1, Ev::ServerTimer(_)));
+        if let Some(i) = pending {
+            let (_, ev) = self.events.swap_remove(i);
+            if let Ev::ServerTimer(n) = ev {
+                self.push(t + Self::synack_timeout(ctx, n - 1), ev);
+            }
+        }
     }
 
     /// The server's request ends, dropped or reset: its time in SYN-RECEIVED
@@ -497,6 +530,7 @@ pub fn enumerate(cfg: &Config, p: f64, d: f64, rto_of: &dyn Fn(f64) -> f64) -> H
         events: vec![(0.0, Ev::ClientSyn(0))],
         server_at: None,
         server_gen: 0,
+        server_last_dup: None,
         syn_received_before: 0.0,
         server_timing: false,
         server_est: None,

@@ -304,13 +304,15 @@ fn retry_sysctls_calibrate_the_handshake() {
         assert_eq!(a, b, "{st}");
     }
     // The server drops a request after two SYN-ACK retransmissions, not
-    // five: fewer SYN-RECEIVED (docs/plan-from.md, "Limits").
+    // five: fewer SYN-RECEIVED (docs/plan-from.md, "Limits"). Not many
+    // fewer: while the client's linear SYNs keep coming, each restarts the
+    // request's timer, which then seldom fires.
     let linux = Config::default();
     let five = tuned(0.3, [Some(3), Some(8), Some(linux.synack_retries), Some(8)]);
     let five = FromPlan::new(&five, RTT);
     let syn_received = |p: &FromPlan| p.populations(1.0).syn_received;
     assert!(
-        syn_received(&eight) < 0.95 * syn_received(&five),
+        syn_received(&eight) < 0.97 * syn_received(&five),
         "{} vs {}",
         syn_received(&eight),
         syn_received(&five)

@@ -10,9 +10,12 @@ use crate::time::Time;
 
 impl Host {
     /// SYN-RECEIVED's acceptable ACK: ESTABLISHED (RFC 9293 §3.10.7.4, fifth).
+    /// The request's rate limit is not the socket's (`tcp_create_openreq_child`
+    /// starts `last_oow_ack_time` at 0).
     #[inline(always)]
     pub(super) fn established_by_ack(&mut self, c: &mut Conn) {
         c.state = State::Established;
+        c.last_oow_ms = 0;
         self.events.push(Event::Established { tuple: c.tuple });
     }
 

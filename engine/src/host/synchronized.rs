@@ -33,18 +33,13 @@ impl Host {
     fn on_unpredicted(&mut self, now: Time, idx: u32, c: &mut Conn, seg: &Segment) -> Next {
         let f = seg.flags;
 
-        // SYN-RECEIVED seeing the SYN again: our SYN-ACK was lost (tcp_check_req).
-        // It goes again at once, a retransmission all the same
-        // (`inet_rtx_syn_ack` counts it in `num_retrans`).
         if c.state == State::SynReceived
             && f.syn()
             && !f.ack()
             && !f.rst()
             && seg.seq_num() == c.rcv_nxt - 1
         {
-            c.handshake_resent();
-            self.resend_syn_ack(c);
-            return Next::Keep;
+            return self.syn_again(now, idx, c, seg);
         }
 
         if c.state == State::FinWait2 && c.has(flag::FW2_COUNTED) {
@@ -196,6 +191,29 @@ impl Host {
     /// applies it to a simultaneous open's SYN-RECEIVED too, which Linux
     /// holds as a full socket without the check: only a forged echo differs.
     #[cold]
+    /// SYN-RECEIVED seeing the SYN again: our SYN-ACK was lost
+    /// (`tcp_check_req`). It goes again at once, unless one went for a
+    /// duplicate less than `invalid_ratelimit` ago (`tcp_oow_rate_limited`
+    /// on the request's `last_oow_ack_time`), and the timer starts afresh
+    /// from now (`mod_timer_pending` to `reqsk_timeout`), so a client
+    /// resending its SYN keeps the request's own timer from firing. A
+    /// retransmission all the same (`inet_rtx_syn_ack` counts it in
+    /// `num_retrans`), but not an expiry: `num_timeout`, which doubles the
+    /// timer and ends the request, stays.
+    fn syn_again(&mut self, now: Time, idx: u32, c: &mut Conn, seg: &Segment) -> Next {
+        let mut last = c.last_oow_ms;
+        if !self.oow_allowed(seg, &mut last, now) {
+            self.stats.oow_acks_suppressed += 1;
+            return Next::Keep;
+        }
+        c.last_oow_ms = last;
+        c.handshake_resent();
+        self.resend_syn_ack(c);
+        let rto_us = self.syn_rto_us(c);
+        self.arm_us(now, idx, c, rto_us);
+        Next::Keep
+    }
+
     pub(super) fn tsecr_rejected(&mut self, now: Time, c: &mut Conn, seg: &Segment) -> Next {
         self.stats.tsecr_rejected += 1;
         if !seg.flags.rst() {

@@ -138,13 +138,18 @@ impl Host {
     /// SYNs sent before doubling began being extra (Linux >= 6.5), whichever
     /// comes first. With Linux's defaults both end it at 131 s: ten
     /// retransmissions, the last at 67 s, and the 127 s of six doublings.
+    /// SYN-RECEIVED, Linux's request socket, counts only: `reqsk_timer_handler`
+    /// drops it at the expiry that finds `tcp_synack_retries` of them sent
+    /// (`syn_ack_recalc`), at 1 s with none.
     fn retries_exhausted(&self, now: Time, c: &Conn) -> bool {
         if c.state == State::SynSent && c.syn_retransmits() >= self.cfg.syn_sent_retries() {
             return true;
         }
+        if c.state == State::SynReceived {
+            return c.syn_retransmits() >= u32::from(self.cfg.synack_retries);
+        }
         let (limit, base) = match c.state {
             State::SynSent => (self.cfg.syn_retries, self.cfg.rto_initial),
-            State::SynReceived => (self.cfg.synack_retries, self.cfg.rto_initial),
             _ if c.has(flag::ORPHAN) => (self.cfg.orphan_retry_limit(), self.cfg.rto_min),
             _ => (self.cfg.retries2, self.cfg.rto_min),
         };

@@ -60,31 +60,14 @@ pub(in crate::plan) fn request_given_up(cfg: &Config, n: u32, elapsed: f64) -> b
     n >= 2 && elapsed >= cfg.model_timeout(cfg.retries2, cfg.rto_min).as_secs_f64()
 }
 
-/// When SYN-RECEIVED's timer expires for the `n`-th time, from its first
-/// SYN-ACK: the initial RTO doubled from the first expiry, each step at
-/// most rto_max (`reqsk_timer_handler`'s `req->timeout << num_timeout`).
-/// Exact, so that it meets [`Config::model_timeout`] where the engine does.
-pub(in crate::plan) fn synack_expiry(cfg: &Config, n: u32) -> Duration {
-    (0..n.min(64))
-        .map(|i| {
-            cfg.rto_initial
-                .saturating_mul(1 << i.min(30))
-                .min(cfg.rto_max)
-        })
-        .fold(Duration::ZERO, Duration::saturating_add)
-}
-
 /// Whether SYN-RECEIVED's `n`-th expiry drops the request instead of
-/// resending its SYN-ACK. Linux drops it at the expiry after
-/// `tcp_synack_retries` retransmissions, silently (`reqsk_timer_handler` ->
-/// `inet_csk_reqsk_queue_drop`, `num_timeout`); the engine judges it as
-/// `tcp_write_timeout` does, once the time those retransmissions take has
-/// passed at an expiry after the first. The same expiry for 1 and more;
-/// with 0 the engine still resends once and drops at the second expiry, 3 s,
-/// where Linux drops at the first, 1 s. SYN-ACKs resent for a duplicate SYN
-/// count in neither (`inet_rtx_syn_ack` counts `num_retrans`).
+/// resending its SYN-ACK: Linux drops it at the expiry that finds
+/// `tcp_synack_retries` of them sent, silently (`reqsk_timer_handler`'s
+/// `syn_ack_recalc`, then `inet_csk_reqsk_queue_drop`), the first with 0.
+/// SYN-ACKs resent for a duplicate SYN do not count (`inet_rtx_syn_ack`
+/// counts `num_retrans`, not `num_timeout`).
 pub(in crate::plan) fn synack_dropped(cfg: &Config, n: u32) -> bool {
-    n >= 2 && synack_expiry(cfg, n) >= cfg.model_timeout(cfg.synack_retries, cfg.rto_initial)
+    n > u32::from(cfg.synack_retries)
 }
 
 /// Mean wait until the first success of independent attempts at times `t`, success
@@ -223,6 +206,19 @@ mod tests {
         assert_eq!(syns(&two), (vec![0.0, 1.0, 2.0, 3.0, 4.0, 5.0], 7.0));
     }
 
+    /// When SYN-RECEIVED's timer expires for the `n`-th time, from its
+    /// first SYN-ACK: the initial RTO doubled from the first expiry, each
+    /// step at most rto_max (`req->timeout << num_timeout`).
+    fn synack_expiry(cfg: &Config, n: u32) -> Duration {
+        (0..n.min(64))
+            .map(|i| {
+                cfg.rto_initial
+                    .saturating_mul(1 << i.min(30))
+                    .min(cfg.rto_max)
+            })
+            .fold(Duration::ZERO, Duration::saturating_add)
+    }
+
     /// SYN-ACK retransmissions until the request is dropped, and when, in
     /// seconds from the first.
     fn synacks(retries: u8) -> (Vec<u64>, u64) {
@@ -240,14 +236,14 @@ mod tests {
     /// The engine's SYN-ACK schedule (tests/cases/handshake.rs,
     /// `syn_received_doubles_from_the_first`): copies at 1, 3, 7, 15 and
     /// 31 s, dropped at 63 s with `tcp_synack_retries` 5; at 7 s after two.
-    /// With 0 the engine resends once (`tcp_write_timeout` waits for the
-    /// timer to have fired), as with 1.
+    /// With 0 none is resent and the request goes at 1 s
+    /// (`tests/scripts/synack-retries-zero.pkt` on Linux).
     #[test]
     fn the_synack_schedule_is_the_engines() {
         assert_eq!(synacks(5), (vec![1, 3, 7, 15, 31], 63));
         assert_eq!(synacks(2), (vec![1, 3], 7));
         assert_eq!(synacks(1), (vec![1], 3));
-        assert_eq!(synacks(0), synacks(1));
+        assert_eq!(synacks(0), (vec![], 1));
         // Past rto_max (120 s) each step is 120 s.
         assert_eq!(synacks(8).1, 127 + 2 * 120);
     }
