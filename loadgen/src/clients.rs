@@ -1,6 +1,6 @@
 //! The default mode: the clients played by the engine, one `model::Worker`
-//! per thread, watched from here until every connection is accounted for and
-//! the server agrees (see the crate docs for the accounting).
+//! per thread, watched from here until every connection is settled and the
+//! server agrees (see the crate docs for the accounting).
 
 use std::io::IsTerminal;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
