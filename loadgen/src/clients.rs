@@ -1,6 +1,6 @@
 //! The default mode: the clients played by the engine, one `model::Worker`
-//! per thread, watched from here until every connection is accounted for and
-//! the server agrees (see the crate docs for the accounting).
+//! per thread, watched from here until every connection is settled and the
+//! server agrees (see the crate docs for the accounting).
 
 use std::io::IsTerminal;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
@@ -112,10 +112,11 @@ pub(crate) fn run(args: &Args, spawned: Option<&spawn::Spawned>) -> anyhow::Resu
         std::thread::sleep(Duration::from_millis(50));
         let opened: u64 = progress.iter().map(|p| p.opened.load(Relaxed)).sum();
         let accounted: u64 = progress.iter().map(|p| p.accounted.load(Relaxed)).sum();
+        let settled = settled(&progress);
         let completed: u64 = progress.iter().map(|p| p.completed.load(Relaxed)).sum();
         seconds.sample(completed, opened < args.connections);
         peak_live = peak_live.max(opened - accounted.min(opened));
-        sample_tail(&mut tail, &progress, opened, accounted, &url);
+        sample_tail(&mut tail, &progress, opened, settled, &url);
         if opened >= args.connections && !released {
             // Nothing newer will push what the server keeps into its teardown.
             // A server without `--keep` (or an older one) has nothing to release.
@@ -125,7 +126,7 @@ pub(crate) fn run(args: &Args, spawned: Option<&spawn::Spawned>) -> anyhow::Resu
             }
         }
         if let Some(b) = &bar {
-            b.set_position(accounted);
+            b.set_position(settled);
             b.set_message(state_line(&progress, opened, accounted, started));
         }
         // A worker ends only when told to: one that ended by itself failed,
@@ -157,8 +158,7 @@ pub(crate) fn run(args: &Args, spawned: Option<&spawn::Spawned>) -> anyhow::Resu
     }
     // The loop may have read the counts just before the clients were done.
     let opened: u64 = progress.iter().map(|p| p.opened.load(Relaxed)).sum();
-    let accounted: u64 = progress.iter().map(|p| p.accounted.load(Relaxed)).sum();
-    sample_tail(&mut tail, &progress, opened, accounted, &url);
+    sample_tail(&mut tail, &progress, opened, settled(&progress), &url);
     let ended = Instant::now();
     stop.store(true, Relaxed);
     let mut outcomes = Vec::new();
@@ -193,12 +193,17 @@ pub(crate) fn run(args: &Args, spawned: Option<&spawn::Spawned>) -> anyhow::Resu
     Ok(report)
 }
 
+/// Connections accounted for or in TIME-WAIT, over all clients.
+fn settled(progress: &[Arc<model::Progress>]) -> u64 {
+    progress.iter().map(|p| p.settled.load(Relaxed)).sum()
+}
+
 /// One sample of the clients (and, at a mark, the server) for the report's tail.
 fn sample_tail(
     tail: &mut tail::Tail,
     progress: &[Arc<model::Progress>],
     opened: u64,
-    accounted: u64,
+    settled: u64,
     url: &str,
 ) {
     let population = |s: State| -> u64 {
@@ -207,7 +212,7 @@ fn sample_tail(
             .map(|p| p.population[s as usize].load(Relaxed))
             .sum()
     };
-    tail.sample(opened, accounted, population, || scrape(url).ok());
+    tail.sample(opened, settled, population, || scrape(url).ok());
 }
 
 fn progress_bar(args: &Args) -> Option<ProgressBar> {

@@ -6,12 +6,14 @@
 //! `--kernel --kernel-target ADDR` churns any listening TCP server (see [`real`]).
 //!
 //! Accounting: a connection is accounted for when the client's host reports it
-//! CLOSED (any reason) or the client vanished on purpose (`--runaway-client`).
-//! The run ends when every opened connection is accounted for *and* the server's
-//! metrics show no connection outside TIME-WAIT (every server entry reached CLOSED
-//! or TIME-WAIT), or when `--timeout` passes. `leaked` is the connections never
-//! accounted for on the client plus the server's entries outside TIME-WAIT at the
-//! end.
+//! CLOSED (any reason) or the client vanished on purpose (`--runaway-client`),
+//! and settled when accounted for or in TIME-WAIT on the client: its teardown
+//! is over and TIME-WAIT ends by itself, as on the server. The run ends when
+//! every opened connection is settled *and* the server's metrics show no
+//! connection outside TIME-WAIT (every server entry reached CLOSED or
+//! TIME-WAIT), or when `--timeout` passes. `leaked` is the connections not
+//! settled on the client plus the server's entries outside TIME-WAIT at the
+//! end; those left in the clients' TIME-WAIT are `client_time_wait_at_end`.
 
 mod args;
 pub mod attack;

@@ -90,6 +90,7 @@ pub(crate) fn model_report(
     let mut active = Histogram::<u64>::new(3).expect("static sigfig");
     let mut passive = Histogram::<u64>::new(3).expect("static sigfig");
     let (mut opened, mut accounted, mut runaway, mut app_timeouts) = (0, 0, 0, 0);
+    let mut time_wait = 0;
     let (mut to_server, mut to_client, mut to_vanished) = (0, 0, 0);
     let (mut malformed, mut send_failures, mut dg_sent, mut dg_recv) = (0, 0, 0, 0);
     let mut first: Option<Instant> = None;
@@ -106,6 +107,7 @@ pub(crate) fn model_report(
         let _ = passive.add(&o.passive_us);
         opened += o.opened;
         accounted += o.accounted;
+        time_wait += o.time_wait_at_end;
         runaway += o.runaway;
         app_timeouts += o.app_timeouts;
         to_server += o.dropped_to_server;
@@ -145,7 +147,8 @@ pub(crate) fn model_report(
         (Some(a), Some(b)) if b > a => (b - a).as_secs_f64(),
         _ => 0.0,
     };
-    let client_leaked = opened - accounted.min(opened);
+    // A client in TIME-WAIT has finished its teardown: settled, as the server's are.
+    let client_leaked = opened - (accounted + time_wait).min(opened);
     let server_leaked = server_end.map(server_unsettled).unwrap_or(0);
     let leaked = client_leaked + server_leaked;
     let mut reasons = Map::new();
@@ -191,6 +194,7 @@ pub(crate) fn model_report(
         "leaked": leaked,
         "leaked_client": client_leaked,
         "leaked_server": server_leaked,
+        "client_time_wait_at_end": time_wait,
         "server_checked": server_end.is_some(),
         "timed_out": timed_out,
         // A run that opened everything at once has no load window; use the whole run.

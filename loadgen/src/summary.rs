@@ -111,11 +111,21 @@ fn model_summary(r: &Value) -> String {
         Some(Value::Number(_)) => format!(", {} closed by --app-timeout", g("/app_timeouts")),
         _ => String::new(),
     };
+    // Settled, and neither completed nor leaked: named only when there are any.
+    let time_wait = match r
+        .pointer("/client_time_wait_at_end")
+        .and_then(Value::as_u64)
+    {
+        Some(n) if n > 0 => {
+            format!(", {n} still in TIME-WAIT on the clients (settled, not leaked)")
+        }
+        _ => String::new(),
+    };
     let line = format!(
         "{warning}{:.0} teardowns/s over the {:.2} s load window, first to last open ({:.0}/s until the last close{at_concurrency}), \
          with {} connections live at peak on the clients{resident}; {:.1} % ended by RST, \
          {:.1} % skipped TIME-WAIT on the server ({overflow} overflows: tcp_max_tw_buckets)\n\
-         {} connections: {} completed, {} runaway{app_timeouts}, {} leaked ({} client, {} server); \
+         {} connections: {} completed, {} runaway{app_timeouts}, {} leaked ({} client, {} server){time_wait}; \
          segments sent {} dropped {} retransmitted {}; active close p50/p99 {} / {} ms, passive close p50/p99 {} / {} ms",
         f("/teardowns_per_sec"),
         f("/load_window_secs"),
@@ -216,6 +226,29 @@ mod tests {
             ),
             "{}",
             summary(&r)
+        );
+    }
+
+    /// Clients left in TIME-WAIT are named after the leaked, and only when
+    /// there are any: settled, so not among the leaked.
+    #[test]
+    fn the_summary_names_the_clients_left_in_time_wait() {
+        let mut r = json!({"connections": 20, "completed": 13, "runaway": 0, "leaked": 0,
+            "leaked_client": 0, "leaked_server": 0, "client_time_wait_at_end": 0});
+        let line = summary(&r);
+        assert!(
+            line.contains("0 leaked (0 client, 0 server); segments"),
+            "{line}"
+        );
+        assert!(!line.contains("TIME-WAIT on the clients"), "{line}");
+        r["client_time_wait_at_end"] = json!(7);
+        let line = summary(&r);
+        assert!(
+            line.contains(
+                "20 connections: 13 completed, 0 runaway, 0 leaked (0 client, 0 server), \
+                 7 still in TIME-WAIT on the clients (settled, not leaked); segments"
+            ),
+            "{line}"
         );
     }
 }

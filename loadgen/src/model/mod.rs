@@ -81,10 +81,14 @@ pub struct Progress {
     pub opened: AtomicU64,
     /// Connections accounted for: CLOSED on the client, or vanished (runaway).
     pub accounted: AtomicU64,
+    /// Those accounted for and those in TIME-WAIT on the client: a TIME-WAIT
+    /// entry's teardown is over and its 2*MSL ends by itself, so nothing is
+    /// left to wait for (as on the server's side, `server_unsettled`).
+    pub settled: AtomicU64,
     /// Connections whose teardown completed (see `metrics::completed`).
     pub completed: AtomicU64,
     pub population: [AtomicU64; State::COUNT],
-    /// Every connection of this worker's quota is accounted for.
+    /// Every connection of this worker's quota is settled.
     pub done: AtomicBool,
 }
 
@@ -214,22 +218,30 @@ impl Worker {
                 break;
             }
         }
+        Ok(self.finish())
+    }
+
+    /// What the worker reports once stopped.
+    fn finish(mut self) -> Outcome {
         self.out.stats = *self.host.stats();
+        self.out.time_wait_at_end = self.time_wait() as u64;
         if let Some(a) = &self.attacker {
             self.out.attacks = a.counts().collect();
             self.out.attack_other_replies = a.other_replies();
         }
-        Ok(self.out)
+        self.out
     }
 
     fn publish(&self, p: &Progress) {
         p.opened.store(self.out.opened, Relaxed);
         p.accounted.store(self.out.accounted, Relaxed);
+        p.settled
+            .store(self.out.accounted + self.time_wait() as u64, Relaxed);
         p.completed.store(completed(&self.out.closed), Relaxed);
         for s in State::ALL {
             p.population[s as usize].store(self.host.population(s) as u64, Relaxed);
         }
-        if self.finished() {
+        if self.settled() {
             p.done.store(true, Relaxed);
         }
     }
@@ -328,6 +340,17 @@ impl Worker {
     /// Every connection of the quota is accounted for.
     fn finished(&self) -> bool {
         self.out.opened == self.plan.connections && self.live == 0
+    }
+
+    /// Every connection of the quota is accounted for or in TIME-WAIT.
+    fn settled(&self) -> bool {
+        self.out.opened == self.plan.connections && self.live == self.time_wait()
+    }
+
+    /// Live connections in TIME-WAIT: the host holds this worker's live
+    /// connections only (a vanished one is forgotten, attacks reach the server).
+    fn time_wait(&self) -> usize {
+        self.host.population(State::TimeWait)
     }
 }
 

@@ -11,6 +11,9 @@ use teardown::sim::{AttackCounts, AttackKind};
 pub struct Outcome {
     pub opened: u64,
     pub accounted: u64,
+    /// Connections in TIME-WAIT when the worker stopped: settled, not leaked,
+    /// and not accounted for either (their CLOSED never came).
+    pub time_wait_at_end: u64,
     pub runaway: u64,
     /// Connections the application closed at `--app-timeout`.
     pub app_timeouts: u64,
@@ -50,6 +53,7 @@ impl Outcome {
         Outcome {
             opened: 0,
             accounted: 0,
+            time_wait_at_end: 0,
             runaway: 0,
             app_timeouts: 0,
             closed: [0; REASONS],

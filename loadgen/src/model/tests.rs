@@ -1,14 +1,20 @@
-//! The client application's `--app-timeout` on a controlled clock: the
-//! worker's host wired straight to a server host, no UDP and no real time.
+//! The client application's `--app-timeout`, and a client's TIME-WAIT at the
+//! end, on a controlled clock: the worker's host wired straight to a server
+//! host, no UDP and no real time.
 
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::{Duration, Instant};
 
+use clap::Parser;
+use serde_json::json;
 use teardown::link::Loss;
 use teardown::service::metrics::completed;
 use teardown::service::{Clock, CloseMode, SERVER_PORT};
 use teardown_engine::{CloseReason, Config, Event, Host, Segment, State, Time};
 
-use super::{Plan, Worker};
+use super::{Outcome, Plan, Progress, Worker};
+use crate::report::{model_report, PerSecond};
+use crate::{Args, Report};
 
 const TIMEOUT: Duration = Duration::from_secs(8);
 
@@ -165,6 +171,60 @@ fn the_app_timeout_counts_from_each_open_and_a_live_server_completes_the_close()
     assert_eq!(w.out.closed[CloseReason::TimeWaitExpired.index()], 1);
     assert_eq!(completed(&w.out.closed), 2);
     assert_eq!((w.out.opened, w.out.accounted, w.live), (2, 2, 0));
+}
+
+/// The report of a run whose one worker stopped with `out`, at `--timeout`.
+fn report(out: Outcome) -> Report {
+    let args = Args::parse_from(["loadgen"]);
+    let seconds = PerSecond::new(Instant::now());
+    model_report(&args, &[out], &seconds, 1, 1, TIMEOUT, true, 1, None, None)
+}
+
+/// A client that closes first holds TIME-WAIT for 2*MSL after its teardown
+/// is over. Meanwhile it is settled but not accounted for: the worker is
+/// done, so the run need not wait 2*MSL, and a report made then counts it in
+/// TIME-WAIT, not leaked, nor completed (completions are timed at CLOSED).
+/// Once TIME-WAIT is over it is accounted for and completed instead, not
+/// counted twice.
+#[test]
+fn a_client_in_time_wait_at_the_end_is_settled_not_leaked() {
+    let t0 = Time::from_millis(1_000);
+    let closing_first = || {
+        let (mut w, mut s) = (worker(1, (40_000, 40_000), None), server());
+        w.plan.close = CloseMode::Client;
+        s.closes_first = false;
+        step(&mut w, &mut s, t0);
+        (w, s)
+    };
+    // (accounted, settled, done) as the worker publishes them.
+    let published = |w: &Worker| {
+        let p = Progress::default();
+        w.publish(&p);
+        let load = |n: &AtomicU64| n.load(Relaxed);
+        (load(&p.accounted), load(&p.settled), p.done.load(Relaxed))
+    };
+    // (leaked, client_time_wait_at_end, completed) as the report says them.
+    let reported = |r: &Report| {
+        let j = &r.json;
+        assert_eq!(j["leaked"], json!(r.leaked));
+        (
+            r.leaked,
+            j["client_time_wait_at_end"].clone(),
+            j["completed"].clone(),
+        )
+    };
+
+    let (w, _) = closing_first();
+    assert_eq!(w.host.state(&w.plan.tuple(0)), State::TimeWait);
+    assert_eq!(published(&w), (0, 1, true));
+    assert_eq!(reported(&report(w.finish())), (0, json!(1), json!(0)));
+
+    let (mut w, mut s) = closing_first();
+    run(&mut w, &mut s, t0, Duration::from_secs(61));
+    assert_eq!(w.host.state(&w.plan.tuple(0)), State::Closed);
+    assert_eq!(w.out.closed[CloseReason::TimeWaitExpired.index()], 1);
+    assert_eq!(published(&w), (1, 1, true));
+    assert_eq!(reported(&report(w.finish())), (0, json!(0), json!(1)));
 }
 
 /// The sweep finds each tuple by its place in the worker's range.
