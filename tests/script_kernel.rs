@@ -59,7 +59,7 @@ fn fails_at(err: &str, path: &Path, line: usize, text: &str) -> bool {
 /// What Linux does and the engine does not model yet: each script in
 /// tests/scripts/divergent passes on the kernel and fails on the engine where
 /// its first line says. A script that starts passing on the engine was fixed.
-/// (One today, tests/scripts/divergent/README.md.)
+/// (None today: tests/scripts/divergent/README.md says which moved up.)
 #[test]
 fn known_divergences_pass_on_linux_and_fail_on_the_engine() {
     let files = pkt_files("tests/scripts/divergent");

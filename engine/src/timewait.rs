@@ -26,6 +26,12 @@ pub(crate) struct TwEntry {
     pub rcv_nxt: Seq,
     /// When the entry expires (ms stamp).
     pub expires_ms: u32,
+    /// When it entered TIME-WAIT (ms stamp; `tw_entry_stamp`), which
+    /// `tcp_tw_reuse_delay` counts from and a restart does not move. Its
+    /// expiry less the TIME-WAIT length until a restart: only a restarted
+    /// entry that a takeover could read it from stores it, beside the ring;
+    /// any other restarts it.
+    pub entry_ms: u32,
     /// When the application closed (ms stamp), for teardown latency.
     pub close_ms: u32,
     /// Last rate-limited ACK (`tw_last_oow_ack_time`).
@@ -57,8 +63,9 @@ pub(crate) struct TwExpired {
 /// offset from its run's first expiry, and close() an offset before the
 /// entry's (re)start. Rare values live beside the ring ([`crate::rare`]) and
 /// the record only flags them ([`crate::rare::RARE_BIT`]): `last_oow_ms`, which only an
-/// entry that has rate-limited an out-of-window ACK has, and a close() more
-/// than 65.5 s before the (re)start ([`FAR`]).
+/// entry that has rate-limited an out-of-window ACK has, a close() more
+/// than 65.5 s before the (re)start ([`FAR`]), and the entry stamp of one
+/// whose timer restarted.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct TwRecord {
     /// The tuple; [`TS_BIT`] and [`crate::rare::RARE_BIT`] are the top bits

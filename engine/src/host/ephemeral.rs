@@ -336,8 +336,8 @@ impl Host {
     /// It needs the peer's timestamps on the old connection
     /// (`tw_ts_recent_stamp`). From the ephemeral search (`twp` set) it also
     /// needs `tcp_tw_reuse` (2: only with a loopback address at either end)
-    /// and `tcp_tw_reuse_delay` since the entry began (`tw_entry_stamp`, here
-    /// its expiry less the TIME-WAIT length). For a port bound beforehand
+    /// and `tcp_tw_reuse_delay` since the entry began (`tw_entry_stamp`,
+    /// which a restart does not move). For a port bound beforehand
     /// (`twp` NULL) the timestamps alone suffice. An orphaned FIN-WAIT-2
     /// (`TCP_FIN_WAIT2` substate, never reused) is a full entry here, so it
     /// never reaches this test.
@@ -349,16 +349,16 @@ impl Host {
             return true;
         }
         let reuse = self.tw_reuse_allowed(e.tuple.local_ip, e.tuple.remote_ip);
-        let time_wait_ms = self.cfg.time_wait.as_millis() as u32;
-        let entry_ms = e.expires_ms.wrapping_sub(time_wait_ms);
-        let thresh = entry_ms.wrapping_add(self.cfg.tw_reuse_delay.as_millis() as u32);
+        let thresh = e
+            .entry_ms
+            .wrapping_add(self.cfg.tw_reuse_delay.as_millis() as u32);
         // time_after32(tcp_clock_ms(), reuse_thresh)
         reuse && (thresh.wrapping_sub(now.stamp_ms()) as i32) < 0
     }
 
     /// Whether `tcp_tw_reuse` lets connect() take over a TIME-WAIT between
     /// these addresses (2: only with a loopback address at either end).
-    fn tw_reuse_allowed(&self, local_ip: u32, remote_ip: u32) -> bool {
+    pub(super) fn tw_reuse_allowed(&self, local_ip: u32, remote_ip: u32) -> bool {
         match self.cfg.tw_reuse {
             2 => is_loopback(local_ip) || is_loopback(remote_ip),
             r => r != 0,

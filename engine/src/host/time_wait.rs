@@ -56,7 +56,7 @@ impl Host {
         // An in-window segment at rcv_nxt that occupies no sequence space restarts
         // the timer, with no reply.
         if !paws_reject && seg.seq_num() == e.rcv_nxt && seg.seq_len() == 0 {
-            let pos = self.restart_time_wait(now, pos);
+            let pos = self.restart_time_wait(now, pos, &e);
             record_ts(self, pos);
             return TwVerdict::Success;
         }
@@ -91,7 +91,7 @@ impl Host {
             self.stats.paws_rejected += 1;
         }
         let pos = if f.ack() || paws_reject {
-            self.restart_time_wait(now, pos)
+            self.restart_time_wait(now, pos, &e)
         } else {
             pos
         };
@@ -138,10 +138,16 @@ impl Host {
         }
     }
 
-    fn restart_time_wait(&mut self, now: Time, pos: u64) -> u64 {
+    /// `inet_twsk_reschedule`. The entry stamp survives only where a
+    /// takeover could read it ([`Host::twsk_unique`]: the peer's timestamps,
+    /// and `tcp_tw_reuse` on for these addresses); elsewhere keeping it
+    /// would cost a map slot for nothing.
+    fn restart_time_wait(&mut self, now: Time, pos: u64, e: &TwEntry) -> u64 {
         self.stats.time_wait_restarts += 1;
         let expires = Self::deadline_ms(now, self.timeouts.time_wait) as u32;
-        self.table.restart_time_wait(pos, expires)
+        let read =
+            e.ts_recent.is_some() && self.tw_reuse_allowed(e.tuple.local_ip, e.tuple.remote_ip);
+        self.table.restart_time_wait(pos, expires, read)
     }
 
     /// Whether another TIME-WAIT mini-socket (a TIME-WAIT entry or an orphaned
@@ -182,11 +188,13 @@ impl Host {
                 }
             }
         }
+        let expires_ms = Self::deadline_ms(now, self.timeouts.time_wait) as u32;
         let e = TwEntry {
             tuple: c.tuple,
             snd_nxt: c.snd_nxt,
             rcv_nxt: c.rcv_nxt,
-            expires_ms: Self::deadline_ms(now, self.timeouts.time_wait) as u32,
+            expires_ms,
+            entry_ms: expires_ms.wrapping_sub(self.table.time_wait_ms()),
             close_ms: c.close_ms,
             // Zero unless a FIN-WAIT-2 mini-socket's ([`Host::commit_time_wait`]).
             last_oow_ms: c.last_oow_ms,

@@ -26,6 +26,9 @@ pub(super) struct TwRare {
     pub(super) last_oow_ms: u32,
     /// The close() stamp, when [`TwRecord::close_off`] is [`crate::timewait::FAR`].
     pub(super) close_ms: u32,
+    /// The entry stamp of an entry whose timer restarted, no longer its
+    /// expiry less the TIME-WAIT length. (A map slot's size either way.)
+    pub(super) entry_ms: Option<u32>,
 }
 
 /// The index probe that looks for tuple `t`'s entry ([`Entries::is`]).

@@ -100,6 +100,12 @@ impl Table {
         self
     }
 
+    /// TIME-WAIT's length in ms, as the records count it: an entry's start
+    /// is its expiry less this.
+    pub(crate) fn time_wait_ms(&self) -> u32 {
+        self.time_wait_ms
+    }
+
     /// Entries of any state.
     pub fn len(&self) -> usize {
         self.map.len()
@@ -299,6 +305,7 @@ impl Table {
         let e = TwEntry {
             tuple,
             expires_ms,
+            entry_ms: expires_ms.wrapping_sub(self.time_wait_ms),
             close_ms: expires_ms.wrapping_sub(self.time_wait_ms),
             ..TwEntry::default()
         };

@@ -19,6 +19,7 @@ pub(super) fn tw(port: u16, expires_ms: u32) -> TwEntry {
     TwEntry {
         tuple: tuple(port),
         expires_ms,
+        entry_ms: expires_ms.wrapping_sub(TIME_WAIT_MS),
         close_ms: expires_ms.wrapping_sub(TIME_WAIT_MS),
         ..TwEntry::default()
     }

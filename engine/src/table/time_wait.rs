@@ -48,11 +48,12 @@ impl Table {
         let close_off = u16::try_from(back).unwrap_or(FAR);
         let ts = if e.ts_recent.is_some() { TS_BIT } else { 0 };
         let far = close_off == FAR;
+        let restarted = e.entry_ms != start;
         let mut name = Packed {
             ep: name.ep & INDEX_MASK | ts,
             ..name
         };
-        name.set_rare(far || e.last_oow_ms != 0);
+        name.set_rare(far || e.last_oow_ms != 0 || restarted);
         let rec = TwRecord {
             name,
             expires_off: 0,
@@ -66,6 +67,7 @@ impl Table {
             let rare = TwRare {
                 last_oow_ms: e.last_oow_ms,
                 close_ms: e.close_ms,
+                entry_ms: restarted.then_some(e.entry_ms),
             };
             self.e.tw_rare.put(pos, rare);
         }
@@ -104,6 +106,9 @@ impl Table {
             snd_nxt: rec.snd_nxt,
             rcv_nxt: rec.rcv_nxt,
             expires_ms,
+            entry_ms: rare
+                .entry_ms
+                .unwrap_or(expires_ms.wrapping_sub(self.time_wait_ms)),
             close_ms: self.close_ms(rec, expires_ms, &rare),
             last_oow_ms: rare.last_oow_ms,
             ts_recent: (rec.name.ep & TS_BIT != 0).then_some(rec.ts_recent),
@@ -141,13 +146,18 @@ impl Table {
         rec.ts_recent = ts_recent;
     }
 
-    /// Moves TIME-WAIT entry `pos` to the tail with a new expiry (its timer restarted).
-    /// The old slot goes stale. Returns the new position.
-    pub(crate) fn restart_time_wait(&mut self, pos: u64, expires_ms: u32) -> u64 {
+    /// Moves TIME-WAIT entry `pos` to the tail with a new expiry (its timer
+    /// restarted, `inet_twsk_reschedule`), keeping its entry stamp if
+    /// `keep_entry` (beside the ring), else starting it afresh too. The old
+    /// slot goes stale. Returns the new position.
+    pub(crate) fn restart_time_wait(&mut self, pos: u64, expires_ms: u32, keep_entry: bool) -> u64 {
         let mut e = self.time_wait(pos);
         let name = self.e.tw.at(pos).name;
         self.e.take_tw_rare(pos);
         e.expires_ms = expires_ms;
+        if !keep_entry {
+            e.entry_ms = expires_ms.wrapping_sub(self.time_wait_ms);
+        }
         let new_pos = self.push_time_wait(name, &e);
         let old = Self::tw_ref(pos);
         if let Some(r) = self.map.find_mut(e.tuple.hash(self.key), |r| r == old) {

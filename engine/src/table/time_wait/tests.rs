@@ -13,7 +13,7 @@ fn time_wait_lifecycle_and_stale_slots() {
     assert_eq!(t.find(&tuple(1)), Some(Found::TimeWait(pa)));
     assert_eq!(t.time_wait_len(), 2);
     // Restarting 1 moves it behind 2.
-    let pa2 = t.restart_time_wait(pa, 300);
+    let pa2 = t.restart_time_wait(pa, 300, false);
     assert_eq!(t.find(&tuple(1)), Some(Found::TimeWait(pa2)));
     assert_eq!(t.pop_expired_time_wait(150), None);
     assert_eq!(
@@ -50,7 +50,7 @@ fn tables_with_stale_slots() -> (Table, Table) {
         }
         let restarted = (1..3_000u16).step_by(7).filter(|p| p % 3 != 0);
         for (k, p) in restarted.enumerate() {
-            let q = t.restart_time_wait(pos[p as usize], 1_300 + p as u32 / 20);
+            let q = t.restart_time_wait(pos[p as usize], 1_300 + p as u32 / 20, false);
             if k % 5 == 0 {
                 t.remove_time_wait(q, &tuple(p));
             }
@@ -109,7 +109,7 @@ fn compaction_drops_stale_slots_and_keeps_expiry_order() {
         t.remove_time_wait(pos[p as usize], &tuple(p));
     }
     for p in (1..n).step_by(4) {
-        pos[p as usize] = t.restart_time_wait(pos[p as usize], 50_000 + p as u32);
+        pos[p as usize] = t.restart_time_wait(pos[p as usize], 50_000 + p as u32, false);
     }
     let before = t.heap_bytes();
     t.compact_time_wait();
@@ -151,7 +151,7 @@ fn last_oow_follows_its_entry_and_leaves_with_it() {
         t.set_time_wait_oow(pos[p as usize], 50_000 + p as u32);
     }
     for p in (0..4_000u16).step_by(7) {
-        pos[p as usize] = t.restart_time_wait(pos[p as usize], 60_000 + p as u32);
+        pos[p as usize] = t.restart_time_wait(pos[p as usize], 60_000 + p as u32, false);
     }
     for p in (0..4_000u16).step_by(2) {
         t.remove_time_wait(pos[p as usize], &tuple(p));
@@ -188,6 +188,7 @@ fn close_stamps_come_back_exactly_near_or_far() {
     for (p, &back) in backs.iter().enumerate() {
         let i = t.insert_conn(conn(p as u16));
         let mut e = tw(p as u16, 5_000_000);
+        e.entry_ms = 5_000_000 - 1_000;
         e.close_ms = (5_000_000 - 1_000u32).wrapping_sub(back);
         pos.push(t.conn_to_time_wait(i, e).expect("room"));
         assert_eq!(t.time_wait(pos[p]).close_ms, e.close_ms, "{back}");
@@ -198,7 +199,7 @@ fn close_stamps_come_back_exactly_near_or_far() {
     // the stamp from after the start comes near), and every stamp
     // survives the move and a compaction.
     for (p, &back) in backs.iter().enumerate() {
-        pos[p] = t.restart_time_wait(pos[p], 5_060_000);
+        pos[p] = t.restart_time_wait(pos[p], 5_060_000, false);
         let want = (5_000_000 - 1_000u32).wrapping_sub(back);
         assert_eq!(t.time_wait(pos[p]).close_ms, want, "{back}");
     }
@@ -213,4 +214,39 @@ fn close_stamps_come_back_exactly_near_or_far() {
         assert_eq!(t.time_wait(q).close_ms, want);
     }
     assert_eq!(t.e.tw_rare.len(), 4);
+}
+
+/// `tw_entry_stamp`: an entry's start is its expiry less the TIME-WAIT
+/// length, stored nowhere, until its timer restarts; then the first start
+/// is kept beside the ring, through more restarts and a compaction, and
+/// leaves with the entry. Where no takeover reads it, a restart starts it
+/// afresh and nothing is stored.
+#[test]
+fn the_entry_stamp_survives_restarts() {
+    let mut t = Table::new(5);
+    let (i, j) = (t.insert_conn(conn(1)), t.insert_conn(conn(2)));
+    let a = t.conn_to_time_wait(i, tw(1, 61_000)).expect("room");
+    let b = t.conn_to_time_wait(j, tw(2, 61_500)).expect("room");
+    assert_eq!(
+        (t.time_wait(a).entry_ms, t.time_wait(b).entry_ms),
+        (1_000, 1_500)
+    );
+    assert_eq!(t.e.tw_rare.len(), 0);
+
+    let a = t.restart_time_wait(a, 62_000, true);
+    let a = t.restart_time_wait(a, 63_000, true);
+    let b = t.restart_time_wait(b, 62_500, false);
+    assert_eq!(t.time_wait(b).entry_ms, 2_500);
+    assert_eq!(t.time_wait(a).expires_ms, 63_000);
+    assert_eq!(t.time_wait(a).entry_ms, 1_000);
+    assert_eq!(t.e.tw_rare.len(), 1);
+    t.stale = 1 << 20;
+    t.compact_time_wait();
+    let entry = |t: &Table, p| match t.find(&tuple(p)) {
+        Some(Found::TimeWait(q)) => t.time_wait(q).entry_ms,
+        other => panic!("{p}: {other:?}"),
+    };
+    assert_eq!((entry(&t, 1), entry(&t, 2)), (1_000, 2_500));
+    while t.pop_expired_time_wait(u32::MAX / 2).is_some() {}
+    assert_eq!(t.e.tw_rare.len(), 0);
 }
