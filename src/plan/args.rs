@@ -7,7 +7,9 @@ use std::time::Duration;
 use clap::Args;
 
 use crate::cli::ProfileArgs;
-use crate::cli::{ensure, parse_duration, parse_fraction, parse_probability, Usage};
+use crate::cli::{
+    check_app_timeout, ensure, parse_duration, parse_fraction, parse_probability, Usage,
+};
 
 use super::model::{Closer, Workload};
 
@@ -40,6 +42,11 @@ pub struct PlanArgs {
     /// (CLOSE-WAIT); `sim --close-delay` with --verify.
     #[arg(long, default_value = "0s", value_parser = parse_duration)]
     pub app_delay: Duration,
+    /// The clients' application closes a connection still ESTABLISHED this long
+    /// after its connect (a read timeout): it ends clients whose server dropped
+    /// their request under heavy loss; `sim --app-timeout` with --verify.
+    #[arg(long, default_value = "120s", value_parser = parse_duration)]
+    pub app_timeout: Duration,
     /// The server closes by nginx's lingering close with this `lingering_timeout`
     /// (e.g. 5s): its FIN-WAIT-2 holds the descriptor (a full socket, no bucket)
     /// until the client's FIN or the timeout, then orphans for tcp_fin_timeout.
@@ -170,6 +177,7 @@ impl Plan {
         // interleavings of its copies with the client's: with 8 linear SYNs
         // at 70 % loss 6 take 0.5 s and 5 take 1.1 s, the worst; 7 took about
         // twice as long as 6, 10 four times.
+        check_app_timeout(a.app_timeout)?;
         ensure(host.synack_retries <= MAX_SYNACK_RETRIES, || {
             format!(
                 "plan models --synack-retries up to {MAX_SYNACK_RETRIES} (sim takes up to Linux's 255)"
@@ -183,6 +191,7 @@ impl Plan {
                 runaway,
                 close,
                 app_delay: a.app_delay,
+                app_timeout: a.app_timeout,
                 lingering: a.lingering_close,
                 host,
             },

@@ -108,6 +108,7 @@ impl Calibration {
             runaway: 0.0,
             close,
             app_delay: Duration::ZERO,
+            app_timeout: model::APP_TIMEOUT,
             lingering: None,
             host: self.host.clone(),
         }

@@ -35,6 +35,14 @@
 //!   (RFC 5961 §4, one per 500 ms), which establishes the server even when the
 //!   request was lost.
 //! * The client's ACK rides on its request (the pure ACK is coalesced).
+//! * The client's application closes a connection still ESTABLISHED
+//!   `--app-timeout` after its connect (the simulator's read timeout): what
+//!   ends a client whose server dropped its request and whose request's RSTs
+//!   were lost, long before `tcp_retries2` would. The client is then an
+//!   orphan in FIN-WAIT-1: its FIN waits behind the request (the retransmission
+//!   holds the window) and goes with its next copy, which draws the
+//!   listener's RST, unless the orphan's budget (`tcp_orphan_retries`,
+//!   counted from the request's first transmission) ends it first, silently.
 //! * Karn: a retransmission clears the timing. Without timestamps an end that
 //!   retransmitted its SYN (or SYN-ACK) starts the data phase with no RTT sample
 //!   and the 3 s RTO of `tcp_init_metrics` (RFC 6298 §5.7), whatever the
@@ -89,20 +97,24 @@ pub struct Failed {
     pub per_completed: f64,
     /// Their seconds for each that completes (weight x time): the client in
     /// SYN-SENT, the server in SYN-RECEIVED, the client ESTABLISHED until
-    /// the end.
+    /// the end or its application's close, then FIN-WAIT-1.
     pub syn_sent: f64,
     pub syn_received: f64,
     pub client_waiting: f64,
+    /// The client in FIN-WAIT-1 once its application closed it.
+    pub client_fin_wait_1: f64,
 }
 
 impl Failed {
     /// Branch `b`, whose client's connection ended at `gone`.
     fn add(&mut self, b: &Branch, gone: f64) {
         let est = b.client_est.unwrap_or(gone);
+        let closed = b.client_closed.unwrap_or(gone);
         self.per_completed += b.weight;
         self.syn_sent += b.weight * est;
         self.syn_received += b.weight * b.syn_received_before;
-        self.client_waiting += b.weight * (gone - est);
+        self.client_waiting += b.weight * (closed - est);
+        self.client_fin_wait_1 += b.weight * (gone - closed);
     }
 
     fn scale(&mut self, k: f64) {
@@ -111,6 +123,7 @@ impl Failed {
             &mut self.syn_sent,
             &mut self.syn_received,
             &mut self.client_waiting,
+            &mut self.client_fin_wait_1,
         ] {
             *x *= k;
         }
@@ -150,6 +163,8 @@ enum Ev {
     ClientSyn(u8),
     /// The client's request retransmission `n`.
     ClientRequest(u8),
+    /// The client's application closes a connection still ESTABLISHED.
+    AppClose,
 }
 
 /// What an event leaves its branch to do.
@@ -189,6 +204,8 @@ struct Branch {
     /// When the client's connection ended unsynchronized with the server:
     /// SYN-SENT or the request gave up, or an RST reset it.
     client_gone: Option<f64>,
+    /// When the client's application closed it, still ESTABLISHED.
+    client_closed: Option<f64>,
     /// Send time of the SYN copy that opened the server (its ts_recent).
     syn_sent_at: f64,
     /// Send time of the SYN-ACK copy the client took (its ts_recent).
@@ -206,6 +223,9 @@ struct Ctx<'a> {
     d: f64,
     /// RFC 7323 timestamps on both ends.
     ts: bool,
+    /// When the client's application closes a connection still ESTABLISHED,
+    /// from its connect.
+    app_close: f64,
     rto_of: &'a dyn Fn(f64) -> f64,
     out: Vec<Outcome>,
     /// The weight of `out`.
@@ -262,7 +282,19 @@ impl Branch {
                 Step::Next
             }
             Ev::ServerGetsRst => self.server_gets_rst(t),
+            Ev::AppClose => self.app_close(t),
         }
+    }
+
+    /// The client's application gives up on a connection still ESTABLISHED
+    /// whose request never reached a request of the server's (the simulator's
+    /// `--app-timeout` sweep). One whose request is still open on the server
+    /// goes on: its FIN would reach it, a race too rare to follow.
+    fn app_close(&mut self, t: f64) -> Step {
+        if self.client_est.is_some() && self.server_at.is_none() && self.client_gone.is_none() {
+            self.client_closed = Some(t);
+        }
+        Step::Next
     }
 
     /// SYN-SENT's timer: the next SYN, or the end, silently (`tcp_write_err`);
@@ -411,7 +443,8 @@ impl Branch {
             return Step::Next;
         }
         let est = self.client_est.unwrap_or(t);
-        if request_given_up(ctx.cfg, u32::from(n), t - est) {
+        let orphan = self.client_closed.is_some();
+        if request_given_up(ctx.cfg, u32::from(n), t - est, orphan) {
             self.client_gone = Some(t);
             return Step::Next;
         }
@@ -513,13 +546,21 @@ fn run(ctx: &mut Ctx, mut b: Branch) {
 
 /// Every way through the handshake at loss `p` each way and one-way delay `d`,
 /// per handshake that completes; `rto_of(m)` is the RTO after a first
-/// sample `m`; timestamps as `cfg.timestamps`.
-pub fn enumerate(cfg: &Config, p: f64, d: f64, rto_of: &dyn Fn(f64) -> f64) -> Handshake {
+/// sample `m`; timestamps as `cfg.timestamps`; the client's application
+/// closes what is still ESTABLISHED `app_timeout` seconds after the connect.
+pub fn enumerate(
+    cfg: &Config,
+    p: f64,
+    d: f64,
+    rto_of: &dyn Fn(f64) -> f64,
+    app_timeout: f64,
+) -> Handshake {
     let mut ctx = Ctx {
         cfg,
         p,
         d,
         ts: cfg.timestamps,
+        app_close: app_close(app_timeout),
         rto_of,
         out: Vec::new(),
         completed: 0.0,
@@ -527,7 +568,7 @@ pub fn enumerate(cfg: &Config, p: f64, d: f64, rto_of: &dyn Fn(f64) -> f64) -> H
     };
     let b = Branch {
         weight: 1.0,
-        events: vec![(0.0, Ev::ClientSyn(0))],
+        events: vec![(0.0, Ev::ClientSyn(0)), (ctx.app_close, Ev::AppClose)],
         server_at: None,
         server_gen: 0,
         server_last_dup: None,
@@ -537,6 +578,7 @@ pub fn enumerate(cfg: &Config, p: f64, d: f64, rto_of: &dyn Fn(f64) -> f64) -> H
         client_est: None,
         client_gen: 0,
         client_gone: None,
+        client_closed: None,
         syn_sent_at: 0.0,
         synack_sent_at: 0.0,
         client_m: None,
@@ -557,9 +599,18 @@ pub fn enumerate(cfg: &Config, p: f64, d: f64, rto_of: &dyn Fn(f64) -> f64) -> H
     }
 }
 
+/// When the simulator's application closes a connection still ESTABLISHED
+/// `app_timeout` after its connect: at a sweep, every quarter of the timeout,
+/// so between 1 and 1.25 times it, on average 1.125.
+pub fn app_close(app_timeout: f64) -> f64 {
+    app_timeout * 1.125
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const APP_TIMEOUT: f64 = 120.0;
 
     fn rto(m: f64) -> f64 {
         m + (2.0 * m).max(0.2)
@@ -568,7 +619,7 @@ mod tests {
     #[test]
     fn no_loss_is_one_round_trip() {
         let cfg = Config::default();
-        let o = enumerate(&cfg, 0.0, 0.005, &rto).completed;
+        let o = enumerate(&cfg, 0.0, 0.005, &rto, APP_TIMEOUT).completed;
         assert_eq!(o.len(), 1);
         let o = o[0];
         assert!((o.syn_sent - 0.010).abs() < 1e-12);
@@ -586,7 +637,7 @@ mod tests {
             timestamps: false,
             ..Config::default()
         };
-        let o = enumerate(&cfg, 0.1, 0.005, &rto).completed;
+        let o = enumerate(&cfg, 0.1, 0.005, &rto, APP_TIMEOUT).completed;
         let w: f64 = o.iter().map(|o| o.weight).sum();
         assert!((w - 1.0).abs() < 1e-9);
         let late = |after: f64| -> f64 {
@@ -617,7 +668,7 @@ mod tests {
     #[test]
     fn syns_keep_the_initial_rto_for_four_retransmissions() {
         let share_near_2_s = |cfg: &Config| -> f64 {
-            enumerate(cfg, 0.1, 0.005, &rto)
+            enumerate(cfg, 0.1, 0.005, &rto, APP_TIMEOUT)
                 .completed
                 .iter()
                 .filter(|o| o.syn_sent > 1.5 && o.syn_sent < 2.5)
@@ -643,7 +694,7 @@ mod tests {
             timestamps: false,
             ..Config::default()
         };
-        let o = enumerate(&cfg, 0.1, 0.005, &rto).completed;
+        let o = enumerate(&cfg, 0.1, 0.005, &rto, APP_TIMEOUT).completed;
         let near = |x: f64, y: f64| (x - y).abs() < 1e-9;
         let answered: Vec<_> = o
             .iter()
@@ -662,7 +713,7 @@ mod tests {
     /// the first SYN's TSval).
     #[test]
     fn timestamps_sample_the_copy_the_server_recorded() {
-        let o = enumerate(&Config::default(), 0.1, 0.005, &rto).completed;
+        let o = enumerate(&Config::default(), 0.1, 0.005, &rto, APP_TIMEOUT).completed;
         let second: Vec<_> = o
             .iter()
             .filter(|o| o.syn_sent > 0.5 && o.syn_sent < 1.5)
@@ -693,7 +744,7 @@ mod tests {
             synack_retries: 1,
             ..Config::default()
         };
-        let o = enumerate(&cfg, 0.1, 0.005, &rto).completed;
+        let o = enumerate(&cfg, 0.1, 0.005, &rto, APP_TIMEOUT).completed;
         let near = |x: f64, y: f64| (x - y).abs() < 1e-9;
         let at_4_s: Vec<f64> = o
             .iter()

@@ -30,6 +30,7 @@ pub fn to_json(plan: &Plan, o: &Outcome, sim: Option<&Simulated>) -> Value {
             "runaway": w.runaway,
             "close": match w.close { Closer::Server => "server", Closer::Client => "client" },
             "app_delay_s": w.app_delay.as_secs_f64(),
+            "app_timeout_s": w.app_timeout.as_secs_f64(),
             "profile": w.host.profile.to_string(),
             "time_wait_s": w.host.time_wait.as_secs_f64(),
             "fin_timeout_s": w.host.fin_timeout.as_secs_f64(),

@@ -58,6 +58,11 @@ pub struct Workload {
     pub close: Closer,
     /// Time the passive closer's application takes to close after the peer's FIN.
     pub app_delay: Duration,
+    /// The clients' application closes a connection still ESTABLISHED this
+    /// long after its connect (an HTTP client's read timeout; the
+    /// simulator's `--app-timeout`): it ends a client whose server dropped
+    /// its request ([`crate::plan::handshake`]).
+    pub app_timeout: Duration,
     /// The server closes by nginx's lingering close (`shutdown(SHUT_WR)`, then
     /// reads until the client's FIN or this long without data: `lingering_timeout`,
     /// 5 s by default). Its FIN-WAIT-2 keeps the descriptor, so it is a full
@@ -67,6 +72,9 @@ pub struct Workload {
     pub lingering: Option<Duration>,
     pub host: Config,
 }
+
+/// The clients' read timeout a plan assumes unless told: the simulator's.
+pub const APP_TIMEOUT: Duration = Duration::from_secs(120);
 
 impl Workload {
     /// The RTO after a first RTT sample `m` (`tcp_rtt_estimator`, `__tcp_set_rto`):

@@ -22,7 +22,8 @@ pub fn predict(w: &Workload) -> Prediction {
     let rto_max = cfg.rto_max.as_secs_f64();
     let rto_of = |m: f64| (m + (2.0 * m).max(rto_min)).clamp(rto_min, rto_max);
     let rto = rto_of(rtt);
-    let handshake = handshake::enumerate(cfg, p, rtt / 2.0, &rto_of);
+    let app_timeout = w.app_timeout.as_secs_f64();
+    let handshake = handshake::enumerate(cfg, p, rtt / 2.0, &rto_of, app_timeout);
     // Group the ways by their RTO pair: the rest depends on nothing else.
     let mut groups: Vec<(f64, f64, f64, f64)> = Vec::new();
     // A failed handshake holds its states all the same, and goes no further.
@@ -34,6 +35,7 @@ pub fn predict(w: &Workload) -> Prediction {
     let mut client_times = Times {
         syn_sent: failed.syn_sent,
         established: failed.client_waiting,
+        fin_wait_1: failed.client_fin_wait_1,
         ..Times::default()
     };
     for o in &handshake.completed {

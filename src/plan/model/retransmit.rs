@@ -54,10 +54,16 @@ pub(in crate::plan) fn syn_given_up(cfg: &Config, n: u32, t: f64) -> bool {
 /// Whether an established connection gives up at its request timer's `n`-th
 /// expiry, `elapsed` seconds after the request first went
 /// (`tcp_write_timeout`): once the time `tcp_retries2` doublings from
-/// rto_min take has passed, at an expiry after a retransmission (924.6 s
-/// with Linux's 15).
-pub(in crate::plan) fn request_given_up(cfg: &Config, n: u32, elapsed: f64) -> bool {
-    n >= 2 && elapsed >= cfg.model_timeout(cfg.retries2, cfg.rto_min).as_secs_f64()
+/// rto_min take has passed (924.6 s with Linux's 15), or for an `orphan`
+/// (its application closed it) `tcp_orphan_retries` doublings (102.2 s
+/// with Linux's 8), at an expiry after a retransmission.
+pub(in crate::plan) fn request_given_up(cfg: &Config, n: u32, elapsed: f64, orphan: bool) -> bool {
+    let limit = if orphan {
+        cfg.orphan_retry_limit()
+    } else {
+        cfg.retries2
+    };
+    n >= 2 && elapsed >= cfg.model_timeout(limit, cfg.rto_min).as_secs_f64()
 }
 
 /// Whether SYN-RECEIVED's `n`-th expiry drops the request instead of
