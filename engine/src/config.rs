@@ -28,7 +28,10 @@ pub enum TwOverflow {
     EvictOldest,
 }
 
-/// The named profiles.
+/// The named profiles. They differ in these values only: the rest is
+/// Linux's mechanics in all three, SYN-RECEIVED's request socket among them
+/// (RFC 9293 would answer a duplicate SYN with a bare ACK, and FreeBSD's
+/// syncache answers every one and starts its retries afresh).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Profile {
     Linux,

@@ -168,8 +168,10 @@ impl Ports {
         self.low
     }
 
+    /// Whether `port` lies in `ip_local_port_range`: the ports connect()'s
+    /// search picks.
     #[inline]
-    fn in_range(&self, port: u16) -> bool {
+    pub(crate) fn in_range(&self, port: u16) -> bool {
         (self.low..=self.high).contains(&port)
     }
 

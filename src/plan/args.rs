@@ -100,8 +100,9 @@ pub struct PlanArgs {
 pub(super) const MAX_SYN_LINEAR: u8 = 8;
 
 /// The most `tcp_synack_retries` the handshake's enumeration takes: Linux's
-/// 5, the SYN-flood tunings below it, and 6, whose request (dropped at
-/// 127 s) still ends before a client with Linux's defaults gives up (131 s).
+/// 5, the SYN-flood tunings below it, and 6 (a request dropped 127 s after
+/// its last restart). More multiplies the branches past what a plan should
+/// take to print.
 pub(super) const MAX_SYNACK_RETRIES: u8 = 6;
 
 /// Validated inputs.

@@ -42,6 +42,9 @@ pub struct Calibration {
     pub rtt: Duration,
     pub rtt_observed: bool,
     pub loss: f64,
+    /// The clients' read timeout: `plan --app-timeout`, which no counter
+    /// shows.
+    pub app_timeout: Duration,
     pub host: Config,
     /// `tcp_syn_retries`, `tcp_syn_linear_timeouts`, `tcp_synack_retries`,
     /// `tcp_retries2` as `host` has them, and where from.
@@ -91,6 +94,7 @@ impl Calibration {
             rtt: observed.unwrap_or(rtt).min(Duration::from_secs(60)),
             rtt_observed: observed.is_some(),
             loss: rates.retrans_ratio.unwrap_or(0.0).clamp(0.0, 0.5),
+            app_timeout: model::APP_TIMEOUT,
             host,
             retries,
             port_range: s.ip_local_port_range.size(),
@@ -108,7 +112,7 @@ impl Calibration {
             runaway: 0.0,
             close,
             app_delay: Duration::ZERO,
-            app_timeout: model::APP_TIMEOUT,
+            app_timeout: self.app_timeout,
             lingering: None,
             host: self.host.clone(),
         }
@@ -148,8 +152,18 @@ fn ratio(a: f64, b: f64) -> Option<f64> {
 }
 
 impl FromPlan {
+    /// The plan of observation `r`, with the clients' read timeout the
+    /// simulator's.
     pub fn new(r: &Report, rtt: Duration) -> FromPlan {
-        let cal = Calibration::of(r, rtt);
+        FromPlan::with_app_timeout(r, rtt, model::APP_TIMEOUT)
+    }
+
+    /// [`FromPlan::new`] with the clients' read timeout given.
+    pub fn with_app_timeout(r: &Report, rtt: Duration, app_timeout: Duration) -> FromPlan {
+        let cal = Calibration {
+            app_timeout,
+            ..Calibration::of(r, rtt)
+        };
         let run =
             |rate: f64, close| (rate > 0.0).then(|| model::predict(&cal.workload(rate, close)));
         let server_closes = run(cal.close_rate * cal.server_share, Closer::Server);

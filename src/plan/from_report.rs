@@ -86,6 +86,7 @@ pub fn to_json(r: &Report, p: &FromPlan, growth: f64, slab: &Slab) -> Value {
         "rtt_ms": c.rtt.as_secs_f64() * 1e3,
         "rtt_source": if c.rtt_observed { "observed p50" } else { "--rtt (no sample)" },
         "loss": c.loss,
+        "app_timeout_s": c.app_timeout.as_secs_f64(),
         "max_tw_buckets": c.host.max_tw_buckets as f64,
         "max_orphans": c.host.max_orphans as f64,
         "max_orphans_source": if r.sysctl.tcp_max_orphans.is_some() {
@@ -285,9 +286,14 @@ pub fn human(r: &Report, p: &FromPlan, growth: f64, slab: &Slab) -> String {
 }
 
 /// `teardown plan --from PATH`.
-pub fn run(text: &str, rtt: std::time::Duration, growth: f64) -> anyhow::Result<(String, Value)> {
+pub fn run(
+    text: &str,
+    rtt: std::time::Duration,
+    app_timeout: std::time::Duration,
+    growth: f64,
+) -> anyhow::Result<(String, Value)> {
     let r = Report::from_json(text)?;
-    let p = FromPlan::new(&r, rtt);
+    let p = FromPlan::with_app_timeout(&r, rtt, app_timeout);
     let slab = slab_of(&r);
     Ok((human(&r, &p, growth, &slab), to_json(&r, &p, growth, &slab)))
 }

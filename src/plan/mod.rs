@@ -82,12 +82,13 @@ fn main_from(args: &PlanArgs, path: &Path) -> anyhow::Result<ExitCode> {
     })?;
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let (human, json) = from_report::run(&text, args.rtt, args.growth).with_context(|| {
-        format!(
-            "{} is not a `teardown observe --json` report",
-            path.display()
-        )
-    })?;
+    let (human, json) = from_report::run(&text, args.rtt, args.app_timeout, args.growth)
+        .with_context(|| {
+            format!(
+                "{} is not a `teardown observe --json` report",
+                path.display()
+            )
+        })?;
     write_out(args.json.as_deref(), &human, &json)?;
     Ok(ExitCode::SUCCESS)
 }

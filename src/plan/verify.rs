@@ -4,9 +4,9 @@
 use crate::cli::{ProfileArgs, Usage};
 use crate::sim::{self, CloseMode, SimArgs, SimConfig, SimReport};
 
-use super::bounds;
 use super::model::{Closer, Prediction, Times, MODELLED};
 use super::Plan;
+use super::{bounds, handshake};
 
 /// The simulator's view of the same workload, averaged over its steady state.
 pub struct Simulated {
@@ -54,13 +54,16 @@ fn longest_hold(plan: &Plan) -> f64 {
     longest
 }
 
-/// How long a failed handshake's client may stay ESTABLISHED: until its
-/// application's timeout, swept at most a quarter of it late. Counted only
-/// where the failures could move the clients' ESTABLISHED by a thousandth:
-/// heavy loss, few SYN-ACK retries. A handshake that completes is over long
-/// before.
+/// How long a failed handshake's client may hold its 4-tuple: ESTABLISHED
+/// until its application's timeout, swept at most a quarter of it late,
+/// then FIN-WAIT-1 until its request's next expiry, at most rto_max on.
+/// Counted only where the failures could move the clients' ESTABLISHED by
+/// a thousandth: heavy loss, few SYN-ACK retries. A handshake that
+/// completes is over long before.
 fn failed_hold(plan: &Plan, pr: &Prediction) -> f64 {
-    let hold = plan.workload.app_timeout.as_secs_f64() * 1.25;
+    let w = &plan.workload;
+    let hold =
+        handshake::app_close_latest(w.app_timeout.as_secs_f64()) + w.host.rto_max.as_secs_f64();
     let seconds = pr.handshakes_failed * hold;
     if seconds > 1e-3 * pr.client_times.established {
         hold

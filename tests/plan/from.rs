@@ -373,7 +373,7 @@ fn odd_retry_values_are_clamped_not_refused() {
             "{pop:?}"
         );
         let text = serde_json::to_string(&r).unwrap();
-        let (human, json) = from_report::run(&text, RTT, 1.0).unwrap();
+        let (human, json) = from_report::run(&text, RTT, Duration::from_secs(120), 1.0).unwrap();
         let note = format!("sysctl {}, outside the 1..=127 plan models", given[0]);
         assert!(human.contains(&note), "{human}");
         assert_eq!(
@@ -446,4 +446,22 @@ fn plan_from_cli_reports_the_retry_sysctls() {
         c["syn_linear_timeouts_source"],
         "sysctl 12, outside the 0..=8 plan models: 8 used"
     );
+}
+
+/// `plan --from --app-timeout` reaches the model: at 30 % loss with no
+/// SYN-ACK retries, a shorter read timeout closes sooner the clients that
+/// dropped requests strand ESTABLISHED. The JSON says which it used.
+#[test]
+fn the_app_timeout_reaches_the_model() {
+    let r = tuned(0.3, [Some(3), Some(8), Some(0), Some(8)]);
+    let established = |secs: u64| {
+        let p = FromPlan::with_app_timeout(&r, RTT, Duration::from_secs(secs));
+        let pr = p.server_closes.or(p.client_closes).expect("closes");
+        pr.clients.established
+    };
+    let (short, default) = (established(30), established(120));
+    assert!(short < 0.9 * default, "{short} vs {default}");
+    let text = serde_json::to_string(&r).expect("serialises");
+    let (_, json) = from_report::run(&text, RTT, Duration::from_secs(30), 1.0).expect("plans");
+    assert_eq!(json["calibration"]["app_timeout_s"], 30.0);
 }

@@ -228,7 +228,7 @@ fn a_peer_slower_than_fin_timeout_leaves_no_time_wait() {
 /// a request that loss keeps in SYN-RECEIVED (`reqsk_timer_handler`): at
 /// 30 % loss the server holds fewer SYN-RECEIVED, not more, and more
 /// handshakes fail (a client whose request comes after the drop meets an
-/// RST): 1.7 % of connects with 2, hardly any with 5. Before the model
+/// RST): 1.6 % of connects with 2, hardly any with 5. Before the model
 /// dropped the request, 2 held 24 % more SYN-RECEIVED than 5, and 0 three
 /// times as many.
 #[test]
@@ -246,8 +246,10 @@ fn fewer_synack_retries_hold_fewer_syn_received() {
     };
     let (zero, two, five) = (at("0"), at("2"), at("5"));
     let syn_received = |p: &teardown::plan::model::Prediction| p.server.syn_received;
+    // Not many fewer (5.7 %): the client's SYNs, one a second, restart the
+    // request's timer, which then seldom fires.
     assert!(
-        syn_received(&two) < 0.95 * syn_received(&five),
+        syn_received(&two) < 0.97 * syn_received(&five),
         "2: {} against 5: {}",
         syn_received(&two),
         syn_received(&five)

@@ -263,10 +263,13 @@ impl Host {
         true
     }
 
+    /// [`Host::oow_allowed`] on connection `c`'s own stamp.
+    pub(super) fn conn_oow_allowed(&self, c: &mut Conn, seg: &Segment, now: Time) -> bool {
+        self.oow_allowed(seg, &mut c.last_oow_ms, now)
+    }
+
     pub(super) fn dup_ack(&mut self, now: Time, c: &mut Conn, seg: &Segment) {
-        let mut last = c.last_oow_ms;
-        if self.oow_allowed(seg, &mut last, now) {
-            c.last_oow_ms = last;
+        if self.conn_oow_allowed(c, seg, now) {
             self.stats.oow_acks += 1;
             self.send_ack(c);
         } else {

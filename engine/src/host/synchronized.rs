@@ -33,15 +33,6 @@ impl Host {
     fn on_unpredicted(&mut self, now: Time, idx: u32, c: &mut Conn, seg: &Segment) -> Next {
         let f = seg.flags;
 
-        if c.state == State::SynReceived
-            && f.syn()
-            && !f.ack()
-            && !f.rst()
-            && seg.seq_num() == c.rcv_nxt - 1
-        {
-            return self.syn_again(now, idx, c, seg);
-        }
-
         if c.state == State::FinWait2 && c.has(flag::FW2_COUNTED) {
             return self.on_orphan_fin_wait_2(now, c, seg);
         }
@@ -62,6 +53,17 @@ impl Host {
                 self.dup_ack(now, c, seg);
             }
             return Next::Keep;
+        }
+
+        // A pure duplicate of the SYN that opened SYN-RECEIVED, past PAWS
+        // (`tcp_check_req`).
+        if c.state == State::SynReceived
+            && f.syn()
+            && !f.ack()
+            && !f.rst()
+            && seg.seq_num() == c.rcv_nxt - 1
+        {
+            return self.syn_again(now, idx, c, seg);
         }
 
         // `tcp_check_req` refuses an echo of no SYN-ACK of ours after PAWS
@@ -184,13 +186,6 @@ impl Host {
         c.snd_una < seg.ack_num() && seg.ack_num() <= c.snd_nxt
     }
 
-    /// `tcp_check_req` (Linux >= 6.15): in SYN-RECEIVED a segment whose
-    /// TSecr echoes no SYN-ACK of ours ([`Host::handshake_echo_rejected`]) is
-    /// answered with a rate-limited ACK, unless it is an RST, and dropped
-    /// (`TSEcrRejected`); SYN-RECEIVED waits for a good one. The engine
-    /// applies it to a simultaneous open's SYN-RECEIVED too, which Linux
-    /// holds as a full socket without the check: only a forged echo differs.
-    #[cold]
     /// SYN-RECEIVED seeing the SYN again: our SYN-ACK was lost
     /// (`tcp_check_req`). It goes again at once, unless one went for a
     /// duplicate less than `invalid_ratelimit` ago (`tcp_oow_rate_limited`
@@ -200,20 +195,27 @@ impl Host {
     /// retransmission all the same (`inet_rtx_syn_ack` counts it in
     /// `num_retrans`), but not an expiry: `num_timeout`, which doubles the
     /// timer and ends the request, stays.
+    #[cold]
     fn syn_again(&mut self, now: Time, idx: u32, c: &mut Conn, seg: &Segment) -> Next {
-        let mut last = c.last_oow_ms;
-        if !self.oow_allowed(seg, &mut last, now) {
+        if !self.conn_oow_allowed(c, seg, now) {
             self.stats.oow_acks_suppressed += 1;
             return Next::Keep;
         }
-        c.last_oow_ms = last;
         c.handshake_resent();
         self.resend_syn_ack(c);
+        self.stats.retransmits += 1;
         let rto_us = self.syn_rto_us(c);
         self.arm_us(now, idx, c, rto_us);
         Next::Keep
     }
 
+    /// `tcp_check_req` (Linux >= 6.15): in SYN-RECEIVED a segment whose
+    /// TSecr echoes no SYN-ACK of ours ([`Host::handshake_echo_rejected`]) is
+    /// answered with a rate-limited ACK, unless it is an RST, and dropped
+    /// (`TSEcrRejected`); SYN-RECEIVED waits for a good one. The engine
+    /// applies it to a simultaneous open's SYN-RECEIVED too, which Linux
+    /// holds as a full socket without the check: only a forged echo differs.
+    #[cold]
     pub(super) fn tsecr_rejected(&mut self, now: Time, c: &mut Conn, seg: &Segment) -> Next {
         self.stats.tsecr_rejected += 1;
         if !seg.flags.rst() {

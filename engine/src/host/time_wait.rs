@@ -29,9 +29,7 @@ impl Host {
         let f = seg.flags;
         // The entry's timestamp was recorded when it last (re)started, in all
         // but Linux's out-of-window restarts (see TwEntry::ts_recent).
-        let stamp = e
-            .expires_ms
-            .wrapping_sub(self.cfg.time_wait.as_millis() as u32);
+        let stamp = e.expires_ms.wrapping_sub(self.table.time_wait_ms());
         let paws_reject = self.tw_paws_reject(e.ts_recent, stamp, seg);
         // The timestamp a segment at rcv_nxt records (`tw_ts_recent`).
         let record_ts = |host: &mut Host, pos: u64| {
@@ -56,7 +54,7 @@ impl Host {
         // An in-window segment at rcv_nxt that occupies no sequence space restarts
         // the timer, with no reply.
         if !paws_reject && seg.seq_num() == e.rcv_nxt && seg.seq_len() == 0 {
-            let pos = self.restart_time_wait(now, pos, &e);
+            let pos = self.restart_time_wait(now, pos, e);
             record_ts(self, pos);
             return TwVerdict::Success;
         }
@@ -91,7 +89,7 @@ impl Host {
             self.stats.paws_rejected += 1;
         }
         let pos = if f.ack() || paws_reject {
-            self.restart_time_wait(now, pos, &e)
+            self.restart_time_wait(now, pos, e)
         } else {
             pos
         };
@@ -139,14 +137,17 @@ impl Host {
     }
 
     /// `inet_twsk_reschedule`. The entry stamp survives only where a
-    /// takeover could read it ([`Host::twsk_unique`]: the peer's timestamps,
-    /// and `tcp_tw_reuse` on for these addresses); elsewhere keeping it
-    /// would cost a map slot for nothing.
+    /// takeover could read it ([`Host::twsk_unique`] from connect()'s search:
+    /// a local port in its range, the peer's timestamps, and `tcp_tw_reuse`
+    /// on for these addresses); elsewhere keeping it would cost a map slot
+    /// for nothing.
     fn restart_time_wait(&mut self, now: Time, pos: u64, e: &TwEntry) -> u64 {
         self.stats.time_wait_restarts += 1;
         let expires = Self::deadline_ms(now, self.timeouts.time_wait) as u32;
-        let read =
-            e.ts_recent.is_some() && self.tw_reuse_allowed(e.tuple.local_ip, e.tuple.remote_ip);
+        let t = &e.tuple;
+        let read = e.ts_recent.is_some()
+            && self.ports.in_range(t.local_port)
+            && self.tw_reuse_allowed(t.local_ip, t.remote_ip);
         self.table.restart_time_wait(pos, expires, read)
     }
 

@@ -27,7 +27,9 @@ pub(super) struct TwRare {
     /// The close() stamp, when [`TwRecord::close_off`] is [`crate::timewait::FAR`].
     pub(super) close_ms: u32,
     /// The entry stamp of an entry whose timer restarted, no longer its
-    /// expiry less the TIME-WAIT length. (A map slot's size either way.)
+    /// expiry less the TIME-WAIT length, where a takeover could read it. It
+    /// makes the map's slot 24 bytes, not 16: a few bytes on the few
+    /// entries that have one.
     pub(super) entry_ms: Option<u32>,
 }
 

@@ -195,7 +195,7 @@ impl Worker {
         })
     }
 
-    /// Runs until `stop`; `done` is raised once every connection is accounted for.
+    /// Runs until `stop`; `done` is raised once every connection is settled.
     pub fn run(mut self, progress: &Progress, stop: &AtomicBool) -> anyhow::Result<Outcome> {
         let mut events = Events::with_capacity(16);
         self.started = Instant::now();

@@ -3,7 +3,7 @@
 
 use teardown_engine::config::TwOverflow;
 
-use super::retransmit::{rto_after, schedule, Rtt};
+use super::retransmit::{backed_off, rto_after, schedule, Rtt};
 use super::teardown::phase;
 use super::{Closer, Prediction, Times, Workload, MODELLED};
 use crate::plan::handshake;
@@ -71,7 +71,7 @@ pub fn predict(w: &Workload) -> Prediction {
                 est.sample(rtt, rto_min);
                 est.rto().clamp(rto_min, rto_max)
             } else {
-                (o.server_rto * f64::from(1u32 << k.min(20))).min(rto_max)
+                backed_off(o.server_rto, k as u32, rto_max)
             }
         };
         let copies: Vec<(f64, f64, f64)> = (0..resp.len())
@@ -93,8 +93,7 @@ pub fn predict(w: &Workload) -> Prediction {
                     est.sample(if timer_first { rtt } else { arrives }, rto_min);
                     est.rto().clamp(rto_min, rto_max)
                 } else {
-                    let backoff = f64::from(1u32 << (o.client_requests - 1).min(20));
-                    (o.client_rto * backoff).min(rto_max)
+                    backed_off(o.client_rto, o.client_requests - 1, rto_max)
                 };
                 (k, share(k), rto_c, server_fin_rto(k))
             })

@@ -30,12 +30,18 @@ pub(super) fn give_up(cfg: &Config, rto: f64, limit: u8, base: Duration) -> (Vec
     (t[..k].to_vec(), t[k])
 }
 
+/// `rto` doubled `n` times, at most `rto_max` (`inet_csk_rto_backoff`,
+/// a request's `reqsk_timeout`), in seconds.
+pub(in crate::plan) fn backed_off(rto: f64, n: u32, rto_max: f64) -> f64 {
+    (rto * f64::from(1u32 << n.min(30))).min(rto_max)
+}
+
 /// SYN-SENT's timer, in seconds, after `n` retransmissions of the SYN: the
 /// initial RTO, doubled for each retransmission past the first
 /// `syn_linear_timeouts` (`tcp_retransmit_timer`), up to rto_max.
 pub(in crate::plan) fn syn_rto(cfg: &Config, n: u32) -> f64 {
-    let doublings = cfg.syn_doublings(n).min(30);
-    (cfg.rto_initial.as_secs_f64() * f64::from(1u32 << doublings)).min(cfg.rto_max.as_secs_f64())
+    let max = cfg.rto_max.as_secs_f64();
+    backed_off(cfg.rto_initial.as_secs_f64(), cfg.syn_doublings(n), max)
 }
 
 /// Whether SYN-SENT gives up at the expiry `t` seconds after its first SYN,
