@@ -291,7 +291,10 @@ impl Branch {
     /// The client's application gives up on a connection still ESTABLISHED
     /// whose request never reached a request of the server's (the simulator's
     /// `--app-timeout` sweep). One whose request is still open on the server
-    /// goes on: its FIN would reach it, a race too rare to follow.
+    /// goes on, as if its application waited: its FIN would reach it, or its
+    /// orphan give up and leave the server ESTABLISHED until the server's
+    /// own timeout, neither of which the plan follows (a timeout shorter
+    /// than the request's life leaves more ESTABLISHED, not fewer).
     fn app_close(&mut self, t: f64) -> Step {
         if self.client_est.is_some() && self.server_at.is_none() && self.client_gone.is_none() {
             self.client_closed = Some(t);
