@@ -50,6 +50,15 @@ fn open(host: &mut Host, port: u16) -> u32 {
     synack.seq + 1
 }
 
+/// Opens, and closes at 10 ms: the FIN is on its way. Returns the
+/// server's snd_nxt before it.
+fn closing(host: &mut Host, port: u16) -> u32 {
+    let isn = open(host, port);
+    host.close(at(10), server_tuple(port)).unwrap();
+    host.transmits().for_each(drop);
+    isn
+}
+
 /// Opens, closes at 10 ms and has the peer ACK the FIN at 20 ms: the
 /// server's end is an orphan in FIN-WAIT-2 from 20 ms. Returns its snd_nxt.
 fn orphan_in_fin_wait_2(host: &mut Host, port: u16) -> u32 {
@@ -219,9 +228,7 @@ fn the_full_part_takes_no_bucket_and_finds_none_free_at_its_end() {
 /// Returns that end's snd_nxt.
 fn two_orphans_and_a_shut_down_end(host: &mut Host) -> u32 {
     for port in [40_000, 40_001] {
-        open(host, port);
-        host.close(at(10), server_tuple(port)).unwrap();
-        host.transmits().for_each(drop);
+        closing(host, port);
     }
     let isn = open(host, 40_002);
     host.shutdown(at(10), server_tuple(40_002)).unwrap();
@@ -269,9 +276,7 @@ fn a_fin_resent_until_the_rto_backs_off_past_17_seconds_stretches_the_default() 
     // 3.5 of it, 89.6 s. The full socket stays 29.6 s, then the mini-socket
     // lives max(29.6 s, 89.6 s): gone 119.2 s after the ACK.
     let mut host = server(60, |_| {});
-    let isn = open(&mut host, 40_000);
-    host.close(at(10), server_tuple(40_000)).unwrap();
-    host.transmits().for_each(drop);
+    let isn = closing(&mut host, 40_000);
     // Wake when the host asks to (the wheel may ask early, to cascade)
     // until the FIN has gone out seven times more.
     let (mut now, mut resent) = (10, 0);
@@ -306,9 +311,7 @@ fn a_fin_resent_until_the_rto_backs_off_past_17_seconds_stretches_the_default() 
 fn an_out_of_order_fin_on_the_ack_of_ours_resets_the_orphan() {
     // tcp_rcv_state_process: "Receive out of order FIN after close()".
     let mut host = server(90, |_| {});
-    let isn = open(&mut host, 40_000);
-    host.close(at(10), server_tuple(40_000)).unwrap();
-    host.transmits().for_each(drop);
+    let isn = closing(&mut host, 40_000);
     let fin = Segment::new(
         &peer(40_000),
         Flags::FIN | Flags::ACK,

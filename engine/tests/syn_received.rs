@@ -15,14 +15,17 @@ fn at(ms: u64) -> Time {
     Time::from_micros(ms * 1000)
 }
 
-/// A server host on port 80 without timestamps, `tcp_synack_retries` as given.
-fn server(synack_retries: u8) -> Host {
+/// A server host on port 80 without timestamps, `tcp_synack_retries` as
+/// given, in SYN-RECEIVED: the peer's SYN at 0 ms drew one SYN-ACK.
+fn opened(synack_retries: u8) -> Host {
     let mut host = Host::new(Config {
         timestamps: false,
         synack_retries,
         ..Config::default()
     });
     host.listen(80);
+    host.handle(at(0), &syn());
+    assert_eq!(syn_acks(&mut host), 1);
     host
 }
 
@@ -67,9 +70,7 @@ fn until(host: &mut Host, ms: u64) -> (usize, bool) {
 
 #[test]
 fn the_syn_ack_doubles_from_one_second_and_the_request_goes_at_63_s() {
-    let mut host = server(5);
-    host.handle(at(0), &syn());
-    assert_eq!(syn_acks(&mut host), 1);
+    let mut host = opened(5);
     for expiry in [1_000, 3_000, 7_000, 15_000, 31_000] {
         assert_eq!(until(&mut host, expiry - 1), (0, false), "{expiry}");
         assert_eq!(until(&mut host, expiry + 1), (1, false), "{expiry}");
@@ -81,18 +82,14 @@ fn the_syn_ack_doubles_from_one_second_and_the_request_goes_at_63_s() {
 
 #[test]
 fn with_no_synack_retries_the_request_goes_at_its_first_expiry_unresent() {
-    let mut host = server(0);
-    host.handle(at(0), &syn());
-    assert_eq!(syn_acks(&mut host), 1);
+    let mut host = opened(0);
     assert_eq!(until(&mut host, 999), (0, false));
     assert_eq!(until(&mut host, 1_001), (0, true));
 }
 
 #[test]
 fn a_duplicate_syn_draws_the_syn_ack_and_restarts_the_timer() {
-    let mut host = server(5);
-    host.handle(at(0), &syn());
-    assert_eq!(syn_acks(&mut host), 1);
+    let mut host = opened(5);
 
     // 500 ms on: answered, and the timer is a full second from now.
     host.handle(at(500), &syn());
@@ -112,9 +109,7 @@ fn a_duplicate_syn_draws_the_syn_ack_and_restarts_the_timer() {
 
 #[test]
 fn a_client_resending_its_syn_keeps_the_request_from_expiring() {
-    let mut host = server(0);
-    host.handle(at(0), &syn());
-    assert_eq!(syn_acks(&mut host), 1);
+    let mut host = opened(0);
     for ms in [900, 1_800, 2_700] {
         assert_eq!(until(&mut host, ms - 1), (0, false), "{ms}");
         host.handle(at(ms), &syn());

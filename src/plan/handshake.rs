@@ -248,6 +248,17 @@ impl Ctx<'_> {
     fn initial_rto(&self) -> f64 {
         self.cfg.rto_initial.as_secs_f64()
     }
+
+    /// `tcp_oow_rate_limited`: whether an answer at `t` may go, one per
+    /// `tcp_invalid_ratelimit` since `last`, which it then becomes.
+    fn oow_allowed(&self, last: &mut Option<f64>, t: f64) -> bool {
+        let limit = self.cfg.invalid_ratelimit.as_secs_f64();
+        if last.is_some_and(|l| t - l < limit) {
+            return false;
+        }
+        *last = Some(t);
+        true
+    }
 }
 
 /// `t` on the simulator's microsecond grid: an instant reached by two sums
@@ -336,11 +347,9 @@ impl Branch {
                 self.push(t + ctx.initial_rto(), Ev::ServerTimer(1));
             }
             (Some(_), None) => {
-                let limit = ctx.cfg.invalid_ratelimit.as_secs_f64();
-                if self.server_last_dup.is_some_and(|l| t - l < limit) {
+                if !ctx.oow_allowed(&mut self.server_last_dup, t) {
                     return Step::Next;
                 }
-                self.server_last_dup = Some(t);
                 self.server_timing = false;
                 self.restart_server_timer(ctx, t);
             }
@@ -382,14 +391,9 @@ impl Branch {
     /// A duplicate SYN's `mod_timer_pending`: the pending expiry `n` comes
     /// a full timeout from `t`, not doubled by it.
     fn restart_server_timer(&mut self, ctx: &Ctx, t: f64) {
-        let pending = self
-            .events
-            .iter()
-            .position(|e| matches!(e.1, Ev::ServerTimer(_)));
-        if let Some(i) = pending {
-            let (_, ev) = self.events.swap_remove(i);
-            if let Ev::ServerTimer(n) = ev {
-                self.push(t + Self::synack_timeout(ctx, n - 1), ev);
+        for (at, ev) in &mut self.events {
+            if let Ev::ServerTimer(n) = *ev {
+                *at = on_grid(t + Self::synack_timeout(ctx, n - 1));
             }
         }
     }
@@ -416,10 +420,9 @@ impl Branch {
             return Step::Send(Ev::ServerGetsAck { request: true });
         }
         // A SYN in a synchronized state: challenge ACK, one per 500 ms.
-        if self.last_challenge.is_some_and(|l| t - l < 0.5) {
+        if !ctx.oow_allowed(&mut self.last_challenge, t) {
             return Step::Next;
         }
-        self.last_challenge = Some(t);
         Step::Send(Ev::ServerGetsAck { request: false })
     }
 

@@ -29,7 +29,7 @@ impl Host {
         let f = seg.flags;
         // The entry's timestamp was recorded when it last (re)started, in all
         // but Linux's out-of-window restarts (see TwEntry::ts_recent).
-        let stamp = e.expires_ms.wrapping_sub(self.table.time_wait_ms());
+        let stamp = self.table.time_wait_start(e.expires_ms);
         let paws_reject = self.tw_paws_reject(e.ts_recent, stamp, seg);
         // The timestamp a segment at rcv_nxt records (`tw_ts_recent`).
         let record_ts = |host: &mut Host, pos: u64| {
@@ -195,7 +195,7 @@ impl Host {
             snd_nxt: c.snd_nxt,
             rcv_nxt: c.rcv_nxt,
             expires_ms,
-            entry_ms: expires_ms.wrapping_sub(self.table.time_wait_ms()),
+            entry_ms: self.table.time_wait_start(expires_ms),
             close_ms: c.close_ms,
             // Zero unless a FIN-WAIT-2 mini-socket's ([`Host::commit_time_wait`]).
             last_oow_ms: c.last_oow_ms,

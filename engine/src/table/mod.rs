@@ -100,10 +100,11 @@ impl Table {
         self
     }
 
-    /// TIME-WAIT's length in ms, as the records count it: an entry's start
-    /// is its expiry less this.
-    pub(crate) fn time_wait_ms(&self) -> u32 {
-        self.time_wait_ms
+    /// When a TIME-WAIT entry expiring at `expires_ms` (re)started: its
+    /// expiry less TIME-WAIT's length, as the records count it.
+    #[inline]
+    pub(crate) fn time_wait_start(&self, expires_ms: u32) -> u32 {
+        expires_ms.wrapping_sub(self.time_wait_ms)
     }
 
     /// Entries of any state.
@@ -305,8 +306,8 @@ impl Table {
         let e = TwEntry {
             tuple,
             expires_ms,
-            entry_ms: expires_ms.wrapping_sub(self.time_wait_ms),
-            close_ms: expires_ms.wrapping_sub(self.time_wait_ms),
+            entry_ms: self.time_wait_start(expires_ms),
+            close_ms: self.time_wait_start(expires_ms),
             ..TwEntry::default()
         };
         let _ = self.conn_to_time_wait(idx, e);

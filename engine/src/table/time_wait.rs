@@ -42,7 +42,7 @@ impl Table {
     /// Appends `e` to the ring under `name` (its tuple, packed), with its rare
     /// fields beside it if it has any.
     fn push_time_wait(&mut self, name: Packed, e: &TwEntry) -> u64 {
-        let start = e.expires_ms.wrapping_sub(self.time_wait_ms);
+        let start = self.time_wait_start(e.expires_ms);
         let back = start.wrapping_sub(e.close_ms);
         // A `back` of exactly FAR is far too: the value is the escape.
         let close_off = u16::try_from(back).unwrap_or(FAR);
@@ -106,9 +106,7 @@ impl Table {
             snd_nxt: rec.snd_nxt,
             rcv_nxt: rec.rcv_nxt,
             expires_ms,
-            entry_ms: rare
-                .entry_ms
-                .unwrap_or(expires_ms.wrapping_sub(self.time_wait_ms)),
+            entry_ms: rare.entry_ms.unwrap_or(self.time_wait_start(expires_ms)),
             close_ms: self.close_ms(rec, expires_ms, &rare),
             last_oow_ms: rare.last_oow_ms,
             ts_recent: (rec.name.ep & TS_BIT != 0).then_some(rec.ts_recent),
@@ -122,7 +120,7 @@ impl Table {
         if rec.close_off == FAR {
             rare.close_ms
         } else {
-            let start = expires_ms.wrapping_sub(self.time_wait_ms);
+            let start = self.time_wait_start(expires_ms);
             start.wrapping_sub(rec.close_off as u32)
         }
     }
@@ -156,7 +154,7 @@ impl Table {
         self.e.take_tw_rare(pos);
         e.expires_ms = expires_ms;
         if !keep_entry {
-            e.entry_ms = expires_ms.wrapping_sub(self.time_wait_ms);
+            e.entry_ms = self.time_wait_start(expires_ms);
         }
         let new_pos = self.push_time_wait(name, &e);
         let old = Self::tw_ref(pos);
