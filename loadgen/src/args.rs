@@ -51,7 +51,11 @@ pub struct Args {
     /// Opens per real second; 0 opens as fast as `--concurrency` allows.
     #[arg(long, default_value_t = 0.0)]
     pub rate: f64,
-    /// Most connections live on the client side at once.
+    /// Most connections the clients' application holds open at once, from
+    /// connect() to its close(), as a real client's pool: with `--close
+    /// client` the TIME-WAIT after it holds a 4-tuple, not a slot (unlike
+    /// `teardown sim --concurrency`, which counts a host's connections to
+    /// CLOSED).
     #[arg(long, default_value_t = 10_000)]
     pub concurrency: usize,
     /// Which side closes first (must match the server's `--close`); with

@@ -31,10 +31,16 @@ fn main() -> ExitCode {
         Ok(report) => {
             // A closed stdout (a pager quit early) must not turn a clean run into a panic.
             let _ = writeln!(std::io::stdout(), "{}", loadgen::summary(&report.json));
-            if report.leaked == 0 {
+            let unopened = report.json["unopened"].as_u64().unwrap_or(0);
+            if unopened > 0 {
+                eprintln!("loadgen: {unopened} connections never opened by --timeout");
+            }
+            if report.leaked > 0 {
+                eprintln!("loadgen: {} connections leaked", report.leaked);
+            }
+            if report.leaked == 0 && unopened == 0 {
                 ExitCode::SUCCESS
             } else {
-                eprintln!("loadgen: {} connections leaked", report.leaked);
                 ExitCode::FAILURE
             }
         }

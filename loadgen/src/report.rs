@@ -97,6 +97,7 @@ pub(crate) fn model_report(
     let mut last: Option<Instant> = None;
     let mut last_open: Option<Instant> = None;
     let mut done_in_load = 0;
+    let mut tuple_wait = Duration::ZERO;
     for o in outcomes {
         teardown::service::metrics::add_stats(&mut stats, &o.stats);
         for (sum, n) in closed.iter_mut().zip(&o.closed) {
@@ -124,8 +125,11 @@ pub(crate) fn model_report(
         last = last.max(o.last_close);
         last_open = last_open.max(o.last_open);
         done_in_load += o.completed_at_last_open;
+        // The workers waited side by side: the longest wait, not their sum.
+        tuple_wait = tuple_wait.max(o.tuple_wait);
     }
-    let done = completed(&closed);
+    // Those in TIME-WAIT at the end have completed their teardown too.
+    let done = completed(&closed) + time_wait;
     // Each worker from the moment its share of --concurrency was first all open
     // to its last open; the workers ran side by side, so their rates add up.
     let at_concurrency = outcomes
@@ -187,6 +191,8 @@ pub(crate) fn model_report(
     let json = json!({
         "mode": "model",
         "connections": opened,
+        // Short of --connections only when --timeout came first.
+        "unopened": args.connections.saturating_sub(opened),
         "completed": done,
         "accounted": accounted,
         "runaway": runaway,
@@ -195,6 +201,7 @@ pub(crate) fn model_report(
         "leaked_client": client_leaked,
         "leaked_server": server_leaked,
         "client_time_wait_at_end": time_wait,
+        "tuple_wait_secs": tuple_wait.as_secs_f64(),
         "server_checked": server_end.is_some(),
         "timed_out": timed_out,
         // A run that opened everything at once has no load window; use the whole run.

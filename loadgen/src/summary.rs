@@ -79,11 +79,18 @@ fn model_summary(r: &Value) -> String {
     let rst = f("/closed/reset") + f("/closed/aborted") + f("/closed/too_many_orphans");
     let overflow = f("/server/time_wait_overflow");
     let pct = |n: f64| 100.0 * n / connections;
-    let warning = if teardown::service::not_orderly(&[pct(rst), pct(overflow)]) {
+    let mut warning = if teardown::service::not_orderly(&[pct(rst), pct(overflow)]) {
         format!("{}: ", teardown::service::NOT_ORDERLY)
     } else {
         String::new()
     };
+    if let Some(n) = r
+        .pointer("/unopened")
+        .and_then(Value::as_u64)
+        .filter(|&n| n > 0)
+    {
+        warning = format!("TIMED OUT with {n} connections never opened: {warning}");
+    }
     let at_concurrency = match r.pointer("/teardowns_per_sec_at_concurrency") {
         Some(Value::Number(n)) => format!(
             ", {:.0}/s once --concurrency were open",
@@ -111,21 +118,27 @@ fn model_summary(r: &Value) -> String {
         Some(Value::Number(_)) => format!(", {} closed by --app-timeout", g("/app_timeouts")),
         _ => String::new(),
     };
-    // Settled, and neither completed nor leaked: named only when there are any.
+    // Completed, and not yet CLOSED: named only when there are any.
     let time_wait = match r
         .pointer("/client_time_wait_at_end")
         .and_then(Value::as_u64)
     {
-        Some(n) if n > 0 => {
-            format!(", {n} still in TIME-WAIT on the clients (settled, not leaked)")
-        }
+        Some(n) if n > 0 => format!(" ({n} of them still in TIME-WAIT on the clients)"),
+        _ => String::new(),
+    };
+    // Opens held back by the 4-tuple range, not by --concurrency.
+    let tuple_wait = match r.pointer("/tuple_wait_secs").and_then(Value::as_f64) {
+        Some(s) if s > 0.0 => format!(
+            "; opens waited {s:.2} s for a free (ip, port), every one of a worker's range \
+             in its table (raise --client-ips)"
+        ),
         _ => String::new(),
     };
     let line = format!(
         "{warning}{:.0} teardowns/s over the {:.2} s load window, first to last open ({:.0}/s until the last close{at_concurrency}), \
          with {} connections live at peak on the clients{resident}; {:.1} % ended by RST, \
          {:.1} % skipped TIME-WAIT on the server ({overflow} overflows: tcp_max_tw_buckets)\n\
-         {} connections: {} completed, {} runaway{app_timeouts}, {} leaked ({} client, {} server){time_wait}; \
+         {} connections: {} completed{time_wait}, {} runaway{app_timeouts}, {} leaked ({} client, {} server){tuple_wait}; \
          segments sent {} dropped {} retransmitted {}; active close p50/p99 {} / {} ms, passive close p50/p99 {} / {} ms",
         f("/teardowns_per_sec"),
         f("/load_window_secs"),
@@ -229,8 +242,8 @@ mod tests {
         );
     }
 
-    /// Clients left in TIME-WAIT are named after the leaked, and only when
-    /// there are any: settled, so not among the leaked.
+    /// Clients left in TIME-WAIT are named among the completed, and only
+    /// when there are any: settled, so not among the leaked.
     #[test]
     fn the_summary_names_the_clients_left_in_time_wait() {
         let mut r = json!({"connections": 20, "completed": 13, "runaway": 0, "leaked": 0,
@@ -245,9 +258,32 @@ mod tests {
         let line = summary(&r);
         assert!(
             line.contains(
-                "20 connections: 13 completed, 0 runaway, 0 leaked (0 client, 0 server), \
-                 7 still in TIME-WAIT on the clients (settled, not leaked); segments"
+                "20 connections: 13 completed (7 of them still in TIME-WAIT on the clients), \
+                 0 runaway, 0 leaked (0 client, 0 server); segments"
             ),
+            "{line}"
+        );
+    }
+
+    /// A run cut short by `--timeout` leads with it, and opens held back by
+    /// the 4-tuple range are named: neither shows when it did not happen.
+    #[test]
+    fn the_summary_leads_with_unopened_connections_and_names_tuple_waits() {
+        let mut r = json!({"connections": 10, "unopened": 0, "tuple_wait_secs": 0.0});
+        let line = summary(&r);
+        assert!(
+            !line.contains("TIMED OUT") && !line.contains("waited"),
+            "{line}"
+        );
+        r["unopened"] = json!(20);
+        r["tuple_wait_secs"] = json!(2.5);
+        let line = summary(&r);
+        assert!(
+            line.starts_with("TIMED OUT with 20 connections never opened: "),
+            "{line}"
+        );
+        assert!(
+            line.contains("; opens waited 2.50 s for a free (ip, port)"),
             "{line}"
         );
     }

@@ -1,10 +1,11 @@
 //! The client application on the host's events: close on ESTABLISHED or on the
-//! server's FIN, runaway clients that vanish mid-teardown, and the accounting
-//! of each connection once CLOSED or vanished.
+//! server's FIN (giving the connection's slot back), runaway clients that
+//! vanish mid-teardown, and the accounting of each connection once CLOSED or
+//! vanished.
 
 use rand::Rng;
 use teardown::service::CloseMode;
-use teardown_engine::{Event, Role, State, Time, Tuple};
+use teardown_engine::{CloseReason, Event, Role, State, Time, Tuple};
 
 use super::Worker;
 
@@ -22,7 +23,7 @@ impl Worker {
                 match ev {
                     Event::Established { tuple } if self.plan.close == CloseMode::Client => {
                         if self.plan.hold.is_zero() {
-                            let _ = self.host.close(now, tuple);
+                            self.close(now, tuple);
                         } else {
                             self.held.push_back((now + self.plan.hold, tuple));
                         }
@@ -37,7 +38,7 @@ impl Worker {
                                 self.vanish(now, tuple);
                             }
                         } else {
-                            let _ = self.host.close(now, tuple);
+                            self.close(now, tuple);
                         }
                     }
                     Event::StateChanged {
@@ -62,7 +63,13 @@ impl Worker {
                         if let Some(a) = &mut self.attacker {
                             a.closed(now, tuple, reason);
                         }
+                        self.give_back(&tuple);
                         self.account();
+                        // TIME-WAIT's end is not the teardown's: the tick
+                        // stamped that when the entry began.
+                        if reason != CloseReason::TimeWaitExpired {
+                            self.out.last_close = Some(self.at);
+                        }
                         self.released.push_back(tuple);
                         if let Some(d) = since_close {
                             let us = (self.plan.clock.to_real(d).as_micros() as u64).max(1);
@@ -112,13 +119,28 @@ impl Worker {
         self.quarantine
             .push_back((now + self.quarantine_for, tuple));
         self.out.runaway += 1;
+        self.give_back(&tuple);
         self.account();
+        self.out.last_close = Some(self.at);
     }
 
+    /// The application closes `tuple`, and gives its slot back: the host
+    /// sees the teardown through.
+    pub(super) fn close(&mut self, now: Time, tuple: Tuple) {
+        let _ = self.host.close(now, tuple);
+        self.give_back(&tuple);
+    }
+
+    /// `tuple`'s slot is free for the next open, if it still held one.
+    fn give_back(&mut self, tuple: &Tuple) {
+        if self.slots.give_back(self.plan.place(tuple)) {
+            self.freed += 1;
+        }
+    }
+
+    /// The connection is CLOSED or vanished: out of the table, and counted.
     pub(super) fn account(&mut self) {
         self.live -= 1;
-        self.freed += 1;
         self.out.accounted += 1;
-        self.out.last_close = Some(self.at);
     }
 }

@@ -8,13 +8,14 @@
 //! base port + that index.
 //!
 //! Here the worker and its loop (receive, tick, publish); `open` opens
-//! connections, `app` plays the application on the host's events, `timeout`
-//! is its `--app-timeout`, `udp` moves datagrams, `outcome` is what the worker
-//! reports when it stops.
+//! connections, `app` plays the application on the host's events, `slots`
+//! are its share of `--concurrency`, `timeout` is its `--app-timeout`, `udp`
+//! moves datagrams, `outcome` is what the worker reports when it stops.
 
 mod app;
 mod open;
 mod outcome;
+mod slots;
 mod timeout;
 mod udp;
 
@@ -39,6 +40,7 @@ use teardown_engine::{Config, Event, Host, Segment, State, Time, Tuple};
 
 use crate::attack::Attacker;
 pub use outcome::Outcome;
+use slots::Slots;
 use timeout::AppTimeout;
 
 const SOCKET: Token = Token(0);
@@ -51,7 +53,8 @@ pub struct Plan {
     pub index: usize,
     pub server: SocketAddr,
     pub server_workers: usize,
-    /// Connections this worker opens, at most `concurrency` live at once.
+    /// Connections this worker opens, at most `concurrency` held open by
+    /// the application at once (from connect() to its close()).
     pub connections: u64,
     pub concurrency: usize,
     /// Opens per real second for this worker; 0 means as fast as concurrency allows.
@@ -117,12 +120,19 @@ pub struct Worker {
     vanish_after_ack: Vec<Tuple>,
     app_timeout: Option<AppTimeout>,
     attacker: Option<Attacker>,
+    /// Connections opened and not yet accounted for: in the host's table.
     live: usize,
-    /// Connections accounted for since the last `open`: their slots are
-    /// refilled whatever `OPEN_BATCH` says, or a tick that drained 32 datagrams
-    /// of closes could free more slots than it refills, and fewer than
-    /// `concurrency` would stay live.
+    slots: Slots,
+    /// Slots given back since the last `open`: they are refilled whatever
+    /// `OPEN_BATCH` says, or a tick that drained 32 datagrams of closes could
+    /// free more slots than it refills, and fewer than `concurrency` would
+    /// stay open.
     freed: u64,
+    /// Since when an open has waited for a 4-tuple: every one of the range
+    /// is in the table (most in TIME-WAIT when the clients close first).
+    waiting_since: Option<Instant>,
+    /// [`Worker::completed`] at the last tick.
+    completed_seen: u64,
     encoders: Vec<Encoder>,
     rx: Vec<u8>,
     scratch: Vec<Event>,
@@ -184,7 +194,10 @@ impl Worker {
                 )
             }),
             live: 0,
+            slots: Slots::default(),
             freed: 0,
+            waiting_since: None,
+            completed_seen: 0,
             rx: vec![0; wire::MAX_DATAGRAM + 1],
             scratch: Vec::new(),
             burst: Vec::with_capacity(wire::MAX_RECORDS),
@@ -225,6 +238,7 @@ impl Worker {
     fn finish(mut self) -> Outcome {
         self.out.stats = *self.host.stats();
         self.out.time_wait_at_end = self.time_wait() as u64;
+        self.stop_waiting();
         if let Some(a) = &self.attacker {
             self.out.attacks = a.counts().collect();
             self.out.attack_other_replies = a.other_replies();
@@ -237,7 +251,7 @@ impl Worker {
         p.accounted.store(self.out.accounted, Relaxed);
         p.settled
             .store(self.out.accounted + self.time_wait() as u64, Relaxed);
-        p.completed.store(completed(&self.out.closed), Relaxed);
+        p.completed.store(self.completed(), Relaxed);
         for s in State::ALL {
             p.population[s as usize].store(self.host.population(s) as u64, Relaxed);
         }
@@ -259,7 +273,7 @@ impl Worker {
         .min()
         .map(|t| self.plan.clock.real_until(t))
         .unwrap_or(Duration::from_secs(1));
-        if self.out.opened < self.plan.connections && self.live < self.plan.concurrency {
+        if self.out.opened < self.plan.connections && self.slots.count() < self.plan.concurrency {
             next = next.min(Duration::from_millis(1));
         }
         if self.attacker.is_some() && !self.finished() {
@@ -301,7 +315,7 @@ impl Worker {
             self.released.push_back(tuple);
         }
         while let Some(tuple) = pop_due(&mut self.held, now) {
-            let _ = self.host.close(now, tuple);
+            self.close(now, tuple);
         }
         self.open(now);
         self.attack(now);
@@ -309,19 +323,26 @@ impl Worker {
         self.app(now);
         self.send(true);
         self.out.peak_live = self.out.peak_live.max(self.live);
+        // A client that closed first is done on entering TIME-WAIT, which
+        // no event announces: its end is stamped here.
+        let done = self.completed();
+        if done > self.completed_seen {
+            self.completed_seen = done;
+            self.out.last_close = Some(self.at);
+        }
     }
 
     /// Sends the attack segments due, while this worker still has connections
     /// to open or to see closed, and closes the probed connections still ESTABLISHED.
     fn attack(&mut self, now: Time) {
+        while let Some(t) = self.attacker.as_mut().and_then(|a| a.due_probe(now)) {
+            if self.host.state(&t) == State::Established {
+                self.close(now, t);
+            }
+        }
         let Some(a) = &mut self.attacker else {
             return;
         };
-        while let Some(t) = a.due_probe(now) {
-            if self.host.state(&t) == State::Established {
-                let _ = self.host.close(now, t);
-            }
-        }
         if self.out.opened == self.plan.connections && self.live == 0 {
             return;
         }
@@ -345,6 +366,13 @@ impl Worker {
     /// Every connection of the quota is accounted for or in TIME-WAIT.
     fn settled(&self) -> bool {
         self.out.opened == self.plan.connections && self.live == self.time_wait()
+    }
+
+    /// Connections whose teardown is over: completed to CLOSED, or in
+    /// TIME-WAIT (its exchange done, 2*MSL running out by itself), as the
+    /// server counts its own (`metrics::completed`).
+    fn completed(&self) -> u64 {
+        completed(&self.out.closed) + self.time_wait() as u64
     }
 
     /// Live connections in TIME-WAIT: the host holds this worker's live

@@ -1,9 +1,9 @@
-//! Opening connections: as many as the rate, the concurrency and the quota
-//! allow, on tuples from a fresh (ip, port) cursor or reused once released.
+//! Opening connections: as many as the rate, the application's free slots
+//! and the quota allow, on tuples from a fresh (ip, port) cursor or reused
+//! once released; an open that finds none waits, and the wait is reported.
 
 use std::time::Instant;
 
-use teardown::service::metrics::completed;
 use teardown::service::{SERVER_IP, SERVER_PORT};
 use teardown_engine::driver::BUCKET_AHEAD;
 use teardown_engine::host::Prefetch;
@@ -18,7 +18,7 @@ const OPEN_BATCH: u64 = 2048;
 const CLIENT_NET: u32 = 0x0a80_0000;
 
 impl Worker {
-    /// Opens as many connections as the rate, the concurrency and the quota allow.
+    /// Opens as many connections as the rate, the free slots and the quota allow.
     pub(super) fn open(&mut self, now: Time) {
         let allowed = if self.plan.rate > 0.0 {
             let due = crate::due_at_rate(self.started, self.plan.rate);
@@ -27,10 +27,13 @@ impl Worker {
             self.plan.connections
         };
         let mut budget = OPEN_BATCH + std::mem::take(&mut self.freed);
-        while self.out.opened < allowed && self.live < self.plan.concurrency && budget > 0 {
+        while self.out.opened < allowed && self.slots.count() < self.plan.concurrency && budget > 0
+        {
             let Some(tuple) = self.take_tuple() else {
+                self.waiting_since.get_or_insert(self.at);
                 return;
             };
+            self.stop_waiting();
             budget -= 1;
             if self.host.connect(now, tuple).is_err() {
                 // Still in the table (cannot happen for released tuples); try later.
@@ -43,17 +46,25 @@ impl Worker {
             self.out.first_open.get_or_insert_with(Instant::now);
             self.out.opened += 1;
             self.live += 1;
-            if self.live == self.plan.concurrency && self.out.full_at.is_none() {
+            self.slots.take(self.plan.place(&tuple));
+            if self.slots.count() == self.plan.concurrency && self.out.full_at.is_none() {
                 self.out.full_at = Some(Instant::now());
-                self.out.completed_at_full = completed(&self.out.closed);
+                self.out.completed_at_full = self.completed();
             }
             if let Some(a) = &mut self.attacker {
                 a.opened(tuple);
             }
             if self.out.opened == self.plan.connections {
                 self.out.last_open = Some(Instant::now());
-                self.out.completed_at_last_open = completed(&self.out.closed);
+                self.out.completed_at_last_open = self.completed();
             }
+        }
+    }
+
+    /// An open that waited for a tuple has one: the wait counts in the report.
+    pub(super) fn stop_waiting(&mut self) {
+        if let Some(since) = self.waiting_since.take() {
+            self.out.tuple_wait += self.at.saturating_duration_since(since);
         }
     }
 

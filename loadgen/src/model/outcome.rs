@@ -1,7 +1,7 @@
 //! What a client worker reports when it stops: the main thread merges these
 //! into loadgen's report (`report::model_report`).
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 use teardown::service::metrics::REASONS;
@@ -40,6 +40,10 @@ pub struct Outcome {
     pub completed_at_full: u64,
     pub last_close: Option<Instant>,
     pub peak_live: usize,
+    /// Real time the opens waited for a free 4-tuple: the worker's whole
+    /// (ip, port) range was in its table, most of it in TIME-WAIT when the
+    /// clients close first. A kernel's connect() fails with EADDRNOTAVAIL then.
+    pub tuple_wait: Duration,
     /// Per attack kind: counts, and out-of-window ACKs seen (`old-duplicate`).
     pub attacks: Vec<(AttackKind, AttackCounts, u64)>,
     /// Replies to the attacker's made-up tuples other than RSTs.
@@ -74,6 +78,7 @@ impl Outcome {
             completed_at_full: 0,
             last_close: None,
             peak_live: 0,
+            tuple_wait: Duration::ZERO,
             attacks: Vec::new(),
             attack_other_replies: 0,
         }

@@ -65,6 +65,7 @@ impl Worker {
             return;
         }
         let (timeout, now_ms) = (t.timeout.as_millis() as u32, now.stamp_ms());
+        let mut due = Vec::new();
         for (k, at) in t.opened_ms.iter_mut().enumerate() {
             if *at == 0 || now_ms.wrapping_sub(*at) < timeout {
                 continue;
@@ -74,10 +75,13 @@ impl Worker {
             let tuple = self.plan.tuple(k as u64);
             if self.host.state(&tuple) == State::Established {
                 *at = 0;
-                let _ = self.host.close(now, tuple);
-                self.out.app_timeouts += 1;
+                due.push(tuple);
             }
         }
         t.next_sweep = (self.live > 0).then(|| now + t.timeout / 4);
+        self.out.app_timeouts += due.len() as u64;
+        for tuple in due {
+            self.close(now, tuple);
+        }
     }
 }
