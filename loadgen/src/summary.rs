@@ -78,11 +78,18 @@ fn model_summary(r: &Value) -> String {
     let connections = f("/connections").max(1.0);
     let rst = f("/closed/reset") + f("/closed/aborted") + f("/closed/too_many_orphans");
     let overflow = f("/server/time_wait_overflow");
+    // A client that closes first skips TIME-WAIT past its own buckets, as Linux's does.
+    let client_overflow = f("/closed/time_wait_overflow");
     let pct = |n: f64| 100.0 * n / connections;
-    let mut warning = if teardown::service::not_orderly(&[pct(rst), pct(overflow)]) {
+    let orderly = [pct(rst), pct(overflow), pct(client_overflow)];
+    let mut warning = if teardown::service::not_orderly(&orderly) {
         format!("{}: ", teardown::service::NOT_ORDERLY)
     } else {
         String::new()
+    };
+    let on_clients = match client_overflow {
+        0.0 => String::new(),
+        n => format!(" and {:.1} % on the clients ({n} overflows)", pct(n)),
     };
     if let Some(n) = r
         .pointer("/unopened")
@@ -137,7 +144,7 @@ fn model_summary(r: &Value) -> String {
     let line = format!(
         "{warning}{:.0} teardowns/s over the {:.2} s load window, first to last open ({:.0}/s until the last close{at_concurrency}), \
          with {} connections live at peak on the clients{resident}; {:.1} % ended by RST, \
-         {:.1} % skipped TIME-WAIT on the server ({overflow} overflows: tcp_max_tw_buckets)\n\
+         {:.1} % skipped TIME-WAIT on the server ({overflow} overflows: tcp_max_tw_buckets){on_clients}\n\
          {} connections: {} completed{time_wait}, {} runaway{app_timeouts}, {} leaked ({} client, {} server){tuple_wait}; \
          segments sent {} dropped {} retransmitted {}; active close p50/p99 {} / {} ms, passive close p50/p99 {} / {} ms",
         f("/teardowns_per_sec"),
@@ -216,6 +223,23 @@ mod tests {
         assert!(
             bad.contains(
                 "2.0 % ended by RST, 86.0 % skipped TIME-WAIT on the server (860 overflows"
+            ),
+            "{bad}"
+        );
+        assert!(!bad.contains("on the clients ("), "{bad}");
+        // Clients that close first overflow their own buckets.
+        r["closed"]["reset"] = json!(0);
+        r["server"]["time_wait_overflow"] = json!(0.0);
+        r["closed"]["time_wait_overflow"] = json!(300);
+        let bad = summary(&r);
+        assert!(
+            bad.starts_with("WARNING: not an orderly teardown: "),
+            "{bad}"
+        );
+        assert!(
+            bad.contains(
+                "0.0 % skipped TIME-WAIT on the server (0 overflows: tcp_max_tw_buckets) \
+                 and 30.0 % on the clients (300 overflows)\n"
             ),
             "{bad}"
         );
