@@ -5,7 +5,8 @@
 
 use rand::Rng;
 use teardown::service::CloseMode;
-use teardown_engine::{CloseReason, Event, Role, State, Time, Tuple};
+use teardown_engine::time::pop_due;
+use teardown_engine::{Event, Role, State, Time, Tuple};
 
 use super::Worker;
 
@@ -51,10 +52,10 @@ impl Worker {
                     }
                     Event::Closed {
                         tuple,
+                        from,
                         reason,
                         role,
                         since_close,
-                        ..
                     } => {
                         self.out.closed[reason.index()] += 1;
                         if let Some(t) = &mut self.app_timeout {
@@ -65,9 +66,9 @@ impl Worker {
                         }
                         self.give_back(&tuple);
                         self.account();
-                        // TIME-WAIT's end is not the teardown's: the tick
-                        // stamped that when the entry began.
-                        if reason != CloseReason::TimeWaitExpired {
+                        // TIME-WAIT's end (expired, reset, reused) is not
+                        // the teardown's: that was stamped when it began.
+                        if from != State::TimeWait {
                             self.out.last_close = Some(self.at);
                         }
                         self.released.push_back(tuple);
@@ -129,6 +130,13 @@ impl Worker {
     pub(super) fn close(&mut self, now: Time, tuple: Tuple) {
         let _ = self.host.close(now, tuple);
         self.give_back(&tuple);
+    }
+
+    /// Closes the connections whose `--hold` is over.
+    pub(super) fn close_held(&mut self, now: Time) {
+        while let Some(tuple) = pop_due(&mut self.held, now) {
+            self.close(now, tuple);
+        }
     }
 
     /// `tuple`'s slot is free for the next open, if it still held one.

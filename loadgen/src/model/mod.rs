@@ -88,7 +88,8 @@ pub struct Progress {
     /// entry's teardown is over and its 2*MSL ends by itself, so nothing is
     /// left to wait for (as on the server's side, `server_unsettled`).
     pub settled: AtomicU64,
-    /// Connections whose teardown completed (see `metrics::completed`).
+    /// Connections whose teardown completed (see `metrics::completed`), and
+    /// those in TIME-WAIT.
     pub completed: AtomicU64,
     pub population: [AtomicU64; State::COUNT],
     /// Every connection of this worker's quota is settled.
@@ -273,6 +274,8 @@ impl Worker {
         .min()
         .map(|t| self.plan.clock.real_until(t))
         .unwrap_or(Duration::from_secs(1));
+        // Also while opens wait for a tuple: TIME-WAIT's expiries free
+        // tuples, not slots, and nothing else would wake the loop for them.
         if self.out.opened < self.plan.connections && self.slots.count() < self.plan.concurrency {
             next = next.min(Duration::from_millis(1));
         }
@@ -314,22 +317,14 @@ impl Worker {
             self.vanished.remove(&tuple);
             self.released.push_back(tuple);
         }
-        while let Some(tuple) = pop_due(&mut self.held, now) {
-            self.close(now, tuple);
-        }
+        self.close_held(now);
         self.open(now);
         self.attack(now);
         self.sweep(now);
         self.app(now);
         self.send(true);
         self.out.peak_live = self.out.peak_live.max(self.live);
-        // A client that closed first is done on entering TIME-WAIT, which
-        // no event announces: its end is stamped here.
-        let done = self.completed();
-        if done > self.completed_seen {
-            self.completed_seen = done;
-            self.out.last_close = Some(self.at);
-        }
+        self.note_completions();
     }
 
     /// Sends the attack segments due, while this worker still has connections
@@ -366,6 +361,17 @@ impl Worker {
     /// Every connection of the quota is accounted for or in TIME-WAIT.
     fn settled(&self) -> bool {
         self.out.opened == self.plan.connections && self.live == self.time_wait()
+    }
+
+    /// A client that closed first is done on entering TIME-WAIT, which no
+    /// event announces: the last teardown's end is stamped when the count
+    /// of those done grows (it falls when an RST kills a TIME-WAIT entry).
+    fn note_completions(&mut self) {
+        let done = self.completed();
+        if done > self.completed_seen {
+            self.out.last_close = Some(self.at);
+        }
+        self.completed_seen = done;
     }
 
     /// Connections whose teardown is over: completed to CLOSED, or in

@@ -33,9 +33,10 @@ pub struct Outcome {
     /// When this worker opened its last connection, and how many had completed by then.
     pub last_open: Option<Instant>,
     pub completed_at_last_open: u64,
-    /// When this worker first had its whole `concurrency` open, and how many
-    /// had completed by then: the rate between that and the last open is the
-    /// rate at that many live, without the ramp up to it.
+    /// When this worker's application first held its whole `concurrency`
+    /// open, and how many had completed by then: the rate between that and
+    /// the last open is the rate at that many held open, without the ramp up
+    /// to it.
     pub full_at: Option<Instant>,
     pub completed_at_full: u64,
     pub last_close: Option<Instant>,

@@ -8,7 +8,7 @@
 /// One bit per tuple of the worker's range, by its place ([`super::Plan::place`]).
 #[derive(Default)]
 pub(super) struct Slots {
-    held: Vec<u64>,
+    bits: Vec<u64>,
     count: usize,
 }
 
@@ -21,11 +21,11 @@ impl Slots {
     /// The connection at `place` takes a slot.
     pub(super) fn take(&mut self, place: usize) {
         let (word, bit) = (place / 64, 1u64 << (place % 64));
-        if word >= self.held.len() {
-            self.held.resize(word + 1, 0);
+        if word >= self.bits.len() {
+            self.bits.resize(word + 1, 0);
         }
-        debug_assert_eq!(self.held[word] & bit, 0, "a tuple live twice");
-        self.held[word] |= bit;
+        debug_assert_eq!(self.bits[word] & bit, 0, "a tuple live twice");
+        self.bits[word] |= bit;
         self.count += 1;
     }
 
@@ -33,7 +33,7 @@ impl Slots {
     /// whether it did.
     pub(super) fn give_back(&mut self, place: usize) -> bool {
         let (word, bit) = (place / 64, 1u64 << (place % 64));
-        match self.held.get_mut(word) {
+        match self.bits.get_mut(word) {
             Some(w) if *w & bit != 0 => {
                 *w &= !bit;
                 self.count -= 1;

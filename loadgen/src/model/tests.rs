@@ -60,11 +60,12 @@ fn server() -> Server {
     }
 }
 
-/// One turn at `now`: both hosts' timers, the worker's opens and sweep, then
+/// One turn at `now`: both hosts' timers, the worker's held closes, opens and sweep, then
 /// segments both ways until both are quiet, each application on its events.
 fn step(w: &mut Worker, s: &mut Server, now: Time) {
     w.host.handle_timeout(now);
     s.host.handle_timeout(now);
+    w.close_held(now);
     w.open(now);
     w.sweep(now);
     loop {
@@ -173,11 +174,17 @@ fn the_app_timeout_counts_from_each_open_and_a_live_server_completes_the_close()
     assert_eq!((w.out.opened, w.out.accounted, w.live), (2, 2, 0));
 }
 
-/// The report of a run whose one worker stopped with `out`, at `--timeout`.
-fn report(out: Outcome) -> Report {
-    let args = Args::parse_from(["loadgen"]);
+/// The report of a run of `connections` whose workers stopped with `outs`, at `--timeout`.
+fn report_of(connections: u64, outs: Vec<Outcome>) -> Report {
+    let n = connections.to_string();
+    let args = Args::parse_from(["loadgen", "--connections", &n]);
     let seconds = PerSecond::new(Instant::now());
-    model_report(&args, &[out], &seconds, 1, 1, TIMEOUT, true, 1, None, None)
+    model_report(&args, &outs, &seconds, 1, 1, TIMEOUT, true, 1, None, None)
+}
+
+/// The report of a one-connection run whose one worker stopped with `out`.
+fn report(out: Outcome) -> Report {
+    report_of(1, vec![out])
 }
 
 /// A client that closes first holds TIME-WAIT for 2*MSL after its teardown
@@ -269,6 +276,86 @@ fn a_client_closing_first_frees_its_slot_at_close_and_waits_only_for_a_tuple() {
     assert_eq!(w.out.opened, 2, "reopened once TIME-WAIT was over");
     assert_eq!(w.out.tuple_wait, Duration::from_millis(5));
     assert_eq!(w.waiting_since, None);
+}
+
+/// With `--hold` a connection keeps its slot until the held close. One
+/// ended before it (here the server's RST) gives the slot back at CLOSED,
+/// and its held close, due later, finds nothing to close or give back: the
+/// next connection keeps its own slot.
+#[test]
+fn a_held_connection_keeps_its_slot_until_its_close_or_its_end() {
+    let t0 = Time::from_millis(1_000);
+    let (hold, half) = (Duration::from_secs(10), Duration::from_secs(5));
+    let (mut w, mut s) = (worker(2, (40_000, 40_001), None), server());
+    w.plan.close = CloseMode::Client;
+    w.plan.hold = hold;
+    s.closes_first = false;
+    step(&mut w, &mut s, t0);
+    let (first, second) = (w.plan.tuple(0), w.plan.tuple(1));
+    step(&mut w, &mut s, t0 + half);
+    assert_eq!(w.host.state(&first), State::Established);
+    assert_eq!((w.out.opened, w.slots.count()), (1, 1), "held open");
+
+    // The server aborts: the client is CLOSED by its RST, not by its app.
+    s.host.abort(t0 + half, first.reversed()).unwrap();
+    step(&mut w, &mut s, t0 + half);
+    assert_eq!(w.out.closed[CloseReason::Reset.index()], 1);
+    assert_eq!(w.slots.count(), 0, "given back at CLOSED");
+    step(&mut w, &mut s, t0 + half + Duration::from_millis(1));
+    assert_eq!((w.out.opened, w.slots.count()), (2, 1));
+
+    // The first's held close comes due: the second keeps its slot.
+    step(&mut w, &mut s, t0 + hold);
+    assert_eq!(w.host.state(&second), State::Established);
+    assert_eq!(w.slots.count(), 1);
+    step(&mut w, &mut s, t0 + half + hold + Duration::from_millis(1));
+    assert_eq!(w.host.state(&second), State::TimeWait);
+    assert_eq!(w.slots.count(), 0);
+}
+
+/// A client that closed first is done when it enters TIME-WAIT: the last
+/// teardown's end is stamped then, not when TIME-WAIT expires.
+#[test]
+fn a_teardown_ends_on_entering_time_wait_not_on_leaving_it() {
+    let t0 = Time::from_millis(1_000);
+    let (mut w, mut s) = (worker(1, (40_000, 40_000), None), server());
+    w.plan.close = CloseMode::Client;
+    s.closes_first = false;
+    let entered = Instant::now();
+    w.at = entered;
+    step(&mut w, &mut s, t0);
+    assert_eq!(w.out.last_close, None, "no event announces TIME-WAIT");
+    w.note_completions();
+    assert_eq!(w.out.last_close, Some(entered));
+
+    w.at = entered + Duration::from_secs(60);
+    run(&mut w, &mut s, t0, Duration::from_secs(61));
+    w.note_completions();
+    assert_eq!(w.out.closed[CloseReason::TimeWaitExpired.index()], 1);
+    assert_eq!(
+        w.out.last_close,
+        Some(entered),
+        "TIME-WAIT's end is not stamped"
+    );
+}
+
+/// A run cut short by `--timeout` reports the connections it never opened,
+/// and the longest wait of its workers for a tuple (they waited side by
+/// side, so not the sum).
+#[test]
+fn the_report_counts_the_unopened_and_the_longest_tuple_wait() {
+    let waited = |ms| {
+        let mut w = worker(1, (40_000, 40_000), None);
+        w.out.opened = 1;
+        w.out.accounted = 1;
+        w.out.tuple_wait = Duration::from_millis(ms);
+        w.finish()
+    };
+    let r = report_of(5, vec![waited(1_500), waited(2_500)]);
+    assert_eq!(r.json["unopened"], json!(3));
+    assert_eq!(r.json["tuple_wait_secs"], json!(2.5));
+    let r = report_of(2, vec![waited(0), waited(0)]);
+    assert_eq!(r.json["unopened"], json!(0));
 }
 
 /// The sweep finds each tuple by its place in the worker's range.
