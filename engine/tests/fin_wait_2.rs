@@ -7,9 +7,13 @@
 //! that is 30 s and 30 s: the entry is gone at 60 s, not 90 s
 //! (`tests/scripts/fin-wait-2-orphan-past-60s.pkt` shows it on Linux).
 
+mod common;
+
 use std::time::Duration;
 
-use teardown_engine::{CloseReason, Config, Event, Flags, Host, Segment, State, Time, Tuple};
+use teardown_engine::{CloseReason, Config, Flags, Host, Segment, State, Time, Tuple};
+
+use common::closed;
 
 fn server_tuple(port: u16) -> Tuple {
     Tuple::new([10, 0, 0, 1], 80, [10, 0, 0, 2], port)
@@ -75,20 +79,6 @@ fn orphan_in_fin_wait_2(host: &mut Host, port: u16) -> u32 {
 /// What the server sent, as (flags, seq) pairs.
 fn wire(host: &mut Host) -> Vec<(Flags, u32)> {
     host.transmits().map(|s| (s.flags, s.seq)).collect()
-}
-
-fn closed(host: &mut Host) -> Vec<(u16, State, CloseReason)> {
-    host.events()
-        .filter_map(|e| match e {
-            Event::Closed {
-                tuple,
-                from,
-                reason,
-                ..
-            } => Some((tuple.remote_port, from, reason)),
-            _ => None,
-        })
-        .collect()
 }
 
 #[test]

@@ -8,7 +8,11 @@
 //! no longer counts (past 60 s of FIN-WAIT-2, only after its first part:
 //! `fin_wait_2.rs`); a shutdown() makes no orphan until the close() after it.
 
-use teardown_engine::{CloseReason, Config, Event, Flags, Host, Segment, State, Time, Tuple};
+mod common;
+
+use teardown_engine::{CloseReason, Config, Flags, Host, Segment, State, Time, Tuple};
+
+use common::closed;
 
 fn server_tuple(port: u16) -> Tuple {
     Tuple::new([10, 0, 0, 1], 80, [10, 0, 0, 2], port)
@@ -50,20 +54,6 @@ fn open(host: &mut Host, port: u16) -> u32 {
 /// What the server sent, as (flags, seq) pairs.
 fn wire(host: &mut Host) -> Vec<(Flags, u32)> {
     host.transmits().map(|s| (s.flags, s.seq)).collect()
-}
-
-fn closed(host: &mut Host) -> Vec<(u16, State, CloseReason)> {
-    host.events()
-        .filter_map(|e| match e {
-            Event::Closed {
-                tuple,
-                from,
-                reason,
-                ..
-            } => Some((tuple.remote_port, from, reason)),
-            _ => None,
-        })
-        .collect()
 }
 
 #[test]
