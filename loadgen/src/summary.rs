@@ -217,35 +217,30 @@ mod tests {
             "{}",
             summary(&r)
         );
+        // The summary of `r` leads with the warning and says `why`.
+        let warned = |r: &Value, why: &str| {
+            let bad = summary(r);
+            assert!(
+                bad.starts_with("WARNING: not an orderly teardown: ") && bad.contains(why),
+                "{bad}"
+            );
+            bad
+        };
         r["closed"]["reset"] = json!(20);
         r["server"]["time_wait_overflow"] = json!(860.0);
-        let bad = summary(&r);
-        assert!(
-            bad.starts_with("WARNING: not an orderly teardown: "),
-            "{bad}"
-        );
-        assert!(
-            bad.contains(
-                "2.0 % ended by RST, 86.0 % skipped TIME-WAIT on the server (860 overflows"
-            ),
-            "{bad}"
+        let bad = warned(
+            &r,
+            "2.0 % ended by RST, 86.0 % skipped TIME-WAIT on the server (860 overflows",
         );
         assert!(!bad.contains("on the clients ("), "{bad}");
         // Clients that close first overflow their own buckets.
         r["closed"]["reset"] = json!(0);
         r["server"]["time_wait_overflow"] = json!(0.0);
         r["closed"]["time_wait_overflow"] = json!(300);
-        let bad = summary(&r);
-        assert!(
-            bad.starts_with("WARNING: not an orderly teardown: "),
-            "{bad}"
-        );
-        assert!(
-            bad.contains(
-                "0.0 % skipped TIME-WAIT on the server (0 overflows: tcp_max_tw_buckets) \
-                 and 30.0 % on the clients (300 overflows)\n"
-            ),
-            "{bad}"
+        warned(
+            &r,
+            "0.0 % skipped TIME-WAIT on the server (0 overflows: tcp_max_tw_buckets) \
+             and 30.0 % on the clients (300 overflows)\n",
         );
     }
 
