@@ -26,7 +26,9 @@ impl Worker {
                         if self.plan.hold.is_zero() {
                             self.close(now, tuple);
                         } else {
-                            self.held.push_back((now + self.plan.hold, tuple));
+                            if let Some(serial) = self.slots.holder(self.plan.place(&tuple)) {
+                                self.held.push_back((now + self.plan.hold, (tuple, serial)));
+                            }
                         }
                     }
                     Event::PeerClosed { tuple } => {
@@ -132,10 +134,14 @@ impl Worker {
         self.give_back(&tuple);
     }
 
-    /// Closes the connections whose `--hold` is over.
+    /// Closes the connections whose `--hold` is over, if the application
+    /// still holds them: not one that ended meanwhile, nor a newer
+    /// connection on its reused tuple.
     pub(super) fn close_held(&mut self, now: Time) {
-        while let Some(tuple) = pop_due(&mut self.held, now) {
-            self.close(now, tuple);
+        while let Some((tuple, serial)) = pop_due(&mut self.held, now) {
+            if self.slots.holder(self.plan.place(&tuple)) == Some(serial) {
+                self.close(now, tuple);
+            }
         }
     }
 

@@ -40,7 +40,7 @@ use teardown_engine::{Config, Event, Host, Segment, State, Time, Tuple};
 
 use crate::attack::Attacker;
 pub use outcome::Outcome;
-use slots::Slots;
+use slots::{Serial, Slots};
 use timeout::AppTimeout;
 
 const SOCKET: Token = Token(0);
@@ -115,7 +115,9 @@ pub struct Worker {
     vanished: HashSet<Tuple>,
     quarantine: VecDeque<(Time, Tuple)>,
     quarantine_for: Duration,
-    held: VecDeque<(Time, Tuple)>,
+    /// `--hold`: when each connection's close is due, and which connection
+    /// on its tuple it was for.
+    held: VecDeque<(Time, (Tuple, Serial))>,
     /// Runaway clients whose delayed ACK of the server's FIN has yet to leave:
     /// they vanish once it has.
     vanish_after_ack: Vec<Tuple>,

@@ -9,6 +9,7 @@ use teardown_engine::driver::BUCKET_AHEAD;
 use teardown_engine::host::Prefetch;
 use teardown_engine::{Flags, Segment, Time, Tuple};
 
+use super::slots::serial;
 use super::{Plan, Worker};
 
 /// New opens per loop iteration at most, beyond refilling the slots freed since
@@ -44,9 +45,10 @@ impl Worker {
                 t.opened(&self.plan, &tuple, now);
             }
             self.out.first_open.get_or_insert_with(Instant::now);
+            self.slots
+                .take(self.plan.place(&tuple), serial(self.out.opened));
             self.out.opened += 1;
             self.live += 1;
-            self.slots.take(self.plan.place(&tuple));
             if self.slots.count() == self.plan.concurrency && self.out.full_at.is_none() {
                 self.out.full_at = Some(Instant::now());
                 self.out.completed_at_full = self.completed();
