@@ -58,8 +58,9 @@ pub struct Calibration {
 }
 
 impl Calibration {
-    /// Reads the observation; `rtt` stands in when no ESTABLISHED socket was sampled.
-    pub fn of(r: &Report, rtt: Duration) -> Calibration {
+    /// Reads the observation; `rtt` stands in when no ESTABLISHED socket was
+    /// sampled, and `app_timeout` is the clients' read timeout.
+    pub fn of(r: &Report, rtt: Duration, app_timeout: Duration) -> Calibration {
         let tw = &r.time_wait;
         let rates = &r.rates;
         let server_share = if tw.total > 0 {
@@ -94,7 +95,7 @@ impl Calibration {
             rtt: observed.unwrap_or(rtt).min(Duration::from_secs(60)),
             rtt_observed: observed.is_some(),
             loss: rates.retrans_ratio.unwrap_or(0.0).clamp(0.0, 0.5),
-            app_timeout: model::APP_TIMEOUT,
+            app_timeout,
             host,
             retries,
             port_range: s.ip_local_port_range.size(),
@@ -160,10 +161,7 @@ impl FromPlan {
 
     /// [`FromPlan::new`] with the clients' read timeout given.
     pub fn with_app_timeout(r: &Report, rtt: Duration, app_timeout: Duration) -> FromPlan {
-        let cal = Calibration {
-            app_timeout,
-            ..Calibration::of(r, rtt)
-        };
+        let cal = Calibration::of(r, rtt, app_timeout);
         let run =
             |rate: f64, close| (rate > 0.0).then(|| model::predict(&cal.workload(rate, close)));
         let server_closes = run(cal.close_rate * cal.server_share, Closer::Server);

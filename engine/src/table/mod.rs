@@ -303,11 +303,12 @@ impl Table {
             Seq(0),
             &Self::bench_timeouts(),
         ));
+        let start = self.time_wait_start(expires_ms);
         let e = TwEntry {
             tuple,
             expires_ms,
-            entry_ms: self.time_wait_start(expires_ms),
-            close_ms: self.time_wait_start(expires_ms),
+            entry_ms: start,
+            close_ms: start,
             ..TwEntry::default()
         };
         let _ = self.conn_to_time_wait(idx, e);
