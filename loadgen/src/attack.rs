@@ -14,6 +14,7 @@
 //! and replies count when they reach an attacked client within [`WATCH`].
 
 use std::collections::{HashMap, VecDeque};
+use std::num::NonZeroU32;
 use std::time::{Duration, Instant};
 
 use rand::Rng;
@@ -34,7 +35,7 @@ pub const WATCH: Duration = Duration::from_secs(1);
 /// Engine time after an RST attack at which a client still in ESTABLISHED closes,
 /// so that a connection whose server side was killed (silently, as an acceptable
 /// RST ends it) draws the server's RST instead of waiting forever for a FIN.
-const PROBE: Duration = Duration::from_secs(5);
+pub const PROBE: Duration = Duration::from_secs(5);
 /// Attack segments sent per call at most, so a late timer cannot make a burst.
 const BATCH: u64 = 256;
 
@@ -65,7 +66,9 @@ pub struct Attacker {
     attacked: HashMap<Tuple, u8>,
     watch: HashMap<Tuple, (u8, Instant)>,
     watch_order: VecDeque<(Instant, Tuple)>,
-    probes: VecDeque<(Time, Tuple)>,
+    /// RST-attacked connections to probe, each with the serial of the
+    /// connection the application held on the tuple when it was attacked.
+    probes: VecDeque<(Time, Tuple, NonZeroU32)>,
     wnd: u32,
     close: CloseMode,
 }
@@ -200,23 +203,28 @@ impl Attacker {
         self.probes.front().map(|p| p.0)
     }
 
-    /// Attacked connections due a probe: the caller closes those still ESTABLISHED.
-    pub fn due_probe(&mut self, now: Time) -> Option<Tuple> {
+    /// Attacked connections due a probe, with their serials: the caller
+    /// closes those still ESTABLISHED, if the application still holds them
+    /// (not a newer connection on the tuple, reused within [`PROBE`]).
+    pub fn due_probe(&mut self, now: Time) -> Option<(Tuple, NonZeroU32)> {
         match self.probes.front() {
-            Some(&(t, tuple)) if t <= now => {
+            Some(&(t, tuple, serial)) if t <= now => {
                 self.probes.pop_front();
-                Some(tuple)
+                Some((tuple, serial))
             }
             _ => None,
         }
     }
 
-    /// Sends the attack segments due by now through `out`.
+    /// Sends the attack segments due by now through `out`; `holder` names
+    /// the connection the application holds on a tuple (its serial), which
+    /// an RST attack's probe is kept for.
     pub fn fire(
         &mut self,
         now: Time,
         host: &Host,
         rng: &mut ChaCha8Rng,
+        holder: &impl Fn(&Tuple) -> Option<NonZeroU32>,
         out: &mut impl FnMut(&Segment),
     ) {
         let wall = Instant::now();
@@ -238,7 +246,7 @@ impl Attacker {
             budget -= 1;
             let k = (self.sent % self.kinds.len() as u64) as usize;
             self.sent += 1;
-            let seg = self.one(k, now, host, rng, wall);
+            let seg = self.one(k, now, host, rng, holder, wall);
             out(&seg);
         }
     }
@@ -249,6 +257,7 @@ impl Attacker {
         now: Time,
         host: &Host,
         rng: &mut ChaCha8Rng,
+        holder: &impl Fn(&Tuple) -> Option<NonZeroU32>,
         wall: Instant,
     ) -> Segment {
         let kind = self.kinds[k];
@@ -278,7 +287,11 @@ impl Attacker {
                 *self.attacked.entry(client).or_default() |= 1 << k;
             }
             if matches!(kind, AttackKind::BlindRst | AttackKind::InwindowRst) {
-                self.probes.push_back((now + PROBE, client));
+                // Only a connection the application holds can be ESTABLISHED
+                // at the probe; one it has closed needs none.
+                if let Some(serial) = holder(&client) {
+                    self.probes.push_back((now + PROBE, client, serial));
+                }
             }
         }
         seg

@@ -332,8 +332,9 @@ impl Worker {
     /// Sends the attack segments due, while this worker still has connections
     /// to open or to see closed, and closes the probed connections still ESTABLISHED.
     fn attack(&mut self, now: Time) {
-        while let Some(t) = self.attacker.as_mut().and_then(|a| a.due_probe(now)) {
-            if self.host.state(&t) == State::Established {
+        while let Some((t, serial)) = self.attacker.as_mut().and_then(|a| a.due_probe(now)) {
+            let held = self.slots.holder(self.plan.place(&t)) == Some(serial);
+            if held && self.host.state(&t) == State::Established {
                 self.close(now, t);
             }
         }
@@ -350,9 +351,17 @@ impl Worker {
             self.plan.server,
             &mut self.out,
         );
-        a.fire(now, &self.host, &mut self.rng, &mut |seg: &Segment| {
-            udp::pack(seg, n, encoders, socket, server, out);
-        });
+        let (slots, plan) = (&self.slots, &self.plan);
+        let holder = |t: &Tuple| slots.holder(plan.place(t));
+        a.fire(
+            now,
+            &self.host,
+            &mut self.rng,
+            &holder,
+            &mut |seg: &Segment| {
+                udp::pack(seg, n, encoders, socket, server, out);
+            },
+        );
     }
 
     /// Every connection of the quota is accounted for.

@@ -8,8 +8,8 @@
 use std::num::NonZeroU32;
 
 /// A connection's serial among its worker's opens: it tells a newer
-/// connection on a reused 4-tuple from the older one a queued close (`--hold`)
-/// was meant for.
+/// connection on a reused 4-tuple from the older one a queued close (`--hold`,
+/// an RST attack's probe) was meant for.
 pub(super) type Serial = NonZeroU32;
 
 /// The serial of the worker's `n`-th open (from 0), wrapping after 2^32 - 1.

@@ -10,9 +10,11 @@ use serde_json::json;
 use teardown::link::Loss;
 use teardown::service::metrics::completed;
 use teardown::service::{Clock, CloseMode, SERVER_PORT};
+use teardown::sim::AttackKind;
 use teardown_engine::{CloseReason, Config, Event, Host, Segment, State, Time};
 
 use super::{Outcome, Plan, Progress, Worker};
+use crate::attack::PROBE;
 use crate::report::{model_report, PerSecond};
 use crate::{Args, Report};
 
@@ -20,7 +22,11 @@ const TIMEOUT: Duration = Duration::from_secs(8);
 
 /// A worker of one client IP and `ports`, one connection live at a time.
 fn worker(connections: u64, ports: (u16, u16), app_timeout: Option<Duration>) -> Worker {
-    Worker::new(Plan {
+    Worker::new(plan(connections, ports, app_timeout)).unwrap()
+}
+
+fn plan(connections: u64, ports: (u16, u16), app_timeout: Option<Duration>) -> Plan {
+    Plan {
         index: 0,
         // Never sent to: the tests move the segments themselves.
         server: "127.0.0.1:9".parse().unwrap(),
@@ -40,8 +46,7 @@ fn worker(connections: u64, ports: (u16, u16), app_timeout: Option<Duration>) ->
         clock: Clock::new(1.0),
         attacks: Vec::new(),
         attack_rate: 0.0,
-    })
-    .unwrap()
+    }
 }
 
 /// The server's host and application: it closes on the client's FIN, and
@@ -314,6 +319,47 @@ fn a_held_connection_keeps_its_slot_until_its_close_or_its_end() {
     step(&mut w, &mut s, reopened + hold);
     assert_eq!(w.host.state(&tuple), State::TimeWait);
     assert_eq!(w.slots.count(), 0);
+}
+
+/// A one-port worker whose server never closes first, and whose attacker
+/// (`--attack blind-rst` at its least rate: one segment, at its first call)
+/// has hit the first connection at `t0`. Its RST never reaches the server.
+fn rst_attacked(t0: Time) -> (Worker, Server) {
+    let mut p = plan(2, (40_000, 40_000), None);
+    p.attacks = vec![AttackKind::BlindRst];
+    let (mut w, mut s) = (Worker::new(p).unwrap(), server());
+    s.closes_first = false;
+    step(&mut w, &mut s, t0);
+    w.attack(t0);
+    assert_eq!(w.host.state(&w.plan.tuple(0)), State::Established);
+    (w, s)
+}
+
+/// An RST attack's probe closes the attacked connection still ESTABLISHED
+/// [`PROBE`] later, as its server side may have died silently.
+#[test]
+fn an_rst_probe_closes_the_connection_it_attacked() {
+    let t0 = Time::from_millis(1_000);
+    let (mut w, mut s) = rst_attacked(t0);
+    w.attack(t0 + PROBE);
+    step(&mut w, &mut s, t0 + PROBE);
+    assert_eq!(w.host.state(&w.plan.tuple(0)), State::TimeWait);
+}
+
+/// ... but not a newer connection that reused the tuple meanwhile.
+#[test]
+fn an_rst_probe_leaves_alone_a_newer_connection_on_its_tuple() {
+    let t0 = Time::from_millis(1_000);
+    let (mut w, mut s) = rst_attacked(t0);
+    let tuple = w.plan.tuple(0);
+    let later = t0 + Duration::from_secs(1);
+    s.host.abort(later, tuple.reversed()).unwrap();
+    step(&mut w, &mut s, later);
+    step(&mut w, &mut s, later + Duration::from_millis(1));
+    assert_eq!(w.out.opened, 2, "the tuple reused");
+    w.attack(t0 + PROBE);
+    step(&mut w, &mut s, t0 + PROBE);
+    assert_eq!(w.host.state(&tuple), State::Established);
 }
 
 /// A client that closed first is done when it enters TIME-WAIT: the last
