@@ -342,12 +342,23 @@ fn kernel_listener_over_processes_shares_the_port_and_sums_the_reports() {
             .count()
     };
     assert_eq!(listeners(), 2);
+    // The children's reports and logs, which a killed parent cannot remove.
+    let scratch = std::env::temp_dir().join(format!("teardown-serve-{}", s.child.id()));
+    assert!(scratch.is_dir(), "{scratch:?}");
     drop(s); // SIGKILL: the children get SIGTERM from PR_SET_PDEATHSIG.
     let deadline = Instant::now() + Duration::from_secs(10);
     while listeners() > 0 {
         assert!(Instant::now() < deadline, "children outlived their parent");
         std::thread::sleep(Duration::from_millis(20));
     }
+    // They stopped in order: each wrote its report (atomically, so a report
+    // there is whole and nothing more is written).
+    let reports = ["child-0.json", "child-1.json"].map(|f| scratch.join(f));
+    while !reports.iter().all(|r| r.exists()) {
+        assert!(Instant::now() < deadline, "no report from a child");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::fs::remove_dir_all(scratch).unwrap();
 }
 
 /// `--hold` keeps kernel connections open (each a descriptor): with two

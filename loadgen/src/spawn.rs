@@ -13,7 +13,8 @@ use crate::Args;
 
 /// A `teardown serve` child process, killed and reaped if it is dropped still
 /// running (a run that ends early by an error or a panic), as `Child` alone
-/// is not; [`Spawned::stop`] ends it in order.
+/// is not; [`Spawned::stop`] ends it in order. Its report and stderr files go
+/// with it: an error about the server quotes what it wrote.
 pub struct Spawned {
     child: Child,
     pub udp: SocketAddr,
@@ -54,8 +55,14 @@ impl Drop for Spawned {
             let _ = self.child.kill();
             let _ = self.child.wait();
         }
+        let _ = std::fs::remove_file(&self.json);
+        let _ = std::fs::remove_file(&self.log);
     }
 }
+
+/// Lines of the server's stderr an error quotes at most: the last ones, after
+/// its final report (some 60 lines) if it got that far.
+const SAID_LINES: usize = 20;
 
 impl Spawned {
     /// Starts the server on free loopback ports with the run's clock and close mode,
@@ -116,7 +123,7 @@ impl Spawned {
         let stdout = s.child.stdout.take().context("no stdout pipe")?;
         let line =
             teardown::service::procs::ready_line(stdout, teardown::service::procs::READY_WAIT)
-                .with_context(|| format!("the server; see {}", s.log.display()))?;
+                .with_context(|| format!("the server{}", s.said()))?;
         let field = |k: &str| {
             line.split_whitespace()
                 .find_map(|w| w.strip_prefix(k))
@@ -125,10 +132,7 @@ impl Spawned {
         let (Some(udp), Some(workers), Some(metrics)) =
             (field("udp="), field("workers="), field("metrics="))
         else {
-            bail!(
-                "the server did not start (ready line {line:?}); see {}",
-                s.log.display()
-            );
+            bail!("the server did not start (ready line {line:?}){}", s.said());
         };
         s.udp = udp.parse()?;
         s.workers = workers.parse()?;
@@ -146,24 +150,30 @@ impl Spawned {
                 break s;
             }
             if Instant::now() > deadline {
-                let _ = self.child.kill();
+                // Dropped on the way out: killed then.
                 bail!(
-                    "the server did not exit within 30 s of SIGTERM; see {}",
-                    self.log.display()
+                    "the server did not exit within 30 s of SIGTERM{}",
+                    self.said()
                 );
             }
             std::thread::sleep(Duration::from_millis(20));
         };
         if !status.success() {
-            bail!(
-                "the server exited with {status}; see {}",
-                self.log.display()
-            );
+            bail!("the server exited with {status}{}", self.said());
         }
-        let report = read_json(&self.json)?;
-        let _ = std::fs::remove_file(&self.json);
-        let _ = std::fs::remove_file(&self.log);
-        Ok(report)
+        read_json(&self.json)
+    }
+
+    /// The end of the server's stderr, as a suffix for an error about it.
+    fn said(&self) -> String {
+        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = log.lines().collect();
+        let tail = lines[lines.len().saturating_sub(SAID_LINES)..].join("\n");
+        if tail.trim().is_empty() {
+            "; it wrote nothing to stderr".into()
+        } else {
+            format!("; its stderr ends:\n{tail}")
+        }
     }
 }
 

@@ -429,6 +429,35 @@ fn a_dropped_spawned_server_is_stopped() {
     assert!(std::net::TcpStream::connect(&addr).is_err(), "{addr}");
 }
 
+/// A server that fails to start: the error quotes its stderr, and its
+/// report and stderr files in the temp directory are gone with it.
+#[test]
+fn a_server_that_fails_to_start_is_quoted_and_leaves_no_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let bin = dir.path().join("fails");
+    std::fs::write(&bin, "#!/bin/sh\necho \"no luck: $*\" >&2\nexit 3\n").unwrap();
+    std::fs::set_permissions(&bin, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let err = loadgen::spawn::Spawned::start(&spawn_args(bin.to_str().unwrap(), &[]))
+        .err()
+        .expect("a server that exits at once cannot be ready");
+    let msg = format!("{err:#}");
+    assert!(
+        msg.contains("did not start") && msg.contains("no luck: serve"),
+        "{msg}"
+    );
+    // The script echoed its arguments: the report's path follows --json.
+    let json = msg
+        .split_whitespace()
+        .skip_while(|w| *w != "--json")
+        .nth(1)
+        .unwrap_or_else(|| panic!("{msg}"));
+    let log = json.replace("-server.json", "-server.log");
+    assert!(json.ends_with("-server.json"), "{json}");
+    for f in [json, log.as_str()] {
+        assert!(!std::path::Path::new(f).exists(), "{f} left behind");
+    }
+}
+
 /// A spawned server whose loadgen is killed outright (SIGKILL: no chance to
 /// stop it) is sent SIGTERM by the kernel (`PR_SET_PDEATHSIG`) and exits.
 #[test]
@@ -459,6 +488,10 @@ fn a_spawned_server_dies_with_loadgen() {
         assert!(std::time::Instant::now() < deadline, "no server started");
         std::thread::sleep(std::time::Duration::from_millis(20));
     };
+    // Its report and stderr, which loadgen can no longer remove.
+    let files = ["json", "log"]
+        .map(|ext| std::env::temp_dir().join(format!("loadgen-{}-0-server.{ext}", lg.id())));
+    assert!(files[1].exists(), "{:?}", files[1]);
     lg.kill().unwrap();
     lg.wait().unwrap();
     // Gone, or a zombie waiting for whoever inherited it.
@@ -475,5 +508,8 @@ fn a_spawned_server_dies_with_loadgen() {
             "server {server} outlived its loadgen"
         );
         std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    for f in files {
+        let _ = std::fs::remove_file(f);
     }
 }

@@ -291,12 +291,16 @@ impl Lab {
         let deadline = Instant::now() + LISTEN_WAIT;
         loop {
             if let Some(status) = child.try_wait()? {
+                // Quoted whole, so not kept: a run that never started has
+                // nothing else to look back on.
                 let said = std::fs::read_to_string(&log).unwrap_or_default();
+                let _ = std::fs::remove_file(&log);
                 bail!(
-                    "--server-cmd {line:?} exited with {status} before listening on port {port} \
-                     (log {}): {}",
-                    log.display(),
-                    said.trim()
+                    "--server-cmd {line:?} exited with {status} before listening on port {port}: {}",
+                    match said.trim() {
+                        "" => "it wrote nothing",
+                        s => s,
+                    }
                 );
             }
             let listening = netns::run_in(Some(&self.name), diag::dump)??
@@ -315,7 +319,8 @@ impl Lab {
         }
     }
 
-    /// Where the server's stdout and stderr go (kept after the run).
+    /// Where the server's stdout and stderr go: kept after a run, quoted
+    /// and removed if the server exits before it listens.
     pub fn server_log(&self) -> std::path::PathBuf {
         std::env::temp_dir().join(format!("{}.server.log", self.name))
     }
