@@ -17,7 +17,7 @@ use super::shard::Shard;
 use super::tally::Tally;
 use super::SimConfig;
 
-/// Seed-case counters (teardown-cases.md), seen from the link and the hosts.
+/// Seed-case counters (the six of `tests/cases/seed.rs`), seen from the link and the hosts.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Cases {
     /// 1: the active closer's FIN lost.

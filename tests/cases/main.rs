@@ -1,4 +1,4 @@
-//! The seed cases of teardown-cases.md and the engine's rules, as packet traces:
+//! The seed cases of the four-way close (`seed.rs`) and the engine's rules, as packet traces:
 //! two engines joined by a hand-operated link; each test delivers, drops and
 //! delays segments and asserts the exact replies (flags, seq, ack), the states
 //! passed through and when.

@@ -1,4 +1,4 @@
-//! The six seed cases of teardown-cases.md: a FIN or an ACK lost at each
+//! The six seed cases of the four-way close (README): a FIN or an ACK lost at each
 //! step of the close, and a peer that runs away at either end.
 
 use super::*;

@@ -91,3 +91,40 @@ fn replay_server_one_shard_at_a_time() {
     assert!((250..=750).contains(&resident), "{r:#}");
     assert!(r["segments"].as_u64().unwrap() >= 9000, "{r:#}");
 }
+
+/// A state that never held half a host's entries has no bytes per entry,
+/// in the JSON (`null`, which `compare` leaves out) as in the text ("-").
+#[test]
+fn memory_per_entry_is_given_only_where_the_state_held_half_the_entries() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("r.json");
+    let out = Command::new(env!("CARGO_BIN_EXE_teardown"))
+        .args(["sim", "--connections", "20000", "--json"])
+        .arg(&json)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = |name: &str| {
+        text.lines()
+            .find(|l| l.trim_start().starts_with(name))
+            .unwrap_or_else(|| panic!("no {name} line in {text}"))
+            .to_string()
+    };
+    let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let m = &r["memory"];
+    // The server's table ends in TIME-WAIT alone; ESTABLISHED is fleeting.
+    assert!(m["time_wait_share"].as_f64().unwrap() >= 0.5, "{m:#}");
+    let tw = m["bytes_per_time_wait"].as_f64().unwrap();
+    assert!(
+        line("per TIME-WAIT").contains(&format!("{tw:.1} B")),
+        "{text}"
+    );
+    assert!(m["established_share"].as_f64().unwrap() < 0.01, "{m:#}");
+    assert!(m["bytes_per_established"].is_null(), "{m:#}");
+    let es = line("per ESTABLISHED");
+    assert!(
+        es.contains("not measured") && !es.contains("over 0%"),
+        "{es}"
+    );
+}

@@ -75,17 +75,19 @@ impl SimReport {
                 "2,368 B TCP socket",
             ),
         ] {
-            if share >= 0.5 {
+            if let Some(bytes) = bytes {
                 let _ = writeln!(
                     w,
                     "  per {name:<16} {bytes:>7.1} B  (all-in, at {entries} entries, {:.0}% of them in that state; Linux: {linux})",
                     share * 100.0
                 );
             } else {
+                // A share under 1 % keeps two decimals: "0%" would read as none.
+                let pct = share * 100.0;
+                let digits = if pct < 1.0 { 2 } else { 0 };
                 let _ = writeln!(
                     w,
-                    "  per {name:<16}       -    (never over {:.0}% of the entries here, so not measured; --workload tw-fill measures it)",
-                    share * 100.0
+                    "  per {name:<16}       -    (never over {pct:.digits$}% of the entries here, so not measured; --workload tw-fill measures it)",
                 );
             }
         }
@@ -122,7 +124,10 @@ impl SimReport {
             );
         }
         let c = &self.cases;
-        let _ = writeln!(w, "\nseed cases exercised (teardown-cases.md)");
+        let _ = writeln!(
+            w,
+            "\nseed cases of the four-way close exercised (tests/cases/seed.rs)"
+        );
         let _ = writeln!(
             w,
             "  1 first FIN lost            {:>10}",

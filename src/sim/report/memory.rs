@@ -3,7 +3,7 @@
 use teardown_engine::state::State;
 
 use super::super::series::Sample;
-use super::Memory;
+use super::{Memory, MEASURED_SHARE};
 
 /// Memory per entry from the merged samples: among the samples where the state
 /// holds at least half its peak population, at the one where its share of the
@@ -46,8 +46,10 @@ pub(super) fn memory(sum: &[Sample], client_side: bool) -> Memory {
             None => (0.0, 0.0, 0),
         }
     };
-    let (tw_b, tw_s, tw_n) = at(State::TimeWait);
-    let (es_b, es_s, es_n) = at(State::Established);
+    let measured = |(bytes, share, _): (f64, f64, u64)| (share >= MEASURED_SHARE).then_some(bytes);
+    let (tw, es) = (at(State::TimeWait), at(State::Established));
+    let ((_, tw_s, tw_n), (_, es_s, es_n)) = (tw, es);
+    let (tw_b, es_b) = (measured(tw), measured(es));
     Memory {
         bytes_per_time_wait: tw_b,
         time_wait_share: tw_s,

@@ -7,6 +7,7 @@ mod shape;
 
 pub use shape::{
     CaseCounts, Connect, Latency, Memory, Percentiles, Point, Probed, Resident, Segments, Timeouts,
+    MEASURED_SHARE,
 };
 
 use std::collections::BTreeMap;

@@ -68,17 +68,23 @@ pub struct Latency {
     pub passive_close: Percentiles,
 }
 
+/// The least share of a host's entries a state must hold for its bytes per
+/// entry to be given.
+pub const MEASURED_SHARE: f64 = 0.5;
+
 #[derive(Serialize, Debug, Clone, Default)]
 pub struct Memory {
     /// Engine heap bytes (table, TIME-WAIT ring, wheel; counted by the allocator)
-    /// over all entries, at the sample where TIME-WAIT's share of the entries peaked.
-    pub bytes_per_time_wait: f64,
+    /// over all entries, at the sample where TIME-WAIT's share of the entries
+    /// peaked; `null` when that share is under [`MEASURED_SHARE`]: the bytes of
+    /// a table mostly in other states say little about this one.
+    pub bytes_per_time_wait: Option<f64>,
     /// Share of the entries in TIME-WAIT at that sample.
     pub time_wait_share: f64,
     /// Entries at that sample.
     pub time_wait_entries: u64,
     /// The same for ESTABLISHED.
-    pub bytes_per_established: f64,
+    pub bytes_per_established: Option<f64>,
     pub established_share: f64,
     pub established_entries: u64,
     /// Which host the figures are for: `server`, or `clients` when TIME-WAIT lands there.
