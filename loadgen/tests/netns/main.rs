@@ -281,6 +281,54 @@ fn workers_share_one_namespace_and_its_loss() {
     std::fs::remove_file(r["netns"]["server_log"].as_str().unwrap()).unwrap();
 }
 
+/// The server's namespace with room for 10 TIME-WAIT entries
+/// (`tcp_max_tw_buckets` is the namespace's own): its closes past them skip
+/// TIME-WAIT, `TW` counts only the 10, and the report and its summary say
+/// why (`TCPTimeWaitOverflow`), not that the TIME-WAIT went missing.
+#[test]
+fn full_time_wait_buckets_are_named_in_the_summary() {
+    let Some(_serial) = tools() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("run.json");
+    let cmd = format!(
+        "sysctl -qw net.ipv4.tcp_max_tw_buckets=10 && {}",
+        server_cmd()
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_loadgen"))
+        .args(["--kernel", "--netns", "--server-cmd", &cmd])
+        .args([
+            "--netns-port",
+            "7172",
+            "--concurrency",
+            "8",
+            "--connections",
+            "200",
+        ])
+        .arg("--json")
+        .arg(&json)
+        .output()
+        .unwrap();
+    common::assert_ok(&out);
+    let r: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(n(&r, "/closed_by/server_fin"), 200, "{r:#}");
+    // Each of the server's closes entered TIME-WAIT or overflowed. More than
+    // 10 may enter: a SYN on a TIME-WAIT's 4-tuple takes it over, which
+    // frees its bucket.
+    let entered = n(&r, "/server_netns/kernel/netstat/TW");
+    let overflow = n(&r, "/time_wait/overflow");
+    assert_eq!(entered + overflow, 200, "{r:#}");
+    assert!(overflow >= 100, "{r:#}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let said = |s: String| assert!(stdout.contains(&s), "{s:?} not in {stdout}");
+    said(format!("(TIME-WAIT overflow +{overflow})"));
+    said(format!("note: {overflow} closes skipped TIME-WAIT"));
+    let name = r["netns"]["name"].as_str().unwrap();
+    assert!(gone(name), "{name} left behind: {}", namespaces());
+    std::fs::remove_file(r["netns"]["server_log"].as_str().unwrap()).unwrap();
+}
+
 /// `--source-ips` with `--netns`: the addresses are added to the host's end
 /// of the pair and routed in the namespace (without the route the server's
 /// SYN-ACKs would go nowhere and no connection would complete), the server

@@ -47,6 +47,7 @@ pub(super) fn sections(samples: &[Sample]) -> Map<String, Value> {
             "server_peak": peak.server,
             "client_peak": peak.client,
             "other_peak": peak.other,
+            "other_at_start": first.sides().other,
             "server_at_start": first.sides().server,
             "client_at_start": first.sides().client,
             "server_at_end": last.sides().server,
@@ -109,28 +110,53 @@ fn sockstat_json(r: &Reading) -> Value {
     json!({ "tw": r.sockstat[0], "orphan": r.sockstat[1], "inuse": r.sockstat[2] })
 }
 
-/// Adds `time_wait.entered_by_others` and, when there were any, a note to
-/// the whole report: TIME-WAIT the kernel counted (`TW`, loadgen's namespace
-/// plus the server's) beyond one per connection loadgen saw closed by a FIN.
-/// Each FIN close leaves one TIME-WAIT, on one side; a proxy between loadgen
-/// and the server leaves another per upstream connection, which the side
-/// counts (by the target's address) do not see and the host's counters do.
+/// Adds `time_wait.entered_by_others` and `time_wait.overflow`, and notes
+/// to the whole report:
+/// * TIME-WAIT the kernel counted (`TW`, loadgen's namespace plus the
+///   server's) beyond one per connection loadgen saw closed by a FIN. Each
+///   FIN close leaves one TIME-WAIT, on one side; a proxy between loadgen
+///   and the server leaves another per upstream connection, which the side
+///   counts (by the target's address) do not see and the host's counters do.
+/// * Closes that skipped TIME-WAIT (`TCPTimeWaitOverflow`, `tcp_time_wait`):
+///   the buckets were full, often of an earlier run's TIME-WAIT, so `TW` did
+///   not grow and the side counts stay low whatever the close rate.
 pub fn note_others(report: &mut Value) {
     let get = |p: &str| report.pointer(p).and_then(Value::as_u64).unwrap_or(0);
-    let entered = get("/kernel/netstat/TW") + get("/server_netns/kernel/netstat/TW");
+    let both = |p: &str| get(&format!("/kernel/{p}")) + get(&format!("/server_netns/kernel/{p}"));
+    let entered = both("netstat/TW");
+    let overflow = both("netstat/TCPTimeWaitOverflow");
     let fin_closes = get("/closed_by/server_fin") + get("/closed_by/client_fin");
     let others = entered.saturating_sub(fin_closes);
-    let other_peak = get("/time_wait/other_peak");
+    let (other_peak, other_at_start) = (
+        get("/time_wait/other_peak"),
+        get("/time_wait/other_at_start"),
+    );
     report["time_wait"]["entered_by_others"] = json!(others);
+    report["time_wait"]["overflow"] = json!(overflow);
+    let mut notes = Vec::new();
+    if overflow > 0 {
+        notes.push(format!(
+            "{overflow} closes skipped TIME-WAIT (kernel TCPTimeWaitOverflow +{overflow}): the \
+             kernel's TIME-WAIT buckets (net.ipv4.tcp_max_tw_buckets) were full, so the \
+             TIME-WAIT counts and kernel TW show fewer than this run's closes made"
+        ));
+    }
     if others > 0 || other_peak > 0 {
-        report["notes"] = json!([format!(
+        let before = match other_at_start {
+            0 => String::new(),
+            n => format!(" ({n} of them already there when the run began)"),
+        };
+        notes.push(format!(
             "{others} TIME-WAIT entries (kernel TW +{entered} against {fin_closes} FIN-closed \
-             connections of this run) and a peak of {other_peak} TIME-WAIT sockets were \
+             connections of this run) and a peak of {other_peak} TIME-WAIT sockets{before} were \
              between other endpoints than loadgen and the target, such as a proxy and its \
-             upstream or other programs: the host-wide counters (kernel.netstat.TW, \
-             kernel.sockstat.tw_peak, tw_slab_bytes_peak) include them, \
+             upstream, an earlier run or other programs: the host-wide counters \
+             (kernel.netstat.TW, kernel.sockstat.tw_peak, tw_slab_bytes_peak) include them, \
              time_wait.server_peak and client_peak do not"
-        )]);
+        ));
+    }
+    if !notes.is_empty() {
+        report["notes"] = json!(notes);
     }
 }
 
@@ -180,7 +206,39 @@ mod tests {
         });
         note_others(&mut quiet);
         assert_eq!(quiet["time_wait"]["entered_by_others"], 0);
+        assert_eq!(quiet["time_wait"]["overflow"], 0);
         assert_eq!(quiet.get("notes"), None);
+    }
+
+    /// Buckets full of an earlier run's TIME-WAIT: this run's closes skip
+    /// it (`TW` +0), and the notes say so first, then whose the others are.
+    #[test]
+    fn full_buckets_and_an_earlier_runs_time_wait_are_noted() {
+        let mut r = json!({
+            "closed_by": {"server_fin": 0, "client_fin": 5000},
+            "kernel": {"netstat": {"TW": 0, "TCPTimeWaitOverflow": 4000}},
+            "server_netns": {"kernel": {"netstat": {"TW": 0, "TCPTimeWaitOverflow": 1000}}},
+            "time_wait": {"other_peak": 131072, "other_at_start": 131072},
+        });
+        note_others(&mut r);
+        assert_eq!(r["time_wait"]["overflow"], 5000);
+        let notes: Vec<&str> = r["notes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(Value::as_str)
+            .collect();
+        assert_eq!(notes.len(), 2, "{notes:?}");
+        assert!(
+            notes[0].starts_with("5000 closes skipped TIME-WAIT"),
+            "{}",
+            notes[0]
+        );
+        assert!(
+            notes[1].contains("131072 of them already there when the run began"),
+            "{}",
+            notes[1]
+        );
     }
 
     #[test]
@@ -195,6 +253,7 @@ mod tests {
         assert_eq!(r["kernel"]["netstat"].get("RetransSegs"), None);
         assert_eq!(r["time_wait"]["server_peak"], 45);
         assert_eq!(r["time_wait"]["server_at_start"], 5);
+        assert_eq!(r["time_wait"]["other_at_start"], 0);
         assert_eq!(r["kernel"]["sockstat"]["tw_peak"], 45);
         assert_eq!(r["kernel"]["tw_slab_bytes_peak"], Value::Null);
         let series = r["series"].as_array().unwrap();
