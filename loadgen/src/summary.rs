@@ -11,7 +11,7 @@ pub fn summary(r: &Value) -> String {
         return format!(
             "{}: {} connections, {} completed ({:.0}/s), {} unfinished; closed by server FIN {}, client FIN {}, client RST {}, server RST {}; errors {}\n\
              connect p50/p99 {} / {} ms, first byte p50/p99 {} / {} ms, close p50/p99 {} / {} ms\n\
-             TIME-WAIT peak: server side {}, client side {}, other {}; kernel: TW +{}, RetransSegs +{}, tw_sock_TCP peak {} B{}",
+             TIME-WAIT peak: server side {}, client side {}, other {}; kernel: TW +{}{}, RetransSegs +{}, tw_sock_TCP peak {} B{}",
             g("/target").as_str().unwrap_or("?"),
             g("/connections"),
             g("/completed"),
@@ -32,6 +32,10 @@ pub fn summary(r: &Value) -> String {
             g("/time_wait/client_peak"),
             g("/time_wait/other_peak"),
             g("/kernel/netstat/TW"),
+            match g("/time_wait/overflow").as_u64() {
+                Some(n) if n > 0 => format!(" (TIME-WAIT overflow +{n})"),
+                _ => String::new(),
+            },
             g("/kernel/snmp/RetransSegs"),
             g("/kernel/tw_slab_bytes_peak"),
             match g("/netns/name") {
@@ -150,7 +154,7 @@ fn model_summary(r: &Value) -> String {
          with {} connections live at peak on the clients{resident}; {:.1} % ended by RST, \
          {:.1} % skipped TIME-WAIT on the server ({overflow} overflows: tcp_max_tw_buckets){on_clients}\n\
          {} connections: {} completed{time_wait}, {} runaway{app_timeouts}, {} leaked ({} client, {} server){tuple_wait}; \
-         segments sent {} dropped {} retransmitted {}; active close p50/p99 {} / {} ms, passive close p50/p99 {} / {} ms",
+         segments sent {} dropped {} retransmitted {}; active close {}, passive close {}",
         f("/teardowns_per_sec"),
         f("/load_window_secs"),
         f("/overall_teardowns_per_sec"),
@@ -166,14 +170,53 @@ fn model_summary(r: &Value) -> String {
         g("/segments/sent"),
         g("/segments/dropped"),
         g("/segments/retransmitted"),
-        g("/latency_ms/active_close/p50"),
-        g("/latency_ms/active_close/p99"),
-        g("/latency_ms/passive_close/p50"),
-        g("/latency_ms/passive_close/p99"),
+        close_latency(r, "active_close"),
+        close_latency(r, "passive_close"),
     );
+    let line = match attacks(r) {
+        Some(a) => format!("{line}\n{a}"),
+        None => line,
+    };
     match r.get("tail").and_then(tail::summary) {
         Some(t) => format!("{line}\n{t}"),
         None => line,
+    }
+}
+
+/// `--attack`'s line: per kind, segments sent (on a live target), the
+/// connections it killed against the odds' expectation, and the replies it
+/// drew, challenge and out-of-window ACKs together (docs/service.md, "Attacks").
+fn attacks(r: &Value) -> Option<String> {
+    let kinds = r.get("attacks")?.as_object()?;
+    if kinds.is_empty() {
+        return None;
+    }
+    let n = |a: &Value, k: &str| a[k].as_u64().unwrap_or(0);
+    let each: Vec<String> = kinds
+        .iter()
+        .map(|(kind, a)| {
+            format!(
+                "{kind} {} sent ({} on target), {} killed (expected {:.2}), {} ACKs and {} RSTs in reply",
+                n(a, "sent"),
+                n(a, "on_target"),
+                n(a, "killed"),
+                a["expected_killed"].as_f64().unwrap_or(0.0),
+                n(a, "challenge_acks") + n(a, "oow_acks"),
+                n(a, "rst_replies"),
+            )
+        })
+        .collect();
+    Some(format!("attacks: {}", each.join("; ")))
+}
+
+/// One side's close latency, or `none` where no connection closed that way
+/// (the clients never close first under `--close server`): a 0 would read
+/// as a measurement.
+fn close_latency(r: &Value, side: &str) -> String {
+    let l = &r["latency_ms"][side];
+    match l["count"].as_u64() {
+        Some(0) => "none".into(),
+        _ => format!("p50/p99 {} / {} ms", l["p50"], l["p99"]),
     }
 }
 
@@ -241,6 +284,47 @@ mod tests {
             &r,
             "0.0 % skipped TIME-WAIT on the server (0 overflows: tcp_max_tw_buckets) \
              and 30.0 % on the clients (300 overflows)\n",
+        );
+    }
+
+    /// Each attack kind's counts are in the summary, not only the JSON.
+    #[test]
+    fn the_summary_names_each_attack_kind() {
+        let mut r = json!({"connections": 10, "attacks": {}});
+        assert!(!summary(&r).contains("attacks:"), "{}", summary(&r));
+        r["attacks"]["blind-rst"] = json!({
+            "sent": 900, "on_target": 850, "killed": 1, "expected_killed": 0.25,
+            "challenge_acks": 40, "oow_acks": 0, "rst_replies": 0,
+        });
+        r["attacks"]["syn-timewait"] = json!({
+            "sent": 90, "on_target": 80, "killed": 0, "expected_killed": 0.0,
+            "challenge_acks": 0, "oow_acks": 70, "rst_replies": 2,
+        });
+        let s = summary(&r);
+        assert!(
+            s.contains(
+                "\nattacks: blind-rst 900 sent (850 on target), 1 killed (expected 0.25), \
+                 40 ACKs and 0 RSTs in reply; syn-timewait 90 sent (80 on target), 0 killed \
+                 (expected 0.00), 70 ACKs and 2 RSTs in reply"
+            ),
+            "{s}"
+        );
+    }
+
+    /// A side no connection closed on says `none`, not a latency of 0.
+    #[test]
+    fn a_close_side_without_connections_says_none() {
+        let r = json!({
+            "connections": 10,
+            "latency_ms": {
+                "active_close": {"count": 0, "p50": 0.0, "p99": 0.0},
+                "passive_close": {"count": 10, "p50": 8.003, "p99": 223.103},
+            },
+        });
+        let s = summary(&r);
+        assert!(
+            s.contains("; active close none, passive close p50/p99 8.003 / 223.103 ms"),
+            "{s}"
         );
     }
 
