@@ -23,6 +23,7 @@ pub mod merge;
 pub mod model;
 pub mod real;
 mod report;
+mod said;
 mod server;
 pub mod sock;
 pub mod spawn;

@@ -60,10 +60,6 @@ impl Drop for Spawned {
     }
 }
 
-/// Lines of the server's stderr an error quotes at most: the last ones, after
-/// its final report (some 60 lines) if it got that far.
-const SAID_LINES: usize = 20;
-
 impl Spawned {
     /// Starts the server on free loopback ports with the run's clock and close mode,
     /// and waits for its ready line.
@@ -161,25 +157,18 @@ impl Spawned {
         if !status.success() {
             bail!("the server exited with {status}{}", self.said());
         }
-        read_json(&self.json)
+        read_json(&self.json).with_context(|| format!("the server's report{}", self.said()))
     }
 
     /// The end of the server's stderr, as a suffix for an error about it.
     fn said(&self) -> String {
-        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let lines: Vec<&str> = log.lines().collect();
-        let tail = lines[lines.len().saturating_sub(SAID_LINES)..].join("\n");
-        if tail.trim().is_empty() {
-            "; it wrote nothing to stderr".into()
-        } else {
-            format!("; its stderr ends:\n{tail}")
-        }
+        crate::said::said(&self.log)
     }
 }
 
 fn read_json(path: &Path) -> anyhow::Result<Value> {
     let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    Ok(serde_json::from_slice(&bytes)?)
+    serde_json::from_slice(&bytes).with_context(|| format!("{} is not JSON", path.display()))
 }
 
 /// Sends SIGTERM to our child `pid`.

@@ -291,17 +291,11 @@ impl Lab {
         let deadline = Instant::now() + LISTEN_WAIT;
         loop {
             if let Some(status) = child.try_wait()? {
-                // Quoted whole, so not kept: a run that never started has
+                // Quoted, so not kept: a run that never started has
                 // nothing else to look back on.
-                let said = std::fs::read_to_string(&log).unwrap_or_default();
+                let said = crate::said::said(&log);
                 let _ = std::fs::remove_file(&log);
-                bail!(
-                    "--server-cmd {line:?} exited with {status} before listening on port {port}: {}",
-                    match said.trim() {
-                        "" => "it wrote nothing",
-                        s => s,
-                    }
-                );
+                bail!("--server-cmd {line:?} exited with {status} before listening on port {port}{said}");
             }
             let listening = netns::run_in(Some(&self.name), diag::dump)??
                 .iter()
@@ -309,11 +303,19 @@ impl Lab {
             if listening {
                 return Ok(());
             }
+            // The server still runs: its log is kept, and named.
             if interrupted.load(Relaxed) {
-                bail!("interrupted while waiting for --server-cmd to listen");
+                bail!(
+                    "interrupted while waiting for --server-cmd to listen (log {})",
+                    log.display()
+                );
             }
             if Instant::now() > deadline {
-                bail!("--server-cmd {line:?} did not listen on port {port} within {LISTEN_WAIT:?}");
+                bail!(
+                    "--server-cmd {line:?} did not listen on port {port} within {LISTEN_WAIT:?} (log {}){}",
+                    log.display(),
+                    crate::said::said(&log)
+                );
             }
             std::thread::sleep(Duration::from_millis(20));
         }
