@@ -32,16 +32,14 @@ pub fn summary(r: &Value) -> String {
             g("/time_wait/client_peak"),
             g("/time_wait/other_peak"),
             g("/kernel/netstat/TW"),
-            match g("/time_wait/overflow").as_u64() {
-                Some(n) if n > 0 => format!(" (TIME-WAIT overflow +{n})"),
-                _ => String::new(),
-            },
+            overflow(r, "/kernel"),
             g("/kernel/snmp/RetransSegs"),
             g("/kernel/tw_slab_bytes_peak"),
             match g("/netns/name") {
                 Value::String(ns) => format!(
-                    "\nserver namespace {ns}: TW +{}, RetransSegs +{}, loss {}: dropped {} to the server, {} to the client",
+                    "\nserver namespace {ns}: TW +{}{}, RetransSegs +{}, loss {}: dropped {} to the server, {} to the client",
                     g("/server_netns/kernel/netstat/TW"),
+                    overflow(r, "/server_netns/kernel"),
                     g("/server_netns/kernel/snmp/RetransSegs"),
                     g("/netns/loss"),
                     g("/netns/dropped_to_server"),
@@ -183,6 +181,16 @@ fn model_summary(r: &Value) -> String {
     }
 }
 
+/// A namespace's closes that skipped TIME-WAIT (`TCPTimeWaitOverflow`), to
+/// follow its `TW`, if it had any.
+fn overflow(r: &Value, kernel: &str) -> String {
+    let p = format!("{kernel}/netstat/TCPTimeWaitOverflow");
+    match r.pointer(&p).and_then(Value::as_u64) {
+        Some(n) if n > 0 => format!(" (TIME-WAIT overflow +{n})"),
+        _ => String::new(),
+    }
+}
+
 /// `--attack`'s line: per kind, segments sent (on a live target), the
 /// connections it killed against the odds' expectation, and the replies it
 /// drew, challenge and out-of-window ACKs together (docs/service.md, "Attacks").
@@ -196,11 +204,11 @@ fn attacks(r: &Value) -> Option<String> {
         .iter()
         .map(|(kind, a)| {
             format!(
-                "{kind} {} sent ({} on target), {} killed (expected {:.2}), {} ACKs and {} RSTs in reply",
+                "{kind} {} sent ({} on target), {} killed (expected {}), {} ACKs and {} RSTs in reply",
                 n(a, "sent"),
                 n(a, "on_target"),
                 n(a, "killed"),
-                a["expected_killed"].as_f64().unwrap_or(0.0),
+                odds(a["expected_killed"].as_f64().unwrap_or(0.0)),
                 n(a, "challenge_acks") + n(a, "oow_acks"),
                 n(a, "rst_replies"),
             )
@@ -217,6 +225,16 @@ fn close_latency(r: &Value, side: &str) -> String {
     match l["count"].as_u64() {
         Some(0) => "none".into(),
         _ => format!("p50/p99 {} / {} ms", l["p50"], l["p99"]),
+    }
+}
+
+/// An expected count, readable from 1/2 per segment down to 2^-32: two
+/// decimals from 0.01 up, two significant digits below.
+fn odds(x: f64) -> String {
+    if x == 0.0 || x >= 0.01 {
+        format!("{x:.2}")
+    } else {
+        format!("{x:.1e}")
     }
 }
 
@@ -293,7 +311,7 @@ mod tests {
         let mut r = json!({"connections": 10, "attacks": {}});
         assert!(!summary(&r).contains("attacks:"), "{}", summary(&r));
         r["attacks"]["blind-rst"] = json!({
-            "sent": 900, "on_target": 850, "killed": 1, "expected_killed": 0.25,
+            "sent": 9000, "on_target": 8500, "killed": 0, "expected_killed": 8500.0 / 2f64.powi(32),
             "challenge_acks": 40, "oow_acks": 0, "rst_replies": 0,
         });
         r["attacks"]["syn-timewait"] = json!({
@@ -303,7 +321,7 @@ mod tests {
         let s = summary(&r);
         assert!(
             s.contains(
-                "\nattacks: blind-rst 900 sent (850 on target), 1 killed (expected 0.25), \
+                "\nattacks: blind-rst 9000 sent (8500 on target), 0 killed (expected 2.0e-6), \
                  40 ACKs and 0 RSTs in reply; syn-timewait 90 sent (80 on target), 0 killed \
                  (expected 0.00), 70 ACKs and 2 RSTs in reply"
             ),
