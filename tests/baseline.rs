@@ -10,6 +10,8 @@ use std::process::Command;
 use serde_json::Value;
 
 /// The fields that vary with the machine, the threads or the repeat count.
+/// (`resident` counts the shards each thread holds at once, so it follows the
+/// thread count, which is the machine's by default.)
 fn deterministic(mut v: Value) -> Value {
     let top = v.as_object_mut().expect("a sim report is an object");
     for k in [
@@ -46,18 +48,22 @@ fn committed_baselines_match_this_build() {
         else {
             continue;
         };
-        // "teardown sim FLAGS --repeat K --quiet --json PATH": the flags.
+        // "teardown sim FLAGS --repeat K --quiet --json PATH" (results/refresh.sh).
         let command = read(&meta)["command"].as_str().unwrap().to_string();
-        let flags: Vec<&str> = command
-            .split_whitespace()
-            .skip_while(|w| *w != "sim")
-            .skip(1)
-            .take_while(|w| *w != "--repeat")
-            .collect();
+        let words: Vec<&str> = command.split_whitespace().collect();
+        let flags = words
+            .strip_prefix(&["teardown", "sim"])
+            .and_then(|w| w.get(..w.len().checked_sub(5)?))
+            .unwrap_or_else(|| panic!("{meta:?}: {command}"));
+        let tail = &words[2 + flags.len()..];
+        assert!(
+            tail[0] == "--repeat" && tail[2..4] == ["--quiet", "--json"],
+            "{meta:?}: {command}"
+        );
         let json = tmp.path().join(format!("{name}.json"));
         let out = Command::new(env!("CARGO_BIN_EXE_teardown"))
             .arg("sim")
-            .args(&flags)
+            .args(flags)
             .args(["--quiet", "--json"])
             .arg(&json)
             .output()

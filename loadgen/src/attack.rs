@@ -14,7 +14,6 @@
 //! and replies count when they reach an attacked client within [`WATCH`].
 
 use std::collections::{HashMap, VecDeque};
-use std::num::NonZeroU32;
 use std::time::{Duration, Instant};
 
 use rand::Rng;
@@ -23,6 +22,8 @@ use serde_json::{json, Map, Value};
 use teardown::service::{CloseMode, SERVER_IP, SERVER_PORT};
 use teardown::sim::{AttackCounts, AttackKind};
 use teardown_engine::{CloseReason, Flags, Host, Segment, State, Time, Tuple};
+
+use crate::model::Serial;
 
 /// Source addresses of the attacker's made-up 4-tuples: 172.16.0.0/16, one IP per
 /// (kind, client worker), so a reply names the kind that drew it and the server's
@@ -35,7 +36,7 @@ pub const WATCH: Duration = Duration::from_secs(1);
 /// Engine time after an RST attack at which a client still in ESTABLISHED closes,
 /// so that a connection whose server side was killed (silently, as an acceptable
 /// RST ends it) draws the server's RST instead of waiting forever for a FIN.
-pub const PROBE: Duration = Duration::from_secs(5);
+pub(crate) const PROBE: Duration = Duration::from_secs(5);
 /// Attack segments sent per call at most, so a late timer cannot make a burst.
 const BATCH: u64 = 256;
 
@@ -68,7 +69,7 @@ pub struct Attacker {
     watch_order: VecDeque<(Instant, Tuple)>,
     /// RST-attacked connections to probe, each with the serial of the
     /// connection the application held on the tuple when it was attacked.
-    probes: VecDeque<(Time, Tuple, NonZeroU32)>,
+    probes: VecDeque<(Time, Tuple, Serial)>,
     wnd: u32,
     close: CloseMode,
 }
@@ -206,7 +207,7 @@ impl Attacker {
     /// Attacked connections due a probe, with their serials: the caller
     /// closes those still ESTABLISHED, if the application still holds them
     /// (not a newer connection on the tuple, reused within [`PROBE`]).
-    pub fn due_probe(&mut self, now: Time) -> Option<(Tuple, NonZeroU32)> {
+    pub fn due_probe(&mut self, now: Time) -> Option<(Tuple, Serial)> {
         match self.probes.front() {
             Some(&(t, tuple, serial)) if t <= now => {
                 self.probes.pop_front();
@@ -224,7 +225,7 @@ impl Attacker {
         now: Time,
         host: &Host,
         rng: &mut ChaCha8Rng,
-        holder: &impl Fn(&Tuple) -> Option<NonZeroU32>,
+        holder: &impl Fn(&Tuple) -> Option<Serial>,
         out: &mut impl FnMut(&Segment),
     ) {
         let wall = Instant::now();
@@ -257,7 +258,7 @@ impl Attacker {
         now: Time,
         host: &Host,
         rng: &mut ChaCha8Rng,
-        holder: &impl Fn(&Tuple) -> Option<NonZeroU32>,
+        holder: &impl Fn(&Tuple) -> Option<Serial>,
         wall: Instant,
     ) -> Segment {
         let kind = self.kinds[k];

@@ -40,7 +40,8 @@ use teardown_engine::{Config, Event, Host, Segment, State, Time, Tuple};
 
 use crate::attack::Attacker;
 pub use outcome::Outcome;
-use slots::{Serial, Slots};
+pub(crate) use slots::Serial;
+use slots::Slots;
 use timeout::AppTimeout;
 
 const SOCKET: Token = Token(0);

@@ -10,7 +10,7 @@ use std::num::NonZeroU32;
 /// A connection's serial among its worker's opens: it tells a newer
 /// connection on a reused 4-tuple from the older one a queued close (`--hold`,
 /// an RST attack's probe) was meant for.
-pub(super) type Serial = NonZeroU32;
+pub(crate) type Serial = NonZeroU32;
 
 /// The serial of the worker's `n`-th open (from 0), wrapping after 2^32 - 1.
 pub(super) fn serial(n: u64) -> Serial {

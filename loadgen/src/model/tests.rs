@@ -332,6 +332,8 @@ fn rst_attacked(t0: Time) -> (Worker, Server) {
     step(&mut w, &mut s, t0);
     w.attack(t0);
     assert_eq!(w.host.state(&w.plan.tuple(0)), State::Established);
+    let probe = w.attacker.as_ref().and_then(|a| a.next_probe());
+    assert_eq!(probe, Some(t0 + PROBE), "the attack queued its probe");
     (w, s)
 }
 

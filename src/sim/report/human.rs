@@ -82,12 +82,13 @@ impl SimReport {
                     share * 100.0
                 );
             } else {
-                // A share under 1 % keeps two decimals: "0%" would read as none.
+                // The share where the state held at least half its peak (see
+                // `memory`); under 1 % with two decimals: "0%" would read as none.
                 let pct = share * 100.0;
-                let digits = if pct < 1.0 { 2 } else { 0 };
+                let digits = if pct < 1.0 { 2 } else { 1 };
                 let _ = writeln!(
                     w,
-                    "  per {name:<16}       -    (never over {pct:.digits$}% of the entries here, so not measured; --workload tw-fill measures it)",
+                    "  per {name:<16}       -    (at most {pct:.digits$}% of the entries around its peak, so not measured; --workload tw-fill measures it)",
                 );
             }
         }

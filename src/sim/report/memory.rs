@@ -46,15 +46,13 @@ pub(super) fn memory(sum: &[Sample], client_side: bool) -> Memory {
             None => (0.0, 0.0, 0),
         }
     };
-    let measured = |(bytes, share, _): (f64, f64, u64)| (share >= MEASURED_SHARE).then_some(bytes);
-    let (tw, es) = (at(State::TimeWait), at(State::Established));
-    let ((_, tw_s, tw_n), (_, es_s, es_n)) = (tw, es);
-    let (tw_b, es_b) = (measured(tw), measured(es));
+    let (tw_b, tw_s, tw_n) = at(State::TimeWait);
+    let (es_b, es_s, es_n) = at(State::Established);
     Memory {
-        bytes_per_time_wait: tw_b,
+        bytes_per_time_wait: (tw_s >= MEASURED_SHARE).then_some(tw_b),
         time_wait_share: tw_s,
         time_wait_entries: tw_n,
-        bytes_per_established: es_b,
+        bytes_per_established: (es_s >= MEASURED_SHARE).then_some(es_b),
         established_share: es_s,
         established_entries: es_n,
         side: if client_side { "clients" } else { "server" },
