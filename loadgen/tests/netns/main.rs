@@ -258,60 +258,69 @@ fn workers_share_one_namespace_and_its_loss() {
     let Some(_serial) = tools() else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
-    let json = dir.path().join("run.json");
-    let out = Command::new(env!("CARGO_BIN_EXE_loadgen"))
-        .args(["--kernel", "--netns", "--server-cmd", &server_cmd()])
-        .args(["--netns-port", "7172", "--loss", "0.01", "--workers", "2"])
-        .args(["--concurrency", "16", "--connections", "300", "--quiet"])
-        .arg("--json")
-        .arg(&json)
-        .output()
-        .unwrap();
-    common::assert_ok(&out);
-    let r: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let (_, r) = netns_run(
+        &server_cmd(),
+        &[
+            "--loss",
+            "0.01",
+            "--workers",
+            "2",
+            "--concurrency",
+            "16",
+            "--connections",
+            "300",
+        ],
+    );
     assert_eq!(n(&r, "/workers/count"), 2);
     assert_eq!(n(&r, "/connections"), 300);
     assert_eq!(n(&r, "/completed"), 300, "{r:#}");
     let ns = &r["server_netns"]["kernel"];
     assert_eq!(n(ns, "/snmp/PassiveOpens"), 300, "{ns:#}");
     assert_eq!(n(ns, "/netstat/TW"), 300, "{ns:#}");
-    let name = r["netns"]["name"].as_str().unwrap();
-    assert!(gone(name), "{name} left behind: {}", namespaces());
-    std::fs::remove_file(r["netns"]["server_log"].as_str().unwrap()).unwrap();
 }
 
-/// The server's namespace with room for 10 TIME-WAIT entries
-/// (`tcp_max_tw_buckets` is the namespace's own): its closes past them skip
-/// TIME-WAIT, `TW` counts only the 10, and the report and its summary say
-/// why (`TCPTimeWaitOverflow`), not that the TIME-WAIT went missing.
-#[test]
-fn full_time_wait_buckets_are_named_in_the_summary() {
-    let Some(_serial) = tools() else {
-        return;
-    };
+/// loadgen `--kernel --netns --netns-port 7172 --server-cmd cmd` with
+/// `extra`: its stdout and report, once it succeeded and its namespace is
+/// gone (the server's log, kept after a run, is removed).
+fn netns_run(cmd: &str, extra: &[&str]) -> (String, Value) {
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("run.json");
-    let cmd = format!(
-        "echo 10 > /proc/sys/net/ipv4/tcp_max_tw_buckets && {}",
-        server_cmd()
-    );
     let out = Command::new(env!("CARGO_BIN_EXE_loadgen"))
-        .args(["--kernel", "--netns", "--server-cmd", &cmd])
         .args([
+            "--kernel",
+            "--netns",
             "--netns-port",
             "7172",
-            "--concurrency",
-            "8",
-            "--connections",
-            "200",
+            "--server-cmd",
+            cmd,
         ])
+        .args(extra)
         .arg("--json")
         .arg(&json)
         .output()
         .unwrap();
     common::assert_ok(&out);
     let r: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let name = r["netns"]["name"].as_str().unwrap();
+    assert!(gone(name), "{name} left behind: {}", namespaces());
+    std::fs::remove_file(r["netns"]["server_log"].as_str().unwrap()).unwrap();
+    (String::from_utf8_lossy(&out.stdout).into_owned(), r)
+}
+
+/// The server's namespace with room for 10 TIME-WAIT entries
+/// (`tcp_max_tw_buckets` is the namespace's own): its closes past them skip
+/// TIME-WAIT, `TW` counts only those that found a bucket, and the report and
+/// its summary say why (`TCPTimeWaitOverflow`), not that TIME-WAIT went missing.
+#[test]
+fn full_time_wait_buckets_are_named_in_the_summary() {
+    let Some(_serial) = tools() else {
+        return;
+    };
+    let cmd = format!(
+        "echo 10 > /proc/sys/net/ipv4/tcp_max_tw_buckets && {}",
+        server_cmd()
+    );
+    let (stdout, r) = netns_run(&cmd, &["--concurrency", "8", "--connections", "200"]);
     assert_eq!(n(&r, "/closed_by/server_fin"), 200, "{r:#}");
     // Each of the server's closes entered TIME-WAIT or overflowed. More than
     // 10 may enter: a SYN on a TIME-WAIT's 4-tuple takes it over, which
@@ -320,7 +329,6 @@ fn full_time_wait_buckets_are_named_in_the_summary() {
     let overflow = n(&r, "/server_netns/kernel/netstat/TCPTimeWaitOverflow");
     assert_eq!(entered + overflow, 200, "{r:#}");
     assert!(overflow >= 100, "{r:#}");
-    let stdout = String::from_utf8_lossy(&out.stdout);
     let said = |s: String| assert!(stdout.contains(&s), "{s:?} not in {stdout}");
     said(format!(
         ": TW +{entered} (TIME-WAIT overflow +{overflow}), "
@@ -329,9 +337,6 @@ fn full_time_wait_buckets_are_named_in_the_summary() {
     let all = n(&r, "/time_wait/overflow");
     assert!(all >= overflow, "{r:#}");
     said(format!("note: {all} closes skipped TIME-WAIT"));
-    let name = r["netns"]["name"].as_str().unwrap();
-    assert!(gone(name), "{name} left behind: {}", namespaces());
-    std::fs::remove_file(r["netns"]["server_log"].as_str().unwrap()).unwrap();
 }
 
 /// `--source-ips` with `--netns`: the addresses are added to the host's end
@@ -345,7 +350,6 @@ fn source_addresses_reach_a_server_of_several_processes() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let json = dir.path().join("run.json");
     let server_json = dir.path().join("server.json");
     let cmd = format!(
         "exec {} serve --kernel-listen {{addr}} --allow-non-loopback --threads 1 --processes 2 \
@@ -355,17 +359,20 @@ fn source_addresses_reach_a_server_of_several_processes() {
     );
     let third = std::process::id() % 250;
     let (lo, hi) = (format!("10.201.{third}.1"), format!("10.201.{third}.4"));
-    let out = Command::new(env!("CARGO_BIN_EXE_loadgen"))
-        .args(["--kernel", "--netns", "--server-cmd", &cmd])
-        .args(["--netns-port", "7172", "--workers", "2"])
-        .args(["--source-ips", &format!("{lo}-{hi}")])
-        .args(["--concurrency", "16", "--connections", "300", "--quiet"])
-        .arg("--json")
-        .arg(&json)
-        .output()
-        .unwrap();
-    common::assert_ok(&out);
-    let r: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let ips = format!("{lo}-{hi}");
+    let (_, r) = netns_run(
+        &cmd,
+        &[
+            "--workers",
+            "2",
+            "--source-ips",
+            &ips,
+            "--concurrency",
+            "16",
+            "--connections",
+            "300",
+        ],
+    );
     assert_eq!(n(&r, "/completed"), 300, "{r:#}");
     assert_eq!(n(&r, "/closed_by/server_fin"), 300, "{r:#}");
     let ns = &r["server_netns"]["kernel"];
@@ -375,12 +382,9 @@ fn source_addresses_reach_a_server_of_several_processes() {
         serde_json::from_str(&std::fs::read_to_string(&server_json).unwrap()).unwrap();
     assert_eq!(n(&server, "/kernel/accepted"), 300, "{server:#}");
     assert_eq!(n(&server, "/processes"), 2);
-    let name = r["netns"]["name"].as_str().unwrap();
-    assert!(gone(name), "{name} left behind: {}", namespaces());
     let addrs = Command::new("ip").args(["-o", "addr"]).output().unwrap();
     let addrs = String::from_utf8_lossy(&addrs.stdout);
     assert!(!addrs.contains(&format!("{lo}/32")), "{addrs}");
-    std::fs::remove_file(r["netns"]["server_log"].as_str().unwrap()).unwrap();
 }
 
 /// A `--server-cmd` that daemonizes leaves the process group loadgen stops
