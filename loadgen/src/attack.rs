@@ -206,7 +206,7 @@ impl Attacker {
 
     /// Attacked connections due a probe, with their serials: the caller
     /// closes those still ESTABLISHED, if the application still holds them
-    /// (not a newer connection on the tuple, reused within [`PROBE`]).
+    /// (not a newer connection on the tuple, reused within the 5 s of `PROBE`).
     pub fn due_probe(&mut self, now: Time) -> Option<(Tuple, Serial)> {
         match self.probes.front() {
             Some(&(t, tuple, serial)) if t <= now => {
