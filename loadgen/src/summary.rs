@@ -171,14 +171,15 @@ fn model_summary(r: &Value) -> String {
         close_latency(r, "active_close"),
         close_latency(r, "passive_close"),
     );
-    let line = match attacks(r) {
-        Some(a) => format!("{line}\n{a}"),
-        None => line,
-    };
-    match r.get("tail").and_then(tail::summary) {
-        Some(t) => format!("{line}\n{t}"),
-        None => line,
-    }
+    [
+        Some(line),
+        attacks(r),
+        r.get("tail").and_then(tail::summary),
+    ]
+    .into_iter()
+    .flatten()
+    .collect::<Vec<_>>()
+    .join("\n")
 }
 
 /// A namespace's closes that skipped TIME-WAIT (`TCPTimeWaitOverflow`), to

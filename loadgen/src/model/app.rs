@@ -8,7 +8,7 @@ use teardown::service::CloseMode;
 use teardown_engine::time::pop_due;
 use teardown_engine::{Event, Role, State, Time, Tuple};
 
-use super::Worker;
+use super::{Serial, Worker};
 
 impl Worker {
     /// The client application.
@@ -26,7 +26,7 @@ impl Worker {
                         if self.plan.hold.is_zero() {
                             self.close(now, tuple);
                         } else {
-                            if let Some(serial) = self.slots.holder(self.plan.place(&tuple)) {
+                            if let Some(serial) = self.holder(&tuple) {
                                 self.held.push_back((now + self.plan.hold, (tuple, serial)));
                             }
                         }
@@ -139,10 +139,15 @@ impl Worker {
     /// connection on its reused tuple.
     pub(super) fn close_held(&mut self, now: Time) {
         while let Some((tuple, serial)) = pop_due(&mut self.held, now) {
-            if self.slots.holder(self.plan.place(&tuple)) == Some(serial) {
+            if self.holder(&tuple) == Some(serial) {
                 self.close(now, tuple);
             }
         }
+    }
+
+    /// The connection the application holds on `tuple` (its serial), if any.
+    pub(super) fn holder(&self, tuple: &Tuple) -> Option<Serial> {
+        self.slots.holder(self.plan.place(tuple))
     }
 
     /// `tuple`'s slot is free for the next open, if it still held one.

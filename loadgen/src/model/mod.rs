@@ -334,8 +334,7 @@ impl Worker {
     /// to open or to see closed, and closes the probed connections still ESTABLISHED.
     fn attack(&mut self, now: Time) {
         while let Some((t, serial)) = self.attacker.as_mut().and_then(|a| a.due_probe(now)) {
-            let held = self.slots.holder(self.plan.place(&t)) == Some(serial);
-            if held && self.host.state(&t) == State::Established {
+            if self.holder(&t) == Some(serial) && self.host.state(&t) == State::Established {
                 self.close(now, t);
             }
         }
@@ -352,6 +351,7 @@ impl Worker {
             self.plan.server,
             &mut self.out,
         );
+        // Not `Worker::holder`: `a` borrows the attacker out of `self`.
         let (slots, plan) = (&self.slots, &self.plan);
         let holder = |t: &Tuple| slots.holder(plan.place(t));
         a.fire(
