@@ -171,7 +171,7 @@ fn sweep_main(args: &SimArgs, sizes: &[u64]) -> anyhow::Result<ExitCode> {
         args.table_bench.as_deref(),
     )?;
     if !args.quiet && args.json.as_deref() != Some("-") {
-        print!("{}", sweep::human(&points));
+        print!("{}", sweep::human(&points, args.repeat));
     }
     if let Some(path) = &args.json {
         crate::cli::write_json(path, &points)?;

@@ -115,3 +115,51 @@ fn sweep_refuses_a_report_that_is_not_the_kernels() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("not a `loadgen --kernel` report"), "{err}");
 }
+
+/// `--repeat K` makes each point the median of K runs (K replays for a
+/// server-alone point, never fewer than three), with every run's figure
+/// beside it; without it a point is one run and carries no `repeat`.
+#[test]
+fn sweep_repeat_makes_each_point_a_median() {
+    let sweep = |extra: &[&str]| -> serde_json::Value {
+        let out = Command::new(env!("CARGO_BIN_EXE_teardown"))
+            .args(["sim", "--sweep", "1000", "--connections", "4000"])
+            .args(["--shards", "4", "--threads", "1", "--replay-server"])
+            .args(["--json", "-"])
+            .args(extra)
+            .output()
+            .expect("runs");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).expect("JSON")
+    };
+    let once = sweep(&[]);
+    let thrice = sweep(&["--repeat", "3"]);
+    let (once, thrice) = (
+        once["runs"].as_array().expect("runs"),
+        thrice["runs"].as_array().expect("runs"),
+    );
+    assert_eq!(once.len(), 3);
+    assert_eq!(thrice.len(), 3);
+    for (one, three) in once.iter().zip(thrice) {
+        assert!(one.get("repeat").is_none(), "{one:#}");
+        // The same simulation each time: only the clock differs.
+        assert_eq!(one["peak_entries"], three["peak_entries"], "{three:#}");
+        assert_eq!(one["mode"], three["mode"]);
+        let values: Vec<f64> = three["repeat"]["values"]
+            .as_array()
+            .expect("the runs' values")
+            .iter()
+            .map(|v| v.as_f64().expect("a rate"))
+            .collect();
+        assert_eq!(values.len(), 3, "{three:#}");
+        let mut sorted = values.clone();
+        sorted.sort_by(f64::total_cmp);
+        let median = three["teardowns_per_sec"].as_f64().expect("a rate");
+        assert_eq!(median, sorted[1], "{three:#}");
+        assert_eq!(three["repeat"]["median"].as_f64(), Some(median));
+    }
+}

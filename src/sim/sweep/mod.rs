@@ -5,7 +5,10 @@
 //! at a time (`--sequential-shards`): the same simulation on tables `--shards`
 //! times smaller, so the gap between the two curves is what a table of that
 //! size costs in cache misses. Each point is placed at the entries the run
-//! really held (`resident.peak_entries`), not at the size asked for.
+//! really held (`resident.peak_entries`), not at the size asked for. With
+//! `--repeat K` each point is the median of K runs, as `sim --repeat` gives
+//! it: one run's figure carries the noise of its hour, and a process's first
+//! run its page faults (docs/performance.md).
 //!
 //! With `--replay-server`, a third point per size: the same run in one table
 //! per host (`--shards 1`), its server host recorded and replayed alone
@@ -25,8 +28,9 @@ use serde::Serialize;
 
 pub use plot::plot;
 
+use super::repeat::run_repeated;
 use super::repeat::Spread;
-use super::{record, run, SimArgs, SimConfig};
+use super::{record, SimArgs, SimConfig};
 use crate::chart::thousands;
 use peers::{KernelPoint, TablePoint};
 
@@ -53,15 +57,19 @@ pub struct Point {
     pub teardowns_per_sec: f64,
     pub wall_seconds: f64,
     pub leaked: u64,
+    /// With `--repeat K` (K > 1): the K runs' teardowns/s, whose median
+    /// `teardowns_per_sec` is (for a server-alone point, the replays').
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub repeat: Option<Spread>,
 }
 
 /// The mode of a `--replay-server` point: the server host of a one-table
 /// run, replayed alone.
 pub const SERVER_ALONE: &str = "server-alone-one-table";
 
-/// Replays per `--replay-server` point, the median taken: a replay is cheap
-/// beside the run that records it.
-const REPLAYS: usize = 3;
+/// Replays per `--replay-server` point at the least, the median taken (more
+/// with `--repeat`): a replay is cheap beside the run that records it.
+const REPLAYS: u32 = 3;
 
 /// The sizes of a sweep, as `--sweep` takes them.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -109,9 +117,9 @@ pub fn sweep(
                 ..base.clone()
             };
             let cfg = SimConfig::from_args(&args)?;
-            // Each run's own heap peak, not the largest run's so far.
-            crate::alloc::reset_peak();
-            let r = run(&cfg, false);
+            // Each run's own heap peak (reset before every run), the median
+            // teardowns/s, and an error if two runs disagree on the rest.
+            let (r, repeat) = run_repeated(&cfg, base.repeat, false)?;
             points.push(Point {
                 concurrency: n,
                 connections: r.connections,
@@ -121,6 +129,7 @@ pub fn sweep(
                 teardowns_per_sec: r.teardowns_per_sec,
                 wall_seconds: r.wall_seconds,
                 leaked: r.leaked,
+                repeat: repeat.map(|k| k.teardowns_per_sec),
             });
         }
         if base.replay_server {
@@ -135,7 +144,7 @@ pub fn sweep(
 }
 
 /// The `--replay-server` point of size `n`: a one-table run recorded, its
-/// server host replayed [`REPLAYS`] times, the median kept. The heap is the
+/// server host replayed [`replays`] times, the median kept. The heap is the
 /// replayed host's own: what the process gained over the replay.
 fn server_alone(base: &SimArgs, n: u64) -> anyhow::Result<Point> {
     let args = SimArgs {
@@ -153,12 +162,13 @@ fn server_alone(base: &SimArgs, n: u64) -> anyhow::Result<Point> {
     crate::alloc::reset_peak();
     let first = record::replay_all(&recs)?;
     let mut secs = vec![first.elapsed.as_secs_f64()];
-    for _ in 1..REPLAYS {
+    for _ in 1..replays(base) {
         secs.push(record::replay_all(&recs)?.elapsed.as_secs_f64());
     }
     let heap = crate::alloc::peak_bytes().saturating_sub(before);
     // Every replay holds the same table: only the times differ.
     let median = Spread::of(&secs).median;
+    let rates: Vec<f64> = secs.iter().map(|&s| first.rate(s)).collect();
     Ok(Point {
         concurrency: n,
         connections: args.connections,
@@ -168,11 +178,17 @@ fn server_alone(base: &SimArgs, n: u64) -> anyhow::Result<Point> {
         teardowns_per_sec: first.rate(median),
         wall_seconds: median,
         leaked: recs.iter().map(|r| r.leaked).sum(),
+        repeat: (base.repeat > 1).then(|| Spread::of(&rates)),
     })
 }
 
+/// Replays per server-alone point: `--repeat`, and never fewer than [`REPLAYS`].
+fn replays(base: &SimArgs) -> u32 {
+    base.repeat.max(REPLAYS)
+}
+
 /// The sweep as a table for people.
-pub fn human(sweep: &Sweep) -> String {
+pub fn human(sweep: &Sweep, repeat: u32) -> String {
     let mut out = String::from(
         "teardowns/s against the entries resident (server and client tables)\n\
          \n  concurrency  mode                    resident entries   teardowns/s   heap MiB\n",
@@ -187,10 +203,14 @@ pub fn human(sweep: &Sweep) -> String {
             p.peak_heap_bytes as f64 / 1048576.0
         );
     }
+    if repeat > 1 {
+        out += &format!("  (teardowns/s: the median of {repeat} runs at each point)\n");
+    }
     if sweep.runs.iter().any(|p| p.mode == SERVER_ALONE) {
         out += &format!(
             "  ({SERVER_ALONE}: the server host of a --shards 1 run replayed alone, median of \
-             {REPLAYS}; its entries and heap are the server's one table only)\n"
+             {}; its entries and heap are the server's one table only)\n",
+            repeat.max(REPLAYS)
         );
     }
     if !sweep.kernel.is_empty() {
