@@ -210,7 +210,8 @@ pub struct SimArgs {
     /// Run each size (comma-separated --concurrency values, e.g.
     /// 10000,100000,1000000,10000000), all shards resident and then one shard at
     /// a time, and report teardowns/s against the entries held (--plot draws it).
-    /// With --repeat K each point is the median of K runs.
+    /// With --repeat K each point is the median of K runs (a --replay-server
+    /// point: of K replays, at least three).
     #[arg(long, value_parser = sweep::parse_sizes)]
     pub sweep: Option<sweep::Sizes>,
     /// With --sweep: a `loadgen --kernel` JSON report to place beside the

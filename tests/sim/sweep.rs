@@ -118,7 +118,9 @@ fn sweep_refuses_a_report_that_is_not_the_kernels() {
 
 /// `--repeat K` makes each point the median of K runs (K replays for a
 /// server-alone point, never fewer than three), with every run's figure
-/// beside it; without it a point is one run and carries no `repeat`.
+/// beside it; without it a sim point is one run and no point carries
+/// `repeat`. Four runs: an even count, whose median is the middle two's mean,
+/// and more than the server-alone point's three replays.
 #[test]
 fn sweep_repeat_makes_each_point_a_median() {
     let sweep = |extra: &[&str]| -> serde_json::Value {
@@ -137,29 +139,29 @@ fn sweep_repeat_makes_each_point_a_median() {
         serde_json::from_slice(&out.stdout).expect("JSON")
     };
     let once = sweep(&[]);
-    let thrice = sweep(&["--repeat", "3"]);
-    let (once, thrice) = (
+    let four = sweep(&["--repeat", "4"]);
+    let (once, four) = (
         once["runs"].as_array().expect("runs"),
-        thrice["runs"].as_array().expect("runs"),
+        four["runs"].as_array().expect("runs"),
     );
     assert_eq!(once.len(), 3);
-    assert_eq!(thrice.len(), 3);
-    for (one, three) in once.iter().zip(thrice) {
+    assert_eq!(four.len(), 3);
+    for (one, many) in once.iter().zip(four) {
         assert!(one.get("repeat").is_none(), "{one:#}");
         // The same simulation each time: only the clock differs.
-        assert_eq!(one["peak_entries"], three["peak_entries"], "{three:#}");
-        assert_eq!(one["mode"], three["mode"]);
-        let values: Vec<f64> = three["repeat"]["values"]
+        assert_eq!(one["peak_entries"], many["peak_entries"], "{many:#}");
+        assert_eq!(one["mode"], many["mode"]);
+        let values: Vec<f64> = many["repeat"]["values"]
             .as_array()
             .expect("the runs' values")
             .iter()
             .map(|v| v.as_f64().expect("a rate"))
             .collect();
-        assert_eq!(values.len(), 3, "{three:#}");
+        assert_eq!(values.len(), 4, "{many:#}");
         let mut sorted = values.clone();
         sorted.sort_by(f64::total_cmp);
-        let median = three["teardowns_per_sec"].as_f64().expect("a rate");
-        assert_eq!(median, sorted[1], "{three:#}");
-        assert_eq!(three["repeat"]["median"].as_f64(), Some(median));
+        let median = many["teardowns_per_sec"].as_f64().expect("a rate");
+        assert_eq!(median, (sorted[1] + sorted[2]) / 2.0, "{many:#}");
+        assert_eq!(many["repeat"]["median"].as_f64(), Some(median));
     }
 }

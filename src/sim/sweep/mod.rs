@@ -7,8 +7,9 @@
 //! size costs in cache misses. Each point is placed at the entries the run
 //! really held (`resident.peak_entries`), not at the size asked for. With
 //! `--repeat K` each point is the median of K runs, as `sim --repeat` gives
-//! it: one run's figure carries the noise of its hour, and a process's first
-//! run its page faults (docs/performance.md).
+//! it: back-to-back runs share their hour's noise, but one outlier run (a
+//! process's first, with its page faults, docs/performance.md) no longer
+//! bends the curve.
 //!
 //! With `--replay-server`, a third point per size: the same run in one table
 //! per host (`--shards 1`), its server host recorded and replayed alone
@@ -28,8 +29,7 @@ use serde::Serialize;
 
 pub use plot::plot;
 
-use super::repeat::run_repeated;
-use super::repeat::Spread;
+use super::repeat::{run_repeated, Spread};
 use super::{record, SimArgs, SimConfig};
 use crate::chart::thousands;
 use peers::{KernelPoint, TablePoint};
@@ -129,7 +129,7 @@ pub fn sweep(
                 teardowns_per_sec: r.teardowns_per_sec,
                 wall_seconds: r.wall_seconds,
                 leaked: r.leaked,
-                repeat: repeat.map(|k| k.teardowns_per_sec),
+                repeat: repeat.map(|r| r.teardowns_per_sec),
             });
         }
         if base.replay_server {
@@ -162,29 +162,30 @@ fn server_alone(base: &SimArgs, n: u64) -> anyhow::Result<Point> {
     crate::alloc::reset_peak();
     let first = record::replay_all(&recs)?;
     let mut secs = vec![first.elapsed.as_secs_f64()];
-    for _ in 1..replays(base) {
+    for _ in 1..replays(base.repeat) {
         secs.push(record::replay_all(&recs)?.elapsed.as_secs_f64());
     }
     let heap = crate::alloc::peak_bytes().saturating_sub(before);
     // Every replay holds the same table: only the times differ.
-    let median = Spread::of(&secs).median;
+    let wall = Spread::of(&secs).median;
     let rates: Vec<f64> = secs.iter().map(|&s| first.rate(s)).collect();
+    let rate = Spread::of(&rates);
     Ok(Point {
         concurrency: n,
         connections: args.connections,
         mode: SERVER_ALONE,
         peak_entries: first.peak_entries as u64,
         peak_heap_bytes: heap as u64,
-        teardowns_per_sec: first.rate(median),
-        wall_seconds: median,
+        teardowns_per_sec: rate.median,
+        wall_seconds: wall,
         leaked: recs.iter().map(|r| r.leaked).sum(),
-        repeat: (base.repeat > 1).then(|| Spread::of(&rates)),
+        repeat: (base.repeat > 1).then_some(rate),
     })
 }
 
 /// Replays per server-alone point: `--repeat`, and never fewer than [`REPLAYS`].
-fn replays(base: &SimArgs) -> u32 {
-    base.repeat.max(REPLAYS)
+fn replays(repeat: u32) -> u32 {
+    repeat.max(REPLAYS)
 }
 
 /// The sweep as a table for people.
@@ -210,7 +211,7 @@ pub fn human(sweep: &Sweep, repeat: u32) -> String {
         out += &format!(
             "  ({SERVER_ALONE}: the server host of a --shards 1 run replayed alone, median of \
              {}; its entries and heap are the server's one table only)\n",
-            repeat.max(REPLAYS)
+            replays(repeat)
         );
     }
     if !sweep.kernel.is_empty() {
