@@ -60,6 +60,15 @@ echo "== kernel: ${KERNEL_SECS}s, $SERVER_PROCS server processes, $CLIENT_WORKER
     --concurrency "$KERNEL_CONCURRENCY" --duration "${KERNEL_SECS}s" --timeout "$((KERNEL_SECS + 120))s" \
     --quiet --json "$OUT/kernel.json" >&2 || echo "kernel run: loadgen exited $? (see unfinished below)" >&2
 
+# loadgen keeps the server's output in the temporary directory and names it in
+# the report: it belongs with this run's other files.
+server_log=$(jq -r '.netns.server_log // empty' "$OUT/kernel.json")
+if [ -n "$server_log" ] && [ -f "$server_log" ]; then
+    mv "$server_log" "$OUT/kernel-server.log"
+    jq --arg log "$OUT/kernel-server.log" '.netns.server_log = $log' "$OUT/kernel.json" \
+        > "$OUT/kernel.json.new" && mv "$OUT/kernel.json.new" "$OUT/kernel.json"
+fi
+
 # The most entries the namespace held at one sample, and that sample's split.
 kernel_live=$(jq '[.series[] | .server_netns.sockstat | .tw + .inuse] | max' "$OUT/kernel.json")
 
