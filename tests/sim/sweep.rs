@@ -1,7 +1,23 @@
 //! `sim --sweep`: throughput against the entries held, beside the kernel's and
 //! the table bench's figures.
 
+use std::ffi::OsStr;
 use std::process::Command;
+
+/// `teardown sim --json - ARGS`, which must succeed: its JSON.
+fn sim_json<S: AsRef<OsStr>>(args: impl IntoIterator<Item = S>) -> serde_json::Value {
+    let out = Command::new(env!("CARGO_BIN_EXE_teardown"))
+        .args(["sim", "--json", "-"])
+        .args(args)
+        .output()
+        .expect("runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("JSON")
+}
 
 /// `--sweep`: one point per size and mode, placed at the entries really held,
 /// with the kernel's report and the table bench's medians beside them;
@@ -26,24 +42,23 @@ fn sweep_reports_throughput_against_the_entries_held() {
         }
     }
     let plots = dir.path().join("plots");
-    let out = Command::new(env!("CARGO_BIN_EXE_teardown"))
-        .args(["sim", "--sweep", "1000,8000", "--connections", "8000"])
-        .args(["--shards", "4", "--threads", "1", "--json", "-"])
-        .arg("--replay-server")
-        .arg("--kernel-report")
-        .arg(&kernel)
-        .arg("--table-bench")
-        .arg(&bench)
-        .arg("--plot")
-        .arg(&plots)
-        .output()
-        .expect("runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let sweep: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let sweep = sim_json([
+        OsStr::new("--sweep"),
+        OsStr::new("1000,8000"),
+        OsStr::new("--connections"),
+        OsStr::new("8000"),
+        OsStr::new("--shards"),
+        OsStr::new("4"),
+        OsStr::new("--threads"),
+        OsStr::new("1"),
+        OsStr::new("--replay-server"),
+        OsStr::new("--kernel-report"),
+        kernel.as_os_str(),
+        OsStr::new("--table-bench"),
+        bench.as_os_str(),
+        OsStr::new("--plot"),
+        plots.as_os_str(),
+    ]);
     let points = sweep["runs"].as_array().expect("an array of runs");
     let key = |p: &serde_json::Value| {
         (
@@ -123,20 +138,10 @@ fn sweep_refuses_a_report_that_is_not_the_kernels() {
 /// and more than the server-alone point's three replays.
 #[test]
 fn sweep_repeat_makes_each_point_a_median() {
-    let sweep = |extra: &[&str]| -> serde_json::Value {
-        let out = Command::new(env!("CARGO_BIN_EXE_teardown"))
-            .args(["sim", "--sweep", "1000", "--connections", "4000"])
-            .args(["--shards", "4", "--threads", "1", "--replay-server"])
-            .args(["--json", "-"])
-            .args(extra)
-            .output()
-            .expect("runs");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice(&out.stdout).expect("JSON")
+    let sweep = |extra: &[&str]| {
+        let base = ["--sweep", "1000", "--connections", "4000", "--shards", "4"];
+        let more = ["--threads", "1", "--replay-server"];
+        sim_json(base.iter().chain(&more).chain(extra))
     };
     let once = sweep(&[]);
     let four = sweep(&["--repeat", "4"]);
