@@ -281,8 +281,8 @@ impl Queue {
         }
     }
 
-    /// The next segment to arrive, read where it lies: the shard copies it
-    /// out once and then [`Queue::advance_in_run`]s, where a popped
+    /// The next segment to arrive, read where it lies: the shard delivers
+    /// it from there and then [`Queue::advance_in_run`]s, where a popped
     /// `Option` copied the 40 bytes out at each of three levels.
     #[inline(always)]
     pub(super) fn front(&self) -> Option<&Segment> {
@@ -347,8 +347,9 @@ impl Queue {
     }
 
     /// Tells `to` what the FIFO will deliver next (a heap does not know
-    /// cheaply): the index bucket of the segment `BUCKET_AHEAD` places back,
-    /// the entry of the one `ENTRY_AHEAD` back, whose bucket was asked for
+    /// cheaply): the index bucket of the segment `BUCKET_AHEAD` places back
+    /// from the one after the front (the front is being delivered), the
+    /// entry of the one `ENTRY_AHEAD` back, whose bucket was asked for
     /// earlier. Once the tables outgrow the cache, these misses are most of a
     /// segment's cost; asked for early, they overlap this segment's work.
     /// `mine` is given the segment `BUCKET_AHEAD` back too, for the shard to
@@ -356,11 +357,11 @@ impl Queue {
     #[inline]
     pub(super) fn prefetch_ahead(&self, to: &Host, mine: impl FnOnce(&Segment)) {
         if let Kind::Fifo(q) = &self.kind {
-            if let Some(seg) = q.segs.get(BUCKET_AHEAD) {
+            if let Some(seg) = q.segs.get(1 + BUCKET_AHEAD) {
                 to.prefetch(seg, Prefetch::Bucket);
                 mine(seg);
             }
-            if let Some(seg) = q.segs.get(ENTRY_AHEAD) {
+            if let Some(seg) = q.segs.get(1 + ENTRY_AHEAD) {
                 to.prefetch(seg, Prefetch::Entry);
             }
         }

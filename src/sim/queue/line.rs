@@ -49,16 +49,16 @@ impl<T: Copy> Line<T> {
     }
 
     /// Drops the front value (none: a no-op), read first by [`Line::front`];
-    /// returns whether the line is empty now, which its owner acts on.
+    /// returns whether the line is empty now, which its owner acts on. An
+    /// empty line needs no test of its own: its head passes its length and
+    /// is cleared back to 0.
     #[inline(always)]
     pub(super) fn advance(&mut self) -> bool {
+        self.head += 1;
         if self.head < self.buf.len() {
-            self.head += 1;
-            if self.head < self.buf.len() {
-                return false;
-            }
-            self.clear();
+            return false;
         }
+        self.clear();
         true
     }
 
