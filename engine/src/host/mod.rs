@@ -80,8 +80,11 @@ enum TwVerdict {
     Syn(Seq),
 }
 
-/// Capacity the transmit and event queues keep once drained.
-const QUEUE_KEEP: usize = 256;
+/// Capacity the transmit and event queues keep once drained: one less than
+/// a power of two, so that [`Host::begin`] tests both queues at once (a
+/// queue grown by doubling keeps 256).
+const QUEUE_KEEP: usize = (1 << 9) - 1;
+const _: () = assert!((QUEUE_KEEP + 1).is_power_of_two());
 
 /// Most timer-wheel nodes [`Host::with_capacity`] reserves (24 B each): the
 /// opening burst then links its timers without regrowing and copying the
@@ -400,14 +403,25 @@ impl Host {
                 self.orphan_tick_us = (now.as_micros() / ORPHAN_TICK_US + 1) * ORPHAN_TICK_US;
             }
         }
-        // Capacity first: it is seldom above QUEUE_KEEP, so one test per queue.
+        // One test for both queues, seldom above QUEUE_KEEP: a capacity
+        // passes it exactly when it sets a bit above QUEUE_KEEP's.
+        if (self.out.capacity() | self.events.capacity()) > QUEUE_KEEP {
+            self.trim_queues();
+        }
+        self.now
+    }
+
+    /// [`Host::begin`]'s trim of a drained queue above QUEUE_KEEP. Out of
+    /// line: a burst's queue is seldom there to trim.
+    #[cold]
+    #[inline(never)]
+    fn trim_queues(&mut self) {
         if self.out.capacity() > QUEUE_KEEP && self.out.is_empty() {
             self.out = Vec::new();
         }
         if self.events.capacity() > QUEUE_KEEP && self.events.is_empty() {
             self.events = Vec::new();
         }
-        self.now
     }
 
     /// A 32-bit millisecond stamp as an absolute millisecond count, taking the
