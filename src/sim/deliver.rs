@@ -40,7 +40,32 @@ fn classify_drop(c: &mut Cases, sender: &Host, seg: &Segment) {
     }
 }
 
+/// What every transmit of a step reads from the shard, read once: a burst
+/// passes it down its loop, where after each host call the shard's fields
+/// were read again and spilled, at every segment.
+#[derive(Clone, Copy)]
+pub(super) struct Sending {
+    now: Time,
+    /// When a segment sent now arrives without jitter: every segment of
+    /// the step.
+    fixed: Time,
+    jitter: bool,
+    /// `--pcap-sample`: the server's segments are looked at.
+    capturing: bool,
+}
+
 impl Shard<'_> {
+    /// The step's [`Sending`].
+    #[inline(always)]
+    pub(super) fn sending(&self) -> Sending {
+        Sending {
+            now: self.now,
+            fixed: self.arrival,
+            jitter: self.jitter,
+            capturing: self.capturing,
+        }
+    }
+
     /// Asks for the slot (its flags and open ends, which `on_event` reads,
     /// and `deliver` in a run with marks, one line) while its segment is
     /// still a few back in the queue: with a million slots it is a cold
@@ -92,6 +117,7 @@ impl Shard<'_> {
         };
         let outer = alloc::enter_engine_scope(scope);
         self.stale[to as usize] = true;
+        let sending = self.sending();
         'burst: loop {
             let run = match to {
                 Side::Server => self.to_server.front_run(),
@@ -112,7 +138,7 @@ impl Shard<'_> {
                 }
                 // Dropped from the queue once delivered: the host reads it
                 // where it lies, not from a copy.
-                if !self.deliver(to) {
+                if !self.deliver(to, sending) {
                     break;
                 }
                 let queue = match to {
@@ -158,7 +184,7 @@ impl Shard<'_> {
     /// was, by the compiler's choice; pinned, the loop also takes in
     /// `Loss::drops`).
     #[inline(always)]
-    pub(super) fn deliver(&mut self, to: Side) -> bool {
+    pub(super) fn deliver(&mut self, to: Side, sending: Sending) -> bool {
         let front = match to {
             Side::Server => self.to_server.front(),
             Side::Client => self.to_client.front(),
@@ -227,14 +253,20 @@ impl Shard<'_> {
                 self.vanish(to, tuple, slot);
             }
         }
-        self.after(to);
+        self.after_with(to, sending);
         true
     }
 
-    /// Handles a host's events, then puts what it sent on the link. Inlined:
-    /// a call of its own saved and restored six registers per segment.
+    /// Handles a host's events, then puts what it sent on the link.
     #[inline(always)]
     pub(super) fn after(&mut self, side: Side) {
+        self.after_with(side, self.sending());
+    }
+
+    /// [`Shard::after`] with the step's [`Sending`] read already. Inlined:
+    /// a call of its own saved and restored six registers per segment.
+    #[inline(always)]
+    fn after_with(&mut self, side: Side, sending: Sending) {
         let host = match side {
             Side::Server => &mut self.server,
             Side::Client => &mut self.client,
@@ -249,18 +281,24 @@ impl Shard<'_> {
                 self.on_event(side, ev);
             }
         }
-        self.transmit(side);
+        self.transmit_with(side, sending);
         if !self.vanish_after_ack.is_empty() {
             self.vanish_acked(side);
         }
     }
 
     /// Puts what `from` sent on the link, through its loss and delay.
+    #[inline(always)]
+    pub(super) fn transmit(&mut self, from: Side) {
+        self.transmit_with(from, self.sending());
+    }
+
+    /// [`Shard::transmit`] with the step's [`Sending`] read already.
     /// Inlined: it runs after every host call, mostly for one segment, and
     /// as a call of its own it cost some 15 % more (110 instructions a
     /// teardown).
     #[inline(always)]
-    pub(super) fn transmit(&mut self, from: Side) {
+    fn transmit_with(&mut self, from: Side, sending: Sending) {
         let (host, queue, loss) = match from {
             Side::Server => (&self.server, &mut self.to_client, &mut self.loss_to_client),
             Side::Client => (&self.client, &mut self.to_server, &mut self.loss_to_server),
@@ -271,11 +309,14 @@ impl Shard<'_> {
         if out.is_empty() {
             return;
         }
-        let (now, rng) = (self.now, &mut self.rng);
-        // Without jitter every segment of the step arrives at once.
-        let fixed = self.arrival;
-        let jitter = self.jitter;
-        let capturing = from == Side::Server && self.capturing;
+        let rng = &mut self.rng;
+        let Sending {
+            now,
+            fixed,
+            jitter,
+            capturing,
+        } = sending;
+        let capturing = from == Side::Server && capturing;
         self.res.sent += out.len() as u64;
         // Read in place and cleared after (`transmits`), not moved out one by
         // one; a lost one is classified at once, from its sender's state.
