@@ -63,6 +63,23 @@ impl Samples {
         }
     }
 
+    /// `n` copies of `s`, a chunk's room at a time.
+    fn push_n(&mut self, s: &Sample, n: usize) {
+        let mut left = n;
+        while left > 0 {
+            if self.len.is_multiple_of(CHUNK) {
+                self.chunks.push(Vec::with_capacity(CHUNK));
+            }
+            let Some(c) = self.chunks.last_mut() else {
+                return;
+            };
+            let k = left.min(CHUNK - c.len());
+            c.extend(std::iter::repeat_n(*s, k));
+            self.len += k;
+            left -= k;
+        }
+    }
+
     #[inline]
     fn get(&self, i: usize) -> Option<&Sample> {
         self.chunks.get(i / CHUNK)?.get(i % CHUNK)
@@ -106,14 +123,36 @@ impl Series {
 
     /// Records `s` for every sample due up to `t`: the populations do not
     /// change between the simulator's events, so one reading serves them all.
+    /// They go in at once up to the cap, as many as one at a time would put
+    /// there (a quiet stretch, TIME-WAIT's minute, is hundreds of samples,
+    /// and a push of its own copied each through three calls).
     pub fn fill_to(&mut self, t: Time, s: Sample) {
-        while self.due_by(t) {
-            self.push(s);
+        while let Some(due) = self.next.filter(|&due| due <= t) {
+            self.make_room();
+            // Grid points from `due` (where the cap leaves it: it halves
+            // the samples and doubles the interval) up to `t`.
+            let room = MAX_SAMPLES - self.len();
+            let n = match u64::try_from(self.interval.as_micros()) {
+                Ok(us) if us > 0 => {
+                    let after = (t.as_micros() - due.as_micros()) / us;
+                    usize::try_from(after).map_or(room, |a| a.saturating_add(1).min(room))
+                }
+                _ => 1,
+            };
+            self.samples.push_n(&s, n);
+            self.set_next();
         }
     }
 
     /// Adds a sample (the last one of a run whenever it ends).
     pub fn push(&mut self, s: Sample) {
+        self.make_room();
+        self.samples.push(s);
+        self.set_next();
+    }
+
+    /// At the cap, every other sample goes and the interval doubles.
+    fn make_room(&mut self) {
         if self.len() == MAX_SAMPLES {
             let mut kept = Samples::default();
             for x in self.samples.iter().step_by(2) {
@@ -122,8 +161,10 @@ impl Series {
             self.samples = kept;
             self.interval *= 2;
         }
-        self.samples.push(s);
-        // Sample k is due at k * interval.
+    }
+
+    /// Sample k is due at k * interval.
+    fn set_next(&mut self) {
         self.next = u64::try_from(self.interval.as_micros())
             .ok()
             .and_then(|us| us.checked_mul(self.len() as u64))
@@ -206,6 +247,41 @@ mod tests {
         }
         assert!(!s.due_by(Time::from_millis(200 * (MAX_SAMPLES as u64 / 2 + 1) - 1)));
         assert!(s.due_by(Time::from_millis(200 * (MAX_SAMPLES as u64 / 2 + 1))));
+    }
+
+    /// Filling in bulk keeps what a push per due sample keeps, through
+    /// the cap's halvings, from a grid point, between two and at the end.
+    #[test]
+    fn filling_keeps_what_one_push_per_due_sample_keeps() {
+        let (mut bulk, mut one) = (
+            Series::new(Duration::from_millis(100)),
+            Series::new(Duration::from_millis(100)),
+        );
+        let stops = [
+            0,
+            50,
+            100,
+            99_999,
+            100_000,
+            7_654_321,
+            409_600_000,
+            900_000_001,
+        ];
+        for (k, &ms) in stops.iter().enumerate() {
+            let t = Time::from_millis(ms);
+            bulk.fill_to(t, sample(k as u32));
+            while one.due_by(t) {
+                one.push(sample(k as u32));
+            }
+            assert_eq!(
+                (bulk.interval, bulk.len(), bulk.next),
+                (one.interval, one.len(), one.next)
+            );
+            let values = |s: &Series| s.samples.iter().map(|x| x.server[0]).collect::<Vec<_>>();
+            assert_eq!(values(&bulk), values(&one), "to {ms} ms");
+        }
+        bulk.fill_to(Time::from_micros(u64::MAX), sample(9));
+        assert!(bulk.len() <= MAX_SAMPLES && bulk.next.is_none());
     }
 
     #[test]
