@@ -10,6 +10,15 @@ use crate::table::{Found, Removed};
 use crate::time::Time;
 use crate::tuple::Tuple;
 
+/// Our FIN as [`Host::close_found`] finds it.
+#[derive(Clone, Copy)]
+enum Fin {
+    /// To send ([`Host::send_fin_inline`]).
+    Send,
+    /// Out already, on the data [`Host::send_close`] sent.
+    Sent,
+}
+
 impl Host {
     /// Active open on a port the caller chose (bind(port) with SO_REUSEADDR,
     /// then connect()): send a SYN and enter SYN-SENT. A TIME-WAIT entry on
@@ -99,8 +108,22 @@ impl Host {
         let idx = self.conn_index(&tuple)?;
         let mut c = self.table.conn_named(idx, tuple);
         Self::may_send(&c)?;
-        self.write(now, idx, &mut c, len);
-        self.close_found(now, idx, &mut c, true)
+        // Data that goes at once carries our FIN (`tcp_send_fin` sets FIN on
+        // the write queue's tail) unless the FIN would wait behind it (after
+        // an RTO or in fast recovery, `Conn::must_hold` once the data is
+        // out): built as one segment, not the data's with the FIN merged in
+        // by `send_fin_inline`, which tested the queue's last segment.
+        let fin = if len > 0 && c.held() == 0 && !c.rto_fired() && !c.fast_recovery() {
+            let flags = Flags::ACK | Flags::PSH | Flags::FIN;
+            self.send_new_inline(now, idx, &mut c, flags, len);
+            c.flags |= flag::FIN_WITH_DATA;
+            self.stats.fins_on_data += 1;
+            Fin::Sent
+        } else {
+            self.write(now, idx, &mut c, len);
+            Fin::Send
+        };
+        self.close_found(now, idx, &mut c, true, fin)
     }
 
     /// A write the model can carry: its bytes go out as one segment, which
@@ -165,12 +188,13 @@ impl Host {
         let now = self.begin(now);
         let idx = self.conn_index(&tuple)?;
         let mut c = self.table.conn_named(idx, tuple);
-        self.close_found(now, idx, &mut c, orphan)
+        self.close_found(now, idx, &mut c, orphan, Fin::Send)
     }
 
     /// close() (`orphan`) or shutdown() of `c`, copied out of the table at
-    /// `idx`, which this writes back or removes. By reference: taken by
-    /// value, LLVM copied the 64 bytes once more on every call.
+    /// `idx`, which this writes back or removes; `fin`: whether our FIN is
+    /// out already. By reference: taken by value, LLVM copied the 64 bytes
+    /// once more on every call.
     #[inline(always)]
     fn close_found(
         &mut self,
@@ -178,6 +202,7 @@ impl Host {
         idx: u32,
         c: &mut Conn,
         orphan: bool,
+        fin: Fin,
     ) -> Result<(), Error> {
         let tuple = c.tuple;
         let before = c.state;
@@ -197,7 +222,9 @@ impl Host {
                 if passive {
                     c.flags |= flag::PASSIVE_CLOSE;
                 }
-                self.send_fin_inline(now, idx, c);
+                if let Fin::Send = fin {
+                    self.send_fin_inline(now, idx, c);
+                }
                 c.state = if passive {
                     State::LastAck
                 } else {
