@@ -34,14 +34,18 @@ impl Host {
             return false;
         }
         const ANY: u8 = Flags::FIN.0 | Flags::PSH.0;
+        // At rcv_nxt and shorter than MAX_LEN (a longer payload could wrap
+        // the full path's sequence check), in one test: as two, LLVM joined
+        // their results with a `sete`, a `setb`, an `and` and a compare. The
+        // orphan bit goes before the state below for the same reason.
+        const _: () = assert!(MAX_LEN.is_power_of_two());
+        let at_rcv_nxt = (seg.seq ^ c.rcv_nxt.0) | (seg.len & !(MAX_LEN - 1)) == 0;
         seg.flags.0 & !ANY == Flags::ACK.0
-            && seg.seq_num() == c.rcv_nxt
-            // A longer payload could wrap the full path's sequence check.
-            && seg.len < MAX_LEN
+            && at_rcv_nxt
             && c.snd_una < seg.ack_num()
             && seg.ack_num() <= c.snd_nxt
             && !c.bit(bits::DELACK)
-            && !(c.state == State::FinWait2 && c.has(flag::ORPHAN))
+            && (!c.has(flag::ORPHAN) || c.state != State::FinWait2)
             && !self.paws_discard(c, seg)
     }
 
