@@ -30,6 +30,7 @@ use hashbrown::HashTable;
 
 use crate::tuple::Tuple;
 use perturb::Peeked;
+pub(crate) use perturb::PerturbSlot;
 pub(crate) use taken::Taken;
 
 /// How the application obtains its local port.

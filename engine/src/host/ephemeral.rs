@@ -3,7 +3,7 @@
 //! 4-tuple held by TIME-WAIT (`__inet_check_established`, `tcp_twsk_unique`).
 
 use super::{CloseReason, Error, Host};
-use crate::ports::{BindMode, Connected, LocalAt, Ports, Taken};
+use crate::ports::{BindMode, Connected, LocalAt, PerturbSlot, Ports, Taken};
 use crate::seq::Seq;
 use crate::table::Found;
 use crate::time::Time;
@@ -53,10 +53,7 @@ impl Host {
     ) -> Result<Connected, Error> {
         let now = self.begin(now);
         match mode {
-            BindMode::NoPort => {
-                let pick = self.hash_connect(now, local_ip, remote_ip, remote_port);
-                self.connect_picked(now, pick, false)
-            }
+            BindMode::NoPort => self.hash_connect(now, local_ip, remote_ip, remote_port),
             BindMode::BeforeConnect => self.connect_bound(now, local_ip, remote_ip, remote_port),
         }
     }
@@ -121,74 +118,95 @@ impl Host {
     /// from the keyed start, then the odd ones, step 2. A port nobody holds is
     /// taken at once; a port bind() holds (or a listener) is skipped; a port
     /// only connect() holds is taken when our 4-tuple is unique on it
-    /// (`__inet_check_established`). Err carries the ports probed.
+    /// (`__inet_check_established`).
     fn hash_connect(
         &mut self,
         now: Time,
         local_ip: u32,
         remote_ip: u32,
         remote_port: u16,
-    ) -> Result<Pick, u32> {
+    ) -> Result<Connected, Error> {
         let (slot, offset) = self.ports.start(local_ip, remote_ip, remote_port);
         let local = self.ports.local_at(local_ip);
         let first = self.ports.low() + offset as u16;
         let bucket = local.map_or(0, |at| self.ports.buckets_at(at)[offset as usize]);
         // The scan's first port, when nobody holds it (most connects: the
         // perturbation moves each search past the port the last one took):
-        // taken at once, the walk's `i` 0, without setting the walk up.
-        let (local_port, tw, i, probed) = if self.port_fresh(first, bucket) {
-            (first, None, 0, 1)
-        } else {
-            self.hash_connect_walk(now, local_ip, remote_ip, remote_port, offset, local)?
+        // taken at once, the walk's `i` 0, without setting the walk up, and
+        // with no TIME-WAIT entry to take over.
+        if !self.port_fresh(first, bucket) {
+            let dest = (local_ip, remote_ip, remote_port);
+            return self.hash_connect_walk(now, dest, slot, offset, local);
+        }
+        self.advance_start(slot, 0);
+        let tuple = Tuple {
+            local_ip,
+            remote_ip,
+            local_port: first,
+            remote_port,
         };
-        // A little randomness in the next start
-        // (`max(i, get_random_u32_below(8) * step)`).
-        let noise = self.ports.draw();
-        self.ports.advance(slot, i, noise);
-        Ok(Pick {
-            tuple: Tuple {
-                local_ip,
-                remote_ip,
-                local_port,
-                remote_port,
-            },
-            probed,
-            tw,
+        let pick = Pick {
+            tuple,
+            probed: 1,
+            tw: None,
             local,
-        })
+        };
+        self.connect_picked(now, Ok(pick), false)
     }
 
-    /// [`Host::hash_connect`]'s walk past a scan's first port that someone
-    /// holds: Ok carries the port, the TIME-WAIT entry to take over if any,
-    /// the walk's `i` and the ports probed. Out of line, so that a connect
-    /// that takes the first port sets none of it up.
+    /// A little randomness in the next start of the search from `slot`, whose
+    /// walk took the port at `i` (`max(i, get_random_u32_below(8) * step)`).
+    #[inline(always)]
+    fn advance_start(&mut self, slot: PerturbSlot, i: u32) {
+        let noise = self.ports.draw();
+        self.ports.advance(slot, i, noise);
+    }
+
+    /// [`Host::hash_connect`] past a scan's first port that someone holds:
+    /// the walk from `offset`, then the connect on the port it found, if
+    /// any. Out of line, so that a connect that takes the first port sets
+    /// none of it up, and its pick (with no TIME-WAIT entry) is not merged
+    /// with this one's.
     #[inline(never)]
     fn hash_connect_walk(
-        &self,
+        &mut self,
         now: Time,
-        local_ip: u32,
-        remote_ip: u32,
-        remote_port: u16,
+        (local_ip, remote_ip, remote_port): (u32, u32, u16),
+        slot: PerturbSlot,
         offset: u32,
         local: Option<LocalAt>,
-    ) -> Result<(u16, Option<u64>, u32, u32), u32> {
+    ) -> Result<Connected, Error> {
         let buckets = local.map(|at| self.ports.buckets_at(at));
         let low = self.ports.low();
         let known_taken = self.known_taken(local_ip, remote_ip, remote_port);
         let skip = self.skip(local, known_taken);
-        let ((port, tw), i, probed) =
-            self.walk_ports(offset, other_parity(offset), skip, |h, port| {
-                let tuple = Tuple {
-                    local_ip,
-                    remote_ip,
-                    local_port: port,
-                    remote_port,
-                };
-                let bucket = buckets.map_or(0, |b| b[usize::from(port - low)]);
-                h.port_usable(now, &tuple, bucket, known_taken)
-                    .map(|tw| (port, tw))
-            })?;
-        Ok((port, tw, i, probed))
+        let walked = self.walk_ports(offset, other_parity(offset), skip, |h, port| {
+            let tuple = Tuple {
+                local_ip,
+                remote_ip,
+                local_port: port,
+                remote_port,
+            };
+            let bucket = buckets.map_or(0, |b| b[usize::from(port - low)]);
+            h.port_usable(now, &tuple, bucket, known_taken)
+                .map(|tw| (port, tw))
+        });
+        let pick = walked.map(|((local_port, tw), i, probed)| {
+            self.advance_start(slot, i);
+            let tuple = Tuple {
+                local_ip,
+                remote_ip,
+                local_port,
+                remote_port,
+            };
+            Pick {
+                tuple,
+                probed,
+                tw,
+                local,
+            }
+        });
+        self.connect_picked(now, pick, false)
     }
 
     /// The port `hash_connect` will take for this destination as far as the
