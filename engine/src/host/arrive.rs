@@ -167,9 +167,14 @@ impl Host {
         }
         c.rcv_nxt = seg.seq_num() + 1;
         // Our SYN offered timestamps: kept if the answer has them too.
+        // Without them ts_recent goes back to 0 (it may hold the TSval of a
+        // reused TIME-WAIT, which the SYN echoed): `paws_discard` counts on it.
         match seg.ts {
             Some(ts) if c.has(flag::TS_OK) => c.ts_recent = ts.val,
-            _ => c.flags &= !flag::TS_OK,
+            _ => {
+                c.flags &= !flag::TS_OK;
+                c.ts_recent = 0;
+            }
         }
         if f.ack() {
             self.on_new_ack(now, idx, c, seg);

@@ -100,3 +100,38 @@ fn drained_queues_give_back_a_burst() {
         h.events().for_each(drop);
     }
 }
+
+/// A SYN-ACK without timestamps leaves ts_recent 0 along with `TS_OK`
+/// cleared, even where the SYN echoed a reused TIME-WAIT's TSval: PAWS
+/// (`paws_discard`) reads ts_recent without asking for the flag.
+#[test]
+fn a_syn_ack_without_timestamps_clears_ts_recent() {
+    use crate::conn::flag;
+    use crate::segment::Flags;
+    use crate::table::Found;
+    let mut h = Host::new(Config::default());
+    let t = Tuple::new([10, 0, 0, 1], 40_000, [10, 0, 0, 2], 80);
+    h.connect(Time::ZERO, t).expect("connect");
+    let syn = h.transmits().next().expect("SYN");
+    let Some(Found::Conn(idx)) = h.table.find(&t) else {
+        panic!("SYN-SENT entry");
+    };
+    // As if the SYN had taken over a TIME-WAIT that knew the peer's TSval.
+    let mut c = h.table.conn(idx);
+    assert!(c.has(flag::TS_OK));
+    c.ts_recent = 77;
+    h.table.set_conn(idx, &c);
+    let syn_ack = Segment::new(
+        &t.reversed(),
+        Flags::SYN | Flags::ACK,
+        9_000,
+        syn.seq.wrapping_add(1),
+        0,
+        65_535,
+    );
+    h.handle(Time::from_millis(1), &syn_ack);
+    assert_eq!(h.state(&t), State::Established);
+    let c = h.table.conn(idx);
+    assert!(!c.has(flag::TS_OK));
+    assert_eq!(c.ts_recent, 0);
+}

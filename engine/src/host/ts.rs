@@ -92,11 +92,13 @@ impl Host {
     /// accepts an RST that fails PAWS.
     /// Inlined: every segment asks, and a call cost more than the test; the
     /// rare failing one goes on to [`Host::disordered_ack`] out of line.
+    /// No test of `TS_OK`: without it ts_recent is 0 (it is set only with
+    /// the flag, and zeroed where SYN-SENT drops the flag), which
+    /// [`Host::paws_fails`] ignores.
     #[inline(always)]
     pub(super) fn paws_discard(&self, c: &Conn, seg: &Segment) -> bool {
-        c.has(flag::TS_OK)
-            && Self::paws_fails(c.ts_recent, seg, PAWS_WINDOW)
-            && !self.disordered_ack(c, seg)
+        debug_assert!(c.has(flag::TS_OK) || c.ts_recent == 0);
+        Self::paws_fails(c.ts_recent, seg, PAWS_WINDOW) && !self.disordered_ack(c, seg)
     }
 
     /// `tcp_disordered_ack`, for a segment that failed PAWS.
