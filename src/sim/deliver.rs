@@ -52,6 +52,10 @@ pub(super) struct Sending {
     jitter: bool,
     /// `--pcap-sample`: the server's segments are looked at.
     capturing: bool,
+    /// None of those, nor a recording: every segment sent goes through the
+    /// loss to arrive at `fixed`, and nobody notes the drain. One test a
+    /// transmit, where its loop tested jitter and capture at every segment.
+    plain: bool,
 }
 
 impl Shard<'_> {
@@ -63,6 +67,7 @@ impl Shard<'_> {
             fixed: self.arrival,
             jitter: self.jitter,
             capturing: self.capturing,
+            plain: !(self.jitter || self.capturing || self.record.is_some()),
         }
     }
 
@@ -315,9 +320,25 @@ impl Shard<'_> {
             fixed,
             jitter,
             capturing,
+            plain,
         } = sending;
         let capturing = from == Side::Server && capturing;
         self.res.sent += out.len() as u64;
+        if plain {
+            for seg in out {
+                if loss.drops(rng, seg) {
+                    self.res.dropped += 1;
+                    classify_drop(&mut self.res.cases, host, seg);
+                } else {
+                    queue.push(fixed, seg, &mut self.spare);
+                }
+            }
+            match from {
+                Side::Server => drop(self.server.transmits()),
+                Side::Client => drop(self.client.transmits()),
+            }
+            return;
+        }
         // Read in place and cleared after (`transmits`), not moved out one by
         // one; a lost one is classified at once, from its sender's state.
         for seg in out {
