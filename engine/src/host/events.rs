@@ -84,6 +84,13 @@ pub enum Role {
 }
 
 /// What the engine tells its driver.
+///
+/// The variant has no tag byte of its own: the compiler keeps it in a niche
+/// of `Closed::since_close` (nanosecond values no `Duration` holds), and a
+/// dispatch decodes it in some three instructions more than a tag byte would
+/// take. That is deliberate: a `#[repr(u8)]` tag (c7bde8e) cut 0.48 % of the
+/// simulator's instructions but took 1.04x its time, and was reverted
+/// (docs/performance.md, session 21).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Event {
     /// The handshake completed (either side).
