@@ -78,7 +78,7 @@ impl Host {
         let idx = self.table.reserve_conn(&c);
         self.send_new_inline(now, idx, &mut c, Flags::SYN, 0);
         let hash = self.table.hash(&tuple);
-        self.table.insert_reserved(idx, c, hash);
+        self.table.insert_reserved(idx, &c, hash);
         self.stats.opened_active += 1;
         self.enter(tuple, State::Closed, State::SynSent);
     }

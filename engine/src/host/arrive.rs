@@ -125,7 +125,7 @@ impl Host {
         // it is after sending (its slab slot taken in advance).
         let idx = self.table.reserve_conn(&c);
         self.send_new_inline(now, idx, &mut c, Flags::SYN | Flags::ACK, 0);
-        self.table.insert_reserved(idx, c, hash);
+        self.table.insert_reserved(idx, &c, hash);
         self.stats.opened_passive += 1;
         self.enter(tuple, State::Closed, State::SynReceived);
     }

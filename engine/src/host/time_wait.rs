@@ -201,7 +201,7 @@ impl Host {
             last_oow_ms: c.last_oow_ms,
             ts_recent: c.ts_echo(),
         };
-        if self.table.conn_to_time_wait_hashed(idx, e, hash).is_none() {
+        if self.table.conn_to_time_wait_hashed(idx, &e, hash).is_none() {
             // More local addresses than a record can name: no room, as when
             // tcp_max_tw_buckets is reached.
             self.stats.time_wait_overflow += 1;

@@ -230,7 +230,7 @@ impl Table {
     #[cfg(any(test, feature = "bench-hooks"))]
     pub(crate) fn insert_conn(&mut self, conn: Conn) -> u32 {
         let idx = self.reserve_conn(&conn);
-        self.insert_reserved(idx, conn, self.hash(&conn.tuple));
+        self.insert_reserved(idx, &conn, self.hash(&conn.tuple));
         idx
     }
 
@@ -249,7 +249,7 @@ impl Table {
     /// put in the recent slots: the application's first call on it nearly
     /// always follows a segment of it, whose write-back ([`Table::set_conn`])
     /// puts it there, and [`Table::find_conn`] falls back to the index.
-    pub(crate) fn insert_reserved(&mut self, idx: u32, conn: Conn, hash: u64) {
+    pub(crate) fn insert_reserved(&mut self, idx: u32, conn: &Conn, hash: u64) {
         debug_assert_eq!(hash, self.hash(&conn.tuple));
         let side = match conn.state {
             State::SynSent => Side::Client,
@@ -257,8 +257,12 @@ impl Table {
         };
         let name = self.e.eps.pack(&conn.tuple, side);
         self.e.conns.set(idx, conn.record(name));
-        if name.spilled() || conn.last_oow_ms != 0 {
-            self.put_conn_rare(idx, conn.last_oow_ms, conn.tuple);
+        // A new connection has sent no out-of-window ACK yet
+        // (`last_oow_ack_time` starts at 0), so only a spilled tuple needs
+        // rare fields.
+        debug_assert_eq!(conn.last_oow_ms, 0);
+        if name.spilled() {
+            self.put_conn_rare(idx, 0, conn.tuple);
         }
         let (e, key) = (&self.e, self.key);
         self.map

@@ -15,14 +15,14 @@ impl Table {
     #[cfg(any(test, feature = "bench-hooks"))]
     pub(crate) fn conn_to_time_wait(&mut self, idx: u32, e: TwEntry) -> Option<u64> {
         let hash = e.tuple.hash(self.key);
-        self.conn_to_time_wait_hashed(idx, e, hash)
+        self.conn_to_time_wait_hashed(idx, &e, hash)
     }
 
     /// [`Table::conn_to_time_wait`] given the hash of `e.tuple`.
     pub(crate) fn conn_to_time_wait_hashed(
         &mut self,
         idx: u32,
-        e: TwEntry,
+        e: &TwEntry,
         hash: u64,
     ) -> Option<u64> {
         debug_assert_eq!(hash, e.tuple.hash(self.key));
@@ -30,7 +30,7 @@ impl Table {
         if name.spilled() {
             return None;
         }
-        let pos = self.push_time_wait(name, &e);
+        let pos = self.push_time_wait(name, e);
         if let Some(r) = self.map.find_mut(hash, |r| r == idx) {
             *r = Self::tw_ref(pos);
         }
