@@ -281,9 +281,12 @@ impl Shard<'_> {
             // left there until the next swap clears them.
             host.swap_events(&mut self.events);
             self.note_drained(side, DRAIN_EVENTS);
-            for i in 0..self.events.len() {
-                let ev = self.events[i];
+            // One test a turn for the end and the index both (no handler
+            // changes `events`): a range and an index tested each apart.
+            let mut i = 0;
+            while let Some(&ev) = self.events.get(i) {
                 self.on_event(side, ev);
+                i += 1;
             }
         }
         self.transmit_with(side, sending);
