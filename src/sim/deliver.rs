@@ -96,7 +96,8 @@ impl Shard<'_> {
     /// ([`Queue::front_run`]), their run settled once at its end.
     ///
     /// Inlined into `step`'s two calls, each with its side a constant: the
-    /// handlers inlined below (`deliver`, `after`, `on_event`, `transmit`)
+    /// handlers inlined below (`deliver`, `after_with`, `on_event`,
+    /// `transmit_with`)
     /// then lose their many `match side`s.
     ///
     /// [`Queue::front_run`]: super::queue::Queue::front_run
@@ -184,8 +185,10 @@ impl Shard<'_> {
     /// Delivers the queue's front segment to `to`, left in the queue for its
     /// caller to drop afterwards (nothing queues in that direction meanwhile,
     /// above), so that the host reads it where it lies: a copy of its 40
-    /// bytes to the stack cost six instructions a segment. False when the
-    /// queue is empty. Inlined into its one caller, `deliver_all`'s loop (it
+    /// bytes to the stack cost six instructions a segment. A queue this
+    /// drains hands its buffer to the spare pool at that drop, after the
+    /// delivery's own transmits (it did before them), which can move a heap
+    /// peak, not a segment. False when the queue is empty. Inlined into its one caller, `deliver_all`'s loop (it
     /// was, by the compiler's choice; pinned, the loop also takes in
     /// `Loss::drops`).
     #[inline(always)]

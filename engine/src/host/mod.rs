@@ -82,7 +82,8 @@ enum TwVerdict {
 
 /// Capacity the transmit and event queues keep once drained: one less than
 /// a power of two, so that [`Host::begin`] tests both queues at once (a
-/// queue grown by doubling keeps 256).
+/// queue grown by doubling keeps 256, and any buffer a driver swaps in
+/// below 512 is kept).
 const QUEUE_KEEP: usize = (1 << 9) - 1;
 const _: () = assert!((QUEUE_KEEP + 1).is_power_of_two());
 

@@ -225,8 +225,9 @@ impl Table {
         }
     }
 
-    /// Adds a connection whose tuple is not in the table yet. Its fixed end
-    /// is the remote port if we connected (SYN-SENT), else the local one.
+    /// Adds a new connection (`last_oow_ms` 0, as `Conn::new` makes it)
+    /// whose tuple is not in the table yet. Its fixed end is the remote port
+    /// if we connected (SYN-SENT), else the local one.
     #[cfg(any(test, feature = "bench-hooks"))]
     pub(crate) fn insert_conn(&mut self, conn: Conn) -> u32 {
         let idx = self.reserve_conn(&conn);

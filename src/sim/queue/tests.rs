@@ -94,7 +94,9 @@ fn prefetch_ahead_shows_the_shard_the_segment_bucket_ahead_back() {
     }
     let mut q = Queue::new(false, 0);
     let mut spare = Spare::default();
-    for i in 0..BUCKET_AHEAD as u32 {
+    // The front is being delivered: a FIFO of 1 + BUCKET_AHEAD segments
+    // has none BUCKET_AHEAD places behind it.
+    for i in 0..1 + BUCKET_AHEAD as u32 {
         q.push(Time::from_micros(5), &seg(i), &mut spare);
     }
     let mut seen = Vec::new();
