@@ -188,9 +188,9 @@ impl Shard<'_> {
     /// bytes to the stack cost six instructions a segment. A queue this
     /// drains hands its buffer to the spare pool at that drop, after the
     /// delivery's own transmits (it did before them), which can move a heap
-    /// peak, not a segment. False when the queue is empty. Inlined into its one caller, `deliver_all`'s loop (it
-    /// was, by the compiler's choice; pinned, the loop also takes in
-    /// `Loss::drops`).
+    /// peak, not a segment. False when the queue is empty. Inlined into its
+    /// one caller, `deliver_all`'s loop (it was, by the compiler's choice;
+    /// pinned, the loop also takes in `Loss::drops`).
     #[inline(always)]
     pub(super) fn deliver(&mut self, to: Side, sending: Sending) -> bool {
         let front = match to {
