@@ -50,7 +50,7 @@ impl Shard<'_> {
                 if self.cfg.request_bytes > 0 {
                     if side == Side::Client {
                         let n = self.cfg.request_bytes;
-                        self.with(side, |h, now| h.send(now, tuple, n)).ok();
+                        self.call(side, |h, now| h.send(now, tuple, n)).ok();
                     }
                 } else if self.closes_first(side, flags) {
                     if side == Side::Server && self.cfg.response_bytes > 0 {
@@ -67,7 +67,7 @@ impl Shard<'_> {
                     if flags & slot::CLOSER_SERVER == 0 {
                         if n > 0 {
                             self.note(side, || Call::Send(tuple, n));
-                            self.with(side, |h, now| h.send(now, tuple, n)).ok();
+                            self.call(side, |h, now| h.send(now, tuple, n)).ok();
                         }
                     } else if n > 0 {
                         self.app_send_close(side, tuple, flags, slot, n);
@@ -165,8 +165,11 @@ impl Shard<'_> {
                 && host.sequence(&tuple).map(|s| s.1) == Some(rcv_nxt)
             {
                 let (slot, flags) = self.slot_flags(side, &tuple);
-                self.app_close(side, tuple, flags, slot);
-                self.after(side);
+                let sending = self.sending();
+                self.in_run(side, |s| {
+                    s.app_close(side, tuple, flags, slot);
+                    s.after_with(side, sending);
+                });
             }
         }
         let next = self.delayed_closes.front().map(|c| c.0);
@@ -197,12 +200,13 @@ impl Shard<'_> {
     }
 
     /// The application on `side` closes the connection in `slot` (None: one
-    /// an attacker opened). Inlined: from the event handlers, once a teardown
+    /// an attacker opened), within a run of that host's calls
+    /// ([`Shard::in_run`]). Inlined: from the event handlers, once a teardown
     /// beside `app_send_close`'s once.
     #[inline(always)]
     pub(super) fn app_close(&mut self, side: Side, tuple: Tuple, flags: u8, slot: Option<usize>) {
         self.note(side, || Call::Close(tuple));
-        if self.with(side, |h, now| h.close(now, tuple)).is_ok() {
+        if self.call(side, |h, now| h.close(now, tuple)).is_ok() {
             self.app_closed(side, tuple, flags, slot);
         }
     }
@@ -215,7 +219,7 @@ impl Shard<'_> {
     fn app_send_close(&mut self, side: Side, tuple: Tuple, flags: u8, slot: Option<usize>, n: u32) {
         self.note(side, || Call::SendClose(tuple, n));
         if self
-            .with(side, |h, now| h.send_close(now, tuple, n))
+            .call(side, |h, now| h.send_close(now, tuple, n))
             .is_ok()
         {
             self.app_closed(side, tuple, flags, slot);
@@ -287,11 +291,15 @@ impl Shard<'_> {
             let server = client.reversed();
             let flags = self.slots[s].flags;
             if open & CLIENT_OPEN != 0 && self.client.state(&client) == State::Established {
-                self.app_close(Side::Client, client, flags, Some(s));
+                self.in_run(Side::Client, |sh| {
+                    sh.app_close(Side::Client, client, flags, Some(s));
+                });
                 self.transmit(Side::Client);
             }
             if open & SERVER_OPEN != 0 && self.server.state(&server) == State::Established {
-                self.app_close(Side::Server, server, flags, Some(s));
+                self.in_run(Side::Server, |sh| {
+                    sh.app_close(Side::Server, server, flags, Some(s));
+                });
                 self.transmit(Side::Server);
             }
         }

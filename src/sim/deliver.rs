@@ -265,16 +265,20 @@ impl Shard<'_> {
         true
     }
 
-    /// Handles a host's events, then puts what it sent on the link.
+    /// Handles a host's events, then puts what it sent on the link: a run
+    /// of that host's calls ([`Shard::in_run`]).
     #[inline(always)]
     pub(super) fn after(&mut self, side: Side) {
-        self.after_with(side, self.sending());
+        let sending = self.sending();
+        self.in_run(side, |s| s.after_with(side, sending));
     }
 
-    /// [`Shard::after`] with the step's [`Sending`] read already. Inlined:
-    /// a call of its own saved and restored six registers per segment.
+    /// [`Shard::after`] with the step's [`Sending`] read already, within a
+    /// run of the host's calls (a burst, or [`Shard::in_run`]): the event
+    /// handlers call into it so. Inlined: a call of its own saved and
+    /// restored six registers per segment.
     #[inline(always)]
-    fn after_with(&mut self, side: Side, sending: Sending) {
+    pub(super) fn after_with(&mut self, side: Side, sending: Sending) {
         let host = match side {
             Side::Server => &mut self.server,
             Side::Client => &mut self.client,
