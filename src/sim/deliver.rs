@@ -56,6 +56,9 @@ pub(super) struct Sending {
     /// loss to arrive at `fixed`, and nobody notes the drain. One test a
     /// transmit, where its loop tested jitter and capture at every segment.
     plain: bool,
+    /// A burst of an unmarked run ([`Shard::deliver_all`]): no runaway
+    /// waits to vanish after its ACK. A constant where it is read.
+    unmarked: bool,
 }
 
 impl Shard<'_> {
@@ -68,6 +71,7 @@ impl Shard<'_> {
             jitter: self.jitter,
             capturing: self.capturing,
             plain: !(self.jitter || self.capturing || self.record.is_some()),
+            unmarked: false,
         }
     }
 
@@ -100,9 +104,36 @@ impl Shard<'_> {
     /// `transmit_with`)
     /// then lose their many `match side`s.
     ///
+    /// A run without marks ([`Shard::marks`]), jitter or a recording, on a
+    /// link with a delay, takes a burst of its own: no slot is looked up,
+    /// no runaway waits to vanish, every transmit is plain and no reply
+    /// arrives at this instant, each a test at every segment the other
+    /// burst makes (some 7 instructions a segment). The other burst is out
+    /// of line ([`Shard::marked_burst`]), so `step` holds no more code.
+    ///
     /// [`Queue::front_run`]: super::queue::Queue::front_run
     #[inline(always)]
     pub(super) fn deliver_all(&mut self, to: Side) -> Change {
+        if !(self.marks || self.jitter || self.record.is_some()) && self.delay_us > 0 {
+            self.burst::<true>(to)
+        } else {
+            self.marked_burst(to)
+        }
+    }
+
+    /// [`Shard::deliver_all`] for any run, each side's burst inlined with
+    /// its side a constant.
+    #[inline(never)]
+    fn marked_burst(&mut self, to: Side) -> Change {
+        match to {
+            Side::Server => self.burst::<false>(Side::Server),
+            Side::Client => self.burst::<false>(Side::Client),
+        }
+    }
+
+    /// [`Shard::deliver_all`], for an unmarked run (`UNMARKED`) or any.
+    #[inline(always)]
+    fn burst<const UNMARKED: bool>(&mut self, to: Side) -> Change {
         let now = self.now.as_micros();
         // The host-wide peak is taken after every segment, as when each was
         // a step of its own: the most entries seen, and the change at the end.
@@ -123,7 +154,12 @@ impl Shard<'_> {
         };
         let outer = alloc::enter_engine_scope(scope);
         self.stale[to as usize] = true;
-        let sending = self.sending();
+        let mut sending = self.sending();
+        if UNMARKED {
+            // No jitter, capture (a mark) or recording.
+            sending.plain = true;
+            sending.unmarked = true;
+        }
         'burst: loop {
             let run = match to {
                 Side::Server => self.to_server.front_run(),
@@ -144,7 +180,7 @@ impl Shard<'_> {
                 }
                 // Dropped from the queue once delivered: the host reads it
                 // where it lies, not from a copy.
-                if !self.deliver(to, sending) {
+                if !self.deliver::<UNMARKED>(to, sending) {
                     break;
                 }
                 let queue = match to {
@@ -154,7 +190,8 @@ impl Shard<'_> {
                 queue.advance_in_run(&mut self.spare);
                 taken += 1;
                 high = high.max(self.entries());
-                if to == Side::Client && self.to_server.next_us() == now {
+                // Not with a delay (an unmarked run's): a reply arrives later.
+                if !UNMARKED && to == Side::Client && self.to_server.next_us() == now {
                     self.to_client.ran(taken);
                     break 'burst;
                 }
@@ -189,10 +226,10 @@ impl Shard<'_> {
     /// drains hands its buffer to the spare pool at that drop, after the
     /// delivery's own transmits (it did before them), which can move a heap
     /// peak, not a segment. False when the queue is empty. Inlined into its
-    /// one caller, `deliver_all`'s loop (it was, by the compiler's choice;
+    /// one caller, a burst's loop (it was, by the compiler's choice;
     /// pinned, the loop also takes in `Loss::drops`).
     #[inline(always)]
-    pub(super) fn deliver(&mut self, to: Side, sending: Sending) -> bool {
+    pub(super) fn deliver<const UNMARKED: bool>(&mut self, to: Side, sending: Sending) -> bool {
         let front = match to {
             Side::Server => self.to_server.front(),
             Side::Client => self.to_client.front(),
@@ -202,7 +239,7 @@ impl Shard<'_> {
         };
         // The slot of a runaway end to watch: it may vanish on this segment.
         let mut watch = None;
-        if self.marks {
+        if !UNMARKED && self.marks {
             let slot = match to {
                 Side::Server => self.slot_of(&seg.sender_tuple()),
                 Side::Client => self.slot_of(&seg.receiver_tuple()),
@@ -297,7 +334,7 @@ impl Shard<'_> {
             }
         }
         self.transmit_with(side, sending);
-        if !self.vanish_after_ack.is_empty() {
+        if !sending.unmarked && !self.vanish_after_ack.is_empty() {
             self.vanish_acked(side);
         }
     }
@@ -331,6 +368,7 @@ impl Shard<'_> {
             jitter,
             capturing,
             plain,
+            ..
         } = sending;
         let capturing = from == Side::Server && capturing;
         self.res.sent += out.len() as u64;
