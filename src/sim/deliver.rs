@@ -350,7 +350,7 @@ impl Shard<'_> {
     /// as a call of its own it cost some 15 % more (110 instructions a
     /// teardown).
     #[inline(always)]
-    fn transmit_with(&mut self, from: Side, sending: Sending) {
+    pub(super) fn transmit_with(&mut self, from: Side, sending: Sending) {
         let (host, queue, loss) = match from {
             Side::Server => (&self.server, &mut self.to_client, &mut self.loss_to_client),
             Side::Client => (&self.client, &mut self.to_server, &mut self.loss_to_server),

@@ -11,6 +11,7 @@ use rand::Rng;
 use teardown_engine::host::Prefetch;
 use teardown_engine::time::Time;
 
+use super::deliver::Sending;
 use super::shard::{Shard, Side, SERVER_IP, SERVER_PORT};
 use super::slots::slot;
 use super::{CloseMode, RunawayAt, SimConfig, Workload};
@@ -88,15 +89,21 @@ impl Shard<'_> {
     /// attempt is lost and the schedule goes on; without (a closed model, a
     /// client that must open its next connection) it is retried after
     /// [`CONNECT_RETRY`], or sooner when a port frees up, never in a busy loop.
+    ///
+    /// Within a run of the client host's calls ([`Shard::in_run`]; a
+    /// freed port's open is, in the burst or timers that freed it): the
+    /// connects of a wave (a whole shard's at its start) go straight in,
+    /// and what each open reads of the instant is read once for all.
     pub(super) fn open_more(&mut self) {
+        if self.attempts == self.to_open || self.live >= self.live_cap {
+            return;
+        }
+        if self.now < self.opens_from {
+            self.apps.set_open(Some(self.opens_from));
+            return;
+        }
+        let (sending, stamp) = (self.sending(), self.now.stamp_ms());
         loop {
-            if self.attempts == self.to_open || self.live >= self.live_cap {
-                return;
-            }
-            if self.now < self.opens_from {
-                self.apps.set_open(Some(self.opens_from));
-                return;
-            }
             if let Some(rate) = self.cfg.rate {
                 let due = nth_at_rate(self.attempts, rate, self.cfg.shards, self.index);
                 if due > self.now {
@@ -104,8 +111,11 @@ impl Shard<'_> {
                     return;
                 }
             }
-            if !self.open() && self.cfg.rate.is_none() {
+            if !self.open(sending, stamp) && self.cfg.rate.is_none() {
                 self.apps.set_open(Some(self.now + CONNECT_RETRY));
+                return;
+            }
+            if self.attempts == self.to_open || self.live >= self.live_cap {
                 return;
             }
         }
@@ -141,9 +151,11 @@ impl Shard<'_> {
         flags
     }
 
-    /// One connect() from the shard's next client address (round robin);
-    /// false when it found no port.
-    pub(super) fn open(&mut self) -> bool {
+    /// One connect() from the shard's next client address (round robin),
+    /// at the instant `sending` and the ms `stamp` read; false when it
+    /// found no port.
+    #[inline(always)]
+    fn open(&mut self, sending: Sending, stamp: u32) -> bool {
         let mut flags = match self.fixed_flags {
             Some(f) => f,
             None => self.draw_flags(),
@@ -162,7 +174,7 @@ impl Shard<'_> {
         self.next_ip = if ip + 1 == self.client_ips { 0 } else { ip + 1 };
         let local_ip = self.slot_map.client_ip(ip);
         let mode = self.cfg.bind;
-        let r = self.with(Side::Client, |h, now| {
+        let r = self.call(Side::Client, |h, now| {
             h.connect_ephemeral(now, local_ip, SERVER_IP, SERVER_PORT, mode)
         });
         // The cold lines of the connects to come, while this one's SYN and
@@ -185,18 +197,18 @@ impl Shard<'_> {
             if self.cfg.rate.is_some() {
                 self.attempted();
             }
-            self.transmit(Side::Client);
+            self.transmit_with(Side::Client, sending);
             return false;
         };
         self.res.probed.record(u64::from(c.probed));
         self.slots[s].flags = flags;
-        self.opened_ms[s] = self.now.stamp_ms();
+        self.opened_ms[s] = stamp;
         self.attempted();
         self.opened += 1;
         self.live += 1;
         let (now, quarter) = (self.now, self.cfg.app_timeout / 4);
         self.apps.arm_sweep(|| now + quarter);
-        self.transmit(Side::Client);
+        self.transmit_with(Side::Client, sending);
         if self.cfg.workload == Workload::TwFill && self.opened == self.to_open {
             // All opened: close them all once every shard's handshakes have
             // surely finished, one shard after another (`SimConfig::stagger`).

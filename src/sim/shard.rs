@@ -220,7 +220,7 @@ impl<'a> Shard<'a> {
 
     /// Opens the first connections (those due at time zero).
     pub fn start(&mut self) {
-        self.open_more();
+        self.in_run(Side::Client, Self::open_more);
         self.refresh_deadlines();
         self.note_entries();
     }
@@ -289,7 +289,7 @@ impl<'a> Shard<'a> {
             Due::ClientTimers => self.fire(Side::Client),
             Due::Open => {
                 self.apps.set_open(None);
-                self.open_more();
+                self.in_run(Side::Client, Self::open_more);
             }
             Due::Attack => self.attack(),
             Due::Sweep => self.sweep(),
