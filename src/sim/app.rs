@@ -34,13 +34,16 @@ impl Shard<'_> {
     /// Inlined into `after`: seven events a teardown, and a call of its own
     /// each cost some 20 instructions (146 a teardown).
     #[inline(always)]
-    pub(super) fn on_event(&mut self, side: Side, ev: Event) {
+    ///
+    /// In a burst of an unmarked run (`unmarked`) a slot's flags carry no
+    /// runaway, and the handlers below drop those tests.
+    pub(super) fn on_event(&mut self, side: Side, ev: Event, unmarked: bool) {
         let end = open_bit(side);
         // Each arm looks its connection's slot up itself: the tuple lies at
         // a place of its own in each kind of event.
         match ev {
             Event::Established { tuple } => {
-                let (slot, flags) = self.slot_flags(side, &tuple);
+                let (slot, flags) = self.slot_flags(side, &tuple, unmarked);
                 if let Some(s) = slot {
                     self.slots[s].open |= end;
                 }
@@ -61,7 +64,7 @@ impl Shard<'_> {
                 }
             }
             Event::Received { tuple, .. } => {
-                let (slot, flags) = self.slot_flags(side, &tuple);
+                let (slot, flags) = self.slot_flags(side, &tuple, unmarked);
                 if side == Side::Server {
                     let n = self.cfg.response_bytes;
                     if flags & slot::CLOSER_SERVER == 0 {
@@ -79,7 +82,7 @@ impl Shard<'_> {
                 }
             }
             Event::PeerClosed { tuple } => {
-                let (slot, flags) = self.slot_flags(side, &tuple);
+                let (slot, flags) = self.slot_flags(side, &tuple, unmarked);
                 // The passive closer's application closes at once, unless its end
                 // runs away right after ACKing the FIN: once that ACK, delayed
                 // as Linux delays it, has gone out.
@@ -164,7 +167,7 @@ impl Shard<'_> {
             if host.state(&tuple) == State::CloseWait
                 && host.sequence(&tuple).map(|s| s.1) == Some(rcv_nxt)
             {
-                let (slot, flags) = self.slot_flags(side, &tuple);
+                let (slot, flags) = self.slot_flags(side, &tuple, false);
                 let sending = self.sending();
                 self.in_run(side, |s| {
                     s.app_close(side, tuple, flags, slot);
@@ -179,10 +182,19 @@ impl Shard<'_> {
     /// The slot of a connection (in `side`'s view) and its flags. Connections
     /// an attacker opened have no slot, and no flags: nobody's application
     /// acts on them beyond closing when the peer does.
+    /// In an unmarked run (`unmarked`) only the closer marks can be set,
+    /// and the flags say so: the tests of the others fold away.
     #[inline(always)]
-    pub(super) fn slot_flags(&self, side: Side, tuple: &Tuple) -> (Option<usize>, u8) {
+    pub(super) fn slot_flags(
+        &self,
+        side: Side,
+        tuple: &Tuple,
+        unmarked: bool,
+    ) -> (Option<usize>, u8) {
         let slot = self.slot_for(side, tuple);
-        (slot, slot.map_or(0, |s| self.slots[s].flags))
+        let flags = slot.map_or(0, |s| self.slots[s].flags);
+        let closers = slot::CLOSER_SERVER | slot::CLOSER_CLIENT;
+        (slot, if unmarked { flags & closers } else { flags })
     }
 
     pub(super) fn slot_for(&self, side: Side, tuple: &Tuple) -> Option<usize> {

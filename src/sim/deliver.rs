@@ -324,12 +324,14 @@ impl Shard<'_> {
             // Read where they lie (no handler takes events from a host), and
             // left there until the next swap clears them.
             host.swap_events(&mut self.events);
-            self.note_drained(side, DRAIN_EVENTS);
+            if !sending.unmarked {
+                self.note_drained(side, DRAIN_EVENTS);
+            }
             // One test a turn for the end and the index both (no handler
             // changes `events`): a range and an index tested each apart.
             let mut i = 0;
             while let Some(&ev) = self.events.get(i) {
-                self.on_event(side, ev);
+                self.on_event(side, ev, sending.unmarked);
                 i += 1;
             }
         }
