@@ -161,48 +161,47 @@ impl Shard<'_> {
             sending.unmarked = true;
         }
         'burst: loop {
-            let run = match to {
-                Side::Server => self.to_server.front_run(),
-                Side::Client => self.to_client.front_run(),
+            // The queue is out while its front run is delivered, so that
+            // the run is read in place as a slice, a pointer's step a
+            // segment, where the queue's kind, its head against its length
+            // and the head's store were each a test or a write at every
+            // segment; it is settled once, as it is put back.
+            let q = match to {
+                Side::Server => self.to_server.take_out(),
+                Side::Client => self.to_client.take_out(),
             };
+            let run = q.front_run_segments();
             let mut taken = 0;
-            while taken < run {
+            let mut echo = false;
+            for seg in run {
                 match to {
                     _ if !ahead => {}
                     Side::Server => {
                         let slot = |s: &Segment| self.prefetch_slot(&s.sender_tuple());
-                        self.to_server.prefetch_ahead(&self.server, slot);
+                        q.prefetch_ahead(taken, &self.server, slot);
                     }
                     Side::Client => {
                         let slot = |s: &Segment| self.prefetch_slot(&s.receiver_tuple());
-                        self.to_client.prefetch_ahead(&self.client, slot);
+                        q.prefetch_ahead(taken, &self.client, slot);
                     }
                 }
-                // Dropped from the queue once delivered: the host reads it
-                // where it lies, not from a copy.
-                if !self.deliver::<UNMARKED>(to, sending) {
-                    break;
-                }
-                let queue = match to {
-                    Side::Server => &mut self.to_server,
-                    Side::Client => &mut self.to_client,
-                };
-                queue.advance_in_run(&mut self.spare);
+                self.deliver::<UNMARKED>(to, seg, sending);
                 taken += 1;
                 high = high.max(self.entries());
                 // Not with a delay (an unmarked run's): a reply arrives later.
                 if !UNMARKED && to == Side::Client && self.to_server.next_us() == now {
-                    self.to_client.ran(taken);
-                    break 'burst;
+                    echo = true;
+                    break;
                 }
             }
+            let whole = run.len();
             let queue = match to {
                 Side::Server => &mut self.to_server,
                 Side::Client => &mut self.to_client,
             };
-            queue.ran(taken);
-            if run == 0 || queue.next_us() != now {
-                break;
+            queue.put_back(q, taken, &mut self.spare);
+            if echo || whole == 0 || queue.next_us() != now {
+                break 'burst;
             }
         }
         alloc::enter_scope(outer);
@@ -219,24 +218,22 @@ impl Shard<'_> {
         }
     }
 
-    /// Delivers the queue's front segment to `to`, left in the queue for its
-    /// caller to drop afterwards (nothing queues in that direction meanwhile,
-    /// above), so that the host reads it where it lies: a copy of its 40
-    /// bytes to the stack cost six instructions a segment. A queue this
-    /// drains hands its buffer to the spare pool at that drop, after the
-    /// delivery's own transmits (it did before them), which can move a heap
-    /// peak, not a segment. False when the queue is empty. Inlined into its
-    /// one caller, a burst's loop (it was, by the compiler's choice;
-    /// pinned, the loop also takes in `Loss::drops`).
+    /// Delivers `seg`, the next of its queue's front run, to `to`; the
+    /// queue, out meanwhile, drops it afterwards (nothing queues in that
+    /// direction meanwhile, above), so that the host reads it where it
+    /// lies: a copy of its 40 bytes to the stack cost six instructions a
+    /// segment. A queue this drains hands its buffer to the spare pool at
+    /// that drop, after the delivery's own transmits (it did before them),
+    /// which can move a heap peak, not a segment. Inlined into its one
+    /// caller, a burst's loop (it was, by the compiler's choice; pinned,
+    /// the loop also takes in `Loss::drops`).
     #[inline(always)]
-    pub(super) fn deliver<const UNMARKED: bool>(&mut self, to: Side, sending: Sending) -> bool {
-        let front = match to {
-            Side::Server => self.to_server.front(),
-            Side::Client => self.to_client.front(),
-        };
-        let Some(seg) = front else {
-            return false;
-        };
+    pub(super) fn deliver<const UNMARKED: bool>(
+        &mut self,
+        to: Side,
+        seg: &Segment,
+        sending: Sending,
+    ) {
         // The slot of a runaway end to watch: it may vanish on this segment.
         let mut watch = None;
         if !UNMARKED && self.marks {
@@ -247,7 +244,7 @@ impl Shard<'_> {
             let Some(slot) = slot else {
                 // A reply to an attacker's spoofed address: it leaves the simulation.
                 self.res.to_attacker += 1;
-                return true;
+                return;
             };
             let flags = self.slots[slot].flags;
             let (gone, captured, runaway) = match to {
@@ -258,7 +255,7 @@ impl Shard<'_> {
             if flags & (gone | captured | runaway) != 0 {
                 if flags & gone != 0 {
                     self.res.blackholed += 1;
-                    return true;
+                    return;
                 }
                 if flags & captured != 0 {
                     let (capture, now) = (&mut self.res.capture, self.now);
@@ -299,7 +296,6 @@ impl Shard<'_> {
             }
         }
         self.after_with(to, sending);
-        true
     }
 
     /// Handles a host's events, then puts what it sent on the link: a run

@@ -273,7 +273,7 @@ impl Queue {
     /// The shard takes them ([`Queue::advance_in_run`]) and settles the
     /// run's count once with [`Queue::ran`]: a burst pays the run's
     /// bookkeeping and its time compare once, not once a segment.
-    #[inline(always)]
+    #[cfg(test)]
     pub(super) fn front_run(&self) -> usize {
         match &self.kind {
             Kind::Fifo(q) => q.runs.front().map_or(0, |&(_, n)| n as usize),
@@ -281,10 +281,59 @@ impl Queue {
         }
     }
 
+    /// Takes the queue out, for a burst to read its front run in place
+    /// ([`Queue::front_run_segments`]) while the shard's deliveries borrow
+    /// the rest of it, and leaves an empty one meanwhile: nothing queues in
+    /// this direction then, and a [`Queue::release`] of the empty one is
+    /// passed on by [`Queue::put_back`].
+    #[inline(always)]
+    pub(super) fn take_out(&mut self) -> Queue {
+        std::mem::replace(self, Queue::new(false, 0))
+    }
+
+    /// The segments of the front run ([`Queue::front_run`]), in order: a
+    /// FIFO's where they lie, a heap's front one.
+    #[inline(always)]
+    pub(super) fn front_run_segments(&self) -> &[Segment] {
+        match &self.kind {
+            Kind::Fifo(q) => {
+                let n = q.runs.front().map_or(0, |&(_, n)| n as usize);
+                &q.segs.as_slice()[..n]
+            }
+            Kind::Heap(h, _) => h.peek().map_or(&[], |x| std::slice::from_ref(&x.0.seg)),
+        }
+    }
+
+    /// Puts back `q`, taken out ([`Queue::take_out`]), once the first `k`
+    /// of its front run are delivered: it drops them
+    /// ([`Queue::advance_in_run`] each) and settles the run
+    /// ([`Queue::ran`]), released first if the empty queue left in its
+    /// place was meanwhile (a release then found `q` with segments left,
+    /// so it only set what its drain reads).
+    #[inline(always)]
+    pub(super) fn put_back(&mut self, mut q: Queue, k: usize, spare: &mut Spare) {
+        if self.released {
+            q.keep = q.floor;
+            q.released = true;
+        }
+        if k > 0 {
+            match &mut q.kind {
+                Kind::Fifo(f) => {
+                    if f.segs.advance_by(k) {
+                        q.shrink_if_drained(spare);
+                    }
+                }
+                Kind::Heap(..) => q.advance_in_run(spare),
+            }
+        }
+        q.ran(k);
+        *self = q;
+    }
+
     /// The next segment to arrive, read where it lies: the shard delivers
     /// it from there and then [`Queue::advance_in_run`]s, where a popped
     /// `Option` copied the 40 bytes out at each of three levels.
-    #[inline(always)]
+    #[cfg(test)]
     pub(super) fn front(&self) -> Option<&Segment> {
         match &self.kind {
             Kind::Fifo(q) => q.segs.front(),
@@ -347,21 +396,22 @@ impl Queue {
     }
 
     /// Tells `to` what the FIFO will deliver next (a heap does not know
-    /// cheaply): the index bucket of the segment `BUCKET_AHEAD` places back
-    /// from the one after the front (the front is being delivered), the
+    /// cheaply), while the segment `at` places from the front is delivered
+    /// (its run read in place): the index bucket of the segment
+    /// `BUCKET_AHEAD` places back from the one after that, the
     /// entry of the one `ENTRY_AHEAD` back, whose bucket was asked for
     /// earlier. Once the tables outgrow the cache, these misses are most of a
     /// segment's cost; asked for early, they overlap this segment's work.
     /// `mine` is given the segment `BUCKET_AHEAD` back too, for the shard to
     /// prefetch its own per-connection state, which it reads on delivery.
     #[inline]
-    pub(super) fn prefetch_ahead(&self, to: &Host, mine: impl FnOnce(&Segment)) {
+    pub(super) fn prefetch_ahead(&self, at: usize, to: &Host, mine: impl FnOnce(&Segment)) {
         if let Kind::Fifo(q) = &self.kind {
-            if let Some(seg) = q.segs.get(1 + BUCKET_AHEAD) {
+            if let Some(seg) = q.segs.get(at + 1 + BUCKET_AHEAD) {
                 to.prefetch(seg, Prefetch::Bucket);
                 mine(seg);
             }
-            if let Some(seg) = q.segs.get(1 + ENTRY_AHEAD) {
+            if let Some(seg) = q.segs.get(at + 1 + ENTRY_AHEAD) {
                 to.prefetch(seg, Prefetch::Entry);
             }
         }

@@ -62,6 +62,18 @@ impl<T: Copy> Line<T> {
         true
     }
 
+    /// [`Line::advance`] `k` times (`k` at most the length): true when
+    /// that drained it.
+    #[inline(always)]
+    pub(super) fn advance_by(&mut self, k: usize) -> bool {
+        self.head += k;
+        if self.head < self.buf.len() {
+            return false;
+        }
+        self.clear();
+        true
+    }
+
     #[cfg(test)]
     pub(super) fn pop(&mut self) -> Option<T> {
         let x = *self.front()?;

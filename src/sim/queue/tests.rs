@@ -84,7 +84,7 @@ fn prefetch_ahead_shows_the_shard_the_segment_bucket_ahead_back() {
             q.push(Time::from_micros(5), &seg(i), &mut spare);
         }
         let mut seen = Vec::new();
-        q.prefetch_ahead(&host, |s| seen.push(s.seq));
+        q.prefetch_ahead(0, &host, |s| seen.push(s.seq));
         let want = if jitter {
             vec![]
         } else {
@@ -100,7 +100,7 @@ fn prefetch_ahead_shows_the_shard_the_segment_bucket_ahead_back() {
         q.push(Time::from_micros(5), &seg(i), &mut spare);
     }
     let mut seen = Vec::new();
-    q.prefetch_ahead(&host, |s| seen.push(s.seq));
+    q.prefetch_ahead(0, &host, |s| seen.push(s.seq));
     assert_eq!(seen, Vec::<u32>::new());
 }
 
@@ -264,4 +264,62 @@ fn a_run_is_taken_in_part_or_whole() {
     assert_eq!(q.front_run(), n);
     assert_eq!(take(&mut q, n, &mut spare).len(), n);
     assert_eq!((capacity(&q), q.front_run(), q.next_us()), (0, 0, u64::MAX));
+}
+
+/// A run read in place while the queue is out ([`Queue::take_out`]) is
+/// what taking it segment by segment reads, and putting it back settles
+/// what was taken as `advance_in_run` and `ran` do, in part or whole; a
+/// release of the empty queue left meanwhile holds for the one put back,
+/// which then hands its drained buffer away. A heap's run is its front.
+#[test]
+fn a_run_read_in_place_is_settled_as_it_is_put_back() {
+    let mut spare = Spare::default();
+    let mut q = Queue::new(false, 0);
+    for (i, at) in [5, 5, 5, 7].into_iter().enumerate() {
+        q.push(Time::from_micros(at), &seg(i as u32), &mut spare);
+    }
+    let out = q.take_out();
+    let seqs: Vec<u32> = out.front_run_segments().iter().map(|s| s.seq).collect();
+    assert_eq!(seqs, [0, 1, 2]);
+    q.put_back(out, 2, &mut spare);
+    assert_eq!(
+        (q.front_run(), q.next_us(), q.front().map(|s| s.seq)),
+        (1, 5, Some(2))
+    );
+    let out = q.take_out();
+    q.put_back(out, 1, &mut spare);
+    assert_eq!(
+        (q.front_run(), q.next_us(), q.front().map(|s| s.seq)),
+        (1, 7, Some(3))
+    );
+    // Released while out, past its floor: drained as it is put back, it
+    // gives its buffer away.
+    let mut q = Queue::new(false, 0);
+    let n = SHRINK_AT + 1;
+    for i in 0..n {
+        q.push(Time::from_micros(9), &seg(i as u32), &mut spare);
+    }
+    let out = q.take_out();
+    assert_eq!(out.front_run_segments().len(), n);
+    q.release(&mut spare);
+    q.put_back(out, n, &mut spare);
+    assert_eq!((capacity(&q), q.front_run(), q.next_us()), (0, 0, u64::MAX));
+    // Not released, within what it keeps: it keeps its buffer.
+    let mut q = Queue::new(false, 0);
+    let m = SHRINK_AT / 2;
+    for i in 0..m {
+        q.push(Time::from_micros(9), &seg(i as u32), &mut spare);
+    }
+    let out = q.take_out();
+    q.put_back(out, m, &mut spare);
+    assert!(capacity(&q) >= m && q.next_us() == u64::MAX);
+    let mut h = Queue::new(true, 0);
+    for (i, at) in [8, 6].into_iter().enumerate() {
+        h.push(Time::from_micros(at), &seg(i as u32), &mut spare);
+    }
+    let out = h.take_out();
+    let seqs: Vec<u32> = out.front_run_segments().iter().map(|s| s.seq).collect();
+    assert_eq!(seqs, [1]);
+    h.put_back(out, 1, &mut spare);
+    assert_eq!((h.next_us(), h.front().map(|s| s.seq)), (8, Some(0)));
 }
