@@ -137,8 +137,11 @@ impl Shard<'_> {
         let now = self.now.as_micros();
         // The host-wide peak is taken after every segment, as when each was
         // a step of its own: the most entries seen, and the change at the end.
+        // A burst calls into its own host alone, so the other's entries stay
+        // as they are and only the receiving host's are read a segment.
         let before = self.entries_then;
-        let mut high = before;
+        let other = self.entries() - self.host(to).len() as u64;
+        let mut high_to = 0;
         // When the thread's shards fit in cache (`Shard::ahead` off), so do
         // the per-slot arrays and the hosts' tables, and the hosts decline
         // every hint: such a burst skips the look-ahead, which would only
@@ -171,30 +174,32 @@ impl Shard<'_> {
                 Side::Client => self.to_client.take_out(),
             };
             let run = q.front_run_segments();
-            let mut taken = 0;
+            // What is taken is where the slice's iterator stands: no count
+            // of its own to keep a segment.
+            let mut segs = run.iter();
             let mut echo = false;
-            for seg in run {
+            while let Some(seg) = segs.next() {
+                let at = || run.len() - segs.len() - 1;
                 match to {
                     _ if !ahead => {}
                     Side::Server => {
                         let slot = |s: &Segment| self.prefetch_slot(&s.sender_tuple());
-                        q.prefetch_ahead(taken, &self.server, slot);
+                        q.prefetch_ahead(at(), &self.server, slot);
                     }
                     Side::Client => {
                         let slot = |s: &Segment| self.prefetch_slot(&s.receiver_tuple());
-                        q.prefetch_ahead(taken, &self.client, slot);
+                        q.prefetch_ahead(at(), &self.client, slot);
                     }
                 }
                 self.deliver::<UNMARKED>(to, seg, sending);
-                taken += 1;
-                high = high.max(self.entries());
+                high_to = high_to.max(self.host(to).len());
                 // Not with a delay (an unmarked run's): a reply arrives later.
                 if !UNMARKED && to == Side::Client && self.to_server.next_us() == now {
                     echo = true;
                     break;
                 }
             }
-            let whole = run.len();
+            let (whole, taken) = (run.len(), run.len() - segs.len());
             let queue = match to {
                 Side::Server => &mut self.to_server,
                 Side::Client => &mut self.to_client,
@@ -205,6 +210,7 @@ impl Shard<'_> {
             }
         }
         alloc::enter_scope(outer);
+        let high = before.max(other + high_to as u64);
         // With nothing in flight, no burst follows at once to take a buffer.
         // (A buffer handed over while both queues were empty waits for the
         // end of the next step: bounded, one buffer.)
