@@ -136,7 +136,7 @@ impl Host {
         // with no TIME-WAIT entry to take over.
         if !self.port_fresh(first, bucket) {
             let dest = (local_ip, remote_ip, remote_port);
-            return self.hash_connect_walk(now, dest, slot, offset, local);
+            return self.hash_connect_next(now, dest, slot, offset, local);
         }
         self.advance_start(slot, 0);
         let tuple = Tuple {
@@ -160,6 +160,78 @@ impl Host {
     fn advance_start(&mut self, slot: PerturbSlot, i: u32) {
         let noise = self.ports.draw();
         self.ports.advance(slot, i, noise);
+    }
+
+    /// [`Host::hash_connect`] past a scan's first port that someone holds,
+    /// when the ports up to the next one nobody holds are known taken (a
+    /// client's one server): that port, found from the [`Taken`] bits
+    /// without setting up the walk, then the connect on it. Else the walk.
+    /// Out of line, as the walk is.
+    #[inline(never)]
+    fn hash_connect_next(
+        &mut self,
+        now: Time,
+        dest: (u32, u32, u16),
+        slot: PerturbSlot,
+        offset: u32,
+        local: Option<LocalAt>,
+    ) -> Result<Connected, Error> {
+        let Some((local_port, k)) = local.and_then(|at| self.next_fresh(at, offset, dest)) else {
+            return self.hash_connect_walk(now, dest, slot, offset, local);
+        };
+        // The walk's `i` for the port `k` steps on, in its even pass.
+        self.advance_start(slot, 2 * k);
+        let (local_ip, remote_ip, remote_port) = dest;
+        let tuple = Tuple {
+            local_ip,
+            remote_ip,
+            local_port,
+            remote_port,
+        };
+        let pick = Pick {
+            tuple,
+            probed: k + 1,
+            tw: None,
+            local,
+        };
+        self.connect_picked(now, Ok(pick), false)
+    }
+
+    /// The end of [`Host::hash_connect_walk`]'s even pass from even `offset`
+    /// when it takes a port nobody holds: the first port of the pass that
+    /// [`Taken`] does not refuse, when nobody holds it either, and the steps
+    /// `k` to it. None when the walk must look further (a port held only to
+    /// other destinations or a listener there, no such port in the pass, or
+    /// no [`Taken`] to skip by), or when `walk_ports` would not skip.
+    #[inline(always)]
+    fn next_fresh(
+        &self,
+        at: LocalAt,
+        offset: u32,
+        (local_ip, remote_ip, remote_port): (u32, u32, u16),
+    ) -> Option<(u16, u32)> {
+        if !self.ports.range_len().is_multiple_of(2)
+            || !self.known_taken(local_ip, remote_ip, remote_port)
+        {
+            return None;
+        }
+        let npos = self.ports.even_remaining() / 2;
+        let pos0 = offset / 2;
+        let k = self
+            .ports
+            .taken_at(at)
+            .next_clear(0, npos as usize, pos0 as usize, 0) as u32;
+        if k == npos {
+            return None;
+        }
+        let pos = if pos0 + k >= npos {
+            pos0 + k - npos
+        } else {
+            pos0 + k
+        };
+        let port = self.ports.low() + (2 * pos) as u16;
+        let bucket = self.ports.buckets_at(at)[2 * pos as usize];
+        self.port_fresh(port, bucket).then_some((port, k))
     }
 
     /// [`Host::hash_connect`] past a scan's first port that someone holds:
@@ -406,5 +478,76 @@ impl Host {
         if !self.is_listening(tuple.local_port) {
             self.ports.release(tuple);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Config;
+
+    const LOCAL: u32 = 0x0a00_0002;
+    const SERVER: u32 = 0x0a00_0001;
+
+    /// [`Host::hash_connect`] by its walk alone, whatever the first port.
+    fn walked(h: &mut Host, now: Time, dest: (u32, u32, u16)) -> Result<Connected, Error> {
+        let now = h.begin(now);
+        let (slot, offset) = h.ports.start(dest.0, dest.1, dest.2);
+        let local = h.ports.local_at(dest.0);
+        h.hash_connect_walk(now, dest, slot, offset, local)
+    }
+
+    /// A connect past a held first port takes the port, `i` and count the
+    /// walk takes, whether the [`Taken`] bits find it (the even pass's first
+    /// port nobody holds) or the walk must (a port held to another
+    /// destination, a listener, a full pass): over a small range that fills
+    /// and empties, with a listener in it and a second destination.
+    #[test]
+    fn a_held_first_port_is_passed_as_the_walk_passes_it() {
+        let cfg = Config {
+            ip_local_port_range: (40_000, 40_127),
+            ..Config::default()
+        };
+        let (mut fast, mut walk) = (Host::new(cfg.clone()), Host::new(cfg));
+        for h in [&mut fast, &mut walk] {
+            h.listen(40_010);
+        }
+        let (mut held, mut x, mut found, mut fell_back) = (Vec::new(), 7u64, 0, 0);
+        for n in 0..3_000u64 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let now = Time::from_millis(n);
+            let dest = (LOCAL, SERVER, if x % 32 == 0 { 81 } else { 80 });
+            if let (Some(at), Some(p)) = (
+                fast.ports.local_at(LOCAL),
+                fast.ports.peek_start(dest.0, dest.1, dest.2),
+            ) {
+                let first = fast.ports.buckets_at(at)[p as usize];
+                if !fast.port_fresh(fast.ports.low() + p as u16, first) {
+                    match fast.next_fresh(at, p, dest) {
+                        Some(_) => found += 1,
+                        None => fell_back += 1,
+                    }
+                }
+            }
+            let got = fast.connect_ephemeral(now, dest.0, dest.1, dest.2, BindMode::NoPort);
+            let want = walked(&mut walk, now, dest);
+            assert_eq!(got, want, "connect {n}");
+            assert_eq!(fast.transmits().next(), walk.transmits().next());
+            if let Ok(c) = got {
+                held.push(c.tuple);
+            }
+            // Kept near the even ports' count, which connect() fills first:
+            // a port freed at random.
+            if held.len() > 56 {
+                let t = held.swap_remove((x / 2) as usize % held.len());
+                assert!(fast.forget(&t) && walk.forget(&t));
+            }
+        }
+        assert!(
+            found > 1000 && fell_back > 100,
+            "{found} found, {fell_back} walked"
+        );
     }
 }
