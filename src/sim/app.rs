@@ -33,10 +33,10 @@ impl Shard<'_> {
 
     /// Inlined into `after`: seven events a teardown, and a call of its own
     /// each cost some 20 instructions (146 a teardown).
-    #[inline(always)]
     ///
     /// In a burst of an unmarked run (`unmarked`) a slot's flags carry no
     /// runaway, and the handlers below drop those tests.
+    #[inline(always)]
     pub(super) fn on_event(&mut self, side: Side, ev: Event, unmarked: bool) {
         let end = open_bit(side);
         // Each arm looks its connection's slot up itself: the tuple lies at
