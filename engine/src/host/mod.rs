@@ -391,7 +391,10 @@ impl Host {
     /// `now` any call brought, so that a clock that steps back arms, stamps and
     /// fires nothing in the past (see "Time" on [`Host`]). Queues the driver has
     /// drained give back memory a burst left them (a million FINs from one
-    /// close-all), since they belong to the engine's measured heap.
+    /// close-all), since they belong to the engine's measured heap: at the
+    /// first call that moves the clock on, not at every call (a simulated
+    /// tick holds hundreds of calls, whose tests were 0.6 % of the
+    /// simulator's instructions).
     #[inline]
     #[must_use]
     fn begin(&mut self, now: Time) -> Time {
@@ -403,11 +406,11 @@ impl Host {
                 self.orphan_cache = self.orphans();
                 self.orphan_tick_us = (now.as_micros() / ORPHAN_TICK_US + 1) * ORPHAN_TICK_US;
             }
-        }
-        // One test for both queues, seldom above QUEUE_KEEP: a capacity
-        // passes it exactly when it sets a bit above QUEUE_KEEP's.
-        if (self.out.capacity() | self.events.capacity()) > QUEUE_KEEP {
-            self.trim_queues();
+            // One test for both queues, seldom above QUEUE_KEEP: a capacity
+            // passes it exactly when it sets a bit above QUEUE_KEEP's.
+            if (self.out.capacity() | self.events.capacity()) > QUEUE_KEEP {
+                self.trim_queues();
+            }
         }
         self.now
     }
