@@ -289,12 +289,21 @@ impl Iterator for BitIter {
 /// A hint to load `p`'s cache line; never faults and changes nothing visible.
 #[inline]
 pub(crate) fn prefetch_line<T>(p: &T) {
+    prefetch_addr(p as *const T);
+}
+
+/// [`prefetch_line`] of any address, in bounds or not: a caller whose
+/// candidate may lie past its slice asks without testing it first (a miss
+/// costs nothing, the test an instruction or two each time).
+#[inline]
+pub(crate) fn prefetch_addr<T>(p: *const T) {
     #[cfg(target_arch = "x86_64")]
-    // SAFETY: a prefetch reads nothing architecturally and cannot fault; `p`
-    // is a valid reference anyway (tested by `prefetch_changes_nothing`).
+    // SAFETY: a prefetch reads nothing architecturally and cannot fault, at
+    // any address, mapped or not (tested by `prefetch_changes_nothing` and,
+    // past a slice's end, by the wheel's `insert_prefetches_past_the_slab`).
     unsafe {
         use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-        _mm_prefetch::<_MM_HINT_T0>((p as *const T).cast());
+        _mm_prefetch::<_MM_HINT_T0>(p.cast());
     }
     #[cfg(not(target_arch = "x86_64"))]
     let _ = p;

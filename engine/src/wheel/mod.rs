@@ -60,20 +60,31 @@ const NIL: u32 = u32::MAX;
 /// Handle returned by [`Wheel::insert`]; invalid once the timer fired or was
 /// removed (the slab index may then be reused by another timer).
 ///
-/// The slab index plus one, non-zero so that `Option<TimerKey>` takes four
-/// bytes: that is where a connection keeps its peer's timestamp.
+/// The slab index with [`KEY_BIT`] set, non-zero so that `Option<TimerKey>`
+/// takes four bytes: that is where a connection keeps its peer's timestamp.
+/// One instruction each way (the index plus one took three to encode, its
+/// overflow saturated), for a slab capped at [`MAX_NODES`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct TimerKey(std::num::NonZeroU32);
+
+/// The bit every [`TimerKey`] sets above its slab index.
+const KEY_BIT: u32 = 1 << 31;
+/// Nodes the slab may hold: every index is below [`KEY_BIT`].
+const MAX_NODES: usize = KEY_BIT as usize;
 
 impl TimerKey {
     #[inline]
     fn new(idx: u32) -> TimerKey {
-        TimerKey(std::num::NonZeroU32::MIN.saturating_add(idx))
+        debug_assert!(idx < KEY_BIT);
+        match std::num::NonZeroU32::new(idx | KEY_BIT) {
+            Some(k) => TimerKey(k),
+            None => unreachable!("KEY_BIT is set"),
+        }
     }
 
     #[inline]
     fn idx(self) -> u32 {
-        self.0.get() - 1
+        self.0.get() & !KEY_BIT
     }
 }
 
@@ -157,7 +168,7 @@ impl<T: Copy> Wheel<T> {
     where
         T: Default,
     {
-        let n = n.min(NIL as usize - 1);
+        let n = n.min(MAX_NODES);
         let mut w = Self::new();
         let free = Node {
             deadline: 0,
@@ -205,7 +216,7 @@ impl<T: Copy> Wheel<T> {
     /// fires on the next poll.
     ///
     /// # Panics
-    /// If more than `u32::MAX - 1` timers are pending at once.
+    /// If more than `2^31` timers are pending at once.
     pub fn insert(&mut self, deadline: u64, value: T) -> TimerKey {
         let slot = self.slot_for(deadline);
         let idx = self.free;
@@ -219,10 +230,10 @@ impl<T: Copy> Wheel<T> {
         node.deadline = deadline;
         node.value = value;
         // A burst of inserts pops nodes freed long ago, one miss each in
-        // a chain: ask for the next one while this insert links.
-        if let Some(next) = self.nodes.get(self.free as usize) {
-            crate::index::prefetch_line(next);
-        }
+        // a chain: ask for the next one while this insert links. Asked
+        // untested: at the end of the free list the address is past the
+        // slab, and a prefetch there is harmless.
+        crate::index::prefetch_addr(self.nodes.as_ptr().wrapping_add(self.free as usize));
         self.link(idx, slot);
         self.len += 1;
         TimerKey::new(idx)
@@ -236,7 +247,7 @@ impl<T: Copy> Wheel<T> {
     #[inline(never)]
     fn insert_new(&mut self, deadline: u64, value: T, slot: usize) -> TimerKey {
         let idx = self.nodes.len();
-        assert!(idx < NIL as usize, "timer wheel slab full");
+        assert!(idx < MAX_NODES, "timer wheel slab full");
         self.nodes.push(Node {
             deadline,
             next: NIL,

@@ -312,3 +312,29 @@ fn slot_for_is_the_placement_rule() {
         }
     }
 }
+
+/// The insert that takes the last free node prefetches past the slab (the
+/// free list's `NIL`), and the next, with none free, grows it: both leave
+/// every timer and key as they were.
+#[test]
+fn insert_prefetches_past_the_slab() {
+    let mut w = Wheel::<u32>::with_capacity(3);
+    let keys: Vec<TimerKey> = (0..5u32).map(|i| w.insert(10 + i as u64, i)).collect();
+    assert_eq!(
+        keys.iter().map(|k| k.idx()).collect::<Vec<_>>(),
+        [0, 1, 2, 3, 4]
+    );
+    assert!(keys.iter().all(|&k| w.is_live(k)));
+    assert_eq!(w.remove(keys[4]), 4);
+    let fired: Vec<u32> = drive(&mut w, 20).into_iter().map(|(_, _, v)| v).collect();
+    assert_eq!(fired, [0, 1, 2, 3]);
+}
+
+/// A key carries its index below the top bit, up to the slab's cap.
+#[test]
+fn timer_key_round_trips_up_to_the_cap() {
+    for idx in [0, 1, KEY_BIT - 2, KEY_BIT - 1] {
+        assert_eq!(TimerKey::new(idx).idx(), idx);
+    }
+    assert_eq!(size_of::<Option<TimerKey>>(), 4);
+}
