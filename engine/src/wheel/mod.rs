@@ -60,10 +60,10 @@ const NIL: u32 = u32::MAX;
 /// Handle returned by [`Wheel::insert`]; invalid once the timer fired or was
 /// removed (the slab index may then be reused by another timer).
 ///
-/// The slab index with [`KEY_BIT`] set, non-zero so that `Option<TimerKey>`
+/// The slab index with the top bit (`KEY_BIT`) set, non-zero so that `Option<TimerKey>`
 /// takes four bytes: that is where a connection keeps its peer's timestamp.
 /// One instruction each way (the index plus one took three to encode, its
-/// overflow saturated), for a slab capped at [`MAX_NODES`].
+/// overflow saturated), for a slab capped at 2^31 nodes (`MAX_NODES`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct TimerKey(std::num::NonZeroU32);
 
