@@ -97,7 +97,7 @@ impl Shard<'_> {
     /// towards the server at this instant (a zero delay). Nor does a
     /// delivery queue anything in its own direction: the segments that
     /// arrive now, the queue's front run, are taken as one batch
-    /// ([`Queue::front_run`]), their run settled once at its end.
+    /// ([`Queue::front_run_segments`]), their run settled once at its end.
     ///
     /// Inlined into `step`'s two calls, each with its side a constant: the
     /// handlers inlined below (`deliver`, `after_with`, `on_event`,
@@ -111,7 +111,7 @@ impl Shard<'_> {
     /// burst makes (some 7 instructions a segment). The other burst is out
     /// of line ([`Shard::marked_burst`]), so `step` holds no more code.
     ///
-    /// [`Queue::front_run`]: super::queue::Queue::front_run
+    /// [`Queue::front_run_segments`]: super::queue::Queue::front_run_segments
     #[inline(always)]
     pub(super) fn deliver_all(&mut self, to: Side) -> Change {
         if !(self.marks || self.jitter || self.record.is_some()) && self.delay_us > 0 {
@@ -230,8 +230,8 @@ impl Shard<'_> {
     /// lies: a copy of its 40 bytes to the stack cost six instructions a
     /// segment. A queue this drains hands its buffer to the spare pool at
     /// that drop, after the delivery's own transmits (it did before them),
-    /// which can move a heap peak, not a segment. Inlined into its one
-    /// caller, a burst's loop (it was, by the compiler's choice; pinned,
+    /// which can move a heap peak, not a segment. Inlined into a burst's
+    /// loop, each of its forms (it was, by the compiler's choice; pinned,
     /// the loop also takes in `Loss::drops`).
     #[inline(always)]
     pub(super) fn deliver<const UNMARKED: bool>(

@@ -270,9 +270,8 @@ impl Queue {
 
     /// How many segments at the front arrive together, at [`Queue::next_us`]
     /// (0: none): a FIFO's front run, a heap's front one (it keeps no runs).
-    /// The shard takes them ([`Queue::advance_in_run`]) and settles the
-    /// run's count once with [`Queue::ran`]: a burst pays the run's
-    /// bookkeeping and its time compare once, not once a segment.
+    /// For the tests: a burst reads them with `front_run_segments` and
+    /// settles them once with `put_back`.
     #[cfg(test)]
     pub(super) fn front_run(&self) -> usize {
         match &self.kind {
@@ -291,8 +290,8 @@ impl Queue {
         std::mem::replace(self, Queue::new(false, 0))
     }
 
-    /// The segments of the front run ([`Queue::front_run`]), in order: a
-    /// FIFO's where they lie, a heap's front one.
+    /// The segments that arrive together at [`Queue::next_us`], in order: a
+    /// FIFO's front run where it lies, a heap's front one (it keeps no runs).
     #[inline(always)]
     pub(super) fn front_run_segments(&self) -> &[Segment] {
         match &self.kind {
@@ -312,6 +311,7 @@ impl Queue {
     /// so it only set what its drain reads).
     #[inline(always)]
     pub(super) fn put_back(&mut self, mut q: Queue, k: usize, spare: &mut Spare) {
+        debug_assert_eq!(self.next_us(), u64::MAX, "a segment queued meanwhile");
         if self.released {
             q.keep = q.floor;
             q.released = true;
@@ -330,9 +330,8 @@ impl Queue {
         *self = q;
     }
 
-    /// The next segment to arrive, read where it lies: the shard delivers
-    /// it from there and then [`Queue::advance_in_run`]s, where a popped
-    /// `Option` copied the 40 bytes out at each of three levels.
+    /// The next segment to arrive, read where it lies. For the tests: a
+    /// burst reads it with `front_run_segments`.
     #[cfg(test)]
     pub(super) fn front(&self) -> Option<&Segment> {
         match &self.kind {
@@ -341,7 +340,7 @@ impl Queue {
         }
     }
 
-    /// Drops the next segment (a nonempty queue's [`Queue::front`]), one of
+    /// Drops the next segment (a nonempty queue's first), one of
     /// the front run: a FIFO's run is settled by [`Queue::ran`], a heap's at
     /// once. A FIFO that drains may give its buffer to `spare`
     /// ([`Queue::release`]).

@@ -27,6 +27,8 @@ use teardown_engine::time::Time;
 use teardown_engine::tuple::Tuple;
 use teardown_engine::{Advance, Config, Stats};
 
+use crate::alloc;
+
 use super::reuse::Reuse;
 use super::shard::{Shard, SERVER_PORT};
 use super::SimConfig;
@@ -103,12 +105,17 @@ struct Mark {
 }
 
 impl Recorder {
+    /// Notes `call`; its growth is the simulator's ([`alloc::outside`]):
+    /// calls are noted within a run of the host's calls, in its scope.
     pub(super) fn push(&mut self, at: Time, call: Call, segments: usize) {
-        self.marks.push(Mark {
-            segments,
-            at,
-            call: Some(call),
-            drains: 0,
+        let marks = &mut self.marks;
+        alloc::outside(|| {
+            marks.push(Mark {
+                segments,
+                at,
+                call: Some(call),
+                drains: 0,
+            })
         });
     }
 
@@ -117,12 +124,17 @@ impl Recorder {
     pub(super) fn drained(&mut self, what: u8, segments: usize) {
         match self.marks.last_mut() {
             Some(m) if m.segments == segments => m.drains |= what,
-            _ => self.marks.push(Mark {
-                segments,
-                at: Time::ZERO,
-                call: None,
-                drains: what,
-            }),
+            _ => {
+                let marks = &mut self.marks;
+                alloc::outside(|| {
+                    marks.push(Mark {
+                        segments,
+                        at: Time::ZERO,
+                        call: None,
+                        drains: what,
+                    })
+                });
+            }
         }
     }
 

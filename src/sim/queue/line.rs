@@ -66,6 +66,7 @@ impl<T: Copy> Line<T> {
     /// that drained it.
     #[inline(always)]
     pub(super) fn advance_by(&mut self, k: usize) -> bool {
+        debug_assert!(self.head + k <= self.buf.len());
         self.head += k;
         if self.head < self.buf.len() {
             return false;
