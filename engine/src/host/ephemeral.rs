@@ -179,7 +179,9 @@ impl Host {
         let Some((local_port, k)) = local.and_then(|at| self.next_fresh(at, offset, dest)) else {
             return self.hash_connect_walk(now, dest, slot, offset, local);
         };
-        // The walk's `i` for the port `k` steps on, in its even pass.
+        // The walk's `i` for the port `k` steps on, in its even pass. The
+        // rest is `hash_connect`'s first-port tail (k 0) again: one inlined
+        // helper for both cost 0.18 % more instructions (607.2 M).
         self.advance_start(slot, 2 * k);
         let (local_ip, remote_ip, remote_port) = dest;
         let tuple = Tuple {
