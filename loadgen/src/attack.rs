@@ -119,10 +119,16 @@ impl Attacker {
         }
     }
 
-    /// A client connection reached CLOSED.
-    pub fn closed(&mut self, now: Time, t: Tuple, reason: CloseReason) {
+    /// A client connection reached CLOSED from `from`. An RST that ends the
+    /// client's TIME-WAIT is no kill: both FINs were acknowledged, the teardown
+    /// was done. It comes when a slow ACK lets the server retransmit its FIN:
+    /// the client's second ACK finds the server closed by its first and draws
+    /// an RST at rcv_nxt, which Linux's TIME-WAIT takes (`tcp_rfc1337` off).
+    /// A client becomes the active closer, and so holds a TIME-WAIT, at an RST
+    /// attack's probe (docs/service.md, "Attacks").
+    pub fn closed(&mut self, now: Time, t: Tuple, from: State, reason: CloseReason) {
         if let Some(hit) = self.attacked.remove(&t) {
-            if reason == CloseReason::Reset {
+            if reason == CloseReason::Reset && from != State::TimeWait {
                 let k = self.likeliest_killer(hit);
                 self.counts[k].killed += 1;
             }

@@ -364,7 +364,8 @@ fn attacks_of_every_kind_are_answered_and_everyone_is_accounted_for() {
     // A blind RST kills only when it lands in a window (an orphaned FIN-WAIT-2
     // dies on any in-window RST, as on Linux): with a few hundred on target the
     // odds are about 1 %, so more than two kills would mean the engine took a
-    // blind RST it should have ignored.
+    // blind RST it should have ignored. (An RST that ends a client's TIME-WAIT
+    // is no kill, `Attacker::closed`: on a busy machine a late ACK draws them.)
     assert!(n(a, "/blind-rst/killed") <= 2, "{a:#}");
     assert!(n(a, "/blind-rst/on_target") > 0, "{a:#}");
     assert!(n(a, "/fin-unknown/rst_replies") > 0, "{a:#}");

@@ -64,7 +64,7 @@ impl Worker {
                             t.ended(&self.plan, &tuple);
                         }
                         if let Some(a) = &mut self.attacker {
-                            a.closed(now, tuple, reason);
+                            a.closed(now, tuple, from, reason);
                         }
                         self.give_back(&tuple);
                         self.account();
