@@ -321,9 +321,7 @@ impl Host {
     }
 
     fn is_listening(&self, port: u16) -> bool {
-        self.listening
-            .get(port as usize / 64)
-            .is_some_and(|w| w & (1 << (port % 64)) != 0)
+        listening_on(&self.listening, port)
     }
 
     /// Segments to send, oldest first.
@@ -456,6 +454,14 @@ impl Host {
         };
         Seq(ticks as u32) + tuple.hash(self.isn_key) as u32
     }
+}
+
+/// Whether the `listening` bitmap ([`Host::listen`]) has `port`.
+#[inline]
+fn listening_on(listening: &[u64], port: u16) -> bool {
+    listening
+        .get(port as usize / 64)
+        .is_some_and(|w| w & (1 << (port % 64)) != 0)
 }
 
 #[cfg(test)]

@@ -4,12 +4,14 @@
 
 use std::time::Duration;
 
-use super::{CloseReason, Event, Host, Role, TwVerdict};
+use super::{listening_on, CloseReason, Event, Host, Role, TwVerdict};
 use crate::config::TwOverflow;
 use crate::conn::Conn;
+use crate::ports::Ports;
 use crate::segment::{Flags, Segment};
 use crate::seq::Seq;
 use crate::state::State;
+use crate::table::Table;
 use crate::time::Time;
 use crate::timewait::TwEntry;
 use crate::tuple::Tuple;
@@ -223,9 +225,53 @@ impl Host {
         close_ms: u32,
         reason: CloseReason,
     ) {
-        self.port_released(tuple);
+        self.tw_end().1.closed(now, tuple, close_ms, reason);
+    }
+
+    /// The table, and apart from it the parts of the host that a TIME-WAIT
+    /// entry's end touches ([`TwEnd`]).
+    #[inline(always)]
+    pub(super) fn tw_end(&mut self) -> (&mut Table, TwEnd<'_>) {
+        let end = TwEnd {
+            ports: &mut self.ports,
+            listening: &self.listening,
+            population: &mut self.population,
+            events: &mut self.events,
+            trace: self.cfg.trace_states,
+        };
+        (&mut self.table, end)
+    }
+}
+
+/// What the end of a TIME-WAIT entry touches besides the table: its port,
+/// the population, the events. Borrowed apart from the table, so that the
+/// expiry pass accounts for each entry from inside the table's loop
+/// ([`Table::expire_time_wait`]).
+pub(super) struct TwEnd<'a> {
+    ports: &'a mut Ports,
+    listening: &'a [u64],
+    population: &'a mut [usize; State::COUNT],
+    events: &'a mut Vec<Event>,
+    trace: bool,
+}
+
+impl TwEnd<'_> {
+    /// [`Host::closed_time_wait`].
+    #[inline(always)]
+    pub(super) fn closed(&mut self, now: Time, tuple: &Tuple, close_ms: u32, reason: CloseReason) {
+        // Host::port_released
+        if !listening_on(self.listening, tuple.local_port) {
+            self.ports.release(tuple);
+        }
         self.population[State::TimeWait as usize] -= 1;
-        self.trace(*tuple, State::TimeWait, State::Closed);
+        // Host::trace
+        if self.trace {
+            self.events.push(Event::StateChanged {
+                tuple: *tuple,
+                from: State::TimeWait,
+                to: State::Closed,
+            });
+        }
         self.events.push(Event::Closed {
             tuple: *tuple,
             from: State::TimeWait,

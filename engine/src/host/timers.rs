@@ -11,10 +11,9 @@ use crate::segment::Flags;
 use crate::seq::Seq;
 use crate::state::State;
 use crate::time::Time;
-use crate::timewait::TwExpired;
 
-/// TIME-WAIT entries expired per pass of [`Host::handle_timeout`]: the
-/// table removes a batch, then the host accounts for each.
+/// TIME-WAIT entries expired per pass of [`Host::handle_timeout`]: a large
+/// table has the next pass's index buckets asked for ahead.
 const TW_BATCH: usize = 16;
 
 impl Host {
@@ -34,16 +33,15 @@ impl Host {
             if ahead {
                 self.table.prefetch_expiring(now_ms, 0, TW_BATCH);
             }
-            let mut batch = [TwExpired::default(); TW_BATCH];
             loop {
                 if ahead {
                     self.table.prefetch_expiring(now_ms, TW_BATCH, TW_BATCH);
                 }
-                let n = self.table.expire_time_wait(now_ms, &mut batch);
+                let (table, mut end) = self.tw_end();
+                let n = table.expire_time_wait(now_ms, TW_BATCH, |e| {
+                    end.closed(now, &e.tuple, e.close_ms, CloseReason::TimeWaitExpired);
+                });
                 self.stats.timeouts_time_wait += n as u64;
-                for e in &batch[..n] {
-                    self.closed_time_wait(now, &e.tuple, e.close_ms, CloseReason::TimeWaitExpired);
-                }
                 if n < TW_BATCH {
                     break;
                 }

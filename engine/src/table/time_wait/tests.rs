@@ -64,7 +64,6 @@ fn tables_with_stale_slots() -> (Table, Table) {
 fn expiry_in_batches_pops_as_single_pops_do() {
     for size in [1, 2, 16, 64] {
         let (mut one, mut batched) = tables_with_stale_slots();
-        let mut out = vec![TwExpired::default(); size];
         for now_ms in [999, 1_000, 1_001, 1_150, 1_150, 1_299, 1_300, 1_400, 1_449] {
             let mut want = Vec::new();
             while let Some(e) = one.pop_expired_time_wait(now_ms) {
@@ -72,8 +71,7 @@ fn expiry_in_batches_pops_as_single_pops_do() {
             }
             let mut got = Vec::new();
             loop {
-                let n = batched.expire_time_wait(now_ms, &mut out);
-                got.extend_from_slice(&out[..n]);
+                let n = batched.expire_time_wait(now_ms, size, |e| got.push(e));
                 if n < size {
                     break;
                 }
