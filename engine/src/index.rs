@@ -233,9 +233,29 @@ impl Index {
         self.len += 1;
     }
 
+    /// Puts `r` in the first bucket with room from `hash`'s home. In line
+    /// for the home bucket, which nearly always has room; the probe past it
+    /// (and [`Index::grow`]) out of line, so that an insert saves and
+    /// restores no registers for them.
+    #[inline(always)]
     fn place(&mut self, hash: u64, r: u32) {
+        let b = self.home(hash);
+        let bucket = &mut self.buckets[b];
+        let free = bucket.matching(EMPTY);
+        if free == 0 {
+            return self.place_past(hash, r, b);
+        }
+        let i = free.trailing_zeros() as usize;
+        bucket.tags[i] = tag(hash);
+        bucket.refs[i] = r;
+    }
+
+    /// [`Index::place`] past the full home bucket `home`.
+    #[cold]
+    #[inline(never)]
+    fn place_past(&mut self, hash: u64, r: u32, home: usize) {
         let mask = self.mask();
-        let mut b = self.home(hash);
+        let mut b = home;
         for probe in 0.. {
             let bucket = &mut self.buckets[b];
             let free = bucket.matching(EMPTY);
@@ -252,6 +272,8 @@ impl Index {
     }
 
     /// Doubles the buckets and places every entry again.
+    #[cold]
+    #[inline(never)]
     fn grow(&mut self, hasher: &impl Fn(u32) -> u64) {
         let old = std::mem::replace(self, Index::with_buckets(self.buckets.len() * 2));
         for r in old.iter() {

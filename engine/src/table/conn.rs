@@ -115,6 +115,7 @@ impl Table {
     /// Keeps connection `idx`'s rare fields, or drops them once they hold
     /// nothing.
     #[cold]
+    #[inline(never)]
     pub(super) fn put_conn_rare(&mut self, idx: u32, last_oow_ms: u32, tuple: Tuple) {
         let rec = self.e.conns.get_mut(idx);
         if last_oow_ms == 0 && !rec.name.spilled() {
