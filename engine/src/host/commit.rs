@@ -121,7 +121,7 @@ impl Host {
             c.last_oow_ms = 0;
         }
         self.count_fw2_orphan(c, false);
-        self.disarm(c);
+        self.disarm_inline(c);
         let hash = hash.unwrap_or_else(|| self.table.hash(&c.tuple));
         self.enter_time_wait(now, idx, c, before, hash);
     }
@@ -140,7 +140,7 @@ impl Host {
     ) {
         self.count_fw2_orphan(c, false);
         self.orphan_gone(c);
-        self.disarm(c);
+        self.disarm_inline(c);
         let hash = hash.unwrap_or_else(|| self.table.hash(&c.tuple));
         self.table.remove_conn_hashed(idx, &c.tuple, hash);
         self.port_released(&c.tuple);
