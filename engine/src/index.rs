@@ -225,12 +225,24 @@ impl Index {
 
     /// Adds `r`, whose key is not in the index; `hasher` gives the hash of
     /// any reference already in it, for growing.
+    #[inline(always)]
     pub fn insert_unique(&mut self, hash: u64, r: u32, hasher: impl Fn(u32) -> u64) {
         if self.len >= self.limit {
-            self.grow(&hasher);
+            return self.insert_growing(hash, r, &hasher);
         }
-        self.place(hash, r);
         self.len += 1;
+        self.place(hash, r);
+    }
+
+    /// [`Index::insert_unique`] into a full index. Out of line, and the
+    /// insert's last step, as [`Index::place_past`] is: an insert keeps
+    /// nothing live across either call.
+    #[cold]
+    #[inline(never)]
+    fn insert_growing(&mut self, hash: u64, r: u32, hasher: &impl Fn(u32) -> u64) {
+        self.grow(hasher);
+        self.len += 1;
+        self.place(hash, r);
     }
 
     /// Puts `r` in the first bucket with room from `hash`'s home. In line

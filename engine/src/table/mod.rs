@@ -71,6 +71,13 @@ pub struct Table {
     /// How long TIME-WAIT lasts, so that a record's close() offset can count
     /// back from its (re)start, which is its expiry less this.
     time_wait_ms: u32,
+    /// The endpoint the last new connection was packed under: its local
+    /// address, fixed port and side, and index. A host accepts on a listener
+    /// or connects to a service, one or a few, so nearly every insert names
+    /// its connection from this without interning, whose miss path (a
+    /// call, with the insert's values live across it) made every insert
+    /// save and restore six registers ([`Table::insert_reserved`]).
+    new_ep: Option<(u32, u16, Side, u16)>,
 }
 
 impl Table {
@@ -88,6 +95,7 @@ impl Table {
             stale: 0,
             key: HashKey::from(key),
             time_wait_ms: TIME_WAIT_MS,
+            new_ep: None,
         }
     }
 
@@ -250,12 +258,46 @@ impl Table {
     /// put in the recent slots: the application's first call on it nearly
     /// always follows a segment of it, whose write-back ([`Table::set_conn`])
     /// puts it there, and [`Table::find_conn`] falls back to the index.
+    /// Under the endpoint the insert before was packed under
+    /// ([`Table::new_ep`]), the name is made here; else interned out of line.
     pub(crate) fn insert_reserved(&mut self, idx: u32, conn: &Conn, hash: u64) {
         debug_assert_eq!(hash, self.hash(&conn.tuple));
-        let side = match conn.state {
-            State::SynSent => Side::Client,
-            _ => Side::Server,
+        debug_assert_eq!(conn.last_oow_ms, 0);
+        let t = &conn.tuple;
+        let (side, port, other) = Self::fixed_end(conn);
+        let Some((.., ep)) = self
+            .new_ep
+            .filter(|e| (e.0, e.1, e.2) == (t.local_ip, port, side))
+        else {
+            return self.insert_packing(idx, conn, hash);
         };
+        let name = Packed {
+            remote_ip: t.remote_ip,
+            port: other,
+            ep,
+        };
+        debug_assert_eq!(self.e.eps.tuple(&name), Some(*t));
+        self.e.conns.set(idx, conn.record(name));
+        self.index_insert(idx, hash);
+    }
+
+    /// The side, fixed port and other port of new connection `conn`: the
+    /// remote port is fixed if we connected (SYN-SENT), else the local one.
+    #[inline(always)]
+    fn fixed_end(conn: &Conn) -> (Side, u16, u16) {
+        let t = &conn.tuple;
+        match conn.state {
+            State::SynSent => (Side::Client, t.remote_port, t.local_port),
+            _ => (Side::Server, t.local_port, t.remote_port),
+        }
+    }
+
+    /// [`Table::insert_reserved`] under an endpoint other than the last
+    /// one: interned, and remembered unless spilled.
+    #[cold]
+    #[inline(never)]
+    fn insert_packing(&mut self, idx: u32, conn: &Conn, hash: u64) {
+        let (side, port, _) = Self::fixed_end(conn);
         let name = self.e.eps.pack(&conn.tuple, side);
         self.e.conns.set(idx, conn.record(name));
         // A new connection has sent no out-of-window ACK yet
@@ -264,7 +306,15 @@ impl Table {
         debug_assert_eq!(conn.last_oow_ms, 0);
         if name.spilled() {
             self.put_conn_rare(idx, 0, conn.tuple);
+        } else {
+            self.new_ep = Some((conn.tuple.local_ip, port, side, name.ep));
         }
+        self.index_insert(idx, hash);
+    }
+
+    /// Puts slab entry `idx`, whose tuple's hash is `hash`, in the index.
+    #[inline(always)]
+    fn index_insert(&mut self, idx: u32, hash: u64) {
         let (e, key) = (&self.e, self.key);
         self.map
             .insert_unique(hash, idx, |r| e.tuple_of(r).hash(key));

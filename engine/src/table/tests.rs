@@ -110,3 +110,42 @@ fn survives_growth_with_mixed_references() {
     assert_eq!(t.len(), 25_000);
     assert_eq!(t.conn_indices().count(), 25_000);
 }
+
+/// An insert under the endpoint the one before was packed under names its
+/// entry from the table's memo (`new_ep`), others by interning: entries
+/// under endpoints in turn, of both sides, are found and read back whole.
+#[test]
+fn inserts_under_endpoints_in_turn_name_their_entries() {
+    let mut t = Table::new(23);
+    let ends = [
+        (1, 80, State::Established),
+        (1, 80, State::SynSent),
+        (2, 80, State::Established),
+        (1, 443, State::Established),
+    ];
+    let timeouts = crate::conn::TimeoutsUs::new(&crate::Config::default());
+    let mut made = Vec::new();
+    for k in 0..200u16 {
+        let (ip, port, state) = ends[usize::from(k / 3) % ends.len()];
+        let tuple = match state {
+            State::SynSent => Tuple {
+                local_ip: ip,
+                remote_ip: 0x0a09_0002,
+                local_port: 30_000 + k,
+                remote_port: port,
+            },
+            _ => Tuple {
+                local_ip: ip,
+                remote_ip: 0x0a09_0002 + u32::from(k),
+                local_port: port,
+                remote_port: 40_000 + k,
+            },
+        };
+        let c = Conn::new(tuple, state, crate::seq::Seq(0), &timeouts);
+        made.push((t.insert_conn(c), tuple));
+    }
+    for (i, tuple) in made {
+        assert_eq!(t.find(&tuple), Some(Found::Conn(i)));
+        assert_eq!(t.conn(i).tuple, tuple);
+    }
+}
