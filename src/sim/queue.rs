@@ -98,13 +98,64 @@ enum Kind {
 /// Segments in send order, and their arrival times run-length coded: each
 /// run is a time and how many segments in a row (from the front) arrive then,
 /// counted in a `u64` (a run takes 16 bytes either way), which no run fills.
-#[derive(Default)]
+///
+/// The last run, the one pushes extend, is kept apart from the others
+/// (`last_us`, `last_n`): a push at the last run's instant tests and counts
+/// in two fields, where through the runs' line it found that line's back
+/// first (0.8 % of a sequential run's instructions). It joins `runs` when a
+/// push starts a later run.
 struct Fifo {
     segs: Line<Segment>,
+    /// The runs before the last one, front first.
     runs: Line<(Time, u64)>,
+    /// The last run's arrival in µs, `u64::MAX` with no run (`last_n` 0);
+    /// when `runs` is empty, it is the front run.
+    last_us: u64,
+    last_n: u64,
+}
+
+impl Default for Fifo {
+    fn default() -> Fifo {
+        Fifo {
+            segs: Line::default(),
+            runs: Line::default(),
+            last_us: u64::MAX,
+            last_n: 0,
+        }
+    }
 }
 
 impl Fifo {
+    /// Empties the FIFO, its buffers kept.
+    fn clear(&mut self) {
+        self.segs.clear();
+        self.runs.clear();
+        (self.last_us, self.last_n) = (u64::MAX, 0);
+    }
+
+    /// Starts the last run, at `at_us`, with one segment: the one before
+    /// (if any) joins `runs`; returns whether the FIFO was empty. Out of
+    /// line: once a burst.
+    #[inline(never)]
+    fn start_run(&mut self, at_us: u64) -> bool {
+        let was_empty = self.last_n == 0;
+        if !was_empty {
+            if self.runs.is_full() {
+                self.make_room_for_run();
+            }
+            self.runs
+                .push((Time::from_micros(self.last_us), self.last_n));
+        }
+        (self.last_us, self.last_n) = (at_us, 1);
+        was_empty
+    }
+
+    /// How many segments the front run holds (0: none).
+    #[inline(always)]
+    fn front_n(&self) -> u64 {
+        self.runs.front().map_or(self.last_n, |&(_, n)| n)
+    }
+
     /// Where a full buffer would grow: the segments move to its front when
     /// mostly read, else into the spare when it is bigger (as many as
     /// growth would copy), and the old buffer is freed; else it grows here.
@@ -168,8 +219,7 @@ impl Queue {
         // What a shard cut short (`--duration`) left in flight goes.
         match (old.map(|o| o.kind), &mut q.kind) {
             (Some(Kind::Fifo(mut f)), Kind::Fifo(_)) => {
-                f.segs.clear();
-                f.runs.clear();
+                f.clear();
                 q.kind = Kind::Fifo(f);
             }
             (Some(Kind::Heap(mut h, _)), Kind::Heap(..)) => {
@@ -190,17 +240,11 @@ impl Queue {
         // arrives first; in a heap it may.
         match &mut self.kind {
             Kind::Fifo(q) => {
-                match q.runs.back_mut() {
-                    Some((last, n)) if *last == at => *n += 1,
-                    back => {
-                        if back.is_none() {
-                            self.next_us = at.as_micros();
-                        }
-                        if q.runs.is_full() {
-                            q.make_room_for_run();
-                        }
-                        q.runs.push((at, 1));
-                    }
+                let at_us = at.as_micros();
+                if q.last_us == at_us {
+                    q.last_n += 1;
+                } else if q.start_run(at_us) {
+                    self.next_us = at_us;
                 }
                 if q.segs.is_full() {
                     q.make_room(spare);
@@ -275,7 +319,7 @@ impl Queue {
     #[cfg(test)]
     pub(super) fn front_run(&self) -> usize {
         match &self.kind {
-            Kind::Fifo(q) => q.runs.front().map_or(0, |&(_, n)| n as usize),
+            Kind::Fifo(q) => q.front_n() as usize,
             Kind::Heap(h, _) => usize::from(!h.is_empty()),
         }
     }
@@ -295,10 +339,7 @@ impl Queue {
     #[inline(always)]
     pub(super) fn front_run_segments(&self) -> &[Segment] {
         match &self.kind {
-            Kind::Fifo(q) => {
-                let n = q.runs.front().map_or(0, |&(_, n)| n as usize);
-                &q.segs.as_slice()[..n]
-            }
+            Kind::Fifo(q) => &q.segs.as_slice()[..q.front_n() as usize],
             Kind::Heap(h, _) => h.peek().map_or(&[], |x| std::slice::from_ref(&x.0.seg)),
         }
     }
@@ -374,10 +415,14 @@ impl Queue {
                     *n -= k as u64;
                     if *n == 0 {
                         q.runs.advance();
-                        self.next_us = us(q.runs.front().map(|x| x.0));
+                        self.next_us = q.runs.front().map_or(q.last_us, |x| x.0.as_micros());
                     }
                 }
-                None => self.next_us = u64::MAX,
+                None if q.last_n > k as u64 => q.last_n -= k as u64,
+                None => {
+                    (q.last_us, q.last_n) = (u64::MAX, 0);
+                    self.next_us = u64::MAX;
+                }
             }
         }
     }

@@ -93,11 +93,6 @@ impl<T: Copy> Line<T> {
         self.buf.get_mut(self.head)
     }
 
-    #[inline(always)]
-    pub(super) fn back_mut(&mut self) -> Option<&mut T> {
-        self.buf.last_mut()
-    }
-
     /// The `i`-th value from the front.
     #[inline(always)]
     pub(super) fn get(&self, i: usize) -> Option<&T> {

@@ -112,12 +112,11 @@ fn a_fifo_keeps_a_time_per_run() {
     let mut q = Queue::new(false, 0);
     let mut spare = Spare::default();
     let runs = |q: &Queue| match &q.kind {
-        Kind::Fifo(f) => f
-            .runs
-            .as_slice()
-            .iter()
-            .map(|r| (r.0.as_micros(), r.1))
-            .collect(),
+        Kind::Fifo(f) => {
+            let last = (f.last_n > 0).then_some((f.last_us, f.last_n));
+            let runs = f.runs.as_slice().iter().map(|r| (r.0.as_micros(), r.1));
+            runs.chain(last).collect()
+        }
         Kind::Heap(..) => vec![],
     };
     for (i, at) in [5, 5, 5, 8].into_iter().enumerate() {
