@@ -290,7 +290,15 @@ impl Shard<'_> {
     pub(super) fn sweep(&mut self) {
         let timeout = self.cfg.app_timeout.as_millis() as u32;
         let now_ms = self.now.stamp_ms();
-        let mut from = 0;
+        // Before the clock passes the timeout no connection is that old
+        // (each open end's stamp lies in 0..=now, which has not wrapped):
+        // the scan of every slot, most of a shard's sweeps (all of a
+        // 120 s timeout's past a 60 s TIME-WAIT), would close none.
+        let mut from = if self.now.as_millis() < u64::from(timeout) {
+            self.slots.len()
+        } else {
+            0
+        };
         // The next open slot from `from` on, read afresh after each close
         // (which may open new connections in other slots).
         while let Some(s) = next_open(&self.slots, from) {
