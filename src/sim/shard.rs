@@ -101,12 +101,12 @@ pub struct Shard<'a> {
     ///
     /// [`PREFETCH_SLOTS_FROM`]: super::slots::PREFETCH_SLOTS_FROM
     pub(super) ahead: bool,
-    /// Client addresses of this shard (10.<shard>.0.0 upwards), each with the
+    /// Client addresses of this shard (`10.<shard>.0.0` upwards), each with the
     /// whole port range, and the next one to connect from.
     pub(super) client_ips: u32,
     pub(super) next_ip: u32,
     /// The marks every slot opened takes, when no random draw decides them
-    /// ([`fixed_flags`]).
+    /// ([`fixed_flags`](super::open::fixed_flags)).
     pub(super) fixed_flags: Option<u8>,
     /// The last events taken from a host (`after`), swapped for its queue.
     pub(super) events: Vec<Event>,

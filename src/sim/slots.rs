@@ -54,12 +54,12 @@ pub(super) fn open_bit(side: Side) -> u8 {
 pub(super) const PREFETCH_SLOTS_FROM: usize = 1 << 15;
 
 /// Where a client-side 4-tuple's slot lies, worked out once in
-/// [`Shard::new`]: the lookup runs for every segment delivered and every
+/// [`Shard::new`](super::shard::Shard::new): the lookup runs for every segment delivered and every
 /// host event, and read from the config it reloaded the port range and
 /// recomputed the shard's address prefix each time.
 #[derive(Clone, Copy)]
 pub(super) struct SlotMap {
-    /// The shard's first client address, 10.<shard>.0.0.
+    /// The shard's first client address, `10.<shard>.0.0`.
     base: u32,
     port_lo: u16,
     /// hi - lo: a port is in the range when `port - lo` (wrapping) is at most this.
@@ -81,7 +81,7 @@ impl SlotMap {
         }
     }
 
-    /// The shard's `n`-th client address, 10.<shard>.<n>.
+    /// The shard's `n`-th client address, `10.<shard>.<n>`.
     #[inline]
     pub(super) fn client_ip(&self, n: u32) -> u32 {
         self.base | n
