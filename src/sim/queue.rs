@@ -312,18 +312,6 @@ impl Queue {
         self.next_us
     }
 
-    /// How many segments at the front arrive together, at [`Queue::next_us`]
-    /// (0: none): a FIFO's front run, a heap's front one (it keeps no runs).
-    /// For the tests: a burst reads them with `front_run_segments` and
-    /// settles them once with `put_back`.
-    #[cfg(test)]
-    pub(super) fn front_run(&self) -> usize {
-        match &self.kind {
-            Kind::Fifo(q) => q.front_n() as usize,
-            Kind::Heap(h, _) => usize::from(!h.is_empty()),
-        }
-    }
-
     /// Takes the queue out, for a burst to read its front run in place
     /// ([`Queue::front_run_segments`]) while the shard's deliveries borrow
     /// the rest of it, and leaves an empty one meanwhile: nothing queues in
@@ -369,16 +357,6 @@ impl Queue {
         }
         q.ran(k);
         *self = q;
-    }
-
-    /// The next segment to arrive, read where it lies. For the tests: a
-    /// burst reads it with `front_run_segments`.
-    #[cfg(test)]
-    pub(super) fn front(&self) -> Option<&Segment> {
-        match &self.kind {
-            Kind::Fifo(q) => q.segs.front(),
-            Kind::Heap(h, _) => h.peek().map(|x| &x.0.seg),
-        }
     }
 
     /// Drops the next segment (a nonempty queue's first), one of
@@ -430,10 +408,7 @@ impl Queue {
     /// The next segment to arrive, taken off the queue.
     #[cfg(test)]
     pub(super) fn pop(&mut self, spare: &mut Spare) -> Option<Segment> {
-        if self.front_run() == 0 {
-            return None;
-        }
-        let seg = *self.front()?;
+        let seg = *self.front_run_segments().first()?;
         self.advance_in_run(spare);
         self.ran(1);
         Some(seg)

@@ -223,8 +223,8 @@ fn a_released_queue_hands_a_big_buffer_to_the_next_burst() {
     }
 }
 
-/// A burst's segments are taken as their run: `front_run` counts the
-/// segments that arrive together, and `ran` settles what was taken of it,
+/// A burst's segments are taken as their run: `front_run_segments` holds
+/// the segments that arrive together, and `ran` settles what was taken of it,
 /// part (the run goes on at the same time) or all (the next run is next),
 /// also when the FIFO drained and gave its buffer away meanwhile.
 #[test]
@@ -234,24 +234,23 @@ fn a_run_is_taken_in_part_or_whole() {
     for (i, at) in [5, 5, 5, 7, 7].into_iter().enumerate() {
         q.push(Time::from_micros(at), &seg(i as u32), &mut spare);
     }
+    // The first `k` of the front run, read in place, then dropped one by
+    // one and settled once.
     fn take(q: &mut Queue, k: usize, spare: &mut Spare) -> Vec<u32> {
-        let got = (0..k)
-            .map(|_| {
-                let s = *q.front().expect("a segment");
-                q.advance_in_run(spare);
-                s.seq
-            })
-            .collect();
+        let got = q.front_run_segments()[..k].iter().map(|s| s.seq).collect();
+        for _ in 0..k {
+            q.advance_in_run(spare);
+        }
         q.ran(k);
         got
     }
-    assert_eq!(q.front_run(), 3);
+    assert_eq!(q.front_run_segments().len(), 3);
     assert_eq!(take(&mut q, 2, &mut spare), [0, 1]);
-    assert_eq!((q.front_run(), q.next_us()), (1, 5));
+    assert_eq!((q.front_run_segments().len(), q.next_us()), (1, 5));
     assert_eq!(take(&mut q, 1, &mut spare), [2]);
-    assert_eq!((q.front_run(), q.next_us()), (2, 7));
+    assert_eq!((q.front_run_segments().len(), q.next_us()), (2, 7));
     assert_eq!(take(&mut q, 2, &mut spare), [3, 4]);
-    assert_eq!((q.front_run(), q.next_us()), (0, u64::MAX));
+    assert_eq!((q.front_run_segments().len(), q.next_us()), (0, u64::MAX));
     // A released queue past its floor hands its drained buffer (runs and
     // all) away before its run is settled.
     let mut q = Queue::new(false, 0);
@@ -260,9 +259,12 @@ fn a_run_is_taken_in_part_or_whole() {
         q.push(Time::from_micros(9), &seg(i as u32), &mut spare);
     }
     q.release(&mut spare);
-    assert_eq!(q.front_run(), n);
+    assert_eq!(q.front_run_segments().len(), n);
     assert_eq!(take(&mut q, n, &mut spare).len(), n);
-    assert_eq!((capacity(&q), q.front_run(), q.next_us()), (0, 0, u64::MAX));
+    assert_eq!(
+        (capacity(&q), q.front_run_segments().len(), q.next_us()),
+        (0, 0, u64::MAX)
+    );
 }
 
 /// A run read in place while the queue is out ([`Queue::take_out`]) is
@@ -282,13 +284,21 @@ fn a_run_read_in_place_is_settled_as_it_is_put_back() {
     assert_eq!(seqs, [0, 1, 2]);
     q.put_back(out, 2, &mut spare);
     assert_eq!(
-        (q.front_run(), q.next_us(), q.front().map(|s| s.seq)),
+        (
+            q.front_run_segments().len(),
+            q.next_us(),
+            q.front_run_segments().first().map(|s| s.seq)
+        ),
         (1, 5, Some(2))
     );
     let out = q.take_out();
     q.put_back(out, 1, &mut spare);
     assert_eq!(
-        (q.front_run(), q.next_us(), q.front().map(|s| s.seq)),
+        (
+            q.front_run_segments().len(),
+            q.next_us(),
+            q.front_run_segments().first().map(|s| s.seq)
+        ),
         (1, 7, Some(3))
     );
     // Released while out, past its floor: drained as it is put back, it
@@ -302,7 +312,10 @@ fn a_run_read_in_place_is_settled_as_it_is_put_back() {
     assert_eq!(out.front_run_segments().len(), n);
     q.release(&mut spare);
     q.put_back(out, n, &mut spare);
-    assert_eq!((capacity(&q), q.front_run(), q.next_us()), (0, 0, u64::MAX));
+    assert_eq!(
+        (capacity(&q), q.front_run_segments().len(), q.next_us()),
+        (0, 0, u64::MAX)
+    );
     // Not released, within what it keeps: it keeps its buffer.
     let mut q = Queue::new(false, 0);
     let m = SHRINK_AT / 2;
@@ -320,5 +333,8 @@ fn a_run_read_in_place_is_settled_as_it_is_put_back() {
     let seqs: Vec<u32> = out.front_run_segments().iter().map(|s| s.seq).collect();
     assert_eq!(seqs, [1]);
     h.put_back(out, 1, &mut spare);
-    assert_eq!((h.next_us(), h.front().map(|s| s.seq)), (8, Some(0)));
+    assert_eq!(
+        (h.next_us(), h.front_run_segments().first().map(|s| s.seq)),
+        (8, Some(0))
+    );
 }
