@@ -95,7 +95,7 @@ impl Shard<'_> {
     /// connects of a wave (a whole shard's at its start) go straight in,
     /// and what each open reads of the instant is read once for all.
     pub(super) fn open_more(&mut self) {
-        if self.attempts == self.to_open || self.live >= self.live_cap {
+        if self.opens_done() {
             return;
         }
         if self.now < self.opens_from {
@@ -115,10 +115,17 @@ impl Shard<'_> {
                 self.apps.set_open(Some(self.now + CONNECT_RETRY));
                 return;
             }
-            if self.attempts == self.to_open || self.live >= self.live_cap {
+            if self.opens_done() {
                 return;
             }
         }
+    }
+
+    /// Whether the workload opens nothing now: every connect was made, or
+    /// the live connections are at the cap.
+    #[inline(always)]
+    fn opens_done(&self) -> bool {
+        self.attempts == self.to_open || self.live >= self.live_cap
     }
 
     /// The marks of the next slot opened, drawn from the shard's stream
