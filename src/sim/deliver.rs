@@ -108,14 +108,19 @@ impl Shard<'_> {
     /// link with a delay, takes a burst of its own: no slot is looked up,
     /// no runaway waits to vanish, every transmit is plain and no reply
     /// arrives at this instant, each a test at every segment the other
-    /// burst makes (some 7 instructions a segment). The other burst is out
-    /// of line ([`Shard::marked_burst`]), so `step` holds no more code.
+    /// burst makes (some 7 instructions a segment); and its look-ahead
+    /// ([`Shard::ahead`]) is a constant of its own copy. The other burst is
+    /// out of line ([`Shard::marked_burst`]), so `step` holds no more code.
     ///
     /// [`Queue::front_run_segments`]: super::queue::Queue::front_run_segments
     #[inline(always)]
     pub(super) fn deliver_all(&mut self, to: Side) -> Change {
         if !(self.marks || self.jitter || self.record.is_some()) && self.delay_us > 0 {
-            self.burst::<true>(to)
+            if self.ahead {
+                self.burst::<true, true>(to)
+            } else {
+                self.burst::<true, false>(to)
+            }
         } else {
             self.marked_burst(to)
         }
@@ -126,14 +131,16 @@ impl Shard<'_> {
     #[inline(never)]
     fn marked_burst(&mut self, to: Side) -> Change {
         match to {
-            Side::Server => self.burst::<false>(Side::Server),
-            Side::Client => self.burst::<false>(Side::Client),
+            Side::Server => self.burst::<false, false>(Side::Server),
+            Side::Client => self.burst::<false, false>(Side::Client),
         }
     }
 
-    /// [`Shard::deliver_all`], for an unmarked run (`UNMARKED`) or any.
+    /// [`Shard::deliver_all`], for an unmarked run (`UNMARKED`), whose
+    /// look-ahead is `AHEAD` (a constant, where its test cost two
+    /// instructions a segment), or any.
     #[inline(always)]
-    fn burst<const UNMARKED: bool>(&mut self, to: Side) -> Change {
+    fn burst<const UNMARKED: bool, const AHEAD: bool>(&mut self, to: Side) -> Change {
         let now = self.now.as_micros();
         // The host-wide peak is taken after every segment, as when each was
         // a step of its own: the most entries seen, and the change at the end.
@@ -146,7 +153,7 @@ impl Shard<'_> {
         // the per-slot arrays and the hosts' tables, and the hosts decline
         // every hint: such a burst skips the look-ahead, which would only
         // cost, segment after segment.
-        let ahead = self.ahead;
+        let ahead = if UNMARKED { AHEAD } else { self.ahead };
         // The host's allocator scope is entered once for the burst, not
         // around each segment's call: what the simulator allocates or frees
         // meanwhile (a queue's growth, a capture) it charges to its own
