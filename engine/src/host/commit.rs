@@ -183,8 +183,15 @@ impl Host {
     }
 
     pub(super) fn trace(&mut self, tuple: Tuple, from: State, to: State) {
-        if self.cfg.trace_states {
-            self.events.push(Event::StateChanged { tuple, from, to });
-        }
+        trace_into(&mut self.events, self.cfg.trace_states, tuple, from, to);
+    }
+}
+
+/// [`Host::trace`] on the host's events, for a caller that holds the table
+/// apart from them ([`super::time_wait::TwEnd`]).
+#[inline(always)]
+pub(super) fn trace_into(events: &mut Vec<Event>, on: bool, tuple: Tuple, from: State, to: State) {
+    if on {
+        events.push(Event::StateChanged { tuple, from, to });
     }
 }

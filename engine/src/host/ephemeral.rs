@@ -2,7 +2,7 @@
 //! (`__inet_hash_connect`, `inet_csk_find_open_port`) and its test of a
 //! 4-tuple held by TIME-WAIT (`__inet_check_established`, `tcp_twsk_unique`).
 
-use super::{CloseReason, Error, Host};
+use super::{listening_on, CloseReason, Error, Host};
 use crate::ports::{BindMode, Connected, LocalAt, PerturbSlot, Ports, Taken};
 use crate::seq::Seq;
 use crate::table::Found;
@@ -477,9 +477,16 @@ impl Host {
     /// An entry left the table: its port's bucket loses a user. Passive
     /// entries (on a listening port) were never counted.
     pub(super) fn port_released(&mut self, tuple: &Tuple) {
-        if !self.is_listening(tuple.local_port) {
-            self.ports.release(tuple);
-        }
+        release_port(&mut self.ports, &self.listening, tuple);
+    }
+}
+
+/// [`Host::port_released`] on the host's parts, for a caller that holds the
+/// table apart from them ([`super::time_wait::TwEnd`]).
+#[inline(always)]
+pub(super) fn release_port(ports: &mut Ports, listening: &[u64], tuple: &Tuple) {
+    if !listening_on(listening, tuple.local_port) {
+        ports.release(tuple);
     }
 }
 

@@ -4,7 +4,9 @@
 
 use std::time::Duration;
 
-use super::{listening_on, CloseReason, Event, Host, Role, TwVerdict};
+use super::commit::trace_into;
+use super::ephemeral::release_port;
+use super::{CloseReason, Event, Host, Role, TwVerdict};
 use crate::config::TwOverflow;
 use crate::conn::Conn;
 use crate::ports::Ports;
@@ -259,19 +261,15 @@ impl TwEnd<'_> {
     /// [`Host::closed_time_wait`].
     #[inline(always)]
     pub(super) fn closed(&mut self, now: Time, tuple: &Tuple, close_ms: u32, reason: CloseReason) {
-        // Host::port_released
-        if !listening_on(self.listening, tuple.local_port) {
-            self.ports.release(tuple);
-        }
+        release_port(self.ports, self.listening, tuple);
         self.population[State::TimeWait as usize] -= 1;
-        // Host::trace
-        if self.trace {
-            self.events.push(Event::StateChanged {
-                tuple: *tuple,
-                from: State::TimeWait,
-                to: State::Closed,
-            });
-        }
+        trace_into(
+            self.events,
+            self.trace,
+            *tuple,
+            State::TimeWait,
+            State::Closed,
+        );
         self.events.push(Event::Closed {
             tuple: *tuple,
             from: State::TimeWait,
