@@ -28,12 +28,20 @@ impl Host {
     /// carries no FIN: with one, it nearly always ends the entry in
     /// TIME-WAIT a few lines later (seed case 2), which cancels the timer,
     /// so [`Host::after_ack`] arms it only if the entry is still an orphaned
-    /// FIN-WAIT-2 after the FIN. Nothing between reads the timer.
+    /// FIN-WAIT-2 after the FIN. Nothing between reads the timer. `state`:
+    /// `c.state`, as `after_ack` takes it.
     #[inline(always)]
-    pub(super) fn on_acked(&mut self, now: Time, idx: u32, c: &mut Conn, f: Flags) -> Option<Next> {
+    pub(super) fn on_acked(
+        &mut self,
+        now: Time,
+        idx: u32,
+        c: &mut Conn,
+        f: Flags,
+        state: State,
+    ) -> Option<Next> {
         // A held FIN is not sent, so not acknowledged either.
         let all_acked = c.snd_una == c.snd_nxt && !c.has(flag::FIN_HELD);
-        match c.state {
+        match state {
             // "In addition to the processing for the ESTABLISHED state, if the FIN
             // segment is now acknowledged, then enter FIN-WAIT-2."
             State::FinWait1 if all_acked => {
@@ -61,10 +69,12 @@ impl Host {
     /// peer's FIN, which FIN-WAIT-2 takes in order at once (seed case 2:
     /// TIME-WAIT, or CLOSED past `tcp_max_tw_buckets` or on an orphan's
     /// data). RFC 9293 §3.10.7.4, fifth and eighth. A held FIN is not
-    /// acknowledged by it, so it ends nothing.
+    /// acknowledged by it, so it ends nothing. `state`: `c.state`, which the
+    /// caller may know.
     #[inline(always)]
-    pub(super) fn ends_with_ack(c: &Conn, seg: &Segment) -> bool {
-        let ends = match c.state {
+    pub(super) fn ends_with_ack(state: State, c: &Conn, seg: &Segment) -> bool {
+        debug_assert_eq!(state, c.state);
+        let ends = match state {
             State::LastAck | State::Closing => true,
             State::FinWait1 => seg.flags.fin(),
             _ => false,
@@ -83,8 +93,17 @@ impl Host {
     /// path, three segments of a teardown) the call's saves, restores and
     /// arguments cost 0.3 % of the simulation's instructions. Inlined at
     /// one of the two call sites alone, it saved less (0.2 %) or nothing.
+    /// `state`: `c.state`, which the caller may know ([`Host::after_ack`]).
     #[inline(always)]
-    pub(super) fn on_new_ack(&mut self, now: Time, idx: u32, c: &mut Conn, seg: &Segment) {
+    pub(super) fn on_new_ack(
+        &mut self,
+        now: Time,
+        idx: u32,
+        c: &mut Conn,
+        seg: &Segment,
+        state: State,
+    ) {
+        debug_assert_eq!(state, c.state);
         let ack = seg.ack_num();
         // Linux samples per skb it frees: an ACK that covers a FIN's data
         // but not the FIN frees nothing, so its echo times nothing.
@@ -113,7 +132,7 @@ impl Host {
             // TIME-WAIT or the close cancels it, or `after_ack` arms the
             // FIN-WAIT-2 timeout over it (the FIN was out of order).
             let fin_wait_2_next =
-                c.state == State::FinWait1 && c.has(flag::ORPHAN) && !c.has(flag::FIN_HELD);
+                state == State::FinWait1 && c.has(flag::ORPHAN) && !c.has(flag::FIN_HELD);
             if !fin_wait_2_next {
                 self.disarm(c);
             }

@@ -177,7 +177,7 @@ impl Host {
             }
         }
         if f.ack() {
-            self.on_new_ack(now, idx, c, seg);
+            self.on_new_ack(now, idx, c, seg, State::SynSent);
             c.state = State::Established;
             self.send_ack(c);
             self.events.push(Event::Established { tuple: c.tuple });

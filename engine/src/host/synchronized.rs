@@ -169,7 +169,7 @@ impl Host {
             }
         }
         if c.snd_una < seg.ack_num() {
-            self.on_new_ack(now, idx, c, seg);
+            self.on_new_ack(now, idx, c, seg, c.state);
         } else if c.snd_una == seg.ack_num()
             && c.snd_una != c.snd_nxt
             && seg.seq_len() == 0
@@ -177,7 +177,7 @@ impl Host {
         {
             self.on_dup_ack(now, idx, c);
         }
-        self.after_ack(now, idx, c, seg)
+        self.after_ack(now, idx, c, seg, c.state)
     }
 
     /// In SYN-RECEIVED, whether `seg`'s ACK is acceptable: it acknowledges
@@ -231,21 +231,36 @@ impl Host {
     /// that FIN) is reset if the FIN is out of order: `tcp_rcv_state_process`,
     /// "out of order FIN after close()", TCPAbortOnData; at rcv_nxt it goes
     /// on to TIME-WAIT.
+    ///
+    /// `state` is `c.state`, passed on so that a caller that knows it (the
+    /// predicted path's ESTABLISHED) has the tests on it folded away: read
+    /// from the record, each is a load, a compare and a branch again after
+    /// every call that sees `c`. Only `on_acked` moves it, out of
+    /// FIN-WAIT-1, so the text and the FIN see the record's state then.
     #[inline(always)]
-    pub(super) fn after_ack(&mut self, now: Time, idx: u32, c: &mut Conn, seg: &Segment) -> Next {
-        let fin_wait_1 = c.state == State::FinWait1;
-        if let Some(next) = self.on_acked(now, idx, c, seg.flags) {
+    pub(super) fn after_ack(
+        &mut self,
+        now: Time,
+        idx: u32,
+        c: &mut Conn,
+        seg: &Segment,
+        state: State,
+    ) -> Next {
+        debug_assert_eq!(state, c.state);
+        let fin_wait_1 = state == State::FinWait1;
+        if let Some(next) = self.on_acked(now, idx, c, seg.flags, state) {
             return next;
         }
+        let state = if fin_wait_1 { c.state } else { state };
         if fin_wait_1
             && seg.flags.fin()
-            && c.state == State::FinWait2
+            && state == State::FinWait2
             && c.has(flag::ORPHAN)
             && c.rcv_nxt < seg.seq_num() + seg.len
         {
             return self.abort_on_data(c, seg);
         }
-        self.on_text_and_fin(now, idx, c, seg)
+        self.on_text_and_fin(now, idx, c, seg, state)
     }
 
     /// Data after close(), or an out-of-order FIN on the ACK of ours: Linux
@@ -259,15 +274,24 @@ impl Host {
     }
 
     /// The segment text, the FIN bit, our ACK and what waited to be sent
-    /// (RFC 9293 §3.10.7.4, seventh and eighth).
+    /// (RFC 9293 §3.10.7.4, seventh and eighth). `state`: `c.state`, as
+    /// [`Host::after_ack`] takes it.
     #[inline(always)]
-    fn on_text_and_fin(&mut self, now: Time, idx: u32, c: &mut Conn, seg: &Segment) -> Next {
+    fn on_text_and_fin(
+        &mut self,
+        now: Time,
+        idx: u32,
+        c: &mut Conn,
+        seg: &Segment,
+        state: State,
+    ) -> Next {
+        debug_assert_eq!(state, c.state);
         let f = seg.flags;
         // Seventh, the segment text.
         let mut ack_now = false;
         if seg.len > 0 {
             let end = seg.seq_num() + seg.len;
-            match c.state {
+            match state {
                 State::FinWait1 | State::FinWait2 if c.has(flag::ORPHAN) && c.rcv_nxt < end => {
                     return self.abort_on_data(c, seg);
                 }
@@ -300,9 +324,9 @@ impl Host {
         let mut delay_ack = false;
         if f.fin() {
             let fin_seq = seg.seq_num() + seg.len;
-            if fin_seq == c.rcv_nxt && !c.state.fin_received() {
+            if fin_seq == c.rcv_nxt && !state.fin_received() {
                 c.rcv_nxt += 1;
-                match c.state {
+                match state {
                     // tcp_fin: CLOSE-WAIT enters pingpong mode, so the ACK
                     // is delayed (and rides on our FIN if the application
                     // closes in time).
@@ -324,7 +348,7 @@ impl Host {
                     _ => {}
                 }
                 ack_now = true;
-            } else if !c.state.fin_received() || seg.seq_num() < c.rcv_nxt {
+            } else if !state.fin_received() || seg.seq_num() < c.rcv_nxt {
                 // A duplicate, or beyond a gap: acknowledge at once. Once the
                 // FIN is in, a FIN at or beyond rcv_nxt is ignored with the
                 // text (step 7 above).
