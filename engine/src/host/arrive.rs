@@ -179,7 +179,7 @@ impl Host {
         if f.ack() {
             self.on_new_ack(now, idx, c, seg, State::SynSent);
             c.state = State::Established;
-            self.send_ack(c);
+            self.send_ack_inline(c);
             self.events.push(Event::Established { tuple: c.tuple });
         } else {
             // Simultaneous open: SYN-RECEIVED, resend our SYN with an ACK.

@@ -196,6 +196,15 @@ impl Host {
     }
 
     pub(super) fn send_ack(&mut self, c: &mut Conn) {
+        self.send_ack_inline(c);
+    }
+
+    /// [`Host::send_ack`] in its caller: for the ACKs of a teardown's
+    /// segments in `handle` (SYN-SENT's, the request's, FIN-WAIT-1's last),
+    /// three a teardown, where the call's saves, restores and moves cost
+    /// 0.6 % of the simulation's instructions.
+    #[inline(always)]
+    pub(super) fn send_ack_inline(&mut self, c: &mut Conn) {
         self.emit_ack(c);
         self.ack_sent(c);
     }

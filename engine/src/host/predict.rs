@@ -131,7 +131,7 @@ impl Host {
     fn fin_wait_1_ends(&mut self, c: &mut Conn) -> Next {
         c.state = State::FinWait2;
         c.rcv_nxt += 1;
-        self.send_ack(c);
+        self.send_ack_inline(c);
         Next::TimeWait
     }
 }

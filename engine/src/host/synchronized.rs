@@ -358,7 +358,7 @@ impl Host {
         if delay_ack {
             self.send_delayed_ack(now, idx, c);
         } else if ack_now {
-            self.send_ack(c);
+            self.send_ack_inline(c);
             if ack_on_the_spot {
                 self.sent_acks = self.out.len();
             }
