@@ -80,7 +80,7 @@ impl Host {
         let hash = self.table.hash(&tuple);
         self.table.insert_reserved(idx, &c, hash);
         self.stats.opened_active += 1;
-        self.enter(tuple, State::Closed, State::SynSent);
+        self.entered(&c, State::Closed);
     }
 
     /// The application sends `len` bytes (modelled by length only).
@@ -235,7 +235,7 @@ impl Host {
                 // state's count and the write-back; taken here, `c` goes to
                 // the table without the copy that passing it on made.
                 debug_assert!(!c.has(flag::FW2_COUNTED));
-                self.enter(tuple, before, c.state);
+                self.entered(c, before);
                 if newly && self.too_many_orphans(false) {
                     self.abort_on_memory(now, idx, c);
                     return Ok(());

@@ -127,7 +127,7 @@ impl Host {
         self.send_new_inline(now, idx, &mut c, Flags::SYN | Flags::ACK, 0);
         self.table.insert_reserved(idx, &c, hash);
         self.stats.opened_passive += 1;
-        self.enter(tuple, State::Closed, State::SynReceived);
+        self.entered(&c, State::Closed);
     }
 
     /// SYN-SENT (RFC 9293 §3.10.7.3).

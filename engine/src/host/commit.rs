@@ -58,7 +58,7 @@ impl Host {
     pub(super) fn keep(&mut self, idx: u32, c: &mut Conn, before: State) {
         debug_assert!(c.state == State::FinWait2 || !c.has(flag::FW2_COUNTED));
         if c.state != before {
-            self.enter(c.tuple, before, c.state);
+            self.entered(c, before);
         }
         self.table.set_conn(idx, c);
     }
@@ -82,7 +82,7 @@ impl Host {
         };
         debug_assert!(c.state == State::FinWait2 || !c.has(flag::FW2_COUNTED));
         if c.state != before {
-            self.enter(c.tuple, before, c.state);
+            self.entered(&c, before);
         }
         self.table.set_found_conn(idx, c);
     }
@@ -175,11 +175,27 @@ impl Host {
     }
 
     pub(super) fn enter(&mut self, tuple: Tuple, from: State, to: State) {
+        self.count_move(from, to);
+        self.trace(tuple, from, to);
+    }
+
+    /// [`Host::enter`] for `c`, now in its new state, from `from`: the
+    /// connection passed by reference, its tuple copied for the event only
+    /// when states are traced, not for the call at every state change.
+    pub(super) fn entered(&mut self, c: &Conn, from: State) {
+        self.count_move(from, c.state);
+        if self.cfg.trace_states {
+            self.trace(c.tuple, from, c.state);
+        }
+    }
+
+    /// The population counts of a move `from` -> `to` (CLOSED is not counted).
+    #[inline(always)]
+    fn count_move(&mut self, from: State, to: State) {
         if from != State::Closed {
             self.population[from as usize] -= 1;
         }
         self.population[to as usize] += 1;
-        self.trace(tuple, from, to);
     }
 
     pub(super) fn trace(&mut self, tuple: Tuple, from: State, to: State) {
