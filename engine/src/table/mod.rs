@@ -252,14 +252,15 @@ impl Table {
         self.e.conns.reserve(|| conn.record(Packed::default()))
     }
 
-    /// [`Table::insert_conn`] into the slot [`Table::reserve_conn`] took,
-    /// given the tuple's [`Table::hash`]: a SYN that found no entry is
-    /// inserted without hashing its tuple again. The new connection is not
-    /// put in the recent slots: the application's first call on it nearly
-    /// always follows a segment of it, whose write-back ([`Table::set_conn`])
-    /// puts it there, and [`Table::find_conn`] falls back to the index.
-    /// Under the endpoint the insert before was packed under
-    /// ([`Table::new_ep`]), the name is made here; else interned out of line.
+    /// `Table::insert_conn` (test and bench builds) into the slot
+    /// [`Table::reserve_conn`] took, given the tuple's [`Table::hash`]: a SYN
+    /// that found no entry is inserted without hashing its tuple again. The
+    /// new connection is not put in the recent slots: the application's first
+    /// call on it nearly always follows a segment of it, whose write-back
+    /// ([`Table::set_conn`]) puts it there, and [`Table::find_conn`] falls
+    /// back to the index. Under the endpoint the insert before was packed
+    /// under ([`Table::new_ep`]), the name is made here; else interned out of
+    /// line.
     pub(crate) fn insert_reserved(&mut self, idx: u32, conn: &Conn, hash: u64) {
         debug_assert_eq!(hash, self.hash(&conn.tuple));
         debug_assert_eq!(conn.last_oow_ms, 0);

@@ -18,7 +18,8 @@ impl Table {
         self.conn_to_time_wait_hashed(idx, &e, hash)
     }
 
-    /// [`Table::conn_to_time_wait`] given the hash of `e.tuple`.
+    /// `Table::conn_to_time_wait` (test and bench builds) given the hash of
+    /// `e.tuple`.
     pub(crate) fn conn_to_time_wait_hashed(
         &mut self,
         idx: u32,
