@@ -44,10 +44,11 @@ pub(crate) struct TwEntry {
 }
 
 /// What an expired TIME-WAIT entry leaves for the host's accounting
-/// (`Host::closed_time_wait`): its tuple and close time; and its expiry,
+/// (`TwEnd::closed`, from inside the table's expiry loop): its tuple and
+/// close time; and its expiry,
 /// which the host does not read but the table's tests check each pass's
 /// order by. 20 bytes where a [`TwEntry`] is 40.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct TwExpired {
     pub tuple: Tuple,
     /// When the entry expired (ms stamp).

@@ -10,10 +10,10 @@
 //!
 //! It cannot see the server's table, so it judges by what the clients see (see
 //! "Attacks" in docs/service.md): a target is chosen by the client's state, a
-//! connection counts as killed when the client sees it end by RST after an attack,
-//! and replies count when they reach an attacked client within [`WATCH`].
+//! connection counts as killed when the client sees it end by RST after an attack
+//! (but see [`Attacker::closed`]), and replies count when they reach an attacked client within [`WATCH`].
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use rand::Rng;
@@ -65,6 +65,9 @@ pub struct Attacker {
     /// Live connections attacked, with every kind that hit them (bit k for
     /// `kinds[k]`).
     attacked: HashMap<Tuple, u8>,
+    /// Attacked connections whose client, in TIME-WAIT, took the server's FIN
+    /// again: the server had not seen the client's first ACK in time.
+    fin_again: HashSet<Tuple>,
     watch: HashMap<Tuple, (u8, Instant)>,
     watch_order: VecDeque<(Instant, Tuple)>,
     /// RST-attacked connections to probe, each with the serial of the
@@ -97,6 +100,7 @@ impl Attacker {
             time_wait: VecDeque::new(),
             time_wait_for: server.time_wait / 2,
             attacked: HashMap::new(),
+            fin_again: HashSet::new(),
             watch: HashMap::new(),
             watch_order: VecDeque::new(),
             probes: VecDeque::new(),
@@ -120,15 +124,18 @@ impl Attacker {
     }
 
     /// A client connection reached CLOSED from `from`. An RST that ends the
-    /// client's TIME-WAIT is no kill: both FINs were acknowledged, the teardown
-    /// was done. It comes when a slow ACK lets the server retransmit its FIN:
-    /// the client's second ACK finds the server closed by its first and draws
-    /// an RST at rcv_nxt, which Linux's TIME-WAIT takes (`tcp_rfc1337` off).
-    /// A client becomes the active closer, and so holds a TIME-WAIT, at an RST
-    /// attack's probe (docs/service.md, "Attacks").
+    /// client's TIME-WAIT after the server's FIN came to it again is no kill:
+    /// a slow ACK let the server retransmit its FIN, and the client's second
+    /// ACK found the server closed by its first and drew an RST at rcv_nxt,
+    /// which Linux's TIME-WAIT takes (`tcp_rfc1337` off). Both FINs were
+    /// acknowledged; the teardown was done. Without the FIN again, an RST in
+    /// TIME-WAIT can answer the ACK of a FIN whose sender an attack killed in
+    /// LAST-ACK, which is a kill (docs/service.md, "Attacks").
     pub fn closed(&mut self, now: Time, t: Tuple, from: State, reason: CloseReason) {
+        let fin_again = self.fin_again.remove(&t);
         if let Some(hit) = self.attacked.remove(&t) {
-            if reason == CloseReason::Reset && from != State::TimeWait {
+            let done = from == State::TimeWait && fin_again;
+            if reason == CloseReason::Reset && !done {
                 let k = self.likeliest_killer(hit);
                 self.counts[k].killed += 1;
             }
@@ -158,6 +165,7 @@ impl Attacker {
     /// A client vanished on purpose (`--runaway-client`): no CLOSED will come.
     pub fn vanished(&mut self, t: &Tuple) {
         self.attacked.remove(t);
+        self.fin_again.remove(t);
     }
 
     /// Takes a segment addressed to one of the attacker's made-up tuples (true), so
@@ -177,6 +185,12 @@ impl Attacker {
     /// A server segment about to reach the client host, whose state for the
     /// tuple is `state`: a reply to an attack if the tuple is watched.
     pub fn observe(&mut self, seg: &Segment, state: State) {
+        if state == State::TimeWait && seg.flags.fin() {
+            let t = seg.receiver_tuple();
+            if self.attacked.contains_key(&t) {
+                self.fin_again.insert(t);
+            }
+        }
         let Some(&(k, until)) = self.watch.get(&seg.receiver_tuple()) else {
             return;
         };

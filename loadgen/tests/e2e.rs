@@ -307,7 +307,8 @@ fn spawn_server_keeps_the_concurrency_live() {
 /// RFC 5961 says, and every connection is still settled on both sides.
 ///
 /// At 20x compression, not 100x: a client counts an attacked connection that
-/// ends by RST as killed, whatever ended it, and at 100x a 100 ms stall of a
+/// ends by RST as killed, whatever ended it (all but a TIME-WAIT's after a
+/// second FIN), and at 100x a 100 ms stall of a
 /// loaded machine is 10 s of engine time. Under 2 busy loops, 2 of 17 runs at
 /// 100x booked 3 and 5 blind-RST kills against 1.3e-7 expected; at 20x, 10 of
 /// 10 passed.
@@ -365,7 +366,8 @@ fn attacks_of_every_kind_are_answered_and_everyone_is_accounted_for() {
     // dies on any in-window RST, as on Linux): with a few hundred on target the
     // odds are about 1 %, so more than two kills would mean the engine took a
     // blind RST it should have ignored. (An RST that ends a client's TIME-WAIT
-    // is no kill, `Attacker::closed`: on a busy machine a late ACK draws them.)
+    // after a second FIN is no kill, `Attacker::closed`: on a busy machine a
+    // late ACK draws them.)
     assert!(n(a, "/blind-rst/killed") <= 2, "{a:#}");
     assert!(n(a, "/blind-rst/on_target") > 0, "{a:#}");
     assert!(n(a, "/fin-unknown/rst_replies") > 0, "{a:#}");

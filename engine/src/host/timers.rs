@@ -25,7 +25,7 @@ impl Host {
             self.on_timer(now, idx);
         }
         let now_ms = now.stamp_ms();
-        // With nothing due the batch is not worth zeroing.
+        // Nothing due: no expiry pass, and no look-ahead, at all.
         if self.table.time_wait_due(now_ms) {
             // A table larger than the cache has the buckets of each batch's
             // removals asked for while the batch before is handled.
