@@ -11,7 +11,8 @@
 //! It cannot see the server's table, so it judges by what the clients see (see
 //! "Attacks" in docs/service.md): a target is chosen by the client's state, a
 //! connection counts as killed when the client sees it end by RST after an attack
-//! (but see [`Attacker::closed`]), and replies count when they reach an attacked client within [`WATCH`].
+//! (but see [`Attacker::closed`]), and replies count when they reach an attacked
+//! client within [`WATCH`].
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
