@@ -15,6 +15,7 @@ mod endpoint;
 pub mod host;
 mod index;
 mod ports;
+mod push;
 mod rare;
 pub mod segment;
 pub mod seq;

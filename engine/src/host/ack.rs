@@ -4,6 +4,7 @@
 
 use super::{CloseReason, Event, Host, Next};
 use crate::conn::{flag, Conn};
+use crate::push::push_with;
 use crate::segment::{Flags, Segment};
 use crate::state::State;
 use crate::time::Time;
@@ -16,7 +17,7 @@ impl Host {
     pub(super) fn established_by_ack(&mut self, c: &mut Conn) {
         c.state = State::Established;
         c.last_oow_ms = 0;
-        self.events.push(Event::Established { tuple: c.tuple });
+        push_with(&mut self.events, || Event::Established { tuple: c.tuple });
     }
 
     /// The states an acceptable ACK moves on (RFC 9293 §3.10.7.4, fifth,

@@ -5,6 +5,7 @@
 
 use super::{CloseReason, Event, Host, Next};
 use crate::conn::{flag, Conn};
+use crate::push::push_with;
 use crate::segment::{Flags, Segment};
 use crate::seq::Seq;
 use crate::state::State;
@@ -180,7 +181,7 @@ impl Host {
             self.on_new_ack(now, idx, c, seg, State::SynSent);
             c.state = State::Established;
             self.send_ack_inline(c);
-            self.events.push(Event::Established { tuple: c.tuple });
+            push_with(&mut self.events, || Event::Established { tuple: c.tuple });
         } else {
             // Simultaneous open: SYN-RECEIVED, resend our SYN with an ACK.
             c.state = State::SynReceived;

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use super::{CloseReason, Event, Host, Role};
 use crate::conn::{flag, Conn};
+use crate::push::push_with;
 use crate::state::State;
 use crate::time::Time;
 use crate::tuple::Tuple;
@@ -156,8 +157,9 @@ impl Host {
         let since_close = c
             .has(flag::CLOSE_STAMPED)
             .then(|| Duration::from_millis(now.stamp_ms().wrapping_sub(c.close_ms) as u64));
-        self.events.push(Event::Closed {
-            tuple: c.tuple,
+        let tuple = c.tuple.fields();
+        push_with(&mut self.events, || Event::Closed {
+            tuple: Tuple::from_fields(tuple),
             from: before,
             reason,
             role,
@@ -208,6 +210,6 @@ impl Host {
 #[inline(always)]
 pub(super) fn trace_into(events: &mut Vec<Event>, on: bool, tuple: Tuple, from: State, to: State) {
     if on {
-        events.push(Event::StateChanged { tuple, from, to });
+        push_with(events, || Event::StateChanged { tuple, from, to });
     }
 }

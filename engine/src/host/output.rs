@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use crate::config::ATO_MIN;
 use crate::conn::{bits, flag, Conn};
+use crate::push::push_with;
 use crate::segment::{Flags, Segment, Ts};
 use crate::seq::Seq;
 use crate::time::Time;
@@ -28,7 +29,7 @@ impl Host {
         len: u32,
         ecr: Option<u32>,
     ) {
-        self.push_segment::<false>(tuple, flags, seq, ack, len, ecr);
+        self.push_segment(tuple, flags, seq, ack, len, ecr);
     }
 
     /// [`Host::emit`] on connection `c`: its tuple, with its timestamps if
@@ -36,7 +37,7 @@ impl Host {
     /// registers (the tuple and echo as arguments put two on the stack).
     #[inline(never)]
     pub(super) fn emit_on(&mut self, c: &Conn, flags: Flags, seq: Seq, ack: Seq, len: u32) {
-        self.push_segment::<false>(&c.tuple, flags, seq, ack, len, c.ts_echo());
+        self.push_segment(&c.tuple, flags, seq, ack, len, c.ts_echo());
     }
 
     /// `tcp_send_active_reset`: an RST of the socket at snd_nxt
@@ -53,17 +54,14 @@ impl Host {
     /// instructions more.
     #[inline(always)]
     fn emit_ack(&mut self, c: &Conn) {
-        self.push_segment::<true>(&c.tuple, Flags::ACK, c.snd_nxt, c.rcv_nxt, 0, c.ts_echo());
+        self.push_segment(&c.tuple, Flags::ACK, c.snd_nxt, c.rcv_nxt, 0, c.ts_echo());
     }
 
     /// The body of [`Host::emit`], [`Host::emit_on`] and [`Host::emit_ack`].
-    /// `GROW_APART` (for `emit_ack`) moves the queue's growth to
-    /// [`Host::push_growing`]: the push's own test then folds away, and with
-    /// it the call across which the segment's values were live (0.04 % of
-    /// the simulation's instructions in `handle`; in `emit`'s and
-    /// `send_new`'s callers it cost more than it saved).
+    /// The segment is built in its slot of the queue ([`push_with`]), not on
+    /// the stack and then copied.
     #[inline(always)]
-    fn push_segment<const GROW_APART: bool>(
+    fn push_segment(
         &mut self,
         tuple: &Tuple,
         flags: Flags,
@@ -88,23 +86,14 @@ impl Host {
         self.stats.segments_sent += 1;
         // Linux's RSTs advertise no window (tcp_v4_send_reset).
         let wnd = if flags.rst() { 0 } else { self.cfg.rcv_wnd };
-        let mut seg = Segment::new(tuple, flags, seq.0, ack.0, len, wnd);
-        seg.ts = ecr.map(|ecr| Ts {
+        let ts = ecr.map(|ecr| Ts {
             val: self.ts_val(tuple),
             ecr,
         });
-        if GROW_APART && self.out.len() == self.out.capacity() {
-            return self.push_growing(seg);
-        }
-        self.out.push(seg);
-    }
-
-    /// The push of [`Host::push_segment`] that grows the queue: seldom (the
-    /// queue keeps its capacity between drains), so out of line.
-    #[cold]
-    #[inline(never)]
-    fn push_growing(&mut self, seg: Segment) {
-        self.out.push(seg);
+        push_with(&mut self.out, || Segment {
+            ts,
+            ..Segment::new(tuple, flags, seq.0, ack.0, len, wnd)
+        });
     }
 
     /// Sends new sequence space (SYN, data or FIN) and keeps the retransmission
@@ -131,7 +120,7 @@ impl Host {
         len: u32,
     ) {
         let ack = if flags.ack() { c.rcv_nxt } else { Seq(0) };
-        self.push_segment::<false>(&c.tuple, flags, c.snd_nxt, ack, len, c.ts_echo());
+        self.push_segment(&c.tuple, flags, c.snd_nxt, ack, len, c.ts_echo());
         let idle = c.snd_una == c.snd_nxt;
         if flags.ack() {
             if idle && c.bit(bits::DELACK) {

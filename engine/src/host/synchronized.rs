@@ -5,6 +5,7 @@
 
 use super::{CloseReason, Event, Host, Next};
 use crate::conn::{bits, flag, Conn};
+use crate::push::push_with;
 use crate::segment::{Flags, Segment};
 use crate::seq::Seq;
 use crate::state::State;
@@ -300,7 +301,7 @@ impl Host {
                         let len = end - c.rcv_nxt;
                         c.rcv_nxt = end;
                         c.set_bit(bits::DATA_RECEIVED, true);
-                        self.events.push(Event::Received {
+                        push_with(&mut self.events, || Event::Received {
                             tuple: c.tuple,
                             len,
                         });
@@ -332,7 +333,7 @@ impl Host {
                     // closes in time).
                     State::Established => {
                         c.state = State::CloseWait;
-                        self.events.push(Event::PeerClosed { tuple: c.tuple });
+                        push_with(&mut self.events, || Event::PeerClosed { tuple: c.tuple });
                         delay_ack = true;
                     }
                     // Our FIN is not acknowledged yet: simultaneous close.

@@ -10,6 +10,7 @@ use super::{CloseReason, Event, Host, Role, TwVerdict};
 use crate::config::TwOverflow;
 use crate::conn::Conn;
 use crate::ports::Ports;
+use crate::push::push_with;
 use crate::segment::{Flags, Segment};
 use crate::seq::Seq;
 use crate::state::State;
@@ -270,8 +271,9 @@ impl TwEnd<'_> {
             State::TimeWait,
             State::Closed,
         );
-        self.events.push(Event::Closed {
-            tuple: *tuple,
+        let tuple = tuple.fields();
+        push_with(self.events, || Event::Closed {
+            tuple: Tuple::from_fields(tuple),
             from: State::TimeWait,
             reason,
             role: Role::Active,
