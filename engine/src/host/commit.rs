@@ -187,7 +187,11 @@ impl Host {
     pub(super) fn entered(&mut self, c: &Conn, from: State) {
         self.count_move(from, c.state);
         if self.cfg.trace_states {
-            self.trace(c.tuple, from, c.state);
+            push_with(&mut self.events, || Event::StateChanged {
+                tuple: c.tuple,
+                from,
+                to: c.state,
+            });
         }
     }
 

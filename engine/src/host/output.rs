@@ -184,6 +184,9 @@ impl Host {
         self.emit_on(c, Flags::SYN | Flags::ACK, c.snd_una, c.rcv_nxt, 0);
     }
 
+    /// A pure ACK now, out of line: for the rarer callers, whose code would
+    /// grow by the whole segment build in each ([`Host::send_ack_inline`]).
+    #[inline(never)]
     pub(super) fn send_ack(&mut self, c: &mut Conn) {
         self.send_ack_inline(c);
     }

@@ -263,6 +263,9 @@ impl Host {
         });
     }
 
+    /// Cancels `c`'s pending timer, if any, out of line: for callers that do
+    /// not save every register already ([`Host::disarm_inline`]).
+    #[inline(never)]
     pub(super) fn disarm(&mut self, c: &mut Conn) {
         self.disarm_inline(c);
     }
