@@ -14,7 +14,7 @@ use teardown::service::Clock;
 use teardown_engine::State;
 
 use crate::report::{model_report, PerSecond};
-use crate::server::{metrics_url, release_url, scrape, server_unsettled};
+use crate::server::{metrics_url, release_url, scrape, split_unsettled};
 use crate::{model, spawn, tail, Args, Report};
 
 /// Runs the engine-played clients against `--target` (or the spawned server)
@@ -139,10 +139,12 @@ pub(crate) fn run(args: &Args, spawned: Option<&spawn::Spawned>) -> anyhow::Resu
         if progress.iter().all(|p| p.done.load(Relaxed)) {
             // The clients are done; the server must agree before the run ends. The
             // client workers keep running meanwhile, to answer its retransmissions.
+            // Its half-open entries (`split_unsettled`) will never settle.
             match scrape(&url) {
                 Ok(m) => {
                     server_checked = true;
-                    let settled = server_unsettled(&m) == 0;
+                    let abandoned = progress.iter().map(|p| p.fin_abandoned.load(Relaxed)).sum();
+                    let settled = split_unsettled(&m, abandoned).0 == 0;
                     server_end = Some(m);
                     if settled {
                         timed_out = false;

@@ -8,7 +8,7 @@ use hdrhistogram::Histogram;
 use serde_json::{json, Map, Value};
 use teardown::service::metrics::{completed, REASONS};
 
-use crate::server::{server_section, server_unsettled};
+use crate::server::{server_section, split_unsettled};
 use crate::{attack, model, Args};
 
 /// The outcome: the JSON report and whether anything leaked.
@@ -90,6 +90,7 @@ pub(crate) fn model_report(
     let mut active = Histogram::<u64>::new(3).expect("static sigfig");
     let mut passive = Histogram::<u64>::new(3).expect("static sigfig");
     let (mut opened, mut accounted, mut runaway, mut app_timeouts) = (0, 0, 0, 0);
+    let mut fin_abandoned = 0;
     let mut time_wait = 0;
     let (mut to_server, mut to_client, mut to_vanished) = (0, 0, 0);
     let (mut malformed, mut send_failures, mut dg_sent, mut dg_recv) = (0, 0, 0, 0);
@@ -111,6 +112,7 @@ pub(crate) fn model_report(
         time_wait += o.time_wait_at_end;
         runaway += o.runaway;
         app_timeouts += o.app_timeouts;
+        fin_abandoned += o.fin_abandoned;
         to_server += o.dropped_to_server;
         to_client += o.dropped_to_client;
         to_vanished += o.to_vanished;
@@ -153,7 +155,9 @@ pub(crate) fn model_report(
     };
     // A client in TIME-WAIT has finished its teardown: settled, as the server's are.
     let client_leaked = opened - (accounted + time_wait).min(opened);
-    let server_leaked = server_end.map(server_unsettled).unwrap_or(0);
+    let (server_leaked, server_half_open) = server_end
+        .map(|m| split_unsettled(m, fin_abandoned))
+        .unwrap_or((0, 0));
     let leaked = client_leaked + server_leaked;
     let mut reasons = Map::new();
     for (i, name) in teardown_engine::CloseReason::ALL
@@ -200,6 +204,7 @@ pub(crate) fn model_report(
         "leaked": leaked,
         "leaked_client": client_leaked,
         "leaked_server": server_leaked,
+        "server_half_open": server_half_open,
         "client_time_wait_at_end": time_wait,
         "tuple_wait_secs": tuple_wait.as_secs_f64(),
         "server_checked": server_end.is_some(),

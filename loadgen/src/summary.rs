@@ -139,6 +139,14 @@ fn model_summary(r: &Value) -> String {
         Some(n) if n > 0 => format!(" ({n} of them still in TIME-WAIT on the clients)"),
         _ => String::new(),
     };
+    // The server's entries its clients' lost FINs left ESTABLISHED: not leaked.
+    let half_open = match r.pointer("/server_half_open").and_then(Value::as_u64) {
+        Some(n) if n > 0 => format!(
+            "; {n} half-open on the server, ESTABLISHED after their clients lost every \
+             FIN and gave up"
+        ),
+        _ => String::new(),
+    };
     // Opens held back by the 4-tuple range, not by --concurrency.
     let tuple_wait = match r.pointer("/tuple_wait_secs").and_then(Value::as_f64) {
         Some(s) if s > 0.0 => format!(
@@ -151,7 +159,7 @@ fn model_summary(r: &Value) -> String {
         "{warning}{:.0} teardowns/s over the {:.2} s load window, first to last open ({:.0}/s until the last close{at_concurrency}), \
          with {} connections live at peak on the clients{resident}; {:.1} % ended by RST, \
          {:.1} % skipped TIME-WAIT on the server ({overflow} overflows: tcp_max_tw_buckets){on_clients}\n\
-         {} connections: {} completed{time_wait}, {} runaway{app_timeouts}, {} leaked ({} client, {} server){tuple_wait}; \
+         {} connections: {} completed{time_wait}, {} runaway{app_timeouts}, {} leaked ({} client, {} server){half_open}{tuple_wait}; \
          segments sent {} dropped {} retransmitted {}; active close {}, passive close {}",
         f("/teardowns_per_sec"),
         f("/load_window_secs"),
@@ -386,6 +394,25 @@ mod tests {
             line.contains(
                 "20 connections: 20 completed (7 of them still in TIME-WAIT on the clients), \
                  0 runaway, 0 leaked (0 client, 0 server); segments"
+            ),
+            "{line}"
+        );
+    }
+
+    /// Server entries left half-open by clients that gave up their FIN are
+    /// named beside the leaked, only when there are any.
+    #[test]
+    fn the_summary_names_the_half_open_server_entries() {
+        let mut r = json!({"connections": 20, "leaked": 0, "leaked_client": 0,
+            "leaked_server": 0, "server_half_open": 0});
+        let line = summary(&r);
+        assert!(!line.contains("half-open"), "{line}");
+        r["server_half_open"] = json!(2);
+        let line = summary(&r);
+        assert!(
+            line.contains(
+                "0 leaked (0 client, 0 server); 2 half-open on the server, ESTABLISHED after \
+                 their clients lost every FIN and gave up; segments"
             ),
             "{line}"
         );

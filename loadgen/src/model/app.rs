@@ -6,7 +6,7 @@
 use rand::Rng;
 use teardown::service::CloseMode;
 use teardown_engine::time::pop_due;
-use teardown_engine::{Event, Role, State, Time, Tuple};
+use teardown_engine::{CloseReason, Event, Role, State, Time, Tuple};
 
 use super::{Serial, Worker};
 
@@ -60,6 +60,12 @@ impl Worker {
                         since_close,
                     } => {
                         self.out.closed[reason.index()] += 1;
+                        if !self.fin_through(&tuple)
+                            && from == State::FinWait1
+                            && reason == CloseReason::RetriesExhausted
+                        {
+                            self.out.fin_abandoned += 1;
+                        }
                         if let Some(t) = &mut self.app_timeout {
                             t.ended(&self.plan, &tuple);
                         }
@@ -89,6 +95,12 @@ impl Worker {
         }
     }
 
+    /// Whether a FIN of the connection on `tuple` got through the link (as
+    /// any does on a link without loss), forgotten now that it is over.
+    fn fin_through(&mut self, tuple: &Tuple) -> bool {
+        self.plan.loss_to_server.rate() == 0.0 || self.fins_through.remove(tuple)
+    }
+
     pub(super) fn runs_away(&mut self) -> bool {
         self.plan.runaway > 0.0 && self.rng.gen::<f64>() < self.plan.runaway
     }
@@ -112,6 +124,7 @@ impl Worker {
 
     pub(super) fn vanish(&mut self, now: Time, tuple: Tuple) {
         self.host.forget(&tuple);
+        self.fins_through.remove(&tuple);
         if let Some(t) = &mut self.app_timeout {
             t.ended(&self.plan, &tuple);
         }

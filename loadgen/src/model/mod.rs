@@ -93,6 +93,9 @@ pub struct Progress {
     /// those in TIME-WAIT.
     pub completed: AtomicU64,
     pub population: [AtomicU64; State::COUNT],
+    /// [`Outcome::fin_abandoned`]: as many server entries may stay
+    /// ESTABLISHED for good (`server::split_unsettled`).
+    pub fin_abandoned: AtomicU64,
     /// Every connection of this worker's quota is settled.
     pub done: AtomicBool,
 }
@@ -114,6 +117,10 @@ pub struct Worker {
     /// Runaway clients: segments to them are swallowed until their tuple is
     /// released, once the server must have given up on it.
     vanished: HashSet<Tuple>,
+    /// Connections whose FIN the link let through toward the server, kept
+    /// only while it loses segments: one that gives up in FIN-WAIT-1 with
+    /// none through leaves the server half-open ([`Outcome::fin_abandoned`]).
+    fins_through: HashSet<Tuple>,
     quarantine: VecDeque<(Time, Tuple)>,
     quarantine_for: Duration,
     /// `--hold`: when each connection's close is due, and which connection
@@ -183,6 +190,7 @@ impl Worker {
             released: VecDeque::new(),
             upcoming: VecDeque::with_capacity(BUCKET_AHEAD + 1),
             vanished: HashSet::new(),
+            fins_through: HashSet::new(),
             quarantine: VecDeque::new(),
             quarantine_for,
             held: VecDeque::new(),
@@ -256,6 +264,7 @@ impl Worker {
         p.settled
             .store(self.out.accounted + self.time_wait() as u64, Relaxed);
         p.completed.store(self.completed(), Relaxed);
+        p.fin_abandoned.store(self.out.fin_abandoned, Relaxed);
         for s in State::ALL {
             p.population[s as usize].store(self.host.population(s) as u64, Relaxed);
         }

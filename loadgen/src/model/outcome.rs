@@ -17,6 +17,10 @@ pub struct Outcome {
     pub runaway: u64,
     /// Connections the application closed at `--app-timeout`.
     pub app_timeouts: u64,
+    /// Connections that gave up in FIN-WAIT-1 (`closed.retries_exhausted`
+    /// from there, silently, as Linux's orphan) with every FIN lost on the
+    /// link: the server never had it, and may hold ESTABLISHED for good.
+    pub fin_abandoned: u64,
     pub closed: [u64; REASONS],
     pub stats: teardown_engine::Stats,
     pub dropped_to_server: u64,
@@ -61,6 +65,7 @@ impl Outcome {
             time_wait_at_end: 0,
             runaway: 0,
             app_timeouts: 0,
+            fin_abandoned: 0,
             closed: [0; REASONS],
             stats: teardown_engine::Stats::default(),
             dropped_to_server: 0,

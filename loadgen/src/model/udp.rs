@@ -63,6 +63,9 @@ impl Worker {
                 self.out.dropped_to_server += 1;
                 continue;
             }
+            if seg.flags.fin() && self.plan.loss_to_server.rate() > 0.0 {
+                self.fins_through.insert(seg.sender_tuple());
+            }
             pack(
                 &seg,
                 n,
