@@ -8,7 +8,7 @@ use teardown::service::CloseMode;
 use teardown_engine::time::pop_due;
 use teardown_engine::{CloseReason, Event, Role, State, Time, Tuple};
 
-use super::{Serial, Worker};
+use super::{Plan, Serial, Worker};
 
 impl Worker {
     /// The client application.
@@ -98,7 +98,13 @@ impl Worker {
     /// Whether a FIN of the connection on `tuple` got through the link (as
     /// any does on a link without loss), forgotten now that it is over.
     fn fin_through(&mut self, tuple: &Tuple) -> bool {
-        self.plan.loss_to_server.rate() == 0.0 || self.fins_through.remove(tuple)
+        if self.plan.loss_to_server.rate() == 0.0 {
+            return true;
+        }
+        let place = own_place(&self.plan, tuple);
+        place
+            .and_then(|p| self.fins_through.get_mut(p))
+            .is_some_and(std::mem::take)
     }
 
     pub(super) fn runs_away(&mut self) -> bool {
@@ -124,7 +130,7 @@ impl Worker {
 
     pub(super) fn vanish(&mut self, now: Time, tuple: Tuple) {
         self.host.forget(&tuple);
-        self.fins_through.remove(&tuple);
+        self.fin_through(&tuple);
         if let Some(t) = &mut self.app_timeout {
             t.ended(&self.plan, &tuple);
         }
@@ -175,4 +181,23 @@ impl Worker {
         self.live -= 1;
         self.out.accounted += 1;
     }
+}
+
+/// Marks in `fins_through` ([`Worker`]'s, by place) that a FIN of the
+/// connection on `tuple` got through the link. Apart from the worker, for
+/// its send loop, which holds the host's queue.
+pub(super) fn fin_went_through(plan: &Plan, fins_through: &mut Vec<bool>, tuple: &Tuple) {
+    if let Some(place) = own_place(plan, tuple) {
+        if place >= fins_through.len() {
+            fins_through.resize(place + 1, false);
+        }
+        fins_through[place] = true;
+    }
+}
+
+/// `tuple`'s place in the worker's range, if it is one of the worker's (an
+/// attack's forged tuple is not, and must not alias one that is).
+fn own_place(plan: &Plan, tuple: &Tuple) -> Option<usize> {
+    let place = plan.place(tuple);
+    (plan.tuple(place as u64) == *tuple).then_some(place)
 }

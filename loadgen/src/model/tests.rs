@@ -11,7 +11,7 @@ use teardown::link::{Loss, LossModel, LossOnly};
 use teardown::service::metrics::completed;
 use teardown::service::{Clock, CloseMode, SERVER_PORT};
 use teardown::sim::AttackKind;
-use teardown_engine::{CloseReason, Config, Event, Host, Segment, State, Time};
+use teardown_engine::{CloseReason, Config, Event, Host, Segment, State, Time, Tuple};
 
 use super::{Outcome, Plan, Progress, Worker};
 use crate::attack::PROBE;
@@ -435,7 +435,7 @@ fn fin_given_up(first_through: bool) -> (u32, Worker, Server) {
                         continue;
                     }
                     // As `Worker::send` marks a FIN it lets through.
-                    w.fins_through.insert(seg.sender_tuple());
+                    super::app::fin_went_through(&w.plan, &mut w.fins_through, &seg.sender_tuple());
                 }
                 s.host.handle(now, seg);
             }
@@ -496,7 +496,26 @@ fn a_server_left_established_by_a_client_that_gave_up_its_fin_is_half_open() {
     let (fins, w, s) = fin_given_up(true);
     assert_eq!(fins, 3);
     assert_eq!(w.out.fin_abandoned, 0);
-    assert!(w.fins_through.is_empty(), "forgotten at the close");
+    assert!(!w.fins_through.contains(&true), "forgotten at the close");
+    // A tuple outside the worker's range (an attack's) marks nothing, even
+    // where its place would alias one of the worker's.
+    let own = w.plan.tuple(0);
+    let mut marks = Vec::new();
+    for foreign in [
+        Tuple {
+            local_ip: own.local_ip.wrapping_sub(1),
+            ..own
+        },
+        Tuple {
+            remote_port: own.remote_port + 1,
+            ..own
+        },
+    ] {
+        super::app::fin_went_through(&w.plan, &mut marks, &foreign);
+    }
+    assert!(marks.is_empty());
+    super::app::fin_went_through(&w.plan, &mut marks, &own);
+    assert_eq!(marks, [true]);
     assert_eq!(s.host.state(&w.plan.tuple(0).reversed()), State::CloseWait);
 }
 

@@ -11,6 +11,7 @@ use teardown::wire::{self, Encoder};
 use teardown_engine::driver::handle_burst;
 use teardown_engine::Segment;
 
+use super::app::fin_went_through;
 use super::{Outcome, Worker};
 
 impl Worker {
@@ -64,7 +65,7 @@ impl Worker {
                 continue;
             }
             if seg.flags.fin() && self.plan.loss_to_server.rate() > 0.0 {
-                self.fins_through.insert(seg.sender_tuple());
+                fin_went_through(&self.plan, &mut self.fins_through, &seg.sender_tuple());
             }
             pack(
                 &seg,
