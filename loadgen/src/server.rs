@@ -53,9 +53,11 @@ fn population(m: &BTreeMap<String, f64>, s: State) -> u64 {
 /// still ESTABLISHED, up to `fin_abandoned` clients that gave up in
 /// FIN-WAIT-1 with every FIN lost on the link. Linux's orphan gives up so,
 /// silently, and a server that waits for the client's FIN with no keepalive
-/// then holds ESTABLISHED for good; only a client gone that way leaves the
-/// server ESTABLISHED (one whose FIN arrived leaves CLOSE-WAIT, LAST-ACK or
-/// later, which end by themselves), so the rest are leaked.
+/// then holds ESTABLISHED for good. A client whose FIN arrived leaves the
+/// server in CLOSE-WAIT, LAST-ACK or later, which end by themselves, so
+/// those are never excused, nor ESTABLISHED entries past the count (which
+/// drops when such a tuple opens again: the new SYN ends the old entry).
+/// The match is by count, not by tuple: the server's metrics name no tuple.
 pub(crate) fn split_unsettled(m: &BTreeMap<String, f64>, fin_abandoned: u64) -> (u64, u64) {
     let half_open = population(m, State::Established).min(fin_abandoned);
     (server_unsettled(m) - half_open, half_open)

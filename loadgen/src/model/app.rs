@@ -60,11 +60,14 @@ impl Worker {
                         since_close,
                     } => {
                         self.out.closed[reason.index()] += 1;
-                        if !self.fin_through(&tuple)
+                        // Taken first, whatever the rest: it clears the
+                        // tuple's flag for the next connection on it.
+                        let through = self.fin_through(&tuple);
+                        if !through
                             && from == State::FinWait1
                             && reason == CloseReason::RetriesExhausted
                         {
-                            self.out.fin_abandoned += 1;
+                            self.fin_abandoned(&tuple);
                         }
                         if let Some(t) = &mut self.app_timeout {
                             t.ended(&self.plan, &tuple);
@@ -101,10 +104,34 @@ impl Worker {
         if self.plan.loss_to_server.rate() == 0.0 {
             return true;
         }
-        let place = own_place(&self.plan, tuple);
-        place
-            .and_then(|p| self.fins_through.get_mut(p))
-            .is_some_and(std::mem::take)
+        let place = self.plan.own_place(tuple);
+        let flag = place.and_then(|p| self.fins_through.get_mut(p));
+        flag.is_some_and(|f| std::mem::take(f) == fin::THROUGH)
+    }
+
+    /// Counts the connection on `tuple` as given up in FIN-WAIT-1 with
+    /// every FIN lost ([`Outcome::fin_abandoned`]), and marks its place so
+    /// that the count drops when the tuple opens again
+    /// ([`Worker::reopened`]).
+    ///
+    /// [`Outcome::fin_abandoned`]: super::Outcome::fin_abandoned
+    fn fin_abandoned(&mut self, tuple: &Tuple) {
+        self.out.fin_abandoned += 1;
+        if let Some(place) = self.plan.own_place(tuple) {
+            mark(&mut self.fins_through, place, fin::ABANDONED);
+        }
+    }
+
+    /// A new connection on the tuple at `place`: if its last one was given
+    /// up with every FIN lost, the server's half-open entry ends now (its
+    /// answer to the new SYN is a challenge ACK, which the SYN-SENT client
+    /// resets), so it no longer excuses an ESTABLISHED entry.
+    pub(super) fn reopened(&mut self, place: usize) {
+        if let Some(f) = self.fins_through.get_mut(place) {
+            if std::mem::take(f) == fin::ABANDONED {
+                self.out.fin_abandoned -= 1;
+            }
+        }
     }
 
     pub(super) fn runs_away(&mut self) -> bool {
@@ -183,21 +210,26 @@ impl Worker {
     }
 }
 
+/// The states of a tuple place in [`Worker`]'s `fins_through`.
+pub(super) mod fin {
+    /// A FIN of the connection there got through the link.
+    pub const THROUGH: u8 = 1;
+    /// The connection there gave up in FIN-WAIT-1 with every FIN lost.
+    pub const ABANDONED: u8 = 2;
+}
+
 /// Marks in `fins_through` ([`Worker`]'s, by place) that a FIN of the
 /// connection on `tuple` got through the link. Apart from the worker, for
 /// its send loop, which holds the host's queue.
-pub(super) fn fin_went_through(plan: &Plan, fins_through: &mut Vec<bool>, tuple: &Tuple) {
-    if let Some(place) = own_place(plan, tuple) {
-        if place >= fins_through.len() {
-            fins_through.resize(place + 1, false);
-        }
-        fins_through[place] = true;
+pub(super) fn fin_went_through(plan: &Plan, fins_through: &mut Vec<u8>, tuple: &Tuple) {
+    if let Some(place) = plan.own_place(tuple) {
+        mark(fins_through, place, fin::THROUGH);
     }
 }
 
-/// `tuple`'s place in the worker's range, if it is one of the worker's (an
-/// attack's forged tuple is not, and must not alias one that is).
-fn own_place(plan: &Plan, tuple: &Tuple) -> Option<usize> {
-    let place = plan.place(tuple);
-    (plan.tuple(place as u64) == *tuple).then_some(place)
+fn mark(flags: &mut Vec<u8>, place: usize, flag: u8) {
+    if place >= flags.len() {
+        flags.resize(place + 1, 0);
+    }
+    flags[place] = flag;
 }

@@ -120,10 +120,12 @@ pub struct Worker {
     /// By tuple place ([`Plan::place`]): whether a FIN of the connection
     /// there got through the link toward the server, kept only while it
     /// loses segments. One that gives up in FIN-WAIT-1 with none through
-    /// leaves the server half-open ([`Outcome::fin_abandoned`]). A flag by
-    /// place, not a set of tuples: a hashed insert and remove a teardown
-    /// cost the lossy service runs 15-20 % of loadgen's CPU time.
-    fins_through: Vec<bool>,
+    /// leaves the server half-open ([`Outcome::fin_abandoned`]), and is
+    /// marked so until its tuple opens again (`app::fin`). A flag by place,
+    /// not a set of tuples, for the lossy service runs: a hashed insert and
+    /// remove a teardown seemed to cost loadgen's CPU time, though within
+    /// the noise of those runs.
+    fins_through: Vec<u8>,
     quarantine: VecDeque<(Time, Tuple)>,
     quarantine_for: Duration,
     /// `--hold`: when each connection's close is due, and which connection

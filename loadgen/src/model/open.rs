@@ -45,8 +45,9 @@ impl Worker {
                 t.opened(&self.plan, &tuple, now);
             }
             self.out.first_open.get_or_insert_with(Instant::now);
-            self.slots
-                .take(self.plan.place(&tuple), serial(self.out.opened));
+            let place = self.plan.place(&tuple);
+            self.reopened(place);
+            self.slots.take(place, serial(self.out.opened));
             self.out.opened += 1;
             self.live += 1;
             if self.slots.count() == self.plan.concurrency && self.out.full_at.is_none() {
@@ -119,6 +120,20 @@ impl Plan {
         let ip = tuple.local_ip.wrapping_sub(self.first_ip()) as usize;
         let port = tuple.local_port.wrapping_sub(self.ports.0) as usize;
         port * self.ips as usize + ip
+    }
+
+    /// [`Plan::place`] for any tuple: `None` unless it is one of this
+    /// worker's (an address and port in its range, to the server), so that
+    /// no other tuple aliases one of them or stands for a place far past
+    /// the range.
+    pub(super) fn own_place(&self, tuple: &Tuple) -> Option<usize> {
+        let ip = tuple.local_ip.wrapping_sub(self.first_ip());
+        let port = tuple.local_port.wrapping_sub(self.ports.0);
+        let ours = ip < self.ips
+            && port <= self.ports.1.wrapping_sub(self.ports.0)
+            && tuple.remote_ip == u32::from_be_bytes(SERVER_IP)
+            && tuple.remote_port == SERVER_PORT;
+        ours.then(|| port as usize * self.ips as usize + ip as usize)
     }
 
     fn first_ip(&self) -> u32 {

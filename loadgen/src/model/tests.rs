@@ -13,6 +13,7 @@ use teardown::service::{Clock, CloseMode, SERVER_PORT};
 use teardown::sim::AttackKind;
 use teardown_engine::{CloseReason, Config, Event, Host, Segment, State, Time, Tuple};
 
+use super::app::fin;
 use super::{Outcome, Plan, Progress, Worker};
 use crate::attack::PROBE;
 use crate::report::{model_report, PerSecond};
@@ -468,6 +469,7 @@ fn a_server_left_established_by_a_client_that_gave_up_its_fin_is_half_open() {
     let (fins, w, mut s) = fin_given_up(false);
     assert_eq!(fins, 3);
     assert_eq!(w.out.fin_abandoned, 1);
+    assert_eq!(w.fins_through.first(), Some(&fin::ABANDONED));
     let server_side = w.plan.tuple(0).reversed();
     // No keepalive: ESTABLISHED for good.
     s.host.handle_timeout(Time::from_secs_f64(7_200.0));
@@ -496,7 +498,10 @@ fn a_server_left_established_by_a_client_that_gave_up_its_fin_is_half_open() {
     let (fins, w, s) = fin_given_up(true);
     assert_eq!(fins, 3);
     assert_eq!(w.out.fin_abandoned, 0);
-    assert!(!w.fins_through.contains(&true), "forgotten at the close");
+    assert!(
+        w.fins_through.iter().all(|&f| f == 0),
+        "forgotten at the close"
+    );
     // A tuple outside the worker's range (an attack's) marks nothing, even
     // where its place would alias one of the worker's.
     let own = w.plan.tuple(0);
@@ -510,12 +515,24 @@ fn a_server_left_established_by_a_client_that_gave_up_its_fin_is_half_open() {
             remote_port: own.remote_port + 1,
             ..own
         },
+        Tuple {
+            local_port: own.local_port.wrapping_sub(1),
+            ..own
+        },
     ] {
         super::app::fin_went_through(&w.plan, &mut marks, &foreign);
     }
     assert!(marks.is_empty());
     super::app::fin_went_through(&w.plan, &mut marks, &own);
-    assert_eq!(marks, [true]);
+    assert_eq!(marks, [fin::THROUGH]);
+
+    // The tuple opened again: the server's half-open entry ends at the new
+    // SYN, and the give-up excuses nothing more, once.
+    let (_, mut w, _) = fin_given_up(false);
+    w.reopened(0);
+    assert_eq!(w.out.fin_abandoned, 0);
+    w.reopened(0);
+    assert_eq!(w.out.fin_abandoned, 0);
     assert_eq!(s.host.state(&w.plan.tuple(0).reversed()), State::CloseWait);
 }
 
