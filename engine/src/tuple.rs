@@ -13,37 +13,6 @@ pub struct Tuple {
 }
 
 impl Tuple {
-    /// The four fields as scalars, for a tuple going into a value with
-    /// padding beside it (`Event::Closed`, after its `Option<Duration>`):
-    /// rebuilt from them ([`Tuple::from_fields`]) inside the value's
-    /// constructor, it goes through registers. Copied whole, the compiler
-    /// moves it with that padding as 16 bytes through the stack, and the
-    /// 16-byte load spans the narrower stores just made there: a failed
-    /// store-to-load forwarding, 42 % of `commit_close`'s samples
-    /// (docs/performance.md, session 32).
-    #[inline(always)]
-    pub fn fields(&self) -> (u32, u32, u16, u16) {
-        (
-            self.local_ip,
-            self.remote_ip,
-            self.local_port,
-            self.remote_port,
-        )
-    }
-
-    /// The tuple of [`Tuple::fields`].
-    #[inline(always)]
-    pub fn from_fields(
-        (local_ip, remote_ip, local_port, remote_port): (u32, u32, u16, u16),
-    ) -> Tuple {
-        Tuple {
-            local_ip,
-            remote_ip,
-            local_port,
-            remote_port,
-        }
-    }
-
     pub const fn new(
         local_ip: [u8; 4],
         local_port: u16,

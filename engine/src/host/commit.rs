@@ -146,7 +146,6 @@ impl Host {
         self.table.remove_conn_hashed(idx, &c.tuple, hash);
         self.port_released(&c.tuple);
         self.population[before as usize] -= 1;
-        self.trace(c.tuple, before, State::Closed);
         let role = if !c.has(flag::CLOSE_STAMPED) {
             Role::None
         } else if c.has(flag::PASSIVE_CLOSE) {
@@ -157,14 +156,16 @@ impl Host {
         let since_close = c
             .has(flag::CLOSE_STAMPED)
             .then(|| Duration::from_millis(now.stamp_ms().wrapping_sub(c.close_ms) as u64));
-        let tuple = c.tuple.fields();
-        push_with(&mut self.events, || Event::Closed {
-            tuple: Tuple::from_fields(tuple),
-            from: before,
+        let trace = self.cfg.trace_states;
+        closed_into(
+            &mut self.events,
+            trace,
+            &c.tuple,
+            before,
             reason,
             role,
             since_close,
-        });
+        );
     }
 
     /// `c` leaves the table as a full entry (to CLOSED or TIME-WAIT): if the
@@ -178,7 +179,7 @@ impl Host {
 
     pub(super) fn enter(&mut self, tuple: Tuple, from: State, to: State) {
         self.count_move(from, to);
-        self.trace(tuple, from, to);
+        trace_into(&mut self.events, self.cfg.trace_states, tuple, from, to);
     }
 
     /// [`Host::enter`] for `c`, now in its new state, from `from`: the
@@ -187,11 +188,7 @@ impl Host {
     pub(super) fn entered(&mut self, c: &Conn, from: State) {
         self.count_move(from, c.state);
         if self.cfg.trace_states {
-            push_with(&mut self.events, || Event::StateChanged {
-                tuple: c.tuple,
-                from,
-                to: c.state,
-            });
+            trace_into(&mut self.events, true, c.tuple, from, c.state);
         }
     }
 
@@ -203,17 +200,48 @@ impl Host {
         }
         self.population[to as usize] += 1;
     }
-
-    pub(super) fn trace(&mut self, tuple: Tuple, from: State, to: State) {
-        trace_into(&mut self.events, self.cfg.trace_states, tuple, from, to);
-    }
 }
 
-/// [`Host::trace`] on the host's events, for a caller that holds the table
-/// apart from them ([`super::time_wait::TwEnd`]).
+/// A state change's event, when states are traced (`on`): on the host's
+/// events, or for a caller that holds the table apart from them
+/// ([`super::time_wait::TwEnd`]).
 #[inline(always)]
 pub(super) fn trace_into(events: &mut Vec<Event>, on: bool, tuple: Tuple, from: State, to: State) {
     if on {
         push_with(events, || Event::StateChanged { tuple, from, to });
     }
+}
+
+/// The events of an entry's end from `from` ([`Host::commit_close`],
+/// [`super::time_wait::TwEnd::closed`]): its state change when traced, then
+/// `Event::Closed`. The tuple goes in as four scalars: copied whole, the
+/// compiler moves it with the padding after the event's `Option<Duration>`
+/// as 16 bytes through the stack, and that load spans the narrower stores
+/// just made there (a failed store-to-load forwarding, 42 % of
+/// `commit_close`'s samples; docs/performance.md, session 32).
+#[inline(always)]
+pub(super) fn closed_into(
+    events: &mut Vec<Event>,
+    trace: bool,
+    tuple: &Tuple,
+    from: State,
+    reason: CloseReason,
+    role: Role,
+    since_close: Option<Duration>,
+) {
+    trace_into(events, trace, *tuple, from, State::Closed);
+    let (local_ip, remote_ip) = (tuple.local_ip, tuple.remote_ip);
+    let (local_port, remote_port) = (tuple.local_port, tuple.remote_port);
+    push_with(events, || Event::Closed {
+        tuple: Tuple {
+            local_ip,
+            remote_ip,
+            local_port,
+            remote_port,
+        },
+        from,
+        reason,
+        role,
+        since_close,
+    });
 }

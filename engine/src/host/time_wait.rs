@@ -4,13 +4,12 @@
 
 use std::time::Duration;
 
-use super::commit::trace_into;
+use super::commit::closed_into;
 use super::ephemeral::release_port;
 use super::{CloseReason, Event, Host, Role, TwVerdict};
 use crate::config::TwOverflow;
 use crate::conn::Conn;
 use crate::ports::Ports;
-use crate::push::push_with;
 use crate::segment::{Flags, Segment};
 use crate::seq::Seq;
 use crate::state::State;
@@ -264,22 +263,15 @@ impl TwEnd<'_> {
     pub(super) fn closed(&mut self, now: Time, tuple: &Tuple, close_ms: u32, reason: CloseReason) {
         release_port(self.ports, self.listening, tuple);
         self.population[State::TimeWait as usize] -= 1;
-        trace_into(
+        let since_close = Duration::from_millis(now.stamp_ms().wrapping_sub(close_ms) as u64);
+        closed_into(
             self.events,
             self.trace,
-            *tuple,
+            tuple,
             State::TimeWait,
-            State::Closed,
-        );
-        let tuple = tuple.fields();
-        push_with(self.events, || Event::Closed {
-            tuple: Tuple::from_fields(tuple),
-            from: State::TimeWait,
             reason,
-            role: Role::Active,
-            since_close: Some(Duration::from_millis(
-                now.stamp_ms().wrapping_sub(close_ms) as u64
-            )),
-        });
+            Role::Active,
+            Some(since_close),
+        );
     }
 }

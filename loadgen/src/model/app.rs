@@ -62,7 +62,7 @@ impl Worker {
                         self.out.closed[reason.index()] += 1;
                         // Taken first, whatever the rest: it clears the
                         // tuple's flag for the next connection on it.
-                        let through = self.fin_through(&tuple);
+                        let through = self.take_fin_through(&tuple);
                         if !through
                             && from == State::FinWait1
                             && reason == CloseReason::RetriesExhausted
@@ -100,7 +100,7 @@ impl Worker {
 
     /// Whether a FIN of the connection on `tuple` got through the link (as
     /// any does on a link without loss), forgotten now that it is over.
-    fn fin_through(&mut self, tuple: &Tuple) -> bool {
+    fn take_fin_through(&mut self, tuple: &Tuple) -> bool {
         if self.plan.loss_to_server.rate() == 0.0 {
             return true;
         }
@@ -157,7 +157,7 @@ impl Worker {
 
     pub(super) fn vanish(&mut self, now: Time, tuple: Tuple) {
         self.host.forget(&tuple);
-        self.fin_through(&tuple);
+        self.take_fin_through(&tuple);
         if let Some(t) = &mut self.app_timeout {
             t.ended(&self.plan, &tuple);
         }
