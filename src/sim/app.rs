@@ -130,8 +130,8 @@ impl Shard<'_> {
                     };
                     h.record(us);
                 }
-                if let (Side::Client, Some(_)) = (side, slot) {
-                    self.release();
+                if let (Side::Client, Some(s)) = (side, slot) {
+                    self.client_ended(s, since_close.is_none());
                 }
             }
             Event::StateChanged { .. } => {}
@@ -249,6 +249,9 @@ impl Shard<'_> {
         // Closed, so never ESTABLISHED again: nothing for the sweep, which
         // visited every server end through its TIME-WAIT until Closed.
         self.slots[slot].open &= !open_bit(side);
+        if side == Side::Client {
+            self.let_go(slot);
+        }
         let runaway = match side {
             Side::Server => slot::RUNAWAY_SERVER,
             Side::Client => slot::RUNAWAY_CLIENT,
@@ -275,7 +278,7 @@ impl Shard<'_> {
             Side::Client => {
                 self.with(side, |h, _| h.forget(&tuple));
                 self.slots[slot].flags |= slot::CLIENT_GONE;
-                self.release();
+                self.let_go(slot);
             }
         }
     }

@@ -85,7 +85,9 @@ pub struct SimArgs {
     /// Connection lifecycles to run.
     #[arg(long, default_value_t = 1_000_000)]
     pub connections: u64,
-    /// Most connections live at once (client side, from connect to CLOSED).
+    /// Most connections the client application holds at once: from connect()
+    /// to its close(), or to the connection's end when that comes first. The
+    /// TIME-WAIT or LAST-ACK after a close holds a port, not a place.
     #[arg(long, default_value_t = 10_000)]
     pub concurrency: u64,
     /// Opens per simulated second (instead of opening as soon as a slot frees).

@@ -143,7 +143,7 @@ impl Shard<'_> {
             self.index,
         );
         self.apps.set_attack(
-            (self.attempts < self.to_open || self.live > 0).then_some(next.max(self.now)),
+            (self.attempts < self.to_open || !self.client.is_empty()).then_some(next.max(self.now)),
         );
 
         // Find a target: a connection in the state this attack aims at.

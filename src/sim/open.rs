@@ -9,6 +9,7 @@ use std::time::Duration;
 use rand::Rng;
 
 use teardown_engine::host::Prefetch;
+use teardown_engine::state::State;
 use teardown_engine::time::Time;
 
 use super::deliver::Sending;
@@ -56,17 +57,61 @@ fn closer_marks(cfg: &SimConfig, mixed_server: bool) -> u8 {
 }
 
 impl Shard<'_> {
-    /// The client end of a connection is gone (the engine frees its port).
-    pub(super) fn release(&mut self) {
+    /// The client's application lets go of the connection in `slot`: it
+    /// closed it, or its end vanished. Its place in `--concurrency` frees at
+    /// once, as a load generator's pool refills at close(): the TIME-WAIT or
+    /// LAST-ACK that follows is the kernel's, and holds its port, not the
+    /// application's place. Once a connection (a later end or close of the
+    /// same one finds nothing held).
+    pub(super) fn let_go(&mut self, slot: usize) {
+        if self.unhold(slot) {
+            self.open_next();
+        }
+    }
+
+    /// The client end of a connection in `slot` reached CLOSED, and its port
+    /// is free. An application that never closed it (`unclosed`: a reset,
+    /// retries exhausted) lets go of it only now, and by count: a connect
+    /// made while the events before this one were handled may have taken
+    /// the freed port, and with it the slot, whose place is then its own.
+    #[inline]
+    pub(super) fn client_ended(&mut self, slot: usize, unclosed: bool) {
+        if unclosed {
+            if self.client.state(&self.tuple(slot as u32)) == State::Closed {
+                self.slots[slot].held = false;
+            }
+            self.count_let_go();
+        }
+        // A freed port may let a connect that found none (EADDRNOTAVAIL) go
+        // ahead, also when the place was freed at close().
+        self.open_next();
+    }
+
+    /// Takes `slot` off the live count if its application held it; whether
+    /// it did.
+    fn unhold(&mut self, slot: usize) -> bool {
+        if !std::mem::take(&mut self.slots[slot].held) {
+            return false;
+        }
+        self.count_let_go();
+        true
+    }
+
+    /// One connection fewer held by the application.
+    fn count_let_go(&mut self) {
+        debug_assert!(self.live > 0, "a place let go twice");
         self.live -= 1;
         self.unreported += 1;
         if self.unreported == 1024 {
             self.progress.fetch_add(self.unreported, Ordering::Relaxed);
             self.unreported = 0;
         }
-        // Once every connect is made (a run whose concurrency covers its
-        // connections opens them all at once), a freed port opens nothing:
-        // tested here, not in a call per teardown.
+    }
+
+    /// Opens what the workload allows now. Once every connect is made (a
+    /// run whose concurrency covers its connections opens them all at
+    /// once), nothing: tested here, not in a call per teardown.
+    fn open_next(&mut self) {
         if self.attempts != self.to_open {
             self.open_more();
         }
@@ -209,6 +254,7 @@ impl Shard<'_> {
         };
         self.res.probed.record(u64::from(c.probed));
         self.slots[s].flags = flags;
+        self.slots[s].held = true;
         self.opened_ms[s] = stamp;
         self.attempted();
         self.opened += 1;

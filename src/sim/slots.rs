@@ -22,9 +22,9 @@ pub(super) mod slot {
     pub const CAPTURED: u8 = 0x80;
 }
 
-/// A slot's two bytes, side by side: a delivered segment reads both (its
-/// flags in `deliver`, its open ends in `on_event`), and with a million slots
-/// each was a cold line of its own to ask for ahead ([`Shard::prefetch_slot`]).
+/// A slot's bytes, side by side: a delivered segment reads its flags (in
+/// `deliver`) and open ends (in `on_event`), and with a million slots each
+/// was a cold line of its own to ask for ahead ([`Shard::prefetch_slot`]).
 ///
 /// [`Shard::prefetch_slot`]: super::shard::Shard::prefetch_slot
 #[derive(Clone, Copy, Default)]
@@ -34,6 +34,12 @@ pub(super) struct Slot {
     /// Which ends of the slot's connection are ESTABLISHED and not yet
     /// closed ([`CLIENT_OPEN`], [`SERVER_OPEN`]): the sweep looks only at those.
     pub open: u8,
+    /// The client's application holds the slot's connection: from its
+    /// connect() to its close(), or to the connection's end when that comes
+    /// first. What `--concurrency` counts ([`Shard::let_go`]).
+    ///
+    /// [`Shard::let_go`]: super::shard::Shard::let_go
+    pub held: bool,
 }
 
 /// Bits of [`Slot::open`].
@@ -151,8 +157,10 @@ mod tests {
         for (i, b) in [(3, 1), (8, 2), (9, 3), (23, 1), (27, 2)] {
             slots[i].open = b;
         }
-        // Flags alone do not make a slot open.
+        // Flags alone, or a connection held before it is ESTABLISHED, do
+        // not make a slot open.
         slots[5].flags = 0xff;
+        slots[6].held = true;
         for from in 0..=slots.len() + 1 {
             let want = (from..slots.len()).find(|&i| slots[i].open != 0);
             assert_eq!(next_open(&slots, from), want, "from {from}");
@@ -160,6 +168,7 @@ mod tests {
         let flagged = Slot {
             flags: 0xff,
             open: 0,
+            held: true,
         };
         assert_eq!(next_open(&[flagged; 16], 0), None);
     }

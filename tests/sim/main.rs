@@ -7,6 +7,7 @@ mod cases;
 mod cli;
 mod determinism;
 mod pcap;
+mod pool;
 mod rate;
 mod shards;
 mod sweep;
