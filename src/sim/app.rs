@@ -249,16 +249,17 @@ impl Shard<'_> {
         // Closed, so never ESTABLISHED again: nothing for the sweep, which
         // visited every server end through its TIME-WAIT until Closed.
         self.slots[slot].open &= !open_bit(side);
-        if side == Side::Client {
-            self.let_go(slot);
-        }
         let runaway = match side {
             Side::Server => slot::RUNAWAY_SERVER,
             Side::Client => slot::RUNAWAY_CLIENT,
         };
         if flags & runaway != 0 && flags & slot::AT_FIN_SENT != 0 {
-            // Let the FIN go out, then vanish.
+            // Let the FIN go out, then vanish (which lets go of the place).
+            // Before any open: a close() that ended the entry at once (too
+            // many orphans) freed its port, and a connect could take it.
             self.vanish(side, tuple, slot);
+        } else if side == Side::Client {
+            self.let_go(slot);
         }
     }
 

@@ -152,7 +152,8 @@ pub struct SimArgs {
     pub runaway_at: RunawayAt,
     /// Client addresses; each has the ephemeral port range, so 4-tuples are reused
     /// while old incarnations may still sit in TIME-WAIT or LAST-ACK (default: enough
-    /// for twice the concurrency, at least 16).
+    /// for twice the clients' entries: the concurrency, doubled when the pool
+    /// refills; at least 16).
     #[arg(long)]
     pub client_ips: Option<u32>,
     /// Ephemeral port range of each client address (ip_local_port_range).

@@ -61,12 +61,12 @@ impl Shard<'_> {
     /// closed it, or its end vanished. Its place in `--concurrency` frees at
     /// once, as a load generator's pool refills at close(): the TIME-WAIT or
     /// LAST-ACK that follows is the kernel's, and holds its port, not the
-    /// application's place. Once a connection (a later end or close of the
-    /// same one finds nothing held).
+    /// application's place. A connection lets go once: a later end or close
+    /// of it finds nothing held. The next opens go ahead even then, as a
+    /// vanished end frees its port (no Closed event follows a forget).
     pub(super) fn let_go(&mut self, slot: usize) {
-        if self.unhold(slot) {
-            self.open_next();
-        }
+        self.unhold(slot);
+        self.open_next();
     }
 
     /// The client end of a connection in `slot` reached CLOSED, and its port
@@ -87,14 +87,11 @@ impl Shard<'_> {
         self.open_next();
     }
 
-    /// Takes `slot` off the live count if its application held it; whether
-    /// it did.
-    fn unhold(&mut self, slot: usize) -> bool {
-        if !std::mem::take(&mut self.slots[slot].held) {
-            return false;
+    /// Takes `slot` off the live count if its application held it.
+    fn unhold(&mut self, slot: usize) {
+        if std::mem::take(&mut self.slots[slot].held) {
+            self.count_let_go();
         }
-        self.count_let_go();
-        true
     }
 
     /// One connection fewer held by the application.
@@ -135,8 +132,9 @@ impl Shard<'_> {
     /// client that must open its next connection) it is retried after
     /// [`CONNECT_RETRY`], or sooner when a port frees up, never in a busy loop.
     ///
-    /// Within a run of the client host's calls ([`Shard::in_run`]; a
-    /// freed port's open is, in the burst or timers that freed it): the
+    /// Within a run of the client host's calls ([`Shard::in_run`]; an open
+    /// after a close or a freed port is, in the burst, timers, sweep or
+    /// delayed close that made it): the
     /// connects of a wave (a whole shard's at its start) go straight in,
     /// and what each open reads of the instant is read once for all.
     pub(super) fn open_more(&mut self) {

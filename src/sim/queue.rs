@@ -1,7 +1,8 @@
 //! One direction of a shard's link: the segments in flight, in arrival order.
 //!
 //! A burst (a million SYNs, or FINs, sent in one instant) fills a queue to
-//! the burst's size. A shard's bursts are bounded by its live connections,
+//! the burst's size. A shard's bursts are bounded by its connections (the
+//! pool, and clients that closed first behind it in TIME-WAIT),
 //! and they come again and again (every wave of opens, FINs, ACKs): the
 //! queue keeps a buffer that size once drained, so the next burst does not
 //! regrow it by doubling and copy it each time. A bigger buffer (a retransmit

@@ -147,6 +147,12 @@ impl Shard<'_> {
                 }
             }
         }
+        // Every place is let go by the time the clients hold no entry.
+        debug_assert!(
+            !self.client.is_empty() || self.live == 0,
+            "{} held",
+            self.live
+        );
         self.res.opened = self.opened;
         self.res.end = self.now;
         self.res.server = *self.server.stats();

@@ -127,8 +127,9 @@ pub struct Shard<'a> {
     /// Which hosts were called since their deadline was last refreshed.
     pub(super) stale: [bool; 2],
     pub(super) to_open: u64,
-    /// Most connections live at once: this shard's share of `--concurrency`
-    /// (shared out as the connections are), within `to_open`.
+    /// Most connections the client application holds at once: this shard's
+    /// share of `--concurrency` (shared out as the connections are), within
+    /// `to_open`.
     pub(super) live_cap: u64,
     /// Opens tried: the index into the `--rate` schedule.
     pub(super) attempts: u64,
