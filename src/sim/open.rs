@@ -14,7 +14,7 @@ use teardown_engine::time::Time;
 
 use super::deliver::Sending;
 use super::shard::{Shard, Side, SERVER_IP, SERVER_PORT};
-use super::slots::slot;
+use super::slots::{slot, HELD};
 use super::{CloseMode, RunawayAt, SimConfig, Workload};
 
 /// How long a closed-model client waits to retry a connect() that found no
@@ -78,7 +78,7 @@ impl Shard<'_> {
     pub(super) fn client_ended(&mut self, slot: usize, unclosed: bool) {
         if unclosed {
             if self.client.state(&self.tuple(slot as u32)) == State::Closed {
-                self.slots[slot].held = false;
+                self.slots[slot].open &= !HELD;
             }
             self.count_let_go();
         }
@@ -89,7 +89,9 @@ impl Shard<'_> {
 
     /// Takes `slot` off the live count if its application held it.
     fn unhold(&mut self, slot: usize) {
-        if std::mem::take(&mut self.slots[slot].held) {
+        let open = &mut self.slots[slot].open;
+        if *open & HELD != 0 {
+            *open &= !HELD;
             self.count_let_go();
         }
     }
@@ -252,7 +254,7 @@ impl Shard<'_> {
         };
         self.res.probed.record(u64::from(c.probed));
         self.slots[s].flags = flags;
-        self.slots[s].held = true;
+        self.slots[s].open |= HELD;
         self.opened_ms[s] = stamp;
         self.attempted();
         self.opened += 1;

@@ -134,9 +134,9 @@ pub struct Shard<'a> {
     /// Opens tried: the index into the `--rate` schedule.
     pub(super) attempts: u64,
     pub(super) opened: u64,
-    /// Connections the client application holds now ([`Slot::held`]).
+    /// Connections the client application holds now ([`HELD`]).
     ///
-    /// [`Slot::held`]: super::slots::Slot::held
+    /// [`HELD`]: super::slots::HELD
     pub(super) live: u64,
     /// The next open, tw-fill's close-all, the next attack and the sweep.
     pub(super) apps: AppTimers,

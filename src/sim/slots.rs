@@ -22,9 +22,9 @@ pub(super) mod slot {
     pub const CAPTURED: u8 = 0x80;
 }
 
-/// A slot's bytes, side by side: a delivered segment reads its flags (in
-/// `deliver`) and open ends (in `on_event`), and with a million slots each
-/// was a cold line of its own to ask for ahead ([`Shard::prefetch_slot`]).
+/// A slot's two bytes, side by side: a delivered segment reads both (its
+/// flags in `deliver`, its open ends in `on_event`), and with a million slots
+/// each was a cold line of its own to ask for ahead ([`Shard::prefetch_slot`]).
 ///
 /// [`Shard::prefetch_slot`]: super::shard::Shard::prefetch_slot
 #[derive(Clone, Copy, Default)]
@@ -32,19 +32,23 @@ pub(super) struct Slot {
     /// The workload's flags ([`slot`]).
     pub flags: u8,
     /// Which ends of the slot's connection are ESTABLISHED and not yet
-    /// closed ([`CLIENT_OPEN`], [`SERVER_OPEN`]): the sweep looks only at those.
+    /// closed ([`CLIENT_OPEN`], [`SERVER_OPEN`]): the sweep looks only at
+    /// those; and whether the client's application holds it ([`HELD`]).
     pub open: u8,
-    /// The client's application holds the slot's connection: from its
-    /// connect() to its close(), or to the connection's end when that comes
-    /// first. What `--concurrency` counts ([`Shard::let_go`]).
-    ///
-    /// [`Shard::let_go`]: super::shard::Shard::let_go
-    pub held: bool,
 }
 
 /// Bits of [`Slot::open`].
 pub(super) const CLIENT_OPEN: u8 = 0x01;
 pub(super) const SERVER_OPEN: u8 = 0x02;
+/// The client's application holds the slot's connection: from its connect()
+/// to its close(), or to the connection's end when that comes first. What
+/// `--concurrency` counts ([`Shard::let_go`]). A bit of [`Slot::open`], so
+/// that a slot stays two bytes.
+///
+/// [`Shard::let_go`]: super::shard::Shard::let_go
+pub(super) const HELD: u8 = 0x04;
+/// The bits of [`Slot::open`] that name an open end.
+const ENDS: u8 = CLIENT_OPEN | SERVER_OPEN;
 
 /// The [`Slot::open`] bit of `side`'s end.
 pub(super) fn open_bit(side: Side) -> u8 {
@@ -129,15 +133,15 @@ impl SlotMap {
     }
 }
 
-/// The first slot at or after `from` with an open end (a nonzero
+/// The first slot at or after `from` with an open end (an [`ENDS`] bit of
 /// [`Slot::open`]). The sweep visits every slot of the shard, and most are
 /// empty: so they are tested eight at a time.
 pub(super) fn next_open(slots: &[Slot], from: usize) -> Option<usize> {
-    let open = |s: &Slot| s.open != 0;
+    let open = |s: &Slot| s.open & ENDS != 0;
     let rest = slots.get(from..)?;
     let (eights, tail) = rest.as_chunks::<8>();
     // Their `open` bytes in one word: one test for eight slots.
-    let any = |e: &[Slot; 8]| u64::from_ne_bytes(e.map(|s| s.open)) != 0;
+    let any = |e: &[Slot; 8]| u64::from_ne_bytes(e.map(|s| s.open & ENDS)) != 0;
     let k = match eights.iter().position(any) {
         Some(e) => e * 8 + eights[e].iter().position(open)?,
         None => eights.len() * 8 + tail.iter().position(open)?,
@@ -160,15 +164,14 @@ mod tests {
         // Flags alone, or a connection held before it is ESTABLISHED, do
         // not make a slot open.
         slots[5].flags = 0xff;
-        slots[6].held = true;
+        slots[6].open = HELD;
         for from in 0..=slots.len() + 1 {
-            let want = (from..slots.len()).find(|&i| slots[i].open != 0);
+            let want = (from..slots.len()).find(|&i| slots[i].open & ENDS != 0);
             assert_eq!(next_open(&slots, from), want, "from {from}");
         }
         let flagged = Slot {
             flags: 0xff,
-            open: 0,
-            held: true,
+            open: HELD,
         };
         assert_eq!(next_open(&[flagged; 16], 0), None);
     }
