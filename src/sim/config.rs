@@ -121,8 +121,10 @@ impl SimConfig {
         // and when it refills (fewer places than connections) as many again
         // behind it in LAST-ACK, each a port until CLOSED. Fuller, Linux's
         // port search walks thousands of taken ports a connect.
-        let held = if concurrency < a.connections { 2 } else { 1 };
-        let needed_ips = (concurrency * held * 2).div_ceil(ports).max(16);
+        let entries_per_place = if concurrency < a.connections { 2 } else { 1 };
+        let needed_ips = (concurrency * entries_per_place * 2)
+            .div_ceil(ports)
+            .max(16);
         let client_ips = a.client_ips.map_or(needed_ips, |n| n as u64);
         ensure(client_ips >= 1, || "--client-ips must be at least 1".into())?;
         let shards = a.shards as u64;

@@ -101,7 +101,7 @@ impl Worker {
     /// Whether a FIN of the connection on `tuple` got through the link (as
     /// any does on a link without loss), forgotten now that it is over.
     fn take_fin_through(&mut self, tuple: &Tuple) -> bool {
-        if self.plan.loss_to_server.rate() == 0.0 {
+        if !self.plan.tracks_fins() {
             return true;
         }
         let place = self.plan.own_place(tuple);

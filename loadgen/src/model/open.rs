@@ -122,6 +122,13 @@ impl Plan {
         port * self.ips as usize + ip
     }
 
+    /// Whether the link toward the server loses segments: only then do
+    /// the worker's FINs through it need keeping (`app::fin`); on a
+    /// lossless link every FIN gets through.
+    pub(super) fn tracks_fins(&self) -> bool {
+        self.loss_to_server.rate() > 0.0
+    }
+
     /// [`Plan::place`] for any tuple: `None` unless it is one of this
     /// worker's (an address and port in its range, to the server), so that
     /// no other tuple aliases one of them or stands for a place far past

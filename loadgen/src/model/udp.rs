@@ -64,7 +64,7 @@ impl Worker {
                 self.out.dropped_to_server += 1;
                 continue;
             }
-            if seg.flags.fin() && self.plan.loss_to_server.rate() > 0.0 {
+            if seg.flags.fin() && self.plan.tracks_fins() {
                 fin_went_through(&self.plan, &mut self.fins_through, &seg.sender_tuple());
             }
             pack(
